@@ -1,0 +1,234 @@
+"""The one exception tree of loyaltykit.
+
+Every error the library raises on purpose derives from :class:`LoyaltyError`, and each
+concrete error also derives from the builtin that fits it, so ``except ValueError``
+still catches a bad amount::
+
+    LoyaltyError
+    ├── InvalidInput (ValueError)
+    │   ├── InvalidPoints
+    │   ├── InvalidMoney
+    │   ├── CurrencyMismatch
+    │   ├── NaiveDatetime
+    │   ├── InvalidIdempotencyKey
+    │   ├── UnknownWallet
+    │   └── InvalidProgram
+    ├── NotFound (LookupError)
+    │   ├── MemberNotFound
+    │   ├── TransactionNotFound
+    │   └── HoldNotFound
+    ├── Conflict (ValueError)
+    │   ├── IdempotencyConflict
+    │   ├── MemberAlreadyEnrolled
+    │   ├── InsufficientPoints
+    │   ├── NotReversible
+    │   ├── NotPending
+    │   ├── AlreadyReversed
+    │   ├── HoldNotOpen
+    │   └── HoldExpired
+    └── StorageError (RuntimeError)
+        ├── DuplicateKey
+        └── RetryLimitExceeded
+
+Each error carries a stable machine-readable :attr:`~LoyaltyError.code` and the
+offending values in :attr:`~LoyaltyError.details`; ``str(error)`` reads well in a log
+line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "AlreadyReversed",
+    "Conflict",
+    "CurrencyMismatch",
+    "DuplicateKey",
+    "HoldExpired",
+    "HoldNotFound",
+    "HoldNotOpen",
+    "IdempotencyConflict",
+    "InsufficientPoints",
+    "InvalidIdempotencyKey",
+    "InvalidInput",
+    "InvalidMoney",
+    "InvalidPoints",
+    "InvalidProgram",
+    "LoyaltyError",
+    "MemberAlreadyEnrolled",
+    "MemberNotFound",
+    "NaiveDatetime",
+    "NotFound",
+    "NotPending",
+    "NotReversible",
+    "RetryLimitExceeded",
+    "StorageError",
+    "TransactionNotFound",
+    "UnknownWallet",
+]
+
+
+class LoyaltyError(Exception):
+    """Root of every error loyaltykit raises.
+
+    ``code`` is a stable identifier for programs (``"insufficient_points"``);
+    ``details`` holds the offending values; ``message`` is for people.
+    """
+
+    code: ClassVar[str] = "loyalty_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Mapping[str, Any] = dict(details)
+
+    def __str__(self) -> str:
+        if not self.details:
+            return f"{self.code}: {self.message}"
+        extra = ", ".join(f"{k}={v!r}" for k, v in self.details.items())
+        return f"{self.code}: {self.message} ({extra})"
+
+
+class InvalidInput(LoyaltyError, ValueError):
+    """An argument is malformed: wrong type, out of range, or inconsistent."""
+
+    code = "invalid_input"
+
+
+class InvalidPoints(InvalidInput):
+    """Points must be a positive ``int`` (never ``bool``, ``float`` or ``Decimal``)."""
+
+    code = "invalid_points"
+
+
+class InvalidMoney(InvalidInput):
+    """A money amount is not a finite ``Decimal`` or its currency is not ISO 4217."""
+
+    code = "invalid_money"
+
+
+class CurrencyMismatch(InvalidInput):
+    """Money in one currency was given where another currency is required."""
+
+    code = "currency_mismatch"
+
+
+class NaiveDatetime(InvalidInput):
+    """A datetime without a time zone was given; loyaltykit needs aware datetimes."""
+
+    code = "naive_datetime"
+
+
+class InvalidIdempotencyKey(InvalidInput):
+    """An idempotency key is empty, too long or not a string."""
+
+    code = "invalid_idempotency_key"
+
+
+class UnknownWallet(InvalidInput):
+    """The program has no wallet of that name."""
+
+    code = "unknown_wallet"
+
+
+class InvalidProgram(InvalidInput):
+    """A program definition is inconsistent; ``details["field"]`` names the field."""
+
+    code = "invalid_program"
+
+
+class NotFound(LoyaltyError, LookupError):
+    """Something referred to by id does not exist in this program."""
+
+    code = "not_found"
+
+
+class MemberNotFound(NotFound):
+    """No member with that id is enrolled in the program."""
+
+    code = "member_not_found"
+
+
+class TransactionNotFound(NotFound):
+    """No transaction with that id exists in the program."""
+
+    code = "transaction_not_found"
+
+
+class HoldNotFound(NotFound):
+    """No hold with that id exists in the program."""
+
+    code = "hold_not_found"
+
+
+class Conflict(LoyaltyError, ValueError):
+    """The request is well-formed but conflicts with the ledger's current state."""
+
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    """An idempotency key was reused for a different request."""
+
+    code = "idempotency_conflict"
+
+
+class MemberAlreadyEnrolled(Conflict):
+    """A member with that id is already enrolled in the program."""
+
+    code = "member_already_enrolled"
+
+
+class InsufficientPoints(Conflict):
+    """The member has fewer available points than the request needs."""
+
+    code = "insufficient_points"
+
+
+class NotReversible(Conflict):
+    """That kind of transaction cannot be reversed (e.g. an expiry or a hold)."""
+
+    code = "not_reversible"
+
+
+class NotPending(Conflict):
+    """There is no pending lot left to activate."""
+
+    code = "not_pending"
+
+
+class AlreadyReversed(Conflict):
+    """The transaction has already been reversed."""
+
+    code = "already_reversed"
+
+
+class HoldNotOpen(Conflict):
+    """The hold was already captured, voided or released."""
+
+    code = "hold_not_open"
+
+
+class HoldExpired(Conflict):
+    """The hold's time-to-live has run out; its points are no longer reserved."""
+
+    code = "hold_expired"
+
+
+class StorageError(LoyaltyError, RuntimeError):
+    """The storage backend failed in a way the caller may want to retry or report."""
+
+    code = "storage_error"
+
+
+class DuplicateKey(StorageError):
+    """A unique constraint rejected a write (raised by backends, handled by the facade)."""
+
+    code = "duplicate_key"
+
+
+class RetryLimitExceeded(StorageError):
+    """A write kept conflicting with concurrent writes and the retry budget ran out."""
+
+    code = "retry_limit_exceeded"

@@ -1,0 +1,255 @@
+"""The ledger's records: members, accounts, postings, transactions, lots and holds.
+
+These are immutable values. Storage backends persist them and hand them back; the
+domain (:mod:`loyaltykit._ledger`) derives new ones from old ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "MEMBER_ACCOUNTS",
+    "SYSTEM_ACCOUNTS",
+    "Account",
+    "AccountState",
+    "Hold",
+    "HoldAllocation",
+    "HoldStatus",
+    "IdempotencyRecord",
+    "Kind",
+    "Lot",
+    "LotMovement",
+    "Member",
+    "Posting",
+    "Transaction",
+]
+
+
+class Kind(enum.Enum):
+    """What a ledger transaction does."""
+
+    EARN = "earn"
+    SPEND = "spend"
+    EXPIRE = "expire"
+    ACTIVATE = "activate"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REVERSE = "reverse"
+    ADJUST = "adjust"
+    TRANSFER = "transfer"
+    CLAWBACK = "clawback"
+
+
+class Account(enum.Enum):
+    """A ledger account. Member accounts are credit-normal buckets of one member's
+    points; system accounts are the program's counterparts, derived by summing
+    postings (never a hot row)."""
+
+    # member accounts
+    AVAILABLE = "available"
+    PENDING = "pending"
+    HELD = "held"
+    DEBT = "debt"
+    # system accounts
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+    ADJUSTMENTS = "adjustments"
+    TRANSFERS = "transfers"
+    CLAWBACK_SHORTFALL = "clawback_shortfall"
+
+    @property
+    def is_member(self) -> bool:
+        """True for the member's own buckets (available, pending, held, debt)."""
+        return self in MEMBER_ACCOUNTS
+
+
+MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT})
+SYSTEM_ACCOUNTS = frozenset(set(Account) - MEMBER_ACCOUNTS)
+
+
+@attrs.frozen
+class Posting:
+    """One leg of a transaction: a signed amount on an account (credit positive)."""
+
+    account: Account
+    amount: int
+
+
+@attrs.frozen
+class LotMovement:
+    """The change a transaction made to one lot's remaining points."""
+
+    lot_id: uuid.UUID
+    delta: int
+
+
+@attrs.frozen
+class Transaction:
+    """An immutable, balanced ledger transaction of one member in one wallet.
+
+    ``postings`` sum to zero; ``movements`` record which lots it credited or consumed,
+    so a reversal restores exactly those lots. ``occurred_at`` is business time,
+    ``recorded_at`` the time of writing.
+    """
+
+    id: uuid.UUID
+    program_id: str
+    member_id: str
+    wallet: str
+    kind: Kind
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    postings: tuple[Posting, ...]
+    movements: tuple[LotMovement, ...] = ()
+    idempotency_key: str | None = None
+    reason: str = ""
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    reverses_id: uuid.UUID | None = None
+
+    def __attrs_post_init__(self) -> None:
+        total = sum(p.amount for p in self.postings)
+        if total != 0:  # a bug in the domain, never a user error
+            raise AssertionError(f"postings of {self.kind.value} do not sum to zero: {self}")
+
+    @property
+    def points(self) -> int:
+        """Net change of the member's total points (available + pending + held - debt)."""
+        return sum(p.amount for p in self.postings if p.account.is_member)
+
+    def amount(self, account: Account) -> int:
+        """Sum of this transaction's postings on ``account``."""
+        return sum(p.amount for p in self.postings if p.account is account)
+
+
+@attrs.frozen
+class Lot:
+    """Points from one credit (an earn, a positive adjustment, an incoming transfer).
+
+    ``remaining`` includes ``held`` points reserved by open holds. A pending lot is
+    visible but not spendable until it activates; ``activates_at`` is None for a lot
+    that waits for an explicit activation (or is already active).
+    """
+
+    id: uuid.UUID
+    program_id: str
+    member_id: str
+    wallet: str
+    transaction_id: uuid.UUID
+    amount: int
+    remaining: int
+    held: int
+    earned_at: dt.datetime
+    activates_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    pending: bool
+
+    def expired_at(self, at: dt.datetime) -> bool:
+        """True if the lot's expiry instant is at or before ``at``."""
+        return self.expires_at is not None and self.expires_at <= at
+
+    def spendable(self, at: dt.datetime) -> int:
+        """Points of this lot that a spend or hold at ``at`` may use."""
+        if self.pending or self.expired_at(at):
+            return 0
+        return self.remaining - self.held
+
+
+class HoldStatus(enum.Enum):
+    """The life cycle of a hold."""
+
+    OPEN = "open"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    RELEASED = "released"
+
+
+@attrs.frozen
+class HoldAllocation:
+    """Points of one lot reserved by a hold."""
+
+    lot_id: uuid.UUID
+    points: int
+
+
+@attrs.frozen
+class Hold:
+    """A reservation of available points for a checkout, with a time-to-live."""
+
+    id: uuid.UUID
+    program_id: str
+    member_id: str
+    wallet: str
+    points: int
+    status: HoldStatus
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    transaction_id: uuid.UUID
+    allocations: tuple[HoldAllocation, ...]
+    captured: int = 0
+    resolved_by: uuid.UUID | None = None
+
+
+@attrs.frozen
+class Member:
+    """A member enrolled in a program."""
+
+    program_id: str
+    member_id: str
+    enrolled_at: dt.datetime
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class AccountState:
+    """The stored running totals of one member's wallet (a snapshot of its postings).
+
+    Each field is the signed sum of the postings of this member on the account of the
+    same name; ``next_due_at`` is the earliest instant at which due work (activation,
+    expiry, hold release) may have something to do for this wallet, or None.
+    """
+
+    member_id: str
+    wallet: str
+    available: int = 0
+    pending: int = 0
+    held: int = 0
+    debt: int = 0
+    issued: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    adjustments: int = 0
+    transfers: int = 0
+    clawback_shortfall: int = 0
+    next_due_at: dt.datetime | None = None
+    version: int = 0
+
+    def apply(self, postings: tuple[Posting, ...]) -> AccountState:
+        """Return the state after adding ``postings``."""
+        sums = {a.value: getattr(self, a.value) for a in Account}
+        for p in postings:
+            sums[p.account.value] += p.amount
+        return attrs.evolve(self, **sums, version=self.version + 1)
+
+    def sums(self) -> dict[Account, int]:
+        """The signed sum per account."""
+        return {a: getattr(self, a.value) for a in Account}
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    """A write's idempotency key, the fingerprint of its request and its result."""
+
+    key: str
+    fingerprint: str
+    result: str
+    created_at: dt.datetime
+    member_id: str | None = None

@@ -1,0 +1,329 @@
+"""A loyalty program as data: time zone, currency, wallets and ledger policies.
+
+A :class:`Program` validates on construction (errors name the bad field) and
+round-trips to a JSON-compatible dict. Calendar maths (expiry rounding, pending days)
+happens in the program's IANA time zone with pendulum.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pendulum
+
+from loyaltykit._errors import InvalidProgram, LoyaltyError, UnknownWallet
+from loyaltykit._values import Money, to_utc
+
+__all__ = [
+    "ClawbackPolicy",
+    "ExpiryPolicy",
+    "ExpiryRounding",
+    "ExpiryStart",
+    "LedgerPolicy",
+    "PendingPolicy",
+    "Program",
+    "SpendOrder",
+]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class SpendOrder(enum.Enum):
+    """Which lots a spend consumes first."""
+
+    #: Soonest-expiring first; lots that never expire last; ties oldest first (default).
+    SOONEST_EXPIRING = "soonest_expiring"
+    #: Oldest earned first.
+    OLDEST_FIRST = "oldest_first"
+    #: Newest earned first.
+    NEWEST_FIRST = "newest_first"
+
+
+class ClawbackPolicy(enum.Enum):
+    """What a clawback does when the member has fewer points than it takes back."""
+
+    #: Take what is there; the rest becomes debt that later earnings settle first.
+    DEBT = "debt"
+    #: Like DEBT, but the balance shows the shortfall as a negative available balance.
+    ALLOW_NEGATIVE = "allow_negative"
+    #: Take only pending points; what cannot be taken is written off (clawback_shortfall).
+    PENDING_ONLY = "pending_only"
+
+
+class ExpiryRounding(enum.Enum):
+    """Round a lot's expiry up to the start of the next day / month / quarter / year."""
+
+    NONE = "none"
+    DAY = "day"
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+class ExpiryStart(enum.Enum):
+    """Whether the expiry period counts from the earn or from the lot's activation."""
+
+    EARN = "earn"
+    ACTIVATION = "activation"
+
+
+def _fail(field: str, message: str, value: object) -> LoyaltyError:
+    return InvalidProgram(f"{field}: {message}", field=field, value=value)
+
+
+def _check_count(field: str, value: object, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 100_000:
+        raise _fail(field, "must be an int between 0 and 100000", value)
+
+
+@attrs.frozen
+class ExpiryPolicy:
+    """When lots expire: ``days`` or ``months`` after the start, rounded up.
+
+    With neither ``days`` nor ``months`` set, points never expire. Rounding moves the
+    instant to the start of the next calendar period in the program's time zone, so a
+    lot earned on 2026-01-15 with ``months=12, round_up_to=MONTH`` expires at
+    2027-02-01 00:00 local time.
+    """
+
+    days: int | None = None
+    months: int | None = None
+    round_up_to: ExpiryRounding = ExpiryRounding.NONE
+    counted_from: ExpiryStart = ExpiryStart.EARN
+
+    def __attrs_post_init__(self) -> None:
+        _check_count("ledger.expiry.days", self.days, allow_none=True)
+        _check_count("ledger.expiry.months", self.months, allow_none=True)
+        if self.days is not None and self.months is not None:
+            raise _fail("ledger.expiry", "give days or months, not both", attrs.asdict(self))
+        if not isinstance(self.round_up_to, ExpiryRounding):
+            raise _fail("ledger.expiry.round_up_to", "must be an ExpiryRounding", self.round_up_to)
+        if not isinstance(self.counted_from, ExpiryStart):
+            raise _fail("ledger.expiry.counted_from", "must be an ExpiryStart", self.counted_from)
+
+    @property
+    def expires(self) -> bool:
+        """True if lots expire at all under this policy."""
+        return self.days is not None or self.months is not None
+
+    def expiry_for(self, start: dt.datetime, time_zone: str) -> dt.datetime | None:
+        """Return the expiry instant (UTC) of a lot whose period starts at ``start``."""
+        if not self.expires:
+            return None
+        local = pendulum.instance(start).in_timezone(time_zone)
+        if self.months is not None:
+            local = local.add(months=self.months)
+        else:
+            local = local.add(days=self.days or 0)
+        local = _round_up(local, self.round_up_to)
+        return to_utc(local)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict."""
+        return {
+            "days": self.days,
+            "months": self.months,
+            "round_up_to": self.round_up_to.value,
+            "counted_from": self.counted_from.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpiryPolicy:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            days=data.get("days"),
+            months=data.get("months"),
+            round_up_to=_enum(ExpiryRounding, data.get("round_up_to", "none"), "round_up_to"),
+            counted_from=_enum(ExpiryStart, data.get("counted_from", "earn"), "counted_from"),
+        )
+
+
+def _round_up(local: pendulum.DateTime, unit: ExpiryRounding) -> pendulum.DateTime:
+    if unit is ExpiryRounding.NONE:
+        return local
+    if unit is ExpiryRounding.DAY:
+        return local.start_of("day").add(days=1)
+    if unit is ExpiryRounding.MONTH:
+        return local.start_of("month").add(months=1)
+    if unit is ExpiryRounding.QUARTER:
+        first_month = ((local.month - 1) // 3) * 3 + 1
+        return local.start_of("month").set(month=first_month).add(months=3)
+    return local.start_of("year").add(years=1)
+
+
+@attrs.frozen
+class PendingPolicy:
+    """How long earned points stay pending (visible, not spendable).
+
+    ``days`` > 0 activates a lot that many calendar days after the earn (in the
+    program's time zone); ``manual=True`` keeps lots pending until an explicit
+    ``activate`` call. An explicit call may always activate a pending lot early.
+    """
+
+    days: int = 0
+    manual: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        _check_count("ledger.pending.days", self.days, allow_none=False)
+        if not isinstance(self.manual, bool):
+            raise _fail("ledger.pending.manual", "must be a bool", self.manual)
+        if self.manual and self.days:
+            raise _fail("ledger.pending", "give days or manual, not both", attrs.asdict(self))
+
+    def activates_at(self, earned_at: dt.datetime, time_zone: str) -> dt.datetime | None:
+        """Return when a lot earned at ``earned_at`` activates (None: manual or at once)."""
+        if self.manual or not self.days:
+            return None
+        local = pendulum.instance(earned_at).in_timezone(time_zone).add(days=self.days)
+        return to_utc(local)
+
+    @property
+    def is_pending(self) -> bool:
+        """True if earns start pending under this policy."""
+        return self.manual or self.days > 0
+
+
+@attrs.frozen
+class LedgerPolicy:
+    """The ledger rules of a program: expiry, pending period, spend order, clawback."""
+
+    expiry: ExpiryPolicy = attrs.field(factory=ExpiryPolicy)
+    pending: PendingPolicy = attrs.field(factory=PendingPolicy)
+    spend_order: SpendOrder = SpendOrder.SOONEST_EXPIRING
+    clawback: ClawbackPolicy = ClawbackPolicy.DEBT
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.expiry, ExpiryPolicy):
+            raise _fail("ledger.expiry", "must be an ExpiryPolicy", self.expiry)
+        if not isinstance(self.pending, PendingPolicy):
+            raise _fail("ledger.pending", "must be a PendingPolicy", self.pending)
+        if not isinstance(self.spend_order, SpendOrder):
+            raise _fail("ledger.spend_order", "must be a SpendOrder", self.spend_order)
+        if not isinstance(self.clawback, ClawbackPolicy):
+            raise _fail("ledger.clawback", "must be a ClawbackPolicy", self.clawback)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict."""
+        return {
+            "expiry": self.expiry.to_dict(),
+            "pending": {"days": self.pending.days, "manual": self.pending.manual},
+            "spend_order": self.spend_order.value,
+            "clawback": self.clawback.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerPolicy:
+        """Inverse of :meth:`to_dict`."""
+        pending = data.get("pending", {})
+        return cls(
+            expiry=ExpiryPolicy.from_dict(data.get("expiry", {})),
+            pending=PendingPolicy(days=pending.get("days", 0), manual=pending.get("manual", False)),
+            spend_order=_enum(
+                SpendOrder, data.get("spend_order", "soonest_expiring"), "spend_order"
+            ),
+            clawback=_enum(ClawbackPolicy, data.get("clawback", "debt"), "clawback"),
+        )
+
+
+def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = [m.value for m in cls]
+        raise _fail(f"ledger.{field}", f"must be one of {choices}", value) from None
+
+
+@attrs.frozen
+class Program:
+    """A loyalty program: identity, time zone, currency, point value, wallets, policies.
+
+    ``wallets`` names the kinds of points members hold; the first is the default wallet
+    every call uses unless told otherwise. ``point_value`` is the money value of one
+    point, used for liability reports.
+    """
+
+    id: str
+    time_zone: str
+    currency: str
+    point_value: Money
+    wallets: tuple[str, ...] = ("points",)
+    ledger: LedgerPolicy = attrs.field(factory=LedgerPolicy)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
+            raise _fail("id", "must be 1-64 characters of letters, digits and _.:-", self.id)
+        if not isinstance(self.time_zone, str):
+            raise _fail("time_zone", "must be an IANA time zone name", self.time_zone)
+        try:
+            pendulum.timezone(self.time_zone)
+        except Exception:
+            raise _fail("time_zone", "unknown IANA time zone", self.time_zone) from None
+        if not isinstance(self.currency, str) or not re.match(r"^[A-Z]{3}$", self.currency):
+            raise _fail("currency", "must be a three-letter ISO 4217 code", self.currency)
+        if not isinstance(self.point_value, Money):
+            raise _fail("point_value", "must be Money", self.point_value)
+        if self.point_value.currency != self.currency:
+            raise _fail("point_value", "must be in the program's currency", self.point_value)
+        if self.point_value.amount < Decimal(0):
+            raise _fail("point_value", "must not be negative", str(self.point_value.amount))
+        if not isinstance(self.wallets, tuple) or not self.wallets:
+            raise _fail("wallets", "must be a non-empty tuple of names", self.wallets)
+        for name in self.wallets:
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise _fail("wallets", "names are lower-case identifiers up to 32 chars", name)
+        if len(set(self.wallets)) != len(self.wallets):
+            raise _fail("wallets", "names must be unique", self.wallets)
+        if not isinstance(self.ledger, LedgerPolicy):
+            raise _fail("ledger", "must be a LedgerPolicy", self.ledger)
+
+    @property
+    def default_wallet(self) -> str:
+        """The wallet used when a call names none (the first of ``wallets``)."""
+        return self.wallets[0]
+
+    def wallet(self, name: str | None) -> str:
+        """Return ``name`` (or the default wallet) after checking the program has it."""
+        if name is None:
+            return self.default_wallet
+        if name not in self.wallets:
+            raise UnknownWallet(
+                "the program has no such wallet", wallet=name, wallets=list(self.wallets)
+            )
+        return name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict that :meth:`from_dict` turns back into ``self``."""
+        return {
+            "id": self.id,
+            "time_zone": self.time_zone,
+            "currency": self.currency,
+            "point_value": self.point_value.to_dict(),
+            "wallets": list(self.wallets),
+            "ledger": self.ledger.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Program:
+        """Build a program from :meth:`to_dict` output; bad fields raise InvalidProgram."""
+        try:
+            point_value = Money.from_dict(data["point_value"])
+            return cls(
+                id=data["id"],
+                time_zone=data["time_zone"],
+                currency=data["currency"],
+                point_value=point_value,
+                wallets=tuple(data.get("wallets", ("points",))),
+                ledger=LedgerPolicy.from_dict(data.get("ledger", {})),
+            )
+        except KeyError as exc:
+            raise _fail(str(exc.args[0]), "is required", None) from None
+        except (TypeError, AttributeError) as exc:
+            raise _fail("program", f"malformed definition: {exc}", None) from None

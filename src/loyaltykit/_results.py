@@ -1,0 +1,200 @@
+"""What the facade returns: balances, statements and write results.
+
+Every write result is also stored (as JSON) with its idempotency key, so a replay of
+the same request returns the very same value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import attrs
+
+from loyaltykit._model import Kind, Member
+
+__all__ = [
+    "Balance",
+    "BulkEarnResult",
+    "DueWorkReport",
+    "HoldResult",
+    "StatementLine",
+    "StatementPage",
+    "TransactionResult",
+    "TransferResult",
+    "decode_result",
+    "encode_result",
+]
+
+
+@attrs.frozen
+class Balance:
+    """A member's points in one wallet, now or as of a past instant.
+
+    ``available`` is spendable; ``pending`` is visible but not yet spendable; ``held``
+    is reserved by open holds; ``debt`` is owed from a clawback and settled by later
+    earnings (under the ``ALLOW_NEGATIVE`` clawback policy it is also subtracted from
+    ``available``). ``total`` = available + pending + held - debt (counting debt once).
+    ``earned``, ``spent``, ``expired``, ``adjusted`` and ``transferred`` are lifetime
+    net figures. ``next_expiring_points`` expire at ``next_expiring_at``.
+    """
+
+    member_id: str
+    wallet: str
+    as_of: dt.datetime
+    available: int
+    pending: int
+    held: int
+    debt: int
+    total: int
+    earned: int
+    spent: int
+    expired: int
+    adjusted: int
+    transferred: int
+    next_expiring_points: int = 0
+    next_expiring_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class TransactionResult:
+    """The result of a write that posted one transaction.
+
+    ``points`` is the net change of the member's total points; ``balance`` the
+    member's balance right after the write; ``related_ids`` any further transactions
+    the same request wrote (the other half of a transfer, ...).
+    """
+
+    transaction_id: uuid.UUID
+    kind: Kind
+    member_id: str
+    wallet: str
+    points: int
+    occurred_at: dt.datetime
+    balance: Balance
+    related_ids: tuple[uuid.UUID, ...] = ()
+
+
+@attrs.frozen
+class HoldResult:
+    """The result of placing a hold: its id, points, expiry and the new balance."""
+
+    hold_id: uuid.UUID
+    transaction_id: uuid.UUID
+    member_id: str
+    wallet: str
+    points: int
+    expires_at: dt.datetime
+    balance: Balance
+
+
+@attrs.frozen
+class TransferResult:
+    """The two transactions of a transfer: out of one member, into the other."""
+
+    transfer_id: uuid.UUID
+    outgoing: TransactionResult
+    incoming: TransactionResult
+
+
+@attrs.frozen
+class BulkEarnResult:
+    """The result of a bulk earn: how many members got how many points in all."""
+
+    batch_id: uuid.UUID
+    members: int
+    points: int
+    occurred_at: dt.datetime
+
+
+@attrs.frozen
+class StatementLine:
+    """One transaction as a member's statement shows it, with the running balance."""
+
+    transaction_id: uuid.UUID
+    kind: Kind
+    occurred_at: dt.datetime
+    points: int
+    balance: int
+    reason: str
+    reverses_id: uuid.UUID | None = None
+
+
+@attrs.frozen
+class StatementPage:
+    """A page of a statement, newest first; pass ``next_cursor`` to get the next page."""
+
+    member_id: str
+    wallet: str
+    lines: tuple[StatementLine, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class DueWorkReport:
+    """What a run of due work did: counts of transactions and points moved."""
+
+    at: dt.datetime
+    activated_lots: int = 0
+    activated_points: int = 0
+    expired_lots: int = 0
+    expired_points: int = 0
+    released_holds: int = 0
+    released_points: int = 0
+    members: int = 0
+
+
+# -- JSON codec for idempotent replay -------------------------------------------------
+
+_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member)
+}
+
+
+def _dump(value: Any) -> Any:
+    if attrs.has(type(value)):
+        data = {f.name: _dump(getattr(value, f.name)) for f in attrs.fields(type(value))}
+        data["__type__"] = type(value).__name__
+        return data
+    if isinstance(value, dt.datetime):
+        return {"__dt__": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"__uuid__": str(value)}
+    if isinstance(value, Kind):
+        return {"__kind__": value.value}
+    if isinstance(value, tuple | list):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {"__map__": {k: _dump(v) for k, v in value.items()}}
+    return value
+
+
+def _load(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__dt__" in value:
+            return dt.datetime.fromisoformat(value["__dt__"])
+        if "__uuid__" in value:
+            return uuid.UUID(value["__uuid__"])
+        if "__map__" in value:
+            return {k: _load(v) for k, v in value["__map__"].items()}
+        if "__kind__" in value:
+            return Kind(value["__kind__"])
+        cls = _TYPES[value["__type__"]]
+        kwargs = {k: _load(v) for k, v in value.items() if k != "__type__"}
+        return cls(**kwargs)
+    if isinstance(value, list):
+        return tuple(_load(v) for v in value)
+    return value
+
+
+def encode_result(result: Any) -> str:
+    """Serialise a write result to JSON text."""
+    return json.dumps(_dump(result), separators=(",", ":"), sort_keys=True)
+
+
+def decode_result(text: str) -> Any:
+    """Inverse of :func:`encode_result`."""
+    return _load(json.loads(text))

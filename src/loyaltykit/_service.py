@@ -1,0 +1,980 @@
+"""The facade: one call per use case, bound to a program, a storage and a clock.
+
+Every write validates its input before touching storage, opens one unit of work,
+checks the idempotency key, locks the member wallet(s) it writes, first posts the
+member's own due work (releases, activations, expiries up to the write's instant),
+then applies the request and commits. Bad input raises a typed error and writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from loyaltykit._clock import Clock, SystemClock
+from loyaltykit._errors import (
+    AlreadyReversed,
+    DuplicateKey,
+    HoldExpired,
+    HoldNotFound,
+    HoldNotOpen,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidPoints,
+    MemberAlreadyEnrolled,
+    MemberNotFound,
+    NotPending,
+    RetryLimitExceeded,
+    TransactionNotFound,
+)
+from loyaltykit._ledger import Ledger, MemberBook
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    Kind,
+    Lot,
+    Member,
+    Transaction,
+)
+from loyaltykit._program import ClawbackPolicy, Program
+from loyaltykit._results import (
+    Balance,
+    BulkEarnResult,
+    DueWorkReport,
+    HoldResult,
+    StatementLine,
+    StatementPage,
+    TransactionResult,
+    TransferResult,
+    decode_result,
+    encode_result,
+)
+from loyaltykit._storage import Storage, UnitOfWork
+from loyaltykit._values import check_aware, check_key, check_points, new_id, to_utc
+
+__all__ = ["Loyalty"]
+
+logger = logging.getLogger("loyaltykit")
+
+R = TypeVar("R")
+
+MAX_MEMBER_ID_LENGTH = 128
+MAX_REASON_LENGTH = 500
+MAX_METADATA_BYTES = 16_384
+MAX_STATEMENT_PAGE = 1000
+
+
+def _check_member_id(value: object, name: str = "member_id") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a str", **{name: value})
+    if not value or value != value.strip() or len(value) > MAX_MEMBER_ID_LENGTH:
+        raise InvalidInput(
+            f"{name} must be 1-{MAX_MEMBER_ID_LENGTH} characters without surrounding spaces",
+            **{name: value},
+        )
+    return value
+
+
+def _check_reason(value: object, *, required: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"reason must be a str of at most {MAX_REASON_LENGTH} characters",
+                           reason=value)
+    if required and not value.strip():
+        raise InvalidInput("a reason is required", reason=value)
+    return value
+
+
+def _check_json(value: object, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidInput(f"{name} must be a mapping with str keys", **{name: repr(value)})
+    try:
+        text = json.dumps(dict(value), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"{name} must be JSON-compatible: {exc}", **{name: repr(value)}
+        ) from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"{name} larger than {MAX_METADATA_BYTES} bytes", size=len(text))
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _check_id(value: object, name: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidInput(f"{name} must be a UUID", **{name: value})
+
+
+def _fingerprint(request: Mapping[str, Any]) -> str:
+    text = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Loyalty:
+    """The public API of one program: enrol, earn, spend, hold, reverse, report.
+
+    >>> import datetime as dt
+    >>> from loyaltykit import Loyalty, Money, Program, TestClock
+    >>> from loyaltykit.memory import MemoryStorage
+    >>> program = Program(id="shop", time_zone="Europe/Berlin", currency="EUR",
+    ...                   point_value=Money("0.01", "EUR"))
+    >>> clock = TestClock(dt.datetime(2026, 1, 15, 9, tzinfo=dt.timezone.utc))
+    >>> loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    >>> _ = loyalty.enrol("alice")
+    >>> loyalty.earn("alice", 100, key="order-1").balance.available
+    100
+
+    Every write takes an idempotency ``key`` (unique per program) and optionally the
+    business instant ``at`` (default: the clock's now; never later than it). The same
+    key with the same request returns the original result and writes nothing; with a
+    different request it raises :class:`~loyaltykit.IdempotencyConflict`.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        storage: Storage,
+        *,
+        clock: Clock | None = None,
+        new_id: Callable[[], uuid.UUID] = new_id,
+        max_retries: int = 5,
+    ) -> None:
+        if not isinstance(program, Program):
+            raise InvalidInput("program must be a Program", program=repr(program))
+        self.program = program
+        self.storage = storage
+        self.clock: Clock = clock or SystemClock()
+        self._new_id = new_id
+        self._max_retries = max_retries
+        storage.register_program(program.id, program.to_dict(), self._now())
+
+    def __repr__(self) -> str:
+        return f"Loyalty(program={self.program.id!r}, storage={self.storage!r})"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return to_utc(check_aware(self.clock.now(), name="clock.now()"))
+
+    def _instant(self, at: object, name: str = "at") -> dt.datetime:
+        now = self._now()
+        if at is None:
+            return now
+        value = to_utc(check_aware(at, name=name))
+        if value > now:
+            raise InvalidInput(f"{name} is later than the clock's now", **{
+                name: value.isoformat(), "now": now.isoformat()})
+        return value
+
+    def _write(
+        self,
+        key: str,
+        request: dict[str, Any],
+        at: dt.datetime,
+        member_id: str | None,
+        apply: Callable[[UnitOfWork, Ledger], R],
+    ) -> R:
+        fingerprint = _fingerprint(request)
+        for _attempt in range(self._max_retries + 1):
+            try:
+                with self.storage.unit_of_work(self.program.id) as uow:
+                    record = uow.get_idempotency(key)
+                    if record is not None:
+                        if record.fingerprint != fingerprint:
+                            raise IdempotencyConflict(
+                                "idempotency key reused for a different request",
+                                key=key, operation=request.get("op"),
+                            )
+                        replay: R = decode_result(record.result)
+                        return replay
+                    ledger = Ledger(self.program, at=at, recorded_at=self._now(),
+                                    new_id=self._new_id, key=key)
+                    result = apply(uow, ledger)
+                    changes = ledger.finish()
+                    changes.idempotency.append(IdempotencyRecord(
+                        key=key, fingerprint=fingerprint, result=encode_result(result),
+                        created_at=ledger.recorded_at, member_id=member_id,
+                    ))
+                    uow.write(changes)
+                    uow.commit()
+                    return result
+            except DuplicateKey:
+                logger.debug("unique conflict on %s, retrying", request.get("op"))
+                continue
+        raise RetryLimitExceeded("write kept conflicting", key=key, operation=request.get("op"))
+
+    def _books(
+        self,
+        uow: UnitOfWork,
+        ledger: Ledger,
+        wallet: str,
+        member_ids: list[str],
+        *,
+        need_lots: bool,
+        extra_lots: Iterable[uuid.UUID] = (),
+    ) -> dict[str, MemberBook]:
+        states = uow.lock_accounts(wallet, member_ids)
+        missing = [m for m in member_ids if m not in states]
+        if missing:
+            raise MemberNotFound("member is not enrolled", member_ids=missing[:10],
+                                 missing=len(missing))
+        books = {m: MemberBook(states[m]) for m in member_ids}
+        due = [m for m, s in states.items()
+               if s.next_due_at is not None and s.next_due_at <= ledger.at]
+        loaded = member_ids if need_lots else due
+        if loaded:
+            lots = uow.load_lots(wallet, loaded)
+            holds = uow.load_open_holds(wallet, loaded)
+            for m in loaded:
+                books[m].lots = {}
+                books[m].holds = {}
+            for lot in lots:
+                lots_of = books[lot.member_id].lots
+                assert lots_of is not None
+                lots_of[lot.id] = lot
+            extra = [i for i in extra_lots]
+            if extra:
+                for lot in uow.load_lots_by_id(extra):
+                    book = books.get(lot.member_id)
+                    if book is not None and book.lots is not None and lot.wallet == wallet:
+                        book.lots.setdefault(lot.id, lot)
+            for hold in holds:
+                holds_of = books[hold.member_id].holds
+                assert holds_of is not None
+                holds_of[hold.id] = hold
+        for book in books.values():
+            ledger.add_book(book)
+            if book.lots is not None:
+                ledger.catch_up(book, ledger.at)
+        return books
+
+    def _balance_of(
+        self, state: AccountState, as_of: dt.datetime, nxt: tuple[int, dt.datetime] | None
+    ) -> Balance:
+        return self._balance_from_sums(state.member_id, state.wallet, state.sums(), as_of, nxt)
+
+    def _balance_from_sums(
+        self,
+        member_id: str,
+        wallet: str,
+        sums: Mapping[Account, int],
+        as_of: dt.datetime,
+        nxt: tuple[int, dt.datetime] | None,
+    ) -> Balance:
+        def s(a: Account) -> int:
+            return sums.get(a, 0)
+
+        debt = -s(Account.DEBT)
+        available = s(Account.AVAILABLE)
+        if self.program.ledger.clawback is ClawbackPolicy.ALLOW_NEGATIVE:
+            available -= debt
+        return Balance(
+            member_id=member_id,
+            wallet=wallet,
+            as_of=as_of,
+            available=available,
+            pending=s(Account.PENDING),
+            held=s(Account.HELD),
+            debt=debt,
+            total=s(Account.AVAILABLE) + s(Account.PENDING) + s(Account.HELD) - debt,
+            earned=-s(Account.ISSUED),
+            spent=s(Account.REDEEMED),
+            expired=s(Account.EXPIRED),
+            adjusted=-s(Account.ADJUSTMENTS),
+            transferred=-s(Account.TRANSFERS),
+            next_expiring_points=nxt[0] if nxt else 0,
+            next_expiring_at=nxt[1] if nxt else None,
+        )
+
+    def _next_expiring_after(
+        self, uow: UnitOfWork, ledger: Ledger, book: MemberBook
+    ) -> tuple[int, dt.datetime] | None:
+        if book.lots is not None:
+            lots: Iterable[Lot] = book.lots.values()
+        else:
+            stored = uow.next_expiring(book.wallet, book.member_id)
+            new = [lot for i, lot in ledger.changes.lots.items()
+                   if lot.member_id == book.member_id and lot.wallet == book.wallet]
+            if stored is not None:
+                points, when = stored
+                new_at = [lot for lot in new if lot.expires_at is not None and lot.remaining > 0]
+                first = min([when, *[lot.expires_at for lot in new_at if lot.expires_at]])
+                extra = sum(lot.remaining for lot in new_at if lot.expires_at == first)
+                return ((points if when == first else 0) + extra, first)
+            lots = new
+        live = [lot for lot in lots if lot.expires_at is not None and lot.remaining > 0]
+        if not live:
+            return None
+        first = min(lot.expires_at for lot in live if lot.expires_at is not None)
+        return sum(lot.remaining for lot in live if lot.expires_at == first), first
+
+    def _tx_result(
+        self, uow: UnitOfWork, ledger: Ledger, book: MemberBook, tx: Transaction,
+        related: tuple[uuid.UUID, ...] = (),
+    ) -> TransactionResult:
+        balance = self._balance_of(book.state, ledger.at,
+                                   self._next_expiring_after(uow, ledger, book))
+        return TransactionResult(
+            transaction_id=tx.id, kind=tx.kind, member_id=tx.member_id, wallet=tx.wallet,
+            points=tx.points, occurred_at=tx.occurred_at, balance=balance,
+            related_ids=related,
+        )
+
+    def _request(self, op: str, at: object, **fields: Any) -> dict[str, Any]:
+        # an ``at`` defaulted from the clock is not part of the request: a retry a second
+        # later with the same key is the same request
+        request = {"op": op, **fields}
+        if at is not None:
+            request["at"] = self._instant(at).isoformat()
+        return request
+
+    # -- members --------------------------------------------------------------------------
+
+    def enrol(
+        self,
+        member_id: str,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Member:
+        """Enrol a member (the shop's own customer id) with empty wallets.
+
+        The key defaults to ``"enrol:<member_id>"``, so enrolling the same member twice
+        with the same attributes returns the first result. With another key an
+        enrolled member raises :class:`~loyaltykit.MemberAlreadyEnrolled`.
+        """
+        member_id = _check_member_id(member_id)
+        key = check_key(key if key is not None else f"enrol:{member_id}")
+        attrs_ = _check_json(attributes, "attributes")
+        when = self._instant(at)
+        request = self._request("enrol", at, member_id=member_id, attributes=attrs_)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> Member:
+            if uow.get_member(member_id) is not None:
+                raise MemberAlreadyEnrolled("member is already enrolled", member_id=member_id)
+            member = Member(self.program.id, member_id, when, attrs_)
+            ledger.changes.members.append(member)
+            for wallet in self.program.wallets:
+                ledger.add_book(MemberBook(AccountState(member_id, wallet)))
+                ledger.changes.new_accounts.add((member_id, wallet))
+            return member
+
+        return self._write(key, request, when, member_id, apply)
+
+    # -- points ---------------------------------------------------------------------------
+
+    def earn(
+        self,
+        member_id: str,
+        points: int,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        activates_at: dt.datetime | None = None,
+    ) -> TransactionResult:
+        """Award ``points`` as a new lot. Pending per the program's policy unless
+        ``activates_at`` says when it activates; active points settle debt first."""
+        member_id = _check_member_id(member_id)
+        points = check_points(points)
+        key = check_key(key)
+        wallet_ = self.program.wallet(wallet)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        activation = None
+        if activates_at is not None:
+            activation = to_utc(check_aware(activates_at, name="activates_at"))
+        request = self._request(
+            "earn", at, member_id=member_id, points=points, wallet=wallet_, reason=reason,
+            metadata=meta, activates_at=activation.isoformat() if activation else None,
+        )
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
+            tx = ledger.earn(book, points, reason=reason, metadata=meta,
+                             activates_at=activation,
+                             pending=True if activation is not None else None)
+            return self._tx_result(uow, ledger, book, tx)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def spend(
+        self,
+        member_id: str,
+        points: int,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """Redeem ``points`` from available lots in the program's spend order.
+
+        Raises :class:`~loyaltykit.InsufficientPoints` (writing nothing) when fewer
+        points are available."""
+        member_id = _check_member_id(member_id)
+        points = check_points(points)
+        key = check_key(key)
+        wallet_ = self.program.wallet(wallet)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("spend", at, member_id=member_id, points=points,
+                                wallet=wallet_, reason=reason, metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=True)[member_id]
+            tx = ledger.spend(book, points, reason=reason, metadata=meta)
+            return self._tx_result(uow, ledger, book, tx)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def hold(
+        self,
+        member_id: str,
+        points: int,
+        *,
+        key: str,
+        ttl: dt.timedelta,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> HoldResult:
+        """Reserve ``points`` of available points for ``ttl`` (e.g. during checkout).
+
+        Held points cannot be spent or held again. Capture them with :meth:`capture`,
+        give them back with :meth:`void`; an unresolved hold is released by due work
+        once ``ttl`` has passed. Held points do not expire while held: if their lot
+        passes its expiry meanwhile, they expire when the hold returns them.
+        """
+        member_id = _check_member_id(member_id)
+        points = check_points(points)
+        key = check_key(key)
+        if not isinstance(ttl, dt.timedelta) or ttl <= dt.timedelta(0):
+            raise InvalidInput("ttl must be a positive timedelta", ttl=repr(ttl))
+        wallet_ = self.program.wallet(wallet)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("hold", at, member_id=member_id, points=points,
+                                ttl=ttl.total_seconds(), wallet=wallet_, reason=reason,
+                                metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> HoldResult:
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=True)[member_id]
+            tx, hold = ledger.hold(book, points, ttl=ttl, reason=reason, metadata=meta)
+            balance = self._balance_of(book.state, when,
+                                       self._next_expiring_after(uow, ledger, book))
+            return HoldResult(hold_id=hold.id, transaction_id=tx.id, member_id=member_id,
+                              wallet=wallet_, points=points, expires_at=hold.expires_at,
+                              balance=balance)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def _resolve(
+        self,
+        op: str,
+        hold_id: uuid.UUID | str,
+        capture: int | None,
+        key: str,
+        at: dt.datetime | None,
+        reason: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> TransactionResult:
+        hid = _check_id(hold_id, "hold_id")
+        if capture is not None:
+            capture = check_points(capture)
+        key = check_key(key)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request(op, at, hold_id=str(hid), points=capture, reason=reason,
+                                metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            stored = uow.get_hold(hid)
+            if stored is None:
+                raise HoldNotFound("no such hold", hold_id=str(hid))
+            if stored.status is not HoldStatus.OPEN:
+                raise HoldNotOpen("the hold is no longer open", hold_id=str(hid),
+                                  status=stored.status.value)
+            if op == "capture" and stored.expires_at <= when:
+                raise HoldExpired("the hold expired before capture", hold_id=str(hid),
+                                  expires_at=stored.expires_at.isoformat())
+            book = self._books(uow, ledger, stored.wallet, [stored.member_id],
+                               need_lots=True)[stored.member_id]
+            holds = book.holds or {}
+            hold: Hold | None = holds.get(hid)
+            if hold is None:  # released by the member's own due work just now
+                raise HoldNotOpen("the hold is no longer open", hold_id=str(hid),
+                                  status=HoldStatus.RELEASED.value)
+            points = hold.points if capture is None else capture
+            status = HoldStatus.CAPTURED if op == "capture" else HoldStatus.VOIDED
+            tx = ledger.resolve_hold(book, hold, capture=points if op == "capture" else 0,
+                                     status=status, reason=reason, metadata=meta)
+            return self._tx_result(uow, ledger, book, tx)
+
+        return self._write(key, request, when, None, apply)
+
+    def capture(
+        self,
+        hold_id: uuid.UUID | str,
+        points: int | None = None,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """Redeem ``points`` of an open hold (all of it by default); the rest returns
+        to available. Raises HoldExpired once the hold's ttl has passed."""
+        return self._resolve("capture", hold_id, points, key, at, reason, metadata)
+
+    def void(
+        self,
+        hold_id: uuid.UUID | str,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """Give an open hold's points back to available (checkout abandoned)."""
+        return self._resolve("void", hold_id, None, key, at, reason, metadata)
+
+    def activate(
+        self,
+        earn_id: uuid.UUID | str,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+    ) -> TransactionResult:
+        """Make the pending points of an earn spendable now (e.g. the return window
+        closed early). Raises NotPending if nothing of it is pending."""
+        tid = _check_id(earn_id, "earn_id")
+        key = check_key(key)
+        reason = _check_reason(reason)
+        when = self._instant(at)
+        request = self._request("activate", at, earn_id=str(tid), reason=reason)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            original = uow.get_transaction(tid)
+            if original is None:
+                raise TransactionNotFound("no such transaction", transaction_id=str(tid))
+            book = self._books(uow, ledger, original.wallet, [original.member_id],
+                               need_lots=True)[original.member_id]
+            lots = book.lots or {}
+            pending = [lots[m.lot_id] for m in original.movements
+                       if m.delta > 0 and m.lot_id in lots and lots[m.lot_id].pending
+                       and lots[m.lot_id].remaining > 0]
+            if not pending:
+                raise NotPending("nothing of this transaction is pending",
+                                 transaction_id=str(tid))
+            txs = [ledger.activate(book, lot, reason=reason) for lot in pending]
+            return self._tx_result(uow, ledger, book, txs[0],
+                                   tuple(tx.id for tx in txs[1:]))
+
+        return self._write(key, request, when, None, apply)
+
+    def reverse(
+        self,
+        transaction_id: uuid.UUID | str,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """Post the exact opposite of a transaction, restoring the lots it touched.
+
+        A spend's points return to the very lots they came from, with their original
+        expiry (points of a lot already past its expiry expire at once). An earn's
+        points are taken back from its lot; what is no longer there is taken under the
+        clawback policy. Reversing one half of a transfer reverses both. Expiries,
+        activations, holds, releases and reversals are not reversible
+        (:class:`~loyaltykit.NotReversible`); a transaction is reversed at most once
+        (:class:`~loyaltykit.AlreadyReversed`).
+        """
+        tid = _check_id(transaction_id, "transaction_id")
+        key = check_key(key)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("reverse", at, transaction_id=str(tid), reason=reason,
+                                metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            original = uow.get_transaction(tid)
+            if original is None:
+                raise TransactionNotFound("no such transaction", transaction_id=str(tid))
+            if uow.find_reversal(tid) is not None:
+                raise AlreadyReversed("transaction already reversed", transaction_id=str(tid))
+            originals = [original]
+            if original.kind is Kind.TRANSFER:
+                sibling = uow.get_transaction(uuid.UUID(original.metadata["counterpart_id"]))
+                if sibling is None:  # pragma: no cover - written atomically with original
+                    raise TransactionNotFound("transfer half missing", transaction_id=str(tid))
+                originals.append(sibling)
+            members = sorted({t.member_id for t in originals})
+            books = self._books(
+                uow, ledger, original.wallet, members, need_lots=True,
+                extra_lots=[m.lot_id for t in originals for m in t.movements],
+            )
+            txs = [ledger.reverse(books[t.member_id], t, reason=reason, metadata=meta)
+                   for t in originals]
+            return self._tx_result(uow, ledger, books[original.member_id], txs[0],
+                                   tuple(tx.id for tx in txs[1:]))
+
+        return self._write(key, request, when, None, apply)
+
+    def adjust(
+        self,
+        member_id: str,
+        points: int,
+        *,
+        key: str,
+        reason: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """A manual correction with a required reason: positive ``points`` credit a new
+        (active) lot, negative ones debit available points in spend order."""
+        member_id = _check_member_id(member_id)
+        if isinstance(points, bool) or not isinstance(points, int) or points == 0:
+            raise InvalidPoints("adjustment points must be a non-zero int", points=points)
+        check_points(abs(points))
+        key = check_key(key)
+        reason = _check_reason(reason, required=True)
+        wallet_ = self.program.wallet(wallet)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("adjust", at, member_id=member_id, points=points,
+                                wallet=wallet_, reason=reason, metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            book = self._books(uow, ledger, wallet_, [member_id],
+                               need_lots=points < 0)[member_id]
+            tx = ledger.adjust(book, points, reason=reason, metadata=meta)
+            return self._tx_result(uow, ledger, book, tx)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def clawback(
+        self,
+        member_id: str,
+        points: int,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        earn_id: uuid.UUID | str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransactionResult:
+        """Take back ``points`` (a returned order) under the program's clawback policy.
+
+        With ``earn_id`` the points of that earn's lot are taken first. Under ``DEBT``
+        what the member lacks becomes debt settled by later earnings; under
+        ``ALLOW_NEGATIVE`` the same, shown as a negative available balance; under
+        ``PENDING_ONLY`` only pending points are taken and the rest is written off.
+        """
+        member_id = _check_member_id(member_id)
+        points = check_points(points)
+        key = check_key(key)
+        wallet_ = self.program.wallet(wallet)
+        eid = _check_id(earn_id, "earn_id") if earn_id is not None else None
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("clawback", at, member_id=member_id, points=points,
+                                wallet=wallet_, earn_id=str(eid) if eid else None,
+                                reason=reason, metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
+            first: list[uuid.UUID] = []
+            if eid is not None:
+                earn = uow.get_transaction(eid)
+                if earn is None or earn.member_id != member_id:
+                    raise TransactionNotFound("no such earn for this member",
+                                              transaction_id=str(eid), member_id=member_id)
+                first = [m.lot_id for m in earn.movements if m.delta > 0]
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=True,
+                               extra_lots=first)[member_id]
+            tx = ledger.clawback(book, points, earn_lots=first, reason=reason, metadata=meta)
+            return self._tx_result(uow, ledger, book, tx)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def transfer(
+        self,
+        from_member_id: str,
+        to_member_id: str,
+        points: int,
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransferResult:
+        """Move available points from one member to another. The receiver's new lots
+        keep the expiry of the lots the points came from."""
+        source = _check_member_id(from_member_id, "from_member_id")
+        target = _check_member_id(to_member_id, "to_member_id")
+        if source == target:
+            raise InvalidInput("cannot transfer to the same member", member_id=source)
+        points = check_points(points)
+        key = check_key(key)
+        wallet_ = self.program.wallet(wallet)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        request = self._request("transfer", at, source=source, target=target, points=points,
+                                wallet=wallet_, reason=reason, metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TransferResult:
+            books = self._books(uow, ledger, wallet_, [source, target], need_lots=True)
+            out, into = ledger.transfer(books[source], books[target], points, reason=reason,
+                                        metadata=meta)
+            return TransferResult(
+                transfer_id=uuid.UUID(out.metadata["transfer_id"]),
+                outgoing=self._tx_result(uow, ledger, books[source], out, (into.id,)),
+                incoming=self._tx_result(uow, ledger, books[target], into, (out.id,)),
+            )
+
+        return self._write(key, request, when, source, apply)
+
+    def bulk_earn(
+        self,
+        awards: Mapping[str, int] | Iterable[tuple[str, int]],
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        wallet: str | None = None,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> BulkEarnResult:
+        """Award points to many members in one call (a campaign gift), as one set-based
+        write: all members get their lot or none does. Unknown members raise
+        MemberNotFound naming them, and nothing is written."""
+        items = list(awards.items()) if isinstance(awards, Mapping) else list(awards)
+        if not items:
+            raise InvalidInput("bulk earn needs at least one award")
+        members: list[str] = []
+        seen: set[str] = set()
+        amounts: dict[str, int] = {}
+        for item in items:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise InvalidInput("each award is a (member_id, points) pair", award=repr(item))
+            member_id = _check_member_id(item[0])
+            if member_id in seen:
+                raise InvalidInput("a member appears twice in a bulk earn", member_id=member_id)
+            seen.add(member_id)
+            members.append(member_id)
+            amounts[member_id] = check_points(item[1])
+        key = check_key(key)
+        wallet_ = self.program.wallet(wallet)
+        reason = _check_reason(reason)
+        meta = _check_json(metadata, "metadata")
+        when = self._instant(at)
+        digest = hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
+        request = self._request("bulk_earn", at, awards=digest, wallet=wallet_,
+                                reason=reason, metadata=meta)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> BulkEarnResult:
+            batch_id = self._new_id()
+            books = self._books(uow, ledger, wallet_, members, need_lots=False)
+            meta_ = {**meta, "batch_id": str(batch_id)}
+            for member_id in members:
+                ledger.earn(books[member_id], amounts[member_id], reason=reason, metadata=meta_)
+            return BulkEarnResult(batch_id=batch_id, members=len(members),
+                                  points=sum(amounts.values()), occurred_at=when)
+
+        return self._write(key, request, when, None, apply)
+
+    # -- due work -------------------------------------------------------------------------
+
+    def run_due(self, at: dt.datetime | None = None, *, batch_size: int = 500) -> DueWorkReport:
+        """Post everything due up to ``at`` (default: now) for every member: release
+        stale holds, activate matured pending lots, expire lots past their expiry.
+
+        Each transaction is dated at the instant it fell due, not when the job ran.
+        Idempotent and resumable: work is done in batches of ``batch_size`` member
+        wallets, each its own unit of work, and a second run finds nothing to do.
+        """
+        when = self._instant(at)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size must be a positive int", batch_size=batch_size)
+        totals: dict[str, int] = {}
+        members = 0
+        cursor: tuple[str, str] | None = None
+        while True:
+            with self.storage.unit_of_work(self.program.id) as uow:
+                due = uow.due_accounts(when, after=cursor, limit=batch_size)
+                if not due:
+                    break
+                cursor = due[-1]
+                ledger = Ledger(self.program, at=when, recorded_at=self._now(),
+                                new_id=self._new_id)
+                by_wallet: dict[str, list[str]] = {}
+                for member_id, wallet in due:
+                    by_wallet.setdefault(wallet, []).append(member_id)
+                for wallet, ids in by_wallet.items():
+                    self._books(uow, ledger, wallet, ids, need_lots=True)
+                changes = ledger.finish()
+                for tx in changes.transactions:
+                    name = {Kind.ACTIVATE: "activated", Kind.EXPIRE: "expired",
+                            Kind.RELEASE: "released"}[tx.kind]
+                    unit = "holds" if tx.kind is Kind.RELEASE else "lots"
+                    moved = -tx.amount(Account.HELD) if tx.kind is Kind.RELEASE else (
+                        tx.amount(Account.EXPIRED) if tx.kind is Kind.EXPIRE
+                        else -tx.amount(Account.PENDING))
+                    totals[f"{name}_{unit}"] = totals.get(f"{name}_{unit}", 0) + 1
+                    totals[f"{name}_points"] = totals.get(f"{name}_points", 0) + moved
+                members += len(due)
+                uow.write(changes)
+                uow.commit()
+        report = DueWorkReport(at=when, members=members, **totals)
+        logger.info("due work at %s: %s", when.isoformat(), report)
+        return report
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def member(self, member_id: str) -> Member:
+        """Return the enrolled member or raise MemberNotFound."""
+        member_id = _check_member_id(member_id)
+        with self.storage.unit_of_work(self.program.id) as uow:
+            member = uow.get_member(member_id)
+        if member is None:
+            raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+        return member
+
+    def balance(
+        self,
+        member_id: str,
+        *,
+        wallet: str | None = None,
+        as_of: dt.datetime | None = None,
+    ) -> Balance:
+        """The member's balance in ``wallet``, now or as of a past instant.
+
+        "Now" is the ledger as last written: expiries and activations appear once due
+        work (or the member's next write) has posted them. ``as_of`` sums the postings
+        whose business time is at or before it.
+        """
+        member_id = _check_member_id(member_id)
+        wallet_ = self.program.wallet(wallet)
+        when = self._instant(as_of, "as_of")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            state = uow.get_account(wallet_, member_id)
+            if state is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            if as_of is None:
+                return self._balance_of(state, when, uow.next_expiring(wallet_, member_id))
+            sums = uow.sums_as_of(wallet_, member_id, when)
+            live = [(lot, n) for lot, n in uow.lots_as_of(wallet_, member_id, when)
+                    if lot.expires_at is not None and lot.expires_at > when]
+        nxt = None
+        if live:
+            first = min(lot.expires_at for lot, _ in live if lot.expires_at is not None)
+            nxt = (sum(n for lot, n in live if lot.expires_at == first), first)
+        return self._balance_from_sums(member_id, wallet_, sums, when, nxt)
+
+    def statement(
+        self,
+        member_id: str,
+        *,
+        wallet: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> StatementPage:
+        """A page of the member's transactions, newest first, each with the member's
+        total points right after it. Pass ``next_cursor`` back for the next page."""
+        member_id = _check_member_id(member_id)
+        wallet_ = self.program.wallet(wallet)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not (
+            1 <= limit <= MAX_STATEMENT_PAGE
+        ):
+            raise InvalidInput(f"limit must be an int in 1..{MAX_STATEMENT_PAGE}", limit=limit)
+        before = None
+        if cursor is not None:
+            try:
+                stamp, _, ident = cursor.partition("|")
+                before = (dt.datetime.fromisoformat(stamp), uuid.UUID(ident))
+                check_aware(before[0])
+            except (ValueError, AttributeError, TypeError, InvalidInput):
+                raise InvalidInput("malformed statement cursor", cursor=cursor) from None
+        with self.storage.unit_of_work(self.program.id) as uow:
+            if uow.get_account(wallet_, member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            txs, total = uow.statement(wallet_, member_id, limit=limit, before=before)
+        lines = []
+        running = total
+        for tx in txs:
+            lines.append(StatementLine(
+                transaction_id=tx.id, kind=tx.kind, occurred_at=tx.occurred_at,
+                points=tx.points, balance=running, reason=tx.reason,
+                reverses_id=tx.reverses_id,
+            ))
+            running -= tx.points
+        next_cursor = None
+        if len(txs) == limit:
+            last = txs[-1]
+            next_cursor = f"{last.occurred_at.isoformat()}|{last.id}"
+        return StatementPage(member_id=member_id, wallet=wallet_, lines=tuple(lines),
+                             next_cursor=next_cursor)
+
+    def transaction(self, transaction_id: uuid.UUID | str) -> Transaction:
+        """Return a transaction with its postings and lot movements."""
+        tid = _check_id(transaction_id, "transaction_id")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            tx = uow.get_transaction(tid)
+        if tx is None:
+            raise TransactionNotFound("no such transaction", transaction_id=str(tid))
+        return tx
+
+    def hold_info(self, hold_id: uuid.UUID | str) -> Hold:
+        """Return a hold (any status)."""
+        hid = _check_id(hold_id, "hold_id")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            hold = uow.get_hold(hid)
+        if hold is None:
+            raise HoldNotFound("no such hold", hold_id=str(hid))
+        return hold
+
+    def lots(self, member_id: str, *, wallet: str | None = None) -> list[Lot]:
+        """The member's open lots (points left or pending), soonest-expiring first."""
+        member_id = _check_member_id(member_id)
+        wallet_ = self.program.wallet(wallet)
+        with self.storage.unit_of_work(self.program.id) as uow:
+            if uow.get_account(wallet_, member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            lots = uow.load_lots(wallet_, [member_id])
+        far = dt.datetime.max.replace(tzinfo=dt.UTC)
+        return sorted(lots, key=lambda lot: (lot.expires_at or far, lot.earned_at, lot.id))
+
+

@@ -1,0 +1,149 @@
+"""The storage port: what a backend must provide, with the edge cases it must keep.
+
+A backend is a :class:`Storage` that opens :class:`UnitOfWork` objects bound to one
+program. A unit of work is a transaction: nothing it wrote is visible to others until
+:meth:`UnitOfWork.commit`, and leaving its ``with`` block without committing rolls
+everything back. The facade (:class:`loyaltykit.Loyalty`) is the only caller in the
+library; third-party backends prove themselves with :mod:`loyaltykit.testing`.
+
+Concurrency contract (what the facade relies on):
+
+* :meth:`UnitOfWork.lock_accounts` serialises writers of the same member wallet until
+  the unit of work ends (row lock, or a wider lock such as SQLite's database lock).
+  Writers of different members must not block each other where the engine allows.
+* :meth:`UnitOfWork.write` raises :class:`~loyaltykit.DuplicateKey` when a unique
+  rule is broken (idempotency key per program, member id per program, one reversal
+  per transaction); the facade then rolls back and retries, finding the winner.
+* A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
+  are translated at the edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from loyaltykit._ledger import ChangeSet
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    IdempotencyRecord,
+    Lot,
+    Member,
+    Transaction,
+)
+
+__all__ = ["Storage", "UnitOfWork"]
+
+
+class UnitOfWork(Protocol):
+    """One storage transaction for one program. Rolls back unless committed."""
+
+    program_id: str
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back if :meth:`commit` was not called; always release the connection."""
+
+    def commit(self) -> None:
+        """Make every write of this unit of work durable and visible at once."""
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """Return the stored record for ``key`` in this program, or None."""
+
+    def get_member(self, member_id: str) -> Member | None:
+        """Return the member, or None if not enrolled."""
+
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        """Lock and return the running totals of these members' ``wallet``.
+
+        Locks are held until the unit of work ends; ids that are not enrolled are
+        simply absent from the result. Locks are taken in member-id order so two
+        units of work locking overlapping sets cannot deadlock.
+        """
+
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        """Return the running totals without locking, or None if not enrolled."""
+
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        """Return the open lots (remaining > 0 or pending) of these members' wallet."""
+
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        """Return these lots whatever their state; unknown ids are absent."""
+
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        """Return the open holds of these members' wallet."""
+
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        """Return the hold (any status), or None."""
+
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None."""
+
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None."""
+
+    def due_accounts(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``,
+        ordered by (member_id, wallet) and strictly after ``after`` when given."""
+
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        """Return (points, instant) of the soonest expiry among lots with points left."""
+
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        """Return the signed sum per account of the member's postings with
+        ``occurred_at <= at`` (accounts with no postings may be absent)."""
+
+    def lots_as_of(
+        self, wallet: str, member_id: str, at: dt.datetime
+    ) -> list[tuple[Lot, int]]:
+        """Return (lot, remaining as of ``at``) for lots whose movements up to ``at``
+        leave points in them."""
+
+    def statement(
+        self,
+        wallet: str,
+        member_id: str,
+        *,
+        limit: int,
+        before: tuple[dt.datetime, uuid.UUID] | None,
+    ) -> tuple[list[Transaction], int]:
+        """Return up to ``limit`` transactions newest first (by occurred_at, then id),
+        strictly before ``before`` when given, and the member's total points
+        (sum of member-account postings) through the first transaction returned
+        (0 if none)."""
+
+    # -- writes -------------------------------------------------------------------------
+
+    def write(self, changes: ChangeSet) -> None:
+        """Persist ``changes``: insert transactions (with postings and movements), new
+        members, new accounts, new lots and holds and idempotency records; update
+        touched lots, holds and accounts. Raise DuplicateKey on a unique violation
+        (the unit of work must then be rolled back by the caller)."""
+
+
+class Storage(Protocol):
+    """A place to keep ledgers: opens units of work and registers programs."""
+
+    def unit_of_work(self, program_id: str) -> UnitOfWork:
+        """Return a new unit of work for ``program_id`` (use it as a context manager)."""
+
+    def register_program(
+        self, program_id: str, definition: dict[str, Any], at: dt.datetime
+    ) -> None:
+        """Store the program's definition if the program is not yet known; a known
+        program is left as it is. Safe to call concurrently."""

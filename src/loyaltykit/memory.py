@@ -1,0 +1,297 @@
+"""The in-memory storage backend: a first-class test double with SQL's semantics.
+
+Thread-safe. Each unit of work holds one process-wide lock from ``__enter__`` to
+``__exit__`` (like SQLite, writers are serialised), keeps an undo log and rolls back
+unless committed. Unique rules (idempotency key per program, member id per program,
+one reversal per transaction) raise :class:`~loyaltykit.DuplicateKey` exactly where
+the SQL backend's constraints would, and nothing of a rejected write is applied.
+
+>>> from loyaltykit.memory import MemoryStorage
+>>> storage = MemoryStorage()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from loyaltykit._errors import DuplicateKey
+from loyaltykit._ledger import ChangeSet
+from loyaltykit._model import (
+    MEMBER_ACCOUNTS,
+    Account,
+    AccountState,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    Lot,
+    Member,
+    Transaction,
+)
+
+__all__ = ["MemoryStorage"]
+
+_MISSING = object()
+
+
+class _Tables:
+    def __init__(self) -> None:
+        self.programs: dict[str, dict[str, Any]] = {}
+        self.members: dict[tuple[str, str], Member] = {}
+        self.accounts: dict[tuple[str, str, str], AccountState] = {}
+        self.lots: dict[uuid.UUID, Lot] = {}
+        self.member_lots: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        self.holds: dict[uuid.UUID, Hold] = {}
+        self.member_holds: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        self.transactions: dict[uuid.UUID, Transaction] = {}
+        self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        self.reversals: dict[uuid.UUID, uuid.UUID] = {}
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+
+
+class MemoryStorage:
+    """Keeps every program's ledger in process memory. See the module docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tables = _Tables()
+
+    def unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
+        """Return a unit of work for ``program_id``; use it as a context manager."""
+        return MemoryUnitOfWork(self._lock, self._tables, program_id)
+
+    def register_program(
+        self, program_id: str, definition: dict[str, Any], at: dt.datetime
+    ) -> None:
+        """Store the definition if ``program_id`` is unknown; otherwise do nothing."""
+        with self._lock:
+            self._tables.programs.setdefault(program_id, dict(definition))
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage(programs={len(self._tables.programs)})"
+
+
+class MemoryUnitOfWork:
+    """A unit of work of :class:`MemoryStorage` (serialised, undo-logged)."""
+
+    def __init__(self, lock: threading.RLock, tables: _Tables, program_id: str) -> None:
+        self._lock = lock
+        self._t = tables
+        self.program_id = program_id
+        self._undo: list[Callable[[], None]] = []
+        self._committed = False
+        self._entered = False
+
+    def __enter__(self) -> Self:
+        self._lock.acquire()
+        self._entered = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                for undo in reversed(self._undo):
+                    undo()
+        finally:
+            self._undo.clear()
+            self._entered = False
+            self._lock.release()
+
+    def commit(self) -> None:
+        """Keep every write made so far; later writes need another commit."""
+        self._undo.clear()
+        self._committed = True
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        old = table.get(key, _MISSING)
+        table[key] = value
+
+        def undo() -> None:
+            if old is _MISSING:
+                del table[key]
+            else:
+                table[key] = old
+
+        self._undo.append(undo)
+
+    def _append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
+        items = table.get(key)
+        if items is None:
+            self._set(table, key, [value])
+            return
+        items.append(value)
+        self._undo.append(items.pop)
+
+    def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
+        return (self.program_id, wallet, member_id)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        return self._t.keys.get((self.program_id, key))
+
+    def get_member(self, member_id: str) -> Member | None:
+        return self._t.members.get((self.program_id, member_id))
+
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        found = {}
+        for member_id in sorted(set(member_ids)):
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[member_id] = state
+        return found
+
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        return self._t.accounts.get(self._mk(wallet, member_id))
+
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        out = []
+        for member_id in member_ids:
+            for lot_id in self._t.member_lots.get(self._mk(wallet, member_id), ()):
+                lot = self._t.lots[lot_id]
+                if lot.remaining > 0 or lot.pending:
+                    out.append(lot)
+        return out
+
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        return [self._t.lots[i] for i in lot_ids if i in self._t.lots
+                and self._t.lots[i].program_id == self.program_id]
+
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        out = []
+        for member_id in member_ids:
+            for hold_id in self._t.member_holds.get(self._mk(wallet, member_id), ()):
+                hold = self._t.holds[hold_id]
+                if hold.status is HoldStatus.OPEN:
+                    out.append(hold)
+        return out
+
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        hold = self._t.holds.get(hold_id)
+        return hold if hold is not None and hold.program_id == self.program_id else None
+
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        tx = self._t.transactions.get(transaction_id)
+        return tx if tx is not None and tx.program_id == self.program_id else None
+
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        return self._t.reversals.get(transaction_id)
+
+    def due_accounts(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        due = sorted(
+            (state.member_id, state.wallet)
+            for (program_id, _, _), state in self._t.accounts.items()
+            if program_id == self.program_id
+            and state.next_due_at is not None
+            and state.next_due_at <= at
+        )
+        if after is not None:
+            due = [d for d in due if d > after]
+        return due[:limit]
+
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        lots = [lot for lot in self.load_lots(wallet, [member_id])
+                if lot.expires_at is not None and lot.remaining > 0]
+        if not lots:
+            return None
+        first = min(lot.expires_at for lot in lots if lot.expires_at is not None)
+        return sum(lot.remaining for lot in lots if lot.expires_at == first), first
+
+    def _member_transactions(self, wallet: str, member_id: str) -> list[Transaction]:
+        ids = self._t.member_transactions.get(self._mk(wallet, member_id), [])
+        return [self._t.transactions[i] for i in ids]
+
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        sums: dict[Account, int] = {}
+        for tx in self._member_transactions(wallet, member_id):
+            if tx.occurred_at <= at:
+                for p in tx.postings:
+                    sums[p.account] = sums.get(p.account, 0) + p.amount
+        return sums
+
+    def lots_as_of(
+        self, wallet: str, member_id: str, at: dt.datetime
+    ) -> list[tuple[Lot, int]]:
+        remaining: dict[uuid.UUID, int] = {}
+        for tx in self._member_transactions(wallet, member_id):
+            if tx.occurred_at <= at:
+                for move in tx.movements:
+                    remaining[move.lot_id] = remaining.get(move.lot_id, 0) + move.delta
+        return [(self._t.lots[i], n) for i, n in remaining.items() if n > 0]
+
+    def statement(
+        self,
+        wallet: str,
+        member_id: str,
+        *,
+        limit: int,
+        before: tuple[dt.datetime, uuid.UUID] | None,
+    ) -> tuple[list[Transaction], int]:
+        txs = sorted(
+            self._member_transactions(wallet, member_id),
+            key=lambda tx: (tx.occurred_at, tx.id),
+            reverse=True,
+        )
+        if before is not None:
+            txs = [tx for tx in txs if (tx.occurred_at, tx.id) < before]
+        page = txs[:limit]
+        if not page:
+            return [], 0
+        total = sum(
+            p.amount for tx in txs for p in tx.postings if p.account in MEMBER_ACCOUNTS
+        )
+        return page, total
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, changes: ChangeSet) -> None:
+        t = self._t
+        # check every unique rule before touching anything: a rejected write leaves no trace
+        for record in changes.idempotency:
+            if (self.program_id, record.key) in t.keys:
+                raise DuplicateKey("idempotency key already used", key=record.key)
+        seen_members = set()
+        for member in changes.members:
+            k = (self.program_id, member.member_id)
+            if k in t.members or k in seen_members:
+                raise DuplicateKey("member already enrolled", member_id=member.member_id)
+            seen_members.add(k)
+        seen_reversed = set()
+        for tx in changes.transactions:
+            if tx.reverses_id is not None:
+                if tx.reverses_id in t.reversals or tx.reverses_id in seen_reversed:
+                    raise DuplicateKey("transaction already reversed",
+                                       transaction_id=str(tx.reverses_id))
+                seen_reversed.add(tx.reverses_id)
+        for member in changes.members:
+            self._set(t.members, (self.program_id, member.member_id), member)
+        for (member_id, wallet), state in changes.accounts.items():
+            self._set(t.accounts, self._mk(wallet, member_id), state)
+        for tx in changes.transactions:
+            self._set(t.transactions, tx.id, tx)
+            self._append(t.member_transactions, self._mk(tx.wallet, tx.member_id), tx.id)
+            if tx.reverses_id is not None:
+                self._set(t.reversals, tx.reverses_id, tx.id)
+        for lot_id, lot in changes.lots.items():
+            self._set(t.lots, lot_id, lot)
+            if lot_id in changes.new_lots:
+                self._append(t.member_lots, self._mk(lot.wallet, lot.member_id), lot_id)
+        for hold_id, hold in changes.holds.items():
+            self._set(t.holds, hold_id, hold)
+            if hold_id in changes.new_holds:
+                self._append(t.member_holds, self._mk(hold.wallet, hold.member_id), hold_id)
+        for record in changes.idempotency:
+            self._set(t.keys, (self.program_id, record.key), record)
