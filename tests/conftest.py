@@ -29,3 +29,58 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 # ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
+
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from loyaltykit import Storage  # noqa: E402
+from loyaltykit.memory import MemoryStorage  # noqa: E402
+
+#: Every storage backend the suite runs against. PostgreSQL joins in a later issue.
+BACKENDS = ["memory", "sqlite"]
+
+StorageFactory = Callable[[], Storage]
+
+
+def make_storage_factory(name: str, directory: Path) -> tuple[StorageFactory, list[Callable[[], None]]]:
+    """Return a factory of fresh, empty storages of backend ``name`` and the cleanups."""
+    cleanups: list[Callable[[], None]] = []
+    counter = iter(range(1_000_000))
+
+    def factory() -> Storage:
+        if name == "memory":
+            return MemoryStorage()
+        if name == "sqlite":
+            from loyaltykit.sql import SQLStorage
+
+            path = directory / f"ledger-{next(counter)}.sqlite"
+            storage = SQLStorage.from_url(f"sqlite:///{path}")
+            storage.create_schema()
+            cleanups.append(storage.dispose)
+            return storage
+        raise ValueError(name)
+
+    return factory, cleanups
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def storage_factory(backend: str, tmp_path: Path) -> Iterator[StorageFactory]:
+    """A callable that returns a fresh, empty storage of the backend under test."""
+    factory, cleanups = make_storage_factory(backend, tmp_path)
+    yield factory
+    for cleanup in cleanups:
+        cleanup()
+
+
+@pytest.fixture
+def storage(storage_factory: StorageFactory) -> Storage:
+    """A fresh, empty storage of the backend under test."""
+    return storage_factory()
