@@ -44,7 +44,9 @@ BACKENDS = ["memory", "sqlite"]
 StorageFactory = Callable[[], Storage]
 
 
-def make_storage_factory(name: str, directory: Path) -> tuple[StorageFactory, list[Callable[[], None]]]:
+def make_storage_factory(
+    name: str, directory: Path
+) -> tuple[StorageFactory, list[Callable[[], None]]]:
     """Return a factory of fresh, empty storages of backend ``name`` and the cleanups."""
     cleanups: list[Callable[[], None]] = []
     counter = iter(range(1_000_000))
