@@ -1,0 +1,1 @@
+"""Private parts of the SQLAlchemy Core backend; the public face is :mod:`loyaltykit.sql`."""

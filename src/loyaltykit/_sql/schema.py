@@ -1,0 +1,247 @@
+"""The ledger's tables as SQLAlchemy Core objects, built once at import.
+
+Every member-scoped row carries ``(program_id, member_id)`` so it can serve as a
+distribution key (DESIGN §10); ids are library-generated UUIDs, never sequences.
+Enumerations are stored as their string values. ``position`` columns keep the order of
+a transaction's postings and lot movements and of a hold's allocations, which the
+ledger relies on (a partial capture walks the allocations in order; a reversal mirrors
+the original's legs).
+
+The shipped Alembic migrations (``loyaltykit/migrations``) must create exactly this
+schema; ``tests/test_migrations.py`` checks it with ``compare_metadata``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "ACCOUNT_COLUMNS",
+    "UTCDateTime",
+    "accounts",
+    "hold_allocations",
+    "holds",
+    "idempotency_keys",
+    "lot_movements",
+    "lots",
+    "members",
+    "metadata",
+    "postings",
+    "programs",
+    "transactions",
+]
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always read back as an aware UTC datetime.
+
+    SQLite keeps no offset (the value is stored as naive UTC text, which sorts in time
+    order); PostgreSQL's ``timestamptz`` returns the session's zone, converted here.
+    Naive datetimes are refused on the way in.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is dt.UTC:
+            return value
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+        return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
+
+
+_ID = sa.String(64)  # program ids are at most 64 characters
+_MEMBER = sa.String(128)  # the facade's MAX_MEMBER_ID_LENGTH
+_WALLET = sa.String(32)
+_KEY = sa.String(200)  # MAX_KEY_LENGTH
+_ENUM = sa.String(32)
+_POINTS = sa.BigInteger()
+_TS = UTCDateTime()
+
+
+def _member_fk() -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["program_id", "member_id"], ["lk_members.program_id", "lk_members.member_id"]
+    )
+
+
+programs = sa.Table(
+    "lk_programs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+members = sa.Table(
+    "lk_members",
+    metadata,
+    sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("enrolled_at", _TS, nullable=False),
+    sa.Column("attributes", sa.JSON(), nullable=False),
+)
+
+#: The running-total columns of ``accounts``, one per :class:`~loyaltykit.Account`.
+ACCOUNT_COLUMNS = (
+    "available",
+    "pending",
+    "held",
+    "debt",
+    "issued",
+    "redeemed",
+    "expired",
+    "adjustments",
+    "transfers",
+    "clawback_shortfall",
+)
+
+accounts = sa.Table(
+    "lk_accounts",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("wallet", _WALLET, primary_key=True),
+    *(sa.Column(name, _POINTS, nullable=False) for name in ACCOUNT_COLUMNS),
+    sa.Column("next_due_at", _TS, nullable=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    _member_fk(),
+    sa.CheckConstraint("held >= 0", name="held_not_negative"),
+    sa.CheckConstraint("pending >= 0", name="pending_not_negative"),
+    sa.CheckConstraint("debt <= 0", name="debt_not_positive"),
+    sa.Index("ix_lk_accounts_due", "program_id", "next_due_at"),
+)
+
+transactions = sa.Table(
+    "lk_transactions",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("wallet", _WALLET, nullable=False),
+    sa.Column("kind", _ENUM, nullable=False),
+    sa.Column("occurred_at", _TS, nullable=False),
+    sa.Column("recorded_at", _TS, nullable=False),
+    sa.Column("idempotency_key", _KEY, nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("reverses_id", sa.Uuid(), nullable=True),
+    _member_fk(),
+    sa.UniqueConstraint("reverses_id"),
+    sa.Index(
+        "ix_lk_transactions_member_time", "program_id", "member_id", "wallet", "occurred_at", "id"
+    ),
+)
+
+postings = sa.Table(
+    "lk_postings",
+    metadata,
+    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), primary_key=True),
+    sa.Column("account", _ENUM, primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("wallet", _WALLET, nullable=False),
+    sa.Column("amount", _POINTS, nullable=False),
+    sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
+)
+
+lots = sa.Table(
+    "lk_lots",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("wallet", _WALLET, nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("amount", _POINTS, nullable=False),
+    sa.Column("remaining", _POINTS, nullable=False),
+    sa.Column("held", _POINTS, nullable=False),
+    sa.Column("earned_at", _TS, nullable=False),
+    sa.Column("activates_at", _TS, nullable=True),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("pending", sa.Boolean(), nullable=False),
+    _member_fk(),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("0 <= held AND held <= remaining AND remaining <= amount", name="bounds"),
+    sa.Index("ix_lk_lots_member_open", "program_id", "member_id", "wallet", "remaining"),
+)
+
+lot_movements = sa.Table(
+    "lk_lot_movements",
+    metadata,
+    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), primary_key=True),
+    sa.Column("lot_id", sa.Uuid(), sa.ForeignKey("lk_lots.id"), primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("delta", _POINTS, nullable=False),
+    sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.CheckConstraint("delta <> 0", name="delta_not_zero"),
+)
+
+holds = sa.Table(
+    "lk_holds",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("wallet", _WALLET, nullable=False),
+    sa.Column("points", _POINTS, nullable=False),
+    sa.Column("status", _ENUM, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("captured", _POINTS, nullable=False),
+    sa.Column("resolved_by", sa.Uuid(), nullable=True),
+    _member_fk(),
+    sa.CheckConstraint("points > 0", name="points_positive"),
+    sa.CheckConstraint("captured >= 0 AND captured <= points", name="captured_bounds"),
+    sa.Index("ix_lk_holds_member_status", "program_id", "member_id", "wallet", "status"),
+)
+
+hold_allocations = sa.Table(
+    "lk_hold_allocations",
+    metadata,
+    sa.Column("hold_id", sa.Uuid(), sa.ForeignKey("lk_holds.id"), primary_key=True),
+    sa.Column("lot_id", sa.Uuid(), sa.ForeignKey("lk_lots.id"), primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("points", _POINTS, nullable=False),
+    sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.CheckConstraint("points > 0", name="points_positive"),
+)
+
+idempotency_keys = sa.Table(
+    "lk_idempotency_keys",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("key", _KEY, primary_key=True),
+    sa.Column("member_id", _MEMBER, nullable=True),
+    sa.Column("fingerprint", sa.Text(), nullable=False),
+    sa.Column("result", sa.Text(), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)

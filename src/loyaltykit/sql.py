@@ -1,0 +1,990 @@
+"""The SQLAlchemy Core storage backend: SQLite by default, dialect-neutral SQL.
+
+>>> from loyaltykit.sql import SQLStorage
+>>> storage = SQLStorage.from_url("sqlite://")  # in memory; use sqlite:///path.db
+>>> storage.create_schema()
+>>> storage.dispose()
+
+:meth:`SQLStorage.from_url` owns its engine; for SQLite it switches on WAL, foreign
+keys, a busy timeout and ``BEGIN IMMEDIATE`` transactions (writers are serialised by
+the database lock, so two concurrent spends can never overdraw). Production databases
+get their schema from the shipped Alembic migrations (:meth:`SQLStorage.upgrade`);
+:meth:`SQLStorage.create_schema` is a shortcut for tests.
+
+Given a host application's open :class:`~sqlalchemy.engine.Connection`, every unit of
+work runs in a SAVEPOINT inside the host's transaction: loyaltykit's writes then
+commit, or roll back, with the host's own (an order row and its points award are one
+atomic change). loyaltykit never commits or closes such a connection.
+
+Driver errors never escape: unique violations of the ledger's rules become
+:class:`~loyaltykit.DuplicateKey`, anything else :class:`~loyaltykit.StorageError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from loyaltykit._errors import DuplicateKey, InvalidInput, StorageError
+from loyaltykit._ledger import ChangeSet
+from loyaltykit._model import (
+    MEMBER_ACCOUNTS,
+    Account,
+    AccountState,
+    Hold,
+    HoldAllocation,
+    HoldStatus,
+    IdempotencyRecord,
+    Kind,
+    Lot,
+    LotMovement,
+    Member,
+    Posting,
+    Transaction,
+)
+from loyaltykit._sql.engine import create_engine
+from loyaltykit._sql.schema import (
+    ACCOUNT_COLUMNS,
+    accounts,
+    hold_allocations,
+    holds,
+    idempotency_keys,
+    lot_movements,
+    lots,
+    members,
+    metadata,
+    postings,
+    programs,
+    transactions,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["MIGRATIONS_DIR", "VERSION_TABLE", "SQLStorage", "SQLUnitOfWork", "create_engine"]
+
+#: The directory of the shipped Alembic migration scripts.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The table where Alembic records loyaltykit's schema revision (its own name, so it
+#: cannot collide with the host application's ``alembic_version``).
+VERSION_TABLE = "loyaltykit_alembic_version"
+
+#: Ids per statement in ``IN (...)`` lists (well below every engine's parameter limit).
+_CHUNK = 500
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# -- error translation ---------------------------------------------------------------------
+
+
+def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
+    orig = exc.orig
+    name = getattr(orig, "sqlite_errorname", None)
+    if name is not None:
+        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state is not None:
+        return bool(state == "23505")
+    text = str(orig).lower()
+    return "unique" in text or "duplicate" in text
+
+
+def _violated(exc: sa_exc.IntegrityError, column: str) -> bool:
+    """True if the unique constraint ``exc`` reports is the one on ``column``."""
+    diag = getattr(exc.orig, "diag", None)  # psycopg names the constraint
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name).endswith(f"_{column}")
+    return column in str(exc.orig)  # SQLite: "UNIQUE constraint failed: table.column"
+
+
+def _storage_error(exc: sa_exc.SQLAlchemyError) -> StorageError:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).splitlines()
+    return StorageError(
+        "the database failed", error=type(orig).__name__, detail=lines[0] if lines else ""
+    )
+
+
+def _translated(
+    method: Callable[Concatenate[SQLUnitOfWork, P], R],
+) -> Callable[Concatenate[SQLUnitOfWork, P], R]:
+    """Turn SQLAlchemy errors raised by ``method`` into StorageError."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLUnitOfWork, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sa_exc.SQLAlchemyError as exc:
+            raise _storage_error(exc) from exc
+
+    return wrapper
+
+
+# -- prepared statements (built once; SQLAlchemy caches their compiled form) --------------
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_m: sa.BindParameter[str] = sa.bindparam("m")
+_w: sa.BindParameter[str] = sa.bindparam("w")
+_ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+
+_KINDS = {k.value: k for k in Kind}
+_ACCOUNTS = {a.value: a for a in Account}
+_STATUSES = {s.value: s for s in HoldStatus}
+_MEMBER_ACCOUNT_NAMES = sorted(a.value for a in MEMBER_ACCOUNTS)
+
+_ACCOUNT_STATE_COLS = (
+    accounts.c.member_id,
+    accounts.c.wallet,
+    *(accounts.c[name] for name in ACCOUNT_COLUMNS),
+    accounts.c.next_due_at,
+    accounts.c.version,
+)
+_LOT_COLS = (
+    lots.c.id,
+    lots.c.program_id,
+    lots.c.member_id,
+    lots.c.wallet,
+    lots.c.transaction_id,
+    lots.c.amount,
+    lots.c.remaining,
+    lots.c.held,
+    lots.c.earned_at,
+    lots.c.activates_at,
+    lots.c.expires_at,
+    lots.c.pending,
+)
+_TX_COLS = (
+    transactions.c.id,
+    transactions.c.program_id,
+    transactions.c.member_id,
+    transactions.c.wallet,
+    transactions.c.kind,
+    transactions.c.occurred_at,
+    transactions.c.recorded_at,
+    transactions.c.idempotency_key,
+    transactions.c.reason,
+    transactions.c["metadata"],
+    transactions.c.reverses_id,
+)
+_HOLD_COLS = (
+    holds.c.id,
+    holds.c.program_id,
+    holds.c.member_id,
+    holds.c.wallet,
+    holds.c.points,
+    holds.c.status,
+    holds.c.created_at,
+    holds.c.expires_at,
+    holds.c.transaction_id,
+    holds.c.captured,
+    holds.c.resolved_by,
+    hold_allocations.c.lot_id,
+    hold_allocations.c.points,
+)
+
+_SEL_PROGRAM = sa.select(programs.c.id).where(programs.c.id == _p)
+_INS_PROGRAM = programs.insert()
+
+_SEL_KEY: sa.Executable = sa.select(
+    idempotency_keys.c.key,
+    idempotency_keys.c.fingerprint,
+    idempotency_keys.c.result,
+    idempotency_keys.c.created_at,
+    idempotency_keys.c.member_id,
+).where(idempotency_keys.c.program_id == _p, idempotency_keys.c.key == sa.bindparam("k"))
+
+_SEL_MEMBER: sa.Executable = sa.select(
+    members.c.program_id, members.c.member_id, members.c.enrolled_at, members.c.attributes
+).where(members.c.program_id == _p, members.c.member_id == _m)
+
+_SEL_ACCOUNT: sa.Executable = sa.select(*_ACCOUNT_STATE_COLS).where(
+    accounts.c.program_id == _p, accounts.c.wallet == _w, accounts.c.member_id == _m
+)
+_lock_accounts = (
+    sa.select(*_ACCOUNT_STATE_COLS)
+    .where(accounts.c.program_id == _p, accounts.c.wallet == _w)
+    .order_by(accounts.c.member_id)
+    .with_for_update()
+)
+# one-member variants of the hot reads: an expanding IN costs a rewrite per execution
+_LOCK_ACCOUNTS: sa.Executable = _lock_accounts.where(accounts.c.member_id.in_(_ids))
+_LOCK_ACCOUNT: sa.Executable = _lock_accounts.where(accounts.c.member_id == _m)
+
+_open_lots = (
+    sa.select(*_LOT_COLS)
+    .where(lots.c.program_id == _p, lots.c.wallet == _w,
+           sa.or_(lots.c.remaining > 0, lots.c.pending))
+    .order_by(lots.c.earned_at, lots.c.id)
+)
+_SEL_OPEN_LOTS: sa.Executable = _open_lots.where(lots.c.member_id.in_(_ids))
+_SEL_OPEN_LOTS_1: sa.Executable = _open_lots.where(lots.c.member_id == _m)
+_SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
+    lots.c.program_id == _p, lots.c.id.in_(_ids)
+)
+
+_HOLDS_JOIN = holds.join(hold_allocations, hold_allocations.c.hold_id == holds.c.id)
+_open_holds = (
+    sa.select(*_HOLD_COLS)
+    .select_from(_HOLDS_JOIN)
+    .where(holds.c.program_id == _p, holds.c.wallet == _w,
+           holds.c.status == HoldStatus.OPEN.value)
+    .order_by(holds.c.created_at, holds.c.id, hold_allocations.c.position)
+)
+_SEL_OPEN_HOLDS: sa.Executable = _open_holds.where(holds.c.member_id.in_(_ids))
+_SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
+_SEL_HOLD: sa.Executable = (
+    sa.select(*_HOLD_COLS)
+    .select_from(_HOLDS_JOIN)
+    .where(holds.c.program_id == _p, holds.c.id == sa.bindparam("id"))
+    .order_by(hold_allocations.c.position)
+)
+
+_SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
+    transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
+)
+_SEL_POSTINGS: sa.Executable = (
+    sa.select(postings.c.transaction_id, postings.c.account, postings.c.amount)
+    .where(postings.c.transaction_id.in_(_ids))
+    .order_by(postings.c.transaction_id, postings.c.position)
+)
+_SEL_MOVEMENTS: sa.Executable = (
+    sa.select(lot_movements.c.transaction_id, lot_movements.c.lot_id, lot_movements.c.delta)
+    .where(lot_movements.c.transaction_id.in_(_ids))
+    .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
+)
+_SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.reverses_id == sa.bindparam("id")
+)
+
+_at = sa.bindparam("at", type_=transactions.c.occurred_at.type)
+_after_m: sa.BindParameter[str] = sa.bindparam("after_m")
+_SEL_DUE = (
+    sa.select(accounts.c.member_id, accounts.c.wallet)
+    .where(accounts.c.program_id == _p, accounts.c.next_due_at <= _at)
+    .order_by(accounts.c.member_id, accounts.c.wallet)
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_DUE_AFTER = _SEL_DUE.where(
+    accounts.c.member_id >= _after_m,
+    sa.or_(accounts.c.member_id > _after_m, accounts.c.wallet > sa.bindparam("after_w")),
+)
+
+_lot_of_member = (lots.c.program_id == _p, lots.c.member_id == _m, lots.c.wallet == _w)
+_first_expiry = (
+    sa.select(sa.func.min(lots.c.expires_at))
+    .where(*_lot_of_member, lots.c.remaining > 0)
+    .scalar_subquery()
+)
+_SEL_NEXT_EXPIRING: sa.Executable = (
+    sa.select(lots.c.expires_at, sa.func.sum(lots.c.remaining))
+    .where(*_lot_of_member, lots.c.remaining > 0, lots.c.expires_at == _first_expiry)
+    .group_by(lots.c.expires_at)
+)
+
+_tx_of_member = (
+    transactions.c.program_id == _p,
+    transactions.c.member_id == _m,
+    transactions.c.wallet == _w,
+)
+_SEL_SUMS_AS_OF: sa.Executable = (
+    sa.select(postings.c.account, sa.func.sum(postings.c.amount))
+    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .where(*_tx_of_member, transactions.c.occurred_at <= _at)
+    .group_by(postings.c.account)
+)
+_remaining_as_of = (
+    sa.select(
+        lot_movements.c.lot_id.label("lot_id"),
+        sa.func.sum(lot_movements.c.delta).label("remaining"),
+    )
+    .select_from(
+        transactions.join(lot_movements, lot_movements.c.transaction_id == transactions.c.id)
+    )
+    .where(*_tx_of_member, transactions.c.occurred_at <= _at)
+    .group_by(lot_movements.c.lot_id)
+    .having(sa.func.sum(lot_movements.c.delta) > 0)
+    .subquery("as_of")
+)
+_SEL_LOTS_AS_OF: sa.Executable = (
+    sa.select(*_LOT_COLS, _remaining_as_of.c.remaining)
+    .select_from(lots.join(_remaining_as_of, _remaining_as_of.c.lot_id == lots.c.id))
+    .order_by(lots.c.earned_at, lots.c.id)
+)
+
+# keyset pagination on (occurred_at, id), newest first
+_before_at = sa.bindparam("before_at", type_=transactions.c.occurred_at.type)
+_before_id = sa.bindparam("before_id", type_=transactions.c.id.type)
+_SEL_PAGE = (
+    sa.select(*_TX_COLS)
+    .where(*_tx_of_member)
+    .order_by(transactions.c.occurred_at.desc(), transactions.c.id.desc())
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_PAGE_BEFORE = _SEL_PAGE.where(
+    transactions.c.occurred_at <= _before_at,
+    sa.or_(transactions.c.occurred_at < _before_at, transactions.c.id < _before_id),
+)
+_SEL_TOTAL_THROUGH: sa.Executable = (
+    sa.select(sa.func.coalesce(sa.func.sum(postings.c.amount), 0))
+    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .where(
+        *_tx_of_member,
+        postings.c.account.in_(_MEMBER_ACCOUNT_NAMES),
+        transactions.c.occurred_at <= _before_at,
+        sa.or_(transactions.c.occurred_at < _before_at, transactions.c.id <= _before_id),
+    )
+)
+
+_INS_KEY = idempotency_keys.insert()
+_INS_MEMBER = members.insert()
+_INS_ACCOUNT = accounts.insert()
+_INS_TX = transactions.insert()
+_INS_POSTING = postings.insert()
+_INS_LOT = lots.insert()
+_INS_MOVEMENT = lot_movements.insert()
+_INS_HOLD = holds.insert()
+_INS_ALLOCATION = hold_allocations.insert()
+_UPD_ACCOUNT = accounts.update().where(
+    accounts.c.program_id == sa.bindparam("k_program_id"),
+    accounts.c.member_id == sa.bindparam("k_member_id"),
+    accounts.c.wallet == sa.bindparam("k_wallet"),
+)
+_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
+_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+# -- row <-> record ---------------------------------------------------------------------
+
+
+def _hold(rows: Sequence[Any]) -> Hold:
+    first = rows[0]
+    return Hold(
+        id=first[0],
+        program_id=first[1],
+        member_id=first[2],
+        wallet=first[3],
+        points=first[4],
+        status=_STATUSES[first[5]],
+        created_at=first[6],
+        expires_at=first[7],
+        transaction_id=first[8],
+        allocations=tuple(HoldAllocation(r[11], r[12]) for r in rows),
+        captured=first[9],
+        resolved_by=first[10],
+    )
+
+
+def _account_row(program_id: str, member_id: str, wallet: str, s: AccountState) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "wallet": wallet,
+        "available": s.available,
+        "pending": s.pending,
+        "held": s.held,
+        "debt": s.debt,
+        "issued": s.issued,
+        "redeemed": s.redeemed,
+        "expired": s.expired,
+        "adjustments": s.adjustments,
+        "transfers": s.transfers,
+        "clawback_shortfall": s.clawback_shortfall,
+        "next_due_at": s.next_due_at,
+        "version": s.version,
+    }
+
+
+def _lot_row(lot: Lot) -> dict[str, Any]:
+    return {
+        "id": lot.id,
+        "program_id": lot.program_id,
+        "member_id": lot.member_id,
+        "wallet": lot.wallet,
+        "transaction_id": lot.transaction_id,
+        "amount": lot.amount,
+        "remaining": lot.remaining,
+        "held": lot.held,
+        "earned_at": lot.earned_at,
+        "activates_at": lot.activates_at,
+        "expires_at": lot.expires_at,
+        "pending": lot.pending,
+    }
+
+
+# -- the unit of work -------------------------------------------------------------------
+
+
+class SQLUnitOfWork:
+    """One database transaction of :class:`SQLStorage` for one program.
+
+    On an engine it checks out a connection and begins a transaction (``BEGIN
+    IMMEDIATE`` on SQLite); on a host's connection it opens a SAVEPOINT. Leaving the
+    ``with`` block without :meth:`commit` rolls back; writes after a commit start a new
+    transaction that needs its own commit.
+    """
+
+    def __init__(self, storage: SQLStorage, program_id: str) -> None:
+        self.program_id = program_id
+        self._engine = storage._engine
+        self._host = storage._connection
+        self._conn: Connection | None = None
+        self._tx: sa.Transaction | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else ("open" if self._tx else "committed")
+        return f"SQLUnitOfWork(program_id={self.program_id!r}, {state})"
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        try:
+            if self._host is not None:
+                self._conn = self._host
+                self._tx = _begin_in_host(self._host)
+            else:
+                self._conn = self._engine.connect()
+                self._tx = self._conn.begin()
+        except sa_exc.SQLAlchemyError as exc:
+            self._release()
+            raise _storage_error(exc) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back what was not committed and give the connection back."""
+        try:
+            if self._tx is not None:
+                self._tx.rollback()
+        except sa_exc.SQLAlchemyError as error:
+            raise _storage_error(error) from error
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._tx = None
+        conn, self._conn = self._conn, None
+        if conn is not None and self._host is None:
+            try:
+                conn.close()
+            except sa_exc.SQLAlchemyError as exc:
+                raise _storage_error(exc) from exc
+
+    def _c(self) -> Connection:
+        """The connection, inside an open transaction (a new one after a commit)."""
+        conn = self._conn
+        if conn is None:
+            raise StorageError("unit of work used outside its with block",
+                               program_id=self.program_id)
+        if self._tx is None:
+            self._tx = conn.begin_nested() if self._host is not None else conn.begin()
+        return conn
+
+    @_translated
+    def commit(self) -> None:
+        """Make every write so far durable (or, on a host's connection, part of the
+        host's transaction: released from the SAVEPOINT)."""
+        if self._conn is None:
+            raise StorageError("unit of work used outside its with block",
+                               program_id=self.program_id)
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            tx.commit()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @_translated
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """Return the stored record for ``key`` in this program, or None."""
+        row = self._c().execute(_SEL_KEY, {"p": self.program_id, "k": key}).first()
+        return None if row is None else IdempotencyRecord(*row)
+
+    @_translated
+    def get_member(self, member_id: str) -> Member | None:
+        """Return the member, or None if not enrolled."""
+        row = self._c().execute(_SEL_MEMBER, {"p": self.program_id, "m": member_id}).first()
+        return None if row is None else Member(*row)
+
+    @_translated
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        """Lock (``SELECT ... FOR UPDATE``; SQLite's write lock is already held) and
+        return the running totals of these members' ``wallet``, in member-id order."""
+        conn = self._c()
+        found: dict[str, AccountState] = {}
+        if len(member_ids) == 1:
+            one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
+            for row in conn.execute(_LOCK_ACCOUNT, one):
+                found[row[0]] = AccountState(*row)
+            return found
+        for chunk in _chunks(sorted(set(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
+            for row in conn.execute(_LOCK_ACCOUNTS, params):
+                found[row[0]] = AccountState(*row)
+        return found
+
+    @_translated
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        """Return the running totals without locking, or None if not enrolled."""
+        params = {"p": self.program_id, "w": wallet, "m": member_id}
+        row = self._c().execute(_SEL_ACCOUNT, params).first()
+        return None if row is None else AccountState(*row)
+
+    @_translated
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        """Return the open lots (remaining > 0 or pending) of these members' wallet,
+        member by member in the order given, each member's oldest first."""
+        conn = self._c()
+        if len(member_ids) == 1:
+            one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
+            return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one)]
+        by_member: dict[str, list[Lot]] = {}
+        for chunk in _chunks(list(dict.fromkeys(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
+            for row in conn.execute(_SEL_OPEN_LOTS, params):
+                by_member.setdefault(row[2], []).append(Lot(*row))
+        return [lot for m in member_ids for lot in by_member.get(m, ())]
+
+    @_translated
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        """Return these lots of this program whatever their state, in the order given;
+        unknown ids are absent."""
+        conn = self._c()
+        found: dict[uuid.UUID, Lot] = {}
+        for chunk in _chunks(list(dict.fromkeys(lot_ids))):
+            for row in conn.execute(_SEL_LOTS_BY_ID, {"p": self.program_id, "ids": chunk}):
+                found[row[0]] = Lot(*row)
+        return [found[i] for i in lot_ids if i in found]
+
+    @_translated
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        """Return the open holds of these members' wallet, member by member in the
+        order given, each member's oldest first."""
+        conn = self._c()
+        rows_of: dict[uuid.UUID, list[Any]] = {}
+        if len(member_ids) == 1:
+            batches: Iterable[tuple[sa.Executable, dict[str, Any]]] = [
+                (_SEL_OPEN_HOLDS_1, {"p": self.program_id, "w": wallet, "m": member_ids[0]})
+            ]
+        else:
+            batches = (
+                (_SEL_OPEN_HOLDS, {"p": self.program_id, "w": wallet, "ids": chunk})
+                for chunk in _chunks(list(dict.fromkeys(member_ids)))
+            )
+        for stmt, params in batches:
+            for row in conn.execute(stmt, params):
+                rows_of.setdefault(row[0], []).append(row)
+        by_member: dict[str, list[Hold]] = {}
+        for rows in rows_of.values():
+            hold = _hold(rows)
+            by_member.setdefault(hold.member_id, []).append(hold)
+        return [hold for m in member_ids for hold in by_member.get(m, ())]
+
+    @_translated
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        """Return the hold (any status) of this program, or None."""
+        rows = self._c().execute(_SEL_HOLD, {"p": self.program_id, "id": hold_id}).all()
+        return _hold(rows) if rows else None
+
+    def _transactions(self, conn: Connection, rows: Sequence[Any]) -> list[Transaction]:
+        """Build transactions from their rows, loading their postings and movements."""
+        legs: dict[uuid.UUID, list[Posting]] = {}
+        moves: dict[uuid.UUID, list[LotMovement]] = {}
+        ids = [row[0] for row in rows]
+        for chunk in _chunks(ids):
+            for tid, account, amount in conn.execute(_SEL_POSTINGS, {"ids": chunk}):
+                legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
+            for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, {"ids": chunk}):
+                moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
+        return [
+            Transaction(
+                id=r[0],
+                program_id=r[1],
+                member_id=r[2],
+                wallet=r[3],
+                kind=_KINDS[r[4]],
+                occurred_at=r[5],
+                recorded_at=r[6],
+                postings=tuple(legs.get(r[0], ())),
+                movements=tuple(moves.get(r[0], ())),
+                idempotency_key=r[7],
+                reason=r[8],
+                metadata=r[9],
+                reverses_id=r[10],
+            )
+            for r in rows
+        ]
+
+    @_translated
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None."""
+        conn = self._c()
+        row = conn.execute(_SEL_TX, {"p": self.program_id, "id": transaction_id}).first()
+        return None if row is None else self._transactions(conn, [row])[0]
+
+    @_translated
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None."""
+        found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+        return found
+
+    @_translated
+    def due_accounts(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``,
+        ordered by (member_id, wallet) and strictly after ``after`` when given."""
+        params: dict[str, Any] = {"p": self.program_id, "at": at, "lim": limit}
+        if after is None:
+            stmt = _SEL_DUE
+        else:
+            stmt = _SEL_DUE_AFTER
+            params["after_m"], params["after_w"] = after
+        return [(row[0], row[1]) for row in self._c().execute(stmt, params)]
+
+    @_translated
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        """Return (points, instant) of the soonest expiry among lots with points left."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet}
+        row = self._c().execute(_SEL_NEXT_EXPIRING, params).first()
+        return None if row is None else (int(row[1]), row[0])
+
+    @_translated
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        """Return the signed sum per account of the member's postings with
+        ``occurred_at <= at`` (accounts with no postings are absent)."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet, "at": at}
+        rows = self._c().execute(_SEL_SUMS_AS_OF, params)
+        return {_ACCOUNTS[account]: int(total) for account, total in rows}
+
+    @_translated
+    def lots_as_of(
+        self, wallet: str, member_id: str, at: dt.datetime
+    ) -> list[tuple[Lot, int]]:
+        """Return (lot, remaining as of ``at``) for lots whose movements up to ``at``
+        leave points in them."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet, "at": at}
+        rows = self._c().execute(_SEL_LOTS_AS_OF, params)
+        return [(Lot(*row[:-1]), int(row[-1])) for row in rows]
+
+    @_translated
+    def statement(
+        self,
+        wallet: str,
+        member_id: str,
+        *,
+        limit: int,
+        before: tuple[dt.datetime, uuid.UUID] | None,
+    ) -> tuple[list[Transaction], int]:
+        """Return up to ``limit`` transactions newest first (by occurred_at, then id),
+        strictly before ``before`` when given, and the member's total points through
+        the first transaction returned (0 if none)."""
+        conn = self._c()
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "w": wallet,
+                                  "lim": limit}
+        if before is None:
+            rows = conn.execute(_SEL_PAGE, params).all()
+        else:
+            params["before_at"], params["before_id"] = before
+            rows = conn.execute(_SEL_PAGE_BEFORE, params).all()
+        if not rows:
+            return [], 0
+        page = self._transactions(conn, rows)
+        params["before_at"], params["before_id"] = page[0].occurred_at, page[0].id
+        total = conn.scalar(_SEL_TOTAL_THROUGH, params)
+        return page, int(total or 0)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _insert(self, conn: Connection, stmt: sa.Insert, rows: list[dict[str, Any]],
+                duplicate: str | None = None, field: str = "", only: str | None = None
+                ) -> None:
+        """Insert ``rows`` in one executemany. A unique violation is DuplicateKey (with
+        ``duplicate`` as its message and the rows' ``field`` as detail) when
+        ``duplicate`` is given and, with ``only``, the violated constraint is that one;
+        anything else is StorageError."""
+        try:
+            conn.execute(stmt, rows)
+        except sa_exc.IntegrityError as exc:
+            if duplicate is not None and _is_unique_violation(exc) and (
+                only is None or _violated(exc, only)
+            ):
+                values = [row[field] for row in rows]
+                detail = values[0] if len(values) == 1 else values
+                raise DuplicateKey(duplicate, program_id=self.program_id,
+                                   **{field: detail}) from exc
+            raise _storage_error(exc) from exc
+
+    @staticmethod
+    def _update(conn: Connection, stmt: sa.Update, rows: list[dict[str, Any]],
+                what: str) -> None:
+        result = conn.execute(stmt, rows)
+        sane = (conn.dialect.supports_sane_multi_rowcount if len(rows) > 1
+                else conn.dialect.supports_sane_rowcount)
+        if sane and result.rowcount != len(rows):
+            raise StorageError(f"update of {what} found {result.rowcount} of {len(rows)} rows")
+
+    @_translated
+    def write(self, changes: ChangeSet) -> None:
+        """Persist ``changes`` set-based: one executemany per table touched, inserts
+        ordered so foreign keys hold. Raise DuplicateKey on a broken unique rule
+        (idempotency key, member id, one reversal per transaction); the caller must
+        then roll the unit of work back."""
+        conn = self._c()
+        program_id = self.program_id
+        if changes.idempotency:
+            self._insert(conn, _INS_KEY, [
+                {"program_id": program_id, "key": r.key, "member_id": r.member_id,
+                 "fingerprint": r.fingerprint, "result": r.result, "created_at": r.created_at}
+                for r in changes.idempotency
+            ], "idempotency key already used", "key")
+        if changes.members:
+            self._insert(conn, _INS_MEMBER, [
+                {"program_id": program_id, "member_id": m.member_id,
+                 "enrolled_at": m.enrolled_at, "attributes": dict(m.attributes)}
+                for m in changes.members
+            ], "member already enrolled", "member_id")
+        new_accounts = changes.new_accounts
+        if new_accounts:
+            self._insert(conn, _INS_ACCOUNT, [
+                _account_row(program_id, member_id, wallet, state)
+                for (member_id, wallet), state in changes.accounts.items()
+                if (member_id, wallet) in new_accounts
+            ])
+        txs = changes.transactions
+        if txs:
+            self._insert(conn, _INS_TX, [
+                {"id": tx.id, "program_id": tx.program_id, "member_id": tx.member_id,
+                 "wallet": tx.wallet, "kind": tx.kind.value, "occurred_at": tx.occurred_at,
+                 "recorded_at": tx.recorded_at, "idempotency_key": tx.idempotency_key,
+                 "reason": tx.reason, "metadata": dict(tx.metadata),
+                 "reverses_id": tx.reverses_id}
+                for tx in txs
+            ], "transaction already reversed", "reverses_id", only="reverses_id")
+            legs = [
+                {"transaction_id": tx.id, "account": p.account.value, "program_id": tx.program_id,
+                 "member_id": tx.member_id, "wallet": tx.wallet, "amount": p.amount,
+                 "position": i}
+                for tx in txs for i, p in enumerate(tx.postings)
+            ]
+            if legs:
+                self._insert(conn, _INS_POSTING, legs)
+        new_lots = changes.new_lots
+        if new_lots:
+            self._insert(conn, _INS_LOT, [
+                _lot_row(lot) for lot_id, lot in changes.lots.items() if lot_id in new_lots
+            ])
+        moves = [
+            {"transaction_id": tx.id, "lot_id": mv.lot_id, "program_id": tx.program_id,
+             "member_id": tx.member_id, "delta": mv.delta, "position": i}
+            for tx in txs for i, mv in enumerate(tx.movements)
+        ]
+        if moves:
+            self._insert(conn, _INS_MOVEMENT, moves)
+        new_holds = changes.new_holds
+        if new_holds:
+            created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
+            self._insert(conn, _INS_HOLD, [
+                {"id": h.id, "program_id": h.program_id, "member_id": h.member_id,
+                 "wallet": h.wallet, "points": h.points, "status": h.status.value,
+                 "created_at": h.created_at, "expires_at": h.expires_at,
+                 "transaction_id": h.transaction_id, "captured": h.captured,
+                 "resolved_by": h.resolved_by}
+                for h in created
+            ])
+            self._insert(conn, _INS_ALLOCATION, [
+                {"hold_id": h.id, "lot_id": a.lot_id, "program_id": h.program_id,
+                 "member_id": h.member_id, "points": a.points, "position": i}
+                for h in created for i, a in enumerate(h.allocations)
+            ])
+        touched_accounts = [
+            {"k_program_id": program_id, "k_member_id": member_id, "k_wallet": wallet,
+             **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
+             "next_due_at": state.next_due_at, "version": state.version}
+            for (member_id, wallet), state in changes.accounts.items()
+            if (member_id, wallet) not in new_accounts
+        ]
+        if touched_accounts:
+            self._update(conn, _UPD_ACCOUNT, touched_accounts, "accounts")
+        touched_lots = [
+            {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
+             "pending": lot.pending, "activates_at": lot.activates_at,
+             "expires_at": lot.expires_at}
+            for lot_id, lot in changes.lots.items() if lot_id not in new_lots
+        ]
+        if touched_lots:
+            self._update(conn, _UPD_LOT, touched_lots, "lots")
+        touched_holds = [
+            {"k_id": h.id, "status": h.status.value, "captured": h.captured,
+             "resolved_by": h.resolved_by}
+            for hold_id, h in changes.holds.items() if hold_id not in new_holds
+        ]
+        if touched_holds:
+            self._update(conn, _UPD_HOLD, touched_holds, "holds")
+
+
+def _begin_in_host(conn: Connection) -> sa.Transaction:
+    """Open a SAVEPOINT inside the host's transaction (beginning it if needed)."""
+    if not conn.in_transaction():
+        conn.begin()  # the host's transaction, committed by the host like an autobegin
+    if conn.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        if driver is not None and not getattr(driver, "in_transaction", True):
+            # pysqlite's legacy mode has not really begun the host's transaction yet;
+            # a SAVEPOINT alone would then commit on release, outside the host's control
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return conn.begin_nested()
+
+
+# -- the storage --------------------------------------------------------------------------
+
+
+class SQLStorage:
+    """Keeps ledgers in a SQL database through SQLAlchemy Core (SQLite, PostgreSQL).
+
+    ``bind`` is an :class:`~sqlalchemy.engine.Engine` (each unit of work checks out a
+    connection and runs one transaction) or a host application's open
+    :class:`~sqlalchemy.engine.Connection` (each unit of work is a SAVEPOINT inside the
+    host's transaction; the host commits). For SQLite create engines with
+    :meth:`from_url` or :func:`loyaltykit.sql.create_engine`, which set WAL, foreign
+    keys, a busy timeout and ``BEGIN IMMEDIATE``.
+    """
+
+    #: The tables of the ledger (SQLAlchemy :class:`~sqlalchemy.MetaData`).
+    metadata: ClassVar[sa.MetaData] = metadata
+
+    def __init__(self, bind: Engine | Connection) -> None:
+        self._engine: Engine
+        self._connection: Connection | None
+        if isinstance(bind, Engine):
+            self._engine, self._connection = bind, None
+        elif isinstance(bind, Connection):
+            self._engine, self._connection = bind.engine, bind
+        else:
+            raise InvalidInput("bind must be a SQLAlchemy Engine or Connection",
+                               bind=repr(bind))
+        self._owns_engine = False
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kwargs: Any) -> SQLStorage:
+        """Create an engine for ``url`` (SQLite settings included; see
+        :func:`create_engine`) owned by the new storage; :meth:`dispose` releases it.
+
+        ``engine_kwargs`` go to :func:`sqlalchemy.create_engine`. An in-memory SQLite
+        URL (``sqlite://``) gives each thread its own database; use a file to share
+        one between threads or processes."""
+        try:
+            engine = create_engine(url, **engine_kwargs)
+        except sa_exc.ArgumentError as exc:
+            raise InvalidInput(
+                "unusable database URL", url=_hide_password(str(url))
+            ) from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise _storage_error(exc) from exc
+        storage = cls(engine)
+        storage._owns_engine = True
+        return storage
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        mode = ", host connection" if self._connection is not None else ""
+        return f"SQLStorage({url!r}{mode})"
+
+    def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
+        """Return a new unit of work for ``program_id`` (use it as a context manager)."""
+        return SQLUnitOfWork(self, program_id)
+
+    def _run(self, work: Callable[[Connection], None]) -> None:
+        """Run ``work`` in a transaction of its own (a SAVEPOINT on a host connection)."""
+        try:
+            if self._connection is None:
+                with self._engine.begin() as conn:
+                    work(conn)
+            else:
+                with _begin_in_host(self._connection):
+                    work(self._connection)
+        except sa_exc.SQLAlchemyError as exc:
+            raise _storage_error(exc) from exc
+
+    def register_program(
+        self, program_id: str, definition: dict[str, Any], at: dt.datetime
+    ) -> None:
+        """Store the definition if ``program_id`` is unknown; otherwise do nothing.
+        Safe to call concurrently (a lost insert race is ignored)."""
+
+        def work(conn: Connection) -> None:
+            if conn.scalar(_SEL_PROGRAM, {"p": program_id}) is None:
+                conn.execute(
+                    _INS_PROGRAM, {"id": program_id, "definition": definition, "created_at": at}
+                )
+
+        try:
+            self._run(work)
+        except StorageError as exc:
+            # a concurrent registration won the race: the program is known now
+            if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                raise
+
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet (a shortcut for tests and demos;
+        production databases should use :meth:`upgrade`)."""
+        self._run(lambda conn: metadata.create_all(conn))
+
+    def alembic_config(self) -> Config:
+        """An Alembic configuration for the shipped migrations (no ``alembic.ini``)."""
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        config.set_main_option("version_table", VERSION_TABLE)
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the database schema to ``revision`` (default: the newest) with the
+        migrations shipped in the package. On a host connection the migration joins
+        the host's transaction."""
+        from alembic import command
+        from alembic.util import CommandError
+
+        config = self.alembic_config()
+
+        def work(conn: Connection) -> None:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+        try:
+            self._run(work)
+        except CommandError as exc:
+            raise StorageError("the migration failed", revision=revision,
+                               detail=str(exc)) from exc
+
+    def dispose(self) -> None:
+        """Close the pooled connections of an engine this storage created itself
+        (:meth:`from_url`); a caller's engine or connection is left alone."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+
+def _hide_password(url: str) -> str:
+    """Mask the password of ``scheme://user:password@host/...`` for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

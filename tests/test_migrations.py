@@ -1,0 +1,117 @@
+"""The shipped Alembic migrations build exactly the schema of loyaltykit's metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from loyaltykit import StorageError
+from loyaltykit.sql import MIGRATIONS_DIR, VERSION_TABLE, SQLStorage, create_engine
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLStorage]:
+    storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
+    yield storage
+    storage.dispose()
+
+
+def _engine(storage: SQLStorage) -> sa.Engine:
+    return storage._engine
+
+
+def _differences(storage: SQLStorage) -> list[Any]:
+    with _engine(storage).connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+        )
+        return list(compare_metadata(context, SQLStorage.metadata))
+
+
+def _revision(storage: SQLStorage) -> str | None:
+    with _engine(storage).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def _tables(storage: SQLStorage) -> set[str]:
+    return set(sa.inspect(_engine(storage)).get_table_names())
+
+
+def test_upgrade_of_an_empty_database_matches_the_metadata(storage: SQLStorage) -> None:
+    storage.upgrade()
+    assert [] == _differences(storage)
+    assert set(SQLStorage.metadata.tables) | {VERSION_TABLE} == _tables(storage)
+
+
+def test_the_comparison_sees_a_missing_index(storage: SQLStorage) -> None:
+    # control: compare_metadata really looks at the indexes upgrade() created
+    storage.upgrade()
+    with _engine(storage).begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_lk_lots_member_open")
+    assert ["add_index"] == [diff[0] for diff in _differences(storage)]
+
+
+def test_upgrade_records_the_head_revision_and_is_idempotent(storage: SQLStorage) -> None:
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    storage.upgrade()
+    storage.upgrade()
+    assert head == _revision(storage)
+    assert [] == _differences(storage)
+
+
+def test_downgrade_to_base_drops_every_table(storage: SQLStorage) -> None:
+    storage.upgrade()
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert {VERSION_TABLE} == _tables(storage)
+    storage.upgrade()
+    assert [] == _differences(storage)
+
+
+def test_create_schema_builds_the_same_schema_as_the_migrations(tmp_path: Path) -> None:
+    storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'created.sqlite'}")
+    try:
+        storage.create_schema()
+        with _engine(storage).connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert [] == list(compare_metadata(context, SQLStorage.metadata))
+    finally:
+        storage.dispose()
+
+
+def test_an_unknown_revision_is_a_storage_error(storage: SQLStorage) -> None:
+    with pytest.raises(StorageError, match="migration"):
+        storage.upgrade("no-such-revision")
+
+
+def test_the_migrations_have_a_single_head() -> None:
+    assert 1 == len(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
+def test_upgrade_on_a_host_connection_joins_the_host_transaction(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            SQLStorage(conn).upgrade()
+            assert "lk_lots" in sa.inspect(conn).get_table_names()
+            conn.rollback()
+        assert [] == sa.inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            conn.begin()
+            SQLStorage(conn).upgrade()
+            conn.commit()
+        assert [] == _differences(SQLStorage(engine))
+    finally:
+        engine.dispose()
