@@ -35,6 +35,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# the shipped test helpers assert; let pytest explain their failures
+pytest.register_assert_rewrite("loyaltykit.testing")
+
 from loyaltykit import Storage  # noqa: E402
 from loyaltykit.memory import MemoryStorage  # noqa: E402
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 from decimal import Decimal
 from typing import Any
@@ -73,6 +74,12 @@ class ExpiryStart(enum.Enum):
     ACTIVATION = "activation"
 
 
+@functools.lru_cache(maxsize=256)
+def zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
+    """Return the pendulum time zone called ``name`` (cached: loading one is slow)."""
+    return pendulum.timezone(name)
+
+
 def _fail(field: str, message: str, value: object) -> LoyaltyError:
     return InvalidProgram(f"{field}: {message}", field=field, value=value)
 
@@ -118,7 +125,7 @@ class ExpiryPolicy:
         """Return the expiry instant (UTC) of a lot whose period starts at ``start``."""
         if not self.expires:
             return None
-        local = pendulum.instance(start).in_timezone(time_zone)
+        local = pendulum.instance(start).in_timezone(zone(time_zone))
         if self.months is not None:
             local = local.add(months=self.months)
         else:
@@ -182,7 +189,7 @@ class PendingPolicy:
         """Return when a lot earned at ``earned_at`` activates (None: manual or at once)."""
         if self.manual or not self.days:
             return None
-        local = pendulum.instance(earned_at).in_timezone(time_zone).add(days=self.days)
+        local = pendulum.instance(earned_at).in_timezone(zone(time_zone)).add(days=self.days)
         return to_utc(local)
 
     @property
@@ -263,7 +270,7 @@ class Program:
         if not isinstance(self.time_zone, str):
             raise _fail("time_zone", "must be an IANA time zone name", self.time_zone)
         try:
-            pendulum.timezone(self.time_zone)
+            zone(self.time_zone)
         except Exception:
             raise _fail("time_zone", "unknown IANA time zone", self.time_zone) from None
         if not isinstance(self.currency, str) or not re.match(r"^[A-Z]{3}$", self.currency):

@@ -165,7 +165,9 @@ def _dump(value: Any) -> Any:
         return {"__uuid__": str(value)}
     if isinstance(value, Kind):
         return {"__kind__": value.value}
-    if isinstance(value, tuple | list):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_dump(v) for v in value]}
+    if isinstance(value, list):
         return [_dump(v) for v in value]
     if isinstance(value, dict):
         return {"__map__": {k: _dump(v) for k, v in value.items()}}
@@ -178,6 +180,8 @@ def _load(value: Any) -> Any:
             return dt.datetime.fromisoformat(value["__dt__"])
         if "__uuid__" in value:
             return uuid.UUID(value["__uuid__"])
+        if "__tuple__" in value:
+            return tuple(_load(v) for v in value["__tuple__"])
         if "__map__" in value:
             return {k: _load(v) for k, v in value["__map__"].items()}
         if "__kind__" in value:
@@ -186,7 +190,7 @@ def _load(value: Any) -> Any:
         kwargs = {k: _load(v) for k, v in value.items() if k != "__type__"}
         return cls(**kwargs)
     if isinstance(value, list):
-        return tuple(_load(v) for v in value)
+        return [_load(v) for v in value]
     return value
 
 

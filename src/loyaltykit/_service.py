@@ -859,7 +859,8 @@ class Loyalty:
                 uow.write(changes)
                 uow.commit()
         report = DueWorkReport(at=when, members=members, **totals)
-        logger.info("due work at %s: %s", when.isoformat(), report)
+        level = logging.INFO if members else logging.DEBUG
+        logger.log(level, "due work at %s: %s", when.isoformat(), report)
         return report
 
     # -- reads ----------------------------------------------------------------------------

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 import attrs
 
-from loyaltykit._errors import InvalidIdempotencyKey, InvalidMoney, InvalidPoints, NaiveDatetime
+from loyaltykit._errors import (
+    CurrencyMismatch,
+    InvalidIdempotencyKey,
+    InvalidMoney,
+    InvalidPoints,
+    NaiveDatetime,
+)
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -66,6 +72,11 @@ class Money:
 
     >>> Money("12.50", "EUR")
     Money(amount=Decimal('12.50'), currency='EUR')
+    >>> Money("12.50", "EUR") + Money("0.49", "EUR")
+    Money(amount=Decimal('12.99'), currency='EUR')
+
+    Adding, subtracting or comparing amounts in different currencies raises
+    :class:`~loyaltykit.CurrencyMismatch`.
 
     ``amount`` accepts ``Decimal``, ``int`` or a decimal string; floats, NaN and
     infinities are refused with :class:`~loyaltykit.InvalidMoney`.
@@ -73,6 +84,40 @@ class Money:
 
     amount: Decimal = attrs.field(converter=_to_decimal)
     currency: str = attrs.field(validator=_check_currency)
+
+    def _same(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise InvalidMoney("can only combine Money with Money", value=repr(other))
+        if other.currency != self.currency:
+            raise CurrencyMismatch(
+                "cannot combine amounts in different currencies",
+                expected=self.currency, actual=other.currency,
+            )
+        return other
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self.amount + self._same(other).amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self.amount - self._same(other).amount, self.currency)
+
+    def __mul__(self, factor: int | Decimal) -> Money:
+        if isinstance(factor, bool) or not isinstance(factor, int | Decimal):
+            raise InvalidMoney("money can only be multiplied by int or Decimal",
+                               value=repr(factor))
+        return Money(self.amount * factor, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        return self.amount < self._same(other).amount
+
+    def __le__(self, other: Money) -> bool:
+        return self.amount <= self._same(other).amount
+
+    def __gt__(self, other: Money) -> bool:
+        return self.amount > self._same(other).amount
+
+    def __ge__(self, other: Money) -> bool:
+        return self.amount >= self._same(other).amount
 
     def to_dict(self) -> dict[str, str]:
         """Return a JSON-compatible dict (``{"amount": "12.50", "currency": "EUR"}``)."""

@@ -98,9 +98,9 @@ class MemoryUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed:
-                for undo in reversed(self._undo):
-                    undo()
+            # whatever is still in the undo log was written after the last commit
+            for undo in reversed(self._undo):
+                undo()
         finally:
             self._undo.clear()
             self._entered = False
