@@ -74,6 +74,7 @@ class Account(enum.Enum):
 
 MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT})
 SYSTEM_ACCOUNTS = frozenset(set(Account) - MEMBER_ACCOUNTS)
+_ACCOUNT_NAMES = tuple((a, a.value) for a in Account)
 
 
 @attrs.frozen
@@ -234,14 +235,17 @@ class AccountState:
 
     def apply(self, postings: tuple[Posting, ...]) -> AccountState:
         """Return the state after adding ``postings``."""
-        sums = {a.value: getattr(self, a.value) for a in Account}
+        # only the accounts posted to change (iterating the Account enum per
+        # transaction was a tenth of a bulk earn's time)
+        changes: dict[str, Any] = {}
         for p in postings:
-            sums[p.account.value] += p.amount
-        return attrs.evolve(self, **sums, version=self.version + 1)
+            name = p.account.value
+            changes[name] = changes.get(name, getattr(self, name)) + p.amount
+        return attrs.evolve(self, **changes, version=self.version + 1)
 
     def sums(self) -> dict[Account, int]:
         """The signed sum per account."""
-        return {a: getattr(self, a.value) for a in Account}
+        return {a: getattr(self, name) for a, name in _ACCOUNT_NAMES}
 
 
 @attrs.frozen

@@ -148,8 +148,10 @@ class ExpiryPolicy:
         return cls(
             days=data.get("days"),
             months=data.get("months"),
-            round_up_to=_enum(ExpiryRounding, data.get("round_up_to", "none"), "round_up_to"),
-            counted_from=_enum(ExpiryStart, data.get("counted_from", "earn"), "counted_from"),
+            round_up_to=_enum(ExpiryRounding, data.get("round_up_to", "none"),
+                              "expiry.round_up_to"),
+            counted_from=_enum(ExpiryStart, data.get("counted_from", "earn"),
+                               "expiry.counted_from"),
         )
 
 
@@ -321,13 +323,21 @@ class Program:
     def from_dict(cls, data: dict[str, Any]) -> Program:
         """Build a program from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         try:
-            point_value = Money.from_dict(data["point_value"])
+            raw_value = data["point_value"]
+            try:
+                point_value = Money.from_dict(raw_value)
+            except (KeyError, TypeError, AttributeError, LoyaltyError):
+                raise _fail("point_value", "must be {'amount': ..., 'currency': ...}",
+                            repr(raw_value)) from None
+            wallets = data.get("wallets", ("points",))
+            if not isinstance(wallets, list | tuple):  # a str would become one-letter wallets
+                raise _fail("wallets", "must be a list of names", wallets)
             return cls(
                 id=data["id"],
                 time_zone=data["time_zone"],
                 currency=data["currency"],
                 point_value=point_value,
-                wallets=tuple(data.get("wallets", ("points",))),
+                wallets=tuple(wallets),
                 ledger=LedgerPolicy.from_dict(data.get("ledger", {})),
             )
         except KeyError as exc:

@@ -134,7 +134,11 @@ class StatementPage:
 
 @attrs.frozen
 class DueWorkReport:
-    """What a run of due work did: counts of transactions and points moved."""
+    """What a run of due work did: counts of transactions and points moved.
+
+    ``expired_points`` includes held points of an expired lot that a hold's release
+    returned (they expire in the release transaction itself).
+    """
 
     at: dt.datetime
     activated_lots: int = 0
@@ -154,10 +158,20 @@ _TYPES: dict[str, type[Any]] = {
 }
 
 
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
 def _dump(value: Any) -> Any:
-    if attrs.has(type(value)):
-        data = {f.name: _dump(getattr(value, f.name)) for f in attrs.fields(type(value))}
-        data["__type__"] = type(value).__name__
+    # plain JSON values first: they are most of a result (this codec runs on every write)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    cls = type(value)
+    names = _FIELDS.get(cls)
+    if names is None and attrs.has(cls):
+        names = _FIELDS[cls] = tuple(f.name for f in attrs.fields(cls))
+    if names is not None:
+        data = {name: _dump(getattr(value, name)) for name in names}
+        data["__type__"] = cls.__name__
         return data
     if isinstance(value, dt.datetime):
         return {"__dt__": value.isoformat()}

@@ -1,0 +1,657 @@
+"""Bad input gets a typed error and writes nothing, on every backend.
+
+Each refusal is checked three ways: the exact loyaltykit exception class, the builtin it
+also derives from (``except ValueError`` / ``except LookupError`` still work), and an
+unchanged ledger (balances, full statements, open lots, transactions and the open
+hold, compared before and after).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyaltykit import (
+    ClawbackPolicy,
+    ExpiryPolicy,
+    ExpiryRounding,
+    ExpiryStart,
+    HoldNotFound,
+    InvalidIdempotencyKey,
+    InvalidInput,
+    InvalidMoney,
+    InvalidPoints,
+    InvalidProgram,
+    LedgerPolicy,
+    Loyalty,
+    LoyaltyError,
+    MemberNotFound,
+    Money,
+    NaiveDatetime,
+    PendingPolicy,
+    Program,
+    SpendOrder,
+    Storage,
+    TransactionNotFound,
+    UnknownWallet,
+)
+from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS
+from loyaltykit.testing.contract import Shop, ledger_snapshot, make_program
+
+TTL = dt.timedelta(minutes=15)
+MEMBERS = ("m", "n", "ghost")
+
+# one Hypothesis run shares one storage: every example must leave it as it was
+_SHARED = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _any(value: object) -> Any:
+    """Pass a deliberately ill-typed value past the type checker."""
+    return value
+
+
+@attrs.define
+class World:
+    """A small ledger with history: m has points, a pending lot and an open hold."""
+
+    shop: Shop
+    earn_id: uuid.UUID
+    pending_id: uuid.UUID
+    hold_id: uuid.UUID
+
+    @property
+    def loyalty(self) -> Loyalty:
+        return self.shop.loyalty
+
+    def snapshot(self) -> object:
+        return (ledger_snapshot(self.loyalty, MEMBERS), self.loyalty.hold_info(self.hold_id))
+
+
+@pytest.fixture
+def world(storage: Storage) -> World:
+    program = make_program(wallets=("points", "credits"), expiry=ExpiryPolicy(days=30))
+    shop = Shop(storage, program)
+    shop.enrol("m", "n")
+    earn = shop.loyalty.earn("m", 100, key="order")
+    pending = shop.loyalty.earn("m", 20, key="pending",
+                                activates_at=shop.clock.now() + dt.timedelta(days=1))
+    shop.loyalty.spend("m", 10, key="pay")
+    hold = shop.loyalty.hold("m", 30, key="cart", ttl=TTL)
+    shop.loyalty.earn("n", 5, key="n-credits", wallet="credits")
+    return World(shop, earn.transaction_id, pending.transaction_id, hold.hold_id)
+
+
+def refused(
+    world: World, error: type[LoyaltyError], builtin: type[Exception],
+    call: Callable[[], object],
+) -> LoyaltyError:
+    """Assert ``call`` raises exactly ``error`` (also a ``builtin``) and writes nothing."""
+    before = world.snapshot()
+    with pytest.raises(error) as info:
+        call()
+    assert error is type(info.value)
+    assert isinstance(info.value, builtin)
+    assert before == world.snapshot()
+    return info.value
+
+
+def writes(w: World) -> dict[str, Callable[..., object]]:
+    """Every write of the facade with valid arguments; keywords override them."""
+    lo = w.loyalty
+
+    def call(fn: Callable[..., object], *args: object, **defaults: object) -> Callable[..., object]:
+        return lambda **kw: fn(*args, **{"key": "fresh-key", **defaults, **kw})
+
+    return {
+        "enrol": call(lo.enrol, "newcomer"),
+        "earn": call(lo.earn, "m", 5),
+        "spend": call(lo.spend, "m", 5),
+        "hold": call(lo.hold, "m", 5, ttl=TTL),
+        "capture": call(lo.capture, w.hold_id, 5),
+        "void": call(lo.void, w.hold_id),
+        "activate": call(lo.activate, w.pending_id),
+        "reverse": call(lo.reverse, w.earn_id),
+        "adjust": call(lo.adjust, "m", 5, reason="goodwill"),
+        "clawback": call(lo.clawback, "m", 5),
+        "transfer": call(lo.transfer, "m", "n", 5),
+        "bulk_earn": call(lo.bulk_earn, {"m": 1, "n": 2}),
+    }
+
+
+WRITES = sorted(["enrol", "earn", "spend", "hold", "capture", "void", "activate", "reverse",
+                 "adjust", "clawback", "transfer", "bulk_earn"])
+WITH_REASON = [op for op in WRITES if op != "enrol"]
+WITH_METADATA = [op for op in WRITES if op not in ("enrol", "activate")]
+WITH_WALLET = ["adjust", "bulk_earn", "clawback", "earn", "hold", "spend", "transfer"]
+
+
+@pytest.mark.parametrize("op", WRITES)
+def test_every_write_in_the_table_succeeds_with_valid_input(world: World, op: str) -> None:
+    # the control for the refusals below: only the one bad argument makes them fail
+    writes(world)[op]()
+    writes(world)[op]()  # and replays
+
+
+# -- points ------------------------------------------------------------------------------
+
+NOT_POINTS = st.one_of(
+    st.integers(max_value=0),
+    st.integers(min_value=MAX_POINTS + 1),
+    st.booleans(),
+    st.floats(),
+    st.decimals(),
+    st.fractions(),
+    st.text(),
+    st.just("10"),
+    st.just(10.0),
+    st.just(Decimal(10)),
+    st.just(Fraction(10)),
+    st.none(),
+)
+
+
+def _points_ops(w: World) -> dict[str, Callable[[object], object]]:
+    lo = w.loyalty
+    return {
+        "earn": lambda p: lo.earn("m", p, key="k"),
+        "spend": lambda p: lo.spend("m", p, key="k"),
+        "hold": lambda p: lo.hold("m", p, key="k", ttl=TTL),
+        "clawback": lambda p: lo.clawback("m", p, key="k"),
+        "transfer": lambda p: lo.transfer("m", "n", p, key="k"),
+        "bulk_earn": lambda p: lo.bulk_earn([("n", 1), ("m", p)], key="k"),
+        "capture": lambda p: lo.capture(w.hold_id, p, key="k"),
+    }
+
+
+def test_points_must_be_positive_ints(world: World) -> None:
+    ops = _points_ops(world)
+    before = world.snapshot()
+
+    @_SHARED
+    @given(points=NOT_POINTS, op=st.sampled_from(sorted(ops)))
+    def check(points: object, op: str) -> None:
+        if op == "capture" and points is None:
+            return  # capture(None) means "all of the hold"
+        with pytest.raises(InvalidPoints) as info:
+            ops[op](points)
+        assert InvalidPoints is type(info.value)
+        assert isinstance(info.value, ValueError)
+
+    check()
+    assert before == world.snapshot()
+
+
+@pytest.mark.parametrize("points", [0, True, False, 1.0, -1.5, Decimal(3), "5", None,
+                                    MAX_POINTS + 1, -MAX_POINTS - 1])
+def test_adjustments_must_be_non_zero_ints(world: World, points: Any) -> None:
+    refused(world, InvalidPoints, ValueError,
+            lambda: world.loyalty.adjust("m", points, key="k", reason="fix"))
+
+
+def test_the_largest_points_amount_is_accepted(world: World) -> None:
+    result = world.loyalty.earn("n", MAX_POINTS, key="big")
+    assert MAX_POINTS == result.balance.available
+    assert MAX_POINTS == world.loyalty.balance("n").available
+
+
+# -- money and programs ----------------------------------------------------------------
+
+@given(amount=st.one_of(
+    st.floats(),
+    st.booleans(),
+    st.decimals(allow_nan=True, allow_infinity=True).filter(lambda d: not d.is_finite()),
+    st.sampled_from(["NaN", "-Infinity", "Infinity", "sNaN", "inf", "12,50", "", "ten",
+                     "1e", None, b"1", [1]]),
+))
+def test_money_amounts_must_be_finite_decimals(amount: object) -> None:
+    with pytest.raises(InvalidMoney) as info:
+        Money(amount, "EUR")
+    assert InvalidMoney is type(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("currency", ["eur", "EURO", "EU", "", None, 978, "E U"])
+def test_money_currency_must_be_an_iso_code(currency: Any) -> None:
+    with pytest.raises(InvalidMoney) as info:
+        Money("1.00", currency)
+    assert InvalidMoney is type(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("amount", [math.nan, math.inf, 0.1])
+def test_money_never_takes_a_float(amount: float) -> None:
+    with pytest.raises(InvalidMoney):
+        Money(amount, "EUR")
+    assert Decimal("0.1") == Money("0.1", "EUR").amount
+
+
+_BASE: dict[str, Any] = {"id": "shop", "time_zone": "Europe/Berlin", "currency": "EUR",
+                         "point_value": Money("0.01", "EUR")}
+
+
+def _program(**changes: Any) -> Program:
+    return Program(**{**_BASE, **changes})
+
+
+def _ledger(**changes: Any) -> Program:
+    return _program(ledger=LedgerPolicy(**changes))
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: _program(id=""), "id"),
+        (lambda: _program(id="has space"), "id"),
+        (lambda: _program(id="x" * 65), "id"),
+        (lambda: _program(id=123), "id"),
+        (lambda: _program(id=None), "id"),
+        (lambda: _program(time_zone="Mars/Olympus_Mons"), "time_zone"),
+        (lambda: _program(time_zone=""), "time_zone"),
+        (lambda: _program(time_zone=1), "time_zone"),
+        (lambda: _program(currency="eur"), "currency"),
+        (lambda: _program(currency="EURO"), "currency"),
+        (lambda: _program(currency=None), "currency"),
+        (lambda: _program(point_value=Money("0.01", "USD")), "point_value"),
+        (lambda: _program(point_value="0.01"), "point_value"),
+        (lambda: _program(point_value=Decimal("0.01")), "point_value"),
+        (lambda: _program(point_value=Money("-0.01", "EUR")), "point_value"),
+        (lambda: _program(wallets=()), "wallets"),
+        (lambda: _program(wallets=["points"]), "wallets"),
+        (lambda: _program(wallets="points"), "wallets"),
+        (lambda: _program(wallets=("Points",)), "wallets"),
+        (lambda: _program(wallets=("points", "points")), "wallets"),
+        (lambda: _program(wallets=(1,)), "wallets"),
+        (lambda: _program(wallets=("x" * 33,)), "wallets"),
+        (lambda: _program(ledger="strict"), "ledger"),
+        (lambda: _ledger(expiry="12 months"), "ledger.expiry"),
+        (lambda: _ledger(pending=14), "ledger.pending"),
+        (lambda: _ledger(spend_order="oldest_first"), "ledger.spend_order"),
+        (lambda: _ledger(clawback="debt"), "ledger.clawback"),
+        (lambda: ExpiryPolicy(days=-1), "ledger.expiry.days"),
+        (lambda: ExpiryPolicy(days=_any(1.5)), "ledger.expiry.days"),
+        (lambda: ExpiryPolicy(days=True), "ledger.expiry.days"),
+        (lambda: ExpiryPolicy(days=_any("30")), "ledger.expiry.days"),
+        (lambda: ExpiryPolicy(days=100_001), "ledger.expiry.days"),
+        (lambda: ExpiryPolicy(months=-1), "ledger.expiry.months"),
+        (lambda: ExpiryPolicy(months=_any(Decimal(12))), "ledger.expiry.months"),
+        (lambda: ExpiryPolicy(days=30, months=1), "ledger.expiry"),
+        (lambda: ExpiryPolicy(months=1, round_up_to=_any("month")), "ledger.expiry.round_up_to"),
+        (lambda: ExpiryPolicy(months=1, counted_from=_any("earn")), "ledger.expiry.counted_from"),
+        (lambda: PendingPolicy(days=-1), "ledger.pending.days"),
+        (lambda: PendingPolicy(days=True), "ledger.pending.days"),
+        (lambda: PendingPolicy(manual=_any("yes")), "ledger.pending.manual"),
+        (lambda: PendingPolicy(days=14, manual=True), "ledger.pending"),
+    ],
+)
+def test_invalid_program_fields_are_named(build: Callable[[], object], field: str) -> None:
+    with pytest.raises(InvalidProgram) as info:
+        build()
+    assert InvalidProgram is type(info.value)
+    assert isinstance(info.value, ValueError)
+    assert field == info.value.details["field"]
+    assert field in str(info.value)
+
+
+def _definition(**changes: Any) -> dict[str, Any]:
+    return {**make_program().to_dict(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({k: v for k, v in _definition().items() if k != "id"}, "id"),
+        ({k: v for k, v in _definition().items() if k != "time_zone"}, "time_zone"),
+        ({k: v for k, v in _definition().items() if k != "point_value"}, "point_value"),
+        (_definition(point_value="0.01"), "point_value"),
+        (_definition(point_value={"currency": "EUR"}), "point_value"),
+        (_definition(point_value={"amount": "NaN", "currency": "EUR"}), "point_value"),
+        (_definition(wallets="points"), "wallets"),
+        (_definition(ledger={"spend_order": "random"}), "ledger.spend_order"),
+        (_definition(ledger={"clawback": "forgive"}), "ledger.clawback"),
+        (_definition(ledger={"expiry": {"round_up_to": "week"}}),
+         "ledger.expiry.round_up_to"),
+        (_definition(ledger={"expiry": {"counted_from": "never"}}),
+         "ledger.expiry.counted_from"),
+        (_definition(ledger={"expiry": {"days": -3}}), "ledger.expiry.days"),
+        (_definition(currency="USD"), "point_value"),
+    ],
+)
+def test_invalid_program_definitions_are_named(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidProgram) as info:
+        Program.from_dict(data)
+    assert InvalidProgram is type(info.value)
+    assert isinstance(info.value, ValueError)
+    assert field == info.value.details["field"]
+
+
+def test_a_valid_definition_round_trips() -> None:
+    program = make_program(wallets=("points", "credits"), expiry=ExpiryPolicy(
+        months=6, round_up_to=ExpiryRounding.QUARTER, counted_from=ExpiryStart.ACTIVATION,
+    ), pending=PendingPolicy(days=14), spend_order=SpendOrder.NEWEST_FIRST,
+        clawback=ClawbackPolicy.PENDING_ONLY)
+    assert program == Program.from_dict(program.to_dict())
+
+
+def test_the_facade_needs_a_program(storage: Storage) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Loyalty(_any(make_program().to_dict()), storage)
+    assert InvalidInput is type(info.value)
+
+
+# -- datetimes ---------------------------------------------------------------------------
+
+NAIVE = dt.datetime(2026, 1, 1, 8)
+
+
+@pytest.mark.parametrize("op", WRITES)
+@pytest.mark.parametrize("at", [NAIVE, dt.date(2026, 1, 1), "2026-01-01T08:00:00+00:00",
+                                1767254400])
+def test_at_must_be_an_aware_datetime(world: World, op: str, at: Any) -> None:
+    refused(world, NaiveDatetime, ValueError, lambda: writes(world)[op](at=at))
+
+
+@pytest.mark.parametrize("op", WRITES)
+def test_at_must_not_be_later_than_the_clock(world: World, op: str) -> None:
+    future = world.shop.clock.now() + dt.timedelta(microseconds=1)
+    error = refused(world, InvalidInput, ValueError, lambda: writes(world)[op](at=future))
+    assert future.isoformat() == error.details["at"]
+
+
+def test_activates_at_must_be_aware(world: World) -> None:
+    refused(world, NaiveDatetime, ValueError,
+            lambda: world.loyalty.earn("m", 5, key="k", activates_at=NAIVE))
+    refused(world, NaiveDatetime, ValueError,
+            lambda: world.loyalty.earn("m", 5, key="k", activates_at=_any("tomorrow")))
+
+
+def test_reads_and_due_work_refuse_naive_and_future_instants(world: World) -> None:
+    lo = world.loyalty
+    future = world.shop.clock.now() + dt.timedelta(seconds=1)
+    refused(world, NaiveDatetime, ValueError, lambda: lo.balance("m", as_of=NAIVE))
+    refused(world, InvalidInput, ValueError, lambda: lo.balance("m", as_of=future))
+    refused(world, NaiveDatetime, ValueError, lambda: lo.run_due(NAIVE))
+    refused(world, InvalidInput, ValueError, lambda: lo.run_due(future))
+
+
+def test_a_clock_returning_naive_datetimes_is_refused(storage: Storage) -> None:
+    class NaiveClock:
+        def now(self) -> dt.datetime:
+            return NAIVE
+
+    with pytest.raises(NaiveDatetime) as info:
+        Loyalty(make_program(), storage, clock=NaiveClock())
+    assert NaiveDatetime is type(info.value)
+
+
+# -- unknown things ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lo, w: lo.earn("ghost", 5, key="k"),
+        lambda lo, w: lo.spend("ghost", 5, key="k"),
+        lambda lo, w: lo.hold("ghost", 5, key="k", ttl=TTL),
+        lambda lo, w: lo.adjust("ghost", 5, key="k", reason="fix"),
+        lambda lo, w: lo.clawback("ghost", 5, key="k"),
+        lambda lo, w: lo.transfer("ghost", "m", 5, key="k"),
+        lambda lo, w: lo.transfer("m", "ghost", 5, key="k"),
+        lambda lo, w: lo.bulk_earn({"m": 5, "ghost": 5}, key="k"),
+        lambda lo, w: lo.member("ghost"),
+        lambda lo, w: lo.balance("ghost"),
+        lambda lo, w: lo.statement("ghost"),
+        lambda lo, w: lo.lots("ghost"),
+    ],
+)
+def test_unknown_member(world: World, call: Callable[[Loyalty, World], object]) -> None:
+    refused(world, MemberNotFound, LookupError, lambda: call(world.loyalty, world))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lo, tid: lo.reverse(tid, key="k"),
+        lambda lo, tid: lo.activate(tid, key="k"),
+        lambda lo, tid: lo.transaction(tid),
+        lambda lo, tid: lo.clawback("m", 5, key="k", earn_id=tid),
+    ],
+)
+@pytest.mark.parametrize("as_str", [False, True])
+def test_unknown_transaction(world: World, call: Callable[[Loyalty, object], object],
+                             as_str: bool) -> None:
+    tid = uuid.uuid4()
+    refused(world, TransactionNotFound, LookupError,
+            lambda: call(world.loyalty, str(tid) if as_str else tid))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lo, hid: lo.capture(hid, key="k"),
+        lambda lo, hid: lo.void(hid, key="k"),
+        lambda lo, hid: lo.hold_info(hid),
+    ],
+)
+def test_unknown_hold(world: World, call: Callable[[Loyalty, object], object]) -> None:
+    refused(world, HoldNotFound, LookupError, lambda: call(world.loyalty, uuid.uuid4()))
+    # an id of something else (a transaction) is no hold either
+    refused(world, HoldNotFound, LookupError, lambda: call(world.loyalty, world.earn_id))
+
+
+_BY_ID: dict[str, Callable[[Loyalty, Any], object]] = {
+    "reverse": lambda lo, i: lo.reverse(i, key="k"),
+    "activate": lambda lo, i: lo.activate(i, key="k"),
+    "transaction": lambda lo, i: lo.transaction(i),
+    "capture": lambda lo, i: lo.capture(i, key="k"),
+    "void": lambda lo, i: lo.void(i, key="k"),
+    "hold_info": lambda lo, i: lo.hold_info(i),
+    "clawback": lambda lo, i: lo.clawback("m", 5, key="k", earn_id=i),
+}
+
+
+@pytest.mark.parametrize(
+    ("op", "bad_id"),
+    [(op, bad_id) for op in sorted(_BY_ID)
+     for bad_id in ["not-a-uuid", "", 123, None, b"\x00" * 16]
+     if not (op == "clawback" and bad_id is None)],  # earn_id=None: no particular earn
+)
+def test_malformed_ids(world: World, op: str, bad_id: Any) -> None:
+    refused(world, InvalidInput, ValueError, lambda: _BY_ID[op](world.loyalty, bad_id))
+
+
+@pytest.mark.parametrize("member_id", ["", " m", "m ", "x" * 129, 5, None, b"m"])
+def test_malformed_member_ids(world: World, member_id: Any) -> None:
+    lo = world.loyalty
+    for call in (
+        lambda: lo.enrol(member_id),
+        lambda: lo.earn(member_id, 5, key="k"),
+        lambda: lo.transfer("m", member_id, 5, key="k"),
+        lambda: lo.bulk_earn([(_any(member_id), 5)], key="k"),
+        lambda: lo.balance(member_id),
+    ):
+        refused(world, InvalidInput, ValueError, call)
+
+
+# -- idempotency keys --------------------------------------------------------------------
+
+BAD_KEYS = st.one_of(
+    st.just(""),
+    st.text(alphabet=" \t\n\r\u00a0\u2003", min_size=1, max_size=5),
+    st.text(min_size=MAX_KEY_LENGTH + 1, max_size=MAX_KEY_LENGTH + 20),
+    st.integers(),
+    st.binary(min_size=1, max_size=5),
+    st.lists(st.text(min_size=1), max_size=2),
+    st.just(uuid.UUID(int=1)),
+)
+
+
+def test_idempotency_keys_are_checked(world: World) -> None:
+    ops = writes(world)
+    before = world.snapshot()
+
+    @_SHARED
+    @given(key=BAD_KEYS, op=st.sampled_from(WRITES))
+    def check(key: object, op: str) -> None:
+        with pytest.raises(InvalidIdempotencyKey) as info:
+            ops[op](key=key)
+        assert InvalidIdempotencyKey is type(info.value)
+        assert isinstance(info.value, ValueError)
+
+    check()
+    assert before == world.snapshot()
+
+
+@pytest.mark.parametrize("op", [op for op in WRITES if op != "enrol"])
+def test_a_missing_key_is_refused(world: World, op: str) -> None:
+    refused(world, InvalidIdempotencyKey, ValueError, lambda: writes(world)[op](key=None))
+
+
+@pytest.mark.parametrize("key", ["k" * MAX_KEY_LENGTH, "Bestellung-Ä-🎉-注文", "a b",
+                                 "'; DROP TABLE ledger; --"])
+def test_unusual_but_valid_keys_work_and_replay(world: World, key: str) -> None:
+    first = world.loyalty.earn("n", 3, key=key)
+    assert first == world.loyalty.earn("n", 3, key=key)
+    assert 3 == world.loyalty.balance("n").available
+
+
+# -- wallets, ttl, reasons, metadata -----------------------------------------------------
+
+@pytest.mark.parametrize("op", WITH_WALLET)
+@pytest.mark.parametrize("wallet", ["miles", "", "Points", 5])
+def test_unknown_wallet(world: World, op: str, wallet: Any) -> None:
+    error = refused(world, UnknownWallet, ValueError, lambda: writes(world)[op](wallet=wallet))
+    assert wallet == error.details["wallet"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lo: lo.balance("m", wallet="miles"),
+        lambda lo: lo.statement("m", wallet="miles"),
+        lambda lo: lo.lots("m", wallet="miles"),
+    ],
+)
+def test_unknown_wallet_on_reads(world: World, call: Callable[[Loyalty], object]) -> None:
+    refused(world, UnknownWallet, ValueError, lambda: call(world.loyalty))
+
+
+@pytest.mark.parametrize("ttl", [dt.timedelta(0), dt.timedelta(seconds=-1), 900, 900.0,
+                                 None, "15m", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)])
+def test_bad_ttl(world: World, ttl: Any) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.hold("m", 5, key="k", ttl=ttl))
+
+
+@pytest.mark.parametrize("op", WITH_REASON)
+@pytest.mark.parametrize("reason", [5, None, b"why", "x" * 501])
+def test_bad_reason(world: World, op: str, reason: Any) -> None:
+    refused(world, InvalidInput, ValueError, lambda: writes(world)[op](reason=reason))
+
+
+@pytest.mark.parametrize("reason", ["", " ", "\t\n"])
+def test_an_adjustment_needs_a_reason(world: World, reason: str) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.adjust("m", 5, key="k", reason=reason))
+
+
+class _Opaque:
+    pass
+
+
+BAD_METADATA = st.one_of(
+    st.sampled_from([
+        {"x": math.nan},
+        {"x": math.inf},
+        {"x": -math.inf},
+        {"x": [1, math.nan]},
+        {"x": {"y": math.nan}},
+        {"x": _Opaque()},
+        {"x": b"bytes"},
+        {"x": {1, 2}},
+        {"x": Decimal("1.5")},
+        {"x": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        {1: "int key"},
+        {("a",): "tuple key"},
+        {"x": "y" * 20_000},
+        "order=1",
+        [("order", 1)],
+        42,
+    ]),
+    st.dictionaries(st.text(max_size=5), st.floats(allow_nan=True), min_size=1).filter(
+        lambda d: any(math.isnan(v) or math.isinf(v) for v in d.values())),
+)
+
+
+def test_metadata_must_be_json(world: World) -> None:
+    ops = writes(world)
+    before = world.snapshot()
+
+    @_SHARED
+    @given(metadata=BAD_METADATA, op=st.sampled_from([*WITH_METADATA, "enrol"]))
+    def check(metadata: object, op: str) -> None:
+        name = "attributes" if op == "enrol" else "metadata"
+        with pytest.raises(InvalidInput) as info:
+            ops[op](**{name: metadata})
+        assert InvalidInput is type(info.value)
+        assert isinstance(info.value, ValueError)
+
+    check()
+    assert before == world.snapshot()
+
+
+def test_json_metadata_round_trips(world: World) -> None:
+    metadata = {"order": "o-1", "lines": [1, 2.5, None, True], "nested": {"ü": "✓"}}
+    result = world.loyalty.earn("n", 1, key="meta", metadata=metadata)
+    assert metadata == dict(world.loyalty.transaction(result.transaction_id).metadata)
+
+
+# -- the rest of the surface -------------------------------------------------------------
+
+@pytest.mark.parametrize("awards", [{}, [], [("m",)], ["m"], [("m", 1, 2)], "m",
+                                    [("m", 1), ("m", 2)]])
+def test_malformed_bulk_awards(world: World, awards: Any) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.bulk_earn(awards, key="k"))
+
+
+def test_transfer_to_oneself(world: World) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.transfer("m", "m", 5, key="k"))
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, True, "5", 2.0, None])
+def test_bad_statement_limit(world: World, limit: Any) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.statement("m", limit=limit))
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "", "|", f"2026-01-01T08:00:00|{uuid.uuid4()}",
+                                    "2026-01-01T08:00:00+00:00|nope", 5])
+def test_bad_statement_cursor(world: World, cursor: Any) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.statement("m", cursor=cursor))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, True, 1.5, "10", None])
+def test_bad_batch_size(world: World, batch_size: Any) -> None:
+    world.shop.later(dt.timedelta(days=2))  # something is due
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.run_due(batch_size=batch_size))
+
+
+def test_errors_carry_a_code_and_read_well(world: World) -> None:
+    error = refused(world, InvalidPoints, ValueError,
+                    lambda: world.loyalty.earn("m", -5, key="k"))
+    assert "invalid_points" == error.code
+    assert -5 == error.details["points"]
+    assert str(error).startswith("invalid_points: ")
+    assert "points=-5" in str(error)

@@ -1,0 +1,392 @@
+"""The invariant checks of ``loyaltykit.testing.invariants`` can fail.
+
+A check that never fails proves nothing, so each test builds a small, sound ledger on
+the in-memory backend, corrupts one thing on purpose (through the backend's tables or
+a crafted change set written through a unit of work) and asserts that
+``check_invariants`` raises an ``AssertionError`` naming the broken invariant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+
+import attrs
+import pytest
+
+from loyaltykit import (
+    Account,
+    ChangeSet,
+    ClawbackPolicy,
+    ExpiryPolicy,
+    Kind,
+    LedgerPolicy,
+    Loyalty,
+    Money,
+    Posting,
+    Program,
+    TestClock,
+    Transaction,
+)
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.invariants import (
+    INVARIANTS,
+    check_invariants,
+    check_replay,
+    find_due_work,
+    find_spend_order_violations,
+    find_unsettled_debt,
+    find_violations,
+    read_ledger,
+)
+from loyaltykit.testing.machine import CounterIds
+
+START = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+MEMBERS = ["alice", "bob"]
+
+
+def make_program(clawback: ClawbackPolicy = ClawbackPolicy.DEBT) -> Program:
+    return Program(
+        id="inv",
+        time_zone="Europe/Berlin",
+        currency="EUR",
+        point_value=Money("0.01", "EUR"),
+        ledger=LedgerPolicy(expiry=ExpiryPolicy(days=90), clawback=clawback),
+    )
+
+
+@attrs.define
+class Ledger:
+    """A sound little ledger: earns, a pending earn, a spend, an open hold, a transfer."""
+
+    storage: MemoryStorage
+    loyalty: Loyalty
+    clock: TestClock
+    earn_id: uuid.UUID
+    hold_id: uuid.UUID
+
+    @property
+    def program(self) -> Program:
+        return self.loyalty.program
+
+    @property
+    def tables(self):  # the memory backend's internals, to corrupt on purpose
+        return self.storage._tables
+
+    def key(self, member_id: str = "alice") -> tuple[str, str, str]:
+        return (self.program.id, self.program.default_wallet, member_id)
+
+    def lots_of(self, member_id: str = "alice"):
+        return [self.tables.lots[i] for i in self.tables.member_lots[self.key(member_id)]]
+
+    def check(self) -> None:
+        check_invariants(self.storage, self.program, MEMBERS, at=self.clock.now())
+
+    def broken(self) -> str:
+        with pytest.raises(AssertionError) as info:
+            self.check()
+        return str(info.value)
+
+
+def build(clawback: ClawbackPolicy = ClawbackPolicy.DEBT) -> Ledger:
+    storage = MemoryStorage()
+    clock = TestClock(START)
+    loyalty = Loyalty(make_program(clawback), storage, clock=clock, new_id=CounterIds())
+    for member_id in MEMBERS:
+        loyalty.enrol(member_id)
+    earn = loyalty.earn("alice", 100, key="e1")
+    clock.advance(hours=1)
+    loyalty.earn("alice", 50, key="e2")
+    loyalty.earn("alice", 40, key="e3", activates_at=clock.now() + dt.timedelta(days=5))
+    loyalty.spend("alice", 30, key="s1")
+    hold = loyalty.hold("alice", 20, key="h1", ttl=dt.timedelta(days=1))
+    loyalty.transfer("alice", "bob", 25, key="t1")
+    clock.advance(minutes=5)
+    return Ledger(storage, loyalty, clock, earn.transaction_id, hold.hold_id)
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    sound = build()
+    sound.check()  # the control: nothing is broken before the test breaks it
+    yield sound
+
+
+def mentions(message: str, letter: str) -> bool:
+    return f"invariant ({letter}) {INVARIANTS[letter]}" in message
+
+
+def replace_frozen(value: object, **changes: object) -> None:
+    """Change fields of a frozen record in place (as a buggy backend might store it)."""
+    for name, new in changes.items():
+        object.__setattr__(value, name, new)
+
+
+# -- a sound ledger passes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", list(ClawbackPolicy))
+def test_sound_ledgers_pass_under_every_clawback_policy(policy: ClawbackPolicy) -> None:
+    sound = build(policy)
+    sound.loyalty.clawback("bob", 500, key="c1")  # more than bob has: debt or write-off
+    sound.loyalty.earn("bob", 10, key="e4")
+    sound.clock.advance(days=200)
+    sound.loyalty.run_due()
+    sound.check()
+    assert find_violations(read_ledger(sound.storage, sound.program, MEMBERS),
+                           sound.program) == []
+
+
+def test_allow_negative_shows_a_negative_available_balance_without_a_violation() -> None:
+    sound = build(ClawbackPolicy.ALLOW_NEGATIVE)
+    sound.loyalty.clawback("bob", 500, key="c1")
+    assert sound.loyalty.balance("bob").available < 0
+    sound.check()
+
+
+# -- each invariant can fail ----------------------------------------------------------------
+
+
+def test_a_unbalanced_transaction(ledger: Ledger) -> None:
+    tx = ledger.tables.transactions[ledger.earn_id]
+    replace_frozen(tx, postings=(*tx.postings, Posting(Account.ISSUED, -5)))
+    message = ledger.broken()
+    assert mentions(message, "a")
+    assert str(ledger.earn_id) in message
+
+
+def test_b_running_total_differs_from_postings(ledger: Ledger) -> None:
+    state = ledger.tables.accounts[ledger.key()]
+    ledger.tables.accounts[ledger.key()] = attrs.evolve(state, expired=state.expired + 3)
+    message = ledger.broken()
+    assert mentions(message, "b")
+    assert "expired=3" in message
+
+
+def test_c_balance_differs_from_lots(ledger: Ledger) -> None:
+    lot = ledger.lots_of()[0]
+    replace_frozen(lot, remaining=lot.remaining - 1)
+    assert mentions(ledger.broken(), "c")
+
+
+def test_c_transaction_moves_lots_and_balance_differently(ledger: Ledger) -> None:
+    tx = ledger.tables.transactions[ledger.earn_id]
+    (move,) = tx.movements
+    replace_frozen(tx, movements=(attrs.evolve(move, delta=move.delta - 1),))
+    message = ledger.broken()
+    assert mentions(message, "c")
+    assert f"moves {move.delta - 1} points in lots but changes" in message
+
+
+def test_c_negative_debt() -> None:
+    sound = build()
+    state = sound.tables.accounts[sound.key("bob")]
+    sound.tables.accounts[sound.key("bob")] = attrs.evolve(state, debt=4)
+    message = sound.broken()
+    assert mentions(message, "c")
+    assert "owes a negative debt" in message
+
+
+def test_d_held_above_remaining(ledger: Ledger) -> None:
+    lot = ledger.lots_of()[0]
+    replace_frozen(lot, held=lot.remaining + 1)
+    message = ledger.broken()
+    assert mentions(message, "d")
+    assert "0 <= held" in message
+
+
+def test_d_remaining_above_amount(ledger: Ledger) -> None:
+    lot = ledger.lots_of()[0]
+    replace_frozen(lot, remaining=lot.amount + 1)
+    assert mentions(ledger.broken(), "d")
+
+
+def test_d_remaining_differs_from_movements(ledger: Ledger) -> None:
+    # stays within bounds, but no movement explains it
+    lot = next(lot for lot in ledger.lots_of() if 0 < lot.remaining - lot.held)
+    replace_frozen(lot, remaining=lot.remaining - 1)
+    message = ledger.broken()
+    assert mentions(message, "d")
+    assert "its movements sum to" in message
+
+
+def test_e_negative_available_written_through_a_unit_of_work(ledger: Ledger) -> None:
+    # a crafted, balanced overdraft: the postings are fine, the balance is not
+    program = ledger.program
+    with ledger.storage.unit_of_work(program.id) as uow:
+        state = uow.lock_accounts(program.default_wallet, ["bob"])["bob"]
+        spend = Transaction(
+            id=uuid.uuid4(), program_id=program.id, member_id="bob",
+            wallet=program.default_wallet, kind=Kind.SPEND, occurred_at=ledger.clock.now(),
+            recorded_at=ledger.clock.now(),
+            postings=(Posting(Account.AVAILABLE, -(state.available + 7)),
+                      Posting(Account.REDEEMED, state.available + 7)),
+        )
+        changes = ChangeSet(transactions=[spend],
+                            accounts={("bob", program.default_wallet):
+                                      state.apply(spend.postings)})
+        uow.write(changes)
+        uow.commit()
+    message = ledger.broken()
+    assert mentions(message, "e")
+    assert "available account is -7" in message
+
+
+def test_e_debt_under_pending_only() -> None:
+    sound = build(ClawbackPolicy.PENDING_ONLY)
+    state = sound.tables.accounts[sound.key("bob")]
+    sound.tables.accounts[sound.key("bob")] = attrs.evolve(state, debt=-5)
+    message = sound.broken()
+    assert mentions(message, "e")
+    assert "PENDING_ONLY" in message
+
+
+def test_f_hold_points_differ_from_held(ledger: Ledger) -> None:
+    hold = ledger.tables.holds[ledger.hold_id]
+    replace_frozen(hold, points=hold.points + 1)
+    message = ledger.broken()
+    assert mentions(message, "f")
+    assert str(ledger.hold_id) in message
+
+
+def test_f_allocation_exceeds_lot_held(ledger: Ledger) -> None:
+    hold = ledger.tables.holds[ledger.hold_id]
+    lot = ledger.tables.lots[hold.allocations[0].lot_id]
+    replace_frozen(lot, held=0, remaining=lot.remaining)
+    message = ledger.broken()
+    assert mentions(message, "f")
+    assert "which holds only 0" in message
+
+
+def test_f_open_hold_missing_from_open_holds(ledger: Ledger) -> None:
+    ledger.tables.member_holds[ledger.key()].remove(ledger.hold_id)
+    message = ledger.broken()
+    assert mentions(message, "f")
+
+
+def test_g_pending_lot_counted_as_active(ledger: Ledger) -> None:
+    lot = next(lot for lot in ledger.lots_of() if lot.pending)
+    replace_frozen(lot, pending=False)
+    message = ledger.broken()
+    assert mentions(message, "g")
+    assert not mentions(message, "c")  # the total is right, only the buckets are wrong
+
+
+def test_h_system_accounts_do_not_balance(ledger: Ledger) -> None:
+    # bob's transfer-in posts to a system account the running totals do not know of
+    tx = next(ledger.tables.transactions[i]
+              for i in ledger.tables.member_transactions[ledger.key("bob")])
+    replace_frozen(tx, postings=(*tx.postings, Posting(Account.ADJUSTMENTS, 9)))
+    message = ledger.broken()
+    assert mentions(message, "h")
+    assert "all postings sum to 9" in message
+
+
+def test_i_next_due_at_later_than_an_expiry(ledger: Ledger) -> None:
+    state = ledger.tables.accounts[ledger.key()]
+    later = START + dt.timedelta(days=365)
+    ledger.tables.accounts[ledger.key()] = attrs.evolve(state, next_due_at=later)
+    message = ledger.broken()
+    assert mentions(message, "i")
+
+
+def test_j_due_work_left_undone(ledger: Ledger) -> None:
+    def due() -> list[str]:
+        snapshot = read_ledger(ledger.storage, ledger.program, MEMBERS)
+        return [str(v) for v in find_due_work(snapshot, ledger.clock.now())]
+
+    assert [] == due()
+    expired = next(lot for lot in ledger.lots_of() if lot.remaining > lot.held)
+    replace_frozen(expired, expires_at=START - dt.timedelta(days=1))
+    pending = next(lot for lot in ledger.lots_of() if lot.pending)
+    replace_frozen(pending, activates_at=START)
+    hold = ledger.tables.holds[ledger.hold_id]
+    replace_frozen(hold, expires_at=START)
+    found = due()
+    assert 3 == len(found)
+    assert all(mentions(v, "j") for v in found)
+
+
+def test_k_debit_skipped_a_lot_that_comes_first(ledger: Ledger) -> None:
+    # soonest-expiring order: the first earn's lot (still spendable) comes before the second
+    first, second = (lot for lot in ledger.lots_of() if not lot.pending)
+    snapshot = read_ledger(ledger.storage, ledger.program, MEMBERS)
+    now = ledger.clock.now()
+    assert [] == find_spend_order_violations(snapshot, ledger.program, "alice", "points",
+                                             [first.id], now)
+    found = find_spend_order_violations(snapshot, ledger.program, "alice", "points",
+                                        [second.id], now)
+    assert 1 == len(found)
+    assert mentions(str(found[0]), "k")
+    assert str(first.id) in str(found[0])
+
+
+def test_l_earn_did_not_settle_debt() -> None:
+    sound = build()
+    sound.loyalty.clawback("bob", 500, key="c1")
+    earn = sound.loyalty.earn("bob", 10, key="e4")
+    assert 0 == earn.balance.available
+    assert [] == find_unsettled_debt(read_ledger(sound.storage, sound.program, MEMBERS))
+    tx = sound.tables.transactions[earn.transaction_id]
+    replace_frozen(tx, postings=(Posting(Account.ISSUED, -10), Posting(Account.AVAILABLE, 10)))
+    found = find_unsettled_debt(read_ledger(sound.storage, sound.program, MEMBERS))
+    assert 1 == len(found)
+    assert mentions(str(found[0]), "l")
+
+
+def test_s_open_lot_missing_from_load_lots(ledger: Ledger) -> None:
+    lot = next(lot for lot in ledger.lots_of() if lot.remaining > lot.held)
+    ledger.tables.member_lots[ledger.key()].remove(lot.id)
+    message = ledger.broken()
+    assert mentions(message, "s")
+    assert "missing from load_lots" in message
+
+
+def test_s_as_of_sums_disagree_with_running_totals(ledger: Ledger) -> None:
+    # a transaction dated in the future is invisible as of now
+    tx = ledger.tables.transactions[ledger.earn_id]
+    replace_frozen(tx, occurred_at=ledger.clock.now() + dt.timedelta(days=1))
+    message = ledger.broken()
+    assert mentions(message, "s")
+    assert "sums_as_of" in message
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+def test_check_replay_accepts_a_true_replay(ledger: Ledger) -> None:
+    def earn():
+        return ledger.loyalty.earn("bob", 7, key="replayed")
+
+    result = check_replay(ledger.loyalty, earn, MEMBERS)
+    assert 7 == result.points
+
+
+def test_check_replay_rejects_a_write_with_a_new_key(ledger: Ledger) -> None:
+    keys = iter(range(10))
+
+    def earn():
+        return ledger.loyalty.earn("bob", 7, key=f"fresh-{next(keys)}")
+
+    with pytest.raises(AssertionError, match="replay returned a different result"):
+        check_replay(ledger.loyalty, earn, MEMBERS)
+
+
+def test_check_replay_rejects_a_replay_that_writes(ledger: Ledger) -> None:
+    original = ledger.loyalty.earn("bob", 7, key="k")
+    calls: list[Callable[[], object]] = [
+        lambda: ledger.loyalty.earn("alice", 1, key="side effect"),
+    ]
+
+    def replay():
+        calls.pop()()  # a buggy backend that writes on replay
+        return ledger.loyalty.earn("bob", 7, key="k")
+
+    with pytest.raises(AssertionError, match="replay changed the ledger"):
+        check_replay(ledger.loyalty, replay, MEMBERS, original=original)
+
+
+def test_every_invariant_has_a_failing_test() -> None:
+    tested = {name.split("_")[1] for name in globals() if name.startswith("test_")}
+    assert set(INVARIANTS) <= tested
