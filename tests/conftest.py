@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 
 from hypothesis import HealthCheck, settings
@@ -32,6 +34,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -41,8 +44,80 @@ pytest.register_assert_rewrite("loyaltykit.testing")
 from loyaltykit import Storage  # noqa: E402
 from loyaltykit.memory import MemoryStorage  # noqa: E402
 
-#: Every storage backend the suite runs against. PostgreSQL joins in a later issue.
-BACKENDS = ["memory", "sqlite"]
+#: Every storage backend the suite runs against.
+BACKENDS = ["memory", "sqlite", "postgresql"]
+
+#: A PostgreSQL URL to test against; without it the suite starts a throwaway server.
+POSTGRESQL_URL_VARIABLE = "LOYALTYKIT_TEST_POSTGRESQL_URL"
+
+
+class _PostgreSQL:
+    """The session's PostgreSQL: given by URL, or started on first use and stopped at
+    the end of the session. Each storage handed out starts from empty tables."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.url: str | None = None
+        self.engine: Any = None
+        self._databases = itertools.count()
+
+    def get_url(self) -> str:
+        if self.url is None:
+            url = os.environ.get(POSTGRESQL_URL_VARIABLE)
+            if not url:
+                from _postgres import PostgresServer, find_binaries
+
+                binaries = find_binaries()
+                if binaries is None:
+                    raise RuntimeError(
+                        "PostgreSQL server binaries (initdb, pg_ctl) not found: install "
+                        f"postgresql or set {POSTGRESQL_URL_VARIABLE}"
+                    )
+                self.server = PostgresServer(binaries)
+                url = self.server.start()
+            self.url = url
+        return self.url
+
+    def storage(self) -> Storage:
+        from loyaltykit.sql import SQLStorage, create_engine
+
+        if self.engine is None:
+            self.engine = create_engine(self.get_url(), pool_size=10, max_overflow=30)
+            SQLStorage(self.engine).upgrade()
+        tables = ", ".join(t.name for t in SQLStorage.metadata.sorted_tables)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+        return SQLStorage(self.engine)
+
+    @contextlib.contextmanager
+    def empty_database(self) -> Iterator[str]:
+        """Create a new, empty database on the server; yield its URL; drop it after."""
+        import sqlalchemy as sa
+
+        url = sa.make_url(self.get_url())
+        name = f"scratch_{os.getpid()}_{next(self._databases)}"
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+            yield url.set(database=name).render_as_string(hide_password=False)
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        finally:
+            admin.dispose()
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.server is not None:
+            self.server.stop()
+
+
+POSTGRESQL = _PostgreSQL()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    POSTGRESQL.stop()
 
 StorageFactory = Callable[[], Storage]
 
@@ -65,6 +140,8 @@ def make_storage_factory(
             storage.create_schema()
             cleanups.append(storage.dispose)
             return storage
+        if name == "postgresql":
+            return POSTGRESQL.storage()
         raise ValueError(name)
 
     return factory, cleanups

@@ -17,11 +17,20 @@ from loyaltykit import StorageError
 from loyaltykit.sql import MIGRATIONS_DIR, VERSION_TABLE, SQLStorage, create_engine
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLStorage]:
-    storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
-    yield storage
-    storage.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStorage]:
+    """A storage on an empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
+        yield storage
+        storage.dispose()
+        return
+    from conftest import POSTGRESQL
+
+    with POSTGRESQL.empty_database() as url:
+        storage = SQLStorage.from_url(url)
+        yield storage
+        storage.dispose()
 
 
 def _engine(storage: SQLStorage) -> sa.Engine:

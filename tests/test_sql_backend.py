@@ -4,6 +4,7 @@ joining a host application's transaction, and agreement with MemoryStorage."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import sqlite3
@@ -268,17 +269,25 @@ def _rows(engine: sa.Engine, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in conn.exec_driver_sql(sql)]
 
 
-@pytest.fixture(params=["loyaltykit", "plain"])
+@pytest.fixture(params=["loyaltykit", "plain", "postgresql"])
 def host_engine(request: pytest.FixtureRequest, db_path: Path) -> Iterator[sa.Engine]:
-    """An engine of the host application: made by loyaltykit.sql.create_engine or by
-    plain SQLAlchemy (pysqlite's legacy transaction mode)."""
-    url = f"sqlite:///{db_path}"
-    engine = create_engine(url) if request.param == "loyaltykit" else sa.create_engine(url)
-    SQLStorage(engine).create_schema()
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE orders (id TEXT PRIMARY KEY)")
-    yield engine
-    engine.dispose()
+    """An engine of the host application: on SQLite made by loyaltykit.sql.create_engine
+    or by plain SQLAlchemy (pysqlite's legacy transaction mode); or a plain SQLAlchemy
+    engine on a new database of the session's PostgreSQL server."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            from conftest import POSTGRESQL
+
+            url = stack.enter_context(POSTGRESQL.empty_database())
+            engine = sa.create_engine(url)
+        else:
+            url = f"sqlite:///{db_path}"
+            engine = create_engine(url) if request.param == "loyaltykit" else sa.create_engine(url)
+        SQLStorage(engine).create_schema()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+        yield engine
+        engine.dispose()
 
 
 def _place_order(conn: sa.Connection, clock: TestClock) -> Loyalty:

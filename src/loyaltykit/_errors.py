@@ -28,6 +28,7 @@ still catches a bad amount::
     │   └── HoldExpired
     └── StorageError (RuntimeError)
         ├── DuplicateKey
+        ├── SerializationFailure
         └── RetryLimitExceeded
 
 Each error carries a stable machine-readable :attr:`~LoyaltyError.code` and the
@@ -63,6 +64,7 @@ __all__ = [
     "NotPending",
     "NotReversible",
     "RetryLimitExceeded",
+    "SerializationFailure",
     "StorageError",
     "TransactionNotFound",
     "UnknownWallet",
@@ -226,6 +228,14 @@ class DuplicateKey(StorageError):
     """A unique constraint rejected a write (raised by backends, handled by the facade)."""
 
     code = "duplicate_key"
+
+
+class SerializationFailure(StorageError):
+    """The database aborted a unit of work because of a concurrent one (SQLSTATE 40001
+    serialization failure or 40P01 deadlock). The facade retries such writes a bounded
+    number of times; backends raise it, callers normally never see it."""
+
+    code = "serialization_failure"
 
 
 class RetryLimitExceeded(StorageError):

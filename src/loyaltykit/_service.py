@@ -13,6 +13,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -31,6 +33,7 @@ from loyaltykit._errors import (
     MemberNotFound,
     NotPending,
     RetryLimitExceeded,
+    SerializationFailure,
     TransactionNotFound,
 )
 from loyaltykit._ledger import Ledger, MemberBook
@@ -191,7 +194,7 @@ class Loyalty:
         apply: Callable[[UnitOfWork, Ledger], R],
     ) -> R:
         fingerprint = _fingerprint(request)
-        for _attempt in range(self._max_retries + 1):
+        for attempt in range(self._max_retries + 1):
             try:
                 with self.storage.unit_of_work(self.program.id) as uow:
                     record = uow.get_idempotency(key)
@@ -217,7 +220,17 @@ class Loyalty:
             except DuplicateKey:
                 logger.debug("unique conflict on %s, retrying", request.get("op"))
                 continue
-        raise RetryLimitExceeded("write kept conflicting", key=key, operation=request.get("op"))
+            except SerializationFailure as exc:
+                logger.debug("%s on %s, retrying", exc.details.get("sqlstate"), request.get("op"))
+                self._backoff(attempt)
+                continue
+        raise RetryLimitExceeded("write kept conflicting", key=key, operation=request.get("op"),
+                                 attempts=self._max_retries + 1)
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        # jittered exponential backoff, so retried writers do not collide again in step
+        time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
 
     def _books(
         self,
@@ -368,6 +381,10 @@ class Loyalty:
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> Member:
             if uow.get_member(member_id) is not None:
+                if uow.get_idempotency(key) is not None:
+                    # a concurrent enrolment with this key committed between our two
+                    # reads: retry, and the retry replays its result
+                    raise DuplicateKey("enrolment raced", key=key)
                 raise MemberAlreadyEnrolled("member is already enrolled", member_id=member_id)
             member = Member(self.program.id, member_id, when, attrs_)
             ledger.changes.members.append(member)
@@ -630,8 +647,6 @@ class Loyalty:
             original = uow.get_transaction(tid)
             if original is None:
                 raise TransactionNotFound("no such transaction", transaction_id=str(tid))
-            if uow.find_reversal(tid) is not None:
-                raise AlreadyReversed("transaction already reversed", transaction_id=str(tid))
             originals = [original]
             if original.kind is Kind.TRANSFER:
                 sibling = uow.get_transaction(uuid.UUID(original.metadata["counterpart_id"]))
@@ -643,6 +658,10 @@ class Loyalty:
                 uow, ledger, original.wallet, members, need_lots=True,
                 extra_lots=[m.lot_id for t in originals for m in t.movements],
             )
+            # looked for under the members' locks: a reversal committed while this one
+            # waited for them must be seen, or its lots would be restored twice
+            if uow.find_reversal(tid) is not None:
+                raise AlreadyReversed("transaction already reversed", transaction_id=str(tid))
             txs = [ledger.reverse(books[t.member_id], t, reason=reason, metadata=meta)
                    for t in originals]
             return self._tx_result(uow, ledger, books[original.member_id], txs[0],
@@ -855,6 +874,10 @@ class Loyalty:
                         else -tx.amount(Account.PENDING))
                     totals[f"{name}_{unit}"] = totals.get(f"{name}_{unit}", 0) + 1
                     totals[f"{name}_points"] = totals.get(f"{name}_points", 0) + moved
+                    if tx.kind is Kind.RELEASE:
+                        # points a release returns to a lot past its expiry expire at once
+                        lapsed = tx.amount(Account.EXPIRED)
+                        totals["expired_points"] = totals.get("expired_points", 0) + lapsed
                 members += len(due)
                 uow.write(changes)
                 uow.commit()

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from loyaltykit._errors import DuplicateKey, InvalidInput, StorageError
+from loyaltykit._errors import DuplicateKey, InvalidInput, SerializationFailure, StorageError
 from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
@@ -110,9 +110,19 @@ def _violated(exc: sa_exc.IntegrityError, column: str) -> bool:
     return column in str(exc.orig)  # SQLite: "UNIQUE constraint failed: table.column"
 
 
+#: SQLSTATEs after which the whole unit of work may simply be tried again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
 def _storage_error(exc: sa_exc.SQLAlchemyError) -> StorageError:
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).splitlines()
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return SerializationFailure(
+            "the database aborted the unit of work because of a concurrent one",
+            sqlstate=sqlstate, detail=lines[0] if lines else "",
+        )
     return StorageError(
         "the database failed", error=type(orig).__name__, detail=lines[0] if lines else ""
     )
