@@ -44,9 +44,11 @@ class _Tables:
         self.members: dict[tuple[str, str], Member] = {}
         self.accounts: dict[tuple[str, str, str], AccountState] = {}
         self.lots: dict[uuid.UUID, Lot] = {}
-        self.member_lots: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        # open lots only (points left, or pending), so reads and spends of a member with
+        # a long history do not walk every lot it ever had
+        self.member_lots: dict[tuple[str, str, str], set[uuid.UUID]] = {}
         self.holds: dict[uuid.UUID, Hold] = {}
-        self.member_holds: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        self.member_holds: dict[tuple[str, str, str], set[uuid.UUID]] = {}  # open only
         self.transactions: dict[uuid.UUID, Transaction] = {}
         self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}
@@ -133,6 +135,21 @@ class MemoryUnitOfWork:
         items.append(value)
         self._undo.append(items.pop)
 
+    def _track(
+        self, index: dict[Any, set[uuid.UUID]], key: Any, item: uuid.UUID, is_open: bool
+    ) -> None:
+        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+        members = index.get(key)
+        if members is None:
+            members = set()
+            self._set(index, key, members)
+        if is_open and item not in members:
+            members.add(item)
+            self._undo.append(lambda: members.discard(item))
+        elif not is_open and item in members:
+            members.discard(item)
+            self._undo.append(lambda: members.add(item))
+
     def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
         return (self.program_id, wallet, member_id)
 
@@ -158,10 +175,8 @@ class MemoryUnitOfWork:
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         out = []
         for member_id in member_ids:
-            for lot_id in self._t.member_lots.get(self._mk(wallet, member_id), ()):
-                lot = self._t.lots[lot_id]
-                if lot.remaining > 0 or lot.pending:
-                    out.append(lot)
+            for lot_id in sorted(self._t.member_lots.get(self._mk(wallet, member_id), ())):
+                out.append(self._t.lots[lot_id])
         return out
 
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
@@ -171,10 +186,8 @@ class MemoryUnitOfWork:
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         out = []
         for member_id in member_ids:
-            for hold_id in self._t.member_holds.get(self._mk(wallet, member_id), ()):
-                hold = self._t.holds[hold_id]
-                if hold.status is HoldStatus.OPEN:
-                    out.append(hold)
+            for hold_id in sorted(self._t.member_holds.get(self._mk(wallet, member_id), ())):
+                out.append(self._t.holds[hold_id])
         return out
 
     def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
@@ -287,11 +300,11 @@ class MemoryUnitOfWork:
                 self._set(t.reversals, tx.reverses_id, tx.id)
         for lot_id, lot in changes.lots.items():
             self._set(t.lots, lot_id, lot)
-            if lot_id in changes.new_lots:
-                self._append(t.member_lots, self._mk(lot.wallet, lot.member_id), lot_id)
+            key = self._mk(lot.wallet, lot.member_id)
+            self._track(t.member_lots, key, lot_id, lot.remaining > 0 or lot.pending)
         for hold_id, hold in changes.holds.items():
             self._set(t.holds, hold_id, hold)
-            if hold_id in changes.new_holds:
-                self._append(t.member_holds, self._mk(hold.wallet, hold.member_id), hold_id)
+            key = self._mk(hold.wallet, hold.member_id)
+            self._track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)
         for record in changes.idempotency:
             self._set(t.keys, (self.program_id, record.key), record)

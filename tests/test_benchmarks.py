@@ -1,0 +1,151 @@
+"""benchmarks/ledger.py: it runs as a plain script and ends with one JSON line, and its
+hand-written baseline issues exactly the statements SQLStorage issues and writes rows
+that keep the ledger's invariants (else its ratios would compare different work).
+
+Timings are never asserted on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from loyaltykit import Storage
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.sql import SQLStorage
+from loyaltykit.testing.invariants import check_invariants
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "ledger.py"
+
+OPERATION_KEYS = {
+    "loyaltykit_ops_per_s", "baseline_ops_per_s", "ratio", "extra_us_per_op",
+    "target_max_ratio", "pass", "rounds",
+}
+BALANCE_KEYS = {
+    "history_transactions", "small_history_transactions", "reads_per_s_large",
+    "reads_per_s_small", "ratio", "target_max_ratio", "pass", "rounds",
+}
+BULK_KEYS = {
+    "members", "loyaltykit_awards_per_s", "raw_awards_per_s", "extra_us_per_award",
+    "percent_of_raw", "target_min_percent", "pass", "rounds",
+}
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_ledger", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite"])
+def test_quick_run_ends_with_one_line_of_json(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--backend", name, "--quick"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+
+    assert {"backend", "quick", "environment", "sizes", "operations", "balance",
+            "bulk_earn", "targets", "seconds"} <= set(result)
+    assert (name, True) == (result["backend"], result["quick"])
+    assert {"earn", "spend", "hold_capture"} == set(result["operations"])
+    has_baseline = name != "memory"
+    for figures in result["operations"].values():
+        assert OPERATION_KEYS <= set(figures)
+        assert isinstance(figures["loyaltykit_ops_per_s"], float)
+        assert has_baseline == isinstance(figures["baseline_ops_per_s"], float)
+        assert has_baseline == isinstance(figures["ratio"], float)
+        assert has_baseline == isinstance(figures["pass"], bool)
+    assert BALANCE_KEYS <= set(result["balance"])
+    assert isinstance(result["balance"]["ratio"], float)
+    assert isinstance(result["balance"]["pass"], bool)
+    assert BULK_KEYS <= set(result["bulk_earn"])
+    assert isinstance(result["bulk_earn"]["loyaltykit_awards_per_s"], float)
+    assert has_baseline == isinstance(result["bulk_earn"]["percent_of_raw"], float)
+    checked = set(result["targets"]["passed"]) | set(result["targets"]["missed"])
+    expected = {"balance_ratio"} | ({"earn_ratio", "spend_ratio", "hold_capture_ratio",
+                                      "bulk_earn_percent"} if has_baseline else set())
+    assert expected == checked
+
+
+class StatementLog:
+    """Every statement an engine sends, with the number of parameter sets."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.entries: list[tuple[str, int]] = []
+        sa.event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any,
+                context: Any, executemany: bool) -> None:
+        self.entries.append((statement, len(parameters) if executemany else 1))
+
+    def of(self, work: Callable[[], object]) -> list[tuple[str, int]]:
+        self.entries = []
+        work()
+        return self.entries
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_baseline_mirrors_sqlstorage_and_keeps_the_invariants(storage: Storage) -> None:
+    assert isinstance(storage, SQLStorage)
+    bench_module = load_benchmark()
+    engine = storage._engine
+    bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
+    lk, base, ttl = bench.loyalty, bench.baseline, bench_module.TTL
+    ours = bench._members("lk", funded=True)
+    theirs = bench._members("base", funded=True)
+    log = StatementLog(engine)
+    try:
+        for i in range(3):
+            assert log.of(functools.partial(lk.earn, ours[0], 100, key=f"e{i}")) == log.of(
+                functools.partial(base.earn, theirs[0], 100, f"b-e{i}"))
+        # 130 points out of lots of 100: two lots consumed (two movements, two lot updates)
+        assert log.of(lambda: lk.spend(ours[1], 130, key="s")) == log.of(
+            lambda: base.spend(theirs[1], 130, "b-s"))
+        held: list[Any] = []
+        assert log.of(lambda: held.append(lk.hold(ours[2], 150, key="h", ttl=ttl))) == log.of(
+            lambda: held.append(base.hold(theirs[2], 150, "b-h")))
+        assert log.of(lambda: lk.capture(held[0].hold_id, key="c")) == log.of(
+            lambda: base.capture(held[1], "b-c"))
+        assert log.of(lambda: lk.bulk_earn([(m, 10) for m in ours], key="k")) == log.of(
+            lambda: base.bulk_earn(theirs, 10, "b-k"))
+    finally:
+        log.close()
+    # and the rows the baseline wrote are a valid ledger, like loyaltykit's
+    for member in theirs:
+        assert lk.balance(member).total == lk.balance(ours[theirs.index(member)]).total
+    check_invariants(storage, bench.program, ours + theirs)
+
+
+def test_seeded_history_is_a_consistent_ledger() -> None:
+    bench_module = load_benchmark()
+    storage = MemoryStorage()
+    bench = bench_module.Bench("memory", storage, None, dict(bench_module.QUICK), 1)
+    now = dt.datetime.now(dt.UTC)
+    bench_module.seed_history(storage, bench.program.id, "long", 41, 7, now)
+    bench_module.seed_history(storage, bench.program.id, "short", 10, 10, now)
+    check_invariants(storage, bench.program, ["long", "short"])
+    assert 70 == bench.loyalty.balance("long").available
+    assert 41 == len(bench.loyalty.statement("long", limit=100).lines)
+    bench.loyalty.spend("long", 65, key="spend")  # the seeded lots are usable
+    check_invariants(storage, bench.program, ["long", "short"])
