@@ -149,3 +149,21 @@ def test_seeded_history_is_a_consistent_ledger() -> None:
     assert 41 == len(bench.loyalty.statement("long", limit=100).lines)
     bench.loyalty.spend("long", 65, key="spend")  # the seeded lots are usable
     check_invariants(storage, bench.program, ["long", "short"])
+
+
+def test_parallel_benchmark_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    from conftest import POSTGRESQL
+
+    url = POSTGRESQL.get_url()
+    POSTGRESQL.storage()  # empty tables, schema in place
+    script = BENCHMARK.parent / "parallel.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--url", url, "--seconds", "0.3", "--rounds", "1",
+         "--processes", "2"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"1x1", "2x2", "2x1"} == set(figures["median"])
+    assert all(rate > 0 for rate in figures["median"].values())
+    assert {"ratio_spread_members", "ratio_one_member"} <= set(figures)
