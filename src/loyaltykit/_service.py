@@ -349,6 +349,18 @@ class Loyalty:
             related_ids=related,
         )
 
+    def _common(
+        self, key: object, wallet: str | None, reason: object, metadata: object, at: object
+    ) -> tuple[str, str, str, dict[str, Any], dt.datetime]:
+        """Validate the arguments most writes share: key, wallet, reason, metadata, at."""
+        return (
+            check_key(key),
+            self.program.wallet(wallet),
+            _check_reason(reason),
+            _check_json(metadata, "metadata"),
+            self._instant(at),
+        )
+
     def _request(self, op: str, at: object, **fields: Any) -> dict[str, Any]:
         # an ``at`` defaulted from the clock is not part of the request: a retry a second
         # later with the same key is the same request
@@ -413,11 +425,7 @@ class Loyalty:
         ``activates_at`` says when it activates; active points settle debt first."""
         member_id = _check_member_id(member_id)
         points = check_points(points)
-        key = check_key(key)
-        wallet_ = self.program.wallet(wallet)
-        reason = _check_reason(reason)
-        meta = _check_json(metadata, "metadata")
-        when = self._instant(at)
+        key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         activation = None
         if activates_at is not None:
             activation = to_utc(check_aware(activates_at, name="activates_at"))
@@ -452,11 +460,7 @@ class Loyalty:
         points are available."""
         member_id = _check_member_id(member_id)
         points = check_points(points)
-        key = check_key(key)
-        wallet_ = self.program.wallet(wallet)
-        reason = _check_reason(reason)
-        meta = _check_json(metadata, "metadata")
-        when = self._instant(at)
+        key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         request = self._request("spend", at, member_id=member_id, points=points,
                                 wallet=wallet_, reason=reason, metadata=meta)
 
@@ -767,11 +771,7 @@ class Loyalty:
         if source == target:
             raise InvalidInput("cannot transfer to the same member", member_id=source)
         points = check_points(points)
-        key = check_key(key)
-        wallet_ = self.program.wallet(wallet)
-        reason = _check_reason(reason)
-        meta = _check_json(metadata, "metadata")
-        when = self._instant(at)
+        key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         request = self._request("transfer", at, source=source, target=target, points=points,
                                 wallet=wallet_, reason=reason, metadata=meta)
 
@@ -815,11 +815,7 @@ class Loyalty:
             seen.add(member_id)
             members.append(member_id)
             amounts[member_id] = check_points(item[1])
-        key = check_key(key)
-        wallet_ = self.program.wallet(wallet)
-        reason = _check_reason(reason)
-        meta = _check_json(metadata, "metadata")
-        when = self._instant(at)
+        key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         digest = hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
         request = self._request("bulk_earn", at, awards=digest, wallet=wallet_,
                                 reason=reason, metadata=meta)
