@@ -158,7 +158,6 @@ class Ledger:
         self.key = key
         self.changes = ChangeSet()
         self._books: dict[tuple[str, str], MemberBook] = {}
-        self._exact_due: set[tuple[str, str]] = set()
         self._expiries: dict[dt.datetime, dt.datetime | None] = {}
 
     # -- books ---------------------------------------------------------------------------
