@@ -361,12 +361,13 @@ class Loyalty:
             self._instant(at),
         )
 
-    def _request(self, op: str, at: object, **fields: Any) -> dict[str, Any]:
+    @staticmethod
+    def _request(op: str, at: object, when: dt.datetime, **fields: Any) -> dict[str, Any]:
         # an ``at`` defaulted from the clock is not part of the request: a retry a second
-        # later with the same key is the same request
+        # later with the same key is the same request. ``when`` is ``at`` validated.
         request = {"op": op, **fields}
         if at is not None:
-            request["at"] = self._instant(at).isoformat()
+            request["at"] = when.isoformat()
         return request
 
     # -- members --------------------------------------------------------------------------
@@ -389,7 +390,7 @@ class Loyalty:
         key = check_key(key if key is not None else f"enrol:{member_id}")
         attrs_ = _check_json(attributes, "attributes")
         when = self._instant(at)
-        request = self._request("enrol", at, member_id=member_id, attributes=attrs_)
+        request = self._request("enrol", at, when, member_id=member_id, attributes=attrs_)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> Member:
             if uow.get_member(member_id) is not None:
@@ -430,7 +431,7 @@ class Loyalty:
         if activates_at is not None:
             activation = to_utc(check_aware(activates_at, name="activates_at"))
         request = self._request(
-            "earn", at, member_id=member_id, points=points, wallet=wallet_, reason=reason,
+            "earn", at, when, member_id=member_id, points=points, wallet=wallet_, reason=reason,
             metadata=meta, activates_at=activation.isoformat() if activation else None,
         )
 
@@ -461,7 +462,7 @@ class Loyalty:
         member_id = _check_member_id(member_id)
         points = check_points(points)
         key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
-        request = self._request("spend", at, member_id=member_id, points=points,
+        request = self._request("spend", at, when, member_id=member_id, points=points,
                                 wallet=wallet_, reason=reason, metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
@@ -499,7 +500,7 @@ class Loyalty:
         reason = _check_reason(reason)
         meta = _check_json(metadata, "metadata")
         when = self._instant(at)
-        request = self._request("hold", at, member_id=member_id, points=points,
+        request = self._request("hold", at, when, member_id=member_id, points=points,
                                 ttl=ttl.total_seconds(), wallet=wallet_, reason=reason,
                                 metadata=meta)
 
@@ -531,7 +532,7 @@ class Loyalty:
         reason = _check_reason(reason)
         meta = _check_json(metadata, "metadata")
         when = self._instant(at)
-        request = self._request(op, at, hold_id=str(hid), points=capture, reason=reason,
+        request = self._request(op, at, when, hold_id=str(hid), points=capture, reason=reason,
                                 metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
@@ -599,7 +600,7 @@ class Loyalty:
         key = check_key(key)
         reason = _check_reason(reason)
         when = self._instant(at)
-        request = self._request("activate", at, earn_id=str(tid), reason=reason)
+        request = self._request("activate", at, when, earn_id=str(tid), reason=reason)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
             original = uow.get_transaction(tid)
@@ -644,7 +645,7 @@ class Loyalty:
         reason = _check_reason(reason)
         meta = _check_json(metadata, "metadata")
         when = self._instant(at)
-        request = self._request("reverse", at, transaction_id=str(tid), reason=reason,
+        request = self._request("reverse", at, when, transaction_id=str(tid), reason=reason,
                                 metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
@@ -695,7 +696,7 @@ class Loyalty:
         wallet_ = self.program.wallet(wallet)
         meta = _check_json(metadata, "metadata")
         when = self._instant(at)
-        request = self._request("adjust", at, member_id=member_id, points=points,
+        request = self._request("adjust", at, when, member_id=member_id, points=points,
                                 wallet=wallet_, reason=reason, metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransactionResult:
@@ -733,7 +734,7 @@ class Loyalty:
         reason = _check_reason(reason)
         meta = _check_json(metadata, "metadata")
         when = self._instant(at)
-        request = self._request("clawback", at, member_id=member_id, points=points,
+        request = self._request("clawback", at, when, member_id=member_id, points=points,
                                 wallet=wallet_, earn_id=str(eid) if eid else None,
                                 reason=reason, metadata=meta)
 
@@ -772,7 +773,7 @@ class Loyalty:
             raise InvalidInput("cannot transfer to the same member", member_id=source)
         points = check_points(points)
         key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
-        request = self._request("transfer", at, source=source, target=target, points=points,
+        request = self._request("transfer", at, when, source=source, target=target, points=points,
                                 wallet=wallet_, reason=reason, metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> TransferResult:
@@ -817,7 +818,7 @@ class Loyalty:
             amounts[member_id] = check_points(item[1])
         key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         digest = hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
-        request = self._request("bulk_earn", at, awards=digest, wallet=wallet_,
+        request = self._request("bulk_earn", at, when, awards=digest, wallet=wallet_,
                                 reason=reason, metadata=meta)
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> BulkEarnResult:
