@@ -12,11 +12,15 @@ still catches a bad amount::
     │   ├── NaiveDatetime
     │   ├── InvalidIdempotencyKey
     │   ├── UnknownWallet
-    │   └── InvalidProgram
+    │   ├── InvalidProgram
+    │   ├── InvalidOrder
+    │   ├── InvalidEvent
+    │   └── InvalidReturn
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
     │   ├── TransactionNotFound
-    │   └── HoldNotFound
+    │   ├── HoldNotFound
+    │   └── OrderNotFound
     ├── Conflict (ValueError)
     │   ├── IdempotencyConflict
     │   ├── MemberAlreadyEnrolled
@@ -25,7 +29,10 @@ still catches a bad amount::
     │   ├── NotPending
     │   ├── AlreadyReversed
     │   ├── HoldNotOpen
-    │   └── HoldExpired
+    │   ├── HoldExpired
+    │   ├── OrderAlreadyRecorded
+    │   ├── OrderCancelled
+    │   └── ProgramVersionConflict
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -51,11 +58,14 @@ __all__ = [
     "HoldNotOpen",
     "IdempotencyConflict",
     "InsufficientPoints",
+    "InvalidEvent",
     "InvalidIdempotencyKey",
     "InvalidInput",
     "InvalidMoney",
+    "InvalidOrder",
     "InvalidPoints",
     "InvalidProgram",
+    "InvalidReturn",
     "LoyaltyError",
     "MemberAlreadyEnrolled",
     "MemberNotFound",
@@ -63,6 +73,10 @@ __all__ = [
     "NotFound",
     "NotPending",
     "NotReversible",
+    "OrderAlreadyRecorded",
+    "OrderCancelled",
+    "OrderNotFound",
+    "ProgramVersionConflict",
     "RetryLimitExceeded",
     "SerializationFailure",
     "StorageError",
@@ -140,6 +154,26 @@ class InvalidProgram(InvalidInput):
     code = "invalid_program"
 
 
+class InvalidOrder(InvalidInput):
+    """An order is malformed (bad line, negative quantity, currency mismatch...);
+    ``details["field"]`` names the field."""
+
+    code = "invalid_order"
+
+
+class InvalidEvent(InvalidInput):
+    """An event (birthday, review, custom...) is malformed; ``details["field"]`` names
+    the field."""
+
+    code = "invalid_event"
+
+
+class InvalidReturn(InvalidInput):
+    """A return names a line the order does not have, or more than is left of it."""
+
+    code = "invalid_return"
+
+
 class NotFound(LoyaltyError, LookupError):
     """Something referred to by id does not exist in this program."""
 
@@ -162,6 +196,12 @@ class HoldNotFound(NotFound):
     """No hold with that id exists in the program."""
 
     code = "hold_not_found"
+
+
+class OrderNotFound(NotFound):
+    """No order with that id was recorded in the program."""
+
+    code = "order_not_found"
 
 
 class Conflict(LoyaltyError, ValueError):
@@ -216,6 +256,25 @@ class HoldExpired(Conflict):
     """The hold's time-to-live has run out; its points are no longer reserved."""
 
     code = "hold_expired"
+
+
+class OrderAlreadyRecorded(Conflict):
+    """An order with that id was already recorded under another idempotency key."""
+
+    code = "order_already_recorded"
+
+
+class OrderCancelled(Conflict):
+    """The order was cancelled; it takes no more returns or cancellations."""
+
+    code = "order_cancelled"
+
+
+class ProgramVersionConflict(Conflict):
+    """A program version is already stored with a different definition, or a new
+    version changes what versions must share (time zone, currency, wallets)."""
+
+    code = "program_version_conflict"
 
 
 class StorageError(LoyaltyError, RuntimeError):

@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -27,7 +28,11 @@ __all__ = [
     "Lot",
     "LotMovement",
     "Member",
+    "OrderRecord",
+    "OrderStatus",
     "Posting",
+    "ProgramVersion",
+    "RuleUsage",
     "Transaction",
 ]
 
@@ -257,3 +262,75 @@ class IdempotencyRecord:
     result: str
     created_at: dt.datetime
     member_id: str | None = None
+
+
+@attrs.frozen
+class ProgramVersion:
+    """One stored version of a program definition.
+
+    ``definition`` is :meth:`loyaltykit.Program.to_dict` output. The version in force
+    at an instant is the highest ``version`` whose ``effective_from`` is at or before
+    it (``None``: in force from the beginning of time).
+    """
+
+    program_id: str
+    version: int
+    effective_from: dt.datetime | None
+    definition: Mapping[str, Any]
+    created_at: dt.datetime
+
+
+class OrderStatus(enum.Enum):
+    """Whether an order still counts (``open``) or was cancelled as a whole."""
+
+    OPEN = "open"
+    CANCELLED = "cancelled"
+
+
+@attrs.frozen
+class OrderRecord:
+    """A recorded order as storage keeps it.
+
+    ``order`` is the order as placed (:meth:`loyaltykit.Order.to_dict`), ``returned``
+    the quantity returned so far per line id, ``version`` the program version whose
+    rules priced it, ``evaluation`` the current breakdown
+    (:meth:`loyaltykit.Evaluation.to_dict`) and ``points`` the points the order is
+    worth now. ``earn_id`` is the earn transaction (None if it earned nothing);
+    ``payments`` are spend/capture transactions that paid for it, reversed when the
+    order is cancelled.
+    """
+
+    program_id: str
+    order_id: str
+    member_id: str
+    placed_at: dt.datetime
+    version: int
+    order: Mapping[str, Any]
+    returned: Mapping[str, int]
+    status: OrderStatus
+    points: int
+    evaluation: Mapping[str, Any]
+    earn_id: uuid.UUID | None
+    payments: tuple[uuid.UUID, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@attrs.frozen
+class RuleUsage:
+    """What one earning rule gave one source (an order or an event) of a member.
+
+    Caps and stamp cards are counted from these rows: ``points`` is the rule's exact
+    (unrounded) contribution, ``stamps`` the stamps it added. One row per
+    ``(program_id, source, rule_id)``; a re-evaluation (a return) overwrites it.
+    ``source`` is ``"order:<order id>"`` or ``"event:<event id>"``.
+    """
+
+    program_id: str
+    member_id: str
+    source: str
+    rule_id: str
+    group: str | None
+    occurred_at: dt.datetime
+    points: Decimal
+    stamps: int = 0

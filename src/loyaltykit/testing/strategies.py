@@ -14,9 +14,12 @@ tests, not for the ledger's invariants.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
+from loyaltykit._orders import Event, EventType, Order, OrderLine
 from loyaltykit._program import (
     ClawbackPolicy,
     ExpiryPolicy,
@@ -27,17 +30,53 @@ from loyaltykit._program import (
     Program,
     SpendOrder,
 )
+from loyaltykit._rules import (
+    AllOf,
+    AnyOf,
+    Attribute,
+    Base,
+    Cap,
+    CapPeriod,
+    ChannelIn,
+    Condition,
+    EarningPolicy,
+    EventBonusRule,
+    FirstOrder,
+    FixedRule,
+    LineMatch,
+    MinNet,
+    MinTenure,
+    MultiplierRule,
+    Not,
+    RateRule,
+    Rounding,
+    Rule,
+    RuleGroup,
+    Stacking,
+    StampCardRule,
+    StoreIn,
+    TierIn,
+    Window,
+)
 from loyaltykit._values import MAX_KEY_LENGTH, Money
 
 __all__ = [
+    "CATEGORIES",
+    "SKUS",
     "TIME_ZONES",
+    "caps",
     "clawback_policies",
     "clock_steps",
+    "conditions",
+    "earning_policies",
+    "events",
     "expiry_policies",
     "instants",
     "keys",
     "ledger_policies",
+    "line_matches",
     "member_ids",
+    "orders",
     "pending_policies",
     "points",
     "program_ids",
@@ -46,6 +85,7 @@ __all__ = [
     "time_zones",
     "ttls",
     "wallet_sets",
+    "windows",
 ]
 
 #: Time zones with something to trip over: none, DST, half- and quarter-hour offsets,
@@ -186,4 +226,216 @@ def ttls() -> st.SearchStrategy[dt.timedelta]:
     return st.one_of(
         st.integers(1, 120).map(lambda n: dt.timedelta(minutes=n)),
         st.integers(1, 30).map(lambda n: dt.timedelta(days=n)),
+    )
+
+
+# -- earning rules and orders ---------------------------------------------------------------
+
+#: Categories and SKUs that generated orders and rules share, so rules match lines.
+CATEGORIES = ("beans", "mug", "tea", "coffee")
+SKUS = ("sku-a", "sku-b", "sku-c", "sku-d", "sku-e", "sku-f")
+_TIERS = ("silver", "gold")
+_CHANNELS = ("web", "app", "shop")
+_EVENT_TYPES = (EventType.SIGN_UP, EventType.BIRTHDAY, EventType.VISIT, "custom_thing")
+
+
+def _amounts(max_value: int = 200) -> st.SearchStrategy[Decimal]:
+    return st.decimals(min_value=0, max_value=max_value, places=2, allow_nan=False,
+                       allow_infinity=False)
+
+
+def caps(*, periods: tuple[CapPeriod, ...] = tuple(CapPeriod)) -> st.SearchStrategy[Cap]:
+    """Valid caps over ``periods`` (rolling caps of 1 to 60 days)."""
+    def build(period: CapPeriod) -> st.SearchStrategy[Cap]:
+        days = st.integers(1, 60) if period is CapPeriod.ROLLING else st.none()
+        return st.builds(Cap, points=st.integers(0, 400), period=st.just(period), days=days)
+
+    return st.sampled_from(periods).flatmap(build)
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> Window:
+    """Valid windows: optional dates, weekdays and hour ranges (some ending at 00:00)."""
+    dates = sorted(draw(st.lists(st.dates(dt.date(2020, 1, 1), dt.date(2035, 12, 31)),
+                                 min_size=2, max_size=2)))
+    start = dates[0] if draw(st.booleans()) else None
+    end = dates[1] if draw(st.booleans()) else None
+    weekdays = tuple(draw(st.lists(st.integers(1, 7), unique=True, max_size=7)))
+    hours = []
+    for _ in range(draw(st.integers(0, 2))):
+        a, b = sorted(draw(st.lists(st.integers(0, 24 * 60 - 1), min_size=2, max_size=2,
+                                    unique=True)))
+        begin = dt.time(a // 60, a % 60)
+        finish = dt.time(0, 0) if draw(st.booleans()) and a else dt.time(b // 60, b % 60)
+        hours.append((begin, finish))
+    return Window(start=start, end=end, weekdays=weekdays, hours=tuple(hours))
+
+
+def line_matches() -> st.SearchStrategy[LineMatch]:
+    """Line matches over :data:`CATEGORIES` and :data:`SKUS` (sometimes every line)."""
+    return st.builds(
+        LineMatch,
+        categories=st.lists(st.sampled_from(CATEGORIES), unique=True, max_size=2).map(tuple),
+        skus=st.lists(st.sampled_from(SKUS), unique=True, max_size=2).map(tuple),
+    )
+
+
+def conditions() -> st.SearchStrategy[Condition]:
+    """Valid conditions, nested with AllOf / AnyOf / Not."""
+    names = st.sampled_from(("segment", "age", "since"))
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 50),
+                        st.sampled_from(("vip", "b", "2026-01-01")), _amounts(50))
+    attribute = st.one_of(
+        st.builds(Attribute, scope=st.sampled_from(("member", "order", "event")), name=names,
+                  op=st.sampled_from(("eq", "ne")), value=scalars),
+        st.builds(Attribute, scope=st.sampled_from(("member", "order")), name=names,
+                  op=st.sampled_from(("in", "not_in")),
+                  value=st.lists(scalars, max_size=3).map(tuple)),
+        st.builds(Attribute, scope=st.just("member"), name=names,
+                  op=st.sampled_from(("gt", "gte", "lt", "lte")),
+                  value=st.one_of(st.integers(0, 50), _amounts(50), st.just("2026-01-01"))),
+        st.builds(Attribute, scope=st.just("member"), name=names, op=st.just("exists")),
+    )
+    leaves: st.SearchStrategy[Condition] = st.one_of(
+        st.builds(MinNet, amount=_amounts(80)),
+        st.just(FirstOrder()),
+        st.builds(TierIn, tiers=st.lists(st.sampled_from(_TIERS), min_size=1, max_size=2,
+                                         unique=True).map(tuple)),
+        st.builds(ChannelIn, channels=st.lists(st.sampled_from(_CHANNELS), min_size=1,
+                                               max_size=2, unique=True).map(tuple)),
+        st.builds(StoreIn, stores=st.just(("berlin",))),
+        st.builds(MinTenure, years=st.integers(0, 3)),
+        attribute,
+    )
+
+    def extend(inner: st.SearchStrategy[Condition]) -> st.SearchStrategy[Condition]:
+        parts = st.lists(inner, min_size=1, max_size=3).map(tuple)
+        return st.one_of(st.builds(AllOf, conditions=parts), st.builds(AnyOf, conditions=parts),
+                         st.builds(Not, condition=inner))
+
+    return st.recursive(leaves, extend, max_leaves=4)
+
+
+@st.composite
+def _rule(draw: st.DrawFn, rule_id: str, groups: tuple[str, ...], kinds: tuple[str, ...],
+          with_conditions: bool) -> Rule:
+    kind = draw(st.sampled_from(kinds))
+    common: dict[str, Any] = {
+        "id": rule_id,
+        "description": draw(st.sampled_from(("", "a rule"))),
+        "priority": draw(st.integers(-2, 2)),
+        "exclusive": draw(st.booleans()) and draw(st.booleans()),
+        "group": draw(st.none() | st.sampled_from(groups)) if groups else None,
+        "window": draw(st.none() | st.none() | windows()),
+        "condition": draw(st.none() | conditions()) if with_conditions else None,
+        "caps": tuple(draw(st.lists(caps(), max_size=2))),
+    }
+    match = draw(st.none() | line_matches())
+    if kind == "rate":
+        return RateRule(**common, points=draw(_amounts(5)),
+                        per=draw(st.sampled_from((Decimal(1), Decimal(10), Decimal("0.5")))),
+                        base=draw(st.sampled_from(Base)), match=match)
+    if kind == "multiplier":
+        return MultiplierRule(**common, factor=draw(_amounts(4)), match=match)
+    if kind == "fixed":
+        return FixedRule(**common, points=draw(st.integers(0, 100)), per_item=draw(st.booleans()),
+                         match=match)
+    if kind == "stamp_card":
+        counts = draw(st.sampled_from(("orders", "items", "events")))
+        points = draw(st.integers(0, 50))
+        reward = draw(st.none() | st.just("free_coffee")) if points else "free_coffee"
+        if counts == "events":
+            return StampCardRule(**common, every=draw(st.integers(1, 10)), points=points,
+                                 reward=reward, counts=counts,
+                                 event=draw(st.sampled_from(_EVENT_TYPES)))
+        return StampCardRule(**common, every=draw(st.integers(1, 10)), points=points,
+                             reward=reward, counts=counts, match=match)
+    return EventBonusRule(**common, event=draw(st.sampled_from(_EVENT_TYPES)),
+                          points=draw(st.integers(0, 300)))
+
+
+_KINDS = ("rate", "multiplier", "fixed", "stamp_card", "event_bonus")
+
+
+@st.composite
+def earning_policies(
+    draw: st.DrawFn,
+    *,
+    max_rules: int = 6,
+    kinds: tuple[str, ...] = _KINDS,
+    with_conditions: bool = True,
+) -> EarningPolicy:
+    """Valid earning policies: up to ``max_rules`` rules of ``kinds`` (``"rate"``,
+    ``"multiplier"``, ``"fixed"``, ``"stamp_card"``, ``"event_bonus"``) with random
+    windows, conditions (unless ``with_conditions=False``), caps and groups, and any
+    rounding, stacking and per-order maximum. Rule ids are ``r0``, ``r1``..."""
+    group_count = draw(st.integers(0, 2))
+    groups = tuple(RuleGroup(f"g{i}", tuple(draw(st.lists(caps(), max_size=2))))
+                   for i in range(group_count))
+    names = tuple(g.name for g in groups)
+    rules = tuple(draw(_rule(f"r{i}", names, kinds, with_conditions))
+                  for i in range(draw(st.integers(0, max_rules))))
+    return EarningPolicy(
+        rules=rules, groups=groups, rounding=draw(st.sampled_from(Rounding)),
+        stacking=draw(st.sampled_from(Stacking)),
+        max_points_per_order=draw(st.none() | st.none() | st.integers(0, 1000)),
+    )
+
+
+@st.composite
+def _line(draw: st.DrawFn, sku: str, currency: str) -> OrderLine:
+    quantity = draw(st.integers(1, 6))
+    price = draw(_amounts(60))
+    gross = price * quantity
+    discount = None
+    if draw(st.booleans()) and gross:
+        share = draw(st.integers(0, 100))
+        discount = Money((gross * share / 100).quantize(Decimal("0.01"), rounding="ROUND_FLOOR"),
+                         currency)
+    return OrderLine(sku=sku, quantity=quantity, unit_price=Money(price, currency),
+                     category=draw(st.none() | st.sampled_from(CATEGORIES)), discount=discount)
+
+
+@st.composite
+def orders(
+    draw: st.DrawFn,
+    *,
+    member_id: str = "m",
+    currency: str = "EUR",
+    placed_at: st.SearchStrategy[dt.datetime] | None = None,
+    max_lines: int = 5,
+    min_lines: int = 1,
+) -> Order:
+    """Valid orders of ``member_id``: ``min_lines``..``max_lines`` lines with distinct
+    SKUs from :data:`SKUS`, random quantities, prices, discounts and categories, maybe
+    shipping, a channel, a store and a ``segment`` attribute."""
+    skus = draw(st.lists(st.sampled_from(SKUS), unique=True, min_size=min_lines,
+                         max_size=min(max_lines, len(SKUS))))
+    return Order(
+        id=f"o-{draw(st.integers(0, 10**9))}",
+        member_id=member_id,
+        placed_at=draw(placed_at if placed_at is not None else instants()),
+        currency=currency,
+        lines=tuple(draw(_line(sku, currency)) for sku in skus),
+        shipping=draw(st.none() | _amounts(10).map(lambda a: Money(a, currency))),
+        channel=draw(st.none() | st.sampled_from(_CHANNELS)),
+        store=draw(st.none() | st.just("berlin")),
+        attributes=draw(st.sampled_from(({}, {"segment": "vip"}, {"age": 30}))),
+    )
+
+
+@st.composite
+def events(
+    draw: st.DrawFn,
+    *,
+    member_id: str = "m",
+    occurred_at: st.SearchStrategy[dt.datetime] | None = None,
+) -> Event:
+    """Valid events of ``member_id``: sign-ups, birthdays, visits or a custom type."""
+    return Event(
+        id=f"e-{draw(st.integers(0, 10**9))}",
+        type=draw(st.sampled_from(_EVENT_TYPES)),
+        member_id=member_id,
+        occurred_at=draw(occurred_at if occurred_at is not None else instants()),
+        attributes=draw(st.sampled_from(({}, {"segment": "vip"}))),
     )
