@@ -1,7 +1,9 @@
-"""The shipped Alembic migrations build exactly the schema of loyaltykit's metadata."""
+"""The shipped Alembic migrations build exactly the schema of loyaltykit's metadata
+(and carry existing data forward)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from loyaltykit import StorageError
+from loyaltykit._model import ProgramVersion
 from loyaltykit.sql import MIGRATIONS_DIR, VERSION_TABLE, SQLStorage, create_engine
 
 
@@ -124,3 +127,34 @@ def test_upgrade_on_a_host_connection_joins_the_host_transaction(tmp_path: Path)
         assert [] == _differences(SQLStorage(engine))
     finally:
         engine.dispose()
+
+
+def test_0002_gives_every_registered_program_its_definition_as_version_1(
+    storage: SQLStorage,
+) -> None:
+    storage.upgrade("0001")
+    created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
+    definition = {"id": "shop", "wallets": ["points"], "currency": "EUR"}
+    programs = SQLStorage.metadata.tables["lk_programs"]
+    with _engine(storage).begin() as conn:
+        conn.execute(programs.insert(), {"id": "shop", "definition": definition,
+                                         "created_at": created})
+    storage.upgrade()
+    with storage.unit_of_work("shop") as uow:
+        assert [ProgramVersion("shop", 1, None, definition, created)] == uow.program_versions()
+    storage.register_program(ProgramVersion("shop", 1, None, {"changed": True}, created))
+    with storage.unit_of_work("shop") as uow:
+        assert [definition] == [v.definition for v in uow.program_versions()]
+
+
+def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
+    storage.upgrade()
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    new_tables = {"lk_program_versions", "lk_orders", "lk_rule_usage"}
+    assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
+    assert "0001" == _revision(storage)
+    storage.upgrade()
+    assert [] == _differences(storage)

@@ -10,6 +10,7 @@ import itertools
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from loyaltykit import (
     TestClock,
     Transaction,
 )
+from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
 
@@ -60,9 +62,14 @@ def db_path(tmp_path: Path) -> Path:
 def storage(db_path: Path) -> Iterator[SQLStorage]:
     storage = SQLStorage.from_url(f"sqlite:///{db_path}")
     storage.create_schema()
-    storage.register_program("shop", make_program().to_dict(), T0)
+    storage.register_program(_version(1))
     yield storage
     storage.dispose()
+
+
+def _version(number: int, definition: dict[str, Any] | None = None, *,
+             at: dt.datetime = T0) -> ProgramVersion:
+    return ProgramVersion("shop", number, None, definition or make_program().to_dict(), at)
 
 
 def _enrolment(member_id: str, key: str) -> ChangeSet:
@@ -143,7 +150,7 @@ def test_dispose_leaves_a_callers_engine_alone(db_path: Path) -> None:
         storage.create_schema()
         storage.dispose()
         assert "shop" not in {row[0] for row in _rows(engine, "SELECT id FROM lk_programs")}
-        storage.register_program("shop", make_program().to_dict(), T0)  # still usable
+        storage.register_program(_version(1))  # still usable
         assert [("shop",)] == _rows(engine, "SELECT id FROM lk_programs")
     finally:
         engine.dispose()
@@ -156,11 +163,18 @@ def test_a_bad_url_is_invalid_input() -> None:
         SQLStorage(object())  # type: ignore[arg-type]
 
 
-def test_register_program_keeps_the_first_definition(storage: SQLStorage) -> None:
-    storage.register_program("shop", {"changed": True}, T0 + dt.timedelta(days=1))
+def test_register_program_keeps_the_first_definition_of_each_version(storage: SQLStorage
+                                                                    ) -> None:
+    later = T0 + dt.timedelta(days=1)
+    storage.register_program(_version(1, {"changed": True}, at=later))
+    storage.register_program(_version(2, {"changed": True}, at=later))
+    # the program's own row keeps the definition it was registered with
+    assert [("shop",)] == _rows(storage._engine, "SELECT id FROM lk_programs")
     with storage._engine.connect() as conn:
         definition = conn.scalar(sa.select(SQLStorage.metadata.tables["lk_programs"].c.definition))
     assert make_program().to_dict() == definition
+    with storage.unit_of_work("shop") as uow:
+        assert [_version(1), _version(2, {"changed": True}, at=later)] == uow.program_versions()
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -181,6 +195,61 @@ def test_unique_violations_become_duplicate_key(
     with storage.unit_of_work("shop") as uow:
         assert uow.get_idempotency("k-b") is None
         assert uow.get_member("b") is None
+
+
+def _order(order_id: str, member_id: str = "a", **changes: Any) -> OrderRecord:
+    fields: dict[str, Any] = {
+        "program_id": "shop", "order_id": order_id, "member_id": member_id, "placed_at": T0,
+        "version": 1, "order": {"id": order_id, "lines": [{"id": "l1", "quantity": 1}]},
+        "returned": {}, "status": OrderStatus.OPEN, "points": 10,
+        "evaluation": {"points": 10}, "earn_id": None, "payments": (), "created_at": T0,
+        "updated_at": T0,
+    }
+    return OrderRecord(**{**fields, **changes})
+
+
+def test_a_duplicate_order_is_duplicate_key(storage: SQLStorage) -> None:
+    _write(storage, _enrolment("a", "k-a"))
+    _write(storage, ChangeSet(orders={"o1": _order("o1")}, new_orders={"o1"}))
+    with pytest.raises(DuplicateKey) as info, storage.unit_of_work("shop") as uow:
+        uow.write(ChangeSet(orders={"o1": _order("o1", points=3)}, new_orders={"o1"}))
+    assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
+    assert {"program_id": "shop", "order_id": "o1"} == info.value.details
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+def test_an_update_of_an_unknown_order_is_a_storage_error(storage: SQLStorage, backend: str
+                                                          ) -> None:
+    store = storage if backend == "sqlite" else MemoryStorage()
+    store.register_program(_version(1))
+    with store.unit_of_work("shop") as uow:
+        uow.write(_enrolment("a", "k-a"))
+        uow.commit()
+    with pytest.raises(StorageError, match="orders") as info, store.unit_of_work("shop") as uow:
+        uow.write(ChangeSet(orders={"o1": _order("o1")}))
+    assert not isinstance(info.value, DuplicateKey)
+
+
+def test_orders_and_usage_are_stored_as_plain_values(storage: SQLStorage) -> None:
+    _write(storage, _enrolment("a", "k-a"))
+    payments = (uuid.UUID(int=2), uuid.UUID(int=1))
+    order = _order("o1", payments=payments, status=OrderStatus.CANCELLED)
+    usage = RuleUsage("shop", "a", "order:o1", "base", "promo", T0,
+                      Decimal("0.333333333333333333333333333"), 2)
+    _write(storage, ChangeSet(orders={"o1": order}, new_orders={"o1"}, usage=[usage]))
+    assert [("cancelled", "0.333333333333333333333333333")] == _rows(
+        storage._engine, "SELECT status, u.points FROM lk_orders JOIN lk_rule_usage u "
+                         "ON u.source = 'order:' || lk_orders.order_id")
+    with storage._engine.connect() as conn:
+        stored = conn.scalar(sa.select(SQLStorage.metadata.tables["lk_orders"].c.payments))
+    assert [str(p) for p in payments] == stored
+
+
+def test_the_order_status_is_checked_by_the_database(storage: SQLStorage) -> None:
+    _write(storage, _enrolment("a", "k-a"))
+    _write(storage, ChangeSet(orders={"o1": _order("o1")}, new_orders={"o1"}))
+    with pytest.raises(sa.exc.IntegrityError, match="CHECK"), storage._engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE lk_orders SET status = 'lost'")
 
 
 def test_a_second_reversal_of_a_transaction_is_duplicate_key(storage: SQLStorage) -> None:
@@ -228,7 +297,7 @@ def test_a_missing_schema_is_a_storage_error(tmp_path: Path) -> None:
     storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     try:
         with pytest.raises(StorageError, match="no such table"):
-            storage.register_program("shop", {}, T0)
+            storage.register_program(_version(1, {}))
         with pytest.raises(StorageError), storage.unit_of_work("shop") as uow:
             uow.get_member("a")
     finally:

@@ -41,7 +41,9 @@ from loyaltykit._model import (
     Lot,
     LotMovement,
     Member,
+    OrderRecord,
     Posting,
+    RuleUsage,
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
@@ -58,7 +60,9 @@ class ChangeSet:
 
     ``lots`` and ``holds`` hold the final state of every touched row; ids in
     ``new_lots`` / ``new_holds`` are inserted, the others updated. ``accounts`` holds
-    the final running totals of every touched member wallet.
+    the final running totals of every touched member wallet. ``orders`` holds the
+    final state of every touched order (ids in ``new_orders`` are inserted, the others
+    updated); ``usage`` rows are upserted by ``(program_id, source, rule_id)``.
     """
 
     transactions: list[Transaction] = attrs.field(factory=list)
@@ -70,11 +74,15 @@ class ChangeSet:
     new_accounts: set[tuple[str, str]] = attrs.field(factory=set)
     members: list[Member] = attrs.field(factory=list)
     idempotency: list[IdempotencyRecord] = attrs.field(factory=list)
+    orders: dict[str, OrderRecord] = attrs.field(factory=dict)
+    new_orders: set[str] = attrs.field(factory=set)
+    usage: list[RuleUsage] = attrs.field(factory=list)
 
     @property
     def empty(self) -> bool:
         """True if there is nothing to write."""
-        return not (self.transactions or self.members or self.idempotency or self.accounts)
+        return not (self.transactions or self.members or self.idempotency or self.accounts
+                    or self.orders or self.usage)
 
 
 @attrs.define

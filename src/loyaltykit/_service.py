@@ -46,6 +46,7 @@ from loyaltykit._model import (
     Kind,
     Lot,
     Member,
+    ProgramVersion,
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, Program
@@ -165,7 +166,8 @@ class Loyalty:
         self.clock: Clock = clock or SystemClock()
         self._new_id = new_id
         self._max_retries = max_retries
-        storage.register_program(program.id, program.to_dict(), self._now())
+        storage.register_program(ProgramVersion(
+            program.id, 1, None, program.to_dict(), self._now()))
 
     def __repr__(self) -> str:
         return f"Loyalty(program={self.program.id!r}, storage={self.storage!r})"

@@ -24,7 +24,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
@@ -34,6 +34,9 @@ from loyaltykit._model import (
     IdempotencyRecord,
     Lot,
     Member,
+    OrderRecord,
+    ProgramVersion,
+    RuleUsage,
     Transaction,
 )
 
@@ -127,13 +130,48 @@ class UnitOfWork(Protocol):
         (sum of member-account postings) through the first transaction returned
         (0 if none)."""
 
+    # -- programs, orders, rule usage ----------------------------------------------------
+
+    def program_versions(self) -> list[ProgramVersion]:
+        """Return every stored version of this program, lowest version first."""
+
+    def program_version_at(self, at: dt.datetime) -> int | None:
+        """Return the number of the version in force at ``at``: the highest version
+        whose ``effective_from`` is None or at or before ``at``; None if there is none.
+        (Only the number: the caller keeps parsed definitions, which never change.)"""
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        """Return the recorded order (any status), or None."""
+
+    def count_orders(self, member_id: str) -> int:
+        """Return how many orders of the member are recorded and not cancelled."""
+
+    def load_usage(
+        self,
+        member_id: str,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[RuleUsage]:
+        """Return the member's usage rows whose ``rule_id`` is in ``rule_ids`` or whose
+        ``group`` is in ``groups``, with ``since <= occurred_at < until`` (a None bound
+        is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: no rows."""
+
+    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
+        """Return the sum of ``stamps`` of the member's usage rows per rule id in
+        ``rule_ids`` (rules without rows may be absent)."""
+
     # -- writes -------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
         """Persist ``changes``: insert transactions (with postings and movements), new
-        members, new accounts, new lots and holds and idempotency records; update
-        touched lots, holds and accounts. Raise DuplicateKey on a unique violation
-        (the unit of work must then be rolled back by the caller)."""
+        members, new accounts, new lots, holds and orders and idempotency records;
+        update touched lots, holds, orders and accounts; upsert usage rows by
+        ``(program_id, source, rule_id)``. Raise DuplicateKey on a unique violation
+        (an idempotency key, a member id, an order id inserted twice, a second reversal
+        of one transaction); the unit of work must then be rolled back by the caller."""
 
 
 class Storage(Protocol):
@@ -142,8 +180,7 @@ class Storage(Protocol):
     def unit_of_work(self, program_id: str) -> UnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
 
-    def register_program(
-        self, program_id: str, definition: dict[str, Any], at: dt.datetime
-    ) -> None:
-        """Store the program's definition if the program is not yet known; a known
-        program is left as it is. Safe to call concurrently."""
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version of the program unless ``(program_id, version)`` is stored
+        already (then leave the stored one as it is; the caller compares). Safe to
+        call concurrently: a lost insert race is not an error."""

@@ -3,8 +3,11 @@
 Thread-safe. Each unit of work holds one process-wide lock from ``__enter__`` to
 ``__exit__`` (like SQLite, writers are serialised), keeps an undo log and rolls back
 unless committed. Unique rules (idempotency key per program, member id per program,
-one reversal per transaction) raise :class:`~loyaltykit.DuplicateKey` exactly where
-the SQL backend's constraints would, and nothing of a rejected write is applied.
+order id per program, one reversal per transaction) raise
+:class:`~loyaltykit.DuplicateKey` exactly where the SQL backend's constraints would,
+and nothing of a rejected write is applied. JSON fields of program versions and orders
+are kept as the SQL backend keeps them (a JSON round trip: tuples come back as lists)
+and every read returns a fresh copy, so a caller cannot change what is stored.
 
 >>> from loyaltykit.memory import MemoryStorage
 >>> storage = MemoryStorage()
@@ -13,13 +16,16 @@ the SQL backend's constraints would, and nothing of a rejected write is applied.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from loyaltykit._errors import DuplicateKey
+import attrs
+
+from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
@@ -30,6 +36,10 @@ from loyaltykit._model import (
     IdempotencyRecord,
     Lot,
     Member,
+    OrderRecord,
+    OrderStatus,
+    ProgramVersion,
+    RuleUsage,
     Transaction,
 )
 
@@ -53,6 +63,30 @@ class _Tables:
         self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}
         self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.versions: dict[str, dict[int, ProgramVersion]] = {}
+        self.orders: dict[tuple[str, str], OrderRecord] = {}
+        # (program_id, member_id) -> ids of the member's orders that are not cancelled
+        self.member_orders: dict[tuple[str, str], set[str]] = {}
+        self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
+        self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+
+
+def _json(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``value`` as the SQL backend's JSON columns give it back."""
+    try:
+        copy: dict[str, Any] = json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise StorageError("a value is not JSON", detail=str(exc)) from exc
+    return copy
+
+
+def _version_copy(version: ProgramVersion) -> ProgramVersion:
+    return attrs.evolve(version, definition=_json(version.definition))
+
+
+def _order_copy(order: OrderRecord) -> OrderRecord:
+    return attrs.evolve(order, order=_json(order.order), returned=_json(order.returned),
+                        evaluation=_json(order.evaluation), payments=tuple(order.payments))
 
 
 class MemoryStorage:
@@ -66,12 +100,14 @@ class MemoryStorage:
         """Return a unit of work for ``program_id``; use it as a context manager."""
         return MemoryUnitOfWork(self._lock, self._tables, program_id)
 
-    def register_program(
-        self, program_id: str, definition: dict[str, Any], at: dt.datetime
-    ) -> None:
-        """Store the definition if ``program_id`` is unknown; otherwise do nothing."""
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version unless ``(program_id, version)`` is stored already (the
+        stored one is then left as it is); an unknown program is registered first."""
+        stored = _version_copy(version)
         with self._lock:
-            self._tables.programs.setdefault(program_id, dict(definition))
+            self._tables.programs.setdefault(version.program_id, _json(version.definition))
+            versions = self._tables.versions.setdefault(version.program_id, {})
+            versions.setdefault(version.version, stored)
 
     def __repr__(self) -> str:
         return f"MemoryStorage(programs={len(self._tables.programs)})"
@@ -135,9 +171,7 @@ class MemoryUnitOfWork:
         items.append(value)
         self._undo.append(items.pop)
 
-    def _track(
-        self, index: dict[Any, set[uuid.UUID]], key: Any, item: uuid.UUID, is_open: bool
-    ) -> None:
+    def _track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
         """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
         members = index.get(key)
         if members is None:
@@ -268,6 +302,56 @@ class MemoryUnitOfWork:
         )
         return page, total
 
+    # -- programs, orders, rule usage -----------------------------------------------------
+
+    def program_versions(self) -> list[ProgramVersion]:
+        versions = self._t.versions.get(self.program_id, {})
+        return [_version_copy(versions[n]) for n in sorted(versions)]
+
+    def program_version_at(self, at: dt.datetime) -> int | None:
+        versions = self._t.versions.get(self.program_id, {})
+        in_force = [n for n, v in versions.items()
+                    if v.effective_from is None or v.effective_from <= at]
+        return max(in_force) if in_force else None
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        order = self._t.orders.get((self.program_id, order_id))
+        return None if order is None else _order_copy(order)
+
+    def count_orders(self, member_id: str) -> int:
+        return len(self._t.member_orders.get((self.program_id, member_id), ()))
+
+    def load_usage(
+        self,
+        member_id: str,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[RuleUsage]:
+        rules, named = set(rule_ids), set(groups)
+        found = []
+        for key in self._t.member_usage.get((self.program_id, member_id), ()):
+            usage = self._t.usage[key]
+            if not (usage.rule_id in rules or (usage.group is not None and usage.group in named)):
+                continue
+            if since is not None and usage.occurred_at < since:
+                continue
+            if until is not None and usage.occurred_at >= until:
+                continue
+            found.append(usage)
+        return found
+
+    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
+        wanted = set(rule_ids)
+        counts: dict[str, int] = {}
+        for key in self._t.member_usage.get((self.program_id, member_id), ()):
+            usage = self._t.usage[key]
+            if usage.rule_id in wanted:
+                counts[usage.rule_id] = counts.get(usage.rule_id, 0) + usage.stamps
+        return counts
+
     # -- writes ---------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
@@ -289,6 +373,15 @@ class MemoryUnitOfWork:
                     raise DuplicateKey("transaction already reversed",
                                        transaction_id=str(tx.reverses_id))
                 seen_reversed.add(tx.reverses_id)
+        for order_id, order in changes.orders.items():
+            known = (order.program_id, order_id) in t.orders
+            if order_id in changes.new_orders and known:
+                raise DuplicateKey("order already recorded", program_id=self.program_id,
+                                   order_id=order_id)
+            if order_id not in changes.new_orders and not known:
+                raise StorageError("update of orders found 0 of 1 rows")
+        # copy (and check) every JSON value before writing anything
+        orders = {order_id: _order_copy(order) for order_id, order in changes.orders.items()}
         for member in changes.members:
             self._set(t.members, (self.program_id, member.member_id), member)
         for (member_id, wallet), state in changes.accounts.items():
@@ -308,3 +401,21 @@ class MemoryUnitOfWork:
             self._track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)
         for record in changes.idempotency:
             self._set(t.keys, (self.program_id, record.key), record)
+        for order_id, order in orders.items():
+            order_key = (order.program_id, order_id)
+            if order_id not in changes.new_orders:
+                # an update changes what may change after recording, nothing else
+                order = attrs.evolve(
+                    t.orders[order_key], returned=order.returned, status=order.status,
+                    points=order.points, evaluation=order.evaluation, earn_id=order.earn_id,
+                    payments=order.payments, updated_at=order.updated_at)
+            self._set(t.orders, order_key, order)
+            self._track(t.member_orders, (order.program_id, order.member_id), order_id,
+                        order.status is not OrderStatus.CANCELLED)
+        for usage in changes.usage:
+            usage_key = (usage.program_id, usage.source, usage.rule_id)
+            old = t.usage.get(usage_key)
+            if old is not None and old.member_id != usage.member_id:
+                self._track(t.member_usage, (old.program_id, old.member_id), usage_key, False)
+            self._set(t.usage, usage_key, usage)
+            self._track(t.member_usage, (usage.program_id, usage.member_id), usage_key, True)

@@ -18,6 +18,10 @@ atomic change). loyaltykit never commits or closes such a connection.
 
 Driver errors never escape: unique violations of the ledger's rules become
 :class:`~loyaltykit.DuplicateKey`, anything else :class:`~loyaltykit.StorageError`.
+
+The SQL is dialect-neutral but for two upserts (registering a program version, which
+must not fail on a lost insert race, and rule usage rows), written as ``INSERT .. ON
+CONFLICT`` for PostgreSQL and SQLite, the supported databases.
 """
 
 from __future__ import annotations
@@ -27,12 +31,23 @@ import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    NamedTuple,
+    ParamSpec,
+    Self,
+    TypeVar,
+)
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import DuplicateKey, InvalidInput, SerializationFailure, StorageError
@@ -49,7 +64,11 @@ from loyaltykit._model import (
     Lot,
     LotMovement,
     Member,
+    OrderRecord,
+    OrderStatus,
     Posting,
+    ProgramVersion,
+    RuleUsage,
     Transaction,
 )
 from loyaltykit._sql.engine import create_engine
@@ -63,8 +82,11 @@ from loyaltykit._sql.schema import (
     lots,
     members,
     metadata,
+    orders,
     postings,
+    program_versions,
     programs,
+    rule_usage,
     transactions,
 )
 
@@ -153,6 +175,7 @@ _ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
 _KINDS = {k.value: k for k in Kind}
 _ACCOUNTS = {a.value: a for a in Account}
 _STATUSES = {s.value: s for s in HoldStatus}
+_ORDER_STATUSES = {s.value: s for s in OrderStatus}
 _MEMBER_ACCOUNT_NAMES = sorted(a.value for a in MEMBER_ACCOUNTS)
 
 _ACCOUNT_STATE_COLS = (
@@ -204,9 +227,6 @@ _HOLD_COLS = (
     hold_allocations.c.lot_id,
     hold_allocations.c.points,
 )
-
-_SEL_PROGRAM = sa.select(programs.c.id).where(programs.c.id == _p)
-_INS_PROGRAM = programs.insert()
 
 _SEL_KEY: sa.Executable = sa.select(
     idempotency_keys.c.key,
@@ -358,6 +378,129 @@ _SEL_TOTAL_THROUGH: sa.Executable = (
     )
 )
 
+# programs, orders and rule usage
+_VERSION_COLS = (
+    program_versions.c.program_id,
+    program_versions.c.version,
+    program_versions.c.effective_from,
+    program_versions.c.definition,
+    program_versions.c.created_at,
+)
+_SEL_VERSIONS: sa.Executable = (
+    sa.select(*_VERSION_COLS)
+    .where(program_versions.c.program_id == _p)
+    .order_by(program_versions.c.version)
+)
+_SEL_VERSION_AT: sa.Executable = (
+    sa.select(program_versions.c.version)
+    .where(
+        program_versions.c.program_id == _p,
+        sa.or_(program_versions.c.effective_from.is_(None),
+               program_versions.c.effective_from <= _at),
+    )
+    .order_by(program_versions.c.version.desc())
+    .limit(1)
+)
+
+_ORDER_COLS = (  # the fields of OrderRecord, in order
+    orders.c.program_id,
+    orders.c.order_id,
+    orders.c.member_id,
+    orders.c.placed_at,
+    orders.c.version,
+    orders.c.order,
+    orders.c.returned,
+    orders.c.status,
+    orders.c.points,
+    orders.c.evaluation,
+    orders.c.earn_id,
+    orders.c.payments,
+    orders.c.created_at,
+    orders.c.updated_at,
+)
+_SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
+    orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
+)
+_COUNT_ORDERS: sa.Executable = (
+    sa.select(sa.func.count())
+    .select_from(orders)
+    .where(orders.c.program_id == _p, orders.c.member_id == _m,
+           orders.c.status != OrderStatus.CANCELLED.value)
+)
+
+_USAGE_COLS = (  # the fields of RuleUsage, in order
+    rule_usage.c.program_id,
+    rule_usage.c.member_id,
+    rule_usage.c.source,
+    rule_usage.c.rule_id,
+    rule_usage.c.rule_group,
+    rule_usage.c.occurred_at,
+    rule_usage.c.points,
+    rule_usage.c.stamps,
+)
+
+
+@functools.cache
+def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Executable:
+    """The usage query for this combination of filters (at most 16, each built once)."""
+    matches = []
+    if by_rule:
+        matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
+    if by_group:
+        matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
+    stmt = sa.select(*_USAGE_COLS).where(
+        rule_usage.c.program_id == _p, rule_usage.c.member_id == _m, sa.or_(*matches)
+    )
+    if since:
+        stmt = stmt.where(rule_usage.c.occurred_at
+                          >= sa.bindparam("since", type_=rule_usage.c.occurred_at.type))
+    if until:
+        stmt = stmt.where(rule_usage.c.occurred_at
+                          < sa.bindparam("until", type_=rule_usage.c.occurred_at.type))
+    return stmt
+
+
+_SUM_STAMPS: sa.Executable = (
+    sa.select(rule_usage.c.rule_id, sa.func.sum(rule_usage.c.stamps))
+    .where(rule_usage.c.program_id == _p, rule_usage.c.member_id == _m,
+           rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
+    .group_by(rule_usage.c.rule_id)
+)
+
+
+class _Upserts(NamedTuple):
+    """The statements that need a dialect's ``INSERT .. ON CONFLICT``."""
+
+    program: sa.Executable  # insert the program unless known
+    version: sa.Executable  # insert the version unless stored
+    usage: sa.Executable  # insert or overwrite a usage row
+
+
+def _upserts(insert: Callable[[sa.Table], Any]) -> _Upserts:
+    usage = insert(rule_usage)
+    overwritten = ("member_id", "rule_group", "occurred_at", "points", "stamps")
+    return _Upserts(
+        program=insert(programs).on_conflict_do_nothing(index_elements=["id"]),
+        version=insert(program_versions).on_conflict_do_nothing(
+            index_elements=["program_id", "version"]),
+        usage=usage.on_conflict_do_update(
+            index_elements=["program_id", "source", "rule_id"],
+            set_={name: usage.excluded[name] for name in overwritten},
+        ),
+    )
+
+
+_UPSERTS = {"postgresql": _upserts(postgresql.insert), "sqlite": _upserts(sqlite.insert)}
+
+
+def _upserts_for(conn: Connection) -> _Upserts:
+    try:
+        return _UPSERTS[conn.dialect.name]
+    except KeyError:
+        raise StorageError("the SQL backend supports PostgreSQL and SQLite only",
+                           dialect=conn.dialect.name) from None
+
+
 _INS_KEY = idempotency_keys.insert()
 _INS_MEMBER = members.insert()
 _INS_ACCOUNT = accounts.insert()
@@ -374,6 +517,11 @@ _UPD_ACCOUNT = accounts.update().where(
 )
 _UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
 _UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
+_INS_ORDER = orders.insert()
+_UPD_ORDER = orders.update().where(
+    orders.c.program_id == sa.bindparam("k_program_id"),
+    orders.c.order_id == sa.bindparam("k_order_id"),
+)
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -436,6 +584,81 @@ def _lot_row(lot: Lot) -> dict[str, Any]:
         "activates_at": lot.activates_at,
         "expires_at": lot.expires_at,
         "pending": lot.pending,
+    }
+
+
+def _version(row: Sequence[Any]) -> ProgramVersion:
+    return ProgramVersion(*row)
+
+
+def _order(row: Sequence[Any]) -> OrderRecord:
+    return OrderRecord(
+        program_id=row[0],
+        order_id=row[1],
+        member_id=row[2],
+        placed_at=row[3],
+        version=row[4],
+        order=row[5],
+        returned=row[6],
+        status=_ORDER_STATUSES[row[7]],
+        points=row[8],
+        evaluation=row[9],
+        earn_id=row[10],
+        payments=tuple(uuid.UUID(p) for p in row[11]),
+        created_at=row[12],
+        updated_at=row[13],
+    )
+
+
+def _changed_order(o: OrderRecord) -> dict[str, Any]:
+    """The columns of an order that change after it is recorded."""
+    return {
+        "returned": dict(o.returned),
+        "status": o.status.value,
+        "points": o.points,
+        "evaluation": dict(o.evaluation),
+        "earn_id": o.earn_id,
+        "payments": [str(p) for p in o.payments],
+        "updated_at": o.updated_at,
+    }
+
+
+def _order_row(o: OrderRecord) -> dict[str, Any]:
+    return {
+        "program_id": o.program_id,
+        "order_id": o.order_id,
+        "member_id": o.member_id,
+        "placed_at": o.placed_at,
+        "version": o.version,
+        "order": dict(o.order),
+        "created_at": o.created_at,
+        **_changed_order(o),
+    }
+
+
+def _usage(row: Sequence[Any]) -> RuleUsage:
+    return RuleUsage(
+        program_id=row[0],
+        member_id=row[1],
+        source=row[2],
+        rule_id=row[3],
+        group=row[4],
+        occurred_at=row[5],
+        points=Decimal(row[6]),  # the exact decimal string
+        stamps=row[7],
+    )
+
+
+def _usage_row(u: RuleUsage) -> dict[str, Any]:
+    return {
+        "program_id": u.program_id,
+        "source": u.source,
+        "rule_id": u.rule_id,
+        "member_id": u.member_id,
+        "rule_group": u.group,
+        "occurred_at": u.occurred_at,
+        "points": str(u.points),  # exact: the decimal string, never a float
+        "stamps": u.stamps,
     }
 
 
@@ -724,6 +947,69 @@ class SQLUnitOfWork:
         total = conn.scalar(_SEL_TOTAL_THROUGH, params)
         return page, int(total or 0)
 
+    # -- programs, orders, rule usage -----------------------------------------------------
+
+    @_translated
+    def program_versions(self) -> list[ProgramVersion]:
+        """Return every stored version of this program, lowest version first."""
+        rows = self._c().execute(_SEL_VERSIONS, {"p": self.program_id})
+        return [_version(row) for row in rows]
+
+    @_translated
+    def program_version_at(self, at: dt.datetime) -> int | None:
+        """Return the number of the highest version whose ``effective_from`` is None or
+        at or before ``at``; None if there is none."""
+        number = self._c().execute(_SEL_VERSION_AT, {"p": self.program_id, "at": at}).scalar()
+        return None if number is None else int(number)
+
+    @_translated
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        """Return the recorded order (any status), or None."""
+        row = self._c().execute(_SEL_ORDER, {"p": self.program_id, "o": order_id}).first()
+        return None if row is None else _order(row)
+
+    @_translated
+    def count_orders(self, member_id: str) -> int:
+        """Return how many orders of the member are recorded and not cancelled."""
+        return int(self._c().scalar(_COUNT_ORDERS, {"p": self.program_id, "m": member_id})
+                   or 0)
+
+    @_translated
+    def load_usage(
+        self,
+        member_id: str,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[RuleUsage]:
+        """Return the member's usage rows of these rules or groups with
+        ``since <= occurred_at < until`` (a None bound is open); no rows when both
+        ``rule_ids`` and ``groups`` are empty."""
+        if not rule_ids and not groups:
+            return []
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id}
+        if rule_ids:
+            params["rule_ids"] = list(rule_ids)
+        if groups:
+            params["groups"] = list(groups)
+        if since is not None:
+            params["since"] = since
+        if until is not None:
+            params["until"] = until
+        stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
+        return [_usage(row) for row in self._c().execute(stmt, params)]
+
+    @_translated
+    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
+        """Return the summed stamps of the member's usage rows per rule id."""
+        if not rule_ids:
+            return {}
+        rows = self._c().execute(_SUM_STAMPS, {"p": self.program_id, "m": member_id,
+                                               "rule_ids": list(rule_ids)})
+        return {rule_id: int(total or 0) for rule_id, total in rows}
+
     # -- writes ---------------------------------------------------------------------------
 
     def _insert(self, conn: Connection, stmt: sa.Insert, rows: list[dict[str, Any]],
@@ -758,8 +1044,8 @@ class SQLUnitOfWork:
     def write(self, changes: ChangeSet) -> None:
         """Persist ``changes`` set-based: one executemany per table touched, inserts
         ordered so foreign keys hold. Raise DuplicateKey on a broken unique rule
-        (idempotency key, member id, one reversal per transaction); the caller must
-        then roll the unit of work back."""
+        (idempotency key, member id, order id, one reversal per transaction); the
+        caller must then roll the unit of work back."""
         conn = self._c()
         program_id = self.program_id
         if changes.idempotency:
@@ -827,6 +1113,15 @@ class SQLUnitOfWork:
                  "member_id": h.member_id, "points": a.points, "position": i}
                 for h in created for i, a in enumerate(h.allocations)
             ])
+        new_orders = changes.new_orders
+        if new_orders:
+            self._insert(conn, _INS_ORDER, [
+                _order_row(o) for order_id, o in changes.orders.items() if order_id in new_orders
+            ], "order already recorded", "order_id")
+        if changes.usage:
+            # one row per key: the last one wins, as it would row by row
+            usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
+            conn.execute(_upserts_for(conn).usage, [_usage_row(u) for u in usage.values()])
         touched_accounts = [
             {"k_program_id": program_id, "k_member_id": member_id, "k_wallet": wallet,
              **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
@@ -851,6 +1146,12 @@ class SQLUnitOfWork:
         ]
         if touched_holds:
             self._update(conn, _UPD_HOLD, touched_holds, "holds")
+        touched_orders = [
+            {"k_program_id": o.program_id, "k_order_id": o.order_id, **_changed_order(o)}
+            for order_id, o in changes.orders.items() if order_id not in new_orders
+        ]
+        if touched_orders:
+            self._update(conn, _UPD_ORDER, touched_orders, "orders")
 
 
 def _begin_in_host(conn: Connection) -> sa.Transaction:
@@ -936,24 +1237,24 @@ class SQLStorage:
         except sa_exc.SQLAlchemyError as exc:
             raise _storage_error(exc) from exc
 
-    def register_program(
-        self, program_id: str, definition: dict[str, Any], at: dt.datetime
-    ) -> None:
-        """Store the definition if ``program_id`` is unknown; otherwise do nothing.
-        Safe to call concurrently (a lost insert race is ignored)."""
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version unless ``(program_id, version)`` is stored already (the
+        stored one is then left as it is). An unknown program is registered with this
+        definition first. Safe to call concurrently: ``INSERT .. ON CONFLICT DO
+        NOTHING`` lets a lost insert race pass without an error."""
+        definition = dict(version.definition)
 
         def work(conn: Connection) -> None:
-            if conn.scalar(_SEL_PROGRAM, {"p": program_id}) is None:
-                conn.execute(
-                    _INS_PROGRAM, {"id": program_id, "definition": definition, "created_at": at}
-                )
+            upserts = _upserts_for(conn)
+            conn.execute(upserts.program, {"id": version.program_id, "definition": definition,
+                                           "created_at": version.created_at})
+            conn.execute(upserts.version, {
+                "program_id": version.program_id, "version": version.version,
+                "effective_from": version.effective_from, "definition": definition,
+                "created_at": version.created_at,
+            })
 
-        try:
-            self._run(work)
-        except StorageError as exc:
-            # a concurrent registration won the race: the program is known now
-            if not isinstance(exc.__cause__, sa_exc.IntegrityError):
-                raise
+        self._run(work)
 
     def create_schema(self) -> None:
         """Create every table that does not exist yet (a shortcut for tests and demos;

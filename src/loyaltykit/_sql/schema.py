@@ -2,10 +2,11 @@
 
 Every member-scoped row carries ``(program_id, member_id)`` so it can serve as a
 distribution key (DESIGN §10); ids are library-generated UUIDs, never sequences.
-Enumerations are stored as their string values. ``position`` columns keep the order of
-a transaction's postings and lot movements and of a hold's allocations, which the
-ledger relies on (a partial capture walks the allocations in order; a reversal mirrors
-the original's legs).
+Enumerations are stored as their string values; exact decimals (a rule's unrounded
+points) as their decimal string, never as a float or an engine's own numeric type.
+``position`` columns keep the order of a transaction's postings and lot movements and
+of a hold's allocations, which the ledger relies on (a partial capture walks the
+allocations in order; a reversal mirrors the original's legs).
 
 The shipped Alembic migrations (``loyaltykit/migrations``) must create exactly this
 schema; ``tests/test_migrations.py`` checks it with ``compare_metadata``.
@@ -30,8 +31,11 @@ __all__ = [
     "lots",
     "members",
     "metadata",
+    "orders",
     "postings",
+    "program_versions",
     "programs",
+    "rule_usage",
     "transactions",
 ]
 
@@ -79,6 +83,10 @@ _MEMBER = sa.String(128)  # the facade's MAX_MEMBER_ID_LENGTH
 _WALLET = sa.String(32)
 _KEY = sa.String(200)  # MAX_KEY_LENGTH
 _ENUM = sa.String(32)
+_ORDER = sa.String(128)  # order ids follow the member id's rules
+_SOURCE = sa.String(200)  # "order:<order id>" or "event:<event id>"
+_RULE = sa.String(128)  # earning rule ids and groups
+_DECIMAL = sa.Text()  # str(Decimal): exact, converted in Python
 _POINTS = sa.BigInteger()
 _TS = UTCDateTime()
 
@@ -93,6 +101,16 @@ programs = sa.Table(
     "lk_programs",
     metadata,
     sa.Column("id", _ID, primary_key=True),
+    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+program_versions = sa.Table(
+    "lk_program_versions",
+    metadata,
+    sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("effective_from", _TS, nullable=True),
     sa.Column("definition", sa.JSON(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
 )
@@ -244,4 +262,44 @@ idempotency_keys = sa.Table(
     sa.Column("fingerprint", sa.Text(), nullable=False),
     sa.Column("result", sa.Text(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
+)
+
+orders = sa.Table(
+    "lk_orders",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("order_id", _ORDER, primary_key=True),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("placed_at", _TS, nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("order", sa.JSON(), nullable=False),
+    sa.Column("returned", sa.JSON(), nullable=False),
+    sa.Column("status", _ENUM, nullable=False),
+    sa.Column("points", _POINTS, nullable=False),
+    sa.Column("evaluation", sa.JSON(), nullable=False),
+    sa.Column("earn_id", sa.Uuid(), nullable=True),
+    sa.Column("payments", sa.JSON(), nullable=False),  # transaction ids as strings
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    _member_fk(),
+    sa.CheckConstraint("status IN ('open', 'cancelled')", name="status"),
+    sa.Index("ix_lk_orders_member_status", "program_id", "member_id", "status"),
+)
+
+rule_usage = sa.Table(
+    "lk_rule_usage",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("source", _SOURCE, primary_key=True),
+    sa.Column("rule_id", _RULE, primary_key=True),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("rule_group", _RULE, nullable=True),
+    sa.Column("occurred_at", _TS, nullable=False),
+    sa.Column("points", _DECIMAL, nullable=False),
+    sa.Column("stamps", sa.Integer(), nullable=False),
+    _member_fk(),
+    sa.Index("ix_lk_rule_usage_member_rule", "program_id", "member_id", "rule_id", "occurred_at"),
+    sa.Index(
+        "ix_lk_rule_usage_member_group", "program_id", "member_id", "rule_group", "occurred_at"
+    ),
 )

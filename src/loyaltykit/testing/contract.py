@@ -2,9 +2,10 @@
 
 The suite drives the public facade (:class:`loyaltykit.Loyalty` with a
 :class:`loyaltykit.TestClock`) through every rule of the points ledger (DESIGN §3) and
-checks the ledger's invariants on the way, plus a few direct checks of the storage
-port (a unit of work rolls back unless committed, unique rules raise
-:class:`~loyaltykit.DuplicateKey`, programs are isolated).
+checks the ledger's invariants on the way, plus direct checks of the storage port (a
+unit of work rolls back unless committed, unique rules raise
+:class:`~loyaltykit.DuplicateKey`, programs are isolated, program versions, recorded
+orders and earning-rule usage are stored and read back exactly).
 
 Use it to test a backend, the library's own or yours: subclass
 :class:`StorageContract` in a module pytest collects and say how to make a fresh,
@@ -42,11 +43,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 
 from loyaltykit import (
@@ -88,6 +91,7 @@ from loyaltykit import (
     TransactionNotFound,
     UnknownWallet,
 )
+from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
 
 __all__ = [
     "BERLIN",
@@ -1719,8 +1723,13 @@ class StorageContract:
         ))
         return changes
 
+    @staticmethod
+    def _register(storage: Storage, program_id: str = "shop") -> None:
+        storage.register_program(ProgramVersion(
+            program_id, 1, None, make_program(program_id).to_dict(), utc(2026, 1, 1)))
+
     def test_unit_of_work_rolls_back_unless_committed(self, storage: Storage) -> None:
-        storage.register_program("shop", make_program().to_dict(), utc(2026, 1, 1))
+        self._register(storage)
         with storage.unit_of_work("shop") as uow:
             uow.write(self._enrolment("a", "k-a"))
             assert uow.get_member("a") is not None
@@ -1745,7 +1754,7 @@ class StorageContract:
                 "points", ["c", "ghost"])
 
     def test_unique_rules_raise_duplicate_key(self, storage: Storage) -> None:
-        storage.register_program("shop", make_program().to_dict(), utc(2026, 1, 1))
+        self._register(storage)
         with storage.unit_of_work("shop") as uow:
             uow.write(self._enrolment("a", "k-a"))
             uow.commit()
@@ -1756,7 +1765,7 @@ class StorageContract:
                 assert (None, None) == (uow.get_member("b"), uow.get_idempotency("k-other"))
                 assert uow.get_member("a") is not None
         # other programs may reuse both the key and the member id
-        storage.register_program("other", make_program("other").to_dict(), utc(2026, 1, 1))
+        self._register(storage, "other")
         changes = self._enrolment("a", "k-a")
         changes.members[0] = Member("other", "a", utc(2026, 1, 1))
         with storage.unit_of_work("other") as uow:
@@ -1781,6 +1790,341 @@ class StorageContract:
         # the key was not used up
         assert 70 == shop.loyalty.transfer("m", "n", 30, key="gift").outgoing.balance.available
         shop.check("m", "n")
+
+    # -- program versions -------------------------------------------------------------
+
+    @staticmethod
+    def _version(
+        version: int, effective_from: dt.datetime | None = None, *, program_id: str = "shop",
+        label: str = "", created_at: dt.datetime | None = None,
+    ) -> ProgramVersion:
+        definition = {"id": program_id, "label": label or f"v{version}",
+                      "wallets": ["points"], "rules": [{"id": "base", "rate": "1.5"}]}
+        return ProgramVersion(program_id, version, effective_from, definition,
+                              created_at or utc(2026, 1, 1))
+
+    def test_register_program_keeps_the_first_of_each_version(self, storage: Storage
+                                                                 ) -> None:
+        first = self._version(1, label="first")
+        storage.register_program(first)
+        storage.register_program(self._version(1, berlin(2026, 3, 1), label="second",
+                                               created_at=utc(2026, 2, 1)))
+        second = self._version(2, berlin(2026, 6, 1))
+        storage.register_program(second)
+        storage.register_program(second)
+        storage.register_program(self._version(1, program_id="other"))
+        with storage.unit_of_work("shop") as uow:
+            assert [first, second] == uow.program_versions()
+        with storage.unit_of_work("nowhere") as uow:
+            assert ([], None) == (uow.program_versions(), uow.program_version_at(utc(2026, 1, 1)))
+
+    def test_program_versions_come_lowest_first(self, storage: Storage) -> None:
+        versions = [self._version(n, utc(2026, n, 1)) for n in (3, 1, 10, 2)]
+        for version in versions:
+            storage.register_program(version)
+        with storage.unit_of_work("shop") as uow:
+            assert [1, 2, 3, 10] == [v.version for v in uow.program_versions()]
+            assert sorted(versions, key=lambda v: v.version) == uow.program_versions()
+
+    def test_program_version_at(self, storage: Storage) -> None:
+        v1 = self._version(1)
+        v2 = self._version(2, berlin(2026, 3, 1))
+        v3 = self._version(3, berlin(2026, 3, 1))  # the same instant: the higher wins
+        v4 = self._version(4, berlin(2026, 6, 1, 12))
+        for version in (v4, v2, v1, v3):  # registered out of order
+            storage.register_program(version)
+        with storage.unit_of_work("shop") as uow:
+            at = uow.program_version_at
+            assert v1.version == at(berlin(2026, 2, 28, 23, 59, 59, 999999))
+            assert v3.version == at(berlin(2026, 3, 1))  # effective_from is inclusive
+            assert v3.version == at(utc(2026, 2, 28, 23))  # the same instant in UTC
+            assert v3.version == at(berlin(2026, 6, 1, 11, 59))
+            assert v4.version == at(berlin(2026, 6, 1, 12))
+            assert v4.version == at(utc(2099, 1, 1))
+
+    def test_program_version_at_without_effective_dates(self, storage: Storage) -> None:
+        # a version without effective_from is in force from the beginning of time, so
+        # it beats every lower version whatever their dates
+        storage.register_program(self._version(1, utc(2026, 1, 1)))
+        storage.register_program(self._version(2))
+        storage.register_program(self._version(3, utc(2026, 6, 1)))
+        with storage.unit_of_work("shop") as uow:
+            assert 2 == (uow.program_version_at(utc(2000, 1, 1)))
+            assert 2 == (uow.program_version_at(utc(2026, 5, 31)))
+            assert 3 == (uow.program_version_at(utc(2026, 6, 1)))
+
+    def test_no_version_in_force_yet_is_none(self, storage: Storage) -> None:
+        storage.register_program(self._version(1, berlin(2026, 3, 1)))
+        with storage.unit_of_work("shop") as uow:
+            assert uow.program_version_at(berlin(2026, 2, 28, 23, 59)) is None
+            assert 1 == (uow.program_version_at(berlin(2026, 3, 1)))
+
+    def test_concurrent_registrations_never_fail(self, storage: Storage) -> None:
+        barrier = threading.Barrier(16)
+
+        def register(i: int) -> None:
+            barrier.wait()
+            # half race for the same version, half add versions of their own
+            number = 1 if i % 2 else i + 2
+            storage.register_program(self._version(number, label=f"by-{i}"))
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(register, range(16)))
+        with storage.unit_of_work("shop") as uow:
+            versions = uow.program_versions()
+        assert [1, *range(2, 18, 2)] == [v.version for v in versions]
+        assert versions[0].definition["label"] in {f"by-{i}" for i in range(1, 16, 2)}
+
+    # -- orders -----------------------------------------------------------------------
+
+    def _orders_world(self, storage: Storage, *programs: str) -> None:
+        """Register ``programs`` (default: shop) and enrol members a and b in each."""
+        for program_id in programs or ("shop",):
+            self._register(storage, program_id)
+            with storage.unit_of_work(program_id) as uow:
+                for member_id in ("a", "b"):
+                    changes = self._enrolment(member_id, f"k-{member_id}")
+                    changes.members[0] = Member(program_id, member_id, utc(2026, 1, 1))
+                    uow.write(changes)
+                uow.commit()
+
+    @staticmethod
+    def _order(order_id: str, member_id: str = "a", *, program_id: str = "shop",
+               **changes: Any) -> OrderRecord:
+        record = OrderRecord(
+            program_id=program_id,
+            order_id=order_id,
+            member_id=member_id,
+            placed_at=berlin(2026, 1, 2, 10, 30),
+            version=1,
+            order={"id": order_id, "currency": "EUR", "channel": "web",
+                   "lines": [{"id": "l1", "sku": "TEA", "quantity": 2, "price": "9.99"},
+                             {"id": "l2", "sku": "CUP", "quantity": 1, "price": "4.50"}]},
+            returned={},
+            status=OrderStatus.OPEN,
+            points=24,
+            evaluation={"points": 24, "lines": [{"rule_id": "base", "points": "24.48"}]},
+            earn_id=uuid.UUID(int=1),
+            payments=(),
+            created_at=utc(2026, 1, 2, 9, 30),
+            updated_at=utc(2026, 1, 2, 9, 30),
+        )
+        return attrs.evolve(record, **changes)
+
+    def _write_orders(self, storage: Storage, *records: OrderRecord, new: bool = True,
+                      program_id: str = "shop") -> None:
+        with storage.unit_of_work(program_id) as uow:
+            uow.write(ChangeSet(orders={r.order_id: r for r in records},
+                                new_orders={r.order_id for r in records} if new else set()))
+            uow.commit()
+
+    def test_orders_are_recorded_and_read_back(self, storage: Storage) -> None:
+        self._orders_world(storage, "shop", "other")
+        o1 = self._order("o1")
+        o2 = self._order("o2", "b", earn_id=None, points=0, evaluation={})
+        self._write_orders(storage, o1, o2)
+        with storage.unit_of_work("shop") as uow:
+            assert (o1, o2) == (uow.get_order("o1"), uow.get_order("o2"))
+            assert uow.get_order("ghost") is None
+        with storage.unit_of_work("other") as uow:  # order ids are per program
+            assert uow.get_order("o1") is None
+
+    def test_stored_orders_and_versions_are_not_shared_with_the_caller(
+        self, storage: Storage
+    ) -> None:
+        self._orders_world(storage)
+        version = self._version(2)
+        storage.register_program(version)
+        placed = self._order("o1")
+        self._write_orders(storage, placed)
+        expected = (self._version(2), self._order("o1"))
+        # changing what was written, or what was read, changes nothing stored
+        version.definition["rules"].clear()
+        placed.order["lines"].clear()
+        with storage.unit_of_work("shop") as uow:
+            read = (uow.program_versions()[-1], uow.get_order("o1"))
+            assert expected == read
+            read[0].definition["rules"].clear()
+            read[1].evaluation["lines"].clear()
+            assert expected == (uow.program_versions()[-1], uow.get_order("o1"))
+
+    def test_an_order_update_changes_what_may_change(self, storage: Storage) -> None:
+        self._orders_world(storage)
+        placed = self._order("o1")
+        self._write_orders(storage, placed)
+        payments = (uuid.UUID(int=7), uuid.UUID(int=3), uuid.UUID(int=5))
+        returned = attrs.evolve(
+            placed, returned={"l1": 1}, points=12, payments=payments, earn_id=uuid.UUID(int=2),
+            evaluation={"points": 12, "lines": [{"rule_id": "base", "points": "12.49"}]},
+            updated_at=berlin(2026, 1, 9, 18),
+        )
+        self._write_orders(storage, returned, new=False)
+        with storage.unit_of_work("shop") as uow:
+            assert returned == uow.get_order("o1")
+        cancelled = attrs.evolve(returned, status=OrderStatus.CANCELLED, points=0,
+                                 earn_id=None, returned={"l1": 2, "l2": 1},
+                                 updated_at=utc(2026, 1, 10))
+        self._write_orders(storage, cancelled, new=False)
+        with storage.unit_of_work("shop") as uow:
+            assert cancelled == uow.get_order("o1")
+
+    def test_a_duplicate_order_is_duplicate_key_and_writes_nothing(self, storage: Storage
+                                                                   ) -> None:
+        self._orders_world(storage, "shop", "other")
+        original = self._order("o1")
+        self._write_orders(storage, original)
+        again = self._order("o1", "b", points=99)
+        changes = self._enrolment("c", "k-c")
+        changes.orders = {"o1": again, "o2": self._order("o2")}
+        changes.new_orders = {"o1", "o2"}
+        with pytest.raises(DuplicateKey), storage.unit_of_work("shop") as uow:
+            uow.write(changes)
+        with storage.unit_of_work("shop") as uow:
+            assert (None, None) == (uow.get_member("c"), uow.get_idempotency("k-c"))
+            assert (original, None) == (uow.get_order("o1"), uow.get_order("o2"))
+            assert (1, 0) == (uow.count_orders("a"), uow.count_orders("b"))
+        # another program may record an order with the same id
+        elsewhere = self._order("o1", program_id="other")
+        self._write_orders(storage, elsewhere, program_id="other")
+        with storage.unit_of_work("other") as uow:
+            assert elsewhere == uow.get_order("o1")
+
+    def test_order_writes_roll_back_unless_committed(self, storage: Storage) -> None:
+        self._orders_world(storage)
+        with storage.unit_of_work("shop") as uow:
+            uow.write(ChangeSet(orders={"o1": self._order("o1")}, new_orders={"o1"}))
+            assert 1 == uow.count_orders("a")
+        with storage.unit_of_work("shop") as uow:
+            assert (None, 0) == (uow.get_order("o1"), uow.count_orders("a"))
+        placed = self._order("o1")
+        self._write_orders(storage, placed)
+        with pytest.raises(RuntimeError, match="boom"), storage.unit_of_work("shop") as uow:
+            cancelled = attrs.evolve(placed, status=OrderStatus.CANCELLED, points=0)
+            uow.write(ChangeSet(orders={"o1": cancelled}))
+            raise RuntimeError("boom")
+        with storage.unit_of_work("shop") as uow:
+            assert (placed, 1) == (uow.get_order("o1"), uow.count_orders("a"))
+
+    def test_count_orders_ignores_cancelled_orders_and_other_members(
+        self, storage: Storage
+    ) -> None:
+        self._orders_world(storage, "shop", "other")
+        cancelled = self._order("o3", status=OrderStatus.CANCELLED)
+        self._write_orders(storage, self._order("o1"), self._order("o2"), cancelled,
+                           self._order("o4", "b"))
+        self._write_orders(storage, *(self._order(f"x{i}", program_id="other")
+                                      for i in range(3)), program_id="other")
+        with storage.unit_of_work("shop") as uow:
+            assert (2, 1, 0) == (uow.count_orders("a"), uow.count_orders("b"),
+                                 uow.count_orders("ghost"))
+        self._write_orders(storage, self._order("o2", status=OrderStatus.CANCELLED),
+                           new=False)
+        with storage.unit_of_work("shop") as uow:
+            assert 1 == uow.count_orders("a")
+        with storage.unit_of_work("other") as uow:
+            assert 3 == uow.count_orders("a")
+
+    # -- rule usage -------------------------------------------------------------------
+
+    @staticmethod
+    def _usage(source: str, rule_id: str, group: str | None, occurred_at: dt.datetime,
+               points: str = "1", *, member_id: str = "a", program_id: str = "shop",
+               stamps: int = 0) -> RuleUsage:
+        return RuleUsage(program_id, member_id, source, rule_id, group, occurred_at,
+                         Decimal(points), stamps)
+
+    def _write_usage(self, storage: Storage, *rows: RuleUsage, program_id: str = "shop"
+                     ) -> None:
+        with storage.unit_of_work(program_id) as uow:
+            uow.write(ChangeSet(usage=list(rows)))
+            uow.commit()
+
+    def test_usage_is_upserted_by_source_and_rule(self, storage: Storage) -> None:
+        self._orders_world(storage)
+        first = self._usage("order:o1", "base", None, utc(2026, 1, 2), "24.48")
+        bonus = self._usage("order:o1", "bonus", "promo", utc(2026, 1, 2), "10")
+        self._write_usage(storage, first, bonus)
+        returned = self._usage("order:o1", "base", "weekday", utc(2026, 1, 3), "12.24",
+                               stamps=1)
+        self._write_usage(storage, returned)
+        with storage.unit_of_work("shop") as uow:
+            assert [returned, bonus] == _by_source_and_rule(
+                uow.load_usage("a", rule_ids=["base", "bonus"]))
+            # two rows with one key in one write: the last one wins
+            last = attrs.evolve(returned, points=Decimal("3"), stamps=2)
+            uow.write(ChangeSet(usage=[attrs.evolve(returned, points=Decimal("7")), last]))
+            assert [last] == uow.load_usage("a", rule_ids=["base"])
+        with storage.unit_of_work("shop") as uow:  # not committed
+            assert [returned] == uow.load_usage("a", rule_ids=["base"])
+
+    def test_load_usage_filters_by_rules_or_groups_and_time(self, storage: Storage) -> None:
+        self._orders_world(storage, "shop", "other")
+        t0 = berlin(2026, 3, 1, 12)
+        day = dt.timedelta(days=1)
+        r1 = self._usage("order:1", "base", None, t0)
+        r2 = self._usage("order:1", "bonus", "promo", t0 + day)
+        r3 = self._usage("order:2", "spring", "promo", t0 + 2 * day)
+        r4 = self._usage("event:e1", "birthday", None, t0 + 3 * day, stamps=1)
+        theirs = self._usage("order:9", "base", "promo", t0, member_id="b")
+        self._write_usage(storage, r1, r2, r3, r4, theirs)
+        self._write_usage(storage, self._usage("order:1", "base", "promo", t0,
+                                               program_id="other"), program_id="other")
+
+        with storage.unit_of_work("shop") as uow:
+            def load(**filters: Any) -> list[RuleUsage]:
+                return _by_source_and_rule(uow.load_usage("a", **filters))
+
+            assert [r1] == load(rule_ids=["base"])
+            assert [r2, r3] == load(groups=["promo"])
+            assert [r4, r1, r2, r3] == load(rule_ids=["base", "birthday"], groups=["promo"])
+            assert [r2, r3] == load(rule_ids=["bonus"], groups=["promo"])  # each row once
+            assert [r2] == load(groups=["promo"], since=t0 + day, until=t0 + 2 * day)
+            assert [r3] == load(groups=["promo"], since=t0 + day + _MINUTE)
+            assert [r1] == load(rule_ids=["base", "bonus"], until=t0 + day)
+            # the bounds compare instants, whatever their zone
+            assert [r2] == load(groups=["promo"], since=(t0 + day).astimezone(dt.UTC),
+                                until=(t0 + day + _MINUTE).astimezone(dt.UTC))
+            assert [] == load()
+            assert [] == load(since=t0, until=t0 + 9 * day)
+            assert [] == load(rule_ids=["ghost"], groups=["nothing"])
+            assert [] == load(rule_ids=["base"], since=t0 + day)
+            assert [theirs] == _by_source_and_rule(uow.load_usage("b", rule_ids=["base"]))
+            assert [] == uow.load_usage("ghost", rule_ids=["base"], groups=["promo"])
+
+    def test_count_stamps_sums_a_members_stamps_per_rule(self, storage: Storage) -> None:
+        self._orders_world(storage)
+        t0 = berlin(2026, 3, 1, 12)
+        self._write_usage(
+            storage,
+            self._usage("order:1", "card", None, t0, "0", stamps=2),
+            self._usage("order:2", "card", None, t0, "30", stamps=5),
+            self._usage("event:v", "visits", None, t0, "0", stamps=1),
+            self._usage("order:1", "base", None, t0, "3"),
+            self._usage("order:9", "card", None, t0, "0", member_id="b", stamps=4),
+        )
+        self._write_usage(storage, self._usage("order:2", "card", None, t0, "0", stamps=1))
+        with storage.unit_of_work("shop") as uow:
+            assert {"card": 3, "visits": 1} == uow.count_stamps("a", ["card", "visits"])
+            assert {"card": 4} == uow.count_stamps("b", ["card"])
+            assert 0 == uow.count_stamps("a", ["ghost"]).get("ghost", 0)
+            assert {} == uow.count_stamps("a", [])
+
+    @pytest.mark.parametrize("points", [
+        "74.9875", "0.333333333333333333333333333", "0.10", "-2.50", "1E+3", "0",
+        "123456789012345678.000000001",
+    ])
+    def test_usage_points_round_trip_exactly(self, storage: Storage, points: str) -> None:
+        self._orders_world(storage)
+        row = self._usage("order:o1", "base", None, utc(2026, 1, 2), points)
+        self._write_usage(storage, row)
+        with storage.unit_of_work("shop") as uow:
+            [stored] = uow.load_usage("a", rule_ids=["base"])
+        assert (row, points) == (stored, str(stored.points))
+        assert isinstance(stored.points, Decimal)
+
+
+def _by_source_and_rule(rows: Sequence[RuleUsage]) -> list[RuleUsage]:
+    return sorted(rows, key=lambda row: (row.source, row.rule_id))
 
 
 class _Boom(Exception):
@@ -1820,6 +2164,5 @@ class _FailingStorage:
     def unit_of_work(self, program_id: str) -> Any:
         return _FailingUnitOfWork(self._inner.unit_of_work(program_id))
 
-    def register_program(self, program_id: str, definition: dict[str, Any],
-                         at: dt.datetime) -> None:
-        self._inner.register_program(program_id, definition, at)
+    def register_program(self, version: ProgramVersion) -> None:
+        self._inner.register_program(version)
