@@ -10,15 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import json
+import os
 import re
+import tomllib
 from decimal import Decimal
 from typing import Any
 
 import attrs
 import pendulum
 
-from loyaltykit._errors import InvalidProgram, LoyaltyError, UnknownWallet
-from loyaltykit._values import Money, to_utc
+from loyaltykit._errors import InvalidProgram, LoyaltyError, NaiveDatetime, UnknownWallet
+from loyaltykit._rules import EarningPolicy
+from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
     "ClawbackPolicy",
@@ -256,7 +260,13 @@ class Program:
 
     ``wallets`` names the kinds of points members hold; the first is the default wallet
     every call uses unless told otherwise. ``point_value`` is the money value of one
-    point, used for liability reports.
+    point, used for liability reports. ``earning`` holds the earning rules.
+
+    Programs are versioned: ``version`` counts definitions of the same program and
+    ``effective_from`` says from when this one prices orders (None: from the
+    beginning). Every version is kept in storage, so an order is always re-evaluated
+    (on a return) with the rules it was placed under. Versions of one program share
+    its id, time zone, currency and wallets.
     """
 
     id: str
@@ -265,6 +275,9 @@ class Program:
     point_value: Money
     wallets: tuple[str, ...] = ("points",)
     ledger: LedgerPolicy = attrs.field(factory=LedgerPolicy)
+    earning: EarningPolicy = attrs.field(factory=EarningPolicy)
+    version: int = 1
+    effective_from: dt.datetime | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -292,6 +305,18 @@ class Program:
             raise _fail("wallets", "names must be unique", self.wallets)
         if not isinstance(self.ledger, LedgerPolicy):
             raise _fail("ledger", "must be a LedgerPolicy", self.ledger)
+        if not isinstance(self.earning, EarningPolicy):
+            raise _fail("earning", "must be an EarningPolicy", self.earning)
+        if (isinstance(self.version, bool) or not isinstance(self.version, int)
+                or not 1 <= self.version <= 1_000_000):
+            raise _fail("version", "must be an int between 1 and 1000000", self.version)
+        if self.effective_from is not None:
+            try:
+                aware = to_utc(check_aware(self.effective_from, name="effective_from"))
+            except NaiveDatetime:
+                raise _fail("effective_from", "must be a timezone-aware datetime",
+                            repr(self.effective_from)) from None
+            object.__setattr__(self, "effective_from", aware)
 
     @property
     def default_wallet(self) -> str:
@@ -317,6 +342,10 @@ class Program:
             "point_value": self.point_value.to_dict(),
             "wallets": list(self.wallets),
             "ledger": self.ledger.to_dict(),
+            "earning": self.earning.to_dict(),
+            "version": self.version,
+            "effective_from": (self.effective_from.isoformat()
+                               if self.effective_from is not None else None),
         }
 
     @classmethod
@@ -332,6 +361,17 @@ class Program:
             wallets = data.get("wallets", ("points",))
             if not isinstance(wallets, list | tuple):  # a str would become one-letter wallets
                 raise _fail("wallets", "must be a list of names", wallets)
+            unknown = sorted(set(data) - _PROGRAM_KEYS)
+            if unknown:  # a typo ("earnings") must not silently drop a whole section
+                raise _fail(unknown[0], f"unknown field (known: {sorted(_PROGRAM_KEYS)})",
+                            None)
+            effective_from = data.get("effective_from")
+            if isinstance(effective_from, str):
+                try:
+                    effective_from = dt.datetime.fromisoformat(effective_from)
+                except ValueError:
+                    raise _fail("effective_from", "must be an ISO 8601 datetime with offset",
+                                effective_from) from None
             return cls(
                 id=data["id"],
                 time_zone=data["time_zone"],
@@ -339,8 +379,44 @@ class Program:
                 point_value=point_value,
                 wallets=tuple(wallets),
                 ledger=LedgerPolicy.from_dict(data.get("ledger", {})),
+                earning=EarningPolicy.from_dict(data.get("earning", {})),
+                version=data.get("version", 1),
+                effective_from=effective_from,
             )
         except KeyError as exc:
             raise _fail(str(exc.args[0]), "is required", None) from None
         except (TypeError, AttributeError) as exc:
             raise _fail("program", f"malformed definition: {exc}", None) from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Program:
+        """Load a program from a ``.toml`` or ``.json`` file (the :meth:`to_dict` shape).
+
+        Write money amounts and decimal factors as strings (``"1.25"``) in either
+        format; TOML datetimes (``effective_from = 2027-01-01T00:00:00+01:00``) may
+        be native. An unreadable or malformed file raises InvalidProgram.
+        """
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise _fail("file", f"cannot read {name}: {exc.strerror}", name) from None
+        try:
+            if name.endswith(".toml"):
+                data: Any = tomllib.loads(raw.decode("utf-8"))
+            elif name.endswith(".json"):
+                data = json.loads(raw)
+            else:
+                raise _fail("file", "must end in .toml or .json", name)
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise _fail("file", f"cannot parse {name}: {exc}", name) from None
+        if not isinstance(data, dict):
+            raise _fail("file", "must hold one program (a table/object)", name)
+        return cls.from_dict(data)
+
+
+_PROGRAM_KEYS = frozenset({
+    "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
+    "version", "effective_from",
+})

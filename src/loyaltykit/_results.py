@@ -9,17 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from loyaltykit._model import Kind, Member
+from loyaltykit._rules import Evaluation
 
 __all__ = [
     "Balance",
     "BulkEarnResult",
     "DueWorkReport",
+    "EventResult",
     "HoldResult",
+    "OrderResult",
+    "ReturnResult",
     "StatementLine",
     "StatementPage",
     "TransactionResult",
@@ -150,11 +155,67 @@ class DueWorkReport:
     members: int = 0
 
 
+@attrs.frozen
+class OrderResult:
+    """The result of recording an order: its points, the rule breakdown and the earn.
+
+    ``points`` is what the order is worth (rounded once); ``evaluation`` explains it
+    rule by rule; ``transaction`` is the earn (None when the order earned nothing);
+    ``rewards`` are stamp-card rewards the shop should hand out.
+    """
+
+    order_id: str
+    member_id: str
+    points: int
+    version: int
+    evaluation: Evaluation
+    transaction: TransactionResult | None
+    rewards: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ReturnResult:
+    """The result of a return or a cancellation.
+
+    The order as it stands was re-evaluated with the rules it was placed under:
+    ``points_before`` -> ``points_after``; ``clawed_back`` points were taken back by
+    ``transaction`` (None if nothing changed). A cancellation also lists in
+    ``restored`` the reversals that gave back points spent on the order.
+    ``rewards_withdrawn`` lists stamp-card rewards the order no longer earns: the shop
+    should cancel them if they were not used yet.
+    """
+
+    order_id: str
+    member_id: str
+    points_before: int
+    points_after: int
+    clawed_back: int
+    evaluation: Evaluation
+    transaction: TransactionResult | None
+    restored: tuple[TransactionResult, ...] = ()
+    cancelled: bool = False
+    rewards_withdrawn: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class EventResult:
+    """The result of recording an event (sign-up, birthday, review, custom...)."""
+
+    event_id: str
+    member_id: str
+    points: int
+    version: int
+    evaluation: Evaluation
+    transaction: TransactionResult | None
+    rewards: tuple[str, ...] = ()
+
+
 # -- JSON codec for idempotent replay -------------------------------------------------
 
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member)
+    for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member,
+                OrderResult, ReturnResult, EventResult)
 }
 
 
@@ -166,6 +227,8 @@ def _dump(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float):
         return value
     cls = type(value)
+    if cls is Evaluation:  # its own compact JSON form is several times faster to write
+        return {"__evaluation__": value.to_dict()}
     names = _FIELDS.get(cls)
     if names is None and attrs.has(cls):
         names = _FIELDS[cls] = tuple(f.name for f in attrs.fields(cls))
@@ -179,6 +242,8 @@ def _dump(value: Any) -> Any:
         return {"__uuid__": str(value)}
     if isinstance(value, Kind):
         return {"__kind__": value.value}
+    if isinstance(value, Decimal):
+        return {"__dec__": str(value)}
     if isinstance(value, tuple):
         return {"__tuple__": [_dump(v) for v in value]}
     if isinstance(value, list):
@@ -200,6 +265,10 @@ def _load(value: Any) -> Any:
             return {k: _load(v) for k, v in value["__map__"].items()}
         if "__kind__" in value:
             return Kind(value["__kind__"])
+        if "__evaluation__" in value:
+            return Evaluation.from_dict(value["__evaluation__"])
+        if "__dec__" in value:
+            return Decimal(value["__dec__"])
         cls = _TYPES[value["__type__"]]
         kwargs = {k: _load(v) for k, v in value.items() if k != "__type__"}
         return cls(**kwargs)

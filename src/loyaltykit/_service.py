@@ -19,19 +19,30 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import attrs
+
 from loyaltykit._clock import Clock, SystemClock
 from loyaltykit._errors import (
     AlreadyReversed,
+    CurrencyMismatch,
     DuplicateKey,
     HoldExpired,
     HoldNotFound,
     HoldNotOpen,
     IdempotencyConflict,
+    InvalidEvent,
     InvalidInput,
+    InvalidOrder,
     InvalidPoints,
+    InvalidProgram,
+    InvalidReturn,
     MemberAlreadyEnrolled,
     MemberNotFound,
     NotPending,
+    OrderAlreadyRecorded,
+    OrderCancelled,
+    OrderNotFound,
+    ProgramVersionConflict,
     RetryLimitExceeded,
     SerializationFailure,
     TransactionNotFound,
@@ -46,21 +57,37 @@ from loyaltykit._model import (
     Kind,
     Lot,
     Member,
+    OrderRecord,
+    OrderStatus,
     ProgramVersion,
+    RuleUsage,
     Transaction,
 )
+from loyaltykit._orders import Event, Order
 from loyaltykit._program import ClawbackPolicy, Program
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
     DueWorkReport,
+    EventResult,
     HoldResult,
+    OrderResult,
+    ReturnResult,
     StatementLine,
     StatementPage,
     TransactionResult,
     TransferResult,
     decode_result,
     encode_result,
+)
+from loyaltykit._rules import (
+    Evaluation,
+    MemberContext,
+    evaluate_event,
+    evaluate_order,
+    stamp_card_ids,
+    usage_queries,
+    usage_rows,
 )
 from loyaltykit._storage import Storage, UnitOfWork
 from loyaltykit._values import check_aware, check_key, check_points, new_id, to_utc
@@ -125,6 +152,17 @@ def _check_id(value: object, name: str) -> uuid.UUID:
     raise InvalidInput(f"{name} must be a UUID", **{name: value})
 
 
+def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
+    left = list(after)
+    gone = []
+    for reward in before:
+        if reward in left:
+            left.remove(reward)
+        else:
+            gone.append(reward)
+    return tuple(gone)
+
+
 def _fingerprint(request: Mapping[str, Any]) -> str:
     text = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -166,11 +204,36 @@ class Loyalty:
         self.clock: Clock = clock or SystemClock()
         self._new_id = new_id
         self._max_retries = max_retries
+        self._versions: dict[int, Program] = {program.version: program}
+        definition = program.to_dict()
         storage.register_program(ProgramVersion(
-            program.id, 1, None, program.to_dict(), self._now()))
+            program.id, program.version, program.effective_from, definition, self._now()))
+        with storage.unit_of_work(program.id) as uow:
+            stored = uow.program_versions()
+        for version in stored:
+            if version.version == program.version and not self._same(version, program):
+                raise ProgramVersionConflict(
+                    "this version of the program is stored with another definition; "
+                    "give the changed program a new version",
+                    program_id=program.id, version=program.version)
+            for name in ("time_zone", "currency", "wallets"):
+                if version.definition.get(name) != definition[name]:
+                    raise ProgramVersionConflict(
+                        f"versions of a program must keep its {name}",
+                        program_id=program.id, version=version.version, field=name,
+                        stored=version.definition.get(name), given=definition[name])
 
     def __repr__(self) -> str:
         return f"Loyalty(program={self.program.id!r}, storage={self.storage!r})"
+
+    @staticmethod
+    def _same(stored: ProgramVersion, program: Program) -> bool:
+        # compared as programs, not dicts: a definition stored by an older release
+        # lacks fields that now have defaults
+        try:
+            return Program.from_dict(dict(stored.definition)) == program
+        except InvalidInput:
+            return False
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -219,7 +282,10 @@ class Loyalty:
                     uow.write(changes)
                     uow.commit()
                     return result
-            except DuplicateKey:
+            except DuplicateKey as exc:
+                if "order_id" in exc.details:  # not a race a retry resolves
+                    raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                               order_id=exc.details["order_id"]) from None
                 logger.debug("unique conflict on %s, retrying", request.get("op"))
                 continue
             except SerializationFailure as exc:
@@ -833,6 +899,357 @@ class Loyalty:
                                   points=sum(amounts.values()), occurred_at=when)
 
         return self._write(key, request, when, None, apply)
+
+    # -- orders and events ----------------------------------------------------------------
+
+    def _program_at(self, uow: UnitOfWork, at: dt.datetime) -> Program:
+        """The program version in force at ``at`` (stored versions are immutable)."""
+        number = uow.program_version_at(at)
+        if number is None:
+            raise InvalidOrder("no version of the program is in force at that instant",
+                               field="placed_at", value=at.isoformat())
+        return self._version(number, uow)
+
+    def _version(self, number: int, uow: UnitOfWork) -> Program:
+        # stored versions never change, so a parsed one is kept for good
+        program = self._versions.get(number)
+        if program is not None:
+            return program
+        found = [v for v in uow.program_versions() if v.version == number]
+        if not found:  # pragma: no cover - an order's version is stored before the order
+            raise InvalidProgram("the program version is not stored", field="version",
+                                 value=number)
+        program = Program.from_dict(dict(found[0].definition))
+        self._versions[number] = program
+        return program
+
+    def _context(
+        self, uow: UnitOfWork, program: Program, member_id: str, *, first_order: bool
+    ) -> MemberContext:
+        member = uow.get_member(member_id)
+        if member is None:
+            raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+        tier = member.attributes.get("tier")
+        return MemberContext(
+            member_id=member_id, enrolled_at=member.enrolled_at,
+            attributes=dict(member.attributes),
+            tier=tier if isinstance(tier, str) else None,
+            first_order=(first_order and program.earning.needs_first_order
+                         and uow.count_orders(member_id) == 0),
+        )
+
+    @staticmethod
+    def _usage(
+        uow: UnitOfWork, program: Program, member_id: str, at: dt.datetime,
+        event_type: str | None = None,
+    ) -> tuple[list[RuleUsage], dict[str, int]]:
+        """The member's usage rows the caps need, and the stamp cards' lifetime counts
+        (summed by the storage: a regular's history would be too many rows)."""
+        rows: list[RuleUsage] = []
+        for q in usage_queries(program.earning, program.time_zone, at, event_type=event_type,
+                               stamp_counts=True):
+            rows.extend(uow.load_usage(member_id, rule_ids=q.rule_ids, groups=q.groups,
+                                       since=q.since, until=q.until))
+        cards = stamp_card_ids(program.earning, event_type=event_type)
+        stamps = uow.count_stamps(member_id, cards) if cards else {}
+        return rows, {card: stamps.get(card, 0) for card in cards}
+
+    def _check_order(self, order: object) -> Order:
+        if not isinstance(order, Order):
+            raise InvalidOrder("order must be an Order", field="order", value=repr(order))
+        if not order.lines:
+            raise InvalidOrder("an order needs at least one line", field="lines", value=[])
+        if order.currency != self.program.currency:
+            raise CurrencyMismatch("the order is not in the program's currency",
+                                   field="currency", value=order.currency,
+                                   expected=self.program.currency)
+        return order
+
+    def quote(self, source: Order | Event) -> Evaluation:
+        """Price an order or an event without writing anything: the same breakdown
+        :meth:`record_order` / :meth:`record_event` would write now, with the member's
+        caps, stamp cards and first-order status as they stand."""
+        if isinstance(source, Event):
+            _check_member_id(source.member_id)
+            at = self._instant(source.occurred_at, "occurred_at")
+            with self.storage.unit_of_work(self.program.id) as uow:
+                program = self._program_at(uow, at)
+                ctx = self._context(uow, program, source.member_id, first_order=False)
+                usage, stamps = self._usage(uow, program, source.member_id, at, source.type)
+            return evaluate_event(program.earning, program.time_zone, source, ctx,
+                                  usage=usage, version=program.version, stamps=stamps)
+        order = self._check_order(source)
+        _check_member_id(order.member_id)
+        at = self._instant(order.placed_at, "placed_at")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            program = self._program_at(uow, at)
+            if uow.get_order(order.id) is not None:
+                raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                           order_id=order.id)
+            ctx = self._context(uow, program, order.member_id, first_order=True)
+            usage, stamps = self._usage(uow, program, order.member_id, at)
+        return evaluate_order(program.earning, program.time_zone, order, ctx, usage=usage,
+                              version=program.version, stamps=stamps)
+
+    def record_order(
+        self,
+        order: Order,
+        *,
+        key: str | None = None,
+        paid_with: Iterable[uuid.UUID | str] = (),
+        wallet: str | None = None,
+    ) -> OrderResult:
+        """Price an order with the rules in force when it was placed and award its points
+        (pending per the program's policy) as one earn dated ``order.placed_at``.
+
+        Idempotent by order id: the key defaults to ``"order:<id>"``; recording the
+        same order again returns the first result, and another order with the same id
+        raises :class:`~loyaltykit.OrderAlreadyRecorded`. ``paid_with`` lists the
+        spend or capture transactions that paid for the order with points; cancelling
+        the order gives those points back to their original lots.
+        """
+        order = self._check_order(order)
+        member_id = _check_member_id(order.member_id)
+        key = check_key(key if key is not None else f"order:{order.id}")
+        wallet_ = self.program.wallet(wallet)
+        when = self._instant(order.placed_at, "placed_at")
+        if isinstance(paid_with, str | bytes):
+            raise InvalidInput("paid_with must be a list of transaction ids",
+                               paid_with=paid_with)
+        payments = tuple(dict.fromkeys(_check_id(p, "paid_with") for p in paid_with))
+        request = {"op": "record_order", "order": order.to_dict(), "wallet": wallet_,
+                   "paid_with": [str(p) for p in payments]}
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> OrderResult:
+            # read under the member's lock: caps, stamp cards and "first order" count
+            # this member's other orders, which cannot change until we commit. A second
+            # order with this id is refused by the storage's unique rule on writing.
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
+            for pid in payments:
+                paid = uow.get_transaction(pid)
+                if paid is None or paid.member_id != member_id or paid.wallet != wallet_:
+                    raise TransactionNotFound("no such payment of this member's wallet",
+                                              transaction_id=str(pid), member_id=member_id)
+                if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
+                    raise InvalidInput("paid_with must name spend or capture transactions",
+                                       transaction_id=str(pid), kind=paid.kind.value)
+            program = self._program_at(uow, when)
+            ctx = self._context(uow, program, member_id, first_order=True)
+            usage, stamps = self._usage(uow, program, member_id, when)
+            evaluation = evaluate_order(program.earning, program.time_zone, order, ctx,
+                                        usage=usage, version=program.version, stamps=stamps)
+            tx = None
+            if evaluation.points > 0:
+                tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
+                                 metadata={"order_id": order.id})
+            ledger.changes.orders[order.id] = OrderRecord(
+                program_id=self.program.id, order_id=order.id, member_id=member_id,
+                placed_at=when, version=program.version, order=order.to_dict(),
+                returned={}, status=OrderStatus.OPEN, points=evaluation.points,
+                evaluation=evaluation.to_dict(), earn_id=tx.id if tx else None,
+                payments=payments, created_at=ledger.recorded_at,
+                updated_at=ledger.recorded_at,
+            )
+            ledger.changes.new_orders.add(order.id)
+            ledger.changes.usage.extend(usage_rows(
+                evaluation, program_id=self.program.id, member_id=member_id,
+                source=f"order:{order.id}", occurred_at=when))
+            return OrderResult(
+                order_id=order.id, member_id=member_id, points=evaluation.points,
+                version=program.version, evaluation=evaluation,
+                transaction=self._tx_result(uow, ledger, book, tx) if tx else None,
+                rewards=evaluation.rewards,
+            )
+
+        return self._write(key, request, when, member_id, apply)
+
+    def record_return(
+        self,
+        order_id: str,
+        lines: Mapping[str, int],
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+    ) -> ReturnResult:
+        """Return ``lines`` (line id -> quantity) of a recorded order.
+
+        The order as it stands afterwards is re-evaluated with the rules it was placed
+        under (its program version, its member's tier and first-order status then);
+        the difference is clawed back under the program's clawback policy, from the
+        order's own lots first. A return that drops the order below a bonus's minimum
+        removes that bonus; a return never adds points.
+        """
+        order_id = _check_member_id(order_id, "order_id")
+        if not isinstance(lines, Mapping) or not lines:
+            raise InvalidReturn("lines must be a non-empty mapping of line id to quantity",
+                                lines=repr(lines))
+        wanted: dict[str, int] = {}
+        for line_id, qty in lines.items():
+            if not isinstance(line_id, str):
+                raise InvalidReturn("line ids are str", line_id=repr(line_id))
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+                raise InvalidReturn("a returned quantity must be a positive int",
+                                    line_id=line_id, quantity=qty)
+            wanted[line_id] = qty
+        key = check_key(key)
+        reason = _check_reason(reason)
+        when = self._instant(at)
+        request = self._request("record_return", at, when, order_id=order_id,
+                                lines=wanted, reason=reason)
+        return self._return(order_id, wanted, key, when, request, reason, cancel=False)
+
+    def cancel_order(
+        self,
+        order_id: str,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+        reason: str = "",
+    ) -> ReturnResult:
+        """Cancel an order: return everything left of it (its points are clawed back)
+        and give the points spent on it (``paid_with``) back to their original lots,
+        with their original expiry. The key defaults to ``"cancel:<order id>"``."""
+        order_id = _check_member_id(order_id, "order_id")
+        key = check_key(key if key is not None else f"cancel:{order_id}")
+        reason = _check_reason(reason)
+        when = self._instant(at)
+        request = self._request("cancel_order", at, when, order_id=order_id, reason=reason)
+        return self._return(order_id, None, key, when, request, reason, cancel=True)
+
+    def _return(
+        self,
+        order_id: str,
+        wanted: dict[str, int] | None,
+        key: str,
+        when: dt.datetime,
+        request: dict[str, Any],
+        reason: str,
+        *,
+        cancel: bool,
+    ) -> ReturnResult:
+        def apply(uow: UnitOfWork, ledger: Ledger) -> ReturnResult:
+            found = uow.get_order(order_id)
+            if found is None:
+                raise OrderNotFound("no such order", order_id=order_id)
+            member_id = found.member_id
+            payments = [t for t in (uow.get_transaction(p) for p in found.payments)
+                        if t is not None] if cancel else []
+            earn = uow.get_transaction(found.earn_id) if found.earn_id else None
+            earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
+            wallet_ = earn.wallet if earn else (payments[0].wallet if payments
+                                                else self.program.default_wallet)
+            book = self._books(
+                uow, ledger, wallet_, [member_id], need_lots=True,
+                extra_lots=[*earn_lots, *(m.lot_id for t in payments for m in t.movements)],
+            )[member_id]
+            # read again under the member's lock: a concurrent return may have won
+            record = uow.get_order(order_id)
+            assert record is not None
+            if record.status is OrderStatus.CANCELLED:
+                raise OrderCancelled("the order was cancelled", order_id=order_id)
+            original = Order.from_dict(dict(record.order))
+            returned = dict(record.returned)
+            if when < record.placed_at:
+                raise InvalidReturn("a return cannot be dated before its order was placed",
+                                    order_id=order_id, at=when.isoformat(),
+                                    placed_at=record.placed_at.isoformat())
+            if wanted is None:  # cancel: everything that is left goes back
+                returned = {line.id: line.quantity for line in original.lines}
+            else:
+                for line_id, qty in wanted.items():
+                    returned[line_id] = returned.get(line_id, 0) + qty
+            as_it_stands = original.after_returns(returned)
+            program = self._version(record.version, uow)
+            previous = Evaluation.from_dict(dict(record.evaluation))
+            placeholder = MemberContext(member_id=member_id, enrolled_at=record.placed_at)
+            evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
+                                        placeholder, previous=previous,
+                                        version=record.version)
+            restored = []
+            for paid in payments:
+                if uow.find_reversal(paid.id) is None:
+                    back = ledger.reverse(book, paid, reason=reason or f"order {order_id} "
+                                          "cancelled", metadata={"order_id": order_id})
+                    restored.append(back)
+            difference = record.points - evaluation.points
+            tx = None
+            if difference > 0:
+                tx = ledger.clawback(
+                    book, difference, earn_lots=earn_lots,
+                    reason=reason or f"order {order_id} {'cancelled' if cancel else 'return'}",
+                    metadata={"order_id": order_id},
+                )
+            ledger.changes.orders[order_id] = attrs.evolve(
+                record, returned=returned, points=evaluation.points,
+                evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
+                status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
+            )
+            ledger.changes.usage.extend(usage_rows(
+                evaluation, program_id=self.program.id, member_id=member_id,
+                source=f"order:{order_id}", occurred_at=record.placed_at,
+                previous=previous))
+            return ReturnResult(
+                order_id=order_id, member_id=member_id, points_before=record.points,
+                points_after=evaluation.points, clawed_back=max(difference, 0),
+                evaluation=evaluation,
+                transaction=self._tx_result(uow, ledger, book, tx) if tx else None,
+                restored=tuple(self._tx_result(uow, ledger, book, t) for t in restored),
+                cancelled=cancel,
+                rewards_withdrawn=_withdrawn(previous.rewards, evaluation.rewards),
+            )
+
+        return self._write(key, request, when, None, apply)
+
+    def record_event(
+        self,
+        event: Event,
+        *,
+        key: str | None = None,
+        wallet: str | None = None,
+    ) -> EventResult:
+        """Award the bonus rules for an event (sign-up, birthday, anniversary, review,
+        visit or a custom one), dated ``event.occurred_at``. The key defaults to
+        ``"event:<id>"``: recording the same event again returns the first result."""
+        if not isinstance(event, Event):
+            raise InvalidEvent("event must be an Event", field="event", value=repr(event))
+        member_id = _check_member_id(event.member_id)
+        key = check_key(key if key is not None else f"event:{event.id}")
+        wallet_ = self.program.wallet(wallet)
+        when = self._instant(event.occurred_at, "occurred_at")
+        request = {"op": "record_event", "event": event.to_dict(), "wallet": wallet_}
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> EventResult:
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
+            program = self._program_at(uow, when)
+            ctx = self._context(uow, program, member_id, first_order=False)
+            usage, stamps = self._usage(uow, program, member_id, when, event.type)
+            evaluation = evaluate_event(program.earning, program.time_zone, event, ctx,
+                                        usage=usage, version=program.version, stamps=stamps)
+            tx = None
+            if evaluation.points > 0:
+                tx = ledger.earn(book, evaluation.points, reason=f"{event.type} {event.id}",
+                                 metadata={"event_id": event.id, "event_type": event.type})
+            ledger.changes.usage.extend(usage_rows(
+                evaluation, program_id=self.program.id, member_id=member_id,
+                source=f"event:{event.id}", occurred_at=when))
+            return EventResult(
+                event_id=event.id, member_id=member_id, points=evaluation.points,
+                version=program.version, evaluation=evaluation,
+                transaction=self._tx_result(uow, ledger, book, tx) if tx else None,
+                rewards=evaluation.rewards,
+            )
+
+        return self._write(key, request, when, member_id, apply)
+
+    def order(self, order_id: str) -> OrderRecord:
+        """Return a recorded order: as placed, what was returned, what it is worth now."""
+        order_id = _check_member_id(order_id, "order_id")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            record = uow.get_order(order_id)
+        if record is None:
+            raise OrderNotFound("no such order", order_id=order_id)
+        return record
 
     # -- due work -------------------------------------------------------------------------
 
