@@ -47,6 +47,7 @@ from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
     Account,
     AccountState,
+    EarningReads,
     Hold,
     HoldAllocation,
     HoldStatus,
@@ -151,6 +152,7 @@ __all__ = [
     "DueWorkReport",
     "DuplicateKey",
     "EarningPolicy",
+    "EarningReads",
     "Evaluation",
     "Event",
     "EventBonusRule",

@@ -20,6 +20,7 @@ __all__ = [
     "SYSTEM_ACCOUNTS",
     "Account",
     "AccountState",
+    "EarningReads",
     "Hold",
     "HoldAllocation",
     "HoldStatus",
@@ -334,3 +335,17 @@ class RuleUsage:
     occurred_at: dt.datetime
     points: Decimal
     stamps: int = 0
+
+
+@attrs.frozen
+class EarningReads:
+    """Everything pricing an order or event reads, fetched in one go: the member (None
+    if not enrolled), the number of the program version in force, the usage rows the
+    caps need, the stamp cards' lifetime stamp counts and, when asked, how many orders
+    the member has that are not cancelled."""
+
+    member: Member | None
+    version: int | None
+    usage: tuple[RuleUsage, ...] = ()
+    stamps: Mapping[str, int] = attrs.field(factory=dict)
+    orders: int = 0

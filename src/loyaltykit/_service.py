@@ -83,6 +83,7 @@ from loyaltykit._results import (
 from loyaltykit._rules import (
     Evaluation,
     MemberContext,
+    UsageQuery,
     evaluate_event,
     evaluate_order,
     stamp_card_ids,
@@ -152,6 +153,27 @@ def _check_id(value: object, name: str) -> uuid.UUID:
     raise InvalidInput(f"{name} must be a UUID", **{name: value})
 
 
+def _merge_queries(
+    queries: list[UsageQuery],
+) -> tuple[UsageQuery | None, list[UsageQuery]]:
+    """Fold the usage queries into one read where that loads no more than a period's
+    rows: bounded queries merge into their overall span (the evaluator sorts rows into
+    periods itself); an unbounded one (a lifetime cap) stays apart."""
+    if len(queries) <= 1:
+        return (queries[0] if queries else None), []
+    bounded = [q for q in queries if q.since is not None and q.until is not None]
+    rest = [q for q in queries if q.since is None or q.until is None]
+    if not bounded:
+        return rest[0], rest[1:]
+    merged = UsageQuery(
+        tuple(dict.fromkeys(r for q in bounded for r in q.rule_ids)),
+        tuple(dict.fromkeys(g for q in bounded for g in q.groups)),
+        min(q.since for q in bounded if q.since is not None),
+        max(q.until for q in bounded if q.until is not None),
+    )
+    return merged, rest
+
+
 def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
     left = list(after)
     gone = []
@@ -205,6 +227,7 @@ class Loyalty:
         self._new_id = new_id
         self._max_retries = max_retries
         self._versions: dict[int, Program] = {program.version: program}
+        self._in_force = program.version  # the version the last pricing found in force
         definition = program.to_dict()
         storage.register_program(ProgramVersion(
             program.id, program.version, program.effective_from, definition, self._now()))
@@ -902,14 +925,6 @@ class Loyalty:
 
     # -- orders and events ----------------------------------------------------------------
 
-    def _program_at(self, uow: UnitOfWork, at: dt.datetime) -> Program:
-        """The program version in force at ``at`` (stored versions are immutable)."""
-        number = uow.program_version_at(at)
-        if number is None:
-            raise InvalidOrder("no version of the program is in force at that instant",
-                               field="placed_at", value=at.isoformat())
-        return self._version(number, uow)
-
     def _version(self, number: int, uow: UnitOfWork) -> Program:
         # stored versions never change, so a parsed one is kept for good
         program = self._versions.get(number)
@@ -923,36 +938,49 @@ class Loyalty:
         self._versions[number] = program
         return program
 
-    def _context(
-        self, uow: UnitOfWork, program: Program, member_id: str, *, first_order: bool
-    ) -> MemberContext:
-        member = uow.get_member(member_id)
-        if member is None:
-            raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+    def _pricing(
+        self, uow: UnitOfWork, member_id: str, at: dt.datetime, *,
+        event_type: str | None = None, is_order: bool,
+    ) -> tuple[Program, MemberContext, list[RuleUsage], dict[str, int]]:
+        """The program version in force at ``at``, the member's context, the usage rows
+        its caps need and its stamp counts: one read (two when the version in force is
+        not the one the last call found, whose rules say what to read)."""
+        program = self._versions.get(self._in_force, self.program)
+        for _ in range(2):
+            queries = usage_queries(program.earning, program.time_zone, at,
+                                    event_type=event_type, stamp_counts=True)
+            first, rest = _merge_queries(queries)
+            first_order = is_order and program.earning.needs_first_order
+            reads = uow.earning_reads(
+                member_id, at,
+                rule_ids=first.rule_ids if first else (), groups=first.groups if first else (),
+                since=first.since if first else None, until=first.until if first else None,
+                stamp_rules=stamp_card_ids(program.earning, event_type=event_type),
+                count_orders=first_order,
+            )
+            if reads.member is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            if reads.version is None:
+                raise InvalidOrder("no version of the program is in force at that instant",
+                                   field="placed_at" if is_order else "occurred_at",
+                                   value=at.isoformat())
+            if reads.version == program.version:
+                break
+            program = self._version(reads.version, uow)
+        self._in_force = program.version
+        usage = list(reads.usage)
+        for q in rest:
+            usage.extend(uow.load_usage(member_id, rule_ids=q.rule_ids, groups=q.groups,
+                                        since=q.since, until=q.until))
+        member = reads.member
+        assert member is not None  # checked in the loop
         tier = member.attributes.get("tier")
-        return MemberContext(
+        ctx = MemberContext(
             member_id=member_id, enrolled_at=member.enrolled_at,
-            attributes=dict(member.attributes),
-            tier=tier if isinstance(tier, str) else None,
-            first_order=(first_order and program.earning.needs_first_order
-                         and uow.count_orders(member_id) == 0),
+            attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
+            first_order=first_order and reads.orders == 0,
         )
-
-    @staticmethod
-    def _usage(
-        uow: UnitOfWork, program: Program, member_id: str, at: dt.datetime,
-        event_type: str | None = None,
-    ) -> tuple[list[RuleUsage], dict[str, int]]:
-        """The member's usage rows the caps need, and the stamp cards' lifetime counts
-        (summed by the storage: a regular's history would be too many rows)."""
-        rows: list[RuleUsage] = []
-        for q in usage_queries(program.earning, program.time_zone, at, event_type=event_type,
-                               stamp_counts=True):
-            rows.extend(uow.load_usage(member_id, rule_ids=q.rule_ids, groups=q.groups,
-                                       since=q.since, until=q.until))
-        cards = stamp_card_ids(program.earning, event_type=event_type)
-        stamps = uow.count_stamps(member_id, cards) if cards else {}
-        return rows, {card: stamps.get(card, 0) for card in cards}
+        return program, ctx, usage, dict(reads.stamps)
 
     def _check_order(self, order: object) -> Order:
         if not isinstance(order, Order):
@@ -973,21 +1001,19 @@ class Loyalty:
             _check_member_id(source.member_id)
             at = self._instant(source.occurred_at, "occurred_at")
             with self.storage.unit_of_work(self.program.id) as uow:
-                program = self._program_at(uow, at)
-                ctx = self._context(uow, program, source.member_id, first_order=False)
-                usage, stamps = self._usage(uow, program, source.member_id, at, source.type)
+                program, ctx, usage, stamps = self._pricing(
+                    uow, source.member_id, at, event_type=source.type, is_order=False)
             return evaluate_event(program.earning, program.time_zone, source, ctx,
                                   usage=usage, version=program.version, stamps=stamps)
         order = self._check_order(source)
         _check_member_id(order.member_id)
         at = self._instant(order.placed_at, "placed_at")
         with self.storage.unit_of_work(self.program.id) as uow:
-            program = self._program_at(uow, at)
             if uow.get_order(order.id) is not None:
                 raise OrderAlreadyRecorded("an order with this id is already recorded",
                                            order_id=order.id)
-            ctx = self._context(uow, program, order.member_id, first_order=True)
-            usage, stamps = self._usage(uow, program, order.member_id, at)
+            program, ctx, usage, stamps = self._pricing(uow, order.member_id, at,
+                                                        is_order=True)
         return evaluate_order(program.earning, program.time_zone, order, ctx, usage=usage,
                               version=program.version, stamps=stamps)
 
@@ -1033,9 +1059,7 @@ class Loyalty:
                 if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
                     raise InvalidInput("paid_with must name spend or capture transactions",
                                        transaction_id=str(pid), kind=paid.kind.value)
-            program = self._program_at(uow, when)
-            ctx = self._context(uow, program, member_id, first_order=True)
-            usage, stamps = self._usage(uow, program, member_id, when)
+            program, ctx, usage, stamps = self._pricing(uow, member_id, when, is_order=True)
             evaluation = evaluate_order(program.earning, program.time_zone, order, ctx,
                                         usage=usage, version=program.version, stamps=stamps)
             tx = None
@@ -1221,9 +1245,8 @@ class Loyalty:
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> EventResult:
             book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
-            program = self._program_at(uow, when)
-            ctx = self._context(uow, program, member_id, first_order=False)
-            usage, stamps = self._usage(uow, program, member_id, when, event.type)
+            program, ctx, usage, stamps = self._pricing(uow, member_id, when,
+                                                        event_type=event.type, is_order=False)
             evaluation = evaluate_event(program.earning, program.time_zone, event, ctx,
                                         usage=usage, version=program.version, stamps=stamps)
             tx = None

@@ -30,6 +30,7 @@ from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
     Account,
     AccountState,
+    EarningReads,
     Hold,
     IdempotencyRecord,
     Lot,
@@ -162,6 +163,25 @@ class UnitOfWork(Protocol):
     def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
         """Return the sum of ``stamps`` of the member's usage rows per rule id in
         ``rule_ids`` (rules without rows may be absent)."""
+
+    def earning_reads(
+        self,
+        member_id: str,
+        at: dt.datetime,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        stamp_rules: Sequence[str] = (),
+        count_orders: bool = False,
+    ) -> EarningReads:
+        """Return in one read what pricing an order or event of ``member_id`` at ``at``
+        needs: the same as :meth:`get_member`, :meth:`program_version_at` (``at``),
+        :meth:`load_usage` (the filters), :meth:`count_stamps` (``stamp_rules``; every
+        one of them present, 0 if it has no rows) and, with ``count_orders``,
+        :meth:`count_orders` (else 0). A backend should fetch it in one round trip:
+        it is on the path of every recorded order."""
 
     # -- writes -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
     AccountState,
+    EarningReads,
     Hold,
     HoldStatus,
     IdempotencyRecord,
@@ -342,6 +343,28 @@ class MemoryUnitOfWork:
                 continue
             found.append(usage)
         return found
+
+    def earning_reads(
+        self,
+        member_id: str,
+        at: dt.datetime,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        stamp_rules: Sequence[str] = (),
+        count_orders: bool = False,
+    ) -> EarningReads:
+        counts = self.count_stamps(member_id, stamp_rules) if stamp_rules else {}
+        return EarningReads(
+            member=self.get_member(member_id),
+            version=self.program_version_at(at),
+            usage=tuple(self.load_usage(member_id, rule_ids=rule_ids, groups=groups,
+                                        since=since, until=until)),
+            stamps={rule: counts.get(rule, 0) for rule in stamp_rules},
+            orders=self.count_orders(member_id) if count_orders else 0,
+        )
 
     def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
         wanted = set(rule_ids)

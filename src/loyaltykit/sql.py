@@ -56,6 +56,7 @@ from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
     AccountState,
+    EarningReads,
     Hold,
     HoldAllocation,
     HoldStatus,
@@ -458,6 +459,54 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
         stmt = stmt.where(rule_usage.c.occurred_at
                           < sa.bindparam("until", type_=rule_usage.c.occurred_at.type))
     return stmt
+
+
+@functools.cache
+def _sel_earning(by_rule: bool, by_group: bool, since: bool, until: bool, stamp_rules: int,
+                 count_orders: bool) -> sa.Executable:
+    """The one statement behind ``earning_reads`` for this shape of request: the member
+    row, with the version in force, the order count and each stamp card's count as
+    scalar subqueries (evaluated once), outer-joined to the usage rows the caps need."""
+    ts = rule_usage.c.occurred_at.type
+    version = (
+        sa.select(sa.func.max(program_versions.c.version))
+        .where(program_versions.c.program_id == _p,
+               sa.or_(program_versions.c.effective_from.is_(None),
+                      program_versions.c.effective_from <= _at))
+        .scalar_subquery()
+    )
+    cols: list[Any] = [members.c.program_id, members.c.member_id, members.c.enrolled_at,
+                       members.c.attributes, version]
+    if count_orders:
+        cols.append(sa.select(sa.func.count()).select_from(orders).where(
+            orders.c.program_id == _p, orders.c.member_id == _m,
+            orders.c.status != OrderStatus.CANCELLED.value).scalar_subquery())
+    else:
+        cols.append(sa.literal(0))
+    for i in range(stamp_rules):
+        cols.append(
+            sa.select(sa.func.coalesce(sa.func.sum(rule_usage.c.stamps), 0))
+            .where(rule_usage.c.program_id == _p, rule_usage.c.member_id == _m,
+                   rule_usage.c.rule_id == sa.bindparam(f"s{i}"))
+            .scalar_subquery()
+        )
+    source: Any = members
+    if by_rule or by_group:
+        matches = []
+        if by_rule:
+            matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
+        if by_group:
+            matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
+        on = [rule_usage.c.program_id == members.c.program_id,
+              rule_usage.c.member_id == members.c.member_id, sa.or_(*matches)]
+        if since:
+            on.append(rule_usage.c.occurred_at >= sa.bindparam("since", type_=ts))
+        if until:
+            on.append(rule_usage.c.occurred_at < sa.bindparam("until", type_=ts))
+        source = members.outerjoin(rule_usage, sa.and_(*on))
+        cols.extend(_USAGE_COLS)
+    return (sa.select(*cols).select_from(source)
+            .where(members.c.program_id == _p, members.c.member_id == _m))
 
 
 _SUM_STAMPS: sa.Executable = (
@@ -1000,6 +1049,50 @@ class SQLUnitOfWork:
             params["until"] = until
         stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
         return [_usage(row) for row in self._c().execute(stmt, params)]
+
+    @_translated
+    def earning_reads(
+        self,
+        member_id: str,
+        at: dt.datetime,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        stamp_rules: Sequence[str] = (),
+        count_orders: bool = False,
+    ) -> EarningReads:
+        """Everything pricing an order or event reads, in one statement."""
+        stamp_rules = list(stamp_rules)
+        by_usage = bool(rule_ids or groups)
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "at": at}
+        for i, rule in enumerate(stamp_rules):
+            params[f"s{i}"] = rule
+        if rule_ids:
+            params["rule_ids"] = list(rule_ids)
+        if groups:
+            params["groups"] = list(groups)
+        if by_usage and since is not None:
+            params["since"] = since
+        if by_usage and until is not None:
+            params["until"] = until
+        stmt = _sel_earning(bool(rule_ids), bool(groups), by_usage and since is not None,
+                            by_usage and until is not None, len(stamp_rules), count_orders)
+        rows = self._c().execute(stmt, params).all()
+        if not rows:
+            return EarningReads(member=None, version=self.program_version_at(at))
+        first = rows[0]
+        n = len(stamp_rules)
+        usage = tuple(_usage(row[6 + n:]) for row in rows
+                      if by_usage and row[6 + n] is not None)
+        return EarningReads(
+            member=Member(*first[:4]),
+            version=None if first[4] is None else int(first[4]),
+            usage=usage,
+            stamps={rule: int(first[6 + i] or 0) for i, rule in enumerate(stamp_rules)},
+            orders=int(first[5] or 0),
+        )
 
     @_translated
     def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:

@@ -2091,6 +2091,56 @@ class StorageContract:
             assert [theirs] == _by_source_and_rule(uow.load_usage("b", rule_ids=["base"]))
             assert [] == uow.load_usage("ghost", rule_ids=["base"], groups=["promo"])
 
+    def test_earning_reads_agree_with_the_single_reads(self, storage: Storage) -> None:
+        """earning_reads is the one-round-trip form of five reads: it must return
+        exactly what they return, for every shape of request."""
+        self._orders_world(storage)
+        storage.register_program(ProgramVersion(
+            "shop", 2, berlin(2026, 3, 1), make_program().to_dict(), utc(2026, 1, 1)))
+        t0 = berlin(2026, 3, 1, 12)
+        day = dt.timedelta(days=1)
+        self._write_usage(
+            storage,
+            self._usage("order:1", "card", None, t0, "0", stamps=2),
+            self._usage("order:2", "card", "promo", t0 + day, "30", stamps=5),
+            self._usage("order:2", "weekend", None, t0 + day, "50"),
+            self._usage("order:3", "weekend", None, t0 + 9 * day, "50"),
+            self._usage("order:4", "spring", "promo", t0 + 2 * day, "7.5"),
+            self._usage("order:9", "weekend", None, t0, "50", member_id="b"),
+        )
+        self._write_orders(storage, self._order("o1"), self._order("o2"),
+                           self._order("o3", status=OrderStatus.CANCELLED))
+        shapes: list[dict[str, Any]] = [
+            {},
+            {"rule_ids": ["weekend"]},
+            {"rule_ids": ["weekend"], "since": t0, "until": t0 + 5 * day},
+            {"groups": ["promo"], "since": t0 + day},
+            {"rule_ids": ["weekend", "card"], "groups": ["promo"], "until": t0 + 2 * day},
+            {"stamp_rules": ["card", "ghost"]},
+            {"rule_ids": ["weekend"], "stamp_rules": ["card"], "count_orders": True},
+            {"count_orders": True, "groups": ["nothing"]},
+        ]
+        with storage.unit_of_work("shop") as uow:
+            for at in (berlin(2026, 2, 1), berlin(2026, 3, 2)):
+                for member_id in ("a", "b"):
+                    for shape in shapes:
+                        got = uow.earning_reads(member_id, at, **shape)
+                        filters = {k: v for k, v in shape.items()
+                                   if k in ("rule_ids", "groups", "since", "until")}
+                        stamps = uow.count_stamps(member_id, shape.get("stamp_rules", []))
+                        assert (uow.get_member(member_id), uow.program_version_at(at)) == (
+                            got.member, got.version), shape
+                        assert _by_source_and_rule(uow.load_usage(member_id, **filters)) == (
+                            _by_source_and_rule(got.usage)), shape
+                        assert {r: stamps.get(r, 0) for r in shape.get("stamp_rules", [])
+                                } == dict(got.stamps), shape
+                        expected = (uow.count_orders(member_id)
+                                    if shape.get("count_orders") else 0)
+                        assert expected == got.orders, shape
+            assert 2 == uow.earning_reads("a", berlin(2026, 3, 2), count_orders=True).orders
+            missing = uow.earning_reads("ghost", berlin(2026, 3, 2), rule_ids=["weekend"])
+            assert (None, 2, ()) == (missing.member, missing.version, tuple(missing.usage))
+
     def test_count_stamps_sums_a_members_stamps_per_rule(self, storage: Storage) -> None:
         self._orders_world(storage)
         t0 = berlin(2026, 3, 1, 12)
