@@ -167,3 +167,49 @@ def test_parallel_benchmark_ends_with_one_line_of_json(tmp_path: Path) -> None:
     assert {"1x1", "2x2", "2x1"} == set(figures["median"])
     assert all(rate > 0 for rate in figures["median"].values())
     assert {"ratio_spread_members", "ratio_one_member"} <= set(figures)
+
+
+RULES_BENCHMARK = BENCHMARK.parent / "rules.py"
+
+
+def test_rules_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/rules.py runs, checks its hand-written baseline agrees with the engine
+    on every order (it exits non-zero otherwise) and ends with one JSON line."""
+    proc = subprocess.run(
+        [sys.executable, str(RULES_BENCHMARK), "--quick", "--backend", "memory",
+         "--backend", "sqlite"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    evaluate = result["evaluate"]
+    assert (10, 5) == (evaluate["rules"], evaluate["lines_per_order"])
+    for key in ("evaluations_per_s", "hand_written_per_s", "ratio"):
+        assert isinstance(evaluate[key], float) and evaluate[key] > 0
+    assert isinstance(evaluate["pass"], bool)
+    assert {f"{b}/{p}" for b in ("memory", "sqlite") for p in ("ten_rules", "one_rate")} == set(
+        result["record_order"])
+    for figures in result["record_order"].values():
+        assert isinstance(figures["ratio"], float) and figures["ratio"] > 0
+        assert isinstance(figures["pass"], bool)
+
+
+def test_rules_benchmark_baseline_computes_the_engines_points() -> None:
+    """The hand-written baseline must price orders exactly as the engine does, or the
+    benchmark's ratio would compare different work."""
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rules",
+                                                  RULES_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    from loyaltykit import MemberContext, evaluate_order
+
+    start = dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC)
+    policy = rules.earning()
+    for tier in (None, "gold"):
+        member = MemberContext(member_id="m", enrolled_at=start, tier=tier)
+        for order in rules.make_orders(300, ["m"], start):
+            expected = evaluate_order(policy, "Europe/Berlin", order, member).points
+            assert expected == rules.by_hand(order, tier, 0), order
