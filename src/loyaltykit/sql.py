@@ -461,12 +461,28 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
     return stmt
 
 
+_EARNING_USAGE_COLS = (  # the usage columns earning_reads needs (member and program known)
+    rule_usage.c.source,
+    rule_usage.c.rule_id,
+    rule_usage.c.rule_group,
+    rule_usage.c.occurred_at,
+    rule_usage.c.points,
+    rule_usage.c.stamps,
+)
+
+
+def _nulls(columns: Sequence[Any]) -> list[Any]:
+    # typed NULLs, so the union's result columns keep their types' conversions
+    return [sa.type_coerce(sa.null(), c.type) for c in columns]
+
+
 @functools.cache
 def _sel_earning(by_rule: bool, by_group: bool, since: bool, until: bool, stamp_rules: int,
                  count_orders: bool) -> sa.Executable:
     """The one statement behind ``earning_reads`` for this shape of request: the member
-    row, with the version in force, the order count and each stamp card's count as
-    scalar subqueries (evaluated once), outer-joined to the usage rows the caps need."""
+    row with the version in force, the order count and each stamp card's count as
+    scalar subqueries, then (UNION ALL) the usage rows the caps need, so the member's
+    columns are converted once, not once per usage row."""
     ts = rule_usage.c.occurred_at.type
     version = (
         sa.select(sa.func.max(program_versions.c.version))
@@ -475,38 +491,37 @@ def _sel_earning(by_rule: bool, by_group: bool, since: bool, until: bool, stamp_
                       program_versions.c.effective_from <= _at))
         .scalar_subquery()
     )
-    cols: list[Any] = [members.c.program_id, members.c.member_id, members.c.enrolled_at,
-                       members.c.attributes, version]
+    head: list[Any] = [members.c.member_id, members.c.enrolled_at, members.c.attributes,
+                       sa.type_coerce(version, sa.Integer())]
     if count_orders:
-        cols.append(sa.select(sa.func.count()).select_from(orders).where(
+        head.append(sa.select(sa.func.count()).select_from(orders).where(
             orders.c.program_id == _p, orders.c.member_id == _m,
             orders.c.status != OrderStatus.CANCELLED.value).scalar_subquery())
     else:
-        cols.append(sa.literal(0))
+        head.append(sa.literal(0, sa.Integer()))
     for i in range(stamp_rules):
-        cols.append(
+        head.append(
             sa.select(sa.func.coalesce(sa.func.sum(rule_usage.c.stamps), 0))
             .where(rule_usage.c.program_id == _p, rule_usage.c.member_id == _m,
                    rule_usage.c.rule_id == sa.bindparam(f"s{i}"))
             .scalar_subquery()
         )
-    source: Any = members
-    if by_rule or by_group:
-        matches = []
-        if by_rule:
-            matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
-        if by_group:
-            matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
-        on = [rule_usage.c.program_id == members.c.program_id,
-              rule_usage.c.member_id == members.c.member_id, sa.or_(*matches)]
-        if since:
-            on.append(rule_usage.c.occurred_at >= sa.bindparam("since", type_=ts))
-        if until:
-            on.append(rule_usage.c.occurred_at < sa.bindparam("until", type_=ts))
-        source = members.outerjoin(rule_usage, sa.and_(*on))
-        cols.extend(_USAGE_COLS)
-    return (sa.select(*cols).select_from(source)
-            .where(members.c.program_id == _p, members.c.member_id == _m))
+    member_row = sa.select(*head, *_nulls(_EARNING_USAGE_COLS)).where(
+        members.c.program_id == _p, members.c.member_id == _m)
+    if not (by_rule or by_group):
+        return member_row
+    matches = []
+    if by_rule:
+        matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
+    if by_group:
+        matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
+    usage_rows = sa.select(*_nulls(head), *_EARNING_USAGE_COLS).where(
+        rule_usage.c.program_id == _p, rule_usage.c.member_id == _m, sa.or_(*matches))
+    if since:
+        usage_rows = usage_rows.where(rule_usage.c.occurred_at >= sa.bindparam("since", type_=ts))
+    if until:
+        usage_rows = usage_rows.where(rule_usage.c.occurred_at < sa.bindparam("until", type_=ts))
+    return sa.union_all(member_row, usage_rows)
 
 
 _SUM_STAMPS: sa.Executable = (
@@ -1080,18 +1095,25 @@ class SQLUnitOfWork:
         stmt = _sel_earning(bool(rule_ids), bool(groups), by_usage and since is not None,
                             by_usage and until is not None, len(stamp_rules), count_orders)
         rows = self._c().execute(stmt, params).all()
-        if not rows:
-            return EarningReads(member=None, version=self.program_version_at(at))
-        first = rows[0]
         n = len(stamp_rules)
-        usage = tuple(_usage(row[6 + n:]) for row in rows
-                      if by_usage and row[6 + n] is not None)
+        member_row = None
+        usage = []
+        program_id = self.program_id
+        for row in rows:
+            if row[0] is not None:
+                member_row = row
+            else:
+                source, rule_id, group, occurred_at, points, stamps = row[5 + n:]
+                usage.append(RuleUsage(program_id, member_id, source, rule_id, group,
+                                       occurred_at, Decimal(points), stamps))
+        if member_row is None:
+            return EarningReads(member=None, version=self.program_version_at(at))
         return EarningReads(
-            member=Member(*first[:4]),
-            version=None if first[4] is None else int(first[4]),
-            usage=usage,
-            stamps={rule: int(first[6 + i] or 0) for i, rule in enumerate(stamp_rules)},
-            orders=int(first[5] or 0),
+            member=Member(program_id, member_row[0], member_row[1], member_row[2]),
+            version=None if member_row[3] is None else int(member_row[3]),
+            usage=tuple(usage),
+            stamps={rule: int(member_row[5 + i] or 0) for i, rule in enumerate(stamp_rules)},
+            orders=int(member_row[4] or 0),
         )
 
     @_translated
