@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import _fuzz
 from loyaltykit._errors import (
     CurrencyMismatch,
     InvalidEvent,
@@ -334,35 +335,9 @@ GARBAGE = st.sampled_from([None, True, -1, 0, 7, 1.5, "x", "", "1E+999", "NaN", 
                            {"a": 1}, "2026-13-01T00:00:00+00:00", 10**30])
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found += _paths(item, (*path, i))
-    return found
-
-
 def mangle(data: Any, draw: st.DataObject) -> Any:
     """Replace, delete or add one value anywhere in a JSON-like structure."""
-    data = json.loads(json.dumps(data))
-    path = draw.draw(st.sampled_from(_paths(data)))
-    garbage = draw.draw(GARBAGE)
-    if not path:
-        return garbage
-    parent = data
-    for key in path[:-1]:
-        parent = parent[key]
-    action = draw.draw(st.sampled_from(("replace", "delete", "add")))
-    if action == "delete" and isinstance(parent, dict):
-        del parent[path[-1]]
-    elif action == "add" and isinstance(parent, dict):
-        parent["unexpected"] = garbage
-    else:
-        parent[path[-1]] = garbage
-    return data
+    return _fuzz.mangle(data, draw, GARBAGE)
 
 
 @given(orders(), st.data())

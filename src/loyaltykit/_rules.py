@@ -707,79 +707,76 @@ class FirstOrder(Condition):
         return {"type": self.type}
 
 
+class _OneOf(Condition):
+    """A fact of the source (``_noun``) is one of the labels in field ``_field``."""
+
+    __slots__ = ()
+    _field: ClassVar[str] = ""
+    _noun: ClassVar[str] = ""
+
+    def _labels(self) -> tuple[str, ...]:
+        labels: tuple[str, ...] = getattr(self, self._field)
+        return labels
+
+    def _fact(self, facts: _Facts) -> str | None:
+        raise NotImplementedError
+
+    def __attrs_post_init__(self) -> None:
+        _set(self, self._field, _labels(self._labels(), self._field, empty=False))
+
+    def describe(self) -> str:
+        """Say the condition in words."""
+        return f"{self._noun} is {' or '.join(self._labels())}"
+
+    def unmet(self, facts: _Facts) -> str | None:
+        """Return why the condition fails, or None."""
+        value = self._fact(facts)
+        if value in self._labels():
+            return None
+        return f"{self._noun} {value or '(none)'} is not {' or '.join(self._labels())}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict."""
+        return {"type": self.type, self._field: list(self._labels())}
+
+
 @attrs.frozen
-class TierIn(Condition):
+class TierIn(_OneOf):
     """The member's tier is one of ``tiers``."""
 
     type: ClassVar[str] = "tier_in"
+    _field: ClassVar[str] = "tiers"
+    _noun: ClassVar[str] = "tier"
     tiers: tuple[str, ...]
 
-    def __attrs_post_init__(self) -> None:
-        _set(self, "tiers", _labels(self.tiers, "tiers", empty=False))
-
-    def describe(self) -> str:
-        """Say the condition in words."""
-        return f"tier is {' or '.join(self.tiers)}"
-
-    def unmet(self, facts: _Facts) -> str | None:
-        """Return why the condition fails, or None."""
-        if facts.tier in self.tiers:
-            return None
-        return f"tier {facts.tier or '(none)'} is not {' or '.join(self.tiers)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-compatible dict."""
-        return {"type": self.type, "tiers": list(self.tiers)}
+    def _fact(self, facts: _Facts) -> str | None:
+        return facts.tier
 
 
 @attrs.frozen
-class ChannelIn(Condition):
+class ChannelIn(_OneOf):
     """The order came through one of ``channels`` (events have no channel)."""
 
     type: ClassVar[str] = "channel_in"
+    _field: ClassVar[str] = "channels"
+    _noun: ClassVar[str] = "channel"
     channels: tuple[str, ...]
 
-    def __attrs_post_init__(self) -> None:
-        _set(self, "channels", _labels(self.channels, "channels", empty=False))
-
-    def describe(self) -> str:
-        """Say the condition in words."""
-        return f"channel is {' or '.join(self.channels)}"
-
-    def unmet(self, facts: _Facts) -> str | None:
-        """Return why the condition fails, or None."""
-        if facts.channel in self.channels:
-            return None
-        return f"channel {facts.channel or '(none)'} is not {' or '.join(self.channels)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-compatible dict."""
-        return {"type": self.type, "channels": list(self.channels)}
+    def _fact(self, facts: _Facts) -> str | None:
+        return facts.channel
 
 
 @attrs.frozen
-class StoreIn(Condition):
+class StoreIn(_OneOf):
     """The order was placed in one of ``stores`` (events have no store)."""
 
     type: ClassVar[str] = "store_in"
+    _field: ClassVar[str] = "stores"
+    _noun: ClassVar[str] = "store"
     stores: tuple[str, ...]
 
-    def __attrs_post_init__(self) -> None:
-        _set(self, "stores", _labels(self.stores, "stores", empty=False))
-
-    def describe(self) -> str:
-        """Say the condition in words."""
-        return f"store is {' or '.join(self.stores)}"
-
-    def unmet(self, facts: _Facts) -> str | None:
-        """Return why the condition fails, or None."""
-        if facts.store in self.stores:
-            return None
-        return f"store {facts.store or '(none)'} is not {' or '.join(self.stores)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-compatible dict."""
-        return {"type": self.type, "stores": list(self.stores)}
+    def _fact(self, facts: _Facts) -> str | None:
+        return facts.store
 
 
 _SCOPES = ("member", "order", "event")
