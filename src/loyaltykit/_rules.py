@@ -708,7 +708,8 @@ class FirstOrder(Condition):
 
 
 class _OneOf(Condition):
-    """A fact of the source (``_noun``) is one of the labels in field ``_field``."""
+    """The source's fact ``_noun`` (an attribute of :class:`_Facts`) is one of the
+    labels in field ``_field``."""
 
     __slots__ = ()
     _field: ClassVar[str] = ""
@@ -717,9 +718,6 @@ class _OneOf(Condition):
     def _labels(self) -> tuple[str, ...]:
         labels: tuple[str, ...] = getattr(self, self._field)
         return labels
-
-    def _fact(self, facts: _Facts) -> str | None:
-        raise NotImplementedError
 
     def __attrs_post_init__(self) -> None:
         _set(self, self._field, _labels(self._labels(), self._field, empty=False))
@@ -730,7 +728,7 @@ class _OneOf(Condition):
 
     def unmet(self, facts: _Facts) -> str | None:
         """Return why the condition fails, or None."""
-        value = self._fact(facts)
+        value: str | None = getattr(facts, self._noun)
         if value in self._labels():
             return None
         return f"{self._noun} {value or '(none)'} is not {' or '.join(self._labels())}"
@@ -749,9 +747,6 @@ class TierIn(_OneOf):
     _noun: ClassVar[str] = "tier"
     tiers: tuple[str, ...]
 
-    def _fact(self, facts: _Facts) -> str | None:
-        return facts.tier
-
 
 @attrs.frozen
 class ChannelIn(_OneOf):
@@ -762,9 +757,6 @@ class ChannelIn(_OneOf):
     _noun: ClassVar[str] = "channel"
     channels: tuple[str, ...]
 
-    def _fact(self, facts: _Facts) -> str | None:
-        return facts.channel
-
 
 @attrs.frozen
 class StoreIn(_OneOf):
@@ -774,9 +766,6 @@ class StoreIn(_OneOf):
     _field: ClassVar[str] = "stores"
     _noun: ClassVar[str] = "store"
     stores: tuple[str, ...]
-
-    def _fact(self, facts: _Facts) -> str | None:
-        return facts.store
 
 
 _SCOPES = ("member", "order", "event")
