@@ -291,6 +291,24 @@ def test_record_order_is_idempotent_by_order_id(world: World) -> None:
     assert 109 == world.loyalty.balance("ann").available
 
 
+def test_a_replay_after_returns_gives_the_first_result(world: World) -> None:
+    # the key's record refers to the order's stored breakdown; returns change that
+    # breakdown, and the replay must still be the result first returned
+    first = world.loyalty.record_order(e1_order("o", "ann", berlin(2026, 3, 14, 18)))
+    custom = world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)),
+                                        key="shop-42")
+    world.loyalty.record_return("o", {"beans": 1}, key="r-o")
+    world.loyalty.record_return("p", {"beans": 2}, key="r-p")
+    world.loyalty.cancel_order("p")
+    assert 34 == world.loyalty.order("o").points
+    assert (0, 0) == (world.loyalty.order("p").points,
+                      world.loyalty.order("p").evaluation["points"])
+    assert first == world.loyalty.record_order(e1_order("o", "ann", berlin(2026, 3, 14, 18)))
+    assert custom == world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)),
+                                                key="shop-42")
+    assert first.evaluation.to_dict() == world.loyalty.order("o").evaluation_as_recorded()
+
+
 def test_quote_equals_what_recording_writes_and_writes_nothing(world: World) -> None:
     before = ledger_snapshot(world.loyalty, ["ann"])
     for n, (day, beans) in enumerate([(14, 2), (15, 1), (16, 3), (21, 2)]):

@@ -296,7 +296,9 @@ class OrderRecord:
     the quantity returned so far per line id, ``version`` the program version whose
     rules priced it, ``evaluation`` the current breakdown
     (:meth:`loyaltykit.Evaluation.to_dict`) and ``points`` the points the order is
-    worth now. ``earn_id`` is the earn transaction (None if it earned nothing);
+    worth now; ``recorded_evaluation`` is the breakdown as first recorded, kept by the
+    first return that changed it (None until then: ``evaluation`` is that breakdown).
+    ``earn_id`` is the earn transaction (None if it earned nothing);
     ``payments`` are spend/capture transactions that paid for it, reversed when the
     order is cancelled.
     """
@@ -315,6 +317,14 @@ class OrderRecord:
     payments: tuple[uuid.UUID, ...]
     created_at: dt.datetime
     updated_at: dt.datetime
+    recorded_evaluation: Mapping[str, Any] | None = None
+
+    def evaluation_as_recorded(self) -> Mapping[str, Any]:
+        """The breakdown the order was recorded with (what replaying the recording
+        returns), whatever returns did since."""
+        if self.recorded_evaluation is not None:
+            return self.recorded_evaluation
+        return self.evaluation
 
 
 @attrs.frozen

@@ -277,11 +277,22 @@ def _load(value: Any) -> Any:
     return value
 
 
-def encode_result(result: Any) -> str:
-    """Serialise a write result to JSON text."""
-    return json.dumps(_dump(result), separators=(",", ":"), sort_keys=True)
+def encode_result(result: Any, *, omit: tuple[str, ...] = ()) -> str:
+    """Serialise a write result to JSON text, leaving out the fields in ``omit`` (which
+    the caller can rebuild from what storage keeps; see :func:`decode_fields`)."""
+    data = _dump(result)
+    for name in omit:
+        del data[name]
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def decode_result(text: str) -> Any:
-    """Inverse of :func:`encode_result`."""
+    """Inverse of :func:`encode_result` without ``omit``."""
     return _load(json.loads(text))
+
+
+def decode_fields(text: str) -> dict[str, Any]:
+    """The fields of a result stored by :func:`encode_result` (with or without
+    ``omit``), decoded, by name; ``__type__`` names its class."""
+    data = json.loads(text)
+    return {k: v if k == "__type__" else _load(v) for k, v in data.items()}

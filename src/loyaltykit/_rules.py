@@ -1740,14 +1740,25 @@ class RuleOutcome:
     tracked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-compatible dict (amounts as decimal strings)."""
-        return {
+        """Return a JSON-compatible dict (amounts as decimal strings). Fields at their
+        default (``uncapped`` equal to ``points``, no group, stamps, rewards, not
+        tracked) are left out: every order stores its breakdown, so it is kept small."""
+        data: dict[str, Any] = {
             "rule_id": self.rule_id, "kind": self.kind, "description": self.description,
             "applied": self.applied, "points": str(self.points),
-            "uncapped": str(self.uncapped), "explanation": self.explanation,
-            "group": self.group, "stamps": self.stamps, "rewards": list(self.rewards),
-            "tracked": self.tracked,
+            "explanation": self.explanation,
         }
+        if self.uncapped != self.points:
+            data["uncapped"] = str(self.uncapped)
+        if self.group is not None:
+            data["group"] = self.group
+        if self.stamps:
+            data["stamps"] = self.stamps
+        if self.rewards:
+            data["rewards"] = list(self.rewards)
+        if self.tracked:
+            data["tracked"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RuleOutcome:
@@ -1771,8 +1782,8 @@ def _outcome_from_dict(data: Mapping[str, Any]) -> RuleOutcome:
         raise TypeError("group")
     return RuleOutcome(
         rule_id=data["rule_id"], kind=data["kind"], description=data["description"],
-        applied=data["applied"], points=parse_decimal(data["points"], "points"),
-        uncapped=parse_decimal(data["uncapped"], "uncapped"),
+        applied=data["applied"], points=(points := parse_decimal(data["points"], "points")),
+        uncapped=parse_decimal(data["uncapped"], "uncapped") if "uncapped" in data else points,
         explanation=data["explanation"], group=group, stamps=stamps,
         rewards=tuple(str(r) for r in rewards), tracked=tracked,
     )

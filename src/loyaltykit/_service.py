@@ -45,6 +45,7 @@ from loyaltykit._errors import (
     ProgramVersionConflict,
     RetryLimitExceeded,
     SerializationFailure,
+    StorageError,
     TransactionNotFound,
 )
 from loyaltykit._ledger import Ledger, MemberBook
@@ -77,6 +78,7 @@ from loyaltykit._results import (
     StatementPage,
     TransactionResult,
     TransferResult,
+    decode_fields,
     decode_result,
     encode_result,
 )
@@ -185,6 +187,19 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
     return tuple(gone)
 
 
+def _replay_order(uow: UnitOfWork, fields: dict[str, Any]) -> OrderResult:
+    """Rebuild a stored :class:`OrderResult` with the breakdown its order was recorded
+    with (the key's record does not repeat it)."""
+    fields.pop("__type__", None)
+    if "evaluation" not in fields:
+        stored = uow.get_order(fields["order_id"])
+        if stored is None:  # pragma: no cover - written in the key's unit of work
+            raise StorageError("the recorded order of an idempotency key is missing",
+                               order_id=fields["order_id"])
+        fields["evaluation"] = Evaluation.from_dict(dict(stored.evaluation_as_recorded()))
+    return OrderResult(**fields)
+
+
 def _fingerprint(request: Mapping[str, Any]) -> str:
     text = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -280,7 +295,13 @@ class Loyalty:
         at: dt.datetime,
         member_id: str | None,
         apply: Callable[[UnitOfWork, Ledger], R],
+        *,
+        omit: tuple[str, ...] = (),
+        replay: Callable[[UnitOfWork, dict[str, Any]], R] | None = None,
     ) -> R:
+        """Run ``apply`` in a unit of work under the idempotency ``key``. The result is
+        stored for replay without the fields in ``omit``; ``replay`` rebuilds a
+        result so stored from its decoded fields (reading what was left out)."""
         fingerprint = _fingerprint(request)
         for attempt in range(self._max_retries + 1):
             try:
@@ -292,14 +313,17 @@ class Loyalty:
                                 "idempotency key reused for a different request",
                                 key=key, operation=request.get("op"),
                             )
-                        replay: R = decode_result(record.result)
-                        return replay
+                        if replay is not None:
+                            return replay(uow, decode_fields(record.result))
+                        replayed: R = decode_result(record.result)
+                        return replayed
                     ledger = Ledger(self.program, at=at, recorded_at=self._now(),
                                     new_id=self._new_id, key=key)
                     result = apply(uow, ledger)
                     changes = ledger.finish()
                     changes.idempotency.append(IdempotencyRecord(
-                        key=key, fingerprint=fingerprint, result=encode_result(result),
+                        key=key, fingerprint=fingerprint,
+                        result=encode_result(result, omit=omit),
                         created_at=ledger.recorded_at, member_id=member_id,
                     ))
                     uow.write(changes)
@@ -1085,7 +1109,9 @@ class Loyalty:
                 rewards=evaluation.rewards,
             )
 
-        return self._write(key, request, when, member_id, apply)
+        # the breakdown is stored once, with the order: the key's record refers to it
+        return self._write(key, request, when, member_id, apply, omit=("evaluation",),
+                           replay=_replay_order)
 
     def record_return(
         self,
@@ -1207,6 +1233,7 @@ class Loyalty:
             ledger.changes.orders[order_id] = attrs.evolve(
                 record, returned=returned, points=evaluation.points,
                 evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
+                recorded_evaluation=record.evaluation_as_recorded(),
                 status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
             )
             ledger.changes.usage.extend(usage_rows(

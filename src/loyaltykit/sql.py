@@ -418,6 +418,7 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
     orders.c.payments,
     orders.c.created_at,
     orders.c.updated_at,
+    orders.c.recorded_evaluation,
 )
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
@@ -671,6 +672,7 @@ def _order(row: Sequence[Any]) -> OrderRecord:
         payments=tuple(uuid.UUID(p) for p in row[11]),
         created_at=row[12],
         updated_at=row[13],
+        recorded_evaluation=row[14],
     )
 
 
@@ -684,6 +686,8 @@ def _changed_order(o: OrderRecord) -> dict[str, Any]:
         "earn_id": o.earn_id,
         "payments": [str(p) for p in o.payments],
         "updated_at": o.updated_at,
+        "recorded_evaluation": (None if o.recorded_evaluation is None
+                                else dict(o.recorded_evaluation)),
     }
 
 

@@ -281,6 +281,8 @@ orders = sa.Table(
     sa.Column("payments", sa.JSON(), nullable=False),  # transaction ids as strings
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("updated_at", _TS, nullable=False),
+    # the breakdown as first recorded, kept by the first return that changes it
+    sa.Column("recorded_evaluation", sa.JSON(), nullable=True),
     _member_fk(),
     sa.CheckConstraint("status IN ('open', 'cancelled')", name="status"),
     sa.Index("ix_lk_orders_member_status", "program_id", "member_id", "status"),

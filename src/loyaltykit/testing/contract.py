@@ -1956,11 +1956,14 @@ class StorageContract:
         returned = attrs.evolve(
             placed, returned={"l1": 1}, points=12, payments=payments, earn_id=uuid.UUID(int=2),
             evaluation={"points": 12, "lines": [{"rule_id": "base", "points": "12.49"}]},
-            updated_at=berlin(2026, 1, 9, 18),
+            updated_at=berlin(2026, 1, 9, 18), recorded_evaluation=placed.evaluation,
         )
         self._write_orders(storage, returned, new=False)
         with storage.unit_of_work("shop") as uow:
             assert returned == uow.get_order("o1")
+            stored = uow.get_order("o1")
+            assert stored is not None
+            assert placed.evaluation == stored.evaluation_as_recorded()
         cancelled = attrs.evolve(returned, status=OrderStatus.CANCELLED, points=0,
                                  earn_id=None, returned={"l1": 2, "l2": 1},
                                  updated_at=utc(2026, 1, 10))
