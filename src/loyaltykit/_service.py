@@ -1067,7 +1067,8 @@ class Loyalty:
             raise InvalidInput("paid_with must be a list of transaction ids",
                                paid_with=paid_with)
         payments = tuple(dict.fromkeys(_check_id(p, "paid_with") for p in paid_with))
-        request = {"op": "record_order", "order": order.to_dict(), "wallet": wallet_,
+        placed = order.to_dict()
+        request = {"op": "record_order", "order": placed, "wallet": wallet_,
                    "paid_with": [str(p) for p in payments]}
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> OrderResult:
@@ -1092,7 +1093,7 @@ class Loyalty:
                                  metadata={"order_id": order.id})
             ledger.changes.orders[order.id] = OrderRecord(
                 program_id=self.program.id, order_id=order.id, member_id=member_id,
-                placed_at=when, version=program.version, order=order.to_dict(),
+                placed_at=when, version=program.version, order=placed,
                 returned={}, status=OrderStatus.OPEN, points=evaluation.points,
                 evaluation=evaluation.to_dict(), earn_id=tx.id if tx else None,
                 payments=payments, created_at=ledger.recorded_at,
