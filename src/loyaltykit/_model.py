@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -318,6 +318,12 @@ class OrderRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     recorded_evaluation: Mapping[str, Any] | None = None
+
+    #: The fields a return or cancellation may change; the rest never change.
+    CHANGING: ClassVar[tuple[str, ...]] = (
+        "returned", "status", "points", "evaluation", "earn_id", "payments", "updated_at",
+        "recorded_evaluation",
+    )
 
     def evaluation_as_recorded(self) -> Mapping[str, Any]:
         """The breakdown the order was recorded with (what replaying the recording

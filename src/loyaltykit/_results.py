@@ -293,6 +293,5 @@ def decode_result(text: str) -> Any:
 
 def decode_fields(text: str) -> dict[str, Any]:
     """The fields of a result stored by :func:`encode_result` (with or without
-    ``omit``), decoded, by name; ``__type__`` names its class."""
-    data = json.loads(text)
-    return {k: v if k == "__type__" else _load(v) for k, v in data.items()}
+    ``omit``), decoded, by name."""
+    return {k: _load(v) for k, v in json.loads(text).items() if k != "__type__"}

@@ -190,7 +190,6 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
 def _replay_order(uow: UnitOfWork, fields: dict[str, Any]) -> OrderResult:
     """Rebuild a stored :class:`OrderResult` with the breakdown its order was recorded
     with (the key's record does not repeat it)."""
-    fields.pop("__type__", None)
     if "evaluation" not in fields:
         stored = uow.get_order(fields["order_id"])
         if stored is None:  # pragma: no cover - written in the key's unit of work

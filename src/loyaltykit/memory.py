@@ -428,11 +428,8 @@ class MemoryUnitOfWork:
             order_key = (order.program_id, order_id)
             if order_id not in changes.new_orders:
                 # an update changes what may change after recording, nothing else
-                order = attrs.evolve(
-                    t.orders[order_key], returned=order.returned, status=order.status,
-                    points=order.points, evaluation=order.evaluation, earn_id=order.earn_id,
-                    payments=order.payments, updated_at=order.updated_at,
-                    recorded_evaluation=order.recorded_evaluation)
+                order = attrs.evolve(t.orders[order_key], **{
+                    name: getattr(order, name) for name in OrderRecord.CHANGING})
             self._set(t.orders, order_key, order)
             self._track(t.member_orders, (order.program_id, order.member_id), order_id,
                         order.status is not OrderStatus.CANCELLED)
