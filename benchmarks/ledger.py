@@ -193,7 +193,7 @@ SEL_KEY = sa.select(K.c.key, K.c.fingerprint, K.c.result, K.c.created_at, K.c.me
     K.c.program_id == _p, K.c.key == sa.bindparam("k"))
 _lock = (
     sa.select(A.c.member_id, A.c.wallet, *(A.c[n] for n in ACCOUNT_COLUMNS), A.c.next_due_at,
-              A.c.version)
+              A.c.version, A.c.activity)
     .where(A.c.program_id == _p, A.c.wallet == _w)
     .order_by(A.c.member_id)
     .with_for_update()
@@ -270,6 +270,7 @@ class Baseline:
             row[name] += change
         row["next_due_at"] = acc[12]
         row["version"] = acc[13] + 1
+        row["activity"] = acc[14]
         return row
 
     def _result(self, kind: str, tx_id: uuid.UUID, member: str, points: int,

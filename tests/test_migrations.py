@@ -158,3 +158,47 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
     assert "0001" == _revision(storage)
     storage.upgrade()
     assert [] == _differences(storage)
+
+
+def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
+    storage: SQLStorage,
+) -> None:
+    storage.upgrade("0003")
+    created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
+    tables = SQLStorage.metadata.tables
+    account = {"program_id": "shop", "member_id": "m", "wallet": "points",
+               "available": 5, "pending": 0, "held": 0, "debt": 0, "issued": -5,
+               "redeemed": 0, "expired": 0, "adjustments": 0, "transfers": 0,
+               "clawback_shortfall": 0, "next_due_at": None, "version": 1}
+    usage = [{"program_id": "shop", "member_id": "m", "source": source, "rule_id": rule,
+              "rule_group": None, "occurred_at": created, "points": "1", "stamps": 0}
+             for source, rule in [("order:o1", "base"), ("order:o1", "bonus"),
+                                  ("event:e1", "base"), ("event:order:x", "base"),
+                                  ("orders:o2", "base")]]
+    with _engine(storage).begin() as conn:
+        conn.execute(tables["lk_programs"].insert(), {
+            "id": "shop", "definition": {"id": "shop"}, "created_at": created})
+        conn.execute(tables["lk_members"].insert(), {
+            "program_id": "shop", "member_id": "m", "enrolled_at": created,
+            "attributes": {}})
+        conn.execute(sa.insert(sa.table("lk_accounts", *map(sa.column, account))), account)
+        conn.execute(tables["lk_rule_usage"].insert(), usage)
+    storage.upgrade()
+    assert [] == _differences(storage)
+    with _engine(storage).connect() as conn:
+        rule_usage = tables["lk_rule_usage"]
+        kept = conn.execute(sa.select(rule_usage.c.source).order_by(rule_usage.c.source))
+        assert ["event:e1", "event:order:x", "orders:o2"] == list(kept.scalars())
+    with storage.unit_of_work("shop") as uow:
+        state = uow.get_account("points", "m")
+        assert state is not None
+        assert (5, 1, None) == (state.available, state.version, state.activity)
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert "0003" == _revision(storage)
+    columns = {c["name"] for c in sa.inspect(_engine(storage)).get_columns("lk_accounts")}
+    assert "activity" not in columns and "version" in columns
+    storage.upgrade()
+    assert [] == _differences(storage)

@@ -166,6 +166,7 @@ class Ledger:
         self.key = key
         self.changes = ChangeSet()
         self._books: dict[tuple[str, str], MemberBook] = {}
+        self._touched: set[tuple[str, str]] = set()  # accounts changed without postings
         self._expiries: dict[dt.datetime, dt.datetime | None] = {}
 
     # -- books ---------------------------------------------------------------------------
@@ -178,6 +179,18 @@ class Ledger:
     def book(self, member_id: str, wallet: str) -> MemberBook:
         return self._books[(member_id, wallet)]
 
+    def set_activity(self, state: AccountState, activity: str) -> None:
+        """Keep ``activity`` (the member's earning counters, stored form) on the account
+        ``state`` stands for: on its book if this ledger has one, else on a new book."""
+        key = (state.member_id, state.wallet)
+        book = self._books.get(key)
+        if book is None:
+            book = self.add_book(MemberBook(state))
+        if book.state.activity != activity:
+            book.state = attrs.evolve(book.state, activity=activity,
+                                      version=book.state.version + 1)
+            self._touched.add(key)
+
     def finish(self) -> ChangeSet:
         """Finalise running totals (including ``next_due_at``) and return the changes.
 
@@ -186,6 +199,7 @@ class Ledger:
         """
         touched = {(t.member_id, t.wallet) for t in self.changes.transactions}
         touched |= self.changes.new_accounts
+        touched |= self._touched
         for key, book in self._books.items():
             if book.lots is not None and book.holds is not None:
                 exact = _next_due(book)

@@ -20,7 +20,6 @@ __all__ = [
     "SYSTEM_ACCOUNTS",
     "Account",
     "AccountState",
-    "EarningReads",
     "Hold",
     "HoldAllocation",
     "HoldStatus",
@@ -29,6 +28,7 @@ __all__ = [
     "Lot",
     "LotMovement",
     "Member",
+    "MemberState",
     "OrderRecord",
     "OrderStatus",
     "Posting",
@@ -222,6 +222,8 @@ class AccountState:
     Each field is the signed sum of the postings of this member on the account of the
     same name; ``next_due_at`` is the earliest instant at which due work (activation,
     expiry, hold release) may have something to do for this wallet, or None.
+    ``activity`` is opaque JSON text the service keeps on the member's default-wallet
+    account (its earning counters); storage keeps it verbatim (None: nothing kept).
     """
 
     member_id: str
@@ -238,6 +240,7 @@ class AccountState:
     clawback_shortfall: int = 0
     next_due_at: dt.datetime | None = None
     version: int = 0
+    activity: str | None = None
 
     def apply(self, postings: tuple[Posting, ...]) -> AccountState:
         """Return the state after adding ``postings``."""
@@ -252,6 +255,20 @@ class AccountState:
     def sums(self) -> dict[Account, int]:
         """The signed sum per account."""
         return {a: getattr(self, name) for a, name in _ACCOUNT_NAMES}
+
+
+@attrs.frozen
+class MemberState:
+    """What the service reads of a member in one go (:meth:`~loyaltykit.UnitOfWork.load_member`).
+
+    ``accounts`` maps each wallet asked for that has an account to its running totals;
+    ``version`` is the number of the program version in force at the instant asked
+    (the rule of :meth:`~loyaltykit.UnitOfWork.program_version_at`), None if none is in force.
+    """
+
+    member: Member
+    accounts: Mapping[str, AccountState]
+    version: int | None
 
 
 @attrs.frozen
@@ -351,17 +368,3 @@ class RuleUsage:
     occurred_at: dt.datetime
     points: Decimal
     stamps: int = 0
-
-
-@attrs.frozen
-class EarningReads:
-    """Everything pricing an order or event reads, fetched in one go: the member (None
-    if not enrolled), the number of the program version in force, the usage rows the
-    caps need, the stamp cards' lifetime stamp counts and, when asked, how many orders
-    the member has that are not cancelled."""
-
-    member: Member | None
-    version: int | None
-    usage: tuple[RuleUsage, ...] = ()
-    stamps: Mapping[str, int] = attrs.field(factory=dict)
-    orders: int = 0

@@ -16,11 +16,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
+from loyaltykit._activity import Activity, Retention, order_usage, retention
 from loyaltykit._clock import Clock, SystemClock
 from loyaltykit._errors import (
     AlreadyReversed,
@@ -58,6 +59,7 @@ from loyaltykit._model import (
     Kind,
     Lot,
     Member,
+    MemberState,
     OrderRecord,
     OrderStatus,
     ProgramVersion,
@@ -155,25 +157,17 @@ def _check_id(value: object, name: str) -> uuid.UUID:
     raise InvalidInput(f"{name} must be a UUID", **{name: value})
 
 
-def _merge_queries(
-    queries: list[UsageQuery],
-) -> tuple[UsageQuery | None, list[UsageQuery]]:
-    """Fold the usage queries into one read where that loads no more than a period's
-    rows: bounded queries merge into their overall span (the evaluator sorts rows into
-    periods itself); an unbounded one (a lifetime cap) stays apart."""
-    if len(queries) <= 1:
-        return (queries[0] if queries else None), []
-    bounded = [q for q in queries if q.since is not None and q.until is not None]
-    rest = [q for q in queries if q.since is None or q.until is None]
-    if not bounded:
-        return rest[0], rest[1:]
-    merged = UsageQuery(
-        tuple(dict.fromkeys(r for q in bounded for r in q.rule_ids)),
-        tuple(dict.fromkeys(g for q in bounded for g in q.groups)),
-        min(q.since for q in bounded if q.since is not None),
-        max(q.until for q in bounded if q.until is not None),
-    )
-    return merged, rest
+@attrs.frozen
+class _Priced:
+    """What pricing a source read: the version in force, the member's context, its
+    caps' usage rows and stamp counts, its counters and what they keep."""
+
+    program: Program
+    context: MemberContext
+    usage: list[RuleUsage]
+    stamps: dict[str, int]
+    activity: Activity
+    kept: Retention
 
 
 def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
@@ -241,7 +235,7 @@ class Loyalty:
         self._new_id = new_id
         self._max_retries = max_retries
         self._versions: dict[int, Program] = {program.version: program}
-        self._in_force = program.version  # the version the last pricing found in force
+        self._retentions: dict[int, Retention] = {}
         definition = program.to_dict()
         storage.register_program(ProgramVersion(
             program.id, program.version, program.effective_from, definition, self._now()))
@@ -355,8 +349,9 @@ class Loyalty:
         *,
         need_lots: bool,
         extra_lots: Iterable[uuid.UUID] = (),
+        locked: Mapping[str, AccountState] | None = None,
     ) -> dict[str, MemberBook]:
-        states = uow.lock_accounts(wallet, member_ids)
+        states = uow.lock_accounts(wallet, member_ids) if locked is None else locked
         missing = [m for m in member_ids if m not in states]
         if missing:
             raise MemberNotFound("member is not enrolled", member_ids=missing[:10],
@@ -515,8 +510,10 @@ class Loyalty:
                 raise MemberAlreadyEnrolled("member is already enrolled", member_id=member_id)
             member = Member(self.program.id, member_id, when, attrs_)
             ledger.changes.members.append(member)
+            fresh = Activity.fresh(self._retention(self.program)).dump()
             for wallet in self.program.wallets:
-                ledger.add_book(MemberBook(AccountState(member_id, wallet)))
+                activity = fresh if wallet == self.program.default_wallet else None
+                ledger.add_book(MemberBook(AccountState(member_id, wallet, activity=activity)))
                 ledger.changes.new_accounts.add((member_id, wallet))
             return member
 
@@ -961,49 +958,72 @@ class Loyalty:
         self._versions[number] = program
         return program
 
+    def _retention(self, program: Program) -> Retention:
+        kept = self._retentions.get(program.version)
+        if kept is None:
+            kept = self._retentions[program.version] = retention(program.earning)
+        return kept
+
+    def _member_state(self, uow: UnitOfWork, member_id: str, wallet: str, at: dt.datetime,
+                      *, lock: bool) -> MemberState:
+        """The member, its ``wallet`` and default-wallet accounts (locked with ``lock``;
+        the default wallet's row keeps the earning counters) and the version in force
+        at ``at``: one read."""
+        default = self.program.default_wallet
+        wallets = (wallet,) if wallet == default else tuple(sorted((wallet, default)))
+        state = uow.load_member(member_id, wallets, at, lock=lock)
+        if state is None or wallet not in state.accounts:
+            raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+        return state
+
+    def _activity(self, uow: UnitOfWork, state: MemberState, kept: Retention,
+                  queries: Sequence[UsageQuery] = ()) -> Activity:
+        """The member's earning counters, rebuilt from its orders and events when the
+        stored ones cannot answer ``queries`` (or keep less than ``kept`` asks)."""
+        member_id = state.member.member_id
+        default = state.accounts.get(self.program.default_wallet)
+        activity = Activity.load(default.activity if default else None, self.program.id,
+                                 member_id)
+        if activity is not None and activity.covers(queries, kept):
+            return activity
+        if activity is not None:
+            kept = activity.widened(kept)
+        return Activity.rebuild(uow.load_usage(member_id), uow.load_orders(member_id),
+                                kept, since=None)
+
+    def _keep_activity(self, ledger: Ledger, state: MemberState, activity: Activity) -> None:
+        default = state.accounts.get(self.program.default_wallet)
+        if default is not None:
+            ledger.set_activity(default, activity.dump())
+
     def _pricing(
-        self, uow: UnitOfWork, member_id: str, at: dt.datetime, *,
+        self, uow: UnitOfWork, state: MemberState, at: dt.datetime, *,
         event_type: str | None = None, is_order: bool,
-    ) -> tuple[Program, MemberContext, list[RuleUsage], dict[str, int]]:
-        """The program version in force at ``at``, the member's context, the usage rows
-        its caps need and its stamp counts: one read (two when the version in force is
-        not the one the last call found, whose rules say what to read)."""
-        program = self._versions.get(self._in_force, self.program)
-        for _ in range(2):
-            queries = usage_queries(program.earning, program.time_zone, at,
-                                    event_type=event_type, stamp_counts=True)
-            first, rest = _merge_queries(queries)
-            first_order = is_order and program.earning.needs_first_order
-            reads = uow.earning_reads(
-                member_id, at,
-                rule_ids=first.rule_ids if first else (), groups=first.groups if first else (),
-                since=first.since if first else None, until=first.until if first else None,
-                stamp_rules=stamp_card_ids(program.earning, event_type=event_type),
-                count_orders=first_order,
-            )
-            if reads.member is None:
-                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
-            if reads.version is None:
-                raise InvalidOrder("no version of the program is in force at that instant",
-                                   field="placed_at" if is_order else "occurred_at",
-                                   value=at.isoformat())
-            if reads.version == program.version:
-                break
-            program = self._version(reads.version, uow)
-        self._in_force = program.version
-        usage = list(reads.usage)
-        for q in rest:
-            usage.extend(uow.load_usage(member_id, rule_ids=q.rule_ids, groups=q.groups,
-                                        since=q.since, until=q.until))
-        member = reads.member
-        assert member is not None  # checked in the loop
+    ) -> _Priced:
+        """What pricing an order or event of the member at ``at`` needs: the program
+        version in force, the member's context, its caps' usage and stamp counts (from
+        the counters on its default-wallet account)."""
+        if state.version is None:
+            raise InvalidOrder("no version of the program is in force at that instant",
+                               field="placed_at" if is_order else "occurred_at",
+                               value=at.isoformat())
+        program = self._version(state.version, uow)
+        kept = self._retention(program)
+        queries = usage_queries(program.earning, program.time_zone, at,
+                                event_type=event_type, stamp_counts=True)
+        activity = self._activity(uow, state, kept, queries)
+        member = state.member
+        member_id = member.member_id
         tier = member.attributes.get("tier")
         ctx = MemberContext(
             member_id=member_id, enrolled_at=member.enrolled_at,
             attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
-            first_order=first_order and reads.orders == 0,
+            first_order=is_order and program.earning.needs_first_order
+            and activity.orders == 0,
         )
-        return program, ctx, usage, dict(reads.stamps)
+        usage = activity.rows(self.program.id, member_id) if queries else []
+        stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
+        return _Priced(program, ctx, usage, stamps, activity, kept)
 
     def _check_order(self, order: object) -> Order:
         if not isinstance(order, Order):
@@ -1024,10 +1044,11 @@ class Loyalty:
             _check_member_id(source.member_id)
             at = self._instant(source.occurred_at, "occurred_at")
             with self.storage.unit_of_work(self.program.id) as uow:
-                program, ctx, usage, stamps = self._pricing(
-                    uow, source.member_id, at, event_type=source.type, is_order=False)
-            return evaluate_event(program.earning, program.time_zone, source, ctx,
-                                  usage=usage, version=program.version, stamps=stamps)
+                state = self._member_state(uow, source.member_id,
+                                           self.program.default_wallet, at, lock=False)
+                p = self._pricing(uow, state, at, event_type=source.type, is_order=False)
+            return evaluate_event(p.program.earning, p.program.time_zone, source, p.context,
+                                  usage=p.usage, version=p.program.version, stamps=p.stamps)
         order = self._check_order(source)
         _check_member_id(order.member_id)
         at = self._instant(order.placed_at, "placed_at")
@@ -1035,10 +1056,11 @@ class Loyalty:
             if uow.get_order(order.id) is not None:
                 raise OrderAlreadyRecorded("an order with this id is already recorded",
                                            order_id=order.id)
-            program, ctx, usage, stamps = self._pricing(uow, order.member_id, at,
-                                                        is_order=True)
-        return evaluate_order(program.earning, program.time_zone, order, ctx, usage=usage,
-                              version=program.version, stamps=stamps)
+            state = self._member_state(uow, order.member_id, self.program.default_wallet,
+                                       at, lock=False)
+            p = self._pricing(uow, state, at, is_order=True)
+        return evaluate_order(p.program.earning, p.program.time_zone, order, p.context,
+                              usage=p.usage, version=p.program.version, stamps=p.stamps)
 
     def record_order(
         self,
@@ -1074,7 +1096,9 @@ class Loyalty:
             # read under the member's lock: caps, stamp cards and "first order" count
             # this member's other orders, which cannot change until we commit. A second
             # order with this id is refused by the storage's unique rule on writing.
-            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False,
+                               locked={member_id: state.accounts[wallet_]})[member_id]
             for pid in payments:
                 paid = uow.get_transaction(pid)
                 if paid is None or paid.member_id != member_id or paid.wallet != wallet_:
@@ -1083,9 +1107,10 @@ class Loyalty:
                 if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
                     raise InvalidInput("paid_with must name spend or capture transactions",
                                        transaction_id=str(pid), kind=paid.kind.value)
-            program, ctx, usage, stamps = self._pricing(uow, member_id, when, is_order=True)
-            evaluation = evaluate_order(program.earning, program.time_zone, order, ctx,
-                                        usage=usage, version=program.version, stamps=stamps)
+            p = self._pricing(uow, state, when, is_order=True)
+            program = p.program
+            evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
+                                        usage=p.usage, version=program.version, stamps=p.stamps)
             tx = None
             if evaluation.points > 0:
                 tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
@@ -1099,9 +1124,13 @@ class Loyalty:
                 updated_at=ledger.recorded_at,
             )
             ledger.changes.new_orders.add(order.id)
-            ledger.changes.usage.extend(usage_rows(
-                evaluation, program_id=self.program.id, member_id=member_id,
-                source=f"order:{order.id}", occurred_at=when))
+            # the order's row is its usage log; the counters follow it
+            source = f"order:{order.id}"
+            self._keep_activity(ledger, state, p.activity.record(
+                source, when, (), usage_rows(evaluation, program_id=self.program.id,
+                                             member_id=member_id, source=source,
+                                             occurred_at=when),
+                orders=1, horizon=p.kept.horizon))
             return OrderResult(
                 order_id=order.id, member_id=member_id, points=evaluation.points,
                 version=program.version, evaluation=evaluation,
@@ -1189,9 +1218,11 @@ class Loyalty:
             earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
             wallet_ = earn.wallet if earn else (payments[0].wallet if payments
                                                 else self.program.default_wallet)
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
             book = self._books(
                 uow, ledger, wallet_, [member_id], need_lots=True,
                 extra_lots=[*earn_lots, *(m.lot_id for t in payments for m in t.movements)],
+                locked={member_id: state.accounts[wallet_]},
             )[member_id]
             # read again under the member's lock: a concurrent return may have won
             record = uow.get_order(order_id)
@@ -1230,16 +1261,17 @@ class Loyalty:
                     reason=reason or f"order {order_id} {'cancelled' if cancel else 'return'}",
                     metadata={"order_id": order_id},
                 )
-            ledger.changes.orders[order_id] = attrs.evolve(
+            updated = ledger.changes.orders[order_id] = attrs.evolve(
                 record, returned=returned, points=evaluation.points,
                 evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
                 recorded_evaluation=record.evaluation_as_recorded(),
                 status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
             )
-            ledger.changes.usage.extend(usage_rows(
-                evaluation, program_id=self.program.id, member_id=member_id,
-                source=f"order:{order_id}", occurred_at=record.placed_at,
-                previous=previous))
+            kept = self._retention(program)
+            activity = self._activity(uow, state, kept)
+            self._keep_activity(ledger, state, activity.record(
+                f"order:{order_id}", record.placed_at, order_usage(record),
+                order_usage(updated), orders=-1 if cancel else 0, horizon=kept.horizon))
             return ReturnResult(
                 order_id=order_id, member_id=member_id, points_before=record.points,
                 points_after=evaluation.points, clawed_back=max(difference, 0),
@@ -1271,18 +1303,23 @@ class Loyalty:
         request = {"op": "record_event", "event": event.to_dict(), "wallet": wallet_}
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> EventResult:
-            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False)[member_id]
-            program, ctx, usage, stamps = self._pricing(uow, member_id, when,
-                                                        event_type=event.type, is_order=False)
-            evaluation = evaluate_event(program.earning, program.time_zone, event, ctx,
-                                        usage=usage, version=program.version, stamps=stamps)
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
+            book = self._books(uow, ledger, wallet_, [member_id], need_lots=False,
+                               locked={member_id: state.accounts[wallet_]})[member_id]
+            p = self._pricing(uow, state, when, event_type=event.type, is_order=False)
+            program = p.program
+            evaluation = evaluate_event(program.earning, program.time_zone, event, p.context,
+                                        usage=p.usage, version=program.version, stamps=p.stamps)
             tx = None
             if evaluation.points > 0:
                 tx = ledger.earn(book, evaluation.points, reason=f"{event.type} {event.id}",
                                  metadata={"event_id": event.id, "event_type": event.type})
-            ledger.changes.usage.extend(usage_rows(
-                evaluation, program_id=self.program.id, member_id=member_id,
-                source=f"event:{event.id}", occurred_at=when))
+            # events keep their usage rows (their log); the counters follow them
+            rows = usage_rows(evaluation, program_id=self.program.id, member_id=member_id,
+                              source=f"event:{event.id}", occurred_at=when)
+            ledger.changes.usage.extend(rows)
+            self._keep_activity(ledger, state, p.activity.record(
+                f"event:{event.id}", when, (), rows, horizon=p.kept.horizon))
             return EventResult(
                 event_id=event.id, member_id=member_id, points=evaluation.points,
                 version=program.version, evaluation=evaluation,

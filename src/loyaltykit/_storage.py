@@ -30,11 +30,11 @@ from loyaltykit._ledger import ChangeSet
 from loyaltykit._model import (
     Account,
     AccountState,
-    EarningReads,
     Hold,
     IdempotencyRecord,
     Lot,
     Member,
+    MemberState,
     OrderRecord,
     ProgramVersion,
     RuleUsage,
@@ -80,6 +80,18 @@ class UnitOfWork(Protocol):
 
     def get_account(self, wallet: str, member_id: str) -> AccountState | None:
         """Return the running totals without locking, or None if not enrolled."""
+
+    def load_member(
+        self, member_id: str, wallets: Sequence[str], at: dt.datetime, *, lock: bool
+    ) -> MemberState | None:
+        """Return the member, the running totals of each of its ``wallets`` that has an
+        account (wallets without one are absent) and the number of the program version
+        in force at ``at`` (as :meth:`program_version_at`); None if not enrolled.
+
+        With ``lock`` the account rows are locked as :meth:`lock_accounts` locks them
+        (until the unit of work ends; the member row itself is not locked), taken in
+        wallet order. A backend should fetch it in one round trip: it is on the path of
+        every recorded order and event."""
 
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         """Return the open lots (remaining > 0 or pending) of these members' wallet."""
@@ -147,6 +159,10 @@ class UnitOfWork(Protocol):
     def count_orders(self, member_id: str) -> int:
         """Return how many orders of the member are recorded and not cancelled."""
 
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        """Return every recorded order of the member, whatever its status, ordered by
+        (``placed_at``, ``order_id``)."""
+
     def load_usage(
         self,
         member_id: str,
@@ -158,30 +174,8 @@ class UnitOfWork(Protocol):
     ) -> list[RuleUsage]:
         """Return the member's usage rows whose ``rule_id`` is in ``rule_ids`` or whose
         ``group`` is in ``groups``, with ``since <= occurred_at < until`` (a None bound
-        is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: no rows."""
-
-    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
-        """Return the sum of ``stamps`` of the member's usage rows per rule id in
-        ``rule_ids`` (rules without rows may be absent)."""
-
-    def earning_reads(
-        self,
-        member_id: str,
-        at: dt.datetime,
-        *,
-        rule_ids: Sequence[str] = (),
-        groups: Sequence[str] = (),
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        stamp_rules: Sequence[str] = (),
-        count_orders: bool = False,
-    ) -> EarningReads:
-        """Return in one read what pricing an order or event of ``member_id`` at ``at``
-        needs: the same as :meth:`get_member`, :meth:`program_version_at` (``at``),
-        :meth:`load_usage` (the filters), :meth:`count_stamps` (``stamp_rules``; every
-        one of them present, 0 if it has no rows) and, with ``count_orders``,
-        :meth:`count_orders` (else 0). A backend should fetch it in one round trip:
-        it is on the path of every recorded order."""
+        is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: every usage
+        row of the member (still within the bounds)."""
 
     # -- writes -------------------------------------------------------------------------
 

@@ -31,12 +31,12 @@ from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
     AccountState,
-    EarningReads,
     Hold,
     HoldStatus,
     IdempotencyRecord,
     Lot,
     Member,
+    MemberState,
     OrderRecord,
     OrderStatus,
     ProgramVersion,
@@ -68,6 +68,8 @@ class _Tables:
         self.orders: dict[tuple[str, str], OrderRecord] = {}
         # (program_id, member_id) -> ids of the member's orders that are not cancelled
         self.member_orders: dict[tuple[str, str], set[str]] = {}
+        # (program_id, member_id) -> ids of all the member's orders, whatever their status
+        self.member_all_orders: dict[tuple[str, str], set[str]] = {}
         self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
         self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 
@@ -207,6 +209,20 @@ class MemoryUnitOfWork:
     def get_account(self, wallet: str, member_id: str) -> AccountState | None:
         return self._t.accounts.get(self._mk(wallet, member_id))
 
+    def load_member(
+        self, member_id: str, wallets: Sequence[str], at: dt.datetime, *, lock: bool
+    ) -> MemberState | None:
+        # the unit of work holds the process-wide lock already: lock changes nothing
+        member = self.get_member(member_id)
+        if member is None:
+            return None
+        found = {}
+        for wallet in sorted(set(wallets)):
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[wallet] = state
+        return MemberState(member=member, accounts=found, version=self.program_version_at(at))
+
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         out = []
         for member_id in member_ids:
@@ -322,6 +338,12 @@ class MemoryUnitOfWork:
     def count_orders(self, member_id: str) -> int:
         return len(self._t.member_orders.get((self.program_id, member_id), ()))
 
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        ids = self._t.member_all_orders.get((self.program_id, member_id), ())
+        found = [self._t.orders[(self.program_id, order_id)] for order_id in ids]
+        found.sort(key=lambda order: (order.placed_at, order.order_id))
+        return [_order_copy(order) for order in found]
+
     def load_usage(
         self,
         member_id: str,
@@ -335,7 +357,9 @@ class MemoryUnitOfWork:
         found = []
         for key in self._t.member_usage.get((self.program_id, member_id), ()):
             usage = self._t.usage[key]
-            if not (usage.rule_id in rules or (usage.group is not None and usage.group in named)):
+            if (rules or named) and not (
+                usage.rule_id in rules or (usage.group is not None and usage.group in named)
+            ):
                 continue
             if since is not None and usage.occurred_at < since:
                 continue
@@ -343,37 +367,6 @@ class MemoryUnitOfWork:
                 continue
             found.append(usage)
         return found
-
-    def earning_reads(
-        self,
-        member_id: str,
-        at: dt.datetime,
-        *,
-        rule_ids: Sequence[str] = (),
-        groups: Sequence[str] = (),
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        stamp_rules: Sequence[str] = (),
-        count_orders: bool = False,
-    ) -> EarningReads:
-        counts = self.count_stamps(member_id, stamp_rules) if stamp_rules else {}
-        return EarningReads(
-            member=self.get_member(member_id),
-            version=self.program_version_at(at),
-            usage=tuple(self.load_usage(member_id, rule_ids=rule_ids, groups=groups,
-                                        since=since, until=until)),
-            stamps={rule: counts.get(rule, 0) for rule in stamp_rules},
-            orders=self.count_orders(member_id) if count_orders else 0,
-        )
-
-    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
-        wanted = set(rule_ids)
-        counts: dict[str, int] = {}
-        for key in self._t.member_usage.get((self.program_id, member_id), ()):
-            usage = self._t.usage[key]
-            if usage.rule_id in wanted:
-                counts[usage.rule_id] = counts.get(usage.rule_id, 0) + usage.stamps
-        return counts
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -433,6 +426,8 @@ class MemoryUnitOfWork:
             self._set(t.orders, order_key, order)
             self._track(t.member_orders, (order.program_id, order.member_id), order_id,
                         order.status is not OrderStatus.CANCELLED)
+            self._track(t.member_all_orders, (order.program_id, order.member_id), order_id,
+                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
             old = t.usage.get(usage_key)

@@ -56,7 +56,6 @@ from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
     AccountState,
-    EarningReads,
     Hold,
     HoldAllocation,
     HoldStatus,
@@ -65,6 +64,7 @@ from loyaltykit._model import (
     Lot,
     LotMovement,
     Member,
+    MemberState,
     OrderRecord,
     OrderStatus,
     Posting,
@@ -185,6 +185,7 @@ _ACCOUNT_STATE_COLS = (
     *(accounts.c[name] for name in ACCOUNT_COLUMNS),
     accounts.c.next_due_at,
     accounts.c.version,
+    accounts.c.activity,
 )
 _LOT_COLS = (
     lots.c.id,
@@ -403,6 +404,47 @@ _SEL_VERSION_AT: sa.Executable = (
     .limit(1)
 )
 
+# the number of the version in force at :at (program_version_at's rule), as a column
+_version_in_force = sa.type_coerce(
+    sa.select(sa.func.max(program_versions.c.version))
+    .where(program_versions.c.program_id == _p,
+           sa.or_(program_versions.c.effective_from.is_(None),
+                  program_versions.c.effective_from <= _at))
+    .scalar_subquery(),
+    sa.Integer(),
+)
+_MEMBER_STATE_COLS = (members.c.member_id, members.c.enrolled_at, members.c.attributes,
+                      _version_in_force)
+_SEL_MEMBER_VERSION: sa.Executable = sa.select(*_MEMBER_STATE_COLS).where(
+    members.c.program_id == _p, members.c.member_id == _m
+)
+_w2: sa.BindParameter[str] = sa.bindparam("w2")
+
+
+@functools.cache
+def _sel_member_state(wallets: int, lock: bool) -> sa.Executable:
+    """``load_member``'s one statement: the member's account rows of the wallets asked
+    for, each joined with the member and the version in force, in wallet order.
+    ``wallets`` is 1 (bound as :w), 2 (:w, :w2) or 3 for any number (an expanding
+    :ws); with ``lock`` the account rows, and only they, are locked as lock_accounts
+    locks them (``FOR UPDATE OF lk_accounts``; SQLite renders no lock clause)."""
+    if wallets == 1:
+        which = accounts.c.wallet == _w
+    elif wallets == 2:
+        which = accounts.c.wallet.in_([_w, _w2])
+    else:
+        which = accounts.c.wallet.in_(sa.bindparam("ws", expanding=True))
+    stmt = (
+        sa.select(*_MEMBER_STATE_COLS, *_ACCOUNT_STATE_COLS)
+        .select_from(accounts.join(members, sa.and_(
+            members.c.program_id == accounts.c.program_id,
+            members.c.member_id == accounts.c.member_id)))
+        .where(accounts.c.program_id == _p, accounts.c.member_id == _m, which)
+        .order_by(accounts.c.wallet)
+    )
+    return stmt.with_for_update(of=accounts) if lock else stmt
+
+
 _ORDER_COLS = (  # the fields of OrderRecord, in order
     orders.c.program_id,
     orders.c.order_id,
@@ -422,6 +464,11 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
 )
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
+)
+_SEL_MEMBER_ORDERS: sa.Executable = (
+    sa.select(*_ORDER_COLS)
+    .where(orders.c.program_id == _p, orders.c.member_id == _m)
+    .order_by(orders.c.placed_at, orders.c.order_id)
 )
 _COUNT_ORDERS: sa.Executable = (
     sa.select(sa.func.count())
@@ -450,9 +497,10 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
         matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
     if by_group:
         matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
-    stmt = sa.select(*_USAGE_COLS).where(
-        rule_usage.c.program_id == _p, rule_usage.c.member_id == _m, sa.or_(*matches)
-    )
+    stmt = sa.select(*_USAGE_COLS).where(rule_usage.c.program_id == _p,
+                                         rule_usage.c.member_id == _m)
+    if matches:  # no rule and no group: every row of the member
+        stmt = stmt.where(sa.or_(*matches))
     if since:
         stmt = stmt.where(rule_usage.c.occurred_at
                           >= sa.bindparam("since", type_=rule_usage.c.occurred_at.type))
@@ -460,77 +508,6 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
         stmt = stmt.where(rule_usage.c.occurred_at
                           < sa.bindparam("until", type_=rule_usage.c.occurred_at.type))
     return stmt
-
-
-_EARNING_USAGE_COLS = (  # the usage columns earning_reads needs (member and program known)
-    rule_usage.c.source,
-    rule_usage.c.rule_id,
-    rule_usage.c.rule_group,
-    rule_usage.c.occurred_at,
-    rule_usage.c.points,
-    rule_usage.c.stamps,
-)
-
-
-def _nulls(columns: Sequence[Any]) -> list[Any]:
-    # typed NULLs, so the union's result columns keep their types' conversions
-    return [sa.type_coerce(sa.null(), c.type) for c in columns]
-
-
-@functools.cache
-def _sel_earning(by_rule: bool, by_group: bool, since: bool, until: bool, stamp_rules: int,
-                 count_orders: bool) -> sa.Executable:
-    """The one statement behind ``earning_reads`` for this shape of request: the member
-    row with the version in force, the order count and each stamp card's count as
-    scalar subqueries, then (UNION ALL) the usage rows the caps need, so the member's
-    columns are converted once, not once per usage row."""
-    ts = rule_usage.c.occurred_at.type
-    version = (
-        sa.select(sa.func.max(program_versions.c.version))
-        .where(program_versions.c.program_id == _p,
-               sa.or_(program_versions.c.effective_from.is_(None),
-                      program_versions.c.effective_from <= _at))
-        .scalar_subquery()
-    )
-    head: list[Any] = [members.c.member_id, members.c.enrolled_at, members.c.attributes,
-                       sa.type_coerce(version, sa.Integer())]
-    if count_orders:
-        head.append(sa.select(sa.func.count()).select_from(orders).where(
-            orders.c.program_id == _p, orders.c.member_id == _m,
-            orders.c.status != OrderStatus.CANCELLED.value).scalar_subquery())
-    else:
-        head.append(sa.literal(0, sa.Integer()))
-    for i in range(stamp_rules):
-        head.append(
-            sa.select(sa.func.coalesce(sa.func.sum(rule_usage.c.stamps), 0))
-            .where(rule_usage.c.program_id == _p, rule_usage.c.member_id == _m,
-                   rule_usage.c.rule_id == sa.bindparam(f"s{i}"))
-            .scalar_subquery()
-        )
-    member_row = sa.select(*head, *_nulls(_EARNING_USAGE_COLS)).where(
-        members.c.program_id == _p, members.c.member_id == _m)
-    if not (by_rule or by_group):
-        return member_row
-    matches = []
-    if by_rule:
-        matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
-    if by_group:
-        matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
-    usage_rows = sa.select(*_nulls(head), *_EARNING_USAGE_COLS).where(
-        rule_usage.c.program_id == _p, rule_usage.c.member_id == _m, sa.or_(*matches))
-    if since:
-        usage_rows = usage_rows.where(rule_usage.c.occurred_at >= sa.bindparam("since", type_=ts))
-    if until:
-        usage_rows = usage_rows.where(rule_usage.c.occurred_at < sa.bindparam("until", type_=ts))
-    return sa.union_all(member_row, usage_rows)
-
-
-_SUM_STAMPS: sa.Executable = (
-    sa.select(rule_usage.c.rule_id, sa.func.sum(rule_usage.c.stamps))
-    .where(rule_usage.c.program_id == _p, rule_usage.c.member_id == _m,
-           rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
-    .group_by(rule_usage.c.rule_id)
-)
 
 
 class _Upserts(NamedTuple):
@@ -632,6 +609,7 @@ def _account_row(program_id: str, member_id: str, wallet: str, s: AccountState) 
         "clawback_shortfall": s.clawback_shortfall,
         "next_due_at": s.next_due_at,
         "version": s.version,
+        "activity": s.activity,
     }
 
 
@@ -852,6 +830,36 @@ class SQLUnitOfWork:
         return None if row is None else AccountState(*row)
 
     @_translated
+    def load_member(
+        self, member_id: str, wallets: Sequence[str], at: dt.datetime, *, lock: bool
+    ) -> MemberState | None:
+        """Return the member, its account rows of ``wallets`` (locked with ``lock``:
+        ``SELECT ... FOR UPDATE OF lk_accounts``, the member row stays unlocked; SQLite's
+        write lock is already held) and the version in force at ``at``, in one
+        statement; None if not enrolled. Only a member without an account row in any
+        of ``wallets`` takes a second statement."""
+        conn = self._c()
+        program_id = self.program_id
+        params: dict[str, Any] = {"p": program_id, "m": member_id, "at": at}
+        asked = sorted(set(wallets))
+        if len(asked) == 1:
+            params["w"] = asked[0]
+        elif len(asked) == 2:
+            params["w"], params["w2"] = asked
+        else:
+            params["ws"] = asked
+        rows = (conn.execute(_sel_member_state(min(len(asked), 3), lock), params).all()
+                if asked else [])
+        head = rows[0] if rows else conn.execute(_SEL_MEMBER_VERSION, params).first()
+        if head is None:
+            return None
+        return MemberState(
+            member=Member(program_id, head[0], head[1], head[2]),
+            accounts={row[5]: AccountState(*row[4:]) for row in rows},
+            version=None if head[3] is None else int(head[3]),
+        )
+
+    @_translated
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         """Return the open lots (remaining > 0 or pending) of these members' wallet,
         member by member in the order given, each member's oldest first."""
@@ -1043,6 +1051,13 @@ class SQLUnitOfWork:
                    or 0)
 
     @_translated
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        """Return every recorded order of the member, whatever its status, ordered by
+        (placed_at, order_id)."""
+        rows = self._c().execute(_SEL_MEMBER_ORDERS, {"p": self.program_id, "m": member_id})
+        return [_order(row) for row in rows]
+
+    @_translated
     def load_usage(
         self,
         member_id: str,
@@ -1053,10 +1068,8 @@ class SQLUnitOfWork:
         until: dt.datetime | None = None,
     ) -> list[RuleUsage]:
         """Return the member's usage rows of these rules or groups with
-        ``since <= occurred_at < until`` (a None bound is open); no rows when both
-        ``rule_ids`` and ``groups`` are empty."""
-        if not rule_ids and not groups:
-            return []
+        ``since <= occurred_at < until`` (a None bound is open); every row of the
+        member (within the bounds) when both ``rule_ids`` and ``groups`` are empty."""
         params: dict[str, Any] = {"p": self.program_id, "m": member_id}
         if rule_ids:
             params["rule_ids"] = list(rule_ids)
@@ -1068,66 +1081,6 @@ class SQLUnitOfWork:
             params["until"] = until
         stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
         return [_usage(row) for row in self._c().execute(stmt, params)]
-
-    @_translated
-    def earning_reads(
-        self,
-        member_id: str,
-        at: dt.datetime,
-        *,
-        rule_ids: Sequence[str] = (),
-        groups: Sequence[str] = (),
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        stamp_rules: Sequence[str] = (),
-        count_orders: bool = False,
-    ) -> EarningReads:
-        """Everything pricing an order or event reads, in one statement."""
-        stamp_rules = list(stamp_rules)
-        by_usage = bool(rule_ids or groups)
-        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "at": at}
-        for i, rule in enumerate(stamp_rules):
-            params[f"s{i}"] = rule
-        if rule_ids:
-            params["rule_ids"] = list(rule_ids)
-        if groups:
-            params["groups"] = list(groups)
-        if by_usage and since is not None:
-            params["since"] = since
-        if by_usage and until is not None:
-            params["until"] = until
-        stmt = _sel_earning(bool(rule_ids), bool(groups), by_usage and since is not None,
-                            by_usage and until is not None, len(stamp_rules), count_orders)
-        rows = self._c().execute(stmt, params).all()
-        n = len(stamp_rules)
-        member_row = None
-        usage = []
-        program_id = self.program_id
-        for row in rows:
-            if row[0] is not None:
-                member_row = row
-            else:
-                source, rule_id, group, occurred_at, points, stamps = row[5 + n:]
-                usage.append(RuleUsage(program_id, member_id, source, rule_id, group,
-                                       occurred_at, Decimal(points), stamps))
-        if member_row is None:
-            return EarningReads(member=None, version=self.program_version_at(at))
-        return EarningReads(
-            member=Member(program_id, member_row[0], member_row[1], member_row[2]),
-            version=None if member_row[3] is None else int(member_row[3]),
-            usage=tuple(usage),
-            stamps={rule: int(member_row[5 + i] or 0) for i, rule in enumerate(stamp_rules)},
-            orders=int(member_row[4] or 0),
-        )
-
-    @_translated
-    def count_stamps(self, member_id: str, rule_ids: Sequence[str]) -> dict[str, int]:
-        """Return the summed stamps of the member's usage rows per rule id."""
-        if not rule_ids:
-            return {}
-        rows = self._c().execute(_SUM_STAMPS, {"p": self.program_id, "m": member_id,
-                                               "rule_ids": list(rule_ids)})
-        return {rule_id: int(total or 0) for rule_id, total in rows}
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -1244,7 +1197,8 @@ class SQLUnitOfWork:
         touched_accounts = [
             {"k_program_id": program_id, "k_member_id": member_id, "k_wallet": wallet,
              **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
-             "next_due_at": state.next_due_at, "version": state.version}
+             "next_due_at": state.next_due_at, "version": state.version,
+             "activity": state.activity}
             for (member_id, wallet), state in changes.accounts.items()
             if (member_id, wallet) not in new_accounts
         ]

@@ -147,6 +147,8 @@ accounts = sa.Table(
     *(sa.Column(name, _POINTS, nullable=False) for name in ACCOUNT_COLUMNS),
     sa.Column("next_due_at", _TS, nullable=True),
     sa.Column("version", sa.BigInteger(), nullable=False),
+    # opaque JSON text the service keeps on the default wallet's row (earning counters)
+    sa.Column("activity", sa.Text(), nullable=True),
     _member_fk(),
     sa.CheckConstraint("held >= 0", name="held_not_negative"),
     sa.CheckConstraint("pending >= 0", name="pending_not_negative"),

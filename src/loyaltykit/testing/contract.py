@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,7 @@ from loyaltykit import (
     Member,
     MemberAlreadyEnrolled,
     MemberNotFound,
+    MemberState,
     Money,
     NotPending,
     NotReversible,
@@ -2087,80 +2089,243 @@ class StorageContract:
             # the bounds compare instants, whatever their zone
             assert [r2] == load(groups=["promo"], since=(t0 + day).astimezone(dt.UTC),
                                 until=(t0 + day + _MINUTE).astimezone(dt.UTC))
-            assert [] == load()
-            assert [] == load(since=t0, until=t0 + 9 * day)
             assert [] == load(rule_ids=["ghost"], groups=["nothing"])
             assert [] == load(rule_ids=["base"], since=t0 + day)
             assert [theirs] == _by_source_and_rule(uow.load_usage("b", rule_ids=["base"]))
             assert [] == uow.load_usage("ghost", rule_ids=["base"], groups=["promo"])
 
-    def test_earning_reads_agree_with_the_single_reads(self, storage: Storage) -> None:
-        """earning_reads is the one-round-trip form of five reads: it must return
-        exactly what they return, for every shape of request."""
-        self._orders_world(storage)
-        storage.register_program(ProgramVersion(
-            "shop", 2, berlin(2026, 3, 1), make_program().to_dict(), utc(2026, 1, 1)))
+    def test_load_usage_without_filters_returns_all_the_members_rows(
+        self, storage: Storage
+    ) -> None:
+        self._orders_world(storage, "shop", "other")
         t0 = berlin(2026, 3, 1, 12)
         day = dt.timedelta(days=1)
-        self._write_usage(
-            storage,
-            self._usage("order:1", "card", None, t0, "0", stamps=2),
-            self._usage("order:2", "card", "promo", t0 + day, "30", stamps=5),
-            self._usage("order:2", "weekend", None, t0 + day, "50"),
-            self._usage("order:3", "weekend", None, t0 + 9 * day, "50"),
-            self._usage("order:4", "spring", "promo", t0 + 2 * day, "7.5"),
-            self._usage("order:9", "weekend", None, t0, "50", member_id="b"),
-        )
-        self._write_orders(storage, self._order("o1"), self._order("o2"),
-                           self._order("o3", status=OrderStatus.CANCELLED))
-        shapes: list[dict[str, Any]] = [
-            {},
-            {"rule_ids": ["weekend"]},
-            {"rule_ids": ["weekend"], "since": t0, "until": t0 + 5 * day},
-            {"groups": ["promo"], "since": t0 + day},
-            {"rule_ids": ["weekend", "card"], "groups": ["promo"], "until": t0 + 2 * day},
-            {"stamp_rules": ["card", "ghost"]},
-            {"rule_ids": ["weekend"], "stamp_rules": ["card"], "count_orders": True},
-            {"count_orders": True, "groups": ["nothing"]},
-        ]
+        r1 = self._usage("order:1", "base", None, t0)
+        r2 = self._usage("order:1", "bonus", "promo", t0 + day)
+        r3 = self._usage("event:e1", "birthday", None, t0 + 2 * day, stamps=1)
+        r4 = self._usage("event:e2", "card", "stamps", t0 + 3 * day, "0", stamps=2)
+        theirs = self._usage("event:e9", "base", "promo", t0, member_id="b")
+        self._write_usage(storage, r1, r2, r3, r4, theirs)
+        self._write_usage(storage, self._usage("event:e1", "base", None, t0,
+                                               program_id="other"), program_id="other")
         with storage.unit_of_work("shop") as uow:
-            for at in (berlin(2026, 2, 1), berlin(2026, 3, 2)):
-                for member_id in ("a", "b"):
-                    for shape in shapes:
-                        got = uow.earning_reads(member_id, at, **shape)
-                        filters = {k: v for k, v in shape.items()
-                                   if k in ("rule_ids", "groups", "since", "until")}
-                        stamps = uow.count_stamps(member_id, shape.get("stamp_rules", []))
-                        assert (uow.get_member(member_id), uow.program_version_at(at)) == (
-                            got.member, got.version), shape
-                        assert _by_source_and_rule(uow.load_usage(member_id, **filters)) == (
-                            _by_source_and_rule(got.usage)), shape
-                        assert {r: stamps.get(r, 0) for r in shape.get("stamp_rules", [])
-                                } == dict(got.stamps), shape
-                        expected = (uow.count_orders(member_id)
-                                    if shape.get("count_orders") else 0)
-                        assert expected == got.orders, shape
-            assert 2 == uow.earning_reads("a", berlin(2026, 3, 2), count_orders=True).orders
-            missing = uow.earning_reads("ghost", berlin(2026, 3, 2), rule_ids=["weekend"])
-            assert (None, 2, ()) == (missing.member, missing.version, tuple(missing.usage))
+            def load(member_id: str = "a", **bounds: Any) -> list[RuleUsage]:
+                return _by_source_and_rule(uow.load_usage(member_id, **bounds))
 
-    def test_count_stamps_sums_a_members_stamps_per_rule(self, storage: Storage) -> None:
-        self._orders_world(storage)
-        t0 = berlin(2026, 3, 1, 12)
-        self._write_usage(
-            storage,
-            self._usage("order:1", "card", None, t0, "0", stamps=2),
-            self._usage("order:2", "card", None, t0, "30", stamps=5),
-            self._usage("event:v", "visits", None, t0, "0", stamps=1),
-            self._usage("order:1", "base", None, t0, "3"),
-            self._usage("order:9", "card", None, t0, "0", member_id="b", stamps=4),
-        )
-        self._write_usage(storage, self._usage("order:2", "card", None, t0, "0", stamps=1))
+            assert [r3, r4, r1, r2] == load()
+            assert [r3, r4, r1, r2] == load(rule_ids=[], groups=[])
+            assert [r3, r4, r1, r2] == load(since=t0, until=t0 + 9 * day)
+            assert [r3, r4, r2] == load(since=t0 + day)  # since is inclusive
+            assert [r1, r2] == load(until=t0 + 2 * day)  # until is exclusive
+            assert [r3] == load(since=(t0 + 2 * day).astimezone(dt.UTC),
+                                until=(t0 + 2 * day + _MINUTE).astimezone(dt.UTC))
+            assert [] == load(since=t0 + 4 * day)
+            assert [theirs] == load("b")
+            assert [] == load("ghost")
+        with storage.unit_of_work("other") as uow:
+            assert [("other", "event:e1")] == [
+                (row.program_id, row.source) for row in uow.load_usage("a")]
+
+    # -- account activity, members' state and orders --------------------------------
+
+    def _enrol_with(self, storage: Storage, member_id: str, *states: AccountState,
+                    program_id: str = "shop", attributes: dict[str, Any] | None = None
+                    ) -> None:
+        """Enrol ``member_id`` with an account row per state given (committed)."""
+        changes = ChangeSet()
+        changes.members.append(Member(program_id, member_id, utc(2026, 1, 1),
+                                      attributes or {}))
+        for state in states:
+            changes.accounts[(member_id, state.wallet)] = state
+            changes.new_accounts.add((member_id, state.wallet))
+        with storage.unit_of_work(program_id) as uow:
+            uow.write(changes)
+            uow.commit()
+
+    def _update_accounts(self, storage: Storage, *states: AccountState) -> None:
         with storage.unit_of_work("shop") as uow:
-            assert {"card": 3, "visits": 1} == uow.count_stamps("a", ["card", "visits"])
-            assert {"card": 4} == uow.count_stamps("b", ["card"])
-            assert 0 == uow.count_stamps("a", ["ghost"]).get("ghost", 0)
-            assert {} == uow.count_stamps("a", [])
+            uow.write(ChangeSet(accounts={(s.member_id, s.wallet): s for s in states}))
+            uow.commit()
+
+    def test_account_activity_round_trips_through_write(self, storage: Storage) -> None:
+        self._register(storage)
+        text = '{"orders": 3, "spent": "12.50",  "tags": ["caf\\u00e9", "né"]}'  # kept as is
+        a = AccountState("a", "points", available=5, issued=-5, version=1, activity=text)
+        b = AccountState("b", "points")
+        c = AccountState("c", "points", activity="{}")
+        for state in (a, b, c):
+            self._enrol_with(storage, state.member_id, state)
+        at = utc(2026, 3, 1)
+
+        def read_back(*states: AccountState) -> None:
+            with storage.unit_of_work("shop") as uow:
+                ids = [state.member_id for state in states]
+                assert {s.member_id: s for s in states} == uow.lock_accounts("points", ids)
+                for state in states:
+                    assert state == uow.get_account("points", state.member_id)
+                    assert {state.member_id: state} == uow.lock_accounts(
+                        "points", [state.member_id])
+                    for lock in (False, True):
+                        loaded = uow.load_member(state.member_id, ["points"], at, lock=lock)
+                        assert loaded is not None
+                        assert {"points": state} == loaded.accounts
+
+        read_back(a, b, c)  # new accounts: inserted with their activity, or None
+        assert (text, None) == (a.activity, b.activity)
+        # updated accounts: the text is replaced verbatim, None stays None, and an
+        # account may gain or lose its text
+        a2 = attrs.evolve(a, available=7, issued=-7, version=2,
+                          activity='{"orders": 4, "spent": "20.00"}')
+        b2 = attrs.evolve(b, available=2, issued=-2, version=1)
+        c2 = attrs.evolve(c, version=1, activity=None)
+        self._update_accounts(storage, a2, b2, c2)
+        read_back(a2, b2, c2)
+        b3 = attrs.evolve(b2, version=2, activity='{"orders": 1}')
+        self._update_accounts(storage, b3)
+        read_back(a2, b3, c2)
+        # an update that is not committed changes nothing
+        with storage.unit_of_work("shop") as uow:
+            uow.write(ChangeSet(accounts={("a", "points"): attrs.evolve(
+                a2, version=3, activity="rolled back")}))
+            assert "rolled back" == (uow.get_account("points", "a") or a2).activity
+        read_back(a2, b3, c2)
+
+    def test_load_member_returns_the_member_its_accounts_and_the_version(
+        self, storage: Storage
+    ) -> None:
+        self._register(storage)  # version 1, in force from the beginning of time
+        storage.register_program(ProgramVersion(
+            "shop", 2, berlin(2026, 3, 1), make_program().to_dict(), utc(2026, 1, 1)))
+        storage.register_program(ProgramVersion(
+            "shop", 3, berlin(2026, 9, 1), make_program().to_dict(), utc(2026, 1, 1)))
+        points = AccountState("a", "points", available=40, issued=-40, version=2,
+                              next_due_at=utc(2026, 4, 1), activity='{"orders": 2}')
+        miles = AccountState("a", "miles", available=7, transfers=-7, version=1)
+        cash = AccountState("a", "cash", pending=3, issued=-3, version=1)
+        self._enrol_with(storage, "a", points, miles, cash, attributes={"tier": "gold"})
+        theirs = AccountState("b", "points", available=99, issued=-99, version=1,
+                              activity='{"orders": 9}')
+        self._enrol_with(storage, "b", theirs)
+        member = Member("shop", "a", utc(2026, 1, 1), {"tier": "gold"})
+        asked: list[tuple[list[str], dict[str, AccountState]]] = [
+            (["points"], {"points": points}),
+            (["miles"], {"miles": miles}),
+            (["points", "miles"], {"points": points, "miles": miles}),
+            (["miles", "points", "points"], {"points": points, "miles": miles}),
+            (["points", "ghost"], {"points": points}),
+            (["cash", "miles", "points"], {"points": points, "miles": miles, "cash": cash}),
+            (["cash", "ghost", "points"], {"points": points, "cash": cash}),
+            (["ghost"], {}),  # enrolled, but no account in the wallets asked for
+            (["ghost", "void"], {}),
+            ([], {}),
+        ]
+        times = [(berlin(2026, 2, 28, 23, 59), 1), (berlin(2026, 3, 1), 2),
+                 (utc(2026, 2, 28, 23), 2), (berlin(2026, 8, 31, 23, 59, 59), 2),
+                 (berlin(2026, 9, 1), 3)]
+        for lock in (False, True):
+            with storage.unit_of_work("shop") as uow:
+                for wallets, accounts in asked:
+                    for at, version in times:
+                        got = uow.load_member("a", wallets, at, lock=lock)
+                        assert MemberState(member, accounts, version) == got, (wallets, at)
+                state = uow.load_member("b", ["points", "miles"], utc(2026, 3, 2), lock=lock)
+                assert MemberState(Member("shop", "b", utc(2026, 1, 1)), {"points": theirs},
+                                   2) == state
+                assert uow.load_member("ghost", ["points"], utc(2026, 3, 2), lock=lock) is None
+                assert uow.load_member("ghost", [], utc(2026, 3, 2), lock=lock) is None
+                assert uow.load_member("ghost", ["points", "miles", "cash"],
+                                       utc(2026, 3, 2), lock=lock) is None
+
+    def test_load_member_without_a_version_in_force(self, storage: Storage) -> None:
+        storage.register_program(ProgramVersion(
+            "later", 1, berlin(2026, 6, 1), make_program("later").to_dict(), utc(2026, 1, 1)))
+        self._register(storage)  # another program's versions do not count
+        state = AccountState("a", "points", activity='{"orders": 0}')
+        self._enrol_with(storage, "a", state, program_id="later")
+        member = Member("later", "a", utc(2026, 1, 1))
+        with storage.unit_of_work("later") as uow:
+            for lock in (False, True):
+                for wallets, accounts in ((["points"], {"points": state}), (["ghost"], {})):
+                    before = uow.load_member("a", wallets, berlin(2026, 5, 31, 23, 59),
+                                             lock=lock)
+                    assert MemberState(member, accounts, None) == before
+                    after = uow.load_member("a", wallets, berlin(2026, 6, 1), lock=lock)
+                    assert MemberState(member, accounts, 1) == after
+        with storage.unit_of_work("shop") as uow:  # members are per program
+            assert uow.load_member("a", ["points"], utc(2026, 7, 1), lock=False) is None
+
+    def test_load_member_with_lock_holds_the_accounts_until_the_end(
+        self, storage: Storage
+    ) -> None:
+        """A second locking read of the same accounts waits for the first unit of work
+        and then sees what it wrote (no lost update)."""
+        self._register(storage)
+        self._enrol_with(storage, "a", AccountState("a", "points"),
+                         AccountState("a", "miles"))
+        at = utc(2026, 3, 1)
+        locked = threading.Event()
+
+        def second() -> tuple[int, int, str | None]:
+            assert locked.wait(30)
+            with storage.unit_of_work("shop") as uow:
+                state = uow.load_member("a", ["miles", "points"], at, lock=True)
+                assert state is not None
+                seen = (state.accounts["points"].available, state.accounts["miles"].available,
+                        state.accounts["points"].activity)
+                uow.commit()
+            return seen
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with storage.unit_of_work("shop") as uow:
+                first = uow.load_member("a", ["points", "miles"], at, lock=True)
+                assert first is not None
+                waiting = pool.submit(second)
+                locked.set()
+                time.sleep(0.3)  # give the second reader time to reach the lock
+                assert not waiting.done()
+                uow.write(ChangeSet(accounts={
+                    ("a", "points"): attrs.evolve(first.accounts["points"], available=5,
+                                                  issued=-5, version=1, activity="{}"),
+                    ("a", "miles"): attrs.evolve(first.accounts["miles"], available=2,
+                                                 issued=-2, version=1),
+                }))
+                uow.commit()
+            assert (5, 2, "{}") == waiting.result(timeout=30)
+
+    def test_load_orders_returns_the_members_orders_in_time_order(
+        self, storage: Storage
+    ) -> None:
+        self._orders_world(storage, "shop", "other")
+        # placed_at compares instants: 10:30 in Berlin is 09:30 UTC, before 10:00 UTC
+        first = self._order("o9", placed_at=utc(2026, 1, 1, 23))
+        berlin_1030 = self._order("o3")
+        same_instant = self._order("o2", placed_at=utc(2026, 1, 2, 9, 30))  # o2 < o3
+        utc_1000 = self._order("o1", placed_at=utc(2026, 1, 2, 10),
+                               status=OrderStatus.CANCELLED, points=0, earn_id=None)
+        last = self._order("o0", placed_at=berlin(2026, 2, 1), returned={"l1": 1},
+                           payments=(uuid.UUID(int=4), uuid.UUID(int=2)))
+        self._write_orders(storage, last, utc_1000, berlin_1030, first, same_instant,
+                           self._order("b1", "b", placed_at=utc(2026, 1, 2)))
+        self._write_orders(storage, self._order("x1", program_id="other"),
+                           program_id="other")
+        expected = [first, same_instant, berlin_1030, utc_1000, last]
+        with storage.unit_of_work("shop") as uow:
+            assert expected == uow.load_orders("a")
+            assert ["b1"] == [o.order_id for o in uow.load_orders("b")]
+            assert [] == uow.load_orders("ghost")
+        # a cancellation changes the status, not the place in the list
+        cancelled = attrs.evolve(berlin_1030, status=OrderStatus.CANCELLED, points=0,
+                                 updated_at=utc(2026, 1, 5))
+        self._write_orders(storage, cancelled, new=False)
+        with storage.unit_of_work("shop") as uow:
+            assert [first, same_instant, cancelled, utc_1000, last] == uow.load_orders("a")
+            uow.write(ChangeSet(orders={"o8": self._order("o8", placed_at=utc(2026, 1, 1))},
+                                new_orders={"o8"}))
+            assert ["o8", "o9"] == [o.order_id for o in uow.load_orders("a")][:2]
+        with storage.unit_of_work("shop") as uow:  # not committed
+            assert "o8" not in [o.order_id for o in uow.load_orders("a")]
+        with storage.unit_of_work("other") as uow:
+            assert ["x1"] == [o.order_id for o in uow.load_orders("a")]
 
     @pytest.mark.parametrize("points", [
         "74.9875", "0.333333333333333333333333333", "0.10", "-2.50", "1E+3", "0",

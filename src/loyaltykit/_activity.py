@@ -1,0 +1,294 @@
+"""A member's earning counters, kept on the member's default-wallet account row.
+
+Pricing an order or event needs what the member's earlier sources gave: lifetime stamp
+counts of stamp cards, what capped rules and groups gave in the cap's period, and
+whether any order is recorded yet (first-order conditions). Reading those from a usage
+log on every order costs a query and an insert into an indexed table; instead the
+facade keeps them here, on the one row every write of the member already locks and
+updates (DESIGN §4 "caps per member per period").
+
+* ``stamps``: lifetime stamps per stamp card;
+* ``used``: lifetime positive points per ``(rule, group)`` of every tracked rule (what
+  a lifetime cap counts);
+* ``entries``: the usage rows of rules and groups with a calendar or rolling cap
+  (``keep_rules`` / ``keep_groups``) whose instant is at or after ``since`` (None: all
+  of them since the member enrolled); older ones are dropped once they are further than
+  the program's longest cap period behind the newest source;
+* ``orders``: recorded orders not cancelled.
+
+The log these are derived from stays where it was: every order row keeps its
+breakdown (tracked outcomes included) and events keep usage rows, so the counters can
+always be rebuilt (:meth:`Activity.rebuild`) when a source is dated before ``since``,
+when a new program version caps a rule not kept yet, or for rows written before the
+counters existed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from ._model import OrderRecord, OrderStatus, RuleUsage
+from ._rules import CapPeriod, EarningPolicy, UsageQuery
+
+__all__ = ["Activity", "Retention", "order_usage", "retention"]
+
+_ZERO = Decimal(0)
+_UTC = dt.UTC
+#: the instant of the rows standing for what dropped entries gave: before any period
+EARLIER = dt.datetime(1, 1, 2, tzinfo=_UTC)
+
+_SPAN_DAYS = {
+    CapPeriod.DAY: 2,
+    CapPeriod.WEEK: 8,
+    CapPeriod.MONTH: 32,
+    CapPeriod.QUARTER: 93,
+    CapPeriod.YEAR: 367,
+}
+# sources arrive roughly in time order, not exactly: keep a week more than a period
+_MARGIN = dt.timedelta(days=7)
+
+
+@attrs.frozen
+class Retention:
+    """Which usage a program's caps look back on: the rules and groups with a calendar
+    or rolling cap, and how far behind the newest source their rows are still kept."""
+
+    rules: frozenset[str]
+    groups: frozenset[str]
+    horizon: dt.timedelta
+
+
+def retention(policy: EarningPolicy) -> Retention:
+    """The :class:`Retention` a policy's caps need."""
+    rules: set[str] = set()
+    groups: set[str] = set()
+    days = 0
+    for rule in policy.rules:
+        for cap in rule.caps:
+            span = _span(cap.period, cap.days)
+            if span:
+                rules.add(rule.id)
+                days = max(days, span)
+    for group in policy.groups:
+        for cap in group.caps:
+            span = _span(cap.period, cap.days)
+            if span:
+                groups.add(group.name)
+                days = max(days, span)
+    return Retention(frozenset(rules), frozenset(groups),
+                     dt.timedelta(days=days) + _MARGIN if days else dt.timedelta(0))
+
+
+def _span(period: CapPeriod, days: int | None) -> int:
+    if period is CapPeriod.ROLLING:
+        return 2 * (days or 0) + 1  # a rolling window looks N days either side
+    return _SPAN_DAYS.get(period, 0)  # per order and lifetime caps keep no rows
+
+
+def order_usage(record: OrderRecord) -> list[RuleUsage]:
+    """The usage rows an order's stored breakdown stands for: one per tracked rule that
+    gave points or stamps."""
+    source = f"order:{record.order_id}"
+    rows = []
+    for outcome in record.evaluation.get("outcomes", ()):
+        if not outcome.get("tracked"):
+            continue
+        points = Decimal(outcome.get("points", "0"))
+        stamps = int(outcome.get("stamps", 0))
+        if points != _ZERO or stamps:
+            rows.append(RuleUsage(record.program_id, record.member_id, source,
+                                  outcome["rule_id"], outcome.get("group"),
+                                  record.placed_at, points, stamps))
+    return rows
+
+
+def _add(totals: dict[Any, Any], key: Any, delta: Any) -> None:
+    value = totals.get(key, 0) + delta
+    if value:
+        totals[key] = value
+    else:
+        totals.pop(key, None)
+
+
+@attrs.frozen
+class Activity:
+    """A member's earning counters (see the module docstring)."""
+
+    since: dt.datetime | None = None
+    newest: dt.datetime | None = None
+    orders: int = 0
+    stamps: Mapping[str, int] = attrs.field(factory=dict)
+    used: Mapping[tuple[str, str | None], Decimal] = attrs.field(factory=dict)
+    keep_rules: frozenset[str] = frozenset()
+    keep_groups: frozenset[str] = frozenset()
+    entries: tuple[RuleUsage, ...] = ()
+
+    @classmethod
+    def fresh(cls, kept: Retention) -> Activity:
+        """The counters of a member with nothing recorded yet."""
+        return cls(keep_rules=kept.rules, keep_groups=kept.groups)
+
+    # -- stored form ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, text: str | None, program_id: str, member_id: str) -> Activity | None:
+        """Parse the stored form (None: nothing stored, the counters must be rebuilt)."""
+        if text is None:
+            return None
+        data = json.loads(text)
+        since = data.get("since")
+        newest = data.get("newest")
+        return cls(
+            since=None if since is None else dt.datetime.fromisoformat(since),
+            newest=None if newest is None else dt.datetime.fromisoformat(newest),
+            orders=int(data.get("orders", 0)),
+            stamps={str(k): int(v) for k, v in data.get("stamps", {}).items()},
+            used={(rule, group): Decimal(points)
+                  for rule, group, points in data.get("used", ())},
+            keep_rules=frozenset(data.get("keep_rules", ())),
+            keep_groups=frozenset(data.get("keep_groups", ())),
+            entries=tuple(
+                RuleUsage(program_id, member_id, source, rule, group,
+                          dt.datetime.fromisoformat(at), Decimal(points), stamps)
+                for source, rule, group, at, points, stamps in data.get("entries", ())
+            ),
+        )
+
+    def dump(self) -> str:
+        """The stored form: compact JSON, exact decimals as strings."""
+        data: dict[str, Any] = {"v": 1}
+        if self.since is not None:
+            data["since"] = self.since.isoformat()
+        if self.newest is not None:
+            data["newest"] = self.newest.isoformat()
+        if self.orders:
+            data["orders"] = self.orders
+        if self.stamps:
+            data["stamps"] = dict(sorted(self.stamps.items()))
+        if self.used:
+            data["used"] = [[rule, group, str(points)] for (rule, group), points
+                            in sorted(self.used.items(), key=lambda kv: (kv[0][0],
+                                                                         kv[0][1] or ""))]
+        if self.keep_rules:
+            data["keep_rules"] = sorted(self.keep_rules)
+        if self.keep_groups:
+            data["keep_groups"] = sorted(self.keep_groups)
+        if self.entries:
+            data["entries"] = [[e.source, e.rule_id, e.group, e.occurred_at.isoformat(),
+                                str(e.points), e.stamps] for e in self.entries]
+        return json.dumps(data, separators=(",", ":"))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def covers(self, queries: Iterable[UsageQuery], kept: Retention) -> bool:
+        """Whether these counters answer ``queries`` exactly: every windowed query asks
+        for rules and groups whose rows are kept, from ``since`` on; and the program's
+        windowed rules are all kept (else their rows from now on would be lost)."""
+        if not (kept.rules <= self.keep_rules and kept.groups <= self.keep_groups):
+            return False
+        for q in queries:
+            if q.since is None:
+                continue  # lifetime: the totals answer it
+            if self.since is not None and q.since < self.since:
+                return False
+            if not (set(q.rule_ids) <= self.keep_rules and set(q.groups) <= self.keep_groups):
+                return False
+        return True
+
+    def rows(self, program_id: str, member_id: str) -> list[RuleUsage]:
+        """Usage rows for the evaluator: the kept entries, plus one row per rule and
+        group dated :data:`EARLIER` for what its other rows gave (lifetime caps count
+        it, no period contains it)."""
+        rows = list(self.entries)
+        if not self.used:
+            return rows
+        in_entries: dict[tuple[str, str | None], Decimal] = {}
+        for e in self.entries:
+            if e.points > _ZERO:
+                in_entries[(e.rule_id, e.group)] = (
+                    in_entries.get((e.rule_id, e.group), _ZERO) + e.points)
+        for (rule, group), total in self.used.items():
+            rest = total - in_entries.get((rule, group), _ZERO)
+            if rest > _ZERO:
+                rows.append(RuleUsage(program_id, member_id, f"~earlier:{rule}:{group or ''}",
+                                      rule, group, EARLIER, rest, 0))
+        return rows
+
+    def stamp_counts(self, card_ids: Sequence[str]) -> dict[str, int]:
+        """Lifetime stamps of these stamp cards."""
+        return {card: self.stamps.get(card, 0) for card in card_ids}
+
+    # -- writing --------------------------------------------------------------------------
+
+    def record(self, source: str, at: dt.datetime, old: Sequence[RuleUsage],
+               new: Sequence[RuleUsage], *, orders: int = 0,
+               horizon: dt.timedelta | None = None) -> Activity:
+        """Return the counters after ``source`` (dated ``at``) went from usage rows
+        ``old`` to ``new`` (a new source: no ``old``), ``orders`` added to the order
+        count; entries further than ``horizon`` behind the newest source are dropped."""
+        used = dict(self.used)
+        stamps = dict(self.stamps)
+        for sign, rows in ((-1, old), (1, new)):
+            for row in rows:
+                if row.points > _ZERO:
+                    _add(used, (row.rule_id, row.group), sign * row.points)
+                if row.stamps:
+                    _add(stamps, row.rule_id, sign * row.stamps)
+        entries = [e for e in self.entries if e.source != source]
+        if self.since is None or at >= self.since:
+            entries.extend(r for r in new if (r.points != _ZERO or r.stamps) and (
+                r.rule_id in self.keep_rules or r.group in self.keep_groups))
+        newest = at if self.newest is None else max(self.newest, at)
+        since = self.since
+        if horizon is not None:
+            cutoff = newest - horizon
+            if any(e.occurred_at < cutoff for e in entries):
+                entries = [e for e in entries if e.occurred_at >= cutoff]
+                since = cutoff if since is None else max(since, cutoff)
+        return attrs.evolve(self, since=since, newest=newest, orders=self.orders + orders,
+                            stamps=stamps, used=used, entries=tuple(entries))
+
+    @classmethod
+    def rebuild(cls, log: Iterable[RuleUsage], orders: Iterable[OrderRecord],
+                kept: Retention, *, since: dt.datetime | None) -> Activity:
+        """Counters from the member's whole log: its orders' breakdowns and the usage
+        rows of its events, keeping entries of ``kept``'s rules and groups at or after
+        ``since`` (None: all of them)."""
+        rows: dict[tuple[str, str], RuleUsage] = {}
+        count = 0
+        for record in orders:
+            if record.status is OrderStatus.OPEN:
+                count += 1
+            for row in order_usage(record):
+                rows[(row.source, row.rule_id)] = row
+        for row in log:
+            if not row.source.startswith("order:"):
+                rows[(row.source, row.rule_id)] = row
+        used: dict[tuple[str, str | None], Decimal] = {}
+        stamps: dict[str, int] = {}
+        entries = []
+        newest = None
+        for row in sorted(rows.values(), key=lambda r: (r.occurred_at, r.source, r.rule_id)):
+            if row.points > _ZERO:
+                _add(used, (row.rule_id, row.group), row.points)
+            if row.stamps:
+                _add(stamps, row.rule_id, row.stamps)
+            if (row.points != _ZERO or row.stamps) and (
+                    row.rule_id in kept.rules or row.group in kept.groups) and (
+                    since is None or row.occurred_at >= since):
+                entries.append(row)
+            newest = row.occurred_at if newest is None else max(newest, row.occurred_at)
+        return cls(since=since, newest=newest, orders=count, stamps=stamps, used=used,
+                   keep_rules=kept.rules, keep_groups=kept.groups, entries=tuple(entries))
+
+    def widened(self, kept: Retention) -> Retention:
+        """``kept`` plus the rules and groups these counters already keep (so a rebuild
+        for one version does not drop what another version's caps need)."""
+        return Retention(kept.rules | self.keep_rules, kept.groups | self.keep_groups,
+                         kept.horizon)

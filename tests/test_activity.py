@@ -1,0 +1,280 @@
+"""The earning counters kept on a member's default-wallet account against the log they
+summarise.
+
+Caps, stamp cards and first-order conditions read the counters instead of the usage
+log. These tests replay random histories of orders (in and out of time order),
+returns, cancellations and events, in two wallets, and check after every step that
+
+* each order and event is priced exactly as it is from the whole log (every order's
+  tracked outcomes and every event's usage rows, read back from storage), and
+* the stored counters equal the ones rebuilt from that log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyaltykit import (
+    AllOf,
+    Cap,
+    CapPeriod,
+    EarningPolicy,
+    Event,
+    EventBonusRule,
+    FirstOrder,
+    FixedRule,
+    LineMatch,
+    Loyalty,
+    MemberContext,
+    MinNet,
+    Money,
+    Order,
+    OrderLine,
+    Program,
+    RateRule,
+    RuleGroup,
+    StampCardRule,
+    Storage,
+    TestClock,
+    Window,
+    evaluate_event,
+    evaluate_order,
+)
+from loyaltykit._activity import Activity, order_usage, retention
+from loyaltykit._model import RuleUsage
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.contract import berlin, make_program
+
+EUR = "EUR"
+START = berlin(2026, 1, 5, 12)
+
+
+def earning() -> EarningPolicy:
+    """Every kind of counted rule: calendar, rolling, lifetime and group caps, a stamp
+    card, a first-order bonus and a capped event bonus."""
+    return EarningPolicy(
+        rules=(
+            RateRule(id="base"),
+            FixedRule(id="weekend", points=50, window=Window(weekdays=(6, 7)),
+                      caps=(Cap(120, CapPeriod.MONTH),), group="bonus"),
+            FixedRule(id="big", points=20, condition=MinNet(Decimal("40.00")),
+                      caps=(Cap(30, CapPeriod.ROLLING, days=3),), group="bonus"),
+            FixedRule(id="loyal", points=15, caps=(Cap(40, CapPeriod.LIFETIME),)),
+            FixedRule(id="first", points=25, condition=AllOf((FirstOrder(),))),
+            StampCardRule(id="card", every=3, points=10, counts="items",
+                          match=LineMatch(categories=("coffee",))),
+            EventBonusRule(id="review", event="review", points=5,
+                           caps=(Cap(10, CapPeriod.DAY),)),
+        ),
+        groups=(RuleGroup(name="bonus", caps=(Cap(100, CapPeriod.WEEK),)),),
+    )
+
+
+def program() -> Program:
+    base = make_program("A")
+    return Program(id=base.id, time_zone=base.time_zone, currency=base.currency,
+                   point_value=base.point_value, wallets=("points", "credits"),
+                   ledger=base.ledger, earning=earning())
+
+
+class Oracle:
+    """Records through the facade and prices every source again from the whole log."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.program = program()
+        self.clock = TestClock(berlin(2028, 6, 1))
+        self.loyalty = Loyalty(self.program, storage, clock=self.clock)
+        self.loyalty.enrol("ann", at=berlin(2025, 12, 1))
+        self.orders: list[str] = []
+        self.events: dict[str, list[RuleUsage]] = {}
+        self.n = 0
+
+    def log(self) -> list[RuleUsage]:
+        rows = [r for rows in self.events.values() for r in rows]
+        for order_id in self.orders:
+            rows.extend(order_usage(self.loyalty.order(order_id)))
+        return rows
+
+    def context(self, *, first: bool) -> MemberContext:
+        open_orders = sum(1 for o in self.orders
+                          if self.loyalty.order(o).status.value == "open")
+        return MemberContext(member_id="ann", enrolled_at=berlin(2025, 12, 1),
+                             first_order=first and open_orders == 0)
+
+    def stamps(self) -> dict[str, int]:
+        return {"card": sum(r.stamps for r in self.log() if r.rule_id == "card")}
+
+    def order(self, day: int, hour: int, coffee: int, cents: int, wallet: str) -> None:
+        self.n += 1
+        placed = START + dt.timedelta(days=day, hours=hour)
+        lines = [OrderLine(sku="cake", category="food", quantity=1,
+                           unit_price=Money(Decimal(cents) / 100, EUR), line_id="cake")]
+        if coffee:
+            lines.append(OrderLine(sku="espresso", category="coffee", quantity=coffee,
+                                   unit_price=Money("2.50", EUR), line_id="coffee"))
+        order = Order(id=f"o{self.n}", member_id="ann", placed_at=placed, currency=EUR,
+                      lines=tuple(lines))
+        expected = evaluate_order(self.program.earning, self.program.time_zone, order,
+                                  self.context(first=True), usage=self.log(),
+                                  stamps=self.stamps(), version=1)
+        got = self.loyalty.record_order(order, wallet=wallet)
+        assert _outcomes(expected) == _outcomes(got.evaluation)
+        self.orders.append(order.id)
+
+    def event(self, day: int, wallet: str) -> None:
+        self.n += 1
+        event = Event(id=f"e{self.n}", type="review", member_id="ann",
+                      occurred_at=START + dt.timedelta(days=day, hours=3))
+        expected = evaluate_event(self.program.earning, self.program.time_zone, event,
+                                  self.context(first=False), usage=self.log(),
+                                  stamps=self.stamps(), version=1)
+        got = self.loyalty.record_event(event, wallet=wallet)
+        assert _outcomes(expected) == _outcomes(got.evaluation)
+        self.events[event.id] = [
+            RuleUsage(self.program.id, "ann", f"event:{event.id}", o.rule_id, o.group,
+                      event.occurred_at, o.points, o.stamps)
+            for o in got.evaluation.outcomes if o.tracked and (o.points or o.stamps)]
+
+    def give_back(self, index: int, cancel: bool) -> None:
+        if not self.orders:
+            return
+        order_id = self.orders[index % len(self.orders)]
+        record = self.loyalty.order(order_id)
+        if record.status.value != "open":
+            return
+        self.n += 1
+        if cancel:
+            self.loyalty.cancel_order(order_id, key=f"c{self.n}")
+            return
+        left = {line["line_id"]: line["quantity"] - record.returned.get(line["line_id"], 0)
+                for line in record.order["lines"]}
+        line_id = next((k for k, v in sorted(left.items()) if v > 0), None)
+        if line_id is not None:
+            self.loyalty.record_return(order_id, {line_id: 1}, key=f"r{self.n}")
+
+    def check_counters(self) -> None:
+        with self.storage.unit_of_work(self.program.id) as uow:
+            state = uow.get_account("points", "ann")
+            credits = uow.get_account("credits", "ann")
+        assert state is not None and credits is not None
+        assert credits.activity is None  # counters live on the default wallet only
+        stored = Activity.load(state.activity, self.program.id, "ann")
+        assert stored is not None
+        kept = retention(self.program.earning)
+        assert (kept.rules, kept.groups) == (stored.keep_rules, stored.keep_groups)
+        records = [self.loyalty.order(o) for o in self.orders]
+        events = [r for rows in self.events.values() for r in rows]
+        rebuilt = Activity.rebuild(events, records, kept, since=stored.since)
+        assert rebuilt.orders == stored.orders
+        assert rebuilt.stamps == stored.stamps
+        assert rebuilt.used == stored.used
+        assert _rows(rebuilt.entries) == _rows(stored.entries)
+
+
+def _outcomes(evaluation: Any) -> list[tuple[str, Decimal, int]]:
+    return [(o.rule_id, o.points, o.stamps) for o in evaluation.outcomes]
+
+
+def _rows(rows: Any) -> list[tuple[Any, ...]]:
+    return sorted((r.source, r.rule_id, r.group, r.occurred_at, r.points, r.stamps)
+                  for r in rows)
+
+
+steps = st.lists(st.one_of(
+    st.tuples(st.just("order"), st.integers(0, 120), st.integers(0, 10),
+              st.integers(0, 4), st.integers(500, 6000), st.sampled_from(["points", "credits"])),
+    st.tuples(st.just("event"), st.integers(0, 120), st.sampled_from(["points", "credits"])),
+    st.tuples(st.just("return"), st.integers(0, 50)),
+    st.tuples(st.just("cancel"), st.integers(0, 50)),
+), min_size=1, max_size=25)
+
+
+def run(oracle: Oracle, ops: list[tuple[Any, ...]]) -> None:
+    for op in ops:
+        if op[0] == "order":
+            oracle.order(*op[1:])
+        elif op[0] == "event":
+            oracle.event(*op[1:])
+        else:
+            oracle.give_back(op[1], cancel=op[0] == "cancel")
+        oracle.check_counters()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=steps)
+def test_counters_price_like_the_whole_log(ops: list[tuple[Any, ...]]) -> None:
+    run(Oracle(MemoryStorage()), ops)
+
+
+def history() -> list[tuple[Any, ...]]:
+    """A fixed history: a year of orders mostly in time order (so entries get dropped
+    behind the horizon), some far in the past (so the counters are rebuilt), returns,
+    cancellations and events in both wallets."""
+    ops: list[tuple[Any, ...]] = []
+    for i in range(60):
+        day = i * 6 if i % 9 else max(0, i * 6 - 150)
+        ops.append(("order", day, i % 11, i % 5, 800 + 97 * i,
+                    "credits" if i % 7 == 0 else "points"))
+        if i % 5 == 2:
+            ops.append(("event", day, "points"))
+        if i % 8 == 3:
+            ops.append(("return", i))
+        if i % 13 == 4:
+            ops.append(("cancel", i - 2))
+    return ops
+
+
+def test_counters_on_every_backend(storage: Storage) -> None:
+    oracle = Oracle(storage)
+    run(oracle, history())
+    with storage.unit_of_work(oracle.program.id) as uow:
+        state = uow.get_account("points", "ann")
+    assert state is not None
+    stored = Activity.load(state.activity, oracle.program.id, "ann")
+    # the history is long enough that old entries were dropped behind the horizon
+    assert stored is not None and stored.since is not None
+
+
+def test_counters_missing_are_rebuilt(storage: Storage) -> None:
+    """An account row without counters (written before they existed) gets them
+    rebuilt from the log on the member's next order."""
+    oracle = Oracle(storage)
+    for i in range(4):
+        oracle.order(i * 2, 3, 2, 4500, "points")
+    oracle.event(1, "points")
+    with storage.unit_of_work(oracle.program.id) as uow:
+        state = uow.get_account("points", "ann")
+        assert state is not None
+        uow.write(_changes({("ann", "points"): attrs.evolve(state, activity=None)}))
+        uow.commit()
+    with storage.unit_of_work(oracle.program.id) as uow:
+        cleared = uow.get_account("points", "ann")
+    assert cleared is not None and cleared.activity is None
+    oracle.order(9, 3, 2, 4500, "points")
+    oracle.check_counters()
+
+
+def _changes(accounts: dict[tuple[str, str], Any]) -> Any:
+    from loyaltykit._ledger import ChangeSet
+    return ChangeSet(accounts=accounts)
+
+
+@pytest.mark.parametrize("days", [0, 40, 400])
+def test_an_order_far_in_the_past_is_priced_from_the_log(storage: Storage, days: int) -> None:
+    """Orders long after, then one dated before the counters' entries: the weekend cap
+    of its month is counted from the log."""
+    oracle = Oracle(storage)
+    for i in range(6):
+        oracle.order(5 + i * 7, 0, 0, 3000, "points")  # Saturdays: weekend bonus
+    for i in range(10):
+        oracle.order(days + 60 + i * 30, 0, 0, 3000, "points")
+    oracle.order(5 + 7, 2, 1, 3000, "points")
+    oracle.check_counters()
