@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from ._model import OrderRecord, OrderStatus, RuleUsage
-from ._rules import CapPeriod, EarningPolicy, UsageQuery
+from ._rules import Cap, CapPeriod, EarningPolicy, UsageQuery
 
 __all__ = ["Activity", "Retention", "order_usage", "retention"]
 
@@ -66,22 +66,14 @@ class Retention:
 
 def retention(policy: EarningPolicy) -> Retention:
     """The :class:`Retention` a policy's caps need."""
-    rules: set[str] = set()
-    groups: set[str] = set()
-    days = 0
-    for rule in policy.rules:
-        for cap in rule.caps:
-            span = _span(cap.period, cap.days)
-            if span:
-                rules.add(rule.id)
-                days = max(days, span)
-    for group in policy.groups:
-        for cap in group.caps:
-            span = _span(cap.period, cap.days)
-            if span:
-                groups.add(group.name)
-                days = max(days, span)
-    return Retention(frozenset(rules), frozenset(groups),
+    def windowed(caps: Iterable[Cap]) -> int:
+        return max((_span(cap.period, cap.days) for cap in caps), default=0)
+
+    rules = {rule.id: windowed(rule.caps) for rule in policy.rules}
+    groups = {group.name: windowed(group.caps) for group in policy.groups}
+    days = max([0, *rules.values(), *groups.values()])
+    return Retention(frozenset(r for r, span in rules.items() if span),
+                     frozenset(g for g, span in groups.items() if span),
                      dt.timedelta(days=days) + _MARGIN if days else dt.timedelta(0))
 
 
