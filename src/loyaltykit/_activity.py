@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 from ._model import OrderRecord, OrderStatus, RuleUsage
-from ._rules import Cap, CapPeriod, EarningPolicy, UsageQuery
+from ._rules import Cap, CapPeriod, EarningPolicy, Evaluation, UsageQuery, usage_rows
 
 __all__ = ["Activity", "Retention", "order_usage", "retention"]
 
@@ -85,19 +85,10 @@ def _span(period: CapPeriod, days: int | None) -> int:
 
 def order_usage(record: OrderRecord) -> list[RuleUsage]:
     """The usage rows an order's stored breakdown stands for: one per tracked rule that
-    gave points or stamps."""
-    source = f"order:{record.order_id}"
-    rows = []
-    for outcome in record.evaluation.get("outcomes", ()):
-        if not outcome.get("tracked"):
-            continue
-        points = Decimal(outcome.get("points", "0"))
-        stamps = int(outcome.get("stamps", 0))
-        if points != _ZERO or stamps:
-            rows.append(RuleUsage(record.program_id, record.member_id, source,
-                                  outcome["rule_id"], outcome.get("group"),
-                                  record.placed_at, points, stamps))
-    return rows
+    gave points or stamps (what :func:`usage_rows` gives for that breakdown)."""
+    return usage_rows(Evaluation.from_dict(dict(record.evaluation)),
+                      program_id=record.program_id, member_id=record.member_id,
+                      source=f"order:{record.order_id}", occurred_at=record.placed_at)
 
 
 def _add(totals: dict[Any, Any], key: Any, delta: Any) -> None:

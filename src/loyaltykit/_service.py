@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from loyaltykit._activity import Activity, Retention, order_usage, retention
+from loyaltykit._activity import Activity, Retention, retention
 from loyaltykit._clock import Clock, SystemClock
 from loyaltykit._errors import (
     AlreadyReversed,
@@ -1261,7 +1261,7 @@ class Loyalty:
                     reason=reason or f"order {order_id} {'cancelled' if cancel else 'return'}",
                     metadata={"order_id": order_id},
                 )
-            updated = ledger.changes.orders[order_id] = attrs.evolve(
+            ledger.changes.orders[order_id] = attrs.evolve(
                 record, returned=returned, points=evaluation.points,
                 evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
                 recorded_evaluation=record.evaluation_as_recorded(),
@@ -1269,9 +1269,13 @@ class Loyalty:
             )
             kept = self._retention(program)
             activity = self._activity(uow, state, kept)
+            source = f"order:{order_id}"
+            before, after = (usage_rows(e, program_id=self.program.id, member_id=member_id,
+                                        source=source, occurred_at=record.placed_at)
+                             for e in (previous, evaluation))
             self._keep_activity(ledger, state, activity.record(
-                f"order:{order_id}", record.placed_at, order_usage(record),
-                order_usage(updated), orders=-1 if cancel else 0, horizon=kept.horizon))
+                source, record.placed_at, before, after, orders=-1 if cancel else 0,
+                horizon=kept.horizon))
             return ReturnResult(
                 order_id=order_id, member_id=member_id, points_before=record.points,
                 points_after=evaluation.points, clawed_back=max(difference, 0),
