@@ -309,6 +309,51 @@ def test_a_replay_after_returns_gives_the_first_result(world: World) -> None:
     assert first.evaluation.to_dict() == world.loyalty.order("o").evaluation_as_recorded()
 
 
+def test_the_default_key_lives_on_the_order_row(world: World) -> None:
+    """Under its default key an order is one row: the order carries the key's
+    fingerprint and result, and the key is kept for record_order."""
+    order = e1_order("o", "ann", berlin(2026, 3, 14, 18))
+    first = world.loyalty.record_order(order)
+    with world.storage.unit_of_work(world.program.id) as uow:
+        assert uow.get_idempotency("order:o") is None
+        record = uow.get_order("o")
+    assert record is not None and record.fingerprint and record.result
+    assert first == world.loyalty.record_order(order)
+    with pytest.raises(IdempotencyConflict):
+        world.loyalty.record_order(e1_order("o", "ann", berlin(2026, 3, 14, 18), beans=3))
+    before = ledger_snapshot(world.loyalty, ["ann"])
+    with pytest.raises(InvalidInput, match="order:"):
+        world.loyalty.earn("ann", 5, key="order:o")
+    with pytest.raises(InvalidInput, match="order:"):  # another order's default key
+        world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)),
+                                   key="order:q")
+    assert before == ledger_snapshot(world.loyalty, ["ann"])
+    # an order recorded under a key of its own refuses its default key
+    world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)), key="shop-1")
+    with pytest.raises(OrderAlreadyRecorded):
+        world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)))
+
+
+def test_a_repeat_is_settled_by_the_order_row_not_by_retries(world: World) -> None:
+    """The default key is not read before writing: a repeat is caught by the order
+    row's unique id, then replayed or refused exactly as a key read first would. That
+    is no retry (it works with none allowed), and a repeat that would now be refused
+    (its payment unknown) is still judged against the order recorded."""
+    strict = Loyalty(world.program, world.storage, clock=world.clock, max_retries=0)
+    order = e1_order("o", "ann", berlin(2026, 3, 14, 18))
+    first = strict.record_order(order)
+    assert first == strict.record_order(order)
+    with pytest.raises(IdempotencyConflict):
+        strict.record_order(e1_order("o", "ann", berlin(2026, 3, 14, 18), beans=3))
+    before = ledger_snapshot(world.loyalty, ["ann"])
+    with pytest.raises(IdempotencyConflict):  # not TransactionNotFound
+        strict.record_order(order, paid_with=[uuid.uuid4()])
+    with pytest.raises(TransactionNotFound):  # a new order with that payment is refused
+        strict.record_order(e1_order("n", "ann", berlin(2026, 3, 14, 19)),
+                            paid_with=[uuid.uuid4()])
+    assert before == ledger_snapshot(world.loyalty, ["ann"])
+
+
 def test_quote_equals_what_recording_writes_and_writes_nothing(world: World) -> None:
     before = ledger_snapshot(world.loyalty, ["ann"])
     for n, (day, beans) in enumerate([(14, 2), (15, 1), (16, 3), (21, 2)]):

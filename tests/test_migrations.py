@@ -202,3 +202,36 @@ def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
     assert "activity" not in columns and "version" in columns
     storage.upgrade()
     assert [] == _differences(storage)
+
+
+def test_0005_orders_keep_their_key_record_across_a_downgrade(storage: SQLStorage) -> None:
+    """Since 0005 an order recorded under its default key is that key's record.
+    Downgrading copies those records into lk_idempotency_keys; upgrading again leaves
+    the new columns NULL, and a replay then finds the key's own record."""
+    from loyaltykit import Loyalty, Money, Order, OrderLine, TestClock
+    from loyaltykit.testing.contract import make_program
+
+    storage.upgrade()
+    clock = TestClock(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC))
+    loyalty = Loyalty(make_program("keys"), storage, clock=clock)
+    loyalty.enrol("m")
+    order = Order(id="o1", member_id="m", placed_at=clock.now(), currency="EUR",
+                  lines=(OrderLine(sku="s", quantity=2, unit_price=Money("10.00", "EUR")),))
+    first = loyalty.record_order(order)
+    keys = SQLStorage.metadata.tables["lk_idempotency_keys"]
+    with _engine(storage).connect() as conn:
+        assert [] == list(conn.execute(
+            sa.select(keys.c.key).where(keys.c.key.like("order:%"))).scalars())
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    with _engine(storage).connect() as conn:
+        assert ["order:o1"] == list(conn.execute(
+            sa.select(keys.c.key).where(keys.c.key.like("order:%"))).scalars())
+    storage.upgrade()
+    assert [] == _differences(storage)
+    with storage.unit_of_work("keys") as uow:
+        record = uow.get_order("o1")
+        assert record is not None and (None, None) == (record.fingerprint, record.result)
+    assert first == Loyalty(make_program("keys"), storage, clock=clock).record_order(order)

@@ -317,7 +317,10 @@ class OrderRecord:
     first return that changed it (None until then: ``evaluation`` is that breakdown).
     ``earn_id`` is the earn transaction (None if it earned nothing);
     ``payments`` are spend/capture transactions that paid for it, reversed when the
-    order is cancelled.
+    order is cancelled. ``fingerprint`` and ``result`` are set when the order was
+    recorded under its default idempotency key (``"order:<id>"``): the order row is
+    then that key's record (the fingerprint of the request, the encoded result without
+    its breakdown), and no separate idempotency record is written.
     """
 
     program_id: str
@@ -335,6 +338,8 @@ class OrderRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     recorded_evaluation: Mapping[str, Any] | None = None
+    fingerprint: str | None = None
+    result: str | None = None
 
     #: The fields a return or cancellation may change; the rest never change.
     CHANGING: ClassVar[tuple[str, ...]] = (

@@ -37,6 +37,7 @@ from loyaltykit._errors import (
     InvalidPoints,
     InvalidProgram,
     InvalidReturn,
+    LoyaltyError,
     MemberAlreadyEnrolled,
     MemberNotFound,
     NotPending,
@@ -103,6 +104,7 @@ logger = logging.getLogger("loyaltykit")
 
 R = TypeVar("R")
 
+_ORDER_KEY = "order:"  # the prefix of record_order's default keys
 MAX_MEMBER_ID_LENGTH = 128
 MAX_REASON_LENGTH = 500
 MAX_METADATA_BYTES = 16_384
@@ -291,15 +293,35 @@ class Loyalty:
         *,
         omit: tuple[str, ...] = (),
         replay: Callable[[UnitOfWork, dict[str, Any]], R] | None = None,
+        order_id: str | None = None,
     ) -> R:
         """Run ``apply`` in a unit of work under the idempotency ``key``. The result is
         stored for replay without the fields in ``omit``; ``replay`` rebuilds a
-        result so stored from its decoded fields (reading what was left out)."""
+        result so stored from its decoded fields (reading what was left out).
+
+        With ``order_id`` (``key`` is then ``"order:<order_id>"``, the order's default
+        key) the order's row is the key's record: ``apply`` records that order, and
+        the fingerprint and result go on its row instead of a record of their own.
+        Other writes may not use keys starting with ``"order:"``."""
+        if order_id is None and key.startswith(_ORDER_KEY):
+            raise InvalidInput("keys starting with 'order:' are kept for record_order's "
+                               "default key", key=key)
         fingerprint = _fingerprint(request)
-        for attempt in range(self._max_retries + 1):
+        # An order under its default key is written optimistically, without a read
+        # first: its row's unique order id catches a repeat, and only then (or when the
+        # order is refused: a repeat replays whatever holds now) is the row looked up,
+        # to replay or refuse the request. That switch is not a retry.
+        optimistic = order_id is not None
+        attempt = 0
+        while True:
             try:
                 with self.storage.unit_of_work(self.program.id) as uow:
-                    record = uow.get_idempotency(key)
+                    if order_id is None:
+                        record = uow.get_idempotency(key)
+                    elif optimistic:
+                        record = None
+                    else:
+                        record = self._order_key(uow, key, order_id)
                     if record is not None:
                         if record.fingerprint != fingerprint:
                             raise IdempotencyConflict(
@@ -314,26 +336,59 @@ class Loyalty:
                                     new_id=self._new_id, key=key)
                     result = apply(uow, ledger)
                     changes = ledger.finish()
-                    changes.idempotency.append(IdempotencyRecord(
-                        key=key, fingerprint=fingerprint,
-                        result=encode_result(result, omit=omit),
-                        created_at=ledger.recorded_at, member_id=member_id,
-                    ))
+                    encoded = encode_result(result, omit=omit)
+                    if order_id is None:
+                        changes.idempotency.append(IdempotencyRecord(
+                            key=key, fingerprint=fingerprint, result=encoded,
+                            created_at=ledger.recorded_at, member_id=member_id,
+                        ))
+                    else:
+                        changes.orders[order_id] = attrs.evolve(
+                            changes.orders[order_id], fingerprint=fingerprint,
+                            result=encoded)
                     uow.write(changes)
                     uow.commit()
                     return result
-            except DuplicateKey as exc:
-                if "order_id" in exc.details:  # not a race a retry resolves
-                    raise OrderAlreadyRecorded("an order with this id is already recorded",
-                                               order_id=exc.details["order_id"]) from None
-                logger.debug("unique conflict on %s, retrying", request.get("op"))
-                continue
             except SerializationFailure as exc:
                 logger.debug("%s on %s, retrying", exc.details.get("sqlstate"), request.get("op"))
                 self._backoff(attempt)
+            except DuplicateKey as exc:
+                if optimistic:
+                    optimistic = False
+                    continue
+                if "order_id" in exc.details and order_id is None:
+                    # not a race a retry resolves (with order_id, the retry finds the
+                    # order that won and replays it or refuses the request)
+                    raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                               order_id=exc.details["order_id"]) from None
+                logger.debug("unique conflict on %s, retrying", request.get("op"))
+            except LoyaltyError:
+                if not optimistic:
+                    raise
+                optimistic = False
                 continue
-        raise RetryLimitExceeded("write kept conflicting", key=key, operation=request.get("op"),
-                                 attempts=self._max_retries + 1)
+            attempt += 1
+            if attempt > self._max_retries:
+                raise RetryLimitExceeded("write kept conflicting", key=key,
+                                         operation=request.get("op"),
+                                         attempts=self._max_retries + 1)
+
+    @staticmethod
+    def _order_key(uow: UnitOfWork, key: str, order_id: str) -> IdempotencyRecord | None:
+        """The record of an order's default key: the order's row, or for an order
+        recorded without one there (before migration 0005) the key's own record."""
+        found = uow.get_order(order_id)
+        if found is None:
+            return None
+        if found.fingerprint is not None and found.result is not None:
+            return IdempotencyRecord(key=key, fingerprint=found.fingerprint,
+                                     result=found.result, created_at=found.created_at,
+                                     member_id=found.member_id)
+        record = uow.get_idempotency(key)
+        if record is None:  # recorded under another key
+            raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                       order_id=order_id)
+        return record
 
     @staticmethod
     def _backoff(attempt: int) -> None:
@@ -1075,13 +1130,17 @@ class Loyalty:
 
         Idempotent by order id: the key defaults to ``"order:<id>"``; recording the
         same order again returns the first result, and another order with the same id
-        raises :class:`~loyaltykit.OrderAlreadyRecorded`. ``paid_with`` lists the
+        raises :class:`~loyaltykit.OrderAlreadyRecorded`. Under the default key the
+        order's row is the key's record (one row, not two); keys starting with
+        ``"order:"`` are kept for this default (anything else using one raises
+        :class:`~loyaltykit.InvalidInput`). ``paid_with`` lists the
         spend or capture transactions that paid for the order with points; cancelling
         the order gives those points back to their original lots.
         """
         order = self._check_order(order)
         member_id = _check_member_id(order.member_id)
-        key = check_key(key if key is not None else f"order:{order.id}")
+        default_key = f"{_ORDER_KEY}{order.id}"
+        key = check_key(key if key is not None else default_key)
         wallet_ = self.program.wallet(wallet)
         when = self._instant(order.placed_at, "placed_at")
         if isinstance(paid_with, str | bytes):
@@ -1140,7 +1199,8 @@ class Loyalty:
 
         # the breakdown is stored once, with the order: the key's record refers to it
         return self._write(key, request, when, member_id, apply, omit=("evaluation",),
-                           replay=_replay_order)
+                           replay=_replay_order,
+                           order_id=order.id if key == default_key else None)
 
     def record_return(
         self,

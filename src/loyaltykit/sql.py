@@ -461,6 +461,8 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
     orders.c.created_at,
     orders.c.updated_at,
     orders.c.recorded_evaluation,
+    orders.c.fingerprint,
+    orders.c.result,
 )
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
@@ -651,6 +653,8 @@ def _order(row: Sequence[Any]) -> OrderRecord:
         created_at=row[12],
         updated_at=row[13],
         recorded_evaluation=row[14],
+        fingerprint=row[15],
+        result=row[16],
     )
 
 
@@ -678,6 +682,8 @@ def _order_row(o: OrderRecord) -> dict[str, Any]:
         "version": o.version,
         "order": dict(o.order),
         "created_at": o.created_at,
+        "fingerprint": o.fingerprint,
+        "result": o.result,
         **_changed_order(o),
     }
 

@@ -285,6 +285,9 @@ orders = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
     # the breakdown as first recorded, kept by the first return that changes it
     sa.Column("recorded_evaluation", sa.JSON(), nullable=True),
+    # set when the order is its default key's idempotency record ("order:<id>")
+    sa.Column("fingerprint", sa.Text(), nullable=True),
+    sa.Column("result", sa.Text(), nullable=True),
     _member_fk(),
     sa.CheckConstraint("status IN ('open', 'cancelled')", name="status"),
     sa.Index("ix_lk_orders_member_status", "program_id", "member_id", "status"),
