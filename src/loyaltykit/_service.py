@@ -352,21 +352,18 @@ class Loyalty:
             except SerializationFailure as exc:
                 logger.debug("%s on %s, retrying", exc.details.get("sqlstate"), request.get("op"))
                 self._backoff(attempt)
-            except DuplicateKey as exc:
-                if optimistic:
+            except LoyaltyError as exc:
+                if optimistic:  # a repeat (duplicate order id) or a refusal: look it up
                     optimistic = False
                     continue
+                if not isinstance(exc, DuplicateKey):
+                    raise
                 if "order_id" in exc.details and order_id is None:
                     # not a race a retry resolves (with order_id, the retry finds the
                     # order that won and replays it or refuses the request)
                     raise OrderAlreadyRecorded("an order with this id is already recorded",
                                                order_id=exc.details["order_id"]) from None
                 logger.debug("unique conflict on %s, retrying", request.get("op"))
-            except LoyaltyError:
-                if not optimistic:
-                    raise
-                optimistic = False
-                continue
             attempt += 1
             if attempt > self._max_retries:
                 raise RetryLimitExceeded("write kept conflicting", key=key,
