@@ -10,6 +10,7 @@ the order total is rounded down once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -58,6 +59,7 @@ from loyaltykit import (
     TransactionNotFound,
     Window,
 )
+from loyaltykit._results import decode_order_result, encode_result
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing import strategies
 from loyaltykit.testing.contract import berlin, ledger_snapshot, make_program, utc
@@ -332,6 +334,28 @@ def test_the_default_key_lives_on_the_order_row(world: World) -> None:
     world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)), key="shop-1")
     with pytest.raises(OrderAlreadyRecorded):
         world.loyalty.record_order(e1_order("p", "ann", berlin(2026, 3, 14, 19)))
+
+
+def test_the_order_row_keeps_only_what_it_lacks_of_the_result(world: World) -> None:
+    """The result stored on an order's row is the earn and the balance after it; ids,
+    points and the breakdown come from the row's own columns. Rows holding the
+    generic form without the breakdown (as stored before) still replay."""
+    first = world.loyalty.record_order(e1_order("o", "ann", berlin(2026, 3, 14, 18)))
+    free = Order(id="free", member_id="ann", placed_at=berlin(2026, 3, 14, 19),
+                 currency=EUR, lines=(OrderLine(sku="sample", quantity=1,
+                                                unit_price=eur("0.00")),))
+    nothing = world.loyalty.record_order(free)
+    assert (109, 0, None) == (first.points, nothing.points, nothing.transaction)
+    for result in (first, nothing):
+        record = world.loyalty.order(result.order_id)
+        assert record.result is not None
+        assert "outcomes" not in record.result and "explanation" not in record.result
+        assert result == decode_order_result(record.result, record)
+        legacy = json.loads(encode_result(result))
+        del legacy["evaluation"]
+        assert result == decode_order_result(json.dumps(legacy), record)
+        assert result == world.loyalty.record_order(
+            e1_order("o", "ann", berlin(2026, 3, 14, 18)) if result is first else free)
 
 
 def test_a_repeat_is_settled_by_the_order_row_not_by_retries(world: World) -> None:

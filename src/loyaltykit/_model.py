@@ -319,8 +319,9 @@ class OrderRecord:
     ``payments`` are spend/capture transactions that paid for it, reversed when the
     order is cancelled. ``fingerprint`` and ``result`` are set when the order was
     recorded under its default idempotency key (``"order:<id>"``): the order row is
-    then that key's record (the fingerprint of the request, the encoded result without
-    its breakdown), and no separate idempotency record is written.
+    then that key's record (the fingerprint of the request, and of the result only what
+    the row does not hold: the earn and the balance after it), and no separate
+    idempotency record is written.
     """
 
     program_id: str

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._model import Kind, Member
+from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._rules import Evaluation
 
 __all__ = [
@@ -29,7 +29,9 @@ __all__ = [
     "StatementPage",
     "TransactionResult",
     "TransferResult",
+    "decode_order_result",
     "decode_result",
+    "encode_order_result",
     "encode_result",
 ]
 
@@ -277,21 +279,73 @@ def _load(value: Any) -> Any:
     return value
 
 
-def encode_result(result: Any, *, omit: tuple[str, ...] = ()) -> str:
-    """Serialise a write result to JSON text, leaving out the fields in ``omit`` (which
-    the caller can rebuild from what storage keeps; see :func:`decode_fields`)."""
-    data = _dump(result)
-    for name in omit:
-        del data[name]
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+def encode_result(result: Any) -> str:
+    """Serialise a write result to JSON text (see :func:`decode_result`)."""
+    return json.dumps(_dump(result), separators=(",", ":"), sort_keys=True)
 
 
 def decode_result(text: str) -> Any:
-    """Inverse of :func:`encode_result` without ``omit``."""
+    """Inverse of :func:`encode_result`."""
     return _load(json.loads(text))
 
 
-def decode_fields(text: str) -> dict[str, Any]:
-    """The fields of a result stored by :func:`encode_result` (with or without
-    ``omit``), decoded, by name."""
-    return {k: _load(v) for k, v in json.loads(text).items() if k != "__type__"}
+# -- the compact form of record_order's result ------------------------------------------
+#
+# An order's row already holds most of its record_order result (ids, points, version,
+# the breakdown); what it stores as the result is only the rest: the earn and the
+# balance after it, positionally. Writing it is a few string joins, not the generic
+# codec above (every order pays for it, and the generic form was most of what an order
+# costs beyond a plain earn). Version "2" tells it from the generic form that results
+# stored before this one used.
+
+_BALANCE_COUNTS = ("available", "pending", "held", "debt", "total", "earned", "spent",
+                   "expired", "adjusted", "transferred", "next_expiring_points")
+
+
+def encode_order_result(result: OrderResult) -> str:
+    """Serialise what an order's row does not hold of its :class:`OrderResult`: the
+    order id, the earn transaction and the balance after it (see
+    :func:`decode_order_result`)."""
+    tx = result.transaction
+    if tx is None:
+        return json.dumps({"v": 2, "order_id": result.order_id}, separators=(",", ":"))
+    b = tx.balance
+    data = {
+        "v": 2,
+        "order_id": result.order_id,
+        "tx": [tx.transaction_id.hex, tx.kind.value, tx.wallet, tx.points,
+               tx.occurred_at.isoformat(), [r.hex for r in tx.related_ids]],
+        "balance": [b.as_of.isoformat(), *(getattr(b, name) for name in _BALANCE_COUNTS),
+                    None if b.next_expiring_at is None else b.next_expiring_at.isoformat()],
+    }
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_order_result(text: str, record: OrderRecord) -> OrderResult:
+    """The :class:`OrderResult` that recording ``record``'s order returned, from the
+    stored ``text`` (:func:`encode_order_result`, or the generic form without the
+    breakdown that earlier rows hold) and the order's row."""
+    evaluation = Evaluation.from_dict(dict(record.evaluation_as_recorded()))
+    data = json.loads(text)
+    if data.get("v") != 2:  # the generic codec's fields, less the breakdown
+        fields = {k: _load(v) for k, v in data.items() if k != "__type__"}
+        fields["evaluation"] = evaluation
+        return OrderResult(**fields)
+    transaction = None
+    if "tx" in data:
+        tx_id, kind, wallet, points, occurred_at, related = data["tx"]
+        as_of, *counts, next_at = data["balance"]
+        balance = Balance(
+            member_id=record.member_id, wallet=wallet, as_of=dt.datetime.fromisoformat(as_of),
+            **dict(zip(_BALANCE_COUNTS, counts, strict=True)),
+            next_expiring_at=None if next_at is None else dt.datetime.fromisoformat(next_at),
+        )
+        transaction = TransactionResult(
+            transaction_id=uuid.UUID(tx_id), kind=Kind(kind), member_id=record.member_id,
+            wallet=wallet, points=points, occurred_at=dt.datetime.fromisoformat(occurred_at),
+            balance=balance, related_ids=tuple(uuid.UUID(r) for r in related),
+        )
+    return OrderResult(order_id=record.order_id, member_id=record.member_id,
+                       points=evaluation.points, version=evaluation.version,
+                       evaluation=evaluation, transaction=transaction,
+                       rewards=evaluation.rewards)

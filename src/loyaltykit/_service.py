@@ -81,8 +81,9 @@ from loyaltykit._results import (
     StatementPage,
     TransactionResult,
     TransferResult,
-    decode_fields,
+    decode_order_result,
     decode_result,
+    encode_order_result,
     encode_result,
 )
 from loyaltykit._rules import (
@@ -183,16 +184,15 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
     return tuple(gone)
 
 
-def _replay_order(uow: UnitOfWork, fields: dict[str, Any]) -> OrderResult:
-    """Rebuild a stored :class:`OrderResult` with the breakdown its order was recorded
-    with (the key's record does not repeat it)."""
-    if "evaluation" not in fields:
-        stored = uow.get_order(fields["order_id"])
-        if stored is None:  # pragma: no cover - written in the key's unit of work
-            raise StorageError("the recorded order of an idempotency key is missing",
-                               order_id=fields["order_id"])
-        fields["evaluation"] = Evaluation.from_dict(dict(stored.evaluation_as_recorded()))
-    return OrderResult(**fields)
+def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
+    """Rebuild a stored :class:`OrderResult` from its order's row (the result stored
+    with the key holds only what the row does not)."""
+    order_id = json.loads(text).get("order_id")
+    stored = uow.get_order(order_id) if isinstance(order_id, str) else None
+    if stored is None:  # pragma: no cover - written in the key's unit of work
+        raise StorageError("the recorded order of an idempotency key is missing",
+                           order_id=order_id)
+    return decode_order_result(text, stored)
 
 
 def _fingerprint(request: Mapping[str, Any]) -> str:
@@ -291,13 +291,13 @@ class Loyalty:
         member_id: str | None,
         apply: Callable[[UnitOfWork, Ledger], R],
         *,
-        omit: tuple[str, ...] = (),
-        replay: Callable[[UnitOfWork, dict[str, Any]], R] | None = None,
+        encode: Callable[[R], str] | None = None,
+        replay: Callable[[UnitOfWork, str], R] | None = None,
         order_id: str | None = None,
     ) -> R:
         """Run ``apply`` in a unit of work under the idempotency ``key``. The result is
-        stored for replay without the fields in ``omit``; ``replay`` rebuilds a
-        result so stored from its decoded fields (reading what was left out).
+        stored for replay with :func:`encode_result`, or with ``encode`` whose
+        ``replay`` rebuilds it from the stored text (reading what was left out).
 
         With ``order_id`` (``key`` is then ``"order:<order_id>"``, the order's default
         key) the order's row is the key's record: ``apply`` records that order, and
@@ -329,14 +329,14 @@ class Loyalty:
                                 key=key, operation=request.get("op"),
                             )
                         if replay is not None:
-                            return replay(uow, decode_fields(record.result))
+                            return replay(uow, record.result)
                         replayed: R = decode_result(record.result)
                         return replayed
                     ledger = Ledger(self.program, at=at, recorded_at=self._now(),
                                     new_id=self._new_id, key=key)
                     result = apply(uow, ledger)
                     changes = ledger.finish()
-                    encoded = encode_result(result, omit=omit)
+                    encoded = encode_result(result) if encode is None else encode(result)
                     if order_id is None:
                         changes.idempotency.append(IdempotencyRecord(
                             key=key, fingerprint=fingerprint, result=encoded,
@@ -1194,9 +1194,9 @@ class Loyalty:
                 rewards=evaluation.rewards,
             )
 
-        # the breakdown is stored once, with the order: the key's record refers to it
-        return self._write(key, request, when, member_id, apply, omit=("evaluation",),
-                           replay=_replay_order,
+        # the breakdown is stored once, with the order: the key's record holds the rest
+        return self._write(key, request, when, member_id, apply,
+                           encode=encode_order_result, replay=_replay_order,
                            order_id=order.id if key == default_key else None)
 
     def record_return(
