@@ -166,7 +166,7 @@ class Oracle:
             credits = uow.get_account("credits", "ann")
         assert state is not None and credits is not None
         assert credits.activity is None  # counters live on the default wallet only
-        stored = Activity.load(state.activity, self.program.id, "ann")
+        stored = Activity.load(state.activity)
         assert stored is not None
         kept = retention(self.program.earning)
         assert (kept.rules, kept.groups) == (stored.keep_rules, stored.keep_groups)
@@ -176,7 +176,8 @@ class Oracle:
         assert rebuilt.orders == stored.orders
         assert rebuilt.stamps == stored.stamps
         assert rebuilt.used == stored.used
-        assert _rows(rebuilt.entries) == _rows(stored.entries)
+        pid = self.program.id
+        assert _rows(rebuilt.entries(pid, "ann")) == _rows(stored.entries(pid, "ann"))
 
 
 def _outcomes(evaluation: Any) -> list[tuple[str, Decimal, int]]:
@@ -238,7 +239,7 @@ def test_counters_on_every_backend(storage: Storage) -> None:
     with storage.unit_of_work(oracle.program.id) as uow:
         state = uow.get_account("points", "ann")
     assert state is not None
-    stored = Activity.load(state.activity, oracle.program.id, "ann")
+    stored = Activity.load(state.activity)
     # the history is long enough that old entries were dropped behind the horizon
     assert stored is not None and stored.since is not None
 

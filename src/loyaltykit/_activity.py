@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -99,9 +99,61 @@ def _add(totals: dict[Any, Any], key: Any, delta: Any) -> None:
         totals.pop(key, None)
 
 
+#: an entry as stored: (source, rule, group, instant as UTC ISO text, points as decimal
+#: text, stamps). Instants are kept as text: UTC ISO strings order as their instants
+#: do, so the horizon needs no parsing, and most orders never read an entry's numbers
+Entry = tuple[str, str, str | None, str, str, int]
+
+
+def _utc_text(at: dt.datetime) -> str:
+    return (at if at.utcoffset() == _NO_OFFSET else at.astimezone(_UTC)).isoformat()
+
+
+_NO_OFFSET = dt.timedelta(0)
+
+
+def _entry(row: RuleUsage) -> Entry:
+    return (row.source, row.rule_id, row.group, _utc_text(row.occurred_at), str(row.points),
+            row.stamps)
+
+
+class _Rows(Sequence[RuleUsage]):
+    """Usage rows built on first use: an evaluation reads them only when a capped rule
+    gives something, so most orders never pay for turning entries into rows."""
+
+    __slots__ = ("_activity", "_built", "_member_id", "_program_id")
+
+    def __init__(self, activity: Activity, program_id: str, member_id: str) -> None:
+        self._activity = activity
+        self._program_id = program_id
+        self._member_id = member_id
+        self._built: list[RuleUsage] | None = None
+
+    def _rows(self) -> list[RuleUsage]:
+        if self._built is None:
+            self._built = self._activity._build_rows(self._program_id, self._member_id)
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __iter__(self) -> Iterator[RuleUsage]:
+        return iter(self._rows())
+
+    @overload
+    def __getitem__(self, index: int) -> RuleUsage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RuleUsage]: ...
+
+    def __getitem__(self, index: int | slice) -> RuleUsage | Sequence[RuleUsage]:
+        return self._rows()[index]
+
+
 @attrs.frozen
 class Activity:
-    """A member's earning counters (see the module docstring)."""
+    """A member's earning counters (see the module docstring). ``stored`` holds the
+    entries in their stored form (:data:`Entry`); :meth:`entries` gives them as rows."""
 
     since: dt.datetime | None = None
     newest: dt.datetime | None = None
@@ -110,17 +162,23 @@ class Activity:
     used: Mapping[tuple[str, str | None], Decimal] = attrs.field(factory=dict)
     keep_rules: frozenset[str] = frozenset()
     keep_groups: frozenset[str] = frozenset()
-    entries: tuple[RuleUsage, ...] = ()
+    stored: Sequence[Entry] = ()
 
     @classmethod
     def fresh(cls, kept: Retention) -> Activity:
         """The counters of a member with nothing recorded yet."""
         return cls(keep_rules=kept.rules, keep_groups=kept.groups)
 
+    def entries(self, program_id: str, member_id: str) -> list[RuleUsage]:
+        """The kept entries as usage rows of the member."""
+        return [RuleUsage(program_id, member_id, source, rule, group,
+                          dt.datetime.fromisoformat(at), Decimal(points), stamps)
+                for source, rule, group, at, points, stamps in self.stored]
+
     # -- stored form ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, text: str | None, program_id: str, member_id: str) -> Activity | None:
+    def load(cls, text: str | None) -> Activity | None:
         """Parse the stored form (None: nothing stored, the counters must be rebuilt)."""
         if text is None:
             return None
@@ -136,11 +194,8 @@ class Activity:
                   for rule, group, points in data.get("used", ())},
             keep_rules=frozenset(data.get("keep_rules", ())),
             keep_groups=frozenset(data.get("keep_groups", ())),
-            entries=tuple(
-                RuleUsage(program_id, member_id, source, rule, group,
-                          dt.datetime.fromisoformat(at), Decimal(points), stamps)
-                for source, rule, group, at, points, stamps in data.get("entries", ())
-            ),
+            # as parsed (lists): read field by field, written back as they are
+            stored=data.get("entries", ()),
         )
 
     def dump(self) -> str:
@@ -162,9 +217,8 @@ class Activity:
             data["keep_rules"] = sorted(self.keep_rules)
         if self.keep_groups:
             data["keep_groups"] = sorted(self.keep_groups)
-        if self.entries:
-            data["entries"] = [[e.source, e.rule_id, e.group, e.occurred_at.isoformat(),
-                                str(e.points), e.stamps] for e in self.entries]
+        if self.stored:
+            data["entries"] = self.stored
         return json.dumps(data, separators=(",", ":"))
 
     # -- reading --------------------------------------------------------------------------
@@ -184,15 +238,18 @@ class Activity:
                 return False
         return True
 
-    def rows(self, program_id: str, member_id: str) -> list[RuleUsage]:
+    def rows(self, program_id: str, member_id: str) -> Sequence[RuleUsage]:
         """Usage rows for the evaluator: the kept entries, plus one row per rule and
         group dated :data:`EARLIER` for what its other rows gave (lifetime caps count
-        it, no period contains it)."""
-        rows = list(self.entries)
+        it, no period contains it). Built on first use."""
+        return _Rows(self, program_id, member_id)
+
+    def _build_rows(self, program_id: str, member_id: str) -> list[RuleUsage]:
+        rows = self.entries(program_id, member_id)
         if not self.used:
             return rows
         in_entries: dict[tuple[str, str | None], Decimal] = {}
-        for e in self.entries:
+        for e in rows:
             if e.points > _ZERO:
                 in_entries[(e.rule_id, e.group)] = (
                     in_entries.get((e.rule_id, e.group), _ZERO) + e.points)
@@ -223,19 +280,20 @@ class Activity:
                     _add(used, (row.rule_id, row.group), sign * row.points)
                 if row.stamps:
                     _add(stamps, row.rule_id, sign * row.stamps)
-        entries = [e for e in self.entries if e.source != source]
+        entries = [e for e in self.stored if e[0] != source]
         if self.since is None or at >= self.since:
-            entries.extend(r for r in new if (r.points != _ZERO or r.stamps) and (
+            entries.extend(_entry(r) for r in new if (r.points != _ZERO or r.stamps) and (
                 r.rule_id in self.keep_rules or r.group in self.keep_groups))
         newest = at if self.newest is None else max(self.newest, at)
         since = self.since
         if horizon is not None:
             cutoff = newest - horizon
-            if any(e.occurred_at < cutoff for e in entries):
-                entries = [e for e in entries if e.occurred_at >= cutoff]
+            text = _utc_text(cutoff)
+            if any(e[3] < text for e in entries):
+                entries = [e for e in entries if e[3] >= text]
                 since = cutoff if since is None else max(since, cutoff)
         return attrs.evolve(self, since=since, newest=newest, orders=self.orders + orders,
-                            stamps=stamps, used=used, entries=tuple(entries))
+                            stamps=stamps, used=used, stored=tuple(entries))
 
     @classmethod
     def rebuild(cls, log: Iterable[RuleUsage], orders: Iterable[OrderRecord],
@@ -268,7 +326,8 @@ class Activity:
                 entries.append(row)
             newest = row.occurred_at if newest is None else max(newest, row.occurred_at)
         return cls(since=since, newest=newest, orders=count, stamps=stamps, used=used,
-                   keep_rules=kept.rules, keep_groups=kept.groups, entries=tuple(entries))
+                   keep_rules=kept.rules, keep_groups=kept.groups,
+                   stored=tuple(_entry(e) for e in entries))
 
     def widened(self, kept: Retention) -> Retention:
         """``kept`` plus the rules and groups these counters already keep (so a rebuild

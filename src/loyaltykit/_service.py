@@ -167,7 +167,7 @@ class _Priced:
 
     program: Program
     context: MemberContext
-    usage: list[RuleUsage]
+    usage: Sequence[RuleUsage]
     stamps: dict[str, int]
     activity: Activity
     kept: Retention
@@ -1034,8 +1034,7 @@ class Loyalty:
         stored ones cannot answer ``queries`` (or keep less than ``kept`` asks)."""
         member_id = state.member.member_id
         default = state.accounts.get(self.program.default_wallet)
-        activity = Activity.load(default.activity if default else None, self.program.id,
-                                 member_id)
+        activity = Activity.load(default.activity if default else None)
         if activity is not None and activity.covers(queries, kept):
             return activity
         if activity is not None:
@@ -1073,7 +1072,7 @@ class Loyalty:
             first_order=is_order and program.earning.needs_first_order
             and activity.orders == 0,
         )
-        usage = activity.rows(self.program.id, member_id) if queries else []
+        usage = activity.rows(self.program.id, member_id) if queries else ()
         stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
         return _Priced(program, ctx, usage, stamps, activity, kept)
 
