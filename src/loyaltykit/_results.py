@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+import orjson
 
 from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._rules import Evaluation
@@ -308,7 +309,7 @@ def encode_order_result(result: OrderResult) -> str:
     :func:`decode_order_result`)."""
     tx = result.transaction
     if tx is None:
-        return json.dumps({"v": 2, "order_id": result.order_id}, separators=(",", ":"))
+        return orjson.dumps({"v": 2, "order_id": result.order_id}).decode()
     b = tx.balance
     data = {
         "v": 2,
@@ -318,7 +319,7 @@ def encode_order_result(result: OrderResult) -> str:
         "balance": [b.as_of.isoformat(), *(getattr(b, name) for name in _BALANCE_COUNTS),
                     None if b.next_expiring_at is None else b.next_expiring_at.isoformat()],
     }
-    return json.dumps(data, separators=(",", ":"))
+    return orjson.dumps(data).decode()
 
 
 def decode_order_result(text: str, record: OrderRecord) -> OrderResult:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
+import orjson
 
 from loyaltykit._activity import Activity, Retention, retention
 from loyaltykit._clock import Clock, SystemClock
@@ -196,8 +197,16 @@ def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
 
 
 def _fingerprint(request: Mapping[str, Any]) -> str:
-    text = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of the request's canonical JSON (keys sorted). orjson writes it several
+    times faster than the standard encoder (an order's request holds all its lines);
+    what orjson refuses (integers beyond 64 bits, non-string keys) is written by the
+    standard encoder instead: one request always takes the same path."""
+    try:
+        text = orjson.dumps(request, default=str, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        text = json.dumps(request, sort_keys=True, default=str,
+                          separators=(",", ":")).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 class Loyalty:

@@ -15,13 +15,16 @@ schema; ``tests/test_migrations.py`` checks it with ``compare_metadata``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
     "ACCOUNT_COLUMNS",
+    "Document",
     "UTCDateTime",
     "accounts",
     "hold_allocations",
@@ -78,6 +81,35 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
 
 
+class Document(sa.TypeDecorator[Any]):
+    """A JSON document column (``JSON`` in the schema, as before).
+
+    On SQLite, where the document is text that Python encodes, it is encoded with
+    orjson: an order's row holds its lines and its rule-by-rule breakdown, and the
+    standard library's encoder took ~20 us an order for them, a tenth of what
+    recording an order costs beyond a plain earn. What orjson refuses (integers beyond
+    64 bits, non-string keys, lone surrogates) falls back to the standard encoder, so
+    every value stored before still is. Python ``None`` is stored as JSON ``null``,
+    as SQLAlchemy's JSON type does. Reading stays with the standard decoder (exact for
+    every integer); other databases keep SQLAlchemy's JSON handling.
+    """
+
+    impl = sa.JSON()
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        return _encode_document
+
+
+def _encode_document(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: beyond what orjson encodes
+        return json.dumps(value)
+
+
 _ID = sa.String(64)  # program ids are at most 64 characters
 _MEMBER = sa.String(128)  # the facade's MAX_MEMBER_ID_LENGTH
 _WALLET = sa.String(32)
@@ -101,7 +133,7 @@ programs = sa.Table(
     "lk_programs",
     metadata,
     sa.Column("id", _ID, primary_key=True),
-    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("definition", Document(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
 )
 
@@ -111,7 +143,7 @@ program_versions = sa.Table(
     sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
     sa.Column("version", sa.Integer(), primary_key=True),
     sa.Column("effective_from", _TS, nullable=True),
-    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("definition", Document(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
 )
 
@@ -121,7 +153,7 @@ members = sa.Table(
     sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
     sa.Column("member_id", _MEMBER, primary_key=True),
     sa.Column("enrolled_at", _TS, nullable=False),
-    sa.Column("attributes", sa.JSON(), nullable=False),
+    sa.Column("attributes", Document(), nullable=False),
 )
 
 #: The running-total columns of ``accounts``, one per :class:`~loyaltykit.Account`.
@@ -168,7 +200,7 @@ transactions = sa.Table(
     sa.Column("recorded_at", _TS, nullable=False),
     sa.Column("idempotency_key", _KEY, nullable=True),
     sa.Column("reason", sa.Text(), nullable=False),
-    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("metadata", Document(), nullable=False),
     sa.Column("reverses_id", sa.Uuid(), nullable=True),
     _member_fk(),
     sa.UniqueConstraint("reverses_id"),
@@ -274,17 +306,17 @@ orders = sa.Table(
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("placed_at", _TS, nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
-    sa.Column("order", sa.JSON(), nullable=False),
-    sa.Column("returned", sa.JSON(), nullable=False),
+    sa.Column("order", Document(), nullable=False),
+    sa.Column("returned", Document(), nullable=False),
     sa.Column("status", _ENUM, nullable=False),
     sa.Column("points", _POINTS, nullable=False),
-    sa.Column("evaluation", sa.JSON(), nullable=False),
+    sa.Column("evaluation", Document(), nullable=False),
     sa.Column("earn_id", sa.Uuid(), nullable=True),
-    sa.Column("payments", sa.JSON(), nullable=False),  # transaction ids as strings
+    sa.Column("payments", Document(), nullable=False),  # transaction ids as strings
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("updated_at", _TS, nullable=False),
     # the breakdown as first recorded, kept by the first return that changes it
-    sa.Column("recorded_evaluation", sa.JSON(), nullable=True),
+    sa.Column("recorded_evaluation", Document(), nullable=True),
     # set when the order is its default key's idempotency record ("order:<id>")
     sa.Column("fingerprint", sa.Text(), nullable=True),
     sa.Column("result", sa.Text(), nullable=True),
