@@ -279,3 +279,72 @@ def test_an_order_far_in_the_past_is_priced_from_the_log(storage: Storage, days:
         oracle.order(days + 60 + i * 30, 0, 0, 3000, "points")
     oracle.order(5 + 7, 2, 1, 3000, "points")
     oracle.check_counters()
+
+
+# -- the stored form ----------------------------------------------------------------------
+
+
+def _usage(source: str, rule: str, at: dt.datetime, points: str) -> RuleUsage:
+    return RuleUsage("p", "ann", source, rule, None, at, Decimal(points), 0)
+
+
+T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+KEPT = frozenset({"weekend"})
+
+
+def test_the_stored_form_keeps_entries_as_text_until_they_change() -> None:
+    """An order that adds no entry writes the stored entries back verbatim; one that
+    adds an entry appends it; and the stored form round-trips."""
+    start = Activity(keep_rules=KEPT).record(
+        "order:a", T0, (), [_usage("order:a", "weekend", T0, "50")], orders=1)
+    text = start.dump()
+    loaded = Activity.load(text)
+    assert loaded is not None and loaded.dump() == text
+    entries_text = text[text.index('"entries":'):]
+    # a source with nothing kept (an untracked rule): entries unchanged, text reused
+    later = loaded.record("order:b", T0 + dt.timedelta(hours=1), (),
+                          [_usage("order:b", "base", T0, "12.5")], orders=1)
+    assert later.dump().endswith(entries_text)
+    assert later.used[("base", None)] == Decimal("12.5") and later.orders == 2
+    added = Activity.load(later.dump())
+    assert added is not None
+    added = added.record("order:c", T0 + dt.timedelta(hours=2), (),
+                         [_usage("order:c", "weekend", T0 + dt.timedelta(hours=2), "20")])
+    assert [("order:a", "50"), ("order:c", "20")] == [
+        (r.source, str(r.points)) for r in added.entries("p", "ann")]
+    # a return replaces its source's entries
+    back = added.record("order:a", T0, [_usage("order:a", "weekend", T0, "50")],
+                        [_usage("order:a", "weekend", T0, "10")])
+    assert [("order:c", "20"), ("order:a", "10")] == [
+        (r.source, str(r.points)) for r in back.entries("p", "ann")]
+    assert back.used[("weekend", None)] == Decimal(30)
+
+
+def test_the_horizon_drops_old_entries_of_a_form_without_oldest() -> None:
+    """Forms stored before ``oldest`` existed still drop entries behind the horizon:
+    the entries are parsed to find their earliest instant."""
+    legacy = ('{"v":1,"newest":"2026-03-01T12:00:00+00:00","orders":1,'
+              '"keep_rules":["weekend"],"entries":[["order:a","weekend",null,'
+              '"2026-03-01T12:00:00+00:00","50",0]]}')
+    loaded = Activity.load(legacy)
+    assert loaded is not None and [("order:a", T0)] == [
+        (r.source, r.occurred_at) for r in loaded.entries("p", "ann")]
+    later = loaded.record("order:b", T0 + dt.timedelta(days=60), (), [], orders=1,
+                          horizon=dt.timedelta(days=39))
+    assert [] == later.entries("p", "ann")
+    assert later.since == T0 + dt.timedelta(days=21)
+    # within the horizon nothing is dropped
+    kept = loaded.record("order:b", T0 + dt.timedelta(days=30), (), [], orders=1,
+                         horizon=dt.timedelta(days=39))
+    assert 1 == len(kept.entries("p", "ann")) and kept.since is None
+
+
+def test_a_stamp_card_named_entries_does_not_confuse_the_stored_form() -> None:
+    stamps = {"coffee": 1, "entries": 3}  # stored as {"coffee":1,"entries":3}
+    counters = Activity(keep_rules=KEPT, stamps=stamps).record(
+        "order:a", T0, (), [_usage("order:a", "weekend", T0, "50")])
+    for activity in (counters, Activity(stamps=stamps)):
+        loaded = Activity.load(activity.dump())
+        assert loaded is not None
+        assert stamps == dict(loaded.stamps)
+        assert activity.entries("p", "ann") == loaded.entries("p", "ann")

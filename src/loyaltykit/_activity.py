@@ -13,7 +13,10 @@ updates (DESIGN §4 "caps per member per period").
 * ``entries``: the usage rows of rules and groups with a calendar or rolling cap
   (``keep_rules`` / ``keep_groups``) whose instant is at or after ``since`` (None: all
   of them since the member enrolled); older ones are dropped once they are further than
-  the program's longest cap period behind the newest source;
+  the program's longest cap period behind the newest source. They are stored last,
+  after ``oldest`` (their earliest instant), and kept as text until an order needs
+  them: one that adds or drops none (most orders) neither parses nor re-encodes
+  them, so an order's cost does not grow with the entries a member's caps keep;
 * ``orders``: recorded orders not cancelled.
 
 The log these are derived from stays where it was: every order row keeps its
@@ -26,12 +29,12 @@ counters existed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, overload
 
 import attrs
+import orjson
 
 from ._model import OrderRecord, OrderStatus, RuleUsage
 from ._rules import Cap, CapPeriod, EarningPolicy, Evaluation, UsageQuery, usage_rows
@@ -110,11 +113,59 @@ def _utc_text(at: dt.datetime) -> str:
 
 
 _NO_OFFSET = dt.timedelta(0)
+_ENTRIES_KEY = ',"entries":'
 
 
 def _entry(row: RuleUsage) -> Entry:
     return (row.source, row.rule_id, row.group, _utc_text(row.occurred_at), str(row.points),
             row.stamps)
+
+
+class _Entries:
+    """The kept entries: their stored JSON text, parsed on first use (and the text
+    written on first use when they were built in memory). An order that adds or drops
+    no entry (most orders) neither parses nor re-encodes them, so what an order costs
+    does not grow with how many entries a member's caps keep."""
+
+    __slots__ = ("_items", "_text", "oldest")
+
+    def __init__(self, items: Sequence[Entry] | None = None, text: str | None = None,
+                 oldest: str | None = None) -> None:
+        self._items = items
+        self._text = text
+        if oldest is None and items:
+            oldest = min(e[3] for e in items)
+        #: the earliest instant (UTC ISO text) of the entries; None if there are none
+        self.oldest = oldest
+
+    @property
+    def items(self) -> Sequence[Entry]:
+        if self._items is None:
+            self._items = orjson.loads(self._text or "[]")
+            if self.oldest is None and self._items:
+                self.oldest = min(e[3] for e in self._items)
+        return self._items
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = orjson.dumps(self._items or []).decode()
+        return self._text
+
+    def earliest(self) -> str:
+        """The earliest instant (UTC ISO text) of the entries; "~" (after every
+        instant) if there are none."""
+        if self.oldest is None and self:
+            self.items  # noqa: B018 - parsing finds it
+        return self.oldest or "~"
+
+    def __bool__(self) -> bool:
+        if self._items is not None:
+            return bool(self._items)
+        return self._text not in (None, "[]")
+
+
+_NONE = _Entries(())
 
 
 class _Rows(Sequence[RuleUsage]):
@@ -153,7 +204,8 @@ class _Rows(Sequence[RuleUsage]):
 @attrs.frozen
 class Activity:
     """A member's earning counters (see the module docstring). ``stored`` holds the
-    entries in their stored form (:data:`Entry`); :meth:`entries` gives them as rows."""
+    entries in their stored form (:data:`Entry`), parsed on first use;
+    :meth:`entries` gives them as rows."""
 
     since: dt.datetime | None = None
     newest: dt.datetime | None = None
@@ -162,7 +214,7 @@ class Activity:
     used: Mapping[tuple[str, str | None], Decimal] = attrs.field(factory=dict)
     keep_rules: frozenset[str] = frozenset()
     keep_groups: frozenset[str] = frozenset()
-    stored: Sequence[Entry] = ()
+    stored: _Entries = attrs.field(default=_NONE, eq=False)
 
     @classmethod
     def fresh(cls, kept: Retention) -> Activity:
@@ -173,16 +225,26 @@ class Activity:
         """The kept entries as usage rows of the member."""
         return [RuleUsage(program_id, member_id, source, rule, group,
                           dt.datetime.fromisoformat(at), Decimal(points), stamps)
-                for source, rule, group, at, points, stamps in self.stored]
+                for source, rule, group, at, points, stamps in self.stored.items]
 
     # -- stored form ----------------------------------------------------------------------
 
     @classmethod
     def load(cls, text: str | None) -> Activity | None:
-        """Parse the stored form (None: nothing stored, the counters must be rebuilt)."""
+        """Parse the stored form (None: nothing stored, the counters must be rebuilt).
+        The entries, stored last, are kept as text until they are needed."""
         if text is None:
             return None
-        data = json.loads(text)
+        # "entries" is the last key and its array holds no objects, so its last
+        # occurrence as a key holding an array is the top-level one
+        cut = text.rfind(_ENTRIES_KEY)
+        if cut >= 0 and text.startswith("[", cut + len(_ENTRIES_KEY)):
+            data = orjson.loads(text[:cut] + "}")
+            entries = _Entries(text=text[cut + len(_ENTRIES_KEY):-1],
+                               oldest=data.get("oldest"))
+        else:
+            data = orjson.loads(text)
+            entries = _Entries(data.get("entries") or ())
         since = data.get("since")
         newest = data.get("newest")
         return cls(
@@ -194,12 +256,14 @@ class Activity:
                   for rule, group, points in data.get("used", ())},
             keep_rules=frozenset(data.get("keep_rules", ())),
             keep_groups=frozenset(data.get("keep_groups", ())),
-            # as parsed (lists): read field by field, written back as they are
-            stored=data.get("entries", ()),
+            stored=entries,
         )
 
     def dump(self) -> str:
-        """The stored form: compact JSON, exact decimals as strings."""
+        """The stored form: compact JSON (orjson: it holds only ids, instants, small
+        counts and decimal strings), exact decimals as strings; the entries last
+        (with the earliest instant among them as ``oldest``), their text reused when
+        they did not change."""
         data: dict[str, Any] = {"v": 1}
         if self.since is not None:
             data["since"] = self.since.isoformat()
@@ -217,9 +281,11 @@ class Activity:
             data["keep_rules"] = sorted(self.keep_rules)
         if self.keep_groups:
             data["keep_groups"] = sorted(self.keep_groups)
-        if self.stored:
-            data["entries"] = self.stored
-        return json.dumps(data, separators=(",", ":"))
+        head = orjson.dumps(data).decode()
+        if not self.stored:
+            return head
+        oldest = orjson.dumps(self.stored.earliest()).decode()
+        return f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
 
     # -- reading --------------------------------------------------------------------------
 
@@ -280,20 +346,30 @@ class Activity:
                     _add(used, (row.rule_id, row.group), sign * row.points)
                 if row.stamps:
                     _add(stamps, row.rule_id, sign * row.stamps)
-        entries = [e for e in self.stored if e[0] != source]
+        stored = self.stored
+        entries: list[Entry] | None = None  # None: the entries did not change
+        if old:  # a source recorded before: its entries are replaced
+            entries = [e for e in stored.items if e[0] != source]
         if self.since is None or at >= self.since:
-            entries.extend(_entry(r) for r in new if (r.points != _ZERO or r.stamps) and (
-                r.rule_id in self.keep_rules or r.group in self.keep_groups))
+            added = [_entry(r) for r in new if (r.points != _ZERO or r.stamps) and (
+                r.rule_id in self.keep_rules or r.group in self.keep_groups)]
+            if added:
+                entries = [*(stored.items if entries is None else entries), *added]
         newest = at if self.newest is None else max(self.newest, at)
         since = self.since
         if horizon is not None:
             cutoff = newest - horizon
             text = _utc_text(cutoff)
-            if any(e[3] < text for e in entries):
-                entries = [e for e in entries if e[3] >= text]
+            # unchanged entries: their earliest instant tells without parsing them
+            if (any(e[3] < text for e in entries) if entries is not None
+                    else stored.earliest() < text):
+                entries = [e for e in (stored.items if entries is None else entries)
+                           if e[3] >= text]
                 since = cutoff if since is None else max(since, cutoff)
+        if entries is not None:
+            stored = _Entries(entries)
         return attrs.evolve(self, since=since, newest=newest, orders=self.orders + orders,
-                            stamps=stamps, used=used, stored=tuple(entries))
+                            stamps=stamps, used=used, stored=stored)
 
     @classmethod
     def rebuild(cls, log: Iterable[RuleUsage], orders: Iterable[OrderRecord],
@@ -327,7 +403,7 @@ class Activity:
             newest = row.occurred_at if newest is None else max(newest, row.occurred_at)
         return cls(since=since, newest=newest, orders=count, stamps=stamps, used=used,
                    keep_rules=kept.rules, keep_groups=kept.groups,
-                   stored=tuple(_entry(e) for e in entries))
+                   stored=_Entries([_entry(e) for e in entries]))
 
     def widened(self, kept: Retention) -> Retention:
         """``kept`` plus the rules and groups these counters already keep (so a rebuild
