@@ -322,12 +322,11 @@ def encode_order_result(result: OrderResult) -> str:
     return orjson.dumps(data).decode()
 
 
-def decode_order_result(text: str, record: OrderRecord) -> OrderResult:
+def decode_order_result(data: dict[str, Any], record: OrderRecord) -> OrderResult:
     """The :class:`OrderResult` that recording ``record``'s order returned, from the
-    stored ``text`` (:func:`encode_order_result`, or the generic form without the
-    breakdown that earlier rows hold) and the order's row."""
+    stored result parsed as ``data`` (:func:`encode_order_result`, or the generic form
+    without the breakdown that earlier rows hold) and the order's row."""
     evaluation = Evaluation.from_dict(dict(record.evaluation_as_recorded()))
-    data = json.loads(text)
     if data.get("v") != 2:  # the generic codec's fields, less the breakdown
         fields = {k: _load(v) for k, v in data.items() if k != "__type__"}
         fields["evaluation"] = evaluation

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
-import orjson
 
 from loyaltykit._activity import Activity, Retention, retention
 from loyaltykit._clock import Clock, SystemClock
@@ -98,7 +97,14 @@ from loyaltykit._rules import (
     usage_rows,
 )
 from loyaltykit._storage import Storage, UnitOfWork
-from loyaltykit._values import check_aware, check_key, check_points, new_id, to_utc
+from loyaltykit._values import (
+    check_aware,
+    check_key,
+    check_points,
+    json_bytes,
+    new_id,
+    to_utc,
+)
 
 __all__ = ["Loyalty"]
 
@@ -188,25 +194,18 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
 def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
     """Rebuild a stored :class:`OrderResult` from its order's row (the result stored
     with the key holds only what the row does not)."""
-    order_id = json.loads(text).get("order_id")
+    data = json.loads(text)
+    order_id = data.get("order_id")
     stored = uow.get_order(order_id) if isinstance(order_id, str) else None
     if stored is None:  # pragma: no cover - written in the key's unit of work
         raise StorageError("the recorded order of an idempotency key is missing",
                            order_id=order_id)
-    return decode_order_result(text, stored)
+    return decode_order_result(data, stored)
 
 
 def _fingerprint(request: Mapping[str, Any]) -> str:
-    """SHA-256 of the request's canonical JSON (keys sorted). orjson writes it several
-    times faster than the standard encoder (an order's request holds all its lines);
-    what orjson refuses (integers beyond 64 bits, non-string keys) is written by the
-    standard encoder instead: one request always takes the same path."""
-    try:
-        text = orjson.dumps(request, default=str, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        text = json.dumps(request, sort_keys=True, default=str,
-                          separators=(",", ":")).encode()
-    return hashlib.sha256(text).hexdigest()
+    """SHA-256 of the request's canonical JSON (keys sorted)."""
+    return hashlib.sha256(json_bytes(request, sort_keys=True, default=str)).hexdigest()
 
 
 class Loyalty:

@@ -7,15 +7,18 @@ currency. Datetimes must be timezone-aware. Nothing here does I/O or reads a clo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import attrs
+import orjson
 
 from loyaltykit._errors import (
     CurrencyMismatch,
@@ -32,9 +35,26 @@ __all__ = [
     "check_aware",
     "check_key",
     "check_points",
+    "json_bytes",
     "new_id",
     "to_utc",
 ]
+
+def json_bytes(value: Any, *, sort_keys: bool = False,
+               default: Callable[[Any], Any] | None = None) -> bytes:
+    """Compact JSON of ``value`` (UTF-8), written by orjson, several times faster than
+    the standard encoder on the documents an order writes. What orjson refuses
+    (integers beyond 64 bits, non-string keys, lone surrogates) is written by the
+    standard encoder instead, so every value the standard library can write is
+    written, and one value always takes the same path. ``default`` turns values
+    that are not JSON into JSON (as in :func:`json.dumps`)."""
+    try:
+        return orjson.dumps(value, default=default,
+                            option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, sort_keys=sort_keys, default=default,
+                          separators=(",", ":")).encode()
+
 
 #: Largest number of points a single request may carry (fits a signed 64-bit column).
 MAX_POINTS = 10**15

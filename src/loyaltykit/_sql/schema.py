@@ -15,12 +15,12 @@ schema; ``tests/test_migrations.py`` checks it with ``compare_metadata``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+
+from loyaltykit._values import json_bytes
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -104,10 +104,7 @@ class Document(sa.TypeDecorator[Any]):
 
 
 def _encode_document(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError: beyond what orjson encodes
-        return json.dumps(value)
+    return json_bytes(value).decode()
 
 
 _ID = sa.String(64)  # program ids are at most 64 characters
