@@ -47,6 +47,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
+from loyaltykit._tiers import TierChange, TierState
 
 __all__ = ["ChangeSet", "Ledger", "MemberBook"]
 
@@ -63,6 +64,10 @@ class ChangeSet:
     the final running totals of every touched member wallet. ``orders`` holds the
     final state of every touched order (ids in ``new_orders`` are inserted, the others
     updated); ``usage`` rows are upserted by ``(program_id, source, rule_id)``.
+    ``tier_states`` holds the final tier state of every touched member (ids in
+    ``new_tier_states`` are inserted); ``tier_buckets`` amounts are added to the
+    member's metric bucket of that period (created at 0 when missing);
+    ``tier_history`` lines are appended.
     """
 
     transactions: list[Transaction] = attrs.field(factory=list)
@@ -77,12 +82,22 @@ class ChangeSet:
     orders: dict[str, OrderRecord] = attrs.field(factory=dict)
     new_orders: set[str] = attrs.field(factory=set)
     usage: list[RuleUsage] = attrs.field(factory=list)
+    # tiers: final state per member (ids in new_tier_states are inserted), the metric
+    # added to (member_id, period_start) buckets, and history lines to append
+    tier_states: dict[str, TierState] = attrs.field(factory=dict)
+    new_tier_states: set[str] = attrs.field(factory=set)
+    tier_buckets: dict[tuple[str, dt.datetime], int] = attrs.field(factory=dict)
+    tier_history: list[TierChange] = attrs.field(factory=list)
+    # what orders and returns add to the spend and order metrics: (member_id, at,
+    # spend units, orders); read by the facade's tier step, not written as such
+    tier_orders: list[tuple[str, dt.datetime, int, int]] = attrs.field(factory=list)
 
     @property
     def empty(self) -> bool:
         """True if there is nothing to write."""
         return not (self.transactions or self.members or self.idempotency or self.accounts
-                    or self.orders or self.usage)
+                    or self.orders or self.usage or self.tier_states or self.tier_buckets
+                    or self.tier_history)
 
 
 @attrs.define

@@ -22,6 +22,7 @@ import pendulum
 
 from loyaltykit._errors import InvalidProgram, LoyaltyError, NaiveDatetime, UnknownWallet
 from loyaltykit._rules import EarningPolicy
+from loyaltykit._tiers import TierPolicy
 from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
@@ -264,9 +265,11 @@ class Program:
 
     Programs are versioned: ``version`` counts definitions of the same program and
     ``effective_from`` says from when this one prices orders (None: from the
-    beginning). Every version is kept in storage, so an order is always re-evaluated
-    (on a return) with the rules it was placed under. Versions of one program share
-    its id, time zone, currency and wallets.
+    beginning). ``tiers`` is the tier ladder (None: the program has no tiers; the
+    rules then read a member's tier from its ``tier`` attribute). Every version is
+    kept in storage, so an order is always re-evaluated (on a return) with the rules
+    it was placed under. Versions of one program share its id, time zone, currency
+    and wallets.
     """
 
     id: str
@@ -278,6 +281,7 @@ class Program:
     earning: EarningPolicy = attrs.field(factory=EarningPolicy)
     version: int = 1
     effective_from: dt.datetime | None = None
+    tiers: TierPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -317,6 +321,17 @@ class Program:
                 raise _fail("effective_from", "must be a timezone-aware datetime",
                             repr(self.effective_from)) from None
             object.__setattr__(self, "effective_from", aware)
+        if self.tiers is not None:
+            if not isinstance(self.tiers, TierPolicy):
+                raise _fail("tiers", "must be a TierPolicy", repr(self.tiers))
+            if self.tiers.wallet is not None and self.tiers.wallet not in self.wallets:
+                raise _fail("tiers.wallet", f"not a wallet of the program {self.wallets}",
+                            self.tiers.wallet)
+            for tier in self.tiers.tiers:
+                threshold = tier.threshold
+                if isinstance(threshold, Money) and threshold.currency != self.currency:
+                    raise _fail(f"tiers.{tier.name}.threshold",
+                                "must be in the program's currency", threshold.currency)
 
     @property
     def default_wallet(self) -> str:
@@ -346,6 +361,7 @@ class Program:
             "version": self.version,
             "effective_from": (self.effective_from.isoformat()
                                if self.effective_from is not None else None),
+            "tiers": self.tiers.to_dict() if self.tiers is not None else None,
         }
 
     @classmethod
@@ -382,6 +398,8 @@ class Program:
                 earning=EarningPolicy.from_dict(data.get("earning", {})),
                 version=data.get("version", 1),
                 effective_from=effective_from,
+                tiers=(TierPolicy.from_dict(data["tiers"]) if data.get("tiers") is not None
+                       else None),
             )
         except KeyError as exc:
             raise _fail(str(exc.args[0]), "is required", None) from None
@@ -418,5 +436,5 @@ class Program:
 
 _PROGRAM_KEYS = frozenset({
     "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
-    "version", "effective_from",
+    "version", "effective_from", "tiers",
 })

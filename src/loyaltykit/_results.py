@@ -145,7 +145,9 @@ class DueWorkReport:
     """What a run of due work did: counts of transactions and points moved.
 
     ``expired_points`` includes held points of an expired lot that a hold's release
-    returned (they expire in the release transaction itself).
+    returned (they expire in the release transaction itself). ``tier_evaluations``
+    counts members whose tier window was evaluated, ``tier_changes`` those whose tier
+    changed, ``tier_notices`` "will downgrade" notices recorded.
     """
 
     at: dt.datetime
@@ -156,6 +158,9 @@ class DueWorkReport:
     released_holds: int = 0
     released_points: int = 0
     members: int = 0
+    tier_evaluations: int = 0
+    tier_changes: int = 0
+    tier_notices: int = 0
 
 
 @attrs.frozen

@@ -129,6 +129,7 @@ __all__ = [
     "StampCardRule",
     "StoreIn",
     "TierIn",
+    "TierMultiplierRule",
     "UsageQuery",
     "Window",
     "evaluate_event",
@@ -593,8 +594,9 @@ class LineMatch:
 class _Facts:
     """What conditions and windows look at, for one evaluation."""
 
-    __slots__ = ("at", "channel", "currency", "enrolled_at", "event_attrs", "first_order",
-                 "local", "member_attrs", "net", "order_attrs", "store", "tier", "zone")
+    __slots__ = ("at", "channel", "currency", "earn_multiplier", "enrolled_at", "event_attrs",
+                 "first_order", "local", "member_attrs", "net", "order_attrs", "store", "tier",
+                 "zone")
 
     def __init__(self, at: dt.datetime, zone: ZoneInfo, net: Decimal, currency: str,
                  member: MemberContext, order_attrs: Mapping[str, Any] | None,
@@ -606,6 +608,7 @@ class _Facts:
         self.net = net
         self.currency = currency
         self.tier = member.tier
+        self.earn_multiplier = member.earn_multiplier
         self.first_order = member.first_order
         self.member_attrs = member.attributes
         self.enrolled_at = member.enrolled_at
@@ -1321,6 +1324,31 @@ class MultiplierRule(Rule):
 
 
 @attrs.frozen(kw_only=True)
+class TierMultiplierRule(MultiplierRule):
+    """Multiply base amounts by the earn multiplier of the member's tier (its
+    :class:`~loyaltykit.Benefits`), like a :class:`MultiplierRule` whose ``factor``
+    comes from the tier ladder; ``factor`` is not given. Without a tier ladder the
+    multiplier is 1 (the rule gives nothing)."""
+
+    type: ClassVar[str] = "tier_multiplier"
+    _fields: ClassVar[frozenset[str]] = frozenset({"match"})
+
+    factor: Decimal = attrs.field(default=Decimal(1), init=False)
+
+    def summary(self) -> str:
+        """What the rule does, in words."""
+        what = "every base amount" if self.match is None else self.match.describe()
+        return f"x the tier's earn multiplier on {what}"
+
+    def _specific(self) -> dict[str, Any]:
+        return {"match": _match_dict(self.match)}
+
+    @classmethod
+    def _parse(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"match": _parse_match(data)}
+
+
+@attrs.frozen(kw_only=True)
 class FixedRule(Rule):
     """``points`` per order (or per unit of the matching lines with ``per_item``);
     orders only, and only when at least one line matches."""
@@ -1459,8 +1487,8 @@ class EventBonusRule(Rule):
 
 
 _RULES: dict[str, type[Rule]] = {
-    cls.type: cls for cls in (RateRule, MultiplierRule, FixedRule, StampCardRule,
-                              EventBonusRule)
+    cls.type: cls for cls in (RateRule, MultiplierRule, TierMultiplierRule, FixedRule,
+                              StampCardRule, EventBonusRule)
 }
 _COMMON_KEYS = frozenset({"type", "id", "description", "priority", "exclusive", "group",
                           "window", "condition", "caps"})
@@ -1504,7 +1532,8 @@ class RuleGroup:
 
 
 _RATE, _MULTIPLIER, _FIXED, _STAMP, _EVENT = 1, 2, 3, 4, 5
-_CODES = {"rate": _RATE, "multiplier": _MULTIPLIER, "fixed": _FIXED, "stamp_card": _STAMP,
+_CODES = {"rate": _RATE, "multiplier": _MULTIPLIER, "tier_multiplier": _MULTIPLIER,
+          "fixed": _FIXED, "stamp_card": _STAMP,
           "event_bonus": _EVENT}
 
 
@@ -1698,23 +1727,30 @@ class EarningPolicy:
 @attrs.frozen
 class MemberContext:
     """What the rules may know about the member: enrolment instant (for tenure),
-    attributes (for :class:`Attribute` conditions), tier, and whether the order being
-    evaluated is the member's first."""
+    attributes (for :class:`Attribute` conditions), tier, whether the order being
+    evaluated is the member's first, and the tier's earn multiplier (read by
+    :class:`TierMultiplierRule`; None: no tier ladder, which counts as 1)."""
 
     member_id: str
     enrolled_at: dt.datetime
     attributes: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     tier: str | None = None
     first_order: bool = False
+    earn_multiplier: Decimal | None = None
 
     def __attrs_post_init__(self) -> None:
         check_aware(self.enrolled_at, name="enrolled_at")
+        if self.earn_multiplier is not None:
+            _set(self, "earn_multiplier", _dec(self.earn_multiplier, "earn_multiplier"))
 
     def snapshot(self) -> dict[str, Any]:
         """Return a JSON-compatible copy (kept in :attr:`Evaluation.context`)."""
-        return {"member_id": self.member_id, "enrolled_at": self.enrolled_at.isoformat(),
+        data = {"member_id": self.member_id, "enrolled_at": self.enrolled_at.isoformat(),
                 "tier": self.tier, "first_order": self.first_order,
                 "attributes": dict(self.attributes)}
+        if self.earn_multiplier is not None:
+            data["earn_multiplier"] = str(self.earn_multiplier)
+        return data
 
 
 @attrs.frozen(slots=False)  # a dict instance is quicker to build: hot path
@@ -2228,7 +2264,13 @@ def _evaluate(
                 append(_outcome(c, _NO_LINE))
                 continue
             source = current if multiply else base
-            less = c.rule.factor - _ONE  # type: ignore[attr-defined]
+            if c.kind == "tier_multiplier":
+                factor = facts.earn_multiplier if facts.earn_multiplier is not None else _ONE
+                prefix = f"x{_num(factor)} (tier {facts.tier}) on "
+            else:
+                factor = c.rule.factor  # type: ignore[attr-defined]
+                prefix = c.prefix
+            less = factor - _ONE
             counted = uncapped = _ZERO
             amounts = []
             for i in picked:
@@ -2245,7 +2287,7 @@ def _evaluate(
                 elif uncapped:
                     for i, a in zip(picked, amounts, strict=True):
                         current[i] += a * points / uncapped
-            explanation = f"{c.prefix}{counted!s} points{c.what} = {_signed(uncapped)}{note}"
+            explanation = f"{prefix}{counted!s} points{c.what} = {_signed(uncapped)}{note}"
         elif code == _FIXED:
             if not picked:
                 append(_outcome(c, _NO_LINE))
@@ -2323,6 +2365,8 @@ def _member_from(context: Mapping[str, Any]) -> tuple[MemberContext, dict[str, i
             enrolled_at=dt.datetime.fromisoformat(raw["enrolled_at"]),
             attributes=dict(raw.get("attributes") or {}), tier=raw.get("tier"),
             first_order=bool(raw.get("first_order", False)),
+            earn_multiplier=(Decimal(raw["earn_multiplier"])
+                             if raw.get("earn_multiplier") is not None else None),
         )
         stamps = {str(k): int(v) for k, v in dict(context.get("stamps_before", {})).items()}
     except (KeyError, TypeError, ValueError, AttributeError, LoyaltyError) as exc:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
+import pendulum
 
 from loyaltykit._activity import Activity, Retention, retention
 from loyaltykit._clock import Clock, SystemClock
@@ -50,7 +51,7 @@ from loyaltykit._errors import (
     StorageError,
     TransactionNotFound,
 )
-from loyaltykit._ledger import Ledger, MemberBook
+from loyaltykit._ledger import ChangeSet, Ledger, MemberBook
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -68,7 +69,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._orders import Event, Order
-from loyaltykit._program import ClawbackPolicy, Program
+from loyaltykit._program import ClawbackPolicy, Program, zone
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
@@ -97,6 +98,23 @@ from loyaltykit._rules import (
     usage_rows,
 )
 from loyaltykit._storage import Storage, UnitOfWork
+from loyaltykit._tiers import (
+    TierChange,
+    TierJob,
+    TierMetric,
+    TierNotice,
+    TierPolicy,
+    TierProgress,
+    TierState,
+    TierStatus,
+    WindowKind,
+    catch_up,
+    job_for,
+    new_state,
+    on_activity,
+    spend_units,
+    would_be,
+)
 from loyaltykit._values import (
     check_aware,
     check_key,
@@ -344,6 +362,8 @@ class Loyalty:
                                     new_id=self._new_id, key=key)
                     result = apply(uow, ledger)
                     changes = ledger.finish()
+                    if self.program.tiers is not None:
+                        self._tier_step(uow, changes, ledger.recorded_at)
                     encoded = encode_result(result) if encode is None else encode(result)
                     if order_id is None:
                         changes.idempotency.append(IdempotencyRecord(
@@ -1073,10 +1093,16 @@ class Loyalty:
         activity = self._activity(uow, state, kept, queries)
         member = state.member
         member_id = member.member_id
-        tier = member.attributes.get("tier")
+        multiplier = None
+        tier: Any
+        if self.program.tiers is not None:
+            tier, multiplier = self._tier_of(uow, member_id, at)
+        else:
+            tier = member.attributes.get("tier")
         ctx = MemberContext(
             member_id=member_id, enrolled_at=member.enrolled_at,
             attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
+            earn_multiplier=multiplier,
             first_order=is_order and program.earning.needs_first_order
             and activity.orders == 0,
         )
@@ -1187,6 +1213,8 @@ class Loyalty:
                 updated_at=ledger.recorded_at,
             )
             ledger.changes.new_orders.add(order.id)
+            ledger.changes.tier_orders.append(
+                (member_id, when, spend_units(order.net_goods), 1))
             # the order's row is its usage log; the counters follow it
             source = f"order:{order.id}"
             self._keep_activity(ledger, state, p.activity.record(
@@ -1325,6 +1353,11 @@ class Loyalty:
                     reason=reason or f"order {order_id} {'cancelled' if cancel else 'return'}",
                     metadata={"order_id": order_id},
                 )
+            before_net = original.after_returns(dict(record.returned)).net_goods
+            ledger.changes.tier_orders.append((
+                member_id, when,
+                spend_units(as_it_stands.net_goods) - spend_units(before_net),
+                -1 if cancel else 0))
             ledger.changes.orders[order_id] = attrs.evolve(
                 record, returned=returned, points=evaluation.points,
                 evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
@@ -1406,11 +1439,330 @@ class Loyalty:
             raise OrderNotFound("no such order", order_id=order_id)
         return record
 
+    # -- tiers ----------------------------------------------------------------------------
+
+    def _tiers(self) -> TierPolicy:
+        policy = self.program.tiers
+        if policy is None:
+            raise InvalidInput("the program has no tiers", program_id=self.program.id)
+        return policy
+
+    def _anchor(self, enrolled_at: dt.datetime) -> dt.date:
+        local = pendulum.instance(enrolled_at).in_timezone(zone(self.program.time_zone))
+        return dt.date(local.year, local.month, local.day)
+
+    def _tier_step(self, uow: UnitOfWork, changes: ChangeSet,
+                   recorded_at: dt.datetime) -> None:
+        """Keep tier states up to date with what this unit of work writes: new members
+        start on the base tier; activity that changes the metric is added to its
+        period's bucket after the member's due evaluations, then upgrades or reverts."""
+        policy = self.program.tiers
+        assert policy is not None
+        tz = self.program.time_zone
+        names = [t.name for t in policy.tiers]
+        for member in changes.members:
+            changes.tier_states[member.member_id] = new_state(
+                policy, member.member_id, member.enrolled_at, tz,
+                self._anchor(member.enrolled_at))
+            changes.new_tier_states.add(member.member_id)
+        acts: dict[str, list[tuple[dt.datetime, int]]] = {}
+        if policy.metric is TierMetric.POINTS:
+            wallet = policy.wallet or self.program.default_wallet
+            for tx in changes.transactions:
+                if tx.wallet == wallet:
+                    delta = -tx.amount(Account.ISSUED)
+                    if delta:
+                        acts.setdefault(tx.member_id, []).append((tx.occurred_at, delta))
+        else:
+            spend = policy.metric is TierMetric.SPEND
+            for member_id, at, units, orders in changes.tier_orders:
+                delta = units if spend else orders
+                if delta:
+                    acts.setdefault(member_id, []).append((at, delta))
+        pending = changes.tier_buckets
+        for member_id, items in acts.items():
+            items.sort(key=lambda item: item[0])
+            state = changes.tier_states.get(member_id)
+            stored = state is None
+            if state is None:
+                state = uow.get_tier_state(member_id)
+                if state is None:  # enrolled before the program had tiers
+                    found = uow.get_member(member_id)
+                    assert found is not None  # the ledger step found its accounts
+                    state = new_state(policy, member_id, items[0][0], tz,
+                                      self._anchor(found.enrolled_at))
+                    changes.new_tier_states.add(member_id)
+                    stored = False
+
+            def metric_of(start: dt.datetime, end: dt.datetime | None,
+                          member_id: str = member_id, stored: bool = stored) -> int:
+                value = uow.tier_metric(member_id, start, end) if stored else 0
+                return value + sum(v for (m, p), v in pending.items() if m == member_id
+                                   and start <= p and (end is None or p < end))
+
+            for at, delta in items:
+                state, evaluations = catch_up(policy, state, at, tz, metric_of)
+                for when, before, after, value in evaluations:
+                    changes.tier_history.append(TierChange(
+                        member_id=member_id, at=when, from_tier=names[before],
+                        to_tier=names[after], reason="evaluation", metric=value,
+                        recorded_at=recorded_at))
+                period = policy.window.period_start(at, tz, state.anchor)
+                pending[(member_id, period)] = pending.get((member_id, period), 0) + delta
+                if period < state.window_start:
+                    continue  # dated in a window already evaluated: counted there only
+                value = metric_of(state.window_start, state.next_evaluation)
+                before = state.rank
+                state, reason = on_activity(policy, state, value, at, tz)
+                if reason is not None:
+                    changes.tier_history.append(TierChange(
+                        member_id=member_id, at=at, from_tier=names[before],
+                        to_tier=names[state.rank], reason=reason, metric=value,
+                        recorded_at=recorded_at))
+            changes.tier_states[member_id] = state
+
+    def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime
+                    ) -> tuple[TierState | None, list[tuple[dt.datetime, int, int, int]]]:
+        """The member's tier state with the evaluations due by ``at`` applied (not
+        written), and those evaluations' changes."""
+        policy = self._tiers()
+        state = uow.get_tier_state(member_id)
+        if state is None:
+            return None, []
+        return catch_up(policy, state, at, self.program.time_zone,
+                        lambda start, end: uow.tier_metric(member_id, start, end))
+
+    def _tier_of(self, uow: UnitOfWork, member_id: str, at: dt.datetime) -> tuple[str, Any]:
+        """(tier name, earn multiplier) of the member at ``at``, for pricing."""
+        policy = self._tiers()
+        state, _ = self._tier_state(uow, member_id, at)
+        tier = policy.tiers[state.rank if state is not None else 0]
+        return tier.name, tier.benefits.earn_multiplier
+
+    def _read_tier(self, member_id: str) -> tuple[TierPolicy, dt.datetime, TierState | None,
+                                                  list[TierChange], int]:
+        """One read of the member's tier as of now: the policy, now, the state (due
+        evaluations applied), the history (with those evaluations) and the metric of
+        the current window."""
+        member_id = _check_member_id(member_id)
+        policy = self._tiers()
+        now = self._now()
+        with self.storage.unit_of_work(self.program.id) as uow:
+            if uow.get_member(member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            state, virtual = self._tier_state(uow, member_id, now)
+            history = uow.tier_history(member_id)
+            value = (uow.tier_metric(member_id, state.window_start, state.next_evaluation)
+                     if state is not None else 0)
+        names = [t.name for t in policy.tiers]
+        history += [TierChange(member_id=member_id, at=when, from_tier=names[before],
+                               to_tier=names[after], reason="evaluation", metric=metric)
+                    for when, before, after, metric in virtual]
+        return policy, now, state, history, value
+
+    def tier(self, member_id: str) -> TierStatus:
+        """The member's tier now, with its benefits and how it is held.
+
+        Evaluations due by now count even before due work has written them."""
+        policy, now, state, history, _ = self._read_tier(member_id)
+        rank = state.rank if state is not None else 0
+        tier = policy.tiers[rank]
+        since = next((c.at for c in reversed(history) if c.to_tier == tier.name), None)
+        manual = (state is not None and state.manual is not None
+                  and (state.manual_until is None or now < state.manual_until))
+        return TierStatus(
+            member_id=member_id, tier=tier.name, benefits=tier.benefits, since=since,
+            protected_until=state.protected_until if state else None,
+            next_evaluation=state.next_evaluation if state else None,
+            lifetime_floor=(policy.tiers[state.floor].name
+                            if state is not None and state.floor else None),
+            manual=policy.tiers[state.manual].name if manual and state and
+            state.manual is not None else None,
+            manual_until=state.manual_until if manual and state else None)
+
+    def tier_as_of(self, member_id: str, at: dt.datetime) -> str:
+        """The name of the tier the member held at the instant ``at`` (business
+        time), from its tier history."""
+        when = self._instant(at)
+        policy, _, _, history, _ = self._read_tier(member_id)
+        held = policy.tiers[0].name
+        for change in sorted(history, key=lambda c: c.at):
+            if change.at <= when:
+                held = change.to_tier
+        return held
+
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        """Every change of the member's tier, oldest first, with its reason (evaluations
+        due by now included)."""
+        return self._read_tier(member_id)[3]
+
+    def tier_progress(self, member_id: str) -> TierProgress:
+        """What the member still needs, and by when, to reach the next tier; and what
+        keeps the current one at the next evaluation."""
+        policy, now, state, _, value = self._read_tier(member_id)
+        currency = self.program.currency
+        rank = state.rank if state is not None else 0
+        thresholds = policy.thresholds
+        nxt = rank + 1 if rank + 1 < len(policy.tiers) else None
+        tz = self.program.time_zone
+        if state is None:
+            period = policy.window.period_start(now, tz, None) if (
+                policy.window.kind is not WindowKind.ANNIVERSARY_YEAR) else now
+            window_start = policy.window.window_start(period, tz)
+            deadline = policy.window.next_period(period, tz, None) if (
+                policy.window.kind is not WindowKind.ANNIVERSARY_YEAR) else None
+        else:
+            window_start, deadline = state.window_start, state.next_evaluation
+        keeps = state is None or state.next_evaluation is None or would_be(
+            policy, state, value) >= rank
+        return TierProgress(
+            member_id=member_id, tier=policy.tiers[rank].name,
+            next_tier=policy.tiers[nxt].name if nxt is not None else None,
+            metric=policy.units_as(value, currency),
+            needed=(policy.units_as(max(thresholds[nxt] - value, 0), currency)
+                    if nxt is not None else None),
+            deadline=deadline, window_start=window_start, keeps_tier=keeps,
+            needed_to_keep=policy.units_as(max(thresholds[rank] - value, 0), currency))
+
+    def assign_tier(
+        self,
+        member_id: str,
+        tier: str,
+        *,
+        key: str,
+        reason: str,
+        until: dt.datetime | None = None,
+        at: dt.datetime | None = None,
+    ) -> TierStatus:
+        """Put the member on ``tier`` by hand (a reason is required), until ``until``
+        (None: for good). While the assignment holds, no evaluation or revert takes
+        the member below it; reaching a higher tier still upgrades. Assigning again
+        replaces the assignment. An assignment below a lifetime tier the member has
+        reached leaves the member on the lifetime tier."""
+        member_id = _check_member_id(member_id)
+        policy = self._tiers()
+        if not isinstance(tier, str):
+            raise InvalidInput("tier must be a tier name", tier=repr(tier))
+        try:
+            rank = policy.rank(tier)
+        except InvalidProgram:
+            raise InvalidInput("no such tier", tier=tier,
+                               tiers=[t.name for t in policy.tiers]) from None
+        key = check_key(key)
+        reason = _check_reason(reason, required=True)
+        when = self._instant(at)
+        end = None
+        if until is not None:
+            end = to_utc(check_aware(until, name="until"))
+            if end <= when:
+                raise InvalidInput("until must be later than the assignment",
+                                   until=end.isoformat(), at=when.isoformat())
+        request = self._request("assign_tier", at, when, member_id=member_id, tier=tier,
+                                reason=reason, until=end.isoformat() if end else None)
+        names = [t.name for t in policy.tiers]
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> TierStatus:
+            wallet = policy.wallet or self.program.default_wallet
+            self._books(uow, ledger, wallet, [member_id], need_lots=False)
+            state, evaluations = self._tier_state(uow, member_id, when)
+            if state is None:
+                member = uow.get_member(member_id)
+                assert member is not None
+                state = new_state(policy, member_id, when, self.program.time_zone,
+                                  self._anchor(member.enrolled_at))
+                ledger.changes.new_tier_states.add(member_id)
+            for at_, before, after, value in evaluations:
+                ledger.changes.tier_history.append(TierChange(
+                    member_id=member_id, at=at_, from_tier=names[before],
+                    to_tier=names[after], reason="evaluation", metric=value,
+                    recorded_at=ledger.recorded_at))
+            held = max(rank, state.floor)  # never below a lifetime tier reached
+            ledger.changes.tier_history.append(TierChange(
+                member_id=member_id, at=when, from_tier=names[state.rank],
+                to_tier=names[held], reason="manual", metric=0, note=reason,
+                recorded_at=ledger.recorded_at))
+            state = attrs.evolve(state, rank=held, manual=rank, manual_until=end,
+                                 manual_reason=reason, attained_at=when)
+            ledger.changes.tier_states[member_id] = state
+            return TierStatus(
+                member_id=member_id, tier=names[held], benefits=policy.tiers[held].benefits,
+                since=when, protected_until=state.protected_until,
+                next_evaluation=state.next_evaluation,
+                lifetime_floor=names[state.floor] if state.floor else None,
+                manual=tier, manual_until=end)
+
+        return self._write(key, request, when, member_id, apply)
+
+    def tier_notices(self, *, since: dt.datetime | None = None,
+                     limit: int = 1000) -> list[TierNotice]:
+        """"Will downgrade" notices recorded by due work (created at or after
+        ``since``), oldest first: send them, then ask again with a later ``since``."""
+        self._tiers()
+        if since is not None:
+            since = to_utc(check_aware(since, name="since"))
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise InvalidInput("limit must be an int in 1..100000", limit=limit)
+        with self.storage.unit_of_work(self.program.id) as uow:
+            return uow.tier_notices(since=since, limit=limit)
+
+    def _tier_due_work(self, when: dt.datetime, batch_size: int) -> dict[str, int]:
+        """Evaluate every tier window ended by ``when`` and record downgrade notices
+        for evaluations within ``notice_days``: set-based, batch by batch, each batch
+        its own unit of work (so it resumes, and a second run finds nothing)."""
+        policy = self.program.tiers
+        if policy is None or policy.window.kind is WindowKind.LIFETIME:
+            return {}
+        tz = self.program.time_zone
+        by_anchor = policy.window.kind is WindowKind.ANNIVERSARY_YEAR
+        totals = {"tier_evaluations": 0, "tier_changes": 0, "tier_notices": 0}
+        while True:
+            with self.storage.unit_of_work(self.program.id) as uow:
+                due = uow.tier_due(when, by_anchor=by_anchor)
+            if not due:
+                break
+            for at, anchor in due:
+                job = job_for(policy, tz, at, anchor, self._now(), batch_size)
+                while True:
+                    done, changed = self._tier_batch(job, notices=False)
+                    totals["tier_evaluations"] += done
+                    totals["tier_changes"] += changed
+                    if done < batch_size:
+                        break
+        if policy.notice_days:
+            horizon = when + dt.timedelta(days=policy.notice_days)
+            with self.storage.unit_of_work(self.program.id) as uow:
+                upcoming = uow.tier_due(horizon, by_anchor=by_anchor)
+            for at, anchor in upcoming:
+                job = job_for(policy, tz, at, anchor, self._now(), batch_size)
+                while True:
+                    done, noticed = self._tier_batch(job, notices=True)
+                    totals["tier_notices"] += noticed
+                    if done < batch_size:
+                        break
+        return totals
+
+    def _tier_batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
+        attempt = 0
+        while True:
+            try:
+                with self.storage.unit_of_work(self.program.id) as uow:
+                    result = (uow.record_tier_notices(job) if notices
+                              else uow.evaluate_tiers(job))
+                    uow.commit()
+                    return result
+            except SerializationFailure:
+                self._backoff(attempt)
+            attempt += 1
+            if attempt > self._max_retries:
+                raise RetryLimitExceeded("tier due work kept conflicting",
+                                         attempts=self._max_retries + 1)
+
     # -- due work -------------------------------------------------------------------------
 
     def run_due(self, at: dt.datetime | None = None, *, batch_size: int = 500) -> DueWorkReport:
         """Post everything due up to ``at`` (default: now) for every member: release
-        stale holds, activate matured pending lots, expire lots past their expiry.
+        stale holds, activate matured pending lots, expire lots past their expiry;
+        evaluate tiers whose window ended and record "will downgrade" notices.
 
         Each transaction is dated at the instant it fell due, not when the job ran.
         Idempotent and resumable: work is done in batches of ``batch_size`` member
@@ -1452,6 +1804,7 @@ class Loyalty:
                 members += len(due)
                 uow.write(changes)
                 uow.commit()
+        totals.update(self._tier_due_work(when, batch_size))
         report = DueWorkReport(at=when, members=members, **totals)
         level = logging.INFO if members else logging.DEBUG
         logger.log(level, "due work at %s: %s", when.isoformat(), report)

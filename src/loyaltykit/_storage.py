@@ -40,6 +40,7 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 
 __all__ = ["Storage", "UnitOfWork"]
 
@@ -177,6 +178,43 @@ class UnitOfWork(Protocol):
         is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: every usage
         row of the member (still within the bounds)."""
 
+    # -- tiers --------------------------------------------------------------------------
+
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        """Return the member's tier state (None: none kept yet). Called under the
+        member's account lock; a SQL backend also locks the row (``FOR UPDATE``)."""
+
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        """Return the sum of the member's metric buckets whose period starts in
+        ``[start, end)`` (``end`` None: no upper bound); 0 if there are none."""
+
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        """Return the member's tier history in the order it was written."""
+
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
+            tuple[dt.datetime, dt.date | None]]:
+        """Return the distinct evaluation instants at or before ``at`` that tier states
+        wait for, oldest first; with ``by_anchor`` as (instant, anchor) pairs (members
+        of an anniversary window whose next date depends on their enrolment date),
+        else as (instant, None)."""
+
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        """Evaluate, set-based, up to ``job.limit`` tier states (lowest member ids
+        first) waiting for ``job.at`` (and ``job.anchor`` when given): the metric of
+        ``[window_start, at)`` decides as :func:`loyaltykit._tiers.evaluate` does;
+        states move to the next window and changes are appended to the history.
+        Return how many states were evaluated (0: none left) and how many changed."""
+
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        """For tier states waiting for ``job.at`` (and ``job.anchor``) not yet noticed
+        for it: record a notice where an evaluation with the metric so far would
+        drop the member (:func:`loyaltykit._tiers.would_be`), and mark every such state
+        noticed. At most ``job.limit`` states; return how many were examined and how
+        many notices were recorded."""
+
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        """Return recorded notices created at or after ``since``, oldest first."""
+
     # -- writes -------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
@@ -185,7 +223,9 @@ class UnitOfWork(Protocol):
         update touched lots, holds, orders and accounts; upsert usage rows by
         ``(program_id, source, rule_id)``. Raise DuplicateKey on a unique violation
         (an idempotency key, a member id, an order id inserted twice, a second reversal
-        of one transaction); the unit of work must then be rolled back by the caller."""
+        of one transaction); the unit of work must then be rolled back by the caller.
+        Tier states are inserted or updated (bumping their ``version``), tier buckets
+        added to, tier history appended."""
 
 
 class Storage(Protocol):

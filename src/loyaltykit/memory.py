@@ -43,6 +43,15 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._tiers import (
+    TierChange,
+    TierJob,
+    TierNotice,
+    TierState,
+    WindowKind,
+    evaluate,
+    would_be,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -72,6 +81,13 @@ class _Tables:
         self.member_all_orders: dict[tuple[str, str], set[str]] = {}
         self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
         self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        self.tier_states: dict[tuple[str, str], TierState] = {}
+        # (program_id, member_id, period_start) -> metric units
+        self.tier_buckets: dict[tuple[str, str, dt.datetime], int] = {}
+        self.member_buckets: dict[tuple[str, str], set[dt.datetime]] = {}
+        self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
+        # (program_id, member_id, evaluation instant) -> notice
+        self.tier_notices: dict[tuple[str, str, dt.datetime], TierNotice] = {}
 
 
 def _json(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,6 +384,83 @@ class MemoryUnitOfWork:
             found.append(usage)
         return found
 
+    # -- tiers ----------------------------------------------------------------------------
+
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        return self._t.tier_states.get((self.program_id, member_id))
+
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        t = self._t
+        return sum(t.tier_buckets[(self.program_id, member_id, period)]
+                   for period in t.member_buckets.get((self.program_id, member_id), ())
+                   if start <= period and (end is None or period < end))
+
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        return list(self._t.tier_history.get((self.program_id, member_id), ()))
+
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
+            tuple[dt.datetime, dt.date | None]]:
+        found = {(s.next_evaluation, s.anchor if by_anchor else None)
+                 for (program_id, _), s in self._t.tier_states.items()
+                 if program_id == self.program_id and s.next_evaluation is not None
+                 and s.next_evaluation <= at}
+        return sorted(found, key=lambda pair: (pair[0], pair[1] or dt.date.min))
+
+    def _waiting(self, job: TierJob, *, noticed: bool) -> list[TierState]:
+        by_anchor = job.policy.window.kind is WindowKind.ANNIVERSARY_YEAR
+        states = sorted(
+            (s for (program_id, _), s in self._t.tier_states.items()
+             if program_id == self.program_id and s.next_evaluation == job.at
+             and (not by_anchor or s.anchor == job.anchor)
+             and (not noticed or s.noticed_for != job.at)),
+            key=lambda s: s.member_id)
+        return states[:job.limit]
+
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        policy = job.policy
+        names = [t.name for t in policy.tiers]
+        waiting = self._waiting(job, noticed=False)
+        changed = 0
+        for state in waiting:
+            value = self.tier_metric(state.member_id, state.window_start, job.at)
+            moved, reason = evaluate(policy, state, value, job.time_zone)
+            key = (self.program_id, state.member_id)
+            self._set(self._t.tier_states, key, attrs.evolve(moved, version=state.version + 1))
+            if reason is not None:
+                changed += 1
+                self._append(self._t.tier_history, key, TierChange(
+                    member_id=state.member_id, at=job.at, from_tier=names[state.rank],
+                    to_tier=names[moved.rank], reason=reason, metric=value,
+                    recorded_at=job.recorded_at))
+        return len(waiting), changed
+
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        policy = job.policy
+        names = [t.name for t in policy.tiers]
+        thresholds = policy.thresholds
+        waiting = self._waiting(job, noticed=True)
+        recorded = 0
+        for state in waiting:
+            value = self.tier_metric(state.member_id, state.window_start, job.at)
+            rank = would_be(policy, state, value)
+            key = (self.program_id, state.member_id)
+            if rank < state.rank:
+                recorded += 1
+                self._set(self._t.tier_notices, (*key, job.at), TierNotice(
+                    member_id=state.member_id, evaluation_at=job.at,
+                    tier=names[state.rank], would_be=names[rank], metric=value,
+                    needed=thresholds[state.rank] - value, created_at=job.recorded_at))
+            self._set(self._t.tier_states, key, attrs.evolve(
+                state, noticed_for=job.at, version=state.version + 1))
+        return len(waiting), recorded
+
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        found = [n for (program_id, _, _), n in self._t.tier_notices.items()
+                 if program_id == self.program_id
+                 and (since is None or n.created_at >= since)]
+        found.sort(key=lambda n: (n.created_at, n.evaluation_at, n.member_id))
+        return found[:limit]
+
     # -- writes ---------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
@@ -428,6 +521,17 @@ class MemoryUnitOfWork:
                         order.status is not OrderStatus.CANCELLED)
             self._track(t.member_all_orders, (order.program_id, order.member_id), order_id,
                         True)
+        for member_id, tier_state in changes.tier_states.items():
+            key2 = (self.program_id, member_id)
+            old_state = t.tier_states.get(key2)
+            self._set(t.tier_states, key2, attrs.evolve(
+                tier_state, version=0 if old_state is None else old_state.version + 1))
+        for (member_id, period), amount in changes.tier_buckets.items():
+            bucket = (self.program_id, member_id, period)
+            self._set(t.tier_buckets, bucket, t.tier_buckets.get(bucket, 0) + amount)
+            self._track(t.member_buckets, (self.program_id, member_id), period, True)
+        for change in changes.tier_history:
+            self._append(t.tier_history, (self.program_id, change.member_id), change)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
             old = t.usage.get(usage_key)

@@ -19,9 +19,10 @@ atomic change). loyaltykit never commits or closes such a connection.
 Driver errors never escape: unique violations of the ledger's rules become
 :class:`~loyaltykit.DuplicateKey`, anything else :class:`~loyaltykit.StorageError`.
 
-The SQL is dialect-neutral but for two upserts (registering a program version, which
-must not fail on a lost insert race, and rule usage rows), written as ``INSERT .. ON
-CONFLICT`` for PostgreSQL and SQLite, the supported databases.
+The SQL is dialect-neutral but for a few upserts (registering a program version, which
+must not fail on a lost insert race, rule usage rows, tier metric buckets and tier
+notices), written as ``INSERT .. ON CONFLICT`` for PostgreSQL and SQLite, the supported
+databases, and the set-based tier evaluation (see :func:`_tier_sql`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,21 @@ from loyaltykit._sql.schema import (
     program_versions,
     programs,
     rule_usage,
+    tier_buckets,
+    tier_eval,
+    tier_history,
+    tier_notices,
+    tier_states,
     transactions,
+)
+from loyaltykit._tiers import (
+    Downgrade,
+    TierChange,
+    TierJob,
+    TierNotice,
+    TierPolicy,
+    TierState,
+    WindowKind,
 )
 
 if TYPE_CHECKING:
@@ -518,11 +533,13 @@ class _Upserts(NamedTuple):
     program: sa.Executable  # insert the program unless known
     version: sa.Executable  # insert the version unless stored
     usage: sa.Executable  # insert or overwrite a usage row
+    bucket: sa.Executable  # add to a tier metric bucket (created at the value given)
 
 
 def _upserts(insert: Callable[[sa.Table], Any]) -> _Upserts:
     usage = insert(rule_usage)
     overwritten = ("member_id", "rule_group", "occurred_at", "points", "stamps")
+    bucket = insert(tier_buckets)
     return _Upserts(
         program=insert(programs).on_conflict_do_nothing(index_elements=["id"]),
         version=insert(program_versions).on_conflict_do_nothing(
@@ -530,6 +547,10 @@ def _upserts(insert: Callable[[sa.Table], Any]) -> _Upserts:
         usage=usage.on_conflict_do_update(
             index_elements=["program_id", "source", "rule_id"],
             set_={name: usage.excluded[name] for name in overwritten},
+        ),
+        bucket=bucket.on_conflict_do_update(
+            index_elements=["program_id", "member_id", "period_start"],
+            set_={"value": tier_buckets.c.value + bucket.excluded.value},
         ),
     )
 
@@ -566,6 +587,282 @@ _UPD_ORDER = orders.update().where(
     orders.c.program_id == sa.bindparam("k_program_id"),
     orders.c.order_id == sa.bindparam("k_order_id"),
 )
+
+# -- tiers ----------------------------------------------------------------------------------
+
+_TIER_STATE_COLS = (  # the fields of TierState, in order
+    tier_states.c.member_id,
+    tier_states.c.rank,
+    tier_states.c.attained_at,
+    tier_states.c.protected_until,
+    tier_states.c.window_start,
+    tier_states.c.next_evaluation,
+    tier_states.c.carried,
+    tier_states.c.carried_until,
+    tier_states.c.carried_floor,
+    tier_states.c.floor,
+    tier_states.c.anchor,
+    tier_states.c.manual,
+    tier_states.c.manual_until,
+    tier_states.c.manual_reason,
+    tier_states.c.noticed_for,
+    tier_states.c.version,
+)
+_SEL_TIER_STATE: sa.Executable = (
+    sa.select(*_TIER_STATE_COLS)
+    .where(tier_states.c.program_id == _p, tier_states.c.member_id == _m)
+    .with_for_update()
+)
+_INS_TIER_STATE = tier_states.insert()
+# the version counts writes of the row: one more than stored, whatever the caller read
+_UPD_TIER_STATE = (
+    tier_states.update()
+    .where(tier_states.c.program_id == sa.bindparam("k_program_id"),
+           tier_states.c.member_id == sa.bindparam("k_member_id"))
+    .values(version=tier_states.c.version + 1)
+)
+
+_TS_TYPE = tier_states.c.window_start.type
+_tier_metric = (
+    sa.select(sa.func.coalesce(sa.func.sum(tier_buckets.c.value), 0))
+    .where(tier_buckets.c.program_id == _p, tier_buckets.c.member_id == _m,
+           tier_buckets.c.period_start >= sa.bindparam("start", type_=_TS_TYPE))
+)
+_SEL_TIER_METRIC_FROM: sa.Executable = _tier_metric
+_SEL_TIER_METRIC: sa.Executable = _tier_metric.where(
+    tier_buckets.c.period_start < sa.bindparam("end", type_=_TS_TYPE))
+
+_SEL_TIER_HISTORY: sa.Executable = (
+    sa.select(tier_history.c.member_id, tier_history.c.at, tier_history.c.from_tier,
+              tier_history.c.to_tier, tier_history.c.reason, tier_history.c.metric,
+              tier_history.c.note, tier_history.c.recorded_at)
+    .where(tier_history.c.program_id == _p, tier_history.c.member_id == _m)
+    .order_by(tier_history.c.position)
+)
+# the last history position of each of these members (absent: no history yet)
+_SEL_TIER_HISTORY_TOP: sa.Executable = (
+    sa.select(tier_history.c.member_id, sa.func.max(tier_history.c.position))
+    .where(tier_history.c.program_id == _p, tier_history.c.member_id.in_(_ids))
+    .group_by(tier_history.c.member_id)
+)
+_INS_TIER_HISTORY = tier_history.insert()
+
+_due_at = tier_states.c.next_evaluation <= sa.bindparam("at", type_=_TS_TYPE)
+_SEL_TIER_DUE: sa.Executable = (
+    sa.select(tier_states.c.next_evaluation).distinct()
+    .where(tier_states.c.program_id == _p, _due_at)
+    .order_by(tier_states.c.next_evaluation)
+)
+_SEL_TIER_DUE_BY_ANCHOR: sa.Executable = (
+    sa.select(tier_states.c.next_evaluation, tier_states.c.anchor).distinct()
+    .where(tier_states.c.program_id == _p, _due_at)
+    .order_by(tier_states.c.next_evaluation, tier_states.c.anchor)
+)
+
+_tier_notices = (
+    sa.select(tier_notices.c.member_id, tier_notices.c.evaluation_at, tier_notices.c.tier,
+              tier_notices.c.would_be, tier_notices.c.metric, tier_notices.c.needed,
+              tier_notices.c.created_at)
+    .where(tier_notices.c.program_id == _p)
+    .order_by(tier_notices.c.created_at, tier_notices.c.evaluation_at,
+              tier_notices.c.member_id)
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_TIER_NOTICES: sa.Executable = _tier_notices
+_SEL_TIER_NOTICES_SINCE: sa.Executable = _tier_notices.where(
+    tier_notices.c.created_at >= sa.bindparam("since", type_=_TS_TYPE))
+
+# the parameters of a set-based tier run (a TierJob); "j_" keeps them apart from the
+# column names SQLAlchemy reserves in INSERT and UPDATE statements
+_j_run = sa.bindparam("j_run", type_=tier_eval.c.run.type)
+_j_at = sa.bindparam("j_at", type_=_TS_TYPE)
+_j_anchor = sa.bindparam("j_anchor", type_=tier_states.c.anchor.type)
+_j_next = sa.bindparam("j_next", type_=_TS_TYPE)
+_j_window = sa.bindparam("j_window", type_=_TS_TYPE)
+_j_protected = sa.bindparam("j_protected", type_=_TS_TYPE)
+_j_recorded = sa.bindparam("j_recorded", type_=_TS_TYPE)
+_j_limit = sa.bindparam("j_limit", type_=sa.Integer())
+_DEL_TIER_EVAL: sa.Executable = tier_eval.delete().where(tier_eval.c.run == _j_run)
+
+
+class _TierSQL(NamedTuple):
+    """The statements of one kind of set-based tier run, in execution order."""
+
+    pick: sa.Executable  # INSERT INTO lk_tier_eval .. SELECT: the states and decisions
+    apply: sa.Executable | None  # UPDATE lk_tier_states (None: part of ``record``)
+    record: sa.Executable  # INSERT the history lines or notices of the updated states
+
+
+@functools.cache
+def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
+    """The statements of ``evaluate_tiers`` (or, with ``notices``, of
+    ``record_tier_notices``) for ``policy`` on ``dialect``.
+
+    ``pick`` copies up to ``:j_limit`` states waiting for the evaluation at ``:j_at``
+    (lowest member ids first) into ``lk_tier_eval`` under the run id ``:j_run``, with
+    the metric of ``[window_start, :j_at)`` and what :func:`loyaltykit._tiers.evaluate`
+    (or :func:`~loyaltykit._tiers.would_be`) decides, as CASE expressions over the
+    policy's thresholds. ``apply`` moves the states on, but only those still at the
+    version read (a member written concurrently since keeps its evaluation for the
+    next call), and ``record`` appends history lines (notices) for exactly the states
+    moved: on PostgreSQL the UPDATE is a data-modifying CTE of that INSERT (its
+    RETURNING rows are the states moved, with their decisions); on SQLite, whose
+    writers are serialised so nothing can change a state between the two statements,
+    the states moved are those now one version past the one read. History positions
+    continue each member's (``MAX(position) + 1``; one line per member and run).
+    """
+    greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    s, b, e = tier_states, tier_buckets, tier_eval
+    names = [t.name for t in policy.tiers]
+
+    waiting = [s.c.program_id == _p, s.c.next_evaluation == _j_at]
+    if policy.window.kind is WindowKind.ANNIVERSARY_YEAR:
+        waiting.append(s.c.anchor == _j_anchor)
+    if notices:
+        waiting.append(sa.or_(s.c.noticed_for.is_(None), s.c.noticed_for != _j_at))
+    w = (
+        sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
+                  s.c.protected_until, s.c.window_start, s.c.floor, s.c.manual,
+                  s.c.manual_until)
+        .where(*waiting)
+        .order_by(s.c.member_id)
+        .limit(_j_limit)
+        .subquery("w")
+    )
+    metric = (
+        sa.select(sa.func.coalesce(sa.func.sum(b.c.value), 0))
+        .where(b.c.program_id == w.c.program_id, b.c.member_id == w.c.member_id,
+               b.c.period_start >= w.c.window_start, b.c.period_start < _j_at)
+        .scalar_subquery()
+    )
+    # OFFSET 0 keeps both engines from merging x into the queries above it, which
+    # would copy the metric's subquery into every expression that reads the metric
+    x = (sa.select(*(c for c in w.c if c.name != "window_start"),
+                   sa.cast(metric, sa.BigInteger()).label("metric"))
+         .offset(0).subquery("x"))
+    # policy.qualified: the highest rank whose threshold the metric reaches
+    reached: sa.ColumnElement[Any] = sa.case(
+        *((x.c.metric >= sa.literal(threshold, sa.BigInteger()), sa.literal(rank))
+          for rank, threshold in reversed(list(enumerate(policy.thresholds))) if rank),
+        else_=sa.literal(0),
+    ) if len(policy.thresholds) > 1 else sa.literal(0)
+    y = sa.select(*x.c, reached.label("q")).subquery("y")
+    # floors(): the lifetime floor, and a manual assignment while it holds
+    manual = sa.case(
+        (sa.and_(y.c.manual.is_not(None),
+                 sa.or_(y.c.manual_until.is_(None), _j_at < y.c.manual_until)), y.c.manual),
+        else_=sa.literal(0),
+    )
+    dropped = (greatest(y.c.q, y.c.rank - 1) if policy.downgrade is Downgrade.ONE_LEVEL
+               else y.c.q)
+    protected = sa.and_(y.c.protected_until.is_not(None), _j_at < y.c.protected_until)
+
+    def name_of(rank: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.case({i: sa.literal(name) for i, name in enumerate(names)}, value=rank)
+
+    if notices:
+        would_be = sa.case(
+            (sa.or_(y.c.q >= y.c.rank, protected), greatest(y.c.q, y.c.rank)),
+            else_=greatest(dropped, y.c.floor, manual),
+        )
+        pick = tier_eval.insert().from_select(
+            ["run", "program_id", "member_id", "version", "metric", "old_rank", "new_rank"],
+            sa.select(_j_run, y.c.program_id, y.c.member_id, y.c.version, y.c.metric,
+                      y.c.rank, would_be))
+    else:
+        new = greatest(
+            sa.case((y.c.q >= y.c.rank, y.c.q), (protected, y.c.rank), else_=dropped),
+            y.c.floor, manual)
+        # a tier the window reaches is protected until grace_periods after :j_at
+        until = sa.case(
+            (sa.and_(y.c.q >= y.c.rank, sa.or_(y.c.protected_until.is_(None),
+                                               _j_protected > y.c.protected_until)),
+             _j_protected),
+            else_=y.c.protected_until,
+        )
+        z = sa.select(y.c.program_id, y.c.member_id, y.c.version, y.c.metric,
+                      y.c.rank.label("old_rank"), new.label("new_rank"),
+                      until.label("protected_until"), y.c.attained_at,
+                      y.c.floor, y.c.q).subquery("z")
+        # the lifetime floor: the highest lifetime tier the metric reaches (a manual
+        # assignment or a protected tier wins none)
+        lifetime = [(z.c.q >= sa.literal(rank), sa.literal(rank))
+                    for rank in reversed(policy.lifetime_ranks)]
+        floor = (greatest(z.c.floor, sa.case(*lifetime, else_=sa.literal(0))) if lifetime
+                 else z.c.floor)
+        attained = sa.case((z.c.new_rank > z.c.old_rank, _j_at), else_=z.c.attained_at)
+        pick = tier_eval.insert().from_select(
+            ["run", "program_id", "member_id", "version", "metric", "old_rank", "new_rank",
+             "attained_at", "protected_until", "floor"],
+            sa.select(_j_run, z.c.program_id, z.c.member_id, z.c.version, z.c.metric,
+                      z.c.old_rank, z.c.new_rank, attained, z.c.protected_until, floor))
+
+    if notices:
+        moved_values: dict[str, Any] = {"noticed_for": _j_at}
+    else:
+        moved_values = {
+            "rank": e.c.new_rank, "attained_at": e.c.attained_at,
+            "protected_until": e.c.protected_until, "window_start": _j_window,
+            "next_evaluation": _j_next, "carried": e.c.new_rank,
+            "carried_until": e.c.protected_until, "carried_floor": e.c.floor,
+            "floor": e.c.floor,
+        }
+    keyed = (s.c.program_id == e.c.program_id, s.c.member_id == e.c.member_id)
+    apply = (
+        s.update()
+        .values(**moved_values, version=s.c.version + 1)
+        .where(e.c.run == _j_run, *keyed, s.c.version == e.c.version)
+    )
+    # the states moved, with what was decided for them (old_rank, new_rank, metric)
+    moved_cte = None
+    if dialect == "postgresql":
+        moved_cte = apply.returning(s.c.program_id, s.c.member_id, e.c.old_rank, e.c.new_rank,
+                                    e.c.metric).cte("moved")
+        m: Any = moved_cte.c
+        source: Any = moved_cte
+        where: list[sa.ColumnElement[bool]] = []
+    else:
+        m = e.c
+        source = e.join(s, sa.and_(*keyed, s.c.version == e.c.version + 1))
+        where = [e.c.run == _j_run]
+
+    if notices:
+        threshold_of = sa.case(
+            {i: sa.literal(t, sa.BigInteger()) for i, t in enumerate(policy.thresholds)},
+            value=m.old_rank)
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+            tier_notices)
+        record: Any = insert.from_select(
+            ["program_id", "member_id", "evaluation_at", "tier", "would_be", "metric",
+             "needed", "created_at"],
+            sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
+                      name_of(m.new_rank), m.metric, threshold_of - m.metric, _j_recorded)
+            .select_from(source)
+            .where(*where, m.new_rank < m.old_rank))
+        record = record.on_conflict_do_update(
+            index_elements=["program_id", "member_id", "evaluation_at"],
+            set_={name: insert.excluded[name]
+                  for name in ("tier", "would_be", "metric", "needed", "created_at")})
+    else:
+        h = tier_history.alias("h")
+        top = (sa.select(sa.func.max(h.c.position))
+               .where(h.c.program_id == m.program_id, h.c.member_id == m.member_id)
+               .scalar_subquery())
+        record = tier_history.insert().from_select(
+            ["program_id", "member_id", "position", "at", "from_tier", "to_tier", "reason",
+             "metric", "note", "recorded_at"],
+            sa.select(m.program_id, m.member_id, sa.func.coalesce(top, -1) + 1, _j_at,
+                      name_of(m.old_rank), name_of(m.new_rank),
+                      sa.literal("evaluation"), m.metric, sa.literal(""), _j_recorded)
+            .select_from(source)
+            .where(*where, m.new_rank != m.old_rank))
+    # INSERT .. SELECT counts are read from the cursor's rowcount, memoised on request
+    counted = {"preserve_rowcount": True}
+    pick = pick.execution_options(**counted)
+    if moved_cte is not None:
+        return _TierSQL(pick=pick, apply=None,
+                        record=record.add_cte(moved_cte).execution_options(**counted))
+    return _TierSQL(pick=pick, apply=apply, record=record.execution_options(**counted))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -1088,6 +1385,115 @@ class SQLUnitOfWork:
         stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
         return [_usage(row) for row in self._c().execute(stmt, params)]
 
+    # -- tiers ----------------------------------------------------------------------------
+
+    @_translated
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        """Return the member's tier state, locking its row (``SELECT ... FOR UPDATE``;
+        SQLite's write lock is already held), or None if none is kept."""
+        row = self._c().execute(_SEL_TIER_STATE, {"p": self.program_id, "m": member_id}).first()
+        return None if row is None else TierState(*row)
+
+    @_translated
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        """Return the sum of the member's metric buckets whose period starts in
+        ``[start, end)`` (``end`` None: no upper bound); 0 if there are none."""
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "start": start}
+        if end is None:
+            value = self._c().scalar(_SEL_TIER_METRIC_FROM, params)
+        else:
+            params["end"] = end
+            value = self._c().scalar(_SEL_TIER_METRIC, params)
+        return int(value or 0)
+
+    @_translated
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        """Return the member's tier history in the order it was written."""
+        rows = self._c().execute(_SEL_TIER_HISTORY, {"p": self.program_id, "m": member_id})
+        return [TierChange(*row) for row in rows]
+
+    @_translated
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
+            tuple[dt.datetime, dt.date | None]]:
+        """Return the distinct evaluation instants at or before ``at`` that tier states
+        wait for, oldest first; with ``by_anchor`` as (instant, anchor) pairs, else as
+        (instant, None)."""
+        params = {"p": self.program_id, "at": at}
+        if by_anchor:
+            rows = self._c().execute(_SEL_TIER_DUE_BY_ANCHOR, params)
+            return [(row[0], row[1]) for row in rows]
+        return [(row[0], None) for row in self._c().execute(_SEL_TIER_DUE, params)]
+
+    @_translated
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        """Evaluate, set-based, up to ``job.limit`` tier states waiting for ``job.at``
+        (see :func:`_tier_sql`). Return how many states were evaluated and how many of
+        those moved changed tier. A state written concurrently since it was read is
+        left waiting (and counted as evaluated): the next call takes it up."""
+        return self._tier_run(job, notices=False)
+
+    @_translated
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        """Record, set-based, "will downgrade" notices for up to ``job.limit`` tier
+        states waiting for ``job.at`` not yet noticed for it, and mark them noticed.
+        Return how many states were examined and how many notices were recorded."""
+        return self._tier_run(job, notices=True)
+
+    def _tier_run(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
+        conn = self._c()
+        dialect = conn.dialect.name
+        if dialect not in _UPSERTS:
+            raise StorageError("the SQL backend supports PostgreSQL and SQLite only",
+                               dialect=dialect)
+        sql = _tier_sql(job.policy, dialect, notices)
+        params: dict[str, Any] = {
+            "p": self.program_id, "j_run": uuid.uuid4(), "j_at": job.at,
+            "j_anchor": job.anchor, "j_next": job.next_at, "j_window": job.window_start,
+            "j_protected": job.protected_until, "j_recorded": job.recorded_at,
+            "j_limit": job.limit,
+        }
+        picked = conn.execute(sql.pick, params).rowcount
+        if not picked:
+            return 0, 0
+        if sql.apply is not None:
+            conn.execute(sql.apply, params)
+        recorded = conn.execute(sql.record, params).rowcount
+        conn.execute(_DEL_TIER_EVAL, params)
+        return picked, recorded
+
+    @_translated
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        """Return up to ``limit`` recorded notices created at or after ``since``,
+        oldest first (by creation, evaluation instant, member id)."""
+        params: dict[str, Any] = {"p": self.program_id, "lim": limit}
+        if since is None:
+            stmt = _SEL_TIER_NOTICES
+        else:
+            stmt = _SEL_TIER_NOTICES_SINCE
+            params["since"] = since
+        return [TierNotice(*row) for row in self._c().execute(stmt, params)]
+
+    def _tier_history_rows(self, conn: Connection, history: Sequence[TierChange]
+                           ) -> list[dict[str, Any]]:
+        """The rows of ``history``, each member's numbered on from its last position."""
+        members = sorted({change.member_id for change in history})
+        top: dict[str, int] = {}
+        for chunk in _chunks(members):
+            params: dict[str, Any] = {"p": self.program_id, "ids": list(chunk)}
+            for member_id, position in conn.execute(_SEL_TIER_HISTORY_TOP, params):
+                top[member_id] = int(position)
+        rows = []
+        for change in history:
+            position = top.get(change.member_id, -1) + 1
+            top[change.member_id] = position
+            rows.append({
+                "program_id": self.program_id, "member_id": change.member_id,
+                "position": position, "at": change.at, "from_tier": change.from_tier,
+                "to_tier": change.to_tier, "reason": change.reason, "metric": change.metric,
+                "note": change.note, "recorded_at": change.recorded_at,
+            })
+        return rows
+
     # -- writes ---------------------------------------------------------------------------
 
     def _insert(self, conn: Connection, stmt: sa.Insert, rows: list[dict[str, Any]],
@@ -1122,8 +1528,11 @@ class SQLUnitOfWork:
     def write(self, changes: ChangeSet) -> None:
         """Persist ``changes`` set-based: one executemany per table touched, inserts
         ordered so foreign keys hold. Raise DuplicateKey on a broken unique rule
-        (idempotency key, member id, order id, one reversal per transaction); the
-        caller must then roll the unit of work back."""
+        (idempotency key, member id, order id, one reversal per transaction, a new
+        tier state of a member that has one); the caller must then roll the unit of
+        work back. Tier states are inserted (version 0) or updated (stored version
+        + 1), tier buckets added to by upsert, tier history lines appended, each
+        member's numbered on from its last position."""
         conn = self._c()
         program_id = self.program_id
         if changes.idempotency:
@@ -1196,6 +1605,17 @@ class SQLUnitOfWork:
             self._insert(conn, _INS_ORDER, [
                 _order_row(o) for order_id, o in changes.orders.items() if order_id in new_orders
             ], "order already recorded", "order_id")
+        if changes.tier_states:
+            self._write_tier_states(conn, changes)
+        if changes.tier_buckets:
+            conn.execute(_upserts_for(conn).bucket, [
+                {"program_id": program_id, "member_id": member_id, "period_start": period,
+                 "value": value}
+                for (member_id, period), value in changes.tier_buckets.items()
+            ])
+        if changes.tier_history:
+            self._insert(conn, _INS_TIER_HISTORY,
+                         self._tier_history_rows(conn, changes.tier_history))
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
@@ -1231,6 +1651,47 @@ class SQLUnitOfWork:
         ]
         if touched_orders:
             self._update(conn, _UPD_ORDER, touched_orders, "orders")
+
+    def _write_tier_states(self, conn: Connection, changes: ChangeSet) -> None:
+        """Insert the new tier states (version 0; one already kept is DuplicateKey, so
+        the facade retries) and update the others (their stored version + 1)."""
+        created = changes.new_tier_states
+        inserted = [
+            {"program_id": self.program_id, **_tier_state_row(state), "version": 0}
+            for member_id, state in changes.tier_states.items() if member_id in created
+        ]
+        if inserted:
+            self._insert(conn, _INS_TIER_STATE, inserted, "tier state already kept",
+                         "member_id")
+        updated = [
+            {"k_program_id": self.program_id, "k_member_id": member_id,
+             **{name: value for name, value in _tier_state_row(state).items()
+                if name != "member_id"}}
+            for member_id, state in changes.tier_states.items() if member_id not in created
+        ]
+        if updated:
+            self._update(conn, _UPD_TIER_STATE, updated, "tier states")
+
+
+def _tier_state_row(state: TierState) -> dict[str, Any]:
+    """The columns of a tier state but its version (and program id)."""
+    return {
+        "member_id": state.member_id,
+        "rank": state.rank,
+        "attained_at": state.attained_at,
+        "protected_until": state.protected_until,
+        "window_start": state.window_start,
+        "next_evaluation": state.next_evaluation,
+        "carried": state.carried,
+        "carried_until": state.carried_until,
+        "carried_floor": state.carried_floor,
+        "floor": state.floor,
+        "anchor": state.anchor,
+        "manual": state.manual,
+        "manual_until": state.manual_until,
+        "manual_reason": state.manual_reason,
+        "noticed_for": state.noticed_for,
+    }
 
 
 def _begin_in_host(conn: Connection) -> sa.Transaction:

@@ -39,6 +39,11 @@ __all__ = [
     "program_versions",
     "programs",
     "rule_usage",
+    "tier_buckets",
+    "tier_eval",
+    "tier_history",
+    "tier_notices",
+    "tier_states",
     "transactions",
 ]
 
@@ -118,6 +123,8 @@ _RULE = sa.String(128)  # earning rule ids and groups
 _DECIMAL = sa.Text()  # str(Decimal): exact, converted in Python
 _POINTS = sa.BigInteger()
 _TS = UTCDateTime()
+_TIER = sa.String(32)  # tier names (lower-case identifiers up to 32 characters)
+_RANK = sa.Integer()  # a tier's position on the ladder (0: the base tier)
 
 
 def _member_fk() -> sa.ForeignKeyConstraint:
@@ -338,4 +345,92 @@ rule_usage = sa.Table(
     sa.Index(
         "ix_lk_rule_usage_member_group", "program_id", "member_id", "rule_group", "occurred_at"
     ),
+)
+
+
+# -- tiers ---------------------------------------------------------------------------------
+
+tier_states = sa.Table(
+    "lk_tier_states",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("rank", _RANK, nullable=False),
+    sa.Column("attained_at", _TS, nullable=True),
+    sa.Column("protected_until", _TS, nullable=True),
+    sa.Column("window_start", _TS, nullable=False),
+    sa.Column("next_evaluation", _TS, nullable=True),  # NULL: a lifetime window
+    sa.Column("carried", _RANK, nullable=False),
+    sa.Column("carried_until", _TS, nullable=True),
+    sa.Column("carried_floor", _RANK, nullable=False),
+    sa.Column("floor", _RANK, nullable=False),
+    sa.Column("anchor", sa.Date(), nullable=False),  # enrolment date, program's zone
+    sa.Column("manual", _RANK, nullable=True),
+    sa.Column("manual_until", _TS, nullable=True),
+    sa.Column("manual_reason", sa.Text(), nullable=False),
+    sa.Column("noticed_for", _TS, nullable=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    _member_fk(),
+    sa.Index("ix_lk_tier_states_due", "program_id", "next_evaluation"),
+)
+
+# the tier metric per member and period (a year, a membership year, a month; the epoch
+# for a lifetime window), in metric units
+tier_buckets = sa.Table(
+    "lk_tier_buckets",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("period_start", _TS, primary_key=True),
+    sa.Column("value", _POINTS, nullable=False),
+    _member_fk(),
+)
+
+# ``position`` numbers a member's history lines 0, 1, 2, ... in the order written
+tier_history = sa.Table(
+    "lk_tier_history",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("position", sa.BigInteger(), primary_key=True),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("from_tier", _TIER, nullable=False),
+    sa.Column("to_tier", _TIER, nullable=False),
+    sa.Column("reason", _ENUM, nullable=False),
+    sa.Column("metric", _POINTS, nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Column("recorded_at", _TS, nullable=True),
+    _member_fk(),
+)
+
+tier_notices = sa.Table(
+    "lk_tier_notices",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("evaluation_at", _TS, primary_key=True),
+    sa.Column("tier", _TIER, nullable=False),
+    sa.Column("would_be", _TIER, nullable=False),
+    sa.Column("metric", _POINTS, nullable=False),
+    sa.Column("needed", _POINTS, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    _member_fk(),
+    sa.Index("ix_lk_tier_notices_created", "program_id", "created_at"),
+)
+
+# scratch rows of one set-based tier evaluation (or notice) run: the states it picked
+# and what it decided for them; deleted before the run's unit of work ends
+tier_eval = sa.Table(
+    "lk_tier_eval",
+    metadata,
+    sa.Column("run", sa.Uuid(), primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),  # of the state as read
+    sa.Column("metric", _POINTS, nullable=False),
+    sa.Column("old_rank", _RANK, nullable=False),
+    sa.Column("new_rank", _RANK, nullable=False),
+    sa.Column("attained_at", _TS, nullable=True),
+    sa.Column("protected_until", _TS, nullable=True),
+    sa.Column("floor", _RANK, nullable=True),
 )

@@ -94,6 +94,7 @@ from loyaltykit import (
     UnknownWallet,
 )
 from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
+from loyaltykit.testing.tiers import TierContract
 
 __all__ = [
     "BERLIN",
@@ -325,7 +326,7 @@ def _kinds(lines: Sequence[StatementLine]) -> list[Kind]:
     return [line.kind for line in lines]
 
 
-class StorageContract:
+class StorageContract(TierContract):
     """The contract every storage backend must pass. See the module docstring.
 
     Subclasses implement :meth:`make_storage` (and optionally

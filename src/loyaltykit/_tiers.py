@@ -1,0 +1,754 @@
+"""Tiers as data and as pure decisions: the ladder, its metric and window, benefits,
+and the rules that move a member up (at once) and down (only at evaluation dates).
+
+Nothing here reads a clock or storage. The facade feeds :func:`on_activity` and
+:func:`evaluate` a member's :class:`TierState` and the metric of a window; the storage
+keeps the state, the metric's period buckets and the history. The SQL backend runs
+:func:`evaluate`'s rule as set-based statements; the in-memory backend calls it.
+
+Decisions, in the shop's words:
+
+* **Upgrade** as soon as the metric of the current window reaches a higher threshold.
+* **Revert** at once when activity that lowers the metric (a return, a cancelled
+  order, a reversed earn) leaves a tier reached since the last evaluation without
+  its threshold: the member falls back to what was held at the window's start, or
+  whatever the metric still reaches, whichever is higher (scenario T2).
+* **Evaluate** at each window end E: a tier the past window still reaches is kept
+  (and protected for ``grace_periods`` more periods); a protected tier is kept;
+  otherwise the member drops one level (``ONE_LEVEL``, not below what the window
+  reaches) or to what the window reaches (``RECOMPUTE``).
+* **Floors**: never below a lifetime tier once reached, nor below a manual
+  assignment while it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import attrs
+import pendulum
+
+from loyaltykit._errors import InvalidProgram, LoyaltyError
+from loyaltykit._values import Money, to_utc
+
+__all__ = [
+    "Benefits",
+    "Downgrade",
+    "QualificationWindow",
+    "Tier",
+    "TierChange",
+    "TierMetric",
+    "TierNotice",
+    "TierPolicy",
+    "TierProgress",
+    "TierState",
+    "TierStatus",
+    "WindowKind",
+]
+
+#: Where a lifetime window (and the metric's single bucket) starts.
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Spend is kept as an integer count of 1/10000 of the currency unit (exact for every
+#: ISO 4217 currency; amounts with more decimals round half to even).
+SPEND_SCALE = 10_000
+_MAX_TIERS = 20
+
+
+def _fail(field: str, message: str, value: object) -> LoyaltyError:
+    return InvalidProgram(f"{field}: {message}", field=field, value=value)
+
+
+def _zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
+    from loyaltykit._program import zone  # the cached loader; no cycle at import
+
+    return zone(name)
+
+
+class TierMetric(enum.Enum):
+    """What a tier's threshold counts over the qualification window."""
+
+    #: Qualifying points earned in the policy's wallet: earns (orders, events, bulk
+    #: and direct earns) less clawbacks and reversals of earns. Never the balance:
+    #: spending points does not cost a member their tier.
+    POINTS = "points"
+    #: Net goods of recorded orders (after discounts, shipping excluded), less returns.
+    SPEND = "spend"
+    #: Recorded orders, less cancelled ones.
+    ORDERS = "orders"
+
+
+class WindowKind(enum.Enum):
+    """The span the metric is counted over."""
+
+    #: 1 January to 1 January in the program's time zone.
+    CALENDAR_YEAR = "calendar_year"
+    #: The last ``months`` whole months (in the program's time zone), evaluated at
+    #: every month start.
+    ROLLING_MONTHS = "rolling_months"
+    #: From one anniversary of the member's enrolment (local date, 00:00) to the next;
+    #: a member enrolled on 29 February has anniversaries on 28 February.
+    ANNIVERSARY_YEAR = "anniversary_year"
+    #: Everything ever; no evaluation dates, so no downgrades.
+    LIFETIME = "lifetime"
+
+
+class Downgrade(enum.Enum):
+    """What an evaluation does to a tier the past window no longer reaches (once its
+    protection has run out)."""
+
+    #: Drop one level, or to what the window reaches if that is higher.
+    ONE_LEVEL = "one_level"
+    #: Drop straight to what the window reaches.
+    RECOMPUTE = "recompute"
+
+
+@attrs.frozen
+class QualificationWindow:
+    """The window the metric counts over: ``kind`` and, for rolling windows, ``months``.
+
+    >>> QualificationWindow(WindowKind.ROLLING_MONTHS, months=12).describe()
+    'the last 12 months'
+    """
+
+    kind: WindowKind = WindowKind.CALENDAR_YEAR
+    months: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.kind, WindowKind):
+            raise _fail("tiers.window.kind", "must be a WindowKind", self.kind)
+        if self.kind is WindowKind.ROLLING_MONTHS:
+            if (isinstance(self.months, bool) or not isinstance(self.months, int)
+                    or not 1 <= self.months <= 120):
+                raise _fail("tiers.window.months", "must be an int between 1 and 120 for a "
+                            "rolling window", self.months)
+        elif self.months is not None:
+            raise _fail("tiers.window.months", "only a rolling window takes months",
+                        self.months)
+
+    def describe(self) -> str:
+        """The window in words."""
+        return {
+            WindowKind.CALENDAR_YEAR: "the calendar year",
+            WindowKind.ROLLING_MONTHS: f"the last {self.months} months",
+            WindowKind.ANNIVERSARY_YEAR: "the membership year",
+            WindowKind.LIFETIME: "all time",
+        }[self.kind]
+
+    # -- calendar maths (in the program's time zone) --------------------------------------
+
+    def period_start(self, at: dt.datetime, time_zone: str, anchor: dt.date | None
+                     ) -> dt.datetime:
+        """The start of the period (the unit of evaluation) holding ``at``: a year, a
+        membership year, a month, or :data:`EPOCH` for a lifetime window."""
+        kind = self.kind
+        if kind is WindowKind.LIFETIME:
+            return EPOCH
+        local = pendulum.instance(at).in_timezone(_zone(time_zone))
+        if kind is WindowKind.CALENDAR_YEAR:
+            return to_utc(local.start_of("year"))
+        if kind is WindowKind.ROLLING_MONTHS:
+            return to_utc(local.start_of("month"))
+        assert anchor is not None, "an anniversary window needs the enrolment date"
+        start = self._anniversary(anchor, local.year, time_zone)
+        if start > at:
+            start = self._anniversary(anchor, local.year - 1, time_zone)
+        return start
+
+    def next_period(self, start: dt.datetime, time_zone: str, anchor: dt.date | None
+                    ) -> dt.datetime | None:
+        """The start of the period after the one starting at ``start`` (None: lifetime)."""
+        kind = self.kind
+        if kind is WindowKind.LIFETIME:
+            return None
+        local = pendulum.instance(start).in_timezone(_zone(time_zone))
+        if kind is WindowKind.CALENDAR_YEAR:
+            return to_utc(local.add(years=1).start_of("year"))
+        if kind is WindowKind.ROLLING_MONTHS:
+            return to_utc(local.add(months=1).start_of("month"))
+        assert anchor is not None
+        # counted from the enrolment date, so 29 February comes back in leap years
+        year = local.year + (1 if local.month >= anchor.month else 0)
+        nxt = self._anniversary(anchor, year, time_zone)
+        if nxt <= start:
+            nxt = self._anniversary(anchor, year + 1, time_zone)
+        return nxt
+
+    def after_periods(self, start: dt.datetime, count: int, time_zone: str,
+                      anchor: dt.date | None) -> dt.datetime | None:
+        """``count`` periods after ``start`` (a period start)."""
+        at: dt.datetime | None = start
+        for _ in range(count):
+            assert at is not None
+            at = self.next_period(at, time_zone, anchor)
+            if at is None:
+                return None
+        return at
+
+    def window_start(self, period: dt.datetime, time_zone: str) -> dt.datetime:
+        """The start of the window whose last period starts at ``period``: the period
+        itself, or ``months - 1`` months earlier for a rolling window."""
+        if self.kind is not WindowKind.ROLLING_MONTHS:
+            return period
+        assert self.months is not None
+        local = pendulum.instance(period).in_timezone(_zone(time_zone))
+        return to_utc(local.subtract(months=self.months - 1).start_of("month"))
+
+    @staticmethod
+    def _anniversary(anchor: dt.date, year: int, time_zone: str) -> dt.datetime:
+        day = pendulum.date(anchor.year, anchor.month, anchor.day).add(years=year - anchor.year)
+        local = pendulum.datetime(day.year, day.month, day.day, tz=_zone(time_zone))
+        return to_utc(local)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict."""
+        data: dict[str, Any] = {"kind": self.kind.value}
+        if self.months is not None:
+            data["months"] = self.months
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QualificationWindow:
+        """Parse :meth:`to_dict` output (or a TOML table)."""
+        if not isinstance(data, Mapping):
+            raise _fail("tiers.window", "must be a table with kind (and months)", repr(data))
+        unknown = sorted(set(data) - {"kind", "months"})
+        if unknown:
+            raise _fail(f"tiers.window.{unknown[0]}", "unknown field", None)
+        return cls(kind=_enum(WindowKind, data.get("kind", "calendar_year"),
+                              "tiers.window.kind"),
+                   months=data.get("months"))
+
+
+def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        raise _fail(field, f"must be one of {[m.value for m in cls]}", value) from None
+
+
+def _decimal(value: Any, field: str, *, low: Decimal, high: Decimal) -> Decimal:
+    if isinstance(value, bool | float):
+        raise _fail(field, "must be a decimal string or int (not a float)", value)
+    try:
+        number = Decimal(value) if isinstance(value, int | str | Decimal) else None
+    except ArithmeticError:
+        number = None
+    if number is None or not number.is_finite() or not low <= number <= high:
+        raise _fail(field, f"must be a decimal between {low} and {high}", repr(value))
+    return number
+
+
+def _custom(value: Any) -> dict[str, Any]:
+    from loyaltykit._orders import json_value
+
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _fail("tiers.benefits.custom", "must be a table with str keys", repr(value))
+    checked: dict[str, Any] = json_value(dict(value), "tiers.benefits.custom", InvalidProgram)
+    return checked
+
+
+@attrs.frozen
+class Benefits:
+    """What a tier gives, as data that rules and shops read.
+
+    ``earn_multiplier`` is applied by :class:`~loyaltykit.TierMultiplierRule` rules;
+    ``discount_percent`` is the member discount a shop applies at checkout;
+    ``free_shipping`` and ``extended_returns`` are flags; ``custom`` holds anything
+    else the shop reads (JSON values).
+    """
+
+    earn_multiplier: Decimal = attrs.field(default=Decimal(1))
+    discount_percent: Decimal = attrs.field(default=Decimal(0))
+    free_shipping: bool = False
+    extended_returns: bool = False
+    custom: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "earn_multiplier", _decimal(
+            self.earn_multiplier, "tiers.benefits.earn_multiplier",
+            low=Decimal(0), high=Decimal(100)))
+        object.__setattr__(self, "discount_percent", _decimal(
+            self.discount_percent, "tiers.benefits.discount_percent",
+            low=Decimal(0), high=Decimal(100)))
+        for name in ("free_shipping", "extended_returns"):
+            if not isinstance(getattr(self, name), bool):
+                raise _fail(f"tiers.benefits.{name}", "must be a bool", getattr(self, name))
+        object.__setattr__(self, "custom", _custom(self.custom))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (decimals as strings)."""
+        return {"earn_multiplier": str(self.earn_multiplier),
+                "discount_percent": str(self.discount_percent),
+                "free_shipping": self.free_shipping,
+                "extended_returns": self.extended_returns, "custom": dict(self.custom)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Benefits:
+        """Parse :meth:`to_dict` output (or a TOML table)."""
+        if not isinstance(data, Mapping):
+            raise _fail("tiers.benefits", "must be a table", repr(data))
+        known = {"earn_multiplier", "discount_percent", "free_shipping", "extended_returns",
+                 "custom"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise _fail(f"tiers.benefits.{unknown[0]}", "unknown field", None)
+        return cls(earn_multiplier=data.get("earn_multiplier", Decimal(1)),
+                   discount_percent=data.get("discount_percent", Decimal(0)),
+                   free_shipping=data.get("free_shipping", False),
+                   extended_returns=data.get("extended_returns", False),
+                   custom=data.get("custom", {}))
+
+
+@attrs.frozen
+class Tier:
+    """One rung of the ladder: reached when the metric reaches ``threshold`` (points
+    or orders as an int, spend as :class:`~loyaltykit.Money`). A ``lifetime`` tier,
+    once reached, is never lost."""
+
+    name: str
+    threshold: int | Money
+    benefits: Benefits = attrs.field(factory=Benefits)
+    lifetime: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        from loyaltykit._program import _NAME
+
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise _fail("tiers.tiers.name", "names are lower-case identifiers up to 32 chars",
+                        self.name)
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | Money):
+            raise _fail(f"tiers.{self.name}.threshold", "must be an int (points, orders) or "
+                        "Money (spend)", repr(self.threshold))
+        if not isinstance(self.benefits, Benefits):
+            raise _fail(f"tiers.{self.name}.benefits", "must be Benefits", repr(self.benefits))
+        if not isinstance(self.lifetime, bool):
+            raise _fail(f"tiers.{self.name}.lifetime", "must be a bool", self.lifetime)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict."""
+        threshold: Any = (self.threshold.to_dict() if isinstance(self.threshold, Money)
+                          else self.threshold)
+        return {"name": self.name, "threshold": threshold,
+                "benefits": self.benefits.to_dict(), "lifetime": self.lifetime}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Tier:
+        """Parse :meth:`to_dict` output (or a TOML table)."""
+        if not isinstance(data, Mapping):
+            raise _fail("tiers.tiers", "each tier must be a table", repr(data))
+        unknown = sorted(set(data) - {"name", "threshold", "benefits", "lifetime"})
+        if unknown:
+            raise _fail(f"tiers.tiers.{unknown[0]}", "unknown field", None)
+        if "name" not in data or "threshold" not in data:
+            raise _fail("tiers.tiers", "each tier needs name and threshold", repr(dict(data)))
+        threshold = data["threshold"]
+        if isinstance(threshold, Mapping):
+            try:
+                threshold = Money.from_dict(dict(threshold))
+            except (KeyError, TypeError, AttributeError, LoyaltyError):
+                raise _fail("tiers.tiers.threshold", "must be an int or {'amount', "
+                            "'currency'}", repr(threshold)) from None
+        return cls(name=data["name"], threshold=threshold,
+                   benefits=Benefits.from_dict(data.get("benefits", {})),
+                   lifetime=data.get("lifetime", False))
+
+
+def spend_units(amount: Decimal) -> int:
+    """Spend as the integer the metric keeps (1/10000 of the currency unit)."""
+    return int((amount * SPEND_SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+@attrs.frozen
+class TierPolicy:
+    """A program's tier ladder and how members move on it.
+
+    ``tiers`` go from the base tier (threshold 0: every member holds it) upwards, with
+    strictly rising thresholds. ``metric`` is counted over ``window`` (``wallet``:
+    the wallet whose points qualify, default the program's first). A tier reached or
+    confirmed in a period is kept for ``grace_periods`` more periods (years; months
+    for a rolling window). ``notice_days`` before an evaluation that would drop a
+    member, due work records a notice.
+    """
+
+    tiers: tuple[Tier, ...]
+    metric: TierMetric = TierMetric.POINTS
+    window: QualificationWindow = attrs.field(factory=QualificationWindow)
+    wallet: str | None = None
+    grace_periods: int = 1
+    downgrade: Downgrade = Downgrade.ONE_LEVEL
+    notice_days: int = 30
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.tiers, tuple) or not self.tiers:
+            raise _fail("tiers.tiers", "must be a non-empty tuple of Tier", repr(self.tiers))
+        if len(self.tiers) > _MAX_TIERS:
+            raise _fail("tiers.tiers", f"at most {_MAX_TIERS} tiers", len(self.tiers))
+        for tier in self.tiers:
+            if not isinstance(tier, Tier):
+                raise _fail("tiers.tiers", "must hold Tier values", repr(tier))
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise _fail("tiers.tiers", "tier names must be unique", names)
+        if not isinstance(self.metric, TierMetric):
+            raise _fail("tiers.metric", "must be a TierMetric", self.metric)
+        if not isinstance(self.window, QualificationWindow):
+            raise _fail("tiers.window", "must be a QualificationWindow", repr(self.window))
+        if not isinstance(self.downgrade, Downgrade):
+            raise _fail("tiers.downgrade", "must be a Downgrade", self.downgrade)
+        for name, top in (("grace_periods", 100), ("notice_days", 366)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise _fail(f"tiers.{name}", f"must be an int between 0 and {top}", value)
+        spend = self.metric is TierMetric.SPEND
+        previous = -1
+        for i, tier in enumerate(self.tiers):
+            if spend != isinstance(tier.threshold, Money):
+                raise _fail(f"tiers.{tier.name}.threshold", "spend thresholds are Money; "
+                            "points and orders thresholds are ints", repr(tier.threshold))
+            units = self._units(tier.threshold)
+            if i == 0 and units != 0:
+                raise _fail(f"tiers.{tier.name}.threshold", "the first (base) tier's "
+                            "threshold must be 0", repr(tier.threshold))
+            if units < 0 or units > 10**15:
+                raise _fail(f"tiers.{tier.name}.threshold", "must be between 0 and 10**15",
+                            repr(tier.threshold))
+            if units <= previous:
+                raise _fail(f"tiers.{tier.name}.threshold", "thresholds must rise strictly "
+                            "up the ladder", repr(tier.threshold))
+            previous = units
+
+    @staticmethod
+    def _units(threshold: int | Money) -> int:
+        if isinstance(threshold, Money):
+            return spend_units(threshold.amount)
+        return threshold
+
+    # -- reading the ladder ---------------------------------------------------------------
+
+    @property
+    def thresholds(self) -> tuple[int, ...]:
+        """Each tier's threshold in metric units (spend in 1/10000 of the currency)."""
+        return tuple(self._units(t.threshold) for t in self.tiers)
+
+    @property
+    def lifetime_ranks(self) -> tuple[int, ...]:
+        """The ranks (ladder positions) of the lifetime tiers."""
+        return tuple(i for i, t in enumerate(self.tiers) if t.lifetime)
+
+    def rank(self, name: str) -> int:
+        """The position of the tier called ``name`` (0: the base tier)."""
+        for i, tier in enumerate(self.tiers):
+            if tier.name == name:
+                return i
+        raise _fail("tier", f"no such tier (tiers: {[t.name for t in self.tiers]})", name)
+
+    def qualified(self, value: int) -> int:
+        """The rank the metric ``value`` reaches."""
+        reached = 0
+        for i, threshold in enumerate(self.thresholds):
+            if value >= threshold:
+                reached = i
+        return reached
+
+    def value_of(self, units: int) -> int | Money:
+        """A metric value as the shop reads it: points/orders, or Money for spend."""
+        return self.units_as(units, "")
+
+    def units_as(self, units: int, currency: str) -> int | Money:
+        """``units`` as an int, or for spend as Money in ``currency``."""
+        if self.metric is TierMetric.SPEND:
+            return Money(Decimal(units) / SPEND_SCALE, currency or "XXX")
+        return units
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict that :meth:`from_dict` turns back into ``self``."""
+        return {"tiers": [t.to_dict() for t in self.tiers], "metric": self.metric.value,
+                "window": self.window.to_dict(), "wallet": self.wallet,
+                "grace_periods": self.grace_periods, "downgrade": self.downgrade.value,
+                "notice_days": self.notice_days}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TierPolicy:
+        """Parse :meth:`to_dict` output (or the ``[tiers]`` table of a TOML file)."""
+        if not isinstance(data, Mapping):
+            raise _fail("tiers", "must be a table", repr(data))
+        known = {"tiers", "metric", "window", "wallet", "grace_periods", "downgrade",
+                 "notice_days"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise _fail(f"tiers.{unknown[0]}", f"unknown field (known: {sorted(known)})", None)
+        raw = data.get("tiers")
+        if not isinstance(raw, list | tuple):
+            raise _fail("tiers.tiers", "must be a list of tiers", repr(raw))
+        return cls(tiers=tuple(Tier.from_dict(t) for t in raw),
+                   metric=_enum(TierMetric, data.get("metric", "points"), "tiers.metric"),
+                   window=QualificationWindow.from_dict(data.get("window", {})),
+                   wallet=data.get("wallet"),
+                   grace_periods=data.get("grace_periods", 1),
+                   downgrade=_enum(Downgrade, data.get("downgrade", "one_level"),
+                                   "tiers.downgrade"),
+                   notice_days=data.get("notice_days", 30))
+
+
+# -- state and decisions ------------------------------------------------------------------
+
+
+@attrs.frozen
+class TierState:
+    """A member's standing on the ladder, as storage keeps it (one row per member).
+
+    ``window_start`` / ``next_evaluation`` bound the current window (``next_evaluation``
+    None: lifetime). ``carried*`` hold the standing at the window's start (what a
+    revert falls back to). ``floor`` is the highest lifetime tier reached. ``manual``
+    is a manually assigned rank, holding until ``manual_until`` (None: for good).
+    ``anchor`` is the member's enrolment date in the program's time zone.
+    ``noticed_for`` is the evaluation a downgrade notice was recorded for.
+    ``version`` counts writes of the row (the SQL evaluation checks it).
+    """
+
+    member_id: str
+    rank: int
+    attained_at: dt.datetime | None
+    protected_until: dt.datetime | None
+    window_start: dt.datetime
+    next_evaluation: dt.datetime | None
+    carried: int
+    carried_until: dt.datetime | None
+    carried_floor: int
+    floor: int
+    anchor: dt.date
+    manual: int | None = None
+    manual_until: dt.datetime | None = None
+    manual_reason: str = ""
+    noticed_for: dt.datetime | None = None
+    version: int = 0
+
+
+@attrs.frozen
+class TierChange:
+    """One line of a member's tier history: from, to, when (business time), why.
+
+    ``reason`` is ``"qualified"`` (reached a threshold), ``"reverted"`` (activity
+    lowering the metric took a tier reached in the current window away),
+    ``"evaluation"`` (window end), ``"manual"`` (assigned, ``note`` says why).
+    ``metric`` is the metric value the decision read (metric units).
+    """
+
+    member_id: str
+    at: dt.datetime
+    from_tier: str
+    to_tier: str
+    reason: str
+    metric: int
+    note: str = ""
+    recorded_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class TierStatus:
+    """A member's tier now: the tier, its benefits, since when, how it is held."""
+
+    member_id: str
+    tier: str
+    benefits: Benefits
+    since: dt.datetime | None
+    protected_until: dt.datetime | None
+    next_evaluation: dt.datetime | None
+    lifetime_floor: str | None
+    manual: str | None
+    manual_until: dt.datetime | None
+
+
+@attrs.frozen
+class TierProgress:
+    """Progress to the next tier: the metric so far in the current window, what is
+    still ``needed`` to reach ``next_tier`` (None at the top) and the ``deadline`` by
+    which it must be reached (the window's end; None for a lifetime window), plus
+    what is needed to keep the current tier at the next evaluation."""
+
+    member_id: str
+    tier: str
+    next_tier: str | None
+    metric: int | Money
+    needed: int | Money | None
+    deadline: dt.datetime | None
+    window_start: dt.datetime
+    keeps_tier: bool
+    needed_to_keep: int | Money
+
+
+@attrs.frozen
+class TierNotice:
+    """A recorded "will downgrade" notice: at ``evaluation_at`` the member would drop
+    from ``tier`` to ``would_be`` unless ``needed`` more is reached before then."""
+
+    member_id: str
+    evaluation_at: dt.datetime
+    tier: str
+    would_be: str
+    metric: int
+    needed: int
+    created_at: dt.datetime
+
+
+def floors(policy: TierPolicy, state: TierState, at: dt.datetime) -> int:
+    """The lowest rank the member may hold at ``at``: its lifetime floor, and a manual
+    assignment while it holds."""
+    low = state.floor
+    if state.manual is not None and (state.manual_until is None or at < state.manual_until):
+        low = max(low, state.manual)
+    return low
+
+
+def _lifetime(policy: TierPolicy, floor: int, rank: int) -> int:
+    return max([floor, *[r for r in policy.lifetime_ranks if r <= rank]])
+
+
+def new_state(policy: TierPolicy, member_id: str, at: dt.datetime, time_zone: str,
+              anchor: dt.date) -> TierState:
+    """The state of a member who starts on the base tier at ``at``."""
+    window = policy.window
+    period = window.period_start(at, time_zone, anchor)
+    return TierState(
+        member_id=member_id, rank=0, attained_at=None, protected_until=None,
+        window_start=window.window_start(period, time_zone),
+        next_evaluation=window.next_period(period, time_zone, anchor),
+        carried=0, carried_until=None, carried_floor=0, floor=0, anchor=anchor)
+
+
+def on_activity(policy: TierPolicy, state: TierState, value: int, at: dt.datetime,
+                time_zone: str) -> tuple[TierState, str | None]:
+    """Apply the metric ``value`` of the current window after activity at ``at``:
+    upgrade if it reaches a higher tier; revert a tier reached in this window that it
+    no longer reaches. Returns the new state and the reason of a change (or None)."""
+    q = policy.qualified(value)
+    if q > state.rank:
+        return _raise_to(policy, state, q, at, time_zone), "qualified"
+    if q < state.rank:
+        # back to the standing at the window's start, then up to what still qualifies
+        base = attrs.evolve(state, rank=state.carried, protected_until=state.carried_until,
+                            floor=state.carried_floor, attained_at=None)
+        if q > base.rank:
+            base = _raise_to(policy, base, q, at, time_zone)
+        low = floors(policy, base, at)
+        if low > base.rank:
+            base = attrs.evolve(base, rank=low)
+        if base.rank < state.rank:
+            return base, "reverted"
+    return state, None
+
+
+def _raise_to(policy: TierPolicy, state: TierState, rank: int, at: dt.datetime,
+              time_zone: str) -> TierState:
+    protected = state.protected_until
+    if state.next_evaluation is not None:
+        until = policy.window.after_periods(state.next_evaluation, policy.grace_periods,
+                                            time_zone, state.anchor)
+        if until is not None and (protected is None or until > protected):
+            protected = until
+    return attrs.evolve(state, rank=rank, attained_at=at, protected_until=protected,
+                        floor=_lifetime(policy, state.floor, rank))
+
+
+def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str
+             ) -> tuple[TierState, str | None]:
+    """Evaluate the window ending at ``state.next_evaluation`` (E), whose metric is
+    ``value``; move the state on to the next window. Returns the reason of a change."""
+    when = state.next_evaluation
+    assert when is not None, "a lifetime window has no evaluations"
+    window = policy.window
+    q = policy.qualified(value)
+    rank = state.rank
+    protected = state.protected_until
+    attained = state.attained_at
+    if q >= rank:
+        new = q
+        until = window.after_periods(when, policy.grace_periods, time_zone, state.anchor)
+        if until is not None and (protected is None or until > protected):
+            protected = until
+        if q > rank:
+            attained = when
+    elif protected is not None and when < protected:
+        new = rank
+    elif policy.downgrade is Downgrade.ONE_LEVEL:
+        new = max(q, rank - 1)
+    else:
+        new = q
+    new = max(new, floors(policy, state, when))
+    # a lifetime tier is won by the metric only (not by a manual assignment)
+    floor = _lifetime(policy, state.floor, q)
+    if new > rank:
+        attained = when
+    nxt = window.next_period(when, time_zone, state.anchor)
+    moved = attrs.evolve(
+        state, rank=new, attained_at=attained, protected_until=protected,
+        window_start=window.window_start(when, time_zone), next_evaluation=nxt,
+        carried=new, carried_until=protected, carried_floor=floor, floor=floor)
+    return moved, ("evaluation" if new != rank else None)
+
+
+def would_be(policy: TierPolicy, state: TierState, value: int) -> int:
+    """The rank an evaluation at ``state.next_evaluation`` would give if the window's
+    metric stayed ``value`` (used for "will downgrade" notices)."""
+    when = state.next_evaluation
+    assert when is not None
+    q = policy.qualified(value)
+    if q >= state.rank or (state.protected_until is not None and when < state.protected_until):
+        return max(q, state.rank)
+    new = max(q, state.rank - 1) if policy.downgrade is Downgrade.ONE_LEVEL else q
+    return max(new, floors(policy, state, when))
+
+
+def catch_up(policy: TierPolicy, state: TierState, until: dt.datetime, time_zone: str,
+             metric_of: Callable[[dt.datetime, dt.datetime], int],
+             ) -> tuple[TierState, list[tuple[dt.datetime, int, int, int]]]:
+    """Run every evaluation due at or before ``until``; ``metric_of(start, end)`` gives
+    the metric of ``[start, end)``. Returns the state and, per change, (E, from, to,
+    metric)."""
+    changes = []
+    while state.next_evaluation is not None and state.next_evaluation <= until:
+        when = state.next_evaluation
+        value = metric_of(state.window_start, when)
+        before = state.rank
+        state, reason = evaluate(policy, state, value, time_zone)
+        if reason is not None:
+            changes.append((when, before, state.rank, value))
+    return state, changes
+
+
+@attrs.frozen
+class TierJob:
+    """One set-based step of tier due work, for storage: evaluate (or notice) the
+    states waiting for the evaluation at ``at`` (with ``anchor``, only members with
+    that enrolment date). The facade works out the calendar: ``next_at`` (the next
+    evaluation), ``window_start`` (of the window after ``at``), ``protected_until``
+    (``grace_periods`` after ``at``). ``limit`` bounds the states per call."""
+
+    policy: TierPolicy
+    time_zone: str
+    at: dt.datetime
+    anchor: dt.date | None
+    next_at: dt.datetime | None
+    window_start: dt.datetime
+    protected_until: dt.datetime | None
+    recorded_at: dt.datetime
+    limit: int
+
+
+def job_for(policy: TierPolicy, time_zone: str, at: dt.datetime, anchor: dt.date | None,
+            recorded_at: dt.datetime, limit: int) -> TierJob:
+    """The :class:`TierJob` of the evaluation at ``at``. Without ``anchor`` the window
+    must not be an anniversary window (its calendar depends on the member)."""
+    window = policy.window
+    if anchor is None and window.kind is WindowKind.ANNIVERSARY_YEAR:
+        raise ValueError("an anniversary window's job needs the anchor")
+    return TierJob(
+        policy=policy, time_zone=time_zone, at=at, anchor=anchor,
+        next_at=window.next_period(at, time_zone, anchor),
+        window_start=window.window_start(at, time_zone),
+        protected_until=window.after_periods(at, policy.grace_periods, time_zone, anchor),
+        recorded_at=recorded_at, limit=limit)

@@ -1,0 +1,210 @@
+"""Tiers: the ladder as data, bad definitions, and properties of the tier history
+(the backends' shared checks are in loyaltykit.testing.tiers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loyaltykit import (
+    Benefits,
+    Downgrade,
+    InvalidInput,
+    InvalidProgram,
+    Loyalty,
+    Money,
+    Program,
+    QualificationWindow,
+    TestClock,
+    Tier,
+    TierMetric,
+    TierMultiplierRule,
+    TierPolicy,
+    WindowKind,
+)
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.tiers import _berlin, replay_tiers, tier_program
+
+
+def test_a_program_with_tiers_round_trips_and_loads_from_toml(tmp_path: Path) -> None:
+    program = tier_program(window=QualificationWindow(WindowKind.ROLLING_MONTHS, months=6),
+                           downgrade=Downgrade.RECOMPUTE, lifetime_gold=True)
+    assert program == Program.from_dict(program.to_dict())
+    path = tmp_path / "r.toml"
+    path.write_text('''
+id = "R"
+time_zone = "Europe/Berlin"
+currency = "EUR"
+point_value = { amount = "0.01", currency = "EUR" }
+
+[tiers]
+metric = "spend"
+window = { kind = "anniversary_year" }
+grace_periods = 0
+
+[[tiers.tiers]]
+name = "member"
+threshold = { amount = "0", currency = "EUR" }
+
+[[tiers.tiers]]
+name = "gold"
+threshold = { amount = "1000.00", currency = "EUR" }
+benefits = { discount_percent = "5", free_shipping = true, custom = { lounge = true } }
+''')
+    loaded = Program.from_file(path)
+    assert loaded.tiers is not None
+    assert TierMetric.SPEND is loaded.tiers.metric
+    assert WindowKind.ANNIVERSARY_YEAR is loaded.tiers.window.kind
+    gold = loaded.tiers.tiers[1]
+    assert (Decimal(5), True, {"lounge": True}) == (
+        gold.benefits.discount_percent, gold.benefits.free_shipping, gold.benefits.custom)
+    assert (0, 1000 * 10_000) == loaded.tiers.thresholds
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda d: d["tiers"]["tiers"][0].update(threshold=5), "tiers.member.threshold"),
+    (lambda d: d["tiers"]["tiers"][2].update(threshold=400), "tiers.gold.threshold"),
+    (lambda d: d["tiers"]["tiers"][1].update(name="Silver"), "tiers.tiers.name"),
+    (lambda d: d["tiers"].update(metric="balance"), "tiers.metric"),
+    (lambda d: d["tiers"].update(window={"kind": "rolling_months"}), "tiers.window.months"),
+    (lambda d: d["tiers"].update(window={"kind": "calendar_year", "months": 3}),
+     "tiers.window.months"),
+    (lambda d: d["tiers"].update(grace_periods=-1), "tiers.grace_periods"),
+    (lambda d: d["tiers"].update(wallet="miles"), "tiers.wallet"),
+    (lambda d: d["tiers"].update(metric="spend"), "tiers.member.threshold"),
+    (lambda d: d["tiers"]["tiers"][1]["benefits"].update(earn_multiplier=1.5),
+     "tiers.benefits.earn_multiplier"),
+    (lambda d: d["tiers"]["tiers"][1]["benefits"].update(discount_percent="101"),
+     "tiers.benefits.discount_percent"),
+    (lambda d: d["tiers"].update(levels=[]), "tiers.levels"),
+])
+def test_a_bad_ladder_is_refused_naming_the_field(change: object, field: str) -> None:
+    data = tier_program().to_dict()
+    change(data)  # type: ignore[operator]
+    with pytest.raises(InvalidProgram) as caught:
+        Program.from_dict(data)
+    assert field == caught.value.details["field"]
+    assert isinstance(caught.value, ValueError)
+
+
+def test_spend_thresholds_must_be_in_the_programs_currency() -> None:
+    with pytest.raises(InvalidProgram, match="program's currency"):
+        Program(id="p", time_zone="UTC", currency="EUR", point_value=Money("0.01", "EUR"),
+                tiers=TierPolicy(metric=TierMetric.SPEND, tiers=(
+                    Tier("a", Money(0, "EUR")), Tier("b", Money(10, "USD")))))
+
+
+def test_bad_tier_calls_raise_typed_errors_and_write_nothing() -> None:
+    clock = TestClock(_berlin(2026, 1, 10, 9))
+    loyalty = Loyalty(tier_program(), MemoryStorage(), clock=clock)
+    loyalty.enrol("m")
+    with pytest.raises(InvalidInput):
+        loyalty.assign_tier("m", "platinum", key="a", reason="x")
+    with pytest.raises(InvalidInput):
+        loyalty.assign_tier("m", "gold", key="a", reason=" ")
+    with pytest.raises(InvalidInput):
+        loyalty.assign_tier("m", "gold", key="a", reason="x", until=_berlin(2026, 1, 1))
+    with pytest.raises(InvalidInput):
+        loyalty.assign_tier("m", "gold", key="a", reason="x",
+                            until=dt.datetime(2027, 1, 1))  # naive
+    assert "member" == loyalty.tier("m").tier
+    assert [] == loyalty.tier_history("m")
+    plain = Loyalty(Program(id="plain", time_zone="UTC", currency="EUR",
+                            point_value=Money("0.01", "EUR")), MemoryStorage(), clock=clock)
+    with pytest.raises(InvalidInput, match="no tiers"):
+        plain.tier("m")
+
+
+def test_the_tier_multiplier_rule_reads_the_tier_at_the_orders_instant() -> None:
+    from loyaltykit import EarningPolicy, Order, OrderLine, RateRule
+
+    base = tier_program()
+    assert base.tiers is not None
+    program = Program(
+        id="R", time_zone="Europe/Berlin", currency="EUR", point_value=Money("0.01", "EUR"),
+        earning=EarningPolicy(rules=(RateRule(id="base", points=Decimal(1), per=Decimal(1)),
+                                     TierMultiplierRule(id="tier"))),
+        tiers=base.tiers)
+    clock = TestClock(_berlin(2026, 1, 10, 9))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    loyalty.enrol("m")
+
+    def order(order_id: str, euros: str) -> int:
+        return loyalty.record_order(Order(
+            id=order_id, member_id="m", placed_at=clock.now(), currency="EUR",
+            lines=(OrderLine(sku="x", quantity=1, unit_price=Money(euros, "EUR")),))).points
+
+    assert 2000 == order("o1", "2000")  # member: x1
+    assert "gold" == loyalty.tier("m").tier
+    result = loyalty.record_order(Order(
+        id="o2", member_id="m", placed_at=clock.now(), currency="EUR",
+        lines=(OrderLine(sku="x", quantity=1, unit_price=Money("100", "EUR")),)))
+    assert 200 == result.points  # gold: x2
+    assert "x2 (tier gold) on 100 points = +100" == result.evaluation.outcome("tier").explanation
+    assert Benefits(earn_multiplier=Decimal(2), free_shipping=True) == loyalty.tier("m").benefits
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_DAYS = st.integers(min_value=1, max_value=240)
+_STEP = st.one_of(
+    st.tuples(st.just("earn"), _DAYS, st.integers(min_value=1, max_value=3000)),
+    st.tuples(st.just("reverse"), _DAYS, st.just(0)),
+    st.tuples(st.just("due"), _DAYS, st.just(0)),
+    st.tuples(st.just("manual"), _DAYS, st.integers(min_value=0, max_value=2)),
+)
+
+
+@given(steps=st.lists(_STEP, min_size=1, max_size=25),
+       downgrade=st.sampled_from(list(Downgrade)),
+       lifetime=st.booleans(), grace=st.integers(min_value=0, max_value=2))
+def test_tier_history_is_a_pure_function_of_what_happened(
+    steps: list[tuple[str, int, int]], downgrade: Downgrade, lifetime: bool, grace: int
+) -> None:
+    program = tier_program(downgrade=downgrade, lifetime_gold=lifetime, grace_periods=grace)
+    policy = program.tiers
+    assert policy is not None
+    clock = TestClock(_berlin(2026, 1, 10, 9))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    loyalty.enrol("m")
+    enrolled = clock.now()
+    happened: list[tuple[str, dt.datetime, int]] = []
+    earns: list[tuple[str, int]] = []
+    manual: list[tuple[int, dt.datetime | None]] = []
+    for i, (kind, days, amount) in enumerate(steps):
+        clock.set(clock.now() + dt.timedelta(days=days))
+        now = clock.now()
+        if kind == "earn":
+            earns.append((str(loyalty.earn("m", amount, key=f"e{i}").transaction_id), amount))
+            happened.append(("activity", now, amount))
+        elif kind == "reverse" and earns:
+            tx, amount = earns.pop()
+            loyalty.reverse(tx, key=f"r{i}")
+            happened.append(("activity", now, -amount))
+        elif kind == "due":
+            loyalty.run_due()
+            happened.append(("due", now, 0))
+        elif kind == "manual":
+            until = now + dt.timedelta(days=200)
+            loyalty.assign_tier("m", policy.tiers[amount].name, key=f"m{i}", reason="test",
+                                until=until)
+            manual.append((amount, until))
+        status = loyalty.tier("m")
+        rank = policy.rank(status.tier)
+        # never below a lifetime tier reached, nor a manual assignment that holds
+        if status.lifetime_floor is not None:
+            assert rank >= policy.rank(status.lifetime_floor)
+        if manual and manual[-1][1] is not None and now < manual[-1][1]:
+            assert rank >= manual[-1][0]
+    history = loyalty.tier_history("m")
+    for change in history:
+        if change.reason == "evaluation" and downgrade is Downgrade.ONE_LEVEL:
+            assert policy.rank(change.from_tier) - policy.rank(change.to_tier) <= 1
+    if not manual:  # the replay models activity and due work (manual: see the contract)
+        assert replay_tiers(program, "m", enrolled, happened) == [
+            (c.at, c.from_tier, c.to_tier, c.reason) for c in history]
