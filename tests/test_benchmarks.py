@@ -213,3 +213,25 @@ def test_rules_benchmark_baseline_computes_the_engines_points() -> None:
         for order in rules.make_orders(300, ["m"], start):
             expected = evaluate_order(policy, "Europe/Berlin", order, member).points
             assert expected == rules.by_hand(order, tier, 0), order
+
+
+TIERS_BENCHMARK = BENCHMARK.parent / "tiers.py"
+
+
+def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/tiers.py evaluates every seeded member (it exits non-zero otherwise),
+    its baseline aggregates every member, and it ends with one JSON line."""
+    proc = subprocess.run(
+        [sys.executable, str(TIERS_BENCHMARK), "--quick", "--backend", "sqlite"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    figures = result["evaluation"]["sqlite"]
+    assert 300 == figures["members"]
+    assert 0 < figures["tier_changes"] < 300  # the seeded states move some members
+    for key in ("evaluation_s", "baseline_s", "ratio"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+    assert isinstance(figures["pass"], bool)

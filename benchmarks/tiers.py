@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Benchmark tier evaluation at a window's end against a hand-written SQL aggregate.
+
+Run as a plain script::
+
+    python benchmarks/tiers.py [--backend sqlite|postgresql ...] [--members N] [--quick]
+
+Program R of the scenarios (member 0 / silver 500 / gold 2000 qualifying points in the
+calendar year, Europe/Berlin; kept through the next year; one level down). The
+database holds ``--members`` members (default 100,000), each with three earns in 2026
+as the ledger stores them (a transaction with its issued/available postings), the
+metric buckets the library keeps for them, and the tier state they reached (a quarter
+of them hold a tier reached in 2025 whose protection ends on 1 January 2027, so the
+evaluation moves many members). Rows are seeded with plain inserts (enrolling and
+earning 300,000 times through the facade would take minutes and measure nothing new).
+
+Measured in one run, in alternating rounds:
+
+* ``evaluation``: ``Loyalty.run_due`` at 1 January 2027 01:00 (Berlin) with one batch,
+  which evaluates every member set-based (the metric of 2026, the decision, the new
+  states, the history of changes), from the same starting state each round.
+* ``baseline``: the hand-written aggregate a shop would write for the same metric:
+  ``SELECT member_id, -SUM(amount)`` of the issued postings of 2026's transactions,
+  grouped by member and fetched. ``ratio`` = evaluation / baseline (target <= 2).
+* ``bucket_aggregate``: the same sum over the library's own metric buckets (the floor
+  of any evaluation that reads them), reported for reference.
+
+For ``postgresql`` the server is ``--url``, else ``LOYALTYKIT_BENCH_POSTGRESQL_URL``,
+else a throwaway server. The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from loyaltykit import Loyalty, Money, Program, TestClock, Tier, TierPolicy  # noqa: E402
+from loyaltykit._sql import schema  # noqa: E402
+from loyaltykit._tiers import new_state  # noqa: E402
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TARGET = 2.0
+FULL = {"members": 100_000, "rounds": 5}
+QUICK = {"members": 300, "rounds": 2}
+
+
+def _ledger_helpers() -> Any:
+    path = ROOT / "benchmarks" / "ledger.py"
+    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def program(program_id: str) -> Program:
+    return Program(id=program_id, time_zone="Europe/Berlin", currency="EUR",
+                   point_value=Money("0.01", "EUR"),
+                   tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 500),
+                                           Tier("gold", 2000))))
+
+
+def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
+    """Members, their 2026 earns (transactions and postings), metric buckets and tier
+    states, as the library would have written them."""
+    prog = loyalty.program
+    policy = prog.tiers
+    assert policy is not None
+    enrolled = dt.datetime(2025, 6, 1, 10, tzinfo=BERLIN).astimezone(dt.UTC)
+    period_2026 = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    period_2025 = dt.datetime(2025, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    protected_2027 = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    chunk = 5_000
+    with engine.begin() as conn:
+        for start in range(0, members, chunk):
+            ids = range(start, min(start + chunk, members))
+            member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
+            for i in ids:
+                member_id = f"m{i:07d}"
+                member_rows.append({"program_id": prog.id, "member_id": member_id,
+                                    "enrolled_at": enrolled, "attributes": {}})
+                amounts = [1 + (i * 37 + k * 101) % 900 for k in range(3)]
+                total = sum(amounts)
+                for k, points in enumerate(amounts):
+                    tx_id = uuid.UUID(int=(i << 8) | k)
+                    at = dt.datetime(2026, 2 + 3 * k, 1 + i % 27, 12, tzinfo=dt.UTC)
+                    tx_rows.append({
+                        "id": tx_id, "program_id": prog.id, "member_id": member_id,
+                        "wallet": "points", "kind": "earn", "occurred_at": at,
+                        "recorded_at": at, "idempotency_key": f"e{i}-{k}", "reason": "",
+                        "metadata": {}, "reverses_id": None})
+                    posting_rows += [
+                        {"transaction_id": tx_id, "account": "issued", "program_id": prog.id,
+                         "member_id": member_id, "wallet": "points", "amount": -points,
+                         "position": 0},
+                        {"transaction_id": tx_id, "account": "available",
+                         "program_id": prog.id, "member_id": member_id, "wallet": "points",
+                         "amount": points, "position": 1}]
+                bucket_rows.append({"program_id": prog.id, "member_id": member_id,
+                                    "period_start": period_2026, "value": total})
+                state = new_state(policy, member_id, period_2026, prog.time_zone,
+                                  dt.date(2025, 6, 1))
+                reached = policy.qualified(total)
+                carried = 2 if i % 4 == 0 else 0  # a quarter kept gold from 2025
+                rank = max(reached, carried)
+                row = {
+                    "program_id": prog.id, "member_id": member_id, "rank": rank,
+                    "attained_at": None, "protected_until": protected_2027 if carried
+                    else None, "window_start": state.window_start,
+                    "next_evaluation": state.next_evaluation, "carried": carried,
+                    "carried_until": protected_2027 if carried else None,
+                    "carried_floor": 0, "floor": 0, "anchor": dt.date(2025, 6, 1),
+                    "manual": None, "manual_until": None, "manual_reason": "",
+                    "noticed_for": state.next_evaluation, "version": 1}
+                if reached > carried:
+                    row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+                    row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
+                state_rows.append(row)
+                _ = period_2025
+            conn.execute(schema.members.insert(), member_rows)
+            conn.execute(schema.transactions.insert(), tx_rows)
+            conn.execute(schema.postings.insert(), posting_rows)
+            conn.execute(schema.tier_buckets.insert(), bucket_rows)
+            conn.execute(schema.tier_states.insert(), state_rows)
+        conn.exec_driver_sql("CREATE TABLE bench_tier_states AS SELECT * FROM lk_tier_states")
+
+
+def reset(engine: sa.Engine, program_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(schema.tier_history.delete())
+        conn.execute(schema.tier_states.delete())
+        conn.exec_driver_sql("INSERT INTO lk_tier_states SELECT * FROM bench_tier_states")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE lk_tier_states")
+
+
+def baseline(engine: sa.Engine, program_id: str) -> int:
+    start = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    end = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    t, p = schema.transactions, schema.postings
+    stmt = (sa.select(t.c.member_id, -sa.func.sum(p.c.amount))
+            .join(p, p.c.transaction_id == t.c.id)
+            .where(t.c.program_id == program_id, p.c.account == "issued",
+                   t.c.occurred_at >= start, t.c.occurred_at < end)
+            .group_by(t.c.member_id))
+    with engine.connect() as conn:
+        return len(conn.execute(stmt).all())
+
+
+def bucket_aggregate(engine: sa.Engine, program_id: str) -> int:
+    start = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    end = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    b = schema.tier_buckets
+    stmt = (sa.select(b.c.member_id, sa.func.sum(b.c.value))
+            .where(b.c.program_id == program_id, b.c.period_start >= start,
+                   b.c.period_start < end)
+            .group_by(b.c.member_id))
+    with engine.connect() as conn:
+        return len(conn.execute(stmt).all())
+
+
+def bench(helpers: Any, backend: str, url: str | None, sizes: dict[str, int]
+          ) -> dict[str, Any]:
+    members = sizes["members"]
+    with helpers.open_backend(backend, url) as (storage, engine, database, _owned):
+        assert engine is not None
+        program_id = f"tiers-{uuid.uuid4().hex[:10]}"
+        clock = TestClock(dt.datetime(2027, 1, 1, 1, tzinfo=BERLIN))
+        loyalty = Loyalty(program(program_id), storage, clock=clock)
+        seed(engine, loyalty, members)
+        evaluation, base, buckets, changes = [], [], [], 0
+        for round_ in range(sizes["rounds"] + 1):  # round 0 warms up
+            reset(engine, program_id)
+            began = time.perf_counter()
+            report = loyalty.run_due(batch_size=members)
+            took = time.perf_counter() - began
+            if report.tier_evaluations != members:
+                raise SystemExit(f"evaluated {report.tier_evaluations} of {members}")
+            changes = report.tier_changes
+            began = time.perf_counter()
+            if baseline(engine, program_id) != members:
+                raise SystemExit("the baseline missed members")
+            took_base = time.perf_counter() - began
+            began = time.perf_counter()
+            bucket_aggregate(engine, program_id)
+            took_buckets = time.perf_counter() - began
+            if round_:
+                evaluation.append(took)
+                base.append(took_base)
+                buckets.append(took_buckets)
+        ratios = [e / b for e, b in zip(evaluation, base, strict=True)]
+        ratio = statistics.median(ratios)
+        return {
+            "database": database, "members": members, "tier_changes": changes,
+            "evaluation_s": statistics.median(evaluation),
+            "baseline_s": statistics.median(base),
+            "bucket_aggregate_s": statistics.median(buckets),
+            "members_per_s": members / statistics.median(evaluation),
+            "ratio": ratio, "target_max_ratio": TARGET, "pass": ratio <= TARGET,
+            "rounds": ratios,
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql"))
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--url", help="PostgreSQL URL (else a throwaway server)")
+    args = parser.parse_args(argv)
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.members:
+        sizes["members"] = args.members
+    helpers = _ledger_helpers()
+    results: dict[str, Any] = {
+        "quick": args.quick, "sizes": sizes,
+        "environment": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "evaluation": {},
+    }
+    started = time.perf_counter()
+    for backend in args.backend or ["sqlite", "postgresql"]:
+        r = results["evaluation"][backend] = bench(helpers, backend, args.url, sizes)
+        print(f"tier evaluation on {r['database']}: {r['members']:,} members in "
+              f"{r['evaluation_s']:.3f} s ({r['members_per_s']:,.0f}/s, {r['tier_changes']:,} "
+              f"changed); hand-written aggregate {r['baseline_s']:.3f} s; ratio "
+              f"{r['ratio']:.2f} (target <= {TARGET}) -> {'PASS' if r['pass'] else 'FAIL'}; "
+              f"bucket aggregate {r['bucket_aggregate_s']:.3f} s")
+    results["seconds"] = time.perf_counter() - started
+    print(json.dumps(results, separators=(",", ":"), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
