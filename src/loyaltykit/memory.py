@@ -489,6 +489,9 @@ class MemoryUnitOfWork:
                                    order_id=order_id)
             if order_id not in changes.new_orders and not known:
                 raise StorageError("update of orders found 0 of 1 rows")
+        for member_id in changes.new_tier_states:
+            if (self.program_id, member_id) in t.tier_states:
+                raise DuplicateKey("tier state already kept", member_id=member_id)
         # copy (and check) every JSON value before writing anything
         orders = {order_id: _order_copy(order) for order_id, order in changes.orders.items()}
         for member in changes.members:

@@ -15,10 +15,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pendulum
+import pytest
 
 from loyaltykit import (
     Benefits,
     Downgrade,
+    DuplicateKey,
     EarningPolicy,
     Loyalty,
     Money,
@@ -33,6 +35,7 @@ from loyaltykit import (
     TierPolicy,
     WindowKind,
 )
+from loyaltykit._ledger import ChangeSet
 from loyaltykit._tiers import TierState, catch_up, new_state, on_activity
 
 __all__ = ["TierContract", "replay_tiers", "tier_program"]
@@ -312,3 +315,18 @@ class TierContract:
         clock.set(_berlin(2026, 5, 1, 1))
         loyalty.run_due()
         assert "member" == loyalty.tier("r").tier  # Feb-Apr holds 300
+
+    def test_a_second_new_tier_state_of_a_member_is_a_duplicate_key(
+        self, storage: Storage
+    ) -> None:
+        loyalty, _ = self._tier_loyalty(storage)
+        loyalty.enrol("m")
+        with storage.unit_of_work("R") as uow:
+            state = uow.get_tier_state("m")
+            assert state is not None
+            changes = ChangeSet()
+            changes.tier_states["m"] = state
+            changes.new_tier_states.add("m")
+            with pytest.raises(DuplicateKey):
+                uow.write(changes)
+        assert "member" == loyalty.tier("m").tier
