@@ -88,7 +88,6 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
     assert policy is not None
     enrolled = dt.datetime(2025, 6, 1, 10, tzinfo=BERLIN).astimezone(dt.UTC)
     period_2026 = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
-    period_2025 = dt.datetime(2025, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     protected_2027 = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     chunk = 5_000
     with engine.begin() as conn:
@@ -136,7 +135,6 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
                     row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
                     row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
                 state_rows.append(row)
-                _ = period_2025
             conn.execute(schema.members.insert(), member_rows)
             conn.execute(schema.transactions.insert(), tx_rows)
             conn.execute(schema.postings.insert(), posting_rows)

@@ -180,6 +180,9 @@ class Ledger:
         self.new_id = new_id
         self.key = key
         self.changes = ChangeSet()
+        #: tier states as stored, by member, once read in this unit of work (pricing
+        #: reads a member's state; the tier step after it needs the same row)
+        self.tier_read: dict[str, TierState | None] = {}
         self._books: dict[tuple[str, str], MemberBook] = {}
         self._touched: set[tuple[str, str]] = set()  # accounts changed without postings
         self._expiries: dict[dt.datetime, dt.datetime | None] = {}

@@ -51,7 +51,7 @@ from loyaltykit._errors import (
     StorageError,
     TransactionNotFound,
 )
-from loyaltykit._ledger import ChangeSet, Ledger, MemberBook
+from loyaltykit._ledger import Ledger, MemberBook
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -363,7 +363,7 @@ class Loyalty:
                     result = apply(uow, ledger)
                     changes = ledger.finish()
                     if self.program.tiers is not None:
-                        self._tier_step(uow, changes, ledger.recorded_at)
+                        self._tier_step(uow, ledger)
                     encoded = encode_result(result) if encode is None else encode(result)
                     if order_id is None:
                         changes.idempotency.append(IdempotencyRecord(
@@ -1078,6 +1078,7 @@ class Loyalty:
     def _pricing(
         self, uow: UnitOfWork, state: MemberState, at: dt.datetime, *,
         event_type: str | None = None, is_order: bool,
+        tier_read: dict[str, TierState | None] | None = None,
     ) -> _Priced:
         """What pricing an order or event of the member at ``at`` needs: the program
         version in force, the member's context, its caps' usage and stamp counts (from
@@ -1096,7 +1097,7 @@ class Loyalty:
         multiplier = None
         tier: Any
         if self.program.tiers is not None:
-            tier, multiplier = self._tier_of(uow, member_id, at)
+            tier, multiplier = self._tier_of(uow, member_id, at, tier_read)
         else:
             tier = member.attributes.get("tier")
         ctx = MemberContext(
@@ -1196,7 +1197,7 @@ class Loyalty:
                 if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
                     raise InvalidInput("paid_with must name spend or capture transactions",
                                        transaction_id=str(pid), kind=paid.kind.value)
-            p = self._pricing(uow, state, when, is_order=True)
+            p = self._pricing(uow, state, when, is_order=True, tier_read=ledger.tier_read)
             program = p.program
             evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
                                         usage=p.usage, version=program.version, stamps=p.stamps)
@@ -1407,7 +1408,8 @@ class Loyalty:
             state = self._member_state(uow, member_id, wallet_, when, lock=True)
             book = self._books(uow, ledger, wallet_, [member_id], need_lots=False,
                                locked={member_id: state.accounts[wallet_]})[member_id]
-            p = self._pricing(uow, state, when, event_type=event.type, is_order=False)
+            p = self._pricing(uow, state, when, event_type=event.type, is_order=False,
+                              tier_read=ledger.tier_read)
             program = p.program
             evaluation = evaluate_event(program.earning, program.time_zone, event, p.context,
                                         usage=p.usage, version=program.version, stamps=p.stamps)
@@ -1451,13 +1453,23 @@ class Loyalty:
         local = pendulum.instance(enrolled_at).in_timezone(zone(self.program.time_zone))
         return dt.date(local.year, local.month, local.day)
 
-    def _tier_step(self, uow: UnitOfWork, changes: ChangeSet,
-                   recorded_at: dt.datetime) -> None:
+    def _evaluation_changes(
+        self, member_id: str, evaluations: Iterable[tuple[dt.datetime, int, int, int]],
+        recorded_at: dt.datetime | None,
+    ) -> list[TierChange]:
+        """History lines of the evaluations :func:`catch_up` applied."""
+        tiers = self._tiers().tiers
+        return [TierChange(member_id=member_id, at=when, from_tier=tiers[before].name,
+                           to_tier=tiers[after].name, reason="evaluation", metric=value,
+                           recorded_at=recorded_at)
+                for when, before, after, value in evaluations]
+
+    def _tier_step(self, uow: UnitOfWork, ledger: Ledger) -> None:
         """Keep tier states up to date with what this unit of work writes: new members
         start on the base tier; activity that changes the metric is added to its
         period's bucket after the member's due evaluations, then upgrades or reverts."""
-        policy = self.program.tiers
-        assert policy is not None
+        policy = self._tiers()
+        changes = ledger.changes
         tz = self.program.time_zone
         names = [t.name for t in policy.tiers]
         for member in changes.members:
@@ -1479,13 +1491,15 @@ class Loyalty:
                 delta = units if spend else orders
                 if delta:
                     acts.setdefault(member_id, []).append((at, delta))
-        pending = changes.tier_buckets
         for member_id, items in acts.items():
             items.sort(key=lambda item: item[0])
             state = changes.tier_states.get(member_id)
             stored = state is None
             if state is None:
-                state = uow.get_tier_state(member_id)
+                if member_id in ledger.tier_read:
+                    state = ledger.tier_read[member_id]
+                else:
+                    state = uow.get_tier_state(member_id)
                 if state is None:  # enrolled before the program had tiers
                     found = uow.get_member(member_id)
                     assert found is not None  # the ledger step found its accounts
@@ -1493,22 +1507,21 @@ class Loyalty:
                                       self._anchor(found.enrolled_at))
                     changes.new_tier_states.add(member_id)
                     stored = False
+            added: dict[dt.datetime, int] = {}  # this write's buckets of the member
 
             def metric_of(start: dt.datetime, end: dt.datetime | None,
-                          member_id: str = member_id, stored: bool = stored) -> int:
+                          member_id: str = member_id, stored: bool = stored,
+                          added: dict[dt.datetime, int] = added) -> int:
                 value = uow.tier_metric(member_id, start, end) if stored else 0
-                return value + sum(v for (m, p), v in pending.items() if m == member_id
-                                   and start <= p and (end is None or p < end))
+                return value + sum(v for p, v in added.items()
+                                   if start <= p and (end is None or p < end))
 
             for at, delta in items:
                 state, evaluations = catch_up(policy, state, at, tz, metric_of)
-                for when, before, after, value in evaluations:
-                    changes.tier_history.append(TierChange(
-                        member_id=member_id, at=when, from_tier=names[before],
-                        to_tier=names[after], reason="evaluation", metric=value,
-                        recorded_at=recorded_at))
+                changes.tier_history += self._evaluation_changes(
+                    member_id, evaluations, ledger.recorded_at)
                 period = policy.window.period_start(at, tz, state.anchor)
-                pending[(member_id, period)] = pending.get((member_id, period), 0) + delta
+                added[period] = added.get(period, 0) + delta
                 if period < state.window_start:
                     continue  # dated in a window already evaluated: counted there only
                 value = metric_of(state.window_start, state.next_evaluation)
@@ -1518,46 +1531,55 @@ class Loyalty:
                     changes.tier_history.append(TierChange(
                         member_id=member_id, at=at, from_tier=names[before],
                         to_tier=names[state.rank], reason=reason, metric=value,
-                        recorded_at=recorded_at))
+                        recorded_at=ledger.recorded_at))
+            for period, delta in added.items():
+                key = (member_id, period)
+                changes.tier_buckets[key] = changes.tier_buckets.get(key, 0) + delta
             changes.tier_states[member_id] = state
 
-    def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime
+    def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
+                    tier_read: dict[str, TierState | None] | None = None,
                     ) -> tuple[TierState | None, list[tuple[dt.datetime, int, int, int]]]:
         """The member's tier state with the evaluations due by ``at`` applied (not
-        written), and those evaluations' changes."""
+        written), and those evaluations' changes. The stored state is kept in
+        ``tier_read`` when given."""
         policy = self._tiers()
         state = uow.get_tier_state(member_id)
+        if tier_read is not None:
+            tier_read[member_id] = state
         if state is None:
             return None, []
         return catch_up(policy, state, at, self.program.time_zone,
                         lambda start, end: uow.tier_metric(member_id, start, end))
 
-    def _tier_of(self, uow: UnitOfWork, member_id: str, at: dt.datetime) -> tuple[str, Any]:
+    def _tier_of(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
+                 tier_read: dict[str, TierState | None] | None = None) -> tuple[str, Any]:
         """(tier name, earn multiplier) of the member at ``at``, for pricing."""
         policy = self._tiers()
-        state, _ = self._tier_state(uow, member_id, at)
+        state, _ = self._tier_state(uow, member_id, at, tier_read)
         tier = policy.tiers[state.rank if state is not None else 0]
         return tier.name, tier.benefits.earn_multiplier
 
-    def _read_tier(self, member_id: str) -> tuple[TierPolicy, dt.datetime, TierState | None,
+    def _read_tier(self, member_id: str) -> tuple[TierPolicy, dt.datetime, TierState,
                                                   list[TierChange], int]:
         """One read of the member's tier as of now: the policy, now, the state (due
-        evaluations applied), the history (with those evaluations) and the metric of
-        the current window."""
+        evaluations applied; a member without one is on the base tier), the history
+        (with those evaluations) and the metric of the current window."""
         member_id = _check_member_id(member_id)
         policy = self._tiers()
         now = self._now()
         with self.storage.unit_of_work(self.program.id) as uow:
-            if uow.get_member(member_id) is None:
+            member = uow.get_member(member_id)
+            if member is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
             state, virtual = self._tier_state(uow, member_id, now)
             history = uow.tier_history(member_id)
-            value = (uow.tier_metric(member_id, state.window_start, state.next_evaluation)
-                     if state is not None else 0)
-        names = [t.name for t in policy.tiers]
-        history += [TierChange(member_id=member_id, at=when, from_tier=names[before],
-                               to_tier=names[after], reason="evaluation", metric=metric)
-                    for when, before, after, metric in virtual]
+            if state is None:  # enrolled before the program had tiers, nothing since
+                state, value = new_state(policy, member_id, now, self.program.time_zone,
+                                         self._anchor(member.enrolled_at)), 0
+            else:
+                value = uow.tier_metric(member_id, state.window_start, state.next_evaluation)
+        history += self._evaluation_changes(member_id, virtual, None)
         return policy, now, state, history, value
 
     def tier(self, member_id: str) -> TierStatus:
@@ -1565,20 +1587,16 @@ class Loyalty:
 
         Evaluations due by now count even before due work has written them."""
         policy, now, state, history, _ = self._read_tier(member_id)
-        rank = state.rank if state is not None else 0
-        tier = policy.tiers[rank]
+        tier = policy.tiers[state.rank]
         since = next((c.at for c in reversed(history) if c.to_tier == tier.name), None)
-        manual = (state is not None and state.manual is not None
-                  and (state.manual_until is None or now < state.manual_until))
+        manual = (state.manual if state.manual is not None
+                  and (state.manual_until is None or now < state.manual_until) else None)
         return TierStatus(
             member_id=member_id, tier=tier.name, benefits=tier.benefits, since=since,
-            protected_until=state.protected_until if state else None,
-            next_evaluation=state.next_evaluation if state else None,
-            lifetime_floor=(policy.tiers[state.floor].name
-                            if state is not None and state.floor else None),
-            manual=policy.tiers[state.manual].name if manual and state and
-            state.manual is not None else None,
-            manual_until=state.manual_until if manual and state else None)
+            protected_until=state.protected_until, next_evaluation=state.next_evaluation,
+            lifetime_floor=policy.tiers[state.floor].name if state.floor else None,
+            manual=policy.tiers[manual].name if manual is not None else None,
+            manual_until=state.manual_until if manual is not None else None)
 
     def tier_as_of(self, member_id: str, at: dt.datetime) -> str:
         """The name of the tier the member held at the instant ``at`` (business
@@ -1599,29 +1617,20 @@ class Loyalty:
     def tier_progress(self, member_id: str) -> TierProgress:
         """What the member still needs, and by when, to reach the next tier; and what
         keeps the current one at the next evaluation."""
-        policy, now, state, _, value = self._read_tier(member_id)
+        policy, _, state, _, value = self._read_tier(member_id)
         currency = self.program.currency
-        rank = state.rank if state is not None else 0
+        rank = state.rank
         thresholds = policy.thresholds
         nxt = rank + 1 if rank + 1 < len(policy.tiers) else None
-        tz = self.program.time_zone
-        if state is None:
-            period = policy.window.period_start(now, tz, None) if (
-                policy.window.kind is not WindowKind.ANNIVERSARY_YEAR) else now
-            window_start = policy.window.window_start(period, tz)
-            deadline = policy.window.next_period(period, tz, None) if (
-                policy.window.kind is not WindowKind.ANNIVERSARY_YEAR) else None
-        else:
-            window_start, deadline = state.window_start, state.next_evaluation
-        keeps = state is None or state.next_evaluation is None or would_be(
-            policy, state, value) >= rank
+        keeps = state.next_evaluation is None or would_be(policy, state, value) >= rank
         return TierProgress(
             member_id=member_id, tier=policy.tiers[rank].name,
             next_tier=policy.tiers[nxt].name if nxt is not None else None,
             metric=policy.units_as(value, currency),
             needed=(policy.units_as(max(thresholds[nxt] - value, 0), currency)
                     if nxt is not None else None),
-            deadline=deadline, window_start=window_start, keeps_tier=keeps,
+            deadline=state.next_evaluation, window_start=state.window_start,
+            keeps_tier=keeps,
             needed_to_keep=policy.units_as(max(thresholds[rank] - value, 0), currency))
 
     def assign_tier(
@@ -1671,11 +1680,8 @@ class Loyalty:
                 state = new_state(policy, member_id, when, self.program.time_zone,
                                   self._anchor(member.enrolled_at))
                 ledger.changes.new_tier_states.add(member_id)
-            for at_, before, after, value in evaluations:
-                ledger.changes.tier_history.append(TierChange(
-                    member_id=member_id, at=at_, from_tier=names[before],
-                    to_tier=names[after], reason="evaluation", metric=value,
-                    recorded_at=ledger.recorded_at))
+            ledger.changes.tier_history += self._evaluation_changes(
+                member_id, evaluations, ledger.recorded_at)
             held = max(rank, state.floor)  # never below a lifetime tier reached
             ledger.changes.tier_history.append(TierChange(
                 member_id=member_id, at=when, from_tier=names[state.rank],
@@ -1715,30 +1721,32 @@ class Loyalty:
         tz = self.program.time_zone
         by_anchor = policy.window.kind is WindowKind.ANNIVERSARY_YEAR
         totals = {"tier_evaluations": 0, "tier_changes": 0, "tier_notices": 0}
-        while True:
+
+        def run(at: dt.datetime, anchor: dt.date | None, *, notices: bool) -> None:
+            job = job_for(policy, tz, at, anchor, self._now(), batch_size)
+            while True:  # batch by batch until one comes back short
+                done, changed = self._tier_batch(job, notices=notices)
+                if notices:
+                    totals["tier_notices"] += changed
+                else:
+                    totals["tier_evaluations"] += done
+                    totals["tier_changes"] += changed
+                if done < batch_size:
+                    return
+
+        while True:  # an evaluation moves states to the next one, which may be due too
             with self.storage.unit_of_work(self.program.id) as uow:
                 due = uow.tier_due(when, by_anchor=by_anchor)
             if not due:
                 break
             for at, anchor in due:
-                job = job_for(policy, tz, at, anchor, self._now(), batch_size)
-                while True:
-                    done, changed = self._tier_batch(job, notices=False)
-                    totals["tier_evaluations"] += done
-                    totals["tier_changes"] += changed
-                    if done < batch_size:
-                        break
+                run(at, anchor, notices=False)
         if policy.notice_days:
             horizon = when + dt.timedelta(days=policy.notice_days)
             with self.storage.unit_of_work(self.program.id) as uow:
                 upcoming = uow.tier_due(horizon, by_anchor=by_anchor)
             for at, anchor in upcoming:
-                job = job_for(policy, tz, at, anchor, self._now(), batch_size)
-                while True:
-                    done, noticed = self._tier_batch(job, notices=True)
-                    totals["tier_notices"] += noticed
-                    if done < batch_size:
-                        break
+                run(at, anchor, notices=True)
         return totals
 
     def _tier_batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:

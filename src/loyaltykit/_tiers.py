@@ -454,14 +454,10 @@ class TierPolicy:
                 reached = i
         return reached
 
-    def value_of(self, units: int) -> int | Money:
-        """A metric value as the shop reads it: points/orders, or Money for spend."""
-        return self.units_as(units, "")
-
     def units_as(self, units: int, currency: str) -> int | Money:
         """``units`` as an int, or for spend as Money in ``currency``."""
         if self.metric is TierMetric.SPEND:
-            return Money(Decimal(units) / SPEND_SCALE, currency or "XXX")
+            return Money(Decimal(units) / SPEND_SCALE, currency)
         return units
 
     def to_dict(self) -> dict[str, Any]:
