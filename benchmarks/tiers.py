@@ -141,6 +141,14 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
             conn.execute(schema.tier_buckets.insert(), bucket_rows)
             conn.execute(schema.tier_states.insert(), state_rows)
         conn.exec_driver_sql("CREATE TABLE bench_tier_states AS SELECT * FROM lk_tier_states")
+    # statistics for every table, as a live database has them (else the baseline's
+    # plan depends on whether autovacuum happened to analyse the ledger yet)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def reset(engine: sa.Engine, program_id: str) -> None:

@@ -90,7 +90,6 @@ from loyaltykit._sql.schema import (
     programs,
     rule_usage,
     tier_buckets,
-    tier_eval,
     tier_history,
     tier_notices,
     tier_states,
@@ -637,13 +636,7 @@ _SEL_TIER_HISTORY: sa.Executable = (
               tier_history.c.to_tier, tier_history.c.reason, tier_history.c.metric,
               tier_history.c.note, tier_history.c.recorded_at)
     .where(tier_history.c.program_id == _p, tier_history.c.member_id == _m)
-    .order_by(tier_history.c.position)
-)
-# the last history position of each of these members (absent: no history yet)
-_SEL_TIER_HISTORY_TOP: sa.Executable = (
-    sa.select(tier_history.c.member_id, sa.func.max(tier_history.c.position))
-    .where(tier_history.c.program_id == _p, tier_history.c.member_id.in_(_ids))
-    .group_by(tier_history.c.member_id)
+    .order_by(tier_history.c.id)
 )
 _INS_TIER_HISTORY = tier_history.insert()
 
@@ -674,7 +667,6 @@ _SEL_TIER_NOTICES_SINCE: sa.Executable = _tier_notices.where(
 
 # the parameters of a set-based tier run (a TierJob); "j_" keeps them apart from the
 # column names SQLAlchemy reserves in INSERT and UPDATE statements
-_j_run = sa.bindparam("j_run", type_=tier_eval.c.run.type)
 _j_at = sa.bindparam("j_at", type_=_TS_TYPE)
 _j_anchor = sa.bindparam("j_anchor", type_=tier_states.c.anchor.type)
 _j_next = sa.bindparam("j_next", type_=_TS_TYPE)
@@ -682,15 +674,91 @@ _j_window = sa.bindparam("j_window", type_=_TS_TYPE)
 _j_protected = sa.bindparam("j_protected", type_=_TS_TYPE)
 _j_recorded = sa.bindparam("j_recorded", type_=_TS_TYPE)
 _j_limit = sa.bindparam("j_limit", type_=sa.Integer())
-_DEL_TIER_EVAL: sa.Executable = tier_eval.delete().where(tier_eval.c.run == _j_run)
+_j_last = sa.bindparam("j_last", type_=tier_states.c.member_id.type)
+
+# PostgreSQL's JIT compiles the evaluation (its cost estimate is high) for longer than
+# the compiled code saves; it is switched off for that statement's transaction only
+_SEL_JIT: sa.Executable = sa.select(sa.func.current_setting("jit"))
+_SET_JIT: sa.Executable = sa.select(
+    sa.func.set_config("jit", sa.bindparam("jit", type_=sa.Text()), True))
 
 
 class _TierSQL(NamedTuple):
-    """The statements of one kind of set-based tier run, in execution order."""
+    """The statements of one kind of set-based tier run (see :func:`_tier_sql`)."""
 
-    pick: sa.Executable  # INSERT INTO lk_tier_eval .. SELECT: the states and decisions
-    apply: sa.Executable | None  # UPDATE lk_tier_states (None: part of ``record``)
-    record: sa.Executable  # INSERT the history lines or notices of the updated states
+    run: sa.Executable  # PostgreSQL: the whole run; SQLite: the history (notice) INSERT
+    last: sa.Executable | None  # SQLite: the highest member id of the batch
+    apply: sa.Executable | None  # SQLite: the UPDATE moving the batch's states on
+
+
+class _Decision(NamedTuple):
+    """What :func:`loyaltykit._tiers.evaluate` (``new_rank``, ``protected_until``,
+    ``attained_at``, ``floor``) and :func:`~loyaltykit._tiers.would_be` decide for a
+    state, as SQL expressions over its columns and its metric."""
+
+    new_rank: sa.ColumnElement[Any]
+    protected_until: sa.ColumnElement[Any]
+    attained_at: sa.ColumnElement[Any]
+    floor: sa.ColumnElement[Any]
+    would_be: sa.ColumnElement[Any]
+
+
+def _decide(policy: TierPolicy, dialect: str, state: Any,
+            metric: sa.ColumnElement[Any]) -> _Decision:
+    """The decisions for the tier state whose columns are ``state``'s attributes
+    (``rank``, ``attained_at``, ``protected_until``, ``floor``, ``manual``,
+    ``manual_until``) and whose window's metric is ``metric`` (a column, not a
+    subquery: the expressions repeat it), at ``:j_at``, CASE expressions over the
+    policy's thresholds."""
+    greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    # policy.qualified: the highest rank whose threshold the metric reaches
+    q: sa.ColumnElement[Any] = sa.case(
+        *((metric >= sa.literal(threshold, sa.BigInteger()), sa.literal(rank))
+          for rank, threshold in reversed(list(enumerate(policy.thresholds))) if rank),
+        else_=sa.literal(0),
+    ) if len(policy.thresholds) > 1 else sa.literal(0)
+    # floors(): the lifetime floor, and a manual assignment while it holds
+    manual = sa.case(
+        (sa.and_(state.manual.is_not(None),
+                 sa.or_(state.manual_until.is_(None), _j_at < state.manual_until)),
+         state.manual),
+        else_=sa.literal(0),
+    )
+    rank = state.rank
+    dropped = greatest(q, rank - 1) if policy.downgrade is Downgrade.ONE_LEVEL else q
+    protected = sa.and_(state.protected_until.is_not(None), _j_at < state.protected_until)
+    new_rank = greatest(sa.case((q >= rank, q), (protected, rank), else_=dropped),
+                        state.floor, manual)
+    # a tier the window reaches is protected until grace_periods after :j_at
+    until = sa.case(
+        (sa.and_(q >= rank, sa.or_(state.protected_until.is_(None),
+                                   _j_protected > state.protected_until)), _j_protected),
+        else_=state.protected_until,
+    )
+    # the lifetime floor: the highest lifetime tier the metric reaches (a manual
+    # assignment or a protected tier wins none)
+    lifetime = [(q >= sa.literal(r), sa.literal(r)) for r in reversed(policy.lifetime_ranks)]
+    floor = (greatest(state.floor, sa.case(*lifetime, else_=sa.literal(0))) if lifetime
+             else state.floor)
+    attained = sa.case((new_rank > rank, _j_at), else_=state.attained_at)
+    would_be = sa.case(
+        (sa.or_(q >= rank, protected), greatest(q, rank)),
+        else_=greatest(dropped, state.floor, manual),
+    )
+    return _Decision(new_rank, until, attained, floor, would_be)
+
+
+def _tier_metric_of(window_start: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """The metric of the ``lk_tier_states`` row in scope: its buckets in
+    ``[window_start, :j_at)``."""
+    s, b = tier_states, tier_buckets
+    return (
+        sa.select(sa.cast(sa.func.coalesce(sa.func.sum(b.c.value), 0), sa.BigInteger()))
+        .where(b.c.program_id == s.c.program_id, b.c.member_id == s.c.member_id,
+               b.c.period_start >= window_start, b.c.period_start < _j_at)
+        .correlate(s)
+        .scalar_subquery()
+    )
 
 
 @functools.cache
@@ -698,171 +766,143 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
     """The statements of ``evaluate_tiers`` (or, with ``notices``, of
     ``record_tier_notices``) for ``policy`` on ``dialect``.
 
-    ``pick`` copies up to ``:j_limit`` states waiting for the evaluation at ``:j_at``
-    (lowest member ids first) into ``lk_tier_eval`` under the run id ``:j_run``, with
-    the metric of ``[window_start, :j_at)`` and what :func:`loyaltykit._tiers.evaluate`
-    (or :func:`~loyaltykit._tiers.would_be`) decides, as CASE expressions over the
-    policy's thresholds. ``apply`` moves the states on, but only those still at the
-    version read (a member written concurrently since keeps its evaluation for the
-    next call), and ``record`` appends history lines (notices) for exactly the states
-    moved: on PostgreSQL the UPDATE is a data-modifying CTE of that INSERT (its
-    RETURNING rows are the states moved, with their decisions); on SQLite, whose
-    writers are serialised so nothing can change a state between the two statements,
-    the states moved are those now one version past the one read. History positions
-    continue each member's (``MAX(position) + 1``; one line per member and run).
-    """
-    greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
-    s, b, e = tier_states, tier_buckets, tier_eval
-    names = [t.name for t in policy.tiers]
+    A batch is the ``:j_limit`` states waiting for the evaluation at ``:j_at`` with the
+    lowest member ids (the due index's order). For each, the metric of
+    ``[window_start, :j_at)`` and what :func:`loyaltykit._tiers.evaluate` (or
+    :func:`~loyaltykit._tiers.would_be`) decides (:func:`_decide`); the states move on
+    (to the next window, or marked noticed), and a history line (a notice) is appended
+    for each state whose tier changes (would drop).
 
+    On PostgreSQL that is one statement, ``run``, returning one row (states picked,
+    lines recorded): the batch and its decisions are a materialised CTE, the UPDATE a
+    data-modifying CTE returning the decisions of the states it moved, and the INSERT
+    reads those. The UPDATE moves only states still at the version read: a member
+    written concurrently keeps its evaluation for the next call.
+
+    On SQLite, whose writers are serialised (``BEGIN IMMEDIATE``) so nothing changes a
+    state between the statements of one unit of work: ``last`` finds the batch's
+    highest member id (``:j_last``; the batch is then every waiting state up to it),
+    ``run`` appends the lines of the batch's changes from the decisions, and ``apply``
+    moves the states on, each row's decision computed in place from its own metric
+    (a correlated row-value subquery).
+    """
+    s = tier_states
+    names = [t.name for t in policy.tiers]
     waiting = [s.c.program_id == _p, s.c.next_evaluation == _j_at]
     if policy.window.kind is WindowKind.ANNIVERSARY_YEAR:
         waiting.append(s.c.anchor == _j_anchor)
     if notices:
         waiting.append(sa.or_(s.c.noticed_for.is_(None), s.c.noticed_for != _j_at))
-    w = (
+    postgres = dialect == "postgresql"
+
+    # the batch with its metrics: the states joined to their window's buckets, grouped
+    # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
+    # keeps both engines from merging it into the query above
+    b = tier_buckets
+    in_window = sa.and_(b.c.program_id == s.c.program_id, b.c.member_id == s.c.member_id,
+                        b.c.period_start >= s.c.window_start, b.c.period_start < _j_at)
+    batch = (
         sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
-                  s.c.protected_until, s.c.window_start, s.c.floor, s.c.manual,
-                  s.c.manual_until)
-        .where(*waiting)
-        .order_by(s.c.member_id)
-        .limit(_j_limit)
-        .subquery("w")
+                  s.c.protected_until, s.c.floor, s.c.manual, s.c.manual_until,
+                  sa.cast(sa.func.coalesce(sa.func.sum(b.c.value), 0), sa.BigInteger())
+                  .label("metric"))
+        .select_from(s.outerjoin(b, in_window))
+        .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
     )
-    metric = (
-        sa.select(sa.func.coalesce(sa.func.sum(b.c.value), 0))
-        .where(b.c.program_id == w.c.program_id, b.c.member_id == w.c.member_id,
-               b.c.period_start >= w.c.window_start, b.c.period_start < _j_at)
-        .scalar_subquery()
-    )
-    # OFFSET 0 keeps both engines from merging x into the queries above it, which
-    # would copy the metric's subquery into every expression that reads the metric
-    x = (sa.select(*(c for c in w.c if c.name != "window_start"),
-                   sa.cast(metric, sa.BigInteger()).label("metric"))
-         .offset(0).subquery("x"))
-    # policy.qualified: the highest rank whose threshold the metric reaches
-    reached: sa.ColumnElement[Any] = sa.case(
-        *((x.c.metric >= sa.literal(threshold, sa.BigInteger()), sa.literal(rank))
-          for rank, threshold in reversed(list(enumerate(policy.thresholds))) if rank),
-        else_=sa.literal(0),
-    ) if len(policy.thresholds) > 1 else sa.literal(0)
-    y = sa.select(*x.c, reached.label("q")).subquery("y")
-    # floors(): the lifetime floor, and a manual assignment while it holds
-    manual = sa.case(
-        (sa.and_(y.c.manual.is_not(None),
-                 sa.or_(y.c.manual_until.is_(None), _j_at < y.c.manual_until)), y.c.manual),
-        else_=sa.literal(0),
-    )
-    dropped = (greatest(y.c.q, y.c.rank - 1) if policy.downgrade is Downgrade.ONE_LEVEL
-               else y.c.q)
-    protected = sa.and_(y.c.protected_until.is_not(None), _j_at < y.c.protected_until)
+    if postgres:
+        batch = batch.where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+    else:
+        batch = batch.where(*waiting, s.c.member_id <= _j_last)
+    w = batch.offset(0).subquery("w")
+    decided = _decide(policy, dialect, w.c, w.c.metric)
+    to = decided.would_be if notices else decided.new_rank
+    d_select = sa.select(w.c.program_id, w.c.member_id, w.c.version, w.c.metric,
+                         w.c.rank.label("old_rank"), to.label("new_rank"),
+                         decided.attained_at.label("attained_at"),
+                         decided.protected_until.label("protected_until"),
+                         decided.floor.label("floor"))
 
     def name_of(rank: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.case({i: sa.literal(name) for i, name in enumerate(names)}, value=rank)
 
-    if notices:
-        would_be = sa.case(
-            (sa.or_(y.c.q >= y.c.rank, protected), greatest(y.c.q, y.c.rank)),
-            else_=greatest(dropped, y.c.floor, manual),
-        )
-        pick = tier_eval.insert().from_select(
-            ["run", "program_id", "member_id", "version", "metric", "old_rank", "new_rank"],
-            sa.select(_j_run, y.c.program_id, y.c.member_id, y.c.version, y.c.metric,
-                      y.c.rank, would_be))
-    else:
-        new = greatest(
-            sa.case((y.c.q >= y.c.rank, y.c.q), (protected, y.c.rank), else_=dropped),
-            y.c.floor, manual)
-        # a tier the window reaches is protected until grace_periods after :j_at
-        until = sa.case(
-            (sa.and_(y.c.q >= y.c.rank, sa.or_(y.c.protected_until.is_(None),
-                                               _j_protected > y.c.protected_until)),
-             _j_protected),
-            else_=y.c.protected_until,
-        )
-        z = sa.select(y.c.program_id, y.c.member_id, y.c.version, y.c.metric,
-                      y.c.rank.label("old_rank"), new.label("new_rank"),
-                      until.label("protected_until"), y.c.attained_at,
-                      y.c.floor, y.c.q).subquery("z")
-        # the lifetime floor: the highest lifetime tier the metric reaches (a manual
-        # assignment or a protected tier wins none)
-        lifetime = [(z.c.q >= sa.literal(rank), sa.literal(rank))
-                    for rank in reversed(policy.lifetime_ranks)]
-        floor = (greatest(z.c.floor, sa.case(*lifetime, else_=sa.literal(0))) if lifetime
-                 else z.c.floor)
-        attained = sa.case((z.c.new_rank > z.c.old_rank, _j_at), else_=z.c.attained_at)
-        pick = tier_eval.insert().from_select(
-            ["run", "program_id", "member_id", "version", "metric", "old_rank", "new_rank",
-             "attained_at", "protected_until", "floor"],
-            sa.select(_j_run, z.c.program_id, z.c.member_id, z.c.version, z.c.metric,
-                      z.c.old_rank, z.c.new_rank, attained, z.c.protected_until, floor))
-
-    if notices:
-        moved_values: dict[str, Any] = {"noticed_for": _j_at}
-    else:
-        moved_values = {
-            "rank": e.c.new_rank, "attained_at": e.c.attained_at,
-            "protected_until": e.c.protected_until, "window_start": _j_window,
-            "next_evaluation": _j_next, "carried": e.c.new_rank,
-            "carried_until": e.c.protected_until, "carried_floor": e.c.floor,
-            "floor": e.c.floor,
-        }
-    keyed = (s.c.program_id == e.c.program_id, s.c.member_id == e.c.member_id)
-    apply = (
-        s.update()
-        .values(**moved_values, version=s.c.version + 1)
-        .where(e.c.run == _j_run, *keyed, s.c.version == e.c.version)
-    )
-    # the states moved, with what was decided for them (old_rank, new_rank, metric)
-    moved_cte = None
-    if dialect == "postgresql":
-        moved_cte = apply.returning(s.c.program_id, s.c.member_id, e.c.old_rank, e.c.new_rank,
-                                    e.c.metric).cte("moved")
-        m: Any = moved_cte.c
-        source: Any = moved_cte
-        where: list[sa.ColumnElement[bool]] = []
-    else:
-        m = e.c
-        source = e.join(s, sa.and_(*keyed, s.c.version == e.c.version + 1))
-        where = [e.c.run == _j_run]
-
-    if notices:
-        threshold_of = sa.case(
-            {i: sa.literal(t, sa.BigInteger()) for i, t in enumerate(policy.thresholds)},
-            value=m.old_rank)
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            tier_notices)
-        record: Any = insert.from_select(
-            ["program_id", "member_id", "evaluation_at", "tier", "would_be", "metric",
-             "needed", "created_at"],
+    def record(m: Any, source: Any) -> Any:
+        """The INSERT of the lines (notices) of the decisions ``m`` from ``source``."""
+        if notices:
+            threshold_of = sa.case(
+                {i: sa.literal(t, sa.BigInteger()) for i, t in enumerate(policy.thresholds)},
+                value=m.old_rank)
+            insert = (postgresql.insert if postgres else sqlite.insert)(tier_notices)
+            stmt: Any = insert.from_select(
+                ["program_id", "member_id", "evaluation_at", "tier", "would_be", "metric",
+                 "needed", "created_at"],
+                sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
+                          name_of(m.new_rank), m.metric, threshold_of - m.metric,
+                          _j_recorded)
+                .select_from(source)
+                .where(m.new_rank < m.old_rank))
+            return stmt.on_conflict_do_update(
+                index_elements=["program_id", "member_id", "evaluation_at"],
+                set_={name: insert.excluded[name]
+                      for name in ("tier", "would_be", "metric", "needed", "created_at")})
+        return tier_history.insert().from_select(
+            ["program_id", "member_id", "at", "from_tier", "to_tier", "reason", "metric",
+             "note", "recorded_at"],
             sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
-                      name_of(m.new_rank), m.metric, threshold_of - m.metric, _j_recorded)
+                      name_of(m.new_rank), sa.literal("evaluation"), m.metric,
+                      sa.literal(""), _j_recorded)
             .select_from(source)
-            .where(*where, m.new_rank < m.old_rank))
-        record = record.on_conflict_do_update(
-            index_elements=["program_id", "member_id", "evaluation_at"],
-            set_={name: insert.excluded[name]
-                  for name in ("tier", "would_be", "metric", "needed", "created_at")})
-    else:
-        h = tier_history.alias("h")
-        top = (sa.select(sa.func.max(h.c.position))
-               .where(h.c.program_id == m.program_id, h.c.member_id == m.member_id)
-               .scalar_subquery())
-        record = tier_history.insert().from_select(
-            ["program_id", "member_id", "position", "at", "from_tier", "to_tier", "reason",
-             "metric", "note", "recorded_at"],
-            sa.select(m.program_id, m.member_id, sa.func.coalesce(top, -1) + 1, _j_at,
-                      name_of(m.old_rank), name_of(m.new_rank),
-                      sa.literal("evaluation"), m.metric, sa.literal(""), _j_recorded)
-            .select_from(source)
-            .where(*where, m.new_rank != m.old_rank))
-    # INSERT .. SELECT counts are read from the cursor's rowcount, memoised on request
+            .where(m.new_rank != m.old_rank))
+
     counted = {"preserve_rowcount": True}
-    pick = pick.execution_options(**counted)
-    if moved_cte is not None:
-        return _TierSQL(pick=pick, apply=None,
-                        record=record.add_cte(moved_cte).execution_options(**counted))
-    return _TierSQL(pick=pick, apply=apply, record=record.execution_options(**counted))
+    if postgres:
+        d = d_select.cte("d").prefix_with("MATERIALIZED")
+        if notices:
+            moves: dict[str, Any] = {"noticed_for": _j_at}
+        else:
+            moves = {"rank": d.c.new_rank, "attained_at": d.c.attained_at,
+                     "protected_until": d.c.protected_until, "window_start": _j_window,
+                     "next_evaluation": _j_next, "carried": d.c.new_rank,
+                     "carried_until": d.c.protected_until, "carried_floor": d.c.floor,
+                     "floor": d.c.floor}
+        moved = (
+            s.update()
+            .values(**moves, version=s.c.version + 1)
+            .where(s.c.program_id == d.c.program_id, s.c.member_id == d.c.member_id,
+                   s.c.version == d.c.version)
+            .returning(s.c.program_id, s.c.member_id, d.c.old_rank, d.c.new_rank,
+                       d.c.metric)
+            .cte("moved")
+        )
+        table = tier_notices if notices else tier_history
+        recorded = record(moved.c, moved).returning(table.c.member_id).cte("recorded")
+        # the states picked (moved or not: see evaluate_tiers) and the lines recorded
+        run = sa.select(
+            sa.select(sa.func.count()).select_from(d).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(recorded).scalar_subquery(),
+        ).add_cte(moved)
+        return _TierSQL(run=run, last=None, apply=None)
+
+    ranked = sa.select(s.c.member_id).where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+    last = sa.select(sa.func.max(ranked.subquery("r").c.member_id))
+    in_batch = (*waiting, s.c.member_id <= _j_last)
+    if notices:
+        apply = s.update().values(noticed_for=_j_at, version=s.c.version + 1).where(*in_batch)
+    else:
+        # each row's decision from its own metric, computed once per row
+        m = (sa.select(_tier_metric_of(s.c.window_start).label("metric"))
+             .offset(0).subquery("m"))
+        own = _decide(policy, dialect, s.c, m.c.metric)
+        decision = sa.select(own.new_rank, own.attained_at, own.protected_until,
+                             own.new_rank, own.protected_until, own.floor, own.floor
+                             ).select_from(m).correlate(s).scalar_subquery()
+        columns = sa.tuple_(s.c.rank, s.c.attained_at, s.c.protected_until, s.c.carried,
+                            s.c.carried_until, s.c.carried_floor, s.c.floor)
+        apply = s.update().values(
+            {columns: decision, s.c.window_start: _j_window, s.c.next_evaluation: _j_next,
+             s.c.version: s.c.version + 1}).where(*in_batch)
+    d_sub = d_select.subquery("d")
+    return _TierSQL(run=record(d_sub.c, d_sub).execution_options(**counted), last=last,
+                    apply=apply)
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -1447,19 +1487,23 @@ class SQLUnitOfWork:
                                dialect=dialect)
         sql = _tier_sql(job.policy, dialect, notices)
         params: dict[str, Any] = {
-            "p": self.program_id, "j_run": uuid.uuid4(), "j_at": job.at,
-            "j_anchor": job.anchor, "j_next": job.next_at, "j_window": job.window_start,
+            "p": self.program_id, "j_at": job.at, "j_anchor": job.anchor,
+            "j_next": job.next_at, "j_window": job.window_start,
             "j_protected": job.protected_until, "j_recorded": job.recorded_at,
             "j_limit": job.limit,
         }
-        picked = conn.execute(sql.pick, params).rowcount
-        if not picked:
+        if sql.last is None:  # PostgreSQL: one statement, JIT off for it
+            jit = conn.scalar(_SEL_JIT)
+            conn.execute(_SET_JIT, {"jit": "off"})
+            picked, recorded = conn.execute(sql.run, params).one()
+            conn.execute(_SET_JIT, {"jit": jit})  # (a failure rolls the SET back)
+            return int(picked), int(recorded)
+        params["j_last"] = conn.scalar(sql.last, params)
+        if params["j_last"] is None:
             return 0, 0
-        if sql.apply is not None:
-            conn.execute(sql.apply, params)
-        recorded = conn.execute(sql.record, params).rowcount
-        conn.execute(_DEL_TIER_EVAL, params)
-        return picked, recorded
+        recorded = conn.execute(sql.run, params).rowcount
+        assert sql.apply is not None
+        return conn.execute(sql.apply, params).rowcount, recorded
 
     @_translated
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
@@ -1473,26 +1517,15 @@ class SQLUnitOfWork:
             params["since"] = since
         return [TierNotice(*row) for row in self._c().execute(stmt, params)]
 
-    def _tier_history_rows(self, conn: Connection, history: Sequence[TierChange]
-                           ) -> list[dict[str, Any]]:
-        """The rows of ``history``, each member's numbered on from its last position."""
-        members = sorted({change.member_id for change in history})
-        top: dict[str, int] = {}
-        for chunk in _chunks(members):
-            params: dict[str, Any] = {"p": self.program_id, "ids": list(chunk)}
-            for member_id, position in conn.execute(_SEL_TIER_HISTORY_TOP, params):
-                top[member_id] = int(position)
-        rows = []
-        for change in history:
-            position = top.get(change.member_id, -1) + 1
-            top[change.member_id] = position
-            rows.append({
-                "program_id": self.program_id, "member_id": change.member_id,
-                "position": position, "at": change.at, "from_tier": change.from_tier,
-                "to_tier": change.to_tier, "reason": change.reason, "metric": change.metric,
-                "note": change.note, "recorded_at": change.recorded_at,
-            })
-        return rows
+    def _tier_history_rows(self, history: Sequence[TierChange]) -> list[dict[str, Any]]:
+        """The rows of ``history``, in order (the database numbers them)."""
+        return [
+            {"program_id": self.program_id, "member_id": change.member_id, "at": change.at,
+             "from_tier": change.from_tier, "to_tier": change.to_tier,
+             "reason": change.reason, "metric": change.metric, "note": change.note,
+             "recorded_at": change.recorded_at}
+            for change in history
+        ]
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -1531,8 +1564,7 @@ class SQLUnitOfWork:
         (idempotency key, member id, order id, one reversal per transaction, a new
         tier state of a member that has one); the caller must then roll the unit of
         work back. Tier states are inserted (version 0) or updated (stored version
-        + 1), tier buckets added to by upsert, tier history lines appended, each
-        member's numbered on from its last position."""
+        + 1), tier buckets added to by upsert, tier history lines appended."""
         conn = self._c()
         program_id = self.program_id
         if changes.idempotency:
@@ -1615,7 +1647,7 @@ class SQLUnitOfWork:
             ])
         if changes.tier_history:
             self._insert(conn, _INS_TIER_HISTORY,
-                         self._tier_history_rows(conn, changes.tier_history))
+                         self._tier_history_rows(changes.tier_history))
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}

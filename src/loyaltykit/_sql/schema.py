@@ -40,7 +40,6 @@ __all__ = [
     "programs",
     "rule_usage",
     "tier_buckets",
-    "tier_eval",
     "tier_history",
     "tier_notices",
     "tier_states",
@@ -371,7 +370,8 @@ tier_states = sa.Table(
     sa.Column("noticed_for", _TS, nullable=True),
     sa.Column("version", sa.BigInteger(), nullable=False),
     _member_fk(),
-    sa.Index("ix_lk_tier_states_due", "program_id", "next_evaluation"),
+    # the states waiting for an evaluation, in the member order batches take them in
+    sa.Index("ix_lk_tier_states_due", "program_id", "next_evaluation", "member_id"),
 )
 
 # the tier metric per member and period (a year, a membership year, a month; the epoch
@@ -386,13 +386,16 @@ tier_buckets = sa.Table(
     _member_fk(),
 )
 
-# ``position`` numbers a member's history lines 0, 1, 2, ... in the order written
+# ``id`` numbers the history lines in the order written (a member's lines are written
+# under the lock of its tier state, so their ids keep the member's order); the database
+# draws it, so appending a line reads nothing first
 tier_history = sa.Table(
     "lk_tier_history",
     metadata,
-    sa.Column("program_id", _ID, primary_key=True),
-    sa.Column("member_id", _MEMBER, primary_key=True),
-    sa.Column("position", sa.BigInteger(), primary_key=True),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("at", _TS, nullable=False),
     sa.Column("from_tier", _TIER, nullable=False),
     sa.Column("to_tier", _TIER, nullable=False),
@@ -401,6 +404,7 @@ tier_history = sa.Table(
     sa.Column("note", sa.Text(), nullable=False),
     sa.Column("recorded_at", _TS, nullable=True),
     _member_fk(),
+    sa.Index("ix_lk_tier_history_member", "program_id", "member_id", "id"),
 )
 
 tier_notices = sa.Table(
@@ -416,21 +420,4 @@ tier_notices = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     _member_fk(),
     sa.Index("ix_lk_tier_notices_created", "program_id", "created_at"),
-)
-
-# scratch rows of one set-based tier evaluation (or notice) run: the states it picked
-# and what it decided for them; deleted before the run's unit of work ends
-tier_eval = sa.Table(
-    "lk_tier_eval",
-    metadata,
-    sa.Column("run", sa.Uuid(), primary_key=True),
-    sa.Column("member_id", _MEMBER, primary_key=True),
-    sa.Column("program_id", _ID, nullable=False),
-    sa.Column("version", sa.BigInteger(), nullable=False),  # of the state as read
-    sa.Column("metric", _POINTS, nullable=False),
-    sa.Column("old_rank", _RANK, nullable=False),
-    sa.Column("new_rank", _RANK, nullable=False),
-    sa.Column("attained_at", _TS, nullable=True),
-    sa.Column("protected_until", _TS, nullable=True),
-    sa.Column("floor", _RANK, nullable=True),
 )

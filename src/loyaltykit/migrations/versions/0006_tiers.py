@@ -1,5 +1,5 @@
 """Tiers: each member's standing on the ladder, the metric's period buckets, the tier
-history, "will downgrade" notices and the scratch table of set-based evaluations.
+history and "will downgrade" notices.
 
 Members enrolled before get their tier state on their next write (or evaluation
 read): nothing is backfilled here.
@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("program_id", "member_id", name=op.f("pk_lk_tier_states")),
     )
     op.create_index("ix_lk_tier_states_due", "lk_tier_states",
-                    ["program_id", "next_evaluation"])
+                    ["program_id", "next_evaluation", "member_id"])
     op.create_table(
         "lk_tier_buckets",
         sa.Column("program_id", PROGRAM, nullable=False),
@@ -76,9 +76,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "lk_tier_history",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  autoincrement=True, nullable=False),
         sa.Column("program_id", PROGRAM, nullable=False),
         sa.Column("member_id", MEMBER, nullable=False),
-        sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("at", TS, nullable=False),
         sa.Column("from_tier", TIER, nullable=False),
         sa.Column("to_tier", TIER, nullable=False),
@@ -87,9 +88,10 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("recorded_at", TS, nullable=True),
         _member_fk("lk_tier_history"),
-        sa.PrimaryKeyConstraint("program_id", "member_id", "position",
-                                name=op.f("pk_lk_tier_history")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lk_tier_history")),
     )
+    op.create_index("ix_lk_tier_history_member", "lk_tier_history",
+                    ["program_id", "member_id", "id"])
     op.create_table(
         "lk_tier_notices",
         sa.Column("program_id", PROGRAM, nullable=False),
@@ -106,27 +108,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_lk_tier_notices_created", "lk_tier_notices",
                     ["program_id", "created_at"])
-    op.create_table(
-        "lk_tier_eval",
-        sa.Column("run", sa.Uuid(), nullable=False),
-        sa.Column("member_id", MEMBER, nullable=False),
-        sa.Column("program_id", PROGRAM, nullable=False),
-        sa.Column("version", sa.BigInteger(), nullable=False),
-        sa.Column("metric", POINTS, nullable=False),
-        sa.Column("old_rank", sa.Integer(), nullable=False),
-        sa.Column("new_rank", sa.Integer(), nullable=False),
-        sa.Column("attained_at", TS, nullable=True),
-        sa.Column("protected_until", TS, nullable=True),
-        sa.Column("floor", sa.Integer(), nullable=True),
-        sa.PrimaryKeyConstraint("run", "member_id", name=op.f("pk_lk_tier_eval")),
-    )
 
 
 def downgrade() -> None:
     """Drop the tier tables (tier states, history and notices are lost)."""
-    op.drop_table("lk_tier_eval")
     op.drop_index("ix_lk_tier_notices_created", table_name="lk_tier_notices")
     op.drop_table("lk_tier_notices")
+    op.drop_index("ix_lk_tier_history_member", table_name="lk_tier_history")
     op.drop_table("lk_tier_history")
     op.drop_table("lk_tier_buckets")
     op.drop_index("ix_lk_tier_states_due", table_name="lk_tier_states")
