@@ -648,6 +648,13 @@ def test_bad_batch_size(world: World, batch_size: Any) -> None:
             lambda: world.loyalty.run_due(batch_size=batch_size))
 
 
+@pytest.mark.parametrize("workers", [0, -1, 65, True, 2.0, "2", None])
+def test_bad_workers(world: World, workers: Any) -> None:
+    world.shop.later(dt.timedelta(days=2))  # something is due
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.run_due(workers=workers))
+
+
 def test_errors_carry_a_code_and_read_well(world: World) -> None:
     error = refused(world, InvalidPoints, ValueError,
                     lambda: world.loyalty.earn("m", -5, key="k"))

@@ -504,6 +504,10 @@ class CountingStorage:
         self.pause = pause
         self.fail = fail
 
+    @property
+    def concurrent(self) -> bool:
+        return self.inner.concurrent
+
     def register_program(self, version: ProgramVersion) -> None:
         self.inner.register_program(version)
 

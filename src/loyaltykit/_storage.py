@@ -198,19 +198,26 @@ class UnitOfWork(Protocol):
         of an anniversary window whose next date depends on their enrolment date),
         else as (instant, None)."""
 
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        """Return the member id ending the next batch: the highest of the ``job.limit``
+        lowest member ids after ``job.after`` (None: from the first) among the tier
+        states waiting for ``job.at`` (and ``job.anchor``; with ``noticed``, only those
+        not yet noticed for it); None when there are none."""
+
     def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
         """Evaluate, set-based, up to ``job.limit`` tier states (lowest member ids
-        first) waiting for ``job.at`` (and ``job.anchor`` when given): the metric of
+        first, within ``(job.after, job.upto]``) waiting for ``job.at`` (and
+        ``job.anchor`` when given): the metric of
         ``[window_start, at)`` decides as :func:`loyaltykit._tiers.evaluate` does;
         states move to the next window and changes are appended to the history.
         Return how many states were evaluated (0: none left) and how many changed."""
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         """For tier states waiting for ``job.at`` (and ``job.anchor``) not yet noticed
-        for it: record a notice where an evaluation with the metric so far would
-        drop the member (:func:`loyaltykit._tiers.would_be`), and mark every such state
-        noticed. At most ``job.limit`` states; return how many were examined and how
-        many notices were recorded."""
+        for it (within ``(job.after, job.upto]``): record a notice where an evaluation
+        with the metric so far would drop the member (:func:`loyaltykit._tiers.would_be`),
+        and mark every such state noticed. At most ``job.limit`` states; return how
+        many were examined and how many notices were recorded."""
 
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         """Return recorded notices created at or after ``since``, oldest first."""
@@ -230,6 +237,11 @@ class UnitOfWork(Protocol):
 
 class Storage(Protocol):
     """A place to keep ledgers: opens units of work and registers programs."""
+
+    @property
+    def concurrent(self) -> bool:
+        """True when units of work may run at once on several threads, each in its own
+        transaction (``Loyalty.run_due(workers=N)`` runs them in parallel only then)."""
 
     def unit_of_work(self, program_id: str) -> UnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""

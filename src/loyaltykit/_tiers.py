@@ -722,7 +722,9 @@ class TierJob:
     states waiting for the evaluation at ``at`` (with ``anchor``, only members with
     that enrolment date). The facade works out the calendar: ``next_at`` (the next
     evaluation), ``window_start`` (of the window after ``at``), ``protected_until``
-    (``grace_periods`` after ``at``). ``limit`` bounds the states per call."""
+    (``grace_periods`` after ``at``). ``limit`` bounds the states per call; ``after``
+    / ``upto`` (None: unbounded) restrict it to the member ids in ``(after, upto]``,
+    so that several calls on disjoint ranges can run at once."""
 
     policy: TierPolicy
     time_zone: str
@@ -733,6 +735,8 @@ class TierJob:
     protected_until: dt.datetime | None
     recorded_at: dt.datetime
     limit: int
+    after: str | None = None
+    upto: str | None = None
 
 
 def job_for(policy: TierPolicy, time_zone: str, at: dt.datetime, anchor: dt.date | None,

@@ -115,6 +115,11 @@ class MemoryStorage:
         self._lock = threading.RLock()
         self._tables = _Tables()
 
+    @property
+    def concurrent(self) -> bool:
+        """True: units of work may be opened from several threads (they take turns)."""
+        return True
+
     def unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
         """Return a unit of work for ``program_id``; use it as a context manager."""
         return MemoryUnitOfWork(self._lock, self._tables, program_id)
@@ -412,9 +417,15 @@ class MemoryUnitOfWork:
             (s for (program_id, _), s in self._t.tier_states.items()
              if program_id == self.program_id and s.next_evaluation == job.at
              and (not by_anchor or s.anchor == job.anchor)
-             and (not noticed or s.noticed_for != job.at)),
+             and (not noticed or s.noticed_for != job.at)
+             and (job.after is None or s.member_id > job.after)
+             and (job.upto is None or s.member_id <= job.upto)),
             key=lambda s: s.member_id)
         return states[:job.limit]
+
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        waiting = self._waiting(attrs.evolve(job, upto=None), noticed=noticed)
+        return waiting[-1].member_id if waiting else None
 
     def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
         policy = job.policy

@@ -675,19 +675,27 @@ _j_protected = sa.bindparam("j_protected", type_=_TS_TYPE)
 _j_recorded = sa.bindparam("j_recorded", type_=_TS_TYPE)
 _j_limit = sa.bindparam("j_limit", type_=sa.Integer())
 _j_last = sa.bindparam("j_last", type_=tier_states.c.member_id.type)
+_j_after = sa.bindparam("j_after", type_=tier_states.c.member_id.type)
+_j_upto = sa.bindparam("j_upto", type_=tier_states.c.member_id.type)
 
 # PostgreSQL's JIT compiles the evaluation (its cost estimate is high) for longer than
-# the compiled code saves; it is switched off for that statement's transaction only
-_SEL_JIT: sa.Executable = sa.select(sa.func.current_setting("jit"))
-_SET_JIT: sa.Executable = sa.select(
-    sa.func.set_config("jit", sa.bindparam("jit", type_=sa.Text()), True))
+# the compiled code saves, and the default work_mem spills its sorts to disk: both are
+# set for the evaluation statement (SET LOCAL, then back) and nothing else
+_TIER_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+_SET_TIER_SETTINGS: sa.Executable = sa.select(
+    *(sa.func.current_setting(name) for name in _TIER_SETTINGS),
+    *(sa.func.set_config(name, sa.bindparam(name, type_=sa.Text()), True)
+      for name in _TIER_SETTINGS))
+_RESET_TIER_SETTINGS: sa.Executable = sa.select(
+    *(sa.func.set_config(name, sa.bindparam(name, type_=sa.Text()), True)
+      for name in _TIER_SETTINGS))
 
 
 class _TierSQL(NamedTuple):
     """The statements of one kind of set-based tier run (see :func:`_tier_sql`)."""
 
     run: sa.Executable  # PostgreSQL: the whole run; SQLite: the history (notice) INSERT
-    last: sa.Executable | None  # SQLite: the highest member id of the batch
+    last: sa.Executable  # the highest member id of the next batch (from :j_after)
     apply: sa.Executable | None  # SQLite: the UPDATE moving the batch's states on
 
 
@@ -762,16 +770,18 @@ def _tier_metric_of(window_start: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]
 
 
 @functools.cache
-def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
+def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = False,
+              upto: bool = False) -> _TierSQL:
     """The statements of ``evaluate_tiers`` (or, with ``notices``, of
-    ``record_tier_notices``) for ``policy`` on ``dialect``.
+    ``record_tier_notices``) for ``policy`` on ``dialect``; with ``after`` / ``upto``,
+    for the member ids in ``(:j_after, :j_upto]`` only.
 
     A batch is the ``:j_limit`` states waiting for the evaluation at ``:j_at`` with the
-    lowest member ids (the due index's order). For each, the metric of
-    ``[window_start, :j_at)`` and what :func:`loyaltykit._tiers.evaluate` (or
-    :func:`~loyaltykit._tiers.would_be`) decides (:func:`_decide`); the states move on
-    (to the next window, or marked noticed), and a history line (a notice) is appended
-    for each state whose tier changes (would drop).
+    lowest member ids (the due index's order); ``last`` finds the highest of them. For
+    each, the metric of ``[window_start, :j_at)`` and what
+    :func:`loyaltykit._tiers.evaluate` (or :func:`~loyaltykit._tiers.would_be`) decides
+    (:func:`_decide`); the states move on (to the next window, or marked noticed), and a
+    history line (a notice) is appended for each state whose tier changes (would drop).
 
     On PostgreSQL that is one statement, ``run``, returning one row (states picked,
     lines recorded): the batch and its decisions are a materialised CTE, the UPDATE a
@@ -780,11 +790,11 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
     written concurrently keeps its evaluation for the next call.
 
     On SQLite, whose writers are serialised (``BEGIN IMMEDIATE``) so nothing changes a
-    state between the statements of one unit of work: ``last`` finds the batch's
-    highest member id (``:j_last``; the batch is then every waiting state up to it),
-    ``run`` appends the lines of the batch's changes from the decisions, and ``apply``
-    moves the states on, each row's decision computed in place from its own metric
-    (a correlated row-value subquery).
+    state between the statements of one unit of work, the batch is every waiting state
+    up to ``:j_last`` (``last``'s answer, or ``:j_upto``): ``run`` appends the lines of
+    the batch's changes from the decisions, then ``apply`` moves the states on, each
+    row's decision computed in place from its own metric (a correlated row-value
+    subquery).
     """
     s = tier_states
     names = [t.name for t in policy.tiers]
@@ -793,7 +803,13 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
         waiting.append(s.c.anchor == _j_anchor)
     if notices:
         waiting.append(sa.or_(s.c.noticed_for.is_(None), s.c.noticed_for != _j_at))
+    if after:
+        waiting.append(s.c.member_id > _j_after)
     postgres = dialect == "postgresql"
+    ranked = sa.select(s.c.member_id).where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+    last = sa.select(sa.func.max(ranked.subquery("r").c.member_id))
+    if upto and postgres:
+        waiting.append(s.c.member_id <= _j_upto)
 
     # the batch with its metrics: the states joined to their window's buckets, grouped
     # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
@@ -880,10 +896,8 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool) -> _TierSQL:
             sa.select(sa.func.count()).select_from(d).scalar_subquery(),
             sa.select(sa.func.count()).select_from(recorded).scalar_subquery(),
         ).add_cte(moved)
-        return _TierSQL(run=run, last=None, apply=None)
+        return _TierSQL(run=run, last=last, apply=None)
 
-    ranked = sa.select(s.c.member_id).where(*waiting).order_by(s.c.member_id).limit(_j_limit)
-    last = sa.select(sa.func.max(ranked.subquery("r").c.member_id))
     in_batch = (*waiting, s.c.member_id <= _j_last)
     if notices:
         apply = s.update().values(noticed_for=_j_at, version=s.c.version + 1).where(*in_batch)
@@ -1479,26 +1493,38 @@ class SQLUnitOfWork:
         Return how many states were examined and how many notices were recorded."""
         return self._tier_run(job, notices=True)
 
+    @_translated
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        """Return the member id ending the next batch of ``job.limit`` states waiting
+        for ``job.at`` after ``job.after`` (one range of the due index); None if none."""
+        sql = _tier_sql(job.policy, self._c().dialect.name, noticed, job.after is not None)
+        end = self._c().scalar(sql.last, self._tier_params(job))
+        return None if end is None else str(end)
+
+    def _tier_params(self, job: TierJob) -> dict[str, Any]:
+        return {
+            "p": self.program_id, "j_at": job.at, "j_anchor": job.anchor,
+            "j_next": job.next_at, "j_window": job.window_start,
+            "j_protected": job.protected_until, "j_recorded": job.recorded_at,
+            "j_limit": job.limit, "j_after": job.after, "j_upto": job.upto,
+        }
+
     def _tier_run(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         conn = self._c()
         dialect = conn.dialect.name
         if dialect not in _UPSERTS:
             raise StorageError("the SQL backend supports PostgreSQL and SQLite only",
                                dialect=dialect)
-        sql = _tier_sql(job.policy, dialect, notices)
-        params: dict[str, Any] = {
-            "p": self.program_id, "j_at": job.at, "j_anchor": job.anchor,
-            "j_next": job.next_at, "j_window": job.window_start,
-            "j_protected": job.protected_until, "j_recorded": job.recorded_at,
-            "j_limit": job.limit,
-        }
-        if sql.last is None:  # PostgreSQL: one statement, JIT off for it
-            jit = conn.scalar(_SEL_JIT)
-            conn.execute(_SET_JIT, {"jit": "off"})
+        sql = _tier_sql(job.policy, dialect, notices, job.after is not None,
+                        job.upto is not None)
+        params = self._tier_params(job)
+        if sql.apply is None:  # PostgreSQL: one statement, with its settings
+            before = conn.execute(_SET_TIER_SETTINGS, _TIER_SETTINGS).one()
             picked, recorded = conn.execute(sql.run, params).one()
-            conn.execute(_SET_JIT, {"jit": jit})  # (a failure rolls the SET back)
+            # (a failure rolls the settings back with the transaction or savepoint)
+            conn.execute(_RESET_TIER_SETTINGS, dict(zip(_TIER_SETTINGS, before, strict=False)))
             return int(picked), int(recorded)
-        params["j_last"] = conn.scalar(sql.last, params)
+        params["j_last"] = job.upto if job.upto is not None else conn.scalar(sql.last, params)
         if params["j_last"] is None:
             return 0, 0
         recorded = conn.execute(sql.run, params).rowcount
@@ -1792,6 +1818,16 @@ class SQLStorage:
         url = self._engine.url.render_as_string(hide_password=True)
         mode = ", host connection" if self._connection is not None else ""
         return f"SQLStorage({url!r}{mode})"
+
+    @property
+    def concurrent(self) -> bool:
+        """True on an engine whose pool gives each unit of work its own connection to
+        one database; False on a host connection, or a pool of one connection per
+        thread (an in-memory SQLite database is then a different one per thread) or
+        one for all (whose units of work must run one at a time)."""
+        one_per_thread_or_all = (sa.pool.SingletonThreadPool, sa.pool.StaticPool)
+        return self._connection is None and not isinstance(self._engine.pool,
+                                                           one_per_thread_or_all)
 
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""

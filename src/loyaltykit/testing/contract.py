@@ -2380,6 +2380,10 @@ class _FailingStorage:
     def __init__(self, inner: Storage) -> None:
         self._inner = inner
 
+    @property
+    def concurrent(self) -> bool:
+        return self._inner.concurrent
+
     def unit_of_work(self, program_id: str) -> Any:
         return _FailingUnitOfWork(self._inner.unit_of_work(program_id))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import attrs
 import pendulum
 import pytest
 
@@ -36,7 +37,7 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit._ledger import ChangeSet
-from loyaltykit._tiers import TierState, catch_up, new_state, on_activity
+from loyaltykit._tiers import TierState, catch_up, job_for, new_state, on_activity
 
 __all__ = ["TierContract", "replay_tiers", "tier_program"]
 
@@ -258,6 +259,78 @@ class TierContract:
                     drop = (program.tiers.rank(change.from_tier)
                             - program.tiers.rank(change.to_tier))
                     assert drop <= 1
+
+    def test_batches_cover_disjoint_member_ranges(self, storage: Storage) -> None:
+        """The storage side of parallel due work: batch ends walk the waiting states
+        in member order, and a bounded job evaluates its range (after, upto] only."""
+        program = tier_program(program_id="ranges")
+        assert program.tiers is not None
+        loyalty, clock = self._tier_loyalty(storage, program)
+        members = [f"m{i:02d}" for i in range(10)]
+        for m in members:
+            loyalty.enrol(m)
+            loyalty.earn(m, 10, key=m)
+        # gold by hand for 2026 only: the evaluation takes m05 one level down
+        loyalty.assign_tier("m05", "gold", key="gold", reason="launch",
+                            until=_berlin(2026, 12, 1))
+        evaluation = _berlin(2027, 1, 1)
+        clock.set(_berlin(2027, 1, 1, 2))
+        job = job_for(program.tiers, program.time_zone, evaluation, None, clock.now(), 4)
+        with storage.unit_of_work(program.id) as uow:
+            ends, after = [], None
+            while (end := uow.tier_batch_end(attrs.evolve(job, after=after))) is not None:
+                ends.append(end)
+                after = end
+        assert ["m03", "m07", "m09"] == ends
+        with storage.unit_of_work(program.id) as uow:
+            assert (3, 1) == uow.evaluate_tiers(attrs.evolve(job, after="m03", upto="m06"))
+            uow.commit()
+        with storage.unit_of_work(program.id) as uow:
+            moved = {m for m in members
+                     if (state := uow.get_tier_state(m)) is not None
+                     and state.next_evaluation != evaluation}
+            history = uow.tier_history("m05")
+        assert {"m04", "m05", "m06"} == moved
+        assert [("gold", "silver", 10)] == [
+            (c.from_tier, c.to_tier, c.metric) for c in history if c.reason == "evaluation"]
+
+    def test_parallel_due_work_equals_one_worker(self, storage: Storage) -> None:
+        """run_due(workers=3) over many member ranges decides, records and notices what
+        one worker does (on a storage that cannot run units of work at once, it is one
+        worker)."""
+        outcomes = []
+        for workers, program_id in ((1, "serial"), (3, "parallel")):
+            program = tier_program(program_id=program_id, grace_periods=0, notice_days=60)
+            loyalty, clock = self._tier_loyalty(storage, program,
+                                                start=_berlin(2025, 12, 1, 9))
+            members = [f"m{i:02d}" for i in range(30)]
+            for m in members:
+                loyalty.enrol(m)
+            reports = []
+            for year in (2026, 2027):
+                for i, m in enumerate(members):
+                    points = ((i * 7 + year) % 5) * 550
+                    if points:
+                        clock.set(_berlin(year, 1 + i % 10, 2 + i % 20, 10))
+                        loyalty.earn(m, points, key=f"{year}-{m}")
+                for at in (_berlin(year, 12, 1, 10), _berlin(year + 1, 1, 1, 2)):
+                    clock.set(at)
+                    report = loyalty.run_due(batch_size=4, workers=workers)
+                    reports.append(
+                        (report.tier_evaluations, report.tier_changes, report.tier_notices))
+            outcomes.append((
+                reports,
+                {m: _history(loyalty, m) for m in members},
+                {m: loyalty.tier(m).tier for m in members},
+                [(n.member_id, n.evaluation_at, n.tier, n.would_be, n.metric, n.needed)
+                 for n in loyalty.tier_notices()],
+            ))
+        assert outcomes[0] == outcomes[1]
+        reports, histories, _, notices = outcomes[0]
+        assert reports[1][0] == reports[3][0] == 30  # every member evaluated, each year
+        # the 2027 decisions drop some members: notices first, then the changes
+        assert reports[2][2] > 0 and reports[3][1] > 0
+        assert notices and any(h for h in histories.values())
 
     def test_notices_come_once_before_an_evaluation_that_would_downgrade(
         self, storage: Storage
