@@ -756,17 +756,15 @@ def _decide(policy: TierPolicy, dialect: str, state: Any,
     return _Decision(new_rank, until, attained, floor, would_be)
 
 
-def _tier_metric_of(window_start: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
-    """The metric of the ``lk_tier_states`` row in scope: its buckets in
-    ``[window_start, :j_at)``."""
-    s, b = tier_states, tier_buckets
-    return (
-        sa.select(sa.cast(sa.func.coalesce(sa.func.sum(b.c.value), 0), sa.BigInteger()))
-        .where(b.c.program_id == s.c.program_id, b.c.member_id == s.c.member_id,
-               b.c.period_start >= window_start, b.c.period_start < _j_at)
-        .correlate(s)
-        .scalar_subquery()
-    )
+# the buckets of the ``lk_tier_states`` row in scope within its window, [window_start,
+# :j_at), and the metric they sum to
+_IN_WINDOW = sa.and_(
+    tier_buckets.c.program_id == tier_states.c.program_id,
+    tier_buckets.c.member_id == tier_states.c.member_id,
+    tier_buckets.c.period_start >= tier_states.c.window_start,
+    tier_buckets.c.period_start < _j_at,
+)
+_METRIC = sa.cast(sa.func.coalesce(sa.func.sum(tier_buckets.c.value), 0), sa.BigInteger())
 
 
 @functools.cache
@@ -814,15 +812,11 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     # the batch with its metrics: the states joined to their window's buckets, grouped
     # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
     # keeps both engines from merging it into the query above
-    b = tier_buckets
-    in_window = sa.and_(b.c.program_id == s.c.program_id, b.c.member_id == s.c.member_id,
-                        b.c.period_start >= s.c.window_start, b.c.period_start < _j_at)
     batch = (
         sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
                   s.c.protected_until, s.c.floor, s.c.manual, s.c.manual_until,
-                  sa.cast(sa.func.coalesce(sa.func.sum(b.c.value), 0), sa.BigInteger())
-                  .label("metric"))
-        .select_from(s.outerjoin(b, in_window))
+                  _METRIC.label("metric"))
+        .select_from(s.outerjoin(tier_buckets, _IN_WINDOW))
         .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
     )
     if postgres:
@@ -903,8 +897,8 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
         apply = s.update().values(noticed_for=_j_at, version=s.c.version + 1).where(*in_batch)
     else:
         # each row's decision from its own metric, computed once per row
-        m = (sa.select(_tier_metric_of(s.c.window_start).label("metric"))
-             .offset(0).subquery("m"))
+        metric = sa.select(_METRIC).where(_IN_WINDOW).correlate(s).scalar_subquery()
+        m = sa.select(metric.label("metric")).offset(0).subquery("m")
         own = _decide(policy, dialect, s.c, m.c.metric)
         decision = sa.select(own.new_rank, own.attained_at, own.protected_until,
                              own.new_rank, own.protected_until, own.floor, own.floor
