@@ -15,12 +15,15 @@ still catches a bad amount::
     │   ├── InvalidProgram
     │   ├── InvalidOrder
     │   ├── InvalidEvent
-    │   └── InvalidReturn
+    │   ├── InvalidReturn
+    │   └── InvalidCode
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
     │   ├── TransactionNotFound
     │   ├── HoldNotFound
-    │   └── OrderNotFound
+    │   ├── OrderNotFound
+    │   ├── CodeNotFound
+    │   └── ReferralNotFound
     ├── Conflict (ValueError)
     │   ├── IdempotencyConflict
     │   ├── MemberAlreadyEnrolled
@@ -32,7 +35,14 @@ still catches a bad amount::
     │   ├── HoldExpired
     │   ├── OrderAlreadyRecorded
     │   ├── OrderCancelled
-    │   └── ProgramVersionConflict
+    │   ├── ProgramVersionConflict
+    │   ├── CodeExpired
+    │   ├── CodeUsedUp
+    │   ├── ReferralNotFlagged
+    │   └── ReferralRefused
+    │       ├── SelfReferral
+    │       ├── AlreadyReferred
+    │       └── NotReferable
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -49,7 +59,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "AlreadyReferred",
     "AlreadyReversed",
+    "CodeExpired",
+    "CodeNotFound",
+    "CodeUsedUp",
     "Conflict",
     "CurrencyMismatch",
     "DuplicateKey",
@@ -58,6 +72,7 @@ __all__ = [
     "HoldNotOpen",
     "IdempotencyConflict",
     "InsufficientPoints",
+    "InvalidCode",
     "InvalidEvent",
     "InvalidIdempotencyKey",
     "InvalidInput",
@@ -72,12 +87,17 @@ __all__ = [
     "NaiveDatetime",
     "NotFound",
     "NotPending",
+    "NotReferable",
     "NotReversible",
     "OrderAlreadyRecorded",
     "OrderCancelled",
     "OrderNotFound",
     "ProgramVersionConflict",
+    "ReferralNotFlagged",
+    "ReferralNotFound",
+    "ReferralRefused",
     "RetryLimitExceeded",
+    "SelfReferral",
     "SerializationFailure",
     "StorageError",
     "TransactionNotFound",
@@ -275,6 +295,70 @@ class ProgramVersionConflict(Conflict):
     version changes what versions must share (time zone, currency, wallets)."""
 
     code = "program_version_conflict"
+
+
+class InvalidCode(InvalidInput):
+    """A typed code cannot be one of the program's codes: wrong length or prefix, a
+    symbol outside the alphabet, or a check character that does not match (a typo).
+    Told without any storage lookup."""
+
+    code = "invalid_code"
+
+
+class CodeNotFound(NotFound):
+    """A well-formed code that was never issued in this program."""
+
+    code = "code_not_found"
+
+
+class ReferralNotFound(NotFound):
+    """The member has no referral (was never referred)."""
+
+    code = "referral_not_found"
+
+
+class CodeExpired(Conflict):
+    """The code's expiry has passed."""
+
+    code = "code_expired"
+
+
+class CodeUsedUp(Conflict):
+    """The code has been used as often as it may be."""
+
+    code = "code_used_up"
+
+
+class ReferralNotFlagged(Conflict):
+    """Only a flagged referral waits for an approve or reject call."""
+
+    code = "referral_not_flagged"
+
+
+class ReferralRefused(Conflict):
+    """A referral cannot be attributed; ``details["reason"]`` says why."""
+
+    code = "referral_refused"
+
+
+class SelfReferral(ReferralRefused):
+    """A member used their own code."""
+
+    code = "self_referral"
+
+
+class AlreadyReferred(ReferralRefused):
+    """The member already has a referral (at most one referrer per referee, whatever
+    became of it)."""
+
+    code = "already_referred"
+
+
+class NotReferable(ReferralRefused):
+    """The policy does not let this member be referred now: an existing customer
+    (orders recorded already), or the window to attach a code has closed."""
+
+    code = "not_referable"
 
 
 class StorageError(LoyaltyError, RuntimeError):

@@ -47,6 +47,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
+from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
 from loyaltykit._tiers import TierChange, TierState
 
 __all__ = ["ChangeSet", "Ledger", "MemberBook"]
@@ -91,13 +92,21 @@ class ChangeSet:
     # what orders and returns add to the spend and order metrics: (member_id, at,
     # spend units, orders); read by the facade's tier step, not written as such
     tier_orders: list[tuple[str, dt.datetime, int, int]] = attrs.field(factory=list)
+    # referrals: codes to insert (a code issued twice is a DuplicateKey), the final
+    # state of every touched referral (referee ids in new_referrals are inserted) and
+    # identity marks to keep (one already kept is left as it is)
+    referral_codes: list[ReferralCode] = attrs.field(factory=list)
+    referrals: dict[str, Referral] = attrs.field(factory=dict)
+    new_referrals: set[str] = attrs.field(factory=set)
+    referral_marks: list[ReferralMark] = attrs.field(factory=list)
 
     @property
     def empty(self) -> bool:
         """True if there is nothing to write."""
         return not (self.transactions or self.members or self.idempotency or self.accounts
                     or self.orders or self.usage or self.tier_states or self.tier_buckets
-                    or self.tier_history)
+                    or self.tier_history or self.referral_codes or self.referrals
+                    or self.referral_marks)
 
 
 @attrs.define

@@ -21,6 +21,7 @@ import attrs
 import pendulum
 
 from loyaltykit._errors import InvalidProgram, LoyaltyError, NaiveDatetime, UnknownWallet
+from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
 from loyaltykit._values import Money, check_aware, to_utc
@@ -266,7 +267,8 @@ class Program:
     Programs are versioned: ``version`` counts definitions of the same program and
     ``effective_from`` says from when this one prices orders (None: from the
     beginning). ``tiers`` is the tier ladder (None: the program has no tiers; the
-    rules then read a member's tier from its ``tier`` attribute). Every version is
+    rules then read a member's tier from its ``tier`` attribute). ``referrals`` holds
+    the referral program (None: none). Every version is
     kept in storage, so an order is always re-evaluated (on a return) with the rules
     it was placed under. Versions of one program share its id, time zone, currency
     and wallets.
@@ -282,6 +284,7 @@ class Program:
     version: int = 1
     effective_from: dt.datetime | None = None
     tiers: TierPolicy | None = None
+    referrals: ReferralPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -332,6 +335,13 @@ class Program:
                 if isinstance(threshold, Money) and threshold.currency != self.currency:
                     raise _fail(f"tiers.{tier.name}.threshold",
                                 "must be in the program's currency", threshold.currency)
+        if self.referrals is not None:
+            if not isinstance(self.referrals, ReferralPolicy):
+                raise _fail("referrals", "must be a ReferralPolicy", repr(self.referrals))
+            minimum = self.referrals.min_net
+            if minimum is not None and minimum.currency != self.currency:
+                raise _fail("referrals.min_net", "must be in the program's currency",
+                            minimum.currency)
 
     @property
     def default_wallet(self) -> str:
@@ -362,6 +372,7 @@ class Program:
             "effective_from": (self.effective_from.isoformat()
                                if self.effective_from is not None else None),
             "tiers": self.tiers.to_dict() if self.tiers is not None else None,
+            "referrals": self.referrals.to_dict() if self.referrals is not None else None,
         }
 
     @classmethod
@@ -400,6 +411,8 @@ class Program:
                 effective_from=effective_from,
                 tiers=(TierPolicy.from_dict(data["tiers"]) if data.get("tiers") is not None
                        else None),
+                referrals=(ReferralPolicy.from_dict(data["referrals"])
+                           if data.get("referrals") is not None else None),
             )
         except KeyError as exc:
             raise _fail(str(exc.args[0]), "is required", None) from None
@@ -436,5 +449,5 @@ class Program:
 
 _PROGRAM_KEYS = frozenset({
     "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
-    "version", "effective_from", "tiers",
+    "version", "effective_from", "tiers", "referrals",
 })

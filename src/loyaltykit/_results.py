@@ -16,6 +16,7 @@ import attrs
 import orjson
 
 from loyaltykit._model import Kind, Member, OrderRecord
+from loyaltykit._referrals import Referral, ReferralCode, ReferralStatus, Source
 from loyaltykit._rules import Evaluation
 
 __all__ = [
@@ -223,8 +224,10 @@ class EventResult:
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member,
-                OrderResult, ReturnResult, EventResult)
+                OrderResult, ReturnResult, EventResult, ReferralCode, Referral)
 }
+_ENUMS: dict[str, type[Any]] = {"source": Source, "referral_status": ReferralStatus}
+_ENUM_NAMES: dict[type[Any], str] = {cls: name for name, cls in _ENUMS.items()}
 
 
 _FIELDS: dict[type[Any], tuple[str, ...]] = {}
@@ -250,6 +253,8 @@ def _dump(value: Any) -> Any:
         return {"__uuid__": str(value)}
     if isinstance(value, Kind):
         return {"__kind__": value.value}
+    if cls in _ENUM_NAMES:
+        return {"__enum__": [_ENUM_NAMES[cls], value.value]}
     if isinstance(value, Decimal):
         return {"__dec__": str(value)}
     if isinstance(value, tuple):
@@ -273,6 +278,9 @@ def _load(value: Any) -> Any:
             return {k: _load(v) for k, v in value["__map__"].items()}
         if "__kind__" in value:
             return Kind(value["__kind__"])
+        if "__enum__" in value:
+            name, raw = value["__enum__"]
+            return _ENUMS[name](raw)
         if "__evaluation__" in value:
             return Evaluation.from_dict(value["__evaluation__"])
         if "__dec__" in value:

@@ -14,10 +14,12 @@ import hashlib
 import json
 import logging
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
@@ -26,7 +28,11 @@ import pendulum
 from loyaltykit._activity import Activity, Retention, retention
 from loyaltykit._clock import Clock, SystemClock
 from loyaltykit._errors import (
+    AlreadyReferred,
     AlreadyReversed,
+    CodeExpired,
+    CodeNotFound,
+    CodeUsedUp,
     CurrencyMismatch,
     DuplicateKey,
     HoldExpired,
@@ -43,11 +49,15 @@ from loyaltykit._errors import (
     MemberAlreadyEnrolled,
     MemberNotFound,
     NotPending,
+    NotReferable,
     OrderAlreadyRecorded,
     OrderCancelled,
     OrderNotFound,
     ProgramVersionConflict,
+    ReferralNotFlagged,
+    ReferralNotFound,
     RetryLimitExceeded,
+    SelfReferral,
     SerializationFailure,
     StorageError,
     TransactionNotFound,
@@ -71,6 +81,22 @@ from loyaltykit._model import (
 )
 from loyaltykit._orders import Event, Order
 from loyaltykit._program import ClawbackPolicy, Program, zone
+from loyaltykit._referrals import (
+    FraudCheck,
+    Identity,
+    Outcome,
+    Referral,
+    ReferralCase,
+    ReferralCode,
+    ReferralMark,
+    ReferralPolicy,
+    ReferralStatus,
+    ReferrerStats,
+    Source,
+    add_days,
+    default_checks,
+    judge,
+)
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
@@ -136,6 +162,8 @@ MAX_MEMBER_ID_LENGTH = 128
 MAX_REASON_LENGTH = 500
 MAX_METADATA_BYTES = 16_384
 MAX_STATEMENT_PAGE = 1000
+#: How many codes :meth:`Loyalty.issue_code` draws before giving up on a crowded keyspace.
+MAX_DRAWS = 64
 
 
 def _check_member_id(value: object, name: str = "member_id") -> str:
@@ -255,9 +283,25 @@ class Loyalty:
         clock: Clock | None = None,
         new_id: Callable[[], uuid.UUID] = new_id,
         max_retries: int = 5,
+        secret: bytes | None = None,
+        fraud_checks: Sequence[FraudCheck] | None = None,
+        randbelow: Callable[[int], int] = secrets.randbelow,
     ) -> None:
         if not isinstance(program, Program):
             raise InvalidInput("program must be a Program", program=repr(program))
+        if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
+            raise InvalidInput("secret must be at least 16 bytes", secret="(hidden)")
+        self._secret = secret
+        if fraud_checks is None:
+            checks: tuple[FraudCheck, ...] = (
+                default_checks(program.referrals) if program.referrals is not None else ())
+        else:
+            checks = tuple(fraud_checks)
+            if not all(callable(c) for c in checks):
+                raise InvalidInput("fraud checks must be callables returning a Verdict",
+                                   fraud_checks=repr(fraud_checks))
+        self._fraud_checks = checks
+        self._randbelow = randbelow
         self.program = program
         self.storage = storage
         self.clock: Clock = clock or SystemClock()
@@ -321,6 +365,7 @@ class Loyalty:
         encode: Callable[[R], str] | None = None,
         replay: Callable[[UnitOfWork, str], R] | None = None,
         order_id: str | None = None,
+        redraw: bool = False,
     ) -> R:
         """Run ``apply`` in a unit of work under the idempotency ``key``. The result is
         stored for replay with :func:`encode_result`, or with ``encode`` whose
@@ -329,7 +374,11 @@ class Loyalty:
         With ``order_id`` (``key`` is then ``"order:<order_id>"``, the order's default
         key) the order's row is the key's record: ``apply`` records that order, and
         the fingerprint and result go on its row instead of a record of their own.
-        Other writes may not use keys starting with ``"order:"``."""
+        Other writes may not use keys starting with ``"order:"``.
+
+        With ``redraw``, a unique violation on a referral code (a drawn code that is
+        taken) runs ``apply`` again, which draws another, up to :data:`MAX_DRAWS`
+        times; those are not retries of a conflict (no backoff)."""
         if order_id is None and key.startswith(_ORDER_KEY):
             raise InvalidInput("keys starting with 'order:' are kept for record_order's "
                                "default key", key=key)
@@ -339,7 +388,7 @@ class Loyalty:
         # order is refused: a repeat replays whatever holds now) is the row looked up,
         # to replay or refuse the request. That switch is not a retry.
         optimistic = order_id is not None
-        attempt = 0
+        attempt = draws = 0
         while True:
             try:
                 with self.storage.unit_of_work(self.program.id) as uow:
@@ -387,6 +436,14 @@ class Loyalty:
                     continue
                 if not isinstance(exc, DuplicateKey):
                     raise
+                if redraw and "code" in exc.details:
+                    draws += 1
+                    logger.debug("drawn code %s is taken, drawing another", exc.details["code"])
+                    if draws >= MAX_DRAWS:
+                        raise RetryLimitExceeded(
+                            "every code drawn was taken: the code spec's keyspace is nearly "
+                            "used up", key=key, draws=draws) from None
+                    continue
                 if "order_id" in exc.details and order_id is None:
                     # not a race a retry resolves (with order_id, the retry finds the
                     # order that won and replays it or refuses the request)
@@ -569,18 +626,29 @@ class Loyalty:
         key: str | None = None,
         at: dt.datetime | None = None,
         attributes: Mapping[str, Any] | None = None,
+        referral_code: str | None = None,
+        identity: Identity | None = None,
     ) -> Member:
         """Enrol a member (the shop's own customer id) with empty wallets.
 
         The key defaults to ``"enrol:<member_id>"``, so enrolling the same member twice
         with the same attributes returns the first result. With another key an
         enrolled member raises :class:`~loyaltykit.MemberAlreadyEnrolled`.
+
+        With ``referral_code`` the member is referred in the same unit of work (see
+        :meth:`refer` for what is refused; then nothing is written, the enrolment
+        included). ``identity`` is kept as keyed hashes for the fraud checks.
         """
         member_id = _check_member_id(member_id)
         key = check_key(key if key is not None else f"enrol:{member_id}")
         attrs_ = _check_json(attributes, "attributes")
+        parsed = (self._referral_policy().code.parse(referral_code)
+                  if referral_code is not None else None)
+        digests = self._digests(identity)
         when = self._instant(at)
         request = self._request("enrol", at, when, member_id=member_id, attributes=attrs_)
+        if parsed is not None or digests:
+            request["referral"] = [parsed, sorted(digests.items())]
 
         def apply(uow: UnitOfWork, ledger: Ledger) -> Member:
             if uow.get_member(member_id) is not None:
@@ -596,6 +664,12 @@ class Loyalty:
                 activity = fresh if wallet == self.program.default_wallet else None
                 ledger.add_book(MemberBook(AccountState(member_id, wallet, activity=activity)))
                 ledger.changes.new_accounts.add((member_id, wallet))
+            if parsed is not None:
+                self._attach(uow, ledger, member_id, parsed, when, digests, member=member)
+            elif digests:
+                ledger.changes.referral_marks.extend(
+                    ReferralMark(self.program.id, member_id, kind, digest)
+                    for kind, digest in sorted(digests.items()))
             return member
 
         return self._write(key, request, when, member_id, apply)
@@ -1217,6 +1291,7 @@ class Loyalty:
             ledger.changes.new_orders.add(order.id)
             ledger.changes.tier_orders.append(
                 (member_id, when, spend_units(order.net_goods), 1))
+            self._referral_on_order(uow, ledger, book, wallet_, order, when)
             # the order's row is its usage log; the counters follow it
             source = f"order:{order.id}"
             self._keep_activity(ledger, state, p.activity.record(
@@ -1341,6 +1416,9 @@ class Loyalty:
             evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
                                         placeholder, previous=previous,
                                         version=record.version)
+            # before any clawback, so the voided rewards are taken back from their own lots
+            self._referral_on_return(uow, ledger, book, wallet_, record, as_it_stands, when,
+                                     cancel=cancel)
             restored = []
             for paid in payments:
                 if uow.find_reversal(paid.id) is None:
@@ -1859,6 +1937,459 @@ class Loyalty:
         return report
 
     # -- reads ----------------------------------------------------------------------------
+
+    # -- referrals ------------------------------------------------------------------------
+
+    def _referral_policy(self) -> ReferralPolicy:
+        policy = self.program.referrals
+        if policy is None:
+            raise InvalidInput("the program has no referral policy", program_id=self.program.id)
+        return policy
+
+    def _digests(self, identity: object) -> dict[str, str]:
+        if identity is None:
+            return {}
+        if not isinstance(identity, Identity):
+            raise InvalidInput("identity must be an Identity", identity=repr(identity))
+        if identity.empty:
+            return {}
+        if self._secret is None:
+            raise InvalidInput("fingerprints are kept only as keyed hashes: give Loyalty a "
+                               "secret (bytes) to keep an identity", member_identity="given")
+        return identity.digests(self._secret)
+
+    def check_code(self, text: str) -> str:
+        """Normalise a typed referral code and return its stored form, or raise
+        :class:`~loyaltykit.InvalidCode` if it cannot be one of the program's codes (a
+        typo is caught by the check character). Reads no storage: a form can call it on
+        every keystroke."""
+        return self._referral_policy().code.parse(text)
+
+    def issue_code(
+        self,
+        member_id: str,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+        source: Source = Source.CUSTOMER,
+        expires_at: dt.datetime | None = None,
+        max_uses: int | None = None,
+    ) -> ReferralCode:
+        """Issue a new referral code to a member, drawn from :mod:`secrets`.
+
+        The storage's unique rule on codes keeps every code distinct: a drawn code that
+        is taken is drawn again. ``source`` picks the reward policy; ``expires_at``
+        defaults to the policy's ``code_valid_days`` after issue and ``max_uses`` to its
+        ``code_max_uses``. The key defaults to ``"referral-code:<member_id>"`` (the
+        member's first code); give another key for more codes.
+        """
+        policy = self._referral_policy()
+        member_id = _check_member_id(member_id)
+        key = check_key(key if key is not None else f"referral-code:{member_id}")
+        if not isinstance(source, Source):
+            raise InvalidInput("source must be a Source", source=repr(source))
+        when = self._instant(at)
+        if expires_at is not None:
+            expiry: dt.datetime | None = to_utc(check_aware(expires_at, name="expires_at"))
+        elif policy.code_valid_days is not None:
+            expiry = add_days(when, policy.code_valid_days, zone(self.program.time_zone))
+        else:
+            expiry = None
+        if max_uses is None:
+            max_uses = policy.code_max_uses
+        elif isinstance(max_uses, bool) or not isinstance(max_uses, int) or max_uses < 1:
+            raise InvalidInput("max_uses must be a positive int", max_uses=max_uses)
+        request = self._request("issue_code", at, when, member_id=member_id,
+                                source=source.value,
+                                expires_at=expiry.isoformat() if expiry else None,
+                                max_uses=max_uses)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> ReferralCode:
+            if uow.get_member(member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            code = policy.code.draw(self._randbelow)
+            issued = ReferralCode(
+                program_id=self.program.id, code=code, shown=policy.code.display(code),
+                member_id=member_id, source=source, created_at=when, expires_at=expiry,
+                max_uses=max_uses, uses=0)
+            ledger.changes.referral_codes.append(issued)
+            return issued
+
+        return self._write(key, request, when, member_id, apply, redraw=True)
+
+    def codes(self, member_id: str) -> list[ReferralCode]:
+        """Return the member's referral codes, oldest first."""
+        member_id = _check_member_id(member_id)
+        with self.storage.unit_of_work(self.program.id) as uow:
+            if uow.get_member(member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            return uow.member_codes(member_id)
+
+    def identify(
+        self,
+        member_id: str,
+        identity: Identity,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> Member:
+        """Keep keyed hashes of what identifies a member (e-mail, payment and device
+        fingerprints) for the fraud checks of referrals they make or receive. The raw
+        values are never stored. The key defaults to one derived from the hashes."""
+        member_id = _check_member_id(member_id)
+        digests = self._digests(identity)
+        if not digests:
+            raise InvalidInput("identity gives nothing to keep", member_id=member_id)
+        when = self._instant(at)
+        marks = sorted(digests.items())
+        key = check_key(key if key is not None else "identify:" + hashlib.sha256(
+            f"{member_id}|{marks}".encode()).hexdigest()[:40])
+        request = self._request("identify", at, when, member_id=member_id, marks=marks)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> Member:
+            member = uow.get_member(member_id)
+            if member is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            ledger.changes.referral_marks.extend(
+                ReferralMark(self.program.id, member_id, kind, digest) for kind, digest in marks)
+            return member
+
+        return self._write(key, request, when, member_id, apply)
+
+    def refer(
+        self,
+        referee_id: str,
+        code: str,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+        identity: Identity | None = None,
+    ) -> Referral:
+        """Attach a referral code to an enrolled member (the referee) within the
+        policy's ``attach_within_days`` of enrolling. The key defaults to
+        ``"refer:<referee_id>"``.
+
+        A malformed code raises :class:`~loyaltykit.InvalidCode` before any storage is
+        read; an unknown one :class:`~loyaltykit.CodeNotFound`; an expired or used-up
+        one :class:`~loyaltykit.CodeExpired` / :class:`~loyaltykit.CodeUsedUp`. One's
+        own code raises :class:`~loyaltykit.SelfReferral`, a second referral
+        :class:`~loyaltykit.AlreadyReferred`, and a member past the window or (unless the
+        policy allows them) with orders recorded :class:`~loyaltykit.NotReferable`:
+        nothing is written. Otherwise the fraud checks judge it and the referral is kept
+        as waiting, flagged or blocked, with their reasons.
+        """
+        policy = self._referral_policy()
+        referee_id = _check_member_id(referee_id, "referee_id")
+        parsed = policy.code.parse(code)
+        digests = self._digests(identity)
+        key = check_key(key if key is not None else f"refer:{referee_id}")
+        when = self._instant(at)
+        request = self._request("refer", at, when, referee_id=referee_id, code=parsed,
+                                marks=sorted(digests.items()))
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> Referral:
+            return self._attach(uow, ledger, referee_id, parsed, when, digests, member=None)
+
+        return self._write(key, request, when, referee_id, apply)
+
+    def _attach(self, uow: UnitOfWork, ledger: Ledger, referee_id: str, code: str,
+                when: dt.datetime, digests: Mapping[str, str], *, member: Member | None
+                ) -> Referral:
+        """Attribute ``referee_id`` to the owner of ``code`` (``member``: the referee
+        being enrolled in this unit of work; None: an enrolled member)."""
+        policy = self._referral_policy()
+        found = uow.get_code(code)
+        if found is None:
+            raise CodeNotFound("no such referral code", code=code)
+        if found.member_id == referee_id:
+            raise SelfReferral("a member cannot use their own code", reason="own code",
+                               member_id=referee_id)
+        if found.expires_at is not None and when >= found.expires_at:
+            raise CodeExpired("the code has expired", code=code,
+                              expires_at=found.expires_at.isoformat())
+        if member is None:
+            member = uow.get_member(referee_id)
+            if member is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[referee_id])
+            existing = uow.get_referral(referee_id)
+            if existing is not None:
+                raise AlreadyReferred("the member already has a referral",
+                                      reason="already referred", referee_id=referee_id,
+                                      referrer_id=existing.referrer_id)
+            closes = add_days(member.enrolled_at, policy.attach_within_days,
+                              zone(self.program.time_zone))
+            if when > closes:
+                raise NotReferable("the window to attach a code has closed",
+                                   reason="attach window closed", referee_id=referee_id,
+                                   closed_at=closes.isoformat())
+            if not policy.existing_customers and uow.count_orders(referee_id) > 0:
+                raise NotReferable("an existing customer cannot be referred",
+                                   reason="existing customer", referee_id=referee_id)
+        referrer_id = found.member_id
+        marks = uow.marks_of([referrer_id, referee_id])
+        mine = frozenset((m.kind, m.digest) for m in marks if m.member_id == referrer_id)
+        theirs = frozenset((m.kind, m.digest) for m in marks if m.member_id == referee_id)
+        chain: list[str] = []
+        up = uow.get_referral(referrer_id)
+        while up is not None and up.referrer_id not in chain and len(chain) < 32:
+            chain.append(up.referrer_id)
+            up = uow.get_referral(up.referrer_id)
+        case = ReferralCase(
+            referrer_id=referrer_id, referee_id=referee_id, at=when, source=found.source,
+            referrer_marks=mine, referee_marks=theirs | frozenset(digests.items()),
+            last_hour=uow.count_attributions(referrer_id, when - dt.timedelta(hours=1)),
+            last_day=uow.count_attributions(referrer_id, when - dt.timedelta(days=1)),
+            chain=tuple(chain))
+        verdict = judge(self._fraud_checks, case)
+        status = {Outcome.PASS: ReferralStatus.WAITING, Outcome.FLAG: ReferralStatus.FLAGGED,
+                  Outcome.BLOCK: ReferralStatus.BLOCKED}[verdict.outcome]
+        # a blocked attempt does not use the code up
+        if status is not ReferralStatus.BLOCKED and not uow.claim_code(code):
+            raise CodeUsedUp("the code has been used as often as it may be", code=code,
+                             max_uses=found.max_uses)
+        _, campaign = policy.reward_for(found.source, when)
+        referral = Referral(
+            program_id=self.program.id, referee_id=referee_id, referrer_id=referrer_id,
+            code=code, source=found.source, status=status, attributed_at=when,
+            updated_at=ledger.recorded_at, reasons=verdict.reasons, campaign=campaign,
+            decided_at=when if status is ReferralStatus.BLOCKED else None)
+        ledger.changes.referrals[referee_id] = referral
+        ledger.changes.new_referrals.add(referee_id)
+        ledger.changes.referral_marks.extend(
+            ReferralMark(self.program.id, referee_id, kind, digest)
+            for kind, digest in sorted(digests.items()))
+        if status is not ReferralStatus.WAITING:
+            logger.info("referral of %s by %s %s: %s", referee_id, referrer_id,
+                        status.value, "; ".join(verdict.reasons))
+        return referral
+
+    def _qualifies(self, policy: ReferralPolicy, referral: Referral, net: Decimal,
+                   at: dt.datetime, number: int) -> bool:
+        """True if an order of ``net`` goods placed at ``at`` (the referee's
+        ``number``-th) qualifies ``referral``."""
+        deadline = add_days(referral.attributed_at, policy.qualify_within_days,
+                            zone(self.program.time_zone))
+        if not referral.attributed_at <= at < deadline:
+            return False
+        if policy.min_net is not None and net < policy.min_net.amount:
+            return False
+        return policy.order_number is None or number == policy.order_number
+
+    def _referral_on_order(self, uow: UnitOfWork, ledger: Ledger, book: MemberBook,
+                           wallet: str, order: Order, at: dt.datetime) -> None:
+        """Pay (or, flagged, note) the referral this order qualifies, if any."""
+        policy = self.program.referrals
+        if policy is None:
+            return
+        referral = uow.get_referral(order.member_id)
+        if referral is None or referral.order_id is not None or referral.status not in (
+                ReferralStatus.WAITING, ReferralStatus.FLAGGED):
+            return
+        number = uow.count_orders(order.member_id) + 1
+        if not self._qualifies(policy, referral, order.net_goods, at, number):
+            return
+        if referral.status is ReferralStatus.FLAGGED:
+            ledger.changes.referrals[referral.referee_id] = attrs.evolve(
+                referral, order_id=order.id, qualified_at=at, updated_at=ledger.recorded_at)
+            return
+        referee = book if wallet == self.program.default_wallet else None
+        self._pay(uow, ledger, referral, order.id, at, referee)
+
+    def _pay(self, uow: UnitOfWork, ledger: Ledger, referral: Referral, order_id: str,
+             order_at: dt.datetime, referee_book: MemberBook | None,
+             referrer_book: MemberBook | None = None) -> Referral:
+        """Issue both rewards, pending until the order's return window closes; the
+        referrer's only within the cap (counted under the referrer's lock)."""
+        policy = self._referral_policy()
+        tz = zone(self.program.time_zone)
+        wallet = self.program.default_wallet
+        reward, _ = policy.reward_for(referral.source, referral.attributed_at)
+        settles = add_days(order_at, policy.return_window_days, tz)
+        reasons = list(referral.reasons)
+        referee_tx = referrer_tx = None
+        referrer_points = reward.referrer
+        if referrer_points:
+            book = referrer_book or self._books(uow, ledger, wallet, [referral.referrer_id],
+                                                need_lots=False)[referral.referrer_id]
+            if policy.cap is not None:
+                start, end = policy.cap.bounds(order_at, tz)
+                if uow.count_paid(referral.referrer_id, start, end) >= policy.cap.count:
+                    referrer_points = 0
+                    reasons.append(f"cap: the referrer was paid for {policy.cap.count} "
+                                   f"referrals this {policy.cap.period.value}")
+            if referrer_points:
+                referrer_tx = ledger.earn(
+                    book, referrer_points, reason=f"referral of {referral.referee_id}",
+                    metadata={"referral": referral.referee_id, "side": "referrer",
+                              "order_id": order_id},
+                    activates_at=settles, pending=True).id
+        if reward.referee:
+            if referee_book is None:
+                referee_book = self._books(uow, ledger, wallet, [referral.referee_id],
+                                           need_lots=False)[referral.referee_id]
+            referee_tx = ledger.earn(
+                referee_book, reward.referee, reason=f"referred by {referral.referrer_id}",
+                metadata={"referral": referral.referee_id, "side": "referee",
+                          "order_id": order_id},
+                activates_at=settles, pending=True).id
+        paid = attrs.evolve(
+            referral, status=ReferralStatus.QUALIFIED, order_id=order_id,
+            qualified_at=order_at, settles_at=settles, referrer_points=referrer_points,
+            referee_points=reward.referee, referrer_tx=referrer_tx, referee_tx=referee_tx,
+            reasons=tuple(reasons), updated_at=ledger.recorded_at)
+        ledger.changes.referrals[referral.referee_id] = paid
+        return paid
+
+    def _referral_on_return(self, uow: UnitOfWork, ledger: Ledger, book: MemberBook,
+                            wallet: str, record: OrderRecord, as_it_stands: Order,
+                            at: dt.datetime, *, cancel: bool) -> None:
+        """Void the rewards of the referral this order qualified when a return within
+        its window leaves the order below the minimum (or cancels it)."""
+        policy = self.program.referrals
+        if policy is None:
+            return
+        referral = uow.get_referral(record.member_id)
+        if referral is None or referral.order_id != record.order_id:
+            return
+        below = cancel or (policy.min_net is not None
+                           and as_it_stands.net_goods < policy.min_net.amount)
+        if not below:
+            return
+        if referral.status is ReferralStatus.FLAGGED:  # not paid yet: just not qualified
+            ledger.changes.referrals[referral.referee_id] = attrs.evolve(
+                referral, order_id=None, qualified_at=None, updated_at=ledger.recorded_at)
+            return
+        if referral.status is not ReferralStatus.QUALIFIED or referral.settles_at is None \
+                or at >= referral.settles_at:
+            return
+        default = self.program.default_wallet
+        reason = f"referral voided: order {record.order_id} returned"
+        for member_id, tx_id in ((referral.referee_id, referral.referee_tx),
+                                 (referral.referrer_id, referral.referrer_tx)):
+            if tx_id is None:
+                continue
+            tx = uow.get_transaction(tx_id)
+            if tx is None or uow.find_reversal(tx_id) is not None:
+                continue
+            lot_ids = [m.lot_id for m in tx.movements]
+            if member_id == referral.referee_id and wallet == default:
+                target = book
+                if target.lots is not None:
+                    for lot in uow.load_lots_by_id(lot_ids):
+                        target.lots.setdefault(lot.id, lot)
+            else:
+                target = self._books(uow, ledger, default, [member_id], need_lots=True,
+                                     extra_lots=lot_ids)[member_id]
+            ledger.reverse(target, tx, reason=reason,
+                           metadata={"referral": referral.referee_id})
+        ledger.changes.referrals[referral.referee_id] = attrs.evolve(
+            referral, status=ReferralStatus.VOIDED, decided_at=at,
+            updated_at=ledger.recorded_at)
+
+    def _decide_referral(self, referee_id: str, key: str | None, at: dt.datetime | None,
+                         reason: str, *, approve: bool) -> Referral:
+        self._referral_policy()
+        referee_id = _check_member_id(referee_id, "referee_id")
+        reason = _check_reason(reason, required=not approve)
+        op = "approve_referral" if approve else "reject_referral"
+        key = check_key(key if key is not None else f"{op}:{referee_id}")
+        when = self._instant(at)
+        request = self._request(op, at, when, referee_id=referee_id, reason=reason)
+
+        def apply(uow: UnitOfWork, ledger: Ledger) -> Referral:
+            referral = uow.get_referral(referee_id)
+            if referral is None:
+                raise ReferralNotFound("the member has no referral", referee_id=referee_id)
+            if referral.status is not ReferralStatus.FLAGGED:
+                raise ReferralNotFlagged("only a flagged referral can be approved or rejected",
+                                         referee_id=referee_id, status=referral.status.value)
+            if not approve:
+                rejected = attrs.evolve(
+                    referral, status=ReferralStatus.REJECTED, decided_at=when,
+                    reasons=(*referral.reasons, f"rejected: {reason}"),
+                    updated_at=ledger.recorded_at)
+                ledger.changes.referrals[referee_id] = rejected
+                return rejected
+            decided = attrs.evolve(
+                referral, status=ReferralStatus.WAITING, decided_at=when, order_id=None,
+                qualified_at=None, updated_at=ledger.recorded_at,
+                reasons=(*referral.reasons, *((f"approved: {reason}",) if reason else ())))
+            ledger.changes.referrals[referee_id] = decided
+            order = uow.get_order(referral.order_id) if referral.order_id else None
+            if order is not None and order.status is not OrderStatus.CANCELLED:
+                # the noted order pays now, if what is left of it still qualifies
+                as_it_stands = Order.from_dict(dict(order.order)).after_returns(
+                    dict(order.returned))
+                policy = self._referral_policy()
+                if policy.min_net is None or as_it_stands.net_goods >= policy.min_net.amount:
+                    # both wallets locked in member order, as every other writer does
+                    books = self._books(uow, ledger, self.program.default_wallet,
+                                        [referee_id, referral.referrer_id], need_lots=False)
+                    return self._pay(uow, ledger, decided, order.order_id, order.placed_at,
+                                     books[referee_id], books[referral.referrer_id])
+            return decided
+
+        return self._write(key, request, when, referee_id, apply)
+
+    def approve_referral(self, referee_id: str, *, key: str | None = None,
+                         at: dt.datetime | None = None, reason: str = "") -> Referral:
+        """Approve a flagged referral: it waits for its qualifying order, or, if one was
+        placed while it was flagged (and still qualifies), pays now (pending until that
+        order's return window closes)."""
+        return self._decide_referral(referee_id, key, at, reason, approve=True)
+
+    def reject_referral(self, referee_id: str, *, reason: str, key: str | None = None,
+                        at: dt.datetime | None = None) -> Referral:
+        """Reject a flagged referral, with a reason: it is never paid."""
+        return self._decide_referral(referee_id, key, at, reason, approve=False)
+
+    def referral(self, referee_id: str) -> Referral:
+        """Return the member's referral (as referee)."""
+        referee_id = _check_member_id(referee_id, "referee_id")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            found = uow.get_referral(referee_id)
+        if found is None:
+            raise ReferralNotFound("the member has no referral", referee_id=referee_id)
+        return found
+
+    def referrals(self, referrer_id: str) -> list[Referral]:
+        """Return the referrals a member made (as referrer), oldest first."""
+        referrer_id = _check_member_id(referrer_id, "referrer_id")
+        with self.storage.unit_of_work(self.program.id) as uow:
+            return uow.referrals_of(referrer_id)
+
+    def referrer_stats(self, member_id: str, *, at: dt.datetime | None = None
+                       ) -> ReferrerStats:
+        """Count what a member's referrals came to at ``at`` (default: now): invited,
+        waiting, expired, flagged, qualified (pending + rewarded), voided and rejected
+        (blocked or rejected, with their reasons counted), and the points pending and
+        rewarded."""
+        policy = self._referral_policy()
+        member_id = _check_member_id(member_id)
+        when = self._instant(at)
+        tz = zone(self.program.time_zone)
+        states: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        points = {"pending": 0, "rewarded": 0}
+        found = self.referrals(member_id)
+        for r in found:
+            state = r.state_at(when, add_days(r.attributed_at, policy.qualify_within_days, tz))
+            states[state] = states.get(state, 0) + 1
+            if state in points:
+                points[state] += r.referrer_points
+            if r.status in (ReferralStatus.BLOCKED, ReferralStatus.REJECTED):
+                for reason in r.reasons:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        return ReferrerStats(
+            member_id=member_id, at=when, invited=len(found),
+            waiting=states.get("waiting", 0), expired=states.get("expired", 0),
+            flagged=states.get("flagged", 0),
+            qualified=states.get("pending", 0) + states.get("rewarded", 0),
+            pending=states.get("pending", 0), rewarded=states.get("rewarded", 0),
+            voided=states.get("voided", 0),
+            rejected=states.get("blocked", 0) + states.get("rejected", 0),
+            points_pending=points["pending"], points_rewarded=points["rewarded"],
+            reasons=reasons)
 
     def member(self, member_id: str) -> Member:
         """Return the enrolled member or raise MemberNotFound."""

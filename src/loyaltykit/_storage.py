@@ -40,6 +40,7 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 
 __all__ = ["Storage", "UnitOfWork"]
@@ -222,6 +223,37 @@ class UnitOfWork(Protocol):
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         """Return recorded notices created at or after ``since``, oldest first."""
 
+    # -- referrals ----------------------------------------------------------------------
+
+    def get_code(self, code: str) -> ReferralCode | None:
+        """Return the issued code (its stored, normalised form), or None."""
+
+    def member_codes(self, member_id: str) -> list[ReferralCode]:
+        """Return the member's codes, oldest first (by ``created_at``, then code)."""
+
+    def claim_code(self, code: str) -> bool:
+        """Count one more use of ``code`` if it has uses left (``max_uses`` None: no
+        limit) and return True; return False if it is used up. Written at once, in this
+        unit of work: of concurrent units of work claiming the last use, exactly one
+        gets True (the others wait for it, then see the code used up)."""
+
+    def get_referral(self, referee_id: str) -> Referral | None:
+        """Return the referee's referral (any status), or None."""
+
+    def referrals_of(self, referrer_id: str) -> list[Referral]:
+        """Return every referral of the referrer, by ``attributed_at`` then referee."""
+
+    def count_attributions(self, referrer_id: str, since: dt.datetime) -> int:
+        """Count the referrer's referrals (any status) attributed at or after ``since``."""
+
+    def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
+                   ) -> int:
+        """Count the referrer's QUALIFIED referrals that paid the referrer (points > 0)
+        and qualified in ``[start, end)`` (``start`` None: no lower bound)."""
+
+    def marks_of(self, member_ids: Sequence[str]) -> list[ReferralMark]:
+        """Return the identity marks kept for these members."""
+
     # -- writes -------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
@@ -232,7 +264,10 @@ class UnitOfWork(Protocol):
         (an idempotency key, a member id, an order id inserted twice, a second reversal
         of one transaction); the unit of work must then be rolled back by the caller.
         Tier states are inserted or updated (bumping their ``version``), tier buckets
-        added to, tier history appended."""
+        added to, tier history appended. Referral codes are inserted (a code already
+        issued in the program is a DuplicateKey with ``details["code"]``), referrals
+        inserted (a second referral of a referee is a DuplicateKey) or updated, and
+        identity marks inserted unless already kept."""
 
 
 class Storage(Protocol):

@@ -43,6 +43,12 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._referrals import (
+    Referral,
+    ReferralCode,
+    ReferralMark,
+    ReferralStatus,
+)
 from loyaltykit._tiers import (
     TierChange,
     TierJob,
@@ -88,6 +94,12 @@ class _Tables:
         self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
         # (program_id, member_id, evaluation instant) -> notice
         self.tier_notices: dict[tuple[str, str, dt.datetime], TierNotice] = {}
+        self.codes: dict[tuple[str, str], ReferralCode] = {}
+        self.member_codes: dict[tuple[str, str], set[str]] = {}
+        self.referrals: dict[tuple[str, str], Referral] = {}
+        # (program_id, referrer_id) -> referee ids
+        self.referees: dict[tuple[str, str], set[str]] = {}
+        self.marks: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
 
 def _json(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -472,10 +484,67 @@ class MemoryUnitOfWork:
         found.sort(key=lambda n: (n.created_at, n.evaluation_at, n.member_id))
         return found[:limit]
 
+    # -- referrals ------------------------------------------------------------------------
+
+    def get_code(self, code: str) -> ReferralCode | None:
+        return self._t.codes.get((self.program_id, code))
+
+    def member_codes(self, member_id: str) -> list[ReferralCode]:
+        found = [self._t.codes[(self.program_id, c)]
+                 for c in self._t.member_codes.get((self.program_id, member_id), ())]
+        return sorted(found, key=lambda c: (c.created_at, c.code))
+
+    def claim_code(self, code: str) -> bool:
+        found = self._t.codes.get((self.program_id, code))
+        if found is None:
+            raise StorageError("claim of an unknown code", code=code)
+        if found.max_uses is not None and found.uses >= found.max_uses:
+            return False
+        self._set(self._t.codes, (self.program_id, code),
+                  attrs.evolve(found, uses=found.uses + 1))
+        return True
+
+    def get_referral(self, referee_id: str) -> Referral | None:
+        return self._t.referrals.get((self.program_id, referee_id))
+
+    def referrals_of(self, referrer_id: str) -> list[Referral]:
+        found = [self._t.referrals[(self.program_id, r)]
+                 for r in self._t.referees.get((self.program_id, referrer_id), ())]
+        return sorted(found, key=lambda r: (r.attributed_at, r.referee_id))
+
+    def count_attributions(self, referrer_id: str, since: dt.datetime) -> int:
+        return sum(1 for r in self.referrals_of(referrer_id) if r.attributed_at >= since)
+
+    def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
+                   ) -> int:
+        return sum(1 for r in self.referrals_of(referrer_id)
+                   if r.status is ReferralStatus.QUALIFIED and r.referrer_points > 0
+                   and r.qualified_at is not None and r.qualified_at < end
+                   and (start is None or r.qualified_at >= start))
+
+    def marks_of(self, member_ids: Sequence[str]) -> list[ReferralMark]:
+        out = []
+        for member_id in sorted(set(member_ids)):
+            for kind, digest in sorted(self._t.marks.get((self.program_id, member_id), ())):
+                out.append(ReferralMark(self.program_id, member_id, kind, digest))
+        return out
+
     # -- writes ---------------------------------------------------------------------------
 
     def write(self, changes: ChangeSet) -> None:
         t = self._t
+        seen_codes: set[str] = set()
+        for code in changes.referral_codes:
+            if (self.program_id, code.code) in t.codes or code.code in seen_codes:
+                raise DuplicateKey("code already issued", code=code.code)
+            seen_codes.add(code.code)
+        for referee_id in changes.new_referrals:
+            if (self.program_id, referee_id) in t.referrals:
+                raise DuplicateKey("member already referred", referee_id=referee_id)
+        for referee_id in changes.referrals:
+            if referee_id not in changes.new_referrals \
+                    and (self.program_id, referee_id) not in t.referrals:
+                raise StorageError("update of referrals found 0 of 1 rows")
         # check every unique rule before touching anything: a rejected write leaves no trace
         for record in changes.idempotency:
             if (self.program_id, record.key) in t.keys:
@@ -546,6 +615,15 @@ class MemoryUnitOfWork:
             self._track(t.member_buckets, (self.program_id, member_id), period, True)
         for change in changes.tier_history:
             self._append(t.tier_history, (self.program_id, change.member_id), change)
+        for code in changes.referral_codes:
+            self._set(t.codes, (self.program_id, code.code), code)
+            self._track(t.member_codes, (self.program_id, code.member_id), code.code, True)
+        for referee_id, referral in changes.referrals.items():
+            self._set(t.referrals, (self.program_id, referee_id), referral)
+            self._track(t.referees, (self.program_id, referral.referrer_id), referee_id, True)
+        for mark in changes.referral_marks:
+            self._track(t.marks, (self.program_id, mark.member_id), (mark.kind, mark.digest),
+                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
             old = t.usage.get(usage_key)

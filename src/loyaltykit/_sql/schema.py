@@ -38,6 +38,9 @@ __all__ = [
     "postings",
     "program_versions",
     "programs",
+    "referral_codes",
+    "referral_marks",
+    "referrals",
     "rule_usage",
     "tier_buckets",
     "tier_history",
@@ -420,4 +423,69 @@ tier_notices = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     _member_fk(),
     sa.Index("ix_lk_tier_notices_created", "program_id", "created_at"),
+)
+
+
+# -- referrals -----------------------------------------------------------------------------
+
+_CODE = sa.String(48)  # a stored code: prefix (up to 8), symbols (up to 32), check
+
+# the primary key is the storage's uniqueness rule for codes: a code drawn twice is a
+# unique violation, and the facade draws another
+referral_codes = sa.Table(
+    "lk_referral_codes",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("code", _CODE, primary_key=True),
+    sa.Column("shown", sa.String(64), nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("source", _ENUM, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("max_uses", sa.Integer(), nullable=True),
+    sa.Column("uses", sa.Integer(), nullable=False),
+    _member_fk(),
+    sa.Index("ix_lk_referral_codes_member", "program_id", "member_id"),
+)
+
+# one row per referee (the primary key: at most one referrer each)
+referrals = sa.Table(
+    "lk_referrals",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("referee_id", _MEMBER, primary_key=True),
+    sa.Column("referrer_id", _MEMBER, nullable=False),
+    sa.Column("code", _CODE, nullable=False),
+    sa.Column("source", _ENUM, nullable=False),
+    sa.Column("status", _ENUM, nullable=False),
+    sa.Column("attributed_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("reasons", Document(), nullable=False),
+    sa.Column("campaign", sa.String(64), nullable=True),
+    sa.Column("order_id", _ORDER, nullable=True),
+    sa.Column("qualified_at", _TS, nullable=True),
+    sa.Column("settles_at", _TS, nullable=True),
+    sa.Column("referrer_points", _POINTS, nullable=False),
+    sa.Column("referee_points", _POINTS, nullable=False),
+    sa.Column("referrer_tx", sa.Uuid(), nullable=True),
+    sa.Column("referee_tx", sa.Uuid(), nullable=True),
+    sa.Column("decided_at", _TS, nullable=True),
+    sa.ForeignKeyConstraint(["program_id", "referee_id"],
+                            ["lk_members.program_id", "lk_members.member_id"]),
+    sa.ForeignKeyConstraint(["program_id", "code"],
+                            ["lk_referral_codes.program_id", "lk_referral_codes.code"],
+                            name="fk_lk_referrals_code_lk_referral_codes"),
+    sa.Index("ix_lk_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
+)
+
+# keyed hashes of members' e-mails and fingerprints, never the values
+referral_marks = sa.Table(
+    "lk_referral_marks",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),
+    _member_fk(),
+    sa.Index("ix_lk_referral_marks_digest", "program_id", "kind", "digest"),
 )

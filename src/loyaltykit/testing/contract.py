@@ -94,6 +94,7 @@ from loyaltykit import (
     UnknownWallet,
 )
 from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
+from loyaltykit.testing.referrals import ReferralContract
 from loyaltykit.testing.tiers import TierContract
 
 __all__ = [
@@ -326,7 +327,7 @@ def _kinds(lines: Sequence[StatementLine]) -> list[Kind]:
     return [line.kind for line in lines]
 
 
-class StorageContract(TierContract):
+class StorageContract(TierContract, ReferralContract):
     """The contract every storage backend must pass. See the module docstring.
 
     Subclasses implement :meth:`make_storage` (and optionally

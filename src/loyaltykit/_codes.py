@@ -1,0 +1,194 @@
+"""Codes people type: referral codes now, reward vouchers later.
+
+A :class:`CodeSpec` says what a program's codes look like: ``length`` random symbols of
+Crockford's base32 alphabet (no I, L, O or U, so nothing reads as something else), an
+optional fixed ``prefix``, a check character, and how they are grouped for reading
+(``7K3QD-M9XWP-C``). Symbols are drawn from :mod:`secrets` (or an injected source in
+tests). Typed input is normalised before anything else: case, spaces and hyphens are
+ignored, ``O`` reads as ``0`` and ``I``/``L`` as ``1``.
+
+The check character is the code's value (its symbols as a base-32 number) modulo 37,
+written with Crockford's check symbols (the 32 digits, then ``*~$=U``). As 37 is prime
+and larger than 32, a change of one symbol, or a swap of two adjacent ones (the check
+character included), changes the remainder: :meth:`CodeSpec.parse` rejects such a typo
+without any storage lookup.
+
+The spec also states its strength. With ``n`` codes issued out of a keyspace of
+``32**length``, one random guess hits an issued code with probability
+``n / 32**length``; :meth:`CodeSpec.require_strength` refuses a spec whose planned
+volume pushes that above one in a million.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from loyaltykit._errors import InvalidCode, InvalidProgram
+
+__all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
+
+#: Crockford's base32 digits, in value order.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Check symbols: the 32 digits for 0-31, then ``*~$=U`` for 32-36.
+CHECK_SYMBOLS = ALPHABET + "*~$=U"
+#: The most a single guess may hit at the planned volume.
+MAX_GUESS_PROBABILITY = 1e-6
+
+_VALUE = {c: i for i, c in enumerate(ALPHABET)}
+_CHECK_VALUE = {c: i for i, c in enumerate(CHECK_SYMBOLS)}
+_READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_IGNORED = re.compile(r"[\s\-]+")
+_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}$")
+
+
+def _fail(field: str, message: str, value: object) -> InvalidProgram:
+    return InvalidProgram(f"code.{field}: {message}", field=f"code.{field}", value=value)
+
+
+def normalise_code(text: str) -> str:
+    """Return ``text`` as a code is compared: upper case, without spaces or hyphens,
+    ``O`` as ``0`` and ``I``/``L`` as ``1``. Only spacing and look-alikes are forgiven;
+    anything else stays as typed (and then fails :meth:`CodeSpec.parse`)."""
+    if not isinstance(text, str):
+        raise InvalidCode("a code is a str", code=repr(text))
+    return _IGNORED.sub("", text).upper().translate(_READS_AS)
+
+
+def check_symbol(symbols: str) -> str:
+    """Return the mod-37 check symbol of ``symbols`` (Crockford base32 digits)."""
+    value = 0
+    for c in symbols:
+        value = (value * 32 + _VALUE[c]) % 37
+    return CHECK_SYMBOLS[value]
+
+
+@attrs.frozen
+class CodeSpec:
+    """What a program's codes look like. See the module docstring.
+
+    ``length`` random symbols (each carries 5 bits); ``group`` symbols per group when
+    shown (0: one block); ``prefix`` a fixed lead (Crockford symbols, up to 8, not
+    counted as entropy); ``check``: append a check character.
+
+    >>> spec = CodeSpec(length=10, group=5)
+    >>> spec.entropy_bits
+    50
+    >>> check_symbol("7K3QDM9XWP")
+    'C'
+    >>> spec.display("7K3QDM9XWPC")
+    '7K3QD-M9XWP-C'
+    >>> spec.parse("7k3qd m9xwp c")
+    '7K3QDM9XWPC'
+
+    .. versionadded:: 0.2
+    """
+
+    length: int = 10
+    group: int = 5
+    prefix: str = ""
+    check: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.length, bool) or not isinstance(self.length, int) \
+                or not 4 <= self.length <= 32:
+            raise _fail("length", "must be an int from 4 to 32", self.length)
+        if isinstance(self.group, bool) or not isinstance(self.group, int) \
+                or not 0 <= self.group <= 32:
+            raise _fail("group", "must be an int from 0 to 32", self.group)
+        if not isinstance(self.prefix, str) or not _PREFIX.match(self.prefix):
+            raise _fail("prefix", "must be up to 8 Crockford base32 symbols (upper case)",
+                        self.prefix)
+        if not isinstance(self.check, bool):
+            raise _fail("check", "must be a bool", self.check)
+
+    @property
+    def entropy_bits(self) -> int:
+        """Bits of randomness in one code (5 per random symbol)."""
+        return 5 * self.length
+
+    @property
+    def keyspace(self) -> int:
+        """How many different codes the spec can draw."""
+        return int(32 ** self.length)
+
+    def guess_probability(self, planned: int) -> float:
+        """The chance that one random guess is an issued code once ``planned`` are."""
+        return planned / self.keyspace
+
+    def require_strength(self, planned: int) -> None:
+        """Raise InvalidProgram if, with ``planned`` codes issued, one guess would hit
+        an issued code with probability above one in a million."""
+        if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
+            raise _fail("planned", "must be a positive int", planned)
+        chance = self.guess_probability(planned)
+        if chance > MAX_GUESS_PROBABILITY:
+            needed = math.ceil(math.log(planned / MAX_GUESS_PROBABILITY, 32))
+            raise InvalidProgram(
+                f"code: {self.entropy_bits} bits are too few for {planned} codes: one guess "
+                f"would hit an issued code with probability {chance:.2g} (more than "
+                f"{MAX_GUESS_PROBABILITY:g}); use at least {needed} symbols",
+                field="code.length", value=self.length, planned=planned,
+                guess_probability=chance, needed_length=needed)
+
+    def draw(self, randbelow: Callable[[int], int] = secrets.randbelow) -> str:
+        """Return a new code in its stored form (prefix, symbols, check character)."""
+        symbols = "".join(ALPHABET[randbelow(32)] for _ in range(self.length))
+        return self.prefix + symbols + (check_symbol(symbols) if self.check else "")
+
+    def parse(self, text: str) -> str:
+        """Normalise typed ``text`` and return the code in its stored form.
+
+        Raises :class:`~loyaltykit.InvalidCode` (a ValueError) when it cannot be one of
+        this spec's codes: wrong prefix or length, a symbol outside the alphabet, or a
+        check character that does not match. No storage is consulted.
+        """
+        code = normalise_code(text)
+        if not code.startswith(self.prefix):
+            raise InvalidCode("not a code of this program (prefix)", code=text,
+                              prefix=self.prefix)
+        body = code[len(self.prefix):]
+        size = self.length + (1 if self.check else 0)
+        if len(body) != size:
+            raise InvalidCode(f"a code has {size} symbols after its prefix", code=text,
+                              symbols=len(body))
+        symbols = body[:self.length]
+        bad = [c for c in symbols if c not in _VALUE]
+        if bad:
+            raise InvalidCode("a code holds only Crockford base32 symbols", code=text,
+                              symbol=bad[0])
+        if self.check:
+            given = body[-1]
+            if given not in _CHECK_VALUE or check_symbol(symbols) != given:
+                raise InvalidCode("the check character does not match: a symbol is "
+                                  "mistyped", code=text)
+        return code
+
+    def display(self, code: str) -> str:
+        """Return a stored code grouped for reading (``PRE-7K3QD-M9XWP-T``)."""
+        body = code[len(self.prefix):]
+        if self.group:
+            parts = [body[i:i + self.group] for i in range(0, len(body), self.group)]
+        else:
+            parts = [body]
+        return "-".join(([self.prefix] if self.prefix else []) + parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict that :meth:`from_dict` turns back."""
+        return {"length": self.length, "group": self.group, "prefix": self.prefix,
+                "check": self.check}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodeSpec:
+        """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram."""
+        if not isinstance(data, dict):
+            raise _fail("spec", "must be a table", repr(data))
+        unknown = sorted(set(data) - {"length", "group", "prefix", "check"})
+        if unknown:
+            raise _fail(unknown[0], "unknown field", None)
+        return cls(**data)
