@@ -152,6 +152,10 @@ _MAX_PLACES = 12
 _CTX = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN,
                        traps=[decimal.InvalidOperation, decimal.DivisionByZero,
                               decimal.Overflow])
+# wide enough to add any number of outcomes exactly (each is below 10**13 and has at most
+# 34 significant digits, so a sum spans well under 100 digits)
+_EXACT = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_EVEN,
+                         traps=[decimal.InvalidOperation, decimal.Inexact])
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_NAMES = {name: i + 1 for i, name in enumerate(
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
@@ -2338,6 +2342,10 @@ def _evaluate(
                            stamps, won, c.tracked))
         if c.excl:
             exclusive = c.id
+    # the exact sum: outcomes carry up to 34 digits each, and their running sum in the
+    # 34-digit context could round (a sum just below a whole point must not floor up)
+    with decimal.localcontext(_EXACT):
+        total = sum((o.points for o in outcomes), _ZERO)
     result = int(total.to_integral_value(rounding=_DECIMAL_ROUNDING[policy.rounding]))
     if result < 0:
         result = 0
