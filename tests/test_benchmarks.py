@@ -235,3 +235,29 @@ def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
     for key in ("evaluation_s", "baseline_s", "ratio"):
         assert isinstance(figures[key], float) and figures[key] > 0
     assert isinstance(figures["pass"], bool)
+
+
+REFERRALS_BENCHMARK = BENCHMARK.parent / "referrals.py"
+
+
+def test_referrals_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/referrals.py issues distinct codes and qualifies every referral it
+    makes, both rewards paid (it exits non-zero otherwise), and ends with one JSON line."""
+    proc = subprocess.run(
+        [sys.executable, str(REFERRALS_BENCHMARK), "--quick", "--backend", "sqlite"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    codes = result["issue_code"]["sqlite"]
+    assert 40 == codes["codes"]
+    assert 1.0 <= codes["draws_per_code"]
+    for key in ("codes_per_s", "earn_per_s", "ratio"):
+        assert isinstance(codes[key], float) and codes[key] > 0
+    attribution = result["attribution"]["sqlite"]
+    assert 20 == attribution["referees"]
+    assert 30 == attribution["qualified"]  # the warm-up round's referees too
+    for key in ("pairs_per_s", "plain_pairs_per_s", "ratio"):
+        assert isinstance(attribution[key], float) and attribution[key] > 0

@@ -154,7 +154,8 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")
     new_tables = {"lk_program_versions", "lk_orders", "lk_rule_usage", "lk_tier_states",
-                  "lk_tier_buckets", "lk_tier_history", "lk_tier_notices"}
+                  "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
+                  "lk_referral_codes", "lk_referrals", "lk_referral_marks"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
     assert "0001" == _revision(storage)
     storage.upgrade()

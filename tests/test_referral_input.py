@@ -1,0 +1,156 @@
+"""Bad referral input gets a typed error (also the fitting builtin) and writes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from loyaltykit import (
+    Campaign,
+    CapPeriod,
+    CodeNotFound,
+    Identity,
+    InvalidCode,
+    InvalidInput,
+    InvalidProgram,
+    Loyalty,
+    LoyaltyError,
+    MemberNotFound,
+    Money,
+    NaiveDatetime,
+    Program,
+    ReferralCap,
+    ReferralNotFound,
+    ReferralPolicy,
+    ReferralReward,
+    Storage,
+    TestClock,
+)
+from loyaltykit.testing.contract import ledger_snapshot
+from loyaltykit.testing.referrals import SECRET, referral_program
+
+START = dt.datetime(2026, 3, 1, 8, tzinfo=dt.UTC)
+MEMBERS = ("alice", "bob", "carol")
+
+
+def _any(value: object) -> Any:
+    return value
+
+
+@pytest.fixture
+def world(storage: Storage) -> tuple[Loyalty, str]:
+    loyalty = Loyalty(referral_program(), storage, clock=TestClock(START), secret=SECRET)
+    loyalty.enrol("alice", identity=Identity(email="alice@example.com"))
+    loyalty.enrol("bob")
+    loyalty.enrol("carol", referral_code=loyalty.issue_code("alice").code)
+    return loyalty, loyalty.codes("alice")[0].code
+
+
+def _state(loyalty: Loyalty) -> object:
+    referrals = {m: loyalty.referrals(m) for m in MEMBERS}
+    codes = {m: loyalty.codes(m) for m in MEMBERS}
+    return ledger_snapshot(loyalty, MEMBERS), referrals, codes
+
+
+CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], type[Exception]]] = [
+    ("typo", lambda lo, c: lo.refer("bob", c[:-1] + ("0" if c[-1] != "0" else "1")),
+     InvalidCode, ValueError),
+    ("not a str", lambda lo, c: lo.refer("bob", _any(123)), InvalidCode, ValueError),
+    ("unknown code", lambda lo, c: lo.refer("bob", "00000000000"), CodeNotFound, LookupError),
+    ("unknown referee", lambda lo, c: lo.refer("ghost", c), MemberNotFound, LookupError),
+    ("naive at", lambda lo, c: lo.refer("bob", c, at=_any(dt.datetime(2026, 3, 1))),
+     NaiveDatetime, ValueError),
+    ("future at", lambda lo, c: lo.refer("bob", c, at=START + dt.timedelta(days=1)),
+     InvalidInput, ValueError),
+    ("bad identity", lambda lo, c: lo.refer("bob", c, identity=_any({"email": "x"})),
+     InvalidInput, ValueError),
+    ("bad email", lambda lo, c: lo.refer("bob", c, identity=Identity(email=_any("nobody"))),
+     InvalidInput, ValueError),
+    ("issue to a ghost", lambda lo, c: lo.issue_code("ghost"), MemberNotFound, LookupError),
+    ("bad source", lambda lo, c: lo.issue_code("bob", source=_any("employee")),
+     InvalidInput, ValueError),
+    ("bad max_uses", lambda lo, c: lo.issue_code("bob", max_uses=0), InvalidInput, ValueError),
+    ("naive expiry", lambda lo, c: lo.issue_code("bob", expires_at=_any(
+        dt.datetime(2027, 1, 1))), NaiveDatetime, ValueError),
+    ("enrol with a typo", lambda lo, c: lo.enrol("dave", referral_code=c[:-1] + "*"),
+     InvalidCode, ValueError),
+    ("approve the unreferred", lambda lo, c: lo.approve_referral("bob"), ReferralNotFound,
+     LookupError),
+    ("reject without a reason", lambda lo, c: lo.reject_referral("carol", reason=""),
+     InvalidInput, ValueError),
+    ("identify with nothing", lambda lo, c: lo.identify("bob", Identity()), InvalidInput,
+     ValueError),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "error", "builtin"), CALLS, ids=[c[0] for c in CALLS])
+def test_refused_and_nothing_written(world: tuple[Loyalty, str], name: str,
+                                     call: Callable[[Loyalty, str], object],
+                                     error: type[LoyaltyError], builtin: type[Exception]) -> None:
+    loyalty, code = world
+    before = _state(loyalty)
+    with pytest.raises(error) as raised:
+        call(loyalty, code)
+    assert isinstance(raised.value, builtin)
+    assert before == _state(loyalty)
+    with pytest.raises(MemberNotFound):
+        loyalty.member("dave")
+
+
+def test_fingerprints_need_a_secret(storage: Storage) -> None:
+    loyalty = Loyalty(referral_program(), storage, clock=TestClock(START))
+    with pytest.raises(InvalidInput, match="secret"):
+        loyalty.enrol("alice", identity=Identity(device="d"))
+    with pytest.raises(MemberNotFound):
+        loyalty.member("alice")
+    with pytest.raises(InvalidInput):
+        Loyalty(referral_program(), storage, clock=TestClock(START), secret=b"short")
+
+
+def test_a_program_without_referrals_refuses_referral_calls(storage: Storage) -> None:
+    program = Program(id="plain", time_zone="Europe/Berlin", currency="EUR",
+                      point_value=Money("0.01", "EUR"))
+    loyalty = Loyalty(program, storage, clock=TestClock(START))
+    loyalty.enrol("alice")
+    for call in (lambda: loyalty.issue_code("alice"), lambda: loyalty.check_code("X"),
+                 lambda: loyalty.enrol("bob", referral_code="ABC"),
+                 lambda: loyalty.referrer_stats("alice")):
+        with pytest.raises(InvalidInput, match="no referral policy"):
+            call()
+
+
+@pytest.mark.parametrize(("build", "field"), [
+    (lambda: ReferralPolicy(reward=_any((500, 250))), "referrals.reward"),
+    (lambda: ReferralReward(referrer=-1), "referrals.reward.referrer"),
+    (lambda: ReferralPolicy(reward=ReferralReward(1, 1), qualify_within_days=0),
+     "referrals.qualify_within_days"),
+    (lambda: ReferralPolicy(reward=ReferralReward(1, 1), order_number=0),
+     "referrals.order_number"),
+    (lambda: ReferralCap(0), "referrals.cap.count"),
+    (lambda: ReferralCap(1, CapPeriod.DAY), "referrals.cap.period"),
+    (lambda: ReferralCap(1, CapPeriod.ROLLING), "referrals.cap.days"),
+    (lambda: Campaign("Xmas", START, START + dt.timedelta(days=1), ReferralReward()),
+     "referrals.campaigns.name"),
+    (lambda: Campaign("xmas", START, START, ReferralReward()), "referrals.campaigns.ends_at"),
+    (lambda: Campaign("xmas", _any(dt.datetime(2026, 1, 1)), START, ReferralReward()),
+     "referrals.campaigns.starts_at"),
+    (lambda: ReferralPolicy(reward=ReferralReward(1, 1), sources=_any({"employee": 1})),
+     "referrals.sources"),
+    (lambda: referral_program(min_net=Money("20", "USD")), "referrals.min_net"),
+    (lambda: ReferralPolicy.from_dict({"reward": {}, "bonus": 1}), "referrals.bonus"),
+])
+def test_bad_policies_name_their_field(build: Callable[[], object], field: str) -> None:
+    with pytest.raises(InvalidProgram) as raised:
+        build()
+    assert field == raised.value.details["field"]
+
+
+def test_the_policy_round_trips_through_the_program_definition() -> None:
+    program = referral_program(
+        campaigns=(Campaign("xmas", START, START + dt.timedelta(days=9),
+                            ReferralReward(9, 9)),),
+        cap=ReferralCap(3, CapPeriod.ROLLING, days=30), code_valid_days=90)
+    assert program == Program.from_dict(program.to_dict())
