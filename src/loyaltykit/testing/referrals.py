@@ -58,8 +58,9 @@ _BERLIN = ZoneInfo("Europe/Berlin")
 SECRET = b"contract-secret-0123456789abcdef"
 
 
-def _berlin(*parts: int) -> dt.datetime:
-    return dt.datetime(*parts, tzinfo=_BERLIN)  # type: ignore[misc]
+def _berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+            second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=_BERLIN)
 
 
 def referral_program(**overrides: Any) -> Program:
@@ -224,7 +225,7 @@ class ReferralContract:
         self, storage: Storage
     ) -> None:
         counting = _Counting(storage)
-        loyalty, _ = self._ref(counting)  # type: ignore[arg-type]
+        loyalty, _ = self._ref(counting)
         loyalty.enrol("alice")
         loyalty.enrol("bob")
         code = loyalty.issue_code("alice").code
