@@ -667,9 +667,7 @@ class Loyalty:
             if parsed is not None:
                 self._attach(uow, ledger, member_id, parsed, when, digests, member=member)
             elif digests:
-                ledger.changes.referral_marks.extend(
-                    ReferralMark(self.program.id, member_id, kind, digest)
-                    for kind, digest in sorted(digests.items()))
+                ledger.changes.referral_marks.extend(self._marks(member_id, digests))
             return member
 
         return self._write(key, request, when, member_id, apply)
@@ -1958,6 +1956,10 @@ class Loyalty:
                                "secret (bytes) to keep an identity", member_identity="given")
         return identity.digests(self._secret)
 
+    def _marks(self, member_id: str, digests: Mapping[str, str]) -> list[ReferralMark]:
+        return [ReferralMark(self.program.id, member_id, kind, digest)
+                for kind, digest in sorted(digests.items())]
+
     def check_code(self, text: str) -> str:
         """Normalise a typed referral code and return its stored form, or raise
         :class:`~loyaltykit.InvalidCode` if it cannot be one of the program's codes (a
@@ -2050,8 +2052,7 @@ class Loyalty:
             member = uow.get_member(member_id)
             if member is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
-            ledger.changes.referral_marks.extend(
-                ReferralMark(self.program.id, member_id, kind, digest) for kind, digest in marks)
+            ledger.changes.referral_marks.extend(self._marks(member_id, digests))
             return member
 
         return self._write(key, request, when, member_id, apply)
@@ -2155,9 +2156,7 @@ class Loyalty:
             decided_at=when if status is ReferralStatus.BLOCKED else None)
         ledger.changes.referrals[referee_id] = referral
         ledger.changes.new_referrals.add(referee_id)
-        ledger.changes.referral_marks.extend(
-            ReferralMark(self.program.id, referee_id, kind, digest)
-            for kind, digest in sorted(digests.items()))
+        ledger.changes.referral_marks.extend(self._marks(referee_id, digests))
         if status is not ReferralStatus.WAITING:
             logger.info("referral of %s by %s %s: %s", referee_id, referrer_id,
                         status.value, "; ".join(verdict.reasons))
