@@ -75,8 +75,8 @@ CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], typ
     ("bad max_uses", lambda lo, c: lo.issue_code("bob", max_uses=0), InvalidInput, ValueError),
     ("naive expiry", lambda lo, c: lo.issue_code("bob", expires_at=_any(
         dt.datetime(2027, 1, 1))), NaiveDatetime, ValueError),
-    ("enrol with a typo", lambda lo, c: lo.enrol("dave", referral_code=c[:-1] + ("*" if c[-1] != "*" else "~")),
-     InvalidCode, ValueError),
+    ("enrol with a typo", lambda lo, c: lo.enrol(
+        "dave", referral_code=c[:-1] + ("*" if c[-1] != "*" else "~")), InvalidCode, ValueError),
     ("approve the unreferred", lambda lo, c: lo.approve_referral("bob"), ReferralNotFound,
      LookupError),
     ("reject without a reason", lambda lo, c: lo.reject_referral("carol", reason=""),
