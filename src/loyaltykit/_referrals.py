@@ -37,7 +37,7 @@ import attrs
 
 from loyaltykit._codes import CodeSpec
 from loyaltykit._errors import InvalidInput, InvalidProgram
-from loyaltykit._rules import CapPeriod, _period
+from loyaltykit._rules import CapPeriod, _bool, _int, _period
 from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
@@ -75,8 +75,7 @@ def _fail(field: str, message: str, value: object) -> InvalidProgram:
 
 
 def _count(value: object, field: str, *, low: int = 0, high: int = 10**9) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(field, f"must be an int from {low} to {high}", value)
+    _int(value, f"referrals.{field}", low, high)
 
 
 class Source(enum.Enum):
@@ -299,8 +298,7 @@ class ReferralPolicy:
             _count(self.order_number, "order_number", low=1, high=1000)
         _count(self.return_window_days, "return_window_days", high=_MAX_DAYS)
         _count(self.attach_within_days, "attach_within_days", high=_MAX_DAYS)
-        if not isinstance(self.existing_customers, bool):
-            raise _fail("existing_customers", "must be a bool", self.existing_customers)
+        _bool(self.existing_customers, "referrals.existing_customers")
         if self.cap is not None and not isinstance(self.cap, ReferralCap):
             raise _fail("cap", "must be a ReferralCap", repr(self.cap))
         if not isinstance(self.campaigns, tuple) or not all(

@@ -2135,12 +2135,12 @@ class Loyalty:
         while up is not None and up.referrer_id not in chain and len(chain) < 32:
             chain.append(up.referrer_id)
             up = uow.get_referral(up.referrer_id)
+        last_hour, last_day = uow.count_attributions(
+            referrer_id, (when - dt.timedelta(hours=1), when - dt.timedelta(days=1)))
         case = ReferralCase(
             referrer_id=referrer_id, referee_id=referee_id, at=when, source=found.source,
             referrer_marks=mine, referee_marks=theirs | frozenset(digests.items()),
-            last_hour=uow.count_attributions(referrer_id, when - dt.timedelta(hours=1)),
-            last_day=uow.count_attributions(referrer_id, when - dt.timedelta(days=1)),
-            chain=tuple(chain))
+            last_hour=last_hour, last_day=last_day, chain=tuple(chain))
         verdict = judge(self._fraud_checks, case)
         status = {Outcome.PASS: ReferralStatus.WAITING, Outcome.FLAG: ReferralStatus.FLAGGED,
                   Outcome.BLOCK: ReferralStatus.BLOCKED}[verdict.outcome]

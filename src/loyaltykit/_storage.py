@@ -243,8 +243,10 @@ class UnitOfWork(Protocol):
     def referrals_of(self, referrer_id: str) -> list[Referral]:
         """Return every referral of the referrer, by ``attributed_at`` then referee."""
 
-    def count_attributions(self, referrer_id: str, since: dt.datetime) -> int:
-        """Count the referrer's referrals (any status) attributed at or after ``since``."""
+    def count_attributions(self, referrer_id: str, since: Sequence[dt.datetime]
+                           ) -> list[int]:
+        """For each instant of ``since``, count the referrer's referrals (any status)
+        attributed at or after it (one read for all of them)."""
 
     def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
                    ) -> int:

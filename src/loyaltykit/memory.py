@@ -512,8 +512,10 @@ class MemoryUnitOfWork:
                  for r in self._t.referees.get((self.program_id, referrer_id), ())]
         return sorted(found, key=lambda r: (r.attributed_at, r.referee_id))
 
-    def count_attributions(self, referrer_id: str, since: dt.datetime) -> int:
-        return sum(1 for r in self.referrals_of(referrer_id) if r.attributed_at >= since)
+    def count_attributions(self, referrer_id: str, since: Sequence[dt.datetime]
+                           ) -> list[int]:
+        found = self.referrals_of(referrer_id)
+        return [sum(1 for r in found if r.attributed_at >= s) for s in since]
 
     def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
                    ) -> int:

@@ -677,10 +677,21 @@ _SEL_REFERRALS_OF: sa.Executable = (
     sa.select(referrals)
     .where(referrals.c.program_id == _p, referrals.c.referrer_id == _m)
     .order_by(referrals.c.attributed_at, referrals.c.referee_id))
-_COUNT_ATTRIBUTIONS: sa.Executable = (
-    sa.select(sa.func.count())
-    .where(referrals.c.program_id == _p, referrals.c.referrer_id == _m,
-           referrals.c.attributed_at >= sa.bindparam("since", type_=_TS_TYPE)))
+
+
+@functools.lru_cache(maxsize=8)
+def _count_attributions(bounds: int) -> sa.Executable:
+    """One count per bound ``s<i>`` of the referrer's referrals attributed at or after
+    it, in one scan of those since the earliest (``s_min``)."""
+    at = referrals.c.attributed_at
+    counts = [sa.func.coalesce(sa.func.sum(sa.case(
+        (at >= sa.bindparam(f"s{i}", type_=_TS_TYPE), 1), else_=0)), 0)
+        for i in range(bounds)]
+    return sa.select(*counts).where(
+        referrals.c.program_id == _p, referrals.c.referrer_id == _m,
+        at >= sa.bindparam("s_min", type_=_TS_TYPE))
+
+
 _paid = sa.and_(referrals.c.program_id == _p, referrals.c.referrer_id == _m,
                 referrals.c.status == ReferralStatus.QUALIFIED.value,
                 referrals.c.referrer_points > 0,
@@ -1638,10 +1649,17 @@ class SQLUnitOfWork:
         return [_referral(row) for row in rows]
 
     @_translated
-    def count_attributions(self, referrer_id: str, since: dt.datetime) -> int:
-        """Count the referrer's referrals attributed at or after ``since``."""
-        return int(self._c().scalar(_COUNT_ATTRIBUTIONS, {
-            "p": self.program_id, "m": referrer_id, "since": since}) or 0)
+    def count_attributions(self, referrer_id: str, since: Sequence[dt.datetime]
+                           ) -> list[int]:
+        """For each instant of ``since``, count the referrer's referrals attributed at or
+        after it: one statement for all."""
+        if not since:
+            return []
+        params: dict[str, Any] = {"p": self.program_id, "m": referrer_id,
+                                  "s_min": min(since)}
+        params.update({f"s{i}": s for i, s in enumerate(since)})
+        row = self._c().execute(_count_attributions(len(since)), params).one()
+        return [int(n) for n in row]
 
     @_translated
     def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
