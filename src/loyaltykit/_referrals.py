@@ -35,10 +35,13 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._calendar import add_days as add_days  # where the service looks for it
+from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
 from loyaltykit._errors import InvalidInput, InvalidProgram
-from loyaltykit._rules import CapPeriod, _bool, _int, _period
-from loyaltykit._values import Money, check_aware, to_utc
+from loyaltykit._rules import CapPeriod
+from loyaltykit._validate import check_bool, check_int, invalid
+from loyaltykit._values import Money, to_utc
 
 __all__ = [
     "Campaign",
@@ -69,13 +72,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _MAX_DAYS = 3660
 
 
-def _fail(field: str, message: str, value: object) -> InvalidProgram:
-    return InvalidProgram(f"referrals.{field}: {message}", field=f"referrals.{field}",
-                          value=value)
-
-
 def _count(value: object, field: str, *, low: int = 0, high: int = 10**9) -> None:
-    _int(value, f"referrals.{field}", low, high)
+    check_int(value, f"referrals.{field}", low, high)
 
 
 class Source(enum.Enum):
@@ -152,12 +150,12 @@ class ReferralCap:
         _count(self.count, "cap.count", low=1)
         if not isinstance(self.period, CapPeriod) or self.period in (
                 CapPeriod.ORDER, CapPeriod.DAY, CapPeriod.WEEK):
-            raise _fail("cap.period", "must be MONTH, QUARTER, YEAR, ROLLING or LIFETIME",
-                        self.period)
+            raise invalid("referrals.cap.period",
+                          "must be MONTH, QUARTER, YEAR, ROLLING or LIFETIME", self.period)
         if self.period is CapPeriod.ROLLING:
             _count(self.days, "cap.days", low=1, high=_MAX_DAYS)
         elif self.days is not None:
-            raise _fail("cap.days", "only a ROLLING cap has days", self.days)
+            raise invalid("referrals.cap.days", "only a ROLLING cap has days", self.days)
 
     def bounds(self, at: dt.datetime, zone: Any) -> tuple[dt.datetime | None, dt.datetime]:
         """[start, end) of the period that counts for a referral qualifying at ``at``."""
@@ -165,7 +163,7 @@ class ReferralCap:
             return None, at + dt.timedelta(microseconds=1)
         if self.period is CapPeriod.ROLLING:
             return at - dt.timedelta(days=self.days or 0), at + dt.timedelta(microseconds=1)
-        return _period(self.period, at.astimezone(zone).date(), zone)
+        return calendar_period(self.period.value, at.astimezone(zone).date(), zone)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
@@ -177,7 +175,7 @@ class ReferralCap:
         try:
             period = CapPeriod(data.get("period", "year"))
         except ValueError:
-            raise _fail("cap.period", "unknown period", data.get("period")) from None
+            raise invalid("referrals.cap.period", "unknown period", data.get("period")) from None
         return cls(count=data["count"], period=period, days=data.get("days"))
 
 
@@ -195,22 +193,24 @@ class Campaign:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise _fail("campaigns.name", "must be a lower-case name up to 64 characters",
-                        self.name)
+            raise invalid("referrals.campaigns.name",
+                          "must be a lower-case name up to 64 characters", self.name)
         for field in ("starts_at", "ends_at"):
             value = getattr(self, field)
             if not isinstance(value, dt.datetime) or value.tzinfo is None:
-                raise _fail(f"campaigns.{field}", "must be a timezone-aware datetime",
-                            repr(value))
+                raise invalid(f"referrals.campaigns.{field}", "must be a timezone-aware datetime",
+                              repr(value))
             object.__setattr__(self, field, to_utc(value))
         if self.ends_at <= self.starts_at:
-            raise _fail("campaigns.ends_at", "must be after starts_at",
-                        self.ends_at.isoformat())
+            raise invalid("referrals.campaigns.ends_at", "must be after starts_at",
+                          self.ends_at.isoformat())
         if not isinstance(self.reward, ReferralReward):
-            raise _fail("campaigns.reward", "must be a ReferralReward", repr(self.reward))
+            raise invalid("referrals.campaigns.reward", "must be a ReferralReward",
+                          repr(self.reward))
         if not isinstance(self.sources, tuple) or not all(
                 isinstance(s, Source) for s in self.sources):
-            raise _fail("campaigns.sources", "must be a tuple of Source", repr(self.sources))
+            raise invalid("referrals.campaigns.sources", "must be a tuple of Source",
+                          repr(self.sources))
 
     def runs_for(self, at: dt.datetime, source: Source) -> bool:
         """True if the campaign covers a referral of ``source`` attributed at ``at``."""
@@ -238,12 +238,12 @@ def _sources(value: object) -> tuple[tuple[Source, ReferralReward], ...]:
     if isinstance(value, Mapping):
         value = tuple(value.items())
     if not isinstance(value, tuple):
-        raise _fail("sources", "must map Source to ReferralReward", repr(value))
+        raise invalid("referrals.sources", "must map Source to ReferralReward", repr(value))
     pairs = []
     for item in value:
         if (not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], Source)
                 or not isinstance(item[1], ReferralReward)):
-            raise _fail("sources", "must map Source to ReferralReward", repr(item))
+            raise invalid("referrals.sources", "must map Source to ReferralReward", repr(item))
         pairs.append(item)
     return tuple(sorted(dict(pairs).items(), key=lambda p: p[0].value))
 
@@ -290,24 +290,26 @@ class ReferralPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.reward, ReferralReward):
-            raise _fail("reward", "must be a ReferralReward", repr(self.reward))
+            raise invalid("referrals.reward", "must be a ReferralReward", repr(self.reward))
         if self.min_net is not None and not isinstance(self.min_net, Money):
-            raise _fail("min_net", "must be Money", repr(self.min_net))
+            raise invalid("referrals.min_net", "must be Money", repr(self.min_net))
         _count(self.qualify_within_days, "qualify_within_days", low=1, high=_MAX_DAYS)
         if self.order_number is not None:
             _count(self.order_number, "order_number", low=1, high=1000)
         _count(self.return_window_days, "return_window_days", high=_MAX_DAYS)
         _count(self.attach_within_days, "attach_within_days", high=_MAX_DAYS)
-        _bool(self.existing_customers, "referrals.existing_customers")
+        check_bool(self.existing_customers, "referrals.existing_customers")
         if self.cap is not None and not isinstance(self.cap, ReferralCap):
-            raise _fail("cap", "must be a ReferralCap", repr(self.cap))
+            raise invalid("referrals.cap", "must be a ReferralCap", repr(self.cap))
         if not isinstance(self.campaigns, tuple) or not all(
                 isinstance(c, Campaign) for c in self.campaigns):
-            raise _fail("campaigns", "must be a tuple of Campaign", repr(self.campaigns))
+            raise invalid("referrals.campaigns", "must be a tuple of Campaign",
+                          repr(self.campaigns))
         if len({c.name for c in self.campaigns}) != len(self.campaigns):
-            raise _fail("campaigns", "names must be unique", [c.name for c in self.campaigns])
+            raise invalid("referrals.campaigns", "names must be unique",
+                          [c.name for c in self.campaigns])
         if not isinstance(self.code, CodeSpec):
-            raise _fail("code", "must be a CodeSpec", repr(self.code))
+            raise invalid("referrals.code", "must be a CodeSpec", repr(self.code))
         _count(self.planned_codes, "planned_codes", low=1, high=10**15)
         self.code.require_strength(self.planned_codes)
         if self.code_valid_days is not None:
@@ -350,11 +352,11 @@ class ReferralPolicy:
     def from_dict(cls, data: Mapping[str, Any]) -> ReferralPolicy:
         """Build a policy from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, Mapping):
-            raise _fail("referrals", "must be a table", repr(data))
+            raise invalid("referrals.referrals", "must be a table", repr(data))
         known = set(attrs.fields_dict(cls))
         unknown = sorted(set(data) - known)
         if unknown:
-            raise _fail(unknown[0], "unknown field", None)
+            raise invalid(f"referrals.{unknown[0]}", "unknown field", None)
         try:
             fields = dict(data)
             fields["reward"] = ReferralReward.from_dict(data["reward"])
@@ -372,7 +374,7 @@ class ReferralPolicy:
         except InvalidProgram:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _fail("referrals", f"malformed definition: {exc!r}", None) from None
+            raise invalid("referrals.referrals", f"malformed definition: {exc!r}", None) from None
 
 
 # -- stored records ---------------------------------------------------------------------
@@ -642,9 +644,3 @@ def judge(checks: Sequence[FraudCheck], case: ReferralCase) -> Verdict:
             if _SEVERITY[verdict.outcome] > _SEVERITY[outcome]:
                 outcome = verdict.outcome
     return Verdict(outcome, tuple(reasons))
-
-
-def add_days(at: dt.datetime, days: int, zone: Any) -> dt.datetime:
-    """``at`` plus ``days`` calendar days on the program's wall clock, in UTC."""
-    local = at.astimezone(zone)
-    return to_utc(check_aware(local + dt.timedelta(days=days)))

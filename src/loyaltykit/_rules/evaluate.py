@@ -1,0 +1,486 @@
+"""The evaluator: an order or an event, a policy and usage rows in, an Evaluation out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from loyaltykit._calendar import Zone, calendar_period
+from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError
+from loyaltykit._model import RuleUsage
+from loyaltykit._orders import (
+    Event,
+    Order,
+    OrderLine,
+)
+from loyaltykit._rules.enums import (
+    DECIMAL_ROUNDING,
+    CapPeriod,
+    Stacking,
+)
+from loyaltykit._rules.facts import (
+    Facts,
+    MemberContext,
+)
+from loyaltykit._rules.fields import (
+    CONTEXT,
+    EXACT,
+    ONE,
+    ZERO,
+    num_text,
+    points_text,
+    program_zone,
+)
+from loyaltykit._rules.policy import (
+    EVENT,
+    FIXED,
+    MULTIPLIER,
+    RATE,
+    Compiled,
+    EarningPolicy,
+    plan_of,
+)
+from loyaltykit._rules.results import (
+    Evaluation,
+    RuleOutcome,
+)
+from loyaltykit._rules.rules import (
+    FixedRule,
+    RateRule,
+    StampCardRule,
+)
+from loyaltykit._rules.scopes import Cap
+
+
+class _Run:
+    """The state of one evaluation: usage, caps' remaining room, previous outcomes."""
+
+    __slots__ = ("at", "by_group", "by_rule", "group_left", "local", "previous", "source",
+                 "usage", "zone")
+
+    def __init__(self, at: dt.datetime, zone: Zone, local: dt.datetime,
+                 usage: Sequence[RuleUsage], source: str,
+                 previous: Mapping[str, RuleOutcome] | None) -> None:
+        self.at = at
+        self.zone = zone
+        self.local = local
+        self.previous = previous
+        self.group_left: dict[tuple[str, int], Decimal] = {}
+        self.usage = usage if previous is None else ()
+        self.source = source
+        self.by_rule: dict[str, list[RuleUsage]] | None = None
+        self.by_group: dict[str, list[RuleUsage]] = {}
+
+    def rows(self, rule_id: str | None = None, group: str | None = None
+             ) -> list[RuleUsage] | None:
+        """The usage rows of a rule or of a group (indexed on first use)."""
+        if self.by_rule is None:
+            self.by_rule = {}
+            unique: dict[tuple[str, str], RuleUsage] = {}
+            for row in self.usage:
+                if row.source != self.source:
+                    unique[(row.source, row.rule_id)] = row
+            for row in unique.values():
+                self.by_rule.setdefault(row.rule_id, []).append(row)
+                if row.group is not None:
+                    self.by_group.setdefault(row.group, []).append(row)
+        if rule_id is not None:
+            return self.by_rule.get(rule_id)
+        return self.by_group.get(group) if group is not None else None
+
+    def used(self, rows: list[RuleUsage] | None, cap: Cap) -> Decimal:
+        """What ``rows`` used of ``cap`` in the period(s) containing the instant."""
+        if not rows:
+            return ZERO
+        period = cap.period
+        if period is CapPeriod.LIFETIME:
+            return sum((r.points for r in rows if r.points > ZERO), ZERO)
+        at = self.at
+        if period is CapPeriod.ROLLING:
+            span = dt.timedelta(days=cap.days or 0)
+            near = [(r.occurred_at, r.points) for r in rows
+                    if r.points > ZERO and at - span < r.occurred_at < at + span]
+            worst = ZERO
+            for end in [at, *(u for u, _ in near if u > at)]:
+                start = end - span
+                total = sum((p for u, p in near if start < u <= end), ZERO)
+                worst = max(worst, total)
+            return worst
+        start, stop = calendar_period(period.value, self.local.date(), self.zone)
+        return sum((r.points for r in rows
+                    if r.points > ZERO and start <= r.occurred_at < stop), ZERO)
+
+    def limit(self, c: Compiled, uncapped: Decimal) -> tuple[Decimal, str]:
+        """Apply the rule's caps (and, re-evaluating, its previous points)."""
+        if uncapped <= ZERO:
+            return uncapped, ""
+        points = uncapped
+        note = ""
+        previous = self.previous
+        if previous is not None:
+            before = previous.get(c.id)
+            given = before.points if before is not None else ZERO
+            if given < points:
+                points = max(given, ZERO)
+                note = f"; limited to the {num_text(points)} it gave before the return"
+        for cap in c.caps:
+            if cap.period is CapPeriod.ORDER:
+                left = Decimal(cap.points)
+            elif previous is not None:
+                continue
+            else:
+                left = cap.points - self.used(self.rows(c.id), cap)
+            if left < points:
+                points = max(left, ZERO)
+                note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
+        if c.group_caps:
+            group = c.group
+            assert group is not None
+            keys = []
+            for j, cap in enumerate(c.group_caps):
+                key = (group, j)
+                left_ = self.group_left.get(key)
+                if left_ is None:
+                    if cap.period is CapPeriod.ORDER:
+                        left_ = Decimal(cap.points)
+                    elif previous is not None:
+                        continue
+                    else:
+                        left_ = cap.points - self.used(self.rows(group=group), cap)
+                keys.append((key, left_))
+                if left_ < points:
+                    points = max(left_, ZERO)
+                    note = (f"; group {group} capped at {cap.describe()}: {num_text(points)} "
+                            f"of {num_text(uncapped)}")
+            for key, left_ in keys:
+                self.group_left[key] = left_ - points
+        return points, note
+
+
+_NOTHING = "nothing left of the order"
+_NO_LINE = "not applied: no matching line"
+
+
+def _outcome(c: Compiled, explanation: str) -> RuleOutcome:
+    return RuleOutcome(c.id, c.kind, c.text, False, ZERO, ZERO, explanation, c.group, 0,
+                       (), c.tracked)
+
+
+def _stamp_rewards(rule: StampCardRule, before: int, stamps: int) -> int:
+    return (before + stamps) // rule.every - before // rule.every
+
+
+def _signed(value: Decimal) -> str:
+    return f"+{value!s}" if value >= ZERO else str(value)
+
+
+def _evaluate(
+    policy: EarningPolicy,
+    rules: tuple[Compiled, ...],
+    facts: Facts,
+    run: _Run,
+    *,
+    lines: tuple[OrderLine, ...] | None,
+    shipping: Decimal,
+    stamps_before: dict[str, int],
+    previous: Evaluation | None,
+    version: int,
+    context: Mapping[str, Any],
+) -> Evaluation:
+    outcomes: list[RuleOutcome] = []
+    append = outcomes.append
+    rewards: list[str] = []
+    total = ZERO
+    is_order = lines is not None
+    lines = lines or ()
+    n = len(lines)
+    empty = is_order and n == 0
+    every = list(range(n))
+    nets = [line.net for line in lines]
+    keys = [(line.sku, line.category) for line in lines]
+    base: list[Decimal] = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
+    current = base
+    multiply = policy.stacking is Stacking.MULTIPLY
+    old = {o.rule_id: o for o in previous.outcomes} if previous is not None else None
+    capped = run.previous is not None
+    phase = 0
+    exclusive: str | None = None
+    local = facts.local
+    currency = facts.currency
+    for c in rules:
+        if c.phase != phase:
+            if c.phase == 2:
+                current = list(base)
+            phase = c.phase
+            exclusive = None
+        if empty:
+            append(_outcome(c, _NOTHING))
+            continue
+        if exclusive is not None:
+            append(_outcome(c, f"skipped: exclusive rule {exclusive} applied"))
+            continue
+        if c.window is not None:
+            reason = c.window.unmet(local)
+            if reason is not None:
+                append(_outcome(c, f"not applied: {reason}"))
+                continue
+        if c.cond is not None:
+            reason = c.cond.unmet(facts)
+            if reason is not None:
+                append(_outcome(c, f"not applied: {reason}"))
+                continue
+        code = c.code
+        if code == EVENT:
+            uncapped = Decimal(c.rule.points)  # type: ignore[attr-defined]
+            points, note = (run.limit(c, uncapped) if c.limited or capped
+                            else (uncapped, ""))
+            total += points
+            append(RuleOutcome(c.id, c.kind, c.text, True, points, uncapped, c.prefix + note,
+                               c.group, 0, (), c.tracked))
+            if c.excl:
+                exclusive = c.id
+            continue
+        if c.match_all:
+            picked = every
+        else:
+            skus, cats = c.skus, c.cats
+            picked = [i for i in every if keys[i][0] in skus or keys[i][1] in cats]
+        stamps = 0
+        won: tuple[str, ...] = ()
+        if code == RATE:
+            if not picked and not c.ship:
+                append(_outcome(c, _NO_LINE))
+                continue
+            rule = c.rule
+            assert isinstance(rule, RateRule)
+            ratio = c.ratio
+            counted = uncapped = ZERO
+            amounts = []
+            for i in picked:
+                a = nets[i]
+                counted += a
+                a = a * ratio if ratio is not None else a * rule.points / rule.per
+                amounts.append(a)
+                uncapped += a
+            if c.ship:
+                picked = [*picked, n]
+                counted += shipping
+                a = (shipping * ratio if ratio is not None
+                     else shipping * rule.points / rule.per)
+                amounts.append(a)
+                uncapped += a
+            points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
+            if points == uncapped:
+                for i, a in zip(picked, amounts, strict=True):
+                    base[i] += a
+            elif uncapped:
+                for i, a in zip(picked, amounts, strict=True):
+                    base[i] += a * points / uncapped
+            explanation = (f"{c.prefix} {currency} on {counted!s} {currency} {c.what} = "
+                           f"{uncapped!s}{note}")
+        elif code == MULTIPLIER:
+            if c.match_all:
+                picked = [*every, n]
+            elif not picked:
+                append(_outcome(c, _NO_LINE))
+                continue
+            source = current if multiply else base
+            if c.kind == "tier_multiplier":
+                factor = facts.earn_multiplier if facts.earn_multiplier is not None else ONE
+                prefix = f"x{num_text(factor)} (tier {facts.tier}) on "
+            else:
+                factor = c.rule.factor  # type: ignore[attr-defined]
+                prefix = c.prefix
+            less = factor - ONE
+            counted = uncapped = ZERO
+            amounts = []
+            for i in picked:
+                a = source[i]
+                counted += a
+                a = a * less
+                amounts.append(a)
+                uncapped += a
+            points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
+            if multiply:
+                if points == uncapped:
+                    for i, a in zip(picked, amounts, strict=True):
+                        current[i] += a
+                elif uncapped:
+                    for i, a in zip(picked, amounts, strict=True):
+                        current[i] += a * points / uncapped
+            explanation = f"{prefix}{counted!s} points{c.what} = {_signed(uncapped)}{note}"
+        elif code == FIXED:
+            if not picked:
+                append(_outcome(c, _NO_LINE))
+                continue
+            rule_ = c.rule
+            assert isinstance(rule_, FixedRule)
+            if rule_.per_item:
+                items = sum(lines[i].quantity for i in picked)
+                uncapped = Decimal(rule_.points * items)
+                explanation = f"{c.prefix}{items} items = {uncapped!s}"
+            else:
+                uncapped = Decimal(rule_.points)
+                explanation = c.prefix
+            points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
+            explanation += note
+        else:
+            card = c.rule
+            assert isinstance(card, StampCardRule)
+            if is_order:
+                if not picked:
+                    append(_outcome(c, _NO_LINE))
+                    continue
+                stamps = (sum(lines[i].quantity for i in picked) if card.counts == "items"
+                          else 1)
+            else:
+                stamps = 1
+            before = stamps_before.get(c.id)
+            if before is None:
+                before = stamps_before[c.id] = (
+                    0 if capped else sum(r.stamps for r in run.rows(c.id) or ()))
+            count = _stamp_rewards(card, before, stamps)
+            if old is not None:
+                was = old.get(c.id)
+                stamps = min(stamps, was.stamps if was is not None else 0)
+                count = _stamp_rewards(card, before, stamps)
+                if was is not None and card.reward is not None:
+                    count = min(count, len(was.rewards))
+            uncapped = Decimal(count * card.points)
+            points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
+            won = (card.reward,) * count if card.reward is not None else ()
+            rewards.extend(won)
+            explanation = (f"{stamps} stamp{'s' if stamps != 1 else ''} "
+                           f"({before} -> {before + stamps}, a card of {card.every}): "
+                           f"{count} reward{'s' if count != 1 else ''}"
+                           + (f" = {points_text(uncapped)}" if card.points else "") + note)
+        total += points
+        append(RuleOutcome(c.id, c.kind, c.text, True, points, uncapped, explanation, c.group,
+                           stamps, won, c.tracked))
+        if c.excl:
+            exclusive = c.id
+    # the exact sum: outcomes carry up to 34 digits each, and their running sum in the
+    # 34-digit context could round (a sum just below a whole point must not floor up)
+    with decimal.localcontext(EXACT):
+        total = sum((o.points for o in outcomes), ZERO)
+    result = int(total.to_integral_value(rounding=DECIMAL_ROUNDING[policy.rounding]))
+    if result < 0:
+        result = 0
+    limit = policy.max_points_per_order
+    if limit is not None and result > limit:
+        result = limit
+    if previous is not None and result > previous.points:
+        result = previous.points
+    return Evaluation(result, total, facts.net if is_order else ZERO, currency,
+                      tuple(outcomes), tuple(rewards), version, context)
+
+
+def _check_policy(policy: object) -> EarningPolicy:
+    if not isinstance(policy, EarningPolicy):
+        raise InvalidProgram("policy must be an EarningPolicy", field="earning",
+                             value=repr(policy))
+    return policy
+
+
+def _member_from(context: Mapping[str, Any]) -> tuple[MemberContext, dict[str, int]]:
+    try:
+        raw = context["member"]
+        member = MemberContext(
+            member_id=raw["member_id"],
+            enrolled_at=dt.datetime.fromisoformat(raw["enrolled_at"]),
+            attributes=dict(raw.get("attributes") or {}), tier=raw.get("tier"),
+            first_order=bool(raw.get("first_order", False)),
+            earn_multiplier=(Decimal(raw["earn_multiplier"])
+                             if raw.get("earn_multiplier") is not None else None),
+        )
+        stamps = {str(k): int(v) for k, v in dict(context.get("stamps_before", {})).items()}
+    except (KeyError, TypeError, ValueError, AttributeError, LoyaltyError) as exc:
+        raise InvalidInput(f"previous evaluation has no usable context: {exc!r}",
+                           field="previous.context", value=None) from None
+    return member, stamps
+
+
+def _stamp_counts(stamps: Mapping[str, int] | None) -> dict[str, int]:
+    if stamps is None:
+        return {}
+    counts = {}
+    for rule_id, count in stamps.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidInput("stamp counts are non-negative ints", field="stamps",
+                               value={rule_id: repr(count)})
+        counts[rule_id] = count
+    return counts
+
+
+def evaluate_order(
+    policy: EarningPolicy,
+    time_zone: str,
+    order: Order,
+    member: MemberContext,
+    *,
+    usage: Sequence[RuleUsage] = (),
+    version: int = 1,
+    previous: Evaluation | None = None,
+    stamps: Mapping[str, int] | None = None,
+) -> Evaluation:
+    """Price ``order`` for ``member`` under ``policy`` in the program's ``time_zone``.
+
+    ``usage`` holds the member's usage rows that :func:`usage_queries` asked for;
+    ``version`` is recorded in the result. With ``previous`` (the evaluation of the
+    order as placed) this is a re-evaluation after a return: ``order`` is the order
+    as it stands, ``previous.context`` replaces ``member`` and ``usage``, and no rule
+    gives more than it gave before. ``stamps`` may give stamp cards' lifetime stamp
+    counts (see :func:`stamp_card_ids`) instead of their usage rows. Pure: no clock,
+    no I/O.
+    """
+    plan = plan_of(_check_policy(policy))
+    if not isinstance(order, Order):
+        raise InvalidInput("order must be an Order", field="order", value=repr(order))
+    zone = program_zone(time_zone)
+    with decimal.localcontext(CONTEXT):
+        if previous is not None:
+            member, before = _member_from(previous.context)
+            context: Mapping[str, Any] = previous.context
+            old: dict[str, RuleOutcome] | None = {o.rule_id: o for o in previous.outcomes}
+        else:
+            before = _stamp_counts(stamps)
+            context = {"member": member.snapshot(), "stamps_before": before}
+            old = None
+        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
+                       order.attributes, None, order.channel, order.store)
+        run = _Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", old)
+        shipping = order.shipping.amount if order.shipping is not None else ZERO
+        return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
+                         shipping=shipping, stamps_before=before, previous=previous,
+                         version=version, context=context)
+
+
+def evaluate_event(
+    policy: EarningPolicy,
+    time_zone: str,
+    event: Event,
+    member: MemberContext,
+    *,
+    usage: Sequence[RuleUsage] = (),
+    version: int = 1,
+    stamps: Mapping[str, int] | None = None,
+) -> Evaluation:
+    """Price ``event`` for ``member``: the event-bonus and event stamp-card rules of the
+    event's type, with caps counted from ``usage`` (and stamp cards from ``stamps``
+    when given, as for :func:`evaluate_order`). Pure: no clock, no I/O."""
+    plan = plan_of(_check_policy(policy))
+    if not isinstance(event, Event):
+        raise InvalidInput("event must be an Event", field="event", value=repr(event))
+    zone = program_zone(time_zone)
+    with decimal.localcontext(CONTEXT):
+        before = _stamp_counts(stamps)
+        context = {"member": member.snapshot(), "stamps_before": before}
+        facts = Facts(event.occurred_at, zone, ZERO, "", member, None, event.attributes,
+                       None, None)
+        run = _Run(event.occurred_at, zone, facts.local, usage, f"event:{event.id}", None)
+        return _evaluate(policy, plan.event_rules.get(event.type, ()), facts, run, lines=None,
+                         shipping=ZERO, stamps_before=before, previous=None,
+                         version=version, context=context)

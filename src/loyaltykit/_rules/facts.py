@@ -1,0 +1,74 @@
+"""What conditions and windows look at: the member's context and one evaluation's facts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from loyaltykit._calendar import Zone
+from loyaltykit._rules.fields import (
+    check_decimal,
+    set_field,
+)
+from loyaltykit._values import check_aware
+
+
+@attrs.frozen
+class MemberContext:
+    """What the rules may know about the member: enrolment instant (for tenure),
+    attributes (for :class:`Attribute` conditions), tier, whether the order being
+    evaluated is the member's first, and the tier's earn multiplier (read by
+    :class:`TierMultiplierRule`; None: no tier ladder, which counts as 1)."""
+
+    member_id: str
+    enrolled_at: dt.datetime
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    tier: str | None = None
+    first_order: bool = False
+    earn_multiplier: Decimal | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_aware(self.enrolled_at, name="enrolled_at")
+        if self.earn_multiplier is not None:
+            set_field(self, "earn_multiplier",
+                      check_decimal(self.earn_multiplier, "earn_multiplier"))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a JSON-compatible copy (kept in :attr:`Evaluation.context`)."""
+        data = {"member_id": self.member_id, "enrolled_at": self.enrolled_at.isoformat(),
+                "tier": self.tier, "first_order": self.first_order,
+                "attributes": dict(self.attributes)}
+        if self.earn_multiplier is not None:
+            data["earn_multiplier"] = str(self.earn_multiplier)
+        return data
+
+
+class Facts:
+    """What conditions and windows look at, for one evaluation."""
+
+    __slots__ = ("at", "channel", "currency", "earn_multiplier", "enrolled_at", "event_attrs",
+                 "first_order", "local", "member_attrs", "net", "order_attrs", "store", "tier",
+                 "zone")
+
+    def __init__(self, at: dt.datetime, zone: Zone, net: Decimal, currency: str,
+                 member: MemberContext, order_attrs: Mapping[str, Any] | None,
+                 event_attrs: Mapping[str, Any] | None, channel: str | None,
+                 store: str | None) -> None:
+        self.at = at
+        self.zone = zone
+        self.local = at.astimezone(zone)
+        self.net = net
+        self.currency = currency
+        self.tier = member.tier
+        self.earn_multiplier = member.earn_multiplier
+        self.first_order = member.first_order
+        self.member_attrs = member.attributes
+        self.enrolled_at = member.enrolled_at
+        self.order_attrs = order_attrs
+        self.event_attrs = event_attrs
+        self.channel = channel
+        self.store = store
