@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import InvalidCode, InvalidProgram
+from loyaltykit._validate import invalid
 
 __all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
 
@@ -44,10 +45,6 @@ _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s\-]+")
 _PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}$")
-
-
-def _fail(field: str, message: str, value: object) -> InvalidProgram:
-    return InvalidProgram(f"code.{field}: {message}", field=f"code.{field}", value=value)
 
 
 def normalise_code(text: str) -> str:
@@ -96,15 +93,15 @@ class CodeSpec:
     def __attrs_post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) \
                 or not 4 <= self.length <= 32:
-            raise _fail("length", "must be an int from 4 to 32", self.length)
+            raise invalid("code.length", "must be an int from 4 to 32", self.length)
         if isinstance(self.group, bool) or not isinstance(self.group, int) \
                 or not 0 <= self.group <= 32:
-            raise _fail("group", "must be an int from 0 to 32", self.group)
+            raise invalid("code.group", "must be an int from 0 to 32", self.group)
         if not isinstance(self.prefix, str) or not _PREFIX.match(self.prefix):
-            raise _fail("prefix", "must be up to 8 Crockford base32 symbols (upper case)",
-                        self.prefix)
+            raise invalid("code.prefix", "must be up to 8 Crockford base32 symbols (upper case)",
+                          self.prefix)
         if not isinstance(self.check, bool):
-            raise _fail("check", "must be a bool", self.check)
+            raise invalid("code.check", "must be a bool", self.check)
 
     @property
     def entropy_bits(self) -> int:
@@ -124,7 +121,7 @@ class CodeSpec:
         """Raise InvalidProgram if, with ``planned`` codes issued, one guess would hit
         an issued code with probability above one in a million."""
         if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
-            raise _fail("planned", "must be a positive int", planned)
+            raise invalid("code.planned", "must be a positive int", planned)
         chance = self.guess_probability(planned)
         if chance > MAX_GUESS_PROBABILITY:
             needed = math.ceil(math.log(planned / MAX_GUESS_PROBABILITY, 32))
@@ -184,8 +181,8 @@ class CodeSpec:
     def from_dict(cls, data: dict[str, Any]) -> CodeSpec:
         """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, dict):
-            raise _fail("spec", "must be a table", repr(data))
+            raise invalid("code.spec", "must be a table", repr(data))
         unknown = sorted(set(data) - {"length", "group", "prefix", "check"})
         if unknown:
-            raise _fail(unknown[0], "unknown field", None)
+            raise invalid(f"code.{unknown[0]}", "unknown field", None)
         return cls(**data)

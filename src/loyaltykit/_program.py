@@ -2,14 +2,13 @@
 
 A :class:`Program` validates on construction (errors name the bad field) and
 round-trips to a JSON-compatible dict. Calendar maths (expiry rounding, pending days)
-happens in the program's IANA time zone with pendulum.
+happens in the program's IANA time zone (:mod:`loyaltykit._calendar`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import functools
 import json
 import os
 import re
@@ -18,12 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-import pendulum
 
-from loyaltykit._errors import InvalidProgram, LoyaltyError, NaiveDatetime, UnknownWallet
+from loyaltykit._calendar import in_zone, round_up
+from loyaltykit._calendar import zone as zone  # where the service looks for it
+from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
+from loyaltykit._validate import NAME, invalid
 from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "SpendOrder",
 ]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -80,21 +80,11 @@ class ExpiryStart(enum.Enum):
     ACTIVATION = "activation"
 
 
-@functools.lru_cache(maxsize=256)
-def zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
-    """Return the pendulum time zone called ``name`` (cached: loading one is slow)."""
-    return pendulum.timezone(name)
-
-
-def _fail(field: str, message: str, value: object) -> LoyaltyError:
-    return InvalidProgram(f"{field}: {message}", field=field, value=value)
-
-
 def _check_count(field: str, value: object, *, allow_none: bool) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 100_000:
-        raise _fail(field, "must be an int between 0 and 100000", value)
+        raise invalid(field, "must be an int between 0 and 100000", value)
 
 
 @attrs.frozen
@@ -116,11 +106,12 @@ class ExpiryPolicy:
         _check_count("ledger.expiry.days", self.days, allow_none=True)
         _check_count("ledger.expiry.months", self.months, allow_none=True)
         if self.days is not None and self.months is not None:
-            raise _fail("ledger.expiry", "give days or months, not both", attrs.asdict(self))
+            raise invalid("ledger.expiry", "give days or months, not both", attrs.asdict(self))
         if not isinstance(self.round_up_to, ExpiryRounding):
-            raise _fail("ledger.expiry.round_up_to", "must be an ExpiryRounding", self.round_up_to)
+            raise invalid("ledger.expiry.round_up_to", "must be an ExpiryRounding",
+                          self.round_up_to)
         if not isinstance(self.counted_from, ExpiryStart):
-            raise _fail("ledger.expiry.counted_from", "must be an ExpiryStart", self.counted_from)
+            raise invalid("ledger.expiry.counted_from", "must be an ExpiryStart", self.counted_from)
 
     @property
     def expires(self) -> bool:
@@ -131,12 +122,12 @@ class ExpiryPolicy:
         """Return the expiry instant (UTC) of a lot whose period starts at ``start``."""
         if not self.expires:
             return None
-        local = pendulum.instance(start).in_timezone(zone(time_zone))
+        local = in_zone(start, time_zone)
         if self.months is not None:
             local = local.add(months=self.months)
         else:
             local = local.add(days=self.days or 0)
-        local = _round_up(local, self.round_up_to)
+        local = round_up(local, self.round_up_to.value)
         return to_utc(local)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,19 +152,6 @@ class ExpiryPolicy:
         )
 
 
-def _round_up(local: pendulum.DateTime, unit: ExpiryRounding) -> pendulum.DateTime:
-    if unit is ExpiryRounding.NONE:
-        return local
-    if unit is ExpiryRounding.DAY:
-        return local.start_of("day").add(days=1)
-    if unit is ExpiryRounding.MONTH:
-        return local.start_of("month").add(months=1)
-    if unit is ExpiryRounding.QUARTER:
-        first_month = ((local.month - 1) // 3) * 3 + 1
-        return local.start_of("month").set(month=first_month).add(months=3)
-    return local.start_of("year").add(years=1)
-
-
 @attrs.frozen
 class PendingPolicy:
     """How long earned points stay pending (visible, not spendable).
@@ -189,15 +167,15 @@ class PendingPolicy:
     def __attrs_post_init__(self) -> None:
         _check_count("ledger.pending.days", self.days, allow_none=False)
         if not isinstance(self.manual, bool):
-            raise _fail("ledger.pending.manual", "must be a bool", self.manual)
+            raise invalid("ledger.pending.manual", "must be a bool", self.manual)
         if self.manual and self.days:
-            raise _fail("ledger.pending", "give days or manual, not both", attrs.asdict(self))
+            raise invalid("ledger.pending", "give days or manual, not both", attrs.asdict(self))
 
     def activates_at(self, earned_at: dt.datetime, time_zone: str) -> dt.datetime | None:
         """Return when a lot earned at ``earned_at`` activates (None: manual or at once)."""
         if self.manual or not self.days:
             return None
-        local = pendulum.instance(earned_at).in_timezone(zone(time_zone)).add(days=self.days)
+        local = in_zone(earned_at, time_zone).add(days=self.days)
         return to_utc(local)
 
     @property
@@ -217,13 +195,13 @@ class LedgerPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.expiry, ExpiryPolicy):
-            raise _fail("ledger.expiry", "must be an ExpiryPolicy", self.expiry)
+            raise invalid("ledger.expiry", "must be an ExpiryPolicy", self.expiry)
         if not isinstance(self.pending, PendingPolicy):
-            raise _fail("ledger.pending", "must be a PendingPolicy", self.pending)
+            raise invalid("ledger.pending", "must be a PendingPolicy", self.pending)
         if not isinstance(self.spend_order, SpendOrder):
-            raise _fail("ledger.spend_order", "must be a SpendOrder", self.spend_order)
+            raise invalid("ledger.spend_order", "must be a SpendOrder", self.spend_order)
         if not isinstance(self.clawback, ClawbackPolicy):
-            raise _fail("ledger.clawback", "must be a ClawbackPolicy", self.clawback)
+            raise invalid("ledger.clawback", "must be a ClawbackPolicy", self.clawback)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict."""
@@ -253,7 +231,7 @@ def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
         return cls(value)
     except ValueError:
         choices = [m.value for m in cls]
-        raise _fail(f"ledger.{field}", f"must be one of {choices}", value) from None
+        raise invalid(f"ledger.{field}", f"must be one of {choices}", value) from None
 
 
 @attrs.frozen
@@ -288,60 +266,60 @@ class Program:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
-            raise _fail("id", "must be 1-64 characters of letters, digits and _.:-", self.id)
+            raise invalid("id", "must be 1-64 characters of letters, digits and _.:-", self.id)
         if not isinstance(self.time_zone, str):
-            raise _fail("time_zone", "must be an IANA time zone name", self.time_zone)
+            raise invalid("time_zone", "must be an IANA time zone name", self.time_zone)
         try:
             zone(self.time_zone)
         except Exception:
-            raise _fail("time_zone", "unknown IANA time zone", self.time_zone) from None
+            raise invalid("time_zone", "unknown IANA time zone", self.time_zone) from None
         if not isinstance(self.currency, str) or not re.match(r"^[A-Z]{3}$", self.currency):
-            raise _fail("currency", "must be a three-letter ISO 4217 code", self.currency)
+            raise invalid("currency", "must be a three-letter ISO 4217 code", self.currency)
         if not isinstance(self.point_value, Money):
-            raise _fail("point_value", "must be Money", self.point_value)
+            raise invalid("point_value", "must be Money", self.point_value)
         if self.point_value.currency != self.currency:
-            raise _fail("point_value", "must be in the program's currency", self.point_value)
+            raise invalid("point_value", "must be in the program's currency", self.point_value)
         if self.point_value.amount < Decimal(0):
-            raise _fail("point_value", "must not be negative", str(self.point_value.amount))
+            raise invalid("point_value", "must not be negative", str(self.point_value.amount))
         if not isinstance(self.wallets, tuple) or not self.wallets:
-            raise _fail("wallets", "must be a non-empty tuple of names", self.wallets)
+            raise invalid("wallets", "must be a non-empty tuple of names", self.wallets)
         for name in self.wallets:
-            if not isinstance(name, str) or not _NAME.match(name):
-                raise _fail("wallets", "names are lower-case identifiers up to 32 chars", name)
+            if not isinstance(name, str) or not NAME.match(name):
+                raise invalid("wallets", "names are lower-case identifiers up to 32 chars", name)
         if len(set(self.wallets)) != len(self.wallets):
-            raise _fail("wallets", "names must be unique", self.wallets)
+            raise invalid("wallets", "names must be unique", self.wallets)
         if not isinstance(self.ledger, LedgerPolicy):
-            raise _fail("ledger", "must be a LedgerPolicy", self.ledger)
+            raise invalid("ledger", "must be a LedgerPolicy", self.ledger)
         if not isinstance(self.earning, EarningPolicy):
-            raise _fail("earning", "must be an EarningPolicy", self.earning)
+            raise invalid("earning", "must be an EarningPolicy", self.earning)
         if (isinstance(self.version, bool) or not isinstance(self.version, int)
                 or not 1 <= self.version <= 1_000_000):
-            raise _fail("version", "must be an int between 1 and 1000000", self.version)
+            raise invalid("version", "must be an int between 1 and 1000000", self.version)
         if self.effective_from is not None:
             try:
                 aware = to_utc(check_aware(self.effective_from, name="effective_from"))
             except NaiveDatetime:
-                raise _fail("effective_from", "must be a timezone-aware datetime",
-                            repr(self.effective_from)) from None
+                raise invalid("effective_from", "must be a timezone-aware datetime",
+                              repr(self.effective_from)) from None
             object.__setattr__(self, "effective_from", aware)
         if self.tiers is not None:
             if not isinstance(self.tiers, TierPolicy):
-                raise _fail("tiers", "must be a TierPolicy", repr(self.tiers))
+                raise invalid("tiers", "must be a TierPolicy", repr(self.tiers))
             if self.tiers.wallet is not None and self.tiers.wallet not in self.wallets:
-                raise _fail("tiers.wallet", f"not a wallet of the program {self.wallets}",
-                            self.tiers.wallet)
+                raise invalid("tiers.wallet", f"not a wallet of the program {self.wallets}",
+                              self.tiers.wallet)
             for tier in self.tiers.tiers:
                 threshold = tier.threshold
                 if isinstance(threshold, Money) and threshold.currency != self.currency:
-                    raise _fail(f"tiers.{tier.name}.threshold",
-                                "must be in the program's currency", threshold.currency)
+                    raise invalid(f"tiers.{tier.name}.threshold",
+                                  "must be in the program's currency", threshold.currency)
         if self.referrals is not None:
             if not isinstance(self.referrals, ReferralPolicy):
-                raise _fail("referrals", "must be a ReferralPolicy", repr(self.referrals))
+                raise invalid("referrals", "must be a ReferralPolicy", repr(self.referrals))
             minimum = self.referrals.min_net
             if minimum is not None and minimum.currency != self.currency:
-                raise _fail("referrals.min_net", "must be in the program's currency",
-                            minimum.currency)
+                raise invalid("referrals.min_net", "must be in the program's currency",
+                              minimum.currency)
 
     @property
     def default_wallet(self) -> str:
@@ -383,22 +361,22 @@ class Program:
             try:
                 point_value = Money.from_dict(raw_value)
             except (KeyError, TypeError, AttributeError, LoyaltyError):
-                raise _fail("point_value", "must be {'amount': ..., 'currency': ...}",
-                            repr(raw_value)) from None
+                raise invalid("point_value", "must be {'amount': ..., 'currency': ...}",
+                              repr(raw_value)) from None
             wallets = data.get("wallets", ("points",))
             if not isinstance(wallets, list | tuple):  # a str would become one-letter wallets
-                raise _fail("wallets", "must be a list of names", wallets)
+                raise invalid("wallets", "must be a list of names", wallets)
             unknown = sorted(set(data) - _PROGRAM_KEYS)
             if unknown:  # a typo ("earnings") must not silently drop a whole section
-                raise _fail(unknown[0], f"unknown field (known: {sorted(_PROGRAM_KEYS)})",
-                            None)
+                raise invalid(unknown[0], f"unknown field (known: {sorted(_PROGRAM_KEYS)})",
+                              None)
             effective_from = data.get("effective_from")
             if isinstance(effective_from, str):
                 try:
                     effective_from = dt.datetime.fromisoformat(effective_from)
                 except ValueError:
-                    raise _fail("effective_from", "must be an ISO 8601 datetime with offset",
-                                effective_from) from None
+                    raise invalid("effective_from", "must be an ISO 8601 datetime with offset",
+                                  effective_from) from None
             return cls(
                 id=data["id"],
                 time_zone=data["time_zone"],
@@ -415,9 +393,9 @@ class Program:
                            if data.get("referrals") is not None else None),
             )
         except KeyError as exc:
-            raise _fail(str(exc.args[0]), "is required", None) from None
+            raise invalid(str(exc.args[0]), "is required", None) from None
         except (TypeError, AttributeError) as exc:
-            raise _fail("program", f"malformed definition: {exc}", None) from None
+            raise invalid("program", f"malformed definition: {exc}", None) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Program:
@@ -432,18 +410,18 @@ class Program:
             with open(name, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
-            raise _fail("file", f"cannot read {name}: {exc.strerror}", name) from None
+            raise invalid("file", f"cannot read {name}: {exc.strerror}", name) from None
         try:
             if name.endswith(".toml"):
                 data: Any = tomllib.loads(raw.decode("utf-8"))
             elif name.endswith(".json"):
                 data = json.loads(raw)
             else:
-                raise _fail("file", "must end in .toml or .json", name)
+                raise invalid("file", "must end in .toml or .json", name)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise _fail("file", f"cannot parse {name}: {exc}", name) from None
+            raise invalid("file", f"cannot parse {name}: {exc}", name) from None
         if not isinstance(data, dict):
-            raise _fail("file", "must hold one program (a table/object)", name)
+            raise invalid("file", "must hold one program (a table/object)", name)
         return cls.from_dict(data)
 
 

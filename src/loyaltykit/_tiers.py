@@ -30,9 +30,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import attrs
-import pendulum
 
+from loyaltykit._calendar import anniversary, in_zone
 from loyaltykit._errors import InvalidProgram, LoyaltyError
+from loyaltykit._validate import NAME, invalid
 from loyaltykit._values import Money, to_utc
 
 __all__ = [
@@ -56,16 +57,6 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: ISO 4217 currency; amounts with more decimals round half to even).
 SPEND_SCALE = 10_000
 _MAX_TIERS = 20
-
-
-def _fail(field: str, message: str, value: object) -> LoyaltyError:
-    return InvalidProgram(f"{field}: {message}", field=field, value=value)
-
-
-def _zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
-    from loyaltykit._program import zone  # the cached loader; no cycle at import
-
-    return zone(name)
 
 
 class TierMetric(enum.Enum):
@@ -119,15 +110,15 @@ class QualificationWindow:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.kind, WindowKind):
-            raise _fail("tiers.window.kind", "must be a WindowKind", self.kind)
+            raise invalid("tiers.window.kind", "must be a WindowKind", self.kind)
         if self.kind is WindowKind.ROLLING_MONTHS:
             if (isinstance(self.months, bool) or not isinstance(self.months, int)
                     or not 1 <= self.months <= 120):
-                raise _fail("tiers.window.months", "must be an int between 1 and 120 for a "
-                            "rolling window", self.months)
+                raise invalid("tiers.window.months", "must be an int between 1 and 120 for a "
+                              "rolling window", self.months)
         elif self.months is not None:
-            raise _fail("tiers.window.months", "only a rolling window takes months",
-                        self.months)
+            raise invalid("tiers.window.months", "only a rolling window takes months",
+                          self.months)
 
     def describe(self) -> str:
         """The window in words."""
@@ -147,15 +138,15 @@ class QualificationWindow:
         kind = self.kind
         if kind is WindowKind.LIFETIME:
             return EPOCH
-        local = pendulum.instance(at).in_timezone(_zone(time_zone))
+        local = in_zone(at, time_zone)
         if kind is WindowKind.CALENDAR_YEAR:
             return to_utc(local.start_of("year"))
         if kind is WindowKind.ROLLING_MONTHS:
             return to_utc(local.start_of("month"))
         assert anchor is not None, "an anniversary window needs the enrolment date"
-        start = self._anniversary(anchor, local.year, time_zone)
+        start = anniversary(anchor, local.year, time_zone)
         if start > at:
-            start = self._anniversary(anchor, local.year - 1, time_zone)
+            start = anniversary(anchor, local.year - 1, time_zone)
         return start
 
     def next_period(self, start: dt.datetime, time_zone: str, anchor: dt.date | None
@@ -164,7 +155,7 @@ class QualificationWindow:
         kind = self.kind
         if kind is WindowKind.LIFETIME:
             return None
-        local = pendulum.instance(start).in_timezone(_zone(time_zone))
+        local = in_zone(start, time_zone)
         if kind is WindowKind.CALENDAR_YEAR:
             return to_utc(local.add(years=1).start_of("year"))
         if kind is WindowKind.ROLLING_MONTHS:
@@ -172,9 +163,9 @@ class QualificationWindow:
         assert anchor is not None
         # counted from the enrolment date, so 29 February comes back in leap years
         year = local.year + (1 if local.month >= anchor.month else 0)
-        nxt = self._anniversary(anchor, year, time_zone)
+        nxt = anniversary(anchor, year, time_zone)
         if nxt <= start:
-            nxt = self._anniversary(anchor, year + 1, time_zone)
+            nxt = anniversary(anchor, year + 1, time_zone)
         return nxt
 
     def after_periods(self, start: dt.datetime, count: int, time_zone: str,
@@ -194,14 +185,8 @@ class QualificationWindow:
         if self.kind is not WindowKind.ROLLING_MONTHS:
             return period
         assert self.months is not None
-        local = pendulum.instance(period).in_timezone(_zone(time_zone))
+        local = in_zone(period, time_zone)
         return to_utc(local.subtract(months=self.months - 1).start_of("month"))
-
-    @staticmethod
-    def _anniversary(anchor: dt.date, year: int, time_zone: str) -> dt.datetime:
-        day = pendulum.date(anchor.year, anchor.month, anchor.day).add(years=year - anchor.year)
-        local = pendulum.datetime(day.year, day.month, day.day, tz=_zone(time_zone))
-        return to_utc(local)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
@@ -214,10 +199,10 @@ class QualificationWindow:
     def from_dict(cls, data: Any) -> QualificationWindow:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise _fail("tiers.window", "must be a table with kind (and months)", repr(data))
+            raise invalid("tiers.window", "must be a table with kind (and months)", repr(data))
         unknown = sorted(set(data) - {"kind", "months"})
         if unknown:
-            raise _fail(f"tiers.window.{unknown[0]}", "unknown field", None)
+            raise invalid(f"tiers.window.{unknown[0]}", "unknown field", None)
         return cls(kind=_enum(WindowKind, data.get("kind", "calendar_year"),
                               "tiers.window.kind"),
                    months=data.get("months"))
@@ -227,18 +212,18 @@ def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
     try:
         return cls(value)
     except (ValueError, TypeError):
-        raise _fail(field, f"must be one of {[m.value for m in cls]}", value) from None
+        raise invalid(field, f"must be one of {[m.value for m in cls]}", value) from None
 
 
 def _decimal(value: Any, field: str, *, low: Decimal, high: Decimal) -> Decimal:
     if isinstance(value, bool | float):
-        raise _fail(field, "must be a decimal string or int (not a float)", value)
+        raise invalid(field, "must be a decimal string or int (not a float)", value)
     try:
         number = Decimal(value) if isinstance(value, int | str | Decimal) else None
     except ArithmeticError:
         number = None
     if number is None or not number.is_finite() or not low <= number <= high:
-        raise _fail(field, f"must be a decimal between {low} and {high}", repr(value))
+        raise invalid(field, f"must be a decimal between {low} and {high}", repr(value))
     return number
 
 
@@ -246,7 +231,7 @@ def _custom(value: Any) -> dict[str, Any]:
     from loyaltykit._orders import json_value
 
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise _fail("tiers.benefits.custom", "must be a table with str keys", repr(value))
+        raise invalid("tiers.benefits.custom", "must be a table with str keys", repr(value))
     checked: dict[str, Any] = json_value(dict(value), "tiers.benefits.custom", InvalidProgram)
     return checked
 
@@ -276,7 +261,7 @@ class Benefits:
             low=Decimal(0), high=Decimal(100)))
         for name in ("free_shipping", "extended_returns"):
             if not isinstance(getattr(self, name), bool):
-                raise _fail(f"tiers.benefits.{name}", "must be a bool", getattr(self, name))
+                raise invalid(f"tiers.benefits.{name}", "must be a bool", getattr(self, name))
         object.__setattr__(self, "custom", _custom(self.custom))
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,12 +275,12 @@ class Benefits:
     def from_dict(cls, data: Any) -> Benefits:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise _fail("tiers.benefits", "must be a table", repr(data))
+            raise invalid("tiers.benefits", "must be a table", repr(data))
         known = {"earn_multiplier", "discount_percent", "free_shipping", "extended_returns",
                  "custom"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise _fail(f"tiers.benefits.{unknown[0]}", "unknown field", None)
+            raise invalid(f"tiers.benefits.{unknown[0]}", "unknown field", None)
         return cls(earn_multiplier=data.get("earn_multiplier", Decimal(1)),
                    discount_percent=data.get("discount_percent", Decimal(0)),
                    free_shipping=data.get("free_shipping", False),
@@ -315,18 +300,16 @@ class Tier:
     lifetime: bool = False
 
     def __attrs_post_init__(self) -> None:
-        from loyaltykit._program import _NAME
-
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise _fail("tiers.tiers.name", "names are lower-case identifiers up to 32 chars",
-                        self.name)
+        if not isinstance(self.name, str) or not NAME.match(self.name):
+            raise invalid("tiers.tiers.name", "names are lower-case identifiers up to 32 chars",
+                          self.name)
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | Money):
-            raise _fail(f"tiers.{self.name}.threshold", "must be an int (points, orders) or "
-                        "Money (spend)", repr(self.threshold))
+            raise invalid(f"tiers.{self.name}.threshold", "must be an int (points, orders) or "
+                          "Money (spend)", repr(self.threshold))
         if not isinstance(self.benefits, Benefits):
-            raise _fail(f"tiers.{self.name}.benefits", "must be Benefits", repr(self.benefits))
+            raise invalid(f"tiers.{self.name}.benefits", "must be Benefits", repr(self.benefits))
         if not isinstance(self.lifetime, bool):
-            raise _fail(f"tiers.{self.name}.lifetime", "must be a bool", self.lifetime)
+            raise invalid(f"tiers.{self.name}.lifetime", "must be a bool", self.lifetime)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
@@ -339,19 +322,19 @@ class Tier:
     def from_dict(cls, data: Any) -> Tier:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise _fail("tiers.tiers", "each tier must be a table", repr(data))
+            raise invalid("tiers.tiers", "each tier must be a table", repr(data))
         unknown = sorted(set(data) - {"name", "threshold", "benefits", "lifetime"})
         if unknown:
-            raise _fail(f"tiers.tiers.{unknown[0]}", "unknown field", None)
+            raise invalid(f"tiers.tiers.{unknown[0]}", "unknown field", None)
         if "name" not in data or "threshold" not in data:
-            raise _fail("tiers.tiers", "each tier needs name and threshold", repr(dict(data)))
+            raise invalid("tiers.tiers", "each tier needs name and threshold", repr(dict(data)))
         threshold = data["threshold"]
         if isinstance(threshold, Mapping):
             try:
                 threshold = Money.from_dict(dict(threshold))
             except (KeyError, TypeError, AttributeError, LoyaltyError):
-                raise _fail("tiers.tiers.threshold", "must be an int or {'amount', "
-                            "'currency'}", repr(threshold)) from None
+                raise invalid("tiers.tiers.threshold", "must be an int or {'amount', "
+                              "'currency'}", repr(threshold)) from None
         return cls(name=data["name"], threshold=threshold,
                    benefits=Benefits.from_dict(data.get("benefits", {})),
                    lifetime=data.get("lifetime", False))
@@ -384,41 +367,41 @@ class TierPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.tiers, tuple) or not self.tiers:
-            raise _fail("tiers.tiers", "must be a non-empty tuple of Tier", repr(self.tiers))
+            raise invalid("tiers.tiers", "must be a non-empty tuple of Tier", repr(self.tiers))
         if len(self.tiers) > _MAX_TIERS:
-            raise _fail("tiers.tiers", f"at most {_MAX_TIERS} tiers", len(self.tiers))
+            raise invalid("tiers.tiers", f"at most {_MAX_TIERS} tiers", len(self.tiers))
         for tier in self.tiers:
             if not isinstance(tier, Tier):
-                raise _fail("tiers.tiers", "must hold Tier values", repr(tier))
+                raise invalid("tiers.tiers", "must hold Tier values", repr(tier))
         names = [t.name for t in self.tiers]
         if len(set(names)) != len(names):
-            raise _fail("tiers.tiers", "tier names must be unique", names)
+            raise invalid("tiers.tiers", "tier names must be unique", names)
         if not isinstance(self.metric, TierMetric):
-            raise _fail("tiers.metric", "must be a TierMetric", self.metric)
+            raise invalid("tiers.metric", "must be a TierMetric", self.metric)
         if not isinstance(self.window, QualificationWindow):
-            raise _fail("tiers.window", "must be a QualificationWindow", repr(self.window))
+            raise invalid("tiers.window", "must be a QualificationWindow", repr(self.window))
         if not isinstance(self.downgrade, Downgrade):
-            raise _fail("tiers.downgrade", "must be a Downgrade", self.downgrade)
+            raise invalid("tiers.downgrade", "must be a Downgrade", self.downgrade)
         for name, top in (("grace_periods", 100), ("notice_days", 366)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise _fail(f"tiers.{name}", f"must be an int between 0 and {top}", value)
+                raise invalid(f"tiers.{name}", f"must be an int between 0 and {top}", value)
         spend = self.metric is TierMetric.SPEND
         previous = -1
         for i, tier in enumerate(self.tiers):
             if spend != isinstance(tier.threshold, Money):
-                raise _fail(f"tiers.{tier.name}.threshold", "spend thresholds are Money; "
-                            "points and orders thresholds are ints", repr(tier.threshold))
+                raise invalid(f"tiers.{tier.name}.threshold", "spend thresholds are Money; "
+                              "points and orders thresholds are ints", repr(tier.threshold))
             units = self._units(tier.threshold)
             if i == 0 and units != 0:
-                raise _fail(f"tiers.{tier.name}.threshold", "the first (base) tier's "
-                            "threshold must be 0", repr(tier.threshold))
+                raise invalid(f"tiers.{tier.name}.threshold", "the first (base) tier's "
+                              "threshold must be 0", repr(tier.threshold))
             if units < 0 or units > 10**15:
-                raise _fail(f"tiers.{tier.name}.threshold", "must be between 0 and 10**15",
-                            repr(tier.threshold))
+                raise invalid(f"tiers.{tier.name}.threshold", "must be between 0 and 10**15",
+                              repr(tier.threshold))
             if units <= previous:
-                raise _fail(f"tiers.{tier.name}.threshold", "thresholds must rise strictly "
-                            "up the ladder", repr(tier.threshold))
+                raise invalid(f"tiers.{tier.name}.threshold", "thresholds must rise strictly "
+                              "up the ladder", repr(tier.threshold))
             previous = units
 
     @staticmethod
@@ -444,7 +427,7 @@ class TierPolicy:
         for i, tier in enumerate(self.tiers):
             if tier.name == name:
                 return i
-        raise _fail("tier", f"no such tier (tiers: {[t.name for t in self.tiers]})", name)
+        raise invalid("tier", f"no such tier (tiers: {[t.name for t in self.tiers]})", name)
 
     def qualified(self, value: int) -> int:
         """The rank the metric ``value`` reaches."""
@@ -471,15 +454,15 @@ class TierPolicy:
     def from_dict(cls, data: Any) -> TierPolicy:
         """Parse :meth:`to_dict` output (or the ``[tiers]`` table of a TOML file)."""
         if not isinstance(data, Mapping):
-            raise _fail("tiers", "must be a table", repr(data))
+            raise invalid("tiers", "must be a table", repr(data))
         known = {"tiers", "metric", "window", "wallet", "grace_periods", "downgrade",
                  "notice_days"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise _fail(f"tiers.{unknown[0]}", f"unknown field (known: {sorted(known)})", None)
+            raise invalid(f"tiers.{unknown[0]}", f"unknown field (known: {sorted(known)})", None)
         raw = data.get("tiers")
         if not isinstance(raw, list | tuple):
-            raise _fail("tiers.tiers", "must be a list of tiers", repr(raw))
+            raise invalid("tiers.tiers", "must be a list of tiers", repr(raw))
         return cls(tiers=tuple(Tier.from_dict(t) for t in raw),
                    metric=_enum(TierMetric, data.get("metric", "points"), "tiers.metric"),
                    window=QualificationWindow.from_dict(data.get("window", {})),
