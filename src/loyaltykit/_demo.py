@@ -21,8 +21,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
-from zoneinfo import ZoneInfo
 
+from loyaltykit._calendar import zone
 from loyaltykit._clock import TestClock
 from loyaltykit._errors import HoldExpired
 from loyaltykit._model import Kind
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DB = "loyaltykit-demo.sqlite"
 
 TIME_ZONE = "Europe/Berlin"
-LOCAL = ZoneInfo(TIME_ZONE)
+LOCAL = zone(TIME_ZONE)
 START = dt.datetime(2026, 1, 5, tzinfo=LOCAL)
 MONTHS = 14
 NIGHTLY = dt.time(3, 0)
