@@ -68,7 +68,8 @@ def check_enum(cls: type[enum.Enum], value: object, field: str) -> Any:
     try:
         return cls(value)
     except (ValueError, TypeError):
-        raise invalid(field, f"must be one of {[m.value for m in cls]}", repr(value))  # noqa: B904
+        raise invalid(field, f"must be one of {[m.value for m in cls]}",
+                      repr(value)) from None
 
 
 def check_tuple(value: object, field: str) -> tuple[Any, ...]:

@@ -52,6 +52,8 @@ def within(prefix: str) -> Iterator[None]:
 
 
 def check_decimal(value: object, field: str, *, positive: bool = False) -> Decimal:
+    """A rule's decimal: not negative (above 0 with ``positive``), at most 10**12 with at
+    most 12 decimal places."""
     amount = parse_decimal(value, field, InvalidProgram)
     if amount < ZERO or (positive and amount == ZERO):
         raise invalid(field, "must be greater than 0" if positive else "must not be negative",
@@ -63,10 +65,12 @@ def check_decimal(value: object, field: str, *, positive: bool = False) -> Decim
 
 
 def check_label(value: object, field: str) -> str:
+    """A name the shop gave (a tier, channel, store, category, SKU, reward)."""
     return check_name(value, field, InvalidProgram)
 
 
 def check_labels(value: object, field: str, *, empty: bool = True) -> tuple[str, ...]:
+    """A list of names, as a tuple (at least one unless ``empty``)."""
     if not isinstance(value, list | tuple):
         raise invalid(field, "must be a list of names", repr(value))
     if not value and not empty:
@@ -106,6 +110,7 @@ def program_zone(name: object) -> Zone:
 
 
 def parse_date(value: object, field: str) -> dt.date:
+    """A date, or its ISO text."""
     if isinstance(value, str):
         try:
             return dt.date.fromisoformat(value)
@@ -117,6 +122,7 @@ def parse_date(value: object, field: str) -> dt.date:
 
 
 def parse_time(value: object, field: str) -> dt.time:
+    """A local time of day (no time zone), or its ISO text."""
     if isinstance(value, str):
         try:
             value = dt.time.fromisoformat(value)
@@ -131,6 +137,7 @@ def parse_time(value: object, field: str) -> dt.time:
 
 
 def time_text(value: dt.time) -> str:
+    """``"18:00"``, with seconds only when it has them."""
     if value.second or value.microsecond:
         return value.isoformat()
     return value.isoformat(timespec="minutes")

@@ -102,6 +102,9 @@ class Compiled:
 
 
 class Plan:
+    """A policy compiled for the evaluator: its order rules and its event rules by
+    event type, in evaluation order, and the ids of the tracked rules."""
+
     __slots__ = ("event_rules", "first_order", "order_rules", "tracked")
 
     def __init__(self, policy: EarningPolicy) -> None:
