@@ -26,7 +26,7 @@ from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.invariants import check_invariants
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "ledger.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "ledger.py"
 
 OPERATION_KEYS = {
     "loyaltykit_ops_per_s", "baseline_ops_per_s", "ratio", "extra_us_per_op",

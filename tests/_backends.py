@@ -1,21 +1,29 @@
-"""Every storage backend passes the shipped contract suite (loyaltykit.testing.contract)."""
+"""How the contract tests make the storage of each backend.
+
+Each capability's ``test_*_contract.py`` runs its part of the shipped storage contract
+(:mod:`loyaltykit.testing.contract`) on every backend by mixing one of these into the
+part: ``class TestMemoryStorage(MemoryBackend, TierContract)``.
+"""
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from loyaltykit import Storage
 from loyaltykit.memory import MemoryStorage
-from loyaltykit.testing.contract import StorageContract
 
 
-class TestMemoryStorage(StorageContract):
+class MemoryBackend:
     def make_storage(self) -> Storage:
         return MemoryStorage()
 
 
-class TestSQLiteStorage(StorageContract):
+class SQLiteBackend:
+    """A fresh SQLite file per storage, in the test's temporary directory."""
+
     _files = itertools.count()
+    tmp_path: Path
 
     def make_storage(self) -> Storage:
         from loyaltykit.sql import SQLStorage
@@ -29,7 +37,7 @@ class TestSQLiteStorage(StorageContract):
         storage.dispose()  # type: ignore[attr-defined]
 
 
-class TestPostgreSQLStorage(StorageContract):
+class PostgreSQLBackend:
     """The real server: the session's PostgreSQL (see conftest), emptied per test."""
 
     def make_storage(self) -> Storage:

@@ -31,8 +31,8 @@ from loyaltykit import (
     TestClock,
 )
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.contract.referrals import SECRET, referral_program
 from loyaltykit.testing.invariants import check_invariants
-from loyaltykit.testing.referrals import SECRET, referral_program
 
 BERLIN = ZoneInfo("Europe/Berlin")
 REFERRERS = ("a0", "a1")

@@ -1,5 +1,5 @@
 """Checks specific to the SQLAlchemy backend on SQLite (the shared contract suite is in
-tests/test_contract.py): engine settings, error translation, schema constraints,
+the tests/*/test_*_contract.py): engine settings, error translation, schema constraints,
 joining a host application's transaction, and agreement with MemoryStorage."""
 
 from __future__ import annotations

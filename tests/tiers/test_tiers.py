@@ -1,5 +1,6 @@
 """Tiers: the ladder as data, bad definitions, and properties of the tier history
-(the backends' shared checks are in loyaltykit.testing.tiers)."""
+(the backends' shared checks are in loyaltykit.testing.contract.tiers, run by
+test_tiers_contract.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit.memory import MemoryStorage
-from loyaltykit.testing.tiers import _berlin, replay_tiers, tier_program
+from loyaltykit.testing.contract.tiers import _berlin, replay_tiers, tier_program
 
 
 def test_a_program_with_tiers_round_trips_and_loads_from_toml(tmp_path: Path) -> None:

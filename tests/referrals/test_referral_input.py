@@ -30,7 +30,7 @@ from loyaltykit import (
     TestClock,
 )
 from loyaltykit.testing.contract import ledger_snapshot
-from loyaltykit.testing.referrals import SECRET, referral_program
+from loyaltykit.testing.contract.referrals import SECRET, referral_program
 
 START = dt.datetime(2026, 3, 1, 8, tzinfo=dt.UTC)
 MEMBERS = ("alice", "bob", "carol")
