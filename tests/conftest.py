@@ -147,7 +147,17 @@ def make_storage_factory(
     return factory, cleanups
 
 
-@pytest.fixture(params=BACKENDS)
+#: The ``backend`` fixture's parameters. A test parametrised by backend pays a server
+#: round trip per call on PostgreSQL, so those runs are ``slow``: the fast loop
+#: (``-m "not slow"``) runs them on memory and SQLite, and reaches PostgreSQL through the
+#: contract parts (tests/*/test_*_contract.py), which stay in it on all three backends.
+BACKEND_PARAMS = [
+    pytest.param(name, marks=pytest.mark.slow) if name == "postgresql" else name
+    for name in BACKENDS
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend under test."""
     return str(request.param)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -32,10 +33,12 @@ SQLITE = settings(max_examples=50, stateful_step_count=40, **_COMMON)
 BOTH = settings(max_examples=75, stateful_step_count=40, **_COMMON)
 
 
+@pytest.mark.slow
 def test_memory_backend_keeps_the_invariants() -> None:
     run_state_machine_as_test(LedgerMachine.using(MemoryStorage), settings=MEMORY)
 
 
+@pytest.mark.slow
 def test_sqlite_backend_keeps_the_invariants(tmp_path: Path) -> None:
     factory, cleanups = make_storage_factory("sqlite", tmp_path)
     try:
@@ -45,6 +48,7 @@ def test_sqlite_backend_keeps_the_invariants(tmp_path: Path) -> None:
             cleanup()
 
 
+@pytest.mark.slow
 def test_memory_and_sqlite_agree(tmp_path: Path) -> None:
     factory, cleanups = make_storage_factory("sqlite", tmp_path)
     try:
@@ -57,11 +61,13 @@ def test_memory_and_sqlite_agree(tmp_path: Path) -> None:
 POSTGRESQL = settings(max_examples=25, stateful_step_count=40, **_COMMON)
 
 
+@pytest.mark.slow
 def test_postgresql_backend_keeps_the_invariants(tmp_path: Path) -> None:
     factory, _ = make_storage_factory("postgresql", tmp_path)
     run_state_machine_as_test(LedgerMachine.using(factory), settings=POSTGRESQL)
 
 
+@pytest.mark.slow
 def test_memory_and_postgresql_agree(tmp_path: Path) -> None:
     factory, _ = make_storage_factory("postgresql", tmp_path)
     run_state_machine_as_test(LedgerMachine.using(MemoryStorage, factory), settings=POSTGRESQL)

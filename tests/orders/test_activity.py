@@ -233,6 +233,7 @@ def history() -> list[tuple[Any, ...]]:
     return ops
 
 
+@pytest.mark.slow
 def test_counters_on_every_backend(storage: Storage) -> None:
     oracle = Oracle(storage)
     run(oracle, history())

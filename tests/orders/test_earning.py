@@ -551,6 +551,7 @@ _MARCH = st.datetimes(min_value=dt.datetime(2026, 3, 1), max_value=dt.datetime(2
                       timezones=st.just(dt.UTC))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(policy=strategies.earning_policies(), data=st.data())
 def test_random_programs_quote_record_and_return_consistently(

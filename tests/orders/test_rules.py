@@ -737,6 +737,7 @@ def test_first_order_is_known_to_the_policy() -> None:
 # -- definitions as data ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=8))
 def test_policy_round_trips_through_json(policy: EarningPolicy) -> None:
     data = json.loads(json.dumps(policy.to_dict()))
@@ -965,6 +966,7 @@ def test_describe() -> None:
 # -- evaluations as data ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(earning_policies(), orders(placed_at=instants(dt.datetime(2026, 1, 1),
                                                      dt.datetime(2026, 12, 31))))
 def test_evaluation_round_trips_through_json(policy: EarningPolicy, order: Order) -> None:
@@ -991,6 +993,7 @@ def test_malformed_evaluations_raise_invalid_input(data: Any) -> None:
 # -- properties ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=6), orders(), st.data())
 def test_returning_everything_leaves_nothing(policy: EarningPolicy, order: Order,
                                             data: st.DataObject) -> None:
@@ -1104,6 +1107,7 @@ def capped_policies(draw: st.DrawFn) -> EarningPolicy:
                          stacking=draw(st.sampled_from(Stacking)))
 
 
+@pytest.mark.slow
 @given(capped_policies(), st.data())
 def test_caps_hold_under_any_sequence_of_evaluations(policy: EarningPolicy,
                                                      data: st.DataObject) -> None:
@@ -1125,6 +1129,7 @@ def test_caps_hold_under_any_sequence_of_evaluations(policy: EarningPolicy,
     check_caps(policy, list(member.rows.values()))
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=6), st.lists(
     orders(placed_at=instants(dt.datetime(2026, 3, 1), dt.datetime(2026, 6, 1))),
     min_size=1, max_size=6))
@@ -1140,6 +1145,7 @@ def test_rows_the_queries_ask_for_are_all_an_evaluation_needs(
         assert selected == everything
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=6), orders())
 def test_points_are_the_rounded_sum_of_the_outcomes(policy: EarningPolicy,
                                                     order: Order) -> None:
@@ -1168,6 +1174,7 @@ def mangle(data: Any, draw: st.DataObject) -> Any:
     return _fuzz.mangle(data, draw, GARBAGE)
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=4), st.data())
 def test_garbage_policies_raise_invalid_program_only(policy: EarningPolicy,
                                                      data: st.DataObject) -> None:
@@ -1179,6 +1186,7 @@ def test_garbage_policies_raise_invalid_program_only(policy: EarningPolicy,
         assert exc.details["field"].startswith("earning")
 
 
+@pytest.mark.slow
 @given(earning_policies(max_rules=4), orders(), st.data())
 def test_garbage_evaluations_raise_invalid_input_only(policy: EarningPolicy, order: Order,
                                                       data: st.DataObject) -> None:

@@ -50,6 +50,7 @@ def load_benchmark() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["memory", "sqlite"])
 def test_quick_run_ends_with_one_line_of_json(name: str, tmp_path: Path) -> None:
     proc = subprocess.run(
@@ -151,6 +152,7 @@ def test_seeded_history_is_a_consistent_ledger() -> None:
     check_invariants(storage, bench.program, ["long", "short"])
 
 
+@pytest.mark.slow
 def test_parallel_benchmark_ends_with_one_line_of_json(tmp_path: Path) -> None:
     from conftest import POSTGRESQL
 
@@ -172,6 +174,7 @@ def test_parallel_benchmark_ends_with_one_line_of_json(tmp_path: Path) -> None:
 RULES_BENCHMARK = BENCHMARK.parent / "rules.py"
 
 
+@pytest.mark.slow
 def test_rules_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/rules.py runs, checks its hand-written baseline agrees with the engine
     on every order (it exits non-zero otherwise) and ends with one JSON line."""
@@ -218,6 +221,7 @@ def test_rules_benchmark_baseline_computes_the_engines_points() -> None:
 TIERS_BENCHMARK = BENCHMARK.parent / "tiers.py"
 
 
+@pytest.mark.slow
 def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/tiers.py evaluates every seeded member (it exits non-zero otherwise),
     its baseline aggregates every member, and it ends with one JSON line."""
@@ -240,6 +244,7 @@ def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
 REFERRALS_BENCHMARK = BENCHMARK.parent / "referrals.py"
 
 
+@pytest.mark.slow
 def test_referrals_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/referrals.py issues distinct codes and qualifies every referral it
     makes, both rewards paid (it exits non-zero otherwise), and ends with one JSON line."""

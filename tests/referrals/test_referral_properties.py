@@ -14,6 +14,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -33,6 +34,9 @@ from loyaltykit import (
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract.referrals import SECRET, referral_program
 from loyaltykit.testing.invariants import check_invariants
+
+# Hypothesis state machines: the fast loop leaves them out.
+pytestmark = pytest.mark.slow
 
 BERLIN = ZoneInfo("Europe/Berlin")
 REFERRERS = ("a0", "a1")

@@ -55,6 +55,9 @@ from loyaltykit.sql import SQLStorage, create_engine
 from loyaltykit.testing.contract import make_program, statement_lines
 from loyaltykit.testing.invariants import check_invariants, read_ledger
 
+# Real races between threads and processes, each for seconds: the fast loop leaves them out.
+pytestmark = pytest.mark.slow
+
 #: How long the workers of the hammer test keep writing.
 HAMMER_SECONDS = 10.0
 HAMMER_WORKERS = 8

@@ -36,6 +36,9 @@ from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.contract import make_program
 from loyaltykit.testing.invariants import check_invariants, read_ledger
 
+# Writer processes killed round after round: the fast loop leaves them out.
+pytestmark = pytest.mark.slow
+
 ROUNDS = 8
 #: The writer is killed this many seconds (uniformly at random) after it is ready.
 KILL_AFTER = (0.05, 0.5)
