@@ -71,10 +71,7 @@ import sqlalchemy as sa
 
 from loyaltykit import (
     Account,
-    AccountState,
-    ChangeSet,
     ExpiryPolicy,
-    IdempotencyRecord,
     Kind,
     LedgerPolicy,
     Lot,
@@ -89,6 +86,8 @@ from loyaltykit import (
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.storage import AccountState, IdempotencyRecord
+from loyaltykit.testing.changes import ChangeSet, write_changes
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
@@ -538,7 +537,7 @@ def enrol_many(storage: Storage, program_id: str, members: Sequence[str],
         new_accounts={(m, WALLET) for m in members},
     )
     with storage.unit_of_work(program_id) as uow:
-        uow.write(changes)
+        write_changes(uow, changes)
         uow.commit()
 
 
@@ -588,7 +587,7 @@ def seed_history(storage: Storage, program_id: str, member: str, transactions: i
         members=[Member(program_id, member, start, {})], idempotency=keys,
     )
     with storage.unit_of_work(program_id) as uow:
-        uow.write(changes)
+        write_changes(uow, changes)
         uow.commit()
 
 

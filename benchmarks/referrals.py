@@ -153,7 +153,7 @@ def bench_codes(helpers: Any, loyalty: Loyalty, draws: CountingDraws,
         return make
 
     def issue(state: tuple[list[str], str], i: int) -> None:
-        issued.append(loyalty.issue_code(state[0][i]).code)
+        issued.append(loyalty.referrals.issue_code(state[0][i]).code)
 
     def earn(state: tuple[list[str], str], i: int) -> None:
         loyalty.earn(state[0][i], 1, key=f"earn-{state[1]}-{i}")
@@ -192,7 +192,7 @@ def bench_attribution(helpers: Any, loyalty: Loyalty, clock: TestClock,
         shown = []
         for m in owners:
             loyalty.enrol(m)
-            shown.append(loyalty.issue_code(m).shown)
+            shown.append(loyalty.referrals.issue_code(m).shown)
         members = [f"referee-{tag}-{j}" for j in range(ops)]
         referees.extend(members)
         return members, shown, tag
@@ -219,7 +219,7 @@ def bench_attribution(helpers: Any, loyalty: Loyalty, clock: TestClock,
     assert len(referees) == (rounds + 1) * ops, len(referees)
     held_back = []
     for member in referees:
-        r = loyalty.referral(member)
+        r = loyalty.referrals.get(member)
         if (r.status is not ReferralStatus.QUALIFIED or r.reasons
                 or (r.referrer_points, r.referee_points) != (REWARD.referrer, REWARD.referee)):
             held_back.append((member, r.status.value, r.reasons))

@@ -56,8 +56,8 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from loyaltykit import Loyalty, Money, Program, TestClock, Tier, TierPolicy  # noqa: E402
-from loyaltykit._sql import schema  # noqa: E402
 from loyaltykit._tiers import new_state  # noqa: E402
+from loyaltykit.sql import schema  # noqa: E402
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TARGET = 2.0

@@ -54,24 +54,19 @@ from loyaltykit._errors import (
     TransactionNotFound,
     UnknownWallet,
 )
-from loyaltykit._ledger import ChangeSet
+from loyaltykit._facade import Loyalty
 from loyaltykit._model import (
     Account,
-    AccountState,
     Hold,
     HoldAllocation,
     HoldStatus,
-    IdempotencyRecord,
     Kind,
     Lot,
     LotMovement,
     Member,
-    MemberState,
     OrderRecord,
     OrderStatus,
     Posting,
-    ProgramVersion,
-    RuleUsage,
     Transaction,
 )
 from loyaltykit._orders import Event, EventType, Order, OrderLine
@@ -150,38 +145,30 @@ from loyaltykit._rules import (
     StoreIn,
     TierIn,
     TierMultiplierRule,
-    UsageQuery,
     Window,
     evaluate_event,
     evaluate_order,
-    stamp_card_ids,
-    usage_queries,
-    usage_rows,
 )
-from loyaltykit._service import Loyalty
-from loyaltykit._storage import Storage, UnitOfWork
 from loyaltykit._tiers import (
     Benefits,
     Downgrade,
     QualificationWindow,
     Tier,
     TierChange,
-    TierJob,
     TierMetric,
     TierNotice,
     TierPolicy,
     TierProgress,
-    TierState,
     TierStatus,
     WindowKind,
 )
 from loyaltykit._values import Money
+from loyaltykit.storage import Storage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Account",
-    "AccountState",
     "AllOf",
     "AlreadyReferred",
     "AlreadyReversed",
@@ -194,7 +181,6 @@ __all__ = [
     "Campaign",
     "Cap",
     "CapPeriod",
-    "ChangeSet",
     "ChannelIn",
     "ClawbackPolicy",
     "Clock",
@@ -229,7 +215,6 @@ __all__ = [
     "HoldResult",
     "HoldStatus",
     "IdempotencyConflict",
-    "IdempotencyRecord",
     "Identity",
     "InsufficientPoints",
     "InvalidCode",
@@ -252,7 +237,6 @@ __all__ = [
     "MemberAlreadyEnrolled",
     "MemberContext",
     "MemberNotFound",
-    "MemberState",
     "MinNet",
     "MinTenure",
     "Money",
@@ -275,7 +259,6 @@ __all__ = [
     "PendingPolicy",
     "Posting",
     "Program",
-    "ProgramVersion",
     "ProgramVersionConflict",
     "QualificationWindow",
     "RateRule",
@@ -296,7 +279,6 @@ __all__ = [
     "Rule",
     "RuleGroup",
     "RuleOutcome",
-    "RuleUsage",
     "SameEmail",
     "SameFingerprint",
     "SelfReferral",
@@ -315,21 +297,17 @@ __all__ = [
     "Tier",
     "TierChange",
     "TierIn",
-    "TierJob",
     "TierMetric",
     "TierMultiplierRule",
     "TierNotice",
     "TierPolicy",
     "TierProgress",
-    "TierState",
     "TierStatus",
     "Transaction",
     "TransactionNotFound",
     "TransactionResult",
     "TransferResult",
-    "UnitOfWork",
     "UnknownWallet",
-    "UsageQuery",
     "Velocity",
     "Verdict",
     "Window",
@@ -338,9 +316,6 @@ __all__ = [
     "evaluate_event",
     "evaluate_order",
     "normalise_email",
-    "stamp_card_ids",
-    "usage_queries",
-    "usage_rows",
 ]
 
 _logging.getLogger("loyaltykit").addHandler(_logging.NullHandler())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 from loyaltykit._calendar import zone
 from loyaltykit._clock import TestClock
 from loyaltykit._errors import HoldExpired
+from loyaltykit._facade import Loyalty
 from loyaltykit._model import Kind
 from loyaltykit._program import (
     ClawbackPolicy,
@@ -36,9 +37,8 @@ from loyaltykit._program import (
     SpendOrder,
 )
 from loyaltykit._results import Balance, DueWorkReport, StatementLine
-from loyaltykit._service import Loyalty
-from loyaltykit._storage import Storage
 from loyaltykit._values import Money
+from loyaltykit.storage import Storage
 
 if TYPE_CHECKING:
     from loyaltykit.sql import SQLStorage

@@ -2,7 +2,8 @@
 
 No I/O and no clock: the facade loads a :class:`MemberBook` per member (its stored
 totals and, when the operation needs them, its open lots and holds), calls one
-operation on a :class:`Ledger`, and hands the resulting :class:`ChangeSet` to storage.
+operation on a :class:`Ledger`, and hands the resulting
+:class:`~loyaltykit.storage.LedgerChanges` to storage.
 
 Rules kept here (DESIGN §3):
 
@@ -36,77 +37,19 @@ from loyaltykit._model import (
     Hold,
     HoldAllocation,
     HoldStatus,
-    IdempotencyRecord,
     Kind,
     Lot,
     LotMovement,
-    Member,
-    OrderRecord,
     Posting,
-    RuleUsage,
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
-from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
-from loyaltykit._tiers import TierChange, TierState
+from loyaltykit.storage.ledger import LedgerChanges
 
-__all__ = ["ChangeSet", "Ledger", "MemberBook"]
+__all__ = ["Ledger", "MemberBook"]
 
 _FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
 _NOT_REVERSIBLE = {Kind.EXPIRE, Kind.ACTIVATE, Kind.HOLD, Kind.RELEASE, Kind.REVERSE}
-
-
-@attrs.define
-class ChangeSet:
-    """Everything one unit of work writes. Storage persists it in one go.
-
-    ``lots`` and ``holds`` hold the final state of every touched row; ids in
-    ``new_lots`` / ``new_holds`` are inserted, the others updated. ``accounts`` holds
-    the final running totals of every touched member wallet. ``orders`` holds the
-    final state of every touched order (ids in ``new_orders`` are inserted, the others
-    updated); ``usage`` rows are upserted by ``(program_id, source, rule_id)``.
-    ``tier_states`` holds the final tier state of every touched member (ids in
-    ``new_tier_states`` are inserted); ``tier_buckets`` amounts are added to the
-    member's metric bucket of that period (created at 0 when missing);
-    ``tier_history`` lines are appended.
-    """
-
-    transactions: list[Transaction] = attrs.field(factory=list)
-    lots: dict[uuid.UUID, Lot] = attrs.field(factory=dict)
-    new_lots: set[uuid.UUID] = attrs.field(factory=set)
-    holds: dict[uuid.UUID, Hold] = attrs.field(factory=dict)
-    new_holds: set[uuid.UUID] = attrs.field(factory=set)
-    accounts: dict[tuple[str, str], AccountState] = attrs.field(factory=dict)
-    new_accounts: set[tuple[str, str]] = attrs.field(factory=set)
-    members: list[Member] = attrs.field(factory=list)
-    idempotency: list[IdempotencyRecord] = attrs.field(factory=list)
-    orders: dict[str, OrderRecord] = attrs.field(factory=dict)
-    new_orders: set[str] = attrs.field(factory=set)
-    usage: list[RuleUsage] = attrs.field(factory=list)
-    # tiers: final state per member (ids in new_tier_states are inserted), the metric
-    # added to (member_id, period_start) buckets, and history lines to append
-    tier_states: dict[str, TierState] = attrs.field(factory=dict)
-    new_tier_states: set[str] = attrs.field(factory=set)
-    tier_buckets: dict[tuple[str, dt.datetime], int] = attrs.field(factory=dict)
-    tier_history: list[TierChange] = attrs.field(factory=list)
-    # what orders and returns add to the spend and order metrics: (member_id, at,
-    # spend units, orders); read by the facade's tier step, not written as such
-    tier_orders: list[tuple[str, dt.datetime, int, int]] = attrs.field(factory=list)
-    # referrals: codes to insert (a code issued twice is a DuplicateKey), the final
-    # state of every touched referral (referee ids in new_referrals are inserted) and
-    # identity marks to keep (one already kept is left as it is)
-    referral_codes: list[ReferralCode] = attrs.field(factory=list)
-    referrals: dict[str, Referral] = attrs.field(factory=dict)
-    new_referrals: set[str] = attrs.field(factory=set)
-    referral_marks: list[ReferralMark] = attrs.field(factory=list)
-
-    @property
-    def empty(self) -> bool:
-        """True if there is nothing to write."""
-        return not (self.transactions or self.members or self.idempotency or self.accounts
-                    or self.orders or self.usage or self.tier_states or self.tier_buckets
-                    or self.tier_history or self.referral_codes or self.referrals
-                    or self.referral_marks)
 
 
 @attrs.define
@@ -182,16 +125,17 @@ class Ledger:
         recorded_at: dt.datetime,
         new_id: Callable[[], uuid.UUID],
         key: str | None = None,
+        on_posted: Callable[[Transaction], None] | None = None,
     ) -> None:
         self.program = program
+        #: called with every transaction this ledger posts (the write pipeline raises
+        #: :class:`~loyaltykit._events.PointsPosted` from it)
+        self.on_posted = on_posted
         self.at = at
         self.recorded_at = recorded_at
         self.new_id = new_id
         self.key = key
-        self.changes = ChangeSet()
-        #: tier states as stored, by member, once read in this unit of work (pricing
-        #: reads a member's state; the tier step after it needs the same row)
-        self.tier_read: dict[str, TierState | None] = {}
+        self.changes = LedgerChanges()
         self._books: dict[tuple[str, str], MemberBook] = {}
         self._touched: set[tuple[str, str]] = set()  # accounts changed without postings
         self._expiries: dict[dt.datetime, dt.datetime | None] = {}
@@ -218,7 +162,7 @@ class Ledger:
                                       version=book.state.version + 1)
             self._touched.add(key)
 
-    def finish(self) -> ChangeSet:
+    def finish(self) -> LedgerChanges:
         """Finalise running totals (including ``next_due_at``) and return the changes.
 
         A wallet whose lots were loaded gets an exact ``next_due_at``; one whose lots
@@ -267,6 +211,8 @@ class Ledger:
         )
         book.state = book.state.apply(tx.postings)
         self.changes.transactions.append(tx)
+        if self.on_posted is not None:
+            self.on_posted(tx)
         return tx
 
     def _put_lot(self, book: MemberBook, lot: Lot, *, new: bool = False) -> None:

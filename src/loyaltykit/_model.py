@@ -259,11 +259,13 @@ class AccountState:
 
 @attrs.frozen
 class MemberState:
-    """What the service reads of a member in one go (:meth:`~loyaltykit.UnitOfWork.load_member`).
+    """What the service reads of a member in one go
+    (:meth:`~loyaltykit.storage.LedgerStore.load_member`).
 
     ``accounts`` maps each wallet asked for that has an account to its running totals;
     ``version`` is the number of the program version in force at the instant asked
-    (the rule of :meth:`~loyaltykit.UnitOfWork.program_version_at`), None if none is in force.
+    (the rule of :meth:`~loyaltykit.storage.ProgramStore.program_version_at`), None if
+    none is in force.
     """
 
     member: Member

@@ -1,28 +1,46 @@
-"""Field validators shared by every part of a program definition (rules, tiers,
-referrals, codes, the program itself): a leaf below them all.
+"""Validation shared by the whole library: a leaf below every other module.
 
-One contract: :func:`invalid` *builds* the :class:`~loyaltykit.InvalidProgram` naming
+Two families, each with one contract:
+
+* **Program definitions** (rules, tiers, referrals, codes, the program itself).
+
+:func:`invalid` *builds* the :class:`~loyaltykit.InvalidProgram` naming
 the bad field (``"referrals.cap.days: ..."``) and the caller raises it (``raise
 invalid(...) from None`` where the cause is noise); the ``check_*`` helpers raise it
-themselves and return the checked value. Nothing here imports the domain modules.
+themselves and return the checked value.
+* **Arguments of public calls** (member and order ids, reasons, metadata, ids):
+  ``check_member_id``, ``check_reason``, ``check_json`` and ``check_id`` raise
+  :class:`~loyaltykit.InvalidInput` naming the parameter and return the value in the
+  form the services use.
+
+Nothing here imports the domain modules.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from loyaltykit._errors import InvalidProgram
+from loyaltykit._errors import InvalidInput, InvalidProgram
 
 __all__ = [
+    "MAX_MEMBER_ID_LENGTH",
+    "MAX_METADATA_BYTES",
+    "MAX_REASON_LENGTH",
     "NAME",
     "check_bool",
     "check_enum",
+    "check_id",
     "check_ident",
     "check_int",
+    "check_json",
     "check_keys",
+    "check_member_id",
+    "check_reason",
     "check_tuple",
     "invalid",
 ]
@@ -93,3 +111,62 @@ def check_keys(data: object, known: frozenset[str], required: tuple[str, ...] = 
         if key not in data:
             raise invalid(key, "is required", None)
     return data
+
+
+# -- arguments of public calls ------------------------------------------------------
+
+MAX_MEMBER_ID_LENGTH = 128
+MAX_REASON_LENGTH = 500
+MAX_METADATA_BYTES = 16_384
+
+
+def check_member_id(value: object, name: str = "member_id") -> str:
+    """A shop's id (of a member, an order...): 1-128 characters, no surrounding spaces."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a str", **{name: value})
+    if not value or value != value.strip() or len(value) > MAX_MEMBER_ID_LENGTH:
+        raise InvalidInput(
+            f"{name} must be 1-{MAX_MEMBER_ID_LENGTH} characters without surrounding spaces",
+            **{name: value},
+        )
+    return value
+
+
+def check_reason(value: object, *, required: bool = False) -> str:
+    """A reason of at most 500 characters (not blank when ``required``)."""
+    if not isinstance(value, str) or len(value) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"reason must be a str of at most {MAX_REASON_LENGTH} characters",
+                           reason=value)
+    if required and not value.strip():
+        raise InvalidInput("a reason is required", reason=value)
+    return value
+
+
+def check_json(value: object, name: str) -> dict[str, Any]:
+    """A JSON-compatible mapping with str keys of at most 16 KiB (None: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidInput(f"{name} must be a mapping with str keys", **{name: repr(value)})
+    try:
+        text = json.dumps(dict(value), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"{name} must be JSON-compatible: {exc}", **{name: repr(value)}
+        ) from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"{name} larger than {MAX_METADATA_BYTES} bytes", size=len(text))
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def check_id(value: object, name: str) -> uuid.UUID:
+    """A UUID, or its text."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidInput(f"{name} must be a UUID", **{name: value})

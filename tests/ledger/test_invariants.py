@@ -17,7 +17,6 @@ import pytest
 
 from loyaltykit import (
     Account,
-    ChangeSet,
     ClawbackPolicy,
     ExpiryPolicy,
     Kind,
@@ -30,6 +29,7 @@ from loyaltykit import (
     Transaction,
 )
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.invariants import (
     INVARIANTS,
     check_invariants,
@@ -72,7 +72,9 @@ class Ledger:
 
     @property
     def tables(self):  # the memory backend's internals, to corrupt on purpose
-        return self.storage._tables
+        from loyaltykit.memory.ledger import LedgerTables
+
+        return self.storage._tables.of(LedgerTables)
 
     def key(self, member_id: str = "alice") -> tuple[str, str, str]:
         return (self.program.id, self.program.default_wallet, member_id)
@@ -215,7 +217,7 @@ def test_e_negative_available_written_through_a_unit_of_work(ledger: Ledger) -> 
     # a crafted, balanced overdraft: the postings are fine, the balance is not
     program = ledger.program
     with ledger.storage.unit_of_work(program.id) as uow:
-        state = uow.lock_accounts(program.default_wallet, ["bob"])["bob"]
+        state = uow.ledger.lock_accounts(program.default_wallet, ["bob"])["bob"]
         spend = Transaction(
             id=uuid.uuid4(), program_id=program.id, member_id="bob",
             wallet=program.default_wallet, kind=Kind.SPEND, occurred_at=ledger.clock.now(),
@@ -226,7 +228,7 @@ def test_e_negative_available_written_through_a_unit_of_work(ledger: Ledger) -> 
         changes = ChangeSet(transactions=[spend],
                             accounts={("bob", program.default_wallet):
                                       state.apply(spend.postings)})
-        uow.write(changes)
+        write_changes(uow, changes)
         uow.commit()
     message = ledger.broken()
     assert mentions(message, "e")

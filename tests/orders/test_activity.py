@@ -50,6 +50,7 @@ from loyaltykit import (
 from loyaltykit._activity import Activity, order_usage, retention
 from loyaltykit._model import RuleUsage
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.changes import write_changes
 from loyaltykit.testing.contract import berlin, make_program
 
 EUR = "EUR"
@@ -162,8 +163,8 @@ class Oracle:
 
     def check_counters(self) -> None:
         with self.storage.unit_of_work(self.program.id) as uow:
-            state = uow.get_account("points", "ann")
-            credits = uow.get_account("credits", "ann")
+            state = uow.ledger.get_account("points", "ann")
+            credits = uow.ledger.get_account("credits", "ann")
         assert state is not None and credits is not None
         assert credits.activity is None  # counters live on the default wallet only
         stored = Activity.load(state.activity)
@@ -238,7 +239,7 @@ def test_counters_on_every_backend(storage: Storage) -> None:
     oracle = Oracle(storage)
     run(oracle, history())
     with storage.unit_of_work(oracle.program.id) as uow:
-        state = uow.get_account("points", "ann")
+        state = uow.ledger.get_account("points", "ann")
     assert state is not None
     stored = Activity.load(state.activity)
     # the history is long enough that old entries were dropped behind the horizon
@@ -253,19 +254,19 @@ def test_counters_missing_are_rebuilt(storage: Storage) -> None:
         oracle.order(i * 2, 3, 2, 4500, "points")
     oracle.event(1, "points")
     with storage.unit_of_work(oracle.program.id) as uow:
-        state = uow.get_account("points", "ann")
+        state = uow.ledger.get_account("points", "ann")
         assert state is not None
-        uow.write(_changes({("ann", "points"): attrs.evolve(state, activity=None)}))
+        write_changes(uow, _changes({("ann", "points"): attrs.evolve(state, activity=None)}))
         uow.commit()
     with storage.unit_of_work(oracle.program.id) as uow:
-        cleared = uow.get_account("points", "ann")
+        cleared = uow.ledger.get_account("points", "ann")
     assert cleared is not None and cleared.activity is None
     oracle.order(9, 3, 2, 4500, "points")
     oracle.check_counters()
 
 
 def _changes(accounts: dict[tuple[str, str], Any]) -> Any:
-    from loyaltykit._ledger import ChangeSet
+    from loyaltykit.testing.changes import ChangeSet
     return ChangeSet(accounts=accounts)
 
 

@@ -317,8 +317,8 @@ def test_the_default_key_lives_on_the_order_row(world: World) -> None:
     order = e1_order("o", "ann", berlin(2026, 3, 14, 18))
     first = world.loyalty.record_order(order)
     with world.storage.unit_of_work(world.program.id) as uow:
-        assert uow.get_idempotency("order:o") is None
-        record = uow.get_order("o")
+        assert uow.keys.get_idempotency("order:o") is None
+        record = uow.orders.get_order("o")
     assert record is not None and record.fingerprint and record.result
     assert first == world.loyalty.record_order(order)
     with pytest.raises(IdempotencyConflict):
@@ -591,3 +591,4 @@ def test_random_programs_quote_record_and_return_consistently(
         assert 0 == worth == w.loyalty.order(order.id).points
     assert 0 == w.loyalty.balance("m").total
     w.check()
+

@@ -45,43 +45,47 @@ def world(storage: Storage) -> tuple[Loyalty, str]:
     loyalty = Loyalty(referral_program(), storage, clock=TestClock(START), secret=SECRET)
     loyalty.enrol("alice", identity=Identity(email="alice@example.com"))
     loyalty.enrol("bob")
-    loyalty.enrol("carol", referral_code=loyalty.issue_code("alice").code)
-    return loyalty, loyalty.codes("alice")[0].code
+    loyalty.enrol("carol", referral_code=loyalty.referrals.issue_code("alice").code)
+    return loyalty, loyalty.referrals.codes("alice")[0].code
 
 
 def _state(loyalty: Loyalty) -> object:
-    referrals = {m: loyalty.referrals(m) for m in MEMBERS}
-    codes = {m: loyalty.codes(m) for m in MEMBERS}
+    referrals = {m: loyalty.referrals.made_by(m) for m in MEMBERS}
+    codes = {m: loyalty.referrals.codes(m) for m in MEMBERS}
     return ledger_snapshot(loyalty, MEMBERS), referrals, codes
 
 
 CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], type[Exception]]] = [
-    ("typo", lambda lo, c: lo.refer("bob", c[:-1] + ("0" if c[-1] != "0" else "1")),
+    ("typo", lambda lo, c: lo.referrals.refer("bob", c[:-1] + ("0" if c[-1] != "0" else "1")),
      InvalidCode, ValueError),
-    ("not a str", lambda lo, c: lo.refer("bob", _any(123)), InvalidCode, ValueError),
-    ("unknown code", lambda lo, c: lo.refer("bob", "00000000000"), CodeNotFound, LookupError),
-    ("unknown referee", lambda lo, c: lo.refer("ghost", c), MemberNotFound, LookupError),
-    ("naive at", lambda lo, c: lo.refer("bob", c, at=_any(dt.datetime(2026, 3, 1))),
+    ("not a str", lambda lo, c: lo.referrals.refer("bob", _any(123)), InvalidCode, ValueError),
+    ("unknown code", lambda lo, c: lo.referrals.refer("bob", "00000000000"), CodeNotFound,
+     LookupError),
+    ("unknown referee", lambda lo, c: lo.referrals.refer("ghost", c), MemberNotFound, LookupError),
+    ("naive at", lambda lo, c: lo.referrals.refer("bob", c, at=_any(dt.datetime(2026, 3, 1))),
      NaiveDatetime, ValueError),
-    ("future at", lambda lo, c: lo.refer("bob", c, at=START + dt.timedelta(days=1)),
+    ("future at", lambda lo, c: lo.referrals.refer("bob", c, at=START + dt.timedelta(days=1)),
      InvalidInput, ValueError),
-    ("bad identity", lambda lo, c: lo.refer("bob", c, identity=_any({"email": "x"})),
+    ("bad identity", lambda lo, c: lo.referrals.refer("bob", c, identity=_any({"email": "x"})),
      InvalidInput, ValueError),
-    ("bad email", lambda lo, c: lo.refer("bob", c, identity=Identity(email=_any("nobody"))),
+    ("bad email", lambda lo, c: lo.referrals.refer("bob", c,
+                                                   identity=Identity(email=_any("nobody"))),
      InvalidInput, ValueError),
-    ("issue to a ghost", lambda lo, c: lo.issue_code("ghost"), MemberNotFound, LookupError),
-    ("bad source", lambda lo, c: lo.issue_code("bob", source=_any("employee")),
+    ("issue to a ghost", lambda lo, c: lo.referrals.issue_code("ghost"), MemberNotFound,
+     LookupError),
+    ("bad source", lambda lo, c: lo.referrals.issue_code("bob", source=_any("employee")),
      InvalidInput, ValueError),
-    ("bad max_uses", lambda lo, c: lo.issue_code("bob", max_uses=0), InvalidInput, ValueError),
-    ("naive expiry", lambda lo, c: lo.issue_code("bob", expires_at=_any(
+    ("bad max_uses", lambda lo, c: lo.referrals.issue_code("bob", max_uses=0), InvalidInput,
+     ValueError),
+    ("naive expiry", lambda lo, c: lo.referrals.issue_code("bob", expires_at=_any(
         dt.datetime(2027, 1, 1))), NaiveDatetime, ValueError),
     ("enrol with a typo", lambda lo, c: lo.enrol(
         "dave", referral_code=c[:-1] + ("*" if c[-1] != "*" else "~")), InvalidCode, ValueError),
-    ("approve the unreferred", lambda lo, c: lo.approve_referral("bob"), ReferralNotFound,
+    ("approve the unreferred", lambda lo, c: lo.referrals.approve("bob"), ReferralNotFound,
      LookupError),
-    ("reject without a reason", lambda lo, c: lo.reject_referral("carol", reason=""),
+    ("reject without a reason", lambda lo, c: lo.referrals.reject("carol", reason=""),
      InvalidInput, ValueError),
-    ("identify with nothing", lambda lo, c: lo.identify("bob", Identity()), InvalidInput,
+    ("identify with nothing", lambda lo, c: lo.referrals.identify("bob", Identity()), InvalidInput,
      ValueError),
 ]
 
@@ -115,9 +119,10 @@ def test_a_program_without_referrals_refuses_referral_calls(storage: Storage) ->
                       point_value=Money("0.01", "EUR"))
     loyalty = Loyalty(program, storage, clock=TestClock(START))
     loyalty.enrol("alice")
-    for call in (lambda: loyalty.issue_code("alice"), lambda: loyalty.check_code("X"),
+    for call in (lambda: loyalty.referrals.issue_code("alice"),
+                 lambda: loyalty.referrals.check_code("X"),
                  lambda: loyalty.enrol("bob", referral_code="ABC"),
-                 lambda: loyalty.referrer_stats("alice")):
+                 lambda: loyalty.referrals.stats("alice")):
         with pytest.raises(InvalidInput, match="no referral policy"):
             call()
 

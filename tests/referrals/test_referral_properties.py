@@ -58,7 +58,7 @@ class ReferralMachine(RuleBasedStateMachine):
         self.codes = {}
         for r in REFERRERS:
             self.loyalty.enrol(r)
-            self.codes[r] = self.loyalty.issue_code(r).code
+            self.codes[r] = self.loyalty.referrals.issue_code(r).code
         self.members: list[str] = list(REFERRERS)
         self.referees: list[str] = []
         self.orders: list[str] = []
@@ -80,7 +80,8 @@ class ReferralMachine(RuleBasedStateMachine):
         member = data.draw(st.sampled_from(self.referees))
         before = self._referral(member)
         try:
-            self.loyalty.refer(member, self.codes[referrer], key=f"refer-{next(self.ids)}")
+            self.loyalty.referrals.refer(member, self.codes[referrer],
+                                         key=f"refer-{next(self.ids)}")
         except ReferralRefused:  # already referred, or past the window: nothing written
             assert before == self._referral(member)
         else:
@@ -115,7 +116,7 @@ class ReferralMachine(RuleBasedStateMachine):
             with self.storage.unit_of_work(self.program.id) as uow:
                 for tx in (before.referrer_tx, before.referee_tx):
                     if tx is not None:
-                        assert uow.find_reversal(tx) is not None
+                        assert uow.ledger.find_reversal(tx) is not None
 
     @rule(hours=st.integers(min_value=1, max_value=24 * 6))
     def advance(self, hours: int) -> None:
@@ -129,22 +130,22 @@ class ReferralMachine(RuleBasedStateMachine):
 
     def _referral(self, member: str):  # type: ignore[no-untyped-def]
         with self.storage.unit_of_work(self.program.id) as uow:
-            return uow.get_referral(member)
+            return uow.referrals.get_referral(member)
 
     @invariant()
     def one_referrer_per_referee(self) -> None:
         seen: dict[str, str] = {}
         for referrer in self.members:
-            for r in self.loyalty.referrals(referrer):
+            for r in self.loyalty.referrals.made_by(referrer):
                 assert r.referee_id not in seen, (r.referee_id, seen[r.referee_id], referrer)
                 seen[r.referee_id] = referrer
-                assert referrer == self.loyalty.referral(r.referee_id).referrer_id
+                assert referrer == self.loyalty.referrals.get(r.referee_id).referrer_id
 
     @invariant()
     def caps_are_never_exceeded(self) -> None:
         for referrer in REFERRERS:
             per_month: dict[tuple[int, int], int] = {}
-            for r in self.loyalty.referrals(referrer):
+            for r in self.loyalty.referrals.made_by(referrer):
                 if r.status is ReferralStatus.QUALIFIED and r.referrer_points > 0:
                     local = r.qualified_at.astimezone(BERLIN)
                     month = (local.year, local.month)
@@ -155,10 +156,10 @@ class ReferralMachine(RuleBasedStateMachine):
     def voided_rewards_are_reversed(self) -> None:
         with self.storage.unit_of_work(self.program.id) as uow:
             for referee in self.referees:
-                r = uow.get_referral(referee)
+                r = uow.referrals.get_referral(referee)
                 if r is not None and r.status is ReferralStatus.VOIDED:
                     for tx in (r.referrer_tx, r.referee_tx):
-                        assert tx is None or uow.find_reversal(tx) is not None
+                        assert tx is None or uow.ledger.find_reversal(tx) is not None
 
     @invariant()
     def ledger_invariants(self) -> None:

@@ -37,7 +37,6 @@ import sqlalchemy as sa
 from _workers import SharedIds, Team, wait_until, worker_loyalty
 from loyaltykit import (
     AlreadyReversed,
-    ChangeSet,
     DuplicateKey,
     HoldNotOpen,
     IdempotencyConflict,
@@ -379,7 +378,7 @@ def test_concurrent_registrations_of_a_new_program(db: Database) -> None:
         storage = SQLStorage.from_url(db.url)
         try:
             with storage.unit_of_work("racy") as uow:
-                uow.program_versions()  # connected before the race starts
+                uow.programs.program_versions()  # connected before the race starts
             start.wait(timeout=60)
             storage.register_program(
                 ProgramVersion("racy", number, None, {"by": i}, created))
@@ -394,7 +393,7 @@ def test_concurrent_registrations_of_a_new_program(db: Database) -> None:
     programs_t = SQLStorage.metadata.tables["lk_programs"]
     assert 1 == len(rows(db.storage, sa.select(programs_t.c.id)))
     with db.storage.unit_of_work("racy") as uow:
-        versions = uow.program_versions()
+        versions = uow.programs.program_versions()
     assert [1, *range(2, RACERS + 2, 2)] == [v.version for v in versions]
     assert versions[0].definition["by"] in range(1, RACERS, 2)
     assert all(v.definition == {"by": v.version - 2} for v in versions[1:])
@@ -443,7 +442,7 @@ def test_writes_to_different_members_do_not_serialise(db: Database) -> None:
         storage = SQLStorage.from_url(db.url, **engine_kwargs("locker"))
         try:
             with storage.unit_of_work(program.id) as uow:
-                assert ["m1"] == list(uow.lock_accounts(WALLET, ["m1"]))
+                assert ["m1"] == list(uow.ledger.lock_accounts(WALLET, ["m1"]))
                 ready["locker"].set()
                 assert release.wait(timeout=60)
         finally:
@@ -535,16 +534,31 @@ class _CountingUnit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    @property
+    def ledger(self) -> Any:
+        return _PausingLedger(self._owner, self._inner.ledger, self._attempt)
+
+    def commit(self) -> None:
+        # counted where the old port wrote: right before committing
+        self._owner.writes += 1
+        if self._owner.fail is not None:
+            raise self._owner.fail
+        self._inner.commit()
+
+
+class _PausingLedger:
+    def __init__(self, owner: CountingStorage, inner: Any, attempt: int) -> None:
+        self._owner = owner
+        self._inner = inner
+        self._attempt = attempt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
     def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> Any:
         if self._owner.pause is not None:
             self._owner.pause(self._attempt)
         return self._inner.lock_accounts(wallet, member_ids)
-
-    def write(self, changes: ChangeSet) -> None:
-        self._owner.writes += 1
-        self._inner.write(changes)
-        if self._owner.fail is not None:
-            raise self._owner.fail
 
 
 def retried(caplog: pytest.LogCaptureFixture, sqlstate: str) -> list[str]:
@@ -740,7 +754,7 @@ def test_retries_are_bounded(storage: Storage, failure: StorageError) -> None:
     assert (4, 4) == (failing.units, failing.writes)
     assert before == read_ledger(storage, program, ["m"])  # nothing written
     with storage.unit_of_work(program.id) as uow:
-        assert None is uow.get_idempotency("doomed")
+        assert None is uow.keys.get_idempotency("doomed")
     check_invariants(storage, program, ["m"])
 
 
@@ -767,6 +781,12 @@ class _RacingUnit(_CountingUnit):
 
     race: Any = None
 
+    @property
+    def ledger(self) -> Any:
+        return _RacingLedger(self._owner, self._inner.ledger, self._attempt)
+
+
+class _RacingLedger(_PausingLedger):
     def get_member(self, member_id: str) -> Any:
         race = _RacingUnit.race
         if self._attempt == 1 and race is not None:

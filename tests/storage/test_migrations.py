@@ -141,10 +141,11 @@ def test_0002_gives_every_registered_program_its_definition_as_version_1(
                                          "created_at": created})
     storage.upgrade()
     with storage.unit_of_work("shop") as uow:
-        assert [ProgramVersion("shop", 1, None, definition, created)] == uow.program_versions()
+        assert [ProgramVersion("shop", 1, None, definition,
+                               created)] == uow.programs.program_versions()
     storage.register_program(ProgramVersion("shop", 1, None, {"changed": True}, created))
     with storage.unit_of_work("shop") as uow:
-        assert [definition] == [v.definition for v in uow.program_versions()]
+        assert [definition] == [v.definition for v in uow.programs.program_versions()]
 
 
 def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
@@ -192,7 +193,7 @@ def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
         kept = conn.execute(sa.select(rule_usage.c.source).order_by(rule_usage.c.source))
         assert ["event:e1", "event:order:x", "orders:o2"] == list(kept.scalars())
     with storage.unit_of_work("shop") as uow:
-        state = uow.get_account("points", "m")
+        state = uow.ledger.get_account("points", "m")
         assert state is not None
         assert (5, 1, None) == (state.available, state.version, state.activity)
     config = storage.alembic_config()
@@ -234,6 +235,6 @@ def test_0005_orders_keep_their_key_record_across_a_downgrade(storage: SQLStorag
     storage.upgrade()
     assert [] == _differences(storage)
     with storage.unit_of_work("keys") as uow:
-        record = uow.get_order("o1")
+        record = uow.orders.get_order("o1")
         assert record is not None and (None, None) == (record.fingerprint, record.result)
     assert first == Loyalty(make_program("keys"), storage, clock=clock).record_order(order)

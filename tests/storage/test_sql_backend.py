@@ -19,11 +19,8 @@ import sqlalchemy as sa
 
 from loyaltykit import (
     Account,
-    AccountState,
-    ChangeSet,
     DuplicateKey,
     ExpiryPolicy,
-    IdempotencyRecord,
     InsufficientPoints,
     InvalidInput,
     Kind,
@@ -41,6 +38,8 @@ from loyaltykit import (
 from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.storage import AccountState, IdempotencyRecord
+from loyaltykit.testing.changes import ChangeSet, write_changes
 
 T0 = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
 
@@ -83,7 +82,7 @@ def _enrolment(member_id: str, key: str) -> ChangeSet:
 
 def _write(storage: SQLStorage, changes: ChangeSet) -> None:
     with storage.unit_of_work("shop") as uow:
-        uow.write(changes)
+        write_changes(uow, changes)
         uow.commit()
 
 
@@ -140,7 +139,7 @@ def test_a_busy_database_is_a_storage_error(storage: SQLStorage, db_path: Path) 
     finally:
         other.close()
     with storage.unit_of_work("shop") as uow:
-        assert uow.get_member("a") is None
+        assert uow.ledger.get_member("a") is None
 
 
 def test_dispose_leaves_a_callers_engine_alone(db_path: Path) -> None:
@@ -174,7 +173,8 @@ def test_register_program_keeps_the_first_definition_of_each_version(storage: SQ
         definition = conn.scalar(sa.select(SQLStorage.metadata.tables["lk_programs"].c.definition))
     assert make_program().to_dict() == definition
     with storage.unit_of_work("shop") as uow:
-        assert [_version(1), _version(2, {"changed": True}, at=later)] == uow.program_versions()
+        assert [_version(1), _version(2, {"changed": True},
+                                      at=later)] == uow.programs.program_versions()
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -189,12 +189,12 @@ def test_unique_violations_become_duplicate_key(
 ) -> None:
     _write(storage, _enrolment("a", "k-a"))
     with pytest.raises(DuplicateKey) as info, storage.unit_of_work("shop") as uow:
-        uow.write(second)
+        write_changes(uow, second)
     assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
     assert {"program_id": "shop", **detail} == info.value.details
     with storage.unit_of_work("shop") as uow:
-        assert uow.get_idempotency("k-b") is None
-        assert uow.get_member("b") is None
+        assert uow.keys.get_idempotency("k-b") is None
+        assert uow.ledger.get_member("b") is None
 
 
 def _order(order_id: str, member_id: str = "a", **changes: Any) -> OrderRecord:
@@ -212,7 +212,7 @@ def test_a_duplicate_order_is_duplicate_key(storage: SQLStorage) -> None:
     _write(storage, _enrolment("a", "k-a"))
     _write(storage, ChangeSet(orders={"o1": _order("o1")}, new_orders={"o1"}))
     with pytest.raises(DuplicateKey) as info, storage.unit_of_work("shop") as uow:
-        uow.write(ChangeSet(orders={"o1": _order("o1", points=3)}, new_orders={"o1"}))
+        write_changes(uow, ChangeSet(orders={"o1": _order("o1", points=3)}, new_orders={"o1"}))
     assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
     assert {"program_id": "shop", "order_id": "o1"} == info.value.details
 
@@ -223,10 +223,10 @@ def test_an_update_of_an_unknown_order_is_a_storage_error(storage: SQLStorage, b
     store = storage if backend == "sqlite" else MemoryStorage()
     store.register_program(_version(1))
     with store.unit_of_work("shop") as uow:
-        uow.write(_enrolment("a", "k-a"))
+        write_changes(uow, _enrolment("a", "k-a"))
         uow.commit()
     with pytest.raises(StorageError, match="orders") as info, store.unit_of_work("shop") as uow:
-        uow.write(ChangeSet(orders={"o1": _order("o1")}))
+        write_changes(uow, ChangeSet(orders={"o1": _order("o1")}))
     assert not isinstance(info.value, DuplicateKey)
 
 
@@ -258,10 +258,10 @@ def test_a_second_reversal_of_a_transaction_is_duplicate_key(storage: SQLStorage
     _write(storage, ChangeSet(transactions=[original]))
     _write(storage, ChangeSet(transactions=[_adjustment("a", -5, reverses=original.id)]))
     with pytest.raises(DuplicateKey) as info, storage.unit_of_work("shop") as uow:
-        uow.write(ChangeSet(transactions=[_adjustment("a", -5, reverses=original.id)]))
+        write_changes(uow, ChangeSet(transactions=[_adjustment("a", -5, reverses=original.id)]))
     assert original.id == info.value.details["reverses_id"]
     with storage.unit_of_work("shop") as uow:
-        assert uow.find_reversal(original.id) is not None
+        assert uow.ledger.find_reversal(original.id) is not None
 
 
 def test_other_integrity_errors_are_storage_errors_not_duplicate_key(
@@ -269,7 +269,7 @@ def test_other_integrity_errors_are_storage_errors_not_duplicate_key(
 ) -> None:
     tx = _adjustment("ghost", 5)  # no such member: a foreign key fails
     with pytest.raises(StorageError) as info, storage.unit_of_work("shop") as uow:
-        uow.write(ChangeSet(transactions=[tx]))
+        write_changes(uow, ChangeSet(transactions=[tx]))
     assert not isinstance(info.value, DuplicateKey)
     assert isinstance(info.value.__cause__, sa.exc.IntegrityError)
     assert "IntegrityError" == info.value.details["error"]
@@ -288,9 +288,9 @@ def test_the_lot_bounds_are_checked_by_the_database(storage: SQLStorage) -> None
     with pytest.raises(sa.exc.IntegrityError, match="CHECK"), storage._engine.begin() as conn:
         conn.execute(lots.insert(), row)
     with pytest.raises(StorageError, match="CHECK"), storage.unit_of_work("shop") as uow:
-        uow.write(ChangeSet(lots={bad.id: bad}, new_lots={bad.id}))
+        write_changes(uow, ChangeSet(lots={bad.id: bad}, new_lots={bad.id}))
     with storage.unit_of_work("shop") as uow:
-        assert [] == uow.load_lots_by_id([bad.id])
+        assert [] == uow.ledger.load_lots_by_id([bad.id])
 
 
 def test_a_missing_schema_is_a_storage_error(tmp_path: Path) -> None:
@@ -299,7 +299,7 @@ def test_a_missing_schema_is_a_storage_error(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="no such table"):
             storage.register_program(_version(1, {}))
         with pytest.raises(StorageError), storage.unit_of_work("shop") as uow:
-            uow.get_member("a")
+            uow.ledger.get_member("a")
     finally:
         storage.dispose()
 
@@ -314,20 +314,21 @@ def test_naive_datetimes_are_refused_and_others_come_back_in_utc(storage: SQLSto
     )
     _write(storage, ChangeSet(transactions=[tx]))
     with storage.unit_of_work("shop") as uow:
-        stored = uow.get_transaction(tx.id)
+        stored = uow.ledger.get_transaction(tx.id)
     assert stored is not None
     assert (T0, dt.UTC) == (stored.occurred_at, stored.occurred_at.tzinfo)
     with pytest.raises(StorageError, match="naive"), storage.unit_of_work("shop") as uow:
-        uow.sums_as_of("points", "a", T0.replace(tzinfo=None))
+        uow.ledger.sums_as_of("points", "a", T0.replace(tzinfo=None))
 
 
 def test_writes_after_a_commit_need_another_commit(storage: SQLStorage) -> None:
     with storage.unit_of_work("shop") as uow:
-        uow.write(_enrolment("a", "k-a"))
+        write_changes(uow, _enrolment("a", "k-a"))
         uow.commit()
-        uow.write(_enrolment("b", "k-b"))
+        write_changes(uow, _enrolment("b", "k-b"))
     with storage.unit_of_work("shop") as uow:
-        assert (True, False) == (uow.get_member("a") is not None, uow.get_member("b") is not None)
+        assert (True, False) == (uow.ledger.get_member("a") is not None,
+                                 uow.ledger.get_member("b") is not None)
 
 
 # -- joining the host's transaction --------------------------------------------------------

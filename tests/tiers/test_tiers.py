@@ -105,20 +105,20 @@ def test_bad_tier_calls_raise_typed_errors_and_write_nothing() -> None:
     loyalty = Loyalty(tier_program(), MemoryStorage(), clock=clock)
     loyalty.enrol("m")
     with pytest.raises(InvalidInput):
-        loyalty.assign_tier("m", "platinum", key="a", reason="x")
+        loyalty.tiers.assign("m", "platinum", key="a", reason="x")
     with pytest.raises(InvalidInput):
-        loyalty.assign_tier("m", "gold", key="a", reason=" ")
+        loyalty.tiers.assign("m", "gold", key="a", reason=" ")
     with pytest.raises(InvalidInput):
-        loyalty.assign_tier("m", "gold", key="a", reason="x", until=_berlin(2026, 1, 1))
+        loyalty.tiers.assign("m", "gold", key="a", reason="x", until=_berlin(2026, 1, 1))
     with pytest.raises(InvalidInput):
-        loyalty.assign_tier("m", "gold", key="a", reason="x",
+        loyalty.tiers.assign("m", "gold", key="a", reason="x",
                             until=dt.datetime(2027, 1, 1))  # naive
-    assert "member" == loyalty.tier("m").tier
-    assert [] == loyalty.tier_history("m")
+    assert "member" == loyalty.tiers.status("m").tier
+    assert [] == loyalty.tiers.history("m")
     plain = Loyalty(Program(id="plain", time_zone="UTC", currency="EUR",
                             point_value=Money("0.01", "EUR")), MemoryStorage(), clock=clock)
     with pytest.raises(InvalidInput, match="no tiers"):
-        plain.tier("m")
+        plain.tiers.status("m")
 
 
 def test_the_tier_multiplier_rule_reads_the_tier_at_the_orders_instant() -> None:
@@ -141,13 +141,14 @@ def test_the_tier_multiplier_rule_reads_the_tier_at_the_orders_instant() -> None
             lines=(OrderLine(sku="x", quantity=1, unit_price=Money(euros, "EUR")),))).points
 
     assert 2000 == order("o1", "2000")  # member: x1
-    assert "gold" == loyalty.tier("m").tier
+    assert "gold" == loyalty.tiers.status("m").tier
     result = loyalty.record_order(Order(
         id="o2", member_id="m", placed_at=clock.now(), currency="EUR",
         lines=(OrderLine(sku="x", quantity=1, unit_price=Money("100", "EUR")),)))
     assert 200 == result.points  # gold: x2
     assert "x2 (tier gold) on 100 points = +100" == result.evaluation.outcome("tier").explanation
-    assert Benefits(earn_multiplier=Decimal(2), free_shipping=True) == loyalty.tier("m").benefits
+    assert Benefits(earn_multiplier=Decimal(2),
+                    free_shipping=True) == loyalty.tiers.status("m").benefits
 
 
 # -- properties ------------------------------------------------------------------------------
@@ -192,17 +193,17 @@ def test_tier_history_is_a_pure_function_of_what_happened(
             happened.append(("due", now, 0))
         elif kind == "manual":
             until = now + dt.timedelta(days=200)
-            loyalty.assign_tier("m", policy.tiers[amount].name, key=f"m{i}", reason="test",
+            loyalty.tiers.assign("m", policy.tiers[amount].name, key=f"m{i}", reason="test",
                                 until=until)
             manual.append((amount, until))
-        status = loyalty.tier("m")
+        status = loyalty.tiers.status("m")
         rank = policy.rank(status.tier)
         # never below a lifetime tier reached, nor a manual assignment that holds
         if status.lifetime_floor is not None:
             assert rank >= policy.rank(status.lifetime_floor)
         if manual and manual[-1][1] is not None and now < manual[-1][1]:
             assert rank >= manual[-1][0]
-    history = loyalty.tier_history("m")
+    history = loyalty.tiers.history("m")
     for change in history:
         if change.reason == "evaluation" and downgrade is Downgrade.ONE_LEVEL:
             assert policy.rank(change.from_tier) - policy.rank(change.to_tier) <= 1

@@ -14,8 +14,8 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
-from loyaltykit._sql.engine import create_engine
-from loyaltykit._sql.schema import UTCDateTime, metadata
+from loyaltykit.sql.engine import create_engine
+from loyaltykit.sql.schema import UTCDateTime, metadata
 
 config = context.config
 version_table = config.get_main_option("version_table") or "loyaltykit_alembic_version"

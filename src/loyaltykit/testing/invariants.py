@@ -1,13 +1,13 @@
 """Check the ledger invariants of DESIGN §3 against any storage backend.
 
-Everything is read through the storage port (:class:`loyaltykit.UnitOfWork`), so the
+Everything is read through the storage port (:class:`loyaltykit.storage.UnitOfWork`), so the
 same checks run on the in-memory backend, on SQL, and on a third party's adapter. The
 port cannot list members, so callers pass the ids of every member they enrolled.
 
 The invariants, each reported with its own letter:
 
 (a) the postings of each transaction sum to zero;
-(b) each member wallet's stored running totals (:class:`~loyaltykit.AccountState`)
+(b) each member wallet's stored running totals (:class:`~loyaltykit.storage.AccountState`)
     equal the sum of its postings per account;
 (c) each member balance (available + pending + held + debt account) equals the sum of
     its lots' remaining minus the debt owed;
@@ -52,6 +52,7 @@ from typing import TypeVar
 
 import attrs
 
+from loyaltykit._facade import Loyalty
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
@@ -64,8 +65,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, Program, SpendOrder
-from loyaltykit._service import Loyalty
-from loyaltykit._storage import Storage, UnitOfWork
+from loyaltykit.storage import Storage, UnitOfWork
 
 __all__ = [
     "INVARIANTS",
@@ -126,7 +126,7 @@ class WalletSnapshot:
 
     ``transactions`` are newest first (statement order); ``lots`` holds every lot the
     wallet's movements, open lots and open holds refer to; ``open_lot_ids`` the ids
-    :meth:`~loyaltykit.UnitOfWork.load_lots` returned; ``holds`` every hold a hold
+    :meth:`~loyaltykit.storage.LedgerStore.load_lots` returned; ``holds`` every hold a hold
     transaction names (None if the storage does not know it).
     """
 
@@ -155,20 +155,20 @@ class LedgerSnapshot:
 
 
 def _read_wallet(uow: UnitOfWork, wallet: str, member_id: str) -> WalletSnapshot:
-    state = uow.get_account(wallet, member_id)
+    state = uow.ledger.get_account(wallet, member_id)
     transactions: list[Transaction] = []
     before: tuple[dt.datetime, uuid.UUID] | None = None
     statement_total = 0
     while True:
-        page, total = uow.statement(wallet, member_id, limit=_PAGE, before=before)
+        page, total = uow.ledger.statement(wallet, member_id, limit=_PAGE, before=before)
         if before is None:
             statement_total = total
         transactions.extend(page)
         if len(page) < _PAGE:
             break
         before = (page[-1].occurred_at, page[-1].id)
-    open_lots = uow.load_lots(wallet, [member_id])
-    open_holds = uow.load_open_holds(wallet, [member_id])
+    open_lots = uow.ledger.load_lots(wallet, [member_id])
+    open_holds = uow.ledger.load_open_holds(wallet, [member_id])
     wanted: dict[uuid.UUID, None] = {}
     for tx in transactions:
         for move in tx.movements:
@@ -180,13 +180,13 @@ def _read_wallet(uow: UnitOfWork, wallet: str, member_id: str) -> WalletSnapshot
         wanted.pop(lot.id, None)
     lots = {lot.id: lot for lot in open_lots}
     if wanted:
-        for lot in uow.load_lots_by_id(list(wanted)):
+        for lot in uow.ledger.load_lots_by_id(list(wanted)):
             lots.setdefault(lot.id, lot)
     holds: dict[uuid.UUID, Hold | None] = {}
     for tx in transactions:
         if tx.kind is Kind.HOLD and "hold_id" in tx.metadata:
             hold_id = uuid.UUID(str(tx.metadata["hold_id"]))
-            holds[hold_id] = uow.get_hold(hold_id)
+            holds[hold_id] = uow.ledger.get_hold(hold_id)
     return WalletSnapshot(
         member_id=member_id,
         wallet=wallet,
@@ -204,7 +204,7 @@ def read_ledger(storage: Storage, program: Program, member_ids: Iterable[str]) -
     """Read every wallet of ``member_ids`` in one unit of work (which is rolled back)."""
     ids = sorted(set(member_ids))
     with storage.unit_of_work(program.id) as uow:
-        members = {m: uow.get_member(m) for m in ids}
+        members = {m: uow.ledger.get_member(m) for m in ids}
         wallets = {
             (m, w): _read_wallet(uow, w, m) for m in ids for w in program.wallets
         }
@@ -464,19 +464,19 @@ def _storage_violations(
     with storage.unit_of_work(program.id) as uow:
         for w in snapshot.wallets.values():
             for tx in w.transactions[:_RECHECK_NEWEST]:
-                by_id = uow.get_transaction(tx.id)
+                by_id = uow.ledger.get_transaction(tx.id)
                 if by_id != tx:
                     found.append(Violation("s", f"{_who(w)}: get_transaction({tx.id}) returned "
                                                 f"{by_id}, the statement {tx}"))
             for tx in w.transactions[:_RECHECK_NEWEST]:
                 if tx.reverses_id is not None:
-                    reversal = uow.find_reversal(tx.reverses_id)
+                    reversal = uow.ledger.find_reversal(tx.reverses_id)
                     if reversal != tx.id:
                         found.append(Violation("s", f"{_who(w)}: find_reversal("
                                                     f"{tx.reverses_id}) is {reversal}, not "
                                                     f"{tx.id}"))
             for hold in w.open_holds:
-                if uow.get_hold(hold.id) != hold:
+                if uow.ledger.get_hold(hold.id) != hold:
                     found.append(Violation("s", f"{_who(w)}: get_hold({hold.id}) differs from "
                                                 f"load_open_holds"))
             live = [lot for lot in w.lots.values()
@@ -485,12 +485,12 @@ def _storage_violations(
             if live:
                 first = min(lot.expires_at for lot in live if lot.expires_at is not None)
                 expected = (sum(lot.remaining for lot in live if lot.expires_at == first), first)
-            got = uow.next_expiring(w.wallet, w.member_id)
+            got = uow.ledger.next_expiring(w.wallet, w.member_id)
             if got != expected:
                 found.append(Violation("s", f"{_who(w)}: next_expiring is {got}, the lots say "
                                             f"{expected}"))
             if at is not None and w.state is not None:
-                sums = uow.sums_as_of(w.wallet, w.member_id, at)
+                sums = uow.ledger.sums_as_of(w.wallet, w.member_id, at)
                 stored = w.state.sums()
                 diff = {a.value: (sums.get(a, 0), n) for a, n in stored.items()
                         if sums.get(a, 0) != n}
@@ -498,7 +498,7 @@ def _storage_violations(
                     found.append(Violation("s", f"{_who(w)}: sums_as_of({at.isoformat()}) "
                                                 f"differs from the running totals "
                                                 f"(as of, stored): {diff}"))
-                as_of = {lot.id: n for lot, n in uow.lots_as_of(w.wallet, w.member_id, at)}
+                as_of = {lot.id: n for lot, n in uow.ledger.lots_as_of(w.wallet, w.member_id, at)}
                 now = {i: lot.remaining for i, lot in w.lots.items() if lot.remaining > 0}
                 if as_of != now:
                     found.append(Violation("s", f"{_who(w)}: lots_as_of({at.isoformat()}) "

@@ -54,11 +54,11 @@ from hypothesis.stateful import (
 
 from loyaltykit._clock import TestClock
 from loyaltykit._errors import IdempotencyConflict, LoyaltyError, StorageError
+from loyaltykit._facade import Loyalty
 from loyaltykit._model import Kind
 from loyaltykit._program import Program
 from loyaltykit._results import HoldResult, TransactionResult, TransferResult
-from loyaltykit._service import Loyalty
-from loyaltykit._storage import Storage
+from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.invariants import (
     LedgerSnapshot,
@@ -555,7 +555,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self._run(f"run_due(batch_size={batch_size})", call, everyone=True)
         for backend in self.backends:
             with backend.storage.unit_of_work(self._program.id) as uow:
-                left = uow.due_accounts(now, after=None, limit=100)
+                left = uow.ledger.due_accounts(now, after=None, limit=100)
             assert left == [], f"{backend.storage!r} still has due work after run_due: {left}"
 
     @rule(step=lst.clock_steps())

@@ -21,13 +21,10 @@ import pytest
 
 from loyaltykit import (
     Account,
-    AccountState,
     Balance,
-    ChangeSet,
     ClawbackPolicy,
     ExpiryPolicy,
     ExpiryRounding,
-    IdempotencyRecord,
     Kind,
     LedgerPolicy,
     Lot,
@@ -44,6 +41,8 @@ from loyaltykit import (
     Transaction,
 )
 from loyaltykit._model import ProgramVersion
+from loyaltykit.storage import AccountState, IdempotencyRecord
+from loyaltykit.testing.changes import ChangeSet
 
 __all__ = [
     "BERLIN",

@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 import pytest
 
 from loyaltykit import (
-    AccountState,
-    ChangeSet,
     DuplicateKey,
     HoldNotFound,
     IdempotencyConflict,
@@ -28,6 +26,8 @@ from loyaltykit import (
     TransactionNotFound,
 )
 from loyaltykit._model import ProgramVersion
+from loyaltykit.storage import AccountState
+from loyaltykit.testing.changes import write_changes
 from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import MINUTE as _MINUTE
 from loyaltykit.testing.contract.base import (
@@ -224,48 +224,50 @@ class LedgerWriteContract(ContractPart):
     def test_unit_of_work_rolls_back_unless_committed(self, storage: Storage) -> None:
         self._register(storage)
         with storage.unit_of_work("shop") as uow:
-            uow.write(self._enrolment("a", "k-a"))
-            assert uow.get_member("a") is not None
+            write_changes(uow, self._enrolment("a", "k-a"))
+            assert uow.ledger.get_member("a") is not None
         with storage.unit_of_work("shop") as uow:
-            assert (None, None, None) == (uow.get_member("a"), uow.get_account("points", "a"),
-                                          uow.get_idempotency("k-a"))
+            assert (None, None, None) == (uow.ledger.get_member("a"),
+                                          uow.ledger.get_account("points", "a"),
+                                          uow.keys.get_idempotency("k-a"))
         with pytest.raises(RuntimeError, match="boom"), storage.unit_of_work("shop") as uow:
-            uow.write(self._enrolment("b", "k-b"))
+            write_changes(uow, self._enrolment("b", "k-b"))
             raise RuntimeError("boom")
         with storage.unit_of_work("shop") as uow:
-            uow.write(self._enrolment("c", "k-c"))
+            write_changes(uow, self._enrolment("c", "k-c"))
             uow.commit()
         with storage.unit_of_work("shop") as uow:
-            assert (None, None) == (uow.get_member("b"), uow.get_idempotency("k-b"))
-            assert Member("shop", "c", utc(2026, 1, 1)) == uow.get_member("c")
-            assert AccountState("c", "points") == uow.get_account("points", "c")
-            record = uow.get_idempotency("k-c")
+            assert (None, None) == (uow.ledger.get_member("b"), uow.keys.get_idempotency("k-b"))
+            assert Member("shop", "c", utc(2026, 1, 1)) == uow.ledger.get_member("c")
+            assert AccountState("c", "points") == uow.ledger.get_account("points", "c")
+            record = uow.keys.get_idempotency("k-c")
             assert record is not None
             assert ("k-c", "f", "{}", "c") == (record.key, record.fingerprint, record.result,
                                                record.member_id)
-            assert {"c": AccountState("c", "points")} == uow.lock_accounts(
+            assert {"c": AccountState("c", "points")} == uow.ledger.lock_accounts(
                 "points", ["c", "ghost"])
 
     def test_unique_rules_raise_duplicate_key(self, storage: Storage) -> None:
         self._register(storage)
         with storage.unit_of_work("shop") as uow:
-            uow.write(self._enrolment("a", "k-a"))
+            write_changes(uow, self._enrolment("a", "k-a"))
             uow.commit()
         for changes in (self._enrolment("b", "k-a"), self._enrolment("a", "k-other")):
             with pytest.raises(DuplicateKey), storage.unit_of_work("shop") as uow:
-                uow.write(changes)
+                write_changes(uow, changes)
             with storage.unit_of_work("shop") as uow:
-                assert (None, None) == (uow.get_member("b"), uow.get_idempotency("k-other"))
-                assert uow.get_member("a") is not None
+                assert (None, None) == (uow.ledger.get_member("b"),
+                                        uow.keys.get_idempotency("k-other"))
+                assert uow.ledger.get_member("a") is not None
         # other programs may reuse both the key and the member id
         self._register(storage, "other")
         changes = self._enrolment("a", "k-a")
         changes.members[0] = Member("other", "a", utc(2026, 1, 1))
         with storage.unit_of_work("other") as uow:
-            uow.write(changes)
+            write_changes(uow, changes)
             uow.commit()
         with storage.unit_of_work("other") as uow:
-            assert uow.get_member("a") is not None
+            assert uow.ledger.get_member("a") is not None
 
     def test_a_failure_after_writing_leaves_nothing(self, storage: Storage) -> None:
         shop = Shop(storage)
@@ -307,8 +309,8 @@ class _FailingUnitOfWork:
     ) -> None:
         self._inner.__exit__(exc_type, exc, tb)
 
-    def write(self, changes: ChangeSet) -> None:
-        self._inner.write(changes)
+    def commit(self) -> None:
+        # everything was written to the stores; fail instead of committing it
         raise _Boom("failure after write, before commit")
 
     def __getattr__(self, name: str) -> Any:

@@ -17,15 +17,10 @@ from typing import Any
 import attrs
 import pytest
 
-from loyaltykit import (
-    AccountState,
-    ChangeSet,
-    DuplicateKey,
-    Member,
-    MemberState,
-    Storage,
-)
+from loyaltykit import DuplicateKey, Member, Storage
 from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
+from loyaltykit.storage import AccountState, MemberState
+from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.contract.base import MINUTE as _MINUTE
 from loyaltykit.testing.contract.base import (
     ContractPart,
@@ -64,17 +59,18 @@ class OrderContract(ContractPart):
         storage.register_program(second)
         storage.register_program(self._version(1, program_id="other"))
         with storage.unit_of_work("shop") as uow:
-            assert [first, second] == uow.program_versions()
+            assert [first, second] == uow.programs.program_versions()
         with storage.unit_of_work("nowhere") as uow:
-            assert ([], None) == (uow.program_versions(), uow.program_version_at(utc(2026, 1, 1)))
+            assert ([], None) == (uow.programs.program_versions(),
+                                  uow.programs.program_version_at(utc(2026, 1, 1)))
 
     def test_program_versions_come_lowest_first(self, storage: Storage) -> None:
         versions = [self._version(n, utc(2026, n, 1)) for n in (3, 1, 10, 2)]
         for version in versions:
             storage.register_program(version)
         with storage.unit_of_work("shop") as uow:
-            assert [1, 2, 3, 10] == [v.version for v in uow.program_versions()]
-            assert sorted(versions, key=lambda v: v.version) == uow.program_versions()
+            assert [1, 2, 3, 10] == [v.version for v in uow.programs.program_versions()]
+            assert sorted(versions, key=lambda v: v.version) == uow.programs.program_versions()
 
     def test_program_version_at(self, storage: Storage) -> None:
         v1 = self._version(1)
@@ -84,7 +80,7 @@ class OrderContract(ContractPart):
         for version in (v4, v2, v1, v3):  # registered out of order
             storage.register_program(version)
         with storage.unit_of_work("shop") as uow:
-            at = uow.program_version_at
+            at = uow.programs.program_version_at
             assert v1.version == at(berlin(2026, 2, 28, 23, 59, 59, 999999))
             assert v3.version == at(berlin(2026, 3, 1))  # effective_from is inclusive
             assert v3.version == at(utc(2026, 2, 28, 23))  # the same instant in UTC
@@ -99,15 +95,15 @@ class OrderContract(ContractPart):
         storage.register_program(self._version(2))
         storage.register_program(self._version(3, utc(2026, 6, 1)))
         with storage.unit_of_work("shop") as uow:
-            assert 2 == (uow.program_version_at(utc(2000, 1, 1)))
-            assert 2 == (uow.program_version_at(utc(2026, 5, 31)))
-            assert 3 == (uow.program_version_at(utc(2026, 6, 1)))
+            assert 2 == (uow.programs.program_version_at(utc(2000, 1, 1)))
+            assert 2 == (uow.programs.program_version_at(utc(2026, 5, 31)))
+            assert 3 == (uow.programs.program_version_at(utc(2026, 6, 1)))
 
     def test_no_version_in_force_yet_is_none(self, storage: Storage) -> None:
         storage.register_program(self._version(1, berlin(2026, 3, 1)))
         with storage.unit_of_work("shop") as uow:
-            assert uow.program_version_at(berlin(2026, 2, 28, 23, 59)) is None
-            assert 1 == (uow.program_version_at(berlin(2026, 3, 1)))
+            assert uow.programs.program_version_at(berlin(2026, 2, 28, 23, 59)) is None
+            assert 1 == (uow.programs.program_version_at(berlin(2026, 3, 1)))
 
     def test_concurrent_registrations_never_fail(self, storage: Storage) -> None:
         barrier = threading.Barrier(16)
@@ -121,7 +117,7 @@ class OrderContract(ContractPart):
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(register, range(16)))
         with storage.unit_of_work("shop") as uow:
-            versions = uow.program_versions()
+            versions = uow.programs.program_versions()
         assert [1, *range(2, 18, 2)] == [v.version for v in versions]
         assert versions[0].definition["label"] in {f"by-{i}" for i in range(1, 16, 2)}
 
@@ -135,7 +131,7 @@ class OrderContract(ContractPart):
                 for member_id in ("a", "b"):
                     changes = self._enrolment(member_id, f"k-{member_id}")
                     changes.members[0] = Member(program_id, member_id, utc(2026, 1, 1))
-                    uow.write(changes)
+                    write_changes(uow, changes)
                 uow.commit()
 
     @staticmethod
@@ -164,7 +160,7 @@ class OrderContract(ContractPart):
     def _write_orders(self, storage: Storage, *records: OrderRecord, new: bool = True,
                       program_id: str = "shop") -> None:
         with storage.unit_of_work(program_id) as uow:
-            uow.write(ChangeSet(orders={r.order_id: r for r in records},
+            write_changes(uow, ChangeSet(orders={r.order_id: r for r in records},
                                 new_orders={r.order_id for r in records} if new else set()))
             uow.commit()
 
@@ -174,10 +170,10 @@ class OrderContract(ContractPart):
         o2 = self._order("o2", "b", earn_id=None, points=0, evaluation={})
         self._write_orders(storage, o1, o2)
         with storage.unit_of_work("shop") as uow:
-            assert (o1, o2) == (uow.get_order("o1"), uow.get_order("o2"))
-            assert uow.get_order("ghost") is None
+            assert (o1, o2) == (uow.orders.get_order("o1"), uow.orders.get_order("o2"))
+            assert uow.orders.get_order("ghost") is None
         with storage.unit_of_work("other") as uow:  # order ids are per program
-            assert uow.get_order("o1") is None
+            assert uow.orders.get_order("o1") is None
 
     def test_stored_orders_and_versions_are_not_shared_with_the_caller(
         self, storage: Storage
@@ -192,11 +188,11 @@ class OrderContract(ContractPart):
         version.definition["rules"].clear()
         placed.order["lines"].clear()
         with storage.unit_of_work("shop") as uow:
-            read = (uow.program_versions()[-1], uow.get_order("o1"))
+            read = (uow.programs.program_versions()[-1], uow.orders.get_order("o1"))
             assert expected == read
             read[0].definition["rules"].clear()
             read[1].evaluation["lines"].clear()
-            assert expected == (uow.program_versions()[-1], uow.get_order("o1"))
+            assert expected == (uow.programs.program_versions()[-1], uow.orders.get_order("o1"))
 
     def test_an_order_update_changes_what_may_change(self, storage: Storage) -> None:
         self._orders_world(storage)
@@ -210,8 +206,8 @@ class OrderContract(ContractPart):
         )
         self._write_orders(storage, returned, new=False)
         with storage.unit_of_work("shop") as uow:
-            assert returned == uow.get_order("o1")
-            stored = uow.get_order("o1")
+            assert returned == uow.orders.get_order("o1")
+            stored = uow.orders.get_order("o1")
             assert stored is not None
             assert placed.evaluation == stored.evaluation_as_recorded()
         cancelled = attrs.evolve(returned, status=OrderStatus.CANCELLED, points=0,
@@ -219,7 +215,7 @@ class OrderContract(ContractPart):
                                  updated_at=utc(2026, 1, 10))
         self._write_orders(storage, cancelled, new=False)
         with storage.unit_of_work("shop") as uow:
-            assert cancelled == uow.get_order("o1")
+            assert cancelled == uow.orders.get_order("o1")
 
     def test_a_duplicate_order_is_duplicate_key_and_writes_nothing(self, storage: Storage
                                                                    ) -> None:
@@ -231,32 +227,32 @@ class OrderContract(ContractPart):
         changes.orders = {"o1": again, "o2": self._order("o2")}
         changes.new_orders = {"o1", "o2"}
         with pytest.raises(DuplicateKey), storage.unit_of_work("shop") as uow:
-            uow.write(changes)
+            write_changes(uow, changes)
         with storage.unit_of_work("shop") as uow:
-            assert (None, None) == (uow.get_member("c"), uow.get_idempotency("k-c"))
-            assert (original, None) == (uow.get_order("o1"), uow.get_order("o2"))
-            assert (1, 0) == (uow.count_orders("a"), uow.count_orders("b"))
+            assert (None, None) == (uow.ledger.get_member("c"), uow.keys.get_idempotency("k-c"))
+            assert (original, None) == (uow.orders.get_order("o1"), uow.orders.get_order("o2"))
+            assert (1, 0) == (uow.orders.count_orders("a"), uow.orders.count_orders("b"))
         # another program may record an order with the same id
         elsewhere = self._order("o1", program_id="other")
         self._write_orders(storage, elsewhere, program_id="other")
         with storage.unit_of_work("other") as uow:
-            assert elsewhere == uow.get_order("o1")
+            assert elsewhere == uow.orders.get_order("o1")
 
     def test_order_writes_roll_back_unless_committed(self, storage: Storage) -> None:
         self._orders_world(storage)
         with storage.unit_of_work("shop") as uow:
-            uow.write(ChangeSet(orders={"o1": self._order("o1")}, new_orders={"o1"}))
-            assert 1 == uow.count_orders("a")
+            write_changes(uow, ChangeSet(orders={"o1": self._order("o1")}, new_orders={"o1"}))
+            assert 1 == uow.orders.count_orders("a")
         with storage.unit_of_work("shop") as uow:
-            assert (None, 0) == (uow.get_order("o1"), uow.count_orders("a"))
+            assert (None, 0) == (uow.orders.get_order("o1"), uow.orders.count_orders("a"))
         placed = self._order("o1")
         self._write_orders(storage, placed)
         with pytest.raises(RuntimeError, match="boom"), storage.unit_of_work("shop") as uow:
             cancelled = attrs.evolve(placed, status=OrderStatus.CANCELLED, points=0)
-            uow.write(ChangeSet(orders={"o1": cancelled}))
+            write_changes(uow, ChangeSet(orders={"o1": cancelled}))
             raise RuntimeError("boom")
         with storage.unit_of_work("shop") as uow:
-            assert (placed, 1) == (uow.get_order("o1"), uow.count_orders("a"))
+            assert (placed, 1) == (uow.orders.get_order("o1"), uow.orders.count_orders("a"))
 
     def test_count_orders_ignores_cancelled_orders_and_other_members(
         self, storage: Storage
@@ -268,14 +264,14 @@ class OrderContract(ContractPart):
         self._write_orders(storage, *(self._order(f"x{i}", program_id="other")
                                       for i in range(3)), program_id="other")
         with storage.unit_of_work("shop") as uow:
-            assert (2, 1, 0) == (uow.count_orders("a"), uow.count_orders("b"),
-                                 uow.count_orders("ghost"))
+            assert (2, 1, 0) == (uow.orders.count_orders("a"), uow.orders.count_orders("b"),
+                                 uow.orders.count_orders("ghost"))
         self._write_orders(storage, self._order("o2", status=OrderStatus.CANCELLED),
                            new=False)
         with storage.unit_of_work("shop") as uow:
-            assert 1 == uow.count_orders("a")
+            assert 1 == uow.orders.count_orders("a")
         with storage.unit_of_work("other") as uow:
-            assert 3 == uow.count_orders("a")
+            assert 3 == uow.orders.count_orders("a")
 
     # -- rule usage -------------------------------------------------------------------
 
@@ -289,7 +285,7 @@ class OrderContract(ContractPart):
     def _write_usage(self, storage: Storage, *rows: RuleUsage, program_id: str = "shop"
                      ) -> None:
         with storage.unit_of_work(program_id) as uow:
-            uow.write(ChangeSet(usage=list(rows)))
+            write_changes(uow, ChangeSet(usage=list(rows)))
             uow.commit()
 
     def test_usage_is_upserted_by_source_and_rule(self, storage: Storage) -> None:
@@ -302,13 +298,13 @@ class OrderContract(ContractPart):
         self._write_usage(storage, returned)
         with storage.unit_of_work("shop") as uow:
             assert [returned, bonus] == _by_source_and_rule(
-                uow.load_usage("a", rule_ids=["base", "bonus"]))
+                uow.orders.load_usage("a", rule_ids=["base", "bonus"]))
             # two rows with one key in one write: the last one wins
             last = attrs.evolve(returned, points=Decimal("3"), stamps=2)
-            uow.write(ChangeSet(usage=[attrs.evolve(returned, points=Decimal("7")), last]))
-            assert [last] == uow.load_usage("a", rule_ids=["base"])
+            write_changes(uow, ChangeSet(usage=[attrs.evolve(returned, points=Decimal("7")), last]))
+            assert [last] == uow.orders.load_usage("a", rule_ids=["base"])
         with storage.unit_of_work("shop") as uow:  # not committed
-            assert [returned] == uow.load_usage("a", rule_ids=["base"])
+            assert [returned] == uow.orders.load_usage("a", rule_ids=["base"])
 
     def test_load_usage_filters_by_rules_or_groups_and_time(self, storage: Storage) -> None:
         self._orders_world(storage, "shop", "other")
@@ -325,7 +321,7 @@ class OrderContract(ContractPart):
 
         with storage.unit_of_work("shop") as uow:
             def load(**filters: Any) -> list[RuleUsage]:
-                return _by_source_and_rule(uow.load_usage("a", **filters))
+                return _by_source_and_rule(uow.orders.load_usage("a", **filters))
 
             assert [r1] == load(rule_ids=["base"])
             assert [r2, r3] == load(groups=["promo"])
@@ -339,8 +335,8 @@ class OrderContract(ContractPart):
                                 until=(t0 + day + _MINUTE).astimezone(dt.UTC))
             assert [] == load(rule_ids=["ghost"], groups=["nothing"])
             assert [] == load(rule_ids=["base"], since=t0 + day)
-            assert [theirs] == _by_source_and_rule(uow.load_usage("b", rule_ids=["base"]))
-            assert [] == uow.load_usage("ghost", rule_ids=["base"], groups=["promo"])
+            assert [theirs] == _by_source_and_rule(uow.orders.load_usage("b", rule_ids=["base"]))
+            assert [] == uow.orders.load_usage("ghost", rule_ids=["base"], groups=["promo"])
 
     def test_load_usage_without_filters_returns_all_the_members_rows(
         self, storage: Storage
@@ -358,7 +354,7 @@ class OrderContract(ContractPart):
                                                program_id="other"), program_id="other")
         with storage.unit_of_work("shop") as uow:
             def load(member_id: str = "a", **bounds: Any) -> list[RuleUsage]:
-                return _by_source_and_rule(uow.load_usage(member_id, **bounds))
+                return _by_source_and_rule(uow.orders.load_usage(member_id, **bounds))
 
             assert [r3, r4, r1, r2] == load()
             assert [r3, r4, r1, r2] == load(rule_ids=[], groups=[])
@@ -372,7 +368,7 @@ class OrderContract(ContractPart):
             assert [] == load("ghost")
         with storage.unit_of_work("other") as uow:
             assert [("other", "event:e1")] == [
-                (row.program_id, row.source) for row in uow.load_usage("a")]
+                (row.program_id, row.source) for row in uow.orders.load_usage("a")]
 
     # -- account activity, members' state and orders --------------------------------
 
@@ -387,12 +383,12 @@ class OrderContract(ContractPart):
             changes.accounts[(member_id, state.wallet)] = state
             changes.new_accounts.add((member_id, state.wallet))
         with storage.unit_of_work(program_id) as uow:
-            uow.write(changes)
+            write_changes(uow, changes)
             uow.commit()
 
     def _update_accounts(self, storage: Storage, *states: AccountState) -> None:
         with storage.unit_of_work("shop") as uow:
-            uow.write(ChangeSet(accounts={(s.member_id, s.wallet): s for s in states}))
+            write_changes(uow, ChangeSet(accounts={(s.member_id, s.wallet): s for s in states}))
             uow.commit()
 
     def test_account_activity_round_trips_through_write(self, storage: Storage) -> None:
@@ -408,13 +404,13 @@ class OrderContract(ContractPart):
         def read_back(*states: AccountState) -> None:
             with storage.unit_of_work("shop") as uow:
                 ids = [state.member_id for state in states]
-                assert {s.member_id: s for s in states} == uow.lock_accounts("points", ids)
+                assert {s.member_id: s for s in states} == uow.ledger.lock_accounts("points", ids)
                 for state in states:
-                    assert state == uow.get_account("points", state.member_id)
-                    assert {state.member_id: state} == uow.lock_accounts(
+                    assert state == uow.ledger.get_account("points", state.member_id)
+                    assert {state.member_id: state} == uow.ledger.lock_accounts(
                         "points", [state.member_id])
                     for lock in (False, True):
-                        loaded = uow.load_member(state.member_id, ["points"], at, lock=lock)
+                        loaded = uow.ledger.load_member(state.member_id, ["points"], at, lock=lock)
                         assert loaded is not None
                         assert {"points": state} == loaded.accounts
 
@@ -433,9 +429,9 @@ class OrderContract(ContractPart):
         read_back(a2, b3, c2)
         # an update that is not committed changes nothing
         with storage.unit_of_work("shop") as uow:
-            uow.write(ChangeSet(accounts={("a", "points"): attrs.evolve(
+            write_changes(uow, ChangeSet(accounts={("a", "points"): attrs.evolve(
                 a2, version=3, activity="rolled back")}))
-            assert "rolled back" == (uow.get_account("points", "a") or a2).activity
+            assert "rolled back" == (uow.ledger.get_account("points", "a") or a2).activity
         read_back(a2, b3, c2)
 
     def test_load_member_returns_the_member_its_accounts_and_the_version(
@@ -474,14 +470,15 @@ class OrderContract(ContractPart):
             with storage.unit_of_work("shop") as uow:
                 for wallets, accounts in asked:
                     for at, version in times:
-                        got = uow.load_member("a", wallets, at, lock=lock)
+                        got = uow.ledger.load_member("a", wallets, at, lock=lock)
                         assert MemberState(member, accounts, version) == got, (wallets, at)
-                state = uow.load_member("b", ["points", "miles"], utc(2026, 3, 2), lock=lock)
+                state = uow.ledger.load_member("b", ["points", "miles"], utc(2026, 3, 2), lock=lock)
                 assert MemberState(Member("shop", "b", utc(2026, 1, 1)), {"points": theirs},
                                    2) == state
-                assert uow.load_member("ghost", ["points"], utc(2026, 3, 2), lock=lock) is None
-                assert uow.load_member("ghost", [], utc(2026, 3, 2), lock=lock) is None
-                assert uow.load_member("ghost", ["points", "miles", "cash"],
+                assert uow.ledger.load_member("ghost", ["points"], utc(2026, 3, 2),
+                                              lock=lock) is None
+                assert uow.ledger.load_member("ghost", [], utc(2026, 3, 2), lock=lock) is None
+                assert uow.ledger.load_member("ghost", ["points", "miles", "cash"],
                                        utc(2026, 3, 2), lock=lock) is None
 
     def test_load_member_without_a_version_in_force(self, storage: Storage) -> None:
@@ -494,13 +491,13 @@ class OrderContract(ContractPart):
         with storage.unit_of_work("later") as uow:
             for lock in (False, True):
                 for wallets, accounts in ((["points"], {"points": state}), (["ghost"], {})):
-                    before = uow.load_member("a", wallets, berlin(2026, 5, 31, 23, 59),
+                    before = uow.ledger.load_member("a", wallets, berlin(2026, 5, 31, 23, 59),
                                              lock=lock)
                     assert MemberState(member, accounts, None) == before
-                    after = uow.load_member("a", wallets, berlin(2026, 6, 1), lock=lock)
+                    after = uow.ledger.load_member("a", wallets, berlin(2026, 6, 1), lock=lock)
                     assert MemberState(member, accounts, 1) == after
         with storage.unit_of_work("shop") as uow:  # members are per program
-            assert uow.load_member("a", ["points"], utc(2026, 7, 1), lock=False) is None
+            assert uow.ledger.load_member("a", ["points"], utc(2026, 7, 1), lock=False) is None
 
     def test_load_member_with_lock_holds_the_accounts_until_the_end(
         self, storage: Storage
@@ -516,7 +513,7 @@ class OrderContract(ContractPart):
         def second() -> tuple[int, int, str | None]:
             assert locked.wait(30)
             with storage.unit_of_work("shop") as uow:
-                state = uow.load_member("a", ["miles", "points"], at, lock=True)
+                state = uow.ledger.load_member("a", ["miles", "points"], at, lock=True)
                 assert state is not None
                 seen = (state.accounts["points"].available, state.accounts["miles"].available,
                         state.accounts["points"].activity)
@@ -525,13 +522,13 @@ class OrderContract(ContractPart):
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             with storage.unit_of_work("shop") as uow:
-                first = uow.load_member("a", ["points", "miles"], at, lock=True)
+                first = uow.ledger.load_member("a", ["points", "miles"], at, lock=True)
                 assert first is not None
                 waiting = pool.submit(second)
                 locked.set()
                 time.sleep(0.3)  # give the second reader time to reach the lock
                 assert not waiting.done()
-                uow.write(ChangeSet(accounts={
+                write_changes(uow, ChangeSet(accounts={
                     ("a", "points"): attrs.evolve(first.accounts["points"], available=5,
                                                   issued=-5, version=1, activity="{}"),
                     ("a", "miles"): attrs.evolve(first.accounts["miles"], available=2,
@@ -558,22 +555,23 @@ class OrderContract(ContractPart):
                            program_id="other")
         expected = [first, same_instant, berlin_1030, utc_1000, last]
         with storage.unit_of_work("shop") as uow:
-            assert expected == uow.load_orders("a")
-            assert ["b1"] == [o.order_id for o in uow.load_orders("b")]
-            assert [] == uow.load_orders("ghost")
+            assert expected == uow.orders.load_orders("a")
+            assert ["b1"] == [o.order_id for o in uow.orders.load_orders("b")]
+            assert [] == uow.orders.load_orders("ghost")
         # a cancellation changes the status, not the place in the list
         cancelled = attrs.evolve(berlin_1030, status=OrderStatus.CANCELLED, points=0,
                                  updated_at=utc(2026, 1, 5))
         self._write_orders(storage, cancelled, new=False)
         with storage.unit_of_work("shop") as uow:
-            assert [first, same_instant, cancelled, utc_1000, last] == uow.load_orders("a")
-            uow.write(ChangeSet(orders={"o8": self._order("o8", placed_at=utc(2026, 1, 1))},
+            assert [first, same_instant, cancelled, utc_1000, last] == uow.orders.load_orders("a")
+            write_changes(uow, ChangeSet(orders={"o8": self._order("o8", placed_at=utc(2026, 1,
+                                                                                       1))},
                                 new_orders={"o8"}))
-            assert ["o8", "o9"] == [o.order_id for o in uow.load_orders("a")][:2]
+            assert ["o8", "o9"] == [o.order_id for o in uow.orders.load_orders("a")][:2]
         with storage.unit_of_work("shop") as uow:  # not committed
-            assert "o8" not in [o.order_id for o in uow.load_orders("a")]
+            assert "o8" not in [o.order_id for o in uow.orders.load_orders("a")]
         with storage.unit_of_work("other") as uow:
-            assert ["x1"] == [o.order_id for o in uow.load_orders("a")]
+            assert ["x1"] == [o.order_id for o in uow.orders.load_orders("a")]
 
     @pytest.mark.parametrize("points", [
         "74.9875", "0.333333333333333333333333333", "0.10", "-2.50", "1E+3", "0",
@@ -584,7 +582,7 @@ class OrderContract(ContractPart):
         row = self._usage("order:o1", "base", None, utc(2026, 1, 2), points)
         self._write_usage(storage, row)
         with storage.unit_of_work("shop") as uow:
-            [stored] = uow.load_usage("a", rule_ids=["base"])
+            [stored] = uow.orders.load_usage("a", rule_ids=["base"])
         assert (row, points) == (stored, str(stored.points))
         assert isinstance(stored.points, Decimal)
 

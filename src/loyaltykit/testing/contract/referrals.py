@@ -147,7 +147,7 @@ class ReferralContract(ContractPart):
     def _r1_setup(self, storage: Storage) -> tuple[Loyalty, TestClock, str]:
         loyalty, clock = self._ref(storage, randbelow=symbols("7K30DM9XWP"))
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice")
+        code = loyalty.referrals.issue_code("alice")
         assert "7K30D-M9XWP-" == code.shown[:12]
         # typed in lower case, with the letter o for the zero, without hyphens
         typed = code.shown.replace("-", "").lower().replace("0", "o")
@@ -159,17 +159,17 @@ class ReferralContract(ContractPart):
         self, storage: Storage
     ) -> None:
         loyalty, clock, _ = self._r1_setup(storage)
-        referral = loyalty.referral("bob")
+        referral = loyalty.referrals.get("bob")
         assert ("alice", ReferralStatus.WAITING) == (referral.referrer_id, referral.status)
         # day 5: the first order, 25.00 EUR
         self._ref_order(loyalty, clock, "o1", "bob", "25.00", _berlin(2026, 3, 6, 10))
         assert (0, 500) == self._ref_points(loyalty, "alice")
         assert (0, 250) == self._ref_points(loyalty, "bob")
-        paid = loyalty.referral("bob")
+        paid = loyalty.referrals.get("bob")
         assert (ReferralStatus.QUALIFIED, "o1", 500, 250) == (
             paid.status, paid.order_id, paid.referrer_points, paid.referee_points)
         assert _berlin(2026, 3, 20, 10) == paid.settles_at
-        assert 1 == loyalty.referrer_stats("alice").pending
+        assert 1 == loyalty.referrals.stats("alice").pending
         # day 19: due work makes both available (not a minute before)
         clock.set(_berlin(2026, 3, 20, 9, 59))
         loyalty.run_due()
@@ -178,7 +178,7 @@ class ReferralContract(ContractPart):
         loyalty.run_due()
         assert (500, 0) == self._ref_points(loyalty, "alice")
         assert (250, 0) == self._ref_points(loyalty, "bob")
-        stats = loyalty.referrer_stats("alice")
+        stats = loyalty.referrals.stats("alice")
         assert (1, 1, 0, 1, 500) == (stats.invited, stats.qualified, stats.pending,
                                      stats.rewarded, stats.points_rewarded)
 
@@ -187,13 +187,13 @@ class ReferralContract(ContractPart):
         self._ref_order(loyalty, clock, "o1", "bob", "25.00", _berlin(2026, 3, 6, 10))
         clock.set(_berlin(2026, 3, 11, 10))  # day 10
         loyalty.record_return("o1", {"l1": 1}, key="ret-1")
-        assert ReferralStatus.VOIDED == loyalty.referral("bob").status
+        assert ReferralStatus.VOIDED == loyalty.referrals.get("bob").status
         for day in (19, 40):
             clock.set(_berlin(2026, 3, 1, 9) + dt.timedelta(days=day))
             loyalty.run_due()
             assert (0, 0) == self._ref_points(loyalty, "alice")
             assert (0, 0) == self._ref_points(loyalty, "bob")
-        stats = loyalty.referrer_stats("alice")
+        stats = loyalty.referrals.stats("alice")
         assert (1, 0, 0) == (stats.voided, stats.qualified, stats.points_rewarded)
 
     def test_r2_a_return_after_the_window_voids_nothing(self, storage: Storage) -> None:
@@ -201,7 +201,7 @@ class ReferralContract(ContractPart):
         self._ref_order(loyalty, clock, "o1", "bob", "25.00", _berlin(2026, 3, 6, 10))
         clock.set(_berlin(2026, 3, 20, 10))
         loyalty.record_return("o1", {"l1": 1}, key="ret-1")
-        assert ReferralStatus.QUALIFIED == loyalty.referral("bob").status
+        assert ReferralStatus.QUALIFIED == loyalty.referrals.get("bob").status
         loyalty.run_due()
         assert (500, 0) == self._ref_points(loyalty, "alice")
 
@@ -210,18 +210,18 @@ class ReferralContract(ContractPart):
     ) -> None:
         loyalty, clock = self._ref(storage)
         loyalty.enrol("alice", identity=Identity(email="alice@gmail.com"))
-        code = loyalty.issue_code("alice")
+        code = loyalty.referrals.issue_code("alice")
         loyalty.enrol("alice-2", referral_code=code.shown,
                       identity=Identity(email="a.lice+promo@gmail.com"))
-        referral = loyalty.referral("alice-2")
+        referral = loyalty.referrals.get("alice-2")
         assert ReferralStatus.BLOCKED == referral.status
         assert ("self-referral: same e-mail as the referrer",) == referral.reasons
         self._ref_order(loyalty, clock, "o1", "alice-2", "25.00", _berlin(2026, 3, 6, 10))
         assert (0, 0) == self._ref_points(loyalty, "alice")
-        stats = loyalty.referrer_stats("alice")
+        stats = loyalty.referrals.stats("alice")
         assert (1, 1) == (stats.invited, stats.rejected)
         assert {"self-referral: same e-mail as the referrer": 1} == dict(stats.reasons)
-        assert 0 == loyalty.codes("alice")[0].uses  # a blocked attempt uses nothing
+        assert 0 == loyalty.referrals.codes("alice")[0].uses  # a blocked attempt uses nothing
 
     def test_r4_a_mistyped_code_is_invalid_without_a_storage_lookup(
         self, storage: Storage
@@ -230,22 +230,22 @@ class ReferralContract(ContractPart):
         loyalty, _ = self._ref(counting)
         loyalty.enrol("alice")
         loyalty.enrol("bob")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         wrong = next(c for c in ALPHABET if c != code[3])
         typo = code[:3] + wrong + code[4:]
         before = counting.opened
         with pytest.raises(InvalidCode):
-            loyalty.refer("bob", typo)
+            loyalty.referrals.refer("bob", typo)
         with pytest.raises(InvalidCode):
-            loyalty.check_code(typo)
+            loyalty.referrals.check_code(typo)
         assert before == counting.opened
         # a well-formed code nobody was given is "unknown", which needs the lookup
         other = next(c for c in (loyalty.program.referrals.code.draw(  # type: ignore[union-attr]
             random.Random(i).randrange) for i in range(10)) if c != code)
         with pytest.raises(CodeNotFound):
-            loyalty.refer("bob", other)
+            loyalty.referrals.refer("bob", other)
         with pytest.raises(Exception) as refused:
-            loyalty.referral("bob")
+            loyalty.referrals.get("bob")
         assert "referral_not_found" == refused.value.code  # type: ignore[attr-defined]
 
     # -- codes ----------------------------------------------------------------------------
@@ -256,11 +256,11 @@ class ReferralContract(ContractPart):
         loyalty, _ = self._ref(storage, randbelow=symbols("AAAAAAAAAA" * 2 + "BBBBBBBBBB"))
         loyalty.enrol("alice")
         loyalty.enrol("bob")
-        first = loyalty.issue_code("alice")
-        second = loyalty.issue_code("bob")
+        first = loyalty.referrals.issue_code("alice")
+        second = loyalty.referrals.issue_code("bob")
         assert first.code.startswith("AAAAAAAAAA")
         assert second.code.startswith("BBBBBBBBBB")
-        assert [second] == loyalty.codes("bob")
+        assert [second] == loyalty.referrals.codes("bob")
 
     def test_a_tiny_keyspace_forces_collisions_and_every_code_stays_unique(
         self, storage: Storage
@@ -274,26 +274,26 @@ class ReferralContract(ContractPart):
 
         loyalty, _ = self._ref(storage, randbelow=two_symbols)
         loyalty.enrol("m")
-        issued = [loyalty.issue_code("m", key=f"c{i}").code for i in range(120)]
+        issued = [loyalty.referrals.issue_code("m", key=f"c{i}").code for i in range(120)]
         assert len(set(issued)) == len(issued)
         assert draws["n"] > 10 * len(issued)  # some draws collided and were redrawn
-        assert sorted(issued) == sorted(c.code for c in loyalty.codes("m"))
+        assert sorted(issued) == sorted(c.code for c in loyalty.referrals.codes("m"))
 
     def test_an_exhausted_keyspace_gives_up_and_writes_nothing(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage, randbelow=symbols("0"))
         loyalty.enrol("alice")
         loyalty.enrol("bob")
-        loyalty.issue_code("alice")
+        loyalty.referrals.issue_code("alice")
         with pytest.raises(RetryLimitExceeded):
-            loyalty.issue_code("bob")
-        assert [] == loyalty.codes("bob")
+            loyalty.referrals.issue_code("bob")
+        assert [] == loyalty.referrals.codes("bob")
 
     def test_issue_code_is_idempotent_by_key(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage)
         loyalty.enrol("alice")
-        first = loyalty.issue_code("alice", source=Source.EMPLOYEE)
-        assert first == loyalty.issue_code("alice", source=Source.EMPLOYEE)
-        assert [first] == loyalty.codes("alice")
+        first = loyalty.referrals.issue_code("alice", source=Source.EMPLOYEE)
+        assert first == loyalty.referrals.issue_code("alice", source=Source.EMPLOYEE)
+        assert [first] == loyalty.referrals.codes("alice")
         assert Source.EMPLOYEE == first.source
 
     def test_code_expiry_and_usage_limit(self, storage: Storage) -> None:
@@ -301,19 +301,20 @@ class ReferralContract(ContractPart):
         loyalty.enrol("alice")
         for m in ("bob", "carol", "dave"):
             loyalty.enrol(m)
-        once = loyalty.issue_code("alice", key="once", max_uses=1)
-        soon = loyalty.issue_code("alice", key="soon",
+        once = loyalty.referrals.issue_code("alice", key="once", max_uses=1)
+        soon = loyalty.referrals.issue_code("alice", key="soon",
                                   expires_at=clock.now() + dt.timedelta(hours=1))
-        assert ReferralStatus.WAITING == loyalty.refer("bob", once.code).status
+        assert ReferralStatus.WAITING == loyalty.referrals.refer("bob", once.code).status
         with pytest.raises(CodeUsedUp):
-            loyalty.refer("carol", once.code)
+            loyalty.referrals.refer("carol", once.code)
         clock.set(clock.now() + dt.timedelta(hours=1))
         with pytest.raises(CodeExpired):
-            loyalty.refer("dave", soon.shown)
+            loyalty.referrals.refer("dave", soon.shown)
         for m in ("carol", "dave"):
             with pytest.raises(Exception, match="referral_not_found"):
-                loyalty.referral(m)
-        assert {once.code: 1, soon.code: 0} == {c.code: c.uses for c in loyalty.codes("alice")}
+                loyalty.referrals.get(m)
+        assert {once.code: 1,
+                soon.code: 0} == {c.code: c.uses for c in loyalty.referrals.codes("alice")}
 
     def test_racing_referees_for_a_single_use_code_exactly_one_wins(
         self, storage: Storage
@@ -323,14 +324,14 @@ class ReferralContract(ContractPart):
         racers = [f"r{i}" for i in range(8)]
         for m in racers:
             loyalty.enrol(m)
-        code = loyalty.issue_code("alice", max_uses=1).code
+        code = loyalty.referrals.issue_code("alice", max_uses=1).code
         barrier = threading.Barrier(len(racers))
         outcomes: dict[str, str] = {}
 
         def race(member_id: str) -> None:
             barrier.wait()
             try:
-                loyalty.refer(member_id, code)
+                loyalty.referrals.refer(member_id, code)
                 outcomes[member_id] = "won"
             except CodeUsedUp:
                 outcomes[member_id] = "used up"
@@ -343,8 +344,8 @@ class ReferralContract(ContractPart):
         winners = [m for m, o in outcomes.items() if o == "won"]
         assert 1 == len(winners)
         assert len(racers) - 1 == sum(1 for o in outcomes.values() if o == "used up")
-        assert [winners[0]] == [r.referee_id for r in loyalty.referrals("alice")]
-        assert 1 == loyalty.codes("alice")[0].uses
+        assert [winners[0]] == [r.referee_id for r in loyalty.referrals.made_by("alice")]
+        assert 1 == loyalty.referrals.codes("alice")[0].uses
 
     # -- attribution ----------------------------------------------------------------------
 
@@ -352,17 +353,17 @@ class ReferralContract(ContractPart):
         loyalty, _ = self._ref(storage)
         for m in ("alice", "bob", "carol"):
             loyalty.enrol(m)
-        a = loyalty.issue_code("alice").code
-        c = loyalty.issue_code("carol").code
+        a = loyalty.referrals.issue_code("alice").code
+        c = loyalty.referrals.issue_code("carol").code
         with pytest.raises(SelfReferral):
-            loyalty.refer("alice", a)
-        loyalty.refer("bob", a)
+            loyalty.referrals.refer("alice", a)
+        loyalty.referrals.refer("bob", a)
         with pytest.raises(AlreadyReferred):
-            loyalty.refer("bob", c, key="second")
-        assert "alice" == loyalty.referral("bob").referrer_id
-        assert [] == loyalty.referrals("carol")
+            loyalty.referrals.refer("bob", c, key="second")
+        assert "alice" == loyalty.referrals.get("bob").referrer_id
+        assert [] == loyalty.referrals.made_by("carol")
         # refer's default key replays the first result
-        assert loyalty.referral("bob") == loyalty.refer("bob", a)
+        assert loyalty.referrals.get("bob") == loyalty.referrals.refer("bob", a)
 
     def test_existing_customers_and_late_attachments_are_not_referable(
         self, storage: Storage
@@ -371,19 +372,19 @@ class ReferralContract(ContractPart):
         loyalty.enrol("alice")
         loyalty.enrol("bob")
         loyalty.enrol("carol")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         self._ref_order(loyalty, clock, "o1", "bob", "5.00", clock.now())
         with pytest.raises(NotReferable, match="existing customer"):
-            loyalty.refer("bob", code)
+            loyalty.referrals.refer("bob", code)
         clock.set(_berlin(2026, 3, 8, 9, 0, 1))  # 7 days and a second after enrolling
         with pytest.raises(NotReferable, match="window"):
-            loyalty.refer("carol", code)
-        assert [] == loyalty.referrals("alice")
+            loyalty.referrals.refer("carol", code)
+        assert [] == loyalty.referrals.made_by("alice")
 
     def test_a_refused_enrolment_with_a_code_writes_nothing(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage)
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice", max_uses=1).code
+        code = loyalty.referrals.issue_code("alice", max_uses=1).code
         loyalty.enrol("bob", referral_code=code)
         with pytest.raises(CodeUsedUp):
             loyalty.enrol("carol", referral_code=code)
@@ -397,41 +398,41 @@ class ReferralContract(ContractPart):
     ) -> None:
         loyalty, clock = self._ref(storage)
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         loyalty.enrol("bob", referral_code=code)
         loyalty.enrol("carol", referral_code=code)
         self._ref_order(loyalty, clock, "b1", "bob", "19.99", _berlin(2026, 3, 2, 9))
-        assert ReferralStatus.WAITING == loyalty.referral("bob").status
+        assert ReferralStatus.WAITING == loyalty.referrals.get("bob").status
         self._ref_order(loyalty, clock, "b2", "bob", "20.00", _berlin(2026, 3, 3, 9))
-        assert "b2" == loyalty.referral("bob").order_id
+        assert "b2" == loyalty.referrals.get("bob").order_id
         # carol's first qualifying order comes a day after the 30 days
         self._ref_order(loyalty, clock, "c1", "carol", "80.00", _berlin(2026, 3, 31, 9))
-        assert "expired" == loyalty.referral("carol").state_at(
+        assert "expired" == loyalty.referrals.get("carol").state_at(
             clock.now(), _berlin(2026, 3, 31, 9))
-        assert ReferralStatus.WAITING == loyalty.referral("carol").status
+        assert ReferralStatus.WAITING == loyalty.referrals.get("carol").status
         assert (0, 500) == self._ref_points(loyalty, "alice")
-        stats = loyalty.referrer_stats("alice")
+        stats = loyalty.referrals.stats("alice")
         assert (2, 1, 1) == (stats.invited, stats.qualified, stats.expired)
 
     def test_the_nth_order_qualifies(self, storage: Storage) -> None:
         loyalty, clock = self._ref(storage, referral_program(order_number=2))
         loyalty.enrol("alice")
-        loyalty.enrol("bob", referral_code=loyalty.issue_code("alice").code)
+        loyalty.enrol("bob", referral_code=loyalty.referrals.issue_code("alice").code)
         self._ref_order(loyalty, clock, "b1", "bob", "50.00", _berlin(2026, 3, 2, 9))
-        assert ReferralStatus.WAITING == loyalty.referral("bob").status
+        assert ReferralStatus.WAITING == loyalty.referrals.get("bob").status
         self._ref_order(loyalty, clock, "b2", "bob", "50.00", _berlin(2026, 3, 3, 9))
-        assert "b2" == loyalty.referral("bob").order_id
+        assert "b2" == loyalty.referrals.get("bob").order_id
 
     def test_cap_per_calendar_year_pays_the_referee_but_not_the_referrer(
         self, storage: Storage
     ) -> None:
         loyalty, clock = self._ref(storage, referral_program(cap=ReferralCap(2)))
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         for i in range(3):
             loyalty.enrol(f"r{i}", referral_code=code)
             self._ref_order(loyalty, clock, f"o{i}", f"r{i}", "30.00", _berlin(2026, 3, 2 + i, 9))
-        third = loyalty.referral("r2")
+        third = loyalty.referrals.get("r2")
         assert (0, 250) == (third.referrer_points, third.referee_points)
         assert any(r.startswith("cap:") for r in third.reasons)
         assert (0, 1000) == self._ref_points(loyalty, "alice")
@@ -439,7 +440,7 @@ class ReferralContract(ContractPart):
         clock.set(_berlin(2027, 1, 2, 9))
         loyalty.enrol("r9", referral_code=code)
         self._ref_order(loyalty, clock, "o9", "r9", "30.00", _berlin(2027, 1, 3, 9))
-        assert 500 == loyalty.referral("r9").referrer_points
+        assert 500 == loyalty.referrals.get("r9").referrer_points
 
     def test_a_voided_referral_frees_its_place_under_a_rolling_cap(
         self, storage: Storage
@@ -447,14 +448,14 @@ class ReferralContract(ContractPart):
         loyalty, clock = self._ref(storage, referral_program(
             cap=ReferralCap(1, CapPeriod.ROLLING, days=30)))
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         loyalty.enrol("r0", referral_code=code)
         loyalty.enrol("r1", referral_code=code)
         self._ref_order(loyalty, clock, "o0", "r0", "30.00", _berlin(2026, 3, 2, 9))
         clock.set(_berlin(2026, 3, 3, 9))
         loyalty.cancel_order("o0")
         self._ref_order(loyalty, clock, "o1", "r1", "30.00", _berlin(2026, 3, 4, 9))
-        assert 500 == loyalty.referral("r1").referrer_points
+        assert 500 == loyalty.referrals.get("r1").referrer_points
 
     def test_sources_and_campaigns_pick_the_reward(self, storage: Storage) -> None:
         holiday = Campaign("holiday", _berlin(2026, 12, 1), _berlin(2026, 12, 27),
@@ -466,29 +467,29 @@ class ReferralContract(ContractPart):
         loyalty, clock = self._ref(storage, program)
         for m in ("staff", "partner", "fan"):
             loyalty.enrol(m)
-        codes = {"staff": loyalty.issue_code("staff", source=Source.EMPLOYEE).code,
-                 "partner": loyalty.issue_code("partner", source=Source.PARTNER).code,
-                 "fan": loyalty.issue_code("fan").code}
+        codes = {"staff": loyalty.referrals.issue_code("staff", source=Source.EMPLOYEE).code,
+                 "partner": loyalty.referrals.issue_code("partner", source=Source.PARTNER).code,
+                 "fan": loyalty.referrals.issue_code("fan").code}
         loyalty.enrol("e1", referral_code=codes["staff"])
         loyalty.enrol("p1", referral_code=codes["partner"])
         self._ref_order(loyalty, clock, "e1", "e1", "30.00", _berlin(2026, 3, 2, 9))
         self._ref_order(loyalty, clock, "p1", "p1", "30.00", _berlin(2026, 3, 2, 10))
-        assert (0, 400) == (loyalty.referral("e1").referrer_points,
-                            loyalty.referral("e1").referee_points)
-        assert (2000, 250) == (loyalty.referral("p1").referrer_points,
-                               loyalty.referral("p1").referee_points)
+        assert (0, 400) == (loyalty.referrals.get("e1").referrer_points,
+                            loyalty.referrals.get("e1").referee_points)
+        assert (2000, 250) == (loyalty.referrals.get("p1").referrer_points,
+                               loyalty.referrals.get("p1").referee_points)
         # attributed while the campaign runs: its reward, even if it qualifies after
         clock.set(_berlin(2026, 12, 20, 9))
         loyalty.enrol("h1", referral_code=codes["fan"])
         self._ref_order(loyalty, clock, "h1", "h1", "30.00", _berlin(2026, 12, 28, 9))
-        held = loyalty.referral("h1")
+        held = loyalty.referrals.get("h1")
         assert ("holiday", 1000, 500) == (held.campaign, held.referrer_points,
                                           held.referee_points)
         clock.set(_berlin(2026, 12, 28, 10))
         loyalty.enrol("n1", referral_code=codes["fan"])
         self._ref_order(loyalty, clock, "n1", "n1", "30.00", _berlin(2026, 12, 29, 9))
-        assert (None, 500) == (loyalty.referral("n1").campaign,
-                               loyalty.referral("n1").referrer_points)
+        assert (None, 500) == (loyalty.referrals.get("n1").campaign,
+                               loyalty.referrals.get("n1").referrer_points)
 
     # -- fraud checks ---------------------------------------------------------------------
 
@@ -497,51 +498,53 @@ class ReferralContract(ContractPart):
     ) -> None:
         loyalty, clock = self._ref(storage, referral_program(velocity_per_hour=2))
         loyalty.enrol("alice")
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         for i in range(4):
             loyalty.enrol(f"r{i}", referral_code=code)
-        statuses = [loyalty.referral(f"r{i}").status for i in range(4)]
+        statuses = [loyalty.referrals.get(f"r{i}").status for i in range(4)]
         assert [ReferralStatus.WAITING] * 2 + [ReferralStatus.FLAGGED] * 2 == statuses
-        assert ("velocity: more than 2 referrals in an hour",) == loyalty.referral("r2").reasons
+        assert ("velocity: more than 2 referrals in an hour",
+                ) == loyalty.referrals.get("r2").reasons
         # a flagged referee's qualifying order is noted, not paid
         self._ref_order(loyalty, clock, "o2", "r2", "30.00", _berlin(2026, 3, 2, 9))
         assert (0, 0) == self._ref_points(loyalty, "alice")
-        approved = loyalty.approve_referral("r2", reason="known customer")
+        approved = loyalty.referrals.approve("r2", reason="known customer")
         assert (ReferralStatus.QUALIFIED, 500) == (approved.status, approved.referrer_points)
         assert _berlin(2026, 3, 16, 9) == approved.settles_at
         assert (0, 500) == self._ref_points(loyalty, "alice")
-        rejected = loyalty.reject_referral("r3", reason="same household")
+        rejected = loyalty.referrals.reject("r3", reason="same household")
         assert ReferralStatus.REJECTED == rejected.status
         assert "rejected: same household" == rejected.reasons[-1]
         with pytest.raises(ReferralNotFlagged):
-            loyalty.approve_referral("r3")
+            loyalty.referrals.approve("r3")
         self._ref_order(loyalty, clock, "o3", "r3", "30.00", _berlin(2026, 3, 2, 10))
         assert (0, 500) == self._ref_points(loyalty, "alice")
-        assert (1, 1) == (loyalty.referrer_stats("alice").rejected,
-                          loyalty.referrer_stats("alice").pending)
+        assert (1, 1) == (loyalty.referrals.stats("alice").rejected,
+                          loyalty.referrals.stats("alice").pending)
 
     def test_fingerprints_and_cycles(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage, referral_program(existing_customers=True))
         loyalty.enrol("alice", identity=Identity(payment="card-1", device="dev-1"))
-        code = loyalty.issue_code("alice").code
+        code = loyalty.referrals.issue_code("alice").code
         loyalty.enrol("bob", referral_code=code, identity=Identity(device="dev-1"))
         loyalty.enrol("carol", referral_code=code, identity=Identity(payment="card-1"))
-        assert ReferralStatus.FLAGGED == loyalty.referral("bob").status
-        assert ReferralStatus.BLOCKED == loyalty.referral("carol").status
+        assert ReferralStatus.FLAGGED == loyalty.referrals.get("bob").status
+        assert ReferralStatus.BLOCKED == loyalty.referrals.get("carol").status
         assert ("self-referral: same payment fingerprint as the referrer",) == (
-            loyalty.referral("carol").reasons)
+            loyalty.referrals.get("carol").reasons)
         # alice refers dave, dave's code then comes back to alice: a cycle
         loyalty.enrol("dave", referral_code=code, key="dave")
-        dave = loyalty.issue_code("dave").code
-        loyalty.refer("alice", dave)
-        assert ReferralStatus.BLOCKED == loyalty.referral("alice").status
-        assert ("cycle: the referee referred the referrer",) == loyalty.referral("alice").reasons
+        dave = loyalty.referrals.issue_code("dave").code
+        loyalty.referrals.refer("alice", dave)
+        assert ReferralStatus.BLOCKED == loyalty.referrals.get("alice").status
+        assert ("cycle: the referee referred the referrer",
+                ) == loyalty.referrals.get("alice").reasons
 
     def test_fingerprints_are_kept_only_as_keyed_hashes(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage)
         loyalty.enrol("alice", identity=Identity(email="Alice@Example.com", payment="tok-9"))
         with storage.unit_of_work("ref") as uow:
-            marks = {m.kind: m.digest for m in uow.marks_of(["alice"])}
+            marks = {m.kind: m.digest for m in uow.referrals.marks_of(["alice"])}
         expected = {kind: hmac.new(SECRET, f"{kind}:{value}".encode(),
                                    hashlib.sha256).hexdigest()
                     for kind, value in (("email", "alice@example.com"), ("payment", "tok-9"))}
@@ -556,8 +559,8 @@ class ReferralContract(ContractPart):
         loyalty, _ = self._ref(storage, fraud_checks=[big_spender_review])
         loyalty.enrol("vip")
         loyalty.enrol("alice")
-        loyalty.enrol("bob", referral_code=loyalty.issue_code("vip").code)
-        loyalty.enrol("carol", referral_code=loyalty.issue_code("alice").code)
+        loyalty.enrol("bob", referral_code=loyalty.referrals.issue_code("vip").code)
+        loyalty.enrol("carol", referral_code=loyalty.referrals.issue_code("alice").code)
         assert (ReferralStatus.FLAGGED, ("vip referrals are reviewed",)) == (
-            loyalty.referral("bob").status, loyalty.referral("bob").reasons)
-        assert ReferralStatus.WAITING == loyalty.referral("carol").status
+            loyalty.referrals.get("bob").status, loyalty.referrals.get("bob").reasons)
+        assert ReferralStatus.WAITING == loyalty.referrals.get("carol").status

@@ -36,8 +36,8 @@ from loyaltykit import (
     TierPolicy,
     WindowKind,
 )
-from loyaltykit._ledger import ChangeSet
 from loyaltykit._tiers import TierState, catch_up, job_for, new_state, on_activity
+from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.contract.base import ContractPart
 
 __all__ = ["TierContract", "replay_tiers", "tier_program"]
@@ -115,7 +115,7 @@ def replay_tiers(
 
 
 def _history(loyalty: Loyalty, member_id: str) -> list[tuple[dt.datetime, str, str, str]]:
-    return [(c.at, c.from_tier, c.to_tier, c.reason) for c in loyalty.tier_history(member_id)]
+    return [(c.at, c.from_tier, c.to_tier, c.reason) for c in loyalty.tiers.history(member_id)]
 
 
 class TierContract(ContractPart):
@@ -140,30 +140,30 @@ class TierContract(ContractPart):
         loyalty.enrol("m")
         clock.set(_berlin(2026, 2, 1, 10))
         loyalty.earn("m", 600, key="e1")
-        assert "silver" == loyalty.tier("m").tier
+        assert "silver" == loyalty.tiers.status("m").tier
         clock.set(_berlin(2026, 11, 30, 10))
         loyalty.earn("m", 1500, key="e2")
-        assert "gold" == loyalty.tier("m").tier
+        assert "gold" == loyalty.tiers.status("m").tier
         clock.set(_berlin(2027, 1, 1, 0, 0))
         report = loyalty.run_due()
         assert (1, 0) == (report.tier_evaluations, report.tier_changes)
-        assert "gold" == loyalty.tier("m").tier
+        assert "gold" == loyalty.tiers.status("m").tier
         clock.set(_berlin(2027, 5, 1, 10))
         loyalty.earn("m", 100, key="e3")
         clock.set(_berlin(2027, 12, 31, 23, 59))
         assert 0 == loyalty.run_due().tier_evaluations
-        assert "gold" == loyalty.tier("m").tier
+        assert "gold" == loyalty.tiers.status("m").tier
         clock.set(_berlin(2028, 1, 1, 0, 0))
         assert 1 == loyalty.run_due().tier_changes
-        assert "silver" == loyalty.tier("m").tier  # one level, not to member
+        assert "silver" == loyalty.tiers.status("m").tier  # one level, not to member
         assert [
             (_berlin(2026, 2, 1, 10), "member", "silver", "qualified"),
             (_berlin(2026, 11, 30, 10), "silver", "gold", "qualified"),
             (_berlin(2028, 1, 1), "gold", "silver", "evaluation"),
         ] == _history(loyalty, "m")
-        assert "gold" == loyalty.tier_as_of("m", _berlin(2027, 12, 31, 23, 59))
-        assert "silver" == loyalty.tier_as_of("m", _berlin(2028, 1, 1))
-        assert "member" == loyalty.tier_as_of("m", _berlin(2026, 1, 31))
+        assert "gold" == loyalty.tiers.as_of("m", _berlin(2027, 12, 31, 23, 59))
+        assert "silver" == loyalty.tiers.as_of("m", _berlin(2028, 1, 1))
+        assert "member" == loyalty.tiers.as_of("m", _berlin(2026, 1, 31))
         # a second run finds nothing to do
         assert 0 == loyalty.run_due().tier_evaluations
 
@@ -173,11 +173,11 @@ class TierContract(ContractPart):
         assert 600 == self._tier_order(loyalty, clock, "o1", "m", "600.00", _berlin(2026, 2, 1, 10))
         assert 1500 == self._tier_order(loyalty, clock, "o2", "m", "1500.00",
                                    _berlin(2026, 11, 30, 10))
-        assert "gold" == loyalty.tier("m").tier
+        assert "gold" == loyalty.tiers.status("m").tier
         clock.set(_berlin(2026, 12, 5, 12))
         loyalty.record_return("o2", {"x": 1}, key="r1")
-        assert "silver" == loyalty.tier("m").tier
-        assert 600 == loyalty.tier_progress("m").metric
+        assert "silver" == loyalty.tiers.status("m").tier
+        assert 600 == loyalty.tiers.progress("m").metric
         assert (_berlin(2026, 12, 5, 12), "gold", "silver", "reverted") == _history(
             loyalty, "m")[-1]
 
@@ -191,10 +191,10 @@ class TierContract(ContractPart):
         loyalty.earn("m", 300, key="a")
         clock.set(dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.UTC))
         loyalty.earn("m", 400, key="b")
-        progress = loyalty.tier_progress("m")
+        progress = loyalty.tiers.progress("m")
         assert _berlin(2027, 1, 1) == progress.window_start
         assert 400 == progress.metric
-        assert "member" == loyalty.tier("m").tier  # 300 + 400 never counted together
+        assert "member" == loyalty.tiers.status("m").tier  # 300 + 400 never counted together
         assert _berlin(2028, 1, 1) == progress.deadline
         assert 100 == progress.needed  # silver (500) less the 400 of 2027
         assert "silver" == progress.next_tier
@@ -205,22 +205,22 @@ class TierContract(ContractPart):
             loyalty.enrol(m)
         clock.set(_berlin(2026, 3, 1, 10))
         loyalty.earn("life", 2500, key="l1")
-        loyalty.assign_tier("manual", "gold", key="m1", reason="VIP by contract")
-        loyalty.assign_tier("temp", "gold", key="t1", reason="trial",
+        loyalty.tiers.assign("manual", "gold", key="m1", reason="VIP by contract")
+        loyalty.tiers.assign("temp", "gold", key="t1", reason="trial",
                             until=_berlin(2027, 6, 1))
-        assert "gold" == loyalty.tier("manual").tier
-        assert "gold" == loyalty.tier("manual").manual
+        assert "gold" == loyalty.tiers.status("manual").tier
+        assert "gold" == loyalty.tiers.status("manual").manual
         for year in (2027, 2028, 2029):
             clock.set(_berlin(year, 1, 1, 1))
             loyalty.run_due()
-            assert "gold" == loyalty.tier("life").tier
-            assert "gold" == loyalty.tier("manual").tier
+            assert "gold" == loyalty.tiers.status("life").tier
+            assert "gold" == loyalty.tiers.status("manual").tier
         # the trial held at the 2027 evaluation, not at 2028's: then one level a year
         assert [("gold", "silver"), ("silver", "member")] == [
-            (c.from_tier, c.to_tier) for c in loyalty.tier_history("temp")
+            (c.from_tier, c.to_tier) for c in loyalty.tiers.history("temp")
             if c.reason == "evaluation"]
-        assert "manual" == loyalty.tier_history("manual")[0].reason
-        assert "VIP by contract" == loyalty.tier_history("manual")[0].note
+        assert "manual" == loyalty.tiers.history("manual")[0].reason
+        assert "VIP by contract" == loyalty.tiers.history("manual")[0].note
 
     def test_evaluations_and_reverts_equal_a_replay_from_scratch(
         self, storage: Storage
@@ -254,7 +254,7 @@ class TierContract(ContractPart):
                 steps[m].append(("due", clock.now(), 0))
         for m in members:
             assert replay_tiers(program, m, enrolled, steps[m]) == _history(loyalty, m), m
-            for change in loyalty.tier_history(m):
+            for change in loyalty.tiers.history(m):
                 if change.reason == "evaluation":
                     assert program.tiers is not None
                     drop = (program.tiers.rank(change.from_tier)
@@ -272,25 +272,25 @@ class TierContract(ContractPart):
             loyalty.enrol(m)
             loyalty.earn(m, 10, key=m)
         # gold by hand for 2026 only: the evaluation takes m05 one level down
-        loyalty.assign_tier("m05", "gold", key="gold", reason="launch",
+        loyalty.tiers.assign("m05", "gold", key="gold", reason="launch",
                             until=_berlin(2026, 12, 1))
         evaluation = _berlin(2027, 1, 1)
         clock.set(_berlin(2027, 1, 1, 2))
         job = job_for(program.tiers, program.time_zone, evaluation, None, clock.now(), 4)
         with storage.unit_of_work(program.id) as uow:
             ends, after = [], None
-            while (end := uow.tier_batch_end(attrs.evolve(job, after=after))) is not None:
+            while (end := uow.tiers.tier_batch_end(attrs.evolve(job, after=after))) is not None:
                 ends.append(end)
                 after = end
         assert ["m03", "m07", "m09"] == ends
         with storage.unit_of_work(program.id) as uow:
-            assert (3, 1) == uow.evaluate_tiers(attrs.evolve(job, after="m03", upto="m06"))
+            assert (3, 1) == uow.tiers.evaluate_tiers(attrs.evolve(job, after="m03", upto="m06"))
             uow.commit()
         with storage.unit_of_work(program.id) as uow:
             moved = {m for m in members
-                     if (state := uow.get_tier_state(m)) is not None
+                     if (state := uow.tiers.get_tier_state(m)) is not None
                      and state.next_evaluation != evaluation}
-            history = uow.tier_history("m05")
+            history = uow.tiers.tier_history("m05")
         assert {"m04", "m05", "m06"} == moved
         assert [("gold", "silver", 10)] == [
             (c.from_tier, c.to_tier, c.metric) for c in history if c.reason == "evaluation"]
@@ -322,9 +322,9 @@ class TierContract(ContractPart):
             outcomes.append((
                 reports,
                 {m: _history(loyalty, m) for m in members},
-                {m: loyalty.tier(m).tier for m in members},
+                {m: loyalty.tiers.status(m).tier for m in members},
                 [(n.member_id, n.evaluation_at, n.tier, n.would_be, n.metric, n.needed)
-                 for n in loyalty.tier_notices()],
+                 for n in loyalty.tiers.notices()],
             ))
         assert outcomes[0] == outcomes[1]
         reports, histories, _, notices = outcomes[0]
@@ -352,12 +352,12 @@ class TierContract(ContractPart):
         clock.set(_berlin(2027, 12, 10, 10))
         assert 1 == loyalty.run_due().tier_notices
         assert 0 == loyalty.run_due().tier_notices
-        (notice,) = loyalty.tier_notices()
+        (notice,) = loyalty.tiers.notices()
         assert ("drops", "gold", "silver", 300, 1700) == (
             notice.member_id, notice.tier, notice.would_be, notice.metric, notice.needed)
         assert _berlin(2028, 1, 1) == notice.evaluation_at
-        assert not loyalty.tier_progress("drops").keeps_tier
-        assert loyalty.tier_progress("keeps").keeps_tier
+        assert not loyalty.tiers.progress("drops").keeps_tier
+        assert loyalty.tiers.progress("keeps").keeps_tier
 
     def test_anniversary_and_rolling_windows(self, storage: Storage) -> None:
         anniversary = tier_program(window=QualificationWindow(WindowKind.ANNIVERSARY_YEAR),
@@ -367,14 +367,14 @@ class TierContract(ContractPart):
         loyalty.earn("leap", 600, key="a")
         clock.set(_berlin(2025, 3, 1, 10))
         loyalty.run_due()
-        status = loyalty.tier("leap")
+        status = loyalty.tiers.status("leap")
         assert "silver" == status.tier
         # 28 February in common years, 29 February again in 2028
         assert _berlin(2026, 2, 28) == status.next_evaluation
         clock.set(_berlin(2027, 3, 1, 10))
         loyalty.run_due()
-        assert _berlin(2028, 2, 29) == loyalty.tier("leap").next_evaluation
-        assert "member" == loyalty.tier("leap").tier
+        assert _berlin(2028, 2, 29) == loyalty.tiers.status("leap").next_evaluation
+        assert "member" == loyalty.tiers.status("leap").tier
         rolling = tier_program(window=QualificationWindow(WindowKind.ROLLING_MONTHS, months=3),
                                program_id="rolling", grace_periods=0)
         loyalty, clock = self._tier_loyalty(storage, rolling, start=_berlin(2026, 1, 10, 9))
@@ -382,13 +382,13 @@ class TierContract(ContractPart):
         loyalty.earn("r", 300, key="a")
         clock.set(_berlin(2026, 3, 10, 9))
         loyalty.earn("r", 300, key="b")
-        assert "silver" == loyalty.tier("r").tier  # January and March: one window
+        assert "silver" == loyalty.tiers.status("r").tier  # January and March: one window
         clock.set(_berlin(2026, 4, 1, 1))
         loyalty.run_due()
-        assert "silver" == loyalty.tier("r").tier  # Jan-Mar still reaches 600
+        assert "silver" == loyalty.tiers.status("r").tier  # Jan-Mar still reaches 600
         clock.set(_berlin(2026, 5, 1, 1))
         loyalty.run_due()
-        assert "member" == loyalty.tier("r").tier  # Feb-Apr holds 300
+        assert "member" == loyalty.tiers.status("r").tier  # Feb-Apr holds 300
 
     def test_a_second_new_tier_state_of_a_member_is_a_duplicate_key(
         self, storage: Storage
@@ -396,11 +396,11 @@ class TierContract(ContractPart):
         loyalty, _ = self._tier_loyalty(storage)
         loyalty.enrol("m")
         with storage.unit_of_work("R") as uow:
-            state = uow.get_tier_state("m")
+            state = uow.tiers.get_tier_state("m")
             assert state is not None
             changes = ChangeSet()
             changes.tier_states["m"] = state
             changes.new_tier_states.add("m")
             with pytest.raises(DuplicateKey):
-                uow.write(changes)
-        assert "member" == loyalty.tier("m").tier
+                write_changes(uow, changes)
+        assert "member" == loyalty.tiers.status("m").tier

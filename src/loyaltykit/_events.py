@@ -1,0 +1,75 @@
+"""Domain events: what a use case raises inside its unit of work, and who listens.
+
+A service raises an event the moment the change it describes is made
+(:meth:`loyaltykit._pipeline.Work.publish`); the :class:`~loyaltykit._pipeline.EventBus`
+hands it at once to every subscriber of its type, in the same unit of work and before
+commit, so a reaction (tiers re-qualifying on a return, a referral qualifying on a
+first order) is written atomically with its cause or not at all. Subscribers are wired
+by the facade; no service calls into another's internals.
+
+Events raised today, and who subscribes:
+
+===================  ========================================  =====================
+event                raised by                                 subscribers
+===================  ========================================  =====================
+``MemberEnrolled``   ledger: ``enrol``                          tiers, referrals
+``PointsPosted``     ledger: every transaction posted           tiers
+``OrderRecorded``    orders: ``record_order``                   tiers, referrals
+``OrderReturned``    orders: ``record_return``/``cancel_order`` tiers, referrals
+===================  ========================================  =====================
+
+A capability adds its own event classes in its own module; the bus dispatches by type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+import attrs
+
+from loyaltykit._model import Member, OrderRecord, Transaction
+from loyaltykit._orders import Order
+
+__all__ = ["MemberEnrolled", "OrderRecorded", "OrderReturned", "PointsPosted"]
+
+@attrs.frozen
+class MemberEnrolled:
+    """A member was enrolled; ``referral_code`` (normalised) and ``digests`` (keyed
+    hashes of their identity) are what the enrolment carried for referrals."""
+
+    member: Member
+    referral_code: str | None = None
+    digests: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class PointsPosted:
+    """A ledger transaction was posted (any kind)."""
+
+    transaction: Transaction
+
+
+@attrs.frozen
+class OrderRecorded:
+    """An order was recorded and priced; ``record`` is its stored row, ``wallet`` the
+    wallet its points went to."""
+
+    order: Order
+    record: OrderRecord
+    wallet: str
+
+
+@attrs.frozen
+class OrderReturned:
+    """Lines of an order were returned (``cancelled``: the whole order was cancelled).
+
+    ``record`` is the order's row before the return, ``before`` the order as it stood
+    then and ``after`` as it stands now; ``at`` is the return's business instant."""
+
+    record: OrderRecord
+    before: Order
+    after: Order
+    at: dt.datetime
+    wallet: str
+    cancelled: bool

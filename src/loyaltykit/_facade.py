@@ -1,0 +1,209 @@
+"""The facade: one call per use case, bound to a program, a storage and a clock.
+
+:class:`Loyalty` only wires: it registers the program version, builds the capability
+services on one shared :class:`~loyaltykit._services.context.Context` (program,
+storage, clock, write pipeline, event bus), subscribes them to each other's domain
+events, and exposes their calls. The everyday ledger and order calls are flat
+(``loyalty.earn(...)``); tiers and referrals live behind ``loyalty.tiers`` and
+``loyalty.referrals``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from loyaltykit._clock import Clock, SystemClock
+from loyaltykit._errors import InvalidInput, ProgramVersionConflict
+from loyaltykit._model import ProgramVersion
+from loyaltykit._program import Program
+from loyaltykit._referrals import FraudCheck
+from loyaltykit._services.context import Context
+from loyaltykit._services.due import DueWork
+from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.ledger_reads import LedgerReads
+from loyaltykit._services.orders import OrderService
+from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.tiers import TierService
+from loyaltykit._values import new_id as _new_id
+from loyaltykit.storage import Storage
+
+__all__ = ["Loyalty"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Delegate(Generic[P, R]):
+    """A facade method that hands off to the same-named method of a service.
+
+    On the class it is the service's function (for ``help()`` and ``inspect``); on an
+    instance, the bound method of the instance's service."""
+
+    def __init__(self, service: str, function: Callable[Concatenate[Any, P], R]) -> None:
+        self._service = service
+        self._function = function
+        self.__doc__ = function.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Callable[Concatenate[Any, P], R]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> Callable[P, R]: ...
+    def __get__(self, instance: object | None, owner: type
+                ) -> Callable[Concatenate[Any, P], R] | Callable[P, R]:
+        if instance is None:
+            return self._function
+        method: Callable[P, R] = getattr(getattr(instance, self._service),
+                                         self._function.__name__)
+        return method
+
+
+def _to(service: str, function: Callable[Concatenate[Any, P], R]) -> _Delegate[P, R]:
+    return _Delegate(service, function)
+
+
+class Loyalty:
+    """The public API of one program: enrol, earn, spend, hold, orders, balances.
+
+    >>> import datetime as dt
+    >>> from loyaltykit import Loyalty, Money, Program, TestClock
+    >>> from loyaltykit.memory import MemoryStorage
+    >>> program = Program(id="shop", time_zone="Europe/Berlin", currency="EUR",
+    ...                   point_value=Money("0.01", "EUR"))
+    >>> clock = TestClock(dt.datetime(2026, 1, 15, 9, tzinfo=dt.timezone.utc))
+    >>> loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    >>> _ = loyalty.enrol("alice")
+    >>> loyalty.earn("alice", 100, key="order-1").balance.available
+    100
+
+    Every write takes an idempotency ``key`` (unique per program) and optionally the
+    business instant ``at`` (default: the clock's now; never later than it). The same
+    key with the same request returns the original result and writes nothing; with a
+    different request it raises :class:`~loyaltykit.IdempotencyConflict`.
+
+    Tiers are behind :attr:`tiers` (``loyalty.tiers.status(member_id)``), referrals
+    behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``).
+    """
+
+    #: tier status, history, progress, manual tiers and notices
+    tiers: TierService
+    #: referral codes, attribution, decisions and stats
+    referrals: ReferralService
+
+    def __init__(
+        self,
+        program: Program,
+        storage: Storage,
+        *,
+        clock: Clock | None = None,
+        new_id: Callable[[], uuid.UUID] = _new_id,
+        max_retries: int = 5,
+        secret: bytes | None = None,
+        fraud_checks: Sequence[FraudCheck] | None = None,
+        randbelow: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        if not isinstance(program, Program):
+            raise InvalidInput("program must be a Program", program=repr(program))
+        self._c = c = Context(program, storage, clock or SystemClock(), new_id=new_id,
+                              max_retries=max_retries)
+        self._ledger = LedgerService(
+            c, lambda code, identity: self.referrals.enrolment_extras(code, identity))
+        self._reads = LedgerReads(c, self._ledger)
+        self._orders = OrderService(c, self._ledger)
+        self._due = DueWork(c, self._ledger)
+        self.tiers = TierService(c, self._ledger)
+        self.referrals = ReferralService(c, self._ledger, secret=secret,
+                                         fraud_checks=fraud_checks, randbelow=randbelow)
+        # what reacts to what: subscribers run inside the writer's unit of work
+        self.tiers.subscribe(c.bus)
+        self.referrals.subscribe(c.bus)
+        if program.tiers is not None:
+            self._orders.tier_of = self.tiers.tier_of
+            self._due.add(self.tiers.due)
+        self._register(c)
+
+    def _register(self, c: Context) -> None:
+        program = self.program
+        definition = program.to_dict()
+        self.storage.register_program(ProgramVersion(
+            program.id, program.version, program.effective_from, definition, c.now()))
+        with c.read() as uow:
+            stored = uow.programs.program_versions()
+        for version in stored:
+            if version.version == program.version and not _same(version, program):
+                raise ProgramVersionConflict(
+                    "this version of the program is stored with another definition; "
+                    "give the changed program a new version",
+                    program_id=program.id, version=program.version)
+            for name in ("time_zone", "currency", "wallets"):
+                if version.definition.get(name) != definition[name]:
+                    raise ProgramVersionConflict(
+                        f"versions of a program must keep its {name}",
+                        program_id=program.id, version=version.version, field=name,
+                        stored=version.definition.get(name), given=definition[name])
+
+    @property
+    def program(self) -> Program:
+        """The program this facade runs (its version in force for new writes)."""
+        return self._c.program
+
+    @property
+    def storage(self) -> Storage:
+        """Where the program's ledger is kept."""
+        return self._c.storage
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every call reads "now" from (may be replaced, e.g. in tests)."""
+        return self._c.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._c.clock = clock
+
+    def __repr__(self) -> str:
+        return f"Loyalty(program={self.program.id!r}, storage={self.storage!r})"
+
+    # -- members and points (the ledger) --------------------------------------------------
+    enrol = _to("_ledger", LedgerService.enrol)
+    earn = _to("_ledger", LedgerService.earn)
+    spend = _to("_ledger", LedgerService.spend)
+    hold = _to("_ledger", LedgerService.hold)
+    capture = _to("_ledger", LedgerService.capture)
+    void = _to("_ledger", LedgerService.void)
+    activate = _to("_ledger", LedgerService.activate)
+    reverse = _to("_ledger", LedgerService.reverse)
+    adjust = _to("_ledger", LedgerService.adjust)
+    clawback = _to("_ledger", LedgerService.clawback)
+    transfer = _to("_ledger", LedgerService.transfer)
+    bulk_earn = _to("_ledger", LedgerService.bulk_earn)
+
+    # -- reads ------------------------------------------------------------------------------
+    member = _to("_reads", LedgerReads.member)
+    balance = _to("_reads", LedgerReads.balance)
+    statement = _to("_reads", LedgerReads.statement)
+    transaction = _to("_reads", LedgerReads.transaction)
+    hold_info = _to("_reads", LedgerReads.hold_info)
+    lots = _to("_reads", LedgerReads.lots)
+
+    # -- orders and events ------------------------------------------------------------------
+    quote = _to("_orders", OrderService.quote)
+    record_order = _to("_orders", OrderService.record_order)
+    record_return = _to("_orders", OrderService.record_return)
+    cancel_order = _to("_orders", OrderService.cancel_order)
+    record_event = _to("_orders", OrderService.record_event)
+    order = _to("_orders", OrderService.order)
+
+    # -- due work ---------------------------------------------------------------------------
+    run_due = _to("_due", DueWork.run_due)
+
+
+def _same(stored: ProgramVersion, program: Program) -> bool:
+    # compared as programs, not dicts: a definition stored by an older release lacks
+    # fields that now have defaults
+    try:
+        return Program.from_dict(dict(stored.definition)) == program
+    except InvalidInput:
+        return False

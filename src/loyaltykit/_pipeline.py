@@ -1,0 +1,311 @@
+"""The write pipeline: the one place that opens a unit of work to write.
+
+:meth:`WritePipeline.run` takes a use case's ``apply`` and does the rest: check the
+idempotency key (replay the stored result, or refuse a different request under it),
+open the unit of work, build the :class:`Work` the use case writes through, publish
+its domain events to the subscribers (same unit of work), run the hooks subscribers
+left for just before commit, write every change part to its store (the key's record
+first, then the ledger's part, then the others in the order they were first
+touched), commit, and retry the whole on a serialization failure or a lost unique
+race (with jittered backoff). :meth:`WritePipeline.batch` is the same without a key,
+for due work.
+
+Services never open a write unit of work themselves; a new capability brings its
+change part (:class:`~loyaltykit.storage.ChangePart`) and its subscribers, and this
+module does not change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from loyaltykit._errors import (
+    DuplicateKey,
+    IdempotencyConflict,
+    InvalidInput,
+    LoyaltyError,
+    RetryLimitExceeded,
+    SerializationFailure,
+)
+from loyaltykit._events import PointsPosted
+from loyaltykit._ledger import Ledger
+from loyaltykit._model import IdempotencyRecord, Transaction
+from loyaltykit._program import Program
+from loyaltykit._results import decode_result, encode_result
+from loyaltykit._values import json_bytes
+from loyaltykit.storage import ChangePart, Storage, UnitOfWork
+
+__all__ = ["EventBus", "KeyHolder", "Work", "WritePipeline", "fingerprint"]
+
+logger = logging.getLogger("loyaltykit")
+
+R = TypeVar("R")
+E = TypeVar("E")
+P = TypeVar("P", bound=ChangePart)
+
+#: How many codes a write draws before giving up on a crowded keyspace.
+MAX_DRAWS = 64
+
+
+def fingerprint(request: Mapping[str, Any]) -> str:
+    """SHA-256 of the request's canonical JSON (keys sorted)."""
+    return hashlib.sha256(json_bytes(request, sort_keys=True, default=str)).hexdigest()
+
+
+Handler = Callable[["Work", Any], None]
+
+
+class EventBus:
+    """Subscribers by event type, called in the order they subscribed."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type, list[Handler]] = {}
+
+    def subscribe(self, event_type: type[E], handler: Callable[[Work, E], None]) -> None:
+        """Call ``handler(work, event)`` for every event of ``event_type`` raised."""
+        self._handlers.setdefault(event_type, []).append(handler)
+
+    def publish(self, work: Work, event: object) -> None:
+        """Hand ``event`` to its subscribers now, inside ``work``'s unit of work."""
+        for handler in self._handlers.get(type(event), ()):
+            handler(work, event)
+
+    def listens(self, event_type: type) -> bool:
+        """True if anything subscribes to ``event_type``."""
+        return bool(self._handlers.get(event_type))
+
+
+class Work:
+    """One write in progress: its unit of work, the ledger it posts through, the change
+    parts of the other capabilities, and the event bus of its subscribers.
+
+    ``at`` is the request's business instant, ``recorded_at`` the clock's now when the
+    attempt began, ``key`` the idempotency key (None for due work).
+    """
+
+    def __init__(self, uow: UnitOfWork, program: Program, bus: EventBus, *,
+                 at: dt.datetime, recorded_at: dt.datetime,
+                 new_id: Callable[[], uuid.UUID], key: str | None) -> None:
+        self.uow = uow
+        self.program = program
+        self.at = at
+        self.recorded_at = recorded_at
+        self.new_id = new_id
+        self.key = key
+        self._bus = bus
+        posted = self._posted if bus.listens(PointsPosted) else None
+        self.ledger = Ledger(program, at=at, recorded_at=recorded_at, new_id=new_id,
+                             key=key, on_posted=posted)
+        self._parts: dict[type, ChangePart] = {}
+        self._hooks: dict[object, Callable[[Work], None]] = {}
+        #: per-capability scratch space for this write (e.g. rows already read)
+        self.scratch: dict[str, Any] = {}
+
+    def _posted(self, tx: Transaction) -> None:
+        self._bus.publish(self, PointsPosted(tx))
+
+    def part(self, kind: type[P]) -> P:
+        """This write's change part of ``kind`` (created empty on first use)."""
+        found = self._parts.get(kind)
+        if found is None:
+            found = self._parts[kind] = kind()
+        assert isinstance(found, kind)
+        return found
+
+    def publish(self, event: object) -> None:
+        """Raise a domain event: its subscribers run now, in this unit of work."""
+        self._bus.publish(self, event)
+
+    def before_commit(self, owner: object, hook: Callable[[Work], None]) -> None:
+        """Run ``hook(work)`` once, after the use case and before anything is written
+        (a second call with the same ``owner`` keeps the first hook)."""
+        self._hooks.setdefault(owner, hook)
+
+    def _flush(self) -> None:
+        while self._hooks:  # a hook may leave another
+            owner = next(iter(self._hooks))
+            self._hooks.pop(owner)(self)
+
+    def _write(self, record: IdempotencyRecord | None) -> None:
+        uow = self.uow
+        if record is not None:
+            uow.keys.write([record])
+        ledger = self.ledger.changes
+        if not ledger.empty:
+            uow.ledger.write(ledger)
+        for part in self._parts.values():
+            if not part.empty:
+                part.write_to(uow)
+
+
+class KeyHolder(Protocol):
+    """A use case whose own row keeps its idempotency record (an order under its
+    default key): the pipeline writes optimistically, without reading the key first,
+    and the row's unique id catches a repeat."""
+
+    def lookup(self, uow: UnitOfWork, key: str) -> IdempotencyRecord | None:
+        """The record kept for ``key``, or None."""
+
+    def keep(self, work: Work, fingerprint: str, result: str) -> None:
+        """Keep the request's fingerprint and encoded result on the row."""
+
+
+class WritePipeline:
+    """Runs writes for one program on one storage; see the module docstring."""
+
+    def __init__(self, program: Program, storage: Storage, bus: EventBus, *,
+                 now: Callable[[], dt.datetime], new_id: Callable[[], uuid.UUID],
+                 max_retries: int) -> None:
+        self.program = program
+        self.storage = storage
+        self.bus = bus
+        self.now = now
+        self.new_id = new_id
+        self.max_retries = max_retries
+        #: key prefixes kept for a use case's default keys (``"order:"``)
+        self.reserved: dict[str, str] = {}
+
+    def reserve(self, prefix: str, owner: str) -> None:
+        """Keep keys starting with ``prefix`` for ``owner``'s default keys."""
+        self.reserved[prefix] = owner
+
+    def run(
+        self,
+        key: str,
+        request: dict[str, Any],
+        at: dt.datetime,
+        member_id: str | None,
+        apply: Callable[[Work], R],
+        *,
+        encode: Callable[[R], str] | None = None,
+        replay: Callable[[UnitOfWork, str], R] | None = None,
+        holder: KeyHolder | None = None,
+        on_duplicate: Callable[[DuplicateKey], LoyaltyError | None] | None = None,
+        redraw: str | None = None,
+    ) -> R:
+        """Run ``apply`` in a unit of work under the idempotency ``key``. The result is
+        stored for replay with :func:`encode_result`, or with ``encode`` whose
+        ``replay`` rebuilds it from the stored text (reading what was left out).
+
+        With ``holder`` the use case's own row keeps the key's record (see
+        :class:`KeyHolder`); other writes may not use a reserved key prefix.
+        ``on_duplicate`` turns a unique violation that no retry resolves into the
+        error to raise (None: retry). With ``redraw``, a unique violation whose details
+        name that field (a drawn code that is taken) runs ``apply`` again, which draws
+        another, up to :data:`MAX_DRAWS` times; those are not retries of a conflict."""
+        if holder is None:
+            for prefix, owner in self.reserved.items():
+                if key.startswith(prefix):
+                    raise InvalidInput(f"keys starting with {prefix!r} are kept for "
+                                       f"{owner}'s default key", key=key)
+        print_ = fingerprint(request)
+        # A key holder is written optimistically, without a read first: its row's unique
+        # id catches a repeat, and only then (or when the request is refused: a repeat
+        # replays whatever holds now) is the row looked up, to replay or refuse the
+        # request. That switch is not a retry.
+        optimistic = holder is not None
+        attempt = draws = 0
+        while True:
+            try:
+                with self.storage.unit_of_work(self.program.id) as uow:
+                    if holder is None:
+                        record = uow.keys.get_idempotency(key)
+                    elif optimistic:
+                        record = None
+                    else:
+                        record = holder.lookup(uow, key)
+                    if record is not None:
+                        if record.fingerprint != print_:
+                            raise IdempotencyConflict(
+                                "idempotency key reused for a different request",
+                                key=key, operation=request.get("op"),
+                            )
+                        if replay is not None:
+                            return replay(uow, record.result)
+                        replayed: R = decode_result(record.result)
+                        return replayed
+                    work = self._work(uow, at, key)
+                    result = apply(work)
+                    work._flush()
+                    work.ledger.finish()
+                    encoded = encode_result(result) if encode is None else encode(result)
+                    own = None
+                    if holder is None:
+                        own = IdempotencyRecord(
+                            key=key, fingerprint=print_, result=encoded,
+                            created_at=work.recorded_at, member_id=member_id)
+                    else:
+                        holder.keep(work, print_, encoded)
+                    work._write(own)
+                    uow.commit()
+                    return result
+            except SerializationFailure as exc:
+                logger.debug("%s on %s, retrying", exc.details.get("sqlstate"),
+                             request.get("op"))
+                self.backoff(attempt)
+            except LoyaltyError as exc:
+                if optimistic:  # a repeat (duplicate row id) or a refusal: look it up
+                    optimistic = False
+                    continue
+                if not isinstance(exc, DuplicateKey):
+                    raise
+                if redraw is not None and redraw in exc.details:
+                    draws += 1
+                    logger.debug("drawn %s %s is taken, drawing another", redraw,
+                                 exc.details[redraw])
+                    if draws >= MAX_DRAWS:
+                        raise RetryLimitExceeded(
+                            f"every {redraw} drawn was taken: the {redraw} spec's keyspace "
+                            "is nearly used up", key=key, draws=draws) from None
+                    continue
+                refused = on_duplicate(exc) if on_duplicate is not None else None
+                if refused is not None:
+                    raise refused from None
+                logger.debug("unique conflict on %s, retrying", request.get("op"))
+            attempt += 1
+            if attempt > self.max_retries:
+                raise RetryLimitExceeded("write kept conflicting", key=key,
+                                         operation=request.get("op"),
+                                         attempts=self.max_retries + 1)
+
+    def batch(self, at: dt.datetime, apply: Callable[[Work], R], *,
+              retry: bool = False, what: str = "due work") -> R:
+        """Run ``apply`` in a unit of work of its own without an idempotency key (a
+        batch of due work, which is idempotent by what it finds), publish, write and
+        commit. With ``retry`` a serialization failure runs the batch again."""
+        attempt = 0
+        while True:
+            try:
+                with self.storage.unit_of_work(self.program.id) as uow:
+                    work = self._work(uow, at, None)
+                    result = apply(work)
+                    work._flush()
+                    work.ledger.finish()
+                    work._write(None)
+                    uow.commit()
+                    return result
+            except SerializationFailure:
+                if not retry:
+                    raise
+                self.backoff(attempt)
+            attempt += 1
+            if attempt > self.max_retries:
+                raise RetryLimitExceeded(f"{what} kept conflicting",
+                                         attempts=self.max_retries + 1)
+
+    def _work(self, uow: UnitOfWork, at: dt.datetime, key: str | None) -> Work:
+        return Work(uow, self.program, self.bus, at=at, recorded_at=self.now(),
+                    new_id=self.new_id, key=key)
+
+    @staticmethod
+    def backoff(attempt: int) -> None:
+        """Sleep a jittered, exponentially growing moment, so retried writers do not
+        collide again in step."""
+        time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))

@@ -1,0 +1,84 @@
+"""What every service shares: the program, the storage, the clock and the pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from loyaltykit._activity import Retention, retention
+from loyaltykit._clock import Clock
+from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._pipeline import EventBus, WritePipeline
+from loyaltykit._program import Program
+from loyaltykit._values import check_aware, to_utc
+from loyaltykit.storage import Storage, UnitOfWork
+
+__all__ = ["Context"]
+
+
+class Context:
+    """The wiring one facade's services share (built by :class:`~loyaltykit.Loyalty`)."""
+
+    def __init__(self, program: Program, storage: Storage, clock: Clock, *,
+                 new_id: Callable[[], uuid.UUID], max_retries: int) -> None:
+        self.program = program
+        self.storage = storage
+        self.clock = clock
+        self.new_id = new_id
+        self.bus = EventBus()
+        self.pipeline = WritePipeline(program, storage, self.bus, now=self.now,
+                                      new_id=new_id, max_retries=max_retries)
+        self._versions: dict[int, Program] = {program.version: program}
+        self._retentions: dict[int, Retention] = {}
+
+    def now(self) -> dt.datetime:
+        """The clock's now, checked and in UTC."""
+        return to_utc(check_aware(self.clock.now(), name="clock.now()"))
+
+    def instant(self, at: object, name: str = "at") -> dt.datetime:
+        """``at`` checked and in UTC (None: now); never later than now."""
+        now = self.now()
+        if at is None:
+            return now
+        value = to_utc(check_aware(at, name=name))
+        if value > now:
+            raise InvalidInput(f"{name} is later than the clock's now", **{
+                name: value.isoformat(), "now": now.isoformat()})
+        return value
+
+    def read(self) -> UnitOfWork:
+        """A unit of work to read in (never committed)."""
+        return self.storage.unit_of_work(self.program.id)
+
+    def version(self, number: int, uow: UnitOfWork) -> Program:
+        """The program as it was in its version ``number``."""
+        # stored versions never change, so a parsed one is kept for good
+        program = self._versions.get(number)
+        if program is not None:
+            return program
+        found = [v for v in uow.programs.program_versions() if v.version == number]
+        if not found:  # pragma: no cover - an order's version is stored before the order
+            raise InvalidProgram("the program version is not stored", field="version",
+                                 value=number)
+        program = Program.from_dict(dict(found[0].definition))
+        self._versions[number] = program
+        return program
+
+    def retention(self, program: Program) -> Retention:
+        """What the earning counters of ``program`` (a version) keep."""
+        kept = self._retentions.get(program.version)
+        if kept is None:
+            kept = self._retentions[program.version] = retention(program.earning)
+        return kept
+
+    @staticmethod
+    def request(op: str, at: object, when: dt.datetime, **fields: Any) -> dict[str, Any]:
+        """The request a write's key fingerprints. An ``at`` defaulted from the clock is
+        not part of it: a retry a second later with the same key is the same request.
+        ``when`` is ``at`` validated."""
+        request = {"op": op, **fields}
+        if at is not None:
+            request["at"] = when.isoformat()
+        return request

@@ -1,0 +1,102 @@
+"""Due work: everything that falls due with time, for every member, batch by batch.
+
+The ledger's part (release stale holds, activate matured pending lots, expire lots)
+runs here; each capability with due work of its own adds a step (tiers: evaluate
+windows that ended, record "will downgrade" notices) with :meth:`DueWork.add`, so a
+new capability's due work needs no edit here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from loyaltykit._errors import InvalidInput
+from loyaltykit._model import Account, Kind
+from loyaltykit._pipeline import Work
+from loyaltykit._results import DueWorkReport
+from loyaltykit._services.context import Context
+from loyaltykit._services.ledger import LedgerService
+
+__all__ = ["DueStep", "DueWork"]
+
+logger = logging.getLogger("loyaltykit")
+
+#: A capability's due work: ``step(at, batch_size, workers)`` returns its counts.
+DueStep = Callable[[dt.datetime, int, int], dict[str, int]]
+
+
+class DueWork:
+    """Runs the due work of one program (see the module docstring)."""
+
+    def __init__(self, c: Context, ledger: LedgerService) -> None:
+        self.c = c
+        self._ledger = ledger
+        self._steps: list[DueStep] = []
+
+    def add(self, step: DueStep) -> None:
+        """Run ``step`` after the ledger's due work, in the order added."""
+        self._steps.append(step)
+
+    def run_due(self, at: dt.datetime | None = None, *, batch_size: int = 500,
+                workers: int = 1) -> DueWorkReport:
+        """Post everything due up to ``at`` (default: now) for every member: release
+        stale holds, activate matured pending lots, expire lots past their expiry;
+        evaluate tiers whose window ended and record "will downgrade" notices.
+
+        Each transaction is dated at the instant it fell due, not when the job ran.
+        Idempotent and resumable: work is done in batches of ``batch_size`` member
+        wallets, each its own unit of work, and a second run finds nothing to do.
+
+        ``workers`` > 1 runs up to that many tier batches at once, each on its own
+        thread and connection (disjoint ranges of member ids): a year-end evaluation
+        of a large program on PostgreSQL then uses the server's cores. The result is
+        the same as with one worker. It needs a storage whose units of work may run
+        concurrently (``storage.concurrent``; not a SQL storage bound to a host
+        connection, which then works with one); on SQLite, whose writers take turns,
+        it gains nothing. The ledger part (holds, activation, expiry) runs on one.
+        """
+        when = self.c.instant(at)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size must be a positive int", batch_size=batch_size)
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise InvalidInput("workers must be an int in 1..64", workers=workers)
+        totals: dict[str, int] = {}
+        members = 0
+        cursor: tuple[str, str] | None = None
+
+        def batch(work: Work) -> list[tuple[str, str]]:
+            due = work.uow.ledger.due_accounts(when, after=cursor, limit=batch_size)
+            by_wallet: dict[str, list[str]] = {}
+            for member_id, wallet in due:
+                by_wallet.setdefault(wallet, []).append(member_id)
+            for wallet, ids in by_wallet.items():
+                self._ledger.books(work.uow, work.ledger, wallet, ids, need_lots=True)
+            for tx in work.ledger.changes.transactions:
+                _count(totals, tx.kind, tx.amount)
+            return due
+
+        while due := self.c.pipeline.batch(when, batch):
+            cursor = due[-1]
+            members += len(due)
+        for step in self._steps:
+            totals.update(step(when, batch_size, workers))
+        report = DueWorkReport(at=when, members=members, **totals)
+        level = logging.INFO if members else logging.DEBUG
+        logger.log(level, "due work at %s: %s", when.isoformat(), report)
+        return report
+
+
+def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:
+    """Add one due transaction to the report's counts."""
+    name = {Kind.ACTIVATE: "activated", Kind.EXPIRE: "expired",
+            Kind.RELEASE: "released"}[kind]
+    unit = "holds" if kind is Kind.RELEASE else "lots"
+    moved = -amount(Account.HELD) if kind is Kind.RELEASE else (
+        amount(Account.EXPIRED) if kind is Kind.EXPIRE else -amount(Account.PENDING))
+    totals[f"{name}_{unit}"] = totals.get(f"{name}_{unit}", 0) + 1
+    totals[f"{name}_points"] = totals.get(f"{name}_points", 0) + moved
+    if kind is Kind.RELEASE:
+        # points a release returns to a lot past its expiry expire at once
+        totals["expired_points"] = totals.get("expired_points", 0) + amount(Account.EXPIRED)

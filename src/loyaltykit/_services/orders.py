@@ -1,0 +1,562 @@
+"""The orders' service: quotes, recorded orders and events, returns, cancellations.
+
+An order is priced with the rules of the program version in force when it was placed
+(its member's tier, caps, stamp cards and first-order status then) and its points are
+awarded as one earn; a return re-prices the order as it then stands with the same
+rules and claws the difference back. Raises :class:`~loyaltykit._events.OrderRecorded`
+and :class:`~loyaltykit._events.OrderReturned` for the capabilities that react to
+orders (tiers, referrals).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from loyaltykit._activity import Activity, Retention
+from loyaltykit._errors import (
+    CurrencyMismatch,
+    DuplicateKey,
+    InvalidEvent,
+    InvalidInput,
+    InvalidOrder,
+    InvalidReturn,
+    LoyaltyError,
+    MemberNotFound,
+    OrderAlreadyRecorded,
+    OrderCancelled,
+    OrderNotFound,
+    StorageError,
+    TransactionNotFound,
+)
+from loyaltykit._events import OrderRecorded, OrderReturned
+from loyaltykit._ledger import Ledger
+from loyaltykit._model import IdempotencyRecord, Kind, MemberState, OrderRecord, OrderStatus
+from loyaltykit._orders import Event, Order
+from loyaltykit._pipeline import Work
+from loyaltykit._program import Program
+from loyaltykit._results import (
+    EventResult,
+    OrderResult,
+    ReturnResult,
+    decode_order_result,
+    encode_order_result,
+)
+from loyaltykit._rules import (
+    Evaluation,
+    MemberContext,
+    UsageQuery,
+    evaluate_event,
+    evaluate_order,
+    stamp_card_ids,
+    usage_queries,
+    usage_rows,
+)
+from loyaltykit._services.context import Context
+from loyaltykit._services.ledger import LedgerService
+from loyaltykit._validate import check_id, check_member_id, check_reason
+from loyaltykit._values import check_key
+from loyaltykit.storage import OrderChanges, UnitOfWork
+
+__all__ = ["ORDER_KEY", "OrderService", "TierOf"]
+
+ORDER_KEY = "order:"  # the prefix of record_order's default keys
+
+#: The member's (tier name, earn multiplier) at an instant, for pricing (wired by the
+#: facade to the tiers capability; the :class:`Work` of a write, None for a quote).
+TierOf = Callable[[UnitOfWork, str, dt.datetime, "Work | None"], tuple[str, Decimal | None]]
+
+
+@attrs.frozen
+class _Priced:
+    """What pricing an order or event read: the version in force, the member's context, its
+    caps' usage rows and stamp counts, its counters and what they keep."""
+
+    program: Program
+    context: MemberContext
+    usage: Sequence[Any]
+    stamps: dict[str, int]
+    activity: Activity
+    kept: Retention
+
+
+def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
+    left = list(after)
+    gone = []
+    for reward in before:
+        if reward in left:
+            left.remove(reward)
+        else:
+            gone.append(reward)
+    return tuple(gone)
+
+
+def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
+    """Rebuild a stored :class:`OrderResult` from its order's row (the result stored
+    with the key holds only what the row does not)."""
+    data = json.loads(text)
+    order_id = data.get("order_id")
+    stored = uow.orders.get_order(order_id) if isinstance(order_id, str) else None
+    if stored is None:  # pragma: no cover - written in the key's unit of work
+        raise StorageError("the recorded order of an idempotency key is missing",
+                           order_id=order_id)
+    return decode_order_result(data, stored)
+
+
+def _order_recorded(exc: DuplicateKey) -> LoyaltyError | None:
+    """Another key's order with this id is not a race a retry resolves."""
+    if "order_id" in exc.details:
+        return OrderAlreadyRecorded("an order with this id is already recorded",
+                                    order_id=exc.details["order_id"])
+    return None
+
+
+@attrs.frozen
+class _OrderKey:
+    """An order under its default key: its row is the key's record (one row, not two)."""
+
+    order_id: str
+
+    def lookup(self, uow: UnitOfWork, key: str) -> IdempotencyRecord | None:
+        """The record of an order's default key: the order's row, or for an order
+        recorded without one there (before migration 0005) the key's own record."""
+        found = uow.orders.get_order(self.order_id)
+        if found is None:
+            return None
+        if found.fingerprint is not None and found.result is not None:
+            return IdempotencyRecord(key=key, fingerprint=found.fingerprint,
+                                     result=found.result, created_at=found.created_at,
+                                     member_id=found.member_id)
+        record = uow.keys.get_idempotency(key)
+        if record is None:  # recorded under another key
+            raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                       order_id=self.order_id)
+        return record
+
+    def keep(self, work: Work, fingerprint: str, result: str) -> None:
+        orders = work.part(OrderChanges).orders
+        orders[self.order_id] = attrs.evolve(orders[self.order_id], fingerprint=fingerprint,
+                                             result=result)
+
+
+class OrderService:
+    """Orders and events of one program (see the module docstring)."""
+
+    def __init__(self, c: Context, ledger: LedgerService) -> None:
+        self.c = c
+        self.program = c.program
+        self._ledger = ledger
+        #: the member's tier for pricing; None: the member's ``tier`` attribute
+        self.tier_of: TierOf | None = None
+        c.pipeline.reserve(ORDER_KEY, "record_order")
+
+    def _member_state(self, uow: UnitOfWork, member_id: str, wallet: str, at: dt.datetime,
+                      *, lock: bool) -> MemberState:
+        """The member, its ``wallet`` and default-wallet accounts (locked with ``lock``;
+        the default wallet's row keeps the earning counters) and the version in force
+        at ``at``: one read."""
+        default = self.program.default_wallet
+        wallets = (wallet,) if wallet == default else tuple(sorted((wallet, default)))
+        state = uow.ledger.load_member(member_id, wallets, at, lock=lock)
+        if state is None or wallet not in state.accounts:
+            raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+        return state
+
+    def _activity(self, uow: UnitOfWork, state: MemberState, kept: Retention,
+                  queries: Sequence[UsageQuery] = ()) -> Activity:
+        """The member's earning counters, rebuilt from its orders and events when the
+        stored ones cannot answer ``queries`` (or keep less than ``kept`` asks)."""
+        member_id = state.member.member_id
+        default = state.accounts.get(self.program.default_wallet)
+        activity = Activity.load(default.activity if default else None)
+        if activity is not None and activity.covers(queries, kept):
+            return activity
+        if activity is not None:
+            kept = activity.widened(kept)
+        return Activity.rebuild(uow.orders.load_usage(member_id), uow.orders.load_orders(member_id),
+                                kept, since=None)
+
+    def _keep_activity(self, ledger: Ledger, state: MemberState, activity: Activity) -> None:
+        default = state.accounts.get(self.program.default_wallet)
+        if default is not None:
+            ledger.set_activity(default, activity.dump())
+
+    def _pricing(
+        self, uow: UnitOfWork, state: MemberState, at: dt.datetime, *,
+        event_type: str | None = None, is_order: bool,
+        work: Work | None = None,
+    ) -> _Priced:
+        """What pricing an order or event of the member at ``at`` needs: the program
+        version in force, the member's context, its caps' usage and stamp counts (from
+        the counters on its default-wallet account)."""
+        if state.version is None:
+            raise InvalidOrder("no version of the program is in force at that instant",
+                               field="placed_at" if is_order else "occurred_at",
+                               value=at.isoformat())
+        program = self.c.version(state.version, uow)
+        kept = self.c.retention(program)
+        queries = usage_queries(program.earning, program.time_zone, at,
+                                event_type=event_type, stamp_counts=True)
+        activity = self._activity(uow, state, kept, queries)
+        member = state.member
+        member_id = member.member_id
+        multiplier = None
+        tier: Any
+        if self.tier_of is not None:
+            tier, multiplier = self.tier_of(uow, member_id, at, work)
+        else:
+            tier = member.attributes.get("tier")
+        ctx = MemberContext(
+            member_id=member_id, enrolled_at=member.enrolled_at,
+            attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
+            earn_multiplier=multiplier,
+            first_order=is_order and program.earning.needs_first_order
+            and activity.orders == 0,
+        )
+        usage = activity.rows(self.program.id, member_id) if queries else ()
+        stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
+        return _Priced(program, ctx, usage, stamps, activity, kept)
+
+    def _check_order(self, order: object) -> Order:
+        if not isinstance(order, Order):
+            raise InvalidOrder("order must be an Order", field="order", value=repr(order))
+        if not order.lines:
+            raise InvalidOrder("an order needs at least one line", field="lines", value=[])
+        if order.currency != self.program.currency:
+            raise CurrencyMismatch("the order is not in the program's currency",
+                                   field="currency", value=order.currency,
+                                   expected=self.program.currency)
+        return order
+
+    def quote(self, order_or_event: Order | Event) -> Evaluation:
+        """Price an order or an event without writing anything: the same breakdown
+        :meth:`record_order` / :meth:`record_event` would write now, with the member's
+        caps, stamp cards and first-order status as they stand."""
+        if isinstance(order_or_event, Event):
+            check_member_id(order_or_event.member_id)
+            at = self.c.instant(order_or_event.occurred_at, "occurred_at")
+            with self.c.read() as uow:
+                state = self._member_state(uow, order_or_event.member_id,
+                                           self.program.default_wallet, at, lock=False)
+                p = self._pricing(uow, state, at, event_type=order_or_event.type, is_order=False)
+            return evaluate_event(p.program.earning, p.program.time_zone, order_or_event, p.context,
+                                  usage=p.usage, version=p.program.version, stamps=p.stamps)
+        order = self._check_order(order_or_event)
+        check_member_id(order.member_id)
+        at = self.c.instant(order.placed_at, "placed_at")
+        with self.c.read() as uow:
+            if uow.orders.get_order(order.id) is not None:
+                raise OrderAlreadyRecorded("an order with this id is already recorded",
+                                           order_id=order.id)
+            state = self._member_state(uow, order.member_id, self.program.default_wallet,
+                                       at, lock=False)
+            p = self._pricing(uow, state, at, is_order=True)
+        return evaluate_order(p.program.earning, p.program.time_zone, order, p.context,
+                              usage=p.usage, version=p.program.version, stamps=p.stamps)
+
+    def record_order(
+        self,
+        order: Order,
+        *,
+        key: str | None = None,
+        paid_with: Iterable[uuid.UUID | str] = (),
+        wallet: str | None = None,
+    ) -> OrderResult:
+        """Price an order with the rules in force when it was placed and award its points
+        (pending per the program's policy) as one earn dated ``order.placed_at``.
+
+        Idempotent by order id: the key defaults to ``"order:<id>"``; recording the
+        same order again returns the first result, and another order with the same id
+        raises :class:`~loyaltykit.OrderAlreadyRecorded`. Under the default key the
+        order's row is the key's record (one row, not two); keys starting with
+        ``"order:"`` are kept for this default (anything else using one raises
+        :class:`~loyaltykit.InvalidInput`). ``paid_with`` lists the
+        spend or capture transactions that paid for the order with points; cancelling
+        the order gives those points back to their original lots.
+        """
+        order = self._check_order(order)
+        member_id = check_member_id(order.member_id)
+        default_key = f"{ORDER_KEY}{order.id}"
+        key = check_key(key if key is not None else default_key)
+        wallet_ = self.program.wallet(wallet)
+        when = self.c.instant(order.placed_at, "placed_at")
+        if isinstance(paid_with, str | bytes):
+            raise InvalidInput("paid_with must be a list of transaction ids",
+                               paid_with=paid_with)
+        payments = tuple(dict.fromkeys(check_id(p, "paid_with") for p in paid_with))
+        placed = order.to_dict()
+        request = {"op": "record_order", "order": placed, "wallet": wallet_,
+                   "paid_with": [str(p) for p in payments]}
+
+        def apply(work: Work) -> OrderResult:
+            uow, ledger = work.uow, work.ledger
+            # read under the member's lock: caps, stamp cards and "first order" count
+            # this member's other orders, which cannot change until we commit. A second
+            # order with this id is refused by the storage's unique rule on writing.
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
+            book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
+                               locked={member_id: state.accounts[wallet_]})[member_id]
+            for pid in payments:
+                paid = uow.ledger.get_transaction(pid)
+                if paid is None or paid.member_id != member_id or paid.wallet != wallet_:
+                    raise TransactionNotFound("no such payment of this member's wallet",
+                                              transaction_id=str(pid), member_id=member_id)
+                if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
+                    raise InvalidInput("paid_with must name spend or capture transactions",
+                                       transaction_id=str(pid), kind=paid.kind.value)
+            p = self._pricing(uow, state, when, is_order=True, work=work)
+            program = p.program
+            evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
+                                        usage=p.usage, version=program.version, stamps=p.stamps)
+            tx = None
+            if evaluation.points > 0:
+                tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
+                                 metadata={"order_id": order.id})
+            record = OrderRecord(
+                program_id=self.program.id, order_id=order.id, member_id=member_id,
+                placed_at=when, version=program.version, order=placed,
+                returned={}, status=OrderStatus.OPEN, points=evaluation.points,
+                evaluation=evaluation.to_dict(), earn_id=tx.id if tx else None,
+                payments=payments, created_at=ledger.recorded_at,
+                updated_at=ledger.recorded_at,
+            )
+            orders = work.part(OrderChanges)
+            orders.orders[order.id] = record
+            orders.new_orders.add(order.id)
+            work.publish(OrderRecorded(order, record, wallet_))
+            # the order's row is its usage log; the counters follow it
+            usage_key = f"order:{order.id}"
+            self._keep_activity(ledger, state, p.activity.record(
+                usage_key, when, (), usage_rows(evaluation, program_id=self.program.id,
+                                                member_id=member_id, source=usage_key,
+                                             occurred_at=when),
+                orders=1, horizon=p.kept.horizon))
+            return OrderResult(
+                order_id=order.id, member_id=member_id, points=evaluation.points,
+                version=program.version, evaluation=evaluation,
+                transaction=self._ledger.tx_result(uow, ledger, book, tx) if tx else None,
+                rewards=evaluation.rewards,
+            )
+
+        # the breakdown is stored once, with the order: the key's record holds the rest
+        # under the default key the order's row is the key's record, and a duplicate
+        # order id is a race the retry resolves (it finds the winner's row)
+        holder = _OrderKey(order.id) if key == default_key else None
+        return self.c.pipeline.run(
+            key, request, when, member_id, apply, encode=encode_order_result,
+            replay=_replay_order, holder=holder,
+            on_duplicate=_order_recorded if holder is None else None)
+
+    def record_return(
+        self,
+        order_id: str,
+        lines: Mapping[str, int],
+        *,
+        key: str,
+        at: dt.datetime | None = None,
+        reason: str = "",
+    ) -> ReturnResult:
+        """Return ``lines`` (line id -> quantity) of a recorded order.
+
+        The order as it stands afterwards is re-evaluated with the rules it was placed
+        under (its program version, its member's tier and first-order status then);
+        the difference is clawed back under the program's clawback policy, from the
+        order's own lots first. A return that drops the order below a bonus's minimum
+        removes that bonus; a return never adds points.
+        """
+        order_id = check_member_id(order_id, "order_id")
+        if not isinstance(lines, Mapping) or not lines:
+            raise InvalidReturn("lines must be a non-empty mapping of line id to quantity",
+                                lines=repr(lines))
+        wanted: dict[str, int] = {}
+        for line_id, qty in lines.items():
+            if not isinstance(line_id, str):
+                raise InvalidReturn("line ids are str", line_id=repr(line_id))
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+                raise InvalidReturn("a returned quantity must be a positive int",
+                                    line_id=line_id, quantity=qty)
+            wanted[line_id] = qty
+        key = check_key(key)
+        reason = check_reason(reason)
+        when = self.c.instant(at)
+        request = self.c.request("record_return", at, when, order_id=order_id,
+                                lines=wanted, reason=reason)
+        return self._return(order_id, wanted, key, when, request, reason, cancel=False)
+
+    def cancel_order(
+        self,
+        order_id: str,
+        *,
+        key: str | None = None,
+        at: dt.datetime | None = None,
+        reason: str = "",
+    ) -> ReturnResult:
+        """Cancel an order: return everything left of it (its points are clawed back)
+        and give the points spent on it (``paid_with``) back to their original lots,
+        with their original expiry. The key defaults to ``"cancel:<order id>"``."""
+        order_id = check_member_id(order_id, "order_id")
+        key = check_key(key if key is not None else f"cancel:{order_id}")
+        reason = check_reason(reason)
+        when = self.c.instant(at)
+        request = self.c.request("cancel_order", at, when, order_id=order_id, reason=reason)
+        return self._return(order_id, None, key, when, request, reason, cancel=True)
+
+    def _return(
+        self,
+        order_id: str,
+        wanted: dict[str, int] | None,
+        key: str,
+        when: dt.datetime,
+        request: dict[str, Any],
+        reason: str,
+        *,
+        cancel: bool,
+    ) -> ReturnResult:
+        def apply(work: Work) -> ReturnResult:
+            uow, ledger = work.uow, work.ledger
+            found = uow.orders.get_order(order_id)
+            if found is None:
+                raise OrderNotFound("no such order", order_id=order_id)
+            member_id = found.member_id
+            payments = [t for t in (uow.ledger.get_transaction(p) for p in found.payments)
+                        if t is not None] if cancel else []
+            earn = uow.ledger.get_transaction(found.earn_id) if found.earn_id else None
+            earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
+            wallet_ = earn.wallet if earn else (payments[0].wallet if payments
+                                                else self.program.default_wallet)
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
+            book = self._ledger.books(
+                uow, ledger, wallet_, [member_id], need_lots=True,
+                extra_lots=[*earn_lots, *(m.lot_id for t in payments for m in t.movements)],
+                locked={member_id: state.accounts[wallet_]},
+            )[member_id]
+            # read again under the member's lock: a concurrent return may have won
+            record = uow.orders.get_order(order_id)
+            assert record is not None
+            if record.status is OrderStatus.CANCELLED:
+                raise OrderCancelled("the order was cancelled", order_id=order_id)
+            original = Order.from_dict(dict(record.order))
+            returned = dict(record.returned)
+            if when < record.placed_at:
+                raise InvalidReturn("a return cannot be dated before its order was placed",
+                                    order_id=order_id, at=when.isoformat(),
+                                    placed_at=record.placed_at.isoformat())
+            if wanted is None:  # cancel: everything that is left goes back
+                returned = {line.id: line.quantity for line in original.lines}
+            else:
+                for line_id, qty in wanted.items():
+                    returned[line_id] = returned.get(line_id, 0) + qty
+            as_it_stands = original.after_returns(returned)
+            program = self.c.version(record.version, uow)
+            previous = Evaluation.from_dict(dict(record.evaluation))
+            placeholder = MemberContext(member_id=member_id, enrolled_at=record.placed_at)
+            evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
+                                        placeholder, previous=previous,
+                                        version=record.version)
+            # before any clawback, so the voided rewards are taken back from their own lots
+            work.publish(OrderReturned(
+                record, before=original.after_returns(dict(record.returned)),
+                after=as_it_stands, at=when, wallet=wallet_, cancelled=cancel))
+            restored = []
+            for paid in payments:
+                if uow.ledger.find_reversal(paid.id) is None:
+                    back = ledger.reverse(book, paid, reason=reason or f"order {order_id} "
+                                          "cancelled", metadata={"order_id": order_id})
+                    restored.append(back)
+            difference = record.points - evaluation.points
+            tx = None
+            if difference > 0:
+                tx = ledger.clawback(
+                    book, difference, earn_lots=earn_lots,
+                    reason=reason or f"order {order_id} {'cancelled' if cancel else 'return'}",
+                    metadata={"order_id": order_id},
+                )
+            work.part(OrderChanges).orders[order_id] = attrs.evolve(
+                record, returned=returned, points=evaluation.points,
+                evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
+                recorded_evaluation=record.evaluation_as_recorded(),
+                status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
+            )
+            kept = self.c.retention(program)
+            activity = self._activity(uow, state, kept)
+            usage_key = f"order:{order_id}"
+            before, after = (usage_rows(e, program_id=self.program.id, member_id=member_id,
+                                        source=usage_key, occurred_at=record.placed_at)
+                             for e in (previous, evaluation))
+            self._keep_activity(ledger, state, activity.record(
+                usage_key, record.placed_at, before, after, orders=-1 if cancel else 0,
+                horizon=kept.horizon))
+            return ReturnResult(
+                order_id=order_id, member_id=member_id, points_before=record.points,
+                points_after=evaluation.points, clawed_back=max(difference, 0),
+                evaluation=evaluation,
+                transaction=self._ledger.tx_result(uow, ledger, book, tx) if tx else None,
+                restored=tuple(self._ledger.tx_result(uow, ledger, book, t) for t in restored),
+                cancelled=cancel,
+                rewards_withdrawn=_withdrawn(previous.rewards, evaluation.rewards),
+            )
+
+        return self.c.pipeline.run(key, request, when, None, apply)
+
+    def record_event(
+        self,
+        event: Event,
+        *,
+        key: str | None = None,
+        wallet: str | None = None,
+    ) -> EventResult:
+        """Award the bonus rules for an event (sign-up, birthday, anniversary, review,
+        visit or a custom one), dated ``event.occurred_at``. The key defaults to
+        ``"event:<id>"``: recording the same event again returns the first result."""
+        if not isinstance(event, Event):
+            raise InvalidEvent("event must be an Event", field="event", value=repr(event))
+        member_id = check_member_id(event.member_id)
+        key = check_key(key if key is not None else f"event:{event.id}")
+        wallet_ = self.program.wallet(wallet)
+        when = self.c.instant(event.occurred_at, "occurred_at")
+        request = {"op": "record_event", "event": event.to_dict(), "wallet": wallet_}
+
+        def apply(work: Work) -> EventResult:
+            uow, ledger = work.uow, work.ledger
+            state = self._member_state(uow, member_id, wallet_, when, lock=True)
+            book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
+                               locked={member_id: state.accounts[wallet_]})[member_id]
+            p = self._pricing(uow, state, when, event_type=event.type, is_order=False,
+                              work=work)
+            program = p.program
+            evaluation = evaluate_event(program.earning, program.time_zone, event, p.context,
+                                        usage=p.usage, version=program.version, stamps=p.stamps)
+            tx = None
+            if evaluation.points > 0:
+                tx = ledger.earn(book, evaluation.points, reason=f"{event.type} {event.id}",
+                                 metadata={"event_id": event.id, "event_type": event.type})
+            # events keep their usage rows (their log); the counters follow them
+            rows = usage_rows(evaluation, program_id=self.program.id, member_id=member_id,
+                              source=f"event:{event.id}", occurred_at=when)
+            work.part(OrderChanges).usage.extend(rows)
+            self._keep_activity(ledger, state, p.activity.record(
+                f"event:{event.id}", when, (), rows, horizon=p.kept.horizon))
+            return EventResult(
+                event_id=event.id, member_id=member_id, points=evaluation.points,
+                version=program.version, evaluation=evaluation,
+                transaction=self._ledger.tx_result(uow, ledger, book, tx) if tx else None,
+                rewards=evaluation.rewards,
+            )
+
+        return self.c.pipeline.run(key, request, when, member_id, apply)
+
+    def order(self, order_id: str) -> OrderRecord:
+        """Return a recorded order: as placed, what was returned, what it is worth now."""
+        order_id = check_member_id(order_id, "order_id")
+        with self.c.read() as uow:
+            record = uow.orders.get_order(order_id)
+        if record is None:
+            raise OrderNotFound("no such order", order_id=order_id)
+        return record
+

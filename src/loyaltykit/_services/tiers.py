@@ -1,0 +1,459 @@
+"""The tiers' service: tier status, history and progress, manual tiers, evaluations.
+
+Tiers react to what other capabilities write by subscribing to their domain events:
+a new member starts on the base tier (:class:`~loyaltykit._events.MemberEnrolled`);
+points posted (:class:`~loyaltykit._events.PointsPosted`) or orders recorded and
+returned (:class:`~loyaltykit._events.OrderRecorded`,
+:class:`~loyaltykit._events.OrderReturned`) add to the metric. The activity of one
+write is gathered and applied once, just before commit: the member's due evaluations
+first, then the metric's bucket, then an upgrade or a revert. Due work evaluates the
+windows that ended, set-based, batch by batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import attrs
+import pendulum
+
+from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError
+from loyaltykit._events import (
+    MemberEnrolled,
+    OrderRecorded,
+    OrderReturned,
+    PointsPosted,
+)
+from loyaltykit._model import Account, Member
+from loyaltykit._pipeline import EventBus, Work
+from loyaltykit._program import zone
+from loyaltykit._services.context import Context
+from loyaltykit._services.ledger import LedgerService
+from loyaltykit._tiers import (
+    TierChange,
+    TierJob,
+    TierMetric,
+    TierNotice,
+    TierPolicy,
+    TierProgress,
+    TierState,
+    TierStatus,
+    WindowKind,
+    catch_up,
+    job_for,
+    new_state,
+    on_activity,
+    spend_units,
+    would_be,
+)
+from loyaltykit._validate import check_member_id, check_reason
+from loyaltykit._values import check_aware, check_key, to_utc
+from loyaltykit.storage import TierChanges, UnitOfWork
+
+__all__ = ["TierService"]
+
+
+@attrs.define
+class _Pending:
+    """What one write did that tiers must follow, gathered until just before commit."""
+
+    members: list[Member] = attrs.field(factory=list)
+    #: metric deltas by member: (business instant, delta), in the order they came
+    acts: dict[str, list[tuple[dt.datetime, int]]] = attrs.field(factory=dict)
+    #: tier states as stored, by member, once read in this write (pricing reads a
+    #: member's state; the step before commit needs the same row)
+    read: dict[str, TierState | None] = attrs.field(factory=dict)
+
+
+class TierService:
+    """Tiers of one program (see the module docstring); ``loyalty.tiers``."""
+
+    def __init__(self, c: Context, ledger: LedgerService) -> None:
+        self.c = c
+        self.program = c.program
+        self._ledger = ledger
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Follow enrolments and the metric's activity (a program without tiers: none)."""
+        policy = self.program.tiers
+        if policy is None:
+            return
+        bus.subscribe(MemberEnrolled, self._on_enrolled)
+        if policy.metric is TierMetric.POINTS:
+            bus.subscribe(PointsPosted, self._on_posted)
+        else:
+            bus.subscribe(OrderRecorded, self._on_order)
+            bus.subscribe(OrderReturned, self._on_return)
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def _pending(self, work: Work) -> _Pending:
+        found = work.scratch.get("tiers")
+        if found is None:
+            found = work.scratch["tiers"] = _Pending()
+        assert isinstance(found, _Pending)
+        return found
+
+    def _act(self, work: Work, member_id: str, at: dt.datetime, delta: int) -> None:
+        if delta:
+            self._pending(work).acts.setdefault(member_id, []).append((at, delta))
+            work.before_commit(self, self._step)
+
+    def _on_enrolled(self, work: Work, event: MemberEnrolled) -> None:
+        self._pending(work).members.append(event.member)
+        work.before_commit(self, self._step)
+
+    def _on_posted(self, work: Work, event: PointsPosted) -> None:
+        tx = event.transaction
+        policy = self._tiers()
+        if tx.wallet == (policy.wallet or self.program.default_wallet):
+            self._act(work, tx.member_id, tx.occurred_at, -tx.amount(Account.ISSUED))
+
+    def _units(self, units: int, orders: int) -> int:
+        return units if self._tiers().metric is TierMetric.SPEND else orders
+
+    def _on_order(self, work: Work, event: OrderRecorded) -> None:
+        self._act(work, event.record.member_id, event.record.placed_at,
+                  self._units(spend_units(event.order.net_goods), 1))
+
+    def _on_return(self, work: Work, event: OrderReturned) -> None:
+        units = spend_units(event.after.net_goods) - spend_units(event.before.net_goods)
+        self._act(work, event.record.member_id, event.at,
+                  self._units(units, -1 if event.cancelled else 0))
+
+    def tier_of(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
+                work: Work | None) -> tuple[str, Decimal | None]:
+        """(tier name, earn multiplier) of the member at ``at``, for pricing (the stored
+        state is kept in ``work`` for the step before commit)."""
+        policy = self._tiers()
+        state, _ = self._tier_state(uow, member_id, at,
+                                    self._pending(work).read if work is not None else None)
+        tier = policy.tiers[state.rank if state is not None else 0]
+        return tier.name, tier.benefits.earn_multiplier
+
+    def _tiers(self) -> TierPolicy:
+        policy = self.program.tiers
+        if policy is None:
+            raise InvalidInput("the program has no tiers", program_id=self.program.id)
+        return policy
+
+    def _anchor(self, enrolled_at: dt.datetime) -> dt.date:
+        local = pendulum.instance(enrolled_at).in_timezone(zone(self.program.time_zone))
+        return dt.date(local.year, local.month, local.day)
+
+    def _evaluation_changes(
+        self, member_id: str, evaluations: Iterable[tuple[dt.datetime, int, int, int]],
+        recorded_at: dt.datetime | None,
+    ) -> list[TierChange]:
+        """History lines of the evaluations :func:`catch_up` applied."""
+        tiers = self._tiers().tiers
+        return [TierChange(member_id=member_id, at=when, from_tier=tiers[before].name,
+                           to_tier=tiers[after].name, reason="evaluation", metric=value,
+                           recorded_at=recorded_at)
+                for when, before, after, value in evaluations]
+
+    def _step(self, work: Work) -> None:
+        """Keep tier states up to date with what this write did: new members start on
+        the base tier; activity that changes the metric is added to its period's
+        bucket after the member's due evaluations, then upgrades or reverts."""
+        policy = self._tiers()
+        pending = self._pending(work)
+        # taken, so activity gathered after this step (a later hook's) is not counted twice
+        members, acts = pending.members, pending.acts
+        pending.members, pending.acts = [], {}
+        uow = work.uow
+        changes = work.part(TierChanges)
+        tz = self.program.time_zone
+        names = [t.name for t in policy.tiers]
+        for member in members:
+            changes.tier_states[member.member_id] = new_state(
+                policy, member.member_id, member.enrolled_at, tz,
+                self._anchor(member.enrolled_at))
+            changes.new_tier_states.add(member.member_id)
+        for member_id, items in acts.items():
+            items.sort(key=lambda item: item[0])
+            state = changes.tier_states.get(member_id)
+            stored = state is None
+            if state is None:
+                if member_id in pending.read:
+                    state = pending.read[member_id]
+                else:
+                    state = uow.tiers.get_tier_state(member_id)
+                if state is None:  # enrolled before the program had tiers
+                    found = uow.ledger.get_member(member_id)
+                    assert found is not None  # the ledger step found its accounts
+                    state = new_state(policy, member_id, items[0][0], tz,
+                                      self._anchor(found.enrolled_at))
+                    changes.new_tier_states.add(member_id)
+                    stored = False
+            added: dict[dt.datetime, int] = {}  # this write's buckets of the member
+
+            def metric_of(start: dt.datetime, end: dt.datetime | None,
+                          member_id: str = member_id, stored: bool = stored,
+                          added: dict[dt.datetime, int] = added) -> int:
+                value = uow.tiers.tier_metric(member_id, start, end) if stored else 0
+                return value + sum(v for p, v in added.items()
+                                   if start <= p and (end is None or p < end))
+
+            for at, delta in items:
+                state, evaluations = catch_up(policy, state, at, tz, metric_of)
+                changes.tier_history += self._evaluation_changes(
+                    member_id, evaluations, work.recorded_at)
+                period = policy.window.period_start(at, tz, state.anchor)
+                added[period] = added.get(period, 0) + delta
+                if period < state.window_start:
+                    continue  # dated in a window already evaluated: counted there only
+                value = metric_of(state.window_start, state.next_evaluation)
+                before = state.rank
+                state, reason = on_activity(policy, state, value, at, tz)
+                if reason is not None:
+                    changes.tier_history.append(TierChange(
+                        member_id=member_id, at=at, from_tier=names[before],
+                        to_tier=names[state.rank], reason=reason, metric=value,
+                        recorded_at=work.recorded_at))
+            for period, delta in added.items():
+                key = (member_id, period)
+                changes.tier_buckets[key] = changes.tier_buckets.get(key, 0) + delta
+            changes.tier_states[member_id] = state
+
+    def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
+                    tier_read: dict[str, TierState | None] | None = None,
+                    ) -> tuple[TierState | None, list[tuple[dt.datetime, int, int, int]]]:
+        """The member's tier state with the evaluations due by ``at`` applied (not
+        written), and those evaluations' changes. The stored state is kept in
+        ``tier_read`` when given."""
+        policy = self._tiers()
+        state = uow.tiers.get_tier_state(member_id)
+        if tier_read is not None:
+            tier_read[member_id] = state
+        if state is None:
+            return None, []
+        return catch_up(policy, state, at, self.program.time_zone,
+                        lambda start, end: uow.tiers.tier_metric(member_id, start, end))
+
+    def _read_tier(self, member_id: str) -> tuple[TierPolicy, dt.datetime, TierState,
+                                                  list[TierChange], int]:
+        """One read of the member's tier as of now: the policy, now, the state (due
+        evaluations applied; a member without one is on the base tier), the history
+        (with those evaluations) and the metric of the current window."""
+        member_id = check_member_id(member_id)
+        policy = self._tiers()
+        now = self.c.now()
+        with self.c.read() as uow:
+            member = uow.ledger.get_member(member_id)
+            if member is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            state, virtual = self._tier_state(uow, member_id, now)
+            history = uow.tiers.tier_history(member_id)
+            if state is None:  # enrolled before the program had tiers, nothing since
+                state, value = new_state(policy, member_id, now, self.program.time_zone,
+                                         self._anchor(member.enrolled_at)), 0
+            else:
+                value = uow.tiers.tier_metric(member_id, state.window_start, state.next_evaluation)
+        history += self._evaluation_changes(member_id, virtual, None)
+        return policy, now, state, history, value
+
+    def status(self, member_id: str) -> TierStatus:
+        """The member's tier now, with its benefits and how it is held.
+
+        Evaluations due by now count even before due work has written them."""
+        policy, now, state, history, _ = self._read_tier(member_id)
+        tier = policy.tiers[state.rank]
+        since = next((c.at for c in reversed(history) if c.to_tier == tier.name), None)
+        manual = (state.manual if state.manual is not None
+                  and (state.manual_until is None or now < state.manual_until) else None)
+        return TierStatus(
+            member_id=member_id, tier=tier.name, benefits=tier.benefits, since=since,
+            protected_until=state.protected_until, next_evaluation=state.next_evaluation,
+            lifetime_floor=policy.tiers[state.floor].name if state.floor else None,
+            manual=policy.tiers[manual].name if manual is not None else None,
+            manual_until=state.manual_until if manual is not None else None)
+
+    def as_of(self, member_id: str, at: dt.datetime) -> str:
+        """The name of the tier the member held at the instant ``at`` (business
+        time), from its tier history."""
+        when = self.c.instant(at)
+        policy, _, _, history, _ = self._read_tier(member_id)
+        held = policy.tiers[0].name
+        for change in sorted(history, key=lambda c: c.at):
+            if change.at <= when:
+                held = change.to_tier
+        return held
+
+    def history(self, member_id: str) -> list[TierChange]:
+        """Every change of the member's tier, oldest first, with its reason (evaluations
+        due by now included)."""
+        return self._read_tier(member_id)[3]
+
+    def progress(self, member_id: str) -> TierProgress:
+        """What the member still needs, and by when, to reach the next tier; and what
+        keeps the current one at the next evaluation."""
+        policy, _, state, _, value = self._read_tier(member_id)
+        currency = self.program.currency
+        rank = state.rank
+        thresholds = policy.thresholds
+        nxt = rank + 1 if rank + 1 < len(policy.tiers) else None
+        keeps = state.next_evaluation is None or would_be(policy, state, value) >= rank
+        return TierProgress(
+            member_id=member_id, tier=policy.tiers[rank].name,
+            next_tier=policy.tiers[nxt].name if nxt is not None else None,
+            metric=policy.units_as(value, currency),
+            needed=(policy.units_as(max(thresholds[nxt] - value, 0), currency)
+                    if nxt is not None else None),
+            deadline=state.next_evaluation, window_start=state.window_start,
+            keeps_tier=keeps,
+            needed_to_keep=policy.units_as(max(thresholds[rank] - value, 0), currency))
+
+    def assign(
+        self,
+        member_id: str,
+        tier: str,
+        *,
+        key: str,
+        reason: str,
+        until: dt.datetime | None = None,
+        at: dt.datetime | None = None,
+    ) -> TierStatus:
+        """Put the member on ``tier`` by hand (a reason is required), until ``until``
+        (None: for good). While the assignment holds, no evaluation or revert takes
+        the member below it; reaching a higher tier still upgrades. Assigning again
+        replaces the assignment. An assignment below a lifetime tier the member has
+        reached leaves the member on the lifetime tier."""
+        member_id = check_member_id(member_id)
+        policy = self._tiers()
+        if not isinstance(tier, str):
+            raise InvalidInput("tier must be a tier name", tier=repr(tier))
+        try:
+            rank = policy.rank(tier)
+        except InvalidProgram:
+            raise InvalidInput("no such tier", tier=tier,
+                               tiers=[t.name for t in policy.tiers]) from None
+        key = check_key(key)
+        reason = check_reason(reason, required=True)
+        when = self.c.instant(at)
+        end = None
+        if until is not None:
+            end = to_utc(check_aware(until, name="until"))
+            if end <= when:
+                raise InvalidInput("until must be later than the assignment",
+                                   until=end.isoformat(), at=when.isoformat())
+        request = self.c.request("assign_tier", at, when, member_id=member_id, tier=tier,
+                                reason=reason, until=end.isoformat() if end else None)
+        names = [t.name for t in policy.tiers]
+
+        def apply(work: Work) -> TierStatus:
+            uow, ledger, changes = work.uow, work.ledger, work.part(TierChanges)
+            wallet = policy.wallet or self.program.default_wallet
+            self._ledger.books(uow, ledger, wallet, [member_id], need_lots=False)
+            state, evaluations = self._tier_state(uow, member_id, when)
+            if state is None:
+                member = uow.ledger.get_member(member_id)
+                assert member is not None
+                state = new_state(policy, member_id, when, self.program.time_zone,
+                                  self._anchor(member.enrolled_at))
+                changes.new_tier_states.add(member_id)
+            changes.tier_history += self._evaluation_changes(
+                member_id, evaluations, work.recorded_at)
+            held = max(rank, state.floor)  # never below a lifetime tier reached
+            changes.tier_history.append(TierChange(
+                member_id=member_id, at=when, from_tier=names[state.rank],
+                to_tier=names[held], reason="manual", metric=0, note=reason,
+                recorded_at=work.recorded_at))
+            state = attrs.evolve(state, rank=held, manual=rank, manual_until=end,
+                                 manual_reason=reason, attained_at=when)
+            changes.tier_states[member_id] = state
+            return TierStatus(
+                member_id=member_id, tier=names[held], benefits=policy.tiers[held].benefits,
+                since=when, protected_until=state.protected_until,
+                next_evaluation=state.next_evaluation,
+                lifetime_floor=names[state.floor] if state.floor else None,
+                manual=tier, manual_until=end)
+
+        return self.c.pipeline.run(key, request, when, member_id, apply)
+
+    def notices(self, *, since: dt.datetime | None = None,
+                limit: int = 1000) -> list[TierNotice]:
+        """"Will downgrade" notices recorded by due work (created at or after
+        ``since``), oldest first: send them, then ask again with a later ``since``."""
+        self._tiers()
+        if since is not None:
+            since = to_utc(check_aware(since, name="since"))
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise InvalidInput("limit must be an int in 1..100000", limit=limit)
+        with self.c.read() as uow:
+            return uow.tiers.tier_notices(since=since, limit=limit)
+
+    def due(self, when: dt.datetime, batch_size: int, workers: int = 1) -> dict[str, int]:
+        """Evaluate every tier window ended by ``when`` and record downgrade notices
+        for evaluations within ``notice_days``: set-based, batch by batch, each batch
+        its own unit of work (so it resumes, and a second run finds nothing); with
+        ``workers`` > 1, the batches' member ranges are read first and run at once."""
+        policy = self.program.tiers
+        if policy is None or policy.window.kind is WindowKind.LIFETIME:
+            return {}
+        tz = self.program.time_zone
+        by_anchor = policy.window.kind is WindowKind.ANNIVERSARY_YEAR
+        totals = {"tier_evaluations": 0, "tier_changes": 0, "tier_notices": 0}
+        parallel = workers > 1 and self.c.storage.concurrent
+
+        def count(done: int, changed: int, notices: bool) -> None:
+            if notices:
+                totals["tier_notices"] += changed
+            else:
+                totals["tier_evaluations"] += done
+                totals["tier_changes"] += changed
+
+        def run(at: dt.datetime, anchor: dt.date | None, *, notices: bool) -> None:
+            job = job_for(policy, tz, at, anchor, self.c.now(), batch_size)
+            if parallel:  # (a state a concurrent write left waiting: the next round)
+                jobs = [attrs.evolve(job, after=after, upto=upto)
+                        for after, upto in self._ranges(job, notices)]
+                with ThreadPoolExecutor(workers, thread_name_prefix="loyaltykit-due") as pool:
+                    for done, changed in pool.map(
+                            lambda j: self._batch(j, notices=notices), jobs):
+                        count(done, changed, notices)
+                return
+            while True:  # batch by batch until one comes back short
+                done, changed = self._batch(job, notices=notices)
+                count(done, changed, notices)
+                if done < batch_size:
+                    return
+
+        while True:  # an evaluation moves states to the next one, which may be due too
+            with self.c.read() as uow:
+                due = uow.tiers.tier_due(when, by_anchor=by_anchor)
+            if not due:
+                break
+            for at, anchor in due:
+                run(at, anchor, notices=False)
+        if policy.notice_days:
+            horizon = when + dt.timedelta(days=policy.notice_days)
+            with self.c.read() as uow:
+                upcoming = uow.tiers.tier_due(horizon, by_anchor=by_anchor)
+            for at, anchor in upcoming:
+                run(at, anchor, notices=True)
+        return totals
+
+    def _ranges(self, job: TierJob, notices: bool) -> list[tuple[str | None, str]]:
+        """The member-id ranges ``(after, upto]`` of the batches of ``job``, in order."""
+        ranges: list[tuple[str | None, str]] = []
+        after: str | None = None
+        with self.c.read() as uow:
+            while (end := uow.tiers.tier_batch_end(attrs.evolve(job, after=after),
+                                             noticed=notices)) is not None:
+                if after is not None and end <= after:
+                    raise StorageError("tier_batch_end did not move past its start",
+                                       after=after, end=end)
+                ranges.append((after, end))
+                after = end
+        return ranges
+
+    def _batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
+        def apply(work: Work) -> tuple[int, int]:
+            return (work.uow.tiers.record_tier_notices(job) if notices
+                    else work.uow.tiers.evaluate_tiers(job))
+
+        return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")

@@ -1,1 +1,0 @@
-"""Private parts of the SQLAlchemy Core backend; the public face is :mod:`loyaltykit.sql`."""

@@ -1,0 +1,68 @@
+"""The in-memory stores of idempotency records and program versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from loyaltykit._errors import DuplicateKey
+from loyaltykit._model import IdempotencyRecord, ProgramVersion
+from loyaltykit.memory.tables import Tables, UndoLog, json_copy, version_copy
+
+__all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
+
+
+class KeyTables:
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+
+
+class ProgramTables:
+    def __init__(self) -> None:
+        self.programs: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, dict[int, ProgramVersion]] = {}
+
+    def register(self, version: ProgramVersion) -> None:
+        """Keep ``version`` unless ``(program_id, version)`` is kept already; the caller
+        holds the storage's lock."""
+        stored = version_copy(version)
+        self.programs.setdefault(version.program_id, json_copy(version.definition))
+        self.versions.setdefault(version.program_id, {}).setdefault(version.version, stored)
+
+
+class MemoryKeyStore:
+    """The idempotency records of one unit of work's program."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(KeyTables)
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        return self._t.keys.get((self._uow.program_id, key))
+
+    def write(self, records: Sequence[IdempotencyRecord]) -> None:
+        program_id = self._uow.program_id
+        for record in records:
+            if (program_id, record.key) in self._t.keys:
+                raise DuplicateKey("idempotency key already used", key=record.key)
+        for record in records:
+            self._uow.put(self._t.keys, (program_id, record.key), record)
+
+
+class MemoryProgramStore:
+    """The stored versions of one unit of work's program (read only)."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(ProgramTables)
+
+    def program_versions(self) -> list[ProgramVersion]:
+        versions = self._t.versions.get(self._uow.program_id, {})
+        return [version_copy(versions[n]) for n in sorted(versions)]
+
+    def program_version_at(self, at: dt.datetime) -> int | None:
+        versions = self._t.versions.get(self._uow.program_id, {})
+        in_force = [n for n, v in versions.items()
+                    if v.effective_from is None or v.effective_from <= at]
+        return max(in_force) if in_force else None

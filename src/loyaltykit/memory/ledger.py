@@ -1,0 +1,216 @@
+"""The in-memory ledger store: members, accounts, lots, holds and transactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from loyaltykit._errors import DuplicateKey
+from loyaltykit._model import (
+    MEMBER_ACCOUNTS,
+    Account,
+    AccountState,
+    Hold,
+    HoldStatus,
+    Lot,
+    Member,
+    MemberState,
+    Transaction,
+)
+from loyaltykit.memory.keys import MemoryProgramStore
+from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.storage.ledger import LedgerChanges
+
+__all__ = ["LedgerTables", "MemoryLedgerStore"]
+
+
+class LedgerTables:
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str], Member] = {}
+        self.accounts: dict[tuple[str, str, str], AccountState] = {}
+        self.lots: dict[uuid.UUID, Lot] = {}
+        # open lots only (points left, or pending), so reads and spends of a member with
+        # a long history do not walk every lot it ever had
+        self.member_lots: dict[tuple[str, str, str], set[uuid.UUID]] = {}
+        self.holds: dict[uuid.UUID, Hold] = {}
+        self.member_holds: dict[tuple[str, str, str], set[uuid.UUID]] = {}  # open only
+        self.transactions: dict[uuid.UUID, Transaction] = {}
+        self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
+        self.reversals: dict[uuid.UUID, uuid.UUID] = {}
+
+
+class MemoryLedgerStore:
+    """The ledger of one unit of work's program."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(LedgerTables)
+        self._programs = MemoryProgramStore(uow, tables)  # load_member's version in force
+
+    def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
+        return (self._uow.program_id, wallet, member_id)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_member(self, member_id: str) -> Member | None:
+        return self._t.members.get((self._uow.program_id, member_id))
+
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        # the unit of work holds the process-wide lock already: nothing more to lock
+        found = {}
+        for member_id in sorted(set(member_ids)):
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[member_id] = state
+        return found
+
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        return self._t.accounts.get(self._mk(wallet, member_id))
+
+    def load_member(
+        self, member_id: str, wallets: Sequence[str], at: dt.datetime, *, lock: bool
+    ) -> MemberState | None:
+        # the unit of work holds the process-wide lock already: lock changes nothing
+        member = self.get_member(member_id)
+        if member is None:
+            return None
+        found = {}
+        for wallet in sorted(set(wallets)):
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[wallet] = state
+        return MemberState(member=member, accounts=found,
+                           version=self._programs.program_version_at(at))
+
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        out = []
+        for member_id in member_ids:
+            for lot_id in sorted(self._t.member_lots.get(self._mk(wallet, member_id), ())):
+                out.append(self._t.lots[lot_id])
+        return out
+
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        return [self._t.lots[i] for i in lot_ids if i in self._t.lots
+                and self._t.lots[i].program_id == self._uow.program_id]
+
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        out = []
+        for member_id in member_ids:
+            for hold_id in sorted(self._t.member_holds.get(self._mk(wallet, member_id), ())):
+                out.append(self._t.holds[hold_id])
+        return out
+
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        hold = self._t.holds.get(hold_id)
+        return hold if hold is not None and hold.program_id == self._uow.program_id else None
+
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        tx = self._t.transactions.get(transaction_id)
+        return tx if tx is not None and tx.program_id == self._uow.program_id else None
+
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        return self._t.reversals.get(transaction_id)
+
+    def due_accounts(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        due = sorted(
+            (state.member_id, state.wallet)
+            for (program_id, _, _), state in self._t.accounts.items()
+            if program_id == self._uow.program_id
+            and state.next_due_at is not None
+            and state.next_due_at <= at
+        )
+        if after is not None:
+            due = [d for d in due if d > after]
+        return due[:limit]
+
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        lots = [lot for lot in self.load_lots(wallet, [member_id])
+                if lot.expires_at is not None and lot.remaining > 0]
+        if not lots:
+            return None
+        first = min(lot.expires_at for lot in lots if lot.expires_at is not None)
+        return sum(lot.remaining for lot in lots if lot.expires_at == first), first
+
+    def _member_transactions(self, wallet: str, member_id: str) -> list[Transaction]:
+        ids = self._t.member_transactions.get(self._mk(wallet, member_id), [])
+        return [self._t.transactions[i] for i in ids]
+
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        sums: dict[Account, int] = {}
+        for tx in self._member_transactions(wallet, member_id):
+            if tx.occurred_at <= at:
+                for p in tx.postings:
+                    sums[p.account] = sums.get(p.account, 0) + p.amount
+        return sums
+
+    def lots_as_of(
+        self, wallet: str, member_id: str, at: dt.datetime
+    ) -> list[tuple[Lot, int]]:
+        remaining: dict[uuid.UUID, int] = {}
+        for tx in self._member_transactions(wallet, member_id):
+            if tx.occurred_at <= at:
+                for move in tx.movements:
+                    remaining[move.lot_id] = remaining.get(move.lot_id, 0) + move.delta
+        return [(self._t.lots[i], n) for i, n in remaining.items() if n > 0]
+
+    def statement(
+        self,
+        wallet: str,
+        member_id: str,
+        *,
+        limit: int,
+        before: tuple[dt.datetime, uuid.UUID] | None,
+    ) -> tuple[list[Transaction], int]:
+        txs = sorted(
+            self._member_transactions(wallet, member_id),
+            key=lambda tx: (tx.occurred_at, tx.id),
+            reverse=True,
+        )
+        if before is not None:
+            txs = [tx for tx in txs if (tx.occurred_at, tx.id) < before]
+        page = txs[:limit]
+        if not page:
+            return [], 0
+        total = sum(
+            p.amount for tx in txs for p in tx.postings if p.account in MEMBER_ACCOUNTS
+        )
+        return page, total
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, changes: LedgerChanges) -> None:
+        t, uow, program_id = self._t, self._uow, self._uow.program_id
+        # check every unique rule before touching anything: a rejected part leaves no trace
+        seen_members = set()
+        for member in changes.members:
+            k = (program_id, member.member_id)
+            if k in t.members or k in seen_members:
+                raise DuplicateKey("member already enrolled", member_id=member.member_id)
+            seen_members.add(k)
+        seen_reversed = set()
+        for tx in changes.transactions:
+            if tx.reverses_id is not None:
+                if tx.reverses_id in t.reversals or tx.reverses_id in seen_reversed:
+                    raise DuplicateKey("transaction already reversed",
+                                       transaction_id=str(tx.reverses_id))
+                seen_reversed.add(tx.reverses_id)
+        for member in changes.members:
+            uow.put(t.members, (program_id, member.member_id), member)
+        for (member_id, wallet), state in changes.accounts.items():
+            uow.put(t.accounts, self._mk(wallet, member_id), state)
+        for tx in changes.transactions:
+            uow.put(t.transactions, tx.id, tx)
+            uow.append(t.member_transactions, self._mk(tx.wallet, tx.member_id), tx.id)
+            if tx.reverses_id is not None:
+                uow.put(t.reversals, tx.reverses_id, tx.id)
+        for lot_id, lot in changes.lots.items():
+            uow.put(t.lots, lot_id, lot)
+            key = self._mk(lot.wallet, lot.member_id)
+            uow.track(t.member_lots, key, lot_id, lot.remaining > 0 or lot.pending)
+        for hold_id, hold in changes.holds.items():
+            uow.put(t.holds, hold_id, hold)
+            key = self._mk(hold.wallet, hold.member_id)
+            uow.track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)

@@ -1,0 +1,102 @@
+"""The in-memory orders store: recorded orders and the earning rules' usage rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import attrs
+
+from loyaltykit._errors import DuplicateKey, StorageError
+from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
+from loyaltykit.memory.tables import Tables, UndoLog, order_copy
+from loyaltykit.storage.orders import OrderChanges
+
+__all__ = ["MemoryOrderStore", "OrderTables"]
+
+
+class OrderTables:
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, str], OrderRecord] = {}
+        # (program_id, member_id) -> ids of the member's orders that are not cancelled
+        self.member_orders: dict[tuple[str, str], set[str]] = {}
+        # (program_id, member_id) -> ids of all the member's orders, whatever their status
+        self.member_all_orders: dict[tuple[str, str], set[str]] = {}
+        self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
+        self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+
+
+class MemoryOrderStore:
+    """The recorded orders and rule usage of one unit of work's program."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(OrderTables)
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        order = self._t.orders.get((self._uow.program_id, order_id))
+        return None if order is None else order_copy(order)
+
+    def count_orders(self, member_id: str) -> int:
+        return len(self._t.member_orders.get((self._uow.program_id, member_id), ()))
+
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        program_id = self._uow.program_id
+        ids = self._t.member_all_orders.get((program_id, member_id), ())
+        found = [self._t.orders[(program_id, order_id)] for order_id in ids]
+        found.sort(key=lambda order: (order.placed_at, order.order_id))
+        return [order_copy(order) for order in found]
+
+    def load_usage(
+        self,
+        member_id: str,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[RuleUsage]:
+        rules, named = set(rule_ids), set(groups)
+        found = []
+        for key in self._t.member_usage.get((self._uow.program_id, member_id), ()):
+            usage = self._t.usage[key]
+            if (rules or named) and not (
+                usage.rule_id in rules or (usage.group is not None and usage.group in named)
+            ):
+                continue
+            if since is not None and usage.occurred_at < since:
+                continue
+            if until is not None and usage.occurred_at >= until:
+                continue
+            found.append(usage)
+        return found
+
+    def write(self, changes: OrderChanges) -> None:
+        t, uow, program_id = self._t, self._uow, self._uow.program_id
+        for order_id, order in changes.orders.items():
+            known = (order.program_id, order_id) in t.orders
+            if order_id in changes.new_orders and known:
+                raise DuplicateKey("order already recorded", program_id=program_id,
+                                   order_id=order_id)
+            if order_id not in changes.new_orders and not known:
+                raise StorageError("update of orders found 0 of 1 rows")
+        # copy (and check) every JSON value before writing anything
+        orders = {order_id: order_copy(order) for order_id, order in changes.orders.items()}
+        for order_id, order in orders.items():
+            order_key = (order.program_id, order_id)
+            if order_id not in changes.new_orders:
+                # an update changes what may change after recording, nothing else
+                order = attrs.evolve(t.orders[order_key], **{
+                    name: getattr(order, name) for name in OrderRecord.CHANGING})
+            uow.put(t.orders, order_key, order)
+            uow.track(t.member_orders, (order.program_id, order.member_id), order_id,
+                       order.status is not OrderStatus.CANCELLED)
+            uow.track(t.member_all_orders, (order.program_id, order.member_id), order_id,
+                       True)
+        for usage in changes.usage:
+            usage_key = (usage.program_id, usage.source, usage.rule_id)
+            old = t.usage.get(usage_key)
+            if old is not None and old.member_id != usage.member_id:
+                uow.track(t.member_usage, (old.program_id, old.member_id), usage_key, False)
+            uow.put(t.usage, usage_key, usage)
+            uow.track(t.member_usage, (usage.program_id, usage.member_id), usage_key, True)

@@ -1,0 +1,140 @@
+"""The in-memory tiers store: tier states, metric buckets, history and notices."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from loyaltykit._errors import DuplicateKey
+from loyaltykit._tiers import (
+    TierChange,
+    TierJob,
+    TierNotice,
+    TierState,
+    WindowKind,
+    evaluate,
+    would_be,
+)
+from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.storage.tiers import TierChanges
+
+__all__ = ["MemoryTierStore", "TierTables"]
+
+
+class TierTables:
+    def __init__(self) -> None:
+        self.tier_states: dict[tuple[str, str], TierState] = {}
+        # (program_id, member_id, period_start) -> metric units
+        self.tier_buckets: dict[tuple[str, str, dt.datetime], int] = {}
+        self.member_buckets: dict[tuple[str, str], set[dt.datetime]] = {}
+        self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
+        # (program_id, member_id, evaluation instant) -> notice
+        self.tier_notices: dict[tuple[str, str, dt.datetime], TierNotice] = {}
+
+
+class MemoryTierStore:
+    """The tier states and their history of one unit of work's program."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(TierTables)
+
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        return self._t.tier_states.get((self._uow.program_id, member_id))
+
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        t, program_id = self._t, self._uow.program_id
+        return sum(t.tier_buckets[(program_id, member_id, period)]
+                   for period in t.member_buckets.get((program_id, member_id), ())
+                   if start <= period and (end is None or period < end))
+
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        return list(self._t.tier_history.get((self._uow.program_id, member_id), ()))
+
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
+            tuple[dt.datetime, dt.date | None]]:
+        found = {(s.next_evaluation, s.anchor if by_anchor else None)
+                 for (program_id, _), s in self._t.tier_states.items()
+                 if program_id == self._uow.program_id and s.next_evaluation is not None
+                 and s.next_evaluation <= at}
+        return sorted(found, key=lambda pair: (pair[0], pair[1] or dt.date.min))
+
+    def _waiting(self, job: TierJob, *, noticed: bool) -> list[TierState]:
+        by_anchor = job.policy.window.kind is WindowKind.ANNIVERSARY_YEAR
+        states = sorted(
+            (s for (program_id, _), s in self._t.tier_states.items()
+             if program_id == self._uow.program_id and s.next_evaluation == job.at
+             and (not by_anchor or s.anchor == job.anchor)
+             and (not noticed or s.noticed_for != job.at)
+             and (job.after is None or s.member_id > job.after)
+             and (job.upto is None or s.member_id <= job.upto)),
+            key=lambda s: s.member_id)
+        return states[:job.limit]
+
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        waiting = self._waiting(attrs.evolve(job, upto=None), noticed=noticed)
+        return waiting[-1].member_id if waiting else None
+
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        policy = job.policy
+        names = [t.name for t in policy.tiers]
+        waiting = self._waiting(job, noticed=False)
+        changed = 0
+        for state in waiting:
+            value = self.tier_metric(state.member_id, state.window_start, job.at)
+            moved, reason = evaluate(policy, state, value, job.time_zone)
+            key = (self._uow.program_id, state.member_id)
+            self._uow.put(self._t.tier_states, key,
+                           attrs.evolve(moved, version=state.version + 1))
+            if reason is not None:
+                changed += 1
+                self._uow.append(self._t.tier_history, key, TierChange(
+                    member_id=state.member_id, at=job.at, from_tier=names[state.rank],
+                    to_tier=names[moved.rank], reason=reason, metric=value,
+                    recorded_at=job.recorded_at))
+        return len(waiting), changed
+
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        policy = job.policy
+        names = [t.name for t in policy.tiers]
+        thresholds = policy.thresholds
+        waiting = self._waiting(job, noticed=True)
+        recorded = 0
+        for state in waiting:
+            value = self.tier_metric(state.member_id, state.window_start, job.at)
+            rank = would_be(policy, state, value)
+            key = (self._uow.program_id, state.member_id)
+            if rank < state.rank:
+                recorded += 1
+                self._uow.put(self._t.tier_notices, (*key, job.at), TierNotice(
+                    member_id=state.member_id, evaluation_at=job.at,
+                    tier=names[state.rank], would_be=names[rank], metric=value,
+                    needed=thresholds[state.rank] - value, created_at=job.recorded_at))
+            self._uow.put(self._t.tier_states, key, attrs.evolve(
+                state, noticed_for=job.at, version=state.version + 1))
+        return len(waiting), recorded
+
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        found = [n for (program_id, _, _), n in self._t.tier_notices.items()
+                 if program_id == self._uow.program_id
+                 and (since is None or n.created_at >= since)]
+        found.sort(key=lambda n: (n.created_at, n.evaluation_at, n.member_id))
+        return found[:limit]
+
+    def write(self, changes: TierChanges) -> None:
+        t, uow, program_id = self._t, self._uow, self._uow.program_id
+        for member_id in changes.new_tier_states:
+            if (program_id, member_id) in t.tier_states:
+                raise DuplicateKey("tier state already kept", member_id=member_id)
+        for member_id, tier_state in changes.tier_states.items():
+            key = (program_id, member_id)
+            old_state = t.tier_states.get(key)
+            uow.put(t.tier_states, key, attrs.evolve(
+                tier_state, version=0 if old_state is None else old_state.version + 1))
+        for (member_id, period), amount in changes.tier_buckets.items():
+            bucket = (program_id, member_id, period)
+            uow.put(t.tier_buckets, bucket, t.tier_buckets.get(bucket, 0) + amount)
+            uow.track(t.member_buckets, (program_id, member_id), period, True)
+        for change in changes.tier_history:
+            uow.append(t.tier_history, (program_id, change.member_id), change)

@@ -1,0 +1,134 @@
+"""The in-memory storage and its unit of work: one lock, an undo log, one store per
+capability (each in its own module, with its own tables)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from loyaltykit._model import ProgramVersion
+from loyaltykit.memory.keys import MemoryKeyStore, MemoryProgramStore, ProgramTables
+from loyaltykit.memory.ledger import MemoryLedgerStore
+from loyaltykit.memory.orders import MemoryOrderStore
+from loyaltykit.memory.referrals import MemoryReferralStore
+from loyaltykit.memory.tables import Tables
+from loyaltykit.memory.tiers import MemoryTierStore
+
+if TYPE_CHECKING:
+    from loyaltykit.storage import Storage, UnitOfWork
+
+__all__ = ["MemoryStorage", "MemoryUnitOfWork"]
+
+_MISSING = object()
+
+
+class MemoryStorage:
+    """Keeps every program's ledger in process memory. See :mod:`loyaltykit.memory`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tables = Tables()
+
+    @property
+    def concurrent(self) -> bool:
+        """True: units of work may be opened from several threads (they take turns)."""
+        return True
+
+    def unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
+        """Return a unit of work for ``program_id``; use it as a context manager."""
+        return MemoryUnitOfWork(self._lock, self._tables, program_id)
+
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version unless ``(program_id, version)`` is stored already (the
+        stored one is then left as it is); an unknown program is registered first."""
+        with self._lock:
+            self._tables.of(ProgramTables).register(version)
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage(programs={len(self._tables.of(ProgramTables).programs)})"
+
+
+class MemoryUnitOfWork:
+    """A unit of work of :class:`MemoryStorage` (serialised, undo-logged)."""
+
+    def __init__(self, lock: threading.RLock, tables: Tables, program_id: str) -> None:
+        self._lock = lock
+        self.program_id = program_id
+        self._undo: list[Callable[[], None]] = []
+        self._committed = False
+        self._entered = False
+        self.keys = MemoryKeyStore(self, tables)
+        self.programs = MemoryProgramStore(self, tables)
+        self.ledger = MemoryLedgerStore(self, tables)
+        self.orders = MemoryOrderStore(self, tables)
+        self.tiers = MemoryTierStore(self, tables)
+        self.referrals = MemoryReferralStore(self, tables)
+
+    def __enter__(self) -> Self:
+        self._lock.acquire()
+        self._entered = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            # whatever is still in the undo log was written after the last commit
+            for undo in reversed(self._undo):
+                undo()
+        finally:
+            self._undo.clear()
+            self._entered = False
+            self._lock.release()
+
+    def commit(self) -> None:
+        """Keep every write made so far; later writes need another commit."""
+        self._undo.clear()
+        self._committed = True
+
+    # -- the undo log, written to by the stores of this package ----------------------------
+
+    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Set ``table[key] = value`` (undo-logged)."""
+        old = table.get(key, _MISSING)
+        table[key] = value
+
+        def undo() -> None:
+            if old is _MISSING:
+                del table[key]
+            else:
+                table[key] = old
+
+        self._undo.append(undo)
+
+    def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
+        """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+        items = table.get(key)
+        if items is None:
+            self.put(table, key, [value])
+            return
+        items.append(value)
+        self._undo.append(items.pop)
+
+    def track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
+        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+        members = index.get(key)
+        if members is None:
+            members = set()
+            self.put(index, key, members)
+        if is_open and item not in members:
+            members.add(item)
+            self._undo.append(lambda: members.discard(item))
+        elif not is_open and item in members:
+            members.discard(item)
+            self._undo.append(lambda: members.add(item))
+
+
+if TYPE_CHECKING:
+    def _conforms(u: MemoryUnitOfWork, s: MemoryStorage) -> tuple[UnitOfWork, Storage]:
+        return u, s

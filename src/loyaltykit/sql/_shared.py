@@ -1,0 +1,133 @@
+"""What the stores of the SQL backend share: their base class, chunked ``IN`` lists,
+the insert and update helpers and the dialect's upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from loyaltykit._errors import DuplicateKey, StorageError
+from loyaltykit.sql._errors import is_unique_violation, storage_error, violated
+from loyaltykit.sql.schema import (
+    program_versions,
+    programs,
+    referral_marks,
+    rule_usage,
+    tier_buckets,
+)
+
+__all__ = ["CHUNK", "Session", "Store", "Upserts", "chunks", "supported_dialect", "upserts_for"]
+
+#: Ids per statement in ``IN (...)`` lists (well below every engine's parameter limit).
+CHUNK = 500
+
+
+def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+class Upserts(NamedTuple):
+    """The statements that need a dialect's ``INSERT .. ON CONFLICT``."""
+
+    program: sa.Executable  # insert the program unless known
+    version: sa.Executable  # insert the version unless stored
+    usage: sa.Executable  # insert or overwrite a usage row
+    bucket: sa.Executable  # add to a tier metric bucket (created at the value given)
+    mark: sa.Executable  # keep an identity mark unless kept
+
+
+def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
+    usage = insert(rule_usage)
+    overwritten = ("member_id", "rule_group", "occurred_at", "points", "stamps")
+    bucket = insert(tier_buckets)
+    return Upserts(
+        program=insert(programs).on_conflict_do_nothing(index_elements=["id"]),
+        version=insert(program_versions).on_conflict_do_nothing(
+            index_elements=["program_id", "version"]),
+        usage=usage.on_conflict_do_update(
+            index_elements=["program_id", "source", "rule_id"],
+            set_={name: usage.excluded[name] for name in overwritten},
+        ),
+        bucket=bucket.on_conflict_do_update(
+            index_elements=["program_id", "member_id", "period_start"],
+            set_={"value": tier_buckets.c.value + bucket.excluded.value},
+        ),
+        mark=insert(referral_marks).on_conflict_do_nothing(
+            index_elements=["program_id", "member_id", "kind", "digest"]),
+    )
+
+
+_UPSERTS = {"postgresql": _upserts(postgresql.insert), "sqlite": _upserts(sqlite.insert)}
+
+
+def supported_dialect(conn: Connection) -> str:
+    """The name of ``conn``'s dialect; StorageError unless PostgreSQL or SQLite."""
+    name = conn.dialect.name
+    if name not in _UPSERTS:
+        raise StorageError("the SQL backend supports PostgreSQL and SQLite only",
+                           dialect=name)
+    return name
+
+
+def upserts_for(conn: Connection) -> Upserts:
+    return _UPSERTS[supported_dialect(conn)]
+
+
+class Session(Protocol):
+    """What a store needs of its unit of work (:class:`~loyaltykit.sql.SQLUnitOfWork`)."""
+
+    program_id: str
+
+    def connection(self) -> Connection:
+        """The unit of work's connection, inside an open transaction."""
+
+
+class Store:
+    """One store of a :class:`~loyaltykit.sql.SQLUnitOfWork`: its program, and its
+    connection through the unit of work (which begins the transaction when first
+    asked, and again after a commit)."""
+
+    def __init__(self, uow: Session) -> None:
+        self._uow = uow
+        self.program_id = uow.program_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._uow!r})"
+
+    def _c(self) -> Connection:
+        """The unit of work's connection, inside an open transaction."""
+        return self._uow.connection()
+
+    def _insert(self, conn: Connection, stmt: sa.Insert, rows: list[dict[str, Any]],
+                duplicate: str | None = None, field: str = "", only: str | None = None
+                ) -> None:
+        """Insert ``rows`` in one executemany. A unique violation is DuplicateKey (with
+        ``duplicate`` as its message and the rows' ``field`` as detail) when
+        ``duplicate`` is given and, with ``only``, the violated constraint is that one;
+        anything else is StorageError."""
+        try:
+            conn.execute(stmt, rows)
+        except sa_exc.IntegrityError as exc:
+            if duplicate is not None and is_unique_violation(exc) and (
+                only is None or violated(exc, only)
+            ):
+                values = [row[field] for row in rows]
+                detail = values[0] if len(values) == 1 else values
+                raise DuplicateKey(duplicate, program_id=self.program_id,
+                                   **{field: detail}) from exc
+            raise storage_error(exc) from exc
+
+    @staticmethod
+    def _update(conn: Connection, stmt: sa.Update, rows: list[dict[str, Any]],
+                what: str) -> None:
+        result = conn.execute(stmt, rows)
+        sane = (conn.dialect.supports_sane_multi_rowcount if len(rows) > 1
+                else conn.dialect.supports_sane_rowcount)
+        if sane and result.rowcount != len(rows):
+            raise StorageError(f"update of {what} found {result.rowcount} of {len(rows)} rows")

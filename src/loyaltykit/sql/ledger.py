@@ -1,0 +1,690 @@
+"""The ledger's store in SQL: members, accounts, lots, holds and transactions.
+
+Reads are prepared statements built once (SQLAlchemy caches their compiled form); the
+hot ones have a one-member variant, since an expanding ``IN`` costs a rewrite per
+execution. :meth:`SQLLedgerStore.write` is one executemany per table touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from loyaltykit._model import (
+    MEMBER_ACCOUNTS,
+    Account,
+    AccountState,
+    Hold,
+    HoldAllocation,
+    HoldStatus,
+    Kind,
+    Lot,
+    LotMovement,
+    Member,
+    MemberState,
+    Posting,
+    Transaction,
+)
+from loyaltykit.sql._errors import translated
+from loyaltykit.sql._shared import Store, chunks
+from loyaltykit.sql.schema import (
+    ACCOUNT_COLUMNS,
+    accounts,
+    hold_allocations,
+    holds,
+    lot_movements,
+    lots,
+    members,
+    postings,
+    program_versions,
+    transactions,
+)
+from loyaltykit.storage.ledger import LedgerChanges
+
+__all__ = ["SQLLedgerStore"]
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_m: sa.BindParameter[str] = sa.bindparam("m")
+_w: sa.BindParameter[str] = sa.bindparam("w")
+_ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+
+_KINDS = {k.value: k for k in Kind}
+_ACCOUNTS = {a.value: a for a in Account}
+_STATUSES = {s.value: s for s in HoldStatus}
+_MEMBER_ACCOUNT_NAMES = sorted(a.value for a in MEMBER_ACCOUNTS)
+
+_ACCOUNT_STATE_COLS = (
+    accounts.c.member_id,
+    accounts.c.wallet,
+    *(accounts.c[name] for name in ACCOUNT_COLUMNS),
+    accounts.c.next_due_at,
+    accounts.c.version,
+    accounts.c.activity,
+)
+_LOT_COLS = (
+    lots.c.id,
+    lots.c.program_id,
+    lots.c.member_id,
+    lots.c.wallet,
+    lots.c.transaction_id,
+    lots.c.amount,
+    lots.c.remaining,
+    lots.c.held,
+    lots.c.earned_at,
+    lots.c.activates_at,
+    lots.c.expires_at,
+    lots.c.pending,
+)
+_TX_COLS = (
+    transactions.c.id,
+    transactions.c.program_id,
+    transactions.c.member_id,
+    transactions.c.wallet,
+    transactions.c.kind,
+    transactions.c.occurred_at,
+    transactions.c.recorded_at,
+    transactions.c.idempotency_key,
+    transactions.c.reason,
+    transactions.c["metadata"],
+    transactions.c.reverses_id,
+)
+_HOLD_COLS = (
+    holds.c.id,
+    holds.c.program_id,
+    holds.c.member_id,
+    holds.c.wallet,
+    holds.c.points,
+    holds.c.status,
+    holds.c.created_at,
+    holds.c.expires_at,
+    holds.c.transaction_id,
+    holds.c.captured,
+    holds.c.resolved_by,
+    hold_allocations.c.lot_id,
+    hold_allocations.c.points,
+)
+
+_SEL_MEMBER: sa.Executable = sa.select(
+    members.c.program_id, members.c.member_id, members.c.enrolled_at, members.c.attributes
+).where(members.c.program_id == _p, members.c.member_id == _m)
+
+_SEL_ACCOUNT: sa.Executable = sa.select(*_ACCOUNT_STATE_COLS).where(
+    accounts.c.program_id == _p, accounts.c.wallet == _w, accounts.c.member_id == _m
+)
+_lock_accounts = (
+    sa.select(*_ACCOUNT_STATE_COLS)
+    .where(accounts.c.program_id == _p, accounts.c.wallet == _w)
+    .order_by(accounts.c.member_id)
+    .with_for_update()
+)
+# one-member variants of the hot reads: an expanding IN costs a rewrite per execution
+_LOCK_ACCOUNTS: sa.Executable = _lock_accounts.where(accounts.c.member_id.in_(_ids))
+_LOCK_ACCOUNT: sa.Executable = _lock_accounts.where(accounts.c.member_id == _m)
+
+_open_lots = (
+    sa.select(*_LOT_COLS)
+    .where(lots.c.program_id == _p, lots.c.wallet == _w,
+           sa.or_(lots.c.remaining > 0, lots.c.pending))
+    .order_by(lots.c.earned_at, lots.c.id)
+)
+_SEL_OPEN_LOTS: sa.Executable = _open_lots.where(lots.c.member_id.in_(_ids))
+_SEL_OPEN_LOTS_1: sa.Executable = _open_lots.where(lots.c.member_id == _m)
+_SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
+    lots.c.program_id == _p, lots.c.id.in_(_ids)
+)
+
+_HOLDS_JOIN = holds.join(hold_allocations, hold_allocations.c.hold_id == holds.c.id)
+_open_holds = (
+    sa.select(*_HOLD_COLS)
+    .select_from(_HOLDS_JOIN)
+    .where(holds.c.program_id == _p, holds.c.wallet == _w,
+           holds.c.status == HoldStatus.OPEN.value)
+    .order_by(holds.c.created_at, holds.c.id, hold_allocations.c.position)
+)
+_SEL_OPEN_HOLDS: sa.Executable = _open_holds.where(holds.c.member_id.in_(_ids))
+_SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
+_SEL_HOLD: sa.Executable = (
+    sa.select(*_HOLD_COLS)
+    .select_from(_HOLDS_JOIN)
+    .where(holds.c.program_id == _p, holds.c.id == sa.bindparam("id"))
+    .order_by(hold_allocations.c.position)
+)
+
+_SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
+    transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
+)
+_SEL_POSTINGS: sa.Executable = (
+    sa.select(postings.c.transaction_id, postings.c.account, postings.c.amount)
+    .where(postings.c.transaction_id.in_(_ids))
+    .order_by(postings.c.transaction_id, postings.c.position)
+)
+_SEL_MOVEMENTS: sa.Executable = (
+    sa.select(lot_movements.c.transaction_id, lot_movements.c.lot_id, lot_movements.c.delta)
+    .where(lot_movements.c.transaction_id.in_(_ids))
+    .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
+)
+_SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.reverses_id == sa.bindparam("id")
+)
+
+_at = sa.bindparam("at", type_=transactions.c.occurred_at.type)
+_after_m: sa.BindParameter[str] = sa.bindparam("after_m")
+_SEL_DUE = (
+    sa.select(accounts.c.member_id, accounts.c.wallet)
+    .where(accounts.c.program_id == _p, accounts.c.next_due_at <= _at)
+    .order_by(accounts.c.member_id, accounts.c.wallet)
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_DUE_AFTER = _SEL_DUE.where(
+    accounts.c.member_id >= _after_m,
+    sa.or_(accounts.c.member_id > _after_m, accounts.c.wallet > sa.bindparam("after_w")),
+)
+
+_lot_of_member = (lots.c.program_id == _p, lots.c.member_id == _m, lots.c.wallet == _w)
+_first_expiry = (
+    sa.select(sa.func.min(lots.c.expires_at))
+    .where(*_lot_of_member, lots.c.remaining > 0)
+    .scalar_subquery()
+)
+_SEL_NEXT_EXPIRING: sa.Executable = (
+    sa.select(lots.c.expires_at, sa.func.sum(lots.c.remaining))
+    .where(*_lot_of_member, lots.c.remaining > 0, lots.c.expires_at == _first_expiry)
+    .group_by(lots.c.expires_at)
+)
+
+_tx_of_member = (
+    transactions.c.program_id == _p,
+    transactions.c.member_id == _m,
+    transactions.c.wallet == _w,
+)
+_SEL_SUMS_AS_OF: sa.Executable = (
+    sa.select(postings.c.account, sa.func.sum(postings.c.amount))
+    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .where(*_tx_of_member, transactions.c.occurred_at <= _at)
+    .group_by(postings.c.account)
+)
+_remaining_as_of = (
+    sa.select(
+        lot_movements.c.lot_id.label("lot_id"),
+        sa.func.sum(lot_movements.c.delta).label("remaining"),
+    )
+    .select_from(
+        transactions.join(lot_movements, lot_movements.c.transaction_id == transactions.c.id)
+    )
+    .where(*_tx_of_member, transactions.c.occurred_at <= _at)
+    .group_by(lot_movements.c.lot_id)
+    .having(sa.func.sum(lot_movements.c.delta) > 0)
+    .subquery("as_of")
+)
+_SEL_LOTS_AS_OF: sa.Executable = (
+    sa.select(*_LOT_COLS, _remaining_as_of.c.remaining)
+    .select_from(lots.join(_remaining_as_of, _remaining_as_of.c.lot_id == lots.c.id))
+    .order_by(lots.c.earned_at, lots.c.id)
+)
+
+# keyset pagination on (occurred_at, id), newest first
+_before_at = sa.bindparam("before_at", type_=transactions.c.occurred_at.type)
+_before_id = sa.bindparam("before_id", type_=transactions.c.id.type)
+_SEL_PAGE = (
+    sa.select(*_TX_COLS)
+    .where(*_tx_of_member)
+    .order_by(transactions.c.occurred_at.desc(), transactions.c.id.desc())
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_PAGE_BEFORE = _SEL_PAGE.where(
+    transactions.c.occurred_at <= _before_at,
+    sa.or_(transactions.c.occurred_at < _before_at, transactions.c.id < _before_id),
+)
+_SEL_TOTAL_THROUGH: sa.Executable = (
+    sa.select(sa.func.coalesce(sa.func.sum(postings.c.amount), 0))
+    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .where(
+        *_tx_of_member,
+        postings.c.account.in_(_MEMBER_ACCOUNT_NAMES),
+        transactions.c.occurred_at <= _before_at,
+        sa.or_(transactions.c.occurred_at < _before_at, transactions.c.id <= _before_id),
+    )
+)
+
+
+# the number of the version in force at :at (program_version_at's rule), as a column
+_version_in_force = sa.type_coerce(
+    sa.select(sa.func.max(program_versions.c.version))
+    .where(program_versions.c.program_id == _p,
+           sa.or_(program_versions.c.effective_from.is_(None),
+                  program_versions.c.effective_from <= _at))
+    .scalar_subquery(),
+    sa.Integer(),
+)
+_MEMBER_STATE_COLS = (members.c.member_id, members.c.enrolled_at, members.c.attributes,
+                      _version_in_force)
+_SEL_MEMBER_VERSION: sa.Executable = sa.select(*_MEMBER_STATE_COLS).where(
+    members.c.program_id == _p, members.c.member_id == _m
+)
+_w2: sa.BindParameter[str] = sa.bindparam("w2")
+
+
+@functools.cache
+def _sel_member_state(wallets: int, lock: bool) -> sa.Executable:
+    """``load_member``'s one statement: the member's account rows of the wallets asked
+    for, each joined with the member and the version in force, in wallet order.
+    ``wallets`` is 1 (bound as :w), 2 (:w, :w2) or 3 for any number (an expanding
+    :ws); with ``lock`` the account rows, and only they, are locked as lock_accounts
+    locks them (``FOR UPDATE OF lk_accounts``; SQLite renders no lock clause)."""
+    if wallets == 1:
+        which = accounts.c.wallet == _w
+    elif wallets == 2:
+        which = accounts.c.wallet.in_([_w, _w2])
+    else:
+        which = accounts.c.wallet.in_(sa.bindparam("ws", expanding=True))
+    stmt = (
+        sa.select(*_MEMBER_STATE_COLS, *_ACCOUNT_STATE_COLS)
+        .select_from(accounts.join(members, sa.and_(
+            members.c.program_id == accounts.c.program_id,
+            members.c.member_id == accounts.c.member_id)))
+        .where(accounts.c.program_id == _p, accounts.c.member_id == _m, which)
+        .order_by(accounts.c.wallet)
+    )
+    return stmt.with_for_update(of=accounts) if lock else stmt
+
+
+_INS_MEMBER = members.insert()
+_INS_ACCOUNT = accounts.insert()
+_INS_TX = transactions.insert()
+_INS_POSTING = postings.insert()
+_INS_LOT = lots.insert()
+_INS_MOVEMENT = lot_movements.insert()
+_INS_HOLD = holds.insert()
+_INS_ALLOCATION = hold_allocations.insert()
+_UPD_ACCOUNT = accounts.update().where(
+    accounts.c.program_id == sa.bindparam("k_program_id"),
+    accounts.c.member_id == sa.bindparam("k_member_id"),
+    accounts.c.wallet == sa.bindparam("k_wallet"),
+)
+_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
+_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
+
+
+def _hold(rows: Sequence[Any]) -> Hold:
+    first = rows[0]
+    return Hold(
+        id=first[0],
+        program_id=first[1],
+        member_id=first[2],
+        wallet=first[3],
+        points=first[4],
+        status=_STATUSES[first[5]],
+        created_at=first[6],
+        expires_at=first[7],
+        transaction_id=first[8],
+        allocations=tuple(HoldAllocation(r[11], r[12]) for r in rows),
+        captured=first[9],
+        resolved_by=first[10],
+    )
+
+
+def _account_row(program_id: str, member_id: str, wallet: str, s: AccountState) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "wallet": wallet,
+        "available": s.available,
+        "pending": s.pending,
+        "held": s.held,
+        "debt": s.debt,
+        "issued": s.issued,
+        "redeemed": s.redeemed,
+        "expired": s.expired,
+        "adjustments": s.adjustments,
+        "transfers": s.transfers,
+        "clawback_shortfall": s.clawback_shortfall,
+        "next_due_at": s.next_due_at,
+        "version": s.version,
+        "activity": s.activity,
+    }
+
+
+def _lot_row(lot: Lot) -> dict[str, Any]:
+    return {
+        "id": lot.id,
+        "program_id": lot.program_id,
+        "member_id": lot.member_id,
+        "wallet": lot.wallet,
+        "transaction_id": lot.transaction_id,
+        "amount": lot.amount,
+        "remaining": lot.remaining,
+        "held": lot.held,
+        "earned_at": lot.earned_at,
+        "activates_at": lot.activates_at,
+        "expires_at": lot.expires_at,
+        "pending": lot.pending,
+    }
+
+
+class SQLLedgerStore(Store):
+    """Members, accounts, lots, holds and transactions of one program."""
+
+    @translated
+    def get_member(self, member_id: str) -> Member | None:
+        """Return the member, or None if not enrolled."""
+        row = self._c().execute(_SEL_MEMBER, {"p": self.program_id, "m": member_id}).first()
+        return None if row is None else Member(*row)
+
+    @translated
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        """Lock (``SELECT ... FOR UPDATE``; SQLite's write lock is already held) and
+        return the running totals of these members' ``wallet``, in member-id order."""
+        conn = self._c()
+        found: dict[str, AccountState] = {}
+        if len(member_ids) == 1:
+            one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
+            for row in conn.execute(_LOCK_ACCOUNT, one):
+                found[row[0]] = AccountState(*row)
+            return found
+        for chunk in chunks(sorted(set(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
+            for row in conn.execute(_LOCK_ACCOUNTS, params):
+                found[row[0]] = AccountState(*row)
+        return found
+
+    @translated
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        """Return the running totals without locking, or None if not enrolled."""
+        params = {"p": self.program_id, "w": wallet, "m": member_id}
+        row = self._c().execute(_SEL_ACCOUNT, params).first()
+        return None if row is None else AccountState(*row)
+
+    @translated
+    def load_member(
+        self, member_id: str, wallets: Sequence[str], at: dt.datetime, *, lock: bool
+    ) -> MemberState | None:
+        """Return the member, its account rows of ``wallets`` (locked with ``lock``:
+        ``SELECT ... FOR UPDATE OF lk_accounts``, the member row stays unlocked; SQLite's
+        write lock is already held) and the version in force at ``at``, in one
+        statement; None if not enrolled. Only a member without an account row in any
+        of ``wallets`` takes a second statement."""
+        conn = self._c()
+        program_id = self.program_id
+        params: dict[str, Any] = {"p": program_id, "m": member_id, "at": at}
+        asked = sorted(set(wallets))
+        if len(asked) == 1:
+            params["w"] = asked[0]
+        elif len(asked) == 2:
+            params["w"], params["w2"] = asked
+        else:
+            params["ws"] = asked
+        rows = (conn.execute(_sel_member_state(min(len(asked), 3), lock), params).all()
+                if asked else [])
+        head = rows[0] if rows else conn.execute(_SEL_MEMBER_VERSION, params).first()
+        if head is None:
+            return None
+        return MemberState(
+            member=Member(program_id, head[0], head[1], head[2]),
+            accounts={row[5]: AccountState(*row[4:]) for row in rows},
+            version=None if head[3] is None else int(head[3]),
+        )
+
+    @translated
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        """Return the open lots (remaining > 0 or pending) of these members' wallet,
+        member by member in the order given, each member's oldest first."""
+        conn = self._c()
+        if len(member_ids) == 1:
+            one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
+            return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one)]
+        by_member: dict[str, list[Lot]] = {}
+        for chunk in chunks(list(dict.fromkeys(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
+            for row in conn.execute(_SEL_OPEN_LOTS, params):
+                by_member.setdefault(row[2], []).append(Lot(*row))
+        return [lot for m in member_ids for lot in by_member.get(m, ())]
+
+    @translated
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        """Return these lots of this program whatever their state, in the order given;
+        unknown ids are absent."""
+        conn = self._c()
+        found: dict[uuid.UUID, Lot] = {}
+        for chunk in chunks(list(dict.fromkeys(lot_ids))):
+            for row in conn.execute(_SEL_LOTS_BY_ID, {"p": self.program_id, "ids": chunk}):
+                found[row[0]] = Lot(*row)
+        return [found[i] for i in lot_ids if i in found]
+
+    @translated
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        """Return the open holds of these members' wallet, member by member in the
+        order given, each member's oldest first."""
+        conn = self._c()
+        rows_of: dict[uuid.UUID, list[Any]] = {}
+        if len(member_ids) == 1:
+            batches: Iterable[tuple[sa.Executable, dict[str, Any]]] = [
+                (_SEL_OPEN_HOLDS_1, {"p": self.program_id, "w": wallet, "m": member_ids[0]})
+            ]
+        else:
+            batches = (
+                (_SEL_OPEN_HOLDS, {"p": self.program_id, "w": wallet, "ids": chunk})
+                for chunk in chunks(list(dict.fromkeys(member_ids)))
+            )
+        for stmt, params in batches:
+            for row in conn.execute(stmt, params):
+                rows_of.setdefault(row[0], []).append(row)
+        by_member: dict[str, list[Hold]] = {}
+        for rows in rows_of.values():
+            hold = _hold(rows)
+            by_member.setdefault(hold.member_id, []).append(hold)
+        return [hold for m in member_ids for hold in by_member.get(m, ())]
+
+    @translated
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        """Return the hold (any status) of this program, or None."""
+        rows = self._c().execute(_SEL_HOLD, {"p": self.program_id, "id": hold_id}).all()
+        return _hold(rows) if rows else None
+
+    def _transactions(self, conn: Connection, rows: Sequence[Any]) -> list[Transaction]:
+        """Build transactions from their rows, loading their postings and movements."""
+        legs: dict[uuid.UUID, list[Posting]] = {}
+        moves: dict[uuid.UUID, list[LotMovement]] = {}
+        ids = [row[0] for row in rows]
+        for chunk in chunks(ids):
+            for tid, account, amount in conn.execute(_SEL_POSTINGS, {"ids": chunk}):
+                legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
+            for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, {"ids": chunk}):
+                moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
+        return [
+            Transaction(
+                id=r[0],
+                program_id=r[1],
+                member_id=r[2],
+                wallet=r[3],
+                kind=_KINDS[r[4]],
+                occurred_at=r[5],
+                recorded_at=r[6],
+                postings=tuple(legs.get(r[0], ())),
+                movements=tuple(moves.get(r[0], ())),
+                idempotency_key=r[7],
+                reason=r[8],
+                metadata=r[9],
+                reverses_id=r[10],
+            )
+            for r in rows
+        ]
+
+    @translated
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None."""
+        conn = self._c()
+        row = conn.execute(_SEL_TX, {"p": self.program_id, "id": transaction_id}).first()
+        return None if row is None else self._transactions(conn, [row])[0]
+
+    @translated
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None."""
+        found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+        return found
+
+    @translated
+    def due_accounts(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``,
+        ordered by (member_id, wallet) and strictly after ``after`` when given."""
+        params: dict[str, Any] = {"p": self.program_id, "at": at, "lim": limit}
+        if after is None:
+            stmt = _SEL_DUE
+        else:
+            stmt = _SEL_DUE_AFTER
+            params["after_m"], params["after_w"] = after
+        return [(row[0], row[1]) for row in self._c().execute(stmt, params)]
+
+    @translated
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        """Return (points, instant) of the soonest expiry among lots with points left."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet}
+        row = self._c().execute(_SEL_NEXT_EXPIRING, params).first()
+        return None if row is None else (int(row[1]), row[0])
+
+    @translated
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        """Return the signed sum per account of the member's postings with
+        ``occurred_at <= at`` (accounts with no postings are absent)."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet, "at": at}
+        rows = self._c().execute(_SEL_SUMS_AS_OF, params)
+        return {_ACCOUNTS[account]: int(total) for account, total in rows}
+
+    @translated
+    def lots_as_of(
+        self, wallet: str, member_id: str, at: dt.datetime
+    ) -> list[tuple[Lot, int]]:
+        """Return (lot, remaining as of ``at``) for lots whose movements up to ``at``
+        leave points in them."""
+        params = {"p": self.program_id, "m": member_id, "w": wallet, "at": at}
+        rows = self._c().execute(_SEL_LOTS_AS_OF, params)
+        return [(Lot(*row[:-1]), int(row[-1])) for row in rows]
+
+    @translated
+    def statement(
+        self,
+        wallet: str,
+        member_id: str,
+        *,
+        limit: int,
+        before: tuple[dt.datetime, uuid.UUID] | None,
+    ) -> tuple[list[Transaction], int]:
+        """Return up to ``limit`` transactions newest first (by occurred_at, then id),
+        strictly before ``before`` when given, and the member's total points through
+        the first transaction returned (0 if none)."""
+        conn = self._c()
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "w": wallet,
+                                  "lim": limit}
+        if before is None:
+            rows = conn.execute(_SEL_PAGE, params).all()
+        else:
+            params["before_at"], params["before_id"] = before
+            rows = conn.execute(_SEL_PAGE_BEFORE, params).all()
+        if not rows:
+            return [], 0
+        page = self._transactions(conn, rows)
+        params["before_at"], params["before_id"] = page[0].occurred_at, page[0].id
+        total = conn.scalar(_SEL_TOTAL_THROUGH, params)
+        return page, int(total or 0)
+
+    @translated
+    def write(self, changes: LedgerChanges) -> None:
+        """Persist ``changes`` set-based: one executemany per table touched, inserts
+        ordered so foreign keys hold (members, new accounts, transactions, postings, new
+        lots, lot movements, new holds, hold allocations), then the updates of the
+        touched accounts, lots and holds. Raise DuplicateKey on a broken unique rule (a
+        member id enrolled twice, a second reversal of one transaction); the caller
+        must then roll the unit of work back."""
+        conn = self._c()
+        program_id = self.program_id
+        if changes.members:
+            self._insert(conn, _INS_MEMBER, [
+                {"program_id": program_id, "member_id": m.member_id,
+                 "enrolled_at": m.enrolled_at, "attributes": dict(m.attributes)}
+                for m in changes.members
+            ], "member already enrolled", "member_id")
+        new_accounts = changes.new_accounts
+        if new_accounts:
+            self._insert(conn, _INS_ACCOUNT, [
+                _account_row(program_id, member_id, wallet, state)
+                for (member_id, wallet), state in changes.accounts.items()
+                if (member_id, wallet) in new_accounts
+            ])
+        txs = changes.transactions
+        if txs:
+            self._insert(conn, _INS_TX, [
+                {"id": tx.id, "program_id": tx.program_id, "member_id": tx.member_id,
+                 "wallet": tx.wallet, "kind": tx.kind.value, "occurred_at": tx.occurred_at,
+                 "recorded_at": tx.recorded_at, "idempotency_key": tx.idempotency_key,
+                 "reason": tx.reason, "metadata": dict(tx.metadata),
+                 "reverses_id": tx.reverses_id}
+                for tx in txs
+            ], "transaction already reversed", "reverses_id", only="reverses_id")
+            legs = [
+                {"transaction_id": tx.id, "account": p.account.value, "program_id": tx.program_id,
+                 "member_id": tx.member_id, "wallet": tx.wallet, "amount": p.amount,
+                 "position": i}
+                for tx in txs for i, p in enumerate(tx.postings)
+            ]
+            if legs:
+                self._insert(conn, _INS_POSTING, legs)
+        new_lots = changes.new_lots
+        if new_lots:
+            self._insert(conn, _INS_LOT, [
+                _lot_row(lot) for lot_id, lot in changes.lots.items() if lot_id in new_lots
+            ])
+        moves = [
+            {"transaction_id": tx.id, "lot_id": mv.lot_id, "program_id": tx.program_id,
+             "member_id": tx.member_id, "delta": mv.delta, "position": i}
+            for tx in txs for i, mv in enumerate(tx.movements)
+        ]
+        if moves:
+            self._insert(conn, _INS_MOVEMENT, moves)
+        new_holds = changes.new_holds
+        if new_holds:
+            created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
+            self._insert(conn, _INS_HOLD, [
+                {"id": h.id, "program_id": h.program_id, "member_id": h.member_id,
+                 "wallet": h.wallet, "points": h.points, "status": h.status.value,
+                 "created_at": h.created_at, "expires_at": h.expires_at,
+                 "transaction_id": h.transaction_id, "captured": h.captured,
+                 "resolved_by": h.resolved_by}
+                for h in created
+            ])
+            self._insert(conn, _INS_ALLOCATION, [
+                {"hold_id": h.id, "lot_id": a.lot_id, "program_id": h.program_id,
+                 "member_id": h.member_id, "points": a.points, "position": i}
+                for h in created for i, a in enumerate(h.allocations)
+            ])
+        touched_accounts = [
+            {"k_program_id": program_id, "k_member_id": member_id, "k_wallet": wallet,
+             **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
+             "next_due_at": state.next_due_at, "version": state.version,
+             "activity": state.activity}
+            for (member_id, wallet), state in changes.accounts.items()
+            if (member_id, wallet) not in new_accounts
+        ]
+        if touched_accounts:
+            self._update(conn, _UPD_ACCOUNT, touched_accounts, "accounts")
+        touched_lots = [
+            {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
+             "pending": lot.pending, "activates_at": lot.activates_at,
+             "expires_at": lot.expires_at}
+            for lot_id, lot in changes.lots.items() if lot_id not in new_lots
+        ]
+        if touched_lots:
+            self._update(conn, _UPD_LOT, touched_lots, "lots")
+        touched_holds = [
+            {"k_id": h.id, "status": h.status.value, "captured": h.captured,
+             "resolved_by": h.resolved_by}
+            for hold_id, h in changes.holds.items() if hold_id not in new_holds
+        ]
+        if touched_holds:
+            self._update(conn, _UPD_HOLD, touched_holds, "holds")

@@ -1,0 +1,245 @@
+"""The orders' store in SQL: recorded orders and the earning rules' usage rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
+from loyaltykit.sql._errors import translated
+from loyaltykit.sql._shared import Store, upserts_for
+from loyaltykit.sql.schema import orders, rule_usage
+from loyaltykit.storage.orders import OrderChanges
+
+__all__ = ["SQLOrderStore"]
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_m: sa.BindParameter[str] = sa.bindparam("m")
+_ORDER_STATUSES = {s.value: s for s in OrderStatus}
+
+_ORDER_COLS = (  # the fields of OrderRecord, in order
+    orders.c.program_id,
+    orders.c.order_id,
+    orders.c.member_id,
+    orders.c.placed_at,
+    orders.c.version,
+    orders.c.order,
+    orders.c.returned,
+    orders.c.status,
+    orders.c.points,
+    orders.c.evaluation,
+    orders.c.earn_id,
+    orders.c.payments,
+    orders.c.created_at,
+    orders.c.updated_at,
+    orders.c.recorded_evaluation,
+    orders.c.fingerprint,
+    orders.c.result,
+)
+_SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
+    orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
+)
+_SEL_MEMBER_ORDERS: sa.Executable = (
+    sa.select(*_ORDER_COLS)
+    .where(orders.c.program_id == _p, orders.c.member_id == _m)
+    .order_by(orders.c.placed_at, orders.c.order_id)
+)
+_COUNT_ORDERS: sa.Executable = (
+    sa.select(sa.func.count())
+    .select_from(orders)
+    .where(orders.c.program_id == _p, orders.c.member_id == _m,
+           orders.c.status != OrderStatus.CANCELLED.value)
+)
+
+_USAGE_COLS = (  # the fields of RuleUsage, in order
+    rule_usage.c.program_id,
+    rule_usage.c.member_id,
+    rule_usage.c.source,
+    rule_usage.c.rule_id,
+    rule_usage.c.rule_group,
+    rule_usage.c.occurred_at,
+    rule_usage.c.points,
+    rule_usage.c.stamps,
+)
+
+
+@functools.cache
+def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Executable:
+    """The usage query for this combination of filters (at most 16, each built once)."""
+    matches = []
+    if by_rule:
+        matches.append(rule_usage.c.rule_id.in_(sa.bindparam("rule_ids", expanding=True)))
+    if by_group:
+        matches.append(rule_usage.c.rule_group.in_(sa.bindparam("groups", expanding=True)))
+    stmt = sa.select(*_USAGE_COLS).where(rule_usage.c.program_id == _p,
+                                         rule_usage.c.member_id == _m)
+    if matches:  # no rule and no group: every row of the member
+        stmt = stmt.where(sa.or_(*matches))
+    if since:
+        stmt = stmt.where(rule_usage.c.occurred_at
+                          >= sa.bindparam("since", type_=rule_usage.c.occurred_at.type))
+    if until:
+        stmt = stmt.where(rule_usage.c.occurred_at
+                          < sa.bindparam("until", type_=rule_usage.c.occurred_at.type))
+    return stmt
+
+
+_INS_ORDER = orders.insert()
+_UPD_ORDER = orders.update().where(
+    orders.c.program_id == sa.bindparam("k_program_id"),
+    orders.c.order_id == sa.bindparam("k_order_id"),
+)
+
+
+def _order(row: Sequence[Any]) -> OrderRecord:
+    return OrderRecord(
+        program_id=row[0],
+        order_id=row[1],
+        member_id=row[2],
+        placed_at=row[3],
+        version=row[4],
+        order=row[5],
+        returned=row[6],
+        status=_ORDER_STATUSES[row[7]],
+        points=row[8],
+        evaluation=row[9],
+        earn_id=row[10],
+        payments=tuple(uuid.UUID(p) for p in row[11]),
+        created_at=row[12],
+        updated_at=row[13],
+        recorded_evaluation=row[14],
+        fingerprint=row[15],
+        result=row[16],
+    )
+
+
+def _changed_order(o: OrderRecord) -> dict[str, Any]:
+    """The columns of an order that change after it is recorded."""
+    return {
+        "returned": dict(o.returned),
+        "status": o.status.value,
+        "points": o.points,
+        "evaluation": dict(o.evaluation),
+        "earn_id": o.earn_id,
+        "payments": [str(p) for p in o.payments],
+        "updated_at": o.updated_at,
+        "recorded_evaluation": (None if o.recorded_evaluation is None
+                                else dict(o.recorded_evaluation)),
+    }
+
+
+def _order_row(o: OrderRecord) -> dict[str, Any]:
+    return {
+        "program_id": o.program_id,
+        "order_id": o.order_id,
+        "member_id": o.member_id,
+        "placed_at": o.placed_at,
+        "version": o.version,
+        "order": dict(o.order),
+        "created_at": o.created_at,
+        "fingerprint": o.fingerprint,
+        "result": o.result,
+        **_changed_order(o),
+    }
+
+
+def _usage(row: Sequence[Any]) -> RuleUsage:
+    return RuleUsage(
+        program_id=row[0],
+        member_id=row[1],
+        source=row[2],
+        rule_id=row[3],
+        group=row[4],
+        occurred_at=row[5],
+        points=Decimal(row[6]),  # the exact decimal string
+        stamps=row[7],
+    )
+
+
+def _usage_row(u: RuleUsage) -> dict[str, Any]:
+    return {
+        "program_id": u.program_id,
+        "source": u.source,
+        "rule_id": u.rule_id,
+        "member_id": u.member_id,
+        "rule_group": u.group,
+        "occurred_at": u.occurred_at,
+        "points": str(u.points),  # exact: the decimal string, never a float
+        "stamps": u.stamps,
+    }
+
+
+class SQLOrderStore(Store):
+    """Recorded orders and rule usage of one program."""
+
+    @translated
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        """Return the recorded order (any status), or None."""
+        row = self._c().execute(_SEL_ORDER, {"p": self.program_id, "o": order_id}).first()
+        return None if row is None else _order(row)
+
+    @translated
+    def count_orders(self, member_id: str) -> int:
+        """Return how many orders of the member are recorded and not cancelled."""
+        return int(self._c().scalar(_COUNT_ORDERS, {"p": self.program_id, "m": member_id})
+                   or 0)
+
+    @translated
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        """Return every recorded order of the member, whatever its status, ordered by
+        (placed_at, order_id)."""
+        rows = self._c().execute(_SEL_MEMBER_ORDERS, {"p": self.program_id, "m": member_id})
+        return [_order(row) for row in rows]
+
+    @translated
+    def load_usage(
+        self,
+        member_id: str,
+        *,
+        rule_ids: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[RuleUsage]:
+        """Return the member's usage rows of these rules or groups with
+        ``since <= occurred_at < until`` (a None bound is open); every row of the
+        member (within the bounds) when both ``rule_ids`` and ``groups`` are empty."""
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id}
+        if rule_ids:
+            params["rule_ids"] = list(rule_ids)
+        if groups:
+            params["groups"] = list(groups)
+        if since is not None:
+            params["since"] = since
+        if until is not None:
+            params["until"] = until
+        stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
+        return [_usage(row) for row in self._c().execute(stmt, params)]
+
+    @translated
+    def write(self, changes: OrderChanges) -> None:
+        """Insert the new orders (an order id recorded twice is DuplicateKey with
+        ``details["order_id"]``), upsert the usage rows (the last row of a key wins),
+        then update the touched orders."""
+        conn = self._c()
+        new_orders = changes.new_orders
+        if new_orders:
+            self._insert(conn, _INS_ORDER, [
+                _order_row(o) for order_id, o in changes.orders.items() if order_id in new_orders
+            ], "order already recorded", "order_id")
+        if changes.usage:
+            # one row per key: the last one wins, as it would row by row
+            usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
+            conn.execute(upserts_for(conn).usage, [_usage_row(u) for u in usage.values()])
+        touched_orders = [
+            {"k_program_id": o.program_id, "k_order_id": o.order_id, **_changed_order(o)}
+            for order_id, o in changes.orders.items() if order_id not in new_orders
+        ]
+        if touched_orders:
+            self._update(conn, _UPD_ORDER, touched_orders, "orders")

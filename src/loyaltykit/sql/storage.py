@@ -1,0 +1,197 @@
+"""The SQL backend's storage: engine or host connection, programs, schema, migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from loyaltykit._errors import InvalidInput, StorageError
+from loyaltykit._model import ProgramVersion
+from loyaltykit.sql._errors import storage_error
+from loyaltykit.sql._shared import upserts_for
+from loyaltykit.sql.engine import create_engine
+from loyaltykit.sql.schema import metadata
+from loyaltykit.sql.uow import SQLUnitOfWork, begin_in_host
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+    from loyaltykit.storage import (
+        KeyStore,
+        LedgerStore,
+        OrderStore,
+        ProgramStore,
+        ReferralStore,
+        Storage,
+        TierStore,
+        UnitOfWork,
+    )
+
+__all__ = ["MIGRATIONS_DIR", "VERSION_TABLE", "SQLStorage"]
+
+#: The directory of the shipped Alembic migration scripts.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: The table where Alembic records loyaltykit's schema revision (its own name, so it
+#: cannot collide with the host application's ``alembic_version``).
+VERSION_TABLE = "loyaltykit_alembic_version"
+
+
+class SQLStorage:
+    """Keeps ledgers in a SQL database through SQLAlchemy Core (SQLite, PostgreSQL).
+
+    ``bind`` is an :class:`~sqlalchemy.engine.Engine` (each unit of work checks out a
+    connection and runs one transaction) or a host application's open
+    :class:`~sqlalchemy.engine.Connection` (each unit of work is a SAVEPOINT inside the
+    host's transaction; the host commits). For SQLite create engines with
+    :meth:`from_url` or :func:`loyaltykit.sql.create_engine`, which set WAL, foreign
+    keys, a busy timeout and ``BEGIN IMMEDIATE``.
+    """
+
+    #: The tables of the ledger (SQLAlchemy :class:`~sqlalchemy.MetaData`).
+    metadata: ClassVar[sa.MetaData] = metadata
+
+    def __init__(self, bind: Engine | Connection) -> None:
+        self._engine: Engine
+        self._connection: Connection | None
+        if isinstance(bind, Engine):
+            self._engine, self._connection = bind, None
+        elif isinstance(bind, Connection):
+            self._engine, self._connection = bind.engine, bind
+        else:
+            raise InvalidInput("bind must be a SQLAlchemy Engine or Connection",
+                               bind=repr(bind))
+        self._owns_engine = False
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kwargs: Any) -> SQLStorage:
+        """Create an engine for ``url`` (SQLite settings included; see
+        :func:`create_engine`) owned by the new storage; :meth:`dispose` releases it.
+
+        ``engine_kwargs`` go to :func:`sqlalchemy.create_engine`. An in-memory SQLite
+        URL (``sqlite://``) gives each thread its own database; use a file to share
+        one between threads or processes."""
+        try:
+            engine = create_engine(url, **engine_kwargs)
+        except sa_exc.ArgumentError as exc:
+            raise InvalidInput(
+                "unusable database URL", url=_hide_password(str(url))
+            ) from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise storage_error(exc) from exc
+        storage = cls(engine)
+        storage._owns_engine = True
+        return storage
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        mode = ", host connection" if self._connection is not None else ""
+        return f"SQLStorage({url!r}{mode})"
+
+    @property
+    def concurrent(self) -> bool:
+        """True on an engine whose pool gives each unit of work its own connection to
+        one database; False on a host connection, or a pool of one connection per
+        thread (an in-memory SQLite database is then a different one per thread) or
+        one for all (whose units of work must run one at a time)."""
+        one_per_thread_or_all = (sa.pool.SingletonThreadPool, sa.pool.StaticPool)
+        return self._connection is None and not isinstance(self._engine.pool,
+                                                           one_per_thread_or_all)
+
+    def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
+        """Return a new unit of work for ``program_id`` (use it as a context manager)."""
+        return SQLUnitOfWork(self._engine, self._connection, program_id)
+
+    def _run(self, work: Callable[[Connection], None]) -> None:
+        """Run ``work`` in a transaction of its own (a SAVEPOINT on a host connection)."""
+        try:
+            if self._connection is None:
+                with self._engine.begin() as conn:
+                    work(conn)
+            else:
+                with begin_in_host(self._connection):
+                    work(self._connection)
+        except sa_exc.SQLAlchemyError as exc:
+            raise storage_error(exc) from exc
+
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version unless ``(program_id, version)`` is stored already (the
+        stored one is then left as it is). An unknown program is registered with this
+        definition first. Safe to call concurrently: ``INSERT .. ON CONFLICT DO
+        NOTHING`` lets a lost insert race pass without an error."""
+        definition = dict(version.definition)
+
+        def work(conn: Connection) -> None:
+            upserts = upserts_for(conn)
+            conn.execute(upserts.program, {"id": version.program_id, "definition": definition,
+                                           "created_at": version.created_at})
+            conn.execute(upserts.version, {
+                "program_id": version.program_id, "version": version.version,
+                "effective_from": version.effective_from, "definition": definition,
+                "created_at": version.created_at,
+            })
+
+        self._run(work)
+
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet (a shortcut for tests and demos;
+        production databases should use :meth:`upgrade`)."""
+        self._run(lambda conn: metadata.create_all(conn))
+
+    def alembic_config(self) -> Config:
+        """An Alembic configuration for the shipped migrations (no ``alembic.ini``)."""
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        config.set_main_option("version_table", VERSION_TABLE)
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the database schema to ``revision`` (default: the newest) with the
+        migrations shipped in the package. On a host connection the migration joins
+        the host's transaction."""
+        from alembic import command
+        from alembic.util import CommandError
+
+        config = self.alembic_config()
+
+        def work(conn: Connection) -> None:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+        try:
+            self._run(work)
+        except CommandError as exc:
+            raise StorageError("the migration failed", revision=revision,
+                               detail=str(exc)) from exc
+
+    def dispose(self) -> None:
+        """Close the pooled connections of an engine this storage created itself
+        (:meth:`from_url`); a caller's engine or connection is left alone."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+
+def _hide_password(url: str) -> str:
+    """Mask the password of ``scheme://user:password@host/...`` for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+if TYPE_CHECKING:
+    def _conforms(u: SQLUnitOfWork, s: SQLStorage) -> tuple[UnitOfWork, Storage]:
+        """Fails type checking (mypy) unless the backend and each of its stores match
+        the storage port's Protocols; one line per store so the error names it."""
+        keys: KeyStore = u.keys
+        programs: ProgramStore = u.programs
+        ledger: LedgerStore = u.ledger
+        orders: OrderStore = u.orders
+        tiers: TierStore = u.tiers
+        referrals: ReferralStore = u.referrals
+        del keys, programs, ledger, orders, tiers, referrals
+        return u, s

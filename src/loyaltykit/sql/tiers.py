@@ -1,0 +1,530 @@
+"""The tiers' store in SQL: tier states, metric buckets, history and notices, and the
+set-based tier evaluation (:func:`_tier_sql`), the one part of the backend whose SQL
+differs between PostgreSQL and SQLite beyond an upsert."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from loyaltykit._tiers import (
+    Downgrade,
+    TierChange,
+    TierJob,
+    TierNotice,
+    TierPolicy,
+    TierState,
+    WindowKind,
+)
+from loyaltykit.sql._errors import translated
+from loyaltykit.sql._shared import Store, supported_dialect, upserts_for
+from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
+from loyaltykit.storage.tiers import TierChanges
+
+__all__ = ["SQLTierStore"]
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_m: sa.BindParameter[str] = sa.bindparam("m")
+
+_TIER_STATE_COLS = (  # the fields of TierState, in order
+    tier_states.c.member_id,
+    tier_states.c.rank,
+    tier_states.c.attained_at,
+    tier_states.c.protected_until,
+    tier_states.c.window_start,
+    tier_states.c.next_evaluation,
+    tier_states.c.carried,
+    tier_states.c.carried_until,
+    tier_states.c.carried_floor,
+    tier_states.c.floor,
+    tier_states.c.anchor,
+    tier_states.c.manual,
+    tier_states.c.manual_until,
+    tier_states.c.manual_reason,
+    tier_states.c.noticed_for,
+    tier_states.c.version,
+)
+_SEL_TIER_STATE: sa.Executable = (
+    sa.select(*_TIER_STATE_COLS)
+    .where(tier_states.c.program_id == _p, tier_states.c.member_id == _m)
+    .with_for_update()
+)
+_INS_TIER_STATE = tier_states.insert()
+# the version counts writes of the row: one more than stored, whatever the caller read
+_UPD_TIER_STATE = (
+    tier_states.update()
+    .where(tier_states.c.program_id == sa.bindparam("k_program_id"),
+           tier_states.c.member_id == sa.bindparam("k_member_id"))
+    .values(version=tier_states.c.version + 1)
+)
+
+_TS_TYPE = tier_states.c.window_start.type
+_tier_metric = (
+    sa.select(sa.func.coalesce(sa.func.sum(tier_buckets.c.value), 0))
+    .where(tier_buckets.c.program_id == _p, tier_buckets.c.member_id == _m,
+           tier_buckets.c.period_start >= sa.bindparam("start", type_=_TS_TYPE))
+)
+_SEL_TIER_METRIC_FROM: sa.Executable = _tier_metric
+_SEL_TIER_METRIC: sa.Executable = _tier_metric.where(
+    tier_buckets.c.period_start < sa.bindparam("end", type_=_TS_TYPE))
+
+_SEL_TIER_HISTORY: sa.Executable = (
+    sa.select(tier_history.c.member_id, tier_history.c.at, tier_history.c.from_tier,
+              tier_history.c.to_tier, tier_history.c.reason, tier_history.c.metric,
+              tier_history.c.note, tier_history.c.recorded_at)
+    .where(tier_history.c.program_id == _p, tier_history.c.member_id == _m)
+    .order_by(tier_history.c.id)
+)
+_INS_TIER_HISTORY = tier_history.insert()
+
+_due_at = tier_states.c.next_evaluation <= sa.bindparam("at", type_=_TS_TYPE)
+_SEL_TIER_DUE: sa.Executable = (
+    sa.select(tier_states.c.next_evaluation).distinct()
+    .where(tier_states.c.program_id == _p, _due_at)
+    .order_by(tier_states.c.next_evaluation)
+)
+_SEL_TIER_DUE_BY_ANCHOR: sa.Executable = (
+    sa.select(tier_states.c.next_evaluation, tier_states.c.anchor).distinct()
+    .where(tier_states.c.program_id == _p, _due_at)
+    .order_by(tier_states.c.next_evaluation, tier_states.c.anchor)
+)
+
+_tier_notices = (
+    sa.select(tier_notices.c.member_id, tier_notices.c.evaluation_at, tier_notices.c.tier,
+              tier_notices.c.would_be, tier_notices.c.metric, tier_notices.c.needed,
+              tier_notices.c.created_at)
+    .where(tier_notices.c.program_id == _p)
+    .order_by(tier_notices.c.created_at, tier_notices.c.evaluation_at,
+              tier_notices.c.member_id)
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_TIER_NOTICES: sa.Executable = _tier_notices
+_SEL_TIER_NOTICES_SINCE: sa.Executable = _tier_notices.where(
+    tier_notices.c.created_at >= sa.bindparam("since", type_=_TS_TYPE))
+
+# the parameters of a set-based tier run (a TierJob); "j_" keeps them apart from the
+# column names SQLAlchemy reserves in INSERT and UPDATE statements
+_j_at = sa.bindparam("j_at", type_=_TS_TYPE)
+_j_anchor = sa.bindparam("j_anchor", type_=tier_states.c.anchor.type)
+_j_next = sa.bindparam("j_next", type_=_TS_TYPE)
+_j_window = sa.bindparam("j_window", type_=_TS_TYPE)
+_j_protected = sa.bindparam("j_protected", type_=_TS_TYPE)
+_j_recorded = sa.bindparam("j_recorded", type_=_TS_TYPE)
+_j_limit = sa.bindparam("j_limit", type_=sa.Integer())
+_j_last = sa.bindparam("j_last", type_=tier_states.c.member_id.type)
+_j_after = sa.bindparam("j_after", type_=tier_states.c.member_id.type)
+_j_upto = sa.bindparam("j_upto", type_=tier_states.c.member_id.type)
+
+# PostgreSQL's JIT compiles the evaluation (its cost estimate is high) for longer than
+# the compiled code saves, and the default work_mem spills its sorts to disk: both are
+# set for the evaluation statement (SET LOCAL, then back) and nothing else
+_TIER_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+_SET_TIER_SETTINGS: sa.Executable = sa.select(
+    *(sa.func.current_setting(name) for name in _TIER_SETTINGS),
+    *(sa.func.set_config(name, sa.bindparam(name, type_=sa.Text()), True)
+      for name in _TIER_SETTINGS))
+_RESET_TIER_SETTINGS: sa.Executable = sa.select(
+    *(sa.func.set_config(name, sa.bindparam(name, type_=sa.Text()), True)
+      for name in _TIER_SETTINGS))
+
+
+class _TierSQL(NamedTuple):
+    """The statements of one kind of set-based tier run (see :func:`_tier_sql`)."""
+
+    run: sa.Executable  # PostgreSQL: the whole run; SQLite: the history (notice) INSERT
+    last: sa.Executable  # the highest member id of the next batch (from :j_after)
+    apply: sa.Executable | None  # SQLite: the UPDATE moving the batch's states on
+
+
+class _Decision(NamedTuple):
+    """What :func:`loyaltykit._tiers.evaluate` (``new_rank``, ``protected_until``,
+    ``attained_at``, ``floor``) and :func:`~loyaltykit._tiers.would_be` decide for a
+    state, as SQL expressions over its columns and its metric."""
+
+    new_rank: sa.ColumnElement[Any]
+    protected_until: sa.ColumnElement[Any]
+    attained_at: sa.ColumnElement[Any]
+    floor: sa.ColumnElement[Any]
+    would_be: sa.ColumnElement[Any]
+
+
+def _decide(policy: TierPolicy, dialect: str, state: Any,
+            metric: sa.ColumnElement[Any]) -> _Decision:
+    """The decisions for the tier state whose columns are ``state``'s attributes
+    (``rank``, ``attained_at``, ``protected_until``, ``floor``, ``manual``,
+    ``manual_until``) and whose window's metric is ``metric`` (a column, not a
+    subquery: the expressions repeat it), at ``:j_at``, CASE expressions over the
+    policy's thresholds."""
+    greatest = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    # policy.qualified: the highest rank whose threshold the metric reaches
+    q: sa.ColumnElement[Any] = sa.case(
+        *((metric >= sa.literal(threshold, sa.BigInteger()), sa.literal(rank))
+          for rank, threshold in reversed(list(enumerate(policy.thresholds))) if rank),
+        else_=sa.literal(0),
+    ) if len(policy.thresholds) > 1 else sa.literal(0)
+    # floors(): the lifetime floor, and a manual assignment while it holds
+    manual = sa.case(
+        (sa.and_(state.manual.is_not(None),
+                 sa.or_(state.manual_until.is_(None), _j_at < state.manual_until)),
+         state.manual),
+        else_=sa.literal(0),
+    )
+    rank = state.rank
+    dropped = greatest(q, rank - 1) if policy.downgrade is Downgrade.ONE_LEVEL else q
+    protected = sa.and_(state.protected_until.is_not(None), _j_at < state.protected_until)
+    new_rank = greatest(sa.case((q >= rank, q), (protected, rank), else_=dropped),
+                        state.floor, manual)
+    # a tier the window reaches is protected until grace_periods after :j_at
+    until = sa.case(
+        (sa.and_(q >= rank, sa.or_(state.protected_until.is_(None),
+                                   _j_protected > state.protected_until)), _j_protected),
+        else_=state.protected_until,
+    )
+    # the lifetime floor: the highest lifetime tier the metric reaches (a manual
+    # assignment or a protected tier wins none)
+    lifetime = [(q >= sa.literal(r), sa.literal(r)) for r in reversed(policy.lifetime_ranks)]
+    floor = (greatest(state.floor, sa.case(*lifetime, else_=sa.literal(0))) if lifetime
+             else state.floor)
+    attained = sa.case((new_rank > rank, _j_at), else_=state.attained_at)
+    would_be = sa.case(
+        (sa.or_(q >= rank, protected), greatest(q, rank)),
+        else_=greatest(dropped, state.floor, manual),
+    )
+    return _Decision(new_rank, until, attained, floor, would_be)
+
+
+# the buckets of the ``lk_tier_states`` row in scope within its window, [window_start,
+# :j_at), and the metric they sum to
+_IN_WINDOW = sa.and_(
+    tier_buckets.c.program_id == tier_states.c.program_id,
+    tier_buckets.c.member_id == tier_states.c.member_id,
+    tier_buckets.c.period_start >= tier_states.c.window_start,
+    tier_buckets.c.period_start < _j_at,
+)
+_METRIC = sa.cast(sa.func.coalesce(sa.func.sum(tier_buckets.c.value), 0), sa.BigInteger())
+
+
+@functools.cache
+def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = False,
+              upto: bool = False) -> _TierSQL:
+    """The statements of ``evaluate_tiers`` (or, with ``notices``, of
+    ``record_tier_notices``) for ``policy`` on ``dialect``; with ``after`` / ``upto``,
+    for the member ids in ``(:j_after, :j_upto]`` only.
+
+    A batch is the ``:j_limit`` states waiting for the evaluation at ``:j_at`` with the
+    lowest member ids (the due index's order); ``last`` finds the highest of them. For
+    each, the metric of ``[window_start, :j_at)`` and what
+    :func:`loyaltykit._tiers.evaluate` (or :func:`~loyaltykit._tiers.would_be`) decides
+    (:func:`_decide`); the states move on (to the next window, or marked noticed), and a
+    history line (a notice) is appended for each state whose tier changes (would drop).
+
+    On PostgreSQL that is one statement, ``run``, returning one row (states picked,
+    lines recorded): the batch and its decisions are a materialised CTE, the UPDATE a
+    data-modifying CTE returning the decisions of the states it moved, and the INSERT
+    reads those. The UPDATE moves only states still at the version read: a member
+    written concurrently keeps its evaluation for the next call.
+
+    On SQLite, whose writers are serialised (``BEGIN IMMEDIATE``) so nothing changes a
+    state between the statements of one unit of work, the batch is every waiting state
+    up to ``:j_last`` (``last``'s answer, or ``:j_upto``): ``run`` appends the lines of
+    the batch's changes from the decisions, then ``apply`` moves the states on, each
+    row's decision computed in place from its own metric (a correlated row-value
+    subquery).
+    """
+    s = tier_states
+    names = [t.name for t in policy.tiers]
+    waiting = [s.c.program_id == _p, s.c.next_evaluation == _j_at]
+    if policy.window.kind is WindowKind.ANNIVERSARY_YEAR:
+        waiting.append(s.c.anchor == _j_anchor)
+    if notices:
+        waiting.append(sa.or_(s.c.noticed_for.is_(None), s.c.noticed_for != _j_at))
+    if after:
+        waiting.append(s.c.member_id > _j_after)
+    postgres = dialect == "postgresql"
+    ranked = sa.select(s.c.member_id).where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+    last = sa.select(sa.func.max(ranked.subquery("r").c.member_id))
+    if upto and postgres:
+        waiting.append(s.c.member_id <= _j_upto)
+
+    # the batch with its metrics: the states joined to their window's buckets, grouped
+    # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
+    # keeps both engines from merging it into the query above
+    batch = (
+        sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
+                  s.c.protected_until, s.c.floor, s.c.manual, s.c.manual_until,
+                  _METRIC.label("metric"))
+        .select_from(s.outerjoin(tier_buckets, _IN_WINDOW))
+        .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
+    )
+    if postgres:
+        batch = batch.where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+    else:
+        batch = batch.where(*waiting, s.c.member_id <= _j_last)
+    w = batch.offset(0).subquery("w")
+    decided = _decide(policy, dialect, w.c, w.c.metric)
+    to = decided.would_be if notices else decided.new_rank
+    d_select = sa.select(w.c.program_id, w.c.member_id, w.c.version, w.c.metric,
+                         w.c.rank.label("old_rank"), to.label("new_rank"),
+                         decided.attained_at.label("attained_at"),
+                         decided.protected_until.label("protected_until"),
+                         decided.floor.label("floor"))
+
+    def name_of(rank: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.case({i: sa.literal(name) for i, name in enumerate(names)}, value=rank)
+
+    def record(m: Any, source: Any) -> Any:
+        """The INSERT of the lines (notices) of the decisions ``m`` from ``source``."""
+        if notices:
+            threshold_of = sa.case(
+                {i: sa.literal(t, sa.BigInteger()) for i, t in enumerate(policy.thresholds)},
+                value=m.old_rank)
+            insert = (postgresql.insert if postgres else sqlite.insert)(tier_notices)
+            stmt: Any = insert.from_select(
+                ["program_id", "member_id", "evaluation_at", "tier", "would_be", "metric",
+                 "needed", "created_at"],
+                sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
+                          name_of(m.new_rank), m.metric, threshold_of - m.metric,
+                          _j_recorded)
+                .select_from(source)
+                .where(m.new_rank < m.old_rank))
+            return stmt.on_conflict_do_update(
+                index_elements=["program_id", "member_id", "evaluation_at"],
+                set_={name: insert.excluded[name]
+                      for name in ("tier", "would_be", "metric", "needed", "created_at")})
+        return tier_history.insert().from_select(
+            ["program_id", "member_id", "at", "from_tier", "to_tier", "reason", "metric",
+             "note", "recorded_at"],
+            sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
+                      name_of(m.new_rank), sa.literal("evaluation"), m.metric,
+                      sa.literal(""), _j_recorded)
+            .select_from(source)
+            .where(m.new_rank != m.old_rank))
+
+    counted = {"preserve_rowcount": True}
+    if postgres:
+        d = d_select.cte("d").prefix_with("MATERIALIZED")
+        if notices:
+            moves: dict[str, Any] = {"noticed_for": _j_at}
+        else:
+            moves = {"rank": d.c.new_rank, "attained_at": d.c.attained_at,
+                     "protected_until": d.c.protected_until, "window_start": _j_window,
+                     "next_evaluation": _j_next, "carried": d.c.new_rank,
+                     "carried_until": d.c.protected_until, "carried_floor": d.c.floor,
+                     "floor": d.c.floor}
+        moved = (
+            s.update()
+            .values(**moves, version=s.c.version + 1)
+            .where(s.c.program_id == d.c.program_id, s.c.member_id == d.c.member_id,
+                   s.c.version == d.c.version)
+            .returning(s.c.program_id, s.c.member_id, d.c.old_rank, d.c.new_rank,
+                       d.c.metric)
+            .cte("moved")
+        )
+        table = tier_notices if notices else tier_history
+        recorded = record(moved.c, moved).returning(table.c.member_id).cte("recorded")
+        # the states picked (moved or not: see evaluate_tiers) and the lines recorded
+        run = sa.select(
+            sa.select(sa.func.count()).select_from(d).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(recorded).scalar_subquery(),
+        ).add_cte(moved)
+        return _TierSQL(run=run, last=last, apply=None)
+
+    in_batch = (*waiting, s.c.member_id <= _j_last)
+    if notices:
+        apply = s.update().values(noticed_for=_j_at, version=s.c.version + 1).where(*in_batch)
+    else:
+        # each row's decision from its own metric, computed once per row
+        metric = sa.select(_METRIC).where(_IN_WINDOW).correlate(s).scalar_subquery()
+        m = sa.select(metric.label("metric")).offset(0).subquery("m")
+        own = _decide(policy, dialect, s.c, m.c.metric)
+        decision = sa.select(own.new_rank, own.attained_at, own.protected_until,
+                             own.new_rank, own.protected_until, own.floor, own.floor
+                             ).select_from(m).correlate(s).scalar_subquery()
+        columns = sa.tuple_(s.c.rank, s.c.attained_at, s.c.protected_until, s.c.carried,
+                            s.c.carried_until, s.c.carried_floor, s.c.floor)
+        apply = s.update().values(
+            {columns: decision, s.c.window_start: _j_window, s.c.next_evaluation: _j_next,
+             s.c.version: s.c.version + 1}).where(*in_batch)
+    d_sub = d_select.subquery("d")
+    return _TierSQL(run=record(d_sub.c, d_sub).execution_options(**counted), last=last,
+                    apply=apply)
+
+
+def _tier_state_row(state: TierState) -> dict[str, Any]:
+    """The columns of a tier state but its version (and program id)."""
+    return {
+        "member_id": state.member_id,
+        "rank": state.rank,
+        "attained_at": state.attained_at,
+        "protected_until": state.protected_until,
+        "window_start": state.window_start,
+        "next_evaluation": state.next_evaluation,
+        "carried": state.carried,
+        "carried_until": state.carried_until,
+        "carried_floor": state.carried_floor,
+        "floor": state.floor,
+        "anchor": state.anchor,
+        "manual": state.manual,
+        "manual_until": state.manual_until,
+        "manual_reason": state.manual_reason,
+        "noticed_for": state.noticed_for,
+    }
+
+
+class SQLTierStore(Store):
+    """Tier states, metric buckets, history and notices of one program."""
+
+    @translated
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        """Return the member's tier state, locking its row (``SELECT ... FOR UPDATE``;
+        SQLite's write lock is already held), or None if none is kept."""
+        row = self._c().execute(_SEL_TIER_STATE, {"p": self.program_id, "m": member_id}).first()
+        return None if row is None else TierState(*row)
+
+    @translated
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        """Return the sum of the member's metric buckets whose period starts in
+        ``[start, end)`` (``end`` None: no upper bound); 0 if there are none."""
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id, "start": start}
+        if end is None:
+            value = self._c().scalar(_SEL_TIER_METRIC_FROM, params)
+        else:
+            params["end"] = end
+            value = self._c().scalar(_SEL_TIER_METRIC, params)
+        return int(value or 0)
+
+    @translated
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        """Return the member's tier history in the order it was written."""
+        rows = self._c().execute(_SEL_TIER_HISTORY, {"p": self.program_id, "m": member_id})
+        return [TierChange(*row) for row in rows]
+
+    @translated
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
+            tuple[dt.datetime, dt.date | None]]:
+        """Return the distinct evaluation instants at or before ``at`` that tier states
+        wait for, oldest first; with ``by_anchor`` as (instant, anchor) pairs, else as
+        (instant, None)."""
+        params = {"p": self.program_id, "at": at}
+        if by_anchor:
+            rows = self._c().execute(_SEL_TIER_DUE_BY_ANCHOR, params)
+            return [(row[0], row[1]) for row in rows]
+        return [(row[0], None) for row in self._c().execute(_SEL_TIER_DUE, params)]
+
+    @translated
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        """Evaluate, set-based, up to ``job.limit`` tier states waiting for ``job.at``
+        (see :func:`_tier_sql`). Return how many states were evaluated and how many of
+        those moved changed tier. A state written concurrently since it was read is
+        left waiting (and counted as evaluated): the next call takes it up."""
+        return self._tier_run(job, notices=False)
+
+    @translated
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        """Record, set-based, "will downgrade" notices for up to ``job.limit`` tier
+        states waiting for ``job.at`` not yet noticed for it, and mark them noticed.
+        Return how many states were examined and how many notices were recorded."""
+        return self._tier_run(job, notices=True)
+
+    @translated
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        """Return the member id ending the next batch of ``job.limit`` states waiting
+        for ``job.at`` after ``job.after`` (one range of the due index); None if none."""
+        sql = _tier_sql(job.policy, self._c().dialect.name, noticed, job.after is not None)
+        end = self._c().scalar(sql.last, self._tier_params(job))
+        return None if end is None else str(end)
+
+    def _tier_params(self, job: TierJob) -> dict[str, Any]:
+        return {
+            "p": self.program_id, "j_at": job.at, "j_anchor": job.anchor,
+            "j_next": job.next_at, "j_window": job.window_start,
+            "j_protected": job.protected_until, "j_recorded": job.recorded_at,
+            "j_limit": job.limit, "j_after": job.after, "j_upto": job.upto,
+        }
+
+    def _tier_run(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
+        conn = self._c()
+        dialect = supported_dialect(conn)
+        sql = _tier_sql(job.policy, dialect, notices, job.after is not None,
+                        job.upto is not None)
+        params = self._tier_params(job)
+        if sql.apply is None:  # PostgreSQL: one statement, with its settings
+            before = conn.execute(_SET_TIER_SETTINGS, _TIER_SETTINGS).one()
+            picked, recorded = conn.execute(sql.run, params).one()
+            # (a failure rolls the settings back with the transaction or savepoint)
+            conn.execute(_RESET_TIER_SETTINGS, dict(zip(_TIER_SETTINGS, before, strict=False)))
+            return int(picked), int(recorded)
+        params["j_last"] = job.upto if job.upto is not None else conn.scalar(sql.last, params)
+        if params["j_last"] is None:
+            return 0, 0
+        recorded = conn.execute(sql.run, params).rowcount
+        assert sql.apply is not None
+        return conn.execute(sql.apply, params).rowcount, recorded
+
+    @translated
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        """Return up to ``limit`` recorded notices created at or after ``since``,
+        oldest first (by creation, evaluation instant, member id)."""
+        params: dict[str, Any] = {"p": self.program_id, "lim": limit}
+        if since is None:
+            stmt = _SEL_TIER_NOTICES
+        else:
+            stmt = _SEL_TIER_NOTICES_SINCE
+            params["since"] = since
+        return [TierNotice(*row) for row in self._c().execute(stmt, params)]
+
+    def _tier_history_rows(self, history: Sequence[TierChange]) -> list[dict[str, Any]]:
+        """The rows of ``history``, in order (the database numbers them)."""
+        return [
+            {"program_id": self.program_id, "member_id": change.member_id, "at": change.at,
+             "from_tier": change.from_tier, "to_tier": change.to_tier,
+             "reason": change.reason, "metric": change.metric, "note": change.note,
+             "recorded_at": change.recorded_at}
+            for change in history
+        ]
+
+    @translated
+    def write(self, changes: TierChanges) -> None:
+        """Insert the new tier states (version 0) and update the others (their stored
+        version + 1), add to the metric buckets by upsert and append the history lines.
+        A new tier state of a member that has one is DuplicateKey; the caller must then
+        roll the unit of work back."""
+        conn = self._c()
+        program_id = self.program_id
+        if changes.tier_states:
+            self._write_tier_states(conn, changes)
+        if changes.tier_buckets:
+            conn.execute(upserts_for(conn).bucket, [
+                {"program_id": program_id, "member_id": member_id, "period_start": period,
+                 "value": value}
+                for (member_id, period), value in changes.tier_buckets.items()
+            ])
+        if changes.tier_history:
+            self._insert(conn, _INS_TIER_HISTORY,
+                         self._tier_history_rows(changes.tier_history))
+
+    def _write_tier_states(self, conn: Connection, changes: TierChanges) -> None:
+        """Insert the new tier states (version 0; one already kept is DuplicateKey, so
+        the facade retries) and update the others (their stored version + 1)."""
+        created = changes.new_tier_states
+        inserted = [
+            {"program_id": self.program_id, **_tier_state_row(state), "version": 0}
+            for member_id, state in changes.tier_states.items() if member_id in created
+        ]
+        if inserted:
+            self._insert(conn, _INS_TIER_STATE, inserted, "tier state already kept",
+                         "member_id")
+        updated = [
+            {"k_program_id": self.program_id, "k_member_id": member_id,
+             **{name: value for name, value in _tier_state_row(state).items()
+                if name != "member_id"}}
+            for member_id, state in changes.tier_states.items() if member_id not in created
+        ]
+        if updated:
+            self._update(conn, _UPD_TIER_STATE, updated, "tier states")

@@ -1,0 +1,140 @@
+"""The SQL backend's unit of work: one database transaction, and one store per
+capability sharing its connection."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from loyaltykit._errors import StorageError
+from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
+from loyaltykit.sql.ledger import SQLLedgerStore
+from loyaltykit.sql.orders import SQLOrderStore
+from loyaltykit.sql.referrals import SQLReferralStore
+from loyaltykit.sql.tiers import SQLTierStore
+
+__all__ = ["SQLUnitOfWork", "begin_in_host"]
+
+
+class SQLUnitOfWork:
+    """One database transaction of :class:`~loyaltykit.sql.SQLStorage` for one program.
+
+    On an engine it checks out a connection and begins a transaction (``BEGIN
+    IMMEDIATE`` on SQLite); on a host's connection it opens a SAVEPOINT. Leaving the
+    ``with`` block without :meth:`commit` rolls back; writes after a commit start a new
+    transaction that needs its own commit.
+
+    Its stores (``keys``, ``programs``, ``ledger``, ``orders``, ``tiers``,
+    ``referrals``) read and write through :meth:`connection`, so the first of them to
+    run begins the transaction.
+    """
+    #: Idempotency records.
+    keys: SQLKeyStore
+    #: Stored program versions.
+    programs: SQLProgramStore
+    #: Members, accounts, lots, holds and transactions.
+    ledger: SQLLedgerStore
+    #: Recorded orders and rule usage.
+    orders: SQLOrderStore
+    #: Tier states, metric buckets, history and notices.
+    tiers: SQLTierStore
+    #: Referral codes, referrals and identity marks.
+    referrals: SQLReferralStore
+
+    def __init__(self, engine: Engine, host: Connection | None, program_id: str) -> None:
+        """A unit of work on ``engine``, or inside the ``host`` connection's transaction
+        (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them."""
+        self.program_id = program_id
+        self._engine = engine
+        self._host = host
+        self._conn: Connection | None = None
+        self._tx: sa.Transaction | None = None
+        # each store asks this unit of work for the connection, so it begins lazily
+        self.keys = SQLKeyStore(self)
+        self.programs = SQLProgramStore(self)
+        self.ledger = SQLLedgerStore(self)
+        self.orders = SQLOrderStore(self)
+        self.tiers = SQLTierStore(self)
+        self.referrals = SQLReferralStore(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else ("open" if self._tx else "committed")
+        return f"SQLUnitOfWork(program_id={self.program_id!r}, {state})"
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        try:
+            if self._host is not None:
+                self._conn = self._host
+                self._tx = begin_in_host(self._host)
+            else:
+                self._conn = self._engine.connect()
+                self._tx = self._conn.begin()
+        except sa_exc.SQLAlchemyError as exc:
+            self._release()
+            raise storage_error(exc) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back what was not committed and give the connection back."""
+        try:
+            if self._tx is not None:
+                self._tx.rollback()
+        except sa_exc.SQLAlchemyError as error:
+            raise storage_error(error) from error
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._tx = None
+        conn, self._conn = self._conn, None
+        if conn is not None and self._host is None:
+            try:
+                conn.close()
+            except sa_exc.SQLAlchemyError as exc:
+                raise storage_error(exc) from exc
+
+    def connection(self) -> Connection:
+        """The connection, inside an open transaction (a new one after a commit)."""
+        conn = self._conn
+        if conn is None:
+            raise StorageError("unit of work used outside its with block",
+                               program_id=self.program_id)
+        if self._tx is None:
+            self._tx = conn.begin_nested() if self._host is not None else conn.begin()
+        return conn
+
+    @translated
+    def commit(self) -> None:
+        """Make every write so far durable (or, on a host's connection, part of the
+        host's transaction: released from the SAVEPOINT)."""
+        if self._conn is None:
+            raise StorageError("unit of work used outside its with block",
+                               program_id=self.program_id)
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            tx.commit()
+
+
+def begin_in_host(conn: Connection) -> sa.Transaction:
+    """Open a SAVEPOINT inside the host's transaction (beginning it if needed)."""
+    if not conn.in_transaction():
+        conn.begin()  # the host's transaction, committed by the host like an autobegin
+    if conn.dialect.name == "sqlite":
+        driver = conn.connection.driver_connection
+        if driver is not None and not getattr(driver, "in_transaction", True):
+            # pysqlite's legacy mode has not really begun the host's transaction yet;
+            # a SAVEPOINT alone would then commit on release, outside the host's control
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return conn.begin_nested()

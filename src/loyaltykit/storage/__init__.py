@@ -1,0 +1,187 @@
+"""The storage port: what a backend provides, store by store, for backend authors.
+
+A backend is a :class:`Storage` that opens :class:`UnitOfWork` objects bound to one
+program. A unit of work is a transaction: nothing it wrote is visible to others until
+:meth:`UnitOfWork.commit`, and leaving its ``with`` block without committing rolls
+everything back. It carries one store per capability, each a Protocol with its own
+reads and one ``write`` of its own change part:
+
+============  =====================  ===================  ==========================
+attribute     store                  change part          what it keeps
+============  =====================  ===================  ==========================
+``keys``      :class:`KeyStore`      idempotency records  one record per key
+``programs``  :class:`ProgramStore`  (read only)          program versions
+``ledger``    :class:`LedgerStore`   :class:`LedgerChanges`   members, accounts, lots,
+                                                          holds, transactions
+``orders``    :class:`OrderStore`    :class:`OrderChanges`    orders, rule usage
+``tiers``     :class:`TierStore`     :class:`TierChanges`     tier states, history
+``referrals`` :class:`ReferralStore` :class:`ReferralChanges` codes, referrals, marks
+============  =====================  ===================  ==========================
+
+The write pipeline (the only writer in the library) collects the change parts a use
+case and its subscribers produced and writes them in one unit of work: the key's
+record first, then the ledger's part, then the others in the order they were first
+touched; then it commits. Third-party backends prove themselves with
+:mod:`loyaltykit.testing` (one contract part per store).
+
+Concurrency contract (what the services rely on):
+
+* :meth:`LedgerStore.lock_accounts` serialises writers of the same member wallet until
+  the unit of work ends (row lock, or a wider lock such as SQLite's database lock).
+  Writers of different members must not block each other where the engine allows.
+* A store's ``write`` raises :class:`~loyaltykit.DuplicateKey` when a unique rule is
+  broken (idempotency key per program, member id per program, order id per program,
+  one reversal per transaction, one referral per referee, one code per program); the
+  pipeline then rolls back and retries, finding the winner.
+* A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
+  are translated at the edge.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from loyaltykit._errors import DuplicateKey, SerializationFailure, StorageError
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    HoldAllocation,
+    HoldStatus,
+    IdempotencyRecord,
+    Kind,
+    Lot,
+    LotMovement,
+    Member,
+    MemberState,
+    OrderRecord,
+    OrderStatus,
+    Posting,
+    ProgramVersion,
+    RuleUsage,
+    Transaction,
+)
+from loyaltykit._referrals import Referral, ReferralCode, ReferralMark, ReferralStatus
+from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
+from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
+from loyaltykit.storage.orders import OrderChanges, OrderStore
+from loyaltykit.storage.programs import KeyStore, ProgramStore
+from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
+from loyaltykit.storage.tiers import TierChanges, TierStore
+
+__all__ = [
+    "Account",
+    "AccountState",
+    "ChangePart",
+    "DuplicateKey",
+    "Hold",
+    "HoldAllocation",
+    "HoldStatus",
+    "IdempotencyRecord",
+    "KeyStore",
+    "Kind",
+    "LedgerChanges",
+    "LedgerStore",
+    "Lot",
+    "LotMovement",
+    "Member",
+    "MemberState",
+    "OrderChanges",
+    "OrderRecord",
+    "OrderStatus",
+    "OrderStore",
+    "Posting",
+    "ProgramStore",
+    "ProgramVersion",
+    "Referral",
+    "ReferralChanges",
+    "ReferralCode",
+    "ReferralMark",
+    "ReferralStatus",
+    "ReferralStore",
+    "RuleUsage",
+    "SerializationFailure",
+    "Storage",
+    "StorageError",
+    "TierChange",
+    "TierChanges",
+    "TierJob",
+    "TierNotice",
+    "TierState",
+    "TierStore",
+    "Transaction",
+    "UnitOfWork",
+]
+
+
+class UnitOfWork(Protocol):
+    """One storage transaction for one program, with one store per capability.
+    Rolls back unless committed."""
+
+    program_id: str
+
+    @property
+    def keys(self) -> KeyStore:
+        """Idempotency records."""
+
+    @property
+    def programs(self) -> ProgramStore:
+        """Stored program versions."""
+
+    @property
+    def ledger(self) -> LedgerStore:
+        """Members, accounts, lots, holds and transactions."""
+
+    @property
+    def orders(self) -> OrderStore:
+        """Recorded orders and rule usage."""
+
+    @property
+    def tiers(self) -> TierStore:
+        """Tier states, metric buckets, history and notices."""
+
+    @property
+    def referrals(self) -> ReferralStore:
+        """Referral codes, referrals and identity marks."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back if :meth:`commit` was not called; always release the connection."""
+
+    def commit(self) -> None:
+        """Make every write of this unit of work durable and visible at once."""
+
+
+class ChangePart(Protocol):
+    """One capability's share of what a unit of work writes (e.g. :class:`TierChanges`)."""
+
+    @property
+    def empty(self) -> bool:
+        """True if there is nothing to write."""
+
+    def write_to(self, uow: UnitOfWork) -> None:
+        """Hand this part to its store in ``uow`` (``uow.<store>.write(self)``)."""
+
+
+class Storage(Protocol):
+    """A place to keep ledgers: opens units of work and registers programs."""
+
+    @property
+    def concurrent(self) -> bool:
+        """True when units of work may run at once on several threads, each in its own
+        transaction (``Loyalty.run_due(workers=N)`` runs them in parallel only then)."""
+
+    def unit_of_work(self, program_id: str) -> UnitOfWork:
+        """Return a new unit of work for ``program_id`` (use it as a context manager)."""
+
+    def register_program(self, version: ProgramVersion) -> None:
+        """Store this version of the program unless ``(program_id, version)`` is stored
+        already (then leave the stored one as it is; the caller compares). Safe to
+        call concurrently: a lost insert race is not an error."""
