@@ -592,3 +592,14 @@ def test_random_programs_quote_record_and_return_consistently(
     assert 0 == w.loyalty.balance("m").total
     w.check()
 
+
+@pytest.mark.parametrize("zone", ["utc", "Utc", "UTC", "Etc/UTC"])
+def test_a_program_accepted_with_any_spelling_of_utc_prices_its_orders(zone: str) -> None:
+    # Program accepted "utc" (as pendulum does), but pricing looked the zone up again
+    # with another library and refused the program's own orders as an unknown zone.
+    program = Program(id="z", time_zone=zone, currency=EUR, point_value=eur("0.01"),
+                      earning=q_rules())
+    clock = TestClock(utc(2026, 3, 2, 12))  # a Monday: no weekend bonus
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    loyalty.enrol("ann")
+    assert 59 == loyalty.record_order(e1_order("o1", "ann", clock.now())).points  # E1
