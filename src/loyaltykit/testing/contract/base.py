@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import pendulum
 import pytest
 
 from loyaltykit import (
@@ -40,8 +40,7 @@ from loyaltykit import (
     TestClock,
     Transaction,
 )
-from loyaltykit._model import ProgramVersion
-from loyaltykit.storage import AccountState, IdempotencyRecord
+from loyaltykit.storage import AccountState, IdempotencyRecord, ProgramVersion
 from loyaltykit.testing.changes import ChangeSet
 
 __all__ = [
@@ -62,7 +61,7 @@ __all__ = [
     "utc",
 ]
 
-BERLIN = ZoneInfo("Europe/Berlin")
+BERLIN = pendulum.timezone("Europe/Berlin")
 #: One minute: a step of the test clock.
 MINUTE = dt.timedelta(minutes=1)
 #: The time to live of the contract's holds.

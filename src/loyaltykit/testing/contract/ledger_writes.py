@@ -25,8 +25,7 @@ from loyaltykit import (
     Storage,
     TransactionNotFound,
 )
-from loyaltykit._model import ProgramVersion
-from loyaltykit.storage import AccountState
+from loyaltykit.storage import AccountState, ProgramVersion
 from loyaltykit.testing.changes import write_changes
 from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import MINUTE as _MINUTE

@@ -18,8 +18,14 @@ import attrs
 import pytest
 
 from loyaltykit import DuplicateKey, Member, Storage
-from loyaltykit._model import OrderRecord, OrderStatus, ProgramVersion, RuleUsage
-from loyaltykit.storage import AccountState, MemberState
+from loyaltykit.storage import (
+    AccountState,
+    MemberState,
+    OrderRecord,
+    OrderStatus,
+    ProgramVersion,
+    RuleUsage,
+)
 from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.contract.base import MINUTE as _MINUTE
 from loyaltykit.testing.contract.base import (

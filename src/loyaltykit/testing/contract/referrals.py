@@ -16,8 +16,8 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import pendulum
 import pytest
 
 from loyaltykit import (
@@ -55,7 +55,7 @@ from loyaltykit.testing.contract.base import ContractPart
 
 __all__ = ["SECRET", "ReferralContract", "referral_program", "symbols"]
 
-_BERLIN = ZoneInfo("Europe/Berlin")
+_BERLIN = pendulum.timezone("Europe/Berlin")
 #: The program secret the contract's facades key fingerprints with.
 SECRET = b"contract-secret-0123456789abcdef"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import attrs
 import pendulum
@@ -42,7 +41,7 @@ from loyaltykit.testing.contract.base import ContractPart
 
 __all__ = ["TierContract", "replay_tiers", "tier_program"]
 
-_BERLIN = ZoneInfo("Europe/Berlin")
+_BERLIN = pendulum.timezone("Europe/Berlin")
 
 
 def _berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
