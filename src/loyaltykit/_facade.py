@@ -125,24 +125,20 @@ class Loyalty:
         self._register(c)
 
     def _register(self, c: Context) -> None:
+        """Store this version of the program unless it is stored already, after checking
+        it against every stored version: a refused version writes nothing."""
         program = self.program
-        definition = program.to_dict()
-        self.storage.register_program(ProgramVersion(
-            program.id, program.version, program.effective_from, definition, c.now()))
         with c.read() as uow:
             stored = uow.programs.program_versions()
-        for version in stored:
-            if version.version == program.version and not _same(version, program):
-                raise ProgramVersionConflict(
-                    "this version of the program is stored with another definition; "
-                    "give the changed program a new version",
-                    program_id=program.id, version=program.version)
-            for name in ("time_zone", "currency", "wallets"):
-                if version.definition.get(name) != definition[name]:
-                    raise ProgramVersionConflict(
-                        f"versions of a program must keep its {name}",
-                        program_id=program.id, version=version.version, field=name,
-                        stored=version.definition.get(name), given=definition[name])
+        _check_version(program, stored)
+        if any(v.version == program.version for v in stored):
+            return
+        c.storage.register_program(ProgramVersion(
+            program.id, program.version, program.effective_from, program.to_dict(), c.now()))
+        # another facade may have stored this version first, with another definition
+        # (then ours was not written): compare with what is stored now
+        with c.read() as uow:
+            _check_version(program, uow.programs.program_versions())
 
     @property
     def program(self) -> Program:
@@ -198,6 +194,24 @@ class Loyalty:
 
     # -- due work ---------------------------------------------------------------------------
     run_due = _to("_due", DueWork.run_due)
+
+
+def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:
+    """Refuse ``program`` if its version is stored with another definition, or if it
+    changes what every version of a program must keep."""
+    definition = program.to_dict()
+    for version in stored:
+        if version.version == program.version and not _same(version, program):
+            raise ProgramVersionConflict(
+                "this version of the program is stored with another definition; "
+                "give the changed program a new version",
+                program_id=program.id, version=program.version)
+        for name in ("time_zone", "currency", "wallets"):
+            if version.definition.get(name) != definition[name]:
+                raise ProgramVersionConflict(
+                    f"versions of a program must keep its {name}",
+                    program_id=program.id, version=version.version, field=name,
+                    stored=version.definition.get(name), given=definition[name])
 
 
 def _same(stored: ProgramVersion, program: Program) -> bool:

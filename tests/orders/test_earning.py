@@ -477,6 +477,23 @@ def test_a_version_cannot_be_redefined(storage: Storage) -> None:
                         point_value=changed.point_value, version=3), storage)
 
 
+def test_a_refused_version_leaves_the_stored_program_as_it_was(storage: Storage) -> None:
+    running = World(storage, program_q())
+    running.enrol("ann")
+    base = make_program("Q")
+    moved = Program(id="Q", time_zone="Europe/Paris", currency=EUR,
+                    point_value=base.point_value, wallets=base.wallets, ledger=base.ledger,
+                    earning=q_rules(), version=2)
+    with pytest.raises(ProgramVersionConflict):
+        Loyalty(moved, storage)
+    with storage.unit_of_work("Q") as uow:
+        assert [1] == [v.version for v in uow.programs.program_versions()]
+    World(storage, program_q())  # version 1 is still welcome
+    # and a facade already running still prices new orders with version 1
+    order = running.loyalty.record_order(e1_order("o1", "ann", berlin(2025, 12, 31, 18)))
+    assert (1, 59) == (order.version, order.points)
+
+
 # -- bad input writes nothing -------------------------------------------------------------
 
 
