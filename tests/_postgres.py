@@ -50,8 +50,9 @@ class PostgresServer:
             try:
                 pwd.getpwnam(user)
             except KeyError:
-                subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
-            self._as_user = ["runuser", "-u", user, "--"]
+                subprocess.run([_sbin("useradd"), "--system", "--no-create-home", user],
+                               check=True)
+            self._as_user = [_sbin("runuser"), "-u", user, "--"]
             os.chmod(self.root, 0o755)
             shutil.chown(self.root, user)
         self.socket_dir.mkdir()
@@ -92,3 +93,9 @@ class PostgresServer:
                 break
             time.sleep(0.1)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _sbin(name: str) -> str:
+    """``name`` from PATH, or from the sbin directories a clean shell's PATH
+    (``/usr/bin:/bin``) leaves out."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin") or name
