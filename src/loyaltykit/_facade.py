@@ -32,6 +32,9 @@ from loyaltykit.storage import Storage
 
 __all__ = ["Loyalty"]
 
+#: The most retries a facade may be told to make of a conflicting write.
+MAX_RETRIES = 100
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -106,8 +109,9 @@ class Loyalty:
     ) -> None:
         if not isinstance(program, Program):
             raise InvalidInput("program must be a Program", program=repr(program))
-        self._c = c = Context(program, storage, clock or SystemClock(), new_id=new_id,
-                              max_retries=max_retries)
+        _check_wiring(storage, clock, new_id, max_retries, randbelow)
+        self._c = c = Context(program, storage, clock if clock is not None else SystemClock(),
+                              new_id=new_id, max_retries=max_retries)
         self._ledger = LedgerService(
             c, lambda code, identity: self.referrals.enrolment_extras(code, identity))
         self._reads = LedgerReads(c, self._ledger)
@@ -194,6 +198,27 @@ class Loyalty:
 
     # -- due work ---------------------------------------------------------------------------
     run_due = _to("_due", DueWork.run_due)
+
+
+def _check_wiring(storage: object, clock: object, new_id: object, max_retries: object,
+                  randbelow: object) -> None:
+    """Refuse what cannot be a storage, a clock or a source of ids, before any use."""
+    if isinstance(storage, type) or not all(
+            callable(getattr(storage, name, None))
+            for name in ("unit_of_work", "register_program")):
+        raise InvalidInput("storage must be a Storage (MemoryStorage, SQLStorage, ...)",
+                           storage=repr(storage))
+    if clock is not None and (isinstance(clock, type)
+                              or not callable(getattr(clock, "now", None))):
+        raise InvalidInput("clock must be a Clock (SystemClock, TestClock, ...) or None",
+                           clock=repr(clock))
+    for name, value in (("new_id", new_id), ("randbelow", randbelow)):
+        if not callable(value):
+            raise InvalidInput(f"{name} must be callable", **{name: repr(value)})
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) \
+            or not 0 <= max_retries <= MAX_RETRIES:
+        raise InvalidInput(f"max_retries must be an int in 0..{MAX_RETRIES}",
+                           max_retries=repr(max_retries))
 
 
 def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:

@@ -42,10 +42,12 @@ from loyaltykit import (
     Program,
     SpendOrder,
     Storage,
+    TestClock,
     TransactionNotFound,
     UnknownWallet,
 )
 from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS
+from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract import Shop, ledger_snapshot, make_program
 
 TTL = dt.timedelta(minutes=15)
@@ -346,6 +348,41 @@ def test_the_facade_needs_a_program(storage: Storage) -> None:
     with pytest.raises(InvalidInput) as info:
         Loyalty(_any(make_program().to_dict()), storage)
     assert InvalidInput is type(info.value)
+
+
+@pytest.mark.parametrize("wiring", [
+    {"clock": 0}, {"clock": "now"}, {"clock": object()}, {"clock": TestClock},
+    {"max_retries": -1},
+    {"max_retries": "5"}, {"max_retries": True}, {"max_retries": 2**63}, {"new_id": "x"},
+    {"randbelow": 5}, {"fraud_checks": 5}, {"fraud_checks": "check"},
+])
+def test_the_facade_refuses_what_cannot_be_its_wiring(storage: Storage,
+                                                      wiring: dict[str, Any]) -> None:
+    program = make_program("wired")
+    with pytest.raises(InvalidInput) as info:
+        Loyalty(program, storage, **wiring)
+    assert isinstance(info.value, ValueError)
+    with storage.unit_of_work("wired") as uow:  # refused before anything was stored
+        assert [] == uow.programs.program_versions()
+
+
+@pytest.mark.parametrize("storage_", [None, object(), "sqlite://", MemoryStorage])
+def test_the_facade_needs_a_storage(storage_: Any) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Loyalty(make_program(), storage_)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("awards", [None, 5, "m", b"m", 1.5])
+def test_bulk_earn_needs_awards_it_can_read(world: World, awards: Any) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.bulk_earn(awards, key="gift"))
+
+
+@pytest.mark.parametrize("ttl", [dt.timedelta.max, dt.timedelta(days=3661)])
+def test_a_hold_cannot_outlive_the_calendar(world: World, ttl: dt.timedelta) -> None:
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.hold("m", 5, key="forever", ttl=ttl))
 
 
 # -- datetimes ---------------------------------------------------------------------------

@@ -60,7 +60,10 @@ from loyaltykit._validate import check_id, check_json, check_member_id, check_re
 from loyaltykit._values import check_aware, check_key, check_points, to_utc
 from loyaltykit.storage import UnitOfWork
 
-__all__ = ["LedgerService"]
+__all__ = ["MAX_HOLD_TTL", "LedgerService"]
+
+#: The longest a hold may reserve points (a checkout's reservation, not a savings plan).
+MAX_HOLD_TTL = dt.timedelta(days=3660)
 
 #: Turns enrol's raw ``referral_code`` and ``identity`` into what
 #: :class:`~loyaltykit._events.MemberEnrolled` carries: (normalised code or None,
@@ -348,8 +351,9 @@ class LedgerService:
         member_id = check_member_id(member_id)
         points = check_points(points)
         key = check_key(key)
-        if not isinstance(ttl, dt.timedelta) or ttl <= dt.timedelta(0):
-            raise InvalidInput("ttl must be a positive timedelta", ttl=repr(ttl))
+        if not isinstance(ttl, dt.timedelta) or not dt.timedelta(0) < ttl <= MAX_HOLD_TTL:
+            raise InvalidInput("ttl must be a positive timedelta of at most "
+                               f"{MAX_HOLD_TTL.days} days", ttl=repr(ttl))
         wallet_ = self.program.wallet(wallet)
         reason = check_reason(reason)
         meta = check_json(metadata, "metadata")
@@ -663,6 +667,10 @@ class LedgerService:
         """Award points to many members in one call (a campaign gift), as one set-based
         write: all members get their lot or none does. Unknown members raise
         MemberNotFound naming them, and nothing is written."""
+        if not isinstance(awards, Mapping) and (
+                isinstance(awards, str | bytes) or not isinstance(awards, Iterable)):
+            raise InvalidInput("awards must be a mapping of member id to points, or "
+                               "(member_id, points) pairs", awards=repr(awards))
         items = list(awards.items()) if isinstance(awards, Mapping) else list(awards)
         if not items:
             raise InvalidInput("bulk earn needs at least one award")

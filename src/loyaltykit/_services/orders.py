@@ -286,7 +286,7 @@ class OrderService:
         key = check_key(key if key is not None else default_key)
         wallet_ = self.program.wallet(wallet)
         when = self.c.instant(order.placed_at, "placed_at")
-        if isinstance(paid_with, str | bytes):
+        if isinstance(paid_with, str | bytes) or not isinstance(paid_with, Iterable):
             raise InvalidInput("paid_with must be a list of transaction ids",
                                paid_with=paid_with)
         payments = tuple(dict.fromkeys(check_id(p, "paid_with") for p in paid_with))

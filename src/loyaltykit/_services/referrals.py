@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 import attrs
@@ -81,6 +81,9 @@ class ReferralService:
                 default_checks(c.program.referrals) if c.program.referrals is not None
                 else ())
         else:
+            if isinstance(fraud_checks, str) or not isinstance(fraud_checks, Iterable):
+                raise InvalidInput("fraud checks must be callables returning a Verdict",
+                                   fraud_checks=repr(fraud_checks))
             checks = tuple(fraud_checks)
             if not all(callable(c) for c in checks):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
