@@ -38,6 +38,8 @@ from loyaltykit import (
     MemberNotFound,
     Money,
     NaiveDatetime,
+    Order,
+    OrderLine,
     PendingPolicy,
     Program,
     SpendOrder,
@@ -377,6 +379,15 @@ def test_the_facade_needs_a_storage(storage_: Any) -> None:
 def test_bulk_earn_needs_awards_it_can_read(world: World, awards: Any) -> None:
     refused(world, InvalidInput, ValueError,
             lambda: world.loyalty.bulk_earn(awards, key="gift"))
+
+
+@pytest.mark.parametrize("paid_with", [None, 5, "not-a-list"])
+def test_record_order_needs_a_list_of_payments(world: World, paid_with: Any) -> None:
+    order = Order(id="o-paid", member_id="m", placed_at=world.shop.clock.now(),
+                  currency="EUR", lines=(OrderLine(sku="A", quantity=1,
+                                                   unit_price=Money("12.00", "EUR")),))
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.record_order(order, paid_with=paid_with))
 
 
 @pytest.mark.parametrize("ttl", [dt.timedelta.max, dt.timedelta(days=3661)])
