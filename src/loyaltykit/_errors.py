@@ -120,10 +120,25 @@ class LoyaltyError(Exception):
         self.details: Mapping[str, Any] = dict(details)
 
     def __str__(self) -> str:
+        # a log line must never fail: each value is shown as far as it can be, shortened
         if not self.details:
             return f"{self.code}: {self.message}"
-        extra = ", ".join(f"{k}={v!r}" for k, v in self.details.items())
+        extra = ", ".join(f"{k}={_shown(v)}" for k, v in self.details.items())
         return f"{self.code}: {self.message} ({extra})"
+
+
+#: The longest a detail's value is shown in an error's text.
+MAX_SHOWN = 200
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to :data:`MAX_SHOWN` characters; never raises (a value whose
+    ``repr`` fails or recurses too deep is named by its type)."""
+    try:
+        text = repr(value)
+    except Exception:  # RecursionError too: it is an Exception
+        return f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN - 3]}..."
 
 
 class InvalidInput(LoyaltyError, ValueError):
