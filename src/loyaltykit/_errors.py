@@ -123,7 +123,7 @@ class LoyaltyError(Exception):
         # a log line must never fail: each value is shown as far as it can be, shortened
         if not self.details:
             return f"{self.code}: {self.message}"
-        extra = ", ".join(f"{k}={_shown(v)}" for k, v in self.details.items())
+        extra = ", ".join(f"{k}={shown(v)}" for k, v in self.details.items())
         return f"{self.code}: {self.message} ({extra})"
 
 
@@ -131,7 +131,7 @@ class LoyaltyError(Exception):
 MAX_SHOWN = 200
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """``repr(value)`` cut to :data:`MAX_SHOWN` characters; never raises (a value whose
     ``repr`` fails or recurses too deep is named by its type)."""
     try:

@@ -25,9 +25,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._errors import InvalidInput, InvalidProgram, shown
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_MEMBER_ID_LENGTH",
     "MAX_METADATA_BYTES",
     "MAX_REASON_LENGTH",
@@ -118,6 +119,8 @@ def check_keys(data: object, known: frozenset[str], required: tuple[str, ...] = 
 MAX_MEMBER_ID_LENGTH = 128
 MAX_REASON_LENGTH = 500
 MAX_METADATA_BYTES = 16_384
+#: How deep ``attributes`` and ``metadata`` may nest (the mapping itself is level 1).
+MAX_JSON_DEPTH = 32
 
 
 def check_member_id(value: object, name: str = "member_id") -> str:
@@ -147,17 +150,37 @@ def check_json(value: object, name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidInput(f"{name} must be a mapping with str keys", **{name: repr(value)})
+        raise InvalidInput(f"{name} must be a mapping with str keys", **{name: shown(value)})
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{name} nests deeper than {MAX_JSON_DEPTH} levels",
+                           **{name: shown(value)})
     try:
         text = json.dumps(dict(value), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
-            f"{name} must be JSON-compatible: {exc}", **{name: repr(value)}
+            f"{name} must be JSON-compatible: {exc}", **{name: shown(value)}
         ) from None
     if len(text.encode()) > MAX_METADATA_BYTES:
         raise InvalidInput(f"{name} larger than {MAX_METADATA_BYTES} bytes", size=len(text))
     loaded: dict[str, Any] = json.loads(text)
     return loaded
+
+
+def _depth(value: object) -> int:
+    """How deep ``value``'s mappings and lists nest (counted without recursion, so a
+    hostile depth cannot exhaust the stack); stops counting past the limit."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_JSON_DEPTH:
+            return level
+        deepest = max(deepest, level)
+        if isinstance(item, Mapping):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def check_id(value: object, name: str) -> uuid.UUID:

@@ -381,6 +381,27 @@ def test_bulk_earn_needs_awards_it_can_read(world: World, awards: Any) -> None:
             lambda: world.loyalty.bulk_earn(awards, key="gift"))
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [33, 1_000, 100_000])
+def test_attributes_and_metadata_cannot_nest_without_end(world: World, levels: int) -> None:
+    # under the size cap, but too deep: json.dumps and repr() hit the recursion limit
+    deep = _nested(levels)
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.earn("m", 5, key="deep", metadata=deep))
+    refused(world, InvalidInput, ValueError,
+            lambda: world.loyalty.enrol("deep", attributes=deep))
+
+
+def test_attributes_may_nest_32_levels(world: World) -> None:
+    assert _nested(32) == world.loyalty.enrol("nested", attributes=_nested(32)).attributes
+
+
 @pytest.mark.parametrize("paid_with", [None, 5, "not-a-list"])
 def test_record_order_needs_a_list_of_payments(world: World, paid_with: Any) -> None:
     order = Order(id="o-paid", member_id="m", placed_at=world.shop.clock.now(),
