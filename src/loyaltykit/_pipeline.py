@@ -86,19 +86,15 @@ class Work:
     """One write in progress: its unit of work, the ledger it posts through, the change
     parts of the other capabilities, and the event bus of its subscribers.
 
-    ``at`` is the request's business instant, ``recorded_at`` the clock's now when the
-    attempt began, ``key`` the idempotency key (None for due work).
+    The request's business instant, the clock's now when the attempt began
+    (:attr:`recorded_at`), the id source and the idempotency key (None for due work) are
+    the :attr:`ledger`'s.
     """
 
     def __init__(self, uow: UnitOfWork, program: Program, bus: EventBus, *,
                  at: dt.datetime, recorded_at: dt.datetime,
                  new_id: Callable[[], uuid.UUID], key: str | None) -> None:
         self.uow = uow
-        self.program = program
-        self.at = at
-        self.recorded_at = recorded_at
-        self.new_id = new_id
-        self.key = key
         self._bus = bus
         posted = self._posted if bus.listens(PointsPosted) else None
         self.ledger = Ledger(program, at=at, recorded_at=recorded_at, new_id=new_id,
@@ -107,6 +103,11 @@ class Work:
         self._hooks: dict[object, Callable[[Work], None]] = {}
         #: per-capability scratch space for this write (e.g. rows already read)
         self.scratch: dict[str, Any] = {}
+
+    @property
+    def recorded_at(self) -> dt.datetime:
+        """The clock's now when this attempt began (every row it writes carries it)."""
+        return self.ledger.recorded_at
 
     def _posted(self, tx: Transaction) -> None:
         self._bus.publish(self, PointsPosted(tx))
@@ -128,10 +129,12 @@ class Work:
         (a second call with the same ``owner`` keeps the first hook)."""
         self._hooks.setdefault(owner, hook)
 
-    def _flush(self) -> None:
+    def _close(self) -> None:
+        """Run the before-commit hooks, then finalise the ledger's running totals."""
         while self._hooks:  # a hook may leave another
             owner = next(iter(self._hooks))
             self._hooks.pop(owner)(self)
+        self.ledger.finish()
 
     def _write(self, record: IdempotencyRecord | None) -> None:
         uow = self.uow
@@ -233,8 +236,7 @@ class WritePipeline:
                         return replayed
                     work = self._work(uow, at, key)
                     result = apply(work)
-                    work._flush()
-                    work.ledger.finish()
+                    work._close()
                     encoded = encode_result(result) if encode is None else encode(result)
                     own = None
                     if holder is None:
@@ -286,8 +288,7 @@ class WritePipeline:
                 with self.storage.unit_of_work(self.program.id) as uow:
                     work = self._work(uow, at, None)
                     result = apply(work)
-                    work._flush()
-                    work.ledger.finish()
+                    work._close()
                     work._write(None)
                     uow.commit()
                     return result
