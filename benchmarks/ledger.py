@@ -87,6 +87,7 @@ from loyaltykit import (
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
 from loyaltykit.storage import AccountState, IdempotencyRecord
+from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,6 +200,12 @@ _lock = (
 )
 LOCK_ONE = _lock.where(A.c.member_id == _m)
 LOCK_MANY = _lock.where(A.c.member_id.in_(_ids))
+# the shop's member id -> member key, and back (what SQLMemberKeyStore runs)
+_MI = _T["lk_member_ids"]
+SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
+    _MI.c.program_id == _p, _MI.c.external_id.in_(_ids))
+SEL_SHOP_IDS = sa.select(_MI.c.member_id, _MI.c.external_id).where(
+    _MI.c.program_id == _p, _MI.c.member_id.in_(_ids))
 OPEN_LOTS = (
     sa.select(LO.c.id, LO.c.program_id, LO.c.member_id, LO.c.wallet, LO.c.transaction_id,
               LO.c.amount, LO.c.remaining, LO.c.held, LO.c.earned_at, LO.c.activates_at,
@@ -318,6 +325,18 @@ class Baseline:
                     points += remaining
         return (min(due) if due else None), (points, first)
 
+    def _member_key(self, conn: sa.Connection, shop_id: str) -> str:
+        """The member key of a shop id (lk_member_ids keeps the mapping)."""
+        row = conn.execute(SEL_MEMBER_KEYS, {"p": self.p, "ids": [shop_id]}).first()
+        if row is None:
+            raise RuntimeError("baseline: member not enrolled")
+        return str(row[1])
+
+    def _shop_id(self, conn: sa.Connection, member_key: str) -> str:
+        """The shop id of a member key."""
+        row = conn.execute(SEL_SHOP_IDS, {"p": self.p, "ids": [member_key]}).first()
+        return member_key if row is None else str(row[1])
+
     def _load(self, conn: sa.Connection, member: str
               ) -> tuple[Any, list[Any], dict[uuid.UUID, list[Any]], list[Any]]:
         one = {"p": self.p, "w": WALLET, "m": member}
@@ -355,12 +374,13 @@ class Baseline:
                  "expires_at": state[i][3]} for i in ids]
 
     # operations
-    def earn(self, member: str, points: int, key: str) -> None:
+    def earn(self, shop_id: str, points: int, key: str) -> None:
         now = utcnow()
-        fingerprint = self._fingerprint("earn", member, points, WALLET)
+        fingerprint = self._fingerprint("earn", shop_id, points, WALLET)
         with self.engine.begin() as conn:
             if conn.execute(SEL_KEY, {"p": self.p, "k": key}).first() is not None:
                 raise RuntimeError("baseline: key replayed")
+            member = self._member_key(conn, shop_id)
             acc = conn.execute(LOCK_ONE, {"p": self.p, "w": WALLET, "m": member}).first()
             nxt = conn.execute(NEXT_EXPIRING, {"p": self.p, "m": member, "w": WALLET}).first()
             tx_id, lot_id = uuid7(), uuid7()
@@ -372,7 +392,7 @@ class Baseline:
                 shown = (points, expires)
             else:
                 shown = (int(nxt[1]) + (points if expires == nxt[0] else 0), nxt[0])
-            result = self._result("earn", tx_id, member, points, now, account, shown)
+            result = self._result("earn", tx_id, shop_id, points, now, account, shown)
             conn.execute(INS_KEY, self._key(key, member, fingerprint, result, now))
             conn.execute(INS_TX, [self._tx(tx_id, member, "earn", now, key, {})])
             conn.execute(INS_POSTING, self._legs(tx_id, member,
@@ -387,18 +407,19 @@ class Baseline:
                                          "delta": points, "position": 0}])
             conn.execute(UPD_ACCOUNT, [account])
 
-    def spend(self, member: str, points: int, key: str) -> None:
+    def spend(self, shop_id: str, points: int, key: str) -> None:
         now = utcnow()
-        fingerprint = self._fingerprint("spend", member, points, WALLET)
+        fingerprint = self._fingerprint("spend", shop_id, points, WALLET)
         with self.engine.begin() as conn:
             if conn.execute(SEL_KEY, {"p": self.p, "k": key}).first() is not None:
                 raise RuntimeError("baseline: key replayed")
+            member = self._member_key(conn, shop_id)
             acc, lot_rows, state, hold_rows = self._load(conn, member)
             taken = self._take(lot_rows, state, points, now, hold=False)
             tx_id = uuid7()
             account = self._account(acc, available=-points, redeemed=points)
             account["next_due_at"], shown = self._due_and_next(state, hold_rows)
-            result = self._result("spend", tx_id, member, -points, now, account, shown)
+            result = self._result("spend", tx_id, shop_id, -points, now, account, shown)
             conn.execute(INS_KEY, self._key(key, member, fingerprint, result, now))
             conn.execute(INS_TX, [self._tx(tx_id, member, "spend", now, key, {})])
             conn.execute(INS_POSTING, self._legs(tx_id, member,
@@ -410,12 +431,13 @@ class Baseline:
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
 
-    def hold(self, member: str, points: int, key: str) -> uuid.UUID:
+    def hold(self, shop_id: str, points: int, key: str) -> uuid.UUID:
         now = utcnow()
-        fingerprint = self._fingerprint("hold", member, points, TTL, WALLET)
+        fingerprint = self._fingerprint("hold", shop_id, points, TTL, WALLET)
         with self.engine.begin() as conn:
             if conn.execute(SEL_KEY, {"p": self.p, "k": key}).first() is not None:
                 raise RuntimeError("baseline: key replayed")
+            member = self._member_key(conn, shop_id)
             acc, lot_rows, state, hold_rows = self._load(conn, member)
             taken = self._take(lot_rows, state, points, now, hold=True)
             hold_id, tx_id = uuid7(), uuid7()
@@ -423,7 +445,7 @@ class Baseline:
             account = self._account(acc, available=-points, held=points)
             due, shown = self._due_and_next(state, hold_rows)
             account["next_due_at"] = expires if due is None or expires < due else due
-            result = self._result("hold", tx_id, member, 0, now, account, shown)
+            result = self._result("hold", tx_id, shop_id, 0, now, account, shown)
             conn.execute(INS_KEY, self._key(key, member, fingerprint, result, now))
             conn.execute(INS_TX, [self._tx(tx_id, member, "hold", now, key,
                                            {"hold_id": str(hold_id)})])
@@ -451,6 +473,7 @@ class Baseline:
             if not rows or rows[0][5] != "open" or rows[0][7] <= now:
                 raise RuntimeError("baseline: hold not capturable")
             member, points = rows[0][2], rows[0][4]
+            shop_id = self._shop_id(conn, member)
             acc, _, state, hold_rows = self._load(conn, member)
             tx_id = uuid7()
             moves = []
@@ -461,7 +484,7 @@ class Baseline:
             account = self._account(acc, held=-points, redeemed=points)
             others = [h for h in hold_rows if h[0] != hold_id]
             account["next_due_at"], shown = self._due_and_next(state, others)
-            result = self._result("capture", tx_id, member, -points, now, account, shown)
+            result = self._result("capture", tx_id, shop_id, -points, now, account, shown)
             conn.execute(INS_KEY, self._key(key, None, fingerprint, result, now))
             conn.execute(INS_TX, [self._tx(tx_id, member, "capture", now, key,
                                            {"hold_id": str(hold_id), "cause": "captured"})])
@@ -482,8 +505,15 @@ class Baseline:
         with self.engine.begin() as conn:
             if conn.execute(SEL_KEY, {"p": self.p, "k": key}).first() is not None:
                 raise RuntimeError("baseline: key replayed")
+            keys: dict[str, str] = {}
+            shop_ids = sorted(set(members))
+            for start in range(0, len(shop_ids), CHUNK):
+                params = {"p": self.p, "ids": shop_ids[start:start + CHUNK]}
+                keys.update((r[0], r[1]) for r in conn.execute(SEL_MEMBER_KEYS, params))
+            if len(keys) != len(shop_ids):
+                raise RuntimeError("baseline: member not enrolled")
             accounts: dict[str, Any] = {}
-            ordered = sorted(set(members))
+            ordered = sorted(keys.values())
             for start in range(0, len(ordered), CHUNK):
                 params = {"p": self.p, "w": WALLET, "ids": ordered[start:start + CHUNK]}
                 for row in conn.execute(LOCK_MANY, params):
@@ -493,7 +523,7 @@ class Baseline:
             batch_id = uuid7()
             expires = now + EXPIRY
             txs, legs, lots, moves, updates = [], [], [], [], []
-            for member in members:
+            for member in (keys[m] for m in members):
                 tx_id, lot_id = uuid7(), uuid7()
                 txs.append(self._tx(tx_id, member, "earn", now, key,
                                     {"batch_id": str(batch_id)}))
@@ -536,7 +566,7 @@ def enrol_many(storage: Storage, program_id: str, members: Sequence[str],
         accounts={(m, WALLET): AccountState(m, WALLET) for m in members},
         new_accounts={(m, WALLET) for m in members},
     )
-    with storage.unit_of_work(program_id) as uow:
+    with by_shop_ids(storage).unit_of_work(program_id) as uow:
         write_changes(uow, changes)
         uow.commit()
 
@@ -586,7 +616,7 @@ def seed_history(storage: Storage, program_id: str, member: str, transactions: i
         accounts={(member, WALLET): state}, new_accounts={(member, WALLET)},
         members=[Member(program_id, member, start, {})], idempotency=keys,
     )
-    with storage.unit_of_work(program_id) as uow:
+    with by_shop_ids(storage).unit_of_work(program_id) as uow:
         write_changes(uow, changes)
         uow.commit()
 

@@ -70,6 +70,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._orders import Event, EventType, Order, OrderLine
+from loyaltykit._privacy import ErasureResult
 from loyaltykit._program import (
     ClawbackPolicy,
     ExpiryPolicy,
@@ -196,6 +197,7 @@ __all__ = [
     "DueWorkReport",
     "DuplicateKey",
     "EarningPolicy",
+    "ErasureResult",
     "Evaluation",
     "Event",
     "EventBonusRule",

@@ -24,7 +24,6 @@ A capability adds its own event classes in its own module; the bus dispatches by
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 
 import attrs
 
@@ -36,11 +35,12 @@ __all__ = ["MemberEnrolled", "OrderRecorded", "OrderReturned", "PointsPosted"]
 @attrs.frozen
 class MemberEnrolled:
     """A member was enrolled; ``referral_code`` (normalised) and ``digests`` (keyed
-    hashes of their identity) are what the enrolment carried for referrals."""
+    hashes of their identity: sorted (kind, digest) pairs, one per kind and secret) are
+    what the enrolment carried for referrals."""
 
     member: Member
     referral_code: str | None = None
-    digests: Mapping[str, str] = attrs.field(factory=dict)
+    digests: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen

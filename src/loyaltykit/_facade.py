@@ -25,6 +25,7 @@ from loyaltykit._services.due import DueWork
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.orders import OrderService
+from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.tiers import TierService
 from loyaltykit._values import new_id as _new_id
@@ -87,13 +88,16 @@ class Loyalty:
     different request it raises :class:`~loyaltykit.IdempotencyConflict`.
 
     Tiers are behind :attr:`tiers` (``loyalty.tiers.status(member_id)``), referrals
-    behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``).
+    behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``), erasure
+    and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``).
     """
 
     #: tier status, history, progress, manual tiers and notices
     tiers: TierService
     #: referral codes, attribution, decisions and stats
     referrals: ReferralService
+    #: erasure and export of members (DESIGN §11)
+    privacy: PrivacyService
 
     def __init__(
         self,
@@ -103,7 +107,7 @@ class Loyalty:
         clock: Clock | None = None,
         new_id: Callable[[], uuid.UUID] = _new_id,
         max_retries: int = 5,
-        secret: bytes | None = None,
+        secret: bytes | Sequence[bytes] | None = None,
         fraud_checks: Sequence[FraudCheck] | None = None,
         randbelow: Callable[[int], int] = secrets.randbelow,
     ) -> None:
@@ -120,6 +124,7 @@ class Loyalty:
         self.tiers = TierService(c, self._ledger)
         self.referrals = ReferralService(c, self._ledger, secret=secret,
                                          fraud_checks=fraud_checks, randbelow=randbelow)
+        self.privacy = PrivacyService(c, self._ledger)
         # what reacts to what: subscribers run inside the writer's unit of work
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)

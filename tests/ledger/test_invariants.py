@@ -29,6 +29,7 @@ from loyaltykit import (
     Transaction,
 )
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.invariants import (
     INVARIANTS,
@@ -77,7 +78,11 @@ class Ledger:
         return self.storage._tables.of(LedgerTables)
 
     def key(self, member_id: str = "alice") -> tuple[str, str, str]:
-        return (self.program.id, self.program.default_wallet, member_id)
+        """The memory tables' key of the member's default wallet (by member key)."""
+        from loyaltykit.memory.members import MemberKeyTables
+
+        member_key = self.storage._tables.of(MemberKeyTables).keys[(self.program.id, member_id)]
+        return (self.program.id, self.program.default_wallet, member_key)
 
     def lots_of(self, member_id: str = "alice"):
         return [self.tables.lots[i] for i in self.tables.member_lots[self.key(member_id)]]
@@ -216,7 +221,7 @@ def test_d_remaining_differs_from_movements(ledger: Ledger) -> None:
 def test_e_negative_available_written_through_a_unit_of_work(ledger: Ledger) -> None:
     # a crafted, balanced overdraft: the postings are fine, the balance is not
     program = ledger.program
-    with ledger.storage.unit_of_work(program.id) as uow:
+    with by_shop_ids(ledger.storage).unit_of_work(program.id) as uow:
         state = uow.ledger.lock_accounts(program.default_wallet, ["bob"])["bob"]
         spend = Transaction(
             id=uuid.uuid4(), program_id=program.id, member_id="bob",

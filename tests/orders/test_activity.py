@@ -50,6 +50,7 @@ from loyaltykit import (
 from loyaltykit._activity import Activity, order_usage, retention
 from loyaltykit._model import RuleUsage
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import write_changes
 from loyaltykit.testing.contract import berlin, make_program
 
@@ -162,7 +163,7 @@ class Oracle:
             self.loyalty.record_return(order_id, {line_id: 1}, key=f"r{self.n}")
 
     def check_counters(self) -> None:
-        with self.storage.unit_of_work(self.program.id) as uow:
+        with by_shop_ids(self.storage).unit_of_work(self.program.id) as uow:
             state = uow.ledger.get_account("points", "ann")
             credits = uow.ledger.get_account("credits", "ann")
         assert state is not None and credits is not None
@@ -238,7 +239,7 @@ def history() -> list[tuple[Any, ...]]:
 def test_counters_on_every_backend(storage: Storage) -> None:
     oracle = Oracle(storage)
     run(oracle, history())
-    with storage.unit_of_work(oracle.program.id) as uow:
+    with by_shop_ids(storage).unit_of_work(oracle.program.id) as uow:
         state = uow.ledger.get_account("points", "ann")
     assert state is not None
     stored = Activity.load(state.activity)
@@ -253,12 +254,12 @@ def test_counters_missing_are_rebuilt(storage: Storage) -> None:
     for i in range(4):
         oracle.order(i * 2, 3, 2, 4500, "points")
     oracle.event(1, "points")
-    with storage.unit_of_work(oracle.program.id) as uow:
+    with by_shop_ids(storage).unit_of_work(oracle.program.id) as uow:
         state = uow.ledger.get_account("points", "ann")
         assert state is not None
         write_changes(uow, _changes({("ann", "points"): attrs.evolve(state, activity=None)}))
         uow.commit()
-    with storage.unit_of_work(oracle.program.id) as uow:
+    with by_shop_ids(storage).unit_of_work(oracle.program.id) as uow:
         cleared = uow.ledger.get_account("points", "ann")
     assert cleared is not None and cleared.activity is None
     oracle.order(9, 3, 2, 4500, "points")

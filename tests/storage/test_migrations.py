@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from alembic.script import ScriptDirectory
 from loyaltykit import StorageError
 from loyaltykit._model import ProgramVersion
 from loyaltykit.sql import MIGRATIONS_DIR, VERSION_TABLE, SQLStorage, create_engine
+from loyaltykit.testing import by_shop_ids
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -156,7 +158,8 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
         command.downgrade(config, "0001")
     new_tables = {"lk_program_versions", "lk_orders", "lk_rule_usage", "lk_tier_states",
                   "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
-                  "lk_referral_codes", "lk_referrals", "lk_referral_marks"}
+                  "lk_referral_codes", "lk_referrals", "lk_referral_marks",
+                  "lk_member_ids", "lk_erasures"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
     assert "0001" == _revision(storage)
     storage.upgrade()
@@ -192,7 +195,7 @@ def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
         rule_usage = tables["lk_rule_usage"]
         kept = conn.execute(sa.select(rule_usage.c.source).order_by(rule_usage.c.source))
         assert ["event:e1", "event:order:x", "orders:o2"] == list(kept.scalars())
-    with storage.unit_of_work("shop") as uow:
+    with by_shop_ids(storage).unit_of_work("shop") as uow:
         state = uow.ledger.get_account("points", "m")
         assert state is not None
         assert (5, 1, None) == (state.available, state.version, state.activity)
@@ -238,3 +241,56 @@ def test_0005_orders_keep_their_key_record_across_a_downgrade(storage: SQLStorag
         record = uow.orders.get_order("o1")
         assert record is not None and (None, None) == (record.fingerprint, record.result)
     assert first == Loyalty(make_program("keys"), storage, clock=clock).record_order(order)
+
+
+def test_0008_moves_every_member_to_a_member_key_and_back(storage: SQLStorage) -> None:
+    """0008 keeps the shop's id once (lk_member_ids) and rewrites every member column,
+    the referral columns and the member id inside order documents to the member key;
+    downgrading writes the shop's ids back. The ledger reads the same either way."""
+    from loyaltykit import Identity, Loyalty, Money, Order, OrderLine, TestClock
+    from loyaltykit.testing.contract.privacy import SECRET, privacy_program
+    from loyaltykit.testing.stored import stored_rows
+
+    storage.upgrade()
+    clock = TestClock(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC))
+    loyalty = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+    loyalty.enrol("ann", attributes={"a": 1}, identity=Identity(email="ann@example.com"))
+    loyalty.earn("ann", 100, key="e")
+    code = loyalty.referrals.issue_code("ann").code
+    loyalty.enrol("ben", referral_code=code)
+    loyalty.record_order(Order(
+        id="o1", member_id="ben", placed_at=clock.now(), currency="EUR",
+        lines=(OrderLine(line_id="l", sku="x", quantity=1, unit_price=Money("30", "EUR")),)))
+
+    def reads() -> list[Any]:
+        fresh = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        return [fresh.privacy.export(m) | {"exported_at": None} for m in ("ann", "ben")]
+
+    def member_columns() -> set[str]:
+        values = set()
+        with _engine(storage).connect() as conn:
+            for table, column in (("lk_accounts", "member_id"), ("lk_orders", "member_id"),
+                                  ("lk_referrals", "referrer_id"),
+                                  ("lk_referral_marks", "member_id")):
+                values |= set(conn.execute(sa.text(f"SELECT {column} FROM {table}")).scalars())
+        return values
+
+    before = reads()
+    keys = member_columns()
+    assert not keys & {"ann", "ben"} and len(keys) == 2  # member keys, since 0008
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007")
+    assert {"ann", "ben"} == member_columns()
+    with _engine(storage).connect() as conn:
+        documents = conn.execute(sa.text('SELECT "order" FROM lk_orders')).scalars().all()
+    assert ["ben"] == [(d if isinstance(d, dict) else json.loads(d))["member_id"]
+                       for d in documents]
+    storage.upgrade()
+    assert [] == _differences(storage)
+    again = member_columns()
+    assert not again & {"ann", "ben"} and len(again) == 2 and again != keys  # drawn anew
+    assert before == reads()
+    text = "\n".join(row for rows in stored_rows(storage).values() for row in rows)
+    assert 1 == text.count("'ann'")  # its lk_member_ids row only

@@ -10,6 +10,7 @@ from typing import Any
 from loyaltykit._activity import Retention, retention
 from loyaltykit._clock import Clock
 from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._member_keys import KeyedStorage
 from loyaltykit._pipeline import EventBus, WritePipeline
 from loyaltykit._program import Program
 from loyaltykit._values import check_aware, to_utc
@@ -25,10 +26,12 @@ class Context:
                  new_id: Callable[[], uuid.UUID], max_retries: int) -> None:
         self.program = program
         self.storage = storage
+        #: the storage as the services use it: shop ids in, member keys stored
+        self.keyed = KeyedStorage(storage)
         self.clock = clock
         self.new_id = new_id
         self.bus = EventBus()
-        self.pipeline = WritePipeline(program, storage, self.bus, now=self.now,
+        self.pipeline = WritePipeline(program, self.keyed, self.bus, now=self.now,
                                       new_id=new_id, max_retries=max_retries)
         self._versions: dict[int, Program] = {program.version: program}
         self._retentions: dict[int, Retention] = {}
@@ -50,7 +53,7 @@ class Context:
 
     def read(self) -> UnitOfWork:
         """A unit of work to read in (never committed)."""
-        return self.storage.unit_of_work(self.program.id)
+        return self.keyed.unit_of_work(self.program.id)
 
     def version(self, number: int, uow: UnitOfWork) -> Program:
         """The program as it was in its version ``number``."""

@@ -68,7 +68,8 @@ MAX_HOLD_TTL = dt.timedelta(days=3660)
 #: Turns enrol's raw ``referral_code`` and ``identity`` into what
 #: :class:`~loyaltykit._events.MemberEnrolled` carries: (normalised code or None,
 #: keyed hashes of the member's identity).
-EnrolmentExtras = Callable[[object, object], tuple[str | None, dict[str, str]]]
+EnrolmentExtras = Callable[[object, object],
+                           tuple[str | None, tuple[tuple[str, str], ...]]]
 
 
 class LedgerService:
@@ -241,7 +242,7 @@ class LedgerService:
         when = self.c.instant(at)
         request = self.c.request("enrol", at, when, member_id=member_id, attributes=attrs_)
         if parsed is not None or digests:
-            request["referral"] = [parsed, sorted(digests.items())]
+            request["referral"] = [parsed, list(digests)]
 
         def apply(work: Work) -> Member:
             uow, ledger = work.uow, work.ledger

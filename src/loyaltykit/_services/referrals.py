@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 import attrs
@@ -64,18 +64,39 @@ __all__ = ["ReferralService"]
 logger = logging.getLogger("loyaltykit")
 
 
+#: An identity's keyed hashes: sorted (kind, digest) pairs, one per kind and secret.
+Marks = tuple[tuple[str, str], ...]
+
+#: The most secrets kept at once (the current one and those being rotated out).
+MAX_SECRETS = 8
+
+
+def _secrets(secret: object) -> tuple[bytes, ...]:
+    """``Loyalty``'s ``secret``: one key, or the current key first and then older ones
+    whose marks still match (a rotation window); each at least 16 bytes."""
+    if secret is None:
+        return ()
+    found = (secret,) if isinstance(secret, bytes) else secret
+    if (isinstance(found, (str, bytes, bytearray)) or not isinstance(found, Sequence)
+            or not 1 <= len(found) <= MAX_SECRETS
+            or not all(isinstance(s, bytes) and len(s) >= 16 for s in found)):
+        raise InvalidInput("secret must be bytes of at least 16 bytes, or a sequence of 1 "
+                           f"to {MAX_SECRETS} of them (the current one first)",
+                           secret="(hidden)")
+    return tuple(found)
+
+
 class ReferralService:
     """Referrals of one program (see the module docstring); ``loyalty.referrals``."""
 
-    def __init__(self, c: Context, ledger: LedgerService, *, secret: bytes | None,
+    def __init__(self, c: Context, ledger: LedgerService, *,
+                 secret: bytes | Sequence[bytes] | None,
                  fraud_checks: Sequence[FraudCheck] | None,
                  randbelow: Callable[[int], int] = secrets.randbelow) -> None:
         self.c = c
         self.program = c.program
         self._ledger = ledger
-        if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
-            raise InvalidInput("secret must be at least 16 bytes", secret="(hidden)")
-        self._secret = secret
+        self._secrets = _secrets(secret)
         if fraud_checks is None:
             checks: tuple[FraudCheck, ...] = (
                 default_checks(c.program.referrals) if c.program.referrals is not None
@@ -100,7 +121,7 @@ class ReferralService:
             bus.subscribe(OrderReturned, self._on_return)
 
     def enrolment_extras(self, referral_code: object, identity: object
-                         ) -> tuple[str | None, dict[str, str]]:
+                         ) -> tuple[str | None, Marks]:
         """Check enrol's ``referral_code`` (normalised; malformed raises
         :class:`~loyaltykit.InvalidCode`) and turn its ``identity`` into keyed hashes."""
         parsed = (self._referral_policy().code.parse(referral_code)  # type: ignore[arg-type]
@@ -132,21 +153,24 @@ class ReferralService:
             raise InvalidInput("the program has no referral policy", program_id=self.program.id)
         return policy
 
-    def _digests(self, identity: object) -> dict[str, str]:
+    def _digests(self, identity: object) -> Marks:
+        """The identity's keyed hashes under every secret (the current one and those
+        still in their rotation window), as sorted (kind, digest) pairs."""
         if identity is None:
-            return {}
+            return ()
         if not isinstance(identity, Identity):
-            raise InvalidInput("identity must be an Identity", identity=repr(identity))
+            raise InvalidInput("identity must be an Identity", identity=type(identity).__name__)
         if identity.empty:
-            return {}
-        if self._secret is None:
+            return ()
+        if not self._secrets:
             raise InvalidInput("fingerprints are kept only as keyed hashes: give Loyalty a "
                                "secret (bytes) to keep an identity", member_identity="given")
-        return identity.digests(self._secret)
+        return tuple(sorted({pair for secret in self._secrets
+                             for pair in identity.digests(secret).items()}))
 
-    def _marks(self, member_id: str, digests: Mapping[str, str]) -> list[ReferralMark]:
+    def _marks(self, member_id: str, digests: Marks) -> list[ReferralMark]:
         return [ReferralMark(self.program.id, member_id, kind, digest)
-                for kind, digest in sorted(digests.items())]
+                for kind, digest in digests]
 
     def check_code(self, text: str) -> str:
         """Normalise a typed referral code and return its stored form, or raise
@@ -232,7 +256,7 @@ class ReferralService:
         if not digests:
             raise InvalidInput("identity gives nothing to keep", member_id=member_id)
         when = self.c.instant(at)
-        marks = sorted(digests.items())
+        marks = list(digests)
         key = check_key(key if key is not None else "identify:" + hashlib.sha256(
             f"{member_id}|{marks}".encode()).hexdigest()[:40])
         request = self.c.request("identify", at, when, member_id=member_id, marks=marks)
@@ -276,7 +300,7 @@ class ReferralService:
         key = check_key(key if key is not None else f"refer:{referee_id}")
         when = self.c.instant(at)
         request = self.c.request("refer", at, when, referee_id=referee_id, code=parsed,
-                                marks=sorted(digests.items()))
+                                marks=list(digests))
 
         def apply(work: Work) -> Referral:
             return self._attach(work, referee_id, parsed, when, digests, member=None)
@@ -284,7 +308,7 @@ class ReferralService:
         return self.c.pipeline.run(key, request, when, referee_id, apply)
 
     def _attach(self, work: Work, referee_id: str, code: str,
-                when: dt.datetime, digests: Mapping[str, str], *, member: Member | None
+                when: dt.datetime, digests: Marks, *, member: Member | None
                 ) -> Referral:
         """Attribute ``referee_id`` to the owner of ``code`` (``member``: the referee
         being enrolled in this unit of work; None: an enrolled member)."""
@@ -330,7 +354,7 @@ class ReferralService:
             referrer_id, (when - dt.timedelta(hours=1), when - dt.timedelta(days=1)))
         case = ReferralCase(
             referrer_id=referrer_id, referee_id=referee_id, at=when, source=found.source,
-            referrer_marks=mine, referee_marks=theirs | frozenset(digests.items()),
+            referrer_marks=mine, referee_marks=theirs | frozenset(digests),
             last_hour=last_hour, last_day=last_day, chain=tuple(chain))
         verdict = judge(self._fraud_checks, case)
         status = {Outcome.PASS: ReferralStatus.WAITING, Outcome.FLAG: ReferralStatus.FLAGGED,
@@ -411,18 +435,16 @@ class ReferralService:
                                    f"referrals this {policy.cap.period.value}")
             if referrer_points:
                 referrer_tx = ledger.earn(
-                    book, referrer_points, reason=f"referral of {referral.referee_id}",
-                    metadata={"referral": referral.referee_id, "side": "referrer",
-                              "order_id": order_id},
+                    book, referrer_points, reason="referral reward (referrer)",
+                    metadata={"side": "referrer", "order_id": order_id},
                     activates_at=settles, pending=True).id
         if reward.referee:
             if referee_book is None:
                 referee_book = self._ledger.books(uow, ledger, wallet, [referral.referee_id],
                                            need_lots=False)[referral.referee_id]
             referee_tx = ledger.earn(
-                referee_book, reward.referee, reason=f"referred by {referral.referrer_id}",
-                metadata={"referral": referral.referee_id, "side": "referee",
-                          "order_id": order_id},
+                referee_book, reward.referee, reason="referral reward (referee)",
+                metadata={"side": "referee", "order_id": order_id},
                 activates_at=settles, pending=True).id
         paid = attrs.evolve(
             referral, status=ReferralStatus.QUALIFIED, order_id=order_id,
@@ -474,7 +496,7 @@ class ReferralService:
                 target = self._ledger.books(uow, ledger, default, [member_id], need_lots=True,
                                      extra_lots=lot_ids)[member_id]
             ledger.reverse(target, tx, reason=reason,
-                           metadata={"referral": referral.referee_id})
+                           metadata={"order_id": record.order_id})
         work.part(ReferralChanges).referrals[referral.referee_id] = attrs.evolve(
             referral, status=ReferralStatus.VOIDED, decided_at=at,
             updated_at=ledger.recorded_at)

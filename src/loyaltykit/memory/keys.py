@@ -41,6 +41,12 @@ class MemoryKeyStore:
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         return self._t.keys.get((self._uow.program_id, key))
 
+    def erase(self, member_id: str) -> None:
+        program_id = self._uow.program_id
+        for k in [k for k, r in self._t.keys.items()
+                  if k[0] == program_id and r.member_id == member_id]:
+            self._uow.drop(self._t.keys, k)
+
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         program_id = self._uow.program_id
         for record in records:

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
+import attrs
+
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
@@ -180,6 +182,12 @@ class MemoryLedgerStore:
         return page, total
 
     # -- writes ---------------------------------------------------------------------------
+
+    def erase(self, member_id: str) -> None:
+        k = (self._uow.program_id, member_id)
+        member = self._t.members.get(k)
+        if member is not None and member.attributes:
+            self._uow.put(self._t.members, k, attrs.evolve(member, attributes={}))
 
     def write(self, changes: LedgerChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id

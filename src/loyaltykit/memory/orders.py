@@ -71,6 +71,14 @@ class MemoryOrderStore:
             found.append(usage)
         return found
 
+    def erase(self, member_id: str) -> None:
+        program_id = self._uow.program_id
+        for order_id in sorted(self._t.member_all_orders.get((program_id, member_id), ())):
+            order = self._t.orders[(program_id, order_id)]
+            if order.fingerprint is not None or order.result is not None:
+                self._uow.put(self._t.orders, (program_id, order_id),
+                              attrs.evolve(order, fingerprint=None, result=None))
+
     def write(self, changes: OrderChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         for order_id, order in changes.orders.items():

@@ -81,6 +81,9 @@ class MemoryReferralStore:
                 out.append(ReferralMark(program_id, member_id, kind, digest))
         return out
 
+    def erase(self, member_id: str) -> None:
+        self._uow.drop(self._t.marks, (self._uow.program_id, member_id))
+
     def write(self, changes: ReferralChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seen_codes: set[str] = set()

@@ -31,6 +31,9 @@ class UndoLog(Protocol):
     def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         """Set ``table[key] = value`` (undo-logged)."""
 
+    def drop(self, table: dict[Any, Any], key: Any) -> None:
+        """Delete ``table[key]`` if present (undo-logged)."""
+
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 from loyaltykit._model import ProgramVersion
 from loyaltykit.memory.keys import MemoryKeyStore, MemoryProgramStore, ProgramTables
 from loyaltykit.memory.ledger import MemoryLedgerStore
+from loyaltykit.memory.members import MemoryMemberKeyStore
 from loyaltykit.memory.orders import MemoryOrderStore
 from loyaltykit.memory.referrals import MemoryReferralStore
 from loyaltykit.memory.tables import Tables
@@ -65,6 +66,7 @@ class MemoryUnitOfWork:
         self.orders = MemoryOrderStore(self, tables)
         self.tiers = MemoryTierStore(self, tables)
         self.referrals = MemoryReferralStore(self, tables)
+        self.members = MemoryMemberKeyStore(self, tables)
 
     def __enter__(self) -> Self:
         self._lock.acquire()
@@ -105,6 +107,13 @@ class MemoryUnitOfWork:
                 table[key] = old
 
         self._undo.append(undo)
+
+    def drop(self, table: dict[Any, Any], key: Any) -> None:
+        """Delete ``table[key]`` if present (undo-logged)."""
+        if key not in table:
+            return
+        old = table.pop(key)
+        self._undo.append(lambda: table.__setitem__(key, old))
 
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""

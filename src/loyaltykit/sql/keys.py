@@ -26,6 +26,8 @@ _SEL_KEY: sa.Executable = sa.select(
     idempotency_keys.c.member_id,
 ).where(idempotency_keys.c.program_id == _p, idempotency_keys.c.key == sa.bindparam("k"))
 _INS_KEY = idempotency_keys.insert()
+_DEL_MEMBER_KEYS = idempotency_keys.delete().where(
+    idempotency_keys.c.program_id == _p, idempotency_keys.c.member_id == sa.bindparam("m"))
 
 _VERSION_COLS = (
     program_versions.c.program_id,
@@ -63,6 +65,11 @@ class SQLKeyStore(Store):
         """Return the stored record for ``key`` in this program, or None."""
         row = self._c().execute(_SEL_KEY, {"p": self.program_id, "k": key}).first()
         return None if row is None else IdempotencyRecord(*row)
+
+    @translated
+    def erase(self, member_id: str) -> None:
+        """Delete the records of the member's requests."""
+        self._c().execute(_DEL_MEMBER_KEYS, {"p": self.program_id, "m": member_id})
 
     @translated
     def write(self, records: Sequence[IdempotencyRecord]) -> None:

@@ -295,6 +295,8 @@ def _sel_member_state(wallets: int, lock: bool) -> sa.Executable:
 
 
 _INS_MEMBER = members.insert()
+_ERASE_MEMBER = members.update().where(
+    members.c.program_id == _p, members.c.member_id == _m).values(attributes={})
 _INS_ACCOUNT = accounts.insert()
 _INS_TX = transactions.insert()
 _INS_POSTING = postings.insert()
@@ -593,6 +595,11 @@ class SQLLedgerStore(Store):
         params["before_at"], params["before_id"] = page[0].occurred_at, page[0].id
         total = conn.scalar(_SEL_TOTAL_THROUGH, params)
         return page, int(total or 0)
+
+    @translated
+    def erase(self, member_id: str) -> None:
+        """Empty the member's ``attributes``."""
+        self._c().execute(_ERASE_MEMBER, {"p": self.program_id, "m": member_id})
 
     @translated
     def write(self, changes: LedgerChanges) -> None:

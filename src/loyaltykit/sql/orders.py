@@ -91,6 +91,8 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
 
 
 _INS_ORDER = orders.insert()
+_ERASE_ORDERS = orders.update().where(
+    orders.c.program_id == _p, orders.c.member_id == _m).values(fingerprint=None, result=None)
 _UPD_ORDER = orders.update().where(
     orders.c.program_id == sa.bindparam("k_program_id"),
     orders.c.order_id == sa.bindparam("k_order_id"),
@@ -221,6 +223,11 @@ class SQLOrderStore(Store):
             params["until"] = until
         stmt = _sel_usage(bool(rule_ids), bool(groups), since is not None, until is not None)
         return [_usage(row) for row in self._c().execute(stmt, params)]
+
+    @translated
+    def erase(self, member_id: str) -> None:
+        """Forget the fingerprints and results kept on the member's orders."""
+        self._c().execute(_ERASE_ORDERS, {"p": self.program_id, "m": member_id})
 
     @translated
     def write(self, changes: OrderChanges) -> None:

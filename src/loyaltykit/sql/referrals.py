@@ -74,6 +74,8 @@ _COUNT_PAID: sa.Executable = sa.select(sa.func.count()).where(_paid)
 _COUNT_PAID_SINCE: sa.Executable = sa.select(sa.func.count()).where(
     _paid, referrals.c.qualified_at >= sa.bindparam("start", type_=_TS_TYPE))
 _INS_REFERRAL = referrals.insert()
+_DEL_MARKS = referral_marks.delete().where(
+    referral_marks.c.program_id == _p, referral_marks.c.member_id == _m)
 _UPD_REFERRAL: sa.Update = (
     referrals.update()
     .where(referrals.c.program_id == sa.bindparam("k_program_id"),
@@ -174,6 +176,11 @@ class SQLReferralStore(Store):
         rows = self._c().execute(_SEL_MARKS, {"p": self.program_id,
                                               "ids": sorted(set(member_ids))})
         return [ReferralMark(self.program_id, m, kind, digest) for m, kind, digest in rows]
+
+    @translated
+    def erase(self, member_id: str) -> None:
+        """Delete the member's identity marks."""
+        self._c().execute(_DEL_MARKS, {"p": self.program_id, "m": member_id})
 
     @translated
     def write(self, changes: ReferralChanges) -> None:

@@ -1,7 +1,10 @@
 """The ledger's tables as SQLAlchemy Core objects, built once at import.
 
 Every member-scoped row carries ``(program_id, member_id)`` so it can serve as a
-distribution key (DESIGN §10); ids are library-generated UUIDs, never sequences.
+distribution key (DESIGN §10); ids are library-generated UUIDs, never sequences. The
+``member_id`` columns (and ``referrer_id`` / ``referee_id``) hold the internal member
+key, not the shop's id: ``lk_member_ids`` keeps the shop's id once, mapped to the key
+(DESIGN §11), so erasing a member deletes one row.
 Enumerations are stored as their string values; exact decimals (a rule's unrounded
 points) as their decimal string, never as a float or an engine's own numeric type.
 ``position`` columns keep the order of a transaction's postings and lot movements and
@@ -32,6 +35,8 @@ __all__ = [
     "idempotency_keys",
     "lot_movements",
     "lots",
+    "erasures",
+    "member_ids",
     "members",
     "metadata",
     "orders",
@@ -160,6 +165,27 @@ members = sa.Table(
     sa.Column("member_id", _MEMBER, primary_key=True),
     sa.Column("enrolled_at", _TS, nullable=False),
     sa.Column("attributes", Document(), nullable=False),
+)
+
+# the shop's member id, kept once: every other row carries the member key
+member_ids = sa.Table(
+    "lk_member_ids",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("external_id", _MEMBER, primary_key=True),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    _member_fk(),
+    sa.UniqueConstraint("program_id", "member_id"),
+)
+
+# one row per erased member: its key and when (nothing that identifies the person)
+erasures = sa.Table(
+    "lk_erasures",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("erased_at", _TS, nullable=False),
+    _member_fk(),
 )
 
 #: The running-total columns of ``accounts``, one per :class:`~loyaltykit.Account`.

@@ -14,6 +14,7 @@ from loyaltykit._errors import StorageError
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
 from loyaltykit.sql.ledger import SQLLedgerStore
+from loyaltykit.sql.members import SQLMemberKeyStore
 from loyaltykit.sql.orders import SQLOrderStore
 from loyaltykit.sql.referrals import SQLReferralStore
 from loyaltykit.sql.tiers import SQLTierStore
@@ -45,6 +46,8 @@ class SQLUnitOfWork:
     tiers: SQLTierStore
     #: Referral codes, referrals and identity marks.
     referrals: SQLReferralStore
+    #: The shop's member ids mapped to member keys, and erasures.
+    members: SQLMemberKeyStore
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str) -> None:
         """A unit of work on ``engine``, or inside the ``host`` connection's transaction
@@ -61,6 +64,7 @@ class SQLUnitOfWork:
         self.orders = SQLOrderStore(self)
         self.tiers = SQLTierStore(self)
         self.referrals = SQLReferralStore(self)
+        self.members = SQLMemberKeyStore(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")

@@ -16,7 +16,16 @@ attribute     store                  change part          what it keeps
 ``orders``    :class:`OrderStore`    :class:`OrderChanges`    orders, rule usage
 ``tiers``     :class:`TierStore`     :class:`TierChanges`     tier states, history
 ``referrals`` :class:`ReferralStore` :class:`ReferralChanges` codes, referrals, marks
+``members``   :class:`MemberKeyStore` :class:`MemberKeyChanges` shop ids -> member keys,
+                                                          erasures
 ============  =====================  ===================  ==========================
+
+Member keys (DESIGN §11): the shop's member id is stored once, in the ``members``
+store, mapped to an internal member key drawn at enrolment; every other store's rows
+carry the key (in their ``member_id``, ``referrer_id`` and ``referee_id`` fields). The
+library translates between the two above the stores, so a backend stores what it is
+given and never sees a shop id outside the ``members`` store. Each store that keeps
+something about a member beyond the key has an ``erase(member_id)`` that removes it.
 
 The write pipeline (the only writer in the library) collects the change parts a use
 case and its subscribers produced and writes them in one unit of work: the key's
@@ -65,6 +74,7 @@ from loyaltykit._model import (
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark, ReferralStatus
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
+from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
 from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
@@ -75,6 +85,7 @@ __all__ = [
     "AccountState",
     "ChangePart",
     "DuplicateKey",
+    "Erasure",
     "Hold",
     "HoldAllocation",
     "HoldStatus",
@@ -86,6 +97,8 @@ __all__ = [
     "Lot",
     "LotMovement",
     "Member",
+    "MemberKeyChanges",
+    "MemberKeyStore",
     "MemberState",
     "OrderChanges",
     "OrderRecord",
@@ -144,6 +157,10 @@ class UnitOfWork(Protocol):
     @property
     def referrals(self) -> ReferralStore:
         """Referral codes, referrals and identity marks."""
+
+    @property
+    def members(self) -> MemberKeyStore:
+        """The shop's member ids mapped to member keys, and erasure records."""
 
     def __enter__(self) -> Self: ...
 

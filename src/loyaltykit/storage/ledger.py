@@ -136,6 +136,9 @@ class LedgerStore(Protocol):
         (sum of member-account postings) through the first transaction returned
         (0 if none)."""
 
+    def erase(self, member_id: str) -> None:
+        """Empty the member's ``attributes`` (its row and ledger stay)."""
+
     def write(self, changes: LedgerChanges) -> None:
         """Persist ``changes``: insert transactions (with postings and movements), new
         members, new accounts, new lots and holds; update touched lots, holds and

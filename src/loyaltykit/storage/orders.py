@@ -63,6 +63,10 @@ class OrderStore(Protocol):
         is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: every usage
         row of the member (still within the bounds)."""
 
+    def erase(self, member_id: str) -> None:
+        """Forget the request fingerprints and results kept on the member's orders (the
+        orders stay)."""
+
     def write(self, changes: OrderChanges) -> None:
         """Insert the new orders, update the touched ones and upsert the usage rows by
         ``(program_id, source, rule_id)`` (the last row of a key wins). An order id

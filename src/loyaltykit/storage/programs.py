@@ -21,6 +21,10 @@ class KeyStore(Protocol):
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         """Return the stored record for ``key`` in this program, or None."""
 
+    def erase(self, member_id: str) -> None:
+        """Delete the records of the member's requests (their results and fingerprints
+        were made from what the shop sent about the member)."""
+
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         """Insert these records; a key already stored raises
         :class:`~loyaltykit.DuplicateKey` with ``details["key"]``."""

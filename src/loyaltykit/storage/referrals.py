@@ -72,6 +72,9 @@ class ReferralStore(Protocol):
     def marks_of(self, member_ids: Sequence[str]) -> list[ReferralMark]:
         """Return the identity marks kept for these members."""
 
+    def erase(self, member_id: str) -> None:
+        """Delete the member's identity marks (codes and referrals stay)."""
+
     def write(self, changes: ReferralChanges) -> None:
         """Insert the codes (a code already issued in the program is a
         :class:`~loyaltykit.DuplicateKey` with ``details["code"]``), insert the new

@@ -53,6 +53,7 @@ from typing import TypeVar
 import attrs
 
 from loyaltykit._facade import Loyalty
+from loyaltykit._member_keys import KeyedStorage
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     Account,
@@ -200,10 +201,16 @@ def _read_wallet(uow: UnitOfWork, wallet: str, member_id: str) -> WalletSnapshot
     )
 
 
+def _keyed(storage: Storage) -> Storage:
+    """``storage`` read by the shop's member ids (the facade stores member keys); an id
+    with no key is read as it is (rows written straight to the stores)."""
+    return KeyedStorage(storage, raw=True)
+
+
 def read_ledger(storage: Storage, program: Program, member_ids: Iterable[str]) -> LedgerSnapshot:
     """Read every wallet of ``member_ids`` in one unit of work (which is rolled back)."""
     ids = sorted(set(member_ids))
-    with storage.unit_of_work(program.id) as uow:
+    with _keyed(storage).unit_of_work(program.id) as uow:
         members = {m: uow.ledger.get_member(m) for m in ids}
         wallets = {
             (m, w): _read_wallet(uow, w, m) for m in ids for w in program.wallets
@@ -461,7 +468,7 @@ def _storage_violations(
 ) -> list[Violation]:
     """Cross-check reads a snapshot does not contain (invariant (s))."""
     found: list[Violation] = []
-    with storage.unit_of_work(program.id) as uow:
+    with _keyed(storage).unit_of_work(program.id) as uow:
         for w in snapshot.wallets.values():
             for tx in w.transactions[:_RECHECK_NEWEST]:
                 by_id = uow.ledger.get_transaction(tx.id)

@@ -21,6 +21,9 @@ all:
   recorded orders, returns and cancellations, earning-rule usage, account activity;
 * :mod:`~loyaltykit.testing.contract.tiers` -- :class:`TierContract`;
 * :mod:`~loyaltykit.testing.contract.referrals` -- :class:`ReferralContract`;
+* :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
+  erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
+  backend stores; override it for a third-party backend);
 * :mod:`~loyaltykit.testing.contract.base` -- :class:`ContractPart`, the base of every
   part (the backend hooks and the ``storage`` fixture), and the shared helpers
   (:class:`Shop`, :func:`make_program`, :func:`check_ledger`, ...).
@@ -87,6 +90,7 @@ from loyaltykit.testing.contract.ledger_holds import LedgerHoldContract
 from loyaltykit.testing.contract.ledger_views import LedgerViewContract
 from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
 from loyaltykit.testing.contract.orders import OrderContract
+from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.tiers import TierContract
 
@@ -102,6 +106,7 @@ __all__ = [
     "LedgerViewContract",
     "LedgerWriteContract",
     "OrderContract",
+    "PrivacyContract",
     "ReferralContract",
     "Shop",
     "StorageContract",
@@ -118,7 +123,8 @@ __all__ = [
 ]
 
 
-class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract):
+class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
+                      PrivacyContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 

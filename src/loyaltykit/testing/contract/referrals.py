@@ -51,6 +51,7 @@ from loyaltykit import (
     Verdict,
 )
 from loyaltykit._codes import ALPHABET
+from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.contract.base import ContractPart
 
 __all__ = ["SECRET", "ReferralContract", "referral_program", "symbols"]
@@ -543,7 +544,7 @@ class ReferralContract(ContractPart):
     def test_fingerprints_are_kept_only_as_keyed_hashes(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage)
         loyalty.enrol("alice", identity=Identity(email="Alice@Example.com", payment="tok-9"))
-        with storage.unit_of_work("ref") as uow:
+        with by_shop_ids(storage).unit_of_work("ref") as uow:
             marks = {m.kind: m.digest for m in uow.referrals.marks_of(["alice"])}
         expected = {kind: hmac.new(SECRET, f"{kind}:{value}".encode(),
                                    hashlib.sha256).hexdigest()

@@ -1,0 +1,566 @@
+"""The shop's member ids in, member keys stored (DESIGN §11).
+
+The facade wraps its storage in :class:`KeyedStorage`. Each of its units of work hands
+the capability stores member keys where the services give the shop's member ids, and
+gives the services the shop's ids back where the stores return keys; the services and
+the domain speak only the shop's ids, the backends store only keys, and the shop's id
+is kept once, in the ``members`` store (:mod:`loyaltykit.storage.members`).
+
+A key is drawn (``uuid4``, 32 hex digits) when a member row is first written for a shop
+id that has none, and never changes. An erased member has no shop id any more: it is
+named ``"erased:<key>"`` (:data:`ERASED_PREFIX`) on the way out, and that name maps back
+to its key on the way in, so due work, reports and reversals keep running on its ledger.
+A shop id that is not mapped reads as nothing (a key no row carries).
+
+Cursors that only the stores interpret (a tier job's member range) pass through as keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import attrs
+
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    IdempotencyRecord,
+    Lot,
+    Member,
+    MemberState,
+    OrderRecord,
+    ProgramVersion,
+    RuleUsage,
+    Transaction,
+)
+from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
+from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
+from loyaltykit.storage import (
+    KeyStore,
+    LedgerChanges,
+    LedgerStore,
+    MemberKeyStore,
+    OrderChanges,
+    OrderStore,
+    ProgramStore,
+    ReferralChanges,
+    ReferralStore,
+    Storage,
+    TierChanges,
+    TierStore,
+    UnitOfWork,
+)
+from loyaltykit.storage.members import Erasure, MemberKeyChanges
+
+__all__ = ["ERASED_PREFIX", "KeyedStorage", "KeyedUnitOfWork", "Names"]
+
+#: How an erased member is named: this prefix and its member key.
+ERASED_PREFIX = "erased:"
+
+_UNKNOWN = "?"  # a shop id with no key reads as this prefix + the id: no row has it
+_ID_FIELDS = ("member_id", "referrer_id", "referee_id")
+_fields: dict[type, tuple[str, ...]] = {}
+_all_fields: dict[type, tuple[str, ...]] = {}
+_set = object.__setattr__
+
+R = TypeVar("R")
+
+
+def _id_fields(cls: type) -> tuple[str, ...]:
+    found = _fields.get(cls)
+    if found is None:
+        names = attrs.fields_dict(cls)
+        found = _fields[cls] = tuple(f for f in _ID_FIELDS if f in names)
+    return found
+
+
+def _with(row: R, changes: dict[str, str]) -> R:
+    """A copy of ``row`` with ``changes``, without running its validators again (a
+    stored row is taken as it is, even one a buggy backend broke: the invariant checks
+    must see it)."""
+    cls = type(row)
+    names = _all_fields.get(cls)
+    if names is None:
+        found = attrs.fields(cls)  # type: ignore[arg-type]
+        names = _all_fields[cls] = tuple(f.name for f in found)
+    copied: R = object.__new__(cls)
+    for name in names:
+        _set(copied, name, changes[name] if name in changes else getattr(row, name))
+    return copied
+
+
+def new_key() -> str:
+    """A new member key (random, 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+class Names:
+    """The shop ids and member keys one unit of work has met, both ways."""
+
+    def __init__(self, members: MemberKeyStore, *, raw: bool = False) -> None:
+        self._members = members
+        # raw: an id with no key is its own key (rows a test wrote straight to the stores)
+        self._raw = raw
+        self._key: dict[str, str] = {}
+        self._id: dict[str, str] = {}
+        #: shop id -> key drawn in this unit of work (written with the member's row)
+        self.added: dict[str, str] = {}
+
+    # -- shop ids -> keys -----------------------------------------------------------------
+
+    def resolve(self, member_ids: Iterable[str]) -> None:
+        """Look up the keys of these shop ids (or erased names) not met yet."""
+        missing = [m for m in member_ids if m not in self._key]
+        if not missing:
+            return
+        lookup = []
+        for m in missing:
+            if m.startswith(ERASED_PREFIX):
+                key = m[len(ERASED_PREFIX):]
+                self._key[m] = key
+                self._id.setdefault(key, m)
+            else:
+                lookup.append(m)
+        if lookup:
+            found = self._members.keys_of(lookup)
+            for m in lookup:
+                mapped = found.get(m)
+                if mapped is None:
+                    self._key[m] = _UNKNOWN + m
+                else:
+                    self._key[m] = mapped
+                    self._id[mapped] = m
+
+    def key(self, member_id: str) -> str:
+        """The key to read a shop id by (one no row has if it has none; with ``raw``,
+        the id itself)."""
+        key = self._key.get(member_id)
+        if key is None:
+            self.resolve((member_id,))
+            key = self._key[member_id]
+        if self._raw and key.startswith(_UNKNOWN):
+            return member_id
+        return key
+
+    def keys(self, member_ids: Sequence[str]) -> list[str]:
+        """The keys to read these shop ids by, in order."""
+        self.resolve(member_ids)
+        return [self.key(m) for m in member_ids]
+
+    def write_key(self, member_id: str) -> str:
+        """The key to write for a shop id: its key, or a new one (the member's row must
+        be written in this unit of work)."""
+        key = self._key.get(member_id)
+        if key is None:
+            self.resolve((member_id,))
+            key = self._key[member_id]
+        if key.startswith(_UNKNOWN):
+            key = new_key()
+            self._key[member_id] = key
+            self._id[key] = member_id
+            self.added[member_id] = key
+        return key
+
+    # -- keys -> shop ids -----------------------------------------------------------------
+
+    def learn(self, keys: Iterable[str]) -> None:
+        """Look up the shop ids of these keys not met yet."""
+        missing = list({k for k in keys if k not in self._id})
+        if not missing:
+            return
+        found = self._members.ids_of(missing)
+        for key in missing:
+            member_id = found.get(key)
+            if member_id is None and self._raw and self._members.get_erasure(key) is None:
+                self._id[key] = key
+            elif member_id is None:
+                self._id[key] = ERASED_PREFIX + key
+            else:
+                self._id[key] = member_id
+                self._key.setdefault(member_id, key)
+
+    def id(self, key: str) -> str:
+        """The shop id of a key (its erased name if it has none any more)."""
+        member_id = self._id.get(key)
+        if member_id is None:
+            self.learn((key,))
+            member_id = self._id[key]
+        return member_id
+
+    def erased(self, member_id: str, key: str) -> None:
+        """Forget the shop id of an erased key."""
+        self._key.pop(member_id, None)
+        self._id[key] = ERASED_PREFIX + key
+        self._key[ERASED_PREFIX + key] = key
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def stored(self, row: R) -> R:
+        """``row`` with its member fields as keys (drawn for a new member)."""
+        changes = {}
+        for name in _id_fields(type(row)):
+            value = getattr(row, name)
+            if value is not None:
+                changes[name] = self.write_key(value)
+        return _with(row, changes) if changes else row
+
+    def shown(self, rows: Sequence[R]) -> list[R]:
+        """``rows`` with their member fields as shop ids."""
+        if not rows:
+            return []
+        fields = _id_fields(type(rows[0]))
+        self.learn(getattr(r, f) for r in rows for f in fields
+                   if getattr(r, f) is not None)
+        out = []
+        for row in rows:
+            changes = {f: self._id[v] for f in fields if (v := getattr(row, f)) is not None}
+            out.append(_with(row, changes) if changes else row)
+        return out
+
+    def one(self, row: R | None) -> R | None:
+        """``row`` (or None) with its member fields as shop ids."""
+        return None if row is None else self.shown([row])[0]
+
+
+class KeyedStorage:
+    """A storage whose units of work translate shop ids to member keys (see the module
+    docstring); everything else is the wrapped storage's."""
+
+    def __init__(self, inner: Storage, *, raw: bool = False) -> None:
+        self.inner = inner
+        self._raw = raw
+
+    @property
+    def concurrent(self) -> bool:
+        """The wrapped storage's :attr:`~loyaltykit.storage.Storage.concurrent`."""
+        return self.inner.concurrent
+
+    def unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
+        """A unit of work of the wrapped storage, translating."""
+        return KeyedUnitOfWork(self.inner.unit_of_work(program_id), raw=self._raw)
+
+    def register_program(self, version: ProgramVersion) -> None:
+        """Register a program version in the wrapped storage."""
+        self.inner.register_program(version)
+
+    def __repr__(self) -> str:
+        return f"KeyedStorage({self.inner!r})"
+
+
+class KeyedUnitOfWork:
+    """A unit of work whose stores take and give the shop's member ids."""
+
+    def __init__(self, inner: UnitOfWork, *, raw: bool = False) -> None:
+        self.inner = inner
+        self.program_id = inner.program_id
+        self._raw = raw
+
+    def __enter__(self) -> Self:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.inner.__exit__(exc_type, exc, tb)
+
+    def commit(self) -> None:
+        """Commit the wrapped unit of work."""
+        self.inner.commit()
+
+    @cached_property
+    def names(self) -> Names:
+        """The shop ids and keys met in this unit of work."""
+        return Names(self.inner.members, raw=self._raw)
+
+    @property
+    def programs(self) -> ProgramStore:
+        """The wrapped program store (nothing to translate)."""
+        return self.inner.programs
+
+    @property
+    def members(self) -> MemberKeyStore:
+        """The wrapped members' keys (they speak keys: see :attr:`names`)."""
+        return self.inner.members
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        """Idempotency records, translated."""
+        return _Keys(self.inner.keys, self.names)
+
+    @cached_property
+    def ledger(self) -> LedgerStore:
+        """The ledger, translated."""
+        return _Ledger(self.inner.ledger, self.names, self.inner.members)
+
+    @cached_property
+    def orders(self) -> OrderStore:
+        """Orders and rule usage, translated."""
+        return _Orders(self.inner.orders, self.names)
+
+    @cached_property
+    def tiers(self) -> TierStore:
+        """Tier states, history and notices, translated."""
+        return _Tiers(self.inner.tiers, self.names)
+
+    @cached_property
+    def referrals(self) -> ReferralStore:
+        """Codes, referrals and marks, translated."""
+        return _Referrals(self.inner.referrals, self.names)
+
+    def erase(self, member_id: str, at: dt.datetime) -> str | None:
+        """Erase a member: each store removes what identifies it, then its shop id's
+        mapping goes and the erasure is recorded. Return its key (None: not mapped).
+
+        An erased name (``"erased:<key>"``) of a recorded erasure is swept again (what
+        a write that raced the erasure may have kept) and None returned."""
+        key = self.names.key(member_id)
+        if key.startswith(_UNKNOWN):
+            return None
+        erased = member_id.startswith(ERASED_PREFIX)
+        if erased and self.inner.members.get_erasure(key) is None:
+            return None
+        self.inner.keys.erase(key)
+        self.inner.ledger.erase(key)
+        self.inner.orders.erase(key)
+        self.inner.referrals.erase(key)
+        if erased:
+            return None
+        self.inner.members.write(MemberKeyChanges(erasures=[Erasure(key, at)]))
+        self.names.erased(member_id, key)
+        return key
+
+
+class _Keys:
+    def __init__(self, inner: KeyStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        return self.n.one(self.inner.get_idempotency(key))
+
+    def erase(self, member_id: str) -> None:
+        self.inner.erase(self.n.key(member_id))
+
+    def write(self, records: Sequence[IdempotencyRecord]) -> None:
+        self.inner.write([self.n.stored(r) for r in records])
+
+
+class _Ledger:
+    def __init__(self, inner: LedgerStore, names: Names, members: MemberKeyStore) -> None:
+        self.inner, self.n, self.members = inner, names, members
+
+    def get_member(self, member_id: str) -> Member | None:
+        return self.n.one(self.inner.get_member(self.n.key(member_id)))
+
+    def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
+        found = self.inner.lock_accounts(wallet, self.n.keys(member_ids))
+        return {s.member_id: s for s in self.n.shown(list(found.values()))}
+
+    def get_account(self, wallet: str, member_id: str) -> AccountState | None:
+        return self.n.one(self.inner.get_account(wallet, self.n.key(member_id)))
+
+    def load_member(self, member_id: str, wallets: Sequence[str], at: dt.datetime, *,
+                    lock: bool) -> MemberState | None:
+        state = self.inner.load_member(self.n.key(member_id), wallets, at, lock=lock)
+        if state is None:
+            return None
+        accounts = dict(zip(state.accounts, self.n.shown(list(state.accounts.values())),
+                            strict=True))
+        return MemberState(self.n.shown([state.member])[0], accounts, state.version)
+
+    def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
+        return self.n.shown(self.inner.load_lots(wallet, self.n.keys(member_ids)))
+
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+        return self.n.shown(self.inner.load_lots_by_id(lot_ids))
+
+    def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
+        return self.n.shown(self.inner.load_open_holds(wallet, self.n.keys(member_ids)))
+
+    def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
+        return self.n.one(self.inner.get_hold(hold_id))
+
+    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+        return self.n.one(self.inner.get_transaction(transaction_id))
+
+    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
+        return self.inner.find_reversal(transaction_id)
+
+    def due_accounts(self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
+                     ) -> list[tuple[str, str]]:
+        cursor = None if after is None else (self.n.key(after[0]), after[1])
+        found = self.inner.due_accounts(at, after=cursor, limit=limit)
+        self.n.learn(k for k, _ in found)
+        return [(self.n.id(k), wallet) for k, wallet in found]
+
+    def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
+        return self.inner.next_expiring(wallet, self.n.key(member_id))
+
+    def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
+        return self.inner.sums_as_of(wallet, self.n.key(member_id), at)
+
+    def lots_as_of(self, wallet: str, member_id: str, at: dt.datetime
+                   ) -> list[tuple[Lot, int]]:
+        found = self.inner.lots_as_of(wallet, self.n.key(member_id), at)
+        lots = self.n.shown([lot for lot, _ in found])
+        return [(lot, left) for lot, (_, left) in zip(lots, found, strict=True)]
+
+    def statement(self, wallet: str, member_id: str, *, limit: int,
+                  before: tuple[dt.datetime, uuid.UUID] | None
+                  ) -> tuple[list[Transaction], int]:
+        txs, total = self.inner.statement(wallet, self.n.key(member_id), limit=limit,
+                                          before=before)
+        return self.n.shown(txs), total
+
+    def erase(self, member_id: str) -> None:
+        self.inner.erase(self.n.key(member_id))
+
+    def write(self, changes: LedgerChanges) -> None:
+        n = self.n
+        members = [n.stored(m) for m in changes.members]
+        accounts = {(n.write_key(m), w): n.stored(s) for (m, w), s in changes.accounts.items()}
+        self.inner.write(LedgerChanges(
+            transactions=[n.stored(t) for t in changes.transactions],
+            lots={i: n.stored(lot) for i, lot in changes.lots.items()},
+            new_lots=changes.new_lots,
+            holds={i: n.stored(h) for i, h in changes.holds.items()},
+            new_holds=changes.new_holds,
+            accounts=accounts,
+            new_accounts={(n.write_key(m), w) for m, w in changes.new_accounts},
+            members=members,
+        ))
+        if members:
+            ids = {m.member_id for m in members}
+            added = {m: k for m, k in n.added.items() if k in ids}
+            self.members.write(MemberKeyChanges(added=added))
+            for m in added:
+                del n.added[m]
+
+
+def _order_doc(doc: Mapping[str, Any], member_id: str) -> dict[str, Any]:
+    return {**doc, "member_id": member_id} if "member_id" in doc else dict(doc)
+
+
+class _Orders:
+    def __init__(self, inner: OrderStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def _shown(self, records: list[OrderRecord]) -> list[OrderRecord]:
+        return [attrs.evolve(r, order=_order_doc(r.order, r.member_id))
+                for r in self.n.shown(records)]
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        found = self.inner.get_order(order_id)
+        return None if found is None else self._shown([found])[0]
+
+    def count_orders(self, member_id: str) -> int:
+        return self.inner.count_orders(self.n.key(member_id))
+
+    def load_orders(self, member_id: str) -> list[OrderRecord]:
+        return self._shown(self.inner.load_orders(self.n.key(member_id)))
+
+    def load_usage(self, member_id: str, *, rule_ids: Sequence[str] = (),
+                   groups: Sequence[str] = (), since: dt.datetime | None = None,
+                   until: dt.datetime | None = None) -> list[RuleUsage]:
+        return self.n.shown(self.inner.load_usage(
+            self.n.key(member_id), rule_ids=rule_ids, groups=groups, since=since,
+            until=until))
+
+    def erase(self, member_id: str) -> None:
+        self.inner.erase(self.n.key(member_id))
+
+    def write(self, changes: OrderChanges) -> None:
+        orders = {}
+        for order_id, record in changes.orders.items():
+            stored = self.n.stored(record)
+            orders[order_id] = attrs.evolve(stored,
+                                            order=_order_doc(stored.order, stored.member_id))
+        self.inner.write(OrderChanges(orders=orders, new_orders=changes.new_orders,
+                                      usage=[self.n.stored(u) for u in changes.usage]))
+
+
+class _Tiers:
+    def __init__(self, inner: TierStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def get_tier_state(self, member_id: str) -> TierState | None:
+        return self.n.one(self.inner.get_tier_state(self.n.key(member_id)))
+
+    def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
+        return self.inner.tier_metric(self.n.key(member_id), start, end)
+
+    def tier_history(self, member_id: str) -> list[TierChange]:
+        return self.n.shown(self.inner.tier_history(self.n.key(member_id)))
+
+    def tier_due(self, at: dt.datetime, *, by_anchor: bool
+                 ) -> list[tuple[dt.datetime, dt.date | None]]:
+        return self.inner.tier_due(at, by_anchor=by_anchor)
+
+    def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
+        return self.inner.tier_batch_end(job, noticed=noticed)  # a key: see module doc
+
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+        return self.inner.evaluate_tiers(job)
+
+    def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
+        return self.inner.record_tier_notices(job)
+
+    def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
+        return self.n.shown(self.inner.tier_notices(since=since, limit=limit))
+
+    def write(self, changes: TierChanges) -> None:
+        n = self.n
+        self.inner.write(TierChanges(
+            tier_states={n.write_key(m): n.stored(s) for m, s in changes.tier_states.items()},
+            new_tier_states={n.write_key(m) for m in changes.new_tier_states},
+            tier_buckets={(n.write_key(m), p): v
+                          for (m, p), v in changes.tier_buckets.items()},
+            tier_history=[n.stored(h) for h in changes.tier_history],
+        ))
+
+
+class _Referrals:
+    def __init__(self, inner: ReferralStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def get_code(self, code: str) -> ReferralCode | None:
+        return self.n.one(self.inner.get_code(code))
+
+    def member_codes(self, member_id: str) -> list[ReferralCode]:
+        return self.n.shown(self.inner.member_codes(self.n.key(member_id)))
+
+    def claim_code(self, code: str) -> bool:
+        return self.inner.claim_code(code)
+
+    def get_referral(self, referee_id: str) -> Referral | None:
+        return self.n.one(self.inner.get_referral(self.n.key(referee_id)))
+
+    def referrals_of(self, referrer_id: str) -> list[Referral]:
+        return self.n.shown(self.inner.referrals_of(self.n.key(referrer_id)))
+
+    def count_attributions(self, referrer_id: str, since: Sequence[dt.datetime]) -> list[int]:
+        return self.inner.count_attributions(self.n.key(referrer_id), since)
+
+    def count_paid(self, referrer_id: str, start: dt.datetime | None, end: dt.datetime
+                   ) -> int:
+        return self.inner.count_paid(self.n.key(referrer_id), start, end)
+
+    def marks_of(self, member_ids: Sequence[str]) -> list[ReferralMark]:
+        return self.n.shown(self.inner.marks_of(self.n.keys(member_ids)))
+
+    def erase(self, member_id: str) -> None:
+        self.inner.erase(self.n.key(member_id))
+
+    def write(self, changes: ReferralChanges) -> None:
+        n = self.n
+        self.inner.write(ReferralChanges(
+            referral_codes=[n.stored(c) for c in changes.referral_codes],
+            referrals={n.write_key(m): n.stored(r) for m, r in changes.referrals.items()},
+            new_referrals={n.write_key(m) for m in changes.new_referrals},
+            referral_marks=[n.stored(m) for m in changes.referral_marks],
+        ))

@@ -1,0 +1,78 @@
+"""The members' keys in SQL: ``lk_member_ids`` (the shop's id -> member key) and
+``lk_erasures``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyaltykit.sql._errors import translated
+from loyaltykit.sql._shared import Store, chunks
+from loyaltykit.sql.schema import erasures, member_ids
+from loyaltykit.storage.members import Erasure, MemberKeyChanges
+
+__all__ = ["SQLMemberKeyStore"]
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+
+_SEL_KEYS: sa.Executable = sa.select(member_ids.c.external_id, member_ids.c.member_id).where(
+    member_ids.c.program_id == _p, member_ids.c.external_id.in_(_ids))
+_SEL_IDS: sa.Executable = sa.select(member_ids.c.member_id, member_ids.c.external_id).where(
+    member_ids.c.program_id == _p, member_ids.c.member_id.in_(_ids))
+_SEL_ERASURE: sa.Executable = sa.select(erasures.c.member_id, erasures.c.erased_at).where(
+    erasures.c.program_id == _p, erasures.c.member_id == sa.bindparam("k"))
+_INS_ID = member_ids.insert()
+_DEL_ID = member_ids.delete().where(member_ids.c.program_id == _p,
+                                    member_ids.c.member_id == sa.bindparam("k"))
+_INS_ERASURE = erasures.insert()
+
+
+class SQLMemberKeyStore(Store):
+    """The member keys of one program."""
+
+    @translated
+    def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
+        """Return shop id -> member key for those of ``member_ids`` that are mapped."""
+        found: dict[str, str] = {}
+        conn = self._c()
+        for part in chunks(sorted(set(member_ids))):
+            found.update((r[0], r[1]) for r in conn.execute(
+                _SEL_KEYS, {"p": self.program_id, "ids": part}))
+        return found
+
+    @translated
+    def ids_of(self, keys: Sequence[str]) -> dict[str, str]:
+        """Return member key -> shop id for those of ``keys`` still mapped."""
+        found: dict[str, str] = {}
+        conn = self._c()
+        for part in chunks(sorted(set(keys))):
+            found.update((r[0], r[1]) for r in conn.execute(
+                _SEL_IDS, {"p": self.program_id, "ids": part}))
+        return found
+
+    @translated
+    def get_erasure(self, member_key: str) -> Erasure | None:
+        """Return the erasure record of ``member_key``, or None."""
+        row = self._c().execute(_SEL_ERASURE, {"p": self.program_id, "k": member_key}).first()
+        return None if row is None else Erasure(*row)
+
+    @translated
+    def write(self, changes: MemberKeyChanges) -> None:
+        """Insert the new mappings (a shop id mapped already: DuplicateKey with
+        ``details["member_id"]``), delete the erased keys' mappings and keep their
+        records (a key erased twice: DuplicateKey with ``details["member_key"]``)."""
+        conn = self._c()
+        if changes.added:
+            self._insert(conn, _INS_ID, [
+                {"program_id": self.program_id, "external_id": m, "member_id": k}
+                for m, k in changes.added.items()], "member already enrolled", "member_id")
+        if changes.erasures:
+            conn.execute(_DEL_ID, [{"p": self.program_id, "k": e.member_key}
+                                   for e in changes.erasures])
+            self._insert(conn, _INS_ERASURE, [
+                {"program_id": self.program_id, "member_id": e.member_key,
+                 "erased_at": e.erased_at} for e in changes.erasures],
+                "member already erased", "member_id")

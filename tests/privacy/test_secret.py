@@ -1,0 +1,32 @@
+"""Loyalty's identity secret: one key, or a rotation (the current key first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loyaltykit import InvalidInput, Loyalty
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing import by_shop_ids
+from loyaltykit.testing.contract.privacy import privacy_program
+
+KEY = b"k" * 16
+
+
+@pytest.mark.parametrize("secret", [
+    b"short", "a text secret of 16+", [], (), [KEY, b"short"], [KEY, "text" * 4],
+    [KEY] * 9, bytearray(KEY), [bytearray(KEY)], 16, {KEY: KEY},
+])
+def test_a_secret_that_cannot_key_hashes_is_refused(secret: Any) -> None:
+    storage = MemoryStorage()
+    with pytest.raises(InvalidInput) as info:
+        Loyalty(privacy_program(), storage, secret=secret)
+    assert "k" * 16 not in str(info.value)  # never shown
+    with by_shop_ids(storage).unit_of_work("ref") as uow:
+        assert [] == uow.programs.program_versions()  # refused before anything is stored
+
+
+@pytest.mark.parametrize("secret", [KEY, [KEY], (KEY, b"o" * 32), [KEY] * 8])
+def test_one_to_eight_secrets_are_accepted(secret: Any) -> None:
+    Loyalty(privacy_program(), MemoryStorage(), secret=secret)
