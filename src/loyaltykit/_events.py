@@ -30,7 +30,8 @@ import attrs
 from loyaltykit._model import Member, OrderRecord, Transaction
 from loyaltykit._orders import Order
 
-__all__ = ["MemberEnrolled", "OrderRecorded", "OrderReturned", "PointsPosted"]
+__all__ = ["MemberEnrolled", "MemberErased", "OrderRecorded", "OrderReturned",
+           "PointsPosted"]
 
 @attrs.frozen
 class MemberEnrolled:
@@ -41,6 +42,15 @@ class MemberEnrolled:
     member: Member
     referral_code: str | None = None
     digests: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class MemberErased:
+    """A member was erased: its member key and when (nothing that identifies the
+    person); its rows now go by ``"erased:<member_key>"``."""
+
+    member_key: str
+    erased_at: dt.datetime
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from loyaltykit._errors import MemberNotFound
+from loyaltykit._events import MemberErased
 from loyaltykit._member_keys import ERASED_PREFIX, KeyedUnitOfWork
 from loyaltykit._pipeline import Work
 from loyaltykit._privacy import EXPORT_FORMAT, ErasureResult, plain
@@ -60,6 +61,7 @@ class PrivacyService:
             key = uow.erase(member_id, work.recorded_at)
             if key is None:  # an erased name: swept again, nothing more to do
                 return ErasureResult(member_id, erased=False)
+            work.publish(MemberErased(key, work.recorded_at))
             return ErasureResult(member_id, erased=True, erased_as=ERASED_PREFIX + key,
                                  erased_at=work.recorded_at)
 
