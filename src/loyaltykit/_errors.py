@@ -38,6 +38,7 @@ still catches a bad amount::
     │   ├── ProgramVersionConflict
     │   ├── CodeExpired
     │   ├── CodeUsedUp
+    │   ├── CodeVolumeExhausted
     │   ├── ReferralNotFlagged
     │   └── ReferralRefused
     │       ├── SelfReferral
@@ -64,6 +65,7 @@ __all__ = [
     "CodeExpired",
     "CodeNotFound",
     "CodeUsedUp",
+    "CodeVolumeExhausted",
     "Conflict",
     "CurrencyMismatch",
     "DuplicateKey",
@@ -342,6 +344,15 @@ class CodeUsedUp(Conflict):
     """The code has been used as often as it may be."""
 
     code = "code_used_up"
+
+
+class CodeVolumeExhausted(Conflict):
+    """The program has issued as many codes as its code spec plans for
+    (``CodeSpec.planned``; ``details["planned"]`` and ``details["issued"]``). Past the
+    plan a guess would hit an issued code too often; a new program version with a
+    larger plan (and enough symbols for it) issues more."""
+
+    code = "code_volume_exhausted"
 
 
 class ReferralNotFlagged(Conflict):

@@ -261,8 +261,8 @@ class ReferralPolicy:
     50
 
     ``reward`` is what a customer's code pays; ``sources`` overrides it per
-    :class:`Source`. ``code`` is the :class:`~loyaltykit.CodeSpec`, refused when
-    ``planned_codes`` codes would make a guess too likely. A code expires
+    :class:`Source`. ``code`` is the :class:`~loyaltykit.CodeSpec`, whose ``planned``
+    volume bounds how many codes the program issues. A code expires
     ``code_valid_days`` after issue (None: never) and may be used ``code_max_uses``
     times (None: no limit). ``velocity_per_hour`` / ``velocity_per_day`` bound a
     referrer's attributions before they are flagged.
@@ -282,7 +282,6 @@ class ReferralPolicy:
     cap: ReferralCap | None = None
     campaigns: tuple[Campaign, ...] = ()
     code: CodeSpec = attrs.field(factory=CodeSpec)
-    planned_codes: int = 1_000_000
     code_valid_days: int | None = None
     code_max_uses: int | None = None
     velocity_per_hour: int | None = 5
@@ -310,8 +309,6 @@ class ReferralPolicy:
                           [c.name for c in self.campaigns])
         if not isinstance(self.code, CodeSpec):
             raise invalid("referrals.code", "must be a CodeSpec", repr(self.code))
-        _count(self.planned_codes, "planned_codes", low=1, high=10**15)
-        self.code.require_strength(self.planned_codes)
         if self.code_valid_days is not None:
             _count(self.code_valid_days, "code_valid_days", low=1, high=_MAX_DAYS)
         for field in ("code_max_uses", "velocity_per_hour", "velocity_per_day"):
@@ -341,7 +338,6 @@ class ReferralPolicy:
             "cap": self.cap.to_dict() if self.cap is not None else None,
             "campaigns": [c.to_dict() for c in self.campaigns],
             "code": self.code.to_dict(),
-            "planned_codes": self.planned_codes,
             "code_valid_days": self.code_valid_days,
             "code_max_uses": self.code_max_uses,
             "velocity_per_hour": self.velocity_per_hour,

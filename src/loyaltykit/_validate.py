@@ -43,6 +43,7 @@ __all__ = [
     "check_member_id",
     "check_reason",
     "check_tuple",
+    "field_name",
     "invalid",
 ]
 
@@ -56,6 +57,15 @@ def invalid(field: str, message: str, value: object) -> InvalidProgram:
     the field's path; an empty path names the whole part being read)."""
     return InvalidProgram(f"{field}: {message}" if field else message, field=field,
                           value=value)
+
+
+def field_name(key: object) -> str:
+    """A mapping's key as the name of a field in an error: the text itself (cut to 64
+    characters), or the shortened ``repr`` of a key that is not text. Never raises, so
+    an unknown key of any type is reported, not tripped over."""
+    if isinstance(key, str):
+        return key if len(key) <= 64 else f"{key[:61]}..."
+    return shown(key)
 
 
 def check_int(value: object, field: str, low: int, high: int) -> int:
@@ -107,7 +117,7 @@ def check_keys(data: object, known: frozenset[str], required: tuple[str, ...] = 
         raise invalid("", "must be a dict", repr(data))
     for key in data:
         if key not in known:
-            raise invalid(str(key), f"unknown field (known: {sorted(known)})", None)
+            raise invalid(field_name(key), f"unknown field (known: {sorted(known)})", None)
     for key in required:
         if key not in data:
             raise invalid(key, "is required", None)

@@ -24,6 +24,7 @@ from loyaltykit._errors import (
     CodeExpired,
     CodeNotFound,
     CodeUsedUp,
+    CodeVolumeExhausted,
     InvalidInput,
     MemberNotFound,
     NotReferable,
@@ -172,6 +173,11 @@ class ReferralService:
         defaults to the policy's ``code_valid_days`` after issue and ``max_uses`` to its
         ``code_max_uses``. The key defaults to ``"referral-code:<member_id>"`` (the
         member's first code); give another key for more codes.
+
+        The program issues at most its code spec's ``planned`` codes (every member's,
+        counted by the storage under a lock, so concurrent issuers cannot pass the
+        plan either); past it :class:`~loyaltykit.CodeVolumeExhausted` is raised and
+        nothing is written. A new program version with a larger plan issues more.
         """
         policy = self._referral_policy()
         member_id = check_member_id(member_id)
@@ -198,6 +204,12 @@ class ReferralService:
             uow = work.uow
             if uow.ledger.get_member(member_id) is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            issued_so_far = uow.referrals.lock_code_count()
+            if issued_so_far >= policy.code.planned:
+                raise CodeVolumeExhausted(
+                    "the program has issued as many codes as its code spec plans for; a "
+                    "new program version with a larger plan issues more",
+                    planned=policy.code.planned, issued=issued_so_far)
             code = policy.code.draw(self._randbelow)
             issued = ReferralCode(
                 program_id=self.program.id, code=code, shown=policy.code.display(code),
