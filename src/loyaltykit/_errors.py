@@ -44,6 +44,7 @@ still catches a bad amount::
     │       ├── SelfReferral
     │       ├── AlreadyReferred
     │       └── NotReferable
+    ├── FraudCheckError (RuntimeError)
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -69,6 +70,7 @@ __all__ = [
     "Conflict",
     "CurrencyMismatch",
     "DuplicateKey",
+    "FraudCheckError",
     "HoldExpired",
     "HoldNotFound",
     "HoldNotOpen",
@@ -385,6 +387,15 @@ class NotReferable(ReferralRefused):
     (orders recorded already), or the window to attach a code has closed."""
 
     code = "not_referable"
+
+
+class FraudCheckError(LoyaltyError, RuntimeError):
+    """A fraud check given to :class:`~loyaltykit.Loyalty` raised, or returned something
+    other than a valid :class:`~loyaltykit.Verdict`; ``details["check"]`` shows the
+    check, and the check's own exception is the ``__cause__``. The call that attributed
+    the referral (``enrol`` with a code, ``refer``) wrote nothing."""
+
+    code = "fraud_check_error"
 
 
 class StorageError(LoyaltyError, RuntimeError):

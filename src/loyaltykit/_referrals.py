@@ -38,9 +38,17 @@ import attrs
 from loyaltykit._calendar import add_days as add_days  # where the service looks for it
 from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
-from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._errors import FraudCheckError, InvalidInput, InvalidProgram, shown
 from loyaltykit._rules import CapPeriod
-from loyaltykit._validate import check_bool, check_int, invalid
+from loyaltykit._validate import (
+    MAX_REASON_LENGTH,
+    check_bool,
+    check_count,
+    check_instance,
+    check_int,
+    check_reason,
+    invalid,
+)
 from loyaltykit._values import Money, to_utc
 
 __all__ = [
@@ -113,6 +121,7 @@ class Outcome(enum.Enum):
 
 
 _SEVERITY = {Outcome.PASS: 0, Outcome.FLAG: 1, Outcome.BLOCK: 2}
+_FINGERPRINTS = ("payment", "device")
 
 
 @attrs.frozen
@@ -526,10 +535,25 @@ class Identity:
 
 @attrs.frozen
 class Verdict:
-    """A fraud check's outcome and why."""
+    """A fraud check's outcome and why: an :class:`Outcome` and a tuple of reasons, each
+    a str of at most 500 characters (a list is taken as a tuple). Anything else raises
+    :class:`~loyaltykit.InvalidInput`."""
 
     outcome: Outcome = Outcome.PASS
     reasons: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+        object.__setattr__(self, "reasons", _reasons(self.reasons))
+
+
+def _reasons(value: object) -> tuple[str, ...]:
+    if not isinstance(value, tuple | list):
+        raise InvalidInput("a verdict's reasons must be a tuple of str", field="reasons",
+                           value=shown(value))
+    for reason in value:
+        check_reason(reason)
+    return tuple(value)
 
 
 PASS = Verdict()
@@ -563,6 +587,9 @@ class SameEmail:
 
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         mine = {d for k, d in case.referrer_marks if k == "email"}
@@ -578,6 +605,12 @@ class SameFingerprint:
     kind: str = "payment"
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in _FINGERPRINTS:
+            raise InvalidInput("a fingerprint's kind is 'payment' or 'device'", field="kind",
+                               value=shown(self.kind))
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         mine = {d for k, d in case.referrer_marks if k == self.kind}
@@ -589,11 +622,18 @@ class SameFingerprint:
 
 @attrs.frozen
 class Velocity:
-    """More attributions to one referrer in an hour (or a day) than allowed."""
+    """More attributions to one referrer in an hour (or a day) than allowed; each limit
+    is None (no limit) or an int from 1 to 10**9."""
 
     per_hour: int | None = None
     per_day: int | None = None
     outcome: Outcome = Outcome.FLAG
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("per_hour", "per_day"):
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), name, 1, 10**9)
+        check_instance(self.outcome, Outcome, "outcome")
 
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
@@ -611,6 +651,9 @@ class Cycle:
 
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         if case.referee_id in case.chain:
@@ -621,22 +664,40 @@ class Cycle:
 def default_checks(policy: ReferralPolicy) -> tuple[FraudCheck, ...]:
     """The built-in checks: same e-mail and same payment fingerprint block, a shared
     device flags, velocity past the policy's limits flags, a cycle blocks."""
+    check_instance(policy, ReferralPolicy, "policy")
     return (SameEmail(), SameFingerprint("payment", Outcome.BLOCK),
             SameFingerprint("device", Outcome.FLAG),
             Velocity(policy.velocity_per_hour, policy.velocity_per_day), Cycle())
 
 
 def judge(checks: Sequence[FraudCheck], case: ReferralCase) -> Verdict:
-    """Run every check; the most severe outcome wins and every reason is kept."""
+    """Run every check; the most severe outcome wins and every reason is kept.
+
+    A check that raises, or returns anything but a valid :class:`Verdict`, raises
+    :class:`~loyaltykit.FraudCheckError` (its exception as the cause): the attribution
+    is not judged, so nothing is written."""
     outcome = Outcome.PASS
     reasons: list[str] = []
     for check in checks:
-        verdict = check(case)
-        if not isinstance(verdict, Verdict):
-            raise InvalidInput("a fraud check must return a Verdict", check=repr(check),
-                               returned=repr(verdict))
+        try:
+            verdict = check(case)
+        except Exception as exc:  # the shop's code: any failure is the check's
+            raise FraudCheckError("a fraud check raised", check=shown(check),
+                                  error=shown(exc)) from exc
+        if not _valid(verdict):
+            raise FraudCheckError("a fraud check must return a Verdict", check=shown(check),
+                                  returned=shown(verdict))
         if verdict.outcome is not Outcome.PASS:
-            reasons.extend(verdict.reasons or (repr(check),))
+            reasons.extend(verdict.reasons or (shown(check),))
             if _SEVERITY[verdict.outcome] > _SEVERITY[outcome]:
                 outcome = verdict.outcome
     return Verdict(outcome, tuple(reasons))
+
+
+def _valid(verdict: object) -> bool:
+    """True if ``verdict`` is a Verdict as its constructor leaves one (a check could
+    have changed one after it was built)."""
+    return (isinstance(verdict, Verdict) and isinstance(verdict.outcome, Outcome)
+            and isinstance(verdict.reasons, tuple)
+            and all(isinstance(r, str) and len(r) <= MAX_REASON_LENGTH
+                    for r in verdict.reasons))
