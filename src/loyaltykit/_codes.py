@@ -59,7 +59,7 @@ def normalise_code(text: str) -> str:
     ``O`` as ``0`` and ``I``/``L`` as ``1``. Only spacing and look-alikes are forgiven;
     anything else stays as typed (and then fails :meth:`CodeSpec.parse`)."""
     if not isinstance(text, str):
-        raise InvalidCode("a code is a str", code=repr(text))
+        raise InvalidCode("a code is a str", code=shown(text))
     return _IGNORED.sub("", text).upper().translate(_READS_AS)
 
 
