@@ -15,13 +15,15 @@ without any storage lookup.
 
 The spec also states its strength. With ``n`` codes issued out of a keyspace of
 ``32**length``, one random guess hits an issued code with probability
-``n / 32**length``; :meth:`CodeSpec.require_strength` refuses a spec whose planned
-volume pushes that above one in a million.
+``n / 32**length``. A spec carries its planned volume (``planned``: how many codes it
+may ever issue) and is refused on construction unless, with that many issued, a guess
+stays below one in a million; issuing counts the codes stored and refuses to go past
+the plan (:class:`~loyaltykit.CodeVolumeExhausted`), so the bound holds for every
+code actually issued. A larger plan is a new program version.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 from collections.abc import Callable
@@ -29,8 +31,8 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._errors import InvalidCode, InvalidProgram
-from loyaltykit._validate import invalid
+from loyaltykit._errors import InvalidCode, InvalidProgram, shown
+from loyaltykit._validate import check_int, field_name, invalid
 
 __all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
 
@@ -38,13 +40,18 @@ __all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_c
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Check symbols: the 32 digits for 0-31, then ``*~$=U`` for 32-36.
 CHECK_SYMBOLS = ALPHABET + "*~$=U"
-#: The most a single guess may hit at the planned volume.
+#: A single guess must hit an issued code with a probability below this, at the planned
+#: volume.
 MAX_GUESS_PROBABILITY = 1e-6
+_GUESS_ODDS = 1_000_000  # the same bound as odds, for exact integer comparison
+#: The largest planned volume a spec accepts.
+MAX_PLANNED = 10**15
 
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s\-]+")
 _PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}$")
+_FIELDS = frozenset({"length", "group", "prefix", "check", "planned"})
 
 
 def normalise_code(text: str) -> str:
@@ -52,7 +59,7 @@ def normalise_code(text: str) -> str:
     ``O`` as ``0`` and ``I``/``L`` as ``1``. Only spacing and look-alikes are forgiven;
     anything else stays as typed (and then fails :meth:`CodeSpec.parse`)."""
     if not isinstance(text, str):
-        raise InvalidCode("a code is a str", code=repr(text))
+        raise InvalidCode("a code is a str", code=shown(text))
     return _IGNORED.sub("", text).upper().translate(_READS_AS)
 
 
@@ -70,11 +77,15 @@ class CodeSpec:
 
     ``length`` random symbols (each carries 5 bits); ``group`` symbols per group when
     shown (0: one block); ``prefix`` a fixed lead (Crockford symbols, up to 8, not
-    counted as entropy); ``check``: append a check character.
+    counted as entropy); ``check``: append a check character; ``planned``: how many
+    codes the program may issue with this spec (1 to 10**15). A spec whose keyspace is
+    too small for its plan (a guess would hit an issued code with probability of one in
+    a million or more) raises :class:`~loyaltykit.InvalidProgram` naming
+    ``code.length``.
 
     >>> spec = CodeSpec(length=10, group=5)
-    >>> spec.entropy_bits
-    50
+    >>> spec.entropy_bits, spec.planned
+    (50, 1000000)
     >>> check_symbol("7K3QDM9XWP")
     'C'
     >>> spec.display("7K3QDM9XWPC")
@@ -89,6 +100,7 @@ class CodeSpec:
     group: int = 5
     prefix: str = ""
     check: bool = True
+    planned: int = 1_000_000
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) \
@@ -102,6 +114,8 @@ class CodeSpec:
                           self.prefix)
         if not isinstance(self.check, bool):
             raise invalid("code.check", "must be a bool", self.check)
+        check_int(self.planned, "code.planned", 1, MAX_PLANNED)
+        self._require_strength(self.planned)
 
     @property
     def entropy_bits(self) -> int:
@@ -113,24 +127,27 @@ class CodeSpec:
         """How many different codes the spec can draw."""
         return int(32 ** self.length)
 
-    def guess_probability(self, planned: int) -> float:
-        """The chance that one random guess is an issued code once ``planned`` are."""
-        return planned / self.keyspace
+    def guess_probability(self, planned: int | None = None) -> float:
+        """The chance that one random guess is an issued code once ``planned`` are
+        (default: the spec's own plan)."""
+        if planned is None:
+            return self.planned / self.keyspace
+        return check_int(planned, "code.planned", 1, MAX_PLANNED) / self.keyspace
 
-    def require_strength(self, planned: int) -> None:
-        """Raise InvalidProgram if, with ``planned`` codes issued, one guess would hit
-        an issued code with probability above one in a million."""
-        if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
-            raise invalid("code.planned", "must be a positive int", planned)
+    def _require_strength(self, planned: int) -> None:
+        # exact: planned / 32**length < 1 / 1_000_000, with no float rounding at the edge
+        if planned * _GUESS_ODDS < self.keyspace:
+            return
         chance = self.guess_probability(planned)
-        if chance > MAX_GUESS_PROBABILITY:
-            needed = math.ceil(math.log(planned / MAX_GUESS_PROBABILITY, 32))
-            raise InvalidProgram(
-                f"code: {self.entropy_bits} bits are too few for {planned} codes: one guess "
-                f"would hit an issued code with probability {chance:.2g} (more than "
-                f"{MAX_GUESS_PROBABILITY:g}); use at least {needed} symbols",
-                field="code.length", value=self.length, planned=planned,
-                guess_probability=chance, needed_length=needed)
+        needed = self.length
+        while planned * _GUESS_ODDS >= 32 ** needed:
+            needed += 1
+        raise InvalidProgram(
+            f"code.length: {self.entropy_bits} bits are too few for {planned} codes: one "
+            f"guess would hit an issued code with probability {chance:.2g} (at least "
+            f"{MAX_GUESS_PROBABILITY:g}); use at least {needed} symbols or plan fewer codes",
+            field="code.length", value=self.length, planned=planned,
+            guess_probability=chance, needed_length=needed)
 
     def draw(self, randbelow: Callable[[int], int] = secrets.randbelow) -> str:
         """Return a new code in its stored form (prefix, symbols, check character)."""
@@ -175,14 +192,14 @@ class CodeSpec:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict that :meth:`from_dict` turns back."""
         return {"length": self.length, "group": self.group, "prefix": self.prefix,
-                "check": self.check}
+                "check": self.check, "planned": self.planned}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CodeSpec:
         """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, dict):
-            raise invalid("code.spec", "must be a table", repr(data))
-        unknown = sorted(set(data) - {"length", "group", "prefix", "check"})
-        if unknown:
-            raise invalid(f"code.{unknown[0]}", "unknown field", None)
+            raise invalid("code.spec", "must be a table", shown(data))
+        for name in data:
+            if name not in _FIELDS:
+                raise invalid(f"code.{field_name(name)}", "unknown field", None)
         return cls(**data)

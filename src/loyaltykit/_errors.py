@@ -38,11 +38,13 @@ still catches a bad amount::
     │   ├── ProgramVersionConflict
     │   ├── CodeExpired
     │   ├── CodeUsedUp
+    │   ├── CodeVolumeExhausted
     │   ├── ReferralNotFlagged
     │   └── ReferralRefused
     │       ├── SelfReferral
     │       ├── AlreadyReferred
     │       └── NotReferable
+    ├── FraudCheckError (RuntimeError)
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -64,9 +66,11 @@ __all__ = [
     "CodeExpired",
     "CodeNotFound",
     "CodeUsedUp",
+    "CodeVolumeExhausted",
     "Conflict",
     "CurrencyMismatch",
     "DuplicateKey",
+    "FraudCheckError",
     "HoldExpired",
     "HoldNotFound",
     "HoldNotOpen",
@@ -344,6 +348,15 @@ class CodeUsedUp(Conflict):
     code = "code_used_up"
 
 
+class CodeVolumeExhausted(Conflict):
+    """The program has issued as many codes as its code spec plans for
+    (``CodeSpec.planned``; ``details["planned"]`` and ``details["issued"]``). Past the
+    plan a guess would hit an issued code too often; a new program version with a
+    larger plan (and enough symbols for it) issues more."""
+
+    code = "code_volume_exhausted"
+
+
 class ReferralNotFlagged(Conflict):
     """Only a flagged referral waits for an approve or reject call."""
 
@@ -374,6 +387,15 @@ class NotReferable(ReferralRefused):
     (orders recorded already), or the window to attach a code has closed."""
 
     code = "not_referable"
+
+
+class FraudCheckError(LoyaltyError, RuntimeError):
+    """A fraud check given to :class:`~loyaltykit.Loyalty` raised, or returned something
+    other than a valid :class:`~loyaltykit.Verdict`; ``details["check"]`` shows the
+    check, and the check's own exception is the ``__cause__``. The call that attributed
+    the referral (``enrol`` with a code, ``refer``) wrote nothing."""
+
+    code = "fraud_check_error"
 
 
 class StorageError(LoyaltyError, RuntimeError):

@@ -537,6 +537,9 @@ class _Referrals:
     def claim_code(self, code: str) -> bool:
         return self.inner.claim_code(code)
 
+    def lock_code_count(self) -> int:
+        return self.inner.lock_code_count()
+
     def get_referral(self, referee_id: str) -> Referral | None:
         return self.n.one(self.inner.get_referral(self.n.key(referee_id)))
 

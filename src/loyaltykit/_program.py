@@ -20,11 +20,11 @@ import attrs
 
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._calendar import zone as zone  # where the service looks for it
-from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet
+from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet, shown
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
-from loyaltykit._validate import NAME, invalid
+from loyaltykit._validate import NAME, field_name, invalid
 from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
@@ -300,11 +300,11 @@ class Program:
                 aware = to_utc(check_aware(self.effective_from, name="effective_from"))
             except NaiveDatetime:
                 raise invalid("effective_from", "must be a timezone-aware datetime",
-                              repr(self.effective_from)) from None
+                              shown(self.effective_from)) from None
             object.__setattr__(self, "effective_from", aware)
         if self.tiers is not None:
             if not isinstance(self.tiers, TierPolicy):
-                raise invalid("tiers", "must be a TierPolicy", repr(self.tiers))
+                raise invalid("tiers", "must be a TierPolicy", shown(self.tiers))
             if self.tiers.wallet is not None and self.tiers.wallet not in self.wallets:
                 raise invalid("tiers.wallet", f"not a wallet of the program {self.wallets}",
                               self.tiers.wallet)
@@ -315,7 +315,7 @@ class Program:
                                   "must be in the program's currency", threshold.currency)
         if self.referrals is not None:
             if not isinstance(self.referrals, ReferralPolicy):
-                raise invalid("referrals", "must be a ReferralPolicy", repr(self.referrals))
+                raise invalid("referrals", "must be a ReferralPolicy", shown(self.referrals))
             minimum = self.referrals.min_net
             if minimum is not None and minimum.currency != self.currency:
                 raise invalid("referrals.min_net", "must be in the program's currency",
@@ -362,13 +362,14 @@ class Program:
                 point_value = Money.from_dict(raw_value)
             except (KeyError, TypeError, AttributeError, LoyaltyError):
                 raise invalid("point_value", "must be {'amount': ..., 'currency': ...}",
-                              repr(raw_value)) from None
+                              shown(raw_value)) from None
             wallets = data.get("wallets", ("points",))
             if not isinstance(wallets, list | tuple):  # a str would become one-letter wallets
                 raise invalid("wallets", "must be a list of names", wallets)
-            unknown = sorted(set(data) - _PROGRAM_KEYS)
+            unknown = sorted(set(data) - _PROGRAM_KEYS, key=field_name)
             if unknown:  # a typo ("earnings") must not silently drop a whole section
-                raise invalid(unknown[0], f"unknown field (known: {sorted(_PROGRAM_KEYS)})",
+                raise invalid(field_name(unknown[0]),
+                              f"unknown field (known: {sorted(_PROGRAM_KEYS)})",
                               None)
             effective_from = data.get("effective_from")
             if isinstance(effective_from, str):

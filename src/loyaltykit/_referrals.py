@@ -38,9 +38,18 @@ import attrs
 from loyaltykit._calendar import add_days as add_days  # where the service looks for it
 from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
-from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._errors import FraudCheckError, InvalidInput, InvalidProgram, shown
 from loyaltykit._rules import CapPeriod
-from loyaltykit._validate import check_bool, check_int, invalid
+from loyaltykit._validate import (
+    MAX_REASON_LENGTH,
+    check_bool,
+    check_count,
+    check_instance,
+    check_int,
+    check_reason,
+    field_name,
+    invalid,
+)
 from loyaltykit._values import Money, to_utc
 
 __all__ = [
@@ -113,6 +122,7 @@ class Outcome(enum.Enum):
 
 
 _SEVERITY = {Outcome.PASS: 0, Outcome.FLAG: 1, Outcome.BLOCK: 2}
+_FINGERPRINTS = ("payment", "device")
 
 
 @attrs.frozen
@@ -199,18 +209,18 @@ class Campaign:
             value = getattr(self, field)
             if not isinstance(value, dt.datetime) or value.tzinfo is None:
                 raise invalid(f"referrals.campaigns.{field}", "must be a timezone-aware datetime",
-                              repr(value))
+                              shown(value))
             object.__setattr__(self, field, to_utc(value))
         if self.ends_at <= self.starts_at:
             raise invalid("referrals.campaigns.ends_at", "must be after starts_at",
                           self.ends_at.isoformat())
         if not isinstance(self.reward, ReferralReward):
             raise invalid("referrals.campaigns.reward", "must be a ReferralReward",
-                          repr(self.reward))
+                          shown(self.reward))
         if not isinstance(self.sources, tuple) or not all(
                 isinstance(s, Source) for s in self.sources):
             raise invalid("referrals.campaigns.sources", "must be a tuple of Source",
-                          repr(self.sources))
+                          shown(self.sources))
 
     def runs_for(self, at: dt.datetime, source: Source) -> bool:
         """True if the campaign covers a referral of ``source`` attributed at ``at``."""
@@ -238,12 +248,12 @@ def _sources(value: object) -> tuple[tuple[Source, ReferralReward], ...]:
     if isinstance(value, Mapping):
         value = tuple(value.items())
     if not isinstance(value, tuple):
-        raise invalid("referrals.sources", "must map Source to ReferralReward", repr(value))
+        raise invalid("referrals.sources", "must map Source to ReferralReward", shown(value))
     pairs = []
     for item in value:
         if (not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], Source)
                 or not isinstance(item[1], ReferralReward)):
-            raise invalid("referrals.sources", "must map Source to ReferralReward", repr(item))
+            raise invalid("referrals.sources", "must map Source to ReferralReward", shown(item))
         pairs.append(item)
     return tuple(sorted(dict(pairs).items(), key=lambda p: p[0].value))
 
@@ -261,8 +271,8 @@ class ReferralPolicy:
     50
 
     ``reward`` is what a customer's code pays; ``sources`` overrides it per
-    :class:`Source`. ``code`` is the :class:`~loyaltykit.CodeSpec`, refused when
-    ``planned_codes`` codes would make a guess too likely. A code expires
+    :class:`Source`. ``code`` is the :class:`~loyaltykit.CodeSpec`, whose ``planned``
+    volume bounds how many codes the program issues. A code expires
     ``code_valid_days`` after issue (None: never) and may be used ``code_max_uses``
     times (None: no limit). ``velocity_per_hour`` / ``velocity_per_day`` bound a
     referrer's attributions before they are flagged.
@@ -282,7 +292,6 @@ class ReferralPolicy:
     cap: ReferralCap | None = None
     campaigns: tuple[Campaign, ...] = ()
     code: CodeSpec = attrs.field(factory=CodeSpec)
-    planned_codes: int = 1_000_000
     code_valid_days: int | None = None
     code_max_uses: int | None = None
     velocity_per_hour: int | None = 5
@@ -290,9 +299,9 @@ class ReferralPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.reward, ReferralReward):
-            raise invalid("referrals.reward", "must be a ReferralReward", repr(self.reward))
+            raise invalid("referrals.reward", "must be a ReferralReward", shown(self.reward))
         if self.min_net is not None and not isinstance(self.min_net, Money):
-            raise invalid("referrals.min_net", "must be Money", repr(self.min_net))
+            raise invalid("referrals.min_net", "must be Money", shown(self.min_net))
         _count(self.qualify_within_days, "qualify_within_days", low=1, high=_MAX_DAYS)
         if self.order_number is not None:
             _count(self.order_number, "order_number", low=1, high=1000)
@@ -300,18 +309,16 @@ class ReferralPolicy:
         _count(self.attach_within_days, "attach_within_days", high=_MAX_DAYS)
         check_bool(self.existing_customers, "referrals.existing_customers")
         if self.cap is not None and not isinstance(self.cap, ReferralCap):
-            raise invalid("referrals.cap", "must be a ReferralCap", repr(self.cap))
+            raise invalid("referrals.cap", "must be a ReferralCap", shown(self.cap))
         if not isinstance(self.campaigns, tuple) or not all(
                 isinstance(c, Campaign) for c in self.campaigns):
             raise invalid("referrals.campaigns", "must be a tuple of Campaign",
-                          repr(self.campaigns))
+                          shown(self.campaigns))
         if len({c.name for c in self.campaigns}) != len(self.campaigns):
             raise invalid("referrals.campaigns", "names must be unique",
                           [c.name for c in self.campaigns])
         if not isinstance(self.code, CodeSpec):
-            raise invalid("referrals.code", "must be a CodeSpec", repr(self.code))
-        _count(self.planned_codes, "planned_codes", low=1, high=10**15)
-        self.code.require_strength(self.planned_codes)
+            raise invalid("referrals.code", "must be a CodeSpec", shown(self.code))
         if self.code_valid_days is not None:
             _count(self.code_valid_days, "code_valid_days", low=1, high=_MAX_DAYS)
         for field in ("code_max_uses", "velocity_per_hour", "velocity_per_day"):
@@ -341,7 +348,6 @@ class ReferralPolicy:
             "cap": self.cap.to_dict() if self.cap is not None else None,
             "campaigns": [c.to_dict() for c in self.campaigns],
             "code": self.code.to_dict(),
-            "planned_codes": self.planned_codes,
             "code_valid_days": self.code_valid_days,
             "code_max_uses": self.code_max_uses,
             "velocity_per_hour": self.velocity_per_hour,
@@ -352,11 +358,11 @@ class ReferralPolicy:
     def from_dict(cls, data: Mapping[str, Any]) -> ReferralPolicy:
         """Build a policy from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, Mapping):
-            raise invalid("referrals.referrals", "must be a table", repr(data))
+            raise invalid("referrals.referrals", "must be a table", shown(data))
         known = set(attrs.fields_dict(cls))
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise invalid(f"referrals.{unknown[0]}", "unknown field", None)
+        for name in data:
+            if name not in known:
+                raise invalid(f"referrals.{field_name(name)}", "unknown field", None)
         try:
             fields = dict(data)
             fields["reward"] = ReferralReward.from_dict(data["reward"])
@@ -374,7 +380,8 @@ class ReferralPolicy:
         except InvalidProgram:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise invalid("referrals.referrals", f"malformed definition: {exc!r}", None) from None
+            raise invalid("referrals.referrals", f"malformed definition: {shown(exc)}",
+                          None) from None
 
 
 # -- stored records ---------------------------------------------------------------------
@@ -472,23 +479,54 @@ class ReferrerStats:
 # -- identity ---------------------------------------------------------------------------
 
 
+#: The longest e-mail address, payment or device fingerprint an identity takes.
+MAX_EMAIL_LENGTH = 320
+MAX_FINGERPRINT_LENGTH = 1000
+
+
+def _identity_text(value: object, field: str, limit: int) -> str:
+    """``value`` if it is a non-empty str of at most ``limit`` characters that can be
+    hashed (UTF-8: no lone surrogates). The error never carries the value, nor a part
+    of it: an identity is personal data (only its kind and length are told)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a str", field=field, type=type(value).__name__)
+    if not value or len(value) > limit:
+        raise InvalidInput(f"{field} must be 1 to {limit} characters", field=field,
+                           length=len(value))
+    try:
+        value.encode()
+        hashable = True
+    except UnicodeEncodeError:
+        hashable = False
+    if not hashable:  # raised out here: the encoder's error (holding the value) is no context
+        raise InvalidInput(f"{field} holds a character that is not text (a lone surrogate)",
+                           field=field, length=len(value))
+    return value
+
+
 def normalise_email(email: str) -> str:
     """Return the mailbox ``email`` reaches: lower case, without a ``+tag``; for Gmail
     also without dots in the local part and with ``googlemail.com`` read as
-    ``gmail.com``.
+    ``gmail.com``. A malformed address raises :class:`~loyaltykit.InvalidInput`, which
+    never shows the address.
 
     >>> normalise_email("A.Lice+promo@GMail.com")
     'alice@gmail.com'
     """
-    if not isinstance(email, str) or email.count("@") != 1:
-        raise InvalidInput("an e-mail address has one @", email=repr(email))
+    _identity_text(email, "email", MAX_EMAIL_LENGTH)
+    if email.count("@") != 1:
+        raise InvalidInput("an e-mail address has one @", field="email")
     local, domain = email.strip().lower().split("@")
     local = local.split("+", 1)[0]
     if domain in ("gmail.com", "googlemail.com"):
         local, domain = local.replace(".", ""), "gmail.com"
     if not local or not domain:
-        raise InvalidInput("an e-mail address needs a mailbox and a domain", email=email)
+        raise InvalidInput("an e-mail address needs a mailbox and a domain", field="email")
     return f"{local}@{domain}"
+
+
+def _hidden(value: object) -> str:
+    return "None" if value is None else "<hidden>"
 
 
 @attrs.frozen
@@ -496,23 +534,26 @@ class Identity:
     """What a shop knows of who a member is, for fraud checks. Each value is kept only
     as a keyed hash: the e-mail after :func:`normalise_email`, the payment fingerprint
     (a card or account token from the payment provider) and the device fingerprint as
-    given."""
+    given. Each is a str (an e-mail up to 320 characters, a fingerprint up to 1000);
+    its ``repr`` and the errors about it never show the values."""
 
-    email: str | None = None
-    payment: str | None = None
-    device: str | None = None
+    email: str | None = attrs.field(default=None, repr=_hidden)
+    payment: str | None = attrs.field(default=None, repr=_hidden)
+    device: str | None = attrs.field(default=None, repr=_hidden)
 
     def __attrs_post_init__(self) -> None:
         for field in ("payment", "device"):
             value = getattr(self, field)
-            if value is not None and (not isinstance(value, str) or not value
-                                      or len(value) > 1000):
-                raise InvalidInput(f"{field} must be a non-empty str", **{field: repr(value)})
+            if value is not None:
+                _identity_text(value, field, MAX_FINGERPRINT_LENGTH)
         if self.email is not None:
             normalise_email(self.email)
 
     def digests(self, secret: bytes) -> dict[str, str]:
-        """kind -> HMAC-SHA256 hex digest of each value given."""
+        """kind -> HMAC-SHA256 hex digest of each value given, keyed with ``secret``
+        (bytes)."""
+        if not isinstance(secret, bytes):
+            raise InvalidInput("secret must be bytes", secret="(hidden)")
         values = {"email": normalise_email(self.email) if self.email is not None else None,
                   "payment": self.payment, "device": self.device}
         return {kind: str(hmac.new(secret, f"{kind}:{value}".encode(),
@@ -530,10 +571,25 @@ class Identity:
 
 @attrs.frozen
 class Verdict:
-    """A fraud check's outcome and why."""
+    """A fraud check's outcome and why: an :class:`Outcome` and a tuple of reasons, each
+    a str of at most 500 characters (a list is taken as a tuple). Anything else raises
+    :class:`~loyaltykit.InvalidInput`."""
 
     outcome: Outcome = Outcome.PASS
     reasons: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+        object.__setattr__(self, "reasons", _reasons(self.reasons))
+
+
+def _reasons(value: object) -> tuple[str, ...]:
+    if not isinstance(value, tuple | list):
+        raise InvalidInput("a verdict's reasons must be a tuple of str", field="reasons",
+                           value=shown(value))
+    for reason in value:
+        check_reason(reason)
+    return tuple(value)
 
 
 PASS = Verdict()
@@ -567,6 +623,9 @@ class SameEmail:
 
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         mine = {d for k, d in case.referrer_marks if k == "email"}
@@ -582,6 +641,12 @@ class SameFingerprint:
     kind: str = "payment"
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in _FINGERPRINTS:
+            raise InvalidInput("a fingerprint's kind is 'payment' or 'device'", field="kind",
+                               value=shown(self.kind))
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         mine = {d for k, d in case.referrer_marks if k == self.kind}
@@ -593,11 +658,18 @@ class SameFingerprint:
 
 @attrs.frozen
 class Velocity:
-    """More attributions to one referrer in an hour (or a day) than allowed."""
+    """More attributions to one referrer in an hour (or a day) than allowed; each limit
+    is None (no limit) or an int from 1 to 10**9."""
 
     per_hour: int | None = None
     per_day: int | None = None
     outcome: Outcome = Outcome.FLAG
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("per_hour", "per_day"):
+            if getattr(self, name) is not None:
+                check_count(getattr(self, name), name, 1, 10**9)
+        check_instance(self.outcome, Outcome, "outcome")
 
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
@@ -615,6 +687,9 @@ class Cycle:
 
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        check_instance(self.outcome, Outcome, "outcome")
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         if case.referee_id in case.chain:
@@ -625,22 +700,40 @@ class Cycle:
 def default_checks(policy: ReferralPolicy) -> tuple[FraudCheck, ...]:
     """The built-in checks: same e-mail and same payment fingerprint block, a shared
     device flags, velocity past the policy's limits flags, a cycle blocks."""
+    check_instance(policy, ReferralPolicy, "policy")
     return (SameEmail(), SameFingerprint("payment", Outcome.BLOCK),
             SameFingerprint("device", Outcome.FLAG),
             Velocity(policy.velocity_per_hour, policy.velocity_per_day), Cycle())
 
 
 def judge(checks: Sequence[FraudCheck], case: ReferralCase) -> Verdict:
-    """Run every check; the most severe outcome wins and every reason is kept."""
+    """Run every check; the most severe outcome wins and every reason is kept.
+
+    A check that raises, or returns anything but a valid :class:`Verdict`, raises
+    :class:`~loyaltykit.FraudCheckError` (its exception as the cause): the attribution
+    is not judged, so nothing is written."""
     outcome = Outcome.PASS
     reasons: list[str] = []
     for check in checks:
-        verdict = check(case)
-        if not isinstance(verdict, Verdict):
-            raise InvalidInput("a fraud check must return a Verdict", check=repr(check),
-                               returned=repr(verdict))
+        try:
+            verdict = check(case)
+        except Exception as exc:  # the shop's code: any failure is the check's
+            raise FraudCheckError("a fraud check raised", check=shown(check),
+                                  error=shown(exc)) from exc
+        if not _valid(verdict):
+            raise FraudCheckError("a fraud check must return a Verdict", check=shown(check),
+                                  returned=shown(verdict))
         if verdict.outcome is not Outcome.PASS:
-            reasons.extend(verdict.reasons or (repr(check),))
+            reasons.extend(verdict.reasons or (shown(check),))
             if _SEVERITY[verdict.outcome] > _SEVERITY[outcome]:
                 outcome = verdict.outcome
     return Verdict(outcome, tuple(reasons))
+
+
+def _valid(verdict: object) -> bool:
+    """True if ``verdict`` is a Verdict as its constructor leaves one (a check could
+    have changed one after it was built)."""
+    return (isinstance(verdict, Verdict) and isinstance(verdict.outcome, Outcome)
+            and isinstance(verdict.reasons, tuple)
+            and all(isinstance(r, str) and len(r) <= MAX_REASON_LENGTH
+                    for r in verdict.reasons))

@@ -8,10 +8,11 @@ Two families, each with one contract:
 the bad field (``"referrals.cap.days: ..."``) and the caller raises it (``raise
 invalid(...) from None`` where the cause is noise); the ``check_*`` helpers raise it
 themselves and return the checked value.
-* **Arguments of public calls** (member and order ids, reasons, metadata, ids):
-  ``check_member_id``, ``check_reason``, ``check_json`` and ``check_id`` raise
-  :class:`~loyaltykit.InvalidInput` naming the parameter and return the value in the
-  form the services use.
+* **Arguments of public calls** (member and order ids, reasons, metadata, ids, and
+  the options of components a caller builds, such as fraud checks):
+  ``check_member_id``, ``check_reason``, ``check_json``, ``check_id``, ``check_count``
+  and ``check_instance`` raise :class:`~loyaltykit.InvalidInput` naming the parameter
+  and return the value in the form the services use.
 
 Nothing here imports the domain modules.
 """
@@ -23,7 +24,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from loyaltykit._errors import InvalidInput, InvalidProgram, shown
 
@@ -34,17 +35,22 @@ __all__ = [
     "MAX_REASON_LENGTH",
     "NAME",
     "check_bool",
+    "check_count",
     "check_enum",
     "check_id",
     "check_ident",
+    "check_instance",
     "check_int",
     "check_json",
     "check_keys",
     "check_member_id",
     "check_reason",
     "check_tuple",
+    "field_name",
     "invalid",
 ]
+
+T = TypeVar("T")
 
 #: A lower-case name of up to 32 characters (wallets, tiers).
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -56,6 +62,15 @@ def invalid(field: str, message: str, value: object) -> InvalidProgram:
     the field's path; an empty path names the whole part being read)."""
     return InvalidProgram(f"{field}: {message}" if field else message, field=field,
                           value=value)
+
+
+def field_name(key: object) -> str:
+    """A mapping's key as the name of a field in an error: the text itself (cut to 64
+    characters), or the shortened ``repr`` of a key that is not text. Never raises, so
+    an unknown key of any type is reported, not tripped over."""
+    if isinstance(key, str):
+        return key if len(key) <= 64 else f"{key[:61]}..."
+    return shown(key)
 
 
 def check_int(value: object, field: str, low: int, high: int) -> int:
@@ -88,7 +103,7 @@ def check_enum(cls: type[enum.Enum], value: object, field: str) -> Any:
         return cls(value)
     except (ValueError, TypeError):
         raise invalid(field, f"must be one of {[m.value for m in cls]}",
-                      repr(value)) from None
+                      shown(value)) from None
 
 
 def check_tuple(value: object, field: str) -> tuple[Any, ...]:
@@ -97,17 +112,17 @@ def check_tuple(value: object, field: str) -> tuple[Any, ...]:
         return value
     if isinstance(value, list):
         return tuple(value)
-    raise invalid(field, "must be a tuple", repr(value))
+    raise invalid(field, "must be a tuple", shown(value))
 
 
 def check_keys(data: object, known: frozenset[str], required: tuple[str, ...] = ()
                ) -> Mapping[str, Any]:
     """``data`` if it is a mapping with only ``known`` keys and every ``required`` one."""
     if not isinstance(data, Mapping):
-        raise invalid("", "must be a dict", repr(data))
+        raise invalid("", "must be a dict", shown(data))
     for key in data:
         if key not in known:
-            raise invalid(str(key), f"unknown field (known: {sorted(known)})", None)
+            raise invalid(field_name(key), f"unknown field (known: {sorted(known)})", None)
     for key in required:
         if key not in data:
             raise invalid(key, "is required", None)
@@ -142,6 +157,23 @@ def check_reason(value: object, *, required: bool = False) -> str:
                            reason=value)
     if required and not value.strip():
         raise InvalidInput("a reason is required", reason=value)
+    return value
+
+
+def check_count(value: object, name: str, low: int, high: int) -> int:
+    """``value`` if it is an int (never a bool) from ``low`` to ``high``: an option of a
+    call or of a component the caller builds (a fraud check's limit)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an int from {low} to {high}", field=name,
+                           value=shown(value))
+    return value
+
+
+def check_instance(value: object, kind: type[T], name: str) -> T:
+    """``value`` if it is a ``kind`` (an enum member, a policy...); else InvalidInput
+    naming ``name``."""
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{name} must be a {kind.__name__}", field=name, value=shown(value))
     return value
 
 

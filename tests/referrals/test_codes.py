@@ -19,7 +19,7 @@ def _samples(count: int, spec: CodeSpec = SPEC) -> list[str]:
     return [spec.draw(rng.randrange) for _ in range(count)]
 
 
-@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF"),
+@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF", planned=1000),
                                   CodeSpec(length=16, group=4)])
 def test_every_single_substitution_is_caught(spec: CodeSpec) -> None:
     body_start = len(spec.prefix)
@@ -37,7 +37,7 @@ def test_every_single_substitution_is_caught(spec: CodeSpec) -> None:
     assert 60 * (spec.length * 31 + 36) == checked
 
 
-@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF"),
+@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF", planned=1000),
                                   CodeSpec(length=16, group=4)])
 def test_every_adjacent_transposition_is_caught(spec: CodeSpec) -> None:
     checked = 0
@@ -106,40 +106,59 @@ def test_prefix_and_grouping() -> None:
 
 @given(st.integers(min_value=4, max_value=32), st.randoms(use_true_random=False))
 def test_drawn_codes_parse_back(length: int, rnd: random.Random) -> None:
-    spec = CodeSpec(length=length, group=5)
+    spec = CodeSpec(length=length, group=5, planned=1)
     code = spec.draw(rnd.randrange)
     assert code == spec.parse(spec.display(code))
     assert length + 1 == len(code)
 
 
-def test_strength_is_stated_and_weak_specs_are_refused() -> None:
+def test_a_spec_checks_its_own_keyspace_against_its_plan() -> None:
     assert 50 == SPEC.entropy_bits
     assert 32 ** 10 == SPEC.keyspace
-    SPEC.require_strength(1_000_000)  # 1e6 / 2**50 < 1e-6
-    with pytest.raises(InvalidProgram, match="at least 8 symbols"):
-        CodeSpec(length=6).require_strength(1_000_000)
+    assert 1_000_000 == SPEC.planned
+    assert SPEC.guess_probability() < 1e-6
+    assert 2 ** -50 == SPEC.guess_probability(1)
     with pytest.raises(InvalidProgram):
-        ReferralPolicy(reward=ReferralReward(1, 1), code=CodeSpec(length=6))
-    # the boundary: 32**8 / 1e6 codes is exactly allowed
-    planned = int(32 ** 8 * 1e-6)
-    CodeSpec(length=8).require_strength(planned)
+        SPEC.guess_probability("1")  # type: ignore[arg-type]
+    # the default plan, a million codes, needs 8 symbols: 6 are refused on their own
+    with pytest.raises(InvalidProgram, match="at least 8 symbols") as refused:
+        CodeSpec(length=6)
+    assert ("code.length", 1_000_000) == (refused.value.details["field"],
+                                          refused.value.details["planned"])
+    # the boundary, in exact arithmetic: a guess must stay below 1e-6
+    planned = 32 ** 8 // 10**6
+    assert planned == CodeSpec(length=8, planned=planned).planned
+    with pytest.raises(InvalidProgram, match="at least 9 symbols"):
+        CodeSpec(length=8, planned=planned + 1)
+    # the issue's example: 4 symbols hold one code (1 / 32**4 < 1e-6), not two
+    assert CodeSpec(length=4, planned=1).guess_probability() < 1e-6
     with pytest.raises(InvalidProgram):
-        CodeSpec(length=8).require_strength(planned + 1)
-    ReferralPolicy(reward=ReferralReward(1, 1), code=CodeSpec(length=8), planned_codes=planned)
+        CodeSpec(length=4, planned=2)
+    # the policy takes the spec's plan: there is no second place to state it
+    policy = ReferralPolicy(reward=ReferralReward(1, 1), code=CodeSpec(length=8, planned=5))
+    assert 5 == policy.code.planned
+    assert 5 == ReferralPolicy.from_dict(policy.to_dict()).code.planned
 
 
 @pytest.mark.parametrize("fields", [{"length": 3}, {"length": True}, {"group": -1},
-                                    {"prefix": "ref"}, {"prefix": "ILOU"}, {"check": 1}])
+                                    {"prefix": "ref"}, {"prefix": "ILOU"}, {"check": 1},
+                                    {"planned": 0}, {"planned": True}, {"planned": "5"},
+                                    {"planned": 1.5}, {"planned": 10**15 + 1},
+                                    {"planned": None}])
 def test_bad_specs_are_refused(fields: dict[str, object]) -> None:
-    with pytest.raises(InvalidProgram):
+    with pytest.raises(InvalidProgram) as refused:
         CodeSpec(**fields)  # type: ignore[arg-type]
+    assert f"code.{next(iter(fields))}" == refused.value.details["field"]
 
 
 def test_spec_round_trips_through_its_dict() -> None:
-    spec = CodeSpec(length=12, group=4, prefix="R", check=False)
+    spec = CodeSpec(length=12, group=4, prefix="R", check=False, planned=10**7)
     assert spec == CodeSpec.from_dict(spec.to_dict())
     with pytest.raises(InvalidProgram):
         CodeSpec.from_dict({"length": 10, "size": 3})
+    # an unknown key of any type is named, not tripped over (sorting 1 and "a" fails)
+    with pytest.raises(InvalidProgram, match="unknown field"):
+        CodeSpec.from_dict({1: 2, "a": 3})  # type: ignore[dict-item]
 
 
 def test_draws_come_from_secrets_by_default() -> None:

@@ -12,6 +12,8 @@ from loyaltykit import (
     Campaign,
     CapPeriod,
     CodeNotFound,
+    Cycle,
+    FraudCheckError,
     Identity,
     InvalidCode,
     InvalidInput,
@@ -21,13 +23,20 @@ from loyaltykit import (
     MemberNotFound,
     Money,
     NaiveDatetime,
+    Outcome,
     Program,
     ReferralCap,
+    ReferralCase,
     ReferralNotFound,
     ReferralPolicy,
     ReferralReward,
+    SameEmail,
+    SameFingerprint,
     Storage,
     TestClock,
+    Velocity,
+    Verdict,
+    default_checks,
 )
 from loyaltykit.testing.contract import ledger_snapshot
 from loyaltykit.testing.contract.referrals import SECRET, referral_program
@@ -159,3 +168,104 @@ def test_the_policy_round_trips_through_the_program_definition() -> None:
                             ReferralReward(9, 9)),),
         cap=ReferralCap(3, CapPeriod.ROLLING, days=30), code_valid_days=90)
     assert program == Program.from_dict(program.to_dict())
+
+
+# -- fraud checks -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Velocity(per_hour=_any("5")),
+    lambda: Velocity(per_hour=-1),
+    lambda: Velocity(per_day=0),
+    lambda: Velocity(per_hour=_any(True)),
+    lambda: Velocity(per_day=10**20),
+    lambda: Velocity(per_hour=_any(5.0)),
+    lambda: Velocity(outcome=_any("flag")),
+    lambda: SameEmail(outcome=_any("block")),
+    lambda: SameEmail(outcome=_any(None)),
+    lambda: SameFingerprint(kind="email"),
+    lambda: SameFingerprint(kind=_any(["payment"])),
+    lambda: SameFingerprint(outcome=_any(2)),
+    lambda: Cycle(outcome=_any("x")),
+    lambda: Verdict(outcome=_any("block")),
+    lambda: Verdict(Outcome.FLAG, reasons=_any("a reason, not a tuple")),
+    lambda: Verdict(Outcome.FLAG, reasons=_any((1,))),
+    lambda: Verdict(Outcome.FLAG, reasons=("x" * 501,)),
+    lambda: Verdict(reasons=_any(None)),
+    lambda: default_checks(_any(None)),
+])
+def test_fraud_checks_with_bad_settings_are_refused_on_construction(
+        build: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        build()
+    assert isinstance(refused.value, ValueError)
+
+
+def test_good_fraud_check_settings_are_kept() -> None:
+    assert (5, None) == (Velocity(per_hour=5).per_hour, Velocity(per_hour=5).per_day)
+    assert ("a", "b") == Verdict(Outcome.FLAG, reasons=_any(["a", "b"])).reasons
+    assert "device" == SameFingerprint("device", Outcome.FLAG).kind
+
+
+def _raises(case: ReferralCase) -> Verdict:
+    raise KeyError(case.referee_id)
+
+
+def _recurses(case: ReferralCase) -> Verdict:
+    return _recurses(case)
+
+
+def _tampered(**fields: object) -> Callable[[ReferralCase], Verdict]:
+    def check(case: ReferralCase) -> Verdict:
+        verdict = Verdict(Outcome.FLAG, ("tampered",))
+        for name, value in fields.items():
+            object.__setattr__(verdict, name, value)
+        return verdict
+    return check
+
+
+MISBEHAVING: list[tuple[str, Callable[[ReferralCase], object]]] = [
+    ("raises KeyError", _raises),
+    ("recurses", _recurses),
+    ("returns None", lambda case: None),
+    ("returns an outcome", lambda case: Outcome.BLOCK),
+    ("returns a str", lambda case: "block"),
+    ("builds a bad Verdict", lambda case: Verdict(outcome=_any("block"))),
+    ("unknown outcome", _tampered(outcome="maybe")),
+    ("unhashable outcome", _tampered(outcome=["block"])),
+    ("reasons not a tuple", _tampered(reasons="abc")),
+    ("reasons not str", _tampered(reasons=(1, 2))),
+]
+
+
+@pytest.mark.parametrize("check", [c[1] for c in MISBEHAVING], ids=[c[0] for c in MISBEHAVING])
+def test_a_misbehaving_fraud_check_is_a_typed_error_and_writes_nothing(
+        storage: Storage, check: Callable[[ReferralCase], Verdict]) -> None:
+    program = referral_program()
+    assert program.referrals is not None
+    loyalty = Loyalty(program, storage, clock=TestClock(START), secret=SECRET,
+                      fraud_checks=[*default_checks(program.referrals), check])
+    loyalty.enrol("alice")
+    loyalty.enrol("bob")
+    code = loyalty.referrals.issue_code("alice").code
+
+    def state() -> object:
+        return (ledger_snapshot(loyalty, ("alice", "bob")), loyalty.referrals.made_by("alice"),
+                loyalty.referrals.codes("alice"), loyalty.referrals.codes("bob"))
+
+    before = state()
+    with pytest.raises(FraudCheckError) as failed:
+        loyalty.referrals.refer("bob", code, identity=Identity(email="bob@example.com"))
+    assert isinstance(failed.value, RuntimeError)
+    assert "fraud_check_error" == failed.value.code
+    assert "check" in failed.value.details
+    str(failed.value)  # the log line is built
+    with pytest.raises(FraudCheckError):
+        loyalty.enrol("carol", referral_code=code, identity=Identity(device="carol-phone"))
+    assert before == state()
+    with pytest.raises(MemberNotFound):
+        loyalty.member("carol")
+    with pytest.raises(ReferralNotFound):
+        loyalty.referrals.get("bob")
+    with storage.unit_of_work("ref") as uow:
+        assert [] == uow.referrals.marks_of(["bob", "carol"])

@@ -24,12 +24,14 @@ from loyaltykit._errors import (
     CodeExpired,
     CodeNotFound,
     CodeUsedUp,
+    CodeVolumeExhausted,
     InvalidInput,
     MemberNotFound,
     NotReferable,
     ReferralNotFlagged,
     ReferralNotFound,
     SelfReferral,
+    shown,
 )
 from loyaltykit._events import MemberEnrolled, OrderRecorded, OrderReturned
 from loyaltykit._ledger import MemberBook
@@ -104,11 +106,11 @@ class ReferralService:
         else:
             if isinstance(fraud_checks, str) or not isinstance(fraud_checks, Iterable):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
-                                   fraud_checks=repr(fraud_checks))
+                                   fraud_checks=shown(fraud_checks))
             checks = tuple(fraud_checks)
             if not all(callable(c) for c in checks):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
-                                   fraud_checks=repr(fraud_checks))
+                                   fraud_checks=shown(fraud_checks))
         self._fraud_checks = checks
         self._randbelow = randbelow
 
@@ -159,7 +161,9 @@ class ReferralService:
         if identity is None:
             return ()
         if not isinstance(identity, Identity):
-            raise InvalidInput("identity must be an Identity", identity=type(identity).__name__)
+            # not its repr: whatever was given in its place may hold an e-mail address
+            raise InvalidInput("identity must be an Identity", field="identity",
+                               type=type(identity).__name__)
         if identity.empty:
             return ()
         if not self._secrets:
@@ -196,12 +200,17 @@ class ReferralService:
         defaults to the policy's ``code_valid_days`` after issue and ``max_uses`` to its
         ``code_max_uses``. The key defaults to ``"referral-code:<member_id>"`` (the
         member's first code); give another key for more codes.
+
+        The program issues at most its code spec's ``planned`` codes (every member's,
+        counted by the storage under a lock, so concurrent issuers cannot pass the
+        plan either); past it :class:`~loyaltykit.CodeVolumeExhausted` is raised and
+        nothing is written. A new program version with a larger plan issues more.
         """
         policy = self._referral_policy()
         member_id = check_member_id(member_id)
         key = check_key(key if key is not None else f"referral-code:{member_id}")
         if not isinstance(source, Source):
-            raise InvalidInput("source must be a Source", source=repr(source))
+            raise InvalidInput("source must be a Source", source=shown(source))
         when = self.c.instant(at)
         if expires_at is not None:
             expiry: dt.datetime | None = to_utc(check_aware(expires_at, name="expires_at"))
@@ -222,6 +231,12 @@ class ReferralService:
             uow = work.uow
             if uow.ledger.get_member(member_id) is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
+            issued_so_far = uow.referrals.lock_code_count()
+            if issued_so_far >= policy.code.planned:
+                raise CodeVolumeExhausted(
+                    "the program has issued as many codes as its code spec plans for; a "
+                    "new program version with a larger plan issues more",
+                    planned=policy.code.planned, issued=issued_so_far)
             code = policy.code.draw(self._randbelow)
             issued = ReferralCode(
                 program_id=self.program.id, code=code, shown=policy.code.display(code),

@@ -19,6 +19,8 @@ class ReferralTables:
     def __init__(self) -> None:
         self.codes: dict[tuple[str, str], ReferralCode] = {}
         self.member_codes: dict[tuple[str, str], set[str]] = {}
+        # program_id -> its codes: counted without a scan
+        self.program_codes: dict[str, set[str]] = {}
         self.referrals: dict[tuple[str, str], Referral] = {}
         # (program_id, referrer_id) -> referee ids
         self.referees: dict[tuple[str, str], set[str]] = {}
@@ -40,6 +42,10 @@ class MemoryReferralStore:
         found = [self._t.codes[(program_id, c)]
                  for c in self._t.member_codes.get((program_id, member_id), ())]
         return sorted(found, key=lambda c: (c.created_at, c.code))
+
+    def lock_code_count(self) -> int:
+        # the storage's one lock, held for the whole unit of work, is the code lock
+        return len(self._t.program_codes.get(self._uow.program_id, ()))
 
     def claim_code(self, code: str) -> bool:
         program_id = self._uow.program_id
@@ -101,6 +107,7 @@ class MemoryReferralStore:
         for code in changes.referral_codes:
             uow.put(t.codes, (program_id, code.code), code)
             uow.track(t.member_codes, (program_id, code.member_id), code.code, True)
+            uow.track(t.program_codes, program_id, code.code, True)
         for referee_id, referral in changes.referrals.items():
             uow.put(t.referrals, (program_id, referee_id), referral)
             uow.track(t.referees, (program_id, referral.referrer_id), referee_id, True)

@@ -19,7 +19,7 @@ from loyaltykit._referrals import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store, upserts_for
-from loyaltykit.sql.schema import referral_codes, referral_marks, referrals
+from loyaltykit.sql.schema import programs, referral_codes, referral_marks, referrals
 from loyaltykit.storage.referrals import ReferralChanges
 
 __all__ = ["SQLReferralStore"]
@@ -44,6 +44,15 @@ _CLAIM_CODE: sa.Executable = (
            sa.or_(referral_codes.c.max_uses.is_(None),
                   referral_codes.c.uses < referral_codes.c.max_uses))
     .values(uses=referral_codes.c.uses + 1))
+# The program's code lock: a no-op update of its row. An update, not SELECT ... FOR
+# UPDATE, so that under REPEATABLE READ a writer that counted on an old snapshot gets a
+# serialization failure (and is retried) instead of a stale count; a non-key column,
+# so foreign-key checks against the row (FOR KEY SHARE) never wait for it. SQLite's
+# database write lock is held already.
+_LOCK_CODES: sa.Executable = (
+    programs.update().where(programs.c.id == _p).values(created_at=programs.c.created_at))
+_COUNT_CODES: sa.Executable = sa.select(sa.func.count()).select_from(referral_codes).where(
+    referral_codes.c.program_id == _p)
 _INS_CODE = referral_codes.insert()
 _SEL_REFERRAL: sa.Executable = sa.select(referrals).where(
     referrals.c.program_id == _p, referrals.c.referee_id == _m)
@@ -126,6 +135,13 @@ class SQLReferralStore(Store):
         """Return the member's codes, oldest first."""
         rows = self._c().execute(_SEL_MEMBER_CODES, {"p": self.program_id, "m": member_id})
         return [_code(row) for row in rows]
+
+    @translated
+    def lock_code_count(self) -> int:
+        """Lock the program's row (a no-op update), then count its codes."""
+        conn = self._c()
+        conn.execute(_LOCK_CODES, {"p": self.program_id})
+        return int(conn.scalar(_COUNT_CODES, {"p": self.program_id}) or 0)
 
     @translated
     def claim_code(self, code: str) -> bool:

@@ -47,6 +47,17 @@ class ReferralStore(Protocol):
     def member_codes(self, member_id: str) -> list[ReferralCode]:
         """Return the member's codes, oldest first (by ``created_at``, then code)."""
 
+    def lock_code_count(self) -> int:
+        """Return how many codes the program has stored (every member's, expired and
+        used-up ones too), holding the program's code lock until the unit of work ends.
+
+        Of concurrent units of work that call this and then insert codes, each counts
+        the codes of every one that committed before it, and none can commit codes in
+        between: a volume limit checked on the count holds exactly. (Memory and SQLite
+        hold one lock for the whole unit of work already; PostgreSQL locks the
+        program's row, so issuers of one program queue on it while other writes do
+        not.)"""
+
     def claim_code(self, code: str) -> bool:
         """Count one more use of ``code`` if it has uses left (``max_uses`` None: no
         limit) and return True; return False if it is used up. Written at once, in this

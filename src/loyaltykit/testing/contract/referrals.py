@@ -2,7 +2,8 @@
 
 :class:`ReferralContract` is mixed into :class:`loyaltykit.testing.contract.StorageContract`,
 so every backend runs it (a backend may also run it alone): codes unique by the storage
-(with a tiny keyspace that forces collisions), usage limits under a race, one referrer
+(with a tiny keyspace that forces collisions), the planned volume of codes (also under a
+race), usage limits under a race, one referrer
 per referee, two-sided pending rewards voided by a return, caps, sources, campaigns and
 the fraud checks.
 """
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import pendulum
 import pytest
 
@@ -26,7 +28,9 @@ from loyaltykit import (
     CapPeriod,
     CodeExpired,
     CodeNotFound,
+    CodeSpec,
     CodeUsedUp,
+    CodeVolumeExhausted,
     FraudCheck,
     Identity,
     InvalidCode,
@@ -288,6 +292,66 @@ class ReferralContract(ContractPart):
         with pytest.raises(RetryLimitExceeded):
             loyalty.referrals.issue_code("bob")
         assert [] == loyalty.referrals.codes("bob")
+
+    def test_codes_past_the_planned_volume_are_refused_and_write_nothing(
+        self, storage: Storage
+    ) -> None:
+        program = referral_program(code=CodeSpec(length=6, group=3, planned=3))
+        loyalty, _ = self._ref(storage, program)
+        for m in ("alice", "bob"):
+            loyalty.enrol(m)
+        first = loyalty.referrals.issue_code("alice")
+        loyalty.referrals.issue_code("alice", key="second")
+        loyalty.referrals.issue_code("bob")
+        issued = {m: loyalty.referrals.codes(m) for m in ("alice", "bob")}
+        with pytest.raises(CodeVolumeExhausted) as refused:
+            loyalty.referrals.issue_code("bob", key="fourth")
+        assert "code_volume_exhausted" == refused.value.code
+        assert isinstance(refused.value, ValueError)
+        assert {"planned": 3, "issued": 3} == dict(refused.value.details)
+        assert issued == {m: loyalty.referrals.codes(m) for m in ("alice", "bob")}
+        # a repeat of a key that issued a code replays it: nothing new is issued
+        assert first == loyalty.referrals.issue_code("alice")
+        # another program's codes are its own
+        other, _ = self._ref(storage, attrs.evolve(program, id="ref-other"))
+        other.enrol("carol")
+        assert 1 == len([other.referrals.issue_code("carol")])
+        # a new version with a larger plan issues more, up to that plan
+        assert program.referrals is not None
+        bigger = attrs.evolve(program, version=2, referrals=attrs.evolve(
+            program.referrals, code=CodeSpec(length=6, group=3, planned=4)))
+        grown, _ = self._ref(storage, bigger)
+        grown.referrals.issue_code("bob", key="fourth")
+        with pytest.raises(CodeVolumeExhausted):
+            grown.referrals.issue_code("bob", key="fifth")
+        assert 4 == sum(len(grown.referrals.codes(m)) for m in ("alice", "bob"))
+
+    def test_racing_issuers_never_pass_the_planned_volume(self, storage: Storage) -> None:
+        loyalty, _ = self._ref(storage, referral_program(
+            code=CodeSpec(length=6, group=3, planned=4)))
+        racers = [f"r{i}" for i in range(10)]
+        for m in racers:
+            loyalty.enrol(m)
+        loyalty.referrals.issue_code("r0", key="before the race")
+        barrier = threading.Barrier(len(racers))
+        outcomes: dict[str, str] = {}
+
+        def race(member_id: str) -> None:
+            barrier.wait()
+            try:
+                loyalty.referrals.issue_code(member_id)
+                outcomes[member_id] = "issued"
+            except CodeVolumeExhausted:
+                outcomes[member_id] = "refused"
+
+        threads = [threading.Thread(target=race, args=(m,)) for m in racers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert {"issued": 3, "refused": 7} == {
+            o: sum(1 for x in outcomes.values() if x == o) for o in ("issued", "refused")}
+        assert 4 == sum(len(loyalty.referrals.codes(m)) for m in racers)
 
     def test_issue_code_is_idempotent_by_key(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage)
