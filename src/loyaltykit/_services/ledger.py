@@ -36,6 +36,7 @@ from loyaltykit._errors import (
 )
 from loyaltykit._events import MemberEnrolled
 from loyaltykit._ledger import Ledger, MemberBook
+from loyaltykit._member_keys import ERASED_PREFIX
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -237,6 +238,9 @@ class LedgerService:
         included). ``identity`` is kept as keyed hashes for the fraud checks.
         """
         member_id = check_member_id(member_id)
+        if member_id.startswith(ERASED_PREFIX):
+            raise InvalidInput(f"member ids starting with {ERASED_PREFIX!r} name erased "
+                               "members", member_id=member_id)
         key = check_key(key if key is not None else f"enrol:{member_id}")
         attrs_ = check_json(attributes, "attributes")
         parsed, digests = self.enrolment_extras(referral_code, identity)

@@ -17,6 +17,7 @@ import pytest
 from loyaltykit import (
     DuplicateKey,
     Identity,
+    InvalidInput,
     Loyalty,
     MemberNotFound,
     Money,
@@ -212,3 +213,20 @@ class PrivacyContract(ContractPart):
         assert one.privacy.erase("alice").erased
         assert 10 == other.balance("alice").available
         assert other.privacy.export("alice")["member"]["member_id"] == "alice"
+
+    def test_ids_with_no_key_read_as_not_enrolled(self, storage: Storage) -> None:
+        loyalty, _, _ = self._world(storage)
+        longest = "x" * 128
+        for member_id in (longest, "erased:" + "0" * 32, "erased:", "?alice"):
+            with pytest.raises(MemberNotFound):
+                loyalty.balance(member_id)
+            with pytest.raises(MemberNotFound):
+                loyalty.earn(member_id, 5, key=f"earn-{len(member_id)}-{member_id[:2]}")
+            assert not loyalty.privacy.erase(member_id).erased
+        loyalty.enrol(longest)
+        assert 5 == loyalty.earn(longest, 5, key="long").balance.available
+        text = self.stored_text(storage)
+        for member_id in ("erased:" + "0" * 32, "erased:x"):  # never a shop's id
+            with pytest.raises(InvalidInput):
+                loyalty.enrol(member_id)
+        assert text == self.stored_text(storage)
