@@ -6,8 +6,10 @@ gives the services the shop's ids back where the stores return keys; the service
 the domain speak only the shop's ids, the backends store only keys, and the shop's id
 is kept once, in the ``members`` store (:mod:`loyaltykit.storage.members`).
 
-A key is drawn (``uuid4``, 32 hex digits) when a member row is first written for a shop
-id that has none, and never changes. An erased member has no shop id any more: it is
+A key is drawn (32 hex digits, from the facade's id source: a time-ordered UUID unless
+one is injected) when a member row is first written for a shop id that has none, and
+never changes. Drawing it from the same source as every other id keeps two backends
+driven by the same calls identical, row for row. An erased member has no shop id any more: it is
 named ``"erased:<key>"`` (:data:`ERASED_PREFIX`) on the way out, and that name maps back
 to its key on the way in, so due work, reports and reversals keep running on its ledger.
 A shop id that is not mapped reads as nothing (a key no row carries).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -95,16 +97,18 @@ def _with(row: R, changes: dict[str, str]) -> R:
     return copied
 
 
-def new_key() -> str:
-    """A new member key (random, 32 hex digits)."""
+def random_key() -> str:
+    """A new member key from no id source (random, 32 hex digits)."""
     return uuid.uuid4().hex
 
 
 class Names:
     """The shop ids and member keys one unit of work has met, both ways."""
 
-    def __init__(self, members: MemberKeyStore, *, raw: bool = False) -> None:
+    def __init__(self, members: MemberKeyStore, *, raw: bool = False,
+                 new_key: Callable[[], str] = random_key) -> None:
         self._members = members
+        self._new_key = new_key
         # raw: an id with no key is its own key (rows a test wrote straight to the stores)
         self._raw = raw
         self._key: dict[str, str] = {}
@@ -161,7 +165,7 @@ class Names:
             self.resolve((member_id,))
             key = self._key[member_id]
         if key.startswith(_UNKNOWN):
-            key = new_key()
+            key = self._new_key()
             self._key[member_id] = key
             self._id[key] = member_id
             self.added[member_id] = key
@@ -232,9 +236,11 @@ class KeyedStorage:
     """A storage whose units of work translate shop ids to member keys (see the module
     docstring); everything else is the wrapped storage's."""
 
-    def __init__(self, inner: Storage, *, raw: bool = False) -> None:
+    def __init__(self, inner: Storage, *, raw: bool = False,
+                 new_key: Callable[[], str] = random_key) -> None:
         self.inner = inner
         self._raw = raw
+        self._new_key = new_key
 
     @property
     def concurrent(self) -> bool:
@@ -243,7 +249,8 @@ class KeyedStorage:
 
     def unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
         """A unit of work of the wrapped storage, translating."""
-        return KeyedUnitOfWork(self.inner.unit_of_work(program_id), raw=self._raw)
+        return KeyedUnitOfWork(self.inner.unit_of_work(program_id), raw=self._raw,
+                               new_key=self._new_key)
 
     def register_program(self, version: ProgramVersion) -> None:
         """Register a program version in the wrapped storage."""
@@ -256,10 +263,12 @@ class KeyedStorage:
 class KeyedUnitOfWork:
     """A unit of work whose stores take and give the shop's member ids."""
 
-    def __init__(self, inner: UnitOfWork, *, raw: bool = False) -> None:
+    def __init__(self, inner: UnitOfWork, *, raw: bool = False,
+                 new_key: Callable[[], str] = random_key) -> None:
         self.inner = inner
         self.program_id = inner.program_id
         self._raw = raw
+        self._new_key = new_key
 
     def __enter__(self) -> Self:
         self.inner.__enter__()
@@ -276,7 +285,7 @@ class KeyedUnitOfWork:
     @cached_property
     def names(self) -> Names:
         """The shop ids and keys met in this unit of work."""
-        return Names(self.inner.members, raw=self._raw)
+        return Names(self.inner.members, raw=self._raw, new_key=self._new_key)
 
     @property
     def programs(self) -> ProgramStore:

@@ -30,3 +30,14 @@ def test_a_secret_that_cannot_key_hashes_is_refused(secret: Any) -> None:
 @pytest.mark.parametrize("secret", [KEY, [KEY], (KEY, b"o" * 32), [KEY] * 8])
 def test_one_to_eight_secrets_are_accepted(secret: Any) -> None:
     Loyalty(privacy_program(), MemoryStorage(), secret=secret)
+
+
+@pytest.mark.parametrize("returned", [5, "0" * 32, None, b"x" * 16])
+def test_an_id_source_returning_no_uuid_is_refused_and_writes_nothing(returned: Any) -> None:
+    storage = MemoryStorage()
+    loyalty = Loyalty(privacy_program(), storage, new_id=lambda: returned)
+    with pytest.raises(InvalidInput, match="new_id"):
+        loyalty.enrol("ann")
+    with by_shop_ids(storage).unit_of_work("ref") as uow:
+        assert uow.ledger.get_member("ann") is None
+        assert {} == uow.members.keys_of(["ann"])

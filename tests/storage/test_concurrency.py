@@ -51,6 +51,7 @@ from loyaltykit import (
 )
 from loyaltykit._model import ProgramVersion
 from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.contract import make_program, statement_lines
 from loyaltykit.testing.invariants import check_invariants, read_ledger
 
@@ -441,7 +442,7 @@ def test_writes_to_different_members_do_not_serialise(db: Database) -> None:
     def locker() -> None:
         storage = SQLStorage.from_url(db.url, **engine_kwargs("locker"))
         try:
-            with storage.unit_of_work(program.id) as uow:
+            with by_shop_ids(storage).unit_of_work(program.id) as uow:
                 assert ["m1"] == list(uow.ledger.lock_accounts(WALLET, ["m1"]))
                 ready["locker"].set()
                 assert release.wait(timeout=60)
@@ -592,11 +593,17 @@ def test_deadlock_is_retried(postgresql: tuple[str, SQLStorage],
     loyalty = Loyalty(program, counting)
     accounts_t = SQLStorage.metadata.tables["lk_accounts"]
 
+    with setup_storage.unit_of_work(program.id) as uow:
+        key_of = uow.members.keys_of(["a", "b"])  # the rows carry member keys
+    assert key_of["a"] < key_of["b"]  # keys are time-ordered: a's is locked first
+
     def lock_row(conn: sa.Connection, member: str) -> list[Any]:
-        return list(conn.execute(
+        rows = conn.execute(
             sa.select(accounts_t.c.member_id).where(
-                accounts_t.c.program_id == program.id, accounts_t.c.member_id == member)
-            .with_for_update()).all())
+                accounts_t.c.program_id == program.id,
+                accounts_t.c.member_id == key_of[member])
+            .with_for_update()).all()
+        return [(member,) for _ in rows]
 
     outcome: dict[str, Any] = {}
 

@@ -26,15 +26,23 @@ class Context:
                  new_id: Callable[[], uuid.UUID], max_retries: int) -> None:
         self.program = program
         self.storage = storage
+        self._given_id = new_id
         #: the storage as the services use it: shop ids in, member keys stored
-        self.keyed = KeyedStorage(storage)
+        self.keyed = KeyedStorage(storage, new_key=lambda: self.new_id().hex)
         self.clock = clock
-        self.new_id = new_id
         self.bus = EventBus()
         self.pipeline = WritePipeline(program, self.keyed, self.bus, now=self.now,
-                                      new_id=new_id, max_retries=max_retries)
+                                      new_id=self.new_id, max_retries=max_retries)
         self._versions: dict[int, Program] = {program.version: program}
         self._retentions: dict[int, Retention] = {}
+
+    def new_id(self) -> uuid.UUID:
+        """A new id from the id source given to the facade, checked."""
+        value = self._given_id()
+        if not isinstance(value, uuid.UUID):
+            raise InvalidInput("new_id() must return a uuid.UUID",
+                               returned=type(value).__name__)
+        return value
 
     def now(self) -> dt.datetime:
         """The clock's now, checked and in UTC."""
