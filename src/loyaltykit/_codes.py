@@ -17,7 +17,7 @@ The spec also states its strength. With ``n`` codes issued out of a keyspace of
 ``32**length``, one random guess hits an issued code with probability
 ``n / 32**length``. A spec carries its planned volume (``planned``: how many codes it
 may ever issue) and is refused on construction unless, with that many issued, a guess
-stays below one in a million; issuing counts the codes stored and refuses to go past
+stays below one in a million; issuing counts the codes issued and refuses to go past
 the plan (:class:`~loyaltykit.CodeVolumeExhausted`), so the bound holds for every
 code actually issued. A larger plan is a new program version.
 """

@@ -546,8 +546,11 @@ class _Referrals:
     def claim_code(self, code: str) -> bool:
         return self.inner.claim_code(code)
 
-    def lock_code_count(self) -> int:
-        return self.inner.lock_code_count()
+    def count_codes(self) -> int:
+        return self.inner.count_codes()
+
+    def reserve_codes(self, n: int, planned: int) -> bool:
+        return self.inner.reserve_codes(n, planned)
 
     def get_referral(self, referee_id: str) -> Referral | None:
         return self.n.one(self.inner.get_referral(self.n.key(referee_id)))

@@ -46,9 +46,10 @@ from loyaltykit._validate import (
     check_count,
     check_instance,
     check_int,
-    check_reason,
     field_name,
     invalid,
+    plain_text,
+    storable_text,
 )
 from loyaltykit._values import Money, to_utc
 
@@ -587,9 +588,16 @@ def _reasons(value: object) -> tuple[str, ...]:
     if not isinstance(value, tuple | list):
         raise InvalidInput("a verdict's reasons must be a tuple of str", field="reasons",
                            value=shown(value))
+    reasons = []
     for reason in value:
-        check_reason(reason)
-    return tuple(value)
+        text = plain_text(reason, MAX_REASON_LENGTH)
+        if text is None:
+            raise InvalidInput(
+                f"a verdict's reasons must be texts of at most {MAX_REASON_LENGTH} "
+                "characters without NUL or lone surrogates", field="reasons",
+                value=shown(reason))
+        reasons.append(text)
+    return tuple(reasons)
 
 
 PASS = Verdict()
@@ -717,23 +725,34 @@ def judge(checks: Sequence[FraudCheck], case: ReferralCase) -> Verdict:
     for check in checks:
         try:
             verdict = check(case)
+            given = _valid(verdict)  # a Verdict subclass's own code may run here too
         except Exception as exc:  # the shop's code: any failure is the check's
             raise FraudCheckError("a fraud check raised", check=shown(check),
                                   error=shown(exc)) from exc
-        if not _valid(verdict):
-            raise FraudCheckError("a fraud check must return a Verdict", check=shown(check),
-                                  returned=shown(verdict))
-        if verdict.outcome is not Outcome.PASS:
-            reasons.extend(verdict.reasons or (shown(check),))
-            if _SEVERITY[verdict.outcome] > _SEVERITY[outcome]:
-                outcome = verdict.outcome
+        if given is None:
+            raise FraudCheckError(
+                "a fraud check must return a Verdict whose reasons are texts of at most "
+                f"{MAX_REASON_LENGTH} characters without NUL or lone surrogates",
+                check=shown(check), returned=shown(verdict))
+        if given.outcome is not Outcome.PASS:
+            # no reasons given: the check's repr, made storable (its own text may be
+            # anything)
+            reasons.extend(given.reasons or (storable_text(shown(check), MAX_REASON_LENGTH),))
+            if _SEVERITY[given.outcome] > _SEVERITY[outcome]:
+                outcome = given.outcome
     return Verdict(outcome, tuple(reasons))
 
 
-def _valid(verdict: object) -> bool:
-    """True if ``verdict`` is a Verdict as its constructor leaves one (a check could
-    have changed one after it was built)."""
-    return (isinstance(verdict, Verdict) and isinstance(verdict.outcome, Outcome)
-            and isinstance(verdict.reasons, tuple)
-            and all(isinstance(r, str) and len(r) <= MAX_REASON_LENGTH
-                    for r in verdict.reasons))
+def _valid(verdict: object) -> Verdict | None:
+    """``verdict`` as its constructor leaves a Verdict (its reasons plain texts that
+    every backend stores as they are), or None if it is not one: a check could have
+    changed a Verdict after it was built, or returned something else."""
+    if not isinstance(verdict, Verdict):
+        return None
+    outcome, given = verdict.outcome, verdict.reasons  # each read once
+    if not isinstance(outcome, Outcome) or type(given) is not tuple:
+        return None
+    reasons = [plain_text(r, MAX_REASON_LENGTH) for r in given]
+    if any(r is None for r in reasons):
+        return None
+    return Verdict(outcome, tuple(r for r in reasons if r is not None))

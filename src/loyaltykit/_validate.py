@@ -48,6 +48,8 @@ __all__ = [
     "check_tuple",
     "field_name",
     "invalid",
+    "plain_text",
+    "storable_text",
 ]
 
 T = TypeVar("T")
@@ -158,6 +160,32 @@ def check_reason(value: object, *, required: bool = False) -> str:
     if required and not value.strip():
         raise InvalidInput("a reason is required", reason=value)
     return value
+
+
+def plain_text(value: object, max_length: int) -> str | None:
+    """``value`` as a plain str if it is text of at most ``max_length`` characters that
+    every backend stores as it is (no NUL, no lone surrogate: it encodes as UTF-8), else
+    None. A str subclass is read as the str it holds, never through its own methods (a
+    hostile ``__len__`` cannot hide a long text)."""
+    if not isinstance(value, str):
+        return None
+    text = str.__str__(value)  # an exact str, whatever the subclass overrides
+    if len(text) > max_length or "\x00" in text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def storable_text(text: str, max_length: int) -> str:
+    """``text`` (one the library built, such as a ``repr``) made storable on every
+    backend: each NUL and lone surrogate written as its escape (``\\x00``,
+    ``\\ud800``), then cut to ``max_length`` characters."""
+    text = str.__str__(text).replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= max_length else f"{text[:max_length - 3]}..."
 
 
 def check_count(value: object, name: str, low: int, high: int) -> int:

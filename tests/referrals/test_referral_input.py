@@ -191,6 +191,9 @@ def test_the_policy_round_trips_through_the_program_definition() -> None:
     lambda: Verdict(Outcome.FLAG, reasons=_any("a reason, not a tuple")),
     lambda: Verdict(Outcome.FLAG, reasons=_any((1,))),
     lambda: Verdict(Outcome.FLAG, reasons=("x" * 501,)),
+    lambda: Verdict(Outcome.FLAG, reasons=("a\x00b",)),
+    lambda: Verdict(Outcome.FLAG, reasons=["ok", "\ud800"]),
+    lambda: Verdict(Outcome.FLAG, reasons=(_Short("x" * 501),)),
     lambda: Verdict(reasons=_any(None)),
     lambda: default_checks(_any(None)),
 ])
@@ -224,6 +227,21 @@ def _tampered(**fields: object) -> Callable[[ReferralCase], Verdict]:
     return check
 
 
+class _Short(str):
+    """A text that says it is one character long."""
+
+    def __len__(self) -> int:
+        return 1
+
+
+class _Unreadable(Verdict):
+    """A Verdict whose outcome raises when read."""
+
+    @property
+    def outcome(self) -> Outcome:  # type: ignore[override]
+        raise KeyError("outcome")
+
+
 MISBEHAVING: list[tuple[str, Callable[[ReferralCase], object]]] = [
     ("raises KeyError", _raises),
     ("recurses", _recurses),
@@ -235,6 +253,12 @@ MISBEHAVING: list[tuple[str, Callable[[ReferralCase], object]]] = [
     ("unhashable outcome", _tampered(outcome=["block"])),
     ("reasons not a tuple", _tampered(reasons="abc")),
     ("reasons not str", _tampered(reasons=(1, 2))),
+    ("reason too long", _tampered(reasons=("x" * 501,))),
+    ("reason hides its length", _tampered(reasons=(_Short("x" * 501),))),
+    ("reason with a NUL", _tampered(reasons=("a\x00b",))),
+    ("reason with a lone surrogate", _tampered(reasons=("ok", "\udc80"))),
+    ("reasons a list", _tampered(reasons=["a"])),
+    ("verdict unreadable", lambda case: object.__new__(_Unreadable)),
 ]
 
 
@@ -269,3 +293,29 @@ def test_a_misbehaving_fraud_check_is_a_typed_error_and_writes_nothing(
         loyalty.referrals.get("bob")
     with storage.unit_of_work("ref") as uow:
         assert [] == uow.referrals.marks_of(["bob", "carol"])
+
+
+class _Hostile:
+    """A check that flags without giving reasons, and whose repr is no storable text."""
+
+    def __repr__(self) -> str:
+        return "hostile\x00\ud800" + "y" * 2000
+
+    def __call__(self, case: ReferralCase) -> Verdict:
+        return Verdict(Outcome.FLAG)
+
+
+def test_a_check_flagging_without_reasons_is_named_by_a_storable_repr(
+        storage: Storage) -> None:
+    program = referral_program()
+    loyalty = Loyalty(program, storage, clock=TestClock(START), secret=SECRET,
+                      fraud_checks=[_Hostile()])
+    loyalty.enrol("alice")
+    loyalty.enrol("bob")
+    code = loyalty.referrals.issue_code("alice").code
+    referral = loyalty.referrals.refer("bob", code)
+    assert "flagged" == referral.status.value
+    [reason] = referral.reasons
+    assert reason.startswith("hostile\\x00\\ud800yyy") and reason.endswith("...")
+    assert len(reason) <= 500
+    assert (reason,) == loyalty.referrals.get("bob").reasons  # as stored

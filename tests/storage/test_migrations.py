@@ -159,7 +159,7 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
     new_tables = {"lk_program_versions", "lk_orders", "lk_rule_usage", "lk_tier_states",
                   "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
                   "lk_referral_codes", "lk_referrals", "lk_referral_marks",
-                  "lk_member_ids", "lk_erasures"}
+                  "lk_member_ids", "lk_erasures", "lk_code_counters"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
     assert "0001" == _revision(storage)
     storage.upgrade()
@@ -294,3 +294,57 @@ def test_0008_moves_every_member_to_a_member_key_and_back(storage: SQLStorage) -
     assert before == reads()
     text = "\n".join(row for rows in stored_rows(storage).values() for row in rows)
     assert 1 == text.count("'ann'")  # its lk_member_ids row only
+
+
+def test_0009_counts_the_codes_stored_before_it(storage: SQLStorage) -> None:
+    """0009 adds one counter row per program, filled with the number of codes the
+    program has stored; the planned volume then holds for the codes issued before it.
+    Downgrading drops the counters and keeps the codes; upgrading counts them again."""
+    from loyaltykit import CodeSpec, CodeVolumeExhausted, Loyalty, TestClock
+    from loyaltykit.testing.contract.referrals import SECRET, referral_program
+
+    storage.upgrade("0008")
+    created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
+    tables = SQLStorage.metadata.tables
+    stored = {"a": 3, "b": 1, "none": 0}
+    with _engine(storage).begin() as conn:
+        for program_id, n in stored.items():
+            conn.execute(tables["lk_programs"].insert(), {
+                "id": program_id, "definition": {"id": program_id}, "created_at": created})
+            conn.execute(tables["lk_members"].insert(), {
+                "program_id": program_id, "member_id": "k1", "enrolled_at": created,
+                "attributes": {}})
+            for i in range(n):
+                conn.execute(tables["lk_referral_codes"].insert(), {
+                    "program_id": program_id, "code": f"C{i}", "shown": f"C{i}",
+                    "member_id": "k1", "source": "customer", "created_at": created,
+                    "expires_at": None, "max_uses": None, "uses": 0})
+    storage.upgrade()
+    assert [] == _differences(storage)
+    with _engine(storage).connect() as conn:
+        counters = conn.execute(sa.text(
+            "SELECT program_id, issued FROM lk_code_counters ORDER BY program_id")).all()
+    assert [("a", 3), ("b", 1)] == [tuple(row) for row in counters]
+    for program_id, n in stored.items():
+        with storage.unit_of_work(program_id) as uow:
+            assert n == uow.referrals.count_codes()
+            assert not uow.referrals.reserve_codes(1, n)
+            assert uow.referrals.reserve_codes(1, n + 1)
+
+    clock = TestClock(created)
+    program = referral_program(code=CodeSpec(length=6, group=3, planned=2))
+    loyalty = Loyalty(program, storage, clock=clock, secret=SECRET)
+    loyalty.enrol("ann")
+    loyalty.referrals.issue_code("ann", key="one")
+    loyalty.referrals.issue_code("ann", key="two")
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+    assert "lk_code_counters" not in _tables(storage)
+    storage.upgrade()
+    assert [] == _differences(storage)
+    with pytest.raises(CodeVolumeExhausted) as refused:
+        Loyalty(program, storage, clock=clock, secret=SECRET).referrals.issue_code(
+            "ann", key="three")
+    assert {"planned": 2, "issued": 2} == dict(refused.value.details)

@@ -202,8 +202,9 @@ class ReferralService:
         member's first code); give another key for more codes.
 
         The program issues at most its code spec's ``planned`` codes (every member's,
-        counted by the storage under a lock, so concurrent issuers cannot pass the
-        plan either); past it :class:`~loyaltykit.CodeVolumeExhausted` is raised and
+        erased members' too: the storage keeps a per-program count that each issue
+        raises with a guarded increment, so concurrent issuers cannot pass the plan
+        either); past it :class:`~loyaltykit.CodeVolumeExhausted` is raised and
         nothing is written. A new program version with a larger plan issues more.
         """
         policy = self._referral_policy()
@@ -231,12 +232,11 @@ class ReferralService:
             uow = work.uow
             if uow.ledger.get_member(member_id) is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
-            issued_so_far = uow.referrals.lock_code_count()
-            if issued_so_far >= policy.code.planned:
+            if not uow.referrals.reserve_codes(1, policy.code.planned):
                 raise CodeVolumeExhausted(
                     "the program has issued as many codes as its code spec plans for; a "
                     "new program version with a larger plan issues more",
-                    planned=policy.code.planned, issued=issued_so_far)
+                    planned=policy.code.planned, issued=uow.referrals.count_codes())
             code = policy.code.draw(self._randbelow)
             issued = ReferralCode(
                 program_id=self.program.id, code=code, shown=policy.code.display(code),

@@ -19,8 +19,8 @@ class ReferralTables:
     def __init__(self) -> None:
         self.codes: dict[tuple[str, str], ReferralCode] = {}
         self.member_codes: dict[tuple[str, str], set[str]] = {}
-        # program_id -> its codes: counted without a scan
-        self.program_codes: dict[str, set[str]] = {}
+        # program_id -> how many codes it has issued (reserve_codes keeps it)
+        self.code_counts: dict[str, int] = {}
         self.referrals: dict[tuple[str, str], Referral] = {}
         # (program_id, referrer_id) -> referee ids
         self.referees: dict[tuple[str, str], set[str]] = {}
@@ -43,9 +43,16 @@ class MemoryReferralStore:
                  for c in self._t.member_codes.get((program_id, member_id), ())]
         return sorted(found, key=lambda c: (c.created_at, c.code))
 
-    def lock_code_count(self) -> int:
-        # the storage's one lock, held for the whole unit of work, is the code lock
-        return len(self._t.program_codes.get(self._uow.program_id, ()))
+    def count_codes(self) -> int:
+        return self._t.code_counts.get(self._uow.program_id, 0)
+
+    def reserve_codes(self, n: int, planned: int) -> bool:
+        # the storage's one lock, held for the whole unit of work, guards the counter
+        issued = self.count_codes()
+        if issued + n > planned:
+            return False
+        self._uow.put(self._t.code_counts, self._uow.program_id, issued + n)
+        return True
 
     def claim_code(self, code: str) -> bool:
         program_id = self._uow.program_id
@@ -107,7 +114,6 @@ class MemoryReferralStore:
         for code in changes.referral_codes:
             uow.put(t.codes, (program_id, code.code), code)
             uow.track(t.member_codes, (program_id, code.member_id), code.code, True)
-            uow.track(t.program_codes, program_id, code.code, True)
         for referee_id, referral in changes.referrals.items():
             uow.put(t.referrals, (program_id, referee_id), referral)
             uow.track(t.referees, (program_id, referral.referrer_id), referee_id, True)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit.sql._errors import is_unique_violation, storage_error, violated
 from loyaltykit.sql.schema import (
+    code_counters,
     program_versions,
     programs,
     referral_marks,
@@ -40,12 +41,15 @@ class Upserts(NamedTuple):
     usage: sa.Executable  # insert or overwrite a usage row
     bucket: sa.Executable  # add to a tier metric bucket (created at the value given)
     mark: sa.Executable  # keep an identity mark unless kept
+    code_count: sa.Executable  # add :n to a program's code counter if within :planned
 
 
 def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
     usage = insert(rule_usage)
     overwritten = ("member_id", "rule_group", "occurred_at", "points", "stamps")
     bucket = insert(tier_buckets)
+    count = insert(code_counters).values(
+        program_id=sa.bindparam("p"), issued=sa.bindparam("n", type_=sa.BigInteger()))
     return Upserts(
         program=insert(programs).on_conflict_do_nothing(index_elements=["id"]),
         version=insert(program_versions).on_conflict_do_nothing(
@@ -60,6 +64,12 @@ def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
         ),
         mark=insert(referral_marks).on_conflict_do_nothing(
             index_elements=["program_id", "member_id", "kind", "digest"]),
+        code_count=count.on_conflict_do_update(
+            index_elements=["program_id"],
+            set_={"issued": code_counters.c.issued + count.excluded.issued},
+            where=code_counters.c.issued + count.excluded.issued
+            <= sa.bindparam("planned", type_=sa.BigInteger()),
+        ).execution_options(preserve_rowcount=True),  # 1 if added, 0 if refused
     )
 
 

@@ -19,7 +19,7 @@ from loyaltykit._referrals import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store, upserts_for
-from loyaltykit.sql.schema import programs, referral_codes, referral_marks, referrals
+from loyaltykit.sql.schema import code_counters, referral_codes, referral_marks, referrals
 from loyaltykit.storage.referrals import ReferralChanges
 
 __all__ = ["SQLReferralStore"]
@@ -44,15 +44,8 @@ _CLAIM_CODE: sa.Executable = (
            sa.or_(referral_codes.c.max_uses.is_(None),
                   referral_codes.c.uses < referral_codes.c.max_uses))
     .values(uses=referral_codes.c.uses + 1))
-# The program's code lock: a no-op update of its row. An update, not SELECT ... FOR
-# UPDATE, so that under REPEATABLE READ a writer that counted on an old snapshot gets a
-# serialization failure (and is retried) instead of a stale count; a non-key column,
-# so foreign-key checks against the row (FOR KEY SHARE) never wait for it. SQLite's
-# database write lock is held already.
-_LOCK_CODES: sa.Executable = (
-    programs.update().where(programs.c.id == _p).values(created_at=programs.c.created_at))
-_COUNT_CODES: sa.Executable = sa.select(sa.func.count()).select_from(referral_codes).where(
-    referral_codes.c.program_id == _p)
+_COUNT_CODES: sa.Executable = sa.select(code_counters.c.issued).where(
+    code_counters.c.program_id == _p)
 _INS_CODE = referral_codes.insert()
 _SEL_REFERRAL: sa.Executable = sa.select(referrals).where(
     referrals.c.program_id == _p, referrals.c.referee_id == _m)
@@ -137,11 +130,24 @@ class SQLReferralStore(Store):
         return [_code(row) for row in rows]
 
     @translated
-    def lock_code_count(self) -> int:
-        """Lock the program's row (a no-op update), then count its codes."""
+    def count_codes(self) -> int:
+        """Read the program's counter of codes issued (0 without a row)."""
+        return int(self._c().scalar(_COUNT_CODES, {"p": self.program_id}) or 0)
+
+    @translated
+    def reserve_codes(self, n: int, planned: int) -> bool:
+        """Add ``n`` to the program's counter if it stays within ``planned``: one
+        guarded upsert (the first code creates the row), which takes the row's lock
+        itself and holds it until the unit of work ends; nothing is scanned under it.
+        A concurrent reservation holds the row until it commits, and the condition is
+        then checked on the row it left (PostgreSQL's READ COMMITTED re-checks it on
+        the newest version; SQLite has one writer)."""
+        if n > planned:
+            return False
         conn = self._c()
-        conn.execute(_LOCK_CODES, {"p": self.program_id})
-        return int(conn.scalar(_COUNT_CODES, {"p": self.program_id}) or 0)
+        result = conn.execute(upserts_for(conn).code_count,
+                              {"p": self.program_id, "n": n, "planned": planned})
+        return bool(result.rowcount == 1)
 
     @translated
     def claim_code(self, code: str) -> bool:

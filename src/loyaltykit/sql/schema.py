@@ -30,6 +30,7 @@ __all__ = [
     "Document",
     "UTCDateTime",
     "accounts",
+    "code_counters",
     "hold_allocations",
     "holds",
     "idempotency_keys",
@@ -472,6 +473,18 @@ referral_codes = sa.Table(
     sa.Column("uses", sa.Integer(), nullable=False),
     _member_fk(),
     sa.Index("ix_lk_referral_codes_member", "program_id", "member_id"),
+)
+
+# how many codes each program has issued: the code spec's planned volume is checked on
+# this one row (a guarded increment in the unit of work that inserts the code), never
+# by counting the codes. Program-level, like stock counters: issuers of one program
+# queue on it from the increment to their commit; no other write touches it.
+code_counters = sa.Table(
+    "lk_code_counters",
+    metadata,
+    sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
+    sa.Column("issued", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("issued >= 0", name="issued_not_negative"),
 )
 
 # one row per referee (the primary key: at most one referrer each)

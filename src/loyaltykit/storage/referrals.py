@@ -17,7 +17,8 @@ __all__ = ["ReferralChanges", "ReferralStore"]
 class ReferralChanges:
     """What one unit of work writes to the referrals' store.
 
-    ``referral_codes`` are inserted (a code issued twice is a DuplicateKey);
+    ``referral_codes`` are inserted (a code issued twice is a DuplicateKey; each is
+    counted by :meth:`ReferralStore.reserve_codes` in the same unit of work first);
     ``referrals`` holds the final state of every touched referral (referee ids in
     ``new_referrals`` are inserted, the others updated); ``referral_marks`` are kept
     (one already kept is left as it is).
@@ -47,16 +48,23 @@ class ReferralStore(Protocol):
     def member_codes(self, member_id: str) -> list[ReferralCode]:
         """Return the member's codes, oldest first (by ``created_at``, then code)."""
 
-    def lock_code_count(self) -> int:
-        """Return how many codes the program has stored (every member's, expired and
-        used-up ones too), holding the program's code lock until the unit of work ends.
+    def count_codes(self) -> int:
+        """Return how many codes the program has issued: the counter that
+        :meth:`reserve_codes` keeps (every member's codes, expired, used-up and erased
+        members' ones too; 0 before the first). Kept, not counted: its cost does not grow
+        with the codes stored."""
 
-        Of concurrent units of work that call this and then insert codes, each counts
-        the codes of every one that committed before it, and none can commit codes in
-        between: a volume limit checked on the count holds exactly. (Memory and SQLite
-        hold one lock for the whole unit of work already; PostgreSQL locks the
-        program's row, so issuers of one program queue on it while other writes do
-        not.)"""
+    def reserve_codes(self, n: int, planned: int) -> bool:
+        """Count ``n`` (>= 1) more codes against the program's plan: if the codes issued
+        so far plus ``n`` stay within ``planned``, add ``n`` to the program's counter and
+        return True; else change nothing and return False.
+
+        Written at once, in this unit of work, and held until it ends (the counter
+        row's lock, taken by the guarded increment itself: nothing is scanned under
+        it). Of concurrent units of work that reserve, each sees the count that every
+        one committed before it left, so as many succeed as the plan has room for and
+        the others get False. Every code that :meth:`write` inserts is reserved in the
+        same unit of work first, so the counter equals the codes stored."""
 
     def claim_code(self, code: str) -> bool:
         """Count one more use of ``code`` if it has uses left (``max_uses`` None: no
@@ -84,7 +92,8 @@ class ReferralStore(Protocol):
         """Return the identity marks kept for these members."""
 
     def erase(self, member_id: str) -> None:
-        """Delete the member's identity marks (codes and referrals stay)."""
+        """Delete the member's identity marks (codes and referrals stay, and so does
+        the program's count of codes issued)."""
 
     def write(self, changes: ReferralChanges) -> None:
         """Insert the codes (a code already issued in the program is a

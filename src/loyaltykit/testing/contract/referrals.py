@@ -325,6 +325,44 @@ class ReferralContract(ContractPart):
         with pytest.raises(CodeVolumeExhausted):
             grown.referrals.issue_code("bob", key="fifth")
         assert 4 == sum(len(grown.referrals.codes(m)) for m in ("alice", "bob"))
+        # an erased member's codes stay, and so do they in the count
+        assert grown.privacy.erase("alice").erased
+        with pytest.raises(CodeVolumeExhausted) as still:
+            grown.referrals.issue_code("bob", key="sixth")
+        assert {"planned": 4, "issued": 4} == dict(still.value.details)
+        with storage.unit_of_work(program.id) as uow:
+            assert 4 == uow.referrals.count_codes()
+
+    def test_the_code_counter_reserves_within_the_plan_and_rolls_back(
+        self, storage: Storage
+    ) -> None:
+        loyalty, _ = self._ref(storage)  # registers the program
+        other, _ = self._ref(storage, attrs.evolve(referral_program(), id="ref-other"))
+        program_id = loyalty.program.id
+        with storage.unit_of_work(program_id) as uow:
+            assert 0 == uow.referrals.count_codes()
+            assert uow.referrals.reserve_codes(2, 3)
+            assert 2 == uow.referrals.count_codes()  # its own reservation
+            assert not uow.referrals.reserve_codes(2, 3)
+            assert not uow.referrals.reserve_codes(4, 3)  # the first, too
+            assert 2 == uow.referrals.count_codes()
+            uow.commit()
+        with storage.unit_of_work(program_id) as uow:
+            assert uow.referrals.reserve_codes(1, 3)  # not committed: rolled back
+        with pytest.raises(RuntimeError, match="boom"), \
+                storage.unit_of_work(program_id) as uow:
+            assert uow.referrals.reserve_codes(1, 3)
+            raise RuntimeError("boom")
+        with storage.unit_of_work(program_id) as uow:
+            assert 2 == uow.referrals.count_codes()
+            assert uow.referrals.reserve_codes(1, 3)  # up to the plan exactly
+            uow.commit()
+        with storage.unit_of_work(program_id) as uow:
+            assert (3, False, True) == (uow.referrals.count_codes(),
+                                        uow.referrals.reserve_codes(1, 3),
+                                        uow.referrals.reserve_codes(1, 4))
+        with storage.unit_of_work(other.program.id) as uow:
+            assert 0 == uow.referrals.count_codes()  # each program counts its own
 
     def test_racing_issuers_never_pass_the_planned_volume(self, storage: Storage) -> None:
         loyalty, _ = self._ref(storage, referral_program(
