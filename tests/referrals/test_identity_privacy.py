@@ -48,6 +48,11 @@ JANE = Identity(email="Secret.Jane+promo@GMail.com", payment="tok_secretjane_424
 JANE_AGAIN = Identity(email="secret.jane@example.com")
 
 
+def _typo(code: str) -> str:
+    """``code`` with another check character (always a typo the check catches)."""
+    return code[:-1] + ("*" if code[-1] != "*" else "~")
+
+
 def _any(value: object) -> Any:
     return value
 
@@ -161,7 +166,7 @@ CALLS: list[tuple[str, Callable[[_World], object], type[LoyaltyError]]] = [
     ("enrol: key reused", lambda w: w.loyalty.enrol("alice", identity=JANE),
      IdempotencyConflict),
     ("enrol: typo in the code",
-     lambda w: w.loyalty.enrol("frank", referral_code=w.code[:-1] + "*", identity=JANE),
+     lambda w: w.loyalty.enrol("frank", referral_code=_typo(w.code), identity=JANE),
      InvalidCode),
     ("enrol: unknown code",
      lambda w: w.loyalty.enrol("frank", referral_code=w.unknown, identity=JANE),
@@ -188,7 +193,7 @@ CALLS: list[tuple[str, Callable[[_World], object], type[LoyaltyError]]] = [
     ("refer: unknown code",
      lambda w: w.loyalty.referrals.refer("bob", w.unknown, identity=JANE), CodeNotFound),
     ("refer: typo in the code",
-     lambda w: w.loyalty.referrals.refer("bob", w.code[:-1] + "*", identity=JANE), InvalidCode),
+     lambda w: w.loyalty.referrals.refer("bob", _typo(w.code), identity=JANE), InvalidCode),
     ("refer: identity a tuple",
      lambda w: w.loyalty.referrals.refer("bob", w.code,
                                          identity=_any(("secretjane@example.com",))),
