@@ -34,7 +34,8 @@ from loyaltykit._errors import (
     InvalidReturn,
     LoyaltyError,
 )
-from loyaltykit._values import Money, check_aware, to_utc
+from loyaltykit._validate import check_instant
+from loyaltykit._values import Money
 
 __all__ = ["Event", "EventType", "Order", "OrderLine"]
 
@@ -163,13 +164,13 @@ def _keys(data: object, known: frozenset[str], required: tuple[str, ...],
     return data
 
 
-def _instant(value: object, field: str, error: type[LoyaltyError]) -> dt.datetime:
+def _instant(value: object, field: str, error: type[InvalidInput]) -> dt.datetime:
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
             _raise(error, field, "must be an ISO 8601 datetime with offset", value)
-    return to_utc(check_aware(value, name=field))
+    return check_instant(value, field, error=error)
 
 
 # -- order lines ----------------------------------------------------------------------------
@@ -306,8 +307,8 @@ class Order:
     def __attrs_post_init__(self) -> None:
         check_name(self.id, "id", InvalidOrder)
         check_name(self.member_id, "member_id", InvalidOrder)
-        object.__setattr__(self, "placed_at", to_utc(check_aware(self.placed_at,
-                                                                 name="placed_at")))
+        object.__setattr__(self, "placed_at",
+                           check_instant(self.placed_at, "placed_at", error=InvalidOrder))
         if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
             _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code",
                    self.currency)
@@ -487,7 +488,7 @@ class Event:
                    self.type)
         check_name(self.member_id, "member_id", InvalidEvent)
         object.__setattr__(self, "occurred_at",
-                           to_utc(check_aware(self.occurred_at, name="occurred_at")))
+                           check_instant(self.occurred_at, "occurred_at", error=InvalidEvent))
         if not isinstance(self.attributes, Mapping):
             _raise(InvalidEvent, "attributes", "must be a mapping", repr(self.attributes))
         object.__setattr__(self, "attributes",

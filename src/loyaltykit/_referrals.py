@@ -38,10 +38,10 @@ import attrs
 from loyaltykit._calendar import add_days as add_days  # where the service looks for it
 from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
-from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._errors import InvalidInput, InvalidProgram, NaiveDatetime
 from loyaltykit._rules import CapPeriod
-from loyaltykit._validate import check_bool, check_int, invalid
-from loyaltykit._values import Money, to_utc
+from loyaltykit._validate import check_bool, check_instant, check_int, invalid
+from loyaltykit._values import Money
 
 __all__ = [
     "Campaign",
@@ -197,10 +197,12 @@ class Campaign:
                           "must be a lower-case name up to 64 characters", self.name)
         for field in ("starts_at", "ends_at"):
             value = getattr(self, field)
-            if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            try:
+                utc = check_instant(value, f"referrals.campaigns.{field}", error=InvalidProgram)
+            except NaiveDatetime:
                 raise invalid(f"referrals.campaigns.{field}", "must be a timezone-aware datetime",
-                              repr(value))
-            object.__setattr__(self, field, to_utc(value))
+                              repr(value)) from None
+            object.__setattr__(self, field, utc)
         if self.ends_at <= self.starts_at:
             raise invalid("referrals.campaigns.ends_at", "must be after starts_at",
                           self.ends_at.isoformat())

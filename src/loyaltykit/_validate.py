@@ -18,6 +18,7 @@ Nothing here imports the domain modules.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import re
@@ -25,18 +26,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from loyaltykit._errors import InvalidInput, InvalidProgram, shown
+from loyaltykit._errors import InvalidInput, InvalidProgram, NaiveDatetime, shown
 
 __all__ = [
+    "MAX_INSTANT",
     "MAX_JSON_DEPTH",
     "MAX_MEMBER_ID_LENGTH",
     "MAX_METADATA_BYTES",
     "MAX_REASON_LENGTH",
+    "MIN_INSTANT",
     "NAME",
     "check_bool",
     "check_enum",
     "check_id",
     "check_ident",
+    "check_instant",
     "check_int",
     "check_json",
     "check_keys",
@@ -193,3 +197,59 @@ def check_id(value: object, name: str) -> uuid.UUID:
         except ValueError:
             pass
     raise InvalidInput(f"{name} must be a UUID", **{name: value})
+
+
+# -- instants -----------------------------------------------------------------------
+
+#: The earliest instant the library accepts (inclusive).
+MIN_INSTANT = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+#: The first instant past the range the library accepts (exclusive). Far enough from
+#: year 9999 that anything derived from an accepted instant (an expiry up to
+#: 100,000 days after a pending period of as long, tier protection for 100 periods)
+#: stays a valid datetime, and both databases store every one of them exactly.
+MAX_INSTANT = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+# a day either side of the range: no wall-clock time outside them is in it, and no
+# time inside them can overflow when its offset is taken off
+_WALL_LOW = dt.datetime(1899, 12, 31)
+_WALL_HIGH = dt.datetime(9000, 1, 2)
+_RANGE = "from 1900-01-01T00:00:00Z up to (not including) 9000-01-01T00:00:00Z"
+
+
+def check_instant(value: object, name: str = "at", *,
+                  error: type[InvalidInput] = InvalidInput) -> dt.datetime:
+    """``value`` in UTC (a plain :class:`datetime.datetime`, microseconds kept) if it
+    is a timezone-aware datetime in the supported range (:data:`MIN_INSTANT` to
+    :data:`MAX_INSTANT`). Not a datetime, or naive:
+    :class:`~loyaltykit.NaiveDatetime`; outside the range: ``error`` naming ``name``
+    (keyed by it for :class:`~loyaltykit.InvalidInput`; with ``field`` for a
+    subclass such as :class:`~loyaltykit.InvalidOrder`). Never raises OverflowError."""
+    if not isinstance(value, dt.datetime):
+        raise NaiveDatetime(f"{name} must be a datetime", **{name: shown(value)})
+    try:
+        offset = value.utcoffset()
+    except Exception:  # a tzinfo that cannot tell its offset is no time zone
+        raise NaiveDatetime(f"{name} has a time zone that gives no offset",
+                            **{name: shown(value)}) from None
+    if value.tzinfo is None or offset is None:
+        raise NaiveDatetime(f"{name} must be timezone-aware",
+                            **{name: value.replace(tzinfo=None).isoformat()})
+    wall = dt.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                       value.second, value.microsecond)
+    utc = (wall - offset).replace(tzinfo=dt.UTC) if _WALL_LOW < wall < _WALL_HIGH else None
+    if utc is None or not MIN_INSTANT <= utc < MAX_INSTANT:
+        message = f"must be {_RANGE}"
+        text = f"{wall.isoformat()}{_offset_text(offset)}"
+        if error is InvalidInput:
+            raise InvalidInput(f"{name} {message}", **{name: text})
+        raise error(f"{name}: {message}", field=name, value=text)
+    return utc
+
+
+def _offset_text(offset: dt.timedelta) -> str:
+    """``+01:00`` for an offset (as :meth:`datetime.isoformat` writes it)."""
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    seconds = abs(offset)
+    hours, rest = divmod(seconds, dt.timedelta(hours=1))
+    minutes, rest = divmod(rest, dt.timedelta(minutes=1))
+    text = f"{sign}{hours:02d}:{minutes:02d}"
+    return text if not rest else f"{text}:{rest.seconds:02d}"

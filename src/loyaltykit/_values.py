@@ -23,9 +23,11 @@ import orjson
 from loyaltykit._errors import (
     CurrencyMismatch,
     InvalidIdempotencyKey,
+    InvalidInput,
     InvalidMoney,
     InvalidPoints,
     NaiveDatetime,
+    shown,
 )
 
 __all__ = [
@@ -175,8 +177,16 @@ def check_aware(value: object, *, name: str = "at") -> dt.datetime:
 
 
 def to_utc(value: dt.datetime) -> dt.datetime:
-    """Convert an aware datetime to a plain ``datetime`` in UTC (microsecond precision)."""
-    utc = value.astimezone(dt.UTC)
+    """Convert an aware datetime to a plain ``datetime`` in UTC (microsecond precision).
+
+    Arguments are checked with :func:`~loyaltykit._validate.check_instant` (which also
+    converts); this converts instants the library derives from them, which stay far
+    from the ends of the calendar. Should one not, the error is still typed."""
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput("the instant lies outside the calendar",
+                           instant=shown(value)) from None
     return dt.datetime(
         utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
         tzinfo=dt.UTC,

@@ -23,18 +23,22 @@ from hypothesis import strategies as st
 
 from loyaltykit import (
     ClawbackPolicy,
+    Event,
     ExpiryPolicy,
     ExpiryRounding,
     ExpiryStart,
     HoldNotFound,
+    InvalidEvent,
     InvalidIdempotencyKey,
     InvalidInput,
     InvalidMoney,
+    InvalidOrder,
     InvalidPoints,
     InvalidProgram,
     LedgerPolicy,
     Loyalty,
     LoyaltyError,
+    MemberContext,
     MemberNotFound,
     Money,
     NaiveDatetime,
@@ -50,7 +54,7 @@ from loyaltykit import (
 )
 from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS
 from loyaltykit.memory import MemoryStorage
-from loyaltykit.testing.contract import Shop, ledger_snapshot, make_program
+from loyaltykit.testing.contract import Shop, ledger_snapshot, lot_of, make_program
 
 TTL = dt.timedelta(minutes=15)
 MEMBERS = ("m", "n", "ghost")
@@ -731,3 +735,150 @@ def test_errors_carry_a_code_and_read_well(world: World) -> None:
     assert -5 == error.details["points"]
     assert str(error).startswith("invalid_points: ")
     assert "points=-5" in str(error)
+
+
+# -- what valid input is (docs/errors.md) ------------------------------------------------
+# Each rule refused the same on memory, SQLite and PostgreSQL, before anything is written.
+
+PLUS_1 = dt.timezone(dt.timedelta(hours=1))
+MINUS_1 = dt.timezone(dt.timedelta(hours=-1))
+#: Aware instants outside 1900-01-01T00:00Z .. 9000-01-01T00:00Z (exclusive); the first
+#: two overflowed when converted to UTC.
+OUTSIDE = [
+    dt.datetime(1, 1, 1, 0, 0, tzinfo=PLUS_1),
+    dt.datetime(9999, 12, 31, 23, 59, tzinfo=MINUS_1),
+    dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(1899, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+    dt.datetime(1900, 1, 1, 0, 30, tzinfo=PLUS_1),  # 1899-12-31T23:30Z
+    dt.datetime(9000, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(8999, 12, 31, 23, 30, tzinfo=MINUS_1),  # 9000-01-01T00:30Z
+]
+_OUTSIDE_IDS = [v.isoformat() for v in OUTSIDE]
+
+
+def out_of_range(world: World, error: type[LoyaltyError], call: Callable[[], object],
+                 name: str) -> None:
+    """``call`` is refused for an instant outside the range, naming ``name``."""
+    raised = refused(world, error, ValueError, call)
+    assert "1900-01-01" in raised.message
+    assert name in raised.message
+
+
+@pytest.mark.parametrize("op", WRITES)
+@pytest.mark.parametrize("at", OUTSIDE, ids=_OUTSIDE_IDS)
+def test_every_write_refuses_instants_outside_the_range(world: World, op: str,
+                                                        at: dt.datetime) -> None:
+    out_of_range(world, InvalidInput, lambda: writes(world)[op](at=at), "at")
+
+
+@pytest.mark.parametrize("at", OUTSIDE, ids=_OUTSIDE_IDS)
+def test_reads_and_other_instants_refuse_the_range(world: World, at: dt.datetime) -> None:
+    lo, shop = world.loyalty, world.shop
+    cursor = f"{at.isoformat()}|{uuid.uuid4()}"
+    for name, call in [
+        ("activates_at", lambda: lo.earn("m", 5, key="k", activates_at=at)),
+        ("as_of", lambda: lo.balance("m", as_of=at)),
+        ("at", lambda: lo.run_due(at)),
+        ("at", lambda: lo.record_return("o", {"A": 1}, key="k", at=at)),
+        ("at", lambda: lo.cancel_order("o", at=at)),
+    ]:
+        out_of_range(world, InvalidInput, call, name)
+    refused(world, InvalidInput, ValueError, lambda: lo.statement("m", cursor=cursor))
+    for build, error, name in [
+        (lambda: Order(id="o", member_id="m", placed_at=at, currency="EUR",
+                       lines=(OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR")),)),
+         InvalidOrder, "placed_at"),
+        (lambda: Event(id="e", type="visit", member_id="m", occurred_at=at),
+         InvalidEvent, "occurred_at"),
+        (lambda: _program(effective_from=at), InvalidProgram, "effective_from"),
+        (lambda: TestClock(at), InvalidInput, "start"),
+        (lambda: TestClock(shop.clock.now()).set(at), InvalidInput, "instant"),
+        (lambda: MemberContext(member_id="m", enrolled_at=at), InvalidInput, "enrolled_at"),
+    ]:
+        with pytest.raises(error) as info:
+            build()
+        assert error is type(info.value)
+        assert name in info.value.message and "9000-01-01" in info.value.message
+
+
+def test_order_and_event_dicts_refuse_the_range() -> None:
+    order = {"id": "o", "member_id": "m", "placed_at": "0001-01-01T00:00:00+01:00",
+             "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": "1"}]}
+    with pytest.raises(InvalidOrder) as info:
+        Order.from_dict(order)
+    assert "placed_at" == info.value.details["field"]
+    with pytest.raises(InvalidEvent):
+        Event.from_dict({"id": "e", "type": "visit", "member_id": "m",
+                         "occurred_at": "9999-12-31T23:59:00-01:00"})
+    with pytest.raises(InvalidProgram) as raised:
+        Program.from_dict({**make_program().to_dict(),
+                           "effective_from": "9999-12-31T23:59:00-01:00"})
+    assert "effective_from" == raised.value.details["field"]
+
+
+def test_a_clock_telling_an_instant_outside_the_range_is_refused(storage: Storage) -> None:
+    class FarClock:
+        def now(self) -> dt.datetime:
+            return dt.datetime(9999, 12, 31, 23, 59, tzinfo=MINUS_1)
+
+    with pytest.raises(InvalidInput) as info:
+        Loyalty(make_program("far"), storage, clock=FarClock())
+    assert "clock.now()" in info.value.message
+    with storage.unit_of_work("far") as uow:  # refused before anything was stored
+        assert [] == uow.programs.program_versions()
+
+
+@pytest.mark.parametrize("move", [
+    {"days": 3_000_000}, {"days": -3_000_000}, {"days": 400}, {"seconds": 1e300},
+    {"days": math.inf}, {"hours": math.nan}, {"minutes": "5"}, {"days": True},
+    {"days": 10**30},
+])
+def test_the_test_clock_refuses_to_leave_the_range(move: dict[str, Any]) -> None:
+    clock = TestClock(dt.datetime(8999, 12, 1, tzinfo=dt.UTC))
+    with pytest.raises(InvalidInput) as info:
+        clock.advance(**move)
+    assert InvalidInput is type(info.value)
+    assert dt.datetime(8999, 12, 1, tzinfo=dt.UTC) == clock.now()  # did not move
+
+
+def test_the_first_and_last_supported_instants_work(storage: Storage) -> None:
+    first = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+    last = dt.datetime(9000, 1, 1, tzinfo=dt.UTC) - dt.timedelta(microseconds=1)
+    shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=30)), start=last)
+    shop.enrol("m")
+    shop.loyalty.earn("m", 5, key="first", at=first)
+    shop.loyalty.earn("m", 7, key="last")
+    assert 7 == shop.loyalty.balance("m").available  # the first lot expired long ago
+    assert first == shop.loyalty.statement("m").lines[-1].occurred_at
+    assert last == TestClock(last).now()
+
+
+def test_arithmetic_on_the_last_instants_never_overflows(storage: Storage) -> None:
+    # every duration a program may hold at its longest, from the last supported instant:
+    # the longest pending period, the longest expiry (from the earn, or from an early
+    # activation), rounded up to the next year; the longest hold
+    last = dt.datetime(9000, 1, 1, tzinfo=dt.UTC) - dt.timedelta(microseconds=1)
+    for counted_from in ExpiryStart:
+        program = make_program(
+            f"far-{counted_from.value}",
+            expiry=ExpiryPolicy(months=3000, round_up_to=ExpiryRounding.YEAR,
+                                counted_from=counted_from),
+            pending=PendingPolicy(days=100_000))
+        shop = Shop(storage, program, start=last)
+        shop.enrol("m")
+        earned = shop.loyalty.earn("m", 5, key="earn")
+        if counted_from is ExpiryStart.ACTIVATION:
+            shop.loyalty.activate(earned.transaction_id, key="early")
+            shop.loyalty.hold("m", 5, key="hold", ttl=dt.timedelta(days=3660))
+        shop.loyalty.run_due()
+        lot = shop.lot("m", lot_of(shop.loyalty.transaction(earned.transaction_id)))
+        assert lot.expires_at is not None and 9249 <= lot.expires_at.year <= 9251
+        if counted_from is ExpiryStart.EARN:
+            assert lot.activates_at is not None and 9273 == lot.activates_at.year
+
+
+def test_expiry_months_are_bounded() -> None:
+    with pytest.raises(InvalidProgram) as info:
+        ExpiryPolicy(months=3001)
+    assert "ledger.expiry.months" == info.value.details["field"]
+    assert 3000 == ExpiryPolicy(months=3000).months

@@ -55,8 +55,8 @@ from loyaltykit._referrals import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._validate import check_member_id, check_reason
-from loyaltykit._values import check_aware, check_key, to_utc
+from loyaltykit._validate import check_instant, check_member_id, check_reason
+from loyaltykit._values import check_key
 from loyaltykit.storage import ReferralChanges
 
 __all__ = ["ReferralService"]
@@ -179,8 +179,9 @@ class ReferralService:
         if not isinstance(source, Source):
             raise InvalidInput("source must be a Source", source=repr(source))
         when = self.c.instant(at)
+        expiry: dt.datetime | None
         if expires_at is not None:
-            expiry: dt.datetime | None = to_utc(check_aware(expires_at, name="expires_at"))
+            expiry = check_instant(expires_at, "expires_at")
         elif policy.code_valid_days is not None:
             expiry = add_days(when, policy.code_valid_days, zone(self.program.time_zone))
         else:
