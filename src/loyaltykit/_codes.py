@@ -44,7 +44,7 @@ MAX_GUESS_PROBABILITY = 1e-6
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s\-]+")
-_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}$")
+_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}\Z")
 
 
 def normalise_code(text: str) -> str:

@@ -34,7 +34,12 @@ from loyaltykit._errors import (
     InvalidReturn,
     LoyaltyError,
 )
-from loyaltykit._validate import check_instant
+from loyaltykit._validate import (
+    CURRENCIES,
+    check_instant,
+    check_text,
+    text_problem,
+)
 from loyaltykit._values import Money
 
 __all__ = ["Event", "EventType", "Order", "OrderLine"]
@@ -46,8 +51,7 @@ MAX_QUANTITY = 1_000_000_000
 #: Largest unit price, discount or shipping amount.
 MAX_AMOUNT = Decimal(10**12)
 _MAX_ID = 128
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _ZERO = Decimal(0)
 _MAX_DEPTH = 32
 #: Decimal arithmetic of the library, independent of the caller's thread context.
@@ -101,14 +105,15 @@ def with_prefix(exc: LoyaltyError, prefix: str) -> LoyaltyError:
     return type(exc)(message, **details)
 
 
-def check_name(value: object, field: str, error: type[LoyaltyError]) -> str:
-    """Return ``value`` if it is a usable id (1-128 characters, no surrounding blanks)."""
+def check_name(value: object, field: str, error: type[InvalidInput]) -> str:
+    """Return ``value`` if it is a usable id (1-128 characters, no surrounding blanks,
+    no control or bidirectional control characters or unpaired surrogates)."""
     if not isinstance(value, str):
         _raise(error, field, "must be a str", value)
     if not value or len(value) > _MAX_ID or value != value.strip():
         _raise(error, field, f"must be 1-{_MAX_ID} characters without surrounding blanks",
                value)
-    return value
+    return check_text(value, field, ident=True, error=error)
 
 
 def json_value(value: object, field: str, error: type[LoyaltyError], depth: int = 0) -> Any:
@@ -117,7 +122,12 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
     must be finite."""
     if depth > _MAX_DEPTH:
         _raise(error, field, "is nested too deeply", None)
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            _raise(error, field, f"must not hold {problem}", value)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -128,6 +138,9 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
         for key, item in value.items():
             if not isinstance(key, str):
                 _raise(error, field, "keys must be str", repr(key))
+            problem = text_problem(key)
+            if problem is not None:
+                _raise(error, field, f"keys must not hold {problem}", key)
             out[key] = json_value(item, f"{field}.{key}", error, depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -171,6 +184,13 @@ def _instant(value: object, field: str, error: type[InvalidInput]) -> dt.datetim
         except ValueError:
             _raise(error, field, "must be an ISO 8601 datetime with offset", value)
     return check_instant(value, field, error=error)
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or value not in CURRENCIES:
+        _raise(InvalidOrder, "currency", "must be an ISO 4217 currency code (such as EUR)",
+               value)
+    return value
 
 
 # -- order lines ----------------------------------------------------------------------------
@@ -309,9 +329,7 @@ class Order:
         check_name(self.member_id, "member_id", InvalidOrder)
         object.__setattr__(self, "placed_at",
                            check_instant(self.placed_at, "placed_at", error=InvalidOrder))
-        if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
-            _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code",
-                   self.currency)
+        _currency(self.currency)
         if not isinstance(self.lines, tuple):
             _raise(InvalidOrder, "lines", "must be a tuple of OrderLine", repr(self.lines))
         if len(self.lines) > MAX_LINES:
@@ -424,9 +442,7 @@ class Order:
         CurrencyMismatch / NaiveDatetime) naming the field, e.g. ``lines[2].quantity``."""
         data = _keys(data, _ORDER_KEYS, ("id", "member_id", "placed_at", "currency", "lines"),
                      InvalidOrder, "order")
-        currency = data["currency"]
-        if not isinstance(currency, str) or not _CURRENCY.match(currency):
-            _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code", currency)
+        currency = _currency(data["currency"])
         raw_lines = data["lines"]
         if not isinstance(raw_lines, list | tuple):
             _raise(InvalidOrder, "lines", "must be a list of lines", repr(raw_lines))

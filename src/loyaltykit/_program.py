@@ -24,7 +24,7 @@ from loyaltykit._errors import InvalidProgram, LoyaltyError, NaiveDatetime, Unkn
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
-from loyaltykit._validate import NAME, check_instant, invalid
+from loyaltykit._validate import CURRENCIES, NAME, check_instant, check_time_zone, invalid
 from loyaltykit._values import Money, to_utc
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
     "SpendOrder",
 ]
 
-_PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 #: The longest expiry or pending period in days (about 273 years), and in months.
 #: Bounded so that an expiry counted from an activation counted from any supported
 #: instant stays a valid date (docs/errors.md, "What valid input is").
@@ -274,14 +274,14 @@ class Program:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
             raise invalid("id", "must be 1-64 characters of letters, digits and _.:-", self.id)
-        if not isinstance(self.time_zone, str):
-            raise invalid("time_zone", "must be an IANA time zone name", self.time_zone)
+        check_time_zone(self.time_zone)
         try:
             zone(self.time_zone)
         except Exception:
             raise invalid("time_zone", "unknown IANA time zone", self.time_zone) from None
-        if not isinstance(self.currency, str) or not re.match(r"^[A-Z]{3}$", self.currency):
-            raise invalid("currency", "must be a three-letter ISO 4217 code", self.currency)
+        if not isinstance(self.currency, str) or self.currency not in CURRENCIES:
+            raise invalid("currency", "must be an ISO 4217 currency code (such as EUR)",
+                          self.currency)
         if not isinstance(self.point_value, Money):
             raise invalid("point_value", "must be Money", self.point_value)
         if self.point_value.currency != self.currency:

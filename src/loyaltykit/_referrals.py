@@ -40,7 +40,7 @@ from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
 from loyaltykit._errors import InvalidInput, InvalidProgram, NaiveDatetime
 from loyaltykit._rules import CapPeriod
-from loyaltykit._validate import check_bool, check_instant, check_int, invalid
+from loyaltykit._validate import check_bool, check_instant, check_int, invalid, text_problem
 from loyaltykit._values import Money
 
 __all__ = [
@@ -68,7 +68,7 @@ __all__ = [
     "normalise_email",
 ]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 _MAX_DAYS = 3660
 
 
@@ -484,6 +484,9 @@ def normalise_email(email: str) -> str:
     """
     if not isinstance(email, str) or email.count("@") != 1:
         raise InvalidInput("an e-mail address has one @", email=repr(email))
+    problem = text_problem(email) if len(email) <= 1000 else "more than 1000 characters"
+    if problem is not None:  # (the address itself is not shown: it identifies a person)
+        raise InvalidInput(f"an e-mail address must not hold {problem}", email="(hidden)")
     local, domain = email.strip().lower().split("@")
     local = local.split("+", 1)[0]
     if domain in ("gmail.com", "googlemail.com"):
@@ -509,7 +512,11 @@ class Identity:
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or not value
                                       or len(value) > 1000):
-                raise InvalidInput(f"{field} must be a non-empty str", **{field: repr(value)})
+                raise InvalidInput(f"{field} must be a non-empty str of at most 1000 "
+                                   "characters", **{field: repr(value)})
+            problem = text_problem(value) if isinstance(value, str) else None
+            if problem is not None:
+                raise InvalidInput(f"{field} must not hold {problem}", **{field: "(hidden)"})
         if self.email is not None:
             normalise_email(self.email)
 

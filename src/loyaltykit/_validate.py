@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+import importlib.resources
 import json
 import re
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from loyaltykit._errors import InvalidInput, InvalidProgram, NaiveDatetime, shown
+from loyaltykit._errors import InvalidInput, InvalidMoney, InvalidProgram, NaiveDatetime, shown
 
 __all__ = [
+    "CURRENCIES",
     "MAX_INSTANT",
     "MAX_JSON_DEPTH",
     "MAX_MEMBER_ID_LENGTH",
@@ -37,6 +41,7 @@ __all__ = [
     "MIN_INSTANT",
     "NAME",
     "check_bool",
+    "check_currency",
     "check_enum",
     "check_id",
     "check_ident",
@@ -46,13 +51,17 @@ __all__ = [
     "check_keys",
     "check_member_id",
     "check_reason",
+    "check_text",
+    "check_time_zone",
     "check_tuple",
     "invalid",
+    "text_problem",
 ]
 
-#: A lower-case name of up to 32 characters (wallets, tiers).
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+#: A lower-case name of up to 32 characters (wallets, tiers). ``\Z``, not ``$``: a
+#: ``$`` also matches before a trailing newline.
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
+_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def invalid(field: str, message: str, value: object) -> InvalidProgram:
@@ -128,7 +137,8 @@ MAX_JSON_DEPTH = 32
 
 
 def check_member_id(value: object, name: str = "member_id") -> str:
-    """A shop's id (of a member, an order...): 1-128 characters, no surrounding spaces."""
+    """A shop's id (of a member, an order...): 1-128 characters, no surrounding spaces,
+    none of the characters :func:`text_problem` refuses in an id."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a str", **{name: value})
     if not value or value != value.strip() or len(value) > MAX_MEMBER_ID_LENGTH:
@@ -136,17 +146,18 @@ def check_member_id(value: object, name: str = "member_id") -> str:
             f"{name} must be 1-{MAX_MEMBER_ID_LENGTH} characters without surrounding spaces",
             **{name: value},
         )
-    return value
+    return check_text(value, name, ident=True)
 
 
 def check_reason(value: object, *, required: bool = False) -> str:
-    """A reason of at most 500 characters (not blank when ``required``)."""
+    """A reason of at most 500 characters (not blank when ``required``), free text
+    without NUL or unpaired surrogates."""
     if not isinstance(value, str) or len(value) > MAX_REASON_LENGTH:
         raise InvalidInput(f"reason must be a str of at most {MAX_REASON_LENGTH} characters",
                            reason=value)
     if required and not value.strip():
         raise InvalidInput("a reason is required", reason=value)
-    return value
+    return check_text(value, "reason")
 
 
 def check_json(value: object, name: str) -> dict[str, Any]:
@@ -158,6 +169,9 @@ def check_json(value: object, name: str) -> dict[str, Any]:
     if _depth(value) > MAX_JSON_DEPTH:
         raise InvalidInput(f"{name} nests deeper than {MAX_JSON_DEPTH} levels",
                            **{name: shown(value)})
+    problem = _json_text_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{name} holds text with {problem}", **{name: shown(value)})
     try:
         text = json.dumps(dict(value), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
@@ -187,6 +201,25 @@ def _depth(value: object) -> int:
     return deepest
 
 
+def _json_text_problem(value: object) -> str | None:
+    """What is wrong with the first key or string in ``value`` (a mapping or list
+    nested at most :data:`MAX_JSON_DEPTH` deep) that free text may not hold; None if
+    nothing is. Walked without recursion."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return problem
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
 def check_id(value: object, name: str) -> uuid.UUID:
     """A UUID, or its text."""
     if isinstance(value, uuid.UUID):
@@ -197,6 +230,48 @@ def check_id(value: object, name: str) -> uuid.UUID:
         except ValueError:
             pass
     raise InvalidInput(f"{name} must be a UUID", **{name: value})
+
+
+# -- text ---------------------------------------------------------------------------
+
+#: What no text may hold: NUL (PostgreSQL refuses it in text and JSON) and unpaired
+#: surrogates (not encodable as UTF-8).
+_REFUSED_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+#: What an id or a key may not hold besides: the other C0 controls and DEL, and the
+#: bidirectional overrides and isolates that make an id read as another in a log.
+_REFUSED_IN_ID = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def text_problem(value: str, *, ident: bool = False) -> str | None:
+    """Say what ``value`` holds that text may not (None: nothing). Free text may not
+    hold NUL or an unpaired surrogate; an id or key (``ident``) not a control
+    character (U+0000-U+001F, U+007F) or a bidirectional override or isolate
+    (U+202A-U+202E, U+2066-U+2069) either."""
+    found = (_REFUSED_IN_ID if ident else _REFUSED_IN_TEXT).search(value)
+    if found is None:
+        return None
+    char = ord(found.group())
+    if 0xD800 <= char <= 0xDFFF:
+        kind = "an unpaired surrogate"
+    elif char in (0x00, 0x7F) or char < 0x20:
+        kind = "a control character"
+    else:
+        kind = "a bidirectional control character"
+    return f"{kind} (U+{char:04X} at index {found.start()})"
+
+
+def check_text(value: str, name: str, *, ident: bool = False,
+               error: type[InvalidInput] = InvalidInput) -> str:
+    """``value`` if :func:`text_problem` finds nothing in it, else ``error`` naming
+    ``name`` (an :class:`~loyaltykit.InvalidInput` keyed by the parameter's name;
+    a subclass such as :class:`~loyaltykit.InvalidOrder` with ``field``)."""
+    problem = text_problem(value, ident=ident)
+    if problem is None:
+        return value
+    message = f"must not hold {problem}"
+    if error is InvalidInput:
+        raise InvalidInput(f"{name} {message}", **{name: value})
+    raise error(f"{name}: {message}", field=name, value=value)
 
 
 # -- instants -----------------------------------------------------------------------
@@ -253,3 +328,66 @@ def _offset_text(offset: dt.timedelta) -> str:
     minutes, rest = divmod(rest, dt.timedelta(minutes=1))
     text = f"{sign}{hours:02d}:{minutes:02d}"
     return text if not rest else f"{text}:{rest.seconds:02d}"
+
+
+# -- time zones ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    """The IANA time zone names (the list the ``tzdata`` package ships, so the same
+    on every host), with UTC; without ``Factory`` (a placeholder, "zone not set")."""
+    try:
+        text = importlib.resources.files("tzdata").joinpath("zones").read_text("utf-8")
+        names = frozenset(text.split())
+    except (ImportError, OSError):  # pragma: no cover - pendulum requires tzdata
+        names = frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules"}
+    return (names | {"UTC"}) - {"Factory"}
+
+
+def check_time_zone(value: object, field: str = "time_zone") -> str:
+    """``value`` if it is an IANA time zone name (``Europe/Berlin``) or ``UTC`` (in
+    any case); a
+    name that means something else on another host (``localtime``), a POSIX rule or
+    an offset raises :class:`~loyaltykit.InvalidProgram` naming ``field``."""
+    if not isinstance(value, str):
+        raise invalid(field, "must be an IANA time zone name", shown(value))
+    if value not in _zone_names() and value.upper() != "UTC":  # ("utc": as pendulum reads it)
+        raise invalid(field, "unknown IANA time zone (give a name such as "
+                      "'Europe/Berlin', or 'UTC')", value)
+    return value
+
+
+# -- money --------------------------------------------------------------------------
+
+def _with_unit(unit: int | None, codes: str) -> dict[str, int | None]:
+    return dict.fromkeys(codes.split(), unit)
+
+
+#: The ISO 4217 currencies (list one as published on 2026-01-01, and the codes
+#: withdrawn since 2023 so that existing programs still load), each with its minor
+#: unit: how many decimals it is usually written with (None: not applicable, as for
+#: gold or the testing code XTS).
+CURRENCIES: Mapping[str, int | None] = {
+    **_with_unit(2, (
+        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD "
+        "BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP "
+        "ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR "
+        "IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP "
+        "MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN "
+        "QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL "
+        "THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XAD XCD XCG YER "
+        "ZAR ZMW ZWG ZWL")),
+    **_with_unit(0, "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"),
+    **_with_unit(3, "BHD IQD JOD KWD LYD OMR TND"),
+    **_with_unit(4, "CLF UYW"),
+    **_with_unit(None, "XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX"),
+}
+
+def check_currency(value: object) -> str:
+    """``value`` if it is an ISO 4217 alphabetic code (:data:`CURRENCIES`), else
+    :class:`~loyaltykit.InvalidMoney`."""
+    if not isinstance(value, str) or value not in CURRENCIES:
+        raise InvalidMoney("currency must be an ISO 4217 currency code (such as EUR)",
+                           currency=shown(value) if not isinstance(value, str) else value)
+    return value

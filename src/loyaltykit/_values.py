@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -28,6 +27,10 @@ from loyaltykit._errors import (
     InvalidPoints,
     NaiveDatetime,
     shown,
+)
+from loyaltykit._validate import (
+    check_currency,
+    text_problem,
 )
 
 __all__ = [
@@ -63,7 +66,6 @@ MAX_POINTS = 10**15
 #: Longest idempotency key accepted, in characters.
 MAX_KEY_LENGTH = 200
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def _to_decimal(value: object) -> Decimal:
@@ -84,8 +86,7 @@ def _to_decimal(value: object) -> Decimal:
 
 
 def _check_currency(_: object, __: object, value: str) -> None:
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise InvalidMoney("currency must be a three-letter ISO 4217 code", currency=value)
+    check_currency(value)
 
 
 @attrs.frozen
@@ -194,7 +195,9 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 
 
 def check_key(value: object) -> str:
-    """Return ``value`` if it is a usable idempotency key (1..200 characters)."""
+    """Return ``value`` if it is a usable idempotency key: 1..200 characters, not
+    blank, and none that an id may not hold (control and bidirectional control
+    characters, unpaired surrogates)."""
     if not isinstance(value, str):
         raise InvalidIdempotencyKey("idempotency key must be a str", key=value)
     if not value or not value.strip():
@@ -203,6 +206,9 @@ def check_key(value: object) -> str:
         raise InvalidIdempotencyKey(
             f"idempotency key longer than {MAX_KEY_LENGTH} characters", length=len(value)
         )
+    problem = text_problem(value, ident=True)
+    if problem is not None:
+        raise InvalidIdempotencyKey(f"idempotency key must not hold {problem}", key=value)
     return value
 
 

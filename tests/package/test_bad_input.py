@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from loyaltykit import (
     ClawbackPolicy,
+    CodeSpec,
+    EarningPolicy,
     Event,
     ExpiryPolicy,
     ExpiryRounding,
@@ -51,7 +53,9 @@ from loyaltykit import (
     TestClock,
     TransactionNotFound,
     UnknownWallet,
+    evaluate_order,
 )
+from loyaltykit._validate import CURRENCIES
 from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract import Shop, ledger_snapshot, lot_of, make_program
@@ -882,3 +886,133 @@ def test_expiry_months_are_bounded() -> None:
         ExpiryPolicy(months=3001)
     assert "ledger.expiry.months" == info.value.details["field"]
     assert 3000 == ExpiryPolicy(months=3000).months
+
+
+# -- text of ids, keys and free text -----------------------------------------------------
+
+#: Refused in ids and keys: NUL, an unpaired surrogate, the other C0 controls and DEL,
+#: bidirectional overrides and isolates.
+BAD_ID_TEXT = ["a\x00b", "a\ud800", "\udc00b", "a\x1fb", "a\tb", "a\nb", "a\x7fb",
+               "a\u202eb", "a\u202ab", "a\u2066b", "a\u2069b"]
+#: Refused in free text (reasons, metadata and attributes): NUL and unpaired surrogates.
+BAD_FREE_TEXT = ["x\x00", "\ud800", "a\udfffb"]
+
+
+@pytest.mark.parametrize("text", BAD_ID_TEXT, ids=ascii)
+def test_ids_refuse_control_bidi_and_surrogate_characters(world: World, text: str) -> None:
+    lo = world.loyalty
+    for call in (
+        lambda: lo.enrol(text),
+        lambda: lo.earn(text, 5, key="k"),
+        lambda: lo.transfer("m", text, 5, key="k"),
+        lambda: lo.bulk_earn([("n", 1), (text, 5)], key="k"),
+        lambda: lo.balance(text),
+        lambda: lo.record_return(text, {"A": 1}, key="k"),
+        lambda: lo.order(text),
+    ):
+        error = refused(world, InvalidInput, ValueError, call)
+        assert "must not hold" in error.message
+    refused(world, InvalidIdempotencyKey, ValueError,
+            lambda: lo.earn("m", 5, key=f"key-{text}"))
+    line = OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR"))
+    for build, error_type in [
+        (lambda: Order(id=text, member_id="m", placed_at=world.shop.clock.now(),
+                       currency="EUR", lines=(line,)), InvalidOrder),
+        (lambda: OrderLine(sku=text, quantity=1, unit_price=Money("1", "EUR")), InvalidOrder),
+        (lambda: Event(id=text, type="visit", member_id="m",
+                       occurred_at=world.shop.clock.now()), InvalidEvent),
+    ]:
+        with pytest.raises(error_type) as info:
+            build()
+        assert error_type is type(info.value)
+
+
+@pytest.mark.parametrize("text", BAD_FREE_TEXT, ids=ascii)
+def test_free_text_refuses_nul_and_unpaired_surrogates(world: World, text: str) -> None:
+    lo = world.loyalty
+    for call in (
+        lambda: lo.earn("m", 5, key="k", reason=text),
+        lambda: lo.adjust("m", 5, key="k", reason=f"fix {text}"),
+        lambda: lo.earn("m", 5, key="k", metadata={"note": text}),
+        lambda: lo.earn("m", 5, key="k", metadata={"deep": [{"x": [text]}]}),
+        lambda: lo.earn("m", 5, key="k", metadata={text: 1}),
+        lambda: lo.enrol("newcomer", attributes={"name": text}),
+    ):
+        refused(world, InvalidInput, ValueError, call)
+    with pytest.raises(InvalidOrder):
+        Order(id="o", member_id="m", placed_at=world.shop.clock.now(), currency="EUR",
+              lines=(OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR")),),
+              attributes={"note": text})
+
+
+def test_free_text_keeps_other_characters(world: World) -> None:
+    text = "line one\nline two\t\u202eétoile 🎉"
+    result = world.loyalty.earn("n", 1, key="free", reason=text, metadata={text: text})
+    tx = world.loyalty.transaction(result.transaction_id)
+    assert (text, {text: text}) == (tx.reason, dict(tx.metadata))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: _program(id="shop\n"),
+    lambda: _program(wallets=("points\n",)),
+    lambda: _program(currency="EUR\n", point_value=Money("0.01", "EUR")),
+    lambda: Event(id="e", type="visit\n", member_id="m",
+                  occurred_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+    lambda: CodeSpec(prefix="AB\n"),
+], ids=["program id", "wallet", "currency", "event type", "code prefix"])
+def test_names_cannot_end_in_a_newline(build: Callable[[], object]) -> None:
+    # ``$`` in a pattern also matches before a trailing newline
+    with pytest.raises(InvalidInput):
+        build()
+
+
+# -- currencies and time zones -----------------------------------------------------------
+
+@pytest.mark.parametrize("currency", ["XYZ", "ABC", "EUR\n", "EUr", "QQQ"])
+def test_currencies_are_iso_4217_codes(currency: str) -> None:
+    with pytest.raises(InvalidMoney):
+        Money("1.00", currency)
+    with pytest.raises(InvalidProgram) as info:
+        _program(currency=currency, point_value=Money("0.01", "EUR"))
+    assert "currency" == info.value.details["field"]
+    with pytest.raises(InvalidOrder) as raised:
+        Order(id="o", member_id="m", placed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+              currency=currency, lines=())
+    assert "currency" == raised.value.details["field"]
+
+
+@pytest.mark.parametrize(("currency", "minor_unit"), [
+    ("EUR", 2), ("JPY", 0), ("BHD", 3), ("CLF", 4), ("XAU", None), ("XTS", None),
+    ("CHF", 2), ("ZWG", 2), ("XCG", 2),
+])
+def test_real_currencies_are_accepted(currency: str, minor_unit: int | None) -> None:
+    assert currency == Money("1", currency).currency
+    assert minor_unit == CURRENCIES[currency]
+    assert currency == _program(currency=currency, point_value=Money("1", currency)).currency
+
+
+def test_the_currency_table_holds_only_codes() -> None:
+    assert 170 < len(CURRENCIES) < 200
+    assert all(len(c) == 3 and c.isascii() and c.isupper() for c in CURRENCIES)
+    assert {0, 2, 3, 4, None} == set(CURRENCIES.values())
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory", "right/Europe/Berlin",
+                                  "posix/Europe/Berlin", "/etc/localtime", "Europe/Berlin\n",
+                                  "europe/berlin", "+01:00", "UTC+1"])
+def test_time_zones_are_iana_names(zone: str) -> None:
+    with pytest.raises(InvalidProgram) as info:
+        _program(time_zone=zone)
+    assert "time_zone" == info.value.details["field"]
+    member = MemberContext(member_id="m", enrolled_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    order = Order(id="o", member_id="m", placed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                  currency="EUR",
+                  lines=(OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR")),))
+    with pytest.raises(InvalidProgram):
+        evaluate_order(EarningPolicy(), zone, order, member)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Argentina/Buenos_Aires", "UTC",
+                                  "utc", "Etc/GMT+5", "Asia/Kolkata"])
+def test_iana_time_zones_are_accepted(zone: str) -> None:
+    assert zone == _program(time_zone=zone).time_zone

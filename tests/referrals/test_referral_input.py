@@ -42,6 +42,11 @@ def _any(value: object) -> Any:
     return value
 
 
+def _identity(**values: str) -> Identity:
+    # built when the call runs, so the refusal is the call's
+    return Identity(**values)
+
+
 #: Outside the supported instants (1900-01-01 up to 9000-01-01 UTC).
 _FIRST_PLUS_ONE = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 _LAST_MINUS_ONE = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-1)))
@@ -103,6 +108,18 @@ CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], typ
      InvalidInput, ValueError),
     ("approve out of range", lambda lo, c: lo.referrals.approve("carol", at=_FIRST_PLUS_ONE),
      InvalidInput, ValueError),
+    ("NUL in a referee id", lambda lo, c: lo.referrals.refer("bo\x00b", c), InvalidInput,
+     ValueError),
+    ("bidi in a member id", lambda lo, c: lo.referrals.issue_code("b\u202eob"), InvalidInput,
+     ValueError),
+    ("NUL in a reason", lambda lo, c: lo.referrals.reject("carol", reason="no\x00"),
+     InvalidInput, ValueError),
+    ("surrogate in a device", lambda lo, c: lo.referrals.refer(
+        "bob", c, identity=_identity(device="d\ud800")), InvalidInput, ValueError),
+    ("surrogate in an e-mail", lambda lo, c: lo.referrals.refer(
+        "bob", c, identity=_identity(email="b\udc00@example.com")), InvalidInput, ValueError),
+    ("NUL in a payment", lambda lo, c: lo.referrals.identify(
+        "bob", _identity(payment="tok\x00")), InvalidInput, ValueError),
 ]
 
 
@@ -161,6 +178,8 @@ def test_a_program_without_referrals_refuses_referral_calls(storage: Storage) ->
     (lambda: ReferralPolicy(reward=ReferralReward(1, 1), sources=_any({"employee": 1})),
      "referrals.sources"),
     (lambda: referral_program(min_net=Money("20", "USD")), "referrals.min_net"),
+    (lambda: Campaign("xmas\n", START, START + dt.timedelta(days=1), ReferralReward()),
+     "referrals.campaigns.name"),
     (lambda: Campaign("xmas", _FIRST_PLUS_ONE, START, ReferralReward()),
      "referrals.campaigns.starts_at"),
     (lambda: Campaign("xmas", START, _LAST_MINUS_ONE, ReferralReward()),

@@ -24,6 +24,7 @@ from loyaltykit._rules.fields import (
 from loyaltykit._validate import (
     check_int,
     check_keys,
+    check_text,
     check_tuple,
     invalid,
 )
@@ -192,7 +193,9 @@ _OP_TEXT = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 
 
 def _scalar(value: object, field: str) -> object:
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return check_text(value, field, error=InvalidProgram)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, Decimal):
         if not value.is_finite():
