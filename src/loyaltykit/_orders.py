@@ -36,6 +36,8 @@ from loyaltykit._errors import (
 )
 from loyaltykit._validate import (
     CURRENCIES,
+    MAX_MONEY,
+    MAX_MONEY_PLACES,
     check_instant,
     check_text,
     text_problem,
@@ -58,6 +60,8 @@ _MAX_DEPTH = 32
 _CTX = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN,
                        traps=[decimal.InvalidOperation, decimal.DivisionByZero,
                               decimal.Overflow])
+#: A returned line's discount share is kept to the finest a money amount may be.
+_FINEST = Decimal(1).scaleb(-MAX_MONEY_PLACES)
 
 
 class EventType:
@@ -232,7 +236,10 @@ class OrderLine:
             check_name(self.category, "category", InvalidOrder)
         if self.line_id is not None:
             check_name(self.line_id, "line_id", InvalidOrder)
-        gross = self.unit_price.amount * q
+        gross = _CTX.multiply(self.unit_price.amount, q)
+        if gross >= MAX_MONEY:
+            _raise(InvalidOrder, "quantity", f"quantity times unit price must be below "
+                   f"{MAX_MONEY} (the largest money amount)", q)
         net = gross
         if self.discount is not None:
             d = self.discount
@@ -246,7 +253,7 @@ class OrderLine:
                 _raise(InvalidOrder, "discount",
                        f"must be between 0 and the line's gross amount {gross}",
                        str(d.amount))
-            net = gross - d.amount
+            net = _CTX.subtract(gross, d.amount)
         object.__setattr__(self, "_net", net)
 
     @property
@@ -348,7 +355,10 @@ class Order:
                 _raise(InvalidOrder, f"lines[{i}].line_id", "line ids must be unique "
                        "within an order (set line_id when a SKU appears twice)", line.id)
             seen.add(line.id)
-            total += line.net
+            total = _CTX.add(total, line.net)
+        if total >= MAX_MONEY:
+            _raise(InvalidOrder, "lines", f"the lines' net amounts add up to {MAX_MONEY} "
+                   "or more (the largest money amount)", str(total))
         if self.shipping is not None:
             if not isinstance(self.shipping, Money):
                 _raise(InvalidOrder, "shipping", "must be Money", repr(self.shipping))
@@ -414,6 +424,9 @@ class Order:
             discount = line.discount
             if discount is not None:
                 share = _CTX.divide(_CTX.multiply(discount.amount, left), line.quantity)
+                places = share.as_tuple().exponent
+                if isinstance(places, int) and places < -MAX_MONEY_PLACES:
+                    share = share.quantize(_FINEST, context=_CTX)
                 discount = Money(share, discount.currency)
             kept.append(attrs.evolve(line, quantity=left, discount=discount))
         shipping = self.shipping

@@ -13,12 +13,19 @@ themselves and return the checked value.
   :class:`~loyaltykit.InvalidInput` naming the parameter and return the value in the
   form the services use.
 
+Both families share the rules of what valid input is (docs/errors.md, "What valid
+input is"): the supported instants (:func:`check_instant`), the characters ids, keys
+and free text may hold (:func:`text_problem`, :func:`check_text`), IANA time zones
+(:func:`check_time_zone`), ISO 4217 currencies (:data:`CURRENCIES`) and the
+largest and finest money amounts (:func:`check_amount`).
+
 Nothing here imports the domain modules.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 import functools
 import importlib.resources
@@ -27,6 +34,7 @@ import re
 import uuid
 import zoneinfo
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from loyaltykit._errors import InvalidInput, InvalidMoney, InvalidProgram, NaiveDatetime, shown
@@ -37,9 +45,13 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_MEMBER_ID_LENGTH",
     "MAX_METADATA_BYTES",
+    "MAX_MONEY",
+    "MAX_MONEY_PLACES",
     "MAX_REASON_LENGTH",
     "MIN_INSTANT",
+    "MONEY_CONTEXT",
     "NAME",
+    "check_amount",
     "check_bool",
     "check_currency",
     "check_enum",
@@ -384,6 +396,21 @@ CURRENCIES: Mapping[str, int | None] = {
     **_with_unit(None, "XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX"),
 }
 
+#: Money amounts lie strictly between ``-MAX_MONEY`` and ``MAX_MONEY`` (at most 15
+#: digits before the decimal point) ...
+MAX_MONEY = Decimal(10**15)
+#: ... and have at most this many digits after it.
+MAX_MONEY_PLACES = 18
+#: The arithmetic of money amounts, whatever the caller's thread context: exact for
+#: any sum of amounts in range, and an error (never a silent infinity) beyond it.
+MONEY_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
+                                Emax=999_999, Emin=-999_999,
+                                traps=[decimal.InvalidOperation, decimal.DivisionByZero,
+                                       decimal.Overflow])
+_FINEST = Decimal(1).scaleb(-MAX_MONEY_PLACES)
+_UNIT = Decimal(1)
+
+
 def check_currency(value: object) -> str:
     """``value`` if it is an ISO 4217 alphabetic code (:data:`CURRENCIES`), else
     :class:`~loyaltykit.InvalidMoney`."""
@@ -391,3 +418,36 @@ def check_currency(value: object) -> str:
         raise InvalidMoney("currency must be an ISO 4217 currency code (such as EUR)",
                            currency=shown(value) if not isinstance(value, str) else value)
     return value
+
+
+def check_amount(value: Decimal) -> Decimal:
+    """``value`` if it is a finite Decimal below :data:`MAX_MONEY` in magnitude with
+    at most :data:`MAX_MONEY_PLACES` decimals (zeros beyond them are dropped; an
+    amount written with a positive exponent, ``1E+3``, is written out), else
+    :class:`~loyaltykit.InvalidMoney`. Never raises a :mod:`decimal` error."""
+    if not value.is_finite():
+        raise InvalidMoney("money amounts must be finite", value=str(value))
+    if value.adjusted() >= 15 and value:  # cheap: no arithmetic on huge exponents
+        raise InvalidMoney(f"money amounts must lie between -{MAX_MONEY} and {MAX_MONEY} "
+                           "(at most 15 digits before the point)", value=_short(value))
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if exponent > 0:
+        return value.quantize(_UNIT, context=MONEY_CONTEXT) if value else Decimal(0)
+    if exponent < -MAX_MONEY_PLACES:
+        if not value:
+            return Decimal(0)
+        digits = value.as_tuple().digits
+        # digits beyond the 18th decimal must all be zeros
+        extra = -MAX_MONEY_PLACES - exponent
+        if len(digits) < extra or any(digits[-extra:]):
+            raise InvalidMoney(f"money amounts have at most {MAX_MONEY_PLACES} digits after "
+                               "the point", value=_short(value))
+        return value.quantize(_FINEST, context=MONEY_CONTEXT)
+    return value
+
+
+def _short(value: Decimal) -> str:
+    """A Decimal as text for an error's details (scientific when long)."""
+    text = str(value)
+    return text if len(text) <= 60 else f"{value:.6E}"

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from typing import Any
 
@@ -26,6 +26,7 @@ from loyaltykit import (
     CodeSpec,
     EarningPolicy,
     Event,
+    EventBonusRule,
     ExpiryPolicy,
     ExpiryRounding,
     ExpiryStart,
@@ -46,8 +47,10 @@ from loyaltykit import (
     NaiveDatetime,
     Order,
     OrderLine,
+    OrderNotFound,
     PendingPolicy,
     Program,
+    RateRule,
     SpendOrder,
     Storage,
     TestClock,
@@ -56,7 +59,7 @@ from loyaltykit import (
     evaluate_order,
 )
 from loyaltykit._validate import CURRENCIES
-from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS
+from loyaltykit._values import MAX_KEY_LENGTH, MAX_POINTS, MAX_TOTAL
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract import Shop, ledger_snapshot, lot_of, make_program
 
@@ -1016,3 +1019,137 @@ def test_time_zones_are_iana_names(zone: str) -> None:
                                   "utc", "Etc/GMT+5", "Asia/Kolkata"])
 def test_iana_time_zones_are_accepted(zone: str) -> None:
     assert zone == _program(time_zone=zone).time_zone
+
+
+# -- the largest amounts -----------------------------------------------------------------
+
+@pytest.mark.parametrize("amount", [
+    "1e999999", "-1e999999", Decimal("1E+999999"), "1E-999999", Decimal("1E-999999"),
+    "1000000000000000", 10**15, -(10**15), 10**100, "0.0000000000000000001",
+    "1" * 101, "NaN", "sNaN", Decimal("sNaN"), "Infinity", Decimal("-Infinity"),
+])
+def test_money_has_a_largest_magnitude_and_finest_precision(amount: Any) -> None:
+    with pytest.raises(InvalidMoney) as info:
+        Money(amount, "EUR")
+    assert InvalidMoney is type(info.value)
+
+
+@pytest.mark.parametrize(("amount", "kept"), [
+    ("999999999999999.999999999999999999", "999999999999999.999999999999999999"),
+    ("-999999999999999", "-999999999999999"),
+    ("1.5000000000000000000000", "1.500000000000000000"),
+    ("1E+3", "1000"), ("0E+999999", "0"), ("0E-999999", "0"),
+])
+def test_money_at_the_limits(amount: str, kept: str) -> None:
+    assert Decimal(kept) == Money(amount, "EUR").amount
+    assert kept == str(Money(amount, "EUR").amount)
+
+
+@pytest.mark.parametrize("operation", [
+    lambda m: m * Decimal("1e999999"),
+    lambda m: m * 10**100,
+    lambda m: m * 10**10_000,
+    lambda m: m * Decimal("sNaN"),
+    lambda m: m * Decimal("Infinity"),
+    lambda m: m * Decimal("NaN"),
+    lambda m: m + Money("999999999999999", "EUR"),
+    lambda m: m - Money("-999999999999999", "EUR"),
+    lambda m: Money("-999999999999999", "EUR") - m,
+])
+def test_money_arithmetic_out_of_range_is_invalid_money(
+        operation: Callable[[Money], Money]) -> None:
+    with pytest.raises(InvalidMoney):
+        operation(Money("5", "EUR"))
+
+
+def test_money_arithmetic_ignores_the_callers_decimal_context() -> None:
+    with localcontext() as ctx:
+        ctx.prec = 1
+        ctx.traps[Inexact] = True
+        ctx.Emax = 2
+        assert Decimal("123456789012345.123456789") == (
+            Money("123456789012345", "EUR") + Money("0.123456789", "EUR")).amount
+        assert Decimal("0.000000000000000001") == (
+            Money("0.1", "EUR") * Decimal("0.00000000000000001")).amount
+        assert Decimal("0.000000000000000000") == (
+            Money("0.1", "EUR") * Decimal("1E-999999")).amount  # rounded to 18 places
+
+
+def test_an_order_line_or_total_above_the_largest_amount_is_refused() -> None:
+    price = Money("100000000000", "EUR")  # 10**11, within the unit price limit
+    with pytest.raises(InvalidOrder) as info:
+        OrderLine(sku="A", quantity=10_000, unit_price=price)
+    assert "quantity" == info.value.details["field"]
+    lines = tuple(OrderLine(sku=f"s{i}", quantity=9_000, unit_price=price) for i in range(2))
+    with pytest.raises(InvalidOrder) as raised:
+        Order(id="o", member_id="m", placed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+              currency="EUR", lines=lines)
+    assert "lines" == raised.value.details["field"]
+
+
+def _rich_program() -> Program:
+    # 10**12 points per cent: a modest order is worth more than one request may carry
+    return _program(id="rich", earning=EarningPolicy(rules=(
+        RateRule(id="rate", points=10**12, per=Decimal("0.01")),
+        EventBonusRule(id="bonus", event="visit", points=MAX_POINTS),
+        EventBonusRule(id="bonus-2", event="visit", points=1),
+    )))
+
+
+@pytest.mark.parametrize("price", ["10.01", "92233.72036854775808", "999999999999"])
+def test_an_order_worth_more_than_max_points_is_refused_not_capped(
+        storage: Storage, price: str) -> None:
+    # "92233.72...": worth 2**63 points, which no 64-bit column holds
+    shop = Shop(storage, _rich_program())
+    shop.enrol("m")
+    lo = shop.loyalty
+    order = Order(id="big", member_id="m", placed_at=shop.clock.now(), currency="EUR",
+                  lines=(OrderLine(sku="A", quantity=1, unit_price=Money(price, "EUR")),))
+    before = shop.snapshot("m")
+    for call in (lambda: lo.quote(order), lambda: lo.record_order(order)):
+        with pytest.raises(InvalidOrder) as info:
+            call()
+        assert InvalidOrder is type(info.value)
+        assert "points" == info.value.details["field"]
+    event = Event(id="visit-1", type="visit", member_id="m", occurred_at=shop.clock.now())
+    with pytest.raises(InvalidEvent):
+        lo.record_event(event)
+    assert before == shop.snapshot("m")
+    with pytest.raises(OrderNotFound):
+        lo.order("big")
+
+
+def test_an_order_worth_max_points_is_credited(storage: Storage) -> None:
+    shop = Shop(storage, _rich_program())
+    shop.enrol("m")
+    order = Order(id="top", member_id="m", placed_at=shop.clock.now(), currency="EUR",
+                  lines=(OrderLine(sku="A", quantity=1, unit_price=Money("10", "EUR")),))
+    assert MAX_POINTS == shop.loyalty.record_order(order).points
+    assert MAX_POINTS == shop.loyalty.balance("m").available
+
+
+def test_a_wallets_totals_stay_within_the_largest_total(storage: Storage) -> None:
+    # 1,000 earns of MAX_POINTS fill the wallet to MAX_TOTAL; before the limit, a few
+    # thousand more overflowed the SQL backends' 64-bit columns
+    shop = Shop(storage)
+    shop.enrol("m", "n")
+    lo = shop.loyalty
+    for i in range(MAX_TOTAL // MAX_POINTS):
+        lo.earn("m", MAX_POINTS, key=f"e{i}")
+    lo.earn("n", 5, key="n")
+    before = shop.snapshot("m", "n")
+    for call, account in [
+        (lambda: lo.earn("m", 1, key="one-more"), "issued"),
+        (lambda: lo.adjust("m", 1, key="adjust", reason="goodwill"), "available"),
+        (lambda: lo.bulk_earn({"n": 1, "m": 1}, key="bulk"), "issued"),
+        (lambda: lo.transfer("n", "m", 1, key="gift"), "available"),
+    ]:
+        with pytest.raises(InvalidPoints) as info:
+            call()
+        assert account == info.value.details["account"]
+        assert before == shop.snapshot("m", "n")
+    lo.spend("m", MAX_POINTS, key="spend")
+    lo.adjust("m", 1, key="adjust", reason="goodwill")  # room again in the balance
+    with pytest.raises(InvalidPoints):  # but not in what was ever earned
+        lo.earn("m", 1, key="one-more")
+    assert MAX_TOTAL - MAX_POINTS + 1 == lo.balance("m").available
