@@ -537,12 +537,30 @@ class Identity:
 # -- fraud checks -----------------------------------------------------------------------
 
 
+def _check_outcome(outcome: object) -> None:
+    if not isinstance(outcome, Outcome):
+        raise InvalidInput("outcome must be an Outcome", outcome=repr(outcome))
+
+
 @attrs.frozen
 class Verdict:
-    """A fraud check's outcome and why."""
+    """A fraud check's outcome and why (each reason a line of text of at most 500
+    characters, kept with the referral)."""
 
     outcome: Outcome = Outcome.PASS
     reasons: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _check_outcome(self.outcome)
+        reasons = self.reasons
+        if isinstance(reasons, list):
+            reasons = tuple(reasons)
+        if not isinstance(reasons, tuple) or not all(
+                isinstance(r, str) and len(r) <= 500 and text_problem(r) is None
+                for r in reasons):
+            raise InvalidInput("reasons must be a tuple of str of at most 500 characters "
+                               "without NUL or unpaired surrogates", reasons=repr(reasons))
+        object.__setattr__(self, "reasons", reasons)
 
 
 PASS = Verdict()
@@ -576,6 +594,9 @@ class SameEmail:
 
     outcome: Outcome = Outcome.BLOCK
 
+    def __attrs_post_init__(self) -> None:
+        _check_outcome(self.outcome)
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         mine = {d for k, d in case.referrer_marks if k == "email"}
@@ -590,6 +611,12 @@ class SameFingerprint:
 
     kind: str = "payment"
     outcome: Outcome = Outcome.BLOCK
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in ("payment", "device", "email"):
+            raise InvalidInput("kind must be 'payment', 'device' or 'email'",
+                               kind=repr(self.kind))
+        _check_outcome(self.outcome)
 
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
@@ -608,6 +635,15 @@ class Velocity:
     per_day: int | None = None
     outcome: Outcome = Outcome.FLAG
 
+    def __attrs_post_init__(self) -> None:
+        for name in ("per_hour", "per_day"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= 10**9):
+                raise InvalidInput(f"{name} must be None or an int from 1 to 1000000000",
+                                   **{name: repr(value)})
+        _check_outcome(self.outcome)
+
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""
         reasons = []
@@ -623,6 +659,9 @@ class Cycle:
     """The referee is already up the referrer's chain (A refers B refers A)."""
 
     outcome: Outcome = Outcome.BLOCK
+
+    def __attrs_post_init__(self) -> None:
+        _check_outcome(self.outcome)
 
     def __call__(self, case: ReferralCase) -> Verdict:
         """Judge ``case``."""

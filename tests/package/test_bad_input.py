@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyaltykit import (
+    Attribute,
     ClawbackPolicy,
     CodeSpec,
     EarningPolicy,
@@ -38,6 +39,7 @@ from loyaltykit import (
     InvalidOrder,
     InvalidPoints,
     InvalidProgram,
+    InvalidReturn,
     LedgerPolicy,
     Loyalty,
     LoyaltyError,
@@ -1153,3 +1155,35 @@ def test_a_wallets_totals_stay_within_the_largest_total(storage: Storage) -> Non
     with pytest.raises(InvalidPoints):  # but not in what was ever earned
         lo.earn("m", 1, key="one-more")
     assert MAX_TOTAL - MAX_POINTS + 1 == lo.balance("m").available
+
+
+# -- ints that go to SQL or bound a range --------------------------------------------------
+
+@pytest.mark.parametrize(("call", "error"), [
+    (lambda lo: lo.run_due(batch_size=2**63), InvalidInput),
+    (lambda lo: lo.run_due(batch_size=1_000_001), InvalidInput),
+    (lambda lo: lo.statement("m", limit=2**63), InvalidInput),
+    (lambda lo: lo.record_return("o", {"A": 2**63}, key="k"), InvalidReturn),
+    (lambda lo: lo.earn("m", 2**63, key="k"), InvalidPoints),
+    (lambda lo: lo.adjust("m", -(2**63), key="k", reason="fix"), InvalidPoints),
+    (lambda lo: lo.hold("m", 2**64, key="k", ttl=TTL), InvalidPoints),
+], ids=["batch_size", "batch_size+1", "limit", "quantity", "points", "adjust", "hold"])
+def test_huge_ints_are_refused_on_every_backend(
+        world: World, call: Callable[[Loyalty], object], error: type[LoyaltyError]) -> None:
+    world.shop.later(dt.timedelta(days=2))  # something is due
+    refused(world, error, ValueError, lambda: call(world.loyalty))
+
+
+@pytest.mark.parametrize("value", ["sNaN", "-sNaN", "NaN", "1e999999999"])
+def test_attribute_conditions_read_any_attribute_text(storage: Storage, value: str) -> None:
+    # an ordering test read a member's "sNaN" as a Decimal and compared it:
+    # decimal.InvalidOperation escaped from record_order
+    program = _program(id="attr", earning=EarningPolicy(rules=(
+        RateRule(id="rate", points=1, per=Decimal(1),
+                 condition=Attribute("member", "score", "gt", Decimal(1))),)))
+    shop = Shop(storage, program)
+    shop.loyalty.enrol("m", attributes={"score": value})
+    order = Order(id="o", member_id="m", placed_at=shop.clock.now(), currency="EUR",
+                  lines=(OrderLine(sku="A", quantity=1, unit_price=Money("10", "EUR")),))
+    worth = 10 if value == "1e999999999" else 0
+    assert worth == shop.loyalty.record_order(order).points

@@ -12,6 +12,7 @@ from loyaltykit import (
     Campaign,
     CapPeriod,
     CodeNotFound,
+    Cycle,
     Identity,
     InvalidCode,
     InvalidInput,
@@ -23,13 +24,18 @@ from loyaltykit import (
     NaiveDatetime,
     Order,
     OrderLine,
+    Outcome,
     Program,
     ReferralCap,
     ReferralNotFound,
     ReferralPolicy,
     ReferralReward,
+    SameEmail,
+    SameFingerprint,
     Storage,
     TestClock,
+    Velocity,
+    Verdict,
 )
 from loyaltykit.testing.contract import ledger_snapshot
 from loyaltykit.testing.contract.referrals import SECRET, referral_program
@@ -100,8 +106,17 @@ CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], typ
     ("identify with nothing", lambda lo, c: lo.referrals.identify("bob", Identity()), InvalidInput,
      ValueError),
     # what valid input is (docs/errors.md)
+    ("expiry in the past", lambda lo, c: lo.referrals.issue_code(
+        "bob", key="k", expires_at=START - dt.timedelta(seconds=1)), InvalidInput, ValueError),
+    ("expiry now", lambda lo, c: lo.referrals.issue_code("bob", key="k", expires_at=START),
+     InvalidInput, ValueError),
+    ("expiry before at", lambda lo, c: lo.referrals.issue_code(
+        "bob", key="k", at=START - dt.timedelta(days=2),
+        expires_at=START - dt.timedelta(days=3)), InvalidInput, ValueError),
     ("expiry out of range", lambda lo, c: lo.referrals.issue_code(
         "bob", key="k", expires_at=_LAST_MINUS_ONE), InvalidInput, ValueError),
+    ("huge max_uses", lambda lo, c: lo.referrals.issue_code("bob", key="k", max_uses=2**63),
+     InvalidInput, ValueError),
     ("at out of range", lambda lo, c: lo.referrals.refer("bob", c, at=_FIRST_PLUS_ONE),
      InvalidInput, ValueError),
     ("stats out of range", lambda lo, c: lo.referrals.stats("alice", at=_FIRST_PLUS_ONE),
@@ -199,6 +214,40 @@ def test_the_policy_round_trips_through_the_program_definition() -> None:
         cap=ReferralCap(3, CapPeriod.ROLLING, days=30), code_valid_days=90)
     assert program == Program.from_dict(program.to_dict())
 
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Velocity(per_hour=_any("5")),
+    lambda: Velocity(per_day=2**63),
+    lambda: Velocity(per_hour=0),
+    lambda: Velocity(outcome=_any("flag")),
+    lambda: SameFingerprint(kind="iban"),
+    lambda: SameEmail(outcome=_any(None)),
+    lambda: Cycle(outcome=_any(2)),
+    lambda: Verdict(_any("block")),
+    lambda: Verdict(Outcome.FLAG, _any("not a tuple")),
+    lambda: Verdict(Outcome.FLAG, ("bad\x00reason",)),
+    lambda: Verdict(Outcome.FLAG, ("x" * 501,)),
+])
+def test_fraud_checks_and_verdicts_are_checked_when_built(build: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        build()
+    assert InvalidInput is type(raised.value)
+
+
+def test_a_fraud_check_returning_a_bad_verdict_writes_nothing(storage: Storage) -> None:
+    def check(case: object) -> Verdict:
+        return Verdict(Outcome.FLAG, ("looks \ud800 odd",))
+
+    loyalty = Loyalty(referral_program(), storage, clock=TestClock(START), fraud_checks=[check])
+    loyalty.enrol("alice")
+    loyalty.enrol("bob")
+    code = loyalty.referrals.issue_code("alice").code
+    before = ledger_snapshot(loyalty, MEMBERS), loyalty.referrals.made_by("alice")
+    with pytest.raises(InvalidInput):
+        loyalty.referrals.refer("bob", code)
+    assert before == (ledger_snapshot(loyalty, MEMBERS), loyalty.referrals.made_by("alice"))
+    assert [] == loyalty.referrals.made_by("alice")
 
 
 def test_referral_windows_from_the_last_instant_never_overflow(storage: Storage) -> None:

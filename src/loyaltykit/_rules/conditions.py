@@ -231,7 +231,8 @@ def _compare(actual: object, expected: object) -> int | None:
     if not isinstance(actual, int | float | Decimal) or not isinstance(expected,
                                                                        int | Decimal):
         return None
-    if isinstance(actual, float | Decimal) and actual != actual:  # NaN
+    if (isinstance(actual, float) and actual != actual) or (
+            isinstance(actual, Decimal) and actual.is_nan()):  # (sNaN cannot even be compared)
         return None
     return (actual > expected) - (actual < expected)
 

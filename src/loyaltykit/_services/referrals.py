@@ -63,6 +63,9 @@ __all__ = ["ReferralService"]
 
 logger = logging.getLogger("loyaltykit")
 
+#: The most uses a referral code may be given (as a policy's ``code_max_uses``).
+MAX_USES = 10**9
+
 
 class ReferralService:
     """Referrals of one program (see the module docstring); ``loyalty.referrals``."""
@@ -182,14 +185,19 @@ class ReferralService:
         expiry: dt.datetime | None
         if expires_at is not None:
             expiry = check_instant(expires_at, "expires_at")
+            if expiry <= when:
+                raise InvalidInput("expires_at must be later than the code is issued",
+                                   expires_at=expiry.isoformat(), at=when.isoformat())
         elif policy.code_valid_days is not None:
             expiry = add_days(when, policy.code_valid_days, zone(self.program.time_zone))
         else:
             expiry = None
         if max_uses is None:
             max_uses = policy.code_max_uses
-        elif isinstance(max_uses, bool) or not isinstance(max_uses, int) or max_uses < 1:
-            raise InvalidInput("max_uses must be a positive int", max_uses=max_uses)
+        elif isinstance(max_uses, bool) or not isinstance(max_uses, int) \
+                or not 1 <= max_uses <= MAX_USES:
+            raise InvalidInput(f"max_uses must be an int from 1 to {MAX_USES}",
+                               max_uses=max_uses)
         request = self.c.request("issue_code", at, when, member_id=member_id,
                                 source=source.value,
                                 expires_at=expiry.isoformat() if expiry else None,
