@@ -172,9 +172,10 @@ class ReferralService:
 
         The storage's unique rule on codes keeps every code distinct: a drawn code that
         is taken is drawn again. ``source`` picks the reward policy; ``expires_at``
-        defaults to the policy's ``code_valid_days`` after issue and ``max_uses`` to its
-        ``code_max_uses``. The key defaults to ``"referral-code:<member_id>"`` (the
-        member's first code); give another key for more codes.
+        (later than the issue) defaults to the policy's ``code_valid_days`` after issue
+        and ``max_uses`` (1 to 10**9) to its ``code_max_uses``. The key defaults to
+        ``"referral-code:<member_id>"`` (the member's first code); give another key for
+        more codes.
         """
         policy = self._referral_policy()
         member_id = check_member_id(member_id)
