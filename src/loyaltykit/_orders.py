@@ -36,13 +36,14 @@ from loyaltykit._errors import (
 )
 from loyaltykit._validate import (
     CURRENCIES,
+    MAX_METADATA_BYTES,
     MAX_MONEY,
     MAX_MONEY_PLACES,
     check_instant,
     check_text,
     text_problem,
 )
-from loyaltykit._values import Money
+from loyaltykit._values import Money, json_bytes
 
 __all__ = ["Event", "EventType", "Order", "OrderLine"]
 
@@ -152,6 +153,16 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
                 for i, item in enumerate(value)]
     _raise(error, field, "must be JSON-compatible (None, bool, int, float, str, list, dict)",
            repr(value))
+
+
+def _attributes(value: Mapping[str, Any], error: type[LoyaltyError]) -> Any:
+    """An order's or event's ``attributes`` as plain JSON, no larger than a member's
+    (:data:`~loyaltykit._validate.MAX_METADATA_BYTES` as JSON)."""
+    data = json_value(value, "attributes", error)
+    size = len(json_bytes(data))
+    if size > MAX_METADATA_BYTES:
+        _raise(error, "attributes", f"larger than {MAX_METADATA_BYTES} bytes as JSON", size)
+    return data
 
 
 def _money(value: object, field: str, currency: str | None) -> Money:
@@ -376,7 +387,7 @@ class Order:
         if not isinstance(self.attributes, Mapping):
             _raise(InvalidOrder, "attributes", "must be a mapping", repr(self.attributes))
         object.__setattr__(self, "attributes",
-                           json_value(self.attributes, "attributes", InvalidOrder))
+                           _attributes(self.attributes, InvalidOrder))
         object.__setattr__(self, "_net_goods", total)
 
     @property
@@ -521,7 +532,7 @@ class Event:
         if not isinstance(self.attributes, Mapping):
             _raise(InvalidEvent, "attributes", "must be a mapping", repr(self.attributes))
         object.__setattr__(self, "attributes",
-                           json_value(self.attributes, "attributes", InvalidEvent))
+                           _attributes(self.attributes, InvalidEvent))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (``occurred_at`` in ISO 8601, UTC)."""

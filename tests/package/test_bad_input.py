@@ -950,6 +950,21 @@ def test_free_text_refuses_nul_and_unpaired_surrogates(world: World, text: str) 
               attributes={"note": text})
 
 
+def test_order_and_event_attributes_are_as_small_as_a_members() -> None:
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    big = {"note": "x" * 16_400}
+    line = OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR"))
+    with pytest.raises(InvalidOrder) as info:
+        Order(id="o", member_id="m", placed_at=at, currency="EUR", lines=(line,),
+              attributes=big)
+    assert "attributes" == info.value.details["field"]
+    with pytest.raises(InvalidEvent):
+        Event(id="e", type="visit", member_id="m", occurred_at=at, attributes=big)
+    fits = {"note": "x" * 16_000}
+    assert fits == Order(id="o", member_id="m", placed_at=at, currency="EUR",
+                         lines=(line,), attributes=fits).attributes
+
+
 def test_free_text_keeps_other_characters(world: World) -> None:
     text = "line one\nline two\t\u202eétoile 🎉"
     result = world.loyalty.earn("n", 1, key="free", reason=text, metadata={text: text})
