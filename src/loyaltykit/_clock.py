@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from typing import Protocol, runtime_checkable
 
-from loyaltykit._values import check_aware, to_utc
+from loyaltykit._errors import InvalidInput
+from loyaltykit._validate import MAX_INSTANT, MIN_INSTANT, check_instant
 
 __all__ = ["Clock", "SystemClock", "TestClock"]
 
@@ -40,13 +42,15 @@ class TestClock:
     '2026-02-01T00:00:00+00:00'
 
     Thread-safe. It never moves backwards unless :meth:`set` is given an earlier
-    instant explicitly.
+    instant explicitly. It tells only supported instants (from 1900-01-01 up to
+    9000-01-01 UTC): ``start``, :meth:`set` and :meth:`advance` refuse any other with
+    :class:`~loyaltykit.InvalidInput`.
     """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, start: dt.datetime) -> None:
-        self._now = to_utc(check_aware(start, name="start"))
+        self._now = check_instant(start, "start")
         self._lock = threading.Lock()
 
     def now(self) -> dt.datetime:
@@ -56,7 +60,7 @@ class TestClock:
 
     def set(self, instant: dt.datetime) -> dt.datetime:
         """Jump to ``instant`` (timezone-aware) and return it in UTC."""
-        value = to_utc(check_aware(instant, name="instant"))
+        value = check_instant(instant, "instant")
         with self._lock:
             self._now = value
         return value
@@ -65,8 +69,21 @@ class TestClock:
         self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
     ) -> dt.datetime:
         """Move forward by the given duration and return the new instant."""
-        delta = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        parts = {"days": days, "hours": hours, "minutes": minutes, "seconds": seconds}
+        for name, value in parts.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise InvalidInput(f"{name} must be a finite number", **{name: repr(value)})
+        try:
+            delta = dt.timedelta(**parts)
+        except OverflowError:
+            raise InvalidInput("the duration is too long", **{
+                k: repr(v) for k, v in parts.items()}) from None
         with self._lock:
+            if not MIN_INSTANT - self._now <= delta < MAX_INSTANT - self._now:
+                raise InvalidInput("the clock would leave the supported instants (from "
+                                   "1900-01-01 up to 9000-01-01 UTC)",
+                                   now=self._now.isoformat(), by=str(delta))
             self._now = self._now + delta
             return self._now
 

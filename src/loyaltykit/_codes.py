@@ -50,7 +50,7 @@ MAX_PLANNED = 10**15
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s\-]+")
-_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}$")
+_PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}\Z")
 _FIELDS = frozenset({"length", "group", "prefix", "check", "planned"})
 
 

@@ -29,6 +29,7 @@ from loyaltykit._errors import (
     HoldExpired,
     HoldNotOpen,
     InsufficientPoints,
+    InvalidPoints,
     NotReversible,
 )
 from loyaltykit._model import (
@@ -44,12 +45,18 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
+from loyaltykit._values import MAX_TOTAL
 from loyaltykit.storage.ledger import LedgerChanges
 
 __all__ = ["Ledger", "MemberBook"]
 
 _FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
 _NOT_REVERSIBLE = {Kind.EXPIRE, Kind.ACTIVATE, Kind.HOLD, Kind.RELEASE, Kind.REVERSE}
+#: What brings points (or debt) into a wallet: each total it posts to stays within
+#: MAX_TOTAL. Everything else only moves what these brought in (an expiry, a spend,
+#: a reversal), so no stored total can pass a few times MAX_TOTAL, far inside the
+#: 64-bit columns of the SQL backends.
+_BRINGS_IN = frozenset({Kind.EARN, Kind.ADJUST, Kind.TRANSFER, Kind.CLAWBACK})
 
 
 @attrs.define
@@ -209,7 +216,16 @@ class Ledger:
             metadata=dict(metadata or {}),
             reverses_id=reverses_id,
         )
-        book.state = book.state.apply(tx.postings)
+        state = book.state.apply(tx.postings)
+        if kind in _BRINGS_IN:
+            for posting in tx.postings:
+                if abs(getattr(state, posting.account.value)) > MAX_TOTAL:
+                    raise InvalidPoints(
+                        f"this would take the member's {posting.account.value} points past "
+                        f"{MAX_TOTAL}, the most a wallet's totals may hold",
+                        member_id=book.member_id, wallet=book.wallet,
+                        account=posting.account.value, points=abs(posting.amount))
+        book.state = state
         self.changes.transactions.append(tx)
         if self.on_posted is not None:
             self.on_posted(tx)

@@ -35,7 +35,16 @@ from loyaltykit._errors import (
     LoyaltyError,
     shown,
 )
-from loyaltykit._values import Money, check_aware, to_utc
+from loyaltykit._validate import (
+    CURRENCIES,
+    MAX_METADATA_BYTES,
+    MAX_MONEY,
+    MAX_MONEY_PLACES,
+    check_instant,
+    check_text,
+    text_problem,
+)
+from loyaltykit._values import Money, json_bytes
 
 __all__ = ["Event", "EventType", "Order", "OrderLine"]
 
@@ -46,14 +55,15 @@ MAX_QUANTITY = 1_000_000_000
 #: Largest unit price, discount or shipping amount.
 MAX_AMOUNT = Decimal(10**12)
 _MAX_ID = 128
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _ZERO = Decimal(0)
 _MAX_DEPTH = 32
 #: Decimal arithmetic of the library, independent of the caller's thread context.
 _CTX = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN,
                        traps=[decimal.InvalidOperation, decimal.DivisionByZero,
                               decimal.Overflow])
+#: A returned line's discount share is kept to the finest a money amount may be.
+_FINEST = Decimal(1).scaleb(-MAX_MONEY_PLACES)
 
 
 class EventType:
@@ -101,14 +111,15 @@ def with_prefix(exc: LoyaltyError, prefix: str) -> LoyaltyError:
     return type(exc)(message, **details)
 
 
-def check_name(value: object, field: str, error: type[LoyaltyError]) -> str:
-    """Return ``value`` if it is a usable id (1-128 characters, no surrounding blanks)."""
+def check_name(value: object, field: str, error: type[InvalidInput]) -> str:
+    """Return ``value`` if it is a usable id (1-128 characters, no surrounding blanks,
+    no control or bidirectional control characters or unpaired surrogates)."""
     if not isinstance(value, str):
         _raise(error, field, "must be a str", value)
     if not value or len(value) > _MAX_ID or value != value.strip():
         _raise(error, field, f"must be 1-{_MAX_ID} characters without surrounding blanks",
                value)
-    return value
+    return check_text(value, field, ident=True, error=error)
 
 
 def json_value(value: object, field: str, error: type[LoyaltyError], depth: int = 0) -> Any:
@@ -117,7 +128,12 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
     must be finite."""
     if depth > _MAX_DEPTH:
         _raise(error, field, "is nested too deeply", None)
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            _raise(error, field, f"must not hold {problem}", value)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -128,6 +144,9 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
         for key, item in value.items():
             if not isinstance(key, str):
                 _raise(error, field, "keys must be str", shown(key))
+            problem = text_problem(key)
+            if problem is not None:
+                _raise(error, field, f"keys must not hold {problem}", shown(key))
             out[key] = json_value(item, f"{field}.{key}", error, depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -135,6 +154,16 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
                 for i, item in enumerate(value)]
     _raise(error, field, "must be JSON-compatible (None, bool, int, float, str, list, dict)",
            shown(value))
+
+
+def _attributes(value: Mapping[str, Any], error: type[LoyaltyError]) -> Any:
+    """An order's or event's ``attributes`` as plain JSON, no larger than a member's
+    (:data:`~loyaltykit._validate.MAX_METADATA_BYTES` as JSON)."""
+    data = json_value(value, "attributes", error)
+    size = len(json_bytes(data))
+    if size > MAX_METADATA_BYTES:
+        _raise(error, "attributes", f"larger than {MAX_METADATA_BYTES} bytes as JSON", size)
+    return data
 
 
 def _money(value: object, field: str, currency: str | None) -> Money:
@@ -164,13 +193,20 @@ def _keys(data: object, known: frozenset[str], required: tuple[str, ...],
     return data
 
 
-def _instant(value: object, field: str, error: type[LoyaltyError]) -> dt.datetime:
+def _instant(value: object, field: str, error: type[InvalidInput]) -> dt.datetime:
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
             _raise(error, field, "must be an ISO 8601 datetime with offset", value)
-    return to_utc(check_aware(value, name=field))
+    return check_instant(value, field, error=error)
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or value not in CURRENCIES:
+        _raise(InvalidOrder, "currency", "must be an ISO 4217 currency code (such as EUR)",
+               value)
+    return value
 
 
 # -- order lines ----------------------------------------------------------------------------
@@ -212,7 +248,10 @@ class OrderLine:
             check_name(self.category, "category", InvalidOrder)
         if self.line_id is not None:
             check_name(self.line_id, "line_id", InvalidOrder)
-        gross = self.unit_price.amount * q
+        gross = _CTX.multiply(self.unit_price.amount, q)
+        if gross >= MAX_MONEY:
+            _raise(InvalidOrder, "quantity", f"quantity times unit price must be below "
+                   f"{MAX_MONEY} (the largest money amount)", q)
         net = gross
         if self.discount is not None:
             d = self.discount
@@ -226,7 +265,7 @@ class OrderLine:
                 _raise(InvalidOrder, "discount",
                        f"must be between 0 and the line's gross amount {gross}",
                        str(d.amount))
-            net = gross - d.amount
+            net = _CTX.subtract(gross, d.amount)
         object.__setattr__(self, "_net", net)
 
     @property
@@ -307,11 +346,9 @@ class Order:
     def __attrs_post_init__(self) -> None:
         check_name(self.id, "id", InvalidOrder)
         check_name(self.member_id, "member_id", InvalidOrder)
-        object.__setattr__(self, "placed_at", to_utc(check_aware(self.placed_at,
-                                                                 name="placed_at")))
-        if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
-            _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code",
-                   self.currency)
+        object.__setattr__(self, "placed_at",
+                           check_instant(self.placed_at, "placed_at", error=InvalidOrder))
+        _currency(self.currency)
         if not isinstance(self.lines, tuple):
             _raise(InvalidOrder, "lines", "must be a tuple of OrderLine", shown(self.lines))
         if len(self.lines) > MAX_LINES:
@@ -330,7 +367,10 @@ class Order:
                 _raise(InvalidOrder, f"lines[{i}].line_id", "line ids must be unique "
                        "within an order (set line_id when a SKU appears twice)", line.id)
             seen.add(line.id)
-            total += line.net
+            total = _CTX.add(total, line.net)
+        if total >= MAX_MONEY:
+            _raise(InvalidOrder, "lines", f"the lines' net amounts add up to {MAX_MONEY} "
+                   "or more (the largest money amount)", str(total))
         if self.shipping is not None:
             if not isinstance(self.shipping, Money):
                 _raise(InvalidOrder, "shipping", "must be Money", shown(self.shipping))
@@ -348,7 +388,7 @@ class Order:
         if not isinstance(self.attributes, Mapping):
             _raise(InvalidOrder, "attributes", "must be a mapping", shown(self.attributes))
         object.__setattr__(self, "attributes",
-                           json_value(self.attributes, "attributes", InvalidOrder))
+                           _attributes(self.attributes, InvalidOrder))
         object.__setattr__(self, "_net_goods", total)
 
     @property
@@ -396,6 +436,9 @@ class Order:
             discount = line.discount
             if discount is not None:
                 share = _CTX.divide(_CTX.multiply(discount.amount, left), line.quantity)
+                places = share.as_tuple().exponent
+                if isinstance(places, int) and places < -MAX_MONEY_PLACES:
+                    share = share.quantize(_FINEST, context=_CTX)
                 discount = Money(share, discount.currency)
             kept.append(attrs.evolve(line, quantity=left, discount=discount))
         shipping = self.shipping
@@ -424,9 +467,7 @@ class Order:
         CurrencyMismatch / NaiveDatetime) naming the field, e.g. ``lines[2].quantity``."""
         data = _keys(data, _ORDER_KEYS, ("id", "member_id", "placed_at", "currency", "lines"),
                      InvalidOrder, "order")
-        currency = data["currency"]
-        if not isinstance(currency, str) or not _CURRENCY.match(currency):
-            _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code", currency)
+        currency = _currency(data["currency"])
         raw_lines = data["lines"]
         if not isinstance(raw_lines, list | tuple):
             _raise(InvalidOrder, "lines", "must be a list of lines", shown(raw_lines))
@@ -488,11 +529,11 @@ class Event:
                    self.type)
         check_name(self.member_id, "member_id", InvalidEvent)
         object.__setattr__(self, "occurred_at",
-                           to_utc(check_aware(self.occurred_at, name="occurred_at")))
+                           check_instant(self.occurred_at, "occurred_at", error=InvalidEvent))
         if not isinstance(self.attributes, Mapping):
             _raise(InvalidEvent, "attributes", "must be a mapping", shown(self.attributes))
         object.__setattr__(self, "attributes",
-                           json_value(self.attributes, "attributes", InvalidEvent))
+                           _attributes(self.attributes, InvalidEvent))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (``occurred_at`` in ISO 8601, UTC)."""

@@ -20,12 +20,25 @@ import attrs
 
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._calendar import zone as zone  # where the service looks for it
-from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet, shown
+from loyaltykit._errors import (
+    InvalidProgram,
+    LoyaltyError,
+    NaiveDatetime,
+    UnknownWallet,
+    shown,
+)
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
-from loyaltykit._validate import NAME, field_name, invalid
-from loyaltykit._values import Money, check_aware, to_utc
+from loyaltykit._validate import (
+    CURRENCIES,
+    NAME,
+    check_instant,
+    check_time_zone,
+    field_name,
+    invalid,
+)
+from loyaltykit._values import Money, to_utc
 
 __all__ = [
     "ClawbackPolicy",
@@ -38,7 +51,12 @@ __all__ = [
     "SpendOrder",
 ]
 
-_PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+#: The longest expiry or pending period in days (about 273 years), and in months.
+#: Bounded so that an expiry counted from an activation counted from any supported
+#: instant stays a valid date (docs/errors.md, "What valid input is").
+MAX_PERIOD_DAYS = 100_000
+MAX_PERIOD_MONTHS = 3_000
 
 
 class SpendOrder(enum.Enum):
@@ -80,11 +98,12 @@ class ExpiryStart(enum.Enum):
     ACTIVATION = "activation"
 
 
-def _check_count(field: str, value: object, *, allow_none: bool) -> None:
+def _check_count(field: str, value: object, *, allow_none: bool,
+                 high: int = MAX_PERIOD_DAYS) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 100_000:
-        raise invalid(field, "must be an int between 0 and 100000", value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > high:
+        raise invalid(field, f"must be an int between 0 and {high}", value)
 
 
 @attrs.frozen
@@ -104,7 +123,8 @@ class ExpiryPolicy:
 
     def __attrs_post_init__(self) -> None:
         _check_count("ledger.expiry.days", self.days, allow_none=True)
-        _check_count("ledger.expiry.months", self.months, allow_none=True)
+        _check_count("ledger.expiry.months", self.months, allow_none=True,
+                     high=MAX_PERIOD_MONTHS)
         if self.days is not None and self.months is not None:
             raise invalid("ledger.expiry", "give days or months, not both", attrs.asdict(self))
         if not isinstance(self.round_up_to, ExpiryRounding):
@@ -267,14 +287,14 @@ class Program:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
             raise invalid("id", "must be 1-64 characters of letters, digits and _.:-", self.id)
-        if not isinstance(self.time_zone, str):
-            raise invalid("time_zone", "must be an IANA time zone name", self.time_zone)
+        check_time_zone(self.time_zone)
         try:
             zone(self.time_zone)
         except Exception:
             raise invalid("time_zone", "unknown IANA time zone", self.time_zone) from None
-        if not isinstance(self.currency, str) or not re.match(r"^[A-Z]{3}$", self.currency):
-            raise invalid("currency", "must be a three-letter ISO 4217 code", self.currency)
+        if not isinstance(self.currency, str) or self.currency not in CURRENCIES:
+            raise invalid("currency", "must be an ISO 4217 currency code (such as EUR)",
+                          self.currency)
         if not isinstance(self.point_value, Money):
             raise invalid("point_value", "must be Money", self.point_value)
         if self.point_value.currency != self.currency:
@@ -297,7 +317,8 @@ class Program:
             raise invalid("version", "must be an int between 1 and 1000000", self.version)
         if self.effective_from is not None:
             try:
-                aware = to_utc(check_aware(self.effective_from, name="effective_from"))
+                aware = check_instant(self.effective_from, "effective_from",
+                                      error=InvalidProgram)
             except NaiveDatetime:
                 raise invalid("effective_from", "must be a timezone-aware datetime",
                               shown(self.effective_from)) from None

@@ -38,20 +38,27 @@ import attrs
 from loyaltykit._calendar import add_days as add_days  # where the service looks for it
 from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
-from loyaltykit._errors import FraudCheckError, InvalidInput, InvalidProgram, shown
+from loyaltykit._errors import (
+    FraudCheckError,
+    InvalidInput,
+    InvalidProgram,
+    NaiveDatetime,
+    shown,
+)
 from loyaltykit._rules import CapPeriod
 from loyaltykit._validate import (
     MAX_REASON_LENGTH,
     check_bool,
     check_count,
     check_instance,
+    check_instant,
     check_int,
     field_name,
     invalid,
     plain_text,
     storable_text,
 )
-from loyaltykit._values import Money, to_utc
+from loyaltykit._values import Money
 
 __all__ = [
     "Campaign",
@@ -78,7 +85,7 @@ __all__ = [
     "normalise_email",
 ]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 _MAX_DAYS = 3660
 
 
@@ -208,10 +215,12 @@ class Campaign:
                           "must be a lower-case name up to 64 characters", self.name)
         for field in ("starts_at", "ends_at"):
             value = getattr(self, field)
-            if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            try:
+                utc = check_instant(value, f"referrals.campaigns.{field}", error=InvalidProgram)
+            except NaiveDatetime:
                 raise invalid(f"referrals.campaigns.{field}", "must be a timezone-aware datetime",
-                              shown(value))
-            object.__setattr__(self, field, to_utc(value))
+                              shown(value)) from None
+            object.__setattr__(self, field, utc)
         if self.ends_at <= self.starts_at:
             raise invalid("referrals.campaigns.ends_at", "must be after starts_at",
                           self.ends_at.isoformat())

@@ -33,7 +33,7 @@ import attrs
 
 from loyaltykit._calendar import anniversary, in_zone
 from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
-from loyaltykit._validate import NAME, field_name, invalid
+from loyaltykit._validate import MONEY_CONTEXT, NAME, field_name, invalid
 from loyaltykit._values import Money, to_utc
 
 __all__ = [
@@ -342,7 +342,8 @@ class Tier:
 
 def spend_units(amount: Decimal) -> int:
     """Spend as the integer the metric keeps (1/10000 of the currency unit)."""
-    return int((amount * SPEND_SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
+    scaled = MONEY_CONTEXT.multiply(amount, SPEND_SCALE)  # whatever the caller's context
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN, context=MONEY_CONTEXT))
 
 
 @attrs.frozen
@@ -440,7 +441,7 @@ class TierPolicy:
     def units_as(self, units: int, currency: str) -> int | Money:
         """``units`` as an int, or for spend as Money in ``currency``."""
         if self.metric is TierMetric.SPEND:
-            return Money(Decimal(units) / SPEND_SCALE, currency)
+            return Money(MONEY_CONTEXT.divide(Decimal(units), SPEND_SCALE), currency)
         return units
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,9 +7,9 @@ currency. Datetimes must be timezone-aware. Nothing here does I/O or reads a clo
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -23,15 +23,30 @@ import orjson
 from loyaltykit._errors import (
     CurrencyMismatch,
     InvalidIdempotencyKey,
+    InvalidInput,
     InvalidMoney,
     InvalidPoints,
     NaiveDatetime,
     shown,
 )
+from loyaltykit._validate import (
+    MAX_MONEY,
+    MAX_MONEY_PLACES,
+    MONEY_CONTEXT,
+    check_amount,
+    check_currency,
+    text_problem,
+)
+
+_FINEST = Decimal(1).scaleb(-MAX_MONEY_PLACES)
+#: No money amount times an int this large is a money amount (and converting a huge
+#: int to a Decimal is slow): such a factor is refused before any arithmetic.
+_MAX_FACTOR = 10 ** (15 + MAX_MONEY_PLACES)
 
 __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_POINTS",
+    "MAX_TOTAL",
     "Money",
     "check_aware",
     "check_key",
@@ -59,10 +74,15 @@ def json_bytes(value: Any, *, sort_keys: bool = False,
 
 #: Largest number of points a single request may carry (fits a signed 64-bit column).
 MAX_POINTS = 10**15
+#: Largest magnitude of a member wallet's totals (balance, debt, lifetime earned,
+#: adjusted, transferred): a write that would pass it is refused.
+MAX_TOTAL = 10**18
 #: Longest idempotency key accepted, in characters.
 MAX_KEY_LENGTH = 200
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+#: The longest decimal string :class:`Money` reads (15 digits, a point, 18 digits, a
+#: sign and some zeros or an exponent to spare).
+_MAX_AMOUNT_TEXT = 100
 
 
 def _to_decimal(value: object) -> Decimal:
@@ -70,21 +90,26 @@ def _to_decimal(value: object) -> Decimal:
         raise InvalidMoney("money amounts must be Decimal, int or str, never float", value=value)
     if isinstance(value, Decimal):
         amount = value
-    elif isinstance(value, int | str):
+    elif isinstance(value, int):
+        if abs(value) >= MAX_MONEY:  # before converting: an int may have any size
+            raise InvalidMoney(f"money amounts must lie between -{MAX_MONEY} and "
+                               f"{MAX_MONEY}", value=shown(value))
+        amount = Decimal(value)
+    elif isinstance(value, str):
         try:
+            if len(value) > _MAX_AMOUNT_TEXT:
+                raise InvalidOperation
             amount = Decimal(value)
         except InvalidOperation:
-            raise InvalidMoney("not a decimal number", value=value) from None
+            raise InvalidMoney(f"not a decimal number of at most {_MAX_AMOUNT_TEXT} "
+                               "characters", value=shown(value)) from None
     else:
-        raise InvalidMoney("money amounts must be Decimal, int or str", value=value)
-    if not amount.is_finite():
-        raise InvalidMoney("money amounts must be finite", value=str(amount))
-    return amount
+        raise InvalidMoney("money amounts must be Decimal, int or str", value=shown(value))
+    return check_amount(amount)
 
 
 def _check_currency(_: object, __: object, value: str) -> None:
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise InvalidMoney("currency must be a three-letter ISO 4217 code", currency=value)
+    check_currency(value)
 
 
 @attrs.frozen
@@ -100,7 +125,11 @@ class Money:
     :class:`~loyaltykit.CurrencyMismatch`.
 
     ``amount`` accepts ``Decimal``, ``int`` or a decimal string; floats, NaN and
-    infinities are refused with :class:`~loyaltykit.InvalidMoney`.
+    infinities are refused with :class:`~loyaltykit.InvalidMoney`, and so are
+    amounts of 10**15 or more in magnitude or with more than 18 decimals. ``currency``
+    is an ISO 4217 code (``EUR``). Arithmetic is exact; a result out of range raises
+    :class:`~loyaltykit.InvalidMoney` (a product is rounded half to even to 18
+    decimals), whatever the thread's :mod:`decimal` context.
     """
 
     amount: Decimal = attrs.field(converter=_to_decimal)
@@ -117,16 +146,27 @@ class Money:
         return other
 
     def __add__(self, other: Money) -> Money:
-        return Money(self.amount + self._same(other).amount, self.currency)
+        return Money(MONEY_CONTEXT.add(self.amount, self._same(other).amount), self.currency)
 
     def __sub__(self, other: Money) -> Money:
-        return Money(self.amount - self._same(other).amount, self.currency)
+        return Money(MONEY_CONTEXT.subtract(self.amount, self._same(other).amount),
+                     self.currency)
 
     def __mul__(self, factor: int | Decimal) -> Money:
         if isinstance(factor, bool) or not isinstance(factor, int | Decimal):
             raise InvalidMoney("money can only be multiplied by int or Decimal",
                                value=shown(factor))
-        return Money(self.amount * factor, self.currency)
+        try:
+            if isinstance(factor, int) and abs(factor) >= _MAX_FACTOR:
+                raise decimal.Overflow  # only zero survives such a factor; refuse it too
+            product = MONEY_CONTEXT.multiply(self.amount, factor)
+            places = product.as_tuple().exponent
+            if isinstance(places, int) and places < -MAX_MONEY_PLACES:
+                product = product.quantize(_FINEST, context=MONEY_CONTEXT)
+        except ArithmeticError:  # a factor out of any range (decimal errors included)
+            raise InvalidMoney("the product is not a money amount", amount=str(self.amount),
+                               factor=shown(factor)) from None
+        return Money(product, self.currency)
 
     def __lt__(self, other: Money) -> bool:
         return self.amount < self._same(other).amount
@@ -176,8 +216,16 @@ def check_aware(value: object, *, name: str = "at") -> dt.datetime:
 
 
 def to_utc(value: dt.datetime) -> dt.datetime:
-    """Convert an aware datetime to a plain ``datetime`` in UTC (microsecond precision)."""
-    utc = value.astimezone(dt.UTC)
+    """Convert an aware datetime to a plain ``datetime`` in UTC (microsecond precision).
+
+    Arguments are checked with :func:`~loyaltykit._validate.check_instant` (which also
+    converts); this converts instants the library derives from them, which stay far
+    from the ends of the calendar. Should one not, the error is still typed."""
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput("the instant lies outside the calendar",
+                           instant=shown(value)) from None
     return dt.datetime(
         utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
         tzinfo=dt.UTC,
@@ -185,7 +233,9 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 
 
 def check_key(value: object) -> str:
-    """Return ``value`` if it is a usable idempotency key (1..200 characters)."""
+    """Return ``value`` if it is a usable idempotency key: 1..200 characters, not
+    blank, and none that an id may not hold (control and bidirectional control
+    characters, unpaired surrogates)."""
     if not isinstance(value, str):
         raise InvalidIdempotencyKey("idempotency key must be a str", key=value)
     if not value or not value.strip():
@@ -194,6 +244,9 @@ def check_key(value: object) -> str:
         raise InvalidIdempotencyKey(
             f"idempotency key longer than {MAX_KEY_LENGTH} characters", length=len(value)
         )
+    problem = text_problem(value, ident=True)
+    if problem is not None:
+        raise InvalidIdempotencyKey(f"idempotency key must not hold {problem}", key=value)
     return value
 
 

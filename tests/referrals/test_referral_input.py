@@ -23,6 +23,8 @@ from loyaltykit import (
     MemberNotFound,
     Money,
     NaiveDatetime,
+    Order,
+    OrderLine,
     Outcome,
     Program,
     ReferralCap,
@@ -47,6 +49,16 @@ MEMBERS = ("alice", "bob", "carol")
 
 def _any(value: object) -> Any:
     return value
+
+
+def _identity(**values: str) -> Identity:
+    # built when the call runs, so the refusal is the call's
+    return Identity(**values)
+
+
+#: Outside the supported instants (1900-01-01 up to 9000-01-01 UTC).
+_FIRST_PLUS_ONE = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+_LAST_MINUS_ONE = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-1)))
 
 
 @pytest.fixture
@@ -96,6 +108,36 @@ CALLS: list[tuple[str, Callable[[Loyalty, str], object], type[LoyaltyError], typ
      InvalidInput, ValueError),
     ("identify with nothing", lambda lo, c: lo.referrals.identify("bob", Identity()), InvalidInput,
      ValueError),
+    # what valid input is (docs/errors.md)
+    ("expiry in the past", lambda lo, c: lo.referrals.issue_code(
+        "bob", key="k", expires_at=START - dt.timedelta(seconds=1)), InvalidInput, ValueError),
+    ("expiry now", lambda lo, c: lo.referrals.issue_code("bob", key="k", expires_at=START),
+     InvalidInput, ValueError),
+    ("expiry before at", lambda lo, c: lo.referrals.issue_code(
+        "bob", key="k", at=START - dt.timedelta(days=2),
+        expires_at=START - dt.timedelta(days=3)), InvalidInput, ValueError),
+    ("expiry out of range", lambda lo, c: lo.referrals.issue_code(
+        "bob", key="k", expires_at=_LAST_MINUS_ONE), InvalidInput, ValueError),
+    ("huge max_uses", lambda lo, c: lo.referrals.issue_code("bob", key="k", max_uses=2**63),
+     InvalidInput, ValueError),
+    ("at out of range", lambda lo, c: lo.referrals.refer("bob", c, at=_FIRST_PLUS_ONE),
+     InvalidInput, ValueError),
+    ("stats out of range", lambda lo, c: lo.referrals.stats("alice", at=_FIRST_PLUS_ONE),
+     InvalidInput, ValueError),
+    ("approve out of range", lambda lo, c: lo.referrals.approve("carol", at=_FIRST_PLUS_ONE),
+     InvalidInput, ValueError),
+    ("NUL in a referee id", lambda lo, c: lo.referrals.refer("bo\x00b", c), InvalidInput,
+     ValueError),
+    ("bidi in a member id", lambda lo, c: lo.referrals.issue_code("b\u202eob"), InvalidInput,
+     ValueError),
+    ("NUL in a reason", lambda lo, c: lo.referrals.reject("carol", reason="no\x00"),
+     InvalidInput, ValueError),
+    ("surrogate in a device", lambda lo, c: lo.referrals.refer(
+        "bob", c, identity=_identity(device="d\ud800")), InvalidInput, ValueError),
+    ("surrogate in an e-mail", lambda lo, c: lo.referrals.refer(
+        "bob", c, identity=_identity(email="b\udc00@example.com")), InvalidInput, ValueError),
+    ("NUL in a payment", lambda lo, c: lo.referrals.identify(
+        "bob", _identity(payment="tok\x00")), InvalidInput, ValueError),
 ]
 
 
@@ -154,6 +196,12 @@ def test_a_program_without_referrals_refuses_referral_calls(storage: Storage) ->
     (lambda: ReferralPolicy(reward=ReferralReward(1, 1), sources=_any({"employee": 1})),
      "referrals.sources"),
     (lambda: referral_program(min_net=Money("20", "USD")), "referrals.min_net"),
+    (lambda: Campaign("xmas\n", START, START + dt.timedelta(days=1), ReferralReward()),
+     "referrals.campaigns.name"),
+    (lambda: Campaign("xmas", _FIRST_PLUS_ONE, START, ReferralReward()),
+     "referrals.campaigns.starts_at"),
+    (lambda: Campaign("xmas", START, _LAST_MINUS_ONE, ReferralReward()),
+     "referrals.campaigns.ends_at"),
     (lambda: ReferralPolicy.from_dict({"reward": {}, "bonus": 1}), "referrals.bonus"),
 ])
 def test_bad_policies_name_their_field(build: Callable[[], object], field: str) -> None:
@@ -319,3 +367,24 @@ def test_a_check_flagging_without_reasons_is_named_by_a_storable_repr(
     assert reason.startswith("hostile\\x00\\ud800yyy") and reason.endswith("...")
     assert len(reason) <= 500
     assert (reason,) == loyalty.referrals.get("bob").reasons  # as stored
+
+
+def test_referral_windows_from_the_last_instant_never_overflow(storage: Storage) -> None:
+    # every referral window at its longest (3660 days) from the last supported instant
+    last = dt.datetime(9000, 1, 1, tzinfo=dt.UTC) - dt.timedelta(microseconds=1)
+    program = referral_program(qualify_within_days=3660, return_window_days=3660,
+                               attach_within_days=3660, code_valid_days=3660,
+                               cap=ReferralCap(10, CapPeriod.ROLLING, days=3660),
+                               campaigns=(Campaign("late", last - dt.timedelta(days=1), last,
+                                                   ReferralReward(1, 1)),))
+    loyalty = Loyalty(program, storage, clock=TestClock(last), secret=SECRET)
+    loyalty.enrol("alice")
+    code = loyalty.referrals.issue_code("alice")
+    assert code.expires_at is not None and 9010 == code.expires_at.year
+    loyalty.enrol("bob", referral_code=code.code)
+    order = Order(id="o", member_id="bob", placed_at=last, currency="EUR",
+                  lines=(OrderLine(sku="A", quantity=1, unit_price=Money("30", "EUR")),))
+    loyalty.record_order(order)
+    referral = loyalty.referrals.get("bob")
+    assert referral.settles_at is not None and 9010 == referral.settles_at.year
+    assert 500 == loyalty.referrals.stats("alice").points_pending  # (the campaign ended)

@@ -21,6 +21,7 @@ from loyaltykit import (
     Money,
     Program,
     QualificationWindow,
+    Storage,
     TestClock,
     Tier,
     TierMetric,
@@ -210,3 +211,55 @@ def test_tier_history_is_a_pure_function_of_what_happened(
     if not manual:  # the replay models activity and due work (manual: see the contract)
         assert replay_tiers(program, "m", enrolled, happened) == [
             (c.at, c.from_tier, c.to_tier, c.reason) for c in history]
+
+
+# the supported instants end at 9000-01-01T00:00Z (docs/errors.md): outside them every
+# tier call refuses with InvalidInput naming the parameter, and writes nothing
+_OUTSIDE = [dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+            dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-1))),
+            dt.datetime(9000, 1, 1, tzinfo=dt.UTC)]
+
+
+@pytest.mark.parametrize("at", _OUTSIDE, ids=[a.isoformat() for a in _OUTSIDE])
+def test_tier_calls_refuse_instants_outside_the_range(storage: Storage, at: dt.datetime
+                                                      ) -> None:
+    loyalty = Loyalty(tier_program(), storage, clock=TestClock(_berlin(2026, 1, 10, 9)))
+    loyalty.enrol("m")
+    for name, call in [
+        ("until", lambda: loyalty.tiers.assign("m", "gold", key="a", reason="x", until=at)),
+        ("at", lambda: loyalty.tiers.assign("m", "gold", key="a", reason="x", at=at)),
+        ("since", lambda: loyalty.tiers.notices(since=at)),
+        ("at", lambda: loyalty.tiers.as_of("m", at)),
+    ]:
+        with pytest.raises(InvalidInput) as info:
+            call()
+        assert InvalidInput is type(info.value)
+        assert name in info.value.message and "9000-01-01" in info.value.message
+    assert "member" == loyalty.tiers.status("m").tier
+    assert [] == loyalty.tiers.history("m")
+
+
+@pytest.mark.parametrize("kind", list(WindowKind))
+def test_tier_windows_and_grace_from_the_last_instant_never_overflow(
+        storage: Storage, kind: WindowKind) -> None:
+    # the longest grace (100 periods) and notice (366 days) from the last supported
+    # instant: every window end, protection and notice stays a valid instant
+    last = dt.datetime(9000, 1, 1, tzinfo=dt.UTC) - dt.timedelta(microseconds=1)
+    months = 120 if kind is WindowKind.ROLLING_MONTHS else None
+    window = QualificationWindow(kind, months=months)
+    program = tier_program(window=window, grace_periods=100, notice_days=366)
+    clock = TestClock(last - dt.timedelta(days=400))
+    loyalty = Loyalty(program, storage, clock=clock)
+    loyalty.enrol("m")
+    loyalty.earn("m", 2500, key="gold")
+    assert "gold" == loyalty.tiers.status("m").tier
+    clock.set(last)
+    loyalty.run_due()
+    status = loyalty.tiers.status("m")
+    assert "gold" == status.tier
+    if kind is not WindowKind.LIFETIME:
+        assert status.protected_until is not None and status.protected_until.year > 9000
+    assert "gold" == loyalty.tiers.progress("m").tier
+    loyalty.tiers.assign("m", "silver", key="a", reason="x", at=last - dt.timedelta(days=1),
+                         until=last)
+    assert "silver" == loyalty.tiers.status("m").tier

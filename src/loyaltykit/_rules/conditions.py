@@ -24,6 +24,7 @@ from loyaltykit._rules.fields import (
 from loyaltykit._validate import (
     check_int,
     check_keys,
+    check_text,
     check_tuple,
     invalid,
 )
@@ -192,7 +193,9 @@ _OP_TEXT = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 
 
 def _scalar(value: object, field: str) -> object:
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return check_text(value, field, error=InvalidProgram)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -228,7 +231,8 @@ def _compare(actual: object, expected: object) -> int | None:
     if not isinstance(actual, int | float | Decimal) or not isinstance(expected,
                                                                        int | Decimal):
         return None
-    if isinstance(actual, float | Decimal) and actual != actual:  # NaN
+    if (isinstance(actual, float) and actual != actual) or (
+            isinstance(actual, Decimal) and actual.is_nan()):  # (sNaN cannot even be compared)
         return None
     return (actual > expected) - (actual < expected)
 

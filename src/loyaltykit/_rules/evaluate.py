@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from loyaltykit._calendar import Zone, calendar_period
-from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError, shown
+from loyaltykit._errors import (
+    InvalidEvent,
+    InvalidInput,
+    InvalidOrder,
+    InvalidProgram,
+    LoyaltyError,
+    shown,
+)
 from loyaltykit._model import RuleUsage
 from loyaltykit._orders import (
     Event,
@@ -53,6 +60,7 @@ from loyaltykit._rules.rules import (
     StampCardRule,
 )
 from loyaltykit._rules.scopes import Cap
+from loyaltykit._values import MAX_POINTS
 
 
 class _Run:
@@ -374,6 +382,11 @@ def _evaluate(
         result = limit
     if previous is not None and result > previous.points:
         result = previous.points
+    elif result > MAX_POINTS:  # never credited in part: the whole request is refused
+        what = "order" if is_order else "event"
+        raise (InvalidOrder if is_order else InvalidEvent)(
+            f"points: the {what} is worth {result} points, more than one request may "
+            f"carry ({MAX_POINTS})", field="points", value=result, max_points=MAX_POINTS)
     return Evaluation(result, total, facts.net if is_order else ZERO, currency,
                       tuple(outcomes), tuple(rewards), version, context)
 

@@ -14,7 +14,7 @@ from loyaltykit._rules.fields import (
     check_decimal,
     set_field,
 )
-from loyaltykit._values import check_aware
+from loyaltykit._validate import check_instant
 
 
 @attrs.frozen
@@ -32,7 +32,7 @@ class MemberContext:
     earn_multiplier: Decimal | None = None
 
     def __attrs_post_init__(self) -> None:
-        check_aware(self.enrolled_at, name="enrolled_at")
+        check_instant(self.enrolled_at, "enrolled_at")  # aware, in range; kept as given
         if self.earn_multiplier is not None:
             set_field(self, "earn_multiplier",
                       check_decimal(self.earn_multiplier, "earn_multiplier"))

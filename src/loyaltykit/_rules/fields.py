@@ -17,7 +17,7 @@ from loyaltykit._orders import (
     parse_decimal,
     with_prefix,
 )
-from loyaltykit._validate import invalid
+from loyaltykit._validate import check_time_zone, invalid
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -100,12 +100,13 @@ def points_text(value: Decimal | int) -> str:
 
 
 def program_zone(name: object) -> Zone:
-    """The program's time zone called ``name``; InvalidProgram if there is none."""
-    if not isinstance(name, str):
-        raise invalid("time_zone", "must be an IANA time zone name", shown(name))
+    """The program's time zone called ``name``; InvalidProgram if there is none (only
+    IANA names and UTC, see :func:`~loyaltykit._validate.check_time_zone`)."""
     try:
-        return zone(name)
-    except (ValueError, TypeError, OSError, KeyError):
+        return zone(check_time_zone(name))
+    except (ValueError, TypeError, OSError, KeyError) as exc:
+        if isinstance(exc, InvalidProgram):
+            raise
         raise invalid("time_zone", "unknown IANA time zone", name) from None
 
 

@@ -41,6 +41,7 @@ from loyaltykit._validate import (
     check_ident,
     check_int,
     check_keys,
+    check_text,
     check_tuple,
     invalid,
 )
@@ -85,6 +86,7 @@ class Rule:
         if not isinstance(self.description, str) or len(self.description) > 1000:
             raise invalid("description", "must be a str of at most 1000 characters",
                           shown(self.description))
+        check_text(self.description, "description", error=InvalidProgram)
         check_int(self.priority, "priority", -_MAX_PRIORITY, _MAX_PRIORITY)
         check_bool(self.exclusive, "exclusive")
         if self.group is not None:

@@ -13,7 +13,7 @@ from loyaltykit._errors import InvalidInput, InvalidProgram
 from loyaltykit._member_keys import KeyedStorage
 from loyaltykit._pipeline import EventBus, WritePipeline
 from loyaltykit._program import Program
-from loyaltykit._values import check_aware, to_utc
+from loyaltykit._validate import check_instant
 from loyaltykit.storage import Storage, UnitOfWork
 
 __all__ = ["Context"]
@@ -45,15 +45,16 @@ class Context:
         return value
 
     def now(self) -> dt.datetime:
-        """The clock's now, checked and in UTC."""
-        return to_utc(check_aware(self.clock.now(), name="clock.now()"))
+        """The clock's now, checked (a supported instant) and in UTC."""
+        return check_instant(self.clock.now(), "clock.now()")
 
     def instant(self, at: object, name: str = "at") -> dt.datetime:
-        """``at`` checked and in UTC (None: now); never later than now."""
+        """``at`` checked (a supported instant) and in UTC (None: now); never later
+        than now."""
         now = self.now()
         if at is None:
             return now
-        value = to_utc(check_aware(at, name=name))
+        value = check_instant(at, name)
         if value > now:
             raise InvalidInput(f"{name} is later than the clock's now", **{
                 name: value.isoformat(), "now": now.isoformat()})

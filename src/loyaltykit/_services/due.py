@@ -19,9 +19,12 @@ from loyaltykit._results import DueWorkReport
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 
-__all__ = ["DueStep", "DueWork"]
+__all__ = ["MAX_BATCH_SIZE", "DueStep", "DueWork"]
 
 logger = logging.getLogger("loyaltykit")
+
+#: The most member wallets one batch of due work may take.
+MAX_BATCH_SIZE = 1_000_000
 
 #: A capability's due work: ``step(at, batch_size, workers)`` returns its counts.
 DueStep = Callable[[dt.datetime, int, int], dict[str, int]]
@@ -58,8 +61,10 @@ class DueWork:
         it gains nothing. The ledger part (holds, activation, expiry) runs on one.
         """
         when = self.c.instant(at)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInput("batch_size must be a positive int", batch_size=batch_size)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+                or not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise InvalidInput(f"batch_size must be an int in 1..{MAX_BATCH_SIZE}",
+                               batch_size=batch_size)
         if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
             raise InvalidInput("workers must be an int in 1..64", workers=workers)
         totals: dict[str, int] = {}

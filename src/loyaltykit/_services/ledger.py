@@ -58,8 +58,14 @@ from loyaltykit._results import (
     TransferResult,
 )
 from loyaltykit._services.context import Context
-from loyaltykit._validate import check_id, check_json, check_member_id, check_reason
-from loyaltykit._values import check_aware, check_key, check_points, to_utc
+from loyaltykit._validate import (
+    check_id,
+    check_instant,
+    check_json,
+    check_member_id,
+    check_reason,
+)
+from loyaltykit._values import check_key, check_points
 from loyaltykit.storage import UnitOfWork
 
 __all__ = ["MAX_HOLD_TTL", "LedgerService"]
@@ -290,7 +296,7 @@ class LedgerService:
         key, wallet_, reason, meta, when = self._common(key, wallet, reason, metadata, at)
         activation = None
         if activates_at is not None:
-            activation = to_utc(check_aware(activates_at, name="activates_at"))
+            activation = check_instant(activates_at, "activates_at")
         request = self.c.request(
             "earn", at, when, member_id=member_id, points=points, wallet=wallet_, reason=reason,
             metadata=meta, activates_at=activation.isoformat() if activation else None,

@@ -11,8 +11,7 @@ from loyaltykit._model import Hold, Lot, Member, Transaction
 from loyaltykit._results import Balance, StatementLine, StatementPage
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._validate import check_id, check_member_id
-from loyaltykit._values import check_aware
+from loyaltykit._validate import check_id, check_instant, check_member_id
 
 __all__ = ["MAX_STATEMENT_PAGE", "LedgerReads"]
 
@@ -88,8 +87,8 @@ class LedgerReads:
         if cursor is not None:
             try:
                 stamp, _, ident = cursor.partition("|")
-                before = (dt.datetime.fromisoformat(stamp), uuid.UUID(ident))
-                check_aware(before[0])
+                before = (check_instant(dt.datetime.fromisoformat(stamp), "cursor"),
+                          uuid.UUID(ident))
             except (ValueError, AttributeError, TypeError, InvalidInput):
                 raise InvalidInput("malformed statement cursor", cursor=cursor) from None
         with self.c.read() as uow:

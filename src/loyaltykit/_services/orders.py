@@ -39,7 +39,7 @@ from loyaltykit._errors import (
 from loyaltykit._events import OrderRecorded, OrderReturned
 from loyaltykit._ledger import Ledger
 from loyaltykit._model import IdempotencyRecord, Kind, MemberState, OrderRecord, OrderStatus
-from loyaltykit._orders import Event, Order
+from loyaltykit._orders import MAX_QUANTITY, Event, Order
 from loyaltykit._pipeline import Work
 from loyaltykit._program import Program
 from loyaltykit._results import (
@@ -379,9 +379,9 @@ class OrderService:
         for line_id, qty in lines.items():
             if not isinstance(line_id, str):
                 raise InvalidReturn("line ids are str", line_id=shown(line_id))
-            if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
-                raise InvalidReturn("a returned quantity must be a positive int",
-                                    line_id=line_id, quantity=qty)
+            if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QUANTITY:
+                raise InvalidReturn(f"a returned quantity must be an int from 1 to "
+                                    f"{MAX_QUANTITY}", line_id=line_id, quantity=qty)
             wanted[line_id] = qty
         key = check_key(key)
         reason = check_reason(reason)

@@ -57,13 +57,16 @@ from loyaltykit._referrals import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._validate import check_member_id, check_reason
-from loyaltykit._values import check_aware, check_key, to_utc
+from loyaltykit._validate import check_instant, check_member_id, check_reason
+from loyaltykit._values import check_key
 from loyaltykit.storage import ReferralChanges
 
 __all__ = ["ReferralService"]
 
 logger = logging.getLogger("loyaltykit")
+
+#: The most uses a referral code may be given (as a policy's ``code_max_uses``).
+MAX_USES = 10**9
 
 
 #: An identity's keyed hashes: sorted (kind, digest) pairs, one per kind and secret.
@@ -197,9 +200,10 @@ class ReferralService:
 
         The storage's unique rule on codes keeps every code distinct: a drawn code that
         is taken is drawn again. ``source`` picks the reward policy; ``expires_at``
-        defaults to the policy's ``code_valid_days`` after issue and ``max_uses`` to its
-        ``code_max_uses``. The key defaults to ``"referral-code:<member_id>"`` (the
-        member's first code); give another key for more codes.
+        (later than the issue) defaults to the policy's ``code_valid_days`` after issue
+        and ``max_uses`` (1 to 10**9) to its ``code_max_uses``. The key defaults to
+        ``"referral-code:<member_id>"`` (the member's first code); give another key for
+        more codes.
 
         The program issues at most its code spec's ``planned`` codes (every member's,
         erased members' too: the storage keeps a per-program count that each issue
@@ -213,16 +217,22 @@ class ReferralService:
         if not isinstance(source, Source):
             raise InvalidInput("source must be a Source", source=shown(source))
         when = self.c.instant(at)
+        expiry: dt.datetime | None
         if expires_at is not None:
-            expiry: dt.datetime | None = to_utc(check_aware(expires_at, name="expires_at"))
+            expiry = check_instant(expires_at, "expires_at")
+            if expiry <= when:
+                raise InvalidInput("expires_at must be later than the code is issued",
+                                   expires_at=expiry.isoformat(), at=when.isoformat())
         elif policy.code_valid_days is not None:
             expiry = add_days(when, policy.code_valid_days, zone(self.program.time_zone))
         else:
             expiry = None
         if max_uses is None:
             max_uses = policy.code_max_uses
-        elif isinstance(max_uses, bool) or not isinstance(max_uses, int) or max_uses < 1:
-            raise InvalidInput("max_uses must be a positive int", max_uses=max_uses)
+        elif isinstance(max_uses, bool) or not isinstance(max_uses, int) \
+                or not 1 <= max_uses <= MAX_USES:
+            raise InvalidInput(f"max_uses must be an int from 1 to {MAX_USES}",
+                               max_uses=max_uses)
         request = self.c.request("issue_code", at, when, member_id=member_id,
                                 source=source.value,
                                 expires_at=expiry.isoformat() if expiry else None,

@@ -49,8 +49,8 @@ from loyaltykit._tiers import (
     spend_units,
     would_be,
 )
-from loyaltykit._validate import check_member_id, check_reason
-from loyaltykit._values import check_aware, check_key, to_utc
+from loyaltykit._validate import check_instant, check_member_id, check_reason
+from loyaltykit._values import check_key
 from loyaltykit.storage import TierChanges, UnitOfWork
 
 __all__ = ["TierService"]
@@ -336,7 +336,7 @@ class TierService:
         when = self.c.instant(at)
         end = None
         if until is not None:
-            end = to_utc(check_aware(until, name="until"))
+            end = check_instant(until, "until")
             if end <= when:
                 raise InvalidInput("until must be later than the assignment",
                                    until=end.isoformat(), at=when.isoformat())
@@ -380,7 +380,7 @@ class TierService:
         ``since``), oldest first: send them, then ask again with a later ``since``."""
         self._tiers()
         if since is not None:
-            since = to_utc(check_aware(since, name="since"))
+            since = check_instant(since, "since")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
             raise InvalidInput("limit must be an int in 1..100000", limit=limit)
         with self.c.read() as uow:
