@@ -511,6 +511,8 @@ def _identity_text(value: object, field: str, limit: int) -> str:
     if not hashable:  # raised out here: the encoder's error (holding the value) is no context
         raise InvalidInput(f"{field} holds a character that is not text (a lone surrogate)",
                            field=field, length=len(value))
+    if "\x00" in value:  # as every free text: PostgreSQL keeps no NUL in text
+        raise InvalidInput(f"{field} holds a NUL character", field=field, length=len(value))
     return value
 
 
