@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._errors import InvalidCode, InvalidProgram
+from loyaltykit._errors import InvalidCode, InvalidProgram, shown
 from loyaltykit._validate import invalid
 
 __all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
@@ -52,7 +52,7 @@ def normalise_code(text: str) -> str:
     ``O`` as ``0`` and ``I``/``L`` as ``1``. Only spacing and look-alikes are forgiven;
     anything else stays as typed (and then fails :meth:`CodeSpec.parse`)."""
     if not isinstance(text, str):
-        raise InvalidCode("a code is a str", code=repr(text))
+        raise InvalidCode("a code is a str", code=shown(text))
     return _IGNORED.sub("", text).upper().translate(_READS_AS)
 
 
@@ -181,7 +181,7 @@ class CodeSpec:
     def from_dict(cls, data: dict[str, Any]) -> CodeSpec:
         """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, dict):
-            raise invalid("code.spec", "must be a table", repr(data))
+            raise invalid("code.spec", "must be a table", shown(data))
         unknown = sorted(set(data) - {"length", "group", "prefix", "check"})
         if unknown:
             raise invalid(f"code.{unknown[0]}", "unknown field", None)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from loyaltykit._clock import Clock, SystemClock
-from loyaltykit._errors import InvalidInput, ProgramVersionConflict
+from loyaltykit._errors import InvalidInput, ProgramVersionConflict, shown
 from loyaltykit._model import ProgramVersion
 from loyaltykit._program import Program
 from loyaltykit._referrals import FraudCheck
@@ -108,7 +108,7 @@ class Loyalty:
         randbelow: Callable[[int], int] = secrets.randbelow,
     ) -> None:
         if not isinstance(program, Program):
-            raise InvalidInput("program must be a Program", program=repr(program))
+            raise InvalidInput("program must be a Program", program=shown(program))
         _check_wiring(storage, clock, new_id, max_retries, randbelow)
         self._c = c = Context(program, storage, clock if clock is not None else SystemClock(),
                               new_id=new_id, max_retries=max_retries)
@@ -207,18 +207,18 @@ def _check_wiring(storage: object, clock: object, new_id: object, max_retries: o
             callable(getattr(storage, name, None))
             for name in ("unit_of_work", "register_program")):
         raise InvalidInput("storage must be a Storage (MemoryStorage, SQLStorage, ...)",
-                           storage=repr(storage))
+                           storage=shown(storage))
     if clock is not None and (isinstance(clock, type)
                               or not callable(getattr(clock, "now", None))):
         raise InvalidInput("clock must be a Clock (SystemClock, TestClock, ...) or None",
-                           clock=repr(clock))
+                           clock=shown(clock))
     for name, value in (("new_id", new_id), ("randbelow", randbelow)):
         if not callable(value):
-            raise InvalidInput(f"{name} must be callable", **{name: repr(value)})
+            raise InvalidInput(f"{name} must be callable", **{name: shown(value)})
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) \
             or not 0 <= max_retries <= MAX_RETRIES:
         raise InvalidInput(f"max_retries must be an int in 0..{MAX_RETRIES}",
-                           max_retries=repr(max_retries))
+                           max_retries=shown(max_retries))
 
 
 def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:

@@ -33,6 +33,7 @@ from loyaltykit._errors import (
     InvalidOrder,
     InvalidReturn,
     LoyaltyError,
+    shown,
 )
 from loyaltykit._values import Money, check_aware, to_utc
 
@@ -120,20 +121,20 @@ def json_value(value: object, field: str, error: type[LoyaltyError], depth: int 
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            _raise(error, field, "must not be NaN or infinite", repr(value))
+            _raise(error, field, "must not be NaN or infinite", shown(value))
         return value
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                _raise(error, field, "keys must be str", repr(key))
+                _raise(error, field, "keys must be str", shown(key))
             out[key] = json_value(item, f"{field}.{key}", error, depth + 1)
         return out
     if isinstance(value, list | tuple):
         return [json_value(item, f"{field}[{i}]", error, depth + 1)
                 for i, item in enumerate(value)]
     _raise(error, field, "must be JSON-compatible (None, bool, int, float, str, list, dict)",
-           repr(value))
+           shown(value))
 
 
 def _money(value: object, field: str, currency: str | None) -> Money:
@@ -147,13 +148,13 @@ def _money(value: object, field: str, currency: str | None) -> Money:
     try:
         return Money(amount, currency)
     except LoyaltyError as exc:
-        _raise(InvalidOrder, field, exc.message, repr(value))
+        _raise(InvalidOrder, field, exc.message, shown(value))
 
 
 def _keys(data: object, known: frozenset[str], required: tuple[str, ...],
           error: type[LoyaltyError], where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
-        _raise(error, where, "must be a dict", repr(data))
+        _raise(error, where, "must be a dict", shown(data))
     for key in data:
         if key not in known:
             _raise(error, str(key), f"unknown field (known: {sorted(known)})", None)
@@ -203,7 +204,7 @@ class OrderLine:
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= MAX_QUANTITY:
             _raise(InvalidOrder, "quantity", f"must be an int from 1 to {MAX_QUANTITY}", q)
         if not isinstance(self.unit_price, Money):
-            _raise(InvalidOrder, "unit_price", "must be Money", repr(self.unit_price))
+            _raise(InvalidOrder, "unit_price", "must be Money", shown(self.unit_price))
         if not _ZERO <= self.unit_price.amount <= MAX_AMOUNT:
             _raise(InvalidOrder, "unit_price", f"must be between 0 and {MAX_AMOUNT}",
                    str(self.unit_price.amount))
@@ -216,7 +217,7 @@ class OrderLine:
         if self.discount is not None:
             d = self.discount
             if not isinstance(d, Money):
-                _raise(InvalidOrder, "discount", "must be Money", repr(d))
+                _raise(InvalidOrder, "discount", "must be Money", shown(d))
             if d.currency != self.unit_price.currency:
                 raise CurrencyMismatch(
                     "discount: must be in the currency of the unit price", field="discount",
@@ -312,14 +313,14 @@ class Order:
             _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code",
                    self.currency)
         if not isinstance(self.lines, tuple):
-            _raise(InvalidOrder, "lines", "must be a tuple of OrderLine", repr(self.lines))
+            _raise(InvalidOrder, "lines", "must be a tuple of OrderLine", shown(self.lines))
         if len(self.lines) > MAX_LINES:
             _raise(InvalidOrder, "lines", f"at most {MAX_LINES} lines", len(self.lines))
         seen: set[str] = set()
         total = _ZERO
         for i, line in enumerate(self.lines):
             if not isinstance(line, OrderLine):
-                _raise(InvalidOrder, f"lines[{i}]", "must be an OrderLine", repr(line))
+                _raise(InvalidOrder, f"lines[{i}]", "must be an OrderLine", shown(line))
             if line.unit_price.currency != self.currency:
                 raise CurrencyMismatch(
                     f"lines[{i}].unit_price: must be in the order's currency",
@@ -332,7 +333,7 @@ class Order:
             total += line.net
         if self.shipping is not None:
             if not isinstance(self.shipping, Money):
-                _raise(InvalidOrder, "shipping", "must be Money", repr(self.shipping))
+                _raise(InvalidOrder, "shipping", "must be Money", shown(self.shipping))
             if self.shipping.currency != self.currency:
                 raise CurrencyMismatch("shipping: must be in the order's currency",
                                        field="shipping", value=self.shipping.currency,
@@ -345,7 +346,7 @@ class Order:
             if value is not None:
                 check_name(value, name, InvalidOrder)
         if not isinstance(self.attributes, Mapping):
-            _raise(InvalidOrder, "attributes", "must be a mapping", repr(self.attributes))
+            _raise(InvalidOrder, "attributes", "must be a mapping", shown(self.attributes))
         object.__setattr__(self, "attributes",
                            json_value(self.attributes, "attributes", InvalidOrder))
         object.__setattr__(self, "_net_goods", total)
@@ -368,7 +369,7 @@ class Order:
         """
         if not isinstance(returned, Mapping):
             raise InvalidReturn("returned must map line ids to quantities",
-                                returned=repr(returned))
+                                returned=shown(returned))
         by_id = {line.id: line for line in self.lines}
         for line_id, qty in returned.items():
             line = by_id.get(line_id) if isinstance(line_id, str) else None
@@ -428,13 +429,13 @@ class Order:
             _raise(InvalidOrder, "currency", "must be a three-letter ISO 4217 code", currency)
         raw_lines = data["lines"]
         if not isinstance(raw_lines, list | tuple):
-            _raise(InvalidOrder, "lines", "must be a list of lines", repr(raw_lines))
+            _raise(InvalidOrder, "lines", "must be a list of lines", shown(raw_lines))
         if len(raw_lines) > MAX_LINES:
             _raise(InvalidOrder, "lines", f"at most {MAX_LINES} lines", len(raw_lines))
         lines = []
         for i, raw in enumerate(raw_lines):
             if not isinstance(raw, Mapping):
-                _raise(InvalidOrder, f"lines[{i}]", "must be a dict", repr(raw))
+                _raise(InvalidOrder, f"lines[{i}]", "must be a dict", shown(raw))
             try:
                 lines.append(OrderLine.from_dict(raw, currency=currency))
             except (InvalidOrder, CurrencyMismatch) as exc:
@@ -489,7 +490,7 @@ class Event:
         object.__setattr__(self, "occurred_at",
                            to_utc(check_aware(self.occurred_at, name="occurred_at")))
         if not isinstance(self.attributes, Mapping):
-            _raise(InvalidEvent, "attributes", "must be a mapping", repr(self.attributes))
+            _raise(InvalidEvent, "attributes", "must be a mapping", shown(self.attributes))
         object.__setattr__(self, "attributes",
                            json_value(self.attributes, "attributes", InvalidEvent))
 
@@ -523,7 +524,7 @@ def parse_decimal(value: object, field: str,
     """Return ``value`` as a finite Decimal (from Decimal, int or a decimal string)."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         _raise(error, field, "must be a Decimal, an int or a decimal string "
-               "(never a float: write \"1.25\")", repr(value))
+               "(never a float: write \"1.25\")", shown(value))
     try:
         amount = value if isinstance(value, Decimal) else Decimal(value)
     except InvalidOperation:

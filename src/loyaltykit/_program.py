@@ -20,7 +20,7 @@ import attrs
 
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._calendar import zone as zone  # where the service looks for it
-from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet
+from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet, shown
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
@@ -229,7 +229,7 @@ class LedgerPolicy:
 def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
     try:
         return cls(value)
-    except ValueError:
+    except Exception:  # ValueError; an unhashable or hostile value fails otherwise
         choices = [m.value for m in cls]
         raise invalid(f"ledger.{field}", f"must be one of {choices}", value) from None
 
@@ -300,11 +300,11 @@ class Program:
                 aware = to_utc(check_aware(self.effective_from, name="effective_from"))
             except NaiveDatetime:
                 raise invalid("effective_from", "must be a timezone-aware datetime",
-                              repr(self.effective_from)) from None
+                              shown(self.effective_from)) from None
             object.__setattr__(self, "effective_from", aware)
         if self.tiers is not None:
             if not isinstance(self.tiers, TierPolicy):
-                raise invalid("tiers", "must be a TierPolicy", repr(self.tiers))
+                raise invalid("tiers", "must be a TierPolicy", shown(self.tiers))
             if self.tiers.wallet is not None and self.tiers.wallet not in self.wallets:
                 raise invalid("tiers.wallet", f"not a wallet of the program {self.wallets}",
                               self.tiers.wallet)
@@ -315,7 +315,7 @@ class Program:
                                   "must be in the program's currency", threshold.currency)
         if self.referrals is not None:
             if not isinstance(self.referrals, ReferralPolicy):
-                raise invalid("referrals", "must be a ReferralPolicy", repr(self.referrals))
+                raise invalid("referrals", "must be a ReferralPolicy", shown(self.referrals))
             minimum = self.referrals.min_net
             if minimum is not None and minimum.currency != self.currency:
                 raise invalid("referrals.min_net", "must be in the program's currency",
@@ -330,7 +330,7 @@ class Program:
         """Return ``name`` (or the default wallet) after checking the program has it."""
         if name is None:
             return self.default_wallet
-        if name not in self.wallets:
+        if not isinstance(name, str) or name not in self.wallets:
             raise UnknownWallet(
                 "the program has no such wallet", wallet=name, wallets=list(self.wallets)
             )
@@ -362,7 +362,7 @@ class Program:
                 point_value = Money.from_dict(raw_value)
             except (KeyError, TypeError, AttributeError, LoyaltyError):
                 raise invalid("point_value", "must be {'amount': ..., 'currency': ...}",
-                              repr(raw_value)) from None
+                              shown(raw_value)) from None
             wallets = data.get("wallets", ("points",))
             if not isinstance(wallets, list | tuple):  # a str would become one-letter wallets
                 raise invalid("wallets", "must be a list of names", wallets)

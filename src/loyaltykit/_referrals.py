@@ -38,7 +38,7 @@ import attrs
 from loyaltykit._calendar import add_days as add_days  # where the service looks for it
 from loyaltykit._calendar import calendar_period
 from loyaltykit._codes import CodeSpec
-from loyaltykit._errors import InvalidInput, InvalidProgram
+from loyaltykit._errors import InvalidInput, InvalidProgram, shown
 from loyaltykit._rules import CapPeriod
 from loyaltykit._validate import check_bool, check_int, invalid
 from loyaltykit._values import Money, to_utc
@@ -199,18 +199,18 @@ class Campaign:
             value = getattr(self, field)
             if not isinstance(value, dt.datetime) or value.tzinfo is None:
                 raise invalid(f"referrals.campaigns.{field}", "must be a timezone-aware datetime",
-                              repr(value))
+                              shown(value))
             object.__setattr__(self, field, to_utc(value))
         if self.ends_at <= self.starts_at:
             raise invalid("referrals.campaigns.ends_at", "must be after starts_at",
                           self.ends_at.isoformat())
         if not isinstance(self.reward, ReferralReward):
             raise invalid("referrals.campaigns.reward", "must be a ReferralReward",
-                          repr(self.reward))
+                          shown(self.reward))
         if not isinstance(self.sources, tuple) or not all(
                 isinstance(s, Source) for s in self.sources):
             raise invalid("referrals.campaigns.sources", "must be a tuple of Source",
-                          repr(self.sources))
+                          shown(self.sources))
 
     def runs_for(self, at: dt.datetime, source: Source) -> bool:
         """True if the campaign covers a referral of ``source`` attributed at ``at``."""
@@ -238,12 +238,12 @@ def _sources(value: object) -> tuple[tuple[Source, ReferralReward], ...]:
     if isinstance(value, Mapping):
         value = tuple(value.items())
     if not isinstance(value, tuple):
-        raise invalid("referrals.sources", "must map Source to ReferralReward", repr(value))
+        raise invalid("referrals.sources", "must map Source to ReferralReward", shown(value))
     pairs = []
     for item in value:
         if (not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], Source)
                 or not isinstance(item[1], ReferralReward)):
-            raise invalid("referrals.sources", "must map Source to ReferralReward", repr(item))
+            raise invalid("referrals.sources", "must map Source to ReferralReward", shown(item))
         pairs.append(item)
     return tuple(sorted(dict(pairs).items(), key=lambda p: p[0].value))
 
@@ -290,9 +290,9 @@ class ReferralPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.reward, ReferralReward):
-            raise invalid("referrals.reward", "must be a ReferralReward", repr(self.reward))
+            raise invalid("referrals.reward", "must be a ReferralReward", shown(self.reward))
         if self.min_net is not None and not isinstance(self.min_net, Money):
-            raise invalid("referrals.min_net", "must be Money", repr(self.min_net))
+            raise invalid("referrals.min_net", "must be Money", shown(self.min_net))
         _count(self.qualify_within_days, "qualify_within_days", low=1, high=_MAX_DAYS)
         if self.order_number is not None:
             _count(self.order_number, "order_number", low=1, high=1000)
@@ -300,16 +300,16 @@ class ReferralPolicy:
         _count(self.attach_within_days, "attach_within_days", high=_MAX_DAYS)
         check_bool(self.existing_customers, "referrals.existing_customers")
         if self.cap is not None and not isinstance(self.cap, ReferralCap):
-            raise invalid("referrals.cap", "must be a ReferralCap", repr(self.cap))
+            raise invalid("referrals.cap", "must be a ReferralCap", shown(self.cap))
         if not isinstance(self.campaigns, tuple) or not all(
                 isinstance(c, Campaign) for c in self.campaigns):
             raise invalid("referrals.campaigns", "must be a tuple of Campaign",
-                          repr(self.campaigns))
+                          shown(self.campaigns))
         if len({c.name for c in self.campaigns}) != len(self.campaigns):
             raise invalid("referrals.campaigns", "names must be unique",
                           [c.name for c in self.campaigns])
         if not isinstance(self.code, CodeSpec):
-            raise invalid("referrals.code", "must be a CodeSpec", repr(self.code))
+            raise invalid("referrals.code", "must be a CodeSpec", shown(self.code))
         _count(self.planned_codes, "planned_codes", low=1, high=10**15)
         self.code.require_strength(self.planned_codes)
         if self.code_valid_days is not None:
@@ -352,7 +352,7 @@ class ReferralPolicy:
     def from_dict(cls, data: Mapping[str, Any]) -> ReferralPolicy:
         """Build a policy from :meth:`to_dict` output; bad fields raise InvalidProgram."""
         if not isinstance(data, Mapping):
-            raise invalid("referrals.referrals", "must be a table", repr(data))
+            raise invalid("referrals.referrals", "must be a table", shown(data))
         known = set(attrs.fields_dict(cls))
         unknown = sorted(set(data) - known)
         if unknown:
@@ -481,7 +481,7 @@ def normalise_email(email: str) -> str:
     'alice@gmail.com'
     """
     if not isinstance(email, str) or email.count("@") != 1:
-        raise InvalidInput("an e-mail address has one @", email=repr(email))
+        raise InvalidInput("an e-mail address has one @", email=shown(email))
     local, domain = email.strip().lower().split("@")
     local = local.split("+", 1)[0]
     if domain in ("gmail.com", "googlemail.com"):
@@ -507,7 +507,7 @@ class Identity:
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or not value
                                       or len(value) > 1000):
-                raise InvalidInput(f"{field} must be a non-empty str", **{field: repr(value)})
+                raise InvalidInput(f"{field} must be a non-empty str", **{field: shown(value)})
         if self.email is not None:
             normalise_email(self.email)
 
@@ -637,10 +637,10 @@ def judge(checks: Sequence[FraudCheck], case: ReferralCase) -> Verdict:
     for check in checks:
         verdict = check(case)
         if not isinstance(verdict, Verdict):
-            raise InvalidInput("a fraud check must return a Verdict", check=repr(check),
-                               returned=repr(verdict))
+            raise InvalidInput("a fraud check must return a Verdict", check=shown(check),
+                               returned=shown(verdict))
         if verdict.outcome is not Outcome.PASS:
-            reasons.extend(verdict.reasons or (repr(check),))
+            reasons.extend(verdict.reasons or (shown(check),))
             if _SEVERITY[verdict.outcome] > _SEVERITY[outcome]:
                 outcome = verdict.outcome
     return Verdict(outcome, tuple(reasons))

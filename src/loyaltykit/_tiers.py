@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._calendar import anniversary, in_zone
-from loyaltykit._errors import InvalidProgram, LoyaltyError
+from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
 from loyaltykit._validate import NAME, invalid
 from loyaltykit._values import Money, to_utc
 
@@ -199,7 +199,7 @@ class QualificationWindow:
     def from_dict(cls, data: Any) -> QualificationWindow:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise invalid("tiers.window", "must be a table with kind (and months)", repr(data))
+            raise invalid("tiers.window", "must be a table with kind (and months)", shown(data))
         unknown = sorted(set(data) - {"kind", "months"})
         if unknown:
             raise invalid(f"tiers.window.{unknown[0]}", "unknown field", None)
@@ -211,7 +211,7 @@ class QualificationWindow:
 def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
     try:
         return cls(value)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError, TypeError; a hostile value's own error too
         raise invalid(field, f"must be one of {[m.value for m in cls]}", value) from None
 
 
@@ -223,7 +223,7 @@ def _decimal(value: Any, field: str, *, low: Decimal, high: Decimal) -> Decimal:
     except ArithmeticError:
         number = None
     if number is None or not number.is_finite() or not low <= number <= high:
-        raise invalid(field, f"must be a decimal between {low} and {high}", repr(value))
+        raise invalid(field, f"must be a decimal between {low} and {high}", shown(value))
     return number
 
 
@@ -231,7 +231,7 @@ def _custom(value: Any) -> dict[str, Any]:
     from loyaltykit._orders import json_value
 
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise invalid("tiers.benefits.custom", "must be a table with str keys", repr(value))
+        raise invalid("tiers.benefits.custom", "must be a table with str keys", shown(value))
     checked: dict[str, Any] = json_value(dict(value), "tiers.benefits.custom", InvalidProgram)
     return checked
 
@@ -275,7 +275,7 @@ class Benefits:
     def from_dict(cls, data: Any) -> Benefits:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise invalid("tiers.benefits", "must be a table", repr(data))
+            raise invalid("tiers.benefits", "must be a table", shown(data))
         known = {"earn_multiplier", "discount_percent", "free_shipping", "extended_returns",
                  "custom"}
         unknown = sorted(set(data) - known)
@@ -305,9 +305,9 @@ class Tier:
                           self.name)
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | Money):
             raise invalid(f"tiers.{self.name}.threshold", "must be an int (points, orders) or "
-                          "Money (spend)", repr(self.threshold))
+                          "Money (spend)", shown(self.threshold))
         if not isinstance(self.benefits, Benefits):
-            raise invalid(f"tiers.{self.name}.benefits", "must be Benefits", repr(self.benefits))
+            raise invalid(f"tiers.{self.name}.benefits", "must be Benefits", shown(self.benefits))
         if not isinstance(self.lifetime, bool):
             raise invalid(f"tiers.{self.name}.lifetime", "must be a bool", self.lifetime)
 
@@ -322,19 +322,19 @@ class Tier:
     def from_dict(cls, data: Any) -> Tier:
         """Parse :meth:`to_dict` output (or a TOML table)."""
         if not isinstance(data, Mapping):
-            raise invalid("tiers.tiers", "each tier must be a table", repr(data))
+            raise invalid("tiers.tiers", "each tier must be a table", shown(data))
         unknown = sorted(set(data) - {"name", "threshold", "benefits", "lifetime"})
         if unknown:
             raise invalid(f"tiers.tiers.{unknown[0]}", "unknown field", None)
         if "name" not in data or "threshold" not in data:
-            raise invalid("tiers.tiers", "each tier needs name and threshold", repr(dict(data)))
+            raise invalid("tiers.tiers", "each tier needs name and threshold", shown(dict(data)))
         threshold = data["threshold"]
         if isinstance(threshold, Mapping):
             try:
                 threshold = Money.from_dict(dict(threshold))
             except (KeyError, TypeError, AttributeError, LoyaltyError):
                 raise invalid("tiers.tiers.threshold", "must be an int or {'amount', "
-                              "'currency'}", repr(threshold)) from None
+                              "'currency'}", shown(threshold)) from None
         return cls(name=data["name"], threshold=threshold,
                    benefits=Benefits.from_dict(data.get("benefits", {})),
                    lifetime=data.get("lifetime", False))
@@ -367,19 +367,19 @@ class TierPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.tiers, tuple) or not self.tiers:
-            raise invalid("tiers.tiers", "must be a non-empty tuple of Tier", repr(self.tiers))
+            raise invalid("tiers.tiers", "must be a non-empty tuple of Tier", shown(self.tiers))
         if len(self.tiers) > _MAX_TIERS:
             raise invalid("tiers.tiers", f"at most {_MAX_TIERS} tiers", len(self.tiers))
         for tier in self.tiers:
             if not isinstance(tier, Tier):
-                raise invalid("tiers.tiers", "must hold Tier values", repr(tier))
+                raise invalid("tiers.tiers", "must hold Tier values", shown(tier))
         names = [t.name for t in self.tiers]
         if len(set(names)) != len(names):
             raise invalid("tiers.tiers", "tier names must be unique", names)
         if not isinstance(self.metric, TierMetric):
             raise invalid("tiers.metric", "must be a TierMetric", self.metric)
         if not isinstance(self.window, QualificationWindow):
-            raise invalid("tiers.window", "must be a QualificationWindow", repr(self.window))
+            raise invalid("tiers.window", "must be a QualificationWindow", shown(self.window))
         if not isinstance(self.downgrade, Downgrade):
             raise invalid("tiers.downgrade", "must be a Downgrade", self.downgrade)
         for name, top in (("grace_periods", 100), ("notice_days", 366)):
@@ -391,17 +391,17 @@ class TierPolicy:
         for i, tier in enumerate(self.tiers):
             if spend != isinstance(tier.threshold, Money):
                 raise invalid(f"tiers.{tier.name}.threshold", "spend thresholds are Money; "
-                              "points and orders thresholds are ints", repr(tier.threshold))
+                              "points and orders thresholds are ints", shown(tier.threshold))
             units = self._units(tier.threshold)
             if i == 0 and units != 0:
                 raise invalid(f"tiers.{tier.name}.threshold", "the first (base) tier's "
-                              "threshold must be 0", repr(tier.threshold))
+                              "threshold must be 0", shown(tier.threshold))
             if units < 0 or units > 10**15:
                 raise invalid(f"tiers.{tier.name}.threshold", "must be between 0 and 10**15",
-                              repr(tier.threshold))
+                              shown(tier.threshold))
             if units <= previous:
                 raise invalid(f"tiers.{tier.name}.threshold", "thresholds must rise strictly "
-                              "up the ladder", repr(tier.threshold))
+                              "up the ladder", shown(tier.threshold))
             previous = units
 
     @staticmethod
@@ -454,7 +454,7 @@ class TierPolicy:
     def from_dict(cls, data: Any) -> TierPolicy:
         """Parse :meth:`to_dict` output (or the ``[tiers]`` table of a TOML file)."""
         if not isinstance(data, Mapping):
-            raise invalid("tiers", "must be a table", repr(data))
+            raise invalid("tiers", "must be a table", shown(data))
         known = {"tiers", "metric", "window", "wallet", "grace_periods", "downgrade",
                  "notice_days"}
         unknown = sorted(set(data) - known)
@@ -462,7 +462,7 @@ class TierPolicy:
             raise invalid(f"tiers.{unknown[0]}", f"unknown field (known: {sorted(known)})", None)
         raw = data.get("tiers")
         if not isinstance(raw, list | tuple):
-            raise invalid("tiers.tiers", "must be a list of tiers", repr(raw))
+            raise invalid("tiers.tiers", "must be a list of tiers", shown(raw))
         return cls(tiers=tuple(Tier.from_dict(t) for t in raw),
                    metric=_enum(TierMetric, data.get("metric", "points"), "tiers.metric"),
                    window=QualificationWindow.from_dict(data.get("window", {})),

@@ -86,9 +86,9 @@ def check_enum(cls: type[enum.Enum], value: object, field: str) -> Any:
         return value
     try:
         return cls(value)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError, TypeError; a hostile value's own error too
         raise invalid(field, f"must be one of {[m.value for m in cls]}",
-                      repr(value)) from None
+                      shown(value)) from None
 
 
 def check_tuple(value: object, field: str) -> tuple[Any, ...]:
@@ -97,14 +97,14 @@ def check_tuple(value: object, field: str) -> tuple[Any, ...]:
         return value
     if isinstance(value, list):
         return tuple(value)
-    raise invalid(field, "must be a tuple", repr(value))
+    raise invalid(field, "must be a tuple", shown(value))
 
 
 def check_keys(data: object, known: frozenset[str], required: tuple[str, ...] = ()
                ) -> Mapping[str, Any]:
     """``data`` if it is a mapping with only ``known`` keys and every ``required`` one."""
     if not isinstance(data, Mapping):
-        raise invalid("", "must be a dict", repr(data))
+        raise invalid("", "must be a dict", shown(data))
     for key in data:
         if key not in known:
             raise invalid(str(key), f"unknown field (known: {sorted(known)})", None)

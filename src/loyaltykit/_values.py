@@ -26,6 +26,7 @@ from loyaltykit._errors import (
     InvalidMoney,
     InvalidPoints,
     NaiveDatetime,
+    shown,
 )
 
 __all__ = [
@@ -107,7 +108,7 @@ class Money:
 
     def _same(self, other: object) -> Money:
         if not isinstance(other, Money):
-            raise InvalidMoney("can only combine Money with Money", value=repr(other))
+            raise InvalidMoney("can only combine Money with Money", value=shown(other))
         if other.currency != self.currency:
             raise CurrencyMismatch(
                 "cannot combine amounts in different currencies",
@@ -124,7 +125,7 @@ class Money:
     def __mul__(self, factor: int | Decimal) -> Money:
         if isinstance(factor, bool) or not isinstance(factor, int | Decimal):
             raise InvalidMoney("money can only be multiplied by int or Decimal",
-                               value=repr(factor))
+                               value=shown(factor))
         return Money(self.amount * factor, self.currency)
 
     def __lt__(self, other: Money) -> bool:

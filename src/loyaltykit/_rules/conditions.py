@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from loyaltykit._errors import InvalidProgram
+from loyaltykit._errors import InvalidProgram, shown
 from loyaltykit._orders import parse_decimal
 from loyaltykit._rules.facts import Facts
 from loyaltykit._rules.fields import (
@@ -71,10 +71,10 @@ def parse_condition(data: object, depth: int) -> Condition:
     if depth > _MAX_DEPTH:
         raise invalid("", f"conditions nest deeper than {_MAX_DEPTH} levels", None)
     if not isinstance(data, Mapping):
-        raise invalid("", "must be a dict with a 'type'", repr(data))
+        raise invalid("", "must be a dict with a 'type'", shown(data))
     kind = data.get("type")
     if kind not in _CONDITIONS:
-        raise invalid("type", f"must be one of {sorted(_CONDITIONS)}", repr(kind))
+        raise invalid("type", f"must be one of {sorted(_CONDITIONS)}", shown(kind))
     condition: Condition = _CONDITIONS[kind](data, depth)
     return condition
 
@@ -199,7 +199,7 @@ def _scalar(value: object, field: str) -> object:
             raise invalid(field, "must be finite", str(value))
         return value
     raise invalid(field, "must be None, a bool, an int, a Decimal or a str (never a float)",
-                  repr(value))
+                  shown(value))
 
 
 def _same(actual: object, expected: object) -> bool:
@@ -244,7 +244,7 @@ def _value_to_json(value: object) -> Any:
 def _value_from_json(value: object, field: str) -> Any:
     if isinstance(value, Mapping):
         if set(value) != {"decimal"}:
-            raise invalid(field, "a dict value must be {'decimal': '1.5'}", repr(value))
+            raise invalid(field, "a dict value must be {'decimal': '1.5'}", shown(value))
         return parse_decimal(value["decimal"], field, InvalidProgram)
     if isinstance(value, list):
         return tuple(_value_from_json(v, f"{field}[{i}]") for i, v in enumerate(value))
@@ -271,14 +271,14 @@ class Attribute(Condition):
     value: Any = None
 
     def __attrs_post_init__(self) -> None:
-        if self.scope not in _SCOPES:
+        if not isinstance(self.scope, str) or self.scope not in _SCOPES:
             raise invalid("scope", f"must be one of {list(_SCOPES)}", self.scope)
         check_label(self.name, "name")
-        if self.op not in _OPS:
+        if not isinstance(self.op, str) or self.op not in _OPS:
             raise invalid("op", f"must be one of {list(_OPS)}", self.op)
         if self.op == "exists":
             if self.value is not None:
-                raise invalid("value", "exists takes no value", repr(self.value))
+                raise invalid("value", "exists takes no value", shown(self.value))
         elif self.op in ("in", "not_in"):
             values = check_tuple(self.value, "value")
             set_field(self, "value", tuple(_scalar(v, f"value[{i}]") for i, v in enumerate(values)))
@@ -370,7 +370,7 @@ def _conditions(value: object, field: str) -> tuple[Condition, ...]:
         raise invalid(field, "must hold at least one condition", [])
     for i, item in enumerate(items):
         if not isinstance(item, Condition):
-            raise invalid(f"{field}[{i}]", "must be a Condition", repr(item))
+            raise invalid(f"{field}[{i}]", "must be a Condition", shown(item))
     return items
 
 
@@ -451,7 +451,7 @@ class Not(Condition):
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.condition, Condition):
-            raise invalid("condition", "must be a Condition", repr(self.condition))
+            raise invalid("condition", "must be a Condition", shown(self.condition))
 
     def describe(self) -> str:
         """Say the condition in words."""
@@ -476,7 +476,7 @@ class Not(Condition):
 def _nested(data: Mapping[str, Any], depth: int) -> tuple[Condition, ...]:
     raw = data["conditions"]
     if not isinstance(raw, list | tuple):
-        raise invalid("conditions", "must be a list of conditions", repr(raw))
+        raise invalid("conditions", "must be a list of conditions", shown(raw))
     out = []
     for i, item in enumerate(raw):
         with within(f"conditions[{i}]"):

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from loyaltykit._calendar import Zone, calendar_period
-from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError
+from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError, shown
 from loyaltykit._model import RuleUsage
 from loyaltykit._orders import (
     Event,
@@ -381,7 +381,7 @@ def _evaluate(
 def _check_policy(policy: object) -> EarningPolicy:
     if not isinstance(policy, EarningPolicy):
         raise InvalidProgram("policy must be an EarningPolicy", field="earning",
-                             value=repr(policy))
+                             value=shown(policy))
     return policy
 
 
@@ -410,7 +410,7 @@ def _stamp_counts(stamps: Mapping[str, int] | None) -> dict[str, int]:
     for rule_id, count in stamps.items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise InvalidInput("stamp counts are non-negative ints", field="stamps",
-                               value={rule_id: repr(count)})
+                               value={rule_id: shown(count)})
         counts[rule_id] = count
     return counts
 
@@ -438,7 +438,7 @@ def evaluate_order(
     """
     plan = plan_of(_check_policy(policy))
     if not isinstance(order, Order):
-        raise InvalidInput("order must be an Order", field="order", value=repr(order))
+        raise InvalidInput("order must be an Order", field="order", value=shown(order))
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
         if previous is not None:
@@ -473,7 +473,7 @@ def evaluate_event(
     when given, as for :func:`evaluate_order`). Pure: no clock, no I/O."""
     plan = plan_of(_check_policy(policy))
     if not isinstance(event, Event):
-        raise InvalidInput("event must be an Event", field="event", value=repr(event))
+        raise InvalidInput("event must be an Event", field="event", value=shown(event))
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
         before = _stamp_counts(stamps)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from loyaltykit._calendar import Zone, zone
-from loyaltykit._errors import InvalidProgram, LoyaltyError
+from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
 from loyaltykit._orders import (
     check_name,
     parse_decimal,
@@ -72,7 +72,7 @@ def check_label(value: object, field: str) -> str:
 def check_labels(value: object, field: str, *, empty: bool = True) -> tuple[str, ...]:
     """A list of names, as a tuple (at least one unless ``empty``)."""
     if not isinstance(value, list | tuple):
-        raise invalid(field, "must be a list of names", repr(value))
+        raise invalid(field, "must be a list of names", shown(value))
     if not value and not empty:
         raise invalid(field, "must name at least one", [])
     return tuple(check_label(v, f"{field}[{i}]") for i, v in enumerate(value))
@@ -102,7 +102,7 @@ def points_text(value: Decimal | int) -> str:
 def program_zone(name: object) -> Zone:
     """The program's time zone called ``name``; InvalidProgram if there is none."""
     if not isinstance(name, str):
-        raise invalid("time_zone", "must be an IANA time zone name", repr(name))
+        raise invalid("time_zone", "must be an IANA time zone name", shown(name))
     try:
         return zone(name)
     except (ValueError, TypeError, OSError, KeyError):
@@ -117,7 +117,7 @@ def parse_date(value: object, field: str) -> dt.date:
         except ValueError:
             raise invalid(field, "must be an ISO date (YYYY-MM-DD)", value) from None
     if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise invalid(field, "must be a date", repr(value))
+        raise invalid(field, "must be a date", shown(value))
     return value
 
 
@@ -129,7 +129,7 @@ def parse_time(value: object, field: str) -> dt.time:
         except ValueError:
             raise invalid(field, "must be a time of day (HH:MM)", value) from None
     if not isinstance(value, dt.time):
-        raise invalid(field, "must be a time of day", repr(value))
+        raise invalid(field, "must be a time of day", shown(value))
     if value.tzinfo is not None:
         raise invalid(field, "must be a local time without a time zone (the program's is used)",
                       value.isoformat())

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._errors import shown
 from loyaltykit._rules.conditions import FirstOrder
 from loyaltykit._rules.enums import (
     Base,
@@ -158,7 +159,7 @@ class EarningPolicy:
         names: set[str] = set()
         for i, group in enumerate(groups):
             if not isinstance(group, RuleGroup):
-                raise invalid(f"earning.groups[{i}]", "must be a RuleGroup", repr(group))
+                raise invalid(f"earning.groups[{i}]", "must be a RuleGroup", shown(group))
             if group.name in names:
                 raise invalid(f"earning.groups[{i}].name", "group names must be unique", group.name)
             names.add(group.name)
@@ -166,7 +167,7 @@ class EarningPolicy:
         for i, rule in enumerate(rules):
             if not isinstance(rule, Rule):
                 raise invalid(f"earning.rules[{i}]", "must be a rule (RateRule, MultiplierRule...)",
-                              repr(rule))
+                              shown(rule))
             if rule.id in ids:
                 raise invalid(f"earning.rules[{i}].id", "rule ids must be unique", rule.id)
             ids.add(rule.id)
@@ -218,7 +219,7 @@ class EarningPolicy:
                                           "max_points_per_order"}))
             raw_rules = data.get("rules", ())
             if not isinstance(raw_rules, list | tuple):
-                raise invalid("rules", "must be a list of rules", repr(raw_rules))
+                raise invalid("rules", "must be a list of rules", shown(raw_rules))
             if len(raw_rules) > _MAX_RULES:
                 raise invalid("rules", f"at most {_MAX_RULES} rules", len(raw_rules))
             rules = []
@@ -227,7 +228,7 @@ class EarningPolicy:
                     rules.append(Rule.from_dict(raw))
             raw_groups = data.get("groups", ())
             if not isinstance(raw_groups, list | tuple):
-                raise invalid("groups", "must be a list of groups", repr(raw_groups))
+                raise invalid("groups", "must be a list of groups", shown(raw_groups))
             groups = []
             for i, raw in enumerate(raw_groups):
                 with within(f"groups[{i}]"):

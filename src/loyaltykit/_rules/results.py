@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._errors import InvalidInput, LoyaltyError
+from loyaltykit._errors import InvalidInput, LoyaltyError, shown
 from loyaltykit._orders import parse_decimal
 
 
@@ -86,7 +86,7 @@ def _outcome_from_dict(data: Mapping[str, Any]) -> RuleOutcome:
 
 def _load(build: Any, data: object, what: str) -> Any:
     if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what} must be a dict", field=what, value=repr(data))
+        raise InvalidInput(f"{what} must be a dict", field=what, value=shown(data))
     try:
         return build(data)
     except KeyError as exc:

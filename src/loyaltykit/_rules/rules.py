@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from loyaltykit._errors import InvalidProgram
+from loyaltykit._errors import InvalidProgram, shown
 from loyaltykit._orders import (
     is_event_type,
     parse_decimal,
@@ -84,19 +84,19 @@ class Rule:
         check_ident(self.id, "id")
         if not isinstance(self.description, str) or len(self.description) > 1000:
             raise invalid("description", "must be a str of at most 1000 characters",
-                          repr(self.description))
+                          shown(self.description))
         check_int(self.priority, "priority", -_MAX_PRIORITY, _MAX_PRIORITY)
         check_bool(self.exclusive, "exclusive")
         if self.group is not None:
             check_ident(self.group, "group")
         if self.window is not None and not isinstance(self.window, Window):
-            raise invalid("window", "must be a Window", repr(self.window))
+            raise invalid("window", "must be a Window", shown(self.window))
         if self.condition is not None and not isinstance(self.condition, Condition):
-            raise invalid("condition", "must be a Condition", repr(self.condition))
+            raise invalid("condition", "must be a Condition", shown(self.condition))
         caps = check_tuple(self.caps, "caps")
         for i, cap in enumerate(caps):
             if not isinstance(cap, Cap):
-                raise invalid(f"caps[{i}]", "must be a Cap", repr(cap))
+                raise invalid(f"caps[{i}]", "must be a Cap", shown(cap))
         set_field(self, "caps", caps)
         self._check()
 
@@ -135,11 +135,11 @@ class Rule:
     def from_dict(cls, data: Mapping[str, Any]) -> Rule:
         """Build any rule from its :meth:`to_dict` form (dispatching on ``"type"``)."""
         if not isinstance(data, Mapping):
-            raise invalid("", "must be a dict with a 'type'", repr(data))
+            raise invalid("", "must be a dict with a 'type'", shown(data))
         kind = data.get("type")
         sub = _RULES.get(kind) if isinstance(kind, str) else None
         if sub is None:
-            raise invalid("type", f"must be one of {sorted(_RULES)}", repr(kind))
+            raise invalid("type", f"must be one of {sorted(_RULES)}", shown(kind))
         check_keys(data, _COMMON_KEYS | sub._fields, ("id",))
         window = data.get("window")
         if window is not None:
@@ -151,7 +151,7 @@ class Rule:
                 condition = parse_condition(condition, 0)
         raw_caps = data.get("caps", ())
         if not isinstance(raw_caps, list | tuple):
-            raise invalid("caps", "must be a list of caps", repr(raw_caps))
+            raise invalid("caps", "must be a list of caps", shown(raw_caps))
         caps = []
         for i, raw in enumerate(raw_caps):
             with within(f"caps[{i}]"):
@@ -176,7 +176,7 @@ def _match(value: object) -> LineMatch | None:
     if value is None:
         return None
     if not isinstance(value, LineMatch):
-        raise invalid("match", "must be a LineMatch", repr(value))
+        raise invalid("match", "must be a LineMatch", shown(value))
     return value
 
 
@@ -352,7 +352,7 @@ class StampCardRule(Rule):
             check_label(self.reward, "reward")
         if self.points == 0 and self.reward is None:
             raise invalid("points", "a stamp card needs points, a reward or both", 0)
-        if self.counts not in _COUNTS:
+        if not isinstance(self.counts, str) or self.counts not in _COUNTS:
             raise invalid("counts", f"must be one of {list(_COUNTS)}", self.counts)
         _match(self.match)
         if self.counts == "events":
@@ -449,7 +449,7 @@ class RuleGroup:
         caps = check_tuple(self.caps, "caps")
         for i, cap in enumerate(caps):
             if not isinstance(cap, Cap):
-                raise invalid(f"caps[{i}]", "must be a Cap", repr(cap))
+                raise invalid(f"caps[{i}]", "must be a Cap", shown(cap))
         set_field(self, "caps", caps)
 
     def to_dict(self) -> dict[str, Any]:
@@ -462,7 +462,7 @@ class RuleGroup:
         data = check_keys(data, frozenset({"name", "caps"}), ("name",))
         raw = data.get("caps", ())
         if not isinstance(raw, list | tuple):
-            raise invalid("caps", "must be a list of caps", repr(raw))
+            raise invalid("caps", "must be a list of caps", shown(raw))
         caps = []
         for i, item in enumerate(raw):
             with within(f"caps[{i}]"):

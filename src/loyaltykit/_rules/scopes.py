@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._errors import shown
 from loyaltykit._orders import OrderLine
 from loyaltykit._rules.enums import CapPeriod
 from loyaltykit._rules.fields import (
@@ -106,7 +107,7 @@ class Window:
         ranges = []
         for i, pair in enumerate(check_tuple(self.hours, "hours")):
             if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise invalid(f"hours[{i}]", "must be a (start, end) pair of times", repr(pair))
+                raise invalid(f"hours[{i}]", "must be a (start, end) pair of times", shown(pair))
             begin = parse_time(pair[0], f"hours[{i}][0]")
             end = parse_time(pair[1], f"hours[{i}][1]")
             if not (begin < end or (end == MIDNIGHT and begin != MIDNIGHT)):
@@ -172,7 +173,7 @@ class Window:
         data = check_keys(data, frozenset({"start", "end", "weekdays", "hours"}))
         days = data.get("weekdays", ())
         if not isinstance(days, list | tuple):
-            raise invalid("weekdays", "must be a list of days", repr(days))
+            raise invalid("weekdays", "must be a list of days", shown(days))
         numbers = []
         for i, day in enumerate(days):
             if isinstance(day, str):
@@ -184,11 +185,11 @@ class Window:
                 numbers.append(day)
         hours = data.get("hours", ())
         if not isinstance(hours, list | tuple):
-            raise invalid("hours", "must be a list of [start, end] pairs", repr(hours))
+            raise invalid("hours", "must be a list of [start, end] pairs", shown(hours))
         pairs = []
         for i, pair in enumerate(hours):
             if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise invalid(f"hours[{i}]", "must be a [start, end] pair", repr(pair))
+                raise invalid(f"hours[{i}]", "must be a [start, end] pair", shown(pair))
             pairs.append((parse_time(pair[0], f"hours[{i}][0]"),
                           parse_time(pair[1], f"hours[{i}][1]")))
         start, end = data.get("start"), data.get("end")

@@ -32,6 +32,7 @@ from loyaltykit._errors import (
     MemberNotFound,
     NotPending,
     TransactionNotFound,
+    shown,
 )
 from loyaltykit._events import MemberEnrolled
 from loyaltykit._ledger import Ledger, MemberBook
@@ -353,7 +354,7 @@ class LedgerService:
         key = check_key(key)
         if not isinstance(ttl, dt.timedelta) or not dt.timedelta(0) < ttl <= MAX_HOLD_TTL:
             raise InvalidInput("ttl must be a positive timedelta of at most "
-                               f"{MAX_HOLD_TTL.days} days", ttl=repr(ttl))
+                               f"{MAX_HOLD_TTL.days} days", ttl=shown(ttl))
         wallet_ = self.program.wallet(wallet)
         reason = check_reason(reason)
         meta = check_json(metadata, "metadata")
@@ -670,7 +671,7 @@ class LedgerService:
         if not isinstance(awards, Mapping) and (
                 isinstance(awards, str | bytes) or not isinstance(awards, Iterable)):
             raise InvalidInput("awards must be a mapping of member id to points, or "
-                               "(member_id, points) pairs", awards=repr(awards))
+                               "(member_id, points) pairs", awards=shown(awards))
         items = list(awards.items()) if isinstance(awards, Mapping) else list(awards)
         if not items:
             raise InvalidInput("bulk earn needs at least one award")
@@ -679,7 +680,7 @@ class LedgerService:
         amounts: dict[str, int] = {}
         for item in items:
             if not isinstance(item, tuple) or len(item) != 2:
-                raise InvalidInput("each award is a (member_id, points) pair", award=repr(item))
+                raise InvalidInput("each award is a (member_id, points) pair", award=shown(item))
             member_id = check_member_id(item[0])
             if member_id in seen:
                 raise InvalidInput("a member appears twice in a bulk earn", member_id=member_id)

@@ -34,6 +34,7 @@ from loyaltykit._errors import (
     OrderNotFound,
     StorageError,
     TransactionNotFound,
+    shown,
 )
 from loyaltykit._events import OrderRecorded, OrderReturned
 from loyaltykit._ledger import Ledger
@@ -225,7 +226,7 @@ class OrderService:
 
     def _check_order(self, order: object) -> Order:
         if not isinstance(order, Order):
-            raise InvalidOrder("order must be an Order", field="order", value=repr(order))
+            raise InvalidOrder("order must be an Order", field="order", value=shown(order))
         if not order.lines:
             raise InvalidOrder("an order needs at least one line", field="lines", value=[])
         if order.currency != self.program.currency:
@@ -373,11 +374,11 @@ class OrderService:
         order_id = check_member_id(order_id, "order_id")
         if not isinstance(lines, Mapping) or not lines:
             raise InvalidReturn("lines must be a non-empty mapping of line id to quantity",
-                                lines=repr(lines))
+                                lines=shown(lines))
         wanted: dict[str, int] = {}
         for line_id, qty in lines.items():
             if not isinstance(line_id, str):
-                raise InvalidReturn("line ids are str", line_id=repr(line_id))
+                raise InvalidReturn("line ids are str", line_id=shown(line_id))
             if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
                 raise InvalidReturn("a returned quantity must be a positive int",
                                     line_id=line_id, quantity=qty)
@@ -515,7 +516,7 @@ class OrderService:
         visit or a custom one), dated ``event.occurred_at``. The key defaults to
         ``"event:<id>"``: recording the same event again returns the first result."""
         if not isinstance(event, Event):
-            raise InvalidEvent("event must be an Event", field="event", value=repr(event))
+            raise InvalidEvent("event must be an Event", field="event", value=shown(event))
         member_id = check_member_id(event.member_id)
         key = check_key(key if key is not None else f"event:{event.id}")
         wallet_ = self.program.wallet(wallet)

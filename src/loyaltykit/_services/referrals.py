@@ -30,6 +30,7 @@ from loyaltykit._errors import (
     ReferralNotFlagged,
     ReferralNotFound,
     SelfReferral,
+    shown,
 )
 from loyaltykit._events import MemberEnrolled, OrderRecorded, OrderReturned
 from loyaltykit._ledger import MemberBook
@@ -83,11 +84,11 @@ class ReferralService:
         else:
             if isinstance(fraud_checks, str) or not isinstance(fraud_checks, Iterable):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
-                                   fraud_checks=repr(fraud_checks))
+                                   fraud_checks=shown(fraud_checks))
             checks = tuple(fraud_checks)
             if not all(callable(c) for c in checks):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
-                                   fraud_checks=repr(fraud_checks))
+                                   fraud_checks=shown(fraud_checks))
         self._fraud_checks = checks
         self._randbelow = randbelow
 
@@ -136,7 +137,7 @@ class ReferralService:
         if identity is None:
             return {}
         if not isinstance(identity, Identity):
-            raise InvalidInput("identity must be an Identity", identity=repr(identity))
+            raise InvalidInput("identity must be an Identity", identity=shown(identity))
         if identity.empty:
             return {}
         if self._secret is None:
@@ -177,7 +178,7 @@ class ReferralService:
         member_id = check_member_id(member_id)
         key = check_key(key if key is not None else f"referral-code:{member_id}")
         if not isinstance(source, Source):
-            raise InvalidInput("source must be a Source", source=repr(source))
+            raise InvalidInput("source must be a Source", source=shown(source))
         when = self.c.instant(at)
         if expires_at is not None:
             expiry: dt.datetime | None = to_utc(check_aware(expires_at, name="expires_at"))

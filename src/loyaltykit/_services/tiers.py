@@ -20,7 +20,7 @@ from decimal import Decimal
 import attrs
 import pendulum
 
-from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError
+from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError, shown
 from loyaltykit._events import (
     MemberEnrolled,
     OrderRecorded,
@@ -325,7 +325,7 @@ class TierService:
         member_id = check_member_id(member_id)
         policy = self._tiers()
         if not isinstance(tier, str):
-            raise InvalidInput("tier must be a tier name", tier=repr(tier))
+            raise InvalidInput("tier must be a tier name", tier=shown(tier))
         try:
             rank = policy.rank(tier)
         except InvalidProgram:

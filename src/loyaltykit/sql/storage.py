@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from loyaltykit._errors import InvalidInput, StorageError
+from loyaltykit._errors import InvalidInput, StorageError, shown
 from loyaltykit._model import ProgramVersion
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql._shared import upserts_for
@@ -65,7 +65,7 @@ class SQLStorage:
             self._engine, self._connection = bind.engine, bind
         else:
             raise InvalidInput("bind must be a SQLAlchemy Engine or Connection",
-                               bind=repr(bind))
+                               bind=shown(bind))
         self._owns_engine = False
 
     @classmethod

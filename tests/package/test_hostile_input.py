@@ -1,0 +1,124 @@
+"""Hostile values the public-surface fuzz (test_fuzz_public.py) found escaping, one test
+each: values whose ``repr``, ``==`` or ``hash`` raise or recurse, dicts that are not
+dicts, paths that are not paths, clocks that are not clocks, and the arguments of the
+pure evaluation functions. Each gets a typed error, also the fitting builtin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import _fuzz
+from loyaltykit import (
+    Attribute,
+    Cap,
+    EarningPolicy,
+    InvalidInput,
+    InvalidMoney,
+    InvalidProgram,
+    LedgerPolicy,
+    Loyalty,
+    LoyaltyError,
+    Money,
+    Order,
+    OrderLine,
+    Program,
+    RateRule,
+    StampCardRule,
+    TestClock,
+    Tier,
+    UnknownWallet,
+)
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.sql import SQLStorage
+
+START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+PROGRAM = Program(id="shop", time_zone="Europe/Berlin", currency="EUR",
+                  point_value=Money("0.01", "EUR"))
+EVIL = _fuzz.Evil()
+DEEP = _fuzz.nested_dict(_fuzz.DEEP)
+
+
+def _any(value: object) -> Any:
+    """Pass a deliberately ill-typed value past the type checker."""
+    return value
+
+
+def refused(error: type[LoyaltyError], call: Callable[[], object]) -> LoyaltyError:
+    """``call`` raises ``error`` (a ValueError), whose text can be built."""
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+    str(info.value)
+    repr(info.value)
+    return info.value
+
+
+# -- an error's details never run a value's repr unguarded ------------------------------
+# (each raised RuntimeError from Evil.__repr__ or RecursionError from the deep dict, in
+# the caller's repr() while building the error, before the error could shorten it)
+
+@pytest.mark.parametrize("bad", [EVIL, DEEP], ids=["evil", "deep"])
+@pytest.mark.parametrize(("error", "call"), [
+    (InvalidProgram, lambda bad: RateRule(id="r", window=bad)),
+    (InvalidProgram, lambda bad: EarningPolicy(rules=(bad,))),
+    (InvalidProgram, lambda bad: Tier("gold", 100, benefits=bad)),
+    (InvalidProgram, lambda bad: Program(id="p", time_zone="UTC", currency="EUR",
+                                         point_value=Money("0.01", "EUR"), tiers=bad)),
+    (InvalidInput, lambda bad: Order(id="o", member_id="m", placed_at=START,
+                                     currency="EUR", lines=bad)),
+    (InvalidInput, lambda bad: OrderLine(sku="s", quantity=1, unit_price=bad)),
+    (InvalidMoney, lambda bad: Money("1", "EUR") + bad),
+    (InvalidInput, lambda bad: Loyalty(bad, MemoryStorage())),
+    (InvalidInput, lambda bad: Loyalty(PROGRAM, bad)),
+    (InvalidInput, lambda bad: SQLStorage(bad)),
+], ids=["rule", "policy", "tier", "program", "order", "line", "money", "facade-program",
+        "facade-storage", "sql-storage"])
+def test_error_details_never_fail_on_the_value(error: type[LoyaltyError],
+                                               call: Callable[[object], object],
+                                               bad: object) -> None:
+    refused(error, lambda: call(bad))
+
+
+def test_identity_that_cannot_be_shown_is_refused() -> None:
+    loyalty = Loyalty(PROGRAM, MemoryStorage(), clock=TestClock(START))
+    for bad in (EVIL, DEEP):
+        refused(InvalidInput, lambda bad=bad: loyalty.enrol("m", identity=bad))
+
+
+# -- choices are compared only once the value is of the right type ----------------------
+# (each raised RuntimeError from Evil.__eq__ / __hash__, or RecursionError from the
+# enum's own message about the deep dict)
+
+_CHOICES: list[Callable[[object], object]] = [
+    lambda bad: Cap(points=5, period=bad),
+    lambda bad: RateRule(id="r", base=bad),
+    lambda bad: EarningPolicy(rounding=bad),
+    lambda bad: LedgerPolicy.from_dict({"spend_order": bad}),
+]
+_COMPARED: list[Callable[[object], object]] = [
+    lambda bad: Attribute(scope=bad, name="vip", op="eq", value=True),
+    lambda bad: Attribute(scope="member", name="vip", op=bad, value=True),
+    lambda bad: StampCardRule(id="s", every=3, points=1, counts=bad),
+]
+
+
+@pytest.mark.parametrize(("call", "bad"), [
+    *[(call, bad) for call in _CHOICES for bad in (EVIL, DEEP)],
+    *[(call, EVIL) for call in _COMPARED],
+], ids=[*[f"{name}-{bad}" for name in ("cap-period", "rule-base", "rounding", "spend-order")
+          for bad in ("evil", "deep")], "attribute-scope", "attribute-op", "stamp-counts"])
+def test_choices_refuse_values_that_cannot_be_compared(call: Callable[[object], object],
+                                                       bad: object) -> None:
+    refused(InvalidProgram, lambda: call(bad))
+
+
+def test_a_wallet_that_cannot_be_compared_is_unknown() -> None:
+    loyalty = Loyalty(PROGRAM, MemoryStorage(), clock=TestClock(START))
+    loyalty.enrol("m")
+    refused(UnknownWallet, lambda: PROGRAM.wallet(_any(EVIL)))
+    refused(UnknownWallet, lambda: loyalty.earn("m", 5, key="k", wallet=_any(EVIL)))
+    assert 0 == loyalty.balance("m").available
