@@ -24,7 +24,7 @@ from loyaltykit._errors import LoyaltyError, NaiveDatetime, UnknownWallet, shown
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
-from loyaltykit._validate import NAME, invalid
+from loyaltykit._validate import NAME, check_keys, invalid
 from loyaltykit._values import Money, check_aware, to_utc
 
 __all__ = [
@@ -142,6 +142,7 @@ class ExpiryPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExpiryPolicy:
         """Inverse of :meth:`to_dict`."""
+        data = dict(check_keys(data, _EXPIRY_KEYS))
         return cls(
             days=data.get("days"),
             months=data.get("months"),
@@ -215,7 +216,8 @@ class LedgerPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerPolicy:
         """Inverse of :meth:`to_dict`."""
-        pending = data.get("pending", {})
+        data = dict(check_keys(data, _LEDGER_KEYS))
+        pending = check_keys(data.get("pending", {}), frozenset({"days", "manual"}))
         return cls(
             expiry=ExpiryPolicy.from_dict(data.get("expiry", {})),
             pending=PendingPolicy(days=pending.get("days", 0), manual=pending.get("manual", False)),
@@ -224,6 +226,10 @@ class LedgerPolicy:
             ),
             clawback=_enum(ClawbackPolicy, data.get("clawback", "debt"), "clawback"),
         )
+
+
+_EXPIRY_KEYS = frozenset({"days", "months", "round_up_to", "counted_from"})
+_LEDGER_KEYS = frozenset({"expiry", "pending", "spend_order", "clawback"})
 
 
 def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
@@ -405,12 +411,18 @@ class Program:
         format; TOML datetimes (``effective_from = 2027-01-01T00:00:00+01:00``) may
         be native. An unreadable or malformed file raises InvalidProgram.
         """
-        name = os.fspath(path)
+        if not isinstance(path, str | os.PathLike):
+            raise invalid("file", "must be a path (str or os.PathLike)", shown(path))
         try:
+            name = os.fspath(path)
+            if not isinstance(name, str):
+                raise TypeError("a path of bytes")
             with open(name, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
             raise invalid("file", f"cannot read {name}: {exc.strerror}", name) from None
+        except (TypeError, ValueError) as exc:  # bytes, NUL, lone surrogates in the path
+            raise invalid("file", f"not a usable path: {exc}", shown(path)) from None
         try:
             if name.endswith(".toml"):
                 data: Any = tomllib.loads(raw.decode("utf-8"))

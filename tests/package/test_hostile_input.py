@@ -14,8 +14,10 @@ import pytest
 import _fuzz
 from loyaltykit import (
     Attribute,
+    Campaign,
     Cap,
     EarningPolicy,
+    ExpiryPolicy,
     InvalidInput,
     InvalidMoney,
     InvalidProgram,
@@ -27,6 +29,8 @@ from loyaltykit import (
     OrderLine,
     Program,
     RateRule,
+    ReferralCap,
+    ReferralReward,
     StampCardRule,
     TestClock,
     Tier,
@@ -122,3 +126,39 @@ def test_a_wallet_that_cannot_be_compared_is_unknown() -> None:
     refused(UnknownWallet, lambda: PROGRAM.wallet(_any(EVIL)))
     refused(UnknownWallet, lambda: loyalty.earn("m", 5, key="k", wallet=_any(EVIL)))
     assert 0 == loyalty.balance("m").available
+
+
+# -- the parts' from_dict take dicts, and only the fields they know ---------------------
+
+@pytest.mark.parametrize("parse", [
+    ExpiryPolicy.from_dict, LedgerPolicy.from_dict, ReferralReward.from_dict,
+    ReferralCap.from_dict, Campaign.from_dict,
+], ids=["expiry", "ledger", "reward", "cap", "campaign"])
+@pytest.mark.parametrize("data", [None, "days", ["days"], 5, {"unknown": 1}, {1: 2}])
+def test_part_definitions_must_be_dicts_of_known_fields(parse: Callable[[Any], object],
+                                                        data: object) -> None:
+    refused(InvalidProgram, lambda: parse(data))
+
+
+@pytest.mark.parametrize("data", [{"name": "spring", "starts_at": "noon",
+                                   "ends_at": "2026-04-01T00:00:00+00:00",
+                                   "reward": {"referrer": 1}},
+                                  {"name": "spring", "starts_at": "2026-03-01T00:00:00+00:00",
+                                   "ends_at": "2026-04-01T00:00:00+00:00",
+                                   "reward": {"referrer": 1}, "sources": ["press"]}])
+def test_part_definitions_name_the_bad_field(data: dict[str, Any]) -> None:
+    refused(InvalidProgram, lambda: Campaign.from_dict(data))
+
+
+@pytest.mark.parametrize("data", [None, "1.00 EUR", {"amount": "1.00"}, {}, [1, "EUR"],
+                                  {"amount": "1", "currency": "EUR", "extra": 1}])
+def test_money_from_dict_takes_amount_and_currency(data: object) -> None:
+    refused(InvalidMoney, lambda: Money.from_dict(_any(data)))
+
+
+# -- a program file's path --------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [None, 5, "a\x00b.json", "a\ud800.json"])
+def test_a_program_file_needs_a_usable_path(path: object) -> None:
+    error = refused(InvalidProgram, lambda: Program.from_file(_any(path)))
+    assert "file" == error.details["field"]
