@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from typing import Protocol, runtime_checkable
 
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._values import check_aware, to_utc
 
 __all__ = ["Clock", "SystemClock", "TestClock"]
@@ -64,10 +66,21 @@ class TestClock:
     def advance(
         self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
     ) -> dt.datetime:
-        """Move forward by the given duration and return the new instant."""
-        delta = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        """Move forward by the given duration and return the new instant.
+
+        Each amount is an int or a finite float; the clock must stay within the
+        datetimes Python can hold (else :class:`~loyaltykit.InvalidInput`)."""
+        amounts = {"days": days, "hours": hours, "minutes": minutes, "seconds": seconds}
+        for name, value in amounts.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise InvalidInput(f"{name} must be an int or a finite float",
+                                   **{name: shown(value)})
         with self._lock:
-            self._now = self._now + delta
+            try:
+                self._now = self._now + dt.timedelta(**amounts)
+            except OverflowError:
+                raise InvalidInput("the clock cannot move that far", **amounts) from None
             return self._now
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ pure evaluation functions. Each gets a typed error, also the fitting builtin."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from loyaltykit import (
     Loyalty,
     LoyaltyError,
     Money,
+    NaiveDatetime,
     Order,
     OrderLine,
     Program,
@@ -35,9 +37,10 @@ from loyaltykit import (
     TestClock,
     Tier,
     UnknownWallet,
+    Velocity,
 )
 from loyaltykit.memory import MemoryStorage
-from loyaltykit.sql import SQLStorage
+from loyaltykit.sql import SQLStorage, create_engine
 
 START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 PROGRAM = Program(id="shop", time_zone="Europe/Berlin", currency="EUR",
@@ -162,3 +165,48 @@ def test_money_from_dict_takes_amount_and_currency(data: object) -> None:
 def test_a_program_file_needs_a_usable_path(path: object) -> None:
     error = refused(InvalidProgram, lambda: Program.from_file(_any(path)))
     assert "file" == error.details["field"]
+
+
+# -- the test clock moves by finite amounts, within the datetimes Python holds ----------
+
+@pytest.mark.parametrize("amount", ["1", None, True, math.nan, math.inf, 10**12, -(10**12),
+                                    dt.timedelta(days=1)])
+def test_the_test_clock_moves_by_finite_amounts(amount: object) -> None:
+    clock = TestClock(START)
+    refused(InvalidInput, lambda: clock.advance(days=_any(amount)))
+    assert START == clock.now()
+
+
+# -- engines: a URL and options SQLAlchemy can use --------------------------------------
+
+@pytest.mark.parametrize(("url", "options"), [
+    (None, {}), (5, {}), (EVIL, {}), ("not a url", {}), ("nosuchdb://x", {}),
+    ("sqlite://", {"bogus": 1}), ("sqlite://", {"poolclass": object}),
+], ids=["none", "int", "evil", "unparsable", "unknown-dialect", "unknown-option",
+        "bad-poolclass"])
+def test_engines_refuse_unusable_urls_and_options(url: object, options: dict[str, Any]
+                                                  ) -> None:
+    refused(InvalidInput, lambda: create_engine(_any(url), **options))
+    refused(InvalidInput, lambda: SQLStorage.from_url(_any(url), **options))
+
+
+def test_an_unusable_url_keeps_its_password_hidden() -> None:
+    error = refused(InvalidInput, lambda: create_engine("nosuchdb://user:s3cret@host/db"))
+    assert "s3cret" not in str(error)
+
+
+# -- clocks and fraud checks of the facade ---------------------------------------------
+
+def test_a_clock_must_tell_an_aware_instant() -> None:
+    # a datetime has a now() too, telling a naive instant
+    refused(NaiveDatetime, lambda: Loyalty(PROGRAM, MemoryStorage(), clock=_any(START)))
+    loyalty = Loyalty(PROGRAM, MemoryStorage(), clock=TestClock(START))
+    for bad in (0, None, "now", START, TestClock, EVIL):
+        with pytest.raises(InvalidInput):
+            loyalty.clock = _any(bad)
+    assert START == loyalty.clock.now()
+
+
+@pytest.mark.parametrize("checks", [[Velocity], {}], ids=["a-class", "empty-dict"])
+def test_fraud_checks_are_callables_that_judge(checks: object) -> None:
+    refused(InvalidInput, lambda: Loyalty(PROGRAM, MemoryStorage(), fraud_checks=_any(checks)))
