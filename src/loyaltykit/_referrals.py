@@ -643,6 +643,8 @@ class Cycle:
 def default_checks(policy: ReferralPolicy) -> tuple[FraudCheck, ...]:
     """The built-in checks: same e-mail and same payment fingerprint block, a shared
     device flags, velocity past the policy's limits flags, a cycle blocks."""
+    if not isinstance(policy, ReferralPolicy):
+        raise InvalidInput("policy must be a ReferralPolicy", policy=shown(policy))
     return (SameEmail(), SameFingerprint("payment", Outcome.BLOCK),
             SameFingerprint("device", Outcome.FLAG),
             Velocity(policy.velocity_per_hour, policy.velocity_per_day), Cycle())

@@ -17,14 +17,18 @@ from loyaltykit import (
     Attribute,
     Campaign,
     Cap,
+    CapPeriod,
     EarningPolicy,
+    Event,
     ExpiryPolicy,
+    Identity,
     InvalidInput,
     InvalidMoney,
     InvalidProgram,
     LedgerPolicy,
     Loyalty,
     LoyaltyError,
+    MemberContext,
     Money,
     NaiveDatetime,
     Order,
@@ -36,8 +40,12 @@ from loyaltykit import (
     StampCardRule,
     TestClock,
     Tier,
+    TierPolicy,
     UnknownWallet,
     Velocity,
+    default_checks,
+    evaluate_event,
+    evaluate_order,
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
@@ -210,3 +218,71 @@ def test_a_clock_must_tell_an_aware_instant() -> None:
 @pytest.mark.parametrize("checks", [[Velocity], {}], ids=["a-class", "empty-dict"])
 def test_fraud_checks_are_callables_that_judge(checks: object) -> None:
     refused(InvalidInput, lambda: Loyalty(PROGRAM, MemoryStorage(), fraud_checks=_any(checks)))
+
+
+# -- the pure evaluation functions and their member context ----------------------------
+
+MEMBER = MemberContext(member_id="m", enrolled_at=START)
+ORDER = Order(id="o", member_id="m", placed_at=START, currency="EUR",
+              lines=(OrderLine(sku="s", quantity=1, unit_price=Money("10", "EUR")),))
+EVENT = Event(id="e", type="birthday", member_id="m", occurred_at=START)
+
+
+@pytest.mark.parametrize("changes", [
+    {"member_id": None}, {"member_id": ""}, {"attributes": "vip"}, {"attributes": {1: 2}},
+    {"attributes": DEEP}, {"tier": 5}, {"tier": "Not A Tier"}, {"first_order": "yes"},
+    {"first_order": None},
+], ids=lambda c: f"{next(iter(c))}={_fuzz_name(next(iter(c.values())))}")
+def test_a_member_context_is_checked(changes: dict[str, Any]) -> None:
+    refused(InvalidInput, lambda: MemberContext(
+        **{"member_id": "m", "enrolled_at": START, **changes}))
+
+
+def _fuzz_name(value: object) -> str:
+    return "deep" if value is DEEP else repr(value)[:20]
+
+
+@pytest.mark.parametrize("evaluate", [
+    lambda member=MEMBER, **kw: evaluate_order(EarningPolicy(), "UTC", ORDER, member, **kw),
+    lambda member=MEMBER, **kw: evaluate_event(EarningPolicy(), "UTC", EVENT, member, **kw),
+], ids=["order", "event"])
+@pytest.mark.parametrize("changes", [
+    {"member": None}, {"member": {"member_id": "m"}}, {"usage": None}, {"usage": "rows"},
+    {"usage": [None]}, {"version": "1"}, {"version": 0}, {"version": True},
+    {"stamps": ["card"]}, {"stamps": {1: 2}},
+], ids=lambda c: f"{next(iter(c))}={next(iter(c.values()))!r}")
+def test_evaluations_check_their_arguments(evaluate: Callable[..., object],
+                                           changes: dict[str, Any]) -> None:
+    refused(InvalidInput, lambda: evaluate(**changes))
+
+
+@pytest.mark.parametrize("previous", ["evaluation", {"points": 1}, 5])
+def test_a_previous_evaluation_must_be_one(previous: object) -> None:
+    refused(InvalidInput, lambda: evaluate_order(EarningPolicy(), "UTC", ORDER, MEMBER,
+                                                 previous=_any(previous)))
+
+
+def test_default_checks_need_a_referral_policy() -> None:
+    refused(InvalidInput, lambda: default_checks(_any(None)))
+
+
+# -- tier ladders -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("threshold", [-1, 10**15 + 1, 2**63])
+def test_a_tier_threshold_is_in_range_on_its_own(threshold: int) -> None:
+    refused(InvalidProgram, lambda: Tier("gold", threshold))
+
+
+@pytest.mark.parametrize("wallet", [5, "", "Points", EVIL, DEEP])
+def test_a_tier_wallet_is_a_wallet_name(wallet: object) -> None:
+    refused(InvalidProgram, lambda: TierPolicy(tiers=(Tier("member", 0),),
+                                               wallet=_any(wallet)))
+
+
+def test_identity_values_still_work() -> None:
+    # the controls: valid values of the same calls pass
+    assert "alice@example.com" == Identity(email="alice@example.com").email
+    assert CapPeriod.DAY == Cap(points=5, period=CapPeriod.DAY).period
+    assert 2 == len(Campaign.from_dict(Campaign(
+        "spring", START, START + dt.timedelta(days=1), ReferralReward(1, 1)).to_dict()
+    ).to_dict()["reward"])

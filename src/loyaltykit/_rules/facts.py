@@ -10,10 +10,12 @@ from typing import Any
 import attrs
 
 from loyaltykit._calendar import Zone
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._rules.fields import (
     check_decimal,
     set_field,
 )
+from loyaltykit._validate import NAME, check_json, check_member_id
 from loyaltykit._values import check_aware
 
 
@@ -32,7 +34,14 @@ class MemberContext:
     earn_multiplier: Decimal | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_member_id(self.member_id)
         check_aware(self.enrolled_at, name="enrolled_at")
+        set_field(self, "attributes", check_json(self.attributes, "attributes"))
+        if self.tier is not None and (not isinstance(self.tier, str)
+                                      or not NAME.match(self.tier)):
+            raise InvalidInput("tier must be a tier name or None", tier=shown(self.tier))
+        if not isinstance(self.first_order, bool):
+            raise InvalidInput("first_order must be a bool", first_order=shown(self.first_order))
         if self.earn_multiplier is not None:
             set_field(self, "earn_multiplier",
                       check_decimal(self.earn_multiplier, "earn_multiplier"))
