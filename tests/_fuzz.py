@@ -1,8 +1,16 @@
-"""Mangling valid JSON-like definitions, for tests that feed garbage to from_dict."""
+"""Hostile input for the tests: mangled JSON-like definitions for the tests that feed
+garbage to from_dict, and the kinds of bad value the public-surface fuzz
+(tests/package/test_fuzz_public.py) gives every parameter."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from hypothesis import strategies as st
@@ -48,13 +56,6 @@ def mangle(data: Any, draw: st.DataObject, garbage: st.SearchStrategy[Any]) -> A
 # other arguments stay valid. A kind has a name, so a parameter's role can say which
 # kinds are valid there (skipped), which it may accept (no error required) and which it
 # must refuse (every other kind).
-
-import datetime as dt  # noqa: E402
-import math  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from decimal import Decimal  # noqa: E402
-from fractions import Fraction  # noqa: E402
 
 #: How deep the deeply nested dicts and lists go (far past the interpreter's stack).
 DEEP = 10_000
@@ -192,53 +193,69 @@ GROUPS: dict[str, frozenset[str]] = {
 }
 
 
-def hostile_strategies() -> dict[str, st.SearchStrategy[Any]]:
-    """Random values of each group of kinds, for the Hypothesis part of the fuzz: a
-    value is drawn as ``(kind, value)`` so a role can judge it like a catalogue value."""
-    forbidden = st.sampled_from(["\x00", "\ud800", "\udfff", "\x01", "\x1b", "\x7f",
-                                 "\u202e", "\u2066", "\u200f", "\ufeff"])
+def text_kind(text: str) -> str:
+    """The kind of hostile text ``text`` is, by the worst character in it."""
+    if "\x00" in text:
+        return "str_nul"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "str_surrogate"
+    if any(c < " " for c in text):
+        return "str_c0"
+    if any("\u202a" <= c <= "\u202e" for c in text):
+        return "str_bidi"
+    return "str_del"  # DEL, bidi isolates and marks, BOM: may be accepted in ids
 
-    def spliced(kind: str) -> st.SearchStrategy[tuple[str, Any]]:
-        # a plausible text with one forbidden character somewhere in it
-        return st.tuples(st.text(max_size=20), forbidden, st.text(max_size=20)).map(
-            lambda p: (kind, p[0] + p[1] + p[2]))
 
-    def nul_or_surrogate(p: tuple[str, str, str]) -> tuple[str, str]:
-        text = p[0] + p[1] + p[2]
-        if "\x00" in text:
-            return ("str_nul", text)
-        if any("\ud800" <= c <= "\udfff" for c in text):
-            return ("str_surrogate", text)
-        return ("str_c0" if any(ord(c) < 32 or c == "\x7f" for c in text) else "str_bidi",
-                text)
+def _float_kind(value: float) -> str:
+    if math.isnan(value):
+        return "float_nan"
+    if math.isinf(value):
+        return "float_inf" if value > 0 else "float_ninf"
+    return "float_frac"
 
+
+def _decimal_kind(value: Decimal) -> str:
+    if value.is_nan():
+        return "dec_snan" if value.is_snan() else "dec_nan"
+    if value.is_infinite():
+        return "dec_inf" if value > 0 else "dec_ninf"
+    return "dec_big" if value.adjusted() > 0 else "dec_tiny"
+
+
+def hostile_strategies() -> dict[str, st.SearchStrategy[tuple[str, Any]]]:
+    """Random values of each group of kinds, for the Hypothesis part of the fuzz, each
+    drawn as ``(kind, value)`` so a parameter's role judges it as a catalogue value."""
+    forbidden = st.sampled_from(["\x00", "\ud800", "\udfff", "\x01", "\x1b", "\x1f", "\x7f",
+                                 "\u202a", "\u202e", "\u2066", "\u200f", "\ufeff"])
+    spliced = st.tuples(st.text(max_size=20), forbidden, st.text(max_size=20)).map(
+        lambda p: p[0] + p[1] + p[2])
     aware_edges = st.datetimes(
         min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59),
         timezones=st.sampled_from([_offset(h) for h in (-23, -12, -1, 1, 12, 23)]),
     ).filter(lambda d: d.year < 3 or d.year > 9997)
     extreme_decimals = st.builds(
-        lambda sign, digits, exp: Decimal((sign, digits, exp)),
-        st.integers(0, 1), st.tuples(*[st.integers(0, 9)] * 3),
-        st.one_of(st.integers(-999999, -10_000), st.integers(10_000, 999999)))
+        lambda sign, first, rest, exp: Decimal((sign, (first, *rest), exp)),
+        st.integers(0, 1), st.integers(1, 9), st.lists(st.integers(0, 9), max_size=5),
+        st.one_of(st.integers(-999_999, -10_000), st.integers(10_000, 999_990)))
     return {
-        "text": st.tuples(st.text(max_size=20), forbidden, st.text(max_size=20)).map(
-            nul_or_surrogate),
+        "text": spliced.map(lambda t: (text_kind(t), t)),
         "long_text": st.integers(501, 200_000).map(lambda n: ("str_long", "y" * n)),
-        "huge_int": st.one_of(st.integers(min_value=2**63), st.integers(max_value=-(2**63) - 1)
-                              ).map(lambda n: ("int_2_63", n)),
-        "float": st.floats(allow_nan=True, allow_infinity=True).map(lambda f: ("float_frac", f)),
+        "huge_int": st.one_of(st.integers(min_value=2**63),
+                              st.integers(max_value=-(2**63) - 1)).map(lambda n: ("int_2_63", n)),
+        "float": st.floats(allow_nan=True, allow_infinity=True).map(
+            lambda f: (_float_kind(f), f)),
         "decimal": st.one_of(
-            st.decimals(allow_nan=True, allow_infinity=True).filter(lambda d: not d.is_finite()
-                                                                   ).map(lambda d: ("dec_nan", d)),
-            extreme_decimals.map(lambda d: ("dec_big" if d.adjusted() > 0 else "dec_tiny", d))),
+            st.decimals(allow_nan=True, allow_infinity=True).filter(lambda d: not d.is_finite()),
+            extreme_decimals).map(lambda d: (_decimal_kind(d), d)),
         "naive": st.datetimes().map(lambda d: ("dt_naive", d)),
-        "edge_datetime": aware_edges.map(lambda d: ("dt_year1" if d.year < 3 else "dt_year9999",
-                                                    d)),
-        "timedelta": st.sampled_from([dt.timedelta.max, dt.timedelta.min]).map(
-            lambda d: ("td_max", d)),
+        "edge_datetime": aware_edges.map(
+            lambda d: ("dt_year1" if d.year < 3 else "dt_year9999", d)),
+        "timedelta": st.one_of(
+            st.timedeltas(min_value=dt.timedelta(days=3661)).map(lambda d: ("td_max", d)),
+            st.timedeltas(max_value=dt.timedelta(0)).map(
+                lambda d: ("td_zero" if not d else "td_neg", d))),
         "deep": st.integers(33, DEEP).flatmap(lambda n: st.sampled_from(
             [("deep_dict", nested_dict(n)), ("deep_list", nested_list(n))])),
         "wrong_type": st.sampled_from(["object", "evil", "bytes", "complex", "fraction",
                                        "set", "a_class"]).map(lambda k: (k, HOSTILE[k]())),
-        "spliced": spliced("str_c0").map(lambda p: nul_or_surrogate((p[1], "", ""))),
     }
