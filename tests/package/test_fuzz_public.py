@@ -42,6 +42,7 @@ import inspect
 import json
 import operator
 import os
+import re
 import secrets
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -1083,7 +1084,7 @@ class Failure:
 
 def _shown(value: object, limit: int = 80) -> str:
     try:
-        text = repr(value)
+        text = re.sub(r" at 0x[0-9a-f]+", "", repr(value))  # the same on every run
     except Exception:  # a hostile value: name its type instead
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
@@ -1243,6 +1244,8 @@ _FRAUD_CALLS = {"Velocity", "SameEmail", "SameFingerprint", "Cycle", "Verdict",
 def area(failure: Failure) -> str:
     """A guess at which rule of issue 18 a failure belongs to, to sort the report."""
     head = failure.call.split(".")[0]
+    if failure.problem == "wrote":
+        return "partial write"
     if head == "CodeSpec":
         return "code specs"
     if failure.call in _FRAUD_CALLS:
