@@ -317,6 +317,9 @@ def order(order_id: str, **changes: Any) -> Order:
     return Order(**{**fields, **changes})
 
 
+#: The world's fraud check judging by itself (not told what to return).
+_DEFAULT = object()
+
 #: What the recipes use up, and :meth:`World.restock` makes anew.
 RESOURCES = ("hold", "pending earn", "earn", "payment", "order", "referee",
              "flagged referral")
@@ -338,8 +341,9 @@ class World:
         self.engine = engine
         self.program = fuzz_program()
         self.clock = TestClock(START)
-        #: what the world's fraud check returns (None: pass, or flag the flagged referrals)
-        self.verdict: object = None
+        #: what the world's fraud check returns (by default: pass, or flag the flagged
+        #: referrals)
+        self.verdict: object = _DEFAULT
         assert self.program.referrals is not None
         self.loyalty = lo = Loyalty(
             self.program, storage, clock=self.clock, secret=SECRET,
@@ -383,7 +387,7 @@ class World:
             raise AssertionError(what)
 
     def _check(self, case: Any) -> Any:
-        if self.verdict is not None:
+        if self.verdict is not _DEFAULT:
             return self.verdict
         if case.referee_id in self._flagged:
             return Verdict(Outcome.FLAG, ("fuzz",))
@@ -595,7 +599,7 @@ def _fraud_verdict(world: World) -> Callable[[object], None]:
         try:
             world.loyalty.referrals.refer(world.referee, world.code, key=world.key())
         finally:
-            world.verdict = None
+            world.verdict = _DEFAULT
     return fraud_check_returns
 
 
