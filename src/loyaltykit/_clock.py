@@ -7,7 +7,7 @@ import math
 import threading
 from typing import Protocol, runtime_checkable
 
-from loyaltykit._errors import InvalidInput
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._validate import MAX_INSTANT, MIN_INSTANT, check_instant
 
 __all__ = ["Clock", "SystemClock", "TestClock"]
@@ -73,12 +73,12 @@ class TestClock:
         for name, value in parts.items():
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value):
-                raise InvalidInput(f"{name} must be a finite number", **{name: repr(value)})
+                raise InvalidInput(f"{name} must be a finite number", **{name: shown(value)})
         try:
             delta = dt.timedelta(**parts)
         except OverflowError:
             raise InvalidInput("the duration is too long", **{
-                k: repr(v) for k, v in parts.items()}) from None
+                k: shown(v) for k, v in parts.items()}) from None
         with self._lock:
             if not MIN_INSTANT - self._now <= delta < MAX_INSTANT - self._now:
                 raise InvalidInput("the clock would leave the supported instants (from "

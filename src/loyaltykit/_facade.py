@@ -28,6 +28,7 @@ from loyaltykit._services.orders import OrderService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.tiers import TierService
+from loyaltykit._values import check_aware
 from loyaltykit._values import new_id as _new_id
 from loyaltykit.storage import Storage
 
@@ -166,6 +167,7 @@ class Loyalty:
 
     @clock.setter
     def clock(self, clock: Clock) -> None:
+        _check_clock(clock)
         self._c.clock = clock
 
     def __repr__(self) -> str:
@@ -213,10 +215,8 @@ def _check_wiring(storage: object, clock: object, new_id: object, max_retries: o
             for name in ("unit_of_work", "register_program")):
         raise InvalidInput("storage must be a Storage (MemoryStorage, SQLStorage, ...)",
                            storage=shown(storage))
-    if clock is not None and (isinstance(clock, type)
-                              or not callable(getattr(clock, "now", None))):
-        raise InvalidInput("clock must be a Clock (SystemClock, TestClock, ...) or None",
-                           clock=shown(clock))
+    if clock is not None:
+        _check_clock(clock)
     for name, value in (("new_id", new_id), ("randbelow", randbelow)):
         if not callable(value):
             raise InvalidInput(f"{name} must be callable", **{name: shown(value)})
@@ -224,6 +224,15 @@ def _check_wiring(storage: object, clock: object, new_id: object, max_retries: o
             or not 0 <= max_retries <= MAX_RETRIES:
         raise InvalidInput(f"max_retries must be an int in 0..{MAX_RETRIES}",
                            max_retries=shown(max_retries))
+
+
+def _check_clock(clock: object) -> None:
+    """Refuse what cannot be a clock: something without a ``now()`` telling an aware
+    datetime (a datetime itself has a ``now``, which tells a naive one)."""
+    if isinstance(clock, type) or not callable(getattr(clock, "now", None)):
+        raise InvalidInput("clock must be a Clock (SystemClock, TestClock, ...)",
+                           clock=shown(clock))
+    check_aware(clock.now(), name="clock.now()")  # type: ignore[attr-defined]
 
 
 def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:

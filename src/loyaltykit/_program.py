@@ -34,6 +34,7 @@ from loyaltykit._validate import (
     CURRENCIES,
     NAME,
     check_instant,
+    check_keys,
     check_time_zone,
     field_name,
     invalid,
@@ -162,6 +163,7 @@ class ExpiryPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExpiryPolicy:
         """Inverse of :meth:`to_dict`."""
+        data = dict(check_keys(data, _EXPIRY_KEYS))
         return cls(
             days=data.get("days"),
             months=data.get("months"),
@@ -235,7 +237,8 @@ class LedgerPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerPolicy:
         """Inverse of :meth:`to_dict`."""
-        pending = data.get("pending", {})
+        data = dict(check_keys(data, _LEDGER_KEYS))
+        pending = check_keys(data.get("pending", {}), frozenset({"days", "manual"}))
         return cls(
             expiry=ExpiryPolicy.from_dict(data.get("expiry", {})),
             pending=PendingPolicy(days=pending.get("days", 0), manual=pending.get("manual", False)),
@@ -246,10 +249,14 @@ class LedgerPolicy:
         )
 
 
+_EXPIRY_KEYS = frozenset({"days", "months", "round_up_to", "counted_from"})
+_LEDGER_KEYS = frozenset({"expiry", "pending", "spend_order", "clawback"})
+
+
 def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
     try:
         return cls(value)
-    except ValueError:
+    except Exception:  # ValueError; an unhashable or hostile value fails otherwise
         choices = [m.value for m in cls]
         raise invalid(f"ledger.{field}", f"must be one of {choices}", value) from None
 
@@ -351,7 +358,7 @@ class Program:
         """Return ``name`` (or the default wallet) after checking the program has it."""
         if name is None:
             return self.default_wallet
-        if name not in self.wallets:
+        if not isinstance(name, str) or name not in self.wallets:
             raise UnknownWallet(
                 "the program has no such wallet", wallet=name, wallets=list(self.wallets)
             )
@@ -427,12 +434,18 @@ class Program:
         format; TOML datetimes (``effective_from = 2027-01-01T00:00:00+01:00``) may
         be native. An unreadable or malformed file raises InvalidProgram.
         """
-        name = os.fspath(path)
+        if not isinstance(path, str | os.PathLike):
+            raise invalid("file", "must be a path (str or os.PathLike)", shown(path))
         try:
+            name = os.fspath(path)
+            if not isinstance(name, str):
+                raise TypeError("a path of bytes")
             with open(name, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
             raise invalid("file", f"cannot read {name}: {exc.strerror}", name) from None
+        except (TypeError, ValueError) as exc:  # bytes, NUL, lone surrogates in the path
+            raise invalid("file", f"not a usable path: {exc}", shown(path)) from None
         try:
             if name.endswith(".toml"):
                 data: Any = tomllib.loads(raw.decode("utf-8"))

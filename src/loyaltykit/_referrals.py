@@ -50,9 +50,11 @@ from loyaltykit._validate import (
     MAX_REASON_LENGTH,
     check_bool,
     check_count,
+    check_enum,
     check_instance,
     check_instant,
     check_int,
+    check_keys,
     field_name,
     invalid,
     plain_text,
@@ -151,6 +153,7 @@ class ReferralReward:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReferralReward:
         """The inverse of :meth:`to_dict`."""
+        data = check_keys(data, frozenset({"referrer", "referee"}))
         return cls(referrer=data.get("referrer", 0), referee=data.get("referee", 0))
 
 
@@ -190,9 +193,10 @@ class ReferralCap:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReferralCap:
         """The inverse of :meth:`to_dict`."""
+        data = check_keys(data, frozenset({"count", "period", "days"}), ("count",))
         try:
             period = CapPeriod(data.get("period", "year"))
-        except ValueError:
+        except Exception:  # ValueError; an unhashable or hostile value fails otherwise
             raise invalid("referrals.cap.period", "unknown period", data.get("period")) from None
         return cls(count=data["count"], period=period, days=data.get("days"))
 
@@ -246,12 +250,28 @@ class Campaign:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Campaign:
         """The inverse of :meth:`to_dict`."""
-        def instant(v: object) -> object:
-            return dt.datetime.fromisoformat(v) if isinstance(v, str) else v
-        return cls(name=data["name"], starts_at=instant(data["starts_at"]),  # type: ignore[arg-type]
-                   ends_at=instant(data["ends_at"]),  # type: ignore[arg-type]
+        data = check_keys(data, frozenset({"name", "starts_at", "ends_at", "reward", "sources"}),
+                          ("name", "starts_at", "ends_at", "reward"))
+
+        def instant(v: object, field: str) -> object:
+            try:
+                return dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+            except ValueError:
+                raise invalid(field, "must be an ISO 8601 datetime with offset", v) from None
+
+        raw_sources = data.get("sources", ())
+        if not isinstance(raw_sources, list | tuple):
+            raise invalid("sources", "must be a list of sources", shown(raw_sources))
+        return cls(name=data["name"],
+                   starts_at=instant(data["starts_at"], "starts_at"),  # type: ignore[arg-type]
+                   ends_at=instant(data["ends_at"], "ends_at"),  # type: ignore[arg-type]
                    reward=ReferralReward.from_dict(data["reward"]),
-                   sources=tuple(Source(s) for s in data.get("sources", ())))
+                   sources=tuple(_source(s, "sources") for s in raw_sources))
+
+
+def _source(value: object, field: str) -> Source:
+    source: Source = check_enum(Source, value, field)
+    return source
 
 
 def _sources(value: object) -> tuple[tuple[Source, ReferralReward], ...]:

@@ -211,7 +211,7 @@ class QualificationWindow:
 def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
     try:
         return cls(value)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError, TypeError; a hostile value's own error too
         raise invalid(field, f"must be one of {[m.value for m in cls]}", value) from None
 
 
@@ -288,6 +288,10 @@ class Benefits:
                    custom=data.get("custom", {}))
 
 
+#: The largest threshold of a tier, in metric units.
+_MAX_THRESHOLD = 10**15
+
+
 @attrs.frozen
 class Tier:
     """One rung of the ladder: reached when the metric reaches ``threshold`` (points
@@ -306,6 +310,9 @@ class Tier:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | Money):
             raise invalid(f"tiers.{self.name}.threshold", "must be an int (points, orders) or "
                           "Money (spend)", shown(self.threshold))
+        if isinstance(self.threshold, int) and not 0 <= self.threshold <= _MAX_THRESHOLD:
+            raise invalid(f"tiers.{self.name}.threshold", "must be between 0 and 10**15",
+                          shown(self.threshold))
         if not isinstance(self.benefits, Benefits):
             raise invalid(f"tiers.{self.name}.benefits", "must be Benefits", shown(self.benefits))
         if not isinstance(self.lifetime, bool):
@@ -383,6 +390,9 @@ class TierPolicy:
             raise invalid("tiers.window", "must be a QualificationWindow", shown(self.window))
         if not isinstance(self.downgrade, Downgrade):
             raise invalid("tiers.downgrade", "must be a Downgrade", self.downgrade)
+        if self.wallet is not None and (not isinstance(self.wallet, str)
+                                        or not NAME.match(self.wallet)):
+            raise invalid("tiers.wallet", "must be a wallet name or None", shown(self.wallet))
         for name, top in (("grace_periods", 100), ("notice_days", 366)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
@@ -397,7 +407,7 @@ class TierPolicy:
             if i == 0 and units != 0:
                 raise invalid(f"tiers.{tier.name}.threshold", "the first (base) tier's "
                               "threshold must be 0", shown(tier.threshold))
-            if units < 0 or units > 10**15:
+            if units < 0 or units > _MAX_THRESHOLD:
                 raise invalid(f"tiers.{tier.name}.threshold", "must be between 0 and 10**15",
                               shown(tier.threshold))
             if units <= previous:

@@ -128,7 +128,7 @@ def check_enum(cls: type[enum.Enum], value: object, field: str) -> Any:
         return value
     try:
         return cls(value)
-    except (ValueError, TypeError):
+    except Exception:  # ValueError, TypeError; a hostile value's own error too
         raise invalid(field, f"must be one of {[m.value for m in cls]}",
                       shown(value)) from None
 

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -186,7 +186,9 @@ class Money:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Money:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; anything else raises :class:`~loyaltykit.InvalidMoney`."""
+        if not isinstance(data, Mapping) or set(data) != {"amount", "currency"}:
+            raise InvalidMoney("money is a dict of amount and currency", value=shown(data))
         return cls(data["amount"], data["currency"])
 
 

@@ -275,10 +275,10 @@ class Attribute(Condition):
     value: Any = None
 
     def __attrs_post_init__(self) -> None:
-        if self.scope not in _SCOPES:
+        if not isinstance(self.scope, str) or self.scope not in _SCOPES:
             raise invalid("scope", f"must be one of {list(_SCOPES)}", self.scope)
         check_label(self.name, "name")
-        if self.op not in _OPS:
+        if not isinstance(self.op, str) or self.op not in _OPS:
             raise invalid("op", f"must be one of {list(_OPS)}", self.op)
         if self.op == "exists":
             if self.value is not None:

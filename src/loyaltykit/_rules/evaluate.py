@@ -416,11 +416,38 @@ def _member_from(context: Mapping[str, Any]) -> tuple[MemberContext, dict[str, i
     return member, stamps
 
 
+def _check_inputs(member: object, usage: object, version: object) -> None:
+    """Refuse a member, usage rows or version that cannot be what they say."""
+    if not isinstance(member, MemberContext):
+        raise InvalidInput("member must be a MemberContext", field="member",
+                           value=shown(member))
+    # a list or tuple is checked row by row; another Sequence (the service's rows, built
+    # on first use) is taken as it is
+    if isinstance(usage, str | bytes) or not isinstance(usage, Sequence) or (
+            isinstance(usage, list | tuple) and not all(isinstance(u, RuleUsage) for u in usage)):
+        raise InvalidInput("usage must be a list of RuleUsage rows", field="usage",
+                           value=shown(usage))
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 1 <= version <= _MAX_VERSION:
+        raise InvalidInput(f"version must be an int from 1 to {_MAX_VERSION}",
+                           field="version", value=shown(version))
+
+
+#: The largest program version (as :class:`~loyaltykit.Program` allows).
+_MAX_VERSION = 1_000_000
+
+
 def _stamp_counts(stamps: Mapping[str, int] | None) -> dict[str, int]:
     if stamps is None:
         return {}
+    if not isinstance(stamps, Mapping):
+        raise InvalidInput("stamps must map rule ids to counts", field="stamps",
+                           value=shown(stamps))
     counts = {}
     for rule_id, count in stamps.items():
+        if not isinstance(rule_id, str):
+            raise InvalidInput("stamps are keyed by rule id", field="stamps",
+                               value=shown(rule_id))
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise InvalidInput("stamp counts are non-negative ints", field="stamps",
                                value={rule_id: shown(count)})
@@ -452,6 +479,10 @@ def evaluate_order(
     plan = plan_of(_check_policy(policy))
     if not isinstance(order, Order):
         raise InvalidInput("order must be an Order", field="order", value=shown(order))
+    _check_inputs(member, usage, version)
+    if previous is not None and not isinstance(previous, Evaluation):
+        raise InvalidInput("previous must be an Evaluation or None", field="previous",
+                           value=shown(previous))
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
         if previous is not None:
@@ -487,6 +518,7 @@ def evaluate_event(
     plan = plan_of(_check_policy(policy))
     if not isinstance(event, Event):
         raise InvalidInput("event must be an Event", field="event", value=shown(event))
+    _check_inputs(member, usage, version)
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
         before = _stamp_counts(stamps)

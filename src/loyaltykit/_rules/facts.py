@@ -10,11 +10,12 @@ from typing import Any
 import attrs
 
 from loyaltykit._calendar import Zone
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._rules.fields import (
     check_decimal,
     set_field,
 )
-from loyaltykit._validate import check_instant
+from loyaltykit._validate import NAME, check_instant, check_json, check_member_id
 
 
 @attrs.frozen
@@ -32,7 +33,14 @@ class MemberContext:
     earn_multiplier: Decimal | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_member_id(self.member_id)
         check_instant(self.enrolled_at, "enrolled_at")  # aware, in range; kept as given
+        set_field(self, "attributes", check_json(self.attributes, "attributes"))
+        if self.tier is not None and (not isinstance(self.tier, str)
+                                      or not NAME.match(self.tier)):
+            raise InvalidInput("tier must be a tier name or None", tier=shown(self.tier))
+        if not isinstance(self.first_order, bool):
+            raise InvalidInput("first_order must be a bool", first_order=shown(self.first_order))
         if self.earn_multiplier is not None:
             set_field(self, "earn_multiplier",
                       check_decimal(self.earn_multiplier, "earn_multiplier"))

@@ -354,7 +354,7 @@ class StampCardRule(Rule):
             check_label(self.reward, "reward")
         if self.points == 0 and self.reward is None:
             raise invalid("points", "a stamp card needs points, a reward or both", 0)
-        if self.counts not in _COUNTS:
+        if not isinstance(self.counts, str) or self.counts not in _COUNTS:
             raise invalid("counts", f"must be one of {list(_COUNTS)}", self.counts)
         _match(self.match)
         if self.counts == "events":

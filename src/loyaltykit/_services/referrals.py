@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 import attrs
@@ -107,11 +107,13 @@ class ReferralService:
                 default_checks(c.program.referrals) if c.program.referrals is not None
                 else ())
         else:
-            if isinstance(fraud_checks, str) or not isinstance(fraud_checks, Iterable):
+            if isinstance(fraud_checks, str | bytes | Mapping) \
+                    or not isinstance(fraud_checks, Iterable):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
                                    fraud_checks=shown(fraud_checks))
             checks = tuple(fraud_checks)
-            if not all(callable(c) for c in checks):
+            # a class is callable, but calling it builds a check, it does not run one
+            if not all(callable(c) and not isinstance(c, type) for c in checks):
                 raise InvalidInput("fraud checks must be callables returning a Verdict",
                                    fraud_checks=shown(fraud_checks))
         self._fraud_checks = checks

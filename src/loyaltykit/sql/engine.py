@@ -12,11 +12,15 @@ SQL of the backend.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+
+from loyaltykit._errors import InvalidInput, shown
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_sqlite", "create_engine"]
 
@@ -54,8 +58,23 @@ def configure_sqlite(engine: Engine) -> None:
 
 def create_engine(url: str | sa.URL, **engine_kwargs: Any) -> Engine:
     """Like :func:`sqlalchemy.create_engine`, plus loyaltykit's SQLite settings for
-    ``sqlite`` URLs (see :func:`configure_sqlite`)."""
-    engine = sa.create_engine(url, **engine_kwargs)
+    ``sqlite`` URLs (see :func:`configure_sqlite`). A URL or an option SQLAlchemy
+    cannot use raises :class:`~loyaltykit.InvalidInput` (the URL's password hidden)."""
+    if not isinstance(url, str | sa.URL):
+        raise InvalidInput("url must be a database URL (str or sqlalchemy.URL)", url=shown(url))
+    try:
+        engine = sa.create_engine(url, **engine_kwargs)
+    except sa_exc.ArgumentError as exc:  # unparsable, unknown dialect or driver
+        raise InvalidInput("unusable database URL", url=hide_password(str(url)),
+                           error=type(exc).__name__) from None
+    except (TypeError, ValueError) as exc:  # options the dialect or pool does not take
+        raise InvalidInput("unusable engine options", url=hide_password(str(url)),
+                           options=sorted(engine_kwargs), detail=str(exc)) from None
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
     return engine
+
+
+def hide_password(url: str) -> str:
+    """Mask the password of ``scheme://user:password@host/...`` for error messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -77,11 +76,7 @@ class SQLStorage:
         URL (``sqlite://``) gives each thread its own database; use a file to share
         one between threads or processes."""
         try:
-            engine = create_engine(url, **engine_kwargs)
-        except sa_exc.ArgumentError as exc:
-            raise InvalidInput(
-                "unusable database URL", url=_hide_password(str(url))
-            ) from exc
+            engine = create_engine(url, **engine_kwargs)  # a bad URL: InvalidInput
         except sa_exc.SQLAlchemyError as exc:
             raise storage_error(exc) from exc
         storage = cls(engine)
@@ -176,11 +171,6 @@ class SQLStorage:
         (:meth:`from_url`); a caller's engine or connection is left alone."""
         if self._owns_engine:
             self._engine.dispose()
-
-
-def _hide_password(url: str) -> str:
-    """Mask the password of ``scheme://user:password@host/...`` for error messages."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 if TYPE_CHECKING:
