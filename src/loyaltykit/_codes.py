@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._errors import InvalidCode, InvalidProgram, shown
+from loyaltykit._errors import InvalidCode, InvalidInput, InvalidProgram, shown
 from loyaltykit._validate import check_int, field_name, invalid
 
 __all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
@@ -150,8 +150,20 @@ class CodeSpec:
             guess_probability=chance, needed_length=needed)
 
     def draw(self, randbelow: Callable[[int], int] = secrets.randbelow) -> str:
-        """Return a new code in its stored form (prefix, symbols, check character)."""
-        symbols = "".join(ALPHABET[randbelow(32)] for _ in range(self.length))
+        """Return a new code in its stored form (prefix, symbols, check character).
+        ``randbelow(32)`` must return an int from 0 to 31 (else
+        :class:`~loyaltykit.InvalidInput`)."""
+        if isinstance(randbelow, type) or not callable(randbelow):
+            raise InvalidInput("randbelow must be a callable like secrets.randbelow",
+                               randbelow=shown(randbelow))
+        drawn = []
+        for _ in range(self.length):
+            value = randbelow(32)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 32:
+                raise InvalidInput("randbelow(32) must return an int from 0 to 31",
+                                   returned=shown(value))
+            drawn.append(ALPHABET[value])
+        symbols = "".join(drawn)
         return self.prefix + symbols + (check_symbol(symbols) if self.check else "")
 
     def parse(self, text: str) -> str:
@@ -181,8 +193,9 @@ class CodeSpec:
         return code
 
     def display(self, code: str) -> str:
-        """Return a stored code grouped for reading (``PRE-7K3QD-M9XWP-T``)."""
-        body = code[len(self.prefix):]
+        """Return a code of this spec grouped for reading (``PRE-7K3QD-M9XWP-T``); a text
+        that is not one raises :class:`~loyaltykit.InvalidCode` as :meth:`parse` does."""
+        body = self.parse(code)[len(self.prefix):]
         if self.group:
             parts = [body[i:i + self.group] for i in range(0, len(body), self.group)]
         else:

@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -80,6 +81,7 @@ from loyaltykit import (
     ExpiryPolicy,
     FirstOrder,
     FixedRule,
+    FraudCheckError,
     Identity,
     LedgerPolicy,
     LineMatch,
@@ -125,6 +127,7 @@ from loyaltykit import (
     evaluate_order,
     normalise_email,
 )
+from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.tiers import TierService
 from loyaltykit.memory import MemoryStorage
@@ -508,6 +511,9 @@ class Call:
     #: what its success uses up of what the recipes need (an open hold, a pending earn,
     #: an order...; one of RESOURCES): the world makes a new one after
     consumes: str | None = None
+    #: errors besides ValueError / LookupError that are its fitting refusal (the shop's
+    #: own code going wrong is a RuntimeError, not the caller's bad input)
+    refusals: tuple[type[Exception], ...] = ()
 
     def parameters(self) -> list[inspect.Parameter]:
         """The parameters to fuzz (``self``/``cls`` and ``*args`` left out)."""
@@ -541,6 +547,11 @@ def _tiers(name: str, **kw: Any) -> Call:
 def _referrals(name: str, **kw: Any) -> Call:
     return Call(f"Loyalty.referrals.{name}", lambda w: getattr(w.loyalty.referrals, name),
                 lambda: getattr(ReferralService, name), storage=True, **kw)
+
+
+def _privacy(name: str, **kw: Any) -> Call:
+    return Call(f"Loyalty.privacy.{name}", lambda w: getattr(w.loyalty.privacy, name),
+                lambda: getattr(PrivacyService, name), storage=True, **kw)
 
 
 def _new(cls: type, valid: Callable[[World], dict[str, Any]] = lambda w: {},
@@ -654,6 +665,7 @@ def calls() -> list[Call]:
         Call("FraudCheck (a shop's check)", _fraud_verdict,
              lambda: _fraud_verdict(None),  # type: ignore[arg-type]
              lambda w: {"verdict": Verdict()}, roles={"verdict": OBJECT},
+             refusals=(FraudCheckError,),
              extra={"verdict": {
                  "unknown_outcome": lambda w: _forged_verdict("maybe"),
                  "reasons_not_text": lambda w: _forged_verdict(Outcome.FLAG, (None,)),
@@ -697,7 +709,9 @@ def calls() -> list[Call]:
                                   "member_not_text": lambda w: [(None, 5)],
                                   "pairs_of_three": lambda w: [("m", 5, 6)],
                                   "nul_member": lambda w: {"a\x00b": 5},
-                                  "huge_total": lambda w: {"m": 10**15, "n": 10**15}}}),
+                                  # MAX_POINTS bounds each award (a wallet's totals
+                                  # are bounded by MAX_TOTAL)
+                                  "award_above_max": lambda w: {"m": 10**15 + 1}}}),
         # -- reads -----------------------------------------------------------------------
         _facade("member", valid=_args(member_id="m")),
         _facade("balance", valid=_args(member_id="m", wallet="points", as_of=AT)),
@@ -744,6 +758,8 @@ def calls() -> list[Call]:
         # -- referrals -------------------------------------------------------------------
         _referrals("check_code", valid=lambda w: {"text": w.code}, roles={"text": NAME}),
         _referrals("codes", valid=_args(member_id="m")),
+        _privacy("erase", consumes="referee", valid=lambda w: {"member_id": w.referee}),
+        _privacy("export", valid=_args(member_id="m")),
         _referrals("get", valid=_args(referee_id="r")),
         _referrals("made_by", valid=_args(referrer_id="m")),
         _referrals("stats", valid=_args(member_id="m", at=AT)),
@@ -793,8 +809,9 @@ def calls() -> list[Call]:
         _method(TestClock, "set", lambda w: TestClock(START), lambda w: {"instant": NOW}),
         _method(TestClock, "advance", lambda w: TestClock(START), lambda w: {"days": 1}),
         _new(SystemClock),
-        _new(CodeSpec, lambda w: {"length": 10, "group": 5, "prefix": "R", "check": True},
-             roles={"length": COUNT, "group": COUNT0, "prefix": NAME.also(
+        _new(CodeSpec, lambda w: {"length": 10, "group": 5, "prefix": "R", "check": True,
+                                  "planned": 1000},
+             roles={"length": COUNT, "group": COUNT0, "planned": COUNT, "prefix": NAME.also(
                  "prefix", skip=("str_empty", "str_digits"))}),
         _method(CodeSpec, "parse", lambda w: CodeSpec(), lambda w: {"text": w.code},
                 roles={"text": NAME}),
@@ -805,8 +822,6 @@ def calls() -> list[Call]:
                 extra={"randbelow": {"out_of_range": lambda w: (lambda n: n + 5),
                                      "not_int": lambda w: (lambda n: "0")}}),
         _method(CodeSpec, "guess_probability", lambda w: CodeSpec(),
-                lambda w: {"planned": 1000}, roles={"planned": COUNT}),
-        _method(CodeSpec, "require_strength", lambda w: CodeSpec(),
                 lambda w: {"planned": 1000}, roles={"planned": COUNT}),
         _parse(CodeSpec, lambda w: CodeSpec()),
         _new(Identity, lambda w: {"email": "a@example.com", "payment": "card",
@@ -957,7 +972,7 @@ def calls() -> list[Call]:
                     "return_window_days": COUNT0, "attach_within_days": COUNT0,
                     "existing_customers": BOOL, "cap": OBJECT, "campaigns": SEQ,
                     "sources": SEQ,
-                    "code": OBJECT, "planned_codes": COUNT, "code_valid_days": COUNT,
+                    "code": OBJECT, "code_valid_days": COUNT,
                     "code_max_uses": COUNT, "velocity_per_hour": COUNT,
                     "velocity_per_day": COUNT}),
         _parse(ReferralPolicy, lambda w: w.program.referrals),
@@ -982,7 +997,7 @@ def calls() -> list[Call]:
 #: the table above or here.
 NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
-        "Balance", "BulkEarnResult", "DueWorkReport", "Evaluation", "EventResult",
+        "Balance", "BulkEarnResult", "DueWorkReport", "ErasureResult", "Evaluation", "EventResult",
         "Hold", "HoldAllocation", "HoldResult", "Lot", "LotMovement", "Member", "OrderRecord",
         "OrderResult", "Posting", "Referral", "ReferralCode", "ReferrerStats", "ReturnResult",
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
@@ -1049,8 +1064,11 @@ def public_surface() -> dict[str, Callable[..., Any]]:
                     fn = getattr(Loyalty, attr)  # the facade's delegates
                 if callable(fn) and _takes_arguments(fn):
                     found[f"{name}.{attr}"] = fn
-    for prefix, service in (("Loyalty.tiers", TierService),
-                            ("Loyalty.referrals", ReferralService)):
+    # every service behind an attribute of the facade (loyalty.tiers, ...)
+    services = {f"Loyalty.{attr}": kind for attr, kind in typing.get_type_hints(Loyalty).items()
+                if isinstance(kind, type) and kind.__module__.startswith("loyaltykit._services")}
+    assert {"Loyalty.tiers", "Loyalty.referrals", "Loyalty.privacy"} <= set(services)
+    for prefix, service in services.items():
         for attr, fn in vars(service).items():
             if not attr.startswith("_") and callable(fn):
                 found[f"{prefix}.{attr}"] = fn
@@ -1146,7 +1164,7 @@ class Runner:
             _invoke(call, call.target(world), args)
             accepted = True
         except LoyaltyError as exc:
-            problem, error, message = self._judge(exc)
+            problem, error, message = self._judge(exc, call)
         except Exception as exc:  # RecursionError too
             problem, error, message = "escaped", type(exc).__name__, _message(exc)
         if accepted and verdict == REFUSE:
@@ -1164,7 +1182,7 @@ class Runner:
             self.state.changed()
 
     @staticmethod
-    def _judge(exc: LoyaltyError) -> tuple[str, str, str]:
+    def _judge(exc: LoyaltyError, call: Call) -> tuple[str, str, str]:
         name = type(exc).__name__
         try:
             text = str(exc)
@@ -1175,7 +1193,7 @@ class Runner:
             return "storage error", name, text[:200]
         if not _documented(exc):
             return "undocumented", name, text[:200]
-        if not isinstance(exc, ValueError | LookupError):
+        if not isinstance(exc, (ValueError, LookupError, *call.refusals)):
             return "not the fitting builtin", name, text[:200]
         return "", "", ""
 
@@ -1263,7 +1281,7 @@ def area(failure: Failure) -> str:
         return "money range"
     if failure.kind in ("int_2_63", "int_2_200", "int_neg_2_63"):
         return "huge ints"
-    if failure.kind == "huge_total":
+    if failure.kind == "award_above_max":
         return "MAX_POINTS"
     return "other"
 
