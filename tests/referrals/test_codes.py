@@ -101,7 +101,9 @@ def test_prefix_and_grouping() -> None:
     assert code == spec.parse(spec.display(code).lower())
     with pytest.raises(InvalidCode):
         spec.parse(body + check_symbol(body))
-    assert "ABCD12345" == CodeSpec(length=8, group=0, check=False).display("ABCD12345")
+    assert "ABCD1234" == CodeSpec(length=8, group=0, check=False).display("ABCD1234")
+    with pytest.raises(InvalidCode):  # not a code of that spec (one symbol too many)
+        CodeSpec(length=8, group=0, check=False).display("ABCD12345")
 
 
 @given(st.integers(min_value=4, max_value=32), st.randoms(use_true_random=False))
