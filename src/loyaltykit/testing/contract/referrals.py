@@ -84,6 +84,29 @@ def referral_program(**overrides: Any) -> Program:
                    point_value=Money("0.01", "EUR"), referrals=ReferralPolicy(**fields))
 
 
+def _race(members: Sequence[str], attempt: Callable[[str], object],
+          refused: type[Exception], *, won: str, lost: str) -> dict[str, str]:
+    """Run ``attempt(member)`` for every member at once (threads released together);
+    each member's outcome is ``won``, or ``lost`` where it raised ``refused``."""
+    barrier = threading.Barrier(len(members))
+    outcomes: dict[str, str] = {}
+
+    def race(member_id: str) -> None:
+        barrier.wait()
+        try:
+            attempt(member_id)
+            outcomes[member_id] = won
+        except refused:
+            outcomes[member_id] = lost
+
+    threads = [threading.Thread(target=race, args=(m,)) for m in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
 def symbols(text: str) -> Callable[[int], int]:
     """A ``randbelow`` that draws the Crockford symbols of ``text`` in turn, forever."""
     values = [ALPHABET.index(c) for c in text]
@@ -371,22 +394,8 @@ class ReferralContract(ContractPart):
         for m in racers:
             loyalty.enrol(m)
         loyalty.referrals.issue_code("r0", key="before the race")
-        barrier = threading.Barrier(len(racers))
-        outcomes: dict[str, str] = {}
-
-        def race(member_id: str) -> None:
-            barrier.wait()
-            try:
-                loyalty.referrals.issue_code(member_id)
-                outcomes[member_id] = "issued"
-            except CodeVolumeExhausted:
-                outcomes[member_id] = "refused"
-
-        threads = [threading.Thread(target=race, args=(m,)) for m in racers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = _race(racers, loyalty.referrals.issue_code, CodeVolumeExhausted,
+                         won="issued", lost="refused")
         assert {"issued": 3, "refused": 7} == {
             o: sum(1 for x in outcomes.values() if x == o) for o in ("issued", "refused")}
         assert 4 == sum(len(loyalty.referrals.codes(m)) for m in racers)
@@ -428,22 +437,8 @@ class ReferralContract(ContractPart):
         for m in racers:
             loyalty.enrol(m)
         code = loyalty.referrals.issue_code("alice", max_uses=1).code
-        barrier = threading.Barrier(len(racers))
-        outcomes: dict[str, str] = {}
-
-        def race(member_id: str) -> None:
-            barrier.wait()
-            try:
-                loyalty.referrals.refer(member_id, code)
-                outcomes[member_id] = "won"
-            except CodeUsedUp:
-                outcomes[member_id] = "used up"
-
-        threads = [threading.Thread(target=race, args=(m,)) for m in racers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = _race(racers, lambda m: loyalty.referrals.refer(m, code), CodeUsedUp,
+                         won="won", lost="used up")
         winners = [m for m, o in outcomes.items() if o == "won"]
         assert 1 == len(winners)
         assert len(racers) - 1 == sum(1 for o in outcomes.values() if o == "used up")
