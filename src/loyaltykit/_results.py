@@ -191,7 +191,11 @@ class ReturnResult:
     ``transaction`` (None if nothing changed). A cancellation also lists in
     ``restored`` the reversals that gave back points spent on the order.
     ``rewards_withdrawn`` lists stamp-card rewards the order no longer earns: the shop
-    should cancel them if they were not used yet.
+    should cancel them if they were not used yet. A stamp card keeps
+    ``floor(kept stamps / every)`` rewards over all of the member's orders, so a return
+    can also withdraw a reward another order filled with the help of the returned
+    stamps: ``rewards_withdrawn_elsewhere`` lists those as ``(order id, reward)`` pairs
+    and ``card_clawbacks`` the clawbacks of their points (one per such order).
     """
 
     order_id: str
@@ -204,6 +208,8 @@ class ReturnResult:
     restored: tuple[TransactionResult, ...] = ()
     cancelled: bool = False
     rewards_withdrawn: tuple[str, ...] = ()
+    rewards_withdrawn_elsewhere: tuple[tuple[str, str], ...] = ()
+    card_clawbacks: tuple[TransactionResult, ...] = ()
 
 
 @attrs.frozen

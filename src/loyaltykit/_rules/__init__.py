@@ -54,7 +54,9 @@ duplicated rows are counted once, and negative rows count as 0.
 quantity of matching lines (``"items"``) or 1 per event of the rule's type
 (``"events"``). With ``before`` the rule's lifetime stamps from the usage rows, the
 source earns ``floor((before + stamps) / every) − floor(before / every)`` rewards,
-each worth ``points`` and naming ``reward``.
+each worth ``points`` and naming ``reward``. A return settles a card over all of the
+member's kept stamps (the orders' service, with :func:`reevaluate_order`): the
+returned order, and other orders, keep the rewards the settlement leaves them.
 
 **Rounding** happens once per source: points = the sum of the rules' exact
 contributions, rounded with the policy's mode, never below 0, then limited by
@@ -112,6 +114,8 @@ from loyaltykit._rules.enums import (
 from loyaltykit._rules.evaluate import (
     evaluate_event,
     evaluate_order,
+    reevaluate_order,
+    rewards_of,
 )
 from loyaltykit._rules.facts import (
     MemberContext,
@@ -179,6 +183,8 @@ __all__ = [
     "Window",
     "evaluate_event",
     "evaluate_order",
+    "reevaluate_order",
+    "rewards_of",
     "stamp_card_ids",
     "usage_queries",
     "usage_rows",

@@ -197,6 +197,7 @@ def _evaluate(
     previous: Evaluation | None,
     version: int,
     context: Mapping[str, Any],
+    keep: Mapping[str, tuple[int, int]] | None = None,
 ) -> Evaluation:
     outcomes: list[RuleOutcome] = []
     append = outcomes.append
@@ -224,6 +225,23 @@ def _evaluate(
                 current = list(base)
             phase = c.phase
             exclusive = None
+        if keep is not None and c.id in keep:  # a card settled over all kept stamps
+            card = c.rule
+            assert isinstance(card, StampCardRule)
+            count, stamps = keep[c.id]
+            uncapped = Decimal(count * card.points)
+            points, note = run.limit(c, uncapped)
+            total += points
+            kept = (card.reward,) * count if card.reward is not None else ()
+            rewards.extend(kept)
+            append(RuleOutcome(
+                c.id, c.kind, c.text, True, points, uncapped,
+                f"{stamps} stamp{'s' if stamps != 1 else ''} left of the order's; it keeps "
+                f"{count} reward{'s' if count != 1 else ''} (the member's kept stamps fill "
+                f"them, a card of {card.every})"
+                + (f" = {points_text(uncapped)}" if card.points else "") + note,
+                c.group, stamps, kept, c.tracked))
+            continue
         if empty:
             append(_outcome(c, _NOTHING))
             continue
@@ -453,6 +471,44 @@ def _stamp_counts(stamps: Mapping[str, int] | None) -> dict[str, int]:
                                value={rule_id: shown(count)})
         counts[rule_id] = count
     return counts
+
+
+def rewards_of(card: StampCardRule, outcome: RuleOutcome | None) -> int:
+    """How many times the stamp-card outcome ``outcome`` filled ``card``."""
+    if outcome is None or not outcome.applied:
+        return 0
+    if card.reward is not None:
+        return len(outcome.rewards)
+    return int(outcome.uncapped) // card.points
+
+
+def reevaluate_order(
+    policy: EarningPolicy,
+    time_zone: str,
+    order: Order,
+    previous: Evaluation,
+    *,
+    version: int,
+    keep: Mapping[str, tuple[int, int]],
+) -> Evaluation:
+    """:func:`evaluate_order` with ``previous``, except that each stamp card named in
+    ``keep`` (``card id -> (rewards, stamps)``) applies with that many rewards and
+    stamps, whatever the order's own lines give now (its points still at most what it
+    gave before): the orders' service settles a card over all of the member's kept
+    stamps (see :meth:`~loyaltykit.Loyalty.record_return`), and the order keeps what
+    the settlement leaves it."""
+    plan = plan_of(_check_policy(policy))
+    zone = program_zone(time_zone)
+    with decimal.localcontext(CONTEXT):
+        member, before = _member_from(previous.context)
+        old = {o.rule_id: o for o in previous.outcomes}
+        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
+                      order.attributes, None, order.channel, order.store)
+        run = _Run(order.placed_at, zone, facts.local, (), f"order:{order.id}", old)
+        shipping = order.shipping.amount if order.shipping is not None else ZERO
+        return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
+                         shipping=shipping, stamps_before=before, previous=previous,
+                         version=version, context=previous.context, keep=keep)
 
 
 def evaluate_order(

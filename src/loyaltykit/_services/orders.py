@@ -37,7 +37,7 @@ from loyaltykit._errors import (
     shown,
 )
 from loyaltykit._events import OrderRecorded, OrderReturned
-from loyaltykit._ledger import Ledger
+from loyaltykit._ledger import Ledger, MemberBook
 from loyaltykit._model import IdempotencyRecord, Kind, MemberState, OrderRecord, OrderStatus
 from loyaltykit._orders import MAX_QUANTITY, Event, Order
 from loyaltykit._pipeline import Work
@@ -46,15 +46,19 @@ from loyaltykit._results import (
     EventResult,
     OrderResult,
     ReturnResult,
+    TransactionResult,
     decode_order_result,
     encode_order_result,
 )
 from loyaltykit._rules import (
     Evaluation,
     MemberContext,
+    StampCardRule,
     UsageQuery,
     evaluate_event,
     evaluate_order,
+    reevaluate_order,
+    rewards_of,
     stamp_card_ids,
     usage_queries,
     usage_rows,
@@ -85,6 +89,15 @@ class _Priced:
     stamps: dict[str, int]
     activity: Activity
     kept: Retention
+
+
+@attrs.frozen
+class _Settled:
+    """A return's stamp-card settlement: the rewards the returned order keeps per card,
+    and the other orders that give fills back with what they keep per card."""
+
+    keep: dict[str, tuple[int, int]]
+    others: tuple[tuple[OrderRecord, dict[str, tuple[int, int]]], ...]
 
 
 def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
@@ -369,7 +382,11 @@ class OrderService:
         under (its program version, its member's tier and first-order status then);
         the difference is clawed back under the program's clawback policy, from the
         order's own lots first. A return that drops the order below a bonus's minimum
-        removes that bonus; a return never adds points.
+        removes that bonus; a return never adds points. A stamp card keeps
+        ``floor(kept stamps / every)`` rewards over all of the member's orders: a
+        return that takes stamps back withdraws the rest from this order first, then
+        from the member's most recently placed orders (their points clawed back, listed
+        in ``rewards_withdrawn_elsewhere`` and ``card_clawbacks``); a cancellation too.
         """
         order_id = check_member_id(order_id, "order_id")
         if not isinstance(lines, Mapping) or not lines:
@@ -460,6 +477,13 @@ class OrderService:
             evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
                                         placeholder, previous=previous,
                                         version=record.version)
+            kept = self.c.retention(program)
+            activity = self._activity(uow, state, kept)
+            settled = self._settle_cards(uow, program, record, previous, evaluation, activity)
+            if settled.keep:
+                evaluation = reevaluate_order(program.earning, program.time_zone,
+                                              as_it_stands, previous, version=record.version,
+                                              keep=settled.keep)
             # before any clawback, so the voided rewards are taken back from their own lots
             work.publish(OrderReturned(
                 record, before=original.after_returns(dict(record.returned)),
@@ -484,15 +508,23 @@ class OrderService:
                 recorded_evaluation=record.evaluation_as_recorded(),
                 status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
             )
-            kept = self.c.retention(program)
-            activity = self._activity(uow, state, kept)
             usage_key = f"order:{order_id}"
             before, after = (usage_rows(e, program_id=self.program.id, member_id=member_id,
                                         source=usage_key, occurred_at=record.placed_at)
                              for e in (previous, evaluation))
-            self._keep_activity(ledger, state, activity.record(
-                usage_key, record.placed_at, before, after, orders=-1 if cancel else 0,
-                horizon=kept.horizon))
+            activity = activity.record(usage_key, record.placed_at, before, after,
+                                       orders=-1 if cancel else 0, horizon=kept.horizon)
+            # the fills the kept stamps no longer hold, taken back from other orders
+            books = {wallet_: book}
+            card_clawbacks = []
+            elsewhere: list[tuple[str, str]] = []
+            for other, keep in settled.others:
+                activity, withdrawn, tx_other = self._withdraw_fills(
+                    work, other, keep, books, activity, kept, order_id, reason)
+                elsewhere.extend((other.order_id, r) for r in withdrawn)
+                if tx_other is not None:
+                    card_clawbacks.append(tx_other)
+            self._keep_activity(ledger, state, activity)
             return ReturnResult(
                 order_id=order_id, member_id=member_id, points_before=record.points,
                 points_after=evaluation.points, clawed_back=max(difference, 0),
@@ -501,9 +533,113 @@ class OrderService:
                 restored=tuple(self._ledger.tx_result(uow, ledger, book, t) for t in restored),
                 cancelled=cancel,
                 rewards_withdrawn=_withdrawn(previous.rewards, evaluation.rewards),
+                rewards_withdrawn_elsewhere=tuple(elsewhere),
+                card_clawbacks=tuple(card_clawbacks),
             )
 
         return self.c.pipeline.run(key, request, when, None, apply)
+
+    def _settle_cards(self, uow: UnitOfWork, program: Program, record: OrderRecord,
+                      previous: Evaluation, evaluation: Evaluation,
+                      activity: Activity) -> _Settled:
+        """Settle the stamp cards whose stamps the return of ``record`` takes back.
+
+        A card keeps ``floor(kept stamps / every)`` rewards over all of the member's
+        orders: the rewards beyond that are withdrawn from the returned order first (it
+        keeps the rest, whatever its own stamps would give now), then from the member's
+        other orders, most recently placed first. Only cards that lose stamps are
+        settled, so only a return that takes stamps back reads the member's orders."""
+        cards = [r for r in program.earning.rules
+                 if isinstance(r, StampCardRule) and r.for_orders]
+        was = {o.rule_id: o for o in previous.outcomes}
+        now = {o.rule_id: o for o in evaluation.outcomes}
+        lost = {}
+        for card in cards:
+            old, new = was.get(card.id), now.get(card.id)
+            gone = (old.stamps if old else 0) - (new.stamps if new else 0)
+            if gone > 0:
+                lost[card.id] = gone
+        if not lost:
+            return _Settled({}, ())
+        # a cancelled order may still hold a fill that the kept stamps hold (see below)
+        others = [o for o in uow.orders.load_orders(record.member_id)
+                  if o.order_id != record.order_id]
+        others.sort(key=lambda o: (o.placed_at, o.order_id), reverse=True)  # latest first
+        breakdowns = {o.order_id: Evaluation.from_dict(dict(o.evaluation)) for o in others}
+        counts = activity.stamp_counts(tuple(lost))
+        keep: dict[str, tuple[int, int]] = {}
+        taken: dict[str, dict[str, tuple[int, int]]] = {}
+        for card in cards:
+            if card.id not in lost:
+                continue
+            own = rewards_of(card, was.get(card.id))
+            held = {o.order_id: rewards_of(card, breakdowns[o.order_id].outcome(card.id))
+                    for o in others}
+            left = now.get(card.id)
+            stamps_left = left.stamps if left is not None else 0
+            target = max(counts[card.id] - lost[card.id], 0) // card.every
+            excess = own + sum(held.values()) - target
+            mine = min(max(excess, 0), own)
+            if own - mine != rewards_of(card, left):  # its own stamps would give another
+                keep[card.id] = (own - mine, stamps_left)
+            excess -= mine
+            for o in others:
+                if excess <= 0:
+                    break
+                take = min(excess, held[o.order_id])
+                if take:
+                    stamped = breakdowns[o.order_id].outcome(card.id)
+                    taken.setdefault(o.order_id, {})[card.id] = (
+                        held[o.order_id] - take, stamped.stamps if stamped else 0)
+                    excess -= take
+        return _Settled(keep, tuple((o, taken[o.order_id]) for o in others
+                                    if o.order_id in taken))
+
+    def _withdraw_fills(
+        self, work: Work, other: OrderRecord, keep: dict[str, tuple[int, int]],
+        books: dict[str, MemberBook], activity: Activity, kept: Retention,
+        returned_id: str, reason: str,
+    ) -> tuple[Activity, tuple[str, ...], TransactionResult | None]:
+        """Withdraw fills of stamp cards from ``other`` (an order whose stamps are all
+        kept): it keeps ``keep[card]`` rewards of each card named, and the points they
+        were worth are clawed back from its own lots first, as a return's are. Returns
+        the counters after it, the rewards withdrawn and the clawback."""
+        uow, ledger = work.uow, work.ledger
+        program = self.c.version(other.version, uow)
+        previous = Evaluation.from_dict(dict(other.evaluation))
+        as_it_stands = Order.from_dict(dict(other.order)).after_returns(dict(other.returned))
+        evaluation = reevaluate_order(program.earning, program.time_zone, as_it_stands,
+                                      previous, version=other.version, keep=keep)
+        member_id = other.member_id
+        difference = other.points - evaluation.points
+        tx = None
+        if difference > 0:
+            earn = uow.ledger.get_transaction(other.earn_id) if other.earn_id else None
+            earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
+            wallet = earn.wallet if earn else self.program.default_wallet
+            book = books.get(wallet)
+            if book is None:  # the order earned in another wallet than the returned one
+                book = books[wallet] = self._ledger.books(
+                    uow, ledger, wallet, [member_id], need_lots=True,
+                    extra_lots=earn_lots)[member_id]
+            claw = ledger.clawback(
+                book, difference, earn_lots=earn_lots,
+                reason=reason or f"order {other.order_id}: stamp card reward withdrawn "
+                                 f"(return of order {returned_id})",
+                metadata={"order_id": other.order_id, "returned_order_id": returned_id},
+            )
+            tx = self._ledger.tx_result(uow, ledger, book, claw)
+        work.part(OrderChanges).orders[other.order_id] = attrs.evolve(
+            other, points=evaluation.points, evaluation=evaluation.to_dict(),
+            updated_at=ledger.recorded_at,
+            recorded_evaluation=other.evaluation_as_recorded())
+        usage_key = f"order:{other.order_id}"
+        before, after = (usage_rows(e, program_id=self.program.id, member_id=member_id,
+                                    source=usage_key, occurred_at=other.placed_at)
+                         for e in (previous, evaluation))
+        activity = activity.record(usage_key, other.placed_at, before, after,
+                                   horizon=kept.horizon)
+        return activity, _withdrawn(previous.rewards, evaluation.rewards), tx
 
     def record_event(
         self,
