@@ -221,7 +221,8 @@ class CodeSpec:
                                    returned=shown(value))
             drawn.append(ALPHABET[value])
         symbols = "".join(drawn)
-        return self.prefix + symbols + (check_symbol(symbols, self.check_scheme) if self.check else "")
+        check = check_symbol(symbols, self.check_scheme) if self.check else ""
+        return self.prefix + symbols + check
 
     def parse(self, text: str) -> str:
         """Normalise typed ``text`` and return the code in its stored form.
@@ -257,6 +258,22 @@ class CodeSpec:
             raise InvalidCode("the check character does not match: a symbol is mistyped",
                               code=text)
         return code
+
+    @property
+    def issues_with(self) -> str | None:
+        """The check rule this spec issues codes with (``"damm32"`` or ``"mod37"``;
+        None without a check character)."""
+        if not self.check:
+            return None
+        return "mod37" if self.check_scheme == "mod37" else "damm32"
+
+    def accepts_checks_of(self, earlier: CodeSpec) -> bool:
+        """Whether :meth:`parse` accepts the check characters of the codes ``earlier``
+        issues (a later program version must, once codes are issued)."""
+        rule = earlier.issues_with
+        if rule is None or not self.check:
+            return True
+        return rule in self.check_scheme.split("+")
 
     def _accepted_checks(self, symbols: str) -> tuple[str, ...]:
         if self.check_scheme == "damm32":
