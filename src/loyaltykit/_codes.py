@@ -43,7 +43,7 @@ from loyaltykit._errors import InvalidCode, InvalidInput, InvalidProgram, shown
 from loyaltykit._validate import check_int, field_name, invalid
 
 __all__ = ["ALPHABET", "CHECK_SCHEMES", "CHECK_SYMBOLS", "CodeSpec", "check_symbol",
-           "damm_state", "damm_symbol", "mod37_symbol", "normalise_code"]
+           "accepts_checks_of", "damm_state", "damm_symbol", "mod37_symbol", "normalise_code"]
 
 #: Crockford's base32 digits, in value order.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -118,6 +118,15 @@ def check_symbol(symbols: str, scheme: str = "damm32") -> str:
     """Return the check symbol a code of ``symbols`` is issued with under ``scheme``
     (``"damm32"`` and ``"damm32+mod37"``: Damm; ``"mod37"``: mod 37)."""
     return mod37_symbol(symbols) if scheme == "mod37" else damm_symbol(symbols)
+
+
+def accepts_checks_of(later: CodeSpec, earlier: CodeSpec) -> bool:
+    """Whether ``later.parse`` accepts the check characters of the codes ``earlier``
+    issues (a later program version must, once codes are issued)."""
+    rule = earlier.issues_with
+    if rule is None or not later.check:
+        return True
+    return rule in later.check_scheme.split("+")
 
 
 @attrs.frozen
@@ -266,14 +275,6 @@ class CodeSpec:
         if not self.check:
             return None
         return "mod37" if self.check_scheme == "mod37" else "damm32"
-
-    def accepts_checks_of(self, earlier: CodeSpec) -> bool:
-        """Whether :meth:`parse` accepts the check characters of the codes ``earlier``
-        issues (a later program version must, once codes are issued)."""
-        rule = earlier.issues_with
-        if rule is None or not self.check:
-            return True
-        return rule in self.check_scheme.split("+")
 
     def _accepted_checks(self, symbols: str) -> tuple[str, ...]:
         if self.check_scheme == "damm32":

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from loyaltykit._clock import Clock, SystemClock
-from loyaltykit._codes import CodeSpec
+from loyaltykit._codes import CodeSpec, accepts_checks_of
 from loyaltykit._errors import InvalidInput, ProgramVersionConflict, shown
 from loyaltykit._model import ProgramVersion
 from loyaltykit._program import Program
@@ -273,7 +273,7 @@ def _check_code_checks(program: Program, stored: Sequence[ProgramVersion]) -> No
             earlier = CodeSpec.from_dict(dict(raw.get("code", {})))
         except InvalidInput:  # pragma: no cover - every stored version was a valid program
             continue
-        if not spec.accepts_checks_of(earlier):
+        if not accepts_checks_of(spec, earlier):
             raise ProgramVersionConflict(
                 f"codes are issued and version {version.version} issues them with the "
                 f"{earlier.issues_with} check character: keep accepting it with code.check_scheme "

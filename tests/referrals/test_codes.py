@@ -13,6 +13,7 @@ from loyaltykit._codes import (
     _DAMM,
     ALPHABET,
     CHECK_SYMBOLS,
+    accepts_checks_of,
     check_symbol,
     damm_state,
     mod37_symbol,
@@ -153,9 +154,9 @@ def test_the_check_schemes() -> None:
     assert both.draw(random.Random(1).randrange)[-1] in ALPHABET
     assert ("damm32", "mod37", "damm32") == tuple(s.issues_with for s in (damm, legacy, both))
     assert None is CodeSpec(check=False).issues_with
-    assert both.accepts_checks_of(legacy) and both.accepts_checks_of(damm)
-    assert not damm.accepts_checks_of(legacy) and not legacy.accepts_checks_of(both)
-    assert damm.accepts_checks_of(CodeSpec(check=False))
+    assert accepts_checks_of(both, legacy) and accepts_checks_of(both, damm)
+    assert not accepts_checks_of(damm, legacy) and not accepts_checks_of(legacy, both)
+    assert accepts_checks_of(damm, CodeSpec(check=False))
     # a spec stored before the field existed issued mod-37 codes, and keeps them
     stored = damm.to_dict()
     assert "damm32" == stored.pop("check_scheme")
