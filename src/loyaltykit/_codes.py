@@ -7,11 +7,19 @@ optional fixed ``prefix``, a check character, and how they are grouped for readi
 tests). Typed input is normalised before anything else: case, spaces and hyphens are
 ignored, ``O`` reads as ``0`` and ``I``/``L`` as ``1``.
 
-The check character is the code's value (its symbols as a base-32 number) modulo 37,
-written with Crockford's check symbols (the 32 digits, then ``*~$=U``). As 37 is prime
-and larger than 32, a change of one symbol, or a swap of two adjacent ones (the check
-character included), changes the remainder: :meth:`CodeSpec.parse` rejects such a typo
-without any storage lookup.
+The check character is a symbol of the same 32 (nothing a customer cannot read out
+at a till or type on a phone keypad): the Damm check over the quasigroup
+``x * y = 2x + y`` of GF(32) (``check_scheme="damm32"``, the default). That quasigroup is
+totally anti-symmetric, so a change of one symbol, or a swap of two adjacent ones (the
+check character included), always changes the result: :meth:`CodeSpec.parse` rejects
+such a typo without any storage lookup.
+
+Codes issued by earlier releases end in Crockford's mod-37 check character, which can be
+one of ``*~$=U`` as well. A spec keeps issuing and accepting them with
+``check_scheme="mod37"``; a spec read by :meth:`CodeSpec.from_dict` without the field
+(a program version stored by an older release) is one. ``"damm32+mod37"`` issues Damm
+codes and accepts either check, for a program that switches with mod-37 codes out: see
+:meth:`CodeSpec.parse` for what that costs.
 
 The spec also states its strength. With ``n`` codes issued out of a keyspace of
 ``32**length``, one random guess hits an issued code with probability
@@ -34,12 +42,16 @@ import attrs
 from loyaltykit._errors import InvalidCode, InvalidInput, InvalidProgram, shown
 from loyaltykit._validate import check_int, field_name, invalid
 
-__all__ = ["ALPHABET", "CHECK_SYMBOLS", "CodeSpec", "check_symbol", "normalise_code"]
+__all__ = ["ALPHABET", "CHECK_SCHEMES", "CHECK_SYMBOLS", "CodeSpec", "check_symbol",
+           "accepts_checks_of", "damm_state", "damm_symbol", "mod37_symbol", "normalise_code"]
 
 #: Crockford's base32 digits, in value order.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: Check symbols: the 32 digits for 0-31, then ``*~$=U`` for 32-36.
+#: The legacy mod-37 check symbols: the 32 digits for 0-31, then ``*~$=U`` for 32-36.
 CHECK_SYMBOLS = ALPHABET + "*~$=U"
+#: Check schemes: the Damm check in the 32 symbols (the default), the legacy mod-37
+#: check, and Damm codes with mod-37 ones still accepted.
+CHECK_SCHEMES = ("damm32", "mod37", "damm32+mod37")
 #: A single guess must hit an issued code with a probability below this, at the planned
 #: volume.
 MAX_GUESS_PROBABILITY = 1e-6
@@ -51,7 +63,22 @@ _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _READS_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s\-]+")
 _PREFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{0,8}\Z")
-_FIELDS = frozenset({"length", "group", "prefix", "check", "planned"})
+_FIELDS = frozenset({"length", "group", "prefix", "check", "check_scheme", "planned"})
+#: What a spec stored before the field existed checks with.
+_LEGACY_SCHEME = "mod37"
+
+
+def _gf32_double(x: int) -> int:
+    """``2 * x`` in GF(32) = GF(2)[t] / (t**5 + t**2 + 1)."""
+    x <<= 1
+    return x ^ 0b100101 if x & 0b100000 else x
+
+
+#: The Damm table: ``_DAMM[x][y] = 2x + y`` in GF(32). As ``2`` is neither 0 nor 1, the
+#: quasigroup is totally anti-symmetric: ``(c*x)*y == (c*y)*x`` only when ``x == y``
+#: (the difference is ``(2 + 1)(x + y)``); tests/referrals/test_codes.py checks it for
+#: every triple.
+_DAMM = tuple(tuple(_gf32_double(x) ^ y for y in range(32)) for x in range(32))
 
 
 def normalise_code(text: str) -> str:
@@ -63,12 +90,43 @@ def normalise_code(text: str) -> str:
     return _IGNORED.sub("", text).upper().translate(_READS_AS)
 
 
-def check_symbol(symbols: str) -> str:
-    """Return the mod-37 check symbol of ``symbols`` (Crockford base32 digits)."""
+def damm_state(symbols: str) -> int:
+    """The Damm interim value after ``symbols`` (0 for a whole code with its check)."""
+    state = 0
+    for c in symbols:
+        state = _DAMM[state][_VALUE[c]]
+    return state
+
+
+def damm_symbol(symbols: str) -> str:
+    """Return the Damm check symbol of ``symbols`` (Crockford base32 digits): the one
+    symbol that brings the interim value to 0, always one of the 32."""
+    row = _DAMM[damm_state(symbols)]
+    return ALPHABET[row.index(0)]
+
+
+def mod37_symbol(symbols: str) -> str:
+    """Return the legacy mod-37 check symbol of ``symbols`` (Crockford base32 digits):
+    their value modulo 37, one of the 32 digits or ``*~$=U``."""
     value = 0
     for c in symbols:
         value = (value * 32 + _VALUE[c]) % 37
     return CHECK_SYMBOLS[value]
+
+
+def check_symbol(symbols: str, scheme: str = "damm32") -> str:
+    """Return the check symbol a code of ``symbols`` is issued with under ``scheme``
+    (``"damm32"`` and ``"damm32+mod37"``: Damm; ``"mod37"``: mod 37)."""
+    return mod37_symbol(symbols) if scheme == "mod37" else damm_symbol(symbols)
+
+
+def accepts_checks_of(later: CodeSpec, earlier: CodeSpec) -> bool:
+    """Whether ``later.parse`` accepts the check characters of the codes ``earlier``
+    issues (a later program version must, once codes are issued)."""
+    rule = earlier.issues_with
+    if rule is None or not later.check:
+        return True
+    return rule in later.check_scheme.split("+")
 
 
 @attrs.frozen
@@ -78,7 +136,9 @@ class CodeSpec:
     ``length`` random symbols (each carries 5 bits); ``group`` symbols per group when
     shown (0: one block); ``prefix`` a fixed lead (Crockford symbols, up to 8, not
     counted as entropy); ``check``: append a check character; ``planned``: how many
-    codes the program may issue with this spec (1 to 10**15). A spec whose keyspace is
+    codes the program may issue with this spec (1 to 10**15); ``check_scheme``: how the
+    check character is computed (:data:`CHECK_SCHEMES`; default ``"damm32"``, a symbol
+    of the same 32; ``"mod37"`` for codes issued by earlier releases). A spec whose keyspace is
     too small for its plan (a guess would hit an issued code with probability of one in
     a million or more) raises :class:`~loyaltykit.InvalidProgram` naming
     ``code.length``.
@@ -87,10 +147,12 @@ class CodeSpec:
     >>> spec.entropy_bits, spec.planned
     (50, 1000000)
     >>> check_symbol("7K3QDM9XWP")
-    'C'
-    >>> spec.display("7K3QDM9XWPC")
-    '7K3QD-M9XWP-C'
-    >>> spec.parse("7k3qd m9xwp c")
+    'E'
+    >>> spec.display("7K3QDM9XWPE")
+    '7K3QD-M9XWP-E'
+    >>> spec.parse("7k3qd m9xwp e")
+    '7K3QDM9XWPE'
+    >>> CodeSpec(length=10, check_scheme="mod37").parse("7K3QD-M9XWP-C")
     '7K3QDM9XWPC'
 
     .. versionadded:: 0.2
@@ -101,6 +163,7 @@ class CodeSpec:
     prefix: str = ""
     check: bool = True
     planned: int = 1_000_000
+    check_scheme: str = "damm32"
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) \
@@ -114,6 +177,9 @@ class CodeSpec:
                           self.prefix)
         if not isinstance(self.check, bool):
             raise invalid("code.check", "must be a bool", self.check)
+        if not isinstance(self.check_scheme, str) or self.check_scheme not in CHECK_SCHEMES:
+            raise invalid("code.check_scheme", f"must be one of {', '.join(CHECK_SCHEMES)}",
+                          shown(self.check_scheme))
         check_int(self.planned, "code.planned", 1, MAX_PLANNED)
         self._require_strength(self.planned)
 
@@ -164,7 +230,8 @@ class CodeSpec:
                                    returned=shown(value))
             drawn.append(ALPHABET[value])
         symbols = "".join(drawn)
-        return self.prefix + symbols + (check_symbol(symbols) if self.check else "")
+        check = check_symbol(symbols, self.check_scheme) if self.check else ""
+        return self.prefix + symbols + check
 
     def parse(self, text: str) -> str:
         """Normalise typed ``text`` and return the code in its stored form.
@@ -172,6 +239,15 @@ class CodeSpec:
         Raises :class:`~loyaltykit.InvalidCode` (a ValueError) when it cannot be one of
         this spec's codes: wrong prefix or length, a symbol outside the alphabet, or a
         check character that does not match. No storage is consulted.
+
+        Under ``"damm32"`` and ``"mod37"`` every single mistyped symbol and every swap of
+        two neighbours is refused here. ``"damm32+mod37"`` accepts a code whose check
+        character matches either rule, so that codes issued with the mod-37 check keep
+        working; the stored form is the normalised text either way (a drawn code equal to
+        a stored one is drawn again), and the storage lookup by it decides. The cost: a
+        typo passes this check with a chance of about 1 in 37 and is then refused as
+        unknown unless it is itself an issued code, which the spec's planned volume keeps
+        below one in a million.
         """
         code = normalise_code(text)
         if not code.startswith(self.prefix):
@@ -187,10 +263,25 @@ class CodeSpec:
         if bad:
             raise InvalidCode("a code holds only Crockford base32 symbols", code=text,
                               symbol=bad[0])
-        if self.check and check_symbol(symbols) != body[-1]:
+        if self.check and body[-1] not in self._accepted_checks(symbols):
             raise InvalidCode("the check character does not match: a symbol is mistyped",
                               code=text)
         return code
+
+    @property
+    def issues_with(self) -> str | None:
+        """The check rule this spec issues codes with (``"damm32"`` or ``"mod37"``;
+        None without a check character)."""
+        if not self.check:
+            return None
+        return "mod37" if self.check_scheme == "mod37" else "damm32"
+
+    def _accepted_checks(self, symbols: str) -> tuple[str, ...]:
+        if self.check_scheme == "damm32":
+            return (damm_symbol(symbols),)
+        if self.check_scheme == "mod37":
+            return (mod37_symbol(symbols),)
+        return damm_symbol(symbols), mod37_symbol(symbols)
 
     def display(self, code: str) -> str:
         """Return a code of this spec grouped for reading (``PRE-7K3QD-M9XWP-T``); a text
@@ -205,14 +296,17 @@ class CodeSpec:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict that :meth:`from_dict` turns back."""
         return {"length": self.length, "group": self.group, "prefix": self.prefix,
-                "check": self.check, "planned": self.planned}
+                "check": self.check, "planned": self.planned,
+                "check_scheme": self.check_scheme}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CodeSpec:
-        """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram."""
+        """Build a spec from :meth:`to_dict` output; bad fields raise InvalidProgram.
+        Without ``check_scheme`` (a definition stored by an earlier release, whose codes
+        carry the mod-37 check) the spec checks with ``"mod37"``."""
         if not isinstance(data, dict):
             raise invalid("code.spec", "must be a table", shown(data))
         for name in data:
             if name not in _FIELDS:
                 raise invalid(f"code.{field_name(name)}", "unknown field", None)
-        return cls(**data)
+        return cls(**{"check_scheme": _LEGACY_SCHEME, **data})

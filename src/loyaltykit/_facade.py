@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from loyaltykit._clock import Clock, SystemClock
+from loyaltykit._codes import CodeSpec, accepts_checks_of
 from loyaltykit._errors import InvalidInput, ProgramVersionConflict, shown
 from loyaltykit._model import ProgramVersion
 from loyaltykit._program import Program
@@ -140,7 +141,10 @@ class Loyalty:
         program = self.program
         with c.read() as uow:
             stored = uow.programs.program_versions()
+            issued = uow.referrals.count_codes()
         _check_version(program, stored)
+        if issued:
+            _check_code_checks(program, stored)
         if any(v.version == program.version for v in stored):
             return
         c.storage.register_program(ProgramVersion(
@@ -251,6 +255,31 @@ def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:
                     f"versions of a program must keep its {name}",
                     program_id=program.id, version=version.version, field=name,
                     stored=version.definition.get(name), given=definition[name])
+
+
+def _check_code_checks(program: Program, stored: Sequence[ProgramVersion]) -> None:
+    """Refuse ``program`` if its code spec would refuse the check character of codes an
+    earlier version issues (the caller found codes issued)."""
+    if program.referrals is None:
+        return
+    spec = program.referrals.code
+    for version in stored:
+        raw = version.definition.get("referrals")
+        if version.version >= program.version:
+            continue
+        if not isinstance(raw, dict) or not isinstance(raw.get("code", {}), dict):
+            continue
+        try:
+            earlier = CodeSpec.from_dict(dict(raw.get("code", {})))
+        except InvalidInput:  # pragma: no cover - every stored version was a valid program
+            continue
+        if not accepts_checks_of(spec, earlier):
+            raise ProgramVersionConflict(
+                f"codes are issued and version {version.version} issues them with the "
+                f"{earlier.issues_with} check character: keep accepting it with code.check_scheme "
+                f"'{earlier.issues_with}' or 'damm32+mod37'",
+                program_id=program.id, version=version.version, field="code.check_scheme",
+                stored=earlier.check_scheme, given=spec.check_scheme)
 
 
 def _same(stored: ProgramVersion, program: Program) -> bool:

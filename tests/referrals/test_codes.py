@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loyaltykit import CodeSpec, InvalidCode, InvalidProgram, ReferralPolicy, ReferralReward
-from loyaltykit._codes import ALPHABET, CHECK_SYMBOLS, check_symbol, normalise_code
+from loyaltykit._codes import (
+    _DAMM,
+    ALPHABET,
+    CHECK_SYMBOLS,
+    accepts_checks_of,
+    check_symbol,
+    damm_state,
+    mod37_symbol,
+    normalise_code,
+)
 
 SPEC = CodeSpec(length=10, group=5)
 
@@ -19,8 +28,11 @@ def _samples(count: int, spec: CodeSpec = SPEC) -> list[str]:
     return [spec.draw(rng.randrange) for _ in range(count)]
 
 
-@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF", planned=1000),
-                                  CodeSpec(length=16, group=4)])
+SPECS = [SPEC, CodeSpec(length=6, group=3, prefix="REF", planned=1000),
+         CodeSpec(length=16, group=4), CodeSpec(length=10, check_scheme="mod37")]
+
+
+@pytest.mark.parametrize("spec", SPECS)
 def test_every_single_substitution_is_caught(spec: CodeSpec) -> None:
     body_start = len(spec.prefix)
     checked = 0
@@ -37,8 +49,7 @@ def test_every_single_substitution_is_caught(spec: CodeSpec) -> None:
     assert 60 * (spec.length * 31 + 36) == checked
 
 
-@pytest.mark.parametrize("spec", [SPEC, CodeSpec(length=6, group=3, prefix="REF", planned=1000),
-                                  CodeSpec(length=16, group=4)])
+@pytest.mark.parametrize("spec", SPECS)
 def test_every_adjacent_transposition_is_caught(spec: CodeSpec) -> None:
     checked = 0
     for code in _samples(300, spec):
@@ -67,6 +78,90 @@ def test_transposing_every_pair_of_symbols_at_every_place_is_caught() -> None:
                     continue
                 with pytest.raises(InvalidCode):
                     SPEC.parse(swapped)
+
+
+def test_the_damm_table_is_a_totally_anti_symmetric_quasigroup() -> None:
+    # exhaustive over the 32 x 32 table: every row and column a permutation (a changed
+    # symbol changes every later state, so a single substitution never ends at 0) and,
+    # from every state c, (c*x)*y != (c*y)*x for x != y (an adjacent swap, the check
+    # character included, never ends at the same state): for codes of every length
+    values = list(range(32))
+    assert all(sorted(row) == values for row in _DAMM)
+    assert all(sorted(row[y] for row in _DAMM) == values for y in values)
+    for c in values:
+        for x in values:
+            for y in values:
+                if x != y:
+                    assert _DAMM[_DAMM[c][x]][y] != _DAMM[_DAMM[c][y]][x], (c, x, y)
+                    assert _DAMM[x][y] != _DAMM[y][x]
+
+
+@pytest.mark.parametrize("length", range(4, 33))
+def test_every_typo_of_a_code_of_every_length_is_caught(length: int) -> None:
+    spec = CodeSpec(length=length, group=0, planned=1)
+    rng = random.Random(length)
+    for code in (spec.draw(rng.randrange) for _ in range(3)):
+        assert code[-1] in ALPHABET and 0 == damm_state(code)
+        for i in range(len(code)):
+            for c in CHECK_SYMBOLS:
+                if c != code[i]:
+                    with pytest.raises(InvalidCode):
+                        spec.parse(code[:i] + c + code[i + 1:])
+            if i + 1 < len(code) and code[i] != code[i + 1]:
+                with pytest.raises(InvalidCode):
+                    spec.parse(code[:i] + code[i + 1] + code[i] + code[i + 2:])
+
+
+_SCHEMED = st.builds(
+    lambda length, prefix, scheme: CodeSpec(length=length, group=4, prefix=prefix,
+                                            planned=1, check_scheme=scheme),
+    st.integers(4, 32), st.text(ALPHABET, max_size=3), st.sampled_from(["damm32", "mod37"]))
+
+
+@given(_SCHEMED, st.randoms(use_true_random=False), st.data())
+def test_a_drawn_codes_substitutions_and_adjacent_swaps_are_refused(
+    spec: CodeSpec, rnd: random.Random, data: st.DataObject
+) -> None:
+    code = spec.draw(rnd.randrange)
+    assert code == spec.parse(spec.display(code).lower())
+    if spec.check_scheme == "damm32":
+        assert code[-1] in ALPHABET  # never one of *~$=U
+    body = len(spec.prefix)
+    i = data.draw(st.integers(body, len(code) - 1))
+    other = data.draw(st.sampled_from(CHECK_SYMBOLS).filter(lambda c: c != code[i]))
+    with pytest.raises(InvalidCode):
+        spec.parse(code[:i] + other + code[i + 1:])
+    j = data.draw(st.integers(body, len(code) - 2))
+    if code[j] != code[j + 1]:
+        with pytest.raises(InvalidCode):
+            spec.parse(code[:j] + code[j + 1] + code[j] + code[j + 2:])
+
+
+def test_the_check_schemes() -> None:
+    body = "7K30DM9XW1"
+    assert ("1", "$") == (check_symbol(body), mod37_symbol(body))
+    damm, legacy = CodeSpec(), CodeSpec(check_scheme="mod37")
+    both = CodeSpec(check_scheme="damm32+mod37")
+    assert body + "1" == damm.parse(body + "1") == both.parse(body + "1")
+    assert body + "$" == legacy.parse(body + "$") == both.parse(body + "$")
+    with pytest.raises(InvalidCode):
+        damm.parse(body + "$")
+    with pytest.raises(InvalidCode):
+        legacy.parse(body + "1")
+    for wrong in set(CHECK_SYMBOLS) - {"1", "$"}:
+        with pytest.raises(InvalidCode):
+            both.parse(body + wrong)
+    assert both.draw(random.Random(1).randrange)[-1] in ALPHABET
+    assert ("damm32", "mod37", "damm32") == tuple(s.issues_with for s in (damm, legacy, both))
+    assert None is CodeSpec(check=False).issues_with
+    assert accepts_checks_of(both, legacy) and accepts_checks_of(both, damm)
+    assert not accepts_checks_of(damm, legacy) and not accepts_checks_of(legacy, both)
+    assert accepts_checks_of(damm, CodeSpec(check=False))
+    # a spec stored before the field existed issued mod-37 codes, and keeps them
+    stored = damm.to_dict()
+    assert "damm32" == stored.pop("check_scheme")
+    assert legacy == CodeSpec.from_dict(stored)
+    assert both == CodeSpec.from_dict(both.to_dict())
 
 
 def test_normalisation_forgives_case_spacing_and_look_alikes() -> None:
@@ -144,6 +239,7 @@ def test_a_spec_checks_its_own_keyspace_against_its_plan() -> None:
 
 @pytest.mark.parametrize("fields", [{"length": 3}, {"length": True}, {"group": -1},
                                     {"prefix": "ref"}, {"prefix": "ILOU"}, {"check": 1},
+                                    {"check_scheme": "luhn"}, {"check_scheme": None},
                                     {"planned": 0}, {"planned": True}, {"planned": "5"},
                                     {"planned": 1.5}, {"planned": 10**15 + 1},
                                     {"planned": None}])

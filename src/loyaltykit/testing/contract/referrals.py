@@ -41,6 +41,7 @@ from loyaltykit import (
     OrderLine,
     Outcome,
     Program,
+    ProgramVersionConflict,
     ReferralCap,
     ReferralCase,
     ReferralNotFlagged,
@@ -54,7 +55,8 @@ from loyaltykit import (
     TestClock,
     Verdict,
 )
-from loyaltykit._codes import ALPHABET
+from loyaltykit._codes import ALPHABET, damm_symbol
+from loyaltykit.storage import ProgramVersion
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.contract.base import ContractPart
 
@@ -355,6 +357,47 @@ class ReferralContract(ContractPart):
         assert {"planned": 4, "issued": 4} == dict(still.value.details)
         with storage.unit_of_work(program.id) as uow:
             assert 4 == uow.referrals.count_codes()
+
+    def test_codes_issued_with_the_mod37_check_keep_working_after_a_switch(
+        self, storage: Storage
+    ) -> None:
+        # version 1 as an earlier release stored it: its code spec has no check_scheme
+        legacy = referral_program(code=CodeSpec(length=10, group=5, check_scheme="mod37"))
+        definition = legacy.to_dict()
+        del definition["referrals"]["code"]["check_scheme"]
+        storage.register_program(ProgramVersion(legacy.id, 1, None, definition,
+                                                _berlin(2026, 2, 1)))
+        # the same version built anew gets the Damm check: a changed definition, refused
+        with pytest.raises(ProgramVersionConflict):
+            self._ref(storage, referral_program())
+        old, _ = self._ref(storage, legacy, randbelow=symbols("7K30DM9XW1"))
+        old.enrol("alice")
+        issued = old.referrals.issue_code("alice")
+        assert ("7K30DM9XW1$", "7K30D-M9XW1-$") == (issued.code, issued.shown)
+        assert legacy.referrals is not None
+        # a version 2 that refuses those codes is refused, writing nothing
+        strict = attrs.evolve(legacy, version=2, referrals=attrs.evolve(
+            legacy.referrals, code=CodeSpec(length=10, group=5)))
+        with pytest.raises(ProgramVersionConflict) as refused:
+            self._ref(storage, strict)
+        assert ("code.check_scheme", "mod37", "damm32") == tuple(
+            refused.value.details[k] for k in ("field", "stored", "given"))
+        with storage.unit_of_work(legacy.id) as uow:
+            assert [1] == [v.version for v in uow.programs.program_versions()]
+        # one that accepts both issues Damm codes and still takes the old one, as typed
+        both = attrs.evolve(strict, referrals=attrs.evolve(
+            legacy.referrals, code=CodeSpec(length=10, group=5, check_scheme="damm32+mod37")))
+        switched, _ = self._ref(storage, both, randbelow=symbols("7K30DM9XW1"))
+        new = switched.referrals.issue_code("alice", key="new")
+        assert "7K30DM9XW1" + damm_symbol("7K30DM9XW1") == new.code
+        assert new.code[-1] in ALPHABET
+        switched.enrol("bob", referral_code="7k30d m9xw1 $")
+        switched.enrol("carol", referral_code=new.shown.lower())
+        assert ["alice", "alice"] == [switched.referrals.get(m).referrer_id
+                                      for m in ("bob", "carol")]
+        # a text with a valid check under neither rule is refused before any lookup
+        with pytest.raises(InvalidCode):
+            switched.referrals.check_code("7K30DM9XW1*")
 
     def test_the_code_counter_reserves_within_the_plan_and_rolls_back(
         self, storage: Storage
