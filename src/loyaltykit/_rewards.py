@@ -129,11 +129,12 @@ def _table(data: object, field: str, known: frozenset[str],
     return data
 
 
-def _instant(value: object, field: str) -> dt.datetime | None:
-    """An aware instant (a datetime or ISO 8601 text with an offset) in UTC, or None."""
+def _instant(value: object, field: str, *, text: bool = False) -> dt.datetime | None:
+    """An aware instant in UTC, or None; with ``text`` (a definition being read) also
+    ISO 8601 text with an offset."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if text and isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
@@ -470,14 +471,14 @@ class Reward:
                 id=data["id"], name=data["name"], cost=data["cost"],
                 kind=_kind_from_dict(data["kind"]),
                 stock=data.get("stock"),
-                starts_at=_instant(data.get("starts_at"), f"{prefix}.starts_at"),
-                ends_at=_instant(data.get("ends_at"), f"{prefix}.ends_at"),
+                starts_at=_instant(data.get("starts_at"), f"{prefix}.starts_at", text=True),
+                ends_at=_instant(data.get("ends_at"), f"{prefix}.ends_at", text=True),
                 tiers=data.get("tiers", frozenset()),
                 per_member=(RewardLimit.from_dict(per_member) if per_member is not None
                             else None),
                 global_limit=data.get("global_limit"),
                 valid_days=data.get("valid_days"),
-                valid_until=_instant(data.get("valid_until"), f"{prefix}.valid_until"),
+                valid_until=_instant(data.get("valid_until"), f"{prefix}.valid_until", text=True),
                 refund_on_expiry=data.get("refund_on_expiry", False),
             )
 
