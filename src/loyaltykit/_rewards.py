@@ -497,7 +497,7 @@ class RewardPolicy:
     >>> from loyaltykit import Money
     >>> policy = RewardPolicy(catalogue=(
     ...     Reward("coffee", "Coffee voucher", 500, FixedDiscount(Money("5.00", "EUR"))),))
-    >>> sorted(policy.rewards)
+    >>> sorted(policy.by_id)
     ['coffee']
 
     .. versionadded:: 0.3
@@ -531,7 +531,7 @@ class RewardPolicy:
             raise invalid("rewards.code", "must be a CodeSpec", shown(self.code))
 
     @property
-    def rewards(self) -> Mapping[str, Reward]:
+    def by_id(self) -> Mapping[str, Reward]:
         """The catalogue by reward id."""
         return {reward.id: reward for reward in self.catalogue}
 

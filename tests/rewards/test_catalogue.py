@@ -74,9 +74,9 @@ def program(rewards: RewardPolicy | None = None, **changes: Any) -> Program:
 def test_scenario_v_catalogue_is_built_and_read_by_id() -> None:
     policy = program().rewards
     assert policy is not None
-    assert ["coffee", "mug"] == sorted(policy.rewards)
-    assert policy.rewards["coffee"].starts_at == dt.datetime(2026, 3, 31, 22, tzinfo=UTC)
-    assert frozenset({"gold"}) == policy.rewards["mug"].tiers
+    assert ["coffee", "mug"] == sorted(policy.by_id)
+    assert policy.by_id["coffee"].starts_at == dt.datetime(2026, 3, 31, 22, tzinfo=UTC)
+    assert frozenset({"gold"}) == policy.by_id["mug"].tiers
     assert policy.code == CodeSpec()
 
 
