@@ -28,6 +28,7 @@ from loyaltykit._errors import (
     shown,
 )
 from loyaltykit._referrals import ReferralPolicy
+from loyaltykit._rewards import FixedDiscount, RewardPolicy
 from loyaltykit._rules import EarningPolicy
 from loyaltykit._tiers import TierPolicy
 from loyaltykit._validate import (
@@ -273,7 +274,8 @@ class Program:
     ``effective_from`` says from when this one prices orders (None: from the
     beginning). ``tiers`` is the tier ladder (None: the program has no tiers; the
     rules then read a member's tier from its ``tier`` attribute). ``referrals`` holds
-    the referral program (None: none). Every version is
+    the referral program (None: none); ``rewards`` the reward catalogue (None: none).
+    Every version is
     kept in storage, so an order is always re-evaluated (on a return) with the rules
     it was placed under. Versions of one program share its id, time zone, currency
     and wallets.
@@ -290,6 +292,7 @@ class Program:
     effective_from: dt.datetime | None = None
     tiers: TierPolicy | None = None
     referrals: ReferralPolicy | None = None
+    rewards: RewardPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -348,6 +351,28 @@ class Program:
             if minimum is not None and minimum.currency != self.currency:
                 raise invalid("referrals.min_net", "must be in the program's currency",
                               minimum.currency)
+        if self.rewards is not None:
+            self._check_rewards(self.rewards)
+
+    def _check_rewards(self, rewards: object) -> None:
+        """The catalogue's fields that depend on the rest of the program: the wallet,
+        the currency of fixed discounts and the tiers a reward is restricted to."""
+        if not isinstance(rewards, RewardPolicy):
+            raise invalid("rewards", "must be a RewardPolicy", shown(rewards))
+        if rewards.wallet is not None and rewards.wallet not in self.wallets:
+            raise invalid("rewards.wallet", f"not a wallet of the program {self.wallets}",
+                          rewards.wallet)
+        ladder = {t.name for t in self.tiers.tiers} if self.tiers is not None else set()
+        for reward in rewards.catalogue:
+            path = f"rewards.catalogue[{reward.id}]"
+            kind = reward.kind
+            if isinstance(kind, FixedDiscount) and kind.amount.currency != self.currency:
+                raise invalid(f"{path}.kind.amount", "must be in the program's currency",
+                              kind.amount.currency)
+            unknown = sorted(reward.tiers - ladder)
+            if unknown:
+                raise invalid(f"{path}.tiers", "not a tier of the program's ladder "
+                              f"{sorted(ladder)}", unknown)
 
     @property
     def default_wallet(self) -> str:
@@ -379,6 +404,7 @@ class Program:
                                if self.effective_from is not None else None),
             "tiers": self.tiers.to_dict() if self.tiers is not None else None,
             "referrals": self.referrals.to_dict() if self.referrals is not None else None,
+            "rewards": self.rewards.to_dict() if self.rewards is not None else None,
         }
 
     @classmethod
@@ -420,6 +446,8 @@ class Program:
                        else None),
                 referrals=(ReferralPolicy.from_dict(data["referrals"])
                            if data.get("referrals") is not None else None),
+                rewards=(RewardPolicy.from_dict(data["rewards"])
+                         if data.get("rewards") is not None else None),
             )
         except KeyError as exc:
             raise invalid(str(exc.args[0]), "is required", None) from None
@@ -462,5 +490,5 @@ class Program:
 
 _PROGRAM_KEYS = frozenset({
     "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
-    "version", "effective_from", "tiers", "referrals",
+    "version", "effective_from", "tiers", "referrals", "rewards",
 })

@@ -56,6 +56,7 @@ __all__ = [
     "check_bool",
     "check_count",
     "check_currency",
+    "check_decimal",
     "check_enum",
     "check_id",
     "check_ident",
@@ -112,6 +113,22 @@ def check_bool(value: object, field: str) -> bool:
     if not isinstance(value, bool):
         raise invalid(field, "must be a bool", value)
     return value
+
+
+def check_decimal(value: object, field: str, low: Decimal, high: Decimal) -> Decimal:
+    """``value`` as a Decimal if it is a finite decimal (a Decimal, an int or a decimal
+    string; never a float or a bool: a float is not exact) from ``low`` to ``high``."""
+    number: Decimal | None = None
+    if isinstance(value, Decimal | str) or (isinstance(value, int)
+                                            and not isinstance(value, bool)):
+        try:
+            number = Decimal(value)
+        except (ArithmeticError, ValueError):
+            number = None
+    if number is None or not number.is_finite() or not low <= number <= high:
+        raise invalid(field, f"must be a decimal from {low} to {high} (a string or int, not "
+                      "a float)", shown(value))
+    return number
 
 
 def check_ident(value: object, field: str) -> str:
