@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loyaltykit import InvalidInput, Loyalty
+from loyaltykit import Identity, InvalidInput, Loyalty
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.contract.privacy import privacy_program
@@ -29,7 +29,11 @@ def test_a_secret_that_cannot_key_hashes_is_refused(secret: Any) -> None:
 
 @pytest.mark.parametrize("secret", [KEY, [KEY], (KEY, b"o" * 32), [KEY] * 8])
 def test_one_to_eight_secrets_are_accepted(secret: Any) -> None:
-    Loyalty(privacy_program(), MemoryStorage(), secret=secret)
+    loyalty = Loyalty(privacy_program(), MemoryStorage(), secret=secret)
+    loyalty.enrol("ann", identity=Identity(email="ann@example.com"))
+    marks = loyalty.privacy.export("ann")["identity_marks"]
+    secrets = {secret} if isinstance(secret, bytes) else set(secret)
+    assert len(secrets) == len(marks)  # one mark per distinct secret
 
 
 @pytest.mark.parametrize("returned", [5, "0" * 32, None, b"x" * 16])

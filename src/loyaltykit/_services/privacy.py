@@ -54,10 +54,10 @@ class PrivacyService:
         def apply(work: Work) -> ErasureResult:
             uow = work.uow
             assert isinstance(uow, KeyedUnitOfWork)
-            if uow.ledger.get_member(member_id) is None:
+            # the member and all its wallets, locked in one read
+            if uow.ledger.load_member(member_id, self.program.wallets, work.recorded_at,
+                                      lock=True) is None:
                 return ErasureResult(member_id, erased=False)
-            for wallet in self.program.wallets:
-                uow.ledger.lock_accounts(wallet, [member_id])
             key = uow.erase(member_id, work.recorded_at)
             if key is None:  # an erased name: swept again, nothing more to do
                 return ErasureResult(member_id, erased=False)
@@ -77,12 +77,12 @@ class PrivacyService:
         member_id = check_member_id(member_id)
         now = self.c.now()
         with self.c.read() as uow:
-            member = uow.ledger.get_member(member_id)
-            if member is None:
+            loaded = uow.ledger.load_member(member_id, self.program.wallets, now, lock=False)
+            if loaded is None:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
             wallets: dict[str, Any] = {}
             for wallet in self.program.wallets:
-                state = uow.ledger.get_account(wallet, member_id)
+                state = loaded.accounts.get(wallet)
                 if state is None:
                     continue
                 balance = self._ledger.balance_of(
@@ -105,7 +105,7 @@ class PrivacyService:
                 "format": EXPORT_FORMAT,
                 "program_id": self.program.id,
                 "exported_at": now,
-                "member": member,
+                "member": loaded.member,
                 "wallets": wallets,
                 "orders": uow.orders.load_orders(member_id),
                 "tier": uow.tiers.get_tier_state(member_id),

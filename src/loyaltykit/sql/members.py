@@ -36,21 +36,20 @@ class SQLMemberKeyStore(Store):
     @translated
     def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         """Return shop id -> member key for those of ``member_ids`` that are mapped."""
-        found: dict[str, str] = {}
-        conn = self._c()
-        for part in chunks(sorted(set(member_ids))):
-            found.update((r[0], r[1]) for r in conn.execute(
-                _SEL_KEYS, {"p": self.program_id, "ids": part}))
-        return found
+        return self._pairs(_SEL_KEYS, member_ids)
 
     @translated
     def ids_of(self, keys: Sequence[str]) -> dict[str, str]:
         """Return member key -> shop id for those of ``keys`` still mapped."""
+        return self._pairs(_SEL_IDS, keys)
+
+    def _pairs(self, stmt: sa.Executable, values: Sequence[str]) -> dict[str, str]:
+        """The (looked-up value -> found value) rows of ``stmt`` for ``values``."""
         found: dict[str, str] = {}
         conn = self._c()
-        for part in chunks(sorted(set(keys))):
+        for part in chunks(sorted(set(values))):
             found.update((r[0], r[1]) for r in conn.execute(
-                _SEL_IDS, {"p": self.program_id, "ids": part}))
+                stmt, {"p": self.program_id, "ids": part}))
         return found
 
     @translated
