@@ -23,7 +23,9 @@ still catches a bad amount::
     │   ├── HoldNotFound
     │   ├── OrderNotFound
     │   ├── CodeNotFound
-    │   └── ReferralNotFound
+    │   ├── ReferralNotFound
+    │   ├── RewardNotFound
+    │   └── VoucherNotFound
     ├── Conflict (ValueError)
     │   ├── IdempotencyConflict
     │   ├── MemberAlreadyEnrolled
@@ -40,10 +42,17 @@ still catches a bad amount::
     │   ├── CodeUsedUp
     │   ├── CodeVolumeExhausted
     │   ├── ReferralNotFlagged
-    │   └── ReferralRefused
-    │       ├── SelfReferral
-    │       ├── AlreadyReferred
-    │       └── NotReferable
+    │   ├── ReferralRefused
+    │   │   ├── SelfReferral
+    │   │   ├── AlreadyReferred
+    │   │   └── NotReferable
+    │   ├── RedemptionRefused
+    │   │   ├── OutOfStock
+    │   │   ├── RedemptionLimitReached
+    │   │   ├── RewardNotAvailable
+    │   │   └── TierNotAllowed
+    │   └── VoucherNotUsable
+    │       └── VoucherAlreadyUsed
     ├── FraudCheckError (RuntimeError)
     └── StorageError (RuntimeError)
         ├── DuplicateKey
@@ -96,16 +105,25 @@ __all__ = [
     "OrderAlreadyRecorded",
     "OrderCancelled",
     "OrderNotFound",
+    "OutOfStock",
     "ProgramVersionConflict",
+    "RedemptionLimitReached",
+    "RedemptionRefused",
     "ReferralNotFlagged",
     "ReferralNotFound",
     "ReferralRefused",
     "RetryLimitExceeded",
+    "RewardNotAvailable",
+    "RewardNotFound",
     "SelfReferral",
     "SerializationFailure",
     "StorageError",
+    "TierNotAllowed",
     "TransactionNotFound",
     "UnknownWallet",
+    "VoucherAlreadyUsed",
+    "VoucherNotFound",
+    "VoucherNotUsable",
 ]
 
 
@@ -387,6 +405,70 @@ class NotReferable(ReferralRefused):
     (orders recorded already), or the window to attach a code has closed."""
 
     code = "not_referable"
+
+
+class RewardNotFound(NotFound):
+    """The program version in force has no reward with this id
+    (``details["reward_id"]``)."""
+
+    code = "reward_not_found"
+
+
+class VoucherNotFound(NotFound):
+    """No voucher with this code was issued in this program (``details["code"]``, its
+    normalised form)."""
+
+    code = "voucher_not_found"
+
+
+class RedemptionRefused(Conflict):
+    """A reward cannot be redeemed now; the subclass says why. Nothing was written."""
+
+    code = "redemption_refused"
+
+
+class OutOfStock(RedemptionRefused):
+    """The reward's stock is used up (``details["stock"]``), or its global limit
+    (``details["global_limit"]``) is reached."""
+
+    code = "out_of_stock"
+
+
+class RedemptionLimitReached(RedemptionRefused):
+    """The member has redeemed the reward as often as its per-member limit allows in
+    the period (``details["count"]``, ``details["period"]``)."""
+
+    code = "redemption_limit_reached"
+
+
+class RewardNotAvailable(RedemptionRefused):
+    """The reward cannot be redeemed at this instant: ``details["when"]`` is
+    ``"not_yet"`` (before its ``starts_at``) or ``"ended"`` (at or after its
+    ``ends_at``, or its vouchers' ``valid_until`` has come)."""
+
+    code = "reward_not_available"
+
+
+class TierNotAllowed(RedemptionRefused):
+    """The reward is for members of other tiers (``details["tiers"]``; the member's is
+    ``details["tier"]``)."""
+
+    code = "tier_not_allowed"
+
+
+class VoucherNotUsable(Conflict):
+    """The voucher cannot be used or cancelled: ``details["status"]`` is ``"used"``,
+    ``"cancelled"`` or ``"expired"`` (its expiry has come, even if due work has not
+    marked it yet). Nothing was written."""
+
+    code = "voucher_not_usable"
+
+
+class VoucherAlreadyUsed(VoucherNotUsable):
+    """The voucher was used (on ``details["order_id"]``): it cannot be used again or
+    cancelled."""
+
+    code = "voucher_already_used"
 
 
 class FraudCheckError(LoyaltyError, RuntimeError):

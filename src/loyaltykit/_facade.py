@@ -28,6 +28,7 @@ from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.orders import OrderService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit._values import check_aware
 from loyaltykit._values import new_id as _new_id
@@ -91,7 +92,8 @@ class Loyalty:
 
     Tiers are behind :attr:`tiers` (``loyalty.tiers.status(member_id)``), referrals
     behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``), erasure
-    and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``).
+    and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``), rewards
+    behind :attr:`rewards` (``loyalty.rewards.redeem(member_id, reward_id, key=...)``).
     """
 
     #: tier status, history, progress, manual tiers and notices
@@ -100,6 +102,8 @@ class Loyalty:
     referrals: ReferralService
     #: erasure and export of members (DESIGN §11)
     privacy: PrivacyService
+    #: redeeming rewards for vouchers; using, cancelling and reading vouchers
+    rewards: RewardService
 
     def __init__(
         self,
@@ -127,12 +131,16 @@ class Loyalty:
         self.referrals = ReferralService(c, self._ledger, secret=secret,
                                          fraud_checks=fraud_checks, randbelow=randbelow)
         self.privacy = PrivacyService(c, self._ledger)
+        self.rewards = RewardService(c, self._ledger, randbelow=randbelow)
         # what reacts to what: subscribers run inside the writer's unit of work
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
         if program.tiers is not None:
             self._orders.tier_of = self.tiers.tier_of
+            self.rewards.tier_of = self.tiers.tier_of
             self._due.add(self.tiers.due)
+        if program.rewards is not None:
+            self._due.add(self.rewards.due)
         self._register(c)
 
     def _register(self, c: Context) -> None:

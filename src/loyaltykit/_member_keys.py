@@ -42,6 +42,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
+from loyaltykit._rewards import Voucher
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage import (
     KeyStore,
@@ -53,6 +54,8 @@ from loyaltykit.storage import (
     ProgramStore,
     ReferralChanges,
     ReferralStore,
+    RewardChanges,
+    RewardStore,
     Storage,
     TierChanges,
     TierStore,
@@ -322,6 +325,11 @@ class KeyedUnitOfWork:
         """Codes, referrals and marks, translated."""
         return _Referrals(self.inner.referrals, self.names)
 
+    @cached_property
+    def rewards(self) -> RewardStore:
+        """Vouchers and reward counters, translated."""
+        return _Rewards(self.inner.rewards, self.names)
+
     def erase(self, member_id: str, at: dt.datetime) -> str | None:
         """Erase a member: each store removes what identifies it, then its shop id's
         mapping goes and the erasure is recorded. Return its key (None: not mapped).
@@ -578,4 +586,37 @@ class _Referrals:
             referrals={n.write_key(m): n.stored(r) for m, r in changes.referrals.items()},
             new_referrals={n.write_key(m) for m in changes.new_referrals},
             referral_marks=[n.stored(m) for m in changes.referral_marks],
+        ))
+
+
+class _Rewards:
+    def __init__(self, inner: RewardStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def get_voucher(self, code: str) -> Voucher | None:
+        return self.n.one(self.inner.get_voucher(code))
+
+    def member_vouchers(self, member_id: str) -> list[Voucher]:
+        return self.n.shown(self.inner.member_vouchers(self.n.key(member_id)))
+
+    def count_redeemed(self, member_id: str, reward_id: str, start: dt.datetime | None,
+                       end: dt.datetime) -> int:
+        return self.inner.count_redeemed(self.n.key(member_id), reward_id, start, end)
+
+    def counters(self, reward_id: str) -> tuple[int, int]:
+        return self.inner.counters(reward_id)
+
+    def take(self, reward_id: str, stock: int | None, global_limit: int | None) -> bool:
+        return self.inner.take(reward_id, stock, global_limit)
+
+    def release(self, reward_id: str, held: int, redeemed: int) -> None:
+        self.inner.release(reward_id, held, redeemed)
+
+    def due_vouchers(self, at: dt.datetime, limit: int) -> list[Voucher]:
+        return self.n.shown(self.inner.due_vouchers(at, limit))
+
+    def write(self, changes: RewardChanges) -> None:
+        self.inner.write(RewardChanges(
+            vouchers={i: self.n.stored(v) for i, v in changes.vouchers.items()},
+            new_vouchers=changes.new_vouchers,
         ))

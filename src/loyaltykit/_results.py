@@ -17,6 +17,7 @@ import orjson
 
 from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._referrals import Referral, ReferralCode, ReferralStatus, Source
+from loyaltykit._rewards import Voucher, VoucherStatus
 from loyaltykit._rules import Evaluation
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "EventResult",
     "HoldResult",
     "OrderResult",
+    "Redemption",
     "ReturnResult",
     "StatementLine",
     "StatementPage",
@@ -148,7 +150,9 @@ class DueWorkReport:
     ``expired_points`` includes held points of an expired lot that a hold's release
     returned (they expire in the release transaction itself). ``tier_evaluations``
     counts members whose tier window was evaluated, ``tier_changes`` those whose tier
-    changed, ``tier_notices`` "will downgrade" notices recorded.
+    changed, ``tier_notices`` "will downgrade" notices recorded. ``expired_vouchers``
+    counts vouchers past their expiry marked expired, ``refunded_vouchers`` those of
+    them whose points went back (rewards with ``refund_on_expiry``).
     """
 
     at: dt.datetime
@@ -162,6 +166,21 @@ class DueWorkReport:
     tier_evaluations: int = 0
     tier_changes: int = 0
     tier_notices: int = 0
+    expired_vouchers: int = 0
+    refunded_vouchers: int = 0
+
+
+@attrs.frozen
+class Redemption:
+    """The result of redeeming a reward: the :class:`~loyaltykit.Voucher` issued, the
+    spend ``transaction_id`` that debited its cost and the member's ``balance`` after.
+
+    .. versionadded:: 0.3
+    """
+
+    voucher: Voucher
+    transaction_id: uuid.UUID
+    balance: Balance
 
 
 @attrs.frozen
@@ -230,9 +249,11 @@ class EventResult:
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member,
-                OrderResult, ReturnResult, EventResult, ReferralCode, Referral)
+                OrderResult, ReturnResult, EventResult, ReferralCode, Referral, Voucher,
+                Redemption)
 }
-_ENUMS: dict[str, type[Any]] = {"source": Source, "referral_status": ReferralStatus}
+_ENUMS: dict[str, type[Any]] = {"source": Source, "referral_status": ReferralStatus,
+                                 "voucher_status": VoucherStatus}
 _ENUM_NAMES: dict[type[Any], str] = {cls: name for name, cls in _ENUMS.items()}
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -64,6 +65,8 @@ __all__ = [
     "RewardKind",
     "RewardLimit",
     "RewardPolicy",
+    "Voucher",
+    "VoucherStatus",
     "availability",
     "period_bounds",
     "voucher_expires_at",
@@ -609,3 +612,62 @@ def voucher_expires_at(reward: Reward, issued_at: dt.datetime, time_zone: str
     if reward.valid_days is not None:
         return add_days(issued_at, reward.valid_days, zone(time_zone))
     return reward.valid_until
+
+
+# -- vouchers ---------------------------------------------------------------------------------
+
+
+class VoucherStatus(enum.Enum):
+    """Where a voucher is in its life: issued (usable until it expires), then used,
+    cancelled or expired, for good."""
+
+    ISSUED = "issued"
+    USED = "used"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class Voucher:
+    """A voucher a redemption issued: what the shop hands the member and takes at the
+    till.
+
+    ``code`` is its stored (normalised) form, unique in the program, and ``shown`` how
+    it is printed (grouped); ``reward_id`` and ``version`` name the reward in the
+    program version it was redeemed under, ``cost`` the points it took, debited by the
+    spend ``transaction_id`` from ``wallet``. ``status`` is as stored: an issued
+    voucher past ``expires_at`` (None: never) is refused as expired at once, and due
+    work marks it expired. ``used_at`` and ``order_id`` are set when it is used,
+    ``cancelled_at`` when cancelled, ``expired_at`` (its ``expires_at``) when due work
+    expires it; ``refund_id`` is the reversal that gave the points back (on cancel, or
+    on expiry when the reward refunds).
+
+    .. versionadded:: 0.3
+    """
+
+    id: uuid.UUID
+    program_id: str
+    code: str
+    shown: str
+    member_id: str
+    reward_id: str
+    version: int
+    wallet: str
+    cost: int
+    transaction_id: uuid.UUID
+    status: VoucherStatus
+    issued_at: dt.datetime
+    expires_at: dt.datetime | None = None
+    used_at: dt.datetime | None = None
+    order_id: str | None = None
+    cancelled_at: dt.datetime | None = None
+    expired_at: dt.datetime | None = None
+    refund_id: uuid.UUID | None = None
+
+    def status_at(self, at: dt.datetime) -> VoucherStatus:
+        """The status at ``at``: an issued voucher whose expiry has come is expired,
+        whether or not due work has marked it yet."""
+        if self.status is VoucherStatus.ISSUED and self.expires_at is not None \
+                and at >= self.expires_at:
+            return VoucherStatus.EXPIRED
+        return self.status

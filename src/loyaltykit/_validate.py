@@ -67,6 +67,7 @@ __all__ = [
     "check_keys",
     "check_member_id",
     "check_reason",
+    "check_reward_id",
     "check_text",
     "check_time_zone",
     "check_tuple",
@@ -193,6 +194,15 @@ def check_member_id(value: object, name: str = "member_id") -> str:
             **{name: value},
         )
     return check_text(value, name, ident=True)
+
+
+def check_reward_id(value: object) -> str:
+    """A reward id as a call names it: a str of 1-64 characters (an unknown one is the
+    service's :class:`~loyaltykit.RewardNotFound`)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise InvalidInput("reward_id must be a str of 1-64 characters",
+                           reward_id=shown(value))
+    return value
 
 
 def check_reason(value: object, *, required: bool = False) -> str:

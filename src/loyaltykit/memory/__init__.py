@@ -11,7 +11,7 @@ and every read returns a fresh copy, so a caller cannot change what is stored.
 
 One module per store of the port (:mod:`loyaltykit.storage`), each owning its tables:
 ``keys`` (idempotency records, program versions), ``ledger``, ``orders``, ``tiers``,
-``referrals``; ``uow`` holds the storage, the lock and the undo log; ``tables`` the
+``referrals``, ``rewards``; ``uow`` holds the storage, the lock and the undo log; ``tables`` the
 per-capability tables registry and the JSON copies.
 
 >>> from loyaltykit.memory import MemoryStorage

@@ -14,6 +14,7 @@ from loyaltykit.memory.ledger import MemoryLedgerStore
 from loyaltykit.memory.members import MemoryMemberKeyStore
 from loyaltykit.memory.orders import MemoryOrderStore
 from loyaltykit.memory.referrals import MemoryReferralStore
+from loyaltykit.memory.rewards import MemoryRewardStore
 from loyaltykit.memory.tables import Tables
 from loyaltykit.memory.tiers import MemoryTierStore
 
@@ -66,6 +67,7 @@ class MemoryUnitOfWork:
         self.orders = MemoryOrderStore(self, tables)
         self.tiers = MemoryTierStore(self, tables)
         self.referrals = MemoryReferralStore(self, tables)
+        self.rewards = MemoryRewardStore(self, tables)
         self.members = MemoryMemberKeyStore(self, tables)
 
     def __enter__(self) -> Self:

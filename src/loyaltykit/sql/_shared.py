@@ -18,6 +18,7 @@ from loyaltykit.sql.schema import (
     program_versions,
     programs,
     referral_marks,
+    reward_counters,
     rule_usage,
     tier_buckets,
 )
@@ -42,6 +43,7 @@ class Upserts(NamedTuple):
     bucket: sa.Executable  # add to a tier metric bucket (created at the value given)
     mark: sa.Executable  # keep an identity mark unless kept
     code_count: sa.Executable  # add :n to a program's code counter if within :planned
+    reward_counter: sa.Executable  # create a reward's counter row (0, 0) unless there
 
 
 def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
@@ -70,6 +72,9 @@ def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
             where=code_counters.c.issued + count.excluded.issued
             <= sa.bindparam("planned", type_=sa.BigInteger()),
         ).execution_options(preserve_rowcount=True),  # 1 if added, 0 if refused
+        reward_counter=insert(reward_counters).values(
+            program_id=sa.bindparam("p"), reward_id=sa.bindparam("r"), held=0, redeemed=0,
+        ).on_conflict_do_nothing(index_elements=["program_id", "reward_id"]),
     )
 
 

@@ -47,12 +47,14 @@ __all__ = [
     "referral_codes",
     "referral_marks",
     "referrals",
+    "reward_counters",
     "rule_usage",
     "tier_buckets",
     "tier_history",
     "tier_notices",
     "tier_states",
     "transactions",
+    "vouchers",
 ]
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -527,4 +529,53 @@ referral_marks = sa.Table(
     sa.Column("digest", sa.String(64), primary_key=True),
     _member_fk(),
     sa.Index("ix_lk_referral_marks_digest", "program_id", "kind", "digest"),
+)
+
+
+# -- rewards -------------------------------------------------------------------------------
+
+# one row per voucher; the unique code is the storage's uniqueness rule for voucher codes
+# (a code drawn twice is a unique violation, and the facade draws another)
+vouchers = sa.Table(
+    "lk_vouchers",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("code", _CODE, nullable=False),
+    sa.Column("shown", sa.String(64), nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("reward_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("wallet", _WALLET, nullable=False),
+    sa.Column("cost", _POINTS, nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("status", _ENUM, nullable=False),
+    sa.Column("issued_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("used_at", _TS, nullable=True),
+    sa.Column("order_id", _ORDER, nullable=True),
+    sa.Column("cancelled_at", _TS, nullable=True),
+    sa.Column("expired_at", _TS, nullable=True),
+    sa.Column("refund_id", sa.Uuid(), nullable=True),
+    _member_fk(),
+    sa.UniqueConstraint("program_id", "code"),
+    sa.CheckConstraint("status IN ('issued', 'used', 'cancelled', 'expired')", name="status"),
+    sa.Index("ix_lk_vouchers_member", "program_id", "member_id", "reward_id", "issued_at"),
+    # the issued vouchers due work expires, soonest first
+    sa.Index("ix_lk_vouchers_due", "program_id", "status", "expires_at"),
+)
+
+# one row per reward: the vouchers that took an item of stock (issued and used) and the
+# redemptions that count against its global limit (all but cancelled). Redemptions take
+# it with one guarded UPDATE; like a code counter, a popular reward's row is the one
+# program-level hot row (DESIGN §10); different rewards never share one.
+reward_counters = sa.Table(
+    "lk_reward_counters",
+    metadata,
+    sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
+    sa.Column("reward_id", sa.String(64), primary_key=True),
+    sa.Column("held", sa.BigInteger(), nullable=False),
+    sa.Column("redeemed", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("held >= 0", name="held_not_negative"),
+    sa.CheckConstraint("redeemed >= held", name="redeemed_covers_held"),
 )

@@ -17,6 +17,7 @@ from loyaltykit.sql.ledger import SQLLedgerStore
 from loyaltykit.sql.members import SQLMemberKeyStore
 from loyaltykit.sql.orders import SQLOrderStore
 from loyaltykit.sql.referrals import SQLReferralStore
+from loyaltykit.sql.rewards import SQLRewardStore
 from loyaltykit.sql.tiers import SQLTierStore
 
 __all__ = ["SQLUnitOfWork", "begin_in_host"]
@@ -31,8 +32,8 @@ class SQLUnitOfWork:
     transaction that needs its own commit.
 
     Its stores (``keys``, ``programs``, ``ledger``, ``orders``, ``tiers``,
-    ``referrals``) read and write through :meth:`connection`, so the first of them to
-    run begins the transaction.
+    ``referrals``, ``rewards``) read and write through :meth:`connection`, so the first
+    of them to run begins the transaction.
     """
     #: Idempotency records.
     keys: SQLKeyStore
@@ -46,6 +47,8 @@ class SQLUnitOfWork:
     tiers: SQLTierStore
     #: Referral codes, referrals and identity marks.
     referrals: SQLReferralStore
+    #: Vouchers and reward counters.
+    rewards: SQLRewardStore
     #: The shop's member ids mapped to member keys, and erasures.
     members: SQLMemberKeyStore
 
@@ -64,6 +67,7 @@ class SQLUnitOfWork:
         self.orders = SQLOrderStore(self)
         self.tiers = SQLTierStore(self)
         self.referrals = SQLReferralStore(self)
+        self.rewards = SQLRewardStore(self)
         self.members = SQLMemberKeyStore(self)
 
     def __repr__(self) -> str:

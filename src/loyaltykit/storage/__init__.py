@@ -16,6 +16,7 @@ attribute     store                  change part          what it keeps
 ``orders``    :class:`OrderStore`    :class:`OrderChanges`    orders, rule usage
 ``tiers``     :class:`TierStore`     :class:`TierChanges`     tier states, history
 ``referrals`` :class:`ReferralStore` :class:`ReferralChanges` codes, referrals, marks
+``rewards``   :class:`RewardStore`   :class:`RewardChanges`   vouchers, reward counters
 ``members``   :class:`MemberKeyStore` :class:`MemberKeyChanges` shop ids -> member keys,
                                                           erasures
 ============  =====================  ===================  ==========================
@@ -40,8 +41,12 @@ Concurrency contract (what the services rely on):
   Writers of different members must not block each other where the engine allows.
 * A store's ``write`` raises :class:`~loyaltykit.DuplicateKey` when a unique rule is
   broken (idempotency key per program, member id per program, order id per program,
-  one reversal per transaction, one referral per referee, one code per program); the
+  one reversal per transaction, one referral per referee, one code per program, one
+  voucher code per program); the
   pipeline then rolls back and retries, finding the winner.
+* :meth:`RewardStore.take` counts a redemption against a reward's stock and global
+  limit with one guarded write, so concurrent redemptions never take more than there
+  is (the row it writes is held until the unit of work ends).
 * A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
   are translated at the edge.
 """
@@ -78,6 +83,7 @@ from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
 from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
+from loyaltykit.storage.rewards import RewardChanges, RewardStore
 from loyaltykit.storage.tiers import TierChanges, TierStore
 
 __all__ = [
@@ -113,6 +119,8 @@ __all__ = [
     "ReferralMark",
     "ReferralStatus",
     "ReferralStore",
+    "RewardChanges",
+    "RewardStore",
     "RuleUsage",
     "SerializationFailure",
     "Storage",
@@ -157,6 +165,10 @@ class UnitOfWork(Protocol):
     @property
     def referrals(self) -> ReferralStore:
         """Referral codes, referrals and identity marks."""
+
+    @property
+    def rewards(self) -> RewardStore:
+        """Vouchers and reward counters."""
 
     @property
     def members(self) -> MemberKeyStore:

@@ -21,6 +21,8 @@ all:
   recorded orders, returns and cancellations, earning-rule usage, account activity;
 * :mod:`~loyaltykit.testing.contract.tiers` -- :class:`TierContract`;
 * :mod:`~loyaltykit.testing.contract.referrals` -- :class:`ReferralContract`;
+* :mod:`~loyaltykit.testing.contract.rewards` -- :class:`RewardContract`: redemption,
+  vouchers, refusals that write nothing, expiry, the guarded stock counter;
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -92,6 +94,7 @@ from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
 from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referrals import ReferralContract
+from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tiers import TierContract
 
 __all__ = [
@@ -108,6 +111,7 @@ __all__ = [
     "OrderContract",
     "PrivacyContract",
     "ReferralContract",
+    "RewardContract",
     "Shop",
     "StorageContract",
     "TierContract",
@@ -124,7 +128,7 @@ __all__ = [
 
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
-                      PrivacyContract):
+                      RewardContract, PrivacyContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 
