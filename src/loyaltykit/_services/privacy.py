@@ -71,8 +71,8 @@ class PrivacyService:
         """Everything stored about a member, as one JSON-ready document (right of
         access and portability): the member record, balances, open lots and holds and
         every transaction per wallet, orders, tier state and history, referral codes,
-        the referral that brought the member, the referrals it made, and its identity
-        marks (keyed hashes). Raises :class:`~loyaltykit.MemberNotFound` for an id that
+        the referral that brought the member, the referrals it made, its identity
+        marks (keyed hashes) and its vouchers. Raises :class:`~loyaltykit.MemberNotFound` for an id that
         is not enrolled."""
         member_id = check_member_id(member_id)
         now = self.c.now()
@@ -114,6 +114,7 @@ class PrivacyService:
                 "referred_by": uow.referrals.get_referral(member_id),
                 "referrals_made": uow.referrals.referrals_of(member_id),
                 "identity_marks": uow.referrals.marks_of([member_id]),
+                "vouchers": uow.rewards.member_vouchers(member_id),
             }
         exported: dict[str, Any] = plain(document)
         return exported

@@ -418,6 +418,21 @@ class RewardContract(ContractPart):
         assert v.rewards.stock("coffee") == 0
         assert sum(len(v.rewards.vouchers(m)) for m in members) == 3
 
+    def test_export_holds_the_vouchers_and_erase_keeps_them_under_the_key(
+            self, storage: Storage) -> None:
+        v = _V(storage)
+        v.earn("alice", 1500, _berlin(2026, 3, 1))
+        got = v.rewards.redeem("alice", "coffee", key="r", at=v.at(_berlin(2026, 4, 10)))
+        exported = v.loyalty.privacy.export("alice")["vouchers"]
+        assert [(x["code"], x["member_id"], x["status"]) for x in exported] == [
+            (got.voucher.code, "alice", "issued")]
+        erased = v.loyalty.privacy.erase("alice")
+        assert erased.erased_as is not None
+        kept = v.rewards.voucher(got.voucher.code)
+        assert kept.member_id == erased.erased_as  # accounting stays, the person goes
+        assert v.rewards.vouchers(erased.erased_as) == [kept]
+        assert v.rewards.stock("coffee") == 1
+
     # -- the store itself -------------------------------------------------------------------
 
     def _store_voucher(self, program_id: str, member_id: str, code: str,
