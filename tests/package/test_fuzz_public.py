@@ -127,6 +127,7 @@ from loyaltykit import (
     TierPolicy,
     Velocity,
     Verdict,
+    VoucherStatus,
     Window,
     WindowKind,
     default_checks,
@@ -136,6 +137,7 @@ from loyaltykit import (
 )
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
@@ -296,6 +298,8 @@ def fuzz_program(version: int = 1, currency: str = "EUR", **changes: Any) -> Pro
         "tiers": TierPolicy(tiers=(Tier("member", 0), Tier("silver", 500))),
         "referrals": ReferralPolicy(reward=ReferralReward(referrer=100, referee=50),
                                     min_net=Money("10.00", currency)),
+        "rewards": RewardPolicy(catalogue=(
+            Reward("coffee", "Coffee", 10, FixedDiscount(Money("1.00", currency))),)),
         "version": version,
     }
     fields.update(changes)
@@ -332,7 +336,7 @@ _DEFAULT = object()
 
 #: What the recipes use up, and :meth:`World.restock` makes anew.
 RESOURCES = ("hold", "pending earn", "earn", "payment", "order", "referee",
-             "flagged referral")
+             "flagged referral", "voucher")
 
 
 class World:
@@ -393,6 +397,8 @@ class World:
             self.flagged = self.fresh("flagged")
             self._flagged.add(self.flagged)
             lo.enrol(self.flagged, referral_code=self.code)
+        elif what == "voucher":
+            self.voucher = lo.rewards.redeem("m", "coffee", key=self.key()).voucher.shown
         else:
             raise AssertionError(what)
 
@@ -554,6 +560,11 @@ def _tiers(name: str, **kw: Any) -> Call:
 def _referrals(name: str, **kw: Any) -> Call:
     return Call(f"Loyalty.referrals.{name}", lambda w: getattr(w.loyalty.referrals, name),
                 lambda: getattr(ReferralService, name), storage=True, **kw)
+
+
+def _rewards(name: str, **kw: Any) -> Call:
+    return Call(f"Loyalty.rewards.{name}", lambda w: getattr(w.loyalty.rewards, name),
+                lambda: getattr(RewardService, name), storage=True, **kw)
 
 
 def _privacy(name: str, **kw: Any) -> Call:
@@ -785,6 +796,18 @@ def calls() -> list[Call]:
         _referrals("reject", consumes="flagged referral", valid=_write(
             referee_id=lambda w: w.flagged, reason="fraud"),
                    roles={"reason": REQUIRED_TEXT}),
+        # -- rewards ---------------------------------------------------------------------
+        _rewards("redeem", valid=_write(member_id="m", reward_id="coffee", at=AT),
+                 roles={"reward_id": ID}),
+        _rewards("use", consumes="voucher", valid=_write(
+            code=lambda w: w.voucher, order_id="till-1", at=NOW), roles={"code": NAME}),
+        _rewards("cancel", consumes="voucher", valid=_write(
+            code=lambda w: w.voucher, at=NOW, reason="fuzz"), roles={"code": NAME}),
+        _rewards("check_code", valid=lambda w: {"text": w.voucher}, roles={"text": NAME}),
+        _rewards("voucher", valid=lambda w: {"code": w.voucher}, roles={"code": NAME}),
+        _rewards("vouchers", valid=_args(member_id="m", status=VoucherStatus.ISSUED),
+                 roles={"status": OBJECT}),
+        _rewards("stock", valid=_args(reward_id="coffee"), roles={"reward_id": ID}),
         # -- storages --------------------------------------------------------------------
         _new(MemoryStorage),
         _new(SQLStorage, lambda w: {"bind": sa.create_engine("sqlite://")},
@@ -1039,7 +1062,7 @@ NOT_FUZZED: dict[str, str] = {
         "OrderResult", "Posting", "Referral", "ReferralCode", "ReferrerStats", "ReturnResult",
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
-        "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork",
+        "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",
@@ -1057,6 +1080,7 @@ NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
         "Loyalty.tiers.subscribe", "Loyalty.tiers.tier_of", "Loyalty.tiers.due",
         "Loyalty.referrals.subscribe", "Loyalty.referrals.enrolment_extras",
+        "Loyalty.rewards.due",
     ], "wiring between the facade's services"),
     **dict.fromkeys([
         "AllOf.unmet", "AnyOf.unmet", "Attribute.unmet", "Condition.unmet", "FirstOrder.unmet",
