@@ -11,6 +11,7 @@ from loyaltykit import (
     InvalidCode,
     InvalidInput,
     Loyalty,
+    MemberNotFound,
     Money,
     Program,
     RewardNotFound,
@@ -53,6 +54,8 @@ def test_codes_statuses_and_instants_are_checked(loyalty: Loyalty) -> None:
                             at=AT - dt.timedelta(seconds=1))
     with pytest.raises(InvalidInput):
         loyalty.rewards.vouchers("M", "issued")  # type: ignore[arg-type]
+    with pytest.raises(MemberNotFound):
+        loyalty.rewards.vouchers("nobody")
     assert stored_rows(loyalty.storage) == before
 
 

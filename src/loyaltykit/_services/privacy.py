@@ -72,8 +72,8 @@ class PrivacyService:
         access and portability): the member record, balances, open lots and holds and
         every transaction per wallet, orders, tier state and history, referral codes,
         the referral that brought the member, the referrals it made, its identity
-        marks (keyed hashes) and its vouchers. Raises :class:`~loyaltykit.MemberNotFound` for an id that
-        is not enrolled."""
+        marks (keyed hashes) and its vouchers. Raises
+        :class:`~loyaltykit.MemberNotFound` for an id that is not enrolled."""
         member_id = check_member_id(member_id)
         now = self.c.now()
         with self.c.read() as uow:

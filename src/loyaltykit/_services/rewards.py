@@ -29,6 +29,7 @@ import attrs
 
 from loyaltykit._errors import (
     InvalidInput,
+    MemberNotFound,
     OutOfStock,
     RedemptionLimitReached,
     RewardNotAvailable,
@@ -274,13 +275,16 @@ class RewardService:
         return found
 
     def vouchers(self, member_id: str, status: VoucherStatus | None = None) -> list[Voucher]:
-        """Return the member's vouchers, oldest first; with ``status``, only those
+        """Return the member's vouchers, oldest first (:class:`~loyaltykit.MemberNotFound`
+        for an id not enrolled); with ``status``, only those
         stored with it (an issued voucher past its expiry stays ``issued`` until due
         work marks it: see :meth:`~loyaltykit.Voucher.status_at`)."""
         member_id = check_member_id(member_id)
         if status is not None and not isinstance(status, VoucherStatus):
             raise InvalidInput("status must be a VoucherStatus or None", status=shown(status))
         with self.c.read() as uow:
+            if uow.ledger.get_member(member_id) is None:
+                raise MemberNotFound("member is not enrolled", member_ids=[member_id])
             found = uow.rewards.member_vouchers(member_id)
         return [v for v in found if status is None or v.status is status]
 
