@@ -31,6 +31,7 @@ from loyaltykit._errors import (
     InvalidInput,
     InvalidMoney,
     InvalidOrder,
+    InvalidPayment,
     InvalidPoints,
     InvalidProgram,
     InvalidReturn,
@@ -72,6 +73,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._orders import Event, EventType, Order, OrderLine
+from loyaltykit._payment import PaymentPolicy, PaymentQuote, ReturnSplit
 from loyaltykit._privacy import ErasureResult
 from loyaltykit._program import (
     ClawbackPolicy,
@@ -241,6 +243,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMoney",
     "InvalidOrder",
+    "InvalidPayment",
     "InvalidPoints",
     "InvalidProgram",
     "InvalidReturn",
@@ -274,6 +277,8 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "Outcome",
+    "PaymentPolicy",
+    "PaymentQuote",
     "PendingPolicy",
     "PercentDiscount",
     "Posting",
@@ -294,6 +299,7 @@ __all__ = [
     "ReferrerStats",
     "RetryLimitExceeded",
     "ReturnResult",
+    "ReturnSplit",
     "Reward",
     "RewardLimit",
     "RewardPolicy",

@@ -26,6 +26,7 @@ from loyaltykit._services.due import DueWork
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.orders import OrderService
+from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.tiers import TierService
@@ -91,7 +92,8 @@ class Loyalty:
 
     Tiers are behind :attr:`tiers` (``loyalty.tiers.status(member_id)``), referrals
     behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``), erasure
-    and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``).
+    and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``), points as
+    payment behind :attr:`payments` (``loyalty.payments.quote(order)``).
     """
 
     #: tier status, history, progress, manual tiers and notices
@@ -100,6 +102,8 @@ class Loyalty:
     referrals: ReferralService
     #: erasure and export of members (DESIGN §11)
     privacy: PrivacyService
+    #: points as payment: a cart's usable points, checkout holds (DESIGN §7)
+    payments: PaymentService
 
     def __init__(
         self,
@@ -127,6 +131,7 @@ class Loyalty:
         self.referrals = ReferralService(c, self._ledger, secret=secret,
                                          fraud_checks=fraud_checks, randbelow=randbelow)
         self.privacy = PrivacyService(c, self._ledger)
+        self.payments = PaymentService(c, self._ledger)
         # what reacts to what: subscribers run inside the writer's unit of work
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)

@@ -323,7 +323,8 @@ class OrderRecord:
     ``earn_id`` is the earn transaction (None if it earned nothing);
     ``payments`` are spend/capture transactions that paid for it, reversed when the
     order is cancelled; ``refunded`` the points partial returns gave back of each of
-    them so far (payment transaction id -> points; a cancellation gives back the rest). ``fingerprint`` and ``result`` are set when the order was
+    them so far (payment transaction id -> points; a cancellation gives back the rest).
+    ``fingerprint`` and ``result`` are set when the order was
     recorded under its default idempotency key (``"order:<id>"``): the order row is
     then that key's record (the fingerprint of the request, and of the result only what
     the row does not hold: the earn and the balance after it), and no separate

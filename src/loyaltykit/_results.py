@@ -18,6 +18,7 @@ import orjson
 from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._referrals import Referral, ReferralCode, ReferralStatus, Source
 from loyaltykit._rules import Evaluation
+from loyaltykit._values import Money
 
 __all__ = [
     "Balance",
@@ -190,6 +191,11 @@ class ReturnResult:
     ``points_before`` -> ``points_after``; ``clawed_back`` points were taken back by
     ``transaction`` (None if nothing changed). A cancellation also lists in
     ``restored`` the reversals that gave back points spent on the order.
+    For an order paid partly with points (``paid_with``), ``points_refunded`` points
+    went back to their lots (the ``refund`` or ``reverse`` transactions in
+    ``restored``, a partial return's too) and ``money_refunded`` is what the shop
+    refunds in money for the returned goods (shipping excluded); it is None when
+    points paid for the order but its program version has no payment policy.
     ``rewards_withdrawn`` lists stamp-card rewards the order no longer earns: the shop
     should cancel them if they were not used yet. A stamp card keeps
     ``floor(kept stamps / every)`` rewards over all of the member's orders, so a return
@@ -210,6 +216,8 @@ class ReturnResult:
     rewards_withdrawn: tuple[str, ...] = ()
     rewards_withdrawn_elsewhere: tuple[tuple[str, str], ...] = ()
     card_clawbacks: tuple[TransactionResult, ...] = ()
+    points_refunded: int = 0
+    money_refunded: Money | None = None
 
 
 @attrs.frozen
@@ -230,7 +238,7 @@ class EventResult:
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member,
-                OrderResult, ReturnResult, EventResult, ReferralCode, Referral)
+                OrderResult, ReturnResult, EventResult, ReferralCode, Referral, Money)
 }
 _ENUMS: dict[str, type[Any]] = {"source": Source, "referral_status": ReferralStatus}
 _ENUM_NAMES: dict[type[Any], str] = {cls: name for name, cls in _ENUMS.items()}
