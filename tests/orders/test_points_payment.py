@@ -424,3 +424,4 @@ def test_the_old_payments_document_is_still_read() -> None:
     spent = shop.loyalty.spend("m", 2000, key="spend")
     shop.loyalty.record_order(cart(), paid_with=[spent.transaction_id])
     assert {} == dict(shop.loyalty.order("o1").refunded)
+
