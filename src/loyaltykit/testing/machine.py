@@ -59,9 +59,9 @@ from loyaltykit._model import Kind
 from loyaltykit._orders import Order, OrderLine
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._program import Program
+from loyaltykit._results import HoldResult, TransactionResult, TransferResult
 from loyaltykit._rules import EarningPolicy, RateRule
 from loyaltykit._values import Money
-from loyaltykit._results import HoldResult, TransactionResult, TransferResult
 from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.invariants import (
