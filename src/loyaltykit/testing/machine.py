@@ -595,10 +595,11 @@ class LedgerMachine(RuleBasedStateMachine):
         paid_id = paid.transaction_id
 
         def call(loyalty: Loyalty) -> Any:
-            return loyalty.record_order(order, paid_with=[paid_id])
+            # not the default "order:<id>" key, which reuse_key may not take for an earn
+            return loyalty.record_order(order, key=f"{key}:order", paid_with=[paid_id])
 
         result = self._run(f"record_order({order.id}, {points} points, {order.lines})", call,
-                           key=f"order:{order.id}")
+                           key=f"{key}:order")
         if result is not None:
             self.orders[order.id] = {line.id: line.quantity for line in lines}
 
