@@ -569,6 +569,14 @@ class LedgerMachine(RuleBasedStateMachine):
         order = Order(id=f"o{self._steps}", member_id=member_id, placed_at=self.clock.now(),
                       currency="EUR", lines=lines)
         points = self._points(data, member_id, wallet, high=400)
+        try:  # mostly what the quote allows, so that orders paid with points are many
+            quote = self.backends[0].loyalty.payments.quote(order)
+        except LoyaltyError:
+            quote = None
+        if quote is not None and quote.usable and data.draw(st.booleans(), label="quoted"):
+            steps = data.draw(st.integers(quote.min_points // quote.step,
+                                          quote.max_points // quote.step), label="steps")
+            points = steps * quote.step
         capture = data.draw(st.booleans(), label="hold and capture")
         key = self._key("pay")
         paid: Any
