@@ -31,6 +31,7 @@ from loyaltykit._errors import (
     InvalidInput,
     InvalidMoney,
     InvalidOrder,
+    InvalidPayment,
     InvalidPoints,
     InvalidProgram,
     InvalidReturn,
@@ -81,6 +82,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._orders import Event, EventType, Order, OrderLine
+from loyaltykit._payment import PaymentPolicy, PaymentQuote, ReturnSplit
 from loyaltykit._privacy import ErasureResult
 from loyaltykit._program import (
     ClawbackPolicy,
@@ -253,6 +255,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMoney",
     "InvalidOrder",
+    "InvalidPayment",
     "InvalidPoints",
     "InvalidProgram",
     "InvalidReturn",
@@ -287,6 +290,8 @@ __all__ = [
     "OrderStatus",
     "OutOfStock",
     "Outcome",
+    "PaymentPolicy",
+    "PaymentQuote",
     "PendingPolicy",
     "PercentDiscount",
     "Posting",
@@ -310,6 +315,7 @@ __all__ = [
     "ReferrerStats",
     "RetryLimitExceeded",
     "ReturnResult",
+    "ReturnSplit",
     "Reward",
     "RewardLimit",
     "RewardNotAvailable",

@@ -16,6 +16,7 @@ still catches a bad amount::
     │   ├── InvalidOrder
     │   ├── InvalidEvent
     │   ├── InvalidReturn
+    │   ├── InvalidPayment
     │   └── InvalidCode
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
@@ -87,6 +88,7 @@ __all__ = [
     "InsufficientPoints",
     "InvalidCode",
     "InvalidEvent",
+    "InvalidPayment",
     "InvalidIdempotencyKey",
     "InvalidInput",
     "InvalidMoney",
@@ -229,6 +231,13 @@ class InvalidReturn(InvalidInput):
     """A return names a line the order does not have, or more than is left of it."""
 
     code = "invalid_return"
+
+
+class InvalidPayment(InvalidInput):
+    """Points offered as payment break the program's payment policy (not whole steps,
+    under the minimum, over the cart's share), or the program takes none."""
+
+    code = "invalid_payment"
 
 
 class NotFound(LoyaltyError, LookupError):

@@ -26,6 +26,7 @@ from loyaltykit._services.due import DueWork
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.orders import OrderService
+from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.rewards import RewardService
@@ -93,7 +94,8 @@ class Loyalty:
     Tiers are behind :attr:`tiers` (``loyalty.tiers.status(member_id)``), referrals
     behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``), erasure
     and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``), rewards
-    behind :attr:`rewards` (``loyalty.rewards.redeem(member_id, reward_id, key=...)``).
+    behind :attr:`rewards` (``loyalty.rewards.redeem(member_id, reward_id, key=...)``),
+    points as payment behind :attr:`payments` (``loyalty.payments.quote(order)``).
     """
 
     #: tier status, history, progress, manual tiers and notices
@@ -104,6 +106,8 @@ class Loyalty:
     privacy: PrivacyService
     #: redeeming rewards for vouchers; using, cancelling and reading vouchers
     rewards: RewardService
+    #: points as payment: a cart's usable points, checkout holds (DESIGN §7)
+    payments: PaymentService
 
     def __init__(
         self,
@@ -132,6 +136,7 @@ class Loyalty:
                                          fraud_checks=fraud_checks, randbelow=randbelow)
         self.privacy = PrivacyService(c, self._ledger)
         self.rewards = RewardService(c, self._ledger, randbelow=randbelow)
+        self.payments = PaymentService(c, self._ledger)
         # what reacts to what: subscribers run inside the writer's unit of work
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)

@@ -51,7 +51,10 @@ from loyaltykit.storage.ledger import LedgerChanges
 __all__ = ["Ledger", "MemberBook"]
 
 _FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
-_NOT_REVERSIBLE = {Kind.EXPIRE, Kind.ACTIVATE, Kind.HOLD, Kind.RELEASE, Kind.REVERSE}
+_NOT_REVERSIBLE = {Kind.EXPIRE, Kind.ACTIVATE, Kind.HOLD, Kind.RELEASE, Kind.REVERSE,
+                   Kind.REFUND}
+#: What a refund may give part of back.
+_REFUNDABLE = frozenset({Kind.SPEND, Kind.CAPTURE})
 #: What brings points (or debt) into a wallet: each total it posts to stays within
 #: MAX_TOTAL. Everything else only moves what these brought in (an expiry, a spend,
 #: a reversal), so no stored total can pass a few times MAX_TOTAL, far inside the
@@ -729,6 +732,61 @@ class Ledger:
                 return self._finish_reversal(book, original, draft, shortfall, reason,
                                              metadata, tx_id)
         return self._finish_reversal(book, original, draft, shortfall, reason, metadata, None)
+
+    def refund(self, book: MemberBook, original: Transaction, points: int, *,
+               already: int = 0, reason: str = "",
+               metadata: Mapping[str, Any] | None = None) -> Transaction:
+        """Give ``points`` of a spend or capture back to the lots it took them from,
+        with their original expiry (a partial return of an order paid with points).
+
+        The lots the debit consumed last come back first; ``already`` points were
+        given back by earlier refunds of the same debit (so they came from its last
+        lots) and are skipped. Points going back to a lot past its expiry expire at
+        once, as a reversal's do. The caller keeps ``already`` (the orders' service
+        keeps it on the order); a refund never gives back more than the debit took.
+        """
+        if original.kind not in _REFUNDABLE:
+            raise NotReversible(
+                f"a {original.kind.value} transaction cannot be refunded",
+                transaction_id=str(original.id), kind=original.kind.value)
+        # what the debit redeemed from each lot, in the order it took them: a capture's
+        # movement of a lot may also hold held points that expired on their way back,
+        # but it takes its points from the first allocations, so the first REDEEMED
+        # points of the movements are exactly what it took
+        total = original.amount(Account.REDEEMED)
+        taken: list[tuple[uuid.UUID, int]] = []
+        rest = total
+        for m in original.movements:
+            if m.delta < 0 and rest > 0:
+                taken.append((m.lot_id, min(-m.delta, rest)))
+                rest -= taken[-1][1]
+        if not 0 < points <= total - already or already < 0:  # domain bug guard
+            raise AssertionError(f"refund of {points} after {already} of a debit of {total}")
+        lots, _ = book.require_lots()
+        draft = _Draft()
+        skip, left = already, points
+        for lot_id, consumed in reversed(taken):
+            if left == 0:
+                break
+            passed = min(skip, consumed)
+            skip -= passed
+            back = min(consumed - passed, left)
+            if back <= 0:
+                continue
+            left -= back
+            lot = lots.get(lot_id)
+            if lot is None:
+                raise AssertionError(f"lot {lot_id} of a refund was not loaded")
+            if lot.expired_at(self.at):
+                draft.post(Account.EXPIRED, back)
+            else:
+                draft.post(_bucket(lot), back)
+                draft.move(lot.id, back)
+                self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining + back))
+        draft.post(Account.REDEEMED, -points)
+        meta = {**(metadata or {}), "refunds_id": str(original.id),
+                "refunded_before": already}
+        return self._commit(book, Kind.REFUND, draft, reason=reason, metadata=meta)
 
     def _finish_reversal(
         self, book: MemberBook, original: Transaction, draft: _Draft, shortfall: int,

@@ -52,6 +52,9 @@ class Kind(enum.Enum):
     ADJUST = "adjust"
     TRANSFER = "transfer"
     CLAWBACK = "clawback"
+    #: gives part of a spend or capture back to the lots it took (a partial return of
+    #: an order paid with points); ``metadata["refunds_id"]`` names the debit
+    REFUND = "refund"
 
 
 class Account(enum.Enum):
@@ -319,7 +322,9 @@ class OrderRecord:
     first return that changed it (None until then: ``evaluation`` is that breakdown).
     ``earn_id`` is the earn transaction (None if it earned nothing);
     ``payments`` are spend/capture transactions that paid for it, reversed when the
-    order is cancelled. ``fingerprint`` and ``result`` are set when the order was
+    order is cancelled; ``refunded`` the points partial returns gave back of each of
+    them so far (payment transaction id -> points; a cancellation gives back the rest).
+    ``fingerprint`` and ``result`` are set when the order was
     recorded under its default idempotency key (``"order:<id>"``): the order row is
     then that key's record (the fingerprint of the request, and of the result only what
     the row does not hold: the earn and the balance after it), and no separate
@@ -343,11 +348,12 @@ class OrderRecord:
     recorded_evaluation: Mapping[str, Any] | None = None
     fingerprint: str | None = None
     result: str | None = None
+    refunded: Mapping[uuid.UUID, int] = attrs.field(factory=dict)
 
     #: The fields a return or cancellation may change; the rest never change.
     CHANGING: ClassVar[tuple[str, ...]] = (
         "returned", "status", "points", "evaluation", "earn_id", "payments", "updated_at",
-        "recorded_evaluation",
+        "recorded_evaluation", "refunded",
     )
 
     def evaluation_as_recorded(self) -> Mapping[str, Any]:

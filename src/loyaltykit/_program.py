@@ -27,6 +27,7 @@ from loyaltykit._errors import (
     UnknownWallet,
     shown,
 )
+from loyaltykit._payment import PaymentPolicy
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rewards import FixedDiscount, RewardPolicy
 from loyaltykit._rules import EarningPolicy
@@ -274,7 +275,9 @@ class Program:
     ``effective_from`` says from when this one prices orders (None: from the
     beginning). ``tiers`` is the tier ladder (None: the program has no tiers; the
     rules then read a member's tier from its ``tier`` attribute). ``referrals`` holds
-    the referral program (None: none); ``rewards`` the reward catalogue (None: none).
+    the referral program (None: none); ``rewards`` the reward catalogue (None: none);
+    ``payments`` how members may pay with points (None: points pay for nothing at
+    checkout through :attr:`Loyalty.payments`).
     Every version is
     kept in storage, so an order is always re-evaluated (on a return) with the rules
     it was placed under. Versions of one program share its id, time zone, currency
@@ -293,6 +296,7 @@ class Program:
     tiers: TierPolicy | None = None
     referrals: ReferralPolicy | None = None
     rewards: RewardPolicy | None = None
+    payments: PaymentPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -353,6 +357,12 @@ class Program:
                               minimum.currency)
         if self.rewards is not None:
             self._check_rewards(self.rewards)
+        if self.payments is not None:
+            if not isinstance(self.payments, PaymentPolicy):
+                raise invalid("payments", "must be a PaymentPolicy", shown(self.payments))
+            if self.payments.money.currency != self.currency:
+                raise invalid("payments.money", "must be in the program's currency",
+                              self.payments.money.currency)
 
     def _check_rewards(self, rewards: object) -> None:
         """The catalogue's fields that depend on the rest of the program: the wallet,
@@ -405,6 +415,7 @@ class Program:
             "tiers": self.tiers.to_dict() if self.tiers is not None else None,
             "referrals": self.referrals.to_dict() if self.referrals is not None else None,
             "rewards": self.rewards.to_dict() if self.rewards is not None else None,
+            "payments": self.payments.to_dict() if self.payments is not None else None,
         }
 
     @classmethod
@@ -448,6 +459,8 @@ class Program:
                            if data.get("referrals") is not None else None),
                 rewards=(RewardPolicy.from_dict(data["rewards"])
                          if data.get("rewards") is not None else None),
+                payments=(PaymentPolicy.from_dict(data["payments"])
+                          if data.get("payments") is not None else None),
             )
         except KeyError as exc:
             raise invalid(str(exc.args[0]), "is required", None) from None
@@ -490,5 +503,5 @@ class Program:
 
 _PROGRAM_KEYS = frozenset({
     "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
-    "version", "effective_from", "tiers", "referrals", "rewards",
+    "version", "effective_from", "tiers", "referrals", "rewards", "payments",
 })

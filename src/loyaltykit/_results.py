@@ -19,6 +19,7 @@ from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._referrals import Referral, ReferralCode, ReferralStatus, Source
 from loyaltykit._rewards import Voucher, VoucherStatus
 from loyaltykit._rules import Evaluation
+from loyaltykit._values import Money
 
 __all__ = [
     "Balance",
@@ -209,6 +210,11 @@ class ReturnResult:
     ``points_before`` -> ``points_after``; ``clawed_back`` points were taken back by
     ``transaction`` (None if nothing changed). A cancellation also lists in
     ``restored`` the reversals that gave back points spent on the order.
+    For an order paid partly with points (``paid_with``), ``points_refunded`` points
+    went back to their lots (the ``refund`` or ``reverse`` transactions in
+    ``restored``, a partial return's too) and ``money_refunded`` is what the shop
+    refunds in money for the returned goods (shipping excluded); it is None when
+    points paid for the order but its program version has no payment policy.
     ``rewards_withdrawn`` lists stamp-card rewards the order no longer earns: the shop
     should cancel them if they were not used yet. A stamp card keeps
     ``floor(kept stamps / every)`` rewards over all of the member's orders, so a return
@@ -229,6 +235,8 @@ class ReturnResult:
     rewards_withdrawn: tuple[str, ...] = ()
     rewards_withdrawn_elsewhere: tuple[tuple[str, str], ...] = ()
     card_clawbacks: tuple[TransactionResult, ...] = ()
+    points_refunded: int = 0
+    money_refunded: Money | None = None
 
 
 @attrs.frozen
@@ -250,7 +258,7 @@ _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Balance, TransactionResult, HoldResult, TransferResult, BulkEarnResult, Member,
                 OrderResult, ReturnResult, EventResult, ReferralCode, Referral, Voucher,
-                Redemption)
+                Redemption, Money)
 }
 _ENUMS: dict[str, type[Any]] = {"source": Source, "referral_status": ReferralStatus,
                                  "voucher_status": VoucherStatus}

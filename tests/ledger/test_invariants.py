@@ -394,6 +394,37 @@ def test_check_replay_rejects_a_replay_that_writes(ledger: Ledger) -> None:
         check_replay(ledger.loyalty, replay, MEMBERS, original=original)
 
 
+def test_m_refunds_give_back_more_than_the_debit_took() -> None:
+    from decimal import Decimal
+
+    from loyaltykit import Order, OrderLine, PaymentPolicy
+
+    program = attrs.evolve(make_program(), payments=PaymentPolicy(
+        points=100, money=Money("1.00", "EUR"), max_share=Decimal("0.5")))
+    storage = MemoryStorage()
+    loyalty = Loyalty(program, storage, clock=TestClock(START))
+    loyalty.enrol("alice")
+    loyalty.earn("alice", 600, key="e1")
+    loyalty.earn("alice", 600, key="e2")
+    spent = loyalty.spend("alice", 1000, key="s")
+    eur = Money("10.00", "EUR")
+    order = Order(id="o", member_id="alice", placed_at=START, currency="EUR", lines=(
+        OrderLine(sku="a", quantity=1, unit_price=eur),
+        OrderLine(sku="b", quantity=1, unit_price=eur)))
+    loyalty.record_order(order, paid_with=[spent.transaction_id])
+    loyalty.record_return("o", {"b": 1}, key="r")
+    check_invariants(storage, program, ["alice"])
+    snapshot = read_ledger(storage, program, ["alice"])
+    wallet = snapshot.wallets[("alice", "points")]
+    refund = next(t for t in wallet.transactions if t.kind is Kind.REFUND)
+    again = [attrs.evolve(refund, id=uuid.uuid4()) for _ in range(2)]
+    forged = attrs.evolve(snapshot, wallets={("alice", "points"): attrs.evolve(
+        wallet, transactions=(*again, *wallet.transactions))})
+    found = [v for v in find_violations(forged, program) if v.invariant == "m"]
+    assert any("were given back, it redeemed 1000" in v.message for v in found)
+    assert any("went back to lot" in v.message for v in found)
+
+
 def test_every_invariant_has_a_failing_test() -> None:
     tested = {name.split("_")[1] for name in globals() if name.startswith("test_")}
     assert set(INVARIANTS) <= tested

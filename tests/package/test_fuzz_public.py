@@ -99,6 +99,7 @@ from loyaltykit import (
     Order,
     OrderLine,
     Outcome,
+    PaymentPolicy,
     PendingPolicy,
     PercentDiscount,
     Program,
@@ -107,6 +108,7 @@ from loyaltykit import (
     ReferralCap,
     ReferralPolicy,
     ReferralReward,
+    ReturnSplit,
     Reward,
     RewardLimit,
     RewardPolicy,
@@ -135,6 +137,7 @@ from loyaltykit import (
     evaluate_order,
     normalise_email,
 )
+from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.rewards import RewardService
@@ -300,6 +303,9 @@ def fuzz_program(version: int = 1, currency: str = "EUR", **changes: Any) -> Pro
                                     min_net=Money("10.00", currency)),
         "rewards": RewardPolicy(catalogue=(
             Reward("coffee", "Coffee", 10, FixedDiscount(Money("1.00", currency))),)),
+        # 1 point = 0.01, no minimum, up to all of the goods: the world's spend of 10
+        # points pays for an order
+        "payments": PaymentPolicy(points=1, money=Money("0.01", currency)),
         "version": version,
     }
     fields.update(changes)
@@ -572,6 +578,11 @@ def _privacy(name: str, **kw: Any) -> Call:
                 lambda: getattr(PrivacyService, name), storage=True, **kw)
 
 
+def _payments(name: str, **kw: Any) -> Call:
+    return Call(f"Loyalty.payments.{name}", lambda w: getattr(w.loyalty.payments, name),
+                lambda: getattr(PaymentService, name), storage=True, **kw)
+
+
 def _new(cls: type, valid: Callable[[World], dict[str, Any]] = lambda w: {},
          **kw: Any) -> Call:
     return Call(cls.__name__, lambda w: cls, lambda: cls, valid, **kw)
@@ -778,6 +789,15 @@ def calls() -> list[Call]:
         _referrals("codes", valid=_args(member_id="m")),
         _privacy("erase", consumes="referee", valid=lambda w: {"member_id": w.referee}),
         _privacy("export", valid=_args(member_id="m")),
+        # -- points as payment -----------------------------------------------------------
+        _payments("quote", valid=_args(order=lambda w: order(w.fresh("order")),
+                                       wallet="points"),
+                  roles={"order": OBJECT}),
+        _payments("hold", valid=_write(order=lambda w: order(w.fresh("order")), points=5,
+                                       ttl=_DAY, at=AT, wallet="points"),
+                  roles={"order": OBJECT}),
+        _payments("capture", consumes="hold", valid=_write(hold_id=lambda w: w.hold_id)),
+        _payments("release", consumes="hold", valid=_write(hold_id=lambda w: w.hold_id)),
         _referrals("get", valid=_args(referee_id="r")),
         _referrals("made_by", valid=_args(referrer_id="m")),
         _referrals("stats", valid=_args(member_id="m", at=AT)),
@@ -898,7 +918,8 @@ def calls() -> list[Call]:
                         "order": order("o9"),
                         "member": MemberContext(member_id="m", enrolled_at=START)},
              roles={"policy": OBJECT, "order": OBJECT, "member": OBJECT, "usage": SEQ,
-                    "version": COUNT, "previous": OBJECT, "stamps": JSON}),
+                    "version": COUNT, "previous": OBJECT, "stamps": JSON,
+                    "money_paid": SEQ}),
         Call("evaluate_event", lambda w: evaluate_event, lambda: evaluate_event,
              lambda w: {"policy": w.program.earning, "time_zone": "Europe/Berlin",
                         "event": Event(id="e1", type="birthday", member_id="m",
@@ -1023,6 +1044,15 @@ def calls() -> list[Call]:
                                       "code": CodeSpec(length=12)},
              roles={"catalogue": SEQ, "wallet": LABEL, "code": OBJECT}),
         _parse(RewardPolicy, lambda w: RewardPolicy(catalogue=(_reward(),))),
+        _new(PaymentPolicy, lambda w: {"points": 100, "money": Money("1.00", "EUR"),
+                                       "min_points": 500, "max_share": Decimal("0.5"),
+                                       "step": 100, "earn_on_points_paid": True,
+                                       "returns": ReturnSplit.MONEY_FIRST},
+             roles={"points": COUNT, "money": OBJECT, "min_points": COUNT0,
+                    "max_share": DECIMAL, "step": COUNT, "earn_on_points_paid": BOOL,
+                    "returns": NAME}),
+        _parse(PaymentPolicy, lambda w: PaymentPolicy(points=100, money=Money("1.00", "EUR"),
+                                                      max_share=Decimal("0.5"))),
         _new(Reward, lambda w: {"id": "coffee", "name": "Coffee", "cost": 500,
                                 "kind": FixedDiscount(Money("5.00", "EUR")), "stock": 2,
                                 "starts_at": START, "ends_at": START + 30 * _DAY,
@@ -1059,7 +1089,8 @@ NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
         "Balance", "BulkEarnResult", "DueWorkReport", "ErasureResult", "Evaluation", "EventResult",
         "Hold", "HoldAllocation", "HoldResult", "Lot", "LotMovement", "Member", "OrderRecord",
-        "OrderResult", "Posting", "Referral", "ReferralCode", "ReferrerStats", "ReturnResult",
+        "OrderResult", "PaymentQuote", "Posting", "Referral", "ReferralCode", "ReferrerStats",
+        "ReturnResult",
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
@@ -1092,6 +1123,8 @@ NOT_FUZZED: dict[str, str] = {
         "QualificationWindow.next_period", "QualificationWindow.period_start",
         "QualificationWindow.window_start", "ReferralCap.bounds", "ReferralPolicy.reward_for",
         "TierPolicy.qualified", "TierPolicy.rank", "TierPolicy.units_as",
+        "PaymentPolicy.limit", "PaymentPolicy.points_for", "PaymentPolicy.problem",
+        "PaymentPolicy.value",
     ], "an evaluation helper the library calls with values it has checked"),
 }
 

@@ -198,6 +198,7 @@ def _evaluate(
     version: int,
     context: Mapping[str, Any],
     keep: Mapping[str, tuple[int, int]] | None = None,
+    money_paid: Sequence[Decimal] | None = None,
 ) -> Evaluation:
     outcomes: list[RuleOutcome] = []
     append = outcomes.append
@@ -208,7 +209,8 @@ def _evaluate(
     n = len(lines)
     empty = is_order and n == 0
     every = list(range(n))
-    nets = [line.net for line in lines]
+    # an order paid partly with points earns on each line's money-paid part only
+    nets = [line.net for line in lines] if money_paid is None else list(money_paid)
     keys = [(line.sku, line.category) for line in lines]
     base: list[Decimal] = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
     current = base
@@ -409,6 +411,22 @@ def _evaluate(
                       tuple(outcomes), tuple(rewards), version, context)
 
 
+def _check_money_paid(order: Order, money_paid: object) -> list[Decimal] | None:
+    """``money_paid`` as a list of one Decimal per line, each from 0 to the line's net."""
+    if money_paid is None:
+        return None
+    if isinstance(money_paid, str | bytes) or not isinstance(money_paid, Sequence) \
+            or len(money_paid) != len(order.lines):
+        raise InvalidInput("money_paid must give one amount per line of the order",
+                           field="money_paid", value=shown(money_paid))
+    for line, part in zip(order.lines, money_paid, strict=True):
+        if not isinstance(part, Decimal) or not part.is_finite() or not ZERO <= part <= line.net:
+            raise InvalidInput("money_paid: each amount must be a Decimal from 0 to its "
+                               "line's net amount", field="money_paid", line_id=line.id,
+                               value=shown(part))
+    return list(money_paid)
+
+
 def _check_policy(policy: object) -> EarningPolicy:
     if not isinstance(policy, EarningPolicy):
         raise InvalidProgram("policy must be an EarningPolicy", field="earning",
@@ -490,13 +508,14 @@ def reevaluate_order(
     *,
     version: int,
     keep: Mapping[str, tuple[int, int]],
+    money_paid: Sequence[Decimal] | None = None,
 ) -> Evaluation:
     """:func:`evaluate_order` with ``previous``, except that each stamp card named in
     ``keep`` (``card id -> (rewards, stamps)``) applies with that many rewards and
     stamps, whatever the order's own lines give now (its points still at most what it
     gave before): the orders' service settles a card over all of the member's kept
     stamps (see :meth:`~loyaltykit.Loyalty.record_return`), and the order keeps what
-    the settlement leaves it."""
+    the settlement leaves it. ``money_paid`` is as for :func:`evaluate_order`."""
     plan = plan_of(_check_policy(policy))
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
@@ -508,7 +527,8 @@ def reevaluate_order(
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=previous,
-                         version=version, context=previous.context, keep=keep)
+                         version=version, context=previous.context, keep=keep,
+                         money_paid=_check_money_paid(order, money_paid))
 
 
 def evaluate_order(
@@ -521,6 +541,7 @@ def evaluate_order(
     version: int = 1,
     previous: Evaluation | None = None,
     stamps: Mapping[str, int] | None = None,
+    money_paid: Sequence[Decimal] | None = None,
 ) -> Evaluation:
     """Price ``order`` for ``member`` under ``policy`` in the program's ``time_zone``.
 
@@ -529,8 +550,10 @@ def evaluate_order(
     order as placed) this is a re-evaluation after a return: ``order`` is the order
     as it stands, ``previous.context`` replaces ``member`` and ``usage``, and no rule
     gives more than it gave before. ``stamps`` may give stamp cards' lifetime stamp
-    counts (see :func:`stamp_card_ids`) instead of their usage rows. Pure: no clock,
-    no I/O.
+    counts (see :func:`stamp_card_ids`) instead of their usage rows. ``money_paid``
+    gives, per line, the part of its net amount paid in money when points paid for the
+    rest: rate rules then earn on it instead of the net (conditions such as a minimum
+    order still test the order's net goods). Pure: no clock, no I/O.
     """
     plan = plan_of(_check_policy(policy))
     if not isinstance(order, Order):
@@ -555,7 +578,8 @@ def evaluate_order(
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=previous,
-                         version=version, context=context)
+                         version=version, context=context,
+                         money_paid=_check_money_paid(order, money_paid))
 
 
 def evaluate_event(

@@ -26,6 +26,7 @@ from loyaltykit._errors import (
     InvalidEvent,
     InvalidInput,
     InvalidOrder,
+    InvalidPayment,
     InvalidReturn,
     LoyaltyError,
     MemberNotFound,
@@ -38,8 +39,17 @@ from loyaltykit._errors import (
 )
 from loyaltykit._events import OrderRecorded, OrderReturned
 from loyaltykit._ledger import Ledger, MemberBook
-from loyaltykit._model import IdempotencyRecord, Kind, MemberState, OrderRecord, OrderStatus
+from loyaltykit._model import (
+    Account,
+    IdempotencyRecord,
+    Kind,
+    MemberState,
+    OrderRecord,
+    OrderStatus,
+    Transaction,
+)
 from loyaltykit._orders import MAX_QUANTITY, Event, Order
+from loyaltykit._payment import PaymentPolicy, allocate, split_refund
 from loyaltykit._pipeline import Work
 from loyaltykit._program import Program
 from loyaltykit._results import (
@@ -66,7 +76,7 @@ from loyaltykit._rules import (
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_id, check_member_id, check_reason
-from loyaltykit._values import check_key
+from loyaltykit._values import Money, check_key
 from loyaltykit.storage import OrderChanges, UnitOfWork
 
 __all__ = ["ORDER_KEY", "OrderService", "TierOf"]
@@ -91,6 +101,68 @@ class _Priced:
     kept: Retention
 
 
+@attrs.define
+class _RefundPlan:
+    """What a return or cancellation gives back of the points that paid for an order.
+
+    ``live`` are its payments not reversed outside the order, ``refunded`` the points
+    partial returns gave back of each (kept on the order), ``points_back`` /
+    ``money_back`` this return's refund (money: the goods value returned less the
+    points' value; None when the order's program version has no payment policy and
+    points paid for it), ``points_after`` the points still paying for what is kept.
+    """
+
+    live: list[Transaction]
+    refunded: dict[uuid.UUID, int]
+    points_back: int
+    money_back: Decimal | None
+    points_after: int
+    cancel: bool
+
+    @classmethod
+    def make(cls, uow: UnitOfWork, record: OrderRecord, policy: PaymentPolicy | None,
+             payments: Sequence[Transaction], before: Order, after: Order, *,
+             cancel: bool) -> _RefundPlan:
+        live = [t for t in payments if uow.ledger.find_reversal(t.id) is None]
+        refunded = {k: v for k, v in record.refunded.items()}
+        left = _paid(live) - sum(refunded.get(t.id, 0) for t in live)
+        returned = before.net_goods - after.net_goods
+        everything = cancel or not after.lines
+        if policy is not None and payments:
+            back, money = split_refund(policy, returned, before.net_goods, left,
+                                       everything=everything)
+        elif payments:  # no policy: only a cancellation gives the points back
+            back, money = (left if cancel else 0), None
+        else:
+            back, money = 0, returned
+        return cls(live, refunded, back, money, left - back, cancel)
+
+    def apply(self, ledger: Ledger, book: MemberBook, reason: str,
+              order_id: str) -> list[Transaction]:
+        """Post the refund: payments are given back last first; one never refunded
+        before is reversed whole on a cancellation (as before partial refunds)."""
+        done: list[Transaction] = []
+        left = self.points_back
+        meta = {"order_id": order_id}
+        for paid in reversed(self.live):
+            if left <= 0:
+                break
+            already = self.refunded.get(paid.id, 0)
+            rest = paid.amount(Account.REDEEMED) - already
+            n = min(rest, left)
+            if n <= 0:
+                continue
+            left -= n
+            if self.cancel and already == 0 and n == rest:
+                done.append(ledger.reverse(book, paid, reason=reason, metadata=meta))
+            else:
+                done.append(ledger.refund(book, paid, n, already=already, reason=reason,
+                                          metadata=meta))
+                self.refunded[paid.id] = already + n
+        done.reverse()
+        return done
+
+
 @attrs.frozen
 class _Settled:
     """A return's stamp-card settlement: the rewards the returned order keeps per card,
@@ -109,6 +181,23 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
         else:
             gone.append(reward)
     return tuple(gone)
+
+
+def _money_paid(policy: PaymentPolicy | None, order: Order,
+                points: int) -> list[Decimal] | None:
+    """The money-paid part of each line of ``order`` when ``points`` paid for the rest
+    (their value allocated pro rata to the lines' nets, to the cent, largest remainder
+    first); None when the order earns on its whole nets."""
+    if policy is None or policy.earn_on_points_paid or points <= 0:
+        return None
+    nets = [line.net for line in order.lines]
+    paid = min(policy.value(points), sum(nets, Decimal(0)))
+    return [net - part for net, part in zip(nets, allocate(paid, nets), strict=True)]
+
+
+def _paid(payments: Iterable[Transaction]) -> int:
+    """The points ``payments`` (spends or captures) redeemed."""
+    return sum(t.amount(Account.REDEEMED) for t in payments)
 
 
 def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
@@ -292,7 +381,12 @@ class OrderService:
         ``"order:"`` are kept for this default (anything else using one raises
         :class:`~loyaltykit.InvalidInput`). ``paid_with`` lists the
         spend or capture transactions that paid for the order with points; cancelling
-        the order gives those points back to their original lots.
+        the order gives those points back to their original lots. When the program
+        version in force has a ``payments`` policy, the points paid must keep it (whole
+        steps, the minimum, the cart's share of goods; else
+        :class:`~loyaltykit.InvalidPayment`, nothing written), the order earns on its
+        money-paid part only (unless the policy says otherwise) and a partial return
+        gives points back in proportion (see :meth:`record_return`).
         """
         order = self._check_order(order)
         member_id = check_member_id(order.member_id)
@@ -316,6 +410,7 @@ class OrderService:
             state = self._member_state(uow, member_id, wallet_, when, lock=True)
             book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
                                locked={member_id: state.accounts[wallet_]})[member_id]
+            paid_txs = []
             for pid in payments:
                 paid = uow.ledger.get_transaction(pid)
                 if paid is None or paid.member_id != member_id or paid.wallet != wallet_:
@@ -324,10 +419,19 @@ class OrderService:
                 if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
                     raise InvalidInput("paid_with must name spend or capture transactions",
                                        transaction_id=str(pid), kind=paid.kind.value)
+                paid_txs.append(paid)
             p = self._pricing(uow, state, when, is_order=True, work=work)
             program = p.program
+            policy = program.payments if paid_txs else None
+            points_paid = _paid(paid_txs)
+            if policy is not None:
+                problem = policy.problem(points_paid, order.net_goods)
+                if problem is not None:
+                    raise InvalidPayment(f"paid_with: {problem[0]}", order_id=order.id,
+                                         **problem[1])
             evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
-                                        usage=p.usage, version=program.version, stamps=p.stamps)
+                                        usage=p.usage, version=program.version, stamps=p.stamps,
+                                        money_paid=_money_paid(policy, order, points_paid))
             tx = None
             if evaluation.points > 0:
                 tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
@@ -387,6 +491,14 @@ class OrderService:
         return that takes stamps back withdraws the rest from this order first, then
         from the member's most recently placed orders (their points clawed back, listed
         in ``rewards_withdrawn_elsewhere`` and ``card_clawbacks``); a cancellation too.
+
+        An order paid partly with points (``paid_with``) under a program with a
+        ``payments`` policy gets back part of those points: the goods value returned is
+        refunded in points and money as the policy's ``returns`` says (pro rata by
+        default), the points going back to the lots their payment took them from, with
+        their original expiry (a ``refund`` transaction in ``restored``;
+        ``points_refunded`` and ``money_refunded`` say how much). The kept lines then
+        earn on their money-paid part. A later cancellation gives back only the rest.
         """
         order_id = check_member_id(order_id, "order_id")
         if not isinstance(lines, Mapping) or not lines:
@@ -443,7 +555,7 @@ class OrderService:
                 raise OrderNotFound("no such order", order_id=order_id)
             member_id = found.member_id
             payments = [t for t in (uow.ledger.get_transaction(p) for p in found.payments)
-                        if t is not None] if cancel else []
+                        if t is not None]
             earn = uow.ledger.get_transaction(found.earn_id) if found.earn_id else None
             earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
             wallet_ = earn.wallet if earn else (payments[0].wallet if payments
@@ -472,28 +584,28 @@ class OrderService:
                     returned[line_id] = returned.get(line_id, 0) + qty
             as_it_stands = original.after_returns(returned)
             program = self.c.version(record.version, uow)
+            standing = original.after_returns(dict(record.returned))
+            plan = _RefundPlan.make(uow, record, program.payments, payments, standing,
+                                    as_it_stands, cancel=cancel)
+            money_paid = _money_paid(program.payments, as_it_stands, plan.points_after)
             previous = Evaluation.from_dict(dict(record.evaluation))
             placeholder = MemberContext(member_id=member_id, enrolled_at=record.placed_at)
             evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
                                         placeholder, previous=previous,
-                                        version=record.version)
+                                        version=record.version, money_paid=money_paid)
             kept = self.c.retention(program)
             activity = self._activity(uow, state, kept)
             settled = self._settle_cards(uow, program, record, previous, evaluation, activity)
             if settled.keep:
                 evaluation = reevaluate_order(program.earning, program.time_zone,
                                               as_it_stands, previous, version=record.version,
-                                              keep=settled.keep)
+                                              keep=settled.keep, money_paid=money_paid)
             # before any clawback, so the voided rewards are taken back from their own lots
             work.publish(OrderReturned(
-                record, before=original.after_returns(dict(record.returned)),
+                record, before=standing,
                 after=as_it_stands, at=when, wallet=wallet_, cancelled=cancel))
-            restored = []
-            for paid in payments:
-                if uow.ledger.find_reversal(paid.id) is None:
-                    back = ledger.reverse(book, paid, reason=reason or f"order {order_id} "
-                                          "cancelled", metadata={"order_id": order_id})
-                    restored.append(back)
+            why = reason or f"order {order_id} {'cancelled' if cancel else 'return'}"
+            restored = plan.apply(ledger, book, why, order_id)
             difference = record.points - evaluation.points
             tx = None
             if difference > 0:
@@ -507,6 +619,7 @@ class OrderService:
                 evaluation=evaluation.to_dict(), updated_at=ledger.recorded_at,
                 recorded_evaluation=record.evaluation_as_recorded(),
                 status=OrderStatus.CANCELLED if cancel else OrderStatus.OPEN,
+                refunded=plan.refunded,
             )
             usage_key = f"order:{order_id}"
             before, after = (usage_rows(e, program_id=self.program.id, member_id=member_id,
@@ -535,6 +648,9 @@ class OrderService:
                 rewards_withdrawn=_withdrawn(previous.rewards, evaluation.rewards),
                 rewards_withdrawn_elsewhere=tuple(elsewhere),
                 card_clawbacks=tuple(card_clawbacks),
+                points_refunded=plan.points_back,
+                money_refunded=(None if plan.money_back is None
+                                else Money(plan.money_back, original.currency)),
             )
 
         return self.c.pipeline.run(key, request, when, None, apply)
@@ -608,8 +724,15 @@ class OrderService:
         program = self.c.version(other.version, uow)
         previous = Evaluation.from_dict(dict(other.evaluation))
         as_it_stands = Order.from_dict(dict(other.order)).after_returns(dict(other.returned))
+        money_paid = None
+        if program.payments is not None and other.payments:
+            live = [t for t in (uow.ledger.get_transaction(p) for p in other.payments)
+                    if t is not None and uow.ledger.find_reversal(t.id) is None]
+            left = _paid(live) - sum(other.refunded.get(t.id, 0) for t in live)
+            money_paid = _money_paid(program.payments, as_it_stands, left)
         evaluation = reevaluate_order(program.earning, program.time_zone, as_it_stands,
-                                      previous, version=other.version, keep=keep)
+                                      previous, version=other.version, keep=keep,
+                                      money_paid=money_paid)
         member_id = other.member_id
         difference = other.points - evaluation.points
         tx = None

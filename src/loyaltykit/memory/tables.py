@@ -77,4 +77,5 @@ def version_copy(version: ProgramVersion) -> ProgramVersion:
 def order_copy(order: OrderRecord) -> OrderRecord:
     """``order`` with its JSON fields as the SQL backend gives them back."""
     return attrs.evolve(order, order=json_copy(order.order), returned=json_copy(order.returned),
-                        evaluation=json_copy(order.evaluation), payments=tuple(order.payments))
+                        evaluation=json_copy(order.evaluation), payments=tuple(order.payments),
+                        refunded=dict(order.refunded))

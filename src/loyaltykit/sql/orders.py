@@ -112,13 +112,35 @@ def _order(row: Sequence[Any]) -> OrderRecord:
         points=row[8],
         evaluation=row[9],
         earn_id=row[10],
-        payments=tuple(uuid.UUID(p) for p in row[11]),
+        payments=_payment_ids(row[11]),
         created_at=row[12],
         updated_at=row[13],
         recorded_evaluation=row[14],
         fingerprint=row[15],
         result=row[16],
+        refunded=_refunded(row[11]),
     )
+
+
+def _payment_ids(document: Any) -> tuple[uuid.UUID, ...]:
+    """The payment transaction ids of an order's ``payments`` document: a list of ids
+    (as first written, and still when nothing was refunded), or
+    ``{"ids": [...], "refunded": {id: points}}`` once a partial return gave points back."""
+    ids = document["ids"] if isinstance(document, dict) else document
+    return tuple(uuid.UUID(p) for p in ids)
+
+
+def _refunded(document: Any) -> dict[uuid.UUID, int]:
+    if not isinstance(document, dict):
+        return {}
+    return {uuid.UUID(k): int(v) for k, v in document.get("refunded", {}).items()}
+
+
+def _payments_document(o: OrderRecord) -> Any:
+    ids = [str(p) for p in o.payments]
+    if not o.refunded:
+        return ids
+    return {"ids": ids, "refunded": {str(k): v for k, v in o.refunded.items()}}
 
 
 def _changed_order(o: OrderRecord) -> dict[str, Any]:
@@ -129,7 +151,7 @@ def _changed_order(o: OrderRecord) -> dict[str, Any]:
         "points": o.points,
         "evaluation": dict(o.evaluation),
         "earn_id": o.earn_id,
-        "payments": [str(p) for p in o.payments],
+        "payments": _payments_document(o),
         "updated_at": o.updated_at,
         "recorded_evaluation": (None if o.recorded_evaluation is None
                                 else dict(o.recorded_evaluation)),

@@ -23,6 +23,9 @@ The invariants, each reported with its own letter:
     account's derived balance equals the sum of the members' running totals;
 (i) a wallet's ``next_due_at`` is never later than its earliest due work (a pending
     activation, an unheld expiry, an open hold's end), so due work is never missed;
+(m) a spend's or capture's refunds (partial returns of an order paid with points) and
+    its reversal never give back more than it redeemed, nor more to a lot than it
+    took from that lot, and a refund names a spend or capture of the same wallet;
 (s) the storage's reads agree with each other (statement paging, open lots, holds by
     id, transactions by id, reversals, next expiry, as-of sums).
 
@@ -96,6 +99,7 @@ INVARIANTS: Mapping[str, str] = {
     "g": "pending and available accounts match their lots",
     "h": "program-wide postings sum to zero and system accounts match",
     "i": "next_due_at is never later than the earliest due work",
+    "m": "refunds and reversals of a debit never give back more than it took",
     "j": "due work is posted up to each write's instant",
     "k": "debits and holds take lots in the program's spend order",
     "l": "debt is settled first by newly available points",
@@ -422,6 +426,40 @@ def _check_i(w: WalletSnapshot) -> Iterable[Violation]:
         yield Violation("i", f"{_who(w)}: next_due_at is {stored} but {what} at {first}")
 
 
+def _check_m(w: WalletSnapshot) -> Iterable[Violation]:
+    by_id = {tx.id: tx for tx in w.transactions}
+    back: dict[uuid.UUID, tuple[int, dict[uuid.UUID, int]]] = {}
+    for tx in w.transactions:
+        if tx.kind is Kind.REFUND:
+            target = tx.metadata.get("refunds_id")
+        elif tx.kind is Kind.REVERSE and tx.metadata.get("reversed_kind") in ("spend",
+                                                                               "capture"):
+            target = str(tx.reverses_id)
+        else:
+            continue
+        original = by_id.get(uuid.UUID(target)) if isinstance(target, str) else None
+        if original is None or original.kind not in (Kind.SPEND, Kind.CAPTURE):
+            yield Violation("m", f"{_who(w)}: {tx.kind.value} {tx.id} gives back {target}, "
+                                 f"not a spend or capture of this wallet")
+            continue
+        points, lots = back.get(original.id, (0, {}))
+        for m in tx.movements:
+            lots[m.lot_id] = lots.get(m.lot_id, 0) + m.delta
+        back[original.id] = (points - tx.amount(Account.REDEEMED), lots)
+    for original_id, (points, lots) in back.items():
+        original = by_id[original_id]
+        redeemed = original.amount(Account.REDEEMED)
+        if points > redeemed:
+            yield Violation("m", f"{_who(w)}: {points} points of {original.kind.value} "
+                                 f"{original_id} were given back, it redeemed {redeemed}")
+        took = {m.lot_id: -m.delta for m in original.movements if m.delta < 0}
+        for lot_id, n in lots.items():
+            if n > took.get(lot_id, 0):
+                yield Violation("m", f"{_who(w)}: {n} points went back to lot {lot_id} "
+                                     f"from {original_id}, which took "
+                                     f"{took.get(lot_id, 0)} from it")
+
+
 def _check_s_snapshot(w: WalletSnapshot, program_id: str) -> Iterable[Violation]:
     seen: set[uuid.UUID] = set()
     for tx in w.transactions:
@@ -458,6 +496,7 @@ def find_violations(snapshot: LedgerSnapshot, program: Program) -> list[Violatio
         found += _check_f(w)
         found += _check_g(w)
         found += _check_i(w)
+        found += _check_m(w)
         found += _check_s_snapshot(w, snapshot.program_id)
     found += _check_h(snapshot)
     return found

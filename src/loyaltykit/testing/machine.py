@@ -56,8 +56,12 @@ from loyaltykit._clock import TestClock
 from loyaltykit._errors import IdempotencyConflict, LoyaltyError, StorageError
 from loyaltykit._facade import Loyalty
 from loyaltykit._model import Kind
+from loyaltykit._orders import Order, OrderLine
+from loyaltykit._payment import PaymentPolicy
 from loyaltykit._program import Program
 from loyaltykit._results import HoldResult, TransactionResult, TransferResult
+from loyaltykit._rules import EarningPolicy, RateRule
+from loyaltykit._values import Money
 from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.invariants import (
@@ -168,6 +172,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.earn_ids: list[uuid.UUID] = []
         self.hold_ids: list[uuid.UUID] = []
         self.open_hold_ids: list[uuid.UUID] = []
+        #: orders recorded (paid partly with points or not): id -> line id -> quantity
+        self.orders: dict[str, dict[str, int]] = {}
         self._steps = 0
 
     # -- plumbing -------------------------------------------------------------------------
@@ -328,11 +334,16 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize(
         program=lst.programs(ids=st.just("machine")),
+        payments=lst.payment_policies(),
         start=lst.instants(),
         members=st.lists(lst.member_ids(), min_size=2, max_size=3, unique=True),
     )
-    def start(self, program: Program, start: dt.datetime, members: list[str]) -> None:
-        """Create one facade per backend for ``program`` and enrol the first members."""
+    def start(self, program: Program, payments: PaymentPolicy, start: dt.datetime,
+              members: list[str]) -> None:
+        """Create one facade per backend for ``program`` (with a points-as-payment
+        policy and 1 point per 1.00 of goods) and enrol the first members."""
+        program = attrs.evolve(program, payments=payments,
+                               earning=EarningPolicy(rules=(RateRule(id="base"),)))
         self.program = program
         self.clock.set(start)
         self.started = self.clock.now()
@@ -543,6 +554,91 @@ class LedgerMachine(RuleBasedStateMachine):
             return loyalty.bulk_earn(awards, key=key, at=at, wallet=wallet, reason="gift")
 
         self._run(f"bulk_earn({awards}, at={at})", call, key=key, at=at)
+
+    @rule(data=st.data())
+    def pay_order(self, data: st.DataObject) -> None:
+        """Spend points (or hold and capture them) and record an order paid partly
+        with them: refused (nothing written) when they break the payment policy."""
+        member_id = self._member(data)
+        wallet = self._program.default_wallet
+        n = data.draw(st.integers(1, 3), label="lines")
+        lines = tuple(OrderLine(
+            sku=f"sku{i}", quantity=data.draw(st.integers(1, 3), label="quantity"),
+            unit_price=Money(data.draw(st.sampled_from(["0.99", "3.33", "12.50", "40.00"]),
+                                       label="price"), "EUR")) for i in range(n))
+        order = Order(id=f"o{self._steps}", member_id=member_id, placed_at=self.clock.now(),
+                      currency="EUR", lines=lines)
+        points = self._points(data, member_id, wallet, high=400)
+        try:  # mostly what the quote allows, so that orders paid with points are many
+            quote = self.backends[0].loyalty.payments.quote(order)
+        except LoyaltyError:
+            quote = None
+        if quote is not None and quote.usable and data.draw(st.booleans(), label="quoted"):
+            steps = data.draw(st.integers(quote.min_points // quote.step,
+                                          quote.max_points // quote.step), label="steps")
+            points = steps * quote.step
+        capture = data.draw(st.booleans(), label="hold and capture")
+        key = self._key("pay")
+        paid: Any
+        if capture:
+            def hold(loyalty: Loyalty) -> Any:
+                return loyalty.payments.hold(order, points, key=f"{key}:hold")
+
+            held = self._run(f"payments.hold({order.id}, {points})", hold, key=f"{key}:hold")
+            if held is None:
+                return
+
+            def capture_(loyalty: Loyalty) -> Any:
+                return loyalty.payments.capture(held.hold_id, key=f"{key}:capture")
+
+            paid = self._run(f"payments.capture({held.hold_id})", capture_,
+                             key=f"{key}:capture")
+        else:
+            def spend(loyalty: Loyalty) -> Any:
+                return loyalty.spend(member_id, points, key=f"{key}:spend")
+
+            paid = self._run(f"spend({member_id!r}, {points})", spend, key=f"{key}:spend")
+        if paid is None:
+            return
+        paid_id = paid.transaction_id
+
+        def call(loyalty: Loyalty) -> Any:
+            # not the default "order:<id>" key, which reuse_key may not take for an earn
+            return loyalty.record_order(order, key=f"{key}:order", paid_with=[paid_id])
+
+        result = self._run(f"record_order({order.id}, {points} points, {order.lines})", call,
+                           key=f"{key}:order")
+        if result is not None:
+            self.orders[order.id] = {line.id: line.quantity for line in lines}
+
+    @precondition(lambda self: bool(self.orders))
+    @rule(data=st.data())
+    def return_order(self, data: st.DataObject) -> None:
+        """Return part of an order (or more than is left of it: InvalidReturn)."""
+        order_id = data.draw(st.sampled_from(sorted(self.orders)), label="order_id")
+        left = self.orders[order_id]
+        line_id = data.draw(st.sampled_from(sorted(left)), label="line")
+        quantity = data.draw(st.integers(1, max(left[line_id], 1) + 1), label="quantity")
+        key = self._key("return")
+
+        def call(loyalty: Loyalty) -> Any:
+            return loyalty.record_return(order_id, {line_id: quantity}, key=key)
+
+        if self._run(f"return({order_id}, {line_id}, {quantity})", call, key=key) is not None:
+            left[line_id] -= quantity
+
+    @precondition(lambda self: bool(self.orders))
+    @rule(data=st.data())
+    def cancel_order(self, data: st.DataObject) -> None:
+        """Cancel an order: what is left of its points payment goes back."""
+        order_id = data.draw(st.sampled_from(sorted(self.orders)), label="order_id")
+        key = self._key("cancel")
+
+        def call(loyalty: Loyalty) -> Any:
+            return loyalty.cancel_order(order_id, key=key)
+
+        if self._run(f"cancel({order_id})", call, key=key) is not None:
+            self.orders[order_id] = dict.fromkeys(self.orders[order_id], 0)
 
     @rule(batch_size=st.integers(1, 5))
     def run_due(self, batch_size: int) -> None:

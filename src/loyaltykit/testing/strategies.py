@@ -20,6 +20,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from loyaltykit._orders import Event, EventType, Order, OrderLine
+from loyaltykit._payment import PaymentPolicy, ReturnSplit
 from loyaltykit._program import (
     ClawbackPolicy,
     ExpiryPolicy,
@@ -77,6 +78,7 @@ __all__ = [
     "line_matches",
     "member_ids",
     "orders",
+    "payment_policies",
     "pending_policies",
     "points",
     "program_ids",
@@ -208,6 +210,22 @@ def programs(
         point_value=st.just(Money("0.01", "EUR")),
         wallets=wallets if wallets is not None else wallet_sets(),
         ledger=ledger_policies(),
+    )
+
+
+def payment_policies() -> st.SearchStrategy[PaymentPolicy]:
+    """Valid points-as-payment policies in EUR (conversions, minimums, shares, steps,
+    return splits)."""
+    return st.builds(
+        PaymentPolicy,
+        points=st.integers(1, 200),
+        money=st.sampled_from(["0.01", "0.05", "0.10", "1.00", "2.50"]).map(
+            lambda a: Money(a, "EUR")),
+        min_points=st.integers(0, 300),
+        max_share=st.sampled_from(["0.1", "0.25", "0.5", "0.9", "1"]).map(Decimal),
+        step=st.sampled_from([1, 5, 10, 50, 100]),
+        earn_on_points_paid=st.booleans(),
+        returns=st.sampled_from(ReturnSplit),
     )
 
 

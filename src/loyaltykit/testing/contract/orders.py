@@ -223,6 +223,27 @@ class OrderContract(ContractPart):
         with storage.unit_of_work("shop") as uow:
             assert cancelled == uow.orders.get_order("o1")
 
+    def test_an_order_keeps_the_points_refunded_of_each_payment(self, storage: Storage
+                                                                 ) -> None:
+        """Partial returns of an order paid with points keep, per payment, the points
+        given back so far; an order without refunds reads back an empty mapping."""
+        self._orders_world(storage)
+        payments = (uuid.UUID(int=7), uuid.UUID(int=3))
+        placed = attrs.evolve(self._order("o1"), payments=payments)
+        self._write_orders(storage, placed)
+        with storage.unit_of_work("shop") as uow:
+            stored = uow.orders.get_order("o1")
+            assert stored is not None and {} == dict(stored.refunded)
+        refunded = attrs.evolve(placed, returned={"l1": 1},
+                                refunded={uuid.UUID(int=3): 750},
+                                updated_at=berlin(2026, 1, 9, 18))
+        self._write_orders(storage, refunded, new=False)
+        again = attrs.evolve(refunded, refunded={uuid.UUID(int=3): 2000,
+                                                 uuid.UUID(int=7): 5})
+        self._write_orders(storage, again, new=False)
+        with storage.unit_of_work("shop") as uow:
+            assert again == uow.orders.get_order("o1")
+
     def test_a_duplicate_order_is_duplicate_key_and_writes_nothing(self, storage: Storage
                                                                    ) -> None:
         self._orders_world(storage, "shop", "other")
