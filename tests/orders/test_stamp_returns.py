@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loyaltykit import (
@@ -207,6 +207,22 @@ def test_cancel_and_replay_withdraw_once(storage: Storage) -> None:
     assert 0 == shop.rewards()
 
 
+def test_cancelling_an_order_returned_in_full_keeps_its_fill(storage: Storage) -> None:
+    """Found by the property below: o2 is returned in full (its fill stays, 6 stamps kept
+    hold 3 rewards), then cancelled; no stamp goes back, so no reward may go either."""
+    shop = Shop(storage, every=2)
+    for _ in range(7):
+        shop.buy(1)
+    back = shop.give_back("o2", 1)
+    assert ((), ()) == (back.rewards_withdrawn, back.rewards_withdrawn_elsewhere)
+    shop.check()
+    cancelled = shop.loyalty.cancel_order("o2")
+    assert ((), (), 0) == (cancelled.rewards_withdrawn,
+                           cancelled.rewards_withdrawn_elsewhere, cancelled.clawed_back)
+    shop.check()
+    assert 3 == shop.rewards()
+
+
 def test_withdrawn_points_already_spent_become_debt(storage: Storage) -> None:
     shop = Shop(storage, every=2)
     shop.buy(1)
@@ -220,6 +236,7 @@ def test_withdrawn_points_already_spent_become_debt(storage: Storage) -> None:
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(every=2, steps=[*[("buy", 0, 1)] * 7, ("return", 1, 1), ("cancel", 1, 1)])
 @given(every=st.integers(1, 7), steps=st.lists(
     st.tuples(st.sampled_from(["buy", "return", "cancel"]), st.integers(0, 30),
               st.integers(1, 6)), min_size=1, max_size=14))

@@ -670,20 +670,25 @@ class OrderService:
         was = {o.rule_id: o for o in previous.outcomes}
         now = {o.rule_id: o for o in evaluation.outcomes}
         lost = {}
+        keep: dict[str, tuple[int, int]] = {}
         for card in cards:
             old, new = was.get(card.id), now.get(card.id)
             gone = (old.stamps if old else 0) - (new.stamps if new else 0)
             if gone > 0:
                 lost[card.id] = gone
+            elif rewards_of(card, old) != rewards_of(card, new):
+                # no stamp goes back, so the card's count is unchanged: the order keeps
+                # the rewards it holds (a fill its own stamps no longer show, e.g. when
+                # an order already returned in full is cancelled)
+                keep[card.id] = (rewards_of(card, old), new.stamps if new else 0)
         if not lost:
-            return _Settled({}, ())
+            return _Settled(keep, ())
         # a cancelled order may still hold a fill that the kept stamps hold (see below)
         others = [o for o in uow.orders.load_orders(record.member_id)
                   if o.order_id != record.order_id]
         others.sort(key=lambda o: (o.placed_at, o.order_id), reverse=True)  # latest first
         breakdowns = {o.order_id: Evaluation.from_dict(dict(o.evaluation)) for o in others}
         counts = activity.stamp_counts(tuple(lost))
-        keep: dict[str, tuple[int, int]] = {}
         taken: dict[str, dict[str, tuple[int, int]]] = {}
         for card in cards:
             if card.id not in lost:
