@@ -140,6 +140,7 @@ class Loyalty:
         # what reacts to what: subscribers run inside the writer's unit of work
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
+        self.rewards.subscribe(c.bus)
         if program.tiers is not None:
             self._orders.tier_of = self.tiers.tier_of
             self.rewards.tier_of = self.tiers.tier_of

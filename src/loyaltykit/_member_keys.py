@@ -408,6 +408,10 @@ class _Ledger:
     def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
         return self.inner.find_reversal(transaction_id)
 
+    def find_refunds(self, wallet: str, member_id: str,
+                     transaction_id: uuid.UUID) -> list[uuid.UUID]:
+        return self.inner.find_refunds(wallet, self.n.key(member_id), transaction_id)
+
     def due_accounts(self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
                      ) -> list[tuple[str, str]]:
         cursor = None if after is None else (self.n.key(after[0]), after[1])

@@ -425,3 +425,54 @@ def test_the_old_payments_document_is_still_read() -> None:
     shop.loyalty.record_order(cart(), paid_with=[spent.transaction_id])
     assert {} == dict(shop.loyalty.order("o1").refunded)
 
+
+
+# -- a payment's points go back once ---------------------------------------------------------
+
+
+def test_a_payment_partly_refunded_cannot_be_reversed(storage: Storage) -> None:
+    """Reversing a payment after a partial return would give the refunded points back a
+    second time: refused (NotReversible, nothing written); cancelling the order gives
+    back the rest."""
+    from loyaltykit import NotReversible
+    from loyaltykit.testing.stored import stored_rows
+
+    shop = Shop(storage)
+    shop.pay(2000)
+    paid = shop.loyalty.order("o1").payments[0]
+    back = shop.loyalty.record_return("o1", {"grinder": 1}, key="return-1")
+    assert 750 == back.points_refunded
+    before = stored_rows(storage)
+    with pytest.raises(NotReversible) as caught:
+        shop.loyalty.reverse(paid, key="reverse-payment")
+    assert str(paid) == caught.value.details["transaction_id"]
+    assert before == stored_rows(storage)
+    cancelled = shop.loyalty.cancel_order("o1")
+    assert 1250 == cancelled.points_refunded
+    assert 2730 == shop.available()
+    shop.check()
+
+
+def test_a_payment_pays_one_order(storage: Storage) -> None:
+    """One capture named by two orders would give its points back twice (once per
+    cancellation): the second order is refused, and so is a reversed payment."""
+    from loyaltykit.testing.stored import stored_rows
+
+    shop = Shop(storage)
+    shop.pay(2000)
+    paid = shop.loyalty.order("o1").payments[0]
+    before = stored_rows(storage)
+    with pytest.raises(InvalidPayment) as caught:
+        shop.loyalty.record_order(cart("o2"), paid_with=[paid])
+    assert ("o1", str(paid)) == (caught.value.details["other_order_id"],
+                                  caught.value.details["transaction_id"])
+    assert before == stored_rows(storage)
+    # a payment reversed outright pays nothing any more
+    held = shop.loyalty.payments.hold(cart("o3"), 500, key="hold-o3")
+    captured = shop.loyalty.payments.capture(held.hold_id, key="capture-o3")
+    shop.loyalty.reverse(captured.transaction_id, key="undo-o3")
+    before = stored_rows(storage)
+    with pytest.raises(InvalidPayment, match="reversed"):
+        shop.loyalty.record_order(cart("o3"), paid_with=[captured.transaction_id])
+    assert before == stored_rows(storage)
+    shop.check()

@@ -1111,7 +1111,7 @@ NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
         "Loyalty.tiers.subscribe", "Loyalty.tiers.tier_of", "Loyalty.tiers.due",
         "Loyalty.referrals.subscribe", "Loyalty.referrals.enrolment_extras",
-        "Loyalty.rewards.due",
+        "Loyalty.rewards.due", "Loyalty.rewards.subscribe",
     ], "wiring between the facade's services"),
     **dict.fromkeys([
         "AllOf.unmet", "AnyOf.unmet", "Attribute.unmet", "Condition.unmet", "FirstOrder.unmet",

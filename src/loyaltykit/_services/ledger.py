@@ -31,6 +31,7 @@ from loyaltykit._errors import (
     MemberAlreadyEnrolled,
     MemberNotFound,
     NotPending,
+    NotReversible,
     TransactionNotFound,
     shown,
 )
@@ -510,7 +511,9 @@ class LedgerService:
         points are taken back from its lot; what is no longer there is taken under the
         clawback policy. Reversing one half of a transfer reverses both. Expiries,
         activations, holds, releases and reversals are not reversible
-        (:class:`~loyaltykit.NotReversible`); a transaction is reversed at most once
+        (:class:`~loyaltykit.NotReversible`), and so is a spend or capture already
+        partly refunded (a partial return of the order it paid: cancelling that order
+        gives back the rest); a transaction is reversed at most once
         (:class:`~loyaltykit.AlreadyReversed`).
         """
         tid = check_id(transaction_id, "transaction_id")
@@ -541,6 +544,15 @@ class LedgerService:
             # waited for them must be seen, or its lots would be restored twice
             if uow.ledger.find_reversal(tid) is not None:
                 raise AlreadyReversed("transaction already reversed", transaction_id=str(tid))
+            if original.kind in (Kind.SPEND, Kind.CAPTURE):
+                # part of it went back already (a partial return of an order it paid):
+                # its exact opposite would give those points back a second time
+                refunds = uow.ledger.find_refunds(original.wallet, original.member_id, tid)
+                if refunds:
+                    raise NotReversible(
+                        "the transaction was partly refunded; cancel the order it paid "
+                        "to give back the rest", transaction_id=str(tid),
+                        refunds=[str(r) for r in refunds])
             txs = [ledger.reverse(books[t.member_id], t, reason=reason, metadata=meta)
                    for t in originals]
             return self.tx_result(uow, ledger, books[original.member_id], txs[0],

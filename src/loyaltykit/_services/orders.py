@@ -419,7 +419,18 @@ class OrderService:
                 if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
                     raise InvalidInput("paid_with must name spend or capture transactions",
                                        transaction_id=str(pid), kind=paid.kind.value)
+                if uow.ledger.find_reversal(pid) is not None:
+                    raise InvalidPayment("paid_with: the payment was reversed",
+                                         order_id=order.id, transaction_id=str(pid))
                 paid_txs.append(paid)
+            if paid_txs:  # one payment pays one order: its points go back only once
+                for other in uow.orders.load_orders(member_id):
+                    both = set(other.payments) & set(payments)
+                    if both and other.order_id != order.id:
+                        raise InvalidPayment(
+                            "paid_with: the payment already pays another order",
+                            order_id=order.id, other_order_id=other.order_id,
+                            transaction_id=str(min(both)))
             p = self._pricing(uow, state, when, is_order=True, work=work)
             program = p.program
             policy = program.payments if paid_txs else None

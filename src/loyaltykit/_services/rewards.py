@@ -29,7 +29,9 @@ import attrs
 
 from loyaltykit._errors import (
     InvalidInput,
+    InvalidPayment,
     MemberNotFound,
+    NotReversible,
     OutOfStock,
     RedemptionLimitReached,
     RewardNotAvailable,
@@ -40,7 +42,9 @@ from loyaltykit._errors import (
     VoucherNotUsable,
     shown,
 )
-from loyaltykit._pipeline import Work
+from loyaltykit._events import OrderRecorded, PointsPosted
+from loyaltykit._model import Kind, Transaction
+from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._results import Redemption
 from loyaltykit._rewards import (
     Availability,
@@ -75,6 +79,47 @@ class RewardService:
         self._randbelow = randbelow
         #: the tiers' ``tier_of`` when the program has tiers (the facade wires it)
         self.tier_of: TierOf | None = None
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Guard the redemptions' spends: a voucher's points come back only through the
+        voucher (:meth:`cancel`, or expiry with ``refund_on_expiry``), so a direct
+        ``reverse`` of its spend is refused (:class:`~loyaltykit.NotReversible`), and so
+        is naming it as an order's payment (:class:`~loyaltykit.InvalidPayment`).
+        Subscribed whatever the program version says, as vouchers outlive versions."""
+        bus.subscribe(PointsPosted, self._on_posted)
+        bus.subscribe(OrderRecorded, self._on_order)
+
+    def _voucher_of(self, uow: UnitOfWork, tx: Transaction) -> Voucher | None:
+        """The voucher whose redemption spent ``tx``, or None."""
+        if tx.kind is not Kind.SPEND or "voucher_id" not in tx.metadata:
+            return None
+        for voucher in uow.rewards.member_vouchers(tx.member_id):
+            if voucher.transaction_id == tx.id:
+                return voucher
+        return None
+
+    def _on_posted(self, work: Work, event: PointsPosted) -> None:
+        tx = event.transaction
+        if tx.kind is not Kind.REVERSE or tx.reverses_id is None:
+            return
+        if tx.reverses_id in work.scratch.get("rewards.reversing", ()):
+            return  # the voucher's own cancel or refund on expiry
+        original = work.uow.ledger.get_transaction(tx.reverses_id)
+        voucher = None if original is None else self._voucher_of(work.uow, original)
+        if voucher is not None:
+            raise NotReversible(
+                "the transaction redeemed a reward; cancel its voucher to give the "
+                "points back", transaction_id=str(tx.reverses_id), code=voucher.code)
+
+    def _on_order(self, work: Work, event: OrderRecorded) -> None:
+        for pid in event.record.payments:
+            paid = work.uow.ledger.get_transaction(pid)
+            voucher = None if paid is None else self._voucher_of(work.uow, paid)
+            if voucher is not None:
+                raise InvalidPayment(
+                    "paid_with: the transaction redeemed a reward, it pays no order",
+                    order_id=event.record.order_id, transaction_id=str(pid),
+                    code=voucher.code)
 
     def _policy(self) -> RewardPolicy:
         policy = self.program.rewards
@@ -241,7 +286,7 @@ class RewardService:
                 ) -> dict[uuid.UUID, uuid.UUID]:
         """Reverse the spends of ``vouchers`` (their members' books locked in member
         order, wallet by wallet); return the reversal id by voucher id. A spend already
-        reversed (by a direct ``reverse``) is left as it is."""
+        reversed (before direct reverses of it were refused) is left as it is."""
         uow, ledger = work.uow, work.ledger
         out: dict[uuid.UUID, uuid.UUID] = {}
         by_wallet: dict[str, list[Voucher]] = {}
@@ -257,6 +302,7 @@ class RewardService:
                 tx = spends[voucher.id]
                 if tx is None or uow.ledger.find_reversal(tx.id) is not None:
                     continue
+                work.scratch.setdefault("rewards.reversing", set()).add(tx.id)
                 out[voucher.id] = ledger.reverse(
                     books[voucher.member_id], tx, reason=reason,
                     metadata={"reward_id": voucher.reward_id,

@@ -15,6 +15,7 @@ from loyaltykit._model import (
     AccountState,
     Hold,
     HoldStatus,
+    Kind,
     Lot,
     Member,
     MemberState,
@@ -113,6 +114,14 @@ class MemoryLedgerStore:
 
     def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
         return self._t.reversals.get(transaction_id)
+
+    def find_refunds(self, wallet: str, member_id: str,
+                     transaction_id: uuid.UUID) -> list[uuid.UUID]:
+        wanted = str(transaction_id)
+        found = (self._t.transactions[t] for t in
+                 self._t.member_transactions.get(self._mk(wallet, member_id), ()))
+        return [tx.id for tx in found
+                if tx.kind is Kind.REFUND and tx.metadata.get("refunds_id") == wanted]
 
     def due_accounts(
         self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int

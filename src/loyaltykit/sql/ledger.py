@@ -172,6 +172,15 @@ _SEL_MOVEMENTS: sa.Executable = (
 _SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
     transactions.c.reverses_id == sa.bindparam("id")
 )
+# a member's refunds (rare), read by the member's index; which debit each gives back
+# part of is in its metadata, matched in Python the same way on every database
+_SEL_REFUNDS: sa.Executable = (
+    sa.select(transactions.c.id, transactions.c["metadata"])
+    .where(transactions.c.program_id == _p, transactions.c.member_id == _m,
+           transactions.c.wallet == sa.bindparam("w"),
+           transactions.c.kind == Kind.REFUND.value)
+    .order_by(transactions.c.occurred_at, transactions.c.id)
+)
 
 _at = sa.bindparam("at", type_=transactions.c.occurred_at.type)
 _after_m: sa.BindParameter[str] = sa.bindparam("after_m")
@@ -529,6 +538,15 @@ class SQLLedgerStore(Store):
         """Return the id of the transaction reversing ``transaction_id``, or None."""
         found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
         return found
+
+    @translated
+    def find_refunds(self, wallet: str, member_id: str,
+                     transaction_id: uuid.UUID) -> list[uuid.UUID]:
+        """Return the ids of the member's refunds of ``transaction_id``, oldest first."""
+        wanted = str(transaction_id)
+        rows = self._c().execute(_SEL_REFUNDS, {"p": self.program_id, "m": member_id,
+                                                "w": wallet})
+        return [row[0] for row in rows if dict(row[1]).get("refunds_id") == wanted]
 
     @translated
     def due_accounts(

@@ -104,6 +104,11 @@ class LedgerStore(Protocol):
     def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
         """Return the id of the transaction reversing ``transaction_id``, or None."""
 
+    def find_refunds(self, wallet: str, member_id: str,
+                     transaction_id: uuid.UUID) -> list[uuid.UUID]:
+        """Return the ids of the member's ``refund`` transactions that give back part
+        of ``transaction_id`` (``metadata["refunds_id"]``), oldest first."""
+
     def due_accounts(
         self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
     ) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import attrs
 import pytest
 
 from loyaltykit import (
@@ -19,7 +20,11 @@ from loyaltykit import (
     InvalidInput,
     Kind,
     MemberNotFound,
+    Money,
     NotReversible,
+    Order,
+    OrderLine,
+    PaymentPolicy,
     PendingPolicy,
     Storage,
     TransactionNotFound,
@@ -118,6 +123,40 @@ class LedgerCorrectionContract(ContractPart):
         result = shop.loyalty.reverse(capture.transaction_id, key="refund")
         assert (45, 100, 0) == (result.points, result.balance.available, result.balance.spent)
         assert lots == [(lot.id, lot.remaining) for lot in shop.loyalty.lots("m")]
+        shop.check("m")
+
+    def test_a_partly_refunded_capture_is_found_and_not_reversed(self, storage: Storage
+                                                                 ) -> None:
+        """``find_refunds`` finds the refunds of one debit (a partial return of the
+        order it paid), and reversing that debit is refused: its exact opposite would
+        give the refunded points back twice."""
+        program = attrs.evolve(make_program(),
+                               payments=PaymentPolicy(points=1, money=Money("0.01", "EUR")))
+        shop = Shop(storage, program)
+        shop.enrol("m")
+        shop.loyalty.earn("m", 5000, key="earn")
+        lines = (OrderLine(sku="a", quantity=1, unit_price=Money("20.00", "EUR")),
+                 OrderLine(sku="b", quantity=1, unit_price=Money("20.00", "EUR")))
+        order = Order(id="o1", member_id="m", placed_at=shop.clock.now(), currency="EUR",
+                      lines=lines)
+        held = shop.loyalty.payments.hold(order, 2000, key="hold")
+        paid = shop.loyalty.payments.capture(held.hold_id, key="capture")
+        other = shop.loyalty.spend("m", 10, key="other")
+        shop.loyalty.record_order(order, paid_with=[paid.transaction_id])
+        back = shop.loyalty.record_return("o1", {"a": 1}, key="return")
+        refund = [t.transaction_id for t in back.restored]
+        assert 1000 == back.points_refunded and 1 == len(refund)
+        with storage.unit_of_work(program.id) as uow:
+            stored = uow.ledger.get_transaction(paid.transaction_id)
+            assert stored is not None
+            m = stored.member_id  # the member's key, as the store keeps it
+            assert refund == uow.ledger.find_refunds("points", m, paid.transaction_id)
+            assert [] == uow.ledger.find_refunds("points", m, other.transaction_id)
+            assert [] == uow.ledger.find_refunds("points", "nobody", paid.transaction_id)
+        with pytest.raises(NotReversible) as refused:
+            shop.loyalty.reverse(paid.transaction_id, key="undo")
+        assert [str(r) for r in refund] == refused.value.details["refunds"]
+        shop.loyalty.reverse(other.transaction_id, key="undo-other")
         shop.check("m")
 
     @pytest.mark.parametrize("points", [25, -25])

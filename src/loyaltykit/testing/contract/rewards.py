@@ -28,8 +28,12 @@ from loyaltykit import (
     IdempotencyConflict,
     InsufficientPoints,
     InvalidCode,
+    InvalidPayment,
     Loyalty,
     Money,
+    NotReversible,
+    Order,
+    OrderLine,
     OutOfStock,
     Program,
     RedemptionLimitReached,
@@ -234,6 +238,34 @@ class RewardContract(ContractPart):
             v.rewards.cancel(got.voucher.code, key="c3")
         assert refused.value.details["status"] == "cancelled"
         assert v.state("M") == before
+        check_ledger(v.loyalty, ["M"])
+
+    def test_a_voucher_spend_comes_back_only_through_its_voucher(
+            self, storage: Storage) -> None:
+        """A direct ``reverse`` of a redemption's spend would give the points back while
+        the voucher stays usable, and naming it as an order's payment would let the
+        order's cancellation do the same: both refused, nothing written."""
+        v = _V(storage)
+        v.earn("M", 1500, _berlin(2026, 3, 1))
+        got = v.rewards.redeem("M", "coffee", key="r", at=v.at(_berlin(2026, 4, 10)))
+        before = v.state("M")
+        with pytest.raises(NotReversible) as refused:
+            v.loyalty.reverse(got.transaction_id, key="undo")
+        assert refused.value.details["code"] == got.voucher.code
+        order = Order(id="o1", member_id="M", placed_at=_berlin(2026, 4, 10),
+                      currency="EUR", lines=(OrderLine(sku="cup", quantity=1,
+                                                       unit_price=Money("5.00", "EUR")),))
+        with pytest.raises(InvalidPayment) as paid:
+            v.loyalty.record_order(order, paid_with=[got.transaction_id])
+        assert paid.value.details["transaction_id"] == str(got.transaction_id)
+        assert v.state("M") == before
+        # an ordinary spend is still reversed as before
+        spent = v.loyalty.spend("M", 100, key="s", metadata={"voucher_id": "shop's own"})
+        v.loyalty.reverse(spent.transaction_id, key="undo-s")
+        assert v.available("M") == 1000
+        # and the voucher's own cancel gives its points back
+        v.rewards.cancel(got.voucher.code, key="c")
+        assert v.available("M") == 1500
         check_ledger(v.loyalty, ["M"])
 
     # -- scenario V3 ------------------------------------------------------------------------
