@@ -145,8 +145,8 @@ class Loyalty:
             self._orders.tier_of = self.tiers.tier_of
             self.rewards.tier_of = self.tiers.tier_of
             self._due.add(self.tiers.due)
-        if program.rewards is not None:
-            self._due.add(self.rewards.due)
+        # whatever this version's catalogue: vouchers of an earlier one may still be out
+        self._due.add(self.rewards.due)
         self._register(c)
 
     def _register(self, c: Context) -> None:

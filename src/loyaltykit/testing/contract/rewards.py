@@ -296,6 +296,25 @@ class RewardContract(ContractPart):
         assert v.rewards.stock("coffee") == 2
         assert v.loyalty.run_due().expired_vouchers == 0  # nothing more to do
 
+    def test_due_work_expires_vouchers_of_a_version_that_had_rewards(
+            self, storage: Storage) -> None:
+        """A later program version without rewards still expires (and refunds) the
+        vouchers an earlier version issued."""
+        v = _V(storage, v_coffee(refund_on_expiry=True))
+        v.earn("M", 1500, _berlin(2026, 3, 1))
+        got = v.rewards.redeem("M", "coffee", key="r1", at=v.at(_berlin(2026, 4, 10, 10)))
+        first = v.loyalty.program
+        plain = Program.from_dict({**first.to_dict(), "version": 2, "rewards": None,
+                                   "effective_from": _berlin(2026, 4, 20).isoformat()})
+        v.at(_berlin(2026, 4, 21))
+        later = Loyalty(plain, storage, clock=v.clock)
+        v.at(_berlin(2026, 5, 11))
+        report = later.run_due()
+        assert (report.expired_vouchers, report.refunded_vouchers) == (1, 1)
+        assert v.rewards.voucher(got.voucher.code).status is VoucherStatus.EXPIRED
+        assert later.balance("M").available == 1500
+        check_ledger(later, ["M"])
+
     def test_v3_use_is_refused_at_expiry_even_before_due_work(self, storage: Storage) -> None:
         v = _V(storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
