@@ -476,3 +476,25 @@ def test_a_payment_pays_one_order(storage: Storage) -> None:
         shop.loyalty.record_order(cart("o3"), paid_with=[captured.transaction_id])
     assert before == stored_rows(storage)
     shop.check()
+
+
+def test_the_earning_quote_takes_the_points_the_member_will_pay(storage: Storage) -> None:
+    """``quote(order, paid_points=n)`` is what ``record_order`` with that payment earns."""
+    from loyaltykit import InvalidPoints
+    from loyaltykit.testing.stored import stored_rows
+
+    shop = Shop(storage)
+    assert 40 == shop.loyalty.quote(cart()).points
+    before = stored_rows(storage)
+    assert 20 == shop.loyalty.quote(cart(), paid_points=2000).points
+    assert 35 == shop.loyalty.quote(cart(), paid_points=500).points
+    with pytest.raises(InvalidPayment) as caught:
+        shop.loyalty.quote(cart(), paid_points=2100)
+    assert 2000 == caught.value.details["max_points"]
+    with pytest.raises(InvalidPoints):
+        shop.loyalty.quote(cart(), paid_points=-1)
+    assert before == stored_rows(storage)
+    assert 20 == shop.pay(2000).points
+    # without a payments policy points paid change nothing, as paid_with does not
+    plain = Shop(MemoryStorage(), program_v(None))
+    assert 40 == plain.loyalty.quote(cart("o9"), paid_points=2000).points

@@ -76,7 +76,7 @@ from loyaltykit._rules import (
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_id, check_member_id, check_reason
-from loyaltykit._values import Money, check_key
+from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
 
 __all__ = ["ORDER_KEY", "OrderService", "TierOf"]
@@ -337,11 +337,20 @@ class OrderService:
                                    expected=self.program.currency)
         return order
 
-    def quote(self, order_or_event: Order | Event) -> Evaluation:
+    def quote(self, order_or_event: Order | Event, *, paid_points: int = 0) -> Evaluation:
         """Price an order or an event without writing anything: the same breakdown
         :meth:`record_order` / :meth:`record_event` would write now, with the member's
-        caps, stamp cards and first-order status as they stand."""
+        caps, stamp cards and first-order status as they stand.
+
+        ``paid_points`` are the points the member means to pay the order with: under a
+        ``payments`` policy the order then earns on its money-paid part, as
+        :meth:`record_order` with that payment would (points that break the policy
+        raise :class:`~loyaltykit.InvalidPayment`; without a policy they change
+        nothing, as ``paid_with`` does not)."""
+        paid_points = check_points(paid_points, name="paid_points", allow_zero=True)
         if isinstance(order_or_event, Event):
+            if paid_points:
+                raise InvalidPayment("an event is not paid for", paid_points=paid_points)
             check_member_id(order_or_event.member_id)
             at = self.c.instant(order_or_event.occurred_at, "occurred_at")
             with self.c.read() as uow:
@@ -360,8 +369,15 @@ class OrderService:
             state = self._member_state(uow, order.member_id, self.program.default_wallet,
                                        at, lock=False)
             p = self._pricing(uow, state, at, is_order=True)
+        policy = p.program.payments if paid_points else None
+        if policy is not None:
+            problem = policy.problem(paid_points, order.net_goods)
+            if problem is not None:
+                raise InvalidPayment(f"paid_points: {problem[0]}", order_id=order.id,
+                                     **problem[1])
         return evaluate_order(p.program.earning, p.program.time_zone, order, p.context,
-                              usage=p.usage, version=p.program.version, stamps=p.stamps)
+                              usage=p.usage, version=p.program.version, stamps=p.stamps,
+                              money_paid=_money_paid(policy, order, paid_points))
 
     def record_order(
         self,
