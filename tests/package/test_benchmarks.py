@@ -266,3 +266,95 @@ def test_referrals_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path
     assert 30 == attribution["qualified"]  # the warm-up round's referees too
     for key in ("pairs_per_s", "plain_pairs_per_s", "ratio"):
         assert isinstance(attribution[key], float) and attribution[key] > 0
+
+
+REWARDS_BENCHMARK = BENCHMARK.parent / "rewards.py"
+REWARDS_KEYS = {
+    "redeem_per_s", "redeem_baseline_per_s", "redeem_ratio", "hot_reward_redeem_per_s",
+    "distinct_rewards_redeem_per_s", "oversold", "hot_vs_distinct", "statements",
+    "contest", "checked", "seconds",
+}
+
+
+def load_rewards_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rewards",
+                                                  REWARDS_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["memory", "sqlite", "postgresql"])
+def test_rewards_benchmark_quick_run_ends_with_one_line_of_json(name: str,
+                                                                tmp_path: Path) -> None:
+    """benchmarks/rewards.py runs (it exits non-zero if its baseline's statements differ
+    from SQLStorage's, a round issues other than its stock, or a reward is oversold)
+    and ends with one JSON line holding the issue's figures."""
+    args = [sys.executable, str(REWARDS_BENCHMARK), "--backend", name, "--quick"]
+    if name == "postgresql":
+        from conftest import POSTGRESQL
+
+        args += ["--url", POSTGRESQL.get_url()]
+        POSTGRESQL.storage()  # empty tables, schema in place
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          check=False)
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert REWARDS_KEYS <= set(result)
+    assert (name, True) == (result["backend"], result["quick"])
+    assert isinstance(result["redeem_per_s"], float) and result["redeem_per_s"] > 0
+    sql = name != "memory"
+    for key in ("redeem_baseline_per_s", "redeem_ratio", "hot_reward_redeem_per_s",
+                "distinct_rewards_redeem_per_s", "hot_vs_distinct"):
+        assert sql == isinstance(result[key], float), key
+    if sql:
+        assert 0 == result["oversold"]
+        assert 13 == len(result["statements"]) == result["statements_per_redeem"]
+        assert result["checked"]["counters_agree"]
+        assert result["checked"]["vouchers"] == result["checked"]["stock"] > 0
+        contest = result["contest"]
+        assert (contest["stock"], contest["attempts"] - contest["stock"]) == (
+            contest["vouchers"], contest["out_of_stock"])
+    else:
+        assert (None, [], None) == (result["oversold"], result["statements"],
+                                    result["contest"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
+        storage: Storage) -> None:
+    """The hand-written redemption sends SQLStorage's statements, also when a redemption
+    takes points from two lots, and writes a valid ledger and readable vouchers."""
+    assert isinstance(storage, SQLStorage)
+    bench_module = load_rewards_benchmark()
+    engine = storage._engine
+    bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
+    lk, base = bench.loyalty, bench.baseline
+    assert 13 == len(bench.check_statements())  # its own check passes
+    ours, = bench.members("lk", 1)
+    theirs, = bench.members("base", 1)
+    log = StatementLog(engine)
+    stock = bench_module.BIG_STOCK
+    try:
+        # lots of 100, redemptions of 30: the fourth takes 10 + 20 from two lots
+        for i in range(4):
+            mine = log.of(functools.partial(lk.rewards.redeem, ours, "redeem-lk",
+                                            key=f"r{i}"))
+            assert mine == log.of(functools.partial(base.redeem, theirs, "redeem-base",
+                                                    stock, f"b-r{i}"))
+        # two lot movements, two lot updates
+        assert [("INSERT", 2), ("UPDATE", 2)] == [(mine[i][0].split()[0], mine[i][1])
+                                                  for i in (9, 11)]
+    finally:
+        log.close()
+    assert lk.balance(theirs).available == lk.balance(ours).available == 1000 - 4 * 30
+    check_invariants(storage, bench.program, [ours, theirs])
+    vouchers = lk.rewards.vouchers(theirs)
+    assert 4 == len(vouchers) and {v.reward_id for v in vouchers} == {"redeem-base"}
+    assert all(v.cost == 30 and v.member_id == theirs for v in vouchers)
+    # 2 + 4 redemptions a side (the first of each created its reward's counter row)
+    assert lk.rewards.stock("redeem-base") == lk.rewards.stock("redeem-lk") == stock - 6
