@@ -509,6 +509,8 @@ class RewardPolicy:
     catalogue: tuple[Reward, ...] = ()
     wallet: str | None = None
     code: CodeSpec = attrs.field(factory=CodeSpec)
+    _by_id: Mapping[str, Reward] = attrs.field(init=False, repr=False, eq=False,
+                                               hash=False)
 
     def __attrs_post_init__(self) -> None:
         catalogue = self.catalogue
@@ -527,6 +529,8 @@ class RewardPolicy:
                               reward.id)
             seen.add(reward.id)
         object.__setattr__(self, "catalogue", catalogue)
+        # built once: every redemption looks its reward up
+        object.__setattr__(self, "_by_id", {reward.id: reward for reward in catalogue})
         if self.wallet is not None and (not isinstance(self.wallet, str)
                                         or not NAME.match(self.wallet)):
             raise invalid("rewards.wallet", "must be a wallet name or None", shown(self.wallet))
@@ -535,8 +539,8 @@ class RewardPolicy:
 
     @property
     def by_id(self) -> Mapping[str, Reward]:
-        """The catalogue by reward id."""
-        return {reward.id: reward for reward in self.catalogue}
+        """The catalogue by reward id (the policy's own mapping: do not change it)."""
+        return self._by_id
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict that :meth:`from_dict` turns back into ``self``."""
