@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import enum
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,7 @@ from loyaltykit._codes import CodeSpec
 from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError, NaiveDatetime, shown
 from loyaltykit._rules import CapPeriod
 from loyaltykit._validate import (
+    MAX_INSTANT,
     NAME,
     check_bool,
     check_decimal,
@@ -69,6 +70,7 @@ __all__ = [
     "VoucherStatus",
     "availability",
     "period_bounds",
+    "rolling_count",
     "voucher_expires_at",
 ]
 
@@ -289,7 +291,10 @@ class RewardLimit:
     """At most ``count`` redemptions per member per ``period``: a calendar ``DAY``,
     ``WEEK`` (ISO, from Monday), ``MONTH``, ``QUARTER`` or ``YEAR`` of the program's
     time zone, ``ROLLING`` over the last ``days`` days (of the program's wall clock), or
-    ``LIFETIME``. Cancelled vouchers do not count (the service releases them).
+    ``LIFETIME``. Cancelled vouchers do not count (the service releases them). The
+    limit holds in every period, also when a redemption is backdated before others: a
+    lifetime limit counts every voucher, a rolling one every window of ``days`` days
+    that holds the redemption.
 
     >>> RewardLimit(1, CapPeriod.MONTH).to_dict()
     {'count': 1, 'period': 'month', 'days': None}
@@ -597,15 +602,33 @@ def period_bounds(limit: RewardLimit, at: dt.datetime, time_zone: str
     """``[start, end)`` in UTC of the redemptions that count against ``limit`` for a
     redemption at ``at``: the calendar day, week, month, quarter or year holding ``at``
     in ``time_zone``; for a rolling limit those after the same wall-clock time ``days``
-    days earlier, up to ``at`` itself; for a lifetime limit everything up to ``at``
-    (start None)."""
+    days earlier, up to ``at`` itself (the window ending at ``at``; the later windows
+    that hold it are :func:`rolling_count`'s); for a lifetime limit everything (start
+    None, end the latest instant accepted)."""
     if limit.period is CapPeriod.LIFETIME:
-        return None, at + _ONE_MICROSECOND
+        return None, MAX_INSTANT
     tz = zone(time_zone)
     if limit.period is CapPeriod.ROLLING:
         start = add_days(at, -(limit.days or 0), tz) + _ONE_MICROSECOND
         return start, at + _ONE_MICROSECOND
     return calendar_period(limit.period.value, at.astimezone(tz).date(), tz)
+
+
+def rolling_count(limit: RewardLimit, at: dt.datetime, time_zone: str,
+                  issued: Iterable[dt.datetime]) -> int:
+    """The most of the redemptions ``issued`` (their instants) that one window of the
+    rolling ``limit`` holding ``at`` holds: the window ending at ``at`` or one ending at
+    a later redemption less than ``days`` days after it. A redemption at ``at`` keeps
+    the limit if this is less than ``limit.count``."""
+    times = sorted(issued)
+    worst = 0
+    for end in [at, *(t for t in times if t > at)]:
+        start, stop = period_bounds(limit, end, time_zone)
+        if start is not None and start > at:
+            break  # windows of later redemptions no longer hold ``at``
+        worst = max(worst, sum(1 for t in times
+                               if (start is None or start <= t) and t < stop))
+    return worst
 
 
 def voucher_expires_at(reward: Reward, issued_at: dt.datetime, time_zone: str

@@ -27,12 +27,14 @@ from loyaltykit import (
     Program,
     TestClock,
     Transaction,
+    Voucher,
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
 from loyaltykit.testing.invariants import (
     INVARIANTS,
+    LedgerSnapshot,
     check_invariants,
     check_replay,
     find_due_work,
@@ -423,6 +425,134 @@ def test_m_refunds_give_back_more_than_the_debit_took() -> None:
     found = [v for v in find_violations(forged, program) if v.invariant == "m"]
     assert any("were given back, it redeemed 1000" in v.message for v in found)
     assert any("went back to lot" in v.message for v in found)
+
+
+# -- (v) vouchers ---------------------------------------------------------------------
+
+
+def _reward_ledger() -> tuple[Loyalty, TestClock]:
+    """Alice and Bob each redeem tea and a mug; Bob cancels his tea; the mugs expire
+    (refunded) and Alice uses her tea. Sound."""
+    from loyaltykit import CapPeriod, FreeItem, Reward, RewardLimit, RewardPolicy
+
+    tea = Reward("tea", "Tea", 100, FreeItem("tea"), stock=3, global_limit=3,
+                 per_member=RewardLimit(1, CapPeriod.ROLLING, days=7), valid_days=5)
+    mug = Reward("mug", "Mug", 50, FreeItem("mug"), valid_days=1, refund_on_expiry=True)
+    program = attrs.evolve(make_program(), rewards=RewardPolicy(catalogue=(tea, mug)))
+    clock = TestClock(START)
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock, new_id=CounterIds())
+    for member in MEMBERS:
+        loyalty.enrol(member)
+        loyalty.earn(member, 1000, key=f"earn {member}")
+        loyalty.rewards.redeem(member, "tea", key=f"tea {member}")
+        loyalty.rewards.redeem(member, "mug", key=f"mug {member}")
+    bobs = loyalty.rewards.vouchers("bob")[0]
+    loyalty.rewards.cancel(bobs.code, key="cancel")
+    clock.advance(days=2)
+    loyalty.run_due()
+    loyalty.rewards.use(loyalty.rewards.vouchers("alice")[0].code, order_id="o", key="use")
+    check_invariants(loyalty.storage, program, MEMBERS, at=clock.now())
+    return loyalty, clock
+
+
+def _v(loyalty: Loyalty, snapshot: LedgerSnapshot | None = None,
+       program: Program | None = None, at: dt.datetime | None = None) -> list[str]:
+    """The messages of the (v) violations found in ``snapshot`` (default: as stored)."""
+    snap = snapshot or read_ledger(loyalty.storage, loyalty.program, MEMBERS)
+    return [v.message for v in find_violations(snap, program or loyalty.program, at=at)
+            if v.invariant == "v"]
+
+
+def _with(snapshot: LedgerSnapshot, *vouchers: Voucher) -> LedgerSnapshot:
+    return attrs.evolve(snapshot, vouchers={**snapshot.vouchers,
+                                            **{v.id: v for v in vouchers}})
+
+
+def test_v_counters_that_disagree_with_the_vouchers() -> None:
+    from loyaltykit.memory.rewards import RewardTables
+
+    loyalty, clock = _reward_ledger()
+    tables = loyalty.storage._tables.of(RewardTables)  # corrupt the memory backend
+    key = ("inv", "tea")
+    tables.counters[key] = (tables.counters[key][0] + 1, tables.counters[key][1])
+    with pytest.raises(AssertionError, match=r"invariant \(v\).*'tea': counters"):
+        check_invariants(loyalty.storage, loyalty.program, MEMBERS, at=clock.now())
+
+
+def test_v_stock_and_global_limit_exceeded() -> None:
+    from loyaltykit import RewardPolicy
+
+    loyalty, _ = _reward_ledger()
+    policy = loyalty.program.rewards
+    assert policy is not None
+    tea = attrs.evolve(policy.by_id["tea"], stock=0, global_limit=None)
+    program = attrs.evolve(loyalty.program, rewards=RewardPolicy(
+        catalogue=(tea, policy.by_id["mug"])))
+    assert any("hold an item of a stock of 0" in m for m in _v(loyalty, program=program))
+    # the two expired mugs still count against the global limit
+    mug = attrs.evolve(policy.by_id["mug"], global_limit=1)
+    program = attrs.evolve(program, rewards=RewardPolicy(catalogue=(policy.by_id["tea"], mug)))
+    assert ["reward 'mug': 2 redemptions, the global limit is 1"] == _v(loyalty,
+                                                                       program=program)
+
+
+def test_v_member_limit_exceeded_in_a_rolling_window() -> None:
+    loyalty, _ = _reward_ledger()
+    snapshot = read_ledger(loyalty.storage, loyalty.program, MEMBERS)
+    alices = next(v for v in snapshot.vouchers.values()
+                  if v.member_id == "alice" and v.reward_id == "tea")
+    twin = attrs.evolve(alices, id=uuid.uuid4(), code="0" * 11,
+                        issued_at=alices.issued_at + dt.timedelta(days=6))
+    found = _v(loyalty, _with(snapshot, twin))
+    assert any("has 2 vouchers in the rolling period" in m for m in found)
+    apart = attrs.evolve(twin, issued_at=alices.issued_at + dt.timedelta(days=8))
+    assert not any("vouchers in the rolling period" in m
+                   for m in _v(loyalty, _with(snapshot, apart)))
+
+
+def test_v_spends_given_back_or_kept_wrongly() -> None:
+    from loyaltykit import VoucherStatus
+
+    loyalty, _ = _reward_ledger()
+    snapshot = read_ledger(loyalty.storage, loyalty.program, MEMBERS)
+    cancelled = next(v for v in snapshot.vouchers.values()
+                     if v.status is VoucherStatus.CANCELLED)
+    # the cancelled voucher's refund is missing from the ledger
+    wallet = snapshot.wallets[("bob", "points")]
+    kept = attrs.evolve(snapshot, wallets={**snapshot.wallets, ("bob", "points"): attrs.evolve(
+        wallet, transactions=tuple(t for t in wallet.transactions
+                                   if t.id != cancelled.refund_id))})
+    assert any("is not reversed" in m for m in _v(loyalty, kept))
+    # an issued voucher whose spend the rewards gave back
+    issued = attrs.evolve(cancelled, status=VoucherStatus.ISSUED, cancelled_at=None,
+                          refund_id=None)
+    assert any("was given back by the rewards" in m
+               for m in _v(loyalty, _with(snapshot, issued)))
+    # a reward that does not refund on expiry, but the expired mugs were refunded
+    from loyaltykit import RewardPolicy
+
+    policy = loyalty.program.rewards
+    assert policy is not None
+    mug = attrs.evolve(policy.by_id["mug"], refund_on_expiry=False)
+    program = attrs.evolve(loyalty.program, rewards=RewardPolicy(
+        catalogue=(policy.by_id["tea"], mug)))
+    assert any("does not refund on expiry" in m for m in _v(loyalty, program=program))
+
+
+def test_v_codes_and_status_fields() -> None:
+    from loyaltykit import VoucherStatus
+
+    loyalty, clock = _reward_ledger()
+    snapshot = read_ledger(loyalty.storage, loyalty.program, MEMBERS)
+    used = next(v for v in snapshot.vouchers.values() if v.status is VoucherStatus.USED)
+    lower = attrs.evolve(used, code=used.code.lower())
+    assert any("not stored normalised" in m for m in _v(loyalty, _with(snapshot, lower)))
+    unused = attrs.evolve(used, used_at=None)
+    assert any("is used with used_at None" in m for m in _v(loyalty, _with(snapshot, unused)))
+    # expired vouchers whose expiry has not come at the instant checked
+    early = START + dt.timedelta(hours=1)
+    assert any("is expired at" in m for m in _v(loyalty, at=early))
+    assert [] == _v(loyalty, at=clock.now())
 
 
 def test_every_invariant_has_a_failing_test() -> None:

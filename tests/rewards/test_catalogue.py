@@ -33,7 +33,14 @@ from loyaltykit import (
     Tier,
     TierPolicy,
 )
-from loyaltykit._rewards import Availability, availability, period_bounds, voucher_expires_at
+from loyaltykit._rewards import (
+    Availability,
+    availability,
+    period_bounds,
+    rolling_count,
+    voucher_expires_at,
+)
+from loyaltykit._validate import MAX_INSTANT
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
@@ -473,10 +480,28 @@ def test_a_rolling_limit_counts_wall_clock_days_and_excludes_its_first_instant()
     assert dt.timedelta(days=7, hours=-1) == end - start  # type: ignore[operator]
 
 
-def test_a_lifetime_limit_counts_everything_up_to_the_instant() -> None:
+def test_a_lifetime_limit_counts_everything() -> None:
+    # also what was redeemed after the instant (a redemption backdated before others)
     at = berlin(2026, 4, 2, 10)
-    assert (None, at + dt.timedelta(microseconds=1)) == period_bounds(
-        RewardLimit(3), at, "Europe/Berlin")
+    assert (None, MAX_INSTANT) == period_bounds(RewardLimit(3), at, "Europe/Berlin")
+
+
+def test_a_rolling_limit_holds_in_every_window_holding_the_instant() -> None:
+    limit = RewardLimit(2, CapPeriod.ROLLING, days=7)
+    at = berlin(2026, 4, 10, 10)
+    day = dt.timedelta(days=1)
+    assert 0 == rolling_count(limit, at, "Europe/Berlin", [])
+    # 7 days before on the wall clock is excluded, the instant itself included
+    assert 1 == rolling_count(limit, at, "Europe/Berlin", [at - 7 * day, at])
+    # later redemptions: the window ending at each that still holds the instant
+    assert 2 == rolling_count(limit, at, "Europe/Berlin", [at + 3 * day, at + 6 * day])
+    assert 1 == rolling_count(limit, at, "Europe/Berlin", [at + 3 * day, at + 7 * day])
+    assert 1 == rolling_count(limit, at, "Europe/Berlin", [at - 6 * day, at + 2 * day])
+    # across the DST change (29 March): 7 wall-clock days are 167 hours
+    spring = berlin(2026, 3, 26, 10)
+    assert 1 == rolling_count(limit, spring, "Europe/Berlin",
+                              [berlin(2026, 4, 2, 10) - dt.timedelta(microseconds=1)])
+    assert 0 == rolling_count(limit, spring, "Europe/Berlin", [berlin(2026, 4, 2, 10)])
 
 
 def test_voucher_expiry_scenario_v3_and_across_dst() -> None:

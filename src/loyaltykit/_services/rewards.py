@@ -27,6 +27,7 @@ from decimal import Decimal
 
 import attrs
 
+from loyaltykit._calendar import add_days, zone
 from loyaltykit._errors import (
     InvalidInput,
     InvalidPayment,
@@ -54,8 +55,10 @@ from loyaltykit._rewards import (
     VoucherStatus,
     availability,
     period_bounds,
+    rolling_count,
     voucher_expires_at,
 )
+from loyaltykit._rules import CapPeriod
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_member_id, check_reason, check_reward_id
@@ -198,8 +201,19 @@ class RewardService:
         limit = reward.per_member
         if limit is None:
             return
-        start, end = period_bounds(limit, when, self.program.time_zone)
-        if uow.rewards.count_redeemed(member_id, reward.id, start, end) >= limit.count:
+        tz = self.program.time_zone
+        start, end = period_bounds(limit, when, tz)
+        count = uow.rewards.count_redeemed(member_id, reward.id, start, end)
+        if count < limit.count and limit.period is CapPeriod.ROLLING:
+            # redeemed out of order (backdated): the windows of later redemptions that
+            # hold it must keep the limit too; read them only if there are any
+            horizon = add_days(when, (limit.days or 0) + 1, zone(tz))
+            if uow.rewards.count_redeemed(member_id, reward.id, end, horizon):
+                issued = [v.issued_at for v in uow.rewards.member_vouchers(member_id)
+                          if v.reward_id == reward.id
+                          and v.status is not VoucherStatus.CANCELLED]
+                count = rolling_count(limit, when, tz, issued)
+        if count >= limit.count:
             raise RedemptionLimitReached(
                 "the member has redeemed the reward as often as the limit allows",
                 reward_id=reward.id, count=limit.count, period=limit.period.value)

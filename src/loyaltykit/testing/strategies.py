@@ -31,6 +31,15 @@ from loyaltykit._program import (
     Program,
     SpendOrder,
 )
+from loyaltykit._rewards import (
+    CustomReward,
+    FixedDiscount,
+    FreeItem,
+    PercentDiscount,
+    Reward,
+    RewardLimit,
+    RewardPolicy,
+)
 from loyaltykit._rules import (
     AllOf,
     AnyOf,
@@ -83,6 +92,7 @@ __all__ = [
     "points",
     "program_ids",
     "programs",
+    "reward_policies",
     "spend_orders",
     "time_zones",
     "ttls",
@@ -227,6 +237,73 @@ def payment_policies() -> st.SearchStrategy[PaymentPolicy]:
         earn_on_points_paid=st.booleans(),
         returns=st.sampled_from(ReturnSplit),
     )
+
+
+_REWARD_KINDS = (
+    FixedDiscount(Money("5.00", "EUR")),
+    PercentDiscount(Decimal(10)),
+    FreeItem("sku-a"),
+    CustomReward({"gift": "mug"}),
+)
+
+
+def _reward_limits() -> st.SearchStrategy[RewardLimit]:
+    def build(period: CapPeriod) -> st.SearchStrategy[RewardLimit]:
+        days = st.integers(1, 10) if period is CapPeriod.ROLLING else st.none()
+        return st.builds(RewardLimit, count=st.integers(1, 2), period=st.just(period),
+                         days=days)
+
+    periods = [p for p in CapPeriod if p is not CapPeriod.ORDER]
+    return st.sampled_from(periods).flatmap(build)
+
+
+@st.composite
+def _reward(draw: st.DrawFn, reward_id: str, around: dt.datetime | None,
+            tiers: tuple[str, ...]) -> Reward:
+    fields: dict[str, Any] = {
+        "cost": draw(st.integers(1, 150)),
+        "kind": draw(st.sampled_from(_REWARD_KINDS)),
+        "stock": draw(st.none() | st.integers(0, 4)),
+        "global_limit": draw(st.none() | st.integers(1, 5)),
+        "per_member": draw(st.none() | _reward_limits()),
+        "refund_on_expiry": draw(st.booleans()),
+    }
+    validity = draw(st.sampled_from(("days", "days", "until", "none") if around is not None
+                                    else ("days", "days", "none")))
+    if validity == "days":
+        fields["valid_days"] = draw(st.integers(1, 10))
+    elif validity == "until":
+        assert around is not None
+        fields["valid_until"] = around + dt.timedelta(hours=draw(st.integers(1, 72)))
+    if around is not None and draw(st.integers(0, 3)) == 0:
+        starts = around + dt.timedelta(hours=draw(st.integers(-48, 48)))
+        fields["starts_at"] = draw(st.none() | st.just(starts))
+        fields["ends_at"] = starts + dt.timedelta(days=draw(st.integers(1, 60)))
+    if bool(tiers) and draw(st.booleans()):
+        fields["tiers"] = frozenset(draw(st.lists(st.sampled_from(tiers), min_size=1,
+                                                  unique=True)))
+    return Reward(id=reward_id, name=f"Reward {reward_id}", **fields)
+
+
+@st.composite
+def reward_policies(
+    draw: st.DrawFn,
+    *,
+    wallets: tuple[str, ...] = ("points",),
+    around: dt.datetime | None = None,
+    tiers: tuple[str, ...] = (),
+    max_rewards: int = 3,
+) -> RewardPolicy:
+    """Small reward catalogues for ledger tests: 1 to ``max_rewards`` rewards ``r0``,
+    ``r1``... with small costs, maybe a small stock, a global limit and a per-member
+    limit (any calendar period, rolling days or lifetime), vouchers valid a few days
+    (or, with ``around``, until a few hours after it, or for ever), sometimes refunded
+    on expiry; with ``around``, sometimes a redemption window near it; with ``tiers``,
+    sometimes restricted to some of them. Redemptions debit one of ``wallets`` (or the
+    program's first)."""
+    count = draw(st.integers(1, max_rewards))
+    catalogue = tuple(draw(_reward(f"r{i}", around, tiers)) for i in range(count))
+    return RewardPolicy(catalogue=catalogue, wallet=draw(st.none() | st.sampled_from(wallets)))
 
 
 def clock_steps() -> st.SearchStrategy[dt.timedelta]:
