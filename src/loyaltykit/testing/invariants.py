@@ -33,8 +33,8 @@ The invariants, each reported with its own letter:
     cancelled, within the global limit), with each member's limit in every period
     window (calendar, rolling or lifetime), and with their spends: a cancelled voucher's
     spend is reversed, and so is an expired one's where the reward refunds on expiry;
-    the others' spends are not given back by the rewards (a shop's direct ``reverse``
-    may); codes are stored normalised and unique, and each status has its fields.
+    the others' spends are not given back at all (a direct ``reverse`` of one is
+    refused); codes are stored normalised and unique, and each status has its fields.
 
 Three more rules need to know what a step did, so they have their own functions:
 
@@ -615,7 +615,7 @@ def _check_v(snapshot: LedgerSnapshot, program: Program, at: dt.datetime | None
 def _check_voucher_spend(v: Voucher, program: Program, spend: Transaction | None,
                          reversal: Transaction | None) -> Iterable[Violation]:
     """A voucher's spend took its cost, and is reversed if and only if the voucher
-    was cancelled or expired with a refund (or a shop reversed it directly)."""
+    was cancelled or expired with a refund (a direct reverse of it is refused)."""
     who = f"voucher {v.shown} ({v.status.value}) of member {v.member_id!r}"
     if spend is None:
         yield Violation("v", f"{who}: its spend {v.transaction_id} is not in its wallet")
@@ -640,9 +640,9 @@ def _check_voucher_spend(v: Voucher, program: Program, spend: Transaction | None
         yield Violation("v", f"{who}: refund {v.refund_id}, but the spend's reversal "
                              f"{reversal.id if reversal else None} is "
                              f"{'' if by_voucher else 'not '}the voucher's")
-    elif not refunds and v.status is not VoucherStatus.EXPIRED and by_voucher:
-        yield Violation("v", f"{who}: its spend {spend.id} was given back by the rewards "
-                             f"({reversal.id if reversal else None})")
+    elif not refunds and v.status is not VoucherStatus.EXPIRED and reversal is not None:
+        yield Violation("v", f"{who}: its spend {spend.id} was given back "
+                             f"({reversal.id}) while the voucher stands")
     elif not refunds and v.status is VoucherStatus.EXPIRED and by_voucher \
             and v.version == program.version:
         yield Violation("v", f"{who}: its reward does not refund on expiry, but the spend "
