@@ -573,3 +573,16 @@ def parse_decimal(value: object, field: str,
     if not amount.is_finite():
         _raise(error, field, "must be finite", str(amount))
     return amount
+
+
+def check_order(currency: str, order: object) -> Order:
+    """``order`` if it is an :class:`Order` with lines in ``currency`` (the program's),
+    else :class:`~loyaltykit.InvalidOrder` / :class:`~loyaltykit.CurrencyMismatch`."""
+    if not isinstance(order, Order):
+        raise InvalidOrder("order must be an Order", field="order", value=shown(order))
+    if not order.lines:
+        raise InvalidOrder("an order needs at least one line", field="lines", value=[])
+    if order.currency != currency:
+        raise CurrencyMismatch("the order is not in the program's currency",
+                               field="currency", value=order.currency, expected=currency)
+    return order

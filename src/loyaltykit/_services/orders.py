@@ -21,7 +21,6 @@ import attrs
 
 from loyaltykit._activity import Activity, Retention
 from loyaltykit._errors import (
-    CurrencyMismatch,
     DuplicateKey,
     InvalidEvent,
     InvalidInput,
@@ -48,7 +47,7 @@ from loyaltykit._model import (
     OrderStatus,
     Transaction,
 )
-from loyaltykit._orders import MAX_QUANTITY, Event, Order
+from loyaltykit._orders import MAX_QUANTITY, Event, Order, check_order
 from loyaltykit._payment import PaymentPolicy, allocate, split_refund
 from loyaltykit._pipeline import Work
 from loyaltykit._program import Program
@@ -326,17 +325,6 @@ class OrderService:
         stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
         return _Priced(program, ctx, usage, stamps, activity, kept)
 
-    def _check_order(self, order: object) -> Order:
-        if not isinstance(order, Order):
-            raise InvalidOrder("order must be an Order", field="order", value=shown(order))
-        if not order.lines:
-            raise InvalidOrder("an order needs at least one line", field="lines", value=[])
-        if order.currency != self.program.currency:
-            raise CurrencyMismatch("the order is not in the program's currency",
-                                   field="currency", value=order.currency,
-                                   expected=self.program.currency)
-        return order
-
     def quote(self, order_or_event: Order | Event, *, paid_points: int = 0) -> Evaluation:
         """Price an order or an event without writing anything: the same breakdown
         :meth:`record_order` / :meth:`record_event` would write now, with the member's
@@ -359,7 +347,7 @@ class OrderService:
                 p = self._pricing(uow, state, at, event_type=order_or_event.type, is_order=False)
             return evaluate_event(p.program.earning, p.program.time_zone, order_or_event, p.context,
                                   usage=p.usage, version=p.program.version, stamps=p.stamps)
-        order = self._check_order(order_or_event)
+        order = check_order(self.program.currency, order_or_event)
         check_member_id(order.member_id)
         at = self.c.instant(order.placed_at, "placed_at")
         with self.c.read() as uow:
@@ -404,7 +392,7 @@ class OrderService:
         money-paid part only (unless the policy says otherwise) and a partial return
         gives points back in proportion (see :meth:`record_return`).
         """
-        order = self._check_order(order)
+        order = check_order(self.program.currency, order)
         member_id = check_member_id(order.member_id)
         default_key = f"{ORDER_KEY}{order.id}"
         key = check_key(key if key is not None else default_key)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from loyaltykit._errors import CurrencyMismatch, InvalidOrder, InvalidPayment, MemberNotFound, shown
-from loyaltykit._orders import Order
+from loyaltykit._errors import InvalidPayment, MemberNotFound
+from loyaltykit._orders import Order, check_order
 from loyaltykit._payment import PaymentPolicy, PaymentQuote
 from loyaltykit._payment import quote as quote_cart
 from loyaltykit._results import HoldResult, TransactionResult
@@ -38,18 +38,6 @@ class PaymentService:
         self.c = c
         self.program = c.program
         self._ledger = ledger
-
-    def _check_order(self, order: object) -> Order:
-        if not isinstance(order, Order):
-            raise InvalidOrder("order must be an Order", field="order", value=shown(order))
-        if not order.lines:
-            raise InvalidOrder("an order needs at least one line", field="lines", value=[])
-        if order.currency != self.program.currency:
-            raise CurrencyMismatch("the order is not in the program's currency",
-                                   field="currency", value=order.currency,
-                                   expected=self.program.currency)
-        check_member_id(order.member_id)
-        return order
 
     def _policy(self, uow: UnitOfWork, order: Order, wallet: str) -> PaymentPolicy:
         """The payment policy of the program version in force when ``order`` is placed."""
@@ -75,7 +63,8 @@ class PaymentService:
         ``max_points`` 0 and ``reason`` tells why. Raises
         :class:`~loyaltykit.InvalidPayment` if the program takes no points as payment.
         """
-        order = self._check_order(order)
+        order = check_order(self.program.currency, order)
+        check_member_id(order.member_id)
         wallet_ = self.program.wallet(wallet)
         now = self.c.now()
         with self.c.read() as uow:
@@ -116,7 +105,8 @@ class PaymentService:
         :meth:`capture` once the order is paid and pass the capture's transaction id to
         :meth:`~loyaltykit.Loyalty.record_order` as ``paid_with``; :meth:`release` it
         if the checkout is abandoned (due work releases it once ``ttl`` has passed)."""
-        order = self._check_order(order)
+        order = check_order(self.program.currency, order)
+        check_member_id(order.member_id)
         wallet_ = self.program.wallet(wallet)
         with self.c.read() as uow:
             policy = self._policy(uow, order, wallet_)
