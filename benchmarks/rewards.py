@@ -19,7 +19,7 @@ window. Measured in one run, in the same database:
   *baseline* that issues the very statements :class:`~loyaltykit.sql.SQLStorage` issues
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
-  loyaltykit domain (its code is 11 random symbols, without a check character). The
+  loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
   13 statements (14 parameter sets) of one redemption, in order:
 
   1. SELECT the idempotency key;
@@ -106,6 +106,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from loyaltykit import (  # noqa: E402
+    CodeSpec,
     ExpiryPolicy,
     FixedDiscount,
     LedgerPolicy,
@@ -145,9 +146,6 @@ BIG_STOCK = 10**9
 #: Target (issue 19): loyaltykit time / baseline time per redemption.
 MAX_REDEEM_RATIO = 1.5
 #: The shape of a Crockford base32 voucher code as the program's default spec prints it.
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-CODE_LENGTH = 11
-CODE_GROUP = 5
 
 FULL = {
     "rounds": 7,  # per side, after one warm-up round each
@@ -225,10 +223,15 @@ COUNTERS = sa.select(RC.c.reward_id, RC.c.held).where(
                                                                           expanding=True)))
 
 
+#: the program's voucher code spec (the default): the baseline draws a valid code too
+CODES = CodeSpec()
+
+
 def draw_code() -> tuple[str, str]:
-    """A voucher code (stored and shown forms) of 11 random Crockford symbols."""
-    code = "".join(ALPHABET[secrets.randbelow(32)] for _ in range(CODE_LENGTH))
-    return code, "-".join(code[i:i + CODE_GROUP] for i in range(0, CODE_LENGTH, CODE_GROUP))
+    """A voucher code (stored and shown forms) as the program draws one: 10 random
+    Crockford symbols and the check character."""
+    code = CODES.draw(secrets.randbelow)
+    return code, CODES.display(code)
 
 
 def _when(value: dt.datetime | None) -> Any:
