@@ -63,11 +63,13 @@ class PointsPosted:
 @attrs.frozen
 class OrderRecorded:
     """An order was recorded and priced; ``record`` is its stored row, ``wallet`` the
-    wallet its points went to."""
+    wallet its points went to, ``payments`` the transactions its ``paid_with`` named
+    (as read under the member's lock)."""
 
     order: Order
     record: OrderRecord
     wallet: str
+    payments: tuple[Transaction, ...] = ()
 
 
 @attrs.frozen

@@ -462,7 +462,7 @@ class OrderService:
             orders = work.part(OrderChanges)
             orders.orders[order.id] = record
             orders.new_orders.add(order.id)
-            work.publish(OrderRecorded(order, record, wallet_))
+            work.publish(OrderRecorded(order, record, wallet_, tuple(paid_txs)))
             # the order's row is its usage log; the counters follow it
             usage_key = f"order:{order.id}"
             self._keep_activity(ledger, state, p.activity.record(

@@ -115,13 +115,12 @@ class RewardService:
                 "points back", transaction_id=str(tx.reverses_id), code=voucher.code)
 
     def _on_order(self, work: Work, event: OrderRecorded) -> None:
-        for pid in event.record.payments:
-            paid = work.uow.ledger.get_transaction(pid)
-            voucher = None if paid is None else self._voucher_of(work.uow, paid)
+        for paid in event.payments:
+            voucher = self._voucher_of(work.uow, paid)
             if voucher is not None:
                 raise InvalidPayment(
                     "paid_with: the transaction redeemed a reward, it pays no order",
-                    order_id=event.record.order_id, transaction_id=str(pid),
+                    order_id=event.record.order_id, transaction_id=str(paid.id),
                     code=voucher.code)
 
     def _policy(self) -> RewardPolicy:
