@@ -33,22 +33,17 @@ from loyaltykit._errors import (
     OrderCancelled,
     OrderNotFound,
     StorageError,
-    TransactionNotFound,
     shown,
 )
 from loyaltykit._events import OrderRecorded, OrderReturned
 from loyaltykit._ledger import Ledger, MemberBook
 from loyaltykit._model import (
-    Account,
     IdempotencyRecord,
-    Kind,
     MemberState,
     OrderRecord,
     OrderStatus,
-    Transaction,
 )
 from loyaltykit._orders import MAX_QUANTITY, Event, Order, check_order
-from loyaltykit._payment import PaymentPolicy, allocate, split_refund
 from loyaltykit._pipeline import Work
 from loyaltykit._program import Program
 from loyaltykit._results import (
@@ -74,6 +69,13 @@ from loyaltykit._rules import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.order_payments import (
+    RefundPlan,
+    money_paid_by,
+    points_of,
+    read_payments,
+    still_paying,
+)
 from loyaltykit._validate import check_id, check_member_id, check_reason
 from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
@@ -100,68 +102,6 @@ class _Priced:
     kept: Retention
 
 
-@attrs.define
-class _RefundPlan:
-    """What a return or cancellation gives back of the points that paid for an order.
-
-    ``live`` are its payments not reversed outside the order, ``refunded`` the points
-    partial returns gave back of each (kept on the order), ``points_back`` /
-    ``money_back`` this return's refund (money: the goods value returned less the
-    points' value; None when the order's program version has no payment policy and
-    points paid for it), ``points_after`` the points still paying for what is kept.
-    """
-
-    live: list[Transaction]
-    refunded: dict[uuid.UUID, int]
-    points_back: int
-    money_back: Decimal | None
-    points_after: int
-    cancel: bool
-
-    @classmethod
-    def make(cls, uow: UnitOfWork, record: OrderRecord, policy: PaymentPolicy | None,
-             payments: Sequence[Transaction], before: Order, after: Order, *,
-             cancel: bool) -> _RefundPlan:
-        live = [t for t in payments if uow.ledger.find_reversal(t.id) is None]
-        refunded = {k: v for k, v in record.refunded.items()}
-        left = _paid(live) - sum(refunded.get(t.id, 0) for t in live)
-        returned = before.net_goods - after.net_goods
-        everything = cancel or not after.lines
-        if policy is not None and payments:
-            back, money = split_refund(policy, returned, before.net_goods, left,
-                                       everything=everything)
-        elif payments:  # no policy: only a cancellation gives the points back
-            back, money = (left if cancel else 0), None
-        else:
-            back, money = 0, returned
-        return cls(live, refunded, back, money, left - back, cancel)
-
-    def apply(self, ledger: Ledger, book: MemberBook, reason: str,
-              order_id: str) -> list[Transaction]:
-        """Post the refund: payments are given back last first; one never refunded
-        before is reversed whole on a cancellation (as before partial refunds)."""
-        done: list[Transaction] = []
-        left = self.points_back
-        meta = {"order_id": order_id}
-        for paid in reversed(self.live):
-            if left <= 0:
-                break
-            already = self.refunded.get(paid.id, 0)
-            rest = paid.amount(Account.REDEEMED) - already
-            n = min(rest, left)
-            if n <= 0:
-                continue
-            left -= n
-            if self.cancel and already == 0 and n == rest:
-                done.append(ledger.reverse(book, paid, reason=reason, metadata=meta))
-            else:
-                done.append(ledger.refund(book, paid, n, already=already, reason=reason,
-                                          metadata=meta))
-                self.refunded[paid.id] = already + n
-        done.reverse()
-        return done
-
-
 @attrs.frozen
 class _Settled:
     """A return's stamp-card settlement: the rewards the returned order keeps per card,
@@ -180,23 +120,6 @@ def _withdrawn(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ..
         else:
             gone.append(reward)
     return tuple(gone)
-
-
-def _money_paid(policy: PaymentPolicy | None, order: Order,
-                points: int) -> list[Decimal] | None:
-    """The money-paid part of each line of ``order`` when ``points`` paid for the rest
-    (their value allocated pro rata to the lines' nets, to the cent, largest remainder
-    first); None when the order earns on its whole nets."""
-    if policy is None or policy.earn_on_points_paid or points <= 0:
-        return None
-    nets = [line.net for line in order.lines]
-    paid = min(policy.value(points), sum(nets, Decimal(0)))
-    return [net - part for net, part in zip(nets, allocate(paid, nets), strict=True)]
-
-
-def _paid(payments: Iterable[Transaction]) -> int:
-    """The points ``payments`` (spends or captures) redeemed."""
-    return sum(t.amount(Account.REDEEMED) for t in payments)
 
 
 def _replay_order(uow: UnitOfWork, text: str) -> OrderResult:
@@ -365,7 +288,7 @@ class OrderService:
                                      **problem[1])
         return evaluate_order(p.program.earning, p.program.time_zone, order, p.context,
                               usage=p.usage, version=p.program.version, stamps=p.stamps,
-                              money_paid=_money_paid(policy, order, paid_points))
+                              money_paid=money_paid_by(policy, order, paid_points))
 
     def record_order(
         self,
@@ -414,31 +337,11 @@ class OrderService:
             state = self._member_state(uow, member_id, wallet_, when, lock=True)
             book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
                                locked={member_id: state.accounts[wallet_]})[member_id]
-            paid_txs = []
-            for pid in payments:
-                paid = uow.ledger.get_transaction(pid)
-                if paid is None or paid.member_id != member_id or paid.wallet != wallet_:
-                    raise TransactionNotFound("no such payment of this member's wallet",
-                                              transaction_id=str(pid), member_id=member_id)
-                if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
-                    raise InvalidInput("paid_with must name spend or capture transactions",
-                                       transaction_id=str(pid), kind=paid.kind.value)
-                if uow.ledger.find_reversal(pid) is not None:
-                    raise InvalidPayment("paid_with: the payment was reversed",
-                                         order_id=order.id, transaction_id=str(pid))
-                paid_txs.append(paid)
-            if paid_txs:  # one payment pays one order: its points go back only once
-                for other in uow.orders.load_orders(member_id):
-                    both = set(other.payments) & set(payments)
-                    if both and other.order_id != order.id:
-                        raise InvalidPayment(
-                            "paid_with: the payment already pays another order",
-                            order_id=order.id, other_order_id=other.order_id,
-                            transaction_id=str(min(both)))
+            paid_txs = read_payments(uow, payments, member_id, wallet_, order.id)
             p = self._pricing(uow, state, when, is_order=True, work=work)
             program = p.program
             policy = program.payments if paid_txs else None
-            points_paid = _paid(paid_txs)
+            points_paid = points_of(paid_txs)
             if policy is not None:
                 problem = policy.problem(points_paid, order.net_goods)
                 if problem is not None:
@@ -446,7 +349,7 @@ class OrderService:
                                          **problem[1])
             evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
                                         usage=p.usage, version=program.version, stamps=p.stamps,
-                                        money_paid=_money_paid(policy, order, points_paid))
+                                        money_paid=money_paid_by(policy, order, points_paid))
             tx = None
             if evaluation.points > 0:
                 tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
@@ -600,9 +503,9 @@ class OrderService:
             as_it_stands = original.after_returns(returned)
             program = self.c.version(record.version, uow)
             standing = original.after_returns(dict(record.returned))
-            plan = _RefundPlan.make(uow, record, program.payments, payments, standing,
+            plan = RefundPlan.make(uow, record, program.payments, payments, standing,
                                     as_it_stands, cancel=cancel)
-            money_paid = _money_paid(program.payments, as_it_stands, plan.points_after)
+            money_paid = money_paid_by(program.payments, as_it_stands, plan.points_after)
             previous = Evaluation.from_dict(dict(record.evaluation))
             placeholder = MemberContext(member_id=member_id, enrolled_at=record.placed_at)
             evaluation = evaluate_order(program.earning, program.time_zone, as_it_stands,
@@ -746,10 +649,10 @@ class OrderService:
         as_it_stands = Order.from_dict(dict(other.order)).after_returns(dict(other.returned))
         money_paid = None
         if program.payments is not None and other.payments:
-            live = [t for t in (uow.ledger.get_transaction(p) for p in other.payments)
-                    if t is not None and uow.ledger.find_reversal(t.id) is None]
-            left = _paid(live) - sum(other.refunded.get(t.id, 0) for t in live)
-            money_paid = _money_paid(program.payments, as_it_stands, left)
+            paid = [t for t in (uow.ledger.get_transaction(p) for p in other.payments)
+                    if t is not None]
+            money_paid = money_paid_by(program.payments, as_it_stands,
+                                       still_paying(uow, other, paid)[1])
         evaluation = reevaluate_order(program.earning, program.time_zone, as_it_stands,
                                       previous, version=other.version, keep=keep,
                                       money_paid=money_paid)
