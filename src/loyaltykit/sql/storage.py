@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         KeyStore,
         LedgerStore,
         OrderStore,
+        OutboxStore,
         ProgramStore,
         ReferralStore,
         Storage,
@@ -183,5 +184,6 @@ if TYPE_CHECKING:
         orders: OrderStore = u.orders
         tiers: TierStore = u.tiers
         referrals: ReferralStore = u.referrals
-        del keys, programs, ledger, orders, tiers, referrals
+        events: OutboxStore = u.outbox
+        del keys, programs, ledger, orders, tiers, referrals, events
         return u, s

@@ -19,6 +19,8 @@ attribute     store                  change part          what it keeps
 ``rewards``   :class:`RewardStore`   :class:`RewardChanges`   vouchers, reward counters
 ``members``   :class:`MemberKeyStore` :class:`MemberKeyChanges` shop ids -> member keys,
                                                           erasures
+``outbox``    :class:`OutboxStore`   :class:`OutboxChanges`   events, consumers'
+                                                          positions
 ============  =====================  ===================  ==========================
 
 Member keys (DESIGN §11): the shop's member id is stored once, in the ``members``
@@ -81,6 +83,7 @@ from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
 from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
+from loyaltykit.storage.outbox import EventWaiter, OutboxChanges, OutboxStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
 from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
 from loyaltykit.storage.rewards import RewardChanges, RewardStore
@@ -92,6 +95,7 @@ __all__ = [
     "ChangePart",
     "DuplicateKey",
     "Erasure",
+    "EventWaiter",
     "Hold",
     "HoldAllocation",
     "HoldStatus",
@@ -110,6 +114,8 @@ __all__ = [
     "OrderRecord",
     "OrderStatus",
     "OrderStore",
+    "OutboxChanges",
+    "OutboxStore",
     "Posting",
     "ProgramStore",
     "ProgramVersion",
@@ -173,6 +179,10 @@ class UnitOfWork(Protocol):
     @property
     def members(self) -> MemberKeyStore:
         """The shop's member ids mapped to member keys, and erasure records."""
+
+    @property
+    def outbox(self) -> OutboxStore:
+        """Events (the outbox) and the consumers' positions."""
 
     def __enter__(self) -> Self: ...
 
