@@ -183,7 +183,9 @@ class EventService:
             "program_version": record.version,
             "paid_with": [str(p) for p in record.payments],
             "order": order,
-            "evaluation": dict(record.evaluation),
+            # the rule by rule breakdown, without the member's context (its id and
+            # attributes: the event carries the one, the other is erasable)
+            "evaluation": {k: v for k, v in record.evaluation.items() if k != "context"},
         })]
 
     def _order_returned(self, work: Work, event: OrderReturned) -> list[EventDraft]:

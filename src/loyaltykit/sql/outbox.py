@@ -22,7 +22,7 @@ from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
 from loyaltykit.storage.outbox import OutboxChanges
 
-__all__ = ["SQLOutboxStore", "channel"]
+__all__ = ["SQLOutboxStore", "channel", "insert_statement"]
 
 _p: sa.BindParameter[str] = sa.bindparam("p")
 _BIG = sa.BigInteger()
@@ -94,6 +94,13 @@ def _reads(dialect: str) -> dict[str, sa.Executable]:
 
 
 _STATEMENTS = {"postgresql": _reads("postgresql"), "sqlite": _reads("sqlite")}
+
+
+def insert_statement(dialect: str) -> sa.Executable:
+    """The INSERT the store appends events with on ``dialect`` (for benchmarks that
+    mirror it): on PostgreSQL each row also names its program and member as ``k_p``
+    and ``k_m``, and ``tx`` is computed; on SQLite ``tx`` is given (0)."""
+    return _STATEMENTS["postgresql" if dialect == "postgresql" else "sqlite"]["insert"]
 
 _SEL_CONSUMER: sa.Executable = sa.select(c.tx, c.seq).where(
     c.program_id == _p, c.name == sa.bindparam("c_name"))
