@@ -14,15 +14,17 @@ import hashlib
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
+from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent
-from loyaltykit.sql._errors import translated
+from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
 from loyaltykit.storage.outbox import OutboxChanges
 
-__all__ = ["SQLOutboxStore", "channel", "insert_statement"]
+__all__ = ["PostgreSQLWaiter", "SQLOutboxStore", "channel", "insert_statement"]
 
 _p: sa.BindParameter[str] = sa.bindparam("p")
 _BIG = sa.BigInteger()
@@ -110,6 +112,7 @@ _SEL_LOWEST: sa.Executable = (sa.select(c.tx, c.seq).where(c.program_id == _p)
                               .order_by(c.tx, c.seq).limit(1))
 _SEL_MEMBER: sa.Executable = sa.select(o.seq, o.payload).where(
     o.program_id == _p, o.member_id == sa.bindparam("m")).order_by(o.tx, o.seq)
+_NOTIFY: sa.Executable = sa.select(sa.func.pg_notify(sa.bindparam("c"), ""))
 _UPD_PAYLOAD: sa.Executable = outbox.update().where(o.seq == sa.bindparam("k_seq")).values(
     payload=sa.bindparam("k_payload", type_=o.payload.type))
 
@@ -223,3 +226,47 @@ class SQLOutboxStore(Store):
         # events of one member in it get the same key (their writer's), and seq keeps
         # their order
         conn.execute(self._statements()["insert"], rows)
+        if postgres and getattr(self._uow, "notify", False):
+            # sent at commit, once per transaction and channel
+            conn.execute(_NOTIFY, {"c": channel(program_id)})
+
+
+class PostgreSQLWaiter:
+    """Waits for a program's outbox notifications on a connection of its own
+    (``LISTEN``, autocommit); see :meth:`loyaltykit.sql.SQLStorage.event_waiter`."""
+
+    def __init__(self, engine: sa.Engine, program_id: str) -> None:
+        self._conn: sa.Connection | None = None
+        try:
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+            conn.exec_driver_sql(f'LISTEN "{channel(program_id)}"')
+        except sa_exc.SQLAlchemyError as exc:
+            self.close()
+            raise storage_error(exc) from exc
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification comes or ``timeout`` seconds pass; True if one
+        came (every notification waiting is taken)."""
+        if self._conn is None:
+            raise StorageError("the waiter is closed")
+        driver = self._conn.connection.driver_connection
+        try:
+            woken = False
+            for _ in driver.notifies(timeout=timeout, stop_after=1):  # type: ignore[union-attr]
+                woken = True
+            return woken
+        except Exception as exc:  # the driver's own errors: a lost connection
+            raise StorageError("waiting for events failed", error=type(exc).__name__,
+                               detail=str(exc).splitlines()[0] if str(exc) else "") from exc
+
+    def close(self) -> None:
+        """Stop listening and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.exec_driver_sql("UNLISTEN *")
+            conn.close()
+        except sa_exc.SQLAlchemyError:
+            conn.invalidate()

@@ -15,6 +15,7 @@ from loyaltykit._model import ProgramVersion
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql._shared import upserts_for
 from loyaltykit.sql.engine import create_engine
+from loyaltykit.sql.outbox import PostgreSQLWaiter
 from loyaltykit.sql.schema import metadata
 from loyaltykit.sql.uow import SQLUnitOfWork, begin_in_host
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
     from loyaltykit.storage import (
+        EventWaiter,
         KeyStore,
         LedgerStore,
         OrderStore,
@@ -56,7 +58,7 @@ class SQLStorage:
     #: The tables of the ledger (SQLAlchemy :class:`~sqlalchemy.MetaData`).
     metadata: ClassVar[sa.MetaData] = metadata
 
-    def __init__(self, bind: Engine | Connection) -> None:
+    def __init__(self, bind: Engine | Connection, *, notify: bool = False) -> None:
         self._engine: Engine
         self._connection: Connection | None
         if isinstance(bind, Engine):
@@ -66,10 +68,14 @@ class SQLStorage:
         else:
             raise InvalidInput("bind must be a SQLAlchemy Engine or Connection",
                                bind=shown(bind))
+        if not isinstance(notify, bool):
+            raise InvalidInput("notify must be a bool", notify=shown(notify))
+        #: on PostgreSQL, every write that appends events sends a notification
+        self.notify = notify
         self._owns_engine = False
 
     @classmethod
-    def from_url(cls, url: str, **engine_kwargs: Any) -> SQLStorage:
+    def from_url(cls, url: str, *, notify: bool = False, **engine_kwargs: Any) -> SQLStorage:
         """Create an engine for ``url`` (SQLite settings included; see
         :func:`create_engine`) owned by the new storage; :meth:`dispose` releases it.
 
@@ -80,7 +86,7 @@ class SQLStorage:
             engine = create_engine(url, **engine_kwargs)  # a bad URL: InvalidInput
         except sa_exc.SQLAlchemyError as exc:
             raise storage_error(exc) from exc
-        storage = cls(engine)
+        storage = cls(engine, notify=notify)
         storage._owns_engine = True
         return storage
 
@@ -101,7 +107,16 @@ class SQLStorage:
 
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
-        return SQLUnitOfWork(self._engine, self._connection, program_id)
+        return SQLUnitOfWork(self._engine, self._connection, program_id, notify=self.notify)
+
+    def event_waiter(self, program_id: str) -> EventWaiter | None:
+        """A waiter that wakes when a write with ``notify`` commits events of the
+        program (PostgreSQL ``LISTEN`` on a connection of its own; close it after use),
+        or None where there is nothing to listen to (SQLite, a host's connection):
+        consumers then poll."""
+        if self._connection is not None or self._engine.dialect.name != "postgresql":
+            return None
+        return PostgreSQLWaiter(self._engine, program_id)
 
     def _run(self, work: Callable[[Connection], None]) -> None:
         """Run ``work`` in a transaction of its own (a SAVEPOINT on a host connection)."""

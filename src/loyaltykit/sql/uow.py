@@ -55,10 +55,14 @@ class SQLUnitOfWork:
     #: Events (the outbox) and consumers' positions.
     outbox: SQLOutboxStore
 
-    def __init__(self, engine: Engine, host: Connection | None, program_id: str) -> None:
+    def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
+                 notify: bool = False) -> None:
         """A unit of work on ``engine``, or inside the ``host`` connection's transaction
-        (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them."""
+        (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them. With
+        ``notify``, appending events on PostgreSQL also sends a notification (at
+        commit)."""
         self.program_id = program_id
+        self.notify = notify
         self._engine = engine
         self._host = host
         self._conn: Connection | None = None
