@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyaltykit import Loyalty, MemberNotFound, TestClock
+from loyaltykit import Loyalty, MemberNotFound, StorageError, TestClock
 from loyaltykit._outbox import NewEvent
 from loyaltykit.sql import SQLStorage, create_engine
 from loyaltykit.sql.schema import outbox
@@ -233,10 +233,12 @@ def test_follow_wakes_on_a_notification_instead_of_polling(pg: SQLStorage) -> No
         assert seen[1][1] - written < 5.0  # woken, not the 30 s poll
     finally:
         writer.dispose()
-    with pytest.raises(Exception):  # noqa: B017 - a closed waiter refuses
-        waiter = pg.event_waiter("p")
-        assert waiter is not None
-        waiter.close()
+    waiter = pg.event_waiter("p")
+    assert waiter is not None
+    assert not waiter.wait(0.01)  # nothing came
+    waiter.close()
+    waiter.close()  # twice is fine
+    with pytest.raises(StorageError):  # a closed waiter refuses
         waiter.wait(0.01)
 
 
