@@ -322,6 +322,8 @@ class EventService:
         acknowledged (every such event when no consumer ever acknowledged anything),
         batch by batch, and return how many. The last event stays, so positions never
         start over. ``before`` may not be later than now."""
+        if before is None:  # never "now" by default: pruning is told up to when
+            raise InvalidInput("before must be an instant", before=None)
         when = self.c.instant(before, "before")
         total = 0
         while True:

@@ -82,6 +82,8 @@ class SQLStorage:
         ``engine_kwargs`` go to :func:`sqlalchemy.create_engine`. An in-memory SQLite
         URL (``sqlite://``) gives each thread its own database; use a file to share
         one between threads or processes."""
+        if not isinstance(notify, bool):
+            raise InvalidInput("notify must be a bool", notify=shown(notify))
         try:
             engine = create_engine(url, **engine_kwargs)  # a bad URL: InvalidInput
         except sa_exc.SQLAlchemyError as exc:
