@@ -33,7 +33,7 @@ from loyaltykit._events import (
 )
 from loyaltykit._ledger import Ledger
 from loyaltykit._member_keys import ERASED_PREFIX
-from loyaltykit._model import MEMBER_ACCOUNTS, Kind, Transaction
+from loyaltykit._model import MEMBER_ACCOUNTS, Account, Kind, Transaction
 from loyaltykit._outbox import EventConsumer, EventDraft, EventPosition, NewEvent, OutboxEvent
 from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._services.context import Context
@@ -141,8 +141,9 @@ class EventService:
             "kind": tx.kind.value,
             "wallet": tx.wallet,
             "points": tx.points,
-            "changes": {p.account.value: p.amount for p in tx.postings
-                        if p.account in MEMBER_ACCOUNTS and p.amount},
+            # what moved in the member's buckets; debt as owed (positive: owes more)
+            "changes": {p.account.value: -p.amount if p.account is Account.DEBT else p.amount
+                        for p in tx.postings if p.account in MEMBER_ACCOUNTS and p.amount},
         }
         try:
             state = ledger.book(tx.member_id, tx.wallet).state
