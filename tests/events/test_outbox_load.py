@@ -5,8 +5,9 @@ What is proven: the consumer receives every event exactly once, and each member'
 events in the order they were written (each earn adds one point, so the balance the
 events carry must count 1, 2, 3, ... per member); and the writers never wait for one
 another: a sampler watching the server's lock table (``pg_locks``) all along sees no
-lock request of a writer that is not granted. Writers of different members share no
-row, and the outbox adds none (no counter row, no table lock). The fast loop runs a
+lock request of a writer that is not granted (relation extension aside: the page
+allocator of any table that several writers insert into). Writers of different
+members share no row, and the outbox adds none (no counter row, no table lock). The fast loop runs a
 few writes per process; ``-m slow`` runs scenario O4's 2,000.
 """
 
@@ -114,4 +115,9 @@ def test_o4_every_event_once_in_each_members_order_and_no_writer_waits(
             assert ("member.enrolled", []) == (event.type, totals[event.member_id])
     assert {m: list(range(1, writes + 1)) for m in members} == dict(totals)
     assert sampler.samples > 10
-    assert [] == sampler.waits, "a writer waited for a lock"
+    # a relation extension lock (``extend``: a new page of a table or index, held for
+    # microseconds by the writer that grows the file) is the server's page allocator,
+    # taken by concurrent inserters of any table; every other wait would be a row or
+    # table lock one writer holds against another
+    waits = [w for w in sampler.waits if w.locktype != "extend"]
+    assert [] == waits, "a writer waited for a lock"
