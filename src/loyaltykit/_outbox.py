@@ -8,7 +8,9 @@ stored position and acknowledge what they handled (at-least-once delivery).
 **Positions never skip** (DESIGN §8). A position is the pair ``(tx, seq)``:
 
 * On SQLite and in memory, writers take turns (one write lock), so ``seq``, assigned
-  when an event is inserted, grows in commit order; ``tx`` is 0. A reader that has
+  when an event is inserted (one more than the largest so far: pruning always keeps
+  each program's last event, so no number is given twice), grows in commit order;
+  ``tx`` is 0. A reader that has
   seen position ``p`` can never meet a later commit with a position below ``p``.
 * On PostgreSQL writers run side by side and a sequence value is taken before its
   transaction commits, so ``seq`` alone is *not* safe: a reader could pass ``seq`` 11

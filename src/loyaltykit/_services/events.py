@@ -36,6 +36,7 @@ from loyaltykit._member_keys import ERASED_PREFIX
 from loyaltykit._model import MEMBER_ACCOUNTS, Account, Kind, Transaction
 from loyaltykit._outbox import EventConsumer, EventDraft, EventPosition, NewEvent, OutboxEvent
 from loyaltykit._pipeline import EventBus, Work
+from loyaltykit._program import ClawbackPolicy
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_consumer, check_count
@@ -84,6 +85,8 @@ class EventService:
         self.c = c
         self.program = c.program
         self._ledger = ledger
+        # a balance shows available net of debt where the policy allows negative ones
+        self._negative = c.program.ledger.clawback is ClawbackPolicy.ALLOW_NEGATIVE
 
     # -- appending --------------------------------------------------------------------------
 
@@ -149,11 +152,12 @@ class EventService:
             state = ledger.book(tx.member_id, tx.wallet).state
         except KeyError:  # pragma: no cover - every posting book is registered
             state = None
-        if state is not None:
-            balance = self._ledger.balance_of(state, tx.occurred_at, None)
-            payload["balance"] = {"available": balance.available, "pending": balance.pending,
-                                  "held": balance.held, "debt": balance.debt,
-                                  "total": balance.total}
+        if state is not None:  # as Balance shows it (LedgerService.balance_from_sums)
+            debt = -state.debt
+            available = state.available - (debt if self._negative else 0)
+            payload["balance"] = {
+                "available": available, "pending": state.pending, "held": state.held,
+                "debt": debt, "total": state.available + state.pending + state.held - debt}
         lots = []
         for move in tx.movements:
             lot = ledger.changes.lots.get(move.lot_id)

@@ -1,7 +1,8 @@
 """The outbox's store in SQL: events read in ``(tx, seq)`` order, consumers' positions.
 
-On SQLite writers take turns (``BEGIN IMMEDIATE``), so ``seq`` (AUTOINCREMENT) grows
-in commit order and ``tx`` is 0. On PostgreSQL the INSERT computes ``tx``, the event's
+On SQLite writers take turns (``BEGIN IMMEDIATE``), so ``seq`` (the rowid: one more
+than the largest, never reused as pruning keeps each program's last event) grows in
+commit order and ``tx`` is 0. On PostgreSQL the INSERT computes ``tx``, the event's
 ordering key, from the writer's transaction id and the member's events already stored,
 and a read returns only events whose key is below its own snapshot's horizon, in one
 statement (one snapshot); :mod:`loyaltykit._outbox` proves that no event is ever

@@ -586,8 +586,10 @@ reward_counters = sa.Table(
 # -- events (the outbox) -------------------------------------------------------------------
 
 # one row per event, read in (tx, seq) order. ``seq`` is drawn by the database when the
-# row is inserted (a sequence on PostgreSQL, which never waits; AUTOINCREMENT on SQLite,
-# never reused, where writers take turns); ``tx`` is the event's ordering key (0 on
+# row is inserted: a sequence on PostgreSQL (which never waits), the rowid on SQLite
+# (where writers take turns: one more than the largest, and never reused because pruning
+# keeps each program's last event, so the row with the largest rowid is never deleted;
+# AUTOINCREMENT's bookkeeping cost an earn 2%). ``tx`` is the event's ordering key (0 on
 # SQLite; on PostgreSQL computed by the INSERT from the writer's transaction id, see
 # loyaltykit._outbox). No foreign key: an insert takes no lock on a member or program row.
 outbox = sa.Table(
@@ -608,7 +610,6 @@ outbox = sa.Table(
     sa.Index("ix_lk_outbox_position", "program_id", "tx", "seq"),
     # a writer's "the member's highest key so far"; erasure
     sa.Index("ix_lk_outbox_member", "program_id", "member_id", "tx"),
-    sqlite_autoincrement=True,
 )
 
 # one row per named consumer: the position it acknowledged last

@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.Column("recorded_at", TS, nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_lk_outbox")),
-        sqlite_autoincrement=True,
     )
     op.create_index("ix_lk_outbox_position", "lk_outbox", ["program_id", "tx", "seq"])
     op.create_index("ix_lk_outbox_member", "lk_outbox", ["program_id", "member_id", "tx"])
