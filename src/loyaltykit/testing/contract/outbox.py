@@ -351,4 +351,12 @@ class OutboxContract(ContractPart):
             assert 1 == uow.outbox.prune(utc(2026, 1, 2), 1)  # a batch of one
             assert 1 == uow.outbox.prune(utc(2026, 1, 2), 10)  # up to the consumer's
             assert found[2:] == uow.outbox.read(None, 10)
+            assert uow.outbox.set_consumer_position("c", found[2].position, at)
+            assert 0 == uow.outbox.prune(utc(2026, 1, 2), 10)  # the last event stays
+            uow.outbox.write(OutboxChanges([new("m1", 5)]))
+            uow.commit()
+        with raw.unit_of_work("shop") as uow:  # (a write's own events are not safe yet)
+            newest = uow.outbox.read(found[2].position, 10)
+            assert [5] == [e.payload["n"] for e in newest]  # numbers are never reused
+            assert newest[0].position > found[2].position
 
