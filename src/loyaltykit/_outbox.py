@@ -73,6 +73,7 @@ __all__ = [
     "EventPosition",
     "NewEvent",
     "OutboxEvent",
+    "stored_position",
 ]
 
 #: The payload schema version of every event type defined so far.
@@ -125,6 +126,15 @@ class EventPosition:
 
     def __str__(self) -> str:
         return self.to_str()
+
+
+def stored_position(tx: int, seq: int) -> EventPosition:
+    """The position a store read back: two ints in range, not checked again (a reader
+    builds thousands a second)."""
+    position = object.__new__(EventPosition)
+    object.__setattr__(position, "tx", tx)
+    object.__setattr__(position, "seq", seq)
+    return position
 
 
 @attrs.frozen

@@ -158,6 +158,14 @@ class OutboxContract(ContractPart):
         assert before == after[:3]
         assert ["points.earned"] == types(after[3:])
 
+    def test_payloads_come_back_exactly(self, storage: Storage) -> None:
+        loyalty, _ = self._o1(storage)
+        metadata = {"big": 2**70, "small": -(2**63) - 5, "u64": 2**64 - 1, "ratio": 0.1,
+                    "digits": "1234567890123456789012345", "text": "Grüße \u2603",
+                    "nested": [{"a": None, "b": [True, False]}]}
+        loyalty.earn("alice", 5, key="exact", metadata=metadata)
+        assert metadata == loyalty.events.read("mailer")[-1].payload["metadata"]
+
     def test_o1_due_work_appends_its_transactions(self, storage: Storage) -> None:
         loyalty, clock = self._o1(storage)
         loyalty.hold("alice", 30, key="h", ttl=dt.timedelta(minutes=15))
