@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import uuid
 
 import attrs
 
-from loyaltykit._errors import DuplicateKey
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
 from loyaltykit.memory.tables import Tables, UndoLog, json_copy
 from loyaltykit.storage.outbox import OutboxChanges
@@ -27,8 +25,6 @@ class OutboxTables:
         self.last: dict[str, int] = {}
         # (program_id, member_id) -> seqs of the member's events
         self.by_member: dict[tuple[str, str], set[int]] = {}
-        # (program_id, event id): the unique rule on ids
-        self.ids: dict[tuple[str, uuid.UUID], int] = {}
         # (program_id, name) -> consumer
         self.consumers: dict[tuple[str, str], EventConsumer] = {}
 
@@ -100,7 +96,6 @@ class MemoryOutboxStore:
         for seq in gone:
             event = t.events[(program_id, seq)]
             uow.drop(t.events, (program_id, seq))
-            uow.drop(t.ids, (program_id, event.id))
             uow.track(t.by_member, (program_id, event.member_id), seq, False)
         return len(gone)
 
@@ -114,21 +109,18 @@ class MemoryOutboxStore:
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
-        seen: set[uuid.UUID] = set()
-        for new in changes.events:
-            if (program_id, new.id) in t.ids or new.id in seen:
-                raise DuplicateKey("event id already stored", event_id=str(new.id))
-            seen.add(new.id)
         seq = t.last.get(program_id, 0)
         for new in changes.events:
             seq += 1
             event = _stored(new, EventPosition(0, seq))
             uow.put(t.events, (program_id, seq), event)
-            uow.put(t.ids, (program_id, new.id), seq)
             uow.track(t.by_member, (program_id, new.member_id), seq, True)
             uow.append(t.order, program_id, seq)
         uow.put(t.last, program_id, seq)
 
 
 def _stored(new: NewEvent, position: EventPosition) -> OutboxEvent:
-    return attrs.evolve(new.stored(position), payload=json_copy(new.payload))
+    return OutboxEvent(id=new.id, type=new.type, version=new.version,
+                       member_id=new.member_id, occurred_at=new.occurred_at,
+                       recorded_at=new.recorded_at, payload=json_copy(new.payload),
+                       position=position)

@@ -113,8 +113,9 @@ def _reads(dialect: str) -> dict[str, sa.Executable]:
         "last": last,
         "ack": ack,
         "prune": outbox.delete().where(o.seq.in_(prunable)),
-        "insert": (outbox.insert().values(tx=_KEY) if dialect == "postgresql"
-                   else outbox.insert()),
+        # inline: the database draws seq and nothing is fetched back (no RETURNING)
+        "insert": (outbox.insert().values(tx=_KEY).inline() if dialect == "postgresql"
+                   else outbox.insert().inline()),
     }
 
 

@@ -81,8 +81,8 @@ class OutboxStore(Protocol):
         payloads of the member's events; the events stay."""
 
     def write(self, changes: OutboxChanges) -> None:
-        """Append the events, giving each the next position (an event id already
-        stored is a :class:`~loyaltykit.DuplicateKey`)."""
+        """Append the events, giving each the next position (event ids are unique by
+        construction: time-ordered UUIDs; the store does not check them)."""
 
 
 class EventWaiter(Protocol):
