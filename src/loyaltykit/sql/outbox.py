@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from typing import Any
 
 import orjson
@@ -280,6 +281,9 @@ class PostgreSQLWaiter:
             for _ in driver.notifies(timeout=timeout, stop_after=1):  # type: ignore[union-attr]
                 woken = True
             return woken
+        except TypeError:  # psycopg before 3.2 cannot wait with a timeout: poll
+            time.sleep(timeout)
+            return False
         except Exception as exc:  # the driver's own errors: a lost connection
             raise StorageError("waiting for events failed", error=type(exc).__name__,
                                detail=str(exc).splitlines()[0] if str(exc) else "") from exc

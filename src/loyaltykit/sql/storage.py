@@ -113,10 +113,12 @@ class SQLStorage:
 
     def event_waiter(self, program_id: str) -> EventWaiter | None:
         """A waiter that wakes when a write with ``notify`` commits events of the
-        program (PostgreSQL ``LISTEN`` on a connection of its own; close it after use),
-        or None where there is nothing to listen to (SQLite, a host's connection):
-        consumers then poll."""
-        if self._connection is not None or self._engine.dialect.name != "postgresql":
+        program (PostgreSQL ``LISTEN`` on a connection of its own, with the psycopg
+        driver; close it after use), or None where there is nothing to listen to
+        (SQLite, another driver, a host's connection): consumers then poll."""
+        dialect = self._engine.dialect
+        if self._connection is not None or (dialect.name, dialect.driver) != (
+                "postgresql", "psycopg"):
             return None
         return PostgreSQLWaiter(self._engine, program_id)
 
