@@ -49,6 +49,9 @@ Concurrency contract (what the services rely on):
 * :meth:`RewardStore.take` counts a redemption against a reward's stock and global
   limit with one guarded write, so concurrent redemptions never take more than there
   is (the row it writes is held until the unit of work ends).
+* :meth:`OutboxStore.read` never returns an event after one that may still commit
+  with a lower position (a reader must not skip it), and appending an event takes no
+  lock that a writer of another member needs (no counter row, no table lock).
 * A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
   are translated at the edge.
 """
