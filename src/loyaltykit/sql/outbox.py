@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,19 +67,12 @@ _limit = sa.bindparam("n", type_=sa.Integer())
 #: an event's columns as a read takes them: the payload as its JSON text, decoded here
 _COLUMNS = (o.seq, o.tx, o.id, o.type, o.version, o.member_id, o.occurred_at,
             o.recorded_at, sa.cast(o.payload, sa.Text).label("payload"))
-#: a run of digits an integer beyond 64 bits may have (orjson would read it as a float)
-_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def _load(text: str) -> Any:
-    """A payload's JSON text as data: orjson (a reader takes thousands a second), or the
-    standard decoder where orjson could be inexact (an integer beyond 64 bits) or
-    refuses (a number too large for a float)."""
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
+    """A payload's JSON text as data, with the standard decoder: exact for every
+    integer (orjson reads one beyond 64 bits as a float), and without the driver's
+    work per value (psycopg detects each JSON value's encoding before decoding it)."""
     return json.loads(text)
 
 
