@@ -18,7 +18,7 @@ one run, side by side, in the same database:
   operations per second against a *baseline* that issues the very statements
   :class:`~loyaltykit.sql.SQLStorage` issues for that operation (the idempotency-key
   SELECT, the account SELECT ... FOR UPDATE, the lot / hold loads, the INSERTs and
-  UPDATEs, one transaction each), written by hand with Core against
+  UPDATEs, the outbox event's INSERT, one transaction each), written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain. ``ratio`` = loyaltykit time / baseline time (target <= 1.5).
   The ``memory`` backend has no baseline: it reports loyaltykit's ops/s only.
@@ -29,7 +29,7 @@ one run, side by side, in the same database:
 * ``bulk_earn``: ``Loyalty.bulk_earn`` to 100,000 members in one call against the same
   statements issued raw (key SELECT, account SELECT ... FOR UPDATE in chunks, one
   executemany per table: idempotency key, transactions, postings, lots, lot
-  movements, account update). ``percent_of_raw`` = loyaltykit awards/s as a % of the
+  movements, account update, outbox events). ``percent_of_raw`` = loyaltykit awards/s as a % of the
   raw awards/s (target >= 50).
 
 Method: one warm-up round per side, then 7 rounds. In a round both sides get fresh
@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from loyaltykit import (
     Account,
@@ -86,6 +87,7 @@ from loyaltykit import (
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql.outbox import insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
@@ -98,6 +100,9 @@ EXPIRY = dt.timedelta(days=365)
 TTL = dt.timedelta(minutes=15)
 FAR = dt.datetime.max.replace(tzinfo=dt.UTC)
 CHUNK = 500  # SQLStorage's ids per IN list
+#: The outbox event of each kind of transaction the benchmark posts.
+EVENT_TYPES = {"earn": "points.earned", "spend": "points.spent", "hold": "points.held",
+               "capture": "points.captured"}
 
 #: Targets (DESIGN / issue "PostgreSQL as a first-class backend", item 6).
 MAX_OP_RATIO = 1.5
@@ -206,6 +211,10 @@ SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
     _MI.c.program_id == _p, _MI.c.external_id.in_(_ids))
 SEL_SHOP_IDS = sa.select(_MI.c.member_id, _MI.c.external_id).where(
     _MI.c.program_id == _p, _MI.c.member_id.in_(_ids))
+# on PostgreSQL the keys go as one array
+SEL_SHOP_IDS_PG = sa.select(_MI.c.member_id, _MI.c.external_id).where(
+    _MI.c.program_id == _p,
+    _MI.c.member_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String()))))
 OPEN_LOTS = (
     sa.select(LO.c.id, LO.c.program_id, LO.c.member_id, LO.c.wallet, LO.c.transaction_id,
               LO.c.amount, LO.c.remaining, LO.c.held, LO.c.earned_at, LO.c.activates_at,
@@ -301,6 +310,33 @@ class Baseline:
                  "member_id": member, "wallet": WALLET, "amount": amount, "position": i}
                 for i, (account, amount) in enumerate(legs)]
 
+    def _event(self, member: str, kind: str, tx_id: uuid.UUID, points: int,
+               changes: dict[str, int], account: dict[str, Any], now: dt.datetime,
+               metadata: dict[str, Any], lots: Sequence[dict[str, Any]] = (),
+               reason: str = "") -> dict[str, Any]:
+        """The outbox row of one transaction (the payload loyaltykit writes)."""
+        debt = -account["debt"]
+        balance = {"available": account["available"], "pending": account["pending"],
+                   "held": account["held"], "debt": debt,
+                   "total": account["available"] + account["pending"] + account["held"] - debt}
+        payload: dict[str, Any] = {"transaction_id": str(tx_id), "kind": kind,
+                                   "wallet": WALLET, "points": points, "changes": changes,
+                                   "balance": balance}
+        if lots:
+            payload["lots"] = list(lots)
+        payload.update(reason=reason, metadata=metadata)
+        row = {"program_id": self.p, "id": uuid7(), "type": EVENT_TYPES[kind], "version": 1,
+               "member_id": member, "occurred_at": now, "recorded_at": now,
+               "payload": payload}
+        if self.engine.dialect.name == "postgresql":
+            row.update(k_p=self.p, k_m=member)
+        else:
+            row["tx"] = 0
+        return row
+
+    def _events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        conn.execute(insert_statement(self.engine.dialect.name), rows)
+
     def _key(self, key: str, member: str | None, fingerprint: str, result: str,
              now: dt.datetime) -> list[dict[str, Any]]:
         return [{"program_id": self.p, "key": key, "member_id": member,
@@ -334,7 +370,8 @@ class Baseline:
 
     def _shop_id(self, conn: sa.Connection, member_key: str) -> str:
         """The shop id of a member key."""
-        row = conn.execute(SEL_SHOP_IDS, {"p": self.p, "ids": [member_key]}).first()
+        stmt = SEL_SHOP_IDS_PG if conn.dialect.name == "postgresql" else SEL_SHOP_IDS
+        row = conn.execute(stmt, {"p": self.p, "ids": [member_key]}).first()
         return member_key if row is None else str(row[1])
 
     def _load(self, conn: sa.Connection, member: str
@@ -406,6 +443,10 @@ class Baseline:
                                          "program_id": self.p, "member_id": member,
                                          "delta": points, "position": 0}])
             conn.execute(UPD_ACCOUNT, [account])
+            self._events(conn, [self._event(
+                member, "earn", tx_id, points, {"available": points}, account, now, {},
+                [{"lot_id": str(lot_id), "points": points, "pending": False,
+                  "activates_at": None, "expires_at": expires.isoformat()}])])
 
     def spend(self, shop_id: str, points: int, key: str) -> None:
         now = utcnow()
@@ -430,6 +471,8 @@ class Baseline:
                 for i, (lot_id, take) in enumerate(taken)])
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            self._events(conn, [self._event(member, "spend", tx_id, -points,
+                                            {"available": -points}, account, now, {})])
 
     def hold(self, shop_id: str, points: int, key: str) -> uuid.UUID:
         now = utcnow()
@@ -461,6 +504,9 @@ class Baseline:
                 for i, (lot_id, take) in enumerate(taken)])
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            self._events(conn, [self._event(member, "hold", tx_id, 0,
+                                            {"available": -points, "held": points}, account,
+                                            now, {"hold_id": str(hold_id)})])
         return hold_id
 
     def capture(self, hold_id: uuid.UUID, key: str) -> None:
@@ -498,6 +544,9 @@ class Baseline:
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in moves]))
             conn.execute(UPD_HOLD, [{"k_id": hold_id, "status": "captured",
                                      "captured": points, "resolved_by": tx_id}])
+            self._events(conn, [self._event(member, "capture", tx_id, -points,
+                                            {"held": -points}, account, now,
+                                            {"hold_id": str(hold_id), "cause": "captured"})])
 
     def bulk_earn(self, members: Sequence[str], points: int, key: str) -> None:
         now = utcnow()
@@ -522,7 +571,7 @@ class Baseline:
                 raise RuntimeError("baseline: member not enrolled")
             batch_id = uuid7()
             expires = now + EXPIRY
-            txs, legs, lots, moves, updates = [], [], [], [], []
+            txs, legs, lots, moves, updates, events = [], [], [], [], [], []
             for member in (keys[m] for m in members):
                 tx_id, lot_id = uuid7(), uuid7()
                 txs.append(self._tx(tx_id, member, "earn", now, key,
@@ -543,6 +592,11 @@ class Baseline:
                 if account["next_due_at"] is None or expires < account["next_due_at"]:
                     account["next_due_at"] = expires
                 updates.append(account)
+                events.append(self._event(
+                    member, "earn", tx_id, points, {"available": points}, account, now,
+                    {"batch_id": str(batch_id)},
+                    [{"lot_id": str(lot_id), "points": points, "pending": False,
+                      "activates_at": None, "expires_at": expires.isoformat()}]))
             result = json.dumps({"batch_id": str(batch_id), "members": len(members),
                                  "points": points * len(members),
                                  "occurred_at": now.isoformat()})
@@ -552,6 +606,7 @@ class Baseline:
             conn.execute(INS_LOT, lots)
             conn.execute(INS_MOVEMENT, moves)
             conn.execute(UPD_ACCOUNT, updates)
+            self._events(conn, events)
 
 
 

@@ -20,7 +20,7 @@ window. Measured in one run, in the same database:
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
-  13 statements (14 parameter sets) of one redemption, in order:
+  14 statements (15 parameter sets) of one redemption, in order:
 
   1. SELECT the idempotency key;
   2. SELECT the member key of the shop's member id (``lk_member_ids``);
@@ -35,7 +35,8 @@ window. Measured in one run, in the same database:
   10. INSERT its lot movement (one per lot consumed);
   11. UPDATE the account;
   12. UPDATE the lot (one per lot consumed);
-  13. INSERT the voucher (``lk_vouchers``).
+  13. INSERT the spend's event (``lk_outbox``: ``points.spent``);
+  14. INSERT the voucher (``lk_vouchers``).
 
   Before timing, the run logs one redemption of each side (SQLAlchemy's
   ``before_cursor_execute``) and stops unless both sent the same statements with the
@@ -294,6 +295,10 @@ class Baseline(L.Baseline):  # type: ignore[misc]
                 for i, (lot_id, n) in enumerate(taken)])
             conn.execute(L.UPD_ACCOUNT, [account])
             conn.execute(L.UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            self._events(conn, [self._event(
+                member, "spend", tx_id, -COST, {"available": -COST}, account, now,
+                {"reward_id": reward_id, "voucher_id": str(voucher_id)},
+                reason=f"reward {reward_id}")])
             conn.execute(INS_VOUCHER, [voucher])
         return code
 

@@ -33,6 +33,7 @@ from loyaltykit._errors import (
     InvalidOrder,
     InvalidPayment,
     InvalidPoints,
+    InvalidPosition,
     InvalidProgram,
     InvalidReturn,
     LoyaltyError,
@@ -82,6 +83,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit._orders import Event, EventType, Order, OrderLine
+from loyaltykit._outbox import EventConsumer, EventPolicy, EventPosition, OutboxEvent
 from loyaltykit._payment import PaymentPolicy, PaymentQuote, ReturnSplit
 from loyaltykit._privacy import ErasureResult
 from loyaltykit._program import (
@@ -228,6 +230,9 @@ __all__ = [
     "Evaluation",
     "Event",
     "EventBonusRule",
+    "EventConsumer",
+    "EventPolicy",
+    "EventPosition",
     "EventResult",
     "EventType",
     "ExpiryPolicy",
@@ -257,6 +262,7 @@ __all__ = [
     "InvalidOrder",
     "InvalidPayment",
     "InvalidPoints",
+    "InvalidPosition",
     "InvalidProgram",
     "InvalidReturn",
     "Kind",
@@ -289,6 +295,7 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OutOfStock",
+    "OutboxEvent",
     "Outcome",
     "PaymentPolicy",
     "PaymentQuote",

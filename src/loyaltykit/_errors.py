@@ -17,7 +17,8 @@ still catches a bad amount::
     │   ├── InvalidEvent
     │   ├── InvalidReturn
     │   ├── InvalidPayment
-    │   └── InvalidCode
+    │   ├── InvalidCode
+    │   └── InvalidPosition
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
     │   ├── TransactionNotFound
@@ -89,6 +90,7 @@ __all__ = [
     "InvalidCode",
     "InvalidEvent",
     "InvalidPayment",
+    "InvalidPosition",
     "InvalidIdempotencyKey",
     "InvalidInput",
     "InvalidMoney",
@@ -349,6 +351,18 @@ class InvalidCode(InvalidInput):
     Told without any storage lookup."""
 
     code = "invalid_code"
+
+
+class InvalidPosition(InvalidInput):
+    """Not an event position of the outbox: text that
+    :meth:`~loyaltykit.EventPosition.to_str` did not write, or an acknowledgement of a
+    position past the last event a consumer can read now (``details["last"]``).
+    Nothing was written.
+
+    .. versionadded:: 0.4
+    """
+
+    code = "invalid_position"
 
 
 class CodeNotFound(NotFound):

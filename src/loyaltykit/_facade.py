@@ -23,6 +23,7 @@ from loyaltykit._program import Program
 from loyaltykit._referrals import FraudCheck
 from loyaltykit._services.context import Context
 from loyaltykit._services.due import DueWork
+from loyaltykit._services.events import EventService
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.orders import OrderService
@@ -95,7 +96,8 @@ class Loyalty:
     behind :attr:`referrals` (``loyalty.referrals.refer(referee_id, code)``), erasure
     and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``), rewards
     behind :attr:`rewards` (``loyalty.rewards.redeem(member_id, reward_id, key=...)``),
-    points as payment behind :attr:`payments` (``loyalty.payments.quote(order)``).
+    points as payment behind :attr:`payments` (``loyalty.payments.quote(order)``), the
+    outbox behind :attr:`events` (``loyalty.events.read("mailer")``).
     """
 
     #: tier status, history, progress, manual tiers and notices
@@ -108,6 +110,8 @@ class Loyalty:
     rewards: RewardService
     #: points as payment: a cart's usable points, checkout holds (DESIGN §7)
     payments: PaymentService
+    #: the outbox: every change as an event, read by named consumers (DESIGN §8)
+    events: EventService
 
     def __init__(
         self,
@@ -137,7 +141,10 @@ class Loyalty:
         self.privacy = PrivacyService(c, self._ledger)
         self.rewards = RewardService(c, self._ledger, randbelow=randbelow)
         self.payments = PaymentService(c, self._ledger)
-        # what reacts to what: subscribers run inside the writer's unit of work
+        self.events = EventService(c, self._ledger)
+        # what reacts to what: subscribers run inside the writer's unit of work; the
+        # outbox first, so a change's own event comes before its reactions' events
+        self.events.subscribe(c.bus)
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
         self.rewards.subscribe(c.bus)
@@ -147,6 +154,7 @@ class Loyalty:
             self._due.add(self.tiers.due)
         # whatever this version's catalogue: vouchers of an earlier one may still be out
         self._due.add(self.rewards.due)
+        self._due.add(self.events.due)
         self._register(c)
 
     def _register(self, c: Context) -> None:

@@ -41,6 +41,7 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
 from loyaltykit._rewards import Voucher
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
@@ -51,6 +52,8 @@ from loyaltykit.storage import (
     MemberKeyStore,
     OrderChanges,
     OrderStore,
+    OutboxChanges,
+    OutboxStore,
     ProgramStore,
     ReferralChanges,
     ReferralStore,
@@ -63,13 +66,16 @@ from loyaltykit.storage import (
 )
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
 
-__all__ = ["ERASED_PREFIX", "KeyedStorage", "KeyedUnitOfWork", "Names"]
+__all__ = ["ERASED_PREFIX", "PAYLOAD_MEMBER_FIELDS", "KeyedStorage", "KeyedUnitOfWork",
+           "Names"]
 
 #: How an erased member is named: this prefix and its member key.
 ERASED_PREFIX = "erased:"
 
 _UNKNOWN = "?"  # a shop id with no key reads as this prefix + the id: no row has it
 _ID_FIELDS = ("member_id", "referrer_id", "referee_id")
+#: Fields of an event's payload (top level) that name another member: stored as keys
+PAYLOAD_MEMBER_FIELDS = ("counterpart_member_id", "referrer_id", "referee_id")
 _fields: dict[type, tuple[str, ...]] = {}
 _all_fields: dict[type, tuple[str, ...]] = {}
 _set = object.__setattr__
@@ -329,6 +335,11 @@ class KeyedUnitOfWork:
     def rewards(self) -> RewardStore:
         """Vouchers and reward counters, translated."""
         return _Rewards(self.inner.rewards, self.names)
+
+    @cached_property
+    def outbox(self) -> OutboxStore:
+        """Events, translated (their member and the members their payload names)."""
+        return _Outbox(self.inner.outbox, self.names)
 
     def erase(self, member_id: str, at: dt.datetime) -> str | None:
         """Erase a member: each store removes what identifies it, then its shop id's
@@ -624,3 +635,59 @@ class _Rewards:
             vouchers={i: self.n.stored(v) for i, v in changes.vouchers.items()},
             new_vouchers=changes.new_vouchers,
         ))
+
+
+class _Outbox:
+    def __init__(self, inner: OutboxStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+        found = self.inner.read(after, limit)
+        n = self.n
+        n.learn(value for e in found for value in _named(e.payload))
+        out = []
+        for event in n.shown(found):
+            if any(f in event.payload for f in PAYLOAD_MEMBER_FIELDS):
+                event = attrs.evolve(event, payload=_payload(event.payload, n.id))
+            out.append(event)
+        return out
+
+    def last_position(self) -> EventPosition | None:
+        return self.inner.last_position()
+
+    def consumer_position(self, name: str) -> EventPosition | None:
+        return self.inner.consumer_position(name)
+
+    def consumers(self) -> list[EventConsumer]:
+        return self.inner.consumers()
+
+    def set_consumer_position(self, name: str, position: EventPosition,
+                              at: dt.datetime) -> EventPosition | None:
+        return self.inner.set_consumer_position(name, position, at)
+
+    def prune(self, before: dt.datetime, limit: int) -> int:
+        return self.inner.prune(before, limit)
+
+    def erase(self, member_id: str) -> None:
+        self.inner.erase(self.n.key(member_id))
+
+    def write(self, changes: OutboxChanges) -> None:
+        n = self.n
+        events = []
+        for event in changes.events:
+            stored = n.stored(event)
+            if any(f in event.payload for f in PAYLOAD_MEMBER_FIELDS):
+                stored = attrs.evolve(stored, payload=_payload(event.payload, n.key))
+            events.append(stored)
+        self.inner.write(OutboxChanges(events=events))
+
+
+def _named(payload: Mapping[str, Any]) -> list[str]:
+    """The member ids (or keys) a payload names."""
+    return [v for f in PAYLOAD_MEMBER_FIELDS if isinstance(v := payload.get(f), str)]
+
+
+def _payload(payload: Mapping[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:
+    """``payload`` with the members it names converted (ids to keys or back)."""
+    return {k: convert(v) if k in PAYLOAD_MEMBER_FIELDS and isinstance(v, str) else v
+            for k, v in payload.items()}

@@ -27,6 +27,7 @@ from loyaltykit._errors import (
     UnknownWallet,
     shown,
 )
+from loyaltykit._outbox import EventPolicy
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._referrals import ReferralPolicy
 from loyaltykit._rewards import FixedDiscount, RewardPolicy
@@ -277,7 +278,8 @@ class Program:
     rules then read a member's tier from its ``tier`` attribute). ``referrals`` holds
     the referral program (None: none); ``rewards`` the reward catalogue (None: none);
     ``payments`` how members may pay with points (None: points pay for nothing at
-    checkout through :attr:`Loyalty.payments`).
+    checkout through :attr:`Loyalty.payments`); ``events`` what the outbox keeps
+    (:class:`EventPolicy`; None: every event until pruned by hand).
     Every version is
     kept in storage, so an order is always re-evaluated (on a return) with the rules
     it was placed under. Versions of one program share its id, time zone, currency
@@ -297,6 +299,7 @@ class Program:
     referrals: ReferralPolicy | None = None
     rewards: RewardPolicy | None = None
     payments: PaymentPolicy | None = None
+    events: EventPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.id, str) or not _PROGRAM_ID.match(self.id):
@@ -357,6 +360,8 @@ class Program:
                               minimum.currency)
         if self.rewards is not None:
             self._check_rewards(self.rewards)
+        if self.events is not None and not isinstance(self.events, EventPolicy):
+            raise invalid("events", "must be an EventPolicy", shown(self.events))
         if self.payments is not None:
             if not isinstance(self.payments, PaymentPolicy):
                 raise invalid("payments", "must be a PaymentPolicy", shown(self.payments))
@@ -416,6 +421,7 @@ class Program:
             "referrals": self.referrals.to_dict() if self.referrals is not None else None,
             "rewards": self.rewards.to_dict() if self.rewards is not None else None,
             "payments": self.payments.to_dict() if self.payments is not None else None,
+            "events": self.events.to_dict() if self.events is not None else None,
         }
 
     @classmethod
@@ -461,6 +467,8 @@ class Program:
                          if data.get("rewards") is not None else None),
                 payments=(PaymentPolicy.from_dict(data["payments"])
                           if data.get("payments") is not None else None),
+                events=(EventPolicy.from_dict(data["events"])
+                        if data.get("events") is not None else None),
             )
         except KeyError as exc:
             raise invalid(str(exc.args[0]), "is required", None) from None
@@ -503,5 +511,5 @@ class Program:
 
 _PROGRAM_KEYS = frozenset({
     "id", "time_zone", "currency", "point_value", "wallets", "ledger", "earning",
-    "version", "effective_from", "tiers", "referrals", "rewards", "payments",
+    "version", "effective_from", "tiers", "referrals", "rewards", "payments", "events",
 })

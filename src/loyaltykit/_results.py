@@ -153,7 +153,8 @@ class DueWorkReport:
     counts members whose tier window was evaluated, ``tier_changes`` those whose tier
     changed, ``tier_notices`` "will downgrade" notices recorded. ``expired_vouchers``
     counts vouchers past their expiry marked expired, ``refunded_vouchers`` those of
-    them whose points went back (rewards with ``refund_on_expiry``).
+    them whose points went back (rewards with ``refund_on_expiry``). ``pruned_events``
+    counts outbox events deleted past the program's ``events.retention_days``.
     """
 
     at: dt.datetime
@@ -169,6 +170,7 @@ class DueWorkReport:
     tier_notices: int = 0
     expired_vouchers: int = 0
     refunded_vouchers: int = 0
+    pruned_events: int = 0
 
 
 @attrs.frozen

@@ -54,6 +54,7 @@ __all__ = [
     "NAME",
     "check_amount",
     "check_bool",
+    "check_consumer",
     "check_count",
     "check_currency",
     "check_decimal",
@@ -194,6 +195,18 @@ def check_member_id(value: object, name: str = "member_id") -> str:
             **{name: value},
         )
     return check_text(value, name, ident=True)
+
+
+_CONSUMER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+
+
+def check_consumer(value: object) -> str:
+    """A consumer's name (of the outbox): 1-64 letters, digits and ``_.:-``, starting
+    with a letter or digit (like a program id)."""
+    if not isinstance(value, str) or not _CONSUMER.match(value):
+        raise InvalidInput("consumer must be 1-64 letters, digits and _.:- starting with a "
+                           "letter or digit", consumer=shown(value))
+    return value
 
 
 def check_reward_id(value: object) -> str:

@@ -87,7 +87,9 @@ class Ledger:
         return (self.program.id, self.program.default_wallet, member_key)
 
     def lots_of(self, member_id: str = "alice"):
-        return [self.tables.lots[i] for i in self.tables.member_lots[self.key(member_id)]]
+        # oldest first (a set's order follows the ids the source drew, events' ones too)
+        lots = [self.tables.lots[i] for i in self.tables.member_lots[self.key(member_id)]]
+        return sorted(lots, key=lambda lot: (lot.earned_at, lot.id))
 
     def check(self) -> None:
         check_invariants(self.storage, self.program, MEMBERS, at=self.clock.now())

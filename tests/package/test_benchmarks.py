@@ -313,7 +313,7 @@ def test_rewards_benchmark_quick_run_ends_with_one_line_of_json(name: str,
         assert sql == isinstance(result[key], float), key
     if sql:
         assert 0 == result["oversold"]
-        assert 13 == len(result["statements"]) == result["statements_per_redeem"]
+        assert 14 == len(result["statements"]) == result["statements_per_redeem"]
         assert result["checked"]["counters_agree"]
         assert result["checked"]["vouchers"] == result["checked"]["stock"] > 0
         contest = result["contest"]
@@ -334,7 +334,7 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
     engine = storage._engine
     bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
     lk, base = bench.loyalty, bench.baseline
-    assert 13 == len(bench.check_statements())  # its own check passes
+    assert 14 == len(bench.check_statements())  # its own check passes (the outbox: 14)
     ours, = bench.members("lk", 1)
     theirs, = bench.members("base", 1)
     log = StatementLog(engine)
@@ -359,3 +359,66 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
     assert all(v.cost == 30 and v.member_id == theirs for v in vouchers)
     # 2 + 4 redemptions a side (the first of each created its reward's counter row)
     assert lk.rewards.stock("redeem-base") == lk.rewards.stock("redeem-lk") == stock - 6
+
+
+# -- benchmarks/events.py ---------------------------------------------------------------
+
+EVENTS_BENCHMARK = BENCHMARK.parent / "events.py"
+EVENTS_KEYS = {
+    "earn_with_outbox_per_s", "earn_without_outbox_per_s", "outbox_overhead_ratio",
+    "read_events_per_s", "parallel_8_members_ratio", "targets", "seconds",
+}
+
+
+def load_events_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_events",
+                                                  EVENTS_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_events_benchmark_compares_with_a_facade_that_appends_no_event() -> None:
+    """The 'without' side really writes no event, and only that differs: the same
+    earns, the same balances."""
+    from loyaltykit import Loyalty
+    from loyaltykit.memory import MemoryStorage
+
+    bench_module = load_events_benchmark()
+    program = bench_module.program("p")
+    storage = MemoryStorage()
+    with_, without = Loyalty(program, storage), bench_module.without_outbox(
+        Loyalty(program, storage))
+    without.enrol("a")
+    without.earn("a", 10, key="e1")
+    assert [] == without.events.read("c")
+    with_.earn("a", 10, key="e2")
+    assert ["points.earned"] == [e.type for e in with_.events.read("c")]
+    assert 20 == with_.balance("a").available == without.balance("a").available
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["memory", "sqlite", "postgresql"])
+def test_events_benchmark_quick_run_ends_with_one_line_of_json(name: str,
+                                                               tmp_path: Path) -> None:
+    """benchmarks/events.py runs and ends with one JSON line holding the issue's
+    figures."""
+    args = [sys.executable, str(EVENTS_BENCHMARK), "--backend", name, "--quick"]
+    if name == "postgresql":
+        from conftest import POSTGRESQL
+
+        args += ["--url", POSTGRESQL.get_url()]
+        POSTGRESQL.storage()  # empty tables, schema in place
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          check=False)
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert EVENTS_KEYS <= set(result)
+    assert (name, True) == (result["backend"], result["quick"])
+    for key in ("earn_with_outbox_per_s", "earn_without_outbox_per_s",
+                "outbox_overhead_ratio", "read_events_per_s"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert (name != "memory") == isinstance(result["parallel_8_members_ratio"], float)

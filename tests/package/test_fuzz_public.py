@@ -78,6 +78,8 @@ from loyaltykit import (
     EarningPolicy,
     Event,
     EventBonusRule,
+    EventPolicy,
+    EventPosition,
     EventType,
     ExpiryPolicy,
     FirstOrder,
@@ -137,6 +139,7 @@ from loyaltykit import (
     evaluate_order,
     normalise_email,
 )
+from loyaltykit._services.events import EventService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
@@ -583,6 +586,16 @@ def _payments(name: str, **kw: Any) -> Call:
                 lambda: getattr(PaymentService, name), storage=True, **kw)
 
 
+def _events(name: str, **kw: Any) -> Call:
+    return Call(f"Loyalty.events.{name}", lambda w: getattr(w.loyalty.events, name),
+                lambda: getattr(EventService, name), storage=True, **kw)
+
+
+def _first_position(world: World) -> EventPosition:
+    """The position of the outbox's first event (what a consumer may acknowledge)."""
+    return world.loyalty.events.read("fuzz-peek", 1)[0].position
+
+
 def _new(cls: type, valid: Callable[[World], dict[str, Any]] = lambda w: {},
          **kw: Any) -> Call:
     return Call(cls.__name__, lambda w: cls, lambda: cls, valid, **kw)
@@ -828,6 +841,25 @@ def calls() -> list[Call]:
         _rewards("vouchers", valid=_args(member_id="m", status=VoucherStatus.ISSUED),
                  roles={"status": OBJECT}),
         _rewards("stock", valid=_args(reward_id="coffee"), roles={"reward_id": ID}),
+        # -- events (the outbox) -----------------------------------------------------------
+        _events("read", valid=_args(consumer="fuzz", limit=10),
+                roles={"consumer": ID, "limit": COUNT}),
+        _events("ack", valid=_args(consumer="fuzz", event=_first_position),
+                roles={"consumer": ID, "event": OBJECT},
+                extra={"event": {"past_the_last": lambda w: EventPosition(2**62, 0),
+                                 "event_as_dict": lambda w: w.loyalty.events.read(
+                                     "fuzz-peek", 1)[0].to_dict()}}),
+        _events("position", valid=_args(consumer="fuzz"), roles={"consumer": ID}),
+        _events("consumers"),
+        _events("follow", valid=_args(consumer="fuzz", batch=10, poll=0.01,
+                                      stop=lambda w: lambda: True),
+                roles={"consumer": ID, "batch": COUNT, "poll": FLOAT, "stop": CALLABLE}),
+        _events("prune", valid=_args(before=AT), roles={"before": INSTANT}),
+        _new(EventPolicy, lambda w: {"retention_days": 30}, roles={"retention_days": COUNT}),
+        _parse(EventPolicy, lambda w: EventPolicy(retention_days=30)),
+        _new(EventPosition, lambda w: {"tx": 0, "seq": 1}, roles={"tx": COUNT0, "seq": COUNT0}),
+        _method(EventPosition, "from_str", lambda w: EventPosition, lambda w: {"text": "0.1"},
+                roles={"text": NAME}),
         # -- storages --------------------------------------------------------------------
         _new(MemoryStorage),
         _new(SQLStorage, lambda w: {"bind": sa.create_engine("sqlite://")},
@@ -1094,6 +1126,7 @@ NOT_FUZZED: dict[str, str] = {
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
+        "EventConsumer", "OutboxEvent",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",
@@ -1102,7 +1135,7 @@ NOT_FUZZED: dict[str, str] = {
     "Rule": "the abstract base of the rules, refused whatever its fields (fuzzed through "
             "each concrete rule)",
     **dict.fromkeys([
-        "SQLStorage.unit_of_work",
+        "SQLStorage.unit_of_work", "SQLStorage.event_waiter",
         "SQLStorage.register_program", "MemoryStorage.unit_of_work",
         "MemoryStorage.register_program",
     ], "the storage port: called by the facade with values it built"),
@@ -1112,6 +1145,8 @@ NOT_FUZZED: dict[str, str] = {
         "Loyalty.tiers.subscribe", "Loyalty.tiers.tier_of", "Loyalty.tiers.due",
         "Loyalty.referrals.subscribe", "Loyalty.referrals.enrolment_extras",
         "Loyalty.rewards.due", "Loyalty.rewards.subscribe",
+        "Loyalty.events.due", "Loyalty.events.subscribe", "Loyalty.events.map",
+        "Loyalty.events.append",
     ], "wiring between the facade's services"),
     **dict.fromkeys([
         "AllOf.unmet", "AnyOf.unmet", "Attribute.unmet", "Condition.unmet", "FirstOrder.unmet",

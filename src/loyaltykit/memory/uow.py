@@ -13,6 +13,7 @@ from loyaltykit.memory.keys import MemoryKeyStore, MemoryProgramStore, ProgramTa
 from loyaltykit.memory.ledger import MemoryLedgerStore
 from loyaltykit.memory.members import MemoryMemberKeyStore
 from loyaltykit.memory.orders import MemoryOrderStore
+from loyaltykit.memory.outbox import MemoryOutboxStore
 from loyaltykit.memory.referrals import MemoryReferralStore
 from loyaltykit.memory.rewards import MemoryRewardStore
 from loyaltykit.memory.tables import Tables
@@ -69,6 +70,7 @@ class MemoryUnitOfWork:
         self.referrals = MemoryReferralStore(self, tables)
         self.rewards = MemoryRewardStore(self, tables)
         self.members = MemoryMemberKeyStore(self, tables)
+        self.outbox = MemoryOutboxStore(self, tables)
 
     def __enter__(self) -> Self:
         self._lock.acquire()

@@ -41,6 +41,8 @@ __all__ = [
     "members",
     "metadata",
     "orders",
+    "outbox",
+    "outbox_consumers",
     "postings",
     "program_versions",
     "programs",
@@ -578,4 +580,45 @@ reward_counters = sa.Table(
     sa.Column("redeemed", sa.BigInteger(), nullable=False),
     sa.CheckConstraint("held >= 0", name="held_not_negative"),
     sa.CheckConstraint("redeemed >= held", name="redeemed_covers_held"),
+)
+
+
+# -- events (the outbox) -------------------------------------------------------------------
+
+# one row per event, read in (tx, seq) order. ``seq`` is drawn by the database when the
+# row is inserted: a sequence on PostgreSQL (which never waits), the rowid on SQLite
+# (where writers take turns: one more than the largest, and never reused because pruning
+# keeps each program's last event, so the row with the largest rowid is never deleted;
+# AUTOINCREMENT's bookkeeping cost an earn 2%). ``tx`` is the event's ordering key (0 on
+# SQLite; on PostgreSQL computed by the INSERT from the writer's transaction id, see
+# loyaltykit._outbox). No foreign key: an insert takes no lock on a member or program row.
+outbox = sa.Table(
+    "lk_outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("program_id", _ID, nullable=False),
+    sa.Column("tx", sa.BigInteger(), nullable=False),
+    sa.Column("id", sa.Uuid(), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("occurred_at", _TS, nullable=False),
+    sa.Column("recorded_at", _TS, nullable=False),
+    sa.Column("payload", Document(), nullable=False),
+    # the readers' order
+    sa.Index("ix_lk_outbox_position", "program_id", "tx", "seq"),
+    # a writer's "the member's highest key so far"; erasure
+    sa.Index("ix_lk_outbox_member", "program_id", "member_id", "tx"),
+)
+
+# one row per named consumer: the position it acknowledged last
+outbox_consumers = sa.Table(
+    "lk_outbox_consumers",
+    metadata,
+    sa.Column("program_id", _ID, sa.ForeignKey("lk_programs.id"), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("tx", sa.BigInteger(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("acked_at", _TS, nullable=False),
 )

@@ -15,6 +15,7 @@ from loyaltykit._model import ProgramVersion
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql._shared import upserts_for
 from loyaltykit.sql.engine import create_engine
+from loyaltykit.sql.outbox import PostgreSQLWaiter
 from loyaltykit.sql.schema import metadata
 from loyaltykit.sql.uow import SQLUnitOfWork, begin_in_host
 
@@ -22,9 +23,11 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
     from loyaltykit.storage import (
+        EventWaiter,
         KeyStore,
         LedgerStore,
         OrderStore,
+        OutboxStore,
         ProgramStore,
         ReferralStore,
         Storage,
@@ -55,7 +58,7 @@ class SQLStorage:
     #: The tables of the ledger (SQLAlchemy :class:`~sqlalchemy.MetaData`).
     metadata: ClassVar[sa.MetaData] = metadata
 
-    def __init__(self, bind: Engine | Connection) -> None:
+    def __init__(self, bind: Engine | Connection, *, notify: bool = False) -> None:
         self._engine: Engine
         self._connection: Connection | None
         if isinstance(bind, Engine):
@@ -65,21 +68,27 @@ class SQLStorage:
         else:
             raise InvalidInput("bind must be a SQLAlchemy Engine or Connection",
                                bind=shown(bind))
+        if not isinstance(notify, bool):
+            raise InvalidInput("notify must be a bool", notify=shown(notify))
+        #: on PostgreSQL, every write that appends events sends a notification
+        self.notify = notify
         self._owns_engine = False
 
     @classmethod
-    def from_url(cls, url: str, **engine_kwargs: Any) -> SQLStorage:
+    def from_url(cls, url: str, *, notify: bool = False, **engine_kwargs: Any) -> SQLStorage:
         """Create an engine for ``url`` (SQLite settings included; see
         :func:`create_engine`) owned by the new storage; :meth:`dispose` releases it.
 
         ``engine_kwargs`` go to :func:`sqlalchemy.create_engine`. An in-memory SQLite
         URL (``sqlite://``) gives each thread its own database; use a file to share
         one between threads or processes."""
+        if not isinstance(notify, bool):
+            raise InvalidInput("notify must be a bool", notify=shown(notify))
         try:
             engine = create_engine(url, **engine_kwargs)  # a bad URL: InvalidInput
         except sa_exc.SQLAlchemyError as exc:
             raise storage_error(exc) from exc
-        storage = cls(engine)
+        storage = cls(engine, notify=notify)
         storage._owns_engine = True
         return storage
 
@@ -100,7 +109,18 @@ class SQLStorage:
 
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
-        return SQLUnitOfWork(self._engine, self._connection, program_id)
+        return SQLUnitOfWork(self._engine, self._connection, program_id, notify=self.notify)
+
+    def event_waiter(self, program_id: str) -> EventWaiter | None:
+        """A waiter that wakes when a write with ``notify`` commits events of the
+        program (PostgreSQL ``LISTEN`` on a connection of its own, with the psycopg
+        driver; close it after use), or None where there is nothing to listen to
+        (SQLite, another driver, a host's connection): consumers then poll."""
+        dialect = self._engine.dialect
+        if self._connection is not None or (dialect.name, dialect.driver) != (
+                "postgresql", "psycopg"):
+            return None
+        return PostgreSQLWaiter(self._engine, program_id)
 
     def _run(self, work: Callable[[Connection], None]) -> None:
         """Run ``work`` in a transaction of its own (a SAVEPOINT on a host connection)."""
@@ -183,5 +203,6 @@ if TYPE_CHECKING:
         orders: OrderStore = u.orders
         tiers: TierStore = u.tiers
         referrals: ReferralStore = u.referrals
-        del keys, programs, ledger, orders, tiers, referrals
+        events: OutboxStore = u.outbox
+        del keys, programs, ledger, orders, tiers, referrals, events
         return u, s

@@ -16,6 +16,7 @@ from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
 from loyaltykit.sql.ledger import SQLLedgerStore
 from loyaltykit.sql.members import SQLMemberKeyStore
 from loyaltykit.sql.orders import SQLOrderStore
+from loyaltykit.sql.outbox import SQLOutboxStore
 from loyaltykit.sql.referrals import SQLReferralStore
 from loyaltykit.sql.rewards import SQLRewardStore
 from loyaltykit.sql.tiers import SQLTierStore
@@ -32,8 +33,8 @@ class SQLUnitOfWork:
     transaction that needs its own commit.
 
     Its stores (``keys``, ``programs``, ``ledger``, ``orders``, ``tiers``,
-    ``referrals``, ``rewards``) read and write through :meth:`connection`, so the first
-    of them to run begins the transaction.
+    ``referrals``, ``rewards``, ``members``, ``outbox``) read and write through
+    :meth:`connection`, so the first of them to run begins the transaction.
     """
     #: Idempotency records.
     keys: SQLKeyStore
@@ -51,11 +52,17 @@ class SQLUnitOfWork:
     rewards: SQLRewardStore
     #: The shop's member ids mapped to member keys, and erasures.
     members: SQLMemberKeyStore
+    #: Events (the outbox) and consumers' positions.
+    outbox: SQLOutboxStore
 
-    def __init__(self, engine: Engine, host: Connection | None, program_id: str) -> None:
+    def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
+                 notify: bool = False) -> None:
         """A unit of work on ``engine``, or inside the ``host`` connection's transaction
-        (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them."""
+        (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them. With
+        ``notify``, appending events on PostgreSQL also sends a notification (at
+        commit)."""
         self.program_id = program_id
+        self.notify = notify
         self._engine = engine
         self._host = host
         self._conn: Connection | None = None
@@ -69,6 +76,7 @@ class SQLUnitOfWork:
         self.referrals = SQLReferralStore(self)
         self.rewards = SQLRewardStore(self)
         self.members = SQLMemberKeyStore(self)
+        self.outbox = SQLOutboxStore(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")

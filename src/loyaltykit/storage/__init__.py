@@ -19,6 +19,8 @@ attribute     store                  change part          what it keeps
 ``rewards``   :class:`RewardStore`   :class:`RewardChanges`   vouchers, reward counters
 ``members``   :class:`MemberKeyStore` :class:`MemberKeyChanges` shop ids -> member keys,
                                                           erasures
+``outbox``    :class:`OutboxStore`   :class:`OutboxChanges`   events, consumers'
+                                                          positions
 ============  =====================  ===================  ==========================
 
 Member keys (DESIGN §11): the shop's member id is stored once, in the ``members``
@@ -47,6 +49,9 @@ Concurrency contract (what the services rely on):
 * :meth:`RewardStore.take` counts a redemption against a reward's stock and global
   limit with one guarded write, so concurrent redemptions never take more than there
   is (the row it writes is held until the unit of work ends).
+* :meth:`OutboxStore.read` never returns an event after one that may still commit
+  with a lower position (a reader must not skip it), and appending an event takes no
+  lock that a writer of another member needs (no counter row, no table lock).
 * A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
   are translated at the edge.
 """
@@ -81,6 +86,7 @@ from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
 from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
+from loyaltykit.storage.outbox import EventWaiter, OutboxChanges, OutboxStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
 from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
 from loyaltykit.storage.rewards import RewardChanges, RewardStore
@@ -92,6 +98,7 @@ __all__ = [
     "ChangePart",
     "DuplicateKey",
     "Erasure",
+    "EventWaiter",
     "Hold",
     "HoldAllocation",
     "HoldStatus",
@@ -110,6 +117,8 @@ __all__ = [
     "OrderRecord",
     "OrderStatus",
     "OrderStore",
+    "OutboxChanges",
+    "OutboxStore",
     "Posting",
     "ProgramStore",
     "ProgramVersion",
@@ -173,6 +182,10 @@ class UnitOfWork(Protocol):
     @property
     def members(self) -> MemberKeyStore:
         """The shop's member ids mapped to member keys, and erasure records."""
+
+    @property
+    def outbox(self) -> OutboxStore:
+        """Events (the outbox) and the consumers' positions."""
 
     def __enter__(self) -> Self: ...
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from loyaltykit.testing.contract import (
         LedgerContract,
         OrderContract,
+        OutboxContract,
         PrivacyContract,
         ReferralContract,
         StorageContract,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LedgerContract",
     "OrderContract",
+    "OutboxContract",
     "PrivacyContract",
     "ReferralContract",
     "StorageContract",

@@ -20,6 +20,8 @@ every step it checks:
 * that a step which raised a :class:`~loyaltykit.LoyaltyError` wrote nothing;
 * that a write first posted the due work of the wallets it touched (invariant (j)),
   and that debits and holds took lots in the spend order (invariant (k));
+* that the outbox holds one event per transaction, member and order, each once, in
+  increasing positions, and the same events on every backend;
 * that replaying a write with its key returns an equal result and writes nothing, and
   that reusing a key for another request raises
   :class:`~loyaltykit.IdempotencyConflict` and writes nothing.
@@ -923,6 +925,41 @@ class LedgerMachine(RuleBasedStateMachine):
                         f"{reference.storage!r} and {backend.storage!r} show member "
                         f"{member_id!r} wallet {wallet!r} differently:\n"
                         f"  {views[0]!r}\n  {view!r}")
+
+    @invariant()
+    def outbox_records_every_change_once(self) -> None:
+        """The outbox holds one ``points.*`` event per transaction stored (so none of a
+        refused write, none twice), one ``member.enrolled`` per member enrolled and one
+        ``order.recorded`` per order, each with its own id, in increasing positions; and
+        every backend holds the same events (their positions aside)."""
+        if not self.backends:
+            return
+        seen: list[list[dict[str, Any]]] = []
+        for backend in self.backends:
+            snapshot = backend.snapshot
+            assert snapshot is not None
+            events = backend.loyalty.events.read("machine", limit=10_000)
+            assert len(events) < 10_000, "the machine wrote more events than it reads"
+            label = f"{backend.storage!r}: the outbox"
+            posted = sorted(e.payload["transaction_id"] for e in events
+                            if e.type.startswith("points."))
+            stored = sorted(str(tx.id) for w in snapshot.wallets.values()
+                            for tx in w.transactions)
+            assert stored == posted, f"{label} does not hold one event per transaction"
+            enrolled = sorted(e.member_id for e in events if e.type == "member.enrolled")
+            members = sorted(m for m, member in snapshot.members.items() if member)
+            assert members == enrolled, f"{label} does not hold one event per member"
+            recorded = sorted(e.payload["order_id"] for e in events
+                              if e.type == "order.recorded")
+            assert sorted(self.orders) == recorded, f"{label}: not one event per order"
+            assert len(events) == len({e.id for e in events}), f"{label}: an id twice"
+            positions = [e.position for e in events]
+            assert positions == sorted(set(positions)), f"{label}: positions out of order"
+            seen.append([{k: v for k, v in e.to_dict().items() if k != "position"}
+                         for e in events])
+        for backend, shown in zip(self.backends[1:], seen[1:], strict=True):
+            assert seen[0] == shown, (f"{self.backends[0].storage!r} and "
+                                      f"{backend.storage!r} hold different events")
 
     def _check_stock(self, backend: _Backend) -> None:
         """Each reward's ``stock()`` read is its stock less the vouchers stored issued

@@ -23,6 +23,8 @@ all:
 * :mod:`~loyaltykit.testing.contract.referrals` -- :class:`ReferralContract`;
 * :mod:`~loyaltykit.testing.contract.rewards` -- :class:`RewardContract`: redemption,
   vouchers, refusals that write nothing, expiry, the guarded stock counter;
+* :mod:`~loyaltykit.testing.contract.outbox` -- :class:`OutboxContract`: every change's
+  events in the same unit of work, consumers' positions, pruning, erasure (scenario O1);
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -92,6 +94,7 @@ from loyaltykit.testing.contract.ledger_holds import LedgerHoldContract
 from loyaltykit.testing.contract.ledger_views import LedgerViewContract
 from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
 from loyaltykit.testing.contract.orders import OrderContract
+from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.rewards import RewardContract
@@ -109,6 +112,7 @@ __all__ = [
     "LedgerViewContract",
     "LedgerWriteContract",
     "OrderContract",
+    "OutboxContract",
     "PrivacyContract",
     "ReferralContract",
     "RewardContract",
@@ -128,7 +132,7 @@ __all__ = [
 
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
-                      RewardContract, PrivacyContract):
+                      RewardContract, PrivacyContract, OutboxContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 

@@ -1,0 +1,351 @@
+"""The events' service: the outbox every change is recorded in, and its consumers
+(``loyalty.events``).
+
+Appending is a subscriber's job: for each domain event type a *mapper* turns the
+domain event into outbox events (:class:`~loyaltykit._outbox.EventDraft`), appended in
+the same unit of work, so an outbox event exists exactly when its change does. This
+module maps what the ledger and the orders raise (enrolment, every posted transaction,
+orders recorded, returned and cancelled, erasure); another capability maps its own
+domain events from its own module with :meth:`EventService.map`.
+
+Consumers read in position order from their stored position and acknowledge what they
+handled (:meth:`EventService.read`, :meth:`EventService.ack`): reading does not move
+the position, so delivery is at-least-once. :meth:`EventService.follow` does both in a
+loop and waits for new events. Positions never skip an event that commits later (see
+:mod:`loyaltykit._outbox`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from loyaltykit._errors import InvalidInput, InvalidPosition, shown
+from loyaltykit._events import (
+    MemberEnrolled,
+    MemberErased,
+    OrderRecorded,
+    OrderReturned,
+    PointsPosted,
+)
+from loyaltykit._ledger import Ledger
+from loyaltykit._member_keys import ERASED_PREFIX
+from loyaltykit._model import MEMBER_ACCOUNTS, Account, Kind, Transaction
+from loyaltykit._outbox import EventConsumer, EventDraft, EventPosition, NewEvent, OutboxEvent
+from loyaltykit._pipeline import EventBus, Work
+from loyaltykit._program import ClawbackPolicy
+from loyaltykit._services.context import Context
+from loyaltykit._services.ledger import LedgerService
+from loyaltykit._validate import check_consumer, check_count
+from loyaltykit.storage import OutboxChanges
+
+__all__ = ["MAX_READ", "POINTS_EVENTS", "EventService", "Mapper"]
+
+logger = logging.getLogger("loyaltykit")
+
+E = TypeVar("E")
+
+#: What a mapper does: the outbox events a domain event stands for.
+Mapper = Callable[[Work, E], Iterable[EventDraft]]
+
+#: The most events one read returns.
+MAX_READ = 10_000
+#: Events pruned per unit of work.
+_PRUNE_BATCH = 1_000
+
+#: The outbox event of each kind of ledger transaction.
+POINTS_EVENTS: Mapping[Kind, str] = {
+    Kind.EARN: "points.earned",
+    Kind.SPEND: "points.spent",
+    Kind.EXPIRE: "points.expired",
+    Kind.CLAWBACK: "points.clawed_back",
+    Kind.ADJUST: "points.adjusted",
+    Kind.TRANSFER: "points.transferred",
+    Kind.REVERSE: "points.reversed",
+    Kind.REFUND: "points.refunded",
+    Kind.HOLD: "points.held",
+    Kind.CAPTURE: "points.captured",
+    Kind.RELEASE: "points.released",
+    Kind.ACTIVATE: "points.activated",
+}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class EventService:
+    """The outbox of one program and its consumers (see the module docstring);
+    ``loyalty.events``."""
+
+    def __init__(self, c: Context, ledger: LedgerService) -> None:
+        self.c = c
+        self.program = c.program
+        self._ledger = ledger
+        # a balance shows available net of debt where the policy allows negative ones
+        self._negative = c.program.ledger.clawback is ClawbackPolicy.ALLOW_NEGATIVE
+
+    # -- appending --------------------------------------------------------------------------
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Record what the ledger and the orders raise; scrub an erased member's events.
+        Subscribed before the other capabilities, so a change's own event comes before
+        the events of the reactions to it."""
+        self.map(MemberEnrolled, self._enrolled, bus)
+        self.map(PointsPosted, self._posted, bus)
+        self.map(OrderRecorded, self._order_recorded, bus)
+        self.map(OrderReturned, self._order_returned, bus)
+        bus.subscribe(MemberErased, self._scrub)
+        self.map(MemberErased, self._erased, bus)
+
+    def map(self, event_type: type[E], mapper: Mapper[E], bus: EventBus | None = None
+            ) -> None:
+        """Append the outbox events ``mapper(work, event)`` returns for every domain
+        event of ``event_type`` raised, in the same unit of work (a capability maps its
+        own domain events this way)."""
+        def append(work: Work, event: E) -> None:
+            self.append(work, mapper(work, event))
+
+        (bus if bus is not None else self.c.bus).subscribe(event_type, append)
+
+    @staticmethod
+    def append(work: Work, drafts: Iterable[EventDraft]) -> None:
+        """Append ``drafts`` to this write's outbox part, each with a new id."""
+        part: OutboxChanges | None = None
+        for draft in drafts:
+            if "member_id" in draft.payload:  # the event carries it (erasable)
+                raise AssertionError(f"a payload repeats the member's id: {draft.type}")
+            if part is None:
+                part = work.part(OutboxChanges)
+            part.events.append(NewEvent(
+                id=work.ledger.new_id(), type=draft.type, version=draft.version,
+                member_id=draft.member_id, occurred_at=draft.occurred_at,
+                recorded_at=work.recorded_at, payload=draft.payload))
+
+    def _enrolled(self, work: Work, event: MemberEnrolled) -> list[EventDraft]:
+        member = event.member
+        return [EventDraft("member.enrolled", member.member_id, member.enrolled_at, {
+            "enrolled_at": member.enrolled_at.isoformat(),
+            "attributes": dict(member.attributes),
+        })]
+
+    def _posted(self, work: Work, event: PointsPosted) -> list[EventDraft]:
+        tx = event.transaction
+        return [EventDraft(POINTS_EVENTS[tx.kind], tx.member_id, tx.occurred_at,
+                           self._points_payload(work.ledger, tx))]
+
+    def _points_payload(self, ledger: Ledger, tx: Transaction) -> dict[str, Any]:
+        metadata = dict(tx.metadata)
+        payload: dict[str, Any] = {
+            "transaction_id": str(tx.id),
+            "kind": tx.kind.value,
+            "wallet": tx.wallet,
+            "points": tx.points,
+            # what moved in the member's buckets; debt as owed (positive: owes more)
+            "changes": {p.account.value: -p.amount if p.account is Account.DEBT else p.amount
+                        for p in tx.postings if p.account in MEMBER_ACCOUNTS and p.amount},
+        }
+        try:
+            state = ledger.book(tx.member_id, tx.wallet).state
+        except KeyError:  # pragma: no cover - every posting book is registered
+            state = None
+        if state is not None:  # as Balance shows it (LedgerService.balance_from_sums)
+            debt = -state.debt
+            available = state.available - (debt if self._negative else 0)
+            payload["balance"] = {
+                "available": available, "pending": state.pending, "held": state.held,
+                "debt": debt, "total": state.available + state.pending + state.held - debt}
+        lots = []
+        for move in tx.movements:
+            lot = ledger.changes.lots.get(move.lot_id)
+            if move.delta > 0 and lot is not None and lot.transaction_id == tx.id:
+                lots.append({"lot_id": str(lot.id), "points": move.delta,
+                             "pending": lot.pending, "activates_at": _iso(lot.activates_at),
+                             "expires_at": _iso(lot.expires_at)})
+        if lots:
+            payload["lots"] = lots
+        if tx.reverses_id is not None:
+            payload["reverses_id"] = str(tx.reverses_id)
+        counterpart = metadata.pop("counterpart_member_id", None)
+        if counterpart is not None:  # stored as a member key, shown as the shop's id
+            payload["counterpart_member_id"] = counterpart
+        payload["reason"] = tx.reason
+        payload["metadata"] = metadata
+        return payload
+
+    def _order_recorded(self, work: Work, event: OrderRecorded) -> list[EventDraft]:
+        record = event.record
+        order = {k: v for k, v in record.order.items() if k != "member_id"}
+        return [EventDraft("order.recorded", record.member_id, record.placed_at, {
+            "order_id": record.order_id,
+            "placed_at": record.placed_at.isoformat(),
+            "points": record.points,
+            "earn_id": None if record.earn_id is None else str(record.earn_id),
+            "wallet": event.wallet,
+            "program_version": record.version,
+            "paid_with": [str(p) for p in record.payments],
+            "order": order,
+            # the rule by rule breakdown, without the member's context (its id and
+            # attributes: the event carries the one, the other is erasable)
+            "evaluation": {k: v for k, v in record.evaluation.items() if k != "context"},
+        })]
+
+    def _order_returned(self, work: Work, event: OrderReturned) -> list[EventDraft]:
+        record = event.record
+        left = {line.id: line.quantity for line in event.after.lines}
+        lines = [{"line_id": line.id, "sku": line.sku, "quantity": line.quantity - left.get(
+                      line.id, 0), "unit_price": str(line.unit_price.amount)}
+                 for line in event.before.lines if line.quantity > left.get(line.id, 0)]
+        kind = "order.cancelled" if event.cancelled else "order.returned"
+        return [EventDraft(kind, record.member_id, event.at, {
+            "order_id": record.order_id,
+            "returned_at": event.at.isoformat(),
+            "cancelled": event.cancelled,
+            "lines": lines,
+            "points_before": record.points,
+            "wallet": event.wallet,
+        })]
+
+    def _erased(self, work: Work, event: MemberErased) -> list[EventDraft]:
+        return [EventDraft("member.erased", ERASED_PREFIX + event.member_key, event.erased_at,
+                           {"erased_at": event.erased_at.isoformat()})]
+
+    @staticmethod
+    def _scrub(work: Work, event: MemberErased) -> None:
+        """Empty the member's attributes kept in its events (``member.enrolled``)."""
+        work.uow.outbox.erase(ERASED_PREFIX + event.member_key)
+
+    # -- consumers --------------------------------------------------------------------------
+
+    def read(self, consumer: str, limit: int = 100) -> list[OutboxEvent]:
+        """The next events for ``consumer``: up to ``limit`` (1-10000) events after the
+        position it acknowledged last (from the first event if it never did), in
+        position order. Reading does not move the position: acknowledge what you
+        handled with :meth:`ack` (delivery is at-least-once; de-duplicate on the
+        event's ``id``). An event whose transaction may still commit before an earlier
+        position is never passed over: what cannot be read yet comes in a later read.
+        """
+        consumer = check_consumer(consumer)
+        limit = check_count(limit, "limit", 1, MAX_READ)
+        with self.c.read() as uow:
+            return uow.outbox.read(uow.outbox.consumer_position(consumer), limit)
+
+    def ack(self, consumer: str, event: OutboxEvent | EventPosition) -> EventPosition:
+        """Acknowledge that ``consumer`` handled everything up to ``event`` (an event
+        read, or its position) and return the consumer's position now.
+
+        A position never moves backwards: acknowledging an earlier one changes nothing
+        (the stored one is returned). A position past the last event the consumer can
+        read now raises :class:`~loyaltykit.InvalidPosition`, with nothing written."""
+        consumer = check_consumer(consumer)
+        if isinstance(event, OutboxEvent):
+            position = event.position
+        elif isinstance(event, EventPosition):
+            position = event
+        else:
+            raise InvalidInput("event must be an OutboxEvent or an EventPosition",
+                               event=shown(event))
+        when = self.c.now()
+
+        def apply(work: Work) -> EventPosition:
+            moved = work.uow.outbox.set_consumer_position(consumer, position,
+                                                          work.recorded_at)
+            if moved is None:
+                last = work.uow.outbox.last_position()
+                raise InvalidPosition(
+                    "the position is past the last event the consumer can read",
+                    consumer=consumer, position=position.to_str(),
+                    last=None if last is None else last.to_str())
+            return moved
+
+        return self.c.pipeline.batch(when, apply, retry=True, what="ack")
+
+    def position(self, consumer: str) -> EventPosition | None:
+        """The position ``consumer`` acknowledged last (None: it never did)."""
+        consumer = check_consumer(consumer)
+        with self.c.read() as uow:
+            return uow.outbox.consumer_position(consumer)
+
+    def consumers(self) -> list[EventConsumer]:
+        """Every consumer that acknowledged something: its position and when, by name."""
+        with self.c.read() as uow:
+            return uow.outbox.consumers()
+
+    def follow(self, consumer: str, *, batch: int = 100, poll: float = 1.0,
+               stop: Callable[[], bool] | None = None) -> Iterator[OutboxEvent]:
+        """Yield ``consumer``'s events as they come, for ever (or until ``stop()`` is
+        true: it is asked before each read and while waiting).
+
+        Events are read ``batch`` at a time; a batch is acknowledged when the next
+        event after it is asked for (so once the caller has handled all of it): an
+        event the caller was handling when it stopped, or raised on, is read again by
+        the next follower. With nothing to read it waits up to ``poll`` seconds
+        (0.001-3600): on PostgreSQL it wakes when an event is committed if the storage
+        sends notifications (``SQLStorage(..., notify=True)``), elsewhere it polls.
+        """
+        consumer = check_consumer(consumer)
+        batch = check_count(batch, "batch", 1, MAX_READ)
+        if isinstance(poll, bool) or not isinstance(poll, int | float) \
+                or not 0.001 <= poll <= 3600:
+            raise InvalidInput("poll must be a number of seconds from 0.001 to 3600",
+                               poll=shown(poll))
+        if stop is not None and not callable(stop):
+            raise InvalidInput("stop must be callable (or None)", stop=shown(stop))
+        return self._follow(consumer, batch, float(poll), stop)
+
+    def _follow(self, consumer: str, batch: int, poll: float,
+                stop: Callable[[], bool] | None) -> Iterator[OutboxEvent]:
+        make_waiter = getattr(self.c.storage, "event_waiter", None)
+        waiter = make_waiter(self.program.id) if callable(make_waiter) else None
+        try:
+            handled: EventPosition | None = None
+            while True:
+                if handled is not None:
+                    self.ack(consumer, handled)
+                    handled = None
+                if stop is not None and stop():
+                    return
+                events = self.read(consumer, batch)
+                if events:
+                    yield from events
+                    handled = events[-1].position
+                elif waiter is not None:
+                    waiter.wait(poll)
+                else:
+                    time.sleep(poll)
+        finally:
+            if waiter is not None:
+                waiter.close()
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, before: dt.datetime) -> int:
+        """Delete the events recorded before ``before`` that every consumer has
+        acknowledged (every such event when no consumer ever acknowledged anything),
+        batch by batch, and return how many. The last event stays, so positions never
+        start over. ``before`` may not be later than now."""
+        if before is None:  # never "now" by default: pruning is told up to when
+            raise InvalidInput("before must be an instant", before=None)
+        when = self.c.instant(before, "before")
+        total = 0
+        while True:
+            pruned = self.c.pipeline.batch(
+                self.c.now(), lambda work: work.uow.outbox.prune(when, _PRUNE_BATCH),
+                retry=True, what="prune")
+            total += pruned
+            if pruned < _PRUNE_BATCH:
+                return total
+
+    def due(self, at: dt.datetime, batch_size: int, workers: int) -> dict[str, int]:
+        """Due work: prune acknowledged events older than the program's
+        ``events.retention_days`` (nothing without one)."""
+        policy = self.program.events
+        if policy is None or policy.retention_days is None:
+            return {}
+        pruned = self.prune(at - dt.timedelta(days=policy.retention_days))
+        if pruned:
+            logger.info("pruned %d events", pruned)
+        return {"pruned_events": pruned}

@@ -1,0 +1,126 @@
+"""The in-memory outbox: events in insertion order (writers take turns under the
+storage's one lock, so insertion order is commit order), and consumers' positions."""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+
+import attrs
+
+from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
+from loyaltykit.memory.tables import Tables, UndoLog, json_copy
+from loyaltykit.storage.outbox import OutboxChanges
+
+__all__ = ["MemoryOutboxStore", "OutboxTables"]
+
+
+class OutboxTables:
+    def __init__(self) -> None:
+        # (program_id, seq) -> event (member keys, as stored)
+        self.events: dict[tuple[str, int], OutboxEvent] = {}
+        # program_id -> the seqs of its events, ascending
+        self.order: dict[str, list[int]] = {}
+        # program_id -> the last seq given (never goes back, even when pruned)
+        self.last: dict[str, int] = {}
+        # (program_id, member_id) -> seqs of the member's events
+        self.by_member: dict[tuple[str, str], set[int]] = {}
+        # (program_id, name) -> consumer
+        self.consumers: dict[tuple[str, str], EventConsumer] = {}
+
+
+def _copy(event: OutboxEvent) -> OutboxEvent:
+    return attrs.evolve(event, payload=json_copy(event.payload))
+
+
+class MemoryOutboxStore:
+    """The outbox of one unit of work's program."""
+
+    def __init__(self, uow: UndoLog, tables: Tables) -> None:
+        self._uow = uow
+        self._t = tables.of(OutboxTables)
+
+    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+        program_id = self._uow.program_id
+        seqs = self._t.order.get(program_id, [])
+        start = 0 if after is None else bisect.bisect_right(seqs, after.seq)
+        if after is not None and after.tx > 0:  # a position of no event of this backend
+            start = len(seqs)
+        return [_copy(self._t.events[(program_id, s)]) for s in seqs[start:start + limit]]
+
+    def last_position(self) -> EventPosition | None:
+        seqs = self._t.order.get(self._uow.program_id)
+        return EventPosition(0, seqs[-1]) if seqs else None
+
+    def consumer_position(self, name: str) -> EventPosition | None:
+        found = self._t.consumers.get((self._uow.program_id, name))
+        return None if found is None else found.position
+
+    def consumers(self) -> list[EventConsumer]:
+        program_id = self._uow.program_id
+        return sorted((c for (p, _), c in self._t.consumers.items() if p == program_id),
+                      key=lambda c: c.name)
+
+    def set_consumer_position(self, name: str, position: EventPosition,
+                              at: dt.datetime) -> EventPosition | None:
+        key = (self._uow.program_id, name)
+        stored = self._t.consumers.get(key)
+        if stored is not None and position <= stored.position:
+            return stored.position
+        last = self.last_position()
+        if last is None or position > last:
+            return None
+        self._uow.put(self._t.consumers, key, EventConsumer(name, position, at))
+        return position
+
+    def prune(self, before: dt.datetime, limit: int) -> int:
+        t, uow, program_id = self._t, self._uow, self._uow.program_id
+        seqs = t.order.get(program_id, [])
+        if not seqs:
+            return 0
+        bound = EventPosition(0, seqs[-1])
+        acked = [c.position for c in self.consumers()]
+        if acked:
+            bound = min(bound, min(acked))
+        gone: list[int] = []
+        for seq in seqs:
+            if len(gone) >= limit or seq > bound.seq or seq == seqs[-1]:
+                break
+            event = t.events[(program_id, seq)]
+            if event.recorded_at < before:
+                gone.append(seq)
+        if not gone:
+            return 0
+        dropped = set(gone)
+        uow.put(t.order, program_id, [s for s in seqs if s not in dropped])
+        for seq in gone:
+            event = t.events[(program_id, seq)]
+            uow.drop(t.events, (program_id, seq))
+            uow.track(t.by_member, (program_id, event.member_id), seq, False)
+        return len(gone)
+
+    def erase(self, member_id: str) -> None:
+        program_id = self._uow.program_id
+        for seq in sorted(self._t.by_member.get((program_id, member_id), ())):
+            event = self._t.events[(program_id, seq)]
+            if event.payload.get("attributes"):
+                self._uow.put(self._t.events, (program_id, seq),
+                              attrs.evolve(event, payload={**event.payload, "attributes": {}}))
+
+    def write(self, changes: OutboxChanges) -> None:
+        t, uow, program_id = self._t, self._uow, self._uow.program_id
+        seq = t.last.get(program_id, 0)
+        for new in changes.events:
+            seq += 1
+            event = _stored(new, EventPosition(0, seq))
+            uow.put(t.events, (program_id, seq), event)
+            uow.track(t.by_member, (program_id, new.member_id), seq, True)
+            uow.append(t.order, program_id, seq)
+        uow.put(t.last, program_id, seq)
+
+
+def _stored(new: NewEvent, position: EventPosition) -> OutboxEvent:
+    return OutboxEvent(id=new.id, type=new.type, version=new.version,
+                       member_id=new.member_id, occurred_at=new.occurred_at,
+                       recorded_at=new.recorded_at, payload=json_copy(new.payload),
+                       position=position)

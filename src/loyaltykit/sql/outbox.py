@@ -1,0 +1,291 @@
+"""The outbox's store in SQL: events read in ``(tx, seq)`` order, consumers' positions.
+
+On SQLite writers take turns (``BEGIN IMMEDIATE``), so ``seq`` (the rowid: one more
+than the largest, never reused as pruning keeps each program's last event) grows in
+commit order and ``tx`` is 0. On PostgreSQL the INSERT computes ``tx``, the event's
+ordering key, from the writer's transaction id and the member's events already stored,
+and a read returns only events whose key is below its own snapshot's horizon, in one
+statement (one snapshot); :mod:`loyaltykit._outbox` proves that no event is ever
+skipped and that each member's events keep their order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from loyaltykit._errors import StorageError
+from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
+from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql._shared import Store
+from loyaltykit.sql.schema import outbox, outbox_consumers
+from loyaltykit.storage.outbox import OutboxChanges
+
+__all__ = ["PostgreSQLWaiter", "SQLOutboxStore", "channel", "insert_statement"]
+
+_p: sa.BindParameter[str] = sa.bindparam("p")
+_BIG = sa.BigInteger()
+_TS_TYPE = outbox.c.recorded_at.type
+o, c = outbox.c, outbox_consumers.c
+
+
+def channel(program_id: str) -> str:
+    """The PostgreSQL notification channel of a program's outbox (a short identifier
+    whatever characters the program id has)."""
+    digest = hashlib.sha256(program_id.encode()).hexdigest()[:24]
+    return f"lk_outbox_{digest}"
+
+
+def _as_bigint(xid8: Any) -> Any:
+    # xid8 has no cast to bigint; through text it is exact (64-bit, never wraps)
+    return sa.cast(sa.cast(xid8, sa.Text), _BIG)
+
+
+#: the oldest transaction id still running when the statement's snapshot was taken
+_HORIZON = sa.select(_as_bigint(sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()))
+                     ).scalar_subquery()
+#: the ordering key of an event: at least the writer's own transaction id, and at least
+#: the highest key of the member's events already stored (visible: the writer holds the
+#: member's lock, so every earlier writer of the member has committed)
+_KEY = sa.func.greatest(
+    _as_bigint(sa.func.pg_current_xact_id()),
+    sa.select(sa.func.coalesce(sa.func.max(o.tx), 0))
+    .where(o.program_id == sa.bindparam("k_p"), o.member_id == sa.bindparam("k_m"))
+    .scalar_subquery())
+
+_after = sa.tuple_(o.tx, o.seq) > sa.tuple_(sa.bindparam("a_tx", type_=_BIG),
+                                             sa.bindparam("a_seq", type_=_BIG))
+_limit = sa.bindparam("n", type_=sa.Integer())
+
+
+#: an event's columns as a read takes them: the payload as its JSON text, decoded here
+_COLUMNS = (o.seq, o.tx, o.id, o.type, o.version, o.member_id, o.occurred_at,
+            o.recorded_at, sa.cast(o.payload, sa.Text).label("payload"))
+
+
+def _load(text: str) -> Any:
+    """A payload's JSON text as data, with the standard decoder: exact for every
+    integer (orjson reads one beyond 64 bits as a float), and without the driver's
+    work per value (psycopg detects each JSON value's encoding before decoding it)."""
+    return json.loads(text)
+
+
+def _reads(dialect: str) -> dict[str, sa.Executable]:
+    readable = [o.program_id == _p]
+    if dialect == "postgresql":
+        readable.append(o.tx < _HORIZON)
+    last = (sa.select(o.tx, o.seq).where(*readable).order_by(o.tx.desc(), o.seq.desc())
+            .limit(1))
+    # upsert the consumer's position, never backwards: concurrent acks keep the highest
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ack = insert(outbox_consumers).values(
+        program_id=_p, name=sa.bindparam("c_name"), tx=sa.bindparam("c_tx", type_=_BIG),
+        seq=sa.bindparam("c_seq", type_=_BIG), acked_at=sa.bindparam("c_at", type_=_TS_TYPE))
+    ack = ack.on_conflict_do_update(
+        index_elements=["program_id", "name"],
+        set_={"tx": ack.excluded.tx, "seq": ack.excluded.seq,
+              "acked_at": ack.excluded.acked_at},
+        where=sa.tuple_(c.tx, c.seq) < sa.tuple_(ack.excluded.tx, ack.excluded.seq))
+    below = sa.tuple_(o.tx, o.seq) <= sa.tuple_(sa.bindparam("b_tx", type_=_BIG),
+                                                 sa.bindparam("b_seq", type_=_BIG))
+    prunable = (sa.select(o.seq)
+                .where(o.program_id == _p, below,
+                       o.recorded_at < sa.bindparam("before", type_=_TS_TYPE))
+                .order_by(o.tx, o.seq).limit(_limit))
+    return {
+        "read": sa.select(*_COLUMNS).where(*readable, _after).order_by(o.tx, o.seq)
+        .limit(_limit),
+        "first": sa.select(*_COLUMNS).where(*readable).order_by(o.tx, o.seq).limit(_limit),
+        "last": last,
+        "ack": ack,
+        "prune": outbox.delete().where(o.seq.in_(prunable)),
+        # inline: the database draws seq and nothing is fetched back (no RETURNING)
+        "insert": (outbox.insert().values(tx=_KEY).inline() if dialect == "postgresql"
+                   else outbox.insert().inline()),
+    }
+
+
+_STATEMENTS = {"postgresql": _reads("postgresql"), "sqlite": _reads("sqlite")}
+
+
+def insert_statement(dialect: str) -> sa.Executable:
+    """The INSERT the store appends events with on ``dialect`` (for benchmarks that
+    mirror it): on PostgreSQL each row also names its program and member as ``k_p``
+    and ``k_m``, and ``tx`` is computed; on SQLite ``tx`` is given (0)."""
+    return _STATEMENTS["postgresql" if dialect == "postgresql" else "sqlite"]["insert"]
+
+_SEL_CONSUMER: sa.Executable = sa.select(c.tx, c.seq).where(
+    c.program_id == _p, c.name == sa.bindparam("c_name"))
+_SEL_CONSUMERS: sa.Executable = sa.select(c.name, c.tx, c.seq, c.acked_at).where(
+    c.program_id == _p).order_by(c.name)
+_SEL_LOWEST: sa.Executable = (sa.select(c.tx, c.seq).where(c.program_id == _p)
+                              .order_by(c.tx, c.seq).limit(1))
+_SEL_MEMBER: sa.Executable = sa.select(o.seq, o.payload).where(
+    o.program_id == _p, o.member_id == sa.bindparam("m")).order_by(o.tx, o.seq)
+_NOTIFY: sa.Executable = sa.select(sa.func.pg_notify(sa.bindparam("c"), ""))
+_UPD_PAYLOAD: sa.Executable = outbox.update().where(o.seq == sa.bindparam("k_seq")).values(
+    payload=sa.bindparam("k_payload", type_=o.payload.type))
+
+
+def _event(row: Any) -> OutboxEvent:
+    return OutboxEvent(
+        id=row.id, type=row.type, version=row.version, member_id=row.member_id,
+        occurred_at=row.occurred_at, recorded_at=row.recorded_at,
+        payload=_load(row.payload), position=stored_position(int(row.tx), int(row.seq)))
+
+
+class SQLOutboxStore(Store):
+    """The outbox of one program."""
+
+    def _statements(self) -> dict[str, sa.Executable]:
+        return _STATEMENTS["postgresql" if self._c().dialect.name == "postgresql"
+                           else "sqlite"]
+
+    @translated
+    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+        """Up to ``limit`` safe events after ``after``, in position order (one
+        statement: one snapshot)."""
+        s = self._statements()
+        params: dict[str, Any] = {"p": self.program_id, "n": limit}
+        if after is None:
+            rows = self._c().execute(s["first"], params).all()
+        else:
+            rows = self._c().execute(s["read"], {**params, "a_tx": after.tx,
+                                                 "a_seq": after.seq}).all()
+        return [_event(row) for row in rows]
+
+    @translated
+    def last_position(self) -> EventPosition | None:
+        """The position of the last event a read could return now."""
+        row = self._c().execute(self._statements()["last"], {"p": self.program_id}).first()
+        return None if row is None else EventPosition(int(row.tx), int(row.seq))
+
+    @translated
+    def consumer_position(self, name: str) -> EventPosition | None:
+        """The position consumer ``name`` acknowledged last, or None."""
+        row = self._c().execute(_SEL_CONSUMER, {"p": self.program_id, "c_name": name}).first()
+        return None if row is None else EventPosition(int(row.tx), int(row.seq))
+
+    @translated
+    def consumers(self) -> list[EventConsumer]:
+        """Every consumer of the program, by name."""
+        rows = self._c().execute(_SEL_CONSUMERS, {"p": self.program_id})
+        return [EventConsumer(row.name, EventPosition(int(row.tx), int(row.seq)), row.acked_at)
+                for row in rows]
+
+    @translated
+    def set_consumer_position(self, name: str, position: EventPosition,
+                              at: Any) -> EventPosition | None:
+        """One guarded upsert (never backwards), after checking the position is
+        readable; returns the position stored after it."""
+        stored = self.consumer_position(name)
+        if stored is not None and position <= stored:
+            return stored
+        last = self.last_position()
+        if last is None or position > last:
+            return None
+        self._c().execute(self._statements()["ack"], {
+            "p": self.program_id, "c_name": name, "c_tx": position.tx,
+            "c_seq": position.seq, "c_at": at})
+        return self.consumer_position(name)
+
+    @translated
+    def prune(self, before: Any, limit: int) -> int:
+        """One DELETE of up to ``limit`` events below every consumer's position and the
+        last readable event, recorded before ``before``."""
+        conn = self._c()
+        last = self.last_position()
+        if last is None or last.seq == 0:
+            return 0
+        bound = EventPosition(last.tx, last.seq - 1)  # the last readable event stays
+        lowest = conn.execute(_SEL_LOWEST, {"p": self.program_id}).first()
+        if lowest is not None:
+            bound = min(bound, EventPosition(int(lowest.tx), int(lowest.seq)))
+        result = conn.execute(self._statements()["prune"].execution_options(
+            preserve_rowcount=True), {"p": self.program_id, "b_tx": bound.tx,
+                                      "b_seq": bound.seq, "before": before, "n": limit})
+        return int(result.rowcount)
+
+    @translated
+    def erase(self, member_id: str) -> None:
+        """Empty ``attributes`` in the payloads of the member's events."""
+        conn = self._c()
+        rows = conn.execute(_SEL_MEMBER, {"p": self.program_id, "m": member_id}).all()
+        changed = [{"k_seq": row.seq, "k_payload": {**row.payload, "attributes": {}}}
+                   for row in rows if row.payload.get("attributes")]
+        if changed:
+            conn.execute(_UPD_PAYLOAD, changed)
+
+    @translated
+    def write(self, changes: OutboxChanges) -> None:
+        """Append the events in one executemany (positions drawn by the database in
+        the order given)."""
+        conn = self._c()
+        program_id = self.program_id
+        rows = [{"program_id": program_id, "id": e.id, "type": e.type, "version": e.version,
+                 "member_id": e.member_id, "occurred_at": e.occurred_at,
+                 "recorded_at": e.recorded_at, "payload": dict(e.payload),
+                 "k_p": program_id, "k_m": e.member_id}
+                for e in changes.events]
+        postgres = conn.dialect.name == "postgresql"
+        if not postgres:
+            for row in rows:
+                row["tx"] = 0
+                del row["k_p"], row["k_m"]
+        # one executemany: rows of one statement may not see each other, but two
+        # events of one member in it get the same key (their writer's), and seq keeps
+        # their order
+        conn.execute(self._statements()["insert"], rows)
+        if postgres and getattr(self._uow, "notify", False):
+            # sent at commit, once per transaction and channel
+            conn.execute(_NOTIFY, {"c": channel(program_id)})
+
+
+class PostgreSQLWaiter:
+    """Waits for a program's outbox notifications on a connection of its own
+    (``LISTEN``, autocommit); see :meth:`loyaltykit.sql.SQLStorage.event_waiter`."""
+
+    def __init__(self, engine: sa.Engine, program_id: str) -> None:
+        self._conn: sa.Connection | None = None
+        try:
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+            conn.exec_driver_sql(f'LISTEN "{channel(program_id)}"')
+        except sa_exc.SQLAlchemyError as exc:
+            self.close()
+            raise storage_error(exc) from exc
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification comes or ``timeout`` seconds pass; True if one
+        came (every notification waiting is taken)."""
+        if self._conn is None:
+            raise StorageError("the waiter is closed")
+        driver = self._conn.connection.driver_connection
+        try:
+            woken = False
+            for _ in driver.notifies(timeout=timeout, stop_after=1):  # type: ignore[union-attr]
+                woken = True
+            return woken
+        except TypeError:  # psycopg before 3.2 cannot wait with a timeout: poll
+            time.sleep(timeout)
+            return False
+        except Exception as exc:  # the driver's own errors: a lost connection
+            raise StorageError("waiting for events failed", error=type(exc).__name__,
+                               detail=str(exc).splitlines()[0] if str(exc) else "") from exc
+
+    def close(self) -> None:
+        """Stop listening and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.exec_driver_sql("UNLISTEN *")
+            conn.close()
+        except sa_exc.SQLAlchemyError:
+            conn.invalidate()
