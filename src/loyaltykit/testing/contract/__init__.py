@@ -96,8 +96,8 @@ from loyaltykit.testing.contract.ledger_corrections import LedgerCorrectionContr
 from loyaltykit.testing.contract.ledger_holds import LedgerHoldContract
 from loyaltykit.testing.contract.ledger_views import LedgerViewContract
 from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
-from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.notices import NoticeContract
+from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referrals import ReferralContract
