@@ -75,7 +75,6 @@ from loyaltykit._rules import EarningPolicy, RateRule
 from loyaltykit._values import Money
 from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
-from loyaltykit.testing.notices import check_notices_once
 from loyaltykit.testing.invariants import (
     LedgerSnapshot,
     check_invariants,
@@ -86,6 +85,7 @@ from loyaltykit.testing.invariants import (
     find_unsettled_debt,
     read_ledger,
 )
+from loyaltykit.testing.notices import check_notices_once
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 

@@ -20,7 +20,7 @@ __all__ = ["check_notices_once", "notice_subjects"]
 
 def notice_subjects(events: Iterable[OutboxEvent]) -> list[tuple[str, str, str]]:
     """The ``(type, member_id, subject)`` of every notice among ``events``, in order."""
-    found = []
+    found: list[tuple[str, str, str]] = []
     for event in events:
         payload = event.payload
         if event.type == POINTS_EXPIRING:
