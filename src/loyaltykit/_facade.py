@@ -26,6 +26,7 @@ from loyaltykit._services.due import DueWork
 from loyaltykit._services.events import EventService
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
+from loyaltykit._services.notices import NoticeService
 from loyaltykit._services.orders import OrderService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
@@ -155,6 +156,7 @@ class Loyalty:
         # whatever this version's catalogue: vouchers of an earlier one may still be out
         self._due.add(self.rewards.due)
         self._due.add(self.events.due)
+        self._due.add(NoticeService(c).due)
         self._register(c)
 
     def _register(self, c: Context) -> None:

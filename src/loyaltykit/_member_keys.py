@@ -41,6 +41,7 @@ from loyaltykit._model import (
     RuleUsage,
     Transaction,
 )
+from loyaltykit._notices import NoticeClaim
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
 from loyaltykit._rewards import Voucher
@@ -50,6 +51,7 @@ from loyaltykit.storage import (
     LedgerChanges,
     LedgerStore,
     MemberKeyStore,
+    NoticeStore,
     OrderChanges,
     OrderStore,
     OutboxChanges,
@@ -341,6 +343,11 @@ class KeyedUnitOfWork:
         """Events, translated (their member and the members their payload names)."""
         return _Outbox(self.inner.outbox, self.names)
 
+    @cached_property
+    def notices(self) -> NoticeStore:
+        """Claimed notices, translated."""
+        return _Notices(self.inner.notices, self.names)
+
     def erase(self, member_id: str, at: dt.datetime) -> str | None:
         """Erase a member: each store removes what identifies it, then its shop id's
         mapping goes and the erasure is recorded. Return its key (None: not mapped).
@@ -432,6 +439,14 @@ class _Ledger:
 
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         return self.inner.next_expiring(wallet, self.n.key(member_id))
+
+    def expiring_lots(
+        self, start: dt.datetime, end: dt.datetime, *,
+        after: tuple[dt.datetime, str, str, uuid.UUID] | None, limit: int
+    ) -> list[Lot]:
+        cursor = None if after is None else (after[0], self.n.key(after[1]), after[2],
+                                             after[3])
+        return self.n.shown(self.inner.expiring_lots(start, end, after=cursor, limit=limit))
 
     def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
         return self.inner.sums_as_of(wallet, self.n.key(member_id), at)
@@ -545,6 +560,13 @@ class _Tiers:
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         return self.n.shown(self.inner.tier_notices(since=since, limit=limit))
 
+    def upcoming_tier_notices(self, after: dt.datetime, *,
+                              cursor: tuple[dt.datetime, str] | None, limit: int
+                              ) -> list[TierNotice]:
+        key = None if cursor is None else (cursor[0], self.n.key(cursor[1]))
+        return self.n.shown(self.inner.upcoming_tier_notices(after, cursor=key,
+                                                             limit=limit))
+
     def write(self, changes: TierChanges) -> None:
         n = self.n
         self.inner.write(TierChanges(
@@ -630,6 +652,12 @@ class _Rewards:
     def due_vouchers(self, at: dt.datetime, limit: int) -> list[Voucher]:
         return self.n.shown(self.inner.due_vouchers(at, limit))
 
+    def expiring_vouchers(self, start: dt.datetime, end: dt.datetime, *,
+                          after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+                          ) -> list[Voucher]:
+        return self.n.shown(self.inner.expiring_vouchers(start, end, after=after,
+                                                         limit=limit))
+
     def write(self, changes: RewardChanges) -> None:
         self.inner.write(RewardChanges(
             vouchers={i: self.n.stored(v) for i, v in changes.vouchers.items()},
@@ -680,6 +708,20 @@ class _Outbox:
                 stored = attrs.evolve(stored, payload=_payload(event.payload, n.key))
             events.append(stored)
         self.inner.write(OutboxChanges(events=events))
+
+
+class _Notices:
+    def __init__(self, inner: NoticeStore, names: Names) -> None:
+        self.inner, self.n = inner, names
+
+    def claim(self, claims: Sequence[NoticeClaim], at: dt.datetime) -> list[NoticeClaim]:
+        keys = self.n.keys([c.member_id for c in claims])
+        stored = [attrs.evolve(c, member_id=k) for c, k in zip(claims, keys, strict=True)]
+        by_stored = dict(zip(stored, claims, strict=True))
+        return [by_stored[c] for c in self.inner.claim(stored, at)]
+
+    def claimed(self, type: str, member_id: str) -> list[str]:
+        return self.inner.claimed(type, self.n.key(member_id))
 
 
 def _named(payload: Mapping[str, Any]) -> list[str]:

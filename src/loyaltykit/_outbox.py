@@ -62,10 +62,11 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import InvalidPosition, shown
-from loyaltykit._validate import check_int, field_name, invalid
+from loyaltykit._validate import check_bool, check_int, field_name, invalid
 
 __all__ = [
     "EVENT_VERSION",
+    "MAX_NOTICE_DAYS",
     "MAX_POSITION",
     "EventConsumer",
     "EventDraft",
@@ -78,6 +79,8 @@ __all__ = [
 
 #: The payload schema version of every event type defined so far.
 EVENT_VERSION = 1
+#: The most days ahead a notice may be emitted (``EventPolicy.*_days``).
+MAX_NOTICE_DAYS = 366
 #: The largest ``tx`` or ``seq`` of a position (both are 64-bit signed in SQL).
 MAX_POSITION = 2**63 - 1
 _POSITION = re.compile(r"^(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})\Z")
@@ -224,32 +227,55 @@ class EventConsumer:
     acked_at: dt.datetime
 
 
-_POLICY_KEYS = frozenset({"retention_days"})
+_POLICY_KEYS = frozenset({"retention_days", "points_expiring_days", "voucher_expiring_days",
+                          "tier_will_drop"})
 
 
 @attrs.frozen
 class EventPolicy:
-    """What a program keeps of its outbox (versioned with the program).
+    """What a program keeps of its outbox and which notices its due work emits
+    (versioned with the program).
 
     ``retention_days``: due work deletes events recorded more than this many days
     before it runs, once every consumer has acknowledged them (None: events are kept
     until :meth:`loyaltykit._services.events.EventService.prune` is called).
 
-    >>> EventPolicy(retention_days=30).to_dict()
-    {'retention_days': 30}
+    The notices (docs/events.md, "Notices"), each emitted exactly once per subject:
+
+    * ``points_expiring_days``: a ``points.expiring`` event for the points of lots
+      that expire within this many calendar days (in the program's time zone) after
+      due work runs (None: none);
+    * ``voucher_expiring_days``: a ``voucher.expiring`` event for an issued voucher
+      that expires within this many calendar days (None: none);
+    * ``tier_will_drop``: a ``tier.will_drop`` event for every "will downgrade" notice
+      the tiers record (``tiers.notice_days`` before an evaluation that would drop the
+      member; False: none).
+
+    >>> EventPolicy(retention_days=30).to_dict()["retention_days"]
+    30
 
     .. versionadded:: 0.4
     """
 
     retention_days: int | None = None
+    points_expiring_days: int | None = None
+    voucher_expiring_days: int | None = None
+    tier_will_drop: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.retention_days is not None:
             check_int(self.retention_days, "events.retention_days", 1, 36_500)
+        for name in ("points_expiring_days", "voucher_expiring_days"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), f"events.{name}", 1, MAX_NOTICE_DAYS)
+        check_bool(self.tier_will_drop, "events.tier_will_drop")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict that :meth:`from_dict` turns back into ``self``."""
-        return {"retention_days": self.retention_days}
+        return {"retention_days": self.retention_days,
+                "points_expiring_days": self.points_expiring_days,
+                "voucher_expiring_days": self.voucher_expiring_days,
+                "tier_will_drop": self.tier_will_drop}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EventPolicy:
@@ -261,4 +287,7 @@ class EventPolicy:
             if key not in _POLICY_KEYS:
                 raise invalid(f"events.{field_name(key)}",
                               f"unknown field (known: {sorted(_POLICY_KEYS)})", None)
-        return cls(retention_days=data.get("retention_days"))
+        return cls(retention_days=data.get("retention_days"),
+                   points_expiring_days=data.get("points_expiring_days"),
+                   voucher_expiring_days=data.get("voucher_expiring_days"),
+                   tier_will_drop=data.get("tier_will_drop", False))

@@ -155,6 +155,9 @@ class DueWorkReport:
     counts vouchers past their expiry marked expired, ``refunded_vouchers`` those of
     them whose points went back (rewards with ``refund_on_expiry``). ``pruned_events``
     counts outbox events deleted past the program's ``events.retention_days``.
+    ``points_expiring_notices``, ``voucher_expiring_notices`` and
+    ``tier_will_drop_notices`` count the notice events due work appended (the
+    program's ``events`` policy; docs/events.md).
     """
 
     at: dt.datetime
@@ -171,6 +174,9 @@ class DueWorkReport:
     expired_vouchers: int = 0
     refunded_vouchers: int = 0
     pruned_events: int = 0
+    points_expiring_notices: int = 0
+    voucher_expiring_notices: int = 0
+    tier_will_drop_notices: int = 0
 
 
 @attrs.frozen

@@ -160,7 +160,8 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
                   "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
                   "lk_referral_codes", "lk_referrals", "lk_referral_marks",
                   "lk_member_ids", "lk_erasures", "lk_code_counters",
-                      "lk_vouchers", "lk_reward_counters", "lk_outbox", "lk_outbox_consumers"}
+                      "lk_vouchers", "lk_reward_counters", "lk_outbox", "lk_outbox_consumers",
+                      "lk_notices"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
     assert "0001" == _revision(storage)
     storage.upgrade()

@@ -145,6 +145,18 @@ class MemoryLedgerStore:
         first = min(lot.expires_at for lot in lots if lot.expires_at is not None)
         return sum(lot.remaining for lot in lots if lot.expires_at == first), first
 
+    def expiring_lots(
+        self, start: dt.datetime, end: dt.datetime, *,
+        after: tuple[dt.datetime, str, str, uuid.UUID] | None, limit: int
+    ) -> list[Lot]:
+        program_id = self._uow.program_id
+        found = sorted(
+            ((lot.expires_at, lot.member_id, lot.wallet, lot.id), lot)
+            for lot in self._t.lots.values()
+            if lot.program_id == program_id and lot.expires_at is not None
+            and start < lot.expires_at <= end and not lot.pending and lot.remaining > lot.held)
+        return [lot for key, lot in found if after is None or key > after][:limit]
+
     def _member_transactions(self, wallet: str, member_id: str) -> list[Transaction]:
         ids = self._t.member_transactions.get(self._mk(wallet, member_id), [])
         return [self._t.transactions[i] for i in ids]

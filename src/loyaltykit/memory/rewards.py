@@ -79,6 +79,16 @@ class MemoryRewardStore:
         due.sort(key=lambda v: (v.expires_at, v.id))
         return due[:limit]
 
+    def expiring_vouchers(self, start: dt.datetime, end: dt.datetime, *,
+                          after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+                          ) -> list[Voucher]:
+        program_id = self._uow.program_id
+        found = sorted(
+            ((v.expires_at, v.id), v) for i in self._t.expiring.get(program_id, ())
+            if (v := self._t.vouchers[(program_id, i)]).expires_at is not None
+            and start < v.expires_at <= end)
+        return [v for key, v in found if after is None or key > after][:limit]
+
     def write(self, changes: RewardChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seen: set[str] = set()

@@ -122,6 +122,14 @@ class MemoryTierStore:
         found.sort(key=lambda n: (n.created_at, n.evaluation_at, n.member_id))
         return found[:limit]
 
+    def upcoming_tier_notices(self, after: dt.datetime, *,
+                              cursor: tuple[dt.datetime, str] | None, limit: int
+                              ) -> list[TierNotice]:
+        found = sorted(((n.evaluation_at, n.member_id), n)
+                       for (program_id, _, at), n in self._t.tier_notices.items()
+                       if program_id == self._uow.program_id and at > after)
+        return [n for key, n in found if cursor is None or key > cursor][:limit]
+
     def write(self, changes: TierChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         for member_id in changes.new_tier_states:

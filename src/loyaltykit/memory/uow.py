@@ -12,6 +12,7 @@ from loyaltykit._model import ProgramVersion
 from loyaltykit.memory.keys import MemoryKeyStore, MemoryProgramStore, ProgramTables
 from loyaltykit.memory.ledger import MemoryLedgerStore
 from loyaltykit.memory.members import MemoryMemberKeyStore
+from loyaltykit.memory.notices import MemoryNoticeStore
 from loyaltykit.memory.orders import MemoryOrderStore
 from loyaltykit.memory.outbox import MemoryOutboxStore
 from loyaltykit.memory.referrals import MemoryReferralStore
@@ -71,6 +72,7 @@ class MemoryUnitOfWork:
         self.rewards = MemoryRewardStore(self, tables)
         self.members = MemoryMemberKeyStore(self, tables)
         self.outbox = MemoryOutboxStore(self, tables)
+        self.notices = MemoryNoticeStore(self, tables)
 
     def __enter__(self) -> Self:
         self._lock.acquire()

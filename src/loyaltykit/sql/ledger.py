@@ -195,6 +195,20 @@ _SEL_DUE_AFTER = _SEL_DUE.where(
     sa.or_(accounts.c.member_id > _after_m, accounts.c.wallet > sa.bindparam("after_w")),
 )
 
+_lot_key = (lots.c.expires_at, lots.c.member_id, lots.c.wallet, lots.c.id)
+_SEL_EXPIRING = (
+    sa.select(*_LOT_COLS)
+    .where(lots.c.program_id == _p, lots.c.expires_at.is_not(None),
+           lots.c.expires_at > sa.bindparam("start", type_=lots.c.expires_at.type),
+           lots.c.expires_at <= sa.bindparam("end", type_=lots.c.expires_at.type),
+           lots.c.pending == sa.false(), lots.c.remaining > lots.c.held)
+    .order_by(*_lot_key)
+    .limit(sa.bindparam("lim", type_=sa.Integer()))
+)
+_SEL_EXPIRING_AFTER = _SEL_EXPIRING.where(sa.tuple_(*_lot_key) > sa.tuple_(
+    sa.bindparam("a_at", type_=lots.c.expires_at.type), sa.bindparam("a_m"),
+    sa.bindparam("a_w"), sa.bindparam("a_id", type_=lots.c.id.type)))
+
 _lot_of_member = (lots.c.program_id == _p, lots.c.member_id == _m, lots.c.wallet == _w)
 _first_expiry = (
     sa.select(sa.func.min(lots.c.expires_at))
@@ -568,6 +582,21 @@ class SQLLedgerStore(Store):
         params = {"p": self.program_id, "m": member_id, "w": wallet}
         row = self._c().execute(_SEL_NEXT_EXPIRING, params).first()
         return None if row is None else (int(row[1]), row[0])
+
+    @translated
+    def expiring_lots(
+        self, start: dt.datetime, end: dt.datetime, *,
+        after: tuple[dt.datetime, str, str, uuid.UUID] | None, limit: int
+    ) -> list[Lot]:
+        """Return up to ``limit`` active lots with unreserved points expiring in
+        ``(start, end]``, by (expires_at, member_id, wallet, id), after ``after``."""
+        params: dict[str, Any] = {"p": self.program_id, "start": start, "end": end,
+                                  "lim": limit}
+        stmt: sa.Executable = _SEL_EXPIRING
+        if after is not None:
+            stmt = _SEL_EXPIRING_AFTER
+            params.update(zip(("a_at", "a_m", "a_w", "a_id"), after, strict=True))
+        return [Lot(*row) for row in self._c().execute(stmt, params)]
 
     @translated
     def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,6 +65,17 @@ _SEL_DUE: sa.Executable = (
            vouchers.c.expires_at <= sa.bindparam("at", type_=_TS_TYPE))
     .order_by(vouchers.c.expires_at, vouchers.c.id)
     .limit(sa.bindparam("limit")))
+_SEL_EXPIRING = (
+    sa.select(vouchers)
+    .where(vouchers.c.program_id == _p, vouchers.c.status == _ISSUED,
+           vouchers.c.expires_at > sa.bindparam("start", type_=_TS_TYPE),
+           vouchers.c.expires_at <= sa.bindparam("end", type_=_TS_TYPE))
+    .order_by(vouchers.c.expires_at, vouchers.c.id)
+    .limit(sa.bindparam("limit")))
+_SEL_EXPIRING_AFTER = _SEL_EXPIRING.where(
+    sa.tuple_(vouchers.c.expires_at, vouchers.c.id)
+    > sa.tuple_(sa.bindparam("a_at", type_=_TS_TYPE),
+                sa.bindparam("a_id", type_=vouchers.c.id.type)))
 _INS = vouchers.insert()
 # every change of a voucher starts from issued: one that is not any more changed
 # concurrently, and the rowcount tells
@@ -153,6 +165,20 @@ class SQLRewardStore(Store):
         """Return up to ``limit`` issued vouchers expired at ``at``, soonest first."""
         rows = self._c().execute(_SEL_DUE, {"p": self.program_id, "at": at, "limit": limit})
         return [_voucher(row) for row in rows]
+
+    @translated
+    def expiring_vouchers(self, start: dt.datetime, end: dt.datetime, *,
+                          after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+                          ) -> list[Voucher]:
+        """Return up to ``limit`` issued vouchers expiring in ``(start, end]``, soonest
+        first, after ``after``."""
+        params: dict[str, Any] = {"p": self.program_id, "start": start, "end": end,
+                                  "limit": limit}
+        stmt = _SEL_EXPIRING
+        if after is not None:
+            stmt = _SEL_EXPIRING_AFTER
+            params["a_at"], params["a_id"] = after
+        return [_voucher(row) for row in self._c().execute(stmt, params)]
 
     @translated
     def write(self, changes: RewardChanges) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "member_ids",
     "members",
     "metadata",
+    "notices",
     "orders",
     "outbox",
     "outbox_consumers",
@@ -278,6 +279,11 @@ lots = sa.Table(
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("0 <= held AND held <= remaining AND remaining <= amount", name="bounds"),
     sa.Index("ix_lk_lots_member_open", "program_id", "member_id", "wallet", "remaining"),
+    # "points expiring soon" notices: lots by expiry, each member's lots of one expiry
+    # together (partial: lots that never expire cost nothing)
+    sa.Index("ix_lk_lots_expiring", "program_id", "expires_at", "member_id", "wallet", "id",
+             postgresql_where=sa.text("expires_at IS NOT NULL"),
+             sqlite_where=sa.text("expires_at IS NOT NULL")),
 )
 
 lot_movements = sa.Table(
@@ -454,6 +460,8 @@ tier_notices = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     _member_fk(),
     sa.Index("ix_lk_tier_notices_created", "program_id", "created_at"),
+    # the notices of evaluations still to come ("tier.will_drop" events)
+    sa.Index("ix_lk_tier_notices_evaluation", "program_id", "evaluation_at", "member_id"),
 )
 
 
@@ -621,4 +629,22 @@ outbox_consumers = sa.Table(
     sa.Column("tx", sa.BigInteger(), nullable=False),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("acked_at", _TS, nullable=False),
+)
+
+
+# -- notices (due work's "points expiring", "voucher expiring", "tier will drop") ----------
+
+# one row per notice emitted: the primary key is what makes each subject's notice
+# exactly once (claimed with INSERT .. ON CONFLICT DO NOTHING RETURNING, in the unit of
+# work that appends its event). ``subject`` is a lot or voucher id, or an evaluation
+# instant; nothing in a row identifies a person beyond the member key. No foreign key,
+# like the outbox: a claim takes no lock on a member or program row.
+notices = sa.Table(
+    "lk_notices",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("member_id", _MEMBER, primary_key=True),
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("emitted_at", _TS, nullable=False),
 )

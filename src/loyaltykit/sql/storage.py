@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         EventWaiter,
         KeyStore,
         LedgerStore,
+        NoticeStore,
         OrderStore,
         OutboxStore,
         ProgramStore,
@@ -204,5 +205,6 @@ if TYPE_CHECKING:
         tiers: TierStore = u.tiers
         referrals: ReferralStore = u.referrals
         events: OutboxStore = u.outbox
-        del keys, programs, ledger, orders, tiers, referrals, events
+        notices: NoticeStore = u.notices
+        del keys, programs, ledger, orders, tiers, referrals, events, notices
         return u, s

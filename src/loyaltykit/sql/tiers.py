@@ -108,6 +108,15 @@ _SEL_TIER_NOTICES: sa.Executable = _tier_notices
 _SEL_TIER_NOTICES_SINCE: sa.Executable = _tier_notices.where(
     tier_notices.c.created_at >= sa.bindparam("since", type_=_TS_TYPE))
 
+_upcoming_key = (tier_notices.c.evaluation_at, tier_notices.c.member_id)
+_SEL_UPCOMING = (
+    _tier_notices.order_by(None)
+    .where(tier_notices.c.evaluation_at > sa.bindparam("after", type_=_TS_TYPE))
+    .order_by(*_upcoming_key))
+_SEL_UPCOMING_AFTER: sa.Executable = _SEL_UPCOMING.where(
+    sa.tuple_(*_upcoming_key) > sa.tuple_(sa.bindparam("c_at", type_=_TS_TYPE),
+                                          sa.bindparam("c_m")))
+
 # the parameters of a set-based tier run (a TierJob); "j_" keeps them apart from the
 # column names SQLAlchemy reserves in INSERT and UPDATE statements
 _j_at = sa.bindparam("j_at", type_=_TS_TYPE)
@@ -477,6 +486,19 @@ class SQLTierStore(Store):
         else:
             stmt = _SEL_TIER_NOTICES_SINCE
             params["since"] = since
+        return [TierNotice(*row) for row in self._c().execute(stmt, params)]
+
+    @translated
+    def upcoming_tier_notices(self, after: dt.datetime, *,
+                              cursor: tuple[dt.datetime, str] | None, limit: int
+                              ) -> list[TierNotice]:
+        """Return up to ``limit`` notices of evaluations after ``after``, by evaluation
+        instant and member id, after ``cursor``."""
+        params: dict[str, Any] = {"p": self.program_id, "after": after, "lim": limit}
+        stmt: sa.Executable = _SEL_UPCOMING
+        if cursor is not None:
+            stmt = _SEL_UPCOMING_AFTER
+            params["c_at"], params["c_m"] = cursor
         return [TierNotice(*row) for row in self._c().execute(stmt, params)]
 
     def _tier_history_rows(self, history: Sequence[TierChange]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
 from loyaltykit.sql.ledger import SQLLedgerStore
 from loyaltykit.sql.members import SQLMemberKeyStore
+from loyaltykit.sql.notices import SQLNoticeStore
 from loyaltykit.sql.orders import SQLOrderStore
 from loyaltykit.sql.outbox import SQLOutboxStore
 from loyaltykit.sql.referrals import SQLReferralStore
@@ -33,7 +34,7 @@ class SQLUnitOfWork:
     transaction that needs its own commit.
 
     Its stores (``keys``, ``programs``, ``ledger``, ``orders``, ``tiers``,
-    ``referrals``, ``rewards``, ``members``, ``outbox``) read and write through
+    ``referrals``, ``rewards``, ``members``, ``outbox``, ``notices``) read and write through
     :meth:`connection`, so the first of them to run begins the transaction.
     """
     #: Idempotency records.
@@ -54,6 +55,8 @@ class SQLUnitOfWork:
     members: SQLMemberKeyStore
     #: Events (the outbox) and consumers' positions.
     outbox: SQLOutboxStore
+    #: The notices due work has emitted.
+    notices: SQLNoticeStore
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
                  notify: bool = False) -> None:
@@ -77,6 +80,7 @@ class SQLUnitOfWork:
         self.rewards = SQLRewardStore(self)
         self.members = SQLMemberKeyStore(self)
         self.outbox = SQLOutboxStore(self)
+        self.notices = SQLNoticeStore(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")

@@ -21,6 +21,8 @@ attribute     store                  change part          what it keeps
                                                           erasures
 ``outbox``    :class:`OutboxStore`   :class:`OutboxChanges`   events, consumers'
                                                           positions
+``notices``   :class:`NoticeStore`   (claims, at once)    notices emitted, one per
+                                                          subject
 ============  =====================  ===================  ==========================
 
 Member keys (DESIGN §11): the shop's member id is stored once, in the ``members``
@@ -85,6 +87,7 @@ from loyaltykit._referrals import Referral, ReferralCode, ReferralMark, Referral
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
 from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
+from loyaltykit.storage.notices import NoticeStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
 from loyaltykit.storage.outbox import EventWaiter, OutboxChanges, OutboxStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
@@ -113,6 +116,7 @@ __all__ = [
     "MemberKeyChanges",
     "MemberKeyStore",
     "MemberState",
+    "NoticeStore",
     "OrderChanges",
     "OrderRecord",
     "OrderStatus",
@@ -186,6 +190,10 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> OutboxStore:
         """Events (the outbox) and the consumers' positions."""
+
+    @property
+    def notices(self) -> NoticeStore:
+        """The notices due work has emitted (one per subject)."""
 
     def __enter__(self) -> Self: ...
 

@@ -118,6 +118,16 @@ class LedgerStore(Protocol):
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         """Return (points, instant) of the soonest expiry among lots with points left."""
 
+    def expiring_lots(
+        self, start: dt.datetime, end: dt.datetime, *,
+        after: tuple[dt.datetime, str, str, uuid.UUID] | None, limit: int
+    ) -> list[Lot]:
+        """Return up to ``limit`` lots of any member and wallet that are active (not
+        pending), have points left that no hold reserves (``remaining > held``) and
+        expire in ``(start, end]``, ordered by (expires_at, member_id, wallet, id) and
+        strictly after ``after`` in that order when given (each member's lots of one
+        expiry come together; "points expiring soon" notices)."""
+
     def sums_as_of(self, wallet: str, member_id: str, at: dt.datetime) -> dict[Account, int]:
         """Return the signed sum per account of the member's postings with
         ``occurred_at <= at`` (accounts with no postings may be absent)."""

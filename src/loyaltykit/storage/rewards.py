@@ -84,6 +84,13 @@ class RewardStore(Protocol):
         """Return up to ``limit`` issued vouchers whose ``expires_at`` is at or before
         ``at``, by ``expires_at`` then id."""
 
+    def expiring_vouchers(self, start: dt.datetime, end: dt.datetime, *,
+                          after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+                          ) -> list[Voucher]:
+        """Return up to ``limit`` issued vouchers whose ``expires_at`` is in ``(start,
+        end]``, by ``expires_at`` then id, strictly after ``after`` in that order when
+        given ("voucher expiring" notices)."""
+
     def write(self, changes: RewardChanges) -> None:
         """Insert the new vouchers (a code already issued in the program is a
         :class:`~loyaltykit.DuplicateKey` with ``details["code"]``; so is an id) and

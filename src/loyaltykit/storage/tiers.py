@@ -82,6 +82,13 @@ class TierStore(Protocol):
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         """Return recorded notices created at or after ``since``, oldest first."""
 
+    def upcoming_tier_notices(self, after: dt.datetime, *,
+                              cursor: tuple[dt.datetime, str] | None, limit: int
+                              ) -> list[TierNotice]:
+        """Return up to ``limit`` recorded notices of evaluations later than ``after``,
+        by (evaluation_at, member_id), strictly after ``cursor`` in that order when
+        given ("tier will drop" events)."""
+
     def write(self, changes: TierChanges) -> None:
         """Insert the new tier states (version 0; a member that has one already is a
         :class:`~loyaltykit.DuplicateKey` with ``details["member_id"]``), update the

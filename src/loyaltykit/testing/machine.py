@@ -66,6 +66,7 @@ from loyaltykit._errors import IdempotencyConflict, LoyaltyError, StorageError
 from loyaltykit._facade import Loyalty
 from loyaltykit._model import Kind
 from loyaltykit._orders import Order, OrderLine
+from loyaltykit._outbox import EventPolicy
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._program import Program
 from loyaltykit._results import HoldResult, Redemption, TransactionResult, TransferResult
@@ -84,6 +85,7 @@ from loyaltykit.testing.invariants import (
     find_unsettled_debt,
     read_ledger,
 )
+from loyaltykit.testing.notices import check_notices_once
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 
@@ -371,8 +373,10 @@ class LedgerMachine(RuleBasedStateMachine):
         expire within the clock's moves) and enrol the first members."""
         rewards = data.draw(lst.reward_policies(wallets=program.wallets, around=start),
                             label="rewards")
+        notices = EventPolicy(points_expiring_days=30, voucher_expiring_days=3)
         program = attrs.evolve(program, payments=payments, rewards=rewards,
-                               earning=EarningPolicy(rules=(RateRule(id="base"),)))
+                               earning=EarningPolicy(rules=(RateRule(id="base"),)),
+                               events=data.draw(st.sampled_from([None, notices]), "events"))
         self.program = program
         self.clock.set(start)
         self.started = self.clock.now()
@@ -930,8 +934,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def outbox_records_every_change_once(self) -> None:
         """The outbox holds one ``points.*`` event per transaction stored (so none of a
         refused write, none twice), one ``member.enrolled`` per member enrolled and one
-        ``order.recorded`` per order, each with its own id, in increasing positions; and
-        every backend holds the same events (their positions aside)."""
+        ``order.recorded`` per order, each with its own id, in increasing positions, no
+        subject noticed twice; and every backend holds the same events (their positions
+        aside)."""
         if not self.backends:
             return
         seen: list[list[dict[str, Any]]] = []
@@ -942,7 +947,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert len(events) < 10_000, "the machine wrote more events than it reads"
             label = f"{backend.storage!r}: the outbox"
             posted = sorted(e.payload["transaction_id"] for e in events
-                            if e.type.startswith("points."))
+                            if e.type.startswith("points.") and "transaction_id" in e.payload)
             stored = sorted(str(tx.id) for w in snapshot.wallets.values()
                             for tx in w.transactions)
             assert stored == posted, f"{label} does not hold one event per transaction"
@@ -953,6 +958,7 @@ class LedgerMachine(RuleBasedStateMachine):
                               if e.type == "order.recorded")
             assert sorted(self.orders) == recorded, f"{label}: not one event per order"
             assert len(events) == len({e.id for e in events}), f"{label}: an id twice"
+            check_notices_once(events, label)
             positions = [e.position for e in events]
             assert positions == sorted(set(positions)), f"{label}: positions out of order"
             seen.append([{k: v for k, v in e.to_dict().items() if k != "position"}

@@ -25,6 +25,9 @@ all:
   vouchers, refusals that write nothing, expiry, the guarded stock counter;
 * :mod:`~loyaltykit.testing.contract.outbox` -- :class:`OutboxContract`: every change's
   events in the same unit of work, consumers' positions, pruning, erasure (scenario O1);
+* :mod:`~loyaltykit.testing.contract.notices` -- :class:`NoticeContract`: due work's
+  notices ("points expiring", "voucher expiring", "tier will drop"), each once per
+  subject (scenario O2);
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -93,6 +96,7 @@ from loyaltykit.testing.contract.ledger_corrections import LedgerCorrectionContr
 from loyaltykit.testing.contract.ledger_holds import LedgerHoldContract
 from loyaltykit.testing.contract.ledger_views import LedgerViewContract
 from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
+from loyaltykit.testing.contract.notices import NoticeContract
 from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
@@ -111,6 +115,7 @@ __all__ = [
     "LedgerHoldContract",
     "LedgerViewContract",
     "LedgerWriteContract",
+    "NoticeContract",
     "OrderContract",
     "OutboxContract",
     "PrivacyContract",
@@ -132,7 +137,7 @@ __all__ = [
 
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
-                      RewardContract, PrivacyContract, OutboxContract):
+                      RewardContract, PrivacyContract, OutboxContract, NoticeContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 
