@@ -21,7 +21,6 @@ from loyaltykit._errors import InvalidInput, ProgramVersionConflict, shown
 from loyaltykit._model import ProgramVersion
 from loyaltykit._program import Program
 from loyaltykit._referrals import FraudCheck
-from loyaltykit._tiers import TierChanged
 from loyaltykit._services.context import Context
 from loyaltykit._services.due import DueWork
 from loyaltykit._services.events import EventService
@@ -35,6 +34,7 @@ from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._services.tiers import TierService
+from loyaltykit._tiers import TierChanged
 from loyaltykit._values import check_aware
 from loyaltykit._values import new_id as _new_id
 from loyaltykit.storage import Storage

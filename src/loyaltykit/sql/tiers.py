@@ -234,8 +234,9 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     states it moved, and the INSERT reads those. It returns the states picked and the
     lines recorded (notices: one row of counts; an evaluation: the count of states
     picked on each row of the changes, member, from, to, metric and protected_until,
-    or on one row of nulls when nothing changed). The UPDATE moves only states still at the version read: a member
-    written concurrently keeps its evaluation for the next call.
+    or on one row of nulls when nothing changed). The UPDATE moves only states still at
+    the version read: a member written concurrently keeps its evaluation for the next
+    call.
 
     On SQLite, whose writers are serialised (``BEGIN IMMEDIATE``) so nothing changes a
     state between the statements of one unit of work, the batch is every waiting state

@@ -69,6 +69,9 @@ def referral_policies() -> st.SearchStrategy[ReferralPolicy]:
 class CapabilityMachine(LedgerMachine):
     """The ledger's machine with tiers and referrals (see the module docstring)."""
 
+    #: more members, so that referrers refer several (and velocity flags some)
+    max_members = 6
+
     def __init__(self) -> None:
         super().__init__()
         #: codes issued (the reference's), to refer with

@@ -100,8 +100,8 @@ from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
 from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
-from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.referral_events import ReferralEventContract
+from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tier_events import TierEventContract
 from loyaltykit.testing.contract.tiers import TierContract

@@ -12,13 +12,27 @@ none.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import pendulum
 import pytest
 
-from loyaltykit import AlreadyReferred, Identity, OutboxEvent, ReferralNotFlagged, Storage
+from loyaltykit import (
+    AlreadyReferred,
+    Identity,
+    Loyalty,
+    Money,
+    Order,
+    OrderLine,
+    OutboxEvent,
+    Program,
+    ReferralNotFlagged,
+    Storage,
+    TestClock,
+)
 from loyaltykit.testing.contract.base import ContractPart
-from loyaltykit.testing.contract.referrals import ReferralContract, referral_program, symbols
+from loyaltykit.testing.contract.referrals import SECRET, referral_program, symbols
 from loyaltykit.testing.stored import stored_rows
 
 __all__ = ["ReferralEventContract", "referral_events"]
@@ -47,13 +61,35 @@ def _both(kind: str, referrer: str, referee: str) -> list[tuple[str, str, str]]:
 class ReferralEventContract(ContractPart):
     """The referral events on a backend: mixed into StorageContract."""
 
-    # the referral part's helpers (scenario R's facade, orders, R1 up to the order)
-    _ref = ReferralContract._ref
-    _ref_order = staticmethod(ReferralContract._ref_order)
-    _r1_setup = ReferralContract._r1_setup
+    @staticmethod
+    def _ref(storage: Storage, program: Program | None = None, *,
+             randbelow: Callable[[int], int] | None = None) -> tuple[Loyalty, TestClock]:
+        """Scenario R's facade on ``storage``, from 1 March 2026 09:00 Berlin."""
+        clock = TestClock(_berlin(2026, 3, 1, 9))
+        extra: dict[str, Any] = {} if randbelow is None else {"randbelow": randbelow}
+        return Loyalty(program or referral_program(), storage, clock=clock, secret=SECRET,
+                       **extra), clock
 
-    def _read(self, loyalty: object) -> list[OutboxEvent]:
-        return loyalty.events.read("referral-contract", limit=1000)  # type: ignore[attr-defined]
+    @staticmethod
+    def _ref_order(loyalty: Loyalty, clock: TestClock, order_id: str, member_id: str,
+                   euros: str, at: dt.datetime) -> None:
+        clock.set(at)
+        loyalty.record_order(Order(
+            id=order_id, member_id=member_id, placed_at=at, currency="EUR",
+            lines=(OrderLine(line_id="l1", sku="x", quantity=1,
+                             unit_price=Money(euros, "EUR")),)))
+
+    def _r1_setup(self, storage: Storage) -> tuple[Loyalty, TestClock, str]:
+        """Scenario R1 up to the order: bob enrols with alice's code."""
+        loyalty, clock = self._ref(storage, randbelow=symbols("7K30DM9XWP"))
+        loyalty.enrol("alice")
+        code = loyalty.referrals.issue_code("alice").shown
+        loyalty.enrol("bob", referral_code=code)
+        return loyalty, clock, code
+
+    @staticmethod
+    def _read(loyalty: Loyalty) -> list[OutboxEvent]:
+        return loyalty.events.read("referral-contract", limit=1000)
 
     def test_r1_attribution_and_reward_are_told_to_both_sides(
         self, storage: Storage
@@ -65,7 +101,7 @@ class ReferralEventContract(ContractPart):
         to_alice, to_bob = events[2:]
         assert ("alice", "bob") == (to_alice.member_id, to_bob.member_id)
         assert _berlin(2026, 3, 1, 9) == to_alice.occurred_at
-        attributed = {
+        attributed: dict[str, Any] = {
             "status": "waiting", "source": "customer", "campaign": None,
             "attributed_at": _utc(3, 1, 8), "reasons": [],
             "qualify_by": _utc(3, 31, 7),  # 30 days, summer time from 29 March
@@ -79,7 +115,7 @@ class ReferralEventContract(ContractPart):
         assert ["order.recorded", "points.earned", "points.earned", "referral.rewarded",
                 "referral.rewarded"] == [e.type for e in events]
         earned = {e.member_id: e.payload["transaction_id"] for e in events[1:3]}
-        rewarded = {
+        rewarded: dict[str, Any] = {
             "status": "qualified", "source": "customer", "campaign": None,
             "attributed_at": _utc(3, 1, 8), "reasons": [], "order_id": "o1",
             "qualified_at": _utc(3, 6, 9), "settles_at": _utc(3, 20, 9),
@@ -170,7 +206,7 @@ class ReferralEventContract(ContractPart):
         assert [] == referral_events(after[len(before):])
 
     def test_the_other_side_is_named_until_it_is_erased(self, storage: Storage) -> None:
-        loyalty, clock = self._ref(storage, randbelow=symbols("7K30DM9XWP"))
+        loyalty, _ = self._ref(storage, randbelow=symbols("7K30DM9XWP"))
         loyalty.enrol("alice")
         loyalty.enrol("bobby", referral_code=loyalty.referrals.issue_code("alice").code)
         assert "bobby" == self._read(loyalty)[-2].payload["referee_id"]
