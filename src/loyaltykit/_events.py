@@ -18,7 +18,10 @@ event                raised by                                 subscribers
 ``OrderReturned``    orders: ``record_return``/``cancel_order`` tiers, referrals
 ===================  ========================================  =====================
 
-A capability adds its own event classes in its own module; the bus dispatches by type.
+A capability adds its own event classes in its own module; the bus dispatches by type:
+``TierChanged`` (:mod:`loyaltykit._tiers`, a line of tier history) and
+``ReferralChanged`` (:mod:`loyaltykit._services.referral_events`, a referral recorded
+or its status changed), both recorded by the outbox.
 """
 
 from __future__ import annotations

@@ -30,9 +30,12 @@ from loyaltykit._services.notices import NoticeService
 from loyaltykit._services.orders import OrderService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
+from loyaltykit._services.referral_events import ReferralChanged, ReferralEvents
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.rewards import RewardService
+from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._services.tiers import TierService
+from loyaltykit._tiers import TierChanged
 from loyaltykit._values import check_aware
 from loyaltykit._values import new_id as _new_id
 from loyaltykit.storage import Storage
@@ -146,6 +149,8 @@ class Loyalty:
         # what reacts to what: subscribers run inside the writer's unit of work; the
         # outbox first, so a change's own event comes before its reactions' events
         self.events.subscribe(c.bus)
+        self.events.map(TierChanged, TierEvents(program), c.bus)
+        self.events.map(ReferralChanged, ReferralEvents(program), c.bus)
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
         self.rewards.subscribe(c.bus)

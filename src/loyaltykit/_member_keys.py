@@ -45,7 +45,7 @@ from loyaltykit._notices import NoticeClaim
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark
 from loyaltykit._rewards import Voucher
-from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
+from loyaltykit._tiers import TierChange, TierChanged, TierJob, TierNotice, TierState
 from loyaltykit.storage import (
     KeyStore,
     LedgerChanges,
@@ -551,8 +551,11 @@ class _Tiers:
     def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
         return self.inner.tier_batch_end(job, noticed=noticed)  # a key: see module doc
 
-    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
-        return self.inner.evaluate_tiers(job)
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
+        done, changed = self.inner.evaluate_tiers(job)
+        lines = self.n.shown([c.change for c in changed])
+        return done, [attrs.evolve(c, change=line) for c, line in zip(changed, lines,
+                                                                       strict=True)]
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         return self.inner.record_tier_notices(job)

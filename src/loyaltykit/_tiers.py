@@ -42,6 +42,7 @@ __all__ = [
     "QualificationWindow",
     "Tier",
     "TierChange",
+    "TierChanged",
     "TierMetric",
     "TierNotice",
     "TierPolicy",
@@ -540,6 +541,28 @@ class TierChange:
 
 
 @attrs.frozen
+class TierChanged:
+    """Domain event: a member's tier changed. ``change`` is the line appended to the
+    member's tier history, raised in the unit of work that appends it (by a write, by
+    an evaluation a write caught up on, by due work, by a manual assignment); the
+    member's state after it is kept ``protected_until`` (None: no protection left) and
+    next evaluated at ``next_evaluation`` (None: never, a lifetime window). A member
+    starts on the base tier: an enrolment changes nothing and raises none."""
+
+    change: TierChange
+    protected_until: dt.datetime | None
+    next_evaluation: dt.datetime | None
+
+    @classmethod
+    def of(cls, change: TierChange, state: TierState) -> TierChanged:
+        """The event of ``change``, which left the member in ``state``."""
+        protected = state.protected_until
+        if protected is not None and protected <= change.at:
+            protected = None  # run out: protects nothing any more
+        return cls(change, protected, state.next_evaluation)
+
+
+@attrs.frozen
 class TierStatus:
     """A member's tier now: the tier, its benefits, since when, how it is held."""
 
@@ -696,10 +719,10 @@ def would_be(policy: TierPolicy, state: TierState, value: int) -> int:
 
 def catch_up(policy: TierPolicy, state: TierState, until: dt.datetime, time_zone: str,
              metric_of: Callable[[dt.datetime, dt.datetime], int],
-             ) -> tuple[TierState, list[tuple[dt.datetime, int, int, int]]]:
+             ) -> tuple[TierState, list[tuple[dt.datetime, int, int, int, TierState]]]:
     """Run every evaluation due at or before ``until``; ``metric_of(start, end)`` gives
     the metric of ``[start, end)``. Returns the state and, per change, (E, from, to,
-    metric)."""
+    metric, the state after it)."""
     changes = []
     while state.next_evaluation is not None and state.next_evaluation <= until:
         when = state.next_evaluation
@@ -707,7 +730,7 @@ def catch_up(policy: TierPolicy, state: TierState, until: dt.datetime, time_zone
         before = state.rank
         state, reason = evaluate(policy, state, value, time_zone)
         if reason is not None:
-            changes.append((when, before, state.rank, value))
+            changes.append((when, before, state.rank, value, state))
     return state, changes
 
 

@@ -6,6 +6,10 @@ referee's first qualifying order pays both sides, pending until its return windo
 closes (:class:`~loyaltykit._events.OrderRecorded`), and a return within that window
 that leaves the order below the minimum voids them
 (:class:`~loyaltykit._events.OrderReturned`).
+
+Recording a referral and every change of its status raise a
+:class:`~loyaltykit._services.referral_events.ReferralChanged` domain event in the same
+unit of work (the outbox's referral events: :mod:`loyaltykit._services.referral_events`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from loyaltykit._referrals import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.referral_events import ReferralChanged
 from loyaltykit._validate import check_instant, check_member_id, check_reason
 from loyaltykit._values import check_key
 from loyaltykit.storage import ReferralChanges
@@ -399,6 +404,7 @@ class ReferralService:
         work.part(ReferralChanges).referrals[referee_id] = referral
         work.part(ReferralChanges).new_referrals.add(referee_id)
         work.part(ReferralChanges).referral_marks.extend(self._marks(referee_id, digests))
+        work.publish(ReferralChanged(None, referral, ledger.at))
         if status is not ReferralStatus.WAITING:
             logger.info("referral of %s by %s %s: %s", referee_id, referrer_id,
                         status.value, "; ".join(verdict.reasons))
@@ -479,6 +485,7 @@ class ReferralService:
             referee_points=reward.referee, referrer_tx=referrer_tx, referee_tx=referee_tx,
             reasons=tuple(reasons), updated_at=ledger.recorded_at)
         work.part(ReferralChanges).referrals[referral.referee_id] = paid
+        work.publish(ReferralChanged(referral, paid, ledger.at))
         return paid
 
     def _referral_on_return(self, work: Work, book: MemberBook,
@@ -524,9 +531,10 @@ class ReferralService:
                                      extra_lots=lot_ids)[member_id]
             ledger.reverse(target, tx, reason=reason,
                            metadata={"order_id": record.order_id})
-        work.part(ReferralChanges).referrals[referral.referee_id] = attrs.evolve(
-            referral, status=ReferralStatus.VOIDED, decided_at=at,
-            updated_at=ledger.recorded_at)
+        voided = attrs.evolve(referral, status=ReferralStatus.VOIDED, decided_at=at,
+                              updated_at=ledger.recorded_at)
+        work.part(ReferralChanges).referrals[referral.referee_id] = voided
+        work.publish(ReferralChanged(referral, voided, ledger.at))
 
     def _decide_referral(self, referee_id: str, key: str | None, at: dt.datetime | None,
                          reason: str, *, approve: bool) -> Referral:
@@ -552,12 +560,14 @@ class ReferralService:
                     reasons=(*referral.reasons, f"rejected: {reason}"),
                     updated_at=ledger.recorded_at)
                 work.part(ReferralChanges).referrals[referee_id] = rejected
+                work.publish(ReferralChanged(referral, rejected, ledger.at))
                 return rejected
             decided = attrs.evolve(
                 referral, status=ReferralStatus.WAITING, decided_at=when, order_id=None,
                 qualified_at=None, updated_at=ledger.recorded_at,
                 reasons=(*referral.reasons, *((f"approved: {reason}",) if reason else ())))
             work.part(ReferralChanges).referrals[referee_id] = decided
+            work.publish(ReferralChanged(referral, decided, ledger.at))
             order = uow.orders.get_order(referral.order_id) if referral.order_id else None
             if order is not None and order.status is not OrderStatus.CANCELLED:
                 # the noted order pays now, if what is left of it still qualifies

@@ -8,6 +8,10 @@ returned (:class:`~loyaltykit._events.OrderRecorded`,
 write is gathered and applied once, just before commit: the member's due evaluations
 first, then the metric's bucket, then an upgrade or a revert. Due work evaluates the
 windows that ended, set-based, batch by batch.
+
+Every line appended to a member's tier history is also raised as a
+:class:`~loyaltykit._tiers.TierChanged` domain event in the same unit of work (the
+outbox records it as ``tier.changed``: :mod:`loyaltykit._services.tier_events`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._tiers import (
     TierChange,
+    TierChanged,
     TierJob,
     TierMetric,
     TierNotice,
@@ -145,7 +150,8 @@ class TierService:
         return dt.date(local.year, local.month, local.day)
 
     def _evaluation_changes(
-        self, member_id: str, evaluations: Iterable[tuple[dt.datetime, int, int, int]],
+        self, member_id: str,
+        evaluations: Iterable[tuple[dt.datetime, int, int, int, TierState]],
         recorded_at: dt.datetime | None,
     ) -> list[TierChange]:
         """History lines of the evaluations :func:`catch_up` applied."""
@@ -153,7 +159,22 @@ class TierService:
         return [TierChange(member_id=member_id, at=when, from_tier=tiers[before].name,
                            to_tier=tiers[after].name, reason="evaluation", metric=value,
                            recorded_at=recorded_at)
-                for when, before, after, value in evaluations]
+                for when, before, after, value, _ in evaluations]
+
+    @staticmethod
+    def _changed(work: Work, changes: TierChanges, change: TierChange, state: TierState
+                 ) -> None:
+        """Append ``change`` (which left the member in ``state``) to the history and
+        raise it."""
+        changes.tier_history.append(change)
+        work.publish(TierChanged.of(change, state))
+
+    def _caught_up(self, work: Work, changes: TierChanges, member_id: str,
+                   evaluations: list[tuple[dt.datetime, int, int, int, TierState]]) -> None:
+        """Append and raise the changes of the evaluations :func:`catch_up` applied."""
+        lines = self._evaluation_changes(member_id, evaluations, work.recorded_at)
+        for line, evaluation in zip(lines, evaluations, strict=True):
+            self._changed(work, changes, line, evaluation[4])
 
     def _step(self, work: Work) -> None:
         """Keep tier states up to date with what this write did: new members start on
@@ -200,8 +221,7 @@ class TierService:
 
             for at, delta in items:
                 state, evaluations = catch_up(policy, state, at, tz, metric_of)
-                changes.tier_history += self._evaluation_changes(
-                    member_id, evaluations, work.recorded_at)
+                self._caught_up(work, changes, member_id, evaluations)
                 period = policy.window.period_start(at, tz, state.anchor)
                 added[period] = added.get(period, 0) + delta
                 if period < state.window_start:
@@ -210,10 +230,10 @@ class TierService:
                 before = state.rank
                 state, reason = on_activity(policy, state, value, at, tz)
                 if reason is not None:
-                    changes.tier_history.append(TierChange(
+                    self._changed(work, changes, TierChange(
                         member_id=member_id, at=at, from_tier=names[before],
                         to_tier=names[state.rank], reason=reason, metric=value,
-                        recorded_at=work.recorded_at))
+                        recorded_at=work.recorded_at), state)
             for period, delta in added.items():
                 key = (member_id, period)
                 changes.tier_buckets[key] = changes.tier_buckets.get(key, 0) + delta
@@ -221,7 +241,8 @@ class TierService:
 
     def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
                     tier_read: dict[str, TierState | None] | None = None,
-                    ) -> tuple[TierState | None, list[tuple[dt.datetime, int, int, int]]]:
+                    ) -> tuple[TierState | None,
+                               list[tuple[dt.datetime, int, int, int, TierState]]]:
         """The member's tier state with the evaluations due by ``at`` applied (not
         written), and those evaluations' changes. The stored state is kept in
         ``tier_read`` when given."""
@@ -355,15 +376,15 @@ class TierService:
                 state = new_state(policy, member_id, when, self.program.time_zone,
                                   self._anchor(member.enrolled_at))
                 changes.new_tier_states.add(member_id)
-            changes.tier_history += self._evaluation_changes(
-                member_id, evaluations, work.recorded_at)
+            self._caught_up(work, changes, member_id, evaluations)
             held = max(rank, state.floor)  # never below a lifetime tier reached
-            changes.tier_history.append(TierChange(
+            line = TierChange(
                 member_id=member_id, at=when, from_tier=names[state.rank],
                 to_tier=names[held], reason="manual", metric=0, note=reason,
-                recorded_at=work.recorded_at))
+                recorded_at=work.recorded_at)
             state = attrs.evolve(state, rank=held, manual=rank, manual_until=end,
                                  manual_reason=reason, attained_at=when)
+            self._changed(work, changes, line, state)
             changes.tier_states[member_id] = state
             return TierStatus(
                 member_id=member_id, tier=names[held], benefits=policy.tiers[held].benefits,
@@ -453,7 +474,11 @@ class TierService:
 
     def _batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         def apply(work: Work) -> tuple[int, int]:
-            return (work.uow.tiers.record_tier_notices(job) if notices
-                    else work.uow.tiers.evaluate_tiers(job))
+            if notices:
+                return work.uow.tiers.record_tier_notices(job)
+            done, changed = work.uow.tiers.evaluate_tiers(job)
+            for event in changed:  # the changes the batch appended to the history
+                work.publish(event)
+            return done, len(changed)
 
         return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")

@@ -9,6 +9,7 @@ import attrs
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._tiers import (
     TierChange,
+    TierChanged,
     TierJob,
     TierNotice,
     TierState,
@@ -76,11 +77,11 @@ class MemoryTierStore:
         waiting = self._waiting(attrs.evolve(job, upto=None), noticed=noticed)
         return waiting[-1].member_id if waiting else None
 
-    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
         policy = job.policy
         names = [t.name for t in policy.tiers]
         waiting = self._waiting(job, noticed=False)
-        changed = 0
+        changed: list[TierChanged] = []
         for state in waiting:
             value = self.tier_metric(state.member_id, state.window_start, job.at)
             moved, reason = evaluate(policy, state, value, job.time_zone)
@@ -88,11 +89,12 @@ class MemoryTierStore:
             self._uow.put(self._t.tier_states, key,
                            attrs.evolve(moved, version=state.version + 1))
             if reason is not None:
-                changed += 1
-                self._uow.append(self._t.tier_history, key, TierChange(
+                change = TierChange(
                     member_id=state.member_id, at=job.at, from_tier=names[state.rank],
                     to_tier=names[moved.rank], reason=reason, metric=value,
-                    recorded_at=job.recorded_at))
+                    recorded_at=job.recorded_at)
+                self._uow.append(self._t.tier_history, key, change)
+                changed.append(TierChanged.of(change, moved))
         return len(waiting), changed
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from loyaltykit._tiers import (
     Downgrade,
     TierChange,
+    TierChanged,
     TierJob,
     TierNotice,
     TierPolicy,
@@ -146,9 +147,13 @@ _RESET_TIER_SETTINGS: sa.Executable = sa.select(
 class _TierSQL(NamedTuple):
     """The statements of one kind of set-based tier run (see :func:`_tier_sql`)."""
 
-    run: sa.Executable  # PostgreSQL: the whole run; SQLite: the history (notice) INSERT
+    # PostgreSQL: the whole run; SQLite: the history (notice) INSERT (an evaluation's
+    # returns the lines it appended: member, from, to, metric)
+    run: sa.Executable
     last: sa.Executable  # the highest member id of the next batch (from :j_after)
-    apply: sa.Executable | None  # SQLite: the UPDATE moving the batch's states on
+    # SQLite: the UPDATE moving the batch's states on (an evaluation's returns each
+    # state's member and protected_until)
+    apply: sa.Executable | None
 
 
 class _Decision(NamedTuple):
@@ -233,11 +238,14 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     (:func:`_decide`); the states move on (to the next window, or marked noticed), and a
     history line (a notice) is appended for each state whose tier changes (would drop).
 
-    On PostgreSQL that is one statement, ``run``, returning one row (states picked,
-    lines recorded): the batch and its decisions are a materialised CTE, the UPDATE a
-    data-modifying CTE returning the decisions of the states it moved, and the INSERT
-    reads those. The UPDATE moves only states still at the version read: a member
-    written concurrently keeps its evaluation for the next call.
+    On PostgreSQL that is one statement, ``run``: the batch and its decisions are a
+    materialised CTE, the UPDATE a data-modifying CTE returning the decisions of the
+    states it moved, and the INSERT reads those. It returns the states picked and the
+    lines recorded (notices: one row of counts; an evaluation: the count of states
+    picked on each row of the changes, member, from, to, metric and protected_until,
+    or on one row of nulls when nothing changed). The UPDATE moves only states still at
+    the version read: a member written concurrently keeps its evaluation for the next
+    call.
 
     On SQLite, whose writers are serialised (``BEGIN IMMEDIATE``) so nothing changes a
     state between the statements of one unit of work, the batch is every waiting state
@@ -332,16 +340,28 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
             .where(s.c.program_id == d.c.program_id, s.c.member_id == d.c.member_id,
                    s.c.version == d.c.version)
             .returning(s.c.program_id, s.c.member_id, d.c.old_rank, d.c.new_rank,
-                       d.c.metric)
+                       d.c.metric, d.c.protected_until)
             .cte("moved")
         )
         table = tier_notices if notices else tier_history
         recorded = record(moved.c, moved).returning(table.c.member_id).cte("recorded")
-        # the states picked (moved or not: see evaluate_tiers) and the lines recorded
-        run = sa.select(
-            sa.select(sa.func.count()).select_from(d).scalar_subquery(),
-            sa.select(sa.func.count()).select_from(recorded).scalar_subquery(),
-        ).add_cte(moved)
+        picked = sa.select(sa.func.count()).select_from(d).scalar_subquery()
+        if notices:
+            # the states picked (moved or not: see evaluate_tiers) and the lines recorded
+            run = sa.select(
+                picked, sa.select(sa.func.count()).select_from(recorded).scalar_subquery(),
+            ).add_cte(moved)
+            return _TierSQL(run=run, last=last, apply=None)
+        # the states picked, on each change the INSERT recorded (one row of nulls: none)
+        changed = sa.select(moved.c.member_id, name_of(moved.c.old_rank).label("from_tier"),
+                            name_of(moved.c.new_rank).label("to_tier"), moved.c.metric,
+                            moved.c.protected_until
+                            ).where(moved.c.new_rank != moved.c.old_rank).subquery("c")
+        one = sa.select(sa.literal(1).label("one")).subquery("one")
+        run = (sa.select(picked, changed.c.member_id, changed.c.from_tier,
+                         changed.c.to_tier, changed.c.metric, changed.c.protected_until)
+               .select_from(one.outerjoin(changed, sa.true()))
+               .add_cte(moved, recorded))
         return _TierSQL(run=run, last=last, apply=None)
 
     in_batch = (*waiting, s.c.member_id <= _j_last)
@@ -359,10 +379,14 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
                             s.c.carried_until, s.c.carried_floor, s.c.floor)
         apply = s.update().values(
             {columns: decision, s.c.window_start: _j_window, s.c.next_evaluation: _j_next,
-             s.c.version: s.c.version + 1}).where(*in_batch)
+             s.c.version: s.c.version + 1}).where(*in_batch).returning(
+                 s.c.member_id, s.c.protected_until)
     d_sub = d_select.subquery("d")
-    return _TierSQL(run=record(d_sub.c, d_sub).execution_options(**counted), last=last,
-                    apply=apply)
+    insert = record(d_sub.c, d_sub)
+    if not notices:
+        h = tier_history.c
+        insert = insert.returning(h.member_id, h.from_tier, h.to_tier, h.metric)
+    return _TierSQL(run=insert.execution_options(**counted), last=last, apply=apply)
 
 
 def _tier_state_row(state: TierState) -> dict[str, Any]:
@@ -427,12 +451,44 @@ class SQLTierStore(Store):
         return [(row[0], None) for row in self._c().execute(_SEL_TIER_DUE, params)]
 
     @translated
-    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
         """Evaluate, set-based, up to ``job.limit`` tier states waiting for ``job.at``
-        (see :func:`_tier_sql`). Return how many states were evaluated and how many of
-        those moved changed tier. A state written concurrently since it was read is
-        left waiting (and counted as evaluated): the next call takes it up."""
-        return self._tier_run(job, notices=False)
+        (see :func:`_tier_sql`). Return how many states were evaluated and the changes
+        of those moved that changed tier. A state written concurrently since it was
+        read is left waiting (and counted as evaluated): the next call takes it up."""
+        conn = self._c()
+        sql = _tier_sql(job.policy, supported_dialect(conn), False, job.after is not None,
+                        job.upto is not None)
+        params = self._tier_params(job)
+        # (member, from, to, metric) of each line, and each state's protected_until
+        lines: list[tuple[Any, ...]]
+        protected: dict[str, dt.datetime | None]
+        if sql.apply is None:  # PostgreSQL: one statement, with its settings
+            before = conn.execute(_SET_TIER_SETTINGS, _TIER_SETTINGS).one()
+            rows = conn.execute(sql.run, params).all()
+            # (a failure rolls the settings back with the transaction or savepoint)
+            conn.execute(_RESET_TIER_SETTINGS, dict(zip(_TIER_SETTINGS, before, strict=False)))
+            done = int(rows[0][0])
+            lines = [tuple(r[1:5]) for r in rows if r[1] is not None]
+            protected = {r[1]: r[5] for r in rows if r[1] is not None}
+        else:
+            params["j_last"] = (job.upto if job.upto is not None
+                                else conn.scalar(sql.last, params))
+            if params["j_last"] is None:
+                return 0, []
+            lines = [tuple(r) for r in conn.execute(sql.run, params)]
+            moved = conn.execute(sql.apply, params).all()
+            done = len(moved)
+            protected = {str(r[0]): r[1] for r in moved}
+        changed = []
+        for member_id, from_tier, to_tier, metric in lines:
+            change = TierChange(member_id=str(member_id), at=job.at, from_tier=from_tier,
+                                to_tier=to_tier, reason="evaluation", metric=int(metric),
+                                recorded_at=job.recorded_at)
+            until = protected.get(str(member_id))
+            changed.append(TierChanged(change, until if until is not None and until > job.at
+                                       else None, job.next_at))
+        return done, changed
 
     @translated
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import attrs
 
-from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
+from loyaltykit._tiers import TierChange, TierChanged, TierJob, TierNotice, TierState
 
 __all__ = ["TierChanges", "TierStore"]
 
@@ -64,13 +64,16 @@ class TierStore(Protocol):
         states waiting for ``job.at`` (and ``job.anchor``; with ``noticed``, only those
         not yet noticed for it); None when there are none."""
 
-    def evaluate_tiers(self, job: TierJob) -> tuple[int, int]:
+    def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
         """Evaluate, set-based, up to ``job.limit`` tier states (lowest member ids
         first, within ``(job.after, job.upto]``) waiting for ``job.at`` (and
         ``job.anchor`` when given): the metric of
         ``[window_start, at)`` decides as :func:`loyaltykit._tiers.evaluate` does;
         states move to the next window and changes are appended to the history.
-        Return how many states were evaluated (0: none left) and how many changed."""
+        Return how many states were evaluated (0: none left) and the changes: each
+        history line appended (its ``recorded_at`` is ``job.recorded_at``) with the
+        state's ``protected_until`` after it and its next evaluation (``job.next_at``),
+        in any order (the caller raises them as events)."""
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         """For tier states waiting for ``job.at`` (and ``job.anchor``) not yet noticed

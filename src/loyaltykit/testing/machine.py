@@ -75,6 +75,7 @@ from loyaltykit._rules import EarningPolicy, RateRule
 from loyaltykit._values import Money
 from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
+from loyaltykit.testing.capability_events import check_capability_events
 from loyaltykit.testing.invariants import (
     LedgerSnapshot,
     check_invariants,
@@ -954,6 +955,7 @@ class LedgerMachine(RuleBasedStateMachine):
             enrolled = sorted(e.member_id for e in events if e.type == "member.enrolled")
             members = sorted(m for m, member in snapshot.members.items() if member)
             assert members == enrolled, f"{label} does not hold one event per member"
+            check_capability_events(backend.storage, self._program, self.members, events, label)
             recorded = sorted(e.payload["order_id"] for e in events
                               if e.type == "order.recorded")
             assert sorted(self.orders) == recorded, f"{label}: not one event per order"

@@ -28,6 +28,10 @@ all:
 * :mod:`~loyaltykit.testing.contract.notices` -- :class:`NoticeContract`: due work's
   notices ("points expiring", "voucher expiring", "tier will drop"), each once per
   subject (scenario O2);
+* :mod:`~loyaltykit.testing.contract.tier_events` -- :class:`TierEventContract`:
+  ``tier.changed``, one per line of tier history;
+* :mod:`~loyaltykit.testing.contract.referral_events` -- :class:`ReferralEventContract`:
+  ``referral.*``, one per side and status change;
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -100,8 +104,10 @@ from loyaltykit.testing.contract.notices import NoticeContract
 from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
+from loyaltykit.testing.contract.referral_events import ReferralEventContract
 from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.rewards import RewardContract
+from loyaltykit.testing.contract.tier_events import TierEventContract
 from loyaltykit.testing.contract.tiers import TierContract
 
 __all__ = [
@@ -120,10 +126,12 @@ __all__ = [
     "OutboxContract",
     "PrivacyContract",
     "ReferralContract",
+    "ReferralEventContract",
     "RewardContract",
     "Shop",
     "StorageContract",
     "TierContract",
+    "TierEventContract",
     "berlin",
     "check_ledger",
     "kinds",
@@ -137,7 +145,8 @@ __all__ = [
 
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
-                      RewardContract, PrivacyContract, OutboxContract, NoticeContract):
+                      RewardContract, PrivacyContract, OutboxContract, NoticeContract,
+                      TierEventContract, ReferralEventContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 

@@ -99,7 +99,7 @@ def replay_tiers(
 
     for kind, at, delta in steps:
         state, evaluations = catch_up(policy, state, at, tz, metric_of)
-        history += [(when, names[a], names[b], "evaluation") for when, a, b, _ in evaluations]
+        history += [(when, names[a], names[b], "evaluation") for when, a, b, _, _ in evaluations]
         if kind == "due":
             continue
         period = policy.window.period_start(at, tz, anchor)
@@ -292,8 +292,14 @@ class TierContract(ContractPart):
         high = keys[min(m05 + 1, 9)]
         inside = {m for m, k in key_of.items() if (low is None or low < k) and k <= high}
         with storage.unit_of_work(program.id) as uow:
-            assert (len(inside), 1) == uow.tiers.evaluate_tiers(
-                attrs.evolve(job, after=low, upto=high))
+            done, changed = uow.tiers.evaluate_tiers(attrs.evolve(job, after=low, upto=high))
+            assert len(inside) == done
+            # the one change, as appended to the history, with the state after it
+            assert [(key_of["m05"], evaluation, "gold", "silver", "evaluation", 10,
+                     clock.now(), None, _berlin(2028, 1, 1))] == [
+                (c.change.member_id, c.change.at, c.change.from_tier, c.change.to_tier,
+                 c.change.reason, c.change.metric, c.change.recorded_at, c.protected_until,
+                 c.next_evaluation) for c in changed]
             uow.commit()
         with by_shop_ids(storage).unit_of_work(program.id) as uow:
             moved = {m for m in members

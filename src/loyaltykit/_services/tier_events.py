@@ -1,0 +1,69 @@
+"""The tiers' events in the outbox: ``tier.changed``.
+
+Every line appended to a member's tier history is raised as a
+:class:`~loyaltykit._tiers.TierChanged` domain event in the unit of work that appends it
+(an upgrade on earning or on an order, a revert on a return, an evaluation caught up on
+by a write or run by due work, a manual assignment); :class:`TierEvents` turns it into
+one ``tier.changed`` event of the member (version 1), wired by the facade with
+:meth:`~loyaltykit._services.events.EventService.map`. So the member's ``tier.changed``
+events are its tier history, line for line. A member starts on the base tier: an
+enrolment appends no line and no event.
+
+The payload names the tiers as the program does and carries what an e-mail needs:
+the direction, why, the figure the decision read against the new tier's threshold, how
+long the tier is kept and the new tier's benefits (see ``docs/events.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from loyaltykit._outbox import EventDraft
+from loyaltykit._pipeline import Work
+from loyaltykit._program import Program
+from loyaltykit._tiers import TierChanged, TierPolicy
+from loyaltykit._values import Money
+
+__all__ = ["TierEvents"]
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.astimezone(dt.UTC).isoformat()
+
+
+class TierEvents:
+    """The mapper of :class:`~loyaltykit._tiers.TierChanged` to ``tier.changed`` for
+    one program (``events.map(TierChanged, TierEvents(program))``)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+
+    def _figure(self, policy: TierPolicy, units: int) -> Any:
+        """A metric figure as JSON: an int of points or orders, spend as money."""
+        value = policy.units_as(units, self.program.currency)
+        return value.to_dict() if isinstance(value, Money) else value
+
+    def __call__(self, work: Work, event: TierChanged) -> list[EventDraft]:
+        policy = self.program.tiers
+        assert policy is not None, "only a program with tiers raises TierChanged"
+        change = event.change
+        before, after = policy.rank(change.from_tier), policy.rank(change.to_tier)
+        tier = policy.tiers[after]
+        return [EventDraft("tier.changed", change.member_id, change.at, {
+            "from": change.from_tier,
+            "to": change.to_tier,
+            # "same": a manual assignment that leaves the member where it was
+            "direction": "up" if after > before else "down" if after < before else "same",
+            "reason": change.reason,
+            "note": change.note,
+            "changed_at": _iso(change.at),
+            "metric": policy.metric.value,
+            # the figure the decision read (none for a manual change: it read none)
+            "qualifying": (None if change.reason == "manual"
+                           else self._figure(policy, change.metric)),
+            "threshold": self._figure(policy, policy.thresholds[after]),
+            "protected_until": _iso(event.protected_until),
+            "next_evaluation": _iso(event.next_evaluation),
+            "benefits": tier.benefits.to_dict(),
+        })]
