@@ -30,6 +30,7 @@ from loyaltykit._services.orders import OrderService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.reward_events import map_reward_events
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit._values import check_aware
@@ -145,6 +146,7 @@ class Loyalty:
         # what reacts to what: subscribers run inside the writer's unit of work; the
         # outbox first, so a change's own event comes before its reactions' events
         self.events.subscribe(c.bus)
+        map_reward_events(self.events)  # reward.redeemed, voucher.used/cancelled/expired
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
         self.rewards.subscribe(c.bus)
