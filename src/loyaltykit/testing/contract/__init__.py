@@ -25,6 +25,8 @@ all:
   vouchers, refusals that write nothing, expiry, the guarded stock counter;
 * :mod:`~loyaltykit.testing.contract.outbox` -- :class:`OutboxContract`: every change's
   events in the same unit of work, consumers' positions, pruning, erasure (scenario O1);
+* :mod:`~loyaltykit.testing.contract.reward_events` -- :class:`RewardEventContract`:
+  ``reward.redeemed`` and ``voucher.*`` events, their payloads and order;
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -97,6 +99,7 @@ from loyaltykit.testing.contract.orders import OrderContract
 from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referrals import ReferralContract
+from loyaltykit.testing.contract.reward_events import RewardEventContract
 from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tiers import TierContract
 
@@ -115,6 +118,7 @@ __all__ = [
     "OutboxContract",
     "PrivacyContract",
     "ReferralContract",
+    "RewardEventContract",
     "RewardContract",
     "Shop",
     "StorageContract",
@@ -132,7 +136,8 @@ __all__ = [
 
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
-                      RewardContract, PrivacyContract, OutboxContract):
+                      RewardContract, PrivacyContract, OutboxContract,
+                      RewardEventContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 
