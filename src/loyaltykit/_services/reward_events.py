@@ -30,15 +30,7 @@ from loyaltykit._rewards import (
 )
 from loyaltykit._services.events import EventService
 
-__all__ = ["REWARD_EVENTS", "map_reward_events", "voucher_payload"]
-
-#: The outbox event type of each of the rewards' domain events.
-REWARD_EVENTS: dict[type, str] = {
-    RewardRedeemed: "reward.redeemed",
-    VoucherUsed: "voucher.used",
-    VoucherCancelled: "voucher.cancelled",
-    VoucherExpired: "voucher.expired",
-}
+__all__ = ["map_reward_events", "voucher_payload"]
 
 
 def map_reward_events(events: EventService) -> None:
