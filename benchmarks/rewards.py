@@ -20,7 +20,7 @@ window. Measured in one run, in the same database:
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
-  14 statements (15 parameter sets) of one redemption, in order:
+  14 statements (16 parameter sets) of one redemption, in order:
 
   1. SELECT the idempotency key;
   2. SELECT the member key of the shop's member id (``lk_member_ids``);
@@ -35,7 +35,8 @@ window. Measured in one run, in the same database:
   10. INSERT its lot movement (one per lot consumed);
   11. UPDATE the account;
   12. UPDATE the lot (one per lot consumed);
-  13. INSERT the spend's event (``lk_outbox``: ``points.spent``);
+  13. INSERT the spend's and the redemption's events (``lk_outbox``, one executemany:
+      ``points.spent``, then ``reward.redeemed``);
   14. INSERT the voucher (``lk_vouchers``).
 
   Before timing, the run logs one redemption of each side (SQLAlchemy's
@@ -295,12 +296,29 @@ class Baseline(L.Baseline):  # type: ignore[misc]
                 for i, (lot_id, n) in enumerate(taken)])
             conn.execute(L.UPD_ACCOUNT, [account])
             conn.execute(L.UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
-            self._events(conn, [self._event(
+            spent = self._event(
                 member, "spend", tx_id, -COST, {"available": -COST}, account, now,
                 {"reward_id": reward_id, "voucher_id": str(voucher_id)},
-                reason=f"reward {reward_id}")])
+                reason=f"reward {reward_id}")
+            self._events(conn, [spent, self._redeemed(spent, voucher)])
             conn.execute(INS_VOUCHER, [voucher])
         return code
+
+    @staticmethod
+    def _redeemed(spent: dict[str, Any], voucher: dict[str, Any]) -> dict[str, Any]:
+        """The ``reward.redeemed`` outbox row (the payload loyaltykit writes), in the
+        spend's event's INSERT."""
+        payload = {
+            "voucher_id": str(voucher["id"]), "code": voucher["code"],
+            "shown": voucher["shown"], "status": "issued",
+            "reward": {"id": voucher["reward_id"], "name": voucher["reward_id"],
+                       "kind": {"type": "fixed_discount", "amount": "1.00",
+                                "currency": "EUR"}},
+            "cost": COST, "wallet": WALLET, "transaction_id": str(voucher["transaction_id"]),
+            "program_version": voucher["version"],
+            "issued_at": voucher["issued_at"].isoformat(), "expires_at": None,
+        }
+        return {**spent, "id": L.uuid7(), "type": "reward.redeemed", "payload": payload}
 
     @staticmethod
     def _redemption(voucher: dict[str, Any], shop_id: str, tx_id: uuid.UUID,

@@ -32,6 +32,7 @@ from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referral_events import ReferralChanged, ReferralEvents
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.reward_events import map_reward_events
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._services.tiers import TierService
@@ -151,6 +152,7 @@ class Loyalty:
         self.events.subscribe(c.bus)
         self.events.map(TierChanged, TierEvents(program), c.bus)
         self.events.map(ReferralChanged, ReferralEvents(program), c.bus)
+        map_reward_events(self.events)  # reward.redeemed, voucher.used/cancelled/expired
         self.tiers.subscribe(c.bus)
         self.referrals.subscribe(c.bus)
         self.rewards.subscribe(c.bus)

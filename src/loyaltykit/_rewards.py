@@ -66,8 +66,12 @@ __all__ = [
     "RewardKind",
     "RewardLimit",
     "RewardPolicy",
+    "RewardRedeemed",
     "Voucher",
+    "VoucherCancelled",
+    "VoucherExpired",
     "VoucherStatus",
+    "VoucherUsed",
     "availability",
     "period_bounds",
     "rolling_count",
@@ -698,3 +702,48 @@ class Voucher:
                 and at >= self.expires_at:
             return VoucherStatus.EXPIRED
         return self.status
+
+
+# -- domain events ----------------------------------------------------------------------------
+# Raised by the rewards' service inside the write's unit of work (see loyaltykit._events);
+# the outbox maps them to ``reward.redeemed`` and ``voucher.*`` events. ``reward`` is the
+# catalogue entry of the voucher's program version (None only if that version lacks it).
+
+
+@attrs.frozen
+class RewardRedeemed:
+    """A redemption issued ``voucher`` for ``reward``; its spend (``voucher.transaction_id``)
+    was posted before."""
+
+    voucher: Voucher
+    reward: Reward
+
+
+@attrs.frozen
+class VoucherUsed:
+    """``voucher`` (as it stands now: used) was used on its ``order_id``."""
+
+    voucher: Voucher
+    reward: Reward | None
+
+
+@attrs.frozen
+class VoucherCancelled:
+    """``voucher`` (now cancelled) was cancelled with ``reason``; its reversal
+    (``voucher.refund_id``, posted before) gave ``points_returned`` back to the member's
+    lots (0 without one)."""
+
+    voucher: Voucher
+    reward: Reward | None
+    points_returned: int
+    reason: str
+
+
+@attrs.frozen
+class VoucherExpired:
+    """Due work expired ``voucher`` (now expired); where its reward refunds on expiry its
+    reversal (``voucher.refund_id``, posted before) gave ``points_returned`` back."""
+
+    voucher: Voucher
+    reward: Reward | None
+    points_returned: int

@@ -15,6 +15,11 @@ came from, with their expiry) and gives back its stock and its place in the limi
 An expired voucher gives back its item of stock but keeps counting against the
 reward's global limit and the member's limit (it was redeemed; only the item was not
 handed out); its points come back only if the reward says ``refund_on_expiry``.
+
+Each change raises its domain event (:class:`~loyaltykit._rewards.RewardRedeemed`,
+``VoucherUsed``, ``VoucherCancelled``, ``VoucherExpired``) after the points' own
+transaction, so the outbox (:mod:`loyaltykit._services.reward_events`) records a
+redemption's ``points.spent`` before its ``reward.redeemed``.
 """
 
 from __future__ import annotations
@@ -51,8 +56,12 @@ from loyaltykit._rewards import (
     Availability,
     Reward,
     RewardPolicy,
+    RewardRedeemed,
     Voucher,
+    VoucherCancelled,
+    VoucherExpired,
     VoucherStatus,
+    VoucherUsed,
     availability,
     period_bounds,
     rolling_count,
@@ -189,6 +198,7 @@ class RewardService:
             part = work.part(RewardChanges)
             part.vouchers[voucher_id] = voucher
             part.new_vouchers.add(voucher_id)
+            work.publish(RewardRedeemed(voucher, reward))  # after its spend's event
             balance = self._ledger.tx_result(uow, ledger, book, tx).balance
             return Redemption(voucher=voucher, transaction_id=tx.id, balance=balance)
 
@@ -264,6 +274,7 @@ class RewardService:
             used = attrs.evolve(voucher, status=VoucherStatus.USED, used_at=when,
                                 order_id=order_id)
             work.part(RewardChanges).vouchers[voucher.id] = used
+            work.publish(VoucherUsed(used, self._reward(work.uow, voucher)))
             return used
 
         return self.c.pipeline.run(key, request, when, None, apply)
@@ -286,22 +297,25 @@ class RewardService:
             uow = work.uow
             voucher = self._usable(uow, parsed, when)
             refund = self._refund(work, [voucher],
-                                  reason or f"voucher {voucher.shown} cancelled")
+                                  reason or f"voucher {voucher.shown} cancelled").get(voucher.id)
             uow.rewards.release(voucher.reward_id, 1, 1)
             cancelled = attrs.evolve(voucher, status=VoucherStatus.CANCELLED,
-                                     cancelled_at=when, refund_id=refund.get(voucher.id))
+                                     cancelled_at=when,
+                                     refund_id=None if refund is None else refund.id)
             work.part(RewardChanges).vouchers[voucher.id] = cancelled
+            work.publish(VoucherCancelled(cancelled, self._reward(uow, voucher),
+                                          0 if refund is None else refund.points, reason))
             return cancelled
 
         return self.c.pipeline.run(key, request, when, None, apply)
 
     def _refund(self, work: Work, vouchers: list[Voucher], reason: str
-                ) -> dict[uuid.UUID, uuid.UUID]:
+                ) -> dict[uuid.UUID, Transaction]:
         """Reverse the spends of ``vouchers`` (their members' books locked in member
-        order, wallet by wallet); return the reversal id by voucher id. A spend already
+        order, wallet by wallet); return the reversal by voucher id. A spend already
         reversed (before direct reverses of it were refused) is left as it is."""
         uow, ledger = work.uow, work.ledger
-        out: dict[uuid.UUID, uuid.UUID] = {}
+        out: dict[uuid.UUID, Transaction] = {}
         by_wallet: dict[str, list[Voucher]] = {}
         for voucher in vouchers:
             by_wallet.setdefault(voucher.wallet, []).append(voucher)
@@ -319,7 +333,7 @@ class RewardService:
                 out[voucher.id] = ledger.reverse(
                     books[voucher.member_id], tx, reason=reason,
                     metadata={"reward_id": voucher.reward_id,
-                              "voucher_id": str(voucher.id)}).id
+                              "voucher_id": str(voucher.id)})
         return out
 
     # -- reads ------------------------------------------------------------------------------
@@ -381,10 +395,13 @@ class RewardService:
             for reward_id, n in sorted(released.items()):
                 uow.rewards.release(reward_id, n, 0)
             part = work.part(RewardChanges)
-            for voucher in due:
-                part.vouchers[voucher.id] = attrs.evolve(
+            for voucher in due:  # one guarded executemany, one of the outbox: set-based
+                refund = refunded.get(voucher.id)
+                expired = part.vouchers[voucher.id] = attrs.evolve(
                     voucher, status=VoucherStatus.EXPIRED, expired_at=voucher.expires_at,
-                    refund_id=refunded.get(voucher.id))
+                    refund_id=None if refund is None else refund.id)
+                work.publish(VoucherExpired(expired, self._reward(uow, voucher),
+                                            0 if refund is None else refund.points))
             return len(due), len(refunded)
 
         while True:  # a batch retried after a conflict is counted once
@@ -395,9 +412,13 @@ class RewardService:
             if expired < batch_size:
                 return totals
 
+    def _reward(self, uow: UnitOfWork, voucher: Voucher) -> Reward | None:
+        """The reward the voucher was redeemed for, in its program version."""
+        policy = self.c.version(voucher.version, uow).rewards
+        return policy.by_id.get(voucher.reward_id) if policy is not None else None
+
     def _refunds(self, uow: UnitOfWork, voucher: Voucher) -> bool:
         """True if the reward the voucher was redeemed for refunds on expiry."""
-        policy = self.c.version(voucher.version, uow).rewards
-        reward = policy.by_id.get(voucher.reward_id) if policy is not None else None
+        reward = self._reward(uow, voucher)
         return reward is not None and reward.refund_on_expiry
 

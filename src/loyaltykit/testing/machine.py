@@ -21,7 +21,9 @@ every step it checks:
 * that a write first posted the due work of the wallets it touched (invariant (j)),
   and that debits and holds took lots in the spend order (invariant (k));
 * that the outbox holds one event per transaction, member and order, each once, in
-  increasing positions, and the same events on every backend;
+  increasing positions, and the same events on every backend; and the rewards' events
+  are the vouchers' stored changes, each once
+  (:mod:`~loyaltykit.testing.voucher_events`);
 * that replaying a write with its key returns an equal result and writes nothing, and
   that reusing a key for another request raises
   :class:`~loyaltykit.IdempotencyConflict` and writes nothing.
@@ -87,6 +89,7 @@ from loyaltykit.testing.invariants import (
     read_ledger,
 )
 from loyaltykit.testing.notices import check_notices_once
+from loyaltykit.testing.voucher_events import voucher_event_problems
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 
@@ -936,8 +939,8 @@ class LedgerMachine(RuleBasedStateMachine):
         """The outbox holds one ``points.*`` event per transaction stored (so none of a
         refused write, none twice), one ``member.enrolled`` per member enrolled and one
         ``order.recorded`` per order, each with its own id, in increasing positions, no
-        subject noticed twice; and every backend holds the same events (their positions
-        aside)."""
+        subject noticed twice; the rewards' events are the vouchers' changes, each once;
+        and every backend holds the same events (their positions aside)."""
         if not self.backends:
             return
         seen: list[list[dict[str, Any]]] = []
@@ -959,6 +962,8 @@ class LedgerMachine(RuleBasedStateMachine):
             recorded = sorted(e.payload["order_id"] for e in events
                               if e.type == "order.recorded")
             assert sorted(self.orders) == recorded, f"{label}: not one event per order"
+            wrong = list(voucher_event_problems(events, snapshot.vouchers.values()))
+            assert not wrong, f"{label}, the vouchers' events:\n" + "\n".join(wrong)
             assert len(events) == len({e.id for e in events}), f"{label}: an id twice"
             check_notices_once(events, label)
             positions = [e.position for e in events]

@@ -32,6 +32,8 @@ all:
   ``tier.changed``, one per line of tier history;
 * :mod:`~loyaltykit.testing.contract.referral_events` -- :class:`ReferralEventContract`:
   ``referral.*``, one per side and status change;
+* :mod:`~loyaltykit.testing.contract.reward_events` -- :class:`RewardEventContract`:
+  ``reward.redeemed`` and ``voucher.*`` events, their payloads and order;
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
@@ -106,6 +108,7 @@ from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referral_events import ReferralEventContract
 from loyaltykit.testing.contract.referrals import ReferralContract
+from loyaltykit.testing.contract.reward_events import RewardEventContract
 from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tier_events import TierEventContract
 from loyaltykit.testing.contract.tiers import TierContract
@@ -127,6 +130,7 @@ __all__ = [
     "PrivacyContract",
     "ReferralContract",
     "ReferralEventContract",
+    "RewardEventContract",
     "RewardContract",
     "Shop",
     "StorageContract",
@@ -146,7 +150,7 @@ __all__ = [
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
                       RewardContract, PrivacyContract, OutboxContract, NoticeContract,
-                      TierEventContract, ReferralEventContract):
+                      TierEventContract, ReferralEventContract, RewardEventContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 
