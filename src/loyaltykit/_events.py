@@ -7,21 +7,25 @@ commit, so a reaction (tiers re-qualifying on a return, a referral qualifying on
 first order) is written atomically with its cause or not at all. Subscribers are wired
 by the facade; no service calls into another's internals.
 
-Events raised today, and who subscribes:
+Events raised today, and who subscribes (the outbox, :mod:`loyaltykit._services.events`,
+records every one of them as outbox events, and is subscribed first):
 
 ===================  ========================================  =====================
 event                raised by                                 subscribers
 ===================  ========================================  =====================
 ``MemberEnrolled``   ledger: ``enrol``                          tiers, referrals
-``PointsPosted``     ledger: every transaction posted           tiers
-``OrderRecorded``    orders: ``record_order``                   tiers, referrals
+``MemberErased``     privacy: ``erase``                         outbox (scrubs)
+``PointsPosted``     ledger: every transaction posted           tiers, rewards
+``OrderRecorded``    orders: ``record_order``                   tiers, referrals,
+                                                                rewards
 ``OrderReturned``    orders: ``record_return``/``cancel_order`` tiers, referrals
 ===================  ========================================  =====================
 
 A capability adds its own event classes in its own module; the bus dispatches by type:
-``TierChanged`` (:mod:`loyaltykit._tiers`, a line of tier history) and
+``TierChanged`` (:mod:`loyaltykit._tiers`, a line of tier history),
 ``ReferralChanged`` (:mod:`loyaltykit._services.referral_events`, a referral recorded
-or its status changed), both recorded by the outbox.
+or its status changed) and ``RewardRedeemed``, ``VoucherUsed``, ``VoucherCancelled``,
+``VoucherExpired`` (:mod:`loyaltykit._rewards`); today only the outbox records them.
 """
 
 from __future__ import annotations
