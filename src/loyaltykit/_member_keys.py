@@ -353,9 +353,14 @@ class KeyedUnitOfWork:
         erased = member_id.startswith(ERASED_PREFIX)
         if erased and self.inner.members.get_erasure(key) is None:
             return None
+        name = ERASED_PREFIX + key
         self.inner.keys.erase(key)
         self.inner.ledger.erase(key)
-        self.inner.orders.erase(key)
+        # the other members' transfers with this one, and the results kept for them
+        transfers = self.inner.ledger.rename_counterpart(key, name)
+        if not erased and transfers:
+            self.inner.keys.rename(transfers, member_id, name)
+        self.inner.orders.erase(key, name)
         self.inner.referrals.erase(key)
         if erased:
             return None
@@ -373,6 +378,9 @@ class _Keys:
 
     def erase(self, member_id: str) -> None:
         self.inner.erase(self.n.key(member_id))
+
+    def rename(self, keys: Sequence[str], old: str, new: str) -> None:
+        self.inner.rename(keys, old, new)
 
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         self.inner.write([self.n.stored(r) for r in records])
@@ -452,6 +460,9 @@ class _Ledger:
     def erase(self, member_id: str) -> None:
         self.inner.erase(self.n.key(member_id))
 
+    def rename_counterpart(self, member_id: str, name: str) -> list[str]:
+        return self.inner.rename_counterpart(self.n.key(member_id), name)
+
     def write(self, changes: LedgerChanges) -> None:
         n = self.n
         members = [n.stored(m) for m in changes.members]
@@ -503,8 +514,8 @@ class _Orders:
             self.n.key(member_id), rule_ids=rule_ids, groups=groups, since=since,
             until=until))
 
-    def erase(self, member_id: str) -> None:
-        self.inner.erase(self.n.key(member_id))
+    def erase(self, member_id: str, name: str) -> None:
+        self.inner.erase(self.n.key(member_id), name)
 
     def write(self, changes: OrderChanges) -> None:
         orders = {}
@@ -642,7 +653,12 @@ class _Outbox:
         self.inner, self.n = inner, names
 
     def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
-        found = self.inner.read(after, limit)
+        return self._shown(self.inner.read(after, limit))
+
+    def member_events(self, member_id: str) -> list[OutboxEvent]:
+        return self._shown(self.inner.member_events(self.n.key(member_id)))
+
+    def _shown(self, found: list[OutboxEvent]) -> list[OutboxEvent]:
         n = self.n
         n.learn(value for e in found for value in _named(e.payload))
         out = []

@@ -11,6 +11,7 @@ skipped and that each member's events keep their order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -23,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
 from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
 from loyaltykit.storage.outbox import OutboxChanges
@@ -126,11 +128,16 @@ _SEL_CONSUMERS: sa.Executable = sa.select(c.name, c.tx, c.seq, c.acked_at).where
     c.program_id == _p).order_by(c.name)
 _SEL_LOWEST: sa.Executable = (sa.select(c.tx, c.seq).where(c.program_id == _p)
                               .order_by(c.tx, c.seq).limit(1))
-_SEL_MEMBER: sa.Executable = sa.select(o.seq, o.payload).where(
+_SEL_MEMBER_EVENTS: sa.Executable = sa.select(*_COLUMNS).where(
     o.program_id == _p, o.member_id == sa.bindparam("m")).order_by(o.tx, o.seq)
 _NOTIFY: sa.Executable = sa.select(sa.func.pg_notify(sa.bindparam("c"), ""))
-_UPD_PAYLOAD: sa.Executable = outbox.update().where(o.seq == sa.bindparam("k_seq")).values(
-    payload=sa.bindparam("k_payload", type_=o.payload.type))
+
+
+@functools.cache
+def _erase(dialect: str) -> sa.Executable:
+    """One UPDATE emptying ``attributes`` in the payloads of a member's events."""
+    return outbox.update().where(o.program_id == _p, o.member_id == sa.bindparam("m")).values(
+        payload=replaced(o.payload, dialect, [(("attributes",), EMPTY_OBJECT)]))
 
 
 def _event(row: Any) -> OutboxEvent:
@@ -158,6 +165,12 @@ class SQLOutboxStore(Store):
         else:
             rows = self._c().execute(s["read"], {**params, "a_tx": after.tx,
                                                  "a_seq": after.seq}).all()
+        return [_event(row) for row in rows]
+
+    @translated
+    def member_events(self, member_id: str) -> list[OutboxEvent]:
+        """The member's events, by position (readable yet or not)."""
+        rows = self._c().execute(_SEL_MEMBER_EVENTS, {"p": self.program_id, "m": member_id})
         return [_event(row) for row in rows]
 
     @translated
@@ -214,13 +227,9 @@ class SQLOutboxStore(Store):
 
     @translated
     def erase(self, member_id: str) -> None:
-        """Empty ``attributes`` in the payloads of the member's events."""
+        """Empty ``attributes`` in the payloads of the member's events (one UPDATE)."""
         conn = self._c()
-        rows = conn.execute(_SEL_MEMBER, {"p": self.program_id, "m": member_id}).all()
-        changed = [{"k_seq": row.seq, "k_payload": {**row.payload, "attributes": {}}}
-                   for row in rows if row.payload.get("attributes")]
-        if changed:
-            conn.execute(_UPD_PAYLOAD, changed)
+        conn.execute(_erase(conn.dialect.name), {"p": self.program_id, "m": member_id})
 
     @translated
     def write(self, changes: OutboxChanges) -> None:
