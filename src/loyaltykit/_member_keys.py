@@ -659,14 +659,22 @@ class _Outbox:
         return self._shown(self.inner.member_events(self.n.key(member_id)))
 
     def _shown(self, found: list[OutboxEvent]) -> list[OutboxEvent]:
+        """The events a store read with their members as shop ids. A read builds new
+        events each time (none is shared), so they are given their names in place:
+        a consumer reads thousands a second, and copying each again cost a tenth of
+        that."""
         n = self.n
-        n.learn(value for e in found for value in _named(e.payload))
-        out = []
-        for event in n.shown(found):
-            if any(f in event.payload for f in PAYLOAD_MEMBER_FIELDS):
-                event = attrs.evolve(event, payload=_payload(event.payload, n.id))
-            out.append(event)
-        return out
+        named = [(i, values) for i, e in enumerate(found)
+                 if (values := _named(e.payload))]
+        n.learn({e.member_id for e in found}.union(
+            *(values for _, values in named)))
+        ids = n._id
+        for event in found:
+            _set(event, "member_id", ids[event.member_id])
+        for i, _ in named:
+            event = found[i]
+            _set(event, "payload", _payload(event.payload, ids.__getitem__))
+        return found
 
     def last_position(self) -> EventPosition | None:
         return self.inner.last_position()
@@ -700,6 +708,8 @@ class _Outbox:
 
 def _named(payload: Mapping[str, Any]) -> list[str]:
     """The member ids (or keys) a payload names."""
+    if payload.keys().isdisjoint(PAYLOAD_MEMBER_FIELDS):
+        return []
     return [v for f in PAYLOAD_MEMBER_FIELDS if isinstance(v := payload.get(f), str)]
 
 

@@ -17,6 +17,7 @@ import json
 import time
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
@@ -71,10 +72,26 @@ _COLUMNS = (o.seq, o.tx, o.id, o.type, o.version, o.member_id, o.occurred_at,
             o.recorded_at, sa.cast(o.payload, sa.Text).label("payload"))
 
 
+#: every digit as "0": a run of 19 zeros after it is a run of 19 digits
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
 def _load(text: str) -> Any:
-    """A payload's JSON text as data, with the standard decoder: exact for every
-    integer (orjson reads one beyond 64 bits as a float), and without the driver's
-    work per value (psycopg detects each JSON value's encoding before decoding it)."""
+    """A payload's JSON text as data (the payload is cast to text in SQL: the driver's
+    JSON loader detects each value's encoding before decoding it).
+
+    With orjson (a fifth of the standard decoder's time) unless the text holds a run
+    of 19 digits: only there can an integer lie beyond 64 bits, which orjson reads as
+    an inexact float (or refuses), so the standard decoder, exact for every integer,
+    reads those. The run is found by a byte translation, in C (a regular expression
+    cost twice the decoding it saved)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if _LONG_RUN not in data.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:  # what orjson refuses: NaN, 1e999, lone surrogates
+            pass
     return json.loads(text)
 
 
@@ -141,10 +158,9 @@ def _erase(dialect: str) -> sa.Executable:
 
 
 def _event(row: Any) -> OutboxEvent:
-    return OutboxEvent(
-        id=row.id, type=row.type, version=row.version, member_id=row.member_id,
-        occurred_at=row.occurred_at, recorded_at=row.recorded_at,
-        payload=_load(row.payload), position=stored_position(int(row.tx), int(row.seq)))
+    seq, tx, id_, type_, version, member_id, occurred_at, recorded_at, payload = row
+    return OutboxEvent(id_, type_, version, member_id, occurred_at, recorded_at,
+                       _load(payload), stored_position(tx, seq))
 
 
 class SQLOutboxStore(Store):
