@@ -114,7 +114,7 @@ def _reads(dialect: str) -> dict[str, sa.Executable]:
         sa.select(_p, sa.bindparam("c_name", type_=c.name.type),
                   sa.bindparam("c_tx", type_=_BIG), sa.bindparam("c_seq", type_=_BIG),
                   sa.bindparam("c_at", type_=_TS_TYPE)).where(readable_at))
-    ack = ack.on_conflict_do_update(
+    upsert = ack.on_conflict_do_update(
         index_elements=["program_id", "name"],
         set_={"tx": ack.excluded.tx, "seq": ack.excluded.seq,
               "acked_at": ack.excluded.acked_at},
@@ -131,7 +131,7 @@ def _reads(dialect: str) -> dict[str, sa.Executable]:
         .limit(_limit),
         "first": sa.select(*_COLUMNS).where(*readable).order_by(o.tx, o.seq).limit(_limit),
         "last": last,
-        "ack": ack,
+        "ack": upsert,
         "prune": outbox.delete().where(o.seq.in_(prunable)),
         # inline: the database draws seq and nothing is fetched back (no RETURNING)
         "insert": (outbox.insert().values(tx=_KEY).inline() if dialect == "postgresql"
