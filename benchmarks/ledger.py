@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit import (
     Account,
@@ -211,10 +211,12 @@ SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
     _MI.c.program_id == _p, _MI.c.external_id.in_(_ids))
 SEL_SHOP_IDS = sa.select(_MI.c.member_id, _MI.c.external_id).where(
     _MI.c.program_id == _p, _MI.c.member_id.in_(_ids))
-# on PostgreSQL the keys go as one array
+# on PostgreSQL the keys go as one parameter, their JSON array text
 SEL_SHOP_IDS_PG = sa.select(_MI.c.member_id, _MI.c.external_id).where(
     _MI.c.program_id == _p,
-    _MI.c.member_id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String()))))
+    _MI.c.member_id == sa.any_(sa.func.array(
+        sa.select(sa.func.jsonb_array_elements_text(
+            sa.cast(sa.bindparam("ids", type_=sa.Text()), JSONB))).scalar_subquery())))
 OPEN_LOTS = (
     sa.select(LO.c.id, LO.c.program_id, LO.c.member_id, LO.c.wallet, LO.c.transaction_id,
               LO.c.amount, LO.c.remaining, LO.c.held, LO.c.earned_at, LO.c.activates_at,
@@ -370,8 +372,11 @@ class Baseline:
 
     def _shop_id(self, conn: sa.Connection, member_key: str) -> str:
         """The shop id of a member key."""
-        stmt = SEL_SHOP_IDS_PG if conn.dialect.name == "postgresql" else SEL_SHOP_IDS
-        row = conn.execute(stmt, {"p": self.p, "ids": [member_key]}).first()
+        if conn.dialect.name == "postgresql":
+            row = conn.execute(SEL_SHOP_IDS_PG, {"p": self.p,
+                                                 "ids": json.dumps([member_key])}).first()
+        else:
+            row = conn.execute(SEL_SHOP_IDS, {"p": self.p, "ids": [member_key]}).first()
         return member_key if row is None else str(row[1])
 
     def _load(self, conn: sa.Connection, member: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -18,7 +19,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["EXPORT_FORMAT", "ErasureResult", "plain"]
+__all__ = ["EXPORT_FORMAT", "ErasureResult", "json_spellings", "plain"]
 
 #: The ``format`` of :meth:`~loyaltykit._services.privacy.PrivacyService.export`'s document.
 EXPORT_FORMAT = "loyaltykit.member-export/1"
@@ -55,3 +56,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return plain(value.value)
     return value
+
+
+def json_spellings(old: str, new: str) -> list[tuple[str, str]]:
+    """The texts the JSON string ``old`` may be stored as (with non-ASCII characters
+    escaped, as the standard encoder writes, and as they are), each with ``new``
+    spelt the same way: what replacing one string by another in stored JSON text
+    looks for."""
+    found = []
+    for ascii_only in (True, False):
+        pair = (json.dumps(old, ensure_ascii=ascii_only),
+                json.dumps(new, ensure_ascii=ascii_only))
+        if pair not in found:
+            found.append(pair)
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -250,3 +251,34 @@ def test_sqlite_and_host_connections_have_no_waiter(tmp_path: Path, pg: SQLStora
         storage.dispose()
     with pg._engine.connect() as conn:
         assert SQLStorage(conn).event_waiter("p") is None
+
+
+def test_payload_text_decodes_exactly_whichever_decoder_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read decodes payloads with orjson, except where an integer may lie beyond 64
+    bits (a run of 19 digits) or orjson refuses the text: there the standard decoder,
+    exact for every integer, reads it. Both give what the standard decoder gives."""
+    from loyaltykit.sql import outbox as sql_outbox
+
+    texts = [
+        '{"a": 1, "b": [1.5, "x"], "c": {"d": null, "e": true}}',
+        '{"big": 123456789012345678901, "neg": -9223372036854775809}',
+        '{"u64": 18446744073709551615, "i64": -9223372036854775808}',
+        '{"order_id": "1234567890123456789"}',
+        '{"x": NaN, "y": -Infinity}',
+        '{"s": "\\ud800 lone", "t": "caf\\u00e9 \u00e9"}',
+        '{"huge": 1e999}',
+    ]
+    for text in texts:
+        assert repr(json.loads(text)) == repr(sql_outbox._load(text)), text
+    big = sql_outbox._load(texts[1])
+    assert (123456789012345678901, -(2**63) - 1) == (big["big"], big["neg"])
+
+    # the common payload never reaches the standard decoder
+    def refuse(text: str) -> Any:
+        raise AssertionError("the standard decoder was used")
+
+    monkeypatch.setattr(sql_outbox.json, "loads", refuse)
+    assert {"a": 1, "b": [1.5, "x"], "c": {"d": None, "e": True}} == sql_outbox._load(
+        texts[0])

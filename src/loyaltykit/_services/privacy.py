@@ -72,7 +72,8 @@ class PrivacyService:
         access and portability): the member record, balances, open lots and holds and
         every transaction per wallet, orders, tier state and history, referral codes,
         the referral that brought the member, the referrals it made, its identity
-        marks (keyed hashes) and its vouchers. Raises
+        marks (keyed hashes), its vouchers and its events still in the outbox (type,
+        instants, payload and position, as a consumer reads them). Raises
         :class:`~loyaltykit.MemberNotFound` for an id that is not enrolled."""
         member_id = check_member_id(member_id)
         now = self.c.now()
@@ -115,6 +116,7 @@ class PrivacyService:
                 "referrals_made": uow.referrals.referrals_of(member_id),
                 "identity_marks": uow.referrals.marks_of([member_id]),
                 "vouchers": uow.rewards.member_vouchers(member_id),
+                "events": [e.to_dict() for e in uow.outbox.member_events(member_id)],
             }
         exported: dict[str, Any] = plain(document)
         return exported

@@ -6,8 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._model import IdempotencyRecord, ProgramVersion
+from loyaltykit._privacy import json_spellings
 from loyaltykit.memory.tables import Tables, UndoLog, json_copy, version_copy
 
 __all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
@@ -46,6 +49,20 @@ class MemoryKeyStore:
         for k in [k for k, r in self._t.keys.items()
                   if k[0] == program_id and r.member_id == member_id]:
             self._uow.drop(self._t.keys, k)
+
+    def rename(self, keys: Sequence[str], old: str, new: str) -> None:
+        program_id = self._uow.program_id
+        spellings = json_spellings(old, new)
+        for key in keys:
+            record = self._t.keys.get((program_id, key))
+            if record is None or record.result is None:
+                continue
+            result = record.result
+            for before, after in spellings:
+                result = result.replace(before, after)
+            if result != record.result:
+                self._uow.put(self._t.keys, (program_id, key),
+                              attrs.evolve(record, result=result))
 
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         program_id = self._uow.program_id

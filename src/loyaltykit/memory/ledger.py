@@ -210,6 +210,24 @@ class MemoryLedgerStore:
         if member is not None and member.attributes:
             self._uow.put(self._t.members, k, attrs.evolve(member, attributes={}))
 
+    def rename_counterpart(self, member_id: str, name: str) -> list[str]:
+        t, program_id = self._t, self._uow.program_id
+        keys = set()
+        for (p, _, m), ids in t.member_transactions.items():
+            if p != program_id or m != member_id:
+                continue
+            for tx_id in ids:
+                tx = t.transactions[tx_id]
+                if tx.kind is not Kind.TRANSFER or "counterpart_id" not in tx.metadata:
+                    continue
+                if tx.idempotency_key is not None:
+                    keys.add(tx.idempotency_key)
+                other = t.transactions.get(uuid.UUID(str(tx.metadata["counterpart_id"])))
+                if other is not None and "counterpart_member_id" in other.metadata:
+                    self._uow.put(t.transactions, other.id, attrs.evolve(
+                        other, metadata={**other.metadata, "counterpart_member_id": name}))
+        return sorted(keys)
+
     def write(self, changes: LedgerChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         # check every unique rule before touching anything: a rejected part leaves no trace

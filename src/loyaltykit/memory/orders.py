@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -71,13 +72,17 @@ class MemoryOrderStore:
             found.append(usage)
         return found
 
-    def erase(self, member_id: str) -> None:
+    def erase(self, member_id: str, name: str) -> None:
         program_id = self._uow.program_id
         for order_id in sorted(self._t.member_all_orders.get((program_id, member_id), ())):
             order = self._t.orders[(program_id, order_id)]
-            if order.fingerprint is not None or order.result is not None:
-                self._uow.put(self._t.orders, (program_id, order_id),
-                              attrs.evolve(order, fingerprint=None, result=None))
+            erased = attrs.evolve(
+                order, fingerprint=None, result=None,
+                evaluation=_without_member(order.evaluation, name),
+                recorded_evaluation=None if order.recorded_evaluation is None
+                else _without_member(order.recorded_evaluation, name))
+            if erased != order:
+                self._uow.put(self._t.orders, (program_id, order_id), erased)
 
     def write(self, changes: OrderChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
@@ -108,3 +113,15 @@ class MemoryOrderStore:
                 uow.track(t.member_usage, (old.program_id, old.member_id), usage_key, False)
             uow.put(t.usage, usage_key, usage)
             uow.track(t.member_usage, (usage.program_id, usage.member_id), usage_key, True)
+
+
+def _without_member(evaluation: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """``evaluation`` with its context's member named ``name`` and without attributes
+    (only what is there is replaced, as SQL's ``json_replace`` does)."""
+    context = evaluation.get("context")
+    if not isinstance(context, Mapping) or not isinstance(context.get("member"), Mapping):
+        return evaluation
+    member = context["member"]
+    replaced = {k: name if k == "member_id" else {} if k == "attributes" else v
+                for k, v in member.items()}
+    return {**evaluation, "context": {**context, "member": replaced}}

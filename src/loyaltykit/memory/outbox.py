@@ -48,6 +48,11 @@ class MemoryOutboxStore:
             start = len(seqs)
         return [_copy(self._t.events[(program_id, s)]) for s in seqs[start:start + limit]]
 
+    def member_events(self, member_id: str) -> list[OutboxEvent]:
+        program_id = self._uow.program_id
+        return [_copy(self._t.events[(program_id, s)])
+                for s in sorted(self._t.by_member.get((program_id, member_id), ()))]
+
     def last_position(self) -> EventPosition | None:
         seqs = self._t.order.get(self._uow.program_id)
         return EventPosition(0, seqs[-1]) if seqs else None

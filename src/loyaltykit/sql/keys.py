@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyaltykit._model import IdempotencyRecord, ProgramVersion
+from loyaltykit._privacy import json_spellings
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._shared import Store
+from loyaltykit.sql._shared import Store, chunks
 from loyaltykit.sql.schema import idempotency_keys, program_versions
 
 __all__ = ["SQLKeyStore", "SQLProgramStore"]
@@ -28,6 +29,12 @@ _SEL_KEY: sa.Executable = sa.select(
 _INS_KEY = idempotency_keys.insert()
 _DEL_MEMBER_KEYS = idempotency_keys.delete().where(
     idempotency_keys.c.program_id == _p, idempotency_keys.c.member_id == sa.bindparam("m"))
+
+_RENAME = idempotency_keys.update().where(
+    idempotency_keys.c.program_id == _p, idempotency_keys.c.key.in_(
+        sa.bindparam("keys", expanding=True))
+).values(result=sa.func.replace(idempotency_keys.c.result, sa.bindparam("old", type_=sa.Text()),
+                                sa.bindparam("new", type_=sa.Text())))
 
 _VERSION_COLS = (
     program_versions.c.program_id,
@@ -70,6 +77,15 @@ class SQLKeyStore(Store):
     def erase(self, member_id: str) -> None:
         """Delete the records of the member's requests."""
         self._c().execute(_DEL_MEMBER_KEYS, {"p": self.program_id, "m": member_id})
+
+    @translated
+    def rename(self, keys: Sequence[str], old: str, new: str) -> None:
+        """One UPDATE per JSON spelling of ``old`` (Unicode escaped or not)."""
+        conn = self._c()
+        for before, after in json_spellings(old, new):
+            for part in chunks(list(keys)):
+                conn.execute(_RENAME, {"p": self.program_id, "keys": part, "old": before,
+                                       "new": after})
 
     @translated
     def write(self, records: Sequence[IdempotencyRecord]) -> None:

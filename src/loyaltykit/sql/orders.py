@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
@@ -91,8 +92,19 @@ def _sel_usage(by_rule: bool, by_group: bool, since: bool, until: bool) -> sa.Ex
 
 
 _INS_ORDER = orders.insert()
-_ERASE_ORDERS = orders.update().where(
-    orders.c.program_id == _p, orders.c.member_id == _m).values(fingerprint=None, result=None)
+_CONTEXT = [(("context", "member", "member_id"), sa.bindparam("name", type_=sa.Text())),
+            (("context", "member", "attributes"), EMPTY_OBJECT)]
+
+
+@functools.cache
+def _erase_orders(dialect: str) -> sa.Executable:
+    """One UPDATE of the member's orders: no kept request, no member in the context."""
+    return orders.update().where(orders.c.program_id == _p, orders.c.member_id == _m).values(
+        fingerprint=None, result=None,
+        evaluation=replaced(orders.c.evaluation, dialect, _CONTEXT),
+        recorded_evaluation=replaced(orders.c.recorded_evaluation, dialect, _CONTEXT))
+
+
 _UPD_ORDER = orders.update().where(
     orders.c.program_id == sa.bindparam("k_program_id"),
     orders.c.order_id == sa.bindparam("k_order_id"),
@@ -247,9 +259,12 @@ class SQLOrderStore(Store):
         return [_usage(row) for row in self._c().execute(stmt, params)]
 
     @translated
-    def erase(self, member_id: str) -> None:
-        """Forget the fingerprints and results kept on the member's orders."""
-        self._c().execute(_ERASE_ORDERS, {"p": self.program_id, "m": member_id})
+    def erase(self, member_id: str, name: str) -> None:
+        """Forget the fingerprints and results kept on the member's orders and the
+        member in their evaluations' context (one UPDATE)."""
+        conn = self._c()
+        conn.execute(_erase_orders(conn.dialect.name),
+                     {"p": self.program_id, "m": member_id, "name": name})
 
     @translated
     def write(self, changes: OrderChanges) -> None:

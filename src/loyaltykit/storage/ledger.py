@@ -154,6 +154,12 @@ class LedgerStore(Protocol):
     def erase(self, member_id: str) -> None:
         """Empty the member's ``attributes`` (its row and ledger stay)."""
 
+    def rename_counterpart(self, member_id: str, name: str) -> list[str]:
+        """Where the other halves of the member's transfers name it as their
+        counterpart (``metadata["counterpart_member_id"]``), write ``name`` instead (in
+        one statement, whatever their number), and return the idempotency keys of those
+        transfers (a transfer's two halves share one)."""
+
     def write(self, changes: LedgerChanges) -> None:
         """Persist ``changes``: insert transactions (with postings and movements), new
         members, new accounts, new lots and holds; update touched lots, holds and

@@ -63,9 +63,11 @@ class OrderStore(Protocol):
         is open). Order is unspecified. Empty ``rule_ids`` and ``groups``: every usage
         row of the member (still within the bounds)."""
 
-    def erase(self, member_id: str) -> None:
-        """Forget the request fingerprints and results kept on the member's orders (the
-        orders stay)."""
+    def erase(self, member_id: str, name: str) -> None:
+        """Forget the request fingerprints and results kept on the member's orders, and
+        in the member context their evaluations recorded (``context.member``, in
+        ``evaluation`` and ``recorded_evaluation``) write ``name`` as its
+        ``member_id`` and empty its ``attributes`` (the orders stay)."""
 
     def write(self, changes: OrderChanges) -> None:
         """Insert the new orders, update the touched ones and upsert the usage rows by

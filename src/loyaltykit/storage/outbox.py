@@ -54,6 +54,10 @@ class OutboxStore(Protocol):
     def last_position(self) -> EventPosition | None:
         """The position of the last event :meth:`read` could return now (None: none)."""
 
+    def member_events(self, member_id: str) -> list[OutboxEvent]:
+        """Every stored event of the member (its ``member_id``), in position order,
+        whether a read could return it yet or not (a member's export)."""
+
     def consumer_position(self, name: str) -> EventPosition | None:
         """The position consumer ``name`` acknowledged last (None: it never did)."""
 

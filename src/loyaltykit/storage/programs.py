@@ -25,6 +25,11 @@ class KeyStore(Protocol):
         """Delete the records of the member's requests (their results and fingerprints
         were made from what the shop sent about the member)."""
 
+    def rename(self, keys: Sequence[str], old: str, new: str) -> None:
+        """In the results kept for these idempotency keys, write the JSON string
+        ``new`` where the JSON string ``old`` is (another member's request that named
+        an erased member: its replay shows the erased name)."""
+
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         """Insert these records; a key already stored raises
         :class:`~loyaltykit.DuplicateKey` with ``details["key"]``."""

@@ -18,6 +18,7 @@ from loyaltykit import (
     DuplicateKey,
     Identity,
     InvalidInput,
+    Kind,
     Loyalty,
     MemberNotFound,
     Money,
@@ -39,6 +40,9 @@ __all__ = ["PrivacyContract"]
 
 SECRET = b"privacy-contract-secret-0001"
 OLD_SECRET = b"privacy-contract-secret-old1"
+#: a member id and an attribute value no other stored text contains
+XAVIER = "xavier-5501"
+XAVIER_SEGMENT = "plat-7731"
 
 
 def privacy_program() -> Any:
@@ -148,6 +152,87 @@ class PrivacyContract(ContractPart):
         clock.advance(days=800)
         loyalty.run_due()
         check_invariants(storage, loyalty.program, [name, "bob", "alice"], at=clock.now())
+
+    def _counterparts(self, storage: Storage) -> tuple[Loyalty, TestClock, dict[str, Any]]:
+        """A member that others' rows name: xavier (with attributes) transfers to bob
+        and gets a transfer from him (bob's request is kept for replays), one of them
+        reversed, and records an order (its evaluation keeps the member's context)."""
+        clock = TestClock(berlin(2026, 3, 2, 9))
+        loyalty = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        loyalty.enrol(XAVIER, attributes={"segment": XAVIER_SEGMENT})
+        loyalty.enrol("bob")
+        loyalty.earn(XAVIER, 100, key="x-earn")
+        loyalty.earn("bob", 100, key="b-earn")
+        loyalty.transfer(XAVIER, "bob", 10, key="x-to-b")
+        into = loyalty.transfer("bob", XAVIER, 5, key="b-to-x")
+        loyalty.transfer("bob", XAVIER, 3, key="b-to-x-2")
+        loyalty.reverse(into.outgoing.transaction_id, key="b-to-x-back")
+        loyalty.record_order(Order(
+            id="x-o1", member_id=XAVIER, placed_at=clock.now(), currency="EUR",
+            lines=(OrderLine(line_id="l1", sku="x", quantity=2,
+                             unit_price=Money("30.00", "EUR")),)), key="x-o1")
+        return loyalty, clock, {"into": into}
+
+    def test_erase_leaves_no_trace_in_other_members_rows_nor_in_order_contexts(
+        self, storage: Storage
+    ) -> None:
+        loyalty, clock, world = self._counterparts(storage)
+        text = self.stored_text(storage)
+        assert XAVIER in text and XAVIER_SEGMENT in text  # the controls: both are stored
+        bob = loyalty.balance("bob")
+        replay = loyalty.transfer("bob", XAVIER, 5, key="b-to-x")
+        assert replay == world["into"]
+        erased = loyalty.privacy.erase(XAVIER)
+        assert erased.erased_as is not None
+        name = erased.erased_as
+        text = self.stored_text(storage)
+        assert XAVIER not in text and XAVIER_SEGMENT not in text
+        # bob's transfers name the erased member; his ledger is as it was
+        assert bob == loyalty.balance("bob")
+        lines = loyalty.statement("bob", limit=50).lines
+        named = {loyalty.transaction(line.transaction_id).metadata.get(
+            "counterpart_member_id") for line in lines if line.kind is Kind.TRANSFER}
+        assert {name} == named
+        # bob's kept request replays, naming the erased member (the id is gone)
+        again = loyalty.transfer("bob", XAVIER, 5, key="b-to-x")
+        assert (world["into"].transfer_id, name) == (
+            again.transfer_id, again.incoming.balance.member_id)
+        # the outbox names the erased member in bob's transfers too
+        events = loyalty.events.read("mailer", limit=100)
+        assert {name} == {e.payload["counterpart_member_id"] for e in events
+                          if e.member_id == "bob" and e.type == "points.transferred"}
+        # the order's recorded context names the erased member, without attributes,
+        # and a return still re-evaluates it
+        clock.advance(days=1)
+        loyalty.record_return("x-o1", {"l1": 1}, key="x-ret")
+        check_invariants(storage, loyalty.program, [name, "bob"], at=clock.now())
+        assert XAVIER not in self.stored_text(storage)
+        # erasing the erased name again (the sweep) changes nothing more
+        text = self.stored_text(storage)
+        assert not loyalty.privacy.erase(name).erased
+        assert text == self.stored_text(storage)
+
+    def test_export_holds_the_members_events(self, storage: Storage) -> None:
+        loyalty, _, _ = self._counterparts(storage)
+        document = loyalty.privacy.export(XAVIER)
+        assert document == json.loads(json.dumps(document))
+        events = document["events"]
+        assert [
+            "member.enrolled", "points.earned", "points.transferred", "points.transferred",
+            "points.transferred", "points.reversed", "order.recorded",
+        ] == [e["type"] for e in events]
+        assert {XAVIER} == {e["member_id"] for e in events}
+        assert {"segment": XAVIER_SEGMENT} == events[0]["payload"]["attributes"]
+        assert "bob" == events[2]["payload"]["counterpart_member_id"]
+        read = [e.to_dict() for e in loyalty.events.read("mailer", limit=100)
+                if e.member_id == XAVIER]
+        assert read == events  # as a consumer reads them: ids, instants, positions
+        erased = loyalty.privacy.erase(XAVIER)
+        assert erased.erased_as is not None
+        after = loyalty.privacy.export(erased.erased_as)["events"]
+        assert [e["id"] for e in events] + [after[-1]["id"]] == [e["id"] for e in after]
+        assert "member.erased" == after[-1]["type"]
+        assert {} == after[0]["payload"]["attributes"]
 
     def test_a_shop_id_is_stored_once_and_erasure_is_recorded(self, storage: Storage) -> None:
         loyalty, clock, _ = self._world(storage)
