@@ -23,8 +23,11 @@ the machine (``tests/_postgres.py``), as ``benchmarks/ledger.py`` does. Measured
   that sorts every event after the position for each batch (about 13,000/s here
   against 21,000/s with statistics).
 * ``parallel_8_members_ratio``: 8 processes, each earning on a member of its own, all
-  at once: earns per second with the outbox / without (target >= 0.9: writers of
-  different members do not wait for one another because of the outbox).
+  at once: earns per second with the outbox / without (target >= 0.9 on PostgreSQL:
+  writers of different members do not wait for one another because of the outbox).
+  On SQLite every write takes the database's one write lock, so the writers take
+  turns with or without the outbox and the ratio is about 1 / ``outbox_overhead_ratio``
+  (printed, no target).
 
 Figures are medians over rounds. ``--quick`` is a smoke run with tiny sizes. The last
 line of output is one JSON object holding every figure printed.
@@ -298,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = {"outbox_overhead_ratio": earn["ratio"] <= MAX_OVERHEAD}
     if args.backend == "postgresql":
         targets["read_events_per_s"] = read["per_s"] >= MIN_READ_PER_S
-    if parallel is not None:
+    if parallel is not None and args.backend == "postgresql":
         targets["parallel_8_members_ratio"] = parallel["ratio"] >= MIN_PARALLEL_RATIO
     results: dict[str, Any] = {
         "backend": args.backend, "quick": args.quick,
