@@ -176,3 +176,21 @@ def storage_factory(backend: str, tmp_path: Path) -> Iterator[StorageFactory]:
 def storage(storage_factory: StorageFactory) -> Storage:
     """A fresh, empty storage of the backend under test."""
     return storage_factory()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An engine of the host's own on an empty database with loyaltykit's schema
+    (SQLite file, then PostgreSQL): for tests that join a host's transaction."""
+    import sqlalchemy as sa
+
+    from loyaltykit.sql import SQLStorage, create_engine
+
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            made = sa.create_engine(stack.enter_context(POSTGRESQL.empty_database()))
+        else:
+            made = create_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
+        SQLStorage(made).create_schema()
+        yield made
+        made.dispose()

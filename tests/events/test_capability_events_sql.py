@@ -3,37 +3,18 @@ committed exactly when the change is, and gone with it when the host rolls back.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import pytest
 import sqlalchemy as sa
 
 from loyaltykit import Loyalty, MemberNotFound, Money, Order, OrderLine, Program, TestClock
-from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql import SQLStorage
 from loyaltykit.sql.schema import outbox
 from loyaltykit.testing.contract import berlin
 from loyaltykit.testing.contract.referrals import referral_program
 from loyaltykit.testing.contract.tiers import tier_program
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An engine on an empty database with the schema."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            from conftest import POSTGRESQL
-
-            url = stack.enter_context(POSTGRESQL.empty_database())
-            made = sa.create_engine(url)
-        else:
-            made = create_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
-        SQLStorage(made).create_schema()
-        yield made
-        made.dispose()
 
 
 def _program() -> Program:

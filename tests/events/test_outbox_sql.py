@@ -14,7 +14,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +22,13 @@ import sqlalchemy as sa
 
 from loyaltykit import Loyalty, MemberNotFound, StorageError, TestClock
 from loyaltykit._outbox import NewEvent
-from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql import SQLStorage
 from loyaltykit.sql.schema import outbox
 from loyaltykit.storage import OutboxChanges
 from loyaltykit.testing.contract import berlin
 from loyaltykit.testing.contract.outbox import _order, o_program, types
 
 AT = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An engine on an empty database with the schema."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            from conftest import POSTGRESQL
-
-            url = stack.enter_context(POSTGRESQL.empty_database())
-            made = sa.create_engine(url)
-        else:
-            made = create_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
-        SQLStorage(made).create_schema()
-        yield made
-        made.dispose()
 
 
 def test_o1_inside_a_host_transaction_that_rolls_back_nothing_exists(

@@ -3,36 +3,16 @@ leaves no voucher and no event, a commit brings both."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from loyaltykit import Loyalty, TestClock, VoucherNotFound
-from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql import SQLStorage
 from loyaltykit.sql.schema import outbox, vouchers
 from loyaltykit.testing.contract import berlin
 from loyaltykit.testing.contract.rewards import reward_program, v_coffee
 
 _TYPES = ("reward.redeemed", "voucher.used", "voucher.cancelled", "voucher.expired")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """An engine on an empty database with the schema."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            from conftest import POSTGRESQL
-
-            url = stack.enter_context(POSTGRESQL.empty_database())
-            made = sa.create_engine(url)
-        else:
-            made = create_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
-        SQLStorage(made).create_schema()
-        yield made
-        made.dispose()
 
 
 def _prepared(engine: sa.Engine, clock: TestClock) -> Loyalty:
