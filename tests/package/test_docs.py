@@ -124,3 +124,21 @@ def test_doc_examples(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 f"python block at {rel}:{block.line} failed "
                 f"(traceback line numbers are lines of {rel}):\n{tb}"
             ) from exc
+
+
+ALL_DOCS = find_docs()
+
+
+@pytest.mark.parametrize("doc", ALL_DOCS, ids=[_rel(p) for p in ALL_DOCS])
+def test_doc_json_examples_are_json(doc: Path) -> None:
+    """Every ``json`` block is one JSON document: an example a reader may copy (a block
+    left unclosed swallows the prose after it, and the blocks after it shift)."""
+    import json
+
+    text = doc.read_text(encoding="utf-8")
+    for block in parse_blocks(text):
+        if block.words[:1] == ["json"]:
+            try:
+                json.loads(block.source)
+            except ValueError as exc:
+                pytest.fail(f"{_rel(doc)}:{block.line}: not JSON: {exc}")
