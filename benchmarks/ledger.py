@@ -211,12 +211,12 @@ SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
     _MI.c.program_id == _p, _MI.c.external_id.in_(_ids))
 SEL_SHOP_IDS = sa.select(_MI.c.member_id, _MI.c.external_id).where(
     _MI.c.program_id == _p, _MI.c.member_id.in_(_ids))
-# on PostgreSQL the keys go as one parameter, their JSON array text
-SEL_SHOP_IDS_PG = sa.select(_MI.c.member_id, _MI.c.external_id).where(
-    _MI.c.program_id == _p,
-    _MI.c.member_id == sa.any_(sa.func.array(
-        sa.select(sa.func.jsonb_array_elements_text(
-            sa.cast(sa.bindparam("ids", type_=sa.Text()), JSONB))).scalar_subquery())))
+# on PostgreSQL the keys go as one parameter, their JSON array text, joined
+_KEYS_GIVEN = sa.func.jsonb_array_elements_text(
+    sa.cast(sa.bindparam("ids", type_=sa.Text()), JSONB)).table_valued("value").alias("k")
+SEL_SHOP_IDS_PG = sa.select(_MI.c.member_id, _MI.c.external_id).select_from(
+    _KEYS_GIVEN.join(_MI, sa.and_(_MI.c.program_id == _p,
+                                  _MI.c.member_id == _KEYS_GIVEN.c.value)))
 OPEN_LOTS = (
     sa.select(LO.c.id, LO.c.program_id, LO.c.member_id, LO.c.wallet, LO.c.transaction_id,
               LO.c.amount, LO.c.remaining, LO.c.held, LO.c.earned_at, LO.c.activates_at,

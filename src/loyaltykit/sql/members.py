@@ -29,11 +29,14 @@ _SEL_IDS: sa.Executable = sa.select(member_ids.c.member_id, member_ids.c.externa
 # the outbox's read time went into building and parsing them). The parameter is the
 # keys' JSON array text, not a text[]: the driver dumps a list element by element in
 # Python (a tenth of a read's time), one string it sends as it is
-_SEL_IDS_PG: sa.Executable = sa.select(member_ids.c.member_id, member_ids.c.external_id).where(
-    member_ids.c.program_id == _p,
-    member_ids.c.member_id == sa.any_(sa.func.array(
-        sa.select(sa.func.jsonb_array_elements_text(
-            sa.cast(sa.bindparam("ids", type_=sa.Text()), JSONB))).scalar_subquery())))
+_KEYS_GIVEN = sa.func.jsonb_array_elements_text(
+    sa.cast(sa.bindparam("ids", type_=sa.Text()), JSONB)).table_valued("value").alias("k")
+# joined to the given keys, each found by the (program_id, member_id) key: with
+# ``member_id = ANY(array(...))`` the planner filtered every member of the program
+_SEL_IDS_PG: sa.Executable = sa.select(member_ids.c.member_id, member_ids.c.external_id
+                                       ).select_from(_KEYS_GIVEN.join(member_ids, sa.and_(
+                                           member_ids.c.program_id == _p,
+                                           member_ids.c.member_id == _KEYS_GIVEN.c.value)))
 _SEL_ERASURE: sa.Executable = sa.select(erasures.c.member_id, erasures.c.erased_at).where(
     erasures.c.program_id == _p, erasures.c.member_id == sa.bindparam("k"))
 _INS_ID = member_ids.insert()
