@@ -77,7 +77,6 @@ from loyaltykit._rules import EarningPolicy, RateRule
 from loyaltykit._values import Money
 from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
-from loyaltykit.testing.capability_events import check_capability_events
 from loyaltykit.testing.invariants import (
     LedgerSnapshot,
     check_invariants,
@@ -88,8 +87,7 @@ from loyaltykit.testing.invariants import (
     find_unsettled_debt,
     read_ledger,
 )
-from loyaltykit.testing.notices import check_notices_once
-from loyaltykit.testing.voucher_events import voucher_event_problems
+from loyaltykit.testing.outbox_checks import check_outbox
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 
@@ -949,25 +947,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert snapshot is not None
             events = backend.loyalty.events.read("machine", limit=10_000)
             assert len(events) < 10_000, "the machine wrote more events than it reads"
-            label = f"{backend.storage!r}: the outbox"
-            posted = sorted(e.payload["transaction_id"] for e in events
-                            if e.type.startswith("points.") and "transaction_id" in e.payload)
-            stored = sorted(str(tx.id) for w in snapshot.wallets.values()
-                            for tx in w.transactions)
-            assert stored == posted, f"{label} does not hold one event per transaction"
-            enrolled = sorted(e.member_id for e in events if e.type == "member.enrolled")
-            members = sorted(m for m, member in snapshot.members.items() if member)
-            assert members == enrolled, f"{label} does not hold one event per member"
-            check_capability_events(backend.storage, self._program, self.members, events, label)
-            recorded = sorted(e.payload["order_id"] for e in events
-                              if e.type == "order.recorded")
-            assert sorted(self.orders) == recorded, f"{label}: not one event per order"
-            wrong = list(voucher_event_problems(events, snapshot.vouchers.values()))
-            assert not wrong, f"{label}, the vouchers' events:\n" + "\n".join(wrong)
-            assert len(events) == len({e.id for e in events}), f"{label}: an id twice"
-            check_notices_once(events, label)
-            positions = [e.position for e in events]
-            assert positions == sorted(set(positions)), f"{label}: positions out of order"
+            check_outbox(backend.storage, self._program, self.members, self.orders,
+                         snapshot, events)
             seen.append([{k: v for k, v in e.to_dict().items() if k != "position"}
                          for e in events])
         for backend, shown in zip(self.backends[1:], seen[1:], strict=True):
