@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import pendulum
 import pytest
 
 from loyaltykit import (
@@ -31,18 +30,11 @@ from loyaltykit import (
     Storage,
     TestClock,
 )
-from loyaltykit.testing.contract.base import ContractPart
+from loyaltykit.testing.contract.base import ContractPart, berlin
 from loyaltykit.testing.contract.referrals import SECRET, referral_program, symbols
 from loyaltykit.testing.stored import stored_rows
 
 __all__ = ["ReferralEventContract", "referral_events"]
-
-_BERLIN = pendulum.timezone("Europe/Berlin")
-
-
-def _berlin(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, tzinfo=_BERLIN)
-
 
 def _utc(month: int, day: int, hour: int) -> str:
     return dt.datetime(2026, month, day, hour, tzinfo=dt.UTC).isoformat()
@@ -65,7 +57,7 @@ class ReferralEventContract(ContractPart):
     def _ref(storage: Storage, program: Program | None = None, *,
              randbelow: Callable[[int], int] | None = None) -> tuple[Loyalty, TestClock]:
         """Scenario R's facade on ``storage``, from 1 March 2026 09:00 Berlin."""
-        clock = TestClock(_berlin(2026, 3, 1, 9))
+        clock = TestClock(berlin(2026, 3, 1, 9))
         extra: dict[str, Any] = {} if randbelow is None else {"randbelow": randbelow}
         return Loyalty(program or referral_program(), storage, clock=clock, secret=SECRET,
                        **extra), clock
@@ -100,7 +92,7 @@ class ReferralEventContract(ContractPart):
                 "referral.attributed"] == [e.type for e in events]
         to_alice, to_bob = events[2:]
         assert ("alice", "bob") == (to_alice.member_id, to_bob.member_id)
-        assert _berlin(2026, 3, 1, 9) == to_alice.occurred_at
+        assert berlin(2026, 3, 1, 9) == to_alice.occurred_at
         attributed: dict[str, Any] = {
             "status": "waiting", "source": "customer", "campaign": None,
             "attributed_at": _utc(3, 1, 8), "reasons": [],
@@ -110,7 +102,7 @@ class ReferralEventContract(ContractPart):
         }
         assert {"role": "referrer", "referee_id": "bob", **attributed} == to_alice.payload
         assert {"role": "referee", "referrer_id": "alice", **attributed} == to_bob.payload
-        self._ref_order(loyalty, clock, "o1", "bob", "25.00", _berlin(2026, 3, 6, 10))
+        self._ref_order(loyalty, clock, "o1", "bob", "25.00", berlin(2026, 3, 6, 10))
         events = self._read(loyalty)[4:]
         assert ["order.recorded", "points.earned", "points.earned", "referral.rewarded",
                 "referral.rewarded"] == [e.type for e in events]
@@ -125,17 +117,17 @@ class ReferralEventContract(ContractPart):
                 "transaction_id": earned["alice"]} == events[3].payload
         assert {"role": "referee", "referrer_id": "alice", **rewarded, "points": 250,
                 "transaction_id": earned["bob"]} == events[4].payload
-        assert ("alice", _berlin(2026, 3, 6, 10)) == (events[3].member_id,
+        assert ("alice", berlin(2026, 3, 6, 10)) == (events[3].member_id,
                                                      events[3].occurred_at)
 
     def test_r2_a_return_voids_both_rewards_and_tells_both_sides(
         self, storage: Storage
     ) -> None:
         loyalty, clock, _ = self._r1_setup(storage)
-        self._ref_order(loyalty, clock, "o1", "bob", "25.00", _berlin(2026, 3, 6, 10))
+        self._ref_order(loyalty, clock, "o1", "bob", "25.00", berlin(2026, 3, 6, 10))
         paid = {e.member_id: e.payload["transaction_id"] for e in self._read(loyalty)
                 if e.type == "referral.rewarded"}
-        clock.set(_berlin(2026, 3, 11, 10))
+        clock.set(berlin(2026, 3, 11, 10))
         loyalty.record_return("o1", {"l1": 1}, key="ret-1")
         events = self._read(loyalty)[9:]
         assert ["order.returned", "points.reversed", "points.reversed", "referral.voided",
@@ -179,7 +171,7 @@ class ReferralEventContract(ContractPart):
         # approved without an order: approved; with an order noted meanwhile: also paid
         start = len(events)
         loyalty.referrals.approve("r1", reason="known")
-        self._ref_order(loyalty, clock, "o2", "r2", "30.00", _berlin(2026, 3, 2, 9))
+        self._ref_order(loyalty, clock, "o2", "r2", "30.00", berlin(2026, 3, 2, 9))
         loyalty.referrals.approve("r2")
         loyalty.referrals.reject("r3", reason="same household")
         with pytest.raises(ReferralNotFlagged):

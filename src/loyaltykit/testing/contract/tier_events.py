@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pendulum
 import pytest
 
 from loyaltykit import (
@@ -29,17 +28,10 @@ from loyaltykit import (
     Storage,
     TestClock,
 )
-from loyaltykit.testing.contract.base import ContractPart
+from loyaltykit.testing.contract.base import ContractPart, berlin
 from loyaltykit.testing.contract.tiers import tier_program
 
 __all__ = ["TierEventContract", "tier_events"]
-
-_BERLIN = pendulum.timezone("Europe/Berlin")
-
-
-def _berlin(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, tzinfo=_BERLIN)
-
 
 def _utc(year: int, month: int, day: int, hour: int = 0) -> str:
     return dt.datetime(year, month, day, hour, tzinfo=dt.UTC).isoformat()
@@ -70,7 +62,7 @@ class TierEventContract(ContractPart):
 
     def _tier_events_loyalty(self, storage: Storage, program: Program | None = None
                              ) -> tuple[Loyalty, TestClock]:
-        clock = TestClock(_berlin(2026, 1, 10, 9))
+        clock = TestClock(berlin(2026, 1, 10, 9))
         return Loyalty(program or tier_program(), storage, clock=clock), clock
 
     def test_t1_each_change_of_tier_is_one_event_with_its_payload(
@@ -79,13 +71,13 @@ class TierEventContract(ContractPart):
         loyalty, clock = self._tier_events_loyalty(storage)
         loyalty.enrol("m")
         assert [] == tier_events(loyalty)  # a member starts on the base tier
-        clock.set(_berlin(2026, 2, 1, 10))
+        clock.set(berlin(2026, 2, 1, 10))
         loyalty.earn("m", 600, key="e1")
         events = loyalty.events.read("tier-contract")
         assert ["member.enrolled", "points.earned", "tier.changed"] == [
             e.type for e in events]
         up = events[-1]
-        assert ("m", _berlin(2026, 2, 1, 10)) == (up.member_id, up.occurred_at)
+        assert ("m", berlin(2026, 2, 1, 10)) == (up.member_id, up.occurred_at)
         assert 1 == up.version
         assert {
             "from": "member", "to": "silver", "direction": "up", "reason": "qualified",
@@ -96,13 +88,13 @@ class TierEventContract(ContractPart):
             "next_evaluation": _utc(2026, 12, 31, 23),
             "benefits": SILVER,
         } == up.payload
-        clock.set(_berlin(2026, 11, 30, 10))
+        clock.set(berlin(2026, 11, 30, 10))
         loyalty.earn("m", 1500, key="e2")
-        clock.set(_berlin(2027, 1, 1, 0))
+        clock.set(berlin(2027, 1, 1, 0))
         loyalty.run_due()  # keeps gold: no change, no event
-        clock.set(_berlin(2027, 5, 1, 10))
+        clock.set(berlin(2027, 5, 1, 10))
         loyalty.earn("m", 100, key="e3")
-        clock.set(_berlin(2028, 1, 1, 0))
+        clock.set(berlin(2028, 1, 1, 0))
         loyalty.run_due()
         down = tier_events(loyalty)[-1]
         assert {
@@ -111,7 +103,7 @@ class TierEventContract(ContractPart):
             "qualifying": 100, "threshold": 500, "protected_until": None,
             "next_evaluation": _utc(2028, 12, 31, 23), "benefits": SILVER,
         } == down.payload
-        assert _berlin(2028, 1, 1) == down.occurred_at  # the evaluation's instant
+        assert berlin(2028, 1, 1) == down.occurred_at  # the evaluation's instant
         assert [("member", "silver"), ("silver", "gold"), ("gold", "silver")] == [
             (line[1], line[2]) for line in _lines(loyalty, "m")]
         loyalty.run_due()  # nothing more to do: nothing more to tell
@@ -122,13 +114,13 @@ class TierEventContract(ContractPart):
     ) -> None:
         loyalty, clock = self._tier_events_loyalty(storage)
         loyalty.enrol("m")
-        for order_id, euros, at in (("o1", "600.00", _berlin(2026, 2, 1, 10)),
-                                    ("o2", "1500.00", _berlin(2026, 11, 30, 10))):
+        for order_id, euros, at in (("o1", "600.00", berlin(2026, 2, 1, 10)),
+                                    ("o2", "1500.00", berlin(2026, 11, 30, 10))):
             clock.set(at)
             loyalty.record_order(Order(
                 id=order_id, member_id="m", placed_at=at, currency="EUR",
                 lines=(OrderLine(sku="x", quantity=1, unit_price=Money(euros, "EUR")),)))
-        clock.set(_berlin(2026, 12, 5, 12))
+        clock.set(berlin(2026, 12, 5, 12))
         loyalty.record_return("o2", {"x": 1}, key="r1")
         events = loyalty.events.read("tier-contract", limit=100)
         assert ["order.returned", "points.clawed_back", "tier.changed"] == [
@@ -145,9 +137,9 @@ class TierEventContract(ContractPart):
         loyalty, clock = self._tier_events_loyalty(storage)
         loyalty.enrol("vip")
         loyalty.enrol("m")
-        clock.set(_berlin(2026, 3, 1, 10))
+        clock.set(berlin(2026, 3, 1, 10))
         loyalty.tiers.assign("vip", "gold", key="a1", reason="VIP by contract",
-                             until=_berlin(2026, 6, 1))
+                             until=berlin(2026, 6, 1))
         manual = tier_events(loyalty, "vip")[-1].payload
         assert ("member", "gold", "up", "manual", "VIP by contract", None, 2000) == (
             manual["from"], manual["to"], manual["direction"], manual["reason"],
@@ -157,11 +149,11 @@ class TierEventContract(ContractPart):
             tier_events(loyalty, "vip")[-1].payload[k] for k in ("from", "to", "direction"))
         loyalty.earn("m", 2500, key="gold")
         # no due work ran at the year's end: the next write evaluates 2026 first
-        clock.set(_berlin(2028, 2, 1, 10))
+        clock.set(berlin(2028, 2, 1, 10))
         loyalty.earn("m", 1, key="later")
         events = loyalty.events.read("tier-contract", limit=100)
         assert ["points.earned", "tier.changed"] == [e.type for e in events[-2:]]
-        assert [("gold", "silver", "evaluation", _berlin(2028, 1, 1))] == [
+        assert [("gold", "silver", "evaluation", berlin(2028, 1, 1))] == [
             (e.payload["from"], e.payload["to"], e.payload["reason"], e.occurred_at)
             for e in events[-1:]]
         assert 0 == loyalty.run_due().tier_changes  # (the vip is gold for good now)
@@ -174,7 +166,7 @@ class TierEventContract(ContractPart):
         for i, m in enumerate(members):
             loyalty.enrol(m)
             loyalty.earn(m, [0, 600, 2100][i % 3] or 1, key=m)
-        clock.set(_berlin(2028, 1, 1, 1))
+        clock.set(berlin(2028, 1, 1, 1))
         report = loyalty.run_due(batch_size=5)  # 2027's evaluations, then 2028's
         # 2027 keeps what 2026 reached; 2028 drops gold to silver, silver to member
         assert 8 == report.tier_changes
@@ -194,7 +186,7 @@ class TierEventContract(ContractPart):
             storage, Program(id="spend", time_zone="Europe/Berlin", currency="EUR",
                              point_value=Money("0.01", "EUR"), tiers=spend))
         loyalty.enrol("m")
-        clock.set(_berlin(2026, 2, 1, 10))
+        clock.set(berlin(2026, 2, 1, 10))
         loyalty.record_order(Order(
             id="o1", member_id="m", placed_at=clock.now(), currency="EUR",
             lines=(OrderLine(sku="x", quantity=1, unit_price=Money("612.50", "EUR")),)))
@@ -206,7 +198,7 @@ class TierEventContract(ContractPart):
     def test_a_refused_or_replayed_write_tells_no_change(self, storage: Storage) -> None:
         loyalty, clock = self._tier_events_loyalty(storage)
         loyalty.enrol("m")
-        clock.set(_berlin(2026, 2, 1, 10))
+        clock.set(berlin(2026, 2, 1, 10))
         loyalty.earn("m", 600, key="e1")
         loyalty.earn("m", 600, key="e1")  # a replay
         with pytest.raises(IdempotencyConflict):
