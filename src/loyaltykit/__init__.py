@@ -85,6 +85,7 @@ from loyaltykit._model import (
 from loyaltykit._orders import Event, EventType, Order, OrderLine
 from loyaltykit._outbox import EventConsumer, EventPolicy, EventPosition, OutboxEvent
 from loyaltykit._payment import PaymentPolicy, PaymentQuote, ReturnSplit
+from loyaltykit._periods import Period, PeriodRange
 from loyaltykit._privacy import ErasureResult
 from loyaltykit._program import (
     ClawbackPolicy,
@@ -301,6 +302,8 @@ __all__ = [
     "PaymentQuote",
     "PendingPolicy",
     "PercentDiscount",
+    "Period",
+    "PeriodRange",
     "Posting",
     "Program",
     "ProgramVersionConflict",

@@ -32,6 +32,7 @@ from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referral_events import ReferralChanged, ReferralEvents
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.reports import ReportService
 from loyaltykit._services.reward_events import map_reward_events
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tier_events import TierEvents
@@ -102,7 +103,8 @@ class Loyalty:
     and export behind :attr:`privacy` (``loyalty.privacy.erase(member_id)``), rewards
     behind :attr:`rewards` (``loyalty.rewards.redeem(member_id, reward_id, key=...)``),
     points as payment behind :attr:`payments` (``loyalty.payments.quote(order)``), the
-    outbox behind :attr:`events` (``loyalty.events.read("mailer")``).
+    outbox behind :attr:`events` (``loyalty.events.read("mailer")``), program-wide reports
+    behind :attr:`reports` (``loyalty.reports.totals()``).
     """
 
     #: tier status, history, progress, manual tiers and notices
@@ -117,6 +119,8 @@ class Loyalty:
     payments: PaymentService
     #: the outbox: every change as an event, read by named consumers (DESIGN §8)
     events: EventService
+    #: program-wide reports: totals, liability, KPIs, RFM (DESIGN §9; read only)
+    reports: ReportService
 
     def __init__(
         self,
@@ -147,6 +151,7 @@ class Loyalty:
         self.rewards = RewardService(c, self._ledger, randbelow=randbelow)
         self.payments = PaymentService(c, self._ledger)
         self.events = EventService(c, self._ledger)
+        self.reports = ReportService(c)
         # what reacts to what: subscribers run inside the writer's unit of work; the
         # outbox first, so a change's own event comes before its reactions' events
         self.events.subscribe(c.bus)

@@ -59,6 +59,7 @@ from loyaltykit.storage import (
     ProgramStore,
     ReferralChanges,
     ReferralStore,
+    ReportStore,
     RewardChanges,
     RewardStore,
     Storage,
@@ -347,6 +348,12 @@ class KeyedUnitOfWork:
     def notices(self) -> NoticeStore:
         """Claimed notices, translated."""
         return _Notices(self.inner.notices, self.names)
+
+    @property
+    def reports(self) -> ReportStore:
+        """Program-wide reads, as stored: rows name member keys, which the reports'
+        service shows as shop ids (one batch lookup per page)."""
+        return self.inner.reports
 
     def erase(self, member_id: str, at: dt.datetime) -> str | None:
         """Erase a member: each store removes what identifies it, then its shop id's

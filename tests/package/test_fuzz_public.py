@@ -1126,7 +1126,7 @@ NOT_FUZZED: dict[str, str] = {
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
-        "EventConsumer", "OutboxEvent",
+        "EventConsumer", "OutboxEvent", "PeriodRange",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",
@@ -1198,9 +1198,13 @@ def public_surface() -> dict[str, Callable[..., Any]]:
                 if isinstance(kind, type) and kind.__module__.startswith("loyaltykit._services")}
     assert {"Loyalty.tiers", "Loyalty.referrals", "Loyalty.privacy"} <= set(services)
     for prefix, service in services.items():
-        for attr, fn in vars(service).items():
-            if not attr.startswith("_") and callable(fn):
-                found[f"{prefix}.{attr}"] = fn
+        # a service may be built from parts (mixins), one module each: walk them all
+        for part in service.__mro__:
+            if not part.__module__.startswith("loyaltykit._services"):
+                continue
+            for attr, fn in vars(part).items():
+                if not attr.startswith("_") and callable(fn):
+                    found.setdefault(f"{prefix}.{attr}", fn)
     return found
 
 

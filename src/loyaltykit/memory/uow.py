@@ -16,6 +16,7 @@ from loyaltykit.memory.notices import MemoryNoticeStore
 from loyaltykit.memory.orders import MemoryOrderStore
 from loyaltykit.memory.outbox import MemoryOutboxStore
 from loyaltykit.memory.referrals import MemoryReferralStore
+from loyaltykit.memory.reports import MemoryReportStore
 from loyaltykit.memory.rewards import MemoryRewardStore
 from loyaltykit.memory.tables import Tables
 from loyaltykit.memory.tiers import MemoryTierStore
@@ -73,6 +74,7 @@ class MemoryUnitOfWork:
         self.members = MemoryMemberKeyStore(self, tables)
         self.outbox = MemoryOutboxStore(self, tables)
         self.notices = MemoryNoticeStore(self, tables)
+        self.reports = MemoryReportStore(self, tables)
 
     def __enter__(self) -> Self:
         self._lock.acquire()

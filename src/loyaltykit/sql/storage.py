@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         OutboxStore,
         ProgramStore,
         ReferralStore,
+        ReportStore,
         Storage,
         TierStore,
         UnitOfWork,
@@ -206,5 +207,6 @@ if TYPE_CHECKING:
         referrals: ReferralStore = u.referrals
         events: OutboxStore = u.outbox
         notices: NoticeStore = u.notices
-        del keys, programs, ledger, orders, tiers, referrals, events, notices
+        reports: ReportStore = u.reports
+        del keys, programs, ledger, orders, tiers, referrals, events, notices, reports
         return u, s

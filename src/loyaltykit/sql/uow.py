@@ -19,6 +19,7 @@ from loyaltykit.sql.notices import SQLNoticeStore
 from loyaltykit.sql.orders import SQLOrderStore
 from loyaltykit.sql.outbox import SQLOutboxStore
 from loyaltykit.sql.referrals import SQLReferralStore
+from loyaltykit.sql.reports import SQLReportStore
 from loyaltykit.sql.rewards import SQLRewardStore
 from loyaltykit.sql.tiers import SQLTierStore
 
@@ -57,6 +58,8 @@ class SQLUnitOfWork:
     outbox: SQLOutboxStore
     #: The notices due work has emitted.
     notices: SQLNoticeStore
+    #: Program-wide reads for reports (read only).
+    reports: SQLReportStore
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
                  notify: bool = False) -> None:
@@ -81,6 +84,7 @@ class SQLUnitOfWork:
         self.members = SQLMemberKeyStore(self)
         self.outbox = SQLOutboxStore(self)
         self.notices = SQLNoticeStore(self)
+        self.reports = SQLReportStore(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")

@@ -23,6 +23,7 @@ attribute     store                  change part          what it keeps
                                                           positions
 ``notices``   :class:`NoticeStore`   (claims, at once)    notices emitted, one per
                                                           subject
+``reports``   :class:`ReportStore`   (read only)          program-wide aggregates
 ============  =====================  ===================  ==========================
 
 Member keys (DESIGN §11): the shop's member id is stored once, in the ``members``
@@ -92,6 +93,7 @@ from loyaltykit.storage.orders import OrderChanges, OrderStore
 from loyaltykit.storage.outbox import EventWaiter, OutboxChanges, OutboxStore
 from loyaltykit.storage.programs import KeyStore, ProgramStore
 from loyaltykit.storage.referrals import ReferralChanges, ReferralStore
+from loyaltykit.storage.reports import ReportStore
 from loyaltykit.storage.rewards import RewardChanges, RewardStore
 from loyaltykit.storage.tiers import TierChanges, TierStore
 
@@ -132,6 +134,7 @@ __all__ = [
     "ReferralMark",
     "ReferralStatus",
     "ReferralStore",
+    "ReportStore",
     "RewardChanges",
     "RewardStore",
     "RuleUsage",
@@ -194,6 +197,10 @@ class UnitOfWork(Protocol):
     @property
     def notices(self) -> NoticeStore:
         """The notices due work has emitted (one per subject)."""
+
+    @property
+    def reports(self) -> ReportStore:
+        """Program-wide reads for reports (read only)."""
 
     def __enter__(self) -> Self: ...
 
