@@ -18,7 +18,8 @@ still catches a bad amount::
     │   ├── InvalidReturn
     │   ├── InvalidPayment
     │   ├── InvalidCode
-    │   └── InvalidPosition
+    │   ├── InvalidPosition
+    │   └── InvalidSummary
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
     │   ├── TransactionNotFound
@@ -56,6 +57,7 @@ still catches a bad amount::
     │   └── VoucherNotUsable
     │       └── VoucherAlreadyUsed
     ├── FraudCheckError (RuntimeError)
+    ├── AnalyticsUnavailable (ImportError)
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -73,6 +75,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AlreadyReferred",
+    "AnalyticsUnavailable",
     "AlreadyReversed",
     "CodeExpired",
     "CodeNotFound",
@@ -98,6 +101,7 @@ __all__ = [
     "InvalidPoints",
     "InvalidProgram",
     "InvalidReturn",
+    "InvalidSummary",
     "LoyaltyError",
     "MemberAlreadyEnrolled",
     "MemberNotFound",
@@ -492,6 +496,30 @@ class VoucherAlreadyUsed(VoucherNotUsable):
     cancelled."""
 
     code = "voucher_already_used"
+
+
+class InvalidSummary(InvalidInput):
+    """Data given to the CLV models (:mod:`loyaltykit.analytics`) cannot be a purchase
+    summary: empty, of unequal lengths, not finite (NaN, infinity), a negative or
+    fractional repeat count ``x``, a recency ``t_x`` outside ``0..T``, a non-positive
+    average value of repeat purchases; ``details["field"]`` names the column (and
+    ``details["row"]`` the first bad row).
+
+    .. versionadded:: 0.5
+    """
+
+    code = "invalid_summary"
+
+
+class AnalyticsUnavailable(LoyaltyError, ImportError):
+    """:mod:`loyaltykit.analytics` needs numpy and scipy, which the core package does not
+    install: ``pip install loyaltykit[analytics]``. ``details["missing"]`` names the
+    module that failed to import; its ``ImportError`` is the ``__cause__``.
+
+    .. versionadded:: 0.5
+    """
+
+    code = "analytics_unavailable"
 
 
 class FraudCheckError(LoyaltyError, RuntimeError):
