@@ -15,6 +15,8 @@ The path from a program's orders to a value per member:
 3. :func:`clv`: expected purchases, probability alive, expected value over a horizon
    and historical spend per member (:class:`CustomerValues`).
 
+:func:`simulate` draws customers from the models themselves (to test and size a fit).
+
 Checked against Fader, Hardie & Lee's published CDNOW figures (tests/analytics).
 """
 
@@ -33,6 +35,7 @@ for _module in ("numpy", "scipy.optimize", "scipy.special"):
 from loyaltykit.analytics._bgnbd import BGNBDFit, fit_bgnbd  # noqa: E402
 from loyaltykit.analytics._clv import CustomerValue, CustomerValues, clv  # noqa: E402
 from loyaltykit.analytics._gamma_gamma import GammaGammaFit, fit_gamma_gamma  # noqa: E402
+from loyaltykit.analytics._simulate import simulate  # noqa: E402
 from loyaltykit.analytics._summary import Summary, summary, summary_from  # noqa: E402
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "clv",
     "fit_bgnbd",
     "fit_gamma_gamma",
+    "simulate",
     "summary",
     "summary_from",
 ]

@@ -25,7 +25,13 @@ import numpy as np
 from scipy import optimize, special
 
 from loyaltykit._errors import InvalidSummary
-from loyaltykit.analytics._checks import FloatArray, as_float_array, check_number, check_rfm
+from loyaltykit.analytics._checks import (
+    FloatArray,
+    IntArray,
+    as_float_array,
+    check_number,
+    check_rfm,
+)
 from loyaltykit.analytics._summary import Summary
 
 __all__ = ["BGNBDFit", "fit_bgnbd"]
@@ -118,20 +124,21 @@ def _horizon(t: Any) -> FloatArray:
 
 
 def _log_likelihood(params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray,
-                    *, gradient: bool = True) -> tuple[FloatArray, FloatArray | None]:
+                    *, gradient: bool = True, distinct: tuple[FloatArray, IntArray] | None = None
+                    ) -> tuple[FloatArray, FloatArray | None]:
     """Per-row log-likelihoods at ``params = log(r, α, a, b)`` and, with ``gradient``,
     their derivatives by the log-parameters (rows x 4). Terms that depend on ``x``
-    only are evaluated once per distinct ``x``."""
+    only are evaluated once per distinct ``x`` (``distinct``: the distinct values and
+    each row's index among them, when the caller has them)."""
     r, alpha, a, b = np.exp(params)
-    xu, xi = np.unique(x, return_inverse=True)
+    xu, xi = np.unique(x, return_inverse=True) if distinct is None else distinct
     repeat_u = xu > 0
     # per distinct x
     base_u = special.gammaln(r + xu) - special.gammaln(r) + r * math.log(alpha)
     beta_ab = special.betaln(a, b)
     b1_u = special.betaln(a, b + xu) - beta_ab
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b2_u = np.where(repeat_u, special.betaln(a + 1.0, b + np.maximum(xu - 1.0, 0.0))
-                        - beta_ab, -np.inf)
+    b2_u = np.where(repeat_u, special.betaln(a + 1.0, b + np.maximum(xu - 1.0, 0.0))
+                    - beta_ab, -np.inf)
     c = r + x
     log_T = np.log(alpha + T)
     log_tx = np.log(alpha + t_x)
@@ -154,23 +161,28 @@ def _log_likelihood(params: FloatArray, x: FloatArray, t_x: FloatArray, T: Float
     da1_u = psi_ab - psi_abx_u
     da2_u = special.digamma(a + 1.0) - special.digamma(a) + psi_ab - psi_abx_u
     db1_u = special.digamma(b + xu) - psi_abx_u - special.digamma(b) + psi_ab
-    with np.errstate(divide="ignore", invalid="ignore"):
-        db2_u = np.where(repeat_u, special.digamma(b + np.maximum(xu - 1.0, 1e-300))
-                         - psi_abx_u - special.digamma(b) + psi_ab, 0.0)
+    db2_u = np.where(repeat_u, special.digamma(b + np.maximum(xu - 1.0, 0.0))
+                     - psi_abx_u - special.digamma(b) + psi_ab, 0.0)
     d_a = w1 * da1_u[xi] + w2 * da2_u[xi]
     d_b = w1 * db1_u[xi] + w2 * db2_u[xi]
-    grad = np.stack([d_r * r, d_alpha * alpha, d_a * a, d_b * b], axis=1)
+    grad = np.empty((x.size, 4))
+    grad[:, 0] = d_r * r
+    grad[:, 1] = d_alpha * alpha
+    grad[:, 2] = d_a * a
+    grad[:, 3] = d_b * b
     return ll, grad
 
 
 def _compress(x: FloatArray, t_x: FloatArray, T: FloatArray
               ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Distinct ``(x, t_x, T)`` rows and how many customers share each."""
-    rows = np.stack([x, t_x, T], axis=1)
-    unique, counts = np.unique(rows, axis=0, return_counts=True)
-    if unique.shape[0] > 0.8 * rows.shape[0]:  # little to gain: keep the rows
-        return x, t_x, T, np.ones(x.shape)
-    return unique[:, 0], unique[:, 1], unique[:, 2], counts.astype(np.float64)
+    """Distinct ``(x, t_x, T)`` rows and how many customers share each (one lexsort)."""
+    order = np.lexsort((T, t_x, x))
+    xs, txs, Ts = x[order], t_x[order], T[order]
+    new = np.ones(x.size, dtype=bool)
+    new[1:] = (xs[1:] != xs[:-1]) | (txs[1:] != txs[:-1]) | (Ts[1:] != Ts[:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, x.size)).astype(np.float64)
+    return xs[starts], txs[starts], Ts[starts], counts
 
 
 def fit_bgnbd(summary: Summary, *, max_iterations: int = 1000) -> BGNBDFit:
@@ -191,8 +203,10 @@ def fit_bgnbd(summary: Summary, *, max_iterations: int = 1000) -> BGNBDFit:
     xs, txs, Ts, weights = _compress(x, t_x * scale, T * scale)
     total_weight = float(weights.sum())
 
+    distinct = np.unique(xs, return_inverse=True)
+
     def objective(params: FloatArray) -> tuple[float, FloatArray]:
-        ll, grad = _log_likelihood(params, xs, txs, Ts)
+        ll, grad = _log_likelihood(params, xs, txs, Ts, distinct=distinct)
         assert grad is not None
         return (-float(weights @ ll) / total_weight,
                 -(weights @ grad) / total_weight)

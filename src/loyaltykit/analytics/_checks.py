@@ -26,7 +26,10 @@ def as_float_array(value: object, field: str) -> FloatArray:
     if isinstance(value, str | bytes | bool) or value is None:
         raise InvalidSummary(f"{field} must be numbers", field=field, value=shown(value))
     try:
-        out = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "iuf":  # text, bools, objects: not numbers
+            raise TypeError(raw.dtype)
+        out = raw.astype(np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidSummary(f"{field} must be numbers", field=field,
                              value=shown(value)) from exc
