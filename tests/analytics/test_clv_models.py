@@ -20,13 +20,14 @@ from loyaltykit.analytics import (
     BGNBDFit,
     GammaGammaFit,
     Summary,
+    _bgnbd,
+    _gamma_gamma,
     clv,
     fit_bgnbd,
     fit_gamma_gamma,
     simulate,
     summary,
 )
-from loyaltykit.analytics import _bgnbd, _gamma_gamma
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cdnow"
 
