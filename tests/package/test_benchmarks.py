@@ -422,3 +422,32 @@ def test_events_benchmark_quick_run_ends_with_one_line_of_json(name: str,
                 "outbox_overhead_ratio", "read_events_per_s"):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert (name != "memory") == isinstance(result["parallel_8_members_ratio"], float)
+
+
+# -- benchmarks/analytics.py --------------------------------------------------------------
+
+ANALYTICS = BENCHMARK.parent / "analytics.py"
+
+
+def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ANALYTICS), "--quick", "--synthetic", "5000", "--rounds", "1",
+         "--lifetimes-venv", str(tmp_path / "no-venv")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert {"bgnbd", "gamma_gamma", "lifetimes_bgnbd_fit_s", "synthetic_1m", "reports_100k",
+            "targets"} <= set(result)
+    assert {"r", "alpha", "a", "b", "loglik", "fit_s"} <= set(result["bgnbd"])
+    assert {"p", "q", "v", "fit_s"} <= set(result["gamma_gamma"])
+    assert {"customers", "fit_s", "peak_rss_mib", "max_rel_error"} <= set(
+        result["synthetic_1m"])
+    assert 5000 == result["synthetic_1m"]["customers"]
+    assert result["reports_100k"] is None
+    # the CDNOW fits are the published ones whatever the machine
+    assert {"bgnbd_published", "gamma_gamma_published"} <= set(result["targets"]["passed"])
+    if result["lifetimes_bgnbd_fit_s"] is not None:  # lifetimes importable here
+        assert isinstance(result["bgnbd_vs_lifetimes"], float)
