@@ -68,6 +68,13 @@ from loyaltykit._errors import (
     VoucherNotUsable,
 )
 from loyaltykit._facade import Loyalty
+from loyaltykit._ifrs15 import (
+    RedemptionEstimate,
+    RevenueAllocation,
+    RevenueRecognition,
+    allocate_revenue,
+    recognise_revenue,
+)
 from loyaltykit._model import (
     Account,
     Hold,
@@ -310,6 +317,7 @@ __all__ = [
     "QualificationWindow",
     "RateRule",
     "Redemption",
+    "RedemptionEstimate",
     "RedemptionLimitReached",
     "RedemptionRefused",
     "Referral",
@@ -326,6 +334,8 @@ __all__ = [
     "RetryLimitExceeded",
     "ReturnResult",
     "ReturnSplit",
+    "RevenueAllocation",
+    "RevenueRecognition",
     "Reward",
     "RewardLimit",
     "RewardNotAvailable",
@@ -374,10 +384,12 @@ __all__ = [
     "VoucherStatus",
     "Window",
     "WindowKind",
+    "allocate_revenue",
     "default_checks",
     "evaluate_event",
     "evaluate_order",
     "normalise_email",
+    "recognise_revenue",
 ]
 
 _logging.getLogger("loyaltykit").addHandler(_logging.NullHandler())
