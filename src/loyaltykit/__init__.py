@@ -119,6 +119,7 @@ from loyaltykit._referrals import (
     default_checks,
     normalise_email,
 )
+from loyaltykit._reports_orders import Purchase
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
@@ -307,6 +308,7 @@ __all__ = [
     "Posting",
     "Program",
     "ProgramVersionConflict",
+    "Purchase",
     "QualificationWindow",
     "RateRule",
     "Redemption",

@@ -143,6 +143,7 @@ from loyaltykit._services.events import EventService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.report_orders import OrderReports
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit.memory import MemoryStorage
@@ -855,6 +856,10 @@ def calls() -> list[Call]:
                                       stop=lambda w: lambda: True),
                 roles={"consumer": ID, "batch": COUNT, "poll": FLOAT, "stop": CALLABLE}),
         _events("prune", valid=_args(before=AT), roles={"before": INSTANT}),
+        # -- reports: orders --------------------------------------------------------------
+        Call("Loyalty.reports.purchases", lambda w: w.loyalty.reports.purchases,
+             lambda: OrderReports.purchases, _args(start=AT, end=AT + dt.timedelta(days=1)),
+             storage=True),
         _new(EventPolicy, lambda w: {"retention_days": 30}, roles={"retention_days": COUNT}),
         _parse(EventPolicy, lambda w: EventPolicy(retention_days=30)),
         _new(EventPosition, lambda w: {"tx": 0, "seq": 1}, roles={"tx": COUNT0, "seq": COUNT0}),
@@ -1126,7 +1131,7 @@ NOT_FUZZED: dict[str, str] = {
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
-        "EventConsumer", "OutboxEvent", "PeriodRange",
+        "EventConsumer", "OutboxEvent", "PeriodRange", "Purchase",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",
