@@ -119,7 +119,15 @@ from loyaltykit._referrals import (
     default_checks,
     normalise_email,
 )
-from loyaltykit._reports_orders import Purchase
+from loyaltykit._reports_orders import (
+    DEFAULT_RFM_SEGMENTS,
+    PeriodKpis,
+    Purchase,
+    RfmRow,
+    RfmSegment,
+    rfm_scores,
+    rfm_segment,
+)
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
@@ -224,6 +232,7 @@ __all__ = [
     "CurrencyMismatch",
     "CustomReward",
     "Cycle",
+    "DEFAULT_RFM_SEGMENTS",
     "Downgrade",
     "DueWorkReport",
     "DuplicateKey",
@@ -304,6 +313,7 @@ __all__ = [
     "PendingPolicy",
     "PercentDiscount",
     "Period",
+    "PeriodKpis",
     "PeriodRange",
     "Posting",
     "Program",
@@ -333,6 +343,8 @@ __all__ = [
     "RewardNotAvailable",
     "RewardNotFound",
     "RewardPolicy",
+    "RfmRow",
+    "RfmSegment",
     "Rounding",
     "Rule",
     "RuleGroup",
@@ -380,6 +392,8 @@ __all__ = [
     "evaluate_event",
     "evaluate_order",
     "normalise_email",
+    "rfm_scores",
+    "rfm_segment",
 ]
 
 _logging.getLogger("loyaltykit").addHandler(_logging.NullHandler())

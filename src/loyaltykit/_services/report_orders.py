@@ -11,9 +11,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
-from loyaltykit._errors import InvalidInput
+from loyaltykit._calendar import in_zone
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._member_keys import ERASED_PREFIX
-from loyaltykit._reports_orders import Purchase
+from loyaltykit._periods import MAX_PERIODS, Period, PeriodRange, period_ranges
+from loyaltykit._reports_orders import (
+    DEFAULT_RFM_SEGMENTS,
+    PeriodKpis,
+    Purchase,
+    RfmRow,
+    RfmSegment,
+    check_segments,
+    rfm_scores,
+    rfm_segment,
+)
 from loyaltykit._services.context import Context
 from loyaltykit._validate import check_instant
 from loyaltykit._values import Money
@@ -80,3 +91,116 @@ class OrderReports:
                 return
             last = page[-1]
             after = (last.member_id, last.placed_at, last.order_id)
+
+    def kpis(self, period: Period, start: dt.datetime, end: dt.datetime, *,
+             wallet: str | None = None) -> list[PeriodKpis]:
+        """The KPIs of each calendar ``period`` in the program's time zone overlapping
+        ``[start, end)`` (whole periods, in time order; empty when ``end == start``):
+        active, new and repeat members, orders, revenue, average order value, orders
+        per active member, repeat purchase rate, retention and churn against the period
+        before (the first period is compared with the one before it too), and the
+        points issued and redeemed in ``wallet`` (default: the program's first) with
+        the redemption rate. See :class:`~loyaltykit.PeriodKpis`.
+
+        Orders count as they stand now (a return or cancellation made later removes
+        them from every period). One statement over the orders (grouped by the periods'
+        UTC bounds) and the ledger's points per period. A period that is not a
+        :class:`~loyaltykit.Period`, ``end`` before ``start`` or more than
+        :data:`~loyaltykit._periods.MAX_PERIODS` periods raise
+        :class:`~loyaltykit.InvalidInput`; naive instants
+        :class:`~loyaltykit.NaiveDatetime`.
+        """
+        ranges = _periods(period, start, end, self.c.program.time_zone)
+        if not ranges:
+            return []
+        first = ranges[0]
+        before = period_ranges(period, first.start - dt.timedelta(microseconds=1),
+                               first.start, self.c.program.time_zone)[0]
+        bounds = [(r.start, r.end) for r in (before, *ranges)]
+        points = self._points_per_period(period, start, end, wallet)
+        with self.c.read() as uow:
+            totals = {t.period: t for t in uow.reports.period_order_totals(bounds)}
+        currency = self.c.program.currency
+        out = []
+        for i, r in enumerate(ranges, start=1):
+            t, previous = totals.get(i), totals.get(i - 1)
+            issued, redeemed = points.get(r.start, (0, 0))
+            out.append(PeriodKpis(
+                period=r,
+                active_members=0 if t is None else t.active,
+                new_members=0 if t is None else t.new,
+                repeat_members=0 if t is None else t.repeat,
+                orders=0 if t is None else t.orders,
+                revenue=Money(0 if t is None else t.net, currency),
+                previous_active_members=0 if previous is None else previous.active,
+                retained_members=0 if t is None else t.retained,
+                points_issued=issued,
+                points_redeemed=redeemed,
+            ))
+        return out
+
+    def _points_per_period(self, period: Period, start: dt.datetime, end: dt.datetime,
+                           wallet: str | None) -> dict[dt.datetime, tuple[int, int]]:
+        """Period start -> (points issued, points redeemed), from the ledger's report."""
+        points = getattr(self, "points", None)
+        if points is None:  # TODO(fallback): until LedgerReports.points lands on main
+            self.c.program.wallet(wallet)
+            return {}
+        rows = points(period, start, end, wallet=wallet)
+        return {row.period.start: (row.issued, row.redeemed) for row in rows}
+
+    def rfm(self, *, as_of: dt.datetime | None = None,
+            segments: Sequence[RfmSegment] = DEFAULT_RFM_SEGMENTS) -> list[RfmRow]:
+        """Recency, frequency and monetary value of every member with at least one
+        order that counts placed at or before ``as_of`` (default: now), scored 1..5 and
+        named by the first matching segment of ``segments`` (default:
+        :data:`~loyaltykit.DEFAULT_RFM_SEGMENTS`); one row per member, by member id.
+
+        Recency is the whole calendar days in the program's time zone from the last
+        order's local date to ``as_of``'s; frequency the orders; monetary their net
+        goods now (orders count as they stand now: a later return or cancellation is
+        taken into account). Scores are ranks among these members with the tie rule of
+        :func:`~loyaltykit.rfm_scores` (tied values share the lower score). An erased
+        member keeps its row under its erased name (``"erased:<key>"``): leaving it
+        out would change the others' ranks. One statement (COUNT, SUM, MAX grouped by
+        member). ``as_of`` later than now raises :class:`~loyaltykit.InvalidInput`,
+        and so do segments that are not :class:`~loyaltykit.RfmSegment` values.
+        """
+        when = self.c.instant(as_of, "as_of")
+        table = check_segments(segments)
+        with self.c.read() as uow:
+            totals = uow.reports.member_order_totals(when)
+            ids = _shop_ids(uow, [t.member_id for t in totals])
+        zone = self.c.program.time_zone
+        today = in_zone(when, zone).date()
+        days = [(today - in_zone(t.last_at, zone).date()).days for t in totals]
+        r = rfm_scores(days, higher_is_better=False)
+        f = rfm_scores([t.orders for t in totals])
+        m = rfm_scores([t.net for t in totals])
+        currency = self.c.program.currency
+        rows = [RfmRow(member_id=ids[t.member_id], last_order_at=t.last_at,
+                       recency_days=days[i], frequency=t.orders,
+                       monetary=Money(t.net, currency), r=r[i], f=f[i], m=m[i],
+                       segment=rfm_segment(r[i], f[i], m[i], table))
+                for i, t in enumerate(totals)]
+        rows.sort(key=lambda row: row.member_id)
+        return rows
+
+
+def _periods(period: object, start: object, end: object, time_zone: str
+             ) -> list[PeriodRange]:
+    """The reporting periods, checked (see :meth:`OrderReports.kpis`)."""
+    if not isinstance(period, Period):
+        raise InvalidInput("period must be a Period", period=shown(period),
+                           expected=[p.value for p in Period])
+    lo = check_instant(start, "start")
+    hi = check_instant(end, "end")
+    if hi < lo:
+        raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
+    if hi == lo:
+        return []
+    ranges = period_ranges(period, lo, hi, time_zone)
+    if len(ranges) > MAX_PERIODS:
+        raise InvalidInput(f"at most {MAX_PERIODS} periods in one report",
+                           period=period.value, start=lo.isoformat(), end=hi.isoformat())
+    return ranges

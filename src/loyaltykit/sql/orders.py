@@ -172,6 +172,11 @@ def _changed_order(o: OrderRecord) -> dict[str, Any]:
     }
 
 
+def _currency(order: Any) -> str | None:
+    currency = order.get("currency") if isinstance(order, dict) else None
+    return currency if isinstance(currency, str) and len(currency) == 3 else None
+
+
 def _net_amount(o: OrderRecord) -> str | None:
     """What the order counts for in reports now, as exact decimal text (None: nothing,
     cancelled or everything returned)."""
@@ -187,7 +192,7 @@ def _order_row(o: OrderRecord) -> dict[str, Any]:
         "placed_at": o.placed_at,
         "version": o.version,
         "order": dict(o.order),
-        "currency": o.order["currency"],
+        "currency": _currency(o.order),
         "created_at": o.created_at,
         "fingerprint": o.fingerprint,
         "result": o.result,

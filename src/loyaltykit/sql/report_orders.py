@@ -126,7 +126,7 @@ class SQLOrderReports(Store):
         conn = self._c()
         b = sa.values(sa.column("idx", sa.Integer()), sa.column("lo", _TS),
                       sa.column("hi", _TS), name="b").data(
-            [(i, lo, hi) for i, (lo, hi) in enumerate(bounds)])
+            [(i, lo, hi) for i, (lo, hi) in enumerate(bounds)]).cte("b")
         per = (sa.select(b.c.idx, b.c.lo, _o.member_id, sa.func.count().label("n"),
                          _sum(conn, _o.net_amount).label("net"))
                .select_from(orders.join(b, sa.and_(_o.placed_at >= b.c.lo,

@@ -2,7 +2,8 @@
 
 ``lk_orders.currency`` (the order's currency) and ``lk_orders.net_amount`` (its net
 goods after the returns so far, shipping excluded, as exact decimal text; NULL when it
-does not count: cancelled, or everything returned), filled here for the orders stored
+does not count: cancelled, or everything returned; both NULL for a document that is no
+order, which only rows written by hand have), filled here for the orders stored
 before, from each order's document and returns with the library's own order arithmetic
 (the same the orders' store writes them with). An index by member and time serves the
 reports that page through orders.
@@ -67,13 +68,13 @@ def upgrade() -> None:
         for program_id, order_id, document, returned, status in rows:
             order = _document(document)
             net = counted_net(order, _document(returned), status == "cancelled")
+            currency = order.get("currency") if isinstance(order, dict) else None
             params.append({"k_program_id": program_id, "k_order_id": order_id,
-                           "v_currency": order["currency"],
+                           "v_currency": currency if isinstance(currency, str)
+                           and len(currency) == 3 else None,
                            "v_net_amount": None if net is None else str(net)})
         conn.execute(update, params)
         after = (rows[-1][0], rows[-1][1])
-    with op.batch_alter_table("lk_orders") as batch:
-        batch.alter_column("currency", existing_type=sa.String(3), nullable=False)
     op.create_index("ix_lk_orders_member_placed", "lk_orders",
                     ["program_id", "member_id", "placed_at", "order_id"])
 
