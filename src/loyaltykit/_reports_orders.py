@@ -200,6 +200,14 @@ def _score_range(value: object, name: str) -> tuple[int, int]:
     return value
 
 
+def _check_scores(r: object, f: object, m: object) -> None:
+    for name, score in (("r", r), ("f", f), ("m", m)):
+        if isinstance(score, bool) or not isinstance(score, int) or not (
+                1 <= score <= RFM_SCORES):
+            raise InvalidInput(f"{name} must be a score from 1 to {RFM_SCORES}",
+                               **{name: shown(score)})
+
+
 @attrs.frozen
 class RfmSegment:
     """A named cell of the RFM grid: members whose recency score is within
@@ -217,7 +225,8 @@ class RfmSegment:
         _score_range(self.frequency_monetary, "frequency_monetary")
 
     def matches(self, r: int, f: int, m: int) -> bool:
-        """Whether scores ``r``, ``f``, ``m`` fall in this segment."""
+        """Whether scores ``r``, ``f``, ``m`` (each 1..5) fall in this segment."""
+        _check_scores(r, f, m)
         fm = (f + m) // 2
         return (self.recency[0] <= r <= self.recency[1]
                 and self.frequency_monetary[0] <= fm <= self.frequency_monetary[1])
@@ -256,11 +265,7 @@ def rfm_segment(r: int, f: int, m: int,
                 segments: Sequence[RfmSegment] = DEFAULT_RFM_SEGMENTS) -> str | None:
     """The name of the first of ``segments`` that scores ``r``, ``f``, ``m`` (each
     1..5) fall in, or None when none does."""
-    for name, score in (("r", r), ("f", f), ("m", m)):
-        if isinstance(score, bool) or not isinstance(score, int) or not (
-                1 <= score <= RFM_SCORES):
-            raise InvalidInput(f"{name} must be a score from 1 to {RFM_SCORES}",
-                               **{name: shown(score)})
+    _check_scores(r, f, m)
     for segment in check_segments(segments):
         if segment.matches(r, f, m):
             return segment.name

@@ -197,8 +197,6 @@ def _periods(period: object, start: object, end: object, time_zone: str
     hi = check_instant(end, "end")
     if hi < lo:
         raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
-    if hi == lo:
-        return []
     ranges = period_ranges(period, lo, hi, time_zone)
     if len(ranges) > MAX_PERIODS:
         raise InvalidInput(f"at most {MAX_PERIODS} periods in one report",
