@@ -4,6 +4,7 @@ quarters, years, a zone with a half-hour offset."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo
 
 from loyaltykit import Period
@@ -44,7 +45,7 @@ def test_quarters_and_years_are_whole_and_named() -> None:
     assert ["2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"] == [q.label for q in quarters]
     assert _utc(2025, 12, 31, 23) == quarters[0].start  # CET
     assert _utc(2026, 3, 31, 22) == quarters[1].start  # CEST
-    assert all(a.end == b.start for a, b in zip(quarters, quarters[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(quarters))
     [year] = period_ranges(Period.YEAR, _utc(2026, 6, 1), _utc(2026, 6, 2), "Europe/Berlin")
     assert ("2026", _utc(2025, 12, 31, 23), _utc(2026, 12, 31, 23)) == (
         year.label, year.start, year.end)
