@@ -126,6 +126,15 @@ from loyaltykit._referrals import (
     default_checks,
     normalise_email,
 )
+from loyaltykit._reports_orders import (
+    DEFAULT_RFM_SEGMENTS,
+    PeriodKpis,
+    Purchase,
+    RfmRow,
+    RfmSegment,
+    rfm_scores,
+    rfm_segment,
+)
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
@@ -230,6 +239,7 @@ __all__ = [
     "CurrencyMismatch",
     "CustomReward",
     "Cycle",
+    "DEFAULT_RFM_SEGMENTS",
     "Downgrade",
     "DueWorkReport",
     "DuplicateKey",
@@ -310,10 +320,12 @@ __all__ = [
     "PendingPolicy",
     "PercentDiscount",
     "Period",
+    "PeriodKpis",
     "PeriodRange",
     "Posting",
     "Program",
     "ProgramVersionConflict",
+    "Purchase",
     "QualificationWindow",
     "RateRule",
     "Redemption",
@@ -341,6 +353,8 @@ __all__ = [
     "RewardNotAvailable",
     "RewardNotFound",
     "RewardPolicy",
+    "RfmRow",
+    "RfmSegment",
     "Rounding",
     "Rule",
     "RuleGroup",
@@ -390,6 +404,8 @@ __all__ = [
     "evaluate_order",
     "normalise_email",
     "recognise_revenue",
+    "rfm_scores",
+    "rfm_segment",
 ]
 
 _logging.getLogger("loyaltykit").addHandler(_logging.NullHandler())

@@ -63,6 +63,7 @@ import loyaltykit.memory
 import loyaltykit.sql
 from conftest import POSTGRESQL
 from loyaltykit import (
+    DEFAULT_RFM_SEGMENTS,
     AllOf,
     AnyOf,
     Attribute,
@@ -104,6 +105,7 @@ from loyaltykit import (
     PaymentPolicy,
     PendingPolicy,
     PercentDiscount,
+    Period,
     Program,
     QualificationWindow,
     RateRule,
@@ -115,6 +117,7 @@ from loyaltykit import (
     Reward,
     RewardLimit,
     RewardPolicy,
+    RfmSegment,
     Rule,
     RuleGroup,
     SameEmail,
@@ -141,11 +144,14 @@ from loyaltykit import (
     evaluate_order,
     normalise_email,
     recognise_revenue,
+    rfm_scores,
+    rfm_segment,
 )
 from loyaltykit._services.events import EventService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.report_orders import OrderReports
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit.memory import MemoryStorage
@@ -858,6 +864,29 @@ def calls() -> list[Call]:
                                       stop=lambda w: lambda: True),
                 roles={"consumer": ID, "batch": COUNT, "poll": FLOAT, "stop": CALLABLE}),
         _events("prune", valid=_args(before=AT), roles={"before": INSTANT}),
+        # -- reports: orders --------------------------------------------------------------
+        Call("Loyalty.reports.purchases", lambda w: w.loyalty.reports.purchases,
+             lambda: OrderReports.purchases, _args(start=AT, end=AT + dt.timedelta(days=1)),
+             storage=True),
+        Call("Loyalty.reports.kpis", lambda w: w.loyalty.reports.kpis,
+             lambda: OrderReports.kpis,
+             _args(period=Period.MONTH, start=AT, end=AT + dt.timedelta(days=40)),
+             roles={"period": OBJECT, "end": INSTANT}, storage=True),
+        Call("Loyalty.reports.rfm", lambda w: w.loyalty.reports.rfm,
+             lambda: OrderReports.rfm,
+             _args(as_of=AT, segments=(RfmSegment("all", (1, 5), (1, 5)),)),
+             roles={"segments": SEQ}, storage=True),
+        _new(RfmSegment, lambda w: {"name": "best", "recency": (4, 5),
+                                    "frequency_monetary": (4, 5)},
+             roles={"name": ID, "recency": SEQ, "frequency_monetary": SEQ}),
+        _method(RfmSegment, "matches", lambda w: RfmSegment("all", (1, 5), (1, 5)),
+                lambda w: {"r": 1, "f": 2, "m": 3},
+                roles={"r": COUNT, "f": COUNT, "m": COUNT}),
+        Call("rfm_scores", lambda w: rfm_scores, lambda: rfm_scores,
+             _args(values=[3, 1, 2], higher_is_better=False)),
+        Call("rfm_segment", lambda w: rfm_segment, lambda: rfm_segment,
+             _args(r=5, f=5, m=5, segments=DEFAULT_RFM_SEGMENTS),
+             roles={"r": COUNT, "f": COUNT, "m": COUNT}),
         _new(EventPolicy, lambda w: {"retention_days": 30}, roles={"retention_days": COUNT}),
         _parse(EventPolicy, lambda w: EventPolicy(retention_days=30)),
         _new(EventPosition, lambda w: {"tx": 0, "seq": 1}, roles={"tx": COUNT0, "seq": COUNT0}),
@@ -1142,7 +1171,7 @@ NOT_FUZZED: dict[str, str] = {
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
         "EventConsumer", "OutboxEvent", "PeriodRange", "RevenueAllocation",
-        "RevenueRecognition",
+        "RevenueRecognition", "Purchase", "PeriodKpis", "RfmRow",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",
