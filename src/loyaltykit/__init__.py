@@ -70,6 +70,13 @@ from loyaltykit._errors import (
     VoucherNotUsable,
 )
 from loyaltykit._facade import Loyalty
+from loyaltykit._ifrs15 import (
+    RedemptionEstimate,
+    RevenueAllocation,
+    RevenueRecognition,
+    allocate_revenue,
+    recognise_revenue,
+)
 from loyaltykit._model import (
     Account,
     Hold,
@@ -120,6 +127,15 @@ from loyaltykit._referrals import (
     Verdict,
     default_checks,
     normalise_email,
+)
+from loyaltykit._reports_orders import (
+    DEFAULT_RFM_SEGMENTS,
+    PeriodKpis,
+    Purchase,
+    RfmRow,
+    RfmSegment,
+    rfm_scores,
+    rfm_segment,
 )
 from loyaltykit._results import (
     Balance,
@@ -226,6 +242,7 @@ __all__ = [
     "CurrencyMismatch",
     "CustomReward",
     "Cycle",
+    "DEFAULT_RFM_SEGMENTS",
     "Downgrade",
     "DueWorkReport",
     "DuplicateKey",
@@ -307,13 +324,16 @@ __all__ = [
     "PendingPolicy",
     "PercentDiscount",
     "Period",
+    "PeriodKpis",
     "PeriodRange",
     "Posting",
     "Program",
     "ProgramVersionConflict",
+    "Purchase",
     "QualificationWindow",
     "RateRule",
     "Redemption",
+    "RedemptionEstimate",
     "RedemptionLimitReached",
     "RedemptionRefused",
     "Referral",
@@ -330,11 +350,15 @@ __all__ = [
     "RetryLimitExceeded",
     "ReturnResult",
     "ReturnSplit",
+    "RevenueAllocation",
+    "RevenueRecognition",
     "Reward",
     "RewardLimit",
     "RewardNotAvailable",
     "RewardNotFound",
     "RewardPolicy",
+    "RfmRow",
+    "RfmSegment",
     "Rounding",
     "Rule",
     "RuleGroup",
@@ -378,10 +402,14 @@ __all__ = [
     "VoucherStatus",
     "Window",
     "WindowKind",
+    "allocate_revenue",
     "default_checks",
     "evaluate_event",
     "evaluate_order",
     "normalise_email",
+    "recognise_revenue",
+    "rfm_scores",
+    "rfm_segment",
 ]
 
 _logging.getLogger("loyaltykit").addHandler(_logging.NullHandler())

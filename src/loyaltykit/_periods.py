@@ -63,6 +63,8 @@ def period_ranges(period: Period, start: dt.datetime, end: dt.datetime,
     period and zone) and the count (:data:`MAX_PERIODS`)."""
     tz = zone(time_zone)
     out: list[PeriodRange] = []
+    if end <= start:
+        return out
     day = start.astimezone(tz).date()
     while True:
         first, after = calendar_period(period.value, day, tz)

@@ -1,13 +1,204 @@
-"""Reports over orders: KPIs per period, RFM, order facts for CLV (DESIGN §9)."""
+"""Reports over orders: KPIs per period, RFM, order facts for CLV (DESIGN §9).
+
+Only orders that count are read: not cancelled and not returned in full, each for its
+net goods now (the lines' net amounts after the returns so far, shipping excluded).
+Rows about a member show the shop's member id; an erased member's orders still count,
+under its erased name ``"erased:<key>"``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator, Sequence
+
+from loyaltykit._calendar import in_zone
+from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._member_keys import ERASED_PREFIX
+from loyaltykit._periods import MAX_PERIODS, Period, PeriodRange, period_ranges
+from loyaltykit._reports_orders import (
+    DEFAULT_RFM_SEGMENTS,
+    PeriodKpis,
+    Purchase,
+    RfmRow,
+    RfmSegment,
+    check_segments,
+    rfm_scores,
+    rfm_segment,
+)
 from loyaltykit._services.context import Context
+from loyaltykit._validate import check_instant
+from loyaltykit._values import Money
+from loyaltykit.storage import UnitOfWork
+from loyaltykit.storage.report_orders import PurchaseCursor
 
 __all__ = ["OrderReports"]
+
+#: Counted orders read per statement by :meth:`OrderReports.purchases`.
+PURCHASES_PAGE = 1000
+
+
+def _shop_ids(uow: UnitOfWork, keys: Sequence[str]) -> dict[str, str]:
+    """Member key -> shop id (the erased name for a key that has none any more)."""
+    unique = list(dict.fromkeys(keys))
+    found = uow.members.ids_of(unique) if unique else {}
+    return {k: found.get(k, ERASED_PREFIX + k) for k in unique}
+
+
+def _range(start: object, end: object) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Optional ``[start, end)`` bounds, checked (aware instants; start before end)."""
+    lo = None if start is None else check_instant(start, "start")
+    hi = None if end is None else check_instant(end, "end")
+    if lo is not None and hi is not None and hi < lo:
+        raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
+    return lo, hi
 
 
 class OrderReports:
     """The orders' part of :class:`~loyaltykit._services.reports.ReportService`."""
 
     c: Context
+
+    def purchases(self, *, start: dt.datetime | None = None,
+                  end: dt.datetime | None = None) -> Iterator[Purchase]:
+        """Every order that counts placed in ``[start, end)`` (None: unbounded), as a
+        :class:`~loyaltykit.Purchase` (the member's shop id, the order id, when it was
+        placed and its net goods now), ordered by member (each member's purchases come
+        together; members in the order of their stored keys), then ``placed_at``, then
+        order id (by code point).
+
+        Cancelled orders and orders returned in full are left out; an erased member's
+        orders are kept under its erased name (``"erased:<key>"``). The orders are read
+        in pages of :data:`PURCHASES_PAGE` (one statement each, each resuming after the
+        last order read), so the stream never holds every order; each page reads the
+        orders as stored when it is read. The bounds are checked now (aware instants,
+        ``end`` not before ``start``: :class:`~loyaltykit.InvalidInput`, or
+        :class:`~loyaltykit.NaiveDatetime`), the orders when iterated.
+        """
+        lo, hi = _range(start, end)
+        return self._purchases(lo, hi)
+
+    def _purchases(self, start: dt.datetime | None,
+                   end: dt.datetime | None) -> Iterator[Purchase]:
+        after: PurchaseCursor | None = None
+        while True:
+            with self.c.read() as uow:
+                page = uow.reports.counted_orders(start, end, after, PURCHASES_PAGE)
+                ids = _shop_ids(uow, [o.member_id for o in page])
+            for o in page:
+                yield Purchase(member_id=ids[o.member_id], order_id=o.order_id,
+                               placed_at=o.placed_at, amount=Money(o.net, o.currency))
+            if len(page) < PURCHASES_PAGE:
+                return
+            last = page[-1]
+            after = (last.member_id, last.placed_at, last.order_id)
+
+    def kpis(self, period: Period, start: dt.datetime, end: dt.datetime, *,
+             wallet: str | None = None) -> list[PeriodKpis]:
+        """The KPIs of each calendar ``period`` in the program's time zone overlapping
+        ``[start, end)`` (whole periods, in time order; empty when ``end == start``):
+        active, new and repeat members, orders, revenue, average order value, orders
+        per active member, repeat purchase rate, retention and churn against the period
+        before (the first period is compared with the one before it too), and the
+        points issued and redeemed in ``wallet`` (default: the program's first) with
+        the redemption rate. See :class:`~loyaltykit.PeriodKpis`.
+
+        Orders count as they stand now (a return or cancellation made later removes
+        them from every period). One statement over the orders (grouped by the periods'
+        UTC bounds) and the ledger's points per period. A period that is not a
+        :class:`~loyaltykit.Period`, ``end`` before ``start`` or more than
+        :data:`~loyaltykit._periods.MAX_PERIODS` periods raise
+        :class:`~loyaltykit.InvalidInput`; naive instants
+        :class:`~loyaltykit.NaiveDatetime`.
+        """
+        ranges = _periods(period, start, end, self.c.program.time_zone)
+        if not ranges:
+            return []
+        first = ranges[0]
+        before = period_ranges(period, first.start - dt.timedelta(microseconds=1),
+                               first.start, self.c.program.time_zone)[0]
+        bounds = [(r.start, r.end) for r in (before, *ranges)]
+        points = self._points_per_period(period, start, end, wallet)
+        with self.c.read() as uow:
+            totals = {t.period: t for t in uow.reports.period_order_totals(bounds)}
+        currency = self.c.program.currency
+        out = []
+        for i, r in enumerate(ranges, start=1):
+            t, previous = totals.get(i), totals.get(i - 1)
+            issued, redeemed = points.get(r.start, (0, 0))
+            out.append(PeriodKpis(
+                period=r,
+                active_members=0 if t is None else t.active,
+                new_members=0 if t is None else t.new,
+                repeat_members=0 if t is None else t.repeat,
+                orders=0 if t is None else t.orders,
+                revenue=Money(0 if t is None else t.net, currency),
+                previous_active_members=0 if previous is None else previous.active,
+                retained_members=0 if t is None else t.retained,
+                points_issued=issued,
+                points_redeemed=redeemed,
+            ))
+        return out
+
+    def _points_per_period(self, period: Period, start: dt.datetime, end: dt.datetime,
+                           wallet: str | None) -> dict[dt.datetime, tuple[int, int]]:
+        """Period start -> (points issued, points redeemed), from the ledger's report."""
+        points = getattr(self, "points", None)
+        if points is None:  # TODO(fallback): until LedgerReports.points lands on main
+            self.c.program.wallet(wallet)
+            return {}
+        rows = points(period, start, end, wallet=wallet)
+        return {row.period.start: (row.issued, row.redeemed) for row in rows}
+
+    def rfm(self, *, as_of: dt.datetime | None = None,
+            segments: Sequence[RfmSegment] = DEFAULT_RFM_SEGMENTS) -> list[RfmRow]:
+        """Recency, frequency and monetary value of every member with at least one
+        order that counts placed at or before ``as_of`` (default: now), scored 1..5 and
+        named by the first matching segment of ``segments`` (default:
+        :data:`~loyaltykit.DEFAULT_RFM_SEGMENTS`); one row per member, by member id.
+
+        Recency is the whole calendar days in the program's time zone from the last
+        order's local date to ``as_of``'s; frequency the orders; monetary their net
+        goods now (orders count as they stand now: a later return or cancellation is
+        taken into account). Scores are ranks among these members with the tie rule of
+        :func:`~loyaltykit.rfm_scores` (tied values share the lower score). An erased
+        member keeps its row under its erased name (``"erased:<key>"``): leaving it
+        out would change the others' ranks. One statement (COUNT, SUM, MAX grouped by
+        member). ``as_of`` later than now raises :class:`~loyaltykit.InvalidInput`,
+        and so do segments that are not :class:`~loyaltykit.RfmSegment` values.
+        """
+        when = self.c.instant(as_of, "as_of")
+        table = check_segments(segments)
+        with self.c.read() as uow:
+            totals = uow.reports.member_order_totals(when)
+            ids = _shop_ids(uow, [t.member_id for t in totals])
+        zone = self.c.program.time_zone
+        today = in_zone(when, zone).date()
+        days = [(today - in_zone(t.last_at, zone).date()).days for t in totals]
+        r = rfm_scores(days, higher_is_better=False)
+        f = rfm_scores([t.orders for t in totals])
+        m = rfm_scores([t.net for t in totals])
+        currency = self.c.program.currency
+        rows = [RfmRow(member_id=ids[t.member_id], last_order_at=t.last_at,
+                       recency_days=days[i], frequency=t.orders,
+                       monetary=Money(t.net, currency), r=r[i], f=f[i], m=m[i],
+                       segment=rfm_segment(r[i], f[i], m[i], table))
+                for i, t in enumerate(totals)]
+        rows.sort(key=lambda row: row.member_id)
+        return rows
+
+
+def _periods(period: object, start: object, end: object, time_zone: str
+             ) -> list[PeriodRange]:
+    """The reporting periods, checked (see :meth:`OrderReports.kpis`)."""
+    if not isinstance(period, Period):
+        raise InvalidInput("period must be a Period", period=shown(period),
+                           expected=[p.value for p in Period])
+    lo = check_instant(start, "start")
+    hi = check_instant(end, "end")
+    if hi < lo:
+        raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
+    ranges = period_ranges(period, lo, hi, time_zone)
+    if len(ranges) > MAX_PERIODS:
+        raise InvalidInput(f"at most {MAX_PERIODS} periods in one report",
+                           period=period.value, start=lo.isoformat(), end=hi.isoformat())
+    return ranges

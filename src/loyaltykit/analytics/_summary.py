@@ -241,14 +241,14 @@ def summary_from(loyalty: Loyalty, *, end: dt.datetime | None = None,
                  start: dt.datetime | None = None, unit: Unit = "weeks") -> Summary:
     """:func:`summary` of the program's own orders: ``loyalty.reports.purchases`` in
     ``[start, end)`` (``end`` defaults to the clock's now), days in the program's time
-    zone. Cancelled and fully returned orders are left out; amounts are net of
-    returns. ``spend`` is each member's net spend in the window (historical CLV)."""
+    zone. Cancelled and fully returned orders are left out; amounts are net goods after
+    returns (shipping excluded); an erased member's orders stay, under its erased name.
+    ``spend`` is each member's net spend in the window (historical CLV)."""
     from loyaltykit._facade import Loyalty
 
     if not isinstance(loyalty, Loyalty):
         raise InvalidInput("loyalty must be a Loyalty", loyalty=shown(loyalty))
     end_ = loyalty.clock.now() if end is None else check_instant(end, "end")
     start_ = None if start is None else check_instant(start, "start")
-    reports: Any = loyalty.reports
-    return summary(reports.purchases(start=start_, end=end_), end=end_, start=start_,
+    return summary(loyalty.reports.purchases(start=start_, end=end_), end=end_, start=start_,
                    time_zone=loyalty.program.time_zone, unit=unit)

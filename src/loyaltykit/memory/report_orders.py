@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
+from loyaltykit._model import OrderStatus
+from loyaltykit._reports_orders import counted_net
+from loyaltykit._validate import MONEY_CONTEXT
+from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.storage.report_orders import (
+    CountedOrder,
+    MemberOrderTotals,
+    PeriodOrderTotals,
+    PurchaseCursor,
+)
 
 __all__ = ["MemoryOrderReports"]
+
+_ZERO = Decimal(0)
 
 
 class MemoryOrderReports:
@@ -12,3 +28,68 @@ class MemoryOrderReports:
 
     _uow: UndoLog
     _tables: Tables
+
+    def _counted(self) -> Iterator[CountedOrder]:
+        program_id = self._uow.program_id
+        for (program, _), o in self._tables.of(OrderTables).orders.items():
+            if program != program_id:
+                continue
+            net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
+            if net is not None:
+                yield CountedOrder(o.member_id, o.order_id, o.placed_at,
+                                   str(o.order["currency"]), net)
+
+    def counted_orders(self, start: dt.datetime | None, end: dt.datetime | None,
+                       after: PurchaseCursor | None, limit: int) -> list[CountedOrder]:
+        found = [o for o in self._counted()
+                 if (start is None or o.placed_at >= start)
+                 and (end is None or o.placed_at < end)
+                 and (after is None or (o.member_id, o.placed_at, o.order_id) > after)]
+        found.sort(key=lambda o: (o.member_id, o.placed_at, o.order_id))
+        return found[:limit]
+
+    def period_order_totals(
+        self, bounds: Sequence[tuple[dt.datetime, dt.datetime]],
+    ) -> list[PeriodOrderTotals]:
+        first: dict[str, dt.datetime] = {}
+        # period index -> member -> (orders, net)
+        per: dict[int, dict[str, tuple[int, Decimal]]] = {}
+        for o in self._counted():
+            if o.member_id not in first or o.placed_at < first[o.member_id]:
+                first[o.member_id] = o.placed_at
+            for index, (lo, hi) in enumerate(bounds):
+                if lo <= o.placed_at < hi:
+                    members = per.setdefault(index, {})
+                    n, net = members.get(o.member_id, (0, _ZERO))
+                    members[o.member_id] = (n + 1, MONEY_CONTEXT.add(net, o.net))
+                    break
+        out = []
+        for index in sorted(per):
+            members = per[index]
+            before = per.get(index - 1, {})
+            net = _ZERO
+            for _, amount in members.values():
+                net = MONEY_CONTEXT.add(net, amount)
+            out.append(PeriodOrderTotals(
+                period=index,
+                active=len(members),
+                repeat=sum(1 for n, _ in members.values() if n >= 2),
+                new=sum(1 for m in members if first[m] >= bounds[index][0]),
+                retained=sum(1 for m in members if m in before),
+                orders=sum(n for n, _ in members.values()),
+                net=net,
+            ))
+        return out
+
+    def member_order_totals(self, until: dt.datetime) -> list[MemberOrderTotals]:
+        totals: dict[str, MemberOrderTotals] = {}
+        for o in self._counted():
+            if o.placed_at > until:
+                continue
+            seen = totals.get(o.member_id)
+            totals[o.member_id] = (
+                MemberOrderTotals(o.member_id, 1, o.net, o.placed_at) if seen is None
+                else MemberOrderTotals(o.member_id, seen.orders + 1,
+                                       MONEY_CONTEXT.add(seen.net, o.net),
+                                       max(seen.last_at, o.placed_at)))
+        return list(totals.values())

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
+from loyaltykit._reports_orders import counted_net
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store, upserts_for
@@ -167,7 +168,20 @@ def _changed_order(o: OrderRecord) -> dict[str, Any]:
         "updated_at": o.updated_at,
         "recorded_evaluation": (None if o.recorded_evaluation is None
                                 else dict(o.recorded_evaluation)),
+        "net_amount": _net_amount(o),
     }
+
+
+def _currency(order: Any) -> str | None:
+    currency = order.get("currency") if isinstance(order, dict) else None
+    return currency if isinstance(currency, str) and len(currency) == 3 else None
+
+
+def _net_amount(o: OrderRecord) -> str | None:
+    """What the order counts for in reports now, as exact decimal text (None: nothing,
+    cancelled or everything returned)."""
+    net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
+    return None if net is None else str(net)
 
 
 def _order_row(o: OrderRecord) -> dict[str, Any]:
@@ -178,6 +192,7 @@ def _order_row(o: OrderRecord) -> dict[str, Any]:
         "placed_at": o.placed_at,
         "version": o.version,
         "order": dict(o.order),
+        "currency": _currency(o.order),
         "created_at": o.created_at,
         "fingerprint": o.fingerprint,
         "result": o.result,

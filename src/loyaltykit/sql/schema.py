@@ -363,9 +363,16 @@ orders = sa.Table(
     # set when the order is its default key's idempotency record ("order:<id>")
     sa.Column("fingerprint", sa.Text(), nullable=True),
     sa.Column("result", sa.Text(), nullable=True),
+    # what the order counts for in reports, kept by every write: its currency, and its
+    # net goods after the returns so far (shipping excluded) as exact decimal text;
+    # NULL when it does not count (cancelled, or everything returned; and both NULL for
+    # a document that is no order, which only rows written by hand have)
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("net_amount", _DECIMAL, nullable=True),
     _member_fk(),
     sa.CheckConstraint("status IN ('open', 'cancelled')", name="status"),
     sa.Index("ix_lk_orders_member_status", "program_id", "member_id", "status"),
+    sa.Index("ix_lk_orders_member_placed", "program_id", "member_id", "placed_at", "order_id"),
 )
 
 rule_usage = sa.Table(
