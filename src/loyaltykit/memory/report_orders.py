@@ -23,6 +23,15 @@ __all__ = ["MemoryOrderReports"]
 _ZERO = Decimal(0)
 
 
+class CountedNets:
+    """What each stored order counts for, worked out once per stored record (the SQL
+    backends keep it in ``lk_orders.net_amount``): (program, order id) -> (the record
+    it was worked out from, its net or None)."""
+
+    def __init__(self) -> None:
+        self.nets: dict[tuple[str, str], tuple[object, Decimal | None]] = {}
+
+
 class MemoryOrderReports:
     """:class:`~loyaltykit.storage.report_orders.OrderReportReads` in memory."""
 
@@ -31,10 +40,16 @@ class MemoryOrderReports:
 
     def _counted(self) -> Iterator[CountedOrder]:
         program_id = self._uow.program_id
-        for (program, _), o in self._tables.of(OrderTables).orders.items():
-            if program != program_id:
+        nets = self._tables.of(CountedNets).nets
+        for key, o in self._tables.of(OrderTables).orders.items():
+            if key[0] != program_id:
                 continue
-            net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
+            known = nets.get(key)
+            if known is not None and known[0] is o:
+                net = known[1]
+            else:  # a new record (orders are replaced, never changed in place)
+                net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
+                nets[key] = (o, net)
             if net is not None:
                 yield CountedOrder(o.member_id, o.order_id, o.placed_at,
                                    str(o.order["currency"]), net)
