@@ -20,7 +20,6 @@ import pendulum
 import pytest
 
 from loyaltykit import (
-    Account,
     Balance,
     ClawbackPolicy,
     ExpiryPolicy,
