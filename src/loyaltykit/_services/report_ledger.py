@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
-from loyaltykit._errors import InvalidInput
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._member_keys import ERASED_PREFIX
 from loyaltykit._periods import MAX_PERIODS, Period, PeriodRange, period_ranges
 from loyaltykit._reports_ledger import (
@@ -131,7 +131,7 @@ class LedgerReports:
                 raise InvalidInput("no such period", period=period,
                                    periods=[p.value for p in Period]) from None
         if not isinstance(period, Period):
-            raise InvalidInput("period must be a Period", period=repr(period)[:200])
+            raise InvalidInput("period must be a Period", period=shown(period))
         first = check_instant(start, "start")
         last = check_instant(end, "end")
         if last <= first:
@@ -295,7 +295,7 @@ def _fraction(value: object) -> Fraction | None:
     if isinstance(value, bool) or not isinstance(value, Decimal | int) or (
             isinstance(value, Decimal) and not value.is_finite()) or not 0 <= value <= 1:
         raise InvalidInput("expected_redemption must be a Decimal in 0..1",
-                           expected_redemption=repr(value)[:200])
+                           expected_redemption=shown(value))
     return Fraction(value)
 
 
@@ -310,7 +310,7 @@ def _cursor(after: object) -> tuple[dt.datetime, str] | None:
             raise ValueError
         return check_instant(dt.datetime.fromisoformat(stamp), "after"), key
     except (ValueError, InvalidInput):
-        raise InvalidInput("malformed members cursor", after=repr(after)[:200]) from None
+        raise InvalidInput("malformed members cursor", after=shown(after)) from None
 
 
 def _shop_ids(uow: UnitOfWork, keys: Sequence[str]) -> dict[str, str]:

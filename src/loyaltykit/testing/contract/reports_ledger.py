@@ -332,11 +332,12 @@ class LedgerReportContract(ContractPart):
         reports = loyalty.reports
         naive = dt.datetime(2026, 1, 1)
         naive_calls: list[Callable[[], object]] = [
-                     lambda: reports.totals(as_of=naive),
-                     lambda: reports.tiers(as_of="2026-01-01"),  # type: ignore[arg-type]
-                     lambda: reports.breakage(as_of=naive),
-                     lambda: reports.members(active_since=naive),
-                     lambda: reports.count(inactive_since=1)]  # type: ignore[arg-type]
+            lambda: reports.totals(as_of=naive),
+            lambda: reports.tiers(as_of="2026-01-01"),  # type: ignore[arg-type]
+            lambda: reports.breakage(as_of=naive),
+            lambda: reports.members(active_since=naive),
+            lambda: reports.count(inactive_since=1),  # type: ignore[arg-type]
+        ]
         for call in naive_calls:
             with pytest.raises(NaiveDatetime):
                 call()
