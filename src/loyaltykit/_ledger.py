@@ -573,12 +573,15 @@ class Ledger:
                 done.append(tx)
 
     def _claw(self, book: MemberBook, points: int, draft: _Draft,
-              first: Iterable[uuid.UUID] = ()) -> None:
+              first: Iterable[uuid.UUID] = ()) -> int:
         """Take ``points`` back from the member under the program's clawback policy.
 
         Lots in ``first`` are tried first; then (unless the policy is PENDING_ONLY)
         available lots in spend order and pending lots; what is still missing becomes
-        debt, or under PENDING_ONLY is written off to ``clawback_shortfall``.
+        debt. Under PENDING_ONLY what is missing is not taken at all: it is returned
+        (the shortfall), and the caller books against issued points only what was
+        taken. Nothing is posted to ``clawback_shortfall`` any more (rows written
+        before are read with it: see ``Balance.earned``).
         """
         lots, _ = book.require_lots()
         policy = self.program.ledger.clawback
@@ -608,11 +611,10 @@ class Ledger:
             draft.post(_bucket(lot), -take)
             draft.move(lot.id, -take)
             self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining - take))
-        if left:
-            if pending_only:
-                draft.post(Account.CLAWBACK_SHORTFALL, -left)
-            else:
-                draft.post(Account.DEBT, -left)
+        if left and not pending_only:
+            draft.post(Account.DEBT, -left)
+            return 0
+        return left
 
     def clawback(
         self,
@@ -623,11 +625,17 @@ class Ledger:
         reason: str = "",
         metadata: Mapping[str, Any] | None = None,
     ) -> Transaction:
-        """Take back ``points`` (e.g. for a returned order) under the clawback policy."""
+        """Take back ``points`` (e.g. for a returned order) under the clawback policy.
+
+        Issued points are reduced by what is taken back (or owed as debt); under
+        PENDING_ONLY what could not be taken is not a ledger movement: it is written
+        off, and recorded as ``metadata["shortfall"]`` of the transaction.
+        """
         draft = _Draft()
-        self._claw(book, points, draft, first=earn_lots)
-        draft.post(Account.ISSUED, points)
-        return self._commit(book, Kind.CLAWBACK, draft, reason=reason, metadata=metadata)
+        shortfall = self._claw(book, points, draft, first=earn_lots)
+        draft.post(Account.ISSUED, points - shortfall)
+        return self._commit(book, Kind.CLAWBACK, draft, reason=reason,
+                            metadata=_with_shortfall(metadata, shortfall))
 
     def adjust(
         self, book: MemberBook, points: int, *, reason: str,
@@ -792,13 +800,26 @@ class Ledger:
         self, book: MemberBook, original: Transaction, draft: _Draft, shortfall: int,
         reason: str, metadata: Mapping[str, Any] | None, tx_id: uuid.UUID | None,
     ) -> Transaction:
+        written_off = 0
         if shortfall:
-            self._claw(book, shortfall, draft)
-        meta = {**(metadata or {}), "reversed_kind": original.kind.value}
+            written_off = self._claw(book, shortfall, draft)
+            # under PENDING_ONLY what is not there any more stays issued (the member
+            # spent it or gave it away); the reversal records it as its shortfall
+            draft.post(Account.ISSUED, -written_off)
+        meta = {**_with_shortfall(metadata, written_off), "reversed_kind": original.kind.value}
         return self._commit(
             book, Kind.REVERSE, draft, reason=reason, metadata=meta,
             reverses_id=original.id, tx_id=tx_id,
         )
+
+
+def _with_shortfall(metadata: Mapping[str, Any] | None, shortfall: int) -> dict[str, Any]:
+    """``metadata`` with ``shortfall`` (points a PENDING_ONLY clawback or reversal could
+    not take back) when there is one."""
+    meta = dict(metadata or {})
+    if shortfall:
+        meta["shortfall"] = shortfall
+    return meta
 
 
 def _next_due(book: MemberBook) -> dt.datetime | None:

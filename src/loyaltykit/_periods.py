@@ -13,8 +13,10 @@ import enum
 import attrs
 
 from loyaltykit._calendar import calendar_period, zone
+from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._validate import check_instant
 
-__all__ = ["Period", "PeriodRange", "period_ranges"]
+__all__ = ["MAX_PERIODS", "Period", "PeriodRange", "period_ranges", "report_periods"]
 
 #: At most this many periods in one report (about 27 years of days).
 MAX_PERIODS = 10_000
@@ -76,3 +78,30 @@ def period_ranges(period: Period, start: dt.datetime, end: dt.datetime,
         if len(out) > MAX_PERIODS:
             break
     return out
+
+
+def report_periods(period: object, start: object, end: object,
+                   time_zone: str) -> list[PeriodRange]:
+    """The periods of a report, its arguments checked at the edge: ``period`` a
+    :class:`Period` (or its value, ``"month"``), ``start`` and ``end`` aware instants
+    with ``end`` not before ``start`` (equal: no period), at most :data:`MAX_PERIODS`
+    periods. Refusals are :class:`~loyaltykit.InvalidInput` (naive instants
+    :class:`~loyaltykit.NaiveDatetime`)."""
+    if isinstance(period, str) and not isinstance(period, Period):
+        try:
+            period = Period(period)
+        except ValueError:
+            raise InvalidInput("no such period", period=shown(period),
+                               expected=[p.value for p in Period]) from None
+    if not isinstance(period, Period):
+        raise InvalidInput("period must be a Period", period=shown(period),
+                           expected=[p.value for p in Period])
+    lo = check_instant(start, "start")
+    hi = check_instant(end, "end")
+    if hi < lo:
+        raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
+    ranges = period_ranges(period, lo, hi, time_zone)
+    if len(ranges) > MAX_PERIODS:
+        raise InvalidInput(f"at most {MAX_PERIODS} periods in one report",
+                           period=period.value, start=lo.isoformat(), end=hi.isoformat())
+    return ranges

@@ -81,7 +81,8 @@ class ClawbackPolicy(enum.Enum):
     DEBT = "debt"
     #: Like DEBT, but the balance shows the shortfall as a negative available balance.
     ALLOW_NEGATIVE = "allow_negative"
-    #: Take only pending points; what cannot be taken is written off (clawback_shortfall).
+    #: Take only pending points; what cannot be taken is written off: not taken, not
+    #: booked, and recorded as the transaction's ``metadata["shortfall"]``.
     PENDING_ONLY = "pending_only"
 
 

@@ -152,6 +152,7 @@ from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referrals import ReferralService
 from loyaltykit._services.report_orders import OrderReports
+from loyaltykit._services.reports import ReportService
 from loyaltykit._services.rewards import RewardService
 from loyaltykit._services.tiers import TierService
 from loyaltykit.memory import MemoryStorage
@@ -600,6 +601,11 @@ def _events(name: str, **kw: Any) -> Call:
                 lambda: getattr(EventService, name), storage=True, **kw)
 
 
+def _reports(name: str, **kw: Any) -> Call:
+    return Call(f"Loyalty.reports.{name}", lambda w: getattr(w.loyalty.reports, name),
+                lambda: getattr(ReportService, name), storage=True, **kw)
+
+
 def _first_position(world: World) -> EventPosition:
     """The position of the outbox's first event (what a consumer may acknowledge)."""
     return world.loyalty.events.read("fuzz-peek", 1)[0].position
@@ -887,6 +893,21 @@ def calls() -> list[Call]:
         Call("rfm_segment", lambda w: rfm_segment, lambda: rfm_segment,
              _args(r=5, f=5, m=5, segments=DEFAULT_RFM_SEGMENTS),
              roles={"r": COUNT, "f": COUNT, "m": COUNT}),
+        # -- reports (the ledger's) ---------------------------------------------------------
+        _reports("totals", valid=_args(as_of=AT, wallet="points")),
+        _reports("members", valid=_args(tier="silver", active_since=AT, inactive_since=NOW,
+                                        limit=10),
+                 roles={"inactive_since": INSTANT, "active_since": INSTANT, "limit": COUNT,
+                        "after": NAME}),
+        _reports("count", valid=_args(tier="silver", active_since=AT, inactive_since=NOW),
+                 roles={"inactive_since": INSTANT, "active_since": INSTANT}),
+        _reports("tiers", valid=_args(as_of=AT)),
+        _reports("points", valid=_args(period=Period.MONTH, start=START, end=NOW,
+                                       wallet="points"),
+                 roles={"period": OBJECT, "end": INSTANT}),
+        _reports("breakage", valid=_args(as_of=AT, wallet="points")),
+        _reports("liability", valid=_args(as_of=AT, wallet="points",
+                                          expected_redemption=Decimal("0.8"))),
         _new(EventPolicy, lambda w: {"retention_days": 30}, roles={"retention_days": COUNT}),
         _parse(EventPolicy, lambda w: EventPolicy(retention_days=30)),
         _new(EventPosition, lambda w: {"tx": 0, "seq": 1}, roles={"tx": COUNT0, "seq": COUNT0}),
@@ -1171,7 +1192,9 @@ NOT_FUZZED: dict[str, str] = {
         "TierProgress", "TierStatus", "Transaction", "TransactionResult", "TransferResult",
         "ReferralCase", "MemoryUnitOfWork", "SQLUnitOfWork", "Redemption", "Voucher",
         "EventConsumer", "OutboxEvent", "PeriodRange", "RevenueAllocation",
-        "RevenueRecognition", "Purchase", "PeriodKpis", "RfmRow",
+        "RevenueRecognition", "Purchase", "PeriodKpis", "RfmRow", "Breakage",
+        "BreakageCohort", "Liability", "MemberPage", "MemberRow", "PointsPeriod", "TierCount",
+        "TierDistribution", "WalletTotals",
     ], "a result or record the library builds and returns"),
     "Storage": "a Protocol: a backend is tested by the shipped storage contract",
     "Clock": "a Protocol: what a shop's clock returns is fuzzed as 'Clock.now'",

@@ -167,7 +167,9 @@ class LedgerService:
             held=s(Account.HELD),
             debt=debt,
             total=s(Account.AVAILABLE) + s(Account.PENDING) + s(Account.HELD) - debt,
-            earned=-s(Account.ISSUED),
+            # points a PENDING_ONLY clawback could not take were once booked against
+            # issued and written off to clawback_shortfall: read such old rows net
+            earned=-(s(Account.ISSUED) + s(Account.CLAWBACK_SHORTFALL)),
             spent=s(Account.REDEEMED),
             expired=s(Account.EXPIRED),
             adjusted=-s(Account.ADJUSTMENTS),

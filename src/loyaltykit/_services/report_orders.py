@@ -9,12 +9,13 @@ under its erased name ``"erased:<key>"``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from loyaltykit._calendar import in_zone
-from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._errors import InvalidInput
 from loyaltykit._member_keys import ERASED_PREFIX
-from loyaltykit._periods import MAX_PERIODS, Period, PeriodRange, period_ranges
+from loyaltykit._periods import Period, period_ranges, report_periods
+from loyaltykit._reports_ledger import PointsPeriod
 from loyaltykit._reports_orders import (
     DEFAULT_RFM_SEGMENTS,
     PeriodKpis,
@@ -57,6 +58,9 @@ class OrderReports:
     """The orders' part of :class:`~loyaltykit._services.reports.ReportService`."""
 
     c: Context
+    #: the ledger's points per period (:meth:`LedgerReports.points`), for the KPIs'
+    #: redemption rate; the service wires it
+    _ledger_points: Callable[..., list[PointsPeriod]]
 
     def purchases(self, *, start: dt.datetime | None = None,
                   end: dt.datetime | None = None) -> Iterator[Purchase]:
@@ -92,7 +96,7 @@ class OrderReports:
             last = page[-1]
             after = (last.member_id, last.placed_at, last.order_id)
 
-    def kpis(self, period: Period, start: dt.datetime, end: dt.datetime, *,
+    def kpis(self, period: Period | str, start: dt.datetime, end: dt.datetime, *,
              wallet: str | None = None) -> list[PeriodKpis]:
         """The KPIs of each calendar ``period`` in the program's time zone overlapping
         ``[start, end)`` (whole periods, in time order; empty when ``end == start``):
@@ -110,14 +114,15 @@ class OrderReports:
         :class:`~loyaltykit.InvalidInput`; naive instants
         :class:`~loyaltykit.NaiveDatetime`.
         """
-        ranges = _periods(period, start, end, self.c.program.time_zone)
+        ranges = report_periods(period, start, end, self.c.program.time_zone)
         if not ranges:
             return []
         first = ranges[0]
-        before = period_ranges(period, first.start - dt.timedelta(microseconds=1),
+        before = period_ranges(first.period, first.start - dt.timedelta(microseconds=1),
                                first.start, self.c.program.time_zone)[0]
         bounds = [(r.start, r.end) for r in (before, *ranges)]
-        points = self._points_per_period(period, start, end, wallet)
+        points = {row.start: (row.issued, row.redeemed) for row in self._ledger_points(
+            period, start, end, wallet=self.c.program.wallet(wallet))}
         with self.c.read() as uow:
             totals = {t.period: t for t in uow.reports.period_order_totals(bounds)}
         currency = self.c.program.currency
@@ -138,16 +143,6 @@ class OrderReports:
                 points_redeemed=redeemed,
             ))
         return out
-
-    def _points_per_period(self, period: Period, start: dt.datetime, end: dt.datetime,
-                           wallet: str | None) -> dict[dt.datetime, tuple[int, int]]:
-        """Period start -> (points issued, points redeemed), from the ledger's report."""
-        points = getattr(self, "points", None)
-        if points is None:  # TODO(fallback): until LedgerReports.points lands on main
-            self.c.program.wallet(wallet)
-            return {}
-        rows = points(period, start, end, wallet=wallet)
-        return {row.period.start: (row.issued, row.redeemed) for row in rows}
 
     def rfm(self, *, as_of: dt.datetime | None = None,
             segments: Sequence[RfmSegment] = DEFAULT_RFM_SEGMENTS) -> list[RfmRow]:
@@ -185,20 +180,3 @@ class OrderReports:
                 for i, t in enumerate(totals)]
         rows.sort(key=lambda row: row.member_id)
         return rows
-
-
-def _periods(period: object, start: object, end: object, time_zone: str
-             ) -> list[PeriodRange]:
-    """The reporting periods, checked (see :meth:`OrderReports.kpis`)."""
-    if not isinstance(period, Period):
-        raise InvalidInput("period must be a Period", period=shown(period),
-                           expected=[p.value for p in Period])
-    lo = check_instant(start, "start")
-    hi = check_instant(end, "end")
-    if hi < lo:
-        raise InvalidInput("end is before start", start=lo.isoformat(), end=hi.isoformat())
-    ranges = period_ranges(period, lo, hi, time_zone)
-    if len(ranges) > MAX_PERIODS:
-        raise InvalidInput(f"at most {MAX_PERIODS} periods in one report",
-                           period=period.value, start=lo.isoformat(), end=hi.isoformat())
-    return ranges

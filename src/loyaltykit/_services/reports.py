@@ -20,6 +20,7 @@ class ReportService(LedgerReports, OrderReports):
 
     def __init__(self, c: Context) -> None:
         self.c = c
+        self._ledger_points = self.points
 
     def __repr__(self) -> str:
         return f"ReportService(program_id={self.c.program.id!r})"

@@ -88,6 +88,7 @@ from loyaltykit.testing.invariants import (
     read_ledger,
 )
 from loyaltykit.testing.outbox_checks import check_outbox
+from loyaltykit.testing.totals import check_machine_totals
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 
@@ -914,6 +915,8 @@ class LedgerMachine(RuleBasedStateMachine):
             unsettled = find_unsettled_debt(backend.snapshot)
             assert not unsettled, "\n".join(str(v) for v in unsettled)
             self._check_stock(backend)
+            check_machine_totals(backend.loyalty, self.members, {
+                k: w.transactions for k, w in backend.snapshot.wallets.items()})
         if len(self.backends) < 2:
             return
         reference = self.backends[0]

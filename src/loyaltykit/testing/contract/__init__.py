@@ -37,6 +37,9 @@ all:
 * :mod:`~loyaltykit.testing.contract.privacy` -- :class:`PrivacyContract`: member keys,
   erasure and export (its :meth:`~PrivacyContract.stored_text` hook searches what a
   backend stores; override it for a third-party backend);
+* :mod:`~loyaltykit.testing.contract.reports_ledger` -- :class:`LedgerReportContract`:
+  program totals and their identity, points per period, members, counts, the tier
+  distribution, breakage and liability (scenario A2);
 * :mod:`~loyaltykit.testing.contract.base` -- :class:`ContractPart`, the base of every
   part (the backend hooks and the ``storage`` fixture), and the shared helpers
   (:class:`Shop`, :func:`make_program`, :func:`check_ledger`, ...).
@@ -108,6 +111,7 @@ from loyaltykit.testing.contract.outbox import OutboxContract
 from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referral_events import ReferralEventContract
 from loyaltykit.testing.contract.referrals import ReferralContract
+from loyaltykit.testing.contract.reports_ledger import LedgerReportContract
 from loyaltykit.testing.contract.reward_events import RewardEventContract
 from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tier_events import TierEventContract
@@ -122,6 +126,7 @@ __all__ = [
     "LedgerContract",
     "LedgerCorrectionContract",
     "LedgerHoldContract",
+    "LedgerReportContract",
     "LedgerViewContract",
     "LedgerWriteContract",
     "NoticeContract",
@@ -150,7 +155,8 @@ __all__ = [
 
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
                       RewardContract, PrivacyContract, OutboxContract, NoticeContract,
-                      TierEventContract, ReferralEventContract, RewardEventContract):
+                      TierEventContract, ReferralEventContract, RewardEventContract,
+                      LedgerReportContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 

@@ -415,8 +415,47 @@ class LedgerCorrectionContract(ContractPart):
             claw.points, claw.balance.available, claw.balance.pending, claw.balance.debt,
             claw.balance.total)
         tx = shop.loyalty.transaction(claw.transaction_id)
-        assert {Account.PENDING: -30, Account.ISSUED: 50,
-                Account.CLAWBACK_SHORTFALL: -20} == {p.account: p.amount for p in tx.postings}
+        # only what was taken is booked against issued; the rest is written off, not a
+        # ledger movement, and shown as the transaction's shortfall
+        assert {Account.PENDING: -30, Account.ISSUED: 30} == {
+            p.account: p.amount for p in tx.postings}
+        assert 20 == tx.metadata["shortfall"]
+        shop.check("m")
+
+    def test_clawback_pending_only_earned_counts_what_was_taken(
+            self, storage: Storage) -> None:
+        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop.enrol("m")
+        shop.loyalty.earn("m", 40, key="order")
+        shop.loyalty.earn("m", 30, key="order-2",
+                          activates_at=shop.clock.now() + dt.timedelta(days=14))
+        shop.loyalty.clawback("m", 80, key="return", metadata={"order": "o-1"})
+        balance = shop.balance("m")
+        # the member lost the 30 pending points only: earned 70 - 30
+        assert (40, 40, 0) == (balance.earned, balance.total, balance.spent)
+        assert balance.total == balance.earned - balance.spent - balance.expired
+        as_of = shop.loyalty.balance("m", as_of=shop.clock.now())
+        assert 40 == as_of.earned
+        # nothing pending left: a second clawback takes nothing, writes off all of it
+        claw = shop.loyalty.clawback("m", 5, key="return-2")
+        tx = shop.loyalty.transaction(claw.transaction_id)
+        assert ((), 5, 0) == (tx.postings, tx.metadata["shortfall"], claw.points)
+        assert 40 == shop.balance("m").earned
+        shop.check("m")
+
+    def test_reversal_under_pending_only_keeps_what_was_spent_issued(
+            self, storage: Storage) -> None:
+        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop.enrol("m")
+        earn = shop.loyalty.earn("m", 50, key="order")
+        shop.loyalty.spend("m", 20, key="pay")
+        back = shop.loyalty.reverse(earn.transaction_id, key="undo")
+        tx = shop.loyalty.transaction(back.transaction_id)
+        assert {Account.AVAILABLE: -30, Account.ISSUED: 30} == {
+            p.account: p.amount for p in tx.postings}
+        assert 20 == tx.metadata["shortfall"]
+        balance = shop.balance("m")
+        assert (20, 20, 0) == (balance.earned, balance.spent, balance.total)
         shop.check("m")
 
     def test_clawback_takes_available_before_pending(self, storage: Storage) -> None:

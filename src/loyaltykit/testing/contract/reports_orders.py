@@ -269,7 +269,12 @@ class OrderReportContract(ContractPart):
     def test_kpis_refuse_bad_input(self, storage: Storage) -> None:
         reports = OrderShop(storage).loyalty.reports
         with pytest.raises(InvalidInput, match="period must be a Period"):
-            reports.kpis("month", utc(2026, 1, 1), utc(2026, 2, 1))  # type: ignore[arg-type]
+            reports.kpis(30, utc(2026, 1, 1), utc(2026, 2, 1))  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="no such period"):
+            reports.kpis("fortnight", utc(2026, 1, 1), utc(2026, 2, 1))
+        # a period's value names it too
+        assert reports.kpis("month", utc(2026, 1, 1), utc(2026, 2, 1)) == (
+            reports.kpis(Period.MONTH, utc(2026, 1, 1), utc(2026, 2, 1)))
         with pytest.raises(InvalidInput, match="end is before start"):
             reports.kpis(Period.DAY, utc(2026, 2, 1), utc(2026, 1, 1))
         with pytest.raises(InvalidInput, match="at most"):
