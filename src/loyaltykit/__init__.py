@@ -71,6 +71,7 @@ from loyaltykit._errors import (
 )
 from loyaltykit._facade import Loyalty
 from loyaltykit._ifrs15 import (
+    PeriodRevenue,
     RedemptionEstimate,
     RevenueAllocation,
     RevenueRecognition,
@@ -342,6 +343,7 @@ __all__ = [
     "Period",
     "PeriodKpis",
     "PeriodRange",
+    "PeriodRevenue",
     "PointsPeriod",
     "Posting",
     "Program",

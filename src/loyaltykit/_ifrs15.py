@@ -27,15 +27,19 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import attrs
 
 from loyaltykit._errors import CurrencyMismatch, InvalidInput, InvalidMoney, shown
+from loyaltykit._periods import PeriodRange
 from loyaltykit._validate import MAX_MONEY_PLACES, MONEY_CONTEXT
 from loyaltykit._values import Money, check_points
 
 __all__ = [
+    "PeriodRevenue",
     "RedemptionEstimate",
     "RevenueAllocation",
     "RevenueRecognition",
     "allocate_revenue",
+    "check_quantum",
     "recognise_revenue",
+    "recognised_share",
 ]
 
 #: The default rounding quantum: a cent.
@@ -70,6 +74,36 @@ class RedemptionEstimate:
 
 
 @attrs.frozen
+class PeriodRevenue:
+    """IFRS 15 for one reporting period, from the program's own data
+    (:meth:`loyalty.reports.revenue <loyaltykit._services.report_revenue.RevenueReports.revenue>`).
+
+    ``sales`` is the net goods of the orders placed in the period that count now, and
+    ``points`` what they earn now; ``expected_redemption`` the share of points expected
+    to be redeemed at the period's end, with which the sales are split into ``goods``
+    and ``allocated`` (the points' share, a contract liability). ``issued`` and
+    ``redeemed`` are the wallet's points by the period's end (cumulative, as
+    :meth:`totals` counts them), ``expected`` = issued x expected redemption.
+    ``recognised`` is the points' revenue recognised by the period's end (cumulative,
+    from the start of the program), ``revenue`` this period's part of it (negative
+    when a re-estimate takes some back) and ``liability`` the contract liability left
+    at the period's end."""
+
+    period: PeriodRange
+    sales: Money
+    points: int
+    expected_redemption: Decimal
+    goods: Money
+    allocated: Money
+    issued: int
+    redeemed: int
+    expected: int
+    recognised: Money
+    revenue: Money
+    liability: Money
+
+
+@attrs.frozen
 class RevenueRecognition:
     """One period's recognition of the points' share: the estimate it used, the revenue
     ``recognised`` by the period's end (cumulative), the period's ``revenue`` and the
@@ -81,7 +115,8 @@ class RevenueRecognition:
     liability: Money
 
 
-def _quantum(value: object) -> Decimal:
+def check_quantum(value: object) -> Decimal:
+    """``value`` if it is a rounding quantum (a Decimal between 1E-18 and 1)."""
     if not isinstance(value, Decimal) or not value.is_finite() or not _FINEST <= value <= 1:
         raise InvalidInput("quantum must be a Decimal between 1E-18 and 1, e.g. "
                            "Decimal('0.01')", quantum=shown(value))
@@ -124,7 +159,7 @@ def allocate_revenue(price: Money, points: int, point_value: Money,
         raise CurrencyMismatch("point_value: must be in the price's currency",
                                expected=price.currency, actual=point_value.currency)
     rate = _rate(expected_redemption, "expected_redemption")
-    step = _quantum(quantum)
+    step = check_quantum(quantum)
     ssp = MONEY_CONTEXT.multiply(MONEY_CONTEXT.multiply(point_value.amount, points), rate)
     whole = MONEY_CONTEXT.add(price.amount, ssp)
     goods = price.amount if whole == 0 else _round(
@@ -136,6 +171,17 @@ def allocate_revenue(price: Money, points: int, point_value: Money,
         points=Money(MONEY_CONTEXT.subtract(price.amount, goods), currency))
 
 
+def recognised_share(allocated: Decimal, estimate: RedemptionEstimate,
+                     quantum: Decimal) -> Decimal:
+    """The part of ``allocated`` recognised by the time of ``estimate``:
+    ``allocated x min(1, redeemed / expected)`` (all of it when nothing is expected),
+    rounded half even to ``quantum``."""
+    if estimate.expected == 0 or estimate.redeemed >= estimate.expected:
+        return _round(allocated, quantum)
+    return _round(MONEY_CONTEXT.divide(MONEY_CONTEXT.multiply(allocated, estimate.redeemed),
+                                       estimate.expected), quantum)
+
+
 def recognise_revenue(allocated: Money, estimates: Sequence[RedemptionEstimate], *,
                       quantum: Decimal = CENT) -> list[RevenueRecognition]:
     """Recognise ``allocated`` (the points' share of the price) period by period:
@@ -145,7 +191,7 @@ def recognise_revenue(allocated: Money, estimates: Sequence[RedemptionEstimate],
     expected), rounded half even to ``quantum``; each period's revenue is the change,
     so a re-estimate is caught up in the period it is made (and may be negative)."""
     allocated = _money(allocated, "allocated")
-    step = _quantum(quantum)
+    step = check_quantum(quantum)
     if isinstance(estimates, str | bytes) or not isinstance(estimates, Sequence):
         raise InvalidInput("estimates must be a sequence of RedemptionEstimate",
                            estimates=shown(estimates))
@@ -155,13 +201,7 @@ def recognise_revenue(allocated: Money, estimates: Sequence[RedemptionEstimate],
         if not isinstance(estimate, RedemptionEstimate):
             raise InvalidInput("estimates must be RedemptionEstimate values",
                                index=i, value=shown(estimate))
-        if estimate.expected == 0 or estimate.redeemed >= estimate.expected:
-            share = allocated.amount
-        else:
-            share = MONEY_CONTEXT.divide(
-                MONEY_CONTEXT.multiply(allocated.amount, estimate.redeemed),
-                estimate.expected)
-        recognised = _round(share, step)
+        recognised = recognised_share(allocated.amount, estimate, step)
         currency = allocated.currency
         out.append(RevenueRecognition(
             estimate=estimate, recognised=Money(recognised, currency),

@@ -11,16 +11,19 @@ from __future__ import annotations
 from loyaltykit._services.context import Context
 from loyaltykit._services.report_ledger import LedgerReports
 from loyaltykit._services.report_orders import OrderReports
+from loyaltykit._services.report_revenue import RevenueReports
 
 __all__ = ["ReportService"]
 
 
-class ReportService(LedgerReports, OrderReports):
+class ReportService(LedgerReports, OrderReports, RevenueReports):
     """Program-wide reports: ``loyalty.reports`` (read only)."""
 
     def __init__(self, c: Context) -> None:
         self.c = c
         self._ledger_points = self.points
+        self._ledger_totals = self.totals
+        self._ledger_breakage = self.breakage
 
     def __repr__(self) -> str:
         return f"ReportService(program_id={self.c.program.id!r})"

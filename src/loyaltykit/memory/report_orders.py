@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
-from loyaltykit._model import OrderStatus
+from loyaltykit._model import OrderRecord, OrderStatus
 from loyaltykit._reports_orders import counted_net
 from loyaltykit._validate import MONEY_CONTEXT
 from loyaltykit.memory.orders import OrderTables
@@ -39,6 +39,11 @@ class MemoryOrderReports:
     _tables: Tables
 
     def _counted(self) -> Iterator[CountedOrder]:
+        for o, net in self._counted_records():
+            yield CountedOrder(o.member_id, o.order_id, o.placed_at,
+                               str(o.order["currency"]), net)
+
+    def _counted_records(self) -> Iterator[tuple[OrderRecord, Decimal]]:
         program_id = self._uow.program_id
         nets = self._tables.of(CountedNets).nets
         for key, o in self._tables.of(OrderTables).orders.items():
@@ -51,8 +56,7 @@ class MemoryOrderReports:
                 net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
                 nets[key] = (o, net)
             if net is not None:
-                yield CountedOrder(o.member_id, o.order_id, o.placed_at,
-                                   str(o.order["currency"]), net)
+                yield o, net
 
     def counted_orders(self, start: dt.datetime | None, end: dt.datetime | None,
                        after: PurchaseCursor | None, limit: int) -> list[CountedOrder]:
@@ -69,14 +73,16 @@ class MemoryOrderReports:
         first: dict[str, dt.datetime] = {}
         # period index -> member -> (orders, net)
         per: dict[int, dict[str, tuple[int, Decimal]]] = {}
-        for o in self._counted():
+        points: dict[int, int] = {}
+        for o, amount in self._counted_records():
             if o.member_id not in first or o.placed_at < first[o.member_id]:
                 first[o.member_id] = o.placed_at
             for index, (lo, hi) in enumerate(bounds):
                 if lo <= o.placed_at < hi:
                     members = per.setdefault(index, {})
                     n, net = members.get(o.member_id, (0, _ZERO))
-                    members[o.member_id] = (n + 1, MONEY_CONTEXT.add(net, o.net))
+                    members[o.member_id] = (n + 1, MONEY_CONTEXT.add(net, amount))
+                    points[index] = points.get(index, 0) + o.points
                     break
         out = []
         for index in sorted(per):
@@ -93,6 +99,7 @@ class MemoryOrderReports:
                 retained=sum(1 for m in members if m in before),
                 orders=sum(n for n, _ in members.values()),
                 net=net,
+                points=points[index],
             ))
         return out
 

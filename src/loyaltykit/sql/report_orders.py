@@ -128,7 +128,8 @@ class SQLOrderReports(Store):
                       sa.column("hi", _TS), name="b").data(
             [(i, lo, hi) for i, (lo, hi) in enumerate(bounds)]).cte("b")
         per = (sa.select(b.c.idx, b.c.lo, _o.member_id, sa.func.count().label("n"),
-                         _sum(conn, _o.net_amount).label("net"))
+                         _sum(conn, _o.net_amount).label("net"),
+                         sa.func.sum(_o.points).label("pts"))
                .select_from(orders.join(b, sa.and_(_o.placed_at >= b.c.lo,
                                                    _o.placed_at < b.c.hi)))
                .where(*_counts)
@@ -146,6 +147,7 @@ class SQLOrderReports(Store):
                 sa.func.count(before.c.member_id),
                 sa.func.sum(per.c.n),
                 _sum(conn, per.c.net),
+                sa.func.sum(per.c.pts),
             )
             .select_from(
                 per.join(first, first.c.member_id == per.c.member_id)
@@ -155,8 +157,8 @@ class SQLOrderReports(Store):
             .order_by(per.c.idx)
         )
         return [PeriodOrderTotals(int(i), int(active), int(repeat), int(new), int(kept),
-                                  int(n), _decimal(net))
-                for i, active, repeat, new, kept, n, net
+                                  int(n), _decimal(net), int(points))
+                for i, active, repeat, new, kept, n, net, points
                 in conn.execute(stmt, {"p": self.program_id})]
 
     @translated

@@ -34,7 +34,8 @@ class PeriodOrderTotals(NamedTuple):
     """The counted orders of one period (``period``: its index in the bounds given): members with
     at least one (``active``), members with at least two (``repeat``), members whose
     first counted order ever is in it (``new``), members also active in the period
-    before (period - 1; ``retained``), and the orders and their net sum."""
+    before (period - 1; ``retained``), the orders, their net sum and the points they
+    are worth now (``lk_orders.points``)."""
 
     period: int
     active: int
@@ -43,6 +44,7 @@ class PeriodOrderTotals(NamedTuple):
     retained: int
     orders: int
     net: Decimal
+    points: int = 0
 
 
 class MemberOrderTotals(NamedTuple):

@@ -112,6 +112,8 @@ from loyaltykit.testing.contract.privacy import PrivacyContract
 from loyaltykit.testing.contract.referral_events import ReferralEventContract
 from loyaltykit.testing.contract.referrals import ReferralContract
 from loyaltykit.testing.contract.reports_ledger import LedgerReportContract
+from loyaltykit.testing.contract.reports_orders import OrderReportContract
+from loyaltykit.testing.contract.reports_revenue import RevenueReportContract
 from loyaltykit.testing.contract.reward_events import RewardEventContract
 from loyaltykit.testing.contract.rewards import RewardContract
 from loyaltykit.testing.contract.tier_events import TierEventContract
@@ -131,11 +133,13 @@ __all__ = [
     "LedgerWriteContract",
     "NoticeContract",
     "OrderContract",
+    "OrderReportContract",
     "OutboxContract",
     "PrivacyContract",
     "ReferralContract",
     "ReferralEventContract",
     "RewardEventContract",
+    "RevenueReportContract",
     "RewardContract",
     "Shop",
     "StorageContract",
@@ -156,7 +160,7 @@ __all__ = [
 class StorageContract(LedgerContract, OrderContract, TierContract, ReferralContract,
                       RewardContract, PrivacyContract, OutboxContract, NoticeContract,
                       TierEventContract, ReferralEventContract, RewardEventContract,
-                      LedgerReportContract):
+                      LedgerReportContract, OrderReportContract, RevenueReportContract):
     """The contract every storage backend must pass: every capability's part. See the
     package docstring.
 
