@@ -261,6 +261,15 @@ def check_segments(segments: object) -> tuple[RfmSegment, ...]:
     return tuple(segments)
 
 
+def segment_grid(segments: Sequence[RfmSegment]) -> dict[tuple[int, int, int], str | None]:
+    """Every score triple (r, f, m) mapped to the name of the first of ``segments``
+    (checked) it falls in, or None: 125 look-ups worked out once per report."""
+    table = check_segments(segments)
+    scores = range(1, RFM_SCORES + 1)
+    return {(r, f, m): next((s.name for s in table if s.matches(r, f, m)), None)
+            for r in scores for f in scores for m in scores}
+
+
 def rfm_segment(r: int, f: int, m: int,
                 segments: Sequence[RfmSegment] = DEFAULT_RFM_SEGMENTS) -> str | None:
     """The name of the first of ``segments`` that scores ``r``, ``f``, ``m`` (each

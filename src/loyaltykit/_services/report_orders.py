@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 
-from loyaltykit._calendar import in_zone
+from loyaltykit._calendar import zone
 from loyaltykit._errors import InvalidInput
 from loyaltykit._member_keys import ERASED_PREFIX
 from loyaltykit._periods import Period, period_ranges, report_periods
@@ -22,9 +22,8 @@ from loyaltykit._reports_orders import (
     Purchase,
     RfmRow,
     RfmSegment,
-    check_segments,
     rfm_scores,
-    rfm_segment,
+    segment_grid,
 )
 from loyaltykit._services.context import Context
 from loyaltykit._validate import check_instant
@@ -162,13 +161,13 @@ class OrderReports:
         and so do segments that are not :class:`~loyaltykit.RfmSegment` values.
         """
         when = self.c.instant(as_of, "as_of")
-        table = check_segments(segments)
+        grid = segment_grid(segments)
         with self.c.read() as uow:
             totals = uow.reports.member_order_totals(when)
             ids = _shop_ids(uow, [t.member_id for t in totals])
-        zone = self.c.program.time_zone
-        today = in_zone(when, zone).date()
-        days = [(today - in_zone(t.last_at, zone).date()).days for t in totals]
+        tz = zone(self.c.program.time_zone)
+        today = when.astimezone(tz).date()
+        days = [(today - t.last_at.astimezone(tz).date()).days for t in totals]
         r = rfm_scores(days, higher_is_better=False)
         f = rfm_scores([t.orders for t in totals])
         m = rfm_scores([t.net for t in totals])
@@ -176,7 +175,7 @@ class OrderReports:
         rows = [RfmRow(member_id=ids[t.member_id], last_order_at=t.last_at,
                        recency_days=days[i], frequency=t.orders,
                        monetary=Money(t.net, currency), r=r[i], f=f[i], m=m[i],
-                       segment=rfm_segment(r[i], f[i], m[i], table))
+                       segment=grid[r[i], f[i], m[i]])
                 for i, t in enumerate(totals)]
         rows.sort(key=lambda row: row.member_id)
         return rows
