@@ -25,7 +25,11 @@ Measured in one run:
   b 2.5; each observed 26 to 78 weeks, on whole days; seeded) in a fresh subprocess,
   then fitted: ``fit_s`` (target <= 10), the subprocess's ``peak_rss_mib`` (draw and
   fit; target <= 1024) and ``max_rel_error`` of the four parameters (target <= 0.02).
-* ``reports_100k``: left null here (the reports' benchmark fills it).
+* ``reports_100k``: ``benchmarks/reports.py`` run in the same process (totals + KPIs +
+  RFM over 100,000 members with history on PostgreSQL against hand-written SQL
+  aggregates; target ratio <= 2; ``--url`` or ``LOYALTYKIT_BENCH_POSTGRESQL_URL``, else
+  a throwaway server). Seeding takes a few minutes; ``--no-reports`` skips it (null),
+  and a ``--quick`` run skips it unless ``--reports`` is given (then 2,000 members).
 
 ``--quick`` is a smoke run (20,000 drawn customers, 2 rounds; its figures mean little).
 The last line of output is one JSON object holding every figure printed.
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -49,11 +54,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 import scipy
 
-from loyaltykit import Money
+from loyaltykit import Money, Purchase
 from loyaltykit.analytics import Summary, fit_bgnbd, fit_gamma_gamma, simulate, summary
 
 HERE = Path(__file__).resolve().parent
@@ -72,14 +76,6 @@ TARGET_REL_ERROR = 0.02
 
 FULL = {"synthetic": 1_000_000, "rounds": 7}
 QUICK = {"synthetic": 20_000, "rounds": 2}
-
-
-@attrs.frozen
-class Purchase:
-    member_id: str
-    order_id: str
-    placed_at: dt.datetime
-    amount: Money
 
 
 def cdnow_summary() -> Summary:
@@ -219,9 +215,25 @@ def report(results: dict[str, Any]) -> None:
     print(f"  BG/NBD on {syn['customers']:,} drawn customers: fit {syn['fit_s']:.2f} s, "
           f"peak RSS {syn['peak_rss_mib']:.0f} MiB, max relative error "
           f"{syn['max_rel_error']:.4f}")
+    rep = results["reports_100k"]
+    if rep is not None:
+        print(f"  reports over {rep['members']:,} members on PostgreSQL: {rep['seconds']} s, "
+              f"hand-written SQL {rep['hand_sql_seconds']} s, ratio {rep['ratio']} "
+              f"(target <= {rep['target_max_ratio']})")
     print(f"  targets passed: {', '.join(results['targets']['passed']) or '-'}; "
           f"missed: {', '.join(results['targets']['missed']) or '-'}")
     print(json.dumps(results, separators=(",", ":"), default=str))
+
+
+def _reports_benchmark() -> Any:
+    """benchmarks/reports.py as a module."""
+    path = Path(__file__).resolve().parent / "reports.py"
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_reports", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=int, help="drawn customers (default 1,000,000)")
     parser.add_argument("--rounds", type=int, help="timed rounds per fit (default 7)")
     parser.add_argument("--synthetic-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reports", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the reports' part (default: yes, except with --quick)")
+    parser.add_argument("--reports-members", type=int, help="members (default 100,000)")
+    parser.add_argument("--url", help="PostgreSQL for the reports' part")
     args = parser.parse_args(argv)
     if args.synthetic_child:
         synthetic_child(args.synthetic_child)
@@ -268,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reports_100k": None,
     }
     print("  synthetic done", file=sys.stderr)
+    if args.reports if args.reports is not None else not args.quick:
+        members = args.reports_members or (2_000 if args.quick else 100_000)
+        results["reports_100k"] = _reports_benchmark().run(
+            args.url, members, 2 if args.quick else 5)
+        print("  reports done", file=sys.stderr)
     results["seconds"] = time.perf_counter() - started
     checks: dict[str, bool] = {
         "bgnbd_published": all(abs(getattr(bg, k) - v) <= 0.001
@@ -277,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      for k, v in PUBLISHED_GG.items()),
         "synthetic": results["synthetic_1m"]["pass"],
     }
+    if results["reports_100k"] is not None:
+        checks["reports_100k"] = results["reports_100k"]["pass"]
     if results["bgnbd_vs_lifetimes"] is not None:
         checks["bgnbd_vs_lifetimes"] = results["bgnbd_vs_lifetimes"] <= 1.0
     results["targets"] = {

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from loyaltykit import InvalidInput, InvalidSummary, Money
+from loyaltykit import InvalidInput, InvalidSummary, Money, Purchase
 from loyaltykit.analytics import (
     BGNBDFit,
     GammaGammaFit,
@@ -30,14 +30,6 @@ from loyaltykit.analytics import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cdnow"
-
-
-@attrs.frozen
-class Purchase:
-    member_id: str
-    order_id: str
-    placed_at: dt.datetime
-    amount: Money
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,20 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import attrs
 import numpy as np
 import pytest
 
-from loyaltykit import CurrencyMismatch, InvalidInput, InvalidSummary, Money, NaiveDatetime
+from loyaltykit import (
+    CurrencyMismatch,
+    InvalidInput,
+    InvalidSummary,
+    Money,
+    NaiveDatetime,
+    Purchase,
+)
 from loyaltykit.analytics import Summary, summary
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-
-
-@attrs.frozen
-class Purchase:
-    member_id: str
-    order_id: str
-    placed_at: dt.datetime
-    amount: Money
 
 
 def jpy(member: str, day: int, hour: int, amount: str, month: int = 3) -> Purchase:
