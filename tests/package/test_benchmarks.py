@@ -430,9 +430,13 @@ ANALYTICS = BENCHMARK.parent / "analytics.py"
 
 
 def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    from conftest import POSTGRESQL
+
+    POSTGRESQL.storage()  # empty tables, schema in place
     proc = subprocess.run(
         [sys.executable, str(ANALYTICS), "--quick", "--synthetic", "5000", "--rounds", "1",
-         "--lifetimes-venv", str(tmp_path / "no-venv")],
+         "--lifetimes-venv", str(tmp_path / "no-venv"), "--reports", "--reports-members",
+         "300", "--url", POSTGRESQL.get_url()],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
     )
     assert 0 == proc.returncode, proc.stderr
@@ -446,7 +450,10 @@ def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     assert {"customers", "fit_s", "peak_rss_mib", "max_rel_error"} <= set(
         result["synthetic_1m"])
     assert 5000 == result["synthetic_1m"]["customers"]
-    assert result["reports_100k"] is None
+    reports = result["reports_100k"]
+    assert {"members", "seconds", "hand_sql_seconds", "ratio"} <= set(reports)
+    # both sides of the reports' benchmark computed the same figures
+    assert (300, True) == (reports["members"], reports["same_answers"])
     # the CDNOW fits are the published ones whatever the machine
     assert {"bgnbd_published", "gamma_gamma_published"} <= set(result["targets"]["passed"])
     if result["lifetimes_bgnbd_fit_s"] is not None:  # lifetimes importable here
