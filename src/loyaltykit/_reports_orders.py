@@ -34,6 +34,7 @@ __all__ = [
     "counted_net",
     "ratio",
     "rfm_scores",
+    "ranked_scores",
     "rfm_segment",
 ]
 
@@ -183,6 +184,12 @@ def rfm_scores(values: Sequence[int | Decimal], *, higher_is_better: bool = True
     if not isinstance(higher_is_better, bool):
         raise InvalidInput("higher_is_better must be a bool",
                            higher_is_better=shown(higher_is_better))
+    return ranked_scores(values, higher_is_better)
+
+
+def ranked_scores(values: Sequence[int | Decimal], higher_is_better: bool) -> list[int]:
+    """:func:`rfm_scores` of values already known to be ints or finite Decimals (what
+    the reports read back from storage)."""
     n = len(values)
     ordered = sorted(values) if higher_is_better else sorted(values, reverse=True)
     rank: dict[int | Decimal, int] = {}

@@ -53,6 +53,7 @@ __all__ = [
     "check_points",
     "json_bytes",
     "new_id",
+    "stored_money",
     "to_utc",
 ]
 
@@ -190,6 +191,23 @@ class Money:
         if not isinstance(data, Mapping) or set(data) != {"amount", "currency"}:
             raise InvalidMoney("money is a dict of amount and currency", value=shown(data))
         return cls(data["amount"], data["currency"])
+
+
+#: What :func:`stored_money` builds unchecked: below any money amount's bound.
+_MAX_STORED = Decimal(10**15)
+
+
+def stored_money(amount: Decimal, currency: str) -> Money:
+    """A :class:`Money` of an amount and currency the library checked before storing
+    them and reads back (a report's per-member figures), built without checking them
+    again: a tenth of the cost of a report's row. Never for values from outside. A sum
+    beyond what Money holds is still refused (:class:`~loyaltykit.InvalidMoney`)."""
+    if not -_MAX_STORED < amount < _MAX_STORED:
+        return Money(amount, currency)
+    money = object.__new__(Money)
+    object.__setattr__(money, "amount", amount)
+    object.__setattr__(money, "currency", currency)
+    return money
 
 
 def check_points(value: object, *, name: str = "points", allow_zero: bool = False) -> int:

@@ -64,3 +64,4 @@ def test_a_half_hour_zone_and_an_instant_just_before_the_end() -> None:
         Period.MONTH, _utc(2026, 1, 10), _utc(2026, 1, 31, 18, 30), "Asia/Kolkata")]
     assert [] == period_ranges(Period.MONTH, _utc(2026, 1, 10), _utc(2026, 1, 9),
                                "Asia/Kolkata")
+

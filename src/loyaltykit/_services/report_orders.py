@@ -22,12 +22,12 @@ from loyaltykit._reports_orders import (
     Purchase,
     RfmRow,
     RfmSegment,
-    rfm_scores,
+    ranked_scores,
     segment_grid,
 )
 from loyaltykit._services.context import Context
 from loyaltykit._validate import check_instant
-from loyaltykit._values import Money
+from loyaltykit._values import Money, stored_money
 from loyaltykit.storage import UnitOfWork
 from loyaltykit.storage.report_orders import PurchaseCursor
 
@@ -168,13 +168,13 @@ class OrderReports:
         tz = zone(self.c.program.time_zone)
         today = when.astimezone(tz).date()
         days = [(today - t.last_at.astimezone(tz).date()).days for t in totals]
-        r = rfm_scores(days, higher_is_better=False)
-        f = rfm_scores([t.orders for t in totals])
-        m = rfm_scores([t.net for t in totals])
+        r = ranked_scores(days, False)
+        f = ranked_scores([t.orders for t in totals], True)
+        m = ranked_scores([t.net for t in totals], True)
         currency = self.c.program.currency
         rows = [RfmRow(member_id=ids[t.member_id], last_order_at=t.last_at,
                        recency_days=days[i], frequency=t.orders,
-                       monetary=Money(t.net, currency), r=r[i], f=f[i], m=m[i],
+                       monetary=stored_money(t.net, currency), r=r[i], f=f[i], m=m[i],
                        segment=grid[r[i], f[i], m[i]])
                 for i, t in enumerate(totals)]
         rows.sort(key=lambda row: row.member_id)

@@ -65,7 +65,8 @@ def _sum(conn: Connection, column: Any) -> Any:
 
 
 def _decimal(value: Any) -> Decimal:
-    return Decimal(str(value))
+    # PostgreSQL's numeric sums arrive as Decimal; SQLite's as decimal text
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def _order_id(conn: Connection) -> Any:
