@@ -194,3 +194,20 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         SQLStorage(made).create_schema()
         yield made
         made.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A SQLStorage on an empty database without loyaltykit's schema (a new SQLite file,
+    then a new PostgreSQL database): for migration tests."""
+    from loyaltykit.sql import SQLStorage
+
+    if request.param == "sqlite":
+        storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
+        yield storage
+        storage.dispose()
+        return
+    with POSTGRESQL.empty_database() as url:
+        storage = SQLStorage.from_url(url)
+        yield storage
+        storage.dispose()

@@ -4,9 +4,7 @@ Alembic on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,20 +18,10 @@ from loyaltykit.sql import VERSION_TABLE, SQLStorage
 from loyaltykit.testing.contract import make_program
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStorage]:
-    """A storage on an empty database: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
-        yield storage
-        storage.dispose()
-        return
-    from conftest import POSTGRESQL
-
-    with POSTGRESQL.empty_database() as url:
-        storage = SQLStorage.from_url(url)
-        yield storage
-        storage.dispose()
+@pytest.fixture
+def storage(unmigrated_storage: SQLStorage) -> SQLStorage:
+    """A storage on an empty database, no schema yet (SQLite file, then PostgreSQL)."""
+    return unmigrated_storage
 
 
 def _amounts(storage: SQLStorage) -> dict[str, tuple[Any, Any]]:

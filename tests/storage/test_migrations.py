@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,10 @@ from loyaltykit.sql import MIGRATIONS_DIR, VERSION_TABLE, SQLStorage, create_eng
 from loyaltykit.testing import by_shop_ids
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStorage]:
-    """A storage on an empty database: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        storage = SQLStorage.from_url(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
-        yield storage
-        storage.dispose()
-        return
-    from conftest import POSTGRESQL
-
-    with POSTGRESQL.empty_database() as url:
-        storage = SQLStorage.from_url(url)
-        yield storage
-        storage.dispose()
+@pytest.fixture
+def storage(unmigrated_storage: SQLStorage) -> SQLStorage:
+    """A storage on an empty database, no schema yet (SQLite file, then PostgreSQL)."""
+    return unmigrated_storage
 
 
 def _engine(storage: SQLStorage) -> sa.Engine:
