@@ -34,7 +34,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
-import os
 import random
 import statistics
 import sys
@@ -65,7 +64,7 @@ from loyaltykit import (
     TestClock,
     Transaction,
 )
-from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql import SQLStorage
 from loyaltykit.storage import AccountState, OrderRecord, OrderStatus
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
@@ -80,9 +79,10 @@ TARGET_RATIO = 2.0
 BATCH = 2_000  # members per seeding unit of work
 
 
-def _load_postgres_helper() -> Any:
-    path = ROOT / "tests" / "_postgres.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_postgres", path)
+def _ledger_benchmark() -> Any:
+    """benchmarks/ledger.py as a module (its ``open_backend`` starts or joins the server)."""
+    path = ROOT / "benchmarks" / "ledger.py"
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_ledger", path)
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -277,19 +277,9 @@ def timed(fn: Callable[[], dict[str, Any]]) -> tuple[float, dict[str, Any]]:
 
 def run(url: str | None, members: int, rounds: int, seed_value: int = 7) -> dict[str, Any]:
     """Seed and measure; return the ``reports_100k`` figures."""
-    server = None
-    url = url or os.environ.get(URL_VARIABLE)
-    if url is None:
-        helper = _load_postgres_helper()
-        binaries = helper.find_binaries()
-        if binaries is None:
-            raise SystemExit(f"no PostgreSQL binaries found: give --url or set {URL_VARIABLE}")
-        server = helper.PostgresServer(binaries)
-        url = server.start()
-    try:
-        engine = create_engine(url)
-        storage = SQLStorage(engine)
-        storage.upgrade()
+    times: dict[str, list[float]] = {"ours": [], "theirs": [], "nojit": []}
+    answers: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with _ledger_benchmark().open_backend("postgresql", url) as (storage, engine, _, _):
         pid = f"bench-reports-{uuid.uuid4().hex[:8]}"
         loyalty = Loyalty(program(pid), storage, clock=TestClock(END))
         began = time.perf_counter()
@@ -297,32 +287,22 @@ def run(url: str | None, members: int, rounds: int, seed_value: int = 7) -> dict
         seeded_s = time.perf_counter() - began
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-        ours: list[float] = []
-        theirs: list[float] = []
-        theirs_nojit: list[float] = []
-        answers: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        timed(lambda: loyaltykit_side(loyalty))  # warm-up, both sides
-        timed(lambda: hand_side(engine, pid))
+        sides: dict[str, Callable[[], dict[str, Any]]] = {
+            "ours": lambda: loyaltykit_side(loyalty),
+            "theirs": lambda: hand_side(engine, pid),
+            "nojit": lambda: hand_side(engine, pid, jit=False),
+        }
+        timed(sides["ours"])  # warm-up, both sides
+        timed(sides["theirs"])
         for i in range(rounds):
-            sides = [(ours, lambda: loyaltykit_side(loyalty)),
-                     (theirs, lambda: hand_side(engine, pid))]
-            a: dict[str, Any] = {}
-            b: dict[str, Any] = {}
-            for times, fn in sides if i % 2 == 0 else reversed(sides):
-                seconds, out = timed(fn)
-                times.append(seconds)
-                if times is ours:
-                    a = out
-                else:
-                    b = out
-            answers.append((a, b))
-            seconds_nojit, c = timed(lambda: hand_side(engine, pid, jit=False))
-            theirs_nojit.append(seconds_nojit)
-            answers.append((a, c))
-        engine.dispose()
-    finally:
-        if server is not None:
-            server.stop()
+            got: dict[str, dict[str, Any]] = {}
+            # alternate which side goes first, so load from elsewhere hits both alike
+            for side in ("ours", "theirs", "nojit") if i % 2 == 0 else (
+                    "theirs", "ours", "nojit"):
+                seconds, got[side] = timed(sides[side])
+                times[side].append(seconds)
+            answers += [(got["ours"], got["theirs"]), (got["ours"], got["nojit"])]
+    ours, theirs, theirs_nojit = times["ours"], times["theirs"], times["nojit"]
     same = all(a == b for a, b in answers)
     seconds = statistics.median(ours)
     hand = statistics.median(theirs)

@@ -38,6 +38,7 @@ __all__ = [
     "RevenueRecognition",
     "allocate_revenue",
     "check_quantum",
+    "check_rate",
     "recognise_revenue",
     "recognised_share",
 ]
@@ -129,7 +130,9 @@ def _round(amount: Decimal, quantum: Decimal) -> Decimal:
     return MONEY_CONTEXT.multiply(steps, quantum)
 
 
-def _rate(value: object, name: str) -> Decimal:
+def check_rate(value: object, name: str) -> Decimal:
+    """``value`` as a Decimal if it is a rate between 0 and 1 (a Decimal or int; no
+    bool, NaN or infinity), else :class:`~loyaltykit.InvalidInput` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int) or (
             isinstance(value, Decimal) and not value.is_finite()) or not 0 <= value <= 1:
         raise InvalidInput(f"{name} must be a Decimal between 0 and 1",
@@ -158,7 +161,7 @@ def allocate_revenue(price: Money, points: int, point_value: Money,
     if point_value.currency != price.currency:
         raise CurrencyMismatch("point_value: must be in the price's currency",
                                expected=price.currency, actual=point_value.currency)
-    rate = _rate(expected_redemption, "expected_redemption")
+    rate = check_rate(expected_redemption, "expected_redemption")
     step = check_quantum(quantum)
     ssp = MONEY_CONTEXT.multiply(MONEY_CONTEXT.multiply(point_value.amount, points), rate)
     whole = MONEY_CONTEXT.add(price.amount, ssp)

@@ -70,7 +70,7 @@ from loyaltykit.storage import (
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
 
 __all__ = ["ERASED_PREFIX", "PAYLOAD_MEMBER_FIELDS", "KeyedStorage", "KeyedUnitOfWork",
-           "Names"]
+           "Names", "shop_ids"]
 
 #: How an erased member is named: this prefix and its member key.
 ERASED_PREFIX = "erased:"
@@ -107,6 +107,14 @@ def _with(row: R, changes: dict[str, str]) -> R:
     for name in names:
         _set(copied, name, changes[name] if name in changes else getattr(row, name))
     return copied
+
+
+def shop_ids(members: MemberKeyStore, keys: Sequence[str]) -> dict[str, str]:
+    """Member key -> shop id for ``keys``, in one batch (what program-wide reads show);
+    a key whose member was erased shows as its placeholder (``erased:<key>``)."""
+    unique = list(dict.fromkeys(keys))
+    found = members.ids_of(unique) if unique else {}
+    return {k: found.get(k) or ERASED_PREFIX + k for k in unique}
 
 
 def random_key() -> str:

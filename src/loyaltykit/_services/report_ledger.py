@@ -9,12 +9,12 @@ few set-based statements of the reports' store.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 from loyaltykit._errors import InvalidInput, shown
-from loyaltykit._member_keys import ERASED_PREFIX
+from loyaltykit._ifrs15 import check_rate
+from loyaltykit._member_keys import shop_ids
 from loyaltykit._periods import Period, PeriodRange, period_ranges, report_periods
 from loyaltykit._reports_ledger import (
     ACTIVITY_KINDS,
@@ -33,7 +33,6 @@ from loyaltykit._reports_ledger import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._validate import check_instant
-from loyaltykit.storage import UnitOfWork
 
 __all__ = ["MAX_MEMBER_PAGE", "LedgerReports"]
 
@@ -152,7 +151,7 @@ class LedgerReports:
             facts = uow.reports.member_facts(rank=rank, active_since=since,
                                              inactive_since=idle, after=start,
                                              limit=limit, activity=ACTIVITY_KINDS)
-            ids = _shop_ids(uow, [f.member_id for f in facts])
+            ids = shop_ids(uow.members, [f.member_id for f in facts])
         names = self._tier_names()
         rows = tuple(MemberRow(member_id=ids[f.member_id], enrolled_at=f.enrolled_at,
                                tier=names[f.rank] if f.rank is not None
@@ -274,11 +273,7 @@ class LedgerReports:
 def _fraction(value: object) -> Fraction | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, Decimal | int) or (
-            isinstance(value, Decimal) and not value.is_finite()) or not 0 <= value <= 1:
-        raise InvalidInput("expected_redemption must be a Decimal in 0..1",
-                           expected_redemption=shown(value))
-    return Fraction(value)
+    return Fraction(check_rate(value, "expected_redemption"))
 
 
 def _cursor(after: object) -> tuple[dt.datetime, str] | None:
@@ -294,8 +289,3 @@ def _cursor(after: object) -> tuple[dt.datetime, str] | None:
     except (ValueError, InvalidInput):
         raise InvalidInput("malformed members cursor", after=shown(after)) from None
 
-
-def _shop_ids(uow: UnitOfWork, keys: Sequence[str]) -> dict[str, str]:
-    """The shop ids of member keys (one batch); erased members as their placeholder."""
-    found = uow.members.ids_of(list(keys)) if keys else {}
-    return {k: found.get(k) or ERASED_PREFIX + k for k in keys}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from loyaltykit._calendar import zone
 from loyaltykit._errors import InvalidInput
-from loyaltykit._member_keys import ERASED_PREFIX
+from loyaltykit._member_keys import shop_ids
 from loyaltykit._periods import Period, period_ranges, report_periods
 from loyaltykit._reports_ledger import PointsPeriod
 from loyaltykit._reports_orders import (
@@ -28,7 +28,6 @@ from loyaltykit._reports_orders import (
 from loyaltykit._services.context import Context
 from loyaltykit._validate import check_instant
 from loyaltykit._values import Money, stored_money
-from loyaltykit.storage import UnitOfWork
 from loyaltykit.storage.report_orders import PurchaseCursor
 
 __all__ = ["OrderReports"]
@@ -36,12 +35,6 @@ __all__ = ["OrderReports"]
 #: Counted orders read per statement by :meth:`OrderReports.purchases`.
 PURCHASES_PAGE = 1000
 
-
-def _shop_ids(uow: UnitOfWork, keys: Sequence[str]) -> dict[str, str]:
-    """Member key -> shop id (the erased name for a key that has none any more)."""
-    unique = list(dict.fromkeys(keys))
-    found = uow.members.ids_of(unique) if unique else {}
-    return {k: found.get(k, ERASED_PREFIX + k) for k in unique}
 
 
 def _range(start: object, end: object) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -86,7 +79,7 @@ class OrderReports:
         while True:
             with self.c.read() as uow:
                 page = uow.reports.counted_orders(start, end, after, PURCHASES_PAGE)
-                ids = _shop_ids(uow, [o.member_id for o in page])
+                ids = shop_ids(uow.members, [o.member_id for o in page])
             for o in page:
                 yield Purchase(member_id=ids[o.member_id], order_id=o.order_id,
                                placed_at=o.placed_at, amount=Money(o.net, o.currency))
@@ -164,7 +157,7 @@ class OrderReports:
         grid = segment_grid(segments)
         with self.c.read() as uow:
             totals = uow.reports.member_order_totals(when)
-            ids = _shop_ids(uow, [t.member_id for t in totals])
+            ids = shop_ids(uow.members, [t.member_id for t in totals])
         tz = zone(self.c.program.time_zone)
         today = when.astimezone(tz).date()
         days = [(today - t.last_at.astimezone(tz).date()).days for t in totals]

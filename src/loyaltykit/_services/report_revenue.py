@@ -7,17 +7,18 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._errors import InvalidInput
 from loyaltykit._ifrs15 import (
     CENT,
     PeriodRevenue,
     RedemptionEstimate,
     allocate_revenue,
     check_quantum,
+    check_rate,
     recognised_share,
 )
 from loyaltykit._periods import Period, report_periods
-from loyaltykit._reports_ledger import Breakage, WalletTotals
+from loyaltykit._reports_ledger import Breakage, PointsPeriod, WalletTotals
 from loyaltykit._services.context import Context
 from loyaltykit._validate import MIN_INSTANT, MONEY_CONTEXT
 from loyaltykit._values import Money
@@ -34,23 +35,17 @@ def _rates(given: object, periods: int) -> list[Decimal] | None:
     if len(values) != periods:
         raise InvalidInput("expected_redemption: one rate per period of the report",
                            periods=periods, rates=len(values))
-    rates = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, Decimal | int) or (
-                isinstance(value, Decimal) and not value.is_finite()) or not 0 <= value <= 1:
-            raise InvalidInput("expected_redemption must be a Decimal between 0 and 1 (or "
-                               "one per period)", expected_redemption=shown(value))
-        rates.append(Decimal(value))
-    return rates
+    return [check_rate(value, "expected_redemption") for value in values]
 
 
 class RevenueReports:
     """The revenue part of :class:`~loyaltykit._services.reports.ReportService`."""
 
     c: Context
-    #: the ledger's reports (:meth:`LedgerReports.totals`, :meth:`LedgerReports.breakage`);
+    #: the ledger's reports (:meth:`LedgerReports.totals`, ``.points``, ``.breakage``);
     #: the service wires them
     _ledger_totals: Callable[..., list[WalletTotals]]
+    _ledger_points: Callable[..., list[PointsPeriod]]
     _ledger_breakage: Callable[..., Breakage]
 
     def revenue(self, period: Period | str, start: dt.datetime, end: dt.datetime, *,
@@ -96,10 +91,6 @@ class RevenueReports:
             return Decimal(1) if found.expected_redemption is None else (
                 found.expected_redemption)
 
-        def points_at(at: dt.datetime) -> tuple[int, int]:
-            [totals] = self._ledger_totals(as_of=min(at, now), wallet=wallet)
-            return totals.issued, totals.redeemed
-
         currency = program.currency
         zero = Money(0, currency)
 
@@ -119,16 +110,21 @@ class RevenueReports:
             estimate = RedemptionEstimate(max(redeemed, 0), max(expected, 0))
             return estimate.expected, recognised_share(allocated, estimate, step)
 
+        # the wallet's points before the report, then what each period moved: two
+        # statements, however many periods
+        [carried] = self._ledger_totals(
+            as_of=min(opening - dt.timedelta(microseconds=1), now), wallet=wallet)
+        moved = self._ledger_points(period, start, end, wallet=wallet)
         opening_rate = rate_at(opening, 0)
         pool = split(0, opening_rate)[3].amount
-        issued, redeemed = points_at(opening)
+        issued, redeemed = carried.issued, carried.redeemed
         before = recognised(pool, issued, redeemed, opening_rate)[1]
         out = []
-        for i, r in enumerate(ranges):
+        for i, (r, flows) in enumerate(zip(ranges, moved, strict=True)):
             rate = rate_at(r.end, i)
             sales, points, goods, allocated = split(i + 1, rate)
             pool = MONEY_CONTEXT.add(pool, allocated.amount)
-            issued, redeemed = points_at(r.end)
+            issued, redeemed = issued + flows.issued, redeemed + flows.redeemed
             expected, done = recognised(pool, issued, redeemed, rate)
             out.append(PeriodRevenue(
                 period=r, sales=sales, points=points, expected_redemption=rate,
