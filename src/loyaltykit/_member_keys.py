@@ -460,6 +460,17 @@ class _Ledger:
         self.n.learn(k for k, _ in found)
         return [(self.n.id(k), wallet) for k, wallet in found]
 
+    def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
+        return self.inner.due_bounds(at, every)  # cursors: keys pass through
+
+    def due_between(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
+        limit: int,
+    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+        found, cursor = self.inner.due_between(at, after=after, upto=upto, limit=limit)
+        self.n.learn(k for k, _ in found)
+        return [(self.n.id(k), wallet) for k, wallet in found], cursor
+
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         return self.inner.next_expiring(wallet, self.n.key(member_id))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from loyaltykit._errors import InvalidInput
 from loyaltykit._model import Account, Kind
@@ -52,13 +53,14 @@ class DueWork:
         Idempotent and resumable: work is done in batches of ``batch_size`` member
         wallets, each its own unit of work, and a second run finds nothing to do.
 
-        ``workers`` > 1 runs up to that many tier batches at once, each on its own
-        thread and connection (disjoint ranges of member ids): a year-end evaluation
-        of a large program on PostgreSQL then uses the server's cores. The result is
-        the same as with one worker. It needs a storage whose units of work may run
+        ``workers`` > 1 runs up to that many batches at once, each on its own thread
+        and connection (disjoint ranges of member ids, read before the batches run):
+        the ledger's part (holds, activation, expiry) and the tier evaluation of a
+        large program on PostgreSQL then use the server's cores. The result is the
+        same as with one worker. It needs a storage whose units of work may run
         concurrently (``storage.concurrent``; not a SQL storage bound to a host
         connection, which then works with one); on SQLite, whose writers take turns,
-        it gains nothing. The ledger part (holds, activation, expiry) runs on one.
+        it gains nothing.
         """
         when = self.c.instant(at)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
@@ -69,28 +71,64 @@ class DueWork:
             raise InvalidInput("workers must be an int in 1..64", workers=workers)
         totals: dict[str, int] = {}
         members = 0
-        cursor: tuple[str, str] | None = None
-
-        def batch(work: Work) -> list[tuple[str, str]]:
-            due = work.uow.ledger.due_accounts(when, after=cursor, limit=batch_size)
-            by_wallet: dict[str, list[str]] = {}
-            for member_id, wallet in due:
-                by_wallet.setdefault(wallet, []).append(member_id)
-            for wallet, ids in by_wallet.items():
-                self._ledger.books(work.uow, work.ledger, wallet, ids, need_lots=True)
-            for tx in work.ledger.changes.transactions:
-                _count(totals, tx.kind, tx.amount)
-            return due
-
-        while due := self.c.pipeline.batch(when, batch):
-            cursor = due[-1]
-            members += len(due)
+        for done, counts in self._ledger_due(when, batch_size, workers):
+            members += done
+            for name, n in counts.items():
+                totals[name] = totals.get(name, 0) + n
         for step in self._steps:
             totals.update(step(when, batch_size, workers))
         report = DueWorkReport(at=when, members=members, **totals)
         level = logging.INFO if members else logging.DEBUG
         logger.log(level, "due work at %s: %s", when.isoformat(), report)
         return report
+
+    def _ledger_due(self, when: dt.datetime, batch_size: int, workers: int
+                    ) -> Iterator[tuple[int, dict[str, int]]]:
+        """The ledger's due work, range by range: the ranges of ``batch_size`` due
+        wallets are read first (one statement), then run in turn or, with ``workers``
+        > 1 on a concurrent storage, at once (disjoint members: no two batches touch
+        one wallet). Yield (wallets, counts) per range."""
+        with self.c.read() as uow:
+            ends = uow.ledger.due_bounds(when, batch_size)
+        ranges = list(zip([None, *ends], ends, strict=False))  # (after, upto]
+        if workers > 1 and self.c.storage.concurrent and len(ranges) > 1:
+            with ThreadPoolExecutor(min(workers, len(ranges)),
+                                    thread_name_prefix="loyaltykit-due") as pool:
+                yield from pool.map(
+                    lambda r: self._range(when, r[0], r[1], batch_size), ranges)
+            return
+        for after, upto in ranges:
+            yield self._range(when, after, upto, batch_size)
+
+    def _range(self, when: dt.datetime, after: tuple[str, str] | None,
+               upto: tuple[str, str], batch_size: int) -> tuple[int, dict[str, int]]:
+        """Post what is due in the wallets of one range, a unit of work per batch of
+        ``batch_size`` (one, unless wallets fell due since the ranges were read)."""
+        members = 0
+        totals: dict[str, int] = {}
+        cursor: tuple[str, str] | None = after
+
+        def batch(work: Work) -> tuple[int, dict[str, int], tuple[str, str] | None]:
+            due, nxt = work.uow.ledger.due_between(when, after=cursor, upto=upto,
+                                                   limit=batch_size)
+            by_wallet: dict[str, list[str]] = {}
+            for member_id, wallet in due:
+                by_wallet.setdefault(wallet, []).append(member_id)
+            for wallet, ids in by_wallet.items():
+                self._ledger.books(work.uow, work.ledger, wallet, ids, need_lots=True)
+            counts: dict[str, int] = {}
+            for tx in work.ledger.changes.transactions:
+                _count(counts, tx.kind, tx.amount)
+            return len(due), counts, nxt
+
+        while True:  # a batch retried after a conflict is counted once
+            done, counts, cursor = self.c.pipeline.batch(when, batch, retry=True,
+                                                         what="ledger due work")
+            members += done
+            for name, n in counts.items():
+                totals[name] = totals.get(name, 0) + n
+            if cursor is None:
+                return members, totals
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

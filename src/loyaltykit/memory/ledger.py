@@ -137,6 +137,20 @@ class MemoryLedgerStore:
             due = [d for d in due if d > after]
         return due[:limit]
 
+    def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
+        due = self.due_accounts(at, after=None, limit=len(self._t.accounts) + 1)
+        ends = due[every - 1::every]
+        if due and (not ends or ends[-1] != due[-1]):
+            ends.append(due[-1])
+        return ends
+
+    def due_between(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
+        limit: int,
+    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+        found = [d for d in self.due_accounts(at, after=after, limit=limit) if d <= upto]
+        return found, (found[-1] if len(found) == limit else None)
+
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         lots = [lot for lot in self.load_lots(wallet, [member_id])
                 if lot.expires_at is not None and lot.remaining > 0]

@@ -195,6 +195,31 @@ _SEL_DUE_AFTER = _SEL_DUE.where(
     accounts.c.member_id >= _after_m,
     sa.or_(accounts.c.member_id > _after_m, accounts.c.wallet > sa.bindparam("after_w")),
 )
+# due work's ranges: every n-th due key and the last, in one pass over the due
+# accounts (their index by next_due_at); each range is then read by the primary key
+_due_rows = (
+    sa.select(accounts.c.member_id, accounts.c.wallet,
+              sa.func.row_number().over(
+                  order_by=(accounts.c.member_id, accounts.c.wallet)).label("rn"),
+              sa.func.count().over().label("n"))
+    .where(accounts.c.program_id == _p, accounts.c.next_due_at <= _at)
+    .subquery()
+)
+_SEL_DUE_BOUNDS = (
+    sa.select(_due_rows.c.member_id, _due_rows.c.wallet)
+    .where(sa.or_(_due_rows.c.rn % sa.bindparam("every", type_=sa.Integer()) == 0,
+                  _due_rows.c.rn == _due_rows.c.n))
+    .order_by(_due_rows.c.rn)
+)
+_upto_m: sa.BindParameter[str] = sa.bindparam("upto_m")
+_SEL_DUE_UPTO = _SEL_DUE.where(
+    accounts.c.member_id <= _upto_m,
+    sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
+)
+_SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
+    accounts.c.member_id <= _upto_m,
+    sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
+)
 
 _lot_key = (lots.c.expires_at, lots.c.member_id, lots.c.wallet, lots.c.id)
 _SEL_EXPIRING = (
@@ -590,6 +615,28 @@ class SQLLedgerStore(Store):
             stmt = _SEL_DUE_AFTER
             params["after_m"], params["after_w"] = after
         return [(row[0], row[1]) for row in self._c().execute(stmt, params)]
+
+    @translated
+    def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
+        """Return the last key of each range of ``every`` due accounts, in order."""
+        params = {"p": self.program_id, "at": at, "every": every}
+        return [(row[0], row[1]) for row in self._c().execute(_SEL_DUE_BOUNDS, params)]
+
+    @translated
+    def due_between(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
+        limit: int,
+    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+        """Return up to ``limit`` due (member_id, wallet) pairs in ``(after, upto]``
+        and the cursor to go on from if ``limit`` were found."""
+        params: dict[str, Any] = {"p": self.program_id, "at": at, "lim": limit,
+                                  "upto_m": upto[0], "upto_w": upto[1]}
+        stmt = _SEL_DUE_UPTO
+        if after is not None:
+            stmt = _SEL_DUE_BETWEEN
+            params["after_m"], params["after_w"] = after
+        found = [(row[0], row[1]) for row in self._c().execute(stmt, params)]
+        return found, (found[-1] if len(found) == limit else None)
 
     @translated
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:

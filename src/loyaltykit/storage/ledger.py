@@ -115,6 +115,22 @@ class LedgerStore(Protocol):
         """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``,
         ordered by (member_id, wallet) and strictly after ``after`` when given."""
 
+    def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
+        """Cut the accounts whose ``next_due_at <= at``, in (member_id, wallet) order,
+        into ranges of ``every``: return the last key of each range (every
+        ``every``-th key, and the last key), in order; empty if nothing is due. The keys
+        are cursors for :meth:`due_between` (stored member keys: they pass the facade's
+        member-id mapping unchanged). One statement over the due accounts."""
+
+    def due_between(
+        self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
+        limit: int,
+    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+        """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``
+        in the key range ``(after, upto]`` (cursors from :meth:`due_bounds`; ``after``
+        None: from the first), ordered by (member_id, wallet), and the cursor to go on
+        from (the last pair's key) if ``limit`` were found, else None."""
+
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         """Return (points, instant) of the soonest expiry among lots with points left."""
 

@@ -1,0 +1,91 @@
+"""The due-work part of the ledger contract: stale holds, matured pending lots and
+expiries posted range by range, with one worker or several.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from loyaltykit import DueWorkReport, ExpiryPolicy, ExpiryStart, Storage
+from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
+from loyaltykit.testing.contract.base import (
+    ContractPart,
+    Shop,
+    berlin,
+    make_program,
+    statement_lines,
+)
+
+__all__ = ["LedgerDueContract"]
+
+
+def due_shop(storage: Storage, program_id: str, members: int) -> tuple[Shop, list[str]]:
+    """A shop whose ``members`` members each have due work of their own on 1 February
+    2026: a lot past its expiry, a pending lot that matured, most of them a stale
+    hold, and every third one an expired lot in a second wallet."""
+    shop = Shop(storage, make_program(
+        program_id, wallets=("points", "credits"),
+        expiry=ExpiryPolicy(days=30, counted_from=ExpiryStart.ACTIVATION)),
+        start=berlin(2026, 1, 1, 10))
+    ids = [f"m{i:03d}" for i in range(members)]
+    for i, m in enumerate(ids):
+        shop.enrol(m)
+        shop.loyalty.earn(m, 10 + i, key=f"old-{m}")  # expires on 31 January
+        if i % 3 == 0:
+            shop.loyalty.earn(m, 5, key=f"credits-{m}", wallet="credits")
+        if i % 4:
+            shop.loyalty.hold(m, 1 + i % 7, key=f"hold-{m}", ttl=_TTL)
+        shop.loyalty.earn(m, 100 + i, key=f"new-{m}",
+                          activates_at=berlin(2026, 1, 10 + i % 5, 10))
+    shop.go(2026, 2, 1, 10)
+    return shop, ids
+
+
+class LedgerDueContract(ContractPart):
+    """Ledger due work on a backend: part of :class:`LedgerContract`."""
+
+    def test_due_work_in_parallel_ranges_equals_one_worker(self, storage: Storage) -> None:
+        """run_due(workers=3) over many ranges of member wallets releases, activates
+        and expires what one worker does, with the same counts (on a storage that
+        cannot run units of work at once, it runs them in turn)."""
+        outcomes = []
+        for workers in (1, 3):
+            shop, ids = due_shop(storage, f"due-{workers}", 12)
+            report = shop.loyalty.run_due(batch_size=2, workers=workers)
+            again = shop.loyalty.run_due(batch_size=2, workers=workers)
+            assert DueWorkReport(at=again.at) == again  # nothing left to do
+            shop.check(*ids)
+            outcomes.append((
+                attrs.evolve(report, at=None),
+                {(m, w): (shop.balance(m, wallet=w),
+                          [(line.kind, line.points, line.occurred_at)
+                           for line in statement_lines(shop.loyalty, m, wallet=w)],
+                          [(lot.amount, lot.remaining, lot.pending, lot.expires_at)
+                           for lot in shop.loyalty.lots(m, wallet=w)])
+                 for m in ids for w in ("points", "credits")},
+            ))
+        assert outcomes[0] == outcomes[1]
+        report = outcomes[0][0]
+        # 12 points wallets and 4 credits wallets, in ranges of 2: many batches
+        assert 16 == report.members
+        assert (12, 9, 16) == (report.activated_lots, report.released_holds,
+                               report.expired_lots)
+
+    def test_due_bounds_cut_the_due_wallets_into_ranges(self, storage: Storage) -> None:
+        shop, _ = due_shop(storage, "bounds", 5)
+        when = shop.clock.now()
+        with storage.unit_of_work("bounds") as uow:  # stored keys: the cursors' terms
+            everything = uow.ledger.due_accounts(when, after=None, limit=100)
+            assert 7 == len(everything)  # 5 points wallets, 2 credits wallets
+            ends = uow.ledger.due_bounds(when, 3)
+            assert [everything[2], everything[5], everything[6]] == ends
+            assert ([], None) == uow.ledger.due_between(
+                when, after=ends[2], upto=ends[2], limit=3)
+            assert (everything[3:5], everything[4]) == uow.ledger.due_between(
+                when, after=ends[0], upto=ends[1], limit=2)
+            assert (everything[3:6], None) == uow.ledger.due_between(
+                when, after=ends[0], upto=ends[1], limit=4)
+            assert (everything[:3], everything[2]) == uow.ledger.due_between(
+                when, after=None, upto=ends[0], limit=3)
+            assert [everything[-1]] == uow.ledger.due_bounds(when, 7)
+            assert [] == uow.ledger.due_bounds(berlin(2026, 1, 1, 9), 3)
