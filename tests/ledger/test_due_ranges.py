@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from loyaltykit.memory import MemoryStorage
 from loyaltykit._services.ledger import LedgerService
+from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract.ledger_due import due_shop
 
 

@@ -56,7 +56,7 @@ class LedgerDueContract(ContractPart):
             assert DueWorkReport(at=again.at) == again  # nothing left to do
             shop.check(*ids)
             outcomes.append((
-                attrs.evolve(report, at=None),
+                attrs.evolve(report, at=again.at),  # (each run is dated now)
                 {(m, w): (shop.balance(m, wallet=w),
                           [(line.kind, line.points, line.occurred_at)
                            for line in statement_lines(shop.loyalty, m, wallet=w)],
