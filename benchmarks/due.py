@@ -1,0 +1,528 @@
+#!/usr/bin/env python
+"""Benchmark a nightly run of due work over a large program against hand-written SQL.
+
+Run as a plain script::
+
+    python benchmarks/due.py [--backend memory|sqlite|postgresql] [--members N]
+                             [--workers W] [--url URL] [--quick]
+
+The program: lots expire 365 days after their earn, earned points are pending for 10
+days, tiers member / silver (600 points in a calendar year) / gold (2,000), Europe/
+Berlin. Every member has the same history, built once through the library for a
+template member and cloned row for row (fresh ids, keys and member keys) with plain
+inserts (seeding is not timed):
+
+* 2025-12-30: 700 points (silver; they expire on 2026-12-30);
+* 2026-03-01: 250 points (expire 2027-03-01); 2026-12-21: 200 points, pending until
+  2026-12-31; 2026-12-21 10:05: a hold of 50 points for an hour, never captured.
+
+At 2027-01-01 01:00 (Berlin) each member has a stale hold to release, a lot to expire,
+a pending lot to activate and a tier evaluation (450 points in 2026: silver drops to
+member). Timed in the same run, on identical seeded copies (two programs of one
+database):
+
+* ``seconds``: ``Loyalty.run_due(workers=W)`` (the ledger's due work by member ranges,
+  then the tier evaluation; ``--workers``, default the machine's CPUs on PostgreSQL, 1
+  elsewhere);
+* ``hand_sql_seconds``: hand-written set-based SQL doing the same writes: INSERT ...
+  SELECT of the release, expiry and activation transactions, their postings and lot
+  movements and their outbox events; UPDATE of the holds, the lots and the accounts
+  (running totals, next due instant, version); the tier states and their history. One
+  transaction, a few statements, no Python per row. ``ratio`` = seconds /
+  hand_sql_seconds (target <= 1.5). On ``memory`` the hand-written SQL runs on an
+  in-memory SQLite database seeded the same way (the floor of set-based SQL there).
+
+The benchmark checks both sides wrote the same: the counts, every member's balance
+and tier, and (SQL) the rows per table. For ``postgresql`` the server is ``--url``,
+else ``LOYALTYKIT_BENCH_POSTGRESQL_URL``, else a throwaway server; a given server gets
+rows under program ids of its own, which are left in place (use a scratch database).
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from loyaltykit import (  # noqa: E402
+    ExpiryPolicy,
+    LedgerPolicy,
+    Loyalty,
+    Money,
+    PendingPolicy,
+    Program,
+    TestClock,
+    Tier,
+    TierPolicy,
+)
+from loyaltykit.sql import SQLStorage  # noqa: E402
+from loyaltykit.sql import schema  # noqa: E402
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TARGET = 1.5
+RUN_AT = dt.datetime(2027, 1, 1, 1, tzinfo=BERLIN)
+HOLD_TTL = dt.timedelta(hours=1)
+DEFAULT_MEMBERS = {"postgresql": 1_000_000, "sqlite": 100_000, "memory": 100_000}
+QUICK_MEMBERS = 60
+CHUNK = 5_000
+
+
+def _ledger_helpers() -> Any:
+    path = ROOT / "benchmarks" / "ledger.py"
+    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def program(program_id: str) -> Program:
+    return Program(
+        id=program_id, time_zone="Europe/Berlin", currency="EUR",
+        point_value=Money("0.01", "EUR"),
+        ledger=LedgerPolicy(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10)),
+        tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 600), Tier("gold", 2000)),
+                         notice_days=0))
+
+
+def history(loyalty: Loyalty, clock: TestClock, member_ids: list[str]) -> None:
+    """Every member's history (see the module docstring), step by step."""
+    steps: list[tuple[dt.datetime, Any]] = [
+        (dt.datetime(2025, 12, 30, 10, tzinfo=BERLIN),
+         lambda m: loyalty.enrol(m)),
+        (dt.datetime(2025, 12, 30, 10, tzinfo=BERLIN),
+         lambda m: loyalty.earn(m, 700, key=f"a-{m}", activates_at=clock.now())),
+        (dt.datetime(2026, 3, 1, 10, tzinfo=BERLIN),
+         lambda m: loyalty.earn(m, 250, key=f"c-{m}", activates_at=clock.now())),
+        (dt.datetime(2026, 12, 21, 10, tzinfo=BERLIN),
+         lambda m: loyalty.earn(m, 200, key=f"b-{m}")),
+        (dt.datetime(2026, 12, 21, 10, 5, tzinfo=BERLIN),
+         lambda m: loyalty.hold(m, 50, key=f"h-{m}", ttl=HOLD_TTL)),
+    ]
+    for at, step in steps:
+        clock.set(at)
+        for m in member_ids:
+            step(m)
+
+
+# -- seeding SQL: a template member's rows, cloned -------------------------------------
+
+
+def _member_tables() -> list[sa.Table]:
+    """The tables holding a program's member rows, parents first."""
+    return [t for t in schema.metadata.sorted_tables
+            if "program_id" in t.c and t.name not in ("lk_programs", "lk_program_versions")]
+
+
+def template_rows(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    """The rows the library wrote for one template member (program ``template``)."""
+    storage = SQLStorage(engine)
+    clock = TestClock(dt.datetime(2025, 12, 30, 10, tzinfo=BERLIN))
+    history(Loyalty(program("template"), storage, clock=clock), clock, ["t"])
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with engine.connect() as conn:
+        for table in _member_tables():
+            found = [dict(r._mapping) for r in conn.execute(
+                sa.select(table).where(table.c.program_id == "template"))]
+            if found:
+                rows[table.name] = found
+    return rows
+
+
+def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[dict[str, Any]]],
+          members: int) -> None:
+    """Insert ``members`` copies of the template's rows under ``program_id``."""
+    Loyalty(program(program_id), SQLStorage(engine))  # registers the program
+    ids: dict[uuid.UUID, int] = {}
+    for table_rows in rows.values():
+        for row in table_rows:
+            for value in row.values():
+                if isinstance(value, uuid.UUID):
+                    ids.setdefault(value, len(ids))
+    template_key = rows["lk_members"][0]["member_id"]
+    texts = {str(u): i for u, i in ids.items()}
+
+    def new_id(i: int, n: int) -> uuid.UUID:
+        return uuid.UUID(int=(salt << 112) | (i << 16) | n)
+
+    def fix(value: Any, i: int, key: str) -> Any:
+        if isinstance(value, uuid.UUID):
+            return new_id(i, ids[value])
+        if isinstance(value, str):
+            if value == template_key:
+                return key
+            if value in texts:
+                return str(new_id(i, texts[value]))
+            return value
+        if isinstance(value, dict):
+            return {k: fix(v, i, key) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v, i, key) for v in value]
+        return value
+
+    with engine.begin() as conn:
+        for start in range(0, members, CHUNK):
+            for table in _member_tables():
+                if table.name not in rows:
+                    continue
+                batch = []
+                for i in range(start, min(start + CHUNK, members)):
+                    key = f"{salt:02x}{i:030x}"
+                    for row in rows[table.name]:
+                        new = {c: fix(v, i, key) for c, v in row.items()
+                               if not (c == "seq" or (c == "id" and table.name in (
+                                   "lk_tier_history", "lk_outbox")))}
+                        new["program_id"] = program_id
+                        if table.name == "lk_member_ids":
+                            new["external_id"] = f"m{i:07d}"
+                        if table.name == "lk_outbox":
+                            new["id"] = uuid.UUID(int=(salt << 112) | (i << 16) | 0xFF00
+                                                  | len(batch) % 256)
+                        if table.name == "lk_idempotency_keys":
+                            new["key"] = f"{row['key']}#{i}"
+                        if table.name == "lk_transactions" and row["idempotency_key"]:
+                            new["idempotency_key"] = f"{row['idempotency_key']}#{i}"
+                        batch.append(new)
+                conn.execute(table.insert(), batch)
+
+
+def analyse(engine: sa.Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+# -- the hand-written SQL ----------------------------------------------------------------
+
+
+def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
+    """The writes of the due run, set-based, in one transaction (see the docstring)."""
+    pg = engine.dialect.name == "postgresql"
+    ts = schema.transactions.c.occurred_at.type
+
+    def derived(column: str, prefix: str) -> str:
+        # a transaction id derived from the hold's or lot's id (a new first hex digit)
+        return (f"CAST('{prefix}' || substr(CAST({column} AS TEXT), 2) AS UUID)" if pg
+                else f"'{prefix}' || substr({column}, 2)")
+
+    def doc(*pairs: str) -> str:
+        inner = ", ".join(pairs)
+        return f"jsonb_build_object({inner})" if pg else f"json_object({inner})"
+
+    release_id, expire_id, activate_id = (derived("h.id", "e"), derived("l.id", "d"),
+                                          derived("l.id", "c"))
+    tx_cols = ("id, program_id, member_id, wallet, kind, occurred_at, recorded_at, "
+               "idempotency_key, reason, metadata, reverses_id")
+    held = "(SELECT SUM(a.points) FROM lk_hold_allocations a WHERE a.lot_id = l.id)"
+    expiring = "l.pending = false AND l.expires_at <= :t AND l.remaining > l.held"
+    if not pg:
+        expiring = expiring.replace("false", "0")
+    stale = "h.program_id = :p AND h.status = 'open' AND h.expires_at <= :t"
+    statements = [
+        # the releases, their postings, the holds and the lots they held points on
+        f"""INSERT INTO lk_transactions ({tx_cols})
+            SELECT {release_id}, h.program_id, h.member_id, h.wallet, 'release',
+                   h.expires_at, :now, NULL, 'hold expired',
+                   {doc("'hold_id'", "CAST(h.id AS TEXT)", "'cause'", "'released'")}, NULL
+            FROM lk_holds h WHERE {stale}""",
+        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
+                                     amount, position)
+            SELECT {release_id}, v.account, h.program_id, h.member_id, h.wallet,
+                   v.sign * (h.points - h.captured), v.position
+            FROM lk_holds h CROSS JOIN (SELECT 'available' AS account, 1 AS sign,
+                                               0 AS position
+                                        UNION ALL SELECT 'held', -1, 1) v
+            WHERE {stale}""",
+        f"""UPDATE lk_lots SET held = held - (
+                SELECT SUM(a.points) FROM lk_hold_allocations a JOIN lk_holds h
+                ON h.id = a.hold_id WHERE a.lot_id = lk_lots.id AND {stale})
+            WHERE id IN (SELECT a.lot_id FROM lk_hold_allocations a JOIN lk_holds h
+                         ON h.id = a.hold_id WHERE {stale})""",
+        f"""UPDATE lk_holds SET status = 'released',
+                resolved_by = {derived("lk_holds.id", "e")}
+            WHERE id IN (SELECT h.id FROM lk_holds h WHERE {stale})""",
+        # the expiries: transactions, postings, lot movements, the lots
+        f"""INSERT INTO lk_transactions ({tx_cols})
+            SELECT {expire_id}, l.program_id, l.member_id, l.wallet, 'expire', l.expires_at,
+                   :now, NULL, '',
+                   {doc("'lot_id'", "CAST(l.id AS TEXT)", "'earn_id'",
+                        "CAST(l.transaction_id AS TEXT)")}, NULL
+            FROM lk_lots l WHERE l.program_id = :p AND {expiring}""",
+        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
+                                     amount, position)
+            SELECT {expire_id}, v.account, l.program_id, l.member_id, l.wallet,
+                   v.sign * (l.remaining - l.held), v.position
+            FROM lk_lots l CROSS JOIN (SELECT 'available' AS account, -1 AS sign,
+                                              0 AS position
+                                       UNION ALL SELECT 'expired', 1, 1) v
+            WHERE l.program_id = :p AND {expiring}""",
+        f"""INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id, member_id,
+                                          delta, position)
+            SELECT {expire_id}, l.id, l.program_id, l.member_id, l.held - l.remaining, 0
+            FROM lk_lots l WHERE l.program_id = :p AND {expiring}""",
+        f"""UPDATE lk_lots SET remaining = held
+            WHERE program_id = :p AND {expiring.replace('l.', '')}""",
+        # the activations
+        f"""INSERT INTO lk_transactions ({tx_cols})
+            SELECT {activate_id}, l.program_id, l.member_id, l.wallet, 'activate',
+                   l.activates_at, :now, NULL, '',
+                   {doc("'lot_id'", "CAST(l.id AS TEXT)", "'earn_id'",
+                        "CAST(l.transaction_id AS TEXT)")}, NULL
+            FROM lk_lots l WHERE l.program_id = :p AND l.pending = {'true' if pg else '1'}
+              AND l.activates_at <= :t""",
+        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
+                                     amount, position)
+            SELECT {activate_id}, v.account, l.program_id, l.member_id, l.wallet,
+                   v.sign * l.remaining, v.position
+            FROM lk_lots l CROSS JOIN (SELECT 'pending' AS account, -1 AS sign,
+                                              0 AS position
+                                       UNION ALL SELECT 'available', 1, 1) v
+            WHERE l.program_id = :p AND l.pending = {'true' if pg else '1'}
+              AND l.activates_at <= :t""",
+        f"""UPDATE lk_lots SET pending = {'false' if pg else '0'}, activates_at = NULL
+            WHERE program_id = :p AND pending = {'true' if pg else '1'}
+              AND activates_at <= :t""",
+        # the events of the run's transactions
+        f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
+                                   recorded_at, payload)
+            SELECT t.program_id, 0, {derived("t.id", "b")},
+                   'points.' || CASE t.kind WHEN 'release' THEN 'released'
+                                            WHEN 'expire' THEN 'expired'
+                                            ELSE 'activated' END,
+                   1, t.member_id, t.occurred_at, t.recorded_at,
+                   {doc("'transaction_id'", "CAST(t.id AS TEXT)", "'kind'", "t.kind",
+                        "'wallet'", "t.wallet", "'reason'", "t.reason",
+                        "'metadata'", "t.metadata")}
+            FROM lk_transactions t
+            WHERE t.program_id = :p AND t.recorded_at = :now""",
+        # the accounts: the run's postings summed, the next due instant, the version
+        f"""UPDATE lk_accounts SET
+                available = available + COALESCE((SELECT SUM(amount) FROM lk_postings x
+                    JOIN lk_transactions t ON t.id = x.transaction_id
+                    WHERE t.program_id = :p AND t.recorded_at = :now
+                      AND t.member_id = lk_accounts.member_id
+                      AND t.wallet = lk_accounts.wallet AND x.account = 'available'), 0),
+                pending = pending + COALESCE((SELECT SUM(amount) FROM lk_postings x
+                    JOIN lk_transactions t ON t.id = x.transaction_id
+                    WHERE t.program_id = :p AND t.recorded_at = :now
+                      AND t.member_id = lk_accounts.member_id
+                      AND t.wallet = lk_accounts.wallet AND x.account = 'pending'), 0),
+                held = held + COALESCE((SELECT SUM(amount) FROM lk_postings x
+                    JOIN lk_transactions t ON t.id = x.transaction_id
+                    WHERE t.program_id = :p AND t.recorded_at = :now
+                      AND t.member_id = lk_accounts.member_id
+                      AND t.wallet = lk_accounts.wallet AND x.account = 'held'), 0),
+                expired = expired + COALESCE((SELECT SUM(amount) FROM lk_postings x
+                    JOIN lk_transactions t ON t.id = x.transaction_id
+                    WHERE t.program_id = :p AND t.recorded_at = :now
+                      AND t.member_id = lk_accounts.member_id
+                      AND t.wallet = lk_accounts.wallet AND x.account = 'expired'), 0),
+                next_due_at = (SELECT MIN(l.expires_at) FROM lk_lots l
+                    WHERE l.program_id = :p AND l.member_id = lk_accounts.member_id
+                      AND l.wallet = lk_accounts.wallet AND l.remaining > l.held),
+                version = version + 1
+            WHERE program_id = :p AND next_due_at <= :t""",
+        # the tier evaluation: the 2026 metric decides; silver below 600 drops a level
+        """INSERT INTO lk_tier_history (program_id, member_id, at, from_tier, to_tier, reason,
+                                        metric, note, recorded_at)
+            SELECT s.program_id, s.member_id, s.next_evaluation, 'silver', 'member',
+                   'evaluation', b.value, '', :now
+            FROM lk_tier_states s JOIN lk_tier_buckets b ON b.program_id = s.program_id
+              AND b.member_id = s.member_id AND b.period_start = s.window_start
+            WHERE s.program_id = :p AND s.next_evaluation <= :t AND s.rank = 1
+              AND b.value < 600""",
+        f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
+                                   recorded_at, payload)
+            SELECT h.program_id, 0, {derived("m.member_id", "a") if not pg else
+                                     "CAST(md5(h.member_id) AS UUID)"},
+                   'tier.changed', 1, h.member_id, h.at, h.recorded_at,
+                   {doc("'from_tier'", "h.from_tier", "'to_tier'", "h.to_tier",
+                        "'reason'", "h.reason", "'metric'", "h.metric")}
+            FROM lk_tier_history h JOIN lk_members m ON m.program_id = h.program_id
+              AND m.member_id = h.member_id
+            WHERE h.program_id = :p AND h.recorded_at = :now""",
+        """UPDATE lk_tier_states SET rank = CASE WHEN (SELECT b.value FROM lk_tier_buckets b
+                    WHERE b.program_id = lk_tier_states.program_id
+                      AND b.member_id = lk_tier_states.member_id
+                      AND b.period_start = lk_tier_states.window_start) < 600
+                    THEN 0 ELSE rank END,
+                window_start = next_evaluation, next_evaluation = :next_year,
+                protected_until = NULL, carried = 0, carried_until = NULL,
+                version = version + 1
+            WHERE program_id = :p AND next_evaluation <= :t""",
+    ]
+    params = [sa.bindparam("t", type_=ts), sa.bindparam("now", type_=ts),
+              sa.bindparam("next_year", type_=ts)]
+    values = {"p": program_id, "t": RUN_AT, "now": now,
+              "next_year": dt.datetime(2028, 1, 1, tzinfo=BERLIN)}
+    with engine.begin() as conn:
+        for sql in statements:
+            stmt = sa.text(sql).bindparams(*[p for p in params if f":{p.key}" in sql])
+            conn.execute(stmt, {k: v for k, v in values.items() if f":{k}" in sql})
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def row_counts(engine: sa.Engine, program_id: str) -> dict[str, int]:
+    counts = {}
+    with engine.connect() as conn:
+        for table in _member_tables():
+            counts[table.name] = conn.execute(
+                sa.select(sa.func.count()).select_from(table)
+                .where(table.c.program_id == program_id)).scalar_one()
+    return counts
+
+
+def totals(engine: sa.Engine, program_id: str) -> tuple[Any, ...]:
+    a, s = schema.accounts, schema.tier_states
+    with engine.connect() as conn:
+        sums = conn.execute(sa.select(
+            sa.func.sum(a.c.available), sa.func.sum(a.c.pending), sa.func.sum(a.c.held),
+            sa.func.sum(a.c.expired)).where(a.c.program_id == program_id)).one()
+        ranks = conn.execute(sa.select(s.c.rank, sa.func.count()).where(
+            s.c.program_id == program_id).group_by(s.c.rank).order_by(s.c.rank)).all()
+    return tuple(int(x) for x in sums), tuple(tuple(r) for r in ranks)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def timed_run_due(loyalty: Loyalty, workers: int, batch: int) -> tuple[float, Any]:
+    began = time.perf_counter()
+    report = loyalty.run_due(batch_size=batch, workers=workers)
+    return time.perf_counter() - began, report
+
+
+def bench(backend: str, url: str | None, members: int, workers: int,
+          batch: int) -> dict[str, Any]:
+    helpers = _ledger_helpers()
+    stamp = uuid.uuid4().hex[:8]
+    with helpers.open_backend(backend, url) as (storage, engine, database, _owned):
+        hand_engine = engine
+        if backend == "memory":  # the floor: set-based SQL on an in-memory SQLite
+            hand_engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+            SQLStorage(hand_engine).create_schema()
+        began = time.perf_counter()
+        assert hand_engine is not None
+        rows = template_rows(hand_engine)
+        lib_id, hand_id = f"due-{stamp}", f"hand-{stamp}"
+        clock = TestClock(RUN_AT)
+        if backend == "memory":
+            history(Loyalty(program(lib_id), storage, clock=clock), clock,
+                    [f"m{i:07d}" for i in range(members)])
+        else:
+            assert engine is not None
+            clone(engine, lib_id, 1, rows, members)
+        clone(hand_engine, hand_id, 2, rows, members)
+        analyse(hand_engine)
+        seeded = time.perf_counter() - began
+        clock.set(RUN_AT)
+        loyalty = Loyalty(program(lib_id), storage, clock=clock)
+        seconds, report = timed_run_due(loyalty, workers, batch)
+        began = time.perf_counter()
+        hand_sql(hand_engine, hand_id, clock.now())
+        hand_seconds = time.perf_counter() - began
+        check(report, members)
+        hand_totals = totals(hand_engine, hand_id)
+        if engine is not None:
+            lib_totals = totals(engine, lib_id)
+            lib_rows, hand_rows = row_counts(engine, lib_id), row_counts(hand_engine, hand_id)
+            if lib_rows != hand_rows:
+                raise SystemExit(f"rows differ: {lib_rows} != {hand_rows}")
+        else:
+            lib_totals = memory_totals(loyalty, members)
+        if lib_totals != hand_totals:
+            raise SystemExit(f"totals differ: {lib_totals} != {hand_totals}")
+        again = loyalty.run_due(batch_size=batch, workers=workers)
+        if again.members or again.tier_evaluations:
+            raise SystemExit(f"a second run found work: {again}")
+        return {
+            "database": database, "members": members, "workers": workers,
+            "batch_size": batch, "lots_expired": report.expired_lots,
+            "points_expired": report.expired_points,
+            "lots_activated": report.activated_lots,
+            "points_activated": report.activated_points,
+            "holds_released": report.released_holds,
+            "tier_evaluations": report.tier_evaluations,
+            "tier_changes": report.tier_changes, "seconds": seconds,
+            "hand_sql_seconds": hand_seconds, "ratio": seconds / hand_seconds,
+            "members_per_s": members / seconds, "seed_seconds": seeded,
+            "target_max_ratio": TARGET, "pass": seconds / hand_seconds <= TARGET,
+        }
+
+
+def check(report: Any, members: int) -> None:
+    wanted = (members, members, 700 * members, members, 200 * members,
+              members, members, members)
+    got = (report.members, report.expired_lots, report.expired_points,
+           report.activated_lots, report.activated_points, report.released_holds,
+           report.tier_evaluations, report.tier_changes)
+    if got != wanted:
+        raise SystemExit(f"the run did {got}, not {wanted}")
+
+
+def memory_totals(loyalty: Loyalty, members: int) -> tuple[Any, ...]:
+    sums = [0, 0, 0, 0]
+    ranks: dict[int, int] = {}
+    names = [t.name for t in loyalty.program.tiers.tiers] if loyalty.program.tiers else []
+    for i in range(members):
+        b = loyalty.balance(f"m{i:07d}")
+        for n, v in enumerate((b.available, b.pending, b.held, b.expired)):
+            sums[n] += v
+        rank = names.index(loyalty.tiers.status(f"m{i:07d}").tier)
+        ranks[rank] = ranks.get(rank, 0) + 1
+    return tuple(sums), tuple(sorted(ranks.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("memory", "sqlite", "postgresql"),
+                        default="postgresql")
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--url", help="PostgreSQL URL (else a throwaway server)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args(argv)
+    members = args.members or (QUICK_MEMBERS if args.quick else DEFAULT_MEMBERS[args.backend])
+    workers = args.workers or (max(1, os.cpu_count() or 1)
+                               if args.backend == "postgresql" else 1)
+    batch = min(args.batch_size, 16) if args.quick else args.batch_size
+    r = bench(args.backend, args.url, members, workers, batch)
+    print(f"due work on {r['database']}: {members:,} members in {r['seconds']:.2f} s with "
+          f"{workers} worker(s), batches of {batch} ({r['members_per_s']:,.0f} members/s; "
+          f"{r['lots_expired']:,} lots expired, {r['points_activated']:,} points activated, "
+          f"{r['holds_released']:,} holds released, {r['tier_evaluations']:,} tier "
+          f"evaluations); hand-written SQL {r['hand_sql_seconds']:.2f} s; ratio "
+          f"{r['ratio']:.2f} (target <= {TARGET}) -> {'PASS' if r['pass'] else 'FAIL'} "
+          f"(seeding {r['seed_seconds']:.1f} s, not timed)")
+    r.update(backend=args.backend, quick=args.quick,
+             environment={"python": platform.python_version(), "cpus": os.cpu_count()})
+    print(json.dumps(r, separators=(",", ":"), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
