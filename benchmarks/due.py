@@ -71,8 +71,7 @@ from loyaltykit import (  # noqa: E402
     Tier,
     TierPolicy,
 )
-from loyaltykit.sql import SQLStorage  # noqa: E402
-from loyaltykit.sql import schema  # noqa: E402
+from loyaltykit.sql import SQLStorage, schema  # noqa: E402
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TARGET = 1.5
@@ -234,7 +233,6 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
                                           derived("l.id", "c"))
     tx_cols = ("id, program_id, member_id, wallet, kind, occurred_at, recorded_at, "
                "idempotency_key, reason, metadata, reverses_id")
-    held = "(SELECT SUM(a.points) FROM lk_hold_allocations a WHERE a.lot_id = l.id)"
     expiring = "l.pending = false AND l.expires_at <= :t AND l.remaining > l.held"
     if not pg:
         expiring = expiring.replace("false", "0")
@@ -317,7 +315,7 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             FROM lk_transactions t
             WHERE t.program_id = :p AND t.recorded_at = :now""",
         # the accounts: the run's postings summed, the next due instant, the version
-        f"""UPDATE lk_accounts SET
+        """UPDATE lk_accounts SET
                 available = available + COALESCE((SELECT SUM(amount) FROM lk_postings x
                     JOIN lk_transactions t ON t.id = x.transaction_id
                     WHERE t.program_id = :p AND t.recorded_at = :now
