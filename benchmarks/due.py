@@ -131,16 +131,16 @@ def _member_tables() -> list[sa.Table]:
             if "program_id" in t.c and t.name not in ("lk_programs", "lk_program_versions")]
 
 
-def template_rows(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+def template_rows(engine: sa.Engine, template: str) -> dict[str, list[dict[str, Any]]]:
     """The rows the library wrote for one template member (program ``template``)."""
     storage = SQLStorage(engine)
     clock = TestClock(dt.datetime(2025, 12, 30, 10, tzinfo=BERLIN))
-    history(Loyalty(program("template"), storage, clock=clock), clock, ["t"])
+    history(Loyalty(program(template), storage, clock=clock), clock, ["t"])
     rows: dict[str, list[dict[str, Any]]] = {}
     with engine.connect() as conn:
         for table in _member_tables():
             found = [dict(r._mapping) for r in conn.execute(
-                sa.select(table).where(table.c.program_id == "template"))]
+                sa.select(table).where(table.c.program_id == template))]
             if found:
                 rows[table.name] = found
     return rows
@@ -216,9 +216,12 @@ def analyse(engine: sa.Engine) -> None:
 
 
 def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
-    """The writes of the due run, set-based, in one transaction (see the docstring)."""
+    """The writes of the due run, set-based, in one transaction (see the docstring):
+    the run's transactions are worked out once into a temporary table, then each table
+    is written from it with one INSERT ... SELECT or UPDATE ... FROM."""
     pg = engine.dialect.name == "postgresql"
     ts = schema.transactions.c.occurred_at.type
+    true, false = ("true", "false") if pg else ("1", "0")
 
     def derived(column: str, prefix: str) -> str:
         # a transaction id derived from the hold's or lot's id (a new first hex digit)
@@ -229,147 +232,127 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
         inner = ", ".join(pairs)
         return f"jsonb_build_object({inner})" if pg else f"json_object({inner})"
 
-    release_id, expire_id, activate_id = (derived("h.id", "e"), derived("l.id", "d"),
-                                          derived("l.id", "c"))
-    tx_cols = ("id, program_id, member_id, wallet, kind, occurred_at, recorded_at, "
-               "idempotency_key, reason, metadata, reverses_id")
-    expiring = "l.pending = false AND l.expires_at <= :t AND l.remaining > l.held"
-    if not pg:
-        expiring = expiring.replace("false", "0")
-    stale = "h.program_id = :p AND h.status = 'open' AND h.expires_at <= :t"
+    temp = "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS " if pg else \
+        "CREATE TEMPORARY TABLE {} AS "
     statements = [
-        # the releases, their postings, the holds and the lots they held points on
-        f"""INSERT INTO lk_transactions ({tx_cols})
-            SELECT {release_id}, h.program_id, h.member_id, h.wallet, 'release',
-                   h.expires_at, :now, NULL, 'hold expired',
-                   {doc("'hold_id'", "CAST(h.id AS TEXT)", "'cause'", "'released'")}, NULL
-            FROM lk_holds h WHERE {stale}""",
-        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
-                                     amount, position)
-            SELECT {release_id}, v.account, h.program_id, h.member_id, h.wallet,
-                   v.sign * (h.points - h.captured), v.position
-            FROM lk_holds h CROSS JOIN (SELECT 'available' AS account, 1 AS sign,
-                                               0 AS position
-                                        UNION ALL SELECT 'held', -1, 1) v
-            WHERE {stale}""",
-        f"""UPDATE lk_lots SET held = held - (
-                SELECT SUM(a.points) FROM lk_hold_allocations a JOIN lk_holds h
-                ON h.id = a.hold_id WHERE a.lot_id = lk_lots.id AND {stale})
-            WHERE id IN (SELECT a.lot_id FROM lk_hold_allocations a JOIN lk_holds h
-                         ON h.id = a.hold_id WHERE {stale})""",
-        f"""UPDATE lk_holds SET status = 'released',
-                resolved_by = {derived("lk_holds.id", "e")}
-            WHERE id IN (SELECT h.id FROM lk_holds h WHERE {stale})""",
-        # the expiries: transactions, postings, lot movements, the lots
-        f"""INSERT INTO lk_transactions ({tx_cols})
-            SELECT {expire_id}, l.program_id, l.member_id, l.wallet, 'expire', l.expires_at,
-                   :now, NULL, '',
-                   {doc("'lot_id'", "CAST(l.id AS TEXT)", "'earn_id'",
-                        "CAST(l.transaction_id AS TEXT)")}, NULL
-            FROM lk_lots l WHERE l.program_id = :p AND {expiring}""",
-        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
-                                     amount, position)
-            SELECT {expire_id}, v.account, l.program_id, l.member_id, l.wallet,
-                   v.sign * (l.remaining - l.held), v.position
-            FROM lk_lots l CROSS JOIN (SELECT 'available' AS account, -1 AS sign,
-                                              0 AS position
-                                       UNION ALL SELECT 'expired', 1, 1) v
-            WHERE l.program_id = :p AND {expiring}""",
-        f"""INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id, member_id,
-                                          delta, position)
-            SELECT {expire_id}, l.id, l.program_id, l.member_id, l.held - l.remaining, 0
-            FROM lk_lots l WHERE l.program_id = :p AND {expiring}""",
-        f"""UPDATE lk_lots SET remaining = held
-            WHERE program_id = :p AND {expiring.replace('l.', '')}""",
-        # the activations
-        f"""INSERT INTO lk_transactions ({tx_cols})
-            SELECT {activate_id}, l.program_id, l.member_id, l.wallet, 'activate',
-                   l.activates_at, :now, NULL, '',
-                   {doc("'lot_id'", "CAST(l.id AS TEXT)", "'earn_id'",
-                        "CAST(l.transaction_id AS TEXT)")}, NULL
-            FROM lk_lots l WHERE l.program_id = :p AND l.pending = {'true' if pg else '1'}
-              AND l.activates_at <= :t""",
-        f"""INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
-                                     amount, position)
-            SELECT {activate_id}, v.account, l.program_id, l.member_id, l.wallet,
-                   v.sign * l.remaining, v.position
-            FROM lk_lots l CROSS JOIN (SELECT 'pending' AS account, -1 AS sign,
-                                              0 AS position
-                                       UNION ALL SELECT 'available', 1, 1) v
-            WHERE l.program_id = :p AND l.pending = {'true' if pg else '1'}
-              AND l.activates_at <= :t""",
-        f"""UPDATE lk_lots SET pending = {'false' if pg else '0'}, activates_at = NULL
-            WHERE program_id = :p AND pending = {'true' if pg else '1'}
-              AND activates_at <= :t""",
+        # the run's transactions: (id, member, wallet, kind, instant, the item, points)
+        temp.format("run_tx") + f"""
+            SELECT {derived("h.id", "e")} AS id, h.member_id, h.wallet,
+                   'release' AS kind, h.expires_at AS occurred_at, h.id AS item,
+                   h.transaction_id AS earn_id, h.points - h.captured AS points,
+                   'available' AS credit, 'held' AS debit
+            FROM lk_holds h
+            WHERE h.program_id = :p AND h.status = 'open' AND h.expires_at <= :t
+            UNION ALL
+            SELECT {derived("l.id", "d")}, l.member_id, l.wallet, 'expire', l.expires_at,
+                   l.id, l.transaction_id,
+                   l.remaining - COALESCE((SELECT SUM(a.points) FROM lk_hold_allocations a
+                       JOIN lk_holds h ON h.id = a.hold_id
+                       WHERE a.lot_id = l.id AND h.status = 'open' AND h.expires_at > :t),
+                     0),
+                   'expired', 'available'
+            FROM lk_lots l
+            WHERE l.program_id = :p AND l.pending = {false} AND l.expires_at <= :t
+              AND l.remaining > 0
+            UNION ALL
+            SELECT {derived("l.id", "c")}, l.member_id, l.wallet, 'activate',
+                   l.activates_at, l.id, l.transaction_id, l.remaining, 'available',
+                   'pending'
+            FROM lk_lots l
+            WHERE l.program_id = :p AND l.pending = {true} AND l.activates_at <= :t""",
+        f"""INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind, occurred_at,
+                                         recorded_at, idempotency_key, reason, metadata,
+                                         reverses_id)
+            SELECT r.id, :p, r.member_id, r.wallet, r.kind, r.occurred_at, :now, NULL,
+                   CASE r.kind WHEN 'release' THEN 'hold expired' ELSE '' END,
+                   CASE r.kind WHEN 'release'
+                        THEN {doc("'hold_id'", "CAST(r.item AS TEXT)", "'cause'",
+                                  "'released'")}
+                        ELSE {doc("'lot_id'", "CAST(r.item AS TEXT)", "'earn_id'",
+                                  "CAST(r.earn_id AS TEXT)")} END, NULL
+            FROM run_tx r""",
+        """INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
+                                    amount, position)
+            SELECT r.id, r.debit, :p, r.member_id, r.wallet, -r.points, 0 FROM run_tx r
+            UNION ALL
+            SELECT r.id, r.credit, :p, r.member_id, r.wallet, r.points, 1 FROM run_tx r""",
+        """INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id, member_id,
+                                         delta, position)
+            SELECT r.id, r.item, :p, r.member_id, -r.points, 0 FROM run_tx r
+            WHERE r.kind = 'expire'""",
+        # the holds, then the lots: held points given back, expired, activated
+        """UPDATE lk_holds SET status = 'released', resolved_by = r.id
+            FROM run_tx r WHERE r.kind = 'release' AND lk_holds.id = r.item""",
+        """UPDATE lk_lots SET held = lk_lots.held - d.points
+            FROM (SELECT a.lot_id, SUM(a.points) AS points FROM lk_hold_allocations a
+                  JOIN run_tx r ON r.item = a.hold_id AND r.kind = 'release'
+                  GROUP BY a.lot_id) d
+            WHERE lk_lots.id = d.lot_id""",
+        """UPDATE lk_lots SET remaining = lk_lots.remaining - r.points
+            FROM run_tx r WHERE r.kind = 'expire' AND lk_lots.id = r.item""",
+        f"""UPDATE lk_lots SET pending = {false}, activates_at = NULL
+            FROM run_tx r WHERE r.kind = 'activate' AND lk_lots.id = r.item""",
         # the events of the run's transactions
         f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
                                    recorded_at, payload)
-            SELECT t.program_id, 0, {derived("t.id", "b")},
-                   'points.' || CASE t.kind WHEN 'release' THEN 'released'
+            SELECT :p, 0, {derived("r.id", "b")},
+                   'points.' || CASE r.kind WHEN 'release' THEN 'released'
                                             WHEN 'expire' THEN 'expired'
                                             ELSE 'activated' END,
-                   1, t.member_id, t.occurred_at, t.recorded_at,
-                   {doc("'transaction_id'", "CAST(t.id AS TEXT)", "'kind'", "t.kind",
-                        "'wallet'", "t.wallet", "'reason'", "t.reason",
-                        "'metadata'", "t.metadata")}
-            FROM lk_transactions t
-            WHERE t.program_id = :p AND t.recorded_at = :now""",
+                   1, r.member_id, r.occurred_at, :now,
+                   {doc("'transaction_id'", "CAST(r.id AS TEXT)", "'kind'", "r.kind",
+                        "'wallet'", "r.wallet", "'points'", "r.points")}
+            FROM run_tx r""",
         # the accounts: the run's postings summed, the next due instant, the version
-        """UPDATE lk_accounts SET
-                available = available + COALESCE((SELECT SUM(amount) FROM lk_postings x
-                    JOIN lk_transactions t ON t.id = x.transaction_id
-                    WHERE t.program_id = :p AND t.recorded_at = :now
-                      AND t.member_id = lk_accounts.member_id
-                      AND t.wallet = lk_accounts.wallet AND x.account = 'available'), 0),
-                pending = pending + COALESCE((SELECT SUM(amount) FROM lk_postings x
-                    JOIN lk_transactions t ON t.id = x.transaction_id
-                    WHERE t.program_id = :p AND t.recorded_at = :now
-                      AND t.member_id = lk_accounts.member_id
-                      AND t.wallet = lk_accounts.wallet AND x.account = 'pending'), 0),
-                held = held + COALESCE((SELECT SUM(amount) FROM lk_postings x
-                    JOIN lk_transactions t ON t.id = x.transaction_id
-                    WHERE t.program_id = :p AND t.recorded_at = :now
-                      AND t.member_id = lk_accounts.member_id
-                      AND t.wallet = lk_accounts.wallet AND x.account = 'held'), 0),
-                expired = expired + COALESCE((SELECT SUM(amount) FROM lk_postings x
-                    JOIN lk_transactions t ON t.id = x.transaction_id
-                    WHERE t.program_id = :p AND t.recorded_at = :now
-                      AND t.member_id = lk_accounts.member_id
-                      AND t.wallet = lk_accounts.wallet AND x.account = 'expired'), 0),
+        f"""UPDATE lk_accounts SET
+                available = lk_accounts.available + d.available,
+                pending = lk_accounts.pending + d.pending, held = lk_accounts.held + d.held,
+                expired = lk_accounts.expired + d.expired,
                 next_due_at = (SELECT MIN(l.expires_at) FROM lk_lots l
                     WHERE l.program_id = :p AND l.member_id = lk_accounts.member_id
-                      AND l.wallet = lk_accounts.wallet AND l.remaining > l.held),
-                version = version + 1
-            WHERE program_id = :p AND next_due_at <= :t""",
+                      AND l.wallet = lk_accounts.wallet AND l.remaining > 0
+                      AND l.pending = {false}),
+                version = lk_accounts.version + 1
+            FROM (SELECT member_id, wallet,
+                     SUM(CASE kind WHEN 'release' THEN points
+                                   WHEN 'activate' THEN points ELSE -points END) AS available,
+                     SUM(CASE kind WHEN 'activate' THEN -points ELSE 0 END) AS pending,
+                     SUM(CASE kind WHEN 'release' THEN -points ELSE 0 END) AS held,
+                     SUM(CASE kind WHEN 'expire' THEN points ELSE 0 END) AS expired
+                  FROM run_tx GROUP BY member_id, wallet) d
+            WHERE lk_accounts.program_id = :p AND lk_accounts.member_id = d.member_id
+              AND lk_accounts.wallet = d.wallet""",
         # the tier evaluation: the 2026 metric decides; silver below 600 drops a level
+        temp.format("run_tiers") + """
+            SELECT s.member_id, s.rank, s.next_evaluation, COALESCE(b.value, 0) AS metric
+            FROM lk_tier_states s LEFT JOIN lk_tier_buckets b
+              ON b.program_id = s.program_id AND b.member_id = s.member_id
+             AND b.period_start = s.window_start
+            WHERE s.program_id = :p AND s.next_evaluation <= :t""",
         """INSERT INTO lk_tier_history (program_id, member_id, at, from_tier, to_tier, reason,
                                         metric, note, recorded_at)
-            SELECT s.program_id, s.member_id, s.next_evaluation, 'silver', 'member',
-                   'evaluation', b.value, '', :now
-            FROM lk_tier_states s JOIN lk_tier_buckets b ON b.program_id = s.program_id
-              AND b.member_id = s.member_id AND b.period_start = s.window_start
-            WHERE s.program_id = :p AND s.next_evaluation <= :t AND s.rank = 1
-              AND b.value < 600""",
+            SELECT :p, e.member_id, e.next_evaluation, 'silver', 'member', 'evaluation',
+                   e.metric, '', :now
+            FROM run_tiers e WHERE e.rank = 1 AND e.metric < 600""",
         f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
                                    recorded_at, payload)
-            SELECT h.program_id, 0, {derived("m.member_id", "a") if not pg else
-                                     "CAST(md5(h.member_id) AS UUID)"},
-                   'tier.changed', 1, h.member_id, h.at, h.recorded_at,
-                   {doc("'from_tier'", "h.from_tier", "'to_tier'", "h.to_tier",
-                        "'reason'", "h.reason", "'metric'", "h.metric")}
-            FROM lk_tier_history h JOIN lk_members m ON m.program_id = h.program_id
-              AND m.member_id = h.member_id
-            WHERE h.program_id = :p AND h.recorded_at = :now""",
-        """UPDATE lk_tier_states SET rank = CASE WHEN (SELECT b.value FROM lk_tier_buckets b
-                    WHERE b.program_id = lk_tier_states.program_id
-                      AND b.member_id = lk_tier_states.member_id
-                      AND b.period_start = lk_tier_states.window_start) < 600
-                    THEN 0 ELSE rank END,
-                window_start = next_evaluation, next_evaluation = :next_year,
+            SELECT :p, 0, {"CAST(md5(e.member_id) AS UUID)" if pg
+                           else derived("e.member_id", "a")},
+                   'tier.changed', 1, e.member_id, e.next_evaluation, :now,
+                   {doc("'from_tier'", "'silver'", "'to_tier'", "'member'",
+                        "'reason'", "'evaluation'", "'metric'", "e.metric")}
+            FROM run_tiers e WHERE e.rank = 1 AND e.metric < 600""",
+        """UPDATE lk_tier_states SET
+                rank = CASE WHEN e.rank = 1 AND e.metric < 600 THEN 0
+                            ELSE lk_tier_states.rank END,
+                window_start = e.next_evaluation, next_evaluation = :next_year,
                 protected_until = NULL, carried = 0, carried_until = NULL,
-                version = version + 1
-            WHERE program_id = :p AND next_evaluation <= :t""",
+                version = lk_tier_states.version + 1
+            FROM run_tiers e
+            WHERE lk_tier_states.program_id = :p AND lk_tier_states.member_id = e.member_id""",
     ]
+    if not pg:
+        statements += ["DROP TABLE run_tx", "DROP TABLE run_tiers"]
     params = [sa.bindparam("t", type_=ts), sa.bindparam("now", type_=ts),
               sa.bindparam("next_year", type_=ts)]
     values = {"p": program_id, "t": RUN_AT, "now": now,
@@ -378,6 +361,8 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
         for sql in statements:
             stmt = sa.text(sql).bindparams(*[p for p in params if f":{p.key}" in sql])
             conn.execute(stmt, {k: v for k, v in values.items() if f":{k}" in sql})
+            if pg and sql.startswith("CREATE"):
+                conn.exec_driver_sql("ANALYZE " + sql.split()[3])
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -424,7 +409,7 @@ def bench(backend: str, url: str | None, members: int, workers: int,
             SQLStorage(hand_engine).create_schema()
         began = time.perf_counter()
         assert hand_engine is not None
-        rows = template_rows(hand_engine)
+        rows = template_rows(hand_engine, f"template-{stamp}")
         lib_id, hand_id = f"due-{stamp}", f"hand-{stamp}"
         clock = TestClock(RUN_AT)
         if backend == "memory":

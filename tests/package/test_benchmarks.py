@@ -458,3 +458,35 @@ def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     assert {"bgnbd_published", "gamma_gamma_published"} <= set(result["targets"]["passed"])
     if result["lifetimes_bgnbd_fit_s"] is not None:  # lifetimes importable here
         assert isinstance(result["bgnbd_vs_lifetimes"], float)
+
+
+DUE_BENCHMARK = BENCHMARK.parent / "due.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["memory", "sqlite", "postgresql"])
+def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
+                                                            tmp_path: Path) -> None:
+    """benchmarks/due.py runs (it exits non-zero if the due run or the hand-written SQL
+    did other than expected, or they wrote different rows) and ends with one JSON line
+    holding the issue's figures."""
+    args = [sys.executable, str(DUE_BENCHMARK), "--backend", name, "--quick"]
+    if name == "postgresql":
+        from conftest import POSTGRESQL
+
+        args += ["--url", POSTGRESQL.get_url()]
+        POSTGRESQL.storage()  # empty tables, schema in place
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          check=False)
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert (name, True) == (result["backend"], result["quick"])
+    members = result["members"]
+    assert members == result["lots_expired"] == result["holds_released"] == result[
+        "tier_evaluations"] > 0
+    assert 200 * members == result["points_activated"]
+    for key in ("seconds", "hand_sql_seconds", "ratio"):
+        assert isinstance(result[key], float) and result[key] > 0
+    assert isinstance(result["workers"], int) and result["workers"] >= 1
