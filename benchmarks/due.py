@@ -246,12 +246,12 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             UNION ALL
             SELECT {derived("l.id", "d")}, l.member_id, l.wallet, 'expire', l.expires_at,
                    l.id, l.transaction_id,
-                   l.remaining - COALESCE((SELECT SUM(a.points) FROM lk_hold_allocations a
-                       JOIN lk_holds h ON h.id = a.hold_id
-                       WHERE a.lot_id = l.id AND h.status = 'open' AND h.expires_at > :t),
-                     0),
-                   'expired', 'available'
-            FROM lk_lots l
+                   l.remaining - COALESCE(o.points, 0), 'expired', 'available'
+            FROM lk_lots l LEFT JOIN (
+                SELECT a.lot_id, SUM(a.points) AS points FROM lk_hold_allocations a
+                JOIN lk_holds h ON h.id = a.hold_id
+                WHERE h.program_id = :p AND h.status = 'open' AND h.expires_at > :t
+                GROUP BY a.lot_id) o ON o.lot_id = l.id
             WHERE l.program_id = :p AND l.pending = {false} AND l.expires_at <= :t
               AND l.remaining > 0
             UNION ALL
