@@ -458,3 +458,23 @@ def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     assert {"bgnbd_published", "gamma_gamma_published"} <= set(result["targets"]["passed"])
     if result["lifetimes_bgnbd_fit_s"] is not None:  # lifetimes importable here
         assert isinstance(result["bgnbd_vs_lifetimes"], float)
+
+
+READS_BENCHMARK = BENCHMARK.parent / "reads.py"
+
+
+def test_reads_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/reads.py times reads beside a writer on both sides (it stops if a read
+    saw the writer's uncommitted row) and ends with one JSON line."""
+    proc = subprocess.run(
+        [sys.executable, str(READS_BENCHMARK), "--quick", "--seconds", "0.2", "--hold", "0.1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])["sqlite"]
+    assert not any(line.startswith("{") for line in lines[:-1])
+    for side in ("", "baseline_"):
+        for key in ("read_during_write_ms", "reads_per_s", "writes_per_s"):
+            assert isinstance(figures[side + key], float) and figures[side + key] >= 0
+    assert figures["reads_ratio"] is None or figures["reads_ratio"] > 0
