@@ -384,7 +384,8 @@ class Baseline:
         one = {"p": self.p, "w": WALLET, "m": member}
         acc = conn.execute(LOCK_ONE, one).first()
         lot_rows = conn.execute(OPEN_LOTS, one).all()
-        hold_rows = conn.execute(OPEN_HOLDS, one).all()
+        # like loyaltykit: a wallet with nothing held has no open hold to load
+        hold_rows = conn.execute(OPEN_HOLDS, one).all() if acc._mapping["held"] else []
         state = {r[0]: [r[0], r[6], r[7], r[10], r[11], r[9]] for r in lot_rows}
         return acc, lot_rows, state, hold_rows
 

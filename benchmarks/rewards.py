@@ -20,24 +20,24 @@ window. Measured in one run, in the same database:
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
-  14 statements (16 parameter sets) of one redemption, in order:
+  13 statements (15 parameter sets) of one redemption, in order (the member's open holds
+  are not loaded: nothing is held):
 
   1. SELECT the idempotency key;
   2. SELECT the member key of the shop's member id (``lk_member_ids``);
   3. SELECT the member's account ... FOR UPDATE (on PostgreSQL; the member's lock);
   4. SELECT the member's open lots;
-  5. SELECT the member's open holds;
-  6. UPDATE ``lk_reward_counters`` SET held = held + 1, redeemed = redeemed + 1 WHERE
+  5. UPDATE ``lk_reward_counters`` SET held = held + 1, redeemed = redeemed + 1 WHERE
      held < :stock AND redeemed < :limit (the guarded take of one item of stock);
-  7. INSERT the idempotency key with the result;
-  8. INSERT the spend transaction;
-  9. INSERT its two postings (one executemany);
-  10. INSERT its lot movement (one per lot consumed);
-  11. UPDATE the account;
-  12. UPDATE the lot (one per lot consumed);
-  13. INSERT the spend's and the redemption's events (``lk_outbox``, one executemany:
+  6. INSERT the idempotency key with the result;
+  7. INSERT the spend transaction;
+  8. INSERT its two postings (one executemany);
+  9. INSERT its lot movement (one per lot consumed);
+  10. UPDATE the account;
+  11. UPDATE the lot (one per lot consumed);
+  12. INSERT the spend's and the redemption's events (``lk_outbox``, one executemany:
       ``points.spent``, then ``reward.redeemed``);
-  14. INSERT the voucher (``lk_vouchers``).
+  13. INSERT the voucher (``lk_vouchers``).
 
   Before timing, the run logs one redemption of each side (SQLAlchemy's
   ``before_cursor_execute``) and stops unless both sent the same statements with the

@@ -555,3 +555,11 @@ class RetryLimitExceeded(StorageError):
     """A write kept conflicting with concurrent writes and the retry budget ran out."""
 
     code = "retry_limit_exceeded"
+
+
+class ReadOnlyViolation(StorageError):
+    """Something tried to write through a read-only unit of work
+    (:meth:`~loyaltykit.sql.SQLStorage.read_unit_of_work`, what the facade's reads
+    use): a bug in the caller or the backend; nothing was written."""
+
+    code = "read_only_violation"

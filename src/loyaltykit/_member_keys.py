@@ -66,6 +66,7 @@ from loyaltykit.storage import (
     TierChanges,
     TierStore,
     UnitOfWork,
+    read_unit_of_work,
 )
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
 
@@ -270,6 +271,12 @@ class KeyedStorage:
     def unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
         """A unit of work of the wrapped storage, translating."""
         return KeyedUnitOfWork(self.inner.unit_of_work(program_id), raw=self._raw,
+                               new_key=self._new_key)
+
+    def read_unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
+        """A unit of work of the wrapped storage that only reads (an ordinary one where
+        the storage has none), translating."""
+        return KeyedUnitOfWork(read_unit_of_work(self.inner, program_id), raw=self._raw,
                                new_key=self._new_key)
 
     def register_program(self, version: ProgramVersion) -> None:

@@ -313,7 +313,7 @@ def test_rewards_benchmark_quick_run_ends_with_one_line_of_json(name: str,
         assert sql == isinstance(result[key], float), key
     if sql:
         assert 0 == result["oversold"]
-        assert 14 == len(result["statements"]) == result["statements_per_redeem"]
+        assert 13 == len(result["statements"]) == result["statements_per_redeem"]
         assert result["checked"]["counters_agree"]
         assert result["checked"]["vouchers"] == result["checked"]["stock"] > 0
         contest = result["contest"]
@@ -334,7 +334,7 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
     engine = storage._engine
     bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
     lk, base = bench.loyalty, bench.baseline
-    assert 14 == len(bench.check_statements())  # its own check passes (the outbox: 14)
+    assert 13 == len(bench.check_statements())  # its own check passes
     ours, = bench.members("lk", 1)
     theirs, = bench.members("base", 1)
     log = StatementLog(engine)
@@ -348,7 +348,7 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
                                                     stock, f"b-r{i}"))
         # two lot movements, two lot updates
         assert [("INSERT", 2), ("UPDATE", 2)] == [(mine[i][0].split()[0], mine[i][1])
-                                                  for i in (9, 11)]
+                                                  for i in (8, 10)]
     finally:
         log.close()
     assert lk.balance(theirs).available == lk.balance(ours).available == 1000 - 4 * 30
@@ -490,3 +490,23 @@ def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
     for key in ("seconds", "hand_sql_seconds", "ratio"):
         assert isinstance(result[key], float) and result[key] > 0
     assert isinstance(result["workers"], int) and result["workers"] >= 1
+
+
+READS_BENCHMARK = BENCHMARK.parent / "reads.py"
+
+
+def test_reads_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/reads.py times reads beside a writer on both sides (it stops if a read
+    saw the writer's uncommitted row) and ends with one JSON line."""
+    proc = subprocess.run(
+        [sys.executable, str(READS_BENCHMARK), "--quick", "--seconds", "0.2", "--hold", "0.1"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])["sqlite"]
+    assert not any(line.startswith("{") for line in lines[:-1])
+    for side in ("", "baseline_"):
+        for key in ("read_during_write_ms", "reads_per_s", "writes_per_s"):
+            assert isinstance(figures[side + key], float) and figures[side + key] >= 0
+    assert figures["reads_ratio"] is None or figures["reads_ratio"] > 0

@@ -1208,9 +1208,9 @@ NOT_FUZZED: dict[str, str] = {
     "Rule": "the abstract base of the rules, refused whatever its fields (fuzzed through "
             "each concrete rule)",
     **dict.fromkeys([
-        "SQLStorage.unit_of_work", "SQLStorage.event_waiter",
+        "SQLStorage.unit_of_work", "SQLStorage.read_unit_of_work", "SQLStorage.event_waiter",
         "SQLStorage.register_program", "MemoryStorage.unit_of_work",
-        "MemoryStorage.register_program",
+        "MemoryStorage.read_unit_of_work", "MemoryStorage.register_program",
     ], "the storage port: called by the facade with values it built"),
     **dict.fromkeys(["SQLStorage.upgrade"],
                     "an operator's migration command (tests/storage/test_migrations.py)"),

@@ -31,6 +31,7 @@ from loyaltykit import (
     Money,
     Posting,
     Program,
+    ReadOnlyViolation,
     StorageError,
     TestClock,
     Transaction,
@@ -398,6 +399,26 @@ def test_a_host_connection_without_a_transaction_gets_one(host_engine: sa.Engine
         assert conn.in_transaction()  # the host's, like an autobegin: the host commits
         conn.rollback()
     assert [] == _rows(host_engine, "SELECT * FROM lk_members")
+
+
+def test_reads_on_a_host_connection_leave_its_transaction_as_it_was(
+        host_engine: sa.Engine) -> None:
+    clock = TestClock(T0)
+    with host_engine.connect() as conn, conn.begin():
+        loyalty = _place_order(conn, clock)
+        assert 100 == loyalty.balance("alice").available  # a read-only SAVEPOINT
+        with SQLStorage(conn).read_unit_of_work("shop") as uow:
+            assert uow.ledger.get_member("bob") is None
+            with pytest.raises(ReadOnlyViolation):
+                write_changes(uow, _enrolment("bob", "k-bob"))
+        # the host's transaction still writes, its own rows and loyaltykit's
+        conn.exec_driver_sql("INSERT INTO orders VALUES ('order-2')")
+        assert 105 == loyalty.earn("alice", 5, key="order-2").balance.available
+    assert [("order-1",), ("order-2",)] == _rows(host_engine, "SELECT id FROM orders ORDER BY id")
+    storage = SQLStorage(host_engine)
+    assert 105 == Loyalty(make_program(), storage, clock=clock).balance("alice").available
+    with storage.unit_of_work("shop") as uow:
+        assert uow.ledger.get_member("bob") is None
 
 
 # -- the facade on SQLite agrees with MemoryStorage ------------------------------------------

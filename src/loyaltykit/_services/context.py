@@ -61,8 +61,9 @@ class Context:
         return value
 
     def read(self) -> UnitOfWork:
-        """A unit of work to read in (never committed)."""
-        return self.keyed.unit_of_work(self.program.id)
+        """A unit of work to read in (never committed): the storage's read-only one
+        (on SQLite it runs alongside writers), which refuses writes."""
+        return self.keyed.read_unit_of_work(self.program.id)
 
     def version(self, number: int, uow: UnitOfWork) -> Program:
         """The program as it was in its version ``number``."""

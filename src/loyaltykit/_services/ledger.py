@@ -114,7 +114,10 @@ class LedgerService:
         loaded = member_ids if need_lots else due
         if loaded:
             lots = uow.ledger.load_lots(wallet, loaded)
-            holds = uow.ledger.load_open_holds(wallet, loaded)
+            # an open hold keeps its points on the held account (never 0 points), so a
+            # wallet with nothing held has no open hold to load
+            holding = [m for m in loaded if states[m].held]
+            holds = uow.ledger.load_open_holds(wallet, holding) if holding else []
             for m in loaded:
                 books[m].lots = {}
                 books[m].holds = {}
@@ -178,13 +181,26 @@ class LedgerService:
             next_expiring_at=nxt[1] if nxt else None,
         )
 
+    @staticmethod
+    def next_expiring(uow: UnitOfWork, state: AccountState) -> tuple[int, dt.datetime] | None:
+        """The stored (points, instant) of the wallet's soonest expiry, read only when
+        it can exist: a wallet with a lot that has points left and an expiry has a
+        ``next_due_at`` (that lot's expiry, or an open hold's end if it is all held),
+        so a wallet without one (a program that never expires points, or no live lot
+        of an expiring version) needs no query."""
+        if state.next_due_at is None:
+            return None
+        return uow.ledger.next_expiring(state.wallet, state.member_id)
+
     def _next_expiring_after(
         self, uow: UnitOfWork, ledger: Ledger, book: MemberBook
     ) -> tuple[int, dt.datetime] | None:
         if book.lots is not None:
             lots: Iterable[Lot] = book.lots.values()
         else:
-            stored = uow.ledger.next_expiring(book.wallet, book.member_id)
+            # the book's state only gained instants since it was read (its lots were
+            # not loaded), so its next_due_at is None only if the stored one is
+            stored = self.next_expiring(uow, book.state)
             new = [lot for i, lot in ledger.changes.lots.items()
                    if lot.member_id == book.member_id and lot.wallet == book.wallet]
             if stored is not None:

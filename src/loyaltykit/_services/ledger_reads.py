@@ -57,7 +57,7 @@ class LedgerReads:
                 raise MemberNotFound("member is not enrolled", member_ids=[member_id])
             if as_of is None:
                 return self._ledger.balance_of(
-                    state, when, uow.ledger.next_expiring(wallet_, member_id))
+                    state, when, self._ledger.next_expiring(uow, state))
             sums = uow.ledger.sums_as_of(wallet_, member_id, when)
             live = [(lot, n) for lot, n in uow.ledger.lots_as_of(wallet_, member_id, when)
                     if lot.expires_at is not None and lot.expires_at > when]

@@ -87,7 +87,7 @@ class PrivacyService:
                 if state is None:
                     continue
                 balance = self._ledger.balance_of(
-                    state, now, uow.ledger.next_expiring(wallet, member_id))
+                    state, now, self._ledger.next_expiring(uow, state))
                 transactions, before = [], None
                 while True:
                     page, _ = uow.ledger.statement(wallet, member_id, limit=_PAGE,

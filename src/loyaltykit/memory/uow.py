@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from loyaltykit._errors import ReadOnlyViolation
 from loyaltykit._model import ProgramVersion
 from loyaltykit.memory.keys import MemoryKeyStore, MemoryProgramStore, ProgramTables
 from loyaltykit.memory.ledger import MemoryLedgerStore
@@ -22,7 +23,7 @@ from loyaltykit.memory.tables import Tables
 from loyaltykit.memory.tiers import MemoryTierStore
 
 if TYPE_CHECKING:
-    from loyaltykit.storage import Storage, UnitOfWork
+    from loyaltykit.storage import ReadingStorage, UnitOfWork
 
 __all__ = ["MemoryStorage", "MemoryUnitOfWork"]
 
@@ -45,6 +46,12 @@ class MemoryStorage:
         """Return a unit of work for ``program_id``; use it as a context manager."""
         return MemoryUnitOfWork(self._lock, self._tables, program_id)
 
+    def read_unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
+        """Return a unit of work for ``program_id`` that only reads: like any other
+        (readers and writers take turns), but a write through it raises
+        :class:`~loyaltykit.ReadOnlyViolation`."""
+        return MemoryUnitOfWork(self._lock, self._tables, program_id, read_only=True)
+
     def register_program(self, version: ProgramVersion) -> None:
         """Store this version unless ``(program_id, version)`` is stored already (the
         stored one is then left as it is); an unknown program is registered first."""
@@ -58,9 +65,12 @@ class MemoryStorage:
 class MemoryUnitOfWork:
     """A unit of work of :class:`MemoryStorage` (serialised, undo-logged)."""
 
-    def __init__(self, lock: threading.RLock, tables: Tables, program_id: str) -> None:
+    def __init__(self, lock: threading.RLock, tables: Tables, program_id: str, *,
+                 read_only: bool = False) -> None:
         self._lock = lock
         self.program_id = program_id
+        #: True: every write (through the undo log below) raises ReadOnlyViolation
+        self.read_only = read_only
         self._undo: list[Callable[[], None]] = []
         self._committed = False
         self._entered = False
@@ -103,8 +113,14 @@ class MemoryUnitOfWork:
 
     # -- the undo log, written to by the stores of this package ----------------------------
 
+    def _writing(self) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation("a write through a read-only unit of work",
+                                    program_id=self.program_id)
+
     def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         """Set ``table[key] = value`` (undo-logged)."""
+        self._writing()
         old = table.get(key, _MISSING)
         table[key] = value
 
@@ -118,6 +134,7 @@ class MemoryUnitOfWork:
 
     def drop(self, table: dict[Any, Any], key: Any) -> None:
         """Delete ``table[key]`` if present (undo-logged)."""
+        self._writing()
         if key not in table:
             return
         old = table.pop(key)
@@ -125,6 +142,7 @@ class MemoryUnitOfWork:
 
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+        self._writing()
         items = table.get(key)
         if items is None:
             self.put(table, key, [value])
@@ -134,6 +152,7 @@ class MemoryUnitOfWork:
 
     def track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
         """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+        self._writing()
         members = index.get(key)
         if members is None:
             members = set()
@@ -147,5 +166,5 @@ class MemoryUnitOfWork:
 
 
 if TYPE_CHECKING:
-    def _conforms(u: MemoryUnitOfWork, s: MemoryStorage) -> tuple[UnitOfWork, Storage]:
+    def _conforms(u: MemoryUnitOfWork, s: MemoryStorage) -> tuple[UnitOfWork, ReadingStorage]:
         return u, s

@@ -3,7 +3,8 @@
 A unique violation of one of the ledger's rules becomes :class:`~loyaltykit.DuplicateKey`
 where a store writes (see :meth:`loyaltykit.sql._shared.Store._insert`); a concurrent
 unit of work that made the database abort this one becomes
-:class:`~loyaltykit.SerializationFailure`; anything else
+:class:`~loyaltykit.SerializationFailure`; a write in a read-only one
+:class:`~loyaltykit.ReadOnlyViolation`; anything else
 :class:`~loyaltykit.StorageError`. Every public method of a store is wrapped in
 :func:`translated`, so no SQLAlchemy or driver exception escapes the backend.
 """
@@ -16,9 +17,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from loyaltykit._errors import SerializationFailure, StorageError
+from loyaltykit._errors import ReadOnlyViolation, SerializationFailure, StorageError
 
 __all__ = [
+    "READ_ONLY_SQLSTATE",
     "RETRYABLE_SQLSTATES",
     "is_unique_violation",
     "storage_error",
@@ -54,6 +56,8 @@ def violated(exc: sa_exc.IntegrityError, column: str) -> bool:
 
 #: SQLSTATEs after which the whole unit of work may simply be tried again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+#: PostgreSQL's read_only_sql_transaction: a write in a READ ONLY transaction.
+READ_ONLY_SQLSTATE = "25006"
 
 
 def storage_error(exc: sa_exc.SQLAlchemyError) -> StorageError:
@@ -65,6 +69,10 @@ def storage_error(exc: sa_exc.SQLAlchemyError) -> StorageError:
             "the database aborted the unit of work because of a concurrent one",
             sqlstate=sqlstate, detail=lines[0] if lines else "",
         )
+    if sqlstate == READ_ONLY_SQLSTATE or getattr(orig, "sqlite_errorname", None) == \
+            "SQLITE_READONLY":
+        return ReadOnlyViolation(
+            "a write through a read-only unit of work", detail=lines[0] if lines else "")
     return StorageError(
         "the database failed", error=type(orig).__name__, detail=lines[0] if lines else ""
     )

@@ -98,6 +98,8 @@ class Session(Protocol):
     """What a store needs of its unit of work (:class:`~loyaltykit.sql.SQLUnitOfWork`)."""
 
     program_id: str
+    #: True: the unit of work only reads (it takes no row locks; writes are refused)
+    read_only: bool
 
     def connection(self) -> Connection:
         """The unit of work's connection, inside an open transaction."""

@@ -6,8 +6,15 @@ is locked" when two of them try to upgrade at once, whatever the busy timeout. S
 every transaction of a loyaltykit SQLite engine starts with ``BEGIN IMMEDIATE``
 (taking the write lock up front; WAL keeps plain readers unblocked) and pysqlite's own
 transaction handling is switched off, as the SQLAlchemy SQLite documentation describes
-("Enabling Non-Legacy SQLite Transactional Modes"). This is the only SQLite-specific
-SQL of the backend.
+("Enabling Non-Legacy SQLite Transactional Modes").
+
+Read-only units of work (:meth:`~loyaltykit.sql.SQLStorage.read_unit_of_work`) are the
+exception: :func:`begin_read_only` makes their transaction a deferred ``BEGIN``, which
+takes no lock until it reads and never the write lock, so in WAL mode they run
+alongside a writer and read the last committed state as of their first read. Their
+connection is switched to ``PRAGMA query_only`` first, so a write through them fails
+(:class:`~loyaltykit.ReadOnlyViolation`); the next ordinary transaction on that pooled
+connection switches it back. On PostgreSQL they begin ``READ ONLY`` transactions.
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import InvalidInput, shown
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "configure_sqlite", "create_engine"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "begin_read_only", "configure_sqlite", "create_engine"]
 
 #: How long a SQLite connection waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -40,8 +47,49 @@ def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+#: In a pooled SQLite connection's ``info``: the next transaction is read only (set by
+#: :func:`begin_read_only`, taken by the BEGIN).
+_READ_ONLY_NEXT = "loyaltykit.read_only_next"
+#: In a pooled SQLite connection's ``info``: ``PRAGMA query_only`` is on.
+_QUERY_ONLY = "loyaltykit.query_only"
+
+
 def _sqlite_do_begin(dbapi_connection: Any) -> None:
-    dbapi_connection.execute("BEGIN IMMEDIATE")
+    # SQLAlchemy hands the pool's proxy of the connection, whose ``info`` lives as long
+    # as the DBAPI connection (and so as its PRAGMA settings); a bare one has none
+    info = getattr(dbapi_connection, "info", None)
+    if info is None:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+        return
+    read_only = info.pop(_READ_ONLY_NEXT, False)
+    # query_only is left on after a read-only transaction and switched off again by
+    # the next ordinary one: a run of reads on a connection sets it once
+    if read_only is not info.get(_QUERY_ONLY, False):
+        dbapi_connection.execute(f"PRAGMA query_only = {'ON' if read_only else 'OFF'}")
+        info[_QUERY_ONLY] = read_only
+    dbapi_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def begin_read_only(conn: Connection) -> sa.RootTransaction:
+    """Begin a read-only transaction on ``conn`` (a connection of the engine, not in a
+    transaction): a deferred ``BEGIN`` with ``PRAGMA query_only`` on a SQLite engine
+    set up by :func:`configure_sqlite` (another SQLite engine: its own BEGIN, without
+    the refusal of writes), ``BEGIN READ ONLY`` on PostgreSQL."""
+    dialect = conn.dialect
+    if dialect.name == "sqlite":
+        if dialect.do_begin is _sqlite_do_begin:
+            info = conn.connection.info
+            info[_READ_ONLY_NEXT] = True
+            try:
+                return conn.begin()
+            finally:  # taken by the BEGIN; never left for a later transaction
+                info.pop(_READ_ONLY_NEXT, None)
+    elif dialect.name == "postgresql" and not conn.get_execution_options().get(
+            "postgresql_readonly"):
+        # the driver begins READ ONLY (no extra round trip); SQLAlchemy resets the
+        # connection when it goes back to the pool
+        conn.execution_options(postgresql_readonly=True)
+    return conn.begin()
 
 
 def configure_sqlite(engine: Engine) -> None:

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
         OrderStore,
         OutboxStore,
         ProgramStore,
+        ReadingStorage,
         ReferralStore,
         ReportStore,
-        Storage,
         TierStore,
         UnitOfWork,
     )
@@ -112,6 +112,16 @@ class SQLStorage:
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
         return SQLUnitOfWork(self._engine, self._connection, program_id, notify=self.notify)
+
+    def read_unit_of_work(self, program_id: str) -> SQLUnitOfWork:
+        """Return a new unit of work for ``program_id`` that only reads (what the
+        facade's reads use): writes through it raise
+        :class:`~loyaltykit.ReadOnlyViolation`. On SQLite it begins with a deferred
+        ``BEGIN``, so it takes no write lock and runs alongside a writer (WAL), seeing
+        the last committed state; on PostgreSQL it is a ``READ ONLY`` transaction. On a
+        host's connection it is a read-only SAVEPOINT; the host's transaction keeps its
+        mode."""
+        return SQLUnitOfWork(self._engine, self._connection, program_id, read_only=True)
 
     def event_waiter(self, program_id: str) -> EventWaiter | None:
         """A waiter that wakes when a write with ``notify`` commits events of the
@@ -196,7 +206,7 @@ class SQLStorage:
 
 
 if TYPE_CHECKING:
-    def _conforms(u: SQLUnitOfWork, s: SQLStorage) -> tuple[UnitOfWork, Storage]:
+    def _conforms(u: SQLUnitOfWork, s: SQLStorage) -> tuple[UnitOfWork, ReadingStorage]:
         """Fails type checking (mypy) unless the backend and each of its stores match
         the storage port's Protocols; one line per store so the error names it."""
         keys: KeyStore = u.keys

@@ -51,11 +51,9 @@ _TIER_STATE_COLS = (  # the fields of TierState, in order
     tier_states.c.noticed_for,
     tier_states.c.version,
 )
-_SEL_TIER_STATE: sa.Executable = (
-    sa.select(*_TIER_STATE_COLS)
-    .where(tier_states.c.program_id == _p, tier_states.c.member_id == _m)
-    .with_for_update()
-)
+_READ_TIER_STATE = sa.select(*_TIER_STATE_COLS).where(
+    tier_states.c.program_id == _p, tier_states.c.member_id == _m)
+_SEL_TIER_STATE: sa.Executable = _READ_TIER_STATE.with_for_update()
 _INS_TIER_STATE = tier_states.insert()
 # the version counts writes of the row: one more than stored, whatever the caller read
 _UPD_TIER_STATE = (
@@ -416,8 +414,10 @@ class SQLTierStore(Store):
     @translated
     def get_tier_state(self, member_id: str) -> TierState | None:
         """Return the member's tier state, locking its row (``SELECT ... FOR UPDATE``;
-        SQLite's write lock is already held), or None if none is kept."""
-        row = self._c().execute(_SEL_TIER_STATE, {"p": self.program_id, "m": member_id}).first()
+        SQLite's write lock is already held; a read-only unit of work locks nothing),
+        or None if none is kept."""
+        stmt = _READ_TIER_STATE if self._uow.read_only else _SEL_TIER_STATE
+        row = self._c().execute(stmt, {"p": self.program_id, "m": member_id}).first()
         return None if row is None else TierState(*row)
 
     @translated

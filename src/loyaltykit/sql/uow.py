@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import StorageError
 from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql.engine import begin_read_only
 from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
 from loyaltykit.sql.ledger import SQLLedgerStore
 from loyaltykit.sql.members import SQLMemberKeyStore
@@ -37,6 +38,14 @@ class SQLUnitOfWork:
     Its stores (``keys``, ``programs``, ``ledger``, ``orders``, ``tiers``,
     ``referrals``, ``rewards``, ``members``, ``outbox``, ``notices``) read and write through
     :meth:`connection`, so the first of them to run begins the transaction.
+
+    A ``read_only`` one (:meth:`SQLStorage.read_unit_of_work`) refuses writes with
+    :class:`~loyaltykit.ReadOnlyViolation`: on an engine its transaction is a deferred
+    ``BEGIN`` under ``PRAGMA query_only`` on SQLite (no write lock: it runs alongside a
+    writer) or ``READ ONLY`` on PostgreSQL (see :mod:`loyaltykit.sql.engine`); on a
+    host's connection its SAVEPOINT is made read only (``SET TRANSACTION READ ONLY``,
+    or ``PRAGMA query_only`` until it ends), and the host's transaction is left as it
+    was.
     """
     #: Idempotency records.
     keys: SQLKeyStore
@@ -62,13 +71,16 @@ class SQLUnitOfWork:
     reports: SQLReportStore
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
-                 notify: bool = False) -> None:
+                 notify: bool = False, read_only: bool = False) -> None:
         """A unit of work on ``engine``, or inside the ``host`` connection's transaction
         (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them. With
         ``notify``, appending events on PostgreSQL also sends a notification (at
-        commit)."""
+        commit); with ``read_only`` it refuses writes."""
         self.program_id = program_id
         self.notify = notify
+        #: True: writes are refused (ReadOnlyViolation)
+        self.read_only = read_only
+        self._query_only_was: int | None = None
         self._engine = engine
         self._host = host
         self._conn: Connection | None = None
@@ -88,7 +100,8 @@ class SQLUnitOfWork:
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")
-        return f"SQLUnitOfWork(program_id={self.program_id!r}, {state})"
+        mode = ", read only" if self.read_only else ""
+        return f"SQLUnitOfWork(program_id={self.program_id!r}, {state}{mode})"
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -97,13 +110,28 @@ class SQLUnitOfWork:
             if self._host is not None:
                 self._conn = self._host
                 self._tx = begin_in_host(self._host)
+                if self.read_only:
+                    self._host_read_only(self._host)
             else:
                 self._conn = self._engine.connect()
-                self._tx = self._conn.begin()
+                self._tx = self._begin(self._conn)
         except sa_exc.SQLAlchemyError as exc:
             self._release()
             raise storage_error(exc) from exc
         return self
+
+    def _begin(self, conn: Connection) -> sa.Transaction:
+        return begin_read_only(conn) if self.read_only else conn.begin()
+
+    def _host_read_only(self, conn: Connection) -> None:
+        """Make the SAVEPOINT just opened on the host's connection read only."""
+        if conn.dialect.name == "postgresql":
+            # undone when the SAVEPOINT ends, released or rolled back
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        elif conn.dialect.name == "sqlite" and self._query_only_was is None:
+            # a connection setting: put back as the host had it when this one ends
+            self._query_only_was = int(conn.exec_driver_sql("PRAGMA query_only").scalar_one())
+            conn.exec_driver_sql("PRAGMA query_only = ON")
 
     def __exit__(
         self,
@@ -123,6 +151,12 @@ class SQLUnitOfWork:
     def _release(self) -> None:
         self._tx = None
         conn, self._conn = self._conn, None
+        was, self._query_only_was = self._query_only_was, None
+        if conn is not None and was is not None:
+            try:
+                conn.exec_driver_sql(f"PRAGMA query_only = {was}")
+            except sa_exc.SQLAlchemyError as exc:
+                raise storage_error(exc) from exc
         if conn is not None and self._host is None:
             try:
                 conn.close()
@@ -136,7 +170,12 @@ class SQLUnitOfWork:
             raise StorageError("unit of work used outside its with block",
                                program_id=self.program_id)
         if self._tx is None:
-            self._tx = conn.begin_nested() if self._host is not None else conn.begin()
+            if self._host is not None:
+                self._tx = conn.begin_nested()
+                if self.read_only:
+                    self._host_read_only(conn)
+            else:
+                self._tx = self._begin(conn)
         return conn
 
     @translated

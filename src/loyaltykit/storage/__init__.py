@@ -57,14 +57,27 @@ Concurrency contract (what the services rely on):
   lock that a writer of another member needs (no counter row, no table lock).
 * A backend raises :class:`~loyaltykit.StorageError` subclasses only; driver errors
   are translated at the edge.
+
+Reads: a backend may also offer ``read_unit_of_work(program_id)`` (see
+:class:`ReadingStorage`), a unit of work that only reads, which the facade's reads
+(balances, statements, orders, quotes, reports, tiers, referrals, rewards, events) use
+through :func:`read_unit_of_work`. It must refuse every write with
+:class:`~loyaltykit.ReadOnlyViolation` and may read alongside writers (SQLite: a
+deferred ``BEGIN`` that takes no write lock). A backend without it is read through
+ordinary units of work, never committed.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, cast
 
-from loyaltykit._errors import DuplicateKey, SerializationFailure, StorageError
+from loyaltykit._errors import (
+    DuplicateKey,
+    ReadOnlyViolation,
+    SerializationFailure,
+    StorageError,
+)
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -128,6 +141,8 @@ __all__ = [
     "Posting",
     "ProgramStore",
     "ProgramVersion",
+    "ReadOnlyViolation",
+    "ReadingStorage",
     "Referral",
     "ReferralChanges",
     "ReferralCode",
@@ -149,6 +164,7 @@ __all__ = [
     "TierStore",
     "Transaction",
     "UnitOfWork",
+    "read_unit_of_work",
 ]
 
 
@@ -242,3 +258,23 @@ class Storage(Protocol):
         """Store this version of the program unless ``(program_id, version)`` is stored
         already (then leave the stored one as it is; the caller compares). Safe to
         call concurrently: a lost insert race is not an error."""
+
+
+class ReadingStorage(Storage, Protocol):
+    """A :class:`Storage` with units of work that only read (an optional part of the
+    port; :class:`~loyaltykit.memory.MemoryStorage` and
+    :class:`~loyaltykit.sql.SQLStorage` have it)."""
+
+    def read_unit_of_work(self, program_id: str) -> UnitOfWork:
+        """Return a new unit of work for ``program_id`` that only reads: every write
+        through it raises :class:`~loyaltykit.ReadOnlyViolation` and writes nothing.
+        It is never committed; it may run alongside writers where the engine allows."""
+
+
+def read_unit_of_work(storage: Storage, program_id: str) -> UnitOfWork:
+    """A unit of work to read in: ``storage.read_unit_of_work(program_id)`` where the
+    backend has it (:class:`ReadingStorage`), else an ordinary one."""
+    opener = getattr(storage, "read_unit_of_work", None)
+    if callable(opener):
+        return cast("UnitOfWork", opener(program_id))
+    return storage.unit_of_work(program_id)

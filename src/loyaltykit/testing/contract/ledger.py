@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import attrs
 import pytest
 
 from loyaltykit import (
     Account,
+    Balance,
     ExpiryPolicy,
     ExpiryRounding,
     ExpiryStart,
@@ -394,6 +396,32 @@ class LedgerContract(
         assert (30, utc(2027, 1, 31, 23)) == (shop.balance("m").next_expiring_points,
                                              shop.balance("m").next_expiring_at)
         shop.check("m")
+
+    def test_next_expiring_counts_the_lots_of_an_earlier_expiring_version(
+            self, storage: Storage) -> None:
+        # a version that never expires points skips the next-expiry read only for the
+        # wallets without a live lot that expires: one an earlier version earned counts
+        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop.enrol("m", "n")
+        shop.go(2026, 1, 15, 10)
+        shop.loyalty.earn("m", 100, key="a")
+        never = attrs.evolve(shop.program, version=2,
+                             ledger=attrs.evolve(shop.program.ledger, expiry=ExpiryPolicy()))
+        later = Shop(storage, never, start=shop.clock.now())
+        later.go(2026, 2, 1, 10)
+        expiring = (100, utc(2027, 1, 31, 23))
+
+        def nxt(balance: Balance) -> tuple[int, dt.datetime | None]:
+            return balance.next_expiring_points, balance.next_expiring_at
+
+        assert expiring == nxt(later.loyalty.earn("m", 50, key="b").balance)
+        assert expiring == nxt(later.balance("m"))
+        assert (0, None) == nxt(later.loyalty.earn("n", 50, key="c").balance)
+        assert (0, None) == nxt(later.balance("n"))
+        # spent soonest expiring first: what is left never expires
+        assert (0, None) == nxt(later.loyalty.spend("m", 120, key="d").balance)
+        assert (0, None) == nxt(later.balance("m"))
+        later.check("m", "n")
 
     def test_points_without_an_expiry_policy_never_expire(self, storage: Storage) -> None:
         shop = Shop(storage)

@@ -22,6 +22,7 @@ from loyaltykit import (
     InsufficientPoints,
     Member,
     MemberNotFound,
+    ReadOnlyViolation,
     Storage,
     TransactionNotFound,
 )
@@ -245,6 +246,31 @@ class LedgerWriteContract(ContractPart):
                                                record.member_id)
             assert {"c": AccountState("c", "points")} == uow.ledger.lock_accounts(
                 "points", ["c", "ghost"])
+
+    def test_a_read_only_unit_of_work_reads_and_refuses_writes(self, storage: Storage) -> None:
+        # read_unit_of_work is an optional part of the port (the facade's reads use it):
+        # it sees what is committed, and a write through it writes nothing
+        self._register(storage)
+        with storage.unit_of_work("shop") as uow:
+            write_changes(uow, self._enrolment("a", "k-a"))
+            uow.commit()
+        reads = getattr(storage, "read_unit_of_work", None)
+        if reads is None:  # such a backend is read through ordinary units of work
+            return
+        with reads("shop") as uow:
+            assert uow.ledger.get_member("a") is not None
+            with pytest.raises(ReadOnlyViolation):
+                write_changes(uow, self._enrolment("b", "k-b"))
+        with pytest.raises(ReadOnlyViolation), reads("shop") as uow:
+            write_changes(uow, self._enrolment("b", "k-b"))
+            uow.commit()
+        # the next ordinary unit of work (maybe on the same connection) writes again
+        with storage.unit_of_work("shop") as uow:
+            assert (None, None) == (uow.ledger.get_member("b"), uow.keys.get_idempotency("k-b"))
+            write_changes(uow, self._enrolment("c", "k-c"))
+            uow.commit()
+        with reads("shop") as uow:
+            assert uow.ledger.get_member("c") is not None
 
     def test_unique_rules_raise_duplicate_key(self, storage: Storage) -> None:
         self._register(storage)
