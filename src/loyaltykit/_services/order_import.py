@@ -137,7 +137,7 @@ class OrderImport:
                                batch_size=shown(batch_size))
         if on_progress is not None and not callable(on_progress):
             raise InvalidInput("on_progress must be callable", on_progress=shown(on_progress))
-        if isinstance(orders, Order) or not isinstance(orders, Iterable):
+        if isinstance(orders, Order | str | bytes) or not isinstance(orders, Iterable):
             raise InvalidInput("orders must be an iterable of Orders", orders=shown(orders))
         total = len(orders) if isinstance(orders, Sized) else None
         result, done = ImportResult(), 0
