@@ -97,7 +97,8 @@ def import_snapshot(loyalty: Loyalty, members: Sequence[str],
             out[f"order {order_id}"] = loyalty.order(order_id)
         except LoyaltyError as exc:
             out[f"order {order_id}"] = type(exc).__name__
-    return _normal(out, program_id)
+    shown: dict[str, Any] = _normal(out, program_id)
+    return shown
 
 
 @attrs.frozen
@@ -169,7 +170,7 @@ def _import_equals_one_by_one(storage: Storage, program: Program,
         segment = []
         if step is None:
             break
-        outcomes = []
+        outcomes: list[object] = []
         for loyalty in (one_by_one, imported):
             try:
                 done = loyalty.record_return(step.order_id, {step.line: step.quantity},
@@ -300,6 +301,7 @@ class OrderImportContract(ContractPart):
             with pytest.raises(InvalidInput):
                 loyalty.record_orders(orders)  # type: ignore[arg-type]
         late = _order(9, "m", NOW + dt.timedelta(days=1))
+        bad: Any
         for bad in ("not an order", late, attrs.evolve(good[0], currency="USD", lines=(
                 OrderLine(sku="cd", quantity=1, unit_price=Money("1.00", "USD")),))):
             with pytest.raises(InvalidInput):
