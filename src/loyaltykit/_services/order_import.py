@@ -6,7 +6,11 @@ of which of its orders are recorded already and one of which of its members are
 enrolled (their accounts locked), the enrolment of the unknown ones if asked, then for
 each order, in stream order, the very use case of ``record_order``
 (:meth:`~loyaltykit._services.orders.OrderService.record_in`) on a fresh write of that
-unit of work, whose changes the next order reads. The batch commits at its end: a crash
+unit of work, whose changes the next order reads. Orders of distinct members are
+written together (their changes merged: one statement per table), as no order reads
+what another member's order changed; an order of a member with changes not yet written
+writes them first. In a program with referrals (an order can reward its referrer) each
+order is written before the next. The batch commits at its end: a crash
 loses at most the batch in progress, and running the import again skips what was
 recorded (an order is idempotent by its id, as under ``record_order``'s default key).
 """
@@ -194,9 +198,13 @@ class OrderImport:
                 enrolled += 1
         points = 0
         done = 0
+        # a referral's reward touches the referrer: then every order is written at once
+        defer = self.program.referrals is None
         for n, item in todo:
+            if item.order.member_id in steps.deferred_members:
+                steps.flush()  # this order reads what the deferred ones changed
             try:
-                outcome = self._record(steps, item, wallet_)
+                outcome = self._record(steps, item, wallet_, defer)
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
             except LoyaltyError as exc:  # a refusal: it only read, nothing is written
@@ -220,7 +228,7 @@ class OrderImport:
         record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
         return record is not None and bool(record.fingerprint == item.print_)
 
-    def _record(self, steps: Steps, item: _Item, wallet_: str) -> OrderResult:
+    def _record(self, steps: Steps, item: _Item, wallet_: str, defer: bool) -> OrderResult:
         order = item.order
         holder = _OrderKey(order.id)
 
@@ -231,7 +239,7 @@ class OrderImport:
             item.when, f"{ORDER_KEY}{order.id}",
             lambda work: self._orders.record_in(work, order, order.member_id, wallet_,
                                                 item.when, placed=item.placed),
-            keep=keep)
+            keep=keep, defer=defer)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
         key = f"enrol:{member_id}"
@@ -243,7 +251,7 @@ class OrderImport:
                                      created_at=work.recorded_at, member_id=member_id)
 
         return steps.run(when, key, lambda work: self._ledger.enrol_in(
-            work, member_id, when, {}), keep=keep)
+            work, member_id, when, {}), keep=keep, defer=True)
 
 
 def _batches(orders: Iterator[Any], size: int) -> Iterator[list[Any]]:
