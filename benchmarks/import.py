@@ -50,7 +50,6 @@ from loyaltykit import (
     QualificationWindow,
     RateRule,
     StampCardRule,
-    Storage,
     TestClock,
     Tier,
     TierPolicy,

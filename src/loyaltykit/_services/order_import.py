@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
@@ -139,8 +140,8 @@ class OrderImport:
                 or not 1 <= batch_size <= MAX_BATCH_SIZE):
             raise InvalidInput(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}",
                                batch_size=shown(batch_size))
-        if on_progress is not None and not callable(on_progress):
-            raise InvalidInput("on_progress must be callable", on_progress=shown(on_progress))
+        if on_progress is not None:
+            _check_progress(on_progress)
         if isinstance(orders, Order | str | bytes) or not isinstance(orders, Iterable):
             raise InvalidInput("orders must be an iterable of Orders", orders=shown(orders))
         total = len(orders) if isinstance(orders, Sized) else None
@@ -252,6 +253,22 @@ class OrderImport:
 
         return steps.run(when, key, lambda work: self._ledger.enrol_in(
             work, member_id, when, {}), keep=keep, defer=True)
+
+
+def _check_progress(on_progress: object) -> None:
+    """Refuse an ``on_progress`` that cannot be called with ``(done, total)`` (it is
+    first called after a batch committed)."""
+    if not callable(on_progress):
+        raise InvalidInput("on_progress must be callable", on_progress=shown(on_progress))
+    try:
+        signature = inspect.signature(on_progress)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return
+    try:
+        signature.bind(0, None)
+    except TypeError:
+        raise InvalidInput("on_progress must take (done, total)",
+                           on_progress=shown(on_progress)) from None
 
 
 def _batches(orders: Iterator[Any], size: int) -> Iterator[list[Any]]:
