@@ -14,7 +14,7 @@ own (its peak RSS is the process's). Per backend:
   those of recording the same orders one by one (each member enrolled first, in memory,
   same run: ``one_by_one``); the run exits non-zero otherwise.
 
-``--quick`` imports the first 300 purchases of the 1/10 sample shipped in tests/data
+``--quick`` imports the first 200 purchases of the 1/10 sample shipped in tests/data
 (tests/package/test_benchmarks.py runs it). The last line of output is one JSON object.
 Figures are noisy on a busy machine: compare ratios of one run, not runs.
 """
@@ -63,7 +63,7 @@ ROOT = HERE.parent
 DATA = ROOT / "tests" / "data" / "cdnow"
 MASTER_NAMES = ("CDNOW_master.txt",)
 MASTER_DIRS = (DATA, Path("/work/shared/data/cdnow"))
-QUICK_ORDERS = 300
+QUICK_ORDERS = 200
 #: the instant the clock stands at: after the last purchase (1998-06-30)
 NOW = dt.datetime(1998, 7, 1, tzinfo=dt.UTC)
 TIERS_AT = dt.datetime(1997, 12, 31, 23, 59, tzinfo=dt.UTC)
