@@ -310,3 +310,14 @@ class OrderImportContract(ContractPart):
             assert 20 == loyalty.balance("m").total
         with pytest.raises(LoyaltyError):
             loyalty.order("o2")
+
+    def test_the_store_reads_recorded_orders_by_ids(self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "ids")
+        loyalty.record_orders([_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)],
+                              enrol=True)
+        asked = ["o2", *(f"x{i}" for i in range(1200)), "o0", "o2"]  # more than one read
+        with storage.unit_of_work(loyalty.program.id) as uow:
+            found = uow.orders.get_orders(asked)
+            assert [] == uow.orders.get_orders([])
+        assert ["o0", "o2"] == sorted(o.order_id for o in found)
+        assert {10} == {o.points for o in found}
