@@ -200,17 +200,19 @@ class OrderImport:
         points = 0
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
-        defer = self.program.referrals is None
+        together = self.program.referrals is None
         for n, item in todo:
             if item.order.member_id in steps.deferred_members:
                 steps.flush()  # this order reads what the deferred ones changed
-            try:
-                outcome = self._record(steps, item, wallet_, defer)
+            try:  # the step only reads: its changes are written by flush, below
+                outcome = self._record(steps, item, wallet_)
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
-            except LoyaltyError as exc:  # a refusal: it only read, nothing is written
+            except LoyaltyError as exc:  # a refusal: nothing of it is written
                 failed.append((n, item.order.id, exc))
                 continue
+            if not together:
+                steps.flush()
             points += outcome.points
             done += 1
         return ImportResult(recorded=done, skipped=skipped, enrolled=enrolled, points=points,
@@ -229,7 +231,7 @@ class OrderImport:
         record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
         return record is not None and bool(record.fingerprint == item.print_)
 
-    def _record(self, steps: Steps, item: _Item, wallet_: str, defer: bool) -> OrderResult:
+    def _record(self, steps: Steps, item: _Item, wallet_: str) -> OrderResult:
         order = item.order
         holder = _OrderKey(order.id)
 
@@ -240,7 +242,7 @@ class OrderImport:
             item.when, f"{ORDER_KEY}{order.id}",
             lambda work: self._orders.record_in(work, order, order.member_id, wallet_,
                                                 item.when, placed=item.placed),
-            keep=keep, defer=defer)
+            keep=keep, defer=True)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
         key = f"enrol:{member_id}"

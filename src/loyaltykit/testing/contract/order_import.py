@@ -33,6 +33,8 @@ from loyaltykit import (
     OrderLine,
     Program,
     RateRule,
+    ReferralPolicy,
+    ReferralReward,
     Storage,
     TestClock,
 )
@@ -321,3 +323,27 @@ class OrderImportContract(ContractPart):
             assert [] == uow.orders.get_orders([])
         assert ["o0", "o2"] == sorted(o.order_id for o in found)
         assert {10} == {o.points for o in found}
+
+    def test_a_referees_order_rewards_its_referrer_as_one_by_one(self,
+                                                                storage: Storage) -> None:
+        """An order can touch another member (a referral's reward): the referrer's
+        later order still sees it."""
+        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
+            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
+            return_window_days=0, attach_within_days=365, existing_customers=True))
+        imported, one_by_one = _facade(storage, program, "ref"), _facade(storage, program,
+                                                                         "refone")
+        orders = [_order(0, "ann", START), _order(1, "bob", START + dt.timedelta(hours=1)),
+                  _order(2, "ann", START + dt.timedelta(hours=2))]
+        for loyalty in (imported, one_by_one):
+            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
+            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
+            code = loyalty.referrals.issue_code("ann", key="code").code
+            loyalty.referrals.refer("bob", code, key="refer", at=START)
+        for order in orders:
+            one_by_one.record_order(order)
+        assert 3 == imported.record_orders(orders, batch_size=10).recorded
+        ids = [o.id for o in orders]
+        assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
+            imported, ["ann", "bob"], ids)
+        assert one_by_one.balance("ann").total > 20  # the reward came
