@@ -173,19 +173,22 @@ class OrderImport:
         known = set(uow.ledger.lock_accounts(self.program.default_wallet, members))
         recorded: dict[str, str] = {}  # order id -> fingerprint, recorded in this batch
         failed: list[tuple[int, str, LoyaltyError]] = []  # by position in the batch
-        todo: list[tuple[int, _Item]] = []
         skipped = 0
-        for n, item in enumerate(items):
+
+        def repeated(n: int, item: _Item) -> bool:
+            """True if the order's id is recorded (skipped, or refused: other content)."""
+            nonlocal skipped
             order_id = item.order.id
-            if order_id in recorded or order_id in stored:
-                if self._same(uow, stored.get(order_id), recorded.get(order_id), item):
-                    skipped += 1
-                else:
-                    failed.append((n, order_id, OrderAlreadyRecorded(
-                        "an order with this id is already recorded", order_id=order_id)))
-                continue
-            recorded[order_id] = item.print_
-            todo.append((n, item))
+            if order_id not in recorded and order_id not in stored:
+                return False
+            if self._same(uow, stored.get(order_id), recorded.get(order_id), item):
+                skipped += 1
+            else:
+                failed.append((n, order_id, OrderAlreadyRecorded(
+                    "an order with this id is already recorded", order_id=order_id)))
+            return True
+
+        todo = [(n, item) for n, item in enumerate(items) if item.order.id not in stored]
         enrolled = 0
         if enrol:
             first: dict[str, dt.datetime] = {}
@@ -201,7 +204,9 @@ class OrderImport:
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
         together = self.program.referrals is None
-        for n, item in todo:
+        for n, item in enumerate(items):
+            if repeated(n, item):  # recorded before, or earlier in this batch
+                continue
             if item.order.member_id in steps.deferred_members:
                 steps.flush()  # this order reads what the deferred ones changed
             try:  # the step only reads: its changes are written by flush, below
@@ -213,6 +218,7 @@ class OrderImport:
                 continue
             if not together:
                 steps.flush()
+            recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1
         return ImportResult(recorded=done, skipped=skipped, enrolled=enrolled, points=points,
