@@ -209,6 +209,7 @@ from loyaltykit._rules import (
     evaluate_event,
     evaluate_order,
 )
+from loyaltykit._services.order_import import ImportResult
 from loyaltykit._tiers import (
     Benefits,
     Downgrade,
@@ -289,6 +290,7 @@ __all__ = [
     "HoldStatus",
     "IdempotencyConflict",
     "Identity",
+    "ImportResult",
     "InsufficientPoints",
     "InvalidCode",
     "InvalidEvent",

@@ -27,6 +27,7 @@ from loyaltykit._services.events import EventService
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.ledger_reads import LedgerReads
 from loyaltykit._services.notices import NoticeService
+from loyaltykit._services.order_import import OrderImport
 from loyaltykit._services.orders import OrderService
 from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
@@ -143,6 +144,7 @@ class Loyalty:
             c, lambda code, identity: self.referrals.enrolment_extras(code, identity))
         self._reads = LedgerReads(c, self._ledger)
         self._orders = OrderService(c, self._ledger)
+        self._import = OrderImport(c, self._ledger, self._orders)
         self._due = DueWork(c, self._ledger)
         self.tiers = TierService(c, self._ledger)
         self.referrals = ReferralService(c, self._ledger, secret=secret,
@@ -238,6 +240,7 @@ class Loyalty:
     # -- orders and events ------------------------------------------------------------------
     quote = _to("_orders", OrderService.quote)
     record_order = _to("_orders", OrderService.record_order)
+    record_orders = _to("_import", OrderImport.record_orders)
     record_return = _to("_orders", OrderService.record_return)
     cancel_order = _to("_orders", OrderService.cancel_order)
     record_event = _to("_orders", OrderService.record_event)

@@ -549,6 +549,9 @@ class _Orders:
         found = self.inner.get_order(order_id)
         return None if found is None else self._shown([found])[0]
 
+    def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
+        return self._shown(self.inner.get_orders(order_ids))
+
     def count_orders(self, member_id: str) -> int:
         return self.inner.count_orders(self.n.key(member_id))
 
@@ -572,7 +575,8 @@ class _Orders:
             orders[order_id] = attrs.evolve(stored,
                                             order=_order_doc(stored.order, stored.member_id))
         self.inner.write(OrderChanges(orders=orders, new_orders=changes.new_orders,
-                                      usage=[self.n.stored(u) for u in changes.usage]))
+                                      usage=[self.n.stored(u) for u in changes.usage],
+                                      net=changes.net))
 
 
 class _Tiers:

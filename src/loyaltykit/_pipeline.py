@@ -8,7 +8,8 @@ left for just before commit, write every change part to its store (the key's rec
 first, then the ledger's part, then the others in the order they were first
 touched), commit, and retry the whole on a serialization failure or a lost unique
 race (with jittered backoff). :meth:`WritePipeline.batch` is the same without a key,
-for due work.
+for due work; :meth:`WritePipeline.steps` runs several writes, each its own
+:class:`Work`, in one unit of work (a history import's batch of orders).
 
 Services never open a write unit of work themselves; a new capability brings its
 change part (:class:`~loyaltykit.storage.ChangePart`) and its subscribers, and this
@@ -36,13 +37,14 @@ from loyaltykit._errors import (
 )
 from loyaltykit._events import PointsPosted
 from loyaltykit._ledger import Ledger
+from loyaltykit._merge import merge
 from loyaltykit._model import IdempotencyRecord, Transaction
 from loyaltykit._program import Program
 from loyaltykit._results import decode_result, encode_result
 from loyaltykit._values import json_bytes
 from loyaltykit.storage import ChangePart, Storage, UnitOfWork
 
-__all__ = ["EventBus", "KeyHolder", "Work", "WritePipeline", "fingerprint"]
+__all__ = ["EventBus", "KeyHolder", "Steps", "Work", "WritePipeline", "fingerprint"]
 
 logger = logging.getLogger("loyaltykit")
 
@@ -158,6 +160,76 @@ class KeyHolder(Protocol):
 
     def keep(self, work: Work, fingerprint: str, result: str) -> None:
         """Keep the request's fingerprint and encoded result on the row."""
+
+
+class Steps:
+    """Several writes in one unit of work (see :meth:`WritePipeline.steps`)."""
+
+    def __init__(self, pipeline: WritePipeline, uow: UnitOfWork) -> None:
+        self._pipeline = pipeline
+        #: the unit of work every step writes to (for set-based reads between steps)
+        self.uow = uow
+        self._deferred: list[tuple[Work, IdempotencyRecord | None]] = []
+        #: the members whose accounts the deferred steps changed (see :meth:`run`)
+        self.deferred_members: set[str] = set()
+
+    def run(self, at: dt.datetime, key: str | None, step: Callable[[Work], R], *,
+            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None,
+            defer: bool = False) -> R:
+        """Run ``step`` on a fresh :class:`Work` of this unit of work, dated ``at`` with
+        the idempotency ``key`` its transactions carry, run its hooks, then write its
+        changes (not committed: the next step reads them), with the key's record that
+        ``keep(work, result)`` returns (or keeps on a row, as a :class:`KeyHolder`
+        does). A step that raises writes nothing, as long as it only reads before
+        returning (every use case does: its changes are written here, after it).
+
+        With ``defer`` the changes wait, to be written merged with those of the next
+        deferred steps (one statement per table: see :mod:`loyaltykit._merge`) by
+        :meth:`flush`, which a step without ``defer`` and the batch's end call first. A
+        deferred step must not read what the steps deferred before it changed: the
+        caller flushes before a step of a member in :attr:`deferred_members`."""
+        work = self._pipeline._work(self.uow, at, key)
+        result = step(work)
+        work._close()
+        record = keep(work, result) if keep is not None else None
+        if defer:
+            self._deferred.append((work, record))
+            changes = work.ledger.changes
+            self.deferred_members.update(m for m, _ in changes.accounts)
+            self.deferred_members.update(m.member_id for m in changes.members)
+        else:
+            self.flush()
+            work._write(record)
+        return result
+
+    def flush(self) -> None:
+        """Write the deferred steps' changes: merged, one part per store, when every
+        kind merges; else step by step."""
+        deferred, self._deferred = self._deferred, []
+        self.deferred_members = set()
+        if not deferred:
+            return
+        if len(deferred) > 1:
+            parts: dict[type, list[ChangePart]] = {}
+            for work, _ in deferred:
+                for kind, part in work._parts.items():
+                    if not part.empty:
+                        parts.setdefault(kind, []).append(part)
+            ledger = merge([w.ledger.changes for w, _ in deferred])
+            merged = {kind: merge(found) for kind, found in parts.items()}
+            if ledger is not None and all(m is not None for m in merged.values()):
+                uow = self.uow
+                records = [r for _, r in deferred if r is not None]
+                if records:
+                    uow.keys.write(records)
+                if not ledger.empty:
+                    uow.ledger.write(ledger)
+                for one in merged.values():
+                    assert one is not None
+                    one.write_to(uow)
+                return
+        for work, record in deferred:
+            work._write(record)
 
 
 class WritePipeline:
@@ -296,6 +368,31 @@ class WritePipeline:
                 if not retry:
                     raise
                 self.backoff(attempt)
+            attempt += 1
+            if attempt > self.max_retries:
+                raise RetryLimitExceeded(f"{what} kept conflicting",
+                                         attempts=self.max_retries + 1)
+
+    def steps(self, apply: Callable[[Steps], R], *, what: str) -> R:
+        """Run ``apply`` in a unit of work of its own without a key of its own: it runs
+        any number of writes through :meth:`Steps.run`, each written (not committed)
+        when it returns, and everything is committed together when ``apply`` returns.
+        A serialization failure or a lost unique race runs the whole of ``apply`` again
+        (its reads then see the winner's rows): ``apply`` must decide what to write from
+        what it reads, as due work does."""
+        attempt = 0
+        while True:
+            try:
+                with self.storage.unit_of_work(self.program.id) as uow:
+                    steps = Steps(self, uow)
+                    result = apply(steps)
+                    steps.flush()
+                    uow.commit()
+                    return result
+            except SerializationFailure:
+                self.backoff(attempt)
+            except DuplicateKey:
+                logger.debug("unique conflict in %s, retrying", what)
             attempt += 1
             if attempt > self.max_retries:
                 raise RetryLimitExceeded(f"{what} kept conflicting",

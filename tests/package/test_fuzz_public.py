@@ -800,6 +800,10 @@ def calls() -> list[Call]:
                            occurred_at=AT), "key": w.key(), "wallet": "points"},
             roles={"event": OBJECT}),
         _facade("order", valid=_args(order_id=lambda w: w.order_id)),
+        _facade("record_orders", valid=lambda w: {
+            "orders": [order(w.fresh("order"))], "wallet": "points", "enrol": False,
+            "batch_size": 10, "on_progress": lambda done, total: None},
+            roles={"orders": SEQ, "batch_size": COUNT, "on_progress": CALLABLE}),
         _facade("run_due", valid=_args(at=NOW, batch_size=100, workers=1),
                 roles={"batch_size": COUNT, "workers": COUNT}),
         # -- tiers -----------------------------------------------------------------------
@@ -1190,7 +1194,8 @@ def _reward() -> Reward:
 NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
         "Balance", "BulkEarnResult", "DueWorkReport", "ErasureResult", "Evaluation", "EventResult",
-        "Hold", "HoldAllocation", "HoldResult", "Lot", "LotMovement", "Member", "OrderRecord",
+        "Hold", "HoldAllocation", "HoldResult", "ImportResult", "Lot", "LotMovement", "Member",
+        "OrderRecord",
         "OrderResult", "PaymentQuote", "Posting", "Referral", "ReferralCode", "ReferrerStats",
         "ReturnResult",
         "RuleOutcome", "StatementLine", "StatementPage", "TierChange", "TierNotice",

@@ -275,24 +275,32 @@ class LedgerService:
             request["referral"] = [parsed, list(digests)]
 
         def apply(work: Work) -> Member:
-            uow, ledger = work.uow, work.ledger
+            uow = work.uow
             if uow.ledger.get_member(member_id) is not None:
                 if uow.keys.get_idempotency(key) is not None:
                     # a concurrent enrolment with this key committed between our two
                     # reads: retry, and the retry replays its result
                     raise DuplicateKey("enrolment raced", key=key)
                 raise MemberAlreadyEnrolled("member is already enrolled", member_id=member_id)
-            member = Member(self.program.id, member_id, when, attrs_)
-            ledger.changes.members.append(member)
-            fresh = Activity.fresh(self.c.retention(self.program)).dump()
-            for wallet in self.program.wallets:
-                activity = fresh if wallet == self.program.default_wallet else None
-                ledger.add_book(MemberBook(AccountState(member_id, wallet, activity=activity)))
-                ledger.changes.new_accounts.add((member_id, wallet))
-            work.publish(MemberEnrolled(member, parsed, digests))
-            return member
+            return self.enrol_in(work, member_id, when, attrs_, parsed, digests)
 
         return self.c.pipeline.run(key, request, when, member_id, apply)
+
+    def enrol_in(self, work: Work, member_id: str, when: dt.datetime,
+                 attributes: dict[str, Any], referral_code: str | None = None,
+                 digests: tuple[tuple[str, str], ...] = ()) -> Member:
+        """Enrol ``member_id`` (checked, not enrolled) in ``work``, dated ``when``: the
+        use case of :meth:`enrol`, shared with the history import."""
+        member = Member(self.program.id, member_id, when, attributes)
+        ledger = work.ledger
+        ledger.changes.members.append(member)
+        fresh = Activity.fresh(self.c.retention(self.program)).dump()
+        for wallet in self.program.wallets:
+            activity = fresh if wallet == self.program.default_wallet else None
+            ledger.add_book(MemberBook(AccountState(member_id, wallet, activity=activity)))
+            ledger.changes.new_accounts.add((member_id, wallet))
+        work.publish(MemberEnrolled(member, referral_code, digests))
+        return member
 
     # -- points ---------------------------------------------------------------------------
 

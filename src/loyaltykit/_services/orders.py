@@ -330,55 +330,8 @@ class OrderService:
                    "paid_with": [str(p) for p in payments]}
 
         def apply(work: Work) -> OrderResult:
-            uow, ledger = work.uow, work.ledger
-            # read under the member's lock: caps, stamp cards and "first order" count
-            # this member's other orders, which cannot change until we commit. A second
-            # order with this id is refused by the storage's unique rule on writing.
-            state = self._member_state(uow, member_id, wallet_, when, lock=True)
-            book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
-                               locked={member_id: state.accounts[wallet_]})[member_id]
-            paid_txs = read_payments(uow, payments, member_id, wallet_, order.id)
-            p = self._pricing(uow, state, when, is_order=True, work=work)
-            program = p.program
-            policy = program.payments if paid_txs else None
-            points_paid = points_of(paid_txs)
-            if policy is not None:
-                problem = policy.problem(points_paid, order.net_goods)
-                if problem is not None:
-                    raise InvalidPayment(f"paid_with: {problem[0]}", order_id=order.id,
-                                         **problem[1])
-            evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
-                                        usage=p.usage, version=program.version, stamps=p.stamps,
-                                        money_paid=money_paid_by(policy, order, points_paid))
-            tx = None
-            if evaluation.points > 0:
-                tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
-                                 metadata={"order_id": order.id})
-            record = OrderRecord(
-                program_id=self.program.id, order_id=order.id, member_id=member_id,
-                placed_at=when, version=program.version, order=placed,
-                returned={}, status=OrderStatus.OPEN, points=evaluation.points,
-                evaluation=evaluation.to_dict(), earn_id=tx.id if tx else None,
-                payments=payments, created_at=ledger.recorded_at,
-                updated_at=ledger.recorded_at,
-            )
-            orders = work.part(OrderChanges)
-            orders.orders[order.id] = record
-            orders.new_orders.add(order.id)
-            work.publish(OrderRecorded(order, record, wallet_, tuple(paid_txs)))
-            # the order's row is its usage log; the counters follow it
-            usage_key = f"order:{order.id}"
-            self._keep_activity(ledger, state, p.activity.record(
-                usage_key, when, (), usage_rows(evaluation, program_id=self.program.id,
-                                                member_id=member_id, source=usage_key,
-                                             occurred_at=when),
-                orders=1, horizon=p.kept.horizon))
-            return OrderResult(
-                order_id=order.id, member_id=member_id, points=evaluation.points,
-                version=program.version, evaluation=evaluation,
-                transaction=self._ledger.tx_result(uow, ledger, book, tx) if tx else None,
-                rewards=evaluation.rewards,
-            )
+            return self.record_in(work, order, member_id, wallet_, when, payments,
+                                  placed=placed)
 
         # the breakdown is stored once, with the order: the key's record holds the rest
         # under the default key the order's row is the key's record, and a duplicate
@@ -388,6 +341,68 @@ class OrderService:
             key, request, when, member_id, apply, encode=encode_order_result,
             replay=_replay_order, holder=holder,
             on_duplicate=_order_recorded if holder is None else None)
+
+    def record_in(self, work: Work, order: Order, member_id: str, wallet_: str,
+                  when: dt.datetime, payments: tuple[uuid.UUID, ...] = (), *,
+                  placed: dict[str, Any] | None = None) -> OrderResult:
+        """Record ``order`` (checked; ``member_id`` its member's id checked, ``when`` its
+        instant checked) in ``work``: the use case of :meth:`record_order`, shared with
+        the history import (:mod:`loyaltykit._services.order_import`). It only reads
+        before returning: a refusal (member not enrolled, no version in force, a
+        payment that breaks the policy) leaves nothing to write. ``placed`` is
+        ``order.to_dict()`` if the caller has it."""
+        uow, ledger = work.uow, work.ledger
+        if placed is None:
+            placed = order.to_dict()
+        # read under the member's lock: caps, stamp cards and "first order" count
+        # this member's other orders, which cannot change until we commit. A second
+        # order with this id is refused by the storage's unique rule on writing.
+        state = self._member_state(uow, member_id, wallet_, when, lock=True)
+        book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
+                                  locked={member_id: state.accounts[wallet_]})[member_id]
+        paid_txs = read_payments(uow, payments, member_id, wallet_, order.id)
+        p = self._pricing(uow, state, when, is_order=True, work=work)
+        program = p.program
+        policy = program.payments if paid_txs else None
+        points_paid = points_of(paid_txs)
+        if policy is not None:
+            problem = policy.problem(points_paid, order.net_goods)
+            if problem is not None:
+                raise InvalidPayment(f"paid_with: {problem[0]}", order_id=order.id,
+                                     **problem[1])
+        evaluation = evaluate_order(program.earning, program.time_zone, order, p.context,
+                                    usage=p.usage, version=program.version, stamps=p.stamps,
+                                    money_paid=money_paid_by(policy, order, points_paid))
+        tx = None
+        if evaluation.points > 0:
+            tx = ledger.earn(book, evaluation.points, reason=f"order {order.id}",
+                             metadata={"order_id": order.id})
+        record = OrderRecord(
+            program_id=self.program.id, order_id=order.id, member_id=member_id,
+            placed_at=when, version=program.version, order=placed,
+            returned={}, status=OrderStatus.OPEN, points=evaluation.points,
+            evaluation=evaluation.to_dict(), earn_id=tx.id if tx else None,
+            payments=payments, created_at=ledger.recorded_at,
+            updated_at=ledger.recorded_at,
+        )
+        orders = work.part(OrderChanges)
+        orders.orders[order.id] = record
+        orders.new_orders.add(order.id)
+        orders.net[order.id] = order.net_goods  # an order has lines: it counts
+        work.publish(OrderRecorded(order, record, wallet_, tuple(paid_txs)))
+        # the order's row is its usage log; the counters follow it
+        usage_key = f"order:{order.id}"
+        self._keep_activity(ledger, state, p.activity.record(
+            usage_key, when, (), usage_rows(evaluation, program_id=self.program.id,
+                                            member_id=member_id, source=usage_key,
+                                            occurred_at=when),
+            orders=1, horizon=p.kept.horizon))
+        return OrderResult(
+            order_id=order.id, member_id=member_id, points=evaluation.points,
+            version=program.version, evaluation=evaluation,
+            transaction=self._ledger.tx_result(uow, ledger, book, tx) if tx else None,
+            rewards=evaluation.rewards,
+        )
 
     def record_return(
         self,

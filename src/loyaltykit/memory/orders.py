@@ -38,6 +38,11 @@ class MemoryOrderStore:
         order = self._t.orders.get((self._uow.program_id, order_id))
         return None if order is None else order_copy(order)
 
+    def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
+        program_id, orders = self._uow.program_id, self._t.orders
+        return [order_copy(o) for i in dict.fromkeys(order_ids)
+                if (o := orders.get((program_id, i))) is not None]
+
     def count_orders(self, member_id: str) -> int:
         return len(self._t.member_orders.get((self._uow.program_id, member_id), ()))
 

@@ -47,6 +47,11 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
 )
+_SEL_ORDERS: sa.Executable = sa.select(*_ORDER_COLS).where(
+    orders.c.program_id == _p, orders.c.order_id.in_(sa.bindparam("ids", expanding=True))
+)
+#: how many ids one read of :meth:`SQLOrderStore.get_orders` names at most
+_IDS_PER_READ = 500
 _SEL_MEMBER_ORDERS: sa.Executable = (
     sa.select(*_ORDER_COLS)
     .where(orders.c.program_id == _p, orders.c.member_id == _m)
@@ -156,8 +161,15 @@ def _payments_document(o: OrderRecord) -> Any:
     return {"ids": ids, "refunded": {str(k): v for k, v in o.refunded.items()}}
 
 
-def _changed_order(o: OrderRecord) -> dict[str, Any]:
-    """The columns of an order that change after it is recorded."""
+def _changed_order(o: OrderRecord, net: dict[str, Decimal | None] | None = None
+                   ) -> dict[str, Any]:
+    """The columns of an order that change after it is recorded (``net``: the net goods
+    the service gave for new orders, else worked out from the order's document)."""
+    if net is not None and o.order_id in net:
+        given = net[o.order_id]
+        net_amount = None if given is None else str(given)
+    else:
+        net_amount = _net_amount(o)
     return {
         "returned": dict(o.returned),
         "status": o.status.value,
@@ -168,7 +180,7 @@ def _changed_order(o: OrderRecord) -> dict[str, Any]:
         "updated_at": o.updated_at,
         "recorded_evaluation": (None if o.recorded_evaluation is None
                                 else dict(o.recorded_evaluation)),
-        "net_amount": _net_amount(o),
+        "net_amount": net_amount,
     }
 
 
@@ -184,7 +196,7 @@ def _net_amount(o: OrderRecord) -> str | None:
     return None if net is None else str(net)
 
 
-def _order_row(o: OrderRecord) -> dict[str, Any]:
+def _order_row(o: OrderRecord, net: dict[str, Decimal | None]) -> dict[str, Any]:
     return {
         "program_id": o.program_id,
         "order_id": o.order_id,
@@ -196,7 +208,7 @@ def _order_row(o: OrderRecord) -> dict[str, Any]:
         "created_at": o.created_at,
         "fingerprint": o.fingerprint,
         "result": o.result,
-        **_changed_order(o),
+        **_changed_order(o, net),
     }
 
 
@@ -234,6 +246,17 @@ class SQLOrderStore(Store):
         """Return the recorded order (any status), or None."""
         row = self._c().execute(_SEL_ORDER, {"p": self.program_id, "o": order_id}).first()
         return None if row is None else _order(row)
+
+    @translated
+    def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
+        """Return those of ``order_ids`` that are recorded (a read per 500 ids)."""
+        ids = list(dict.fromkeys(order_ids))
+        conn, found = self._c(), list[OrderRecord]()
+        for start in range(0, len(ids), _IDS_PER_READ):
+            rows = conn.execute(_SEL_ORDERS, {"p": self.program_id,
+                                              "ids": ids[start:start + _IDS_PER_READ]})
+            found.extend(_order(row) for row in rows)
+        return found
 
     @translated
     def count_orders(self, member_id: str) -> int:
@@ -290,7 +313,8 @@ class SQLOrderStore(Store):
         new_orders = changes.new_orders
         if new_orders:
             self._insert(conn, _INS_ORDER, [
-                _order_row(o) for order_id, o in changes.orders.items() if order_id in new_orders
+                _order_row(o, changes.net) for order_id, o in changes.orders.items()
+                if order_id in new_orders
             ], "order already recorded", "order_id")
         if changes.usage:
             # one row per key: the last one wins, as it would row by row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Protocol
 
 import attrs
@@ -19,12 +20,15 @@ class OrderChanges:
 
     ``orders`` holds the final state of every touched order (ids in ``new_orders`` are
     inserted, the others updated); ``usage`` rows are upserted by
-    ``(program_id, source, rule_id)``.
+    ``(program_id, source, rule_id)``. ``net`` may give a new order's net goods (None:
+    it counts for nothing), which a store that keeps them beside the order then need
+    not work out from the order's document again.
     """
 
     orders: dict[str, OrderRecord] = attrs.field(factory=dict)
     new_orders: set[str] = attrs.field(factory=set)
     usage: list[RuleUsage] = attrs.field(factory=list)
+    net: dict[str, Decimal | None] = attrs.field(factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -41,6 +45,10 @@ class OrderStore(Protocol):
 
     def get_order(self, order_id: str) -> OrderRecord | None:
         """Return the recorded order (any status), or None."""
+
+    def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
+        """Return those of ``order_ids`` that are recorded (any status), in one read;
+        order unspecified."""
 
     def count_orders(self, member_id: str) -> int:
         """Return how many orders of the member are recorded and not cancelled."""

@@ -1,0 +1,290 @@
+"""History import: a stream of orders recorded in batches, as one by one.
+
+:meth:`OrderImport.record_orders` checks each batch of orders up front, then runs the
+batch in one unit of work (:meth:`~loyaltykit._pipeline.WritePipeline.steps`): one read
+of which of its orders are recorded already and one of which of its members are
+enrolled (their accounts locked), the enrolment of the unknown ones if asked, then for
+each order, in stream order, the very use case of ``record_order``
+(:meth:`~loyaltykit._services.orders.OrderService.record_in`) on a fresh write of that
+unit of work, whose changes the next order reads. Orders of distinct members are
+written together (their changes merged: one statement per table), as no order reads
+what another member's order changed; an order of a member with changes not yet written
+writes them first. In a program with referrals (an order can reward its referrer) each
+order is written before the next. The batch commits at its end: a crash
+loses at most the batch in progress, and running the import again skips what was
+recorded (an order is idempotent by its id, as under ``record_order``'s default key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any
+
+import attrs
+
+from loyaltykit._errors import (
+    InvalidInput,
+    LoyaltyError,
+    OrderAlreadyRecorded,
+    StorageError,
+    shown,
+)
+from loyaltykit._model import IdempotencyRecord, Member, OrderRecord
+from loyaltykit._orders import Order, check_order
+from loyaltykit._pipeline import Steps, Work, fingerprint
+from loyaltykit._results import OrderResult, encode_order_result, encode_result
+from loyaltykit._services.context import Context
+from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.orders import ORDER_KEY, OrderService, _OrderKey
+from loyaltykit._validate import check_member_id
+
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
+
+#: Orders per batch (one unit of work, one commit) unless told otherwise.
+DEFAULT_BATCH_SIZE = 500
+#: The largest batch accepted (a batch's reads name all of its orders and members).
+MAX_BATCH_SIZE = 10_000
+
+Progress = Callable[[int, "int | None"], object]
+
+
+@attrs.frozen
+class ImportResult:
+    """What :meth:`~loyaltykit.Loyalty.record_orders` did.
+
+    ``recorded`` orders were recorded now, earning ``points`` in all; ``skipped`` were
+    recorded already with the same content (by an earlier run, ``record_order`` or
+    earlier in the stream) and were left as they are; ``enrolled`` members were
+    enrolled for their orders. ``failed`` lists the orders refused, in stream order,
+    each with its typed error (nothing was written for them): a member not enrolled
+    (:class:`~loyaltykit.MemberNotFound`, without ``enrol``), no program version in
+    force at the order's instant (:class:`~loyaltykit.InvalidOrder`), or an order id
+    recorded with other content (:class:`~loyaltykit.OrderAlreadyRecorded`).
+    ``batches`` counts the units of work committed.
+    """
+
+    recorded: int = 0
+    skipped: int = 0
+    enrolled: int = 0
+    points: int = 0
+    failed: tuple[tuple[str, LoyaltyError], ...] = ()
+    batches: int = 0
+
+    def __add__(self, other: ImportResult) -> ImportResult:
+        return ImportResult(
+            recorded=self.recorded + other.recorded, skipped=self.skipped + other.skipped,
+            enrolled=self.enrolled + other.enrolled, points=self.points + other.points,
+            failed=self.failed + other.failed, batches=self.batches + other.batches)
+
+
+@attrs.frozen
+class _Item:
+    """One order of a batch, checked: the order, its instant and its request's
+    fingerprint (what ``record_order`` keeps on the row under the default key)."""
+
+    order: Order
+    when: dt.datetime
+    placed: dict[str, Any]
+    print_: str
+
+
+class OrderImport:
+    """The history import of one program (see the module docstring)."""
+
+    def __init__(self, c: Context, ledger: LedgerService, orders: OrderService) -> None:
+        self.c = c
+        self.program = c.program
+        self._ledger = ledger
+        self._orders = orders
+
+    def record_orders(
+        self,
+        orders: Iterable[Order],
+        *,
+        wallet: str | None = None,
+        enrol: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_progress: Callable[[int, int | None], object] | None = None,
+    ) -> ImportResult:
+        """Record a stream of orders (a shop's order history), in batches of
+        ``batch_size`` orders, each in one unit of work committed at its end.
+
+        The result is the one recording the orders one by one with
+        :meth:`record_order` (default keys, ``wallet``) would give: each order is priced
+        with the rules in force at its instant, after the orders before it in the
+        stream (caps, stamp cards, first order, tiers), and a later ``record_order`` of
+        the same order replays it. An order recorded already with the same content is
+        skipped, so running the import again after a crash goes on where it stopped;
+        one recorded with other content is refused. With ``enrol`` a member not
+        enrolled is enrolled, as :meth:`enrol` would under its default key, at the
+        earliest instant of its orders in the batch where it first appears (import a
+        stream sorted by time, as a history is). An order refused (see
+        :class:`~loyaltykit.ImportResult`'s ``failed``) writes nothing; the others are
+        recorded.
+
+        Each batch's orders are checked before it writes anything: an object that is
+        no valid order (:class:`~loyaltykit.InvalidOrder`,
+        :class:`~loyaltykit.CurrencyMismatch`), an instant later than now
+        (:class:`~loyaltykit.InvalidInput`) raises, the batches before it staying
+        committed. ``on_progress(done, total)`` is called after each batch commits,
+        with the orders handled so far and the stream's length (None if it has none);
+        what it raises stops the import (the committed batches stay).
+        """
+        wallet_ = self.program.wallet(wallet)
+        if not isinstance(enrol, bool):
+            raise InvalidInput("enrol must be True or False", enrol=shown(enrol))
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or not 1 <= batch_size <= MAX_BATCH_SIZE):
+            raise InvalidInput(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}",
+                               batch_size=shown(batch_size))
+        if on_progress is not None:
+            _check_progress(on_progress)
+        if isinstance(orders, Order | str | bytes) or not isinstance(orders, Iterable):
+            raise InvalidInput("orders must be an iterable of Orders", orders=shown(orders))
+        total = len(orders) if isinstance(orders, Sized) else None
+        result, done = ImportResult(), 0
+        for batch in _batches(iter(orders), batch_size):
+            items = [self._check(order, wallet_) for order in batch]
+            result += self.c.pipeline.steps(
+                functools.partial(self._batch, items=items, wallet_=wallet_, enrol=enrol),
+                what="record_orders")
+            done += len(items)
+            if on_progress is not None:
+                on_progress(done, total)
+        return result
+
+    def _check(self, order: object, wallet_: str) -> _Item:
+        order = check_order(self.program.currency, order)
+        check_member_id(order.member_id)
+        when = self.c.instant(order.placed_at, "placed_at")
+        placed = order.to_dict()
+        request = {"op": "record_order", "order": placed, "wallet": wallet_, "paid_with": []}
+        return _Item(order, when, placed, fingerprint(request))
+
+    def _batch(self, steps: Steps, items: list[_Item], wallet_: str,
+               enrol: bool) -> ImportResult:
+        uow = steps.uow
+        stored = {r.order_id: r for r in uow.orders.get_orders([i.order.id for i in items])}
+        # the batch's members: whose accounts exist (locked, as record_order locks them)
+        members = list(dict.fromkeys(i.order.member_id for i in items))
+        known = set(uow.ledger.lock_accounts(self.program.default_wallet, members))
+        recorded: dict[str, str] = {}  # order id -> fingerprint, recorded in this batch
+        failed: list[tuple[int, str, LoyaltyError]] = []  # by position in the batch
+        skipped = 0
+
+        def repeated(n: int, item: _Item) -> bool:
+            """True if the order's id is recorded (skipped, or refused: other content)."""
+            nonlocal skipped
+            order_id = item.order.id
+            if order_id not in recorded and order_id not in stored:
+                return False
+            if self._same(uow, stored.get(order_id), recorded.get(order_id), item):
+                skipped += 1
+            else:
+                failed.append((n, order_id, OrderAlreadyRecorded(
+                    "an order with this id is already recorded", order_id=order_id)))
+            return True
+
+        todo = [(n, item) for n, item in enumerate(items) if item.order.id not in stored]
+        enrolled = 0
+        if enrol:
+            first: dict[str, dt.datetime] = {}
+            for _, item in todo:
+                member_id = item.order.member_id
+                if member_id not in known and (member_id not in first
+                                               or item.when < first[member_id]):
+                    first[member_id] = item.when
+            for member_id, when in first.items():
+                self._enrol(steps, member_id, when)
+                enrolled += 1
+        points = 0
+        done = 0
+        # a referral's reward touches the referrer: then every order is written at once
+        together = self.program.referrals is None
+        for n, item in enumerate(items):
+            if repeated(n, item):  # recorded before, or earlier in this batch
+                continue
+            if item.order.member_id in steps.deferred_members:
+                steps.flush()  # this order reads what the deferred ones changed
+            try:  # the step only reads: its changes are written by flush, below
+                outcome = self._record(steps, item, wallet_)
+            except StorageError:  # the unit of work's own trouble: the batch stops
+                raise
+            except LoyaltyError as exc:  # a refusal: nothing of it is written
+                failed.append((n, item.order.id, exc))
+                continue
+            if not together:
+                steps.flush()
+            recorded[item.order.id] = item.print_
+            points += outcome.points
+            done += 1
+        return ImportResult(recorded=done, skipped=skipped, enrolled=enrolled, points=points,
+                            failed=tuple((i, e) for _, i, e in sorted(failed, key=lambda f: f[0])),
+                            batches=1)
+
+    def _same(self, uow: Any, stored: OrderRecord | None, now: str | None,
+              item: _Item) -> bool:
+        """True if the order recorded under this id is this one (same request)."""
+        if now is not None:
+            return now == item.print_
+        assert stored is not None
+        if stored.fingerprint is not None:
+            return stored.fingerprint == item.print_
+        # recorded before the row kept its key's record: the key's own record, if any
+        record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
+        return record is not None and bool(record.fingerprint == item.print_)
+
+    def _record(self, steps: Steps, item: _Item, wallet_: str) -> OrderResult:
+        order = item.order
+        holder = _OrderKey(order.id)
+
+        def keep(work: Work, result: OrderResult) -> None:
+            holder.keep(work, item.print_, encode_order_result(result))
+
+        return steps.run(
+            item.when, f"{ORDER_KEY}{order.id}",
+            lambda work: self._orders.record_in(work, order, order.member_id, wallet_,
+                                                item.when, placed=item.placed),
+            keep=keep, defer=True)
+
+    def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
+        key = f"enrol:{member_id}"
+        request = self.c.request("enrol", when, when, member_id=member_id, attributes={})
+
+        def keep(work: Work, member: Member) -> IdempotencyRecord:
+            return IdempotencyRecord(key=key, fingerprint=fingerprint(request),
+                                     result=encode_result(member),
+                                     created_at=work.recorded_at, member_id=member_id)
+
+        return steps.run(when, key, lambda work: self._ledger.enrol_in(
+            work, member_id, when, {}), keep=keep, defer=True)
+
+
+def _check_progress(on_progress: object) -> None:
+    """Refuse an ``on_progress`` that cannot be called with ``(done, total)`` (it is
+    first called after a batch committed)."""
+    if not callable(on_progress):
+        raise InvalidInput("on_progress must be callable", on_progress=shown(on_progress))
+    try:
+        signature = inspect.signature(on_progress)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return
+    try:
+        signature.bind(0, None)
+    except TypeError:
+        raise InvalidInput("on_progress must take (done, total)",
+                           on_progress=shown(on_progress)) from None
+
+
+def _batches(orders: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for order in orders:
+        batch.append(order)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

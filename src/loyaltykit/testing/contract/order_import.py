@@ -1,0 +1,351 @@
+"""The history import part of the storage contract: ``record_orders`` gives what
+recording the same orders one by one gives (balances, lots, tiers, order records, the
+earning counters), skips what is recorded (a second run, a run resumed after a crash),
+refuses an order of a member not enrolled (nothing written for it), reports progress
+and refuses bad input before writing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyaltykit import (
+    EarningPolicy,
+    ImportResult,
+    InvalidInput,
+    InvalidOrder,
+    Loyalty,
+    LoyaltyError,
+    MemberNotFound,
+    Money,
+    Order,
+    OrderAlreadyRecorded,
+    OrderLine,
+    Program,
+    RateRule,
+    ReferralPolicy,
+    ReferralReward,
+    Storage,
+    TestClock,
+)
+from loyaltykit.testing import strategies as lst
+from loyaltykit.testing.capability_machine import tier_policies
+from loyaltykit.testing.contract.base import ContractPart, make_program, utc
+
+__all__ = ["OrderImportContract", "import_snapshot"]
+
+_programs = itertools.count()
+#: the instant of the streams' first order; the clock stands well after the last
+START = utc(2025, 3, 1, 9)
+NOW = utc(2026, 6, 1)
+
+
+class _Crash(Exception):
+    """What the progress callback raises to stop an import mid-way."""
+
+
+def _normal(value: Any, program_id: str) -> Any:
+    """``value`` with ids drawn by the run (UUIDs) and the program id blanked: two
+    programs fed the same calls then compare equal."""
+    if isinstance(value, uuid.UUID):
+        return "<id>"
+    if isinstance(value, str):
+        return "<program>" if value == program_id else value
+    if isinstance(value, dict):
+        return {k: _normal(v, program_id) for k, v in value.items() if k != "result"}
+    if isinstance(value, list | tuple):
+        return [_normal(v, program_id) for v in value]
+    if attrs.has(type(value)):
+        return _normal(attrs.asdict(value, recurse=False), program_id)
+    return value
+
+
+def import_snapshot(loyalty: Loyalty, members: Sequence[str],
+                    order_ids: Sequence[str]) -> dict[str, Any]:
+    """What one program shows of these members and orders, ids blanked: balances, open
+    lots, statements, tier status and history, order records (without the stored
+    result, whose ids differ), the earning counters on the accounts."""
+    program_id = loyalty.program.id
+    out: dict[str, Any] = {}
+    with loyalty._c.read() as uow:  # the counters: no public read shows them whole
+        out["activity"] = {m: (a.activity if (a := uow.ledger.get_account(
+            loyalty.program.default_wallet, m)) else None) for m in members}
+    for m in members:
+        try:
+            out[f"balance {m}"] = loyalty.balance(m)
+        except MemberNotFound:
+            out[f"balance {m}"] = None
+            continue
+        out[f"member {m}"] = loyalty.member(m)
+        out[f"lots {m}"] = sorted(map(repr, _normal(loyalty.lots(m), program_id)))
+        lines = loyalty.statement(m, limit=500).lines
+        out[f"statement {m}"] = [(line.kind, line.points, line.balance, line.occurred_at,
+                                  line.reason) for line in lines]
+        if loyalty.program.tiers is not None:
+            out[f"tier {m}"] = loyalty.tiers.status(m)
+            out[f"tier history {m}"] = loyalty.tiers.history(m)
+    for order_id in order_ids:
+        try:
+            out[f"order {order_id}"] = loyalty.order(order_id)
+        except LoyaltyError as exc:
+            out[f"order {order_id}"] = type(exc).__name__
+    shown: dict[str, Any] = _normal(out, program_id)
+    return shown
+
+
+@attrs.frozen
+class _Return:
+    order_id: str
+    line: str
+    quantity: int
+    at: dt.datetime
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> tuple[Program, list[Order | _Return], int]:
+    """A program (caps, stamp cards, maybe tiers), a time-ordered stream of orders of
+    up to three members with returns in between, and a batch size."""
+    earning = draw(lst.earning_policies(
+        max_rules=4, kinds=("rate", "multiplier", "fixed", "stamp_card")))
+    tiers = draw(st.none() | tier_policies())
+    program = attrs.evolve(make_program("x"), earning=earning, tiers=tiers)
+    members = ["ann", "bob", "cy"][:draw(st.integers(1, 3))]
+    stream: list[Order | _Return] = []
+    placed: list[Order] = []
+    for i in range(draw(st.integers(1, 9))):
+        at = START + dt.timedelta(days=draw(st.integers(0, 40)), hours=3 * i)
+        at = max(at, placed[-1].placed_at + dt.timedelta(hours=3)) if placed else at
+        order = draw(lst.orders(member_id=draw(st.sampled_from(members)),
+                                placed_at=st.just(at), max_lines=3))
+        order = attrs.evolve(order, id=f"o{i}")
+        stream.append(order)
+        placed.append(order)
+        if draw(st.integers(0, 3)) == 0:
+            returned = draw(st.sampled_from(placed))
+            line = draw(st.sampled_from(returned.lines))
+            stream.append(_Return(returned.id, line.id, draw(st.integers(1, line.quantity)),
+                                  at + dt.timedelta(hours=1)))
+    return program, stream, draw(st.integers(1, 4))
+
+
+def _facade(storage: Storage, program: Program, name: str) -> Loyalty:
+    return Loyalty(attrs.evolve(program, id=f"{name}{next(_programs)}"), storage,
+                   clock=TestClock(NOW))
+
+
+def _order(i: int, member_id: str, at: dt.datetime, price: str = "10.00") -> Order:
+    return Order(id=f"o{i}", member_id=member_id, placed_at=at, currency="EUR",
+                 lines=(OrderLine(sku="cd", quantity=1, unit_price=Money(price, "EUR")),))
+
+
+def _rate_program() -> Program:
+    return attrs.evolve(make_program("x"), earning=EarningPolicy(rules=(RateRule(id="base"),)))
+
+
+def _import_equals_one_by_one(storage: Storage, program: Program,
+                              stream: list[Order | _Return], batch_size: int) -> None:
+    imported, one_by_one = _facade(storage, program, "imp"), _facade(storage, program, "one")
+    orders = [s for s in stream if isinstance(s, Order)]
+    first: dict[str, dt.datetime] = {}
+    for order in orders:
+        first.setdefault(order.member_id, order.placed_at)
+    for member_id, at in first.items():  # the reference enrols first
+        one_by_one.enrol(member_id, at=at)
+    segment: list[Order] = []
+    total, points = ImportResult(), 0
+    for n, step in enumerate([*stream, None]):
+        if isinstance(step, Order):
+            points += one_by_one.record_order(step).points
+            segment.append(step)
+            continue
+        total += imported.record_orders(segment, enrol=True, batch_size=batch_size)
+        segment = []
+        if step is None:
+            break
+        outcomes: list[object] = []
+        for loyalty in (one_by_one, imported):
+            try:
+                done = loyalty.record_return(step.order_id, {step.line: step.quantity},
+                                             key=f"r{n}", at=step.at)
+                outcomes.append((done.points_after, done.clawed_back))
+            except LoyaltyError as exc:
+                outcomes.append(type(exc).__name__)
+        assert outcomes[0] == outcomes[1]
+    assert (len(orders), 0, len(first), (), points) == (
+        total.recorded, total.skipped, total.enrolled, total.failed, total.points)
+    ids = [o.id for o in orders]
+    assert import_snapshot(one_by_one, list(first), ids) == import_snapshot(
+        imported, list(first), ids)
+
+
+class OrderImportContract(ContractPart):
+    """The history import on a backend (see the module docstring)."""
+
+    def test_import_equals_recording_one_by_one(self, storage: Storage) -> None:
+        """Random streams (caps, stamp cards, tiers, returns between imports): the
+        import gives what recording one by one gives, two programs of one storage."""
+
+        @settings(max_examples=8, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(world=_streams())
+        def check(world: tuple[Program, list[Order | _Return], int]) -> None:
+            _import_equals_one_by_one(storage, *world)
+
+        check()
+
+    def test_running_again_skips_what_is_recorded(self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "again")
+        orders = [_order(i, f"m{i % 3}", START + dt.timedelta(days=i)) for i in range(7)]
+        first = loyalty.record_orders(orders, enrol=True, batch_size=3)
+        assert (7, 0, 3, 70, (), 3) == (first.recorded, first.skipped, first.enrolled,
+                                        first.points, first.failed, first.batches)
+        before = import_snapshot(loyalty, ["m0", "m1", "m2"], [o.id for o in orders])
+        again = loyalty.record_orders(orders, enrol=True, batch_size=3)
+        assert (0, 7, 0, 0, ()) == (again.recorded, again.skipped, again.enrolled,
+                                    again.points, again.failed)
+        assert before == import_snapshot(loyalty, ["m0", "m1", "m2"], [o.id for o in orders])
+        # record_order and enrol replay what the import recorded
+        assert 10 == loyalty.record_order(orders[0]).points
+        assert START == loyalty.enrol("m0", at=START).enrolled_at
+        assert 30 == loyalty.balance("m0").total
+
+    def test_a_crash_after_a_batch_keeps_it_and_a_rerun_goes_on(self,
+                                                                storage: Storage) -> None:
+        program = _rate_program()
+        crashed, whole = _facade(storage, program, "crash"), _facade(storage, program, "whole")
+        orders = [_order(i, f"m{i % 4}", START + dt.timedelta(days=i)) for i in range(10)]
+        calls: list[tuple[int, int | None]] = []
+
+        def progress(done: int, total: int | None) -> None:
+            calls.append((done, total))
+            if len(calls) == 2:
+                raise _Crash
+
+        with pytest.raises(_Crash):
+            crashed.record_orders(orders, enrol=True, batch_size=3, on_progress=progress)
+        assert [(3, 10), (6, 10)] == calls
+        with pytest.raises(LoyaltyError):
+            crashed.order("o6")  # the batch after the crash never ran
+        assert 10 == crashed.order("o5").points
+        rerun = crashed.record_orders(orders, enrol=True, batch_size=3)
+        assert (4, 6, 0) == (rerun.recorded, rerun.skipped, rerun.enrolled)
+        whole.record_orders(orders, enrol=True, batch_size=3)
+        members, ids = [f"m{i}" for i in range(4)], [o.id for o in orders]
+        assert import_snapshot(whole, members, ids) == import_snapshot(crashed, members, ids)
+
+    def test_without_enrol_an_unknown_member_is_refused_and_nothing_written(
+            self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "strict")
+        loyalty.enrol("known", at=START)
+        orders = [_order(0, "known", START), _order(1, "stranger", START),
+                  _order(2, "known", START + dt.timedelta(hours=1))]
+        result = loyalty.record_orders([*orders, orders[1]], batch_size=5)
+        assert (2, 20, 0, 0) == (result.recorded, result.points, result.enrolled,
+                                 result.skipped)
+        # refused twice: the first refusal recorded nothing the repeat could match
+        assert ["o1", "o1"] == [order_id for order_id, _ in result.failed]
+        assert all(isinstance(error, MemberNotFound) for _, error in result.failed)
+        with pytest.raises(MemberNotFound):
+            loyalty.member("stranger")
+        with pytest.raises(LoyaltyError):
+            loyalty.order("o1")
+        assert 20 == loyalty.balance("known").total
+        # the order goes in once its member is enrolled
+        assert 1 == loyalty.record_orders(orders, enrol=True).recorded
+
+    def test_no_version_in_force_and_other_content_are_refused_per_order(
+            self, storage: Storage) -> None:
+        program = attrs.evolve(_rate_program(), effective_from=START)
+        loyalty = _facade(storage, program, "refused")
+        early = _order(0, "m", START - dt.timedelta(days=1))
+        fine = _order(1, "m", START)
+        changed = _order(1, "m", START, price="99.00")
+        result = loyalty.record_orders([fine, early, changed, fine], enrol=True)
+        assert (1, 1, 10) == (result.recorded, result.skipped, result.points)
+        assert ["o0", "o1"] == [order_id for order_id, _ in result.failed]
+        assert isinstance(result.failed[0][1], InvalidOrder)
+        assert isinstance(result.failed[1][1], OrderAlreadyRecorded)
+        with pytest.raises(LoyaltyError):
+            loyalty.order("o0")
+        assert Decimal("10.00") == Decimal(loyalty.order("o1").order["lines"][0]["unit_price"])
+        again = loyalty.record_orders([changed])  # and on a later run
+        assert isinstance(again.failed[0][1], OrderAlreadyRecorded)
+
+    def test_progress_is_reported_after_each_batch(self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "progress")
+        orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(5)]
+        calls: list[tuple[int, int | None]] = []
+        loyalty.record_orders(orders, enrol=True, batch_size=2,
+                              on_progress=lambda d, t: calls.append((d, t)))
+        assert [(2, 5), (4, 5), (5, 5)] == calls
+        calls.clear()
+        others = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(5, 8)]
+        loyalty.record_orders(iter(others), batch_size=2,
+                              on_progress=lambda d, t: calls.append((d, t)))
+        assert [(2, None), (3, None)] == calls  # a stream without a length
+
+    def test_bad_input_is_refused_before_its_batch_writes(self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "bad")
+        good = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)]
+        for kwargs in ({"batch_size": 0}, {"batch_size": True}, {"batch_size": 10**6},
+                       {"enrol": "yes"}, {"on_progress": 5}, {"wallet": "nope"}):
+            with pytest.raises(InvalidInput):
+                loyalty.record_orders(good, **kwargs)
+        for orders in (5, good[0], "orders"):
+            with pytest.raises(InvalidInput):
+                loyalty.record_orders(orders)  # type: ignore[arg-type]
+        late = _order(9, "m", NOW + dt.timedelta(days=1))
+        bad: Any
+        for bad in ("not an order", late, attrs.evolve(good[0], currency="USD", lines=(
+                OrderLine(sku="cd", quantity=1, unit_price=Money("1.00", "USD")),))):
+            with pytest.raises(InvalidInput):
+                loyalty.record_orders([*good[:2], bad], enrol=True, batch_size=2)
+            # the first batch committed, the second (with the bad order) wrote nothing
+            assert 20 == loyalty.balance("m").total
+        with pytest.raises(LoyaltyError):
+            loyalty.order("o2")
+
+    def test_the_store_reads_recorded_orders_by_ids(self, storage: Storage) -> None:
+        loyalty = _facade(storage, _rate_program(), "ids")
+        loyalty.record_orders([_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)],
+                              enrol=True)
+        asked = ["o2", *(f"x{i}" for i in range(1200)), "o0", "o2"]  # more than one read
+        with storage.unit_of_work(loyalty.program.id) as uow:
+            found = uow.orders.get_orders(asked)
+            assert [] == uow.orders.get_orders([])
+        assert ["o0", "o2"] == sorted(o.order_id for o in found)
+        assert {10} == {o.points for o in found}
+
+    def test_a_referees_order_rewards_its_referrer_as_one_by_one(self,
+                                                                storage: Storage) -> None:
+        """An order can touch another member (a referral's reward): the referrer's
+        later order still sees it."""
+        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
+            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
+            return_window_days=0, attach_within_days=365, existing_customers=True))
+        imported, one_by_one = _facade(storage, program, "ref"), _facade(storage, program,
+                                                                         "refone")
+        orders = [_order(0, "ann", START), _order(1, "bob", START + dt.timedelta(hours=1)),
+                  _order(2, "ann", START + dt.timedelta(hours=2))]
+        for loyalty in (imported, one_by_one):
+            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
+            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
+            code = loyalty.referrals.issue_code("ann", key="code").code
+            loyalty.referrals.refer("bob", code, key="refer", at=START)
+        for order in orders:
+            one_by_one.record_order(order)
+        assert 3 == imported.record_orders(orders, batch_size=10).recorded
+        ids = [o.id for o in orders]
+        assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
+            imported, ["ann", "bob"], ids)
+        assert one_by_one.balance("ann").total > 20  # the reward came
