@@ -478,6 +478,18 @@ def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
         POSTGRESQL.storage()  # empty tables, schema in place
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           check=False)
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert (name, True) == (result["backend"], result["quick"])
+    members = result["members"]
+    assert members == result["lots_expired"] == result["holds_released"] == result[
+        "tier_evaluations"] > 0
+    assert 200 * members == result["points_activated"]
+    for key in ("seconds", "hand_sql_seconds", "ratio"):
+        assert isinstance(result[key], float) and result[key] > 0
+    assert isinstance(result["workers"], int) and result["workers"] >= 1
 
 
 # -- benchmarks/import.py ------------------------------------------------------------------
@@ -500,14 +512,17 @@ def test_import_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1])
     assert not any(line.startswith("{") for line in lines[:-1])
-    assert (name, True) == (result["backend"], result["quick"])
-    members = result["members"]
-    assert members == result["lots_expired"] == result["holds_released"] == result[
-        "tier_evaluations"] > 0
-    assert 200 * members == result["points_activated"]
-    for key in ("seconds", "hand_sql_seconds", "ratio"):
-        assert isinstance(result[key], float) and result[key] > 0
-    assert isinstance(result["workers"], int) and result["workers"] >= 1
+    assert {"memory": True, "sqlite": True} == result["same_totals"]
+    for backend in ("memory", "sqlite"):
+        figures = result[backend]
+        assert IMPORT_KEYS <= set(figures)
+        assert 200 == figures["orders"] == result["one_by_one"]["orders"]
+        assert figures["totals"] == result["one_by_one"]["totals"]
+        assert figures["totals"]["points"] > 0
+    sqlite = result["sqlite"]
+    assert isinstance(sqlite["raw_rows_per_s"], float) and sqlite["raw_rows_per_s"] > 0
+    assert isinstance(sqlite["percent_of_raw"], float) and sqlite["percent_of_raw"] > 0
+    assert sqlite["rows"] > 200  # orders, transactions, lots, members...
 
 
 READS_BENCHMARK = BENCHMARK.parent / "reads.py"
@@ -528,16 +543,3 @@ def test_reads_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
         for key in ("read_during_write_ms", "reads_per_s", "writes_per_s"):
             assert isinstance(figures[side + key], float) and figures[side + key] >= 0
     assert figures["reads_ratio"] is None or figures["reads_ratio"] > 0
-
-
-    assert {"memory": True, "sqlite": True} == result["same_totals"]
-    for backend in ("memory", "sqlite"):
-        figures = result[backend]
-        assert IMPORT_KEYS <= set(figures)
-        assert 200 == figures["orders"] == result["one_by_one"]["orders"]
-        assert figures["totals"] == result["one_by_one"]["totals"]
-        assert figures["totals"]["points"] > 0
-    sqlite = result["sqlite"]
-    assert isinstance(sqlite["raw_rows_per_s"], float) and sqlite["raw_rows_per_s"] > 0
-    assert isinstance(sqlite["percent_of_raw"], float) and sqlite["percent_of_raw"] > 0
-    assert sqlite["rows"] > 200  # orders, transactions, lots, members...
