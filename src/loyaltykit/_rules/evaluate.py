@@ -491,12 +491,12 @@ def first_evaluation(
     plan = plan_of(policy)
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
-        before = _stamp_counts(stamps)
+        before = _stamp_counts(stamps) if stamps is not None else {}
         context = {"member": member.snapshot(), "stamps_before": before}
         facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
                       order.attributes, None, order.channel, order.store)
         shipping = order.shipping.amount if order.shipping is not None else ZERO
-        paid = _check_money_paid(order, money_paid)
+        paid = _check_money_paid(order, money_paid) if money_paid is not None else None
         steps = plan.order_steps
         if steps is None:
             steps = plan.order_steps = (OrderSteps(policy, plan.order_rules)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from itertools import repeat
+from operator import add, attrgetter, mul
 from typing import Any
 
 from loyaltykit._errors import InvalidOrder
@@ -37,7 +39,7 @@ from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
 from loyaltykit._rules.facts import Facts
 from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO, num_text, points_text
-from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied, signed
+from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import Evaluation, RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
@@ -77,7 +79,8 @@ class Step:
         # not-applied outcomes by what failed: window misses, one-of facts
         self.missed: dict[object, RuleOutcome] = {}
         self.failed: dict[object, RuleOutcome] = {}
-        # applied outcomes of a fixed rule (per order) by its points after caps
+        # applied outcomes of a fixed rule (per order) by its points after caps, and of a
+        # stamp card by its stamps, the stamps before and its points after caps
         self.given: dict[object, RuleOutcome] = {}
         cond = c.cond
         self.noun = ""
@@ -168,6 +171,7 @@ def _increase(current: list[Decimal], every_line: bool, picked: Sequence[int],
     return current
 
 
+_net = attrgetter("net")
 _exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
     functools.reduce, EXACT.add)
 
@@ -197,7 +201,7 @@ def evaluate_first(
     total = applied.append
     rewards: list[str] = []
     run: Run | None = None
-    nets = [line.net for line in lines] if money_paid is None else money_paid
+    nets = list(map(_net, lines)) if money_paid is None else money_paid
     one_ok = money_paid is None
     base: list[Decimal] = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
     current = base
@@ -207,8 +211,7 @@ def evaluate_first(
     if plan.matching:
         selects = plan.selects
         for i, line in enumerate(lines):
-            key = (line.sku, line.category)
-            found = selects.get(key)
+            found = selects.get((line.sku, line.category))
             if found is None:
                 found = plan.selected_by(line.sku, line.category)
             for k in found:
@@ -276,7 +279,7 @@ def evaluate_first(
                 taken = [nets[i] for i in picked]
                 counted = sum(taken, ZERO)
                 if ratio is not None:
-                    amounts = [a * ratio for a in taken]
+                    amounts = list(map(mul, taken, repeat(ratio)))
                 else:
                     rule = c.rule
                     amounts = [a * rule.points / rule.per  # type: ignore[attr-defined]
@@ -298,8 +301,11 @@ def evaluate_first(
             else:
                 points, note = uncapped, ""
             if points == uncapped:
-                for i, a in zip(picked, amounts, strict=True):
-                    base[i] += a
+                if s.match_all and not s.ship:  # every line: one pass in C
+                    base[:n] = map(add, base, amounts)
+                else:
+                    for i, a in zip(picked, amounts, strict=True):
+                        base[i] += a
             elif uncapped:
                 for i, a in zip(picked, amounts, strict=True):
                     base[i] += a * points / uncapped
@@ -313,7 +319,10 @@ def evaluate_first(
                 continue
             if multiply:
                 if pending is not None:  # the previous multiplier's increase, now needed
-                    current = _increase(current, *pending)
+                    if pending[3] == pending[4] and pending[0]:  # every line, uncapped
+                        current = list(map(add, current, pending[2]))
+                    else:
+                        current = _increase(current, *pending)
                     pending = None
                 source = current
             else:
@@ -327,7 +336,7 @@ def evaluate_first(
                 less = s.less
             taken = source if s.match_all else [source[i] for i in picked]
             counted = sum(taken, ZERO)
-            amounts = [a * less for a in taken]
+            amounts = list(map(mul, taken, repeat(less)))
             uncapped = sum(amounts, ZERO)
             if s.limited:
                 if run is None:
@@ -337,7 +346,8 @@ def evaluate_first(
                 points, note = uncapped, ""
             if multiply:  # added when a later multiplier reads it (if one does)
                 pending = (s.match_all, picked, amounts, points, uncapped)
-            explanation = f"{prefix}{counted!s} points{c.what} = {signed(uncapped)}{note}"
+            explanation = (f"{prefix}{counted!s} points{c.what} = "
+                           f"{'+' if uncapped >= ZERO else ''}{uncapped!s}{note}")
         elif code == FIXED:
             if not picked:
                 append(s.no_line)
@@ -390,20 +400,36 @@ def evaluate_first(
                 rows: Sequence[RuleUsage] = run.rows(c.id) or ()
                 before = stamps_before[c.id] = sum(r.stamps for r in rows)
             count = (before + stamps) // card.every - before // card.every
-            uncapped = Decimal(count * card.points)
             if s.limited:
+                uncapped = Decimal(count * card.points)
                 if run is None:
                     run = make_run()
                 points, note = run.limit(c, uncapped)
+                held: tuple[object, ...] = (stamps, before, str(points), note)
             else:
-                points, note = uncapped, ""
-            if card.reward is not None and count:
-                won = (card.reward,) * count
-                rewards.extend(won)
-            explanation = (f"{stamps} stamp{'s' if stamps != 1 else ''} "
-                           f"({before} -> {before + stamps}, a card of {card.every}): "
-                           f"{count} reward{'s' if count != 1 else ''}"
-                           + (f" = {points_text(uncapped)}" if card.points else "") + note)
+                held = (stamps, before)
+            outcome = s.given.get(held)
+            if outcome is None:  # the same stamps on the same count give the same outcome
+                uncapped = Decimal(count * card.points)
+                if not s.limited:
+                    points, note = uncapped, ""
+                if card.reward is not None and count:
+                    won = (card.reward,) * count
+                explanation = (f"{stamps} stamp{'s' if stamps != 1 else ''} "
+                               f"({before} -> {before + stamps}, a card of {card.every}): "
+                               f"{count} reward{'s' if count != 1 else ''}"
+                               + (f" = {points_text(uncapped)}" if card.points else "") + note)
+                outcome = RuleOutcome(c.id, c.kind, c.text, True, points, uncapped,
+                                      explanation, c.group, stamps, won, c.tracked)
+                if len(s.given) < _TABLE_SIZE:
+                    s.given[held] = outcome
+            if outcome.rewards:
+                rewards.extend(outcome.rewards)
+            total(outcome.points)
+            append(outcome)
+            if s.excl:
+                exclusive = c.id
+            continue
         total(points)
         append(RuleOutcome(c.id, c.kind, c.text, True, points, uncapped, explanation, c.group,
                            stamps, won, c.tracked))
