@@ -141,35 +141,38 @@ def _usage(draw: st.DrawFn, rule_ids: list[str], groups: list[str],
     return rows
 
 
+@pytest.mark.slow  # (random policies are slow to draw: about 10 s)
 @given(data=st.data(), policy=lks.earning_policies(max_rules=7), member=_members(),
-       order=lks.orders(min_lines=0))
+       orders=st.lists(lks.orders(min_lines=0), min_size=1, max_size=4))
 def test_fast_path_gives_the_general_evaluators_evaluation(
-        data: st.DataObject, policy: Any, member: MemberContext, order: Order) -> None:
+        data: st.DataObject, policy: Any, member: MemberContext, orders: list[Order]) -> None:
     """On random policies (every rule kind, windows, conditions, caps, groups, stacking,
     rounding), members, usage, stamp counts and money paid, and whatever decimal context
-    the caller has, the fast path's Evaluation is the general evaluator's."""
+    the caller has, the fast path's Evaluation is the general evaluator's; several orders
+    per policy, as what the fast path keeps of one order must not change the next."""
     rule_ids = [r.id for r in policy.rules]
-    usage = data.draw(_usage(rule_ids, [g.name for g in policy.groups], order.placed_at))
-    stamps = data.draw(st.none() | st.dictionaries(st.sampled_from(rule_ids or ["r0"]),
-                                                    st.integers(0, 30), max_size=2))
-    paid = None
-    if order.lines and data.draw(st.booleans()):
-        paid = [line.net * Decimal(data.draw(st.integers(0, 100))) / 100
-                for line in order.lines]
-    caller = data.draw(st.sampled_from((
-        None, decimal.Context(prec=5, rounding=decimal.ROUND_UP,
-                              traps=[decimal.Inexact, decimal.Rounded]))))
-    kwargs = {"usage": usage, "version": 3, "stamps": stamps, "money_paid": paid}
-    if caller is None:
-        fast, general = _both(policy, "Europe/Berlin", order, member, **kwargs)
-    else:
-        with decimal.localcontext(caller):
+    for order in orders:
+        usage = data.draw(_usage(rule_ids, [g.name for g in policy.groups], order.placed_at))
+        stamps = data.draw(st.none() | st.dictionaries(st.sampled_from(rule_ids or ["r0"]),
+                                                        st.integers(0, 30), max_size=2))
+        paid = None
+        if order.lines and data.draw(st.booleans()):
+            paid = [line.net * Decimal(data.draw(st.integers(0, 100))) / 100
+                    for line in order.lines]
+        caller = data.draw(st.sampled_from((
+            None, decimal.Context(prec=5, rounding=decimal.ROUND_UP,
+                                  traps=[decimal.Inexact, decimal.Rounded]))))
+        kwargs = {"usage": usage, "version": 3, "stamps": stamps, "money_paid": paid}
+        if caller is None:
             fast, general = _both(policy, "Europe/Berlin", order, member, **kwargs)
-    if isinstance(general, Evaluation):
-        assert isinstance(fast, Evaluation)
-        _same(fast, general)
-    else:
-        assert general == fast
+        else:
+            with decimal.localcontext(caller):
+                fast, general = _both(policy, "Europe/Berlin", order, member, **kwargs)
+        if isinstance(general, Evaluation):
+            assert isinstance(fast, Evaluation)
+            _same(fast, general)
+        else:
+            assert general == fast
 
 
 def test_fast_path_runs_for_the_benchmark_program() -> None:
@@ -211,3 +214,54 @@ def test_benchmark_programs_agree_with_the_general_evaluator(program: str) -> No
             fast, general = _both(policy, "Europe/Berlin", order, member, usage=(),
                                   version=1, stamps={"coffee-card": 7}, money_paid=None)
             _same(fast, general)
+
+
+def _tricky_policies() -> list[Any]:
+    from loyaltykit import (
+        Base,
+        Cap,
+        CapPeriod,
+        EarningPolicy,
+        FixedRule,
+        LineMatch,
+        MultiplierRule,
+        RateRule,
+        RuleGroup,
+        StampCardRule,
+        Window,
+    )
+    weekend = Window(weekdays=(6, 7))
+    return [
+        # a rate of 1 written with places keeps them (12.50 * 1.00 = 12.5000)
+        EarningPolicy(rules=(RateRule(id="r", points=Decimal("1.00")),)),
+        EarningPolicy(rules=(RateRule(id="r", points=Decimal("2"), per=Decimal("2")),
+                             RateRule(id="s", points=Decimal(1), per=Decimal(3),
+                                      base=Base.NET_GOODS_AND_SHIPPING))),
+        # capped rates and multipliers share their room out over the lines
+        EarningPolicy(rules=(
+            RateRule(id="r", caps=(Cap(7, CapPeriod.ORDER),)),
+            MultiplierRule(id="m", factor=Decimal("1.5"), caps=(Cap(3, CapPeriod.ORDER),)),
+            MultiplierRule(id="n", factor=Decimal("3"), match=LineMatch(categories=("tea",))),
+            FixedRule(id="f", points=5, window=weekend, caps=(Cap(5, CapPeriod.ORDER),)),
+            FixedRule(id="g", points=5, group="g"),
+        ), groups=(RuleGroup("g", (Cap(4, CapPeriod.ORDER),)),)),
+        EarningPolicy(rules=(
+            RateRule(id="r"), StampCardRule(id="c", every=3, points=7, reward="mug",
+                                            counts="items"),
+            FixedRule(id="e", points=1, exclusive=True, window=weekend),
+            FixedRule(id="f", points=2, per_item=True),
+        )),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_fast_path_on_edge_cases(index: int) -> None:
+    """Policies whose amounts keep their places, shipping, caps shared over lines,
+    groups, exclusive rules and stamp cards: the same Evaluation on both paths, order
+    after order."""
+    policy = _tricky_policies()[index]
+    member = MemberContext(member_id="m", enrolled_at=START)
+    for order in BENCH.make_orders(30, ["m"], START + dt.timedelta(days=4)):
+        fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
+                              stamps={"c": 2}, money_paid=None)
+        _same(fast, general)
