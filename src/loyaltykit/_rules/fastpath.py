@@ -254,8 +254,11 @@ def evaluate_first(
                            else s.keep(s.failed, value, s.cond.unmet(facts)))  # type: ignore[union-attr]
                     continue
             elif kind == _MIN_NET_TEST:
-                if not facts.net >= s.minimum:
-                    append(not_applied(c, f"not applied: {s.cond.unmet(facts)}"))  # type: ignore[union-attr]
+                if not facts.net >= s.minimum:  # (the reason shows the net as written)
+                    net_key = (str(facts.net), facts.currency)
+                    outcome = s.failed.get(net_key)
+                    append(outcome if outcome is not None
+                           else s.keep(s.failed, net_key, s.cond.unmet(facts)))  # type: ignore[union-attr]
                     continue
             else:
                 reason = s.cond.unmet(facts)  # type: ignore[union-attr]
