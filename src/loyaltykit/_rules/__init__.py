@@ -87,7 +87,12 @@ the leaves :mod:`loyaltykit._validate` and :mod:`loyaltykit._calendar`):
 * ``results``: :class:`RuleOutcome`, :class:`Evaluation`;
 * ``usage``: :class:`UsageQuery`, :func:`usage_queries`, :func:`usage_rows`,
   :func:`stamp_card_ids`;
-* ``evaluate``: :func:`evaluate_order`, :func:`evaluate_event`.
+* ``limits``: one evaluation's usage rows and what its caps leave, and the texts of
+  rules that did not apply;
+* ``fastpath``: an order's first evaluation on the policy's rules compiled further
+  (the same Evaluation as the general evaluator, with less work);
+* ``evaluate``: :func:`evaluate_order`, :func:`evaluate_event` (the general evaluator,
+  and the choice of the fast path).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from loyaltykit._calendar import Zone, calendar_period
 from loyaltykit._errors import (
     InvalidEvent,
     InvalidInput,
@@ -25,13 +24,13 @@ from loyaltykit._orders import (
 )
 from loyaltykit._rules.enums import (
     DECIMAL_ROUNDING,
-    CapPeriod,
     Stacking,
 )
 from loyaltykit._rules.facts import (
     Facts,
     MemberContext,
 )
+from loyaltykit._rules.fastpath import OrderSteps, evaluate_first, supports
 from loyaltykit._rules.fields import (
     CONTEXT,
     EXACT,
@@ -40,6 +39,13 @@ from loyaltykit._rules.fields import (
     num_text,
     points_text,
     program_zone,
+)
+from loyaltykit._rules.limits import (
+    NO_LINE,
+    NOTHING,
+    Run,
+    not_applied,
+    signed,
 )
 from loyaltykit._rules.policy import (
     EVENT,
@@ -59,137 +65,18 @@ from loyaltykit._rules.rules import (
     RateRule,
     StampCardRule,
 )
-from loyaltykit._rules.scopes import Cap
 from loyaltykit._values import MAX_POINTS
-
-
-class _Run:
-    """The state of one evaluation: usage, caps' remaining room, previous outcomes."""
-
-    __slots__ = ("at", "by_group", "by_rule", "group_left", "local", "previous", "source",
-                 "usage", "zone")
-
-    def __init__(self, at: dt.datetime, zone: Zone, local: dt.datetime,
-                 usage: Sequence[RuleUsage], source: str,
-                 previous: Mapping[str, RuleOutcome] | None) -> None:
-        self.at = at
-        self.zone = zone
-        self.local = local
-        self.previous = previous
-        self.group_left: dict[tuple[str, int], Decimal] = {}
-        self.usage = usage if previous is None else ()
-        self.source = source
-        self.by_rule: dict[str, list[RuleUsage]] | None = None
-        self.by_group: dict[str, list[RuleUsage]] = {}
-
-    def rows(self, rule_id: str | None = None, group: str | None = None
-             ) -> list[RuleUsage] | None:
-        """The usage rows of a rule or of a group (indexed on first use)."""
-        if self.by_rule is None:
-            self.by_rule = {}
-            unique: dict[tuple[str, str], RuleUsage] = {}
-            for row in self.usage:
-                if row.source != self.source:
-                    unique[(row.source, row.rule_id)] = row
-            for row in unique.values():
-                self.by_rule.setdefault(row.rule_id, []).append(row)
-                if row.group is not None:
-                    self.by_group.setdefault(row.group, []).append(row)
-        if rule_id is not None:
-            return self.by_rule.get(rule_id)
-        return self.by_group.get(group) if group is not None else None
-
-    def used(self, rows: list[RuleUsage] | None, cap: Cap) -> Decimal:
-        """What ``rows`` used of ``cap`` in the period(s) containing the instant."""
-        if not rows:
-            return ZERO
-        period = cap.period
-        if period is CapPeriod.LIFETIME:
-            return sum((r.points for r in rows if r.points > ZERO), ZERO)
-        at = self.at
-        if period is CapPeriod.ROLLING:
-            span = dt.timedelta(days=cap.days or 0)
-            near = [(r.occurred_at, r.points) for r in rows
-                    if r.points > ZERO and at - span < r.occurred_at < at + span]
-            worst = ZERO
-            for end in [at, *(u for u, _ in near if u > at)]:
-                start = end - span
-                total = sum((p for u, p in near if start < u <= end), ZERO)
-                worst = max(worst, total)
-            return worst
-        start, stop = calendar_period(period.value, self.local.date(), self.zone)
-        return sum((r.points for r in rows
-                    if r.points > ZERO and start <= r.occurred_at < stop), ZERO)
-
-    def limit(self, c: Compiled, uncapped: Decimal) -> tuple[Decimal, str]:
-        """Apply the rule's caps (and, re-evaluating, its previous points)."""
-        if uncapped <= ZERO:
-            return uncapped, ""
-        points = uncapped
-        note = ""
-        previous = self.previous
-        if previous is not None:
-            before = previous.get(c.id)
-            given = before.points if before is not None else ZERO
-            if given < points:
-                points = max(given, ZERO)
-                note = f"; limited to the {num_text(points)} it gave before the return"
-        for cap in c.caps:
-            if cap.period is CapPeriod.ORDER:
-                left = Decimal(cap.points)
-            elif previous is not None:
-                continue
-            else:
-                left = cap.points - self.used(self.rows(c.id), cap)
-            if left < points:
-                points = max(left, ZERO)
-                note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
-        if c.group_caps:
-            group = c.group
-            assert group is not None
-            keys = []
-            for j, cap in enumerate(c.group_caps):
-                key = (group, j)
-                left_ = self.group_left.get(key)
-                if left_ is None:
-                    if cap.period is CapPeriod.ORDER:
-                        left_ = Decimal(cap.points)
-                    elif previous is not None:
-                        continue
-                    else:
-                        left_ = cap.points - self.used(self.rows(group=group), cap)
-                keys.append((key, left_))
-                if left_ < points:
-                    points = max(left_, ZERO)
-                    note = (f"; group {group} capped at {cap.describe()}: {num_text(points)} "
-                            f"of {num_text(uncapped)}")
-            for key, left_ in keys:
-                self.group_left[key] = left_ - points
-        return points, note
-
-
-_NOTHING = "nothing left of the order"
-_NO_LINE = "not applied: no matching line"
-
-
-def _outcome(c: Compiled, explanation: str) -> RuleOutcome:
-    return RuleOutcome(c.id, c.kind, c.text, False, ZERO, ZERO, explanation, c.group, 0,
-                       (), c.tracked)
 
 
 def _stamp_rewards(rule: StampCardRule, before: int, stamps: int) -> int:
     return (before + stamps) // rule.every - before // rule.every
 
 
-def _signed(value: Decimal) -> str:
-    return f"+{value!s}" if value >= ZERO else str(value)
-
-
 def _evaluate(
     policy: EarningPolicy,
     rules: tuple[Compiled, ...],
     facts: Facts,
-    run: _Run,
+    run: Run,
     *,
     lines: tuple[OrderLine, ...] | None,
     shipping: Decimal,
@@ -245,20 +132,20 @@ def _evaluate(
                 c.group, stamps, kept, c.tracked))
             continue
         if empty:
-            append(_outcome(c, _NOTHING))
+            append(not_applied(c, NOTHING))
             continue
         if exclusive is not None:
-            append(_outcome(c, f"skipped: exclusive rule {exclusive} applied"))
+            append(not_applied(c, f"skipped: exclusive rule {exclusive} applied"))
             continue
         if c.window is not None:
             reason = c.window.unmet(local)
             if reason is not None:
-                append(_outcome(c, f"not applied: {reason}"))
+                append(not_applied(c, f"not applied: {reason}"))
                 continue
         if c.cond is not None:
             reason = c.cond.unmet(facts)
             if reason is not None:
-                append(_outcome(c, f"not applied: {reason}"))
+                append(not_applied(c, f"not applied: {reason}"))
                 continue
         code = c.code
         if code == EVENT:
@@ -280,7 +167,7 @@ def _evaluate(
         won: tuple[str, ...] = ()
         if code == RATE:
             if not picked and not c.ship:
-                append(_outcome(c, _NO_LINE))
+                append(not_applied(c, NO_LINE))
                 continue
             rule = c.rule
             assert isinstance(rule, RateRule)
@@ -313,7 +200,7 @@ def _evaluate(
             if c.match_all:
                 picked = [*every, n]
             elif not picked:
-                append(_outcome(c, _NO_LINE))
+                append(not_applied(c, NO_LINE))
                 continue
             source = current if multiply else base
             if c.kind == "tier_multiplier":
@@ -339,10 +226,10 @@ def _evaluate(
                 elif uncapped:
                     for i, a in zip(picked, amounts, strict=True):
                         current[i] += a * points / uncapped
-            explanation = f"{prefix}{counted!s} points{c.what} = {_signed(uncapped)}{note}"
+            explanation = f"{prefix}{counted!s} points{c.what} = {signed(uncapped)}{note}"
         elif code == FIXED:
             if not picked:
-                append(_outcome(c, _NO_LINE))
+                append(not_applied(c, NO_LINE))
                 continue
             rule_ = c.rule
             assert isinstance(rule_, FixedRule)
@@ -360,7 +247,7 @@ def _evaluate(
             assert isinstance(card, StampCardRule)
             if is_order:
                 if not picked:
-                    append(_outcome(c, _NO_LINE))
+                    append(not_applied(c, NO_LINE))
                     continue
                 stamps = (sum(lines[i].quantity for i in picked) if card.counts == "items"
                           else 1)
@@ -459,12 +346,19 @@ def _check_inputs(member: object, usage: object, version: object) -> None:
                            value=shown(member))
     # a list or tuple is checked row by row; another Sequence (the service's rows, built
     # on first use) is taken as it is
-    if isinstance(usage, str | bytes) or not isinstance(usage, Sequence) or (
+    if type(usage) is tuple or type(usage) is list:  # (the common cases first: quicker)
+        if usage and not all(isinstance(u, RuleUsage) for u in usage):
+            raise InvalidInput("usage must be a list of RuleUsage rows", field="usage",
+                               value=shown(usage))
+    elif isinstance(usage, str | bytes) or not isinstance(usage, Sequence) or (
             isinstance(usage, list | tuple) and not all(isinstance(u, RuleUsage) for u in usage)):
         raise InvalidInput("usage must be a list of RuleUsage rows", field="usage",
                            value=shown(usage))
-    if isinstance(version, bool) or not isinstance(version, int) \
-            or not 1 <= version <= _MAX_VERSION:
+    if type(version) is not int and (isinstance(version, bool)
+                                     or not isinstance(version, int)):
+        raise InvalidInput(f"version must be an int from 1 to {_MAX_VERSION}",
+                           field="version", value=shown(version))
+    if not 1 <= version <= _MAX_VERSION:
         raise InvalidInput(f"version must be an int from 1 to {_MAX_VERSION}",
                            field="version", value=shown(version))
 
@@ -523,7 +417,7 @@ def reevaluate_order(
         old = {o.rule_id: o for o in previous.outcomes}
         facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
                       order.attributes, None, order.channel, order.store)
-        run = _Run(order.placed_at, zone, facts.local, (), f"order:{order.id}", old)
+        run = Run(order.placed_at, zone, facts.local, (), f"order:{order.id}", old)
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=previous,
@@ -562,24 +456,61 @@ def evaluate_order(
     if previous is not None and not isinstance(previous, Evaluation):
         raise InvalidInput("previous must be an Evaluation or None", field="previous",
                            value=shown(previous))
+    if previous is None:
+        return first_evaluation(policy, time_zone, order, member, usage=usage,
+                                version=version, stamps=stamps, money_paid=money_paid)
     zone = program_zone(time_zone)
     with decimal.localcontext(CONTEXT):
-        if previous is not None:
-            member, before = _member_from(previous.context)
-            context: Mapping[str, Any] = previous.context
-            old: dict[str, RuleOutcome] | None = {o.rule_id: o for o in previous.outcomes}
-        else:
-            before = _stamp_counts(stamps)
-            context = {"member": member.snapshot(), "stamps_before": before}
-            old = None
+        member, before = _member_from(previous.context)
+        old = {o.rule_id: o for o in previous.outcomes}
         facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
-                       order.attributes, None, order.channel, order.store)
-        run = _Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", old)
+                      order.attributes, None, order.channel, order.store)
+        run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", old)
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=previous,
-                         version=version, context=context,
+                         version=version, context=previous.context,
                          money_paid=_check_money_paid(order, money_paid))
+
+
+def first_evaluation(
+    policy: EarningPolicy,
+    time_zone: str,
+    order: Order,
+    member: MemberContext,
+    *,
+    usage: Sequence[RuleUsage],
+    version: int,
+    stamps: Mapping[str, int] | None,
+    money_paid: Sequence[Decimal] | None,
+    fast: bool = True,
+) -> Evaluation:
+    """:func:`evaluate_order` without ``previous``, its arguments checked: on the fast
+    path (:mod:`loyaltykit._rules.fastpath`) when the policy's order rules allow it and
+    ``fast`` is true, else on the general evaluator (the same Evaluation either way)."""
+    plan = plan_of(policy)
+    zone = program_zone(time_zone)
+    with decimal.localcontext(CONTEXT):
+        before = _stamp_counts(stamps) if stamps is not None else {}
+        context = {"member": member.snapshot(), "stamps_before": before}
+        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
+                      order.attributes, None, order.channel, order.store)
+        shipping = order.shipping.amount if order.shipping is not None else ZERO
+        paid = _check_money_paid(order, money_paid) if money_paid is not None else None
+        steps = plan.order_steps
+        if steps is None:
+            steps = plan.order_steps = (OrderSteps(policy, plan.order_rules)
+                                        if supports(plan.order_rules) else False)
+        if fast and steps:
+            return evaluate_first(
+                steps, policy, facts,
+                lambda: Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}",
+                            None),
+                order.lines, shipping, before, version, context, paid)
+        run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", None)
+        return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
+                         shipping=shipping, stamps_before=before, previous=None,
+                         version=version, context=context, money_paid=paid)
 
 
 def evaluate_event(
@@ -605,7 +536,7 @@ def evaluate_event(
         context = {"member": member.snapshot(), "stamps_before": before}
         facts = Facts(event.occurred_at, zone, ZERO, "", member, None, event.attributes,
                        None, None)
-        run = _Run(event.occurred_at, zone, facts.local, usage, f"event:{event.id}", None)
+        run = Run(event.occurred_at, zone, facts.local, usage, f"event:{event.id}", None)
         return _evaluate(policy, plan.event_rules.get(event.type, ()), facts, run, lines=None,
                          shipping=ZERO, stamps_before=before, previous=None,
                          version=version, context=context)

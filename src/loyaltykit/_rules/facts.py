@@ -31,6 +31,10 @@ class MemberContext:
     tier: str | None = None
     first_order: bool = False
     earn_multiplier: Decimal | None = None
+    # enrolled_at as ISO text, on the first snapshot (a member is priced again and again
+    # when a stream of its orders is evaluated; the text is half of a snapshot's work)
+    _enrolled_text: str | None = attrs.field(default=None, init=False, repr=False, eq=False,
+                                             hash=False)
 
     def __attrs_post_init__(self) -> None:
         check_member_id(self.member_id)
@@ -47,7 +51,11 @@ class MemberContext:
 
     def snapshot(self) -> dict[str, Any]:
         """Return a JSON-compatible copy (kept in :attr:`Evaluation.context`)."""
-        data = {"member_id": self.member_id, "enrolled_at": self.enrolled_at.isoformat(),
+        enrolled = self._enrolled_text
+        if enrolled is None:
+            enrolled = self.enrolled_at.isoformat()
+            set_field(self, "_enrolled_text", enrolled)
+        data = {"member_id": self.member_id, "enrolled_at": enrolled,
                 "tier": self.tier, "first_order": self.first_order,
                 "attributes": dict(self.attributes)}
         if self.earn_multiplier is not None:

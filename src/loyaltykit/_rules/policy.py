@@ -106,7 +106,7 @@ class Plan:
     """A policy compiled for the evaluator: its order rules and its event rules by
     event type, in evaluation order, and the ids of the tracked rules."""
 
-    __slots__ = ("event_rules", "first_order", "order_rules", "tracked")
+    __slots__ = ("event_rules", "first_order", "order_rules", "order_steps", "tracked")
 
     def __init__(self, policy: EarningPolicy) -> None:
         groups = {g.name: g for g in policy.groups}
@@ -130,6 +130,10 @@ class Plan:
                 events.setdefault(name, []).append(compiled[i])
         self.event_rules = {k: tuple(v) for k, v in events.items()}
         self.tracked = tracked
+        #: the order rules compiled further for the evaluator's fast path, on first use
+        #: (:class:`~loyaltykit._rules.fastpath.OrderSteps`; False: the policy has a rule
+        #: the fast path does not handle)
+        self.order_steps: Any = None
 
 
 @attrs.frozen

@@ -119,21 +119,15 @@ class Window:
     def unmet(self, local: dt.datetime) -> str | None:
         """Return why the local wall-clock time ``local`` is outside the window, or
         None when it is inside."""
-        if self.start is not None or self.end is not None:
-            day = local.date()
-            if (self.start is not None and day < self.start) or (
-                    self.end is not None and day > self.end):
-                return f"{day.isoformat()} is outside {self._dates()}"
-        if self.weekdays and local.isoweekday() not in self.weekdays:
-            return (f"{_DAYS[local.weekday()]} is not one of "
+        miss = window_miss(self, local)
+        if miss is None:
+            return None
+        if isinstance(miss, dt.date):
+            return f"{miss.isoformat()} is outside {self._dates()}"
+        if isinstance(miss, int):
+            return (f"{_DAYS[miss - 1]} is not one of "
                     f"{', '.join(_DAYS[d - 1] for d in self.weekdays)}")
-        if self.hours:
-            now = local.time()
-            for begin, end in self.hours:
-                if begin <= now and (now < end or end == MIDNIGHT):
-                    return None
-            return f"{now.isoformat(timespec='minutes')} is outside {self._hours()}"
-        return None
+        return f"{dt.time(*miss).isoformat(timespec='minutes')} is outside {self._hours()}"
 
     def _dates(self) -> str:
         if self.start is not None and self.end is not None:
@@ -198,6 +192,29 @@ class Window:
             end=None if end is None else parse_date(end, "end"),
             weekdays=tuple(numbers), hours=tuple(pairs),
         )
+
+
+def window_miss(window: Window, local: dt.datetime) -> dt.date | int | tuple[int, int] | None:
+    """What puts the local wall-clock time ``local`` outside ``window``: the local date
+    (outside its dates), the ISO weekday (not one of its days) or the ``(hour,
+    minute)`` (outside its hours); None when it is inside. The reason in words
+    (:meth:`Window.unmet`) depends on nothing else, so the evaluator may keep it."""
+    if window.start is not None or window.end is not None:
+        day = local.date()
+        if (window.start is not None and day < window.start) or (
+                window.end is not None and day > window.end):
+            return day
+    if window.weekdays:
+        weekday = local.isoweekday()
+        if weekday not in window.weekdays:
+            return weekday
+    if window.hours:
+        now = local.time()
+        for begin, end in window.hours:
+            if begin <= now and (now < end or end == MIDNIGHT):
+                return None
+        return (now.hour, now.minute)
+    return None
 
 
 @attrs.frozen

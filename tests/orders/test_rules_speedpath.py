@@ -1,0 +1,267 @@
+"""The rules engine's fast path (an order's first evaluation on the policy compiled
+further) gives what the general evaluator gives, digit for digit, and what the
+benchmark's hand-written code computes for its program."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import importlib.util
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loyaltykit import (
+    Evaluation,
+    LoyaltyError,
+    MemberContext,
+    Money,
+    Order,
+    OrderLine,
+    evaluate_order,
+)
+from loyaltykit._model import RuleUsage
+from loyaltykit._rules.evaluate import first_evaluation
+from loyaltykit._rules.policy import plan_of
+from loyaltykit.testing import strategies as lks
+
+RULES_BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "rules.py"
+
+
+def _benchmark() -> Any:
+    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rules_speedpath",
+                                                  RULES_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _benchmark()
+PROGRAM = BENCH.earning()
+START = dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC)
+
+
+@st.composite
+def _program_lines(draw: st.DrawFn) -> tuple[OrderLine, ...]:
+    """Lines of the benchmark's catalogue (its SKUs and categories), any quantity, price
+    and discount."""
+    count = draw(st.integers(1, 6))  # (an empty order, fully returned, earns nothing)
+    lines = []
+    for j in range(count):
+        sku, category, _price = draw(st.sampled_from(BENCH.CATALOGUE))
+        quantity = draw(st.integers(1, 12))
+        price = draw(st.decimals(0, 300, places=draw(st.integers(0, 3)), allow_nan=False,
+                                 allow_infinity=False))
+        gross = price * quantity
+        discount = None
+        if gross and draw(st.booleans()):
+            share = Decimal(draw(st.integers(0, 100))) / 100
+            discount = Money((gross * share).quantize(Decimal("0.01"),
+                                                      rounding=decimal.ROUND_FLOOR), "EUR")
+        lines.append(OrderLine(sku=sku, category=category, quantity=quantity,
+                               unit_price=Money(price, "EUR"), discount=discount,
+                               line_id=f"l{j}"))
+    return tuple(lines)
+
+
+@st.composite
+def _program_orders(draw: st.DrawFn) -> Order:
+    return Order(
+        id=f"o-{draw(st.integers(0, 10**6))}", member_id="m",
+        # weekends, weekdays, happy hours and not, across daylight-saving changes
+        placed_at=draw(lks.instants(dt.datetime(2025, 1, 1), dt.datetime(2027, 12, 31))),
+        currency="EUR", lines=draw(_program_lines()),
+        shipping=draw(st.none() | st.just(Money("4.90", "EUR"))),
+        channel=draw(st.sampled_from((None, "app", "web"))),
+    )
+
+
+@given(order=_program_orders(), tier=st.sampled_from((None, "gold", "silver")),
+       stamps=st.integers(0, 25))
+def test_engine_prices_the_benchmark_program_as_its_hand_written_code(
+        order: Order, tier: str | None, stamps: int) -> None:
+    """``evaluate_order`` (its fast path) gives the points of the benchmark's hand-written
+    Decimal code for any order of its program (the benchmark checks only its own
+    orders)."""
+    member = MemberContext(member_id="m", enrolled_at=START, tier=tier)
+    got = evaluate_order(PROGRAM, "Europe/Berlin", order, member,
+                         stamps={"coffee-card": stamps})
+    assert BENCH.by_hand(order, tier, stamps) == got.points
+
+
+def _same(fast: Evaluation, general: Evaluation) -> None:
+    """Equal, and written the same (``Decimal("1.0") == Decimal("1")``, so the texts too)."""
+    assert general == fast
+    assert general.to_dict() == fast.to_dict()
+    assert repr(general) == repr(fast)
+
+
+def _both(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """The evaluation (or the error) of the fast path and of the general evaluator."""
+    results = []
+    for fast in (True, False):
+        try:
+            results.append(first_evaluation(*args, **kwargs, fast=fast))
+        except LoyaltyError as exc:
+            results.append((type(exc), str(exc)))
+    return results[0], results[1]
+
+
+@st.composite
+def _members(draw: st.DrawFn) -> MemberContext:
+    return MemberContext(
+        member_id="m", enrolled_at=draw(lks.instants(dt.datetime(2015, 1, 1))),
+        attributes=draw(st.sampled_from(({}, {"segment": "vip", "age": 30}, {"age": 12}))),
+        tier=draw(st.sampled_from((None, "silver", "gold"))),
+        first_order=draw(st.booleans()),
+        earn_multiplier=draw(st.none() | st.sampled_from(
+            (Decimal(1), Decimal("1.5"), Decimal("2.25"), Decimal("0.5")))))
+
+
+@st.composite
+def _usage(draw: st.DrawFn, rule_ids: list[str], groups: list[str],
+           around: dt.datetime) -> list[RuleUsage]:
+    """Usage rows of earlier sources (some duplicated, some negative) near ``around``."""
+    rows = []
+    for n in range(draw(st.integers(0, 5))):
+        rows.append(RuleUsage(
+            "p", "m", f"order:u{draw(st.integers(0, 3))}",
+            draw(st.sampled_from(rule_ids)) if rule_ids else "r0",
+            draw(st.none() | st.sampled_from(groups)) if groups else None,
+            around - dt.timedelta(hours=draw(st.integers(0, 24 * 90))),
+            draw(st.decimals(-20, 400, places=2, allow_nan=False, allow_infinity=False)),
+            draw(st.integers(0, 12))))
+        if n == 0 and draw(st.booleans()):
+            rows.append(rows[0])
+    return rows
+
+
+@pytest.mark.slow  # (random policies are slow to draw: about 10 s)
+@given(data=st.data(), policy=lks.earning_policies(max_rules=7), member=_members(),
+       orders=st.lists(lks.orders(min_lines=0), min_size=1, max_size=4))
+def test_fast_path_gives_the_general_evaluators_evaluation(
+        data: st.DataObject, policy: Any, member: MemberContext, orders: list[Order]) -> None:
+    """On random policies (every rule kind, windows, conditions, caps, groups, stacking,
+    rounding), members, usage, stamp counts and money paid, and whatever decimal context
+    the caller has, the fast path's Evaluation is the general evaluator's; several orders
+    per policy, as what the fast path keeps of one order must not change the next."""
+    rule_ids = [r.id for r in policy.rules]
+    for order in orders:
+        usage = data.draw(_usage(rule_ids, [g.name for g in policy.groups], order.placed_at))
+        stamps = data.draw(st.none() | st.dictionaries(st.sampled_from(rule_ids or ["r0"]),
+                                                        st.integers(0, 30), max_size=2))
+        paid = None
+        if order.lines and data.draw(st.booleans()):
+            paid = [line.net * Decimal(data.draw(st.integers(0, 100))) / 100
+                    for line in order.lines]
+        caller = data.draw(st.sampled_from((
+            None, decimal.Context(prec=5, rounding=decimal.ROUND_UP,
+                                  traps=[decimal.Inexact, decimal.Rounded]))))
+        kwargs = {"usage": usage, "version": 3, "stamps": stamps, "money_paid": paid}
+        if caller is None:
+            fast, general = _both(policy, "Europe/Berlin", order, member, **kwargs)
+        else:
+            with decimal.localcontext(caller):
+                fast, general = _both(policy, "Europe/Berlin", order, member, **kwargs)
+        if isinstance(general, Evaluation):
+            assert isinstance(fast, Evaluation)
+            _same(fast, general)
+        else:
+            assert general == fast
+
+
+def test_fast_path_runs_for_the_benchmark_program() -> None:
+    """The benchmark's program is priced on the fast path (its plan is compiled for it,
+    once) and gives the general evaluator's result on the benchmark's own orders."""
+    member = MemberContext(member_id="m", enrolled_at=START, tier="gold")
+    policy = BENCH.earning()
+    assert plan_of(policy).order_steps is None
+    for order in BENCH.make_orders(60, ["m"], START):
+        fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
+                              stamps=None, money_paid=None)
+        _same(fast, general)
+    steps = plan_of(policy).order_steps
+    assert steps and len(steps.steps) == len(policy.rules)
+    assert plan_of(BENCH.earning()).order_steps is None  # another policy: its own plan
+
+
+def test_fast_path_tables_stay_bounded() -> None:
+    """However many distinct SKUs and categories a catalogue has, the per-policy table of
+    line matches keeps at most a bounded number of them (and still answers)."""
+    member = MemberContext(member_id="m", enrolled_at=START)
+    policy = BENCH.earning()
+    evaluate_order(policy, "UTC", BENCH.make_orders(1, ["m"], START)[0], member)
+    steps = plan_of(policy).order_steps
+    for n in range(5000):
+        steps.selected_by(f"sku-{n}", "beans" if n % 2 else None)
+    assert len(steps.selects) <= 4096
+    beans = [k for k, s in enumerate(steps.steps) if s.c.id == "beans"]
+    assert tuple(beans) == steps.selected_by("sku-new", "beans")
+
+
+@pytest.mark.parametrize("program", ["ten_rules", "one_rate"])
+def test_benchmark_programs_agree_with_the_general_evaluator(program: str) -> None:
+    """Both benchmark programs, for members with and without a tier."""
+    policy = BENCH.PROGRAMS[program]()
+    for tier in (None, "gold"):
+        member = MemberContext(member_id="m", enrolled_at=START, tier=tier)
+        for order in BENCH.make_orders(40, ["m"], START + dt.timedelta(days=3)):
+            fast, general = _both(policy, "Europe/Berlin", order, member, usage=(),
+                                  version=1, stamps={"coffee-card": 7}, money_paid=None)
+            _same(fast, general)
+
+
+def _tricky_policies() -> list[Any]:
+    from loyaltykit import (
+        Base,
+        Cap,
+        CapPeriod,
+        EarningPolicy,
+        FixedRule,
+        LineMatch,
+        MultiplierRule,
+        RateRule,
+        RuleGroup,
+        StampCardRule,
+        Window,
+    )
+    weekend = Window(weekdays=(6, 7))
+    return [
+        # a rate of 1 written with places keeps them (12.50 * 1.00 = 12.5000)
+        EarningPolicy(rules=(RateRule(id="r", points=Decimal("1.00")),)),
+        EarningPolicy(rules=(RateRule(id="r", points=Decimal("2"), per=Decimal("2")),
+                             RateRule(id="s", points=Decimal(1), per=Decimal(3),
+                                      base=Base.NET_GOODS_AND_SHIPPING))),
+        # capped rates and multipliers share their room out over the lines
+        EarningPolicy(rules=(
+            RateRule(id="r", caps=(Cap(7, CapPeriod.ORDER),)),
+            MultiplierRule(id="m", factor=Decimal("1.5"), caps=(Cap(3, CapPeriod.ORDER),)),
+            MultiplierRule(id="n", factor=Decimal("3"), match=LineMatch(categories=("tea",))),
+            FixedRule(id="f", points=5, window=weekend, caps=(Cap(5, CapPeriod.ORDER),)),
+            FixedRule(id="g", points=5, group="g"),
+        ), groups=(RuleGroup("g", (Cap(4, CapPeriod.ORDER),)),)),
+        EarningPolicy(rules=(
+            RateRule(id="r"), StampCardRule(id="c", every=3, points=7, reward="mug",
+                                            counts="items"),
+            FixedRule(id="e", points=1, exclusive=True, window=weekend),
+            FixedRule(id="f", points=2, per_item=True),
+        )),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_fast_path_on_edge_cases(index: int) -> None:
+    """Policies whose amounts keep their places, shipping, caps shared over lines,
+    groups, exclusive rules and stamp cards: the same Evaluation on both paths, order
+    after order."""
+    policy = _tricky_policies()[index]
+    member = MemberContext(member_id="m", enrolled_at=START)
+    for order in BENCH.make_orders(30, ["m"], START + dt.timedelta(days=4)):
+        fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
+                              stamps={"c": 2}, money_paid=None)
+        _same(fast, general)
