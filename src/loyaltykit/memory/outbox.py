@@ -9,7 +9,7 @@ import datetime as dt
 import attrs
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
-from loyaltykit.memory.tables import Tables, UndoLog, json_copy
+from loyaltykit.memory.tables import JSONText, Tables, UndoLog, json_copy, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
 __all__ = ["MemoryOutboxStore", "OutboxTables"]
@@ -108,9 +108,10 @@ class MemoryOutboxStore:
         program_id = self._uow.program_id
         for seq in sorted(self._t.by_member.get((program_id, member_id), ())):
             event = self._t.events[(program_id, seq)]
-            if event.payload.get("attributes"):
-                self._uow.put(self._t.events, (program_id, seq),
-                              attrs.evolve(event, payload={**event.payload, "attributes": {}}))
+            payload = plain(event.payload)
+            if payload.get("attributes"):
+                self._uow.put(self._t.events, (program_id, seq), attrs.evolve(
+                    event, payload=JSONText.of({**payload, "attributes": {}})))
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
@@ -127,5 +128,5 @@ class MemoryOutboxStore:
 def _stored(new: NewEvent, position: EventPosition) -> OutboxEvent:
     return OutboxEvent(id=new.id, type=new.type, version=new.version,
                        member_id=new.member_id, occurred_at=new.occurred_at,
-                       recorded_at=new.recorded_at, payload=json_copy(new.payload),
+                       recorded_at=new.recorded_at, payload=JSONText.of(new.payload),
                        position=position)
