@@ -26,7 +26,7 @@ class SortedKeys:
     finding a place cost ``O(log n + bucket)``, not ``O(n)`` as one sorted list would.
     """
 
-    __slots__ = ("_lists", "_maxes", "_len")
+    __slots__ = ("_len", "_lists", "_maxes")
 
     def __init__(self) -> None:
         self._lists: list[list[Any]] = []
