@@ -27,6 +27,9 @@ class KeptEvent(NamedTuple):
     recorded_at: dt.datetime
     payload: JSONText
 
+    def __repr__(self) -> str:  # the id as the event's UUID, as a SQL row shows it
+        return repr((uuid.UUID(int=self.id), *self[1:]))
+
 
 class OutboxTables:
     def __init__(self) -> None:
