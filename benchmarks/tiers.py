@@ -3,7 +3,8 @@
 
 Run as a plain script::
 
-    python benchmarks/tiers.py [--backend sqlite|postgresql ...] [--members N] [--quick]
+    python benchmarks/tiers.py [--backend sqlite|postgresql|memory ...] [--members N]
+        [--batch-size N] [--quick]
 
 Program R of the scenarios (member 0 / silver 500 / gold 2000 qualifying points in the
 calendar year, Europe/Berlin; kept through the next year; one level down). The
@@ -28,6 +29,12 @@ Measured in one run, in alternating rounds:
 * ``bucket_aggregate``: the same sum over the library's own metric buckets (the floor
   of any evaluation that reads them), reported for reference.
 
+``memory`` seeds the same rows through the memory backend's stores, and its
+baseline is the same aggregate written by hand in Python over the stored
+transactions. ``--batch-size`` runs the evaluation in batches of that many members
+(``run_due``'s default is 500) instead of one per worker: the shape in which a due
+read that scanned every state per batch was quadratic.
+
 For ``postgresql`` the server is ``--url``, else ``LOYALTYKIT_BENCH_POSTGRESQL_URL``,
 else a throwaway server. The last line of output is one JSON object with every figure.
 """
@@ -44,7 +51,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,9 +62,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from loyaltykit import Loyalty, Money, Program, TestClock, Tier, TierPolicy  # noqa: E402
-from loyaltykit._tiers import new_state  # noqa: E402
+from loyaltykit import (  # noqa: E402
+    Loyalty,
+    Money,
+    Program,
+    Storage,
+    TestClock,
+    Tier,
+    TierPolicy,
+)
+from loyaltykit._model import Account, Kind, Member, Posting, Transaction  # noqa: E402
+from loyaltykit._tiers import TierState, new_state  # noqa: E402
+from loyaltykit.memory.ledger import LedgerTables  # noqa: E402
+from loyaltykit.memory.tiers import TierTables  # noqa: E402
 from loyaltykit.sql import schema  # noqa: E402
+from loyaltykit.storage.ledger import LedgerChanges  # noqa: E402
+from loyaltykit.storage.tiers import TierChanges  # noqa: E402
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TARGET = 2.0
@@ -83,9 +103,9 @@ def program(program_id: str) -> Program:
                                            Tier("gold", 2000))))
 
 
-def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
+def rows(loyalty: Loyalty, members: int) -> Iterator[tuple[list[dict[str, Any]], ...]]:
     """Members, their 2026 earns (transactions and postings), metric buckets and tier
-    states, as the library would have written them."""
+    states, as the library would have written them, in chunks."""
     prog = loyalty.program
     policy = prog.tiers
     assert policy is not None
@@ -93,7 +113,7 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
     period_2026 = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     protected_2027 = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     chunk = 5_000
-    with engine.begin() as conn:
+    if True:
         for start in range(0, members, chunk):
             ids = range(start, min(start + chunk, members))
             member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
@@ -138,6 +158,14 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
                     row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
                     row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
                 state_rows.append(row)
+            yield member_rows, tx_rows, posting_rows, bucket_rows, state_rows
+
+
+def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
+    """Seed the rows of :func:`rows` with plain inserts."""
+    with engine.begin() as conn:
+        for member_rows, tx_rows, posting_rows, bucket_rows, state_rows in rows(
+                loyalty, members):
             conn.execute(schema.members.insert(), member_rows)
             conn.execute(schema.transactions.insert(), tx_rows)
             conn.execute(schema.postings.insert(), posting_rows)
@@ -152,6 +180,59 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
     else:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
+
+
+def seed_memory(storage: Storage, loyalty: Loyalty, members: int) -> dict[Any, Any]:
+    """Write the rows of :func:`rows` through the memory backend's stores (its own
+    plain inserts); return the tier states to reset to."""
+    program_id = loyalty.program.id
+    for member_rows, tx_rows, posting_rows, bucket_rows, state_rows in rows(
+            loyalty, members):
+        legs: dict[uuid.UUID, list[Posting]] = {}
+        for p in posting_rows:
+            legs.setdefault(p["transaction_id"], []).append(
+                Posting(Account(p["account"]), p["amount"]))
+        with storage.unit_of_work(program_id) as uow:
+            uow.ledger.write(LedgerChanges(
+                members=[Member(program_id, r["member_id"], r["enrolled_at"])
+                         for r in member_rows],
+                transactions=[Transaction(
+                    id=r["id"], program_id=program_id, member_id=r["member_id"],
+                    wallet=r["wallet"], kind=Kind(r["kind"]), occurred_at=r["occurred_at"],
+                    recorded_at=r["recorded_at"], postings=tuple(legs[r["id"]]),
+                    idempotency_key=r["idempotency_key"]) for r in tx_rows]))
+            uow.tiers.write(TierChanges(
+                tier_states={r["member_id"]: TierState(**{
+                    k: v for k, v in r.items() if k not in ("program_id", "version")})
+                    for r in state_rows},
+                new_tier_states={r["member_id"] for r in state_rows},
+                tier_buckets={(r["member_id"], r["period_start"]): r["value"]
+                              for r in bucket_rows}))
+            uow.commit()
+    return dict(storage._tables.of(TierTables).tier_states)  # type: ignore[attr-defined]
+
+
+def reset_memory(storage: Storage, states: dict[Any, Any]) -> None:
+    tables = storage._tables.of(TierTables)  # type: ignore[attr-defined]
+    for key in list(tables.tier_states):  # (by item: the table keeps its index)
+        del tables.tier_states[key]
+    for key, state in states.items():
+        tables.tier_states[key] = state
+    tables.tier_history.clear()
+
+
+def baseline_memory(storage: Storage, program_id: str) -> int:
+    """The hand-written aggregate in memory: the issued points of 2026 by member, summed
+    over the stored transactions."""
+    start = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    end = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
+    sums: dict[str, int] = {}
+    for tx in storage._tables.of(LedgerTables).transactions.values():  # type: ignore
+        if tx.program_id == program_id and start <= tx.occurred_at < end:
+            for p in tx.postings:
+                if p.account is Account.ISSUED:
+                    sums[tx.member_id] = sums.get(tx.member_id, 0) - p.amount
+    return len(sums)
 
 
 def reset(engine: sa.Engine, program_id: str) -> None:
@@ -194,22 +275,29 @@ def bench(helpers: Any, backend: str, url: str | None, sizes: dict[str, int]
           ) -> dict[str, Any]:
     members = sizes["members"]
     with helpers.open_backend(backend, url) as (storage, engine, database, _owned):
-        assert engine is not None
         program_id = f"tiers-{uuid.uuid4().hex[:10]}"
         clock = TestClock(dt.datetime(2027, 1, 1, 1, tzinfo=BERLIN))
         loyalty = Loyalty(program(program_id), storage, clock=clock)
-        seed(engine, loyalty, members)
+        if engine is None:  # memory
+            states = seed_memory(storage, loyalty, members)
+        else:
+            seed(engine, loyalty, members)
         # PostgreSQL runs the batches on the machine's cores (as its own parallel
         # workers run the baseline); SQLite's writers take turns, so one worker there
-        workers = 1 if backend == "sqlite" else max(1, os.cpu_count() or 1)
-        batch = -(-members // workers)
+        workers = 1 if backend != "postgresql" else max(1, os.cpu_count() or 1)
+        batch = sizes.get("batch_size") or -(-members // workers)
         evaluation, one_worker, base, buckets, changes = [], [], [], [], 0
         for round_ in range(sizes["rounds"] + 1):  # round 0 warms up
             took = {}
             for n in sorted({1, workers}, reverse=True):
-                reset(engine, program_id)
+                if engine is None:
+                    reset_memory(storage, states)
+                else:
+                    reset(engine, program_id)
                 began = time.perf_counter()
-                report = loyalty.run_due(batch_size=batch if n > 1 else members, workers=n)
+                report = loyalty.run_due(
+                    batch_size=batch if n > 1 or "batch_size" in sizes else members,
+                    workers=n)
                 took[n] = time.perf_counter() - began
                 if report.tier_evaluations != members:
                     raise SystemExit(f"evaluated {report.tier_evaluations} of {members}")
@@ -217,11 +305,14 @@ def bench(helpers: Any, backend: str, url: str | None, sizes: dict[str, int]
                     raise SystemExit(f"{report.tier_changes} changes, not {changes}")
                 changes = report.tier_changes
             began = time.perf_counter()
-            if baseline(engine, program_id) != members:
+            found = baseline(engine, program_id) if engine is not None \
+                else baseline_memory(storage, program_id)
+            if found != members:
                 raise SystemExit("the baseline missed members")
             took_base = time.perf_counter() - began
             began = time.perf_counter()
-            bucket_aggregate(engine, program_id)
+            if engine is not None:
+                bucket_aggregate(engine, program_id)
             took_buckets = time.perf_counter() - began
             if round_:
                 evaluation.append(took[workers])
@@ -246,14 +337,19 @@ def bench(helpers: Any, backend: str, url: str | None, sizes: dict[str, int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql"))
+    parser.add_argument("--backend", action="append",
+                        choices=("sqlite", "postgresql", "memory"))
     parser.add_argument("--members", type=int)
+    parser.add_argument("--batch-size", type=int,
+                        help="members per batch (default: one batch per worker)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--url", help="PostgreSQL URL (else a throwaway server)")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     if args.members:
         sizes["members"] = args.members
+    if args.batch_size:
+        sizes["batch_size"] = args.batch_size
     helpers = _ledger_helpers()
     results: dict[str, Any] = {
         "quick": args.quick, "sizes": sizes,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -150,6 +151,8 @@ class QualificationWindow:
             start = anniversary(anchor, local.year - 1, time_zone)
         return start
 
+    # the same few instants for every member of a due batch: worked out once each
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (bounded; windows are tiny values)
     def next_period(self, start: dt.datetime, time_zone: str, anchor: dt.date | None
                     ) -> dt.datetime | None:
         """The start of the period after the one starting at ``start`` (None: lifetime)."""
@@ -180,6 +183,7 @@ class QualificationWindow:
                 return None
         return at
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (bounded; windows are tiny values)
     def window_start(self, period: dt.datetime, time_zone: str) -> dt.datetime:
         """The start of the window whose last period starts at ``period``: the period
         itself, or ``months - 1`` months earlier for a rolling window."""

@@ -222,23 +222,46 @@ TIERS_BENCHMARK = BENCHMARK.parent / "tiers.py"
 
 
 @pytest.mark.slow
-def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "batches"), [("sqlite", []), ("memory", ["--batch-size", "50"])])
+def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(
+        name: str, batches: list[str], tmp_path: Path) -> None:
     """benchmarks/tiers.py evaluates every seeded member (it exits non-zero otherwise),
     its baseline aggregates every member, and it ends with one JSON line."""
     proc = subprocess.run(
-        [sys.executable, str(TIERS_BENCHMARK), "--quick", "--backend", "sqlite"],
+        [sys.executable, str(TIERS_BENCHMARK), "--quick", "--backend", name, *batches],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
     )
     assert 0 == proc.returncode, proc.stderr
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1])
     assert not any(line.startswith("{") for line in lines[:-1])
-    figures = result["evaluation"]["sqlite"]
+    figures = result["evaluation"][name]
     assert 300 == figures["members"]
     assert 0 < figures["tier_changes"] < 300  # the seeded states move some members
     for key in ("evaluation_s", "baseline_s", "ratio"):
         assert isinstance(figures[key], float) and figures[key] > 0
     assert isinstance(figures["pass"], bool)
+
+
+MEMORY_BENCHMARK = BENCHMARK.parent / "memory_footprint.py"
+
+
+@pytest.mark.slow
+def test_memory_footprint_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
+    """benchmarks/memory_footprint.py replays the CDNOW sample's first orders in memory
+    and ends with one JSON line of what it measured."""
+    proc = subprocess.run(
+        [sys.executable, str(MEMORY_BENCHMARK), "--quick"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert not any(line.startswith("{") for line in lines[:-1])
+    assert (2_000, "memory", True) == (result["orders"], result["backend"], result["quick"])
+    assert 0 < result["members"] < 2_000 and result["points"] > 0
+    for key in ("peak_rss_mib", "kept_mib", "bytes_per_order", "orders_per_s"):
+        assert isinstance(result[key], float) and result[key] > 0
 
 
 REFERRALS_BENCHMARK = BENCHMARK.parent / "referrals.py"

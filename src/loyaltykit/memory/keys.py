@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._model import IdempotencyRecord, ProgramVersion
 from loyaltykit._privacy import json_spellings
-from loyaltykit.memory.tables import Tables, UndoLog, json_copy, version_copy
+from loyaltykit.memory.tables import JSONText, Tables, UndoLog, version_copy, version_stored
 
 __all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
 
@@ -23,14 +22,14 @@ class KeyTables:
 
 class ProgramTables:
     def __init__(self) -> None:
-        self.programs: dict[str, dict[str, Any]] = {}
+        self.programs: dict[str, JSONText] = {}
         self.versions: dict[str, dict[int, ProgramVersion]] = {}
 
     def register(self, version: ProgramVersion) -> None:
         """Keep ``version`` unless ``(program_id, version)`` is kept already; the caller
         holds the storage's lock."""
-        stored = version_copy(version)
-        self.programs.setdefault(version.program_id, json_copy(version.definition))
+        stored = version_stored(version)
+        self.programs.setdefault(version.program_id, JSONText.of(version.definition))
         self.versions.setdefault(version.program_id, {}).setdefault(version.version, stored)
 
 

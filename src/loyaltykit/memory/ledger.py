@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import uuid
 from collections.abc import Sequence
 
@@ -22,17 +24,55 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.memory.keys import MemoryProgramStore
+from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
 
 __all__ = ["LedgerTables", "MemoryLedgerStore"]
 
 
+def _due_key(key: tuple[str, str, str], state: AccountState
+             ) -> tuple[str, dt.datetime, str, str] | None:
+    """An account's place in the due index: (program, next due, member, wallet)."""
+    if state.next_due_at is None:
+        return None
+    return (key[0], state.next_due_at, key[2], key[1])
+
+
+def _expiring_key(lot_id: uuid.UUID, lot: Lot
+                  ) -> tuple[str, dt.datetime, str, str, uuid.UUID] | None:
+    """A lot's place in the expiry index (lots with unreserved active points only)."""
+    if lot.expires_at is None or lot.pending or lot.remaining <= lot.held:
+        return None
+    return (lot.program_id, lot.expires_at, lot.member_id, lot.wallet, lot_id)
+
+
+class DueAccounts(IndexedTable[tuple[str, str, str], AccountState]):
+    """The accounts, indexed by when they fall due; and per program the accounts due
+    at the instant of the last due read, sorted as the read returns them (member,
+    wallet), which the next batches of the same run read on from. An account that falls
+    due by that instant and was not in it drops the list; those no longer due are
+    skipped when read."""
+
+    def __init__(self) -> None:
+        super().__init__(_due_key)
+        self.due_lists: dict[str, tuple[dt.datetime, list[tuple[str, str]]]] = {}
+
+    def __setitem__(self, key: tuple[str, str, str], value: AccountState) -> None:
+        listed = self.due_lists.get(key[0])
+        if listed is not None and value.next_due_at is not None \
+                and value.next_due_at <= listed[0]:
+            old = self.get(key)
+            if old is None or old.next_due_at is None or old.next_due_at > listed[0]:
+                del self.due_lists[key[0]]
+        super().__setitem__(key, value)
+
+
 class LedgerTables:
     def __init__(self) -> None:
         self.members: dict[tuple[str, str], Member] = {}
-        self.accounts: dict[tuple[str, str, str], AccountState] = {}
-        self.lots: dict[uuid.UUID, Lot] = {}
+        self.accounts = DueAccounts()
+        self.lots: IndexedTable[uuid.UUID, Lot] = IndexedTable(_expiring_key)
         # open lots only (points left, or pending), so reads and spends of a member with
         # a long history do not walk every lot it ever had
         self.member_lots: dict[tuple[str, str, str], set[uuid.UUID]] = {}
@@ -126,16 +166,29 @@ class MemoryLedgerStore:
     def due_accounts(
         self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
     ) -> list[tuple[str, str]]:
-        due = sorted(
-            (state.member_id, state.wallet)
-            for (program_id, _, _), state in self._t.accounts.items()
-            if program_id == self._uow.program_id
-            and state.next_due_at is not None
-            and state.next_due_at <= at
-        )
-        if after is not None:
-            due = [d for d in due if d > after]
-        return due[:limit]
+        program_id, accounts = self._uow.program_id, self._t.accounts
+        listed = accounts.due_lists.get(program_id)
+        if listed is None or listed[0] != at:
+            # the accounts due by ``at`` from the due index, sorted once per run
+            due = []
+            for p, due_at, member_id, wallet in accounts.index.after((program_id,)):
+                if p != program_id or due_at > at:
+                    break
+                due.append((member_id, wallet))
+            due.sort()
+            listed = accounts.due_lists[program_id] = (at, due)
+        due = listed[1]
+        found: list[tuple[str, str]] = []
+        start = 0 if after is None else bisect.bisect_right(due, after)
+        for member_id, wallet in itertools.islice(due, start, None):
+            state = accounts.get((program_id, wallet, member_id))
+            if state is not None and state.next_due_at is not None \
+                    and state.next_due_at <= at:
+                found.append((member_id, wallet))
+                if len(found) == limit:
+                    return found
+        del accounts.due_lists[program_id]  # the last batch: nothing left to read on
+        return found
 
     def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
         due = self.due_accounts(at, after=None, limit=len(self._t.accounts) + 1)
@@ -163,13 +216,15 @@ class MemoryLedgerStore:
         self, start: dt.datetime, end: dt.datetime, *,
         after: tuple[dt.datetime, str, str, uuid.UUID] | None, limit: int
     ) -> list[Lot]:
-        program_id = self._uow.program_id
-        found = sorted(
-            ((lot.expires_at, lot.member_id, lot.wallet, lot.id), lot)
-            for lot in self._t.lots.values()
-            if lot.program_id == program_id and lot.expires_at is not None
-            and start < lot.expires_at <= end and not lot.pending and lot.remaining > lot.held)
-        return [lot for key, lot in found if after is None or key > after][:limit]
+        program_id, lots = self._uow.program_id, self._t.lots
+        found: list[Lot] = []
+        for key in lots.index.after((program_id, start) if after is None
+                                    else (program_id, *after)):
+            if key[0] != program_id or key[1] > end or len(found) >= limit:
+                break
+            if key[1] > start:
+                found.append(lots[key[4]])
+        return found
 
     def _member_transactions(self, wallet: str, member_id: str) -> list[Transaction]:
         ids = self._t.member_transactions.get(self._mk(wallet, member_id), [])

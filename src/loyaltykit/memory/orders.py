@@ -10,7 +10,7 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import Tables, UndoLog, order_copy
+from loyaltykit.memory.tables import Tables, UndoLog, order_copy, order_stored, plain
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -86,6 +86,7 @@ class MemoryOrderStore:
                 evaluation=_without_member(order.evaluation, name),
                 recorded_evaluation=None if order.recorded_evaluation is None
                 else _without_member(order.recorded_evaluation, name))
+            erased = order_stored(erased)
             if erased != order:
                 self._uow.put(self._t.orders, (program_id, order_id), erased)
 
@@ -98,8 +99,9 @@ class MemoryOrderStore:
                                    order_id=order_id)
             if order_id not in changes.new_orders and not known:
                 raise StorageError("update of orders found 0 of 1 rows")
-        # copy (and check) every JSON value before writing anything
-        orders = {order_id: order_copy(order) for order_id, order in changes.orders.items()}
+        # keep (and check) every JSON value as its text before writing anything: one
+        # immutable copy, shared by the reads, which decode it
+        orders = {order_id: order_stored(order) for order_id, order in changes.orders.items()}
         for order_id, order in orders.items():
             order_key = (order.program_id, order_id)
             if order_id not in changes.new_orders:
@@ -123,6 +125,7 @@ class MemoryOrderStore:
 def _without_member(evaluation: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """``evaluation`` with its context's member named ``name`` and without attributes
     (only what is there is replaced, as SQL's ``json_replace`` does)."""
+    evaluation = plain(evaluation)
     context = evaluation.get("context")
     if not isinstance(context, Mapping) or not isinstance(context.get("member"), Mapping):
         return evaluation

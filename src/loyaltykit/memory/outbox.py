@@ -5,20 +5,36 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-
-import attrs
+import uuid
+from typing import NamedTuple
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
-from loyaltykit.memory.tables import Tables, UndoLog, json_copy
+from loyaltykit.memory.tables import JSONText, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
-__all__ = ["MemoryOutboxStore", "OutboxTables"]
+__all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
+
+
+class KeptEvent(NamedTuple):
+    """An event as the outbox keeps it (one tuple: its id as an int, its payload as
+    compact JSON text; the position is its key's seq)."""
+
+    id: int
+    type: str
+    version: int
+    member_id: str
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    payload: JSONText
+
+    def __repr__(self) -> str:  # the id as the event's UUID, as a SQL row shows it
+        return repr((uuid.UUID(int=self.id), *self[1:]))
 
 
 class OutboxTables:
     def __init__(self) -> None:
         # (program_id, seq) -> event (member keys, as stored)
-        self.events: dict[tuple[str, int], OutboxEvent] = {}
+        self.events: dict[tuple[str, int], KeptEvent] = {}
         # program_id -> the seqs of its events, ascending
         self.order: dict[str, list[int]] = {}
         # program_id -> the last seq given (never goes back, even when pruned)
@@ -29,8 +45,12 @@ class OutboxTables:
         self.consumers: dict[tuple[str, str], EventConsumer] = {}
 
 
-def _copy(event: OutboxEvent) -> OutboxEvent:
-    return attrs.evolve(event, payload=json_copy(event.payload))
+def _read(kept: KeptEvent, seq: int) -> OutboxEvent:
+    """A fresh event of what is kept (its payload as SQL reads its JSON column)."""
+    return OutboxEvent(id=uuid.UUID(int=kept.id), type=kept.type, version=kept.version,
+                       member_id=kept.member_id, occurred_at=kept.occurred_at,
+                       recorded_at=kept.recorded_at, payload=kept.payload.value(),
+                       position=EventPosition(0, seq))
 
 
 class MemoryOutboxStore:
@@ -46,11 +66,11 @@ class MemoryOutboxStore:
         start = 0 if after is None else bisect.bisect_right(seqs, after.seq)
         if after is not None and after.tx > 0:  # a position of no event of this backend
             start = len(seqs)
-        return [_copy(self._t.events[(program_id, s)]) for s in seqs[start:start + limit]]
+        return [_read(self._t.events[(program_id, s)], s) for s in seqs[start:start + limit]]
 
     def member_events(self, member_id: str) -> list[OutboxEvent]:
         program_id = self._uow.program_id
-        return [_copy(self._t.events[(program_id, s)])
+        return [_read(self._t.events[(program_id, s)], s)
                 for s in sorted(self._t.by_member.get((program_id, member_id), ()))]
 
     def last_position(self) -> EventPosition | None:
@@ -108,24 +128,24 @@ class MemoryOutboxStore:
         program_id = self._uow.program_id
         for seq in sorted(self._t.by_member.get((program_id, member_id), ())):
             event = self._t.events[(program_id, seq)]
-            if event.payload.get("attributes"):
-                self._uow.put(self._t.events, (program_id, seq),
-                              attrs.evolve(event, payload={**event.payload, "attributes": {}}))
+            payload = plain(event.payload)
+            if payload.get("attributes"):
+                self._uow.put(self._t.events, (program_id, seq), event._replace(
+                    payload=JSONText.of({**payload, "attributes": {}})))
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
         for new in changes.events:
             seq += 1
-            event = _stored(new, EventPosition(0, seq))
+            event = _stored(new)
             uow.put(t.events, (program_id, seq), event)
             uow.track(t.by_member, (program_id, new.member_id), seq, True)
             uow.append(t.order, program_id, seq)
         uow.put(t.last, program_id, seq)
 
 
-def _stored(new: NewEvent, position: EventPosition) -> OutboxEvent:
-    return OutboxEvent(id=new.id, type=new.type, version=new.version,
-                       member_id=new.member_id, occurred_at=new.occurred_at,
-                       recorded_at=new.recorded_at, payload=json_copy(new.payload),
-                       position=position)
+def _stored(new: NewEvent) -> KeptEvent:
+    return KeptEvent(id=new.id.int, type=new.type, version=new.version,
+                     member_id=new.member_id, occurred_at=new.occurred_at,
+                     recorded_at=new.recorded_at, payload=JSONText.of(new.payload))

@@ -10,7 +10,7 @@ from loyaltykit._model import OrderRecord, OrderStatus
 from loyaltykit._reports_orders import counted_net
 from loyaltykit._validate import MONEY_CONTEXT
 from loyaltykit.memory.orders import OrderTables
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import Tables, UndoLog, plain
 from loyaltykit.storage.report_orders import (
     CountedOrder,
     MemberOrderTotals,
@@ -26,10 +26,10 @@ _ZERO = Decimal(0)
 class CountedNets:
     """What each stored order counts for, worked out once per stored record (the SQL
     backends keep it in ``lk_orders.net_amount``): (program, order id) -> (the record
-    it was worked out from, its net or None)."""
+    it was worked out from, its net or None, its currency)."""
 
     def __init__(self) -> None:
-        self.nets: dict[tuple[str, str], tuple[object, Decimal | None]] = {}
+        self.nets: dict[tuple[str, str], tuple[object, Decimal | None, str]] = {}
 
 
 class MemoryOrderReports:
@@ -39,11 +39,10 @@ class MemoryOrderReports:
     _tables: Tables
 
     def _counted(self) -> Iterator[CountedOrder]:
-        for o, net in self._counted_records():
-            yield CountedOrder(o.member_id, o.order_id, o.placed_at,
-                               str(o.order["currency"]), net)
+        for o, net, currency in self._counted_records():
+            yield CountedOrder(o.member_id, o.order_id, o.placed_at, currency, net)
 
-    def _counted_records(self) -> Iterator[tuple[OrderRecord, Decimal]]:
+    def _counted_records(self) -> Iterator[tuple[OrderRecord, Decimal, str]]:
         program_id = self._uow.program_id
         nets = self._tables.of(CountedNets).nets
         for key, o in self._tables.of(OrderTables).orders.items():
@@ -51,12 +50,15 @@ class MemoryOrderReports:
                 continue
             known = nets.get(key)
             if known is not None and known[0] is o:
-                net = known[1]
+                _, net, currency = known
             else:  # a new record (orders are replaced, never changed in place)
-                net = counted_net(o.order, o.returned, o.status is OrderStatus.CANCELLED)
-                nets[key] = (o, net)
+                order = plain(o.order)  # (the stored JSON text, decoded once)
+                net = counted_net(order, plain(o.returned),
+                                  o.status is OrderStatus.CANCELLED)
+                currency = str(order["currency"])
+                nets[key] = (o, net, currency)
             if net is not None:
-                yield o, net
+                yield o, net, currency
 
     def counted_orders(self, start: dt.datetime | None, end: dt.datetime | None,
                        after: PurchaseCursor | None, limit: int) -> list[CountedOrder]:
@@ -74,7 +76,7 @@ class MemoryOrderReports:
         # period index -> member -> (orders, net)
         per: dict[int, dict[str, tuple[int, Decimal]]] = {}
         points: dict[int, int] = {}
-        for o, amount in self._counted_records():
+        for o, amount, _ in self._counted_records():
             if o.member_id not in first or o.placed_at < first[o.member_id]:
                 first[o.member_id] = o.placed_at
             for index, (lo, hi) in enumerate(bounds):

@@ -7,21 +7,30 @@ import uuid
 
 from loyaltykit._errors import DuplicateKey, SerializationFailure, StorageError
 from loyaltykit._rewards import Voucher, VoucherStatus
+from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import Tables, UndoLog
 from loyaltykit.storage.rewards import RewardChanges
 
 __all__ = ["MemoryRewardStore", "RewardTables"]
 
 
+def _expiring_key(key: tuple[str, uuid.UUID], voucher: Voucher
+                  ) -> tuple[str, dt.datetime, uuid.UUID] | None:
+    """An issued voucher's place in the expiry index: (program, expires at, id)."""
+    if voucher.status is not VoucherStatus.ISSUED or voucher.expires_at is None:
+        return None
+    return (key[0], voucher.expires_at, key[1])
+
+
 class RewardTables:
     def __init__(self) -> None:
-        self.vouchers: dict[tuple[str, uuid.UUID], Voucher] = {}
+        # indexed by expiry (issued vouchers with one): due work reads it in that order
+        self.vouchers: IndexedTable[tuple[str, uuid.UUID], Voucher] = IndexedTable(
+            _expiring_key)
         # (program_id, code) -> voucher id: the unique rule on codes
         self.codes: dict[tuple[str, str], uuid.UUID] = {}
         # (program_id, member_id) -> voucher ids
         self.member_vouchers: dict[tuple[str, str], set[uuid.UUID]] = {}
-        # program_id -> ids of issued vouchers with an expiry (due work looks at them)
-        self.expiring: dict[str, set[uuid.UUID]] = {}
         # (program_id, reward_id) -> (held, redeemed)
         self.counters: dict[tuple[str, str], tuple[int, int]] = {}
 
@@ -72,22 +81,26 @@ class MemoryRewardStore:
         self._uow.put(self._t.counters, key, (now_held - held, now_redeemed - redeemed))
 
     def due_vouchers(self, at: dt.datetime, limit: int) -> list[Voucher]:
-        program_id = self._uow.program_id
-        found = [self._t.vouchers[(program_id, i)]
-                 for i in self._t.expiring.get(program_id, ())]
-        due = [v for v in found if v.expires_at is not None and v.expires_at <= at]
-        due.sort(key=lambda v: (v.expires_at, v.id))
-        return due[:limit]
+        program_id, vouchers = self._uow.program_id, self._t.vouchers
+        due: list[Voucher] = []
+        for p, expires_at, voucher_id in vouchers.index.after((program_id,)):
+            if p != program_id or expires_at > at or len(due) >= limit:
+                break
+            due.append(vouchers[(p, voucher_id)])
+        return due
 
     def expiring_vouchers(self, start: dt.datetime, end: dt.datetime, *,
                           after: tuple[dt.datetime, uuid.UUID] | None, limit: int
                           ) -> list[Voucher]:
-        program_id = self._uow.program_id
-        found = sorted(
-            ((v.expires_at, v.id), v) for i in self._t.expiring.get(program_id, ())
-            if (v := self._t.vouchers[(program_id, i)]).expires_at is not None
-            and start < v.expires_at <= end)
-        return [v for key, v in found if after is None or key > after][:limit]
+        program_id, vouchers = self._uow.program_id, self._t.vouchers
+        found: list[Voucher] = []
+        for p, expires_at, voucher_id in vouchers.index.after(
+                (program_id, start) if after is None else (program_id, *after)):
+            if p != program_id or expires_at > end or len(found) >= limit:
+                break
+            if expires_at > start:
+                found.append(vouchers[(p, voucher_id)])
+        return found
 
     def write(self, changes: RewardChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
@@ -114,5 +127,3 @@ class MemoryRewardStore:
                 uow.put(t.codes, (program_id, voucher.code), voucher_id)
                 uow.track(t.member_vouchers, (program_id, voucher.member_id), voucher_id,
                           True)
-            uow.track(t.expiring, program_id, voucher_id,
-                      voucher.status is VoucherStatus.ISSUED and voucher.expires_at is not None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
@@ -17,7 +17,8 @@ import attrs
 from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
 
-__all__ = ["Tables", "UndoLog", "json_copy", "order_copy", "version_copy"]
+__all__ = ["JSONText", "Tables", "UndoLog", "json_copy", "order_copy", "order_stored",
+           "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
 
@@ -60,13 +61,72 @@ class Tables:
             return cast(T, found)
 
 
+class JSONText(Mapping[str, Any]):
+    """A JSON object kept as its compact text, as a SQL backend's JSON column keeps it.
+
+    Stored once per record (a few hundred bytes, where the dicts it stands for take
+    kilobytes) and immutable, so a store may keep it and hand it around without
+    copying; :meth:`value` gives a fresh dict exactly as the SQL backend's column reads
+    back (tuples come back as lists, keys as strings). The Mapping methods decode the
+    text on every call: for the stores' rare own reads, not for hot paths.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> JSONText:
+        """``value`` as JSON text; :class:`~loyaltykit.StorageError` if it is no JSON."""
+        if isinstance(value, JSONText):
+            return value
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise StorageError("a value is not JSON", detail=str(exc)) from exc
+        if text == "{}":
+            return _EMPTY
+        return cls(text)
+
+    def value(self) -> dict[str, Any]:
+        """A fresh dict of the text (the caller may change it)."""
+        found: dict[str, Any] = json.loads(self.text)
+        return found
+
+    def __getitem__(self, key: str) -> Any:
+        return self.value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value())
+
+    def __len__(self) -> int:
+        return len(self.value())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JSONText):
+            return self.text == other.text
+        return Mapping.__eq__(self, other)
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"JSONText({self.text!r})"
+
+
+_EMPTY = JSONText("{}")
+
+
+def plain(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``value`` decoded once if it is :class:`JSONText` (else as it is): for a store's
+    own reads of several keys."""
+    return value.value() if isinstance(value, JSONText) else value
+
+
 def json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``value`` as the SQL backend's JSON columns give it back."""
-    try:
-        copy: dict[str, Any] = json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise StorageError("a value is not JSON", detail=str(exc)) from exc
-    return copy
+    return JSONText.of(value).value()
 
 
 def version_copy(version: ProgramVersion) -> ProgramVersion:
@@ -74,8 +134,26 @@ def version_copy(version: ProgramVersion) -> ProgramVersion:
     return attrs.evolve(version, definition=json_copy(version.definition))
 
 
+def version_stored(version: ProgramVersion) -> ProgramVersion:
+    """``version`` as the store keeps it: its definition as JSON text."""
+    return attrs.evolve(version, definition=JSONText.of(version.definition))
+
+
 def order_copy(order: OrderRecord) -> OrderRecord:
     """``order`` with its JSON fields as the SQL backend gives them back."""
-    return attrs.evolve(order, order=json_copy(order.order), returned=json_copy(order.returned),
-                        evaluation=json_copy(order.evaluation), payments=tuple(order.payments),
-                        refunded=dict(order.refunded))
+    return attrs.evolve(
+        order, order=json_copy(order.order), returned=json_copy(order.returned),
+        evaluation=json_copy(order.evaluation),
+        recorded_evaluation=None if order.recorded_evaluation is None
+        else json_copy(order.recorded_evaluation),
+        payments=tuple(order.payments), refunded=dict(order.refunded))
+
+
+def order_stored(order: OrderRecord) -> OrderRecord:
+    """``order`` as the store keeps it: its JSON fields as JSON text (checked)."""
+    return attrs.evolve(
+        order, order=JSONText.of(order.order), returned=JSONText.of(order.returned),
+        evaluation=JSONText.of(order.evaluation),
+        recorded_evaluation=None if order.recorded_evaluation is None
+        else JSONText.of(order.recorded_evaluation),
+        payments=tuple(order.payments), refunded=dict(order.refunded))

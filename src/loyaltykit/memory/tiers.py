@@ -17,21 +17,39 @@ from loyaltykit._tiers import (
     evaluate,
     would_be,
 )
+from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import Tables, UndoLog
 from loyaltykit.storage.tiers import TierChanges
 
 __all__ = ["MemoryTierStore", "TierTables"]
 
 
+def _due_key(key: tuple[str, str], state: TierState
+             ) -> tuple[str, dt.datetime, str] | None:
+    """A tier state's place in the due index: (program, next evaluation, member)."""
+    if state.next_evaluation is None:
+        return None
+    return (key[0], state.next_evaluation, key[1])
+
+
+def _notice_key(key: tuple[str, str, dt.datetime], notice: TierNotice
+                ) -> tuple[str, dt.datetime, str]:
+    return (key[0], key[2], key[1])
+
+
 class TierTables:
     def __init__(self) -> None:
-        self.tier_states: dict[tuple[str, str], TierState] = {}
+        # indexed by (program, next evaluation, member): a due batch finds its states
+        # without looking at the others
+        self.tier_states: IndexedTable[tuple[str, str], TierState] = IndexedTable(_due_key)
         # (program_id, member_id, period_start) -> metric units
         self.tier_buckets: dict[tuple[str, str, dt.datetime], int] = {}
         self.member_buckets: dict[tuple[str, str], set[dt.datetime]] = {}
         self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
-        # (program_id, member_id, evaluation instant) -> notice
-        self.tier_notices: dict[tuple[str, str, dt.datetime], TierNotice] = {}
+        # (program_id, member_id, evaluation instant) -> notice; indexed by (program,
+        # evaluation instant, member) for the notices' due work
+        self.tier_notices: IndexedTable[tuple[str, str, dt.datetime], TierNotice] = \
+            IndexedTable(_notice_key)
 
 
 class MemoryTierStore:
@@ -55,23 +73,31 @@ class MemoryTierStore:
 
     def tier_due(self, at: dt.datetime, *, by_anchor: bool) -> list[
             tuple[dt.datetime, dt.date | None]]:
-        found = {(s.next_evaluation, s.anchor if by_anchor else None)
-                 for (program_id, _), s in self._t.tier_states.items()
-                 if program_id == self._uow.program_id and s.next_evaluation is not None
-                 and s.next_evaluation <= at}
+        program_id, states = self._uow.program_id, self._t.tier_states
+        found: set[tuple[dt.datetime, dt.date | None]] = set()
+        for p, due, member_id in states.index.after((program_id,)):
+            if p != program_id or due > at:
+                break
+            found.add((due, states[(p, member_id)].anchor if by_anchor else None))
         return sorted(found, key=lambda pair: (pair[0], pair[1] or dt.date.min))
 
     def _waiting(self, job: TierJob, *, noticed: bool) -> list[TierState]:
+        """The states of ``job``'s batch: read from the due index, from ``job.after``
+        on, so a batch looks at its own states only (and those of other anchors due at
+        the same instant, or noticed already)."""
         by_anchor = job.policy.window.kind is WindowKind.ANNIVERSARY_YEAR
-        states = sorted(
-            (s for (program_id, _), s in self._t.tier_states.items()
-             if program_id == self._uow.program_id and s.next_evaluation == job.at
-             and (not by_anchor or s.anchor == job.anchor)
-             and (not noticed or s.noticed_for != job.at)
-             and (job.after is None or s.member_id > job.after)
-             and (job.upto is None or s.member_id <= job.upto)),
-            key=lambda s: s.member_id)
-        return states[:job.limit]
+        program_id, states = self._uow.program_id, self._t.tier_states
+        low = (program_id, job.at) if job.after is None else (program_id, job.at, job.after)
+        waiting: list[TierState] = []
+        for p, due, member_id in states.index.after(low):
+            if p != program_id or due != job.at or len(waiting) >= job.limit \
+                    or (job.upto is not None and member_id > job.upto):
+                break
+            s = states[(p, member_id)]
+            if (not by_anchor or s.anchor == job.anchor) \
+                    and (not noticed or s.noticed_for != job.at):
+                waiting.append(s)
+        return waiting
 
     def tier_batch_end(self, job: TierJob, *, noticed: bool = False) -> str | None:
         waiting = self._waiting(attrs.evolve(job, upto=None), noticed=noticed)
@@ -127,10 +153,16 @@ class MemoryTierStore:
     def upcoming_tier_notices(self, after: dt.datetime, *,
                               cursor: tuple[dt.datetime, str] | None, limit: int
                               ) -> list[TierNotice]:
-        found = sorted(((n.evaluation_at, n.member_id), n)
-                       for (program_id, _, at), n in self._t.tier_notices.items()
-                       if program_id == self._uow.program_id and at > after)
-        return [n for key, n in found if cursor is None or key > cursor][:limit]
+        program_id, notices = self._uow.program_id, self._t.tier_notices
+        low = (program_id, after) if cursor is None or cursor[0] < after \
+            else (program_id, *cursor)
+        found: list[TierNotice] = []
+        for p, at, member_id in notices.index.after(low):
+            if p != program_id or len(found) >= limit:
+                break
+            if at > after:
+                found.append(notices[(p, member_id, at)])
+        return found
 
     def write(self, changes: TierChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id

@@ -1,0 +1,207 @@
+"""The memory backend's own shape: due work reads the rows that are due (through the
+tables' sorted indexes), not every row per batch; what it keeps is one immutable copy
+of each JSON value, which neither the caller's nor a reader's changes reach.
+
+The behaviour (the same answers as SQL) is the contract suite's; these tests count
+rows read, which only this backend can show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from loyaltykit import (
+    Loyalty,
+    Money,
+    Order,
+    OrderLine,
+    Program,
+    QualificationWindow,
+    TestClock,
+    Tier,
+    TierPolicy,
+    WindowKind,
+)
+from loyaltykit._model import AccountState
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.memory.ledger import DueAccounts, LedgerTables
+from loyaltykit.memory.orders import OrderTables
+from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
+from loyaltykit.memory.tiers import TierTables, _due_key
+from loyaltykit.storage.ledger import LedgerChanges
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+class Reads:
+    """Counts the rows read from a table, however they are read."""
+
+    read = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read += 1
+        return super().__getitem__(key)  # type: ignore[misc]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read += 1
+        return super().get(key, default)  # type: ignore[misc]
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        for item in super().items():  # type: ignore[misc]
+            self.read += 1
+            yield item
+
+    def values(self) -> Iterator[Any]:
+        for value in super().values():  # type: ignore[misc]
+            self.read += 1
+            yield value
+
+
+class Counting(Reads, IndexedTable[Any, Any]):
+    """A tier-states table that counts the rows read from it."""
+
+    def __init__(self) -> None:
+        super().__init__(_due_key)
+
+
+class CountingAccounts(Reads, DueAccounts):
+    """An accounts table that counts the rows read from it."""
+
+
+def test_tier_due_work_reads_the_due_states_only() -> None:
+    """400 members with anniversary windows, 10 per enrolment day: the evaluation of
+    the first day's 10, in batches of 3, reads about those 10 states (a scan per
+    batch read 400 each time)."""
+    storage = MemoryStorage()
+    counting = Counting()
+    storage._tables.of(TierTables).tier_states = counting
+    clock = TestClock(dt.datetime(2025, 3, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(
+        id="p", time_zone="Europe/Berlin", currency="EUR", point_value=Money("0.01", "EUR"),
+        tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 500)),
+                         window=QualificationWindow(WindowKind.ANNIVERSARY_YEAR),
+                         notice_days=0)),
+        storage, clock=clock)
+    for day in range(40):
+        clock.set(dt.datetime(2025, 3, 1, 12, tzinfo=BERLIN) + dt.timedelta(days=day))
+        for n in range(10):
+            loyalty.enrol(f"m{day:02d}-{n}")
+    assert 400 == len(counting)
+    clock.set(dt.datetime(2026, 3, 1, 6, tzinfo=BERLIN))
+    counting.read = 0
+    report = loyalty.run_due(batch_size=3)
+    assert 10 == report.tier_evaluations
+    assert counting.read <= 4 * 10, counting.read
+
+
+def test_ledger_due_batches_read_the_due_accounts_once() -> None:
+    """1,000 accounts, 30 of them due: reading them in batches of 4 (each batch's
+    accounts then fall due later, as due work leaves them) reads each due account about
+    once; the accounts' sorted due list is made once per run."""
+    storage = MemoryStorage()
+    accounts = storage._tables.of(LedgerTables).accounts = CountingAccounts()
+    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    with storage.unit_of_work("p") as uow:
+        uow.ledger.write(LedgerChanges(accounts={
+            (f"m{i:04d}", "points"): AccountState(
+                f"m{i:04d}", "points",
+                next_due_at=at + dt.timedelta(hours=-1 if i % 33 == 0 else i + 1))
+            for i in range(1_000)}))
+        uow.commit()
+    accounts.read = 0
+    seen: list[tuple[str, str]] = []
+    after = None
+    while True:
+        with storage.unit_of_work("p") as uow:
+            due = uow.ledger.due_accounts(at, after=after, limit=4)
+            uow.ledger.write(LedgerChanges(accounts={
+                (m, w): AccountState(m, w, next_due_at=at + dt.timedelta(days=9))
+                for m, w in due}))
+            uow.commit()
+        if not due:
+            break
+        seen += due
+        after = due[-1]
+    assert [(f"m{i:04d}", "points") for i in range(0, 1_000, 33)] == seen
+    # each due account: read by the due read, and twice by its write
+    assert accounts.read <= 3 * len(seen) + 10, accounts.read
+
+
+def test_a_rolled_back_unit_of_work_restores_the_due_index() -> None:
+    """The undo log writes the table back item by item, and the index with it."""
+    storage = MemoryStorage()
+    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    with storage.unit_of_work("p") as uow:
+        uow.ledger.write(LedgerChanges(accounts={
+            ("a", "points"): AccountState("a", "points", next_due_at=at)}))
+        uow.commit()
+    with storage.unit_of_work("p") as uow:
+        assert [("a", "points")] == uow.ledger.due_accounts(at, after=None, limit=9)
+        uow.ledger.write(LedgerChanges(accounts={
+            ("a", "points"): AccountState("a", "points"),
+            ("b", "points"): AccountState("b", "points", next_due_at=at)}))
+        assert [("b", "points")] == uow.ledger.due_accounts(at, after=None, limit=9)
+    accounts = storage._tables.of(LedgerTables).accounts
+    assert [("p", at, "a", "points")] == list(accounts.index)
+    with storage.unit_of_work("p") as uow:
+        assert [("a", "points")] == uow.ledger.due_accounts(at, after=None, limit=9)
+
+
+def test_sorted_keys_keep_order_across_buckets() -> None:
+    keys = SortedKeys()
+    for i in reversed(range(3_000)):
+        keys.add((i % 7, i))
+    keys.add((0, 0))  # there already
+    for i in range(0, 3_000, 2):
+        keys.discard((i % 7, i))
+    keys.discard((9, 9))  # not there
+    expected = sorted((i % 7, i) for i in range(1, 3_000, 2))
+    assert (expected, len(expected)) == (list(keys), len(keys))
+    assert expected[expected.index((3, 1501)) + 1:] == list(keys.after((3, 1501)))
+    assert [] == list(keys.after((7,)))
+
+
+def test_an_indexed_table_is_written_by_item_only() -> None:
+    table: IndexedTable[str, int] = IndexedTable(lambda k, v: (v, k) if v else None)
+    table["a"], table["b"], table["c"] = 2, 0, 1
+    table["a"] = 3
+    assert [(1, "c"), (3, "a")] == list(table.index)
+    assert 1 == table.pop("c")
+    del table["a"]
+    assert ([], {"b": 0}) == (list(table.index), dict(table))
+    with pytest.raises(TypeError):
+        table.update({"d": 1})
+
+
+def test_orders_are_kept_once_and_no_reader_changes_them() -> None:
+    """The order's JSON fields are kept as their text: what the caller passed, and
+    what a read gave back, may be changed without changing what is stored."""
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR")), storage, clock=clock)
+    loyalty.enrol("ana")
+    attributes: dict[str, Any] = {"tags": ["a"]}
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR", attributes=attributes,
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(10), "EUR")),)))
+    attributes["tags"].append("b")
+    with storage.unit_of_work("p") as uow:
+        read = uow.orders.get_order("o1")
+        assert read is not None and isinstance(read.order, dict)
+        assert ["a"] == read.order["attributes"]["tags"]  # a list, as SQL gives it back
+        read.order["attributes"]["tags"].append("c")
+        read.evaluation["points"] = 99
+    with storage.unit_of_work("p") as uow:
+        again = uow.orders.get_order("o1")
+        assert again is not None
+        assert (["a"], 0) == (again.order["attributes"]["tags"], again.evaluation["points"])
+    stored = next(iter(storage._tables.of(OrderTables).orders.values()))
+    assert not isinstance(stored.order, dict)  # text, not a tree of dicts
