@@ -28,6 +28,7 @@ from typing import Any, Self, TypeVar
 
 import attrs
 
+from loyaltykit._copy import copy_with
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -80,7 +81,6 @@ _ID_FIELDS = ("member_id", "referrer_id", "referee_id")
 #: Fields of an event's payload (top level) that name another member: stored as keys
 PAYLOAD_MEMBER_FIELDS = ("counterpart_member_id", "referrer_id", "referee_id")
 _fields: dict[type, tuple[str, ...]] = {}
-_all_fields: dict[type, tuple[str, ...]] = {}
 _set = object.__setattr__
 
 R = TypeVar("R")
@@ -98,15 +98,7 @@ def _with(row: R, changes: dict[str, str]) -> R:
     """A copy of ``row`` with ``changes``, without running its validators again (a
     stored row is taken as it is, even one a buggy backend broke: the invariant checks
     must see it)."""
-    cls = type(row)
-    names = _all_fields.get(cls)
-    if names is None:
-        found = attrs.fields(cls)  # type: ignore[arg-type]
-        names = _all_fields[cls] = tuple(f.name for f in found)
-    copied: R = object.__new__(cls)
-    for name in names:
-        _set(copied, name, changes[name] if name in changes else getattr(row, name))
-    return copied
+    return copy_with(row, changes)
 
 
 def shop_ids(members: MemberKeyStore, keys: Sequence[str]) -> dict[str, str]:

@@ -9,9 +9,9 @@ Enumerations are stored as their string values; exact decimals (a rule's unround
 points) as their decimal string, never as a float or an engine's own numeric type.
 Every foreign key has an index leading with its columns (a primary key's, a unique
 constraint's or its own), so deleting or checking a referenced row never scans the
-referencing table. ``position`` columns keep the order of a transaction's postings and lot movements and
-of a hold's allocations, which the ledger relies on (a partial capture walks the
-allocations in order; a reversal mirrors the original's legs).
+referencing table. ``position`` columns keep the order of a transaction's postings and
+lot movements and of a hold's allocations, which the ledger relies on (a partial
+capture walks the allocations in order; a reversal mirrors the original's legs).
 
 The shipped Alembic migrations (``loyaltykit/migrations``) must create exactly this
 schema; ``tests/storage/test_migrations.py`` checks it with ``compare_metadata``.
