@@ -11,11 +11,11 @@ SQL statements. The copiers here are written out per class (as attrs writes its 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
-__all__ = ["copy_with", "evolve"]
+__all__ = ["cached", "copy_with", "evolve"]
 
 T = TypeVar("T")
 
@@ -76,3 +76,29 @@ def _copier(cls: type) -> _Copier:
     exec("\n".join(lines), namespace)  # attrs field names only
     copy: _Copier = namespace["copy"]
     return copy
+
+
+class cached(Generic[T]):
+    """Like :class:`functools.cached_property` without its lock (Python 3.11 takes one
+    per first access): a unit of work's stores are built on first use, by one thread,
+    several per write."""
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | cached[T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.build(obj)
+        return value
