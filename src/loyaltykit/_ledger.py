@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._copy import evolve
 from loyaltykit._errors import (
     HoldExpired,
     HoldNotOpen,
@@ -168,8 +169,7 @@ class Ledger:
         if book is None:
             book = self.add_book(MemberBook(state))
         if book.state.activity != activity:
-            book.state = attrs.evolve(book.state, activity=activity,
-                                      version=book.state.version + 1)
+            book.state = evolve(book.state, activity=activity, version=book.state.version + 1)
             self._touched.add(key)
 
     def finish(self) -> LedgerChanges:
@@ -185,7 +185,7 @@ class Ledger:
             if book.lots is not None and book.holds is not None:
                 exact = _next_due(book)
                 if exact != book.state.next_due_at:
-                    book.state = attrs.evolve(book.state, next_due_at=exact)
+                    book.state = evolve(book.state, next_due_at=exact)
                     touched.add(key)
         self.changes.accounts = {key: self._books[key].state for key in touched}
         return self.changes
@@ -261,7 +261,7 @@ class Ledger:
             return
         current = book.state.next_due_at
         if current is None or instant < current:
-            book.state = attrs.evolve(book.state, next_due_at=instant)
+            book.state = evolve(book.state, next_due_at=instant)
 
     def _ordered_lots(self, book: MemberBook) -> list[Lot]:
         lots, _ = book.require_lots()
@@ -304,10 +304,10 @@ class Ledger:
             left -= take
             taken.append(HoldAllocation(lot.id, take))
             if hold:
-                self._put_lot(book, attrs.evolve(lot, held=lot.held + take))
+                self._put_lot(book, evolve(lot, held=lot.held + take))
             else:
                 draft.move(lot.id, -take)
-                self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining - take))
+                self._put_lot(book, evolve(lot, remaining=lot.remaining - take))
         return taken
 
     def _new_lot(
@@ -482,7 +482,7 @@ class Ledger:
                 remaining -= back
             elif back:
                 draft.post(Account.AVAILABLE, back)
-            lot = attrs.evolve(lot, remaining=remaining, held=lot.held - alloc.points)
+            lot = evolve(lot, remaining=remaining, held=lot.held - alloc.points)
             self._put_lot(book, lot)
         draft.post(Account.HELD, -hold.points)
         draft.post(Account.REDEEMED, capture)
@@ -490,7 +490,7 @@ class Ledger:
         meta = {**(metadata or {}), "hold_id": str(hold.id), "cause": status.value}
         tx = self._commit(book, kind, draft, occurred_at=when, reason=reason, metadata=meta)
         self._put_hold(
-            book, attrs.evolve(hold, status=status, captured=capture, resolved_by=tx.id)
+            book, evolve(hold, status=status, captured=capture, resolved_by=tx.id)
         )
         return tx
 
@@ -519,8 +519,8 @@ class Ledger:
         )
         self._put_lot(
             book,
-            attrs.evolve(lot, pending=False, remaining=lot.remaining - settle,
-                         activates_at=None, expires_at=expires_at),
+            evolve(lot, pending=False, remaining=lot.remaining - settle,
+                   activates_at=None, expires_at=expires_at),
         )
         self._bump_due(book, expires_at)
         return tx
@@ -538,7 +538,7 @@ class Ledger:
             book, Kind.EXPIRE, draft, occurred_at=lot.expires_at,
             metadata={"lot_id": str(lot.id), "earn_id": str(lot.transaction_id)},
         )
-        self._put_lot(book, attrs.evolve(lot, remaining=lot.held))
+        self._put_lot(book, evolve(lot, remaining=lot.held))
         return tx
 
     def catch_up(self, book: MemberBook, until: dt.datetime) -> list[Transaction]:
@@ -610,7 +610,7 @@ class Ledger:
             left -= take
             draft.post(_bucket(lot), -take)
             draft.move(lot.id, -take)
-            self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining - take))
+            self._put_lot(book, evolve(lot, remaining=lot.remaining - take))
         if left and not pending_only:
             draft.post(Account.DEBT, -left)
             return 0
@@ -713,7 +713,7 @@ class Ledger:
                 else:
                     draft.post(_bucket(lot), back)
                     draft.move(lot.id, back)
-                    lot = attrs.evolve(lot, remaining=lot.remaining + back)
+                    lot = evolve(lot, remaining=lot.remaining + back)
                     self._put_lot(book, lot)
             else:  # the original credited: take back what is still there
                 usable = lot.remaining - lot.held
@@ -722,7 +722,7 @@ class Ledger:
                 if take:
                     draft.post(_bucket(lot), -take)
                     draft.move(lot.id, -take)
-                    self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining - take))
+                    self._put_lot(book, evolve(lot, remaining=lot.remaining - take))
         debt_change = original.amount(Account.DEBT)
         if debt_change > 0:  # the original settled debt: owe it again
             draft.post(Account.DEBT, -debt_change)
@@ -790,7 +790,7 @@ class Ledger:
             else:
                 draft.post(_bucket(lot), back)
                 draft.move(lot.id, back)
-                self._put_lot(book, attrs.evolve(lot, remaining=lot.remaining + back))
+                self._put_lot(book, evolve(lot, remaining=lot.remaining + back))
         draft.post(Account.REDEEMED, -points)
         meta = {**(metadata or {}), "refunds_id": str(original.id),
                 "refunded_before": already}

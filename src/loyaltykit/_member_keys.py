@@ -22,12 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cached_property
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import attrs
 
+from loyaltykit._copy import cached, copy_with
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -81,7 +81,6 @@ _ID_FIELDS = ("member_id", "referrer_id", "referee_id")
 #: Fields of an event's payload (top level) that name another member: stored as keys
 PAYLOAD_MEMBER_FIELDS = ("counterpart_member_id", "referrer_id", "referee_id")
 _fields: dict[type, tuple[str, ...]] = {}
-_all_fields: dict[type, tuple[str, ...]] = {}
 _set = object.__setattr__
 
 R = TypeVar("R")
@@ -99,15 +98,7 @@ def _with(row: R, changes: dict[str, str]) -> R:
     """A copy of ``row`` with ``changes``, without running its validators again (a
     stored row is taken as it is, even one a buggy backend broke: the invariant checks
     must see it)."""
-    cls = type(row)
-    names = _all_fields.get(cls)
-    if names is None:
-        found = attrs.fields(cls)  # type: ignore[arg-type]
-        names = _all_fields[cls] = tuple(f.name for f in found)
-    copied: R = object.__new__(cls)
-    for name in names:
-        _set(copied, name, changes[name] if name in changes else getattr(row, name))
-    return copied
+    return copy_with(row, changes)
 
 
 def shop_ids(members: MemberKeyStore, keys: Sequence[str]) -> dict[str, str]:
@@ -309,7 +300,7 @@ class KeyedUnitOfWork:
         """Commit the wrapped unit of work."""
         self.inner.commit()
 
-    @cached_property
+    @cached
     def names(self) -> Names:
         """The shop ids and keys met in this unit of work."""
         return Names(self.inner.members, raw=self._raw, new_key=self._new_key)
@@ -324,42 +315,42 @@ class KeyedUnitOfWork:
         """The wrapped members' keys (they speak keys: see :attr:`names`)."""
         return self.inner.members
 
-    @cached_property
+    @cached
     def keys(self) -> KeyStore:
         """Idempotency records, translated."""
         return _Keys(self.inner.keys, self.names)
 
-    @cached_property
+    @cached
     def ledger(self) -> LedgerStore:
         """The ledger, translated."""
         return _Ledger(self.inner.ledger, self.names, self.inner.members)
 
-    @cached_property
+    @cached
     def orders(self) -> OrderStore:
         """Orders and rule usage, translated."""
         return _Orders(self.inner.orders, self.names)
 
-    @cached_property
+    @cached
     def tiers(self) -> TierStore:
         """Tier states, history and notices, translated."""
         return _Tiers(self.inner.tiers, self.names)
 
-    @cached_property
+    @cached
     def referrals(self) -> ReferralStore:
         """Codes, referrals and marks, translated."""
         return _Referrals(self.inner.referrals, self.names)
 
-    @cached_property
+    @cached
     def rewards(self) -> RewardStore:
         """Vouchers and reward counters, translated."""
         return _Rewards(self.inner.rewards, self.names)
 
-    @cached_property
+    @cached
     def outbox(self) -> OutboxStore:
         """Events, translated (their member and the members their payload names)."""
         return _Outbox(self.inner.outbox, self.names)
 
-    @cached_property
+    @cached
     def notices(self) -> NoticeStore:
         """Claimed notices, translated."""
         return _Notices(self.inner.notices, self.names)

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+from loyaltykit._copy import evolve
+
 __all__ = [
     "MEMBER_ACCOUNTS",
     "SYSTEM_ACCOUNTS",
@@ -56,6 +58,10 @@ class Kind(enum.Enum):
     #: an order paid with points); ``metadata["refunds_id"]`` names the debit
     REFUND = "refund"
 
+    # members are singletons compared by identity: hashed by it too, at C speed (Enum's
+    # own __hash__ is a Python call, and the ledger keys dicts and sets by these)
+    __hash__ = object.__hash__
+
 
 class Account(enum.Enum):
     """A ledger account. Member accounts are credit-normal buckets of one member's
@@ -74,6 +80,10 @@ class Account(enum.Enum):
     ADJUSTMENTS = "adjustments"
     TRANSFERS = "transfers"
     CLAWBACK_SHORTFALL = "clawback_shortfall"
+
+    # members are singletons compared by identity: hashed by it too, at C speed (Enum's
+    # own __hash__ is a Python call, and the ledger keys dicts and sets by these)
+    __hash__ = object.__hash__
 
     @property
     def is_member(self) -> bool:
@@ -181,6 +191,10 @@ class HoldStatus(enum.Enum):
     VOIDED = "voided"
     RELEASED = "released"
 
+    # members are singletons compared by identity: hashed by it too, at C speed (Enum's
+    # own __hash__ is a Python call, and the ledger keys dicts and sets by these)
+    __hash__ = object.__hash__
+
 
 @attrs.frozen
 class HoldAllocation:
@@ -253,7 +267,8 @@ class AccountState:
         for p in postings:
             name = p.account.value
             changes[name] = changes.get(name, getattr(self, name)) + p.amount
-        return attrs.evolve(self, **changes, version=self.version + 1)
+        changes["version"] = self.version + 1
+        return evolve(self, **changes)
 
     def sums(self) -> dict[Account, int]:
         """The signed sum per account."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +343,60 @@ def test_0009_counts_the_codes_stored_before_it(storage: SQLStorage) -> None:
         Loyalty(program, storage, clock=clock, secret=SECRET).referrals.issue_code(
             "ann", key="three")
     assert {"planned": 2, "issued": 2} == dict(refused.value.details)
+
+
+
+def _probe(table: sa.Table, columns: Sequence[str]) -> sa.Select[Any]:
+    """What a database runs to check a foreign key when a referenced row is deleted:
+    the referencing rows of one key (sample values of the columns' types)."""
+    samples = {sa.Uuid: uuid.UUID(int=1), sa.String: "x"}
+    where = []
+    for name in columns:
+        column = table.c[name]
+        value = next(v for kind, v in samples.items() if isinstance(column.type, kind))
+        where.append(column == value)
+    return sa.select(sa.literal_column("1")).select_from(table).where(*where)
+
+
+def _unindexed_foreign_keys(storage: SQLStorage) -> dict[str, str]:
+    """The foreign keys of the migrated database with no index (primary key, unique
+    constraint or index) leading with their columns, and on SQLite those whose check
+    the planner runs as a scan; each with what was found."""
+    found = {}
+    with _engine(storage).connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in SQLStorage.metadata.sorted_tables:
+            leads = [inspector.get_pk_constraint(table.name)["constrained_columns"]]
+            leads += [ix["column_names"] for ix in inspector.get_indexes(table.name)]
+            leads += [uq["column_names"] for uq in inspector.get_unique_constraints(table.name)]
+            for fk in inspector.get_foreign_keys(table.name):
+                columns = fk["constrained_columns"]
+                name = f"{table.name}({', '.join(columns)})"
+                if not any(set(lead[:len(columns)]) == set(columns) for lead in leads):
+                    found[name] = "no index"
+                if conn.dialect.name == "sqlite":
+                    sql = str(_probe(table, columns).compile(
+                        dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+                    plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+                    if any(step.startswith("SCAN") for step in plan):
+                        found[name] = " / ".join(plan)
+    return found
+
+
+def test_every_foreign_key_is_checked_through_an_index(storage: SQLStorage) -> None:
+    # deleting a referenced row (a program's lots, transactions, codes) checks each
+    # referencing table for that key: without an index leading with the key's columns
+    # that is a scan of the table per deleted row (issue 22: lk_lot_movements.lot_id)
+    storage.upgrade()
+    assert {} == _unindexed_foreign_keys(storage)
+
+
+def test_a_foreign_key_without_its_index_is_seen(storage: SQLStorage) -> None:
+    # control: the check above really looks at the indexes and (SQLite) at the plans
+    storage.upgrade()
+    with _engine(storage).begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_lk_lot_movements_lot")
+    found = _unindexed_foreign_keys(storage)
+    assert ["lk_lot_movements(lot_id)"] == list(found)
+    if _engine(storage).dialect.name == "sqlite":
+        assert found["lk_lot_movements(lot_id)"].startswith("SCAN lk_lot_movements")

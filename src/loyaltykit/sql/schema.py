@@ -7,12 +7,14 @@ key, not the shop's id: ``lk_member_ids`` keeps the shop's id once, mapped to th
 (DESIGN §11), so erasing a member deletes one row.
 Enumerations are stored as their string values; exact decimals (a rule's unrounded
 points) as their decimal string, never as a float or an engine's own numeric type.
-``position`` columns keep the order of a transaction's postings and lot movements and
-of a hold's allocations, which the ledger relies on (a partial capture walks the
-allocations in order; a reversal mirrors the original's legs).
+Every foreign key has an index leading with its columns (a primary key's, a unique
+constraint's or its own), so deleting or checking a referenced row never scans the
+referencing table. ``position`` columns keep the order of a transaction's postings and
+lot movements and of a hold's allocations, which the ledger relies on (a partial
+capture walks the allocations in order; a reversal mirrors the original's legs).
 
 The shipped Alembic migrations (``loyaltykit/migrations``) must create exactly this
-schema; ``tests/test_migrations.py`` checks it with ``compare_metadata``.
+schema; ``tests/storage/test_migrations.py`` checks it with ``compare_metadata``.
 """
 
 from __future__ import annotations
@@ -284,6 +286,8 @@ lots = sa.Table(
     sa.Index("ix_lk_lots_expiring", "program_id", "expires_at", "member_id", "wallet", "id",
              postgresql_where=sa.text("expires_at IS NOT NULL"),
              sqlite_where=sa.text("expires_at IS NOT NULL")),
+    # the lot an earn made; deleting a transaction checks its foreign key here
+    sa.Index("ix_lk_lots_transaction", "transaction_id"),
 )
 
 lot_movements = sa.Table(
@@ -296,6 +300,9 @@ lot_movements = sa.Table(
     sa.Column("delta", _POINTS, nullable=False),
     sa.Column("position", sa.SmallInteger(), nullable=False),
     sa.CheckConstraint("delta <> 0", name="delta_not_zero"),
+    # which transactions moved a lot; deleting a lot checks its foreign key here (the
+    # primary key leads with the transaction)
+    sa.Index("ix_lk_lot_movements_lot", "lot_id"),
 )
 
 holds = sa.Table(
@@ -316,6 +323,7 @@ holds = sa.Table(
     sa.CheckConstraint("points > 0", name="points_positive"),
     sa.CheckConstraint("captured >= 0 AND captured <= points", name="captured_bounds"),
     sa.Index("ix_lk_holds_member_status", "program_id", "member_id", "wallet", "status"),
+    sa.Index("ix_lk_holds_transaction", "transaction_id"),  # the foreign key's check
 )
 
 hold_allocations = sa.Table(
@@ -328,6 +336,8 @@ hold_allocations = sa.Table(
     sa.Column("points", _POINTS, nullable=False),
     sa.Column("position", sa.SmallInteger(), nullable=False),
     sa.CheckConstraint("points > 0", name="points_positive"),
+    # the holds reserving a lot; deleting a lot checks its foreign key here
+    sa.Index("ix_lk_hold_allocations_lot", "lot_id"),
 )
 
 idempotency_keys = sa.Table(
@@ -534,6 +544,7 @@ referrals = sa.Table(
                             ["lk_referral_codes.program_id", "lk_referral_codes.code"],
                             name="fk_lk_referrals_code_lk_referral_codes"),
     sa.Index("ix_lk_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
+    sa.Index("ix_lk_referrals_code", "program_id", "code"),  # the foreign key's check
 )
 
 # keyed hashes of members' e-mails and fingerprints, never the values
@@ -580,6 +591,7 @@ vouchers = sa.Table(
     sa.Index("ix_lk_vouchers_member", "program_id", "member_id", "reward_id", "issued_at"),
     # the issued vouchers due work expires, soonest first
     sa.Index("ix_lk_vouchers_due", "program_id", "status", "expires_at"),
+    sa.Index("ix_lk_vouchers_transaction", "transaction_id"),  # the foreign key's check
 )
 
 # one row per reward: the vouchers that took an item of stock (issued and used) and the

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
+from loyaltykit._copy import cached
 from loyaltykit._errors import StorageError
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql.engine import begin_read_only
@@ -47,28 +48,6 @@ class SQLUnitOfWork:
     or ``PRAGMA query_only`` until it ends), and the host's transaction is left as it
     was.
     """
-    #: Idempotency records.
-    keys: SQLKeyStore
-    #: Stored program versions.
-    programs: SQLProgramStore
-    #: Members, accounts, lots, holds and transactions.
-    ledger: SQLLedgerStore
-    #: Recorded orders and rule usage.
-    orders: SQLOrderStore
-    #: Tier states, metric buckets, history and notices.
-    tiers: SQLTierStore
-    #: Referral codes, referrals and identity marks.
-    referrals: SQLReferralStore
-    #: Vouchers and reward counters.
-    rewards: SQLRewardStore
-    #: The shop's member ids mapped to member keys, and erasures.
-    members: SQLMemberKeyStore
-    #: Events (the outbox) and consumers' positions.
-    outbox: SQLOutboxStore
-    #: The notices due work has emitted.
-    notices: SQLNoticeStore
-    #: Program-wide reads for reports (read only).
-    reports: SQLReportStore
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
                  notify: bool = False, read_only: bool = False) -> None:
@@ -85,18 +64,63 @@ class SQLUnitOfWork:
         self._host = host
         self._conn: Connection | None = None
         self._tx: sa.Transaction | None = None
-        # each store asks this unit of work for the connection, so it begins lazily
-        self.keys = SQLKeyStore(self)
-        self.programs = SQLProgramStore(self)
-        self.ledger = SQLLedgerStore(self)
-        self.orders = SQLOrderStore(self)
-        self.tiers = SQLTierStore(self)
-        self.referrals = SQLReferralStore(self)
-        self.rewards = SQLRewardStore(self)
-        self.members = SQLMemberKeyStore(self)
-        self.outbox = SQLOutboxStore(self)
-        self.notices = SQLNoticeStore(self)
-        self.reports = SQLReportStore(self)
+
+    # -- stores (built on first use; each asks for the connection, which begins lazily) --
+
+    @cached
+    def keys(self) -> SQLKeyStore:
+        """Idempotency records."""
+        return SQLKeyStore(self)
+
+    @cached
+    def programs(self) -> SQLProgramStore:
+        """Stored program versions."""
+        return SQLProgramStore(self)
+
+    @cached
+    def ledger(self) -> SQLLedgerStore:
+        """Members, accounts, lots, holds and transactions."""
+        return SQLLedgerStore(self)
+
+    @cached
+    def orders(self) -> SQLOrderStore:
+        """Recorded orders and rule usage."""
+        return SQLOrderStore(self)
+
+    @cached
+    def tiers(self) -> SQLTierStore:
+        """Tier states, metric buckets, history and notices."""
+        return SQLTierStore(self)
+
+    @cached
+    def referrals(self) -> SQLReferralStore:
+        """Referral codes, referrals and identity marks."""
+        return SQLReferralStore(self)
+
+    @cached
+    def rewards(self) -> SQLRewardStore:
+        """Vouchers and reward counters."""
+        return SQLRewardStore(self)
+
+    @cached
+    def members(self) -> SQLMemberKeyStore:
+        """The shop's member ids mapped to member keys, and erasures."""
+        return SQLMemberKeyStore(self)
+
+    @cached
+    def outbox(self) -> SQLOutboxStore:
+        """Events (the outbox) and consumers' positions."""
+        return SQLOutboxStore(self)
+
+    @cached
+    def notices(self) -> SQLNoticeStore:
+        """The notices due work has emitted."""
+        return SQLNoticeStore(self)
+
+    @cached
+    def reports(self) -> SQLReportStore:
+        """Program-wide reads for reports (read only)."""
+        return SQLReportStore(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("open" if self._tx else "committed")

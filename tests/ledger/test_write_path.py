@@ -1,0 +1,141 @@
+"""The write path's shortcuts give what the general code gives: per-class copiers
+instead of attrs.evolve, the everyday results' encoding, a UTC program's expiry,
+check_instant on a UTC datetime, the id source's UUIDs, identity-hashed enums."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loyaltykit._calendar import in_zone, round_up
+from loyaltykit._copy import cached, copy_with, evolve
+from loyaltykit._model import Account, AccountState, Hold, HoldAllocation, HoldStatus, Kind, Lot
+from loyaltykit._program import ExpiryPolicy
+from loyaltykit._results import (
+    Balance,
+    HoldResult,
+    TransactionResult,
+    _dump,
+    decode_result,
+    encode_result,
+)
+from loyaltykit._validate import MAX_INSTANT, MIN_INSTANT, check_instant
+from loyaltykit._values import new_id, to_utc
+
+UTC = dt.UTC
+instants = st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(8000, 1, 1),
+                        timezones=st.just(UTC))
+counts = st.integers(min_value=-(10**18), max_value=10**18)
+texts = st.text(min_size=1, max_size=20)
+LOT = Lot(uuid.uuid4(), "p", "m", "points", uuid.uuid4(), 100, 80, 10,
+          dt.datetime(2026, 1, 1, tzinfo=UTC), None, dt.datetime(2027, 1, 1, tzinfo=UTC), False)
+
+
+def test_evolve_is_attrs_evolve_for_the_ledgers_values() -> None:
+    state = AccountState("m", "points", available=5, next_due_at=LOT.expires_at)
+    hold = Hold(uuid.uuid4(), "p", "m", "points", 30, HoldStatus.OPEN, LOT.earned_at,
+                LOT.expires_at, uuid.uuid4(), (HoldAllocation(LOT.id, 30),))
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (LOT, {"remaining": 70}), (LOT, {"held": 0, "pending": True, "expires_at": None}),
+        (state, {"available": 9, "version": 3}), (state, {}),
+        (hold, {"status": HoldStatus.CAPTURED, "captured": 30, "resolved_by": uuid.uuid4()}),
+    ]
+    for value, changes in cases:
+        copied = evolve(value, **changes)
+        assert attrs.evolve(value, **changes) == copied
+        assert copied is not value and type(copied) is type(value)
+    with pytest.raises(TypeError, match="no field 'remainder'"):
+        evolve(LOT, remainder=1)
+    assert 80 == LOT.remaining  # the original is untouched
+
+
+def test_evolve_refuses_a_class_that_validates_and_copy_with_skips_the_checks() -> None:
+    @attrs.frozen
+    class Checked:
+        points: int = attrs.field(validator=attrs.validators.gt(0))
+
+    with pytest.raises(TypeError, match="validates"):
+        evolve(Checked(1), points=2)
+    assert -1 == copy_with(Checked(1), {"points": -1}).points  # a stored row as it is
+
+
+def test_cached_builds_once_per_instance() -> None:
+    built: list[object] = []
+
+    class Owner:
+        @cached
+        def part(self) -> list[int]:
+            built.append(self)
+            return [len(built)]
+
+    one, two = Owner(), Owner()
+    assert one.part is one.part and [1] == one.part
+    assert [2] == two.part and [one, two] == built
+    assert isinstance(Owner.part, cached)
+
+
+def _balance(values: list[int], at: dt.datetime, nxt: dt.datetime | None) -> Balance:
+    return Balance("mé", "points", at, *values[:10], next_expiring_points=values[10],
+                   next_expiring_at=nxt)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(counts, min_size=11, max_size=11), instants, st.none() | instants, texts,
+       st.sampled_from(list(Kind)), st.lists(st.uuids(), max_size=2))
+def test_the_everyday_results_encode_as_the_generic_codec_does(
+        values: list[int], at: dt.datetime, nxt: dt.datetime | None, member: str,
+        kind: Kind, related: list[uuid.UUID]) -> None:
+    balance = _balance(values, at, nxt)
+    results = [
+        TransactionResult(uuid.uuid4(), kind, member, "points", values[0], at, balance,
+                          tuple(related)),
+        HoldResult(uuid.uuid4(), uuid.uuid4(), member, "points", values[1], at, balance),
+    ]
+    for result in results:
+        text = encode_result(result)
+        assert _dump(result) == json.loads(text)
+        assert result == decode_result(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(instants, st.integers(min_value=0, max_value=100_000))
+def test_a_utc_programs_expiry_in_days_is_the_calendars(start: dt.datetime, days: int) -> None:
+    expected = to_utc(round_up(in_zone(start, "UTC").add(days=days), "none"))
+    found = ExpiryPolicy(days=days).expiry_for(start, "UTC")
+    assert expected == found
+    assert found is not None and found.tzinfo is UTC
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                    timezones=st.just(UTC)), st.sampled_from([0, 1]))
+def test_check_instant_takes_a_utc_datetime_as_it_is(value: dt.datetime, fold: int) -> None:
+    value = value.replace(fold=fold)
+    if not MIN_INSTANT <= value < MAX_INSTANT:
+        with pytest.raises(ValueError, match="at must be from"):
+            check_instant(value)
+        return
+    found = check_instant(value)
+    assert value == found and found.tzinfo is UTC and type(found) is dt.datetime
+    assert 0 == found.fold
+
+
+def test_new_ids_are_uuids_like_any_other() -> None:
+    made = new_id()
+    plain = uuid.UUID(int=made.int)
+    assert (plain, hash(plain), str(plain)) == (made, hash(made), str(made))
+    assert 7 == made.version and uuid.RFC_4122 == made.variant
+    assert plain.is_safe == made.is_safe and {plain: 1}[made] == 1
+
+
+def test_ledger_enums_hash_by_identity() -> None:
+    for member in [*Account, *Kind, *HoldStatus]:
+        assert hash(member) == object.__hash__(member)
+        assert {member: 1}[type(member)(member.value)] == 1
