@@ -69,7 +69,6 @@ from loyaltykit._rules import (
 )
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.preload import MemberReads, member_reads
 from loyaltykit._services.order_payments import (
     RefundPlan,
     money_paid_by,
@@ -77,6 +76,7 @@ from loyaltykit._services.order_payments import (
     read_payments,
     still_paying,
 )
+from loyaltykit._services.preload import MemberReads, member_reads
 from loyaltykit._validate import check_id, check_member_id, check_reason
 from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
