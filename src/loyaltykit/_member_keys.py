@@ -442,11 +442,11 @@ class _Ledger:
                      ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
         keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
         found = self.inner.load_members(list(keys), wallets)
+        members = self.n.shown([member for member, _ in found.values()])
         out: dict[str, tuple[Member, dict[str, AccountState]]] = {}
-        for key, (member, accounts) in found.items():
+        for member, (key, (_, accounts)) in zip(members, found.items(), strict=True):
             shown = self.n.shown(list(accounts.values()))
-            out[keys[key]] = (self.n.shown([member])[0],
-                              dict(zip(accounts, shown, strict=True)))
+            out[keys[key]] = (member, dict(zip(accounts, shown, strict=True)))
         return out
 
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:

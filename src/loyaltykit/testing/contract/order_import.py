@@ -40,6 +40,7 @@ from loyaltykit import (
     Tier,
     TierPolicy,
 )
+from loyaltykit._member_keys import KeyedStorage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.capability_machine import tier_policies
 from loyaltykit.testing.contract.base import ContractPart, make_program, utc
@@ -403,3 +404,33 @@ class OrderImportContract(ContractPart):
         members = ["m0", "m1", "m2"]
         assert import_snapshot(one_by_one, members, ids) == import_snapshot(
             imported, members, ids)
+
+    def test_the_stores_read_a_batchs_members_as_one_by_one(self, storage: Storage) -> None:
+        """The batch reads (members and accounts, tier states, tier buckets) give what
+        the one-member reads give, for more members than one statement takes."""
+        program = attrs.evolve(_rate_program(), tiers=TierPolicy(
+            tiers=(Tier("base", 0), Tier("silver", 15))))
+        loyalty = _facade(storage, program, "reads")
+        orders = [_order(i, f"m{i % 3}", START + dt.timedelta(days=80 * i)) for i in range(6)]
+        loyalty.record_orders(orders, enrol=True)
+        asked = ["m2", *(f"x{i}" for i in range(600)), "m0", "m1", "m0"]
+        wallets = [program.default_wallet]
+        # through the shop-id translation the facade reads through (and so the backend's)
+        with KeyedStorage(storage).unit_of_work(loyalty.program.id) as uow:
+            members = uow.ledger.load_members(asked, wallets)
+            states = uow.tiers.get_tier_states(asked)
+            buckets = uow.tiers.tier_buckets(asked)
+            assert ({}, {}, {}) == (uow.ledger.load_members([], wallets),
+                                    uow.tiers.get_tier_states([]), uow.tiers.tier_buckets([]))
+            for m in ("m0", "m1", "m2"):
+                one = uow.ledger.load_member(m, wallets, NOW, lock=True)
+                assert one is not None
+                assert (one.member, dict(one.accounts)) == members[m]
+                assert uow.tiers.get_tier_state(m) == states[m]
+                assert uow.tiers.tier_metric(m, utc(2000, 1, 1), None) == sum(
+                    buckets[m].values())
+                for start in buckets[m]:
+                    assert uow.tiers.tier_metric(
+                        m, start, start + dt.timedelta(days=1)) == buckets[m][start]
+        assert ["m0", "m1", "m2"] == sorted(members) == sorted(states) == sorted(buckets)
+        assert [20, 20, 20] == [sum(buckets[m].values()) for m in ("m0", "m1", "m2")]
