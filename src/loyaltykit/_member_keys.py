@@ -429,6 +429,17 @@ class _Ledger:
                             strict=True))
         return MemberState(self.n.shown([state.member])[0], accounts, state.version)
 
+    def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
+                     ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
+        keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
+        found = self.inner.load_members(list(keys), wallets)
+        members = self.n.shown([member for member, _ in found.values()])
+        out: dict[str, tuple[Member, dict[str, AccountState]]] = {}
+        for member, (key, (_, accounts)) in zip(members, found.items(), strict=True):
+            shown = self.n.shown(list(accounts.values()))
+            out[keys[key]] = (member, dict(zip(accounts, shown, strict=True)))
+        return out
+
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         return self.n.shown(self.inner.load_lots(wallet, self.n.keys(member_ids)))
 
@@ -579,6 +590,16 @@ class _Tiers:
 
     def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
         return self.inner.tier_metric(self.n.key(member_id), start, end)
+
+    def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
+        keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
+        found = self.inner.get_tier_states(list(keys))
+        return {keys[k]: s for k, s in zip(found, self.n.shown(list(found.values())),
+                                            strict=True)}
+
+    def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
+        keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
+        return {keys[k]: b for k, b in self.inner.tier_buckets(list(keys)).items()}
 
     def tier_history(self, member_id: str) -> list[TierChange]:
         return self.n.shown(self.inner.tier_history(self.n.key(member_id)))

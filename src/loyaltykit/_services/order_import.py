@@ -38,7 +38,8 @@ from loyaltykit._pipeline import Steps, Work, fingerprint
 from loyaltykit._results import OrderResult, encode_order_result, encode_result
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.orders import ORDER_KEY, OrderService, _OrderKey
+from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService
+from loyaltykit._services.preload import PRELOAD, BatchReads
 from loyaltykit._validate import check_member_id
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
@@ -200,6 +201,17 @@ class OrderImport:
             for member_id, when in first.items():
                 self._enrol(steps, member_id, when)
                 enrolled += 1
+            steps.flush()  # the enrolments, before the batch's reads
+        # what the orders' use case reads of their members, for all of them at once
+        default = self.program.default_wallet
+        reads = BatchReads.read(uow, [item.order.member_id for _, item in todo],
+                                sorted({wallet_, default}),
+                                tiers=self.program.tiers is not None)
+
+        def flush() -> None:
+            reads.drop(steps.deferred_members)  # written now: read storage from here
+            steps.flush()
+
         points = 0
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
@@ -208,16 +220,16 @@ class OrderImport:
             if repeated(n, item):  # recorded before, or earlier in this batch
                 continue
             if item.order.member_id in steps.deferred_members:
-                steps.flush()  # this order reads what the deferred ones changed
+                flush()  # this order reads what the deferred ones changed
             try:  # the step only reads: its changes are written by flush, below
-                outcome = self._record(steps, item, wallet_)
+                outcome = self._record(steps, item, wallet_, reads)
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
             except LoyaltyError as exc:  # a refusal: nothing of it is written
                 failed.append((n, item.order.id, exc))
                 continue
             if not together:
-                steps.flush()
+                flush()
             recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1
@@ -237,18 +249,22 @@ class OrderImport:
         record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
         return record is not None and bool(record.fingerprint == item.print_)
 
-    def _record(self, steps: Steps, item: _Item, wallet_: str) -> OrderResult:
+    def _record(self, steps: Steps, item: _Item, wallet_: str,
+                reads: BatchReads) -> OrderResult:
         order = item.order
-        holder = _OrderKey(order.id)
+        holder = OrderKey(order.id)
 
         def keep(work: Work, result: OrderResult) -> None:
             holder.keep(work, item.print_, encode_order_result(result))
 
-        return steps.run(
-            item.when, f"{ORDER_KEY}{order.id}",
-            lambda work: self._orders.record_in(work, order, order.member_id, wallet_,
-                                                item.when, placed=item.placed),
-            keep=keep, defer=True)
+        def step(work: Work) -> OrderResult:
+            found = reads.take(order.member_id)  # the member's first order of the batch
+            if found is not None:
+                work.scratch[PRELOAD] = found
+            return self._orders.record_in(work, order, order.member_id, wallet_,
+                                          item.when, placed=item.placed)
+
+        return steps.run(item.when, f"{ORDER_KEY}{order.id}", step, keep=keep, defer=True)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
         key = f"enrol:{member_id}"

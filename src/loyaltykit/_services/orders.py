@@ -76,11 +76,12 @@ from loyaltykit._services.order_payments import (
     read_payments,
     still_paying,
 )
+from loyaltykit._services.preload import MemberReads, member_reads
 from loyaltykit._validate import check_id, check_member_id, check_reason
 from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
 
-__all__ = ["ORDER_KEY", "OrderService", "TierOf"]
+__all__ = ["ORDER_KEY", "OrderKey", "OrderService", "TierOf"]
 
 ORDER_KEY = "order:"  # the prefix of record_order's default keys
 
@@ -143,7 +144,7 @@ def _order_recorded(exc: DuplicateKey) -> LoyaltyError | None:
 
 
 @attrs.frozen
-class _OrderKey:
+class OrderKey:
     """An order under its default key: its row is the key's record (one row, not two)."""
 
     order_id: str
@@ -182,13 +183,14 @@ class OrderService:
         c.pipeline.reserve(ORDER_KEY, "record_order")
 
     def _member_state(self, uow: UnitOfWork, member_id: str, wallet: str, at: dt.datetime,
-                      *, lock: bool) -> MemberState:
+                      *, lock: bool, reads: MemberReads | None = None) -> MemberState:
         """The member, its ``wallet`` and default-wallet accounts (locked with ``lock``;
         the default wallet's row keeps the earning counters) and the version in force
-        at ``at``: one read."""
+        at ``at``: one read, or none with a batch's ``reads`` of the member (locked)."""
         default = self.program.default_wallet
         wallets = (wallet,) if wallet == default else tuple(sorted((wallet, default)))
-        state = uow.ledger.load_member(member_id, wallets, at, lock=lock)
+        state = (reads.member_state(wallets, at) if reads is not None
+                 else uow.ledger.load_member(member_id, wallets, at, lock=lock))
         if state is None or wallet not in state.accounts:
             raise MemberNotFound("member is not enrolled", member_ids=[member_id])
         return state
@@ -336,7 +338,7 @@ class OrderService:
         # the breakdown is stored once, with the order: the key's record holds the rest
         # under the default key the order's row is the key's record, and a duplicate
         # order id is a race the retry resolves (it finds the winner's row)
-        holder = _OrderKey(order.id) if key == default_key else None
+        holder = OrderKey(order.id) if key == default_key else None
         return self.c.pipeline.run(
             key, request, when, member_id, apply, encode=encode_order_result,
             replay=_replay_order, holder=holder,
@@ -357,7 +359,8 @@ class OrderService:
         # read under the member's lock: caps, stamp cards and "first order" count
         # this member's other orders, which cannot change until we commit. A second
         # order with this id is refused by the storage's unique rule on writing.
-        state = self._member_state(uow, member_id, wallet_, when, lock=True)
+        state = self._member_state(uow, member_id, wallet_, when, lock=True,
+                                   reads=member_reads(work.scratch, member_id))
         book = self._ledger.books(uow, ledger, wallet_, [member_id], need_lots=False,
                                   locked={member_id: state.accounts[wallet_]})[member_id]
         paid_txs = read_payments(uow, payments, member_id, wallet_, order.id)

@@ -17,7 +17,8 @@ outbox records it as ``tier.changed``: :mod:`loyaltykit._services.tier_events`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -36,6 +37,7 @@ from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._program import zone
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.preload import MemberReads, member_reads
 from loyaltykit._tiers import (
     TierChange,
     TierChanged,
@@ -134,8 +136,10 @@ class TierService:
         """(tier name, earn multiplier) of the member at ``at``, for pricing (the stored
         state is kept in ``work`` for the step before commit)."""
         policy = self._tiers()
+        reads = member_reads(work.scratch, member_id) if work is not None else None
         state, _ = self._tier_state(uow, member_id, at,
-                                    self._pending(work).read if work is not None else None)
+                                    self._pending(work).read if work is not None else None,
+                                    reads)
         tier = policy.tiers[state.rank if state is not None else 0]
         return tier.name, tier.benefits.earn_multiplier
 
@@ -211,11 +215,15 @@ class TierService:
                     changes.new_tier_states.add(member_id)
                     stored = False
             added: dict[dt.datetime, int] = {}  # this write's buckets of the member
+            reads = member_reads(work.scratch, member_id)
+            read_metric = (reads.tier_metric if reads is not None and reads.tiers
+                           else functools.partial(uow.tiers.tier_metric, member_id))
 
             def metric_of(start: dt.datetime, end: dt.datetime | None,
-                          member_id: str = member_id, stored: bool = stored,
-                          added: dict[dt.datetime, int] = added) -> int:
-                value = uow.tiers.tier_metric(member_id, start, end) if stored else 0
+                          stored: bool = stored, added: dict[dt.datetime, int] = added,
+                          read_metric: Callable[[dt.datetime, dt.datetime | None], int]
+                          = read_metric) -> int:
+                value = read_metric(start, end) if stored else 0
                 return value + sum(v for p, v in added.items()
                                    if start <= p and (end is None or p < end))
 
@@ -241,19 +249,23 @@ class TierService:
 
     def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
                     tier_read: dict[str, TierState | None] | None = None,
+                    reads: MemberReads | None = None,
                     ) -> tuple[TierState | None,
                                list[tuple[dt.datetime, int, int, int, TierState]]]:
         """The member's tier state with the evaluations due by ``at`` applied (not
         written), and those evaluations' changes. The stored state is kept in
-        ``tier_read`` when given."""
+        ``tier_read`` when given; a batch's ``reads`` of the member stand for storage."""
         policy = self._tiers()
-        state = uow.tiers.get_tier_state(member_id)
+        if reads is not None and reads.tiers:
+            state, metric = reads.tier_state, reads.tier_metric
+        else:
+            state = uow.tiers.get_tier_state(member_id)
+            metric = functools.partial(uow.tiers.tier_metric, member_id)
         if tier_read is not None:
             tier_read[member_id] = state
         if state is None:
             return None, []
-        return catch_up(policy, state, at, self.program.time_zone,
-                        lambda start, end: uow.tiers.tier_metric(member_id, start, end))
+        return catch_up(policy, state, at, self.program.time_zone, metric)
 
     def _read_tier(self, member_id: str) -> tuple[TierPolicy, dt.datetime, TierState,
                                                   list[TierChange], int]:

@@ -126,6 +126,21 @@ class MemoryLedgerStore:
         return MemberState(member=member, accounts=found,
                            version=self._programs.program_version_at(at))
 
+    def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
+                     ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
+        found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
+        for member_id in dict.fromkeys(member_ids):
+            member = self.get_member(member_id)
+            if member is None:
+                continue
+            accounts = {}
+            for wallet in sorted(set(wallets)):
+                state = self._t.accounts.get(self._mk(wallet, member_id))
+                if state is not None:
+                    accounts[wallet] = state
+            found[member_id] = (member, accounts)
+        return found
+
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         out = []
         for member_id in member_ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import attrs
 
@@ -67,6 +68,25 @@ class MemoryTierStore:
         return sum(t.tier_buckets[(program_id, member_id, period)]
                    for period in t.member_buckets.get((program_id, member_id), ())
                    if start <= period and (end is None or period < end))
+
+    def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
+        program_id = self._uow.program_id
+        found = {}
+        for member_id in member_ids:
+            state = self._t.tier_states.get((program_id, member_id))
+            if state is not None:
+                found[member_id] = state
+        return found
+
+    def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
+        t, program_id = self._t, self._uow.program_id
+        found = {}
+        for member_id in member_ids:
+            periods = t.member_buckets.get((program_id, member_id))
+            if periods:
+                found[member_id] = {p: t.tier_buckets[(program_id, member_id, p)]
+                                    for p in periods}
+        return found
 
     def tier_history(self, member_id: str) -> list[TierChange]:
         return list(self._t.tier_history.get((self._uow.program_id, member_id), ()))

@@ -24,7 +24,7 @@ from loyaltykit._tiers import (
     WindowKind,
 )
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._shared import Store, supported_dialect, upserts_for
+from loyaltykit.sql._shared import Store, chunks, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
 from loyaltykit.storage.tiers import TierChanges
 
@@ -54,6 +54,14 @@ _TIER_STATE_COLS = (  # the fields of TierState, in order
 _READ_TIER_STATE = sa.select(*_TIER_STATE_COLS).where(
     tier_states.c.program_id == _p, tier_states.c.member_id == _m)
 _SEL_TIER_STATE: sa.Executable = _READ_TIER_STATE.with_for_update()
+_ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_READ_TIER_STATES = sa.select(*_TIER_STATE_COLS).where(
+    tier_states.c.program_id == _p, tier_states.c.member_id.in_(_ids)
+).order_by(tier_states.c.member_id)
+_SEL_TIER_STATES: sa.Executable = _READ_TIER_STATES.with_for_update()
+_SEL_TIER_BUCKETS: sa.Executable = sa.select(
+    tier_buckets.c.member_id, tier_buckets.c.period_start, tier_buckets.c.value
+).where(tier_buckets.c.program_id == _p, tier_buckets.c.member_id.in_(_ids))
 _INS_TIER_STATE = tier_states.insert()
 # the version counts writes of the row: one more than stored, whatever the caller read
 _UPD_TIER_STATE = (
@@ -431,6 +439,27 @@ class SQLTierStore(Store):
             params["end"] = end
             value = self._c().scalar(_SEL_TIER_METRIC, params)
         return int(value or 0)
+
+    @translated
+    def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
+        """One statement per 500 members, locking the rows in member-id order (as
+        :meth:`get_tier_state`)."""
+        stmt = _READ_TIER_STATES if self._uow.read_only else _SEL_TIER_STATES
+        found = {}
+        for chunk in chunks(sorted(set(member_ids))):
+            for row in self._c().execute(stmt, {"p": self.program_id, "ids": chunk}):
+                found[row[0]] = TierState(*row)
+        return found
+
+    @translated
+    def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
+        """One statement per 500 members."""
+        found: dict[str, dict[dt.datetime, int]] = {}
+        for chunk in chunks(sorted(set(member_ids))):
+            for member_id, period, value in self._c().execute(
+                    _SEL_TIER_BUCKETS, {"p": self.program_id, "ids": chunk}):
+                found.setdefault(member_id, {})[period] = int(value)
+        return found
 
     @translated
     def tier_history(self, member_id: str) -> list[TierChange]:

@@ -86,6 +86,14 @@ class LedgerStore(Protocol):
         wallet order. A backend should fetch it in one round trip: it is on the path of
         every recorded order and event."""
 
+    def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
+                     ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
+        """Return, for each of these members that is enrolled, the member and the
+        running totals of each of its ``wallets`` that has an account, locked as
+        :meth:`lock_accounts` locks them: what :meth:`load_member` reads, for many
+        members at once (a batch's reads; the version in force is the caller's). A
+        backend should take a statement or two per kind, not one per member."""
+
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         """Return the open lots (remaining > 0 or pending) of these members' wallet."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
@@ -47,6 +48,14 @@ class TierStore(Protocol):
     def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
         """Return the sum of the member's metric buckets whose period starts in
         ``[start, end)`` (``end`` None: no upper bound); 0 if there are none."""
+
+    def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
+        """Return the tier states kept for these members (absent: none kept), locked as
+        :meth:`get_tier_state` locks them: a batch's reads, in one go."""
+
+    def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
+        """Return these members' metric buckets, period start -> value (a member
+        without any is absent), for :meth:`tier_metric`'s sums over many members."""
 
     def tier_history(self, member_id: str) -> list[TierChange]:
         """Return the member's tier history in the order it was written."""

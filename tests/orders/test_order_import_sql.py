@@ -1,0 +1,74 @@
+"""The history import's statements per batch on SQLite: a batch reads its members,
+accounts, tier states and tier buckets in one go, so what it issues does not grow with
+its orders (it did: ~3 reads per order). That the results stay those of recording one
+by one is in the shipped contract (OrderImportContract)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyaltykit import (
+    EarningPolicy,
+    Loyalty,
+    Money,
+    Order,
+    OrderLine,
+    Program,
+    RateRule,
+    StampCardRule,
+    TestClock,
+    Tier,
+    TierPolicy,
+)
+from loyaltykit.sql import SQLStorage, create_engine
+
+T0 = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
+
+
+def _program() -> Program:
+    return Program(id="shop", time_zone="UTC", currency="EUR",
+                   point_value=Money("0.01", "EUR"),
+                   earning=EarningPolicy(rules=(RateRule(id="rate"),
+                                                StampCardRule(id="card", every=3, points=5))),
+                   tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 50))))
+
+
+def _orders(start: int, count: int, members: int) -> list[Order]:
+    return [Order(id=f"o{i}", member_id=f"m{i % members}", currency="EUR",
+                  placed_at=T0 + dt.timedelta(minutes=i),
+                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),))
+            for i in range(start, start + count)]
+
+
+def _statements_per_batch(tmp_path: Path, count: int) -> int:
+    engine = create_engine(f"sqlite:///{tmp_path}/import{count}.sqlite")
+    try:
+        storage = SQLStorage(engine)
+        storage.create_schema()
+        loyalty = Loyalty(_program(), storage, clock=TestClock(T0.replace(year=2027)))
+        # members known (with tier buckets) and members new: both kinds in the batch
+        loyalty.record_orders(_orders(0, count // 2, count // 2), enrol=True)
+        seen: list[str] = []
+
+        def log(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            seen.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", log)
+        result = loyalty.record_orders(_orders(count, count, count), enrol=True,
+                                       batch_size=count)
+        sa.event.remove(engine, "before_cursor_execute", log)
+        assert (count, count // 2, 1) == (result.recorded, result.enrolled, result.batches)
+        return len(seen)
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_of_distinct_members_issues_as_many_statements_for_any_size(
+        tmp_path: Path) -> None:
+    small, large = (_statements_per_batch(tmp_path, n) for n in (20, 200))
+    assert large == small  # not 3 more per order
+    assert large <= 30
