@@ -28,9 +28,9 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
 }
 
-MEMORY = settings(max_examples=200, stateful_step_count=50, **_COMMON)
+MEMORY = settings(max_examples=150, stateful_step_count=50, **_COMMON)
 SQLITE = settings(max_examples=50, stateful_step_count=40, **_COMMON)
-BOTH = settings(max_examples=75, stateful_step_count=40, **_COMMON)
+BOTH = settings(max_examples=50, stateful_step_count=40, **_COMMON)
 
 
 @pytest.mark.slow

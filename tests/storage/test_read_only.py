@@ -34,6 +34,7 @@ def storage(db_path: Path) -> Iterator[SQLStorage]:
     # waited for the writer fails here instead of passing late
     sa.event.listen(storage._engine, "connect",
                     lambda dbapi, record: dbapi.execute("PRAGMA busy_timeout = 0"))
+    storage._engine.dispose()  # the schema's pooled connection has the 30 s timeout
     yield storage
     storage.dispose()
 
