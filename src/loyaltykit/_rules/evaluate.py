@@ -46,6 +46,7 @@ from loyaltykit._rules.limits import (
     Run,
     not_applied,
     signed,
+    spread,
 )
 from loyaltykit._rules.policy import (
     EVENT,
@@ -188,12 +189,7 @@ def _evaluate(
                 amounts.append(a)
                 uncapped += a
             points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
-            if points == uncapped:
-                for i, a in zip(picked, amounts, strict=True):
-                    base[i] += a
-            elif uncapped:
-                for i, a in zip(picked, amounts, strict=True):
-                    base[i] += a * points / uncapped
+            spread(base, picked, amounts, points, uncapped)
             explanation = (f"{c.prefix} {currency} on {counted!s} {currency} {c.what} = "
                            f"{uncapped!s}{note}")
         elif code == MULTIPLIER:
@@ -220,12 +216,7 @@ def _evaluate(
                 uncapped += a
             points, note = run.limit(c, uncapped) if c.limited or capped else (uncapped, "")
             if multiply:
-                if points == uncapped:
-                    for i, a in zip(picked, amounts, strict=True):
-                        current[i] += a
-                elif uncapped:
-                    for i, a in zip(picked, amounts, strict=True):
-                        current[i] += a * points / uncapped
+                spread(current, picked, amounts, points, uncapped)
             explanation = f"{prefix}{counted!s} points{c.what} = {signed(uncapped)}{note}"
         elif code == FIXED:
             if not picked:

@@ -39,7 +39,7 @@ from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
 from loyaltykit._rules.facts import Facts
 from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO, num_text, points_text
-from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied
+from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied, spread
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import Evaluation, RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
@@ -154,21 +154,6 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
     """True if the fast path handles every one of ``rules`` (order rules: rate,
     multiplier, fixed and stamp card)."""
     return all(c.code in (RATE, MULTIPLIER, FIXED, STAMP) for c in rules)
-
-
-def _increase(current: list[Decimal], every_line: bool, picked: Sequence[int],
-              amounts: list[Decimal], points: Decimal, uncapped: Decimal) -> list[Decimal]:
-    """``current`` with a multiplier's ``amounts`` (its increase of the lines ``picked``)
-    added, shared out in proportion when its caps left ``points`` of ``uncapped``."""
-    if points == uncapped:
-        if every_line:
-            return [b + a for b, a in zip(current, amounts, strict=True)]
-        for i, a in zip(picked, amounts, strict=True):
-            current[i] += a
-    elif uncapped:
-        for i, a in zip(picked, amounts, strict=True):
-            current[i] += a * points / uncapped
-    return current
 
 
 _net = attrgetter("net")
@@ -303,15 +288,10 @@ def evaluate_first(
                 points, note = run.limit(c, uncapped)
             else:
                 points, note = uncapped, ""
-            if points == uncapped:
-                if s.match_all and not s.ship:  # every line: one pass in C
-                    base[:n] = map(add, base, amounts)
-                else:
-                    for i, a in zip(picked, amounts, strict=True):
-                        base[i] += a
-            elif uncapped:
-                for i, a in zip(picked, amounts, strict=True):
-                    base[i] += a * points / uncapped
+            if points == uncapped and s.match_all and not s.ship:  # every line: in C
+                base[:n] = map(add, base, amounts)
+            else:
+                spread(base, picked, amounts, points, uncapped)
             explanation = (f"{s.prefix} {currency} on {counted!s} {currency} {c.what} = "
                            f"{uncapped!s}{note}")
         elif code == MULTIPLIER:
@@ -325,7 +305,7 @@ def evaluate_first(
                     if pending[3] == pending[4] and pending[0]:  # every line, uncapped
                         current = list(map(add, current, pending[2]))
                     else:
-                        current = _increase(current, *pending)
+                        spread(current, *pending[1:])
                     pending = None
                 source = current
             else:

@@ -136,6 +136,18 @@ def not_applied(c: Compiled, explanation: str) -> RuleOutcome:
                        (), c.tracked)
 
 
+def spread(target: list[Decimal], picked: Sequence[int], amounts: Sequence[Decimal],
+           points: Decimal, uncapped: Decimal) -> None:
+    """Add a rule's ``amounts`` (its points on the lines ``picked``) to ``target``,
+    shared out in proportion when its caps left ``points`` of ``uncapped``."""
+    if points == uncapped:
+        for i, a in zip(picked, amounts, strict=True):
+            target[i] += a
+    elif uncapped:
+        for i, a in zip(picked, amounts, strict=True):
+            target[i] += a * points / uncapped
+
+
 def signed(value: Decimal) -> str:
     """A multiplier's contribution with its sign: ``+1.50``, ``-2``."""
     return f"+{value!s}" if value >= ZERO else str(value)
