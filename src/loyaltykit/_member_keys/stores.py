@@ -1,33 +1,16 @@
-"""The shop's member ids in, member keys stored (DESIGN §11).
-
-The facade wraps its storage in :class:`KeyedStorage`. Each of its units of work hands
-the capability stores member keys where the services give the shop's member ids, and
-gives the services the shop's ids back where the stores return keys; the services and
-the domain speak only the shop's ids, the backends store only keys, and the shop's id
-is kept once, in the ``members`` store (:mod:`loyaltykit.storage.members`).
-
-A key is drawn (32 hex digits, from the facade's id source: a time-ordered UUID unless
-one is injected) when a member row is first written for a shop id that has none, and
-never changes. Drawing it from the same source as every other id keeps two backends
-driven by the same calls identical, row for row. An erased member has no shop id any more: it is
-named ``"erased:<key>"`` (:data:`ERASED_PREFIX`) on the way out, and that name maps back
-to its key on the way in, so due work, reports and reversals keep running on its ledger.
-A shop id that is not mapped reads as nothing (a key no row carries).
-
-Cursors that only the stores interpret (a tier job's member range) pass through as keys.
-"""
+"""The capability stores of a unit of work, translating: shop ids in, member keys
+to the wrapped store, shop ids back out (one class per store Protocol)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from loyaltykit._copy import cached, copy_with
+from loyaltykit._member_keys.names import Names
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -37,7 +20,6 @@ from loyaltykit._model import (
     Member,
     MemberState,
     OrderRecord,
-    ProgramVersion,
     RuleUsage,
     Transaction,
 )
@@ -56,340 +38,27 @@ from loyaltykit.storage import (
     OrderStore,
     OutboxChanges,
     OutboxStore,
-    ProgramStore,
     ReferralChanges,
     ReferralStore,
-    ReportStore,
     RewardChanges,
     RewardStore,
-    Storage,
     TierChanges,
     TierStore,
-    UnitOfWork,
-    read_unit_of_work,
 )
-from loyaltykit.storage.members import Erasure, MemberKeyChanges
+from loyaltykit.storage.members import MemberKeyChanges
 
-__all__ = ["ERASED_PREFIX", "PAYLOAD_MEMBER_FIELDS", "KeyedStorage", "KeyedUnitOfWork",
-           "Names", "shop_ids"]
+__all__ = ["PAYLOAD_MEMBER_FIELDS", "KeyedKeyStore", "KeyedLedgerStore", "KeyedNoticeStore",
+           "KeyedOrderStore", "KeyedOutboxStore", "KeyedReferralStore", "KeyedRewardStore",
+           "KeyedTierStore"]
 
-#: How an erased member is named: this prefix and its member key.
-ERASED_PREFIX = "erased:"
-
-_UNKNOWN = "?"  # a shop id with no key reads as this prefix + the id: no row has it
-_ID_FIELDS = ("member_id", "referrer_id", "referee_id")
 #: Fields of an event's payload (top level) that name another member: stored as keys
 PAYLOAD_MEMBER_FIELDS = ("counterpart_member_id", "referrer_id", "referee_id")
-_fields: dict[type, tuple[str, ...]] = {}
 _set = object.__setattr__
 
-R = TypeVar("R")
 
+class KeyedKeyStore:
+    """Idempotency records, translated."""
 
-def _id_fields(cls: type) -> tuple[str, ...]:
-    found = _fields.get(cls)
-    if found is None:
-        names = attrs.fields_dict(cls)
-        found = _fields[cls] = tuple(f for f in _ID_FIELDS if f in names)
-    return found
-
-
-def _with(row: R, changes: dict[str, str]) -> R:
-    """A copy of ``row`` with ``changes``, without running its validators again (a
-    stored row is taken as it is, even one a buggy backend broke: the invariant checks
-    must see it)."""
-    return copy_with(row, changes)
-
-
-def shop_ids(members: MemberKeyStore, keys: Sequence[str]) -> dict[str, str]:
-    """Member key -> shop id for ``keys``, in one batch (what program-wide reads show);
-    a key whose member was erased shows as its placeholder (``erased:<key>``)."""
-    unique = list(dict.fromkeys(keys))
-    found = members.ids_of(unique) if unique else {}
-    return {k: found.get(k) or ERASED_PREFIX + k for k in unique}
-
-
-def random_key() -> str:
-    """A new member key from no id source (random, 32 hex digits)."""
-    return uuid.uuid4().hex
-
-
-class Names:
-    """The shop ids and member keys one unit of work has met, both ways."""
-
-    def __init__(self, members: MemberKeyStore, *, raw: bool = False,
-                 new_key: Callable[[], str] = random_key) -> None:
-        self._members = members
-        self._new_key = new_key
-        # raw: an id with no key is its own key (rows a test wrote straight to the stores)
-        self._raw = raw
-        self._key: dict[str, str] = {}
-        self._id: dict[str, str] = {}
-        #: shop id -> key drawn in this unit of work (written with the member's row)
-        self.added: dict[str, str] = {}
-
-    # -- shop ids -> keys -----------------------------------------------------------------
-
-    def resolve(self, member_ids: Iterable[str]) -> None:
-        """Look up the keys of these shop ids (or erased names) not met yet."""
-        missing = [m for m in member_ids if m not in self._key]
-        if not missing:
-            return
-        lookup = []
-        for m in missing:
-            if m.startswith(ERASED_PREFIX):
-                key = m[len(ERASED_PREFIX):]
-                self._key[m] = key
-                self._id.setdefault(key, m)
-            else:
-                lookup.append(m)
-        if lookup:
-            found = self._members.keys_of(lookup)
-            for m in lookup:
-                mapped = found.get(m)
-                if mapped is None:
-                    self._key[m] = _UNKNOWN + m
-                else:
-                    self._key[m] = mapped
-                    self._id[mapped] = m
-
-    def key(self, member_id: str) -> str:
-        """The key to read a shop id by (one no row has if it has none; with ``raw``,
-        the id itself)."""
-        key = self._key.get(member_id)
-        if key is None:
-            self.resolve((member_id,))
-            key = self._key[member_id]
-        if self._raw and key.startswith(_UNKNOWN):
-            return member_id
-        return key
-
-    def keys(self, member_ids: Sequence[str]) -> list[str]:
-        """The keys to read these shop ids by, in order."""
-        self.resolve(member_ids)
-        return [self.key(m) for m in member_ids]
-
-    def write_key(self, member_id: str) -> str:
-        """The key to write for a shop id: its key, or a new one (the member's row must
-        be written in this unit of work)."""
-        key = self._key.get(member_id)
-        if key is None:
-            self.resolve((member_id,))
-            key = self._key[member_id]
-        if key.startswith(_UNKNOWN):
-            key = self._new_key()
-            self._key[member_id] = key
-            self._id[key] = member_id
-            self.added[member_id] = key
-        return key
-
-    # -- keys -> shop ids -----------------------------------------------------------------
-
-    def learn(self, keys: Iterable[str]) -> None:
-        """Look up the shop ids of these keys not met yet."""
-        missing = list({k for k in keys if k not in self._id})
-        if not missing:
-            return
-        found = self._members.ids_of(missing)
-        for key in missing:
-            member_id = found.get(key)
-            if member_id is None and self._raw and self._members.get_erasure(key) is None:
-                self._id[key] = key
-            elif member_id is None:
-                self._id[key] = ERASED_PREFIX + key
-            else:
-                self._id[key] = member_id
-                self._key.setdefault(member_id, key)
-
-    def id(self, key: str) -> str:
-        """The shop id of a key (its erased name if it has none any more)."""
-        member_id = self._id.get(key)
-        if member_id is None:
-            self.learn((key,))
-            member_id = self._id[key]
-        return member_id
-
-    def erased(self, member_id: str, key: str) -> None:
-        """Forget the shop id of an erased key."""
-        self._key.pop(member_id, None)
-        self._id[key] = ERASED_PREFIX + key
-        self._key[ERASED_PREFIX + key] = key
-
-    # -- rows -----------------------------------------------------------------------------
-
-    def stored(self, row: R) -> R:
-        """``row`` with its member fields as keys (drawn for a new member)."""
-        changes = {}
-        for name in _id_fields(type(row)):
-            value = getattr(row, name)
-            if value is not None:
-                changes[name] = self.write_key(value)
-        return _with(row, changes) if changes else row
-
-    def shown(self, rows: Sequence[R]) -> list[R]:
-        """``rows`` with their member fields as shop ids."""
-        if not rows:
-            return []
-        fields = _id_fields(type(rows[0]))
-        self.learn(getattr(r, f) for r in rows for f in fields
-                   if getattr(r, f) is not None)
-        out = []
-        for row in rows:
-            changes = {f: self._id[v] for f in fields if (v := getattr(row, f)) is not None}
-            out.append(_with(row, changes) if changes else row)
-        return out
-
-    def one(self, row: R | None) -> R | None:
-        """``row`` (or None) with its member fields as shop ids."""
-        return None if row is None else self.shown([row])[0]
-
-
-class KeyedStorage:
-    """A storage whose units of work translate shop ids to member keys (see the module
-    docstring); everything else is the wrapped storage's."""
-
-    def __init__(self, inner: Storage, *, raw: bool = False,
-                 new_key: Callable[[], str] = random_key) -> None:
-        self.inner = inner
-        self._raw = raw
-        self._new_key = new_key
-
-    @property
-    def concurrent(self) -> bool:
-        """The wrapped storage's :attr:`~loyaltykit.storage.Storage.concurrent`."""
-        return self.inner.concurrent
-
-    def unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
-        """A unit of work of the wrapped storage, translating."""
-        return KeyedUnitOfWork(self.inner.unit_of_work(program_id), raw=self._raw,
-                               new_key=self._new_key)
-
-    def read_unit_of_work(self, program_id: str) -> KeyedUnitOfWork:
-        """A unit of work of the wrapped storage that only reads (an ordinary one where
-        the storage has none), translating."""
-        return KeyedUnitOfWork(read_unit_of_work(self.inner, program_id), raw=self._raw,
-                               new_key=self._new_key)
-
-    def register_program(self, version: ProgramVersion) -> None:
-        """Register a program version in the wrapped storage."""
-        self.inner.register_program(version)
-
-    def __repr__(self) -> str:
-        return f"KeyedStorage({self.inner!r})"
-
-
-class KeyedUnitOfWork:
-    """A unit of work whose stores take and give the shop's member ids."""
-
-    def __init__(self, inner: UnitOfWork, *, raw: bool = False,
-                 new_key: Callable[[], str] = random_key) -> None:
-        self.inner = inner
-        self.program_id = inner.program_id
-        self._raw = raw
-        self._new_key = new_key
-
-    def __enter__(self) -> Self:
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.inner.__exit__(exc_type, exc, tb)
-
-    def commit(self) -> None:
-        """Commit the wrapped unit of work."""
-        self.inner.commit()
-
-    @cached
-    def names(self) -> Names:
-        """The shop ids and keys met in this unit of work."""
-        return Names(self.inner.members, raw=self._raw, new_key=self._new_key)
-
-    @property
-    def programs(self) -> ProgramStore:
-        """The wrapped program store (nothing to translate)."""
-        return self.inner.programs
-
-    @property
-    def members(self) -> MemberKeyStore:
-        """The wrapped members' keys (they speak keys: see :attr:`names`)."""
-        return self.inner.members
-
-    @cached
-    def keys(self) -> KeyStore:
-        """Idempotency records, translated."""
-        return _Keys(self.inner.keys, self.names)
-
-    @cached
-    def ledger(self) -> LedgerStore:
-        """The ledger, translated."""
-        return _Ledger(self.inner.ledger, self.names, self.inner.members)
-
-    @cached
-    def orders(self) -> OrderStore:
-        """Orders and rule usage, translated."""
-        return _Orders(self.inner.orders, self.names)
-
-    @cached
-    def tiers(self) -> TierStore:
-        """Tier states, history and notices, translated."""
-        return _Tiers(self.inner.tiers, self.names)
-
-    @cached
-    def referrals(self) -> ReferralStore:
-        """Codes, referrals and marks, translated."""
-        return _Referrals(self.inner.referrals, self.names)
-
-    @cached
-    def rewards(self) -> RewardStore:
-        """Vouchers and reward counters, translated."""
-        return _Rewards(self.inner.rewards, self.names)
-
-    @cached
-    def outbox(self) -> OutboxStore:
-        """Events, translated (their member and the members their payload names)."""
-        return _Outbox(self.inner.outbox, self.names)
-
-    @cached
-    def notices(self) -> NoticeStore:
-        """Claimed notices, translated."""
-        return _Notices(self.inner.notices, self.names)
-
-    @property
-    def reports(self) -> ReportStore:
-        """Program-wide reads, as stored: rows name member keys, which the reports'
-        service shows as shop ids (one batch lookup per page)."""
-        return self.inner.reports
-
-    def erase(self, member_id: str, at: dt.datetime) -> str | None:
-        """Erase a member: each store removes what identifies it, then its shop id's
-        mapping goes and the erasure is recorded. Return its key (None: not mapped).
-
-        An erased name (``"erased:<key>"``) of a recorded erasure is swept again (what
-        a write that raced the erasure may have kept) and None returned."""
-        key = self.names.key(member_id)
-        if key.startswith(_UNKNOWN):
-            return None
-        erased = member_id.startswith(ERASED_PREFIX)
-        if erased and self.inner.members.get_erasure(key) is None:
-            return None
-        name = ERASED_PREFIX + key
-        self.inner.keys.erase(key)
-        self.inner.ledger.erase(key)
-        # the other members' transfers with this one, and the results kept for them
-        transfers = self.inner.ledger.rename_counterpart(key, name)
-        if not erased and transfers:
-            self.inner.keys.rename(transfers, member_id, name)
-        self.inner.orders.erase(key, name)
-        self.inner.referrals.erase(key)
-        if erased:
-            return None
-        self.inner.members.write(MemberKeyChanges(erasures=[Erasure(key, at)]))
-        self.names.erased(member_id, key)
-        return key
-
-
-class _Keys:
     def __init__(self, inner: KeyStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -406,7 +75,9 @@ class _Keys:
         self.inner.write([self.n.stored(r) for r in records])
 
 
-class _Ledger:
+class KeyedLedgerStore:
+    """The ledger, translated."""
+
     def __init__(self, inner: LedgerStore, names: Names, members: MemberKeyStore) -> None:
         self.inner, self.n, self.members = inner, names, members
 
@@ -539,7 +210,9 @@ def _order_doc(doc: Mapping[str, Any], member_id: str) -> dict[str, Any]:
     return {**doc, "member_id": member_id} if "member_id" in doc else dict(doc)
 
 
-class _Orders:
+class KeyedOrderStore:
+    """Orders and rule usage, translated."""
+
     def __init__(self, inner: OrderStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -581,7 +254,9 @@ class _Orders:
                                       net=changes.net))
 
 
-class _Tiers:
+class KeyedTierStore:
+    """Tier states, history and notices, translated."""
+
     def __init__(self, inner: TierStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -641,7 +316,9 @@ class _Tiers:
         ))
 
 
-class _Referrals:
+class KeyedReferralStore:
+    """Codes, referrals and marks, translated."""
+
     def __init__(self, inner: ReferralStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -689,7 +366,9 @@ class _Referrals:
         ))
 
 
-class _Rewards:
+class KeyedRewardStore:
+    """Vouchers and reward counters, translated."""
+
     def __init__(self, inner: RewardStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -728,7 +407,9 @@ class _Rewards:
         ))
 
 
-class _Outbox:
+class KeyedOutboxStore:
+    """Events, translated (their member and the members their payload names)."""
+
     def __init__(self, inner: OutboxStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
@@ -786,7 +467,9 @@ class _Outbox:
         self.inner.write(OutboxChanges(events=events))
 
 
-class _Notices:
+class KeyedNoticeStore:
+    """Claimed notices, translated."""
+
     def __init__(self, inner: NoticeStore, names: Names) -> None:
         self.inner, self.n = inner, names
 
