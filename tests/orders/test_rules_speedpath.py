@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import importlib.util
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _benchmarks import load_benchmark
 from loyaltykit import (
     Evaluation,
     LoyaltyError,
@@ -29,19 +28,7 @@ from loyaltykit._rules.evaluate import first_evaluation
 from loyaltykit._rules.policy import plan_of
 from loyaltykit.testing import strategies as lks
 
-RULES_BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "rules.py"
-
-
-def _benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rules_speedpath",
-                                                  RULES_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _benchmark()
+BENCH = load_benchmark("rules")
 PROGRAM = BENCH.earning()
 START = dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC)
 
