@@ -5,7 +5,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -42,6 +42,9 @@ from loyaltykit._validate import (
     invalid,
 )
 from loyaltykit._values import MAX_POINTS
+
+if TYPE_CHECKING:
+    from loyaltykit._rules.fastpath import OrderSteps
 
 _MAX_RULES = 500
 
@@ -133,7 +136,7 @@ class Plan:
         #: the order rules compiled further for the evaluator's fast path, on first use
         #: (:class:`~loyaltykit._rules.fastpath.OrderSteps`; False: the policy has a rule
         #: the fast path does not handle)
-        self.order_steps: Any = None
+        self.order_steps: OrderSteps | Literal[False] | None = None
 
 
 @attrs.frozen
