@@ -440,7 +440,7 @@ def evaluate_order(
     rest: rate rules then earn on it instead of the net (conditions such as a minimum
     order still test the order's net goods). Pure: no clock, no I/O.
     """
-    plan = plan_of(_check_policy(policy))
+    _check_policy(policy)
     if not isinstance(order, Order):
         raise InvalidInput("order must be an Order", field="order", value=shown(order))
     _check_inputs(member, usage, version)
@@ -450,18 +450,10 @@ def evaluate_order(
     if previous is None:
         return first_evaluation(policy, time_zone, order, member, usage=usage,
                                 version=version, stamps=stamps, money_paid=money_paid)
-    zone = program_zone(time_zone)
-    with decimal.localcontext(CONTEXT):
-        member, before = _member_from(previous.context)
-        old = {o.rule_id: o for o in previous.outcomes}
-        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
-                      order.attributes, None, order.channel, order.store)
-        run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", old)
-        shipping = order.shipping.amount if order.shipping is not None else ZERO
-        return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
-                         shipping=shipping, stamps_before=before, previous=previous,
-                         version=version, context=previous.context,
-                         money_paid=_check_money_paid(order, money_paid))
+    # a re-evaluation reads no usage rows (Run ignores them beside previous outcomes):
+    # it is reevaluate_order with no card settled over kept stamps
+    return reevaluate_order(policy, time_zone, order, previous, version=version, keep={},
+                            money_paid=money_paid)
 
 
 def first_evaluation(
