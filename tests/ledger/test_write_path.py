@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._copy import cached, copy_with, evolve
 from loyaltykit._model import Account, AccountState, Hold, HoldAllocation, HoldStatus, Kind, Lot
-from loyaltykit._program import ExpiryPolicy
+from loyaltykit._program import ExpiryPolicy, ExpiryRounding
 from loyaltykit._results import (
     Balance,
     HoldResult,
@@ -105,10 +105,12 @@ def test_the_everyday_results_encode_as_the_generic_codec_does(
 
 
 @settings(max_examples=200, deadline=None)
-@given(instants, st.integers(min_value=0, max_value=100_000))
-def test_a_utc_programs_expiry_in_days_is_the_calendars(start: dt.datetime, days: int) -> None:
-    expected = to_utc(round_up(in_zone(start, "UTC").add(days=days), "none"))
-    found = ExpiryPolicy(days=days).expiry_for(start, "UTC")
+@given(instants, st.integers(min_value=0, max_value=100_000), st.sampled_from(ExpiryRounding))
+def test_a_utc_programs_expiry_in_days_is_the_calendars(start: dt.datetime, days: int,
+                                                        rounding: ExpiryRounding) -> None:
+    # (with rounding the shortcut must not be taken: the calendar's answer stands)
+    expected = to_utc(round_up(in_zone(start, "UTC").add(days=days), rounding.value))
+    found = ExpiryPolicy(days=days, round_up_to=rounding).expiry_for(start, "UTC")
     assert expected == found
     assert found is not None and found.tzinfo is UTC
 
