@@ -38,9 +38,10 @@ from loyaltykit._pipeline import Steps, Work, fingerprint
 from loyaltykit._results import OrderResult, encode_order_result, encode_result
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService
+from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService, order_request
 from loyaltykit._services.preload import PRELOAD, BatchReads
 from loyaltykit._validate import check_member_id
+from loyaltykit.storage import UnitOfWork
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
 
@@ -90,6 +91,11 @@ class _Item:
     when: dt.datetime
     placed: dict[str, Any]
     print_: str
+
+    @property
+    def key(self) -> str:
+        """The order's default key (``record_order``'s)."""
+        return f"{ORDER_KEY}{self.order.id}"
 
 
 class OrderImport:
@@ -162,8 +168,7 @@ class OrderImport:
         check_member_id(order.member_id)
         when = self.c.instant(order.placed_at, "placed_at")
         placed = order.to_dict()
-        request = {"op": "record_order", "order": placed, "wallet": wallet_, "paid_with": []}
-        return _Item(order, when, placed, fingerprint(request))
+        return _Item(order, when, placed, fingerprint(order_request(placed, wallet_)))
 
     def _batch(self, steps: Steps, items: list[_Item], wallet_: str,
                enrol: bool) -> ImportResult:
@@ -237,17 +242,19 @@ class OrderImport:
                             failed=tuple((i, e) for _, i, e in sorted(failed, key=lambda f: f[0])),
                             batches=1)
 
-    def _same(self, uow: Any, stored: OrderRecord | None, now: str | None,
+    @staticmethod
+    def _same(uow: UnitOfWork, stored: OrderRecord | None, now: str | None,
               item: _Item) -> bool:
-        """True if the order recorded under this id is this one (same request)."""
+        """True if the order recorded under this id is this one (same request), as
+        ``record_order`` under the default key decides it."""
         if now is not None:
             return now == item.print_
         assert stored is not None
-        if stored.fingerprint is not None:
-            return stored.fingerprint == item.print_
-        # recorded before the row kept its key's record: the key's own record, if any
-        record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
-        return record is not None and bool(record.fingerprint == item.print_)
+        try:
+            record = OrderKey(item.order.id).record_of(uow, item.key, stored)
+        except OrderAlreadyRecorded:  # recorded under another key
+            return False
+        return record.fingerprint == item.print_
 
     def _record(self, steps: Steps, item: _Item, wallet_: str,
                 reads: BatchReads) -> OrderResult:
@@ -264,7 +271,7 @@ class OrderImport:
             return self._orders.record_in(work, order, order.member_id, wallet_,
                                           item.when, placed=item.placed)
 
-        return steps.run(item.when, f"{ORDER_KEY}{order.id}", step, keep=keep, defer=True)
+        return steps.run(item.when, item.key, step, keep=keep, defer=True)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
         key = f"enrol:{member_id}"

@@ -284,6 +284,22 @@ class OrderImportContract(ContractPart):
         again = loyalty.record_orders([changed])  # and on a later run
         assert isinstance(again.failed[0][1], OrderAlreadyRecorded)
 
+    def test_orders_of_record_order_are_skipped_under_its_default_key_only(
+            self, storage: Storage) -> None:
+        """The import decides as ``record_order`` under the default key does: an order
+        it recorded (same content) is skipped, one recorded under another key is
+        refused."""
+        loyalty = _facade(storage, _rate_program(), "byone")
+        loyalty.enrol("m", at=START)
+        orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)]
+        loyalty.record_order(orders[0])
+        loyalty.record_order(orders[1], key="till-1")
+        result = loyalty.record_orders(orders)
+        assert (1, 1, 10) == (result.recorded, result.skipped, result.points)
+        assert ["o1"] == [order_id for order_id, _ in result.failed]
+        assert isinstance(result.failed[0][1], OrderAlreadyRecorded)
+        assert 30 == loyalty.balance("m").total
+
     def test_progress_is_reported_after_each_batch(self, storage: Storage) -> None:
         loyalty = _facade(storage, _rate_program(), "progress")
         orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(5)]
