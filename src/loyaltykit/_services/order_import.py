@@ -2,8 +2,9 @@
 
 :meth:`OrderImport.record_orders` checks each batch of orders up front, then runs the
 batch in one unit of work (:meth:`~loyaltykit._pipeline.WritePipeline.steps`): one read
-of which of its orders are recorded already and one of which of its members are
-enrolled (their accounts locked), the enrolment of the unknown ones if asked, then for
+of which of its orders are recorded already, if asked one of which of its members are
+enrolled and the enrolment of the unknown ones, the batch's reads of its members
+(:mod:`~loyaltykit._services.preload`: their accounts locked), then for
 each order, in stream order, the very use case of ``record_order``
 (:meth:`~loyaltykit._services.orders.OrderService.record_in`) on a fresh write of that
 unit of work, whose changes the next order reads. Orders of distinct members are
@@ -174,9 +175,6 @@ class OrderImport:
                enrol: bool) -> ImportResult:
         uow = steps.uow
         stored = {r.order_id: r for r in uow.orders.get_orders([i.order.id for i in items])}
-        # the batch's members: whose accounts exist (locked, as record_order locks them)
-        members = list(dict.fromkeys(i.order.member_id for i in items))
-        known = set(uow.ledger.lock_accounts(self.program.default_wallet, members))
         recorded: dict[str, str] = {}  # order id -> fingerprint, recorded in this batch
         failed: list[tuple[int, str, LoyaltyError]] = []  # by position in the batch
         skipped = 0
@@ -194,23 +192,24 @@ class OrderImport:
                     "an order with this id is already recorded", order_id=order_id)))
             return True
 
-        todo = [(n, item) for n, item in enumerate(items) if item.order.id not in stored]
+        todo = [item for item in items if item.order.id not in stored]
+        members = list(dict.fromkeys(item.order.member_id for item in todo))
         enrolled = 0
         if enrol:
-            first: dict[str, dt.datetime] = {}
-            for _, item in todo:
+            # which members are enrolled (the batch's reads below lock their accounts)
+            known = uow.ledger.lock_accounts(self.program.default_wallet, members)
+            first: dict[str, dt.datetime] = {}  # an unknown member's earliest instant
+            for item in todo:
                 member_id = item.order.member_id
-                if member_id not in known and (member_id not in first
-                                               or item.when < first[member_id]):
-                    first[member_id] = item.when
+                if member_id not in known:
+                    first[member_id] = min(item.when, first.get(member_id, item.when))
             for member_id, when in first.items():
                 self._enrol(steps, member_id, when)
                 enrolled += 1
             steps.flush()  # the enrolments, before the batch's reads
         # what the orders' use case reads of their members, for all of them at once
         default = self.program.default_wallet
-        reads = BatchReads.read(uow, [item.order.member_id for _, item in todo],
-                                sorted({wallet_, default}),
+        reads = BatchReads.read(uow, members, sorted({wallet_, default}),
                                 tiers=self.program.tiers is not None)
 
         def flush() -> None:
