@@ -176,10 +176,10 @@ class OrderImport:
         uow = steps.uow
         stored = {r.order_id: r for r in uow.orders.get_orders([i.order.id for i in items])}
         recorded: dict[str, str] = {}  # order id -> fingerprint, recorded in this batch
-        failed: list[tuple[int, str, LoyaltyError]] = []  # by position in the batch
+        failed: list[tuple[str, LoyaltyError]] = []  # in stream order, as met below
         skipped = 0
 
-        def repeated(n: int, item: _Item) -> bool:
+        def repeated(item: _Item) -> bool:
             """True if the order's id is recorded (skipped, or refused: other content)."""
             nonlocal skipped
             order_id = item.order.id
@@ -188,24 +188,22 @@ class OrderImport:
             if self._same(uow, stored.get(order_id), recorded.get(order_id), item):
                 skipped += 1
             else:
-                failed.append((n, order_id, OrderAlreadyRecorded(
+                failed.append((order_id, OrderAlreadyRecorded(
                     "an order with this id is already recorded", order_id=order_id)))
             return True
 
         todo = [item for item in items if item.order.id not in stored]
         members = list(dict.fromkeys(item.order.member_id for item in todo))
-        enrolled = 0
+        first: dict[str, dt.datetime] = {}  # an unknown member's earliest instant
         if enrol:
             # which members are enrolled (the batch's reads below lock their accounts)
             known = uow.ledger.lock_accounts(self.program.default_wallet, members)
-            first: dict[str, dt.datetime] = {}  # an unknown member's earliest instant
             for item in todo:
                 member_id = item.order.member_id
                 if member_id not in known:
                     first[member_id] = min(item.when, first.get(member_id, item.when))
             for member_id, when in first.items():
                 self._enrol(steps, member_id, when)
-                enrolled += 1
             steps.flush()  # the enrolments, before the batch's reads
         # what the orders' use case reads of their members, for all of them at once
         default = self.program.default_wallet
@@ -220,8 +218,8 @@ class OrderImport:
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
         together = self.program.referrals is None
-        for n, item in enumerate(items):
-            if repeated(n, item):  # recorded before, or earlier in this batch
+        for item in items:
+            if repeated(item):  # recorded before, or earlier in this batch
                 continue
             if item.order.member_id in steps.deferred_members:
                 flush()  # this order reads what the deferred ones changed
@@ -230,16 +228,15 @@ class OrderImport:
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
             except LoyaltyError as exc:  # a refusal: nothing of it is written
-                failed.append((n, item.order.id, exc))
+                failed.append((item.order.id, exc))
                 continue
             if not together:
                 flush()
             recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1
-        return ImportResult(recorded=done, skipped=skipped, enrolled=enrolled, points=points,
-                            failed=tuple((i, e) for _, i, e in sorted(failed, key=lambda f: f[0])),
-                            batches=1)
+        return ImportResult(recorded=done, skipped=skipped, enrolled=len(first), points=points,
+                            failed=tuple(failed), batches=1)
 
     @staticmethod
     def _same(uow: UnitOfWork, stored: OrderRecord | None, now: str | None,
