@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from loyaltykit._errors import (
@@ -42,7 +42,7 @@ from loyaltykit._model import IdempotencyRecord, Transaction
 from loyaltykit._program import Program
 from loyaltykit._results import decode_result, encode_result
 from loyaltykit._values import json_bytes
-from loyaltykit.storage import ChangePart, Storage, UnitOfWork
+from loyaltykit.storage import ChangePart, LedgerChanges, Storage, UnitOfWork
 
 __all__ = ["EventBus", "KeyHolder", "Steps", "Work", "WritePipeline", "fingerprint"]
 
@@ -139,15 +139,21 @@ class Work:
         self.ledger.finish()
 
     def _write(self, record: IdempotencyRecord | None) -> None:
-        uow = self.uow
-        if record is not None:
-            uow.keys.write([record])
-        ledger = self.ledger.changes
-        if not ledger.empty:
-            uow.ledger.write(ledger)
-        for part in self._parts.values():
-            if not part.empty:
-                part.write_to(uow)
+        _write(self.uow, [record] if record is not None else [], self.ledger.changes,
+               self._parts.values())
+
+
+def _write(uow: UnitOfWork, records: list[IdempotencyRecord], ledger: LedgerChanges,
+           parts: Iterable[ChangePart]) -> None:
+    """Write a write's changes: the keys' records first, then the ledger's part, then
+    the others in the order given (first touched)."""
+    if records:
+        uow.keys.write(records)
+    if not ledger.empty:
+        uow.ledger.write(ledger)
+    for part in parts:
+        if not part.empty:
+            part.write_to(uow)
 
 
 class KeyHolder(Protocol):
@@ -209,27 +215,19 @@ class Steps:
         self.deferred_members = set()
         if not deferred:
             return
-        if len(deferred) > 1:
-            parts: dict[type, list[ChangePart]] = {}
-            for work, _ in deferred:
-                for kind, part in work._parts.items():
-                    if not part.empty:
-                        parts.setdefault(kind, []).append(part)
-            ledger = merge([w.ledger.changes for w, _ in deferred])
-            merged = {kind: merge(found) for kind, found in parts.items()}
-            if ledger is not None and all(m is not None for m in merged.values()):
-                uow = self.uow
-                records = [r for _, r in deferred if r is not None]
-                if records:
-                    uow.keys.write(records)
-                if not ledger.empty:
-                    uow.ledger.write(ledger)
-                for one in merged.values():
-                    assert one is not None
-                    one.write_to(uow)
-                return
-        for work, record in deferred:
-            work._write(record)
+        parts: dict[type, list[ChangePart]] = {}
+        for work, _ in deferred:
+            for kind, part in work._parts.items():
+                if not part.empty:
+                    parts.setdefault(kind, []).append(part)
+        ledger = merge([w.ledger.changes for w, _ in deferred])
+        merged = [merge(found) for found in parts.values()]
+        whole = [m for m in merged if m is not None]
+        if ledger is None or len(whole) < len(merged):  # a kind that does not merge
+            for work, record in deferred:
+                work._write(record)
+        else:
+            _write(self.uow, [r for _, r in deferred if r is not None], ledger, whole)
 
 
 class WritePipeline:
