@@ -155,6 +155,23 @@ def _rate_program() -> Program:
     return attrs.evolve(make_program("x"), earning=EarningPolicy(rules=(RateRule(id="base"),)))
 
 
+def _referral_program() -> Program:
+    return attrs.evolve(_rate_program(), referrals=ReferralPolicy(
+        reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
+        return_window_days=0, attach_within_days=365, existing_customers=True))
+
+
+def _referred(storage: Storage, program: Program, name: str) -> tuple[Loyalty, Loyalty]:
+    """Two programs (the import's and the reference's) where "ann" referred "bob"."""
+    facades = _facade(storage, program, name), _facade(storage, program, f"{name}one")
+    for loyalty in facades:
+        loyalty.enrol("ann", at=START - dt.timedelta(days=1))
+        loyalty.enrol("bob", at=START - dt.timedelta(days=1))
+        code = loyalty.referrals.issue_code("ann", key="code").code
+        loyalty.referrals.refer("bob", code, key="refer", at=START)
+    return facades
+
+
 def _import_equals_one_by_one(storage: Storage, program: Program,
                               stream: list[Order | _Return], batch_size: int) -> None:
     imported, one_by_one = _facade(storage, program, "imp"), _facade(storage, program, "one")
@@ -349,18 +366,9 @@ class OrderImportContract(ContractPart):
                                                                 storage: Storage) -> None:
         """An order can touch another member (a referral's reward): the referrer's
         later order still sees it."""
-        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
-            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
-            return_window_days=0, attach_within_days=365, existing_customers=True))
-        imported, one_by_one = _facade(storage, program, "ref"), _facade(storage, program,
-                                                                         "refone")
+        imported, one_by_one = _referred(storage, _referral_program(), "ref")
         orders = [_order(0, "ann", START), _order(1, "bob", START + dt.timedelta(hours=1)),
                   _order(2, "ann", START + dt.timedelta(hours=2))]
-        for loyalty in (imported, one_by_one):
-            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
-            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
-            code = loyalty.referrals.issue_code("ann", key="code").code
-            loyalty.referrals.refer("bob", code, key="refer", at=START)
         for order in orders:
             one_by_one.record_order(order)
         assert 3 == imported.record_orders(orders, batch_size=10).recorded
@@ -373,18 +381,10 @@ class OrderImportContract(ContractPart):
                                                              storage: Storage) -> None:
         """The batch reads its members at its start: a referrer rewarded by an earlier
         order of the batch (its referee's) is read again for its own first order."""
-        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
-            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
-            return_window_days=0, attach_within_days=365, existing_customers=True),
-            tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 100))))
-        imported, one_by_one = _facade(storage, program, "reffirst"), _facade(
-            storage, program, "reffirstone")
+        program = attrs.evolve(_referral_program(),
+                               tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 100))))
+        imported, one_by_one = _referred(storage, program, "reffirst")
         orders = [_order(0, "bob", START), _order(1, "ann", START + dt.timedelta(hours=1))]
-        for loyalty in (imported, one_by_one):
-            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
-            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
-            code = loyalty.referrals.issue_code("ann", key="code").code
-            loyalty.referrals.refer("bob", code, key="refer", at=START)
         for order in orders:
             one_by_one.record_order(order)
         assert 2 == imported.record_orders(orders, batch_size=10).recorded
