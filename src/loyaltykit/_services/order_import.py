@@ -38,7 +38,7 @@ from loyaltykit._orders import Order, check_order
 from loyaltykit._pipeline import Steps, Work, fingerprint
 from loyaltykit._results import OrderResult, encode_order_result, encode_result
 from loyaltykit._services.context import Context
-from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.ledger import ENROL_KEY, LedgerService
 from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService, order_request
 from loyaltykit._services.preload import PRELOAD, BatchReads
 from loyaltykit._validate import check_member_id
@@ -270,8 +270,8 @@ class OrderImport:
         return steps.run(item.when, item.key, step, keep=keep, defer=True)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
-        key = f"enrol:{member_id}"
-        request = self.c.request("enrol", when, when, member_id=member_id, attributes={})
+        key = f"{ENROL_KEY}{member_id}"
+        request = self._ledger.enrol_request(member_id, when, when, {})
 
         def keep(work: Work, member: Member) -> IdempotencyRecord:
             return IdempotencyRecord(key=key, fingerprint=fingerprint(request),
