@@ -180,32 +180,24 @@ class Steps:
         self.deferred_members: set[str] = set()
 
     def run(self, at: dt.datetime, key: str | None, step: Callable[[Work], R], *,
-            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None,
-            defer: bool = False) -> R:
+            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None) -> R:
         """Run ``step`` on a fresh :class:`Work` of this unit of work, dated ``at`` with
-        the idempotency ``key`` its transactions carry, run its hooks, then write its
-        changes (not committed: the next step reads them), with the key's record that
-        ``keep(work, result)`` returns (or keeps on a row, as a :class:`KeyHolder`
-        does). A step that raises writes nothing, as long as it only reads before
-        returning (every use case does: its changes are written here, after it).
-
-        With ``defer`` the changes wait, to be written merged with those of the next
-        deferred steps (one statement per table: see :mod:`loyaltykit._merge`) by
-        :meth:`flush`, which a step without ``defer`` and the batch's end call first. A
-        deferred step must not read what the steps deferred before it changed: the
-        caller flushes before a step of a member in :attr:`deferred_members`."""
+        the idempotency ``key`` its transactions carry, and run its hooks. Its changes,
+        with the key's record that ``keep(work, result)`` returns (or keeps on a row, as
+        a :class:`KeyHolder` does), wait to be written (not committed) merged with
+        those of the next steps (one statement per table: see :mod:`loyaltykit._merge`)
+        by :meth:`flush`, which the batch's end calls too. A step that raises writes
+        nothing, as long as it only reads before returning (every use case does: its
+        changes are written after it). A step must not read what the steps before it
+        changed and not yet written: the caller flushes before a step of a member in
+        :attr:`deferred_members`."""
         work = self._pipeline._work(self.uow, at, key)
         result = step(work)
         work._close()
-        record = keep(work, result) if keep is not None else None
-        if defer:
-            self._deferred.append((work, record))
-            changes = work.ledger.changes
-            self.deferred_members.update(m for m, _ in changes.accounts)
-            self.deferred_members.update(m.member_id for m in changes.members)
-        else:
-            self.flush()
-            work._write(record)
+        self._deferred.append((work, keep(work, result) if keep is not None else None))
+        changes = work.ledger.changes
+        self.deferred_members.update(m for m, _ in changes.accounts)
+        self.deferred_members.update(m.member_id for m in changes.members)
         return result
 
     def flush(self) -> None:
@@ -373,8 +365,9 @@ class WritePipeline:
 
     def steps(self, apply: Callable[[Steps], R], *, what: str) -> R:
         """Run ``apply`` in a unit of work of its own without a key of its own: it runs
-        any number of writes through :meth:`Steps.run`, each written (not committed)
-        when it returns, and everything is committed together when ``apply`` returns.
+        any number of writes through :meth:`Steps.run`, written (not committed) by
+        :meth:`Steps.flush`, and everything is written and committed together when
+        ``apply`` returns.
         A serialization failure or a lost unique race runs the whole of ``apply`` again
         (its reads then see the winner's rows): ``apply`` must decide what to write from
         what it reads, as due work does."""

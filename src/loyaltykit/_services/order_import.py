@@ -267,7 +267,7 @@ class OrderImport:
             return self._orders.record_in(work, order, order.member_id, wallet_,
                                           item.when, placed=item.placed)
 
-        return steps.run(item.when, item.key, step, keep=keep, defer=True)
+        return steps.run(item.when, item.key, step, keep=keep)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
         key = f"{ENROL_KEY}{member_id}"
@@ -279,7 +279,7 @@ class OrderImport:
                                      created_at=work.recorded_at, member_id=member_id)
 
         return steps.run(when, key, lambda work: self._ledger.enrol_in(
-            work, member_id, when, {}), keep=keep, defer=True)
+            work, member_id, when, {}), keep=keep)
 
 
 def _check_progress(on_progress: object) -> None:
