@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from loyaltykit._errors import (
@@ -42,7 +42,7 @@ from loyaltykit._model import IdempotencyRecord, Transaction
 from loyaltykit._program import Program
 from loyaltykit._results import decode_result, encode_result
 from loyaltykit._values import json_bytes
-from loyaltykit.storage import ChangePart, Storage, UnitOfWork
+from loyaltykit.storage import ChangePart, LedgerChanges, Storage, UnitOfWork
 
 __all__ = ["EventBus", "KeyHolder", "Steps", "Work", "WritePipeline", "fingerprint"]
 
@@ -139,15 +139,21 @@ class Work:
         self.ledger.finish()
 
     def _write(self, record: IdempotencyRecord | None) -> None:
-        uow = self.uow
-        if record is not None:
-            uow.keys.write([record])
-        ledger = self.ledger.changes
-        if not ledger.empty:
-            uow.ledger.write(ledger)
-        for part in self._parts.values():
-            if not part.empty:
-                part.write_to(uow)
+        _write(self.uow, [record] if record is not None else [], self.ledger.changes,
+               self._parts.values())
+
+
+def _write(uow: UnitOfWork, records: list[IdempotencyRecord], ledger: LedgerChanges,
+           parts: Iterable[ChangePart]) -> None:
+    """Write a write's changes: the keys' records first, then the ledger's part, then
+    the others in the order given (first touched)."""
+    if records:
+        uow.keys.write(records)
+    if not ledger.empty:
+        uow.ledger.write(ledger)
+    for part in parts:
+        if not part.empty:
+            part.write_to(uow)
 
 
 class KeyHolder(Protocol):
@@ -174,32 +180,24 @@ class Steps:
         self.deferred_members: set[str] = set()
 
     def run(self, at: dt.datetime, key: str | None, step: Callable[[Work], R], *,
-            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None,
-            defer: bool = False) -> R:
+            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None) -> R:
         """Run ``step`` on a fresh :class:`Work` of this unit of work, dated ``at`` with
-        the idempotency ``key`` its transactions carry, run its hooks, then write its
-        changes (not committed: the next step reads them), with the key's record that
-        ``keep(work, result)`` returns (or keeps on a row, as a :class:`KeyHolder`
-        does). A step that raises writes nothing, as long as it only reads before
-        returning (every use case does: its changes are written here, after it).
-
-        With ``defer`` the changes wait, to be written merged with those of the next
-        deferred steps (one statement per table: see :mod:`loyaltykit._merge`) by
-        :meth:`flush`, which a step without ``defer`` and the batch's end call first. A
-        deferred step must not read what the steps deferred before it changed: the
-        caller flushes before a step of a member in :attr:`deferred_members`."""
+        the idempotency ``key`` its transactions carry, and run its hooks. Its changes,
+        with the key's record that ``keep(work, result)`` returns (or keeps on a row, as
+        a :class:`KeyHolder` does), wait to be written (not committed) merged with
+        those of the next steps (one statement per table: see :mod:`loyaltykit._merge`)
+        by :meth:`flush`, which the batch's end calls too. A step that raises writes
+        nothing, as long as it only reads before returning (every use case does: its
+        changes are written after it). A step must not read what the steps before it
+        changed and not yet written: the caller flushes before a step of a member in
+        :attr:`deferred_members`."""
         work = self._pipeline._work(self.uow, at, key)
         result = step(work)
         work._close()
-        record = keep(work, result) if keep is not None else None
-        if defer:
-            self._deferred.append((work, record))
-            changes = work.ledger.changes
-            self.deferred_members.update(m for m, _ in changes.accounts)
-            self.deferred_members.update(m.member_id for m in changes.members)
-        else:
-            self.flush()
-            work._write(record)
+        self._deferred.append((work, keep(work, result) if keep is not None else None))
+        changes = work.ledger.changes
+        self.deferred_members.update(m for m, _ in changes.accounts)
+        self.deferred_members.update(m.member_id for m in changes.members)
         return result
 
     def flush(self) -> None:
@@ -209,27 +207,19 @@ class Steps:
         self.deferred_members = set()
         if not deferred:
             return
-        if len(deferred) > 1:
-            parts: dict[type, list[ChangePart]] = {}
-            for work, _ in deferred:
-                for kind, part in work._parts.items():
-                    if not part.empty:
-                        parts.setdefault(kind, []).append(part)
-            ledger = merge([w.ledger.changes for w, _ in deferred])
-            merged = {kind: merge(found) for kind, found in parts.items()}
-            if ledger is not None and all(m is not None for m in merged.values()):
-                uow = self.uow
-                records = [r for _, r in deferred if r is not None]
-                if records:
-                    uow.keys.write(records)
-                if not ledger.empty:
-                    uow.ledger.write(ledger)
-                for one in merged.values():
-                    assert one is not None
-                    one.write_to(uow)
-                return
-        for work, record in deferred:
-            work._write(record)
+        parts: dict[type, list[ChangePart]] = {}
+        for work, _ in deferred:
+            for kind, part in work._parts.items():
+                if not part.empty:
+                    parts.setdefault(kind, []).append(part)
+        ledger = merge([w.ledger.changes for w, _ in deferred])
+        merged = [merge(found) for found in parts.values()]
+        whole = [m for m in merged if m is not None]
+        if ledger is None or len(whole) < len(merged):  # a kind that does not merge
+            for work, record in deferred:
+                work._write(record)
+        else:
+            _write(self.uow, [r for _, r in deferred if r is not None], ledger, whole)
 
 
 class WritePipeline:
@@ -375,8 +365,9 @@ class WritePipeline:
 
     def steps(self, apply: Callable[[Steps], R], *, what: str) -> R:
         """Run ``apply`` in a unit of work of its own without a key of its own: it runs
-        any number of writes through :meth:`Steps.run`, each written (not committed)
-        when it returns, and everything is committed together when ``apply`` returns.
+        any number of writes through :meth:`Steps.run`, written (not committed) by
+        :meth:`Steps.flush`, and everything is written and committed together when
+        ``apply`` returns.
         A serialization failure or a lost unique race runs the whole of ``apply`` again
         (its reads then see the winner's rows): ``apply`` must decide what to write from
         what it reads, as due work does."""

@@ -6,6 +6,7 @@ by one is in the shipped contract (OrderImportContract)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,31 +45,43 @@ def _orders(start: int, count: int, members: int) -> list[Order]:
             for i in range(start, start + count)]
 
 
-def _statements_per_batch(tmp_path: Path, count: int) -> int:
-    engine = create_engine(f"sqlite:///{tmp_path}/import{count}.sqlite")
+def _statements_of_batch(tmp_path: Path, count: int, *, enrol: bool) -> list[str]:
+    """The statements of one batch of ``count`` orders of ``count`` members, after a
+    first import: with ``enrol`` half of them known (with tier buckets) and half new,
+    else all known."""
+    engine = create_engine(f"sqlite:///{tmp_path}/import{count}{enrol}.sqlite")
     try:
         storage = SQLStorage(engine)
         storage.create_schema()
         loyalty = Loyalty(_program(), storage, clock=TestClock(T0.replace(year=2027)))
-        # members known (with tier buckets) and members new: both kinds in the batch
-        loyalty.record_orders(_orders(0, count // 2, count // 2), enrol=True)
+        known = count // 2 if enrol else count
+        loyalty.record_orders(_orders(0, known, known), enrol=True)
         seen: list[str] = []
 
         def log(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
             seen.append(statement)
 
         sa.event.listen(engine, "before_cursor_execute", log)
-        result = loyalty.record_orders(_orders(count, count, count), enrol=True,
+        result = loyalty.record_orders(_orders(count, count, count), enrol=enrol,
                                        batch_size=count)
         sa.event.remove(engine, "before_cursor_execute", log)
-        assert (count, count // 2, 1) == (result.recorded, result.enrolled, result.batches)
-        return len(seen)
+        assert (count, count - known, 1) == (result.recorded, result.enrolled,
+                                             result.batches)
+        return seen
     finally:
         engine.dispose()
 
 
 def test_a_batch_of_distinct_members_issues_as_many_statements_for_any_size(
         tmp_path: Path) -> None:
-    small, large = (_statements_per_batch(tmp_path, n) for n in (20, 200))
+    small, large = (len(_statements_of_batch(tmp_path, n, enrol=True)) for n in (20, 200))
     assert large == small  # not 3 more per order
     assert large <= 30
+
+
+def test_a_batch_of_enrolled_members_reads_each_table_once(tmp_path: Path) -> None:
+    """Without enrolments the batch's one read of the accounts locks them: no other."""
+    seen = _statements_of_batch(tmp_path, 20, enrol=False)
+    tables = [re.findall(r"\bFROM (\w+)", s)[0] for s in seen if s.startswith("SELECT")]
+    assert 1 == tables.count("lk_accounts")
+    assert sorted(set(tables)) == sorted(tables)  # no table read twice

@@ -69,10 +69,11 @@ from loyaltykit._validate import (
 from loyaltykit._values import check_key, check_points
 from loyaltykit.storage import UnitOfWork
 
-__all__ = ["MAX_HOLD_TTL", "LedgerService"]
+__all__ = ["ENROL_KEY", "MAX_HOLD_TTL", "LedgerService"]
 
 #: The longest a hold may reserve points (a checkout's reservation, not a savings plan).
 MAX_HOLD_TTL = dt.timedelta(days=3660)
+ENROL_KEY = "enrol:"  # the prefix of enrol's default keys
 
 #: Turns enrol's raw ``referral_code`` and ``identity`` into what
 #: :class:`~loyaltykit._events.MemberEnrolled` carries: (normalised code or None,
@@ -266,13 +267,11 @@ class LedgerService:
         if member_id.startswith(ERASED_PREFIX):
             raise InvalidInput(f"member ids starting with {ERASED_PREFIX!r} name erased "
                                "members", member_id=member_id)
-        key = check_key(key if key is not None else f"enrol:{member_id}")
+        key = check_key(key if key is not None else f"{ENROL_KEY}{member_id}")
         attrs_ = check_json(attributes, "attributes")
         parsed, digests = self.enrolment_extras(referral_code, identity)
         when = self.c.instant(at)
-        request = self.c.request("enrol", at, when, member_id=member_id, attributes=attrs_)
-        if parsed is not None or digests:
-            request["referral"] = [parsed, list(digests)]
+        request = self.enrol_request(member_id, at, when, attrs_, parsed, digests)
 
         def apply(work: Work) -> Member:
             uow = work.uow
@@ -285,6 +284,17 @@ class LedgerService:
             return self.enrol_in(work, member_id, when, attrs_, parsed, digests)
 
         return self.c.pipeline.run(key, request, when, member_id, apply)
+
+    def enrol_request(self, member_id: str, at: object, when: dt.datetime,
+                      attributes: dict[str, Any], referral_code: str | None = None,
+                      digests: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+        """The request :meth:`enrol`'s key fingerprints (``at`` as given, ``when`` the
+        instant it gives), shared with the history import."""
+        request = self.c.request("enrol", at, when, member_id=member_id,
+                                 attributes=attributes)
+        if referral_code is not None or digests:
+            request["referral"] = [referral_code, list(digests)]
+        return request
 
     def enrol_in(self, work: Work, member_id: str, when: dt.datetime,
                  attributes: dict[str, Any], referral_code: str | None = None,

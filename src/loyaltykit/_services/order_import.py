@@ -2,8 +2,9 @@
 
 :meth:`OrderImport.record_orders` checks each batch of orders up front, then runs the
 batch in one unit of work (:meth:`~loyaltykit._pipeline.WritePipeline.steps`): one read
-of which of its orders are recorded already and one of which of its members are
-enrolled (their accounts locked), the enrolment of the unknown ones if asked, then for
+of which of its orders are recorded already, if asked one of which of its members are
+enrolled and the enrolment of the unknown ones, the batch's reads of its members
+(:mod:`~loyaltykit._services.preload`: their accounts locked), then for
 each order, in stream order, the very use case of ``record_order``
 (:meth:`~loyaltykit._services.orders.OrderService.record_in`) on a fresh write of that
 unit of work, whose changes the next order reads. Orders of distinct members are
@@ -37,10 +38,11 @@ from loyaltykit._orders import Order, check_order
 from loyaltykit._pipeline import Steps, Work, fingerprint
 from loyaltykit._results import OrderResult, encode_order_result, encode_result
 from loyaltykit._services.context import Context
-from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService
+from loyaltykit._services.ledger import ENROL_KEY, LedgerService
+from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService, order_request
 from loyaltykit._services.preload import PRELOAD, BatchReads
 from loyaltykit._validate import check_member_id
+from loyaltykit.storage import UnitOfWork
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
 
@@ -90,6 +92,11 @@ class _Item:
     when: dt.datetime
     placed: dict[str, Any]
     print_: str
+
+    @property
+    def key(self) -> str:
+        """The order's default key (``record_order``'s)."""
+        return f"{ORDER_KEY}{self.order.id}"
 
 
 class OrderImport:
@@ -162,21 +169,17 @@ class OrderImport:
         check_member_id(order.member_id)
         when = self.c.instant(order.placed_at, "placed_at")
         placed = order.to_dict()
-        request = {"op": "record_order", "order": placed, "wallet": wallet_, "paid_with": []}
-        return _Item(order, when, placed, fingerprint(request))
+        return _Item(order, when, placed, fingerprint(order_request(placed, wallet_)))
 
     def _batch(self, steps: Steps, items: list[_Item], wallet_: str,
                enrol: bool) -> ImportResult:
         uow = steps.uow
         stored = {r.order_id: r for r in uow.orders.get_orders([i.order.id for i in items])}
-        # the batch's members: whose accounts exist (locked, as record_order locks them)
-        members = list(dict.fromkeys(i.order.member_id for i in items))
-        known = set(uow.ledger.lock_accounts(self.program.default_wallet, members))
         recorded: dict[str, str] = {}  # order id -> fingerprint, recorded in this batch
-        failed: list[tuple[int, str, LoyaltyError]] = []  # by position in the batch
+        failed: list[tuple[str, LoyaltyError]] = []  # in stream order, as met below
         skipped = 0
 
-        def repeated(n: int, item: _Item) -> bool:
+        def repeated(item: _Item) -> bool:
             """True if the order's id is recorded (skipped, or refused: other content)."""
             nonlocal skipped
             order_id = item.order.id
@@ -185,27 +188,26 @@ class OrderImport:
             if self._same(uow, stored.get(order_id), recorded.get(order_id), item):
                 skipped += 1
             else:
-                failed.append((n, order_id, OrderAlreadyRecorded(
+                failed.append((order_id, OrderAlreadyRecorded(
                     "an order with this id is already recorded", order_id=order_id)))
             return True
 
-        todo = [(n, item) for n, item in enumerate(items) if item.order.id not in stored]
-        enrolled = 0
+        todo = [item for item in items if item.order.id not in stored]
+        members = list(dict.fromkeys(item.order.member_id for item in todo))
+        first: dict[str, dt.datetime] = {}  # an unknown member's earliest instant
         if enrol:
-            first: dict[str, dt.datetime] = {}
-            for _, item in todo:
+            # which members are enrolled (the batch's reads below lock their accounts)
+            known = uow.ledger.lock_accounts(self.program.default_wallet, members)
+            for item in todo:
                 member_id = item.order.member_id
-                if member_id not in known and (member_id not in first
-                                               or item.when < first[member_id]):
-                    first[member_id] = item.when
+                if member_id not in known:
+                    first[member_id] = min(item.when, first.get(member_id, item.when))
             for member_id, when in first.items():
                 self._enrol(steps, member_id, when)
-                enrolled += 1
             steps.flush()  # the enrolments, before the batch's reads
         # what the orders' use case reads of their members, for all of them at once
         default = self.program.default_wallet
-        reads = BatchReads.read(uow, [item.order.member_id for _, item in todo],
-                                sorted({wallet_, default}),
+        reads = BatchReads.read(uow, members, sorted({wallet_, default}),
                                 tiers=self.program.tiers is not None)
 
         def flush() -> None:
@@ -216,8 +218,8 @@ class OrderImport:
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
         together = self.program.referrals is None
-        for n, item in enumerate(items):
-            if repeated(n, item):  # recorded before, or earlier in this batch
+        for item in items:
+            if repeated(item):  # recorded before, or earlier in this batch
                 continue
             if item.order.member_id in steps.deferred_members:
                 flush()  # this order reads what the deferred ones changed
@@ -226,28 +228,29 @@ class OrderImport:
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
             except LoyaltyError as exc:  # a refusal: nothing of it is written
-                failed.append((n, item.order.id, exc))
+                failed.append((item.order.id, exc))
                 continue
             if not together:
                 flush()
             recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1
-        return ImportResult(recorded=done, skipped=skipped, enrolled=enrolled, points=points,
-                            failed=tuple((i, e) for _, i, e in sorted(failed, key=lambda f: f[0])),
-                            batches=1)
+        return ImportResult(recorded=done, skipped=skipped, enrolled=len(first), points=points,
+                            failed=tuple(failed), batches=1)
 
-    def _same(self, uow: Any, stored: OrderRecord | None, now: str | None,
+    @staticmethod
+    def _same(uow: UnitOfWork, stored: OrderRecord | None, now: str | None,
               item: _Item) -> bool:
-        """True if the order recorded under this id is this one (same request)."""
+        """True if the order recorded under this id is this one (same request), as
+        ``record_order`` under the default key decides it."""
         if now is not None:
             return now == item.print_
         assert stored is not None
-        if stored.fingerprint is not None:
-            return stored.fingerprint == item.print_
-        # recorded before the row kept its key's record: the key's own record, if any
-        record = uow.keys.get_idempotency(f"{ORDER_KEY}{item.order.id}")
-        return record is not None and bool(record.fingerprint == item.print_)
+        try:
+            record = OrderKey(item.order.id).record_of(uow, item.key, stored)
+        except OrderAlreadyRecorded:  # recorded under another key
+            return False
+        return record.fingerprint == item.print_
 
     def _record(self, steps: Steps, item: _Item, wallet_: str,
                 reads: BatchReads) -> OrderResult:
@@ -264,11 +267,11 @@ class OrderImport:
             return self._orders.record_in(work, order, order.member_id, wallet_,
                                           item.when, placed=item.placed)
 
-        return steps.run(item.when, f"{ORDER_KEY}{order.id}", step, keep=keep, defer=True)
+        return steps.run(item.when, item.key, step, keep=keep)
 
     def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
-        key = f"enrol:{member_id}"
-        request = self.c.request("enrol", when, when, member_id=member_id, attributes={})
+        key = f"{ENROL_KEY}{member_id}"
+        request = self._ledger.enrol_request(member_id, when, when, {})
 
         def keep(work: Work, member: Member) -> IdempotencyRecord:
             return IdempotencyRecord(key=key, fingerprint=fingerprint(request),
@@ -276,7 +279,7 @@ class OrderImport:
                                      created_at=work.recorded_at, member_id=member_id)
 
         return steps.run(when, key, lambda work: self._ledger.enrol_in(
-            work, member_id, when, {}), keep=keep, defer=True)
+            work, member_id, when, {}), keep=keep)
 
 
 def _check_progress(on_progress: object) -> None:

@@ -81,7 +81,7 @@ from loyaltykit._validate import check_id, check_member_id, check_reason
 from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
 
-__all__ = ["ORDER_KEY", "OrderKey", "OrderService", "TierOf"]
+__all__ = ["ORDER_KEY", "OrderKey", "OrderService", "TierOf", "order_request"]
 
 ORDER_KEY = "order:"  # the prefix of record_order's default keys
 
@@ -143,6 +143,14 @@ def _order_recorded(exc: DuplicateKey) -> LoyaltyError | None:
     return None
 
 
+def order_request(placed: dict[str, Any], wallet_: str,
+                  payments: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
+    """The request :meth:`OrderService.record_order`'s key fingerprints: the order
+    (``placed``: ``order.to_dict()``), its wallet and the payments' ids."""
+    return {"op": "record_order", "order": placed, "wallet": wallet_,
+            "paid_with": [str(p) for p in payments]}
+
+
 @attrs.frozen
 class OrderKey:
     """An order under its default key: its row is the key's record (one row, not two)."""
@@ -153,8 +161,12 @@ class OrderKey:
         """The record of an order's default key: the order's row, or for an order
         recorded without one there (before migration 0005) the key's own record."""
         found = uow.orders.get_order(self.order_id)
-        if found is None:
-            return None
+        return None if found is None else self.record_of(uow, key, found)
+
+    def record_of(self, uow: UnitOfWork, key: str, found: OrderRecord) -> IdempotencyRecord:
+        """The record of the default ``key`` of the order stored as ``found`` (see
+        :meth:`lookup`); :class:`~loyaltykit.OrderAlreadyRecorded` if it was recorded
+        under another key."""
         if found.fingerprint is not None and found.result is not None:
             return IdempotencyRecord(key=key, fingerprint=found.fingerprint,
                                      result=found.result, created_at=found.created_at,
@@ -328,8 +340,7 @@ class OrderService:
                                paid_with=paid_with)
         payments = tuple(dict.fromkeys(check_id(p, "paid_with") for p in paid_with))
         placed = order.to_dict()
-        request = {"op": "record_order", "order": placed, "wallet": wallet_,
-                   "paid_with": [str(p) for p in payments]}
+        request = order_request(placed, wallet_, payments)
 
         def apply(work: Work) -> OrderResult:
             return self.record_in(work, order, member_id, wallet_, when, payments,

@@ -15,7 +15,7 @@ from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
 from loyaltykit._reports_orders import counted_net
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store, upserts_for
+from loyaltykit.sql._shared import Store, chunks, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
 
@@ -50,8 +50,6 @@ _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
 _SEL_ORDERS: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id.in_(sa.bindparam("ids", expanding=True))
 )
-#: how many ids one read of :meth:`SQLOrderStore.get_orders` names at most
-_IDS_PER_READ = 500
 _SEL_MEMBER_ORDERS: sa.Executable = (
     sa.select(*_ORDER_COLS)
     .where(orders.c.program_id == _p, orders.c.member_id == _m)
@@ -249,12 +247,11 @@ class SQLOrderStore(Store):
 
     @translated
     def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
-        """Return those of ``order_ids`` that are recorded (a read per 500 ids)."""
-        ids = list(dict.fromkeys(order_ids))
+        """Return those of ``order_ids`` that are recorded (a read per
+        :data:`~loyaltykit.sql._shared.CHUNK` ids)."""
         conn, found = self._c(), list[OrderRecord]()
-        for start in range(0, len(ids), _IDS_PER_READ):
-            rows = conn.execute(_SEL_ORDERS, {"p": self.program_id,
-                                              "ids": ids[start:start + _IDS_PER_READ]})
+        for chunk in chunks(list(dict.fromkeys(order_ids))):
+            rows = conn.execute(_SEL_ORDERS, {"p": self.program_id, "ids": chunk})
             found.extend(_order(row) for row in rows)
         return found
 

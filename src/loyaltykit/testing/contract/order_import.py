@@ -155,6 +155,23 @@ def _rate_program() -> Program:
     return attrs.evolve(make_program("x"), earning=EarningPolicy(rules=(RateRule(id="base"),)))
 
 
+def _referral_program() -> Program:
+    return attrs.evolve(_rate_program(), referrals=ReferralPolicy(
+        reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
+        return_window_days=0, attach_within_days=365, existing_customers=True))
+
+
+def _referred(storage: Storage, program: Program, name: str) -> tuple[Loyalty, Loyalty]:
+    """Two programs (the import's and the reference's) where "ann" referred "bob"."""
+    facades = _facade(storage, program, name), _facade(storage, program, f"{name}one")
+    for loyalty in facades:
+        loyalty.enrol("ann", at=START - dt.timedelta(days=1))
+        loyalty.enrol("bob", at=START - dt.timedelta(days=1))
+        code = loyalty.referrals.issue_code("ann", key="code").code
+        loyalty.referrals.refer("bob", code, key="refer", at=START)
+    return facades
+
+
 def _import_equals_one_by_one(storage: Storage, program: Program,
                               stream: list[Order | _Return], batch_size: int) -> None:
     imported, one_by_one = _facade(storage, program, "imp"), _facade(storage, program, "one")
@@ -284,6 +301,22 @@ class OrderImportContract(ContractPart):
         again = loyalty.record_orders([changed])  # and on a later run
         assert isinstance(again.failed[0][1], OrderAlreadyRecorded)
 
+    def test_orders_of_record_order_are_skipped_under_its_default_key_only(
+            self, storage: Storage) -> None:
+        """The import decides as ``record_order`` under the default key does: an order
+        it recorded (same content) is skipped, one recorded under another key is
+        refused."""
+        loyalty = _facade(storage, _rate_program(), "byone")
+        loyalty.enrol("m", at=START)
+        orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)]
+        loyalty.record_order(orders[0])
+        loyalty.record_order(orders[1], key="till-1")
+        result = loyalty.record_orders(orders)
+        assert (1, 1, 10) == (result.recorded, result.skipped, result.points)
+        assert ["o1"] == [order_id for order_id, _ in result.failed]
+        assert isinstance(result.failed[0][1], OrderAlreadyRecorded)
+        assert 30 == loyalty.balance("m").total
+
     def test_progress_is_reported_after_each_batch(self, storage: Storage) -> None:
         loyalty = _facade(storage, _rate_program(), "progress")
         orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(5)]
@@ -333,18 +366,9 @@ class OrderImportContract(ContractPart):
                                                                 storage: Storage) -> None:
         """An order can touch another member (a referral's reward): the referrer's
         later order still sees it."""
-        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
-            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
-            return_window_days=0, attach_within_days=365, existing_customers=True))
-        imported, one_by_one = _facade(storage, program, "ref"), _facade(storage, program,
-                                                                         "refone")
+        imported, one_by_one = _referred(storage, _referral_program(), "ref")
         orders = [_order(0, "ann", START), _order(1, "bob", START + dt.timedelta(hours=1)),
                   _order(2, "ann", START + dt.timedelta(hours=2))]
-        for loyalty in (imported, one_by_one):
-            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
-            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
-            code = loyalty.referrals.issue_code("ann", key="code").code
-            loyalty.referrals.refer("bob", code, key="refer", at=START)
         for order in orders:
             one_by_one.record_order(order)
         assert 3 == imported.record_orders(orders, batch_size=10).recorded
@@ -357,18 +381,10 @@ class OrderImportContract(ContractPart):
                                                              storage: Storage) -> None:
         """The batch reads its members at its start: a referrer rewarded by an earlier
         order of the batch (its referee's) is read again for its own first order."""
-        program = attrs.evolve(_rate_program(), referrals=ReferralPolicy(
-            reward=ReferralReward(referrer=100, referee=50), min_net=Money("1.00", "EUR"),
-            return_window_days=0, attach_within_days=365, existing_customers=True),
-            tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 100))))
-        imported, one_by_one = _facade(storage, program, "reffirst"), _facade(
-            storage, program, "reffirstone")
+        program = attrs.evolve(_referral_program(),
+                               tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 100))))
+        imported, one_by_one = _referred(storage, program, "reffirst")
         orders = [_order(0, "bob", START), _order(1, "ann", START + dt.timedelta(hours=1))]
-        for loyalty in (imported, one_by_one):
-            loyalty.enrol("ann", at=START - dt.timedelta(days=1))
-            loyalty.enrol("bob", at=START - dt.timedelta(days=1))
-            code = loyalty.referrals.issue_code("ann", key="code").code
-            loyalty.referrals.refer("bob", code, key="refer", at=START)
         for order in orders:
             one_by_one.record_order(order)
         assert 2 == imported.record_orders(orders, batch_size=10).recorded
