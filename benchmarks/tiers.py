@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -57,6 +56,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -83,17 +83,6 @@ BERLIN = ZoneInfo("Europe/Berlin")
 TARGET = 2.0
 FULL = {"members": 100_000, "rounds": 5}
 QUICK = {"members": 300, "rounds": 2}
-
-
-def _ledger_helpers() -> Any:
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def program(program_id: str) -> Program:
@@ -350,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes["members"] = args.members
     if args.batch_size:
         sizes["batch_size"] = args.batch_size
-    helpers = _ledger_helpers()
+    helpers = ledger_helpers()
     results: dict[str, Any] = {
         "quick": args.quick, "sizes": sizes,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count()},
