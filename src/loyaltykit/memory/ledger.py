@@ -118,27 +118,26 @@ class MemoryLedgerStore:
         member = self.get_member(member_id)
         if member is None:
             return None
-        found = {}
-        for wallet in sorted(set(wallets)):
-            state = self._t.accounts.get(self._mk(wallet, member_id))
-            if state is not None:
-                found[wallet] = state
-        return MemberState(member=member, accounts=found,
+        return MemberState(member=member, accounts=self._accounts(member_id, sorted(set(wallets))),
                            version=self._programs.program_version_at(at))
 
     def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
                      ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
+        names = sorted(set(wallets))
         found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
         for member_id in dict.fromkeys(member_ids):
             member = self.get_member(member_id)
-            if member is None:
-                continue
-            accounts = {}
-            for wallet in sorted(set(wallets)):
-                state = self._t.accounts.get(self._mk(wallet, member_id))
-                if state is not None:
-                    accounts[wallet] = state
-            found[member_id] = (member, accounts)
+            if member is not None:
+                found[member_id] = (member, self._accounts(member_id, names))
+        return found
+
+    def _accounts(self, member_id: str, wallets: list[str]) -> dict[str, AccountState]:
+        """The member's accounts of ``wallets`` (each once, in order) that exist."""
+        found = {}
+        for wallet in wallets:
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[wallet] = state
         return found
 
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
