@@ -102,52 +102,51 @@ def rows(loyalty: Loyalty, members: int) -> Iterator[tuple[list[dict[str, Any]],
     period_2026 = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     protected_2027 = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     chunk = 5_000
-    if True:
-        for start in range(0, members, chunk):
-            ids = range(start, min(start + chunk, members))
-            member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
-            for i in ids:
-                member_id = f"m{i:07d}"
-                member_rows.append({"program_id": prog.id, "member_id": member_id,
-                                    "enrolled_at": enrolled, "attributes": {}})
-                amounts = [1 + (i * 37 + k * 101) % 900 for k in range(3)]
-                total = sum(amounts)
-                for k, points in enumerate(amounts):
-                    tx_id = uuid.UUID(int=(i << 8) | k)
-                    at = dt.datetime(2026, 2 + 3 * k, 1 + i % 27, 12, tzinfo=dt.UTC)
-                    tx_rows.append({
-                        "id": tx_id, "program_id": prog.id, "member_id": member_id,
-                        "wallet": "points", "kind": "earn", "occurred_at": at,
-                        "recorded_at": at, "idempotency_key": f"e{i}-{k}", "reason": "",
-                        "metadata": {}, "reverses_id": None})
-                    posting_rows += [
-                        {"transaction_id": tx_id, "account": "issued", "program_id": prog.id,
-                         "member_id": member_id, "wallet": "points", "amount": -points,
-                         "position": 0},
-                        {"transaction_id": tx_id, "account": "available",
-                         "program_id": prog.id, "member_id": member_id, "wallet": "points",
-                         "amount": points, "position": 1}]
-                bucket_rows.append({"program_id": prog.id, "member_id": member_id,
-                                    "period_start": period_2026, "value": total})
-                state = new_state(policy, member_id, period_2026, prog.time_zone,
-                                  dt.date(2025, 6, 1))
-                reached = policy.qualified(total)
-                carried = 2 if i % 4 == 0 else 0  # a quarter kept gold from 2025
-                rank = max(reached, carried)
-                row = {
-                    "program_id": prog.id, "member_id": member_id, "rank": rank,
-                    "attained_at": None, "protected_until": protected_2027 if carried
-                    else None, "window_start": state.window_start,
-                    "next_evaluation": state.next_evaluation, "carried": carried,
-                    "carried_until": protected_2027 if carried else None,
-                    "carried_floor": 0, "floor": 0, "anchor": dt.date(2025, 6, 1),
-                    "manual": None, "manual_until": None, "manual_reason": "",
-                    "noticed_for": state.next_evaluation, "version": 1}
-                if reached > carried:
-                    row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
-                    row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
-                state_rows.append(row)
-            yield member_rows, tx_rows, posting_rows, bucket_rows, state_rows
+    for start in range(0, members, chunk):
+        ids = range(start, min(start + chunk, members))
+        member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
+        for i in ids:
+            member_id = f"m{i:07d}"
+            member_rows.append({"program_id": prog.id, "member_id": member_id,
+                                "enrolled_at": enrolled, "attributes": {}})
+            amounts = [1 + (i * 37 + k * 101) % 900 for k in range(3)]
+            total = sum(amounts)
+            for k, points in enumerate(amounts):
+                tx_id = uuid.UUID(int=(i << 8) | k)
+                at = dt.datetime(2026, 2 + 3 * k, 1 + i % 27, 12, tzinfo=dt.UTC)
+                tx_rows.append({
+                    "id": tx_id, "program_id": prog.id, "member_id": member_id,
+                    "wallet": "points", "kind": "earn", "occurred_at": at,
+                    "recorded_at": at, "idempotency_key": f"e{i}-{k}", "reason": "",
+                    "metadata": {}, "reverses_id": None})
+                posting_rows += [
+                    {"transaction_id": tx_id, "account": "issued", "program_id": prog.id,
+                     "member_id": member_id, "wallet": "points", "amount": -points,
+                     "position": 0},
+                    {"transaction_id": tx_id, "account": "available",
+                     "program_id": prog.id, "member_id": member_id, "wallet": "points",
+                     "amount": points, "position": 1}]
+            bucket_rows.append({"program_id": prog.id, "member_id": member_id,
+                                "period_start": period_2026, "value": total})
+            state = new_state(policy, member_id, period_2026, prog.time_zone,
+                              dt.date(2025, 6, 1))
+            reached = policy.qualified(total)
+            carried = 2 if i % 4 == 0 else 0  # a quarter kept gold from 2025
+            rank = max(reached, carried)
+            row = {
+                "program_id": prog.id, "member_id": member_id, "rank": rank,
+                "attained_at": None, "protected_until": protected_2027 if carried
+                else None, "window_start": state.window_start,
+                "next_evaluation": state.next_evaluation, "carried": carried,
+                "carried_until": protected_2027 if carried else None,
+                "carried_floor": 0, "floor": 0, "anchor": dt.date(2025, 6, 1),
+                "manual": None, "manual_until": None, "manual_reason": "",
+                "noticed_for": state.next_evaluation, "version": 1}
+            if reached > carried:
+                row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+                row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
+            state_rows.append(row)
+        yield member_rows, tx_rows, posting_rows, bucket_rows, state_rows
 
 
 def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
