@@ -1,5 +1,6 @@
 """What the benchmarks share: benchmarks/ledger.py loaded as a module, for its backend
-set-up (``open_backend``), its interleaved measuring and its profiler switch.
+set-up (``open_backend``), its interleaved measuring and its profiler switch; and the
+planner's statistics after a seed.
 
 A benchmark runs as a script, so this directory is first on its ``sys.path``:
 ``from _shared import ledger_helpers``.
@@ -12,7 +13,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["ledger_helpers"]
+import sqlalchemy as sa
+
+__all__ = ["analyse", "ledger_helpers"]
 
 
 def ledger_helpers() -> ModuleType:
@@ -25,3 +28,14 @@ def ledger_helpers() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def analyse(engine: sa.Engine) -> None:
+    """ANALYZE every table after a seed, as a live database has its statistics (else a
+    plan depends on whether autovacuum happened to analyse the tables yet)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")

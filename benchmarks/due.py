@@ -54,7 +54,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from _shared import ledger_helpers
+from _shared import analyse, ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -190,15 +190,6 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                             new["idempotency_key"] = f"{row['idempotency_key']}#{i}"
                         batch.append(new)
                 conn.execute(table.insert(), batch)
-
-
-def analyse(engine: sa.Engine) -> None:
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
 
 
 # -- the hand-written SQL ----------------------------------------------------------------

@@ -56,7 +56,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from _shared import ledger_helpers
+from _shared import analyse, ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -160,14 +160,7 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
             conn.execute(schema.tier_buckets.insert(), bucket_rows)
             conn.execute(schema.tier_states.insert(), state_rows)
         conn.exec_driver_sql("CREATE TABLE bench_tier_states AS SELECT * FROM lk_tier_states")
-    # statistics for every table, as a live database has them (else the baseline's
-    # plan depends on whether autovacuum happened to analyse the ledger yet)
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    analyse(engine)  # (else the baseline's plan depends on autovacuum's timing)
 
 
 def seed_memory(storage: Storage, loyalty: Loyalty, members: int) -> dict[Any, Any]:
