@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import secrets
 import statistics
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -56,17 +56,6 @@ from loyaltykit._codes import ALPHABET  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 10, tzinfo=dt.UTC)
 CHUNK = 20_000
-
-
-def _ledger_helpers() -> Any:
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def program(program_id: str, planned: int) -> Program:
@@ -153,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.stored < 0 or args.issued < 1:
         parser.error("--stored must be >= 0 and --issued >= 1")
-    helpers = _ledger_helpers()
+    helpers = ledger_helpers()
     results = {}
     for backend in args.backend or ["sqlite", "postgresql"]:
         r = results[backend] = bench(helpers, backend, args.url, args.stored, args.issued)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -55,6 +54,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from _shared import analyse, ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -80,17 +80,6 @@ HOLD_TTL = dt.timedelta(hours=1)
 DEFAULT_MEMBERS = {"postgresql": 1_000_000, "sqlite": 100_000, "memory": 100_000}
 QUICK_MEMBERS = 60
 CHUNK = 5_000
-
-
-def _ledger_helpers() -> Any:
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def program(program_id: str) -> Program:
@@ -201,15 +190,6 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                             new["idempotency_key"] = f"{row['idempotency_key']}#{i}"
                         batch.append(new)
                 conn.execute(table.insert(), batch)
-
-
-def analyse(engine: sa.Engine) -> None:
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
 
 
 # -- the hand-written SQL ----------------------------------------------------------------
@@ -400,7 +380,7 @@ def timed_run_due(loyalty: Loyalty, workers: int, batch: int) -> tuple[float, An
 
 def bench(backend: str, url: str | None, members: int, workers: int,
           batch: int) -> dict[str, Any]:
-    helpers = _ledger_helpers()
+    helpers = ledger_helpers()
     stamp = uuid.uuid4().hex[:8]
     with helpers.open_backend(backend, url) as (storage, engine, database, _owned):
         hand_engine = engine

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -64,6 +63,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -95,17 +95,6 @@ PRICE = Money("25.00", "EUR")
 
 FULL = {"codes": 2_000, "referees": 1_000, "per_referrer": 5, "rounds": 5, "block": 10}
 QUICK = {"codes": 40, "referees": 20, "per_referrer": 5, "rounds": 2, "block": 5}
-
-
-def _ledger_helpers() -> Any:
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def program(program_id: str) -> Program:
@@ -282,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value < 1:
                 parser.error(f"--{name.replace('_', '-')} must be positive")
             sizes[name] = value
-    helpers = _ledger_helpers()
+    helpers = ledger_helpers()
     if args.profile:
         helpers.PROFILER = cProfile.Profile()
     results: dict[str, Any] = {

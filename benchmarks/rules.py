@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -75,18 +74,6 @@ RECORD_TARGET = 1.3
 
 FULL = {"orders": 2_000, "rounds": 7, "record_ops": 300, "block": 10}
 QUICK = {"orders": 200, "rounds": 2, "record_ops": 20, "block": 10}
-
-
-def _ledger_helpers() -> Any:
-    """benchmarks/ledger.py, for its backend set-up and interleaving (one copy of each)."""
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def earning() -> EarningPolicy:
@@ -273,7 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     backends = args.backend or ["sqlite", "postgresql"]
-    helpers = _ledger_helpers()
+    # here, not at the top: tests load this file by path, without benchmarks/ on sys.path
+    from _shared import ledger_helpers
+
+    helpers = ledger_helpers()
     results: dict[str, Any] = {
         "quick": args.quick,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count()},

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -57,6 +56,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from _shared import analyse, ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -85,17 +85,6 @@ FULL = {"members": 100_000, "rounds": 5}
 QUICK = {"members": 300, "rounds": 2}
 
 
-def _ledger_helpers() -> Any:
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def program(program_id: str) -> Program:
     return Program(id=program_id, time_zone="Europe/Berlin", currency="EUR",
                    point_value=Money("0.01", "EUR"),
@@ -113,52 +102,51 @@ def rows(loyalty: Loyalty, members: int) -> Iterator[tuple[list[dict[str, Any]],
     period_2026 = dt.datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     protected_2027 = dt.datetime(2027, 1, 1, tzinfo=BERLIN).astimezone(dt.UTC)
     chunk = 5_000
-    if True:
-        for start in range(0, members, chunk):
-            ids = range(start, min(start + chunk, members))
-            member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
-            for i in ids:
-                member_id = f"m{i:07d}"
-                member_rows.append({"program_id": prog.id, "member_id": member_id,
-                                    "enrolled_at": enrolled, "attributes": {}})
-                amounts = [1 + (i * 37 + k * 101) % 900 for k in range(3)]
-                total = sum(amounts)
-                for k, points in enumerate(amounts):
-                    tx_id = uuid.UUID(int=(i << 8) | k)
-                    at = dt.datetime(2026, 2 + 3 * k, 1 + i % 27, 12, tzinfo=dt.UTC)
-                    tx_rows.append({
-                        "id": tx_id, "program_id": prog.id, "member_id": member_id,
-                        "wallet": "points", "kind": "earn", "occurred_at": at,
-                        "recorded_at": at, "idempotency_key": f"e{i}-{k}", "reason": "",
-                        "metadata": {}, "reverses_id": None})
-                    posting_rows += [
-                        {"transaction_id": tx_id, "account": "issued", "program_id": prog.id,
-                         "member_id": member_id, "wallet": "points", "amount": -points,
-                         "position": 0},
-                        {"transaction_id": tx_id, "account": "available",
-                         "program_id": prog.id, "member_id": member_id, "wallet": "points",
-                         "amount": points, "position": 1}]
-                bucket_rows.append({"program_id": prog.id, "member_id": member_id,
-                                    "period_start": period_2026, "value": total})
-                state = new_state(policy, member_id, period_2026, prog.time_zone,
-                                  dt.date(2025, 6, 1))
-                reached = policy.qualified(total)
-                carried = 2 if i % 4 == 0 else 0  # a quarter kept gold from 2025
-                rank = max(reached, carried)
-                row = {
-                    "program_id": prog.id, "member_id": member_id, "rank": rank,
-                    "attained_at": None, "protected_until": protected_2027 if carried
-                    else None, "window_start": state.window_start,
-                    "next_evaluation": state.next_evaluation, "carried": carried,
-                    "carried_until": protected_2027 if carried else None,
-                    "carried_floor": 0, "floor": 0, "anchor": dt.date(2025, 6, 1),
-                    "manual": None, "manual_until": None, "manual_reason": "",
-                    "noticed_for": state.next_evaluation, "version": 1}
-                if reached > carried:
-                    row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
-                    row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
-                state_rows.append(row)
-            yield member_rows, tx_rows, posting_rows, bucket_rows, state_rows
+    for start in range(0, members, chunk):
+        ids = range(start, min(start + chunk, members))
+        member_rows, state_rows, bucket_rows, tx_rows, posting_rows = [], [], [], [], []
+        for i in ids:
+            member_id = f"m{i:07d}"
+            member_rows.append({"program_id": prog.id, "member_id": member_id,
+                                "enrolled_at": enrolled, "attributes": {}})
+            amounts = [1 + (i * 37 + k * 101) % 900 for k in range(3)]
+            total = sum(amounts)
+            for k, points in enumerate(amounts):
+                tx_id = uuid.UUID(int=(i << 8) | k)
+                at = dt.datetime(2026, 2 + 3 * k, 1 + i % 27, 12, tzinfo=dt.UTC)
+                tx_rows.append({
+                    "id": tx_id, "program_id": prog.id, "member_id": member_id,
+                    "wallet": "points", "kind": "earn", "occurred_at": at,
+                    "recorded_at": at, "idempotency_key": f"e{i}-{k}", "reason": "",
+                    "metadata": {}, "reverses_id": None})
+                posting_rows += [
+                    {"transaction_id": tx_id, "account": "issued", "program_id": prog.id,
+                     "member_id": member_id, "wallet": "points", "amount": -points,
+                     "position": 0},
+                    {"transaction_id": tx_id, "account": "available",
+                     "program_id": prog.id, "member_id": member_id, "wallet": "points",
+                     "amount": points, "position": 1}]
+            bucket_rows.append({"program_id": prog.id, "member_id": member_id,
+                                "period_start": period_2026, "value": total})
+            state = new_state(policy, member_id, period_2026, prog.time_zone,
+                              dt.date(2025, 6, 1))
+            reached = policy.qualified(total)
+            carried = 2 if i % 4 == 0 else 0  # a quarter kept gold from 2025
+            rank = max(reached, carried)
+            row = {
+                "program_id": prog.id, "member_id": member_id, "rank": rank,
+                "attained_at": None, "protected_until": protected_2027 if carried
+                else None, "window_start": state.window_start,
+                "next_evaluation": state.next_evaluation, "carried": carried,
+                "carried_until": protected_2027 if carried else None,
+                "carried_floor": 0, "floor": 0, "anchor": dt.date(2025, 6, 1),
+                "manual": None, "manual_until": None, "manual_reason": "",
+                "noticed_for": state.next_evaluation, "version": 1}
+            if reached > carried:
+                row["attained_at"] = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+                row["protected_until"] = dt.datetime(2028, 1, 1, tzinfo=BERLIN)
+            state_rows.append(row)
+        yield member_rows, tx_rows, posting_rows, bucket_rows, state_rows
 
 
 def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
@@ -172,14 +160,7 @@ def seed(engine: sa.Engine, loyalty: Loyalty, members: int) -> None:
             conn.execute(schema.tier_buckets.insert(), bucket_rows)
             conn.execute(schema.tier_states.insert(), state_rows)
         conn.exec_driver_sql("CREATE TABLE bench_tier_states AS SELECT * FROM lk_tier_states")
-    # statistics for every table, as a live database has them (else the baseline's
-    # plan depends on whether autovacuum happened to analyse the ledger yet)
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    analyse(engine)  # (else the baseline's plan depends on autovacuum's timing)
 
 
 def seed_memory(storage: Storage, loyalty: Loyalty, members: int) -> dict[Any, Any]:
@@ -350,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes["members"] = args.members
     if args.batch_size:
         sizes["batch_size"] = args.batch_size
-    helpers = _ledger_helpers()
+    helpers = ledger_helpers()
     results: dict[str, Any] = {
         "quick": args.quick, "sizes": sizes,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count()},

@@ -133,6 +133,54 @@ def test_ledger_due_batches_read_the_due_accounts_once() -> None:
     assert accounts.read <= 3 * len(seen) + 10, accounts.read
 
 
+class CountingKeys(SortedKeys):
+    """A due index that counts the reads of it (each a sort of the due list)."""
+
+    scans = 0
+
+    def after(self, low: Any) -> Iterator[Any]:
+        self.scans += 1
+        return super().after(low)
+
+
+def test_ranged_due_reads_sort_the_due_accounts_once() -> None:
+    """Due work by ranges (due_bounds, then due_between batch by batch, as run_due
+    reads them): the due list is sorted once for the run, and each due account is read
+    about once by the bounds and once by its range, not again by the range before."""
+    storage = MemoryStorage()
+    accounts = storage._tables.of(LedgerTables).accounts = CountingAccounts()
+    index = accounts.index = CountingKeys()
+    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    with storage.unit_of_work("p") as uow:
+        uow.ledger.write(LedgerChanges(accounts={
+            (f"m{i:04d}", "points"): AccountState(
+                f"m{i:04d}", "points",
+                next_due_at=at + dt.timedelta(hours=-1 if i % 33 == 0 else i + 1))
+            for i in range(1_000)}))
+        uow.commit()
+    accounts.read = 0
+    with storage.unit_of_work("p") as uow:
+        ends = uow.ledger.due_bounds(at, 4)
+    assert 8 == len(ends)
+    seen: list[tuple[str, str]] = []
+    for after, upto in zip([None, *ends], ends, strict=False):
+        cursor = after
+        while True:
+            with storage.unit_of_work("p") as uow:
+                due, cursor = uow.ledger.due_between(at, after=cursor, upto=upto, limit=4)
+                uow.ledger.write(LedgerChanges(accounts={
+                    (m, w): AccountState(m, w, next_due_at=at + dt.timedelta(days=9))
+                    for m, w in due}))
+                uow.commit()
+            seen += due
+            if cursor is None:
+                break
+    assert [(f"m{i:04d}", "points") for i in range(0, 1_000, 33)] == seen
+    assert 1 == index.scans
+    # each due account: read by the bounds, by its range's read and twice by its write
+    assert accounts.read <= 4 * len(seen) + 10, accounts.read
+
+
 def test_a_rolled_back_unit_of_work_restores_the_due_index() -> None:
     """The undo log writes the table back item by item, and the index with it."""
     storage = MemoryStorage()

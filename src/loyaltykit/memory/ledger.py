@@ -118,27 +118,26 @@ class MemoryLedgerStore:
         member = self.get_member(member_id)
         if member is None:
             return None
-        found = {}
-        for wallet in sorted(set(wallets)):
-            state = self._t.accounts.get(self._mk(wallet, member_id))
-            if state is not None:
-                found[wallet] = state
-        return MemberState(member=member, accounts=found,
+        return MemberState(member=member, accounts=self._accounts(member_id, sorted(set(wallets))),
                            version=self._programs.program_version_at(at))
 
     def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
                      ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
+        names = sorted(set(wallets))
         found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
         for member_id in dict.fromkeys(member_ids):
             member = self.get_member(member_id)
-            if member is None:
-                continue
-            accounts = {}
-            for wallet in sorted(set(wallets)):
-                state = self._t.accounts.get(self._mk(wallet, member_id))
-                if state is not None:
-                    accounts[wallet] = state
-            found[member_id] = (member, accounts)
+            if member is not None:
+                found[member_id] = (member, self._accounts(member_id, names))
+        return found
+
+    def _accounts(self, member_id: str, wallets: list[str]) -> dict[str, AccountState]:
+        """The member's accounts of ``wallets`` (each once, in order) that exist."""
+        found = {}
+        for wallet in wallets:
+            state = self._t.accounts.get(self._mk(wallet, member_id))
+            if state is not None:
+                found[wallet] = state
         return found
 
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
@@ -181,32 +180,11 @@ class MemoryLedgerStore:
     def due_accounts(
         self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
     ) -> list[tuple[str, str]]:
-        program_id, accounts = self._uow.program_id, self._t.accounts
-        listed = accounts.due_lists.get(program_id)
-        if listed is None or listed[0] != at:
-            # the accounts due by ``at`` from the due index, sorted once per run
-            due = []
-            for p, due_at, member_id, wallet in accounts.index.after((program_id,)):
-                if p != program_id or due_at > at:
-                    break
-                due.append((member_id, wallet))
-            due.sort()
-            listed = accounts.due_lists[program_id] = (at, due)
-        due = listed[1]
-        found: list[tuple[str, str]] = []
-        start = 0 if after is None else bisect.bisect_right(due, after)
-        for member_id, wallet in itertools.islice(due, start, None):
-            state = accounts.get((program_id, wallet, member_id))
-            if state is not None and state.next_due_at is not None \
-                    and state.next_due_at <= at:
-                found.append((member_id, wallet))
-                if len(found) == limit:
-                    return found
-        del accounts.due_lists[program_id]  # the last batch: nothing left to read on
-        return found
+        return self._due(at, after, None, limit)
 
     def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
-        due = self.due_accounts(at, after=None, limit=len(self._t.accounts) + 1)
+        # the list stays for the ranges' reads that follow (due_between)
+        due = [key for key in self._due_list(at) if self._is_due(key, at)]
         ends = due[every - 1::every]
         if due and (not ends or ends[-1] != due[-1]):
             ends.append(due[-1])
@@ -216,8 +194,47 @@ class MemoryLedgerStore:
         self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
         limit: int,
     ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
-        found = [d for d in self.due_accounts(at, after=after, limit=limit) if d <= upto]
+        found = self._due(at, after, upto, limit)
         return found, (found[-1] if len(found) == limit else None)
+
+    def _due_list(self, at: dt.datetime) -> list[tuple[str, str]]:
+        """The program's accounts due by ``at`` in key order (member, wallet): read from
+        the due index and sorted once per run, then kept (:class:`DueAccounts`)."""
+        program_id, accounts = self._uow.program_id, self._t.accounts
+        listed = accounts.due_lists.get(program_id)
+        if listed is None or listed[0] != at:
+            due = []
+            for p, due_at, member_id, wallet in accounts.index.after((program_id,)):
+                if p != program_id or due_at > at:
+                    break
+                due.append((member_id, wallet))
+            due.sort()
+            listed = accounts.due_lists[program_id] = (at, due)
+        return listed[1]
+
+    def _is_due(self, key: tuple[str, str], at: dt.datetime) -> bool:
+        """Whether the account ``key`` of the kept list is still due by ``at``."""
+        state = self._t.accounts.get((self._uow.program_id, key[1], key[0]))
+        return state is not None and state.next_due_at is not None \
+            and state.next_due_at <= at
+
+    def _due(self, at: dt.datetime, after: tuple[str, str] | None,
+             upto: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` accounts still due by ``at`` in ``(after, upto]`` (None: no
+        bound), in key order. A read that reaches the kept list's end drops it: the run
+        has nothing left to read on."""
+        due = self._due_list(at)
+        found: list[tuple[str, str]] = []
+        start = 0 if after is None else bisect.bisect_right(due, after)
+        for key in itertools.islice(due, start, None):
+            if upto is not None and key > upto:
+                return found
+            if self._is_due(key, at):
+                found.append(key)
+                if len(found) == limit:
+                    return found
+        del self._t.accounts.due_lists[self._uow.program_id]
+        return found
 
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:
         lots = [lot for lot in self.load_lots(wallet, [member_id])

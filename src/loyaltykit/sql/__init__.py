@@ -34,6 +34,7 @@ module          what it holds
 ``uow``         :class:`SQLUnitOfWork`: the transaction, and the stores below
 ``keys``        idempotency records and program versions
 ``ledger``      members, accounts, lots, holds and transactions
+``ledger_due``  the ledger's due-work reads (due accounts, their key ranges)
 ``orders``      recorded orders and rule usage
 ``tiers``       tier states, buckets, history, notices; set-based evaluation
 ``referrals``   referral codes, referrals and identity marks

@@ -33,7 +33,8 @@ from loyaltykit._model import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._scrub import replaced
-from loyaltykit.sql._shared import Store, chunks
+from loyaltykit.sql._shared import chunks
+from loyaltykit.sql.ledger_due import SQLLedgerDue
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
     accounts,
@@ -188,42 +189,6 @@ _SEL_REFUNDS: sa.Executable = (
 )
 
 _at = sa.bindparam("at", type_=transactions.c.occurred_at.type)
-_after_m: sa.BindParameter[str] = sa.bindparam("after_m")
-_SEL_DUE = (
-    sa.select(accounts.c.member_id, accounts.c.wallet)
-    .where(accounts.c.program_id == _p, accounts.c.next_due_at <= _at)
-    .order_by(accounts.c.member_id, accounts.c.wallet)
-    .limit(sa.bindparam("lim", type_=sa.Integer()))
-)
-_SEL_DUE_AFTER = _SEL_DUE.where(
-    accounts.c.member_id >= _after_m,
-    sa.or_(accounts.c.member_id > _after_m, accounts.c.wallet > sa.bindparam("after_w")),
-)
-# due work's ranges: every n-th due key and the last, in one pass over the due
-# accounts (their index by next_due_at); each range is then read by the primary key
-_due_rows = (
-    sa.select(accounts.c.member_id, accounts.c.wallet,
-              sa.func.row_number().over(
-                  order_by=(accounts.c.member_id, accounts.c.wallet)).label("rn"),
-              sa.func.count().over().label("n"))
-    .where(accounts.c.program_id == _p, accounts.c.next_due_at <= _at)
-    .subquery()
-)
-_SEL_DUE_BOUNDS = (
-    sa.select(_due_rows.c.member_id, _due_rows.c.wallet)
-    .where(sa.or_(_due_rows.c.rn % sa.bindparam("every", type_=sa.Integer()) == 0,
-                  _due_rows.c.rn == _due_rows.c.n))
-    .order_by(_due_rows.c.rn)
-)
-_upto_m: sa.BindParameter[str] = sa.bindparam("upto_m")
-_SEL_DUE_UPTO = _SEL_DUE.where(
-    accounts.c.member_id <= _upto_m,
-    sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
-)
-_SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
-    accounts.c.member_id <= _upto_m,
-    sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
-)
 
 _lot_key = (lots.c.expires_at, lots.c.member_id, lots.c.wallet, lots.c.id)
 _SEL_EXPIRING = (
@@ -436,8 +401,9 @@ def _lot_row(lot: Lot) -> dict[str, Any]:
     }
 
 
-class SQLLedgerStore(Store):
-    """Members, accounts, lots, holds and transactions of one program."""
+class SQLLedgerStore(SQLLedgerDue):
+    """Members, accounts, lots, holds and transactions of one program (the due work's
+    reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`)."""
 
     @translated
     def get_member(self, member_id: str) -> Member | None:
@@ -621,42 +587,6 @@ class SQLLedgerStore(Store):
         rows = self._c().execute(_SEL_REFUNDS, {"p": self.program_id, "m": member_id,
                                                 "w": wallet})
         return [row[0] for row in rows if dict(row[1]).get("refunds_id") == wanted]
-
-    @translated
-    def due_accounts(
-        self, at: dt.datetime, *, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, str]]:
-        """Return up to ``limit`` (member_id, wallet) pairs whose ``next_due_at <= at``,
-        ordered by (member_id, wallet) and strictly after ``after`` when given."""
-        params: dict[str, Any] = {"p": self.program_id, "at": at, "lim": limit}
-        if after is None:
-            stmt = _SEL_DUE
-        else:
-            stmt = _SEL_DUE_AFTER
-            params["after_m"], params["after_w"] = after
-        return [(row[0], row[1]) for row in self._c().execute(stmt, params)]
-
-    @translated
-    def due_bounds(self, at: dt.datetime, every: int) -> list[tuple[str, str]]:
-        """Return the last key of each range of ``every`` due accounts, in order."""
-        params = {"p": self.program_id, "at": at, "every": every}
-        return [(row[0], row[1]) for row in self._c().execute(_SEL_DUE_BOUNDS, params)]
-
-    @translated
-    def due_between(
-        self, at: dt.datetime, *, after: tuple[str, str] | None, upto: tuple[str, str],
-        limit: int,
-    ) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
-        """Return up to ``limit`` due (member_id, wallet) pairs in ``(after, upto]``
-        and the cursor to go on from if ``limit`` were found."""
-        params: dict[str, Any] = {"p": self.program_id, "at": at, "lim": limit,
-                                  "upto_m": upto[0], "upto_w": upto[1]}
-        stmt = _SEL_DUE_UPTO
-        if after is not None:
-            stmt = _SEL_DUE_BETWEEN
-            params["after_m"], params["after_w"] = after
-        found = [(row[0], row[1]) for row in self._c().execute(stmt, params)]
-        return found, (found[-1] if len(found) == limit else None)
 
     @translated
     def next_expiring(self, wallet: str, member_id: str) -> tuple[int, dt.datetime] | None:

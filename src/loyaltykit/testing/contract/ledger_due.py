@@ -4,6 +4,8 @@ expiries posted range by range, with one worker or several.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from loyaltykit import DueWorkReport, ExpiryPolicy, ExpiryStart, Storage
 from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import (
@@ -39,6 +41,28 @@ def due_shop(storage: Storage, program_id: str, members: int) -> tuple[Shop, lis
     return shop, ids
 
 
+def due_ranges(storage: Storage, program_id: str, at: dt.datetime, every: int
+               ) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
+    """The accounts due by ``at`` (stored keys), and what run_due's ranges of
+    ``every`` read of them: due_bounds' ranges, each read by due_between in batches of
+    ``every``."""
+    with storage.unit_of_work(program_id) as uow:
+        everything = uow.ledger.due_accounts(at, after=None, limit=10_000)
+        ends = uow.ledger.due_bounds(at, every)
+        ranges = []
+        for after, upto in zip([None, *ends], ends, strict=False):
+            found: list[tuple[str, str]] = []
+            cursor = after
+            while True:
+                batch, cursor = uow.ledger.due_between(at, after=cursor, upto=upto,
+                                                       limit=every)
+                found += batch
+                if cursor is None:
+                    break
+            ranges.append(found)
+    return everything, ranges
+
+
 class LedgerDueContract(ContractPart):
     """Ledger due work on a backend: part of :class:`LedgerContract`."""
 
@@ -49,6 +73,11 @@ class LedgerDueContract(ContractPart):
         outcomes = []
         for workers in (1, 3):
             shop, ids = due_shop(storage, f"due-{workers}", 12)
+            ranges = due_ranges(storage, f"due-{workers}", shop.clock.now(), 2)
+            # 12 points wallets and 4 credits wallets: 8 ranges of 2, every due wallet
+            # in exactly one, in key order
+            assert [2] * 8 == [len(r) for r in ranges[1]]
+            assert ranges[0] == [key for r in ranges[1] for key in r]
             report = shop.loyalty.run_due(batch_size=2, workers=workers)
             again = shop.loyalty.run_due(batch_size=2, workers=workers)
             assert DueWorkReport(at=again.at) == again  # nothing left to do
@@ -64,8 +93,7 @@ class LedgerDueContract(ContractPart):
             ))
         assert outcomes[0] == outcomes[1]
         report = outcomes[0][0]
-        # 12 points wallets and 4 credits wallets, in ranges of 2: many batches
-        assert 16 == report.members
+        assert 16 == report.members  # each due wallet counted once
         assert (12, 9, 16) == (report.activated_lots, report.released_holds,
                                report.expired_lots)
 
