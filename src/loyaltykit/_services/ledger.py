@@ -243,6 +243,16 @@ class LedgerService:
 
     # -- members --------------------------------------------------------------------------
 
+    @staticmethod
+    def check_new_member(member_id: object) -> str:
+        """The member id checked as one a member may be enrolled under (not one that
+        names erased members)."""
+        member_id = check_member_id(member_id)
+        if member_id.startswith(ERASED_PREFIX):
+            raise InvalidInput(f"member ids starting with {ERASED_PREFIX!r} name erased "
+                               "members", member_id=member_id)
+        return member_id
+
     def enrol(
         self,
         member_id: str,
@@ -263,10 +273,7 @@ class LedgerService:
         :meth:`refer` for what is refused; then nothing is written, the enrolment
         included). ``identity`` is kept as keyed hashes for the fraud checks.
         """
-        member_id = check_member_id(member_id)
-        if member_id.startswith(ERASED_PREFIX):
-            raise InvalidInput(f"member ids starting with {ERASED_PREFIX!r} name erased "
-                               "members", member_id=member_id)
+        member_id = self.check_new_member(member_id)
         key = check_key(key if key is not None else f"{ENROL_KEY}{member_id}")
         attrs_ = check_json(attributes, "attributes")
         parsed, digests = self.enrolment_extras(referral_code, identity)

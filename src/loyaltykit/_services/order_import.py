@@ -155,7 +155,7 @@ class OrderImport:
         total = len(orders) if isinstance(orders, Sized) else None
         result, done = ImportResult(), 0
         for batch in _batches(iter(orders), batch_size):
-            items = [self._check(order, wallet_) for order in batch]
+            items = [self._check(order, wallet_, enrol) for order in batch]
             result += self.c.pipeline.steps(
                 functools.partial(self._batch, items=items, wallet_=wallet_, enrol=enrol),
                 what="record_orders")
@@ -164,9 +164,12 @@ class OrderImport:
                 on_progress(done, total)
         return result
 
-    def _check(self, order: object, wallet_: str) -> _Item:
+    def _check(self, order: object, wallet_: str, enrol: bool) -> _Item:
         order = check_order(self.program.currency, order)
-        check_member_id(order.member_id)
+        if enrol:  # an unknown member is enrolled: refused as enrol refuses its id
+            self._ledger.check_new_member(order.member_id)
+        else:
+            check_member_id(order.member_id)
         when = self.c.instant(order.placed_at, "placed_at")
         placed = order.to_dict()
         return _Item(order, when, placed, fingerprint(order_request(placed, wallet_)))

@@ -351,6 +351,23 @@ class OrderImportContract(ContractPart):
         with pytest.raises(LoyaltyError):
             loyalty.order("o2")
 
+    def test_enrolling_refuses_ids_that_name_erased_members(self, storage: Storage) -> None:
+        """With ``enrol=True`` an order's member id is checked as :meth:`enrol` checks
+        it: an id in the erased members' namespace is refused before its batch writes."""
+        loyalty = _facade(storage, _rate_program(), "erasedns")
+        good = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(2)]
+        erased = _order(2, "erased:0123abcd", START)
+        with pytest.raises(InvalidInput, match="erased"):
+            loyalty.record_orders([*good, erased], enrol=True)
+        for member_id in ("m", "erased:0123abcd"):
+            with pytest.raises(MemberNotFound):
+                loyalty.member(member_id)
+        with pytest.raises(LoyaltyError):
+            loyalty.order("o0")
+        # without enrol the id is only an unknown member, refused per order
+        result = loyalty.record_orders([erased])
+        assert isinstance(result.failed[0][1], MemberNotFound)
+
     def test_the_store_reads_recorded_orders_by_ids(self, storage: Storage) -> None:
         loyalty = _facade(storage, _rate_program(), "ids")
         loyalty.record_orders([_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)],
