@@ -47,318 +47,47 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
-import uuid
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
 )
 
-from loyaltykit._clock import TestClock
-from loyaltykit._errors import IdempotencyConflict, LoyaltyError, StorageError
+from loyaltykit._errors import IdempotencyConflict, LoyaltyError
 from loyaltykit._facade import Loyalty
-from loyaltykit._model import Kind
 from loyaltykit._orders import Order, OrderLine
 from loyaltykit._outbox import EventPolicy
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._program import Program
-from loyaltykit._results import HoldResult, Redemption, TransactionResult, TransferResult
-from loyaltykit._rewards import Voucher, VoucherStatus
 from loyaltykit._rules import EarningPolicy, RateRule
 from loyaltykit._values import Money
-from loyaltykit.storage import Storage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.invariants import (
-    LedgerSnapshot,
     check_invariants,
     check_replay,
     describe_difference,
-    find_due_work,
-    find_spend_order_violations,
     find_unsettled_debt,
-    read_ledger,
 )
+from loyaltykit.testing.machine_base import Backend, CounterIds, StorageFactory, normalised
+from loyaltykit.testing.machine_rewards import RewardSteps
 from loyaltykit.testing.outbox_checks import check_outbox
 from loyaltykit.testing.totals import check_machine_totals
 
 __all__ = ["CounterIds", "LedgerMachine", "StorageFactory"]
 
-#: Returns a fresh, empty storage each time it is called.
-StorageFactory = Callable[[], Storage]
 
-_WriteCall = Callable[[Loyalty], Any]
-
-
-class CounterIds:
-    """A deterministic id source: ``UUID(int=1)``, ``UUID(int=2)``, ...
-
-    Two facades driven through the same operations with their own ``CounterIds``
-    generate the same ids, so their results and rows can be compared as they are.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def __call__(self) -> uuid.UUID:
-        """Return the next id."""
-        with self._lock:
-            self._count += 1
-            return uuid.UUID(int=self._count)
-
-
-@attrs.define
-class _Backend:
-    storage: Storage
-    loyalty: Loyalty
-    snapshot: LedgerSnapshot | None = None
-
-
-@attrs.define
-class _Write:
-    """A successful keyed write, kept for replay: the call and each backend's result."""
-
-    label: str
-    key: str
-    call: _WriteCall
-    results: list[Any]
-
-
-@attrs.frozen
-class _Outcome:
-    value: Any = None
-    error: LoyaltyError | None = None
-
-
-def _normalise(snapshot: LedgerSnapshot) -> LedgerSnapshot:
-    """Drop what backends may legitimately store differently (the row version)."""
-    wallets = {
-        key: attrs.evolve(
-            w, state=attrs.evolve(w.state, version=0) if w.state is not None else None
-        )
-        for key, w in snapshot.wallets.items()
-    }
-    return attrs.evolve(snapshot, wallets=wallets)
-
-
-class LedgerMachine(RuleBasedStateMachine):
+class LedgerMachine(RewardSteps):
     """Random ledger operations applied alike to every backend of :attr:`factories`.
 
     Use :meth:`using` to get a machine bound to storage factories; the class itself
     has none. ``backdate`` lets writes carry a business instant in the past.
     """
-
-    #: Storage factories, one backend each; the first is the reference.
-    factories: ClassVar[tuple[StorageFactory, ...]] = ()
-    #: Whether writes may be backdated (``at`` earlier than the clock's now).
-    backdate: ClassVar[bool] = True
-    #: Most members a run enrols.
-    max_members: ClassVar[int] = 4
-
-    @classmethod
-    def using(cls, *factories: StorageFactory, backdate: bool = True) -> type[LedgerMachine]:
-        """Return a subclass driving one backend per factory (the same operations on
-        each, compared with each other)."""
-        if not factories:
-            raise ValueError("LedgerMachine needs at least one storage factory")
-        attributes: dict[str, Any] = {"factories": tuple(factories), "backdate": backdate}
-        return type(f"{cls.__name__}x{len(factories)}", (cls,), attributes)
-
-    def __init__(self) -> None:
-        super().__init__()
-        if not self.factories:
-            raise TypeError("use LedgerMachine.using(factory, ...) to choose backends")
-        self.program: Program | None = None
-        self.clock = TestClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-        self.started = self.clock.now()
-        self.backends: list[_Backend] = []
-        self.members: list[str] = []
-        self.writes: list[_Write] = []
-        self.tx_ids: list[uuid.UUID] = []
-        self.earn_ids: list[uuid.UUID] = []
-        self.hold_ids: list[uuid.UUID] = []
-        self.open_hold_ids: list[uuid.UUID] = []
-        #: stored codes of every voucher, and of the issued ones (the reference's)
-        self.voucher_codes: list[str] = []
-        self.issued_codes: list[str] = []
-        self.redeem_keys: list[str] = []
-        #: when issued vouchers expire (the reference's)
-        self.expiries: list[dt.datetime] = []
-        #: orders recorded (paid partly with points or not): id -> line id -> quantity
-        self.orders: dict[str, dict[str, int]] = {}
-        self._steps = 0
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    def _key(self, suffix: str) -> str:
-        self._steps += 1
-        return f"{self._steps}:{suffix}"
-
-    @property
-    def _program(self) -> Program:
-        assert self.program is not None
-        return self.program
-
-    def _read(self, backend: _Backend) -> LedgerSnapshot:
-        return read_ledger(backend.storage, self._program, self.members)
-
-    def _refresh(self) -> None:
-        """Re-read every backend and the ids rules pick from (the reference's)."""
-        for backend in self.backends:
-            backend.snapshot = self._read(backend)
-        reference = self.backends[0].snapshot
-        assert reference is not None
-        txs = sorted(
-            (tx for w in reference.wallets.values() for tx in w.transactions),
-            key=lambda tx: tx.id,
-        )
-        self.tx_ids = [tx.id for tx in txs]
-        self.earn_ids = [tx.id for tx in txs if tx.kind is Kind.EARN]
-        self.hold_ids = sorted(h for w in reference.wallets.values() for h in w.holds)
-        self.open_hold_ids = sorted(h.id for w in reference.wallets.values()
-                                    for h in w.open_holds)
-        vouchers = list(reference.vouchers.values())
-        self.voucher_codes = [v.code for v in vouchers]
-        self.issued_codes = [v.code for v in vouchers if v.status is VoucherStatus.ISSUED]
-        self.expiries = sorted({v.expires_at for v in vouchers if v.expires_at is not None
-                                and v.status is VoucherStatus.ISSUED})
-
-    def _run(
-        self,
-        label: str,
-        call: _WriteCall,
-        *,
-        key: str | None = None,
-        at: dt.datetime | None = None,
-        everyone: bool = False,
-    ) -> Any:
-        """Apply ``call`` to every backend; check they agree, that errors write nothing
-        and that a write posted the due work of the wallets it touched (of every
-        wallet if ``everyone``) up to its instant ``at`` (default: now). Returns the
-        reference backend's result (None after an error)."""
-        instant = at or self.clock.now()
-        outcomes: list[_Outcome] = []
-        for backend in self.backends:
-            try:
-                outcomes.append(_Outcome(value=call(backend.loyalty)))
-            except StorageError:
-                raise
-            except LoyaltyError as exc:
-                outcomes.append(_Outcome(error=exc))
-        kinds = [type(o.error).__name__ if o.error else "ok" for o in outcomes]
-        event(f"{label.partition('(')[0]}: {kinds[0]}")
-        assert len(set(kinds)) == 1, f"backends disagree on the outcome of {label}: {kinds} " \
-                                     f"({[str(o.error) for o in outcomes if o.error]})"
-        before = [b.snapshot for b in self.backends]
-        self._refresh()
-        first = outcomes[0]
-        if first.error is not None:
-            for backend, old in zip(self.backends, before, strict=True):
-                assert old is not None and backend.snapshot is not None
-                assert old == backend.snapshot, (
-                    f"{label} raised {first.error} but changed the ledger of "
-                    f"{backend.storage!r}:\n{describe_difference(old, backend.snapshot)}")
-            return None
-        for i, o in enumerate(outcomes[1:], start=1):
-            assert first.value == o.value, (
-                f"backends return different results for {label}:\n"
-                f"  {self.backends[0].storage!r}: {first.value!r}\n"
-                f"  {self.backends[i].storage!r}: {o.value!r}")
-        for backend, old in zip(self.backends, before, strict=True):
-            new = backend.snapshot
-            assert old is not None and new is not None
-            touched = None if everyone else [
-                k for k, w in new.wallets.items() if old.wallets.get(k) != w]
-            left = find_due_work(new, instant, touched)
-            assert not left, f"{label} left due work undone:\n" + "\n".join(
-                f"  {v}" for v in left)
-        for backend, o in zip(self.backends, outcomes, strict=True):
-            self._check_result_balances(label, backend.loyalty, o.value)
-        if key is not None:
-            self.writes.append(_Write(label, key, call, [o.value for o in outcomes]))
-        return first.value
-
-    def _check_result_balances(self, label: str, loyalty: Loyalty, result: Any) -> None:
-        """A write's result carries the balance that reading it right after shows."""
-        if isinstance(result, TransferResult):
-            balances = [result.outgoing.balance, result.incoming.balance]
-        elif isinstance(result, TransactionResult | HoldResult | Redemption):
-            balances = [result.balance]
-        else:
-            return
-        for shown in balances:
-            read = loyalty.balance(shown.member_id, wallet=shown.wallet)
-            assert attrs.evolve(read, as_of=shown.as_of) == shown, (
-                f"{label} returned a balance that differs from reading it:\n"
-                f"  returned: {shown!r}\n  read:     {read!r}")
-
-    def _check_taken(self, transaction_id: uuid.UUID, at: dt.datetime | None) -> None:
-        """Invariant (k) for the debit or hold ``transaction_id`` just written."""
-        instant = at or self.clock.now()
-        for backend in self.backends:
-            snapshot = backend.snapshot
-            assert snapshot is not None
-            for (member_id, wallet), w in snapshot.wallets.items():
-                tx = next((t for t in w.transactions if t.id == transaction_id), None)
-                if tx is None:
-                    continue
-                if tx.kind is Kind.HOLD:
-                    hold = w.holds.get(uuid.UUID(str(tx.metadata["hold_id"])))
-                    taken = [a.lot_id for a in hold.allocations] if hold else []
-                else:
-                    taken = [m.lot_id for m in tx.movements if m.delta < 0]
-                wrong = find_spend_order_violations(snapshot, self._program, member_id,
-                                                    wallet, taken, instant)
-                assert not wrong, "\n".join(str(v) for v in wrong)
-
-    def _at(self, data: st.DataObject) -> dt.datetime | None:
-        """None (the clock's now) or, if backdating is on, an instant since the start."""
-        if not self.backdate:
-            return None
-        now = self.clock.now()
-        span = int((now - self.started).total_seconds())
-        if span <= 0 or not data.draw(st.booleans(), label="backdated"):
-            return None
-        back = data.draw(st.integers(0, span), label="seconds back")
-        return now - dt.timedelta(seconds=back)
-
-    def _spendable(self, member_id: str, wallet: str) -> int:
-        """The points the member can spend now (as the reference backend stores them)."""
-        snapshot = self.backends[0].snapshot
-        now = self.clock.now()
-        if snapshot is None or (member_id, wallet) not in snapshot.wallets:
-            return 0
-        return sum(lot.spendable(now) for lot in snapshot.wallets[(member_id, wallet)]
-                   .lots.values())
-
-    def _points(self, data: st.DataObject, member_id: str, wallet: str, high: int = 300) -> int:
-        """Points for a debit: mostly within what the member has, sometimes more."""
-        have = self._spendable(member_id, wallet)
-        if have > 0 and data.draw(st.integers(0, 3), label="within balance") > 0:
-            return data.draw(st.integers(1, have), label="points")
-        return data.draw(lst.points(high), label="points")
-
-    def _member(self, data: st.DataObject, label: str = "member") -> str:
-        return data.draw(st.sampled_from(self.members), label=label)
-
-    def _hold(self, data: st.DataObject) -> uuid.UUID:
-        """Mostly an open hold, sometimes any hold."""
-        prefer_open = bool(self.open_hold_ids) and data.draw(st.integers(0, 3),
-                                                             label="open hold") > 0
-        pool = self.open_hold_ids if prefer_open else self.hold_ids
-        return data.draw(st.sampled_from(pool), label="hold_id")
-
-    def _wallet(self, data: st.DataObject) -> str:
-        return data.draw(st.sampled_from(self._program.wallets), label="wallet")
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -388,7 +117,7 @@ class LedgerMachine(RuleBasedStateMachine):
             # the same codes on every backend: a seeded source, not the secure default
             loyalty = Loyalty(program, storage, clock=self.clock, new_id=CounterIds(),
                               randbelow=random.Random(0).randrange)
-            self.backends.append(_Backend(storage, loyalty))
+            self.backends.append(Backend(storage, loyalty))
         self._refresh()
         for member_id in members:
             self._enrol(member_id)
@@ -679,161 +408,6 @@ class LedgerMachine(RuleBasedStateMachine):
         if self._run(f"cancel({order_id})", call, key=key) is not None:
             self.orders[order_id] = dict.fromkeys(self.orders[order_id], 0)
 
-    @rule(data=st.data())
-    def redeem(self, data: st.DataObject) -> None:
-        """Redeem a reward: mostly one the member can pay for (or after earning what it
-        costs), often again one the member has redeemed before (limits), sometimes one
-        not in the catalogue, sometimes under the key of an earlier redemption (its
-        replay or an IdempotencyConflict)."""
-        policy = self._program.rewards
-        assert policy is not None
-        wallet = policy.wallet or self._program.default_wallet
-        at = self._at(data)
-        redeemed = sorted({(v.member_id, v.reward_id, v.issued_at) for v in self._vouchers()})
-        if redeemed and data.draw(st.integers(0, 2), label="again") == 0:
-            member_id, reward_id, issued_at = data.draw(st.sampled_from(redeemed),
-                                                        label="again of")
-            if self.backdate and data.draw(st.booleans(), label="just before"):
-                # out of order: limits must hold in every period, not only up to `at`
-                back = dt.timedelta(seconds=data.draw(st.integers(0, 3 * 86400),
-                                                      label="seconds before"))
-                at = max(issued_at - back, self.started)
-            have = self._spendable(member_id, wallet)
-        else:
-            member_id = self._member(data)
-            have = self._spendable(member_id, wallet)
-            ids = [r.id for r in policy.catalogue]
-            affordable = [r.id for r in policy.catalogue if r.cost <= have]
-            if affordable and data.draw(st.integers(0, 3), label="affordable") > 0:
-                ids = affordable
-            reward_id = data.draw(st.sampled_from(ids) | st.just("no-such-reward")
-                                  if data.draw(st.integers(0, 9), label="unknown") == 0
-                                  else st.sampled_from(ids), label="reward_id")
-        reward = policy.by_id.get(reward_id)
-        if reward is not None and reward.cost > have and data.draw(st.booleans(),
-                                                                   label="top up"):
-            self._top_up(member_id, wallet, reward.cost - have, at)
-        old = bool(self.redeem_keys) and data.draw(st.integers(0, 5), label="old key") == 0
-        key = data.draw(st.sampled_from(self.redeem_keys), label="key") if old \
-            else self._key("redeem")
-
-        def call(loyalty: Loyalty) -> Any:
-            return loyalty.rewards.redeem(member_id, reward_id, key=key, at=at)
-
-        label = f"redeem({member_id!r}, {reward_id!r}, at={at}, key={key!r})"
-        if old:
-            self._under_old_key(label, call, key)
-            return
-        result = self._run(label, call, key=key, at=at)
-        if result is not None:
-            self.redeem_keys.append(key)
-            self._check_voucher(result.voucher)
-            self._check_taken(result.transaction_id, at)
-
-    def _vouchers(self) -> list[Voucher]:
-        """Every voucher, as the reference backend stores them."""
-        snapshot = self.backends[0].snapshot
-        return [] if snapshot is None else list(snapshot.vouchers.values())
-
-    def _top_up(self, member_id: str, wallet: str, points: int, at: dt.datetime | None
-                ) -> None:
-        """Earn ``points`` available at ``at`` (None: now), so that a redemption then
-        can be paid for."""
-        key = self._key("top up")
-        when = at or self.clock.now()
-
-        def call(loyalty: Loyalty) -> Any:
-            return loyalty.earn(member_id, points, key=key, wallet=wallet, at=at,
-                                activates_at=when, reason="top up")
-
-        self._run(f"earn({member_id!r}, {points}, top up, at={at})", call, key=key, at=at)
-
-    def _under_old_key(self, label: str, call: _WriteCall, key: str) -> None:
-        """Run a write under the key of an earlier one: every backend returns that
-        write's result (the same request) or raises IdempotencyConflict (another
-        request), alike, and nothing is written."""
-        original = next(w for w in self.writes if w.key == key)
-        outcomes = []
-        for backend, result in zip(self.backends, original.results, strict=True):
-            try:
-                value = call(backend.loyalty)
-            except IdempotencyConflict:
-                outcomes.append("conflict")
-                continue
-            assert value == result, (f"{label} under the key of {original.label} returned "
-                                     f"{value!r}, not its result {result!r}")
-            outcomes.append("replay")
-        event(f"{label.partition('(')[0]} under an old key: {outcomes[0]}")
-        assert len(set(outcomes)) == 1, f"backends disagree on {label}: {outcomes}"
-        before = [b.snapshot for b in self.backends]
-        self._refresh()
-        for backend, old in zip(self.backends, before, strict=True):
-            assert old is not None and backend.snapshot is not None
-            assert old == backend.snapshot, (
-                f"{label} under the key of {original.label} changed the ledger of "
-                f"{backend.storage!r}:\n{describe_difference(old, backend.snapshot)}")
-
-    def _code(self, data: st.DataObject, issued: bool) -> str:
-        """A voucher's code as a customer may type it: mostly an issued one (if
-        ``issued``), else any voucher's, sometimes one never issued or malformed."""
-        pool = self.issued_codes if issued and self.issued_codes and data.draw(
-            st.integers(0, 3), label="issued") > 0 else self.voucher_codes
-        if not pool or data.draw(st.integers(0, 15), label="bad code") == 0:
-            return data.draw(st.sampled_from(["0000-0000-00", "not a code",
-                                              "7K3QD-M9XWP-E"]), label="code")
-        code = data.draw(st.sampled_from(pool), label="code")
-        spec = self._program.rewards.code if self._program.rewards is not None else None
-        assert spec is not None
-        style = data.draw(st.sampled_from(("stored", "shown", "lower", "spaced")),
-                          label="typed")
-        if style == "shown":
-            return spec.display(code)
-        if style == "lower":
-            return spec.display(code).lower()
-        if style == "spaced":
-            return " ".join(spec.display(code).split("-")).lower()
-        return code
-
-    def _check_voucher(self, voucher: Voucher) -> None:
-        """A voucher a write returned is the one every backend stored."""
-        for backend in self.backends:
-            assert backend.snapshot is not None
-            stored = backend.snapshot.vouchers.get(voucher.id)
-            assert stored == voucher, (f"{backend.storage!r} stored voucher {voucher.id} as "
-                                       f"{stored!r}, the write returned {voucher!r}")
-
-    @precondition(lambda self: bool(self.voucher_codes))
-    @rule(data=st.data())
-    def use_voucher(self, data: st.DataObject) -> None:
-        """Use a voucher on an order (typed loosely; used, cancelled, expired, unknown
-        and malformed codes are refused)."""
-        code, at = self._code(data, issued=True), self._at(data)
-        order_id = data.draw(st.sampled_from(sorted(self.orders)) | st.just(f"u{self._steps}")
-                             if self.orders else st.just(f"u{self._steps}"), label="order_id")
-        key = self._key("use")
-
-        def call(loyalty: Loyalty) -> Any:
-            return loyalty.rewards.use(code, order_id=order_id, key=key, at=at)
-
-        result = self._run(f"use({code!r}, {order_id!r}, at={at})", call, key=key, at=at)
-        if result is not None:
-            self._check_voucher(result)
-
-    @precondition(lambda self: bool(self.voucher_codes))
-    @rule(data=st.data())
-    def cancel_voucher(self, data: st.DataObject) -> None:
-        """Cancel a voucher: its points go back, its stock and limits are released
-        (a used, cancelled or expired one is refused)."""
-        code, at = self._code(data, issued=True), self._at(data)
-        key = self._key("cancel voucher")
-
-        def call(loyalty: Loyalty) -> Any:
-            return loyalty.rewards.cancel(code, key=key, at=at, reason="changed mind")
-
-        result = self._run(f"cancel_voucher({code!r}, at={at})", call, key=key, at=at)
-        if result is not None:
-            self._check_voucher(result)
-
     @rule(batch_size=st.integers(1, 5))
     def run_due(self, batch_size: int) -> None:
         """Run due work now; afterwards no wallet is due any more."""
@@ -923,7 +497,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert reference.snapshot is not None
         for other in self.backends[1:]:
             assert other.snapshot is not None
-            left, right = _normalise(reference.snapshot), _normalise(other.snapshot)
+            left, right = normalised(reference.snapshot), normalised(other.snapshot)
             assert left == right, (f"{reference.storage!r} and {other.storage!r} store "
                                    f"different ledgers:\n{describe_difference(left, right)}")
         for member_id in self.members:
@@ -957,22 +531,6 @@ class LedgerMachine(RuleBasedStateMachine):
         for backend, shown in zip(self.backends[1:], seen[1:], strict=True):
             assert seen[0] == shown, (f"{self.backends[0].storage!r} and "
                                       f"{backend.storage!r} hold different events")
-
-    def _check_stock(self, backend: _Backend) -> None:
-        """Each reward's ``stock()`` read is its stock less the vouchers stored issued
-        or used (the ones that hold an item)."""
-        policy = self._program.rewards
-        if policy is None or backend.snapshot is None:
-            return
-        vouchers = backend.snapshot.vouchers.values()
-        for reward in policy.catalogue:
-            holding = sum(1 for v in vouchers if v.reward_id == reward.id
-                          and v.status in (VoucherStatus.ISSUED, VoucherStatus.USED))
-            expected = None if reward.stock is None else reward.stock - holding
-            shown = backend.loyalty.rewards.stock(reward.id)
-            assert shown == expected, (f"{backend.storage!r}: stock({reward.id!r}) is "
-                                       f"{shown}, {reward.stock} less {holding} vouchers "
-                                       f"holding an item is {expected}")
 
     def _views(self, loyalty: Loyalty, member_id: str, wallet: str) -> tuple[Any, ...]:
         """What a shop shows: balance, balance as of the start, statement, lots."""
