@@ -143,7 +143,9 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
     statements. Copy ``i`` gets fresh ids (``{salt:04x}{i:024x}{n:04x}``, n numbering the
     template's ids), member key ``{salt:02x}{i:030x}``, shop id ``m{i:07d}`` and keys
     ``<key>#i``; a text value equal to a template id or key (also inside a JSON value)
-    is replaced the same way, anything else is copied as it is."""
+    is replaced the same way, anything else is copied as it is. On PostgreSQL the
+    foreign key triggers are skipped for the seed when the role may (a superuser, as on
+    the throwaway server): that halves its time (20,000 members: 39 s -> 19 s here)."""
     Loyalty(program(program_id), SQLStorage(engine))  # registers the program
     pg = engine.dialect.name == "postgresql"
     ids: dict[uuid.UUID, int] = {}
@@ -209,6 +211,12 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
               f"(WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
               f"WHERE i < {members - 1}) SELECT i FROM s) AS g")
     with engine.begin() as conn:
+        if pg:  # the copies of valid rows need no foreign key checks (superuser only)
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            except sa.exc.DBAPIError:
+                pass
         for table in _member_tables():
             for r, row in enumerate(rows.get(table.name, ())):
                 names = [c for c in row if not (c == "seq" or (c == "id" and table.name in (
