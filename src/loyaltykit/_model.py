@@ -94,6 +94,8 @@ class Account(enum.Enum):
 MEMBER_ACCOUNTS = frozenset({Account.AVAILABLE, Account.PENDING, Account.HELD, Account.DEBT})
 SYSTEM_ACCOUNTS = frozenset(set(Account) - MEMBER_ACCOUNTS)
 _ACCOUNT_NAMES = tuple((a, a.value) for a in Account)
+# an account's value by dict lookup (Enum's ``.value`` is a descriptor call in Python)
+_ACCOUNT_NAME = dict(_ACCOUNT_NAMES)
 
 
 @attrs.frozen
@@ -143,7 +145,7 @@ class Transaction:
     @property
     def points(self) -> int:
         """Net change of the member's total points (available + pending + held - debt)."""
-        return sum(p.amount for p in self.postings if p.account.is_member)
+        return sum(p.amount for p in self.postings if p.account in MEMBER_ACCOUNTS)
 
     def amount(self, account: Account) -> int:
         """Sum of this transaction's postings on ``account``."""
@@ -265,7 +267,7 @@ class AccountState:
         # transaction was a tenth of a bulk earn's time)
         changes: dict[str, Any] = {}
         for p in postings:
-            name = p.account.value
+            name = _ACCOUNT_NAME[p.account]
             changes[name] = changes.get(name, getattr(self, name)) + p.amount
         changes["version"] = self.version + 1
         return evolve(self, **changes)

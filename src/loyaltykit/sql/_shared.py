@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit.sql._errors import is_unique_violation, storage_error, violated
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql.schema import (
     code_counters,
     program_versions,
@@ -129,7 +130,7 @@ class Store:
         ``duplicate`` is given and, with ``only``, the violated constraint is that one;
         anything else is StorageError."""
         try:
-            conn.execute(stmt, rows)
+            execute_many(conn, stmt, rows)
         except sa_exc.IntegrityError as exc:
             if duplicate is not None and is_unique_violation(exc) and (
                 only is None or violated(exc, only)
@@ -143,7 +144,7 @@ class Store:
     @staticmethod
     def _update(conn: Connection, stmt: sa.Update, rows: list[dict[str, Any]],
                 what: str) -> None:
-        result = conn.execute(stmt, rows)
+        result = execute_many(conn, stmt, rows)
         sane = (conn.dialect.supports_sane_multi_rowcount if len(rows) > 1
                 else conn.dialect.supports_sane_rowcount)
         if sane and result.rowcount != len(rows):

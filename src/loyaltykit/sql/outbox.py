@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
 from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
@@ -273,7 +274,7 @@ class SQLOutboxStore(Store):
         # one executemany: rows of one statement may not see each other, but two
         # events of one member in it get the same key (their writer's), and seq keeps
         # their order
-        conn.execute(self._statements()["insert"], rows)
+        execute_many(conn, self._statements()["insert"], rows)
         if postgres and getattr(self._uow, "notify", False):
             # sent at commit, once per transaction and channel
             conn.execute(_NOTIFY, {"c": channel(program_id)})

@@ -1,0 +1,86 @@
+"""The SQL backend's executemany without per-row parameter building
+(``loyaltykit.sql._many``) stores exactly what ``Connection.execute`` stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from loyaltykit.sql._many import execute_many
+from loyaltykit.sql.schema import Document, UTCDateTime
+
+
+def _tables() -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    meta = sa.MetaData()
+
+    def table(name: str) -> sa.Table:
+        return sa.Table(
+            name, meta,
+            sa.Column("id", sa.Uuid(), primary_key=True),
+            sa.Column("at", UTCDateTime()),
+            sa.Column("doc", Document()),
+            sa.Column("flag", sa.Boolean()),
+            sa.Column("n", sa.BigInteger()),
+            sa.Column("s", sa.String(20)),
+            sa.Column("fixed", sa.String(20)),
+        )
+
+    return meta, table("by_execute"), table("by_many")
+
+
+def _rows(count: int) -> list[dict[str, Any]]:
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    return [{"id": uuid.UUID(int=i + 1),
+             "at": None if i % 3 == 0 else dt.datetime(2026, 1, 1, i % 24, tzinfo=berlin),
+             "doc": {"lot_id": str(uuid.UUID(int=i)), "points": i, "nested": [i, None]},
+             "flag": i % 2 == 0, "n": -i, "s": f"row {i}"}
+            for i in range(count)]
+
+
+def _stored(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
+    # what the driver stored, read without SQLAlchemy's result processing
+    return [tuple(r) for r in conn.exec_driver_sql(
+        f"SELECT id, at, doc, flag, n, s, fixed FROM {table.name} ORDER BY id")]
+
+
+@pytest.mark.parametrize("count", [1, 5, 40])
+def test_insert_and_update_store_what_execute_stores(count: int) -> None:
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        def by_execute(stmt: Any, rows: list[dict[str, Any]]) -> Any:
+            return conn.execute(stmt, rows)
+
+        def by_many(stmt: Any, rows: list[dict[str, Any]]) -> Any:
+            return execute_many(conn, stmt, rows)
+
+        for table, run in ((plain, by_execute), (fast, by_many)):
+            # a constant bound in the statement itself is written too
+            run(table.insert().values(fixed=sa.bindparam("fixed_value", "const")),
+                _rows(count))
+            changed = [{"k_id": r["id"], "at": dt.datetime(2027, 3, 1, tzinfo=dt.UTC),
+                        "doc": {"changed": r["n"]}, "flag": None}
+                       for r in _rows(count)[::2]]
+            result = run(table.update().where(table.c.id == sa.bindparam("k_id")), changed)
+            assert len(changed) == result.rowcount
+        assert _stored(conn, plain) == _stored(conn, fast)
+        assert count == len(_stored(conn, fast))
+
+
+def test_rows_with_other_keys_are_refused_as_execute_refuses_them() -> None:
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    rows = _rows(6)
+    del rows[3]["s"]
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        with pytest.raises(sa.exc.StatementError) as by_execute:
+            conn.execute(plain.insert(), rows)
+        with pytest.raises(sa.exc.StatementError) as by_many:
+            execute_many(conn, fast.insert(), rows)
+    assert type(by_execute.value) is type(by_many.value)
