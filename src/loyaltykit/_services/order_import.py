@@ -205,8 +205,8 @@ class OrderImport:
                 member_id = item.order.member_id
                 if member_id not in known:
                     first[member_id] = min(item.when, first.get(member_id, item.when))
-            for member_id, when in first.items():
-                self._enrol(steps, member_id, when)
+            if first:
+                self._enrol(steps, first)
             steps.flush()  # the enrolments, before the batch's reads
         # what the orders' use case reads of their members, for all of them at once
         default = self.program.default_wallet
@@ -272,17 +272,26 @@ class OrderImport:
 
         return steps.run(item.when, item.key, step, keep=keep)
 
-    def _enrol(self, steps: Steps, member_id: str, when: dt.datetime) -> Member:
-        key = f"{ENROL_KEY}{member_id}"
-        request = self._ledger.enrol_request(member_id, when, when, {})
+    def _enrol(self, steps: Steps, first: dict[str, dt.datetime]) -> None:
+        """Enrol the members ``first`` names, each at its instant, as :meth:`enrol`
+        would under its default key, in one write: the enrolments' use case adds each
+        member to that write's changes (the subscribers gather them alike), and each
+        member's key keeps its own record. An enrolment posts nothing, so the write's
+        own instant and key are no enrolment's."""
 
-        def keep(work: Work, member: Member) -> IdempotencyRecord:
-            return IdempotencyRecord(key=key, fingerprint=fingerprint(request),
-                                     result=encode_result(member),
-                                     created_at=work.recorded_at, member_id=member_id)
+        def step(work: Work) -> list[Member]:
+            return [self._ledger.enrol_in(work, member_id, when, {})
+                    for member_id, when in first.items()]
 
-        return steps.run(when, key, lambda work: self._ledger.enrol_in(
-            work, member_id, when, {}), keep=keep)
+        def keep(work: Work, members: list[Member]) -> list[IdempotencyRecord]:
+            return [IdempotencyRecord(
+                key=f"{ENROL_KEY}{m.member_id}",
+                fingerprint=fingerprint(self._ledger.enrol_request(
+                    m.member_id, m.enrolled_at, m.enrolled_at, {})),
+                result=encode_result(m), created_at=work.recorded_at, member_id=m.member_id)
+                for m in members]
+
+        steps.run(min(first.values()), None, step, keep=keep)
 
 
 def _check_progress(on_progress: object) -> None:
