@@ -23,7 +23,9 @@ __all__ = [
     "calendar_period",
     "in_zone",
     "local_midnight",
+    "local_date",
     "round_up",
+    "start_of",
     "zone",
 ]
 
@@ -41,6 +43,33 @@ def zone(name: str) -> Zone:
 def in_zone(at: dt.datetime, time_zone: str) -> pendulum.DateTime:
     """``at`` on the wall clock of ``time_zone``, as a pendulum datetime."""
     return pendulum.instance(at).in_timezone(zone(time_zone))
+
+
+def local_date(at: dt.datetime, time_zone: str) -> dt.date:
+    """The date on the wall clock of ``time_zone`` at the instant ``at``: what
+    :func:`in_zone` gives (an instant has one wall time), by the standard library's
+    conversion, a twentieth of the cost."""
+    return at.astimezone(zone(time_zone)).date()
+
+
+#: start_of's results by (zone, unit, local year, local month or 0, fold)
+_starts: dict[tuple[str, str, int, int, int], dt.datetime] = {}
+
+
+def start_of(at: dt.datetime, time_zone: str, unit: str) -> dt.datetime:
+    """``to_utc(in_zone(at, time_zone).start_of(unit))`` for ``unit`` ``"year"`` or
+    ``"month"``, worked out once per local year or month: pendulum's start of a unit
+    depends only on the wall clock's year, month and fold, which the standard library's
+    conversion gives at a twentieth of :func:`in_zone`'s cost (a history import asks
+    for every order)."""
+    local = at.astimezone(zone(time_zone))
+    key = (time_zone, unit, local.year, local.month if unit == "month" else 0, local.fold)
+    found = _starts.get(key)
+    if found is None:
+        if len(_starts) >= 4096:  # bounded: a long-running process meets many months
+            _starts.clear()
+        found = _starts[key] = to_utc(in_zone(at, time_zone).start_of(unit))
+    return found
 
 
 def local_midnight(day: dt.date, tz: dt.tzinfo) -> dt.datetime:

@@ -175,16 +175,18 @@ class Steps:
         self._pipeline = pipeline
         #: the unit of work every step writes to (for set-based reads between steps)
         self.uow = uow
-        self._deferred: list[tuple[Work, IdempotencyRecord | None]] = []
+        self._deferred: list[tuple[Work, list[IdempotencyRecord]]] = []
         #: the members whose accounts the deferred steps changed (see :meth:`run`)
         self.deferred_members: set[str] = set()
 
     def run(self, at: dt.datetime, key: str | None, step: Callable[[Work], R], *,
-            keep: Callable[[Work, R], IdempotencyRecord | None] | None = None) -> R:
+            keep: Callable[[Work, R], IdempotencyRecord | list[IdempotencyRecord] | None]
+            | None = None) -> R:
         """Run ``step`` on a fresh :class:`Work` of this unit of work, dated ``at`` with
         the idempotency ``key`` its transactions carry, and run its hooks. Its changes,
-        with the key's record that ``keep(work, result)`` returns (or keeps on a row, as
-        a :class:`KeyHolder` does), wait to be written (not committed) merged with
+        with the keys' records that ``keep(work, result)`` returns (one, a list for a
+        step that does the work of several keys, or None: kept on a row, as a
+        :class:`KeyHolder` does), wait to be written (not committed) merged with
         those of the next steps (one statement per table: see :mod:`loyaltykit._merge`)
         by :meth:`flush`, which the batch's end calls too. A step that raises writes
         nothing, as long as it only reads before returning (every use case does: its
@@ -194,7 +196,9 @@ class Steps:
         work = self._pipeline._work(self.uow, at, key)
         result = step(work)
         work._close()
-        self._deferred.append((work, keep(work, result) if keep is not None else None))
+        kept = keep(work, result) if keep is not None else None
+        self._deferred.append((work, kept if isinstance(kept, list)
+                               else [kept] if kept is not None else []))
         changes = work.ledger.changes
         self.deferred_members.update(m for m, _ in changes.accounts)
         self.deferred_members.update(m.member_id for m in changes.members)
@@ -216,10 +220,10 @@ class Steps:
         merged = [merge(found) for found in parts.values()]
         whole = [m for m in merged if m is not None]
         if ledger is None or len(whole) < len(merged):  # a kind that does not merge
-            for work, record in deferred:
-                work._write(record)
+            for work, records in deferred:
+                _write(self.uow, records, work.ledger.changes, work._parts.values())
         else:
-            _write(self.uow, [r for _, r in deferred if r is not None], ledger, whole)
+            _write(self.uow, [r for _, records in deferred for r in records], ledger, whole)
 
 
 class WritePipeline:

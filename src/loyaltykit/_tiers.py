@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._calendar import anniversary, in_zone
+from loyaltykit._calendar import anniversary, in_zone, start_of
 from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
 from loyaltykit._validate import MONEY_CONTEXT, NAME, field_name, invalid
 from loyaltykit._values import Money, to_utc
@@ -140,12 +140,12 @@ class QualificationWindow:
         kind = self.kind
         if kind is WindowKind.LIFETIME:
             return EPOCH
-        local = in_zone(at, time_zone)
         if kind is WindowKind.CALENDAR_YEAR:
-            return to_utc(local.start_of("year"))
+            return start_of(at, time_zone, "year")
         if kind is WindowKind.ROLLING_MONTHS:
-            return to_utc(local.start_of("month"))
+            return start_of(at, time_zone, "month")
         assert anchor is not None, "an anniversary window needs the enrolment date"
+        local = in_zone(at, time_zone)
         start = anniversary(anchor, local.year, time_zone)
         if start > at:
             start = anniversary(anchor, local.year - 1, time_zone)

@@ -276,6 +276,8 @@ def check_json(value: object, name: str) -> dict[str, Any]:
     """A JSON-compatible mapping with str keys of at most 16 KiB (None: empty)."""
     if value is None:
         return {}
+    if isinstance(value, Mapping) and not value:  # what the checks below give it, at once
+        return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InvalidInput(f"{name} must be a mapping with str keys", **{name: shown(value)})
     if _depth(value) > MAX_JSON_DEPTH:

@@ -29,6 +29,8 @@ from loyaltykit import (
     TierPolicy,
     WindowKind,
 )
+from loyaltykit._calendar import in_zone, local_date
+from loyaltykit._values import to_utc
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract.tiers import _berlin, replay_tiers, tier_program
 
@@ -263,3 +265,26 @@ def test_tier_windows_and_grace_from_the_last_instant_never_overflow(
     loyalty.tiers.assign("m", "silver", key="a", reason="x", at=last - dt.timedelta(days=1),
                          until=last)
     assert "silver" == loyalty.tiers.status("m").tier
+
+
+#: zones whose clocks change at or near midnight, and one that changes by whole days
+CALENDAR_ZONES = ("UTC", "America/New_York", "America/Santiago", "America/Havana",
+                  "Asia/Beirut", "Pacific/Apia", "Australia/Lord_Howe")
+
+
+@given(at=st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2040, 1, 1),
+                       timezones=st.just(dt.UTC)),
+       hours=st.lists(st.integers(0, 24 * 400), max_size=8),
+       time_zone=st.sampled_from(CALENDAR_ZONES),
+       window=st.sampled_from([QualificationWindow(WindowKind.CALENDAR_YEAR),
+                               QualificationWindow(WindowKind.ROLLING_MONTHS, months=3)]))
+def test_a_windows_period_starts_where_the_calendar_says(
+        at: dt.datetime, hours: list[int], time_zone: str, window: QualificationWindow
+) -> None:
+    # period_start works the start out once per local year or month (start_of's cache):
+    # every instant of that year or month, and of the next ones, gets the calendar's answer
+    unit = "year" if window.kind is WindowKind.CALENDAR_YEAR else "month"
+    for instant in [at, *(at + dt.timedelta(hours=h) for h in hours)]:
+        expected = to_utc(in_zone(instant, time_zone).start_of(unit))
+        assert expected == window.period_start(instant, time_zone, None)
+        assert in_zone(instant, time_zone).date() == local_date(instant, time_zone)

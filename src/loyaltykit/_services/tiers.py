@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import attrs
-import pendulum
 
+from loyaltykit._calendar import local_date
 from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError, shown
 from loyaltykit._events import (
     MemberEnrolled,
@@ -34,7 +34,6 @@ from loyaltykit._events import (
 )
 from loyaltykit._model import Account, Member
 from loyaltykit._pipeline import EventBus, Work
-from loyaltykit._program import zone
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.preload import MemberReads, member_reads
@@ -150,8 +149,7 @@ class TierService:
         return policy
 
     def _anchor(self, enrolled_at: dt.datetime) -> dt.date:
-        local = pendulum.instance(enrolled_at).in_timezone(zone(self.program.time_zone))
-        return dt.date(local.year, local.month, local.day)
+        return local_date(enrolled_at, self.program.time_zone)
 
     def _evaluation_changes(
         self, member_id: str,

@@ -1,0 +1,92 @@
+"""The history import pauses Python's cyclic garbage collector for each batch only: it
+is back as it was after every batch, after a batch that raised, and an application's
+own choice to turn it off stands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from loyaltykit import EarningPolicy, Loyalty, Money, Order, OrderLine, Program, RateRule
+from loyaltykit import TestClock as Clock
+from loyaltykit._services.order_import import OrderImport
+from loyaltykit.memory import MemoryStorage
+
+T0 = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
+
+
+def _loyalty() -> Loyalty:
+    program = Program(id="shop", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      earning=EarningPolicy(rules=(RateRule(id="rate"),)))
+    return Loyalty(program, MemoryStorage(), clock=Clock(T0 + dt.timedelta(days=1)))
+
+
+def _orders(count: int) -> list[Order]:
+    return [Order(id=f"o{i}", member_id=f"m{i % 3}", currency="EUR",
+                  placed_at=T0 + dt.timedelta(minutes=i),
+                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),))
+            for i in range(count)]
+
+
+@pytest.fixture
+def collector() -> Iterator[list[bool]]:
+    """gc.isenabled() as each batch saw it; the collector restored after the test."""
+    was = gc.isenabled()
+    seen: list[bool] = []
+    batch = OrderImport._batch
+
+    def spy(self: OrderImport, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return batch(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OrderImport, "_batch", spy)
+        try:
+            yield seen
+        finally:
+            (gc.enable if was else gc.disable)()
+
+
+def test_the_collector_is_paused_for_each_batch_and_back_after_it(
+        collector: list[bool]) -> None:
+    gc.enable()
+    after: list[bool] = []
+    result = _loyalty().record_orders(_orders(5), enrol=True, batch_size=2,
+                                      on_progress=lambda done, total: after.append(
+                                          gc.isenabled()))
+    assert 5 == result.recorded
+    assert [False, False, False] == collector
+    assert [True, True, True] == after
+    assert gc.isenabled()
+
+
+def test_the_collector_is_back_after_a_batch_that_raised(collector: list[bool]) -> None:
+    gc.enable()
+
+    def stop(done: int, total: int | None) -> None:
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):  # after the first batch
+        _loyalty().record_orders(_orders(4), enrol=True, batch_size=2, on_progress=stop)
+    assert gc.isenabled()
+
+    def broken(self: OrderImport, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken")
+
+    with pytest.MonkeyPatch.context() as patch:  # inside a batch
+        patch.setattr(OrderImport, "_batch", broken)
+        with pytest.raises(RuntimeError):
+            _loyalty().record_orders(_orders(4), enrol=True, batch_size=2)
+    assert gc.isenabled()
+
+
+def test_a_collector_turned_off_stays_off(collector: list[bool]) -> None:
+    gc.disable()
+    _loyalty().record_orders(_orders(3), enrol=True, batch_size=2)
+    assert [False, False] == collector
+    assert not gc.isenabled()
