@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from loyaltykit import (
+    EarningPolicy,
     Loyalty,
     Money,
     Order,
     OrderLine,
     Program,
     QualificationWindow,
+    RateRule,
     TestClock,
     Tier,
     TierPolicy,
@@ -253,3 +255,24 @@ def test_orders_are_kept_once_and_no_reader_changes_them() -> None:
         assert (["a"], 0) == (again.order["attributes"]["tags"], again.evaluation["points"])
     stored = next(iter(storage._tables.of(OrderTables).orders.values()))
     assert not isinstance(stored.order, dict)  # text, not a tree of dicts
+
+
+def test_earns_of_the_same_points_share_their_postings() -> None:
+    """Two orders worth the same points post the same pair of amounts: the stored
+    transactions keep one tuple of postings between them, not a copy each."""
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
+                      storage, clock=clock)
+    for n, member_id in enumerate(("ana", "ben")):
+        loyalty.enrol(member_id)
+        loyalty.record_order(Order(id=f"o{n}", member_id=member_id, placed_at=clock.now(),
+                                   currency="EUR",
+                                   lines=(OrderLine(sku="s", quantity=1,
+                                                    unit_price=Money(Decimal(17), "EUR")),)))
+    first, second = storage._tables.of(LedgerTables).transactions.values()
+    assert first.member_id != second.member_id
+    assert first.postings == second.postings
+    assert first.postings is second.postings

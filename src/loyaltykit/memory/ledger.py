@@ -21,6 +21,7 @@ from loyaltykit._model import (
     Lot,
     Member,
     MemberState,
+    Posting,
     Transaction,
 )
 from loyaltykit.memory.keys import MemoryProgramStore
@@ -45,6 +46,24 @@ def _expiring_key(lot_id: uuid.UUID, lot: Lot
     if lot.expires_at is None or lot.pending or lot.remaining <= lot.held:
         return None
     return (lot.program_id, lot.expires_at, lot.member_id, lot.wallet, lot_id)
+
+
+#: the transactions' postings, each distinct tuple kept once: an order's earn posts the
+#: same two amounts as every other order of its points, so the stored transactions share
+#: a few thousand tuples instead of keeping one (three objects) each. Postings are
+#: immutable values, so sharing them across storages changes nothing a reader sees.
+_POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
+_MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
+
+
+def _shared(tx: Transaction) -> Transaction:
+    """``tx`` with the kept copy of its postings."""
+    shared = _POSTINGS.get(tx.postings)
+    if shared is None:
+        if len(_POSTINGS) >= _MOST_POSTINGS:
+            _POSTINGS.clear()
+        shared = _POSTINGS[tx.postings] = tx.postings
+    return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
 
 
 class DueAccounts(IndexedTable[tuple[str, str, str], AccountState]):
@@ -350,7 +369,7 @@ class MemoryLedgerStore:
         for (member_id, wallet), state in changes.accounts.items():
             uow.put(t.accounts, self._mk(wallet, member_id), state)
         for tx in changes.transactions:
-            uow.put(t.transactions, tx.id, tx)
+            uow.put(t.transactions, tx.id, _shared(tx))
             uow.append(t.member_transactions, self._mk(tx.wallet, tx.member_id), tx.id)
             if tx.reverses_id is not None:
                 uow.put(t.reversals, tx.reverses_id, tx.id)

@@ -33,14 +33,16 @@ class KeptEvent(NamedTuple):
 
 class OutboxTables:
     def __init__(self) -> None:
-        # (program_id, seq) -> event (member keys, as stored)
-        self.events: dict[tuple[str, int], KeptEvent] = {}
+        # program_id -> seq -> event (member keys, as stored; one dict per program, not
+        # a (program, seq) key tuple per event)
+        self.events: dict[str, dict[int, KeptEvent]] = {}
         # program_id -> the seqs of its events, ascending
         self.order: dict[str, list[int]] = {}
         # program_id -> the last seq given (never goes back, even when pruned)
         self.last: dict[str, int] = {}
-        # (program_id, member_id) -> seqs of the member's events
-        self.by_member: dict[tuple[str, str], set[int]] = {}
+        # (program_id, member_id) -> seqs of the member's events, ascending (a list: a
+        # few machine words per event where a set takes a hash table per member)
+        self.by_member: dict[tuple[str, str], list[int]] = {}
         # (program_id, name) -> consumer
         self.consumers: dict[tuple[str, str], EventConsumer] = {}
 
@@ -66,12 +68,13 @@ class MemoryOutboxStore:
         start = 0 if after is None else bisect.bisect_right(seqs, after.seq)
         if after is not None and after.tx > 0:  # a position of no event of this backend
             start = len(seqs)
-        return [_read(self._t.events[(program_id, s)], s) for s in seqs[start:start + limit]]
+        events = self._t.events.get(program_id, {})
+        return [_read(events[s], s) for s in seqs[start:start + limit]]
 
     def member_events(self, member_id: str) -> list[OutboxEvent]:
         program_id = self._uow.program_id
-        return [_read(self._t.events[(program_id, s)], s)
-                for s in sorted(self._t.by_member.get((program_id, member_id), ()))]
+        events = self._t.events.get(program_id, {})
+        return [_read(events[s], s) for s in self._t.by_member.get((program_id, member_id), ())]
 
     def last_position(self) -> EventPosition | None:
         seqs = self._t.order.get(self._uow.program_id)
@@ -103,6 +106,7 @@ class MemoryOutboxStore:
         seqs = t.order.get(program_id, [])
         if not seqs:
             return 0
+        events = t.events[program_id]
         bound = EventPosition(0, seqs[-1])
         acked = [c.position for c in self.consumers()]
         if acked:
@@ -111,36 +115,48 @@ class MemoryOutboxStore:
         for seq in seqs:
             if len(gone) >= limit or seq > bound.seq or seq == seqs[-1]:
                 break
-            event = t.events[(program_id, seq)]
+            event = events[seq]
             if event.recorded_at < before:
                 gone.append(seq)
         if not gone:
             return 0
         dropped = set(gone)
         uow.put(t.order, program_id, [s for s in seqs if s not in dropped])
+        members = set()
         for seq in gone:
-            event = t.events[(program_id, seq)]
-            uow.drop(t.events, (program_id, seq))
-            uow.track(t.by_member, (program_id, event.member_id), seq, False)
+            members.add(events[seq].member_id)
+            uow.drop(events, seq)
+        for member_id in sorted(members):
+            key = (program_id, member_id)
+            kept = [s for s in t.by_member[key] if s not in dropped]
+            if kept:
+                uow.put(t.by_member, key, kept)
+            else:
+                uow.drop(t.by_member, key)
         return len(gone)
 
     def erase(self, member_id: str) -> None:
         program_id = self._uow.program_id
-        for seq in sorted(self._t.by_member.get((program_id, member_id), ())):
-            event = self._t.events[(program_id, seq)]
+        events = self._t.events.get(program_id, {})
+        for seq in self._t.by_member.get((program_id, member_id), ()):
+            event = events[seq]
             payload = plain(event.payload)
             if payload.get("attributes"):
-                self._uow.put(self._t.events, (program_id, seq), event._replace(
+                self._uow.put(events, seq, event._replace(
                     payload=JSONText.of({**payload, "attributes": {}})))
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
+        events = t.events.get(program_id)
+        if events is None and changes.events:
+            events = {}
+            uow.put(t.events, program_id, events)
         for new in changes.events:
             seq += 1
-            event = _stored(new)
-            uow.put(t.events, (program_id, seq), event)
-            uow.track(t.by_member, (program_id, new.member_id), seq, True)
+            assert events is not None
+            uow.put(events, seq, _stored(new))
+            uow.append(t.by_member, (program_id, new.member_id), seq)
             uow.append(t.order, program_id, seq)
         uow.put(t.last, program_id, seq)
 

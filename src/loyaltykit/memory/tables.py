@@ -16,6 +16,7 @@ import attrs
 
 from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
+from loyaltykit.memory.compact import pack, unpack
 
 __all__ = ["JSONText", "Tables", "UndoLog", "json_copy", "order_copy", "order_stored",
            "plain", "version_copy", "version_stored"]
@@ -64,17 +65,22 @@ class Tables:
 class JSONText(Mapping[str, Any]):
     """A JSON object kept as its compact text, as a SQL backend's JSON column keeps it.
 
-    Stored once per record (a few hundred bytes, where the dicts it stands for take
-    kilobytes) and immutable, so a store may keep it and hand it around without
+    Stored once per record (the text deflated: tens of bytes, where the dicts it stands
+    for take kilobytes) and immutable, so a store may keep it and hand it around without
     copying; :meth:`value` gives a fresh dict exactly as the SQL backend's column reads
     back (tuples come back as lists, keys as strings). The Mapping methods decode the
     text on every call: for the stores' rare own reads, not for hot paths.
     """
 
-    __slots__ = ("text",)
+    __slots__ = ("_packed",)
 
     def __init__(self, text: str) -> None:
-        self.text = text
+        self._packed = pack(text)  # deflated (:mod:`loyaltykit.memory.compact`)
+
+    @property
+    def text(self) -> str:
+        """The compact JSON text."""
+        return unpack(self._packed)
 
     @classmethod
     def of(cls, value: Mapping[str, Any]) -> JSONText:
@@ -105,11 +111,11 @@ class JSONText(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JSONText):
-            return self.text == other.text
+            return self._packed == other._packed
         return Mapping.__eq__(self, other)
 
     def __hash__(self) -> int:
-        return hash(self.text)
+        return hash(self._packed)
 
     def __repr__(self) -> str:
         return f"JSONText({self.text!r})"

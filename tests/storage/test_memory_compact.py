@@ -1,0 +1,43 @@
+"""The memory backend's compact JSON text: any text comes back exactly as given, and the
+JSON loyaltykit writes is kept deflated (a fraction of its length)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loyaltykit.memory.compact import pack, unpack
+from loyaltykit.memory.tables import JSONText
+
+EVENT = {
+    "transaction_id": "0190a2f1-7c1e-7d43-9a55-3c1b7f0e2a11", "kind": "earn",
+    "wallet": "points", "points": 57, "changes": {"available": 57},
+    "balance": {"available": 310, "pending": 0, "held": 0, "debt": 0, "total": 310},
+    "lots": [{"lot_id": "0190a2f1-7c1e-7d44-8b02-77c1d0e3f4a5", "points": 57,
+              "pending": False, "activates_at": None, "expires_at": None}],
+    "reason": "order A-1093", "metadata": {"order_id": "A-1093"},
+}
+
+
+@given(st.text())
+def test_any_text_comes_back(text: str) -> None:
+    assert unpack(pack(text)) == text
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.none(), st.booleans(), st.integers(),
+                                            st.text())))
+def test_json_text_reads_back_its_value_and_compares_by_it(value: dict[str, object]) -> None:
+    kept = JSONText.of(value)
+    assert kept.value() == value
+    assert kept.text == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    again = JSONText.of(dict(value))
+    assert kept == again and hash(kept) == hash(again)
+
+
+def test_a_points_event_is_kept_in_a_fraction_of_its_text() -> None:
+    text = JSONText.of(EVENT).text
+    packed = pack(text)
+    assert isinstance(packed, bytes)
+    assert len(packed) * 3 < len(text)
