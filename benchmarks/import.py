@@ -3,7 +3,8 @@
 Every purchase of the CDNOW master file (69,659 orders of 23,570 customers, 1997-01 to
 1998-06; tests/data/cdnow/SOURCE.md) is imported with ``enrol=True`` into a program with
 a points rate, a stamp card and three tiers, on each backend, each in a process of its
-own (its peak RSS is the process's). Per backend:
+own (its peak RSS is the process's; the orders are streamed from the file's sorted
+rows into the import, as a shop would read its history). Per backend:
 
 * ``orders``, ``seconds``, ``orders_per_s``, ``peak_rss_mib``, ``batches``, ``rows``
   (rows the import wrote, every table) and, on SQL backends, ``raw_rows_per_s``: the
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,12 @@ def master_file() -> Path:
     raise SystemExit("CDNOW_master.txt not found in " + ", ".join(map(str, MASTER_DIRS)))
 
 
-def load_orders(quick: bool, limit: int | None = None) -> list[Order]:
-    """The purchases as orders, sorted by time (a history is imported oldest first):
-    one line of the CDs bought for their dollar value, placed at noon in New York
-    (``limit``: only the first ones)."""
+Purchase = tuple[int, str, str, int, str]  # number, customer, date, CDs, dollar value
+
+
+def load_purchases(quick: bool, limit: int | None = None) -> list[Purchase]:
+    """The purchases as numbered rows, sorted by time (a history is imported oldest
+    first; ``limit``: only the first ones)."""
     rows: list[tuple[str, str, int, str]] = []
     if quick:
         for line in (DATA / "CDNOW_sample.txt").read_text().split("\n"):
@@ -113,15 +116,25 @@ def load_orders(quick: bool, limit: int | None = None) -> list[Order]:
     numbered = sorted(enumerate(rows), key=lambda r: (r[1][1], r[0]))
     if quick or limit is not None:
         numbered = numbered[:QUICK_ORDERS if limit is None else limit]
-    orders = []
-    for n, (customer, date, cds, value) in numbered:
+    return [(n, *row) for n, row in numbered]
+
+
+def orders_of(purchases: Iterable[Purchase]) -> Iterator[Order]:
+    """Each purchase as an order, made when asked for (an import streams its history
+    rather than holding it): one line of the CDs bought for their dollar value, placed
+    at noon in New York."""
+    for n, customer, date, cds, value in purchases:
         day = dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
         placed = dt.datetime.combine(day, dt.time(17), dt.UTC)  # noon in New York
-        orders.append(Order(
+        yield Order(
             id=f"cdnow-{n}", member_id=f"c{customer}", placed_at=placed, currency="USD",
             lines=(OrderLine(sku="cds", quantity=1, unit_price=Money(Decimal(value), "USD"),
-                             category=f"{cds} cds"),)))
-    return orders
+                             category=f"{cds} cds"),))
+
+
+def load_orders(quick: bool, limit: int | None = None) -> list[Order]:
+    """The purchases as orders, sorted by time (see :func:`orders_of`)."""
+    return list(orders_of(load_purchases(quick, limit)))
 
 
 def totals(loyalty: Loyalty) -> dict[str, Any]:
@@ -199,20 +212,22 @@ def ledger_module() -> Any:
 
 def run_import(backend: str, url: str | None, quick: bool, batch_size: int,
                limit: int | None) -> dict[str, Any]:
-    orders = load_orders(quick, limit)
+    purchases = load_purchases(quick, limit)
     program_id = f"cdnow-{uuid.uuid4().hex[:8]}"  # never meets a given server's data
     with (ledger_module().open_backend(backend, url) as (storage, engine, where, _),
           tempfile.TemporaryDirectory(prefix="loyaltykit-import-") as directory):
         loyalty = Loyalty(program(program_id), storage, clock=TestClock(NOW))
         start = time.perf_counter()
-        result = loyalty.record_orders(orders, enrol=True, batch_size=batch_size)
+        # streamed, as a shop reads its history: the process never holds every order
+        result = loyalty.record_orders(orders_of(purchases), enrol=True,
+                                       batch_size=batch_size)
         seconds = time.perf_counter() - start
         peak = _peak_rss_mib()  # the import's (reading the rows back below takes more)
-        if result.failed or result.recorded != len(orders):
+        if result.failed or result.recorded != len(purchases):
             raise SystemExit(f"{backend}: import failed: {result}")
         figures: dict[str, Any] = {
-            "backend": backend, "storage": where, "orders": len(orders),
-            "seconds": round(seconds, 3), "orders_per_s": round(len(orders) / seconds, 1),
+            "backend": backend, "storage": where, "orders": len(purchases),
+            "seconds": round(seconds, 3), "orders_per_s": round(len(purchases) / seconds, 1),
             "batches": result.batches, "batch_size": batch_size,
             "enrolled": result.enrolled, "totals": totals(loyalty),
         }
