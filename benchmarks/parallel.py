@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -30,6 +29,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from _shared import postgres_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
@@ -99,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = None
     url = args.url or os.environ.get(URL_VARIABLE)
     if url is None:
-        spec = importlib.util.spec_from_file_location("_pg", ROOT / "tests" / "_postgres.py")
-        assert spec is not None and spec.loader is not None
-        helper = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(helper)
+        helper = postgres_tools()
         binaries = helper.find_binaries()
         if binaries is None:
             raise SystemExit(f"no PostgreSQL binaries: give --url or set {URL_VARIABLE}")
