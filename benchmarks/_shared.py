@@ -1,7 +1,8 @@
 """What the benchmarks share: loading a script as a module (``load_script``), in
 particular benchmarks/ledger.py for its backend set-up (``open_backend``), its interleaved
-measuring and its profiler switch (``ledger_helpers``) and tests/_postgres.py for a
-throwaway server (``postgres_tools``); and the planner's statistics after a seed.
+measuring and its profiler switch (``ledger_helpers``); the PostgreSQL server to measure
+on (``postgresql_url``: the one given, else a throwaway one); and the planner's
+statistics after a seed.
 
 A benchmark runs as a script, so this directory is first on its ``sys.path``:
 ``from _shared import ledger_helpers``. A test loading a benchmark by path puts it there
@@ -10,17 +11,22 @@ too (tests/_benchmarks.py).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
 
-__all__ = ["analyse", "ledger_helpers", "load_script", "postgres_tools"]
+__all__ = ["URL_VARIABLE", "analyse", "ledger_helpers", "load_script", "postgresql_url"]
 
 #: The repository's ``benchmarks/`` directory.
 HERE = Path(__file__).resolve().parent
+#: The environment variable naming the PostgreSQL server to measure on.
+URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 
 
 def load_script(path: Path, name: str) -> ModuleType:
@@ -40,10 +46,25 @@ def ledger_helpers() -> ModuleType:
     return load_script(HERE / "ledger.py", "_loyaltykit_bench_ledger")
 
 
-def postgres_tools() -> ModuleType:
-    """tests/_postgres.py as a module: finds the machine's PostgreSQL binaries and starts
-    a throwaway server."""
-    return load_script(HERE.parent / "tests" / "_postgres.py", "_loyaltykit_bench_postgres")
+@contextlib.contextmanager
+def postgresql_url(url: str | None) -> Iterator[tuple[str, bool]]:
+    """Yield (the URL of the server to measure on, whether it is a throwaway one): ``url``,
+    else ``$LOYALTYKIT_BENCH_POSTGRESQL_URL``, else a server started from the machine's
+    PostgreSQL binaries (tests/_postgres.py) and stopped on leaving."""
+    url = url or os.environ.get(URL_VARIABLE)
+    if url is not None:
+        yield url, False
+        return
+    tools = load_script(HERE.parent / "tests" / "_postgres.py", "_loyaltykit_bench_postgres")
+    binaries = tools.find_binaries()
+    if binaries is None:
+        raise SystemExit(f"no PostgreSQL binaries found: give --url or set {URL_VARIABLE}")
+    server = tools.PostgresServer(binaries)
+    started = server.start()
+    try:
+        yield started, True
+    finally:
+        server.stop()
 
 
 def analyse(engine: sa.Engine) -> None:

@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from _shared import postgres_tools
+from _shared import URL_VARIABLE, postgresql_url
 from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit import (
@@ -90,8 +90,6 @@ from loyaltykit.sql.outbox import insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
-
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 
 WALLET = "points"
 EXPIRY = dt.timedelta(days=365)
@@ -1023,30 +1021,17 @@ def open_backend(backend: str, url: str | None
             finally:
                 engine.dispose()
         return
-    server = None
-    url = url or os.environ.get(URL_VARIABLE)
-    owned = url is None
-    if url is None:
-        helper = postgres_tools()
-        binaries = helper.find_binaries()
-        if binaries is None:
-            raise SystemExit(f"no PostgreSQL binaries found: give --url or set {URL_VARIABLE}")
-        server = helper.PostgresServer(binaries)
-        url = server.start()
-    try:
+    with postgresql_url(url) as (url, throwaway):
         engine = create_engine(url)
         storage = SQLStorage(engine)
         storage.upgrade()
         with engine.connect() as conn:
             version = conn.exec_driver_sql("SHOW server_version").scalar()
-        where = "throwaway server, Unix socket" if server is not None else "given server"
+        where = "throwaway server, Unix socket" if throwaway else "given server"
         try:
-            yield storage, engine, f"PostgreSQL {version} ({where})", owned
+            yield storage, engine, f"PostgreSQL {version} ({where})", throwaway
         finally:
             engine.dispose()
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,10 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _shared import postgres_tools
+from _shared import URL_VARIABLE, postgresql_url
 
 ROOT = Path(__file__).resolve().parents[1]
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 
 
 def _program() -> Any:
@@ -97,16 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loyaltykit import Loyalty, TestClock
     from loyaltykit.sql import SQLStorage, create_engine
 
-    server = None
-    url = args.url or os.environ.get(URL_VARIABLE)
-    if url is None:
-        helper = postgres_tools()
-        binaries = helper.find_binaries()
-        if binaries is None:
-            raise SystemExit(f"no PostgreSQL binaries: give --url or set {URL_VARIABLE}")
-        server = helper.PostgresServer(binaries)
-        url = server.start()
-    try:
+    with postgresql_url(args.url) as (url, _throwaway):
         engine = create_engine(url)
         storage = SQLStorage(engine)
         storage.upgrade()
@@ -137,9 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": rounds, "median": median,
             "ratio_spread_members": spread, "ratio_one_member": one_member,
         }, separators=(",", ":")))
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

@@ -43,7 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from _shared import ledger_helpers
+from _shared import URL_VARIABLE, ledger_helpers
 
 from loyaltykit import (
     Account,
@@ -68,7 +68,6 @@ from loyaltykit.storage import AccountState, OrderRecord, OrderStatus
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
 
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 WALLET = "points"
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
