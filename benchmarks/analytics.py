@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import scipy
+from _shared import load_script
 
 from loyaltykit import Money, Purchase
 from loyaltykit.analytics import Summary, fit_bgnbd, fit_gamma_gamma, simulate, summary
@@ -227,13 +227,8 @@ def report(results: dict[str, Any]) -> None:
 
 def _reports_benchmark() -> Any:
     """benchmarks/reports.py as a module."""
-    path = Path(__file__).resolve().parent / "reports.py"
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_reports", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path(__file__).resolve().parent / "reports.py",
+                       "loyaltykit_benchmark_reports")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,6 @@ line of output is one JSON object holding every figure printed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import multiprocessing
 import os
 import platform
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -58,23 +58,8 @@ if str(ROOT / "src") not in sys.path:
 from loyaltykit import Loyalty, Money, Program, Storage  # noqa: E402
 from loyaltykit.sql import SQLStorage  # noqa: E402
 
-
-def _ledger_helpers() -> Any:
-    """benchmarks/ledger.py: its backends and its interleaved measuring."""
-    path = ROOT / "benchmarks" / "ledger.py"
-    name = "_loyaltykit_bench_ledger"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-L = _ledger_helpers()
+#: benchmarks/ledger.py: its backends and its interleaved measuring.
+L = ledger_helpers()
 
 MAX_OVERHEAD = 1.15
 MIN_READ_PER_S = 20_000.0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import platform
 import resource
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 from loyaltykit import (
     EarningPolicy,
@@ -201,20 +201,11 @@ def raw_copy(backend: str, engine: sa.Engine, rows: dict[str, list[dict[str, Any
 
 # -- one backend, in a process of its own --------------------------------------------------
 
-def ledger_module() -> Any:
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_ledger",
-                                                  HERE / "ledger.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_import(backend: str, url: str | None, quick: bool, batch_size: int,
                limit: int | None) -> dict[str, Any]:
     purchases = load_purchases(quick, limit)
     program_id = f"cdnow-{uuid.uuid4().hex[:8]}"  # never meets a given server's data
-    with (ledger_module().open_backend(backend, url) as (storage, engine, where, _),
+    with (ledger_helpers().open_backend(backend, url) as (storage, engine, where, _),
           tempfile.TemporaryDirectory(prefix="loyaltykit-import-") as directory):
         loyalty = Loyalty(program(program_id), storage, clock=TestClock(NOW))
         start = time.perf_counter()

@@ -53,7 +53,6 @@ import cProfile
 import datetime as dt
 import gc
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -64,10 +63,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import URL_VARIABLE, postgresql_url
 from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit import (
@@ -91,9 +90,6 @@ from loyaltykit.sql.outbox import insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
-
-ROOT = Path(__file__).resolve().parent.parent
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 
 WALLET = "points"
 EXPIRY = dt.timedelta(days=365)
@@ -1008,16 +1004,6 @@ def report(results: dict[str, Any]) -> None:
 # -- backends -------------------------------------------------------------------------------
 
 
-def _load_postgres_helper() -> Any:
-    path = ROOT / "tests" / "_postgres.py"
-    spec = importlib.util.spec_from_file_location("_loyaltykit_bench_postgres", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def open_backend(backend: str, url: str | None
                  ) -> Iterator[tuple[Storage, sa.Engine | None, str, bool]]:
@@ -1035,30 +1021,17 @@ def open_backend(backend: str, url: str | None
             finally:
                 engine.dispose()
         return
-    server = None
-    url = url or os.environ.get(URL_VARIABLE)
-    owned = url is None
-    if url is None:
-        helper = _load_postgres_helper()
-        binaries = helper.find_binaries()
-        if binaries is None:
-            raise SystemExit(f"no PostgreSQL binaries found: give --url or set {URL_VARIABLE}")
-        server = helper.PostgresServer(binaries)
-        url = server.start()
-    try:
+    with postgresql_url(url) as (url, throwaway):
         engine = create_engine(url)
         storage = SQLStorage(engine)
         storage.upgrade()
         with engine.connect() as conn:
             version = conn.exec_driver_sql("SHOW server_version").scalar()
-        where = "throwaway server, Unix socket" if server is not None else "given server"
+        where = "throwaway server, Unix socket" if throwaway else "given server"
         try:
-            yield storage, engine, f"PostgreSQL {version} ({where})", owned
+            yield storage, engine, f"PostgreSQL {version} ({where})", throwaway
         finally:
             engine.dispose()
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -31,8 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _shared import URL_VARIABLE, postgresql_url
+
 ROOT = Path(__file__).resolve().parents[1]
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 
 
 def _program() -> Any:
@@ -96,19 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loyaltykit import Loyalty, TestClock
     from loyaltykit.sql import SQLStorage, create_engine
 
-    server = None
-    url = args.url or os.environ.get(URL_VARIABLE)
-    if url is None:
-        spec = importlib.util.spec_from_file_location("_pg", ROOT / "tests" / "_postgres.py")
-        assert spec is not None and spec.loader is not None
-        helper = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(helper)
-        binaries = helper.find_binaries()
-        if binaries is None:
-            raise SystemExit(f"no PostgreSQL binaries: give --url or set {URL_VARIABLE}")
-        server = helper.PostgresServer(binaries)
-        url = server.start()
-    try:
+    with postgresql_url(args.url) as (url, _throwaway):
         engine = create_engine(url)
         storage = SQLStorage(engine)
         storage.upgrade()
@@ -139,9 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": rounds, "median": median,
             "ratio_spread_members": spread, "ratio_one_member": one_member,
         }, separators=(",", ":")))
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

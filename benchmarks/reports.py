@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import random
 import statistics
@@ -41,10 +40,10 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import URL_VARIABLE, ledger_helpers
 
 from loyaltykit import (
     Account,
@@ -69,25 +68,12 @@ from loyaltykit.storage import AccountState, OrderRecord, OrderStatus
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
 
-ROOT = Path(__file__).resolve().parent.parent
-URL_VARIABLE = "LOYALTYKIT_BENCH_POSTGRESQL_URL"
 WALLET = "points"
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 EXPIRY = dt.timedelta(days=365)
 TARGET_RATIO = 2.0
 BATCH = 2_000  # members per seeding unit of work
-
-
-def _ledger_benchmark() -> Any:
-    """benchmarks/ledger.py as a module (its ``open_backend`` starts or joins the server)."""
-    path = ROOT / "benchmarks" / "ledger.py"
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_ledger", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def program(pid: str) -> Program:
@@ -279,7 +265,7 @@ def run(url: str | None, members: int, rounds: int, seed_value: int = 7) -> dict
     """Seed and measure; return the ``reports_100k`` figures."""
     times: dict[str, list[float]] = {"ours": [], "theirs": [], "nojit": []}
     answers: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    with _ledger_benchmark().open_backend("postgresql", url) as (storage, engine, _, _):
+    with ledger_helpers().open_backend("postgresql", url) as (storage, engine, _, _):
         pid = f"bench-reports-{uuid.uuid4().hex[:8]}"
         loyalty = Loyalty(program(pid), storage, clock=TestClock(END))
         began = time.perf_counter()

@@ -87,7 +87,6 @@ import contextlib
 import cProfile
 import datetime as dt
 import functools
-import importlib.util
 import json
 import os
 import platform
@@ -102,6 +101,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from _shared import ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -122,23 +122,8 @@ from loyaltykit import (  # noqa: E402
 )
 from loyaltykit.sql import SQLStorage  # noqa: E402
 
-
-def _ledger_helpers() -> Any:
-    """benchmarks/ledger.py: its baseline's statements and helpers, backends, measuring."""
-    path = ROOT / "benchmarks" / "ledger.py"
-    name = "_loyaltykit_bench_ledger"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-L = _ledger_helpers()
+#: benchmarks/ledger.py: its baseline's statements and helpers, backends, measuring.
+L = ledger_helpers()
 
 WALLET = L.WALLET
 COST = 30  # points per redemption

@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from _shared import ledger_helpers
+
 from loyaltykit import (
     Cap,
     CapPeriod,
@@ -260,9 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     backends = args.backend or ["sqlite", "postgresql"]
-    # here, not at the top: tests load this file by path, without benchmarks/ on sys.path
-    from _shared import ledger_helpers
-
     helpers = ledger_helpers()
     results: dict[str, Any] = {
         "quick": args.quick,

@@ -38,8 +38,8 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-# the shipped test helpers assert; let pytest explain their failures
-pytest.register_assert_rewrite("loyaltykit.testing")
+# the shipped test helpers and tests/_benchmarks.py assert; let pytest explain their failures
+pytest.register_assert_rewrite("loyaltykit.testing", "_benchmarks")
 
 from loyaltykit import Storage  # noqa: E402
 from loyaltykit.memory import MemoryStorage  # noqa: E402

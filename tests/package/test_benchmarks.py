@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib.util
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from _benchmarks import load_benchmark, run_benchmark
 from loyaltykit import Storage
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.invariants import check_invariants
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "ledger.py"
 
 OPERATION_KEYS = {
     "loyaltykit_ops_per_s", "baseline_ops_per_s", "ratio", "extra_us_per_op",
@@ -42,26 +36,10 @@ BULK_KEYS = {
 }
 
 
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_ledger", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["memory", "sqlite"])
 def test_quick_run_ends_with_one_line_of_json(name: str, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--backend", name, "--quick"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
-
+    result = run_benchmark("ledger", tmp_path, "--backend", name, "--quick")
     assert {"backend", "quick", "environment", "sizes", "operations", "balance",
             "bulk_earn", "targets", "seconds"} <= set(result)
     assert (name, True) == (result["backend"], result["quick"])
@@ -109,7 +87,7 @@ class StatementLog:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 def test_baseline_mirrors_sqlstorage_and_keeps_the_invariants(storage: Storage) -> None:
     assert isinstance(storage, SQLStorage)
-    bench_module = load_benchmark()
+    bench_module = load_benchmark("ledger")
     engine = storage._engine
     bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
     lk, base, ttl = bench.loyalty, bench.baseline, bench_module.TTL
@@ -144,7 +122,7 @@ def test_cleanup_deletes_the_runs_rows_through_indexes(storage: Storage) -> None
     # DELETE finds them by an index (a scan per table of a shared database, or a
     # foreign key check scanning per deleted row, made it run for over ten minutes)
     assert isinstance(storage, SQLStorage)
-    bench_module = load_benchmark()
+    bench_module = load_benchmark("ledger")
     engine = storage._engine
     runs = [bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
             for _ in range(2)]
@@ -181,7 +159,7 @@ def test_cleanup_deletes_the_runs_rows_through_indexes(storage: Storage) -> None
 
 
 def test_seeded_history_is_a_consistent_ledger() -> None:
-    bench_module = load_benchmark()
+    bench_module = load_benchmark("ledger")
     storage = MemoryStorage()
     bench = bench_module.Bench("memory", storage, None, dict(bench_module.QUICK), 1)
     now = dt.datetime.now(dt.UTC)
@@ -196,39 +174,19 @@ def test_seeded_history_is_a_consistent_ledger() -> None:
 
 @pytest.mark.slow
 def test_parallel_benchmark_ends_with_one_line_of_json(tmp_path: Path) -> None:
-    from conftest import POSTGRESQL
-
-    url = POSTGRESQL.get_url()
-    POSTGRESQL.storage()  # empty tables, schema in place
-    script = BENCHMARK.parent / "parallel.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--url", url, "--seconds", "0.3", "--rounds", "1",
-         "--processes", "2"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures = run_benchmark("parallel", tmp_path, "--seconds", "0.3", "--rounds", "1",
+                            "--processes", "2", postgresql=True, timeout=300)
     assert {"1x1", "2x2", "2x1"} == set(figures["median"])
     assert all(rate > 0 for rate in figures["median"].values())
     assert {"ratio_spread_members", "ratio_one_member"} <= set(figures)
-
-
-RULES_BENCHMARK = BENCHMARK.parent / "rules.py"
 
 
 @pytest.mark.slow
 def test_rules_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/rules.py runs, checks its hand-written baseline agrees with the engine
     on every order (it exits non-zero otherwise) and ends with one JSON line."""
-    proc = subprocess.run(
-        [sys.executable, str(RULES_BENCHMARK), "--quick", "--backend", "memory",
-         "--backend", "sqlite"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("rules", tmp_path, "--quick", "--backend", "memory",
+                           "--backend", "sqlite")
     evaluate = result["evaluate"]
     assert (10, 5) == (evaluate["rules"], evaluate["lines_per_order"])
     for key in ("evaluations_per_s", "hand_written_per_s", "ratio"):
@@ -244,11 +202,7 @@ def test_rules_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
 def test_rules_benchmark_baseline_computes_the_engines_points() -> None:
     """The hand-written baseline must price orders exactly as the engine does, or the
     benchmark's ratio would compare different work."""
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rules",
-                                                  RULES_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    rules = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rules)
+    rules = load_benchmark("rules")
     from loyaltykit import MemberContext, evaluate_order
 
     start = dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC)
@@ -260,23 +214,13 @@ def test_rules_benchmark_baseline_computes_the_engines_points() -> None:
             assert expected == rules.by_hand(order, tier, 0), order
 
 
-TIERS_BENCHMARK = BENCHMARK.parent / "tiers.py"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "batches"), [("sqlite", []), ("memory", ["--batch-size", "50"])])
 def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(
         name: str, batches: list[str], tmp_path: Path) -> None:
     """benchmarks/tiers.py evaluates every seeded member (it exits non-zero otherwise),
     its baseline aggregates every member, and it ends with one JSON line."""
-    proc = subprocess.run(
-        [sys.executable, str(TIERS_BENCHMARK), "--quick", "--backend", name, *batches],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("tiers", tmp_path, "--quick", "--backend", name, *batches)
     figures = result["evaluation"][name]
     assert 300 == figures["members"]
     assert 0 < figures["tier_changes"] < 300  # the seeded states move some members
@@ -285,42 +229,22 @@ def test_tiers_benchmark_quick_run_ends_with_one_line_of_json(
     assert isinstance(figures["pass"], bool)
 
 
-MEMORY_BENCHMARK = BENCHMARK.parent / "memory_footprint.py"
-
-
 @pytest.mark.slow
 def test_memory_footprint_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/memory_footprint.py replays the CDNOW sample's first orders in memory
     and ends with one JSON line of what it measured."""
-    proc = subprocess.run(
-        [sys.executable, str(MEMORY_BENCHMARK), "--quick"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("memory_footprint", tmp_path, "--quick")
     assert (2_000, "memory", True) == (result["orders"], result["backend"], result["quick"])
     assert 0 < result["members"] < 2_000 and result["points"] > 0
     for key in ("peak_rss_mib", "kept_mib", "bytes_per_order", "orders_per_s"):
         assert isinstance(result[key], float) and result[key] > 0
 
 
-REFERRALS_BENCHMARK = BENCHMARK.parent / "referrals.py"
-
-
 @pytest.mark.slow
 def test_referrals_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/referrals.py issues distinct codes and qualifies every referral it
     makes, both rewards paid (it exits non-zero otherwise), and ends with one JSON line."""
-    proc = subprocess.run(
-        [sys.executable, str(REFERRALS_BENCHMARK), "--quick", "--backend", "sqlite"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("referrals", tmp_path, "--quick", "--backend", "sqlite")
     codes = result["issue_code"]["sqlite"]
     assert 40 == codes["codes"]
     assert 1.0 <= codes["draws_per_code"]
@@ -333,21 +257,11 @@ def test_referrals_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path
         assert isinstance(attribution[key], float) and attribution[key] > 0
 
 
-REWARDS_BENCHMARK = BENCHMARK.parent / "rewards.py"
 REWARDS_KEYS = {
     "redeem_per_s", "redeem_baseline_per_s", "redeem_ratio", "hot_reward_redeem_per_s",
     "distinct_rewards_redeem_per_s", "oversold", "hot_vs_distinct", "statements",
     "contest", "checked", "seconds",
 }
-
-
-def load_rewards_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_rewards",
-                                                  REWARDS_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -357,18 +271,8 @@ def test_rewards_benchmark_quick_run_ends_with_one_line_of_json(name: str,
     """benchmarks/rewards.py runs (it exits non-zero if its baseline's statements differ
     from SQLStorage's, a round issues other than its stock, or a reward is oversold)
     and ends with one JSON line holding the issue's figures."""
-    args = [sys.executable, str(REWARDS_BENCHMARK), "--backend", name, "--quick"]
-    if name == "postgresql":
-        from conftest import POSTGRESQL
-
-        args += ["--url", POSTGRESQL.get_url()]
-        POSTGRESQL.storage()  # empty tables, schema in place
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          check=False)
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("rewards", tmp_path, "--backend", name, "--quick",
+                           postgresql=name == "postgresql")
     assert REWARDS_KEYS <= set(result)
     assert (name, True) == (result["backend"], result["quick"])
     assert isinstance(result["redeem_per_s"], float) and result["redeem_per_s"] > 0
@@ -395,7 +299,7 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
     """The hand-written redemption sends SQLStorage's statements, also when a redemption
     takes points from two lots, and writes a valid ledger and readable vouchers."""
     assert isinstance(storage, SQLStorage)
-    bench_module = load_rewards_benchmark()
+    bench_module = load_benchmark("rewards")
     engine = storage._engine
     bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
     lk, base = bench.loyalty, bench.baseline
@@ -428,20 +332,10 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
 
 # -- benchmarks/events.py ---------------------------------------------------------------
 
-EVENTS_BENCHMARK = BENCHMARK.parent / "events.py"
 EVENTS_KEYS = {
     "earn_with_outbox_per_s", "earn_without_outbox_per_s", "outbox_overhead_ratio",
     "read_events_per_s", "parallel_8_members_ratio", "targets", "seconds",
 }
-
-
-def load_events_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loyaltykit_benchmark_events",
-                                                  EVENTS_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_events_benchmark_compares_with_a_facade_that_appends_no_event() -> None:
@@ -450,7 +344,7 @@ def test_events_benchmark_compares_with_a_facade_that_appends_no_event() -> None
     from loyaltykit import Loyalty
     from loyaltykit.memory import MemoryStorage
 
-    bench_module = load_events_benchmark()
+    bench_module = load_benchmark("events")
     program = bench_module.program("p")
     storage = MemoryStorage()
     with_, without = Loyalty(program, storage), bench_module.without_outbox(
@@ -469,18 +363,8 @@ def test_events_benchmark_quick_run_ends_with_one_line_of_json(name: str,
                                                                tmp_path: Path) -> None:
     """benchmarks/events.py runs and ends with one JSON line holding the issue's
     figures."""
-    args = [sys.executable, str(EVENTS_BENCHMARK), "--backend", name, "--quick"]
-    if name == "postgresql":
-        from conftest import POSTGRESQL
-
-        args += ["--url", POSTGRESQL.get_url()]
-        POSTGRESQL.storage()  # empty tables, schema in place
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          check=False)
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("events", tmp_path, "--backend", name, "--quick",
+                           postgresql=name == "postgresql")
     assert EVENTS_KEYS <= set(result)
     assert (name, True) == (result["backend"], result["quick"])
     for key in ("earn_with_outbox_per_s", "earn_without_outbox_per_s",
@@ -491,23 +375,10 @@ def test_events_benchmark_quick_run_ends_with_one_line_of_json(name: str,
 
 # -- benchmarks/analytics.py --------------------------------------------------------------
 
-ANALYTICS = BENCHMARK.parent / "analytics.py"
-
-
 def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
-    from conftest import POSTGRESQL
-
-    POSTGRESQL.storage()  # empty tables, schema in place
-    proc = subprocess.run(
-        [sys.executable, str(ANALYTICS), "--quick", "--synthetic", "5000", "--rounds", "1",
-         "--lifetimes-venv", str(tmp_path / "no-venv"), "--reports", "--reports-members",
-         "300", "--url", POSTGRESQL.get_url()],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("analytics", tmp_path, "--quick", "--synthetic", "5000",
+                           "--rounds", "1", "--lifetimes-venv", str(tmp_path / "no-venv"),
+                           "--reports", "--reports-members", "300", postgresql=True)
     assert {"bgnbd", "gamma_gamma", "lifetimes_bgnbd_fit_s", "synthetic_1m", "reports_100k",
             "targets"} <= set(result)
     assert {"r", "alpha", "a", "b", "loglik", "fit_s"} <= set(result["bgnbd"])
@@ -525,9 +396,6 @@ def test_analytics_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
         assert isinstance(result["bgnbd_vs_lifetimes"], float)
 
 
-DUE_BENCHMARK = BENCHMARK.parent / "due.py"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["memory", "sqlite", "postgresql"])
 def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
@@ -535,18 +403,8 @@ def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
     """benchmarks/due.py runs (it exits non-zero if the due run or the hand-written SQL
     did other than expected, or they wrote different rows) and ends with one JSON line
     holding the issue's figures."""
-    args = [sys.executable, str(DUE_BENCHMARK), "--backend", name, "--quick"]
-    if name == "postgresql":
-        from conftest import POSTGRESQL
-
-        args += ["--url", POSTGRESQL.get_url()]
-        POSTGRESQL.storage()  # empty tables, schema in place
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          check=False)
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("due", tmp_path, "--backend", name, "--quick",
+                           postgresql=name == "postgresql")
     assert (name, True) == (result["backend"], result["quick"])
     members = result["members"]
     assert members == result["lots_expired"] == result["holds_released"] == result[
@@ -559,7 +417,6 @@ def test_due_benchmark_quick_run_ends_with_one_line_of_json(name: str,
 
 # -- benchmarks/import.py ------------------------------------------------------------------
 
-IMPORT_BENCHMARK = BENCHMARK.parent / "import.py"
 IMPORT_KEYS = {"orders", "seconds", "orders_per_s", "peak_rss_mib", "totals"}
 
 
@@ -568,15 +425,8 @@ def test_import_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -
     """benchmarks/import.py imports the sample's first orders on memory and SQLite, checks
     its totals against recording them one by one (it exits non-zero if they differ) and
     ends with one JSON line holding the issue's figures."""
-    proc = subprocess.run(
-        [sys.executable, str(IMPORT_BENCHMARK), "--quick", "--backend", "memory",
-         "--backend", "sqlite"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert not any(line.startswith("{") for line in lines[:-1])
+    result = run_benchmark("import", tmp_path, "--quick", "--backend", "memory",
+                           "--backend", "sqlite")
     assert {"memory": True, "sqlite": True} == result["same_totals"]
     for backend in ("memory", "sqlite"):
         figures = result[backend]
@@ -590,20 +440,11 @@ def test_import_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -
     assert sqlite["rows"] > 200  # orders, transactions, lots, members...
 
 
-READS_BENCHMARK = BENCHMARK.parent / "reads.py"
-
-
 def test_reads_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -> None:
     """benchmarks/reads.py times reads beside a writer on both sides (it stops if a read
     saw the writer's uncommitted row) and ends with one JSON line."""
-    proc = subprocess.run(
-        [sys.executable, str(READS_BENCHMARK), "--quick", "--seconds", "0.2", "--hold", "0.1"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
-    )
-    assert 0 == proc.returncode, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    figures = json.loads(lines[-1])["sqlite"]
-    assert not any(line.startswith("{") for line in lines[:-1])
+    figures = run_benchmark("reads", tmp_path, "--quick", "--seconds", "0.2", "--hold", "0.1",
+                            timeout=300)["sqlite"]
     for side in ("", "baseline_"):
         for key in ("read_during_write_ms", "reads_per_s", "writes_per_s"):
             assert isinstance(figures[side + key], float) and figures[side + key] >= 0

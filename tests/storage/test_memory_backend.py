@@ -102,13 +102,9 @@ def test_tier_due_work_reads_the_due_states_only() -> None:
     assert counting.read <= 4 * 10, counting.read
 
 
-def test_ledger_due_batches_read_the_due_accounts_once() -> None:
-    """1,000 accounts, 30 of them due: reading them in batches of 4 (each batch's
-    accounts then fall due later, as due work leaves them) reads each due account about
-    once; the accounts' sorted due list is made once per run."""
-    storage = MemoryStorage()
-    accounts = storage._tables.of(LedgerTables).accounts = CountingAccounts()
-    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+def seed_due_accounts(storage: MemoryStorage, at: dt.datetime) -> None:
+    """1,000 accounts of program "p", m0000 to m0999: every 33rd (30 of them) fell due an
+    hour before ``at``, the others (m{i}) fall due i + 1 hours after it."""
     with storage.unit_of_work("p") as uow:
         uow.ledger.write(LedgerChanges(accounts={
             (f"m{i:04d}", "points"): AccountState(
@@ -116,6 +112,16 @@ def test_ledger_due_batches_read_the_due_accounts_once() -> None:
                 next_due_at=at + dt.timedelta(hours=-1 if i % 33 == 0 else i + 1))
             for i in range(1_000)}))
         uow.commit()
+
+
+def test_ledger_due_batches_read_the_due_accounts_once() -> None:
+    """1,000 accounts, 30 of them due: reading them in batches of 4 (each batch's
+    accounts then fall due later, as due work leaves them) reads each due account about
+    once; the accounts' sorted due list is made once per run."""
+    storage = MemoryStorage()
+    accounts = storage._tables.of(LedgerTables).accounts = CountingAccounts()
+    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    seed_due_accounts(storage, at)
     accounts.read = 0
     seen: list[tuple[str, str]] = []
     after = None
@@ -153,13 +159,7 @@ def test_ranged_due_reads_sort_the_due_accounts_once() -> None:
     accounts = storage._tables.of(LedgerTables).accounts = CountingAccounts()
     index = accounts.index = CountingKeys()
     at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
-    with storage.unit_of_work("p") as uow:
-        uow.ledger.write(LedgerChanges(accounts={
-            (f"m{i:04d}", "points"): AccountState(
-                f"m{i:04d}", "points",
-                next_due_at=at + dt.timedelta(hours=-1 if i % 33 == 0 else i + 1))
-            for i in range(1_000)}))
-        uow.commit()
+    seed_due_accounts(storage, at)
     accounts.read = 0
     with storage.unit_of_work("p") as uow:
         ends = uow.ledger.due_bounds(at, 4)
