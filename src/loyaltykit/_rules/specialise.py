@@ -129,7 +129,7 @@ uncapped += a
 
 _PENDING = """\
 if pending is not None:  # the previous multiplier's increase, now needed
-    if pending[3] == pending[4] and pending[0]:  # every line, uncapped
+    if pending[0]:  # every line, uncapped
         current = list(map(add, current, pending[2]))
     else:
         spread(current, *pending[1:])
@@ -238,13 +238,14 @@ def _rate(s: Step, lines: list[str]) -> None:
     lines.append(_APPLIED)
 
 
-def _multiplier(s: Step, lines: list[str], multiply: bool, read_later: bool) -> None:
+def _multiplier(s: Step, lines: list[str], multiply: bool, read_before: bool,
+                read_later: bool) -> None:
     if s.match_all:
         lines.append("picked = range(n + 1)\n")
     else:
         lines.append(_NO_LINE)
-    if multiply:
-        lines.append(_PENDING + "source = current\n")
+    if multiply:  # (no multiplier before this one: nothing pending)
+        lines.append((_PENDING if read_before else "") + "source = current\n")
     else:
         lines.append("source = base\n")
     lines.append(_TIER if s.tier else "prefix = $s.prefix\nless = $s.less\n")
@@ -253,7 +254,10 @@ def _multiplier(s: Step, lines: list[str], multiply: bool, read_later: bool) -> 
     lines.append(_MULTIPLY)
     lines.append(_LIMIT if s.limited else 'points, note = uncapped, ""\n')
     if multiply and read_later:  # added when a later multiplier reads it (if one does)
-        lines.append(f"pending = ({s.match_all}, picked, amounts, points, uncapped)\n")
+        # (whether it adds to every line, uncapped: worked out here when caps may share
+        # its points out)
+        every = ("points == uncapped" if s.limited else "True") if s.match_all else "False"
+        lines.append(f"pending = ({every}, picked, amounts, points, uncapped)\n")
     lines.append('explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
                  "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}{note}\")\n")
     lines.append(_APPLIED)
@@ -325,10 +329,11 @@ def write(steps: Sequence[Step], multiply: bool) -> str:
         if s.code == RATE:
             _rate(s, lines)
         elif s.code == MULTIPLIER:
+            before = any(t.code == MULTIPLIER for t in steps[:k])
             later = any(t.code == MULTIPLIER for t in steps[k + 1:])
             if not s.match_all:
                 lines.append(f"picked = picks.get({k}, ())\n")
-            _multiplier(s, lines, multiply, later)
+            _multiplier(s, lines, multiply, before, later)
         elif s.code == FIXED:
             _fixed(s, lines)
         else:
