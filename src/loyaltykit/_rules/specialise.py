@@ -7,6 +7,9 @@ starts) is the same for every order. :func:`specialise` writes the loop out once
 policy with those tests decided: one block per step, holding only the statements that
 step can run, in the order the loop runs them, so the result is the loop's digit for
 digit (the same Decimal operations on the same operands, the same texts and outcomes).
+An applied outcome is written from the rule's template of its fields (``t<k>``: what
+RuleOutcome's own ``__init__`` writes into a new instance, without the call), and then
+what the order gave (points, uncapped, explanation).
 
 Safe by construction: the source holds no text of the policy's (ids, names, reasons,
 prefixes); a step is reached through the names ``s<k>`` and ``c<k>`` bound to its
@@ -24,6 +27,8 @@ from itertools import repeat
 from operator import add, attrgetter, mul
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from loyaltykit._rules.fields import ONE, ZERO, num_text, points_text
 from loyaltykit._rules.limits import not_applied, spread
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE
@@ -39,6 +44,16 @@ Priced = tuple[list[RuleOutcome], list[Decimal], list[str]]
 #: The written-out loop: (facts, make_run, lines, shipping, stamps_before, nets, one_ok,
 #: picks, n) -> Priced
 Pricer = Callable[..., Priced]
+
+#: RuleOutcome's fields in its __init__'s order: the applied outcomes' templates hold
+#: exactly these (a field added to RuleOutcome, or one given a converter or validator,
+#: fails here, at import, instead of writing outcomes without it)
+_FIELDS = ("rule_id", "kind", "description", "applied", "points", "uncapped", "explanation",
+           "group", "stamps", "rewards", "tracked")
+if tuple(a.name for a in attrs.fields(RuleOutcome)) != _FIELDS or any(
+        a.converter is not None or a.validator is not None
+        for a in attrs.fields(RuleOutcome)):  # pragma: no cover (a guard)
+    raise ImportError("RuleOutcome's fields changed: update _rules/specialise.py")
 
 #: The facts a one-of condition reads (our own attribute names, never the policy's).
 _NOUNS = frozenset({"tier", "channel", "store"})
@@ -198,10 +213,17 @@ total(outcome.points)
 append(outcome)
 """
 
+# an applied outcome: the rule's fields from its template, then what this order gave
+# (what RuleOutcome's own __init__ writes, in the same order, without its call)
 _APPLIED = """\
 total(points)
-append(RuleOutcome($c.id, $c.kind, $c.text, True, points, uncapped, explanation,
-                   $c.group, 0, (), $c.tracked))
+outcome = new(RuleOutcome)
+fields = outcome.__dict__
+fields.update($t)
+fields["points"] = points
+fields["uncapped"] = uncapped
+fields["explanation"] = explanation
+append(outcome)
 """
 
 _quantity = attrgetter("quantity")
@@ -342,7 +364,8 @@ def write(steps: Sequence[Step], multiply: bool) -> str:
             lines.append("exclusive = $c.id\n")
             excl_before = True
         lines.append("break\n")
-        body = "".join(lines).replace("$s", f"s{k}").replace("$c", f"c{k}")
+        body = "".join(lines).replace("$s", f"s{k}").replace("$c", f"c{k}").replace(
+            "$t", f"t{k}")
         out.append(f"    while True:  # step {k}\n" + _indent(body, "        "))
     out.append("    return outcomes, applied, rewards\n")
     return "".join(out)
@@ -356,10 +379,14 @@ def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[
         "not_applied": not_applied, "spread": spread, "window_miss": window_miss,
         "num_text": num_text, "points_text": points_text, "add": add, "mul": mul,
         "repeat": repeat, "quantity": _quantity, "TABLE_SIZE": table_size,
+        "new": object.__new__,
     }
     for k, s in enumerate(steps):
         names[f"s{k}"] = s
         names[f"c{k}"] = s.c
+        c = s.c
+        names[f"t{k}"] = dict(zip(_FIELDS, (c.id, c.kind, c.text, True, ZERO, ZERO, "",
+                                            c.group, 0, (), c.tracked), strict=True))
     exec(compile(source, "<loyaltykit rules: specialised loop>", "exec"), names)
     pricer: Pricer = names["price"]
     return pricer, source
