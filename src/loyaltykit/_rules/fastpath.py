@@ -28,22 +28,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from itertools import repeat
-from operator import add, attrgetter, mul
+from operator import attrgetter
 from typing import Any
 
 from loyaltykit._errors import InvalidOrder
-from loyaltykit._model import RuleUsage
 from loyaltykit._orders import OrderLine
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
 from loyaltykit._rules.facts import Facts
-from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO, num_text, points_text
-from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied, spread
+from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO
+from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import Evaluation, RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
-from loyaltykit._rules.scopes import window_miss
+from loyaltykit._rules.specialise import specialise
 from loyaltykit._values import MAX_POINTS
 
 #: How many entries each per-policy table keeps at most (later keys are worked out
@@ -128,7 +126,8 @@ class Step:
 class OrderSteps:
     """A policy's order rules compiled for the fast path, and its line-match table."""
 
-    __slots__ = ("matching", "multiply", "nothing", "rounding", "selects", "steps")
+    __slots__ = ("matching", "multiply", "nothing", "price", "rounding", "selects", "source",
+                 "steps")
 
     def __init__(self, policy: EarningPolicy, rules: tuple[Compiled, ...]) -> None:
         self.steps = tuple(Step(c) for c in rules)
@@ -139,6 +138,8 @@ class OrderSteps:
         self.matching = tuple(k for k, s in enumerate(self.steps) if not s.match_all)
         #: (sku, category) -> the positions of the matching steps that select it
         self.selects: dict[tuple[str, str | None], tuple[int, ...]] = {}
+        #: the rule loop written out for these steps (:mod:`loyaltykit._rules.specialise`)
+        self.price, self.source = specialise(self.steps, self.multiply, _TABLE_SIZE)
 
     def selected_by(self, sku: str, category: str | None) -> tuple[int, ...]:
         """The positions of the line-matching steps that select a line of ``sku`` in
@@ -180,18 +181,7 @@ def evaluate_first(
     currency = facts.currency
     if not n:
         return Evaluation(0, ZERO, facts.net, currency, plan.nothing, (), version, context)
-    outcomes: list[RuleOutcome] = []
-    append = outcomes.append
-    applied: list[Decimal] = [ZERO]
-    total = applied.append
-    rewards: list[str] = []
-    run: Run | None = None
     nets = list(map(_net, lines)) if money_paid is None else money_paid
-    one_ok = money_paid is None
-    base: list[Decimal] = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
-    current = base
-    multiply = plan.multiply
-    every = range(n)
     picks: dict[int, list[int]] = {}
     if plan.matching:
         selects = plan.selects
@@ -205,219 +195,8 @@ def evaluate_first(
                     picks[k] = [i]
                 else:
                     got.append(i)
-    local = facts.local
-    phase = 0
-    exclusive: str | None = None
-    picked: Sequence[int]
-    # a multiplier's increase of the compounded amounts, added only when a later
-    # multiplier reads them (the last one's never is)
-    pending: tuple[bool, Sequence[int], list[Decimal], Decimal, Decimal] | None = None
-    for k, s in enumerate(plan.steps):
-        c = s.c
-        if s.phase != phase:
-            if s.phase == 2:
-                current = list(base)
-            phase = s.phase
-            exclusive = None
-        if exclusive is not None:
-            append(not_applied(c, f"skipped: exclusive rule {exclusive} applied"))
-            continue
-        if s.window is not None:
-            miss = window_miss(s.window, local)
-            if miss is not None:
-                outcome = s.missed.get(miss)
-                append(outcome if outcome is not None
-                       else s.keep(s.missed, miss, s.window.unmet(local)))
-                continue
-        kind = s.cond_kind
-        if kind:
-            if kind == _ONE_OF_TEST:
-                value = getattr(facts, s.noun)
-                if value not in s.names:
-                    outcome = s.failed.get(value)
-                    append(outcome if outcome is not None
-                           else s.keep(s.failed, value, s.cond.unmet(facts)))  # type: ignore[union-attr]
-                    continue
-            elif kind == _MIN_NET_TEST:
-                if not facts.net >= s.minimum:  # (the reason shows the net as written)
-                    net_key = (str(facts.net), facts.currency)
-                    outcome = s.failed.get(net_key)
-                    append(outcome if outcome is not None
-                           else s.keep(s.failed, net_key, s.cond.unmet(facts)))  # type: ignore[union-attr]
-                    continue
-            else:
-                reason = s.cond.unmet(facts)  # type: ignore[union-attr]
-                if reason is not None:
-                    append(not_applied(c, f"not applied: {reason}"))
-                    continue
-        code = s.code
-        picked = every if s.match_all else picks.get(k, ())
-        stamps = 0
-        won: tuple[str, ...] = ()
-        if code == RATE:
-            if not picked and not s.ship:
-                append(s.no_line)
-                continue
-            ratio = s.rate
-            if s.ratio_one and one_ok:
-                amounts = [nets[i] for i in picked] if not s.match_all else nets
-                counted = uncapped = sum(amounts, ZERO)
-                picked = list(picked)
-            else:
-                taken = [nets[i] for i in picked]
-                counted = sum(taken, ZERO)
-                if ratio is not None:
-                    amounts = list(map(mul, taken, repeat(ratio)))
-                else:
-                    rule = c.rule
-                    amounts = [a * rule.points / rule.per  # type: ignore[attr-defined]
-                               for a in taken]
-                uncapped = sum(amounts, ZERO)
-                picked = list(picked)
-            if s.ship:
-                picked.append(n)
-                counted += shipping
-                rule = c.rule
-                a = (shipping * ratio if ratio is not None
-                     else shipping * rule.points / rule.per)  # type: ignore[attr-defined]
-                amounts = [*amounts, a]
-                uncapped += a
-            if s.limited:
-                if run is None:
-                    run = make_run()
-                points, note = run.limit(c, uncapped)
-            else:
-                points, note = uncapped, ""
-            if points == uncapped and s.match_all and not s.ship:  # every line: in C
-                base[:n] = map(add, base, amounts)
-            else:
-                spread(base, picked, amounts, points, uncapped)
-            explanation = (f"{s.prefix} {currency} on {counted!s} {currency} {c.what} = "
-                           f"{uncapped!s}{note}")
-        elif code == MULTIPLIER:
-            if s.match_all:
-                picked = range(n + 1)
-            elif not picked:
-                append(s.no_line)
-                continue
-            if multiply:
-                if pending is not None:  # the previous multiplier's increase, now needed
-                    if pending[3] == pending[4] and pending[0]:  # every line, uncapped
-                        current = list(map(add, current, pending[2]))
-                    else:
-                        spread(current, *pending[1:])
-                    pending = None
-                source = current
-            else:
-                source = base
-            if s.tier:
-                factor = facts.earn_multiplier if facts.earn_multiplier is not None else ONE
-                prefix = f"x{num_text(factor)} (tier {facts.tier}) on "
-                less = factor - ONE
-            else:
-                prefix = s.prefix
-                less = s.less
-            taken = source if s.match_all else [source[i] for i in picked]
-            counted = sum(taken, ZERO)
-            amounts = list(map(mul, taken, repeat(less)))
-            uncapped = sum(amounts, ZERO)
-            if s.limited:
-                if run is None:
-                    run = make_run()
-                points, note = run.limit(c, uncapped)
-            else:
-                points, note = uncapped, ""
-            if multiply:  # added when a later multiplier reads it (if one does)
-                pending = (s.match_all, picked, amounts, points, uncapped)
-            explanation = (f"{prefix}{counted!s} points{c.what} = "
-                           f"{'+' if uncapped >= ZERO else ''}{uncapped!s}{note}")
-        elif code == FIXED:
-            if not picked:
-                append(s.no_line)
-                continue
-            if s.plain is not None:  # not limited: one outcome for every order
-                total(s.fixed)
-                append(s.plain)
-                if s.excl:
-                    exclusive = c.id
-                continue
-            if s.per_item:
-                items = sum(lines[i].quantity for i in picked)
-                uncapped = Decimal(c.rule.points * items)  # type: ignore[attr-defined]
-                explanation = f"{s.prefix}{items} items = {uncapped!s}"
-            else:
-                uncapped = s.fixed
-                explanation = s.prefix
-            if s.limited:
-                if run is None:
-                    run = make_run()
-                points, note = run.limit(c, uncapped)
-                explanation += note
-            else:
-                points, note = uncapped, ""
-            if not s.per_item:  # the same points give the same outcome: keep it
-                key = (str(points), note)  # (the text: 20 and 20.0 are equal Decimals)
-                outcome = s.given.get(key)
-                if outcome is None:
-                    outcome = RuleOutcome(c.id, c.kind, c.text, True, points, uncapped,
-                                          explanation, c.group, 0, (), c.tracked)
-                    if len(s.given) < _TABLE_SIZE:
-                        s.given[key] = outcome
-                total(points)
-                append(outcome)
-                if s.excl:
-                    exclusive = c.id
-                continue
-        else:
-            card = s.card
-            assert card is not None
-            if not picked:
-                append(s.no_line)
-                continue
-            stamps = (sum(lines[i].quantity for i in picked) if card.counts == "items"
-                      else 1)
-            before = stamps_before.get(c.id)
-            if before is None:
-                if run is None:
-                    run = make_run()
-                rows: Sequence[RuleUsage] = run.rows(c.id) or ()
-                before = stamps_before[c.id] = sum(r.stamps for r in rows)
-            count = (before + stamps) // card.every - before // card.every
-            if s.limited:
-                uncapped = Decimal(count * card.points)
-                if run is None:
-                    run = make_run()
-                points, note = run.limit(c, uncapped)
-                held: tuple[object, ...] = (stamps, before, str(points), note)
-            else:
-                held = (stamps, before)
-            outcome = s.given.get(held)
-            if outcome is None:  # the same stamps on the same count give the same outcome
-                uncapped = Decimal(count * card.points)
-                if not s.limited:
-                    points, note = uncapped, ""
-                if card.reward is not None and count:
-                    won = (card.reward,) * count
-                explanation = (f"{stamps} stamp{'s' if stamps != 1 else ''} "
-                               f"({before} -> {before + stamps}, a card of {card.every}): "
-                               f"{count} reward{'s' if count != 1 else ''}"
-                               + (f" = {points_text(uncapped)}" if card.points else "") + note)
-                outcome = RuleOutcome(c.id, c.kind, c.text, True, points, uncapped,
-                                      explanation, c.group, stamps, won, c.tracked)
-                if len(s.given) < _TABLE_SIZE:
-                    s.given[held] = outcome
-            if outcome.rewards:
-                rewards.extend(outcome.rewards)
-            total(outcome.points)
-            append(outcome)
-            if s.excl:
-                exclusive = c.id
-            continue
-        total(points)
-        append(RuleOutcome(c.id, c.kind, c.text, True, points, uncapped, explanation, c.group,
-                           stamps, won, c.tracked))
-        if s.excl:
-            exclusive = c.id
+    outcomes, applied, rewards = plan.price(facts, make_run, lines, shipping, stamps_before,
+                                            nets, money_paid is None, picks, n)
     # the exact sum (see the general evaluator): the rules that did not apply add 0
     unrounded = _exact_sum(applied)
     result = int(unrounded.to_integral_value(rounding=plan.rounding))

@@ -1,0 +1,392 @@
+"""The fast path's rule loop written out as Python source for one policy, once.
+
+The fast path (:mod:`loyaltykit._rules.fastpath`) walks a policy's compiled steps for
+every order, and most of what it tests per step (the rule's kind, whether it has a
+window, a condition, a line match, caps, shipping; whether it is exclusive; the phase it
+starts) is the same for every order. :func:`specialise` writes the loop out once per
+policy with those tests decided: one block per step, holding only the statements that
+step can run, in the order the loop runs them, so the result is the loop's digit for
+digit (the same Decimal operations on the same operands, the same texts and outcomes).
+An applied outcome is written from the rule's template of its fields (``t<k>``: what
+RuleOutcome's own ``__init__`` writes into a new instance, without the call), and then
+what the order gave (points, uncapped, explanation).
+
+Safe by construction: the source holds no text of the policy's (ids, names, reasons,
+prefixes); a step is reached through the names ``s<k>`` and ``c<k>`` bound to its
+:class:`~loyaltykit._rules.fastpath.Step` and compiled rule, and every other name is one
+of this module's own. Each block is ``while True: ... break``, so a rule that does not
+apply leaves its block with ``break`` where the loop had ``continue``. The text is kept
+on the compiled policy (``OrderSteps.source``) for reading and debugging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from itertools import repeat
+from operator import add, attrgetter, mul
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from loyaltykit._rules.fields import ONE, ZERO, num_text, points_text
+from loyaltykit._rules.limits import not_applied, spread
+from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE
+from loyaltykit._rules.results import RuleOutcome
+from loyaltykit._rules.scopes import window_miss
+
+if TYPE_CHECKING:
+    from loyaltykit._rules.fastpath import Step
+
+#: What the written-out loop gives: the outcomes, the applied points (for the exact
+#: sum) and the stamp cards' rewards.
+Priced = tuple[list[RuleOutcome], list[Decimal], list[str]]
+#: The written-out loop: (facts, make_run, lines, shipping, stamps_before, nets, one_ok,
+#: picks, n) -> Priced
+Pricer = Callable[..., Priced]
+
+#: RuleOutcome's fields in its __init__'s order: the applied outcomes' templates hold
+#: exactly these (a field added to RuleOutcome, or one given a converter or validator,
+#: fails here, at import, instead of writing outcomes without it)
+_FIELDS = ("rule_id", "kind", "description", "applied", "points", "uncapped", "explanation",
+           "group", "stamps", "rewards", "tracked")
+if tuple(a.name for a in attrs.fields(RuleOutcome)) != _FIELDS or any(
+        a.converter is not None or a.validator is not None
+        for a in attrs.fields(RuleOutcome)):  # pragma: no cover (a guard)
+    raise ImportError("RuleOutcome's fields changed: update _rules/specialise.py")
+
+#: The facts a one-of condition reads (our own attribute names, never the policy's).
+_NOUNS = frozenset({"tier", "channel", "store"})
+
+_HEAD = """\
+def price(facts, make_run, lines, shipping, stamps_before, nets, one_ok, picks, n):
+    outcomes = []
+    append = outcomes.append
+    applied = [ZERO]
+    total = applied.append
+    rewards = []
+    run = None
+    base = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
+    current = base
+    every = range(n)
+    local = facts.local
+    currency = facts.currency
+    exclusive = None
+    pending = None
+"""
+
+_EXCLUSIVE = """\
+if exclusive is not None:
+    append(not_applied($c, f"skipped: exclusive rule {exclusive} applied"))
+    break
+"""
+
+_WINDOW = """\
+miss = window_miss($s.window, local)
+if miss is not None:
+    outcome = $s.missed.get(miss)
+    append(outcome if outcome is not None
+           else $s.keep($s.missed, miss, $s.window.unmet(local)))
+    break
+"""
+
+_ONE_OF = """\
+value = facts.$noun
+if value not in $s.names:
+    outcome = $s.failed.get(value)
+    append(outcome if outcome is not None
+           else $s.keep($s.failed, value, $s.cond.unmet(facts)))
+    break
+"""
+
+_MIN_NET = """\
+if not facts.net >= $s.minimum:  # (the reason shows the net as written)
+    net_key = (str(facts.net), facts.currency)
+    outcome = $s.failed.get(net_key)
+    append(outcome if outcome is not None
+           else $s.keep($s.failed, net_key, $s.cond.unmet(facts)))
+    break
+"""
+
+_ANY = """\
+reason = $s.cond.unmet(facts)
+if reason is not None:
+    append(not_applied($c, f"not applied: {reason}"))
+    break
+"""
+
+_NO_LINE = """\
+if not picked:
+    append($s.no_line)
+    break
+"""
+
+_LIMIT = """\
+if run is None:
+    run = make_run()
+points, note = run.limit($c, uncapped)
+"""
+
+_RATE_TAKEN = """\
+taken = $taken
+counted = sum(taken, ZERO)
+amounts = $amounts
+uncapped = sum(amounts, ZERO)
+"""
+
+_SHIP = """\
+picked = [*picked, n]
+counted += shipping
+a = $ship_amount
+amounts = [*amounts, a]
+uncapped += a
+"""
+
+_PENDING = """\
+if pending is not None:  # the previous multiplier's increase, now needed
+    if pending[0]:  # every line, uncapped
+        current = list(map(add, current, pending[2]))
+    else:
+        spread(current, *pending[1:])
+    pending = None
+"""
+
+_TIER = """\
+factor = facts.earn_multiplier if facts.earn_multiplier is not None else ONE
+prefix = f"x{num_text(factor)} (tier {facts.tier}) on "
+less = factor - ONE
+"""
+
+_MULTIPLY = """\
+counted = sum(taken, ZERO)
+amounts = list(map(mul, taken, repeat(less)))
+uncapped = sum(amounts, ZERO)
+"""
+
+_FIXED_KEPT = """\
+key = (str(points), note)  # (the text: 20 and 20.0 are equal Decimals)
+outcome = $s.given.get(key)
+if outcome is None:
+    outcome = RuleOutcome($c.id, $c.kind, $c.text, True, points, uncapped,
+                          explanation, $c.group, 0, (), $c.tracked)
+    if len($s.given) < TABLE_SIZE:
+        $s.given[key] = outcome
+total(points)
+append(outcome)
+"""
+
+_STAMP = """\
+before = stamps_before.get($c.id)
+if before is None:
+    if run is None:
+        run = make_run()
+    rows = run.rows($c.id) or ()
+    before = stamps_before[$c.id] = sum(r.stamps for r in rows)
+count = (before + stamps) // $s.card.every - before // $s.card.every
+"""
+
+_STAMP_LIMITED = """\
+uncapped = Decimal(count * $s.card.points)
+if run is None:
+    run = make_run()
+points, note = run.limit($c, uncapped)
+held = (stamps, before, str(points), note)
+"""
+
+_STAMP_KEPT = """\
+outcome = $s.given.get(held)
+if outcome is None:  # the same stamps on the same count give the same outcome
+    uncapped = Decimal(count * $s.card.points)
+$unlimited    won = (($s.card.reward,) * count
+           if $s.card.reward is not None and count else ())
+    explanation = (f"{stamps} stamp{'s' if stamps != 1 else ''} "
+                   f"({before} -> {before + stamps}, a card of {$s.card.every}): "
+                   f"{count} reward{'s' if count != 1 else ''}"
+                   + (f" = {points_text(uncapped)}" if $s.card.points else "") + note)
+    outcome = RuleOutcome($c.id, $c.kind, $c.text, True, points, uncapped,
+                          explanation, $c.group, stamps, won, $c.tracked)
+    if len($s.given) < TABLE_SIZE:
+        $s.given[held] = outcome
+if outcome.rewards:
+    rewards.extend(outcome.rewards)
+total(outcome.points)
+append(outcome)
+"""
+
+# an applied outcome: the rule's fields from its template, then what this order gave
+# (what RuleOutcome's own __init__ writes, in the same order, without its call)
+_APPLIED = """\
+total(points)
+outcome = new(RuleOutcome)
+fields = outcome.__dict__
+fields.update($t)
+fields["points"] = points
+fields["uncapped"] = uncapped
+fields["explanation"] = explanation
+append(outcome)
+"""
+
+_quantity = attrgetter("quantity")
+
+
+def _rate(s: Step, lines: list[str]) -> None:
+    if not s.match_all and not s.ship:
+        lines.append(_NO_LINE)
+    per = "$c.rule.points / $c.rule.per"
+    taken = "nets" if s.match_all else "list(map(nets.__getitem__, picked))"
+    general = _RATE_TAKEN.replace("$taken", taken).replace(
+        "$amounts", "list(map(mul, taken, repeat($s.rate)))" if s.rate is not None
+        else f"[a * {per} for a in taken]")
+    if s.ratio_one:  # a rate of exactly 1 on the nets as they are: no multiplication
+        lines.append("if one_ok:\n"
+                     f"    amounts = {taken}\n"
+                     "    counted = uncapped = sum(amounts, ZERO)\n"
+                     "else:\n" + _indent(general))
+    else:
+        lines.append(general)
+    if s.ship:
+        lines.append(_SHIP.replace("$ship_amount", "shipping * $s.rate" if s.rate is not None
+                                   else f"shipping * {per}"))
+    lines.append(_LIMIT if s.limited else 'points, note = uncapped, ""\n')
+    if s.match_all and not s.ship:  # every line: in C, unless caps share points out
+        fast = "base[:n] = map(add, base, amounts)\n"
+        lines.append(("if points == uncapped:\n" + _indent(fast) + "else:\n    "
+                      "spread(base, picked, amounts, points, uncapped)\n") if s.limited
+                     else fast)
+    else:
+        lines.append("spread(base, picked, amounts, points, uncapped)\n")
+    lines.append('explanation = (f"{$s.prefix} {currency} on {counted!s} {currency} '
+                 '{$c.what} = {uncapped!s}{note}")\n')
+    lines.append(_APPLIED)
+
+
+def _multiplier(s: Step, lines: list[str], multiply: bool, read_before: bool,
+                read_later: bool) -> None:
+    if s.match_all:
+        lines.append("picked = range(n + 1)\n")
+    else:
+        lines.append(_NO_LINE)
+    if multiply:  # (no multiplier before this one: nothing pending)
+        lines.append((_PENDING if read_before else "") + "source = current\n")
+    else:
+        lines.append("source = base\n")
+    lines.append(_TIER if s.tier else "prefix = $s.prefix\nless = $s.less\n")
+    lines.append("taken = source\n" if s.match_all
+                 else "taken = list(map(source.__getitem__, picked))\n")
+    lines.append(_MULTIPLY)
+    lines.append(_LIMIT if s.limited else 'points, note = uncapped, ""\n')
+    if multiply and read_later:  # added when a later multiplier reads it (if one does)
+        # (whether it adds to every line, uncapped: worked out here when caps may share
+        # its points out)
+        every = ("points == uncapped" if s.limited else "True") if s.match_all else "False"
+        lines.append(f"pending = ({every}, picked, amounts, points, uncapped)\n")
+    lines.append('explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
+                 "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}{note}\")\n")
+    lines.append(_APPLIED)
+
+
+def _fixed(s: Step, lines: list[str]) -> None:
+    if not s.match_all:
+        lines.append(_NO_LINE)
+    if s.plain is not None:  # not limited: one outcome for every order
+        lines.append("total($s.fixed)\nappend($s.plain)\n")
+        return
+    if s.per_item:
+        lines.append("items = sum(map(quantity, map(lines.__getitem__, picked)))\n"
+                     "uncapped = Decimal($c.rule.points * items)\n"
+                     'explanation = f"{$s.prefix}{items} items = {uncapped!s}"\n')
+    else:
+        lines.append("uncapped = $s.fixed\nexplanation = $s.prefix\n")
+    if s.limited:
+        lines.append(_LIMIT + "explanation += note\n")
+    else:
+        lines.append('points, note = uncapped, ""\n')
+    # per order, the same points give the same outcome: kept
+    lines.append(_APPLIED if s.per_item else _FIXED_KEPT)
+
+
+def _stamp(s: Step, lines: list[str]) -> None:
+    assert s.card is not None
+    if not s.match_all:
+        lines.append(_NO_LINE)
+    lines.append("stamps = sum(map(quantity, map(lines.__getitem__, picked)))\n"
+                 if s.card.counts == "items" else "stamps = 1\n")
+    lines.append(_STAMP)
+    lines.append(_STAMP_LIMITED if s.limited else "held = (stamps, before)\n")
+    lines.append(_STAMP_KEPT.replace(
+        "$unlimited", "" if s.limited else '    points, note = uncapped, ""\n'))
+
+
+def _indent(text: str, by: str = "    ") -> str:
+    return "".join(by + line if line.strip() else line
+                   for line in text.splitlines(keepends=True))
+
+
+def write(steps: Sequence[Step], multiply: bool) -> str:
+    """The source of the rule loop for ``steps`` (see the module docstring)."""
+    out = [_HEAD]
+    phase = 0
+    excl_before = False  # an exclusive step earlier in this phase
+    for k, s in enumerate(steps):
+        lines: list[str] = []
+        if s.phase != phase:
+            if s.phase == 2:
+                out.append("    current = list(base)\n")
+            out.append("    exclusive = None\n")
+            phase = s.phase
+            excl_before = False
+        if excl_before:
+            lines.append(_EXCLUSIVE)
+        if s.window is not None:
+            lines.append(_WINDOW)
+        if s.cond_kind == 1:
+            assert s.noun in _NOUNS
+            lines.append(_ONE_OF.replace("$noun", s.noun))
+        elif s.cond_kind == 2:
+            lines.append(_MIN_NET)
+        elif s.cond_kind == 3:
+            lines.append(_ANY)
+        if s.code != MULTIPLIER:
+            lines.append("picked = every\n" if s.match_all else f"picked = picks.get({k}, ())\n")
+        if s.code == RATE:
+            _rate(s, lines)
+        elif s.code == MULTIPLIER:
+            before = any(t.code == MULTIPLIER for t in steps[:k])
+            later = any(t.code == MULTIPLIER for t in steps[k + 1:])
+            if not s.match_all:
+                lines.append(f"picked = picks.get({k}, ())\n")
+            _multiplier(s, lines, multiply, before, later)
+        elif s.code == FIXED:
+            _fixed(s, lines)
+        else:
+            _stamp(s, lines)
+        if s.excl:
+            lines.append("exclusive = $c.id\n")
+            excl_before = True
+        lines.append("break\n")
+        body = "".join(lines).replace("$s", f"s{k}").replace("$c", f"c{k}").replace(
+            "$t", f"t{k}")
+        out.append(f"    while True:  # step {k}\n" + _indent(body, "        "))
+    out.append("    return outcomes, applied, rewards\n")
+    return "".join(out)
+
+
+def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[Pricer, str]:
+    """The rule loop for ``steps`` written out and compiled, and its source."""
+    source = write(steps, multiply)
+    names: dict[str, Any] = {
+        "ZERO": ZERO, "ONE": ONE, "Decimal": Decimal, "RuleOutcome": RuleOutcome,
+        "not_applied": not_applied, "spread": spread, "window_miss": window_miss,
+        "num_text": num_text, "points_text": points_text, "add": add, "mul": mul,
+        "repeat": repeat, "quantity": _quantity, "TABLE_SIZE": table_size,
+        "new": object.__new__,
+    }
+    for k, s in enumerate(steps):
+        names[f"s{k}"] = s
+        names[f"c{k}"] = s.c
+        c = s.c
+        names[f"t{k}"] = dict(zip(_FIELDS, (c.id, c.kind, c.text, True, ZERO, ZERO, "",
+                                            c.group, 0, (), c.tracked), strict=True))
+    exec(compile(source, "<loyaltykit rules: specialised loop>", "exec"), names)
+    pricer: Pricer = names["price"]
+    return pricer, source
