@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from loyaltykit._activity import Activity
+from loyaltykit._collector import collector_paused
 from loyaltykit._errors import (
     AlreadyReversed,
     DuplicateKey,
@@ -768,5 +769,6 @@ class LedgerService:
             return BulkEarnResult(batch_id=batch_id, members=len(members),
                                   points=sum(amounts.values()), occurred_at=when)
 
-        return self.c.pipeline.run(key, request, when, None, apply)
+        with collector_paused():  # objects per member, none garbage until the end
+            return self.c.pipeline.run(key, request, when, None, apply)
 
