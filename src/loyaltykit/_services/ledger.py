@@ -722,6 +722,7 @@ class LedgerService:
 
         return self.c.pipeline.run(key, request, when, sender, apply)
 
+    @collector_paused()  # objects per member, none garbage until the write ends
     def bulk_earn(
         self,
         awards: Mapping[str, int] | Iterable[tuple[str, int]],
@@ -769,6 +770,5 @@ class LedgerService:
             return BulkEarnResult(batch_id=batch_id, members=len(members),
                                   points=sum(amounts.values()), occurred_at=when)
 
-        with collector_paused():  # objects per member, none garbage until the end
-            return self.c.pipeline.run(key, request, when, None, apply)
+        return self.c.pipeline.run(key, request, when, None, apply)
 
