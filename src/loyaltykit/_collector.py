@@ -1,4 +1,5 @@
-"""The cyclic garbage collector paused around a set-based write: a leaf helper.
+"""The cyclic garbage collector paused around a set-based write: a leaf helper, used by
+``bulk_earn`` and by the history import for each batch.
 
 A bulk write builds a few objects per member (domain values, their stored copies,
 rows, events) and keeps them all until its statements run: 100,000 members keep
