@@ -24,6 +24,7 @@ import logging
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -98,7 +99,7 @@ class Work:
                  new_id: Callable[[], uuid.UUID], key: str | None) -> None:
         self.uow = uow
         self._bus = bus
-        posted = self._posted if bus.listens(PointsPosted) else None
+        posted = _Posted(self) if bus.listens(PointsPosted) else None
         self.ledger = Ledger(program, at=at, recorded_at=recorded_at, new_id=new_id,
                              key=key, on_posted=posted)
         self._parts: dict[type, ChangePart] = {}
@@ -110,9 +111,6 @@ class Work:
     def recorded_at(self) -> dt.datetime:
         """The clock's now when this attempt began (every row it writes carries it)."""
         return self.ledger.recorded_at
-
-    def _posted(self, tx: Transaction) -> None:
-        self._bus.publish(self, PointsPosted(tx))
 
     def part(self, kind: type[P]) -> P:
         """This write's change part of ``kind`` (created empty on first use)."""
@@ -141,6 +139,24 @@ class Work:
     def _write(self, record: IdempotencyRecord | None) -> None:
         _write(self.uow, [record] if record is not None else [], self.ledger.changes,
                self._parts.values())
+
+
+class _Posted:
+    """The ledger's ``on_posted`` of a :class:`Work`: publishes :class:`PointsPosted` to
+    the work's subscribers. It holds the work weakly, so a work and its ledger form no
+    reference cycle and a write's objects are freed when it ends (without the cyclic
+    garbage collector, whose collections cost single writes a tenth of their time)."""
+
+    __slots__ = ("_work",)
+
+    def __init__(self, work: Work) -> None:
+        self._work = weakref.ref(work)
+
+    def __call__(self, tx: Transaction) -> None:
+        work = self._work()
+        if work is None:  # pragma: no cover - a ledger posts only during its work
+            raise RuntimeError("a ledger posted after its write ended")
+        work._bus.publish(work, PointsPosted(tx))
 
 
 def _write(uow: UnitOfWork, records: list[IdempotencyRecord], ledger: LedgerChanges,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from loyaltykit._activity import Activity
+from loyaltykit._collector import collector_paused
 from loyaltykit._errors import (
     AlreadyReversed,
     DuplicateKey,
@@ -721,6 +722,7 @@ class LedgerService:
 
         return self.c.pipeline.run(key, request, when, sender, apply)
 
+    @collector_paused()  # objects per member, none garbage until the write ends
     def bulk_earn(
         self,
         awards: Mapping[str, int] | Iterable[tuple[str, int]],

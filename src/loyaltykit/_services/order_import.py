@@ -18,17 +18,15 @@ recorded (an order is idempotent by its id, as under ``record_order``'s default 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import gc
 import inspect
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 import attrs
 
+from loyaltykit._collector import collector_paused
 from loyaltykit._errors import (
     InvalidInput,
     LoyaltyError,
@@ -159,7 +157,7 @@ class OrderImport:
         result, done = ImportResult(), 0
         for batch in _batches(iter(orders), batch_size):
             items = [self._check(order, wallet_, enrol) for order in batch]
-            with _collector_paused():
+            with collector_paused():  # a batch's changes live until it writes
                 result += self.c.pipeline.steps(
                     functools.partial(self._batch, items=items, wallet_=wallet_, enrol=enrol),
                     what="record_orders")
@@ -312,34 +310,6 @@ def _check_progress(on_progress: object) -> None:
     except TypeError:
         raise InvalidInput("on_progress must take (done, total)",
                            on_progress=shown(on_progress)) from None
-
-
-#: batches in progress with the collector paused (threads may import at once), and
-#: whether the first of them paused it (an application that turned it off keeps it off)
-_paused = [0, False]
-_paused_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one batch.
-
-    A batch keeps every order's changes until it writes them, so the objects it makes
-    live long enough to be promoted, and the collector then walks the whole heap again
-    and again (a fifth of an import's time). Reference counting still frees what the
-    batch lets go; cycles wait for the batch's end (a batch's worth at most)."""
-    with _paused_lock:
-        if _paused[0] == 0:
-            _paused[1] = gc.isenabled()
-            gc.disable()
-        _paused[0] += 1
-    try:
-        yield
-    finally:
-        with _paused_lock:
-            _paused[0] -= 1
-            if _paused[0] == 0 and _paused[1]:
-                gc.enable()
 
 
 def _batches(orders: Iterator[Any], size: int) -> Iterator[list[Any]]:
