@@ -489,6 +489,8 @@ def first_evaluation(
                 steps, policy, facts,
                 lambda: Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}",
                             None),
+                # (no rows: a tuple or list of none; another Sequence is read when needed)
+                (type(usage) is tuple or type(usage) is list) and not usage,
                 order.lines, shipping, before, version, context, paid)
         run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", None)
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,

@@ -167,6 +167,7 @@ def evaluate_first(
     policy: EarningPolicy,
     facts: Facts,
     make_run: Callable[[], Run],
+    unused: bool,
     lines: tuple[OrderLine, ...],
     shipping: Decimal,
     stamps_before: dict[str, int],
@@ -176,7 +177,8 @@ def evaluate_first(
 ) -> Evaluation:
     """The first evaluation of an order (no ``previous``), as the general evaluator
     gives it; runs in the evaluator's decimal context. ``make_run`` builds the usage
-    state when a cap or a stamp card first needs it."""
+    state when a cap or a stamp card first needs it; ``unused`` is true when there are
+    no usage rows."""
     n = len(lines)
     currency = facts.currency
     if not n:
@@ -195,8 +197,8 @@ def evaluate_first(
                     picks[k] = [i]
                 else:
                     got.append(i)
-    outcomes, applied, rewards = plan.price(facts, make_run, lines, shipping, stamps_before,
-                                            nets, money_paid is None, picks, n)
+    outcomes, applied, rewards = plan.price(facts, make_run, unused, lines, shipping,
+                                            stamps_before, nets, money_paid is None, picks, n)
     # the exact sum (see the general evaluator): the rules that did not apply add 0
     unrounded = _exact_sum(applied)
     result = int(unrounded.to_integral_value(rounding=plan.rounding))

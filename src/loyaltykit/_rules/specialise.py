@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loyaltykit._rules.fields import ONE, ZERO, num_text, points_text
+from loyaltykit._rules.fields import MIDNIGHT, ONE, ZERO, num_text, points_text
 from loyaltykit._rules.limits import not_applied, spread
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE
 from loyaltykit._rules.results import RuleOutcome
-from loyaltykit._rules.scopes import window_miss
+from loyaltykit._rules.scopes import Window
 
 if TYPE_CHECKING:
     from loyaltykit._rules.fastpath import Step
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 #: What the written-out loop gives: the outcomes, the applied points (for the exact
 #: sum) and the stamp cards' rewards.
 Priced = tuple[list[RuleOutcome], list[Decimal], list[str]]
-#: The written-out loop: (facts, make_run, lines, shipping, stamps_before, nets, one_ok,
-#: picks, n) -> Priced
+#: The written-out loop: (facts, make_run, unused, lines, shipping, stamps_before, nets,
+#: one_ok, picks, n) -> Priced (``unused``: true when there are no usage rows)
 Pricer = Callable[..., Priced]
 
 #: RuleOutcome's fields in its __init__'s order: the applied outcomes' templates hold
@@ -59,7 +59,7 @@ if tuple(a.name for a in attrs.fields(RuleOutcome)) != _FIELDS or any(
 _NOUNS = frozenset({"tier", "channel", "store"})
 
 _HEAD = """\
-def price(facts, make_run, lines, shipping, stamps_before, nets, one_ok, picks, n):
+def price(facts, make_run, unused, lines, shipping, stamps_before, nets, one_ok, picks, n):
     outcomes = []
     append = outcomes.append
     applied = [ZERO]
@@ -72,7 +72,6 @@ def price(facts, make_run, lines, shipping, stamps_before, nets, one_ok, picks, 
     local = facts.local
     currency = facts.currency
     exclusive = None
-    pending = None
 """
 
 _EXCLUSIVE = """\
@@ -81,8 +80,11 @@ if exclusive is not None:
     break
 """
 
+# a window's miss (what window_miss gives) tested inline: the tests of the window's parts
+# ($test, its dates, weekdays and hours in that order) on the order's local date, weekday
+# and time of day, worked out once per order
 _WINDOW = """\
-miss = window_miss($s.window, local)
+$test
 if miss is not None:
     outcome = $s.missed.get(miss)
     append(outcome if outcome is not None
@@ -142,15 +144,6 @@ amounts = [*amounts, a]
 uncapped += a
 """
 
-_PENDING = """\
-if pending is not None:  # the previous multiplier's increase, now needed
-    if pending[0]:  # every line, uncapped
-        current = list(map(add, current, pending[2]))
-    else:
-        spread(current, *pending[1:])
-    pending = None
-"""
-
 _TIER = """\
 factor = facts.earn_multiplier if facts.earn_multiplier is not None else ONE
 prefix = f"x{num_text(factor)} (tier {facts.tier}) on "
@@ -178,10 +171,13 @@ append(outcome)
 _STAMP = """\
 before = stamps_before.get($c.id)
 if before is None:
-    if run is None:
-        run = make_run()
-    rows = run.rows($c.id) or ()
-    before = stamps_before[$c.id] = sum(r.stamps for r in rows)
+    if unused:  # no usage rows: no stamps before (what summing none gives)
+        before = stamps_before[$c.id] = 0
+    else:
+        if run is None:
+            run = make_run()
+        rows = run.rows($c.id) or ()
+        before = stamps_before[$c.id] = sum(r.stamps for r in rows)
 count = (before + stamps) // $s.card.every - before // $s.card.every
 """
 
@@ -247,7 +243,7 @@ def _rate(s: Step, lines: list[str]) -> None:
     if s.ship:
         lines.append(_SHIP.replace("$ship_amount", "shipping * $s.rate" if s.rate is not None
                                    else f"shipping * {per}"))
-    lines.append(_LIMIT if s.limited else 'points, note = uncapped, ""\n')
+    lines.append(_LIMIT if s.limited else "points = uncapped\n")
     if s.match_all and not s.ship:  # every line: in C, unless caps share points out
         fast = "base[:n] = map(add, base, amounts)\n"
         lines.append(("if points == uncapped:\n" + _indent(fast) + "else:\n    "
@@ -256,32 +252,47 @@ def _rate(s: Step, lines: list[str]) -> None:
     else:
         lines.append("spread(base, picked, amounts, points, uncapped)\n")
     lines.append('explanation = (f"{$s.prefix} {currency} on {counted!s} {currency} '
-                 '{$c.what} = {uncapped!s}{note}")\n')
+                 '{$c.what} = {uncapped!s}' + ("{note}" if s.limited else "") + '")\n')
     lines.append(_APPLIED)
 
 
-def _multiplier(s: Step, lines: list[str], multiply: bool, read_before: bool,
-                read_later: bool) -> None:
+def _multiplier(s: Step, lines: list[str], multiply: bool, read_later: bool) -> None:
     if s.match_all:
         lines.append("picked = range(n + 1)\n")
     else:
         lines.append(_NO_LINE)
-    if multiply:  # (no multiplier before this one: nothing pending)
-        lines.append((_PENDING if read_before else "") + "source = current\n")
-    else:
-        lines.append("source = base\n")
+    source = "current" if multiply else "base"
     lines.append(_TIER if s.tier else "prefix = $s.prefix\nless = $s.less\n")
-    lines.append("taken = source\n" if s.match_all
-                 else "taken = list(map(source.__getitem__, picked))\n")
-    lines.append(_MULTIPLY)
-    lines.append(_LIMIT if s.limited else 'points, note = uncapped, ""\n')
-    if multiply and read_later:  # added when a later multiplier reads it (if one does)
-        # (whether it adds to every line, uncapped: worked out here when caps may share
-        # its points out)
-        every = ("points == uncapped" if s.limited else "True") if s.match_all else "False"
-        lines.append(f"pending = ({every}, picked, amounts, points, uncapped)\n")
+    # its increase is added to the current amounts at once when a later multiplier may
+    # read them (multipliers are the whole of their phase: nothing else reads them
+    # between, so this is what adding it when the next one applies gave)
+    increase = multiply and read_later
+    general = (f"taken = {source}\n" if s.match_all
+               else f"taken = list(map({source}.__getitem__, picked))\n") + _MULTIPLY
+    if s.limited:
+        general += _LIMIT
+        if increase:
+            general += "spread(current, picked, amounts, points, uncapped)\n"
+    else:
+        if increase:
+            general += ("current = list(map(add, current, amounts))\n" if s.match_all
+                        else "for i, a in zip(picked, amounts):\n    current[i] += a\n")
+        general += "points = uncapped\n"
+    if s.match_all or s.limited:
+        lines.append(general)
+    else:  # one matching line (the common case): its sums without lists
+        lines.append("if len(picked) == 1:\n"
+                     "    i = picked[0]\n"
+                     f"    x = {source}[i]\n"
+                     "    counted = ZERO + x  # (what sum([x], ZERO) gives)\n"
+                     "    a = x * less\n"
+                     "    points = uncapped = ZERO + a\n"
+                     + ("    current[i] = x + a\n" if increase else "")
+                     + "else:\n" + _indent(general))
+    note = "{note}" if s.limited else ""
     lines.append('explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
-                 "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}{note}\")\n")
+                 "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}" + note
+                 + '")\n')
     lines.append(_APPLIED)
 
 
@@ -317,14 +328,56 @@ def _stamp(s: Step, lines: list[str]) -> None:
         "$unlimited", "" if s.limited else '    points, note = uncapped, ""\n'))
 
 
+def _window(k: int, window: Window) -> tuple[str, dict[str, Any]]:
+    """The test that sets ``miss`` for step ``k``'s ``window`` (as :func:`window_miss`
+    does, its parts in the same order), and the names it reads."""
+    names: dict[str, Any] = {}
+    tests = []
+    if window.start is not None or window.end is not None:
+        parts = []
+        if window.start is not None:
+            names[f"ws{k}"] = window.start
+            parts.append(f"day < ws{k}")
+        if window.end is not None:
+            names[f"we{k}"] = window.end
+            parts.append(f"day > we{k}")
+        tests.append((" or ".join(parts), "day"))
+    if window.weekdays:
+        names[f"wd{k}"] = frozenset(window.weekdays)
+        tests.append((f"weekday not in wd{k}", "weekday"))
+    if window.hours:
+        inside = []
+        for j, (begin, end) in enumerate(window.hours):
+            names[f"wb{k}_{j}"] = begin
+            if end == MIDNIGHT:  # the end of the day: from its start on
+                inside.append(f"wb{k}_{j} <= now")
+            else:
+                names[f"we{k}_{j}"] = end
+                inside.append(f"wb{k}_{j} <= now < we{k}_{j}")
+        tests.append((f"not ({' or '.join(inside)})", "(now.hour, now.minute)"))
+    source = "miss = None\n"
+    for j, (test, miss) in enumerate(tests):
+        source += f"{'if' if j == 0 else 'elif'} {test}:\n    miss = {miss}\n"
+    return source, names
+
+
 def _indent(text: str, by: str = "    ") -> str:
     return "".join(by + line if line.strip() else line
                    for line in text.splitlines(keepends=True))
 
 
-def write(steps: Sequence[Step], multiply: bool) -> str:
-    """The source of the rule loop for ``steps`` (see the module docstring)."""
+def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
+    """The source of the rule loop for ``steps`` (see the module docstring), and the
+    names its window tests read (``w...<k>``)."""
+    names: dict[str, Any] = {}
+    windows = [s.window for s in steps if s.window is not None]
     out = [_HEAD]
+    if any(w.start is not None or w.end is not None for w in windows):
+        out.append("    day = local.date()\n")
+    if any(w.weekdays for w in windows):
+        out.append("    weekday = local.isoweekday()\n")
+    if any(w.hours for w in windows):
+        out.append("    now = local.time()\n")
     phase = 0
     excl_before = False  # an exclusive step earlier in this phase
     for k, s in enumerate(steps):
@@ -338,7 +391,9 @@ def write(steps: Sequence[Step], multiply: bool) -> str:
         if excl_before:
             lines.append(_EXCLUSIVE)
         if s.window is not None:
-            lines.append(_WINDOW)
+            test, bound = _window(k, s.window)
+            names.update(bound)
+            lines.append(_WINDOW.replace("$test\n", test))
         if s.cond_kind == 1:
             assert s.noun in _NOUNS
             lines.append(_ONE_OF.replace("$noun", s.noun))
@@ -351,11 +406,10 @@ def write(steps: Sequence[Step], multiply: bool) -> str:
         if s.code == RATE:
             _rate(s, lines)
         elif s.code == MULTIPLIER:
-            before = any(t.code == MULTIPLIER for t in steps[:k])
             later = any(t.code == MULTIPLIER for t in steps[k + 1:])
             if not s.match_all:
                 lines.append(f"picked = picks.get({k}, ())\n")
-            _multiplier(s, lines, multiply, before, later)
+            _multiplier(s, lines, multiply, later)
         elif s.code == FIXED:
             _fixed(s, lines)
         else:
@@ -368,15 +422,15 @@ def write(steps: Sequence[Step], multiply: bool) -> str:
             "$t", f"t{k}")
         out.append(f"    while True:  # step {k}\n" + _indent(body, "        "))
     out.append("    return outcomes, applied, rewards\n")
-    return "".join(out)
+    return "".join(out), names
 
 
 def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[Pricer, str]:
     """The rule loop for ``steps`` written out and compiled, and its source."""
-    source = write(steps, multiply)
-    names: dict[str, Any] = {
+    source, names = write(steps, multiply)
+    names |= {
         "ZERO": ZERO, "ONE": ONE, "Decimal": Decimal, "RuleOutcome": RuleOutcome,
-        "not_applied": not_applied, "spread": spread, "window_miss": window_miss,
+        "not_applied": not_applied, "spread": spread,
         "num_text": num_text, "points_text": points_text, "add": add, "mul": mul,
         "repeat": repeat, "quantity": _quantity, "TABLE_SIZE": table_size,
         "new": object.__new__,
