@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, getcontext, setcontext
 from typing import Any
 
 from loyaltykit._errors import (
@@ -473,7 +473,11 @@ def first_evaluation(
     ``fast`` is true, else on the general evaluator (the same Evaluation either way)."""
     plan = plan_of(policy)
     zone = program_zone(time_zone)
-    with decimal.localcontext(CONTEXT):
+    # the evaluator's decimal context, whatever the caller's (what localcontext(CONTEXT)
+    # does, without copying the context for every order: nothing changes _FIRST itself)
+    outer = getcontext()
+    setcontext(_FIRST)
+    try:
         before = _stamp_counts(stamps) if stamps is not None else {}
         context = {"member": member.snapshot(), "stamps_before": before}
         facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
@@ -496,6 +500,13 @@ def first_evaluation(
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=None,
                          version=version, context=context, money_paid=paid)
+    finally:
+        setcontext(outer)
+
+
+#: The decimal context of first evaluations: the evaluator's, set as it is (a copy of
+#: CONTEXT of its own, so that no other use of CONTEXT shares its flags)
+_FIRST = CONTEXT.copy()
 
 
 def evaluate_event(
