@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import operator
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -313,6 +314,10 @@ class OrderLine:
 
 _LINE_KEYS = frozenset({"sku", "quantity", "unit_price", "currency", "category", "discount",
                         "line_id"})
+
+#: A line's net amount, as :attr:`OrderLine.net` gives it, read without the property's
+#: call (the rules' fast path reads every line's, order after order).
+line_net = operator.attrgetter("_net")
 
 
 # -- orders ---------------------------------------------------------------------------------

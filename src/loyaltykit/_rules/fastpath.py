@@ -31,8 +31,10 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+import attrs
+
 from loyaltykit._errors import InvalidOrder
-from loyaltykit._orders import OrderLine
+from loyaltykit._orders import OrderLine, line_net
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
 from loyaltykit._rules.facts import Facts
@@ -126,14 +128,17 @@ class Step:
 class OrderSteps:
     """A policy's order rules compiled for the fast path, and its line-match table."""
 
-    __slots__ = ("matching", "multiply", "nothing", "price", "rounding", "selects", "source",
+    __slots__ = ("matching", "multiply", "nothing", "price", "rounder", "selects", "source",
                  "steps")
 
     def __init__(self, policy: EarningPolicy, rules: tuple[Compiled, ...]) -> None:
         self.steps = tuple(Step(c) for c in rules)
         self.nothing = tuple(not_applied(c, NOTHING) for c in rules)
         self.multiply = policy.stacking is Stacking.MULTIPLY
-        self.rounding = DECIMAL_ROUNDING[policy.rounding]
+        #: the evaluator's context rounding to the policy's rounding (to a whole point:
+        #: the context's rounding is what to_integral_value rounds by)
+        self.rounder = CONTEXT.copy()
+        self.rounder.rounding = DECIMAL_ROUNDING[policy.rounding]
         #: the positions of the steps that select lines by SKU or category
         self.matching = tuple(k for k, s in enumerate(self.steps) if not s.match_all)
         #: (sku, category) -> the positions of the matching steps that select it
@@ -157,7 +162,18 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
     return all(c.code in (RATE, MULTIPLIER, FIXED, STAMP) for c in rules)
 
 
-_net = attrgetter("net")
+#: A line's key in the line-match table: (sku, category)
+_key = attrgetter("sku", "category")
+_new = object.__new__
+#: Evaluation's fields in its __init__'s order: an evaluation is written from them (what
+#: its __init__ writes, without the call; a field added, or given a converter or a
+#: validator, fails here, at import)
+_FIELDS = ("points", "unrounded", "net", "currency", "outcomes", "rewards", "version",
+           "context")
+if tuple(a.name for a in attrs.fields(Evaluation)) != _FIELDS or any(
+        a.converter is not None or a.validator is not None
+        for a in attrs.fields(Evaluation)):  # pragma: no cover (a guard)
+    raise ImportError("Evaluation's fields changed: update _rules/fastpath.py")
 _exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
     functools.reduce, EXACT.add)
 
@@ -183,14 +199,13 @@ def evaluate_first(
     currency = facts.currency
     if not n:
         return Evaluation(0, ZERO, facts.net, currency, plan.nothing, (), version, context)
-    nets = list(map(_net, lines)) if money_paid is None else money_paid
+    nets = list(map(line_net, lines)) if money_paid is None else money_paid
     picks: dict[int, list[int]] = {}
     if plan.matching:
-        selects = plan.selects
-        for i, line in enumerate(lines):
-            found = selects.get((line.sku, line.category))
+        keys = list(map(_key, lines))
+        for i, found in enumerate(map(plan.selects.get, keys)):
             if found is None:
-                found = plan.selected_by(line.sku, line.category)
+                found = plan.selected_by(*keys[i])
             for k in found:
                 got = picks.get(k)
                 if got is None:
@@ -201,7 +216,7 @@ def evaluate_first(
                                             stamps_before, nets, money_paid is None, picks, n)
     # the exact sum (see the general evaluator): the rules that did not apply add 0
     unrounded = _exact_sum(applied)
-    result = int(unrounded.to_integral_value(rounding=plan.rounding))
+    result = int(plan.rounder.to_integral_value(unrounded))
     if result < 0:
         result = 0
     limit = policy.max_points_per_order
@@ -211,5 +226,9 @@ def evaluate_first(
         raise InvalidOrder(
             f"points: the order is worth {result} points, more than one request may "
             f"carry ({MAX_POINTS})", field="points", value=result, max_points=MAX_POINTS)
-    return Evaluation(result, unrounded, facts.net, currency, tuple(outcomes),
-                      tuple(rewards), version, context)
+    evaluation = _new(Evaluation)
+    evaluation.__dict__.update({
+        "points": result, "unrounded": unrounded, "net": facts.net, "currency": currency,
+        "outcomes": tuple(outcomes), "rewards": tuple(rewards), "version": version,
+        "context": context})
+    return evaluation
