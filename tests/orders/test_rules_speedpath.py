@@ -238,14 +238,30 @@ def _tricky_policies() -> list[Any]:
             FixedRule(id="e", points=1, exclusive=True, window=weekend),
             FixedRule(id="f", points=2, per_item=True),
         )),
+        # multipliers on one matching line, on several, capped, on every line (each
+        # reading what the ones before added); windows by dates, weekdays and hours (one
+        # ending at midnight)
+        EarningPolicy(rules=(
+            RateRule(id="r", points=Decimal("1.5")),
+            MultiplierRule(id="mug", factor=Decimal("3"), match=LineMatch(skus=("mug",))),
+            MultiplierRule(id="drinks", factor=Decimal("1.5"),
+                           match=LineMatch(categories=("beans", "tea", "coffee"))),
+            MultiplierRule(id="capped", factor=Decimal("2"), caps=(Cap(9, CapPeriod.ORDER),),
+                           match=LineMatch(categories=("beans", "mugs"))),
+            MultiplierRule(id="all", factor=Decimal("0.75"),
+                           window=Window(start=dt.date(2026, 3, 6), end=dt.date(2026, 3, 6))),
+            MultiplierRule(id="late", factor=Decimal("1.1"), window=Window(
+                weekdays=(5, 6), hours=((dt.time(9), dt.time(11)), (dt.time(20), dt.time(0))))),
+            FixedRule(id="f", points=3, window=Window(hours=((dt.time(10), dt.time(16)),))),
+        )),
     ]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_fast_path_on_edge_cases(index: int) -> None:
     """Policies whose amounts keep their places, shipping, caps shared over lines,
-    groups, exclusive rules and stamp cards: the same Evaluation on both paths, order
-    after order."""
+    groups, exclusive rules, stamp cards, stacked multipliers and windows: the same
+    Evaluation on both paths, order after order."""
     policy = _tricky_policies()[index]
     member = MemberContext(member_id="m", enrolled_at=START)
     for order in BENCH.make_orders(30, ["m"], START + dt.timedelta(days=4)):
