@@ -440,10 +440,13 @@ def evaluate_order(
     rest: rate rules then earn on it instead of the net (conditions such as a minimum
     order still test the order's net goods). Pure: no clock, no I/O.
     """
-    _check_policy(policy)
+    if not isinstance(policy, EarningPolicy):
+        _check_policy(policy)
     if not isinstance(order, Order):
         raise InvalidInput("order must be an Order", field="order", value=shown(order))
-    _check_inputs(member, usage, version)
+    if type(member) is not MemberContext or type(usage) is not tuple or usage or type(
+            version) is not int or not 1 <= version <= _MAX_VERSION:  # (else: no call)
+        _check_inputs(member, usage, version)
     if previous is not None and not isinstance(previous, Evaluation):
         raise InvalidInput("previous must be an Evaluation or None", field="previous",
                            value=shown(previous))

@@ -31,10 +31,11 @@ class MemberContext:
     tier: str | None = None
     first_order: bool = False
     earn_multiplier: Decimal | None = None
-    # enrolled_at as ISO text, on the first snapshot (a member is priced again and again
-    # when a stream of its orders is evaluated; the text is half of a snapshot's work)
-    _enrolled_text: str | None = attrs.field(default=None, init=False, repr=False, eq=False,
-                                             hash=False)
+    # the snapshot's fields but the attributes, on the first snapshot (a member is priced
+    # again and again when a stream of its orders is evaluated; every field but the
+    # attributes is immutable, so each snapshot copies this and the attributes as they are)
+    _snapshot: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False,
+                                                   eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         check_member_id(self.member_id)
@@ -51,15 +52,16 @@ class MemberContext:
 
     def snapshot(self) -> dict[str, Any]:
         """Return a JSON-compatible copy (kept in :attr:`Evaluation.context`)."""
-        enrolled = self._enrolled_text
-        if enrolled is None:
-            enrolled = self.enrolled_at.isoformat()
-            set_field(self, "_enrolled_text", enrolled)
-        data = {"member_id": self.member_id, "enrolled_at": enrolled,
-                "tier": self.tier, "first_order": self.first_order,
-                "attributes": dict(self.attributes)}
-        if self.earn_multiplier is not None:
-            data["earn_multiplier"] = str(self.earn_multiplier)
+        fixed = self._snapshot
+        if fixed is None:
+            fixed = {"member_id": self.member_id, "enrolled_at": self.enrolled_at.isoformat(),
+                     "tier": self.tier, "first_order": self.first_order,
+                     "attributes": None}
+            if self.earn_multiplier is not None:
+                fixed["earn_multiplier"] = str(self.earn_multiplier)
+            set_field(self, "_snapshot", fixed)
+        data = fixed.copy()
+        data["attributes"] = dict(self.attributes)
         return data
 
 
