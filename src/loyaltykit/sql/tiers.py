@@ -24,6 +24,7 @@ from loyaltykit._tiers import (
     WindowKind,
 )
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._shared import Store, chunks, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
 from loyaltykit.storage.tiers import TierChanges
@@ -607,7 +608,7 @@ class SQLTierStore(Store):
         if changes.tier_states:
             self._write_tier_states(conn, changes)
         if changes.tier_buckets:
-            conn.execute(upserts_for(conn).bucket, [
+            execute_many(conn, upserts_for(conn).bucket, [
                 {"program_id": program_id, "member_id": member_id, "period_start": period,
                  "value": value}
                 for (member_id, period), value in changes.tier_buckets.items()
