@@ -218,13 +218,9 @@ class OrderImport:
                                 tiers=self.program.tiers is not None)
         reading: list[str] = [""]  # the member of the order being recorded
 
-        def flush() -> None:
-            steps.flush()
-            reads.written()
-
         def before_read() -> None:
             if reading[0] in steps.deferred_members:
-                flush()  # this order reads what the deferred ones changed
+                steps.flush()  # this order reads what the deferred ones changed
 
         guard = ReadGuard(uow, before_read).unit_of_work
         points = 0
@@ -243,7 +239,7 @@ class OrderImport:
                 failed.append((item.order.id, exc))
                 continue
             if not together:
-                flush()
+                steps.flush()
             recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1

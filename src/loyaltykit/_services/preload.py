@@ -64,17 +64,13 @@ class MemberReads:
         return sum(v for p, v in self.buckets.items()
                    if start <= p and (end is None or p < end))
 
-    def after(self, ledger: LedgerChanges, tiers: TierChanges | None, *,
-              tier_written: bool) -> MemberReads | None:
+    def after(self, ledger: LedgerChanges, tiers: TierChanges | None) -> MemberReads | None:
         """These reads once a write's changes (``ledger``, ``tiers``) are written, as
-        the stores write them: accounts and tier state replaced by their final states,
-        amounts added to the buckets; a tier state's version counts the writes of its
-        row, so it is one more than stored unless the state is written already
-        (``tier_written``: an earlier write of the member that is not yet written;
-        the two are written as one). None if the write inserted the member or its
-        tier state (an insert merged with a later update would not be written as
-        one by one: the member's next write then reads storage, after its changes
-        are written)."""
+        the stores write them: accounts and tier state replaced by their final states
+        (a tier state's version counts its writes: one more than stored), amounts
+        added to the buckets. None if the write inserted the member or its tier state
+        (then the member's next write reads storage, after its changes are
+        written)."""
         member_id = self.member_id
         if any(m.member_id == member_id for m in ledger.members):
             return None
@@ -88,8 +84,7 @@ class MemberReads:
             if state is not None:
                 if member_id in tiers.new_tier_states or self.tier_state is None:
                     return None
-                tier_state = attrs.evolve(
-                    state, version=self.tier_state.version + (0 if tier_written else 1))
+                tier_state = attrs.evolve(state, version=self.tier_state.version + 1)
             added = [(p, v) for (owner, p), v in tiers.tier_buckets.items()
                      if owner == member_id]
             if added:
@@ -104,8 +99,6 @@ class BatchReads:
 
     def __init__(self, reads: dict[str, MemberReads]) -> None:
         self._reads = reads
-        #: members whose tier state a write changed that is not written yet
-        self._tier_pending: set[str] = set()
 
     @classmethod
     def read(cls, uow: UnitOfWork, member_ids: Sequence[str], wallets: Sequence[str], *,
@@ -150,16 +143,9 @@ class BatchReads:
             touched.update(m for m, _ in tiers.tier_buckets)
         touched.discard(member_id)
         self.drop(touched)
-        after = (taken.after(ledger, tiers, tier_written=member_id in self._tier_pending)
-                 if taken is not None else None)
+        after = taken.after(ledger, tiers) if taken is not None else None
         if after is not None:
             self._reads[member_id] = after
-        if tiers is not None and member_id in tiers.tier_states:
-            self._tier_pending.add(member_id)
-
-    def written(self) -> None:
-        """The writes so far are written (a tier state's next write counts again)."""
-        self._tier_pending.clear()
 
     def drop(self, member_ids: Iterable[str]) -> None:
         """Forget these members' reads (they read storage from here)."""
