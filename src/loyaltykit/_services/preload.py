@@ -95,7 +95,7 @@ class MemberReads:
 
 
 class BatchReads:
-    """The reads of a batch's members, handed out once per member."""
+    """The reads of a batch's members, handed to each member's writes in turn, kept current."""
 
     def __init__(self, reads: dict[str, MemberReads]) -> None:
         self._reads = reads
