@@ -120,6 +120,12 @@ class Work:
         assert isinstance(found, kind)
         return found
 
+    def changed(self, kind: type[P]) -> P | None:
+        """This write's change part of ``kind`` if it has one (None: it touched none)."""
+        found = self._parts.get(kind)
+        assert found is None or isinstance(found, kind)
+        return found
+
     def publish(self, event: object) -> None:
         """Raise a domain event: its subscribers run now, in this unit of work."""
         self._bus.publish(self, event)

@@ -1,7 +1,8 @@
 """The history import's statements per batch on SQLite: a batch reads its members,
 accounts, tier states and tier buckets in one go, so what it issues does not grow with
-its orders (it did: ~3 reads per order). That the results stay those of recording one
-by one is in the shipped contract (OrderImportContract)."""
+its orders (it did: ~3 reads per order), nor with its members' orders after their
+first (each wrote the changes before it and read its member again). That the results
+stay those of recording one by one is in the shipped contract (OrderImportContract)."""
 
 from __future__ import annotations
 
@@ -38,18 +39,19 @@ def _program() -> Program:
                    tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 50))))
 
 
-def _orders(start: int, count: int, members: int) -> list[Order]:
+def _orders(start: int, count: int, members: int, price: str = "20.00") -> list[Order]:
     return [Order(id=f"o{i}", member_id=f"m{i % members}", currency="EUR",
                   placed_at=T0 + dt.timedelta(minutes=i),
-                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),))
+                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money(price, "EUR")),))
             for i in range(start, start + count)]
 
 
-def _statements_of_batch(tmp_path: Path, count: int, *, enrol: bool) -> list[str]:
-    """The statements of one batch of ``count`` orders of ``count`` members, after a
-    first import: with ``enrol`` half of them known (with tier buckets) and half new,
-    else all known."""
-    engine = create_engine(f"sqlite:///{tmp_path}/import{count}{enrol}.sqlite")
+def _statements_of_batch(tmp_path: Path, count: int, *, enrol: bool,
+                         each: int = 1) -> list[str]:
+    """The statements of one batch of ``each`` orders of each of ``count`` members
+    (in turn), after a first import: with ``enrol`` half of them known (with tier
+    buckets) and half new, else all known."""
+    engine = create_engine(f"sqlite:///{tmp_path}/import{count}{enrol}{each}.sqlite")
     try:
         storage = SQLStorage(engine)
         storage.create_schema()
@@ -62,11 +64,12 @@ def _statements_of_batch(tmp_path: Path, count: int, *, enrol: bool) -> list[str
             seen.append(statement)
 
         sa.event.listen(engine, "before_cursor_execute", log)
-        result = loyalty.record_orders(_orders(count, count, count), enrol=enrol,
-                                       batch_size=count)
+        # 5 points an order: no member reaches silver, which would add a history line
+        result = loyalty.record_orders(_orders(count, count * each, count, "5.00"),
+                                       enrol=enrol, batch_size=count * each)
         sa.event.remove(engine, "before_cursor_execute", log)
-        assert (count, count - known, 1) == (result.recorded, result.enrolled,
-                                             result.batches)
+        assert (count * each, count - known, 1) == (result.recorded, result.enrolled,
+                                                    result.batches)
         return seen
     finally:
         engine.dispose()
@@ -85,3 +88,16 @@ def test_a_batch_of_enrolled_members_reads_each_table_once(tmp_path: Path) -> No
     tables = [re.findall(r"\bFROM (\w+)", s)[0] for s in seen if s.startswith("SELECT")]
     assert 1 == tables.count("lk_accounts")
     assert sorted(set(tables)) == sorted(tables)  # no table read twice
+
+
+def test_a_members_later_orders_in_a_batch_add_no_statement(tmp_path: Path) -> None:
+    """Three orders of each member (a stamp card's third stamp among them) issue the
+    statements one order of each does: the later ones read the reads their member's
+    first order left, and everything is written at the batch's end (the tier states'
+    update counts the three writes in their version)."""
+    once, thrice = (
+        [" ".join(s.split()[:3])  # what and which table
+         for s in _statements_of_batch(tmp_path, 20, enrol=False, each=each)]
+        for each in (1, 3))
+    assert once == thrice
+    assert any(s.startswith("UPDATE lk_tier_states") for s in thrice)

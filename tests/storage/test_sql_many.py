@@ -84,3 +84,27 @@ def test_rows_with_other_keys_are_refused_as_execute_refuses_them() -> None:
         with pytest.raises(sa.exc.StatementError) as by_many:
             execute_many(conn, fast.insert(), rows)
     assert type(by_execute.value) is type(by_many.value)
+
+
+def test_upserts_store_what_execute_stores() -> None:
+    """The tier buckets' and rule usage's upserts (ON CONFLICT ... DO UPDATE, the
+    stores write them through execute_many) add up and overwrite as execute does."""
+    from loyaltykit.sql._shared import upserts_for
+    from loyaltykit.sql.schema import metadata
+
+    engine = sa.create_engine("sqlite://")
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        upserts = upserts_for(conn)
+        for program_id, run in (("plain", conn.execute),
+                                ("fast", lambda stmt, rows: execute_many(conn, stmt, rows))):
+            for value in (3, 4):  # the second adds to the first
+                run(upserts.bucket, [{"program_id": program_id, "member_id": f"m{i}",
+                                      "period_start": at + dt.timedelta(days=i),
+                                      "value": value * i} for i in range(6)])
+        stored = {p: [tuple(r)[1:] for r in conn.exec_driver_sql(
+            "SELECT program_id, member_id, period_start, value FROM lk_tier_buckets "
+            f"WHERE program_id = '{p}' ORDER BY member_id")] for p in ("plain", "fast")}
+    assert [7 * i for i in range(6)] == [row[2] for row in stored["fast"]]
+    assert stored["plain"] == stored["fast"]

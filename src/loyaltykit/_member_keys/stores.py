@@ -313,6 +313,7 @@ class KeyedTierStore:
             tier_buckets={(n.write_key(m), p): v
                           for (m, p), v in changes.tier_buckets.items()},
             tier_history=[n.stored(h) for h in changes.tier_history],
+            rewrites={n.write_key(m): c for m, c in changes.rewrites.items()},
         ))
 
 

@@ -7,11 +7,13 @@ enrolled and the enrolment of the unknown ones, the batch's reads of its members
 (:mod:`~loyaltykit._services.preload`: their accounts locked), then for
 each order, in stream order, the very use case of ``record_order``
 (:meth:`~loyaltykit._services.orders.OrderService.record_in`) on a fresh write of that
-unit of work, whose changes the next order reads. Orders of distinct members are
-written together (their changes merged: one statement per table), as no order reads
-what another member's order changed; an order of a member with changes not yet written
-writes them first. In a program with referrals (an order can reward its referrer) each
-order is written before the next. The batch commits at its end: a crash
+unit of work, whose changes the next order reads. The batch's orders are written
+together (their changes merged: one statement per table), as no order reads what
+another member's order changed, and a member's next order reads its member's reads as
+its last order left them (kept current: see :mod:`~loyaltykit._services.preload`); an
+order that reads storage for a member with changes not yet written writes them first.
+In a program with referrals (an order can reward its referrer) each order is written
+before the next. The batch commits at its end: a crash
 loses at most the batch in progress, and running the import again skips what was
 recorded (an order is idempotent by its id, as under ``record_order``'s default key).
 """
@@ -41,9 +43,9 @@ from loyaltykit._results import OrderResult, encode_order_result, encode_result
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import ENROL_KEY, LedgerService
 from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService, order_request
-from loyaltykit._services.preload import PRELOAD, BatchReads
+from loyaltykit._services.preload import PRELOAD, BatchReads, ReadGuard
 from loyaltykit._validate import check_member_id
-from loyaltykit.storage import UnitOfWork
+from loyaltykit.storage import TierChanges, UnitOfWork
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
 
@@ -214,11 +216,13 @@ class OrderImport:
         default = self.program.default_wallet
         reads = BatchReads.read(uow, members, sorted({wallet_, default}),
                                 tiers=self.program.tiers is not None)
+        reading: list[str] = [""]  # the member of the order being recorded
 
-        def flush() -> None:
-            reads.drop(steps.deferred_members)  # written now: read storage from here
-            steps.flush()
+        def before_read() -> None:
+            if reading[0] in steps.deferred_members:
+                steps.flush()  # this order reads what the deferred ones changed
 
+        guard = ReadGuard(uow, before_read).unit_of_work
         points = 0
         done = 0
         # a referral's reward touches the referrer: then every order is written at once
@@ -226,17 +230,16 @@ class OrderImport:
         for item in items:
             if repeated(item):  # recorded before, or earlier in this batch
                 continue
-            if item.order.member_id in steps.deferred_members:
-                flush()  # this order reads what the deferred ones changed
+            reading[0] = item.order.member_id
             try:  # the step only reads: its changes are written by flush, below
-                outcome = self._record(steps, item, wallet_, reads)
+                outcome = self._record(steps, item, wallet_, reads, guard)
             except StorageError:  # the unit of work's own trouble: the batch stops
                 raise
             except LoyaltyError as exc:  # a refusal: nothing of it is written
                 failed.append((item.order.id, exc))
                 continue
             if not together:
-                flush()
+                steps.flush()
             recorded[item.order.id] = item.print_
             points += outcome.points
             done += 1
@@ -257,22 +260,33 @@ class OrderImport:
             return False
         return record.fingerprint == item.print_
 
-    def _record(self, steps: Steps, item: _Item, wallet_: str,
-                reads: BatchReads) -> OrderResult:
+    def _record(self, steps: Steps, item: _Item, wallet_: str, reads: BatchReads,
+                guard: UnitOfWork) -> OrderResult:
+        """Record one order of the batch in a step of its own, reading its member's
+        reads (kept current for the next order of the member) and, through ``guard``,
+        storage."""
         order = item.order
+        member_id = order.member_id
         holder = OrderKey(order.id)
+        taken = reads.take(member_id)
 
         def keep(work: Work, result: OrderResult) -> None:
             holder.keep(work, item.print_, encode_order_result(result))
+            reads.advance(member_id, taken, work.ledger.changes, work.changed(TierChanges))
 
         def step(work: Work) -> OrderResult:
-            found = reads.take(order.member_id)  # the member's first order of the batch
-            if found is not None:
-                work.scratch[PRELOAD] = found
-            return self._orders.record_in(work, order, order.member_id, wallet_,
-                                          item.when, placed=item.placed)
+            work.uow = guard  # its reads of storage (and its hooks') see what it must
+            if taken is not None:
+                work.scratch[PRELOAD] = taken
+            return self._orders.record_in(work, order, member_id, wallet_, item.when,
+                                          placed=item.placed)
 
-        return steps.run(item.when, item.key, step, keep=keep)
+        try:
+            return steps.run(item.when, item.key, step, keep=keep)
+        except LoyaltyError:  # nothing of it is written: its reads still stand
+            if taken is not None:
+                reads.put(taken)
+            raise
 
     def _enrol(self, steps: Steps, first: dict[str, dt.datetime]) -> None:
         """Enrol the members ``first`` names, each at its instant, as :meth:`enrol`

@@ -1,4 +1,4 @@
-"""A batch's reads taken at once: what a member's first write of the batch reads.
+"""A batch's reads taken at once, kept current: what a member's writes of the batch read.
 
 The history import (:mod:`loyaltykit._services.order_import`) writes many members'
 orders in one unit of work. Instead of each order reading its member, accounts, tier
@@ -8,25 +8,29 @@ the reads of its member (:meth:`BatchReads.take`, kept under :data:`PRELOAD` in 
 write's ``work.scratch``), where the order service and the tiers capability find them
 (:func:`member_reads`) in place of their own reads.
 
-Such reads stand for storage only until the member's changes are written: a member's
-reads are handed out once (its first order in the batch; its later orders read
-storage, after the flush that wrote the first one's changes), and the import drops
-the reads of every member whose changes a flush wrote (a referrer rewarded by
-another member's order) with :meth:`BatchReads.drop`.
+After a member's write the import puts back its reads as storage will have them once
+that write's changes are written (:meth:`BatchReads.advance`: the final states of its
+accounts and tier state, its buckets added up, as the stores write them), so the
+member's next order of the batch reads them without its changes being written first.
+Reads that a write changed for another member (a referrer rewarded by a member's
+order) are dropped: that member's next write reads storage. A write that reads storage
+for a member with changes not yet written has them written first (:class:`ReadGuard`),
+so it reads what it would have read one write at a time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import attrs
 
 from loyaltykit._model import AccountState, Member, MemberState
 from loyaltykit._tiers import TierState
-from loyaltykit.storage import UnitOfWork
+from loyaltykit.storage import LedgerChanges, TierChanges, UnitOfWork
 
-__all__ = ["PRELOAD", "BatchReads", "MemberReads", "member_reads"]
+__all__ = ["PRELOAD", "BatchReads", "MemberReads", "ReadGuard", "member_reads"]
 
 #: The key of a write's :class:`MemberReads` in ``work.scratch``.
 PRELOAD = "preload"
@@ -60,9 +64,38 @@ class MemberReads:
         return sum(v for p, v in self.buckets.items()
                    if start <= p and (end is None or p < end))
 
+    def after(self, ledger: LedgerChanges, tiers: TierChanges | None) -> MemberReads | None:
+        """These reads once a write's changes (``ledger``, ``tiers``) are written, as
+        the stores write them: accounts and tier state replaced by their final states
+        (a tier state's version counts its writes: one more than stored), amounts
+        added to the buckets. None if the write inserted the member or its tier state
+        (then the member's next write reads storage, after its changes are
+        written)."""
+        member_id = self.member_id
+        if any(m.member_id == member_id for m in ledger.members):
+            return None
+        accounts = dict(self.accounts)
+        for (owner, wallet), account in ledger.accounts.items():
+            if owner == member_id:
+                accounts[wallet] = account
+        tier_state, buckets = self.tier_state, self.buckets
+        if tiers is not None and self.tiers:
+            state = tiers.tier_states.get(member_id)
+            if state is not None:
+                if member_id in tiers.new_tier_states or self.tier_state is None:
+                    return None
+                tier_state = attrs.evolve(state, version=self.tier_state.version + 1)
+            added = [(p, v) for (owner, p), v in tiers.tier_buckets.items()
+                     if owner == member_id]
+            if added:
+                buckets = dict(buckets)
+                for period, value in added:
+                    buckets[period] = buckets.get(period, 0) + value
+        return attrs.evolve(self, accounts=accounts, tier_state=tier_state, buckets=buckets)
+
 
 class BatchReads:
-    """The reads of a batch's members, handed out once per member."""
+    """The reads of a batch's members, handed to each member's writes in turn, kept current."""
 
     def __init__(self, reads: dict[str, MemberReads]) -> None:
         self._reads = reads
@@ -88,13 +121,87 @@ class BatchReads:
         return cls(reads)
 
     def take(self, member_id: str) -> MemberReads | None:
-        """The member's reads, if they still stand for storage (then never again)."""
+        """The member's reads, if they stand for storage, taken out until the write
+        that reads them puts them back (:meth:`advance`, or :meth:`put` if it wrote
+        nothing)."""
         return self._reads.pop(member_id, None)
 
+    def put(self, reads: MemberReads) -> None:
+        """Put back reads taken by a write that changed nothing (refused)."""
+        self._reads[reads.member_id] = reads
+
+    def advance(self, member_id: str, taken: MemberReads | None, ledger: LedgerChanges,
+                tiers: TierChanges | None) -> None:
+        """Keep the reads current after a write of ``member_id`` (which took ``taken``)
+        with these changes: the member's reads as they will be written
+        (:meth:`MemberReads.after`), and the reads of any other member it changed
+        dropped."""
+        touched = {m for m, _ in ledger.accounts}
+        touched.update(m.member_id for m in ledger.members)
+        if tiers is not None:
+            touched.update(tiers.tier_states)
+            touched.update(m for m, _ in tiers.tier_buckets)
+        touched.discard(member_id)
+        self.drop(touched)
+        after = taken.after(ledger, tiers) if taken is not None else None
+        if after is not None:
+            self._reads[member_id] = after
+
     def drop(self, member_ids: Iterable[str]) -> None:
-        """Forget these members' reads (their changes are being written)."""
+        """Forget these members' reads (they read storage from here)."""
         for member_id in member_ids:
             self._reads.pop(member_id, None)
+
+
+#: The unit of work's stores (what :class:`ReadGuard` guards).
+_STORES = frozenset({"keys", "programs", "ledger", "orders", "tiers", "referrals", "rewards",
+                     "members", "outbox", "notices", "reports"})
+
+
+class ReadGuard:
+    """A unit of work whose stores call ``before_read()`` ahead of any call (a read,
+    as a write's steps only read): a batch's writes read through it, so a read of
+    storage first writes the changes it must see (see the module docstring)."""
+
+    def __init__(self, uow: UnitOfWork, before_read: Callable[[], object]) -> None:
+        self._uow = uow
+        self._before_read = before_read
+        self._stores: dict[str, _GuardedStore] = {}
+
+    @property
+    def unit_of_work(self) -> UnitOfWork:
+        """This guard as the unit of work it stands for."""
+        return cast(UnitOfWork, self)
+
+    def __getattr__(self, name: str) -> Any:
+        found = self._stores.get(name)
+        if found is not None:
+            return found
+        value = getattr(self._uow, name)
+        if name in _STORES:
+            found = self._stores[name] = _GuardedStore(value, self._before_read)
+            return found
+        return value
+
+
+class _GuardedStore:
+    """A store whose methods call ``before_read()`` first."""
+
+    def __init__(self, store: object, before_read: Callable[[], object]) -> None:
+        self._store = store
+        self._before_read = before_read
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+        before_read = self._before_read
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            before_read()
+            return value(*args, **kwargs)
+
+        return call
 
 
 def member_reads(scratch: Mapping[str, object], member_id: str) -> MemberReads | None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
 from loyaltykit._reports_orders import counted_net
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store, chunks, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
@@ -316,7 +317,7 @@ class SQLOrderStore(Store):
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
-            conn.execute(upserts_for(conn).usage, [_usage_row(u) for u in usage.values()])
+            execute_many(conn, upserts_for(conn).usage, [_usage_row(u) for u in usage.values()])
         touched_orders = [
             {"k_program_id": o.program_id, "k_order_id": o.order_id, **_changed_order(o)}
             for order_id, o in changes.orders.items() if order_id not in new_orders

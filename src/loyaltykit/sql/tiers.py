@@ -24,6 +24,7 @@ from loyaltykit._tiers import (
     WindowKind,
 )
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._shared import Store, chunks, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
 from loyaltykit.storage.tiers import TierChanges
@@ -70,6 +71,9 @@ _UPD_TIER_STATE = (
            tier_states.c.member_id == sa.bindparam("k_member_id"))
     .values(version=tier_states.c.version + 1)
 )
+# the same for a state written by several merged writes (a history import's batch)
+_UPD_TIER_STATE_REWRITTEN = _UPD_TIER_STATE.values(
+    version=tier_states.c.version + 1 + sa.bindparam("k_rewrites", type_=sa.Integer()))
 
 _TS_TYPE = tier_states.c.window_start.type
 _tier_metric = (
@@ -607,7 +611,7 @@ class SQLTierStore(Store):
         if changes.tier_states:
             self._write_tier_states(conn, changes)
         if changes.tier_buckets:
-            conn.execute(upserts_for(conn).bucket, [
+            execute_many(conn, upserts_for(conn).bucket, [
                 {"program_id": program_id, "member_id": member_id, "period_start": period,
                  "value": value}
                 for (member_id, period), value in changes.tier_buckets.items()
@@ -618,10 +622,12 @@ class SQLTierStore(Store):
 
     def _write_tier_states(self, conn: Connection, changes: TierChanges) -> None:
         """Insert the new tier states (version 0; one already kept is DuplicateKey, so
-        the facade retries) and update the others (their stored version + 1)."""
-        created = changes.new_tier_states
+        the facade retries) and update the others (their stored version + 1), each
+        version counting the writes merged into this one too (``rewrites``)."""
+        created, rewrites = changes.new_tier_states, changes.rewrites
         inserted = [
-            {"program_id": self.program_id, **_tier_state_row(state), "version": 0}
+            {"program_id": self.program_id, **_tier_state_row(state),
+             "version": rewrites.get(member_id, 0)}
             for member_id, state in changes.tier_states.items() if member_id in created
         ]
         if inserted:
@@ -633,5 +639,12 @@ class SQLTierStore(Store):
                 if name != "member_id"}}
             for member_id, state in changes.tier_states.items() if member_id not in created
         ]
+        if rewrites:
+            again = [row for row in updated if row["k_member_id"] in rewrites]
+            for row in again:
+                row["k_rewrites"] = rewrites[row["k_member_id"]]
+            if again:
+                self._update(conn, _UPD_TIER_STATE_REWRITTEN, again, "tier states")
+            updated = [row for row in updated if row["k_member_id"] not in rewrites]
         if updated:
             self._update(conn, _UPD_TIER_STATE, updated, "tier states")

@@ -20,13 +20,16 @@ class TierChanges:
     ``tier_states`` holds the final tier state of every touched member (ids in
     ``new_tier_states`` are inserted); ``tier_buckets`` amounts are added to the
     member's metric bucket of that period (created at 0 when missing);
-    ``tier_history`` lines are appended.
+    ``tier_history`` lines are appended. ``rewrites`` counts, per member, the writes of
+    its tier state merged into this one beyond the first (a history import's batch):
+    the stored version counts them too, as if each had been written.
     """
 
     tier_states: dict[str, TierState] = attrs.field(factory=dict)
     new_tier_states: set[str] = attrs.field(factory=set)
     tier_buckets: dict[tuple[str, dt.datetime], int] = attrs.field(factory=dict)
     tier_history: list[TierChange] = attrs.field(factory=list)
+    rewrites: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def empty(self) -> bool:

@@ -77,12 +77,15 @@ def import_snapshot(loyalty: Loyalty, members: Sequence[str],
                     order_ids: Sequence[str]) -> dict[str, Any]:
     """What one program shows of these members and orders, ids blanked: balances, open
     lots, statements, tier status and history, order records (without the stored
-    result, whose ids differ), the earning counters on the accounts."""
+    result, whose ids differ), the earning counters on the accounts and the stored tier
+    states (their versions count the writes of each)."""
     program_id = loyalty.program.id
     out: dict[str, Any] = {}
     with loyalty._c.read() as uow:  # the counters: no public read shows them whole
         out["activity"] = {m: (a.activity if (a := uow.ledger.get_account(
             loyalty.program.default_wallet, m)) else None) for m in members}
+        if loyalty.program.tiers is not None:
+            out["tier states"] = {m: uow.tiers.get_tier_state(m) for m in members}
     for m in members:
         try:
             out[f"balance {m}"] = loyalty.balance(m)
