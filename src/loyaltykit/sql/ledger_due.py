@@ -1,8 +1,9 @@
-"""The ledger's due-work reads in SQL: which (member, wallet) accounts are due, and
-their cut into key ranges that workers run side by side. Mixed into
+"""The ledger's due work in SQL: which (member, wallet) accounts are due, their cut
+into key ranges that workers run side by side, and the write of a batch of
+set-based due rows (:class:`~loyaltykit.storage.DueChanges`). Mixed into
 :class:`~loyaltykit.sql.ledger.SQLLedgerStore`.
 
-Each is one statement over the accounts due by an instant (their index by
+Each read is one statement over the accounts due by an instant (their index by
 ``next_due_at``), ordered by the primary key (member, wallet).
 """
 
@@ -15,7 +16,16 @@ import sqlalchemy as sa
 
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
-from loyaltykit.sql.schema import accounts, transactions
+from loyaltykit.sql.schema import (
+    ACCOUNT_COLUMNS,
+    accounts,
+    holds,
+    lot_movements,
+    lots,
+    postings,
+    transactions,
+)
+from loyaltykit.storage.ledger_due import DueChanges
 
 __all__ = ["SQLLedgerDue"]
 
@@ -53,6 +63,16 @@ _SEL_DUE_UPTO = _SEL_DUE.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
 )
+_INS_TX = transactions.insert()
+_INS_POSTING = postings.insert()
+_INS_MOVEMENT = lot_movements.insert()
+_UPD_ACCOUNT = accounts.update().where(
+    accounts.c.program_id == sa.bindparam("k_program_id"),
+    accounts.c.member_id == sa.bindparam("k_member_id"),
+    accounts.c.wallet == sa.bindparam("k_wallet"),
+)
+_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
+_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
 _SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
@@ -97,3 +117,46 @@ class SQLLedgerDue(Store):
             params["after_m"], params["after_w"] = after
         found = [(row[0], row[1]) for row in self._c().execute(stmt, params)]
         return found, (found[-1] if len(found) == limit else None)
+
+    @translated
+    def write_due(self, changes: DueChanges) -> None:
+        """Write a batch of set-based due work: one executemany per table (the
+        transactions, their postings and lot movements; then the lots, the holds and
+        the accounts updated), the rows :meth:`write` writes for the same
+        transactions."""
+        conn = self._c()
+        p = self.program_id
+        who = changes.members
+        at = changes.recorded_at
+        assert at is not None, "set before anything is written"
+        if changes.transactions:
+            self._insert(conn, _INS_TX, [
+                {"id": i, "program_id": p, "member_id": who[m], "wallet": w, "kind": k,
+                 "occurred_at": o, "recorded_at": at, "idempotency_key": None,
+                 "reason": r, "metadata": meta, "reverses_id": None}
+                for i, m, w, k, o, r, meta in changes.transactions])
+        if changes.postings:
+            self._insert(conn, _INS_POSTING, [
+                {"transaction_id": t, "account": a, "program_id": p, "member_id": who[m],
+                 "wallet": w, "amount": n, "position": pos}
+                for t, m, w, a, n, pos in changes.postings])
+        if changes.movements:
+            self._insert(conn, _INS_MOVEMENT, [
+                {"transaction_id": t, "lot_id": lot, "program_id": p, "member_id": who[m],
+                 "delta": d, "position": 0}
+                for t, m, lot, d in changes.movements])
+        if changes.lots:
+            self._update(conn, _UPD_LOT, [
+                {"k_id": i, "remaining": r, "held": h, "pending": pe, "activates_at": a,
+                 "expires_at": e}
+                for i, r, h, pe, a, e in changes.lots], "lots")
+        if changes.holds:
+            self._update(conn, _UPD_HOLD, [
+                {"k_id": i, "status": "released", "captured": 0, "resolved_by": by}
+                for i, by in changes.holds], "holds")
+        if changes.accounts:
+            self._update(conn, _UPD_ACCOUNT, [
+                {"k_program_id": p, "k_member_id": who[m], "k_wallet": s.wallet,
+                 **{name: getattr(s, name) for name in ACCOUNT_COLUMNS},
+                 "next_due_at": s.next_due_at, "version": s.version, "activity": s.activity}
+                for m, s in changes.accounts], "accounts")
