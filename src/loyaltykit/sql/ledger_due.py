@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loyaltykit._errors import StorageError
+from loyaltykit._values import json_bytes
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import (
@@ -120,11 +122,16 @@ class SQLLedgerDue(Store):
 
     @translated
     def write_due(self, changes: DueChanges) -> None:
-        """Write a batch of set-based due work: one executemany per table (the
+        """Write a batch of set-based due work: one statement per table (the
         transactions, their postings and lot movements; then the lots, the holds and
         the accounts updated), the rows :meth:`write` writes for the same
-        transactions."""
+        transactions. On PostgreSQL each is one ``INSERT ... SELECT`` or ``UPDATE ...
+        FROM`` over ``unnest`` of column arrays (an executemany there is a statement
+        per row); elsewhere an executemany (:func:`~loyaltykit.sql._many.execute_many`)."""
         conn = self._c()
+        if conn.dialect.name == "postgresql":
+            _write_due_postgresql(conn, self.program_id, changes)
+            return
         p = self.program_id
         who = changes.members
         at = changes.recorded_at
@@ -160,3 +167,81 @@ class SQLLedgerDue(Store):
                  **{name: getattr(s, name) for name in ACCOUNT_COLUMNS},
                  "next_due_at": s.next_due_at, "version": s.version, "activity": s.activity}
                 for m, s in changes.accounts], "accounts")
+
+
+# -- PostgreSQL: one statement per table over a JSON document of the rows ----------------
+# (an executemany there sends a statement per row; arrays as parameters are quoted
+# element by element by the driver; one JSON text, written by orjson, is not)
+
+_PG_TX = f"""INSERT INTO {transactions.name} (id, program_id, member_id, wallet, kind,
+        occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
+    SELECT t.i, %(p)s, t.m, t.w, t.k, t.o, %(at)s, NULL, t.r, t.d, NULL
+    FROM json_to_recordset(%(rows)s::json)
+         AS t(i uuid, m text, w text, k text, o timestamptz, r text, d json)"""
+_PG_POSTING = f"""INSERT INTO {postings.name} (transaction_id, account, program_id,
+        member_id, wallet, amount, position)
+    SELECT t.t, t.a, %(p)s, t.m, t.w, t.n, t.i
+    FROM json_to_recordset(%(rows)s::json)
+         AS t(t uuid, m text, w text, a text, n bigint, i smallint)"""
+_PG_MOVEMENT = f"""INSERT INTO {lot_movements.name} (transaction_id, lot_id, program_id,
+        member_id, delta, position)
+    SELECT t.t, t.l, %(p)s, t.m, t.d, 0
+    FROM json_to_recordset(%(rows)s::json) AS t(t uuid, m text, l uuid, d bigint)"""
+_PG_LOT = f"""UPDATE {lots.name} SET remaining = v.r, held = v.h, pending = v.p,
+        activates_at = v.a, expires_at = v.e
+    FROM json_to_recordset(%(rows)s::json)
+         AS v(i uuid, r bigint, h bigint, p boolean, a timestamptz, e timestamptz)
+    WHERE {lots.name}.id = v.i"""
+_PG_HOLD = f"""UPDATE {holds.name} SET status = 'released', captured = 0,
+        resolved_by = v.r
+    FROM json_to_recordset(%(rows)s::json) AS v(i uuid, r uuid)
+    WHERE {holds.name}.id = v.i"""
+_PG_ACCOUNT = f"""UPDATE {accounts.name} SET
+        {", ".join(f"{c} = v.{c}" for c in ACCOUNT_COLUMNS)},
+        next_due_at = v.next_due_at, version = v.version, activity = v.activity
+    FROM json_to_recordset(%(rows)s::json)
+         AS v(member_id text, wallet text, {", ".join(f"{c} bigint" for c in ACCOUNT_COLUMNS)},
+              next_due_at timestamptz, version bigint, activity text)
+    WHERE {accounts.name}.program_id = %(p)s AND {accounts.name}.member_id = v.member_id
+      AND {accounts.name}.wallet = v.wallet"""
+
+
+def _rows(keys: str, rows: list[Any]) -> str:
+    """``rows`` (tuples) as a JSON array of objects keyed by the letters of ``keys``."""
+    return json_bytes([dict(zip(keys, row, strict=True)) for row in rows]).decode()
+
+
+def _write_due_postgresql(conn: sa.Connection, p: str, changes: DueChanges) -> None:
+    who = changes.members
+    if changes.transactions:
+        conn.exec_driver_sql(_PG_TX, {"p": p, "at": changes.recorded_at, "rows": _rows(
+            "imwkord", [(i, who[m], w, k, o, r, d)
+                        for i, m, w, k, o, r, d in changes.transactions])})
+    if changes.postings:
+        conn.exec_driver_sql(_PG_POSTING, {"p": p, "rows": _rows(
+            "tmwani", [(t, who[m], w, a, n, i) for t, m, w, a, n, i in changes.postings])})
+    if changes.movements:
+        conn.exec_driver_sql(_PG_MOVEMENT, {"p": p, "rows": _rows(
+            "tmld", [(t, who[m], lot, d) for t, m, lot, d in changes.movements])})
+    if changes.lots:
+        _updated(conn, _PG_LOT, {"rows": _rows("irhpae", changes.lots)},
+                 len(changes.lots), "lots")
+    if changes.holds:
+        _updated(conn, _PG_HOLD, {"rows": _rows("ir", changes.holds)},
+                 len(changes.holds), "holds")
+    if changes.accounts:
+        names = ("member_id", "wallet", *ACCOUNT_COLUMNS, "next_due_at", "version",
+                 "activity")
+        rows = json_bytes([
+            dict(zip(names, (who[m], s.wallet, *(getattr(s, c) for c in ACCOUNT_COLUMNS),
+                             s.next_due_at, s.version, s.activity), strict=True))
+            for m, s in changes.accounts]).decode()
+        _updated(conn, _PG_ACCOUNT, {"p": p, "rows": rows}, len(changes.accounts),
+                 "accounts")
+
+
+def _updated(conn: sa.Connection, sql: str, params: dict[str, Any], n: int,
+             what: str) -> None:
+    found = conn.exec_driver_sql(sql, params).rowcount
+    if found != n:
+        raise StorageError(f"update of {what} found {found} of {n} rows")
