@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
+from loyaltykit._values import json_bytes
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
@@ -62,6 +63,19 @@ _KEY = sa.func.greatest(
     sa.select(sa.func.coalesce(sa.func.max(o.tx), 0))
     .where(o.program_id == sa.bindparam("k_p"), o.member_id == sa.bindparam("k_m"))
     .scalar_subquery())
+
+#: From this many events a PostgreSQL write appends them in one INSERT ... SELECT.
+_MANY = 4
+_PG_APPEND = f"""INSERT INTO {outbox.name} (program_id, tx, id, type, version, member_id,
+        occurred_at, recorded_at, payload)
+    SELECT CAST(%(p)s AS varchar), greatest(CAST(CAST(pg_current_xact_id() AS text) AS bigint),
+                           (SELECT coalesce(max(k.tx), 0) FROM {outbox.name} k
+                            WHERE k.program_id = CAST(%(p)s AS varchar)
+                              AND k.member_id = e.r->>3)),
+           CAST(e.r->>0 AS uuid), e.r->>1, CAST(e.r->>2 AS int), e.r->>3,
+           CAST(e.r->>4 AS timestamptz), CAST(e.r->>5 AS timestamptz), e.r->6
+    FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS e(r, n)
+    ORDER BY e.n"""
 
 _after = sa.tuple_(o.tx, o.seq) > sa.tuple_(sa.bindparam("a_tx", type_=_BIG),
                                              sa.bindparam("a_seq", type_=_BIG))
@@ -261,20 +275,30 @@ class SQLOutboxStore(Store):
         the order given)."""
         conn = self._c()
         program_id = self.program_id
-        rows = [{"program_id": program_id, "id": e.id, "type": e.type, "version": e.version,
-                 "member_id": e.member_id, "occurred_at": e.occurred_at,
-                 "recorded_at": e.recorded_at, "payload": dict(e.payload),
-                 "k_p": program_id, "k_m": e.member_id}
-                for e in changes.events]
         postgres = conn.dialect.name == "postgresql"
-        if not postgres:
-            for row in rows:
-                row["tx"] = 0
-                del row["k_p"], row["k_m"]
-        # one executemany: rows of one statement may not see each other, but two
-        # events of one member in it get the same key (their writer's), and seq keeps
-        # their order
-        execute_many(conn, self._statements()["insert"], rows)
+        if postgres and len(changes.events) >= _MANY:
+            # one statement (an executemany there is a statement per row), the rows in
+            # order: seq follows it; each row's key as the single INSERT computes it
+            # (rows of one statement see no other, but the writer's transaction id is
+            # the key of any event of the member it wrote before them)
+            conn.exec_driver_sql(_PG_APPEND, {"p": program_id, "rows": json_bytes([
+                [str(e.id), e.type, e.version, e.member_id, e.occurred_at.isoformat(),
+                 e.recorded_at.isoformat(), dict(e.payload)]
+                for e in changes.events]).decode()})
+        else:
+            rows = [{"program_id": program_id, "id": e.id, "type": e.type,
+                     "version": e.version, "member_id": e.member_id,
+                     "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+                     "payload": dict(e.payload), "k_p": program_id, "k_m": e.member_id}
+                    for e in changes.events]
+            if not postgres:
+                for row in rows:
+                    row["tx"] = 0
+                    del row["k_p"], row["k_m"]
+            # one executemany: rows of one statement may not see each other, but two
+            # events of one member in it get the same key (their writer's), and seq
+            # keeps their order
+            execute_many(conn, self._statements()["insert"], rows)
         if postgres and getattr(self._uow, "notify", False):
             # sent at commit, once per transaction and channel
             conn.execute(_NOTIFY, {"c": channel(program_id)})
