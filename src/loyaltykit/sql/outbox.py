@@ -32,7 +32,8 @@ from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
 from loyaltykit.storage.outbox import OutboxChanges
 
-__all__ = ["PostgreSQLWaiter", "SQLOutboxStore", "channel", "insert_statement"]
+__all__ = ["MANY_EVENTS", "PostgreSQLWaiter", "SQLOutboxStore", "append_many", "channel",
+           "insert_statement"]
 
 _p: sa.BindParameter[str] = sa.bindparam("p")
 _BIG = sa.BigInteger()
@@ -65,7 +66,7 @@ _KEY = sa.func.greatest(
     .scalar_subquery())
 
 #: From this many events a PostgreSQL write appends them in one INSERT ... SELECT.
-_MANY = 4
+MANY_EVENTS = 4
 _PG_APPEND = f"""INSERT INTO {outbox.name} (program_id, tx, id, type, version, member_id,
         occurred_at, recorded_at, payload)
     SELECT CAST(%(p)s AS varchar), greatest(CAST(CAST(pg_current_xact_id() AS text) AS bigint),
@@ -162,6 +163,21 @@ def insert_statement(dialect: str) -> sa.Executable:
     mirror it): on PostgreSQL each row also names its program and member as ``k_p``
     and ``k_m``, and ``tx`` is computed; on SQLite ``tx`` is given (0)."""
     return _STATEMENTS["postgresql" if dialect == "postgresql" else "sqlite"]["insert"]
+
+
+def append_many(conn: sa.Connection, program_id: str,
+                events: list[tuple[Any, str, int, str, Any, Any, Any]]) -> None:
+    """Append (id, type, version, member_id, occurred_at, recorded_at, payload) events
+    on PostgreSQL in one INSERT ... SELECT (what the store does from :data:`MANY_EVENTS`
+    events; an executemany there is a statement per row), in order: ``seq`` follows
+    it, and each row's key is computed as the single-row INSERT computes it (rows of
+    one statement see no other, but the writer's transaction id is the key of any
+    event of the member it wrote before them). Exported for benchmarks that mirror
+    the store."""
+    conn.exec_driver_sql(_PG_APPEND, {"p": program_id, "rows": json_bytes([
+        [str(i), t, v, m, o.isoformat(), r.isoformat(), dict(d)]
+        for i, t, v, m, o, r, d in events]).decode()})
+
 
 _SEL_CONSUMER: sa.Executable = sa.select(c.tx, c.seq).where(
     c.program_id == _p, c.name == sa.bindparam("c_name"))
@@ -276,15 +292,10 @@ class SQLOutboxStore(Store):
         conn = self._c()
         program_id = self.program_id
         postgres = conn.dialect.name == "postgresql"
-        if postgres and len(changes.events) >= _MANY:
-            # one statement (an executemany there is a statement per row), the rows in
-            # order: seq follows it; each row's key as the single INSERT computes it
-            # (rows of one statement see no other, but the writer's transaction id is
-            # the key of any event of the member it wrote before them)
-            conn.exec_driver_sql(_PG_APPEND, {"p": program_id, "rows": json_bytes([
-                [str(e.id), e.type, e.version, e.member_id, e.occurred_at.isoformat(),
-                 e.recorded_at.isoformat(), dict(e.payload)]
-                for e in changes.events]).decode()})
+        if postgres and len(changes.events) >= MANY_EVENTS:
+            append_many(conn, program_id, [
+                (e.id, e.type, e.version, e.member_id, e.occurred_at, e.recorded_at,
+                 e.payload) for e in changes.events])
         else:
             rows = [{"program_id": program_id, "id": e.id, "type": e.type,
                      "version": e.version, "member_id": e.member_id,
