@@ -1,9 +1,11 @@
 """Due work: everything that falls due with time, for every member, batch by batch.
 
 The ledger's part (release stale holds, activate matured pending lots, expire lots)
-runs here; each capability with due work of its own adds a step (tiers: evaluate
-windows that ended, record "will downgrade" notices) with :meth:`DueWork.add`, so a
-new capability's due work needs no edit here.
+runs here, set-based for the wallets :mod:`loyaltykit._due_bulk` covers (plain rows,
+one statement per table) and through ``Ledger.catch_up`` for the others; each
+capability with due work of its own adds a step (tiers: evaluate windows that ended,
+record "will downgrade" notices) with :meth:`DueWork.add`, so a new capability's due
+work needs no edit here.
 """
 
 from __future__ import annotations
