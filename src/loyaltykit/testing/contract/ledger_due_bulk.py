@@ -52,16 +52,17 @@ _programs = itertools.count()
 
 Op = tuple[Any, ...]
 
+_earn = st.tuples(st.just("earn"), st.sampled_from(MEMBERS), st.sampled_from(WALLETS),
+                 st.integers(1, 60), st.one_of(st.none(), st.integers(0, 96)))
+_hold = st.tuples(st.just("hold"), st.sampled_from(MEMBERS), st.sampled_from(WALLETS),
+                  st.integers(1, 40), st.integers(1, 120))
 _ops = st.lists(st.one_of(
-    st.tuples(st.just("earn"), st.sampled_from(MEMBERS), st.sampled_from(WALLETS),
-              st.integers(1, 60), st.one_of(st.none(), st.integers(0, 96))),
-    st.tuples(st.just("hold"), st.sampled_from(MEMBERS), st.sampled_from(WALLETS),
-              st.integers(1, 40), st.integers(1, 120)),
+    _earn, _earn, _earn, _hold, _hold,  # most wallets have something due
     st.tuples(st.just("spend"), st.sampled_from(MEMBERS), st.sampled_from(WALLETS),
               st.integers(1, 40)),
     st.tuples(st.just("reverse_earn"), st.sampled_from(MEMBERS), st.integers(0, 5)),
     st.tuples(st.just("wait"), st.integers(1, 72)),
-), min_size=1, max_size=14)
+), min_size=6, max_size=24)
 
 _policies = st.tuples(
     st.one_of(st.none(), st.integers(1, 6)),  # expiry days
@@ -143,7 +144,7 @@ class LedgerDueBulkContract(ContractPart):
     """The set-based due path on a backend (see the module docstring)."""
 
     def test_set_based_due_work_equals_catch_up(self, storage: Storage) -> None:
-        @settings(max_examples=25, deadline=None,
+        @settings(max_examples=30, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
         @given(policy=_policies, ops=_ops)
         def check(policy: tuple[int | None, ExpiryStart, int], ops: list[Op]) -> None:
