@@ -86,7 +86,7 @@ from loyaltykit import (
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
-from loyaltykit.sql.outbox import insert_statement
+from loyaltykit.sql.outbox import MANY_EVENTS, append_many, insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
 from loyaltykit.testing.changes import ChangeSet, write_changes
@@ -333,6 +333,11 @@ class Baseline:
         return row
 
     def _events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if self.engine.dialect.name == "postgresql" and len(rows) >= MANY_EVENTS:
+            append_many(conn, rows[0]["program_id"], [
+                (r["id"], r["type"], r["version"], r["member_id"], r["occurred_at"],
+                 r["recorded_at"], r["payload"]) for r in rows])
+            return
         conn.execute(insert_statement(self.engine.dialect.name), rows)
 
     def _key(self, key: str, member: str | None, fingerprint: str, result: str,

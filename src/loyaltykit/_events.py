@@ -16,6 +16,8 @@ event                raised by                                 subscribers
 ``MemberEnrolled``   ledger: ``enrol``                          tiers, referrals
 ``MemberErased``     privacy: ``erase``                         outbox (scrubs)
 ``PointsPosted``     ledger: every transaction posted           tiers, rewards
+``DuePosted``        due work: releases, activations, expiries  (outbox only)
+                     posted set-based (:mod:`loyaltykit._due_bulk`)
 ``OrderRecorded``    orders: ``record_order``                   tiers, referrals,
                                                                 rewards
 ``OrderReturned``    orders: ``record_return``/``cancel_order`` tiers, referrals
@@ -31,14 +33,17 @@ or its status changed) and ``RewardRedeemed``, ``VoucherUsed``, ``VoucherCancell
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from loyaltykit._model import Member, OrderRecord, Transaction
 from loyaltykit._orders import Order
 
-__all__ = ["MemberEnrolled", "MemberErased", "OrderRecorded", "OrderReturned",
-           "PointsPosted"]
+__all__ = ["DuePosted", "DueRecord", "MemberEnrolled", "MemberErased", "OrderRecorded",
+           "OrderReturned", "PointsPosted"]
 
 @attrs.frozen
 class MemberEnrolled:
@@ -65,6 +70,26 @@ class PointsPosted:
     """A ledger transaction was posted (any kind)."""
 
     transaction: Transaction
+
+
+#: One due transaction posted set-based, as :class:`DuePosted` carries it: (event id
+#: drawn for its outbox event, transaction id, member id, wallet, kind value,
+#: occurred_at, postings as (account value, amount) in order, the wallet's (available,
+#: pending, held, debt) running totals after it, reason, metadata).
+DueRecord = tuple[uuid.UUID | None, uuid.UUID, str, str, str, dt.datetime,
+                  tuple[tuple[str, int], ...], tuple[int, int, int, int], str,
+                  dict[str, Any]]
+
+
+@attrs.frozen
+class DuePosted:
+    """Due transactions (stale hold releases, activations, expiries) were posted
+    set-based, in this order (:mod:`loyaltykit._due_bulk`): for each, what
+    :class:`PointsPosted` stands for, as a row. A subscriber to :class:`PointsPosted`
+    that reacts to a release, an activation or an expiry must subscribe to this too
+    (tiers and rewards do not react to them; the outbox records them)."""
+
+    records: Sequence[DueRecord]
 
 
 @attrs.frozen

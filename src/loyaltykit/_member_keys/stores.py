@@ -45,6 +45,7 @@ from loyaltykit.storage import (
     TierChanges,
     TierStore,
 )
+from loyaltykit.storage.ledger_due import DueChanges
 from loyaltykit.storage.members import MemberKeyChanges
 
 __all__ = ["PAYLOAD_MEMBER_FIELDS", "KeyedKeyStore", "KeyedLedgerStore", "KeyedNoticeStore",
@@ -204,6 +205,11 @@ class KeyedLedgerStore:
             self.members.write(MemberKeyChanges(added=added))
             for m in added:
                 del n.added[m]
+
+    def write_due(self, changes: DueChanges) -> None:
+        # rows name members by their index in ``members``: only that list is translated
+        self.inner.write_due(attrs.evolve(
+            changes, members=[self.n.write_key(m) for m in changes.members]))
 
 
 def _order_doc(doc: Mapping[str, Any], member_id: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Due work: everything that falls due with time, for every member, batch by batch.
 
 The ledger's part (release stale holds, activate matured pending lots, expire lots)
-runs here; each capability with due work of its own adds a step (tiers: evaluate
-windows that ended, record "will downgrade" notices) with :meth:`DueWork.add`, so a
-new capability's due work needs no edit here.
+runs here, set-based for the wallets :mod:`loyaltykit._due_bulk` covers (plain rows,
+one statement per table) and through ``Ledger.catch_up`` for the others; each
+capability with due work of its own adds a step (tiers: evaluate windows that ended,
+record "will downgrade" notices) with :meth:`DueWork.add`, so a new capability's due
+work needs no edit here.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from loyaltykit._due_bulk import DueBulk
 from loyaltykit._errors import InvalidInput
+from loyaltykit._events import DuePosted
 from loyaltykit._model import Account, Kind
 from loyaltykit._pipeline import Work
 from loyaltykit._results import DueWorkReport
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
+from loyaltykit.storage import DueChanges
 
 __all__ = ["MAX_BATCH_SIZE", "DueStep", "DueWork"]
 
@@ -114,9 +119,7 @@ class DueWork:
             by_wallet: dict[str, list[str]] = {}
             for member_id, wallet in due:
                 by_wallet.setdefault(wallet, []).append(member_id)
-            for wallet, ids in by_wallet.items():
-                self._ledger.books(work.uow, work.ledger, wallet, ids, need_lots=True)
-            counts: dict[str, int] = {}
+            counts = self._post(work, by_wallet)
             for tx in work.ledger.changes.transactions:
                 _count(counts, tx.kind, tx.amount)
             return len(due), counts, nxt
@@ -129,6 +132,33 @@ class DueWork:
                 totals[name] = totals.get(name, 0) + n
             if cursor is None:
                 return members, totals
+
+    def _post(self, work: Work, by_wallet: dict[str, list[str]]) -> dict[str, int]:
+        """Post what is due in these wallets: set-based where :class:`DueBulk` covers
+        the wallet, else through ``catch_up``, wallet after wallet in the order given
+        (so ids are drawn as the per-member path draws them, and the outbox events
+        come in the same order). Return the set-based part's counts."""
+        ledger = work.ledger
+        events = self.c.bus.listens(DuePosted)
+        bulk = DueBulk(self.c.program, work.part(DueChanges), until=ledger.at,
+                       new_id=ledger.new_id, events=events)
+        bulk.changes.recorded_at = work.recorded_at
+
+        def publish() -> None:
+            records = bulk.take_records()
+            if records:
+                work.publish(DuePosted(records))
+
+        for wallet, ids in by_wallet.items():
+            books = self._ledger.books(work.uow, ledger, wallet, ids, need_lots=True,
+                                       register=False)
+            for book in books.values():
+                if not bulk.post(book):
+                    publish()  # the events before this wallet's come first
+                    ledger.add_book(book)
+                    ledger.catch_up(book, ledger.at)
+        publish()
+        return bulk.counts
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

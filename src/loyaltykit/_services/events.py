@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from loyaltykit._errors import InvalidInput, InvalidPosition, shown
 from loyaltykit._events import (
+    DuePosted,
     MemberEnrolled,
     MemberErased,
     OrderRecorded,
@@ -34,13 +35,23 @@ from loyaltykit._events import (
 from loyaltykit._ledger import Ledger
 from loyaltykit._member_keys import ERASED_PREFIX
 from loyaltykit._model import MEMBER_ACCOUNTS, Account, Kind, Transaction
-from loyaltykit._outbox import EventConsumer, EventDraft, EventPosition, NewEvent, OutboxEvent
+from loyaltykit._outbox import (
+    EVENT_VERSION,
+    EventConsumer,
+    EventDraft,
+    EventPosition,
+    NewEvent,
+    OutboxEvent,
+)
 from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._program import ClawbackPolicy
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_consumer, check_count
 from loyaltykit.storage import OutboxChanges
+
+#: The member's accounts by value (a due row's postings name them so).
+_MEMBER_ACCOUNT_NAMES = frozenset(a.value for a in MEMBER_ACCOUNTS)
 
 __all__ = ["MAX_READ", "POINTS_EVENTS", "EventService", "Mapper"]
 
@@ -96,6 +107,7 @@ class EventService:
         the events of the reactions to it."""
         self.map(MemberEnrolled, self._enrolled, bus)
         self.map(PointsPosted, self._posted, bus)
+        bus.subscribe(DuePosted, self._due_posted)
         self.map(OrderRecorded, self._order_recorded, bus)
         self.map(OrderReturned, self._order_returned, bus)
         bus.subscribe(MemberErased, self._scrub)
@@ -136,6 +148,30 @@ class EventService:
         tx = event.transaction
         return [EventDraft(POINTS_EVENTS[tx.kind], tx.member_id, tx.occurred_at,
                            self._points_payload(work.ledger, tx))]
+
+    def _due_posted(self, work: Work, event: DuePosted) -> None:
+        """The outbox events of due transactions posted set-based: what
+        :meth:`_posted` appends for each (same payload, field for field), with the
+        event ids the due work drew after each transaction's (the per-member path's
+        order of ids)."""
+        events = work.part(OutboxChanges).events
+        recorded_at = work.recorded_at
+        for (event_id, tx_id, member_id, wallet, kind, occurred_at, postings,
+             (available, pending, held, debt), reason, metadata) in event.records:
+            assert event_id is not None
+            events.append(NewEvent(
+                id=event_id, type=POINTS_EVENTS[Kind(kind)], version=EVENT_VERSION,
+                member_id=member_id, occurred_at=occurred_at, recorded_at=recorded_at,
+                payload={
+                    "transaction_id": str(tx_id), "kind": kind, "wallet": wallet,
+                    "points": sum(n for a, n in postings if a in _MEMBER_ACCOUNT_NAMES),
+                    "changes": {a: -n if a == "debt" else n for a, n in postings
+                                if a in _MEMBER_ACCOUNT_NAMES and n},
+                    "balance": {"available": available, "pending": pending, "held": held,
+                                "debt": debt,
+                                "total": available + pending + held - debt
+                                + (debt if self._negative else 0)},
+                    "reason": reason, "metadata": metadata}))
 
     def _points_payload(self, ledger: Ledger, tx: Transaction) -> dict[str, Any]:
         metadata = dict(tx.metadata)

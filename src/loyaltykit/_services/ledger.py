@@ -104,6 +104,7 @@ class LedgerService:
         need_lots: bool,
         extra_lots: Iterable[uuid.UUID] = (),
         locked: Mapping[str, AccountState] | None = None,
+        register: bool = True,
     ) -> dict[str, MemberBook]:
         states = uow.ledger.lock_accounts(wallet, member_ids) if locked is None else locked
         missing = [m for m in member_ids if m not in states]
@@ -137,6 +138,8 @@ class LedgerService:
                 holds_of = books[hold.member_id].holds
                 assert holds_of is not None
                 holds_of[hold.id] = hold
+        if not register:  # the caller posts their due work (set-based due work)
+            return books
         for book in books.values():
             ledger.add_book(book)
             if book.lots is not None:

@@ -19,6 +19,7 @@ from loyaltykit._model import (
     HoldStatus,
     Kind,
     Lot,
+    LotMovement,
     Member,
     MemberState,
     Posting,
@@ -28,6 +29,7 @@ from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
+from loyaltykit.storage.ledger_due import DueChanges
 
 __all__ = ["LedgerTables", "MemoryLedgerStore"]
 
@@ -381,3 +383,34 @@ class MemoryLedgerStore:
             uow.put(t.holds, hold_id, hold)
             key = self._mk(hold.wallet, hold.member_id)
             uow.track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)
+
+    def write_due(self, changes: DueChanges) -> None:
+        """The rows of a batch of set-based due work, as the objects :meth:`write`
+        keeps (memory keeps objects: the rows are the set-based path's for SQL)."""
+        t, program_id, who = self._t, self._uow.program_id, changes.members
+        recorded_at = changes.recorded_at
+        assert recorded_at is not None, "set before anything is written"
+        moves = {tx_id: (LotMovement(lot_id, delta),)
+                 for tx_id, _, lot_id, delta in changes.movements}
+        legs: dict[uuid.UUID, list[Posting]] = {}
+        for tx_id, _, _, account, amount, _ in changes.postings:
+            legs.setdefault(tx_id, []).append(Posting(Account(account), amount))
+        self.write(LedgerChanges(
+            transactions=[Transaction(
+                id=tx_id, program_id=program_id, member_id=who[m], wallet=wallet,
+                kind=Kind(kind), occurred_at=occurred_at, recorded_at=recorded_at,
+                postings=tuple(legs.get(tx_id, ())), movements=moves.get(tx_id, ()),
+                idempotency_key=None, reason=reason, metadata=metadata)
+                for tx_id, m, wallet, kind, occurred_at, reason, metadata
+                in changes.transactions],
+            lots={lot_id: attrs.evolve(t.lots[lot_id], remaining=remaining, held=held,
+                                       pending=pending, activates_at=activates_at,
+                                       expires_at=expires_at)
+                  for lot_id, remaining, held, pending, activates_at, expires_at
+                  in changes.lots},
+            holds={hold_id: attrs.evolve(t.holds[hold_id], status=HoldStatus.RELEASED,
+                                         captured=0, resolved_by=by)
+                   for hold_id, by in changes.holds},
+            accounts={(who[m], state.wallet): attrs.evolve(state, member_id=who[m])
+                      for m, state in changes.accounts},
+        ))

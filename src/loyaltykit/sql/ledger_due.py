@@ -1,8 +1,9 @@
-"""The ledger's due-work reads in SQL: which (member, wallet) accounts are due, and
-their cut into key ranges that workers run side by side. Mixed into
+"""The ledger's due work in SQL: which (member, wallet) accounts are due, their cut
+into key ranges that workers run side by side, and the write of a batch of
+set-based due rows (:class:`~loyaltykit.storage.DueChanges`). Mixed into
 :class:`~loyaltykit.sql.ledger.SQLLedgerStore`.
 
-Each is one statement over the accounts due by an instant (their index by
+Each read is one statement over the accounts due by an instant (their index by
 ``next_due_at``), ordered by the primary key (member, wallet).
 """
 
@@ -13,9 +14,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loyaltykit._errors import StorageError
+from loyaltykit._values import json_bytes
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
-from loyaltykit.sql.schema import accounts, transactions
+from loyaltykit.sql.schema import (
+    ACCOUNT_COLUMNS,
+    accounts,
+    holds,
+    lot_movements,
+    lots,
+    postings,
+    transactions,
+)
+from loyaltykit.storage.ledger_due import DueChanges
 
 __all__ = ["SQLLedgerDue"]
 
@@ -53,6 +65,16 @@ _SEL_DUE_UPTO = _SEL_DUE.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
 )
+_INS_TX = transactions.insert()
+_INS_POSTING = postings.insert()
+_INS_MOVEMENT = lot_movements.insert()
+_UPD_ACCOUNT = accounts.update().where(
+    accounts.c.program_id == sa.bindparam("k_program_id"),
+    accounts.c.member_id == sa.bindparam("k_member_id"),
+    accounts.c.wallet == sa.bindparam("k_wallet"),
+)
+_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
+_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
 _SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
@@ -97,3 +119,129 @@ class SQLLedgerDue(Store):
             params["after_m"], params["after_w"] = after
         found = [(row[0], row[1]) for row in self._c().execute(stmt, params)]
         return found, (found[-1] if len(found) == limit else None)
+
+    @translated
+    def write_due(self, changes: DueChanges) -> None:
+        """Write a batch of set-based due work: one statement per table (the
+        transactions, their postings and lot movements; then the lots, the holds and
+        the accounts updated), the rows :meth:`write` writes for the same
+        transactions. On PostgreSQL each is one ``INSERT ... SELECT`` or ``UPDATE ...
+        FROM`` over ``unnest`` of column arrays (an executemany there is a statement
+        per row); elsewhere an executemany (:func:`~loyaltykit.sql._many.execute_many`)."""
+        conn = self._c()
+        if conn.dialect.name == "postgresql":
+            _write_due_postgresql(conn, self.program_id, changes)
+            return
+        p = self.program_id
+        who = changes.members
+        at = changes.recorded_at
+        assert at is not None, "set before anything is written"
+        if changes.transactions:
+            self._insert(conn, _INS_TX, [
+                {"id": i, "program_id": p, "member_id": who[m], "wallet": w, "kind": k,
+                 "occurred_at": o, "recorded_at": at, "idempotency_key": None,
+                 "reason": r, "metadata": meta, "reverses_id": None}
+                for i, m, w, k, o, r, meta in changes.transactions])
+        if changes.postings:
+            self._insert(conn, _INS_POSTING, [
+                {"transaction_id": t, "account": a, "program_id": p, "member_id": who[m],
+                 "wallet": w, "amount": n, "position": pos}
+                for t, m, w, a, n, pos in changes.postings])
+        if changes.movements:
+            self._insert(conn, _INS_MOVEMENT, [
+                {"transaction_id": t, "lot_id": lot, "program_id": p, "member_id": who[m],
+                 "delta": d, "position": 0}
+                for t, m, lot, d in changes.movements])
+        if changes.lots:
+            self._update(conn, _UPD_LOT, [
+                {"k_id": i, "remaining": r, "held": h, "pending": pe, "activates_at": a,
+                 "expires_at": e}
+                for i, r, h, pe, a, e in changes.lots], "lots")
+        if changes.holds:
+            self._update(conn, _UPD_HOLD, [
+                {"k_id": i, "status": "released", "captured": 0, "resolved_by": by}
+                for i, by in changes.holds], "holds")
+        if changes.accounts:
+            self._update(conn, _UPD_ACCOUNT, [
+                {"k_program_id": p, "k_member_id": who[m], "k_wallet": s.wallet,
+                 **{name: getattr(s, name) for name in ACCOUNT_COLUMNS},
+                 "next_due_at": s.next_due_at, "version": s.version, "activity": s.activity}
+                for m, s in changes.accounts], "accounts")
+
+
+# -- PostgreSQL: one statement per table over a JSON document of the rows ----------------
+# (an executemany there sends a statement per row; arrays as parameters are quoted
+# element by element by the driver; one JSON text, written by orjson, is not)
+
+_PG_TX = f"""INSERT INTO {transactions.name} (id, program_id, member_id, wallet, kind,
+        occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
+    SELECT t.i, %(p)s, t.m, t.w, t.k, t.o, %(at)s, NULL, t.r, t.d, NULL
+    FROM json_to_recordset(%(rows)s::json)
+         AS t(i uuid, m text, w text, k text, o timestamptz, r text, d json)"""
+_PG_POSTING = f"""INSERT INTO {postings.name} (transaction_id, account, program_id,
+        member_id, wallet, amount, position)
+    SELECT t.t, t.a, %(p)s, t.m, t.w, t.n, t.i
+    FROM json_to_recordset(%(rows)s::json)
+         AS t(t uuid, m text, w text, a text, n bigint, i smallint)"""
+_PG_MOVEMENT = f"""INSERT INTO {lot_movements.name} (transaction_id, lot_id, program_id,
+        member_id, delta, position)
+    SELECT t.t, t.l, %(p)s, t.m, t.d, 0
+    FROM json_to_recordset(%(rows)s::json) AS t(t uuid, m text, l uuid, d bigint)"""
+_PG_LOT = f"""UPDATE {lots.name} SET remaining = v.r, held = v.h, pending = v.p,
+        activates_at = v.a, expires_at = v.e
+    FROM json_to_recordset(%(rows)s::json)
+         AS v(i uuid, r bigint, h bigint, p boolean, a timestamptz, e timestamptz)
+    WHERE {lots.name}.id = v.i"""
+_PG_HOLD = f"""UPDATE {holds.name} SET status = 'released', captured = 0,
+        resolved_by = v.r
+    FROM json_to_recordset(%(rows)s::json) AS v(i uuid, r uuid)
+    WHERE {holds.name}.id = v.i"""
+_PG_ACCOUNT = f"""UPDATE {accounts.name} SET
+        {", ".join(f"{c} = v.{c}" for c in ACCOUNT_COLUMNS)},
+        next_due_at = v.next_due_at, version = v.version, activity = v.activity
+    FROM json_to_recordset(%(rows)s::json)
+         AS v(member_id text, wallet text, {", ".join(f"{c} bigint" for c in ACCOUNT_COLUMNS)},
+              next_due_at timestamptz, version bigint, activity text)
+    WHERE {accounts.name}.program_id = %(p)s AND {accounts.name}.member_id = v.member_id
+      AND {accounts.name}.wallet = v.wallet"""
+
+
+def _rows(keys: str, rows: list[Any]) -> str:
+    """``rows`` (tuples) as a JSON array of objects keyed by the letters of ``keys``."""
+    return json_bytes([dict(zip(keys, row, strict=True)) for row in rows]).decode()
+
+
+def _write_due_postgresql(conn: sa.Connection, p: str, changes: DueChanges) -> None:
+    who = changes.members
+    if changes.transactions:
+        conn.exec_driver_sql(_PG_TX, {"p": p, "at": changes.recorded_at, "rows": _rows(
+            "imwkord", [(i, who[m], w, k, o, r, d)
+                        for i, m, w, k, o, r, d in changes.transactions])})
+    if changes.postings:
+        conn.exec_driver_sql(_PG_POSTING, {"p": p, "rows": _rows(
+            "tmwani", [(t, who[m], w, a, n, i) for t, m, w, a, n, i in changes.postings])})
+    if changes.movements:
+        conn.exec_driver_sql(_PG_MOVEMENT, {"p": p, "rows": _rows(
+            "tmld", [(t, who[m], lot, d) for t, m, lot, d in changes.movements])})
+    if changes.lots:
+        _updated(conn, _PG_LOT, {"rows": _rows("irhpae", changes.lots)},
+                 len(changes.lots), "lots")
+    if changes.holds:
+        _updated(conn, _PG_HOLD, {"rows": _rows("ir", changes.holds)},
+                 len(changes.holds), "holds")
+    if changes.accounts:
+        names = ("member_id", "wallet", *ACCOUNT_COLUMNS, "next_due_at", "version",
+                 "activity")
+        rows = json_bytes([
+            dict(zip(names, (who[m], s.wallet, *(getattr(s, c) for c in ACCOUNT_COLUMNS),
+                             s.next_due_at, s.version, s.activity), strict=True))
+            for m, s in changes.accounts]).decode()
+        _updated(conn, _PG_ACCOUNT, {"p": p, "rows": rows}, len(changes.accounts),
+                 "accounts")
+
+
+def _updated(conn: sa.Connection, sql: str, params: dict[str, Any], n: int,
+             what: str) -> None:
+    found = conn.exec_driver_sql(sql, params).rowcount
+    if found != n:
+        raise StorageError(f"update of {what} found {found} of {n} rows")

@@ -100,6 +100,7 @@ from loyaltykit._model import (
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark, ReferralStatus
 from loyaltykit._tiers import TierChange, TierJob, TierNotice, TierState
 from loyaltykit.storage.ledger import LedgerChanges, LedgerStore
+from loyaltykit.storage.ledger_due import DueChanges
 from loyaltykit.storage.members import Erasure, MemberKeyChanges, MemberKeyStore
 from loyaltykit.storage.notices import NoticeStore
 from loyaltykit.storage.orders import OrderChanges, OrderStore
@@ -114,6 +115,7 @@ __all__ = [
     "Account",
     "AccountState",
     "ChangePart",
+    "DueChanges",
     "DuplicateKey",
     "Erasure",
     "EventWaiter",

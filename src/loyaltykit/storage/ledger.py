@@ -22,6 +22,7 @@ from loyaltykit._model import (
     MemberState,
     Transaction,
 )
+from loyaltykit.storage.ledger_due import DueChanges
 
 __all__ = ["LedgerChanges", "LedgerStore"]
 
@@ -190,6 +191,12 @@ class LedgerStore(Protocol):
         accounts. Raise :class:`~loyaltykit.DuplicateKey` on a unique violation (a
         member id enrolled twice, a second reversal of one transaction); the unit of
         work must then be rolled back by the caller."""
+
+    def write_due(self, changes: DueChanges) -> None:
+        """Persist a batch of set-based due work: insert its transactions, postings
+        and lot movements, update the lots, holds (released) and accounts it names;
+        one multi-row statement per table. What is written equals what :meth:`write`
+        writes for the same transactions built one by one."""
 
 
 class _WithLedger(Protocol):

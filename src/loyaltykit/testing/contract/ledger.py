@@ -44,6 +44,7 @@ from loyaltykit.testing.contract.base import (
 from loyaltykit.testing.contract.base import kinds as _kinds
 from loyaltykit.testing.contract.ledger_corrections import LedgerCorrectionContract
 from loyaltykit.testing.contract.ledger_due import LedgerDueContract
+from loyaltykit.testing.contract.ledger_due_bulk import LedgerDueBulkContract
 from loyaltykit.testing.contract.ledger_holds import LedgerHoldContract
 from loyaltykit.testing.contract.ledger_views import LedgerViewContract
 from loyaltykit.testing.contract.ledger_writes import LedgerWriteContract
@@ -53,7 +54,7 @@ __all__ = ["LedgerContract"]
 
 class LedgerContract(
     LedgerHoldContract, LedgerCorrectionContract, LedgerViewContract, LedgerWriteContract,
-    LedgerDueContract,
+    LedgerDueContract, LedgerDueBulkContract,
 ):
     """The ledger on a backend (DESIGN §3): members, lots, pending points, expiry, due work,
     holds, corrections, balances, statements, idempotency and concurrency. Mixed into
