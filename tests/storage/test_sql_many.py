@@ -84,3 +84,26 @@ def test_rows_with_other_keys_are_refused_as_execute_refuses_them() -> None:
         with pytest.raises(sa.exc.StatementError) as by_many:
             execute_many(conn, fast.insert(), rows)
     assert type(by_execute.value) is type(by_many.value)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_few_rows_skip_the_compiled_statements_path(
+        count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an everyday write's one-row INSERTs and UPDATEs reach the driver as the compiled
+    # SQL text (exec_driver_sql), not through execute's per-statement compilation
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+
+        def refused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("Connection.execute called")
+
+        monkeypatch.setattr(sa.Connection, "execute", refused)
+        execute_many(conn, fast.insert(), _rows(count))
+        changed = [{"k_id": r["id"], "n": 7} for r in _rows(count)]
+        result = execute_many(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                              changed)
+        assert count == result.rowcount
+        monkeypatch.undo()
+        assert count == len(_stored(conn, fast))
