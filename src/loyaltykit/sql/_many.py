@@ -62,6 +62,8 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
         return conn.execute(stmt, list(rows))
     sql, getters = plan
     width = len(keys)
+    if len(rows) == 1:  # the plan takes exactly the keys of this row
+        return conn.exec_driver_sql(sql, [_values(getters, rows[0])])
     if len(rows) < COLUMNS_FROM:
         try:
             if any(len(row) != width for row in rows):
