@@ -108,3 +108,26 @@ def test_upserts_store_what_execute_stores() -> None:
             f"WHERE program_id = '{p}' ORDER BY member_id")] for p in ("plain", "fast")}
     assert [7 * i for i in range(6)] == [row[2] for row in stored["fast"]]
     assert stored["plain"] == stored["fast"]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_few_rows_skip_the_compiled_statements_path(
+        count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an everyday write's one-row INSERTs and UPDATEs reach the driver as the compiled
+    # SQL text (exec_driver_sql), not through execute's per-statement compilation
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+
+        def refused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("Connection.execute called")
+
+        monkeypatch.setattr(sa.Connection, "execute", refused)
+        execute_many(conn, fast.insert(), _rows(count))
+        changed = [{"k_id": r["id"], "n": 7} for r in _rows(count)]
+        result = execute_many(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                              changed)
+        assert count == result.rowcount
+        monkeypatch.undo()
+        assert count == len(_stored(conn, fast))

@@ -166,6 +166,13 @@ class Names:
         if not rows:
             return []
         fields = _id_fields(type(rows[0]))
+        if len(fields) == 1:  # most rows name one member (a write loads a member's lots)
+            name = fields[0]
+            values = [getattr(r, name) for r in rows]
+            self.learn(set(values).difference((None,)))
+            ids = self._id
+            return [row if v is None else copy_with(row, {name: ids[v]})
+                    for row, v in zip(rows, values, strict=True)]
         self.learn(getattr(r, f) for r in rows for f in fields
                    if getattr(r, f) is not None)
         out = []

@@ -10,6 +10,13 @@ order and its bind processors, and hands the driver plain tuples
 values are converted by the very processors SQLAlchemy would use, so the rows
 written are the same.
 
+An everyday write's statements have one row each (an earn's seven INSERTs and
+UPDATEs): there the saving is the statement's own trip through ``execute`` (its cache
+key, the compiled-cache lookup, the parameters' processing), about 110,000 CPU
+instructions of SQLAlchemy per statement against 42,000 through ``exec_driver_sql``
+(callgrind, Python 3.11, SQLAlchemy 2.1, a one-row INSERT of ``lk_lot_movements``):
+a few rows are converted row by row, without the columns' set-up.
+
 Only where that holds plainly: a dialect with positional parameters (SQLite's
 ``qmark``), a statement with no Python-side defaults to compute per row (no
 prefetch) and no expanding parameters; anything else goes through
@@ -30,8 +37,8 @@ from sqlalchemy.engine import Connection, CursorResult
 
 __all__ = ["execute_many"]
 
-#: Below this many rows the compiled statement's own path costs as little.
-MIN_ROWS = 4
+#: From this many rows the values are converted column by column (fewer: row by row).
+COLUMNS_FROM = 4
 #: Plans kept (statements are module constants; a bound keeps a leak impossible).
 MAX_PLANS = 512
 
@@ -47,7 +54,7 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     """``conn.execute(stmt, rows)``, faster where it can be (see the module docstring).
     Every row must have the keys of the first (as ``execute`` requires too)."""
     dialect = conn.dialect
-    if len(rows) < MIN_ROWS or dialect.paramstyle != "qmark":
+    if not rows or dialect.paramstyle != "qmark":
         return conn.execute(stmt, list(rows))
     keys = tuple(rows[0])
     plan = _plan(dialect, stmt, keys)
@@ -55,6 +62,16 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
         return conn.execute(stmt, list(rows))
     sql, getters = plan
     width = len(keys)
+    if len(rows) == 1:  # the plan takes exactly the keys of this row
+        return conn.exec_driver_sql(sql, [_values(getters, rows[0])])
+    if len(rows) < COLUMNS_FROM:
+        try:
+            if any(len(row) != width for row in rows):
+                raise KeyError(width)
+            values = [_values(getters, row) for row in rows]
+        except KeyError:  # a row without a key of the first: let execute explain
+            return conn.execute(stmt, list(rows))
+        return conn.exec_driver_sql(sql, values)
     try:
         if any(len(row) != width for row in rows):
             raise KeyError(width)
@@ -76,6 +93,12 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
         at += 1
         columns.append(map(proc, column) if proc is not None else column)
     return conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+def _values(getters: tuple[_Getter, ...], row: dict[str, Any]) -> tuple[Any, ...]:
+    """One row's parameters, in the statement's order, converted."""
+    return tuple([fixed if key is None else row[key] if proc is None else proc(row[key])
+                  for key, fixed, proc in getters])
 
 
 def _plan(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]) -> _Plan | None:

@@ -419,7 +419,7 @@ class SQLLedgerStore(SQLLedgerDue):
         found: dict[str, AccountState] = {}
         if len(member_ids) == 1:
             one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
-            for row in conn.execute(_LOCK_ACCOUNT, one):
+            for row in conn.execute(_LOCK_ACCOUNT, one).all():
                 found[row[0]] = AccountState(*row)
             return found
         for chunk in chunks(sorted(set(member_ids))):
@@ -488,7 +488,7 @@ class SQLLedgerStore(SQLLedgerDue):
         conn = self._c()
         if len(member_ids) == 1:
             one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
-            return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one)]
+            return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one).all()]
         by_member: dict[str, list[Lot]] = {}
         for chunk in chunks(list(dict.fromkeys(member_ids))):
             params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
@@ -523,7 +523,7 @@ class SQLLedgerStore(SQLLedgerDue):
                 for chunk in chunks(list(dict.fromkeys(member_ids)))
             )
         for stmt, params in batches:
-            for row in conn.execute(stmt, params):
+            for row in conn.execute(stmt, params).all():
                 rows_of.setdefault(row[0], []).append(row)
         by_member: dict[str, list[Hold]] = {}
         for rows in rows_of.values():

@@ -69,7 +69,7 @@ class SQLMemberKeyStore(Store):
         conn = self._c()
         for part in chunks(sorted(set(values))):
             found.update((r[0], r[1]) for r in conn.execute(
-                stmt, {"p": self.program_id, "ids": part}))
+                stmt, {"p": self.program_id, "ids": part}).all())
         return found
 
     @translated
