@@ -35,6 +35,7 @@ from loyaltykit.memory import MemoryStorage
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
+from loyaltykit.memory.tables import SMALL_SET
 from loyaltykit.memory.tiers import TierTables, _due_key
 from loyaltykit.storage.ledger import LedgerChanges
 
@@ -276,3 +277,32 @@ def test_earns_of_the_same_points_share_their_postings() -> None:
     assert first.member_id != second.member_id
     assert first.postings == second.postings
     assert first.postings is second.postings
+
+
+def test_an_index_keeps_a_list_while_small_and_a_rollback_restores_it() -> None:
+    """A per-member index is a list (a set per member took a hash table each) until it
+    holds more than SMALL_SET items, then a set; the undo log puts back exactly what
+    was there, a removed item at its place."""
+    storage = MemoryStorage()
+    index: dict[str, Any] = {}
+    with storage.unit_of_work("p") as uow:
+        uow.track(index, "k", "closed", False)  # nothing open: no entry
+        assert {} == index
+        for item in "abc":
+            uow.track(index, "k", item, True)
+        uow.track(index, "k", "a", True)  # there already
+        uow.commit()
+    assert {"k": ["a", "b", "c"]} == index
+    with storage.unit_of_work("p") as uow:
+        uow.track(index, "k", "b", False)
+        uow.track(index, "k", "d", True)
+        assert ["a", "c", "d"] == index["k"]
+    assert {"k": ["a", "b", "c"]} == index  # rolled back: b at its place again
+    grown = [str(n) for n in range(SMALL_SET + 1)]
+    with storage.unit_of_work("p") as uow:
+        for item in grown:
+            uow.track(index, "k", item, True)
+        assert {"a", "b", "c", *grown} == index["k"]
+        uow.track(index, "k", "a", False)
+        assert isinstance(index["k"], set) and "a" not in index["k"]
+    assert {"k": ["a", "b", "c"]} == index

@@ -26,7 +26,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
 
 __all__ = ["LedgerTables", "MemoryLedgerStore"]
@@ -94,9 +94,9 @@ class LedgerTables:
         self.lots: IndexedTable[uuid.UUID, Lot] = IndexedTable(_expiring_key)
         # open lots only (points left, or pending), so reads and spends of a member with
         # a long history do not walk every lot it ever had
-        self.member_lots: dict[tuple[str, str, str], set[uuid.UUID]] = {}
+        self.member_lots: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}
         self.holds: dict[uuid.UUID, Hold] = {}
-        self.member_holds: dict[tuple[str, str, str], set[uuid.UUID]] = {}  # open only
+        self.member_holds: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}  # open only
         self.transactions: dict[uuid.UUID, Transaction] = {}
         self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}

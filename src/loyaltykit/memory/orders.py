@@ -10,7 +10,7 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import Tables, UndoLog, order_copy, order_stored, plain
+from loyaltykit.memory.tables import KeptSet, Tables, UndoLog, order_copy, order_stored, plain
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -20,11 +20,11 @@ class OrderTables:
     def __init__(self) -> None:
         self.orders: dict[tuple[str, str], OrderRecord] = {}
         # (program_id, member_id) -> ids of the member's orders that are not cancelled
-        self.member_orders: dict[tuple[str, str], set[str]] = {}
+        self.member_orders: dict[tuple[str, str], KeptSet[str]] = {}
         # (program_id, member_id) -> ids of all the member's orders, whatever their status
-        self.member_all_orders: dict[tuple[str, str], set[str]] = {}
+        self.member_all_orders: dict[tuple[str, str], KeptSet[str]] = {}
         self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
-        self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        self.member_usage: dict[tuple[str, str], KeptSet[tuple[str, str, str]]] = {}
 
 
 class MemoryOrderStore:

@@ -18,10 +18,15 @@ from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
 from loyaltykit.memory.compact import pack, unpack
 
-__all__ = ["JSONText", "Tables", "UndoLog", "json_copy", "order_copy", "order_stored",
-           "plain", "version_copy", "version_stored"]
+__all__ = ["SMALL_SET", "JSONText", "KeptSet", "Tables", "UndoLog", "json_copy", "order_copy",
+           "order_stored", "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
+
+#: An index's items of one key (:meth:`UndoLog.track`): a list while small, then a set.
+KeptSet = list[T] | set[T]
+#: The most items an index keeps in a list (looked through on each write) before a set.
+SMALL_SET = 16
 
 
 class UndoLog(Protocol):
@@ -39,8 +44,10 @@ class UndoLog(Protocol):
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""
 
-    def track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
-        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+    def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
+              is_open: bool) -> None:
+        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): see
+        :meth:`~loyaltykit.memory.MemoryUnitOfWork.track`."""
 
 
 class Tables:

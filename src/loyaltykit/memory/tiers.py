@@ -19,7 +19,7 @@ from loyaltykit._tiers import (
     would_be,
 )
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, Tables, UndoLog
 from loyaltykit.storage.tiers import TierChanges
 
 __all__ = ["MemoryTierStore", "TierTables"]
@@ -45,7 +45,7 @@ class TierTables:
         self.tier_states: IndexedTable[tuple[str, str], TierState] = IndexedTable(_due_key)
         # (program_id, member_id, period_start) -> metric units
         self.tier_buckets: dict[tuple[str, str, dt.datetime], int] = {}
-        self.member_buckets: dict[tuple[str, str], set[dt.datetime]] = {}
+        self.member_buckets: dict[tuple[str, str], KeptSet[dt.datetime]] = {}
         self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
         # (program_id, member_id, evaluation instant) -> notice; indexed by (program,
         # evaluation instant, member) for the notices' due work
