@@ -18,7 +18,7 @@ from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
 from loyaltykit.memory.compact import pack, unpack
 
-__all__ = ["SMALL_SET", "JSONText", "KeptSet", "Tables", "UndoLog", "json_copy", "order_copy",
+__all__ = ["JSONText", "KeptSet", "SMALL_SET", "Tables", "UndoLog", "json_copy", "order_copy",
            "order_stored", "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
