@@ -32,6 +32,7 @@ from loyaltykit import (
 )
 from loyaltykit._model import AccountState
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
@@ -306,3 +307,36 @@ def test_an_index_keeps_a_list_while_small_and_a_rollback_restores_it() -> None:
         uow.track(index, "k", "a", False)
         assert isinstance(index["k"], set) and "a" not in index["k"]
     assert {"k": ["a", "b", "c"]} == index
+
+
+def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> None:
+    """An order's and an enrolment's key records keep their fingerprint as the digest's
+    32 bytes and their result deflated; a read gives both back as the text written."""
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    kept = storage._tables.of(OrderTables).orders[("p", "o1")]
+    key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
+    for stored in (kept, key):
+        assert isinstance(stored.fingerprint, bytes) and 32 == len(stored.fingerprint)
+        assert isinstance(stored.result, bytes)
+    assert "ana" in repr(key)  # a stored row still shows what it names
+    with storage.unit_of_work("p") as uow:
+        read, record = uow.orders.get_order("o1"), uow.keys.get_idempotency("enrol:ana")
+    assert read is not None and record is not None
+    assert (kept.fingerprint.hex(), key.fingerprint.hex()) == (read.fingerprint,
+                                                               record.fingerprint)
+    assert isinstance(read.result, str) and '"v":2' in read.result
+    assert '"member_id":"ana"' in record.result
+    assert loyalty.record_order(Order(  # the replay reads them: the same result
+        id="o1", member_id="ana", placed_at=clock.now(), currency="EUR",
+        lines=(OrderLine(sku="s", quantity=1, unit_price=Money(Decimal(17), "EUR")),))
+    ).points == 17

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
 from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
-from loyaltykit.memory.compact import pack, unpack
+from loyaltykit.memory.compact import pack, pack_digest, pack_text, unpack, unpack_digest
 
 __all__ = ["JSONText", "KeptSet", "SMALL_SET", "Tables", "UndoLog", "json_copy", "order_copy",
            "order_stored", "plain", "version_copy", "version_stored"]
@@ -152,21 +153,35 @@ def version_stored(version: ProgramVersion) -> ProgramVersion:
     return attrs.evolve(version, definition=JSONText.of(version.definition))
 
 
+#: a stored order's ``refunded`` while no return gave points back (most orders): one
+#: immutable mapping shared by them all, where each kept an empty dict of its own
+_NO_REFUNDS: Mapping[Any, int] = MappingProxyType({})
+
+
 def order_copy(order: OrderRecord) -> OrderRecord:
-    """``order`` with its JSON fields as the SQL backend gives them back."""
+    """The stored ``order`` (:func:`order_stored`) as the SQL backend gives it back: its
+    JSON fields fresh, its fingerprint and result as text."""
     return attrs.evolve(
         order, order=json_copy(order.order), returned=json_copy(order.returned),
         evaluation=json_copy(order.evaluation),
         recorded_evaluation=None if order.recorded_evaluation is None
         else json_copy(order.recorded_evaluation),
-        payments=tuple(order.payments), refunded=dict(order.refunded))
+        payments=tuple(order.payments), refunded=dict(order.refunded),
+        fingerprint=unpack_digest(cast("bytes | str | None", order.fingerprint)),
+        result=None if order.result is None else unpack(cast("bytes | str", order.result)))
 
 
 def order_stored(order: OrderRecord) -> OrderRecord:
-    """``order`` as the store keeps it: its JSON fields as JSON text (checked)."""
+    """``order`` as the store keeps it: its JSON fields as JSON text (checked), its
+    fingerprint as the digest's bytes and its result deflated (:mod:`.compact`: both
+    ``bytes`` where the fields say ``str``, which only :func:`order_copy`, every read's
+    way out, turns back), no refunds as one shared empty mapping."""
     return attrs.evolve(
         order, order=JSONText.of(order.order), returned=JSONText.of(order.returned),
         evaluation=JSONText.of(order.evaluation),
         recorded_evaluation=None if order.recorded_evaluation is None
         else JSONText.of(order.recorded_evaluation),
-        payments=tuple(order.payments), refunded=dict(order.refunded))
+        payments=tuple(order.payments),
+        refunded=dict(order.refunded) if order.refunded else _NO_REFUNDS,
+        fingerprint=cast("str | None", pack_digest(order.fingerprint)),
+        result=None if order.result is None else cast(str, pack_text(order.result)))
