@@ -19,8 +19,9 @@ __all__ = ["MemoryOrderStore", "OrderTables"]
 class OrderTables:
     def __init__(self) -> None:
         self.orders: dict[tuple[str, str], OrderRecord] = {}
-        # (program_id, member_id) -> ids of the member's orders that are not cancelled
-        self.member_orders: dict[tuple[str, str], KeptSet[str]] = {}
+        # (program_id, member_id) -> how many of the member's orders are not cancelled (a
+        # count, not their ids: nothing reads which they are)
+        self.member_orders: dict[tuple[str, str], int] = {}
         # (program_id, member_id) -> ids of all the member's orders, whatever their status
         self.member_all_orders: dict[tuple[str, str], KeptSet[str]] = {}
         self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
@@ -44,7 +45,7 @@ class MemoryOrderStore:
                 if (o := orders.get((program_id, i))) is not None]
 
     def count_orders(self, member_id: str) -> int:
-        return len(self._t.member_orders.get((self._uow.program_id, member_id), ()))
+        return self._t.member_orders.get((self._uow.program_id, member_id), 0)
 
     def load_orders(self, member_id: str) -> list[OrderRecord]:
         program_id = self._uow.program_id
@@ -108,9 +109,14 @@ class MemoryOrderStore:
                 # an update changes what may change after recording, nothing else
                 order = attrs.evolve(t.orders[order_key], **{
                     name: getattr(order, name) for name in OrderRecord.CHANGING})
+            before = t.orders.get(order_key)
+            counted = (order.status is not OrderStatus.CANCELLED) - (
+                before is not None and before.status is not OrderStatus.CANCELLED)
             uow.put(t.orders, order_key, order)
-            uow.track(t.member_orders, (order.program_id, order.member_id), order_id,
-                       order.status is not OrderStatus.CANCELLED)
+            if counted:
+                member_key = (order.program_id, order.member_id)
+                uow.put(t.member_orders, member_key,
+                        t.member_orders.get(member_key, 0) + counted)
             uow.track(t.member_all_orders, (order.program_id, order.member_id), order_id,
                        True)
         for usage in changes.usage:
