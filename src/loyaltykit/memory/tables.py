@@ -70,7 +70,7 @@ class Tables:
             return cast(T, found)
 
 
-class JSONText(Mapping[str, Any]):
+class JSONText(bytes, Mapping[str, Any]):
     """A JSON object kept as its compact text, as a SQL backend's JSON column keeps it.
 
     Stored once per record (the text deflated: tens of bytes, where the dicts it stands
@@ -78,17 +78,28 @@ class JSONText(Mapping[str, Any]):
     copying; :meth:`value` gives a fresh dict exactly as the SQL backend's column reads
     back (tuples come back as lists, keys as strings). The Mapping methods decode the
     text on every call: for the stores' rare own reads, not for hot paths.
+
+    It is its packed bytes (one object, where a wrapper and its bytes took two): a
+    first byte of 1, then the text deflated (:mod:`loyaltykit.memory.compact`), or 0,
+    then the text as UTF-8 (a text too short to gain). Only its Mapping face is meant
+    for use: the bytes' own methods it does not override are not.
     """
 
-    __slots__ = ("_packed",)
+    __slots__ = ()
 
-    def __init__(self, text: str) -> None:
-        self._packed = pack(text)  # deflated (:mod:`loyaltykit.memory.compact`)
+    def __new__(cls, text: str) -> JSONText:
+        packed = pack(text)
+        if isinstance(packed, str):
+            return bytes.__new__(cls, b"\x00" + packed.encode())
+        return bytes.__new__(cls, b"\x01" + packed)
 
     @property
     def text(self) -> str:
         """The compact JSON text."""
-        return unpack(self._packed)
+        data = memoryview(self)
+        if data[0] == 0:
+            return bytes(data[1:]).decode()
+        return unpack(bytes(data[1:]))
 
     @classmethod
     def of(cls, value: Mapping[str, Any]) -> JSONText:
@@ -108,25 +119,36 @@ class JSONText(Mapping[str, Any]):
         found: dict[str, Any] = json.loads(self.text)
         return found
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> Any:  # type: ignore[override]
         return self.value()[key]
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
         return iter(self.value())
 
     def __len__(self) -> int:
         return len(self.value())
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.value()
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JSONText):
-            return self._packed == other._packed
+            return bytes.__eq__(self, other)
         return Mapping.__eq__(self, other)
 
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
     def __hash__(self) -> int:
-        return hash(self._packed)
+        return bytes.__hash__(self)
 
     def __repr__(self) -> str:
         return f"JSONText({self.text!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[type[JSONText], tuple[str]]:  # copies and pickles
+        return JSONText, (self.text,)
 
 
 _EMPTY = JSONText("{}")
