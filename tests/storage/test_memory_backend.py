@@ -36,7 +36,7 @@ from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
-from loyaltykit.memory.tables import SMALL_SET
+from loyaltykit.memory.tables import SMALL_SET, JSONText
 from loyaltykit.memory.tiers import TierTables, _due_key
 from loyaltykit.storage.ledger import LedgerChanges
 
@@ -340,3 +340,26 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
         id="o1", member_id="ana", placed_at=clock.now(), currency="EUR",
         lines=(OrderLine(sku="s", quantity=1, unit_price=Money(Decimal(17), "EUR")),))
     ).points == 17
+
+
+def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    kept, = storage._tables.of(LedgerTables).transactions.values()
+    assert isinstance(kept.metadata, JSONText)
+    with storage.unit_of_work("p") as uow:
+        read = uow.ledger.get_transaction(kept.id)
+        assert read is not None and {"order_id": "o1"} == read.metadata
+        assert type(read.metadata) is dict
+        read.metadata["order_id"] = "changed"  # a fresh dict: the store keeps its own
+        again = uow.ledger.get_transaction(kept.id)
+        assert again is not None and {"order_id": "o1"} == again.metadata
