@@ -363,3 +363,28 @@ def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() ->
         read.metadata["order_id"] = "changed"  # a fresh dict: the store keeps its own
         again = uow.ledger.get_transaction(kept.id)
         assert again is not None and {"order_id": "o1"} == again.metadata
+
+
+def test_a_members_rows_share_one_key_tuple_across_tables() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),)),
+                              tiers=TierPolicy(tiers=(Tier("base", 0), Tier("gold", 10)))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    member_key, = (m for _, m in storage._tables.of(LedgerTables).members)
+    found: dict[int, list[str]] = {}
+    for kind, tables in storage._tables._by_kind.items():
+        for name, table in vars(tables).items():
+            if isinstance(table, dict):
+                for key in table:
+                    if key == ("p", member_key) or key == ("p", "points", member_key):
+                        found.setdefault(id(key), []).append(f"{kind.__name__}.{name}")
+    assert 2 == len(found), found  # one (program, member), one (program, wallet, member)
+    assert 6 <= max(len(names) for names in found.values())

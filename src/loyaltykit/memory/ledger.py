@@ -26,7 +26,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import JSONText, KeptSet, Tables, UndoLog, json_copy
+from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog, json_copy
 from loyaltykit.storage.ledger import LedgerChanges
 
 __all__ = ["LedgerTables", "MemoryLedgerStore"]
@@ -125,6 +125,7 @@ class MemoryLedgerStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(LedgerTables)
+        self._keys = tables.of(MemberKeys)
         self._programs = MemoryProgramStore(uow, tables)  # load_member's version in force
 
     def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
@@ -382,19 +383,20 @@ class MemoryLedgerStore:
                                        transaction_id=str(tx.reverses_id))
                 seen_reversed.add(tx.reverses_id)
         for member in changes.members:
-            uow.put(t.members, (program_id, member.member_id), member)
+            uow.put(t.members, self._keys.shared((program_id, member.member_id)), member)
         for (member_id, wallet), state in changes.accounts.items():
-            uow.put(t.accounts, self._mk(wallet, member_id), state)
+            uow.put(t.accounts, self._keys.shared(self._mk(wallet, member_id)), state)
         for tx in changes.transactions:
             uow.put(t.transactions, tx.id, _kept(tx))
-            uow.append(t.member_transactions, self._mk(tx.wallet, tx.member_id), tx.id)
+            uow.append(t.member_transactions,
+                       self._keys.shared(self._mk(tx.wallet, tx.member_id)), tx.id)
             if tx.reverses_id is not None:
                 uow.put(t.reversals, tx.reverses_id, tx.id)
         for lot_id, lot in changes.lots.items():
             uow.put(t.lots, lot_id, lot)
-            key = self._mk(lot.wallet, lot.member_id)
+            key = self._keys.shared(self._mk(lot.wallet, lot.member_id))
             uow.track(t.member_lots, key, lot_id, lot.remaining > 0 or lot.pending)
         for hold_id, hold in changes.holds.items():
             uow.put(t.holds, hold_id, hold)
-            key = self._mk(hold.wallet, hold.member_id)
+            key = self._keys.shared(self._mk(hold.wallet, hold.member_id))
             uow.track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)

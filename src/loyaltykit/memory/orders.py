@@ -10,7 +10,15 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import KeptSet, Tables, UndoLog, order_copy, order_stored, plain
+from loyaltykit.memory.tables import (
+    KeptSet,
+    MemberKeys,
+    Tables,
+    UndoLog,
+    order_copy,
+    order_stored,
+    plain,
+)
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -34,6 +42,7 @@ class MemoryOrderStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(OrderTables)
+        self._keys = tables.of(MemberKeys)
 
     def get_order(self, order_id: str) -> OrderRecord | None:
         order = self._t.orders.get((self._uow.program_id, order_id))
@@ -114,10 +123,11 @@ class MemoryOrderStore:
                 before is not None and before.status is not OrderStatus.CANCELLED)
             uow.put(t.orders, order_key, order)
             if counted:
-                member_key = (order.program_id, order.member_id)
+                member_key = self._keys.shared((order.program_id, order.member_id))
                 uow.put(t.member_orders, member_key,
                         t.member_orders.get(member_key, 0) + counted)
-            uow.track(t.member_all_orders, (order.program_id, order.member_id), order_id,
+            uow.track(t.member_all_orders,
+                      self._keys.shared((order.program_id, order.member_id)), order_id,
                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
@@ -125,7 +135,8 @@ class MemoryOrderStore:
             if old is not None and old.member_id != usage.member_id:
                 uow.track(t.member_usage, (old.program_id, old.member_id), usage_key, False)
             uow.put(t.usage, usage_key, usage)
-            uow.track(t.member_usage, (usage.program_id, usage.member_id), usage_key, True)
+            uow.track(t.member_usage, self._keys.shared((usage.program_id, usage.member_id)),
+                      usage_key, True)
 
 
 def _without_member(evaluation: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -9,7 +9,7 @@ import uuid
 from typing import NamedTuple
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
-from loyaltykit.memory.tables import JSONText, Tables, UndoLog, plain
+from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
 __all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
@@ -61,6 +61,7 @@ class MemoryOutboxStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(OutboxTables)
+        self._keys = tables.of(MemberKeys)
 
     def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
         program_id = self._uow.program_id
@@ -156,7 +157,7 @@ class MemoryOutboxStore:
             seq += 1
             assert events is not None
             uow.put(events, seq, _stored(new))
-            uow.append(t.by_member, (program_id, new.member_id), seq)
+            uow.append(t.by_member, self._keys.shared((program_id, new.member_id)), seq)
             uow.append(t.order, program_id, seq)
         uow.put(t.last, program_id, seq)
 

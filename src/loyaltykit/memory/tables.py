@@ -19,10 +19,11 @@ from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
 from loyaltykit.memory.compact import pack, pack_digest, pack_text, unpack, unpack_digest
 
-__all__ = ["JSONText", "KeptSet", "SMALL_SET", "Tables", "UndoLog", "json_copy", "order_copy",
-           "order_stored", "plain", "version_copy", "version_stored"]
+__all__ = ["JSONText", "KeptSet", "MemberKeys", "SMALL_SET", "Tables", "UndoLog", "json_copy",
+           "order_copy", "order_stored", "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=tuple[str, ...])
 
 #: An index's items of one key (:meth:`UndoLog.track`): a list while small, then a set.
 KeptSet = list[T] | set[T]
@@ -68,6 +69,22 @@ class Tables:
             if found is None:
                 found = self._by_kind[kind] = kind()
             return cast(T, found)
+
+
+class MemberKeys:
+    """The keys of a member's rows, ``(program, member)`` and ``(program, wallet,
+    member)``, each one tuple shared by every table keyed by it (members, tier states,
+    orders, buckets, events...), where each table kept a tuple of its own (56 bytes a
+    member a table). A store passes the key of a row it adds through :meth:`shared`;
+    reads look up with any equal tuple. Kept for the storage's lifetime (a key whose
+    rows are gone costs its entry here)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def shared(self, key: K) -> K:
+        """The one tuple equal to ``key``."""
+        return cast(K, self._keys.setdefault(key, key))
 
 
 class JSONText(bytes, Mapping[str, Any]):
