@@ -35,6 +35,7 @@ from loyaltykit.memory import MemoryStorage
 from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
+from loyaltykit.memory.outbox import OutboxTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
 from loyaltykit.memory.tables import SMALL_SET, JSONText
 from loyaltykit.memory.tiers import TierTables, _due_key
@@ -388,3 +389,18 @@ def test_a_members_rows_share_one_key_tuple_across_tables() -> None:
                         found.setdefault(id(key), []).append(f"{kind.__name__}.{name}")
     assert 2 == len(found), found  # one (program, member), one (program, wallet, member)
     assert 6 <= max(len(names) for names in found.values())
+
+
+def test_an_event_keeps_its_id_and_payload_in_one_bytes_object() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR")), storage, clock=clock)
+    loyalty.enrol("ana", attributes={"language": "de"})
+    kept, = storage._tables.of(OutboxTables).events["p"].values()
+    assert isinstance(kept.body, bytes) and 6 == len(kept)
+    with storage.unit_of_work("p") as uow:
+        event, = uow.outbox.read(None, 10)
+    assert (event.id, event.type) == (kept.id, kept.type)
+    assert {"language": "de"} == event.payload["attributes"]
+    assert "language" in repr(kept) and str(event.id) in repr(kept)

@@ -110,6 +110,11 @@ class JSONText(bytes, Mapping[str, Any]):
             return bytes.__new__(cls, b"\x00" + packed.encode())
         return bytes.__new__(cls, b"\x01" + packed)
 
+    @classmethod
+    def packed(cls, data: bytes) -> JSONText:
+        """The JSON text whose packed bytes are ``data`` (``bytes(text)`` of one)."""
+        return bytes.__new__(cls, data)
+
     @property
     def text(self) -> str:
         """The compact JSON text."""
