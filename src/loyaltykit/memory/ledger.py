@@ -66,7 +66,8 @@ def _kept(tx: Transaction) -> Transaction:
         if len(_POSTINGS) >= _MOST_POSTINGS:
             _POSTINGS.clear()
         shared = _POSTINGS[tx.postings] = tx.postings
-    return attrs.evolve(tx, postings=shared, metadata=JSONText.of(tx.metadata))
+    return attrs.evolve(tx, postings=shared,
+                        metadata=JSONText.of(tx.metadata, deflate=False))
 
 
 _TX_FIELDS = tuple(f.name for f in attrs.fields(Transaction) if f.name != "metadata")

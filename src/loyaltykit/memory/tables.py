@@ -87,6 +87,11 @@ class MemberKeys:
         return cast(K, self._keys.setdefault(key, key))
 
 
+#: what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes, without
+#: building an encoder per call (most of the call's time for a small value)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class JSONText(bytes, Mapping[str, Any]):
     """A JSON object kept as its compact text, as a SQL backend's JSON column keeps it.
 
@@ -104,8 +109,8 @@ class JSONText(bytes, Mapping[str, Any]):
 
     __slots__ = ()
 
-    def __new__(cls, text: str) -> JSONText:
-        packed = pack(text)
+    def __new__(cls, text: str, *, deflate: bool = True) -> JSONText:
+        packed = pack(text) if deflate else text
         if isinstance(packed, str):
             return bytes.__new__(cls, b"\x00" + packed.encode())
         return bytes.__new__(cls, b"\x01" + packed)
@@ -124,17 +129,19 @@ class JSONText(bytes, Mapping[str, Any]):
         return unpack(bytes(data[1:]))
 
     @classmethod
-    def of(cls, value: Mapping[str, Any]) -> JSONText:
-        """``value`` as JSON text; :class:`~loyaltykit.StorageError` if it is no JSON."""
+    def of(cls, value: Mapping[str, Any], *, deflate: bool = True) -> JSONText:
+        """``value`` as JSON text; :class:`~loyaltykit.StorageError` if it is no JSON.
+        ``deflate=False``: kept as UTF-8 (a short value of ids, which deflate would not
+        shrink, without the cost of trying)."""
         if isinstance(value, JSONText):
             return value
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            text = _ENCODER.encode(value)
         except (TypeError, ValueError) as exc:
             raise StorageError("a value is not JSON", detail=str(exc)) from exc
         if text == "{}":
             return _EMPTY
-        return cls(text)
+        return cls(text, deflate=deflate)
 
     def value(self) -> dict[str, Any]:
         """A fresh dict of the text (the caller may change it)."""
