@@ -64,13 +64,20 @@ _SAMPLES = (
 _DICTIONARY = "".join(_SAMPLES).encode()
 
 
+#: a deflater and an inflater primed with the dictionary: each value is packed by a copy
+#: of one (the same bytes as a fresh one given the dictionary, without hashing the
+#: dictionary in again: most of a short value's cost). ``copy`` holds the object's lock.
+_DEFLATE = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEM_LEVEL,
+                            zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+_INFLATE = zlib.decompressobj(-_WBITS, _DICTIONARY)
+
+
 def pack(text: str) -> bytes | str:
     """``text`` deflated against the dictionary, or ``text`` itself where that is not
     shorter; :func:`unpack` gives ``text`` back."""
     if len(text) < _SHORTEST:
         return text
-    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEM_LEVEL,
-                               zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+    deflate = _DEFLATE.copy()
     packed = deflate.compress(text.encode()) + deflate.flush()
     return packed if len(packed) < len(text) else text
 
@@ -79,7 +86,7 @@ def unpack(packed: bytes | str) -> str:
     """The text :func:`pack` was given."""
     if isinstance(packed, str):
         return packed
-    inflate = zlib.decompressobj(-_WBITS, _DICTIONARY)
+    inflate = _INFLATE.copy()
     return (inflate.decompress(packed) + inflate.flush()).decode()
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -26,7 +27,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog, json_copy
+from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
 
 __all__ = ["LedgerTables", "MemoryLedgerStore"]
@@ -70,7 +71,10 @@ def _kept(tx: Transaction) -> Transaction:
                         metadata=JSONText.of(tx.metadata, deflate=False))
 
 
-_TX_FIELDS = tuple(f.name for f in attrs.fields(Transaction) if f.name != "metadata")
+#: a transaction's slots but its metadata, each read and set without attrs' frozen check
+_TX_SLOTS = tuple(getattr(Transaction, f.name) for f in attrs.fields(Transaction)
+                  if f.name != "metadata")
+_TX_METADATA: Any = Transaction.__dict__["metadata"]
 
 
 def _read(tx: Transaction) -> Transaction:
@@ -78,9 +82,11 @@ def _read(tx: Transaction) -> Transaction:
     backend's JSON column reads back. A copy of the row as it is, like a SQL read (no
     check of its postings' sum: an invariants check must see a broken row, not stop)."""
     read = object.__new__(Transaction)
-    for name in _TX_FIELDS:
-        object.__setattr__(read, name, getattr(tx, name))
-    object.__setattr__(read, "metadata", json_copy(tx.metadata))
+    for slot in _TX_SLOTS:
+        slot.__set__(read, slot.__get__(tx))
+    metadata = tx.metadata
+    _TX_METADATA.__set__(read, metadata.value() if isinstance(metadata, JSONText)
+                         else dict(metadata))
     return read
 
 
