@@ -59,14 +59,16 @@ _MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
 
 def _kept(tx: Transaction) -> Transaction:
     """``tx`` as the store keeps it: with the kept copy of its postings, and its
-    metadata as JSON text (as the SQL backend's JSON column keeps it: an order's
-    ``{"order_id": ...}`` in ~60 bytes where its dict and string took ~240; no metadata
-    is one shared empty text). Read back through :func:`_read`."""
+    metadata, if any, as JSON text (as the SQL backend's JSON column keeps it: an
+    order's ``{"order_id": ...}`` in ~60 bytes where its dict and string took ~240).
+    Read back through :func:`_read`."""
     shared = _POSTINGS.get(tx.postings)
     if shared is None:
         if len(_POSTINGS) >= _MOST_POSTINGS:
             _POSTINGS.clear()
         shared = _POSTINGS[tx.postings] = tx.postings
+    if not tx.metadata:  # kept as it is, and read without a copy (as before)
+        return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
     return attrs.evolve(tx, postings=shared,
                         metadata=JSONText.of(tx.metadata, deflate=False))
 
@@ -81,12 +83,13 @@ def _read(tx: Transaction) -> Transaction:
     """A stored transaction as a reader gets it: its metadata a fresh dict, as the SQL
     backend's JSON column reads back. A copy of the row as it is, like a SQL read (no
     check of its postings' sum: an invariants check must see a broken row, not stop)."""
+    metadata = tx.metadata
+    if not isinstance(metadata, JSONText):  # none: the row itself, as it always was
+        return tx
     read = object.__new__(Transaction)
     for slot in _TX_SLOTS:
         slot.__set__(read, slot.__get__(tx))
-    metadata = tx.metadata
-    _TX_METADATA.__set__(read, metadata.value() if isinstance(metadata, JSONText)
-                         else dict(metadata))
+    _TX_METADATA.__set__(read, metadata.value())
     return read
 
 
