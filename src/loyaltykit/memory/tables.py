@@ -64,6 +64,9 @@ class Tables:
     def of(self, kind: type[T]) -> T:
         """Return the tables of ``kind`` (a class built without arguments), created
         empty on first use."""
+        found = self._by_kind.get(kind)  # created already (every unit of work but the
+        if found is not None:  # first): no lock (a dict read is atomic)
+            return cast(T, found)
         with self._lock:
             found = self._by_kind.get(kind)
             if found is None:
