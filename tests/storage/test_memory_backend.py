@@ -32,9 +32,12 @@ from loyaltykit import (
 )
 from loyaltykit._model import AccountState
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
+from loyaltykit.memory.outbox import OutboxTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
+from loyaltykit.memory.tables import SMALL_SET, JSONText
 from loyaltykit.memory.tiers import TierTables, _due_key
 from loyaltykit.storage.ledger import LedgerChanges
 
@@ -276,3 +279,128 @@ def test_earns_of_the_same_points_share_their_postings() -> None:
     assert first.member_id != second.member_id
     assert first.postings == second.postings
     assert first.postings is second.postings
+
+
+def test_an_index_keeps_a_list_while_small_and_a_rollback_restores_it() -> None:
+    """A per-member index is a list (a set per member took a hash table each) until it
+    holds more than SMALL_SET items, then a set; the undo log puts back exactly what
+    was there, a removed item at its place."""
+    storage = MemoryStorage()
+    index: dict[str, Any] = {}
+    with storage.unit_of_work("p") as uow:
+        uow.track(index, "k", "closed", False)  # nothing open: no entry
+        assert {} == index
+        for item in "abc":
+            uow.track(index, "k", item, True)
+        uow.track(index, "k", "a", True)  # there already
+        uow.commit()
+    assert {"k": ["a", "b", "c"]} == index
+    with storage.unit_of_work("p") as uow:
+        uow.track(index, "k", "b", False)
+        uow.track(index, "k", "d", True)
+        assert ["a", "c", "d"] == index["k"]
+    assert {"k": ["a", "b", "c"]} == index  # rolled back: b at its place again
+    grown = [str(n) for n in range(SMALL_SET + 1)]
+    with storage.unit_of_work("p") as uow:
+        for item in grown:
+            uow.track(index, "k", item, True)
+        assert {"a", "b", "c", *grown} == index["k"]
+        uow.track(index, "k", "a", False)
+        assert isinstance(index["k"], set) and "a" not in index["k"]
+    assert {"k": ["a", "b", "c"]} == index
+
+
+def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> None:
+    """An order's and an enrolment's key records keep their fingerprint as the digest's
+    32 bytes and their result deflated; a read gives both back as the text written."""
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    kept = storage._tables.of(OrderTables).orders[("p", "o1")]
+    key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
+    for stored in (kept, key):
+        assert isinstance(stored.fingerprint, bytes) and 32 == len(stored.fingerprint)
+        assert isinstance(stored.result, bytes)
+    assert "ana" in repr(key)  # a stored row still shows what it names
+    with storage.unit_of_work("p") as uow:
+        read, record = uow.orders.get_order("o1"), uow.keys.get_idempotency("enrol:ana")
+    assert read is not None and record is not None
+    assert (kept.fingerprint.hex(), key.fingerprint.hex()) == (read.fingerprint,
+                                                               record.fingerprint)
+    assert isinstance(read.result, str) and '"v":2' in read.result
+    assert '"member_id":"ana"' in record.result
+    assert loyalty.record_order(Order(  # the replay reads them: the same result
+        id="o1", member_id="ana", placed_at=clock.now(), currency="EUR",
+        lines=(OrderLine(sku="s", quantity=1, unit_price=Money(Decimal(17), "EUR")),))
+    ).points == 17
+
+
+def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    kept, = storage._tables.of(LedgerTables).transactions.values()
+    assert isinstance(kept.metadata, JSONText)
+    with storage.unit_of_work("p") as uow:
+        read = uow.ledger.get_transaction(kept.id)
+        assert read is not None and {"order_id": "o1"} == read.metadata
+        assert type(read.metadata) is dict
+        read.metadata["order_id"] = "changed"  # a fresh dict: the store keeps its own
+        again = uow.ledger.get_transaction(kept.id)
+        assert again is not None and {"order_id": "o1"} == again.metadata
+
+
+def test_a_members_rows_share_one_key_tuple_across_tables() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR"),
+                              earning=EarningPolicy(rules=(RateRule(id="rate"),)),
+                              tiers=TierPolicy(tiers=(Tier("base", 0), Tier("gold", 10)))),
+                      storage, clock=clock)
+    loyalty.enrol("ana")
+    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
+                               currency="EUR",
+                               lines=(OrderLine(sku="s", quantity=1,
+                                                unit_price=Money(Decimal(17), "EUR")),)))
+    member_key, = (m for _, m in storage._tables.of(LedgerTables).members)
+    found: dict[int, list[str]] = {}
+    for kind, tables in storage._tables._by_kind.items():
+        for name, table in vars(tables).items():
+            if isinstance(table, dict):
+                for key in table:
+                    if key == ("p", member_key) or key == ("p", "points", member_key):
+                        found.setdefault(id(key), []).append(f"{kind.__name__}.{name}")
+    assert 2 == len(found), found  # one (program, member), one (program, wallet, member)
+    assert 6 <= max(len(names) for names in found.values())
+
+
+def test_an_event_keeps_its_id_and_payload_in_one_bytes_object() -> None:
+    storage = MemoryStorage()
+    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR")), storage, clock=clock)
+    loyalty.enrol("ana", attributes={"language": "de"})
+    kept, = storage._tables.of(OutboxTables).events["p"].values()
+    assert isinstance(kept.body, bytes) and 6 == len(kept)
+    with storage.unit_of_work("p") as uow:
+        event, = uow.outbox.read(None, 10)
+    assert (event.id, event.type) == (kept.id, kept.type)
+    assert {"language": "de"} == event.payload["attributes"]
+    assert "language" in repr(kept) and str(event.id) in repr(kept)

@@ -41,3 +41,15 @@ def test_a_points_event_is_kept_in_a_fraction_of_its_text() -> None:
     packed = pack(text)
     assert isinstance(packed, bytes)
     assert len(packed) * 3 < len(text)
+
+
+def test_json_text_is_one_object_its_packed_bytes() -> None:
+    """A kept value is its packed bytes (no wrapper object around them) with a
+    Mapping's face: a short text as it is, a long one deflated."""
+    kept, short = JSONText.of(EVENT), JSONText.of({"a": [1]})
+    assert isinstance(kept, bytes) and isinstance(short, bytes)
+    assert len(kept) * 3 < len(kept.text)
+    assert b'\x00{"a":[1]}' == bytes(short)
+    assert (57, True, False) == (kept["points"], "kind" in kept, "nope" in kept)
+    assert json.loads(json.dumps(EVENT)) == dict(kept) == kept
+    assert {"a": [1]} == short and short != {"a": [2]} and not JSONText.of({})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["pack", "unpack"]
+__all__ = ["Deflated", "pack", "pack_digest", "pack_text", "unpack", "unpack_digest"]
 
 #: deflate's window (2**12 bytes: the dictionary fits, and setting it up stays cheap)
 _WBITS = 12
@@ -24,10 +24,12 @@ _MEM_LEVEL = 4
 _SHORTEST = 32
 
 # Samples of what the stores keep, least common first (deflate prefers the nearest of
-# equal matches, and the dictionary's end is nearest): a tier change, a return, an
-# order's recorded result, a points event, then an order and its evaluation (in the
-# order record and again in its order.recorded event).
+# equal matches, and the dictionary's end is nearest): an enrolment's result (its key's
+# record), a tier change, a return, an order's recorded result, a points event, then an
+# order and its evaluation (in the order record and again in its order.recorded event).
 _SAMPLES = (
+    '{"__type__":"Member","attributes":{"__map__":{}},"enrolled_at":{"__dt__":'
+    '"1997-01-01T17:00:00+00:00"},"member_id":"","program_id":""}',
     '{"from":"member","to":"silver","direction":"up","reason":"qualified","note":"",'
     '"changed_at":"1997-01-01T17:00:00+00:00","metric":"points","qualifying":363,'
     '"threshold":200,"protected_until":"1999-01-01T05:00:00+00:00",'
@@ -62,13 +64,20 @@ _SAMPLES = (
 _DICTIONARY = "".join(_SAMPLES).encode()
 
 
+#: a deflater and an inflater primed with the dictionary: each value is packed by a copy
+#: of one (the same bytes as a fresh one given the dictionary, without hashing the
+#: dictionary in again: most of a short value's cost). ``copy`` holds the object's lock.
+_DEFLATE = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEM_LEVEL,
+                            zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+_INFLATE = zlib.decompressobj(-_WBITS, _DICTIONARY)
+
+
 def pack(text: str) -> bytes | str:
     """``text`` deflated against the dictionary, or ``text`` itself where that is not
     shorter; :func:`unpack` gives ``text`` back."""
     if len(text) < _SHORTEST:
         return text
-    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEM_LEVEL,
-                               zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+    deflate = _DEFLATE.copy()
     packed = deflate.compress(text.encode()) + deflate.flush()
     return packed if len(packed) < len(text) else text
 
@@ -77,5 +86,40 @@ def unpack(packed: bytes | str) -> str:
     """The text :func:`pack` was given."""
     if isinstance(packed, str):
         return packed
-    inflate = zlib.decompressobj(-_WBITS, _DICTIONARY)
+    inflate = _INFLATE.copy()
     return (inflate.decompress(packed) + inflate.flush()).decode()
+
+
+class Deflated(bytes):
+    """A text deflated by :func:`pack_text`, shown as that text (a stored row's ``repr``
+    reads as the SQL backend's: what it names can be searched for)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(unpack(self))
+
+
+def pack_text(text: str) -> Deflated | str:
+    """:func:`pack`, shown as ``text`` (:class:`Deflated`): for a text kept in a field
+    that says ``str``, an idempotency record's result."""
+    packed = pack(text)
+    return packed if isinstance(packed, str) else Deflated(packed)
+
+
+def pack_digest(digest: str | None) -> bytes | str | None:
+    """A hex digest (a request's fingerprint: 64 characters, 113 bytes as a ``str``) as
+    its bytes (32, 65 as ``bytes``); a text that is no lowercase hex is kept as it is.
+    :func:`unpack_digest` gives ``digest`` back."""
+    if digest is None or len(digest) % 2:
+        return digest
+    try:
+        packed = bytes.fromhex(digest)
+    except ValueError:
+        return digest
+    return packed if packed.hex() == digest else digest
+
+
+def unpack_digest(packed: bytes | str | None) -> str | None:
+    """The digest :func:`pack_digest` was given."""
+    return packed.hex() if isinstance(packed, bytes) else packed

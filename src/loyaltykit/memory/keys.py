@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import cast
 
 import attrs
 
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._model import IdempotencyRecord, ProgramVersion
 from loyaltykit._privacy import json_spellings
+from loyaltykit.memory.compact import pack_digest, pack_text, unpack, unpack_digest
 from loyaltykit.memory.tables import JSONText, Tables, UndoLog, version_copy, version_stored
 
 __all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
@@ -17,7 +19,23 @@ __all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
 
 class KeyTables:
     def __init__(self) -> None:
+        # as :func:`_kept` keeps them (read through :func:`_read`)
         self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+
+
+def _kept(record: IdempotencyRecord) -> IdempotencyRecord:
+    """``record`` as the store keeps it: its fingerprint as the digest's bytes and its
+    result deflated (:mod:`.compact`; ``bytes`` where the fields say ``str``: 140 bytes
+    of an enrolment's 360, its key and fingerprint among them)."""
+    return attrs.evolve(record, fingerprint=cast(str, pack_digest(record.fingerprint)),
+                        result=cast(str, pack_text(record.result)))
+
+
+def _read(record: IdempotencyRecord) -> IdempotencyRecord:
+    """The record :func:`_kept` was given."""
+    return attrs.evolve(
+        record, fingerprint=cast(str, unpack_digest(cast("bytes | str", record.fingerprint))),
+        result=unpack(cast("bytes | str", record.result)))
 
 
 class ProgramTables:
@@ -41,7 +59,8 @@ class MemoryKeyStore:
         self._t = tables.of(KeyTables)
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        return self._t.keys.get((self._uow.program_id, key))
+        found = self._t.keys.get((self._uow.program_id, key))
+        return None if found is None else _read(found)
 
     def erase(self, member_id: str) -> None:
         program_id = self._uow.program_id
@@ -53,15 +72,16 @@ class MemoryKeyStore:
         program_id = self._uow.program_id
         spellings = json_spellings(old, new)
         for key in keys:
-            record = self._t.keys.get((program_id, key))
-            if record is None or record.result is None:
+            kept = self._t.keys.get((program_id, key))
+            if kept is None:
                 continue
+            record = _read(kept)
             result = record.result
             for before, after in spellings:
                 result = result.replace(before, after)
             if result != record.result:
                 self._uow.put(self._t.keys, (program_id, key),
-                              attrs.evolve(record, result=result))
+                              _kept(attrs.evolve(record, result=result)))
 
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
         program_id = self._uow.program_id
@@ -69,7 +89,7 @@ class MemoryKeyStore:
             if (program_id, record.key) in self._t.keys:
                 raise DuplicateKey("idempotency key already used", key=record.key)
         for record in records:
-            self._uow.put(self._t.keys, (program_id, record.key), record)
+            self._uow.put(self._t.keys, (program_id, record.key), _kept(record))
 
 
 class MemoryProgramStore:

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -27,7 +28,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
 from loyaltykit.storage.ledger_due import DueChanges
 
@@ -58,14 +59,40 @@ _POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
 _MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
 
 
-def _shared(tx: Transaction) -> Transaction:
-    """``tx`` with the kept copy of its postings."""
+def _kept(tx: Transaction) -> Transaction:
+    """``tx`` as the store keeps it: with the kept copy of its postings, and its
+    metadata, if any, as JSON text (as the SQL backend's JSON column keeps it: an
+    order's ``{"order_id": ...}`` in ~60 bytes where its dict and string took ~240).
+    Read back through :func:`_read`."""
     shared = _POSTINGS.get(tx.postings)
     if shared is None:
         if len(_POSTINGS) >= _MOST_POSTINGS:
             _POSTINGS.clear()
         shared = _POSTINGS[tx.postings] = tx.postings
-    return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
+    if not tx.metadata:  # kept as it is, and read without a copy (as before)
+        return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
+    return attrs.evolve(tx, postings=shared,
+                        metadata=JSONText.of(tx.metadata, deflate=False))
+
+
+#: a transaction's slots but its metadata, each read and set without attrs' frozen check
+_TX_SLOTS = tuple(getattr(Transaction, f.name) for f in attrs.fields(Transaction)
+                  if f.name != "metadata")
+_TX_METADATA: Any = Transaction.__dict__["metadata"]
+
+
+def _read(tx: Transaction) -> Transaction:
+    """A stored transaction as a reader gets it: its metadata a fresh dict, as the SQL
+    backend's JSON column reads back. A copy of the row as it is, like a SQL read (no
+    check of its postings' sum: an invariants check must see a broken row, not stop)."""
+    metadata = tx.metadata
+    if not isinstance(metadata, JSONText):  # none: the row itself, as it always was
+        return tx
+    read = object.__new__(Transaction)
+    for slot in _TX_SLOTS:
+        slot.__set__(read, slot.__get__(tx))
+    _TX_METADATA.__set__(read, metadata.value())
+    return read
 
 
 class DueAccounts(IndexedTable[tuple[str, str, str], AccountState]):
@@ -96,9 +123,9 @@ class LedgerTables:
         self.lots: IndexedTable[uuid.UUID, Lot] = IndexedTable(_expiring_key)
         # open lots only (points left, or pending), so reads and spends of a member with
         # a long history do not walk every lot it ever had
-        self.member_lots: dict[tuple[str, str, str], set[uuid.UUID]] = {}
+        self.member_lots: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}
         self.holds: dict[uuid.UUID, Hold] = {}
-        self.member_holds: dict[tuple[str, str, str], set[uuid.UUID]] = {}  # open only
+        self.member_holds: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}  # open only
         self.transactions: dict[uuid.UUID, Transaction] = {}
         self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}
@@ -110,6 +137,7 @@ class MemoryLedgerStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(LedgerTables)
+        self._keys = tables.of(MemberKeys)
         self._programs = MemoryProgramStore(uow, tables)  # load_member's version in force
 
     def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
@@ -185,7 +213,7 @@ class MemoryLedgerStore:
 
     def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
         tx = self._t.transactions.get(transaction_id)
-        return tx if tx is not None and tx.program_id == self._uow.program_id else None
+        return _read(tx) if tx is not None and tx.program_id == self._uow.program_id else None
 
     def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
         return self._t.reversals.get(transaction_id)
@@ -316,7 +344,7 @@ class MemoryLedgerStore:
         )
         if before is not None:
             txs = [tx for tx in txs if (tx.occurred_at, tx.id) < before]
-        page = txs[:limit]
+        page = [_read(tx) for tx in txs[:limit]]
         if not page:
             return [], 0
         total = sum(
@@ -346,8 +374,8 @@ class MemoryLedgerStore:
                     keys.add(tx.idempotency_key)
                 other = t.transactions.get(uuid.UUID(str(tx.metadata["counterpart_id"])))
                 if other is not None and "counterpart_member_id" in other.metadata:
-                    self._uow.put(t.transactions, other.id, attrs.evolve(
-                        other, metadata={**other.metadata, "counterpart_member_id": name}))
+                    self._uow.put(t.transactions, other.id, _kept(attrs.evolve(
+                        other, metadata={**other.metadata, "counterpart_member_id": name})))
         return sorted(keys)
 
     def write(self, changes: LedgerChanges) -> None:
@@ -367,21 +395,22 @@ class MemoryLedgerStore:
                                        transaction_id=str(tx.reverses_id))
                 seen_reversed.add(tx.reverses_id)
         for member in changes.members:
-            uow.put(t.members, (program_id, member.member_id), member)
+            uow.put(t.members, self._keys.shared((program_id, member.member_id)), member)
         for (member_id, wallet), state in changes.accounts.items():
-            uow.put(t.accounts, self._mk(wallet, member_id), state)
+            uow.put(t.accounts, self._keys.shared(self._mk(wallet, member_id)), state)
         for tx in changes.transactions:
-            uow.put(t.transactions, tx.id, _shared(tx))
-            uow.append(t.member_transactions, self._mk(tx.wallet, tx.member_id), tx.id)
+            uow.put(t.transactions, tx.id, _kept(tx))
+            uow.append(t.member_transactions,
+                       self._keys.shared(self._mk(tx.wallet, tx.member_id)), tx.id)
             if tx.reverses_id is not None:
                 uow.put(t.reversals, tx.reverses_id, tx.id)
         for lot_id, lot in changes.lots.items():
             uow.put(t.lots, lot_id, lot)
-            key = self._mk(lot.wallet, lot.member_id)
+            key = self._keys.shared(self._mk(lot.wallet, lot.member_id))
             uow.track(t.member_lots, key, lot_id, lot.remaining > 0 or lot.pending)
         for hold_id, hold in changes.holds.items():
             uow.put(t.holds, hold_id, hold)
-            key = self._mk(hold.wallet, hold.member_id)
+            key = self._keys.shared(self._mk(hold.wallet, hold.member_id))
             uow.track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)
 
     def write_due(self, changes: DueChanges) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from loyaltykit._errors import DuplicateKey
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import MemberKeys, Tables, UndoLog
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
 
 __all__ = ["MemberKeyTables", "MemoryMemberKeyStore"]
@@ -24,6 +24,7 @@ class MemoryMemberKeyStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(MemberKeyTables)
+        self._keys = tables.of(MemberKeys)
 
     def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         program_id, keys = self._uow.program_id, self._t.keys
@@ -49,7 +50,7 @@ class MemoryMemberKeyStore:
             seen.add(k)
         for member_id, key in changes.added.items():
             uow.put(t.keys, (program_id, member_id), key)
-            uow.put(t.ids, (program_id, key), member_id)
+            uow.put(t.ids, self._keys.shared((program_id, key)), member_id)
         for erasure in changes.erasures:
             shop_id = t.ids.get((program_id, erasure.member_key))
             if shop_id is not None:

@@ -10,7 +10,15 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import Tables, UndoLog, order_copy, order_stored, plain
+from loyaltykit.memory.tables import (
+    KeptSet,
+    MemberKeys,
+    Tables,
+    UndoLog,
+    order_copy,
+    order_stored,
+    plain,
+)
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -19,12 +27,13 @@ __all__ = ["MemoryOrderStore", "OrderTables"]
 class OrderTables:
     def __init__(self) -> None:
         self.orders: dict[tuple[str, str], OrderRecord] = {}
-        # (program_id, member_id) -> ids of the member's orders that are not cancelled
-        self.member_orders: dict[tuple[str, str], set[str]] = {}
+        # (program_id, member_id) -> how many of the member's orders are not cancelled (a
+        # count, not their ids: nothing reads which they are)
+        self.member_orders: dict[tuple[str, str], int] = {}
         # (program_id, member_id) -> ids of all the member's orders, whatever their status
-        self.member_all_orders: dict[tuple[str, str], set[str]] = {}
+        self.member_all_orders: dict[tuple[str, str], KeptSet[str]] = {}
         self.usage: dict[tuple[str, str, str], RuleUsage] = {}  # (program, source, rule)
-        self.member_usage: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        self.member_usage: dict[tuple[str, str], KeptSet[tuple[str, str, str]]] = {}
 
 
 class MemoryOrderStore:
@@ -33,6 +42,7 @@ class MemoryOrderStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(OrderTables)
+        self._keys = tables.of(MemberKeys)
 
     def get_order(self, order_id: str) -> OrderRecord | None:
         order = self._t.orders.get((self._uow.program_id, order_id))
@@ -44,7 +54,7 @@ class MemoryOrderStore:
                 if (o := orders.get((program_id, i))) is not None]
 
     def count_orders(self, member_id: str) -> int:
-        return len(self._t.member_orders.get((self._uow.program_id, member_id), ()))
+        return self._t.member_orders.get((self._uow.program_id, member_id), 0)
 
     def load_orders(self, member_id: str) -> list[OrderRecord]:
         program_id = self._uow.program_id
@@ -108,10 +118,16 @@ class MemoryOrderStore:
                 # an update changes what may change after recording, nothing else
                 order = attrs.evolve(t.orders[order_key], **{
                     name: getattr(order, name) for name in OrderRecord.CHANGING})
+            before = t.orders.get(order_key)
+            counted = (order.status is not OrderStatus.CANCELLED) - (
+                before is not None and before.status is not OrderStatus.CANCELLED)
             uow.put(t.orders, order_key, order)
-            uow.track(t.member_orders, (order.program_id, order.member_id), order_id,
-                       order.status is not OrderStatus.CANCELLED)
-            uow.track(t.member_all_orders, (order.program_id, order.member_id), order_id,
+            if counted:
+                member_key = self._keys.shared((order.program_id, order.member_id))
+                uow.put(t.member_orders, member_key,
+                        t.member_orders.get(member_key, 0) + counted)
+            uow.track(t.member_all_orders,
+                      self._keys.shared((order.program_id, order.member_id)), order_id,
                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
@@ -119,7 +135,8 @@ class MemoryOrderStore:
             if old is not None and old.member_id != usage.member_id:
                 uow.track(t.member_usage, (old.program_id, old.member_id), usage_key, False)
             uow.put(t.usage, usage_key, usage)
-            uow.track(t.member_usage, (usage.program_id, usage.member_id), usage_key, True)
+            uow.track(t.member_usage, self._keys.shared((usage.program_id, usage.member_id)),
+                      usage_key, True)
 
 
 def _without_member(evaluation: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -9,26 +9,41 @@ import uuid
 from typing import NamedTuple
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
-from loyaltykit.memory.tables import JSONText, Tables, UndoLog, plain
+from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
 __all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
 
 
 class KeptEvent(NamedTuple):
-    """An event as the outbox keeps it (one tuple: its id as an int, its payload as
-    compact JSON text; the position is its key's seq)."""
+    """An event as the outbox keeps it: one tuple, its id and payload in one bytes
+    object (the id's 16 bytes, then the payload's packed JSON text: where an int id and
+    a JSONText took two objects); the position is its key's seq."""
 
-    id: int
     type: str
     version: int
     member_id: str
     occurred_at: dt.datetime
     recorded_at: dt.datetime
-    payload: JSONText
+    body: bytes
 
-    def __repr__(self) -> str:  # the id as the event's UUID, as a SQL row shows it
-        return repr((uuid.UUID(int=self.id), *self[1:]))
+    @classmethod
+    def of(cls, id_: uuid.UUID, type_: str, version: int, member_id: str,
+           occurred_at: dt.datetime, recorded_at: dt.datetime,
+           payload: JSONText) -> KeptEvent:
+        return cls(type_, version, member_id, occurred_at, recorded_at,
+                   id_.bytes + bytes(payload))
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.UUID(bytes=self.body[:16])
+
+    @property
+    def payload(self) -> JSONText:
+        return JSONText.packed(self.body[16:])
+
+    def __repr__(self) -> str:  # as a SQL row shows it: its id, then its columns
+        return repr((self.id, *self[:5], self.payload))
 
 
 class OutboxTables:
@@ -49,7 +64,7 @@ class OutboxTables:
 
 def _read(kept: KeptEvent, seq: int) -> OutboxEvent:
     """A fresh event of what is kept (its payload as SQL reads its JSON column)."""
-    return OutboxEvent(id=uuid.UUID(int=kept.id), type=kept.type, version=kept.version,
+    return OutboxEvent(id=kept.id, type=kept.type, version=kept.version,
                        member_id=kept.member_id, occurred_at=kept.occurred_at,
                        recorded_at=kept.recorded_at, payload=kept.payload.value(),
                        position=EventPosition(0, seq))
@@ -61,6 +76,7 @@ class MemoryOutboxStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(OutboxTables)
+        self._keys = tables.of(MemberKeys)
 
     def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
         program_id = self._uow.program_id
@@ -142,8 +158,8 @@ class MemoryOutboxStore:
             event = events[seq]
             payload = plain(event.payload)
             if payload.get("attributes"):
-                self._uow.put(events, seq, event._replace(
-                    payload=JSONText.of({**payload, "attributes": {}})))
+                self._uow.put(events, seq, KeptEvent.of(
+                    event.id, *event[:5], JSONText.of({**payload, "attributes": {}})))
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
@@ -156,12 +172,11 @@ class MemoryOutboxStore:
             seq += 1
             assert events is not None
             uow.put(events, seq, _stored(new))
-            uow.append(t.by_member, (program_id, new.member_id), seq)
+            uow.append(t.by_member, self._keys.shared((program_id, new.member_id)), seq)
             uow.append(t.order, program_id, seq)
         uow.put(t.last, program_id, seq)
 
 
 def _stored(new: NewEvent) -> KeptEvent:
-    return KeptEvent(id=new.id.int, type=new.type, version=new.version,
-                     member_id=new.member_id, occurred_at=new.occurred_at,
-                     recorded_at=new.recorded_at, payload=JSONText.of(new.payload))
+    return KeptEvent.of(new.id, new.type, new.version, new.member_id, new.occurred_at,
+                        new.recorded_at, JSONText.of(new.payload))

@@ -9,7 +9,7 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._referrals import Referral, ReferralCode, ReferralMark, ReferralStatus
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, Tables, UndoLog
 from loyaltykit.storage.referrals import ReferralChanges
 
 __all__ = ["MemoryReferralStore", "ReferralTables"]
@@ -18,13 +18,13 @@ __all__ = ["MemoryReferralStore", "ReferralTables"]
 class ReferralTables:
     def __init__(self) -> None:
         self.codes: dict[tuple[str, str], ReferralCode] = {}
-        self.member_codes: dict[tuple[str, str], set[str]] = {}
+        self.member_codes: dict[tuple[str, str], KeptSet[str]] = {}
         # program_id -> how many codes it has issued (reserve_codes keeps it)
         self.code_counts: dict[str, int] = {}
         self.referrals: dict[tuple[str, str], Referral] = {}
         # (program_id, referrer_id) -> referee ids
-        self.referees: dict[tuple[str, str], set[str]] = {}
-        self.marks: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.referees: dict[tuple[str, str], KeptSet[str]] = {}
+        self.marks: dict[tuple[str, str], KeptSet[tuple[str, str]]] = {}
 
 
 class MemoryReferralStore:

@@ -8,7 +8,7 @@ import uuid
 from loyaltykit._errors import DuplicateKey, SerializationFailure, StorageError
 from loyaltykit._rewards import Voucher, VoucherStatus
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, Tables, UndoLog
 from loyaltykit.storage.rewards import RewardChanges
 
 __all__ = ["MemoryRewardStore", "RewardTables"]
@@ -30,7 +30,7 @@ class RewardTables:
         # (program_id, code) -> voucher id: the unique rule on codes
         self.codes: dict[tuple[str, str], uuid.UUID] = {}
         # (program_id, member_id) -> voucher ids
-        self.member_vouchers: dict[tuple[str, str], set[uuid.UUID]] = {}
+        self.member_vouchers: dict[tuple[str, str], KeptSet[uuid.UUID]] = {}
         # (program_id, reward_id) -> (held, redeemed)
         self.counters: dict[tuple[str, str], tuple[int, int]] = {}
 

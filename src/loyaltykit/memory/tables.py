@@ -10,18 +10,25 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
 from loyaltykit._errors import StorageError
 from loyaltykit._model import OrderRecord, ProgramVersion
-from loyaltykit.memory.compact import pack, unpack
+from loyaltykit.memory.compact import pack, pack_digest, pack_text, unpack, unpack_digest
 
-__all__ = ["JSONText", "Tables", "UndoLog", "json_copy", "order_copy", "order_stored",
-           "plain", "version_copy", "version_stored"]
+__all__ = ["JSONText", "KeptSet", "MemberKeys", "SMALL_SET", "Tables", "UndoLog", "json_copy",
+           "order_copy", "order_stored", "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=tuple[str, ...])
+
+#: An index's items of one key (:meth:`UndoLog.track`): a list while small, then a set.
+KeptSet = list[T] | set[T]
+#: The most items an index keeps in a list (looked through on each write) before a set.
+SMALL_SET = 16
 
 
 class UndoLog(Protocol):
@@ -39,8 +46,10 @@ class UndoLog(Protocol):
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""
 
-    def track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
-        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+    def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
+              is_open: bool) -> None:
+        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): see
+        :meth:`~loyaltykit.memory.MemoryUnitOfWork.track`."""
 
 
 class Tables:
@@ -55,6 +64,9 @@ class Tables:
     def of(self, kind: type[T]) -> T:
         """Return the tables of ``kind`` (a class built without arguments), created
         empty on first use."""
+        found = self._by_kind.get(kind)  # created already (every unit of work but the
+        if found is not None:  # first): no lock (a dict read is atomic)
+            return cast(T, found)
         with self._lock:
             found = self._by_kind.get(kind)
             if found is None:
@@ -62,7 +74,28 @@ class Tables:
             return cast(T, found)
 
 
-class JSONText(Mapping[str, Any]):
+class MemberKeys:
+    """The keys of a member's rows, ``(program, member)`` and ``(program, wallet,
+    member)``, each one tuple shared by every table keyed by it (members, tier states,
+    orders, buckets, events...), where each table kept a tuple of its own (56 bytes a
+    member a table). A store passes the key of a row it adds through :meth:`shared`;
+    reads look up with any equal tuple. Kept for the storage's lifetime (a key whose
+    rows are gone costs its entry here)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def shared(self, key: K) -> K:
+        """The one tuple equal to ``key``."""
+        return cast(K, self._keys.setdefault(key, key))
+
+
+#: what ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes, without
+#: building an encoder per call (most of the call's time for a small value)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class JSONText(bytes, Mapping[str, Any]):
     """A JSON object kept as its compact text, as a SQL backend's JSON column keeps it.
 
     Stored once per record (the text deflated: tens of bytes, where the dicts it stands
@@ -70,55 +103,84 @@ class JSONText(Mapping[str, Any]):
     copying; :meth:`value` gives a fresh dict exactly as the SQL backend's column reads
     back (tuples come back as lists, keys as strings). The Mapping methods decode the
     text on every call: for the stores' rare own reads, not for hot paths.
+
+    It is its packed bytes (one object, where a wrapper and its bytes took two): a
+    first byte of 1, then the text deflated (:mod:`loyaltykit.memory.compact`), or 0,
+    then the text as UTF-8 (a text too short to gain). Only its Mapping face is meant
+    for use: the bytes' own methods it does not override are not.
     """
 
-    __slots__ = ("_packed",)
+    __slots__ = ()
 
-    def __init__(self, text: str) -> None:
-        self._packed = pack(text)  # deflated (:mod:`loyaltykit.memory.compact`)
+    def __new__(cls, text: str, *, deflate: bool = True) -> JSONText:
+        packed = pack(text) if deflate else text
+        if isinstance(packed, str):
+            return bytes.__new__(cls, b"\x00" + packed.encode())
+        return bytes.__new__(cls, b"\x01" + packed)
+
+    @classmethod
+    def packed(cls, data: bytes) -> JSONText:
+        """The JSON text whose packed bytes are ``data`` (``bytes(text)`` of one)."""
+        return bytes.__new__(cls, data)
 
     @property
     def text(self) -> str:
         """The compact JSON text."""
-        return unpack(self._packed)
+        data = memoryview(self)
+        if data[0] == 0:
+            return bytes(data[1:]).decode()
+        return unpack(bytes(data[1:]))
 
     @classmethod
-    def of(cls, value: Mapping[str, Any]) -> JSONText:
-        """``value`` as JSON text; :class:`~loyaltykit.StorageError` if it is no JSON."""
+    def of(cls, value: Mapping[str, Any], *, deflate: bool = True) -> JSONText:
+        """``value`` as JSON text; :class:`~loyaltykit.StorageError` if it is no JSON.
+        ``deflate=False``: kept as UTF-8 (a short value of ids, which deflate would not
+        shrink, without the cost of trying)."""
         if isinstance(value, JSONText):
             return value
         try:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            text = _ENCODER.encode(value)
         except (TypeError, ValueError) as exc:
             raise StorageError("a value is not JSON", detail=str(exc)) from exc
         if text == "{}":
             return _EMPTY
-        return cls(text)
+        return cls(text, deflate=deflate)
 
     def value(self) -> dict[str, Any]:
         """A fresh dict of the text (the caller may change it)."""
         found: dict[str, Any] = json.loads(self.text)
         return found
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> Any:  # type: ignore[override]
         return self.value()[key]
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
         return iter(self.value())
 
     def __len__(self) -> int:
         return len(self.value())
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.value()
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JSONText):
-            return self._packed == other._packed
+            return bytes.__eq__(self, other)
         return Mapping.__eq__(self, other)
 
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
     def __hash__(self) -> int:
-        return hash(self._packed)
+        return bytes.__hash__(self)
 
     def __repr__(self) -> str:
         return f"JSONText({self.text!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[type[JSONText], tuple[str]]:  # copies and pickles
+        return JSONText, (self.text,)
 
 
 _EMPTY = JSONText("{}")
@@ -145,21 +207,35 @@ def version_stored(version: ProgramVersion) -> ProgramVersion:
     return attrs.evolve(version, definition=JSONText.of(version.definition))
 
 
+#: a stored order's ``refunded`` while no return gave points back (most orders): one
+#: immutable mapping shared by them all, where each kept an empty dict of its own
+_NO_REFUNDS: Mapping[Any, int] = MappingProxyType({})
+
+
 def order_copy(order: OrderRecord) -> OrderRecord:
-    """``order`` with its JSON fields as the SQL backend gives them back."""
+    """The stored ``order`` (:func:`order_stored`) as the SQL backend gives it back: its
+    JSON fields fresh, its fingerprint and result as text."""
     return attrs.evolve(
         order, order=json_copy(order.order), returned=json_copy(order.returned),
         evaluation=json_copy(order.evaluation),
         recorded_evaluation=None if order.recorded_evaluation is None
         else json_copy(order.recorded_evaluation),
-        payments=tuple(order.payments), refunded=dict(order.refunded))
+        payments=tuple(order.payments), refunded=dict(order.refunded),
+        fingerprint=unpack_digest(cast("bytes | str | None", order.fingerprint)),
+        result=None if order.result is None else unpack(cast("bytes | str", order.result)))
 
 
 def order_stored(order: OrderRecord) -> OrderRecord:
-    """``order`` as the store keeps it: its JSON fields as JSON text (checked)."""
+    """``order`` as the store keeps it: its JSON fields as JSON text (checked), its
+    fingerprint as the digest's bytes and its result deflated (:mod:`.compact`: both
+    ``bytes`` where the fields say ``str``, which only :func:`order_copy`, every read's
+    way out, turns back), no refunds as one shared empty mapping."""
     return attrs.evolve(
         order, order=JSONText.of(order.order), returned=JSONText.of(order.returned),
         evaluation=JSONText.of(order.evaluation),
         recorded_evaluation=None if order.recorded_evaluation is None
         else JSONText.of(order.recorded_evaluation),
-        payments=tuple(order.payments), refunded=dict(order.refunded))
+        payments=tuple(order.payments),
+        refunded=dict(order.refunded) if order.refunded else _NO_REFUNDS,
+        fingerprint=cast("str | None", pack_digest(order.fingerprint)),
+        result=None if order.result is None else cast(str, pack_text(order.result)))

@@ -19,7 +19,7 @@ from loyaltykit._tiers import (
     would_be,
 )
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.tiers import TierChanges
 
 __all__ = ["MemoryTierStore", "TierTables"]
@@ -45,7 +45,7 @@ class TierTables:
         self.tier_states: IndexedTable[tuple[str, str], TierState] = IndexedTable(_due_key)
         # (program_id, member_id, period_start) -> metric units
         self.tier_buckets: dict[tuple[str, str, dt.datetime], int] = {}
-        self.member_buckets: dict[tuple[str, str], set[dt.datetime]] = {}
+        self.member_buckets: dict[tuple[str, str], KeptSet[dt.datetime]] = {}
         self.tier_history: dict[tuple[str, str], list[TierChange]] = {}
         # (program_id, member_id, evaluation instant) -> notice; indexed by (program,
         # evaluation instant, member) for the notices' due work
@@ -59,6 +59,7 @@ class MemoryTierStore:
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(TierTables)
+        self._keys = tables.of(MemberKeys)
 
     def get_tier_state(self, member_id: str) -> TierState | None:
         return self._t.tier_states.get((self._uow.program_id, member_id))
@@ -190,7 +191,7 @@ class MemoryTierStore:
             if (program_id, member_id) in t.tier_states:
                 raise DuplicateKey("tier state already kept", member_id=member_id)
         for member_id, tier_state in changes.tier_states.items():
-            key = (program_id, member_id)
+            key = self._keys.shared((program_id, member_id))
             old_state = t.tier_states.get(key)
             version = 0 if old_state is None else old_state.version + 1
             uow.put(t.tier_states, key, attrs.evolve(
@@ -198,6 +199,8 @@ class MemoryTierStore:
         for (member_id, period), amount in changes.tier_buckets.items():
             bucket = (program_id, member_id, period)
             uow.put(t.tier_buckets, bucket, t.tier_buckets.get(bucket, 0) + amount)
-            uow.track(t.member_buckets, (program_id, member_id), period, True)
+            uow.track(t.member_buckets, self._keys.shared((program_id, member_id)), period,
+                      True)
         for change in changes.tier_history:
-            uow.append(t.tier_history, (program_id, change.member_id), change)
+            uow.append(t.tier_history, self._keys.shared((program_id, change.member_id)),
+                       change)

@@ -19,7 +19,7 @@ from loyaltykit.memory.outbox import MemoryOutboxStore
 from loyaltykit.memory.referrals import MemoryReferralStore
 from loyaltykit.memory.reports import MemoryReportStore
 from loyaltykit.memory.rewards import MemoryRewardStore
-from loyaltykit.memory.tables import Tables
+from loyaltykit.memory.tables import SMALL_SET, KeptSet, Tables
 from loyaltykit.memory.tiers import MemoryTierStore
 
 if TYPE_CHECKING:
@@ -150,20 +150,37 @@ class MemoryUnitOfWork:
         items.append(value)
         self._undo.append(items.pop)
 
-    def track(self, index: dict[Any, set[Any]], key: Any, item: Any, is_open: bool) -> None:
-        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged)."""
+    def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
+              is_open: bool) -> None:
+        """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): a list
+        while it holds at most :data:`~loyaltykit.memory.tables.SMALL_SET` items (a few
+        machine words each, where a set takes a hash table per key), a set from then on;
+        no entry until the first item."""
         self._writing()
         members = index.get(key)
         if members is None:
-            members = set()
-            self.put(index, key, members)
-        if is_open and item not in members:
-            members.add(item)
-            self._undo.append(lambda: members.discard(item))
-        elif not is_open and item in members:
-            members.discard(item)
-            self._undo.append(lambda: members.add(item))
-
+            if is_open:
+                self.put(index, key, [item])
+            return
+        if is_open:
+            if item in members:
+                return
+            if isinstance(members, set):
+                members.add(item)
+                self._undo.append(lambda: members.discard(item))
+            elif len(members) < SMALL_SET:
+                members.append(item)
+                self._undo.append(members.pop)
+            else:  # grown: a set from now on (the put restores the list)
+                self.put(index, key, {*members, item})
+        elif item in members:
+            if isinstance(members, set):
+                members.discard(item)
+                self._undo.append(lambda: members.add(item))
+            else:
+                at = members.index(item)
+                del members[at]
+                self._undo.append(lambda: members.insert(at, item))
 
 if TYPE_CHECKING:
     def _conforms(u: MemoryUnitOfWork, s: MemoryStorage) -> tuple[UnitOfWork, ReadingStorage]:
