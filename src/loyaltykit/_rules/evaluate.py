@@ -29,6 +29,7 @@ from loyaltykit._rules.enums import (
 from loyaltykit._rules.facts import (
     Facts,
     MemberContext,
+    order_facts,
 )
 from loyaltykit._rules.fastpath import OrderSteps, evaluate_first, supports
 from loyaltykit._rules.fields import (
@@ -483,22 +484,19 @@ def first_evaluation(
     try:
         before = _stamp_counts(stamps) if stamps is not None else {}
         context = {"member": member.snapshot(), "stamps_before": before}
-        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
-                      order.attributes, None, order.channel, order.store)
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         paid = _check_money_paid(order, money_paid) if money_paid is not None else None
         steps = plan.order_steps
         if steps is None:
             steps = plan.order_steps = (OrderSteps(policy, plan.order_rules)
                                         if supports(plan.order_rules) else False)
-        if fast and steps:
+        if fast and steps:  # (no Facts: the fast path reads the order and the member)
             return evaluate_first(
-                steps, policy, facts,
-                lambda: Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}",
-                            None),
+                steps, policy, order, member, zone, usage,
                 # (no rows: a tuple or list of none; another Sequence is read when needed)
                 (type(usage) is tuple or type(usage) is list) and not usage,
                 order.lines, shipping, before, version, context, paid)
+        facts = order_facts(order, member, zone)
         run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", None)
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=None,

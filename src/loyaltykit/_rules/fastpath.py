@@ -33,13 +33,15 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._calendar import Zone
 from loyaltykit._errors import InvalidOrder
-from loyaltykit._orders import OrderLine, line_net
+from loyaltykit._model import RuleUsage
+from loyaltykit._orders import Order, OrderLine, line_net
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
-from loyaltykit._rules.facts import Facts
+from loyaltykit._rules.facts import MemberContext
 from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO
-from loyaltykit._rules.limits import NO_LINE, NOTHING, Run, not_applied
+from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import Evaluation, RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
@@ -181,8 +183,10 @@ _exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
 def evaluate_first(
     plan: OrderSteps,
     policy: EarningPolicy,
-    facts: Facts,
-    make_run: Callable[[], Run],
+    order: Order,
+    member: MemberContext,
+    zone: Zone,
+    usage: Sequence[RuleUsage],
     unused: bool,
     lines: tuple[OrderLine, ...],
     shipping: Decimal,
@@ -192,13 +196,15 @@ def evaluate_first(
     money_paid: list[Decimal] | None,
 ) -> Evaluation:
     """The first evaluation of an order (no ``previous``), as the general evaluator
-    gives it; runs in the evaluator's decimal context. ``make_run`` builds the usage
-    state when a cap or a stamp card first needs it; ``unused`` is true when there are
-    no usage rows."""
+    gives it; runs in the evaluator's decimal context. The usage state is built from
+    ``usage`` when a cap or a stamp card first needs it; ``unused`` is true when there
+    are no usage rows. No Facts is built unless a condition needs one (the loop reads
+    the member and the order as they are)."""
     n = len(lines)
-    currency = facts.currency
+    currency = order.currency
     if not n:
-        return Evaluation(0, ZERO, facts.net, currency, plan.nothing, (), version, context)
+        return Evaluation(0, ZERO, order.net_goods, currency, plan.nothing, (), version,
+                          context)
     nets = list(map(line_net, lines)) if money_paid is None else money_paid
     picks: dict[int, list[int]] = {}
     if plan.matching:
@@ -212,8 +218,9 @@ def evaluate_first(
                     picks[k] = [i]
                 else:
                     got.append(i)
-    outcomes, applied, rewards = plan.price(facts, make_run, unused, lines, shipping,
-                                            stamps_before, nets, money_paid is None, picks, n)
+    outcomes, applied, rewards = plan.price(order, member, zone, usage, unused, lines,
+                                            shipping, stamps_before, nets,
+                                            money_paid is None, picks, n)
     # the exact sum (see the general evaluator): the rules that did not apply add 0
     unrounded = _exact_sum(applied)
     result = int(plan.rounder.to_integral_value(unrounded))
@@ -228,7 +235,7 @@ def evaluate_first(
             f"carry ({MAX_POINTS})", field="points", value=result, max_points=MAX_POINTS)
     evaluation = _new(Evaluation)
     evaluation.__dict__.update({
-        "points": result, "unrounded": unrounded, "net": facts.net, "currency": currency,
+        "points": result, "unrounded": unrounded, "net": order.net_goods, "currency": currency,
         "outcomes": tuple(outcomes), "rewards": tuple(rewards), "version": version,
         "context": context})
     return evaluation
