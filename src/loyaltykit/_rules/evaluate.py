@@ -37,6 +37,7 @@ from loyaltykit._rules.fields import (
     EXACT,
     ONE,
     ZERO,
+    ZONES,
     num_text,
     points_text,
     program_zone,
@@ -452,8 +453,8 @@ def evaluate_order(
         raise InvalidInput("previous must be an Evaluation or None", field="previous",
                            value=shown(previous))
     if previous is None:
-        return first_evaluation(policy, time_zone, order, member, usage=usage,
-                                version=version, stamps=stamps, money_paid=money_paid)
+        return first_evaluation(policy, time_zone, order, member, usage, version, stamps,
+                                money_paid)  # (positional: a quicker call)
     # a re-evaluation reads no usage rows (Run ignores them beside previous outcomes):
     # it is reevaluate_order with no card settled over kept stamps
     return reevaluate_order(policy, time_zone, order, previous, version=version, keep={},
@@ -465,7 +466,6 @@ def first_evaluation(
     time_zone: str,
     order: Order,
     member: MemberContext,
-    *,
     usage: Sequence[RuleUsage],
     version: int,
     stamps: Mapping[str, int] | None,
@@ -475,8 +475,10 @@ def first_evaluation(
     """:func:`evaluate_order` without ``previous``, its arguments checked: on the fast
     path (:mod:`loyaltykit._rules.fastpath`) when the policy's order rules allow it and
     ``fast`` is true, else on the general evaluator (the same Evaluation either way)."""
-    plan = plan_of(policy)
-    zone = program_zone(time_zone)
+    plan = policy._plan  # (what plan_of gives, without its call)
+    zone = ZONES.get(time_zone) if type(time_zone) is str else None
+    if zone is None:  # (a name not seen before, or not a name: program_zone checks it)
+        zone = program_zone(time_zone)
     # the evaluator's decimal context, whatever the caller's (what localcontext(CONTEXT)
     # does, without copying the context for every order: nothing changes _FIRST itself)
     outer = getcontext()
