@@ -29,6 +29,7 @@ from loyaltykit._rules.enums import (
 from loyaltykit._rules.facts import (
     Facts,
     MemberContext,
+    order_facts,
 )
 from loyaltykit._rules.fastpath import OrderSteps, evaluate_first, supports
 from loyaltykit._rules.fields import (
@@ -36,6 +37,7 @@ from loyaltykit._rules.fields import (
     EXACT,
     ONE,
     ZERO,
+    ZONES,
     num_text,
     points_text,
     program_zone,
@@ -451,8 +453,8 @@ def evaluate_order(
         raise InvalidInput("previous must be an Evaluation or None", field="previous",
                            value=shown(previous))
     if previous is None:
-        return first_evaluation(policy, time_zone, order, member, usage=usage,
-                                version=version, stamps=stamps, money_paid=money_paid)
+        return first_evaluation(policy, time_zone, order, member, usage, version, stamps,
+                                money_paid)  # (positional: a quicker call)
     # a re-evaluation reads no usage rows (Run ignores them beside previous outcomes):
     # it is reevaluate_order with no card settled over kept stamps
     return reevaluate_order(policy, time_zone, order, previous, version=version, keep={},
@@ -464,7 +466,6 @@ def first_evaluation(
     time_zone: str,
     order: Order,
     member: MemberContext,
-    *,
     usage: Sequence[RuleUsage],
     version: int,
     stamps: Mapping[str, int] | None,
@@ -474,8 +475,10 @@ def first_evaluation(
     """:func:`evaluate_order` without ``previous``, its arguments checked: on the fast
     path (:mod:`loyaltykit._rules.fastpath`) when the policy's order rules allow it and
     ``fast`` is true, else on the general evaluator (the same Evaluation either way)."""
-    plan = plan_of(policy)
-    zone = program_zone(time_zone)
+    plan = policy._plan  # (what plan_of gives, without its call)
+    zone = ZONES.get(time_zone) if type(time_zone) is str else None
+    if zone is None:  # (a name not seen before, or not a name: program_zone checks it)
+        zone = program_zone(time_zone)
     # the evaluator's decimal context, whatever the caller's (what localcontext(CONTEXT)
     # does, without copying the context for every order: nothing changes _FIRST itself)
     outer = getcontext()
@@ -483,22 +486,19 @@ def first_evaluation(
     try:
         before = _stamp_counts(stamps) if stamps is not None else {}
         context = {"member": member.snapshot(), "stamps_before": before}
-        facts = Facts(order.placed_at, zone, order.net_goods, order.currency, member,
-                      order.attributes, None, order.channel, order.store)
         shipping = order.shipping.amount if order.shipping is not None else ZERO
         paid = _check_money_paid(order, money_paid) if money_paid is not None else None
         steps = plan.order_steps
         if steps is None:
             steps = plan.order_steps = (OrderSteps(policy, plan.order_rules)
                                         if supports(plan.order_rules) else False)
-        if fast and steps:
+        if fast and steps:  # (no Facts: the fast path reads the order and the member)
             return evaluate_first(
-                steps, policy, facts,
-                lambda: Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}",
-                            None),
+                steps, policy, order, member, zone, usage,
                 # (no rows: a tuple or list of none; another Sequence is read when needed)
                 (type(usage) is tuple or type(usage) is list) and not usage,
                 order.lines, shipping, before, version, context, paid)
+        facts = order_facts(order, member, zone)
         run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", None)
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,
                          shipping=shipping, stamps_before=before, previous=None,

@@ -11,6 +11,7 @@ import attrs
 
 from loyaltykit._calendar import Zone
 from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._orders import Order
 from loyaltykit._rules.fields import (
     check_decimal,
     set_field,
@@ -90,3 +91,9 @@ class Facts:
         self.event_attrs = event_attrs
         self.channel = channel
         self.store = store
+
+
+def order_facts(order: Order, member: MemberContext, zone: Zone) -> Facts:
+    """The facts of a first evaluation of ``order`` for ``member``."""
+    return Facts(order.placed_at, zone, order.net_goods, order.currency, member,
+                 order.attributes, None, order.channel, order.store)

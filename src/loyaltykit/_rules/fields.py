@@ -103,7 +103,7 @@ def program_zone(name: object) -> Zone:
     """The program's time zone called ``name``; InvalidProgram if there is none (only
     IANA names and UTC, see :func:`~loyaltykit._validate.check_time_zone`)."""
     if type(name) is str:  # a name checked before: every evaluation asks for it
-        known = _ZONES.get(name)
+        known = ZONES.get(name)
         if known is not None:
             return known
     try:
@@ -112,14 +112,14 @@ def program_zone(name: object) -> Zone:
         if isinstance(exc, InvalidProgram):
             raise
         raise invalid("time_zone", "unknown IANA time zone", name) from None
-    if len(_ZONES) < 1024:
-        _ZONES[name] = found  # type: ignore[index]
+    if len(ZONES) < 1024:
+        ZONES[name] = found  # type: ignore[index]
     return found
 
 
 #: The time zones :func:`program_zone` found, by name (the same zone for a name, in any
 #: program; no more than a thousand names are kept).
-_ZONES: dict[str, Zone] = {}
+ZONES: dict[str, Zone] = {}
 
 
 def parse_date(value: object, field: str) -> dt.date:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from loyaltykit._rules.facts import order_facts
 from loyaltykit._rules.fields import MIDNIGHT, ONE, ZERO, num_text, points_text
-from loyaltykit._rules.limits import not_applied, spread
+from loyaltykit._rules.limits import Run, not_applied, spread
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE
 from loyaltykit._rules.results import RuleOutcome
 from loyaltykit._rules.scopes import Window
@@ -41,8 +42,11 @@ if TYPE_CHECKING:
 #: What the written-out loop gives: the outcomes, the applied points (for the exact
 #: sum) and the stamp cards' rewards.
 Priced = tuple[list[RuleOutcome], list[Decimal], list[str]]
-#: The written-out loop: (facts, make_run, unused, lines, shipping, stamps_before, nets,
-#: one_ok, picks, n) -> Priced (``unused``: true when there are no usage rows)
+#: The written-out loop: (order, member, zone, usage, unused, lines, shipping,
+#: stamps_before, nets, one_ok, picks, n) -> Priced (``unused``: true when there are no
+#: usage rows). It reads the facts it needs from the order and the member as they are
+#: (what :func:`~loyaltykit._rules.facts.order_facts` would copy into a Facts), and
+#: builds the Facts only for a condition's reason or a condition it cannot test itself.
 Pricer = Callable[..., Priced]
 
 #: RuleOutcome's fields in its __init__'s order: the applied outcomes' templates hold
@@ -55,11 +59,13 @@ if tuple(a.name for a in attrs.fields(RuleOutcome)) != _FIELDS or any(
         for a in attrs.fields(RuleOutcome)):  # pragma: no cover (a guard)
     raise ImportError("RuleOutcome's fields changed: update _rules/specialise.py")
 
-#: The facts a one-of condition reads (our own attribute names, never the policy's).
-_NOUNS = frozenset({"tier", "channel", "store"})
+#: Where the loop reads the fact a one-of condition tests (our own attribute names,
+#: never the policy's): what Facts copies from the member or the order
+_NOUNS = {"tier": "member.tier", "channel": "order.channel", "store": "order.store"}
 
 _HEAD = """\
-def price(facts, make_run, unused, lines, shipping, stamps_before, nets, one_ok, picks, n):
+def price(order, member, zone, usage, unused, lines, shipping, stamps_before, nets, one_ok,
+          picks, n):
     outcomes = []
     append = outcomes.append
     applied = [ZERO]
@@ -69,8 +75,8 @@ def price(facts, make_run, unused, lines, shipping, stamps_before, nets, one_ok,
     base = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
     current = base
     every = range(n)
-    local = facts.local
-    currency = facts.currency
+    local = order.placed_at.astimezone(zone)
+    currency = order.currency
     exclusive = None
 """
 
@@ -93,20 +99,22 @@ if miss is not None:
 """
 
 _ONE_OF = """\
-value = facts.$noun
+value = $noun
 if value not in $s.names:
     outcome = $s.failed.get(value)
     append(outcome if outcome is not None
-           else $s.keep($s.failed, value, $s.cond.unmet(facts)))
+           else $s.keep($s.failed, value,
+                         $s.cond.unmet(order_facts(order, member, zone))))
     break
 """
 
 _MIN_NET = """\
-if not facts.net >= $s.minimum:  # (the reason shows the net as written)
-    net_key = (str(facts.net), facts.currency)
+if not net >= $s.minimum:  # (the reason shows the net as written)
+    net_key = (str(net), currency)
     outcome = $s.failed.get(net_key)
     append(outcome if outcome is not None
-           else $s.keep($s.failed, net_key, $s.cond.unmet(facts)))
+           else $s.keep($s.failed, net_key,
+                         $s.cond.unmet(order_facts(order, member, zone))))
     break
 """
 
@@ -123,9 +131,12 @@ if not picked:
     break
 """
 
-_LIMIT = """\
+_NEW_RUN = """\
 if run is None:
-    run = make_run()
+    run = Run(order.placed_at, zone, local, usage, f"order:{order.id}", None)
+"""
+
+_LIMIT = _NEW_RUN + """\
 points, note = run.limit($c, uncapped)
 """
 
@@ -145,8 +156,8 @@ uncapped += a
 """
 
 _TIER = """\
-factor = facts.earn_multiplier if facts.earn_multiplier is not None else ONE
-prefix = f"x{num_text(factor)} (tier {facts.tier}) on "
+factor = member.earn_multiplier if member.earn_multiplier is not None else ONE
+prefix = f"x{num_text(factor)} (tier {member.tier}) on "
 less = factor - ONE
 """
 
@@ -175,7 +186,7 @@ if before is None:
         before = stamps_before[$c.id] = 0
     else:
         if run is None:
-            run = make_run()
+            run = Run(order.placed_at, zone, local, usage, f"order:{order.id}", None)
         rows = run.rows($c.id) or ()
         before = stamps_before[$c.id] = sum(r.stamps for r in rows)
 count = (before + stamps) // $s.card.every - before // $s.card.every
@@ -184,7 +195,7 @@ count = (before + stamps) // $s.card.every - before // $s.card.every
 _STAMP_LIMITED = """\
 uncapped = Decimal(count * $s.card.points)
 if run is None:
-    run = make_run()
+    run = Run(order.placed_at, zone, local, usage, f"order:{order.id}", None)
 points, note = run.limit($c, uncapped)
 held = (stamps, before, str(points), note)
 """
@@ -378,6 +389,10 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
         out.append("    weekday = local.isoweekday()\n")
     if any(w.hours for w in windows):
         out.append("    now = local.time()\n")
+    if any(s.cond_kind == 2 for s in steps):
+        out.append("    net = order.net_goods\n")
+    if any(s.cond_kind == 3 for s in steps):  # a condition tested by its own code
+        out.append("    facts = order_facts(order, member, zone)\n")
     phase = 0
     excl_before = False  # an exclusive step earlier in this phase
     for k, s in enumerate(steps):
@@ -396,7 +411,7 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
             lines.append(_WINDOW.replace("$test\n", test))
         if s.cond_kind == 1:
             assert s.noun in _NOUNS
-            lines.append(_ONE_OF.replace("$noun", s.noun))
+            lines.append(_ONE_OF.replace("$noun", _NOUNS[s.noun]))
         elif s.cond_kind == 2:
             lines.append(_MIN_NET)
         elif s.cond_kind == 3:
@@ -433,7 +448,7 @@ def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[
         "not_applied": not_applied, "spread": spread,
         "num_text": num_text, "points_text": points_text, "add": add, "mul": mul,
         "repeat": repeat, "quantity": _quantity, "TABLE_SIZE": table_size,
-        "new": object.__new__,
+        "new": object.__new__, "order_facts": order_facts, "Run": Run,
     }
     for k, s in enumerate(steps):
         names[f"s{k}"] = s
