@@ -191,21 +191,6 @@ def test_fast_path_tables_stay_bounded() -> None:
     assert tuple(beans) == steps.selected_by("sku-new", "beans")
 
 
-def test_fast_path_picks_table_stays_bounded() -> None:
-    """However many distinct baskets (sequences of line keys) are priced, the per-policy
-    table of their picks keeps at most a bounded number of them (and still answers)."""
-    member = MemberContext(member_id="m", enrolled_at=START)
-    policy = BENCH.earning()
-    evaluate_order(policy, "UTC", BENCH.make_orders(1, ["m"], START)[0], member)
-    steps = plan_of(policy).order_steps
-    for n in range(5000):
-        steps.picks_of(((f"sku-{n}", "beans"), ("gift-card", "gifts")))
-    assert len(steps.picks) <= 4096
-    at = {s.c.id: k for k, s in enumerate(steps.steps)}
-    basket = (("x", "beans"), ("gift-card", "gifts"), ("y", None), ("z", "beans"))
-    assert steps.picks_of(basket) == {at["beans"]: (0, 3), at["no-gift-cards"]: (1,)}
-
-
 @pytest.mark.parametrize("program", ["ten_rules", "one_rate"])
 def test_benchmark_programs_agree_with_the_general_evaluator(program: str) -> None:
     """Both benchmark programs, for members with and without a tier."""
