@@ -130,8 +130,8 @@ class Step:
 class OrderSteps:
     """A policy's order rules compiled for the fast path, and its line-match table."""
 
-    __slots__ = ("matching", "multiply", "nothing", "picks", "price", "rounder", "selects",
-                 "source", "steps")
+    __slots__ = ("matching", "multiply", "nothing", "price", "rounder", "selects", "source",
+                 "steps")
 
     def __init__(self, policy: EarningPolicy, rules: tuple[Compiled, ...]) -> None:
         self.steps = tuple(Step(c) for c in rules)
@@ -145,28 +145,8 @@ class OrderSteps:
         self.matching = tuple(k for k, s in enumerate(self.steps) if not s.match_all)
         #: (sku, category) -> the positions of the matching steps that select it
         self.selects: dict[tuple[str, str | None], tuple[int, ...]] = {}
-        #: an order's line keys -> the lines each matching step selects (its position ->
-        #: the lines' indices; steps that select none are left out). Never changed once
-        #: made: the loop only reads it
-        self.picks: dict[tuple[tuple[str, str | None], ...], dict[int, tuple[int, ...]]] = {}
         #: the rule loop written out for these steps (:mod:`loyaltykit._rules.specialise`)
         self.price, self.source = specialise(self.steps, self.multiply, _TABLE_SIZE)
-
-    def picks_of(self, keys: tuple[tuple[str, str | None], ...]
-                 ) -> dict[int, tuple[int, ...]]:
-        """The lines each line-matching step selects in an order whose lines have these
-        ``keys`` (worked out once per sequence of keys, kept while the table has room)."""
-        found: dict[int, list[int]] = {}
-        for i, key in enumerate(keys):
-            selected = self.selects.get(key)
-            if selected is None:
-                selected = self.selected_by(*key)
-            for k in selected:
-                found.setdefault(k, []).append(i)
-        picks = {k: tuple(lines) for k, lines in found.items()}
-        if len(self.picks) < _TABLE_SIZE:
-            self.picks[keys] = picks
-        return picks
 
     def selected_by(self, sku: str, category: str | None) -> tuple[int, ...]:
         """The positions of the line-matching steps that select a line of ``sku`` in
@@ -187,8 +167,6 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
 #: A line's key in the line-match table: (sku, category)
 _key = attrgetter("sku", "category")
 _new = object.__new__
-#: the picks when no step selects lines by SKU or category (read only)
-_NO_PICKS: dict[int, tuple[int, ...]] = {}
 #: Evaluation's fields in its __init__'s order: an evaluation is written from them (what
 #: its __init__ writes, without the call; a field added, or given a converter or a
 #: validator, fails here, at import)
@@ -228,11 +206,18 @@ def evaluate_first(
         return Evaluation(0, ZERO, order.net_goods, currency, plan.nothing, (), version,
                           context)
     nets = list(map(line_net, lines)) if money_paid is None else money_paid
-    picks = _NO_PICKS
-    if plan.matching:  # (a basket seen before: its lines' picks as they were)
-        keys = tuple(map(_key, lines))
-        known = plan.picks.get(keys)
-        picks = known if known is not None else plan.picks_of(keys)
+    picks: dict[int, list[int]] = {}
+    if plan.matching:
+        keys = list(map(_key, lines))
+        for i, found in enumerate(map(plan.selects.get, keys)):
+            if found is None:
+                found = plan.selected_by(*keys[i])
+            for k in found:
+                got = picks.get(k)
+                if got is None:
+                    picks[k] = [i]
+                else:
+                    got.append(i)
     outcomes, applied, rewards = plan.price(order, member, zone, usage, unused, lines,
                                             shipping, stamps_before, nets,
                                             money_paid is None, picks, n)
