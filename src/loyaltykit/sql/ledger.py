@@ -34,7 +34,15 @@ from loyaltykit._model import (
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._scrub import replaced
 from loyaltykit.sql._shared import chunks
-from loyaltykit.sql.ledger_due import SQLLedgerDue
+from loyaltykit.sql.ledger_due import (
+    INS_MOVEMENT,
+    INS_POSTING,
+    INS_TX,
+    UPD_ACCOUNT,
+    UPD_HOLD,
+    UPD_LOT,
+    SQLLedgerDue,
+)
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
     accounts,
@@ -330,19 +338,9 @@ def _rename_counterpart(dialect: str) -> sa.Executable:
 
 
 _INS_ACCOUNT = accounts.insert()
-_INS_TX = transactions.insert()
-_INS_POSTING = postings.insert()
 _INS_LOT = lots.insert()
-_INS_MOVEMENT = lot_movements.insert()
 _INS_HOLD = holds.insert()
 _INS_ALLOCATION = hold_allocations.insert()
-_UPD_ACCOUNT = accounts.update().where(
-    accounts.c.program_id == sa.bindparam("k_program_id"),
-    accounts.c.member_id == sa.bindparam("k_member_id"),
-    accounts.c.wallet == sa.bindparam("k_wallet"),
-)
-_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
-_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
 
 
 def _hold(rows: Sequence[Any]) -> Hold:
@@ -699,7 +697,7 @@ class SQLLedgerStore(SQLLedgerDue):
             ])
         txs = changes.transactions
         if txs:
-            self._insert(conn, _INS_TX, [
+            self._insert(conn, INS_TX, [
                 {"id": tx.id, "program_id": tx.program_id, "member_id": tx.member_id,
                  "wallet": tx.wallet, "kind": tx.kind.value, "occurred_at": tx.occurred_at,
                  "recorded_at": tx.recorded_at, "idempotency_key": tx.idempotency_key,
@@ -714,7 +712,7 @@ class SQLLedgerStore(SQLLedgerDue):
                 for tx in txs for i, p in enumerate(tx.postings)
             ]
             if legs:
-                self._insert(conn, _INS_POSTING, legs)
+                self._insert(conn, INS_POSTING, legs)
         new_lots = changes.new_lots
         if new_lots:
             self._insert(conn, _INS_LOT, [
@@ -726,7 +724,7 @@ class SQLLedgerStore(SQLLedgerDue):
             for tx in txs for i, mv in enumerate(tx.movements)
         ]
         if moves:
-            self._insert(conn, _INS_MOVEMENT, moves)
+            self._insert(conn, INS_MOVEMENT, moves)
         new_holds = changes.new_holds
         if new_holds:
             created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
@@ -752,7 +750,7 @@ class SQLLedgerStore(SQLLedgerDue):
             if (member_id, wallet) not in new_accounts
         ]
         if touched_accounts:
-            self._update(conn, _UPD_ACCOUNT, touched_accounts, "accounts")
+            self._update(conn, UPD_ACCOUNT, touched_accounts, "accounts")
         touched_lots = [
             {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
              "pending": lot.pending, "activates_at": lot.activates_at,
@@ -760,11 +758,11 @@ class SQLLedgerStore(SQLLedgerDue):
             for lot_id, lot in changes.lots.items() if lot_id not in new_lots
         ]
         if touched_lots:
-            self._update(conn, _UPD_LOT, touched_lots, "lots")
+            self._update(conn, UPD_LOT, touched_lots, "lots")
         touched_holds = [
             {"k_id": h.id, "status": h.status.value, "captured": h.captured,
              "resolved_by": h.resolved_by}
             for hold_id, h in changes.holds.items() if hold_id not in new_holds
         ]
         if touched_holds:
-            self._update(conn, _UPD_HOLD, touched_holds, "holds")
+            self._update(conn, UPD_HOLD, touched_holds, "holds")

@@ -65,16 +65,18 @@ _SEL_DUE_UPTO = _SEL_DUE.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
 )
-_INS_TX = transactions.insert()
-_INS_POSTING = postings.insert()
-_INS_MOVEMENT = lot_movements.insert()
-_UPD_ACCOUNT = accounts.update().where(
+#: the ledger's row writes, shared by its everyday writes (:mod:`loyaltykit.sql.ledger`)
+#: and its due writes
+INS_TX = transactions.insert()
+INS_POSTING = postings.insert()
+INS_MOVEMENT = lot_movements.insert()
+UPD_ACCOUNT = accounts.update().where(
     accounts.c.program_id == sa.bindparam("k_program_id"),
     accounts.c.member_id == sa.bindparam("k_member_id"),
     accounts.c.wallet == sa.bindparam("k_wallet"),
 )
-_UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
-_UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
+UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
+UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
 _SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
@@ -137,32 +139,32 @@ class SQLLedgerDue(Store):
         at = changes.recorded_at
         assert at is not None, "set before anything is written"
         if changes.transactions:
-            self._insert(conn, _INS_TX, [
+            self._insert(conn, INS_TX, [
                 {"id": i, "program_id": p, "member_id": who[m], "wallet": w, "kind": k,
                  "occurred_at": o, "recorded_at": at, "idempotency_key": None,
                  "reason": r, "metadata": meta, "reverses_id": None}
                 for i, m, w, k, o, r, meta in changes.transactions])
         if changes.postings:
-            self._insert(conn, _INS_POSTING, [
+            self._insert(conn, INS_POSTING, [
                 {"transaction_id": t, "account": a, "program_id": p, "member_id": who[m],
                  "wallet": w, "amount": n, "position": pos}
                 for t, m, w, a, n, pos in changes.postings])
         if changes.movements:
-            self._insert(conn, _INS_MOVEMENT, [
+            self._insert(conn, INS_MOVEMENT, [
                 {"transaction_id": t, "lot_id": lot, "program_id": p, "member_id": who[m],
                  "delta": d, "position": 0}
                 for t, m, lot, d in changes.movements])
         if changes.lots:
-            self._update(conn, _UPD_LOT, [
+            self._update(conn, UPD_LOT, [
                 {"k_id": i, "remaining": r, "held": h, "pending": pe, "activates_at": a,
                  "expires_at": e}
                 for i, r, h, pe, a, e in changes.lots], "lots")
         if changes.holds:
-            self._update(conn, _UPD_HOLD, [
+            self._update(conn, UPD_HOLD, [
                 {"k_id": i, "status": "released", "captured": 0, "resolved_by": by}
                 for i, by in changes.holds], "holds")
         if changes.accounts:
-            self._update(conn, _UPD_ACCOUNT, [
+            self._update(conn, UPD_ACCOUNT, [
                 {"k_program_id": p, "k_member_id": who[m], "k_wallet": s.wallet,
                  **{name: getattr(s, name) for name in ACCOUNT_COLUMNS},
                  "next_due_at": s.next_due_at, "version": s.version, "activity": s.activity}
