@@ -310,9 +310,8 @@ def test_an_index_keeps_a_list_while_small_and_a_rollback_restores_it() -> None:
     assert {"k": ["a", "b", "c"]} == index
 
 
-def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> None:
-    """An order's and an enrolment's key records keep their fingerprint as the digest's
-    32 bytes and their result deflated; a read gives both back as the text written."""
+def _ana_with_an_order() -> tuple[MemoryStorage, Loyalty, TestClock]:
+    """A memory store with one member, ``ana``, and her order ``o1`` of 17 EUR."""
     storage = MemoryStorage()
     clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
     loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
@@ -324,6 +323,13 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
                                currency="EUR",
                                lines=(OrderLine(sku="s", quantity=1,
                                                 unit_price=Money(Decimal(17), "EUR")),)))
+    return storage, loyalty, clock
+
+
+def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> None:
+    """An order's and an enrolment's key records keep their fingerprint as the digest's
+    32 bytes and their result deflated; a read gives both back as the text written."""
+    storage, loyalty, clock = _ana_with_an_order()
     kept = storage._tables.of(OrderTables).orders[("p", "o1")]
     key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
     for stored in (kept, key):
@@ -344,17 +350,7 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
 
 
 def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() -> None:
-    storage = MemoryStorage()
-    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
-    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
-                              point_value=Money("0.01", "EUR"),
-                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
-                      storage, clock=clock)
-    loyalty.enrol("ana")
-    loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
-                               currency="EUR",
-                               lines=(OrderLine(sku="s", quantity=1,
-                                                unit_price=Money(Decimal(17), "EUR")),)))
+    storage, _, _ = _ana_with_an_order()
     kept, = storage._tables.of(LedgerTables).transactions.values()
     assert isinstance(kept.metadata, JSONText)
     with storage.unit_of_work("p") as uow:
