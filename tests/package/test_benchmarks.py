@@ -428,6 +428,10 @@ def test_import_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) -
     result = run_benchmark("import", tmp_path, "--quick", "--backend", "memory",
                            "--backend", "sqlite")
     assert {"memory": True, "sqlite": True} == result["same_totals"]
+    # each backend is judged: SQLite by percent of raw, memory by its peak RSS
+    targets = result["targets"]
+    assert {"memory", "sqlite"} == set(targets["passed"]) | set(targets["missed"])
+    assert 250.0 == targets["memory_peak_rss_mib_max"]
     for backend in ("memory", "sqlite"):
         figures = result[backend]
         assert IMPORT_KEYS <= set(figures)
