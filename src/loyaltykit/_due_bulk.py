@@ -33,7 +33,7 @@ from typing import Any
 
 from loyaltykit._copy import evolve
 from loyaltykit._events import DueRecord
-from loyaltykit._ledger import MemberBook
+from loyaltykit._ledger_book import Expiries, MemberBook
 from loyaltykit._model import HoldStatus, Kind
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program
 from loyaltykit.storage.ledger_due import DueChanges
@@ -69,7 +69,7 @@ class DueBulk:
         self.counts: dict[str, int] = {}
         self._from_activation = (program.ledger.expiry.counted_from
                                  is ExpiryStart.ACTIVATION)
-        self._expiries: dict[dt.datetime, dt.datetime | None] = {}
+        self._expiry = Expiries(program)
 
     def take_records(self) -> list[DueRecord]:
         """The outbox rows built since the last call, in posting order."""
@@ -155,12 +155,6 @@ class DueBulk:
         changes.accounts[-1] = (changes.accounts[-1][0],
                                 evolve(changes.accounts[-1][1], next_due_at=nxt))
         return True
-
-    def _expiry(self, start: dt.datetime) -> dt.datetime | None:
-        if start not in self._expiries:
-            self._expiries[start] = self.program.ledger.expiry.expiry_for(
-                start, self.program.time_zone)
-        return self._expiries[start]
 
     def _emit(self, book: MemberBook, lots: dict[uuid.UUID, Any],
               steps: list[tuple[int, Any, dt.datetime, int]]) -> None:

@@ -23,8 +23,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import attrs
-
 from loyaltykit._copy import evolve
 from loyaltykit._errors import (
     HoldExpired,
@@ -33,6 +31,7 @@ from loyaltykit._errors import (
     InvalidPoints,
     NotReversible,
 )
+from loyaltykit._ledger_book import Draft, Expiries, MemberBook, bucket_of
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -41,8 +40,6 @@ from loyaltykit._model import (
     HoldStatus,
     Kind,
     Lot,
-    LotMovement,
-    Posting,
     Transaction,
 )
 from loyaltykit._program import ClawbackPolicy, ExpiryStart, Program, SpendOrder
@@ -61,63 +58,6 @@ _REFUNDABLE = frozenset({Kind.SPEND, Kind.CAPTURE})
 #: a reversal), so no stored total can pass a few times MAX_TOTAL, far inside the
 #: 64-bit columns of the SQL backends.
 _BRINGS_IN = frozenset({Kind.EARN, Kind.ADJUST, Kind.TRANSFER, Kind.CLAWBACK})
-
-
-@attrs.define
-class MemberBook:
-    """The working state of one member's wallet during a unit of work.
-
-    ``lots`` / ``holds`` are None when they were not loaded; operations that need them
-    say so (the facade loads them first).
-    """
-
-    state: AccountState
-    lots: dict[uuid.UUID, Lot] | None = None
-    holds: dict[uuid.UUID, Hold] | None = None
-
-    @property
-    def member_id(self) -> str:
-        return self.state.member_id
-
-    @property
-    def wallet(self) -> str:
-        return self.state.wallet
-
-    @property
-    def debt(self) -> int:
-        """Points owed (a positive number)."""
-        return -self.state.debt
-
-    def require_lots(self) -> tuple[dict[uuid.UUID, Lot], dict[uuid.UUID, Hold]]:
-        if self.lots is None or self.holds is None:
-            raise AssertionError("operation needs the member's lots and holds loaded")
-        return self.lots, self.holds
-
-
-class _Draft:
-    """Postings and lot movements of one transaction being built."""
-
-    def __init__(self) -> None:
-        self.amounts: dict[Account, int] = {}
-        self.moves: dict[uuid.UUID, int] = {}
-
-    def post(self, account: Account, amount: int) -> None:
-        if amount:
-            self.amounts[account] = self.amounts.get(account, 0) + amount
-
-    def move(self, lot_id: uuid.UUID, delta: int) -> None:
-        if delta:
-            self.moves[lot_id] = self.moves.get(lot_id, 0) + delta
-
-    def postings(self) -> tuple[Posting, ...]:
-        return tuple(Posting(a, n) for a, n in self.amounts.items() if n)
-
-    def movements(self) -> tuple[LotMovement, ...]:
-        return tuple(LotMovement(lot, d) for lot, d in self.moves.items() if d)
-
-
-def _bucket(lot: Lot) -> Account:
-    return Account.PENDING if lot.pending else Account.AVAILABLE
 
 
 class Ledger:
@@ -149,7 +89,8 @@ class Ledger:
         self.changes = LedgerChanges()
         self._books: dict[tuple[str, str], MemberBook] = {}
         self._touched: set[tuple[str, str]] = set()  # accounts changed without postings
-        self._expiries: dict[dt.datetime, dt.datetime | None] = {}
+        #: lot expiries by start (a bulk earn's lots share one: worked out once)
+        self._expiry = Expiries(program)
 
     # -- books ---------------------------------------------------------------------------
 
@@ -196,7 +137,7 @@ class Ledger:
         self,
         book: MemberBook,
         kind: Kind,
-        draft: _Draft,
+        draft: Draft,
         *,
         occurred_at: dt.datetime | None = None,
         reason: str = "",
@@ -281,7 +222,7 @@ class Ledger:
         return sum(lot.spendable(self.at) for lot in lots.values())
 
     def _take_spendable(
-        self, book: MemberBook, points: int, draft: _Draft, *, hold: bool = False
+        self, book: MemberBook, points: int, draft: Draft, *, hold: bool = False
     ) -> list[HoldAllocation]:
         """Consume (or, with ``hold``, reserve) ``points`` in spend order."""
         available = self.spendable(book)
@@ -313,7 +254,7 @@ class Ledger:
     def _new_lot(
         self,
         book: MemberBook,
-        draft: _Draft,
+        draft: Draft,
         tx_id: uuid.UUID,
         points: int,
         *,
@@ -346,14 +287,6 @@ class Ledger:
         self._put_lot(book, lot, new=True)
         return lot
 
-    def _expiry(self, start: dt.datetime) -> dt.datetime | None:
-        # the lots of one request mostly share a start (all of a bulk earn's do): work
-        # each expiry out once (a time-zone calculation, a tenth of a bulk earn's time)
-        if start not in self._expiries:
-            self._expiries[start] = self.program.ledger.expiry.expiry_for(
-                start, self.program.time_zone)
-        return self._expiries[start]
-
     # -- operations -----------------------------------------------------------------------
 
     def earn(
@@ -382,7 +315,7 @@ class Ledger:
             from_activation = policy.expiry.counted_from is ExpiryStart.ACTIVATION
             expires_at = None if (pending and from_activation) else self._expiry(self.at)
         tx_id = self.new_id()
-        draft = _Draft()
+        draft = Draft()
         self._new_lot(
             book, draft, tx_id, points, pending=pending, activates_at=activates_at,
             expires_at=expires_at, credit=credit,
@@ -400,7 +333,7 @@ class Ledger:
         contra: Account = Account.REDEEMED,
     ) -> Transaction:
         """Consume ``points`` of available lots in spend order."""
-        draft = _Draft()
+        draft = Draft()
         self._take_spendable(book, points, draft)
         draft.post(Account.AVAILABLE, -points)
         draft.post(contra, points)
@@ -416,7 +349,7 @@ class Ledger:
         metadata: Mapping[str, Any] | None = None,
     ) -> tuple[Transaction, Hold]:
         """Reserve ``points`` of available lots until ``at + ttl``."""
-        draft = _Draft()
+        draft = Draft()
         allocations = self._take_spendable(book, points, draft, hold=True)
         draft.post(Account.AVAILABLE, -points)
         draft.post(Account.HELD, points)
@@ -467,7 +400,7 @@ class Ledger:
                 "cannot capture more than the hold reserved",
                 hold_id=str(hold.id), held=hold.points, requested=capture,
             )
-        draft = _Draft()
+        draft = Draft()
         left = capture
         for alloc in hold.allocations:
             lot = lots[alloc.lot_id]
@@ -505,7 +438,7 @@ class Ledger:
         if policy.counted_from is ExpiryStart.ACTIVATION:
             expires_at = self._expiry(when)
         settle = min(book.debt, lot.remaining)
-        draft = _Draft()
+        draft = Draft()
         draft.post(Account.PENDING, -lot.remaining)
         draft.post(Account.AVAILABLE, lot.remaining - settle)
         draft.post(Account.DEBT, settle)
@@ -530,8 +463,8 @@ class Ledger:
         points = lot.remaining - lot.held
         if points <= 0 or lot.expires_at is None:
             return None
-        draft = _Draft()
-        draft.post(_bucket(lot), -points)
+        draft = Draft()
+        draft.post(bucket_of(lot), -points)
         draft.post(Account.EXPIRED, points)
         draft.move(lot.id, -points)
         tx = self._commit(
@@ -572,7 +505,7 @@ class Ledger:
             if tx is not None:
                 done.append(tx)
 
-    def _claw(self, book: MemberBook, points: int, draft: _Draft,
+    def _claw(self, book: MemberBook, points: int, draft: Draft,
               first: Iterable[uuid.UUID] = ()) -> int:
         """Take ``points`` back from the member under the program's clawback policy.
 
@@ -608,7 +541,7 @@ class Ledger:
             if take <= 0:
                 continue
             left -= take
-            draft.post(_bucket(lot), -take)
+            draft.post(bucket_of(lot), -take)
             draft.move(lot.id, -take)
             self._put_lot(book, evolve(lot, remaining=lot.remaining - take))
         if left and not pending_only:
@@ -631,7 +564,7 @@ class Ledger:
         PENDING_ONLY what could not be taken is not a ledger movement: it is written
         off, and recorded as ``metadata["shortfall"]`` of the transaction.
         """
-        draft = _Draft()
+        draft = Draft()
         shortfall = self._claw(book, points, draft, first=earn_lots)
         draft.post(Account.ISSUED, points - shortfall)
         return self._commit(book, Kind.CLAWBACK, draft, reason=reason,
@@ -659,7 +592,7 @@ class Ledger:
         """Move ``points`` from one member to another, keeping each lot's expiry."""
         transfer_id = self.new_id()
         out_id, in_id = self.new_id(), self.new_id()
-        draft = _Draft()
+        draft = Draft()
         taken = self._take_spendable(source, points, draft)
         draft.post(Account.AVAILABLE, -points)
         draft.post(Account.TRANSFERS, points)
@@ -669,7 +602,7 @@ class Ledger:
         outgoing = self._commit(source, Kind.TRANSFER, draft, reason=reason,
                                 metadata=out_meta, tx_id=out_id)
         source_lots, _ = source.require_lots()
-        draft = _Draft()
+        draft = Draft()
         for alloc in taken:
             origin = source_lots[alloc.lot_id]
             self._new_lot(
@@ -697,7 +630,7 @@ class Ledger:
                 transaction_id=str(original.id), kind=original.kind.value,
             )
         lots, _ = book.require_lots()
-        draft = _Draft()
+        draft = Draft()
         for p in original.postings:
             if not p.account.is_member:
                 draft.post(p.account, -p.amount)
@@ -711,7 +644,7 @@ class Ledger:
                 if lot.expired_at(self.at):
                     draft.post(Account.EXPIRED, back)
                 else:
-                    draft.post(_bucket(lot), back)
+                    draft.post(bucket_of(lot), back)
                     draft.move(lot.id, back)
                     lot = evolve(lot, remaining=lot.remaining + back)
                     self._put_lot(book, lot)
@@ -720,7 +653,7 @@ class Ledger:
                 take = min(usable, move.delta)
                 shortfall += move.delta - take
                 if take:
-                    draft.post(_bucket(lot), -take)
+                    draft.post(bucket_of(lot), -take)
                     draft.move(lot.id, -take)
                     self._put_lot(book, evolve(lot, remaining=lot.remaining - take))
         debt_change = original.amount(Account.DEBT)
@@ -771,7 +704,7 @@ class Ledger:
         if not 0 < points <= total - already or already < 0:  # domain bug guard
             raise AssertionError(f"refund of {points} after {already} of a debit of {total}")
         lots, _ = book.require_lots()
-        draft = _Draft()
+        draft = Draft()
         skip, left = already, points
         for lot_id, consumed in reversed(taken):
             if left == 0:
@@ -788,7 +721,7 @@ class Ledger:
             if lot.expired_at(self.at):
                 draft.post(Account.EXPIRED, back)
             else:
-                draft.post(_bucket(lot), back)
+                draft.post(bucket_of(lot), back)
                 draft.move(lot.id, back)
                 self._put_lot(book, evolve(lot, remaining=lot.remaining + back))
         draft.post(Account.REDEEMED, -points)
@@ -797,7 +730,7 @@ class Ledger:
         return self._commit(book, Kind.REFUND, draft, reason=reason, metadata=meta)
 
     def _finish_reversal(
-        self, book: MemberBook, original: Transaction, draft: _Draft, shortfall: int,
+        self, book: MemberBook, original: Transaction, draft: Draft, shortfall: int,
         reason: str, metadata: Mapping[str, Any] | None, tx_id: uuid.UUID | None,
     ) -> Transaction:
         written_off = 0

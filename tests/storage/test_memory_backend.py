@@ -260,15 +260,21 @@ def test_orders_are_kept_once_and_no_reader_changes_them() -> None:
     assert not isinstance(stored.order, dict)  # text, not a tree of dicts
 
 
-def test_earns_of_the_same_points_share_their_postings() -> None:
-    """Two orders worth the same points post the same pair of amounts: the stored
-    transactions keep one tuple of postings between them, not a copy each."""
+def _rate_program() -> tuple[MemoryStorage, Loyalty, TestClock]:
+    """A memory store and a program earning one point per cent (rule ``rate``)."""
     storage = MemoryStorage()
     clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
     loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
                               point_value=Money("0.01", "EUR"),
                               earning=EarningPolicy(rules=(RateRule(id="rate"),))),
                       storage, clock=clock)
+    return storage, loyalty, clock
+
+
+def test_earns_of_the_same_points_share_their_postings() -> None:
+    """Two orders worth the same points post the same pair of amounts: the stored
+    transactions keep one tuple of postings between them, not a copy each."""
+    storage, loyalty, clock = _rate_program()
     for n, member_id in enumerate(("ana", "ben")):
         loyalty.enrol(member_id)
         loyalty.record_order(Order(id=f"o{n}", member_id=member_id, placed_at=clock.now(),
@@ -312,12 +318,7 @@ def test_an_index_keeps_a_list_while_small_and_a_rollback_restores_it() -> None:
 
 def _ana_with_an_order() -> tuple[MemoryStorage, Loyalty, TestClock]:
     """A memory store with one member, ``ana``, and her order ``o1`` of 17 EUR."""
-    storage = MemoryStorage()
-    clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
-    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
-                              point_value=Money("0.01", "EUR"),
-                              earning=EarningPolicy(rules=(RateRule(id="rate"),))),
-                      storage, clock=clock)
+    storage, loyalty, clock = _rate_program()
     loyalty.enrol("ana")
     loyalty.record_order(Order(id="o1", member_id="ana", placed_at=clock.now(),
                                currency="EUR",
