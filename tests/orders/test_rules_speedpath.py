@@ -4,8 +4,10 @@ benchmark's hand-written code computes for its program."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
+import pickle
 from decimal import Decimal
 from typing import Any
 
@@ -175,6 +177,44 @@ def test_fast_path_runs_for_the_benchmark_program() -> None:
     steps = plan_of(policy).order_steps
     assert steps and len(steps.steps) == len(policy.rules)
     assert plan_of(BENCH.earning()).order_steps is None  # another policy: its own plan
+
+
+def _zero_tea_order() -> Order:
+    """An app order of free tea: the app multiplier's amounts come to 0E-7 (written with
+    an exponent, whose letter the decimal context's ``capitals`` sets)."""
+    lines = tuple(OrderLine(sku="green-tea", category="tea", quantity=2,
+                            unit_price=Money(Decimal("0.000"), "EUR"), line_id=f"l{j}")
+                  for j in range(2))
+    return Order(id="o-tea", member_id="m", placed_at=START, currency="EUR", lines=lines,
+                 channel="app")
+
+
+def test_outcomes_read_later_are_written_as_the_evaluator_writes_them() -> None:
+    """The fast path builds its outcomes when they are first read: read in a caller's
+    decimal context of its own, their texts are still the evaluator's."""
+    member = MemberContext(member_id="m", enrolled_at=START, tier="gold")
+    order = _zero_tea_order()
+    fast, general = _both(PROGRAM, "Europe/Berlin", order, member, usage=(), version=1,
+                          stamps=None, money_paid=None)
+    assert general.outcome("app").explanation.endswith("= +0E-7")
+    with decimal.localcontext(decimal.Context(capitals=0, prec=3)):
+        assert fast.outcomes == general.outcomes
+        assert [o.explanation for o in fast.outcomes] == [
+            o.explanation for o in general.outcomes]
+
+
+def test_an_evaluation_is_copied_and_pickled_with_its_outcomes() -> None:
+    """An evaluation whose outcomes were not read yet copies and pickles as one that was
+    (its outcomes built, nothing pending kept)."""
+    member = MemberContext(member_id="m", enrolled_at=START, tier="gold")
+    for order in BENCH.make_orders(6, ["m"], START):
+        for copied in (lambda e: pickle.loads(pickle.dumps(e)), copy.copy, copy.deepcopy):
+            fast, general = _both(PROGRAM, "Europe/Berlin", order, member, usage=(),
+                                  version=1, stamps=None, money_paid=None)
+            again = copied(fast)
+            assert "_pending" not in vars(again)
+            _same(again, general)
+            _same(fast, general)
 
 
 def test_fast_path_tables_stay_bounded() -> None:

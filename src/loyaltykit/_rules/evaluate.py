@@ -21,6 +21,7 @@ from loyaltykit._orders import (
     Event,
     Order,
     OrderLine,
+    line_net,
 )
 from loyaltykit._rules.enums import (
     DECIMAL_ROUNDING,
@@ -31,7 +32,7 @@ from loyaltykit._rules.facts import (
     MemberContext,
     order_facts,
 )
-from loyaltykit._rules.fastpath import OrderSteps, evaluate_first, supports
+from loyaltykit._rules.fastpath import OrderSteps, exact_sum, supports
 from loyaltykit._rules.fields import (
     CONTEXT,
     EXACT,
@@ -62,12 +63,14 @@ from loyaltykit._rules.policy import (
 from loyaltykit._rules.results import (
     Evaluation,
     RuleOutcome,
+    pending_evaluation,
 )
 from loyaltykit._rules.rules import (
     FixedRule,
     RateRule,
     StampCardRule,
 )
+from loyaltykit._rules.specialise import outcomes_of
 from loyaltykit._values import MAX_POINTS
 
 
@@ -493,11 +496,36 @@ def first_evaluation(
             steps = plan.order_steps = (OrderSteps(policy, plan.order_rules)
                                         if supports(plan.order_rules) else False)
         if fast and steps:  # (no Facts: the fast path reads the order and the member)
-            return evaluate_first(
-                steps, policy, order, member, zone, usage,
+            lines = order.lines
+            n = len(lines)
+            if not n:
+                return Evaluation(0, ZERO, order.net_goods, order.currency, steps.nothing,
+                                  (), version, context)
+            outcomes, applied, rewards = steps.price(
+                order, member, zone, usage,
                 # (no rows: a tuple or list of none; another Sequence is read when needed)
                 (type(usage) is tuple or type(usage) is list) and not usage,
-                order.lines, shipping, before, version, context, paid)
+                lines, shipping, before,
+                list(map(line_net, lines)) if paid is None else paid, paid is None,
+                steps.picks(lines) if steps.matching else {}, n)
+            # the exact sum (see _evaluate): the rules that did not apply add 0
+            unrounded = exact_sum(applied)
+            result = int(steps.rounder.to_integral_value(unrounded))
+            if result < 0:
+                result = 0
+            limit = policy.max_points_per_order
+            if limit is not None and result > limit:
+                result = limit
+            elif result > MAX_POINTS:
+                raise InvalidOrder(
+                    f"points: the order is worth {result} points, more than one request "
+                    f"may carry ({MAX_POINTS})", field="points", value=result,
+                    max_points=MAX_POINTS)
+            # the outcomes are built when first read (the applied rates' and multipliers'
+            # texts: a caller may read only the points)
+            return pending_evaluation(result, unrounded, order.net_goods, order.currency,
+                                      outcomes_of, outcomes, tuple(rewards), version,
+                                      context)
         facts = order_facts(order, member, zone)
         run = Run(order.placed_at, zone, facts.local, usage, f"order:{order.id}", None)
         return _evaluate(policy, plan.order_rules, facts, run, lines=order.lines,

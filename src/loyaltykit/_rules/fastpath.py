@@ -26,27 +26,19 @@ a stream of distinct reasons cannot grow them without end.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
 
-import attrs
-
-from loyaltykit._calendar import Zone
-from loyaltykit._errors import InvalidOrder
-from loyaltykit._model import RuleUsage
-from loyaltykit._orders import Order, OrderLine, line_net
+from loyaltykit._orders import OrderLine
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
-from loyaltykit._rules.facts import MemberContext
 from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO
 from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
-from loyaltykit._rules.results import Evaluation, RuleOutcome
+from loyaltykit._rules.results import RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
 from loyaltykit._rules.specialise import specialise
-from loyaltykit._values import MAX_POINTS
 
 #: How many entries each per-policy table keeps at most (later keys are worked out
 #: each time instead of being kept).
@@ -148,6 +140,22 @@ class OrderSteps:
         #: the rule loop written out for these steps (:mod:`loyaltykit._rules.specialise`)
         self.price, self.source = specialise(self.steps, self.multiply, _TABLE_SIZE)
 
+    def picks(self, lines: tuple[OrderLine, ...]) -> dict[int, list[int]]:
+        """The positions of ``lines`` that each line-matching step selects, by the
+        step's position (a step that selects none is left out)."""
+        picks: dict[int, list[int]] = {}
+        keys = list(map(_key, lines))
+        for i, found in enumerate(map(self.selects.get, keys)):
+            if found is None:
+                found = self.selected_by(*keys[i])
+            for k in found:
+                got = picks.get(k)
+                if got is None:
+                    picks[k] = [i]
+                else:
+                    got.append(i)
+        return picks
+
     def selected_by(self, sku: str, category: str | None) -> tuple[int, ...]:
         """The positions of the line-matching steps that select a line of ``sku`` in
         ``category`` (worked out once per key, kept while the table has room)."""
@@ -166,76 +174,6 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
 
 #: A line's key in the line-match table: (sku, category)
 _key = attrgetter("sku", "category")
-_new = object.__new__
-#: Evaluation's fields in its __init__'s order: an evaluation is written from them (what
-#: its __init__ writes, without the call; a field added, or given a converter or a
-#: validator, fails here, at import)
-_FIELDS = ("points", "unrounded", "net", "currency", "outcomes", "rewards", "version",
-           "context")
-if tuple(a.name for a in attrs.fields(Evaluation)) != _FIELDS or any(
-        a.converter is not None or a.validator is not None
-        for a in attrs.fields(Evaluation)):  # pragma: no cover (a guard)
-    raise ImportError("Evaluation's fields changed: update _rules/fastpath.py")
-_exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
+#: The exact sum of outcomes' points (see the general evaluator)
+exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
     functools.reduce, EXACT.add)
-
-
-def evaluate_first(
-    plan: OrderSteps,
-    policy: EarningPolicy,
-    order: Order,
-    member: MemberContext,
-    zone: Zone,
-    usage: Sequence[RuleUsage],
-    unused: bool,
-    lines: tuple[OrderLine, ...],
-    shipping: Decimal,
-    stamps_before: dict[str, int],
-    version: int,
-    context: Mapping[str, Any],
-    money_paid: list[Decimal] | None,
-) -> Evaluation:
-    """The first evaluation of an order (no ``previous``), as the general evaluator
-    gives it; runs in the evaluator's decimal context. The usage state is built from
-    ``usage`` when a cap or a stamp card first needs it; ``unused`` is true when there
-    are no usage rows. No Facts is built unless a condition needs one (the loop reads
-    the member and the order as they are)."""
-    n = len(lines)
-    currency = order.currency
-    if not n:
-        return Evaluation(0, ZERO, order.net_goods, currency, plan.nothing, (), version,
-                          context)
-    nets = list(map(line_net, lines)) if money_paid is None else money_paid
-    picks: dict[int, list[int]] = {}
-    if plan.matching:
-        keys = list(map(_key, lines))
-        for i, found in enumerate(map(plan.selects.get, keys)):
-            if found is None:
-                found = plan.selected_by(*keys[i])
-            for k in found:
-                got = picks.get(k)
-                if got is None:
-                    picks[k] = [i]
-                else:
-                    got.append(i)
-    outcomes, applied, rewards = plan.price(order, member, zone, usage, unused, lines,
-                                            shipping, stamps_before, nets,
-                                            money_paid is None, picks, n)
-    # the exact sum (see the general evaluator): the rules that did not apply add 0
-    unrounded = _exact_sum(applied)
-    result = int(plan.rounder.to_integral_value(unrounded))
-    if result < 0:
-        result = 0
-    limit = policy.max_points_per_order
-    if limit is not None and result > limit:
-        result = limit
-    elif result > MAX_POINTS:
-        raise InvalidOrder(
-            f"points: the order is worth {result} points, more than one request may "
-            f"carry ({MAX_POINTS})", field="points", value=result, max_points=MAX_POINTS)
-    evaluation = _new(Evaluation)
-    evaluation.__dict__.update({
-        "points": result, "unrounded": unrounded, "net": order.net_goods, "currency": currency,
-        "outcomes": tuple(outcomes), "rewards": tuple(rewards), "version": version,
-        "context": context})
-    return evaluation

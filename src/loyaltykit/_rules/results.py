@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -123,6 +123,25 @@ class Evaluation:
     version: int
     context: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
+    if not TYPE_CHECKING:  # (mypy would take every attribute name for one)
+        def __getattr__(self, name: str) -> Any:
+            """``outcomes`` left pending (see :func:`pending_evaluation`): built on first
+            read, then kept as a field like any other."""
+            fields = self.__dict__
+            if name == "outcomes":
+                pending = fields.get("_pending")
+                if pending is not None:
+                    fields.setdefault("outcomes", pending[0](pending[1]))
+                    fields.pop("_pending", None)
+                if "outcomes" in fields:  # (built by another thread meanwhile)
+                    return fields["outcomes"]
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields (pending outcomes built): what pickle and copy keep."""
+        self.outcomes  # noqa: B018 (builds them if pending)
+        return {k: v for k, v in self.__dict__.items() if k != "_pending"}
+
     def outcome(self, rule_id: str) -> RuleOutcome | None:
         """Return the outcome of the rule ``rule_id`` (None if it was not relevant)."""
         for outcome in self.outcomes:
@@ -144,6 +163,34 @@ class Evaluation:
         """Inverse of :meth:`to_dict`; a malformed dict raises InvalidInput."""
         evaluation: Evaluation = _load(_evaluation_from_dict, data, "evaluation")
         return evaluation
+
+
+def pending_evaluation(points: int, unrounded: Decimal, net: Decimal, currency: str,
+                       build: Callable[[Any], tuple[RuleOutcome, ...]], pending: Any,
+                       rewards: tuple[str, ...], version: int,
+                       context: Mapping[str, Any]) -> Evaluation:
+    """An Evaluation whose ``outcomes`` are ``build(pending)``, called when they are first
+    read (the rules engine's fast path: a caller that reads only the points does not pay
+    for the outcomes' texts). Its fields are written as ``__init__`` writes them,
+    without the call (a guard below checks they have no converter or validator)."""
+    evaluation: Evaluation = _new(Evaluation)
+    evaluation.__dict__.update({
+        "points": points, "unrounded": unrounded, "net": net, "currency": currency,
+        "_pending": (build, pending), "rewards": rewards, "version": version,
+        "context": context})
+    return evaluation
+
+
+_new = object.__new__
+#: Evaluation's fields in its __init__'s order: pending_evaluation writes them (what
+#: __init__ writes, without the call; a field added, or given a converter or a
+#: validator, fails here, at import)
+_FIELDS = ("points", "unrounded", "net", "currency", "outcomes", "rewards", "version",
+           "context")
+if tuple(a.name for a in attrs.fields(Evaluation)) != _FIELDS or any(
+        a.converter is not None or a.validator is not None
+        for a in attrs.fields(Evaluation)):  # pragma: no cover (a guard)
+    raise ImportError("Evaluation's fields changed: update pending_evaluation")
 
 
 def _evaluation_from_dict(data: Mapping[str, Any]) -> Evaluation:

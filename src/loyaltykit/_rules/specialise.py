@@ -9,7 +9,11 @@ step can run, in the order the loop runs them, so the result is the loop's digit
 digit (the same Decimal operations on the same operands, the same texts and outcomes).
 An applied outcome is written from the rule's template of its fields (``t<k>``: what
 RuleOutcome's own ``__init__`` writes into a new instance, without the call), and then
-what the order gave (points, uncapped, explanation).
+what the order gave (points, uncapped, explanation). A rate's or a multiplier's applied
+outcome is left pending: the loop appends what its explanation reads (a tuple headed by
+the step's builder ``b<k>``), and :func:`outcomes_of` builds the outcomes when the
+evaluation's ``outcomes`` are first read (a caller that reads only the points never
+pays for the texts).
 
 Safe by construction: the source holds no text of the policy's (ids, names, reasons,
 prefixes); a step is reached through the names ``s<k>`` and ``c<k>`` bound to its
@@ -22,7 +26,7 @@ on the compiled policy (``OrderSteps.source``) for reading and debugging.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from itertools import repeat
 from operator import add, attrgetter, mul
 from typing import TYPE_CHECKING, Any
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from loyaltykit._rules.facts import order_facts
-from loyaltykit._rules.fields import MIDNIGHT, ONE, ZERO, num_text, points_text
+from loyaltykit._rules.fields import CONTEXT, MIDNIGHT, ONE, ZERO, num_text, points_text
 from loyaltykit._rules.limits import Run, not_applied, spread
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE
 from loyaltykit._rules.results import RuleOutcome
@@ -39,9 +43,9 @@ from loyaltykit._rules.scopes import Window
 if TYPE_CHECKING:
     from loyaltykit._rules.fastpath import Step
 
-#: What the written-out loop gives: the outcomes, the applied points (for the exact
-#: sum) and the stamp cards' rewards.
-Priced = tuple[list[RuleOutcome], list[Decimal], list[str]]
+#: What the written-out loop gives: the outcomes (some pending: see :func:`outcomes_of`),
+#: the applied points (for the exact sum) and the stamp cards' rewards.
+Priced = tuple[list[Any], list[Decimal], list[str]]
 #: The written-out loop: (order, member, zone, usage, unused, lines, shipping,
 #: stamps_before, nets, one_ok, picks, n) -> Priced (``unused``: true when there are no
 #: usage rows). It reads the facts it needs from the order and the member as they are
@@ -233,10 +237,37 @@ fields["explanation"] = explanation
 append(outcome)
 """
 
+# a rate's or a multiplier's applied outcome, pending: what its explanation reads, headed
+# by the step's builder (b<k>, written after the loop), which outcomes_of calls
+_PENDING = """\
+total(points)
+append(($b, counted, uncapped, points, $note, currency, $prefix))
+"""
+
+_BUILDER = """\
+def $b(p):
+    _, counted, uncapped, points, note, currency, prefix = p
+$explanation    outcome = new(RuleOutcome)
+    fields = outcome.__dict__
+    fields.update($t)
+    fields["points"] = points
+    fields["uncapped"] = uncapped
+    fields["explanation"] = explanation
+    return outcome
+"""
+
 _quantity = attrgetter("quantity")
 
 
-def _rate(s: Step, lines: list[str]) -> None:
+def _pending(s: Step, lines: list[str], builders: list[str], explanation: str,
+             prefix: str) -> None:
+    """The applied outcome left pending (see _PENDING), and its builder's source."""
+    lines.append(_PENDING.replace("$note", "note" if s.limited else '""').replace(
+        "$prefix", prefix))
+    builders.append(_BUILDER.replace("$explanation", _indent(explanation)))
+
+
+def _rate(s: Step, lines: list[str], builders: list[str]) -> None:
     if not s.match_all and not s.ship:
         lines.append(_NO_LINE)
     per = "$c.rule.points / $c.rule.per"
@@ -262,12 +293,13 @@ def _rate(s: Step, lines: list[str]) -> None:
                      else fast)
     else:
         lines.append("spread(base, picked, amounts, points, uncapped)\n")
-    lines.append('explanation = (f"{$s.prefix} {currency} on {counted!s} {currency} '
-                 '{$c.what} = {uncapped!s}' + ("{note}" if s.limited else "") + '")\n')
-    lines.append(_APPLIED)
+    _pending(s, lines, builders,
+             'explanation = (f"{$s.prefix} {currency} on {counted!s} {currency} '
+             '{$c.what} = {uncapped!s}' + ("{note}" if s.limited else "") + '")\n', "None")
 
 
-def _multiplier(s: Step, lines: list[str], multiply: bool, read_later: bool) -> None:
+def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
+                read_later: bool) -> None:
     if s.match_all:
         lines.append("picked = range(n + 1)\n")
     else:
@@ -301,10 +333,10 @@ def _multiplier(s: Step, lines: list[str], multiply: bool, read_later: bool) -> 
                      + ("    current[i] = x + a\n" if increase else "")
                      + "else:\n" + _indent(general))
     note = "{note}" if s.limited else ""
-    lines.append('explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
-                 "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}" + note
-                 + '")\n')
-    lines.append(_APPLIED)
+    _pending(s, lines, builders,
+             'explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
+             "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}" + note
+             + '")\n', "prefix")
 
 
 def _fixed(s: Step, lines: list[str]) -> None:
@@ -383,6 +415,7 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
     names: dict[str, Any] = {}
     windows = [s.window for s in steps if s.window is not None]
     out = [_HEAD]
+    after: list[str] = []  # the pending outcomes' builders
     if any(w.start is not None or w.end is not None for w in windows):
         out.append("    day = local.date()\n")
     if any(w.weekdays for w in windows):
@@ -397,6 +430,7 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
     excl_before = False  # an exclusive step earlier in this phase
     for k, s in enumerate(steps):
         lines: list[str] = []
+        builders: list[str] = []
         if s.phase != phase:
             if s.phase == 2:
                 out.append("    current = list(base)\n")
@@ -419,12 +453,12 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
         if s.code != MULTIPLIER:
             lines.append("picked = every\n" if s.match_all else f"picked = picks.get({k}, ())\n")
         if s.code == RATE:
-            _rate(s, lines)
+            _rate(s, lines, builders)
         elif s.code == MULTIPLIER:
             later = any(t.code == MULTIPLIER for t in steps[k + 1:])
             if not s.match_all:
                 lines.append(f"picked = picks.get({k}, ())\n")
-            _multiplier(s, lines, multiply, later)
+            _multiplier(s, lines, builders, multiply, later)
         elif s.code == FIXED:
             _fixed(s, lines)
         else:
@@ -433,11 +467,25 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
             lines.append("exclusive = $c.id\n")
             excl_before = True
         lines.append("break\n")
-        body = "".join(lines).replace("$s", f"s{k}").replace("$c", f"c{k}").replace(
-            "$t", f"t{k}")
-        out.append(f"    while True:  # step {k}\n" + _indent(body, "        "))
+        body = "".join(lines)
+        out.append(f"    while True:  # step {k}\n" + _indent(_names(body, k), "        "))
+        after.extend(_names(b, k) for b in builders)
     out.append("    return outcomes, applied, rewards\n")
-    return "".join(out), names
+    return "".join(out + after), names
+
+
+def _names(text: str, k: int) -> str:
+    """``text`` with step ``k``'s names: its Step, compiled rule, outcome template and
+    pending outcome's builder."""
+    return text.replace("$s", f"s{k}").replace("$c", f"c{k}").replace(
+        "$t", f"t{k}").replace("$b", f"b{k}")
+
+
+def outcomes_of(pending: list[Any]) -> tuple[RuleOutcome, ...]:
+    """The outcomes of a written-out loop's list, its pending ones built by their step's
+    builder (in the evaluator's decimal context, as the loop would have built them)."""
+    with localcontext(CONTEXT):
+        return tuple([o[0](o) if type(o) is tuple else o for o in pending])
 
 
 def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[Pricer, str]:
