@@ -32,7 +32,7 @@ from loyaltykit._rules.facts import (
     MemberContext,
     order_facts,
 )
-from loyaltykit._rules.fastpath import OrderSteps, exact_sum, supports
+from loyaltykit._rules.fastpath import OrderSteps, supports
 from loyaltykit._rules.fields import (
     CONTEXT,
     EXACT,
@@ -508,8 +508,11 @@ def first_evaluation(
                 lines, shipping, before,
                 list(map(line_net, lines)) if paid is None else paid, paid is None,
                 steps.picks(lines) if steps.matching else {}, n)
-            # the exact sum (see _evaluate): the rules that did not apply add 0
-            unrounded = exact_sum(applied)
+            # the exact sum (see _evaluate; the rules that did not apply add 0), in its
+            # context as the current one (what EXACT.add gives, without a call per
+            # outcome; nothing below reads the current context)
+            setcontext(EXACT)
+            unrounded = sum(applied, ZERO)  # (applied starts with ZERO: 0 + 0 is 0)
             result = int(steps.rounder.to_integral_value(unrounded))
             if result < 0:
                 result = 0

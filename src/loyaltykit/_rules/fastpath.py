@@ -25,15 +25,13 @@ a stream of distinct reasons cannot grow them without end.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
 from decimal import Decimal
 from operator import attrgetter
 
 from loyaltykit._orders import OrderLine
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
-from loyaltykit._rules.fields import CONTEXT, EXACT, ONE, ZERO
+from loyaltykit._rules.fields import CONTEXT, ONE, ZERO
 from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import RuleOutcome
@@ -174,6 +172,3 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
 
 #: A line's key in the line-match table: (sku, category)
 _key = attrgetter("sku", "category")
-#: The exact sum of outcomes' points (see the general evaluator)
-exact_sum: Callable[[Sequence[Decimal]], Decimal] = functools.partial(
-    functools.reduce, EXACT.add)

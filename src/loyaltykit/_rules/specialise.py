@@ -260,10 +260,16 @@ _quantity = attrgetter("quantity")
 
 
 def _pending(s: Step, lines: list[str], builders: list[str], explanation: str,
-             prefix: str) -> None:
-    """The applied outcome left pending (see _PENDING), and its builder's source."""
+             prefix: str, counted_later: bool = False) -> None:
+    """The applied outcome left pending (see _PENDING), and its builder's source. With
+    ``counted_later``, the loop's ``counted`` is what the text's amount sums (a list of
+    amounts no step changes later, or one amount), summed by the builder."""
     lines.append(_PENDING.replace("$note", "note" if s.limited else '""').replace(
         "$prefix", prefix))
+    if counted_later:
+        explanation = ("counted = (sum(counted, ZERO) if type(counted) is list\n"
+                       "           else ZERO + counted)  # (what sum([x], ZERO) gives)\n"
+                       + explanation)
     builders.append(_BUILDER.replace("$explanation", _indent(explanation)))
 
 
@@ -310,8 +316,14 @@ def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
     # read them (multipliers are the whole of their phase: nothing else reads them
     # between, so this is what adding it when the next one applies gave)
     increase = multiply and read_later
+    # the amounts the text counts are summed when it is written, unless the loop
+    # changes them in place before (a capped multiplier on every line shares its
+    # points out over the current amounts it read)
+    later = not (s.match_all and s.limited and increase)
     general = (f"taken = {source}\n" if s.match_all
-               else f"taken = list(map({source}.__getitem__, picked))\n") + _MULTIPLY
+               else f"taken = list(map({source}.__getitem__, picked))\n") + (
+        _MULTIPLY.replace("counted = sum(taken, ZERO)", "counted = taken") if later
+        else _MULTIPLY)
     if s.limited:
         general += _LIMIT
         if increase:
@@ -327,7 +339,7 @@ def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
         lines.append("if len(picked) == 1:\n"
                      "    i = picked[0]\n"
                      f"    x = {source}[i]\n"
-                     "    counted = ZERO + x  # (what sum([x], ZERO) gives)\n"
+                     "    counted = x\n"
                      "    a = x * less\n"
                      "    points = uncapped = ZERO + a\n"
                      + ("    current[i] = x + a\n" if increase else "")
@@ -336,7 +348,7 @@ def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
     _pending(s, lines, builders,
              'explanation = (f"{prefix}{counted!s} points{$c.what} = "\n'
              "               f\"{'+' if uncapped >= ZERO else ''}{uncapped!s}" + note
-             + '")\n', "prefix")
+             + '")\n', "prefix", later)
 
 
 def _fixed(s: Step, lines: list[str]) -> None:
