@@ -506,8 +506,7 @@ def first_evaluation(
                 # (no rows: a tuple or list of none; another Sequence is read when needed)
                 (type(usage) is tuple or type(usage) is list) and not usage,
                 lines, shipping, before,
-                list(map(line_net, lines)) if paid is None else paid, paid is None,
-                steps.picks(lines) if steps.matching else {}, n)
+                list(map(line_net, lines)) if paid is None else paid, paid is None, n)
             # the exact sum (see _evaluate; the rules that did not apply add 0), in its
             # context as the current one (what EXACT.add gives, without a call per
             # outcome; nothing below reads the current context)

@@ -10,25 +10,23 @@ texts and the exact Decimal amounts, digit for digit):
   factor less one, its fixed points as a Decimal, its "not applied" outcomes (an
   outcome is immutable, so one instance serves every order: a window's or a tier's
   reason depends only on a small key, see :func:`~loyaltykit._rules.scopes.window_miss`);
-* a line's SKU and category are looked up once per order in a per-policy table of the
-  line-matching rules that select them (:class:`OrderSteps`), instead of testing every
-  line against every rule;
+* a line-matching rule selects its lines by testing the order's SKUs and categories
+  (read once per order) against its own sets, in C (:mod:`~loyaltykit._rules.specialise`),
+  instead of testing every line against every rule in Python;
 * Decimal work that cannot change a digit is skipped (a rate of exactly 1 point per 1
   money unit on a line's net, which has at most 34 digits: ``net * 1`` is ``net``),
   and the outcomes' exact sum adds the applied ones only (a rule that does not apply
   gives ``0``, which the sum's start already is).
 
 The compiled form lives on the policy's plan (built on first use, and only for the
-policy it came from); the per-policy tables are bounded, so a catalogue of any size or
-a stream of distinct reasons cannot grow them without end.
+policy it came from); the per-policy tables of outcomes are bounded, so a stream of
+distinct reasons cannot grow them without end.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from operator import attrgetter
 
-from loyaltykit._orders import OrderLine
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
 from loyaltykit._rules.fields import CONTEXT, ONE, ZERO
@@ -118,10 +116,9 @@ class Step:
 
 
 class OrderSteps:
-    """A policy's order rules compiled for the fast path, and its line-match table."""
+    """A policy's order rules compiled for the fast path."""
 
-    __slots__ = ("matching", "multiply", "nothing", "price", "rounder", "selects", "source",
-                 "steps")
+    __slots__ = ("multiply", "nothing", "price", "rounder", "source", "steps")
 
     def __init__(self, policy: EarningPolicy, rules: tuple[Compiled, ...]) -> None:
         self.steps = tuple(Step(c) for c in rules)
@@ -131,37 +128,8 @@ class OrderSteps:
         #: the context's rounding is what to_integral_value rounds by)
         self.rounder = CONTEXT.copy()
         self.rounder.rounding = DECIMAL_ROUNDING[policy.rounding]
-        #: the positions of the steps that select lines by SKU or category
-        self.matching = tuple(k for k, s in enumerate(self.steps) if not s.match_all)
-        #: (sku, category) -> the positions of the matching steps that select it
-        self.selects: dict[tuple[str, str | None], tuple[int, ...]] = {}
         #: the rule loop written out for these steps (:mod:`loyaltykit._rules.specialise`)
         self.price, self.source = specialise(self.steps, self.multiply, _TABLE_SIZE)
-
-    def picks(self, lines: tuple[OrderLine, ...]) -> dict[int, list[int]]:
-        """The positions of ``lines`` that each line-matching step selects, by the
-        step's position (a step that selects none is left out)."""
-        picks: dict[int, list[int]] = {}
-        keys = list(map(_key, lines))
-        for i, found in enumerate(map(self.selects.get, keys)):
-            if found is None:
-                found = self.selected_by(*keys[i])
-            for k in found:
-                got = picks.get(k)
-                if got is None:
-                    picks[k] = [i]
-                else:
-                    got.append(i)
-        return picks
-
-    def selected_by(self, sku: str, category: str | None) -> tuple[int, ...]:
-        """The positions of the line-matching steps that select a line of ``sku`` in
-        ``category`` (worked out once per key, kept while the table has room)."""
-        found = tuple(k for k in self.matching
-                      if sku in self.steps[k].c.skus or category in self.steps[k].c.cats)
-        if len(self.selects) < _TABLE_SIZE:
-            self.selects[(sku, category)] = found
-        return found
 
 
 def supports(rules: tuple[Compiled, ...]) -> bool:
@@ -170,5 +138,3 @@ def supports(rules: tuple[Compiled, ...]) -> bool:
     return all(c.code in (RATE, MULTIPLIER, FIXED, STAMP) for c in rules)
 
 
-#: A line's key in the line-match table: (sku, category)
-_key = attrgetter("sku", "category")

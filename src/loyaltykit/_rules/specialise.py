@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal, localcontext
-from itertools import repeat
-from operator import add, attrgetter, mul
+from itertools import compress, repeat
+from operator import add, attrgetter, mul, or_
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: the applied points (for the exact sum) and the stamp cards' rewards.
 Priced = tuple[list[Any], list[Decimal], list[str]]
 #: The written-out loop: (order, member, zone, usage, unused, lines, shipping,
-#: stamps_before, nets, one_ok, picks, n) -> Priced (``unused``: true when there are no
+#: stamps_before, nets, one_ok, n) -> Priced (``unused``: true when there are no
 #: usage rows). It reads the facts it needs from the order and the member as they are
 #: (what :func:`~loyaltykit._rules.facts.order_facts` would copy into a Facts), and
 #: builds the Facts only for a condition's reason or a condition it cannot test itself.
@@ -69,7 +69,7 @@ _NOUNS = {"tier": "member.tier", "channel": "order.channel", "store": "order.sto
 
 _HEAD = """\
 def price(order, member, zone, usage, unused, lines, shipping, stamps_before, nets, one_ok,
-          picks, n):
+          n):
     outcomes = []
     append = outcomes.append
     applied = [ZERO]
@@ -434,6 +434,11 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
         out.append("    weekday = local.isoweekday()\n")
     if any(w.hours for w in windows):
         out.append("    now = local.time()\n")
+    matching = [s for s in steps if not s.match_all]
+    if any(s.c.skus for s in matching):
+        out.append("    skus = list(map(SKU, lines))\n")
+    if any(s.c.cats for s in matching):
+        out.append("    categories = list(map(CATEGORY, lines))\n")
     if any(s.cond_kind == 2 for s in steps):
         out.append("    net = order.net_goods\n")
     if any(s.cond_kind == 3 for s in steps):  # a condition tested by its own code
@@ -463,13 +468,13 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
         elif s.cond_kind == 3:
             lines.append(_ANY)
         if s.code != MULTIPLIER:
-            lines.append("picked = every\n" if s.match_all else f"picked = picks.get({k}, ())\n")
+            lines.append("picked = every\n" if s.match_all else _picked(k, s, names))
         if s.code == RATE:
             _rate(s, lines, builders)
         elif s.code == MULTIPLIER:
             later = any(t.code == MULTIPLIER for t in steps[k + 1:])
             if not s.match_all:
-                lines.append(f"picked = picks.get({k}, ())\n")
+                lines.append(_picked(k, s, names))
             _multiplier(s, lines, builders, multiply, later)
         elif s.code == FIXED:
             _fixed(s, lines)
@@ -484,6 +489,30 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
         after.extend(_names(b, k) for b in builders)
     out.append("    return outcomes, applied, rewards\n")
     return "".join(out + after), names
+
+
+def _picked(k: int, s: Step, names: dict[str, Any]) -> str:
+    """The statement that sets ``picked`` for step ``k`` that selects lines by SKU or
+    category: the positions of the lines it selects, in order (a line is selected if
+    its SKU is one of the step's or its category is one of the step's); it reads the
+    order's ``skus`` and ``categories`` and names of its own (``m...<k>``)."""
+    if len(s.c.skus) + len(s.c.cats) == 1:  # one SKU or one category: list methods, in C
+        seq = "skus" if s.c.skus else "categories"
+        (names[f"mv{k}"],) = s.c.skus or s.c.cats
+        return (f"count = {seq}.count(mv{k})\n"
+                f"picked = ([{seq}.index(mv{k})] if count == 1 else\n"
+                f"          [i for i in every if {seq}[i] == mv{k}] if count else [])\n")
+    tests = []
+    if s.c.skus:
+        names[f"ms{k}"] = s.c.skus.__contains__
+        tests.append(f"map(ms{k}, skus)")
+    if s.c.cats:
+        names[f"mc{k}"] = s.c.cats.__contains__
+        tests.append(f"map(mc{k}, categories)")
+    if not tests:  # (selects nothing)
+        return "picked = []\n"
+    mask = tests[0] if len(tests) == 1 else f"map(or_, {tests[0]}, {tests[1]})"
+    return f"picked = list(compress(every, {mask}))\n"
 
 
 def _names(text: str, k: int) -> str:
@@ -507,7 +536,8 @@ def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[
         "ZERO": ZERO, "ONE": ONE, "Decimal": Decimal, "RuleOutcome": RuleOutcome,
         "not_applied": not_applied, "spread": spread,
         "num_text": num_text, "points_text": points_text, "add": add, "mul": mul,
-        "repeat": repeat, "quantity": _quantity, "TABLE_SIZE": table_size,
+        "repeat": repeat, "quantity": _quantity, "compress": compress, "or_": or_,
+        "SKU": attrgetter("sku"), "CATEGORY": attrgetter("category"), "TABLE_SIZE": table_size,
         "new": object.__new__, "order_facts": order_facts, "Run": Run,
     }
     for k, s in enumerate(steps):
