@@ -511,7 +511,7 @@ def first_evaluation(
             # context as the current one (what EXACT.add gives, without a call per
             # outcome; nothing below reads the current context)
             setcontext(EXACT)
-            unrounded = sum(applied, ZERO)  # (applied starts with ZERO: 0 + 0 is 0)
+            unrounded = sum(applied, ZERO)
             result = int(steps.rounder.to_integral_value(unrounded))
             if result < 0:
                 result = 0

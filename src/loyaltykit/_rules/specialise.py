@@ -72,7 +72,7 @@ def price(order, member, zone, usage, unused, lines, shipping, stamps_before, ne
           n):
     outcomes = []
     append = outcomes.append
-    applied = [ZERO]
+    applied = []  # (summed from ZERO)
     total = applied.append
     rewards = []
     run = None
