@@ -189,7 +189,7 @@ def test_rules_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
                            "--backend", "sqlite")
     evaluate = result["evaluate"]
     assert (10, 5) == (evaluate["rules"], evaluate["lines_per_order"])
-    for key in ("evaluations_per_s", "hand_written_per_s", "ratio"):
+    for key in ("evaluations_per_s", "hand_written_per_s", "with_outcomes_per_s", "ratio"):
         assert isinstance(evaluate[key], float) and evaluate[key] > 0
     assert isinstance(evaluate["pass"], bool)
     assert {f"{b}/{p}" for b in ("memory", "sqlite") for p in ("ten_rules", "one_rate")} == set(
