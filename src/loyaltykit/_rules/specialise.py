@@ -26,7 +26,7 @@ on the compiled policy (``OrderSteps.source``) for reading and debugging.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal, localcontext
+from decimal import Decimal, getcontext, setcontext
 from itertools import compress, repeat
 from operator import add, attrgetter, mul, or_
 from typing import TYPE_CHECKING, Any
@@ -525,8 +525,17 @@ def _names(text: str, k: int) -> str:
 def outcomes_of(pending: list[Any]) -> tuple[RuleOutcome, ...]:
     """The outcomes of a written-out loop's list, its pending ones built by their step's
     builder (in the evaluator's decimal context, as the loop would have built them)."""
-    with localcontext(CONTEXT):
+    outer = getcontext()
+    setcontext(_BUILDING)  # (what localcontext(CONTEXT) does, without a copy per call)
+    try:
         return tuple([o[0](o) if type(o) is tuple else o for o in pending])
+    finally:
+        setcontext(outer)
+
+
+#: The decimal context pending outcomes are built in: the evaluator's (a copy of CONTEXT
+#: of its own, so that no other use of CONTEXT shares its flags)
+_BUILDING = CONTEXT.copy()
 
 
 def specialise(steps: Sequence[Step], multiply: bool, table_size: int) -> tuple[Pricer, str]:
