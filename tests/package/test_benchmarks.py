@@ -23,7 +23,7 @@ from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.invariants import check_invariants
 
 OPERATION_KEYS = {
-    "loyaltykit_ops_per_s", "baseline_ops_per_s", "ratio", "extra_us_per_op",
+    "loyaltykit_ops_per_s", "baseline_ops_per_s", "ratio", "cpu_ratio", "extra_us_per_op",
     "target_max_ratio", "pass", "rounds",
 }
 BALANCE_KEYS = {
@@ -50,6 +50,7 @@ def test_quick_run_ends_with_one_line_of_json(name: str, tmp_path: Path) -> None
         assert isinstance(figures["loyaltykit_ops_per_s"], float)
         assert has_baseline == isinstance(figures["baseline_ops_per_s"], float)
         assert has_baseline == isinstance(figures["ratio"], float)
+        assert has_baseline == isinstance(figures["cpu_ratio"], float)
         assert has_baseline == isinstance(figures["pass"], bool)
     assert BALANCE_KEYS <= set(result["balance"])
     assert isinstance(result["balance"]["ratio"], float)
