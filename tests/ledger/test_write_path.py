@@ -143,6 +143,28 @@ def test_new_ids_are_uuids_like_any_other() -> None:
     assert plain.is_safe == made.is_safe and {plain: 1}[made] == 1
 
 
+def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
+    # ids take their random bits from a buffer of os.urandom: a child must not reuse
+    # the bytes it inherited (it would draw the parent's next ids' random parts)
+    import os
+
+    if not hasattr(os, "fork"):
+        return
+    new_id()  # the buffer filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, b"".join(new_id().bytes for _ in range(4)))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64)
+    os.close(read)
+    os.close(write)
+    parent = b"".join(new_id().bytes for _ in range(4))
+    assert {child[i + 8:i + 16] for i in range(0, 64, 16)}.isdisjoint(
+        parent[i + 8:i + 16] for i in range(0, 64, 16))
+
+
 def test_ledger_enums_hash_by_identity() -> None:
     for member in [*Account, *Kind, *HoldStatus]:
         assert hash(member) == object.__hash__(member)
