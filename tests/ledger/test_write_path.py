@@ -21,7 +21,16 @@ from loyaltykit import LedgerPolicy, Loyalty, Money, Program, Storage
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._collector import collector_paused
 from loyaltykit._copy import cached, copy_with, evolve
-from loyaltykit._model import Account, AccountState, Hold, HoldAllocation, HoldStatus, Kind, Lot
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    HoldAllocation,
+    HoldStatus,
+    Kind,
+    Lot,
+    Member,
+)
 from loyaltykit._program import ExpiryPolicy, ExpiryRounding
 from loyaltykit._results import (
     Balance,
@@ -103,6 +112,8 @@ def test_the_everyday_results_encode_as_the_generic_codec_does(
         TransactionResult(uuid.uuid4(), kind, member, "points", values[0], at, balance,
                           tuple(related)),
         HoldResult(uuid.uuid4(), uuid.uuid4(), member, "points", values[1], at, balance),
+        Member("p", member, at, {"tier": member, "n": values[2], "tags": ["a", None]}),
+        Member("p", member, at, {}),
     ]
     for result in results:
         text = encode_result(result)
