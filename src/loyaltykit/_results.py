@@ -390,8 +390,18 @@ def _fast_hold(r: HoldResult) -> dict[str, Any]:
             "balance": _fast_balance(r.balance), "__type__": "HoldResult"}
 
 
+def _fast_member(m: Member) -> dict[str, Any]:
+    # an enrolment's result (a history import enrols thousands of members a batch)
+    return {"program_id": m.program_id, "member_id": m.member_id,
+            "enrolled_at": {"__dt__": m.enrolled_at.isoformat()},
+            "attributes": _dump(m.attributes), "__type__": "Member"}
+
+
+assert [f.name for f in attrs.fields(Member)] == [
+    "program_id", "member_id", "enrolled_at", "attributes"]
+
 _FAST: dict[type[Any], Callable[[Any], dict[str, Any]]] = {
-    TransactionResult: _fast_transaction, HoldResult: _fast_hold}
+    TransactionResult: _fast_transaction, HoldResult: _fast_hold, Member: _fast_member}
 
 
 def decode_result(text: str) -> Any:

@@ -21,7 +21,16 @@ from loyaltykit import LedgerPolicy, Loyalty, Money, Program, Storage
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._collector import collector_paused
 from loyaltykit._copy import cached, copy_with, evolve
-from loyaltykit._model import Account, AccountState, Hold, HoldAllocation, HoldStatus, Kind, Lot
+from loyaltykit._model import (
+    Account,
+    AccountState,
+    Hold,
+    HoldAllocation,
+    HoldStatus,
+    Kind,
+    Lot,
+    Member,
+)
 from loyaltykit._program import ExpiryPolicy, ExpiryRounding
 from loyaltykit._results import (
     Balance,
@@ -103,6 +112,8 @@ def test_the_everyday_results_encode_as_the_generic_codec_does(
         TransactionResult(uuid.uuid4(), kind, member, "points", values[0], at, balance,
                           tuple(related)),
         HoldResult(uuid.uuid4(), uuid.uuid4(), member, "points", values[1], at, balance),
+        Member("p", member, at, {"tier": member, "n": values[2], "tags": ["a", None]}),
+        Member("p", member, at, {}),
     ]
     for result in results:
         text = encode_result(result)
@@ -141,6 +152,28 @@ def test_new_ids_are_uuids_like_any_other() -> None:
     assert (plain, hash(plain), str(plain)) == (made, hash(made), str(made))
     assert 7 == made.version and uuid.RFC_4122 == made.variant
     assert plain.is_safe == made.is_safe and {plain: 1}[made] == 1
+
+
+def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
+    # ids take their random bits from a buffer of os.urandom: a child must not reuse
+    # the bytes it inherited (it would draw the parent's next ids' random parts)
+    import os
+
+    if not hasattr(os, "fork"):
+        return
+    new_id()  # the buffer filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, b"".join(new_id().bytes for _ in range(4)))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64)
+    os.close(read)
+    os.close(write)
+    parent = b"".join(new_id().bytes for _ in range(4))
+    assert {child[i + 8:i + 16] for i in range(0, 64, 16)}.isdisjoint(
+        parent[i + 8:i + 16] for i in range(0, 64, 16))
 
 
 def test_ledger_enums_hash_by_identity() -> None:

@@ -131,3 +131,164 @@ def test_a_few_rows_skip_the_compiled_statements_path(
         assert count == result.rowcount
         monkeypatch.undo()
         assert count == len(_stored(conn, fast))
+
+
+# -- PostgreSQL: many rows as one statement over a JSON document (sql/_many_pg.py) ---------
+
+def _pg_tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    def table(name: str) -> sa.Table:
+        return sa.Table(
+            name, meta,
+            sa.Column("seq", sa.BigInteger(), sa.Identity(), primary_key=True),
+            sa.Column("id", sa.Uuid(), nullable=False, unique=True),
+            sa.Column("at", UTCDateTime()),
+            sa.Column("doc", Document()),
+            sa.Column("flag", sa.Boolean()),
+            sa.Column("n", sa.BigInteger()),
+            sa.Column("small", sa.SmallInteger()),
+            sa.Column("day", sa.Date()),
+            sa.Column("s", sa.String(20)),
+            sa.Column("fixed", sa.String(20)),
+        )
+
+    return table("pg_by_execute"), table("pg_by_many")
+
+
+def _pg_rows(count: int) -> list[dict[str, Any]]:
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    # ids out of order: the serial column numbers the rows in the order given
+    return [{"id": uuid.UUID(int=(i * 7919) % 1000 + 1),
+             "at": None if i % 3 == 0 else dt.datetime(2026, 1, 1, i % 24, 0, i,
+                                                        123 * i, tzinfo=berlin),
+             "doc": None if i % 4 == 1 else {"lot_id": str(uuid.UUID(int=i)), "points": i,
+                                               "nested": [i, None, "é\"'%s"]},
+             "flag": None if i % 5 == 0 else i % 2 == 0, "n": -i * 10**12,
+             "small": i, "day": dt.date(2026, 1, 1 + i % 28), "s": f"row {i} %(x)s"}
+            for i in range(count)]
+
+
+def _pg_stored(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
+    # the documents as stored: JSON null is not SQL NULL
+    return [tuple(r) for r in conn.exec_driver_sql(
+        f"SELECT seq, id, at, doc::text IS NULL, doc, flag, n, small, day, s, fixed "
+        f"FROM {table.name} ORDER BY seq")]
+
+
+def _no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Connection.execute called")
+
+    monkeypatch.setattr(sa.Connection, "execute", refused)
+
+
+@pytest.mark.parametrize("count", [4, 40])
+def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
+        engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    meta = sa.MetaData()
+    plain, fast = _pg_tables(meta)
+    meta.create_all(engine)
+    rows = _pg_rows(count)
+    changed = [{"k_id": r["id"], "at": dt.datetime(2027, 3, 1, tzinfo=dt.UTC),
+                "doc": None if i % 2 else {"changed": r["n"]}, "flag": None,
+                "s": "changed"} for i, r in enumerate(rows) if i % 5 != 4]
+    def insert(table: sa.Table) -> Any:  # a constant bound in the statement is written
+        return table.insert().values(fixed=sa.bindparam("fixed_value", "const"))
+
+    def update(table: sa.Table) -> Any:  # and one in an expression of the row's value
+        return table.update().where(table.c.id == sa.bindparam("k_id")).values(
+            small=table.c.small + 1)
+
+    with engine.begin() as conn:
+        conn.execute(insert(plain), rows)
+        result = conn.execute(update(plain), changed)
+        assert len(changed) == result.rowcount
+        _no_execute(monkeypatch)  # many rows: one statement, through the driver
+        execute_many(conn, insert(fast), rows)
+        result = execute_many(conn, update(fast), changed)
+        assert len(changed) == result.rowcount
+        monkeypatch.undo()
+        assert _pg_stored(conn, plain) == _pg_stored(conn, fast)
+        assert count == len(_pg_stored(conn, fast))
+
+
+def test_postgresql_many_rows_are_refused_as_execute_refuses_them(
+        engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    meta = sa.MetaData()
+    plain, fast = _pg_tables(meta)
+    meta.create_all(engine)
+    for table in (plain, fast):
+        too_long = _pg_rows(5)
+        too_long[2]["s"] = "x" * 21  # a varchar(20): refused, not cut
+        naive = _pg_rows(5)
+        naive[3]["at"] = dt.datetime(2026, 1, 1)
+        twice = _pg_rows(5)
+        twice[4]["id"] = twice[0]["id"]
+        for rows, error in ((too_long, sa.exc.DataError), (naive, sa.exc.StatementError),
+                            (twice, sa.exc.IntegrityError)):
+            with engine.connect() as conn, pytest.raises(error):
+                execute_many(conn, table.insert(), rows) if table is fast \
+                    else conn.execute(table.insert(), rows)
+    with engine.connect() as conn:
+        assert [] == _pg_stored(conn, fast)
+
+
+def test_postgresql_update_rows_repeating_a_key_keep_the_last(engine: sa.Engine) -> None:
+    # one statement would update the row once: those rows run one by one, as before
+    if engine.dialect.name != "postgresql":
+        return
+    meta = sa.MetaData()
+    _, fast = _pg_tables(meta)
+    meta.create_all(engine)
+    rows = _pg_rows(4)
+    with engine.begin() as conn:
+        execute_many(conn, fast.insert(), rows)
+        changed = [{"k_id": rows[0]["id"], "n": n} for n in (1, 2, 3, 4)]
+        result = execute_many(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                              changed)
+        assert 4 == result.rowcount
+        assert 4 == conn.scalar(sa.select(fast.c.n).where(fast.c.id == rows[0]["id"]))
+
+
+def test_postgresql_upserts_of_many_rows_store_what_execute_stores(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tier buckets' upsert (ON CONFLICT ... DO UPDATE) adds up as execute does in
+    one statement; rows repeating a key of the conflict run one by one, as before."""
+    from loyaltykit.sql._shared import upserts_for
+
+    if engine.dialect.name != "postgresql":
+        return
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def rows(program_id: str, value: int) -> list[dict[str, Any]]:
+        return [{"program_id": program_id, "member_id": f"m{i}",
+                 "period_start": at + dt.timedelta(days=i), "value": value * i}
+                for i in range(6)]
+
+    from loyaltykit.sql.schema import members, programs
+
+    with engine.begin() as conn:  # the buckets' programs and members (foreign keys)
+        names = ("plain", "fast", "twice")
+        conn.execute(programs.insert(), [{"id": p, "definition": {}, "created_at": at}
+                                         for p in names])
+        conn.execute(members.insert(), [
+            {"program_id": p, "member_id": f"m{i}", "enrolled_at": at, "attributes": {}}
+            for p in names for i in range(6)])
+        bucket = upserts_for(conn).bucket
+        for value in (3, 4):  # the second adds to the first
+            conn.execute(bucket, rows("plain", value))
+        twice = rows("twice", 3) + rows("twice", 4)  # each key twice in one call
+        _no_execute(monkeypatch)
+        for value in (3, 4):
+            execute_many(conn, bucket, rows("fast", value))
+        monkeypatch.undo()
+        execute_many(conn, bucket, twice)
+        stored = {p: [tuple(r)[1:] for r in conn.exec_driver_sql(
+            "SELECT program_id, member_id, period_start, value FROM lk_tier_buckets "
+            f"WHERE program_id = '{p}' ORDER BY member_id")]
+            for p in names}
+    assert [7 * i for i in range(6)] == [row[2] for row in stored["fast"]]
+    assert stored["plain"] == stored["fast"] == stored["twice"]

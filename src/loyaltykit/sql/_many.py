@@ -20,8 +20,9 @@ a few rows are converted row by row, without the columns' set-up.
 Only where that holds plainly: a dialect with positional parameters (SQLite's
 ``qmark``), a statement with no Python-side defaults to compute per row (no
 prefetch) and no expanding parameters; anything else goes through
-``Connection.execute``. On PostgreSQL SQLAlchemy batches an INSERT into multi-row
-VALUES, which a plain driver executemany would lose, so it keeps that path.
+``Connection.execute``. On PostgreSQL, where an executemany is a statement per row,
+many rows of a plain INSERT or keyed UPDATE are one statement over a JSON document
+of them (:mod:`loyaltykit.sql._many_pg`); anything else keeps ``Connection.execute``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
+
+from loyaltykit.sql._many_pg import MANY_ROWS, execute_json
 
 __all__ = ["execute_many"]
 
@@ -55,6 +58,10 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     Every row must have the keys of the first (as ``execute`` requires too)."""
     dialect = conn.dialect
     if not rows or dialect.paramstyle != "qmark":
+        if dialect.name == "postgresql" and len(rows) >= MANY_ROWS:
+            done = execute_json(conn, stmt, rows)
+            if done is not None:
+                return done
         return conn.execute(stmt, list(rows))
     keys = tuple(rows[0])
     plan = _plan(dialect, stmt, keys)
