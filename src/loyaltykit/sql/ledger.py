@@ -444,7 +444,8 @@ class SQLLedgerStore(SQLLedgerDue):
             return found
         for pg, ids in _member_sets(conn, sorted(set(member_ids))):
             params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
-            for row in conn.execute(_LOCK_ACCOUNTS_PG if pg else _LOCK_ACCOUNTS, params):
+            # .all(): one fetch of the rows (iterating fetches them one by one)
+            for row in conn.execute(_LOCK_ACCOUNTS_PG if pg else _LOCK_ACCOUNTS, params).all():
                 found[row[0]] = AccountState(*row)
         return found
 
@@ -512,7 +513,8 @@ class SQLLedgerStore(SQLLedgerDue):
         by_member: dict[str, list[Lot]] = {}
         for pg, ids in _member_sets(conn, list(dict.fromkeys(member_ids))):
             params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
-            for row in conn.execute(_SEL_OPEN_LOTS_PG if pg else _SEL_OPEN_LOTS, params):
+            for row in conn.execute(_SEL_OPEN_LOTS_PG if pg else _SEL_OPEN_LOTS,
+                                    params).all():
                 by_member.setdefault(row[2], []).append(Lot(*row))
         return [lot for m in member_ids for lot in by_member.get(m, ())]
 
