@@ -38,6 +38,9 @@ class TierEvents:
 
     def __init__(self, program: Program) -> None:
         self.program = program
+        # the ladder's thresholds in metric units, worked out once (the policy's
+        # property builds them anew: a tenth of a due tier batch's Python here)
+        self._thresholds = program.tiers.thresholds if program.tiers is not None else ()
 
     def _figure(self, policy: TierPolicy, units: int) -> Any:
         """A metric figure as JSON: an int of points or orders, spend as money."""
@@ -62,7 +65,7 @@ class TierEvents:
             # the figure the decision read (none for a manual change: it read none)
             "qualifying": (None if change.reason == "manual"
                            else self._figure(policy, change.metric)),
-            "threshold": self._figure(policy, policy.thresholds[after]),
+            "threshold": self._figure(policy, self._thresholds[after]),
             "protected_until": _iso(event.protected_until),
             "next_evaluation": _iso(event.next_evaluation),
             "benefits": tier.benefits.to_dict(),

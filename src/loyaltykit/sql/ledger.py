@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -163,6 +164,15 @@ _open_holds = (
 )
 _SEL_OPEN_HOLDS: sa.Executable = _open_holds.where(holds.c.member_id.in_(_ids))
 _SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
+# PostgreSQL: the many-member reads name their members as one JSON array parameter
+# (:func:`_member_sets`): one statement whatever their number, where an expanding IN
+# of 500 parameters per chunk was rewritten per execution by SQLAlchemy and psycopg
+# (a long query is not cached) and parsed and planned anew by the server
+_in_json = sa.select(sa.func.json_array_elements_text(
+    sa.cast(sa.bindparam("idj", type_=sa.Text()), sa.JSON())))
+_LOCK_ACCOUNTS_PG: sa.Executable = _lock_accounts.where(accounts.c.member_id.in_(_in_json))
+_SEL_OPEN_LOTS_PG: sa.Executable = _open_lots.where(lots.c.member_id.in_(_in_json))
+_SEL_OPEN_HOLDS_PG: sa.Executable = _open_holds.where(holds.c.member_id.in_(_in_json))
 _SEL_HOLD: sa.Executable = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
@@ -343,6 +353,18 @@ _INS_HOLD = holds.insert()
 _INS_ALLOCATION = hold_allocations.insert()
 
 
+def _member_sets(conn: Connection, member_ids: Sequence[str]
+                 ) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """The parameters naming ``member_ids`` in a many-member read, with True for
+    its PostgreSQL variant: there one JSON array (``idj``), elsewhere chunks of them
+    for an expanding IN (``ids``)."""
+    if conn.dialect.name == "postgresql":
+        yield True, {"idj": orjson.dumps(list(member_ids)).decode()}
+        return
+    for chunk in chunks(member_ids):
+        yield False, {"ids": chunk}
+
+
 def _hold(rows: Sequence[Any]) -> Hold:
     first = rows[0]
     return Hold(
@@ -420,9 +442,10 @@ class SQLLedgerStore(SQLLedgerDue):
             for row in conn.execute(_LOCK_ACCOUNT, one).all():
                 found[row[0]] = AccountState(*row)
             return found
-        for chunk in chunks(sorted(set(member_ids))):
-            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
-            for row in conn.execute(_LOCK_ACCOUNTS, params):
+        for pg, ids in _member_sets(conn, sorted(set(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
+            # .all(): one fetch of the rows (iterating fetches them one by one)
+            for row in conn.execute(_LOCK_ACCOUNTS_PG if pg else _LOCK_ACCOUNTS, params).all():
                 found[row[0]] = AccountState(*row)
         return found
 
@@ -488,9 +511,10 @@ class SQLLedgerStore(SQLLedgerDue):
             one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
             return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one).all()]
         by_member: dict[str, list[Lot]] = {}
-        for chunk in chunks(list(dict.fromkeys(member_ids))):
-            params: dict[str, Any] = {"p": self.program_id, "w": wallet, "ids": chunk}
-            for row in conn.execute(_SEL_OPEN_LOTS, params):
+        for pg, ids in _member_sets(conn, list(dict.fromkeys(member_ids))):
+            params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
+            for row in conn.execute(_SEL_OPEN_LOTS_PG if pg else _SEL_OPEN_LOTS,
+                                    params).all():
                 by_member.setdefault(row[2], []).append(Lot(*row))
         return [lot for m in member_ids for lot in by_member.get(m, ())]
 
@@ -517,8 +541,9 @@ class SQLLedgerStore(SQLLedgerDue):
             ]
         else:
             batches = (
-                (_SEL_OPEN_HOLDS, {"p": self.program_id, "w": wallet, "ids": chunk})
-                for chunk in chunks(list(dict.fromkeys(member_ids)))
+                (_SEL_OPEN_HOLDS_PG if pg else _SEL_OPEN_HOLDS,
+                 {"p": self.program_id, "w": wallet, **ids})
+                for pg, ids in _member_sets(conn, list(dict.fromkeys(member_ids)))
             )
         for stmt, params in batches:
             for row in conn.execute(stmt, params).all():

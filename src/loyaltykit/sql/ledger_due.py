@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyaltykit._errors import StorageError
-from loyaltykit._values import json_bytes
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._pg_columns import column_params, unnest
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
@@ -171,75 +171,70 @@ class SQLLedgerDue(Store):
                 for m, s in changes.accounts], "accounts")
 
 
-# -- PostgreSQL: one statement per table over a JSON document of the rows ----------------
-# (an executemany there sends a statement per row; arrays as parameters are quoted
-# element by element by the driver; one JSON text, written by orjson, is not)
+# -- PostgreSQL: one statement per table over JSON arrays of the rows' columns -----------
+# (see loyaltykit.sql._pg_columns)
 
 _PG_TX = f"""INSERT INTO {transactions.name} (id, program_id, member_id, wallet, kind,
         occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
     SELECT t.i, %(p)s, t.m, t.w, t.k, t.o, %(at)s, NULL, t.r, t.d, NULL
-    FROM json_to_recordset(%(rows)s::json)
-         AS t(i uuid, m text, w text, k text, o timestamptz, r text, d json)"""
+    FROM {unnest("t", [("i", "uuid"), ("m", "text"), ("w", "text"), ("k", "text"),
+                       ("o", "timestamptz"), ("r", "text"), ("d", "json")])}"""
 _PG_POSTING = f"""INSERT INTO {postings.name} (transaction_id, account, program_id,
         member_id, wallet, amount, position)
     SELECT t.t, t.a, %(p)s, t.m, t.w, t.n, t.i
-    FROM json_to_recordset(%(rows)s::json)
-         AS t(t uuid, m text, w text, a text, n bigint, i smallint)"""
+    FROM {unnest("t", [("t", "uuid"), ("m", "text"), ("w", "text"), ("a", "text"),
+                       ("n", "bigint"), ("i", "smallint")])}"""
 _PG_MOVEMENT = f"""INSERT INTO {lot_movements.name} (transaction_id, lot_id, program_id,
         member_id, delta, position)
     SELECT t.t, t.l, %(p)s, t.m, t.d, 0
-    FROM json_to_recordset(%(rows)s::json) AS t(t uuid, m text, l uuid, d bigint)"""
+    FROM {unnest("t", [("t", "uuid"), ("m", "text"), ("l", "uuid"), ("d", "bigint")])}"""
 _PG_LOT = f"""UPDATE {lots.name} SET remaining = v.r, held = v.h, pending = v.p,
         activates_at = v.a, expires_at = v.e
-    FROM json_to_recordset(%(rows)s::json)
-         AS v(i uuid, r bigint, h bigint, p boolean, a timestamptz, e timestamptz)
+    FROM {unnest("v", [("i", "uuid"), ("r", "bigint"), ("h", "bigint"), ("p", "boolean"),
+                       ("a", "timestamptz"), ("e", "timestamptz")])}
     WHERE {lots.name}.id = v.i"""
 _PG_HOLD = f"""UPDATE {holds.name} SET status = 'released', captured = 0,
         resolved_by = v.r
-    FROM json_to_recordset(%(rows)s::json) AS v(i uuid, r uuid)
+    FROM {unnest("v", [("i", "uuid"), ("r", "uuid")])}
     WHERE {holds.name}.id = v.i"""
+_ACCOUNT_NAMES = ("member_id", "wallet", *ACCOUNT_COLUMNS, "next_due_at", "version",
+                  "activity")
 _PG_ACCOUNT = f"""UPDATE {accounts.name} SET
-        {", ".join(f"{c} = v.{c}" for c in ACCOUNT_COLUMNS)},
-        next_due_at = v.next_due_at, version = v.version, activity = v.activity
-    FROM json_to_recordset(%(rows)s::json)
-         AS v(member_id text, wallet text, {", ".join(f"{c} bigint" for c in ACCOUNT_COLUMNS)},
-              next_due_at timestamptz, version bigint, activity text)
-    WHERE {accounts.name}.program_id = %(p)s AND {accounts.name}.member_id = v.member_id
+        {", ".join(f"{c} = v.{c}" for c in _ACCOUNT_NAMES[2:])}
+    FROM {unnest("v", [("member_id", "text"), ("wallet", "text"),
+                       *((c, "bigint") for c in ACCOUNT_COLUMNS),
+                       ("next_due_at", "timestamptz"), ("version", "bigint"),
+                       ("activity", "text")])}
+    WHERE {accounts.name}.program_id = %(pid)s AND {accounts.name}.member_id = v.member_id
       AND {accounts.name}.wallet = v.wallet"""
-
-
-def _rows(keys: str, rows: list[Any]) -> str:
-    """``rows`` (tuples) as a JSON array of objects keyed by the letters of ``keys``."""
-    return json_bytes([dict(zip(keys, row, strict=True)) for row in rows]).decode()
 
 
 def _write_due_postgresql(conn: sa.Connection, p: str, changes: DueChanges) -> None:
     who = changes.members
     if changes.transactions:
-        conn.exec_driver_sql(_PG_TX, {"p": p, "at": changes.recorded_at, "rows": _rows(
-            "imwkord", [(i, who[m], w, k, o, r, d)
-                        for i, m, w, k, o, r, d in changes.transactions])})
+        i, m, w, k, o, r, d = zip(*changes.transactions, strict=True)
+        conn.exec_driver_sql(_PG_TX, {"p": p, "at": changes.recorded_at, **column_params(
+            "imwkord", (i, [who[x] for x in m], w, k, o, r, d), documents="d")})
     if changes.postings:
-        conn.exec_driver_sql(_PG_POSTING, {"p": p, "rows": _rows(
-            "tmwani", [(t, who[m], w, a, n, i) for t, m, w, a, n, i in changes.postings])})
+        t, m, w, a, n, pos = zip(*changes.postings, strict=True)
+        conn.exec_driver_sql(_PG_POSTING, {"p": p, **column_params(
+            "tmwani", (t, [who[x] for x in m], w, a, n, pos))})
     if changes.movements:
-        conn.exec_driver_sql(_PG_MOVEMENT, {"p": p, "rows": _rows(
-            "tmld", [(t, who[m], lot, d) for t, m, lot, d in changes.movements])})
+        t, m, lot, d = zip(*changes.movements, strict=True)
+        conn.exec_driver_sql(_PG_MOVEMENT, {"p": p, **column_params(
+            "tmld", (t, [who[x] for x in m], lot, d))})
     if changes.lots:
-        _updated(conn, _PG_LOT, {"rows": _rows("irhpae", changes.lots)},
+        _updated(conn, _PG_LOT, column_params("irhpae", list(zip(*changes.lots, strict=True))),
                  len(changes.lots), "lots")
     if changes.holds:
-        _updated(conn, _PG_HOLD, {"rows": _rows("ir", changes.holds)},
+        _updated(conn, _PG_HOLD, column_params("ir", list(zip(*changes.holds, strict=True))),
                  len(changes.holds), "holds")
     if changes.accounts:
-        names = ("member_id", "wallet", *ACCOUNT_COLUMNS, "next_due_at", "version",
-                 "activity")
-        rows = json_bytes([
-            dict(zip(names, (who[m], s.wallet, *(getattr(s, c) for c in ACCOUNT_COLUMNS),
-                             s.next_due_at, s.version, s.activity), strict=True))
-            for m, s in changes.accounts]).decode()
-        _updated(conn, _PG_ACCOUNT, {"p": p, "rows": rows}, len(changes.accounts),
-                 "accounts")
+        states = [s for _, s in changes.accounts]
+        columns = [[who[m] for m, _ in changes.accounts], [s.wallet for s in states],
+                   *([getattr(s, c) for s in states] for c in _ACCOUNT_NAMES[2:])]
+        _updated(conn, _PG_ACCOUNT, {"pid": p, **column_params(_ACCOUNT_NAMES, columns)},
+                 len(changes.accounts), "accounts")
 
 
 def _updated(conn: sa.Connection, sql: str, params: dict[str, Any], n: int,

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,9 +25,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
-from loyaltykit._values import json_bytes
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._pg_columns import column_params, unnest
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import outbox, outbox_consumers
@@ -72,10 +73,11 @@ _PG_APPEND = f"""INSERT INTO {outbox.name} (program_id, tx, id, type, version, m
     SELECT CAST(%(p)s AS varchar), greatest(CAST(CAST(pg_current_xact_id() AS text) AS bigint),
                            (SELECT coalesce(max(k.tx), 0) FROM {outbox.name} k
                             WHERE k.program_id = CAST(%(p)s AS varchar)
-                              AND k.member_id = e.r->>3)),
-           CAST(e.r->>0 AS uuid), e.r->>1, CAST(e.r->>2 AS int), e.r->>3,
-           CAST(e.r->>4 AS timestamptz), CAST(e.r->>5 AS timestamptz), e.r->6
-    FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS e(r, n)
+                              AND k.member_id = e.m)),
+           e.i, e.t, e.v, e.m, e.o, e.r, e.d
+    FROM {unnest("e", [("i", "uuid"), ("t", "text"), ("v", "int"), ("m", "text"),
+                       ("o", "timestamptz"), ("r", "timestamptz"), ("d", "json")],
+                 ordinality=True)}
     ORDER BY e.n"""
 
 _after = sa.tuple_(o.tx, o.seq) > sa.tuple_(sa.bindparam("a_tx", type_=_BIG),
@@ -174,9 +176,10 @@ def append_many(conn: sa.Connection, program_id: str,
     one statement see no other, but the writer's transaction id is the key of any
     event of the member it wrote before them). Exported for benchmarks that mirror
     the store."""
-    conn.exec_driver_sql(_PG_APPEND, {"p": program_id, "rows": json_bytes([
-        [str(i), t, v, m, o.isoformat(), r.isoformat(), dict(d)]
-        for i, t, v, m, o, r, d in events]).decode()})
+    columns: list[Sequence[Any]] = list(zip(*events, strict=True))
+    columns[6] = [dict(d) for d in columns[6]]  # orjson writes dicts, not every mapping
+    conn.exec_driver_sql(_PG_APPEND, {"p": program_id, **column_params(
+        "itvmord", columns, documents="d")})
 
 
 _SEL_CONSUMER: sa.Executable = sa.select(c.tx, c.seq).where(

@@ -289,8 +289,20 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
         .select_from(s.outerjoin(tier_buckets, _IN_WINDOW))
         .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
     )
+    # PostgreSQL: the range bounds the buckets and the states the UPDATE joins too,
+    # so both are read by their primary key's range; with the states' bounds only,
+    # the planner hashed every bucket and every state of the table, each batch (a
+    # batch's cost then grew with the program: 0.2 s of 0.25 s at 20,000 members)
+    in_range: list[sa.ColumnElement[bool]] = []  # the buckets'
+    states_in_range: list[sa.ColumnElement[bool]] = []  # the UPDATE's
+    for table in (tier_buckets, s) if postgres else ():
+        bounds = in_range if table is tier_buckets else states_in_range
+        if after:
+            bounds.append(table.c.member_id > _j_after)
+        if upto:
+            bounds.append(table.c.member_id <= _j_upto)
     if postgres:
-        batch = batch.where(*waiting).order_by(s.c.member_id).limit(_j_limit)
+        batch = batch.where(*waiting, *in_range).order_by(s.c.member_id).limit(_j_limit)
     else:
         batch = batch.where(*waiting, s.c.member_id <= _j_last)
     w = batch.offset(0).subquery("w")
@@ -348,7 +360,7 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
             s.update()
             .values(**moves, version=s.c.version + 1)
             .where(s.c.program_id == d.c.program_id, s.c.member_id == d.c.member_id,
-                   s.c.version == d.c.version)
+                   s.c.version == d.c.version, s.c.program_id == _p, *states_in_range)
             .returning(s.c.program_id, s.c.member_id, d.c.old_rank, d.c.new_rank,
                        d.c.metric, d.c.protected_until)
             .cte("moved")
