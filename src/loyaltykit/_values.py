@@ -270,6 +270,11 @@ def check_key(value: object) -> str:
     return value
 
 
+#: ``uuid.SafeUUID.unknown``, looked up once (an Enum member read through its class is a
+#: Python property call: 6% of a due run's time on the memory backend, drawing its ids)
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
 class _UUID7:
     """Time-ordered UUIDs (RFC 9562 version 7) with a per-process monotonic counter.
 
@@ -321,7 +326,7 @@ class _UUID7:
         # here (its checks were a third of an id's cost, and an earn draws three)
         made: uuid.UUID = _new_uuid(uuid.UUID)
         _set(made, "int", value)
-        _set(made, "is_safe", uuid.SafeUUID.unknown)
+        _set(made, "is_safe", _UNKNOWN)
         return made
 
 

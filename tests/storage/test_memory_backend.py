@@ -206,6 +206,37 @@ def test_a_rolled_back_unit_of_work_restores_the_due_index() -> None:
         assert [("a", "points")] == uow.ledger.due_accounts(at, after=None, limit=9)
 
 
+def test_batch_writes_are_undone_as_one_and_restore_every_row() -> None:
+    """put_many and append_many (a batch of due work's rows) are undone like a put and
+    an append per row: new keys dropped, old values and the index restored, lists
+    shortened, also when a key comes twice in one batch or a row fails midway."""
+    storage = MemoryStorage()
+    at = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    tables = storage._tables.of(LedgerTables)
+    with storage.unit_of_work("p") as uow:
+        uow.ledger.write(LedgerChanges(accounts={
+            ("a", "points"): AccountState("a", "points", next_due_at=at)}))
+        uow.put_many(tables.member_transactions, [(("p", "points", "a"), [])])
+        uow.commit()
+    before_accounts = dict(tables.accounts)
+    before_index = list(tables.accounts.index)
+    with storage.unit_of_work("p") as uow:
+        uow.put_many(tables.accounts, [
+            (("p", "points", "a"), AccountState("a", "points")),
+            (("p", "points", "b"), AccountState("b", "points", next_due_at=at)),
+            (("p", "points", "a"), AccountState("a", "points", version=2))])
+        uow.append_many(tables.member_transactions, [
+            (("p", "points", "a"), 1), (("p", "points", "c"), 2), (("p", "points", "c"), 3)])
+        assert [("p", at, "b", "points")] == list(tables.accounts.index)
+        assert [2, 3] == tables.member_transactions[("p", "points", "c")]
+        with pytest.raises(TypeError):  # a row that cannot be written stops the batch
+            uow.put_many(tables.accounts, [
+                (("p", "points", "d"), AccountState("d", "points")), (["unhashable"], None)])
+    assert before_accounts == dict(tables.accounts)
+    assert before_index == list(tables.accounts.index)
+    assert {("p", "points", "a"): []} == tables.member_transactions
+
+
 def test_sorted_keys_keep_order_across_buckets() -> None:
     keys = SortedKeys()
     for i in reversed(range(3_000)):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._many import execute_columns, execute_many
 from loyaltykit.sql.schema import Document, UTCDateTime
 
 
@@ -131,6 +131,60 @@ def test_a_few_rows_skip_the_compiled_statements_path(
         assert count == result.rowcount
         monkeypatch.undo()
         assert count == len(_stored(conn, fast))
+
+
+def _instant_rows(count: int) -> list[dict[str, Any]]:
+    # a batch's instants repeat, as the same instant in several zones too (converted
+    # once per distinct value: equal instants store the same UTC text)
+    zones = [dt.UTC, dt.timezone(dt.timedelta(hours=1)), dt.timezone(dt.timedelta(hours=-5))]
+    base = dt.datetime(2026, 12, 31, 23, tzinfo=dt.UTC)
+    return [{**row, "at": None if i % 7 == 0 else (base + dt.timedelta(hours=i % 3))
+             .astimezone(zones[i % len(zones)])}
+            for i, row in enumerate(_rows(count))]
+
+
+@pytest.mark.parametrize("count", [1, 5, 40])
+def test_rows_given_by_column_store_what_execute_stores(count: int) -> None:
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    rows = _instant_rows(count)
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(plain.insert(), rows)
+        execute_columns(conn, fast.insert(), {key: [r[key] for r in rows] for key in rows[0]})
+        changed = rows[::2]
+        update = {"k_id": [r["id"] for r in changed], "at": [r["at"] for r in changed[::-1]]}
+        conn.execute(plain.update().where(plain.c.id == sa.bindparam("k_id")),
+                     [{"k_id": i, "at": at} for i, at in zip(*update.values(), strict=True)])
+        result = execute_columns(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                                 update)
+        assert len(changed) == result.rowcount
+        assert _stored(conn, plain) == _stored(conn, fast)
+        assert count == len(_stored(conn, fast))
+
+
+def test_a_naive_instant_among_equal_aware_ones_is_refused() -> None:
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    rows = _instant_rows(10)
+    rows[5]["at"] = rows[4]["at"].astimezone(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        # raised by the column's own conversion, as execute_many always did
+        with pytest.raises(ValueError, match="naive datetime"):
+            execute_many(conn, fast.insert(), rows)
+        with pytest.raises(ValueError, match="naive datetime"):
+            execute_columns(conn, fast.insert(), {k: [r[k] for r in rows] for k in rows[0]})
+        assert _stored(conn, fast) == []
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        with pytest.raises(ValueError, match="different lengths"):
+            execute_columns(conn, fast.insert(), {"id": [uuid.UUID(int=1)], "n": [1, 2]})
 
 
 # -- PostgreSQL: many rows as one statement over a JSON document (sql/_many_pg.py) ---------

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._copy import evolve
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
@@ -59,16 +60,22 @@ _POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
 _MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
 
 
+def _shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
+    """The kept copy of ``postings`` (see :data:`_POSTINGS`)."""
+    shared = _POSTINGS.get(postings)
+    if shared is None:
+        if len(_POSTINGS) >= _MOST_POSTINGS:
+            _POSTINGS.clear()
+        shared = _POSTINGS[postings] = postings
+    return shared
+
+
 def _kept(tx: Transaction) -> Transaction:
     """``tx`` as the store keeps it: with the kept copy of its postings, and its
     metadata, if any, as JSON text (as the SQL backend's JSON column keeps it: an
     order's ``{"order_id": ...}`` in ~60 bytes where its dict and string took ~240).
     Read back through :func:`_read`."""
-    shared = _POSTINGS.get(tx.postings)
-    if shared is None:
-        if len(_POSTINGS) >= _MOST_POSTINGS:
-            _POSTINGS.clear()
-        shared = _POSTINGS[tx.postings] = tx.postings
+    shared = _shared_postings(tx.postings)
     if not tx.metadata:  # kept as it is, and read without a copy (as before)
         return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
     return attrs.evolve(tx, postings=shared,
@@ -414,32 +421,60 @@ class MemoryLedgerStore:
             uow.track(t.member_holds, key, hold_id, hold.status is HoldStatus.OPEN)
 
     def write_due(self, changes: DueChanges) -> None:
-        """The rows of a batch of set-based due work, as the objects :meth:`write`
-        keeps (memory keeps objects: the rows are the set-based path's for SQL)."""
-        t, program_id, who = self._t, self._uow.program_id, changes.members
+        """The rows of a batch of set-based due work, kept as :meth:`write` keeps the
+        same transactions (memory keeps objects: the rows are the set-based path's for
+        SQL), built here directly: no :class:`LedgerChanges` and its copies, and one
+        undo-log entry per table for the batch, not one per row."""
+        t, uow, program_id, who = self._t, self._uow, self._uow.program_id, changes.members
         recorded_at = changes.recorded_at
         assert recorded_at is not None, "set before anything is written"
+        shared = self._keys.shared
         moves = {tx_id: (LotMovement(lot_id, delta),)
                  for tx_id, _, lot_id, delta in changes.movements}
         legs: dict[uuid.UUID, list[Posting]] = {}
+        posting_of: dict[tuple[str, int], Posting] = {}  # equal legs: one object
         for tx_id, _, _, account, amount, _ in changes.postings:
-            legs.setdefault(tx_id, []).append(Posting(Account(account), amount))
-        self.write(LedgerChanges(
-            transactions=[Transaction(
+            leg = posting_of.get((account, amount))
+            if leg is None:
+                leg = posting_of[(account, amount)] = Posting(_ACCOUNT_OF[account], amount)
+            legs.setdefault(tx_id, []).append(leg)
+        txs: list[tuple[uuid.UUID, Transaction]] = []
+        by_member: list[tuple[tuple[str, str, str], uuid.UUID]] = []
+        no_legs: tuple[Posting, ...] = ()
+        for tx_id, m, wallet, kind, occurred_at, reason, metadata in changes.transactions:
+            found = legs.get(tx_id)
+            postings = no_legs if found is None else _shared_postings(tuple(found))
+            txs.append((tx_id, Transaction(
                 id=tx_id, program_id=program_id, member_id=who[m], wallet=wallet,
-                kind=Kind(kind), occurred_at=occurred_at, recorded_at=recorded_at,
-                postings=tuple(legs.get(tx_id, ())), movements=moves.get(tx_id, ()),
-                idempotency_key=None, reason=reason, metadata=metadata)
-                for tx_id, m, wallet, kind, occurred_at, reason, metadata
-                in changes.transactions],
-            lots={lot_id: attrs.evolve(t.lots[lot_id], remaining=remaining, held=held,
-                                       pending=pending, activates_at=activates_at,
-                                       expires_at=expires_at)
-                  for lot_id, remaining, held, pending, activates_at, expires_at
-                  in changes.lots},
-            holds={hold_id: attrs.evolve(t.holds[hold_id], status=HoldStatus.RELEASED,
-                                         captured=0, resolved_by=by)
-                   for hold_id, by in changes.holds},
-            accounts={(who[m], state.wallet): attrs.evolve(state, member_id=who[m])
-                      for m, state in changes.accounts},
-        ))
+                kind=_KIND_OF[kind], occurred_at=occurred_at, recorded_at=recorded_at,
+                postings=postings, movements=moves.get(tx_id, ()), idempotency_key=None,
+                reason=reason, metadata=JSONText.of(metadata, deflate=False)
+                if metadata else metadata)))
+            by_member.append((shared((program_id, wallet, who[m])), tx_id))
+        states = [(shared((program_id, state.wallet, who[m])),
+                   evolve(state, member_id=who[m])) for m, state in changes.accounts]
+        lots = [(lot_id, evolve(t.lots[lot_id], remaining=remaining, held=held,
+                                pending=pending, activates_at=activates_at,
+                                expires_at=expires_at))
+                for lot_id, remaining, held, pending, activates_at, expires_at
+                in changes.lots]
+        holds = [(hold_id, evolve(t.holds[hold_id], status=HoldStatus.RELEASED, captured=0,
+                                  resolved_by=by))
+                 for hold_id, by in changes.holds]
+        # the order write() keeps: accounts, transactions, lots, holds
+        uow.put_many(t.accounts, states)
+        uow.put_many(t.transactions, txs)
+        uow.append_many(t.member_transactions, by_member)
+        uow.put_many(t.lots, lots)
+        for lot_id, lot in lots:
+            uow.track(t.member_lots, shared((program_id, lot.wallet, lot.member_id)), lot_id,
+                      lot.remaining > 0 or lot.pending)
+        uow.put_many(t.holds, holds)
+        for hold_id, hold in holds:
+            uow.track(t.member_holds, shared((program_id, hold.wallet, hold.member_id)),
+                      hold_id, False)
+
+
+#: an account's and a kind's member by value, by dict lookup (not the Enum's call)
+_ACCOUNT_OF = {a.value: a for a in Account}
+_KIND_OF = {k.value: k for k in Kind}

@@ -168,12 +168,15 @@ class MemoryOutboxStore:
         if events is None and changes.events:
             events = {}
             uow.put(t.events, program_id, events)
-        for new in changes.events:
-            seq += 1
-            assert events is not None
-            uow.put(events, seq, _stored(new))
-            uow.append(t.by_member, self._keys.shared((program_id, new.member_id)), seq)
-            uow.append(t.order, program_id, seq)
+        if events is not None:  # one undo-log entry per table, not one per event
+            shared = self._keys.shared
+            first = seq + 1
+            stored = [(seq, _stored(new)) for seq, new in enumerate(changes.events, first)]
+            uow.put_many(events, stored)
+            uow.append_many(t.by_member, [(shared((program_id, new.member_id)), seq)
+                                          for seq, new in enumerate(changes.events, first)])
+            uow.append_many(t.order, [(program_id, seq) for seq, _ in stored])
+            seq += len(stored)
         uow.put(t.last, program_id, seq)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast
 
@@ -45,6 +45,13 @@ class UndoLog(Protocol):
 
     def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
         """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+
+    def put_many(self, table: dict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`put` of each (key, value) in turn, undo-logged as one entry."""
+
+    def append_many(self, table: dict[Any, list[Any]],
+                    items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`append` of each (key, value) in turn, undo-logged as one entry."""
 
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:

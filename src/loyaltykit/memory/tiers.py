@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from loyaltykit._copy import evolve
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._tiers import (
     TierChange,
@@ -129,19 +130,23 @@ class MemoryTierStore:
         names = [t.name for t in policy.tiers]
         waiting = self._waiting(job, noticed=False)
         changed: list[TierChanged] = []
+        # one undo-log entry per table for the batch, not one per member
+        states: list[tuple[tuple[str, str], TierState]] = []
+        history: list[tuple[tuple[str, str], TierChange]] = []
         for state in waiting:
             value = self.tier_metric(state.member_id, state.window_start, job.at)
             moved, reason = evaluate(policy, state, value, job.time_zone)
             key = (self._uow.program_id, state.member_id)
-            self._uow.put(self._t.tier_states, key,
-                           attrs.evolve(moved, version=state.version + 1))
+            states.append((key, evolve(moved, version=state.version + 1)))
             if reason is not None:
                 change = TierChange(
                     member_id=state.member_id, at=job.at, from_tier=names[state.rank],
                     to_tier=names[moved.rank], reason=reason, metric=value,
                     recorded_at=job.recorded_at)
-                self._uow.append(self._t.tier_history, key, change)
+                history.append((key, change))
                 changed.append(TierChanged.of(change, moved))
+        self._uow.put_many(self._t.tier_states, states)
+        self._uow.append_many(self._t.tier_history, history)
         return len(waiting), changed
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:

@@ -4,7 +4,7 @@ capability (each in its own module, with its own tables)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -149,6 +149,48 @@ class MemoryUnitOfWork:
             return
         items.append(value)
         self._undo.append(items.pop)
+
+    def put_many(self, table: dict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`put` of each (key, value) in turn, undo-logged as one entry (a batch's
+        thousands of rows, without a closure each)."""
+        self._writing()
+        olds: list[tuple[Any, Any]] = []
+
+        def undo() -> None:
+            for key, old in reversed(olds):
+                if old is _MISSING:
+                    del table[key]
+                else:
+                    table[key] = old
+
+        self._undo.append(undo)  # first: a row that fails midway leaves none written
+        get = table.get
+        for key, value in items:
+            olds.append((key, get(key, _MISSING)))
+            table[key] = value
+
+    def append_many(self, table: dict[Any, list[Any]],
+                    items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`append` of each (key, value) in turn, undo-logged as one entry."""
+        self._writing()
+        done: list[tuple[Any, list[Any] | None]] = []  # (key, the list; None: it was new)
+
+        def undo() -> None:
+            for key, items_of in reversed(done):
+                if items_of is None:
+                    del table[key]
+                else:
+                    items_of.pop()
+
+        self._undo.append(undo)
+        for key, value in items:
+            found = table.get(key)
+            if found is None:
+                table[key] = [value]
+                done.append((key, None))
+            else:
+                found.append(value)
+                done.append((key, found))
 
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:

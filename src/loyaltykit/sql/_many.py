@@ -17,6 +17,10 @@ instructions of SQLAlchemy per statement against 42,000 through ``exec_driver_sq
 (callgrind, Python 3.11, SQLAlchemy 2.1, a one-row INSERT of ``lk_lot_movements``):
 a few rows are converted row by row, without the columns' set-up.
 
+A column whose type says equal values bind to equal parameters (``memo_binds``: the
+UTC timestamps, where a batch's rows share their ``recorded_at`` and many their
+instants) is converted once per distinct value.
+
 Only where that holds plainly: a dialect with positional parameters (SQLite's
 ``qmark``), a statement with no Python-side defaults to compute per row (no
 prefetch) and no expanding parameters; anything else goes through
@@ -28,7 +32,7 @@ of them (:mod:`loyaltykit.sql._many_pg`); anything else keeps ``Connection.execu
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -38,14 +42,16 @@ from sqlalchemy.engine import Connection, CursorResult
 
 from loyaltykit.sql._many_pg import MANY_ROWS, execute_json
 
-__all__ = ["execute_many"]
+__all__ = ["execute_columns", "execute_many"]
 
 #: From this many rows the values are converted column by column (fewer: row by row).
 COLUMNS_FROM = 4
 #: Plans kept (statements are module constants; a bound keeps a leak impossible).
 MAX_PLANS = 512
 
-_Getter = tuple[str | None, Any, Callable[[Any], Any] | None]
+#: (key or None: a fixed value, the fixed value, the processor or None, whether equal
+#: values convert to equal parameters: the column's type says so with ``memo_binds``)
+_Getter = tuple[str | None, Any, Callable[[Any], Any] | None, bool]
 _Plan = tuple[str, tuple[_Getter, ...]]
 
 _plans: dict[tuple[int, str, tuple[str, ...]], tuple[sa.Executable, _Plan | None]] = {}
@@ -83,29 +89,59 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
         if any(len(row) != width for row in rows):
             raise KeyError(width)
         # column by column: one map per converted column instead of a call per value
-        picks = [key for key, _, _ in getters if key is not None]
+        picks = [key for key, _, _, _ in getters if key is not None]
         pick = itemgetter(*picks)
         picked = (list(zip(*map(pick, rows), strict=True)) if len(picks) > 1
                   else [tuple(map(pick, rows))])
     except KeyError:  # a row without a key of the first: let execute explain
         return conn.execute(stmt, list(rows))
-    n = len(rows)
+    return conn.exec_driver_sql(sql, _converted(getters, picked, len(rows)))
+
+
+def execute_columns(conn: Connection, stmt: sa.Executable,
+                    columns: Mapping[str, Sequence[Any]]) -> CursorResult[Any]:
+    """:func:`execute_many` of rows given column by column (each column's values in
+    row order, all of one length): a batch built as columns needs no dict per row."""
+    keys = tuple(columns)
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+    n = lengths.pop()
+    dialect = conn.dialect
+    plan = (_plan(dialect, stmt, keys) if n >= COLUMNS_FROM and dialect.paramstyle == "qmark"
+            else None)
+    if plan is None:
+        return execute_many(conn, stmt, [dict(zip(keys, row, strict=True))
+                                         for row in zip(*columns.values(), strict=True)])
+    sql, getters = plan
+    picked = [columns[key] for key, _, _, _ in getters if key is not None]
+    return conn.exec_driver_sql(sql, _converted(getters, picked, n))
+
+
+def _converted(getters: tuple[_Getter, ...], picked: Sequence[Sequence[Any]], n: int
+               ) -> list[tuple[Any, ...]]:
+    """The rows' parameters, in the statement's order, from ``picked`` (the values of
+    each key the statement takes, column by column), converted column by column."""
     columns: list[Iterable[Any]] = []
     at = 0
-    for key, fixed, proc in getters:
+    for key, fixed, proc, memo in getters:
         if key is None:
             columns.append(repeat(fixed, n))
             continue
         column = picked[at]
         at += 1
-        columns.append(map(proc, column) if proc is not None else column)
-    return conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+        if proc is not None and memo:  # each distinct value converted once
+            converted = {value: proc(value) for value in dict.fromkeys(column)}
+            columns.append(map(converted.__getitem__, column))
+        else:
+            columns.append(map(proc, column) if proc is not None else column)
+    return list(zip(*columns, strict=True))
 
 
 def _values(getters: tuple[_Getter, ...], row: dict[str, Any]) -> tuple[Any, ...]:
     """One row's parameters, in the statement's order, converted."""
     return tuple([fixed if key is None else row[key] if proc is None else proc(row[key])
-                  for key, fixed, proc in getters])
+                  for key, fixed, proc, _ in getters])
 
 
 def _plan(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]) -> _Plan | None:
@@ -136,14 +172,15 @@ def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
     wanted = set(keys)
     for name in compiled.positiontup:
         proc = processors.get(name)
-        if name in wanted:
-            getters.append((name, None, proc))
-            continue
         bind = compiled.binds.get(name)
+        if name in wanted:
+            memo = bind is not None and getattr(bind.type, "memo_binds", False) is True
+            getters.append((name, None, proc, memo))
+            continue
         if bind is None or bind.required or bind.callable is not None:
             return None
         value = bind.value
-        getters.append((None, proc(value) if proc is not None else value, None))
+        getters.append((None, proc(value) if proc is not None else value, None, False))
     used = {g[0] for g in getters if g[0] is not None}
     if used != wanted:  # a key the statement does not take: execute would refuse it
         return None

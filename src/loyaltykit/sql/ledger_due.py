@@ -10,12 +10,15 @@ Each read is one statement over the accounts due by an instant (their index by
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from loyaltykit._errors import StorageError
-from loyaltykit.sql._errors import translated
+from loyaltykit.sql._errors import storage_error, translated
+from loyaltykit.sql._many import execute_columns
 from loyaltykit.sql._pg_columns import column_params, unnest
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import (
@@ -129,46 +132,78 @@ class SQLLedgerDue(Store):
         the accounts updated), the rows :meth:`write` writes for the same
         transactions. On PostgreSQL each is one ``INSERT ... SELECT`` or ``UPDATE ...
         FROM`` over ``unnest`` of column arrays (an executemany there is a statement
-        per row); elsewhere an executemany (:func:`~loyaltykit.sql._many.execute_many`)."""
+        per row); elsewhere an executemany built column by column
+        (:func:`~loyaltykit.sql._many.execute_columns`)."""
         conn = self._c()
         if conn.dialect.name == "postgresql":
             _write_due_postgresql(conn, self.program_id, changes)
             return
-        p = self.program_id
-        who = changes.members
-        at = changes.recorded_at
-        assert at is not None, "set before anything is written"
-        if changes.transactions:
-            self._insert(conn, INS_TX, [
-                {"id": i, "program_id": p, "member_id": who[m], "wallet": w, "kind": k,
-                 "occurred_at": o, "recorded_at": at, "idempotency_key": None,
-                 "reason": r, "metadata": meta, "reverses_id": None}
-                for i, m, w, k, o, r, meta in changes.transactions])
-        if changes.postings:
-            self._insert(conn, INS_POSTING, [
-                {"transaction_id": t, "account": a, "program_id": p, "member_id": who[m],
-                 "wallet": w, "amount": n, "position": pos}
-                for t, m, w, a, n, pos in changes.postings])
-        if changes.movements:
-            self._insert(conn, INS_MOVEMENT, [
-                {"transaction_id": t, "lot_id": lot, "program_id": p, "member_id": who[m],
-                 "delta": d, "position": 0}
-                for t, m, lot, d in changes.movements])
-        if changes.lots:
-            self._update(conn, UPD_LOT, [
-                {"k_id": i, "remaining": r, "held": h, "pending": pe, "activates_at": a,
-                 "expires_at": e}
-                for i, r, h, pe, a, e in changes.lots], "lots")
-        if changes.holds:
-            self._update(conn, UPD_HOLD, [
-                {"k_id": i, "status": "released", "captured": 0, "resolved_by": by}
-                for i, by in changes.holds], "holds")
-        if changes.accounts:
-            self._update(conn, UPD_ACCOUNT, [
-                {"k_program_id": p, "k_member_id": who[m], "k_wallet": s.wallet,
-                 **{name: getattr(s, name) for name in ACCOUNT_COLUMNS},
-                 "next_due_at": s.next_due_at, "version": s.version, "activity": s.activity}
-                for m, s in changes.accounts], "accounts")
+        _write_due_sqlite(conn, self.program_id, changes)
+
+
+# -- SQLite: one executemany per table, its rows built column by column ----------------
+# (no dict per row; each distinct instant converted once: a batch's rows share their
+# recorded_at and, mostly, their instants)
+
+def _write_due_sqlite(conn: sa.Connection, p: str, changes: DueChanges) -> None:
+    who = changes.members
+    at = changes.recorded_at
+    assert at is not None, "set before anything is written"
+    if changes.transactions:
+        ids, ms, ws, kinds, occurred, reasons, docs = zip(*changes.transactions, strict=True)
+        n = len(ids)
+        _insert(conn, INS_TX, {
+            "id": ids, "program_id": [p] * n, "member_id": [who[m] for m in ms],
+            "wallet": ws, "kind": kinds, "occurred_at": occurred, "recorded_at": [at] * n,
+            "idempotency_key": [None] * n, "reason": reasons, "metadata": docs,
+            "reverses_id": [None] * n})
+    if changes.postings:
+        txs, ms, ws, accounts_, amounts, positions = zip(*changes.postings, strict=True)
+        _insert(conn, INS_POSTING, {
+            "transaction_id": txs, "account": accounts_, "program_id": [p] * len(txs),
+            "member_id": [who[m] for m in ms], "wallet": ws, "amount": amounts,
+            "position": positions})
+    if changes.movements:
+        txs, ms, lot_ids, deltas = zip(*changes.movements, strict=True)
+        _insert(conn, INS_MOVEMENT, {
+            "transaction_id": txs, "lot_id": lot_ids, "program_id": [p] * len(txs),
+            "member_id": [who[m] for m in ms], "delta": deltas, "position": [0] * len(txs)})
+    if changes.lots:
+        ids, remaining, held, pending, activates, expires = zip(*changes.lots, strict=True)
+        _update(conn, UPD_LOT, {
+            "k_id": ids, "remaining": remaining, "held": held, "pending": pending,
+            "activates_at": activates, "expires_at": expires}, "lots")
+    if changes.holds:
+        ids, by = zip(*changes.holds, strict=True)
+        n = len(ids)
+        _update(conn, UPD_HOLD, {"k_id": ids, "status": ["released"] * n,
+                                 "captured": [0] * n, "resolved_by": by}, "holds")
+    if changes.accounts:
+        states = [s for _, s in changes.accounts]
+        columns: dict[str, Sequence[Any]] = {
+            "k_program_id": [p] * len(states),
+            "k_member_id": [who[m] for m, _ in changes.accounts],
+            "k_wallet": [s.wallet for s in states]}
+        for name in (*ACCOUNT_COLUMNS, "next_due_at", "version", "activity"):
+            columns[name] = [getattr(s, name) for s in states]
+        _update(conn, UPD_ACCOUNT, columns, "accounts")
+
+
+def _insert(conn: sa.Connection, stmt: sa.Insert, columns: dict[str, Sequence[Any]]) -> None:
+    try:
+        execute_columns(conn, stmt, columns)
+    except IntegrityError as exc:
+        raise storage_error(exc) from exc
+
+
+def _update(conn: sa.Connection, stmt: sa.Update, columns: dict[str, Sequence[Any]],
+            what: str) -> None:
+    n = len(next(iter(columns.values())))
+    result = execute_columns(conn, stmt, columns)
+    sane = (conn.dialect.supports_sane_multi_rowcount if n > 1
+            else conn.dialect.supports_sane_rowcount)
+    if sane and result.rowcount != n:
+        raise StorageError(f"update of {what} found {result.rowcount} of {n} rows")
 
 
 # -- PostgreSQL: one statement per table over JSON arrays of the rows' columns -----------

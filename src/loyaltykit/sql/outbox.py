@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EventConsumer, EventPosition, OutboxEvent, stored_position
 from loyaltykit.sql._errors import storage_error, translated
-from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._many import execute_columns, execute_many
 from loyaltykit.sql._pg_columns import column_params, unnest
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store
@@ -299,16 +299,22 @@ class SQLOutboxStore(Store):
             append_many(conn, program_id, [
                 (e.id, e.type, e.version, e.member_id, e.occurred_at, e.recorded_at,
                  e.payload) for e in changes.events])
+        elif not postgres:  # column by column: no dict per row
+            events = changes.events
+            n = len(events)
+            execute_columns(conn, self._statements()["insert"], {
+                "program_id": [program_id] * n, "tx": [0] * n, "id": [e.id for e in events],
+                "type": [e.type for e in events], "version": [e.version for e in events],
+                "member_id": [e.member_id for e in events],
+                "occurred_at": [e.occurred_at for e in events],
+                "recorded_at": [e.recorded_at for e in events],
+                "payload": [dict(e.payload) for e in events]})
         else:
             rows = [{"program_id": program_id, "id": e.id, "type": e.type,
                      "version": e.version, "member_id": e.member_id,
                      "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
                      "payload": dict(e.payload), "k_p": program_id, "k_m": e.member_id}
                     for e in changes.events]
-            if not postgres:
-                for row in rows:
-                    row["tx"] = 0
-                    del row["k_p"], row["k_m"]
             # one executemany: rows of one statement may not see each other, but two
             # events of one member in it get the same key (their writer's), and seq
             # keeps their order

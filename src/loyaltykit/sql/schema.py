@@ -83,6 +83,10 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+    #: equal instants bind to the same parameter (both as UTC; a naive value equals no
+    #: aware one and is refused): :func:`~loyaltykit.sql._many.execute_many` converts
+    #: each distinct value of a column once
+    memo_binds = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
