@@ -9,6 +9,7 @@ rows read, which only this backend can show.
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -388,16 +389,21 @@ def test_a_members_rows_share_one_key_tuple_across_tables() -> None:
     assert 6 <= max(len(names) for names in found.values())
 
 
-def test_an_event_keeps_its_id_and_payload_in_one_bytes_object() -> None:
+def test_an_event_is_kept_as_one_bytes_object_in_its_programs_list() -> None:
     storage = MemoryStorage()
     clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
     loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
                               point_value=Money("0.01", "EUR")), storage, clock=clock)
     loyalty.enrol("ana", attributes={"language": "de"})
-    kept, = storage._tables.of(OutboxTables).events["p"].values()
-    assert isinstance(kept.body, bytes) and 6 == len(kept)
+    tables = storage._tables.of(OutboxTables)
+    kept, = tables.events["p"]
+    assert type(kept).__mro__[1] is bytes
+    seqs, = tables.by_member.values()
+    assert isinstance(seqs, array) and [1] == list(seqs)
     with storage.unit_of_work("p") as uow:
         event, = uow.outbox.read(None, 10)
-    assert (event.id, event.type) == (kept.id, kept.type)
+    assert (event.id, event.type, event.member_id) == (kept.id, kept.type, kept.member_id)
+    assert (event.occurred_at, event.recorded_at) == (clock.now(), clock.now())
+    assert dt.UTC == event.occurred_at.tzinfo == event.recorded_at.tzinfo
     assert {"language": "de"} == event.payload["attributes"]
     assert "language" in repr(kept) and str(event.id) in repr(kept)

@@ -43,8 +43,9 @@ class UndoLog(Protocol):
     def drop(self, table: dict[Any, Any], key: Any) -> None:
         """Delete ``table[key]`` if present (undo-logged)."""
 
-    def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
-        """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+    def append(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Append ``value`` to the list (or array) ``table[key]`` (undo-logged; a new
+        entry is a list)."""
 
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:

@@ -140,8 +140,9 @@ class MemoryUnitOfWork:
         old = table.pop(key)
         self._undo.append(lambda: table.__setitem__(key, old))
 
-    def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
-        """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+    def append(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Append ``value`` to the list (or array) ``table[key]`` (undo-logged; a new
+        entry is a list)."""
         self._writing()
         items = table.get(key)
         if items is None:
