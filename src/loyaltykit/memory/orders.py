@@ -10,15 +10,8 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import (
-    KeptSet,
-    MemberKeys,
-    Tables,
-    UndoLog,
-    order_copy,
-    order_stored,
-    plain,
-)
+from loyaltykit.memory.order_rows import KeptOrder
+from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -26,7 +19,8 @@ __all__ = ["MemoryOrderStore", "OrderTables"]
 
 class OrderTables:
     def __init__(self) -> None:
-        self.orders: dict[tuple[str, str], OrderRecord] = {}
+        # (program_id, order_id) -> the order as kept (its texts packed together)
+        self.orders: dict[tuple[str, str], KeptOrder] = {}
         # (program_id, member_id) -> how many of the member's orders are not cancelled (a
         # count, not their ids: nothing reads which they are)
         self.member_orders: dict[tuple[str, str], int] = {}
@@ -46,11 +40,11 @@ class MemoryOrderStore:
 
     def get_order(self, order_id: str) -> OrderRecord | None:
         order = self._t.orders.get((self._uow.program_id, order_id))
-        return None if order is None else order_copy(order)
+        return None if order is None else order.read()
 
     def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
         program_id, orders = self._uow.program_id, self._t.orders
-        return [order_copy(o) for i in dict.fromkeys(order_ids)
+        return [o.read() for i in dict.fromkeys(order_ids)
                 if (o := orders.get((program_id, i))) is not None]
 
     def count_orders(self, member_id: str) -> int:
@@ -61,7 +55,7 @@ class MemoryOrderStore:
         ids = self._t.member_all_orders.get((program_id, member_id), ())
         found = [self._t.orders[(program_id, order_id)] for order_id in ids]
         found.sort(key=lambda order: (order.placed_at, order.order_id))
-        return [order_copy(order) for order in found]
+        return [order.read() for order in found]
 
     def load_usage(
         self,
@@ -90,14 +84,14 @@ class MemoryOrderStore:
     def erase(self, member_id: str, name: str) -> None:
         program_id = self._uow.program_id
         for order_id in sorted(self._t.member_all_orders.get((program_id, member_id), ())):
-            order = self._t.orders[(program_id, order_id)]
-            erased = attrs.evolve(
+            kept = self._t.orders[(program_id, order_id)]
+            order = kept.read()
+            erased = KeptOrder.of(attrs.evolve(
                 order, fingerprint=None, result=None,
                 evaluation=_without_member(order.evaluation, name),
                 recorded_evaluation=None if order.recorded_evaluation is None
-                else _without_member(order.recorded_evaluation, name))
-            erased = order_stored(erased)
-            if erased != order:
+                else _without_member(order.recorded_evaluation, name)))
+            if erased != kept:
                 self._uow.put(self._t.orders, (program_id, order_id), erased)
 
     def write(self, changes: OrderChanges) -> None:
@@ -111,23 +105,24 @@ class MemoryOrderStore:
                 raise StorageError("update of orders found 0 of 1 rows")
         # keep (and check) every JSON value as its text before writing anything: one
         # immutable copy, shared by the reads, which decode it
-        orders = {order_id: order_stored(order) for order_id, order in changes.orders.items()}
-        for order_id, order in orders.items():
-            order_key = (order.program_id, order_id)
+        orders = {order_id: KeptOrder.of(order) for order_id, order in changes.orders.items()}
+        for order_id, kept in orders.items():
+            order_key = (kept.program_id, order_id)
             if order_id not in changes.new_orders:
                 # an update changes what may change after recording, nothing else
-                order = attrs.evolve(t.orders[order_key], **{
-                    name: getattr(order, name) for name in OrderRecord.CHANGING})
+                given = changes.orders[order_id]
+                kept = KeptOrder.of(attrs.evolve(t.orders[order_key].read(), **{
+                    name: getattr(given, name) for name in OrderRecord.CHANGING}))
             before = t.orders.get(order_key)
-            counted = (order.status is not OrderStatus.CANCELLED) - (
+            counted = (kept.status is not OrderStatus.CANCELLED) - (
                 before is not None and before.status is not OrderStatus.CANCELLED)
-            uow.put(t.orders, order_key, order)
+            uow.put(t.orders, order_key, kept)
             if counted:
-                member_key = self._keys.shared((order.program_id, order.member_id))
+                member_key = self._keys.shared((kept.program_id, kept.member_id))
                 uow.put(t.member_orders, member_key,
                         t.member_orders.get(member_key, 0) + counted)
             uow.track(t.member_all_orders,
-                      self._keys.shared((order.program_id, order.member_id)), order_id,
+                      self._keys.shared((kept.program_id, kept.member_id)), order_id,
                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)
