@@ -38,7 +38,7 @@ from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.outbox import OutboxTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
-from loyaltykit.memory.tables import SMALL_SET, JSONText
+from loyaltykit.memory.tables import SMALL_SET
 from loyaltykit.memory.tiers import TierTables, _due_key
 from loyaltykit.storage.ledger import LedgerChanges
 
@@ -353,10 +353,15 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
     ).points == 17
 
 
-def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() -> None:
+def test_transaction_texts_are_kept_in_one_bytes_object_and_read_as_given() -> None:
+    """A transaction's key, reason and metadata are kept together as one bytes object;
+    a read gives the metadata as a fresh dict."""
     storage, _, _ = _ana_with_an_order()
     kept, = storage._tables.of(LedgerTables).transactions.values()
-    assert isinstance(kept.metadata, JSONText)
+    assert isinstance(kept.texts, bytes)
+    assert not {"idempotency_key", "reason", "metadata"} & set(kept.__slots__)
+    assert b"order:o1" in kept.texts and b'{"order_id":"o1"}' in kept.texts
+    assert ("order:o1", "order o1") == (kept.idempotency_key, kept.reason)
     with storage.unit_of_work("p") as uow:
         read = uow.ledger.get_transaction(kept.id)
         assert read is not None and {"order_id": "o1"} == read.metadata

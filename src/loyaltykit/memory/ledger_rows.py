@@ -1,0 +1,132 @@
+"""A ledger transaction as the in-memory ledger store keeps it: :class:`KeptTx`.
+
+A transaction's texts (its idempotency key, its reason, its metadata's JSON) are short
+and of one order: ``"order:A-1"``, ``"order A-1"``, ``{"order_id":"A-1"}``. Kept as
+three objects (two strings and a JSON text), they took ~200 bytes a transaction; as
+one bytes object, ~90. The other fields stay as they are, under the names of
+:class:`~loyaltykit.Transaction`, so the store's own reads (balances as of an instant,
+statements, reports) read a kept row as they read a transaction; a reader outside the
+store gets :meth:`KeptTx.read`, a :class:`~loyaltykit.Transaction` as the SQL backend
+gives it back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from loyaltykit._model import Kind, LotMovement, Posting, Transaction
+from loyaltykit.memory.tables import json_text
+
+__all__ = ["KeptTx"]
+
+#: the byte lengths of the idempotency key (-1: None) and of the reason; the metadata's
+#: JSON text follows them (nothing: no metadata)
+_HEAD = struct.Struct("<iI")
+
+#: a transaction's slots, each read and set without attrs' frozen check
+_TX_SLOTS = tuple((f.name, getattr(Transaction, f.name)) for f in attrs.fields(Transaction))
+
+
+class KeptTx:
+    """A transaction as kept (see the module docstring): its texts in one bytes object
+    (None: no key, no reason, no metadata), the rest as the transaction has them."""
+
+    __slots__ = ("id", "kind", "member_id", "movements", "occurred_at", "postings",
+                 "program_id", "recorded_at", "reverses_id", "texts", "wallet")
+
+    id: uuid.UUID
+    program_id: str
+    member_id: str
+    wallet: str
+    kind: Kind
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    postings: tuple[Posting, ...]
+    movements: tuple[LotMovement, ...]
+    reverses_id: uuid.UUID | None
+    texts: bytes | None
+
+    @classmethod
+    def of(cls, tx: Transaction, postings: tuple[Posting, ...]) -> KeptTx:
+        """``tx`` as kept, with ``postings`` (equal to its own: a shared copy)."""
+        kept = object.__new__(cls)
+        set_ = object.__setattr__
+        for name in ("id", "program_id", "member_id", "wallet", "kind", "occurred_at",
+                     "recorded_at", "movements", "reverses_id"):
+            set_(kept, name, getattr(tx, name))
+        set_(kept, "postings", postings)
+        texts = None
+        if tx.idempotency_key is not None or tx.reason or tx.metadata:
+            key = b"" if tx.idempotency_key is None else tx.idempotency_key.encode()
+            reason = tx.reason.encode()
+            metadata = json_text(tx.metadata).encode() if tx.metadata else b""
+            texts = b"".join((_HEAD.pack(-1 if tx.idempotency_key is None else len(key),
+                                         len(reason)), key, reason, metadata))
+        set_(kept, "texts", texts)
+        return kept
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a kept transaction is immutable ({name})")
+
+    @property
+    def idempotency_key(self) -> str | None:
+        texts = self.texts
+        if texts is None:
+            return None
+        key, _ = _HEAD.unpack_from(texts)
+        return None if key < 0 else texts[_HEAD.size:_HEAD.size + key].decode()
+
+    @property
+    def reason(self) -> str:
+        texts = self.texts
+        if texts is None:
+            return ""
+        key, reason = _HEAD.unpack_from(texts)
+        start = _HEAD.size + max(key, 0)
+        return texts[start:start + reason].decode()
+
+    def _metadata(self) -> str | None:
+        """The metadata's JSON text (None: none)."""
+        texts = self.texts
+        if texts is None:
+            return None
+        key, reason = _HEAD.unpack_from(texts)
+        start = _HEAD.size + max(key, 0) + reason
+        return texts[start:].decode() if start < len(texts) else None
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The metadata, a fresh dict (for the store's own reads)."""
+        text = self._metadata()
+        found: dict[str, Any] = {} if text is None else json.loads(text)
+        return found
+
+    def read(self) -> Transaction:
+        """The transaction as a reader gets it: its metadata a fresh dict, as the SQL
+        backend's JSON column reads back. A copy of the row as it is, like a SQL read
+        (no check of its postings' sum: an invariants check must see a broken row)."""
+        read = object.__new__(Transaction)
+        for name, slot in _TX_SLOTS:
+            if name == "metadata":
+                slot.__set__(read, self.metadata)
+            else:
+                slot.__set__(read, getattr(self, name))
+        return read
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeptTx):
+            return NotImplemented
+        return self.read() == other.read()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # as the SQL backend's row shows: every column, as text
+        return repr(self.read())
+
