@@ -257,7 +257,7 @@ def test_orders_are_kept_once_and_no_reader_changes_them() -> None:
         again = uow.orders.get_order("o1")
         assert again is not None
         assert (["a"], 0) == (again.order["attributes"]["tags"], again.evaluation["points"])
-    stored = next(iter(storage._tables.of(OrderTables).orders.values()))
+    stored = next(iter(storage._tables.of(OrderTables).orders["p"].values()))
     assert isinstance(stored.packed, bytes)  # text, not a tree of dicts
     assert not any(isinstance(getattr(stored, name), dict) for name in stored.__slots__)
 
@@ -333,7 +333,7 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
     """An order's and an enrolment's key records keep their fingerprint as the digest's
     32 bytes and their result deflated; a read gives both back as the text written."""
     storage, loyalty, clock = _ana_with_an_order()
-    kept = storage._tables.of(OrderTables).orders[("p", "o1")]
+    kept = storage._tables.of(OrderTables).orders["p"]["o1"]
     key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
     assert isinstance(key.fingerprint, bytes) and 32 == len(key.fingerprint)
     assert isinstance(key.result, bytes)

@@ -46,9 +46,8 @@ class MemoryOrderReports:
     def _counted_records(self) -> Iterator[tuple[KeptOrder, Decimal, str]]:
         program_id = self._uow.program_id
         nets = self._tables.of(CountedNets).nets
-        for key, o in self._tables.of(OrderTables).orders.items():
-            if key[0] != program_id:
-                continue
+        for order_id, o in self._tables.of(OrderTables).orders.get(program_id, {}).items():
+            key = (program_id, order_id)
             known = nets.get(key)
             if known is not None and known[0] is o:
                 _, net, currency = known
