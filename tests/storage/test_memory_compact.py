@@ -11,8 +11,17 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loyaltykit._model import OrderRecord, OrderStatus
+from loyaltykit._model import (
+    Account,
+    Kind,
+    LotMovement,
+    OrderRecord,
+    OrderStatus,
+    Posting,
+    Transaction,
+)
 from loyaltykit.memory.compact import pack, unpack
+from loyaltykit.memory.ledger_rows import KeptTx
 from loyaltykit.memory.order_rows import KeptOrder
 from loyaltykit.memory.tables import JSONText
 
@@ -86,3 +95,23 @@ def test_a_kept_order_reads_back_as_recorded(
     assert record == kept.read()
     assert kept == KeptOrder.of(record) and kept.order_value() == order
     assert kept != KeptOrder.of(attrs.evolve(record, result=(result or "") + "x"))
+
+
+@given(moves=st.integers(0, 3), key=_TEXTS, reason=st.text(), metadata=_JSON)
+def test_a_kept_transaction_reads_back_as_written(
+        moves: int, key: str | None, reason: str, metadata: dict[str, object]) -> None:
+    """Whatever its movements (none, one: kept as its lot and delta, several) and texts
+    (a key or none, any reason, any metadata), a kept transaction reads back as the
+    transaction written."""
+    at = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+    tx = Transaction(
+        id=uuid.uuid4(), program_id="p", member_id="ana", wallet="points", kind=Kind.EARN,
+        occurred_at=at, recorded_at=at,
+        postings=(Posting(Account.ISSUED, -5), Posting(Account.AVAILABLE, 5)),
+        movements=tuple(LotMovement(uuid.uuid4(), 5 - n) for n in range(moves)),
+        idempotency_key=key, reason=reason, metadata=metadata)
+    kept = KeptTx.of(tx, tx.postings)
+    assert tx == kept.read()
+    assert (tx.movements, tx.idempotency_key, tx.reason) == (
+        kept.movements, kept.idempotency_key, kept.reason)
+    assert type(kept.read().metadata) is dict and metadata == kept.metadata

@@ -38,7 +38,7 @@ class KeptTx:
     """A transaction as kept (see the module docstring): its texts in one bytes object
     (None: no key, no reason, no metadata), the rest as the transaction has them."""
 
-    __slots__ = ("id", "kind", "member_id", "movements", "occurred_at", "postings",
+    __slots__ = ("_delta", "_moved", "id", "kind", "member_id", "occurred_at", "postings",
                  "program_id", "recorded_at", "reverses_id", "texts", "wallet")
 
     id: uuid.UUID
@@ -49,7 +49,10 @@ class KeptTx:
     occurred_at: dt.datetime
     recorded_at: dt.datetime
     postings: tuple[Posting, ...]
-    movements: tuple[LotMovement, ...]
+    #: one movement (most transactions) as its lot's id and delta, where a tuple and a
+    #: LotMovement took ~100 bytes; else the movements' tuple, and ``_delta`` None
+    _moved: uuid.UUID | tuple[LotMovement, ...]
+    _delta: int | None
     reverses_id: uuid.UUID | None
     texts: bytes | None
 
@@ -60,7 +63,7 @@ class KeptTx:
         set_ = object.__setattr__
         for name in ("id", "program_id", "member_id", "wallet", "kind", "occurred_at",
                      "recorded_at", "movements", "reverses_id"):
-            set_(kept, name, getattr(tx, name))
+            set_(kept, name, getattr(tx, name))  # (movements: through its setter)
         set_(kept, "postings", postings)
         texts = None
         if tx.idempotency_key is not None or tx.reason or tx.metadata:
@@ -74,6 +77,24 @@ class KeptTx:
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"a kept transaction is immutable ({name})")
+
+    @property
+    def movements(self) -> tuple[LotMovement, ...]:
+        if self._delta is None:
+            assert isinstance(self._moved, tuple)
+            return self._moved
+        assert isinstance(self._moved, uuid.UUID)
+        return (LotMovement(self._moved, self._delta),)
+
+    @movements.setter
+    def movements(self, movements: tuple[LotMovement, ...]) -> None:
+        # object.__setattr__ reaches here (KeptTx.of; a test storing a broken row)
+        if len(movements) == 1:
+            object.__setattr__(self, "_moved", movements[0].lot_id)
+            object.__setattr__(self, "_delta", movements[0].delta)
+        else:
+            object.__setattr__(self, "_moved", tuple(movements))
+            object.__setattr__(self, "_delta", None)
 
     @property
     def idempotency_key(self) -> str | None:
