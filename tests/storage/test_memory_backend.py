@@ -334,7 +334,7 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
     32 bytes and their result deflated; a read gives both back as the text written."""
     storage, loyalty, clock = _ana_with_an_order()
     kept = storage._tables.of(OrderTables).orders["p"]["o1"]
-    key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
+    key = storage._tables.of(KeyTables).keys["p"]["enrol:ana"]
     assert isinstance(key.fingerprint, bytes) and 32 == len(key.fingerprint)
     assert isinstance(key.result, bytes)
     assert "ana" in repr(key) and "o1" in repr(kept)  # a stored row shows what it names
