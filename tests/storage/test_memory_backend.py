@@ -9,6 +9,7 @@ rows read, which only this backend can show.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from array import array
 from collections.abc import Iterator
 from decimal import Decimal
@@ -32,13 +33,13 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit._model import AccountState
-from loyaltykit.memory import MemoryStorage
+from loyaltykit.memory import MemoryStorage, outbox
 from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.outbox import OutboxTables
 from loyaltykit.memory.sorted_index import IndexedTable, SortedKeys
-from loyaltykit.memory.tables import SMALL_SET
+from loyaltykit.memory.tables import SMALL_SET, JSONText
 from loyaltykit.memory.tiers import TierTables, _due_key
 from loyaltykit.storage.ledger import LedgerChanges
 
@@ -412,5 +413,19 @@ def test_an_event_is_kept_as_one_bytes_object_in_its_programs_list() -> None:
     assert (event.id, event.type, event.member_id) == (kept.id, kept.type, kept.member_id)
     assert (event.occurred_at, event.recorded_at) == (clock.now(), clock.now())
     assert dt.UTC == event.occurred_at.tzinfo == event.recorded_at.tzinfo
+    assert b"member.enrolled" not in kept  # its type is a number (a handful of types)
     assert {"language": "de"} == event.payload["attributes"]
     assert "language" in repr(kept) and str(event.id) in repr(kept)
+
+
+def test_an_event_keeps_its_type_inline_once_the_types_are_numbered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox, "_TYPES", ["t"] * outbox._NAMED)
+    monkeypatch.setattr(outbox, "_TYPE_CODES", {})
+    at = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+    kept = outbox.KeptEvent.of(uuid.uuid4(), "shop.späť", 3, "ana", at, at,
+                               JSONText.of({"n": 1}))
+    assert "shop.späť".encode() in kept
+    event = kept.read(7)
+    assert ("shop.späť", 3, "ana", at, {"n": 1}) == (
+        event.type, event.version, event.member_id, event.occurred_at, event.payload)

@@ -15,8 +15,18 @@ from loyaltykit.storage.outbox import OutboxChanges
 __all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
 
 #: a kept event's fixed part: its id's 16 bytes, its version, its two instants (UTC
-#: microseconds since the epoch), then the lengths of its type and member id (UTF-8)
+#: microseconds since the epoch), its type's code (:func:`_type_code`) and the length of
+#: its member id (UTF-8)
 _HEAD = struct.Struct("<16sqqqHH")
+#: a type's code with this bit: the number of a type in :data:`_TYPES` (nothing inline);
+#: without: the length of the type's UTF-8, kept after the fixed part
+_NAMED = 0x8000
+#: the event types met, each numbered once for the process (a handful: loyaltykit's
+#: own and a shop's mapped domain events), so an event keeps two bytes, not its type's
+#: text; immutable strings, so sharing them across storages changes nothing a reader
+#: sees. Beyond :data:`_NAMED` types, further ones are kept inline.
+_TYPES: list[str] = []
+_TYPE_CODES: dict[str, int] = {}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
@@ -25,16 +35,28 @@ def _micros(at: dt.datetime) -> int:
     return (at - _EPOCH) // _MICRO
 
 
+def _type_code(type_: str) -> tuple[int, bytes]:
+    """The code of ``type_`` in a kept event's fixed part and what follows it inline."""
+    code = _TYPE_CODES.get(type_)
+    if code is None and len(_TYPES) < _NAMED:
+        code = _TYPE_CODES[type_] = len(_TYPES) | _NAMED
+        _TYPES.append(type_)
+    if code is not None:
+        return code, b""
+    inline = type_.encode()
+    return len(inline), inline
+
+
 def _instant(micros: int) -> dt.datetime:
     """The UTC instant of ``micros`` (as the SQL backend reads its UTC columns back)."""
     return _EPOCH + dt.timedelta(microseconds=micros)
 
 
 class KeptEvent(bytes):
-    """An event as the outbox keeps it: one bytes object (:data:`_HEAD`, its type and
-    member id as UTF-8, then its payload's packed JSON text), where a tuple of six and
-    its bytes took two objects and ~90 bytes more an event; the position is its place
-    in the program's list (:class:`OutboxTables`)."""
+    """An event as the outbox keeps it: one bytes object (:data:`_HEAD`, its member id
+    as UTF-8, then its payload's packed JSON text), where a tuple of six and its bytes
+    took two objects and ~90 bytes more an event; the position is its place in the
+    program's list (:class:`OutboxTables`)."""
 
     __slots__ = ()
 
@@ -42,13 +64,22 @@ class KeptEvent(bytes):
     def of(cls, id_: uuid.UUID, type_: str, version: int, member_id: str,
            occurred_at: dt.datetime, recorded_at: dt.datetime,
            payload: JSONText) -> KeptEvent:
-        kind, member = type_.encode(), member_id.encode()
+        code, kind = _type_code(type_)
+        member = member_id.encode()
         head = _HEAD.pack(id_.bytes, version, _micros(occurred_at), _micros(recorded_at),
-                          len(kind), len(member))
+                          code, len(member))
         return bytes.__new__(cls, b"".join((head, kind, member, payload)))
 
     def _fields(self) -> tuple[bytes, int, int, int, int, int]:
-        return _HEAD.unpack_from(self)
+        """The fixed part, its type's code as the length of the type kept inline."""
+        id_, version, occurred, recorded, code, member = _HEAD.unpack_from(self)
+        return id_, version, occurred, recorded, 0 if code & _NAMED else code, member
+
+    def _type(self) -> str:
+        code: int = _HEAD.unpack_from(self)[4]
+        if code & _NAMED:
+            return _TYPES[code & ~_NAMED]
+        return self[_HEAD.size:_HEAD.size + code].decode()
 
     @property
     def id(self) -> uuid.UUID:
@@ -56,8 +87,7 @@ class KeptEvent(bytes):
 
     @property
     def type(self) -> str:
-        kind = self._fields()[4]
-        return self[_HEAD.size:_HEAD.size + kind].decode()
+        return self._type()
 
     @property
     def member_id(self) -> str:
@@ -78,7 +108,7 @@ class KeptEvent(bytes):
         """A fresh event of what is kept (its payload as SQL reads its JSON column)."""
         id_, version, occurred, recorded, kind, member = self._fields()
         start = _HEAD.size + kind
-        return OutboxEvent(id=uuid.UUID(bytes=id_), type=self[_HEAD.size:start].decode(),
+        return OutboxEvent(id=uuid.UUID(bytes=id_), type=self._type(),
                            version=version, member_id=self[start:start + member].decode(),
                            occurred_at=_instant(occurred), recorded_at=_instant(recorded),
                            payload=self.payload.value(), position=EventPosition(0, seq))
