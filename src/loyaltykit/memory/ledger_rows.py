@@ -30,8 +30,11 @@ __all__ = ["KeptTx"]
 #: JSON text follows them (nothing: no metadata)
 _HEAD = struct.Struct("<iI")
 
-#: a transaction's slots, each read and set without attrs' frozen check
-_TX_SLOTS = tuple((f.name, getattr(Transaction, f.name)) for f in attrs.fields(Transaction))
+#: a transaction's slots in field order, each set without attrs' frozen check
+_TX_FIELDS = ("id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
+              "postings", "movements", "idempotency_key", "reason", "metadata", "reverses_id")
+assert _TX_FIELDS == tuple(f.name for f in attrs.fields(Transaction))
+_TX_SETTERS = tuple(getattr(Transaction, name).__set__ for name in _TX_FIELDS)
 
 
 class KeptTx:
@@ -61,9 +64,15 @@ class KeptTx:
         """``tx`` as kept, with ``postings`` (equal to its own: a shared copy)."""
         kept = object.__new__(cls)
         set_ = object.__setattr__
-        for name in ("id", "program_id", "member_id", "wallet", "kind", "occurred_at",
-                     "recorded_at", "movements", "reverses_id"):
-            set_(kept, name, getattr(tx, name))  # (movements: through its setter)
+        set_(kept, "id", tx.id)
+        set_(kept, "program_id", tx.program_id)
+        set_(kept, "member_id", tx.member_id)
+        set_(kept, "wallet", tx.wallet)
+        set_(kept, "kind", tx.kind)
+        set_(kept, "occurred_at", tx.occurred_at)
+        set_(kept, "recorded_at", tx.recorded_at)
+        set_(kept, "movements", tx.movements)  # (through its setter)
+        set_(kept, "reverses_id", tx.reverses_id)
         set_(kept, "postings", postings)
         texts = None
         if tx.idempotency_key is not None or tx.reason or tx.metadata:
@@ -133,12 +142,26 @@ class KeptTx:
         """The transaction as a reader gets it: its metadata a fresh dict, as the SQL
         backend's JSON column reads back. A copy of the row as it is, like a SQL read
         (no check of its postings' sum: an invariants check must see a broken row)."""
+        key: str | None = None
+        reason = ""
+        metadata: dict[str, Any] = {}
+        texts = self.texts
+        if texts is not None:  # decoded in one go (the properties decode a part each)
+            key_size, reason_size = _HEAD.unpack_from(texts)
+            start = _HEAD.size
+            if key_size >= 0:
+                key = texts[start:start + key_size].decode()
+                start += key_size
+            reason = texts[start:start + reason_size].decode()
+            start += reason_size
+            if start < len(texts):
+                metadata = json.loads(texts[start:])
         read = object.__new__(Transaction)
-        for name, slot in _TX_SLOTS:
-            if name == "metadata":
-                slot.__set__(read, self.metadata)
-            else:
-                slot.__set__(read, getattr(self, name))
+        for set_, value in zip(_TX_SETTERS, (
+                self.id, self.program_id, self.member_id, self.wallet, self.kind,
+                self.occurred_at, self.recorded_at, self.postings, self.movements, key,
+                reason, metadata, self.reverses_id), strict=True):
+            set_(read, value)
         return read
 
     def __eq__(self, other: object) -> bool:
