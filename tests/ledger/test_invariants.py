@@ -83,7 +83,7 @@ class Ledger:
         """The memory tables' key of the member's default wallet (by member key)."""
         from loyaltykit.memory.members import MemberKeyTables
 
-        member_key = self.storage._tables.of(MemberKeyTables).keys[(self.program.id, member_id)]
+        member_key = self.storage._tables.of(MemberKeyTables).keys[self.program.id][member_id]
         return (self.program.id, self.program.default_wallet, member_key)
 
     def lots_of(self, member_id: str = "alice"):

@@ -9,6 +9,8 @@ rows read, which only this backend can show.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from array import array
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -31,7 +33,7 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit._model import AccountState
-from loyaltykit.memory import MemoryStorage
+from loyaltykit.memory import MemoryStorage, outbox
 from loyaltykit.memory.keys import KeyTables
 from loyaltykit.memory.ledger import DueAccounts, LedgerTables
 from loyaltykit.memory.orders import OrderTables
@@ -287,8 +289,9 @@ def test_orders_are_kept_once_and_no_reader_changes_them() -> None:
         again = uow.orders.get_order("o1")
         assert again is not None
         assert (["a"], 0) == (again.order["attributes"]["tags"], again.evaluation["points"])
-    stored = next(iter(storage._tables.of(OrderTables).orders.values()))
-    assert not isinstance(stored.order, dict)  # text, not a tree of dicts
+    stored = next(iter(storage._tables.of(OrderTables).orders["p"].values()))
+    assert isinstance(stored.packed, bytes)  # text, not a tree of dicts
+    assert not any(isinstance(getattr(stored, name), dict) for name in stored.__slots__)
 
 
 def _rate_program() -> tuple[MemoryStorage, Loyalty, TestClock]:
@@ -362,17 +365,18 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
     """An order's and an enrolment's key records keep their fingerprint as the digest's
     32 bytes and their result deflated; a read gives both back as the text written."""
     storage, loyalty, clock = _ana_with_an_order()
-    kept = storage._tables.of(OrderTables).orders[("p", "o1")]
-    key = storage._tables.of(KeyTables).keys[("p", "enrol:ana")]
-    for stored in (kept, key):
-        assert isinstance(stored.fingerprint, bytes) and 32 == len(stored.fingerprint)
-        assert isinstance(stored.result, bytes)
-    assert "ana" in repr(key)  # a stored row still shows what it names
+    kept = storage._tables.of(OrderTables).orders["p"]["o1"]
+    key = storage._tables.of(KeyTables).keys["p"]["enrol:ana"]
+    assert isinstance(key.fingerprint, bytes) and 32 == len(key.fingerprint)
+    assert isinstance(key.result, bytes)
+    assert "ana" in repr(key) and "o1" in repr(kept)  # a stored row shows what it names
     with storage.unit_of_work("p") as uow:
         read, record = uow.orders.get_order("o1"), uow.keys.get_idempotency("enrol:ana")
-    assert read is not None and record is not None
-    assert (kept.fingerprint.hex(), key.fingerprint.hex()) == (read.fingerprint,
-                                                               record.fingerprint)
+    assert read is not None and record is not None and read.fingerprint is not None
+    assert key.fingerprint.hex() == record.fingerprint
+    # the order's digest is kept as its 32 bytes, its texts deflated, in one object
+    assert bytes.fromhex(read.fingerprint) in kept.packed
+    assert read.result is not None and read.result.encode() not in kept.packed
     assert isinstance(read.result, str) and '"v":2' in read.result
     assert '"member_id":"ana"' in record.result
     assert loyalty.record_order(Order(  # the replay reads them: the same result
@@ -381,10 +385,15 @@ def test_fingerprints_and_results_are_kept_compact_and_read_back_as_text() -> No
     ).points == 17
 
 
-def test_transaction_metadata_is_kept_as_json_text_and_read_as_a_fresh_dict() -> None:
+def test_transaction_texts_are_kept_in_one_bytes_object_and_read_as_given() -> None:
+    """A transaction's key, reason and metadata are kept together as one bytes object;
+    a read gives the metadata as a fresh dict."""
     storage, _, _ = _ana_with_an_order()
     kept, = storage._tables.of(LedgerTables).transactions.values()
-    assert isinstance(kept.metadata, JSONText)
+    assert isinstance(kept.texts, bytes)
+    assert not {"idempotency_key", "reason", "metadata"} & set(kept.__slots__)
+    assert b"order:o1" in kept.texts and b'{"order_id":"o1"}' in kept.texts
+    assert ("order:o1", "order o1") == (kept.idempotency_key, kept.reason)
     with storage.unit_of_work("p") as uow:
         read = uow.ledger.get_transaction(kept.id)
         assert read is not None and {"order_id": "o1"} == read.metadata
@@ -419,16 +428,35 @@ def test_a_members_rows_share_one_key_tuple_across_tables() -> None:
     assert 6 <= max(len(names) for names in found.values())
 
 
-def test_an_event_keeps_its_id_and_payload_in_one_bytes_object() -> None:
+def test_an_event_is_kept_as_one_bytes_object_in_its_programs_list() -> None:
     storage = MemoryStorage()
     clock = TestClock(dt.datetime(2026, 5, 1, 12, tzinfo=BERLIN))
     loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
                               point_value=Money("0.01", "EUR")), storage, clock=clock)
     loyalty.enrol("ana", attributes={"language": "de"})
-    kept, = storage._tables.of(OutboxTables).events["p"].values()
-    assert isinstance(kept.body, bytes) and 6 == len(kept)
+    tables = storage._tables.of(OutboxTables)
+    kept, = tables.events["p"]
+    assert type(kept).__mro__[1] is bytes
+    seqs, = tables.by_member.values()
+    assert isinstance(seqs, array) and [1] == list(seqs)
     with storage.unit_of_work("p") as uow:
         event, = uow.outbox.read(None, 10)
-    assert (event.id, event.type) == (kept.id, kept.type)
+    assert (event.id, event.type, event.member_id) == (kept.id, kept.type, kept.member_id)
+    assert (event.occurred_at, event.recorded_at) == (clock.now(), clock.now())
+    assert dt.UTC == event.occurred_at.tzinfo == event.recorded_at.tzinfo
+    assert b"member.enrolled" not in kept  # its type is a number (a handful of types)
     assert {"language": "de"} == event.payload["attributes"]
     assert "language" in repr(kept) and str(event.id) in repr(kept)
+
+
+def test_an_event_keeps_its_type_inline_once_the_types_are_numbered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox, "_TYPES", ["t"] * outbox._NAMED)
+    monkeypatch.setattr(outbox, "_TYPE_CODES", {})
+    at = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+    kept = outbox.KeptEvent.of(uuid.uuid4(), "shop.späť", 3, "ana", at, at,
+                               JSONText.of({"n": 1}))
+    assert "shop.späť".encode() in kept
+    event = kept.read(7)
+    assert ("shop.späť", 3, "ana", at, {"n": 1}) == (
+        event.type, event.version, event.member_id, event.occurred_at, event.payload)

@@ -12,7 +12,8 @@ and every read returns a fresh copy, so a caller cannot change what is stored.
 One module per store of the port (:mod:`loyaltykit.storage`), each owning its tables:
 ``keys`` (idempotency records, program versions), ``ledger``, ``orders``, ``tiers``,
 ``referrals``, ``rewards``; ``uow`` holds the storage, the lock and the undo log; ``tables`` the
-per-capability tables registry and the JSON copies.
+per-capability tables registry and the JSON copies; ``order_rows`` and ``ledger_rows`` the
+packed rows of recorded orders and transactions (their texts in one bytes object).
 
 >>> from loyaltykit.memory import MemoryStorage
 >>> storage = MemoryStorage()

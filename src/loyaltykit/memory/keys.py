@@ -19,8 +19,9 @@ __all__ = ["KeyTables", "MemoryKeyStore", "MemoryProgramStore", "ProgramTables"]
 
 class KeyTables:
     def __init__(self) -> None:
-        # as :func:`_kept` keeps them (read through :func:`_read`)
-        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        # program_id -> key -> record, as :func:`_kept` keeps it (read through
+        # :func:`_read`; one dict per program, not a (program, key) tuple per record)
+        self.keys: dict[str, dict[str, IdempotencyRecord]] = {}
 
 
 def _kept(record: IdempotencyRecord) -> IdempotencyRecord:
@@ -58,21 +59,24 @@ class MemoryKeyStore:
         self._uow = uow
         self._t = tables.of(KeyTables)
 
+    def _records(self) -> dict[str, IdempotencyRecord]:
+        """The program's records (an empty dict, not kept, if it has none)."""
+        return self._t.keys.get(self._uow.program_id, {})
+
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        found = self._t.keys.get((self._uow.program_id, key))
+        found = self._records().get(key)
         return None if found is None else _read(found)
 
     def erase(self, member_id: str) -> None:
-        program_id = self._uow.program_id
-        for k in [k for k, r in self._t.keys.items()
-                  if k[0] == program_id and r.member_id == member_id]:
-            self._uow.drop(self._t.keys, k)
+        records = self._records()
+        for k in [k for k, r in records.items() if r.member_id == member_id]:
+            self._uow.drop(records, k)
 
     def rename(self, keys: Sequence[str], old: str, new: str) -> None:
-        program_id = self._uow.program_id
+        records = self._records()
         spellings = json_spellings(old, new)
         for key in keys:
-            kept = self._t.keys.get((program_id, key))
+            kept = records.get(key)
             if kept is None:
                 continue
             record = _read(kept)
@@ -80,16 +84,17 @@ class MemoryKeyStore:
             for before, after in spellings:
                 result = result.replace(before, after)
             if result != record.result:
-                self._uow.put(self._t.keys, (program_id, key),
-                              _kept(attrs.evolve(record, result=result)))
+                self._uow.put(records, key, _kept(attrs.evolve(record, result=result)))
 
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
-        program_id = self._uow.program_id
+        program_id, kept = self._uow.program_id, self._records()
         for record in records:
-            if (program_id, record.key) in self._t.keys:
+            if record.key in kept:
                 raise DuplicateKey("idempotency key already used", key=record.key)
+        if records and program_id not in self._t.keys:
+            self._uow.put(self._t.keys, program_id, kept)
         for record in records:
-            self._uow.put(self._t.keys, (program_id, record.key), _kept(record))
+            self._uow.put(kept, record.key, _kept(record))
 
 
 class MemoryProgramStore:

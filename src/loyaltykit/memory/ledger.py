@@ -7,7 +7,6 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
@@ -28,8 +27,9 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.memory.keys import MemoryProgramStore
+from loyaltykit.memory.ledger_rows import KeptTx
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog
+from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
 from loyaltykit.storage.ledger_due import DueChanges
 
@@ -70,36 +70,10 @@ def _shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
     return shared
 
 
-def _kept(tx: Transaction) -> Transaction:
-    """``tx`` as the store keeps it: with the kept copy of its postings, and its
-    metadata, if any, as JSON text (as the SQL backend's JSON column keeps it: an
-    order's ``{"order_id": ...}`` in ~60 bytes where its dict and string took ~240).
-    Read back through :func:`_read`."""
-    shared = _shared_postings(tx.postings)
-    if not tx.metadata:  # kept as it is, and read without a copy (as before)
-        return tx if shared is tx.postings else attrs.evolve(tx, postings=shared)
-    return attrs.evolve(tx, postings=shared,
-                        metadata=JSONText.of(tx.metadata, deflate=False))
-
-
-#: a transaction's slots but its metadata, each read and set without attrs' frozen check
-_TX_SLOTS = tuple(getattr(Transaction, f.name) for f in attrs.fields(Transaction)
-                  if f.name != "metadata")
-_TX_METADATA: Any = Transaction.__dict__["metadata"]
-
-
-def _read(tx: Transaction) -> Transaction:
-    """A stored transaction as a reader gets it: its metadata a fresh dict, as the SQL
-    backend's JSON column reads back. A copy of the row as it is, like a SQL read (no
-    check of its postings' sum: an invariants check must see a broken row, not stop)."""
-    metadata = tx.metadata
-    if not isinstance(metadata, JSONText):  # none: the row itself, as it always was
-        return tx
-    read = object.__new__(Transaction)
-    for slot in _TX_SLOTS:
-        slot.__set__(read, slot.__get__(tx))
-    _TX_METADATA.__set__(read, metadata.value())
-    return read
+def _kept(tx: Transaction) -> KeptTx:
+    """``tx`` as the store keeps it (:class:`~loyaltykit.memory.ledger_rows.KeptTx`:
+    its texts in one bytes object), with the kept copy of its postings."""
+    return KeptTx.of(tx, _shared_postings(tx.postings))
 
 
 class DueAccounts(IndexedTable[tuple[str, str, str], AccountState]):
@@ -133,7 +107,7 @@ class LedgerTables:
         self.member_lots: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}
         self.holds: dict[uuid.UUID, Hold] = {}
         self.member_holds: dict[tuple[str, str, str], KeptSet[uuid.UUID]] = {}  # open only
-        self.transactions: dict[uuid.UUID, Transaction] = {}
+        self.transactions: dict[uuid.UUID, KeptTx] = {}
         self.member_transactions: dict[tuple[str, str, str], list[uuid.UUID]] = {}
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}
 
@@ -220,7 +194,7 @@ class MemoryLedgerStore:
 
     def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
         tx = self._t.transactions.get(transaction_id)
-        return _read(tx) if tx is not None and tx.program_id == self._uow.program_id else None
+        return tx.read() if tx is not None and tx.program_id == self._uow.program_id else None
 
     def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
         return self._t.reversals.get(transaction_id)
@@ -314,7 +288,7 @@ class MemoryLedgerStore:
                 found.append(lots[key[4]])
         return found
 
-    def _member_transactions(self, wallet: str, member_id: str) -> list[Transaction]:
+    def _member_transactions(self, wallet: str, member_id: str) -> list[KeptTx]:
         ids = self._t.member_transactions.get(self._mk(wallet, member_id), [])
         return [self._t.transactions[i] for i in ids]
 
@@ -351,7 +325,7 @@ class MemoryLedgerStore:
         )
         if before is not None:
             txs = [tx for tx in txs if (tx.occurred_at, tx.id) < before]
-        page = [_read(tx) for tx in txs[:limit]]
+        page = [tx.read() for tx in txs[:limit]]
         if not page:
             return [], 0
         total = sum(
@@ -382,7 +356,8 @@ class MemoryLedgerStore:
                 other = t.transactions.get(uuid.UUID(str(tx.metadata["counterpart_id"])))
                 if other is not None and "counterpart_member_id" in other.metadata:
                     self._uow.put(t.transactions, other.id, _kept(attrs.evolve(
-                        other, metadata={**other.metadata, "counterpart_member_id": name})))
+                        other.read(),
+                        metadata={**other.metadata, "counterpart_member_id": name})))
         return sorted(keys)
 
     def write(self, changes: LedgerChanges) -> None:
@@ -438,18 +413,17 @@ class MemoryLedgerStore:
             if leg is None:
                 leg = posting_of[(account, amount)] = Posting(_ACCOUNT_OF[account], amount)
             legs.setdefault(tx_id, []).append(leg)
-        txs: list[tuple[uuid.UUID, Transaction]] = []
+        txs: list[tuple[uuid.UUID, KeptTx]] = []
         by_member: list[tuple[tuple[str, str, str], uuid.UUID]] = []
         no_legs: tuple[Posting, ...] = ()
         for tx_id, m, wallet, kind, occurred_at, reason, metadata in changes.transactions:
             found = legs.get(tx_id)
             postings = no_legs if found is None else _shared_postings(tuple(found))
-            txs.append((tx_id, Transaction(
+            txs.append((tx_id, KeptTx.of(Transaction(
                 id=tx_id, program_id=program_id, member_id=who[m], wallet=wallet,
                 kind=_KIND_OF[kind], occurred_at=occurred_at, recorded_at=recorded_at,
                 postings=postings, movements=moves.get(tx_id, ()), idempotency_key=None,
-                reason=reason, metadata=JSONText.of(metadata, deflate=False)
-                if metadata else metadata)))
+                reason=reason, metadata=metadata), postings)))
             by_member.append((shared((program_id, wallet, who[m])), tx_id))
         states = [(shared((program_id, state.wallet, who[m])),
                    evolve(state, member_id=who[m])) for m, state in changes.accounts]

@@ -13,7 +13,8 @@ __all__ = ["MemberKeyTables", "MemoryMemberKeyStore"]
 
 class MemberKeyTables:
     def __init__(self) -> None:
-        self.keys: dict[tuple[str, str], str] = {}  # (program, shop id) -> key
+        # program -> shop id -> key (one dict per program, not a key tuple per member)
+        self.keys: dict[str, dict[str, str]] = {}
         self.ids: dict[tuple[str, str], str] = {}  # (program, key) -> shop id
         self.erasures: dict[tuple[str, str], Erasure] = {}
 
@@ -27,8 +28,8 @@ class MemoryMemberKeyStore:
         self._keys = tables.of(MemberKeys)
 
     def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
-        program_id, keys = self._uow.program_id, self._t.keys
-        return {m: keys[(program_id, m)] for m in member_ids if (program_id, m) in keys}
+        keys = self._t.keys.get(self._uow.program_id, {})
+        return {m: keys[m] for m in member_ids if m in keys}
 
     def ids_of(self, keys: Sequence[str]) -> dict[str, str]:
         program_id, ids = self._uow.program_id, self._t.ids
@@ -39,8 +40,9 @@ class MemoryMemberKeyStore:
 
     def write(self, changes: MemberKeyChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
+        keys = t.keys.get(program_id, {})
         for member_id, key in changes.added.items():
-            if (program_id, member_id) in t.keys or (program_id, key) in t.ids:
+            if member_id in keys or (program_id, key) in t.ids:
                 raise DuplicateKey("member already enrolled", member_id=member_id)
         seen = set()
         for erasure in changes.erasures:
@@ -48,12 +50,14 @@ class MemoryMemberKeyStore:
             if k in t.erasures or k in seen:
                 raise DuplicateKey("member already erased", member_key=erasure.member_key)
             seen.add(k)
+        if changes.added and program_id not in t.keys:
+            uow.put(t.keys, program_id, keys)
         for member_id, key in changes.added.items():
-            uow.put(t.keys, (program_id, member_id), key)
+            uow.put(keys, member_id, key)
             uow.put(t.ids, self._keys.shared((program_id, key)), member_id)
         for erasure in changes.erasures:
             shop_id = t.ids.get((program_id, erasure.member_key))
             if shop_id is not None:
-                uow.drop(t.keys, (program_id, shop_id))
+                uow.drop(keys, shop_id)
                 uow.drop(t.ids, (program_id, erasure.member_key))
             uow.put(t.erasures, (program_id, erasure.member_key), erasure)

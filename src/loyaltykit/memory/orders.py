@@ -10,15 +10,8 @@ import attrs
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
-from loyaltykit.memory.tables import (
-    KeptSet,
-    MemberKeys,
-    Tables,
-    UndoLog,
-    order_copy,
-    order_stored,
-    plain,
-)
+from loyaltykit.memory.order_rows import KeptOrder
+from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["MemoryOrderStore", "OrderTables"]
@@ -26,7 +19,9 @@ __all__ = ["MemoryOrderStore", "OrderTables"]
 
 class OrderTables:
     def __init__(self) -> None:
-        self.orders: dict[tuple[str, str], OrderRecord] = {}
+        # program_id -> order_id -> the order as kept (its texts packed together; one
+        # dict per program, not a (program, order) key tuple per order)
+        self.orders: dict[str, dict[str, KeptOrder]] = {}
         # (program_id, member_id) -> how many of the member's orders are not cancelled (a
         # count, not their ids: nothing reads which they are)
         self.member_orders: dict[tuple[str, str], int] = {}
@@ -45,13 +40,16 @@ class MemoryOrderStore:
         self._keys = tables.of(MemberKeys)
 
     def get_order(self, order_id: str) -> OrderRecord | None:
-        order = self._t.orders.get((self._uow.program_id, order_id))
-        return None if order is None else order_copy(order)
+        order = self._orders().get(order_id)
+        return None if order is None else order.read()
 
     def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
-        program_id, orders = self._uow.program_id, self._t.orders
-        return [order_copy(o) for i in dict.fromkeys(order_ids)
-                if (o := orders.get((program_id, i))) is not None]
+        orders = self._orders()
+        return [o.read() for i in dict.fromkeys(order_ids) if (o := orders.get(i)) is not None]
+
+    def _orders(self) -> dict[str, KeptOrder]:
+        """The program's orders (an empty dict, not kept, if it has none)."""
+        return self._t.orders.get(self._uow.program_id, {})
 
     def count_orders(self, member_id: str) -> int:
         return self._t.member_orders.get((self._uow.program_id, member_id), 0)
@@ -59,9 +57,10 @@ class MemoryOrderStore:
     def load_orders(self, member_id: str) -> list[OrderRecord]:
         program_id = self._uow.program_id
         ids = self._t.member_all_orders.get((program_id, member_id), ())
-        found = [self._t.orders[(program_id, order_id)] for order_id in ids]
+        orders = self._orders()
+        found = [orders[order_id] for order_id in ids]
         found.sort(key=lambda order: (order.placed_at, order.order_id))
-        return [order_copy(order) for order in found]
+        return [order.read() for order in found]
 
     def load_usage(
         self,
@@ -90,20 +89,20 @@ class MemoryOrderStore:
     def erase(self, member_id: str, name: str) -> None:
         program_id = self._uow.program_id
         for order_id in sorted(self._t.member_all_orders.get((program_id, member_id), ())):
-            order = self._t.orders[(program_id, order_id)]
-            erased = attrs.evolve(
+            kept = self._orders()[order_id]
+            order = kept.read()
+            erased = KeptOrder.of(attrs.evolve(
                 order, fingerprint=None, result=None,
                 evaluation=_without_member(order.evaluation, name),
                 recorded_evaluation=None if order.recorded_evaluation is None
-                else _without_member(order.recorded_evaluation, name))
-            erased = order_stored(erased)
-            if erased != order:
-                self._uow.put(self._t.orders, (program_id, order_id), erased)
+                else _without_member(order.recorded_evaluation, name)))
+            if erased != kept:
+                self._uow.put(self._orders(), order_id, erased)
 
     def write(self, changes: OrderChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         for order_id, order in changes.orders.items():
-            known = (order.program_id, order_id) in t.orders
+            known = order_id in t.orders.get(order.program_id, ())
             if order_id in changes.new_orders and known:
                 raise DuplicateKey("order already recorded", program_id=program_id,
                                    order_id=order_id)
@@ -111,23 +110,27 @@ class MemoryOrderStore:
                 raise StorageError("update of orders found 0 of 1 rows")
         # keep (and check) every JSON value as its text before writing anything: one
         # immutable copy, shared by the reads, which decode it
-        orders = {order_id: order_stored(order) for order_id, order in changes.orders.items()}
-        for order_id, order in orders.items():
-            order_key = (order.program_id, order_id)
+        orders = {order_id: KeptOrder.of(order) for order_id, order in changes.orders.items()}
+        for order_id, kept in orders.items():
+            program_orders = t.orders.get(kept.program_id)
+            if program_orders is None:
+                program_orders = {}
+                uow.put(t.orders, kept.program_id, program_orders)
             if order_id not in changes.new_orders:
                 # an update changes what may change after recording, nothing else
-                order = attrs.evolve(t.orders[order_key], **{
-                    name: getattr(order, name) for name in OrderRecord.CHANGING})
-            before = t.orders.get(order_key)
-            counted = (order.status is not OrderStatus.CANCELLED) - (
+                given = changes.orders[order_id]
+                kept = KeptOrder.of(attrs.evolve(program_orders[order_id].read(), **{
+                    name: getattr(given, name) for name in OrderRecord.CHANGING}))
+            before = program_orders.get(order_id)
+            counted = (kept.status is not OrderStatus.CANCELLED) - (
                 before is not None and before.status is not OrderStatus.CANCELLED)
-            uow.put(t.orders, order_key, order)
+            uow.put(program_orders, order_id, kept)
             if counted:
-                member_key = self._keys.shared((order.program_id, order.member_id))
+                member_key = self._keys.shared((kept.program_id, kept.member_id))
                 uow.put(t.member_orders, member_key,
                         t.member_orders.get(member_key, 0) + counted)
             uow.track(t.member_all_orders,
-                      self._keys.shared((order.program_id, order.member_id)), order_id,
+                      self._keys.shared((kept.program_id, kept.member_id)), order_id,
                        True)
         for usage in changes.usage:
             usage_key = (usage.program_id, usage.source, usage.rule_id)

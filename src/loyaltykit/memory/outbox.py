@@ -3,10 +3,10 @@ storage's one lock, so insertion order is commit order), and consumers' position
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
+import struct
 import uuid
-from typing import NamedTuple
+from array import array
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
 from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
@@ -14,60 +14,131 @@ from loyaltykit.storage.outbox import OutboxChanges
 
 __all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
 
+#: a kept event's fixed part: its id's 16 bytes, its version, its two instants (UTC
+#: microseconds since the epoch), its type's code (:func:`_type_code`) and the length of
+#: its member id (UTF-8)
+_HEAD = struct.Struct("<16sqqqHH")
+#: a type's code with this bit: the number of a type in :data:`_TYPES` (nothing inline);
+#: without: the length of the type's UTF-8, kept after the fixed part
+_NAMED = 0x8000
+#: the event types met, each numbered once for the process (a handful: loyaltykit's
+#: own and a shop's mapped domain events), so an event keeps two bytes, not its type's
+#: text; immutable strings, so sharing them across storages changes nothing a reader
+#: sees. Beyond :data:`_NAMED` types, further ones are kept inline.
+_TYPES: list[str] = []
+_TYPE_CODES: dict[str, int] = {}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
 
-class KeptEvent(NamedTuple):
-    """An event as the outbox keeps it: one tuple, its id and payload in one bytes
-    object (the id's 16 bytes, then the payload's packed JSON text: where an int id and
-    a JSONText took two objects); the position is its key's seq."""
 
-    type: str
-    version: int
-    member_id: str
-    occurred_at: dt.datetime
-    recorded_at: dt.datetime
-    body: bytes
+def _micros(at: dt.datetime) -> int:
+    return (at - _EPOCH) // _MICRO
+
+
+def _type_code(type_: str) -> tuple[int, bytes]:
+    """The code of ``type_`` in a kept event's fixed part and what follows it inline."""
+    code = _TYPE_CODES.get(type_)
+    if code is None and len(_TYPES) < _NAMED:
+        code = _TYPE_CODES[type_] = len(_TYPES) | _NAMED
+        _TYPES.append(type_)
+    if code is not None:
+        return code, b""
+    inline = type_.encode()
+    return len(inline), inline
+
+
+def _instant(micros: int) -> dt.datetime:
+    """The UTC instant of ``micros`` (as the SQL backend reads its UTC columns back)."""
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+class KeptEvent(bytes):
+    """An event as the outbox keeps it: one bytes object (:data:`_HEAD`, its member id
+    as UTF-8, then its payload's packed JSON text), where a tuple of six and its bytes
+    took two objects and ~90 bytes more an event; the position is its place in the
+    program's list (:class:`OutboxTables`)."""
+
+    __slots__ = ()
 
     @classmethod
     def of(cls, id_: uuid.UUID, type_: str, version: int, member_id: str,
            occurred_at: dt.datetime, recorded_at: dt.datetime,
            payload: JSONText) -> KeptEvent:
-        return cls(type_, version, member_id, occurred_at, recorded_at,
-                   id_.bytes + bytes(payload))
+        code, kind = _type_code(type_)
+        member = member_id.encode()
+        head = _HEAD.pack(id_.bytes, version, _micros(occurred_at), _micros(recorded_at),
+                          code, len(member))
+        return bytes.__new__(cls, b"".join((head, kind, member, payload)))
+
+    def _fields(self) -> tuple[bytes, int, int, int, int, int]:
+        """The fixed part, its type's code as the length of the type kept inline."""
+        id_, version, occurred, recorded, code, member = _HEAD.unpack_from(self)
+        return id_, version, occurred, recorded, 0 if code & _NAMED else code, member
+
+    def _type(self) -> str:
+        code: int = _HEAD.unpack_from(self)[4]
+        if code & _NAMED:
+            return _TYPES[code & ~_NAMED]
+        return self[_HEAD.size:_HEAD.size + code].decode()
 
     @property
     def id(self) -> uuid.UUID:
-        return uuid.UUID(bytes=self.body[:16])
+        return uuid.UUID(bytes=self[:16])
+
+    @property
+    def type(self) -> str:
+        return self._type()
+
+    @property
+    def member_id(self) -> str:
+        _, _, _, _, kind, member = self._fields()
+        start = _HEAD.size + kind
+        return self[start:start + member].decode()
+
+    @property
+    def recorded_at(self) -> dt.datetime:
+        return _instant(self._fields()[3])
 
     @property
     def payload(self) -> JSONText:
-        return JSONText.packed(self.body[16:])
+        _, _, _, _, kind, member = self._fields()
+        return JSONText.packed(self[_HEAD.size + kind + member:])
+
+    def read(self, seq: int) -> OutboxEvent:
+        """A fresh event of what is kept (its payload as SQL reads its JSON column)."""
+        id_, version, occurred, recorded, kind, member = self._fields()
+        start = _HEAD.size + kind
+        return OutboxEvent(id=uuid.UUID(bytes=id_), type=self._type(),
+                           version=version, member_id=self[start:start + member].decode(),
+                           occurred_at=_instant(occurred), recorded_at=_instant(recorded),
+                           payload=self.payload.value(), position=EventPosition(0, seq))
+
+    def erased(self, payload: JSONText) -> KeptEvent:
+        """This event with ``payload`` in place of its own."""
+        _, _, _, _, kind, member = self._fields()
+        return bytes.__new__(KeptEvent, self[:_HEAD.size + kind + member] + payload)
 
     def __repr__(self) -> str:  # as a SQL row shows it: its id, then its columns
-        return repr((self.id, *self[:5], self.payload))
+        event = self.read(0)
+        return repr((event.id, event.type, event.version, event.member_id,
+                     event.occurred_at, event.recorded_at, self.payload))
 
 
 class OutboxTables:
     def __init__(self) -> None:
-        # program_id -> seq -> event (member keys, as stored; one dict per program, not
-        # a (program, seq) key tuple per event)
-        self.events: dict[str, dict[int, KeptEvent]] = {}
-        # program_id -> the seqs of its events, ascending
-        self.order: dict[str, list[int]] = {}
+        # program_id -> its events by seq: ``events[p][seq - first[p]]``, None where one
+        # was pruned (a list: no dict entry nor int object per event)
+        self.events: dict[str, list[KeptEvent | None]] = {}
+        # program_id -> the seq of the first event in ``events`` (pruned ones at the
+        # front are dropped from the list)
+        self.first: dict[str, int] = {}
         # program_id -> the last seq given (never goes back, even when pruned)
         self.last: dict[str, int] = {}
-        # (program_id, member_id) -> seqs of the member's events, ascending (a list: a
-        # few machine words per event where a set takes a hash table per member)
-        self.by_member: dict[tuple[str, str], list[int]] = {}
+        # (program_id, member_id) -> seqs of the member's events, ascending (an array of
+        # machine integers: no int object per event, no hash table per member)
+        self.by_member: dict[tuple[str, str], array[int]] = {}
         # (program_id, name) -> consumer
         self.consumers: dict[tuple[str, str], EventConsumer] = {}
-
-
-def _read(kept: KeptEvent, seq: int) -> OutboxEvent:
-    """A fresh event of what is kept (its payload as SQL reads its JSON column)."""
-    return OutboxEvent(id=kept.id, type=kept.type, version=kept.version,
-                       member_id=kept.member_id, occurred_at=kept.occurred_at,
-                       recorded_at=kept.recorded_at, payload=kept.payload.value(),
-                       position=EventPosition(0, seq))
 
 
 class MemoryOutboxStore:
@@ -78,23 +149,34 @@ class MemoryOutboxStore:
         self._t = tables.of(OutboxTables)
         self._keys = tables.of(MemberKeys)
 
-    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+    def _events(self) -> tuple[list[KeptEvent | None], int]:
+        """The program's events and the seq of the first."""
         program_id = self._uow.program_id
-        seqs = self._t.order.get(program_id, [])
-        start = 0 if after is None else bisect.bisect_right(seqs, after.seq)
+        return self._t.events.get(program_id, []), self._t.first.get(program_id, 1)
+
+    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+        events, first = self._events()
+        start = 0 if after is None else max(after.seq + 1 - first, 0)
         if after is not None and after.tx > 0:  # a position of no event of this backend
-            start = len(seqs)
-        events = self._t.events.get(program_id, {})
-        return [_read(events[s], s) for s in seqs[start:start + limit]]
+            start = len(events)
+        found: list[OutboxEvent] = []
+        for at in range(start, len(events)):
+            if len(found) >= limit:
+                break
+            kept = events[at]
+            if kept is not None:
+                found.append(kept.read(first + at))
+        return found
 
     def member_events(self, member_id: str) -> list[OutboxEvent]:
-        program_id = self._uow.program_id
-        events = self._t.events.get(program_id, {})
-        return [_read(events[s], s) for s in self._t.by_member.get((program_id, member_id), ())]
+        events, first = self._events()
+        seqs = self._t.by_member.get((self._uow.program_id, member_id), ())
+        return [_present(events[s - first]).read(s) for s in seqs]
 
     def last_position(self) -> EventPosition | None:
-        seqs = self._t.order.get(self._uow.program_id)
-        return EventPosition(0, seqs[-1]) if seqs else None
+        # the last event is never pruned: the list's end is the last seq given
+        events, first = self._events()
+        return EventPosition(0, first + len(events) - 1) if events else None
 
     def consumer_position(self, name: str) -> EventPosition | None:
         found = self._t.consumers.get((self._uow.program_id, name))
@@ -119,65 +201,85 @@ class MemoryOutboxStore:
 
     def prune(self, before: dt.datetime, limit: int) -> int:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
-        seqs = t.order.get(program_id, [])
-        if not seqs:
+        events, first = self._events()
+        if not events:
             return 0
-        events = t.events[program_id]
-        bound = EventPosition(0, seqs[-1])
+        last = first + len(events) - 1
+        bound = EventPosition(0, last)
         acked = [c.position for c in self.consumers()]
         if acked:
             bound = min(bound, min(acked))
         gone: list[int] = []
-        for seq in seqs:
-            if len(gone) >= limit or seq > bound.seq or seq == seqs[-1]:
+        for at, event in enumerate(events):
+            seq = first + at
+            if len(gone) >= limit or seq > bound.seq or seq == last:
                 break
-            event = events[seq]
-            if event.recorded_at < before:
+            if event is not None and event.recorded_at < before:
                 gone.append(seq)
         if not gone:
             return 0
-        dropped = set(gone)
-        uow.put(t.order, program_id, [s for s in seqs if s not in dropped])
+        kept = list(events)
         members = set()
         for seq in gone:
-            members.add(events[seq].member_id)
-            uow.drop(events, seq)
+            members.add(_present(kept[seq - first]).member_id)
+            kept[seq - first] = None
+        lead = 0
+        while kept[lead] is None:  # stops at the last event, never pruned
+            lead += 1
+        uow.put(t.events, program_id, kept[lead:])
+        uow.put(t.first, program_id, first + lead)
+        dropped = set(gone)
         for member_id in sorted(members):
             key = (program_id, member_id)
-            kept = [s for s in t.by_member[key] if s not in dropped]
-            if kept:
-                uow.put(t.by_member, key, kept)
+            seqs = array("q", (s for s in t.by_member[key] if s not in dropped))
+            if seqs:
+                uow.put(t.by_member, key, seqs)
             else:
                 uow.drop(t.by_member, key)
         return len(gone)
 
     def erase(self, member_id: str) -> None:
         program_id = self._uow.program_id
-        events = self._t.events.get(program_id, {})
+        events, first = self._events()
+        erased, changed = list(events), False
         for seq in self._t.by_member.get((program_id, member_id), ()):
-            event = events[seq]
+            event = _present(events[seq - first])
             payload = plain(event.payload)
             if payload.get("attributes"):
-                self._uow.put(events, seq, KeptEvent.of(
-                    event.id, *event[:5], JSONText.of({**payload, "attributes": {}})))
+                erased[seq - first] = event.erased(
+                    JSONText.of({**payload, "attributes": {}}))
+                changed = True
+        if changed:
+            self._uow.put(self._t.events, program_id, erased)
 
     def write(self, changes: OutboxChanges) -> None:
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
-        events = t.events.get(program_id)
-        if events is None and changes.events:
-            events = {}
-            uow.put(t.events, program_id, events)
-        if events is not None:  # one undo-log entry per table, not one per event
+        events = changes.events
+        if events:  # one undo-log entry per table, not one per event
+            if program_id not in t.events:
+                uow.put(t.events, program_id, [])
+                uow.put(t.first, program_id, seq + 1)
             shared = self._keys.shared
-            first = seq + 1
-            stored = [(seq, _stored(new)) for seq, new in enumerate(changes.events, first)]
-            uow.put_many(events, stored)
-            uow.append_many(t.by_member, [(shared((program_id, new.member_id)), seq)
-                                          for seq, new in enumerate(changes.events, first)])
-            uow.append_many(t.order, [(program_id, seq) for seq, _ in stored])
-            seq += len(stored)
+            seqs: dict[tuple[str, str], list[int]] = {}
+            for at, new in enumerate(events, seq + 1):
+                seqs.setdefault(shared((program_id, new.member_id)), []).append(at)
+            by_member = t.by_member
+            fresh = [(key, array("q", kept)) for key, kept in seqs.items()
+                     if key not in by_member]
+            more = [(key, at) for key, kept in seqs.items() if key in by_member
+                    for at in kept]
+            uow.append_many(t.events, [(program_id, _stored(new)) for new in events])
+            uow.put_many(by_member, fresh)
+            uow.append_many(by_member, more)
+            seq += len(events)
         uow.put(t.last, program_id, seq)
+
+
+def _present(event: KeptEvent | None) -> KeptEvent:
+    """An event an index points to (never a pruned one: pruning drops its seqs)."""
+    assert event is not None, "an index points to a pruned event"
+    return event
 
 
 def _stored(new: NewEvent) -> KeptEvent:

@@ -7,10 +7,11 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 
-from loyaltykit._model import Kind, Transaction
+from loyaltykit._model import Kind
 from loyaltykit._reports_ledger import FLOW_NAMES, flow_of
 from loyaltykit._tiers import TierChange
 from loyaltykit.memory.ledger import LedgerTables
+from loyaltykit.memory.ledger_rows import KeptTx
 from loyaltykit.memory.tables import Tables, UndoLog
 from loyaltykit.memory.tiers import TierTables
 from loyaltykit.storage.report_ledger import (
@@ -40,7 +41,7 @@ class MemoryLedgerReports:
     _uow: UndoLog
     _tables: Tables
 
-    def _transactions(self) -> Iterator[Transaction]:
+    def _transactions(self) -> Iterator[KeptTx]:
         program_id = self._uow.program_id
         return (tx for tx in self._tables.of(LedgerTables).transactions.values()
                 if tx.program_id == program_id)

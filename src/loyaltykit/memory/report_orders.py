@@ -6,9 +6,10 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
-from loyaltykit._model import OrderRecord, OrderStatus
+from loyaltykit._model import OrderStatus
 from loyaltykit._reports_orders import counted_net
 from loyaltykit._validate import MONEY_CONTEXT
+from loyaltykit.memory.order_rows import KeptOrder
 from loyaltykit.memory.orders import OrderTables
 from loyaltykit.memory.tables import Tables, UndoLog, plain
 from loyaltykit.storage.report_orders import (
@@ -42,17 +43,16 @@ class MemoryOrderReports:
         for o, net, currency in self._counted_records():
             yield CountedOrder(o.member_id, o.order_id, o.placed_at, currency, net)
 
-    def _counted_records(self) -> Iterator[tuple[OrderRecord, Decimal, str]]:
+    def _counted_records(self) -> Iterator[tuple[KeptOrder, Decimal, str]]:
         program_id = self._uow.program_id
         nets = self._tables.of(CountedNets).nets
-        for key, o in self._tables.of(OrderTables).orders.items():
-            if key[0] != program_id:
-                continue
+        for order_id, o in self._tables.of(OrderTables).orders.get(program_id, {}).items():
+            key = (program_id, order_id)
             known = nets.get(key)
             if known is not None and known[0] is o:
                 _, net, currency = known
             else:  # a new record (orders are replaced, never changed in place)
-                order = plain(o.order)  # (the stored JSON text, decoded once)
+                order = o.order_value()  # (the kept text, decoded once)
                 net = counted_net(order, plain(o.returned),
                                   o.status is OrderStatus.CANCELLED)
                 currency = str(order["currency"])

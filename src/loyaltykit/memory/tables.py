@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
 from loyaltykit._errors import StorageError
-from loyaltykit._model import OrderRecord, ProgramVersion
-from loyaltykit.memory.compact import pack, pack_digest, pack_text, unpack, unpack_digest
+from loyaltykit._model import ProgramVersion
+from loyaltykit.memory.compact import pack, unpack
 
 __all__ = ["JSONText", "KeptSet", "MemberKeys", "SMALL_SET", "Tables", "UndoLog", "json_copy",
-           "order_copy", "order_stored", "plain", "version_copy", "version_stored"]
+           "json_text", "plain", "version_copy", "version_stored"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=tuple[str, ...])
@@ -43,13 +42,14 @@ class UndoLog(Protocol):
     def drop(self, table: dict[Any, Any], key: Any) -> None:
         """Delete ``table[key]`` if present (undo-logged)."""
 
-    def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
-        """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+    def append(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Append ``value`` to the list (or array) ``table[key]`` (undo-logged; a new
+        entry is a list)."""
 
     def put_many(self, table: dict[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
         """:meth:`put` of each (key, value) in turn, undo-logged as one entry."""
 
-    def append_many(self, table: dict[Any, list[Any]],
+    def append_many(self, table: dict[Any, Any],
                     items: Iterable[tuple[Any, Any]]) -> None:
         """:meth:`append` of each (key, value) in turn, undo-logged as one entry."""
 
@@ -145,10 +145,7 @@ class JSONText(bytes, Mapping[str, Any]):
         shrink, without the cost of trying)."""
         if isinstance(value, JSONText):
             return value
-        try:
-            text = _ENCODER.encode(value)
-        except (TypeError, ValueError) as exc:
-            raise StorageError("a value is not JSON", detail=str(exc)) from exc
+        text = json_text(value)
         if text == "{}":
             return _EMPTY
         return cls(text, deflate=deflate)
@@ -193,6 +190,17 @@ class JSONText(bytes, Mapping[str, Any]):
 _EMPTY = JSONText("{}")
 
 
+def json_text(value: Mapping[str, Any]) -> str:
+    """``value`` as compact JSON text (as :class:`JSONText` keeps it);
+    :class:`~loyaltykit.StorageError` if it is no JSON."""
+    if isinstance(value, JSONText):
+        return value.text
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise StorageError("a value is not JSON", detail=str(exc)) from exc
+
+
 def plain(value: Mapping[str, Any]) -> Mapping[str, Any]:
     """``value`` decoded once if it is :class:`JSONText` (else as it is): for a store's
     own reads of several keys."""
@@ -212,37 +220,3 @@ def version_copy(version: ProgramVersion) -> ProgramVersion:
 def version_stored(version: ProgramVersion) -> ProgramVersion:
     """``version`` as the store keeps it: its definition as JSON text."""
     return attrs.evolve(version, definition=JSONText.of(version.definition))
-
-
-#: a stored order's ``refunded`` while no return gave points back (most orders): one
-#: immutable mapping shared by them all, where each kept an empty dict of its own
-_NO_REFUNDS: Mapping[Any, int] = MappingProxyType({})
-
-
-def order_copy(order: OrderRecord) -> OrderRecord:
-    """The stored ``order`` (:func:`order_stored`) as the SQL backend gives it back: its
-    JSON fields fresh, its fingerprint and result as text."""
-    return attrs.evolve(
-        order, order=json_copy(order.order), returned=json_copy(order.returned),
-        evaluation=json_copy(order.evaluation),
-        recorded_evaluation=None if order.recorded_evaluation is None
-        else json_copy(order.recorded_evaluation),
-        payments=tuple(order.payments), refunded=dict(order.refunded),
-        fingerprint=unpack_digest(cast("bytes | str | None", order.fingerprint)),
-        result=None if order.result is None else unpack(cast("bytes | str", order.result)))
-
-
-def order_stored(order: OrderRecord) -> OrderRecord:
-    """``order`` as the store keeps it: its JSON fields as JSON text (checked), its
-    fingerprint as the digest's bytes and its result deflated (:mod:`.compact`: both
-    ``bytes`` where the fields say ``str``, which only :func:`order_copy`, every read's
-    way out, turns back), no refunds as one shared empty mapping."""
-    return attrs.evolve(
-        order, order=JSONText.of(order.order), returned=JSONText.of(order.returned),
-        evaluation=JSONText.of(order.evaluation),
-        recorded_evaluation=None if order.recorded_evaluation is None
-        else JSONText.of(order.recorded_evaluation),
-        payments=tuple(order.payments),
-        refunded=dict(order.refunded) if order.refunded else _NO_REFUNDS,
-        fingerprint=cast("str | None", pack_digest(order.fingerprint)),
-        result=None if order.result is None else cast(str, pack_text(order.result)))

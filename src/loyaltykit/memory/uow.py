@@ -140,8 +140,9 @@ class MemoryUnitOfWork:
         old = table.pop(key)
         self._undo.append(lambda: table.__setitem__(key, old))
 
-    def append(self, table: dict[Any, list[Any]], key: Any, value: Any) -> None:
-        """Append ``value`` to the list ``table[key]`` (undo-logged)."""
+    def append(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        """Append ``value`` to the list (or array) ``table[key]`` (undo-logged; a new
+        entry is a list)."""
         self._writing()
         items = table.get(key)
         if items is None:
@@ -169,11 +170,11 @@ class MemoryUnitOfWork:
             olds.append((key, get(key, _MISSING)))
             table[key] = value
 
-    def append_many(self, table: dict[Any, list[Any]],
+    def append_many(self, table: dict[Any, Any],
                     items: Iterable[tuple[Any, Any]]) -> None:
         """:meth:`append` of each (key, value) in turn, undo-logged as one entry."""
         self._writing()
-        done: list[tuple[Any, list[Any] | None]] = []  # (key, the list; None: it was new)
+        done: list[tuple[Any, Any]] = []  # (key, the list or array; None: it was new)
 
         def undo() -> None:
             for key, items_of in reversed(done):

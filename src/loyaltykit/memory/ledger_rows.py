@@ -1,0 +1,176 @@
+"""A ledger transaction as the in-memory ledger store keeps it: :class:`KeptTx`.
+
+A transaction's texts (its idempotency key, its reason, its metadata's JSON) are short
+and of one order: ``"order:A-1"``, ``"order A-1"``, ``{"order_id":"A-1"}``. Kept as
+three objects (two strings and a JSON text), they took ~200 bytes a transaction; as
+one bytes object, ~90. The other fields stay as they are, under the names of
+:class:`~loyaltykit.Transaction`, so the store's own reads (balances as of an instant,
+statements, reports) read a kept row as they read a transaction; a reader outside the
+store gets :meth:`KeptTx.read`, a :class:`~loyaltykit.Transaction` as the SQL backend
+gives it back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from loyaltykit._model import Kind, LotMovement, Posting, Transaction
+from loyaltykit.memory.tables import json_text
+
+__all__ = ["KeptTx"]
+
+#: the byte lengths of the idempotency key (-1: None) and of the reason; the metadata's
+#: JSON text follows them (nothing: no metadata)
+_HEAD = struct.Struct("<iI")
+
+#: a transaction's slots in field order, each set without attrs' frozen check
+_TX_FIELDS = ("id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
+              "postings", "movements", "idempotency_key", "reason", "metadata", "reverses_id")
+assert _TX_FIELDS == tuple(f.name for f in attrs.fields(Transaction))
+_TX_SETTERS = tuple(getattr(Transaction, name).__set__ for name in _TX_FIELDS)
+
+
+class KeptTx:
+    """A transaction as kept (see the module docstring): its texts in one bytes object
+    (None: no key, no reason, no metadata), the rest as the transaction has them."""
+
+    __slots__ = ("_delta", "_moved", "id", "kind", "member_id", "occurred_at", "postings",
+                 "program_id", "recorded_at", "reverses_id", "texts", "wallet")
+
+    id: uuid.UUID
+    program_id: str
+    member_id: str
+    wallet: str
+    kind: Kind
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    postings: tuple[Posting, ...]
+    #: one movement (most transactions) as its lot's id and delta, where a tuple and a
+    #: LotMovement took ~100 bytes; else the movements' tuple, and ``_delta`` None
+    _moved: uuid.UUID | tuple[LotMovement, ...]
+    _delta: int | None
+    reverses_id: uuid.UUID | None
+    texts: bytes | None
+
+    @classmethod
+    def of(cls, tx: Transaction, postings: tuple[Posting, ...]) -> KeptTx:
+        """``tx`` as kept, with ``postings`` (equal to its own: a shared copy)."""
+        kept = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(kept, "id", tx.id)
+        set_(kept, "program_id", tx.program_id)
+        set_(kept, "member_id", tx.member_id)
+        set_(kept, "wallet", tx.wallet)
+        set_(kept, "kind", tx.kind)
+        set_(kept, "occurred_at", tx.occurred_at)
+        set_(kept, "recorded_at", tx.recorded_at)
+        set_(kept, "movements", tx.movements)  # (through its setter)
+        set_(kept, "reverses_id", tx.reverses_id)
+        set_(kept, "postings", postings)
+        texts = None
+        if tx.idempotency_key is not None or tx.reason or tx.metadata:
+            key = b"" if tx.idempotency_key is None else tx.idempotency_key.encode()
+            reason = tx.reason.encode()
+            metadata = json_text(tx.metadata).encode() if tx.metadata else b""
+            texts = b"".join((_HEAD.pack(-1 if tx.idempotency_key is None else len(key),
+                                         len(reason)), key, reason, metadata))
+        set_(kept, "texts", texts)
+        return kept
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a kept transaction is immutable ({name})")
+
+    @property
+    def movements(self) -> tuple[LotMovement, ...]:
+        if self._delta is None:
+            assert isinstance(self._moved, tuple)
+            return self._moved
+        assert isinstance(self._moved, uuid.UUID)
+        return (LotMovement(self._moved, self._delta),)
+
+    @movements.setter
+    def movements(self, movements: tuple[LotMovement, ...]) -> None:
+        # object.__setattr__ reaches here (KeptTx.of; a test storing a broken row)
+        if len(movements) == 1:
+            object.__setattr__(self, "_moved", movements[0].lot_id)
+            object.__setattr__(self, "_delta", movements[0].delta)
+        else:
+            object.__setattr__(self, "_moved", tuple(movements))
+            object.__setattr__(self, "_delta", None)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        texts = self.texts
+        if texts is None:
+            return None
+        key, _ = _HEAD.unpack_from(texts)
+        return None if key < 0 else texts[_HEAD.size:_HEAD.size + key].decode()
+
+    @property
+    def reason(self) -> str:
+        texts = self.texts
+        if texts is None:
+            return ""
+        key, reason = _HEAD.unpack_from(texts)
+        start = _HEAD.size + max(key, 0)
+        return texts[start:start + reason].decode()
+
+    def _metadata(self) -> str | None:
+        """The metadata's JSON text (None: none)."""
+        texts = self.texts
+        if texts is None:
+            return None
+        key, reason = _HEAD.unpack_from(texts)
+        start = _HEAD.size + max(key, 0) + reason
+        return texts[start:].decode() if start < len(texts) else None
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The metadata, a fresh dict (for the store's own reads)."""
+        text = self._metadata()
+        found: dict[str, Any] = {} if text is None else json.loads(text)
+        return found
+
+    def read(self) -> Transaction:
+        """The transaction as a reader gets it: its metadata a fresh dict, as the SQL
+        backend's JSON column reads back. A copy of the row as it is, like a SQL read
+        (no check of its postings' sum: an invariants check must see a broken row)."""
+        key: str | None = None
+        reason = ""
+        metadata: dict[str, Any] = {}
+        texts = self.texts
+        if texts is not None:  # decoded in one go (the properties decode a part each)
+            key_size, reason_size = _HEAD.unpack_from(texts)
+            start = _HEAD.size
+            if key_size >= 0:
+                key = texts[start:start + key_size].decode()
+                start += key_size
+            reason = texts[start:start + reason_size].decode()
+            start += reason_size
+            if start < len(texts):
+                metadata = json.loads(texts[start:])
+        read = object.__new__(Transaction)
+        for set_, value in zip(_TX_SETTERS, (
+                self.id, self.program_id, self.member_id, self.wallet, self.kind,
+                self.occurred_at, self.recorded_at, self.postings, self.movements, key,
+                reason, metadata, self.reverses_id), strict=True):
+            set_(read, value)
+        return read
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeptTx):
+            return NotImplemented
+        return self.read() == other.read()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # as the SQL backend's row shows: every column, as text
+        return repr(self.read())
+
