@@ -458,8 +458,12 @@ class TierService:
                 due = uow.tiers.tier_due(when, by_anchor=by_anchor)
             if not due:
                 break
+            before = totals["tier_evaluations"]
             for at, anchor in due:
                 run(at, anchor, notices=False)
+            if totals["tier_evaluations"] == before:  # a store that moved nothing: stop
+                raise StorageError("tier due work evaluated none of the states due",
+                                   due=[str(at) for at, _ in due])
         if policy.notice_days:
             horizon = when + dt.timedelta(days=policy.notice_days)
             with self.c.read() as uow:

@@ -279,18 +279,9 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     if upto and postgres:
         waiting.append(s.c.member_id <= _j_upto)
 
-    # the batch with its metrics: the states joined to their window's buckets, grouped
-    # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
-    # keeps both engines from merging it into the query above
-    batch = (
-        sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
-                  s.c.protected_until, s.c.floor, s.c.manual, s.c.manual_until,
-                  _METRIC.label("metric"))
-        .select_from(s.outerjoin(tier_buckets, _IN_WINDOW))
-        .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
-    )
-    # PostgreSQL: the range bounds the buckets and the states the UPDATE joins too,
-    # so both are read by their primary key's range; with the states' bounds only,
+    # PostgreSQL: the range bounds the buckets (in the join: a state without buckets
+    # in its window is evaluated too) and the states the UPDATE joins, so both are
+    # read by their primary key's range; with the states' bounds only,
     # the planner hashed every bucket and every state of the table, each batch (a
     # batch's cost then grew with the program: 0.2 s of 0.25 s at 20,000 members)
     in_range: list[sa.ColumnElement[bool]] = []  # the buckets'
@@ -301,8 +292,18 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
             bounds.append(table.c.member_id > _j_after)
         if upto:
             bounds.append(table.c.member_id <= _j_upto)
+    # the batch with its metrics: the states joined to their window's buckets, grouped
+    # by state (a merge join in member order, rather than a lookup per state); OFFSET 0
+    # keeps both engines from merging it into the query above
+    batch = (
+        sa.select(s.c.program_id, s.c.member_id, s.c.version, s.c.rank, s.c.attained_at,
+                  s.c.protected_until, s.c.floor, s.c.manual, s.c.manual_until,
+                  _METRIC.label("metric"))
+        .select_from(s.outerjoin(tier_buckets, sa.and_(_IN_WINDOW, *in_range)))
+        .group_by(s.c.program_id, s.c.member_id)  # the key: the other columns follow
+    )
     if postgres:
-        batch = batch.where(*waiting, *in_range).order_by(s.c.member_id).limit(_j_limit)
+        batch = batch.where(*waiting).order_by(s.c.member_id).limit(_j_limit)
     else:
         batch = batch.where(*waiting, s.c.member_id <= _j_last)
     w = batch.offset(0).subquery("w")
