@@ -55,6 +55,7 @@ import argparse
 import contextlib
 import cProfile
 import datetime as dt
+import functools
 import gc
 import hashlib
 import json
@@ -90,6 +91,7 @@ from loyaltykit import (
 )
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
+from loyaltykit.sql._many import execute_many
 from loyaltykit.sql.outbox import MANY_EVENTS, append_many, insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
@@ -206,6 +208,9 @@ _lock = (
 )
 LOCK_ONE = _lock.where(A.c.member_id == _m)
 LOCK_MANY = _lock.where(A.c.member_id.in_(_ids))
+# on PostgreSQL the members go as one JSON array parameter (what SQLLedgerStore runs)
+LOCK_MANY_PG = _lock.where(A.c.member_id.in_(sa.select(sa.func.json_array_elements_text(
+    sa.cast(sa.bindparam("idj", type_=sa.Text()), sa.JSON())))))
 # the shop's member id -> member key, and back (what SQLMemberKeyStore runs)
 _MI = _T["lk_member_ids"]
 SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
@@ -575,7 +580,11 @@ class Baseline:
                 raise RuntimeError("baseline: member not enrolled")
             accounts: dict[str, Any] = {}
             ordered = sorted(keys.values())
-            for start in range(0, len(ordered), CHUNK):
+            pg = conn.dialect.name == "postgresql"
+            if pg:
+                params = {"p": self.p, "w": WALLET, "idj": json.dumps(ordered)}
+                accounts.update((row[0], row) for row in conn.execute(LOCK_MANY_PG, params))
+            for start in range(0, len(ordered) if not pg else 0, CHUNK):
                 params = {"p": self.p, "w": WALLET, "ids": ordered[start:start + CHUNK]}
                 for row in conn.execute(LOCK_MANY, params):
                     accounts[row[0]] = row
@@ -613,11 +622,16 @@ class Baseline:
                                  "points": points * len(members),
                                  "occurred_at": now.isoformat()})
             conn.execute(INS_KEY, self._key(key, None, fingerprint, result, now))
-            conn.execute(INS_TX, txs)
-            conn.execute(INS_POSTING, legs)
-            conn.execute(INS_LOT, lots)
-            conn.execute(INS_MOVEMENT, moves)
-            conn.execute(UPD_ACCOUNT, updates)
+            # on PostgreSQL, many rows go as one statement over their JSON document
+            # (sql/_many_pg.py), as loyaltykit writes them: psycopg's executemany
+            # runs a statement per row
+            write: Callable[[Any, list[dict[str, Any]]], object] = (
+                functools.partial(execute_many, conn) if pg else conn.execute)
+            write(INS_TX, txs)
+            write(INS_POSTING, legs)
+            write(INS_LOT, lots)
+            write(INS_MOVEMENT, moves)
+            write(UPD_ACCOUNT, updates)
             self._events(conn, events)
 
 
