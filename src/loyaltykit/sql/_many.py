@@ -31,7 +31,6 @@ of them (:mod:`loyaltykit.sql._many_pg`); anything else keeps ``Connection.execu
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -41,21 +40,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
 from loyaltykit.sql._many_pg import MANY_ROWS, execute_json
+from loyaltykit.sql._plans import Plans
 
 __all__ = ["execute_columns", "execute_many"]
 
 #: From this many rows the values are converted column by column (fewer: row by row).
 COLUMNS_FROM = 4
-#: Plans kept (statements are module constants; a bound keeps a leak impossible).
-MAX_PLANS = 512
 
 #: (key or None: a fixed value, the fixed value, the processor or None, whether equal
 #: values convert to equal parameters: the column's type says so with ``memo_binds``)
 _Getter = tuple[str | None, Any, Callable[[Any], Any] | None, bool]
 _Plan = tuple[str, tuple[_Getter, ...]]
 
-_plans: dict[tuple[int, str, tuple[str, ...]], tuple[sa.Executable, _Plan | None]] = {}
-_lock = threading.Lock()
 
 
 def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str, Any]]
@@ -70,7 +66,7 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
                 return done
         return conn.execute(stmt, list(rows))
     keys = tuple(rows[0])
-    plan = _plan(dialect, stmt, keys)
+    plan = _plans.of(dialect, stmt, keys)
     if plan is None:
         return conn.execute(stmt, list(rows))
     sql, getters = plan
@@ -108,7 +104,7 @@ def execute_columns(conn: Connection, stmt: sa.Executable,
         raise ValueError(f"columns of different lengths: {sorted(lengths)}")
     n = lengths.pop()
     dialect = conn.dialect
-    plan = (_plan(dialect, stmt, keys) if n >= COLUMNS_FROM and dialect.paramstyle == "qmark"
+    plan = (_plans.of(dialect, stmt, keys) if n >= COLUMNS_FROM and dialect.paramstyle == "qmark"
             else None)
     if plan is None:
         return execute_many(conn, stmt, [dict(zip(keys, row, strict=True))
@@ -144,19 +140,6 @@ def _values(getters: tuple[_Getter, ...], row: dict[str, Any]) -> tuple[Any, ...
                   for key, fixed, proc, _ in getters])
 
 
-def _plan(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]) -> _Plan | None:
-    cache_key = (id(stmt), dialect.name, keys)
-    found = _plans.get(cache_key)
-    if found is not None and found[0] is stmt:
-        return found[1]
-    plan = _compile(dialect, stmt, keys)
-    with _lock:
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        _plans[cache_key] = (stmt, plan)  # the statement kept: its id stays its own
-    return plan
-
-
 def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
              ) -> _Plan | None:
     if not isinstance(stmt, sa.Insert | sa.Update | sa.Delete):
@@ -185,3 +168,6 @@ def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
     if used != wanted:  # a key the statement does not take: execute would refuse it
         return None
     return compiled.string, tuple(getters)
+
+
+_plans: Plans[_Plan] = Plans(_compile)

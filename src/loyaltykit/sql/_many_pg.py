@@ -25,7 +25,6 @@ row count would differ).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,13 +34,12 @@ from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing, OnConflictDo
 from sqlalchemy.engine import Connection, CursorResult
 
 from loyaltykit._values import json_bytes
+from loyaltykit.sql._plans import Plans
 
 __all__ = ["MANY_ROWS", "execute_json"]
 
 #: From this many rows a statement runs over a JSON document (fewer: an executemany).
 MANY_ROWS = 4
-#: Plans kept (statements are module constants; a bound keeps a leak impossible).
-MAX_PLANS = 512
 
 #: a parameter, with the cast psycopg's dialect renders after it (``::UUID``, ...)
 _BIND_SQL = (r"%\((\w+)\)s(?:::[A-Z]+(?: (?:WITH|WITHOUT|TIME|ZONE|VARYING|PRECISION))*"
@@ -61,8 +59,6 @@ _Column = tuple[str, Callable[[Any], Any] | None, bool]  # key, processor, docum
 #: sql, columns, the positions of the key that rows must not repeat, constant parameters
 _Plan = tuple[str, tuple[_Column, ...], tuple[int, ...], dict[str, Any]]
 
-_plans: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, _Plan | None]] = {}
-_lock = threading.Lock()
 
 
 def execute_json(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str, Any]]
@@ -70,7 +66,7 @@ def execute_json(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     """``conn.execute(stmt, rows)`` as one statement on PostgreSQL, or None where the
     module docstring says it does not hold (nothing was run)."""
     keys = tuple(rows[0])
-    plan = _plan(conn.dialect, stmt, keys)
+    plan = _plans.of(conn.dialect, stmt, keys)
     if plan is None:
         return None
     sql, columns, keyed, constants = plan
@@ -87,19 +83,6 @@ def execute_json(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     # orjson writes instants and UUIDs as PostgreSQL reads them; str: what it refuses
     return conn.exec_driver_sql(
         sql, {**constants, "rows": json_bytes(values, default=str).decode()})
-
-
-def _plan(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]) -> _Plan | None:
-    cache_key = (id(stmt), keys)
-    found = _plans.get(cache_key)
-    if found is not None and found[0] is stmt:
-        return found[1]
-    plan = _compile(dialect, stmt, keys)
-    with _lock:
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        _plans[cache_key] = (stmt, plan)  # the statement kept: its id stays its own
-    return plan
 
 
 def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
@@ -189,3 +172,6 @@ def _cast(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> str | None:
                 return "timestamptz" if getattr(impl, "timezone", False) else "timestamp"
             return cast
     return None
+
+
+_plans: Plans[_Plan] = Plans(_compile)
