@@ -17,7 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_storage_factory
-from loyaltykit import LedgerPolicy, Loyalty, Money, Program, Storage
+from loyaltykit import (
+    LedgerPolicy,
+    Loyalty,
+    Money,
+    Program,
+    Storage,
+    TestClock,
+    Tier,
+    TierPolicy,
+)
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._collector import collector_paused
 from loyaltykit._copy import cached, copy_with, evolve
@@ -257,3 +266,37 @@ def test_the_collector_resumes_after_the_last_pause_and_only_if_it_was_on() -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_due_batches_run_with_the_cyclic_collector_paused() -> None:
+    # a due batch's rows and events all live until it writes, as a bulk_earn's do
+    collector_on: list[bool] = []
+
+    class Watched(MemoryStorage):
+        def unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
+            uow = super().unit_of_work(program_id)
+            commit = uow.commit
+
+            def watched() -> None:  # each batch's write
+                collector_on.append(gc.isenabled())
+                commit()
+
+            uow.commit = watched  # type: ignore[method-assign]
+            return uow
+
+    clock = TestClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    program = Program(id="due", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
+                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 50))))
+    loyalty = Loyalty(program, Watched(), clock=clock)
+    for member in ("m0", "m1", "m2"):
+        loyalty.enrol(member)
+        loyalty.earn(member, 60, key=f"earn-{member}")
+    clock.advance(days=400)
+    collector_on.clear()
+    report = loyalty.run_due(batch_size=2)
+    assert (3, 3) == (report.expired_lots, report.tier_evaluations)
+    # two batches of expiries, then two of tier evaluations (then the rewards step)
+    assert [False] * 4 == collector_on[:4]
+    assert gc.isenabled()

@@ -25,6 +25,7 @@ from decimal import Decimal
 import attrs
 
 from loyaltykit._calendar import local_date
+from loyaltykit._collector import collector_paused
 from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError, shown
 from loyaltykit._events import (
     MemberEnrolled,
@@ -495,4 +496,5 @@ class TierService:
                 work.publish(event)
             return done, len(changed)
 
-        return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")
+        with collector_paused():  # a batch's rows live until it writes (see due.py)
+            return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")
