@@ -322,3 +322,23 @@ def test_fast_path_on_edge_cases(index: int) -> None:
         fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
                               stamps={"c": 2}, money_paid=None)
         _same(fast, general)
+
+
+def test_fast_path_sums_the_outcomes_exactly() -> None:
+    """Outcomes of 34 digits each whose sum in 34 digits would round (a third of a point
+    per euro, and fixed points): the fast path's sum is the exact one, as the general
+    evaluator's is."""
+    from loyaltykit import EarningPolicy, FixedRule, RateRule
+    policy = EarningPolicy(rules=(RateRule(id="r", points=Decimal(1), per=Decimal(3)),
+                                  FixedRule(id="f", points=1000)))
+    member = MemberContext(member_id="m", enrolled_at=START)
+    widths = []
+    for order in BENCH.make_orders(10, ["m"], START):
+        fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
+                              stamps=None, money_paid=None)
+        _same(fast, general)
+        with decimal.localcontext(decimal.Context(prec=200)):
+            exact = sum((o.points for o in general.outcomes), Decimal(0))
+        assert fast.unrounded == exact
+        widths.append(len(exact.as_tuple().digits))
+    assert max(widths) > 34  # (some sums do not fit in 34 digits)

@@ -76,7 +76,7 @@ def price(order, member, zone, usage, unused, lines, shipping, stamps_before, ne
     total = applied.append
     rewards = []
     run = None
-    base = [ZERO] * (n + 1)  # index n: the shipping pseudo-line
+    base = [ZERO] * $size
     current = base
     every = range(n)
     local = order.placed_at.astimezone(zone)
@@ -305,9 +305,10 @@ def _rate(s: Step, lines: list[str], builders: list[str]) -> None:
 
 
 def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
-                read_later: bool) -> None:
+                read_later: bool, pseudo: bool) -> None:
     if s.match_all:
-        lines.append("picked = range(n + 1)\n")
+        if pseudo:  # (without the pseudo-line, nothing reads an all-line one's picked)
+            lines.append("picked = range(n + 1)\n")
     else:
         lines.append(_NO_LINE)
     source = "current" if multiply else "base"
@@ -426,7 +427,15 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
     names its window tests read (``w...<k>``)."""
     names: dict[str, Any] = {}
     windows = [s.window for s in steps if s.window is not None]
-    out = [_HEAD]
+    # the shipping pseudo-line (index n of the amounts) is kept only when a step can give
+    # it points (a rate on shipping) or shares capped points out over it (a capped
+    # multiplier on every line): else it stays ZERO, whose products and sums cannot change
+    # a digit or an exponent of the amounts beside it (every line's amount is ZERO plus
+    # products, so its exponent is at most the pseudo-line's), and it is left out
+    pseudo = any(s.ship or (s.code == MULTIPLIER and s.match_all and s.limited)
+                 for s in steps)
+    out = [_HEAD.replace("$size", "(n + 1)  # index n: the shipping pseudo-line" if pseudo
+                         else "n  # (no shipping pseudo-line: see write)")]
     after: list[str] = []  # the pending outcomes' builders
     if any(w.start is not None or w.end is not None for w in windows):
         out.append("    day = local.date()\n")
@@ -475,7 +484,7 @@ def write(steps: Sequence[Step], multiply: bool) -> tuple[str, dict[str, Any]]:
             later = any(t.code == MULTIPLIER for t in steps[k + 1:])
             if not s.match_all:
                 lines.append(_picked(k, s, names))
-            _multiplier(s, lines, builders, multiply, later)
+            _multiplier(s, lines, builders, multiply, later, pseudo)
         elif s.code == FIXED:
             _fixed(s, lines)
         else:
