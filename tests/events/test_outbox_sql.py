@@ -167,6 +167,29 @@ def test_o3_a_members_events_keep_their_order_across_transactions(pg: SQLStorage
     assert found[0].position.tx == found[1].position.tx  # the key did not go back
 
 
+def test_o3_many_events_of_several_members_keep_each_members_order(pg: SQLStorage) -> None:
+    """The same through the many-events statement (due work's): an older transaction
+    writes events of two members in one statement, one of whom a newer transaction
+    wrote before; each member's key is at least that member's own highest."""
+    with contextlib.ExitStack() as stack:
+        late = stack.enter_context(pg.unit_of_work("p"))
+        late.connection().exec_driver_sql("SELECT pg_current_xact_id()")  # older id
+        with pg.unit_of_work("p") as first:
+            _write(first, "m1", 1)
+            first.commit()
+        late.outbox.write(OutboxChanges(
+            [_event("m2", 10), _event("m1", 2), _event("m2", 11), _event("m1", 3)]))
+        late.commit()
+    found = _read(pg)
+    m1 = [e for e in found if e.member_id == "m1"]
+    m2 = [e for e in found if e.member_id == "m2"]
+    assert [1, 2, 3] == [e.payload["n"] for e in m1]
+    assert [10, 11] == [e.payload["n"] for e in m2]
+    assert {m1[0].position.tx} == {e.position.tx for e in m1}  # m1's key did not go back
+    assert 1 == len({e.position.tx for e in m2})
+    assert m2[0].position.tx < m1[0].position.tx  # m2 keeps the older id: no history
+
+
 def test_a_long_transaction_holds_readers_back_until_it_ends(pg: SQLStorage) -> None:
     """The price of the horizon (documented): any open transaction with an id, even one
     that never touches the outbox, hides events committed after it began."""
