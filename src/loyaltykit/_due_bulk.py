@@ -177,9 +177,15 @@ class DueBulk:
             postings: tuple[tuple[str, int], ...]
             if kind == 0:
                 hold = item
-                back = sum(a.points for a in hold.allocations if a.points)
-                postings = tuple(p for p in (("available", back), ("held", -hold.points))
-                                 if p[1])
+                back = 0
+                for alloc in hold.allocations:
+                    back += alloc.points
+                # the legs that move points, in this order
+                if back and hold.points:
+                    postings = (("available", back), ("held", -hold.points))
+                else:
+                    postings = tuple(p for p in (("available", back), ("held", -hold.points))
+                                     if p[1])
                 available += back
                 held -= hold.points
                 changes.holds.append((hold.id, tx_id))
