@@ -154,6 +154,21 @@ def test_new_ids_are_uuids_like_any_other() -> None:
     assert plain.is_safe == made.is_safe and {plain: 1}[made] == 1
 
 
+def test_new_ids_drawn_many_at_once_are_drawn_as_one_by_one() -> None:
+    # set-based due work draws a wallet's ids at once: they must keep the order and
+    # the form of ids drawn one at a time (5,000 in one millisecond: the counter of a
+    # millisecond runs over; over 409 ids: the random buffer is read again)
+    made = [new_id(), *new_id.many(5000), new_id(), *new_id.many(3), *new_id.many(0)]
+    assert 5005 == len(made) == len(set(made))
+    assert made == sorted(made)
+    assert len({u.int & ((1 << 62) - 1) for u in made}) == len(made)
+    for one in made:
+        plain = uuid.UUID(int=one.int)
+        assert (plain, hash(plain), str(plain)) == (one, hash(one), str(one))
+        assert 7 == one.version and uuid.RFC_4122 == one.variant
+        assert plain.is_safe == one.is_safe
+
+
 def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
     # ids take their random bits from a buffer of os.urandom: a child must not reuse
     # the bytes it inherited (it would draw the parent's next ids' random parts)
