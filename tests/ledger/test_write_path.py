@@ -258,6 +258,39 @@ def test_bulk_earn_runs_with_the_cyclic_collector_paused() -> None:
     assert 505 == sum(loyalty.balance(m).available for m in members)
 
 
+def test_due_work_batches_run_with_the_cyclic_collector_paused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a batch's rows (ledger and tiers) are all alive until it writes: a collection
+    # could free nothing (at 20,000 members it ran over the growing batch again and again)
+    from loyaltykit import TestClock, Tier, TierPolicy
+    from loyaltykit._pipeline import WritePipeline
+
+    seen: list[tuple[str, bool]] = []
+    batch = WritePipeline.batch
+
+    def watched(self: WritePipeline, at: dt.datetime, apply: Any, *, retry: bool = False,
+                what: str = "due work") -> Any:
+        seen.append((what, gc.isenabled()))
+        return batch(self, at, apply, retry=retry, what=what)
+
+    monkeypatch.setattr(WritePipeline, "batch", watched)
+    program = Program(id="due", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
+                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
+    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    for member in ("m1", "m2"):
+        loyalty.enrol(member, key=f"enrol-{member}")
+        loyalty.earn(member, 150, key=f"earn-{member}")
+    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    report = loyalty.run_due()
+    assert (2, 2) == (report.expired_lots, report.tier_evaluations)
+    ours = [on for what, on in seen if what in ("ledger due work", "tier due work")]
+    assert 2 <= len(ours) and {False} == set(ours), seen
+    assert gc.isenabled()
+
+
 def test_the_collector_resumes_after_the_last_pause_and_only_if_it_was_on() -> None:
     assert gc.isenabled()
     with collector_paused():

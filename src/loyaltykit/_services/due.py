@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from loyaltykit._collector import collector_paused
 from loyaltykit._due_bulk import DueBulk
 from loyaltykit._errors import InvalidInput
 from loyaltykit._events import DuePosted
@@ -125,8 +126,9 @@ class DueWork:
             return len(due), counts, nxt
 
         while True:  # a batch retried after a conflict is counted once
-            done, counts, cursor = self.c.pipeline.batch(when, batch, retry=True,
-                                                         what="ledger due work")
+            with collector_paused():  # a batch's rows live until it writes
+                done, counts, cursor = self.c.pipeline.batch(when, batch, retry=True,
+                                                             what="ledger due work")
             members += done
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n

@@ -25,6 +25,7 @@ from decimal import Decimal
 import attrs
 
 from loyaltykit._calendar import local_date
+from loyaltykit._collector import collector_paused
 from loyaltykit._errors import InvalidInput, InvalidProgram, MemberNotFound, StorageError, shown
 from loyaltykit._events import (
     MemberEnrolled,
@@ -486,6 +487,7 @@ class TierService:
                 after = end
         return ranges
 
+    @collector_paused()  # a batch's states and events live until it writes
     def _batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         def apply(work: Work) -> tuple[int, int]:
             if notices:
