@@ -51,17 +51,20 @@ class DueBulk:
     """Builds one unit of work's set-based due rows (see the module docstring).
 
     ``until`` is the instant due work runs to (the ledger's ``at``), ``recorded_at``
-    the attempt's now, ``new_id`` the write's id source; with ``events`` an outbox
-    event id is drawn after each transaction's id (as the per-member path draws one
-    when the outbox listens).
+    the attempt's now, ``new_id`` the write's id source (``new_ids``: the same, many
+    at once); with ``events`` an outbox event id is drawn after each transaction's id
+    (as the per-member path draws one when the outbox listens).
     """
 
     def __init__(self, program: Program, changes: DueChanges, *, until: dt.datetime,
-                 new_id: Callable[[], uuid.UUID], events: bool) -> None:
+                 new_id: Callable[[], uuid.UUID], events: bool,
+                 new_ids: Callable[[int], list[uuid.UUID]] | None = None) -> None:
         self.program = program
         self.changes = changes
         self.until = until
         self.new_id = new_id
+        #: ``n`` ids at once, as ``n`` calls of ``new_id`` draw them (a wallet's)
+        self.new_ids = new_ids or (lambda n: [new_id() for _ in range(n)])
         self.events = events
         #: the outbox's rows of the transactions posted and not yet taken
         self.records: list[DueRecord] = []
@@ -166,20 +169,29 @@ class DueBulk:
         changes.members.append(member_id)
         available, pending, held, expired = (state.available, state.pending, state.held,
                                              state.expired)
-        new_id, events, counts = self.new_id, self.events, self.counts
+        events, counts = self.events, self.counts
+        # the wallet's ids, drawn in the per-member path's order (each transaction's,
+        # then its outbox event's)
+        ids = iter(self.new_ids(len(steps) * (2 if events else 1)))
         txs, legs, moves = changes.transactions, changes.postings, changes.movements
         records = self.records
         negative = self.program.ledger.clawback is ClawbackPolicy.ALLOW_NEGATIVE
         debt = -state.debt  # 0: a wallet with debt is catch_up's
         for kind, item, when, points in steps:
-            tx_id = new_id()
-            event_id = new_id() if events else None
+            tx_id = next(ids)
+            event_id = next(ids) if events else None
             postings: tuple[tuple[str, int], ...]
             if kind == 0:
                 hold = item
-                back = sum(a.points for a in hold.allocations if a.points)
-                postings = tuple(p for p in (("available", back), ("held", -hold.points))
-                                 if p[1])
+                back = 0
+                for alloc in hold.allocations:
+                    back += alloc.points
+                # the legs that move points, in this order
+                if back and hold.points:
+                    postings = (("available", back), ("held", -hold.points))
+                else:
+                    postings = tuple(p for p in (("available", back), ("held", -hold.points))
+                                     if p[1])
                 available += back
                 held -= hold.points
                 changes.holds.append((hold.id, tx_id))

@@ -163,6 +163,21 @@ def test_new_ids_are_uuids_like_any_other() -> None:
     assert plain.is_safe == made.is_safe and {plain: 1}[made] == 1
 
 
+def test_new_ids_drawn_many_at_once_are_drawn_as_one_by_one() -> None:
+    # set-based due work draws a wallet's ids at once: they must keep the order and
+    # the form of ids drawn one at a time (5,000 in one millisecond: the counter of a
+    # millisecond runs over; over 409 ids: the random buffer is read again)
+    made = [new_id(), *new_id.many(5000), new_id(), *new_id.many(3), *new_id.many(0)]
+    assert 5005 == len(made) == len(set(made))
+    assert made == sorted(made)
+    assert len({u.int & ((1 << 62) - 1) for u in made}) == len(made)
+    for one in made:
+        plain = uuid.UUID(int=one.int)
+        assert (plain, hash(plain), str(plain)) == (one, hash(one), str(one))
+        assert 7 == one.version and uuid.RFC_4122 == one.variant
+        assert plain.is_safe == one.is_safe
+
+
 def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
     # ids take their random bits from a buffer of os.urandom: a child must not reuse
     # the bytes it inherited (it would draw the parent's next ids' random parts)
@@ -252,6 +267,38 @@ def test_bulk_earn_runs_with_the_cyclic_collector_paused() -> None:
     assert 505 == sum(loyalty.balance(m).available for m in members)
 
 
+def test_due_work_batches_run_with_the_cyclic_collector_paused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a batch's rows (ledger and tiers) are all alive until it writes: a collection
+    # could free nothing (at 20,000 members it ran over the growing batch again and again)
+    from loyaltykit._pipeline import WritePipeline
+
+    seen: list[tuple[str, bool]] = []
+    batch = WritePipeline.batch
+
+    def watched(self: WritePipeline, at: dt.datetime, apply: Any, *, retry: bool = False,
+                what: str = "due work") -> Any:
+        seen.append((what, gc.isenabled()))
+        return batch(self, at, apply, retry=retry, what=what)
+
+    monkeypatch.setattr(WritePipeline, "batch", watched)
+    program = Program(id="due", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
+                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
+    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    for member in ("m1", "m2"):
+        loyalty.enrol(member, key=f"enrol-{member}")
+        loyalty.earn(member, 150, key=f"earn-{member}")
+    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    report = loyalty.run_due()
+    assert (2, 2) == (report.expired_lots, report.tier_evaluations)
+    ours = [on for what, on in seen if what in ("ledger due work", "tier due work")]
+    assert 2 <= len(ours) and {False} == set(ours), seen
+    assert gc.isenabled()
+
+
 def test_the_collector_resumes_after_the_last_pause_and_only_if_it_was_on() -> None:
     assert gc.isenabled()
     with collector_paused():
@@ -266,37 +313,3 @@ def test_the_collector_resumes_after_the_last_pause_and_only_if_it_was_on() -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_due_batches_run_with_the_cyclic_collector_paused() -> None:
-    # a due batch's rows and events all live until it writes, as a bulk_earn's do
-    collector_on: list[bool] = []
-
-    class Watched(MemoryStorage):
-        def unit_of_work(self, program_id: str) -> MemoryUnitOfWork:
-            uow = super().unit_of_work(program_id)
-            commit = uow.commit
-
-            def watched() -> None:  # each batch's write
-                collector_on.append(gc.isenabled())
-                commit()
-
-            uow.commit = watched  # type: ignore[method-assign]
-            return uow
-
-    clock = TestClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    program = Program(id="due", time_zone="UTC", currency="EUR",
-                      point_value=Money("0.01", "EUR"),
-                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
-                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 50))))
-    loyalty = Loyalty(program, Watched(), clock=clock)
-    for member in ("m0", "m1", "m2"):
-        loyalty.enrol(member)
-        loyalty.earn(member, 60, key=f"earn-{member}")
-    clock.advance(days=400)
-    collector_on.clear()
-    report = loyalty.run_due(batch_size=2)
-    assert (3, 3) == (report.expired_lots, report.tier_evaluations)
-    # two batches of expiries, then two of tier evaluations (then the rewards step)
-    assert [False] * 4 == collector_on[:4]
-    assert gc.isenabled()

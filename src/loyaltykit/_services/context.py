@@ -14,6 +14,7 @@ from loyaltykit._member_keys import KeyedStorage
 from loyaltykit._pipeline import EventBus, WritePipeline
 from loyaltykit._program import Program
 from loyaltykit._validate import check_instant
+from loyaltykit._values import new_id as _default_id
 from loyaltykit.storage import Storage, UnitOfWork
 
 __all__ = ["Context"]
@@ -43,6 +44,13 @@ class Context:
             raise InvalidInput("new_id() must return a uuid.UUID",
                                returned=type(value).__name__)
         return value
+
+    def new_ids(self, n: int) -> list[uuid.UUID]:
+        """``n`` new ids, as ``n`` calls of :meth:`new_id` draw them (the default
+        source draws them under one taking of its lock)."""
+        if self._given_id is _default_id:
+            return _default_id.many(n)
+        return [self.new_id() for _ in range(n)]
 
     def now(self) -> dt.datetime:
         """The clock's now, checked (a supported instant) and in UTC."""

@@ -146,7 +146,7 @@ class DueWork:
         ledger = work.ledger
         events = self.c.bus.listens(DuePosted)
         bulk = DueBulk(self.c.program, work.part(DueChanges), until=ledger.at,
-                       new_id=ledger.new_id, events=events)
+                       new_id=ledger.new_id, events=events, new_ids=self.c.new_ids)
         bulk.changes.recorded_at = work.recorded_at
 
         def publish() -> None:

@@ -487,6 +487,7 @@ class TierService:
                 after = end
         return ranges
 
+    @collector_paused()  # a batch's states and events live until it writes
     def _batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         def apply(work: Work) -> tuple[int, int]:
             if notices:
@@ -496,5 +497,4 @@ class TierService:
                 work.publish(event)
             return done, len(changed)
 
-        with collector_paused():  # a batch's rows live until it writes (see due.py)
-            return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")
+        return self.c.pipeline.batch(job.at, apply, retry=True, what="tier due work")
