@@ -154,8 +154,12 @@ class Names:
 
     def stored(self, row: R) -> R:
         """``row`` with its member fields as keys (drawn for a new member)."""
+        fields = _id_fields(type(row))
+        if len(fields) == 1:  # most rows name one member: no loop, no dict built first
+            value = getattr(row, fields[0])
+            return row if value is None else copy_with(row, {fields[0]: self.write_key(value)})
         changes = {}
-        for name in _id_fields(type(row)):
+        for name in fields:
             value = getattr(row, name)
             if value is not None:
                 changes[name] = self.write_key(value)

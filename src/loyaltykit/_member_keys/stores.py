@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from loyaltykit._copy import copy_with
 from loyaltykit._member_keys.names import Names
 from loyaltykit._model import (
     Account,
@@ -250,11 +251,14 @@ class KeyedOrderStore:
         self.inner.erase(self.n.key(member_id), name)
 
     def write(self, changes: OrderChanges) -> None:
+        # one copy per row, the key and the order document's member swapped together
+        # (attrs.evolve ran the row's __init__ again: a stored row is taken as it is)
+        write_key = self.n.write_key
         orders = {}
         for order_id, record in changes.orders.items():
-            stored = self.n.stored(record)
-            orders[order_id] = attrs.evolve(stored,
-                                            order=_order_doc(stored.order, stored.member_id))
+            key = write_key(record.member_id)
+            orders[order_id] = copy_with(record, {
+                "member_id": key, "order": _order_doc(record.order, key)})
         self.inner.write(OrderChanges(orders=orders, new_orders=changes.new_orders,
                                       usage=[self.n.stored(u) for u in changes.usage],
                                       net=changes.net))
@@ -465,12 +469,15 @@ class KeyedOutboxStore:
 
     def write(self, changes: OutboxChanges) -> None:
         n = self.n
+        write_key = n.write_key
         events = []
-        for event in changes.events:
-            stored = n.stored(event)
-            if any(f in event.payload for f in PAYLOAD_MEMBER_FIELDS):
-                stored = attrs.evolve(stored, payload=_payload(event.payload, n.key))
-            events.append(stored)
+        for event in changes.events:  # one copy per event (NewEvent names one member)
+            payload = event.payload
+            if payload.keys().isdisjoint(PAYLOAD_MEMBER_FIELDS):
+                events.append(copy_with(event, {"member_id": write_key(event.member_id)}))
+            else:
+                events.append(copy_with(event, {"member_id": write_key(event.member_id),
+                                                "payload": _payload(payload, n.key)}))
         self.inner.write(OutboxChanges(events=events))
 
 
