@@ -342,3 +342,41 @@ def test_fast_path_sums_the_outcomes_exactly() -> None:
         assert fast.unrounded == exact
         widths.append(len(exact.as_tuple().digits))
     assert max(widths) > 34  # (some sums do not fit in 34 digits)
+
+
+def test_caps_with_no_usage_rows_need_no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no usage rows, a capped rule outside capped groups gets every cap's whole room
+    without a Run (its rows and source text per order), and gives the general evaluator's
+    result, capped or not; with usage rows, the Run counts them as before."""
+    from loyaltykit import Cap, CapPeriod, FixedRule, RateRule, StampCardRule
+    from loyaltykit._rules.limits import Run
+
+    policy = type(PROGRAM)(rules=(
+        RateRule(id="r", caps=(Cap(40, CapPeriod.MONTH), Cap(30, CapPeriod.ORDER))),
+        FixedRule(id="f", points=50, caps=(Cap(500, CapPeriod.MONTH),)),
+        FixedRule(id="low", points=50, caps=(Cap(12, CapPeriod.LIFETIME),)),
+        StampCardRule(id="card", every=2, points=30, counts="items",
+                      caps=(Cap(45, CapPeriod.ROLLING, days=7),)),
+    ))
+    member = MemberContext(member_id="m", enrolled_at=START, tier="gold")
+    orders = BENCH.make_orders(14, ["m"], START)
+    built = []
+    init = Run.__init__
+
+    def counting(self: Run, *args: Any) -> None:
+        built.append(args)
+        init(self, *args)
+
+    for order in orders:  # (the general evaluator builds its Run: compared first)
+        fast, general = _both(policy, "Europe/Berlin", order, member, usage=(), version=1,
+                              stamps=None, money_paid=None)
+        _same(fast, general)
+    assert any("capped at" in o.explanation for o in fast.outcomes)
+    monkeypatch.setattr(Run, "__init__", counting)
+    for order in orders:
+        evaluate_order(policy, "Europe/Berlin", order, member).outcomes  # noqa: B018
+    assert built == []
+    row = RuleUsage(program_id="p", member_id="m", source="order:old", rule_id="f",
+                    group=None, occurred_at=START, points=Decimal(5))
+    evaluate_order(policy, "Europe/Berlin", orders[0], member, usage=(row,))
+    assert len(built) == 1

@@ -28,8 +28,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
-from loyaltykit._rules.enums import DECIMAL_ROUNDING, Stacking
-from loyaltykit._rules.fields import CONTEXT, ONE, ZERO
+from loyaltykit._rules.enums import DECIMAL_ROUNDING, CapPeriod, Stacking
+from loyaltykit._rules.fields import CONTEXT, ONE, ZERO, num_text
 from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import RuleOutcome
@@ -50,8 +50,8 @@ class Step:
 
     __slots__ = ("c", "card", "code", "cond", "cond_kind", "excl", "failed", "fixed",
                  "given", "less", "limited", "match_all", "minimum", "missed", "names", "no_line",
-                 "noun", "per_item", "phase", "plain", "prefix", "rate", "ratio_one", "ship",
-                 "tier", "window")
+                 "noun", "per_item", "phase", "plain", "prefix", "rate", "ratio_one", "rooms",
+                 "ship", "tier", "window")
 
     def __init__(self, c: Compiled) -> None:
         rule = c.rule
@@ -105,6 +105,25 @@ class Step:
                 self.plain = RuleOutcome(c.id, c.kind, c.text, True, self.fixed, self.fixed,
                                          c.prefix, c.group, 0, (), c.tracked)
         self.card = rule if isinstance(rule, StampCardRule) else None
+        # each cap's whole room, as Run.limit works it out when no usage row counts
+        # against it (an order cap: its points; another: its points less nothing used)
+        self.rooms = tuple(
+            (cap, Decimal(cap.points) if cap.period is CapPeriod.ORDER
+             else CONTEXT.subtract(cap.points, ZERO)) for cap in c.caps)
+
+    def whole_limit(self, uncapped: Decimal) -> tuple[Decimal, str]:
+        """What :meth:`Run.limit <loyaltykit._rules.limits.Run.limit>` gives for this
+        rule on a first evaluation with no usage rows, the rule in no capped group: its
+        points after each cap's whole room, and the note saying so."""
+        if uncapped <= ZERO:
+            return uncapped, ""
+        points = uncapped
+        note = ""
+        for cap, left in self.rooms:
+            if left < points:
+                points = max(left, ZERO)
+                note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
+        return points, note
 
     def keep(self, table: dict[object, RuleOutcome], key: object,
              reason: str | None) -> RuleOutcome:

@@ -144,6 +144,21 @@ _LIMIT = _NEW_RUN + """\
 points, note = run.limit($c, uncapped)
 """
 
+# with no usage rows, a rule outside capped groups has every cap's whole room: what
+# run.limit gives then, without building the Run (its rows, its source text) per order
+_WHOLE = """\
+if unused:
+    points, note = $s.whole_limit(uncapped)
+else:
+"""
+
+
+def _limit(s: Step) -> str:
+    """The code applying ``s``'s caps to ``uncapped`` (giving ``points`` and ``note``)."""
+    if s.c.group_caps:  # (a group's room is shared with its other rules: the Run keeps it)
+        return _LIMIT
+    return _WHOLE + _indent(_LIMIT)
+
 _RATE_TAKEN = """\
 taken = $taken
 counted = sum(taken, ZERO)
@@ -196,13 +211,6 @@ if before is None:
 count = (before + stamps) // $s.card.every - before // $s.card.every
 """
 
-_STAMP_LIMITED = """\
-uncapped = Decimal(count * $s.card.points)
-if run is None:
-    run = Run(order.placed_at, zone, local, usage, f"order:{order.id}", None)
-points, note = run.limit($c, uncapped)
-held = (stamps, before, str(points), note)
-"""
 
 _STAMP_KEPT = """\
 outcome = $s.given.get(held)
@@ -291,7 +299,7 @@ def _rate(s: Step, lines: list[str], builders: list[str]) -> None:
     if s.ship:
         lines.append(_SHIP.replace("$ship_amount", "shipping * $s.rate" if s.rate is not None
                                    else f"shipping * {per}"))
-    lines.append(_LIMIT if s.limited else "points = uncapped\n")
+    lines.append(_limit(s) if s.limited else "points = uncapped\n")
     if s.match_all and not s.ship:  # every line: in C, unless caps share points out
         fast = "base[:n] = map(add, base, amounts)\n"
         lines.append(("if points == uncapped:\n" + _indent(fast) + "else:\n    "
@@ -326,7 +334,7 @@ def _multiplier(s: Step, lines: list[str], builders: list[str], multiply: bool,
         _MULTIPLY.replace("counted = sum(taken, ZERO)", "counted = taken") if later
         else _MULTIPLY)
     if s.limited:
-        general += _LIMIT
+        general += _limit(s)
         if increase:
             general += "spread(current, picked, amounts, points, uncapped)\n"
     else:
@@ -365,7 +373,7 @@ def _fixed(s: Step, lines: list[str]) -> None:
     else:
         lines.append("uncapped = $s.fixed\nexplanation = $s.prefix\n")
     if s.limited:
-        lines.append(_LIMIT + "explanation += note\n")
+        lines.append(_limit(s) + "explanation += note\n")
     else:
         lines.append('points, note = uncapped, ""\n')
     # per order, the same points give the same outcome: kept
@@ -379,7 +387,9 @@ def _stamp(s: Step, lines: list[str]) -> None:
     lines.append("stamps = sum(map(quantity, map(lines.__getitem__, picked)))\n"
                  if s.card.counts == "items" else "stamps = 1\n")
     lines.append(_STAMP)
-    lines.append(_STAMP_LIMITED if s.limited else "held = (stamps, before)\n")
+    lines.append("uncapped = Decimal(count * $s.card.points)\n" + _limit(s)
+                 + "held = (stamps, before, str(points), note)\n"
+                 if s.limited else "held = (stamps, before)\n")
     lines.append(_STAMP_KEPT.replace(
         "$unlimited", "" if s.limited else '    points, note = uncapped, ""\n'))
 
