@@ -313,3 +313,47 @@ def test_the_collector_resumes_after_the_last_pause_and_only_if_it_was_on() -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_due_work_keeps_the_cyclic_collector_paused_between_batches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # re-enabled between batches it ran after every one (over the batch's new rows,
+    # and now and then over the whole heap); one pause for the run, resumed at its end.
+    # With a threshold of 1, any allocation while it is on starts a collection.
+    from loyaltykit._pipeline import WritePipeline
+
+    log: list[str] = []
+    batch = WritePipeline.batch
+
+    def watched(self: WritePipeline, at: dt.datetime, apply: Any, *, retry: bool = False,
+                what: str = "due work") -> Any:
+        log.append("batch")
+        return batch(self, at, apply, retry=retry, what=what)
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            log.append("gc")
+
+    monkeypatch.setattr(WritePipeline, "batch", watched)
+    program = Program(id="due", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
+                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
+    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    for member in ("m1", "m2", "m3"):
+        loyalty.enrol(member, key=f"enrol-{member}")
+        loyalty.earn(member, 150, key=f"earn-{member}")
+    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    gc.callbacks.append(collected)
+    try:
+        report = loyalty.run_due(batch_size=1)
+    finally:
+        gc.callbacks.remove(collected)
+        gc.set_threshold(*threshold)
+    assert (3, 3) == (report.expired_lots, report.tier_evaluations)
+    first, last = log.index("batch"), len(log) - log[::-1].index("batch")
+    assert 6 <= log.count("batch") and "gc" not in log[first:last], log
+    assert gc.isenabled()
