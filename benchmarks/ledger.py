@@ -38,9 +38,11 @@ one run, side by side, in the same database:
 
 Method: one warm-up round per side, then 7 rounds. In a round both sides get fresh
 members (funded identically, untimed) so lot counts stay comparable, and run their
-operations in alternating blocks of 10 (A B, B A, ...), so load from elsewhere on a
-busy machine hits both sides alike; a bulk earn, being one call, alternates whole
-calls (A B, B A, A B). Figures are medians over rounds, a ratio the median of the
+operations in blocks of 10, each pair ordered A B or B A by a seeded shuffle (half
+each, so a periodic cost such as SQLite's WAL checkpoint cannot lock onto one side),
+and load from elsewhere on a busy machine hits both sides alike; a bulk earn, being
+one call, alternates whole calls (A B, B A, A B).
+Figures are medians over rounds, a ratio the median of the
 per-round ratios; ``extra us/op`` is loyaltykit's time per operation minus the
 baseline's. ``--quick`` is a smoke run with tiny sizes (its figures mean little).
 ``--profile FILE`` writes a cProfile of loyaltykit's timed calls (read it with
@@ -61,6 +63,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import sqlite3
 import statistics
 import sys
@@ -742,10 +745,18 @@ def interleaved(a: tuple[Prepare, Step], b: tuple[Prepare, Step] | None, ops: in
             sides.append(("b", b[1], b[0](tag)))
         spent = {"a": 0.0, "b": 0.0}
         cpu = {"a": 0.0, "b": 0.0}
+        # Which side goes first in each pair of blocks is a seeded shuffle (half each), not a
+        # strict A B, B A cycle: SQLite's WAL auto-checkpoint (every ~1000 frames, i.e. about
+        # every 4 blocks here) phase-locked with that cycle and landed on one side for whole
+        # runs (21 checkpoints in a row on loyaltykit's blocks), charging it ~3x the
+        # checkpoint copying although both sides write the same WAL bytes.
+        blocks = range(0, ops, block)
+        flips = [j % 2 == 0 for j in range(len(blocks))]
+        random.Random(r).shuffle(flips)
         gc.collect()
-        for j, first in enumerate(range(0, ops, block)):
+        for j, first in enumerate(blocks):
             last = min(first + block, ops)
-            for label, step, state in (sides if (j + r) % 2 == 0 else sides[::-1]):
+            for label, step, state in (sides if flips[j] else sides[::-1]):
                 with profiled() if label == "a" else contextlib.nullcontext():
                     started, working = time.perf_counter(), time.thread_time()
                     for i in range(first, last):
