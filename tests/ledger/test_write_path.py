@@ -267,6 +267,22 @@ def test_bulk_earn_runs_with_the_cyclic_collector_paused() -> None:
     assert 505 == sum(loyalty.balance(m).available for m in members)
 
 
+def _members_due(count: int) -> Loyalty:
+    """A memory program whose ``count`` members each have an expired lot and a tier
+    evaluation due (the clock already moved past both)."""
+    program = Program(id="due", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"),
+                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
+                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
+    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    for n in range(1, count + 1):
+        loyalty.enrol(f"m{n}", key=f"enrol-m{n}")
+        loyalty.earn(f"m{n}", 150, key=f"earn-m{n}")
+    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    return loyalty
+
+
 def test_due_work_batches_run_with_the_cyclic_collector_paused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # a batch's rows (ledger and tiers) are all alive until it writes: a collection
@@ -282,16 +298,7 @@ def test_due_work_batches_run_with_the_cyclic_collector_paused(
         return batch(self, at, apply, retry=retry, what=what)
 
     monkeypatch.setattr(WritePipeline, "batch", watched)
-    program = Program(id="due", time_zone="UTC", currency="EUR",
-                      point_value=Money("0.01", "EUR"),
-                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
-                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
-    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
-    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
-    for member in ("m1", "m2"):
-        loyalty.enrol(member, key=f"enrol-{member}")
-        loyalty.earn(member, 150, key=f"earn-{member}")
-    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    loyalty = _members_due(2)
     report = loyalty.run_due()
     assert (2, 2) == (report.expired_lots, report.tier_evaluations)
     ours = [on for what, on in seen if what in ("ledger due work", "tier due work")]
@@ -335,16 +342,7 @@ def test_due_work_keeps_the_cyclic_collector_paused_between_batches(
             log.append("gc")
 
     monkeypatch.setattr(WritePipeline, "batch", watched)
-    program = Program(id="due", time_zone="UTC", currency="EUR",
-                      point_value=Money("0.01", "EUR"),
-                      ledger=LedgerPolicy(expiry=ExpiryPolicy(days=30)),
-                      tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 100))))
-    clock = TestClock(dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
-    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
-    for member in ("m1", "m2", "m3"):
-        loyalty.enrol(member, key=f"enrol-{member}")
-        loyalty.earn(member, 150, key=f"earn-{member}")
-    clock.set(dt.datetime(2027, 2, 1, tzinfo=dt.UTC))
+    loyalty = _members_due(3)
     threshold = gc.get_threshold()
     gc.set_threshold(1)
     gc.callbacks.append(collected)
