@@ -29,8 +29,8 @@ from decimal import Decimal
 
 from loyaltykit._rules.conditions import ChannelIn, MinNet, StoreIn, TierIn
 from loyaltykit._rules.enums import DECIMAL_ROUNDING, CapPeriod, Stacking
-from loyaltykit._rules.fields import CONTEXT, ONE, ZERO, num_text
-from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied
+from loyaltykit._rules.fields import CONTEXT, ONE, ZERO
+from loyaltykit._rules.limits import NO_LINE, NOTHING, not_applied, within_rooms
 from loyaltykit._rules.policy import FIXED, MULTIPLIER, RATE, STAMP, Compiled, EarningPolicy
 from loyaltykit._rules.results import RuleOutcome
 from loyaltykit._rules.rules import FixedRule, MultiplierRule, StampCardRule
@@ -117,13 +117,7 @@ class Step:
         points after each cap's whole room, and the note saying so."""
         if uncapped <= ZERO:
             return uncapped, ""
-        points = uncapped
-        note = ""
-        for cap, left in self.rooms:
-            if left < points:
-                points = max(left, ZERO)
-                note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
-        return points, note
+        return within_rooms(self.rooms, uncapped, uncapped, "")
 
     def keep(self, table: dict[object, RuleOutcome], key: object,
              reason: str | None) -> RuleOutcome:

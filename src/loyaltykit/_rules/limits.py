@@ -5,7 +5,7 @@ fast path (:mod:`loyaltykit._rules.fastpath`) share.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from loyaltykit._calendar import Zone, calendar_period
@@ -91,16 +91,13 @@ class Run:
             if given < points:
                 points = max(given, ZERO)
                 note = f"; limited to the {num_text(points)} it gave before the return"
+        rooms = []
         for cap in c.caps:
             if cap.period is CapPeriod.ORDER:
-                left = Decimal(cap.points)
-            elif previous is not None:
-                continue
-            else:
-                left = cap.points - self.used(self.rows(c.id), cap)
-            if left < points:
-                points = max(left, ZERO)
-                note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
+                rooms.append((cap, Decimal(cap.points)))
+            elif previous is None:
+                rooms.append((cap, cap.points - self.used(self.rows(c.id), cap)))
+        points, note = within_rooms(rooms, points, uncapped, note)
         if c.group_caps:
             group = c.group
             assert group is not None
@@ -151,3 +148,14 @@ def spread(target: list[Decimal], picked: Sequence[int], amounts: Sequence[Decim
 def signed(value: Decimal) -> str:
     """A multiplier's contribution with its sign: ``+1.50``, ``-2``."""
     return f"+{value!s}" if value >= ZERO else str(value)
+
+
+def within_rooms(rooms: Iterable[tuple[Cap, Decimal]], points: Decimal, uncapped: Decimal,
+                 note: str) -> tuple[Decimal, str]:
+    """``points`` cut to each cap's room left (in order; never below zero), and the note
+    naming the last cap that cut them (``note`` unchanged if none did)."""
+    for cap, left in rooms:
+        if left < points:
+            points = max(left, ZERO)
+            note = f"; capped at {cap.describe()}: {num_text(points)} of {num_text(uncapped)}"
+    return points, note
