@@ -130,13 +130,10 @@ class DueWork:
                 _count(counts, tx.kind, tx.amount)
             return len(due), counts, nxt
 
+        # (the cyclic collector is paused by run_due, the only caller, for the whole run)
         while True:  # a batch retried after a conflict is counted once
-            # a batch's objects (rows, events) all live until it writes: the cyclic
-            # collector, paused as for bulk_earn, would only walk them again and again
-            # (a quarter of the memory backend's run); run_due pauses it for the run
-            with collector_paused():
-                done, counts, cursor = self.c.pipeline.batch(when, batch, retry=True,
-                                                             what="ledger due work")
+            done, counts, cursor = self.c.pipeline.batch(when, batch, retry=True,
+                                                         what="ledger due work")
             members += done
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n
