@@ -47,16 +47,18 @@ def _orders(start: int, count: int, members: int, price: str = "20.00") -> list[
 
 
 def _statements_of_batch(tmp_path: Path, count: int, *, enrol: bool,
-                         each: int = 1) -> list[str]:
+                         each: int = 1, known: int | None = None) -> list[str]:
     """The statements of one batch of ``each`` orders of each of ``count`` members
-    (in turn), after a first import: with ``enrol`` half of them known (with tier
-    buckets) and half new, else all known."""
-    engine = create_engine(f"sqlite:///{tmp_path}/import{count}{enrol}{each}.sqlite")
+    (in turn), after a first import: with ``enrol`` ``known`` of them known (with tier
+    buckets; default half) and the others new, else all known."""
+    engine = create_engine(
+        f"sqlite:///{tmp_path}/import{count}{enrol}{each}{known}.sqlite")
     try:
         storage = SQLStorage(engine)
         storage.create_schema()
         loyalty = Loyalty(_program(), storage, clock=TestClock(T0.replace(year=2027)))
-        known = count // 2 if enrol else count
+        if known is None:
+            known = count // 2 if enrol else count
         loyalty.record_orders(_orders(0, known, known), enrol=True)
         seen: list[str] = []
 
@@ -101,3 +103,16 @@ def test_a_members_later_orders_in_a_batch_add_no_statement(tmp_path: Path) -> N
         for each in (1, 3))
     assert once == thrice
     assert any(s.startswith("UPDATE lk_tier_states") for s in thrice)
+
+
+def test_members_the_batch_enrols_are_written_once_with_their_orders(
+        tmp_path: Path) -> None:
+    """A batch of new members neither reads them back nor updates their rows: their
+    enrolment is not written ahead of their orders (then read back and updated) but
+    with them, each row inserted once with the final state of the batch."""
+    seen = _statements_of_batch(tmp_path, 20, enrol=True, each=2, known=0)
+    assert [] == [s for s in seen if s.startswith("UPDATE")]
+    read = {re.findall(r"\bFROM (\w+)", s)[0] for s in seen if s.startswith("SELECT")}
+    assert not read & {"lk_members", "lk_tier_states", "lk_tier_buckets"}
+    inserts = [" ".join(s.split()[:3]) for s in seen if s.startswith("INSERT")]
+    assert sorted(set(inserts)) == sorted(inserts)  # one statement per table

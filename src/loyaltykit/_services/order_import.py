@@ -202,6 +202,7 @@ class OrderImport:
         todo = [item for item in items if item.order.id not in stored]
         members = list(dict.fromkeys(item.order.member_id for item in todo))
         first: dict[str, dt.datetime] = {}  # an unknown member's earliest instant
+        enrolled: Work | None = None
         if enrol:
             # which members are enrolled (the batch's reads below lock their accounts)
             known = uow.ledger.lock_accounts(self.program.default_wallet, members)
@@ -210,12 +211,16 @@ class OrderImport:
                 if member_id not in known:
                     first[member_id] = min(item.when, first.get(member_id, item.when))
             if first:
-                self._enrol(steps, first)
-            steps.flush()  # the enrolments, before the batch's reads
-        # what the orders' use case reads of their members, for all of them at once
+                enrolled = self._enrol(steps, first)
+        # what the orders' use case reads of their members, for all of them at once; the
+        # members enrolled just now are not written yet: their reads are the enrolment's
+        # (their rows are inserted with their orders' final states, not inserted, read
+        # back and updated)
         default = self.program.default_wallet
-        reads = BatchReads.read(uow, members, sorted({wallet_, default}),
-                                tiers=self.program.tiers is not None)
+        reads = BatchReads.read(
+            uow, members, sorted({wallet_, default}), tiers=self.program.tiers is not None,
+            inserted=enrolled.ledger.changes if enrolled is not None else None,
+            inserted_tiers=enrolled.changed(TierChanges) if enrolled is not None else None)
         reading: list[str] = [""]  # the member of the order being recorded
 
         def before_read() -> None:
@@ -288,18 +293,21 @@ class OrderImport:
                 reads.put(taken)
             raise
 
-    def _enrol(self, steps: Steps, first: dict[str, dt.datetime]) -> None:
+    def _enrol(self, steps: Steps, first: dict[str, dt.datetime]) -> Work:
         """Enrol the members ``first`` names, each at its instant, as :meth:`enrol`
         would under its default key, in one write: the enrolments' use case adds each
         member to that write's changes (the subscribers gather them alike), and each
         member's key keeps its own record. An enrolment posts nothing, so the write's
-        own instant and key are no enrolment's."""
+        own instant and key are no enrolment's. Returns that write (not written yet:
+        its changes are the new members' reads)."""
+        done: list[Work] = []
 
         def step(work: Work) -> list[Member]:
             return [self._ledger.enrol_in(work, member_id, when, {})
                     for member_id, when in first.items()]
 
         def keep(work: Work, members: list[Member]) -> list[IdempotencyRecord]:
+            done.append(work)
             return [IdempotencyRecord(
                 key=f"{ENROL_KEY}{m.member_id}",
                 fingerprint=fingerprint(self._ledger.enrol_request(
@@ -308,6 +316,7 @@ class OrderImport:
                 for m in members]
 
         steps.run(min(first.values()), None, step, keep=keep)
+        return done[0]
 
 
 def _check_progress(on_progress: object) -> None:

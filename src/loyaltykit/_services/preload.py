@@ -102,15 +102,30 @@ class BatchReads:
 
     @classmethod
     def read(cls, uow: UnitOfWork, member_ids: Sequence[str], wallets: Sequence[str], *,
-             tiers: bool) -> BatchReads:
+             tiers: bool, inserted: LedgerChanges | None = None,
+             inserted_tiers: TierChanges | None = None) -> BatchReads:
         """Read the members, their ``wallets``' accounts (locked) and, with ``tiers``,
-        their tier states (locked) and metric buckets: a statement or so per kind."""
+        their tier states (locked) and metric buckets: a statement or so per kind.
+
+        The members that ``inserted`` (changes not written yet: the batch's enrolments)
+        inserts are not read: their reads are taken from those changes (and the tier
+        states and buckets of ``inserted_tiers``), as storage will have them once
+        written; a member's inserted rows are written in its orders' statements."""
         ids = list(dict.fromkeys(member_ids))
         versions = tuple((v.version, v.effective_from)
                          for v in uow.programs.program_versions())
-        found = uow.ledger.load_members(ids, wallets)
-        states = uow.tiers.get_tier_states(ids) if tiers else {}
-        buckets = uow.tiers.tier_buckets(ids) if tiers else {}
+        found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
+        states: dict[str, TierState] = {}
+        buckets: dict[str, dict[dt.datetime, int]] = {}
+        if inserted is not None and inserted.members:
+            found, states, buckets = _inserted(ids, wallets, inserted,
+                                               inserted_tiers if tiers else None)
+        stored = [m for m in ids if m not in found] if found else ids
+        if stored:
+            found.update(uow.ledger.load_members(stored, wallets))
+            if tiers:
+                states.update(uow.tiers.get_tier_states(stored))
+                buckets.update(uow.tiers.tier_buckets(stored))
         reads = {}
         for member_id in ids:
             member, accounts = found.get(member_id, (None, {}))
@@ -151,6 +166,33 @@ class BatchReads:
         """Forget these members' reads (they read storage from here)."""
         for member_id in member_ids:
             self._reads.pop(member_id, None)
+
+
+def _inserted(member_ids: Sequence[str], wallets: Sequence[str], ledger: LedgerChanges,
+              tiers: TierChanges | None
+              ) -> tuple[dict[str, tuple[Member, dict[str, AccountState]]],
+                         dict[str, TierState], dict[str, dict[dt.datetime, int]]]:
+    """The reads of the members of ``member_ids`` that ``ledger`` inserts, from the
+    changes: member, ``wallets``' accounts; with ``tiers``, the tier states it inserts
+    and the buckets it adds (what :meth:`BatchReads.read` would read once written)."""
+    wanted = set(member_ids)
+    members = {m.member_id: m for m in ledger.members if m.member_id in wanted}
+    accounts: dict[str, dict[str, AccountState]] = {m: {} for m in members}
+    in_wallets = set(wallets)
+    for (member_id, wallet), state in ledger.accounts.items():
+        if member_id in members and wallet in in_wallets:
+            accounts[member_id][wallet] = state
+    found = {m: (member, accounts[m]) for m, member in members.items()}
+    states: dict[str, TierState] = {}
+    buckets: dict[str, dict[dt.datetime, int]] = {}
+    if tiers is not None:
+        states = {m: s for m, s in tiers.tier_states.items()
+                  if m in members and m in tiers.new_tier_states}
+        for (member_id, period), value in tiers.tier_buckets.items():
+            if member_id in members:
+                found_buckets = buckets.setdefault(member_id, {})
+                found_buckets[period] = found_buckets.get(period, 0) + value
+    return found, states, buckets
 
 
 #: The unit of work's stores (what :class:`ReadGuard` guards).
