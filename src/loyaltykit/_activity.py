@@ -36,6 +36,7 @@ from typing import Any, overload
 import attrs
 import orjson
 
+from ._copy import evolve
 from ._model import OrderRecord, OrderStatus, RuleUsage
 from ._rules import Cap, CapPeriod, EarningPolicy, Evaluation, UsageQuery, usage_rows
 
@@ -368,8 +369,8 @@ class Activity:
                 since = cutoff if since is None else max(since, cutoff)
         if entries is not None:
             stored = _Entries(entries)
-        return attrs.evolve(self, since=since, newest=newest, orders=self.orders + orders,
-                            stamps=stamps, used=used, stored=stored)
+        return evolve(self, since=since, newest=newest, orders=self.orders + orders,
+                      stamps=stamps, used=used, stored=stored)
 
     @classmethod
     def rebuild(cls, log: Iterable[RuleUsage], orders: Iterable[OrderRecord],

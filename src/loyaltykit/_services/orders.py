@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._activity import Activity, Retention
+from loyaltykit._copy import evolve
 from loyaltykit._errors import (
     DuplicateKey,
     InvalidEvent,
@@ -179,8 +180,9 @@ class OrderKey:
 
     def keep(self, work: Work, fingerprint: str, result: str) -> None:
         orders = work.part(OrderChanges).orders
-        orders[self.order_id] = attrs.evolve(orders[self.order_id], fingerprint=fingerprint,
-                                             result=result)
+        # the row was built (and checked) by this write: copied without checking again
+        orders[self.order_id] = evolve(orders[self.order_id], fingerprint=fingerprint,
+                                       result=result)
 
 
 class OrderService:

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import attrs
 
+from loyaltykit._copy import evolve
 from loyaltykit._model import AccountState, Member, MemberState
 from loyaltykit._tiers import TierState
 from loyaltykit.storage import LedgerChanges, TierChanges, UnitOfWork
@@ -84,14 +85,14 @@ class MemberReads:
             if state is not None:
                 if member_id in tiers.new_tier_states or self.tier_state is None:
                     return None
-                tier_state = attrs.evolve(state, version=self.tier_state.version + 1)
+                tier_state = evolve(state, version=self.tier_state.version + 1)
             added = [(p, v) for (owner, p), v in tiers.tier_buckets.items()
                      if owner == member_id]
             if added:
                 buckets = dict(buckets)
                 for period, value in added:
                     buckets[period] = buckets.get(period, 0) + value
-        return attrs.evolve(self, accounts=accounts, tier_state=tier_state, buckets=buckets)
+        return evolve(self, accounts=accounts, tier_state=tier_state, buckets=buckets)
 
 
 class BatchReads:
