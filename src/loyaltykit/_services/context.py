@@ -32,8 +32,12 @@ class Context:
         self.keyed = KeyedStorage(storage, new_key=lambda: self.new_id().hex)
         self.clock = clock
         self.bus = EventBus()
-        self.pipeline = WritePipeline(program, self.keyed, self.bus, now=self.now,
-                                      new_id=self.new_id, max_retries=max_retries)
+        self.pipeline = WritePipeline(
+            program, self.keyed, self.bus, now=self.now, new_id=self.new_id,
+            max_retries=max_retries,
+            # the default source draws many ids at once cheaper than one by one; an
+            # injected one is called once per id, when it is needed, as it always was
+            new_ids=_default_id.many if new_id is _default_id else None)
         self._versions: dict[int, Program] = {program.version: program}
         self._retentions: dict[int, Retention] = {}
 
