@@ -463,7 +463,9 @@ class Order:
             "shipping": str(self.shipping.amount) if self.shipping is not None else None,
             "channel": self.channel,
             "store": self.store,
-            "attributes": json_value(self.attributes, "attributes", InvalidOrder),
+            # most orders have none: no walk (the order checked them when made)
+            "attributes": (json_value(self.attributes, "attributes", InvalidOrder)
+                           if self.attributes else {}),
         }
 
     @classmethod
