@@ -11,9 +11,10 @@ import datetime as dt
 import json
 from typing import Any
 
+import attrs
 import pytest
 
-from loyaltykit import ExpiryPolicy, Loyalty, PendingPolicy, TestClock
+from loyaltykit import ExpiryPolicy, Loyalty, PendingPolicy, TestClock, Tier, TierPolicy
 from loyaltykit.memory import MemoryStorage, due_events, tables
 from loyaltykit.memory.ledger_rows import KeptTx
 from loyaltykit.memory.tables import JSONText
@@ -23,9 +24,12 @@ MEMBERS = 5
 
 
 def _due_program(clock: TestClock) -> Loyalty:
-    """Members with a lot to expire, a pending lot to activate and a stale hold each:
-    at 2027-01-01 every member has three due transactions."""
-    program = make_program(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10))
+    """Members with a lot to expire, a pending lot to activate and a stale hold each,
+    silver from 2025: at 2027-01-01 every member has three due transactions and drops
+    to member (200 points in 2026)."""
+    program = attrs.evolve(
+        make_program(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10)),
+        tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 600)), notice_days=0))
     loyalty = Loyalty(program, MemoryStorage(), clock=clock)
     members = [f"m{i}" for i in range(MEMBERS)]
     clock.set(berlin(2025, 12, 30, 10))
@@ -45,7 +49,7 @@ def _due_program(clock: TestClock) -> Loyalty:
 def test_due_events_are_kept_in_the_fixed_layout_without_json(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails on main (cdb1281): each due event's payload was JSON-encoded and deflated
-    (``tables.pack``, three calls a member here)."""
+    (``tables.pack``, four calls a member here)."""
     clock = TestClock(berlin(2025, 12, 30, 10))
     loyalty = _due_program(clock)
     loyalty.events.ack("test", loyalty.events.read("test", limit=10_000)[-1])
@@ -58,15 +62,19 @@ def test_due_events_are_kept_in_the_fixed_layout_without_json(
 
     monkeypatch.setattr(tables, "pack", counting_pack)
     report = loyalty.run_due()
-    assert (report.released_holds, report.activated_lots, report.expired_lots) == (
-        MEMBERS, MEMBERS, MEMBERS)
+    assert (report.released_holds, report.activated_lots, report.expired_lots,
+            report.tier_changes) == (MEMBERS, MEMBERS, MEMBERS, MEMBERS)
     assert deflated == []
     events = loyalty.events.read("test", limit=10_000)
     assert sorted(e.type for e in events) == sorted(
-        ["points.released", "points.activated", "points.expired"] * MEMBERS)
+        ["points.released", "points.activated", "points.expired", "tier.changed"]
+        * MEMBERS)
     for event in events:  # read back as the catch_up path's JSON gives it
-        assert set(event.payload) == {"transaction_id", "kind", "wallet", "points",
-                                      "changes", "balance", "reason", "metadata"}
+        if event.type == "tier.changed":
+            assert (event.payload["from"], event.payload["to"]) == ("silver", "member")
+        else:
+            assert set(event.payload) == {"transaction_id", "kind", "wallet", "points",
+                                          "changes", "balance", "reason", "metadata"}
 
 
 def test_due_transactions_are_kept_without_a_transaction_object(
@@ -100,8 +108,20 @@ RELEASE: dict[str, Any] = {
         "hold_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66", "cause": "released"}}
 
 
-@pytest.mark.parametrize("payload", [EXPIRY, RELEASE, {**EXPIRY, "metadata": {}},
-                                     {**EXPIRY, "wallet": "café"}])
+TIER: dict[str, Any] = {
+    "from": "silver", "to": "member", "direction": "down", "reason": "evaluation",
+    "note": "", "changed_at": "2026-12-31T23:00:00+00:00", "metric": "points",
+    "qualifying": 450, "threshold": 0, "protected_until": None,
+    "next_evaluation": "2027-12-31T23:00:00+00:00", "benefits": {
+        "earn_multiplier": "1", "discount_percent": "0", "free_shipping": False,
+        "extended_returns": False, "custom": {}}}
+
+
+@pytest.mark.parametrize("payload", [
+    EXPIRY, RELEASE, {**EXPIRY, "metadata": {}}, {**EXPIRY, "wallet": "café"}, TIER,
+    {**TIER, "note": "é", "qualifying": None, "changed_at": "2026-12-31T23:00:00.5+00:00",
+     "protected_until": "2027-12-31T23:00:00+00:00", "next_evaluation": None,
+     "benefits": {**TIER["benefits"], "custom": {"lounge": True, "code": "x"}}}])
 def test_the_layout_reads_back_what_json_would(payload: dict[str, Any]) -> None:
     packed = due_events.pack(payload)
     assert packed is not None
@@ -123,6 +143,11 @@ def test_the_layout_reads_back_what_json_would(payload: dict[str, Any]) -> None:
     {**EXPIRY, "metadata": {1: "a"}},  # JSON gives the key back as a text
     {**EXPIRY, "changes": {"expired": 5}},
     {**EXPIRY, "lots": []},
+    {**TIER, "qualifying": {"amount": "1.00", "currency": "EUR"}},  # spend: money
+    {**TIER, "benefits": {**TIER["benefits"], "custom": {"a": [1]}}},
+    {**TIER, "benefits": {**TIER["benefits"], "earn_multiplier": 1.5}},
+    {**TIER, "threshold": True},
+    {**TIER, "changed_at": 5},
 ])
 def test_anything_else_is_left_to_json(payload: dict[str, Any]) -> None:
     assert due_events.pack(payload) is None

@@ -1,22 +1,25 @@
-"""The outbox payload of a due transaction's event in a fixed layout, for the in-memory
-outbox: a hold released, a lot activated or expired (``points.released``,
-``points.activated``, ``points.expired``).
+"""Due work's outbox payloads in fixed layouts, for the in-memory outbox: a due
+transaction's event (a hold released, a lot activated or expired: ``points.released``,
+``points.activated``, ``points.expired``) and a tier change's (``tier.changed``, as a
+tier evaluation writes one for each member it moves).
 
 A nightly run of due work writes a few such events per member, each with the same
-eight fields (the transaction's id, kind, wallet and points, the changes and the
-balance, its reason and metadata). Encoding each as JSON and deflating it
-(:class:`~loyaltykit.memory.tables.JSONText`) was most of the memory backend's due
-work (~15 us an event); :func:`pack` puts the fields in one :mod:`struct` record
-instead (ids as their 16 bytes, ints as 4, texts of a handful as a code), and
+fields (a transaction's id, kind, wallet and points, the changes and the balance, its
+reason and metadata; a change's tiers, reason, instants, figures and benefits).
+Encoding each as JSON and deflating it (:class:`~loyaltykit.memory.tables.JSONText`)
+was most of the memory backend's due work (~15 us an event); :func:`pack` puts the
+fields in one :mod:`struct` record instead (ids as their 16 bytes, ints as 4 bytes,
+the texts of a handful of values as a one-byte code, other texts as UTF-8), and
 :func:`unpack` builds the payload back only when a consumer reads the event.
 
 Same result as the JSON text, always: a payload is packed only when it is exactly of
-that shape (those keys in that order, ints that are ints, ids in their canonical
-text, ...) so that :func:`unpack` gives back the very dict a JSON round trip would;
-any other payload is left to JSON (:func:`pack` returns None). Other kinds of points
-events keep JSON: an order's earn names its lots, and the history import's memory is
-measured on them (the deflated JSON of such short payloads is smaller than this
-layout; for due work the speed matters more).
+one of these shapes (those keys in that order, ints that are ints, ids in their
+canonical text, ...) so that :func:`unpack` gives back the very dict a JSON
+round trip would; any other payload is left to JSON (:func:`pack` returns None).
+Other kinds of points events keep JSON: an order's earn names its lots, and the
+history import's memory is measured on them (the deflated JSON of such short payloads
+is smaller than a layout; for due work the speed matters more; a tier change's is
+about the size of its deflated JSON).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import struct
 import threading
 from typing import Any
 
-__all__ = ["MARK", "pack", "unpack"]
+__all__ = ["MARKS", "pack", "unpack"]
 
-#: the first byte of a packed payload (JSONText's own first bytes are 0 and 1)
-MARK = 2
+#: the first byte of a packed payload (JSONText's own first bytes are 0 and 1): a
+#: points event's (:data:`_KEYS`), a tier change's (:data:`_TIER_KEYS`)
+MARK, TIER_MARK = 2, 3
+MARKS = frozenset((MARK, TIER_MARK))
 
 _KEYS = ("transaction_id", "kind", "wallet", "points", "changes", "balance", "reason",
          "metadata")
@@ -99,9 +104,15 @@ def _id_text(data: bytes) -> str:
 
 
 def pack(payload: object) -> bytes | None:
-    """``payload`` in the fixed layout (first byte :data:`MARK`), or None where it is
-    not exactly a due transaction's event payload (see the module docstring)."""
-    if type(payload) is not dict or tuple(payload) != _KEYS:
+    """``payload`` in its fixed layout (first byte one of :data:`MARKS`), or None where
+    it is not exactly a due transaction's or a tier change's event payload (see the
+    module docstring)."""
+    if type(payload) is not dict:
+        return None
+    keys = tuple(payload)
+    if keys == _TIER_KEYS:
+        return _pack_tier(payload)
+    if keys != _KEYS:
         return None
     tx, kind, wallet, points, changes, balance, reason, metadata = payload.values()
     if type(kind) is not str or type(wallet) is not str or type(changes) is not dict \
@@ -153,6 +164,8 @@ def pack(payload: object) -> bytes | None:
 
 def unpack(data: bytes) -> dict[str, Any]:
     """The payload :func:`pack` was given (a fresh dict, as its JSON text reads back)."""
+    if data[0] == TIER_MARK:
+        return _unpack_tier(data)
     (_, tx, kind, wallet, changes_code, metadata_code, reason_size, points, available,
      pending, held, debt, total) = _HEAD.unpack_from(data)
     at = _HEAD.size
@@ -178,3 +191,111 @@ def unpack(data: bytes) -> dict[str, Any]:
             "balance": {"available": available, "pending": pending, "held": held,
                         "debt": debt, "total": total},
             "reason": reason, "metadata": metadata}
+
+
+# -- a tier change's event (``tier.changed``) ------------------------------------------
+
+_TIER_KEYS = ("from", "to", "direction", "reason", "note", "changed_at", "metric",
+              "qualifying", "threshold", "protected_until", "next_evaluation", "benefits")
+#: mark, from, to, direction, reason, metric, benefits (codes), what is None (bits, in
+#: order: changed_at, protected_until, next_evaluation, qualifying, threshold),
+#: qualifying, threshold; then the note and the three instants' texts (each its
+#: UTF-8's length in a byte, then it: parsing and formatting instants cost more than
+#: the rest of the event)
+_TIER_HEAD = struct.Struct("<BBBBBBBBii")
+#: the tiers' names, directions, reasons and metrics met
+_NAMES = _Codes()
+#: the benefits met (:func:`_benefits_key`)
+_BENEFITS = _Codes()
+_SCALARS = (str, int, bool, type(None))
+
+
+def _benefits_key(benefits: object) -> tuple[Any, ...] | None:
+    """A tier's benefits as a hashable value (a dict of scalars, or of flat dicts of
+    scalars: a nested dict as a tuple of its items), or None."""
+    if type(benefits) is not dict:
+        return None
+    key = []
+    for name, value in benefits.items():
+        if type(name) is not str:
+            return None
+        if type(value) in _SCALARS:
+            key.append((name, value))
+        elif type(value) is dict:
+            items = tuple(value.items())
+            for k, v in items:
+                if type(k) is not str or type(v) not in _SCALARS:
+                    return None
+            key.append((name, items))  # (a tuple: no scalar is one)
+        else:
+            return None
+    return tuple(key)
+
+
+def _pack_tier(payload: dict[str, Any]) -> bytes | None:
+    (from_, to, direction, reason, note, changed_at, metric, qualifying, threshold,
+     protected, nxt, benefits) = payload.values()
+    names = (from_, to, direction, reason, metric)
+    for name in names:
+        if type(name) is not str:
+            return None
+    nones = 0
+    texts = [note]
+    for bit, value in enumerate((changed_at, protected, nxt)):
+        if value is None:
+            nones |= 1 << bit
+            texts.append("")
+        else:
+            texts.append(value)
+    ints = []
+    for bit, value in enumerate((qualifying, threshold), 3):
+        if value is None:
+            nones |= 1 << bit
+            ints.append(0)
+        elif type(value) is int:  # (spend's figures are money: JSON keeps them)
+            ints.append(value)
+        else:
+            return None
+    parts = []
+    for text in texts:
+        if type(text) is not str:
+            return None
+        encoded = text.encode()
+        if len(encoded) > 255:
+            return None
+        parts.append(bytes((len(encoded),)) + encoded)
+    key = _benefits_key(benefits)
+    codes = [_NAMES.code(name) for name in names]
+    codes.append(None if key is None else _BENEFITS.code(key))
+    if None in codes:
+        return None
+    try:
+        head = _TIER_HEAD.pack(TIER_MARK, *codes, nones, *ints)
+    except struct.error:  # an int beyond the layout's
+        return None
+    return b"".join((head, *parts))
+
+
+def _unpack_tier(data: bytes) -> dict[str, Any]:
+    (_, from_, to, direction, reason, metric, benefits, nones, qualifying,
+     threshold) = _TIER_HEAD.unpack_from(data)
+    texts = []
+    at = _TIER_HEAD.size
+    for _ in range(4):
+        size = data[at]
+        texts.append(data[at + 1:at + 1 + size].decode())
+        at += 1 + size
+    note, changed_at, protected, nxt = texts
+    name = _NAMES.values
+    return {
+        "from": name[from_], "to": name[to], "direction": name[direction],
+        "reason": name[reason], "note": note,
+        "changed_at": None if nones & 1 else changed_at,
+        "metric": name[metric],
+        "qualifying": None if nones & 8 else qualifying,
+        "threshold": None if nones & 16 else threshold,
+        "protected_until": None if nones & 2 else protected,
+        "next_evaluation": None if nones & 4 else nxt,
+        "benefits": {k: dict(v) if type(v) is tuple else v
+                     for k, v in _BENEFITS.values[benefits]},
+    }

@@ -139,7 +139,7 @@ class JSONText(bytes, Mapping[str, Any]):
         data = memoryview(self)
         if data[0] == 0:
             return bytes(data[1:]).decode()
-        if data[0] == due_events.MARK:
+        if data[0] in due_events.MARKS:
             return json_text(due_events.unpack(bytes(data)))
         return unpack(bytes(data[1:]))
 
@@ -158,7 +158,7 @@ class JSONText(bytes, Mapping[str, Any]):
     def value(self) -> dict[str, Any]:
         """A fresh dict of the text (the caller may change it)."""
         # (the bytes' own indexing: self[0] is the Mapping's)
-        if bytes.__getitem__(self, 0) == due_events.MARK:  # no text: the fields
+        if bytes.__getitem__(self, 0) in due_events.MARKS:  # no text: the fields
             return due_events.unpack(bytes(self))
         found: dict[str, Any] = json.loads(self.text)
         return found
@@ -192,7 +192,7 @@ class JSONText(bytes, Mapping[str, Any]):
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:  # copies and pickles
-        if bytes.__getitem__(self, 0) == due_events.MARK:  # the same bytes back
+        if bytes.__getitem__(self, 0) in due_events.MARKS:  # the same bytes back
             return JSONText.packed, (bytes(self),)
         return JSONText, (self.text,)
 
