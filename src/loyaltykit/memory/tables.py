@@ -192,7 +192,9 @@ class JSONText(bytes, Mapping[str, Any]):
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:  # copies and pickles
-        if bytes.__getitem__(self, 0) in due_events.MARKS:  # the same bytes back
+        if bytes.__getitem__(self, 0) in due_events.MARKS:  # the same bytes back (its
+            # codes are the process's, as the outbox's type codes: kept rows do not
+            # leave the process)
             return JSONText.packed, (bytes(self),)
         return JSONText, (self.text,)
 
