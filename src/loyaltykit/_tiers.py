@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._calendar import anniversary, in_zone, start_of
+from loyaltykit._copy import evolve
 from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
 from loyaltykit._validate import MONEY_CONTEXT, NAME, field_name, invalid
 from loyaltykit._values import Money, to_utc
@@ -702,7 +703,9 @@ def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str
     if new > rank:
         attained = when
     nxt = window.next_period(when, time_zone, state.anchor)
-    moved = attrs.evolve(
+    # (the fast copy: due work evaluates every member whose window ended; TierState
+    # has no validator for attrs.evolve's __init__ to run)
+    moved = evolve(
         state, rank=new, attained_at=attained, protected_until=protected,
         window_start=window.window_start(when, time_zone), next_evaluation=nxt,
         carried=new, carried_until=protected, carried_floor=floor, floor=floor)

@@ -299,8 +299,9 @@ class KeyedTierStore:
     def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
         done, changed = self.inner.evaluate_tiers(job)
         lines = self.n.shown([c.change for c in changed])
-        return done, [attrs.evolve(c, change=line) for c, line in zip(changed, lines,
-                                                                       strict=True)]
+        # (copy_with, not attrs.evolve: one per member a due evaluation moves)
+        return done, [copy_with(c, {"change": line}) for c, line in zip(changed, lines,
+                                                                         strict=True)]
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         return self.inner.record_tier_notices(job)

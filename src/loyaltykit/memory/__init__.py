@@ -13,7 +13,8 @@ One module per store of the port (:mod:`loyaltykit.storage`), each owning its ta
 ``keys`` (idempotency records, program versions), ``ledger``, ``orders``, ``tiers``,
 ``referrals``, ``rewards``; ``uow`` holds the storage, the lock and the undo log; ``tables`` the
 per-capability tables registry and the JSON copies; ``order_rows`` and ``ledger_rows`` the
-packed rows of recorded orders and transactions (their texts in one bytes object).
+packed rows of recorded orders and transactions (their texts in one bytes object);
+``due_events`` the fixed layouts of due work's outbox payloads (no JSON text kept).
 
 >>> from loyaltykit.memory import MemoryStorage
 >>> storage = MemoryStorage()

@@ -20,7 +20,6 @@ from loyaltykit._model import (
     HoldStatus,
     Kind,
     Lot,
-    LotMovement,
     Member,
     MemberState,
     Posting,
@@ -404,27 +403,34 @@ class MemoryLedgerStore:
         recorded_at = changes.recorded_at
         assert recorded_at is not None, "set before anything is written"
         shared = self._keys.shared
-        moves = {tx_id: (LotMovement(lot_id, delta),)
-                 for tx_id, _, lot_id, delta in changes.movements}
-        legs: dict[uuid.UUID, list[Posting]] = {}
-        posting_of: dict[tuple[str, int], Posting] = {}  # equal legs: one object
+        moves = {tx_id: (lot_id, delta) for tx_id, _, lot_id, delta in changes.movements}
+        # each transaction's legs as (account, amount) pairs, looked up by the pairs'
+        # tuple (hashed in C, where a tuple of Postings hashes each in Python): a batch
+        # has a handful of distinct ones, each built and shared once
+        legs: dict[uuid.UUID, list[tuple[str, int]]] = {}
         for tx_id, _, _, account, amount, _ in changes.postings:
-            leg = posting_of.get((account, amount))
-            if leg is None:
-                leg = posting_of[(account, amount)] = Posting(_ACCOUNT_OF[account], amount)
-            legs.setdefault(tx_id, []).append(leg)
+            legs.setdefault(tx_id, []).append((account, amount))
+        postings_of: dict[tuple[tuple[str, int], ...], tuple[Posting, ...]] = {}
         txs: list[tuple[uuid.UUID, KeptTx]] = []
         by_member: list[tuple[tuple[str, str, str], uuid.UUID]] = []
         no_legs: tuple[Posting, ...] = ()
+        kept_due, kind_of, moved = KeptTx.due, _KIND_OF, moves.get
         for tx_id, m, wallet, kind, occurred_at, reason, metadata in changes.transactions:
             found = legs.get(tx_id)
-            postings = no_legs if found is None else _shared_postings(tuple(found))
-            txs.append((tx_id, KeptTx.of(Transaction(
-                id=tx_id, program_id=program_id, member_id=who[m], wallet=wallet,
-                kind=_KIND_OF[kind], occurred_at=occurred_at, recorded_at=recorded_at,
-                postings=postings, movements=moves.get(tx_id, ()), idempotency_key=None,
-                reason=reason, metadata=metadata), postings)))
-            by_member.append((shared((program_id, wallet, who[m])), tx_id))
+            if found is None:
+                postings = no_legs
+            else:
+                pairs = tuple(found)
+                postings = postings_of.get(pairs, no_legs)
+                if postings is no_legs:
+                    postings = postings_of[pairs] = _shared_postings(tuple(
+                        Posting(_ACCOUNT_OF[a], n) for a, n in pairs))
+            member_id = who[m]
+            # the row itself, no Transaction built first (KeptTx.of keeps the same)
+            txs.append((tx_id, kept_due(tx_id, program_id, member_id, wallet, kind_of[kind],
+                                        occurred_at, recorded_at, postings, moved(tx_id),
+                                        reason, metadata)))
+            by_member.append((shared((program_id, wallet, member_id)), tx_id))
         states = [(shared((program_id, state.wallet, who[m])),
                    evolve(state, member_id=who[m])) for m, state in changes.accounts]
         lots = [(lot_id, evolve(t.lots[lot_id], remaining=remaining, held=held,

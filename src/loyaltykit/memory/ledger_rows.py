@@ -30,6 +30,23 @@ __all__ = ["KeptTx"]
 #: JSON text follows them (nothing: no metadata)
 _HEAD = struct.Struct("<iI")
 
+def _metadata_text(metadata: Mapping[str, Any]) -> str:
+    """:func:`~loyaltykit.memory.tables.json_text` of ``metadata``, written out for a
+    flat mapping of plain texts (a due transaction's ids: most of the encoder's cost
+    was its set-up for so small a value); anything else goes to the encoder."""
+    if type(metadata) is dict:
+        parts = []
+        for key, value in metadata.items():
+            # plain: what the encoder writes as it is (no quote, backslash, control)
+            if type(key) is not str or type(value) is not str or not key.isprintable() \
+                    or not value.isprintable() or '"' in key or '"' in value \
+                    or "\\" in key or "\\" in value:
+                return json_text(metadata)
+            parts.append(f'"{key}":"{value}"')
+        return "{" + ",".join(parts) + "}"
+    return json_text(metadata)
+
+
 #: a transaction's slots in field order, each set without attrs' frozen check
 _TX_FIELDS = ("id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
               "postings", "movements", "idempotency_key", "reason", "metadata", "reverses_id")
@@ -81,6 +98,40 @@ class KeptTx:
             metadata = json_text(tx.metadata).encode() if tx.metadata else b""
             texts = b"".join((_HEAD.pack(-1 if tx.idempotency_key is None else len(key),
                                          len(reason)), key, reason, metadata))
+        set_(kept, "texts", texts)
+        return kept
+
+    @classmethod
+    def due(cls, id_: uuid.UUID, program_id: str, member_id: str, wallet: str, kind: Kind,
+            occurred_at: dt.datetime, recorded_at: dt.datetime,
+            postings: tuple[Posting, ...], moved: tuple[uuid.UUID, int] | None,
+            reason: str, metadata: Mapping[str, Any]) -> KeptTx:
+        """A due transaction's row as kept, from its fields (set-based due work's rows:
+        no :class:`~loyaltykit.Transaction` built first): no idempotency key, nothing
+        reversed, at most one movement (``moved``: its lot's id and delta). The same
+        row as :meth:`of` keeps for the same transaction."""
+        kept = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(kept, "id", id_)
+        set_(kept, "program_id", program_id)
+        set_(kept, "member_id", member_id)
+        set_(kept, "wallet", wallet)
+        set_(kept, "kind", kind)
+        set_(kept, "occurred_at", occurred_at)
+        set_(kept, "recorded_at", recorded_at)
+        if moved is None:
+            set_(kept, "_moved", ())
+            set_(kept, "_delta", None)
+        else:
+            set_(kept, "_moved", moved[0])
+            set_(kept, "_delta", moved[1])
+        set_(kept, "reverses_id", None)
+        set_(kept, "postings", postings)
+        texts = None
+        if reason or metadata:
+            encoded = reason.encode()
+            texts = b"".join((_HEAD.pack(-1, len(encoded)), encoded,
+                              _metadata_text(metadata).encode() if metadata else b""))
         set_(kept, "texts", texts)
         return kept
 

@@ -9,6 +9,7 @@ import uuid
 from array import array
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
+from loyaltykit.memory import due_events
 from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
@@ -283,5 +284,9 @@ def _present(event: KeptEvent | None) -> KeptEvent:
 
 
 def _stored(new: NewEvent) -> KeptEvent:
+    # a due transaction's event in its fixed layout, without JSON nor deflate (most of
+    # due work's outbox time); any other payload as JSON text
+    packed = due_events.pack(new.payload)
+    payload = JSONText.of(new.payload) if packed is None else JSONText.packed(packed)
     return KeptEvent.of(new.id, new.type, new.version, new.member_id, new.occurred_at,
-                        new.recorded_at, JSONText.of(new.payload))
+                        new.recorded_at, payload)

@@ -105,12 +105,13 @@ class IndexedTable(dict[K, V], Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         old = self.get(key)
-        if old is not None:
-            found = self.key_of(key, old)
-            if found is not None:
-                self.index.discard(found)
+        found = None if old is None else self.key_of(key, old)
         super().__setitem__(key, value)
         new = self.key_of(key, value)
+        if new == found:  # (a row whose place stays: a lot whose hold was released)
+            return
+        if found is not None:
+            self.index.discard(found)
         if new is not None:
             self.index.add(new)
 

@@ -16,6 +16,7 @@ import attrs
 
 from loyaltykit._errors import StorageError
 from loyaltykit._model import ProgramVersion
+from loyaltykit.memory import due_events
 from loyaltykit.memory.compact import pack, unpack
 
 __all__ = ["JSONText", "KeptSet", "MemberKeys", "SMALL_SET", "Tables", "UndoLog", "json_copy",
@@ -113,8 +114,10 @@ class JSONText(bytes, Mapping[str, Any]):
 
     It is its packed bytes (one object, where a wrapper and its bytes took two): a
     first byte of 1, then the text deflated (:mod:`loyaltykit.memory.compact`), or 0,
-    then the text as UTF-8 (a text too short to gain). Only its Mapping face is meant
-    for use: the bytes' own methods it does not override are not.
+    then the text as UTF-8 (a text too short to gain), or 2: a due transaction's event
+    payload in a fixed layout (:mod:`loyaltykit.memory.due_events`, no text kept: it
+    is built when read). Only its Mapping face is meant for use: the bytes' own
+    methods it does not override are not.
     """
 
     __slots__ = ()
@@ -136,6 +139,8 @@ class JSONText(bytes, Mapping[str, Any]):
         data = memoryview(self)
         if data[0] == 0:
             return bytes(data[1:]).decode()
+        if data[0] in due_events.MARKS:
+            return json_text(due_events.unpack(bytes(data)))
         return unpack(bytes(data[1:]))
 
     @classmethod
@@ -152,6 +157,9 @@ class JSONText(bytes, Mapping[str, Any]):
 
     def value(self) -> dict[str, Any]:
         """A fresh dict of the text (the caller may change it)."""
+        # (the bytes' own indexing: self[0] is the Mapping's)
+        if bytes.__getitem__(self, 0) in due_events.MARKS:  # no text: the fields
+            return due_events.unpack(bytes(self))
         found: dict[str, Any] = json.loads(self.text)
         return found
 
@@ -183,7 +191,11 @@ class JSONText(bytes, Mapping[str, Any]):
 
     __str__ = __repr__
 
-    def __reduce__(self) -> tuple[type[JSONText], tuple[str]]:  # copies and pickles
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:  # copies and pickles
+        if bytes.__getitem__(self, 0) in due_events.MARKS:  # the same bytes back (its
+            # codes are the process's, as the outbox's type codes: kept rows do not
+            # leave the process)
+            return JSONText.packed, (bytes(self),)
         return JSONText, (self.text,)
 
 

@@ -1,0 +1,153 @@
+"""How the memory backend keeps set-based due work's rows: each due transaction's
+outbox event in a fixed layout (no JSON text, no deflate: ``memory/due_events.py``),
+each transaction's row built from its fields (no :class:`~loyaltykit.Transaction`
+first). What a reader gets is the contract suite's (set-based == catch_up, outbox
+included); these tests pin the structure and the layout's exact round trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import attrs
+import pytest
+
+from loyaltykit import ExpiryPolicy, Loyalty, PendingPolicy, TestClock, Tier, TierPolicy
+from loyaltykit.memory import MemoryStorage, due_events, tables
+from loyaltykit.memory.ledger_rows import KeptTx
+from loyaltykit.memory.tables import JSONText
+from loyaltykit.testing.contract import berlin, make_program
+
+MEMBERS = 5
+
+
+def _due_program(clock: TestClock) -> Loyalty:
+    """Members with a lot to expire, a pending lot to activate and a stale hold each,
+    silver from 2025: at 2027-01-01 every member has three due transactions and drops
+    to member (200 points in 2026)."""
+    program = attrs.evolve(
+        make_program(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10)),
+        tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 600)), notice_days=0))
+    loyalty = Loyalty(program, MemoryStorage(), clock=clock)
+    members = [f"m{i}" for i in range(MEMBERS)]
+    clock.set(berlin(2025, 12, 30, 10))
+    for m in members:
+        loyalty.enrol(m)
+        loyalty.earn(m, 700, key=f"a-{m}", activates_at=clock.now())
+    clock.set(berlin(2026, 12, 21, 10))
+    for m in members:
+        loyalty.earn(m, 200, key=f"b-{m}")
+    clock.set(berlin(2026, 12, 21, 10, 5))
+    for m in members:
+        loyalty.hold(m, 50, key=f"h-{m}", ttl=dt.timedelta(hours=1))
+    clock.set(berlin(2027, 1, 1, 1))
+    return loyalty
+
+
+def test_due_events_are_kept_in_the_fixed_layout_without_json(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on main (cdb1281): each due event's payload was JSON-encoded and deflated
+    (``tables.pack``, four calls a member here)."""
+    clock = TestClock(berlin(2025, 12, 30, 10))
+    loyalty = _due_program(clock)
+    loyalty.events.ack("test", loyalty.events.read("test", limit=10_000)[-1])
+    deflated: list[str] = []
+    real_pack = tables.pack
+
+    def counting_pack(text: str) -> Any:
+        deflated.append(text)
+        return real_pack(text)
+
+    monkeypatch.setattr(tables, "pack", counting_pack)
+    report = loyalty.run_due()
+    assert (report.released_holds, report.activated_lots, report.expired_lots,
+            report.tier_changes) == (MEMBERS, MEMBERS, MEMBERS, MEMBERS)
+    assert deflated == []
+    events = loyalty.events.read("test", limit=10_000)
+    assert sorted(e.type for e in events) == sorted(
+        ["points.released", "points.activated", "points.expired", "tier.changed"]
+        * MEMBERS)
+    for event in events:  # read back as the catch_up path's JSON gives it
+        if event.type == "tier.changed":
+            assert (event.payload["from"], event.payload["to"]) == ("silver", "member")
+        else:
+            assert set(event.payload) == {"transaction_id", "kind", "wallet", "points",
+                                          "changes", "balance", "reason", "metadata"}
+
+
+def test_due_transactions_are_kept_without_a_transaction_object(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on main (cdb1281): ``write_due`` built a Transaction per row and kept it
+    through ``KeptTx.of``; the row is now built from the due row's fields."""
+    clock = TestClock(berlin(2025, 12, 30, 10))
+    loyalty = _due_program(clock)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("write_due built a Transaction first")
+
+    monkeypatch.setattr(KeptTx, "of", classmethod(refused))
+    loyalty.run_due()
+    monkeypatch.undo()
+    lines = loyalty.statement("m0", limit=20).lines
+    assert sorted(line.kind.value for line in lines) == sorted(
+        ["earn", "earn", "hold", "release", "activate", "expire"])
+    assert loyalty.balance("m0").available == 900 - 700  # the 700 expired
+
+
+EXPIRY: dict[str, Any] = {
+    "transaction_id": "01a23d2f-e44d-70c0-ad44-ccbd128f5361", "kind": "expire",
+    "wallet": "points", "points": -700, "changes": {"available": -700},
+    "balance": {"available": 450, "pending": 0, "held": 50, "debt": 0, "total": 500},
+    "reason": "", "metadata": {"lot_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66",
+                               "earn_id": "01a23d2f-e44e-726e-8b53-2df476cbfa67"}}
+RELEASE: dict[str, Any] = {
+    **EXPIRY, "kind": "release", "points": 50, "changes": {"held": -50, "available": 50},
+    "reason": "hold expired ü", "metadata": {
+        "hold_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66", "cause": "released"}}
+
+
+TIER: dict[str, Any] = {
+    "from": "silver", "to": "member", "direction": "down", "reason": "evaluation",
+    "note": "", "changed_at": "2026-12-31T23:00:00+00:00", "metric": "points",
+    "qualifying": 450, "threshold": 0, "protected_until": None,
+    "next_evaluation": "2027-12-31T23:00:00+00:00", "benefits": {
+        "earn_multiplier": "1", "discount_percent": "0", "free_shipping": False,
+        "extended_returns": False, "custom": {}}}
+
+
+@pytest.mark.parametrize("payload", [
+    EXPIRY, RELEASE, {**EXPIRY, "metadata": {}}, {**EXPIRY, "wallet": "café"}, TIER,
+    {**TIER, "note": "é", "qualifying": None, "changed_at": "2026-12-31T23:00:00.5+00:00",
+     "protected_until": "2027-12-31T23:00:00+00:00", "next_evaluation": None,
+     "benefits": {**TIER["benefits"], "custom": {"lounge": True, "code": "x"}}}])
+def test_the_layout_reads_back_what_json_would(payload: dict[str, Any]) -> None:
+    packed = due_events.pack(payload)
+    assert packed is not None
+    kept = JSONText.packed(packed)
+    assert kept.value() == json.loads(json.dumps(payload))
+    assert list(kept.value()) == list(payload)  # the keys' order too
+    assert kept.text == JSONText.of(payload).text
+
+
+@pytest.mark.parametrize("payload", [
+    {**EXPIRY, "points": True},  # a bool is no int in JSON
+    {**EXPIRY, "points": 1 << 40},  # beyond the layout's ints
+    {**EXPIRY, "transaction_id": "01A23D2F-E44D-70C0-AD44-CCBD128F5361"},  # not canonical
+    {**EXPIRY, "transaction_id": "01a23d2f-e44d-70c0-ad44-ccbd128f536 "},
+    {**EXPIRY, "kind": "earn"},  # not due work's: JSON (deflated, smaller)
+    {**EXPIRY, "balance": {**EXPIRY["balance"], "total": 1.0}},
+    {k: EXPIRY[k] for k in reversed(list(EXPIRY))},  # keys in another order
+    {**EXPIRY, "metadata": {"x": 1}},
+    {**EXPIRY, "metadata": {1: "a"}},  # JSON gives the key back as a text
+    {**EXPIRY, "changes": {"expired": 5}},
+    {**EXPIRY, "lots": []},
+    {**TIER, "qualifying": {"amount": "1.00", "currency": "EUR"}},  # spend: money
+    {**TIER, "benefits": {**TIER["benefits"], "custom": {"a": [1]}}},
+    {**TIER, "benefits": {**TIER["benefits"], "earn_multiplier": 1.5}},
+    {**TIER, "threshold": True},
+    {**TIER, "changed_at": 5},
+])
+def test_anything_else_is_left_to_json(payload: dict[str, Any]) -> None:
+    assert due_events.pack(payload) is None
