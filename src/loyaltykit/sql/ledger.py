@@ -33,6 +33,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._pg_members import MEMBERS_PARAM, by_members
 from loyaltykit.sql._scrub import replaced
 from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
@@ -167,12 +168,15 @@ _SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
 # PostgreSQL: the many-member reads name their members as one JSON array parameter
 # (:func:`_member_sets`): one statement whatever their number, where an expanding IN
 # of 500 parameters per chunk was rewritten per execution by SQLAlchemy and psycopg
-# (a long query is not cached) and parsed and planned anew by the server
-_in_json = sa.select(sa.func.json_array_elements_text(
-    sa.cast(sa.bindparam("idj", type_=sa.Text()), sa.JSON())))
-_LOCK_ACCOUNTS_PG: sa.Executable = _lock_accounts.where(accounts.c.member_id.in_(_in_json))
-_SEL_OPEN_LOTS_PG: sa.Executable = _open_lots.where(lots.c.member_id.in_(_in_json))
-_SEL_OPEN_HOLDS_PG: sa.Executable = _open_holds.where(holds.c.member_id.in_(_in_json))
+# (a long query is not cached) and parsed and planned anew by the server; each
+# member probed by index (:mod:`loyaltykit.sql._pg_members`: an IN over the array
+# let stale statistics make the read quadratic in the program's members)
+_LOCK_ACCOUNTS_PG: sa.Executable = by_members(_lock_accounts, accounts.c.member_id)
+_SEL_OPEN_LOTS_PG: sa.Executable = by_members(_open_lots, lots.c.member_id,
+                                              (lots.c.earned_at, lots.c.id))
+_SEL_OPEN_HOLDS_PG: sa.Executable = by_members(
+    _open_holds, holds.c.member_id,
+    (holds.c.created_at, holds.c.id, hold_allocations.c.position))
 _SEL_HOLD: sa.Executable = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
@@ -359,7 +363,7 @@ def _member_sets(conn: Connection, member_ids: Sequence[str]
     its PostgreSQL variant: there one JSON array (``idj``), elsewhere chunks of them
     for an expanding IN (``ids``)."""
     if conn.dialect.name == "postgresql":
-        yield True, {"idj": orjson.dumps(list(member_ids)).decode()}
+        yield True, {MEMBERS_PARAM: orjson.dumps(list(member_ids)).decode()}
         return
     for chunk in chunks(member_ids):
         yield False, {"ids": chunk}
