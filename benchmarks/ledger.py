@@ -95,6 +95,7 @@ from loyaltykit import (
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
 from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._pg_probes import keys_param, probed
 from loyaltykit.sql.outbox import MANY_EVENTS, append_many, insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
@@ -211,13 +212,14 @@ _lock = (
 )
 LOCK_ONE = _lock.where(A.c.member_id == _m)
 LOCK_MANY = _lock.where(A.c.member_id.in_(_ids))
-# on PostgreSQL the members go as one JSON array parameter (what SQLLedgerStore runs)
-LOCK_MANY_PG = _lock.where(A.c.member_id.in_(sa.select(sa.func.json_array_elements_text(
-    sa.cast(sa.bindparam("idj", type_=sa.Text()), sa.JSON())))))
+# on PostgreSQL the members go as one JSON array parameter, each probed by its key
+# (what SQLLedgerStore runs: loyaltykit.sql._pg_probes)
+LOCK_MANY_PG = probed(_lock, A.c.member_id)
 # the shop's member id -> member key, and back (what SQLMemberKeyStore runs)
 _MI = _T["lk_member_ids"]
-SEL_MEMBER_KEYS = sa.select(_MI.c.external_id, _MI.c.member_id).where(
-    _MI.c.program_id == _p, _MI.c.external_id.in_(_ids))
+_member_keys = sa.select(_MI.c.external_id, _MI.c.member_id).where(_MI.c.program_id == _p)
+SEL_MEMBER_KEYS = _member_keys.where(_MI.c.external_id.in_(_ids))
+SEL_MEMBER_KEYS_PG = probed(_member_keys, _MI.c.external_id)
 SEL_SHOP_IDS = sa.select(_MI.c.member_id, _MI.c.external_id).where(
     _MI.c.program_id == _p, _MI.c.member_id.in_(_ids))
 # on PostgreSQL the keys go as one parameter, their JSON array text, joined
@@ -576,16 +578,19 @@ class Baseline:
                 raise RuntimeError("baseline: key replayed")
             keys: dict[str, str] = {}
             shop_ids = sorted(set(members))
-            for start in range(0, len(shop_ids), CHUNK):
+            pg = conn.dialect.name == "postgresql"
+            if pg:
+                params = {"p": self.p, **keys_param(shop_ids)}
+                keys.update((r[0], r[1]) for r in conn.execute(SEL_MEMBER_KEYS_PG, params))
+            for start in range(0, len(shop_ids) if not pg else 0, CHUNK):
                 params = {"p": self.p, "ids": shop_ids[start:start + CHUNK]}
                 keys.update((r[0], r[1]) for r in conn.execute(SEL_MEMBER_KEYS, params))
             if len(keys) != len(shop_ids):
                 raise RuntimeError("baseline: member not enrolled")
             accounts: dict[str, Any] = {}
             ordered = sorted(keys.values())
-            pg = conn.dialect.name == "postgresql"
             if pg:
-                params = {"p": self.p, "w": WALLET, "idj": json.dumps(ordered)}
+                params = {"p": self.p, "w": WALLET, **keys_param(ordered)}
                 accounts.update((row[0], row) for row in conn.execute(LOCK_MANY_PG, params))
             for start in range(0, len(ordered) if not pg else 0, CHUNK):
                 params = {"p": self.p, "w": WALLET, "ids": ordered[start:start + CHUNK]}
@@ -625,8 +630,8 @@ class Baseline:
                                  "points": points * len(members),
                                  "occurred_at": now.isoformat()})
             conn.execute(INS_KEY, self._key(key, None, fingerprint, result, now))
-            # on PostgreSQL, many rows go as one statement over their JSON document
-            # (sql/_many_pg.py), as loyaltykit writes them: psycopg's executemany
+            # on PostgreSQL, many rows go as one statement over JSON arrays of their
+            # columns (sql/_many_pg.py), as loyaltykit writes them: psycopg's executemany
             # runs a statement per row
             write: Callable[[Any, list[dict[str, Any]]], object] = (
                 functools.partial(execute_many, conn) if pg else conn.execute)

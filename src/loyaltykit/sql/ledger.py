@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -33,6 +32,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._pg_probes import keys_param, probed
 from loyaltykit.sql._scrub import replaced
 from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
@@ -125,9 +125,10 @@ _SEL_MEMBER: sa.Executable = sa.select(
     members.c.program_id, members.c.member_id, members.c.enrolled_at, members.c.attributes
 ).where(members.c.program_id == _p, members.c.member_id == _m)
 
-_SEL_MEMBERS: sa.Executable = sa.select(
+_sel_members = sa.select(
     members.c.program_id, members.c.member_id, members.c.enrolled_at, members.c.attributes
-).where(members.c.program_id == _p, members.c.member_id.in_(_ids))
+).where(members.c.program_id == _p)
+_SEL_MEMBERS: sa.Executable = _sel_members.where(members.c.member_id.in_(_ids))
 
 _SEL_ACCOUNT: sa.Executable = sa.select(*_ACCOUNT_STATE_COLS).where(
     accounts.c.program_id == _p, accounts.c.wallet == _w, accounts.c.member_id == _m
@@ -167,12 +168,16 @@ _SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
 # PostgreSQL: the many-member reads name their members as one JSON array parameter
 # (:func:`_member_sets`): one statement whatever their number, where an expanding IN
 # of 500 parameters per chunk was rewritten per execution by SQLAlchemy and psycopg
-# (a long query is not cached) and parsed and planned anew by the server
-_in_json = sa.select(sa.func.json_array_elements_text(
-    sa.cast(sa.bindparam("idj", type_=sa.Text()), sa.JSON())))
-_LOCK_ACCOUNTS_PG: sa.Executable = _lock_accounts.where(accounts.c.member_id.in_(_in_json))
-_SEL_OPEN_LOTS_PG: sa.Executable = _open_lots.where(lots.c.member_id.in_(_in_json))
-_SEL_OPEN_HOLDS_PG: sa.Executable = _open_holds.where(holds.c.member_id.in_(_in_json))
+# (a long query is not cached) and parsed and planned anew by the server; each
+# member probed by index (:mod:`loyaltykit.sql._pg_probes`: an IN over the array
+# let stale statistics make the read quadratic in the program's members)
+_LOCK_ACCOUNTS_PG: sa.Executable = probed(_lock_accounts, accounts.c.member_id)
+_SEL_OPEN_LOTS_PG: sa.Executable = probed(_open_lots, lots.c.member_id,
+                                          (lots.c.earned_at, lots.c.id))
+_SEL_MEMBERS_PG: sa.Executable = probed(_sel_members, members.c.member_id)
+_SEL_OPEN_HOLDS_PG: sa.Executable = probed(
+    _open_holds, holds.c.member_id,
+    (holds.c.created_at, holds.c.id, hold_allocations.c.position))
 _SEL_HOLD: sa.Executable = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
@@ -359,7 +364,7 @@ def _member_sets(conn: Connection, member_ids: Sequence[str]
     its PostgreSQL variant: there one JSON array (``idj``), elsewhere chunks of them
     for an expanding IN (``ids``)."""
     if conn.dialect.name == "postgresql":
-        yield True, {"idj": orjson.dumps(list(member_ids)).decode()}
+        yield True, keys_param(member_ids)
         return
     for chunk in chunks(member_ids):
         yield False, {"ids": chunk}
@@ -489,12 +494,13 @@ class SQLLedgerStore(SQLLedgerDue):
     @translated
     def load_members(self, member_ids: Sequence[str], wallets: Sequence[str]
                      ) -> dict[str, tuple[Member, dict[str, AccountState]]]:
-        """One statement per 500 members for the members, then per wallet for their
-        accounts (locked: :meth:`lock_accounts`)."""
+        """One statement per 500 members for the members (one on PostgreSQL), then
+        per wallet for their accounts (locked: :meth:`lock_accounts`)."""
         conn = self._c()
         found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
-        for chunk in chunks(sorted(set(member_ids))):
-            for row in conn.execute(_SEL_MEMBERS, {"p": self.program_id, "ids": chunk}):
+        for pg, named in _member_sets(conn, sorted(set(member_ids))):
+            for row in conn.execute(_SEL_MEMBERS_PG if pg else _SEL_MEMBERS,
+                                    {"p": self.program_id, **named}).all():
                 found[row[1]] = (Member(*row), {})
         ids = sorted(found)
         for wallet in sorted(set(wallets)):

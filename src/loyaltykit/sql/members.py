@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit.sql._errors import translated
+from loyaltykit.sql._pg_probes import keys_param, probed
 from loyaltykit.sql._shared import Store, chunks
 from loyaltykit.sql.schema import erasures, member_ids
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
@@ -20,8 +21,13 @@ __all__ = ["SQLMemberKeyStore"]
 _p: sa.BindParameter[str] = sa.bindparam("p")
 _ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
 
-_SEL_KEYS: sa.Executable = sa.select(member_ids.c.external_id, member_ids.c.member_id).where(
-    member_ids.c.program_id == _p, member_ids.c.external_id.in_(_ids))
+_sel_keys = sa.select(member_ids.c.external_id, member_ids.c.member_id).where(
+    member_ids.c.program_id == _p)
+_SEL_KEYS: sa.Executable = _sel_keys.where(member_ids.c.external_id.in_(_ids))
+# PostgreSQL: the shop ids as one JSON array, each probed by its key whatever the
+# statistics (:mod:`loyaltykit.sql._pg_probes`: a history import looks a batch's
+# members up in a program growing by the batch)
+_SEL_KEYS_PG: sa.Executable = probed(_sel_keys, member_ids.c.external_id)
 _SEL_IDS: sa.Executable = sa.select(member_ids.c.member_id, member_ids.c.external_id).where(
     member_ids.c.program_id == _p, member_ids.c.member_id.in_(_ids))
 # PostgreSQL takes the keys as one parameter: a reader of a thousand events of a
@@ -51,6 +57,11 @@ class SQLMemberKeyStore(Store):
     @translated
     def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         """Return shop id -> member key for those of ``member_ids`` that are mapped."""
+        conn = self._c()
+        if len(member_ids) > 1 and conn.dialect.name == "postgresql":
+            rows = conn.execute(_SEL_KEYS_PG, {"p": self.program_id,
+                                               **keys_param(member_ids)}).all()
+            return {r[0]: r[1] for r in rows}
         return self._pairs(_SEL_KEYS, member_ids)
 
     @translated

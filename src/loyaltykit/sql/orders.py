@@ -15,6 +15,7 @@ from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
 from loyaltykit._reports_orders import counted_net
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._pg_probes import keys_param, probed
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
 from loyaltykit.sql._shared import Store, chunks, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
@@ -48,9 +49,12 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
     orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
 )
-_SEL_ORDERS: sa.Executable = sa.select(*_ORDER_COLS).where(
-    orders.c.program_id == _p, orders.c.order_id.in_(sa.bindparam("ids", expanding=True))
-)
+_sel_orders = sa.select(*_ORDER_COLS).where(orders.c.program_id == _p)
+_SEL_ORDERS: sa.Executable = _sel_orders.where(
+    orders.c.order_id.in_(sa.bindparam("ids", expanding=True)))
+# PostgreSQL: the ids as one JSON array, each order found by its key whatever the
+# statistics (a batch's orders are looked for in a program growing by the batch)
+_SEL_ORDERS_PG: sa.Executable = probed(_sel_orders, orders.c.order_id)
 _SEL_MEMBER_ORDERS: sa.Executable = (
     sa.select(*_ORDER_COLS)
     .where(orders.c.program_id == _p, orders.c.member_id == _m)
@@ -249,8 +253,11 @@ class SQLOrderStore(Store):
     @translated
     def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
         """Return those of ``order_ids`` that are recorded (a read per
-        :data:`~loyaltykit.sql._shared.CHUNK` ids)."""
+        :data:`~loyaltykit.sql._shared.CHUNK` ids; one on PostgreSQL)."""
         conn, found = self._c(), list[OrderRecord]()
+        if conn.dialect.name == "postgresql" and len(order_ids) > 1:
+            params = {"p": self.program_id, **keys_param(order_ids)}
+            return [_order(row) for row in conn.execute(_SEL_ORDERS_PG, params).all()]
         for chunk in chunks(list(dict.fromkeys(order_ids))):
             rows = conn.execute(_SEL_ORDERS, {"p": self.program_id, "ids": chunk})
             found.extend(_order(row) for row in rows)

@@ -25,6 +25,7 @@ from loyaltykit._tiers import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._pg_probes import keys_param, probed
 from loyaltykit.sql._shared import Store, chunks, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
 from loyaltykit.storage.tiers import TierChanges
@@ -60,9 +61,17 @@ _READ_TIER_STATES = sa.select(*_TIER_STATE_COLS).where(
     tier_states.c.program_id == _p, tier_states.c.member_id.in_(_ids)
 ).order_by(tier_states.c.member_id)
 _SEL_TIER_STATES: sa.Executable = _READ_TIER_STATES.with_for_update()
-_SEL_TIER_BUCKETS: sa.Executable = sa.select(
+_tier_buckets = sa.select(
     tier_buckets.c.member_id, tier_buckets.c.period_start, tier_buckets.c.value
-).where(tier_buckets.c.program_id == _p, tier_buckets.c.member_id.in_(_ids))
+).where(tier_buckets.c.program_id == _p)
+_SEL_TIER_BUCKETS: sa.Executable = _tier_buckets.where(tier_buckets.c.member_id.in_(_ids))
+# PostgreSQL: the members as one JSON array, each probed by its key whatever the
+# statistics (:mod:`loyaltykit.sql._pg_probes`), the states locked in member order
+_tier_states = sa.select(*_TIER_STATE_COLS).where(tier_states.c.program_id == _p)
+_READ_TIER_STATES_PG: sa.Executable = probed(_tier_states, tier_states.c.member_id)
+_SEL_TIER_STATES_PG: sa.Executable = probed(_tier_states.with_for_update(),
+                                            tier_states.c.member_id)
+_SEL_TIER_BUCKETS_PG: sa.Executable = probed(_tier_buckets, tier_buckets.c.member_id)
 _INS_TIER_STATE = tier_states.insert()
 # the version counts writes of the row: one more than stored, whatever the caller read
 _UPD_TIER_STATE = (
@@ -459,10 +468,16 @@ class SQLTierStore(Store):
 
     @translated
     def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
-        """One statement per 500 members, locking the rows in member-id order (as
-        :meth:`get_tier_state`)."""
-        stmt = _READ_TIER_STATES if self._uow.read_only else _SEL_TIER_STATES
+        """One statement per 500 members (one on PostgreSQL), locking the rows in
+        member-id order (as :meth:`get_tier_state`)."""
         found = {}
+        if len(member_ids) > 1 and self._c().dialect.name == "postgresql":
+            stmt = _READ_TIER_STATES_PG if self._uow.read_only else _SEL_TIER_STATES_PG
+            for row in self._c().execute(stmt, {"p": self.program_id,
+                                                **keys_param(member_ids)}).all():
+                found[row[0]] = TierState(*row)
+            return found
+        stmt = _READ_TIER_STATES if self._uow.read_only else _SEL_TIER_STATES
         for chunk in chunks(sorted(set(member_ids))):
             for row in self._c().execute(stmt, {"p": self.program_id, "ids": chunk}):
                 found[row[0]] = TierState(*row)
@@ -470,8 +485,14 @@ class SQLTierStore(Store):
 
     @translated
     def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
-        """One statement per 500 members."""
+        """One statement per 500 members (one on PostgreSQL)."""
         found: dict[str, dict[dt.datetime, int]] = {}
+        if len(member_ids) > 1 and self._c().dialect.name == "postgresql":
+            for member_id, period, value in self._c().execute(
+                    _SEL_TIER_BUCKETS_PG, {"p": self.program_id,
+                                           **keys_param(member_ids)}).all():
+                found.setdefault(member_id, {})[period] = int(value)
+            return found
         for chunk in chunks(sorted(set(member_ids))):
             for member_id, period, value in self._c().execute(
                     _SEL_TIER_BUCKETS, {"p": self.program_id, "ids": chunk}):
