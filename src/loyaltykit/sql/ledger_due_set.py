@@ -39,7 +39,8 @@ from loyaltykit.storage.ledger_due_set import DueSet
 
 __all__ = ["SQLLedgerDueSet"]
 
-_TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_lot", "_lk_due_tx", "_lk_due_id")
+_TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_back", "_lk_due_lot", "_lk_due_tx",
+         "_lk_due_id")
 _TS = transactions.c.occurred_at.type
 _PARAM = re.compile(r":(\w+)")
 
@@ -71,6 +72,12 @@ _REL = """CREATE TEMP TABLE _lk_due_rel AS
       ON h.program_id = :p AND h.member_id = w.member_id AND h.wallet = w.wallet
      AND h.status = 'open'
     WHERE h.expires_at <= :t"""
+# the points the releases give back, by lot (a key to join the lots on)
+_CREATE_BACK = """CREATE TEMP TABLE _lk_due_back (lot_id TEXT PRIMARY KEY,
+    points INTEGER NOT NULL)"""
+_BACK = """INSERT INTO _lk_due_back (lot_id, points)
+    SELECT a.lot_id, SUM(a.points) FROM _lk_due_rel r
+    JOIN lk_hold_allocations a ON a.hold_id = r.item GROUP BY a.lot_id"""
 # the open lots (the ones catch_up loads), their held points after the releases, and
 # what falls due: ``act`` activation, ``exp`` expiry of the unheld points; ``bad`` a
 # lot whose events would depend on each other (a pending lot expiring by ``until``)
@@ -81,12 +88,11 @@ _LOT = """CREATE TEMP TABLE _lk_due_lot AS
            d.pending AND d.expires_at <= :t AS bad
     FROM (SELECT w.k, l.id AS item, l.transaction_id AS earn_id, l.remaining, l.pending,
                  l.activates_at, l.expires_at, l.held AS held_before,
-                 l.held - COALESCE((SELECT SUM(a.points) FROM lk_hold_allocations a
-                                    JOIN _lk_due_rel r ON r.item = a.hold_id
-                                    WHERE a.lot_id = l.id), 0) AS held
+                 l.held - COALESCE(b.points, 0) AS held
           FROM _lk_due_w w JOIN lk_lots l
             ON l.program_id = :p AND l.member_id = w.member_id AND l.wallet = w.wallet
-           AND (l.remaining > 0 OR l.pending)) d"""
+           AND (l.remaining > 0 OR l.pending)
+          LEFT JOIN _lk_due_back b ON b.lot_id = l.id) d"""
 # the transactions in posting order (n): wallet by wallet, each wallet's by instant,
 # then release < activation < expiry, then the item's id (catch_up's order); the deltas
 # of the member's buckets (available, pending, held) and of expired
@@ -107,8 +113,7 @@ _NOT_PLAIN = """SELECT
     + (SELECT COUNT(*) FROM _lk_due_w w JOIN lk_accounts a
          ON a.program_id = :p AND a.member_id = w.member_id AND a.wallet = w.wallet
        WHERE a.debt != 0)
-    + (SELECT COUNT(*) FROM _lk_due_w w
-       WHERE NOT EXISTS (SELECT 1 FROM _lk_due_tx t WHERE t.k = w.k)),
+    + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
     (SELECT COUNT(*) FROM _lk_due_tx)"""
 _CREATE_ID = """CREATE TEMP TABLE _lk_due_id (n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
     event_id TEXT)"""
@@ -251,7 +256,9 @@ class SQLLedgerDueSet(Store):
         conn.exec_driver_sql(_CREATE_W)
         conn.exec_driver_sql(_INSERT_W, [(k, m, w) for k, (m, w)
                                          in enumerate(request.wallets)])
-        for sql in (_REL, _LOT, _TX):
+        run(_REL)
+        conn.exec_driver_sql(_CREATE_BACK)
+        for sql in (_BACK, _LOT, _TX):
             run(sql)
         row = run(_NOT_PLAIN).one()
         not_plain, n = int(row[0]), int(row[1])
