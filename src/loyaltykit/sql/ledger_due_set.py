@@ -60,18 +60,18 @@ _INSERT_W = "INSERT INTO _lk_due_w (k, member_id, wallet) VALUES (?, ?, ?)"
 # then (the points would expire in the release: catch_up's case)
 _REL = """CREATE TEMP TABLE _lk_due_rel AS
     SELECT w.k, h.id AS item, h.expires_at AS at, h.points,
-           COALESCE((SELECT SUM(a.points) FROM lk_hold_allocations a
-                     WHERE a.hold_id = h.id), 0) AS back,
-           EXISTS (SELECT 1 FROM lk_hold_allocations a LEFT JOIN lk_lots l
-                     ON l.id = a.lot_id AND l.program_id = h.program_id
-                    AND l.member_id = h.member_id AND l.wallet = h.wallet
-                    AND (l.remaining > 0 OR l.pending)
-                   WHERE a.hold_id = h.id AND (l.id IS NULL OR l.expires_at <= h.expires_at))
-               AS bad
+           COALESCE(SUM(a.points), 0) AS back,
+           COALESCE(MAX(a.hold_id IS NOT NULL
+                        AND (l.id IS NULL OR l.expires_at <= h.expires_at)), 0) AS bad
     FROM _lk_due_w w JOIN lk_holds h
       ON h.program_id = :p AND h.member_id = w.member_id AND h.wallet = w.wallet
      AND h.status = 'open'
-    WHERE h.expires_at <= :t"""
+    LEFT JOIN lk_hold_allocations a ON a.hold_id = h.id
+    LEFT JOIN lk_lots l ON l.id = a.lot_id AND l.program_id = h.program_id
+     AND l.member_id = h.member_id AND l.wallet = h.wallet
+     AND (l.remaining > 0 OR l.pending)
+    WHERE h.expires_at <= :t
+    GROUP BY h.id"""
 # the points the releases give back, by lot (a key to join the lots on)
 _CREATE_BACK = """CREATE TEMP TABLE _lk_due_back (lot_id TEXT PRIMARY KEY,
     points INTEGER NOT NULL)"""
@@ -92,12 +92,24 @@ _LOT = """CREATE TEMP TABLE _lk_due_lot AS
           FROM _lk_due_w w JOIN lk_lots l
             ON l.program_id = :p AND l.member_id = w.member_id AND l.wallet = w.wallet
            AND (l.remaining > 0 OR l.pending)
-          LEFT JOIN _lk_due_back b ON b.lot_id = l.id) d"""
+          LEFT JOIN _lk_due_back b ON b.lot_id = l.id
+          -- only the lots something happens to (or that make the batch not plain)
+          WHERE l.activates_at <= :t OR l.expires_at <= :t OR b.lot_id IS NOT NULL) d"""
+_META = f"""CASE t.kind WHEN 'release'
+        THEN json_object('hold_id', {_uuid_text("t.item")}, 'cause', 'released')
+        ELSE json_object('lot_id', {_uuid_text("t.item")},
+                         'earn_id', {_uuid_text("t.earn_id")}) END"""
+_REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
 # the transactions in posting order (n): wallet by wallet, each wallet's by instant,
 # then release < activation < expiry, then the item's id (catch_up's order); the deltas
 # of the member's buckets (available, pending, held) and of expired
-_TX = """CREATE TEMP TABLE _lk_due_tx AS
-    SELECT ROW_NUMBER() OVER (ORDER BY e.k, e.at, e.ord, e.item) AS n, e.*
+_CREATE_TX = """CREATE TEMP TABLE _lk_due_tx (n INTEGER PRIMARY KEY, k INTEGER NOT NULL,
+    item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL, kind TEXT NOT NULL,
+    earn_id TEXT, points INTEGER NOT NULL, da INTEGER NOT NULL, dp INTEGER NOT NULL,
+    dh INTEGER NOT NULL, dx INTEGER NOT NULL, reason TEXT NOT NULL,
+    meta TEXT NOT NULL)"""
+_TX = f"""INSERT INTO _lk_due_tx
+    SELECT ROW_NUMBER() OVER (ORDER BY t.k, t.at, t.ord, t.item), t.*, {_REASON}, {_META}
     FROM (SELECT k, item, at, 0 AS ord, 'release' AS kind, NULL AS earn_id, points,
                  back AS da, 0 AS dp, -points AS dh, 0 AS dx FROM _lk_due_rel
           UNION ALL
@@ -105,7 +117,7 @@ _TX = """CREATE TEMP TABLE _lk_due_tx AS
                  remaining, -remaining, 0, 0 FROM _lk_due_lot WHERE act
           UNION ALL
           SELECT k, item, expires_at, 2, 'expire', earn_id, remaining - held,
-                 held - remaining, 0, 0, remaining - held FROM _lk_due_lot WHERE exp) e"""
+                 held - remaining, 0, 0, remaining - held FROM _lk_due_lot WHERE exp) t"""
 # a wallet the batch may not post: debt, a dependent event, nothing to post
 _NOT_PLAIN = """SELECT
     (SELECT COUNT(*) FROM _lk_due_rel WHERE bad)
@@ -115,20 +127,15 @@ _NOT_PLAIN = """SELECT
        WHERE a.debt != 0)
     + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
     (SELECT COUNT(*) FROM _lk_due_tx)"""
+# the ids drawn in Python (hex as stored; the transaction's also as text for the event)
 _CREATE_ID = """CREATE TEMP TABLE _lk_due_id (n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
-    event_id TEXT)"""
-_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id) VALUES (?, ?, ?)"
-_META = f"""CASE t.kind WHEN 'release'
-        THEN json_object('hold_id', {_uuid_text("t.item")}, 'cause', 'released')
-        ELSE json_object('lot_id', {_uuid_text("t.item")},
-                         'earn_id', {_uuid_text("t.earn_id")}) END"""
-_REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
-_INS_TX = f"""INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
+    event_id TEXT, tx_text TEXT)"""
+_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id, tx_text) VALUES (?, ?, ?, ?)"
+_INS_TX = """INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
         occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
-    SELECT i.tx_id, :p, w.member_id, w.wallet, t.kind, t.at, :now, NULL, {_REASON},
-           {_META}, NULL
-    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
-    ORDER BY t.n"""
+    SELECT i.tx_id, :p, w.member_id, w.wallet, t.kind, t.at, :now, NULL, t.reason,
+           t.meta, NULL
+    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k"""
 # the legs that move points, in DueBulk's order and positions (a zero leg is left out)
 _INS_POSTING = """INSERT INTO lk_postings (transaction_id, account, program_id, member_id,
         wallet, amount, position)
@@ -148,13 +155,12 @@ _INS_POSTING = """INSERT INTO lk_postings (transaction_id, account, program_id, 
           SELECT n, k, 'available', -points, 0 FROM _lk_due_tx WHERE kind = 'expire'
           UNION ALL
           SELECT n, k, 'expired', points, 1 FROM _lk_due_tx WHERE kind = 'expire') g
-    JOIN _lk_due_id i ON i.n = g.n JOIN _lk_due_w w ON w.k = g.k
-    ORDER BY g.n, g.position"""
+    JOIN _lk_due_id i ON i.n = g.n JOIN _lk_due_w w ON w.k = g.k"""
 _INS_MOVEMENT = """INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id,
         member_id, delta, position)
     SELECT i.tx_id, t.item, :p, w.member_id, -t.points, 0
     FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
-    WHERE t.kind = 'expire' ORDER BY t.n"""
+    WHERE t.kind = 'expire'"""
 _UPD_HOLD = """UPDATE lk_holds SET status = 'released', captured = 0, resolved_by = i.tx_id
     FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n
     WHERE t.kind = 'release' AND lk_holds.id = t.item"""
@@ -209,13 +215,13 @@ _INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, memb
            CASE t.kind WHEN 'release' THEN :ev_release WHEN 'activate' THEN :ev_activate
                 ELSE :ev_expire END,
            :version, w.member_id, t.at, :now,
-           json_object('transaction_id', {_uuid_text("i.tx_id")}, 'kind', t.kind,
+           json_object('transaction_id', i.tx_text, 'kind', t.kind,
                        'wallet', w.wallet, 'points', t.da + t.dp + t.dh,
                        'changes', {_CHANGES},
                        'balance', json_object('available', t.ra, 'pending', t.rp,
                                               'held', t.rh, 'debt', 0,
                                               'total', t.ra + t.rp + t.rh),
-                       'reason', {_REASON}, 'metadata', {_META})
+                       'reason', t.reason, 'metadata', json(t.meta))
     FROM (SELECT t.*, a.available + SUM(t.da) OVER win AS ra,
                  a.pending + SUM(t.dp) OVER win AS rp, a.held + SUM(t.dh) OVER win AS rh
           FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k JOIN lk_accounts a
@@ -258,19 +264,26 @@ class SQLLedgerDueSet(Store):
                                          in enumerate(request.wallets)])
         run(_REL)
         conn.exec_driver_sql(_CREATE_BACK)
-        for sql in (_BACK, _LOT, _TX):
-            run(sql)
+        run(_BACK)
+        run(_LOT)
+        conn.exec_driver_sql(_CREATE_TX)
+        run(_TX)
         row = run(_NOT_PLAIN).one()
         not_plain, n = int(row[0]), int(row[1])
         if not_plain:
             self._drop(conn)
             return None
         events = request.event_types is not None
-        ids = [u.hex for u in request.new_ids(n * (2 if events else 1))]
+        ids = request.new_ids(n * (2 if events else 1))
         conn.exec_driver_sql(_CREATE_ID)
-        conn.exec_driver_sql(_INSERT_ID, list(zip(
-            range(1, n + 1), ids[::2] if events else ids,
-            ids[1::2] if events else [None] * n, strict=True)))
+        rows: list[tuple[int, str, str | None, str | None]]
+        if events:
+            txs = ids[::2]
+            rows = [(i, tx.hex, ev.hex, str(tx)) for i, tx, ev
+                    in zip(range(1, n + 1), txs, ids[1::2], strict=True)]
+        else:
+            rows = [(i, tx.hex, None, None) for i, tx in zip(range(1, n + 1), ids, strict=True)]
+        conn.exec_driver_sql(_INSERT_ID, rows)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
         if request.event_types is not None:  # (the balances: from the accounts before)
