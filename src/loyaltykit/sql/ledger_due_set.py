@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyaltykit._errors import StorageError
+from loyaltykit._outbox import EVENT_VERSION
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import transactions
@@ -233,8 +234,6 @@ _COUNTS = "SELECT kind, COUNT(*), SUM(points) FROM _lk_due_tx GROUP BY kind"
 _NAMES = {"release": ("released_holds", "released_points"),
           "activate": ("activated_lots", "activated_points"),
           "expire": ("expired_lots", "expired_points")}
-#: outbox event version of the points events (EventService's EVENT_VERSION)
-_EVENT_VERSION = 1
 
 
 class SQLLedgerDueSet(Store):
@@ -289,7 +288,7 @@ class SQLLedgerDueSet(Store):
         if request.event_types is not None:  # (the balances: from the accounts before)
             types = request.event_types
             params.update(ev_release=types["release"], ev_activate=types["activate"],
-                          ev_expire=types["expire"], version=_EVENT_VERSION)
+                          ev_expire=types["expire"], version=EVENT_VERSION)
             run(_INS_OUTBOX)
         accounts = run(_UPD_ACCOUNT).rowcount
         if accounts != len(request.wallets):
