@@ -54,7 +54,12 @@ def _uuid_text(x: str) -> str:
 
 # the batch's wallets, in posting order (k)
 _CREATE_W = """CREATE TEMP TABLE _lk_due_w (k INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
-    wallet TEXT NOT NULL)"""
+    wallet TEXT NOT NULL, UNIQUE (member_id, wallet))"""
+# The stored tables are read by the batch's member range (:lo..:hi) and joined to the
+# wallets (CROSS JOIN: in that order). Looked up wallet by wallet instead, SQLite
+# builds a Bloom filter over the whole stored table (every lot, hold or account of
+# the database) before each statement: a batch cost grew with the database, the run
+# with its square.
 _INSERT_W = "INSERT INTO _lk_due_w (k, member_id, wallet) VALUES (?, ?, ?)"
 # the stale holds: released at their expiry; ``back`` the points their allocations
 # give back; ``bad`` if one goes to a lot that is not open in the wallet or expired by
@@ -64,14 +69,14 @@ _REL = """CREATE TEMP TABLE _lk_due_rel AS
            COALESCE(SUM(a.points), 0) AS back,
            COALESCE(MAX(a.hold_id IS NOT NULL
                         AND (l.id IS NULL OR l.expires_at <= h.expires_at)), 0) AS bad
-    FROM _lk_due_w w JOIN lk_holds h
-      ON h.program_id = :p AND h.member_id = w.member_id AND h.wallet = w.wallet
-     AND h.status = 'open'
+    FROM lk_holds h CROSS JOIN _lk_due_w w
+      ON w.member_id = h.member_id AND w.wallet = h.wallet
     LEFT JOIN lk_hold_allocations a ON a.hold_id = h.id
     LEFT JOIN lk_lots l ON l.id = a.lot_id AND l.program_id = h.program_id
      AND l.member_id = h.member_id AND l.wallet = h.wallet
      AND (l.remaining > 0 OR l.pending)
-    WHERE h.expires_at <= :t
+    WHERE h.program_id = :p AND h.member_id >= :lo AND h.member_id <= :hi
+      AND h.status = 'open' AND h.expires_at <= :t
     GROUP BY h.id"""
 # the points the releases give back, by lot (a key to join the lots on)
 _CREATE_BACK = """CREATE TEMP TABLE _lk_due_back (lot_id TEXT PRIMARY KEY,
@@ -90,12 +95,13 @@ _LOT = """CREATE TEMP TABLE _lk_due_lot AS
     FROM (SELECT w.k, l.id AS item, l.transaction_id AS earn_id, l.remaining, l.pending,
                  l.activates_at, l.expires_at, l.held AS held_before,
                  l.held - COALESCE(b.points, 0) AS held
-          FROM _lk_due_w w JOIN lk_lots l
-            ON l.program_id = :p AND l.member_id = w.member_id AND l.wallet = w.wallet
-           AND (l.remaining > 0 OR l.pending)
+          FROM lk_lots l CROSS JOIN _lk_due_w w
+            ON w.member_id = l.member_id AND w.wallet = l.wallet
           LEFT JOIN _lk_due_back b ON b.lot_id = l.id
-          -- only the lots something happens to (or that make the batch not plain)
-          WHERE l.activates_at <= :t OR l.expires_at <= :t OR b.lot_id IS NOT NULL) d"""
+          WHERE l.program_id = :p AND l.member_id >= :lo AND l.member_id <= :hi
+            AND (l.remaining > 0 OR l.pending)
+            -- only the lots something happens to (or that make the batch not plain)
+            AND (l.activates_at <= :t OR l.expires_at <= :t OR b.lot_id IS NOT NULL)) d"""
 _META = f"""CASE t.kind WHEN 'release'
         THEN json_object('hold_id', {_uuid_text("t.item")}, 'cause', 'released')
         ELSE json_object('lot_id', {_uuid_text("t.item")},
@@ -123,9 +129,10 @@ _TX = f"""INSERT INTO _lk_due_tx
 _NOT_PLAIN = """SELECT
     (SELECT COUNT(*) FROM _lk_due_rel WHERE bad)
     + (SELECT COUNT(*) FROM _lk_due_lot WHERE bad)
-    + (SELECT COUNT(*) FROM _lk_due_w w JOIN lk_accounts a
-         ON a.program_id = :p AND a.member_id = w.member_id AND a.wallet = w.wallet
-       WHERE a.debt != 0)
+    + (SELECT COUNT(*) FROM lk_accounts a CROSS JOIN _lk_due_w w
+         ON w.member_id = a.member_id AND w.wallet = a.wallet
+       WHERE a.program_id = :p AND a.member_id >= :lo AND a.member_id <= :hi
+         AND a.debt != 0)
     + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
     (SELECT COUNT(*) FROM _lk_due_tx)"""
 # the ids drawn in Python (hex as stored; the transaction's also as text for the event)
@@ -247,8 +254,10 @@ class SQLLedgerDueSet(Store):
         conn = self._c()
         if conn.dialect.name != "sqlite" or not request.wallets:
             return None
+        members = [m for m, _ in request.wallets]
         params: dict[str, Any] = {"p": self.program_id, "t": request.until,
-                                  "now": request.recorded_at}
+                                  "now": request.recorded_at, "lo": min(members),
+                                  "hi": max(members)}
 
         def run(sql: str) -> Any:  # a CursorResult
             names = set(_PARAM.findall(sql))
