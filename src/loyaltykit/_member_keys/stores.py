@@ -47,6 +47,7 @@ from loyaltykit.storage import (
     TierStore,
 )
 from loyaltykit.storage.ledger_due import DueChanges
+from loyaltykit.storage.ledger_due_set import DueSet, DueSetStore
 from loyaltykit.storage.members import MemberKeyChanges
 
 __all__ = ["PAYLOAD_MEMBER_FIELDS", "KeyedKeyStore", "KeyedLedgerStore", "KeyedNoticeStore",
@@ -211,6 +212,14 @@ class KeyedLedgerStore:
         # rows name members by their index in ``members``: only that list is translated
         self.inner.write_due(attrs.evolve(
             changes, members=[self.n.write_key(m) for m in changes.members]))
+
+    def post_due_set(self, request: DueSet) -> dict[str, int] | None:
+        # a store that cannot post a batch itself leaves it to the Python path
+        if not isinstance(self.inner, DueSetStore):
+            return None
+        keys = self.n.keys([m for m, _ in request.wallets])
+        return self.inner.post_due_set(attrs.evolve(request, wallets=[
+            (k, w) for k, (_, w) in zip(keys, request.wallets, strict=True)]))
 
 
 def _order_doc(doc: Mapping[str, Any], member_id: str) -> dict[str, Any]:

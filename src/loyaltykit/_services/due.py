@@ -21,10 +21,13 @@ from loyaltykit._errors import InvalidInput
 from loyaltykit._events import DuePosted
 from loyaltykit._model import Account, Kind
 from loyaltykit._pipeline import Work
+from loyaltykit._program import ExpiryStart
 from loyaltykit._results import DueWorkReport
 from loyaltykit._services.context import Context
+from loyaltykit._services.events import POINTS_EVENTS
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit.storage import DueChanges
+from loyaltykit.storage.ledger_due_set import DueSet, DueSetStore
 
 __all__ = ["MAX_BATCH_SIZE", "DueStep", "DueWork"]
 
@@ -137,7 +140,9 @@ class DueWork:
             members += done
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n
-            if cursor is None:
+            # a full batch ending on the range's last key leaves nothing after it: no
+            # empty unit of work (a read and a commit) to find that out
+            if cursor is None or cursor == upto:
                 return members, totals
 
     def _post(self, work: Work, by_wallet: dict[str, list[str]]) -> dict[str, int]:
@@ -145,6 +150,9 @@ class DueWork:
         the wallet, else through ``catch_up``, wallet after wallet in the order given
         (so ids are drawn as the per-member path draws them, and the outbox events
         come in the same order). Return the set-based part's counts."""
+        done = self._set_based(work, by_wallet)
+        if done is not None:
+            return done
         ledger = work.ledger
         events = self.c.bus.listens(DuePosted)
         bulk = DueBulk(self.c.program, work.part(DueChanges), until=ledger.at,
@@ -166,6 +174,25 @@ class DueWork:
                     ledger.catch_up(book, ledger.at)
         publish()
         return bulk.counts
+
+    def _set_based(self, work: Work, by_wallet: dict[str, list[str]]) -> dict[str, int] | None:
+        """Have the store post the whole batch itself where it can (a SQL store, every
+        wallet plain: :mod:`loyaltykit.storage.ledger_due_set`), in the order
+        :meth:`_post` posts it; its counts, or None (nothing written) to go on as
+        before. Not with expiry counted from the activation (an activated lot's new
+        expiry is the program's calendar, worked out in Python)."""
+        store = work.uow.ledger
+        if (self.c.program.ledger.expiry.counted_from is ExpiryStart.ACTIVATION
+                or not isinstance(store, DueSetStore)):
+            return None
+        events = None
+        if self.c.bus.listens(DuePosted):  # the outbox records them (its only listener)
+            events = {k.value: POINTS_EVENTS[k]
+                      for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
+        return store.post_due_set(DueSet(
+            wallets=[(m, wallet) for wallet, ids in by_wallet.items() for m in ids],
+            until=work.ledger.at, recorded_at=work.recorded_at, new_ids=self.c.new_ids,
+            event_types=events))
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

@@ -44,6 +44,7 @@ from loyaltykit.sql.ledger_due import (
     UPD_LOT,
     SQLLedgerDue,
 )
+from loyaltykit.sql.ledger_due_set import SQLLedgerDueSet
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
     accounts,
@@ -426,9 +427,10 @@ def _lot_row(lot: Lot) -> dict[str, Any]:
     }
 
 
-class SQLLedgerStore(SQLLedgerDue):
+class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet):
     """Members, accounts, lots, holds and transactions of one program (the due work's
-    reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`)."""
+    reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`, its batches posted by
+    SQLite itself from :class:`~loyaltykit.sql.ledger_due_set.SQLLedgerDueSet`)."""
 
     @translated
     def get_member(self, member_id: str) -> Member | None:

@@ -1,14 +1,15 @@
 """The set-based due path against ``catch_up``: part of the ledger contract.
 
 Due work posts most wallets set-based (:mod:`loyaltykit._due_bulk`, written by
-:meth:`~loyaltykit.storage.LedgerStore.write_due`) and the rest one member at a time
-through ``Ledger.catch_up``. On random ledgers (earns pending or not, holds that
-outlive their lots or not, spends, reversals leaving debt, two wallets, expiry from
-the earn or the activation), two programs of one storage are built alike, with id
-sources that draw the same sequence; due work runs on one as it is and on the other
-with every wallet sent to ``catch_up``. Both must show the same: the report,
-balances, statements, transactions, lots, the outbox's events (ids, payloads, order)
-and what the next run finds.
+:meth:`~loyaltykit.storage.LedgerStore.write_due`; on SQLite a batch of plain wallets
+is computed and written by the database itself, :mod:`loyaltykit.sql.ledger_due_set`)
+and the rest one member at a time through ``Ledger.catch_up``. On random ledgers
+(earns pending or not, holds that outlive their lots or not, spends, reversals leaving
+debt, two wallets, expiry from the earn or the activation), two programs of one
+storage are built alike, with id sources that draw the same sequence; due work runs on
+one as it is and on the other with every wallet sent to ``catch_up``. Both must show
+the same: the report, balances, statements, transactions, lots, the outbox's events
+(ids, payloads, order) and what the next run finds.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from loyaltykit import (
     TestClock,
 )
 from loyaltykit._due_bulk import DueBulk
+from loyaltykit._services.due import DueWork
 from loyaltykit.testing.contract.base import (
     ContractPart,
     berlin,
@@ -134,7 +136,10 @@ def _run(storage: Storage, policy: tuple[int | None, ExpiryStart, int], ops: lis
         if bulk:
             reports.append(loyalty.run_due(batch_size=2))
         else:
-            with mock.patch.object(DueBulk, "post", return_value=False):
+            # neither set-based path: the Python rows (DueBulk) nor the batches a SQL
+            # store posts itself (DueWork._set_based)
+            with mock.patch.object(DueBulk, "post", return_value=False), \
+                    mock.patch.object(DueWork, "_set_based", return_value=None):
                 reports.append(loyalty.run_due(batch_size=2))
         check_ledger(loyalty, MEMBERS)
     return tuple(reports), _seen(loyalty, f"{side:08x}-{example:04x}-", program_id)

@@ -1,0 +1,316 @@
+"""The ledger's due work posted by SQLite itself, for batches of plain wallets.
+
+:meth:`SQLLedgerDueSet.post_due_set` answers a :class:`~loyaltykit.storage.ledger_due_set.DueSet`:
+the batch's due transactions are worked out into temporary tables with a few
+``INSERT ... SELECT`` (the stale holds to release, the matured pending lots to
+activate, the lots past their expiry with unheld points), their ids (drawn in Python
+in one call, in the per-member path's order) joined in by row number, and every
+table written from them with one statement: the transactions, postings and lot
+movements (``INSERT ... SELECT``), the holds, lots and accounts (``UPDATE ... FROM``)
+and the outbox events. No Python per row, and a batch is a fixed number of
+statements whatever its size.
+
+It is the rows :mod:`loyaltykit._due_bulk` builds (and ``catch_up`` posts) for the
+same wallets, row for row, where each wallet is *plain*: no debt, no wallet with
+nothing to post, every stale hold's points going back to an open lot of the wallet
+that does not expire by the release, no pending lot expiring by ``until``, expiry
+not counted from the activation (the caller's check). Then a wallet's events do not
+depend on one another (a release only lowers its lots' held points before they
+expire) and each is one row of a join. A batch with any other wallet is left whole
+to the Python path (nothing written, no id drawn). The contract
+:mod:`loyaltykit.testing.contract.ledger_due_bulk` compares the two.
+
+SQLite only: PostgreSQL's batches are already written with one statement per table
+from column arrays, and there due work is as fast as hand-written SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyaltykit._errors import StorageError
+from loyaltykit._outbox import EVENT_VERSION
+from loyaltykit.sql._errors import translated
+from loyaltykit.sql._shared import Store
+from loyaltykit.sql.schema import transactions
+from loyaltykit.storage.ledger_due_set import DueSet
+
+__all__ = ["SQLLedgerDueSet"]
+
+_TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_back", "_lk_due_lot", "_lk_due_tx",
+         "_lk_due_id")
+_TS = transactions.c.occurred_at.type
+_PARAM = re.compile(r":(\w+)")
+
+
+def _uuid_text(x: str) -> str:
+    """SQL for str(uuid) of a stored id (32 hex digits on SQLite)."""
+    return (f"(substr({x}, 1, 8) || '-' || substr({x}, 9, 4) || '-' || substr({x}, 13, 4)"
+            f" || '-' || substr({x}, 17, 4) || '-' || substr({x}, 21, 12))")
+
+
+# the batch's wallets, in posting order (k)
+_CREATE_W = """CREATE TEMP TABLE _lk_due_w (k INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
+    wallet TEXT NOT NULL, UNIQUE (member_id, wallet))"""
+# The stored tables are read by the batch's member range (:lo..:hi) and joined to the
+# wallets (CROSS JOIN: in that order). Looked up wallet by wallet instead, SQLite
+# builds a Bloom filter over the whole stored table (every lot, hold or account of
+# the database) before each statement: a batch cost grew with the database, the run
+# with its square.
+_INSERT_W = "INSERT INTO _lk_due_w (k, member_id, wallet) VALUES (?, ?, ?)"
+# the stale holds: released at their expiry; ``back`` the points their allocations
+# give back; ``bad`` if one goes to a lot that is not open in the wallet or expired by
+# then (the points would expire in the release: catch_up's case)
+_REL = """CREATE TEMP TABLE _lk_due_rel AS
+    SELECT w.k, h.id AS item, h.expires_at AS at, h.points,
+           COALESCE(SUM(a.points), 0) AS back,
+           COALESCE(MAX(a.hold_id IS NOT NULL
+                        AND (l.id IS NULL OR l.expires_at <= h.expires_at)), 0) AS bad
+    FROM lk_holds h CROSS JOIN _lk_due_w w
+      ON w.member_id = h.member_id AND w.wallet = h.wallet
+    LEFT JOIN lk_hold_allocations a ON a.hold_id = h.id
+    LEFT JOIN lk_lots l ON l.id = a.lot_id AND l.program_id = h.program_id
+     AND l.member_id = h.member_id AND l.wallet = h.wallet
+     AND (l.remaining > 0 OR l.pending)
+    WHERE h.program_id = :p AND h.member_id >= :lo AND h.member_id <= :hi
+      AND h.status = 'open' AND h.expires_at <= :t
+    GROUP BY h.id"""
+# the points the releases give back, by lot (a key to join the lots on)
+_CREATE_BACK = """CREATE TEMP TABLE _lk_due_back (lot_id TEXT PRIMARY KEY,
+    points INTEGER NOT NULL)"""
+_BACK = """INSERT INTO _lk_due_back (lot_id, points)
+    SELECT a.lot_id, SUM(a.points) FROM _lk_due_rel r
+    JOIN lk_hold_allocations a ON a.hold_id = r.item GROUP BY a.lot_id"""
+# the open lots (the ones catch_up loads), their held points after the releases, and
+# what falls due: ``act`` activation, ``exp`` expiry of the unheld points; ``bad`` a
+# lot whose events would depend on each other (a pending lot expiring by ``until``)
+_LOT = """CREATE TEMP TABLE _lk_due_lot AS
+    SELECT d.*,
+           d.pending AND d.activates_at IS NOT NULL AND d.activates_at <= :t AS act,
+           NOT d.pending AND d.expires_at <= :t AND d.remaining - d.held > 0 AS exp,
+           d.pending AND d.expires_at <= :t AS bad
+    FROM (SELECT w.k, l.id AS item, l.transaction_id AS earn_id, l.remaining, l.pending,
+                 l.activates_at, l.expires_at, l.held AS held_before,
+                 l.held - COALESCE(b.points, 0) AS held
+          FROM lk_lots l CROSS JOIN _lk_due_w w
+            ON w.member_id = l.member_id AND w.wallet = l.wallet
+          LEFT JOIN _lk_due_back b ON b.lot_id = l.id
+          WHERE l.program_id = :p AND l.member_id >= :lo AND l.member_id <= :hi
+            AND (l.remaining > 0 OR l.pending)
+            -- only the lots something happens to (or that make the batch not plain)
+            AND (l.activates_at <= :t OR l.expires_at <= :t OR b.lot_id IS NOT NULL)) d"""
+_META = f"""CASE t.kind WHEN 'release'
+        THEN json_object('hold_id', {_uuid_text("t.item")}, 'cause', 'released')
+        ELSE json_object('lot_id', {_uuid_text("t.item")},
+                         'earn_id', {_uuid_text("t.earn_id")}) END"""
+_REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
+# the transactions in posting order (n): wallet by wallet, each wallet's by instant,
+# then release < activation < expiry, then the item's id (catch_up's order); the deltas
+# of the member's buckets (available, pending, held) and of expired
+_CREATE_TX = """CREATE TEMP TABLE _lk_due_tx (n INTEGER PRIMARY KEY, k INTEGER NOT NULL,
+    item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL, kind TEXT NOT NULL,
+    earn_id TEXT, points INTEGER NOT NULL, da INTEGER NOT NULL, dp INTEGER NOT NULL,
+    dh INTEGER NOT NULL, dx INTEGER NOT NULL, reason TEXT NOT NULL,
+    meta TEXT NOT NULL)"""
+_TX = f"""INSERT INTO _lk_due_tx
+    SELECT ROW_NUMBER() OVER (ORDER BY t.k, t.at, t.ord, t.item), t.*, {_REASON}, {_META}
+    FROM (SELECT k, item, at, 0 AS ord, 'release' AS kind, NULL AS earn_id, points,
+                 back AS da, 0 AS dp, -points AS dh, 0 AS dx FROM _lk_due_rel
+          UNION ALL
+          SELECT k, item, activates_at, 1, 'activate', earn_id, remaining,
+                 remaining, -remaining, 0, 0 FROM _lk_due_lot WHERE act
+          UNION ALL
+          SELECT k, item, expires_at, 2, 'expire', earn_id, remaining - held,
+                 held - remaining, 0, 0, remaining - held FROM _lk_due_lot WHERE exp) t"""
+# a wallet the batch may not post: debt, a dependent event, nothing to post
+_NOT_PLAIN = """SELECT
+    (SELECT COUNT(*) FROM _lk_due_rel WHERE bad)
+    + (SELECT COUNT(*) FROM _lk_due_lot WHERE bad)
+    + (SELECT COUNT(*) FROM lk_accounts a CROSS JOIN _lk_due_w w
+         ON w.member_id = a.member_id AND w.wallet = a.wallet
+       WHERE a.program_id = :p AND a.member_id >= :lo AND a.member_id <= :hi
+         AND a.debt != 0)
+    + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
+    (SELECT COUNT(*) FROM _lk_due_tx)"""
+# the ids drawn in Python (hex as stored; the transaction's also as text for the event)
+_CREATE_ID = """CREATE TEMP TABLE _lk_due_id (n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
+    event_id TEXT, tx_text TEXT)"""
+_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id, tx_text) VALUES (?, ?, ?, ?)"
+_INS_TX = """INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
+        occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
+    SELECT i.tx_id, :p, w.member_id, w.wallet, t.kind, t.at, :now, NULL, t.reason,
+           t.meta, NULL
+    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k"""
+# the legs that move points, in DueBulk's order and positions (a zero leg is left out)
+_INS_POSTING = """INSERT INTO lk_postings (transaction_id, account, program_id, member_id,
+        wallet, amount, position)
+    SELECT i.tx_id, g.account, :p, w.member_id, w.wallet, g.amount, g.position
+    FROM (SELECT n, k, 'available' AS account, da AS amount, 0 AS position
+          FROM _lk_due_tx WHERE kind = 'release' AND da != 0
+          UNION ALL
+          SELECT n, k, 'held', -points, CASE WHEN da != 0 THEN 1 ELSE 0 END
+          FROM _lk_due_tx WHERE kind = 'release' AND points != 0
+          UNION ALL
+          SELECT n, k, 'pending', -points, 0 FROM _lk_due_tx
+          WHERE kind = 'activate' AND points != 0
+          UNION ALL
+          SELECT n, k, 'available', points, 1 FROM _lk_due_tx
+          WHERE kind = 'activate' AND points != 0
+          UNION ALL
+          SELECT n, k, 'available', -points, 0 FROM _lk_due_tx WHERE kind = 'expire'
+          UNION ALL
+          SELECT n, k, 'expired', points, 1 FROM _lk_due_tx WHERE kind = 'expire') g
+    JOIN _lk_due_id i ON i.n = g.n JOIN _lk_due_w w ON w.k = g.k"""
+_INS_MOVEMENT = """INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id,
+        member_id, delta, position)
+    SELECT i.tx_id, t.item, :p, w.member_id, -t.points, 0
+    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
+    WHERE t.kind = 'expire'"""
+_UPD_HOLD = """UPDATE lk_holds SET status = 'released', captured = 0, resolved_by = i.tx_id
+    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n
+    WHERE t.kind = 'release' AND lk_holds.id = t.item"""
+# the lots an event touched: held points given back, expired, activated
+_UPD_LOT = """UPDATE lk_lots SET held = d.held,
+        remaining = CASE WHEN d.exp THEN d.held ELSE lk_lots.remaining END,
+        pending = CASE WHEN d.act THEN 0 ELSE lk_lots.pending END,
+        activates_at = CASE WHEN d.act THEN NULL ELSE lk_lots.activates_at END
+    FROM _lk_due_lot d
+    WHERE lk_lots.id = d.item AND (d.act OR d.exp OR d.held != d.held_before)"""
+# the running totals, the version (one per transaction) and the next due instant
+# (the earliest activation to come, expiry of unheld points, open hold's expiry)
+_UPD_ACCOUNT = """UPDATE lk_accounts SET
+        available = lk_accounts.available + d.da, pending = lk_accounts.pending + d.dp,
+        held = lk_accounts.held + d.dh, expired = lk_accounts.expired + d.dx,
+        version = lk_accounts.version + d.n,
+        next_due_at = (SELECT MIN(x) FROM (
+            SELECT l.activates_at AS x FROM lk_lots l
+            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
+              AND l.pending
+            UNION ALL
+            SELECT l.expires_at FROM lk_lots l
+            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
+              AND l.remaining > 0 AND l.remaining - l.held > 0
+            UNION ALL
+            SELECT h.expires_at FROM lk_holds h
+            WHERE h.program_id = :p AND h.member_id = d.member_id AND h.wallet = d.wallet
+              AND h.status = 'open'))
+    FROM (SELECT w.member_id, w.wallet, SUM(t.da) AS da, SUM(t.dp) AS dp,
+                 SUM(t.dh) AS dh, SUM(t.dx) AS dx, COUNT(*) AS n
+          FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k GROUP BY t.k) d
+    WHERE lk_accounts.program_id = :p AND lk_accounts.member_id = d.member_id
+      AND lk_accounts.wallet = d.wallet"""
+# the outbox events: the payload EventService._due_posted builds, key for key; the
+# balance after each transaction is the account's before (run before its update)
+# plus the wallet's deltas so far (no debt in a plain wallet: shown available is
+# available, total the sum)
+_CHANGES = """CASE t.kind
+        WHEN 'release' THEN CASE
+            WHEN t.da != 0 AND t.points != 0
+                THEN json_object('available', t.da, 'held', -t.points)
+            WHEN t.da != 0 THEN json_object('available', t.da)
+            WHEN t.points != 0 THEN json_object('held', -t.points)
+            ELSE json_object() END
+        WHEN 'activate' THEN CASE WHEN t.points != 0
+            THEN json_object('pending', -t.points, 'available', t.points)
+            ELSE json_object() END
+        ELSE json_object('available', -t.points) END"""
+_INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id,
+        occurred_at, recorded_at, payload)
+    SELECT :p, 0, i.event_id,
+           CASE t.kind WHEN 'release' THEN :ev_release WHEN 'activate' THEN :ev_activate
+                ELSE :ev_expire END,
+           :version, w.member_id, t.at, :now,
+           json_object('transaction_id', i.tx_text, 'kind', t.kind,
+                       'wallet', w.wallet, 'points', t.da + t.dp + t.dh,
+                       'changes', {_CHANGES},
+                       'balance', json_object('available', t.ra, 'pending', t.rp,
+                                              'held', t.rh, 'debt', 0,
+                                              'total', t.ra + t.rp + t.rh),
+                       'reason', t.reason, 'metadata', json(t.meta))
+    FROM (SELECT t.*, a.available + SUM(t.da) OVER win AS ra,
+                 a.pending + SUM(t.dp) OVER win AS rp, a.held + SUM(t.dh) OVER win AS rh
+          FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k JOIN lk_accounts a
+            ON a.program_id = :p AND a.member_id = w.member_id AND a.wallet = w.wallet
+          WINDOW win AS (PARTITION BY t.k ORDER BY t.n)) t
+    JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
+    ORDER BY t.n"""
+_COUNTS = "SELECT kind, COUNT(*), SUM(points) FROM _lk_due_tx GROUP BY kind"
+_NAMES = {"release": ("released_holds", "released_points"),
+          "activate": ("activated_lots", "activated_points"),
+          "expire": ("expired_lots", "expired_points")}
+
+
+class SQLLedgerDueSet(Store):
+    """Due work posted by SQLite itself (see the module docstring). Mixed into
+    :class:`~loyaltykit.sql.ledger.SQLLedgerStore`."""
+
+    @translated
+    def post_due_set(self, request: DueSet) -> dict[str, int] | None:
+        """Post the batch's due work set-based and return its counts; None (nothing
+        written, no id drawn) on PostgreSQL or when a wallet is not plain."""
+        conn = self._c()
+        if conn.dialect.name != "sqlite" or not request.wallets:
+            return None
+        members = [m for m, _ in request.wallets]
+        params: dict[str, Any] = {"p": self.program_id, "t": request.until,
+                                  "now": request.recorded_at, "lo": min(members),
+                                  "hi": max(members)}
+
+        def run(sql: str) -> Any:  # a CursorResult
+            names = set(_PARAM.findall(sql))
+            stmt = sa.text(sql).bindparams(
+                *(sa.bindparam(k, type_=_TS) for k in ("t", "now") if k in names))
+            return conn.execute(stmt, {k: v for k, v in params.items() if k in names})
+
+        for name in _TEMP:  # left by a batch that failed half-way (rolled back: gone)
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.exec_driver_sql(_CREATE_W)
+        conn.exec_driver_sql(_INSERT_W, [(k, m, w) for k, (m, w)
+                                         in enumerate(request.wallets)])
+        run(_REL)
+        conn.exec_driver_sql(_CREATE_BACK)
+        run(_BACK)
+        run(_LOT)
+        conn.exec_driver_sql(_CREATE_TX)
+        run(_TX)
+        row = run(_NOT_PLAIN).one()
+        not_plain, n = int(row[0]), int(row[1])
+        if not_plain:
+            self._drop(conn)
+            return None
+        events = request.event_types is not None
+        ids = request.new_ids(n * (2 if events else 1))
+        conn.exec_driver_sql(_CREATE_ID)
+        rows: list[tuple[int, str, str | None, str | None]]
+        if events:
+            txs = ids[::2]
+            rows = [(i, tx.hex, ev.hex, str(tx)) for i, tx, ev
+                    in zip(range(1, n + 1), txs, ids[1::2], strict=True)]
+        else:
+            rows = [(i, tx.hex, None, None) for i, tx in zip(range(1, n + 1), ids, strict=True)]
+        conn.exec_driver_sql(_INSERT_ID, rows)
+        for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
+            run(sql)
+        if request.event_types is not None:  # (the balances: from the accounts before)
+            types = request.event_types
+            params.update(ev_release=types["release"], ev_activate=types["activate"],
+                          ev_expire=types["expire"], version=EVENT_VERSION)
+            run(_INS_OUTBOX)
+        accounts = run(_UPD_ACCOUNT).rowcount
+        if accounts != len(request.wallets):
+            raise StorageError(f"update of accounts found {accounts} of "
+                               f"{len(request.wallets)} rows")
+        counts: dict[str, int] = {}
+        for row in run(_COUNTS):
+            lots_name, points_name = _NAMES[row[0]]
+            counts[lots_name], counts[points_name] = int(row[1]), int(row[2])
+        self._drop(conn)
+        return counts
+
+    @staticmethod
+    def _drop(conn: sa.Connection) -> None:
+        for name in _TEMP:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")

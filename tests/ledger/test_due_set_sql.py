@@ -1,0 +1,71 @@
+"""On SQLite a batch of plain wallets' due work is posted by the database itself
+(:mod:`loyaltykit.sql.ledger_due_set`): a fixed number of statements per batch, none
+of them a statement per row. The contract's test_set_based_due_work_equals_catch_up
+shows the rows are the ones ``catch_up`` writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from loyaltykit import ExpiryPolicy, ExpiryStart, Loyalty, PendingPolicy, TestClock
+from loyaltykit.sql import SQLStorage
+from loyaltykit.testing.contract.base import berlin, make_program
+
+#: the tables due work writes a row per transaction (or per touched row) to
+_TABLES = ("lk_transactions", "lk_postings", "lk_lot_movements", "lk_lots", "lk_holds",
+           "lk_accounts", "lk_outbox")
+
+
+def _run_due(path: Path, members: int, batch_size: int) -> tuple[Any, list[tuple[str, int]]]:
+    """Due work over ``members`` plain wallets (each: a stale hold, a matured pending
+    lot, an expired lot); the report and the (table, rows bound) of every statement
+    the run sent that writes a due table."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    storage = SQLStorage(engine)
+    storage.create_schema()
+    clock = TestClock(berlin(2026, 1, 1, 10))
+    loyalty = Loyalty(make_program(
+        "plain", expiry=ExpiryPolicy(days=30, counted_from=ExpiryStart.EARN),
+        pending=PendingPolicy(days=5)), storage, clock=clock)
+    ids = [f"m{i:03d}" for i in range(members)]
+    for i, m in enumerate(ids):
+        loyalty.enrol(m)
+        loyalty.earn(m, 10 + i, key=f"old-{m}", activates_at=clock.now())
+    clock.set(berlin(2026, 1, 20, 10))
+    for i, m in enumerate(ids):
+        loyalty.earn(m, 100, key=f"new-{m}")  # pending until 25 January
+        loyalty.hold(m, 1 + i % 5, key=f"hold-{m}", ttl=dt.timedelta(hours=1))
+    clock.set(berlin(2026, 2, 5, 10))
+    writes: list[tuple[str, int]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+             executemany: bool) -> None:
+        words = statement.split()
+        verb = words[0].upper()
+        table = words[2] if verb == "INSERT" else words[1] if verb == "UPDATE" else ""
+        if table in _TABLES:
+            writes.append((table, len(parameters) if executemany else 1))
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    report = loyalty.run_due(batch_size=batch_size)
+    sa.event.remove(engine, "before_cursor_execute", seen)
+    engine.dispose()
+    return report, writes
+
+
+def test_a_plain_batch_is_a_fixed_number_of_statements(tmp_path: Path) -> None:
+    small, small_writes = _run_due(tmp_path / "small.db", 6, 3)
+    large, large_writes = _run_due(tmp_path / "large.db", 24, 12)
+    assert (2, 2, 2) == (small.activated_lots // 3, large.activated_lots // 12,
+                         large.expired_lots // 12)
+    assert 24 == large.released_holds
+    # each statement writes its table set-based: one bound row, whatever the batch
+    assert [] == [w for w in small_writes + large_writes if w[1] != 1]
+    # two batches either way: as many statements for 12 wallets a batch as for 3
+    assert sorted(small_writes) == sorted(large_writes)
+    assert {t: 2 for t in _TABLES} == {t: sum(1 for w in large_writes if w[0] == t)
+                                       for t in _TABLES}
