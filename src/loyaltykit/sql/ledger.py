@@ -425,6 +425,11 @@ class SQLLedgerStore(SQLLedgerDue):
     """Members, accounts, lots, holds and transactions of one program (the due work's
     reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`)."""
 
+    #: Every row a read returns is built from its result for that read and shared with
+    #: nothing: the member-key layer names the rows in place instead of copying them
+    #: (:meth:`loyaltykit._member_keys.Names.shown`).
+    fresh_reads = True
+
     @translated
     def get_member(self, member_id: str) -> Member | None:
         """Return the member, or None if not enrolled."""
