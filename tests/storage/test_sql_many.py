@@ -346,3 +346,44 @@ def test_postgresql_upserts_of_many_rows_store_what_execute_stores(
             for p in names}
     assert [7 * i for i in range(6)] == [row[2] for row in stored["fast"]]
     assert stored["plain"] == stored["fast"] == stored["twice"]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_few_rows_given_by_column_go_straight_to_the_driver(
+        count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an everyday write's one outbox event: converted by its plan's row converter, not
+    # turned into dicts for execute_many and planned a second time
+    from loyaltykit.sql import _many
+
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    rows = _instant_rows(count)
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(plain.insert(), rows)
+
+        def refused(*args: object, **kwargs: object) -> None:
+            raise AssertionError("execute_many called")
+
+        monkeypatch.setattr(_many, "execute_many", refused)
+        execute_columns(conn, fast.insert(), {key: [r[key] for r in rows] for key in rows[0]})
+        monkeypatch.undo()
+        assert _stored(conn, plain) == _stored(conn, fast)
+
+
+def test_a_row_converter_takes_any_key_as_a_literal() -> None:
+    # the converter is written out as source: a key is quoted, never run as code
+    meta = sa.MetaData()
+    odd = "it's \"odd\"\\n"
+    by_execute = sa.Table("plain", meta, sa.Column("id", sa.Integer, primary_key=True),
+                          sa.Column(odd, UTCDateTime()))
+    by_many = sa.Table("fast", meta, sa.Column("id", sa.Integer, primary_key=True),
+                       sa.Column(odd, UTCDateTime()))
+    engine = sa.create_engine("sqlite://")
+    at = dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(by_execute.insert(), [{"id": 1, odd: at}])
+        execute_many(conn, by_many.insert(), [{"id": 1, odd: at}])
+        read = [list(conn.exec_driver_sql(f"SELECT * FROM {t}")) for t in ("plain", "fast")]
+        assert read[0] == read[1]

@@ -23,6 +23,7 @@ _ID_FIELDS = ("member_id", "referrer_id", "referee_id")
 _fields: dict[type, tuple[str, ...]] = {}
 
 R = TypeVar("R")
+_set = object.__setattr__
 
 
 def _id_fields(cls: type) -> tuple[str, ...]:
@@ -165,8 +166,11 @@ class Names:
                 changes[name] = self.write_key(value)
         return copy_with(row, changes) if changes else row
 
-    def shown(self, rows: Sequence[R]) -> list[R]:
-        """``rows`` with their member fields as shop ids."""
+    def shown(self, rows: Sequence[R], *, fresh: bool = False) -> list[R]:
+        """``rows`` with their member fields as shop ids. With ``fresh`` the rows were
+        built for this read and are shared with nothing (a SQL store's reads): they are
+        given their names in place instead of copied (a copy of a lot costs more than
+        building it; a spend reads the member's account and every open lot)."""
         if not rows:
             return []
         fields = _id_fields(type(rows[0]))
@@ -175,6 +179,11 @@ class Names:
             values = [getattr(r, name) for r in rows]
             self.learn(set(values).difference((None,)))
             ids = self._id
+            if fresh:
+                for row, v in zip(rows, values, strict=True):
+                    if v is not None:
+                        _set(row, name, ids[v])
+                return list(rows)
             return [row if v is None else copy_with(row, {name: ids[v]})
                     for row, v in zip(rows, values, strict=True)]
         self.learn(getattr(r, f) for r in rows for f in fields

@@ -83,13 +83,15 @@ class KeyedLedgerStore:
 
     def __init__(self, inner: LedgerStore, names: Names, members: MemberKeyStore) -> None:
         self.inner, self.n, self.members = inner, names, members
+        # a store whose reads build their rows anew (SQL) has them named in place
+        self._fresh = getattr(inner, "fresh_reads", False) is True
 
     def get_member(self, member_id: str) -> Member | None:
         return self.n.one(self.inner.get_member(self.n.key(member_id)))
 
     def lock_accounts(self, wallet: str, member_ids: Sequence[str]) -> dict[str, AccountState]:
         found = self.inner.lock_accounts(wallet, self.n.keys(member_ids))
-        return {s.member_id: s for s in self.n.shown(list(found.values()))}
+        return {s.member_id: s for s in self.n.shown(list(found.values()), fresh=self._fresh)}
 
     def get_account(self, wallet: str, member_id: str) -> AccountState | None:
         return self.n.one(self.inner.get_account(wallet, self.n.key(member_id)))
@@ -115,16 +117,19 @@ class KeyedLedgerStore:
         return out
 
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
-        return self.n.shown(self.inner.load_lots(wallet, self.n.keys(member_ids)))
+        return self.n.shown(self.inner.load_lots(wallet, self.n.keys(member_ids)),
+                            fresh=self._fresh)
 
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
-        return self.n.shown(self.inner.load_lots_by_id(lot_ids))
+        return self.n.shown(self.inner.load_lots_by_id(lot_ids), fresh=self._fresh)
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
-        return self.n.shown(self.inner.load_open_holds(wallet, self.n.keys(member_ids)))
+        return self.n.shown(self.inner.load_open_holds(wallet, self.n.keys(member_ids)),
+                            fresh=self._fresh)
 
     def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
-        return self.n.one(self.inner.get_hold(hold_id))
+        found = self.inner.get_hold(hold_id)
+        return None if found is None else self.n.shown([found], fresh=self._fresh)[0]
 
     def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
         return self.n.one(self.inner.get_transaction(transaction_id))

@@ -17,6 +17,11 @@ instructions of SQLAlchemy per statement against 42,000 through ``exec_driver_sq
 (callgrind, Python 3.11, SQLAlchemy 2.1, a one-row INSERT of ``lk_lot_movements``):
 a few rows are converted row by row, without the columns' set-up.
 
+A plan also holds its rows' converter written out (as :mod:`loyaltykit._copy` writes
+its copiers): one function building a row's parameter tuple in the statement's order,
+each value by its key and through its processor, so a one-row write (a spend's seven
+statements, a hold's eight) makes no pass over the getters and no test per value.
+
 A column whose type says equal values bind to equal parameters (``memo_binds``: the
 UTC timestamps, where a batch's rows share their ``recorded_at`` and many their
 instants) is converted once per distinct value.
@@ -50,7 +55,9 @@ COLUMNS_FROM = 4
 #: (key or None: a fixed value, the fixed value, the processor or None, whether equal
 #: values convert to equal parameters: the column's type says so with ``memo_binds``)
 _Getter = tuple[str | None, Any, Callable[[Any], Any] | None, bool]
-_Plan = tuple[str, tuple[_Getter, ...]]
+#: One row (a mapping of the plan's keys) to its parameters, in the statement's order.
+_Row = Callable[[Mapping[str, Any]], tuple[Any, ...]]
+_Plan = tuple[str, tuple[_Getter, ...], _Row]
 
 
 
@@ -69,15 +76,15 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     plan = _plans.of(dialect, stmt, keys)
     if plan is None:
         return conn.execute(stmt, list(rows))
-    sql, getters = plan
+    sql, getters, one = plan
     width = len(keys)
     if len(rows) == 1:  # the plan takes exactly the keys of this row
-        return conn.exec_driver_sql(sql, [_values(getters, rows[0])])
+        return conn.exec_driver_sql(sql, [one(rows[0])])
     if len(rows) < COLUMNS_FROM:
         try:
             if any(len(row) != width for row in rows):
                 raise KeyError(width)
-            values = [_values(getters, row) for row in rows]
+            values = [one(row) for row in rows]
         except KeyError:  # a row without a key of the first: let execute explain
             return conn.execute(stmt, list(rows))
         return conn.exec_driver_sql(sql, values)
@@ -104,12 +111,14 @@ def execute_columns(conn: Connection, stmt: sa.Executable,
         raise ValueError(f"columns of different lengths: {sorted(lengths)}")
     n = lengths.pop()
     dialect = conn.dialect
-    plan = (_plans.of(dialect, stmt, keys) if n >= COLUMNS_FROM and dialect.paramstyle == "qmark"
-            else None)
+    plan = _plans.of(dialect, stmt, keys) if n and dialect.paramstyle == "qmark" else None
     if plan is None:
         return execute_many(conn, stmt, [dict(zip(keys, row, strict=True))
                                          for row in zip(*columns.values(), strict=True)])
-    sql, getters = plan
+    sql, getters, one = plan
+    if n < COLUMNS_FROM:  # a few rows (an everyday write's one event): row by row
+        return conn.exec_driver_sql(sql, [one(dict(zip(keys, row, strict=True)))
+                                          for row in zip(*columns.values(), strict=True)])
     picked = [columns[key] for key, _, _, _ in getters if key is not None]
     return conn.exec_driver_sql(sql, _converted(getters, picked, n))
 
@@ -134,10 +143,25 @@ def _converted(getters: tuple[_Getter, ...], picked: Sequence[Sequence[Any]], n:
     return list(zip(*columns, strict=True))
 
 
-def _values(getters: tuple[_Getter, ...], row: dict[str, Any]) -> tuple[Any, ...]:
-    """One row's parameters, in the statement's order, converted."""
-    return tuple([fixed if key is None else row[key] if proc is None else proc(row[key])
-                  for key, fixed, proc, _ in getters])
+def _row_converter(getters: tuple[_Getter, ...]) -> _Row:
+    """The function building one row's parameters from ``getters``, written out: each
+    value read by its key (a literal) and passed through its processor if it has one,
+    a fixed value bound by name."""
+    namespace: dict[str, Any] = {}
+    parts = []
+    for i, (key, fixed, proc, _) in enumerate(getters):
+        if key is None:
+            namespace[f"f{i}"] = fixed
+            parts.append(f"f{i}")
+        elif proc is None:
+            parts.append(f"row[{key!r}]")
+        else:
+            namespace[f"p{i}"] = proc
+            parts.append(f"p{i}(row[{key!r}])")
+    source = f"def one(row):\n    return ({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+    exec(source, namespace)  # keys are repr()-quoted: no name of a row runs as code
+    one: _Row = namespace["one"]
+    return one
 
 
 def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
@@ -167,7 +191,7 @@ def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
     used = {g[0] for g in getters if g[0] is not None}
     if used != wanted:  # a key the statement does not take: execute would refuse it
         return None
-    return compiled.string, tuple(getters)
+    return compiled.string, tuple(getters), _row_converter(tuple(getters))
 
 
 _plans: Plans[_Plan] = Plans(_compile)

@@ -432,6 +432,11 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet):
     reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`, its batches posted by
     SQLite itself from :class:`~loyaltykit.sql.ledger_due_set.SQLLedgerDueSet`)."""
 
+    #: Every row a read returns is built from its result for that read and shared with
+    #: nothing: the member-key layer names the rows in place instead of copying them
+    #: (:meth:`loyaltykit._member_keys.Names.shown`).
+    fresh_reads = True
+
     @translated
     def get_member(self, member_id: str) -> Member | None:
         """Return the member, or None if not enrolled."""
