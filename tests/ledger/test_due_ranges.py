@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from loyaltykit._services.due import DueWork
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.testing.contract.ledger_due import due_shop
@@ -29,6 +30,25 @@ def test_ledger_batches_run_on_the_workers(monkeypatch: pytest.MonkeyPatch,
         return books(self, uow, ledger, wallet, member_ids, **kwargs)
 
     monkeypatch.setattr(LedgerService, "books", recording)
+    if workers > 1:
+        # The first two ranges meet before either books (outside the storage's lock):
+        # they can only if two threads run ranges at once. Without this, one quick
+        # thread could take every range of a loaded machine's pool and the thread-name
+        # check below would fail by scheduling, not by the code.
+        meet = threading.Barrier(2, timeout=30)
+        met: list[str] = []
+        run_range = DueWork._range
+
+        def meeting(self: DueWork, *args: Any) -> Any:
+            with lock:
+                first_two = len(met) < 2
+                met.append(threading.current_thread().name)
+            if first_two:
+                meet.wait()  # BrokenBarrierError after 30 s if ranges ran in turn
+            return run_range(self, *args)
+
+        lock = threading.Lock()
+        monkeypatch.setattr(DueWork, "_range", meeting)
     report = shop.loyalty.run_due(batch_size=2, workers=workers)
     assert 16 == report.members
     due = [(m, "points") for m in ids] + [(m, "credits") for m in ids[::3]]
