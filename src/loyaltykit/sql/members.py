@@ -79,7 +79,7 @@ class SQLMemberKeyStore(Store):
             rows = conn.execute(_SEL_IDS_PG, {"p": self.program_id,
                                               "ids": orjson.dumps(sorted(set(keys))).decode()})
             return {r[0]: r[1] for r in rows}
-        if conn.dialect.name == "sqlite":
+        if len(keys) > 1 and conn.dialect.name == "sqlite":  # (one key: as before)
             rows = conn.execute(_SEL_IDS_SQLITE, {"p": self.program_id,
                                                   "ids": orjson.dumps(list(set(keys))).decode()})
             return {r[0]: r[1] for r in rows}
