@@ -20,10 +20,12 @@ _TABLES = ("lk_transactions", "lk_postings", "lk_lot_movements", "lk_lots", "lk_
            "lk_accounts", "lk_outbox")
 
 
-def _run_due(path: Path, members: int, batch_size: int) -> tuple[Any, list[tuple[str, int]]]:
+def _run_due(path: Path, members: int, batch_size: int, after: Any = None
+             ) -> tuple[Any, list[tuple[str, int]]]:
     """Due work over ``members`` plain wallets (each: a stale hold, a matured pending
     lot, an expired lot); the report and the (table, rows bound) of every statement
-    the run sent that writes a due table."""
+    the run sent that writes a due table (``after``: also an after_cursor_execute
+    listener for the run)."""
     engine = sa.create_engine(f"sqlite:///{path}")
     storage = SQLStorage(engine)
     storage.create_schema()
@@ -51,8 +53,12 @@ def _run_due(path: Path, members: int, batch_size: int) -> tuple[Any, list[tuple
             writes.append((table, len(parameters) if executemany else 1))
 
     sa.event.listen(engine, "before_cursor_execute", seen)
+    if after is not None:
+        sa.event.listen(engine, "after_cursor_execute", after)
     report = loyalty.run_due(batch_size=batch_size)
     sa.event.remove(engine, "before_cursor_execute", seen)
+    if after is not None:
+        sa.event.remove(engine, "after_cursor_execute", after)
     engine.dispose()
     return report, writes
 
@@ -69,3 +75,20 @@ def test_a_plain_batch_is_a_fixed_number_of_statements(tmp_path: Path) -> None:
     assert sorted(small_writes) == sorted(large_writes)
     assert {t: 2 for t in _TABLES} == {t: sum(1 for w in large_writes if w[0] == t)
                                        for t in _TABLES}
+
+
+def test_the_temporary_tables_are_made_once_per_connection(tmp_path: Path) -> None:
+    # dropped and made again each batch, they changed the connection's schema, and
+    # SQLite prepared every statement of the next batch anew
+    versions: list[int] = []
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        if statement.lstrip().startswith("INSERT INTO _lk_due_tx"):
+            versions.append(cursor.connection.execute(
+                "PRAGMA temp.schema_version").fetchone()[0])
+
+    report, _ = _run_due(tmp_path / "due.db", 12, 3, after)
+    assert 12 == report.activated_lots
+    assert 4 == len(versions)  # four batches, each set-based
+    assert 1 == len(set(versions))  # the temporary schema as the first batch left it

@@ -17,6 +17,7 @@ long the tier is kept and the new tier's benefits (see ``docs/events.md``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from loyaltykit._outbox import EventDraft
@@ -29,7 +30,15 @@ __all__ = ["TierEvents"]
 
 
 def _iso(at: dt.datetime | None) -> str | None:
-    return None if at is None else at.astimezone(dt.UTC).isoformat()
+    return None if at is None else _utc_text(at)
+
+
+# a due tier batch names the same few instants (its evaluation, the next, the end of
+# protection) in every event: converting and formatting them anew was a sixth of the
+# mapper's cost (equal instants in other zones hash alike and give the same UTC text)
+@functools.lru_cache(maxsize=256)
+def _utc_text(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat()
 
 
 class TierEvents:
@@ -41,6 +50,9 @@ class TierEvents:
         # the ladder's thresholds in metric units, worked out once (the policy's
         # property builds them anew: a tenth of a due tier batch's Python here)
         self._thresholds = program.tiers.thresholds if program.tiers is not None else ()
+        # the ranks by name (the policy's rank() walks the ladder: two a change)
+        self._ranks = ({t.name: i for i, t in enumerate(program.tiers.tiers)}
+                       if program.tiers is not None else {})
 
     def _figure(self, policy: TierPolicy, units: int) -> Any:
         """A metric figure as JSON: an int of points or orders, spend as money."""
@@ -51,7 +63,11 @@ class TierEvents:
         policy = self.program.tiers
         assert policy is not None, "only a program with tiers raises TierChanged"
         change = event.change
-        before, after = policy.rank(change.from_tier), policy.rank(change.to_tier)
+        ranks = self._ranks
+        before = ranks.get(change.from_tier)
+        after = ranks.get(change.to_tier)
+        if before is None or after is None:  # not on the ladder: the policy's error
+            before, after = policy.rank(change.from_tier), policy.rank(change.to_tier)
         tier = policy.tiers[after]
         return [EventDraft("tier.changed", change.member_id, change.at, {
             "from": change.from_tier,

@@ -53,7 +53,8 @@ def _uuid_text(x: str) -> str:
 
 
 # the batch's wallets, in posting order (k)
-_CREATE_W = """CREATE TEMP TABLE _lk_due_w (k INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
+_CREATE_W = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_w (
+    k INTEGER PRIMARY KEY, member_id TEXT NOT NULL,
     wallet TEXT NOT NULL, UNIQUE (member_id, wallet))"""
 # The stored tables are read by the batch's member range (:lo..:hi) and joined to the
 # wallets (CROSS JOIN: in that order). Looked up wallet by wallet instead, SQLite
@@ -64,7 +65,9 @@ _INSERT_W = "INSERT INTO _lk_due_w (k, member_id, wallet) VALUES (?, ?, ?)"
 # the stale holds: released at their expiry; ``back`` the points their allocations
 # give back; ``bad`` if one goes to a lot that is not open in the wallet or expired by
 # then (the points would expire in the release: catch_up's case)
-_REL = """CREATE TEMP TABLE _lk_due_rel AS
+_CREATE_REL = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_rel (k, item, at, points, back,
+    bad)"""
+_REL = """INSERT INTO _lk_due_rel
     SELECT w.k, h.id AS item, h.expires_at AS at, h.points,
            COALESCE(SUM(a.points), 0) AS back,
            COALESCE(MAX(a.hold_id IS NOT NULL
@@ -79,7 +82,7 @@ _REL = """CREATE TEMP TABLE _lk_due_rel AS
       AND h.status = 'open' AND h.expires_at <= :t
     GROUP BY h.id"""
 # the points the releases give back, by lot (a key to join the lots on)
-_CREATE_BACK = """CREATE TEMP TABLE _lk_due_back (lot_id TEXT PRIMARY KEY,
+_CREATE_BACK = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_back (lot_id TEXT PRIMARY KEY,
     points INTEGER NOT NULL)"""
 _BACK = """INSERT INTO _lk_due_back (lot_id, points)
     SELECT a.lot_id, SUM(a.points) FROM _lk_due_rel r
@@ -87,7 +90,9 @@ _BACK = """INSERT INTO _lk_due_back (lot_id, points)
 # the open lots (the ones catch_up loads), their held points after the releases, and
 # what falls due: ``act`` activation, ``exp`` expiry of the unheld points; ``bad`` a
 # lot whose events would depend on each other (a pending lot expiring by ``until``)
-_LOT = """CREATE TEMP TABLE _lk_due_lot AS
+_CREATE_LOT = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_lot (k, item, earn_id, remaining,
+    pending, activates_at, expires_at, held_before, held, act, exp, bad)"""
+_LOT = """INSERT INTO _lk_due_lot
     SELECT d.*,
            d.pending AND d.activates_at IS NOT NULL AND d.activates_at <= :t AS act,
            NOT d.pending AND d.expires_at <= :t AND d.remaining - d.held > 0 AS exp,
@@ -110,7 +115,8 @@ _REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
 # the transactions in posting order (n): wallet by wallet, each wallet's by instant,
 # then release < activation < expiry, then the item's id (catch_up's order); the deltas
 # of the member's buckets (available, pending, held) and of expired
-_CREATE_TX = """CREATE TEMP TABLE _lk_due_tx (n INTEGER PRIMARY KEY, k INTEGER NOT NULL,
+_CREATE_TX = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_tx (
+    n INTEGER PRIMARY KEY, k INTEGER NOT NULL,
     item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL, kind TEXT NOT NULL,
     earn_id TEXT, points INTEGER NOT NULL, da INTEGER NOT NULL, dp INTEGER NOT NULL,
     dh INTEGER NOT NULL, dx INTEGER NOT NULL, reason TEXT NOT NULL,
@@ -135,10 +141,11 @@ _NOT_PLAIN = """SELECT
          AND a.debt != 0)
     + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
     (SELECT COUNT(*) FROM _lk_due_tx)"""
-# the ids drawn in Python (hex as stored; the transaction's also as text for the event)
-_CREATE_ID = """CREATE TEMP TABLE _lk_due_id (n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
-    event_id TEXT, tx_text TEXT)"""
-_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id, tx_text) VALUES (?, ?, ?, ?)"
+# the ids drawn in Python (hex as stored)
+_CREATE_ID = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_id (
+    n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
+    event_id TEXT)"""
+_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id) VALUES (?, ?, ?)"
 _INS_TX = """INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
         occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
     SELECT i.tx_id, :p, w.member_id, w.wallet, t.kind, t.at, :now, NULL, t.reason,
@@ -222,21 +229,22 @@ _INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, memb
     SELECT :p, 0, i.event_id,
            CASE t.kind WHEN 'release' THEN :ev_release WHEN 'activate' THEN :ev_activate
                 ELSE :ev_expire END,
-           :version, w.member_id, t.at, :now,
-           json_object('transaction_id', i.tx_text, 'kind', t.kind,
-                       'wallet', w.wallet, 'points', t.da + t.dp + t.dh,
+           :version, t.member_id, t.at, :now,
+           json_object('transaction_id', {_uuid_text("i.tx_id")}, 'kind', t.kind,
+                       'wallet', t.wallet, 'points', t.da + t.dp + t.dh,
                        'changes', {_CHANGES},
                        'balance', json_object('available', t.ra, 'pending', t.rp,
                                               'held', t.rh, 'debt', 0,
                                               'total', t.ra + t.rp + t.rh),
-                       'reason', t.reason, 'metadata', json(t.meta))
-    FROM (SELECT t.*, a.available + SUM(t.da) OVER win AS ra,
+                       'reason', t.reason, 'metadata', {_META})
+    FROM (SELECT t.*, w.member_id, w.wallet, a.available + SUM(t.da) OVER win AS ra,
                  a.pending + SUM(t.dp) OVER win AS rp, a.held + SUM(t.dh) OVER win AS rh
           FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k JOIN lk_accounts a
             ON a.program_id = :p AND a.member_id = w.member_id AND a.wallet = w.wallet
           WINDOW win AS (PARTITION BY t.k ORDER BY t.n)) t
-    JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
+    JOIN _lk_due_id i ON i.n = t.n
     ORDER BY t.n"""
+_CREATES = (_CREATE_W, _CREATE_REL, _CREATE_BACK, _CREATE_LOT, _CREATE_TX, _CREATE_ID)
 _COUNTS = "SELECT kind, COUNT(*), SUM(points) FROM _lk_due_tx GROUP BY kind"
 _NAMES = {"release": ("released_holds", "released_points"),
           "activate": ("activated_lots", "activated_points"),
@@ -265,32 +273,26 @@ class SQLLedgerDueSet(Store):
                 *(sa.bindparam(k, type_=_TS) for k in ("t", "now") if k in names))
             return conn.execute(stmt, {k: v for k, v in params.items() if k in names})
 
-        for name in _TEMP:  # left by a batch that failed half-way (rolled back: gone)
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-        conn.exec_driver_sql(_CREATE_W)
+        _prepare(conn)
         conn.exec_driver_sql(_INSERT_W, [(k, m, w) for k, (m, w)
                                          in enumerate(request.wallets)])
         run(_REL)
-        conn.exec_driver_sql(_CREATE_BACK)
         run(_BACK)
         run(_LOT)
-        conn.exec_driver_sql(_CREATE_TX)
         run(_TX)
         row = run(_NOT_PLAIN).one()
         not_plain, n = int(row[0]), int(row[1])
         if not_plain:
-            self._drop(conn)
+            _empty(conn)
             return None
         events = request.event_types is not None
         ids = request.new_ids(n * (2 if events else 1))
-        conn.exec_driver_sql(_CREATE_ID)
-        rows: list[tuple[int, str, str | None, str | None]]
+        rows: list[tuple[int, str, str | None]]
         if events:
-            txs = ids[::2]
-            rows = [(i, tx.hex, ev.hex, str(tx)) for i, tx, ev
-                    in zip(range(1, n + 1), txs, ids[1::2], strict=True)]
+            rows = [(i, tx.hex, ev.hex) for i, tx, ev
+                    in zip(range(1, n + 1), ids[::2], ids[1::2], strict=True)]
         else:
-            rows = [(i, tx.hex, None, None) for i, tx in zip(range(1, n + 1), ids, strict=True)]
+            rows = [(i, tx.hex, None) for i, tx in zip(range(1, n + 1), ids, strict=True)]
         conn.exec_driver_sql(_INSERT_ID, rows)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
@@ -307,10 +309,20 @@ class SQLLedgerDueSet(Store):
         for row in run(_COUNTS):
             lots_name, points_name = _NAMES[row[0]]
             counts[lots_name], counts[points_name] = int(row[1]), int(row[2])
-        self._drop(conn)
+        _empty(conn)
         return counts
 
-    @staticmethod
-    def _drop(conn: sa.Connection) -> None:
-        for name in _TEMP:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+
+def _prepare(conn: sa.Connection) -> None:
+    """The batch's temporary tables, empty. Made once per connection and emptied after
+    each batch, not dropped and made again: each CREATE or DROP changed the
+    connection's schema, and SQLite prepared every statement of the next batch anew."""
+    for create in _CREATES:  # (made in a transaction rolled back: made again here)
+        conn.exec_driver_sql(create)
+    _empty(conn)  # (what a failed batch wrote is rolled back: a no-op, for safety)
+
+
+def _empty(conn: sa.Connection) -> None:
+    """Empty the batch's temporary tables (kept for the connection's next batch)."""
+    for name in _TEMP:
+        conn.exec_driver_sql(f"DELETE FROM temp.{name}")
