@@ -33,7 +33,6 @@ from loyaltykit._model import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._pg_probes import keys_param, probed
-from loyaltykit.sql._scrub import replaced
 from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
@@ -45,6 +44,7 @@ from loyaltykit.sql.ledger_due import (
     SQLLedgerDue,
 )
 from loyaltykit.sql.ledger_due_set import SQLLedgerDueSet
+from loyaltykit.sql.ledger_privacy import SQLLedgerPrivacy
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
     accounts,
@@ -337,22 +337,6 @@ def _sel_member_state(wallets: int, lock: bool) -> sa.Executable:
 
 
 _INS_MEMBER = members.insert()
-_ERASE_MEMBER = members.update().where(
-    members.c.program_id == _p, members.c.member_id == _m).values(attributes={})
-_SEL_TRANSFERS = sa.select(transactions.c.metadata, transactions.c.idempotency_key).where(
-    transactions.c.program_id == _p, transactions.c.member_id == _m,
-    transactions.c.kind == Kind.TRANSFER.value)
-
-
-@functools.cache
-def _rename_counterpart(dialect: str) -> sa.Executable:
-    """One UPDATE naming an erased member in the other halves of its transfers."""
-    return transactions.update().where(
-        transactions.c.program_id == _p, transactions.c.id.in_(_ids)
-    ).values(metadata=replaced(transactions.c.metadata, dialect, [
-        (("counterpart_member_id",), sa.bindparam("name", type_=sa.Text()))]))
-
-
 _INS_ACCOUNT = accounts.insert()
 _INS_LOT = lots.insert()
 _INS_HOLD = holds.insert()
@@ -427,10 +411,11 @@ def _lot_row(lot: Lot) -> dict[str, Any]:
     }
 
 
-class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet):
+class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
     """Members, accounts, lots, holds and transactions of one program (the due work's
     reads from :class:`~loyaltykit.sql.ledger_due.SQLLedgerDue`, its batches posted by
-    SQLite itself from :class:`~loyaltykit.sql.ledger_due_set.SQLLedgerDueSet`)."""
+    SQLite itself from :class:`~loyaltykit.sql.ledger_due_set.SQLLedgerDueSet`, erasure
+    from :class:`~loyaltykit.sql.ledger_privacy.SQLLedgerPrivacy`)."""
 
     #: Every row a read returns is built from its result for that read and shared with
     #: nothing: the member-key layer names the rows in place instead of copying them
@@ -690,25 +675,6 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet):
         params["before_at"], params["before_id"] = page[0].occurred_at, page[0].id
         total = conn.scalar(_SEL_TOTAL_THROUGH, params)
         return page, int(total or 0)
-
-    @translated
-    def erase(self, member_id: str) -> None:
-        """Empty the member's ``attributes``."""
-        self._c().execute(_ERASE_MEMBER, {"p": self.program_id, "m": member_id})
-
-    @translated
-    def rename_counterpart(self, member_id: str, name: str) -> list[str]:
-        """Two statements: the member's transfers (their other halves' ids), then one
-        UPDATE of those halves' metadata."""
-        conn = self._c()
-        rows = conn.execute(_SEL_TRANSFERS, {"p": self.program_id, "m": member_id}).all()
-        others = sorted({uuid.UUID(str(row.metadata["counterpart_id"])) for row in rows
-                         if "counterpart_id" in row.metadata})
-        for part in chunks(others):
-            conn.execute(_rename_counterpart(conn.dialect.name),
-                         {"p": self.program_id, "ids": part, "name": name})
-        return sorted({row.idempotency_key for row in rows
-                       if row.idempotency_key is not None})
 
     @translated
     def write(self, changes: LedgerChanges) -> None:
