@@ -23,13 +23,16 @@ transactions locking some of the same members meet them in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-__all__ = ["KEYS_PARAM", "keys_param", "probed"]
+from loyaltykit.sql._shared import chunks
+
+__all__ = ["KEYS_PARAM", "key_sets", "keys_param", "probed"]
 
 #: The parameter naming the keys: their JSON array (text: the driver sends one string
 #: as it is, where it would dump a list element by element in Python).
@@ -59,3 +62,15 @@ def probed(stmt: sa.Select[Any], key: sa.ColumnElement[str],
     return (sa.select(*columns[:width])
             .select_from(keys.join(one, sa.true()))
             .order_by(keys.c.k, *columns[width:]))
+
+
+def key_sets(conn: Connection, keys: Sequence[str]) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """The parameters naming ``keys`` in a read of many, with True for its
+    :func:`probed` variant: on PostgreSQL with more than one key one JSON array
+    (:data:`KEYS_PARAM`), else chunks of :data:`~loyaltykit.sql._shared.CHUNK` keys, in
+    the order given, for an expanding IN named ``ids``."""
+    if len(keys) > 1 and conn.dialect.name == "postgresql":
+        yield True, keys_param(keys)
+        return
+    for chunk in chunks(keys):
+        yield False, {"ids": chunk}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._pg_probes import keys_param, probed
+from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
@@ -167,9 +167,10 @@ _open_holds = (
 _SEL_OPEN_HOLDS: sa.Executable = _open_holds.where(holds.c.member_id.in_(_ids))
 _SEL_OPEN_HOLDS_1: sa.Executable = _open_holds.where(holds.c.member_id == _m)
 # PostgreSQL: the many-member reads name their members as one JSON array parameter
-# (:func:`_member_sets`): one statement whatever their number, where an expanding IN
-# of 500 parameters per chunk was rewritten per execution by SQLAlchemy and psycopg
-# (a long query is not cached) and parsed and planned anew by the server; each
+# (:func:`~loyaltykit.sql._pg_probes.key_sets`): one statement whatever their
+# number, where an expanding IN of 500 parameters per chunk was rewritten per
+# execution by SQLAlchemy and psycopg (a long query is not cached) and parsed and
+# planned anew by the server; each
 # member probed by index (:mod:`loyaltykit.sql._pg_probes`: an IN over the array
 # let stale statistics make the read quadratic in the program's members)
 _LOCK_ACCOUNTS_PG: sa.Executable = probed(_lock_accounts, accounts.c.member_id)
@@ -343,18 +344,6 @@ _INS_HOLD = holds.insert()
 _INS_ALLOCATION = hold_allocations.insert()
 
 
-def _member_sets(conn: Connection, member_ids: Sequence[str]
-                 ) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """The parameters naming ``member_ids`` in a many-member read, with True for
-    its PostgreSQL variant: there one JSON array (``idj``), elsewhere chunks of them
-    for an expanding IN (``ids``)."""
-    if conn.dialect.name == "postgresql":
-        yield True, keys_param(member_ids)
-        return
-    for chunk in chunks(member_ids):
-        yield False, {"ids": chunk}
-
-
 def _hold(rows: Sequence[Any]) -> Hold:
     first = rows[0]
     return Hold(
@@ -439,7 +428,7 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             for row in conn.execute(_LOCK_ACCOUNT, one).all():
                 found[row[0]] = AccountState(*row)
             return found
-        for pg, ids in _member_sets(conn, sorted(set(member_ids))):
+        for pg, ids in key_sets(conn, sorted(set(member_ids))):
             params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
             # .all(): one fetch of the rows (iterating fetches them one by one)
             for row in conn.execute(_LOCK_ACCOUNTS_PG if pg else _LOCK_ACCOUNTS, params).all():
@@ -490,7 +479,7 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         per wallet for their accounts (locked: :meth:`lock_accounts`)."""
         conn = self._c()
         found: dict[str, tuple[Member, dict[str, AccountState]]] = {}
-        for pg, named in _member_sets(conn, sorted(set(member_ids))):
+        for pg, named in key_sets(conn, sorted(set(member_ids))):
             for row in conn.execute(_SEL_MEMBERS_PG if pg else _SEL_MEMBERS,
                                     {"p": self.program_id, **named}).all():
                 found[row[1]] = (Member(*row), {})
@@ -509,7 +498,7 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             one = {"p": self.program_id, "w": wallet, "m": member_ids[0]}
             return [Lot(*row) for row in conn.execute(_SEL_OPEN_LOTS_1, one).all()]
         by_member: dict[str, list[Lot]] = {}
-        for pg, ids in _member_sets(conn, list(dict.fromkeys(member_ids))):
+        for pg, ids in key_sets(conn, list(dict.fromkeys(member_ids))):
             params: dict[str, Any] = {"p": self.program_id, "w": wallet, **ids}
             for row in conn.execute(_SEL_OPEN_LOTS_PG if pg else _SEL_OPEN_LOTS,
                                     params).all():
@@ -541,7 +530,7 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             batches = (
                 (_SEL_OPEN_HOLDS_PG if pg else _SEL_OPEN_HOLDS,
                  {"p": self.program_id, "w": wallet, **ids})
-                for pg, ids in _member_sets(conn, list(dict.fromkeys(member_ids)))
+                for pg, ids in key_sets(conn, list(dict.fromkeys(member_ids)))
             )
         for stmt, params in batches:
             for row in conn.execute(stmt, params).all():

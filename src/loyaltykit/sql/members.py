@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._pg_probes import keys_param, probed
+from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import Store, chunks
 from loyaltykit.sql.schema import erasures, member_ids
 from loyaltykit.storage.members import Erasure, MemberKeyChanges
@@ -64,12 +64,11 @@ class SQLMemberKeyStore(Store):
     @translated
     def keys_of(self, member_ids: Sequence[str]) -> dict[str, str]:
         """Return shop id -> member key for those of ``member_ids`` that are mapped."""
-        conn = self._c()
-        if len(member_ids) > 1 and conn.dialect.name == "postgresql":
-            rows = conn.execute(_SEL_KEYS_PG, {"p": self.program_id,
-                                               **keys_param(member_ids)}).all()
-            return {r[0]: r[1] for r in rows}
-        return self._pairs(_SEL_KEYS, member_ids)
+        conn, found = self._c(), dict[str, str]()
+        for pg, named in key_sets(conn, sorted(set(member_ids))):
+            found.update((r[0], r[1]) for r in conn.execute(
+                _SEL_KEYS_PG if pg else _SEL_KEYS, {"p": self.program_id, **named}).all())
+        return found
 
     @translated
     def ids_of(self, keys: Sequence[str]) -> dict[str, str]:

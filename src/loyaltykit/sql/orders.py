@@ -15,9 +15,9 @@ from loyaltykit._model import OrderRecord, OrderStatus, RuleUsage
 from loyaltykit._reports_orders import counted_net
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
-from loyaltykit.sql._pg_probes import keys_param, probed
+from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store, chunks, upserts_for
+from loyaltykit.sql._shared import Store, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
 
@@ -255,11 +255,9 @@ class SQLOrderStore(Store):
         """Return those of ``order_ids`` that are recorded (a read per
         :data:`~loyaltykit.sql._shared.CHUNK` ids; one on PostgreSQL)."""
         conn, found = self._c(), list[OrderRecord]()
-        if conn.dialect.name == "postgresql" and len(order_ids) > 1:
-            params = {"p": self.program_id, **keys_param(order_ids)}
-            return [_order(row) for row in conn.execute(_SEL_ORDERS_PG, params).all()]
-        for chunk in chunks(list(dict.fromkeys(order_ids))):
-            rows = conn.execute(_SEL_ORDERS, {"p": self.program_id, "ids": chunk})
+        for pg, named in key_sets(conn, list(dict.fromkeys(order_ids))):
+            rows = conn.execute(_SEL_ORDERS_PG if pg else _SEL_ORDERS,
+                                {"p": self.program_id, **named}).all()
             found.extend(_order(row) for row in rows)
         return found
 

@@ -25,8 +25,8 @@ from loyaltykit._tiers import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
-from loyaltykit.sql._pg_probes import keys_param, probed
-from loyaltykit.sql._shared import Store, chunks, supported_dialect, upserts_for
+from loyaltykit.sql._pg_probes import key_sets, probed
+from loyaltykit.sql._shared import Store, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
 from loyaltykit.storage.tiers import TierChanges
 
@@ -471,15 +471,11 @@ class SQLTierStore(Store):
         """One statement per 500 members (one on PostgreSQL), locking the rows in
         member-id order (as :meth:`get_tier_state`)."""
         found = {}
-        if len(member_ids) > 1 and self._c().dialect.name == "postgresql":
-            stmt = _READ_TIER_STATES_PG if self._uow.read_only else _SEL_TIER_STATES_PG
-            for row in self._c().execute(stmt, {"p": self.program_id,
-                                                **keys_param(member_ids)}).all():
-                found[row[0]] = TierState(*row)
-            return found
-        stmt = _READ_TIER_STATES if self._uow.read_only else _SEL_TIER_STATES
-        for chunk in chunks(sorted(set(member_ids))):
-            for row in self._c().execute(stmt, {"p": self.program_id, "ids": chunk}):
+        read_only = self._uow.read_only
+        for pg, named in key_sets(self._c(), sorted(set(member_ids))):
+            stmt = ((_READ_TIER_STATES_PG if read_only else _SEL_TIER_STATES_PG) if pg
+                    else _READ_TIER_STATES if read_only else _SEL_TIER_STATES)
+            for row in self._c().execute(stmt, {"p": self.program_id, **named}).all():
                 found[row[0]] = TierState(*row)
         return found
 
@@ -487,15 +483,10 @@ class SQLTierStore(Store):
     def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
         """One statement per 500 members (one on PostgreSQL)."""
         found: dict[str, dict[dt.datetime, int]] = {}
-        if len(member_ids) > 1 and self._c().dialect.name == "postgresql":
+        for pg, named in key_sets(self._c(), sorted(set(member_ids))):
             for member_id, period, value in self._c().execute(
-                    _SEL_TIER_BUCKETS_PG, {"p": self.program_id,
-                                           **keys_param(member_ids)}).all():
-                found.setdefault(member_id, {})[period] = int(value)
-            return found
-        for chunk in chunks(sorted(set(member_ids))):
-            for member_id, period, value in self._c().execute(
-                    _SEL_TIER_BUCKETS, {"p": self.program_id, "ids": chunk}):
+                    _SEL_TIER_BUCKETS_PG if pg else _SEL_TIER_BUCKETS,
+                    {"p": self.program_id, **named}).all():
                 found.setdefault(member_id, {})[period] = int(value)
         return found
 
