@@ -161,15 +161,18 @@ _CHECK = """SELECT
     TOTAL(kind = 'activate'), TOTAL(CASE kind WHEN 'activate' THEN points END),
     TOTAL(kind = 'expire'), TOTAL(CASE kind WHEN 'expire' THEN points END)
     FROM _lk_due_tx"""
-# The ids drawn in Python come in as one parameter, :ids, each id's text (str(uuid),
-# 36 characters) one after the other in the order drawn: a transaction's, then (with
-# events) its event's. An id is cut out of it by the transaction's number (substr of a
-# blob: by bytes, no scan), its stored form the hex digits, its payload form the text.
-# One bound value, not a table of ids filled row by row and joined in each statement.
+# The ids drawn in Python come in as one parameter, :ids, a blob of each id's 32 hex
+# digits (as stored) one after the other in the order drawn: a transaction's, then
+# (with events) its event's. An id is cut out of it by the transaction's number
+# (substr of a blob: by bytes, no scan); one bound value, not a table of ids filled
+# row by row and joined in each statement, and no Python text per id.
 _ID_AT = "(t.n - 1) * :stride + 1"
-_TX_ID = f"replace(substr(:ids, {_ID_AT}, 36), '-', '')"
-_TX_TEXT = f"CAST(substr(:ids, {_ID_AT}, 36) AS TEXT)"
-_EVENT_ID = f"replace(substr(:ids, {_ID_AT} + 36, 36), '-', '')"
+_TX_ID = f"CAST(substr(:ids, {_ID_AT}, 32) AS TEXT)"
+_EVENT_ID = f"CAST(substr(:ids, {_ID_AT} + 32, 32) AS TEXT)"
+# the transaction id's text for its event (str(uuid)): its digits cut straight from
+# the blob (|| makes text), not each cut of a cut id
+_TX_TEXT = " || '-' || ".join(f"substr(:ids, {_ID_AT} + {at}, {size})" for at, size
+                              in ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12)))
 _INS_TX = f"""INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
         occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
     SELECT {_TX_ID}, :p, t.member_id, t.wallet, t.kind, t.at, :now, NULL, {_REASON},
@@ -300,8 +303,8 @@ class SQLLedgerDueSet(Store):
             return None
         events = request.event_types is not None
         ids = request.new_ids(n * (2 if events else 1))
-        params.update(ids="".join([str(i) for i in ids]).encode(),
-                      stride=72 if events else 36)
+        params.update(ids=b"".join([i.int.to_bytes(16, "big") for i in ids]).hex().encode(),
+                      stride=64 if events else 32)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
         if request.event_types is not None:
