@@ -212,19 +212,20 @@ _UPD_LOT = """UPDATE lk_lots SET held = d.held,
     FROM _lk_due_lot d
     WHERE lk_lots.id = d.item AND (d.act OR d.exp OR d.held != d.held_before)"""
 # the running totals, the version (one per transaction) and the next due instant
-# (the earliest activation to come, expiry of unheld points, open hold's expiry)
+# (the earliest activation to come, expiry of unheld points, open hold's expiry; a
+# lot's activation and expiry from one pass over the wallet's lots, not two: 2-argument
+# min() is NULL if either is)
 _UPD_ACCOUNT = """UPDATE lk_accounts SET
         available = lk_accounts.available + d.da, pending = lk_accounts.pending + d.dp,
         held = lk_accounts.held + d.dh, expired = lk_accounts.expired + d.dx,
         version = lk_accounts.version + d.n,
         next_due_at = (SELECT MIN(x) FROM (
-            SELECT l.activates_at AS x FROM lk_lots l
-            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
-              AND l.pending
-            UNION ALL
-            SELECT l.expires_at FROM lk_lots l
-            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
-              AND l.remaining > 0 AND l.remaining - l.held > 0
+            SELECT COALESCE(min(l.a, l.e), l.a, l.e) AS x FROM (
+                SELECT CASE WHEN l.pending THEN l.activates_at END AS a,
+                       CASE WHEN l.remaining > l.held THEN l.expires_at END AS e
+                FROM lk_lots l
+                WHERE l.program_id = :p AND l.member_id = d.member_id
+                  AND l.wallet = d.wallet AND (l.pending OR l.remaining > l.held)) l
             UNION ALL
             SELECT h.expires_at FROM lk_holds h
             WHERE h.program_id = :p AND h.member_id = d.member_id AND h.wallet = d.wallet
