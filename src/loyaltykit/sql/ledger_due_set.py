@@ -115,11 +115,12 @@ _REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
 # The batch's transactions, one row each, in posting order (n): wallet by wallet, each
 # wallet's by instant, then release < activation < expiry, then the item's id
 # (catch_up's order). n is the rowid, numbered in the order the rows are inserted
-# (the table is empty: 1, 2, ...), so every later statement scans them in that order
-# without a sort. Everything the writes need is here, worked out once: the member and
-# wallet (no join to the wallets), the deltas of the member's buckets (available,
-# pending, held) and of expired, the metadata, and the balance after the transaction
-# for its outbox event (the account's before, plus the wallet's deltas so far).
+# (one INSERT: consecutive rowids, from 1 in the emptied table), so every later
+# statement scans them in that order without a sort. Everything the writes need is
+# here, worked out once: the member and wallet (no join to the wallets), the deltas of
+# the member's buckets (available, pending, held) and of expired, the metadata, and
+# the balance after the transaction for its outbox event (the account's before, plus
+# the wallet's deltas so far).
 _CREATE_TX = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_tx (
     n INTEGER PRIMARY KEY, k INTEGER NOT NULL, member_id TEXT NOT NULL,
     wallet TEXT NOT NULL, item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL,
@@ -146,8 +147,8 @@ _TX = f"""INSERT INTO _lk_due_tx (k, member_id, wallet, item, at, ord, kind, ear
                    ROWS UNBOUNDED PRECEDING)
     ORDER BY t.k, t.at, t.ord, t.item"""
 # a wallet the batch may not post (debt, a dependent event, nothing to post: a wallet
-# without an account has no transaction), the number of transactions, and the
-# report's counts by kind
+# without an account has no transaction), the number of transactions, the first one's
+# n, and the report's counts by kind
 _CHECK = """SELECT
     (SELECT COUNT(*) FROM _lk_due_rel WHERE bad)
     + (SELECT COUNT(*) FROM _lk_due_lot WHERE bad)
@@ -156,7 +157,7 @@ _CHECK = """SELECT
        WHERE a.program_id = :p AND a.member_id >= :lo AND a.member_id <= :hi
          AND a.debt != 0)
     + (SELECT COUNT(*) FROM _lk_due_w) - COUNT(DISTINCT k),
-    COUNT(*),
+    COUNT(*), MIN(n),
     TOTAL(kind = 'release'), TOTAL(CASE kind WHEN 'release' THEN points END),
     TOTAL(kind = 'activate'), TOTAL(CASE kind WHEN 'activate' THEN points END),
     TOTAL(kind = 'expire'), TOTAL(CASE kind WHEN 'expire' THEN points END)
@@ -164,9 +165,10 @@ _CHECK = """SELECT
 # The ids drawn in Python come in as one parameter, :ids, a blob of each id's 32 hex
 # digits (as stored) one after the other in the order drawn: a transaction's, then
 # (with events) its event's. An id is cut out of it by the transaction's number
-# (substr of a blob: by bytes, no scan); one bound value, not a table of ids filled
-# row by row and joined in each statement, and no Python text per id.
-_ID_AT = "(t.n - 1) * :stride + 1"
+# counted from the batch's first (:first; substr of a blob: by bytes, no scan): one
+# bound value, not a table of ids filled row by row and joined in each statement, and
+# no Python text per id.
+_ID_AT = "(t.n - :first) * :stride + 1"
 _TX_ID = f"CAST(substr(:ids, {_ID_AT}, 32) AS TEXT)"
 _EVENT_ID = f"CAST(substr(:ids, {_ID_AT} + 32, 32) AS TEXT)"
 # the transaction id's text for its event (str(uuid)): its digits cut straight from
@@ -298,14 +300,14 @@ class SQLLedgerDueSet(Store):
         run(_LOT)
         run(_TX)
         row = run(_CHECK).one()
-        not_plain, n = int(row[0]), int(row[1])
+        not_plain, n, first = int(row[0]), int(row[1]), row[2]
         if not_plain:
             _empty(conn)
             return None
         events = request.event_types is not None
         ids = request.new_ids(n * (2 if events else 1))
         params.update(ids=b"".join([i.int.to_bytes(16, "big") for i in ids]).hex().encode(),
-                      stride=64 if events else 32)
+                      stride=64 if events else 32, first=first)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
         if request.event_types is not None:
@@ -319,7 +321,7 @@ class SQLLedgerDueSet(Store):
                                f"{len(request.wallets)} rows")
         counts: dict[str, int] = {}
         for (lots_name, points_name), found, points in zip(
-                _NAMES, row[2::2], row[3::2], strict=True):
+                _NAMES, row[3::2], row[4::2], strict=True):
             if found:  # (a kind with no transaction is not counted, as in the Python path)
                 counts[lots_name], counts[points_name] = int(found), int(points)
         _empty(conn)
