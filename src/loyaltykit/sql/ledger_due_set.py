@@ -3,12 +3,13 @@
 :meth:`SQLLedgerDueSet.post_due_set` answers a :class:`~loyaltykit.storage.ledger_due_set.DueSet`:
 the batch's due transactions are worked out into temporary tables with a few
 ``INSERT ... SELECT`` (the stale holds to release, the matured pending lots to
-activate, the lots past their expiry with unheld points), their ids (drawn in Python
-in one call, in the per-member path's order) joined in by row number, and every
-table written from them with one statement: the transactions, postings and lot
-movements (``INSERT ... SELECT``), the holds, lots and accounts (``UPDATE ... FROM``)
-and the outbox events. No Python per row, and a batch is a fixed number of
-statements whatever its size.
+activate, the lots past their expiry with unheld points) into one table of the
+batch's transactions in posting order, each row with all its writes need; their ids
+(drawn in Python in one call, in the per-member path's order) bound as one value and
+cut out by the transaction's number; and every table written from them with one
+statement: the transactions, postings and lot movements (``INSERT ... SELECT``), the
+holds, lots and accounts (``UPDATE ... FROM``) and the outbox events. No Python per
+row, and a batch is a fixed number of statements whatever its size.
 
 It is the rows :mod:`loyaltykit._due_bulk` builds (and ``catch_up`` posts) for the
 same wallets, row for row, where each wallet is *plain*: no debt, no wallet with
