@@ -306,8 +306,7 @@ class SQLLedgerDueSet(Store):
             _empty(conn)
             return None
         events = request.event_types is not None
-        ids = request.new_ids(n * (2 if events else 1))
-        params.update(ids=b"".join([i.int.to_bytes(16, "big") for i in ids]).hex().encode(),
+        params.update(ids=request.new_ids_hex(n * (2 if events else 1)),
                       stride=64 if events else 32, first=first)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
