@@ -334,6 +334,23 @@ class _UUID7:
         clock read once: they share a millisecond and count up in it), under one
         taking of the lock: set-based due work draws two ids a transaction."""
         made: list[uuid.UUID] = []
+        for value in self._values(n):
+            one = _new_uuid(uuid.UUID)
+            _set(one, "int", value)
+            _set(one, "is_safe", _UNKNOWN)
+            made.append(one)
+        return made
+
+    def many_hex(self, n: int) -> bytes:
+        """The ids :meth:`many` draws, as their hex digits (32 ASCII bytes an id, as a
+        SQL store keeps them) one after the other: for a statement that cuts each id
+        out of one bound value, without a UUID object per id (two thirds of an id's
+        cost) or a text per id."""
+        return b"".join([v.to_bytes(16, "big") for v in self._values(n)]).hex().encode()
+
+    def _values(self, n: int) -> list[int]:
+        """The 128-bit values of ``n`` new ids (see :meth:`many`)."""
+        made: list[int] = []
         if n <= 0:
             return made
         with self._lock:
@@ -355,11 +372,8 @@ class _UUID7:
                 else:
                     counter = (drawn >> 64) & 0x3FF
                 last = ms
-                one = _new_uuid(uuid.UUID)
-                _set(one, "int", (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64
-                     | 0b10 << 62 | drawn & ((1 << 62) - 1))
-                _set(one, "is_safe", _UNKNOWN)
-                made.append(one)
+                made.append((ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64
+                            | 0b10 << 62 | drawn & ((1 << 62) - 1))
             self._last_ms, self._counter = last, counter
             self._random, self._at = buf, at
         return made

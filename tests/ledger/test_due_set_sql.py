@@ -92,3 +92,32 @@ def test_the_temporary_tables_are_made_once_per_connection(tmp_path: Path) -> No
     assert 12 == report.activated_lots
     assert 4 == len(versions)  # four batches, each set-based
     assert 1 == len(set(versions))  # the temporary schema as the first batch left it
+
+
+def test_the_writes_scan_the_batch_transactions_without_a_sort_or_a_join(tmp_path: Path
+                                                                         ) -> None:
+    # each transaction's row carries what its writes need (member, wallet, metadata, the
+    # balance after it) in posting order, and the ids come as one bound value: the
+    # outbox's events are one scan of it (no sort of the payloads, no join to the
+    # accounts, wallets or a table of ids), and no statement but the wallets' own is
+    # sent row by row
+    plans: dict[str, tuple[str, list[str]]] = {}
+    many: list[str] = []
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        words = statement.split()
+        if executemany:
+            many.append(" ".join(words[:3]))
+        elif words[:3] in (["INSERT", "INTO", "lk_outbox"],
+                           ["INSERT", "INTO", "lk_transactions"]):
+            plans.setdefault(words[2], (statement, [r[3] for r in cursor.connection.execute(
+                "EXPLAIN QUERY PLAN " + statement, parameters)]))
+
+    report, _ = _run_due(tmp_path / "due.db", 12, 6, after)
+    assert 12 == report.expired_lots
+    assert {"lk_outbox", "lk_transactions"} == set(plans)
+    for table, (statement, plan) in plans.items():
+        assert "JOIN" not in statement.upper(), table
+        assert [d for d in plan if "TEMP B-TREE" in d] == [], table
+    assert {"INSERT INTO _lk_due_w"} == set(many)

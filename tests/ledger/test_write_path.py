@@ -178,6 +178,19 @@ def test_new_ids_drawn_many_at_once_are_drawn_as_one_by_one() -> None:
         assert plain.is_safe == one.is_safe
 
 
+def test_new_ids_drawn_as_hex_digits_are_ids_as_drawn_one_by_one() -> None:
+    # SQLite's set-based due work binds a batch's ids as one value of hex digits
+    before = new_id()
+    digits = new_id.many_hex(500)
+    after = new_id()
+    assert 500 * 32 == len(digits) and digits == digits.lower()
+    made = [uuid.UUID(digits[i:i + 32].decode()) for i in range(0, len(digits), 32)]
+    assert 500 == len(set(made))
+    assert [before, *made, after] == sorted([before, *made, after])
+    assert all(7 == u.version and uuid.RFC_4122 == u.variant for u in made)
+    assert b"" == new_id.many_hex(0)
+
+
 def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
     # ids take their random bits from a buffer of os.urandom: a child must not reuse
     # the bytes it inherited (it would draw the parent's next ids' random parts)

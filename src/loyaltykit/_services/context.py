@@ -56,6 +56,13 @@ class Context:
             return _default_id.many(n)
         return [self.new_id() for _ in range(n)]
 
+    def new_ids_hex(self, n: int) -> bytes:
+        """The ids :meth:`new_ids` draws, as their hex digits one after the other (32
+        ASCII bytes an id): the default source makes no UUID object for them."""
+        if self._given_id is _default_id:
+            return _default_id.many_hex(n)
+        return b"".join([u.bytes for u in self.new_ids(n)]).hex().encode()
+
     def now(self) -> dt.datetime:
         """The clock's now, checked (a supported instant) and in UTC."""
         return check_instant(self.clock.now(), "clock.now()")

@@ -191,7 +191,8 @@ class DueWork:
                       for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
         return store.post_due_set(DueSet(
             wallets=[(m, wallet) for wallet, ids in by_wallet.items() for m in ids],
-            until=work.ledger.at, recorded_at=work.recorded_at, new_ids=self.c.new_ids,
+            until=work.ledger.at, recorded_at=work.recorded_at,
+            new_ids_hex=self.c.new_ids_hex,
             event_types=events))
 
 

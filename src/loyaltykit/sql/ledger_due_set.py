@@ -3,12 +3,13 @@
 :meth:`SQLLedgerDueSet.post_due_set` answers a :class:`~loyaltykit.storage.ledger_due_set.DueSet`:
 the batch's due transactions are worked out into temporary tables with a few
 ``INSERT ... SELECT`` (the stale holds to release, the matured pending lots to
-activate, the lots past their expiry with unheld points), their ids (drawn in Python
-in one call, in the per-member path's order) joined in by row number, and every
-table written from them with one statement: the transactions, postings and lot
-movements (``INSERT ... SELECT``), the holds, lots and accounts (``UPDATE ... FROM``)
-and the outbox events. No Python per row, and a batch is a fixed number of
-statements whatever its size.
+activate, the lots past their expiry with unheld points) into one table of the
+batch's transactions in posting order, each row with all its writes need; their ids
+(drawn in Python in one call, in the per-member path's order) bound as one value and
+cut out by the transaction's number; and every table written from them with one
+statement: the transactions, postings and lot movements (``INSERT ... SELECT``), the
+holds, lots and accounts (``UPDATE ... FROM``) and the outbox events. No Python per
+row, and a batch is a fixed number of statements whatever its size.
 
 It is the rows :mod:`loyaltykit._due_bulk` builds (and ``catch_up`` posts) for the
 same wallets, row for row, where each wallet is *plain*: no debt, no wallet with
@@ -40,8 +41,7 @@ from loyaltykit.storage.ledger_due_set import DueSet
 
 __all__ = ["SQLLedgerDueSet"]
 
-_TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_back", "_lk_due_lot", "_lk_due_tx",
-         "_lk_due_id")
+_TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_back", "_lk_due_lot", "_lk_due_tx")
 _TS = transactions.c.occurred_at.type
 _PARAM = re.compile(r":(\w+)")
 
@@ -65,10 +65,10 @@ _INSERT_W = "INSERT INTO _lk_due_w (k, member_id, wallet) VALUES (?, ?, ?)"
 # the stale holds: released at their expiry; ``back`` the points their allocations
 # give back; ``bad`` if one goes to a lot that is not open in the wallet or expired by
 # then (the points would expire in the release: catch_up's case)
-_CREATE_REL = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_rel (k, item, at, points, back,
-    bad)"""
+_CREATE_REL = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_rel (k, member_id, wallet, item,
+    at, points, back, bad)"""
 _REL = """INSERT INTO _lk_due_rel
-    SELECT w.k, h.id AS item, h.expires_at AS at, h.points,
+    SELECT w.k, h.member_id, h.wallet, h.id AS item, h.expires_at AS at, h.points,
            COALESCE(SUM(a.points), 0) AS back,
            COALESCE(MAX(a.hold_id IS NOT NULL
                         AND (l.id IS NULL OR l.expires_at <= h.expires_at)), 0) AS bad
@@ -90,16 +90,17 @@ _BACK = """INSERT INTO _lk_due_back (lot_id, points)
 # the open lots (the ones catch_up loads), their held points after the releases, and
 # what falls due: ``act`` activation, ``exp`` expiry of the unheld points; ``bad`` a
 # lot whose events would depend on each other (a pending lot expiring by ``until``)
-_CREATE_LOT = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_lot (k, item, earn_id, remaining,
-    pending, activates_at, expires_at, held_before, held, act, exp, bad)"""
+_CREATE_LOT = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_lot (k, member_id, wallet, item,
+    earn_id, remaining, pending, activates_at, expires_at, held_before, held, act, exp,
+    bad)"""
 _LOT = """INSERT INTO _lk_due_lot
     SELECT d.*,
            d.pending AND d.activates_at IS NOT NULL AND d.activates_at <= :t AS act,
            NOT d.pending AND d.expires_at <= :t AND d.remaining - d.held > 0 AS exp,
            d.pending AND d.expires_at <= :t AS bad
-    FROM (SELECT w.k, l.id AS item, l.transaction_id AS earn_id, l.remaining, l.pending,
-                 l.activates_at, l.expires_at, l.held AS held_before,
-                 l.held - COALESCE(b.points, 0) AS held
+    FROM (SELECT w.k, l.member_id, l.wallet, l.id AS item, l.transaction_id AS earn_id,
+                 l.remaining, l.pending, l.activates_at, l.expires_at,
+                 l.held AS held_before, l.held - COALESCE(b.points, 0) AS held
           FROM lk_lots l CROSS JOIN _lk_due_w w
             ON w.member_id = l.member_id AND w.wallet = l.wallet
           LEFT JOIN _lk_due_back b ON b.lot_id = l.id
@@ -112,72 +113,99 @@ _META = f"""CASE t.kind WHEN 'release'
         ELSE json_object('lot_id', {_uuid_text("t.item")},
                          'earn_id', {_uuid_text("t.earn_id")}) END"""
 _REASON = "CASE t.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
-# the transactions in posting order (n): wallet by wallet, each wallet's by instant,
-# then release < activation < expiry, then the item's id (catch_up's order); the deltas
-# of the member's buckets (available, pending, held) and of expired
+# The batch's transactions, one row each, in posting order (n): wallet by wallet, each
+# wallet's by instant, then release < activation < expiry, then the item's id
+# (catch_up's order). n is the rowid, numbered in the order the rows are inserted
+# (one INSERT: consecutive rowids, from 1 in the emptied table), so every later
+# statement scans them in that order without a sort. Everything the writes need is
+# here, worked out once: the member and wallet (no join to the wallets), the deltas of
+# the member's buckets (available, pending, held) and of expired, the metadata, and
+# the balance after the transaction for its outbox event (the account's before, plus
+# the wallet's deltas so far).
 _CREATE_TX = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_tx (
-    n INTEGER PRIMARY KEY, k INTEGER NOT NULL,
-    item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL, kind TEXT NOT NULL,
-    earn_id TEXT, points INTEGER NOT NULL, da INTEGER NOT NULL, dp INTEGER NOT NULL,
-    dh INTEGER NOT NULL, dx INTEGER NOT NULL, reason TEXT NOT NULL,
-    meta TEXT NOT NULL)"""
-_TX = f"""INSERT INTO _lk_due_tx
-    SELECT ROW_NUMBER() OVER (ORDER BY t.k, t.at, t.ord, t.item), t.*, {_REASON}, {_META}
-    FROM (SELECT k, item, at, 0 AS ord, 'release' AS kind, NULL AS earn_id, points,
-                 back AS da, 0 AS dp, -points AS dh, 0 AS dx FROM _lk_due_rel
+    n INTEGER PRIMARY KEY, k INTEGER NOT NULL, member_id TEXT NOT NULL,
+    wallet TEXT NOT NULL, item TEXT NOT NULL, at TEXT NOT NULL, ord INTEGER NOT NULL,
+    kind TEXT NOT NULL, earn_id TEXT, points INTEGER NOT NULL, da INTEGER NOT NULL,
+    dp INTEGER NOT NULL, dh INTEGER NOT NULL, dx INTEGER NOT NULL, ra INTEGER NOT NULL,
+    rp INTEGER NOT NULL, rh INTEGER NOT NULL, meta TEXT NOT NULL)"""
+_TX = f"""INSERT INTO _lk_due_tx (k, member_id, wallet, item, at, ord, kind, earn_id,
+        points, da, dp, dh, dx, ra, rp, rh, meta)
+    SELECT t.*, a.available + SUM(t.da) OVER win, a.pending + SUM(t.dp) OVER win,
+           a.held + SUM(t.dh) OVER win, {_META}
+    FROM (SELECT k, member_id, wallet, item, at, 0 AS ord, 'release' AS kind,
+                 NULL AS earn_id, points, back AS da, 0 AS dp, -points AS dh, 0 AS dx
+          FROM _lk_due_rel
           UNION ALL
-          SELECT k, item, activates_at, 1, 'activate', earn_id, remaining,
-                 remaining, -remaining, 0, 0 FROM _lk_due_lot WHERE act
+          SELECT k, member_id, wallet, item, activates_at, 1, 'activate', earn_id,
+                 remaining, remaining, -remaining, 0, 0 FROM _lk_due_lot WHERE act
           UNION ALL
-          SELECT k, item, expires_at, 2, 'expire', earn_id, remaining - held,
-                 held - remaining, 0, 0, remaining - held FROM _lk_due_lot WHERE exp) t"""
-# a wallet the batch may not post: debt, a dependent event, nothing to post
-_NOT_PLAIN = """SELECT
+          SELECT k, member_id, wallet, item, expires_at, 2, 'expire', earn_id,
+                 remaining - held, held - remaining, 0, 0, remaining - held
+          FROM _lk_due_lot WHERE exp) t
+    JOIN lk_accounts a
+      ON a.program_id = :p AND a.member_id = t.member_id AND a.wallet = t.wallet
+    WINDOW win AS (PARTITION BY t.k ORDER BY t.at, t.ord, t.item
+                   ROWS UNBOUNDED PRECEDING)
+    ORDER BY t.k, t.at, t.ord, t.item"""
+# a wallet the batch may not post (debt, a dependent event, nothing to post: a wallet
+# without an account has no transaction), the number of transactions, the first one's
+# n, and the report's counts by kind
+_CHECK = """SELECT
     (SELECT COUNT(*) FROM _lk_due_rel WHERE bad)
     + (SELECT COUNT(*) FROM _lk_due_lot WHERE bad)
     + (SELECT COUNT(*) FROM lk_accounts a CROSS JOIN _lk_due_w w
          ON w.member_id = a.member_id AND w.wallet = a.wallet
        WHERE a.program_id = :p AND a.member_id >= :lo AND a.member_id <= :hi
          AND a.debt != 0)
-    + (SELECT COUNT(*) FROM _lk_due_w) - (SELECT COUNT(DISTINCT k) FROM _lk_due_tx),
-    (SELECT COUNT(*) FROM _lk_due_tx)"""
-# the ids drawn in Python (hex as stored)
-_CREATE_ID = """CREATE TEMP TABLE IF NOT EXISTS _lk_due_id (
-    n INTEGER PRIMARY KEY, tx_id TEXT NOT NULL,
-    event_id TEXT)"""
-_INSERT_ID = "INSERT INTO _lk_due_id (n, tx_id, event_id) VALUES (?, ?, ?)"
-_INS_TX = """INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
+    + (SELECT COUNT(*) FROM _lk_due_w) - COUNT(DISTINCT k),
+    COUNT(*), MIN(n),
+    TOTAL(kind = 'release'), TOTAL(CASE kind WHEN 'release' THEN points END),
+    TOTAL(kind = 'activate'), TOTAL(CASE kind WHEN 'activate' THEN points END),
+    TOTAL(kind = 'expire'), TOTAL(CASE kind WHEN 'expire' THEN points END)
+    FROM _lk_due_tx"""
+# The ids drawn in Python come in as one parameter, :ids, a blob of each id's 32 hex
+# digits (as stored) one after the other in the order drawn: a transaction's, then
+# (with events) its event's. An id is cut out of it by the transaction's number
+# counted from the batch's first (:first; substr of a blob: by bytes, no scan): one
+# bound value, not a table of ids filled row by row and joined in each statement, and
+# no Python text per id.
+_ID_AT = "(t.n - :first) * :stride + 1"
+_TX_ID = f"CAST(substr(:ids, {_ID_AT}, 32) AS TEXT)"
+_EVENT_ID = f"CAST(substr(:ids, {_ID_AT} + 32, 32) AS TEXT)"
+# the transaction id's text for its event (str(uuid)): its digits cut straight from
+# the blob (|| makes text), not each cut of a cut id
+_TX_TEXT = " || '-' || ".join(f"substr(:ids, {_ID_AT} + {at}, {size})" for at, size
+                              in ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12)))
+_INS_TX = f"""INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind,
         occurred_at, recorded_at, idempotency_key, reason, metadata, reverses_id)
-    SELECT i.tx_id, :p, w.member_id, w.wallet, t.kind, t.at, :now, NULL, t.reason,
+    SELECT {_TX_ID}, :p, t.member_id, t.wallet, t.kind, t.at, :now, NULL, {_REASON},
            t.meta, NULL
-    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k"""
-# the legs that move points, in DueBulk's order and positions (a zero leg is left out)
-_INS_POSTING = """INSERT INTO lk_postings (transaction_id, account, program_id, member_id,
-        wallet, amount, position)
-    SELECT i.tx_id, g.account, :p, w.member_id, w.wallet, g.amount, g.position
-    FROM (SELECT n, k, 'available' AS account, da AS amount, 0 AS position
-          FROM _lk_due_tx WHERE kind = 'release' AND da != 0
-          UNION ALL
-          SELECT n, k, 'held', -points, CASE WHEN da != 0 THEN 1 ELSE 0 END
-          FROM _lk_due_tx WHERE kind = 'release' AND points != 0
-          UNION ALL
-          SELECT n, k, 'pending', -points, 0 FROM _lk_due_tx
-          WHERE kind = 'activate' AND points != 0
-          UNION ALL
-          SELECT n, k, 'available', points, 1 FROM _lk_due_tx
-          WHERE kind = 'activate' AND points != 0
-          UNION ALL
-          SELECT n, k, 'available', -points, 0 FROM _lk_due_tx WHERE kind = 'expire'
-          UNION ALL
-          SELECT n, k, 'expired', points, 1 FROM _lk_due_tx WHERE kind = 'expire') g
-    JOIN _lk_due_id i ON i.n = g.n JOIN _lk_due_w w ON w.k = g.k"""
-_INS_MOVEMENT = """INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id,
+    FROM _lk_due_tx t"""
+# The legs that move points, in DueBulk's order and positions, a zero leg left out:
+# each transaction's first leg (position 0) and its second (1): a release's available
+# points given back (if any), then its held points; an activation's pending, then its
+# available points; an expiry's available, then its expired points.
+_INS_POSTING = f"""INSERT INTO lk_postings (transaction_id, account, program_id,
+        member_id, wallet, amount, position)
+    SELECT {_TX_ID}, CASE t.kind WHEN 'release'
+                         THEN CASE WHEN t.da != 0 THEN 'available' ELSE 'held' END
+                         WHEN 'activate' THEN 'pending' ELSE 'available' END,
+           :p, t.member_id, t.wallet,
+           CASE WHEN t.kind = 'release' AND t.da != 0 THEN t.da ELSE -t.points END, 0
+    FROM _lk_due_tx t WHERE t.points != 0 OR (t.kind = 'release' AND t.da != 0)
+    UNION ALL
+    SELECT {_TX_ID}, CASE t.kind WHEN 'release' THEN 'held' WHEN 'activate' THEN 'available'
+                         ELSE 'expired' END,
+           :p, t.member_id, t.wallet,
+           CASE t.kind WHEN 'release' THEN -t.points ELSE t.points END, 1
+    FROM _lk_due_tx t WHERE t.points != 0 AND (t.kind != 'release' OR t.da != 0)"""
+_INS_MOVEMENT = f"""INSERT INTO lk_lot_movements (transaction_id, lot_id, program_id,
         member_id, delta, position)
-    SELECT i.tx_id, t.item, :p, w.member_id, -t.points, 0
-    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n JOIN _lk_due_w w ON w.k = t.k
-    WHERE t.kind = 'expire'"""
-_UPD_HOLD = """UPDATE lk_holds SET status = 'released', captured = 0, resolved_by = i.tx_id
-    FROM _lk_due_tx t JOIN _lk_due_id i ON i.n = t.n
+    SELECT {_TX_ID}, t.item, :p, t.member_id, -t.points, 0
+    FROM _lk_due_tx t WHERE t.kind = 'expire'"""
+_UPD_HOLD = f"""UPDATE lk_holds SET status = 'released', captured = 0,
+        resolved_by = {_TX_ID}
+    FROM _lk_due_tx t
     WHERE t.kind = 'release' AND lk_holds.id = t.item"""
 # the lots an event touched: held points given back, expired, activated
 _UPD_LOT = """UPDATE lk_lots SET held = d.held,
@@ -187,32 +215,32 @@ _UPD_LOT = """UPDATE lk_lots SET held = d.held,
     FROM _lk_due_lot d
     WHERE lk_lots.id = d.item AND (d.act OR d.exp OR d.held != d.held_before)"""
 # the running totals, the version (one per transaction) and the next due instant
-# (the earliest activation to come, expiry of unheld points, open hold's expiry)
+# (the earliest activation to come, expiry of unheld points, open hold's expiry; a
+# lot's activation and expiry from one pass over the wallet's lots, not two: 2-argument
+# min() is NULL if either is)
 _UPD_ACCOUNT = """UPDATE lk_accounts SET
         available = lk_accounts.available + d.da, pending = lk_accounts.pending + d.dp,
         held = lk_accounts.held + d.dh, expired = lk_accounts.expired + d.dx,
         version = lk_accounts.version + d.n,
         next_due_at = (SELECT MIN(x) FROM (
-            SELECT l.activates_at AS x FROM lk_lots l
-            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
-              AND l.pending
-            UNION ALL
-            SELECT l.expires_at FROM lk_lots l
-            WHERE l.program_id = :p AND l.member_id = d.member_id AND l.wallet = d.wallet
-              AND l.remaining > 0 AND l.remaining - l.held > 0
+            SELECT COALESCE(min(l.a, l.e), l.a, l.e) AS x FROM (
+                SELECT CASE WHEN l.pending THEN l.activates_at END AS a,
+                       CASE WHEN l.remaining > l.held THEN l.expires_at END AS e
+                FROM lk_lots l
+                WHERE l.program_id = :p AND l.member_id = d.member_id
+                  AND l.wallet = d.wallet AND (l.pending OR l.remaining > l.held)) l
             UNION ALL
             SELECT h.expires_at FROM lk_holds h
             WHERE h.program_id = :p AND h.member_id = d.member_id AND h.wallet = d.wallet
               AND h.status = 'open'))
-    FROM (SELECT w.member_id, w.wallet, SUM(t.da) AS da, SUM(t.dp) AS dp,
+    FROM (SELECT t.member_id, t.wallet, SUM(t.da) AS da, SUM(t.dp) AS dp,
                  SUM(t.dh) AS dh, SUM(t.dx) AS dx, COUNT(*) AS n
-          FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k GROUP BY t.k) d
+          FROM _lk_due_tx t GROUP BY t.k) d
     WHERE lk_accounts.program_id = :p AND lk_accounts.member_id = d.member_id
       AND lk_accounts.wallet = d.wallet"""
-# the outbox events: the payload EventService._due_posted builds, key for key; the
-# balance after each transaction is the account's before (run before its update)
-# plus the wallet's deltas so far (no debt in a plain wallet: shown available is
-# available, total the sum)
+# the outbox events: the payload EventService._due_posted builds, key for key (no debt
+# in a plain wallet: shown available is available, total the sum); the metadata the
+# transaction's own (json(): kept as an object, not quoted as a string)
 _CHANGES = """CASE t.kind
         WHEN 'release' THEN CASE
             WHEN t.da != 0 AND t.points != 0
@@ -226,29 +254,21 @@ _CHANGES = """CASE t.kind
         ELSE json_object('available', -t.points) END"""
 _INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id,
         occurred_at, recorded_at, payload)
-    SELECT :p, 0, i.event_id,
+    SELECT :p, 0, {_EVENT_ID},
            CASE t.kind WHEN 'release' THEN :ev_release WHEN 'activate' THEN :ev_activate
                 ELSE :ev_expire END,
            :version, t.member_id, t.at, :now,
-           json_object('transaction_id', {_uuid_text("i.tx_id")}, 'kind', t.kind,
+           json_object('transaction_id', {_TX_TEXT}, 'kind', t.kind,
                        'wallet', t.wallet, 'points', t.da + t.dp + t.dh,
                        'changes', {_CHANGES},
                        'balance', json_object('available', t.ra, 'pending', t.rp,
                                               'held', t.rh, 'debt', 0,
                                               'total', t.ra + t.rp + t.rh),
-                       'reason', t.reason, 'metadata', {_META})
-    FROM (SELECT t.*, w.member_id, w.wallet, a.available + SUM(t.da) OVER win AS ra,
-                 a.pending + SUM(t.dp) OVER win AS rp, a.held + SUM(t.dh) OVER win AS rh
-          FROM _lk_due_tx t JOIN _lk_due_w w ON w.k = t.k JOIN lk_accounts a
-            ON a.program_id = :p AND a.member_id = w.member_id AND a.wallet = w.wallet
-          WINDOW win AS (PARTITION BY t.k ORDER BY t.n)) t
-    JOIN _lk_due_id i ON i.n = t.n
-    ORDER BY t.n"""
-_CREATES = (_CREATE_W, _CREATE_REL, _CREATE_BACK, _CREATE_LOT, _CREATE_TX, _CREATE_ID)
-_COUNTS = "SELECT kind, COUNT(*), SUM(points) FROM _lk_due_tx GROUP BY kind"
-_NAMES = {"release": ("released_holds", "released_points"),
-          "activate": ("activated_lots", "activated_points"),
-          "expire": ("expired_lots", "expired_points")}
+                       'reason', {_REASON}, 'metadata', json(t.meta))
+    FROM _lk_due_tx t ORDER BY t.n"""
+_CREATES = (_CREATE_W, _CREATE_REL, _CREATE_BACK, _CREATE_LOT, _CREATE_TX)
+_NAMES = (("released_holds", "released_points"), ("activated_lots", "activated_points"),
+          ("expired_lots", "expired_points"))
 
 
 class SQLLedgerDueSet(Store):
@@ -280,23 +300,17 @@ class SQLLedgerDueSet(Store):
         run(_BACK)
         run(_LOT)
         run(_TX)
-        row = run(_NOT_PLAIN).one()
-        not_plain, n = int(row[0]), int(row[1])
+        row = run(_CHECK).one()
+        not_plain, n, first = int(row[0]), int(row[1]), row[2]
         if not_plain:
             _empty(conn)
             return None
         events = request.event_types is not None
-        ids = request.new_ids(n * (2 if events else 1))
-        rows: list[tuple[int, str, str | None]]
-        if events:
-            rows = [(i, tx.hex, ev.hex) for i, tx, ev
-                    in zip(range(1, n + 1), ids[::2], ids[1::2], strict=True)]
-        else:
-            rows = [(i, tx.hex, None) for i, tx in zip(range(1, n + 1), ids, strict=True)]
-        conn.exec_driver_sql(_INSERT_ID, rows)
+        params.update(ids=request.new_ids_hex(n * (2 if events else 1)),
+                      stride=64 if events else 32, first=first)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
-        if request.event_types is not None:  # (the balances: from the accounts before)
+        if request.event_types is not None:
             types = request.event_types
             params.update(ev_release=types["release"], ev_activate=types["activate"],
                           ev_expire=types["expire"], version=EVENT_VERSION)
@@ -306,9 +320,10 @@ class SQLLedgerDueSet(Store):
             raise StorageError(f"update of accounts found {accounts} of "
                                f"{len(request.wallets)} rows")
         counts: dict[str, int] = {}
-        for row in run(_COUNTS):
-            lots_name, points_name = _NAMES[row[0]]
-            counts[lots_name], counts[points_name] = int(row[1]), int(row[2])
+        for (lots_name, points_name), found, points in zip(
+                _NAMES, row[3::2], row[4::2], strict=True):
+            if found:  # (a kind with no transaction is not counted, as in the Python path)
+                counts[lots_name], counts[points_name] = int(found), int(points)
         _empty(conn)
         return counts
 

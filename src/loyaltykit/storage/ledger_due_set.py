@@ -17,7 +17,6 @@ returns None, and due work goes on as before.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -33,7 +32,8 @@ class DueSet:
     ``wallets`` are the batch's due (member id, wallet) pairs in the order due work
     posts them (the per-member path's: ids are drawn wallet after wallet, each
     transaction's then its outbox event's); ``until`` the instant due work runs to,
-    ``recorded_at`` the write's now, ``new_ids(n)`` the write's id source; with
+    ``recorded_at`` the write's now, ``new_ids_hex(n)`` the write's id source: ``n``
+    new ids as their hex digits, 32 ASCII bytes an id, in the order drawn; with
     ``event_types`` (kind value -> outbox event type) an outbox event is appended
     after each transaction, as the outbox records a :class:`~loyaltykit._events.DuePosted`.
     """
@@ -41,7 +41,7 @@ class DueSet:
     wallets: Sequence[tuple[str, str]]
     until: dt.datetime
     recorded_at: dt.datetime
-    new_ids: Callable[[int], list[uuid.UUID]]
+    new_ids_hex: Callable[[int], bytes]
     event_types: Mapping[str, str] | None
 
 
