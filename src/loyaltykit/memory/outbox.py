@@ -255,11 +255,13 @@ class MemoryOutboxStore:
             self._uow.put(self._t.events, program_id, erased)
 
     def write(self, changes: OutboxChanges) -> None:
-        self.append_kept([(new.member_id, _stored(new)) for new in changes.events])
+        events = changes.events
+        self.append_kept([new.member_id for new in events], [_stored(new) for new in events])
 
-    def append_kept(self, events: Sequence[tuple[str, KeptEvent]]) -> None:
-        """Append events already kept, each with the member id it names, in order
-        (:meth:`write` after keeping each; a tier evaluation keeps its events itself)."""
+    def append_kept(self, member_ids: Sequence[str], events: Sequence[KeptEvent]) -> None:
+        """Append events already kept, in order, ``member_ids`` the member id each
+        names (:meth:`write` after keeping each; a tier evaluation keeps its events
+        itself)."""
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
         if events:  # one undo-log entry per table, not one per event
@@ -268,14 +270,14 @@ class MemoryOutboxStore:
                 uow.put(t.first, program_id, seq + 1)
             shared = self._keys.shared
             seqs: dict[tuple[str, str], list[int]] = {}
-            for at, (member_id, _) in enumerate(events, seq + 1):
+            for at, member_id in enumerate(member_ids, seq + 1):
                 seqs.setdefault(shared((program_id, member_id)), []).append(at)
             by_member = t.by_member
             fresh = [(key, array("q", kept)) for key, kept in seqs.items()
                      if key not in by_member]
             more = [(key, at) for key, kept in seqs.items() if key in by_member
                     for at in kept]
-            uow.append_many(t.events, [(program_id, kept) for _, kept in events])
+            uow.append_many(t.events, [(program_id, kept) for kept in events])
             uow.put_many(by_member, fresh)
             uow.append_many(by_member, more)
             seq += len(events)

@@ -144,7 +144,7 @@ class MemoryTierStore:
                 outbox.version
             payloads = due_events.TierPayloads(outbox)
             texts: dict[dt.datetime | None, str | None] = {None: None}
-            kept = []
+            members, kept = [], []
             for id_, (change, state, before) in zip(outbox.new_ids(len(moved)), moved,
                                                     strict=True):
                 protected = state.protected_until
@@ -158,9 +158,10 @@ class MemoryTierStore:
                 data = payloads.packed(*change_of)
                 payload = (JSONText.of(payloads.payload(*change_of)) if data is None
                            else JSONText.packed(data))
-                kept.append((change.member_id, KeptEvent.of(
-                    id_, type_, version, change.member_id, at, recorded_at, payload)))
-            MemoryOutboxStore(self._uow, self._tables).append_kept(kept)
+                members.append(change.member_id)
+                kept.append(KeptEvent.of(id_, type_, version, change.member_id, at,
+                                         recorded_at, payload))
+            MemoryOutboxStore(self._uow, self._tables).append_kept(members, kept)
         return done, len(moved)
 
     def _evaluate(self, job: TierJob
@@ -227,20 +228,23 @@ class MemoryTierStore:
         names = [t.name for t in policy.tiers]
         thresholds = policy.thresholds
         waiting = self._waiting(job, noticed=True)
-        recorded = 0
+        # one undo-log entry per table for the batch, one copy per state
+        notices: list[tuple[tuple[str, str, dt.datetime], TierNotice]] = []
+        states: list[tuple[tuple[str, str], TierState]] = []
         for state in waiting:
             value = self.tier_metric(state.member_id, state.window_start, job.at)
             rank = would_be(policy, state, value)
             key = (self._uow.program_id, state.member_id)
             if rank < state.rank:
-                recorded += 1
-                self._uow.put(self._t.tier_notices, (*key, job.at), TierNotice(
+                notices.append(((*key, job.at), TierNotice(
                     member_id=state.member_id, evaluation_at=job.at,
                     tier=names[state.rank], would_be=names[rank], metric=value,
-                    needed=thresholds[state.rank] - value, created_at=job.recorded_at))
-            self._uow.put(self._t.tier_states, key, attrs.evolve(
-                state, noticed_for=job.at, version=state.version + 1))
-        return len(waiting), recorded
+                    needed=thresholds[state.rank] - value, created_at=job.recorded_at)))
+            states.append((key, evolve(state, noticed_for=job.at,
+                                       version=state.version + 1)))
+        self._uow.put_many(self._t.tier_notices, notices)
+        self._uow.put_many(self._t.tier_states, states)
+        return len(waiting), len(notices)
 
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         found = [n for (program_id, _, _), n in self._t.tier_notices.items()
