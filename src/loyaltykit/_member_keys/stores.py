@@ -49,6 +49,7 @@ from loyaltykit.storage import (
 from loyaltykit.storage.ledger_due import DueChanges
 from loyaltykit.storage.ledger_due_set import DueSet, DueSetStore
 from loyaltykit.storage.members import MemberKeyChanges
+from loyaltykit.storage.tier_due_set import TierOutbox, TierOutboxStore
 
 __all__ = ["PAYLOAD_MEMBER_FIELDS", "KeyedKeyStore", "KeyedLedgerStore", "KeyedNoticeStore",
            "KeyedOrderStore", "KeyedOutboxStore", "KeyedReferralStore", "KeyedRewardStore",
@@ -316,6 +317,15 @@ class KeyedTierStore:
         # (copy_with, not attrs.evolve: one per member a due evaluation moves)
         return done, [copy_with(c, {"change": line}) for c, line in zip(changed, lines,
                                                                          strict=True)]
+
+    def evaluate_tiers_recorded(self, job: TierJob, outbox: TierOutbox
+                                ) -> tuple[int, int] | None:
+        # a store that cannot append the events itself leaves them to the caller (its
+        # rows carry keys already: the events are stored under them, as the outbox's
+        # write would store them)
+        if not isinstance(self.inner, TierOutboxStore):
+            return None
+        return self.inner.evaluate_tiers_recorded(job, outbox)
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         return self.inner.record_tier_notices(job)

@@ -12,19 +12,26 @@ enrolment appends no line and no event.
 The payload names the tiers as the program does and carries what an e-mail needs:
 the direction, why, the figure the decision read against the new tier's threshold, how
 long the tier is kept and the new tier's benefits (see ``docs/events.md``).
+
+Due work's evaluations, where the outbox is the only listener, have the store append
+these events itself (:meth:`TierEvents.outbox` says what they hold:
+:mod:`loyaltykit.storage.tier_due_set`), the same events without an object per member.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from loyaltykit._outbox import EventDraft
+from loyaltykit._outbox import EVENT_VERSION, EventDraft
 from loyaltykit._pipeline import Work
 from loyaltykit._program import Program
-from loyaltykit._tiers import TierChanged, TierPolicy
+from loyaltykit._tiers import TierChanged, TierJob, TierMetric, TierPolicy
 from loyaltykit._values import Money
+from loyaltykit.storage.tier_due_set import TierOutbox, TierRung
 
 __all__ = ["TierEvents"]
 
@@ -58,6 +65,21 @@ class TierEvents:
         """A metric figure as JSON: an int of points or orders, spend as money."""
         value = policy.units_as(units, self.program.currency)
         return value.to_dict() if isinstance(value, Money) else value
+
+    def outbox(self, job: TierJob, work: Work,
+               new_ids: Callable[[int], list[uuid.UUID]]) -> TierOutbox | None:
+        """What the ``tier.changed`` events of ``job``'s changes hold, for a store that
+        appends them itself in ``work``; None where a figure is money (spend: its JSON
+        is left to this mapper)."""
+        policy = self.program.tiers
+        if policy is None or policy.metric is TierMetric.SPEND:
+            return None
+        return TierOutbox(
+            type="tier.changed", version=EVENT_VERSION, metric=policy.metric.value,
+            ladder=[TierRung(t.name, self._thresholds[i], t.benefits.to_dict())
+                    for i, t in enumerate(policy.tiers)],
+            changed_at=_utc_text(job.at), next_evaluation=_iso(job.next_at),
+            recorded_at=work.recorded_at, new_ids=new_ids)
 
     def __call__(self, work: Work, event: TierChanged) -> list[EventDraft]:
         policy = self.program.tiers

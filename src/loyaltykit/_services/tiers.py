@@ -38,6 +38,7 @@ from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.preload import MemberReads, member_reads
+from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._tiers import (
     TierChange,
     TierChanged,
@@ -59,6 +60,7 @@ from loyaltykit._tiers import (
 from loyaltykit._validate import check_instant, check_member_id, check_reason
 from loyaltykit._values import check_key
 from loyaltykit.storage import TierChanges, UnitOfWork
+from loyaltykit.storage.tier_due_set import TierOutboxStore
 
 __all__ = ["TierService"]
 
@@ -82,6 +84,8 @@ class TierService:
         self.c = c
         self.program = c.program
         self._ledger = ledger
+        # what due work's evaluations hand a store that records their events itself
+        self._events = TierEvents(c.program)
 
     def subscribe(self, bus: EventBus) -> None:
         """Follow enrolments and the metric's activity (a program without tiers: none)."""
@@ -490,9 +494,20 @@ class TierService:
     @collector_paused()  # a batch's states and events live until it writes
     def _batch(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         def apply(work: Work) -> tuple[int, int]:
+            store = work.uow.tiers
             if notices:
-                return work.uow.tiers.record_tier_notices(job)
-            done, changed = work.uow.tiers.evaluate_tiers(job)
+                return store.record_tier_notices(job)
+            # the outbox is TierChanged's only listener (the facade maps it; nothing
+            # else subscribes): a store that can appends its events itself, with no
+            # object per member (most of a due batch's Python was raising and mapping
+            # one TierChanged per member)
+            if self.c.bus.listens(TierChanged) and isinstance(store, TierOutboxStore):
+                outbox = self._events.outbox(job, work, self.c.new_ids)
+                if outbox is not None:
+                    found = store.evaluate_tiers_recorded(job, outbox)
+                    if found is not None:
+                        return found
+            done, changed = store.evaluate_tiers(job)
             for event in changed:  # the changes the batch appended to the history
                 work.publish(event)
             return done, len(changed)

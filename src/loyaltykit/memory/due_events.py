@@ -27,9 +27,12 @@ from __future__ import annotations
 import binascii
 import struct
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["MARKS", "pack", "unpack"]
+if TYPE_CHECKING:
+    from loyaltykit.storage.tier_due_set import TierOutbox
+
+__all__ = ["MARKS", "TierPayloads", "pack", "unpack"]
 
 #: the first byte of a packed payload (JSONText's own first bytes are 0 and 1): a
 #: points event's (:data:`_KEYS`), a tier change's (:data:`_TIER_KEYS`)
@@ -299,3 +302,84 @@ def _unpack_tier(data: bytes) -> dict[str, Any]:
         "benefits": {k: dict(v) if type(v) is tuple else v
                      for k, v in _BENEFITS.values[benefits]},
     }
+
+
+class TierPayloads:
+    """The ``tier.changed`` payloads of one evaluation's changes (``outbox``: what they
+    share), for a store that keeps the events itself: :meth:`payload` is the dict the
+    mapper builds, :meth:`packed` what :func:`pack` gives for it, the codes of what
+    every change between two ranks shares looked up once (an evaluation moves
+    thousands of members between a few pairs of ranks)."""
+
+    def __init__(self, outbox: TierOutbox) -> None:
+        self._outbox = outbox
+        # (from rank, to rank) -> the head's six codes, or None: not packed
+        self._codes: dict[tuple[int, int], tuple[int, ...] | None] = {}
+        # an instant's text (None: none) -> its length byte and UTF-8, or None: too long
+        self._texts: dict[str | None, bytes | None] = {}
+
+    def payload(self, before: int, after: int, qualifying: int,
+                protected: str | None) -> dict[str, Any]:
+        """The payload of a change from rank ``before`` to ``after`` whose metric is
+        ``qualifying``, the state then protected until ``protected`` (text or None)."""
+        outbox = self._outbox
+        rung = outbox.ladder[after]
+        return {
+            "from": outbox.ladder[before].name, "to": rung.name,
+            "direction": "up" if after > before else "down" if after < before else "same",
+            "reason": "evaluation", "note": "", "changed_at": outbox.changed_at,
+            "metric": outbox.metric, "qualifying": qualifying, "threshold": rung.threshold,
+            "protected_until": protected, "next_evaluation": outbox.next_evaluation,
+            "benefits": dict(rung.benefits)}
+
+    def packed(self, before: int, after: int, qualifying: int,
+               protected: str | None) -> bytes | None:
+        """``pack(self.payload(...))``, without building the dict."""
+        pair = (before, after)
+        if pair in self._codes:
+            codes = self._codes[pair]
+        else:
+            codes = self._codes[pair] = self._codes_of(before, after)
+        if codes is None:
+            return None
+        outbox = self._outbox
+        changed_at, until, nxt = (self._text(outbox.changed_at), self._text(protected),
+                                  self._text(outbox.next_evaluation))
+        if changed_at is None or until is None or nxt is None or type(qualifying) is not int:
+            return None
+        nones = (2 if protected is None else 0) | (4 if outbox.next_evaluation is None
+                                                    else 0)
+        try:
+            head = _TIER_HEAD.pack(TIER_MARK, *codes, nones, qualifying,
+                                   outbox.ladder[after].threshold)
+        except struct.error:  # an int beyond the layout's
+            return None
+        return b"".join((head, b"\x00", changed_at, until, nxt))  # (b"\x00": the note, "")
+
+    def _codes_of(self, before: int, after: int) -> tuple[int, ...] | None:
+        """The codes :func:`_pack_tier` gives the shared parts of a change from
+        ``before`` to ``after`` (numbered in its order), or None where it packs none."""
+        sample = self.payload(before, after, 0, None)
+        if type(sample["changed_at"]) is not str or type(sample["threshold"]) is not int:
+            return None
+        names = [sample[k] for k in ("from", "to", "direction", "reason", "metric")]
+        if any(type(name) is not str for name in names):
+            return None
+        codes = [_NAMES.code(name) for name in names]
+        key = _benefits_key(sample["benefits"])
+        codes.append(None if key is None else _BENEFITS.code(key))
+        return None if None in codes else tuple(c for c in codes if c is not None)
+
+    def _text(self, text: str | None) -> bytes | None:
+        """``text`` as :func:`_pack_tier` lays it out ("" for None), or None."""
+        if text in self._texts:
+            return self._texts[text]
+        found: bytes | None = None
+        if text is None:
+            found = b"\x00"
+        elif type(text) is str:
+            encoded = text.encode()
+            if len(encoded) <= 255:
+                found = bytes((len(encoded),)) + encoded
+        self._texts[text] = found
+        return found

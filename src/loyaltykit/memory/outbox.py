@@ -7,6 +7,7 @@ import datetime as dt
 import struct
 import uuid
 from array import array
+from collections.abc import Sequence
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
 from loyaltykit.memory import due_events
@@ -254,23 +255,29 @@ class MemoryOutboxStore:
             self._uow.put(self._t.events, program_id, erased)
 
     def write(self, changes: OutboxChanges) -> None:
+        events = changes.events
+        self.append_kept([new.member_id for new in events], [_stored(new) for new in events])
+
+    def append_kept(self, member_ids: Sequence[str], events: Sequence[KeptEvent]) -> None:
+        """Append events already kept, in order, ``member_ids`` the member id each
+        names (:meth:`write` after keeping each; a tier evaluation keeps its events
+        itself)."""
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
-        events = changes.events
         if events:  # one undo-log entry per table, not one per event
             if program_id not in t.events:
                 uow.put(t.events, program_id, [])
                 uow.put(t.first, program_id, seq + 1)
             shared = self._keys.shared
             seqs: dict[tuple[str, str], list[int]] = {}
-            for at, new in enumerate(events, seq + 1):
-                seqs.setdefault(shared((program_id, new.member_id)), []).append(at)
+            for at, member_id in enumerate(member_ids, seq + 1):
+                seqs.setdefault(shared((program_id, member_id)), []).append(at)
             by_member = t.by_member
             fresh = [(key, array("q", kept)) for key, kept in seqs.items()
                      if key not in by_member]
             more = [(key, at) for key, kept in seqs.items() if key in by_member
                     for at in kept]
-            uow.append_many(t.events, [(program_id, _stored(new)) for new in events])
+            uow.append_many(t.events, [(program_id, kept) for kept in events])
             uow.put_many(by_member, fresh)
             uow.append_many(by_member, more)
             seq += len(events)

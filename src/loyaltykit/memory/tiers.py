@@ -10,20 +10,26 @@ import attrs
 from loyaltykit._copy import evolve
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._tiers import (
+    Downgrade,
     TierChange,
     TierChanged,
     TierJob,
     TierNotice,
     TierState,
     WindowKind,
-    evaluate,
+    floors,
     would_be,
 )
+from loyaltykit.memory import due_events
+from loyaltykit.memory.outbox import KeptEvent, MemoryOutboxStore
 from loyaltykit.memory.sorted_index import IndexedTable
-from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog
+from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog
+from loyaltykit.storage.tier_due_set import TierOutbox
 from loyaltykit.storage.tiers import TierChanges
 
 __all__ = ["MemoryTierStore", "TierTables"]
+
+_UNSEEN = "\x00unseen"  # (no instant's text)
 
 
 def _due_key(key: tuple[str, str], state: TierState
@@ -59,6 +65,7 @@ class MemoryTierStore:
 
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
+        self._tables = tables  # (a due evaluation appends its events to the outbox's)
         self._t = tables.of(TierTables)
         self._keys = tables.of(MemberKeys)
 
@@ -126,48 +133,118 @@ class MemoryTierStore:
         return waiting[-1].member_id if waiting else None
 
     def evaluate_tiers(self, job: TierJob) -> tuple[int, list[TierChanged]]:
+        done, moved = self._evaluate(job)
+        return done, [TierChanged.of(change, state) for change, state, _ in moved]
+
+    def evaluate_tiers_recorded(self, job: TierJob, outbox: TierOutbox
+                                ) -> tuple[int, int] | None:
+        done, moved = self._evaluate(job)
+        if moved:  # each line's tier.changed, kept as the outbox's write keeps it
+            at, recorded_at, type_, version = job.at, outbox.recorded_at, outbox.type, \
+                outbox.version
+            payloads = due_events.TierPayloads(outbox)
+            texts: dict[dt.datetime | None, str | None] = {None: None}
+            members, kept = [], []
+            for id_, (change, state, before) in zip(outbox.new_ids(len(moved)), moved,
+                                                    strict=True):
+                protected = state.protected_until
+                if protected is not None and protected <= at:
+                    protected = None  # run out: protects nothing (TierChanged.of)
+                text = texts.get(protected, _UNSEEN)
+                if text is _UNSEEN:
+                    assert protected is not None
+                    text = texts[protected] = protected.astimezone(dt.UTC).isoformat()
+                change_of = (before, state.rank, change.metric, text)
+                data = payloads.packed(*change_of)
+                payload = (JSONText.of(payloads.payload(*change_of)) if data is None
+                           else JSONText.packed(data))
+                members.append(change.member_id)
+                kept.append(KeptEvent.of(id_, type_, version, change.member_id, at,
+                                         recorded_at, payload))
+            MemoryOutboxStore(self._uow, self._tables).append_kept(members, kept)
+        return done, len(moved)
+
+    def _evaluate(self, job: TierJob
+                  ) -> tuple[int, list[tuple[TierChange, TierState, int]]]:
+        """Evaluate the batch of ``job`` (:func:`loyaltykit._tiers.evaluate` with the
+        job's calendar, worked out once for the batch as the SQL store's is, and one
+        copy of each state): write the states and the history lines; return how many
+        states were evaluated and each line with the state after it and the rank
+        before it."""
         policy = job.policy
         names = [t.name for t in policy.tiers]
+        thresholds = policy.thresholds
+        lifetime = policy.lifetime_ranks
+        one_level = policy.downgrade is Downgrade.ONE_LEVEL
+        at, until, program_id = job.at, job.protected_until, self._uow.program_id
+        moves = {"window_start": job.window_start, "next_evaluation": job.next_at}
         waiting = self._waiting(job, noticed=False)
-        changed: list[TierChanged] = []
         # one undo-log entry per table for the batch, not one per member
         states: list[tuple[tuple[str, str], TierState]] = []
         history: list[tuple[tuple[str, str], TierChange]] = []
+        moved: list[tuple[TierChange, TierState, int]] = []
+        metric = self.tier_metric
         for state in waiting:
-            value = self.tier_metric(state.member_id, state.window_start, job.at)
-            moved, reason = evaluate(policy, state, value, job.time_zone)
-            key = (self._uow.program_id, state.member_id)
-            states.append((key, evolve(moved, version=state.version + 1)))
-            if reason is not None:
+            value = metric(state.member_id, state.window_start, at)
+            q = 0  # policy.qualified(value)
+            for i, threshold in enumerate(thresholds):
+                if value >= threshold:
+                    q = i
+            rank, protected, attained = state.rank, state.protected_until, state.attained_at
+            if q >= rank:
+                new = q
+                if until is not None and (protected is None or until > protected):
+                    protected = until
+            elif protected is not None and at < protected:
+                new = rank
+            elif one_level:
+                new = max(q, rank - 1)
+            else:
+                new = q
+            new = max(new, floors(policy, state, at))
+            # a lifetime tier is won by the metric only (not by a manual assignment)
+            floor = max([state.floor, *[r for r in lifetime if r <= q]]) if lifetime \
+                else state.floor
+            if new > rank:
+                attained = at
+            after = evolve(state, rank=new, attained_at=attained, protected_until=protected,
+                           carried=new, carried_until=protected, carried_floor=floor,
+                           floor=floor, version=state.version + 1, **moves)
+            key = (program_id, state.member_id)
+            states.append((key, after))
+            if new != rank:
                 change = TierChange(
-                    member_id=state.member_id, at=job.at, from_tier=names[state.rank],
-                    to_tier=names[moved.rank], reason=reason, metric=value,
+                    member_id=state.member_id, at=at, from_tier=names[rank],
+                    to_tier=names[new], reason="evaluation", metric=value,
                     recorded_at=job.recorded_at)
                 history.append((key, change))
-                changed.append(TierChanged.of(change, moved))
+                moved.append((change, after, rank))
         self._uow.put_many(self._t.tier_states, states)
         self._uow.append_many(self._t.tier_history, history)
-        return len(waiting), changed
+        return len(waiting), moved
 
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:
         policy = job.policy
         names = [t.name for t in policy.tiers]
         thresholds = policy.thresholds
         waiting = self._waiting(job, noticed=True)
-        recorded = 0
+        # one undo-log entry per table for the batch, one copy per state
+        notices: list[tuple[tuple[str, str, dt.datetime], TierNotice]] = []
+        states: list[tuple[tuple[str, str], TierState]] = []
         for state in waiting:
             value = self.tier_metric(state.member_id, state.window_start, job.at)
             rank = would_be(policy, state, value)
             key = (self._uow.program_id, state.member_id)
             if rank < state.rank:
-                recorded += 1
-                self._uow.put(self._t.tier_notices, (*key, job.at), TierNotice(
+                notices.append(((*key, job.at), TierNotice(
                     member_id=state.member_id, evaluation_at=job.at,
                     tier=names[state.rank], would_be=names[rank], metric=value,
-                    needed=thresholds[state.rank] - value, created_at=job.recorded_at))
-            self._uow.put(self._t.tier_states, key, attrs.evolve(
-                state, noticed_for=job.at, version=state.version + 1))
-        return len(waiting), recorded
+                    needed=thresholds[state.rank] - value, created_at=job.recorded_at)))
+            states.append((key, evolve(state, noticed_for=job.at,
+                                       version=state.version + 1)))
+        self._uow.put_many(self._t.tier_notices, notices)
+        self._uow.put_many(self._t.tier_states, states)
+        return len(waiting), len(notices)
 
     def tier_notices(self, *, since: dt.datetime | None, limit: int) -> list[TierNotice]:
         found = [n for (program_id, _, _), n in self._t.tier_notices.items()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from loyaltykit._errors import StorageError
 from loyaltykit._tiers import (
     Downgrade,
     TierChange,
@@ -23,11 +24,13 @@ from loyaltykit._tiers import (
     TierState,
     WindowKind,
 )
+from loyaltykit.sql import tier_events
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import Store, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
+from loyaltykit.storage.tier_due_set import TierOutbox
 from loyaltykit.storage.tiers import TierChanges
 
 __all__ = ["SQLTierStore"]
@@ -173,6 +176,10 @@ class _TierSQL(NamedTuple):
     # SQLite: the UPDATE moving the batch's states on (an evaluation's returns each
     # state's member and protected_until)
     apply: sa.Executable | None
+    # SQLite, an evaluation: ``run`` and ``apply`` returning nothing (their counts),
+    # for a batch whose events the store appends itself
+    record: sa.Executable | None = None
+    move: sa.Executable | None = None
 
 
 class _Decision(NamedTuple):
@@ -409,16 +416,20 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
                              ).select_from(m).correlate(s).scalar_subquery()
         columns = sa.tuple_(s.c.rank, s.c.attained_at, s.c.protected_until, s.c.carried,
                             s.c.carried_until, s.c.carried_floor, s.c.floor)
-        apply = s.update().values(
+        move = s.update().values(
             {columns: decision, s.c.window_start: _j_window, s.c.next_evaluation: _j_next,
-             s.c.version: s.c.version + 1}).where(*in_batch).returning(
-                 s.c.member_id, s.c.protected_until)
+             s.c.version: s.c.version + 1}).where(*in_batch)
+        apply = move.returning(s.c.member_id, s.c.protected_until)
     d_sub = d_select.subquery("d")
     insert = record(d_sub.c, d_sub)
-    if not notices:
-        h = tier_history.c
-        insert = insert.returning(h.member_id, h.from_tier, h.to_tier, h.metric)
-    return _TierSQL(run=insert.execution_options(**counted), last=last, apply=apply)
+    if notices:
+        return _TierSQL(run=insert.execution_options(**counted), last=last, apply=apply)
+    h = tier_history.c
+    return _TierSQL(
+        run=insert.returning(h.member_id, h.from_tier, h.to_tier, h.metric
+                             ).execution_options(**counted),
+        last=last, apply=apply, record=insert.execution_options(**counted),
+        move=move.execution_options(**counted))
 
 
 def _tier_state_row(state: TierState) -> dict[str, Any]:
@@ -547,6 +558,31 @@ class SQLTierStore(Store):
             changed.append(TierChanged(change, until if until is not None and until > job.at
                                        else None, job.next_at))
         return done, changed
+
+    @translated
+    def evaluate_tiers_recorded(self, job: TierJob, outbox: TierOutbox
+                                ) -> tuple[int, int] | None:
+        """:meth:`evaluate_tiers`, appending the outbox event of each line itself
+        (:mod:`loyaltykit.sql.tier_events`): SQLite only (None, nothing written, on
+        PostgreSQL)."""
+        conn = self._c()
+        if supported_dialect(conn) != "sqlite":
+            return None
+        sql = _tier_sql(job.policy, "sqlite", False, job.after is not None,
+                        job.upto is not None)
+        assert sql.record is not None and sql.move is not None
+        params = self._tier_params(job)
+        params["j_last"] = job.upto if job.upto is not None else conn.scalar(sql.last, params)
+        if params["j_last"] is None:
+            return 0, 0
+        since = tier_events.history_end(conn)
+        lines = conn.execute(sql.record, params).rowcount
+        done = conn.execute(sql.move, params).rowcount
+        if lines:  # (the states moved on: the events read their protection from them)
+            written = tier_events.append_events(conn, self.program_id, since, lines, outbox)
+            if written != lines:
+                raise StorageError(f"{written} tier.changed events for {lines} lines")
+        return done, lines
 
     @translated
     def record_tier_notices(self, job: TierJob) -> tuple[int, int]:

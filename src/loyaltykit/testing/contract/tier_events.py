@@ -29,6 +29,7 @@ from loyaltykit import (
     TestClock,
 )
 from loyaltykit.testing.contract.base import ContractPart, berlin
+from loyaltykit.testing.contract.tier_due_events import TierDueEventContract
 from loyaltykit.testing.contract.tiers import tier_program
 
 __all__ = ["TierEventContract", "tier_events"]
@@ -57,8 +58,9 @@ SILVER = {"earn_multiplier": "1", "discount_percent": "5", "free_shipping": Fals
           "extended_returns": False, "custom": {}}
 
 
-class TierEventContract(ContractPart):
-    """``tier.changed`` on a backend: mixed into StorageContract."""
+class TierEventContract(TierDueEventContract, ContractPart):
+    """``tier.changed`` on a backend: mixed into StorageContract (with due work's
+    events appended by the store: :mod:`loyaltykit.testing.contract.tier_due_events`)."""
 
     def _tier_events_loyalty(self, storage: Storage, program: Program | None = None
                              ) -> tuple[Loyalty, TestClock]:

@@ -1,0 +1,82 @@
+"""Due work's tier evaluations on memory and SQLite: their ``tier.changed`` events are
+appended by the store itself, with no domain event raised nor mapped per member
+(:mod:`loyaltykit.storage.tier_due_set`; the contract part
+``loyaltykit.testing.contract.tier_due_events`` checks the events are the raised ones)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from loyaltykit import Loyalty, Storage, TestClock
+from loyaltykit._pipeline import EventBus
+from loyaltykit._services.tier_events import TierEvents
+from loyaltykit._tiers import TierChanged
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.sql import SQLStorage
+from loyaltykit.testing.contract.tiers import _berlin, tier_program
+
+_files = itertools.count()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "memory":
+        yield MemoryStorage()
+        return
+    sql = SQLStorage.from_url(f"sqlite:///{tmp_path}/tiers-{next(_files)}.sqlite")
+    sql.create_schema()
+    yield sql
+    sql.dispose()
+
+
+def _silver_members(storage: Storage, count: int) -> tuple[Loyalty, TestClock]:
+    """``count`` members on silver by 2026's points, none earning in 2027."""
+    clock = TestClock(_berlin(2026, 3, 1, 9))
+    loyalty = Loyalty(tier_program(notice_days=0), storage, clock=clock)
+    for i in range(count):
+        loyalty.enrol(f"m{i:03d}")
+        loyalty.earn(f"m{i:03d}", 600, key=f"e{i}")
+    return loyalty, clock
+
+
+def test_due_evaluations_map_no_event_per_member(storage: Storage) -> None:
+    loyalty, clock = _silver_members(storage, 25)
+    clock.set(_berlin(2028, 1, 1, 1))  # 2027 keeps silver (grace), 2028 drops it
+    mapped = 0
+    mapper = TierEvents.__call__
+
+    def counted(self: TierEvents, work: Any, event: TierChanged) -> Any:
+        nonlocal mapped
+        mapped += 1
+        return mapper(self, work, event)
+
+    with mock.patch.object(TierEvents, "__call__", counted):
+        report = loyalty.run_due(batch_size=10)
+    assert 25 == report.tier_changes
+    # each change is one event, appended by the store: none raised and mapped
+    assert 0 == mapped
+    events = [e for e in loyalty.events.read("check", limit=1000)
+              if e.type == "tier.changed" and e.payload["reason"] == "evaluation"]
+    assert [f"m{i:03d}" for i in range(25)] == [e.member_id for e in events]
+
+
+def test_the_outbox_is_the_only_listener_of_tier_changes() -> None:
+    # a store appends due work's tier.changed events itself, raising no TierChanged:
+    # anything else that subscribed would miss those changes (then raise them again)
+    subscribed: list[Any] = []
+    subscribe = EventBus.subscribe
+
+    def spied(self: EventBus, event_type: type, handler: Any) -> None:
+        if event_type is TierChanged:
+            subscribed.append(handler)
+        subscribe(self, event_type, handler)
+
+    with mock.patch.object(EventBus, "subscribe", spied):
+        Loyalty(tier_program(), MemoryStorage(), clock=TestClock(_berlin(2026, 3, 1)))
+    assert 1 == len(subscribed)
