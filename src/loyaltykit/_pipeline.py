@@ -72,10 +72,17 @@ class EventBus:
 
     def __init__(self) -> None:
         self._handlers: dict[type, list[Handler]] = {}
+        # per event type, how many subscribers do more than record it in the outbox
+        self._reacting: dict[type, int] = {}
 
-    def subscribe(self, event_type: type[E], handler: Callable[[Work, E], None]) -> None:
-        """Call ``handler(work, event)`` for every event of ``event_type`` raised."""
+    def subscribe(self, event_type: type[E], handler: Callable[[Work, E], None], *,
+                  records: bool = False) -> None:
+        """Call ``handler(work, event)`` for every event of ``event_type`` raised.
+        ``records``: the handler only appends the event to the outbox (a store that
+        writes such events itself may then skip raising them: :meth:`only_recorded`)."""
         self._handlers.setdefault(event_type, []).append(handler)
+        if not records:
+            self._reacting[event_type] = self._reacting.get(event_type, 0) + 1
 
     def publish(self, work: Work, event: object) -> None:
         """Hand ``event`` to its subscribers now, inside ``work``'s unit of work."""
@@ -85,6 +92,12 @@ class EventBus:
     def listens(self, event_type: type) -> bool:
         """True if anything subscribes to ``event_type``."""
         return bool(self._handlers.get(event_type))
+
+    def only_recorded(self, event_type: type) -> bool:
+        """True if something subscribes to ``event_type`` and every subscriber only
+        records it in the outbox: a store that appends those outbox events itself may
+        then raise none (no other subscriber would miss one)."""
+        return bool(self._handlers.get(event_type)) and not self._reacting.get(event_type)
 
 
 class Work:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loyaltykit import ExpiryPolicy, ExpiryStart, Loyalty, PendingPolicy, TestClock
+from loyaltykit._events import DuePosted
 from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.contract.base import berlin, make_program
 
@@ -20,12 +21,12 @@ _TABLES = ("lk_transactions", "lk_postings", "lk_lot_movements", "lk_lots", "lk_
            "lk_accounts", "lk_outbox")
 
 
-def _run_due(path: Path, members: int, batch_size: int, after: Any = None
-             ) -> tuple[Any, list[tuple[str, int]]]:
+def _run_due(path: Path, members: int, batch_size: int, after: Any = None,
+             due_posted: Any = None) -> tuple[Any, list[tuple[str, int]]]:
     """Due work over ``members`` plain wallets (each: a stale hold, a matured pending
     lot, an expired lot); the report and the (table, rows bound) of every statement
     the run sent that writes a due table (``after``: also an after_cursor_execute
-    listener for the run)."""
+    listener for the run; ``due_posted``: also a subscriber to DuePosted)."""
     engine = sa.create_engine(f"sqlite:///{path}")
     storage = SQLStorage(engine)
     storage.create_schema()
@@ -42,6 +43,8 @@ def _run_due(path: Path, members: int, batch_size: int, after: Any = None
         loyalty.earn(m, 100, key=f"new-{m}")  # pending until 25 January
         loyalty.hold(m, 1 + i % 5, key=f"hold-{m}", ttl=dt.timedelta(hours=1))
     clock.set(berlin(2026, 2, 5, 10))
+    if due_posted is not None:
+        loyalty._c.bus.subscribe(DuePosted, due_posted)
     writes: list[tuple[str, int]] = []
 
     def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
@@ -75,6 +78,16 @@ def test_a_plain_batch_is_a_fixed_number_of_statements(tmp_path: Path) -> None:
     assert sorted(small_writes) == sorted(large_writes)
     assert {t: 2 for t in _TABLES} == {t: sum(1 for w in large_writes if w[0] == t)
                                        for t in _TABLES}
+
+
+def test_a_subscriber_beyond_the_outbox_gets_every_due_posting(tmp_path: Path) -> None:
+    # the database posts a batch itself only where the outbox is DuePosted's only
+    # subscriber: another one (a capability reacting to expiries) gets every record
+    seen: list[Any] = []
+    report, _ = _run_due(tmp_path / "subscribed.db", 8, 4,
+                         due_posted=lambda work, event: seen.extend(event.records))
+    assert (8, 8, 8) == (report.activated_lots, report.expired_lots, report.released_holds)
+    assert 24 == len(seen)
 
 
 def test_the_temporary_tables_are_made_once_per_connection(tmp_path: Path) -> None:

@@ -67,16 +67,23 @@ def test_due_evaluations_map_no_event_per_member(storage: Storage) -> None:
 
 
 def test_the_outbox_is_the_only_listener_of_tier_changes() -> None:
-    # a store appends due work's tier.changed events itself, raising no TierChanged:
-    # anything else that subscribed would miss those changes (then raise them again)
-    subscribed: list[Any] = []
-    subscribe = EventBus.subscribe
+    # the facade's own wiring: the outbox records TierChanged and nothing reacts to it,
+    # which is what lets a store append due work's tier.changed events itself
+    loyalty = Loyalty(tier_program(), MemoryStorage(), clock=TestClock(_berlin(2026, 3, 1)))
+    assert loyalty._c.bus.only_recorded(TierChanged)
 
-    def spied(self: EventBus, event_type: type, handler: Any) -> None:
-        if event_type is TierChanged:
-            subscribed.append(handler)
-        subscribe(self, event_type, handler)
 
-    with mock.patch.object(EventBus, "subscribe", spied):
-        Loyalty(tier_program(), MemoryStorage(), clock=TestClock(_berlin(2026, 3, 1)))
-    assert 1 == len(subscribed)
+def test_a_subscriber_beyond_the_outbox_gets_every_due_change(storage: Storage) -> None:
+    # another subscriber (a capability reacting to tier changes) must see each change
+    # of due work: the store then does not append the events in its place
+    loyalty, clock = _silver_members(storage, 12)
+    seen: list[str] = []
+    loyalty._c.bus.subscribe(TierChanged, lambda work, event: seen.append(event.change.member_id))
+    assert not loyalty._c.bus.only_recorded(TierChanged)
+    clock.set(_berlin(2028, 1, 1, 1))
+    report = loyalty.run_due(batch_size=5)
+    assert 12 == report.tier_changes
+    assert [f"m{i:03d}" for i in range(12)] == sorted(seen)
+    events = [e for e in loyalty.events.read("check", limit=1000)
+              if e.type == "tier.changed" and e.payload["reason"] == "evaluation"]
+    assert sorted(seen) == [e.member_id for e in events]

@@ -107,7 +107,7 @@ class EventService:
         the events of the reactions to it."""
         self.map(MemberEnrolled, self._enrolled, bus)
         self.map(PointsPosted, self._posted, bus)
-        bus.subscribe(DuePosted, self._due_posted)
+        bus.subscribe(DuePosted, self._due_posted, records=True)
         self.map(OrderRecorded, self._order_recorded, bus)
         self.map(OrderReturned, self._order_returned, bus)
         bus.subscribe(MemberErased, self._scrub)
@@ -121,7 +121,7 @@ class EventService:
         def append(work: Work, event: E) -> None:
             self.append(work, mapper(work, event))
 
-        (bus if bus is not None else self.c.bus).subscribe(event_type, append)
+        (bus if bus is not None else self.c.bus).subscribe(event_type, append, records=True)
 
     @staticmethod
     def append(work: Work, drafts: Iterable[EventDraft]) -> None:

@@ -497,11 +497,11 @@ class TierService:
             store = work.uow.tiers
             if notices:
                 return store.record_tier_notices(job)
-            # the outbox is TierChanged's only listener (the facade maps it; nothing
-            # else subscribes): a store that can appends its events itself, with no
-            # object per member (most of a due batch's Python was raising and mapping
-            # one TierChanged per member)
-            if self.c.bus.listens(TierChanged) and isinstance(store, TierOutboxStore):
+            # where the outbox is TierChanged's only subscriber (the facade maps it),
+            # a store that can appends its events itself, with no object per member
+            # (most of a due batch's Python was raising and mapping one TierChanged
+            # per member); any other subscriber gets every change raised, as before
+            if self.c.bus.only_recorded(TierChanged) and isinstance(store, TierOutboxStore):
                 outbox = self._events.outbox(job, work, self.c.new_ids)
                 if outbox is not None:
                     found = store.evaluate_tiers_recorded(job, outbox)
