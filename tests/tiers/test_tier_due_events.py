@@ -14,7 +14,6 @@ from unittest import mock
 import pytest
 
 from loyaltykit import Loyalty, Storage, TestClock
-from loyaltykit._pipeline import EventBus
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._tiers import TierChanged
 from loyaltykit.memory import MemoryStorage
