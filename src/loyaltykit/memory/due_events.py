@@ -29,7 +29,7 @@ import struct
 import threading
 from typing import Any
 
-__all__ = ["MARKS", "pack", "unpack"]
+__all__ = ["MARKS", "pack", "pack_points", "points_codes", "unpack"]
 
 #: the first byte of a packed payload (JSONText's own first bytes are 0 and 1): a
 #: points event's (:data:`_KEYS`), a tier change's (:data:`_TIER_KEYS`)
@@ -159,6 +159,39 @@ def pack(payload: object) -> bytes | None:
                        len(reason_bytes), *ints[:6]),
             _CHANGE_VALUES[len(amounts)].pack(*amounts), reason_bytes, *parts))
     except struct.error:  # an int beyond 32 bits
+        return None
+
+
+def points_codes(kind: str, wallet: str, accounts: tuple[str, ...],
+                 metadata: tuple[tuple[str, ...], tuple[bool, ...]]
+                 ) -> tuple[int, int, int, int] | None:
+    """The codes :func:`pack` writes for a due transaction's payload of this kind,
+    wallet, changes' accounts and metadata's (keys, kinds) (see :data:`_METADATA`), for
+    :func:`pack_points`; None where :func:`pack` would leave such a payload to JSON."""
+    kind_code = _KIND_CODES.get(kind)
+    if kind_code is None or not _ACCOUNTS.issuperset(accounts):
+        return None
+    wallet_code = _WALLETS.code(wallet)
+    changes_code = _CHANGES.code(accounts)
+    metadata_code = _METADATA.code(metadata)
+    if wallet_code is None or changes_code is None or metadata_code is None:
+        return None
+    return kind_code, wallet_code, changes_code, metadata_code
+
+
+def pack_points(codes: tuple[int, int, int, int], tx_id: bytes, points: int,
+                balance: tuple[int, int, int, int, int], amounts: tuple[int, ...],
+                reason: bytes, metadata: bytes) -> bytes | None:
+    """What :func:`pack` gives for a due transaction's payload, from its parts (set-based
+    due work's events, no payload dict built first): ``codes`` from
+    :func:`points_codes`, the transaction's id as bytes, the changes' amounts in their
+    accounts' order, the reason's UTF-8 (at most 65,535 bytes) and the metadata's
+    values as packed (an id's 16 bytes; a text's length in a byte, then its UTF-8).
+    None for an int beyond the layout's (JSON keeps the payload)."""
+    try:
+        return b"".join((_HEAD.pack(MARK, tx_id, *codes, len(reason), points, *balance),
+                         _CHANGE_VALUES[len(amounts)].pack(*amounts), reason, metadata))
+    except struct.error:
         return None
 
 

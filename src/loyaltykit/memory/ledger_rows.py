@@ -24,7 +24,7 @@ import attrs
 from loyaltykit._model import Kind, LotMovement, Posting, Transaction
 from loyaltykit.memory.tables import json_text
 
-__all__ = ["KeptTx"]
+__all__ = ["KeptTx", "due_texts", "shared_postings"]
 
 #: the byte lengths of the idempotency key (-1: None) and of the reason; the metadata's
 #: JSON text follows them (nothing: no metadata)
@@ -45,6 +45,33 @@ def _metadata_text(metadata: Mapping[str, Any]) -> str:
             parts.append(f'"{key}":"{value}"')
         return "{" + ",".join(parts) + "}"
     return json_text(metadata)
+
+
+#: the transactions' postings, each distinct tuple kept once: an order's earn posts the
+#: same two amounts as every other order of its points, so the stored transactions share
+#: a few thousand tuples instead of keeping one (three objects) each. Postings are
+#: immutable values, so sharing them across storages changes nothing a reader sees.
+_POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
+_MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
+
+
+def shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
+    """The kept copy of ``postings`` (see :data:`_POSTINGS`)."""
+    shared = _POSTINGS.get(postings)
+    if shared is None:
+        if len(_POSTINGS) >= _MOST_POSTINGS:
+            _POSTINGS.clear()
+        shared = _POSTINGS[postings] = postings
+    return shared
+
+
+def due_texts(reason: str, metadata: str) -> bytes:
+    """The texts :meth:`KeptTx.due` keeps for a transaction with no idempotency key,
+    ``reason`` and the metadata's JSON text ``metadata`` (not empty). Its metadata's
+    text comes last: ``due_texts(reason, "") + text.encode()`` is ``due_texts(reason,
+    text)``, so a caller may build the constant head once."""
+    encoded = reason.encode()
+    return b"".join((_HEAD.pack(-1, len(encoded)), encoded, metadata.encode()))
 
 
 #: a transaction's slots in field order, each set without attrs' frozen check
@@ -132,6 +159,35 @@ class KeptTx:
             encoded = reason.encode()
             texts = b"".join((_HEAD.pack(-1, len(encoded)), encoded,
                               _metadata_text(metadata).encode() if metadata else b""))
+        set_(kept, "texts", texts)
+        return kept
+
+    @classmethod
+    def row(cls, id_: uuid.UUID, program_id: str, member_id: str, wallet: str, kind: Kind,
+            occurred_at: dt.datetime, recorded_at: dt.datetime,
+            postings: tuple[Posting, ...], moved: uuid.UUID | None, delta: int,
+            texts: bytes) -> KeptTx:
+        """:meth:`due` with the texts kept already (:func:`due_texts`) and the movement
+        as its lot (None: no movement) and delta: the memory store's own set-based due
+        work (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from a
+        few constant parts."""
+        kept = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(kept, "id", id_)
+        set_(kept, "program_id", program_id)
+        set_(kept, "member_id", member_id)
+        set_(kept, "wallet", wallet)
+        set_(kept, "kind", kind)
+        set_(kept, "occurred_at", occurred_at)
+        set_(kept, "recorded_at", recorded_at)
+        if moved is None:
+            set_(kept, "_moved", ())
+            set_(kept, "_delta", None)
+        else:
+            set_(kept, "_moved", moved)
+            set_(kept, "_delta", delta)
+        set_(kept, "reverses_id", None)
+        set_(kept, "postings", postings)
         set_(kept, "texts", texts)
         return kept
 

@@ -193,6 +193,19 @@ class MemoryUnitOfWork:
                 found.append(value)
                 done.append((key, found))
 
+    def extend(self, table: dict[Any, Any], key: Any, values: list[Any]) -> None:
+        """Extend the list ``table[key]`` (there already) by ``values`` (undo-logged as
+        one entry: a batch's events, without a (key, list) pair each to undo)."""
+        self._writing()
+        items = table[key]
+        size = len(items)
+
+        def undo() -> None:
+            del items[size:]
+
+        self._undo.append(undo)
+        items.extend(values)
+
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:
         """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): a list
