@@ -23,7 +23,7 @@ from loyaltykit.testing.contract import berlin, make_program
 MEMBERS = 5
 
 
-def _due_program(clock: TestClock) -> Loyalty:
+def _due_program(clock: TestClock, members: int = MEMBERS) -> Loyalty:
     """Members with a lot to expire, a pending lot to activate and a stale hold each,
     silver from 2025: at 2027-01-01 every member has three due transactions and drops
     to member (200 points in 2026)."""
@@ -31,7 +31,7 @@ def _due_program(clock: TestClock) -> Loyalty:
         make_program(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10)),
         tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 600)), notice_days=0))
     loyalty = Loyalty(program, MemoryStorage(), clock=clock)
-    members = [f"m{i}" for i in range(MEMBERS)]
+    members = [f"m{i}" for i in range(members)]
     clock.set(berlin(2025, 12, 30, 10))
     for m in members:
         loyalty.enrol(m)
@@ -151,3 +151,47 @@ def test_the_layout_reads_back_what_json_would(payload: dict[str, Any]) -> None:
 ])
 def test_anything_else_is_left_to_json(payload: dict[str, Any]) -> None:
     assert due_events.pack(payload) is None
+
+
+def _ledger_due_undo_entries(monkeypatch: pytest.MonkeyPatch, members: int) -> list[int]:
+    """Run due work over ``members`` plain wallets in one batch with the Python path's
+    pieces refused; the undo-log entries each set-based batch added."""
+    from loyaltykit._due_bulk import DueBulk
+    from loyaltykit._services.ledger import LedgerService
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a plain batch went through the Python path")
+
+    added: list[int] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def counting(self: Any, request: Any) -> Any:
+        before = len(self._uow._undo)
+        found = real(self, request)
+        assert found is not None, "a plain batch was declined"
+        added.append(len(self._uow._undo) - before)
+        return found
+
+    clock = TestClock(berlin(2025, 12, 30, 10))
+    loyalty = _due_program(clock, members)
+    monkeypatch.setattr(MemoryLedgerDueSet, "post_due_set", counting)
+    monkeypatch.setattr(DueBulk, "post", refused)
+    monkeypatch.setattr(LedgerService, "books", refused)
+    monkeypatch.setattr(KeptTx, "of", classmethod(refused))
+    report = loyalty.run_due(batch_size=100)
+    monkeypatch.undo()
+    assert (report.released_holds, report.activated_lots, report.expired_lots) == (
+        members, members, members)
+    assert loyalty.balance("m0").available == 900 - 700  # the 700 expired
+    return added
+
+
+def test_a_plain_batch_is_posted_by_the_memory_store_itself(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on main (2ce8024): the memory store had no post_due_set, so every wallet
+    was loaded as a book (LedgerService.books) and posted by DueBulk.post; now the
+    store reads its rows in place and writes each table with one undo-log entry per
+    batch, as many for 3 wallets as for 9."""
+    assert _ledger_due_undo_entries(monkeypatch, 3) == _ledger_due_undo_entries(
+        monkeypatch, 9)

@@ -297,11 +297,9 @@ class MemoryLedgerDueSet:
         uow.put_many(t.transactions, txs)
         uow.append_many(t.member_transactions, by_member)
         uow.put_many(t.lots, lots)
-        for key, lot_id in closed_lots:
-            uow.track(t.member_lots, key, lot_id, False)
+        uow.close_many(t.member_lots, closed_lots)
         uow.put_many(t.holds, holds)
-        for key, hold_id in closed_holds:
-            uow.track(t.member_holds, key, hold_id, False)
+        uow.close_many(t.member_holds, closed_holds)
         if kept:
             MemoryOutboxStore(uow, self._tables).append_kept(kept)
         found: dict[str, int] = {}
