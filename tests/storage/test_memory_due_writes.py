@@ -195,3 +195,49 @@ def test_a_plain_batch_is_posted_by_the_memory_store_itself(
     batch, as many for 3 wallets as for 9."""
     assert _ledger_due_undo_entries(monkeypatch, 3) == _ledger_due_undo_entries(
         monkeypatch, 9)
+
+
+def _big_due_events(set_based: bool) -> tuple[Any, list[Any]]:
+    """A member whose lot of 2**40 points expires and whose hold of 2**35 goes stale,
+    due work run by the store itself or (``set_based`` False) by the Python path; the
+    report and the events due work wrote."""
+    import itertools
+    import uuid
+
+    from loyaltykit._member_keys.stores import KeyedLedgerStore
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    numbers = itertools.count(1)
+    clock = TestClock(berlin(2026, 1, 1, 10))
+    loyalty = Loyalty(make_program(expiry=ExpiryPolicy(days=30)), MemoryStorage(),
+                      clock=clock, new_id=lambda: uuid.UUID(int=next(numbers)))
+    loyalty.enrol("big")
+    loyalty.earn("big", 1 << 40, key="earn")
+    clock.set(berlin(2026, 1, 20, 10))
+    loyalty.hold("big", 1 << 35, key="hold", ttl=dt.timedelta(hours=1))
+    clock.set(berlin(2026, 3, 1, 10))
+    seen = loyalty.events.read("t", limit=100)
+    loyalty.events.ack("t", seen[-1])
+    taken: list[Any] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def store_posts(self: Any, request: Any) -> Any:
+        taken.append(real(self, request))
+        return taken[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MemoryLedgerDueSet, "post_due_set", store_posts)
+        if not set_based:
+            patch.setattr(KeyedLedgerStore, "post_due_set", lambda self, request: None)
+        report = loyalty.run_due()
+    assert len(taken) == (1 if set_based else 0) and None not in taken
+    return report, [(e.id, e.type, e.payload) for e in loyalty.events.read("t", limit=100)]
+
+
+def test_a_due_event_beyond_the_layout_is_kept_as_json() -> None:
+    # points beyond the layout's 32-bit ints: the store keeps the payload as JSON text,
+    # the very payload the Python path keeps
+    report, events = _big_due_events(True)
+    assert (report.released_holds, report.expired_lots) == (1, 1)
+    assert [e[2]["points"] for e in events] == [0, -(1 << 40)]
+    assert (report, events) == _big_due_events(False)

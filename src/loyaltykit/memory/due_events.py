@@ -29,7 +29,7 @@ import struct
 import threading
 from typing import Any
 
-__all__ = ["MARKS", "pack", "pack_points", "points_codes", "unpack"]
+__all__ = ["MARK", "MARKS", "pack", "points_codes", "points_format", "unpack"]
 
 #: the first byte of a packed payload (JSONText's own first bytes are 0 and 1): a
 #: points event's (:data:`_KEYS`), a tier change's (:data:`_TIER_KEYS`)
@@ -167,7 +167,8 @@ def points_codes(kind: str, wallet: str, accounts: tuple[str, ...],
                  ) -> tuple[int, int, int, int] | None:
     """The codes :func:`pack` writes for a due transaction's payload of this kind,
     wallet, changes' accounts and metadata's (keys, kinds) (see :data:`_METADATA`), for
-    :func:`pack_points`; None where :func:`pack` would leave such a payload to JSON."""
+    a struct of :func:`points_format`; None where :func:`pack` would leave such a
+    payload to JSON."""
     kind_code = _KIND_CODES.get(kind)
     if kind_code is None or not _ACCOUNTS.issuperset(accounts):
         return None
@@ -179,20 +180,15 @@ def points_codes(kind: str, wallet: str, accounts: tuple[str, ...],
     return kind_code, wallet_code, changes_code, metadata_code
 
 
-def pack_points(codes: tuple[int, int, int, int], tx_id: bytes, points: int,
-                balance: tuple[int, int, int, int, int], amounts: tuple[int, ...],
-                reason: bytes, metadata: bytes) -> bytes | None:
-    """What :func:`pack` gives for a due transaction's payload, from its parts (set-based
-    due work's events, no payload dict built first): ``codes`` from
-    :func:`points_codes`, the transaction's id as bytes, the changes' amounts in their
-    accounts' order, the reason's UTF-8 (at most 65,535 bytes) and the metadata's
-    values as packed (an id's 16 bytes; a text's length in a byte, then its UTF-8).
-    None for an int beyond the layout's (JSON keeps the payload)."""
-    try:
-        return b"".join((_HEAD.pack(MARK, tx_id, *codes, len(reason), points, *balance),
-                         _CHANGE_VALUES[len(amounts)].pack(*amounts), reason, metadata))
-    except struct.error:
-        return None
+def points_format(amounts: int, reason_size: int, metadata: str) -> str:
+    """The :mod:`struct` codes (no byte order) of a due transaction's payload as
+    :func:`pack` lays it out, for a struct that lays out more around it (a whole kept
+    event: set-based due work builds no payload dict first): its values are the mark
+    (:data:`MARK`), the transaction's id (bytes), the four codes (:func:`points_codes`),
+    ``reason_size``, the points, the balance's five values, the ``amounts`` changes'
+    values, the reason (``reason_size`` bytes) and the metadata's values as ``metadata``
+    lays them out (an id ``16s``; a text its length's byte and its UTF-8, e.g. ``9s``)."""
+    return f"{_HEAD.format[1:]}{amounts}i{reason_size}s{metadata}"
 
 
 def unpack(data: bytes) -> dict[str, Any]:

@@ -171,24 +171,23 @@ class KeptTx:
         as its lot (None: no movement) and delta: the memory store's own set-based due
         work (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from a
         few constant parts."""
-        kept = object.__new__(cls)
-        set_ = object.__setattr__
-        set_(kept, "id", id_)
-        set_(kept, "program_id", program_id)
-        set_(kept, "member_id", member_id)
-        set_(kept, "wallet", wallet)
-        set_(kept, "kind", kind)
-        set_(kept, "occurred_at", occurred_at)
-        set_(kept, "recorded_at", recorded_at)
+        kept = object.__new__(cls)  # (through the slots: no __setattr__ call each)
+        _SET_ID(kept, id_)
+        _SET_PROGRAM(kept, program_id)
+        _SET_MEMBER(kept, member_id)
+        _SET_WALLET(kept, wallet)
+        _SET_KIND(kept, kind)
+        _SET_OCCURRED(kept, occurred_at)
+        _SET_RECORDED(kept, recorded_at)
         if moved is None:
-            set_(kept, "_moved", ())
-            set_(kept, "_delta", None)
+            _SET_MOVED(kept, ())
+            _SET_DELTA(kept, None)
         else:
-            set_(kept, "_moved", moved)
-            set_(kept, "_delta", delta)
-        set_(kept, "reverses_id", None)
-        set_(kept, "postings", postings)
-        set_(kept, "texts", texts)
+            _SET_MOVED(kept, moved)
+            _SET_DELTA(kept, delta)
+        _SET_REVERSES(kept, None)
+        _SET_POSTINGS(kept, postings)
+        _SET_TEXTS(kept, texts)
         return kept
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -280,4 +279,11 @@ class KeptTx:
 
     def __repr__(self) -> str:  # as the SQL backend's row shows: every column, as text
         return repr(self.read())
+
+
+(_SET_ID, _SET_PROGRAM, _SET_MEMBER, _SET_WALLET, _SET_KIND, _SET_OCCURRED, _SET_RECORDED,
+ _SET_MOVED, _SET_DELTA, _SET_REVERSES, _SET_POSTINGS, _SET_TEXTS) = (
+    getattr(KeptTx, name).__set__ for name in (
+        "id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
+        "_moved", "_delta", "reverses_id", "postings", "texts"))
 

@@ -309,17 +309,27 @@ class KeptEvents:
     due work's thousands: the type's code and the write's instant worked out once), as
     :meth:`KeptEvent.of` keeps them."""
 
-    __slots__ = ("_code", "_inline", "_recorded", "_version")
+    __slots__ = ("code", "inline", "recorded", "version")
 
     def __init__(self, type_: str, version: int, recorded_at: dt.datetime) -> None:
-        self._code, self._inline = _type_code(type_)
-        self._version = version
-        self._recorded = micros(recorded_at)
+        self.code, self.inline = _type_code(type_)
+        self.version = version
+        self.recorded = micros(recorded_at)
 
     def __call__(self, id_: uuid.UUID, member: bytes, occurred: int,
                  payload: bytes) -> KeptEvent:
         """The event ``id_`` of ``member`` (its key's UTF-8) at ``occurred``
         (:func:`micros`) with ``payload`` (its packed bytes)."""
         return bytes.__new__(KeptEvent, b"".join((
-            _HEAD.pack(id_.bytes, self._version, occurred, self._recorded, self._code,
-                       len(member)), self._inline, member, payload)))
+            _HEAD.pack(id_.bytes, self.version, occurred, self.recorded, self.code,
+                       len(member)), self.inline, member, payload)))
+
+    def fused(self, member_size: int, payload_format: str) -> struct.Struct:
+        """One struct for a whole kept event (a batch's events in one call each): of a
+        member of ``member_size`` bytes, with a payload laid out as ``payload_format``
+        (:mod:`struct` codes, no byte order). Its values: the id's bytes,
+        :attr:`version`, the occurred instant (:func:`micros`), :attr:`recorded`,
+        :attr:`code`, ``member_size``, :attr:`inline`, the member, then the payload's;
+        its bytes are the event's (``bytes.__new__(KeptEvent, packed)``)."""
+        return struct.Struct(f"{_HEAD.format}{len(self.inline)}s{member_size}s"
+                             f"{payload_format}")
