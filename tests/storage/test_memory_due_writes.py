@@ -241,3 +241,28 @@ def test_a_due_event_beyond_the_layout_is_kept_as_json() -> None:
     assert (report.released_holds, report.expired_lots) == (1, 1)
     assert [e[2]["points"] for e in events] == [0, -(1 << 40)]
     assert (report, events) == _big_due_events(False)
+
+
+@pytest.mark.parametrize(("reason", "layout", "metadata"), [
+    ("hold expired", 0, {"hold_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66",
+                         "cause": "released"}),
+    ("", 1, {"lot_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66",
+             "earn_id": "01a23d2f-e44e-726e-8b53-2df476cbfa67"})])
+def test_due_texts_read_back_as_the_json_texts_would(reason: str, layout: int,
+                                                     metadata: dict[str, str]) -> None:
+    # the memory store's own due rows keep their metadata's ids as bytes
+    import uuid
+
+    from loyaltykit._model import Kind
+    from loyaltykit.memory.ledger_rows import due_texts
+
+    at = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    fields = (uuid.UUID(int=7), "p", "m", "points", Kind.EXPIRE, at, at, ())
+    ids = b"".join(uuid.UUID(v).bytes for k, v in metadata.items() if k != "cause")
+    kept = KeptTx.row(*fields, None, 0, due_texts(reason, layout) + ids)
+    as_json = KeptTx.due(*fields, None, reason, metadata)
+    assert kept.texts != as_json.texts
+    assert kept.read() == as_json.read() and kept == as_json
+    assert (kept.idempotency_key, kept.reason, dict(kept.metadata), kept._metadata()) == (
+        None, reason, metadata, as_json._metadata())
+    assert list(kept.read().metadata) == list(metadata)  # the keys' order too

@@ -64,12 +64,9 @@ _COUNTS = (("released_holds", "released_points"), ("activated_lots", "activated_
 #: the metadata's (keys, kinds) as the event layout numbers them (an id: True)
 _METADATA = ((("hold_id", "cause"), (True, False)), (("lot_id", "earn_id"), (True, True)),
              (("lot_id", "earn_id"), (True, True)))
-#: a kept row's texts, around the ids: the reason, then the metadata's JSON text
-_RELEASE_HEAD = due_texts(_REASONS[0], "") + b'{"hold_id":"'
-_RELEASE_TAIL = b'","cause":"released"}'
-_LOT_HEAD = due_texts("", "") + b'{"lot_id":"'
-_LOT_MID = b'","earn_id":"'
-_LOT_TAIL = b'"}'
+#: a kept row's texts before its ids (see :func:`due_texts`)
+_RELEASE_TEXTS = due_texts(_REASONS[0], 0)
+_LOT_TEXTS = due_texts("", 1)
 #: the event metadata's text value "released" as the layout keeps it
 _CAUSE = b"\x08released"
 #: the metadata's values in the event layout: the hold's id and the cause; the lot's
@@ -110,12 +107,6 @@ _expired = _evolver(Lot, ("remaining", "held"))
 _given_back = _evolver(Lot, ("held",))
 _posted = _evolver(AccountState, ("available", "pending", "held", "expired", "version",
                                   "next_due_at"))
-
-
-def _id_text(id_: uuid.UUID) -> bytes:
-    """``str(id_).encode()``, without UUID's own formatting in Python."""
-    h = b"%032x" % id_.int
-    return b"-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
 
 
 class _Legs:
@@ -271,12 +262,13 @@ class MemoryLedgerDueSet:
                     held -= hold.points
                     holds.append((item, _released(hold, _RELEASED, 0, tx_id)))
                     closed_holds.append((key, item))
-                    texts = b"".join((_RELEASE_HEAD, _id_text(item), _RELEASE_TAIL))
+                    item_bytes = item.bytes
+                    texts = _RELEASE_TEXTS + item_bytes
                     moved, moved_points = None, hold.points
                 else:
                     lot: Lot = stored
-                    texts = b"".join((_LOT_HEAD, _id_text(item), _LOT_MID,
-                                      _id_text(lot.transaction_id), _LOT_TAIL))
+                    item_bytes, earn_bytes = item.bytes, lot.transaction_id.bytes
+                    texts = b"".join((_LOT_TEXTS, item_bytes, earn_bytes))
                     if kind == _ACTIVATE:
                         moved_points = lot.remaining
                         legs_key = (kind, moved_points, 0)
@@ -313,10 +305,7 @@ class MemoryLedgerDueSet:
                     if fused is None:
                         fused = fused_of[legs, wallet, size] = _fused(
                             makers[kind], kind, wallet, size, legs)
-                    if kind == _RELEASE:
-                        meta_a, meta_b = item.bytes, _CAUSE
-                    else:
-                        meta_a, meta_b = item.bytes, stored.transaction_id.bytes
+                    meta_b = _CAUSE if kind == _RELEASE else earn_bytes
                     data = None
                     if fused:
                         pack, version, recorded, code, inline, c0, c1, c2, c3, reason = fused
@@ -325,7 +314,7 @@ class MemoryLedgerDueSet:
                                         size, inline, member, _MARK, tx_id.bytes, c0, c1,
                                         c2, c3, len(reason), legs.points, available,
                                         pending, held, 0, available + pending + held,
-                                        *legs.amounts, reason, meta_a, meta_b)
+                                        *legs.amounts, reason, item_bytes, meta_b)
                         except struct.error:  # an int beyond the layout's
                             data = None
                     if data is None:  # beyond the layout: as the outbox keeps it

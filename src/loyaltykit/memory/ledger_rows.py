@@ -65,13 +65,36 @@ def shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
     return shared
 
 
-def due_texts(reason: str, metadata: str) -> bytes:
-    """The texts :meth:`KeptTx.due` keeps for a transaction with no idempotency key,
-    ``reason`` and the metadata's JSON text ``metadata`` (not empty). Its metadata's
-    text comes last: ``due_texts(reason, "") + text.encode()`` is ``due_texts(reason,
-    text)``, so a caller may build the constant head once."""
+#: an idempotency key's length that marks a due transaction's texts (no key): its
+#: metadata is kept as ids (:func:`due_texts`), not as JSON text
+_DUE_IDS = -2
+#: the metadata of due texts by the code after the reason: its keys in order, each
+#: value an id (None: 16 bytes kept) or a constant text
+_DUE_METADATA: tuple[tuple[tuple[str, str | None], ...], ...] = (
+    (("hold_id", None), ("cause", "released")), (("lot_id", None), ("earn_id", None)))
+
+
+def due_texts(reason: str, metadata: int) -> bytes:
+    """The head of a due transaction's texts (set-based due work's rows: no idempotency
+    key, ``reason``, metadata of the layout ``metadata``: 0 ``{"hold_id": id, "cause":
+    "released"}``, 1 ``{"lot_id": id, "earn_id": id}``): its ids' 16 bytes each follow.
+    Read back as the metadata's JSON text reads (16 bytes an id, where its text took 36,
+    and no text to format when written)."""
     encoded = reason.encode()
-    return b"".join((_HEAD.pack(-1, len(encoded)), encoded, metadata.encode()))
+    return b"".join((_HEAD.pack(_DUE_IDS, len(encoded)), encoded, bytes((metadata,))))
+
+
+def _due_metadata(data: bytes) -> dict[str, Any]:
+    """The metadata of due texts (``data``: from the layout's code on)."""
+    found: dict[str, Any] = {}
+    at = 1
+    for key, text in _DUE_METADATA[data[0]]:
+        if text is None:
+            found[key] = str(uuid.UUID(bytes=data[at:at + 16]))
+            at += 16
+        else:
+            found[key] = text
+    return found
 
 
 #: a transaction's slots in field order, each set without attrs' frozen check
@@ -167,7 +190,7 @@ class KeptTx:
             occurred_at: dt.datetime, recorded_at: dt.datetime,
             postings: tuple[Posting, ...], moved: uuid.UUID | None, delta: int,
             texts: bytes) -> KeptTx:
-        """:meth:`due` with the texts kept already (:func:`due_texts`) and the movement
+        """:meth:`due` with its texts kept already (:func:`due_texts`) and the movement
         as its lot (None: no movement) and delta: the memory store's own set-based due
         work (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from a
         few constant parts."""
@@ -235,11 +258,18 @@ class KeptTx:
             return None
         key, reason = _HEAD.unpack_from(texts)
         start = _HEAD.size + max(key, 0) + reason
-        return texts[start:].decode() if start < len(texts) else None
+        if start >= len(texts):
+            return None
+        if key == _DUE_IDS:
+            return _metadata_text(_due_metadata(texts[start:]))
+        return texts[start:].decode()
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """The metadata, a fresh dict (for the store's own reads)."""
+        texts = self.texts
+        if texts is not None and _HEAD.unpack_from(texts)[0] == _DUE_IDS:
+            return self.read().metadata
         text = self._metadata()
         found: dict[str, Any] = {} if text is None else json.loads(text)
         return found
@@ -261,7 +291,8 @@ class KeptTx:
             reason = texts[start:start + reason_size].decode()
             start += reason_size
             if start < len(texts):
-                metadata = json.loads(texts[start:])
+                metadata = (_due_metadata(texts[start:]) if key_size == _DUE_IDS
+                            else json.loads(texts[start:]))
         read = object.__new__(Transaction)
         for set_, value in zip(_TX_SETTERS, (
                 self.id, self.program_id, self.member_id, self.wallet, self.kind,
