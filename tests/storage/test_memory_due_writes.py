@@ -266,3 +266,41 @@ def test_due_texts_read_back_as_the_json_texts_would(reason: str, layout: int,
     assert (kept.idempotency_key, kept.reason, dict(kept.metadata), kept._metadata()) == (
         None, reason, metadata, as_json._metadata())
     assert list(kept.read().metadata) == list(metadata)  # the keys' order too
+
+
+def test_a_batch_with_a_wallet_in_debt_is_left_whole_to_the_python_path() -> None:
+    # the store posts a batch only if every wallet is plain: else it writes nothing and
+    # draws no id, and the Python path posts the batch (ids in the same order)
+    import itertools
+    import uuid
+
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    numbers = itertools.count(1)
+    clock = TestClock(berlin(2026, 1, 1, 10))
+    loyalty = Loyalty(make_program(), MemoryStorage(), clock=clock,
+                      new_id=lambda: uuid.UUID(int=next(numbers)))
+    later = clock.now() + dt.timedelta(hours=1)
+    for m in ("a", "b"):
+        loyalty.enrol(m)
+    earn = loyalty.earn("b", 10, key="e1")
+    loyalty.spend("b", 10, key="s1")
+    loyalty.reverse(earn.transaction_id, key="r1")  # b owes 10 points
+    for m in ("a", "b"):
+        loyalty.earn(m, 20, key=f"p-{m}", activates_at=later)
+    clock.set(later + dt.timedelta(hours=1))
+    calls: list[tuple[Any, int, int]] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def watched(self: Any, request: Any) -> Any:
+        drawn, undo = next(numbers), len(self._uow._undo)
+        found = real(self, request)
+        calls.append((found, next(numbers) - drawn - 1, len(self._uow._undo) - undo))
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MemoryLedgerDueSet, "post_due_set", watched)
+        report = loyalty.run_due(batch_size=10)
+    assert calls == [(None, 0, 0)]  # declined: no id drawn, nothing written
+    assert report.activated_lots == 2
+    assert (loyalty.balance("a").available, loyalty.balance("b").available) == (20, 10)
