@@ -17,6 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loyaltykit import (
     EarningPolicy,
@@ -251,6 +253,30 @@ def test_sorted_keys_keep_order_across_buckets() -> None:
     assert (expected, len(expected)) == (list(keys), len(keys))
     assert expected[expected.index((3, 1501)) + 1:] == list(keys.after((3, 1501)))
     assert [] == list(keys.after((7,)))
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40), st.integers(1, 700)),
+                max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_sorted_keys_equal_a_sorted_set_under_runs_of_neighbours(
+        runs: list[tuple[bool, int, int]]) -> None:
+    # add() and discard() try the place after their last one first (runs of neighbouring
+    # keys, as due work writes them): any order of runs gives what a sorted set would
+    keys = SortedKeys()
+    model: set[tuple[int, int]] = set()
+    for adding, group, size in runs:
+        for n in range(size):
+            # odd sizes: a run of neighbours, ascending; even: strides across the group
+            key = (group, n if size % 2 else n * 3 % (size + 1))
+            if adding:
+                keys.add(key)
+                model.add(key)
+            else:
+                keys.discard(key)
+                model.discard(key)
+    assert (sorted(model), len(model)) == (list(keys), len(keys))
+    assert all(len(items) <= 1024 for items in keys._lists)
+    assert keys._maxes == [items[-1] for items in keys._lists]
 
 
 def test_an_indexed_table_is_written_by_item_only() -> None:

@@ -23,7 +23,7 @@ from loyaltykit.testing.contract import berlin, make_program
 MEMBERS = 5
 
 
-def _due_program(clock: TestClock) -> Loyalty:
+def _due_program(clock: TestClock, members: int = MEMBERS) -> Loyalty:
     """Members with a lot to expire, a pending lot to activate and a stale hold each,
     silver from 2025: at 2027-01-01 every member has three due transactions and drops
     to member (200 points in 2026)."""
@@ -31,7 +31,7 @@ def _due_program(clock: TestClock) -> Loyalty:
         make_program(expiry=ExpiryPolicy(days=365), pending=PendingPolicy(days=10)),
         tiers=TierPolicy(tiers=(Tier("member", 0), Tier("silver", 600)), notice_days=0))
     loyalty = Loyalty(program, MemoryStorage(), clock=clock)
-    members = [f"m{i}" for i in range(MEMBERS)]
+    members = [f"m{i}" for i in range(members)]
     clock.set(berlin(2025, 12, 30, 10))
     for m in members:
         loyalty.enrol(m)
@@ -151,3 +151,156 @@ def test_the_layout_reads_back_what_json_would(payload: dict[str, Any]) -> None:
 ])
 def test_anything_else_is_left_to_json(payload: dict[str, Any]) -> None:
     assert due_events.pack(payload) is None
+
+
+def _ledger_due_undo_entries(monkeypatch: pytest.MonkeyPatch, members: int) -> list[int]:
+    """Run due work over ``members`` plain wallets in one batch with the Python path's
+    pieces refused; the undo-log entries each set-based batch added."""
+    from loyaltykit._due_bulk import DueBulk
+    from loyaltykit._services.ledger import LedgerService
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a plain batch went through the Python path")
+
+    added: list[int] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def counting(self: Any, request: Any) -> Any:
+        before = len(self._uow._undo)
+        found = real(self, request)
+        assert found is not None, "a plain batch was declined"
+        added.append(len(self._uow._undo) - before)
+        return found
+
+    clock = TestClock(berlin(2025, 12, 30, 10))
+    loyalty = _due_program(clock, members)
+    monkeypatch.setattr(MemoryLedgerDueSet, "post_due_set", counting)
+    monkeypatch.setattr(DueBulk, "post", refused)
+    monkeypatch.setattr(LedgerService, "books", refused)
+    monkeypatch.setattr(KeptTx, "of", classmethod(refused))
+    report = loyalty.run_due(batch_size=100)
+    monkeypatch.undo()
+    assert (report.released_holds, report.activated_lots, report.expired_lots) == (
+        members, members, members)
+    assert loyalty.balance("m0").available == 900 - 700  # the 700 expired
+    return added
+
+
+def test_a_plain_batch_is_posted_by_the_memory_store_itself(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on main (2ce8024): the memory store had no post_due_set, so every wallet
+    was loaded as a book (LedgerService.books) and posted by DueBulk.post; now the
+    store reads its rows in place and writes each table with one undo-log entry per
+    batch, as many for 3 wallets as for 9."""
+    assert _ledger_due_undo_entries(monkeypatch, 3) == _ledger_due_undo_entries(
+        monkeypatch, 9)
+
+
+def _big_due_events(set_based: bool) -> tuple[Any, list[Any]]:
+    """A member whose lot of 2**40 points expires and whose hold of 2**35 goes stale,
+    due work run by the store itself or (``set_based`` False) by the Python path; the
+    report and the events due work wrote."""
+    import itertools
+    import uuid
+
+    from loyaltykit._member_keys.stores import KeyedLedgerStore
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    numbers = itertools.count(1)
+    clock = TestClock(berlin(2026, 1, 1, 10))
+    loyalty = Loyalty(make_program(expiry=ExpiryPolicy(days=30)), MemoryStorage(),
+                      clock=clock, new_id=lambda: uuid.UUID(int=next(numbers)))
+    loyalty.enrol("big")
+    loyalty.earn("big", 1 << 40, key="earn")
+    clock.set(berlin(2026, 1, 20, 10))
+    loyalty.hold("big", 1 << 35, key="hold", ttl=dt.timedelta(hours=1))
+    clock.set(berlin(2026, 3, 1, 10))
+    seen = loyalty.events.read("t", limit=100)
+    loyalty.events.ack("t", seen[-1])
+    taken: list[Any] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def store_posts(self: Any, request: Any) -> Any:
+        taken.append(real(self, request))
+        return taken[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MemoryLedgerDueSet, "post_due_set", store_posts)
+        if not set_based:
+            patch.setattr(KeyedLedgerStore, "post_due_set", lambda self, request: None)
+        report = loyalty.run_due()
+    assert len(taken) == (1 if set_based else 0) and None not in taken
+    return report, [(e.id, e.type, e.payload) for e in loyalty.events.read("t", limit=100)]
+
+
+def test_a_due_event_beyond_the_layout_is_kept_as_json() -> None:
+    # points beyond the layout's 32-bit ints: the store keeps the payload as JSON text,
+    # the very payload the Python path keeps
+    report, events = _big_due_events(True)
+    assert (report.released_holds, report.expired_lots) == (1, 1)
+    assert [e[2]["points"] for e in events] == [0, -(1 << 40)]
+    assert (report, events) == _big_due_events(False)
+
+
+@pytest.mark.parametrize(("reason", "layout", "metadata"), [
+    ("hold expired", 0, {"hold_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66",
+                         "cause": "released"}),
+    ("", 1, {"lot_id": "01a23d2f-e44e-726e-8b53-2df476cbfa66",
+             "earn_id": "01a23d2f-e44e-726e-8b53-2df476cbfa67"})])
+def test_due_texts_read_back_as_the_json_texts_would(reason: str, layout: int,
+                                                     metadata: dict[str, str]) -> None:
+    # the memory store's own due rows keep their metadata's ids as bytes
+    import uuid
+
+    from loyaltykit._model import Kind
+    from loyaltykit.memory.ledger_rows import due_texts
+
+    at = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    fields = (uuid.UUID(int=7), "p", "m", "points", Kind.EXPIRE, at, at, ())
+    ids = b"".join(uuid.UUID(v).bytes for k, v in metadata.items() if k != "cause")
+    kept = KeptTx.row(*fields, None, 0, due_texts(reason, layout) + ids)
+    as_json = KeptTx.due(*fields, None, reason, metadata)
+    assert kept.texts != as_json.texts
+    assert kept.read() == as_json.read() and kept == as_json
+    assert (kept.idempotency_key, kept.reason, dict(kept.metadata), kept._metadata()) == (
+        None, reason, metadata, as_json._metadata())
+    assert list(kept.read().metadata) == list(metadata)  # the keys' order too
+
+
+def test_a_batch_with_a_wallet_in_debt_is_left_whole_to_the_python_path() -> None:
+    # the store posts a batch only if every wallet is plain: else it writes nothing and
+    # draws no id, and the Python path posts the batch (ids in the same order)
+    import itertools
+    import uuid
+
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    numbers = itertools.count(1)
+    clock = TestClock(berlin(2026, 1, 1, 10))
+    loyalty = Loyalty(make_program(), MemoryStorage(), clock=clock,
+                      new_id=lambda: uuid.UUID(int=next(numbers)))
+    later = clock.now() + dt.timedelta(hours=1)
+    for m in ("a", "b"):
+        loyalty.enrol(m)
+    earn = loyalty.earn("b", 10, key="e1")
+    loyalty.spend("b", 10, key="s1")
+    loyalty.reverse(earn.transaction_id, key="r1")  # b owes 10 points
+    for m in ("a", "b"):
+        loyalty.earn(m, 20, key=f"p-{m}", activates_at=later)
+    clock.set(later + dt.timedelta(hours=1))
+    calls: list[tuple[Any, int, int]] = []
+    real = MemoryLedgerDueSet.post_due_set
+
+    def watched(self: Any, request: Any) -> Any:
+        drawn, undo = next(numbers), len(self._uow._undo)
+        found = real(self, request)
+        calls.append((found, next(numbers) - drawn - 1, len(self._uow._undo) - undo))
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MemoryLedgerDueSet, "post_due_set", watched)
+        report = loyalty.run_due(batch_size=10)
+    assert calls == [(None, 0, 0)]  # declined: no id drawn, nothing written
+    assert report.activated_lots == 2
+    assert (loyalty.balance("a").available, loyalty.balance("b").available) == (20, 10)

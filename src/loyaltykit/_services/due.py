@@ -194,7 +194,7 @@ class DueWork:
         return store.post_due_set(DueSet(
             wallets=[(m, wallet) for wallet, ids in by_wallet.items() for m in ids],
             until=work.ledger.at, recorded_at=work.recorded_at,
-            new_ids_hex=self.c.new_ids_hex,
+            new_ids_hex=self.c.new_ids_hex, new_ids=self.c.new_ids,
             event_types=events))
 
 

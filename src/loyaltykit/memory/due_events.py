@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from loyaltykit.storage.tier_due_set import TierOutbox
 
-__all__ = ["MARKS", "TierPayloads", "pack", "unpack"]
+__all__ = ["MARK", "MARKS", "TierPayloads", "pack", "points_codes", "points_format",
+           "unpack"]
 
 #: the first byte of a packed payload (JSONText's own first bytes are 0 and 1): a
 #: points event's (:data:`_KEYS`), a tier change's (:data:`_TIER_KEYS`)
@@ -163,6 +164,35 @@ def pack(payload: object) -> bytes | None:
             _CHANGE_VALUES[len(amounts)].pack(*amounts), reason_bytes, *parts))
     except struct.error:  # an int beyond 32 bits
         return None
+
+
+def points_codes(kind: str, wallet: str, accounts: tuple[str, ...],
+                 metadata: tuple[tuple[str, ...], tuple[bool, ...]]
+                 ) -> tuple[int, int, int, int] | None:
+    """The codes :func:`pack` writes for a due transaction's payload of this kind,
+    wallet, changes' accounts and metadata's (keys, kinds) (see :data:`_METADATA`), for
+    a struct of :func:`points_format`; None where :func:`pack` would leave such a
+    payload to JSON."""
+    kind_code = _KIND_CODES.get(kind)
+    if kind_code is None or not _ACCOUNTS.issuperset(accounts):
+        return None
+    wallet_code = _WALLETS.code(wallet)
+    changes_code = _CHANGES.code(accounts)
+    metadata_code = _METADATA.code(metadata)
+    if wallet_code is None or changes_code is None or metadata_code is None:
+        return None
+    return kind_code, wallet_code, changes_code, metadata_code
+
+
+def points_format(amounts: int, reason_size: int, metadata: str) -> str:
+    """The :mod:`struct` codes (no byte order) of a due transaction's payload as
+    :func:`pack` lays it out, for a struct that lays out more around it (a whole kept
+    event: set-based due work builds no payload dict first): its values are the mark
+    (:data:`MARK`), the transaction's id (bytes), the four codes (:func:`points_codes`),
+    ``reason_size``, the points, the balance's five values, the ``amounts`` changes'
+    values, the reason (``reason_size`` bytes) and the metadata's values as ``metadata``
+    lays them out (an id ``16s``; a text its length's byte and its UTF-8, e.g. ``9s``)."""
+    return f"{_HEAD.format[1:]}{amounts}i{reason_size}s{metadata}"
 
 
 def unpack(data: bytes) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from loyaltykit._model import (
     Transaction,
 )
 from loyaltykit.memory.keys import MemoryProgramStore
-from loyaltykit.memory.ledger_rows import KeptTx
+from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+from loyaltykit.memory.ledger_rows import KeptTx, shared_postings
 from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
@@ -51,28 +52,10 @@ def _expiring_key(lot_id: uuid.UUID, lot: Lot
     return (lot.program_id, lot.expires_at, lot.member_id, lot.wallet, lot_id)
 
 
-#: the transactions' postings, each distinct tuple kept once: an order's earn posts the
-#: same two amounts as every other order of its points, so the stored transactions share
-#: a few thousand tuples instead of keeping one (three objects) each. Postings are
-#: immutable values, so sharing them across storages changes nothing a reader sees.
-_POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
-_MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
-
-
-def _shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
-    """The kept copy of ``postings`` (see :data:`_POSTINGS`)."""
-    shared = _POSTINGS.get(postings)
-    if shared is None:
-        if len(_POSTINGS) >= _MOST_POSTINGS:
-            _POSTINGS.clear()
-        shared = _POSTINGS[postings] = postings
-    return shared
-
-
 def _kept(tx: Transaction) -> KeptTx:
     """``tx`` as the store keeps it (:class:`~loyaltykit.memory.ledger_rows.KeptTx`:
     its texts in one bytes object), with the kept copy of its postings."""
-    return KeptTx.of(tx, _shared_postings(tx.postings))
+    return KeptTx.of(tx, shared_postings(tx.postings))
 
 
 class DueAccounts(IndexedTable[tuple[str, str, str], AccountState]):
@@ -111,13 +94,14 @@ class LedgerTables:
         self.reversals: dict[uuid.UUID, uuid.UUID] = {}
 
 
-class MemoryLedgerStore:
+class MemoryLedgerStore(MemoryLedgerDueSet):
     """The ledger of one unit of work's program."""
 
     def __init__(self, uow: UndoLog, tables: Tables) -> None:
         self._uow = uow
         self._t = tables.of(LedgerTables)
         self._keys = tables.of(MemberKeys)
+        self._tables = tables  # (the outbox's, for set-based due work's events)
         self._programs = MemoryProgramStore(uow, tables)  # load_member's version in force
 
     def _mk(self, wallet: str, member_id: str) -> tuple[str, str, str]:
@@ -423,7 +407,7 @@ class MemoryLedgerStore:
                 pairs = tuple(found)
                 postings = postings_of.get(pairs, no_legs)
                 if postings is no_legs:
-                    postings = postings_of[pairs] = _shared_postings(tuple(
+                    postings = postings_of[pairs] = shared_postings(tuple(
                         Posting(_ACCOUNT_OF[a], n) for a, n in pairs))
             member_id = who[m]
             # the row itself, no Transaction built first (KeptTx.of keeps the same)

@@ -24,7 +24,7 @@ import attrs
 from loyaltykit._model import Kind, LotMovement, Posting, Transaction
 from loyaltykit.memory.tables import json_text
 
-__all__ = ["KeptTx"]
+__all__ = ["KeptTx", "due_texts", "shared_postings"]
 
 #: the byte lengths of the idempotency key (-1: None) and of the reason; the metadata's
 #: JSON text follows them (nothing: no metadata)
@@ -45,6 +45,56 @@ def _metadata_text(metadata: Mapping[str, Any]) -> str:
             parts.append(f'"{key}":"{value}"')
         return "{" + ",".join(parts) + "}"
     return json_text(metadata)
+
+
+#: the transactions' postings, each distinct tuple kept once: an order's earn posts the
+#: same two amounts as every other order of its points, so the stored transactions share
+#: a few thousand tuples instead of keeping one (three objects) each. Postings are
+#: immutable values, so sharing them across storages changes nothing a reader sees.
+_POSTINGS: dict[tuple[Posting, ...], tuple[Posting, ...]] = {}
+_MOST_POSTINGS = 1 << 16  # then the table starts over (it only saves memory)
+
+
+def shared_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
+    """The kept copy of ``postings`` (see :data:`_POSTINGS`)."""
+    shared = _POSTINGS.get(postings)
+    if shared is None:
+        if len(_POSTINGS) >= _MOST_POSTINGS:
+            _POSTINGS.clear()
+        shared = _POSTINGS[postings] = postings
+    return shared
+
+
+#: an idempotency key's length that marks a due transaction's texts (no key): its
+#: metadata is kept as ids (:func:`due_texts`), not as JSON text
+_DUE_IDS = -2
+#: the metadata of due texts by the code after the reason: its keys in order, each
+#: value an id (None: 16 bytes kept) or a constant text
+_DUE_METADATA: tuple[tuple[tuple[str, str | None], ...], ...] = (
+    (("hold_id", None), ("cause", "released")), (("lot_id", None), ("earn_id", None)))
+
+
+def due_texts(reason: str, metadata: int) -> bytes:
+    """The head of a due transaction's texts (set-based due work's rows: no idempotency
+    key, ``reason``, metadata of the layout ``metadata``: 0 ``{"hold_id": id, "cause":
+    "released"}``, 1 ``{"lot_id": id, "earn_id": id}``): its ids' 16 bytes each follow.
+    Read back as the metadata's JSON text reads (16 bytes an id, where its text took 36,
+    and no text to format when written)."""
+    encoded = reason.encode()
+    return b"".join((_HEAD.pack(_DUE_IDS, len(encoded)), encoded, bytes((metadata,))))
+
+
+def _due_metadata(data: bytes) -> dict[str, Any]:
+    """The metadata of due texts (``data``: from the layout's code on)."""
+    found: dict[str, Any] = {}
+    at = 1
+    for key, text in _DUE_METADATA[data[0]]:
+        if text is None:
+            found[key] = str(uuid.UUID(bytes=data[at:at + 16]))
+            at += 16
+        else:
+            found[key] = text
+    return found
 
 
 #: a transaction's slots in field order, each set without attrs' frozen check
@@ -135,6 +185,34 @@ class KeptTx:
         set_(kept, "texts", texts)
         return kept
 
+    @classmethod
+    def row(cls, id_: uuid.UUID, program_id: str, member_id: str, wallet: str, kind: Kind,
+            occurred_at: dt.datetime, recorded_at: dt.datetime,
+            postings: tuple[Posting, ...], moved: uuid.UUID | None, delta: int,
+            texts: bytes) -> KeptTx:
+        """:meth:`due` with its texts kept already (:func:`due_texts`) and the movement
+        as its lot (None: no movement) and delta: the memory store's own set-based due
+        work (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from a
+        few constant parts."""
+        kept = object.__new__(cls)  # (through the slots: no __setattr__ call each)
+        _SET_ID(kept, id_)
+        _SET_PROGRAM(kept, program_id)
+        _SET_MEMBER(kept, member_id)
+        _SET_WALLET(kept, wallet)
+        _SET_KIND(kept, kind)
+        _SET_OCCURRED(kept, occurred_at)
+        _SET_RECORDED(kept, recorded_at)
+        if moved is None:
+            _SET_MOVED(kept, ())
+            _SET_DELTA(kept, None)
+        else:
+            _SET_MOVED(kept, moved)
+            _SET_DELTA(kept, delta)
+        _SET_REVERSES(kept, None)
+        _SET_POSTINGS(kept, postings)
+        _SET_TEXTS(kept, texts)
+        return kept
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"a kept transaction is immutable ({name})")
 
@@ -180,11 +258,18 @@ class KeptTx:
             return None
         key, reason = _HEAD.unpack_from(texts)
         start = _HEAD.size + max(key, 0) + reason
-        return texts[start:].decode() if start < len(texts) else None
+        if start >= len(texts):
+            return None
+        if key == _DUE_IDS:
+            return _metadata_text(_due_metadata(texts[start:]))
+        return texts[start:].decode()
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """The metadata, a fresh dict (for the store's own reads)."""
+        texts = self.texts
+        if texts is not None and _HEAD.unpack_from(texts)[0] == _DUE_IDS:
+            return self.read().metadata
         text = self._metadata()
         found: dict[str, Any] = {} if text is None else json.loads(text)
         return found
@@ -206,7 +291,8 @@ class KeptTx:
             reason = texts[start:start + reason_size].decode()
             start += reason_size
             if start < len(texts):
-                metadata = json.loads(texts[start:])
+                metadata = (_due_metadata(texts[start:]) if key_size == _DUE_IDS
+                            else json.loads(texts[start:]))
         read = object.__new__(Transaction)
         for set_, value in zip(_TX_SETTERS, (
                 self.id, self.program_id, self.member_id, self.wallet, self.kind,
@@ -224,4 +310,11 @@ class KeptTx:
 
     def __repr__(self) -> str:  # as the SQL backend's row shows: every column, as text
         return repr(self.read())
+
+
+(_SET_ID, _SET_PROGRAM, _SET_MEMBER, _SET_WALLET, _SET_KIND, _SET_OCCURRED, _SET_RECORDED,
+ _SET_MOVED, _SET_DELTA, _SET_REVERSES, _SET_POSTINGS, _SET_TEXTS) = (
+    getattr(KeptTx, name).__set__ for name in (
+        "id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
+        "_moved", "_delta", "reverses_id", "postings", "texts"))
 

@@ -7,14 +7,16 @@ import datetime as dt
 import struct
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
 from loyaltykit.memory import due_events
 from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
 
-__all__ = ["KeptEvent", "MemoryOutboxStore", "OutboxTables"]
+__all__ = ["KeptEvent", "KeptEvents", "MemoryOutboxStore", "OutboxTables", "micros",
+           "payload_kept"]
 
 #: a kept event's fixed part: its id's 16 bytes, its version, its two instants (UTC
 #: microseconds since the epoch), its type's code (:func:`_type_code`) and the length of
@@ -33,7 +35,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
 
-def _micros(at: dt.datetime) -> int:
+def micros(at: dt.datetime) -> int:
+    """``at`` as a kept event keeps it: UTC microseconds since the epoch."""
     return (at - _EPOCH) // _MICRO
 
 
@@ -68,7 +71,7 @@ class KeptEvent(bytes):
            payload: JSONText) -> KeptEvent:
         code, kind = _type_code(type_)
         member = member_id.encode()
-        head = _HEAD.pack(id_.bytes, version, _micros(occurred_at), _micros(recorded_at),
+        head = _HEAD.pack(id_.bytes, version, micros(occurred_at), micros(recorded_at),
                           code, len(member))
         return bytes.__new__(cls, b"".join((head, kind, member, payload)))
 
@@ -255,32 +258,31 @@ class MemoryOutboxStore:
             self._uow.put(self._t.events, program_id, erased)
 
     def write(self, changes: OutboxChanges) -> None:
-        events = changes.events
-        self.append_kept([new.member_id for new in events], [_stored(new) for new in events])
+        self.append_kept([(new.member_id, _stored(new)) for new in changes.events])
 
-    def append_kept(self, member_ids: Sequence[str], events: Sequence[KeptEvent]) -> None:
-        """Append events already kept, in order, ``member_ids`` the member id each
-        names (:meth:`write` after keeping each; a tier evaluation keeps its events
-        itself)."""
+    def append_kept(self, kept: Sequence[tuple[str, KeptEvent]]) -> None:
+        """Append events as kept, each with its member (a key), in this order: what
+        :meth:`write` does with its events once kept; set-based due work
+        (:mod:`loyaltykit.memory.ledger_due_set`) builds its events kept already."""
         t, uow, program_id = self._t, self._uow, self._uow.program_id
         seq = t.last.get(program_id, 0)
-        if events:  # one undo-log entry per table, not one per event
+        if kept:  # one undo-log entry per table, not one per event
             if program_id not in t.events:
                 uow.put(t.events, program_id, [])
                 uow.put(t.first, program_id, seq + 1)
             shared = self._keys.shared
             seqs: dict[tuple[str, str], list[int]] = {}
-            for at, member_id in enumerate(member_ids, seq + 1):
+            for at, (member_id, _) in enumerate(kept, seq + 1):
                 seqs.setdefault(shared((program_id, member_id)), []).append(at)
             by_member = t.by_member
-            fresh = [(key, array("q", kept)) for key, kept in seqs.items()
+            fresh = [(key, array("q", found)) for key, found in seqs.items()
                      if key not in by_member]
-            more = [(key, at) for key, kept in seqs.items() if key in by_member
-                    for at in kept]
-            uow.append_many(t.events, [(program_id, kept) for kept in events])
+            more = [(key, at) for key, found in seqs.items() if key in by_member
+                    for at in found]
+            uow.extend(t.events, program_id, [event for _, event in kept])
             uow.put_many(by_member, fresh)
             uow.append_many(by_member, more)
-            seq += len(events)
+            seq += len(kept)
         uow.put(t.last, program_id, seq)
 
 
@@ -291,9 +293,43 @@ def _present(event: KeptEvent | None) -> KeptEvent:
 
 
 def _stored(new: NewEvent) -> KeptEvent:
-    # a due transaction's event in its fixed layout, without JSON nor deflate (most of
-    # due work's outbox time); any other payload as JSON text
-    packed = due_events.pack(new.payload)
-    payload = JSONText.of(new.payload) if packed is None else JSONText.packed(packed)
     return KeptEvent.of(new.id, new.type, new.version, new.member_id, new.occurred_at,
-                        new.recorded_at, payload)
+                        new.recorded_at, payload_kept(new.payload))
+
+
+def payload_kept(payload: Mapping[str, Any]) -> JSONText:
+    """A payload as an event keeps it: a due transaction's in its fixed layout, without
+    JSON nor deflate (most of due work's outbox time); any other as JSON text."""
+    packed = due_events.pack(payload)
+    return JSONText.of(payload) if packed is None else JSONText.packed(packed)
+
+
+class KeptEvents:
+    """Builds kept events of one type and version written at ``recorded_at`` (set-based
+    due work's thousands: the type's code and the write's instant worked out once), as
+    :meth:`KeptEvent.of` keeps them."""
+
+    __slots__ = ("code", "inline", "recorded", "version")
+
+    def __init__(self, type_: str, version: int, recorded_at: dt.datetime) -> None:
+        self.code, self.inline = _type_code(type_)
+        self.version = version
+        self.recorded = micros(recorded_at)
+
+    def __call__(self, id_: uuid.UUID, member: bytes, occurred: int,
+                 payload: bytes) -> KeptEvent:
+        """The event ``id_`` of ``member`` (its key's UTF-8) at ``occurred``
+        (:func:`micros`) with ``payload`` (its packed bytes)."""
+        return bytes.__new__(KeptEvent, b"".join((
+            _HEAD.pack(id_.bytes, self.version, occurred, self.recorded, self.code,
+                       len(member)), self.inline, member, payload)))
+
+    def fused(self, member_size: int, payload_format: str) -> struct.Struct:
+        """One struct for a whole kept event (a batch's events in one call each): of a
+        member of ``member_size`` bytes, with a payload laid out as ``payload_format``
+        (:mod:`struct` codes, no byte order). Its values: the id's bytes,
+        :attr:`version`, the occurred instant (:func:`micros`), :attr:`recorded`,
+        :attr:`code`, ``member_size``, :attr:`inline`, the member, then the payload's;
+        its bytes are the event's (``bytes.__new__(KeptEvent, packed)``)."""
+        return struct.Struct(f"{_HEAD.format}{len(self.inline)}s{member_size}s"
+                             f"{payload_format}")

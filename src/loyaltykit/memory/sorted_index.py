@@ -24,14 +24,22 @@ _LOAD = 512  # items per bucket (a bucket of twice as many is split)
 class SortedKeys:
     """A sorted set of tuples in buckets (a list of sorted lists): adding, removing and
     finding a place cost ``O(log n + bucket)``, not ``O(n)`` as one sorted list would.
+
+    Each of :meth:`add` and :meth:`discard` first tries the place after its last one (a
+    hint, checked against its neighbours, so a stale one costs a few comparisons and
+    changes nothing): a batch of due work adds and removes runs of neighbouring keys
+    (its members' accounts, in key order, from one due instant to the next), and each
+    found by bisection compared ~20 tuples.
     """
 
-    __slots__ = ("_len", "_lists", "_maxes")
+    __slots__ = ("_add_at", "_gone_at", "_len", "_lists", "_maxes")
 
     def __init__(self) -> None:
         self._lists: list[list[Any]] = []
         self._maxes: list[Any] = []
         self._len = 0
+        self._add_at = (0, 0)  # (bucket, place) where the key after the last added goes
+        self._gone_at = (0, 0)  # (bucket, place) of the key after the last discarded
 
     def __len__(self) -> int:
         return self._len
@@ -40,6 +48,21 @@ class SortedKeys:
         for items in self._lists:
             yield from items
 
+    def _hinted(self, hint: tuple[int, int], item: Any) -> tuple[int, int] | None:
+        """``hint`` if it is the (bucket, place) bisection finds for ``item``: the
+        bucket's own (``item`` above the one before's max, at most its own, or the
+        last bucket) and the first place in it not below ``item``; else None."""
+        i, j = hint
+        lists, maxes = self._lists, self._maxes
+        if i >= len(maxes) or (i and not maxes[i - 1] < item) \
+                or (i < len(maxes) - 1 and not item <= maxes[i]):
+            return None
+        items = lists[i]
+        if j > len(items) or (j and not items[j - 1] < item) \
+                or (j < len(items) and not item <= items[j]):
+            return None
+        return hint
+
     def add(self, item: Any) -> None:
         """Add ``item`` (nothing if it is there already)."""
         lists, maxes = self._lists, self._maxes
@@ -47,33 +70,46 @@ class SortedKeys:
             lists.append([item])
             maxes.append(item)
             self._len = 1
+            self._add_at = (0, 1)
             return
-        i = bisect.bisect_left(maxes, item)
-        if i == len(maxes):
-            i -= 1
+        found = self._hinted(self._add_at, item)
+        if found is None:
+            i = bisect.bisect_left(maxes, item)
+            if i == len(maxes):
+                i -= 1
+            j = bisect.bisect_left(lists[i], item)
+        else:
+            i, j = found
         items = lists[i]
-        j = bisect.bisect_left(items, item)
         if j < len(items) and items[j] == item:
             return
         items.insert(j, item)
         maxes[i] = items[-1]
         self._len += 1
+        self._add_at = (i, j + 1)
         if len(items) > 2 * _LOAD:
             lists[i:i + 1] = [items[:_LOAD], items[_LOAD:]]
             maxes[i:i + 1] = [items[_LOAD - 1], items[-1]]
+            self._add_at = (i, j + 1) if j + 1 <= _LOAD else (i + 1, j + 1 - _LOAD)
 
     def discard(self, item: Any) -> None:
         """Remove ``item`` if it is there."""
         lists, maxes = self._lists, self._maxes
-        i = bisect.bisect_left(maxes, item)
-        if i == len(maxes):
-            return
-        items = lists[i]
-        j = bisect.bisect_left(items, item)
+        found = self._hinted(self._gone_at, item)
+        if found is None:
+            i = bisect.bisect_left(maxes, item)
+            if i == len(maxes):
+                return
+            items = lists[i]
+            j = bisect.bisect_left(items, item)
+        else:
+            i, j = found
+            items = lists[i]
         if j == len(items) or items[j] != item:
             return
         del items[j]
         self._len -= 1
+        self._gone_at = (i, j)
         if items:
             maxes[i] = items[-1]
         else:

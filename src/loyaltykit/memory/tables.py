@@ -54,6 +54,15 @@ class UndoLog(Protocol):
                     items: Iterable[tuple[Any, Any]]) -> None:
         """:meth:`append` of each (key, value) in turn, undo-logged as one entry."""
 
+    def extend(self, table: dict[Any, Any], key: Any, values: list[Any]) -> None:
+        """Extend the list ``table[key]`` (there already) by ``values`` (undo-logged as
+        one entry)."""
+
+    def close_many(self, index: dict[Any, KeptSet[Any]],
+                   items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`track` of each (key, item) as no longer open, undo-logged as one
+        entry."""
+
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:
         """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): see

@@ -144,7 +144,7 @@ class MemoryTierStore:
                 outbox.version
             payloads = due_events.TierPayloads(outbox)
             texts: dict[dt.datetime | None, str | None] = {None: None}
-            members, kept = [], []
+            kept: list[tuple[str, KeptEvent]] = []
             for id_, (change, state, before) in zip(outbox.new_ids(len(moved)), moved,
                                                     strict=True):
                 protected = state.protected_until
@@ -158,10 +158,10 @@ class MemoryTierStore:
                 data = payloads.packed(*change_of)
                 payload = (JSONText.of(payloads.payload(*change_of)) if data is None
                            else JSONText.packed(data))
-                members.append(change.member_id)
-                kept.append(KeptEvent.of(id_, type_, version, change.member_id, at,
-                                         recorded_at, payload))
-            MemoryOutboxStore(self._uow, self._tables).append_kept(members, kept)
+                kept.append((change.member_id,
+                             KeptEvent.of(id_, type_, version, change.member_id, at,
+                                          recorded_at, payload)))
+            MemoryOutboxStore(self._uow, self._tables).append_kept(kept)
         return done, len(moved)
 
     def _evaluate(self, job: TierJob

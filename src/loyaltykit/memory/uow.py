@@ -193,6 +193,46 @@ class MemoryUnitOfWork:
                 found.append(value)
                 done.append((key, found))
 
+    def extend(self, table: dict[Any, Any], key: Any, values: list[Any]) -> None:
+        """Extend the list ``table[key]`` (there already) by ``values`` (undo-logged as
+        one entry: a batch's events, without a (key, list) pair each to undo)."""
+        self._writing()
+        items = table[key]
+        size = len(items)
+
+        def undo() -> None:
+            del items[size:]
+
+        self._undo.append(undo)
+        items.extend(values)
+
+    def close_many(self, index: dict[Any, KeptSet[Any]],
+                   items: Iterable[tuple[Any, Any]]) -> None:
+        """:meth:`track` of each (key, item) in turn as no longer open, undo-logged as
+        one entry (a batch's released holds and emptied lots)."""
+        self._writing()
+        done: list[tuple[KeptSet[Any], int, Any]] = []  # (kept, place: -1 a set, item)
+
+        def undo() -> None:
+            for members, at, item in reversed(done):
+                if isinstance(members, set):
+                    members.add(item)
+                else:
+                    members.insert(at, item)
+
+        self._undo.append(undo)
+        for key, item in items:
+            members = index.get(key)
+            if members is None or item not in members:
+                continue
+            if isinstance(members, set):
+                members.discard(item)
+                done.append((members, -1, item))
+            else:
+                at = members.index(item)
+                del members[at]
+                done.append((members, at, item))
+
     def track(self, index: dict[Any, KeptSet[Any]], key: Any, item: Any,
               is_open: bool) -> None:
         """Keep ``item`` in ``index[key]`` exactly while it is open (undo-logged): a list

@@ -17,6 +17,7 @@ returns None, and due work goes on as before.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -32,8 +33,9 @@ class DueSet:
     ``wallets`` are the batch's due (member id, wallet) pairs in the order due work
     posts them (the per-member path's: ids are drawn wallet after wallet, each
     transaction's then its outbox event's); ``until`` the instant due work runs to,
-    ``recorded_at`` the write's now, ``new_ids_hex(n)`` the write's id source: ``n``
-    new ids as their hex digits, 32 ASCII bytes an id, in the order drawn; with
+    ``recorded_at`` the write's now; the write's id source as ``new_ids(n)`` (``n``
+    new ids) and as ``new_ids_hex(n)`` (the same draw as their hex digits, 32 ASCII
+    bytes an id, for a store that binds them as text: no UUID object per id); with
     ``event_types`` (kind value -> outbox event type) an outbox event is appended
     after each transaction, as the outbox records a :class:`~loyaltykit._events.DuePosted`.
     """
@@ -42,6 +44,7 @@ class DueSet:
     until: dt.datetime
     recorded_at: dt.datetime
     new_ids_hex: Callable[[int], bytes]
+    new_ids: Callable[[int], list[uuid.UUID]]
     event_types: Mapping[str, str] | None
 
 

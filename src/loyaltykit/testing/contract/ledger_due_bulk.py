@@ -1,9 +1,10 @@
 """The set-based due path against ``catch_up``: part of the ledger contract.
 
 Due work posts most wallets set-based (:mod:`loyaltykit._due_bulk`, written by
-:meth:`~loyaltykit.storage.LedgerStore.write_due`; on SQLite a batch of plain wallets
-is computed and written by the database itself, :mod:`loyaltykit.sql.ledger_due_set`)
-and the rest one member at a time through ``Ledger.catch_up``. On random ledgers
+:meth:`~loyaltykit.storage.LedgerStore.write_due`; on SQLite and in memory a batch of
+plain wallets is computed and written by the store itself,
+:mod:`loyaltykit.sql.ledger_due_set`, :mod:`loyaltykit.memory.ledger_due_set`) and the
+rest one member at a time through ``Ledger.catch_up``. On random ledgers
 (earns pending or not, holds that outlive their lots or not, spends, reversals leaving
 debt, two wallets, expiry from the earn or the activation), two programs of one
 storage are built alike, with id sources that draw the same sequence; due work runs on
