@@ -74,7 +74,9 @@ TIERS_AT = dt.datetime(1997, 12, 31, 23, 59, tzinfo=dt.UTC)
 TARGET_PERCENT = 50.0
 #: the memory backend's peak RSS target for the import (issue 22), MiB
 TARGET_MEMORY_MIB = 250.0
-BATCH_SIZE = 1000
+#: orders per batch: the storage's own unless --batch-size says (SQLite 5000,
+#: PostgreSQL 1000, memory 500: see loyaltykit.storage.BatchingStorage)
+BATCH_SIZE: int | None = None
 BACKENDS = ("sqlite", "postgresql", "memory")
 
 
@@ -257,13 +259,15 @@ def open_backend(backend: str, url: str | None
         yield storage, engine, where
 
 
-def run_import(backend: str, url: str | None, quick: bool, batch_size: int,
+def run_import(backend: str, url: str | None, quick: bool, batch_size: int | None,
                limit: int | None) -> dict[str, Any]:
     purchases = load_purchases(quick, limit)
     program_id = f"cdnow-{uuid.uuid4().hex[:8]}"  # never meets a given server's data
     with (open_backend(backend, url) as (storage, engine, where),
           tempfile.TemporaryDirectory(prefix="loyaltykit-import-") as directory):
         loyalty = Loyalty(program(program_id), storage, clock=TestClock(NOW))
+        if batch_size is None:  # the storage's own, if it names one (else null: the import's)
+            batch_size = getattr(storage, "import_batch_size", None)
         start = time.perf_counter()
         # streamed, as a shop reads its history: the process never holds every order
         result = loyalty.record_orders(orders_of(purchases), enrol=True,
@@ -335,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", choices=BACKENDS,
                         help="a backend to run (repeatable; default: all three)")
     parser.add_argument("--url", help="a PostgreSQL URL (else a throwaway server)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="orders per batch (default: the storage's own)")
     parser.add_argument("--orders", type=int,
                         help="only the first N orders (by time) of the file")
     parser.add_argument("--child", choices=(*BACKENDS, "one-by-one"), help=argparse.SUPPRESS)
@@ -348,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.orders)))
         return 0
     started = time.perf_counter()
-    common = (["--quick"] if args.quick else []) + ["--batch-size", str(args.batch_size)]
+    common = (["--quick"] if args.quick else []) + (
+        [] if args.batch_size is None else ["--batch-size", str(args.batch_size)])
     if args.orders is not None:
         common += ["--orders", str(args.orders)]
     results: dict[str, Any] = {}

@@ -5,11 +5,14 @@ a lot it takes points from, each row the member-key layer hands a store. ``attrs
 walks the class's fields and calls ``__init__`` again, and a loop setting fields by
 name is not much cheaper; together they were a tenth of what an earn costs beyond its
 SQL statements. The copiers here are written out per class (as attrs writes its own
-``__init__``) and set each field once.
+``__init__``) and set each field once: through the field's slot descriptor where the
+class has slots (its ``__set__`` bound once, a third cheaper per copy than
+``object.__setattr__``, which looks the descriptor up again on every call).
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
@@ -65,17 +68,33 @@ def _copier(cls: type) -> _Copier:
     if not all(name.isidentifier() for name in names):  # pragma: no cover - attrs's rule
         raise TypeError(f"{cls.__name__} has a field that is no identifier")
     lines = ["def copy(row, changes):", "    new = _new(cls)"]
-    lines += [f"    _set(new, {name!r}, row.{name})" for name in names]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": _set, "cls": cls,
+                                 "names": frozenset(names)}
+    for i, name in enumerate(names):
+        slot = _slot(cls, name)
+        if slot is None:
+            lines.append(f"    _set(new, {name!r}, row.{name})")
+        else:
+            namespace[f"s{i}"] = slot.__set__
+            lines.append(f"    s{i}(new, row.{name})")
     lines += ["    for name, value in changes.items():",
               "        if name not in names:",
               "            raise TypeError(f'{cls.__name__} has no field {name!r}')",
               "        _set(new, name, value)",
               "    return new"]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_set": _set, "cls": cls,
-                                 "names": frozenset(names)}
     exec("\n".join(lines), namespace)  # attrs field names only
     copy: _Copier = namespace["copy"]
     return copy
+
+
+def _slot(cls: type, name: str) -> types.MemberDescriptorType | None:
+    """The slot descriptor holding field ``name`` of ``cls`` (None: no slot, the field
+    lives in the instance's ``__dict__``)."""
+    for klass in cls.__mro__:
+        found = klass.__dict__.get(name)
+        if found is not None:
+            return found if isinstance(found, types.MemberDescriptorType) else None
+    return None
 
 
 class cached(Generic[T]):

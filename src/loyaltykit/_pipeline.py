@@ -217,7 +217,11 @@ class Steps:
         # work, so they still sort after any write committed before it
         self._new_id = (pipeline.new_id if pipeline.new_ids is None
                         else _IdPool(pipeline.new_ids))
-        self._deferred: list[tuple[Work, list[IdempotencyRecord]]] = []
+        # what each deferred step writes (its records, ledger changes and other parts),
+        # not the step's Work: its ledger's books, scratch and hooks are freed as soon
+        # as the step ends, so a batch holds only its changes until it is written
+        self._deferred: list[tuple[list[IdempotencyRecord], LedgerChanges,
+                                   list[ChangePart]]] = []
         #: the members whose accounts the deferred steps changed (see :meth:`run`)
         self.deferred_members: set[str] = set()
 
@@ -241,9 +245,10 @@ class Steps:
         result = step(work)
         work._close()
         kept = keep(work, result) if keep is not None else None
-        self._deferred.append((work, kept if isinstance(kept, list)
-                               else [kept] if kept is not None else []))
         changes = work.ledger.changes
+        self._deferred.append((kept if isinstance(kept, list)
+                               else [kept] if kept is not None else [],
+                               changes, list(work._parts.values())))
         self.deferred_members.update(m for m, _ in changes.accounts)
         self.deferred_members.update(m.member_id for m in changes.members)
         return result
@@ -256,18 +261,19 @@ class Steps:
         if not deferred:
             return
         parts: dict[type, list[ChangePart]] = {}
-        for work, _ in deferred:
-            for kind, part in work._parts.items():
+        for _, _, step_parts in deferred:
+            for part in step_parts:
                 if not part.empty:
-                    parts.setdefault(kind, []).append(part)
-        ledger = merge([w.ledger.changes for w, _ in deferred])
+                    parts.setdefault(type(part), []).append(part)
+        ledger = merge([changes for _, changes, _ in deferred])
         merged = [merge(found) for found in parts.values()]
         whole = [m for m in merged if m is not None]
         if ledger is None or len(whole) < len(merged):  # a kind that does not merge
-            for work, records in deferred:
-                _write(self.uow, records, work.ledger.changes, work._parts.values())
+            for records, changes, step_parts in deferred:
+                _write(self.uow, records, changes, step_parts)
         else:
-            _write(self.uow, [r for _, records in deferred for r in records], ledger, whole)
+            _write(self.uow, [r for records, _, _ in deferred for r in records], ledger,
+                   whole)
 
 
 class _IdPool:

@@ -90,6 +90,57 @@ def test_evolve_refuses_a_class_that_validates_and_copy_with_skips_the_checks() 
     assert -1 == copy_with(Checked(1), {"points": -1}).points  # a stored row as it is
 
 
+def test_copies_of_slotted_subclasses_and_dict_classes_copy_every_field() -> None:
+    @attrs.frozen
+    class Base:
+        a: int
+        b: str = "b"
+
+    @attrs.frozen
+    class Child(Base):  # its own slot (c), the base's slots inherited (a, b)
+        c: float = 0.5
+
+    @attrs.frozen(slots=False)
+    class Plain:  # no slots: fields in the instance's __dict__
+        a: int
+        b: list[int] = attrs.Factory(list)
+
+    for value, changes in ((Child(1, "x", 2.0), {"a": 3}), (Child(1), {"c": 1.5, "b": "y"}),
+                           (Plain(1, [2]), {"a": 5}), (Base(4), {})):
+        copied = copy_with(value, changes)
+        assert attrs.evolve(value, **changes) == copied
+        assert copied is not value and type(copied) is type(value)
+    assert Child(1, "x", 2.0) == Child(1, "x", 2.0)  # the originals are untouched
+    with pytest.raises(TypeError, match="no field 'd'"):
+        copy_with(Child(1), {"d": 1})
+
+
+def test_a_batch_holds_each_steps_changes_not_its_write() -> None:
+    """A step of a batch (a history import's order) hands its changes to the batch and
+    its Work (ledger, books, read scratch, hooks) is freed when the step ends: a batch
+    of thousands of orders held every Work until it wrote (the memory backend's peak
+    RSS at 5000 orders a batch: 315 MiB, 302 without them)."""
+    import weakref
+
+    from loyaltykit._pipeline import Steps, Work
+
+    at = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    program = Program(id="s", time_zone="UTC", currency="EUR",
+                      point_value=Money("0.01", "EUR"))
+    loyalty = Loyalty(program, MemoryStorage(), clock=TestClock(at))
+    refs: list[weakref.ref[Work]] = []
+
+    def apply(steps: Steps) -> bool:
+        def step(work: Work) -> None:
+            refs.append(weakref.ref(work))
+
+        with collector_paused():  # freed by reference counting, as in an import
+            steps.run(at, None, step)
+            return refs[0]() is None
+
+    assert loyalty._c.pipeline.steps(apply, what="test")
+
+
 def test_cached_builds_once_per_instance() -> None:
     built: list[object] = []
 

@@ -47,9 +47,11 @@ from loyaltykit._services.preload import PRELOAD, BatchReads, ReadGuard
 from loyaltykit._validate import check_member_id
 from loyaltykit.storage import TierChanges, UnitOfWork
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport",
+           "storage_batch_size"]
 
-#: Orders per batch (one unit of work, one commit) unless told otherwise.
+#: Orders per batch (one unit of work, one commit) unless told otherwise, on a storage
+#: that names no batch size of its own (see :class:`~loyaltykit.storage.BatchingStorage`).
 DEFAULT_BATCH_SIZE = 500
 #: The largest batch accepted (a batch's reads name all of its orders and members).
 MAX_BATCH_SIZE = 10_000
@@ -117,11 +119,13 @@ class OrderImport:
         *,
         wallet: str | None = None,
         enrol: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         on_progress: Callable[[int, int | None], object] | None = None,
     ) -> ImportResult:
         """Record a stream of orders (a shop's order history), in batches of
-        ``batch_size`` orders, each in one unit of work committed at its end.
+        ``batch_size`` orders, each in one unit of work committed at its end (None:
+        the storage's own batch size, 5000 on SQLite and 1000 on PostgreSQL with
+        :class:`~loyaltykit.sql.SQLStorage`, else :data:`DEFAULT_BATCH_SIZE`).
 
         The result is the one recording the orders one by one with
         :meth:`record_order` (default keys, ``wallet``) would give: each order is priced
@@ -147,6 +151,8 @@ class OrderImport:
         wallet_ = self.program.wallet(wallet)
         if not isinstance(enrol, bool):
             raise InvalidInput("enrol must be True or False", enrol=shown(enrol))
+        if batch_size is None:
+            batch_size = storage_batch_size(self.c.storage)
         if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                 or not 1 <= batch_size <= MAX_BATCH_SIZE):
             raise InvalidInput(f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}",
@@ -317,6 +323,19 @@ class OrderImport:
 
         steps.run(min(first.values()), None, step, keep=keep)
         return done[0]
+
+
+def storage_batch_size(storage: object) -> int:
+    """The orders per batch ``storage`` names (its ``import_batch_size``, see
+    :class:`~loyaltykit.storage.BatchingStorage`), or :data:`DEFAULT_BATCH_SIZE`; a
+    size out of range is the backend's bug, refused as bad input would be."""
+    size = getattr(storage, "import_batch_size", None)
+    if size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+        raise InvalidInput(f"the storage's import_batch_size must be an int from 1 to "
+                           f"{MAX_BATCH_SIZE}", import_batch_size=shown(size))
+    return size
 
 
 def _check_progress(on_progress: object) -> None:

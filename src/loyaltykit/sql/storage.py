@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
     from loyaltykit.storage import (
+        BatchingStorage,
         EventWaiter,
         KeyStore,
         LedgerStore,
@@ -37,7 +38,11 @@ if TYPE_CHECKING:
         UnitOfWork,
     )
 
-__all__ = ["MIGRATIONS_DIR", "VERSION_TABLE", "SQLStorage"]
+__all__ = ["IMPORT_BATCH_SIZES", "MIGRATIONS_DIR", "VERSION_TABLE", "SQLStorage"]
+
+#: Orders per batch of the history import by dialect (see
+#: :attr:`SQLStorage.import_batch_size`); another dialect takes PostgreSQL's.
+IMPORT_BATCH_SIZES = {"sqlite": 5000, "postgresql": 1000}
 
 #: The directory of the shipped Alembic migration scripts.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -108,6 +113,19 @@ class SQLStorage:
         one_per_thread_or_all = (sa.pool.SingletonThreadPool, sa.pool.StaticPool)
         return self._connection is None and not isinstance(self._engine.pool,
                                                            one_per_thread_or_all)
+
+    @property
+    def import_batch_size(self) -> int:
+        """Orders per batch of ``record_orders`` when the caller gives none (see
+        :class:`~loyaltykit.storage.BatchingStorage`). SQLite 5000: each commit writes
+        every page its batch touched to the WAL, and a history's orders touch most
+        leaf pages of the members' indexes once the tables have grown (a batch of
+        1000 CDNOW orders wrote ~32 MB of WAL), so a batch's commit costs more as the
+        database grows and fewer, larger batches write far less (CDNOW, 69,659
+        orders: commits 7.3 s of 43 at 1000 orders a batch, ~4 s at 5000). PostgreSQL
+        1000: its commits write only the WAL records of the batch's rows."""
+        return IMPORT_BATCH_SIZES.get(self._engine.dialect.name,
+                                      IMPORT_BATCH_SIZES["postgresql"])
 
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
@@ -218,5 +236,7 @@ if TYPE_CHECKING:
         events: OutboxStore = u.outbox
         notices: NoticeStore = u.notices
         reports: ReportStore = u.reports
+        batching: BatchingStorage = s
         del keys, programs, ledger, orders, tiers, referrals, events, notices, reports
+        del batching
         return u, s

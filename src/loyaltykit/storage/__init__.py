@@ -65,6 +65,10 @@ through :func:`read_unit_of_work`. It must refuse every write with
 :class:`~loyaltykit.ReadOnlyViolation` and may read alongside writers (SQLite: a
 deferred ``BEGIN`` that takes no write lock). A backend without it is read through
 ordinary units of work, never committed.
+
+Imports: a backend may also name the history import's batch size it writes best
+(``import_batch_size``, see :class:`BatchingStorage`), which ``record_orders`` takes
+when the caller gives none; a backend without it gets the import's own default.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ from loyaltykit.storage.tiers import TierChanges, TierStore
 __all__ = [
     "Account",
     "AccountState",
+    "BatchingStorage",
     "ChangePart",
     "DueChanges",
     "DuplicateKey",
@@ -271,6 +276,17 @@ class ReadingStorage(Storage, Protocol):
         """Return a new unit of work for ``program_id`` that only reads: every write
         through it raises :class:`~loyaltykit.ReadOnlyViolation` and writes nothing.
         It is never committed; it may run alongside writers where the engine allows."""
+
+
+class BatchingStorage(Storage, Protocol):
+    """A :class:`Storage` that names the orders per batch (one unit of work, one commit)
+    its history import writes best (an optional part of the port;
+    :class:`~loyaltykit.sql.SQLStorage` has it)."""
+
+    @property
+    def import_batch_size(self) -> int:
+        """Orders per batch of ``record_orders`` when the caller gives no
+        ``batch_size`` (1 to the import's largest batch)."""
 
 
 def read_unit_of_work(storage: Storage, program_id: str) -> UnitOfWork:
