@@ -59,13 +59,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from loyaltykit._errors import IdempotencyConflict, LoyaltyError
+from loyaltykit._errors import IdempotencyConflict, InvalidInput, LoyaltyError
 from loyaltykit._facade import Loyalty
 from loyaltykit._orders import Order, OrderLine
 from loyaltykit._outbox import EventPolicy
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._program import Program
 from loyaltykit._rules import EarningPolicy, RateRule
+from loyaltykit._services.orders import ORDER_KEY
 from loyaltykit._values import Money
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.invariants import (
@@ -458,18 +459,22 @@ class LedgerMachine(RewardSteps):
     @precondition(lambda self: bool(self.writes))
     @rule(data=st.data())
     def reuse_key(self, data: st.DataObject) -> None:
-        """Use an earlier write's key for a different request: IdempotencyConflict."""
+        """Use an earlier write's key for a different request: IdempotencyConflict
+        (InvalidInput for a ``record_order``'s default ``"order:<id>"`` key, which only
+        that default may use)."""
         write = data.draw(st.sampled_from(self.writes), label="write")
         member_id = self._member(data)
+        refused: type[LoyaltyError] = (InvalidInput if write.key.startswith(ORDER_KEY)
+                                       else IdempotencyConflict)
         for backend in self.backends:
             before = self._read(backend)
             try:
                 backend.loyalty.earn(member_id, 1, key=write.key, reason="key reuse probe")
-            except IdempotencyConflict:
+            except refused:
                 pass
             else:
                 raise AssertionError(f"reusing the key of {write.label} ({write.key!r}) for "
-                                     f"another request did not raise IdempotencyConflict")
+                                     f"another request did not raise {refused.__name__}")
             after = self._read(backend)
             assert before == after, (f"a refused key reuse changed the ledger:\n"
                                      f"{describe_difference(before, after)}")
