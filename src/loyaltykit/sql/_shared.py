@@ -24,10 +24,18 @@ from loyaltykit.sql.schema import (
     tier_buckets,
 )
 
-__all__ = ["CHUNK", "Session", "Store", "Upserts", "chunks", "supported_dialect", "upserts_for"]
+__all__ = ["CHUNK", "Session", "Store", "Upserts", "as_stored", "chunks", "supported_dialect",
+           "upserts_for"]
 
 #: Ids per statement in ``IN (...)`` lists (well below every engine's parameter limit).
 CHUNK = 500
+
+
+def as_stored(member_id: str) -> str:
+    """A member field as a plain ``write`` stores it: as given (the member-key layer
+    converted it); ``write_keyed`` looks it up instead (see
+    :mod:`loyaltykit.storage.keyed_writes`)."""
+    return member_id
 
 
 def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:

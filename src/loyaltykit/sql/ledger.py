@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._pg_probes import key_sets, probed
+from loyaltykit.sql._shared import as_stored as _same
 from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
@@ -383,11 +384,11 @@ def _account_row(program_id: str, member_id: str, wallet: str, s: AccountState) 
     }
 
 
-def _lot_row(lot: Lot) -> dict[str, Any]:
+def _lot_row(lot: Lot, member_id: str) -> dict[str, Any]:
     return {
         "id": lot.id,
         "program_id": lot.program_id,
-        "member_id": lot.member_id,
+        "member_id": member_id,
         "wallet": lot.wallet,
         "transaction_id": lot.transaction_id,
         "amount": lot.amount,
@@ -673,25 +674,34 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         touched accounts, lots and holds. Raise DuplicateKey on a broken unique rule (a
         member id enrolled twice, a second reversal of one transaction); the caller
         must then roll the unit of work back."""
+        self._write(changes, _same)
+
+    @translated
+    def write_keyed(self, changes: LedgerChanges, keys: Mapping[str, str]) -> None:
+        """:meth:`write` with each row's member looked up in ``keys`` as its row is
+        built (see :mod:`loyaltykit.storage.keyed_writes`)."""
+        self._write(changes, keys.__getitem__)
+
+    def _write(self, changes: LedgerChanges, key: Callable[[str], str]) -> None:
         conn = self._c()
         program_id = self.program_id
         if changes.members:
             self._insert(conn, _INS_MEMBER, [
-                {"program_id": program_id, "member_id": m.member_id,
+                {"program_id": program_id, "member_id": key(m.member_id),
                  "enrolled_at": m.enrolled_at, "attributes": dict(m.attributes)}
                 for m in changes.members
             ], "member already enrolled", "member_id")
         new_accounts = changes.new_accounts
         if new_accounts:
             self._insert(conn, _INS_ACCOUNT, [
-                _account_row(program_id, member_id, wallet, state)
+                _account_row(program_id, key(member_id), wallet, state)
                 for (member_id, wallet), state in changes.accounts.items()
                 if (member_id, wallet) in new_accounts
             ])
         txs = changes.transactions
         if txs:
             self._insert(conn, INS_TX, [
-                {"id": tx.id, "program_id": tx.program_id, "member_id": tx.member_id,
+                {"id": tx.id, "program_id": tx.program_id, "member_id": key(tx.member_id),
                  "wallet": tx.wallet, "kind": tx.kind.value, "occurred_at": tx.occurred_at,
                  "recorded_at": tx.recorded_at, "idempotency_key": tx.idempotency_key,
                  "reason": tx.reason, "metadata": dict(tx.metadata),
@@ -700,20 +710,22 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             ], "transaction already reversed", "reverses_id", only="reverses_id")
             legs = [
                 {"transaction_id": tx.id, "account": p.account.value, "program_id": tx.program_id,
-                 "member_id": tx.member_id, "wallet": tx.wallet, "amount": p.amount,
+                 "member_id": member, "wallet": tx.wallet, "amount": p.amount,
                  "position": i}
-                for tx in txs for i, p in enumerate(tx.postings)
+                for tx in txs for member in (key(tx.member_id),)
+                for i, p in enumerate(tx.postings)
             ]
             if legs:
                 self._insert(conn, INS_POSTING, legs)
         new_lots = changes.new_lots
         if new_lots:
             self._insert(conn, _INS_LOT, [
-                _lot_row(lot) for lot_id, lot in changes.lots.items() if lot_id in new_lots
+                _lot_row(lot, key(lot.member_id)) for lot_id, lot in changes.lots.items()
+                if lot_id in new_lots
             ])
         moves = [
             {"transaction_id": tx.id, "lot_id": mv.lot_id, "program_id": tx.program_id,
-             "member_id": tx.member_id, "delta": mv.delta, "position": i}
+             "member_id": key(tx.member_id), "delta": mv.delta, "position": i}
             for tx in txs for i, mv in enumerate(tx.movements)
         ]
         if moves:
@@ -722,7 +734,7 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         if new_holds:
             created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
             self._insert(conn, _INS_HOLD, [
-                {"id": h.id, "program_id": h.program_id, "member_id": h.member_id,
+                {"id": h.id, "program_id": h.program_id, "member_id": key(h.member_id),
                  "wallet": h.wallet, "points": h.points, "status": h.status.value,
                  "created_at": h.created_at, "expires_at": h.expires_at,
                  "transaction_id": h.transaction_id, "captured": h.captured,
@@ -731,11 +743,11 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             ])
             self._insert(conn, _INS_ALLOCATION, [
                 {"hold_id": h.id, "lot_id": a.lot_id, "program_id": h.program_id,
-                 "member_id": h.member_id, "points": a.points, "position": i}
+                 "member_id": key(h.member_id), "points": a.points, "position": i}
                 for h in created for i, a in enumerate(h.allocations)
             ])
         touched_accounts = [
-            {"k_program_id": program_id, "k_member_id": member_id, "k_wallet": wallet,
+            {"k_program_id": program_id, "k_member_id": key(member_id), "k_wallet": wallet,
              **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
              "next_due_at": state.next_due_at, "version": state.version,
              "activity": state.activity}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -199,14 +199,22 @@ def _net_amount(o: OrderRecord) -> str | None:
     return None if net is None else str(net)
 
 
-def _order_row(o: OrderRecord, net: dict[str, Decimal | None]) -> dict[str, Any]:
+def _order_row(o: OrderRecord, net: dict[str, Decimal | None],
+               keys: Mapping[str, str] | None) -> dict[str, Any]:
+    """A new order's row; with ``keys``, its member (and its document's) looked up."""
+    doc = dict(o.order)
+    member_id = o.member_id
+    if keys is not None:
+        member_id = keys[member_id]
+        if "member_id" in doc:  # the document names its member as the row does
+            doc["member_id"] = member_id
     return {
         "program_id": o.program_id,
         "order_id": o.order_id,
-        "member_id": o.member_id,
+        "member_id": member_id,
         "placed_at": o.placed_at,
         "version": o.version,
-        "order": dict(o.order),
+        "order": doc,
         "currency": _currency(o.order),
         "created_at": o.created_at,
         "fingerprint": o.fingerprint,
@@ -228,12 +236,12 @@ def _usage(row: Sequence[Any]) -> RuleUsage:
     )
 
 
-def _usage_row(u: RuleUsage) -> dict[str, Any]:
+def _usage_row(u: RuleUsage, member_id: str) -> dict[str, Any]:
     return {
         "program_id": u.program_id,
         "source": u.source,
         "rule_id": u.rule_id,
-        "member_id": u.member_id,
+        "member_id": member_id,
         "rule_group": u.group,
         "occurred_at": u.occurred_at,
         "points": str(u.points),  # exact: the decimal string, never a float
@@ -312,17 +320,28 @@ class SQLOrderStore(Store):
         """Insert the new orders (an order id recorded twice is DuplicateKey with
         ``details["order_id"]``), upsert the usage rows (the last row of a key wins),
         then update the touched orders."""
+        self._write(changes, None)
+
+    @translated
+    def write_keyed(self, changes: OrderChanges, keys: Mapping[str, str]) -> None:
+        """:meth:`write` with each row's member (and each order document's) looked up
+        in ``keys`` (see :mod:`loyaltykit.storage.keyed_writes`)."""
+        self._write(changes, keys)
+
+    def _write(self, changes: OrderChanges, keys: Mapping[str, str] | None) -> None:
         conn = self._c()
         new_orders = changes.new_orders
         if new_orders:
             self._insert(conn, _INS_ORDER, [
-                _order_row(o, changes.net) for order_id, o in changes.orders.items()
+                _order_row(o, changes.net, keys) for order_id, o in changes.orders.items()
                 if order_id in new_orders
             ], "order already recorded", "order_id")
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
-            execute_many(conn, upserts_for(conn).usage, [_usage_row(u) for u in usage.values()])
+            execute_many(conn, upserts_for(conn).usage, [
+                _usage_row(u, u.member_id if keys is None else keys[u.member_id])
+                for u in usage.values()])
         touched_orders = [
             {"k_program_id": o.program_id, "k_order_id": o.order_id, **_changed_order(o)}
             for order_id, o in changes.orders.items() if order_id not in new_orders

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -29,7 +29,7 @@ from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql._many import execute_columns, execute_many
 from loyaltykit.sql._pg_columns import column_params, unnest
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store
+from loyaltykit.sql._shared import Store, as_stored
 from loyaltykit.sql.schema import outbox, outbox_consumers
 from loyaltykit.storage.outbox import OutboxChanges
 
@@ -296,12 +296,21 @@ class SQLOutboxStore(Store):
     def write(self, changes: OutboxChanges) -> None:
         """Append the events in one executemany (positions drawn by the database in
         the order given)."""
+        self._write(changes, as_stored)
+
+    @translated
+    def write_keyed(self, changes: OutboxChanges, keys: Mapping[str, str]) -> None:
+        """:meth:`write` with each event's member looked up in ``keys`` (see
+        :mod:`loyaltykit.storage.keyed_writes`)."""
+        self._write(changes, keys.__getitem__)
+
+    def _write(self, changes: OutboxChanges, key: Callable[[str], str]) -> None:
         conn = self._c()
         program_id = self.program_id
         postgres = conn.dialect.name == "postgresql"
         if postgres and len(changes.events) >= MANY_EVENTS:
             append_many(conn, program_id, [
-                (e.id, e.type, e.version, e.member_id, e.occurred_at, e.recorded_at,
+                (e.id, e.type, e.version, key(e.member_id), e.occurred_at, e.recorded_at,
                  e.payload) for e in changes.events])
         elif not postgres:  # column by column: no dict per row
             events = changes.events
@@ -309,16 +318,16 @@ class SQLOutboxStore(Store):
             execute_columns(conn, self._statements()["insert"], {
                 "program_id": [program_id] * n, "tx": [0] * n, "id": [e.id for e in events],
                 "type": [e.type for e in events], "version": [e.version for e in events],
-                "member_id": [e.member_id for e in events],
+                "member_id": [key(e.member_id) for e in events],
                 "occurred_at": [e.occurred_at for e in events],
                 "recorded_at": [e.recorded_at for e in events],
                 "payload": [dict(e.payload) for e in events]})
         else:
             rows = [{"program_id": program_id, "id": e.id, "type": e.type,
-                     "version": e.version, "member_id": e.member_id,
+                     "version": e.version, "member_id": member,
                      "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
-                     "payload": dict(e.payload), "k_p": program_id, "k_m": e.member_id}
-                    for e in changes.events]
+                     "payload": dict(e.payload), "k_p": program_id, "k_m": member}
+                    for e in changes.events for member in (key(e.member_id),)]
             # one executemany: rows of one statement may not see each other, but two
             # events of one member in it get the same key (their writer's), and seq
             # keeps their order
