@@ -197,6 +197,36 @@ def test_a_plain_batch_is_posted_by_the_memory_store_itself(
         monkeypatch, 9)
 
 
+def test_a_plain_batch_makes_no_uuid_object_for_an_event_id(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails on main (77be958), which drew the batch's ids as UUID objects
+    (``new_ids``), one per event too, and read each back with ``.bytes``: the store now
+    draws them as one bytes object (``new_ids_hex``), packs each event's id from its
+    bytes and makes a UUID object for each transaction's id only (its row's key)."""
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    def refused(n: int) -> Any:
+        raise AssertionError("the batch's ids were drawn as UUID objects")
+
+    real = MemoryLedgerDueSet.post_due_set
+    done: list[Any] = []
+
+    def without_uuids(self: Any, request: Any) -> Any:
+        done.append(real(self, attrs.evolve(request, new_ids=refused)))
+        return done[-1]
+
+    clock = TestClock(berlin(2025, 12, 30, 10))
+    loyalty = _due_program(clock, 3)
+    loyalty.events.ack("t", loyalty.events.read("t", limit=100)[-1])
+    monkeypatch.setattr(MemoryLedgerDueSet, "post_due_set", without_uuids)
+    report = loyalty.run_due()
+    assert len(done) == 1 and None not in done
+    assert (report.released_holds, report.activated_lots, report.expired_lots) == (3, 3, 3)
+    events = [e for e in loyalty.events.read("t", limit=100) if "transaction_id" in e.payload]
+    ids = {str(e.id) for e in events} | {e.payload["transaction_id"] for e in events}
+    assert (9, 18) == (len(events), len(ids))  # every id drawn once
+
+
 def _big_due_events(set_based: bool) -> tuple[Any, list[Any]]:
     """A member whose lot of 2**40 points expires and whose hold of 2**35 goes stale,
     due work run by the store itself or (``set_based`` False) by the Python path; the

@@ -77,6 +77,11 @@ _new_bytes = bytes.__new__
 _ACCOUNT_OF = {a.value: a for a in Account}
 _MEMBER_ACCOUNTS = frozenset(("available", "pending", "held", "debt"))
 _ORDER = operator.itemgetter(0, 1, 2)
+_UUID = uuid.UUID
+_UNKNOWN = uuid.SafeUUID.unknown
+_new_uuid = object.__new__
+_set = object.__setattr__
+_from_bytes = int.from_bytes
 
 #: one step of a wallet: (instant, kind, item's id, its row, and for a release the
 #: points its allocations give back, else the lot's held points after the releases)
@@ -228,7 +233,12 @@ class MemoryLedgerDueSet:
         recorded_at, types = request.recorded_at, request.event_types
         events = types is not None
         steps_n = sum(len(plan[2]) for plan in plans)
-        next_id = iter(request.new_ids(steps_n * 2 if events else steps_n)).__next__
+        # the ids as one bytes object (the draw new_ids makes, as hex digits): a UUID
+        # object for each transaction's id only (a row's key), the event's id packed
+        # from its bytes (a UUID object and a .bytes call an id were a tenth of the run)
+        drawn = bytes.fromhex(request.new_ids_hex(steps_n * 2 if events else steps_n)
+                              .decode("ascii"))
+        at_byte = 0
         shared = self._keys.shared
         legs_of: dict[tuple[int, int, int], _Legs] = {}
         fused_of: dict[tuple[_Legs, str, int], tuple[Any, ...]] = {}
@@ -254,7 +264,11 @@ class MemoryLedgerDueSet:
             available, pending, held, expired = (state.available, state.pending,
                                                  state.held, state.expired)
             for at, kind, item, stored, number in steps:
-                tx_id = next_id()
+                tx_bytes = drawn[at_byte:at_byte + 16]
+                at_byte += 16
+                tx_id = _new_uuid(_UUID)
+                _set(tx_id, "int", _from_bytes(tx_bytes, "big"))
+                _set(tx_id, "is_safe", _UNKNOWN)
                 if kind == _RELEASE:
                     hold: Hold = stored
                     legs_key = (kind, number, hold.points)
@@ -262,12 +276,13 @@ class MemoryLedgerDueSet:
                     held -= hold.points
                     holds.append((item, _released(hold, _RELEASED, 0, tx_id)))
                     closed_holds.append((key, item))
-                    item_bytes = item.bytes
+                    item_bytes = item.int.to_bytes(16, "big")
                     texts = _RELEASE_TEXTS + item_bytes
                     moved, moved_points = None, hold.points
                 else:
                     lot: Lot = stored
-                    item_bytes, earn_bytes = item.bytes, lot.transaction_id.bytes
+                    item_bytes = item.int.to_bytes(16, "big")
+                    earn_bytes = lot.transaction_id.int.to_bytes(16, "big")
                     texts = b"".join((_LOT_TEXTS, item_bytes, earn_bytes))
                     if kind == _ACTIVATE:
                         moved_points = lot.remaining
@@ -300,7 +315,8 @@ class MemoryLedgerDueSet:
                     occurred = micros_of.get(at)
                     if occurred is None:
                         occurred = micros_of[at] = micros(at)
-                    event_id = next_id()
+                    event_bytes = drawn[at_byte:at_byte + 16]
+                    at_byte += 16
                     fused = fused_of.get((legs, wallet, size))
                     if fused is None:
                         fused = fused_of[legs, wallet, size] = _fused(
@@ -310,8 +326,8 @@ class MemoryLedgerDueSet:
                     if fused:
                         pack, version, recorded, code, inline, c0, c1, c2, c3, reason = fused
                         try:
-                            data = pack(event_id.bytes, version, occurred, recorded, code,
-                                        size, inline, member, _MARK, tx_id.bytes, c0, c1,
+                            data = pack(event_bytes, version, occurred, recorded, code,
+                                        size, inline, member, _MARK, tx_bytes, c0, c1,
                                         c2, c3, len(reason), legs.points, available,
                                         pending, held, 0, available + pending + held,
                                         *legs.amounts, reason, item_bytes, meta_b)
@@ -319,7 +335,7 @@ class MemoryLedgerDueSet:
                             data = None
                     if data is None:  # beyond the layout: as the outbox keeps it
                         kept.append((member_id, makers[kind](
-                            event_id, member, occurred, payload_kept(_payload(
+                            uuid.UUID(bytes=event_bytes), member, occurred, payload_kept(_payload(
                                 tx_id, kind, wallet, legs, (available, pending, held),
                                 item, stored)))))
                     else:
