@@ -342,11 +342,43 @@ class _UUID7:
         return made
 
     def many_hex(self, n: int) -> bytes:
-        """The ids :meth:`many` draws, as their hex digits (32 ASCII bytes an id, as a
-        SQL store keeps them) one after the other: for a statement that cuts each id
-        out of one bound value, without a UUID object per id (two thirds of an id's
-        cost) or a text per id."""
-        return b"".join([v.to_bytes(16, "big") for v in self._values(n)]).hex().encode()
+        """The ids :meth:`many` would draw, as their hex digits (32 ASCII bytes an id,
+        as a SQL store keeps them) one after the other: for a statement that cuts each
+        id out of one bound value, without a UUID object per id (two thirds of an id's
+        cost) or a text per id.
+
+        Built a column at a time rather than an id at a time: the high halves (time,
+        version, counter) are consecutive integers within a millisecond, and the low
+        halves are random bytes whose first byte of each gets the variant bits by one
+        table lookup over every id at once."""
+        if n <= 0:
+            return b""
+        with self._lock:
+            now = time.time_ns() // 1_000_000
+            last, counter = self._last_ms, self._counter
+            if now <= last:  # the same (or an earlier) millisecond: count on from last
+                ms, counter = last, counter + 1
+            else:  # a new millisecond: its counter starts at a random 10-bit value
+                ms, counter = now, int.from_bytes(os.urandom(2), "big") & 0x3FF
+            highs: list[bytes] = []
+            left = n
+            while left:
+                if counter > 0xFFF:  # the counter of a millisecond ran over
+                    ms, counter = ms + 1, 0
+                run = min(left, 0x1000 - counter)
+                first = (ms & ((1 << 48) - 1)) << 16 | 0x7 << 12 | counter
+                highs += [v.to_bytes(8, "big") for v in range(first, first + run)]
+                counter += run
+                left -= run
+            self._last_ms, self._counter = ms, counter - 1
+        low = bytearray(os.urandom(8 * n))
+        low[0::8] = low[0::8].translate(_VARIANT)
+        high = b"".join(highs)
+        made = bytearray(16 * n)
+        for k in range(8):  # interleave: an id's 8 high bytes, then its 8 low bytes
+            made[k::16] = high[k::8]
+            made[8 + k::16] = low[k::8]
+        return made.hex().encode()
 
     def _values(self, n: int) -> list[int]:
         """The 128-bit values of ``n`` new ids (see :meth:`many`)."""
@@ -383,6 +415,8 @@ class _UUID7:
 _ID_RANDOM = 10
 #: random bytes read at a time (a multiple of an id's)
 _RANDOM_BUFFER = 4090
+#: a byte with its top two bits set to the RFC 9562 variant (0b10)
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
 
 
 _new_uuid = object.__new__

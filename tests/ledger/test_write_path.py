@@ -231,15 +231,34 @@ def test_new_ids_drawn_many_at_once_are_drawn_as_one_by_one() -> None:
 
 def test_new_ids_drawn_as_hex_digits_are_ids_as_drawn_one_by_one() -> None:
     # SQLite's set-based due work binds a batch's ids as one value of hex digits
+    # (5,000 in one millisecond: the counter of a millisecond runs over)
     before = new_id()
-    digits = new_id.many_hex(500)
+    digits = new_id.many_hex(5000)
     after = new_id()
-    assert 500 * 32 == len(digits) and digits == digits.lower()
+    more = new_id.many(3)
+    last = new_id.many_hex(7)
+    assert 5000 * 32 == len(digits) and digits == digits.lower()
     made = [uuid.UUID(digits[i:i + 32].decode()) for i in range(0, len(digits), 32)]
-    assert 500 == len(set(made))
-    assert [before, *made, after] == sorted([before, *made, after])
-    assert all(7 == u.version and uuid.RFC_4122 == u.variant for u in made)
+    tail = [uuid.UUID(last[i:i + 32].decode()) for i in range(0, len(last), 32)]
+    assert 5000 == len(set(made)) and 7 == len(tail)
+    drawn = [before, *made, after, *more, *tail]
+    assert drawn == sorted(drawn) and len(drawn) == len(set(drawn))
+    assert len({u.int & ((1 << 62) - 1) for u in drawn}) == len(drawn)
+    assert all(7 == u.version and uuid.RFC_4122 == u.variant for u in drawn)
     assert b"" == new_id.many_hex(0)
+
+
+def test_new_ids_drawn_as_hex_digits_take_no_loop_per_id(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the hex digits are built a column at a time (consecutive high halves, random low
+    # halves with their variant bits set at once), not through the per-id loop of many
+    from loyaltykit._values import _UUID7
+
+    def per_id(self: _UUID7, n: int) -> list[int]:
+        raise AssertionError("many_hex drew its ids one by one")
+
+    monkeypatch.setattr(_UUID7, "_values", per_id)
+    assert 64 * 32 == len(new_id.many_hex(64))
 
 
 def test_new_ids_of_a_forked_child_draw_other_random_bits() -> None:
