@@ -239,9 +239,7 @@ class Steps:
         changes are written after it). A step must not read what the steps before it
         changed and not yet written: the caller flushes before a step of a member in
         :attr:`deferred_members`."""
-        pipeline = self._pipeline
-        work = Work(self.uow, pipeline.program, pipeline.bus, at=at,
-                    recorded_at=pipeline.now(), new_id=self._new_id, key=key)
+        work = self._pipeline._work(self.uow, at, key, self._new_id)
         result = step(work)
         work._close()
         kept = keep(work, result) if keep is not None else None
@@ -463,9 +461,11 @@ class WritePipeline:
                 raise RetryLimitExceeded(f"{what} kept conflicting",
                                          attempts=self.max_retries + 1)
 
-    def _work(self, uow: UnitOfWork, at: dt.datetime, key: str | None) -> Work:
+    def _work(self, uow: UnitOfWork, at: dt.datetime, key: str | None,
+              new_id: Callable[[], uuid.UUID] | None = None) -> Work:
+        """A write's Work, its ids from ``new_id`` (default: the pipeline's source)."""
         return Work(uow, self.program, self.bus, at=at, recorded_at=self.now(),
-                    new_id=self.new_id, key=key)
+                    new_id=self.new_id if new_id is None else new_id, key=key)
 
     @staticmethod
     def backoff(attempt: int) -> None:
