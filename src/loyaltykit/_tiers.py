@@ -673,10 +673,15 @@ def _raise_to(policy: TierPolicy, state: TierState, rank: int, at: dt.datetime,
                         floor=_lifetime(policy, state.floor, rank))
 
 
-def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str
+def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str, *,
+             job: TierJob | None = None, version: int | None = None
              ) -> tuple[TierState, str | None]:
     """Evaluate the window ending at ``state.next_evaluation`` (E), whose metric is
-    ``value``; move the state on to the next window. Returns the reason of a change."""
+    ``value``; move the state on to the next window. Returns the reason of a change.
+
+    ``job``: the due batch the state is evaluated in (E is ``job.at``), whose calendar
+    (protection end, next window) is worked out once for the batch; ``version``: the
+    moved state's version (default: the state's)."""
     when = state.next_evaluation
     assert when is not None, "a lifetime window has no evaluations"
     window = policy.window
@@ -686,7 +691,8 @@ def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str
     attained = state.attained_at
     if q >= rank:
         new = q
-        until = window.after_periods(when, policy.grace_periods, time_zone, state.anchor)
+        until = (job.protected_until if job is not None else
+                 window.after_periods(when, policy.grace_periods, time_zone, state.anchor))
         if until is not None and (protected is None or until > protected):
             protected = until
         if q > rank:
@@ -702,13 +708,18 @@ def evaluate(policy: TierPolicy, state: TierState, value: int, time_zone: str
     floor = _lifetime(policy, state.floor, q)
     if new > rank:
         attained = when
-    nxt = window.next_period(when, time_zone, state.anchor)
+    if job is not None:
+        nxt, start = job.next_at, job.window_start
+    else:
+        nxt = window.next_period(when, time_zone, state.anchor)
+        start = window.window_start(when, time_zone)
     # (the fast copy: due work evaluates every member whose window ended; TierState
     # has no validator for attrs.evolve's __init__ to run)
     moved = evolve(
         state, rank=new, attained_at=attained, protected_until=protected,
-        window_start=window.window_start(when, time_zone), next_evaluation=nxt,
-        carried=new, carried_until=protected, carried_floor=floor, floor=floor)
+        window_start=start, next_evaluation=nxt, carried=new, carried_until=protected,
+        carried_floor=floor, floor=floor,
+        version=state.version if version is None else version)
     return moved, ("evaluation" if new != rank else None)
 
 

@@ -10,14 +10,13 @@ import attrs
 from loyaltykit._copy import evolve
 from loyaltykit._errors import DuplicateKey
 from loyaltykit._tiers import (
-    Downgrade,
     TierChange,
     TierChanged,
     TierJob,
     TierNotice,
     TierState,
     WindowKind,
-    floors,
+    evaluate,
     would_be,
 )
 from loyaltykit.memory import due_events
@@ -173,11 +172,7 @@ class MemoryTierStore:
         before it."""
         policy = job.policy
         names = [t.name for t in policy.tiers]
-        thresholds = policy.thresholds
-        lifetime = policy.lifetime_ranks
-        one_level = policy.downgrade is Downgrade.ONE_LEVEL
-        at, until, program_id = job.at, job.protected_until, self._uow.program_id
-        moves = {"window_start": job.window_start, "next_evaluation": job.next_at}
+        at, program_id, tz = job.at, self._uow.program_id, job.time_zone
         waiting = self._waiting(job, noticed=False)
         # one undo-log entry per table for the batch, not one per member
         states: list[tuple[tuple[str, str], TierState]] = []
@@ -186,39 +181,17 @@ class MemoryTierStore:
         metric = self.tier_metric
         for state in waiting:
             value = metric(state.member_id, state.window_start, at)
-            q = 0  # policy.qualified(value)
-            for i, threshold in enumerate(thresholds):
-                if value >= threshold:
-                    q = i
-            rank, protected, attained = state.rank, state.protected_until, state.attained_at
-            if q >= rank:
-                new = q
-                if until is not None and (protected is None or until > protected):
-                    protected = until
-            elif protected is not None and at < protected:
-                new = rank
-            elif one_level:
-                new = max(q, rank - 1)
-            else:
-                new = q
-            new = max(new, floors(policy, state, at))
-            # a lifetime tier is won by the metric only (not by a manual assignment)
-            floor = max([state.floor, *[r for r in lifetime if r <= q]]) if lifetime \
-                else state.floor
-            if new > rank:
-                attained = at
-            after = evolve(state, rank=new, attained_at=attained, protected_until=protected,
-                           carried=new, carried_until=protected, carried_floor=floor,
-                           floor=floor, version=state.version + 1, **moves)
+            after, reason = evaluate(policy, state, value, tz, job=job,
+                                     version=state.version + 1)
             key = (program_id, state.member_id)
             states.append((key, after))
-            if new != rank:
+            if reason is not None:
                 change = TierChange(
-                    member_id=state.member_id, at=at, from_tier=names[rank],
-                    to_tier=names[new], reason="evaluation", metric=value,
+                    member_id=state.member_id, at=at, from_tier=names[state.rank],
+                    to_tier=names[after.rank], reason=reason, metric=value,
                     recorded_at=job.recorded_at)
                 history.append((key, change))
-                moved.append((change, after, rank))
+                moved.append((change, after, state.rank))
         self._uow.put_many(self._t.tier_states, states)
         self._uow.append_many(self._t.tier_history, history)
         return len(waiting), moved
