@@ -61,6 +61,7 @@ def test_an_injected_id_source_is_called_once_per_id() -> None:
 
     loyalty = _loyalty(new_id=new_id)
     loyalty.record_orders(_orders(3), enrol=True)
-    # every id drawn is used: the lots' ids are among them, none drawn ahead
+    # the lots' ids are among the ids drawn, and none was drawn ahead (a pool would
+    # draw 256 at a time)
     assert {lot.id for lot in loyalty.lots("m")} <= set(drawn)
-    assert len(drawn) == len(set(drawn)) < 20
+    assert len(drawn) < 20

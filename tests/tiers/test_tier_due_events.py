@@ -5,9 +5,6 @@ appended by the store itself, with no domain event raised nor mapped per member
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -17,21 +14,14 @@ from loyaltykit import Loyalty, Storage, TestClock
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._tiers import TierChanged
 from loyaltykit.memory import MemoryStorage
-from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.contract.tiers import _berlin, tier_program
-
-_files = itertools.count()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "memory":
-        yield MemoryStorage()
-        return
-    sql = SQLStorage.from_url(f"sqlite:///{tmp_path}/tiers-{next(_files)}.sqlite")
-    sql.create_schema()
-    yield sql
-    sql.dispose()
+def backend(request: pytest.FixtureRequest) -> str:
+    """The stores that append due work's tier events themselves (conftest's
+    ``storage`` of each)."""
+    return str(request.param)
 
 
 def _silver_members(storage: Storage, count: int) -> tuple[Loyalty, TestClock]:

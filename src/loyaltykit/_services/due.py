@@ -189,13 +189,17 @@ class DueWork:
         if self.c.bus.listens(DuePosted):
             if not self.c.bus.only_recorded(DuePosted):
                 return None  # a subscriber beyond the outbox gets its DuePosted raised
-            events = {k.value: POINTS_EVENTS[k]
-                      for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
+            events = _DUE_EVENTS
         return store.post_due_set(DueSet(
             wallets=[(m, wallet) for wallet, ids in by_wallet.items() for m in ids],
             until=work.ledger.at, recorded_at=work.recorded_at,
             new_ids_hex=self.c.new_ids_hex, new_ids=self.c.new_ids,
             event_types=events))
+
+
+#: the outbox event type of each due transaction's kind (what the outbox records of a
+#: DuePosted), as a store that posts a due batch itself is handed them
+_DUE_EVENTS = {k.value: POINTS_EVENTS[k] for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

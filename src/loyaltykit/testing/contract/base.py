@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = [
     "Shop",
     "berlin",
     "check_ledger",
+    "id_source",
     "kinds",
     "ledger_snapshot",
     "lot_of",
@@ -170,6 +171,14 @@ class Shop:
 
     def snapshot(self, *member_ids: str) -> object:
         return ledger_snapshot(self.loyalty, member_ids)
+
+
+def id_source(side: int, example: int) -> Callable[[], uuid.UUID]:
+    """An id source for one side of a comparison: ids 1, 2, 3... with the side and
+    the example in the top bits (so two programs of one storage draw the same
+    sequence, and no example meets another's ids)."""
+    numbers = itertools.count(1)
+    return lambda: uuid.UUID(int=(side << 96) | (example << 80) | next(numbers))
 
 
 def lot_of(tx: Transaction) -> uuid.UUID:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import uuid
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -42,6 +40,7 @@ from loyaltykit.testing.contract.base import (
     ContractPart,
     berlin,
     check_ledger,
+    id_source,
     ledger_snapshot,
     make_program,
 )
@@ -72,13 +71,6 @@ _policies = st.tuples(
     st.sampled_from([ExpiryStart.EARN, ExpiryStart.ACTIVATION]),
     st.integers(0, 3),  # pending days (0: none)
 )
-
-
-def _id_source(side: int, example: int) -> Callable[[], uuid.UUID]:
-    """Ids 1, 2, 3... with the side and the example in the top bits (so two programs
-    of one storage draw the same sequence, and no example meets another's ids)."""
-    numbers = itertools.count(1)
-    return lambda: uuid.UUID(int=(side << 96) | (example << 80) | next(numbers))
 
 
 def _apply(loyalty: Loyalty, clock: TestClock, ops: list[Op]) -> None:
@@ -127,7 +119,7 @@ def _run(storage: Storage, policy: tuple[int | None, ExpiryStart, int], ops: lis
         expiry=ExpiryPolicy(days=days, counted_from=counted_from) if days else None,
         pending=PendingPolicy(days=pending_days) if pending_days else None)
     clock = TestClock(START)
-    loyalty = Loyalty(program, storage, clock=clock, new_id=_id_source(side, example))
+    loyalty = Loyalty(program, storage, clock=clock, new_id=id_source(side, example))
     for m in MEMBERS:
         loyalty.enrol(m)
     _apply(loyalty, clock, ops)

@@ -41,7 +41,7 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit._services.tier_events import TierEvents
-from loyaltykit.testing.contract.base import ContractPart, berlin
+from loyaltykit.testing.contract.base import ContractPart, berlin, id_source
 
 __all__ = ["TierDueEventContract"]
 
@@ -72,13 +72,6 @@ _policies = st.tuples(
     st.integers(0, 2),  # grace periods
     st.booleans(),  # gold is a lifetime tier
 )
-
-
-def _id_source(side: int, example: int) -> Callable[[], uuid.UUID]:
-    """Ids 1, 2, 3... with the side and the example in the top bits (so two programs
-    of one storage draw the same sequence, and no example meets another's ids)."""
-    numbers = itertools.count(1)
-    return lambda: uuid.UUID(int=(side << 96) | (example << 80) | next(numbers))
 
 
 def _program(program_id: str, policy: tuple[QualificationWindow, Downgrade, int, bool],
@@ -145,7 +138,7 @@ def _run(storage: Storage, policy: tuple[QualificationWindow, Downgrade, int, bo
     example = next(_programs)
     program_id = f"tier{example:06d}"
     clock = TestClock(START)
-    new_id = _id_source(side, example)
+    new_id = id_source(side, example)
     loyalty = Loyalty(_program(program_id, policy), storage, clock=clock, new_id=new_id)
     for m in MEMBERS[:3]:
         loyalty.enrol(m)
