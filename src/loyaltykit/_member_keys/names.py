@@ -116,6 +116,13 @@ class Names:
             self.added[member_id] = key
         return key
 
+    def write_keys(self, member_ids: Iterable[str]) -> dict[str, str]:
+        """:meth:`write_key` of each of these shop ids (new keys drawn in the order the
+        ids first come), the ones not met yet looked up in one go."""
+        ids = list(dict.fromkeys(member_ids))
+        self.resolve(ids)
+        return {m: self.write_key(m) for m in ids}
+
     # -- keys -> shop ids -----------------------------------------------------------------
 
     def learn(self, keys: Iterable[str]) -> None:

@@ -222,16 +222,12 @@ class KeyedLedgerStore:
         """The changes as they are, with the key of each member they name (drawn in
         the order the copies below would draw them: members, accounts, transactions,
         lots, holds): no row copied (a batch of 5000 orders wrote some 25,000 copies)."""
-        write_key = self.n.write_key
-        keys: dict[str, str] = {}
-        for member_id in itertools.chain(
-                (m.member_id for m in changes.members), (m for m, _ in changes.accounts),
-                (t.member_id for t in changes.transactions),
-                (lot.member_id for lot in changes.lots.values()),
-                (h.member_id for h in changes.holds.values()),
-                (m for m, _ in changes.new_accounts)):
-            if member_id not in keys:
-                keys[member_id] = write_key(member_id)
+        keys = self.n.write_keys(itertools.chain(
+            (m.member_id for m in changes.members), (m for m, _ in changes.accounts),
+            (t.member_id for t in changes.transactions),
+            (lot.member_id for lot in changes.lots.values()),
+            (h.member_id for h in changes.holds.values()),
+            (m for m, _ in changes.new_accounts)))
         write(changes, keys)
         if changes.members:
             self._added({keys[m.member_id] for m in changes.members})
@@ -302,13 +298,9 @@ class KeyedOrderStore:
         # (attrs.evolve ran the row's __init__ again: a stored row is taken as it is)
         write_key = self.n.write_key
         if self._keyed is not None:  # no copy: the store looks each row's key up
-            keys: dict[str, str] = {}
-            for member_id in itertools.chain(
-                    (r.member_id for r in changes.orders.values()),
-                    (u.member_id for u in changes.usage)):
-                if member_id not in keys:
-                    keys[member_id] = write_key(member_id)
-            self._keyed(changes, keys)
+            self._keyed(changes, self.n.write_keys(itertools.chain(
+                (r.member_id for r in changes.orders.values()),
+                (u.member_id for u in changes.usage))))
             return
         orders = {}
         for order_id, record in changes.orders.items():
@@ -538,12 +530,9 @@ class KeyedOutboxStore:
         n = self.n
         write_key = n.write_key
         if self._keyed is not None:  # the store looks each event's key up
-            keys: dict[str, str] = {}
+            keys = n.write_keys(event.member_id for event in changes.events)
             named = []
             for event in changes.events:
-                member_id = event.member_id
-                if member_id not in keys:
-                    keys[member_id] = write_key(member_id)
                 payload = event.payload
                 # only a payload naming other members is copied (converted)
                 named.append(event if payload.keys().isdisjoint(PAYLOAD_MEMBER_FIELDS)
