@@ -27,6 +27,7 @@ from column arrays, and there due work is as fast as hand-written SQL.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -44,6 +45,16 @@ __all__ = ["SQLLedgerDueSet"]
 _TEMP = ("_lk_due_w", "_lk_due_rel", "_lk_due_back", "_lk_due_lot", "_lk_due_tx")
 _TS = transactions.c.occurred_at.type
 _PARAM = re.compile(r":(\w+)")
+
+
+@functools.cache
+def _statement(sql: str) -> tuple[sa.TextClause, frozenset[str]]:
+    """The statement of one of this module's SQL texts, its instants typed (so they
+    are bound as the schema stores them), and the names it binds: made once, not per
+    batch."""
+    names = frozenset(_PARAM.findall(sql))
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(k, type_=_TS) for k in ("t", "now") if k in names)), names
 
 
 def _uuid_text(x: str) -> str:
@@ -288,9 +299,7 @@ class SQLLedgerDueSet(Store):
                                   "hi": max(members)}
 
         def run(sql: str) -> Any:  # a CursorResult
-            names = set(_PARAM.findall(sql))
-            stmt = sa.text(sql).bindparams(
-                *(sa.bindparam(k, type_=_TS) for k in ("t", "now") if k in names))
+            stmt, names = _statement(sql)
             return conn.execute(stmt, {k: v for k, v in params.items() if k in names})
 
         _prepare(conn)
@@ -305,13 +314,13 @@ class SQLLedgerDueSet(Store):
         if not_plain:
             _empty(conn)
             return None
-        events = request.event_types is not None
+        types = request.event_types
+        events = types is not None
         params.update(ids=request.new_ids_hex(n * (2 if events else 1)),
                       stride=64 if events else 32, first=first)
         for sql in (_INS_TX, _INS_POSTING, _INS_MOVEMENT, _UPD_HOLD, _UPD_LOT):
             run(sql)
-        if request.event_types is not None:
-            types = request.event_types
+        if types is not None:
             params.update(ev_release=types["release"], ev_activate=types["activate"],
                           ev_expire=types["expire"], version=EVENT_VERSION)
             run(_INS_OUTBOX)
