@@ -74,13 +74,12 @@ class SQLMemberKeyStore(Store):
     def ids_of(self, keys: Sequence[str]) -> dict[str, str]:
         """Return member key -> shop id for those of ``keys`` still mapped."""
         conn = self._c()
-        if conn.dialect.name == "postgresql":
-            rows = conn.execute(_SEL_IDS_PG, {"p": self.program_id,
-                                              "ids": orjson.dumps(sorted(set(keys))).decode()})
-            return {r[0]: r[1] for r in rows}
-        if len(keys) > 1 and conn.dialect.name == "sqlite":  # (one key: as before)
-            rows = conn.execute(_SEL_IDS_SQLITE, {"p": self.program_id,
-                                                  "ids": orjson.dumps(list(set(keys))).decode()})
+        dialect = conn.dialect.name
+        # one JSON array bound on PostgreSQL and (more than one key) on SQLite
+        if dialect == "postgresql" or (len(keys) > 1 and dialect == "sqlite"):
+            rows = conn.execute(_SEL_IDS_PG if dialect == "postgresql" else _SEL_IDS_SQLITE,
+                                {"p": self.program_id,
+                                 "ids": orjson.dumps(sorted(set(keys))).decode()})
             return {r[0]: r[1] for r in rows}
         return self._pairs(_SEL_IDS, keys)
 
