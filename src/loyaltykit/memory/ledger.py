@@ -27,7 +27,7 @@ from loyaltykit._model import (
 )
 from loyaltykit.memory.keys import MemoryProgramStore
 from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
-from loyaltykit.memory.ledger_rows import KeptTx, shared_postings
+from loyaltykit.memory.ledger_rows import ACCOUNT_OF, KeptTx, shared_postings
 from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.ledger import LedgerChanges
@@ -408,7 +408,7 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
                 postings = postings_of.get(pairs, no_legs)
                 if postings is no_legs:
                     postings = postings_of[pairs] = shared_postings(tuple(
-                        Posting(_ACCOUNT_OF[a], n) for a, n in pairs))
+                        Posting(ACCOUNT_OF[a], n) for a, n in pairs))
             member_id = who[m]
             # the row itself, no Transaction built first (KeptTx.of keeps the same)
             txs.append((tx_id, kept_due(tx_id, program_id, member_id, wallet, kind_of[kind],
@@ -439,6 +439,5 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
                       hold_id, False)
 
 
-#: an account's and a kind's member by value, by dict lookup (not the Enum's call)
-_ACCOUNT_OF = {a.value: a for a in Account}
+#: a kind's member by value, by dict lookup (not the Enum's call)
 _KIND_OF = {k.value: k for k in Kind}

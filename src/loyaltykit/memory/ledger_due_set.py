@@ -35,10 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loyaltykit._model import Account, AccountState, Hold, HoldStatus, Kind, Lot, Posting
+from loyaltykit._model import (
+    MEMBER_ACCOUNTS,
+    AccountState,
+    Hold,
+    HoldStatus,
+    Kind,
+    Lot,
+    Posting,
+)
 from loyaltykit._outbox import EVENT_VERSION
 from loyaltykit.memory import due_events
-from loyaltykit.memory.ledger_rows import KeptTx, due_texts, shared_postings
+from loyaltykit.memory.ledger_rows import ACCOUNT_OF, KeptTx, due_texts, shared_postings
 from loyaltykit.memory.outbox import (
     KeptEvent,
     KeptEvents,
@@ -74,8 +82,7 @@ _CAUSE = b"\x08released"
 _METADATA_LAYOUT = ("16s9s", "16s16s", "16s16s")
 _MARK = due_events.MARK
 _new_bytes = bytes.__new__
-_ACCOUNT_OF = {a.value: a for a in Account}
-_MEMBER_ACCOUNTS = frozenset(("available", "pending", "held", "debt"))
+_MEMBER_ACCOUNTS = frozenset(a.value for a in MEMBER_ACCOUNTS)
 _ORDER = operator.itemgetter(0, 1, 2)
 _UUID = uuid.UUID
 _UNKNOWN = uuid.SafeUUID.unknown
@@ -123,7 +130,7 @@ class _Legs:
 
     def __init__(self, pairs: tuple[tuple[str, int], ...]) -> None:
         self.pairs = pairs
-        self.postings = shared_postings(tuple(Posting(_ACCOUNT_OF[a], n) for a, n in pairs))
+        self.postings = shared_postings(tuple(Posting(ACCOUNT_OF[a], n) for a, n in pairs))
         changes = [(a, n) for a, n in pairs if a in _MEMBER_ACCOUNTS and n]
         self.accounts = tuple(a for a, _ in changes)
         self.amounts = tuple(n for _, n in changes)
@@ -269,6 +276,7 @@ class MemoryLedgerDueSet:
                 tx_id = _new_uuid(_UUID)
                 _set(tx_id, "int", _from_bytes(tx_bytes, "big"))
                 _set(tx_id, "is_safe", _UNKNOWN)
+                item_bytes = item.int.to_bytes(16, "big")
                 if kind == _RELEASE:
                     hold: Hold = stored
                     legs_key = (kind, number, hold.points)
@@ -276,12 +284,10 @@ class MemoryLedgerDueSet:
                     held -= hold.points
                     holds.append((item, _released(hold, _RELEASED, 0, tx_id)))
                     closed_holds.append((key, item))
-                    item_bytes = item.int.to_bytes(16, "big")
                     texts = _RELEASE_TEXTS + item_bytes
                     moved, moved_points = None, hold.points
                 else:
                     lot: Lot = stored
-                    item_bytes = item.int.to_bytes(16, "big")
                     earn_bytes = lot.transaction_id.int.to_bytes(16, "big")
                     texts = b"".join((_LOT_TEXTS, item_bytes, earn_bytes))
                     if kind == _ACTIVATE:

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from loyaltykit._model import Kind, LotMovement, Posting, Transaction
+from loyaltykit._model import Account, Kind, LotMovement, Posting, Transaction
 from loyaltykit.memory.tables import json_text
 
 __all__ = ["KeptTx", "due_texts", "shared_postings"]
@@ -45,6 +45,9 @@ def _metadata_text(metadata: Mapping[str, Any]) -> str:
             parts.append(f'"{key}":"{value}"')
         return "{" + ",".join(parts) + "}"
     return json_text(metadata)
+
+#: an account by its value, by dict lookup (not the Enum's call)
+ACCOUNT_OF = {a.value: a for a in Account}
 
 
 #: the transactions' postings, each distinct tuple kept once: an order's earn posts the

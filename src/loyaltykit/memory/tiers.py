@@ -20,7 +20,7 @@ from loyaltykit._tiers import (
     would_be,
 )
 from loyaltykit.memory import due_events
-from loyaltykit.memory.outbox import KeptEvent, MemoryOutboxStore
+from loyaltykit.memory.outbox import KeptEvent, KeptEvents, MemoryOutboxStore, micros
 from loyaltykit.memory.sorted_index import IndexedTable
 from loyaltykit.memory.tables import JSONText, KeptSet, MemberKeys, Tables, UndoLog
 from loyaltykit.storage.tier_due_set import TierOutbox
@@ -139,8 +139,10 @@ class MemoryTierStore:
                                 ) -> tuple[int, int] | None:
         done, moved = self._evaluate(job)
         if moved:  # each line's tier.changed, kept as the outbox's write keeps it
-            at, recorded_at, type_, version = job.at, outbox.recorded_at, outbox.type, \
-                outbox.version
+            at = job.at
+            # the type's code, the write's instant and the evaluation's worked out once
+            make, occurred = KeptEvents(outbox.type, outbox.version, outbox.recorded_at), \
+                micros(at)
             payloads = due_events.TierPayloads(outbox)
             texts: dict[dt.datetime | None, str | None] = {None: None}
             kept: list[tuple[str, KeptEvent]] = []
@@ -157,9 +159,8 @@ class MemoryTierStore:
                 data = payloads.packed(*change_of)
                 payload = (JSONText.of(payloads.payload(*change_of)) if data is None
                            else JSONText.packed(data))
-                kept.append((change.member_id,
-                             KeptEvent.of(id_, type_, version, change.member_id, at,
-                                          recorded_at, payload)))
+                member_id = change.member_id
+                kept.append((member_id, make(id_, member_id.encode(), occurred, payload)))
             MemoryOutboxStore(self._uow, self._tables).append_kept(kept)
         return done, len(moved)
 
