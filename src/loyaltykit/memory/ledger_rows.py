@@ -163,40 +163,25 @@ class KeptTx:
         no :class:`~loyaltykit.Transaction` built first): no idempotency key, nothing
         reversed, at most one movement (``moved``: its lot's id and delta). The same
         row as :meth:`of` keeps for the same transaction."""
-        kept = object.__new__(cls)
-        set_ = object.__setattr__
-        set_(kept, "id", id_)
-        set_(kept, "program_id", program_id)
-        set_(kept, "member_id", member_id)
-        set_(kept, "wallet", wallet)
-        set_(kept, "kind", kind)
-        set_(kept, "occurred_at", occurred_at)
-        set_(kept, "recorded_at", recorded_at)
-        if moved is None:
-            set_(kept, "_moved", ())
-            set_(kept, "_delta", None)
-        else:
-            set_(kept, "_moved", moved[0])
-            set_(kept, "_delta", moved[1])
-        set_(kept, "reverses_id", None)
-        set_(kept, "postings", postings)
         texts = None
         if reason or metadata:
             encoded = reason.encode()
             texts = b"".join((_HEAD.pack(-1, len(encoded)), encoded,
                               _metadata_text(metadata).encode() if metadata else b""))
-        set_(kept, "texts", texts)
-        return kept
+        return cls.row(id_, program_id, member_id, wallet, kind, occurred_at, recorded_at,
+                       postings, None if moved is None else moved[0],
+                       0 if moved is None else moved[1], texts)
 
     @classmethod
     def row(cls, id_: uuid.UUID, program_id: str, member_id: str, wallet: str, kind: Kind,
             occurred_at: dt.datetime, recorded_at: dt.datetime,
             postings: tuple[Posting, ...], moved: uuid.UUID | None, delta: int,
-            texts: bytes) -> KeptTx:
-        """:meth:`due` with its texts kept already (:func:`due_texts`) and the movement
-        as its lot (None: no movement) and delta: the memory store's own set-based due
-        work (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from a
-        few constant parts."""
+            texts: bytes | None) -> KeptTx:
+        """A due transaction's row from its fields, its texts kept already (None: no
+        reason nor metadata; :func:`due_texts`) and the movement as its lot (None: no
+        movement) and delta: :meth:`due`'s, and the memory store's own set-based due
+        work's (:mod:`loyaltykit.memory.ledger_due_set`), which builds its texts from
+        a few constant parts."""
         kept = object.__new__(cls)  # (through the slots: no __setattr__ call each)
         _SET_ID(kept, id_)
         _SET_PROGRAM(kept, program_id)

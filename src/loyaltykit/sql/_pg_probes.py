@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from loyaltykit.sql._shared import chunks
 
-__all__ = ["KEYS_PARAM", "key_sets", "keys_param", "probed"]
+__all__ = ["key_sets", "probed"]
 
 #: The parameter naming the keys: their JSON array (text: the driver sends one string
 #: as it is, where it would dump a list element by element in Python).
