@@ -29,7 +29,7 @@ from loyaltykit import (
 )
 from loyaltykit._calendar import in_zone, round_up
 from loyaltykit._collector import collector_paused
-from loyaltykit._copy import cached, copy_with, evolve
+from loyaltykit._copy import cached, copy_with, evolve, evolver
 from loyaltykit._model import (
     Account,
     AccountState,
@@ -75,8 +75,13 @@ def test_evolve_is_attrs_evolve_for_the_ledgers_values() -> None:
         copied = evolve(value, **changes)
         assert attrs.evolve(value, **changes) == copied
         assert copied is not value and type(copied) is type(value)
+        # the same copy with the changed fields given by position (the due batch's)
+        by_position = evolver(type(value), tuple(changes))(value, *changes.values())
+        assert copied == by_position and by_position is not value
     with pytest.raises(TypeError, match="no field 'remainder'"):
         evolve(LOT, remainder=1)
+    with pytest.raises(TypeError, match="no field 'remainder'"):
+        evolver(Lot, ("held", "remainder"))
     assert 80 == LOT.remaining  # the original is untouched
 
 
@@ -87,6 +92,8 @@ def test_evolve_refuses_a_class_that_validates_and_copy_with_skips_the_checks() 
 
     with pytest.raises(TypeError, match="validates"):
         evolve(Checked(1), points=2)
+    with pytest.raises(TypeError, match="validates"):
+        evolver(Checked, ("points",))
     assert -1 == copy_with(Checked(1), {"points": -1}).points  # a stored row as it is
 
 
@@ -110,6 +117,7 @@ def test_copies_of_slotted_subclasses_and_dict_classes_copy_every_field() -> Non
         copied = copy_with(value, changes)
         assert attrs.evolve(value, **changes) == copied
         assert copied is not value and type(copied) is type(value)
+        assert copied == evolver(type(value), tuple(changes))(value, *changes.values())
     assert Child(1, "x", 2.0) == Child(1, "x", 2.0)  # the originals are untouched
     with pytest.raises(TypeError, match="no field 'd'"):
         copy_with(Child(1), {"d": 1})

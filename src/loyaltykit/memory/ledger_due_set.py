@@ -30,11 +30,9 @@ import datetime as dt
 import operator
 import struct
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from loyaltykit._copy import evolver
 from loyaltykit._model import (
     MEMBER_ACCOUNTS,
     AccountState,
@@ -95,29 +93,11 @@ _from_bytes = int.from_bytes
 _Step = tuple[dt.datetime, int, uuid.UUID, Any, int]
 
 
-def _evolver(cls: type, names: tuple[str, ...]) -> Callable[..., Any]:
-    """``evolve(row, **dict(zip(names, values)))`` for rows of ``cls`` (an attrs class
-    with slots, no validators nor converters: :func:`~loyaltykit._copy.evolve`'s kind),
-    as ``copier(row, *values)``: written out, each field set through its slot, with no
-    dict of changes to build and walk (evolve was a third of the batch's own loop)."""
-    fields = [f.name for f in attrs.fields(cls)]
-    assert set(names) <= set(fields) and all(n.isidentifier() for n in fields)
-    lines = [f"def copy(row, {', '.join(names)}):", "    new = _new(cls)"]
-    lines += [f"    set_{name}(new, {name if name in names else 'row.' + name})"
-              for name in fields]
-    lines.append("    return new")
-    namespace: dict[str, Any] = {"_new": object.__new__, "cls": cls}
-    namespace.update({f"set_{name}": getattr(cls, name).__set__ for name in fields})
-    exec("\n".join(lines), namespace)  # attrs field names only
-    copier: Callable[..., Any] = namespace["copy"]
-    return copier
-
-
-_released = _evolver(Hold, ("status", "captured", "resolved_by"))
-_activated = _evolver(Lot, ("held", "pending", "activates_at"))
-_expired = _evolver(Lot, ("remaining", "held"))
-_given_back = _evolver(Lot, ("held",))
-_posted = _evolver(AccountState, ("available", "pending", "held", "expired", "version",
+_released = evolver(Hold, ("status", "captured", "resolved_by"))
+_activated = evolver(Lot, ("held", "pending", "activates_at"))
+_expired = evolver(Lot, ("remaining", "held"))
+_given_back = evolver(Lot, ("held",))
+_posted = evolver(AccountState, ("available", "pending", "held", "expired", "version",
                                   "next_due_at"))
 
 
