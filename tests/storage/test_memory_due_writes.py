@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -153,29 +154,38 @@ def test_anything_else_is_left_to_json(payload: dict[str, Any]) -> None:
     assert due_events.pack(payload) is None
 
 
+def _store_posts(patch: pytest.MonkeyPatch,
+                 change: Callable[[Any], Any] | None = None) -> list[tuple[Any, int]]:
+    """Watch the memory store's own ``post_due_set`` (it still runs): each call's answer
+    (None: declined) and the undo-log entries it added, in a list filled as due work
+    runs; ``change`` makes the request the store is handed from the caller's."""
+    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
+
+    real = MemoryLedgerDueSet.post_due_set
+    calls: list[tuple[Any, int]] = []
+
+    def watched(self: Any, request: Any) -> Any:
+        undo = len(self._uow._undo)
+        found = real(self, request if change is None else change(request))
+        calls.append((found, len(self._uow._undo) - undo))
+        return found
+
+    patch.setattr(MemoryLedgerDueSet, "post_due_set", watched)
+    return calls
+
+
 def _ledger_due_undo_entries(monkeypatch: pytest.MonkeyPatch, members: int) -> list[int]:
     """Run due work over ``members`` plain wallets in one batch with the Python path's
     pieces refused; the undo-log entries each set-based batch added."""
     from loyaltykit._due_bulk import DueBulk
     from loyaltykit._services.ledger import LedgerService
-    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
 
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a plain batch went through the Python path")
 
-    added: list[int] = []
-    real = MemoryLedgerDueSet.post_due_set
-
-    def counting(self: Any, request: Any) -> Any:
-        before = len(self._uow._undo)
-        found = real(self, request)
-        assert found is not None, "a plain batch was declined"
-        added.append(len(self._uow._undo) - before)
-        return found
-
     clock = TestClock(berlin(2025, 12, 30, 10))
     loyalty = _due_program(clock, members)
-    monkeypatch.setattr(MemoryLedgerDueSet, "post_due_set", counting)
+    calls = _store_posts(monkeypatch)
     monkeypatch.setattr(DueBulk, "post", refused)
     monkeypatch.setattr(LedgerService, "books", refused)
     monkeypatch.setattr(KeptTx, "of", classmethod(refused))
@@ -184,7 +194,8 @@ def _ledger_due_undo_entries(monkeypatch: pytest.MonkeyPatch, members: int) -> l
     assert (report.released_holds, report.activated_lots, report.expired_lots) == (
         members, members, members)
     assert loyalty.balance("m0").available == 900 - 700  # the 700 expired
-    return added
+    assert None not in [found for found, _ in calls], "a plain batch was declined"
+    return [added for _, added in calls]
 
 
 def test_a_plain_batch_is_posted_by_the_memory_store_itself(
@@ -203,24 +214,15 @@ def test_a_plain_batch_makes_no_uuid_object_for_an_event_id(
     (``new_ids``), one per event too, and read each back with ``.bytes``: the store now
     draws them as one bytes object (``new_ids_hex``), packs each event's id from its
     bytes and makes a UUID object for each transaction's id only (its row's key)."""
-    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
-
     def refused(n: int) -> Any:
         raise AssertionError("the batch's ids were drawn as UUID objects")
-
-    real = MemoryLedgerDueSet.post_due_set
-    done: list[Any] = []
-
-    def without_uuids(self: Any, request: Any) -> Any:
-        done.append(real(self, attrs.evolve(request, new_ids=refused)))
-        return done[-1]
 
     clock = TestClock(berlin(2025, 12, 30, 10))
     loyalty = _due_program(clock, 3)
     loyalty.events.ack("t", loyalty.events.read("t", limit=100)[-1])
-    monkeypatch.setattr(MemoryLedgerDueSet, "post_due_set", without_uuids)
+    calls = _store_posts(monkeypatch, lambda request: attrs.evolve(request, new_ids=refused))
     report = loyalty.run_due()
-    assert len(done) == 1 and None not in done
+    assert len(calls) == 1 and calls[0][0] is not None
     assert (report.released_holds, report.activated_lots, report.expired_lots) == (3, 3, 3)
     events = [e for e in loyalty.events.read("t", limit=100) if "transaction_id" in e.payload]
     ids = {str(e.id) for e in events} | {e.payload["transaction_id"] for e in events}
@@ -235,7 +237,6 @@ def _big_due_events(set_based: bool) -> tuple[Any, list[Any]]:
     import uuid
 
     from loyaltykit._member_keys.stores import KeyedLedgerStore
-    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
 
     numbers = itertools.count(1)
     clock = TestClock(berlin(2026, 1, 1, 10))
@@ -248,19 +249,12 @@ def _big_due_events(set_based: bool) -> tuple[Any, list[Any]]:
     clock.set(berlin(2026, 3, 1, 10))
     seen = loyalty.events.read("t", limit=100)
     loyalty.events.ack("t", seen[-1])
-    taken: list[Any] = []
-    real = MemoryLedgerDueSet.post_due_set
-
-    def store_posts(self: Any, request: Any) -> Any:
-        taken.append(real(self, request))
-        return taken[-1]
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MemoryLedgerDueSet, "post_due_set", store_posts)
+        calls = _store_posts(patch)
         if not set_based:
             patch.setattr(KeyedLedgerStore, "post_due_set", lambda self, request: None)
         report = loyalty.run_due()
-    assert len(taken) == (1 if set_based else 0) and None not in taken
+    assert len(calls) == (1 if set_based else 0) and None not in [c[0] for c in calls]
     return report, [(e.id, e.type, e.payload) for e in loyalty.events.read("t", limit=100)]
 
 
@@ -304,8 +298,6 @@ def test_a_batch_with_a_wallet_in_debt_is_left_whole_to_the_python_path() -> Non
     import itertools
     import uuid
 
-    from loyaltykit.memory.ledger_due_set import MemoryLedgerDueSet
-
     numbers = itertools.count(1)
     clock = TestClock(berlin(2026, 1, 1, 10))
     loyalty = Loyalty(make_program(), MemoryStorage(), clock=clock,
@@ -319,18 +311,22 @@ def test_a_batch_with_a_wallet_in_debt_is_left_whole_to_the_python_path() -> Non
     for m in ("a", "b"):
         loyalty.earn(m, 20, key=f"p-{m}", activates_at=later)
     clock.set(later + dt.timedelta(hours=1))
-    calls: list[tuple[Any, int, int]] = []
-    real = MemoryLedgerDueSet.post_due_set
+    drawn: list[int] = []
 
-    def watched(self: Any, request: Any) -> Any:
-        drawn, undo = next(numbers), len(self._uow._undo)
-        found = real(self, request)
-        calls.append((found, next(numbers) - drawn - 1, len(self._uow._undo) - undo))
-        return found
+    def counted(request: Any) -> Any:  # the ids the store draws from the request
+        def new_ids(n: int) -> Any:
+            drawn.append(n)
+            return request.new_ids(n)
+
+        def new_ids_hex(n: int) -> Any:
+            drawn.append(n)
+            return request.new_ids_hex(n)
+
+        return attrs.evolve(request, new_ids=new_ids, new_ids_hex=new_ids_hex)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MemoryLedgerDueSet, "post_due_set", watched)
+        calls = _store_posts(patch, counted)
         report = loyalty.run_due(batch_size=10)
-    assert calls == [(None, 0, 0)]  # declined: no id drawn, nothing written
+    assert (calls, drawn) == ([(None, 0)], [])  # declined: no id drawn, nothing written
     assert report.activated_lots == 2
     assert (loyalty.balance("a").available, loyalty.balance("b").available) == (20, 10)
