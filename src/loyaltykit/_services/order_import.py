@@ -47,8 +47,7 @@ from loyaltykit._services.preload import PRELOAD, BatchReads, ReadGuard
 from loyaltykit._validate import check_member_id
 from loyaltykit.storage import TierChanges, UnitOfWork
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport",
-           "storage_batch_size"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
 
 #: Orders per batch (one unit of work, one commit) unless told otherwise, on a storage
 #: that names no batch size of its own (see :class:`~loyaltykit.storage.BatchingStorage`).
