@@ -38,6 +38,7 @@ from loyaltykit._errors import (
 )
 from loyaltykit._validate import (
     CURRENCIES,
+    MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
     MAX_MONEY,
     MAX_MONEY_PLACES,
@@ -58,7 +59,6 @@ MAX_AMOUNT = Decimal(10**12)
 _MAX_ID = 128
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _ZERO = Decimal(0)
-_MAX_DEPTH = 32
 #: Decimal arithmetic of the library, independent of the caller's thread context.
 _CTX = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN,
                        traps=[decimal.InvalidOperation, decimal.DivisionByZero,
@@ -126,8 +126,9 @@ def check_name(value: object, field: str, error: type[InvalidInput]) -> str:
 def json_value(value: object, field: str, error: type[LoyaltyError], depth: int = 0) -> Any:
     """Return a plain JSON-compatible copy of ``value`` (tuples become lists), or raise
     ``error`` naming ``field``. Floats are allowed here (attributes are free data) but
-    must be finite."""
-    if depth > _MAX_DEPTH:
+    must be finite. ``depth`` counts from 0 and metadata's levels from 1 (the mapping
+    itself is level 1): at most :data:`MAX_JSON_DEPTH` levels, as metadata."""
+    if depth >= MAX_JSON_DEPTH:
         _raise(error, field, "is nested too deeply", None)
     if value is None or isinstance(value, bool | int):
         return value

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from loyaltykit import (
     Attribute,
+    Benefits,
     ClawbackPolicy,
     CodeSpec,
     EarningPolicy,
@@ -413,6 +414,37 @@ def test_attributes_and_metadata_cannot_nest_without_end(world: World, levels: i
 
 def test_attributes_may_nest_32_levels(world: World) -> None:
     assert _nested(32) == world.loyalty.enrol("nested", attributes=_nested(32)).attributes
+
+
+def _free_data(kind: str, data: object) -> object:
+    """An order's or event's attributes, or a tier's custom benefits: ``data``."""
+    at = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    if kind == "order":
+        return Order(id="o", member_id="m", placed_at=at, currency="EUR", attributes=data,
+                     lines=(OrderLine(sku="A", quantity=1, unit_price=Money("1", "EUR")),))
+    if kind == "event":
+        return Event(id="e", type="visit", member_id="m", occurred_at=at, attributes=data)
+    return Benefits(custom=data)
+
+
+@pytest.mark.parametrize(("kind", "error"), [("order", InvalidOrder), ("event", InvalidEvent),
+                                             ("benefits", InvalidProgram)])
+def test_free_data_nests_as_deep_as_metadata(kind: str, error: type[LoyaltyError]) -> None:
+    # Fails on main (9963375): orders', events' and tiers' free data counted their
+    # levels from 0, metadata from 1 (the mapping itself is level 1, docs/errors.md),
+    # so 33 levels, refused as metadata, passed as free data; the public fuzz's random
+    # part draws them rarely (test_fuzz_random_long[sqlite]: "1 failures" once)
+    assert _free_data(kind, _nested(32)) is not None
+    for levels in (33, 34, 1_000):
+        with pytest.raises(error) as info:
+            _free_data(kind, _nested(levels))
+        assert isinstance(info.value, ValueError)
+    # a value in the 32nd mapping is on level 33: refused, as metadata's check does
+    leaf: dict[str, Any] = {"leaf": 1}
+    for _ in range(31):
+        leaf = {"k": leaf}
+    with pytest.raises(error):
+        _free_data(kind, leaf)
 
 
 @pytest.mark.parametrize("paid_with", [None, 5, "not-a-list"])
