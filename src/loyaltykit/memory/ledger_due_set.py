@@ -98,7 +98,7 @@ _activated = evolver(Lot, ("held", "pending", "activates_at"))
 _expired = evolver(Lot, ("remaining", "held"))
 _given_back = evolver(Lot, ("held",))
 _posted = evolver(AccountState, ("available", "pending", "held", "expired", "version",
-                                  "next_due_at"))
+                                 "next_due_at"))
 
 
 class _Legs:
