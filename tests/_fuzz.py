@@ -172,6 +172,10 @@ HOSTILE: dict[str, Callable[[], Any]] = {
     "dict_int_key": lambda: {1: 2},
     "set": lambda: {"m"},
     "deep_dict": lambda: _DEEP_DICT,
+    # one level past what attributes and metadata may nest (the mapping itself level 1):
+    # the random part's depths start here, and drew it for an order's attributes once
+    # in about a hundred runs before the catalogue had it
+    "deep_dict_33": lambda: nested_dict(33),
     "deep_list": lambda: _DEEP_LIST,
     "cyclic_list": _cyclic_list,
     "cyclic_dict": _cyclic_dict,
