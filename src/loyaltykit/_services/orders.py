@@ -68,6 +68,7 @@ from loyaltykit._rules import (
     usage_queries,
     usage_rows,
 )
+from loyaltykit._rules.facts import checked_context
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.order_payments import (
@@ -254,7 +255,7 @@ class OrderService:
             # an import's stream is priced; checking them again cost as much as its rules)
             name, multiplier = self.tier_of(uow, member_id, at, work)
             attributes = member.attributes
-            ctx = MemberContext.checked(
+            ctx = checked_context(
                 member_id, member.enrolled_at,
                 check_json(attributes, "attributes") if attributes else {}, name,
                 first_order, multiplier)
