@@ -18,6 +18,8 @@ from loyaltykit._rules.fields import (
 )
 from loyaltykit._validate import NAME, check_instant, check_json, check_member_id
 
+_set = object.__setattr__
+
 
 @attrs.frozen
 class MemberContext:
@@ -64,6 +66,26 @@ class MemberContext:
         data = fixed.copy()
         data["attributes"] = dict(self.attributes)
         return data
+
+
+def checked_context(member_id: str, enrolled_at: dt.datetime, attributes: dict[str, Any],
+                    tier: str | None, first_order: bool, earn_multiplier: Decimal | None
+                    ) -> MemberContext:
+    """A :class:`MemberContext` of values checked already: a stored member's id,
+    enrolment instant and attributes (checked as the member was written:
+    JSON-compatible, as read back), a tier name and multiplier of the program's tier
+    policy. Built without :meth:`MemberContext.__attrs_post_init__`'s checks, which
+    cost an order priced in a stream of them (a history import) as much as its rules;
+    the fields are the same. Not public: a caller's own context is checked."""
+    ctx = object.__new__(MemberContext)
+    _set(ctx, "member_id", member_id)
+    _set(ctx, "enrolled_at", enrolled_at)
+    _set(ctx, "attributes", attributes)
+    _set(ctx, "tier", tier)
+    _set(ctx, "first_order", first_order)
+    _set(ctx, "earn_multiplier", earn_multiplier)
+    _set(ctx, "_snapshot", None)
+    return ctx
 
 
 class Facts:

@@ -149,7 +149,12 @@ class LedgerService:
     def balance_of(
         self, state: AccountState, as_of: dt.datetime, nxt: tuple[int, dt.datetime] | None
     ) -> Balance:
-        return self.balance_from_sums(state.member_id, state.wallet, state.sums(), as_of, nxt)
+        # the state's fields are the signed sums: read as they are, not through sums()
+        # (a dict built per result, then read account by account)
+        return self._balance(state.member_id, state.wallet, state.available, state.pending,
+                             state.held, state.debt, state.issued + state.clawback_shortfall,
+                             state.redeemed, state.expired, state.adjustments, state.transfers,
+                             as_of, nxt)
 
     def balance_from_sums(
         self,
@@ -159,11 +164,20 @@ class LedgerService:
         as_of: dt.datetime,
         nxt: tuple[int, dt.datetime] | None,
     ) -> Balance:
-        def s(a: Account) -> int:
-            return sums.get(a, 0)
+        s = sums.get
+        return self._balance(member_id, wallet, s(Account.AVAILABLE, 0), s(Account.PENDING, 0),
+                             s(Account.HELD, 0), s(Account.DEBT, 0),
+                             s(Account.ISSUED, 0) + s(Account.CLAWBACK_SHORTFALL, 0),
+                             s(Account.REDEEMED, 0), s(Account.EXPIRED, 0),
+                             s(Account.ADJUSTMENTS, 0), s(Account.TRANSFERS, 0), as_of, nxt)
 
-        debt = -s(Account.DEBT)
-        available = s(Account.AVAILABLE)
+    def _balance(self, member_id: str, wallet: str, available: int, pending: int, held: int,
+                 debt: int, issued: int, redeemed: int, expired: int, adjustments: int,
+                 transfers: int, as_of: dt.datetime, nxt: tuple[int, dt.datetime] | None
+                 ) -> Balance:
+        """The balance of the signed sums given (``issued``: with ``clawback_shortfall``)."""
+        debt = -debt
+        total = available + pending + held - debt
         if self.program.ledger.clawback is ClawbackPolicy.ALLOW_NEGATIVE:
             available -= debt
         return Balance(
@@ -171,17 +185,17 @@ class LedgerService:
             wallet=wallet,
             as_of=as_of,
             available=available,
-            pending=s(Account.PENDING),
-            held=s(Account.HELD),
+            pending=pending,
+            held=held,
             debt=debt,
-            total=s(Account.AVAILABLE) + s(Account.PENDING) + s(Account.HELD) - debt,
+            total=total,
             # points a PENDING_ONLY clawback could not take were once booked against
             # issued and written off to clawback_shortfall: read such old rows net
-            earned=-(s(Account.ISSUED) + s(Account.CLAWBACK_SHORTFALL)),
-            spent=s(Account.REDEEMED),
-            expired=s(Account.EXPIRED),
-            adjusted=-s(Account.ADJUSTMENTS),
-            transferred=-s(Account.TRANSFERS),
+            earned=-issued,
+            spent=redeemed,
+            expired=expired,
+            adjusted=-adjustments,
+            transferred=-transfers,
             next_expiring_points=nxt[0] if nxt else 0,
             next_expiring_at=nxt[1] if nxt else None,
         )

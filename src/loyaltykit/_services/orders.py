@@ -68,6 +68,7 @@ from loyaltykit._rules import (
     usage_queries,
     usage_rows,
 )
+from loyaltykit._rules.facts import checked_context
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._services.order_payments import (
@@ -78,7 +79,7 @@ from loyaltykit._services.order_payments import (
     still_paying,
 )
 from loyaltykit._services.preload import MemberReads, member_reads
-from loyaltykit._validate import check_id, check_member_id, check_reason
+from loyaltykit._validate import check_id, check_json, check_member_id, check_reason
 from loyaltykit._values import Money, check_key, check_points
 from loyaltykit.storage import OrderChanges, UnitOfWork
 
@@ -247,19 +248,23 @@ class OrderService:
         activity = self._activity(uow, state, kept, queries)
         member = state.member
         member_id = member.member_id
-        multiplier = None
-        tier: Any
+        first_order = is_order and program.earning.needs_first_order and activity.orders == 0
+        ctx: MemberContext
         if self.tier_of is not None:
-            tier, multiplier = self.tier_of(uow, member_id, at, work)
-        else:
+            # a stored member and its tier policy's tier: checked already (each order of
+            # an import's stream is priced; checking them again cost as much as its rules)
+            name, multiplier = self.tier_of(uow, member_id, at, work)
+            attributes = member.attributes
+            ctx = checked_context(
+                member_id, member.enrolled_at,
+                check_json(attributes, "attributes") if attributes else {}, name,
+                first_order, multiplier)
+        else:  # the tier is an attribute the shop set: checked as a tier name
             tier = member.attributes.get("tier")
-        ctx = MemberContext(
-            member_id=member_id, enrolled_at=member.enrolled_at,
-            attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
-            earn_multiplier=multiplier,
-            first_order=is_order and program.earning.needs_first_order
-            and activity.orders == 0,
-        )
+            ctx = MemberContext(
+                member_id=member_id, enrolled_at=member.enrolled_at,
+                attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
+                first_order=first_order)
         usage = activity.rows(self.program.id, member_id) if queries else ()
         stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
         return _Priced(program, ctx, usage, stamps, activity, kept)

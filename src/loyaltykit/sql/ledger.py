@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from loyaltykit._model import (
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import as_stored as _same
-from loyaltykit.sql._shared import chunks
+from loyaltykit.sql._shared import chunks, columns_of
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
     INS_POSTING,
@@ -363,42 +364,30 @@ def _hold(rows: Sequence[Any]) -> Hold:
     )
 
 
-def _account_row(program_id: str, member_id: str, wallet: str, s: AccountState) -> dict[str, Any]:
-    return {
-        "program_id": program_id,
-        "member_id": member_id,
-        "wallet": wallet,
-        "available": s.available,
-        "pending": s.pending,
-        "held": s.held,
-        "debt": s.debt,
-        "issued": s.issued,
-        "redeemed": s.redeemed,
-        "expired": s.expired,
-        "adjustments": s.adjustments,
-        "transfers": s.transfers,
-        "clawback_shortfall": s.clawback_shortfall,
-        "next_due_at": s.next_due_at,
-        "version": s.version,
-        "activity": s.activity,
-    }
+#: The columns of the rows the store's write builds as tuples (see columns_of), in
+#: their tuples' order.
+_MEMBER_KEYS = ("program_id", "member_id", "enrolled_at", "attributes")
+_STATE_KEYS = (*ACCOUNT_COLUMNS, "next_due_at", "version", "activity")
+_ACCOUNT_KEYS = ("program_id", "member_id", "wallet", *_STATE_KEYS)
+_ACCOUNT_UPDATE_KEYS = ("k_program_id", "k_member_id", "k_wallet", *_STATE_KEYS)
+_TX_KEYS = ("id", "program_id", "member_id", "wallet", "kind", "occurred_at", "recorded_at",
+            "idempotency_key", "reason", "metadata", "reverses_id")
+_POSTING_KEYS = ("transaction_id", "account", "program_id", "member_id", "wallet", "amount",
+                 "position")
+_LOT_KEYS = ("id", "program_id", "member_id", "wallet", "transaction_id", "amount",
+             "remaining", "held", "earned_at", "activates_at", "expires_at", "pending")
+_MOVEMENT_KEYS = ("transaction_id", "lot_id", "program_id", "member_id", "delta", "position")
+
+#: An account state's stored values, in _STATE_KEYS' order.
+_account_values = operator.attrgetter(*_STATE_KEYS)
+_lot_head = operator.attrgetter("id", "program_id")
+_lot_tail = operator.attrgetter("wallet", "transaction_id", "amount", "remaining", "held",
+                                "earned_at", "activates_at", "expires_at", "pending")
 
 
-def _lot_row(lot: Lot, member_id: str) -> dict[str, Any]:
-    return {
-        "id": lot.id,
-        "program_id": lot.program_id,
-        "member_id": member_id,
-        "wallet": lot.wallet,
-        "transaction_id": lot.transaction_id,
-        "amount": lot.amount,
-        "remaining": lot.remaining,
-        "held": lot.held,
-        "earned_at": lot.earned_at,
-        "activates_at": lot.activates_at,
-        "expires_at": lot.expires_at,
-        "pending": lot.pending,
-    }
+def _lot_values(lot: Lot, member_id: str) -> tuple[Any, ...]:
+    """A new lot's row, in _LOT_KEYS' order (its member as stored: ``member_id``)."""
+    return (*_lot_head(lot), member_id, *_lot_tail(lot))
 
 
 class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
@@ -685,51 +674,48 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
     def _write(self, changes: LedgerChanges, key: Callable[[str], str]) -> None:
         conn = self._c()
         program_id = self.program_id
+        # the tables a batch (a history import's) writes thousands of rows to are built
+        # as tuples turned into columns (columns_of), not a dict per row
         if changes.members:
-            self._insert(conn, _INS_MEMBER, [
-                {"program_id": program_id, "member_id": key(m.member_id),
-                 "enrolled_at": m.enrolled_at, "attributes": dict(m.attributes)}
+            self._insert_columns(conn, _INS_MEMBER, columns_of(_MEMBER_KEYS, [
+                (program_id, key(m.member_id), m.enrolled_at, dict(m.attributes))
                 for m in changes.members
-            ], "member already enrolled", "member_id")
+            ]), "member already enrolled", "member_id")
         new_accounts = changes.new_accounts
         if new_accounts:
-            self._insert(conn, _INS_ACCOUNT, [
-                _account_row(program_id, key(member_id), wallet, state)
+            self._insert_columns(conn, _INS_ACCOUNT, columns_of(_ACCOUNT_KEYS, [
+                (program_id, key(member_id), wallet, *_account_values(state))
                 for (member_id, wallet), state in changes.accounts.items()
                 if (member_id, wallet) in new_accounts
-            ])
+            ]))
         txs = changes.transactions
         if txs:
-            self._insert(conn, INS_TX, [
-                {"id": tx.id, "program_id": tx.program_id, "member_id": key(tx.member_id),
-                 "wallet": tx.wallet, "kind": tx.kind.value, "occurred_at": tx.occurred_at,
-                 "recorded_at": tx.recorded_at, "idempotency_key": tx.idempotency_key,
-                 "reason": tx.reason, "metadata": dict(tx.metadata),
-                 "reverses_id": tx.reverses_id}
+            self._insert_columns(conn, INS_TX, columns_of(_TX_KEYS, [
+                (tx.id, tx.program_id, key(tx.member_id), tx.wallet, tx.kind.value,
+                 tx.occurred_at, tx.recorded_at, tx.idempotency_key, tx.reason,
+                 dict(tx.metadata), tx.reverses_id)
                 for tx in txs
-            ], "transaction already reversed", "reverses_id", only="reverses_id")
+            ]), "transaction already reversed", "reverses_id", only="reverses_id")
             legs = [
-                {"transaction_id": tx.id, "account": p.account.value, "program_id": tx.program_id,
-                 "member_id": member, "wallet": tx.wallet, "amount": p.amount,
-                 "position": i}
+                (tx.id, p.account.value, tx.program_id, member, tx.wallet, p.amount, i)
                 for tx in txs for member in (key(tx.member_id),)
                 for i, p in enumerate(tx.postings)
             ]
             if legs:
-                self._insert(conn, INS_POSTING, legs)
+                self._insert_columns(conn, INS_POSTING, columns_of(_POSTING_KEYS, legs))
         new_lots = changes.new_lots
         if new_lots:
-            self._insert(conn, _INS_LOT, [
-                _lot_row(lot, key(lot.member_id)) for lot_id, lot in changes.lots.items()
+            self._insert_columns(conn, _INS_LOT, columns_of(_LOT_KEYS, [
+                _lot_values(lot, key(lot.member_id)) for lot_id, lot in changes.lots.items()
                 if lot_id in new_lots
-            ])
+            ]))
         moves = [
-            {"transaction_id": tx.id, "lot_id": mv.lot_id, "program_id": tx.program_id,
-             "member_id": key(tx.member_id), "delta": mv.delta, "position": i}
-            for tx in txs for i, mv in enumerate(tx.movements)
+            (tx.id, mv.lot_id, tx.program_id, member, mv.delta, i)
+            for tx in txs if tx.movements for member in (key(tx.member_id),)
+            for i, mv in enumerate(tx.movements)
         ]
         if moves:
-            self._insert(conn, INS_MOVEMENT, moves)
+            self._insert_columns(conn, INS_MOVEMENT, columns_of(_MOVEMENT_KEYS, moves))
         new_holds = changes.new_holds
         if new_holds:
             created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
@@ -747,15 +733,13 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
                 for h in created for i, a in enumerate(h.allocations)
             ])
         touched_accounts = [
-            {"k_program_id": program_id, "k_member_id": key(member_id), "k_wallet": wallet,
-             **{name: getattr(state, name) for name in ACCOUNT_COLUMNS},
-             "next_due_at": state.next_due_at, "version": state.version,
-             "activity": state.activity}
+            (program_id, key(member_id), wallet, *_account_values(state))
             for (member_id, wallet), state in changes.accounts.items()
             if (member_id, wallet) not in new_accounts
         ]
         if touched_accounts:
-            self._update(conn, UPD_ACCOUNT, touched_accounts, "accounts")
+            self._update_columns(conn, UPD_ACCOUNT, columns_of(_ACCOUNT_UPDATE_KEYS,
+                                                               touched_accounts), "accounts")
         touched_lots = [
             {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
              "pending": lot.pending, "activates_at": lot.activates_at,

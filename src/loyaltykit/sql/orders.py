@@ -17,7 +17,7 @@ from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store, upserts_for
+from loyaltykit.sql._shared import Store, columns_of, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
 
@@ -164,27 +164,30 @@ def _payments_document(o: OrderRecord) -> Any:
     return {"ids": ids, "refunded": {str(k): v for k, v in o.refunded.items()}}
 
 
-def _changed_order(o: OrderRecord, net: dict[str, Decimal | None] | None = None
-                   ) -> dict[str, Any]:
-    """The columns of an order that change after it is recorded (``net``: the net goods
-    the service gave for new orders, else worked out from the order's document)."""
+#: The columns of an order that change after it is recorded, in the order of
+#: :func:`_changed_values`' tuple.
+_CHANGED_KEYS = ("returned", "status", "points", "evaluation", "earn_id", "payments",
+                 "updated_at", "recorded_evaluation", "net_amount")
+
+
+def _changed_values(o: OrderRecord, net: dict[str, Decimal | None] | None = None
+                    ) -> tuple[Any, ...]:
+    """The values of an order's :data:`_CHANGED_KEYS` (``net``: the net goods the
+    service gave for new orders, else worked out from the order's document)."""
     if net is not None and o.order_id in net:
         given = net[o.order_id]
         net_amount = None if given is None else str(given)
     else:
         net_amount = _net_amount(o)
-    return {
-        "returned": dict(o.returned),
-        "status": o.status.value,
-        "points": o.points,
-        "evaluation": dict(o.evaluation),
-        "earn_id": o.earn_id,
-        "payments": _payments_document(o),
-        "updated_at": o.updated_at,
-        "recorded_evaluation": (None if o.recorded_evaluation is None
-                                else dict(o.recorded_evaluation)),
-        "net_amount": net_amount,
-    }
+    return (dict(o.returned), o.status.value, o.points, dict(o.evaluation), o.earn_id,
+            _payments_document(o), o.updated_at,
+            None if o.recorded_evaluation is None else dict(o.recorded_evaluation),
+            net_amount)
+
+
+def _changed_order(o: OrderRecord) -> dict[str, Any]:
+    """The columns of an order that change after it is recorded, by name."""
+    return dict(zip(_CHANGED_KEYS, _changed_values(o), strict=True))
 
 
 def _currency(order: Any) -> str | None:
@@ -199,28 +202,25 @@ def _net_amount(o: OrderRecord) -> str | None:
     return None if net is None else str(net)
 
 
-def _order_row(o: OrderRecord, net: dict[str, Decimal | None],
-               keys: Mapping[str, str] | None) -> dict[str, Any]:
-    """A new order's row; with ``keys``, its member (and its document's) looked up."""
+#: A new order's columns, in the order of :func:`_order_values`' tuple.
+_ORDER_KEYS = ("program_id", "order_id", "member_id", "placed_at", "version", "order",
+               "currency", "created_at", "fingerprint", "result", *_CHANGED_KEYS)
+
+
+def _order_values(o: OrderRecord, net: dict[str, Decimal | None],
+                  keys: Mapping[str, str] | None) -> tuple[Any, ...]:
+    """A new order's row, in _ORDER_KEYS' order (a tuple: a batch's rows are built
+    as columns, see :func:`~loyaltykit.sql._shared.columns_of`); with ``keys``, its
+    member (and its document's) looked up."""
     doc = dict(o.order)
     member_id = o.member_id
     if keys is not None:
         member_id = keys[member_id]
         if "member_id" in doc:  # the document names its member as the row does
             doc["member_id"] = member_id
-    return {
-        "program_id": o.program_id,
-        "order_id": o.order_id,
-        "member_id": member_id,
-        "placed_at": o.placed_at,
-        "version": o.version,
-        "order": doc,
-        "currency": _currency(o.order),
-        "created_at": o.created_at,
-        "fingerprint": o.fingerprint,
-        "result": o.result,
-        **_changed_order(o, net),
-    }
+    return (o.program_id, o.order_id, member_id, o.placed_at, o.version, doc,
+            _currency(o.order), o.created_at, o.fingerprint, o.result,
+            *_changed_values(o, net))
 
 
 def _usage(row: Sequence[Any]) -> RuleUsage:
@@ -332,10 +332,10 @@ class SQLOrderStore(Store):
         conn = self._c()
         new_orders = changes.new_orders
         if new_orders:
-            self._insert(conn, _INS_ORDER, [
-                _order_row(o, changes.net, keys) for order_id, o in changes.orders.items()
+            self._insert_columns(conn, _INS_ORDER, columns_of(_ORDER_KEYS, [
+                _order_values(o, changes.net, keys) for order_id, o in changes.orders.items()
                 if order_id in new_orders
-            ], "order already recorded", "order_id")
+            ]), "order already recorded", "order_id")
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
