@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from loyaltykit import ExpiryPolicy, ExpiryStart, Loyalty, PendingPolicy, TestClock
 from loyaltykit._events import DuePosted
 from loyaltykit.sql import SQLStorage
+from loyaltykit.sql._batch_cache import KIB_PER_WALLET
 from loyaltykit.testing.contract.base import berlin, make_program
 
 #: the tables due work writes a row per transaction (or per touched row) to
@@ -134,3 +135,26 @@ def test_the_writes_scan_the_batch_transactions_without_a_sort_or_a_join(tmp_pat
         assert "JOIN" not in statement.upper(), table
         assert [d for d in plan if "TEMP B-TREE" in d] == [], table
     assert {"INSERT INTO _lk_due_w"} == set(many)
+
+
+def test_a_batch_keeps_its_dirty_pages_in_the_cache_until_commit(tmp_path: Path) -> None:
+    # A batch's statements run with a page cache of room for the batch (the default
+    # 2 MiB made SQLite spill dirty pages into the WAL mid-batch and write them again
+    # at the commit); the connection's own size is set back after the batch.
+    wallets = 150  # 150 x 16 KiB: more than the default cache's 2,000 KiB
+    seen: list[tuple[str, int]] = []
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        size = cursor.connection.execute("PRAGMA cache_size").fetchone()[0]
+        seen.append((" ".join(statement.split()), size))
+
+    report, _ = _run_due(tmp_path / "due.db", wallets, wallets, after)
+    assert wallets == report.released_holds
+    during = {size for what, size in seen if what.startswith("INSERT INTO lk_outbox")}
+    assert {-KIB_PER_WALLET * wallets} == during
+    # the batch's unit of work starts (reading its wallets) with the connection's size
+    default = seen[0][1]
+    assert default > -KIB_PER_WALLET * wallets
+    assert {default} == {size for what, size in seen
+                         if what.startswith("SELECT") and "_lk_due" not in what}

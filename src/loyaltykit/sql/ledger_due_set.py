@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from loyaltykit._errors import StorageError
 from loyaltykit._outbox import EVENT_VERSION
+from loyaltykit.sql._batch_cache import batch_cache
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
 from loyaltykit.sql.schema import transactions
@@ -293,6 +294,13 @@ class SQLLedgerDueSet(Store):
         conn = self._c()
         if conn.dialect.name != "sqlite" or not request.wallets:
             return None
+        # the batch's dirty pages kept in memory until the commit, not spilled into the
+        # WAL mid-batch and written again (sql/_batch_cache.py)
+        with batch_cache(conn, len(request.wallets)):
+            return self._post(conn, request)
+
+    def _post(self, conn: sa.Connection, request: DueSet) -> dict[str, int] | None:
+        """:meth:`post_due_set` on SQLite, for a batch with wallets."""
         members = [m for m, _ in request.wallets]
         params: dict[str, Any] = {"p": self.program_id, "t": request.until,
                                   "now": request.recorded_at, "lo": min(members),
