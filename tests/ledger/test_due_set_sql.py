@@ -158,3 +158,30 @@ def test_a_batch_keeps_its_dirty_pages_in_the_cache_until_commit(tmp_path: Path)
     assert default > -KIB_PER_WALLET * wallets
     assert {default} == {size for what, size in seen
                          if what.startswith("SELECT") and "_lk_due" not in what}
+
+
+def test_an_outbox_event_cuts_its_transaction_id_text_once(tmp_path: Path) -> None:
+    # The event's payload takes its transaction id's text (str(uuid)) as one cut of the
+    # texts bound for the batch, not five cuts of the hex digits joined by hyphens per
+    # row: substr is counted per outbox row (the event's id is the other cut).
+    calls: dict[str, int] = {"n": 0}
+    counted: list[tuple[int, int]] = []
+
+    def substr(x: Any, start: int, length: int | None = None) -> Any:
+        calls["n"] += 1
+        assert start >= 1  # (the only form this run uses; SQLite's semantics for it)
+        return x[start - 1:] if length is None else x[start - 1:start - 1 + length]
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        if statement.lstrip().startswith("INSERT INTO lk_outbox") and "_lk_due_tx" in statement:
+            counted.append((calls["n"], cursor.rowcount))
+        if not counted and not calls.get("set"):
+            cursor.connection.create_function("substr", -1, substr)
+            calls["set"] = 1
+        calls["n"] = 0
+
+    report, _ = _run_due(tmp_path / "due.db", 12, 6, after)
+    assert 12 == report.released_holds
+    assert 2 == len(counted)
+    assert [(2 * rows, rows) for _, rows in counted] == counted
