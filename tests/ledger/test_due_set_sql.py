@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from loyaltykit import ExpiryPolicy, ExpiryStart, Loyalty, PendingPolicy, TestClock
 from loyaltykit._events import DuePosted
 from loyaltykit.sql import SQLStorage
+from loyaltykit.sql._batch_cache import KIB_PER_WALLET
 from loyaltykit.testing.contract.base import berlin, make_program
 
 #: the tables due work writes a row per transaction (or per touched row) to
@@ -134,3 +135,53 @@ def test_the_writes_scan_the_batch_transactions_without_a_sort_or_a_join(tmp_pat
         assert "JOIN" not in statement.upper(), table
         assert [d for d in plan if "TEMP B-TREE" in d] == [], table
     assert {"INSERT INTO _lk_due_w"} == set(many)
+
+
+def test_a_batch_keeps_its_dirty_pages_in_the_cache_until_commit(tmp_path: Path) -> None:
+    # A batch's statements run with a page cache of room for the batch (the default
+    # 2 MiB made SQLite spill dirty pages into the WAL mid-batch and write them again
+    # at the commit); the connection's own size is set back after the batch.
+    wallets = 150  # 150 x 16 KiB: more than the default cache's 2,000 KiB
+    seen: list[tuple[str, int]] = []
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        size = cursor.connection.execute("PRAGMA cache_size").fetchone()[0]
+        seen.append((" ".join(statement.split()), size))
+
+    report, _ = _run_due(tmp_path / "due.db", wallets, wallets, after)
+    assert wallets == report.released_holds
+    during = {size for what, size in seen if what.startswith("INSERT INTO lk_outbox")}
+    assert {-KIB_PER_WALLET * wallets} == during
+    # the batch's unit of work starts (reading its wallets) with the connection's size
+    default = seen[0][1]
+    assert default > -KIB_PER_WALLET * wallets
+    assert {default} == {size for what, size in seen
+                         if what.startswith("SELECT") and "_lk_due" not in what}
+
+
+def test_an_outbox_event_cuts_its_transaction_id_text_once(tmp_path: Path) -> None:
+    # The event's payload takes its transaction id's text (str(uuid)) as one cut of the
+    # texts bound for the batch, not five cuts of the hex digits joined by hyphens per
+    # row: substr is counted per outbox row (the event's id is the other cut).
+    calls: dict[str, int] = {"n": 0}
+    counted: list[tuple[int, int]] = []
+
+    def substr(x: Any, start: int, length: int | None = None) -> Any:
+        calls["n"] += 1
+        assert start >= 1  # (the only form this run uses; SQLite's semantics for it)
+        return x[start - 1:] if length is None else x[start - 1:start - 1 + length]
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        if statement.lstrip().startswith("INSERT INTO lk_outbox") and "_lk_due_tx" in statement:
+            counted.append((calls["n"], cursor.rowcount))
+        if not counted and not calls.get("set"):
+            cursor.connection.create_function("substr", -1, substr)
+            calls["set"] = 1
+        calls["n"] = 0
+
+    report, _ = _run_due(tmp_path / "due.db", 12, 6, after)
+    assert 12 == report.released_holds
+    assert 2 == len(counted)
+    assert [(2 * rows, rows) for _, rows in counted] == counted

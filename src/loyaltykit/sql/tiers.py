@@ -25,6 +25,7 @@ from loyaltykit._tiers import (
     WindowKind,
 )
 from loyaltykit.sql import tier_events
+from loyaltykit.sql._batch_cache import batch_cache
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import key_sets, probed
@@ -576,12 +577,15 @@ class SQLTierStore(Store):
         if params["j_last"] is None:
             return 0, 0
         since = tier_events.history_end(conn)
-        lines = conn.execute(sql.record, params).rowcount
-        done = conn.execute(sql.move, params).rowcount
-        if lines:  # (the states moved on: the events read their protection from them)
-            written = tier_events.append_events(conn, self.program_id, since, lines, outbox)
-            if written != lines:
-                raise StorageError(f"{written} tier.changed events for {lines} lines")
+        # the batch's dirty pages kept in memory until the commit (sql/_batch_cache.py)
+        with batch_cache(conn, job.limit):
+            lines = conn.execute(sql.record, params).rowcount
+            done = conn.execute(sql.move, params).rowcount
+            if lines:  # (the states moved on: the events read their protection from them)
+                written = tier_events.append_events(conn, self.program_id, since, lines,
+                                                    outbox)
+                if written != lines:
+                    raise StorageError(f"{written} tier.changed events for {lines} lines")
         return done, lines
 
     @translated
