@@ -27,8 +27,11 @@ database):
   elsewhere);
 * ``hand_sql_seconds``: hand-written set-based SQL doing the same writes: INSERT ...
   SELECT of the release, expiry and activation transactions, their postings and lot
-  movements and their outbox events; UPDATE of the holds, the lots and the accounts
-  (running totals, next due instant, version); the tier states and their history. One
+  movements and their outbox events (the library's documents: each event's payload
+  with the transaction's changes, the wallet's balance after it, reason and metadata;
+  the ``tier.changed`` payload with the tier's benefits); UPDATE of the holds, the lots
+  and the accounts (running totals, next due instant, version); the tier states and
+  their history. One
   transaction, a few statements, no Python per row. ``ratio`` = seconds /
   hand_sql_seconds (target <= 1.5). On ``memory`` the hand-written SQL runs on an
   in-memory SQLite database seeded the same way (the floor of set-based SQL there).
@@ -42,9 +45,12 @@ time stayed within 5% across runs while its wall time moved by 40%. On PostgreSQ
 server's CPU time is in neither figure.
 
 The benchmark checks both sides wrote the same: the counts, every member's balance
-and tier, and (SQL) the rows per table. For ``postgresql`` the server is ``--url``,
-else ``LOYALTYKIT_BENCH_POSTGRESQL_URL``, else a throwaway server; a given server gets
-rows under program ids of its own, which are left in place (use a scratch database).
+and tier, and (SQL) the rows per table and, row for row, what the run wrote to the
+tables that hold documents (outbox, transactions, tier history: every column but the
+positions, ids compared as ids), so neither side does less work than the other. For
+``postgresql`` the server is ``--url``, else ``LOYALTYKIT_BENCH_POSTGRESQL_URL``, else a
+throwaway server; a given server gets rows under program ids of its own, which are left
+in place (use a scratch database).
 The last line of output is one JSON object with every figure.
 """
 
@@ -55,6 +61,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import sys
 import time
 import uuid
@@ -264,6 +271,52 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
         inner = ", ".join(pairs)
         return f"jsonb_build_object({inner})" if pg else f"json_object({inner})"
 
+    def text_id(column: str) -> str:
+        # an id as the library's documents write it: str(uuid), with hyphens
+        if pg:
+            return f"CAST({column} AS TEXT)"
+        return "||'-'||".join(f"substr({column}, {a}, {n})"
+                              for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+
+    def iso(column: str) -> str:
+        # an instant as the library's isoformat() in UTC (text(): a colon escaped, or it
+        # would start a bound name)
+        if pg:
+            return (f"to_char({column} AT TIME ZONE 'UTC', "
+                    "'YYYY-MM-DD\"T\"HH24\\:MI\\:SS') || '+00\\:00'")
+        return f"strftime('%Y-%m-%dT%H\\:%M\\:%S', {column}) || '+00\\:00'"
+
+    def meta(kind: str, row: str) -> str:
+        # a due transaction's metadata (its row's and its event's), its ids as text
+        if kind == "release":
+            return doc("'hold_id'", f"{row}.item_text", "'cause'", "'released'")
+        return doc("'lot_id'", f"{row}.item_text", "'earn_id'", f"{row}.earn_text")
+
+    reason = "CASE r.kind WHEN 'release' THEN 'hold expired' ELSE '' END"
+    metadata = f"CASE r.kind WHEN 'release' THEN {meta('release', 'r')} " \
+        f"ELSE {meta('expire', 'r')} END"
+    false_doc = "false" if pg else "json('false')"
+
+    def due_doc(kind: str, prefix: str, changes: str) -> str:
+        # a due transaction's event payload (of a row x of the run, its balance after)
+        return doc("'transaction_id'", f"'{prefix}' || substr(x.item_text, 2)",
+                   "'kind'", f"'{kind}'", "'wallet'", "x.wallet",
+                   "'points'", "x.d_av + x.d_pe + x.d_he", "'changes'", changes,
+                   "'balance'", doc("'available'", "x.b_av", "'pending'", "x.b_pe",
+                                    "'held'", "x.b_he", "'debt'", "x.b_de",
+                                    "'total'", "x.b_av + x.b_pe + x.b_he - x.b_de"),
+                   "'reason'", "'hold expired'" if kind == "release" else "''",
+                   "'metadata'", meta(kind, "x"))
+
+    # one whole document per kind (no document put inside another after the fact); the
+    # transaction's id is the item's with a first digit of its own (see derived)
+    payload = ("CASE x.kind WHEN 'activate' THEN "
+               + due_doc("activate", "c", doc("'pending'", "x.d_pe", "'available'", "x.d_av"))
+               + " WHEN 'expire' THEN " + due_doc("expire", "d", doc("'available'", "x.d_av"))
+               + " ELSE " + due_doc("release", "e", doc("'available'", "x.d_av",
+                                                         "'held'", "x.d_he"))
+               + " END")
+
     temp = "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS " if pg else \
         "CREATE TEMPORARY TABLE {} AS "
     statements = [
@@ -272,13 +325,15 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             SELECT {derived("h.id", "e")} AS id, h.member_id, h.wallet,
                    'release' AS kind, h.expires_at AS occurred_at, h.id AS item,
                    h.transaction_id AS earn_id, h.points - h.captured AS points,
-                   'available' AS credit, 'held' AS debit
+                   'available' AS credit, 'held' AS debit,
+                   {text_id("h.id")} AS item_text, NULL AS earn_text
             FROM lk_holds h
             WHERE h.program_id = :p AND h.status = 'open' AND h.expires_at <= :t
             UNION ALL
             SELECT {derived("l.id", "d")}, l.member_id, l.wallet, 'expire', l.expires_at,
                    l.id, l.transaction_id,
-                   l.remaining - COALESCE(o.points, 0), 'expired', 'available'
+                   l.remaining - COALESCE(o.points, 0), 'expired', 'available',
+                   {text_id("l.id")}, {text_id("l.transaction_id")}
             FROM lk_lots l LEFT JOIN (
                 SELECT a.lot_id, SUM(a.points) AS points FROM lk_hold_allocations a
                 JOIN lk_holds h ON h.id = a.hold_id
@@ -289,19 +344,14 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             UNION ALL
             SELECT {derived("l.id", "c")}, l.member_id, l.wallet, 'activate',
                    l.activates_at, l.id, l.transaction_id, l.remaining, 'available',
-                   'pending'
+                   'pending', {text_id("l.id")}, {text_id("l.transaction_id")}
             FROM lk_lots l
             WHERE l.program_id = :p AND l.pending = {true} AND l.activates_at <= :t""",
         f"""INSERT INTO lk_transactions (id, program_id, member_id, wallet, kind, occurred_at,
                                          recorded_at, idempotency_key, reason, metadata,
                                          reverses_id)
             SELECT r.id, :p, r.member_id, r.wallet, r.kind, r.occurred_at, :now, NULL,
-                   CASE r.kind WHEN 'release' THEN 'hold expired' ELSE '' END,
-                   CASE r.kind WHEN 'release'
-                        THEN {doc("'hold_id'", "CAST(r.item AS TEXT)", "'cause'",
-                                  "'released'")}
-                        ELSE {doc("'lot_id'", "CAST(r.item AS TEXT)", "'earn_id'",
-                                  "CAST(r.earn_id AS TEXT)")} END, NULL
+                   {reason}, {metadata}, NULL
             FROM run_tx r""",
         """INSERT INTO lk_postings (transaction_id, account, program_id, member_id, wallet,
                                     amount, position)
@@ -324,17 +374,29 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             FROM run_tx r WHERE r.kind = 'expire' AND lk_lots.id = r.item""",
         f"""UPDATE lk_lots SET pending = {false}, activates_at = NULL
             FROM run_tx r WHERE r.kind = 'activate' AND lk_lots.id = r.item""",
-        # the events of the run's transactions
+        # the events of the run's transactions: the library's payload (the changes, the
+        # balance after each transaction in the wallet's posting order, reason, metadata)
         f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
                                    recorded_at, payload)
-            SELECT :p, 0, {derived("r.id", "b")},
-                   'points.' || CASE r.kind WHEN 'release' THEN 'released'
+            SELECT :p, 0, {derived("x.id", "b")},
+                   'points.' || CASE x.kind WHEN 'release' THEN 'released'
                                             WHEN 'expire' THEN 'expired'
                                             ELSE 'activated' END,
-                   1, r.member_id, r.occurred_at, :now,
-                   {doc("'transaction_id'", "CAST(r.id AS TEXT)", "'kind'", "r.kind",
-                        "'wallet'", "r.wallet", "'points'", "r.points")}
-            FROM run_tx r""",
+                   1, x.member_id, x.occurred_at, :now,
+                   {payload}
+            FROM (SELECT d.*, a.available + SUM(d.d_av) OVER w AS b_av,
+                         a.pending + SUM(d.d_pe) OVER w AS b_pe,
+                         a.held + SUM(d.d_he) OVER w AS b_he, -a.debt AS b_de
+                  FROM (SELECT r.*,
+                               CASE r.kind WHEN 'expire' THEN -r.points
+                                           ELSE r.points END AS d_av,
+                               CASE r.kind WHEN 'activate' THEN -r.points ELSE 0 END AS d_pe,
+                               CASE r.kind WHEN 'release' THEN -r.points ELSE 0 END AS d_he
+                        FROM run_tx r) d
+                  JOIN lk_accounts a ON a.program_id = :p AND a.member_id = d.member_id
+                   AND a.wallet = d.wallet
+                  WINDOW w AS (PARTITION BY d.member_id, d.wallet
+                               ORDER BY d.occurred_at, d.id ROWS UNBOUNDED PRECEDING)) x""",
         # the accounts: the run's postings summed, the next due instant, the version
         f"""UPDATE lk_accounts SET
                 available = lk_accounts.available + d.available,
@@ -371,8 +433,17 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             SELECT :p, 0, {"CAST(md5(e.member_id) AS UUID)" if pg
                            else derived("e.member_id", "a")},
                    'tier.changed', 1, e.member_id, e.next_evaluation, :now,
-                   {doc("'from_tier'", "'silver'", "'to_tier'", "'member'",
-                        "'reason'", "'evaluation'", "'metric'", "e.metric")}
+                   {doc("'from'", "'silver'", "'to'", "'member'", "'direction'", "'down'",
+                        "'reason'", "'evaluation'", "'note'", "''",
+                        "'changed_at'", iso("e.next_evaluation"), "'metric'", "'points'",
+                        "'qualifying'", "e.metric", "'threshold'", "0",
+                        "'protected_until'", "NULL",
+                        "'next_evaluation'", "CAST(:next_iso AS TEXT)",
+                        "'benefits'", doc("'earn_multiplier'", "'1'",
+                                          "'discount_percent'", "'0'",
+                                          "'free_shipping'", false_doc,
+                                          "'extended_returns'", false_doc,
+                                          "'custom'", doc()))}
             FROM run_tiers e WHERE e.rank = 1 AND e.metric < 600""",
         """UPDATE lk_tier_states SET
                 rank = CASE WHEN e.rank = 1 AND e.metric < 600 THEN 0
@@ -389,6 +460,7 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
               sa.bindparam("next_year", type_=ts)]
     values = {"p": program_id, "t": RUN_AT, "now": now,
               "next_year": dt.datetime(2028, 1, 1, tzinfo=BERLIN)}
+    values["next_iso"] = values["next_year"].astimezone(dt.UTC).isoformat()
     with engine.begin() as conn:
         for sql in statements:
             stmt = sa.text(sql).bindparams(*[p for p in params if f":{p.key}" in sql])
@@ -398,6 +470,45 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
 
 
 # -- checks --------------------------------------------------------------------------------
+
+
+#: The columns of the rows a run writes with documents in them, compared side by side
+#: (not the ids nor the outbox's positions, which each side draws its own way).
+_RUN_ROWS = {
+    "lk_outbox": ("type", "version", "member_id", "occurred_at", "recorded_at", "payload"),
+    "lk_transactions": ("member_id", "wallet", "kind", "occurred_at", "recorded_at",
+                        "idempotency_key", "reason", "metadata", "reverses_id"),
+    "lk_tier_history": ("member_id", "at", "from_tier", "to_tier", "reason", "metric",
+                        "note", "recorded_at"),
+}
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def _masked(value: Any) -> Any:
+    """A stored value with its ids as placeholders (a side's own ids, its members' by
+    the copy's number), in the form they were written: text with hyphens or hex."""
+    if isinstance(value, uuid.UUID):
+        return "<uuid>"
+    if isinstance(value, dict | list):  # a driver that decodes documents (PostgreSQL)
+        value = json.dumps(value, sort_keys=True)
+    if isinstance(value, str):
+        return _HEX_ID.sub("<hex>", _UUID_TEXT.sub("<uuid>", value))
+    return value
+
+
+def run_rows(engine: sa.Engine, program_id: str, now: dt.datetime) -> list[tuple[Any, ...]]:
+    """What the run (recorded at ``now``) wrote to the tables with documents, as the
+    driver returns it (SQLite: the stored text, byte for byte), ids masked, sorted."""
+    rows = []
+    with engine.connect() as conn:
+        for table, columns in _RUN_ROWS.items():
+            stmt = sa.text(f"SELECT {', '.join(columns)} FROM {table} "
+                           "WHERE program_id = :p AND recorded_at >= :now").bindparams(
+                sa.bindparam("now", type_=schema.transactions.c.recorded_at.type))
+            rows += [(table, *map(_masked, row))
+                     for row in conn.execute(stmt, {"p": program_id, "now": now})]
+    return sorted(rows, key=repr)
 
 
 def row_counts(engine: sa.Engine, program_id: str) -> dict[str, int]:
@@ -469,6 +580,12 @@ def bench(backend: str, url: str | None, members: int, workers: int,
             lib_rows, hand_rows = row_counts(engine, lib_id), row_counts(hand_engine, hand_id)
             if lib_rows != hand_rows:
                 raise SystemExit(f"rows differ: {lib_rows} != {hand_rows}")
+            lib_docs = run_rows(engine, lib_id, clock.now())
+            hand_docs = run_rows(hand_engine, hand_id, clock.now())
+            if lib_docs != hand_docs:
+                diff = next((a, b) for a, b in zip(lib_docs, hand_docs, strict=False)
+                            if a != b)
+                raise SystemExit(f"the run's rows differ: {diff[0]} != {diff[1]}")
         else:
             lib_totals = memory_totals(loyalty, members)
         if lib_totals != hand_totals:
