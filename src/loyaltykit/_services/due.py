@@ -26,7 +26,7 @@ from loyaltykit._results import DueWorkReport
 from loyaltykit._services.context import Context
 from loyaltykit._services.events import POINTS_EVENTS
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit.storage import DueChanges
+from loyaltykit.storage import DueChanges, long_run
 from loyaltykit.storage.ledger_due_set import DueSet, DueSetStore
 
 __all__ = ["MAX_BATCH_SIZE", "DueStep", "DueWork"]
@@ -84,7 +84,9 @@ class DueWork:
         # between batches it walked each batch's new rows again and again, and now and
         # then the whole heap (full collections over every stored row, the memory
         # backend's ~10% of a run); the run's writes leave no cycles (_collector's doc)
-        with collector_paused():
+        # (a long run: the storage may prepare for many units of work, e.g. SQLite
+        # checkpoints its WAL less often meanwhile and once at the end)
+        with collector_paused(), long_run(self.c.storage):
             for done, counts in self._ledger_due(when, batch_size, workers):
                 members += done
                 for name, n in counts.items():

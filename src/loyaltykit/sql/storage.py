@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import InvalidInput, StorageError, shown
 from loyaltykit._model import ProgramVersion
+from loyaltykit.sql._checkpoints import checkpoint
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql._shared import upserts_for
 from loyaltykit.sql.engine import create_engine
@@ -80,6 +83,11 @@ class SQLStorage:
         #: on PostgreSQL, every write that appends events sends a notification
         self.notify = notify
         self._owns_engine = False
+        #: the long runs going on (SQLite on an engine; None elsewhere: see long_run)
+        self._long_runs: int | None = (
+            0 if self._connection is None and self._engine.dialect.name == "sqlite"
+            else None)
+        self._long_runs_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, notify: bool = False, **engine_kwargs: Any) -> SQLStorage:
@@ -129,7 +137,32 @@ class SQLStorage:
 
     def unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` (use it as a context manager)."""
-        return SQLUnitOfWork(self._engine, self._connection, program_id, notify=self.notify)
+        runs = self._long_runs
+        return SQLUnitOfWork(self._engine, self._connection, program_id, notify=self.notify,
+                             long_run=None if runs is None else runs > 0)
+
+    @contextlib.contextmanager
+    def long_run(self) -> Iterator[None]:
+        """Run a long series of units of work (due work, a history import) inside the
+        block (see :class:`~loyaltykit.storage.LongRunStorage`). On SQLite on an
+        engine, the units of work that begin meanwhile checkpoint the WAL every
+        :data:`~loyaltykit.sql._checkpoints.LONG_RUN_PAGES` pages rather than SQLite's
+        1000 (at the default, each batch's commit ran a checkpoint of its own), and the
+        last run to end checkpoints once (``PASSIVE``); durability is unchanged. Runs
+        may overlap (threads). Elsewhere it changes nothing."""
+        if self._long_runs is None:
+            yield
+            return
+        with self._long_runs_lock:
+            self._long_runs += 1
+        try:
+            yield
+        finally:
+            with self._long_runs_lock:
+                self._long_runs -= 1
+                last = not self._long_runs
+            if last:
+                checkpoint(self._engine)
 
     def read_unit_of_work(self, program_id: str) -> SQLUnitOfWork:
         """Return a new unit of work for ``program_id`` that only reads (what the

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._copy import cached
 from loyaltykit._errors import StorageError
+from loyaltykit.sql._checkpoints import set_threshold
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql.engine import begin_read_only
 from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
@@ -50,11 +51,15 @@ class SQLUnitOfWork:
     """
 
     def __init__(self, engine: Engine, host: Connection | None, program_id: str, *,
-                 notify: bool = False, read_only: bool = False) -> None:
+                 notify: bool = False, read_only: bool = False,
+                 long_run: bool | None = None) -> None:
         """A unit of work on ``engine``, or inside the ``host`` connection's transaction
         (as a SAVEPOINT) when given; :meth:`SQLStorage.unit_of_work` builds them. With
         ``notify``, appending events on PostgreSQL also sends a notification (at
-        commit); with ``read_only`` it refuses writes."""
+        commit); with ``read_only`` it refuses writes. ``long_run`` (SQLite on an
+        engine; None elsewhere): whether a long run lasts, which sets the connection's
+        WAL checkpoint threshold (:mod:`loyaltykit.sql._checkpoints`)."""
+        self._long_run = long_run
         self.program_id = program_id
         self.notify = notify
         #: True: writes are refused (ReadOnlyViolation)
@@ -138,6 +143,8 @@ class SQLUnitOfWork:
                     self._host_read_only(self._host)
             else:
                 self._conn = self._engine.connect()
+                if self._long_run is not None:
+                    set_threshold(self._conn, self._long_run)
                 self._tx = self._begin(self._conn)
         except sa_exc.SQLAlchemyError as exc:
             self._release()

@@ -69,10 +69,16 @@ ordinary units of work, never committed.
 Imports: a backend may also name the history import's batch size it writes best
 (``import_batch_size``, see :class:`BatchingStorage`), which ``record_orders`` takes
 when the caller gives none; a backend without it gets the import's own default.
+
+Long runs: due work and the history import run their units of work inside
+``storage.long_run()`` where a backend has it (see :class:`LongRunStorage`,
+:func:`long_run`), a hint that many units of work follow (SQLite: fewer WAL
+checkpoints).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Protocol, Self, cast
 
@@ -132,6 +138,7 @@ __all__ = [
     "Kind",
     "LedgerChanges",
     "LedgerStore",
+    "LongRunStorage",
     "Lot",
     "LotMovement",
     "Member",
@@ -171,6 +178,7 @@ __all__ = [
     "TierStore",
     "Transaction",
     "UnitOfWork",
+    "long_run",
     "read_unit_of_work",
 ]
 
@@ -287,6 +295,26 @@ class BatchingStorage(Storage, Protocol):
     def import_batch_size(self) -> int:
         """Orders per batch of ``record_orders`` when the caller gives no
         ``batch_size`` (1 to the import's largest batch)."""
+
+
+class LongRunStorage(Storage, Protocol):
+    """A :class:`Storage` that prepares for a long series of units of work, such as
+    due work over every member or a history import (an optional part of the port;
+    :class:`~loyaltykit.sql.SQLStorage` has it: on SQLite it checkpoints the WAL
+    less often meanwhile and once at the end)."""
+
+    def long_run(self) -> AbstractContextManager[None]:
+        """A context manager around the run's units of work; it must not change what
+        they write or how durable it is, and runs may overlap (threads)."""
+
+
+def long_run(storage: Storage) -> AbstractContextManager[None]:
+    """``storage.long_run()`` where the backend has it (:class:`LongRunStorage`), else
+    a block that changes nothing."""
+    opener = getattr(storage, "long_run", None)
+    if callable(opener):
+        return cast("AbstractContextManager[None]", opener())
+    return nullcontext()
 
 
 def read_unit_of_work(storage: Storage, program_id: str) -> UnitOfWork:

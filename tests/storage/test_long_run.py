@@ -1,0 +1,98 @@
+"""Long runs (``Storage.long_run``): on SQLite, fewer WAL checkpoints while due work or a
+history import runs, one at the end, the connections' own threshold put back after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from loyaltykit.memory import MemoryStorage
+from loyaltykit.sql import SQLStorage, _checkpoints
+from loyaltykit.storage import LongRunStorage, long_run
+from loyaltykit.testing.contract.ledger_due import due_shop
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLStorage]:
+    made = SQLStorage.from_url(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    made.create_schema()
+    yield made
+    made.dispose()
+
+
+def threshold(storage: SQLStorage) -> int:
+    """The WAL checkpoint threshold a unit of work of ``storage`` runs with."""
+    with storage.unit_of_work("p") as uow:
+        return int(uow.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+def test_a_long_run_raises_the_threshold_and_puts_the_connections_own_back(
+        storage: SQLStorage) -> None:
+    runs: LongRunStorage = storage  # (the port part, checked statically)
+    assert runs is storage
+    own = threshold(storage)
+    assert own == 1000  # SQLite's default
+    with storage.long_run():
+        assert threshold(storage) == _checkpoints.LONG_RUN_PAGES
+        with storage.long_run():  # runs may overlap: the first to end keeps it raised
+            pass
+        assert threshold(storage) == _checkpoints.LONG_RUN_PAGES
+    assert threshold(storage) == own
+
+
+def test_a_connections_own_threshold_is_the_one_put_back(storage: SQLStorage) -> None:
+    # a host's engine may set its own: the run puts that back, not SQLite's default
+    @sa.event.listens_for(storage._engine, "connect")
+    def own(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint = 321")  # type: ignore[attr-defined]
+
+    storage._engine.dispose()  # new connections: with the listener
+    assert threshold(storage) == 321
+    with storage.long_run():
+        assert threshold(storage) == _checkpoints.LONG_RUN_PAGES
+    assert threshold(storage) == 321
+
+
+def test_the_last_run_to_end_checkpoints_once(storage: SQLStorage,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    done: list[object] = []
+    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", done.append)
+    with storage.long_run():
+        with storage.long_run():
+            pass
+        assert done == []
+    assert done == [storage._engine]
+
+
+def test_a_host_connection_and_other_backends_are_left_as_they_are(
+        storage: SQLStorage) -> None:
+    with storage._engine.connect() as conn:
+        hosted = SQLStorage(conn)
+        with hosted.long_run(), hosted.unit_of_work("p") as uow:
+            pages = uow.connection().exec_driver_sql("PRAGMA wal_autocheckpoint")
+            assert pages.scalar_one() == 1000
+    with long_run(MemoryStorage()):  # no long_run of its own: nothing to do
+        pass
+
+
+def test_due_work_runs_as_one_long_run(storage: SQLStorage,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every unit of work of run_due begins inside the run; one checkpoint ends it."""
+    shop, _ = due_shop(storage, "p", 12)
+    seen: list[bool] = []
+    set_threshold = _checkpoints.set_threshold
+
+    def spy(conn: sa.Connection, on: bool) -> None:
+        seen.append(on)
+        set_threshold(conn, on)
+
+    checkpoints: list[object] = []
+    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
+    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", checkpoints.append)
+    report = shop.loyalty.run_due(batch_size=5)
+    assert report.members == 16  # wallets: every third member has a second
+    assert len(seen) >= 3 and all(seen)  # the batches' units of work, and no other
+    assert checkpoints == [storage._engine]
