@@ -118,33 +118,33 @@ def test_members_the_batch_enrols_are_written_once_with_their_orders(
     assert sorted(set(inserts)) == sorted(inserts)  # one statement per table
 
 
-def test_a_batchs_ledger_and_order_rows_are_built_as_columns(
+def test_a_batchs_ledger_and_order_rows_are_built_as_tuples(
         tmp_path: Path, monkeypatch: Any) -> None:
-    """The tables a batch writes most rows to take them column by column (each row a
-    tuple, the columns one zip): none goes through the dict-per-row executemany, which
+    """The tables a batch writes most rows to take them as tuples (execute_rows: turned
+    into columns for many rows): none goes through the dict-per-row executemany, which
     picked each dict's values out again by key (that was a tenth of the import's CPU
     beyond its statements)."""
     from loyaltykit.sql import _shared
 
-    by_rows: list[str] = []
-    by_columns: list[str] = []
-    many, columns = _shared.execute_many, getattr(_shared, "execute_columns", None)
+    by_dicts: list[str] = []
+    by_tuples: list[str] = []
+    many, rows_of = _shared.execute_many, getattr(_shared, "execute_rows", None)
 
-    def rows_spy(conn: Any, stmt: Any, rows: Any) -> Any:
-        by_rows.append(stmt.table.name)
+    def dicts_spy(conn: Any, stmt: Any, rows: Any) -> Any:
+        by_dicts.append(stmt.table.name)
         return many(conn, stmt, rows)
 
-    def columns_spy(conn: Any, stmt: Any, cols: Any) -> Any:
-        by_columns.append(stmt.table.name)
-        assert columns is not None
-        return columns(conn, stmt, cols)
+    def tuples_spy(conn: Any, stmt: Any, keys: Any, rows: Any) -> Any:
+        by_tuples.append(stmt.table.name)
+        assert rows_of is not None
+        return rows_of(conn, stmt, keys, rows)
 
-    monkeypatch.setattr(_shared, "execute_many", rows_spy)
-    monkeypatch.setattr(_shared, "execute_columns", columns_spy, raising=False)
+    monkeypatch.setattr(_shared, "execute_many", dicts_spy)
+    monkeypatch.setattr(_shared, "execute_rows", tuples_spy, raising=False)
     # known members (accounts and orders updated) and new ones (inserted), each with
     # orders before and after the batch's first write of it
     _statements_of_batch(tmp_path, 20, enrol=True, each=2)
     wide = {"lk_members", "lk_accounts", "lk_transactions", "lk_postings", "lk_lots",
             "lk_lot_movements", "lk_orders"}
-    assert [] == [t for t in by_rows if t in wide]
-    assert wide <= set(by_columns)
+    assert [] == [t for t in by_dicts if t in wide]
+    assert wide <= set(by_tuples)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loyaltykit.sql._many import execute_columns, execute_many
+from loyaltykit.sql._many import execute_columns, execute_many, execute_rows
 from loyaltykit.sql.schema import Document, UTCDateTime
 
 
@@ -161,6 +161,40 @@ def test_rows_given_by_column_store_what_execute_stores(count: int) -> None:
         assert len(changed) == result.rowcount
         assert _stored(conn, plain) == _stored(conn, fast)
         assert count == len(_stored(conn, fast))
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 40])
+def test_rows_given_as_tuples_store_what_execute_stores(count: int) -> None:
+    """execute_rows: a few rows through the plan's positional converter, many turned
+    into columns; either way what Connection.execute stores."""
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    rows = _instant_rows(count)
+    keys = tuple(rows[0])[::-1]  # the tuples' order need not be the table's
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(plain.insert(), rows)
+        execute_rows(conn, fast.insert(), keys, [tuple(r[k] for k in keys) for r in rows])
+        changed = rows[::2]
+        update = [(at, r["id"]) for r, at in zip(changed, [r["at"] for r in changed[::-1]],
+                                                 strict=True)]
+        conn.execute(plain.update().where(plain.c.id == sa.bindparam("k_id")),
+                     [{"k_id": i, "at": at} for at, i in update])
+        result = execute_rows(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                              ("at", "k_id"), update)
+        assert len(changed) == result.rowcount
+        assert _stored(conn, plain) == _stored(conn, fast)
+        assert count == len(_stored(conn, fast))
+
+
+def test_rows_of_another_width_are_refused() -> None:
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        with pytest.raises(ValueError, match="rows of other than 2 values"):
+            execute_rows(conn, fast.insert(), ("id", "n"), [(uuid.UUID(int=1),)])
+        assert _stored(conn, fast) == []
 
 
 def test_a_naive_instant_among_equal_aware_ones_is_refused() -> None:

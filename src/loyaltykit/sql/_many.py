@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from loyaltykit.sql._many_pg import MANY_ROWS, execute_json
 from loyaltykit.sql._plans import Plans
 
-__all__ = ["execute_columns", "execute_many"]
+__all__ = ["execute_columns", "execute_many", "execute_rows"]
 
 #: From this many rows the values are converted column by column (fewer: row by row).
 COLUMNS_FROM = 4
@@ -57,7 +57,9 @@ COLUMNS_FROM = 4
 _Getter = tuple[str | None, Any, Callable[[Any], Any] | None, bool]
 #: One row (a mapping of the plan's keys) to its parameters, in the statement's order.
 _Row = Callable[[Mapping[str, Any]], tuple[Any, ...]]
-_Plan = tuple[str, tuple[_Getter, ...], _Row]
+#: One row as a tuple (values in the plan's keys' order) to its parameters.
+_TupleRow = Callable[[Sequence[Any]], tuple[Any, ...]]
+_Plan = tuple[str, tuple[_Getter, ...], _Row, _TupleRow]
 
 
 
@@ -76,7 +78,7 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     plan = _plans.of(dialect, stmt, keys)
     if plan is None:
         return conn.execute(stmt, list(rows))
-    sql, getters, one = plan
+    sql, getters, one, _ = plan
     width = len(keys)
     if len(rows) == 1:  # the plan takes exactly the keys of this row
         return conn.exec_driver_sql(sql, [one(rows[0])])
@@ -115,10 +117,33 @@ def execute_columns(conn: Connection, stmt: sa.Executable,
     if plan is None:
         return execute_many(conn, stmt, [dict(zip(keys, row, strict=True))
                                          for row in zip(*columns.values(), strict=True)])
-    sql, getters, one = plan
+    sql, getters, one, _ = plan
     if n < COLUMNS_FROM:  # a few rows (an everyday write's one event): row by row
         return conn.exec_driver_sql(sql, [one(dict(zip(keys, row, strict=True)))
                                           for row in zip(*columns.values(), strict=True)])
+    picked = [columns[key] for key, _, _, _ in getters if key is not None]
+    return conn.exec_driver_sql(sql, _converted(getters, picked, n))
+
+
+def execute_rows(conn: Connection, stmt: sa.Executable, keys: tuple[str, ...],
+                 rows: Sequence[Sequence[Any]]) -> CursorResult[Any]:
+    """:func:`execute_many` of rows given as tuples, each value in ``keys``' order: no
+    dict per row to build and read back by key. A few rows (an everyday write's one
+    transaction, one lot) go through the plan's positional converter as they are;
+    many (a history import's batch) are turned into columns and converted column by
+    column."""
+    n = len(rows)
+    dialect = conn.dialect
+    plan = _plans.of(dialect, stmt, keys) if n and dialect.paramstyle == "qmark" else None
+    if plan is None:
+        return execute_many(conn, stmt, [dict(zip(keys, row, strict=True)) for row in rows])
+    sql, getters, _, by_position = plan
+    width = len(keys)
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"rows of other than {width} values")
+    if n < COLUMNS_FROM:
+        return conn.exec_driver_sql(sql, [by_position(row) for row in rows])
+    columns = dict(zip(keys, zip(*rows, strict=True), strict=True))
     picked = [columns[key] for key, _, _, _ in getters if key is not None]
     return conn.exec_driver_sql(sql, _converted(getters, picked, n))
 
@@ -143,25 +168,28 @@ def _converted(getters: tuple[_Getter, ...], picked: Sequence[Sequence[Any]], n:
     return list(zip(*columns, strict=True))
 
 
-def _row_converter(getters: tuple[_Getter, ...]) -> _Row:
+def _row_converter(getters: tuple[_Getter, ...], keys: tuple[str, ...] | None = None
+                   ) -> Any:
     """The function building one row's parameters from ``getters``, written out: each
-    value read by its key (a literal) and passed through its processor if it has one,
-    a fixed value bound by name."""
+    value read by its key (a literal; with ``keys``: by its position among them, for
+    rows given as tuples) and passed through its processor if it has one, a fixed
+    value bound by name."""
     namespace: dict[str, Any] = {}
     parts = []
     for i, (key, fixed, proc, _) in enumerate(getters):
         if key is None:
             namespace[f"f{i}"] = fixed
             parts.append(f"f{i}")
-        elif proc is None:
-            parts.append(f"row[{key!r}]")
+            continue
+        value = f"row[{key!r}]" if keys is None else f"row[{keys.index(key)}]"
+        if proc is None:
+            parts.append(value)
         else:
             namespace[f"p{i}"] = proc
-            parts.append(f"p{i}(row[{key!r}])")
+            parts.append(f"p{i}({value})")
     source = f"def one(row):\n    return ({', '.join(parts)}{',' if len(parts) == 1 else ''})"
-    exec(source, namespace)  # keys are repr()-quoted: no name of a row runs as code
-    one: _Row = namespace["one"]
-    return one
+    exec(source, namespace)  # keys are repr()-quoted, positions ints: no name runs as code
+    return namespace["one"]
 
 
 def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
@@ -191,7 +219,8 @@ def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
     used = {g[0] for g in getters if g[0] is not None}
     if used != wanted:  # a key the statement does not take: execute would refuse it
         return None
-    return compiled.string, tuple(getters), _row_converter(tuple(getters))
+    return (compiled.string, tuple(getters), _row_converter(tuple(getters)),
+            _row_converter(tuple(getters), keys))
 
 
 _plans: Plans[_Plan] = Plans(_compile)

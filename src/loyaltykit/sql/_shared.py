@@ -3,7 +3,7 @@ the insert and update helpers and the dialect's upserts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from loyaltykit._errors import DuplicateKey, StorageError
 from loyaltykit.sql._errors import is_unique_violation, storage_error, violated
-from loyaltykit.sql._many import execute_columns, execute_many
+from loyaltykit.sql._many import execute_many, execute_rows
 from loyaltykit.sql.schema import (
     code_counters,
     program_versions,
@@ -24,8 +24,8 @@ from loyaltykit.sql.schema import (
     tier_buckets,
 )
 
-__all__ = ["CHUNK", "Session", "Store", "Upserts", "as_stored", "chunks", "columns_of",
-           "supported_dialect", "upserts_for"]
+__all__ = ["CHUNK", "Session", "Store", "Upserts", "as_stored", "chunks", "supported_dialect",
+           "upserts_for"]
 
 #: Ids per statement in ``IN (...)`` lists (well below every engine's parameter limit).
 CHUNK = 500
@@ -36,17 +36,6 @@ def as_stored(member_id: str) -> str:
     converted it); ``write_keyed`` looks it up instead (see
     :mod:`loyaltykit.storage.keyed_writes`)."""
     return member_id
-
-
-def columns_of(names: Sequence[str], rows: Sequence[tuple[Any, ...]]
-               ) -> dict[str, Sequence[Any]]:
-    """Rows built as tuples (values in ``names``' order) as the columns
-    :func:`~loyaltykit.sql._many.execute_columns` takes: a batch's rows (a history
-    import writes tens of thousands a table) are each a tuple, not a dict whose values
-    the executemany would pick out again by key; the transposition is one ``zip``."""
-    if not rows:
-        return {name: () for name in names}
-    return dict(zip(names, zip(*rows, strict=True), strict=True))
 
 
 def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -160,29 +149,31 @@ class Store:
                                    **{field: detail}) from exc
             raise storage_error(exc) from exc
 
-    def _insert_columns(self, conn: Connection, stmt: sa.Insert,
-                        columns: Mapping[str, Sequence[Any]], duplicate: str | None = None,
-                        field: str = "", only: str | None = None) -> None:
-        """:meth:`_insert` of rows given column by column (see :func:`columns_of`): a
-        batch's rows need no dict each."""
+    def _insert_rows(self, conn: Connection, stmt: sa.Insert, keys: tuple[str, ...],
+                     rows: Sequence[tuple[Any, ...]], duplicate: str | None = None,
+                     field: str = "", only: str | None = None) -> None:
+        """:meth:`_insert` of rows given as tuples, each value in ``keys``' order
+        (:func:`~loyaltykit.sql._many.execute_rows`): a batch's rows (a history import
+        writes tens of thousands a table) need no dict each, an everyday write's one
+        row no dict either."""
         try:
-            execute_columns(conn, stmt, columns)
+            execute_rows(conn, stmt, keys, rows)
         except sa_exc.IntegrityError as exc:
             if duplicate is not None and is_unique_violation(exc) and (
                 only is None or violated(exc, only)
             ):
-                values = list(columns[field])
-                detail = values[0] if len(values) == 1 else values
+                at = keys.index(field)
+                detail = rows[0][at] if len(rows) == 1 else [row[at] for row in rows]
                 raise DuplicateKey(duplicate, program_id=self.program_id,
                                    **{field: detail}) from exc
             raise storage_error(exc) from exc
 
     @staticmethod
-    def _update_columns(conn: Connection, stmt: sa.Update,
-                        columns: Mapping[str, Sequence[Any]], what: str) -> None:
-        """:meth:`_update` of rows given column by column (see :func:`columns_of`)."""
-        n = len(next(iter(columns.values())))
-        result = execute_columns(conn, stmt, columns)
+    def _update_rows(conn: Connection, stmt: sa.Update, keys: tuple[str, ...],
+                     rows: Sequence[tuple[Any, ...]], what: str) -> None:
+        """:meth:`_update` of rows given as tuples (see :meth:`_insert_rows`)."""
+        n = len(rows)
+        result = execute_rows(conn, stmt, keys, rows)
         sane = (conn.dialect.supports_sane_multi_rowcount if n > 1
                 else conn.dialect.supports_sane_rowcount)
         if sane and result.rowcount != n:

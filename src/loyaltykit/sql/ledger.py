@@ -35,7 +35,7 @@ from loyaltykit._model import (
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import as_stored as _same
-from loyaltykit.sql._shared import chunks, columns_of
+from loyaltykit.sql._shared import chunks
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
     INS_POSTING,
@@ -364,7 +364,7 @@ def _hold(rows: Sequence[Any]) -> Hold:
     )
 
 
-#: The columns of the rows the store's write builds as tuples (see columns_of), in
+#: The columns of the rows the store's write builds as tuples (see Store._insert_rows), in
 #: their tuples' order.
 _MEMBER_KEYS = ("program_id", "member_id", "enrolled_at", "attributes")
 _STATE_KEYS = (*ACCOUNT_COLUMNS, "next_due_at", "version", "activity")
@@ -674,48 +674,48 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
     def _write(self, changes: LedgerChanges, key: Callable[[str], str]) -> None:
         conn = self._c()
         program_id = self.program_id
-        # the tables a batch (a history import's) writes thousands of rows to are built
-        # as tuples turned into columns (columns_of), not a dict per row
+        # the tables a batch (a history import's) writes thousands of rows to get their
+        # rows as tuples (Store._insert_rows), not a dict per row
         if changes.members:
-            self._insert_columns(conn, _INS_MEMBER, columns_of(_MEMBER_KEYS, [
+            self._insert_rows(conn, _INS_MEMBER, _MEMBER_KEYS, [
                 (program_id, key(m.member_id), m.enrolled_at, dict(m.attributes))
                 for m in changes.members
-            ]), "member already enrolled", "member_id")
+            ], "member already enrolled", "member_id")
         new_accounts = changes.new_accounts
         if new_accounts:
-            self._insert_columns(conn, _INS_ACCOUNT, columns_of(_ACCOUNT_KEYS, [
+            self._insert_rows(conn, _INS_ACCOUNT, _ACCOUNT_KEYS, [
                 (program_id, key(member_id), wallet, *_account_values(state))
                 for (member_id, wallet), state in changes.accounts.items()
                 if (member_id, wallet) in new_accounts
-            ]))
+            ])
         txs = changes.transactions
         if txs:
-            self._insert_columns(conn, INS_TX, columns_of(_TX_KEYS, [
+            self._insert_rows(conn, INS_TX, _TX_KEYS, [
                 (tx.id, tx.program_id, key(tx.member_id), tx.wallet, tx.kind.value,
                  tx.occurred_at, tx.recorded_at, tx.idempotency_key, tx.reason,
                  dict(tx.metadata), tx.reverses_id)
                 for tx in txs
-            ]), "transaction already reversed", "reverses_id", only="reverses_id")
+            ], "transaction already reversed", "reverses_id", only="reverses_id")
             legs = [
                 (tx.id, p.account.value, tx.program_id, member, tx.wallet, p.amount, i)
                 for tx in txs for member in (key(tx.member_id),)
                 for i, p in enumerate(tx.postings)
             ]
             if legs:
-                self._insert_columns(conn, INS_POSTING, columns_of(_POSTING_KEYS, legs))
+                self._insert_rows(conn, INS_POSTING, _POSTING_KEYS, legs)
         new_lots = changes.new_lots
         if new_lots:
-            self._insert_columns(conn, _INS_LOT, columns_of(_LOT_KEYS, [
+            self._insert_rows(conn, _INS_LOT, _LOT_KEYS, [
                 _lot_values(lot, key(lot.member_id)) for lot_id, lot in changes.lots.items()
                 if lot_id in new_lots
-            ]))
+            ])
         moves = [
             (tx.id, mv.lot_id, tx.program_id, member, mv.delta, i)
             for tx in txs if tx.movements for member in (key(tx.member_id),)
             for i, mv in enumerate(tx.movements)
         ]
         if moves:
-            self._insert_columns(conn, INS_MOVEMENT, columns_of(_MOVEMENT_KEYS, moves))
+            self._insert_rows(conn, INS_MOVEMENT, _MOVEMENT_KEYS, moves)
         new_holds = changes.new_holds
         if new_holds:
             created = [h for hold_id, h in changes.holds.items() if hold_id in new_holds]
@@ -738,8 +738,8 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             if (member_id, wallet) not in new_accounts
         ]
         if touched_accounts:
-            self._update_columns(conn, UPD_ACCOUNT, columns_of(_ACCOUNT_UPDATE_KEYS,
-                                                               touched_accounts), "accounts")
+            self._update_rows(conn, UPD_ACCOUNT, _ACCOUNT_UPDATE_KEYS, touched_accounts,
+                              "accounts")
         touched_lots = [
             {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
              "pending": lot.pending, "activates_at": lot.activates_at,

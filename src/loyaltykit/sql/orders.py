@@ -17,7 +17,7 @@ from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store, columns_of, upserts_for
+from loyaltykit.sql._shared import Store, upserts_for
 from loyaltykit.sql.schema import orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
 
@@ -210,7 +210,7 @@ _ORDER_KEYS = ("program_id", "order_id", "member_id", "placed_at", "version", "o
 def _order_values(o: OrderRecord, net: dict[str, Decimal | None],
                   keys: Mapping[str, str] | None) -> tuple[Any, ...]:
     """A new order's row, in _ORDER_KEYS' order (a tuple: a batch's rows are built
-    as columns, see :func:`~loyaltykit.sql._shared.columns_of`); with ``keys``, its
+    as tuples, see :meth:`~loyaltykit.sql._shared.Store._insert_rows`); with ``keys``, its
     member (and its document's) looked up."""
     doc = dict(o.order)
     member_id = o.member_id
@@ -332,10 +332,10 @@ class SQLOrderStore(Store):
         conn = self._c()
         new_orders = changes.new_orders
         if new_orders:
-            self._insert_columns(conn, _INS_ORDER, columns_of(_ORDER_KEYS, [
+            self._insert_rows(conn, _INS_ORDER, _ORDER_KEYS, [
                 _order_values(o, changes.net, keys) for order_id, o in changes.orders.items()
                 if order_id in new_orders
-            ]), "order already recorded", "order_id")
+            ], "order already recorded", "order_id")
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
             usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
