@@ -1,6 +1,7 @@
-"""An order's outbox events (its earn's ``points.earned``, its ``order.recorded``) are
-appended straight from their fields, with no draft per event (a history import raises
-them for every order), and every other subscriber still gets every event raised."""
+"""An order's outbox events (its earn's ``points.earned``, its ``order.recorded``) and an
+enrolment's are appended straight from their fields, with no draft per event (a history
+import raises them for every order and new member), and every other subscriber still
+gets every event raised."""
 
 from __future__ import annotations
 
@@ -48,16 +49,14 @@ def drafts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield built
 
 
-def test_an_import_builds_no_draft_per_order(drafts: list[str]) -> None:
+def test_an_import_builds_no_draft_per_order_nor_member(drafts: list[str]) -> None:
     loyalty = _loyalty()
-    for member in ("m0", "m1", "m2"):
-        loyalty.enrol(member, at=T0)
-    drafts.clear()
-    result = loyalty.record_orders(_orders(12))
-    assert result.recorded == 12
-    assert drafts == []  # 24 on the mapping path: one per earn, one per order
+    result = loyalty.record_orders(_orders(12), enrol=True)
+    assert (result.recorded, result.enrolled) == (12, 3)
+    assert drafts == []  # 27 on the mapping path: one per enrolment, earn and order
     events = loyalty.events.read("c", limit=100)
-    assert [e.type for e in events][3:] == ["points.earned", "order.recorded"] * 12
+    assert [e.type for e in events] == ["member.enrolled"] * 3 + [
+        "points.earned", "order.recorded"] * 12
 
 
 def test_record_order_builds_no_draft(drafts: list[str]) -> None:
