@@ -85,6 +85,12 @@ POINTS_EVENTS: Mapping[Kind, str] = {
     Kind.ACTIVATE: "points.activated",
 }
 
+#: Each kind's outbox event type and the kind's value (one lookup, no Enum descriptor).
+_KINDS: Mapping[Kind, tuple[str, str]] = {k: (t, k.value) for k, t in POINTS_EVENTS.items()}
+#: The member's buckets as an event shows their changes: name and sign (debt as owed).
+_MEMBER_BUCKETS = tuple((a, a.value, -1 if a is Account.DEBT else 1)
+                        for a in Account if a in MEMBER_ACCOUNTS)
+
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -158,10 +164,11 @@ class EventService:
         """Append the transaction's event (its payload holds no member id)."""
         tx = event.transaction
         ledger = work.ledger
+        event_type, kind = _KINDS[tx.kind]
         work.part(OutboxChanges).events.append(NewEvent(
-            id=ledger.new_id(), type=POINTS_EVENTS[tx.kind], version=EVENT_VERSION,
+            id=ledger.new_id(), type=event_type, version=EVENT_VERSION,
             member_id=tx.member_id, occurred_at=tx.occurred_at,
-            recorded_at=ledger.recorded_at, payload=self._points_payload(work, tx)))
+            recorded_at=ledger.recorded_at, payload=self._points_payload(work, tx, kind)))
 
     def _due_posted(self, work: Work, event: DuePosted) -> None:
         """The outbox events of due transactions posted set-based: what
@@ -187,21 +194,31 @@ class EventService:
                                 + (debt if self._negative else 0)},
                     "reason": reason, "metadata": metadata}))
 
-    def _points_payload(self, work: Work, tx: Transaction) -> dict[str, Any]:
+    def _points_payload(self, work: Work, tx: Transaction, kind: str) -> dict[str, Any]:
         ledger = work.ledger
         metadata = dict(tx.metadata)
         tx_id = str(tx.id)
         # an order's earn is named again by the order's event (its earn_id): the text
         # is kept for it (a UUID's text costs as much as the rest of the event's ids)
         work.scratch[_LAST_TX] = (tx.id, tx_id)
+        # the member's buckets by identity, in one pass: an Enum hashes and shows its
+        # value through Python calls, several per posting
+        points = 0
+        changes: dict[str, int] = {}  # what moved; debt as owed (positive: owes more)
+        for posting in tx.postings:
+            account, amount = posting.account, posting.amount
+            for member_account, name, sign in _MEMBER_BUCKETS:
+                if account is member_account:
+                    points += amount
+                    if amount:
+                        changes[name] = sign * amount
+                    break
         payload: dict[str, Any] = {
             "transaction_id": tx_id,
-            "kind": tx.kind.value,
+            "kind": kind,
             "wallet": tx.wallet,
-            "points": tx.points,
-            # what moved in the member's buckets; debt as owed (positive: owes more)
-            "changes": {p.account.value: -p.amount if p.account is Account.DEBT else p.amount
-                        for p in tx.postings if p.account in MEMBER_ACCOUNTS and p.amount},
+            "points": points,
+            "changes": changes,
         }
         try:
             state = ledger.book(tx.member_id, tx.wallet).state
@@ -215,8 +232,9 @@ class EventService:
                 "debt": debt, "total": state.available + state.pending + state.held - debt}
         lots = []
         for move in tx.movements:
-            lot = ledger.changes.lots.get(move.lot_id)
-            if move.delta > 0 and lot is not None and lot.transaction_id == tx.id:
+            lot = ledger.changes.lots.get(move.lot_id) if move.delta > 0 else None
+            if lot is not None and (lot.transaction_id is tx.id
+                                    or lot.transaction_id == tx.id):
                 lots.append({"lot_id": str(lot.id), "points": move.delta,
                              "pending": lot.pending, "activates_at": _iso(lot.activates_at),
                              "expires_at": _iso(lot.expires_at)})
@@ -245,7 +263,8 @@ class EventService:
         earn: str | None = None
         if earn_id is not None:
             last = work.scratch.get(_LAST_TX)
-            earn = last[1] if last is not None and last[0] == earn_id else str(earn_id)
+            earn = (last[1] if last is not None and (last[0] is earn_id or last[0] == earn_id)
+                    else str(earn_id))
         ledger = work.ledger
         work.part(OutboxChanges).events.append(NewEvent(
             id=ledger.new_id(), type="order.recorded", version=EVENT_VERSION,
