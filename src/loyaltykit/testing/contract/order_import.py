@@ -425,6 +425,8 @@ class OrderImportContract(ContractPart):
         ids = [o.id for o in orders]
         assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
             imported, ["ann", "bob"], ids)
+        assert outbox_snapshot(one_by_one, ["ann", "bob"]) == outbox_snapshot(
+            imported, ["ann", "bob"])
         assert one_by_one.balance("ann").total > 20  # the reward came
 
     def test_a_referrers_first_order_after_its_reward_sees_it(self,
@@ -441,6 +443,8 @@ class OrderImportContract(ContractPart):
         ids = [o.id for o in orders]
         assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
             imported, ["ann", "bob"], ids)
+        assert outbox_snapshot(one_by_one, ["ann", "bob"]) == outbox_snapshot(
+            imported, ["ann", "bob"])
         assert 110 == imported.balance("ann").total  # the reward and the order's points
         assert "silver" == imported.tiers.status("ann").tier
 
