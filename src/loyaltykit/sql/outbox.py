@@ -321,7 +321,10 @@ class SQLOutboxStore(Store):
                 "member_id": [key(e.member_id) for e in events],
                 "occurred_at": [e.occurred_at for e in events],
                 "recorded_at": [e.recorded_at for e in events],
-                "payload": [dict(e.payload) for e in events]})
+                # a payload is a dict already (the events service builds them): encoded
+                # as it is, not copied first
+                "payload": [p if type(p) is dict else dict(p)
+                            for p in (e.payload for e in events)]})
         else:
             rows = [{"program_id": program_id, "id": e.id, "type": e.type,
                      "version": e.version, "member_id": member,

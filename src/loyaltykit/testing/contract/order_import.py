@@ -8,7 +8,10 @@ and refuses bad input before writing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import json
+import re
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -45,7 +48,7 @@ from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.capability_machine import tier_policies
 from loyaltykit.testing.contract.base import ContractPart, make_program, utc
 
-__all__ = ["OrderImportContract", "import_snapshot"]
+__all__ = ["OrderImportContract", "import_snapshot", "outbox_snapshot"]
 
 _programs = itertools.count()
 #: the instant of the streams' first order; the clock stands well after the last
@@ -107,6 +110,32 @@ def import_snapshot(loyalty: Loyalty, members: Sequence[str],
             out[f"order {order_id}"] = type(exc).__name__
     shown: dict[str, Any] = _normal(out, program_id)
     return shown
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def outbox_snapshot(loyalty: Loyalty, members: Sequence[str]) -> dict[str, list[str]]:
+    """Each member's outbox events in position order, as text: type, version, member,
+    instants and the payload's JSON as stored (its keys in their order), each id (the
+    event's, and those the payload names) replaced by the order it first appears in
+    among the member's events, so the events of two programs fed the same calls compare
+    equal, ids and what they refer to included. Members' events, not the whole outbox:
+    an import enrols a batch's members before their orders, one by one enrols first."""
+    out: dict[str, list[str]] = {}
+    with loyalty._c.read() as uow:
+        for member in members:
+            seen: dict[str, str] = {}
+            named = functools.partial(_named, seen)
+            out[member] = [_UUID.sub(named, "|".join((
+                str(e.id), e.type, str(e.version), e.member_id, e.occurred_at.isoformat(),
+                e.recorded_at.isoformat(), json.dumps(e.payload))))
+                for e in uow.outbox.member_events(member)]
+    return out
+
+
+def _named(seen: dict[str, str], found: re.Match[str]) -> str:
+    return seen.setdefault(found.group(0), f"<id {len(seen)}>")
 
 
 @attrs.frozen
@@ -209,6 +238,7 @@ def _import_equals_one_by_one(storage: Storage, program: Program,
     ids = [o.id for o in orders]
     assert import_snapshot(one_by_one, list(first), ids) == import_snapshot(
         imported, list(first), ids)
+    assert outbox_snapshot(one_by_one, list(first)) == outbox_snapshot(imported, list(first))
 
 
 class OrderImportContract(ContractPart):
@@ -395,6 +425,8 @@ class OrderImportContract(ContractPart):
         ids = [o.id for o in orders]
         assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
             imported, ["ann", "bob"], ids)
+        assert outbox_snapshot(one_by_one, ["ann", "bob"]) == outbox_snapshot(
+            imported, ["ann", "bob"])
         assert one_by_one.balance("ann").total > 20  # the reward came
 
     def test_a_referrers_first_order_after_its_reward_sees_it(self,
@@ -411,6 +443,8 @@ class OrderImportContract(ContractPart):
         ids = [o.id for o in orders]
         assert import_snapshot(one_by_one, ["ann", "bob"], ids) == import_snapshot(
             imported, ["ann", "bob"], ids)
+        assert outbox_snapshot(one_by_one, ["ann", "bob"]) == outbox_snapshot(
+            imported, ["ann", "bob"])
         assert 110 == imported.balance("ann").total  # the reward and the order's points
         assert "silver" == imported.tiers.status("ann").tier
 
