@@ -3,6 +3,7 @@ history import runs, one at the end, the connections' own threshold put back aft
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,4 +96,33 @@ def test_due_work_runs_as_one_long_run(storage: SQLStorage,
     report = shop.loyalty.run_due(batch_size=5)
     assert report.members == 16  # wallets: every third member has a second
     assert len(seen) >= 3 and all(seen)  # the batches' units of work, and no other
+    assert checkpoints == [storage._engine]
+
+
+def test_a_history_import_runs_as_one_long_run(storage: SQLStorage,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every unit of work of record_orders begins inside the run; one checkpoint ends
+    it."""
+    from loyaltykit import Loyalty, Money, Order, OrderLine, Program, TestClock
+
+    clock = TestClock(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC))
+    loyalty = Loyalty(Program(id="p", time_zone="Europe/Berlin", currency="EUR",
+                              point_value=Money("0.01", "EUR")), storage, clock=clock)
+    orders = [Order(id=f"o{i}", member_id=f"m{i % 4}", currency="EUR",
+                    placed_at=dt.datetime(2026, 2, 1 + i, 10, tzinfo=dt.UTC),
+                    lines=(OrderLine(sku="a", quantity=1, unit_price=Money("10", "EUR")),))
+              for i in range(9)]
+    seen: list[bool] = []
+    set_threshold = _checkpoints.set_threshold
+
+    def spy(conn: sa.Connection, on: bool) -> None:
+        seen.append(on)
+        set_threshold(conn, on)
+
+    checkpoints: list[object] = []
+    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
+    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", checkpoints.append)
+    result = loyalty.record_orders(orders, enrol=True, batch_size=3)
+    assert result.recorded == 9
+    assert len(seen) >= 3 and all(seen)
     assert checkpoints == [storage._engine]

@@ -45,7 +45,7 @@ from loyaltykit._services.ledger import ENROL_KEY, LedgerService
 from loyaltykit._services.orders import ORDER_KEY, OrderKey, OrderService, order_request
 from loyaltykit._services.preload import PRELOAD, BatchReads, ReadGuard
 from loyaltykit._validate import check_member_id
-from loyaltykit.storage import TierChanges, UnitOfWork
+from loyaltykit.storage import TierChanges, UnitOfWork, long_run
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "ImportResult", "OrderImport"]
 
@@ -162,15 +162,19 @@ class OrderImport:
             raise InvalidInput("orders must be an iterable of Orders", orders=shown(orders))
         total = len(orders) if isinstance(orders, Sized) else None
         result, done = ImportResult(), 0
-        for batch in _batches(iter(orders), batch_size):
-            items = [self._check(order, wallet_, enrol) for order in batch]
-            with collector_paused():  # a batch's changes live until it writes
-                result += self.c.pipeline.steps(
-                    functools.partial(self._batch, items=items, wallet_=wallet_, enrol=enrol),
-                    what="record_orders")
-            done += len(items)
-            if on_progress is not None:
-                on_progress(done, total)
+        # (a long run: the storage may prepare for many units of work, e.g. SQLite
+        # checkpoints its WAL less often meanwhile and once at the end)
+        with long_run(self.c.storage):
+            for batch in _batches(iter(orders), batch_size):
+                items = [self._check(order, wallet_, enrol) for order in batch]
+                with collector_paused():  # a batch's changes live until it writes
+                    result += self.c.pipeline.steps(
+                        functools.partial(self._batch, items=items, wallet_=wallet_,
+                                          enrol=enrol),
+                        what="record_orders")
+                done += len(items)
+                if on_progress is not None:
+                    on_progress(done, total)
         return result
 
     def _check(self, order: object, wallet_: str, enrol: bool) -> _Item:
