@@ -5,34 +5,15 @@ gets every event raised."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from loyaltykit import EarningPolicy, Loyalty, Money, Order, OrderLine, Program, RateRule
-from loyaltykit import TestClock as Clock
+from _small_shop import T0, small_loyalty, small_orders
 from loyaltykit._events import OrderRecorded, PointsPosted
 from loyaltykit._outbox import EventDraft
 from loyaltykit._pipeline import Work
-from loyaltykit.memory import MemoryStorage
-
-T0 = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
-
-
-def _loyalty() -> Loyalty:
-    program = Program(id="shop", time_zone="UTC", currency="EUR",
-                      point_value=Money("0.01", "EUR"),
-                      earning=EarningPolicy(rules=(RateRule(id="rate"),)))
-    return Loyalty(program, MemoryStorage(), clock=Clock(T0 + dt.timedelta(days=1)))
-
-
-def _orders(count: int) -> list[Order]:
-    return [Order(id=f"o{i}", member_id=f"m{i % 3}", currency="EUR",
-                  placed_at=T0 + dt.timedelta(minutes=i),
-                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),))
-            for i in range(count)]
 
 
 @pytest.fixture
@@ -50,8 +31,8 @@ def drafts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_an_import_builds_no_draft_per_order_nor_member(drafts: list[str]) -> None:
-    loyalty = _loyalty()
-    result = loyalty.record_orders(_orders(12), enrol=True)
+    loyalty = small_loyalty()
+    result = loyalty.record_orders(small_orders(12), enrol=True)
     assert (result.recorded, result.enrolled) == (12, 3)
     assert drafts == []  # 27 on the mapping path: one per enrolment, earn and order
     events = loyalty.events.read("c", limit=100)
@@ -60,17 +41,17 @@ def test_an_import_builds_no_draft_per_order_nor_member(drafts: list[str]) -> No
 
 
 def test_record_order_builds_no_draft(drafts: list[str]) -> None:
-    loyalty = _loyalty()
+    loyalty = small_loyalty()
     loyalty.enrol("m0", at=T0)
     drafts.clear()
-    loyalty.record_order(_orders(1)[0])
+    loyalty.record_order(small_orders(1)[0])
     assert drafts == []
 
 
 def test_another_subscriber_gets_every_event_of_an_import() -> None:
     """A subscriber besides the outbox (here to both event types an order raises) is
     handed every event, in order, and the outbox is as without it."""
-    plain, watched = _loyalty(), _loyalty()
+    plain, watched = small_loyalty(), small_loyalty()
     seen: list[tuple[str, str]] = []
 
     def posted(work: Work, event: PointsPosted) -> None:
@@ -82,7 +63,7 @@ def test_another_subscriber_gets_every_event_of_an_import() -> None:
     watched._c.bus.subscribe(PointsPosted, posted)
     watched._c.bus.subscribe(OrderRecorded, recorded)
     for loyalty in (plain, watched):
-        loyalty.record_orders(_orders(9), enrol=True, batch_size=4)
+        loyalty.record_orders(small_orders(9), enrol=True, batch_size=4)
     assert seen == [(kind, f"o{i}") for i in range(9) for kind in ("posted", "recorded")]
     shown = [[(e.type, e.member_id, e.occurred_at, dict(e.payload)) for e in
               loyalty.events.read("c", limit=100)] for loyalty in (plain, watched)]

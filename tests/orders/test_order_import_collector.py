@@ -4,33 +4,14 @@ own choice to turn it off stands."""
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from loyaltykit import EarningPolicy, Loyalty, Money, Order, OrderLine, Program, RateRule
-from loyaltykit import TestClock as Clock
+from _small_shop import small_loyalty, small_orders
 from loyaltykit._services.order_import import OrderImport
-from loyaltykit.memory import MemoryStorage
-
-T0 = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
-
-
-def _loyalty() -> Loyalty:
-    program = Program(id="shop", time_zone="UTC", currency="EUR",
-                      point_value=Money("0.01", "EUR"),
-                      earning=EarningPolicy(rules=(RateRule(id="rate"),)))
-    return Loyalty(program, MemoryStorage(), clock=Clock(T0 + dt.timedelta(days=1)))
-
-
-def _orders(count: int) -> list[Order]:
-    return [Order(id=f"o{i}", member_id=f"m{i % 3}", currency="EUR",
-                  placed_at=T0 + dt.timedelta(minutes=i),
-                  lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),))
-            for i in range(count)]
 
 
 @pytest.fixture
@@ -56,7 +37,7 @@ def test_the_collector_is_paused_for_each_batch_and_back_after_it(
         collector: list[bool]) -> None:
     gc.enable()
     after: list[bool] = []
-    result = _loyalty().record_orders(_orders(5), enrol=True, batch_size=2,
+    result = small_loyalty().record_orders(small_orders(5), enrol=True, batch_size=2,
                                       on_progress=lambda done, total: after.append(
                                           gc.isenabled()))
     assert 5 == result.recorded
@@ -72,7 +53,7 @@ def test_the_collector_is_back_after_a_batch_that_raised(collector: list[bool]) 
         raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError):  # after the first batch
-        _loyalty().record_orders(_orders(4), enrol=True, batch_size=2, on_progress=stop)
+        small_loyalty().record_orders(small_orders(4), enrol=True, batch_size=2, on_progress=stop)
     assert gc.isenabled()
 
     def broken(self: OrderImport, *args: Any, **kwargs: Any) -> Any:
@@ -81,12 +62,12 @@ def test_the_collector_is_back_after_a_batch_that_raised(collector: list[bool]) 
     with pytest.MonkeyPatch.context() as patch:  # inside a batch
         patch.setattr(OrderImport, "_batch", broken)
         with pytest.raises(RuntimeError):
-            _loyalty().record_orders(_orders(4), enrol=True, batch_size=2)
+            small_loyalty().record_orders(small_orders(4), enrol=True, batch_size=2)
     assert gc.isenabled()
 
 
 def test_a_collector_turned_off_stays_off(collector: list[bool]) -> None:
     gc.disable()
-    _loyalty().record_orders(_orders(3), enrol=True, batch_size=2)
+    small_loyalty().record_orders(small_orders(3), enrol=True, batch_size=2)
     assert [False, False] == collector
     assert not gc.isenabled()

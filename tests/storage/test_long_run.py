@@ -24,6 +24,28 @@ def storage(tmp_path: Path) -> Iterator[SQLStorage]:
     made.dispose()
 
 
+class Watched:
+    """What a run did: each unit of work's long_run flag, the checkpoints run."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+        self.checkpoints: list[object] = []
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Watched:
+    found = Watched()
+    set_threshold = _checkpoints.set_threshold
+
+    def spy(conn: sa.Connection, on: bool) -> None:
+        found.seen.append(on)
+        set_threshold(conn, on)
+
+    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
+    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", found.checkpoints.append)
+    return found
+
+
 def threshold(storage: SQLStorage) -> int:
     """The WAL checkpoint threshold a unit of work of ``storage`` runs with."""
     with storage.unit_of_work("p") as uow:
@@ -79,28 +101,18 @@ def test_a_host_connection_and_other_backends_are_left_as_they_are(
         pass
 
 
-def test_due_work_runs_as_one_long_run(storage: SQLStorage,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_due_work_runs_as_one_long_run(storage: SQLStorage, watched: Watched) -> None:
     """Every unit of work of run_due begins inside the run; one checkpoint ends it."""
     shop, _ = due_shop(storage, "p", 12)
-    seen: list[bool] = []
-    set_threshold = _checkpoints.set_threshold
-
-    def spy(conn: sa.Connection, on: bool) -> None:
-        seen.append(on)
-        set_threshold(conn, on)
-
-    checkpoints: list[object] = []
-    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
-    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", checkpoints.append)
+    watched.seen.clear()  # (the shop's history: no long run)
     report = shop.loyalty.run_due(batch_size=5)
     assert report.members == 16  # wallets: every third member has a second
-    assert len(seen) >= 3 and all(seen)  # the batches' units of work, and no other
-    assert checkpoints == [storage._engine]
+    assert len(watched.seen) >= 3 and all(watched.seen)  # the batches' units of work
+    assert watched.checkpoints == [storage._engine]
 
 
 def test_a_history_import_runs_as_one_long_run(storage: SQLStorage,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               watched: Watched) -> None:
     """Every unit of work of record_orders begins inside the run; one checkpoint ends
     it."""
     from loyaltykit import Loyalty, Money, Order, OrderLine, Program, TestClock
@@ -112,17 +124,8 @@ def test_a_history_import_runs_as_one_long_run(storage: SQLStorage,
                     placed_at=dt.datetime(2026, 2, 1 + i, 10, tzinfo=dt.UTC),
                     lines=(OrderLine(sku="a", quantity=1, unit_price=Money("10", "EUR")),))
               for i in range(9)]
-    seen: list[bool] = []
-    set_threshold = _checkpoints.set_threshold
-
-    def spy(conn: sa.Connection, on: bool) -> None:
-        seen.append(on)
-        set_threshold(conn, on)
-
-    checkpoints: list[object] = []
-    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
-    monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", checkpoints.append)
+    watched.seen.clear()
     result = loyalty.record_orders(orders, enrol=True, batch_size=3)
     assert result.recorded == 9
-    assert len(seen) >= 3 and all(seen)
-    assert checkpoints == [storage._engine]
+    assert len(watched.seen) >= 3 and all(watched.seen)
+    assert watched.checkpoints == [storage._engine]
