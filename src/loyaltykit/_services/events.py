@@ -92,6 +92,15 @@ _MEMBER_BUCKETS = tuple((a, a.value, -1 if a is Account.DEBT else 1)
                         for a in Account if a in MEMBER_ACCOUNTS)
 
 
+def _add(work: Work, event_type: str, member_id: str, occurred_at: dt.datetime,
+         payload: Mapping[str, Any], version: int = EVENT_VERSION) -> None:
+    """Append one event to this write's outbox part, with a new id (a draft's, or an
+    event built straight from its fields)."""
+    work.part(OutboxChanges).events.append(NewEvent(
+        id=work.ledger.new_id(), type=event_type, version=version, member_id=member_id,
+        occurred_at=occurred_at, recorded_at=work.recorded_at, payload=payload))
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -138,37 +147,25 @@ class EventService:
     @staticmethod
     def append(work: Work, drafts: Iterable[EventDraft]) -> None:
         """Append ``drafts`` to this write's outbox part, each with a new id."""
-        part: OutboxChanges | None = None
         for draft in drafts:
             if "member_id" in draft.payload:  # the event carries it (erasable)
                 raise AssertionError(f"a payload repeats the member's id: {draft.type}")
-            if part is None:
-                part = work.part(OutboxChanges)
-            part.events.append(NewEvent(
-                id=work.ledger.new_id(), type=draft.type, version=draft.version,
-                member_id=draft.member_id, occurred_at=draft.occurred_at,
-                recorded_at=work.recorded_at, payload=draft.payload))
+            _add(work, draft.type, draft.member_id, draft.occurred_at, draft.payload,
+                 draft.version)
 
     def _enrolled(self, work: Work, event: MemberEnrolled) -> None:
         """Append the enrolment's event."""
         member = event.member
-        ledger = work.ledger
-        work.part(OutboxChanges).events.append(NewEvent(
-            id=ledger.new_id(), type="member.enrolled", version=EVENT_VERSION,
-            member_id=member.member_id, occurred_at=member.enrolled_at,
-            recorded_at=ledger.recorded_at, payload={
-                "enrolled_at": member.enrolled_at.isoformat(),
-                "attributes": dict(member.attributes)}))
+        _add(work, "member.enrolled", member.member_id, member.enrolled_at, {
+            "enrolled_at": member.enrolled_at.isoformat(),
+            "attributes": dict(member.attributes)})
 
     def _posted(self, work: Work, event: PointsPosted) -> None:
         """Append the transaction's event (its payload holds no member id)."""
         tx = event.transaction
-        ledger = work.ledger
         event_type, kind = _KINDS[tx.kind]
-        work.part(OutboxChanges).events.append(NewEvent(
-            id=ledger.new_id(), type=event_type, version=EVENT_VERSION,
-            member_id=tx.member_id, occurred_at=tx.occurred_at,
-            recorded_at=ledger.recorded_at, payload=self._points_payload(work, tx, kind)))
+        _add(work, event_type, tx.member_id, tx.occurred_at,
+             self._points_payload(work, tx, kind))
 
     def _due_posted(self, work: Work, event: DuePosted) -> None:
         """The outbox events of due transactions posted set-based: what
@@ -265,21 +262,17 @@ class EventService:
             last = work.scratch.get(_LAST_TX)
             earn = (last[1] if last is not None and (last[0] is earn_id or last[0] == earn_id)
                     else str(earn_id))
-        ledger = work.ledger
-        work.part(OutboxChanges).events.append(NewEvent(
-            id=ledger.new_id(), type="order.recorded", version=EVENT_VERSION,
-            member_id=record.member_id, occurred_at=record.placed_at,
-            recorded_at=ledger.recorded_at, payload={
-                "order_id": record.order_id,
-                "placed_at": record.placed_at.isoformat(),
-                "points": record.points,
-                "earn_id": earn,
-                "wallet": event.wallet,
-                "program_version": record.version,
-                "paid_with": [str(p) for p in record.payments],
-                "order": order,
-                "evaluation": evaluation,
-            }))
+        _add(work, "order.recorded", record.member_id, record.placed_at, {
+            "order_id": record.order_id,
+            "placed_at": record.placed_at.isoformat(),
+            "points": record.points,
+            "earn_id": earn,
+            "wallet": event.wallet,
+            "program_version": record.version,
+            "paid_with": [str(p) for p in record.payments],
+            "order": order,
+            "evaluation": evaluation,
+        })
 
     def _order_returned(self, work: Work, event: OrderReturned) -> list[EventDraft]:
         record = event.record
