@@ -4,7 +4,7 @@ the insert and update helpers and the dialect's upserts."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -36,6 +36,14 @@ def as_stored(member_id: str) -> str:
     converted it); ``write_keyed`` looks it up instead (see
     :mod:`loyaltykit.storage.keyed_writes`)."""
     return member_id
+
+
+def _all_found(conn: Connection, result: Any, n: int, what: str) -> None:
+    """Refuse an update of ``n`` rows that found fewer (where the driver counts)."""
+    sane = (conn.dialect.supports_sane_multi_rowcount if n > 1
+            else conn.dialect.supports_sane_rowcount)
+    if sane and result.rowcount != n:
+        raise StorageError(f"update of {what} found {result.rowcount} of {n} rows")
 
 
 def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -140,14 +148,7 @@ class Store:
         try:
             execute_many(conn, stmt, rows)
         except sa_exc.IntegrityError as exc:
-            if duplicate is not None and is_unique_violation(exc) and (
-                only is None or violated(exc, only)
-            ):
-                values = [row[field] for row in rows]
-                detail = values[0] if len(values) == 1 else values
-                raise DuplicateKey(duplicate, program_id=self.program_id,
-                                   **{field: detail}) from exc
-            raise storage_error(exc) from exc
+            self._refused(exc, duplicate, field, only, lambda: [row[field] for row in rows])
 
     def _insert_rows(self, conn: Connection, stmt: sa.Insert, keys: tuple[str, ...],
                      rows: Sequence[tuple[Any, ...]], duplicate: str | None = None,
@@ -159,31 +160,29 @@ class Store:
         try:
             execute_rows(conn, stmt, keys, rows)
         except sa_exc.IntegrityError as exc:
-            if duplicate is not None and is_unique_violation(exc) and (
-                only is None or violated(exc, only)
-            ):
-                at = keys.index(field)
-                detail = rows[0][at] if len(rows) == 1 else [row[at] for row in rows]
-                raise DuplicateKey(duplicate, program_id=self.program_id,
-                                   **{field: detail}) from exc
-            raise storage_error(exc) from exc
+            self._refused(exc, duplicate, field, only,
+                          lambda: [row[keys.index(field)] for row in rows])
+
+    def _refused(self, exc: sa_exc.IntegrityError, duplicate: str | None, field: str,
+                 only: str | None, values: Callable[[], list[Any]]) -> NoReturn:
+        """Raise what an insert's integrity error means (see :meth:`_insert`);
+        ``values``: the rows' ``field``."""
+        if duplicate is not None and is_unique_violation(exc) and (
+            only is None or violated(exc, only)
+        ):
+            found = values()
+            detail = found[0] if len(found) == 1 else found
+            raise DuplicateKey(duplicate, program_id=self.program_id,
+                               **{field: detail}) from exc
+        raise storage_error(exc) from exc
 
     @staticmethod
     def _update_rows(conn: Connection, stmt: sa.Update, keys: tuple[str, ...],
                      rows: Sequence[tuple[Any, ...]], what: str) -> None:
         """:meth:`_update` of rows given as tuples (see :meth:`_insert_rows`)."""
-        n = len(rows)
-        result = execute_rows(conn, stmt, keys, rows)
-        sane = (conn.dialect.supports_sane_multi_rowcount if n > 1
-                else conn.dialect.supports_sane_rowcount)
-        if sane and result.rowcount != n:
-            raise StorageError(f"update of {what} found {result.rowcount} of {n} rows")
+        _all_found(conn, execute_rows(conn, stmt, keys, rows), len(rows), what)
 
     @staticmethod
     def _update(conn: Connection, stmt: sa.Update, rows: list[dict[str, Any]],
                 what: str) -> None:
-        result = execute_many(conn, stmt, rows)
-        sane = (conn.dialect.supports_sane_multi_rowcount if len(rows) > 1
-                else conn.dialect.supports_sane_rowcount)
-        if sane and result.rowcount != len(rows):
-            raise StorageError(f"update of {what} found {result.rowcount} of {len(rows)} rows")
+        _all_found(conn, execute_many(conn, stmt, rows), len(rows), what)
