@@ -10,8 +10,10 @@ kinds is not merged (:func:`merge` returns None and the writes go one by one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import attrs
 
@@ -28,6 +30,27 @@ _ADDED = {(TierChanges, "tier_buckets"), (TierChanges, "rewrites")}
 _COUNTED: dict[type, tuple[str, str]] = {TierChanges: ("tier_states", "rewrites")}
 
 
+_Fields = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+#: per attrs class: its field names and a function reading them all, as a tuple
+_read: dict[type, _Fields] = {}
+
+
+def _fields_of(kind: type) -> _Fields | None:
+    """``kind``'s field names and their reader, or None if it is no attrs class."""
+    found = _read.get(kind)
+    if found is None:
+        if not attrs.has(kind):
+            return None
+        names = tuple(f.name for f in attrs.fields(kind))
+        if len(names) == 1:  # attrgetter of one name gives the value, not a tuple
+            one = attrgetter(names[0])
+            found = names, lambda part: (one(part),)
+        else:
+            found = names, attrgetter(*names)
+        _read[kind] = found
+    return found
+
+
 def merge(parts: Sequence[P]) -> P | None:
     """One part holding what ``parts`` (of one kind, in the order written) hold, or None
     if that kind cannot be merged."""
@@ -35,27 +58,31 @@ def merge(parts: Sequence[P]) -> P | None:
     kind = type(first)
     if len(parts) == 1:
         return first
-    if not attrs.has(kind):
+    read = _fields_of(kind)
+    if read is None:
         return None
+    names, fields = read
     merged: dict[str, Any] = {}
-    for field in attrs.fields(kind):
-        values = [getattr(p, field.name) for p in parts]
+    # each part's fields read by one attrgetter call, then field by field (a batch
+    # merges thousands of parts of four or five fields: a getattr each cost a tenth
+    # of the merge)
+    for name, values in zip(names, zip(*map(fields, parts), strict=True), strict=True):
         sample = values[0]
-        if (kind, field.name) in _ADDED:
+        if (kind, name) in _ADDED:
             added: dict[Any, int] = {}
             for value in values:
                 for key, amount in value.items():
                     added[key] = added.get(key, 0) + amount
-            merged[field.name] = added
+            merged[name] = added
         elif isinstance(sample, list):
-            merged[field.name] = [item for value in values for item in value]
+            merged[name] = list(chain.from_iterable(values))
         elif isinstance(sample, set):
-            merged[field.name] = set().union(*values)
+            merged[name] = set().union(*values)
         elif isinstance(sample, dict):
             states: dict[Any, Any] = {}
             for value in values:
                 states.update(value)
-            merged[field.name] = states
+            merged[name] = states
         else:
             return None
     counted = _COUNTED.get(kind)
@@ -69,4 +96,4 @@ def merge(parts: Sequence[P]) -> P | None:
         for key, times in seen.items():
             if times > 1:
                 counts[key] = counts.get(key, 0) + times - 1
-    return cast(P, kind(**merged))
+    return kind(**merged)

@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -195,6 +196,66 @@ def test_rows_of_another_width_are_refused() -> None:
         with pytest.raises(ValueError, match="rows of other than 2 values"):
             execute_rows(conn, fast.insert(), ("id", "n"), [(uuid.UUID(int=1),)])
         assert _stored(conn, fast) == []
+
+
+def test_many_rows_of_another_width_are_refused() -> None:
+    """Many rows are turned into columns by strict zips, which refuse a short row or a
+    long one as the few rows' check does (nothing written)."""
+    meta, _, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        rows: list[tuple[Any, ...]] = [(uuid.UUID(int=i + 1), i) for i in range(6)]
+        for bad in ((uuid.UUID(int=9),), (uuid.UUID(int=9), 9, 9)):
+            with pytest.raises(ValueError):
+                execute_rows(conn, fast.insert(), ("id", "n"), [*rows[:3], bad, *rows[3:]])
+            with pytest.raises(ValueError):
+                execute_rows(conn, fast.insert(), ("id", "n"), [bad] * 6)
+        assert _stored(conn, fast) == []
+
+
+@pytest.mark.parametrize("count", [1, 40])
+def test_ids_and_empty_documents_are_written_without_a_call_per_value(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A UUID column is bound as its hex digits without the ``UUID.hex`` property (a
+    call a value, twice with the type's processor), an empty document without the
+    JSON encoder; the rows stored are those Connection.execute stores."""
+    meta, plain, fast = _tables()
+    engine = sa.create_engine("sqlite://")
+    empties: list[Any] = [{}, [], None]
+    rows = [{"id": uuid.UUID(int=(i + 1) * 7919), "doc": empties[i % 3]}
+            for i in range(count)]
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        conn.execute(plain.insert(), rows)
+        hexes: list[uuid.UUID] = []
+        dumps: list[Any] = []
+        real_hex = uuid.UUID.hex
+        real_dumps = orjson.dumps
+
+        def counted_hex(self: uuid.UUID) -> str:
+            hexes.append(self)
+            return real_hex.__get__(self)  # type: ignore[attr-defined, no-any-return]
+
+        def counted_dumps(value: Any, *args: Any, **kwargs: Any) -> bytes:
+            dumps.append(value)
+            return real_dumps(value, *args, **kwargs)
+
+        monkeypatch.setattr(uuid.UUID, "hex", property(counted_hex))
+        monkeypatch.setattr(orjson, "dumps", counted_dumps)
+        execute_rows(conn, fast.insert(), ("id", "doc"),
+                     [(r["id"], r["doc"]) for r in rows])
+        inserted = _stored(conn, fast)
+        execute_rows(conn, fast.update().where(fast.c.id == sa.bindparam("k_id")),
+                     ("doc", "k_id"), [({"k": 1}, r["id"]) for r in rows])
+        monkeypatch.undo()
+        assert _stored(conn, plain) == inserted  # "{}", "[]" and "null" as the encoder's
+        conn.execute(plain.update().where(plain.c.id == sa.bindparam("k_id")),
+                     [{"doc": {"k": 1}, "k_id": r["id"]} for r in rows])
+        assert hexes == []
+        assert dumps == [{"k": 1}] * count  # only the documents that are not empty
+        assert _stored(conn, plain) == _stored(conn, fast)
 
 
 def test_a_naive_instant_among_equal_aware_ones_is_refused() -> None:

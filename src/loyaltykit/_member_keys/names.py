@@ -121,7 +121,14 @@ class Names:
         ids first come), the ones not met yet looked up in one go."""
         ids = list(dict.fromkeys(member_ids))
         self.resolve(ids)
-        return {m: self.write_key(m) for m in ids}
+        # a member met already is its key as it is (a batch's writes name thousands,
+        # each store once): write_key only for one that has none yet
+        known = self._key
+        out = {}
+        for m in ids:
+            key = known[m]
+            out[m] = self.write_key(m) if key.startswith(UNKNOWN) else key
+        return out
 
     # -- keys -> shop ids -----------------------------------------------------------------
 

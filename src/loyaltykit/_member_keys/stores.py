@@ -78,7 +78,12 @@ class KeyedKeyStore:
         self.inner.rename(keys, old, new)
 
     def write(self, records: Sequence[IdempotencyRecord]) -> None:
-        self.inner.write([self.n.stored(r) for r in records])
+        # the keys looked up once per member (a batch's thousands of enrolments each
+        # keep a record), drawn in the order the records first name them
+        keys = self.n.write_keys(r.member_id for r in records if r.member_id is not None)
+        self.inner.write([r if r.member_id is None
+                          else copy_with(r, {"member_id": keys[r.member_id]})
+                          for r in records])
 
 
 class KeyedLedgerStore:

@@ -36,6 +36,7 @@ of them (:mod:`loyaltykit.sql._many_pg`); anything else keeps ``Connection.execu
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -139,10 +140,12 @@ def execute_rows(conn: Connection, stmt: sa.Executable, keys: tuple[str, ...],
         return execute_many(conn, stmt, [dict(zip(keys, row, strict=True)) for row in rows])
     sql, getters, _, by_position = plan
     width = len(keys)
-    if any(len(row) != width for row in rows):
-        raise ValueError(f"rows of other than {width} values")
     if n < COLUMNS_FROM:
+        if any(len(row) != width for row in rows):
+            raise ValueError(f"rows of other than {width} values")
         return conn.exec_driver_sql(sql, [by_position(row) for row in rows])
+    # the strict zips refuse rows of other than ``width`` values (ValueError), as the
+    # check above: no pass over the rows of its own
     columns = dict(zip(keys, zip(*rows, strict=True), strict=True))
     picked = [columns[key] for key, _, _, _ in getters if key is not None]
     return conn.exec_driver_sql(sql, _converted(getters, picked, n))
@@ -163,9 +166,35 @@ def _converted(getters: tuple[_Getter, ...], picked: Sequence[Sequence[Any]], n:
         if proc is not None and memo:  # each distinct value converted once
             converted = {value: proc(value) for value in dict.fromkeys(column)}
             columns.append(map(converted.__getitem__, column))
+        elif proc in _BY_COLUMN:  # a whole column in one comprehension, no call a value
+            columns.append(_BY_COLUMN[proc](column))
         else:
             columns.append(map(proc, column) if proc is not None else column)
     return list(zip(*columns, strict=True))
+
+
+def _uuid_hex(value: uuid.UUID | None) -> str | None:
+    """A UUID as SQLAlchemy's ``Uuid`` binds it where the database has no UUID type
+    (SQLite): its 32 hex digits (what ``UUID.hex`` gives), None as NULL; in one call
+    instead of the type's processor calling the ``hex`` property."""
+    return None if value is None else f"{value.int:032x}"
+
+
+def _uuid_hex_column(column: Iterable[uuid.UUID | None]) -> list[str | None]:
+    """:func:`_uuid_hex` of each value (a batch's id columns: tens of thousands)."""
+    return [None if value is None else f"{value.int:032x}" for value in column]
+
+
+#: processors of the plans that convert a whole column at once
+_BY_COLUMN: dict[Callable[[Any], Any], Callable[[Sequence[Any]], list[Any]]] = {
+    _uuid_hex: _uuid_hex_column}
+
+
+def _character_uuid(dialect: sa.Dialect, type_: Any) -> bool:
+    """True if ``type_`` is a ``Uuid`` of UUID objects bound as hex text on
+    ``dialect`` (its processor gives ``value.hex``)."""
+    return (isinstance(type_, sa.Uuid) and type_.as_uuid
+            and (not dialect.supports_native_uuid or not type_.native_uuid))
 
 
 def _row_converter(getters: tuple[_Getter, ...], keys: tuple[str, ...] | None = None
@@ -210,6 +239,8 @@ def _compile(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...]
         bind = compiled.binds.get(name)
         if name in wanted:
             memo = bind is not None and getattr(bind.type, "memo_binds", False) is True
+            if proc is not None and bind is not None and _character_uuid(dialect, bind.type):
+                proc = _uuid_hex  # the same text as the type's processor, cheaper
             getters.append((name, None, proc, memo))
             continue
         if bind is None or bind.required or bind.callable is not None:

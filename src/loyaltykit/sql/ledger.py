@@ -690,14 +690,16 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             ])
         txs = changes.transactions
         if txs:
+            # an enum's ``_value_`` is its value as an attribute (``.value`` is a
+            # property: a Python call per row, a posting's and a transaction's)
             self._insert_rows(conn, INS_TX, _TX_KEYS, [
-                (tx.id, tx.program_id, key(tx.member_id), tx.wallet, tx.kind.value,
+                (tx.id, tx.program_id, key(tx.member_id), tx.wallet, tx.kind._value_,
                  tx.occurred_at, tx.recorded_at, tx.idempotency_key, tx.reason,
                  dict(tx.metadata), tx.reverses_id)
                 for tx in txs
             ], "transaction already reversed", "reverses_id", only="reverses_id")
             legs = [
-                (tx.id, p.account.value, tx.program_id, member, tx.wallet, p.amount, i)
+                (tx.id, p.account._value_, tx.program_id, member, tx.wallet, p.amount, i)
                 for tx in txs for member in (key(tx.member_id),)
                 for i, p in enumerate(tx.postings)
             ]

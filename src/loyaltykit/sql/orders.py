@@ -179,7 +179,8 @@ def _changed_values(o: OrderRecord, net: dict[str, Decimal | None] | None = None
         net_amount = None if given is None else str(given)
     else:
         net_amount = _net_amount(o)
-    return (dict(o.returned), o.status.value, o.points, dict(o.evaluation), o.earn_id,
+    # (the status's ``_value_``: ``.value`` is a property, a Python call an order)
+    return (dict(o.returned), o.status._value_, o.points, dict(o.evaluation), o.earn_id,
             _payments_document(o), o.updated_at,
             None if o.recorded_evaluation is None else dict(o.recorded_evaluation),
             net_amount)
