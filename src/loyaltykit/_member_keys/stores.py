@@ -376,7 +376,10 @@ class KeyedTierStore:
     def write(self, changes: TierChanges) -> None:
         n = self.n
         self.inner.write(TierChanges(
-            tier_states={n.write_key(m): n.stored(s) for m, s in changes.tier_states.items()},
+            # a state is written under its key, its own member_id unread (the stores'
+            # contract): no copy of each state to put the key in it (a history import's
+            # batch writes one state per member)
+            tier_states={n.write_key(m): s for m, s in changes.tier_states.items()},
             new_tier_states={n.write_key(m) for m in changes.new_tier_states},
             tier_buckets={(n.write_key(m), p): v
                           for (m, p), v in changes.tier_buckets.items()},
