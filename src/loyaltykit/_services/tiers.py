@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -64,6 +65,8 @@ from loyaltykit.storage.tier_due_set import TierOutboxStore
 
 __all__ = ["TierService"]
 
+_instant = operator.itemgetter(0)  # of an act: (business instant, delta)
+
 
 @attrs.define
 class _Pending:
@@ -86,6 +89,10 @@ class TierService:
         self._ledger = ledger
         # what due work's evaluations hand a store that records their events itself
         self._events = TierEvents(c.program)
+        policy = c.program.tiers
+        # read per write (a history import steps a member's state per order): once here
+        self._names = [t.name for t in policy.tiers] if policy is not None else []
+        self._wallet = (policy.wallet or c.program.default_wallet) if policy is not None else ""
 
     def subscribe(self, bus: EventBus) -> None:
         """Follow enrolments and the metric's activity (a program without tiers: none)."""
@@ -110,8 +117,13 @@ class TierService:
 
     def _act(self, work: Work, member_id: str, at: dt.datetime, delta: int) -> None:
         if delta:
-            self._pending(work).acts.setdefault(member_id, []).append((at, delta))
-            work.before_commit(self, self._step)
+            acts = self._pending(work).acts
+            found = acts.get(member_id)
+            if found is None:
+                acts[member_id] = [(at, delta)]
+                work.before_commit(self, self._step)  # (once: the first act registers it)
+            else:
+                found.append((at, delta))
 
     def _on_enrolled(self, work: Work, event: MemberEnrolled) -> None:
         self._pending(work).members.append(event.member)
@@ -119,8 +131,7 @@ class TierService:
 
     def _on_posted(self, work: Work, event: PointsPosted) -> None:
         tx = event.transaction
-        policy = self._tiers()
-        if tx.wallet == (policy.wallet or self.program.default_wallet):
+        if tx.wallet == self._wallet:
             self._act(work, tx.member_id, tx.occurred_at, -tx.amount(Account.ISSUED))
 
     def _units(self, units: int, orders: int) -> int:
@@ -195,14 +206,16 @@ class TierService:
         uow = work.uow
         changes = work.part(TierChanges)
         tz = self.program.time_zone
-        names = [t.name for t in policy.tiers]
+        names = self._names
+        window = policy.window
         for member in members:
             changes.tier_states[member.member_id] = new_state(
                 policy, member.member_id, member.enrolled_at, tz,
                 self._anchor(member.enrolled_at))
             changes.new_tier_states.add(member.member_id)
         for member_id, items in acts.items():
-            items.sort(key=lambda item: item[0])
+            if len(items) > 1:
+                items.sort(key=_instant)
             state = changes.tier_states.get(member_id)
             stored = state is None
             if state is None:
@@ -231,9 +244,12 @@ class TierService:
                                    if start <= p and (end is None or p < end))
 
             for at, delta in items:
-                state, evaluations = catch_up(policy, state, at, tz, metric_of)
-                self._caught_up(work, changes, member_id, evaluations)
-                period = policy.window.period_start(at, tz, state.anchor)
+                due = state.next_evaluation
+                if due is not None and due <= at:  # evaluations due first (none: no call)
+                    state, evaluations = catch_up(policy, state, at, tz, metric_of)
+                    if evaluations:
+                        self._caught_up(work, changes, member_id, evaluations)
+                period = window.period_start(at, tz, state.anchor)
                 added[period] = added.get(period, 0) + delta
                 if period < state.window_start:
                     continue  # dated in a window already evaluated: counted there only
@@ -245,9 +261,10 @@ class TierService:
                         member_id=member_id, at=at, from_tier=names[before],
                         to_tier=names[state.rank], reason=reason, metric=value,
                         recorded_at=work.recorded_at), state)
+            buckets = changes.tier_buckets
             for period, delta in added.items():
                 key = (member_id, period)
-                changes.tier_buckets[key] = changes.tier_buckets.get(key, 0) + delta
+                buckets[key] = buckets.get(key, 0) + delta
             changes.tier_states[member_id] = state
 
     def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
