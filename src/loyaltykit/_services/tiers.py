@@ -22,6 +22,7 @@ import operator
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import cast
 
 import attrs
 
@@ -38,7 +39,7 @@ from loyaltykit._model import Account, Member
 from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.preload import MemberReads, member_reads
+from loyaltykit._services.preload import member_reads
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._tiers import (
     TierChange,
@@ -108,12 +109,12 @@ class TierService:
 
     # -- subscribers ------------------------------------------------------------------------
 
-    def _pending(self, work: Work) -> _Pending:
+    @staticmethod
+    def _pending(work: Work) -> _Pending:
         found = work.scratch.get("tiers")
         if found is None:
             found = work.scratch["tiers"] = _Pending()
-        assert isinstance(found, _Pending)
-        return found
+        return cast(_Pending, found)  # (only this service keeps anything under "tiers")
 
     def _act(self, work: Work, member_id: str, at: dt.datetime, delta: int) -> None:
         if delta:
@@ -152,9 +153,16 @@ class TierService:
         state is kept in ``work`` for the step before commit)."""
         policy = self._tiers()
         reads = member_reads(work.scratch, member_id) if work is not None else None
-        state, _ = self._tier_state(uow, member_id, at,
-                                    self._pending(work).read if work is not None else None,
-                                    reads)
+        if reads is not None and reads.tiers:  # a batch's reads (per order of an import)
+            assert work is not None
+            state = self._pending(work).read[member_id] = reads.tier_state
+            due = state.next_evaluation if state is not None else None
+            if state is not None and due is not None and due <= at:  # evaluations first
+                state, _ = catch_up(policy, state, at, self.program.time_zone,
+                                    reads.tier_metric)
+        else:
+            state, _ = self._tier_state(
+                uow, member_id, at, self._pending(work).read if work is not None else None)
         tier = policy.tiers[state.rank if state is not None else 0]
         return tier.name, tier.benefits.earn_multiplier
 
@@ -240,8 +248,10 @@ class TierService:
                           read_metric: Callable[[dt.datetime, dt.datetime | None], int]
                           = read_metric) -> int:
                 value = read_metric(start, end) if stored else 0
-                return value + sum(v for p, v in added.items()
-                                   if start <= p and (end is None or p < end))
+                for p, v in added.items():  # (mostly one: no generator to sum)
+                    if start <= p and (end is None or p < end):
+                        value += v
+                return value
 
             for at, delta in items:
                 due = state.next_evaluation
@@ -269,18 +279,14 @@ class TierService:
 
     def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
                     tier_read: dict[str, TierState | None] | None = None,
-                    reads: MemberReads | None = None,
                     ) -> tuple[TierState | None,
                                list[tuple[dt.datetime, int, int, int, TierState]]]:
         """The member's tier state with the evaluations due by ``at`` applied (not
         written), and those evaluations' changes. The stored state is kept in
-        ``tier_read`` when given; a batch's ``reads`` of the member stand for storage."""
+        ``tier_read`` when given."""
         policy = self._tiers()
-        if reads is not None and reads.tiers:
-            state, metric = reads.tier_state, reads.tier_metric
-        else:
-            state = uow.tiers.get_tier_state(member_id)
-            metric = functools.partial(uow.tiers.tier_metric, member_id)
+        state = uow.tiers.get_tier_state(member_id)
+        metric = functools.partial(uow.tiers.tier_metric, member_id)
         if tier_read is not None:
             tier_read[member_id] = state
         if state is None:
