@@ -375,14 +375,15 @@ class KeyedTierStore:
 
     def write(self, changes: TierChanges) -> None:
         n = self.n
+        # each member's key once (a history import's batch: a state and a bucket or
+        # more per member)
+        keys = n.write_keys([*changes.tier_states, *(m for m, _ in changes.tier_buckets)])
         self.inner.write(TierChanges(
             # a state is written under its key, its own member_id unread (the stores'
-            # contract): no copy of each state to put the key in it (a history import's
-            # batch writes one state per member)
-            tier_states={n.write_key(m): s for m, s in changes.tier_states.items()},
-            new_tier_states={n.write_key(m) for m in changes.new_tier_states},
-            tier_buckets={(n.write_key(m), p): v
-                          for (m, p), v in changes.tier_buckets.items()},
+            # contract): no copy of each state to put the key in it
+            tier_states={keys[m]: s for m, s in changes.tier_states.items()},
+            new_tier_states={keys.get(m) or n.write_key(m) for m in changes.new_tier_states},
+            tier_buckets={(keys[m], p): v for (m, p), v in changes.tier_buckets.items()},
             tier_history=[n.stored(h) for h in changes.tier_history],
             rewrites={n.write_key(m): c for m, c in changes.rewrites.items()},
         ))

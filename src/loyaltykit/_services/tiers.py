@@ -127,8 +127,10 @@ class TierService:
                 found.append((at, delta))
 
     def _on_enrolled(self, work: Work, event: MemberEnrolled) -> None:
-        self._pending(work).members.append(event.member)
-        work.before_commit(self, self._step)
+        members = self._pending(work).members
+        if not members:  # (the first: a history import enrols a batch's members at once)
+            work.before_commit(self, self._step)
+        members.append(event.member)
 
     def _on_posted(self, work: Work, event: PointsPosted) -> None:
         tx = event.transaction
@@ -216,11 +218,12 @@ class TierService:
         tz = self.program.time_zone
         names = self._names
         window = policy.window
+        states, created = changes.tier_states, changes.new_tier_states
         for member in members:
-            changes.tier_states[member.member_id] = new_state(
-                policy, member.member_id, member.enrolled_at, tz,
-                self._anchor(member.enrolled_at))
-            changes.new_tier_states.add(member.member_id)
+            member_id, enrolled_at = member.member_id, member.enrolled_at
+            states[member_id] = new_state(policy, member_id, enrolled_at, tz,
+                                          self._anchor(enrolled_at))
+            created.add(member_id)
         for member_id, items in acts.items():
             if len(items) > 1:
                 items.sort(key=_instant)
