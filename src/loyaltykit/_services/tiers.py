@@ -267,6 +267,8 @@ class TierService:
                 if period < state.window_start:
                     continue  # dated in a window already evaluated: counted there only
                 value = metric_of(state.window_start, state.next_evaluation)
+                if policy.qualified(value) == state.rank:
+                    continue  # neither an upgrade nor a revert (most orders)
                 before = state.rank
                 state, reason = on_activity(policy, state, value, at, tz)
                 if reason is not None:
