@@ -317,9 +317,12 @@ class KeyedTierStore:
 
     def __init__(self, inner: TierStore, names: Names) -> None:
         self.inner, self.n = inner, names
+        # a store whose reads build their states anew (SQL) has them named in place
+        self._fresh = getattr(inner, "fresh_reads", False) is True
 
     def get_tier_state(self, member_id: str) -> TierState | None:
-        return self.n.one(self.inner.get_tier_state(self.n.key(member_id)))
+        found = self.inner.get_tier_state(self.n.key(member_id))
+        return None if found is None else self.n.shown([found], fresh=self._fresh)[0]
 
     def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
         return self.inner.tier_metric(self.n.key(member_id), start, end)
@@ -327,8 +330,8 @@ class KeyedTierStore:
     def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
         keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
         found = self.inner.get_tier_states(list(keys))
-        return {keys[k]: s for k, s in zip(found, self.n.shown(list(found.values())),
-                                            strict=True)}
+        return {keys[k]: s for k, s in zip(
+            found, self.n.shown(list(found.values()), fresh=self._fresh), strict=True)}
 
     def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
         keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))

@@ -453,6 +453,11 @@ _history_values = operator.attrgetter("member_id", "at", "from_tier", "to_tier",
 class SQLTierStore(Store):
     """Tier states, metric buckets, history and notices of one program."""
 
+    #: Every tier state a read returns is built for that read and shared with nothing:
+    #: the member-key layer names it in place instead of copying it (a history import
+    #: reads a batch's states at once).
+    fresh_reads = True
+
     @translated
     def get_tier_state(self, member_id: str) -> TierState | None:
         """Return the member's tier state, locking its row (``SELECT ... FOR UPDATE``;
