@@ -63,9 +63,10 @@ SPEND_SCALE = 10_000
 _MAX_TIERS = 20
 
 
-#: The last period :meth:`QualificationWindow.period_start` found, [start, end), by
-#: (window kind, time zone), for the windows whose periods depend on nothing else.
-_last_period: dict[tuple[WindowKind, str], tuple[dt.datetime, dt.datetime]] = {}
+#: The last period :meth:`QualificationWindow.period_start` found, (window kind,
+#: start, end), by time zone, for the windows whose periods depend on nothing else
+#: (keyed by the zone's name alone: an enum member hashes in Python)
+_last_period: dict[str, tuple[WindowKind, dt.datetime, dt.datetime]] = {}
 
 
 class TierMetric(enum.Enum):
@@ -151,14 +152,14 @@ class QualificationWindow:
         if kind is WindowKind.CALENDAR_YEAR or kind is WindowKind.ROLLING_MONTHS:
             # periods tile time: an instant within the last period found has its start
             # (a history import asks for every order, most in the period of the last)
-            last = _last_period.get((kind, time_zone))
-            if last is not None and last[0] <= at < last[1]:
-                return last[0]
+            last = _last_period.get(time_zone)
+            if last is not None and last[0] is kind and last[1] <= at < last[2]:
+                return last[1]
             start = start_of(at, time_zone,
                              "year" if kind is WindowKind.CALENDAR_YEAR else "month")
             end = self.next_period(start, time_zone, None)  # (no anchor: one cache entry)
             assert end is not None
-            _last_period[(kind, time_zone)] = (start, end)
+            _last_period[time_zone] = (kind, start, end)
             return start
         assert anchor is not None, "an anniversary window needs the enrolment date"
         local = in_zone(at, time_zone)
