@@ -23,6 +23,7 @@ Decisions, in the shop's words:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
 import functools
@@ -60,6 +61,12 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: ISO 4217 currency; amounts with more decimals round half to even).
 SPEND_SCALE = 10_000
 _MAX_TIERS = 20
+
+
+#: The last period :meth:`QualificationWindow.period_start` found, (window kind,
+#: start, end), by time zone, for the windows whose periods depend on nothing else
+#: (keyed by the zone's name alone: an enum member hashes in Python)
+_last_period: dict[str, tuple[WindowKind, dt.datetime, dt.datetime]] = {}
 
 
 class TierMetric(enum.Enum):
@@ -100,7 +107,8 @@ class Downgrade(enum.Enum):
     RECOMPUTE = "recompute"
 
 
-@attrs.frozen
+# (its hash kept: the calendar caches below are keyed by the window, asked per order)
+@attrs.frozen(cache_hash=True)
 class QualificationWindow:
     """The window the metric counts over: ``kind`` and, for rolling windows, ``months``.
 
@@ -141,10 +149,18 @@ class QualificationWindow:
         kind = self.kind
         if kind is WindowKind.LIFETIME:
             return EPOCH
-        if kind is WindowKind.CALENDAR_YEAR:
-            return start_of(at, time_zone, "year")
-        if kind is WindowKind.ROLLING_MONTHS:
-            return start_of(at, time_zone, "month")
+        if kind is WindowKind.CALENDAR_YEAR or kind is WindowKind.ROLLING_MONTHS:
+            # periods tile time: an instant within the last period found has its start
+            # (a history import asks for every order, most in the period of the last)
+            last = _last_period.get(time_zone)
+            if last is not None and last[0] is kind and last[1] <= at < last[2]:
+                return last[1]
+            start = start_of(at, time_zone,
+                             "year" if kind is WindowKind.CALENDAR_YEAR else "month")
+            end = self.next_period(start, time_zone, None)  # (no anchor: one cache entry)
+            assert end is not None
+            _last_period[time_zone] = (kind, start, end)
+            return start
         assert anchor is not None, "an anniversary window needs the enrolment date"
         local = in_zone(at, time_zone)
         start = anniversary(anchor, local.year, time_zone)
@@ -429,12 +445,13 @@ class TierPolicy:
 
     # -- reading the ladder ---------------------------------------------------------------
 
-    @property
+    # worked out once (the policy is frozen): :meth:`qualified` reads them per write
+    @functools.cached_property
     def thresholds(self) -> tuple[int, ...]:
         """Each tier's threshold in metric units (spend in 1/10000 of the currency)."""
         return tuple(self._units(t.threshold) for t in self.tiers)
 
-    @property
+    @functools.cached_property
     def lifetime_ranks(self) -> tuple[int, ...]:
         """The ranks (ladder positions) of the lifetime tiers."""
         return tuple(i for i, t in enumerate(self.tiers) if t.lifetime)
@@ -448,11 +465,8 @@ class TierPolicy:
 
     def qualified(self, value: int) -> int:
         """The rank the metric ``value`` reaches."""
-        reached = 0
-        for i, threshold in enumerate(self.thresholds):
-            if value >= threshold:
-                reached = i
-        return reached
+        # thresholds rise strictly: the rank is how many above the base ``value`` reaches
+        return bisect.bisect_right(self.thresholds, value) - 1 if value >= 0 else 0
 
     def units_as(self, units: int, currency: str) -> int | Money:
         """``units`` as an int, or for spend as Money in ``currency``."""

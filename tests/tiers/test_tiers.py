@@ -288,3 +288,40 @@ def test_a_windows_period_starts_where_the_calendar_says(
         expected = to_utc(in_zone(instant, time_zone).start_of(unit))
         assert expected == window.period_start(instant, time_zone, None)
         assert in_zone(instant, time_zone).date() == local_date(instant, time_zone)
+
+
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=6, unique=True),
+       st.integers(-10, 6000))
+def test_qualified_is_the_highest_tier_whose_threshold_the_value_reaches(
+        raised: list[int], value: int) -> None:
+    thresholds = [0, *sorted(t + 1 for t in raised)]
+    policy = TierPolicy(tiers=tuple(Tier(f"t{i}", t) for i, t in enumerate(thresholds)))
+    assert max(i for i, t in enumerate(thresholds) if value >= t or i == 0) \
+        == policy.qualified(value)
+    # worked out once per policy: a history import asks for every order
+    assert policy.thresholds is policy.thresholds
+
+
+def test_the_period_of_instants_in_the_last_period_found_is_not_worked_out_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import loyaltykit._tiers as tiers_module
+
+    calls: list[dt.datetime] = []
+    start_of = tiers_module.start_of
+
+    def counted(at: dt.datetime, time_zone: str, unit: str) -> dt.datetime:
+        calls.append(at)
+        return start_of(at, time_zone, unit)
+
+    monkeypatch.setattr(tiers_module, "start_of", counted)
+    monkeypatch.setattr(tiers_module, "_last_period", {}, raising=False)
+    for kind, months in ((WindowKind.CALENDAR_YEAR, None), (WindowKind.ROLLING_MONTHS, 3)):
+        window = QualificationWindow(kind, months=months)
+        unit = "year" if kind is WindowKind.CALENDAR_YEAR else "month"
+        calls.clear()
+        # a day's orders for two months across a year end, in Berlin
+        instants = [_berlin(2025, 12, 1) + dt.timedelta(hours=7 * i) for i in range(200)]
+        found = [window.period_start(at, "Europe/Berlin", None) for at in instants]
+        assert found == [to_utc(in_zone(at, "Europe/Berlin").start_of(unit))
+                         for at in instants]
+        assert len(calls) == 2  # once per period met, not once per instant

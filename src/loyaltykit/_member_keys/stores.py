@@ -322,9 +322,12 @@ class KeyedTierStore:
 
     def __init__(self, inner: TierStore, names: Names) -> None:
         self.inner, self.n = inner, names
+        # a store whose reads build their states anew (SQL) has them named in place
+        self._fresh = getattr(inner, "fresh_reads", False) is True
 
     def get_tier_state(self, member_id: str) -> TierState | None:
-        return self.n.one(self.inner.get_tier_state(self.n.key(member_id)))
+        found = self.inner.get_tier_state(self.n.key(member_id))
+        return None if found is None else self.n.shown([found], fresh=self._fresh)[0]
 
     def tier_metric(self, member_id: str, start: dt.datetime, end: dt.datetime | None) -> int:
         return self.inner.tier_metric(self.n.key(member_id), start, end)
@@ -332,8 +335,8 @@ class KeyedTierStore:
     def get_tier_states(self, member_ids: Sequence[str]) -> dict[str, TierState]:
         keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
         found = self.inner.get_tier_states(list(keys))
-        return {keys[k]: s for k, s in zip(found, self.n.shown(list(found.values())),
-                                            strict=True)}
+        return {keys[k]: s for k, s in zip(
+            found, self.n.shown(list(found.values()), fresh=self._fresh), strict=True)}
 
     def tier_buckets(self, member_ids: Sequence[str]) -> dict[str, dict[dt.datetime, int]]:
         keys = dict(zip(self.n.keys(member_ids), member_ids, strict=True))
@@ -380,11 +383,15 @@ class KeyedTierStore:
 
     def write(self, changes: TierChanges) -> None:
         n = self.n
+        # each member's key once (a history import's batch: a state and a bucket or
+        # more per member)
+        keys = n.write_keys([*changes.tier_states, *(m for m, _ in changes.tier_buckets)])
         self.inner.write(TierChanges(
-            tier_states={n.write_key(m): n.stored(s) for m, s in changes.tier_states.items()},
-            new_tier_states={n.write_key(m) for m in changes.new_tier_states},
-            tier_buckets={(n.write_key(m), p): v
-                          for (m, p), v in changes.tier_buckets.items()},
+            # a state is written under its key, its own member_id unread (the stores'
+            # contract): no copy of each state to put the key in it
+            tier_states={keys[m]: s for m, s in changes.tier_states.items()},
+            new_tier_states={keys.get(m) or n.write_key(m) for m in changes.new_tier_states},
+            tier_buckets={(keys[m], p): v for (m, p), v in changes.tier_buckets.items()},
             tier_history=[n.stored(h) for h in changes.tier_history],
             rewrites={n.write_key(m): c for m, c in changes.rewrites.items()},
         ))

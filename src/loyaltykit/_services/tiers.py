@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import cast
 
 import attrs
 
@@ -37,7 +39,7 @@ from loyaltykit._model import Account, Member
 from loyaltykit._pipeline import EventBus, Work
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
-from loyaltykit._services.preload import MemberReads, member_reads
+from loyaltykit._services.preload import member_reads
 from loyaltykit._services.tier_events import TierEvents
 from loyaltykit._tiers import (
     TierChange,
@@ -64,6 +66,8 @@ from loyaltykit.storage.tier_due_set import TierOutboxStore
 
 __all__ = ["TierService"]
 
+_instant = operator.itemgetter(0)  # of an act: (business instant, delta)
+
 
 @attrs.define
 class _Pending:
@@ -86,6 +90,10 @@ class TierService:
         self._ledger = ledger
         # what due work's evaluations hand a store that records their events itself
         self._events = TierEvents(c.program)
+        policy = c.program.tiers
+        # read per write (a history import steps a member's state per order): once here
+        self._names = [t.name for t in policy.tiers] if policy is not None else []
+        self._wallet = (policy.wallet or c.program.default_wallet) if policy is not None else ""
 
     def subscribe(self, bus: EventBus) -> None:
         """Follow enrolments and the metric's activity (a program without tiers: none)."""
@@ -101,26 +109,32 @@ class TierService:
 
     # -- subscribers ------------------------------------------------------------------------
 
-    def _pending(self, work: Work) -> _Pending:
+    @staticmethod
+    def _pending(work: Work) -> _Pending:
         found = work.scratch.get("tiers")
         if found is None:
             found = work.scratch["tiers"] = _Pending()
-        assert isinstance(found, _Pending)
-        return found
+        return cast(_Pending, found)  # (only this service keeps anything under "tiers")
 
     def _act(self, work: Work, member_id: str, at: dt.datetime, delta: int) -> None:
         if delta:
-            self._pending(work).acts.setdefault(member_id, []).append((at, delta))
-            work.before_commit(self, self._step)
+            acts = self._pending(work).acts
+            found = acts.get(member_id)
+            if found is None:
+                acts[member_id] = [(at, delta)]
+                work.before_commit(self, self._step)  # (once: the first act registers it)
+            else:
+                found.append((at, delta))
 
     def _on_enrolled(self, work: Work, event: MemberEnrolled) -> None:
-        self._pending(work).members.append(event.member)
-        work.before_commit(self, self._step)
+        members = self._pending(work).members
+        if not members:  # (the first: a history import enrols a batch's members at once)
+            work.before_commit(self, self._step)
+        members.append(event.member)
 
     def _on_posted(self, work: Work, event: PointsPosted) -> None:
         tx = event.transaction
-        policy = self._tiers()
-        if tx.wallet == (policy.wallet or self.program.default_wallet):
+        if tx.wallet == self._wallet:
             self._act(work, tx.member_id, tx.occurred_at, -tx.amount(Account.ISSUED))
 
     def _units(self, units: int, orders: int) -> int:
@@ -141,9 +155,16 @@ class TierService:
         state is kept in ``work`` for the step before commit)."""
         policy = self._tiers()
         reads = member_reads(work.scratch, member_id) if work is not None else None
-        state, _ = self._tier_state(uow, member_id, at,
-                                    self._pending(work).read if work is not None else None,
-                                    reads)
+        if reads is not None and reads.tiers:  # a batch's reads (per order of an import)
+            assert work is not None
+            state = self._pending(work).read[member_id] = reads.tier_state
+            due = state.next_evaluation if state is not None else None
+            if state is not None and due is not None and due <= at:  # evaluations first
+                state, _ = catch_up(policy, state, at, self.program.time_zone,
+                                    reads.tier_metric)
+        else:
+            state, _ = self._tier_state(
+                uow, member_id, at, self._pending(work).read if work is not None else None)
         tier = policy.tiers[state.rank if state is not None else 0]
         return tier.name, tier.benefits.earn_multiplier
 
@@ -195,14 +216,17 @@ class TierService:
         uow = work.uow
         changes = work.part(TierChanges)
         tz = self.program.time_zone
-        names = [t.name for t in policy.tiers]
+        names = self._names
+        window = policy.window
+        states, created = changes.tier_states, changes.new_tier_states
         for member in members:
-            changes.tier_states[member.member_id] = new_state(
-                policy, member.member_id, member.enrolled_at, tz,
-                self._anchor(member.enrolled_at))
-            changes.new_tier_states.add(member.member_id)
+            member_id, enrolled_at = member.member_id, member.enrolled_at
+            states[member_id] = new_state(policy, member_id, enrolled_at, tz,
+                                          self._anchor(enrolled_at))
+            created.add(member_id)
         for member_id, items in acts.items():
-            items.sort(key=lambda item: item[0])
+            if len(items) > 1:
+                items.sort(key=_instant)
             state = changes.tier_states.get(member_id)
             stored = state is None
             if state is None:
@@ -227,17 +251,24 @@ class TierService:
                           read_metric: Callable[[dt.datetime, dt.datetime | None], int]
                           = read_metric) -> int:
                 value = read_metric(start, end) if stored else 0
-                return value + sum(v for p, v in added.items()
-                                   if start <= p and (end is None or p < end))
+                for p, v in added.items():  # (mostly one: no generator to sum)
+                    if start <= p and (end is None or p < end):
+                        value += v
+                return value
 
             for at, delta in items:
-                state, evaluations = catch_up(policy, state, at, tz, metric_of)
-                self._caught_up(work, changes, member_id, evaluations)
-                period = policy.window.period_start(at, tz, state.anchor)
+                due = state.next_evaluation
+                if due is not None and due <= at:  # evaluations due first (none: no call)
+                    state, evaluations = catch_up(policy, state, at, tz, metric_of)
+                    if evaluations:
+                        self._caught_up(work, changes, member_id, evaluations)
+                period = window.period_start(at, tz, state.anchor)
                 added[period] = added.get(period, 0) + delta
                 if period < state.window_start:
                     continue  # dated in a window already evaluated: counted there only
                 value = metric_of(state.window_start, state.next_evaluation)
+                if policy.qualified(value) == state.rank:
+                    continue  # neither an upgrade nor a revert (most orders)
                 before = state.rank
                 state, reason = on_activity(policy, state, value, at, tz)
                 if reason is not None:
@@ -245,25 +276,22 @@ class TierService:
                         member_id=member_id, at=at, from_tier=names[before],
                         to_tier=names[state.rank], reason=reason, metric=value,
                         recorded_at=work.recorded_at), state)
+            buckets = changes.tier_buckets
             for period, delta in added.items():
                 key = (member_id, period)
-                changes.tier_buckets[key] = changes.tier_buckets.get(key, 0) + delta
+                buckets[key] = buckets.get(key, 0) + delta
             changes.tier_states[member_id] = state
 
     def _tier_state(self, uow: UnitOfWork, member_id: str, at: dt.datetime,
                     tier_read: dict[str, TierState | None] | None = None,
-                    reads: MemberReads | None = None,
                     ) -> tuple[TierState | None,
                                list[tuple[dt.datetime, int, int, int, TierState]]]:
         """The member's tier state with the evaluations due by ``at`` applied (not
         written), and those evaluations' changes. The stored state is kept in
-        ``tier_read`` when given; a batch's ``reads`` of the member stand for storage."""
+        ``tier_read`` when given."""
         policy = self._tiers()
-        if reads is not None and reads.tiers:
-            state, metric = reads.tier_state, reads.tier_metric
-        else:
-            state = uow.tiers.get_tier_state(member_id)
-            metric = functools.partial(uow.tiers.tier_metric, member_id)
+        state = uow.tiers.get_tier_state(member_id)
+        metric = functools.partial(uow.tiers.tier_metric, member_id)
         if tier_read is not None:
             tier_read[member_id] = state
         if state is None:

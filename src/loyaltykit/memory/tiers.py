@@ -250,8 +250,10 @@ class MemoryTierStore:
             key = self._keys.shared((program_id, member_id))
             old_state = t.tier_states.get(key)
             version = 0 if old_state is None else old_state.version + 1
+            # the key names the member (the state's own member_id is not read)
             uow.put(t.tier_states, key, attrs.evolve(
-                tier_state, version=version + changes.rewrites.get(member_id, 0)))
+                tier_state, member_id=member_id,
+                version=version + changes.rewrites.get(member_id, 0)))
         for (member_id, period), amount in changes.tier_buckets.items():
             bucket = (program_id, member_id, period)
             uow.put(t.tier_buckets, bucket, t.tier_buckets.get(bucket, 0) + amount)

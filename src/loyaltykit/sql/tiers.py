@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -27,7 +28,7 @@ from loyaltykit._tiers import (
 from loyaltykit.sql import tier_events
 from loyaltykit.sql._batch_cache import batch_cache
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._many import execute_many
+from loyaltykit.sql._many import execute_rows
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import Store, supported_dialect, upserts_for
 from loyaltykit.sql.schema import tier_buckets, tier_history, tier_notices, tier_states
@@ -433,29 +434,29 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
         move=move.execution_options(**counted))
 
 
-def _tier_state_row(state: TierState) -> dict[str, Any]:
-    """The columns of a tier state but its version (and program id)."""
-    return {
-        "member_id": state.member_id,
-        "rank": state.rank,
-        "attained_at": state.attained_at,
-        "protected_until": state.protected_until,
-        "window_start": state.window_start,
-        "next_evaluation": state.next_evaluation,
-        "carried": state.carried,
-        "carried_until": state.carried_until,
-        "carried_floor": state.carried_floor,
-        "floor": state.floor,
-        "anchor": state.anchor,
-        "manual": state.manual,
-        "manual_until": state.manual_until,
-        "manual_reason": state.manual_reason,
-        "noticed_for": state.noticed_for,
-    }
+#: The columns of a tier state but its member, version (and program id), in
+#: TierState's order: a batch's rows are tuples read off the states in one call each
+_STATE_FIELDS = ("rank", "attained_at", "protected_until", "window_start",
+                 "next_evaluation", "carried", "carried_until", "carried_floor", "floor",
+                 "anchor", "manual", "manual_until", "manual_reason", "noticed_for")
+_state_values = operator.attrgetter(*_STATE_FIELDS)
+_INSERT_STATE_KEYS = ("program_id", "member_id", *_STATE_FIELDS, "version")
+_UPDATE_STATE_KEYS = ("k_program_id", "k_member_id", *_STATE_FIELDS)
+_REWRITE_STATE_KEYS = (*_UPDATE_STATE_KEYS, "k_rewrites")
+_BUCKET_KEYS = ("program_id", "member_id", "period_start", "value")
+_HISTORY_KEYS = ("program_id", "member_id", "at", "from_tier", "to_tier", "reason",
+                 "metric", "note", "recorded_at")
+_history_values = operator.attrgetter("member_id", "at", "from_tier", "to_tier", "reason",
+                                      "metric", "note", "recorded_at")
 
 
 class SQLTierStore(Store):
     """Tier states, metric buckets, history and notices of one program."""
+
+    #: Every tier state a read returns is built for that read and shared with nothing:
+    #: the member-key layer names it in place instead of copying it (a history import
+    #: reads a batch's states at once).
+    fresh_reads = True
 
     @translated
     def get_tier_state(self, member_id: str) -> TierState | None:
@@ -655,61 +656,51 @@ class SQLTierStore(Store):
             params["c_at"], params["c_m"] = cursor
         return [TierNotice(*row) for row in self._c().execute(stmt, params)]
 
-    def _tier_history_rows(self, history: Sequence[TierChange]) -> list[dict[str, Any]]:
-        """The rows of ``history``, in order (the database numbers them)."""
-        return [
-            {"program_id": self.program_id, "member_id": change.member_id, "at": change.at,
-             "from_tier": change.from_tier, "to_tier": change.to_tier,
-             "reason": change.reason, "metric": change.metric, "note": change.note,
-             "recorded_at": change.recorded_at}
-            for change in history
-        ]
-
     @translated
     def write(self, changes: TierChanges) -> None:
         """Insert the new tier states (version 0) and update the others (their stored
         version + 1), add to the metric buckets by upsert and append the history lines.
         A new tier state of a member that has one is DuplicateKey; the caller must then
-        roll the unit of work back."""
+        roll the unit of work back. Rows are tuples read straight off the changes (a
+        history import's batch writes a state and a bucket per member)."""
         conn = self._c()
         program_id = self.program_id
         if changes.tier_states:
             self._write_tier_states(conn, changes)
         if changes.tier_buckets:
-            execute_many(conn, upserts_for(conn).bucket, [
-                {"program_id": program_id, "member_id": member_id, "period_start": period,
-                 "value": value}
+            execute_rows(conn, upserts_for(conn).bucket, _BUCKET_KEYS, [
+                (program_id, member_id, period, value)
                 for (member_id, period), value in changes.tier_buckets.items()
             ])
         if changes.tier_history:
-            self._insert(conn, _INS_TIER_HISTORY,
-                         self._tier_history_rows(changes.tier_history))
+            self._insert_rows(conn, _INS_TIER_HISTORY, _HISTORY_KEYS, [
+                (program_id, *_history_values(change)) for change in changes.tier_history])
 
     def _write_tier_states(self, conn: Connection, changes: TierChanges) -> None:
         """Insert the new tier states (version 0; one already kept is DuplicateKey, so
         the facade retries) and update the others (their stored version + 1), each
-        version counting the writes merged into this one too (``rewrites``)."""
+        version counting the writes merged into this one too (``rewrites``). The
+        member of a row is its key in ``tier_states`` (see :class:`TierChanges`)."""
+        program_id = self.program_id
         created, rewrites = changes.new_tier_states, changes.rewrites
-        inserted = [
-            {"program_id": self.program_id, **_tier_state_row(state),
-             "version": rewrites.get(member_id, 0)}
-            for member_id, state in changes.tier_states.items() if member_id in created
-        ]
+        inserted: list[tuple[Any, ...]] = []
+        updated: list[tuple[Any, ...]] = []
+        again: list[tuple[Any, ...]] = []
+        for member_id, state in changes.tier_states.items():
+            if member_id in created:
+                inserted.append((program_id, member_id, *_state_values(state),
+                                 rewrites.get(member_id, 0)))
+            elif member_id in rewrites:
+                again.append((program_id, member_id, *_state_values(state),
+                              rewrites[member_id]))
+            else:
+                updated.append((program_id, member_id, *_state_values(state)))
         if inserted:
-            self._insert(conn, _INS_TIER_STATE, inserted, "tier state already kept",
-                         "member_id")
-        updated = [
-            {"k_program_id": self.program_id, "k_member_id": member_id,
-             **{name: value for name, value in _tier_state_row(state).items()
-                if name != "member_id"}}
-            for member_id, state in changes.tier_states.items() if member_id not in created
-        ]
-        if rewrites:
-            again = [row for row in updated if row["k_member_id"] in rewrites]
-            for row in again:
-                row["k_rewrites"] = rewrites[row["k_member_id"]]
-            if again:
-                self._update(conn, _UPD_TIER_STATE_REWRITTEN, again, "tier states")
-            updated = [row for row in updated if row["k_member_id"] not in rewrites]
+            self._insert_rows(conn, _INS_TIER_STATE, _INSERT_STATE_KEYS, inserted,
+                              "tier state already kept", "member_id")
+        if again:
+            self._update_rows(conn, _UPD_TIER_STATE_REWRITTEN, _REWRITE_STATE_KEYS, again,
+                              "tier states")
         if updated:
-            self._update(conn, _UPD_TIER_STATE, updated, "tier states")
+            self._update_rows(conn, _UPD_TIER_STATE, _UPDATE_STATE_KEYS, updated,
+                              "tier states")

@@ -23,6 +23,10 @@ class TierChanges:
     ``tier_history`` lines are appended. ``rewrites`` counts, per member, the writes of
     its tier state merged into this one beyond the first (a history import's batch):
     the stored version counts them too, as if each had been written.
+
+    A state is written for the member of its key in ``tier_states``: a store does not
+    read the state's own ``member_id`` (the member-key layer hands the store states
+    under their members' keys without copying each to put the key in it).
     """
 
     tier_states: dict[str, TierState] = attrs.field(factory=dict)

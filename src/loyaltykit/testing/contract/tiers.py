@@ -420,3 +420,23 @@ class TierContract(ContractPart):
             with pytest.raises(DuplicateKey):
                 write_changes(uow, changes)
         assert "member" == loyalty.tiers.status("m").tier
+
+    def test_a_tier_state_is_written_for_the_member_of_its_key(self, storage: Storage
+                                                               ) -> None:
+        # the member-key layer hands the store states under their members' keys as they
+        # are (no copy per state to put the key in it): the store reads the member from
+        # the key, never from the state
+        loyalty, _ = self._tier_loyalty(storage)
+        loyalty.enrol("m")
+        with by_shop_ids(storage).unit_of_work("R") as uow:
+            state = uow.tiers.get_tier_state("m")
+            assert state is not None
+            changes = ChangeSet()
+            changes.tier_states["m"] = attrs.evolve(state, member_id="someone-else", rank=2)
+            write_changes(uow, changes)
+            uow.commit()
+        with by_shop_ids(storage).unit_of_work("R") as uow:
+            stored = uow.tiers.get_tier_state("m")
+            assert uow.tiers.get_tier_state("someone-else") is None
+        assert stored is not None
+        assert ("m", 2, state.version + 1) == (stored.member_id, stored.rank, stored.version)
