@@ -168,6 +168,14 @@ class _Entries:
 
 _NONE = _Entries(())
 
+#: Counters by the stored form :meth:`Activity.dump` gave them, for :meth:`Activity.load`
+#: to hand back unparsed: a new member's counters (every enrolment stores the same
+#: text) and a member's counters read again by its next order of a history import's
+#: batch. Counters are immutable values, so one object stands for its text wherever it
+#: is read; the memo is emptied when it holds :data:`_MAX_DUMPED` (a bound, no policy).
+_DUMPED: dict[str, Activity] = {}
+_MAX_DUMPED = 8192
+
 
 class _Rows(Sequence[RuleUsage]):
     """Usage rows built on first use: an evaluation reads them only when a capped rule
@@ -233,9 +241,13 @@ class Activity:
     @classmethod
     def load(cls, text: str | None) -> Activity | None:
         """Parse the stored form (None: nothing stored, the counters must be rebuilt).
-        The entries, stored last, are kept as text until they are needed."""
+        The entries, stored last, are kept as text until they are needed. Counters
+        dumped lately are not parsed again (see :data:`_DUMPED`)."""
         if text is None:
             return None
+        known = _DUMPED.get(text)
+        if known is not None:
+            return known
         # "entries" is the last key and its array holds no objects, so its last
         # occurrence as a key holding an array is the top-level one
         cut = text.rfind(_ENTRIES_KEY)
@@ -283,10 +295,13 @@ class Activity:
         if self.keep_groups:
             data["keep_groups"] = sorted(self.keep_groups)
         head = orjson.dumps(data).decode()
-        if not self.stored:
-            return head
-        oldest = orjson.dumps(self.stored.earliest()).decode()
-        return f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
+        if self.stored:
+            oldest = orjson.dumps(self.stored.earliest()).decode()
+            head = f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
+        if len(_DUMPED) >= _MAX_DUMPED:
+            _DUMPED.clear()
+        _DUMPED[head] = self
+        return head
 
     # -- reading --------------------------------------------------------------------------
 
