@@ -168,13 +168,23 @@ class _Entries:
 
 _NONE = _Entries(())
 
-#: Counters by the stored form :meth:`Activity.dump` gave them, for :meth:`Activity.load`
-#: to hand back unparsed: a new member's counters (every enrolment stores the same
-#: text) and a member's counters read again by its next order of a history import's
-#: batch. Counters are immutable values, so one object stands for its text wherever it
-#: is read; the memo is emptied when it holds :data:`_MAX_DUMPED` (a bound, no policy).
+#: Counters by their stored form (as :meth:`Activity.dump` gave it or
+#: :meth:`Activity.load` parsed it), for :meth:`Activity.load` to hand back unparsed: a
+#: new member's counters (every enrolment stores the same text) and a member's counters
+#: read again by its next order of a history import's batch. Counters are immutable
+#: values, so one object stands for its text wherever it is read; the memo is emptied
+#: when it holds :data:`_MAX_DUMPED` (a bound, no policy).
 _DUMPED: dict[str, Activity] = {}
 _MAX_DUMPED = 8192
+#: :meth:`Activity.fresh_text` by retention
+_FRESH: dict[Retention, str] = {}
+
+
+def _remember(text: str, activity: Activity) -> None:
+    """Keep ``activity`` as the counters ``text`` stands for."""
+    if len(_DUMPED) >= _MAX_DUMPED:
+        _DUMPED.clear()
+    _DUMPED[text] = activity
 
 
 class _Rows(Sequence[RuleUsage]):
@@ -248,6 +258,14 @@ class Activity:
         known = _DUMPED.get(text)
         if known is not None:
             return known
+        loaded = cls.parse(text)
+        _remember(text, loaded)
+        return loaded
+
+    @classmethod
+    def parse(cls, text: str) -> Activity:
+        """The counters of the stored form ``text``, parsed (what :meth:`load` does
+        for a text it does not know); the entries are kept as text until needed."""
         # "entries" is the last key and its array holds no objects, so its last
         # occurrence as a key holding an array is the top-level one
         cut = text.rfind(_ENTRIES_KEY)
@@ -271,6 +289,15 @@ class Activity:
             keep_groups=frozenset(data.get("keep_groups", ())),
             stored=entries,
         )
+
+    @classmethod
+    def fresh_text(cls, kept: Retention) -> str:
+        """The stored form of :meth:`fresh` counters (a new member's): made once per
+        retention (a history import enrols thousands of members a batch)."""
+        text = _FRESH.get(kept)
+        if text is None:
+            text = _FRESH[kept] = cls.fresh(kept).dump()
+        return text
 
     def dump(self) -> str:
         """The stored form: compact JSON (orjson: it holds only ids, instants, small
@@ -298,9 +325,7 @@ class Activity:
         if self.stored:
             oldest = orjson.dumps(self.stored.earliest()).decode()
             head = f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
-        if len(_DUMPED) >= _MAX_DUMPED:
-            _DUMPED.clear()
-        _DUMPED[head] = self
+        _remember(head, self)
         return head
 
     # -- reading --------------------------------------------------------------------------
