@@ -398,7 +398,8 @@ class Activity:
                 entries = [*(stored.items if entries is None else entries), *added]
         newest = at if self.newest is None else max(self.newest, at)
         since = self.since
-        if horizon is not None:
+        # (no entries: none to drop, and no cutoff's text to make: most members keep none)
+        if horizon is not None and (entries if entries is not None else stored):
             cutoff = newest - horizon
             text = _utc_text(cutoff)
             # unchanged entries: their earliest instant tells without parsing them
