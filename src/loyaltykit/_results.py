@@ -394,7 +394,9 @@ def _fast_member(m: Member) -> dict[str, Any]:
     # an enrolment's result (a history import enrols thousands of members a batch)
     return {"program_id": m.program_id, "member_id": m.member_id,
             "enrolled_at": {"__dt__": m.enrolled_at.isoformat()},
-            "attributes": _dump(m.attributes), "__type__": "Member"}
+            "attributes": (_dump(m.attributes) if m.attributes or type(m.attributes) is not dict
+                           else {"__map__": {}}),  # (most members have none)
+            "__type__": "Member"}
 
 
 assert [f.name for f in attrs.fields(Member)] == [
