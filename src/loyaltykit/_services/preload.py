@@ -55,10 +55,15 @@ class MemberReads:
         """What :meth:`~loyaltykit.storage.LedgerStore.load_member` would return."""
         if self.member is None:
             return None
-        in_force = [n for n, since in self.versions if since is None or since <= at]
-        return MemberState(self.member,
-                           {w: s for w, s in self.accounts.items() if w in wallets},
-                           max(in_force) if in_force else None)
+        version = None
+        for number, since in self.versions:
+            if (since is None or since <= at) and (version is None or number > version):
+                version = number
+        accounts = self.accounts
+        if any(w not in wallets for w in accounts):
+            accounts = {w: s for w, s in accounts.items() if w in wallets}
+        # (else the reads' own accounts, shared: neither is changed in place)
+        return MemberState(self.member, accounts, version)
 
     def tier_metric(self, start: dt.datetime, end: dt.datetime | None) -> int:
         """What :meth:`~loyaltykit.storage.TierStore.tier_metric` would return."""
