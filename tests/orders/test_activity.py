@@ -44,6 +44,7 @@ from loyaltykit import (
     Storage,
     TestClock,
     Window,
+    _activity,
     evaluate_event,
     evaluate_order,
 )
@@ -377,3 +378,25 @@ def test_counters_dumped_or_parsed_are_loaded_again_without_parsing(
     assert Activity.load(legacy) is first
     assert Activity.load(fresh) is Activity.load(fresh)
     assert [legacy] == parsed
+
+
+def test_counters_without_entries_make_no_horizon_cutoff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to drop behind the horizon: no cutoff instant is turned into text (most
+    members keep no entries: their programs' caps look back over no period)."""
+    texts: list[dt.datetime] = []
+    utc_text = _activity._utc_text
+
+    def spy(at: dt.datetime) -> str:
+        texts.append(at)
+        return utc_text(at)
+
+    monkeypatch.setattr(_activity, "_utc_text", spy)
+    later = Activity(keep_rules=KEPT).record(
+        "order:a", T0, (), [_usage("order:a", "base", T0, "5")], orders=1,
+        horizon=dt.timedelta(days=39))
+    assert [] == texts and not later.stored and later.since is None
+    kept = later.record("order:b", T0 + dt.timedelta(days=1), (),
+                        [_usage("order:b", "weekend", T0, "5")], horizon=dt.timedelta(days=39))
+    assert 1 == len(kept.entries("p", "ann"))
+    assert [T0 + dt.timedelta(days=1) - dt.timedelta(days=39)] == texts[-1:]
