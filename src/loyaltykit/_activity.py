@@ -168,6 +168,24 @@ class _Entries:
 
 _NONE = _Entries(())
 
+#: Counters by their stored form (as :meth:`Activity.dump` gave it or
+#: :meth:`Activity.load` parsed it), for :meth:`Activity.load` to hand back unparsed: a
+#: new member's counters (every enrolment stores the same text) and a member's counters
+#: read again by its next order of a history import's batch. Counters are immutable
+#: values, so one object stands for its text wherever it is read; the memo is emptied
+#: when it holds :data:`_MAX_DUMPED` (a bound, no policy).
+_DUMPED: dict[str, Activity] = {}
+_MAX_DUMPED = 8192
+#: :meth:`Activity.fresh_text` by retention
+_FRESH: dict[Retention, str] = {}
+
+
+def _remember(text: str, activity: Activity) -> None:
+    """Keep ``activity`` as the counters ``text`` stands for."""
+    if len(_DUMPED) >= _MAX_DUMPED:
+        _DUMPED.clear()
+    _DUMPED[text] = activity
+
 
 class _Rows(Sequence[RuleUsage]):
     """Usage rows built on first use: an evaluation reads them only when a capped rule
@@ -233,9 +251,21 @@ class Activity:
     @classmethod
     def load(cls, text: str | None) -> Activity | None:
         """Parse the stored form (None: nothing stored, the counters must be rebuilt).
-        The entries, stored last, are kept as text until they are needed."""
+        The entries, stored last, are kept as text until they are needed. Counters
+        dumped lately are not parsed again (see :data:`_DUMPED`)."""
         if text is None:
             return None
+        known = _DUMPED.get(text)
+        if known is not None:
+            return known
+        loaded = cls.parse(text)
+        _remember(text, loaded)
+        return loaded
+
+    @classmethod
+    def parse(cls, text: str) -> Activity:
+        """The counters of the stored form ``text``, parsed (what :meth:`load` does
+        for a text it does not know); the entries are kept as text until needed."""
         # "entries" is the last key and its array holds no objects, so its last
         # occurrence as a key holding an array is the top-level one
         cut = text.rfind(_ENTRIES_KEY)
@@ -260,6 +290,15 @@ class Activity:
             stored=entries,
         )
 
+    @classmethod
+    def fresh_text(cls, kept: Retention) -> str:
+        """The stored form of :meth:`fresh` counters (a new member's): made once per
+        retention (a history import enrols thousands of members a batch)."""
+        text = _FRESH.get(kept)
+        if text is None:
+            text = _FRESH[kept] = cls.fresh(kept).dump()
+        return text
+
     def dump(self) -> str:
         """The stored form: compact JSON (orjson: it holds only ids, instants, small
         counts and decimal strings), exact decimals as strings; the entries last
@@ -283,10 +322,11 @@ class Activity:
         if self.keep_groups:
             data["keep_groups"] = sorted(self.keep_groups)
         head = orjson.dumps(data).decode()
-        if not self.stored:
-            return head
-        oldest = orjson.dumps(self.stored.earliest()).decode()
-        return f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
+        if self.stored:
+            oldest = orjson.dumps(self.stored.earliest()).decode()
+            head = f'{head[:-1]},"oldest":{oldest}{_ENTRIES_KEY}{self.stored.text}}}'
+        _remember(head, self)
+        return head
 
     # -- reading --------------------------------------------------------------------------
 
@@ -358,7 +398,8 @@ class Activity:
                 entries = [*(stored.items if entries is None else entries), *added]
         newest = at if self.newest is None else max(self.newest, at)
         since = self.since
-        if horizon is not None:
+        # (no entries: none to drop, and no cutoff's text to make: most members keep none)
+        if horizon is not None and (entries if entries is not None else stored):
             cutoff = newest - horizon
             text = _utc_text(cutoff)
             # unchanged entries: their earliest instant tells without parsing them

@@ -77,6 +77,7 @@ class Ledger:
         new_id: Callable[[], uuid.UUID],
         key: str | None = None,
         on_posted: Callable[[Transaction], None] | None = None,
+        expiries: Expiries | None = None,
     ) -> None:
         self.program = program
         #: called with every transaction this ledger posts (the write pipeline raises
@@ -89,8 +90,10 @@ class Ledger:
         self.changes = LedgerChanges()
         self._books: dict[tuple[str, str], MemberBook] = {}
         self._touched: set[tuple[str, str]] = set()  # accounts changed without postings
-        #: lot expiries by start (a bulk earn's lots share one: worked out once)
-        self._expiry = Expiries(program)
+        #: lot expiries by start (a bulk earn's lots share one: worked out once);
+        #: ``expiries`` of ``program`` shared by several writes (a history import's
+        #: orders: each its own ledger, many of a day)
+        self._expiry = Expiries(program) if expiries is None else expiries
 
     # -- books ---------------------------------------------------------------------------
 

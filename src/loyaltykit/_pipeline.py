@@ -38,6 +38,7 @@ from loyaltykit._errors import (
 )
 from loyaltykit._events import PointsPosted
 from loyaltykit._ledger import Ledger
+from loyaltykit._ledger_book import Expiries
 from loyaltykit._merge import merge
 from loyaltykit._model import IdempotencyRecord, Transaction
 from loyaltykit._program import Program
@@ -111,12 +112,13 @@ class Work:
 
     def __init__(self, uow: UnitOfWork, program: Program, bus: EventBus, *,
                  at: dt.datetime, recorded_at: dt.datetime,
-                 new_id: Callable[[], uuid.UUID], key: str | None) -> None:
+                 new_id: Callable[[], uuid.UUID], key: str | None,
+                 expiries: Expiries | None = None) -> None:
         self.uow = uow
         self._bus = bus
         posted = _Posted(self) if bus.listens(PointsPosted) else None
         self.ledger = Ledger(program, at=at, recorded_at=recorded_at, new_id=new_id,
-                             key=key, on_posted=posted)
+                             key=key, on_posted=posted, expiries=expiries)
         self._parts: dict[type, ChangePart] = {}
         self._hooks: dict[object, Callable[[Work], None]] = {}
         #: per-capability scratch space for this write (e.g. rows already read)
@@ -217,6 +219,9 @@ class Steps:
         # work, so they still sort after any write committed before it
         self._new_id = (pipeline.new_id if pipeline.new_ids is None
                         else _IdPool(pipeline.new_ids))
+        # the steps' lot expiries, each start's worked out once for all of them (a
+        # time-zone calculation per order, else: most orders of a batch share a day)
+        self._expiries = Expiries(pipeline.program)
         # what each deferred step writes (its records, ledger changes and other parts),
         # not the step's Work: its ledger's books, scratch and hooks are freed as soon
         # as the step ends, so a batch holds only its changes until it is written
@@ -239,7 +244,7 @@ class Steps:
         changes are written after it). A step must not read what the steps before it
         changed and not yet written: the caller flushes before a step of a member in
         :attr:`deferred_members`."""
-        work = self._pipeline._work(self.uow, at, key, self._new_id)
+        work = self._pipeline._work(self.uow, at, key, self._new_id, self._expiries)
         result = step(work)
         work._close()
         kept = keep(work, result) if keep is not None else None
@@ -462,10 +467,13 @@ class WritePipeline:
                                          attempts=self.max_retries + 1)
 
     def _work(self, uow: UnitOfWork, at: dt.datetime, key: str | None,
-              new_id: Callable[[], uuid.UUID] | None = None) -> Work:
-        """A write's Work, its ids from ``new_id`` (default: the pipeline's source)."""
+              new_id: Callable[[], uuid.UUID] | None = None,
+              expiries: Expiries | None = None) -> Work:
+        """A write's Work, its ids from ``new_id`` (default: the pipeline's source), its
+        lot expiries from ``expiries`` (default: its own)."""
         return Work(uow, self.program, self.bus, at=at, recorded_at=self.now(),
-                    new_id=self.new_id if new_id is None else new_id, key=key)
+                    new_id=self.new_id if new_id is None else new_id, key=key,
+                    expiries=expiries)
 
     @staticmethod
     def backoff(attempt: int) -> None:

@@ -394,7 +394,9 @@ def _fast_member(m: Member) -> dict[str, Any]:
     # an enrolment's result (a history import enrols thousands of members a batch)
     return {"program_id": m.program_id, "member_id": m.member_id,
             "enrolled_at": {"__dt__": m.enrolled_at.isoformat()},
-            "attributes": _dump(m.attributes), "__type__": "Member"}
+            "attributes": (_dump(m.attributes) if m.attributes or type(m.attributes) is not dict
+                           else {"__map__": {}}),  # (most members have none)
+            "__type__": "Member"}
 
 
 assert [f.name for f in attrs.fields(Member)] == [
@@ -431,12 +433,15 @@ def encode_order_result(result: OrderResult) -> str:
     if tx is None:
         return orjson.dumps({"v": 2, "order_id": result.order_id}).decode()
     b = tx.balance
+    occurred_at = tx.occurred_at.isoformat()
+    # (an earn's balance is as of its own instant: one text for both)
+    as_of = occurred_at if b.as_of is tx.occurred_at else b.as_of.isoformat()
     data = {
         "v": 2,
         "order_id": result.order_id,
         "tx": [tx.transaction_id.hex, tx.kind.value, tx.wallet, tx.points,
-               tx.occurred_at.isoformat(), [r.hex for r in tx.related_ids]],
-        "balance": [b.as_of.isoformat(), *_balance_counts(b),
+               occurred_at, [r.hex for r in tx.related_ids]],
+        "balance": [as_of, *_balance_counts(b),
                     None if b.next_expiring_at is None else b.next_expiring_at.isoformat()],
     }
     return orjson.dumps(data).decode()

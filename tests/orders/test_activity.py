@@ -44,6 +44,7 @@ from loyaltykit import (
     Storage,
     TestClock,
     Window,
+    _activity,
     evaluate_event,
     evaluate_order,
 )
@@ -168,8 +169,8 @@ class Oracle:
             credits = uow.ledger.get_account("credits", "ann")
         assert state is not None and credits is not None
         assert credits.activity is None  # counters live on the default wallet only
-        stored = Activity.load(state.activity)
-        assert stored is not None
+        assert state.activity is not None  # (parsed: what storage holds)
+        stored = Activity.parse(state.activity)
         kept = retention(self.program.earning)
         assert (kept.rules, kept.groups) == (stored.keep_rules, stored.keep_groups)
         records = [self.loyalty.order(o) for o in self.orders]
@@ -242,7 +243,8 @@ def test_counters_on_every_backend(storage: Storage) -> None:
     with by_shop_ids(storage).unit_of_work(oracle.program.id) as uow:
         state = uow.ledger.get_account("points", "ann")
     assert state is not None
-    stored = Activity.load(state.activity)
+    assert state.activity is not None
+    stored = Activity.parse(state.activity)
     # the history is long enough that old entries were dropped behind the horizon
     assert stored is not None and stored.since is not None
 
@@ -301,16 +303,15 @@ def test_the_stored_form_keeps_entries_as_text_until_they_change() -> None:
     start = Activity(keep_rules=KEPT).record(
         "order:a", T0, (), [_usage("order:a", "weekend", T0, "50")], orders=1)
     text = start.dump()
-    loaded = Activity.load(text)
-    assert loaded is not None and loaded.dump() == text
+    loaded = Activity.parse(text)
+    assert loaded.dump() == text
     entries_text = text[text.index('"entries":'):]
     # a source with nothing kept (an untracked rule): entries unchanged, text reused
     later = loaded.record("order:b", T0 + dt.timedelta(hours=1), (),
                           [_usage("order:b", "base", T0, "12.5")], orders=1)
     assert later.dump().endswith(entries_text)
     assert later.used[("base", None)] == Decimal("12.5") and later.orders == 2
-    added = Activity.load(later.dump())
-    assert added is not None
+    added = Activity.parse(later.dump())
     added = added.record("order:c", T0 + dt.timedelta(hours=2), (),
                          [_usage("order:c", "weekend", T0 + dt.timedelta(hours=2), "20")])
     assert [("order:a", "50"), ("order:c", "20")] == [
@@ -329,8 +330,8 @@ def test_the_horizon_drops_old_entries_of_a_form_without_oldest() -> None:
     legacy = ('{"v":1,"newest":"2026-03-01T12:00:00+00:00","orders":1,'
               '"keep_rules":["weekend"],"entries":[["order:a","weekend",null,'
               '"2026-03-01T12:00:00+00:00","50",0]]}')
-    loaded = Activity.load(legacy)
-    assert loaded is not None and [("order:a", T0)] == [
+    loaded = Activity.parse(legacy)
+    assert [("order:a", T0)] == [
         (r.source, r.occurred_at) for r in loaded.entries("p", "ann")]
     later = loaded.record("order:b", T0 + dt.timedelta(days=60), (), [], orders=1,
                           horizon=dt.timedelta(days=39))
@@ -347,7 +348,55 @@ def test_a_stamp_card_named_entries_does_not_confuse_the_stored_form() -> None:
     counters = Activity(keep_rules=KEPT, stamps=stamps).record(
         "order:a", T0, (), [_usage("order:a", "weekend", T0, "50")])
     for activity in (counters, Activity(stamps=stamps)):
-        loaded = Activity.load(activity.dump())
-        assert loaded is not None
+        loaded = Activity.parse(activity.dump())
         assert stamps == dict(loaded.stamps)
         assert activity.entries("p", "ann") == loaded.entries("p", "ann")
+
+
+def test_counters_dumped_or_parsed_are_loaded_again_without_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's next order reads the text its last one wrote, and every new member's
+    first order the enrolment's same text: load hands back the counters it stands for."""
+    counters = Activity(keep_rules=KEPT).record(
+        "order:a", T0, (), [_usage("order:a", "weekend", T0, "50")], orders=1)
+    text = counters.dump()
+    kept = retention(EarningPolicy())
+    fresh = Activity.fresh_text(kept)
+    assert fresh is Activity.fresh_text(kept) and fresh == Activity.fresh(kept).dump()
+    legacy = '{"v":1,"orders":3}'  # stored by another process
+    parsed: list[str] = []
+    parse = Activity.parse
+
+    def spy(text: str) -> Activity:
+        parsed.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(Activity, "parse", spy)
+    assert Activity.load(text) is counters
+    first = Activity.load(legacy)
+    assert first is not None and 3 == first.orders
+    assert Activity.load(legacy) is first
+    assert Activity.load(fresh) is Activity.load(fresh)
+    assert [legacy] == parsed
+
+
+def test_counters_without_entries_make_no_horizon_cutoff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to drop behind the horizon: no cutoff instant is turned into text (most
+    members keep no entries: their programs' caps look back over no period)."""
+    texts: list[dt.datetime] = []
+    utc_text = _activity._utc_text
+
+    def spy(at: dt.datetime) -> str:
+        texts.append(at)
+        return utc_text(at)
+
+    monkeypatch.setattr(_activity, "_utc_text", spy)
+    later = Activity(keep_rules=KEPT).record(
+        "order:a", T0, (), [_usage("order:a", "base", T0, "5")], orders=1,
+        horizon=dt.timedelta(days=39))
+    assert [] == texts and not later.stored and later.since is None
+    kept = later.record("order:b", T0 + dt.timedelta(days=1), (),
+                        [_usage("order:b", "weekend", T0, "5")], horizon=dt.timedelta(days=39))
+    assert 1 == len(kept.entries("p", "ann"))
+    assert [T0 + dt.timedelta(days=1) - dt.timedelta(days=39)] == texts[-1:]

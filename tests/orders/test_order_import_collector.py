@@ -1,6 +1,6 @@
-"""The history import pauses Python's cyclic garbage collector for each batch only: it
-is back as it was after every batch, after a batch that raised, and an application's
-own choice to turn it off stands."""
+"""The history import pauses Python's cyclic garbage collector for each batch only (its
+checks and its writes): it is back as it was after every batch, after a batch that
+raised, and an application's own choice to turn it off stands."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from _small_shop import small_loyalty, small_orders
+from loyaltykit._services import order_import
 from loyaltykit._services.order_import import OrderImport
 
 
@@ -71,3 +72,20 @@ def test_a_collector_turned_off_stays_off(collector: list[bool]) -> None:
     small_loyalty().record_orders(small_orders(3), enrol=True, batch_size=2)
     assert [False, False] == collector
     assert not gc.isenabled()
+
+
+def test_a_batch_is_checked_with_the_collector_paused(
+        collector: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    # its checked orders live until it is written, as its changes do
+    gc.enable()
+    checked: list[bool] = []
+    check = order_import.check_order
+
+    def spy(currency: str, order: object) -> Any:
+        checked.append(gc.isenabled())
+        return check(currency, order)
+
+    monkeypatch.setattr(order_import, "check_order", spy)
+    small_loyalty().record_orders(small_orders(3), enrol=True, batch_size=2)
+    assert [False, False, False] == checked
+    assert gc.isenabled()

@@ -329,7 +329,7 @@ class LedgerService:
         member = Member(self.program.id, member_id, when, attributes)
         ledger = work.ledger
         ledger.changes.members.append(member)
-        fresh = Activity.fresh(self.c.retention(self.program)).dump()
+        fresh = Activity.fresh_text(self.c.retention(self.program))
         for wallet in self.program.wallets:
             activity = fresh if wallet == self.program.default_wallet else None
             ledger.add_book(MemberBook(AccountState(member_id, wallet, activity=activity)))

@@ -166,8 +166,12 @@ class OrderImport:
         # checkpoints its WAL less often meanwhile and once at the end)
         with long_run(self.c.storage):
             for batch in _batches(iter(orders), batch_size):
-                items = [self._check(order, wallet_, enrol) for order in batch]
-                with collector_paused():  # a batch's changes live until it writes
+                # a batch's checked orders and changes live until it writes: the cyclic
+                # collector, paused, does not walk them again and again meanwhile (it
+                # ran while the orders were checked: a tenth of what checking cost).
+                # The shop's stream is read with it running, as the shop's code expects.
+                with collector_paused():
+                    items = [self._check(order, wallet_, enrol) for order in batch]
                     result += self.c.pipeline.steps(
                         functools.partial(self._batch, items=items, wallet_=wallet_,
                                           enrol=enrol),

@@ -195,6 +195,12 @@ class OrderService:
         self._ledger = ledger
         #: the member's tier for pricing; None: the member's ``tier`` attribute
         self.tier_of: TierOf | None = None
+        # per (version, event type; None: orders): the stamp cards a source can stamp,
+        # and whether it asks for usage rows at all. Both follow from the version's
+        # rules alone (the instant only moves the periods asked for), so a version's
+        # orders ask once, not each order (working out periods that no cap needs is a
+        # time-zone conversion)
+        self._plans: dict[tuple[int, str | None], tuple[tuple[str, ...], bool]] = {}
         c.pipeline.reserve(ORDER_KEY, "record_order")
 
     def _member_state(self, uow: UnitOfWork, member_id: str, wallet: str, at: dt.datetime,
@@ -243,8 +249,14 @@ class OrderService:
                                value=at.isoformat())
         program = self.c.version(state.version, uow)
         kept = self.c.retention(program)
-        queries = usage_queries(program.earning, program.time_zone, at,
-                                event_type=event_type, stamp_counts=True)
+        plan = self._plans.get((program.version, event_type))
+        queries: list[UsageQuery] = []
+        if plan is None or plan[1]:
+            queries = usage_queries(program.earning, program.time_zone, at,
+                                    event_type=event_type, stamp_counts=True)
+            if plan is None:
+                plan = self._plans[(program.version, event_type)] = (
+                    stamp_card_ids(program.earning, event_type=event_type), bool(queries))
         activity = self._activity(uow, state, kept, queries)
         member = state.member
         member_id = member.member_id
@@ -266,7 +278,7 @@ class OrderService:
                 attributes=dict(member.attributes), tier=tier if isinstance(tier, str) else None,
                 first_order=first_order)
         usage = activity.rows(self.program.id, member_id) if queries else ()
-        stamps = activity.stamp_counts(stamp_card_ids(program.earning, event_type=event_type))
+        stamps = activity.stamp_counts(plan[0])
         return _Priced(program, ctx, usage, stamps, activity, kept)
 
     def quote(self, order_or_event: Order | Event, *, paid_points: int = 0) -> Evaluation:

@@ -55,10 +55,15 @@ class MemberReads:
         """What :meth:`~loyaltykit.storage.LedgerStore.load_member` would return."""
         if self.member is None:
             return None
-        in_force = [n for n, since in self.versions if since is None or since <= at]
-        return MemberState(self.member,
-                           {w: s for w, s in self.accounts.items() if w in wallets},
-                           max(in_force) if in_force else None)
+        version = None
+        for number, since in self.versions:
+            if (since is None or since <= at) and (version is None or number > version):
+                version = number
+        accounts = self.accounts
+        if any(w not in wallets for w in accounts):
+            accounts = {w: s for w, s in accounts.items() if w in wallets}
+        # (else the reads' own accounts, shared: neither is changed in place)
+        return MemberState(self.member, accounts, version)
 
     def tier_metric(self, start: dt.datetime, end: dt.datetime | None) -> int:
         """What :meth:`~loyaltykit.storage.TierStore.tier_metric` would return."""
@@ -152,13 +157,21 @@ class BatchReads:
         with these changes: the member's reads as they will be written
         (:meth:`MemberReads.after`), and the reads of any other member it changed
         dropped."""
-        touched = {m for m, _ in ledger.accounts}
-        touched.update(m.member_id for m in ledger.members)
+        # (most writes change their own member only: nothing to drop, no set to build)
+        reads = self._reads
+        for owner, _ in ledger.accounts:
+            if owner != member_id:
+                reads.pop(owner, None)
+        for member in ledger.members:
+            if member.member_id != member_id:
+                reads.pop(member.member_id, None)
         if tiers is not None:
-            touched.update(tiers.tier_states)
-            touched.update(m for m, _ in tiers.tier_buckets)
-        touched.discard(member_id)
-        self.drop(touched)
+            for owner in tiers.tier_states:
+                if owner != member_id:
+                    reads.pop(owner, None)
+            for owner, _ in tiers.tier_buckets:
+                if owner != member_id:
+                    reads.pop(owner, None)
         after = taken.after(ledger, tiers) if taken is not None else None
         if after is not None:
             self._reads[member_id] = after
