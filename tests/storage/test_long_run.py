@@ -1,5 +1,6 @@
-"""Long runs (``Storage.long_run``): on SQLite, fewer WAL checkpoints while due work or a
-history import runs, one at the end, the connections' own threshold put back after."""
+"""Long runs (``Storage.long_run``): on SQLite, fewer WAL checkpoints and a larger page
+cache while due work or a history import runs, one checkpoint at the end, the
+connections' own threshold and cache put back after."""
 
 from __future__ import annotations
 
@@ -65,6 +66,32 @@ def test_a_long_run_raises_the_threshold_and_puts_the_connections_own_back(
             pass
         assert threshold(storage) == _checkpoints.LONG_RUN_PAGES
     assert threshold(storage) == own
+
+
+def cache_size(storage: SQLStorage) -> int:
+    """The ``PRAGMA cache_size`` a unit of work of ``storage`` runs with."""
+    with storage.unit_of_work("p") as uow:
+        return int(uow.connection().exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+
+def test_a_long_run_gives_its_units_of_work_a_larger_cache_and_puts_the_own_back(
+        storage: SQLStorage) -> None:
+    own = cache_size(storage)
+    assert own == -2000  # SQLite's default: 2,000 KiB
+    with storage.long_run():
+        assert cache_size(storage) == -_checkpoints.LONG_RUN_CACHE_KIB
+    assert cache_size(storage) == own
+
+
+def test_a_connections_own_larger_cache_is_left_as_it_is(storage: SQLStorage) -> None:
+    @sa.event.listens_for(storage._engine, "connect")
+    def own(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA cache_size = -200000")  # type: ignore[attr-defined]
+
+    storage._engine.dispose()
+    with storage.long_run():
+        assert cache_size(storage) == -200000
+    assert cache_size(storage) == -200000
 
 
 def test_a_connections_own_threshold_is_the_one_put_back(storage: SQLStorage) -> None:

@@ -17,6 +17,17 @@ work after the run, and ends the run with one checkpoint (``PASSIVE``: it never 
 for readers), so the run's time includes copying its log back. Durability is
 unchanged: every commit still syncs the log as before (``synchronous`` is left as it
 is); a checkpoint only moves committed pages from the log into the database file.
+
+The same units of work also get a page cache of :data:`LONG_RUN_CACHE_KIB` (64 MiB)
+where the connection's own is smaller (SQLite's default is 2 MiB), put back with the
+threshold. A history import's batch inserts thousands of rows at scattered places of
+every index (order ids, members); with the default cache the batch's statements evict
+pages they dirtied and read them back, SQLite spills dirty pages into the log in the
+middle of the transaction and writes them again at the commit (see
+:mod:`loyaltykit.sql._batch_cache`, which gives a due batch a cache its size). A cache
+size is a limit, not an allocation: pages are taken as the run touches them. Measured on
+the CDNOW import (69,659 orders in batches of 5,000): its batches' writes and commits
+12.6 -> 11.3 s (two runs each, interleaved, same machine).
 """
 
 from __future__ import annotations
@@ -27,21 +38,28 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import StorageError
 
-__all__ = ["LONG_RUN_PAGES", "checkpoint", "set_threshold"]
+__all__ = ["LONG_RUN_CACHE_KIB", "LONG_RUN_PAGES", "checkpoint", "set_threshold"]
 
 #: The log size (pages) that starts a checkpoint while a long run lasts: about seven
 #: batches of the due benchmark, or one of a history import.
 LONG_RUN_PAGES = 16_384
 
+#: The page cache (KiB) of a long run's units of work, where the connection's own is
+#: smaller.
+LONG_RUN_CACHE_KIB = 64 * 1024
+
 #: In a pooled connection's ``info``: the connection's own threshold while it has
 #: :data:`LONG_RUN_PAGES` (absent otherwise).
 _OWN = "loyaltykit.wal_autocheckpoint"
+#: In a pooled connection's ``info``: the connection's own ``cache_size`` while it has
+#: the long run's (absent otherwise, or when its own was as large).
+_OWN_CACHE = "loyaltykit.cache_size"
 
 
 def set_threshold(conn: Connection, long_run: bool) -> None:
     """Give ``conn`` (a SQLite connection of the engine, before its transaction begins)
-    the long run's checkpoint threshold, or its own back; a dict lookup when it has
-    the one wanted already."""
+    the long run's checkpoint threshold and page cache, or its own back; a dict lookup
+    when it has the ones wanted already."""
     info = conn.connection.info
     own = info.get(_OWN)
     if long_run is (own is not None):
@@ -51,10 +69,18 @@ def set_threshold(conn: Connection, long_run: bool) -> None:
         if long_run:
             info[_OWN] = int(driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
             driver.execute(f"PRAGMA wal_autocheckpoint = {LONG_RUN_PAGES}")
+            cache = int(driver.execute("PRAGMA cache_size").fetchone()[0])
+            page = int(driver.execute("PRAGMA page_size").fetchone()[0])
+            # (negative: KiB; else pages)
+            if (-cache if cache < 0 else cache * page // 1024) < LONG_RUN_CACHE_KIB:
+                info[_OWN_CACHE] = cache
+                driver.execute(f"PRAGMA cache_size = {-LONG_RUN_CACHE_KIB}")
         else:
             driver.execute(f"PRAGMA wal_autocheckpoint = {int(info.pop(_OWN))}")
+            if _OWN_CACHE in info:
+                driver.execute(f"PRAGMA cache_size = {int(info.pop(_OWN_CACHE))}")
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise StorageError("could not set the WAL checkpoint threshold",
+        raise StorageError("could not set the long run's WAL checkpoint threshold and cache",
                            error=str(exc)) from exc
 
 
