@@ -2,7 +2,7 @@
 (``import_batch_size``, :class:`~loyaltykit.storage.BatchingStorage`), else the
 import's default. On SQLite a batch's commit writes every page the batch touched to the
 WAL, and a history's orders touch most leaf pages of the members' indexes once the
-tables have grown: 5000 orders a batch write a fraction of what 500 did."""
+tables have grown: 10,000 orders a batch write a fraction of what 500 did."""
 
 from __future__ import annotations
 
@@ -46,13 +46,13 @@ def _loyalty(storage: Any) -> Loyalty:
     return Loyalty(PROGRAM, storage, clock=TestClock(T0.replace(year=2027)))
 
 
-def test_a_sqlite_import_commits_once_per_5000_orders_unless_told(tmp_path: Path) -> None:
+def test_a_sqlite_import_commits_once_per_10000_orders_unless_told(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/batches.sqlite")
     try:
         storage = SQLStorage(engine)
         storage.create_schema()
         checked: BatchingStorage = storage
-        assert 5000 == checked.import_batch_size
+        assert 10_000 == checked.import_batch_size
         commits: list[object] = []
         sa.event.listen(engine, "commit", commits.append)
         loyalty = _loyalty(storage)

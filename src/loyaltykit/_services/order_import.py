@@ -123,7 +123,7 @@ class OrderImport:
     ) -> ImportResult:
         """Record a stream of orders (a shop's order history), in batches of
         ``batch_size`` orders, each in one unit of work committed at its end (None:
-        the storage's own batch size, 5000 on SQLite and 1000 on PostgreSQL with
+        the storage's own batch size, 10,000 on SQLite and 1000 on PostgreSQL with
         :class:`~loyaltykit.sql.SQLStorage`, else :data:`DEFAULT_BATCH_SIZE`).
 
         The result is the one recording the orders one by one with
