@@ -304,7 +304,7 @@ def test_qualified_is_the_highest_tier_whose_threshold_the_value_reaches(
 
 def test_the_period_of_instants_in_the_last_period_found_is_not_worked_out_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import loyaltykit._tiers as tiers_module
+    import loyaltykit._tier_windows as tiers_module
 
     calls: list[dt.datetime] = []
     start_of = tiers_module.start_of
