@@ -37,13 +37,13 @@ class Watched:
 @pytest.fixture
 def watched(monkeypatch: pytest.MonkeyPatch) -> Watched:
     found = Watched()
-    set_threshold = _checkpoints.set_threshold
+    set_long_run = _checkpoints.set_long_run
 
     def spy(conn: sa.Connection, on: bool) -> None:
         found.seen.append(on)
-        set_threshold(conn, on)
+        set_long_run(conn, on)
 
-    monkeypatch.setattr("loyaltykit.sql.uow.set_threshold", spy)
+    monkeypatch.setattr("loyaltykit.sql.uow.set_long_run", spy)
     monkeypatch.setattr("loyaltykit.sql.storage.checkpoint", found.checkpoints.append)
     return found
 

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._errors import StorageError
 
-__all__ = ["LONG_RUN_CACHE_KIB", "LONG_RUN_PAGES", "checkpoint", "set_threshold"]
+__all__ = ["LONG_RUN_CACHE_KIB", "LONG_RUN_PAGES", "checkpoint", "set_long_run"]
 
 #: The log size (pages) that starts a checkpoint while a long run lasts: about seven
 #: batches of the due benchmark, or one of a history import.
@@ -56,7 +56,7 @@ _OWN = "loyaltykit.wal_autocheckpoint"
 _OWN_CACHE = "loyaltykit.cache_size"
 
 
-def set_threshold(conn: Connection, long_run: bool) -> None:
+def set_long_run(conn: Connection, long_run: bool) -> None:
     """Give ``conn`` (a SQLite connection of the engine, before its transaction begins)
     the long run's checkpoint threshold and page cache, or its own back; a dict lookup
     when it has the ones wanted already."""

@@ -166,8 +166,8 @@ def _converted(getters: tuple[_Getter, ...], picked: Sequence[Sequence[Any]], n:
         if proc is not None and memo:  # each distinct value converted once
             converted = {value: proc(value) for value in dict.fromkeys(column)}
             columns.append(map(converted.__getitem__, column))
-        elif proc in _BY_COLUMN:  # a whole column in one comprehension, no call a value
-            columns.append(_BY_COLUMN[proc](column))
+        elif proc is _uuid_hex:  # a whole column in one comprehension, no call a value
+            columns.append(_uuid_hex_column(column))
         else:
             columns.append(map(proc, column) if proc is not None else column)
     return list(zip(*columns, strict=True))
@@ -184,10 +184,6 @@ def _uuid_hex_column(column: Iterable[uuid.UUID | None]) -> list[str | None]:
     """:func:`_uuid_hex` of each value (a batch's id columns: tens of thousands)."""
     return [None if value is None else f"{value.int:032x}" for value in column]
 
-
-#: processors of the plans that convert a whole column at once
-_BY_COLUMN: dict[Callable[[Any], Any], Callable[[Sequence[Any]], list[Any]]] = {
-    _uuid_hex: _uuid_hex_column}
 
 
 def _character_uuid(dialect: sa.Dialect, type_: Any) -> bool:

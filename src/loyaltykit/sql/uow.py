@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from loyaltykit._copy import cached
 from loyaltykit._errors import StorageError
-from loyaltykit.sql._checkpoints import set_threshold
+from loyaltykit.sql._checkpoints import set_long_run
 from loyaltykit.sql._errors import storage_error, translated
 from loyaltykit.sql.engine import begin_read_only
 from loyaltykit.sql.keys import SQLKeyStore, SQLProgramStore
@@ -144,7 +144,7 @@ class SQLUnitOfWork:
             else:
                 self._conn = self._engine.connect()
                 if self._long_run is not None:
-                    set_threshold(self._conn, self._long_run)
+                    set_long_run(self._conn, self._long_run)
                 self._tx = self._begin(self._conn)
         except sa_exc.SQLAlchemyError as exc:
             self._release()
