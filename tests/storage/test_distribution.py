@@ -94,3 +94,15 @@ def test_a_distribution_places_each_table_once() -> None:
         Distribution(reference={"a"}, distributed={"a": "member"})
     with pytest.raises(ValueError, match="colocation names tables not distributed"):
         Distribution(distributed={"a": "member"}, colocation={"b": "x"})
+
+
+def test_the_shipped_map_places_every_table_of_the_shipped_schema_once() -> None:
+    from loyaltykit.sql.distribution import SCHEMA
+    from loyaltykit.sql.schema import metadata
+
+    placed = set(SCHEMA.reference) | set(SCHEMA.distributed)
+    assert set(metadata.tables) - placed == set()
+    # member rows are all in one colocation group, by the member key
+    members = {t for t, c in SCHEMA.distributed.items() if SCHEMA.group(t) == "default"}
+    assert {SCHEMA.distributed[t] for t in members} == {"member_id", "referee_id"}
+    assert {"lk_accounts", "lk_transactions", "lk_lots", "lk_holds"} <= members

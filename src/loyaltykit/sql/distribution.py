@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import attrs
 import sqlalchemy as sa
 
-__all__ = ["Distribution", "problems"]
+__all__ = ["SCHEMA", "Distribution", "problems"]
 
 
 @attrs.frozen
@@ -144,3 +144,32 @@ def _foreign_keys(table: sa.Table, distribution: Distribution) -> list[str]:
         elif (own, theirs) not in pairs:
             found.append(f"{shown}: does not join {name}.{own} to {target}.{theirs}")
     return found
+
+
+#: How loyaltykit's own tables are placed on a distributed engine (DESIGN §10; the
+#: table ``docs/scale.md`` explains): program-level tables are reference tables; a
+#: member's rows are distributed by its member key (``member_id``; ``referee_id`` for a
+#: referral, the referee's row) and colocated, so a member's write and its joins stay
+#: on one node; what is unique across a program (the shop's member ids, idempotency
+#: keys, order ids and codes through ``lk_lookups``) is distributed by the unique value
+#: itself, so its uniqueness is checked on one node too.
+SCHEMA = Distribution(
+    reference=frozenset({
+        "lk_programs", "lk_program_versions", "lk_code_counters", "lk_reward_counters",
+        "lk_outbox_consumers",
+    }),
+    distributed={
+        **{name: "member_id" for name in (
+            "lk_members", "lk_accounts", "lk_erasures", "lk_transactions", "lk_postings",
+            "lk_lots", "lk_lot_movements", "lk_holds", "lk_hold_allocations", "lk_orders",
+            "lk_rule_usage", "lk_tier_states", "lk_tier_buckets", "lk_tier_history",
+            "lk_tier_notices", "lk_referral_codes", "lk_referral_marks", "lk_vouchers",
+            "lk_notices", "lk_outbox")},
+        "lk_referrals": "referee_id",
+        "lk_member_ids": "external_id",
+        "lk_idempotency_keys": "key",
+        "lk_lookups": "value",
+    },
+    colocation={"lk_member_ids": "external_id", "lk_idempotency_keys": "key",
+                "lk_lookups": "value"},
+)
