@@ -208,6 +208,8 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                                                    else "printf('%07d', g.i)"))
         if table.name == "lk_outbox" and name == "id":
             return sa.literal_column(_as_uuid(uuid_hex(0xFF00 | r), pg))
+        if table.name == "lk_tier_history" and name == "id":  # (its line, per copy)
+            return sa.literal_column(_as_uuid(uuid_hex(0xFE00 | r), pg))
         if (table.name == "lk_idempotency_keys" and name == "key") or (
                 table.name == "lk_transactions" and name == "idempotency_key"
                 and value is not None):
@@ -236,7 +238,7 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
             for r, row in enumerate(rows.get(table.name, ())):
                 names = [c for c in row if not (c == "seq" or (c == "id" and table.name in (
                     "lk_tier_history", "lk_outbox")))]
-                if table.name == "lk_outbox":
+                if table.name in ("lk_outbox", "lk_tier_history"):
                     names.append("id")
                 select = sa.select(*[column_expr(table, c, row.get(c), r).label(c)
                                      for c in names]).select_from(sa.text(series))
@@ -423,10 +425,10 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
               ON b.program_id = s.program_id AND b.member_id = s.member_id
              AND b.period_start = s.window_start
             WHERE s.program_id = :p AND s.next_evaluation <= :t""",
-        """INSERT INTO lk_tier_history (program_id, member_id, at, from_tier, to_tier, reason,
-                                        metric, note, recorded_at)
-            SELECT :p, e.member_id, e.next_evaluation, 'silver', 'member', 'evaluation',
-                   e.metric, '', :now
+        f"""INSERT INTO lk_tier_history (id, program_id, member_id, at, from_tier, to_tier,
+                                         reason, metric, note, recorded_at)
+            SELECT {derived("e.member_id", "b")}, :p, e.member_id, e.next_evaluation,
+                   'silver', 'member', 'evaluation', e.metric, '', :now
             FROM run_tiers e WHERE e.rank = 1 AND e.metric < 600""",
         f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
                                    recorded_at, payload)

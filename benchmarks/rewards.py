@@ -20,7 +20,7 @@ window. Measured in one run, in the same database:
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
-  13 statements (15 parameter sets) of one redemption, in order (the member's open holds
+  14 statements (16 parameter sets) of one redemption, in order (the member's open holds
   are not loaded: nothing is held):
 
   1. SELECT the idempotency key;
@@ -37,7 +37,9 @@ window. Measured in one run, in the same database:
   11. UPDATE the lot (one per lot consumed);
   12. INSERT the spend's and the redemption's events (``lk_outbox``, one executemany:
       ``points.spent``, then ``reward.redeemed``);
-  13. INSERT the voucher (``lk_vouchers``).
+  13. INSERT the voucher's code into ``lk_lookups`` (the program's one code, DESIGN
+      §10);
+  14. INSERT the voucher (``lk_vouchers``).
 
   Before timing, the run logs one redemption of each side (SQLAlchemy's
   ``before_cursor_execute``) and stops unless both sent the same statements with the
@@ -198,6 +200,7 @@ TAKE = (
     .execution_options(preserve_rowcount=True)
 )
 INS_VOUCHER = VO.insert()
+INS_LOOKUP = _T["lk_lookups"].insert()
 COUNTED = (
     sa.select(VO.c.reward_id, sa.func.count())
     .where(VO.c.program_id == sa.bindparam("p"),
@@ -286,6 +289,9 @@ class Baseline(L.Baseline):  # type: ignore[misc]
                 {"reward_id": reward_id, "voucher_id": str(voucher_id)},
                 reason=f"reward {reward_id}")
             self._events(conn, [spent, self._redeemed(spent, voucher)])
+            conn.execute(INS_LOOKUP, [{"program_id": voucher["program_id"], "kind": "voucher",
+                                       "value": voucher["code"],
+                                       "member_id": voucher["member_id"]}])
             conn.execute(INS_VOUCHER, [voucher])
         return code
 

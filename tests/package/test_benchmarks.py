@@ -283,7 +283,7 @@ def test_rewards_benchmark_quick_run_ends_with_one_line_of_json(name: str,
         assert sql == isinstance(result[key], float), key
     if sql:
         assert 0 == result["oversold"]
-        assert 13 == len(result["statements"]) == result["statements_per_redeem"]
+        assert 14 == len(result["statements"]) == result["statements_per_redeem"]
         assert result["checked"]["counters_agree"]
         assert result["checked"]["vouchers"] == result["checked"]["stock"] > 0
         contest = result["contest"]
@@ -304,7 +304,7 @@ def test_rewards_baseline_mirrors_sqlstorage_and_keeps_the_invariants(
     engine = storage._engine
     bench = bench_module.Bench("sqlite", storage, engine, dict(bench_module.QUICK), 1)
     lk, base = bench.loyalty, bench.baseline
-    assert 13 == len(bench.check_statements())  # its own check passes
+    assert 14 == len(bench.check_statements())  # its own check passes
     ours, = bench.members("lk", 1)
     theirs, = bench.members("base", 1)
     log = StatementLog(engine)

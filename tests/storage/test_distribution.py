@@ -106,3 +106,17 @@ def test_the_shipped_map_places_every_table_of_the_shipped_schema_once() -> None
     members = {t for t, c in SCHEMA.distributed.items() if SCHEMA.group(t) == "default"}
     assert {SCHEMA.distributed[t] for t in members} == {"member_id", "referee_id"}
     assert {"lk_accounts", "lk_transactions", "lk_lots", "lk_holds"} <= members
+
+
+def test_the_shipped_schema_keeps_the_rules_of_its_distribution() -> None:
+    """Issue 23's schema check: every member-scoped table's primary key and unique
+    constraints hold its distribution column, every foreign key is colocated or to a
+    reference table, no id is numbered by the database. On the schema before 0015 it
+    listed 28 problems (keys and foreign keys by id alone, program-wide unique
+    constraints, the history's sequence, no lk_lookups, the outbox). What is left is
+    the outbox's position, a sequence, until the outbox is kept per shard."""
+    from loyaltykit.sql.distribution import SCHEMA
+    from loyaltykit.sql.schema import metadata
+
+    assert ["lk_outbox: column 'seq' is numbered by the database",
+            "lk_outbox: primary key (seq) lacks 'member_id'"] == problems(metadata, SCHEMA)

@@ -151,8 +151,8 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
                   "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
                   "lk_referral_codes", "lk_referrals", "lk_referral_marks",
                   "lk_member_ids", "lk_erasures", "lk_code_counters",
-                      "lk_vouchers", "lk_reward_counters", "lk_outbox", "lk_outbox_consumers",
-                      "lk_notices"}
+                  "lk_vouchers", "lk_reward_counters", "lk_outbox", "lk_outbox_consumers",
+                  "lk_notices", "lk_lookups"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
     assert "0001" == _revision(storage)
     storage.upgrade()
@@ -397,6 +397,114 @@ def test_a_foreign_key_without_its_index_is_seen(storage: SQLStorage) -> None:
     with _engine(storage).begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_lk_lot_movements_lot")
     found = _unindexed_foreign_keys(storage)
-    assert ["lk_lot_movements(lot_id)"] == list(found)
+    assert ["lk_lot_movements(lot_id, member_id)"] == list(found)
     if _engine(storage).dialect.name == "sqlite":
-        assert found["lk_lot_movements(lot_id)"].startswith("SCAN lk_lot_movements")
+        assert found["lk_lot_movements(lot_id, member_id)"].startswith("SCAN lk_lot_movements")
+
+
+def _everything(storage: SQLStorage, clock: Any) -> Any:
+    """A program with every capability (earning rule, expiry, tiers, rewards,
+    referrals) and a facade on it."""
+    import attrs
+
+    from loyaltykit import EarningPolicy, Loyalty, RateRule
+    from loyaltykit.testing.contract.referrals import referral_program
+    from loyaltykit.testing.contract.rewards import reward_program
+
+    base = reward_program(program_id="all")
+    program = attrs.evolve(base, earning=EarningPolicy(rules=(RateRule(id="rate"),)),
+                           referrals=referral_program().referrals)
+    return Loyalty(program, storage, clock=clock)
+
+
+def test_0015_keeps_every_row_and_read_of_a_populated_database(storage: SQLStorage) -> None:
+    """0015 rebuilds the member tables with the member in their keys and claims the
+    program-wide values in lk_lookups: on a database with every kind of row, every
+    row is kept (a tier history line's id becomes the UUID of its number, in the same
+    order), every member's export (balances, lots, holds, statements, orders, tiers,
+    referrals, vouchers, events) reads the same after a downgrade to 0014 and the
+    upgrade, and the values claimed stay unique."""
+    from loyaltykit import IdempotencyConflict, Money, Order, OrderLine, TestClock
+    from loyaltykit.testing.stored import stored_rows
+
+    storage.upgrade()
+    clock = TestClock(dt.datetime(2026, 4, 6, 9, tzinfo=dt.UTC))
+    shop = _everything(storage, clock)
+
+    def order(order_id: str, member_id: str, euros: str) -> Order:
+        return Order(id=order_id, member_id=member_id, placed_at=clock.now(), currency="EUR",
+                     lines=(OrderLine(line_id="l", sku="x", quantity=2,
+                                      unit_price=Money(euros, "EUR")),))
+
+    shop.enrol("ann")
+    shop.earn("ann", 6000, key="e1")  # gold: a history line written by the write
+    code = shop.referrals.issue_code("ann").code
+    shop.enrol("ben", referral_code=code)
+    shop.record_order(order("o1", "ben", "30.00"))
+    shop.record_return("o1", {"l": 1}, key="r1")
+    spent = shop.spend("ann", 100, key="s1")
+    hold = shop.hold("ann", 200, key="h1", ttl=dt.timedelta(hours=1))
+    shop.capture(hold.hold_id, 150, key="c1")
+    void = shop.hold("ann", 50, key="h2", ttl=dt.timedelta(hours=1))
+    shop.void(void.hold_id, key="v1")
+    shop.reverse(spent.transaction_id, key="x1")
+    shop.transfer("ann", "ben", 100, key="t1")
+    voucher = shop.rewards.redeem("ann", "coffee", key="d1")
+    shop.rewards.use(voucher.voucher.code, order_id="o9", key="u1")
+    shop.rewards.redeem("ann", "mug", key="d2")
+    clock.advance(days=800)
+    shop.run_due()  # expiry; an evaluation drops ann: a line written set-based
+    members = ("ann", "ben")
+
+    def reads() -> list[Any]:
+        fresh = _everything(storage, clock)
+        return [fresh.privacy.export(m) | {"exported_at": None} for m in members]
+
+    def rows() -> dict[str, list[str]]:
+        found = stored_rows(storage)
+        found.pop(VERSION_TABLE)
+        return found
+
+    def history() -> list[tuple[Any, ...]]:
+        with _engine(storage).connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "SELECT id, member_id, from_tier, to_tier FROM lk_tier_history "
+                "ORDER BY member_id, id"))]
+
+    before, stored, lines = reads(), rows(), history()
+    assert 2 == len(lines)  # ann's rise to gold by the earn, her drop by the evaluation
+    with _engine(storage).connect() as conn:
+        claimed = sorted(tuple(r) for r in conn.execute(sa.text(
+            "SELECT kind, count(*) FROM lk_lookups GROUP BY kind")))
+    assert [("order", 1), ("referral", 1), ("voucher", 2)] == claimed
+    config = storage.alembic_config()
+    with _engine(storage).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0014")
+    assert "lk_lookups" not in _tables(storage)
+    numbered = history()
+    assert [1, 2] == sorted(int(r[0]) for r in numbered)
+    assert [r[1:] for r in lines] == [r[1:] for r in numbered]  # in the same order
+    storage.upgrade()
+    assert [] == _differences(storage)
+    assert before == reads()
+    again = rows()
+    assert {t: r for t, r in stored.items() if t != "lk_tier_history"} == {
+        t: r for t, r in again.items() if t != "lk_tier_history"}
+    upgraded = history()
+    assert [r[1:] for r in lines] == [r[1:] for r in upgraded]
+    assert {f"{n:032x}" for n in (1, 2)} == {uuid.UUID(str(r[0])).hex for r in upgraded}
+
+    # the claims hold after the upgrade: a recorded order id, a code, for any member
+    shop = _everything(storage, clock)
+    with pytest.raises(IdempotencyConflict):  # (the order's own key is met first)
+        shop.record_order(order("o1", "ann", "10.00"))
+    for kind, value in (("order", "o1"), ("voucher", voucher.voucher.code)):
+        with _engine(storage).begin() as conn, pytest.raises(sa.exc.IntegrityError):
+            conn.execute(sa.text(
+                "INSERT INTO lk_lookups (program_id, kind, value, member_id) "
+                "VALUES ('all', :kind, :value, 'someone')"), {"kind": kind, "value": value})
+    # a line written now sorts after the numbered ones: the library's ids are time-ordered
+    shop.tiers.assign("ann", "gold", key="g1", reason="goodwill")
+    assert ["gold", "member", "gold"] == [r[3] for r in history() if r[1] == lines[0][1]]
+    assert before[1] == reads()[1]  # ben's export is untouched

@@ -16,6 +16,7 @@ from loyaltykit.sql._errors import is_unique_violation, storage_error, violated
 from loyaltykit.sql._many import execute_many, execute_rows
 from loyaltykit.sql.schema import (
     code_counters,
+    lookups,
     program_versions,
     programs,
     referral_marks,
@@ -51,6 +52,10 @@ def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
+_INS_LOOKUP = lookups.insert()
+_LOOKUP_KEYS = ("program_id", "kind", "value", "member_id")
+
+
 class Upserts(NamedTuple):
     """The statements that need a dialect's ``INSERT .. ON CONFLICT``."""
 
@@ -65,7 +70,8 @@ class Upserts(NamedTuple):
 
 def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
     usage = insert(rule_usage)
-    overwritten = ("member_id", "rule_group", "occurred_at", "points", "stamps")
+    # (a source is one member's: its order or event)
+    overwritten = ("rule_group", "occurred_at", "points", "stamps")
     bucket = insert(tier_buckets)
     count = insert(code_counters).values(
         program_id=sa.bindparam("p"), issued=sa.bindparam("n", type_=sa.BigInteger()))
@@ -74,7 +80,7 @@ def _upserts(insert: Callable[[sa.Table], Any]) -> Upserts:
         version=insert(program_versions).on_conflict_do_nothing(
             index_elements=["program_id", "version"]),
         usage=usage.on_conflict_do_update(
-            index_elements=["program_id", "source", "rule_id"],
+            index_elements=["program_id", "source", "rule_id", "member_id"],
             set_={name: usage.excluded[name] for name in overwritten},
         ),
         bucket=bucket.on_conflict_do_update(
@@ -149,6 +155,20 @@ class Store:
             execute_many(conn, stmt, rows)
         except sa_exc.IntegrityError as exc:
             self._refused(exc, duplicate, field, only, lambda: [row[field] for row in rows])
+
+    def _claim(self, conn: Connection, kind: str, pairs: Sequence[tuple[str, str]],
+               duplicate: str, field: str) -> None:
+        """Claim each ``(value, member key)`` of ``pairs`` as the program's one
+        ``kind`` value (an order id, a code) in ``lk_lookups``, in one executemany,
+        before the rows that carry it are written: a value claimed before (or twice
+        in ``pairs``) is DuplicateKey with ``duplicate`` as its message and the
+        values as ``field``."""
+        program_id = self.program_id
+        try:
+            execute_rows(conn, _INS_LOOKUP, _LOOKUP_KEYS,
+                         [(program_id, kind, value, member) for value, member in pairs])
+        except sa_exc.IntegrityError as exc:
+            self._refused(exc, duplicate, field, None, lambda: [v for v, _ in pairs])
 
     def _insert_rows(self, conn: Connection, stmt: sa.Insert, keys: tuple[str, ...],
                      rows: Sequence[tuple[Any, ...]], duplicate: str | None = None,

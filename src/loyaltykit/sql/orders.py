@@ -333,13 +333,16 @@ class SQLOrderStore(Store):
         conn = self._c()
         new_orders = changes.new_orders
         if new_orders:
-            self._insert_rows(conn, _INS_ORDER, _ORDER_KEYS, [
-                _order_values(o, changes.net, keys) for order_id, o in changes.orders.items()
-                if order_id in new_orders
-            ], "order already recorded", "order_id")
+            rows = [_order_values(o, changes.net, keys)
+                    for order_id, o in changes.orders.items() if order_id in new_orders]
+            # the order id is the program's one (lk_lookups), then the member's order
+            self._claim(conn, "order", [(row[1], row[2]) for row in rows],
+                        "order already recorded", "order_id")
+            self._insert_rows(conn, _INS_ORDER, _ORDER_KEYS, rows,
+                              "order already recorded", "order_id")
         if changes.usage:
             # one row per key: the last one wins, as it would row by row
-            usage = {(u.program_id, u.source, u.rule_id): u for u in changes.usage}
+            usage = {(u.program_id, u.source, u.rule_id, u.member_id): u for u in changes.usage}
             execute_many(conn, upserts_for(conn).usage, [
                 _usage_row(u, u.member_id if keys is None else keys[u.member_id])
                 for u in usage.values()])

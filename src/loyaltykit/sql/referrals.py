@@ -213,6 +213,10 @@ class SQLReferralStore(Store):
         conn = self._c()
         program_id = self.program_id
         if changes.referral_codes:
+            # each code is the program's one (lk_lookups), then its owner's row
+            self._claim(conn, "referral", [(c.code, c.member_id)
+                                           for c in changes.referral_codes],
+                        "code already issued", "code")
             self._insert(conn, _INS_CODE, [
                 {"program_id": program_id, "code": c.code, "shown": c.shown,
                  "member_id": c.member_id, "source": c.source.value,

@@ -192,6 +192,9 @@ class SQLRewardStore(Store):
                  "issued_at": v.issued_at, "expires_at": v.expires_at, **_changed(v)}
                 for i, v in changes.vouchers.items() if i in created]
         if rows:
+            # the code is the program's one (lk_lookups), then the member's voucher
+            self._claim(conn, "voucher", [(r["code"], r["member_id"]) for r in rows],
+                        "voucher code already issued", "code")
             self._insert(conn, _INS, rows, "voucher code already issued", "code",
                          only="code")
         touched = [{"k_program_id": self.program_id, "k_id": v.id, **_changed(v)}

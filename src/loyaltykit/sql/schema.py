@@ -37,6 +37,7 @@ __all__ = [
     "hold_allocations",
     "holds",
     "idempotency_keys",
+    "lookups",
     "lot_movements",
     "lots",
     "erasures",
@@ -191,6 +192,13 @@ def _member_fk() -> sa.ForeignKeyConstraint:
     )
 
 
+def _row_fk(column: str, table: str) -> sa.ForeignKeyConstraint:
+    """A foreign key to a member's row of ``table`` by its id: ``(column, member_id)``
+    to ``(id, member_id)``, so it joins two tables distributed by the member on the
+    member (colocated, DESIGN §10)."""
+    return sa.ForeignKeyConstraint([column, "member_id"], [f"{table}.id", f"{table}.member_id"])
+
+
 programs = sa.Table(
     "lk_programs",
     metadata,
@@ -225,8 +233,9 @@ member_ids = sa.Table(
     sa.Column("program_id", _ID, primary_key=True),
     sa.Column("external_id", _MEMBER, primary_key=True),
     sa.Column("member_id", _MEMBER, nullable=False),
-    _member_fk(),
-    sa.UniqueConstraint("program_id", "member_id"),
+    # distributed by the shop's id (DESIGN §10): no foreign key to the member's row on
+    # another node; the key is drawn fresh, so one key never maps two shop ids
+    sa.Index("ix_lk_member_ids_member", "program_id", "member_id"),
 )
 
 # one row per erased member: its key and when (nothing that identifies the person)
@@ -274,7 +283,7 @@ accounts = sa.Table(
 transactions = sa.Table(
     "lk_transactions",
     metadata,
-    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("wallet", _WALLET, nullable=False),
@@ -285,8 +294,10 @@ transactions = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("metadata", Document(), nullable=False),
     sa.Column("reverses_id", sa.Uuid(), nullable=True),
+    sa.PrimaryKeyConstraint("id", "member_id"),
     _member_fk(),
-    sa.UniqueConstraint("reverses_id"),
+    # a reversal is posted in the member's own ledger (each half of a transfer in its own)
+    sa.UniqueConstraint("reverses_id", "member_id"),
     sa.Index(
         "ix_lk_transactions_member_time", "program_id", "member_id", "wallet", "occurred_at", "id"
     ),
@@ -295,24 +306,26 @@ transactions = sa.Table(
 postings = sa.Table(
     "lk_postings",
     metadata,
-    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), primary_key=True),
-    sa.Column("account", _ENUM, primary_key=True),
+    sa.Column("transaction_id", sa.Uuid(), nullable=False),
+    sa.Column("account", _ENUM, nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("wallet", _WALLET, nullable=False),
     sa.Column("amount", _POINTS, nullable=False),
     sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("transaction_id", "member_id", "account"),
+    _row_fk("transaction_id", "lk_transactions"),
     sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
 )
 
 lots = sa.Table(
     "lk_lots",
     metadata,
-    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("wallet", _WALLET, nullable=False),
-    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), nullable=False),
     sa.Column("amount", _POINTS, nullable=False),
     sa.Column("remaining", _POINTS, nullable=False),
     sa.Column("held", _POINTS, nullable=False),
@@ -320,7 +333,9 @@ lots = sa.Table(
     sa.Column("activates_at", _TS, nullable=True),
     sa.Column("expires_at", _TS, nullable=True),
     sa.Column("pending", sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint("id", "member_id"),
     _member_fk(),
+    _row_fk("transaction_id", "lk_transactions"),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("0 <= held AND held <= remaining AND remaining <= amount", name="bounds"),
     sa.Index("ix_lk_lots_member_open", "program_id", "member_id", "wallet", "remaining"),
@@ -330,28 +345,31 @@ lots = sa.Table(
              postgresql_where=sa.text("expires_at IS NOT NULL"),
              sqlite_where=sa.text("expires_at IS NOT NULL")),
     # the lot an earn made; deleting a transaction checks its foreign key here
-    sa.Index("ix_lk_lots_transaction", "transaction_id"),
+    sa.Index("ix_lk_lots_transaction", "transaction_id", "member_id"),
 )
 
 lot_movements = sa.Table(
     "lk_lot_movements",
     metadata,
-    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), primary_key=True),
-    sa.Column("lot_id", sa.Uuid(), sa.ForeignKey("lk_lots.id"), primary_key=True),
+    sa.Column("transaction_id", sa.Uuid(), nullable=False),
+    sa.Column("lot_id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("delta", _POINTS, nullable=False),
     sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("transaction_id", "member_id", "lot_id"),
+    _row_fk("transaction_id", "lk_transactions"),
+    _row_fk("lot_id", "lk_lots"),
     sa.CheckConstraint("delta <> 0", name="delta_not_zero"),
     # which transactions moved a lot; deleting a lot checks its foreign key here (the
     # primary key leads with the transaction)
-    sa.Index("ix_lk_lot_movements_lot", "lot_id"),
+    sa.Index("ix_lk_lot_movements_lot", "lot_id", "member_id"),
 )
 
 holds = sa.Table(
     "lk_holds",
     metadata,
-    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("wallet", _WALLET, nullable=False),
@@ -359,28 +377,33 @@ holds = sa.Table(
     sa.Column("status", _ENUM, nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=False),
-    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), nullable=False),
     sa.Column("captured", _POINTS, nullable=False),
     sa.Column("resolved_by", sa.Uuid(), nullable=True),
+    sa.PrimaryKeyConstraint("id", "member_id"),
     _member_fk(),
+    _row_fk("transaction_id", "lk_transactions"),
     sa.CheckConstraint("points > 0", name="points_positive"),
     sa.CheckConstraint("captured >= 0 AND captured <= points", name="captured_bounds"),
     sa.Index("ix_lk_holds_member_status", "program_id", "member_id", "wallet", "status"),
-    sa.Index("ix_lk_holds_transaction", "transaction_id"),  # the foreign key's check
+    sa.Index("ix_lk_holds_transaction", "transaction_id", "member_id"),  # the key's check
 )
 
 hold_allocations = sa.Table(
     "lk_hold_allocations",
     metadata,
-    sa.Column("hold_id", sa.Uuid(), sa.ForeignKey("lk_holds.id"), primary_key=True),
-    sa.Column("lot_id", sa.Uuid(), sa.ForeignKey("lk_lots.id"), primary_key=True),
+    sa.Column("hold_id", sa.Uuid(), nullable=False),
+    sa.Column("lot_id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("points", _POINTS, nullable=False),
     sa.Column("position", sa.SmallInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("hold_id", "member_id", "lot_id"),
+    _row_fk("hold_id", "lk_holds"),
+    _row_fk("lot_id", "lk_lots"),
     sa.CheckConstraint("points > 0", name="points_positive"),
     # the holds reserving a lot; deleting a lot checks its foreign key here
-    sa.Index("ix_lk_hold_allocations_lot", "lot_id"),
+    sa.Index("ix_lk_hold_allocations_lot", "lot_id", "member_id"),
 )
 
 idempotency_keys = sa.Table(
@@ -394,12 +417,29 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
 )
 
+# What must be unique in a program although it belongs to one member's rows: an order
+# id, a voucher code, a referral code. One row per value, mapped to its member: the
+# primary key is the uniqueness rule (a value written twice is a unique violation), and
+# a call that names only the value finds its member here. Distributed by the value on a
+# distributed engine (DESIGN §10), so the check is one node's; the member's rows are on
+# the member's node.
+lookups = sa.Table(
+    "lk_lookups",
+    metadata,
+    sa.Column("program_id", _ID, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", _KEY, primary_key=True),
+    sa.Column("member_id", _MEMBER, nullable=False),
+)
+
 orders = sa.Table(
     "lk_orders",
     metadata,
     sa.Column("program_id", _ID, primary_key=True),
     sa.Column("order_id", _ORDER, primary_key=True),
-    sa.Column("member_id", _MEMBER, nullable=False),
+    # in the key so the order lives with its member (the order id's uniqueness in the
+    # program is lk_lookups' rule)
+    sa.Column("member_id", _MEMBER, primary_key=True),
     sa.Column("placed_at", _TS, nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("order", Document(), nullable=False),
@@ -434,7 +474,7 @@ rule_usage = sa.Table(
     sa.Column("program_id", _ID, primary_key=True),
     sa.Column("source", _SOURCE, primary_key=True),
     sa.Column("rule_id", _RULE, primary_key=True),
-    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("member_id", _MEMBER, primary_key=True),
     sa.Column("rule_group", _RULE, nullable=True),
     sa.Column("occurred_at", _TS, nullable=False),
     sa.Column("points", _DECIMAL, nullable=False),
@@ -486,14 +526,13 @@ tier_buckets = sa.Table(
     _member_fk(),
 )
 
-# ``id`` numbers the history lines in the order written (a member's lines are written
-# under the lock of its tier state, so their ids keep the member's order); the database
-# draws it, so appending a line reads nothing first
+# ``id`` orders a member's history lines as written: a time-ordered UUID the library
+# draws (a member's lines are written under the lock of its tier state, one after the
+# other), so appending a line reads nothing first and no database sequence numbers it
 tier_history = sa.Table(
     "lk_tier_history",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column("id", sa.Uuid(), nullable=False),
     sa.Column("program_id", _ID, nullable=False),
     sa.Column("member_id", _MEMBER, nullable=False),
     sa.Column("at", _TS, nullable=False),
@@ -503,6 +542,7 @@ tier_history = sa.Table(
     sa.Column("metric", _POINTS, nullable=False),
     sa.Column("note", sa.Text(), nullable=False),
     sa.Column("recorded_at", _TS, nullable=True),
+    sa.PrimaryKeyConstraint("id", "member_id"),
     _member_fk(),
     sa.Index("ix_lk_tier_history_member", "program_id", "member_id", "id"),
 )
@@ -537,7 +577,7 @@ referral_codes = sa.Table(
     sa.Column("program_id", _ID, primary_key=True),
     sa.Column("code", _CODE, primary_key=True),
     sa.Column("shown", sa.String(64), nullable=False),
-    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("member_id", _MEMBER, primary_key=True),  # the code's owner
     sa.Column("source", _ENUM, nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=True),
@@ -583,9 +623,7 @@ referrals = sa.Table(
     sa.Column("decided_at", _TS, nullable=True),
     sa.ForeignKeyConstraint(["program_id", "referee_id"],
                             ["lk_members.program_id", "lk_members.member_id"]),
-    sa.ForeignKeyConstraint(["program_id", "code"],
-                            ["lk_referral_codes.program_id", "lk_referral_codes.code"],
-                            name="fk_lk_referrals_code_lk_referral_codes"),
+    # no foreign key to the code: it lives with its owner, the referrer, on another node
     sa.Index("ix_lk_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
     sa.Index("ix_lk_referrals_code", "program_id", "code"),  # the foreign key's check
 )
@@ -614,12 +652,12 @@ vouchers = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("code", _CODE, nullable=False),
     sa.Column("shown", sa.String(64), nullable=False),
-    sa.Column("member_id", _MEMBER, nullable=False),
+    sa.Column("member_id", _MEMBER, primary_key=True),
     sa.Column("reward_id", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("wallet", _WALLET, nullable=False),
     sa.Column("cost", _POINTS, nullable=False),
-    sa.Column("transaction_id", sa.Uuid(), sa.ForeignKey("lk_transactions.id"), nullable=False),
+    sa.Column("transaction_id", sa.Uuid(), nullable=False),
     sa.Column("status", _ENUM, nullable=False),
     sa.Column("issued_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=True),
@@ -629,12 +667,14 @@ vouchers = sa.Table(
     sa.Column("expired_at", _TS, nullable=True),
     sa.Column("refund_id", sa.Uuid(), nullable=True),
     _member_fk(),
-    sa.UniqueConstraint("program_id", "code"),
+    _row_fk("transaction_id", "lk_transactions"),
+    # a code's uniqueness in the program is lk_lookups' rule
+    sa.Index("ix_lk_vouchers_code", "program_id", "code"),
     sa.CheckConstraint("status IN ('issued', 'used', 'cancelled', 'expired')", name="status"),
     sa.Index("ix_lk_vouchers_member", "program_id", "member_id", "reward_id", "issued_at"),
     # the issued vouchers due work expires, soonest first
     sa.Index("ix_lk_vouchers_due", "program_id", "status", "expires_at"),
-    sa.Index("ix_lk_vouchers_transaction", "transaction_id"),  # the foreign key's check
+    sa.Index("ix_lk_vouchers_transaction", "transaction_id", "member_id"),  # the key's check
 )
 
 # one row per reward: the vouchers that took an item of stock (issued and used) and the

@@ -25,12 +25,9 @@ from sqlalchemy.engine import Connection
 from loyaltykit.sql.schema import outbox, tier_history, tier_states
 from loyaltykit.storage.tier_due_set import TierOutbox
 
-__all__ = ["append_events", "history_end"]
+__all__ = ["append_events"]
 
 _TS = outbox.c.recorded_at.type
-
-#: the highest history row id so far (the rowid: SQLite numbers new rows after it)
-_HISTORY_END = sa.text(f"SELECT coalesce(max(id), 0) FROM {tier_history.name}")
 
 #: a stored instant (naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff") as the payload
 #: shows it: ``datetime.isoformat()`` of the aware UTC instant (no fraction when it is 0)
@@ -41,17 +38,15 @@ _ISO = """(substr({x}, 1, 10) || 'T' || substr({x}, 12, 8)
 
 @functools.cache
 def _insert(ranks: int) -> sa.TextClause:
-    """The INSERT of the events of the history lines numbered after ``:since`` for a
-    ladder of ``ranks`` tiers (``:n<i>``, ``:t<i>``, ``:b<i>``: each rank's name,
-    threshold and benefits' JSON); ``:ids`` the events' ids (a JSON array, in the
-    lines' order).
+    """The INSERT of the events of the history lines whose ids lead ``:hids`` (32 hex
+    digits an id, one after the other, in the lines' order) for a ladder of ``ranks``
+    tiers (``:n<i>``, ``:t<i>``, ``:b<i>``: each rank's name, threshold and benefits'
+    JSON); ``:ids`` the events' ids (a JSON array, one a line: the caller counts the
+    events against the lines).
 
-    The lines are found by their row ids, ``:since`` + 1 on: the INSERT that appended
-    them numbered them one after the other from the highest id then, as SQLite does
-    under the write lock (the caller counts the events against the lines). The ids'
-    array leads the join (CROSS JOIN: in that order), each line a rowid lookup; a
-    window over the lines joined to the array was a nested loop, quadratic in the
-    batch."""
+    The ids' array leads the join (CROSS JOIN: in that order), each line a lookup of
+    its id (the primary key leads with it); a window over the lines joined to the
+    array was a nested loop, quadratic in the batch."""
     ladder = ", ".join(f"({i}, :n{i}, :t{i}, :b{i})" for i in range(ranks))
     protected = "s.protected_until"
     # (INSERT first, its SELECT's WITH after: the driver counts the rows of a
@@ -70,25 +65,21 @@ def _insert(ranks: int) -> sa.TextClause:
                                 END,
         'next_evaluation', :next_evaluation, 'benefits', json(t.benefits))
     FROM json_each(:ids) e
-      CROSS JOIN {tier_history.name} h ON h.id = :since + 1 + e.key
+      CROSS JOIN {tier_history.name} h ON h.id = substr(:hids, e.key * 32 + 1, 32)
       JOIN ladder f ON f.name = h.from_tier JOIN ladder t ON t.name = h.to_tier
       JOIN {tier_states.name} s ON s.program_id = :p AND s.member_id = h.member_id
     ORDER BY e.key"""
     return sa.text(sql).bindparams(sa.bindparam("now", type_=_TS))
 
 
-def history_end(conn: Connection) -> int:
-    """The id the next history line is numbered after."""
-    return int(conn.execute(_HISTORY_END).scalar_one())
-
-
-def append_events(conn: Connection, program_id: str, since: int, lines: int,
+def append_events(conn: Connection, program_id: str, line_ids: str, lines: int,
                   request: TierOutbox) -> int:
-    """Append the outbox events of the ``lines`` history lines numbered after
-    ``since`` (their states moved on already), in their order; return how many."""
+    """Append the outbox events of the ``lines`` history lines whose ids lead
+    ``line_ids`` (hex digits, 32 an id; their states moved on already), in their
+    order; return how many."""
     ids = request.new_ids(lines)
     params: dict[str, Any] = {
-        "p": program_id, "since": since, "ids": json.dumps([i.hex for i in ids]),
+        "p": program_id, "hids": line_ids, "ids": json.dumps([i.hex for i in ids]),
         "type": request.type, "version": request.version, "now": request.recorded_at,
         "changed_at": request.changed_at, "metric": request.metric,
         "next_evaluation": request.next_evaluation}

@@ -25,6 +25,7 @@ from loyaltykit._tiers import (
     TierState,
     WindowKind,
 )
+from loyaltykit._values import new_id
 from loyaltykit.sql import tier_events
 from loyaltykit.sql._batch_cache import batch_cache
 from loyaltykit.sql._errors import translated
@@ -154,6 +155,9 @@ _j_limit = sa.bindparam("j_limit", type_=sa.Integer())
 _j_last = sa.bindparam("j_last", type_=tier_states.c.member_id.type)
 _j_after = sa.bindparam("j_after", type_=tier_states.c.member_id.type)
 _j_upto = sa.bindparam("j_upto", type_=tier_states.c.member_id.type)
+#: the history lines' ids, drawn by the library: 32 hex digits each, one after the other
+#: (line ``n``, from 1, takes the ``n``-th; see :func:`_line_ids`)
+_j_hids = sa.bindparam("j_hids", type_=sa.Text())
 
 # PostgreSQL's JIT compiles the evaluation (its cost estimate is high) for longer than
 # the compiled code saves, and the default work_mem spills its sorts to disk: both are
@@ -181,6 +185,8 @@ class _TierSQL(NamedTuple):
     # SQLite, an evaluation: ``run`` and ``apply`` returning nothing (their counts),
     # for a batch whose events the store appends itself
     record: sa.Executable | None = None
+    # SQLite, a batch given by its end: how many states it holds (one id a state)
+    states: sa.Executable | None = None
     move: sa.Executable | None = None
 
 
@@ -336,6 +342,12 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     def name_of(rank: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.case({i: sa.literal(name) for i, name in enumerate(names)}, value=rank)
 
+    def line_id(member_id: Any) -> Any:
+        """A line's id: the next of ``:j_hids`` in member order (one line a state)."""
+        n = sa.func.row_number().over(order_by=member_id)
+        start = sa.cast(n * 32 - 31, sa.Integer())
+        return sa.cast(sa.func.substr(_j_hids, start, 32), tier_history.c.id.type)
+
     def record(m: Any, source: Any) -> Any:
         """The INSERT of the lines (notices) of the decisions ``m`` from ``source``."""
         if notices:
@@ -356,9 +368,10 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
                 set_={name: insert.excluded[name]
                       for name in ("tier", "would_be", "metric", "needed", "created_at")})
         return tier_history.insert().from_select(
-            ["program_id", "member_id", "at", "from_tier", "to_tier", "reason", "metric",
-             "note", "recorded_at"],
-            sa.select(m.program_id, m.member_id, _j_at, name_of(m.old_rank),
+            ["id", "program_id", "member_id", "at", "from_tier", "to_tier", "reason",
+             "metric", "note", "recorded_at"],
+            sa.select(line_id(m.member_id), m.program_id, m.member_id, _j_at,
+                      name_of(m.old_rank),
                       name_of(m.new_rank), sa.literal("evaluation"), m.metric,
                       sa.literal(""), _j_recorded)
             .select_from(source)
@@ -427,11 +440,12 @@ def _tier_sql(policy: TierPolicy, dialect: str, notices: bool, after: bool = Fal
     if notices:
         return _TierSQL(run=insert.execution_options(**counted), last=last, apply=apply)
     h = tier_history.c
+    count = sa.select(sa.func.count()).where(*waiting, s.c.member_id <= _j_last)
     return _TierSQL(
         run=insert.returning(h.member_id, h.from_tier, h.to_tier, h.metric
                              ).execution_options(**counted),
         last=last, apply=apply, record=insert.execution_options(**counted),
-        move=move.execution_options(**counted))
+        move=move.execution_options(**counted), states=count)
 
 
 #: The columns of a tier state but its member, version (and program id), in
@@ -444,8 +458,18 @@ _INSERT_STATE_KEYS = ("program_id", "member_id", *_STATE_FIELDS, "version")
 _UPDATE_STATE_KEYS = ("k_program_id", "k_member_id", *_STATE_FIELDS)
 _REWRITE_STATE_KEYS = (*_UPDATE_STATE_KEYS, "k_rewrites")
 _BUCKET_KEYS = ("program_id", "member_id", "period_start", "value")
-_HISTORY_KEYS = ("program_id", "member_id", "at", "from_tier", "to_tier", "reason",
+_HISTORY_KEYS = ("id", "program_id", "member_id", "at", "from_tier", "to_tier", "reason",
                  "metric", "note", "recorded_at")
+
+
+def _line_ids(n: int) -> str:
+    """``n`` new history line ids as one text of their hex digits (see ``:j_hids``).
+
+    A line's id is drawn by the library, a time-ordered UUID like every other id (no
+    database sequence: DESIGN §10), here rather than by the caller: a member's lines
+    are written under the lock of its tier state, one after the other, so their ids
+    keep the order they were written in, which reads sort by."""
+    return new_id.many_hex(n).decode()
 _history_values = operator.attrgetter("member_id", "at", "from_tier", "to_tier", "reason",
                                       "metric", "note", "recorded_at")
 
@@ -543,9 +567,7 @@ class SQLTierStore(Store):
             lines = [tuple(r[1:5]) for r in rows if r[1] is not None]
             protected = {r[1]: r[5] for r in rows if r[1] is not None}
         else:
-            params["j_last"] = (job.upto if job.upto is not None
-                                else conn.scalar(sql.last, params))
-            if params["j_last"] is None:
+            if not self._batch_end(conn, sql, params, job):
                 return 0, []
             lines = [tuple(r) for r in conn.execute(sql.run, params)]
             moved = conn.execute(sql.apply, params).all()
@@ -574,17 +596,15 @@ class SQLTierStore(Store):
                         job.upto is not None)
         assert sql.record is not None and sql.move is not None
         params = self._tier_params(job)
-        params["j_last"] = job.upto if job.upto is not None else conn.scalar(sql.last, params)
-        if params["j_last"] is None:
+        if not self._batch_end(conn, sql, params, job):
             return 0, 0
-        since = tier_events.history_end(conn)
         # the batch's dirty pages kept in memory until the commit (sql/_batch_cache.py)
         with batch_cache(conn, job.limit):
             lines = conn.execute(sql.record, params).rowcount
             done = conn.execute(sql.move, params).rowcount
             if lines:  # (the states moved on: the events read their protection from them)
-                written = tier_events.append_events(conn, self.program_id, since, lines,
-                                                    outbox)
+                written = tier_events.append_events(conn, self.program_id,
+                                                    params["j_hids"], lines, outbox)
                 if written != lines:
                     raise StorageError(f"{written} tier.changed events for {lines} lines")
         return done, lines
@@ -610,7 +630,25 @@ class SQLTierStore(Store):
             "j_next": job.next_at, "j_window": job.window_start,
             "j_protected": job.protected_until, "j_recorded": job.recorded_at,
             "j_limit": job.limit, "j_after": job.after, "j_upto": job.upto,
+            "j_hids": _line_ids(job.limit),
         }
+
+    @staticmethod
+    def _batch_end(conn: Connection, sql: _TierSQL, params: dict[str, Any], job: TierJob
+                   ) -> bool:
+        """SQLite: set ``:j_last``, the batch's last member (the job's end, or the
+        last of the next ``job.limit`` states); False if there is no batch. A batch
+        given by its end may hold more than ``job.limit`` states (planned before
+        states entered its range): it gets an id for each."""
+        if job.upto is None:
+            params["j_last"] = conn.scalar(sql.last, params)
+            return params["j_last"] is not None
+        params["j_last"] = job.upto
+        if sql.states is not None:
+            states = int(conn.scalar(sql.states, params) or 0)
+            if states > job.limit:
+                params["j_hids"] = _line_ids(states)
+        return True
 
     def _tier_run(self, job: TierJob, *, notices: bool) -> tuple[int, int]:
         conn = self._c()
@@ -673,8 +711,10 @@ class SQLTierStore(Store):
                 for (member_id, period), value in changes.tier_buckets.items()
             ])
         if changes.tier_history:
+            ids = new_id.many(len(changes.tier_history))
             self._insert_rows(conn, _INS_TIER_HISTORY, _HISTORY_KEYS, [
-                (program_id, *_history_values(change)) for change in changes.tier_history])
+                (line, program_id, *_history_values(change))
+                for line, change in zip(ids, changes.tier_history, strict=True)])
 
     def _write_tier_states(self, conn: Connection, changes: TierChanges) -> None:
         """Insert the new tier states (version 0; one already kept is DuplicateKey, so
