@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -172,6 +173,18 @@ def test_foreign_keys_in_a_cycle_are_refused() -> None:
              sa.Column("a", sa.String(8), sa.ForeignKey("a.k")))
     with pytest.raises(InvalidDistribution, match="cycle"):
         citus.placements(md, Distribution(distributed={"a": "k", "b": "k"}))
+
+
+def test_the_docs_map_is_the_shipped_map() -> None:
+    # docs/scale.md's table of every table's place, row by row
+    page = Path(__file__).resolve().parents[2] / "docs" / "scale.md"
+    rows = [[cell.strip().strip("`") for cell in line.strip("|").split("|")]
+            for line in page.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `lk_")]
+    assert {t for t, placed, _, _ in rows if placed == "reference"} == SCHEMA.reference
+    assert {t: by for t, placed, by, _ in rows if placed == "distributed"} == \
+        dict(SCHEMA.distributed)
+    assert len(rows) == len(SCHEMA.reference) + len(SCHEMA.distributed)
 
 
 # -- on PostgreSQL, with a stand-in for Citus ------------------------------------------
