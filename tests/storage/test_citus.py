@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import POSTGRESQL
-from loyaltykit import InvalidDistribution, LoyaltyError, Storage, StorageError
+from loyaltykit import InvalidDistribution, InvalidInput, LoyaltyError, Storage, StorageError
 from loyaltykit.sql import citus
 from loyaltykit.sql.citus import CREATE_EXTENSION, SEQUENTIAL, Placement
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
@@ -465,6 +465,12 @@ def test_without_citus_the_extension_cannot_be_created_and_nothing_is_written() 
                     "SELECT count(*) FROM pg_constraint WHERE contype = 'f'").scalar()
         finally:
             engine.dispose()
+
+
+def test_a_database_that_is_not_postgresql_is_refused(tmp_path: Path) -> None:
+    md = _shop()
+    with pytest.raises(InvalidInput, match="PostgreSQL"):
+        citus.apply(f"sqlite:///{tmp_path / 'shop.db'}", md, SHOP)
 
 
 def test_an_unnamed_foreign_key_is_dropped_by_the_name_postgresql_gives_it(

@@ -58,9 +58,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from loyaltykit._errors import InvalidDistribution
+from loyaltykit._errors import InvalidDistribution, InvalidInput
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
+from loyaltykit.sql.engine import create_engine
 from loyaltykit.sql.schema import metadata as _METADATA
 
 __all__ = ["Placement", "apply", "placements", "statements"]
@@ -73,6 +74,9 @@ _DIALECT: sa.Dialect = PGDialect()  # type: ignore[no-untyped-call]
 
 CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS citus"
 SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
+
+#: How Citus has placed a table: (distributed, its distribution column).
+_Place = tuple[bool, str | None]
 
 
 @attrs.frozen
@@ -142,7 +146,8 @@ def apply(bind: sa.Engine | sa.Connection | str, metadata: sa.MetaData = _METADA
     must exist. A table Citus has placed as the map says is skipped; the extension is
     created only if Citus's catalog is missing.
 
-    Raises :class:`~loyaltykit.InvalidDistribution` (nothing written) when the schema
+    Raises :class:`~loyaltykit.InvalidInput` when ``bind`` is not PostgreSQL's, and
+    :class:`~loyaltykit.InvalidDistribution` (nothing written) when the schema
     breaks the engine's rules (``details["problems"]``, from
     :func:`~loyaltykit.sql.distribution.problems`), as :func:`placements` does, or
     when a table is placed otherwise on the server; :class:`~loyaltykit.StorageError`
@@ -153,7 +158,7 @@ def apply(bind: sa.Engine | sa.Connection | str, metadata: sa.MetaData = _METADA
                                   problems=found)
     wanted = placements(metadata, distribution)
     if isinstance(bind, str):
-        engine = sa.create_engine(bind)
+        engine = create_engine(bind)
         try:
             return _apply_on_engine(engine, metadata, wanted)
         finally:
@@ -181,6 +186,9 @@ def _apply_on_engine(engine: sa.Engine, metadata: sa.MetaData,
 def _apply(conn: sa.Connection, metadata: sa.MetaData,
            wanted: list[Placement]) -> list[str]:
     """Run the statements for the tables of ``wanted`` that Citus has not placed."""
+    if conn.dialect.name != "postgresql":
+        raise InvalidInput("a Citus coordinator is a PostgreSQL server",
+                           dialect=conn.dialect.name)
     # Citus's own catalog: present once the extension is; the extension itself needs
     # rights an application's role may lack, so it is created only when missing
     has_citus = conn.scalar(sa.text("SELECT to_regclass('pg_dist_partition') IS NOT NULL"))
@@ -216,9 +224,7 @@ def _apply(conn: sa.Connection, metadata: sa.MetaData,
     return run
 
 
-def _placed_on_server(conn: sa.Connection, tables: Sequence[str]) -> dict[str,
-                                                                          tuple[bool,
-                                                                                str | None]]:
+def _placed_on_server(conn: sa.Connection, tables: Sequence[str]) -> dict[str, _Place]:
     """How Citus has placed each of ``tables`` that it has: (distributed, column).
     A Citus "local table" (what a table referencing a reference table becomes) is not
     placed: it is to be distributed still."""
@@ -234,7 +240,7 @@ def _placed_on_server(conn: sa.Connection, tables: Sequence[str]) -> dict[str,
     return {by_name[name]: (method == "h", column) for name, method, column in rows}
 
 
-def _shown(place: tuple[bool, str | None]) -> str:
+def _shown(place: _Place) -> str:
     return f"distributed by {place[1]}" if place[0] else "reference table"
 
 
