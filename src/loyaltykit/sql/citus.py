@@ -3,12 +3,13 @@ coordinator: the statements, in an order Citus accepts, and a function that runs
 
 Citus places a table with ``create_reference_table('t')`` (a copy on every node) or
 ``create_distributed_table('t', 'column', colocate_with => ...)`` (shards by the
-column's hash). It accepts a table only when every table its foreign keys reference is
-placed already, and it refuses to place a table that a plain table still references;
-with the whole foreign-key graph in place there is no such order (a reference table
-made first pulls the tables referencing it into Citus "local tables", which then
-cannot be distributed one by one). So :func:`statements` sets the foreign keys of the
-tables it places aside, places the tables, and adds the same foreign keys back, all in
+column's hash). It accepts a distributed table only when every table its foreign keys
+reference is placed already, and a foreign key between a placed table and a plain one
+neither way; with the whole foreign-key graph in place there is no order it accepts
+(issue 23's trial on Citus 13.2: a reference table made first pulls the tables
+referencing it into Citus "local tables", which then cannot be distributed one by
+one). So :func:`statements` sets the foreign keys from and to the tables it places
+aside, places the tables, and adds the same foreign keys back, all in
 one transaction:
 
 1. ``CREATE EXTENSION IF NOT EXISTS citus``;
