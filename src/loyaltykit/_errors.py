@@ -19,7 +19,8 @@ still catches a bad amount::
     │   ├── InvalidPayment
     │   ├── InvalidCode
     │   ├── InvalidPosition
-    │   └── InvalidSummary
+    │   ├── InvalidSummary
+    │   └── InvalidDistribution
     ├── NotFound (LookupError)
     │   ├── MemberNotFound
     │   ├── TransactionNotFound
@@ -91,6 +92,7 @@ __all__ = [
     "IdempotencyConflict",
     "InsufficientPoints",
     "InvalidCode",
+    "InvalidDistribution",
     "InvalidEvent",
     "InvalidPayment",
     "InvalidPosition",
@@ -509,6 +511,16 @@ class InvalidSummary(InvalidInput):
     """
 
     code = "invalid_summary"
+
+
+class InvalidDistribution(InvalidInput):
+    """A distribution map (:class:`loyaltykit.sql.distribution.Distribution`) cannot be
+    applied to a schema: it names a table the schema lacks or a distribution column a
+    table lacks, the schema breaks the engine's rules (``details["problems"]``), its
+    foreign keys form a cycle, or a table is placed otherwise on the server already.
+    Nothing was written."""
+
+    code = "invalid_distribution"
 
 
 class AnalyticsUnavailable(LoyaltyError, ImportError):

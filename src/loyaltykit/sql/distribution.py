@@ -22,12 +22,18 @@ change).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 import sqlalchemy as sa
 
+from loyaltykit._errors import InvalidDistribution
+
 __all__ = ["SCHEMA", "Distribution", "problems"]
+
+
+def _names(tables: Iterable[str]) -> frozenset[str]:
+    return frozenset(tables)
 
 
 @attrs.frozen
@@ -38,19 +44,25 @@ class Distribution:
     name of its colocation group (tables of one group hold the same values in their
     distribution columns; a table not named is in the group ``"default"``). A table
     in neither mapping is left out of the check (it is no concern of the engine's,
-    e.g. the migrations' version table)."""
+    e.g. the migrations' version table). A table placed both ways, or a colocation
+    entry for a table not distributed, is refused with
+    :class:`~loyaltykit.InvalidDistribution`.
 
-    reference: frozenset[str] = attrs.field(converter=frozenset, default=frozenset())
+    :mod:`loyaltykit.sql.citus` applies a distribution to a Citus coordinator."""
+
+    reference: frozenset[str] = attrs.field(converter=_names, default=frozenset())
     distributed: Mapping[str, str] = attrs.field(factory=dict)
     colocation: Mapping[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         both = self.reference & set(self.distributed)
         if both:
-            raise ValueError(f"tables both reference and distributed: {sorted(both)}")
+            raise InvalidDistribution("tables both reference and distributed",
+                                      tables=sorted(both))
         stray = set(self.colocation) - set(self.distributed)
         if stray:
-            raise ValueError(f"colocation names tables not distributed: {sorted(stray)}")
+            raise InvalidDistribution("colocation names tables not distributed",
+                                      tables=sorted(stray))
 
     def group(self, table: str) -> str:
         """The colocation group of the distributed ``table``."""
