@@ -498,20 +498,36 @@ def test_the_migrated_schema_names_its_foreign_keys_as_the_statements_do(
                          for fk in t.foreign_key_constraints}
 
 
+#: the tables of the shipped schema Citus cannot place yet: the outbox, whose position
+#: is a database sequence until it is kept per shard (issue 23's last schema step)
+NOT_YET = {"lk_outbox"}
+
+
+def _placeable() -> Distribution:
+    """The shipped map without :data:`NOT_YET` (a table the map leaves out is left
+    alone, as Citus leaves a plain table on the coordinator)."""
+    assert {line.split(":")[0] for line in problems(shipped, SCHEMA)} == NOT_YET
+    return Distribution(
+        reference=SCHEMA.reference - NOT_YET,
+        distributed={t: c for t, c in SCHEMA.distributed.items() if t not in NOT_YET},
+        colocation={t: g for t, g in SCHEMA.colocation.items() if t not in NOT_YET})
+
+
 def test_the_migrated_shipped_schema_is_placed_and_written_to(
         coordinator: sa.Engine) -> None:
-    if problems(shipped, SCHEMA):
-        pytest.skip("the shipped schema does not keep Citus's rules yet (issue 23)")
     from loyaltykit.sql import SQLStorage
 
     storage = SQLStorage(coordinator)
     storage.upgrade()
     _, keys_before = _state(coordinator)
-    assert citus.apply(coordinator)
+    placeable = _placeable()
+    assert citus.apply(coordinator, distribution=placeable)
     placed, keys_after = _state(coordinator)
     assert keys_after == keys_before
-    assert {n for n, m, _, _ in placed if m == "n"} == set(SCHEMA.reference)
-    assert {(n, c) for n, m, c, _ in placed if m == "h"} == set(SCHEMA.distributed.items())
+    assert {n for n, m, _, _ in placed if m == "n"} == set(placeable.reference)
+    assert {(n, c) for n, m, c, _ in placed if m == "h"} == set(
+        placeable.distributed.items())
+    assert NOT_YET.isdisjoint(n for n, _, _, _ in placed)
     _write_and_read(storage)
 
 
@@ -540,21 +556,20 @@ def test_the_shipped_schema_on_a_citus_coordinator() -> None:
     if not url:
         pytest.skip(f"no Citus coordinator: set {CITUS_URL_VARIABLE} (Citus is not "
                     "packaged for this machine's registries)")
-    if problems(shipped, SCHEMA):
-        pytest.skip("the shipped schema does not keep Citus's rules yet (issue 23)")
     from loyaltykit.sql import SQLStorage, create_engine
 
     engine = create_engine(url)
+    placeable = _placeable()
     try:
         storage = SQLStorage(engine)
         storage.upgrade()
-        citus.apply(engine)
+        citus.apply(engine, distribution=placeable)
         with engine.connect() as conn:
             placed = dict(conn.exec_driver_sql(
                 "SELECT logicalrelid::text, partmethod::text FROM pg_dist_partition"
                 " WHERE partmethod = 'h' OR repmodel = 't'").all())
-        assert {t: "n" for t in SCHEMA.reference}.items() <= placed.items()
-        assert {t: "h" for t in SCHEMA.distributed}.items() <= placed.items()
+        assert {t: "n" for t in placeable.reference}.items() <= placed.items()
+        assert {t: "h" for t in placeable.distributed}.items() <= placed.items()
         _write_and_read(storage)
     finally:
         engine.dispose()
