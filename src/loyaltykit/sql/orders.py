@@ -17,8 +17,8 @@ from loyaltykit.sql._errors import translated
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._scrub import EMPTY_OBJECT, replaced
-from loyaltykit.sql._shared import Store, upserts_for
-from loyaltykit.sql.schema import orders, rule_usage
+from loyaltykit.sql._shared import Store, chunks, claimed_by, upserts_for
+from loyaltykit.sql.schema import lookups, orders, rule_usage
 from loyaltykit.storage.orders import OrderChanges
 
 __all__ = ["SQLOrderStore"]
@@ -46,15 +46,25 @@ _ORDER_COLS = (  # the fields of OrderRecord, in order
     orders.c.fingerprint,
     orders.c.result,
 )
+_o: sa.BindParameter[str] = sa.bindparam("o")
+# the order found by its id through the member that claimed it (lk_lookups): routed to
+# the member's node on a distributed engine
 _SEL_ORDER: sa.Executable = sa.select(*_ORDER_COLS).where(
-    orders.c.program_id == _p, orders.c.order_id == sa.bindparam("o")
+    orders.c.program_id == _p, orders.c.order_id == _o,
+    orders.c.member_id == claimed_by("order", _o, _p),
 )
-_sel_orders = sa.select(*_ORDER_COLS).where(orders.c.program_id == _p)
-_SEL_ORDERS: sa.Executable = _sel_orders.where(
+# a batch's order ids: first which are claimed, and by whom (lk_lookups, read on the
+# ids' nodes), then those orders on their members' nodes
+_sel_claims = sa.select(lookups.c.value, lookups.c.member_id).where(
+    lookups.c.program_id == _p, lookups.c.kind == "order")
+_SEL_CLAIMS: sa.Executable = _sel_claims.where(
+    lookups.c.value.in_(sa.bindparam("ids", expanding=True)))
+# PostgreSQL: the ids as one JSON array, each found by its key whatever the statistics
+# (a batch's orders are looked for in a program growing by the batch)
+_SEL_CLAIMS_PG: sa.Executable = probed(_sel_claims, lookups.c.value)
+_SEL_ORDERS: sa.Executable = sa.select(*_ORDER_COLS).where(
+    orders.c.program_id == _p, orders.c.member_id.in_(sa.bindparam("ms", expanding=True)),
     orders.c.order_id.in_(sa.bindparam("ids", expanding=True)))
-# PostgreSQL: the ids as one JSON array, each order found by its key whatever the
-# statistics (a batch's orders are looked for in a program growing by the batch)
-_SEL_ORDERS_PG: sa.Executable = probed(_sel_orders, orders.c.order_id)
 _SEL_MEMBER_ORDERS: sa.Executable = (
     sa.select(*_ORDER_COLS)
     .where(orders.c.program_id == _p, orders.c.member_id == _m)
@@ -117,6 +127,7 @@ def _erase_orders(dialect: str) -> sa.Executable:
 _UPD_ORDER = orders.update().where(
     orders.c.program_id == sa.bindparam("k_program_id"),
     orders.c.order_id == sa.bindparam("k_order_id"),
+    orders.c.member_id == sa.bindparam("k_member_id"),
 )
 
 
@@ -261,12 +272,20 @@ class SQLOrderStore(Store):
 
     @translated
     def get_orders(self, order_ids: Sequence[str]) -> list[OrderRecord]:
-        """Return those of ``order_ids`` that are recorded (a read per
-        :data:`~loyaltykit.sql._shared.CHUNK` ids; one on PostgreSQL)."""
-        conn, found = self._c(), list[OrderRecord]()
+        """Return those of ``order_ids`` that are recorded: the ids claimed, with
+        their members (a read per :data:`~loyaltykit.sql._shared.CHUNK` ids; one on
+        PostgreSQL), then the orders of those found, by member and id (none for a
+        history import's new orders)."""
+        conn, program_id = self._c(), self.program_id
+        claimed: dict[str, str] = {}
         for pg, named in key_sets(conn, list(dict.fromkeys(order_ids))):
-            rows = conn.execute(_SEL_ORDERS_PG if pg else _SEL_ORDERS,
-                                {"p": self.program_id, **named}).all()
+            claimed.update(conn.execute(_SEL_CLAIMS_PG if pg else _SEL_CLAIMS,
+                                        {"p": program_id, **named}).all())
+        found = list[OrderRecord]()
+        ids = sorted(claimed)
+        for chunk in chunks(ids):
+            rows = conn.execute(_SEL_ORDERS, {"p": program_id, "ids": list(chunk), "ms": sorted(
+                {claimed[i] for i in chunk})}).all()
             found.extend(_order(row) for row in rows)
         return found
 
@@ -347,7 +366,9 @@ class SQLOrderStore(Store):
                 _usage_row(u, u.member_id if keys is None else keys[u.member_id])
                 for u in usage.values()])
         touched_orders = [
-            {"k_program_id": o.program_id, "k_order_id": o.order_id, **_changed_order(o)}
+            {"k_program_id": o.program_id, "k_order_id": o.order_id,
+             "k_member_id": o.member_id if keys is None else keys[o.member_id],
+             **_changed_order(o)}
             for order_id, o in changes.orders.items() if order_id not in new_orders
         ]
         if touched_orders:

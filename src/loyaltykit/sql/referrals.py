@@ -18,7 +18,7 @@ from loyaltykit._referrals import (
     Source,
 )
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._shared import Store, upserts_for
+from loyaltykit.sql._shared import Store, claimed_by, upserts_for
 from loyaltykit.sql.schema import code_counters, referral_codes, referral_marks, referrals
 from loyaltykit.storage.referrals import ReferralChanges
 
@@ -30,8 +30,11 @@ _ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
 _TS_TYPE = referrals.c.attributed_at.type
 
 _c_code: sa.BindParameter[str] = sa.bindparam("k_code")
+# a code found through the member that claimed it (its owner, lk_lookups): routed to
+# the owner's node on a distributed engine
+_owner = referral_codes.c.member_id == claimed_by("referral", _c_code, _p)
 _SEL_CODE: sa.Executable = sa.select(referral_codes).where(
-    referral_codes.c.program_id == _p, referral_codes.c.code == _c_code)
+    referral_codes.c.program_id == _p, referral_codes.c.code == _c_code, _owner)
 _SEL_MEMBER_CODES: sa.Executable = (
     sa.select(referral_codes)
     .where(referral_codes.c.program_id == _p, referral_codes.c.member_id == _m)
@@ -40,7 +43,7 @@ _SEL_MEMBER_CODES: sa.Executable = (
 # (PostgreSQL's READ COMMITTED re-evaluates it; SQLite has one writer): never over-used
 _CLAIM_CODE: sa.Executable = (
     referral_codes.update()
-    .where(referral_codes.c.program_id == _p, referral_codes.c.code == _c_code,
+    .where(referral_codes.c.program_id == _p, referral_codes.c.code == _c_code, _owner,
            sa.or_(referral_codes.c.max_uses.is_(None),
                   referral_codes.c.uses < referral_codes.c.max_uses))
     .values(uses=referral_codes.c.uses + 1))

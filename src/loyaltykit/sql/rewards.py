@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from loyaltykit._errors import SerializationFailure, StorageError
 from loyaltykit._rewards import Voucher, VoucherStatus
 from loyaltykit.sql._errors import translated
-from loyaltykit.sql._shared import Store, upserts_for
+from loyaltykit.sql._shared import Store, claimed_by, upserts_for
 from loyaltykit.sql.schema import reward_counters, vouchers
 from loyaltykit.storage.rewards import RewardChanges
 
@@ -27,8 +27,11 @@ _BIG = sa.BigInteger()
 _NO_BOUND = 2**62
 _ISSUED = VoucherStatus.ISSUED.value
 
+_code: sa.BindParameter[str] = sa.bindparam("code")
+# the voucher found by its code through the member that claimed it (lk_lookups)
 _SEL_CODE: sa.Executable = sa.select(vouchers).where(
-    vouchers.c.program_id == _p, vouchers.c.code == sa.bindparam("code"))
+    vouchers.c.program_id == _p, vouchers.c.code == _code,
+    vouchers.c.member_id == claimed_by("voucher", _code, _p))
 _SEL_MEMBER: sa.Executable = (
     sa.select(vouchers)
     .where(vouchers.c.program_id == _p, vouchers.c.member_id == _m)
@@ -82,7 +85,8 @@ _INS = vouchers.insert()
 _UPD: sa.Update = (
     vouchers.update()
     .where(vouchers.c.program_id == sa.bindparam("k_program_id"),
-           vouchers.c.id == sa.bindparam("k_id"), vouchers.c.status == _ISSUED))
+           vouchers.c.id == sa.bindparam("k_id"),
+           vouchers.c.member_id == sa.bindparam("k_member_id"), vouchers.c.status == _ISSUED))
 
 
 def _voucher(row: Any) -> Voucher:
@@ -197,7 +201,8 @@ class SQLRewardStore(Store):
                         "voucher code already issued", "code")
             self._insert(conn, _INS, rows, "voucher code already issued", "code",
                          only="code")
-        touched = [{"k_program_id": self.program_id, "k_id": v.id, **_changed(v)}
+        touched = [{"k_program_id": self.program_id, "k_id": v.id,
+                    "k_member_id": v.member_id, **_changed(v)}
                    for i, v in sorted(changes.vouchers.items()) if i not in created]
         if touched:
             self._guarded(conn, touched)
