@@ -474,8 +474,106 @@ class Declared:
     reason: str
 
 
+_DUE = ("due work, set-based: the program's rows due by an instant, read through their "
+        "index on every node (one table)")
+_BATCH = ("a batch's members (a history import's, a due batch's) in one statement: the "
+          "nodes of those members")
+_TIER_RUN = ("set-based tier evaluation of a batch (a range of member keys): tier states "
+             "joined with their buckets, history and notices on member_id (colocated)")
+_REPORT = "a program-wide report: colocated tables joined on member_id, node by node"
+_REPORT_SCAN = "a program-wide report over one table, on every node"
+
 #: The statements of loyaltykit's SQL stores that are not single-shard on purpose
-#: (``docs/scale.md`` lists them): each named by :func:`statement_name`, with its
-#: route and its reason.
-NOT_SINGLE_SHARD: tuple[Declared, ...] = ()
+#: (``docs/scale.md`` lists them): each named by :func:`statement_name` (or, for a
+#: function that builds its statements per call from its options, by the function:
+#: every statement it executes), with the worst route allowed and the reason.
+NOT_SINGLE_SHARD: tuple[Declared, ...] = (
+    # -- due work over a program's accounts, lots, tier states and vouchers
+    Declared("sql.ledger_due:SQLLedgerDue.due_accounts", Route.SCAN, _DUE),
+    Declared("sql.ledger_due:SQLLedgerDue.due_between", Route.SCAN, _DUE),
+    Declared("sql.ledger_due:SQLLedgerDue.due_bounds", Route.SCAN,
+             _DUE + "; every n-th due key, the ranges workers take side by side"),
+    Declared("sql.ledger:SQLLedgerStore.expiring_lots", Route.SCAN,
+             "due work's 'points expiring' notices: the program's lots expiring in a "
+             "window, by expiry, on every node (one table)"),
+    Declared("sql.ledger_due:_write_due_postgresql", Route.TEXT,
+             "a due batch's transactions, postings and lot movements on PostgreSQL: one "
+             "INSERT ... SELECT from unnest arrays per table, each row with its member_id "
+             "(each row goes to its member's node)"),
+    Declared("sql.ledger_due:_updated#eae1c744a2", Route.TEXT,
+             "a due batch's accounts on PostgreSQL: UPDATE ... FROM unnest arrays joined "
+             "on (program_id, member_id, wallet): each row on its member's node"),
+    Declared("sql.ledger_due_set:SQLLedgerDueSet._post.<locals>.run", Route.TEXT,
+             "SQLite's set-based due posting (temporary tables, SQLite's own SQL): never "
+             "runs on a distributed engine (PostgreSQL writes a due batch with "
+             "sql.ledger_due)"),
+    Declared("sql.tiers:SQLTierStore.tier_due", Route.SCAN,
+             "tier due work: the evaluation instants due in a program (one table)"),
+    Declared("sql.tiers:SQLTierStore.tier_batch_end", Route.SCAN,
+             "tier due work: the last member key of the next batch of due tier states "
+             "(one table, a range of member keys)"),
+    Declared("sql.tiers:SQLTierStore._tier_run", Route.COLOCATED, _TIER_RUN),
+    Declared("sql.tiers:SQLTierStore._tier_run#1e9d5ebfa0", Route.SCAN,
+             "tier notices' due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore._tier_run#392e567ecc", Route.SCAN,
+             "tier notices' due work: the batch's tier states marked noticed (one "
+             "table, a range of member keys)"),
+    Declared("sql.tiers:SQLTierStore._tier_run#695c5311f3", Route.SCAN,
+             "tier notices' due work: the batch's tier states marked noticed (one "
+             "table, a range of member keys)"),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers", Route.COLOCATED, _TIER_RUN),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers#4cbb11cd77", Route.SCAN,
+             "tier due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers#85c1c1b185", Route.SCAN,
+             "tier due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded", Route.COLOCATED, _TIER_RUN),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded#4cbb11cd77", Route.SCAN,
+             "tier due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded#85c1c1b185", Route.SCAN,
+             "tier due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore.tier_notices", Route.SCAN,
+             "tier notices' events: a program's notices by creation (one table)"),
+    Declared("sql.tiers:SQLTierStore.upcoming_tier_notices", Route.SCAN,
+             "'tier will drop' events: a program's notices by evaluation instant (one "
+             "table)"),
+    Declared("sql.rewards:SQLRewardStore.due_vouchers", Route.SCAN,
+             "voucher due work: a program's issued vouchers by expiry (one table)"),
+    Declared("sql.rewards:SQLRewardStore.expiring_vouchers", Route.SCAN,
+             "'voucher expiring' notices: a program's issued vouchers expiring in a "
+             "window (one table)"),
+    # -- batch reads of many members
+    Declared("sql.ledger:SQLLedgerStore.load_members", Route.MULTI, _BATCH),
+    Declared("sql.ledger:SQLLedgerStore.lock_accounts", Route.MULTI, _BATCH),
+    Declared("sql.ledger:SQLLedgerStore.load_lots", Route.MULTI, _BATCH),
+    Declared("sql.tiers:SQLTierStore.get_tier_states", Route.MULTI, _BATCH),
+    Declared("sql.tiers:SQLTierStore.tier_buckets", Route.MULTI, _BATCH),
+    Declared("sql.referrals:SQLReferralStore.marks_of", Route.MULTI, _BATCH),
+    Declared("sql.members:SQLMemberKeyStore.keys_of", Route.MULTI,
+             "a batch's shop ids mapped to member keys: lk_member_ids by the shop id, "
+             "the nodes of those ids"),
+    # -- the reverse lookup and erasure
+    Declared("sql.members:SQLMemberKeyStore.ids_of", Route.TEXT,
+             "the members-id reverse lookup (member keys to shop ids: events' readers, "
+             "exports) over lk_member_ids, distributed by the shop id: every node"),
+    Declared("sql.members:SQLMemberKeyStore._pairs", Route.SCAN,
+             "the members-id reverse lookup of one key (see ids_of): every node"),
+    Declared("sql.keys:SQLKeyStore.erase", Route.SCAN,
+             "erasure (rare): a member's idempotency records, in a table distributed by "
+             "the key: every node"),
+    Declared("sql.keys:SQLKeyStore.rename", Route.MULTI,
+             "erasure (rare): the member's name taken out of its idempotency records' "
+             "results, by their keys: the nodes of those keys"),
+    # -- reports
+    Declared("sql.report_ledger:SQLLedgerReports.count_members", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.member_facts", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.tier_ranks", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.tiers_as_of", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.wallet_members", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.first_lot_at", Route.SCAN, _REPORT_SCAN),
+    Declared("sql.report_orders:SQLOrderReports.counted_orders", Route.SCAN, _REPORT_SCAN),
+    Declared("sql.report_orders:SQLOrderReports.member_order_totals", Route.SCAN,
+             _REPORT_SCAN),
+    Declared("sql.report_orders:SQLOrderReports.period_order_totals", Route.SCAN,
+             _REPORT_SCAN),
+)
 
