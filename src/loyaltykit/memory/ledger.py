@@ -420,11 +420,11 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
         lots = [(lot_id, evolve(t.lots[lot_id], remaining=remaining, held=held,
                                 pending=pending, activates_at=activates_at,
                                 expires_at=expires_at))
-                for lot_id, remaining, held, pending, activates_at, expires_at
+                for lot_id, _, remaining, held, pending, activates_at, expires_at
                 in changes.lots]
         holds = [(hold_id, evolve(t.holds[hold_id], status=HoldStatus.RELEASED, captured=0,
                                   resolved_by=by))
-                 for hold_id, by in changes.holds]
+                 for hold_id, _, by in changes.holds]
         # the order write() keeps: accounts, transactions, lots, holds
         uow.put_many(t.accounts, states)
         uow.put_many(t.transactions, txs)

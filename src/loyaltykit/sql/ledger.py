@@ -158,7 +158,11 @@ _SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
     lots.c.program_id == _p, lots.c.id.in_(_ids)
 )
 
-_HOLDS_JOIN = holds.join(hold_allocations, hold_allocations.c.hold_id == holds.c.id)
+# each allocation joined by its member too: its rows are on its hold's node when the
+# tables are distributed by member (issue 23)
+_HOLDS_JOIN = holds.join(hold_allocations, sa.and_(
+    hold_allocations.c.hold_id == holds.c.id,
+    hold_allocations.c.member_id == holds.c.member_id))
 _open_holds = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
@@ -192,14 +196,16 @@ _SEL_HOLD: sa.Executable = (
 _SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
     transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
 )
+# a transaction's legs and lot movements read by its member too, so a distributed
+# engine reads them on the member's node (DESIGN §10)
 _SEL_POSTINGS: sa.Executable = (
     sa.select(postings.c.transaction_id, postings.c.account, postings.c.amount)
-    .where(postings.c.transaction_id.in_(_ids))
+    .where(postings.c.member_id == _m, postings.c.transaction_id.in_(_ids))
     .order_by(postings.c.transaction_id, postings.c.position)
 )
 _SEL_MOVEMENTS: sa.Executable = (
     sa.select(lot_movements.c.transaction_id, lot_movements.c.lot_id, lot_movements.c.delta)
-    .where(lot_movements.c.transaction_id.in_(_ids))
+    .where(lot_movements.c.member_id == _m, lot_movements.c.transaction_id.in_(_ids))
     .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
 )
 _SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
@@ -248,9 +254,14 @@ _tx_of_member = (
     transactions.c.member_id == _m,
     transactions.c.wallet == _w,
 )
+# the legs and movements joined to their transaction by its member too: the
+# statement stays on the member's node on a distributed engine (DESIGN §10)
+_LEGS = transactions.join(postings, sa.and_(
+    postings.c.transaction_id == transactions.c.id,
+    postings.c.member_id == transactions.c.member_id))
 _SEL_SUMS_AS_OF: sa.Executable = (
     sa.select(postings.c.account, sa.func.sum(postings.c.amount))
-    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .select_from(_LEGS)
     .where(*_tx_of_member, transactions.c.occurred_at <= _at)
     .group_by(postings.c.account)
 )
@@ -259,9 +270,9 @@ _remaining_as_of = (
         lot_movements.c.lot_id.label("lot_id"),
         sa.func.sum(lot_movements.c.delta).label("remaining"),
     )
-    .select_from(
-        transactions.join(lot_movements, lot_movements.c.transaction_id == transactions.c.id)
-    )
+    .select_from(transactions.join(lot_movements, sa.and_(
+        lot_movements.c.transaction_id == transactions.c.id,
+        lot_movements.c.member_id == transactions.c.member_id)))
     .where(*_tx_of_member, transactions.c.occurred_at <= _at)
     .group_by(lot_movements.c.lot_id)
     .having(sa.func.sum(lot_movements.c.delta) > 0)
@@ -270,6 +281,7 @@ _remaining_as_of = (
 _SEL_LOTS_AS_OF: sa.Executable = (
     sa.select(*_LOT_COLS, _remaining_as_of.c.remaining)
     .select_from(lots.join(_remaining_as_of, _remaining_as_of.c.lot_id == lots.c.id))
+    .where(lots.c.member_id == _m)  # the member's lots (each moved by its own member)
     .order_by(lots.c.earned_at, lots.c.id)
 )
 
@@ -288,7 +300,7 @@ _SEL_PAGE_BEFORE = _SEL_PAGE.where(
 )
 _SEL_TOTAL_THROUGH: sa.Executable = (
     sa.select(sa.func.coalesce(sa.func.sum(postings.c.amount), 0))
-    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .select_from(_LEGS)
     .where(
         *_tx_of_member,
         postings.c.account.in_(_MEMBER_ACCOUNT_NAMES),
@@ -541,12 +553,16 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         """Build transactions from their rows, loading their postings and movements."""
         legs: dict[uuid.UUID, list[Posting]] = {}
         moves: dict[uuid.UUID, list[LotMovement]] = {}
-        ids = [row[0] for row in rows]
-        for chunk in chunks(ids):
-            for tid, account, amount in conn.execute(_SEL_POSTINGS, {"ids": chunk}):
-                legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
-            for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, {"ids": chunk}):
-                moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
+        ids_of: dict[str, list[uuid.UUID]] = {}  # by member (a page has one)
+        for row in rows:
+            ids_of.setdefault(row[2], []).append(row[0])
+        for member_id, ids in ids_of.items():
+            for chunk in chunks(ids):
+                params = {"m": member_id, "ids": chunk}
+                for tid, account, amount in conn.execute(_SEL_POSTINGS, params):
+                    legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
+                for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, params):
+                    moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
         return [
             Transaction(
                 id=r[0],
@@ -743,16 +759,16 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             self._update_rows(conn, UPD_ACCOUNT, _ACCOUNT_UPDATE_KEYS, touched_accounts,
                               "accounts")
         touched_lots = [
-            {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
-             "pending": lot.pending, "activates_at": lot.activates_at,
+            {"k_id": lot.id, "k_member_id": key(lot.member_id), "remaining": lot.remaining,
+             "held": lot.held, "pending": lot.pending, "activates_at": lot.activates_at,
              "expires_at": lot.expires_at}
             for lot_id, lot in changes.lots.items() if lot_id not in new_lots
         ]
         if touched_lots:
             self._update(conn, UPD_LOT, touched_lots, "lots")
         touched_holds = [
-            {"k_id": h.id, "status": h.status.value, "captured": h.captured,
-             "resolved_by": h.resolved_by}
+            {"k_id": h.id, "k_member_id": key(h.member_id), "status": h.status.value,
+             "captured": h.captured, "resolved_by": h.resolved_by}
             for hold_id, h in changes.holds.items() if hold_id not in new_holds
         ]
         if touched_holds:

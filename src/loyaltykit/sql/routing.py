@@ -500,9 +500,10 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
              "a due batch's transactions, postings and lot movements on PostgreSQL: one "
              "INSERT ... SELECT from unnest arrays per table, each row with its member_id "
              "(each row goes to its member's node)"),
-    Declared("sql.ledger_due:_updated#eae1c744a2", Route.TEXT,
-             "a due batch's accounts on PostgreSQL: UPDATE ... FROM unnest arrays joined "
-             "on (program_id, member_id, wallet): each row on its member's node"),
+    Declared("sql.ledger_due:_updated", Route.TEXT,
+             "a due batch's accounts, lots and holds on PostgreSQL: one UPDATE ... FROM "
+             "unnest arrays per table, joined on each row's key and member_id: each row "
+             "on its member's node"),
     Declared("sql.ledger_due_set:SQLLedgerDueSet._post.<locals>.run", Route.TEXT,
              "SQLite's set-based due posting (temporary tables, SQLite's own SQL): never "
              "runs on a distributed engine (PostgreSQL writes a due batch with "
@@ -545,6 +546,8 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.ledger:SQLLedgerStore.load_members", Route.MULTI, _BATCH),
     Declared("sql.ledger:SQLLedgerStore.lock_accounts", Route.MULTI, _BATCH),
     Declared("sql.ledger:SQLLedgerStore.load_lots", Route.MULTI, _BATCH),
+    Declared("sql.ledger:SQLLedgerStore.load_open_holds", Route.MULTI,
+             _BATCH + " (a hold's allocations joined on its member: the same nodes)"),
     Declared("sql.tiers:SQLTierStore.get_tier_states", Route.MULTI, _BATCH),
     Declared("sql.tiers:SQLTierStore.tier_buckets", Route.MULTI, _BATCH),
     Declared("sql.referrals:SQLReferralStore.marks_of", Route.MULTI, _BATCH),
