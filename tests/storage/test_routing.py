@@ -40,8 +40,6 @@ _LOOKUP = ("by {what} alone: routed through the program-wide lookup table lk_loo
 _REFERRER = ("lk_referrals is distributed by the referee: a referrer's referrals are on "
              "every node (issue 23 item 3, the lead's referrals work)")
 _OUTBOX = "the outbox, redesigned per shard (issue 23 item 4)"
-_NO_MEMBER = ("{what} by id alone, though the store knows the member: routed by this "
-              "branch (issue 23 item 3)")
 
 #: The statements not routed yet, each with why and the part of issue 23 that routes it.
 PENDING: tuple[Declared, ...] = (
@@ -79,12 +77,6 @@ PENDING: tuple[Declared, ...] = (
              _LOOKUP.format(what="referral code")),
     Declared("sql.referrals:SQLReferralStore.claim_code#1a9ee76b75", Route.SCAN,
              _LOOKUP.format(what="referral code (a use claimed)")),
-    # -- the member known, not named in the statement
-    Declared("sql.report_ledger:SQLLedgerReports.ledger_flows", Route.SCAN,
-             _NO_MEMBER.format(what="a report's postings joined to their transactions")),
-    Declared("sql.report_ledger:SQLLedgerReports.lot_cohorts", Route.SCAN,
-             _NO_MEMBER.format(what="a report's lots and movements joined to their "
-                                    "transactions")),
     # -- distributed by the referee, read by the referrer
     Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
              _REFERRER),

@@ -572,6 +572,8 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.report_ledger:SQLLedgerReports.tier_ranks", Route.COLOCATED, _REPORT),
     Declared("sql.report_ledger:SQLLedgerReports.tiers_as_of", Route.COLOCATED, _REPORT),
     Declared("sql.report_ledger:SQLLedgerReports.wallet_members", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.ledger_flows", Route.COLOCATED, _REPORT),
+    Declared("sql.report_ledger:SQLLedgerReports.lot_cohorts", Route.COLOCATED, _REPORT),
     Declared("sql.report_ledger:SQLLedgerReports.first_lot_at", Route.SCAN, _REPORT_SCAN),
     Declared("sql.report_orders:SQLOrderReports.counted_orders", Route.SCAN, _REPORT_SCAN),
     Declared("sql.report_orders:SQLOrderReports.member_order_totals", Route.SCAN,
