@@ -157,6 +157,10 @@ _SEL_OPEN_LOTS_1: sa.Executable = _open_lots.where(lots.c.member_id == _m)
 _SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
     lots.c.program_id == _p, lots.c.id.in_(_ids)
 )
+# the member's variant of each read by id: routed by the member (DESIGN §10)
+_SEL_LOTS_BY_ID_OF: sa.Executable = sa.select(*_LOT_COLS).where(
+    lots.c.program_id == _p, lots.c.member_id == _m, lots.c.id.in_(_ids)
+)
 
 # each allocation joined by its member too: its rows are on its hold's node when the
 # tables are distributed by member (issue 23)
@@ -196,6 +200,10 @@ _SEL_HOLD: sa.Executable = (
 _SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
     transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
 )
+_SEL_TX_OF: sa.Executable = sa.select(*_TX_COLS).where(
+    transactions.c.program_id == _p, transactions.c.member_id == _m,
+    transactions.c.id == sa.bindparam("id")
+)
 # a transaction's legs and lot movements read by its member too, so a distributed
 # engine reads them on the member's node (DESIGN §10)
 _SEL_POSTINGS: sa.Executable = (
@@ -209,6 +217,10 @@ _SEL_MOVEMENTS: sa.Executable = (
     .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
 )
 _SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.reverses_id == sa.bindparam("id")
+)
+_SEL_REVERSAL_OF: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.program_id == _p, transactions.c.member_id == _m,
     transactions.c.reverses_id == sa.bindparam("id")
 )
 # a member's refunds (rare), read by the member's index; which debit each gives back
@@ -508,13 +520,17 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         return [lot for m in member_ids for lot in by_member.get(m, ())]
 
     @translated
-    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
+                        member_id: str | None = None) -> list[Lot]:
         """Return these lots of this program whatever their state, in the order given;
-        unknown ids are absent."""
+        unknown ids are absent. With ``member_id``, only that member's (one statement
+        routed by the member on a distributed engine)."""
         conn = self._c()
         found: dict[uuid.UUID, Lot] = {}
+        stmt = _SEL_LOTS_BY_ID if member_id is None else _SEL_LOTS_BY_ID_OF
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id}
         for chunk in chunks(list(dict.fromkeys(lot_ids))):
-            for row in conn.execute(_SEL_LOTS_BY_ID, {"p": self.program_id, "ids": chunk}):
+            for row in conn.execute(stmt, {**params, "ids": chunk}):
                 found[row[0]] = Lot(*row)
         return [found[i] for i in lot_ids if i in found]
 
@@ -583,16 +599,25 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         ]
 
     @translated
-    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
-        """Return the transaction with its postings and lot movements, or None."""
+    def get_transaction(self, transaction_id: uuid.UUID, *,
+                        member_id: str | None = None) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None; with
+        ``member_id``, None unless it is that member's (read by the member)."""
         conn = self._c()
-        row = conn.execute(_SEL_TX, {"p": self.program_id, "id": transaction_id}).first()
+        params = {"p": self.program_id, "id": transaction_id, "m": member_id}
+        row = conn.execute(_SEL_TX if member_id is None else _SEL_TX_OF, params).first()
         return None if row is None else self._transactions(conn, [row])[0]
 
     @translated
-    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
-        """Return the id of the transaction reversing ``transaction_id``, or None."""
-        found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+    def find_reversal(self, transaction_id: uuid.UUID, *,
+                      member_id: str | None = None) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None; with
+        ``member_id``, among that member's transactions (read by the member)."""
+        if member_id is None:
+            found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+            return found
+        params = {"p": self.program_id, "m": member_id, "id": transaction_id}
+        found = self._c().scalar(_SEL_REVERSAL_OF, params)
         return found
 
     @translated
