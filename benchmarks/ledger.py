@@ -236,7 +236,7 @@ OPEN_LOTS = (
     .order_by(LO.c.earned_at, LO.c.id)
     .where(LO.c.member_id == _m)
 )
-_holds_join = HO.join(AL, AL.c.hold_id == HO.c.id)
+_holds_join = HO.join(AL, sa.and_(AL.c.hold_id == HO.c.id, AL.c.member_id == HO.c.member_id))
 _hold_cols = (HO.c.id, HO.c.program_id, HO.c.member_id, HO.c.wallet, HO.c.points, HO.c.status,
               HO.c.created_at, HO.c.expires_at, HO.c.transaction_id, HO.c.captured,
               HO.c.resolved_by, AL.c.lot_id, AL.c.points)
@@ -275,8 +275,10 @@ UPD_ACCOUNT = A.update().where(
     A.c.member_id == sa.bindparam("k_member_id"),
     A.c.wallet == sa.bindparam("k_wallet"),
 )
-UPD_LOT = LO.update().where(LO.c.id == sa.bindparam("k_id"))
-UPD_HOLD = HO.update().where(HO.c.id == sa.bindparam("k_id"))
+UPD_LOT = LO.update().where(LO.c.id == sa.bindparam("k_id"),
+                            LO.c.member_id == sa.bindparam("k_member_id"))
+UPD_HOLD = HO.update().where(HO.c.id == sa.bindparam("k_id"),
+                             HO.c.member_id == sa.bindparam("k_member_id"))
 
 
 class Baseline:
@@ -427,8 +429,8 @@ class Baseline:
         return taken
 
     def _lot_updates(self, state: dict[uuid.UUID, list[Any]],
-                     ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
-        return [{"k_id": i, "remaining": state[i][1], "held": state[i][2],
+                     ids: Sequence[uuid.UUID], member: str) -> list[dict[str, Any]]:
+        return [{"k_id": i, "k_member_id": member, "remaining": state[i][1], "held": state[i][2],
                  "pending": state[i][4], "activates_at": state[i][5],
                  "expires_at": state[i][3]} for i in ids]
 
@@ -492,7 +494,7 @@ class Baseline:
                  "member_id": member, "delta": -take, "position": i}
                 for i, (lot_id, take) in enumerate(taken)])
             conn.execute(UPD_ACCOUNT, [account])
-            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             self._events(conn, [self._event(member, "spend", tx_id, -points,
                                             {"available": -points}, account, now, {})])
 
@@ -525,7 +527,7 @@ class Baseline:
                  "member_id": member, "points": take, "position": i}
                 for i, (lot_id, take) in enumerate(taken)])
             conn.execute(UPD_ACCOUNT, [account])
-            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             self._events(conn, [self._event(member, "hold", tx_id, 0,
                                             {"available": -points, "held": points}, account,
                                             now, {"hold_id": str(hold_id)})])
@@ -563,8 +565,8 @@ class Baseline:
                  "member_id": member, "delta": -take, "position": i}
                 for i, (lot_id, take) in enumerate(moves)])
             conn.execute(UPD_ACCOUNT, [account])
-            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in moves]))
-            conn.execute(UPD_HOLD, [{"k_id": hold_id, "status": "captured",
+            conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in moves], member))
+            conn.execute(UPD_HOLD, [{"k_id": hold_id, "k_member_id": member, "status": "captured",
                                      "captured": points, "resolved_by": tx_id}])
             self._events(conn, [self._event(member, "capture", tx_id, -points,
                                             {"held": -points}, account, now,

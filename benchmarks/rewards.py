@@ -283,7 +283,7 @@ class Baseline(L.Baseline):  # type: ignore[misc]
                  "member_id": member, "delta": -n, "position": i}
                 for i, (lot_id, n) in enumerate(taken)])
             conn.execute(L.UPD_ACCOUNT, [account])
-            conn.execute(L.UPD_LOT, self._lot_updates(state, [i for i, _ in taken]))
+            conn.execute(L.UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             spent = self._event(
                 member, "spend", tx_id, -COST, {"available": -COST}, account, now,
                 {"reward_id": reward_id, "voucher_id": str(voucher_id)},

@@ -140,9 +140,10 @@ class DueBulk:
             return False
         self._emit(book, lots, steps)
         changes = self.changes
+        ix = len(changes.members) - 1  # the wallet's member, named by _emit
         for lot_id in touched:
             s = work[lot_id]
-            changes.lots.append((lot_id, s[_REM], s[_HELD], s[_PENDING], s[_ACTIVATES],
+            changes.lots.append((lot_id, ix, s[_REM], s[_HELD], s[_PENDING], s[_ACTIVATES],
                                  s[_EXPIRES]))
         nxt: dt.datetime | None = None
         for s in work.values():
@@ -194,7 +195,7 @@ class DueBulk:
                                      if p[1])
                 available += back
                 held -= hold.points
-                changes.holds.append((hold.id, tx_id))
+                changes.holds.append((hold.id, ix, tx_id))
                 name, reason = _RELEASE, "hold expired"
                 metadata: dict[str, Any] = {"hold_id": str(hold.id), "cause": _RELEASED}
                 _add(counts, "released_holds", 1)

@@ -130,8 +130,11 @@ class KeyedLedgerStore:
         return self.n.shown(self.inner.load_lots(wallet, self.n.keys(member_ids)),
                             fresh=self._fresh)
 
-    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
-        return self.n.shown(self.inner.load_lots_by_id(lot_ids), fresh=self._fresh)
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
+                        member_id: str | None = None) -> list[Lot]:
+        key = None if member_id is None else self.n.key(member_id)
+        return self.n.shown(self.inner.load_lots_by_id(lot_ids, member_id=key),
+                            fresh=self._fresh)
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         return self.n.shown(self.inner.load_open_holds(wallet, self.n.keys(member_ids)),
@@ -141,11 +144,15 @@ class KeyedLedgerStore:
         found = self.inner.get_hold(hold_id)
         return None if found is None else self.n.shown([found], fresh=self._fresh)[0]
 
-    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
-        return self.n.one(self.inner.get_transaction(transaction_id))
+    def get_transaction(self, transaction_id: uuid.UUID, *,
+                        member_id: str | None = None) -> Transaction | None:
+        key = None if member_id is None else self.n.key(member_id)
+        return self.n.one(self.inner.get_transaction(transaction_id, member_id=key))
 
-    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
-        return self.inner.find_reversal(transaction_id)
+    def find_reversal(self, transaction_id: uuid.UUID, *,
+                      member_id: str | None = None) -> uuid.UUID | None:
+        key = None if member_id is None else self.n.key(member_id)
+        return self.inner.find_reversal(transaction_id, member_id=key)
 
     def find_refunds(self, wallet: str, member_id: str,
                      transaction_id: uuid.UUID) -> list[uuid.UUID]:

@@ -130,7 +130,10 @@ class LedgerService:
                 lots_of[lot.id] = lot
             extra = [i for i in extra_lots]
             if extra:
-                for lot in uow.ledger.load_lots_by_id(extra):
+                # only a loaded member's lots are kept: one member's are read by it
+                # (routed on a distributed engine, DESIGN §10)
+                only = loaded[0] if len(loaded) == 1 else None
+                for lot in uow.ledger.load_lots_by_id(extra, member_id=only):
                     book = books.get(lot.member_id)
                     if book is not None and book.lots is not None and lot.wallet == wallet:
                         book.lots.setdefault(lot.id, lot)
@@ -603,7 +606,7 @@ class LedgerService:
             )
             # looked for under the members' locks: a reversal committed while this one
             # waited for them must be seen, or its lots would be restored twice
-            if uow.ledger.find_reversal(tid) is not None:
+            if uow.ledger.find_reversal(tid, member_id=original.member_id) is not None:
                 raise AlreadyReversed("transaction already reversed", transaction_id=str(tid))
             if original.kind in (Kind.SPEND, Kind.CAPTURE):
                 # part of it went back already (a partial return of an order it paid):

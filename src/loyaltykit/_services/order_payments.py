@@ -31,14 +31,15 @@ def read_payments(uow: UnitOfWork, payments: Sequence[uuid.UUID], member_id: str
     paying another order (one payment's points go back once)."""
     paid_txs = []
     for pid in payments:
-        paid = uow.ledger.get_transaction(pid)
+        # read by the member: another member's transaction is not found either
+        paid = uow.ledger.get_transaction(pid, member_id=member_id)
         if paid is None or paid.member_id != member_id or paid.wallet != wallet:
             raise TransactionNotFound("no such payment of this member's wallet",
                                       transaction_id=str(pid), member_id=member_id)
         if paid.kind not in (Kind.SPEND, Kind.CAPTURE):
             raise InvalidInput("paid_with must name spend or capture transactions",
                                transaction_id=str(pid), kind=paid.kind.value)
-        if uow.ledger.find_reversal(pid) is not None:
+        if uow.ledger.find_reversal(pid, member_id=member_id) is not None:
             raise InvalidPayment("paid_with: the payment was reversed",
                                  order_id=order_id, transaction_id=str(pid))
         paid_txs.append(paid)
@@ -57,7 +58,8 @@ def still_paying(uow: UnitOfWork, record: OrderRecord, payments: Sequence[Transa
                  ) -> tuple[list[Transaction], int]:
     """The order's ``payments`` not reversed outside it, and the points they still pay
     after the partial refunds kept on the order."""
-    live = [t for t in payments if uow.ledger.find_reversal(t.id) is None]
+    live = [t for t in payments
+            if uow.ledger.find_reversal(t.id, member_id=t.member_id) is None]
     return live, points_of(live) - sum(record.refunded.get(t.id, 0) for t in live)
 
 

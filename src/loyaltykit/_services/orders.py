@@ -520,9 +520,11 @@ class OrderService:
             if found is None:
                 raise OrderNotFound("no such order", order_id=order_id)
             member_id = found.member_id
-            payments = [t for t in (uow.ledger.get_transaction(p) for p in found.payments)
-                        if t is not None]
-            earn = uow.ledger.get_transaction(found.earn_id) if found.earn_id else None
+            # the order's transactions, read by its member (routed: DESIGN §10)
+            payments = [t for t in (uow.ledger.get_transaction(p, member_id=member_id)
+                                    for p in found.payments) if t is not None]
+            earn = (uow.ledger.get_transaction(found.earn_id, member_id=member_id)
+                    if found.earn_id else None)
             earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
             wallet_ = earn.wallet if earn else (payments[0].wallet if payments
                                                 else self.program.default_wallet)
@@ -697,8 +699,8 @@ class OrderService:
         as_it_stands = Order.from_dict(dict(other.order)).after_returns(dict(other.returned))
         money_paid = None
         if program.payments is not None and other.payments:
-            paid = [t for t in (uow.ledger.get_transaction(p) for p in other.payments)
-                    if t is not None]
+            paid = [t for t in (uow.ledger.get_transaction(p, member_id=other.member_id)
+                                for p in other.payments) if t is not None]
             money_paid = money_paid_by(program.payments, as_it_stands,
                                        still_paying(uow, other, paid)[1])
         evaluation = reevaluate_order(program.earning, program.time_zone, as_it_stands,
@@ -708,7 +710,8 @@ class OrderService:
         difference = other.points - evaluation.points
         tx = None
         if difference > 0:
-            earn = uow.ledger.get_transaction(other.earn_id) if other.earn_id else None
+            earn = (uow.ledger.get_transaction(other.earn_id, member_id=member_id)
+                    if other.earn_id else None)
             earn_lots = [m.lot_id for m in earn.movements if m.delta > 0] if earn else []
             wallet = earn.wallet if earn else self.program.default_wallet
             book = books.get(wallet)

@@ -517,14 +517,15 @@ class ReferralService:
                                  (referral.referrer_id, referral.referrer_tx)):
             if tx_id is None:
                 continue
-            tx = uow.ledger.get_transaction(tx_id)
-            if tx is None or uow.ledger.find_reversal(tx_id) is not None:
+            # read by their member: routed on a distributed engine (DESIGN §10)
+            tx = uow.ledger.get_transaction(tx_id, member_id=member_id)
+            if tx is None or uow.ledger.find_reversal(tx_id, member_id=member_id) is not None:
                 continue
             lot_ids = [m.lot_id for m in tx.movements]
             if member_id == referral.referee_id and wallet == default:
                 target = book
                 if target.lots is not None:
-                    for lot in uow.ledger.load_lots_by_id(lot_ids):
+                    for lot in uow.ledger.load_lots_by_id(lot_ids, member_id=member_id):
                         target.lots.setdefault(lot.id, lot)
             else:
                 target = self._ledger.books(uow, ledger, default, [member_id], need_lots=True,

@@ -116,7 +116,8 @@ class RewardService:
             return
         if tx.reverses_id in work.scratch.get("rewards.reversing", ()):
             return  # the voucher's own cancel or refund on expiry
-        original = work.uow.ledger.get_transaction(tx.reverses_id)
+        # a reversal is its original's member's: read by the member (routed)
+        original = work.uow.ledger.get_transaction(tx.reverses_id, member_id=tx.member_id)
         voucher = None if original is None else self._voucher_of(work.uow, original)
         if voucher is not None:
             raise NotReversible(
@@ -320,14 +321,16 @@ class RewardService:
         for voucher in vouchers:
             by_wallet.setdefault(voucher.wallet, []).append(voucher)
         for wallet, found in sorted(by_wallet.items()):
-            spends = {v.id: uow.ledger.get_transaction(v.transaction_id) for v in found}
+            spends = {v.id: uow.ledger.get_transaction(v.transaction_id, member_id=v.member_id)
+                      for v in found}
             books = self._ledger.books(
                 uow, ledger, wallet, sorted({v.member_id for v in found}), need_lots=True,
                 extra_lots=[m.lot_id for tx in spends.values() if tx is not None
                             for m in tx.movements])
             for voucher in found:
                 tx = spends[voucher.id]
-                if tx is None or uow.ledger.find_reversal(tx.id) is not None:
+                if tx is None or uow.ledger.find_reversal(
+                        tx.id, member_id=tx.member_id) is not None:
                     continue
                 work.scratch.setdefault("rewards.reversing", set()).add(tx.id)
                 out[voucher.id] = ledger.reverse(

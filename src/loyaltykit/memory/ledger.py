@@ -160,9 +160,11 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
                 out.append(self._t.lots[lot_id])
         return out
 
-    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
-        return [self._t.lots[i] for i in lot_ids if i in self._t.lots
-                and self._t.lots[i].program_id == self._uow.program_id]
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
+                        member_id: str | None = None) -> list[Lot]:
+        lots, program_id = self._t.lots, self._uow.program_id
+        return [lots[i] for i in lot_ids if i in lots and lots[i].program_id == program_id
+                and (member_id is None or lots[i].member_id == member_id)]
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         out = []
@@ -175,12 +177,21 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
         hold = self._t.holds.get(hold_id)
         return hold if hold is not None and hold.program_id == self._uow.program_id else None
 
-    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
+    def get_transaction(self, transaction_id: uuid.UUID, *,
+                        member_id: str | None = None) -> Transaction | None:
         tx = self._t.transactions.get(transaction_id)
-        return tx.read() if tx is not None and tx.program_id == self._uow.program_id else None
+        if tx is None or tx.program_id != self._uow.program_id or (
+                member_id is not None and tx.member_id != member_id):
+            return None
+        return tx.read()
 
-    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
-        return self._t.reversals.get(transaction_id)
+    def find_reversal(self, transaction_id: uuid.UUID, *,
+                      member_id: str | None = None) -> uuid.UUID | None:
+        found = self._t.reversals.get(transaction_id)
+        if found is not None and member_id is not None and (
+                self._t.transactions[found].member_id != member_id):
+            return None
+        return found
 
     def find_refunds(self, wallet: str, member_id: str,
                      transaction_id: uuid.UUID) -> list[uuid.UUID]:
@@ -420,11 +431,11 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
         lots = [(lot_id, evolve(t.lots[lot_id], remaining=remaining, held=held,
                                 pending=pending, activates_at=activates_at,
                                 expires_at=expires_at))
-                for lot_id, remaining, held, pending, activates_at, expires_at
+                for lot_id, _, remaining, held, pending, activates_at, expires_at
                 in changes.lots]
         holds = [(hold_id, evolve(t.holds[hold_id], status=HoldStatus.RELEASED, captured=0,
                                   resolved_by=by))
-                 for hold_id, by in changes.holds]
+                 for hold_id, _, by in changes.holds]
         # the order write() keeps: accounts, transactions, lots, holds
         uow.put_many(t.accounts, states)
         uow.put_many(t.transactions, txs)

@@ -157,8 +157,16 @@ _SEL_OPEN_LOTS_1: sa.Executable = _open_lots.where(lots.c.member_id == _m)
 _SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
     lots.c.program_id == _p, lots.c.id.in_(_ids)
 )
+# the member's variant of each read by id: routed by the member (DESIGN §10)
+_SEL_LOTS_BY_ID_OF: sa.Executable = sa.select(*_LOT_COLS).where(
+    lots.c.program_id == _p, lots.c.member_id == _m, lots.c.id.in_(_ids)
+)
 
-_HOLDS_JOIN = holds.join(hold_allocations, hold_allocations.c.hold_id == holds.c.id)
+# each allocation joined by its member too: its rows are on its hold's node when the
+# tables are distributed by member (issue 23)
+_HOLDS_JOIN = holds.join(hold_allocations, sa.and_(
+    hold_allocations.c.hold_id == holds.c.id,
+    hold_allocations.c.member_id == holds.c.member_id))
 _open_holds = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
@@ -192,17 +200,27 @@ _SEL_HOLD: sa.Executable = (
 _SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
     transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
 )
+_SEL_TX_OF: sa.Executable = sa.select(*_TX_COLS).where(
+    transactions.c.program_id == _p, transactions.c.member_id == _m,
+    transactions.c.id == sa.bindparam("id")
+)
+# a transaction's legs and lot movements read by its member too, so a distributed
+# engine reads them on the member's node (DESIGN §10)
 _SEL_POSTINGS: sa.Executable = (
     sa.select(postings.c.transaction_id, postings.c.account, postings.c.amount)
-    .where(postings.c.transaction_id.in_(_ids))
+    .where(postings.c.member_id == _m, postings.c.transaction_id.in_(_ids))
     .order_by(postings.c.transaction_id, postings.c.position)
 )
 _SEL_MOVEMENTS: sa.Executable = (
     sa.select(lot_movements.c.transaction_id, lot_movements.c.lot_id, lot_movements.c.delta)
-    .where(lot_movements.c.transaction_id.in_(_ids))
+    .where(lot_movements.c.member_id == _m, lot_movements.c.transaction_id.in_(_ids))
     .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
 )
 _SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.reverses_id == sa.bindparam("id")
+)
+_SEL_REVERSAL_OF: sa.Executable = sa.select(transactions.c.id).where(
+    transactions.c.program_id == _p, transactions.c.member_id == _m,
     transactions.c.reverses_id == sa.bindparam("id")
 )
 # a member's refunds (rare), read by the member's index; which debit each gives back
@@ -248,9 +266,14 @@ _tx_of_member = (
     transactions.c.member_id == _m,
     transactions.c.wallet == _w,
 )
+# the legs and movements joined to their transaction by its member too: the
+# statement stays on the member's node on a distributed engine (DESIGN §10)
+_LEGS = transactions.join(postings, sa.and_(
+    postings.c.transaction_id == transactions.c.id,
+    postings.c.member_id == transactions.c.member_id))
 _SEL_SUMS_AS_OF: sa.Executable = (
     sa.select(postings.c.account, sa.func.sum(postings.c.amount))
-    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .select_from(_LEGS)
     .where(*_tx_of_member, transactions.c.occurred_at <= _at)
     .group_by(postings.c.account)
 )
@@ -259,9 +282,9 @@ _remaining_as_of = (
         lot_movements.c.lot_id.label("lot_id"),
         sa.func.sum(lot_movements.c.delta).label("remaining"),
     )
-    .select_from(
-        transactions.join(lot_movements, lot_movements.c.transaction_id == transactions.c.id)
-    )
+    .select_from(transactions.join(lot_movements, sa.and_(
+        lot_movements.c.transaction_id == transactions.c.id,
+        lot_movements.c.member_id == transactions.c.member_id)))
     .where(*_tx_of_member, transactions.c.occurred_at <= _at)
     .group_by(lot_movements.c.lot_id)
     .having(sa.func.sum(lot_movements.c.delta) > 0)
@@ -270,6 +293,7 @@ _remaining_as_of = (
 _SEL_LOTS_AS_OF: sa.Executable = (
     sa.select(*_LOT_COLS, _remaining_as_of.c.remaining)
     .select_from(lots.join(_remaining_as_of, _remaining_as_of.c.lot_id == lots.c.id))
+    .where(lots.c.member_id == _m)  # the member's lots (each moved by its own member)
     .order_by(lots.c.earned_at, lots.c.id)
 )
 
@@ -288,7 +312,7 @@ _SEL_PAGE_BEFORE = _SEL_PAGE.where(
 )
 _SEL_TOTAL_THROUGH: sa.Executable = (
     sa.select(sa.func.coalesce(sa.func.sum(postings.c.amount), 0))
-    .select_from(transactions.join(postings, postings.c.transaction_id == transactions.c.id))
+    .select_from(_LEGS)
     .where(
         *_tx_of_member,
         postings.c.account.in_(_MEMBER_ACCOUNT_NAMES),
@@ -496,13 +520,17 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         return [lot for m in member_ids for lot in by_member.get(m, ())]
 
     @translated
-    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
+                        member_id: str | None = None) -> list[Lot]:
         """Return these lots of this program whatever their state, in the order given;
-        unknown ids are absent."""
+        unknown ids are absent. With ``member_id``, only that member's (one statement
+        routed by the member on a distributed engine)."""
         conn = self._c()
         found: dict[uuid.UUID, Lot] = {}
+        stmt = _SEL_LOTS_BY_ID if member_id is None else _SEL_LOTS_BY_ID_OF
+        params: dict[str, Any] = {"p": self.program_id, "m": member_id}
         for chunk in chunks(list(dict.fromkeys(lot_ids))):
-            for row in conn.execute(_SEL_LOTS_BY_ID, {"p": self.program_id, "ids": chunk}):
+            for row in conn.execute(stmt, {**params, "ids": chunk}):
                 found[row[0]] = Lot(*row)
         return [found[i] for i in lot_ids if i in found]
 
@@ -541,12 +569,16 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         """Build transactions from their rows, loading their postings and movements."""
         legs: dict[uuid.UUID, list[Posting]] = {}
         moves: dict[uuid.UUID, list[LotMovement]] = {}
-        ids = [row[0] for row in rows]
-        for chunk in chunks(ids):
-            for tid, account, amount in conn.execute(_SEL_POSTINGS, {"ids": chunk}):
-                legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
-            for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, {"ids": chunk}):
-                moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
+        ids_of: dict[str, list[uuid.UUID]] = {}  # by member (a page has one)
+        for row in rows:
+            ids_of.setdefault(row[2], []).append(row[0])
+        for member_id, ids in ids_of.items():
+            for chunk in chunks(ids):
+                params = {"m": member_id, "ids": chunk}
+                for tid, account, amount in conn.execute(_SEL_POSTINGS, params):
+                    legs.setdefault(tid, []).append(Posting(_ACCOUNTS[account], amount))
+                for tid, lot_id, delta in conn.execute(_SEL_MOVEMENTS, params):
+                    moves.setdefault(tid, []).append(LotMovement(lot_id, delta))
         return [
             Transaction(
                 id=r[0],
@@ -567,16 +599,25 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         ]
 
     @translated
-    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
-        """Return the transaction with its postings and lot movements, or None."""
+    def get_transaction(self, transaction_id: uuid.UUID, *,
+                        member_id: str | None = None) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None; with
+        ``member_id``, None unless it is that member's (read by the member)."""
         conn = self._c()
-        row = conn.execute(_SEL_TX, {"p": self.program_id, "id": transaction_id}).first()
+        params = {"p": self.program_id, "id": transaction_id, "m": member_id}
+        row = conn.execute(_SEL_TX if member_id is None else _SEL_TX_OF, params).first()
         return None if row is None else self._transactions(conn, [row])[0]
 
     @translated
-    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
-        """Return the id of the transaction reversing ``transaction_id``, or None."""
-        found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+    def find_reversal(self, transaction_id: uuid.UUID, *,
+                      member_id: str | None = None) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None; with
+        ``member_id``, among that member's transactions (read by the member)."""
+        if member_id is None:
+            found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+            return found
+        params = {"p": self.program_id, "m": member_id, "id": transaction_id}
+        found = self._c().scalar(_SEL_REVERSAL_OF, params)
         return found
 
     @translated
@@ -743,16 +784,16 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
             self._update_rows(conn, UPD_ACCOUNT, _ACCOUNT_UPDATE_KEYS, touched_accounts,
                               "accounts")
         touched_lots = [
-            {"k_id": lot.id, "remaining": lot.remaining, "held": lot.held,
-             "pending": lot.pending, "activates_at": lot.activates_at,
+            {"k_id": lot.id, "k_member_id": key(lot.member_id), "remaining": lot.remaining,
+             "held": lot.held, "pending": lot.pending, "activates_at": lot.activates_at,
              "expires_at": lot.expires_at}
             for lot_id, lot in changes.lots.items() if lot_id not in new_lots
         ]
         if touched_lots:
             self._update(conn, UPD_LOT, touched_lots, "lots")
         touched_holds = [
-            {"k_id": h.id, "status": h.status.value, "captured": h.captured,
-             "resolved_by": h.resolved_by}
+            {"k_id": h.id, "k_member_id": key(h.member_id), "status": h.status.value,
+             "captured": h.captured, "resolved_by": h.resolved_by}
             for hold_id, h in changes.holds.items() if hold_id not in new_holds
         ]
         if touched_holds:

@@ -78,8 +78,11 @@ UPD_ACCOUNT = accounts.update().where(
     accounts.c.member_id == sa.bindparam("k_member_id"),
     accounts.c.wallet == sa.bindparam("k_wallet"),
 )
-UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"))
-UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"))
+# a lot or hold by its key and its member: the row's node on a distributed engine
+UPD_LOT = lots.update().where(lots.c.id == sa.bindparam("k_id"),
+                              lots.c.member_id == sa.bindparam("k_member_id"))
+UPD_HOLD = holds.update().where(holds.c.id == sa.bindparam("k_id"),
+                                holds.c.member_id == sa.bindparam("k_member_id"))
 _SEL_DUE_BETWEEN = _SEL_DUE_AFTER.where(
     accounts.c.member_id <= _upto_m,
     sa.or_(accounts.c.member_id < _upto_m, accounts.c.wallet <= sa.bindparam("upto_w")),
@@ -169,14 +172,17 @@ def _write_due_sqlite(conn: sa.Connection, p: str, changes: DueChanges) -> None:
             "transaction_id": txs, "lot_id": lot_ids, "program_id": [p] * len(txs),
             "member_id": [who[m] for m in ms], "delta": deltas, "position": [0] * len(txs)})
     if changes.lots:
-        ids, remaining, held, pending, activates, expires = zip(*changes.lots, strict=True)
+        ids, ms, remaining, held, pending, activates, expires = zip(*changes.lots,
+                                                                    strict=True)
         _update(conn, UPD_LOT, {
-            "k_id": ids, "remaining": remaining, "held": held, "pending": pending,
-            "activates_at": activates, "expires_at": expires}, "lots")
+            "k_id": ids, "k_member_id": [who[m] for m in ms], "remaining": remaining,
+            "held": held, "pending": pending, "activates_at": activates,
+            "expires_at": expires}, "lots")
     if changes.holds:
-        ids, by = zip(*changes.holds, strict=True)
+        ids, ms, by = zip(*changes.holds, strict=True)
         n = len(ids)
-        _update(conn, UPD_HOLD, {"k_id": ids, "status": ["released"] * n,
+        _update(conn, UPD_HOLD, {"k_id": ids, "k_member_id": [who[m] for m in ms],
+                                 "status": ["released"] * n,
                                  "captured": [0] * n, "resolved_by": by}, "holds")
     if changes.accounts:
         states = [s for _, s in changes.accounts]
@@ -225,13 +231,13 @@ _PG_MOVEMENT = f"""INSERT INTO {lot_movements.name} (transaction_id, lot_id, pro
     FROM {unnest("t", [("t", "uuid"), ("m", "text"), ("l", "uuid"), ("d", "bigint")])}"""
 _PG_LOT = f"""UPDATE {lots.name} SET remaining = v.r, held = v.h, pending = v.p,
         activates_at = v.a, expires_at = v.e
-    FROM {unnest("v", [("i", "uuid"), ("r", "bigint"), ("h", "bigint"), ("p", "boolean"),
-                       ("a", "timestamptz"), ("e", "timestamptz")])}
-    WHERE {lots.name}.id = v.i"""
+    FROM {unnest("v", [("i", "uuid"), ("m", "text"), ("r", "bigint"), ("h", "bigint"),
+                       ("p", "boolean"), ("a", "timestamptz"), ("e", "timestamptz")])}
+    WHERE {lots.name}.id = v.i AND {lots.name}.member_id = v.m"""
 _PG_HOLD = f"""UPDATE {holds.name} SET status = 'released', captured = 0,
         resolved_by = v.r
-    FROM {unnest("v", [("i", "uuid"), ("r", "uuid")])}
-    WHERE {holds.name}.id = v.i"""
+    FROM {unnest("v", [("i", "uuid"), ("m", "text"), ("r", "uuid")])}
+    WHERE {holds.name}.id = v.i AND {holds.name}.member_id = v.m"""
 _ACCOUNT_NAMES = ("member_id", "wallet", *ACCOUNT_COLUMNS, "next_due_at", "version",
                   "activity")
 _PG_ACCOUNT = f"""UPDATE {accounts.name} SET
@@ -259,10 +265,12 @@ def _write_due_postgresql(conn: sa.Connection, p: str, changes: DueChanges) -> N
         conn.exec_driver_sql(_PG_MOVEMENT, {"p": p, **column_params(
             "tmld", (t, [who[x] for x in m], lot, d))})
     if changes.lots:
-        _updated(conn, _PG_LOT, column_params("irhpae", list(zip(*changes.lots, strict=True))),
+        i, m, *state = zip(*changes.lots, strict=True)
+        _updated(conn, _PG_LOT, column_params("imrhpae", [i, [who[x] for x in m], *state]),
                  len(changes.lots), "lots")
     if changes.holds:
-        _updated(conn, _PG_HOLD, column_params("ir", list(zip(*changes.holds, strict=True))),
+        i, m, r = zip(*changes.holds, strict=True)
+        _updated(conn, _PG_HOLD, column_params("imr", [i, [who[x] for x in m], r]),
                  len(changes.holds), "holds")
     if changes.accounts:
         states = [s for _, s in changes.accounts]

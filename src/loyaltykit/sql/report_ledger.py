@@ -72,9 +72,13 @@ _FLOWS: dict[str, sa.ColumnElement[Any]] = {
        for name in ("redeemed", "expired", "available", "pending", "held", "transfers")},
 }
 _FLOW_COLUMNS = [_FLOWS[name].label(name) for name in FLOW_NAMES]
+# joined on the member too (a reversal is its original's member's): colocated tables
+# joined on their distribution column, node by node on a distributed engine (DESIGN §10)
 _FLOW_FROM = (
-    _tx.join(postings, postings.c.transaction_id == _tx.c.id)
-    .outerjoin(_orig, _orig.c.id == _tx.c.reverses_id)
+    _tx.join(postings, sa.and_(postings.c.transaction_id == _tx.c.id,
+                               postings.c.member_id == _tx.c.member_id))
+    .outerjoin(_orig, sa.and_(_orig.c.id == _tx.c.reverses_id,
+                              _orig.c.member_id == _tx.c.member_id))
 )
 
 
@@ -248,13 +252,16 @@ class SQLLedgerReports(Store):
         delta = lot_movements.c.delta
         moved = (
             sa.select(
+                lot_movements.c.member_id.label("member_id"),
                 lot_movements.c.lot_id.label("lot_id"),
                 sa.func.sum(delta).label("remaining"),
                 sa.func.sum(sa.case((_tx.c.kind.in_(["expire", "release"]), -delta),
                                     else_=_zero)).label("expired"))
-            .select_from(_tx.join(lot_movements, lot_movements.c.transaction_id == _tx.c.id))
+            .select_from(_tx.join(lot_movements, sa.and_(
+                lot_movements.c.transaction_id == _tx.c.id,
+                lot_movements.c.member_id == _tx.c.member_id)))
             .where(_tx.c.program_id == _p, _tx.c.wallet == w, _tx.c.occurred_at <= at)
-            .group_by(lot_movements.c.lot_id)
+            .group_by(lot_movements.c.member_id, lot_movements.c.lot_id)
             .subquery("moved")
         )
         origin = transactions.alias("origin")
@@ -265,8 +272,11 @@ class SQLLedgerReports(Store):
                       sa.func.coalesce(sa.func.sum(moved.c.remaining), 0),
                       sa.func.count())
             .select_from(
-                lots.join(origin, origin.c.id == lots.c.transaction_id)
-                .outerjoin(moved, moved.c.lot_id == lots.c.id))
+                # each join on the member too: node by node (see _FLOW_FROM)
+                lots.join(origin, sa.and_(origin.c.id == lots.c.transaction_id,
+                                          origin.c.member_id == lots.c.member_id))
+                .outerjoin(moved, sa.and_(moved.c.lot_id == lots.c.id,
+                                          moved.c.member_id == lots.c.member_id)))
             .where(lots.c.program_id == _p, lots.c.wallet == w, lots.c.earned_at <= at,
                    origin.c.kind.in_(["earn", "adjust"]),
                    *_within(lots.c.earned_at, months))

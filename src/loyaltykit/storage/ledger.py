@@ -98,8 +98,11 @@ class LedgerStore(Protocol):
     def load_lots(self, wallet: str, member_ids: Sequence[str]) -> list[Lot]:
         """Return the open lots (remaining > 0 or pending) of these members' wallet."""
 
-    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID]) -> list[Lot]:
-        """Return these lots whatever their state; unknown ids are absent."""
+    def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
+                        member_id: str | None = None) -> list[Lot]:
+        """Return these lots whatever their state; unknown ids are absent. With
+        ``member_id``, only that member's lots (a read a distributed engine routes to
+        the member's node: give it whenever the caller knows the member)."""
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         """Return the open holds of these members' wallet."""
@@ -107,11 +110,17 @@ class LedgerStore(Protocol):
     def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
         """Return the hold (any status), or None."""
 
-    def get_transaction(self, transaction_id: uuid.UUID) -> Transaction | None:
-        """Return the transaction with its postings and lot movements, or None."""
+    def get_transaction(self, transaction_id: uuid.UUID, *,
+                        member_id: str | None = None) -> Transaction | None:
+        """Return the transaction with its postings and lot movements, or None. With
+        ``member_id``, None unless it is that member's (routed by the member, as
+        :meth:`load_lots_by_id`)."""
 
-    def find_reversal(self, transaction_id: uuid.UUID) -> uuid.UUID | None:
-        """Return the id of the transaction reversing ``transaction_id``, or None."""
+    def find_reversal(self, transaction_id: uuid.UUID, *,
+                      member_id: str | None = None) -> uuid.UUID | None:
+        """Return the id of the transaction reversing ``transaction_id``, or None. With
+        ``member_id`` (the reversed transaction's member, whose the reversal is too),
+        only among that member's transactions (routed by the member)."""
 
     def find_refunds(self, wallet: str, member_id: str,
                      transaction_id: uuid.UUID) -> list[uuid.UUID]:

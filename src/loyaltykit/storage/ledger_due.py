@@ -25,8 +25,10 @@ __all__ = ["DueChanges", "DueLot", "DuePosting", "DueTransaction"]
 DueTransaction = tuple[uuid.UUID, int, str, str, dt.datetime, str, dict[str, Any]]
 #: (transaction id, member index, wallet, account value, amount, position)
 DuePosting = tuple[uuid.UUID, int, str, str, int, int]
-#: (id, remaining, held, pending, activates_at, expires_at): a lot's final state
-DueLot = tuple[uuid.UUID, int, int, bool, dt.datetime | None, dt.datetime | None]
+#: (id, member index, remaining, held, pending, activates_at, expires_at): a lot's
+#: final state (its member: the update is keyed by it too, the row's node on a
+#: distributed engine)
+DueLot = tuple[uuid.UUID, int, int, int, bool, dt.datetime | None, dt.datetime | None]
 
 
 @attrs.define
@@ -36,7 +38,8 @@ class DueChanges:
     Rows name their member by its index in :attr:`members` (so a store translating
     member ids translates that list only). ``movements`` are (transaction id, member
     index, lot id, delta), each its transaction's only movement (position 0);
-    ``holds`` are (hold id, releasing transaction id): released, nothing captured;
+    ``holds`` are (hold id, member index, releasing transaction id): released,
+    nothing captured;
     ``accounts`` are (member index, final running totals) of the touched wallets.
     Every transaction is recorded at ``recorded_at`` (set before anything is
     written) and has no idempotency key.
@@ -48,7 +51,7 @@ class DueChanges:
     postings: list[DuePosting] = attrs.field(factory=list)
     movements: list[tuple[uuid.UUID, int, uuid.UUID, int]] = attrs.field(factory=list)
     lots: list[DueLot] = attrs.field(factory=list)
-    holds: list[tuple[uuid.UUID, uuid.UUID]] = attrs.field(factory=list)
+    holds: list[tuple[uuid.UUID, int, uuid.UUID]] = attrs.field(factory=list)
     accounts: list[tuple[int, AccountState]] = attrs.field(factory=list)
 
     @property

@@ -547,10 +547,13 @@ def _storage_violations(
             for tx in w.transactions[:_RECHECK_NEWEST]:
                 if tx.reverses_id is not None:
                     reversal = uow.ledger.find_reversal(tx.reverses_id)
-                    if reversal != tx.id:
+                    # the same read named by the member (a reversal is its original's
+                    # member's): what a distributed engine routes
+                    routed = uow.ledger.find_reversal(tx.reverses_id, member_id=tx.member_id)
+                    if reversal != tx.id or routed != tx.id:
                         found.append(Violation("s", f"{_who(w)}: find_reversal("
-                                                    f"{tx.reverses_id}) is {reversal}, not "
-                                                    f"{tx.id}"))
+                                                    f"{tx.reverses_id}) is {reversal} (by "
+                                                    f"member {routed}), not {tx.id}"))
             for hold in w.open_holds:
                 if uow.ledger.get_hold(hold.id) != hold:
                     found.append(Violation("s", f"{_who(w)}: get_hold({hold.id}) differs from "

@@ -289,6 +289,29 @@ class LedgerCorrectionContract(ContractPart):
         assert before == shop.snapshot("m")
         assert first == shop.loyalty.reverse(earn.transaction_id, key="undo")
 
+    def test_reads_by_id_named_by_their_member(self, storage: Storage) -> None:
+        # a transaction, its reversal and its lots read by id and member (the reads a
+        # distributed engine routes by the member): found as by id alone when the
+        # member is theirs, not found when it is another's
+        shop = Shop(storage)
+        shop.enrol("m")
+        earn = shop.loyalty.earn("m", 100, key="order")
+        undo = shop.loyalty.reverse(earn.transaction_id, key="undo")
+        tid = earn.transaction_id
+        with storage.unit_of_work(shop.program.id) as uow:
+            alone = uow.ledger.get_transaction(tid)
+            assert alone is not None
+            m = alone.member_id  # the member's key, as the store keeps it
+            lot_ids = [mv.lot_id for mv in alone.movements]
+            assert alone == uow.ledger.get_transaction(tid, member_id=m)
+            assert uow.ledger.get_transaction(tid, member_id="nobody") is None
+            assert undo.transaction_id == uow.ledger.find_reversal(tid) == (
+                uow.ledger.find_reversal(tid, member_id=m))
+            assert uow.ledger.find_reversal(tid, member_id="nobody") is None
+            lots = uow.ledger.load_lots_by_id(lot_ids)
+            assert 1 == len(lots) and lots == uow.ledger.load_lots_by_id(lot_ids, member_id=m)
+            assert [] == uow.ledger.load_lots_by_id(lot_ids, member_id="nobody")
+
     # -- adjustments ----------------------------------------------------------------------
 
     def test_adjustments(self, storage: Storage) -> None:
