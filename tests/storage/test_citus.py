@@ -36,23 +36,6 @@ CITUS_URL_VARIABLE = "LOYALTYKIT_TEST_CITUS_URL"
 
 # -- order, without a database ---------------------------------------------------------
 
-def _shipped_with_lookups() -> sa.MetaData:
-    """The shipped schema, with the ``lk_lookups`` table the map names (issue 23) as
-    the lead declares it while the schema does not have it yet."""
-    if "lk_lookups" in shipped.tables:
-        return shipped
-    md = sa.MetaData(naming_convention=shipped.naming_convention)
-    for table in shipped.sorted_tables:
-        table.to_metadata(md)
-    sa.Table("lk_lookups", md,
-             sa.Column("program_id", sa.String(64), sa.ForeignKey("lk_programs.id"),
-                       primary_key=True),
-             sa.Column("kind", sa.String(16), primary_key=True),
-             sa.Column("value", sa.String(200), primary_key=True),
-             sa.Column("member_id", sa.String(32), nullable=False))
-    return md
-
-
 def _check_order(md: sa.MetaData, distribution: Distribution,
                  found: list[Placement]) -> None:
     """Every table of the map once, reference tables first, each after the tables its
@@ -83,7 +66,7 @@ def _check_order(md: sa.MetaData, distribution: Distribution,
 
 
 def test_the_shipped_map_is_placed_in_an_order_citus_accepts() -> None:
-    md = _shipped_with_lookups()
+    md = shipped
     found = citus.placements(md, SCHEMA)
     _check_order(md, SCHEMA, found)
     assert found[0] == Placement("lk_programs")
@@ -91,7 +74,7 @@ def test_the_shipped_map_is_placed_in_an_order_citus_accepts() -> None:
 
 
 def test_the_statements_set_the_foreign_keys_aside_around_the_placements() -> None:
-    md = _shipped_with_lookups()
+    md = shipped
     lines = citus.statements(md, SCHEMA)
     placing = [p.statement() for p in citus.placements(md, SCHEMA)]
     keys = [fk for t in md.sorted_tables for fk in t.foreign_key_constraints]
@@ -150,7 +133,7 @@ def test_random_schemas_are_placed_in_an_order_citus_accepts(
 
 
 def test_a_map_naming_a_table_or_column_the_schema_lacks_is_refused() -> None:
-    md = _shipped_with_lookups()
+    md = shipped
     gone = Distribution(reference={"lk_programs", "lk_gone"})
     with pytest.raises(InvalidDistribution) as caught:
         citus.statements(md, gone)

@@ -35,8 +35,6 @@ CONTRACT = sorted(str(p.relative_to(TESTS)) for p in TESTS.glob("*/test_*_contra
 
 _BY_ID = ("read by {what} alone (the caller names no member): routed once the facade "
           "passes the member or a lookup gives it (issue 23 item 3)")
-_LOOKUP = ("by {what} alone: routed through the program-wide lookup table lk_lookups "
-           "(issue 23 items 2 and 3, the lead's)")
 _REFERRER = ("lk_referrals is distributed by the referee: a referrer's referrals are on "
              "every node (issue 23 item 3, the lead's referrals work)")
 _OUTBOX = "the outbox, redesigned per shard (issue 23 item 4)"
@@ -61,39 +59,20 @@ PENDING: tuple[Declared, ...] = (
     Declared("sql.members:SQLMemberKeyStore.write#aa2eb7e1c1", Route.SCAN,
              "erasure deletes a mapping by its member key, in lk_member_ids distributed "
              "by the shop id: routed once the erasure names the shop id (issue 23 item 3)"),
-    Declared("sql.orders:SQLOrderStore.get_order#46a6bc4815", Route.SCAN,
-             _LOOKUP.format(what="order id")),
-    Declared("sql.orders:SQLOrderStore.get_orders#85621657d6", Route.SCAN,
-             _LOOKUP.format(what="order ids")),
-    Declared("sql.orders:SQLOrderStore.get_orders#f8f28c7888", Route.SCAN,
-             _LOOKUP.format(what="order ids")),
-    Declared("sql.orders:SQLOrderStore._write#27fce9e385", Route.SCAN,
-             _LOOKUP.format(what="order id (an order's update)")),
-    Declared("sql.rewards:SQLRewardStore.get_voucher#7ca8dbef75", Route.SCAN,
-             _LOOKUP.format(what="voucher id or code")),
-    Declared("sql.rewards:SQLRewardStore._guarded#f3dd2c23ab", Route.SCAN,
-             _LOOKUP.format(what="voucher id (a voucher's guarded update)")),
-    Declared("sql.referrals:SQLReferralStore.get_code#d5a83affec", Route.SCAN,
-             _LOOKUP.format(what="referral code")),
-    Declared("sql.referrals:SQLReferralStore.claim_code#1a9ee76b75", Route.SCAN,
-             _LOOKUP.format(what="referral code (a use claimed)")),
     # -- distributed by the referee, read by the referrer
     Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
              _REFERRER),
     Declared("sql.referrals:SQLReferralStore.count_paid#07c5c2bd32", Route.SCAN, _REFERRER),
     Declared("sql.referrals:SQLReferralStore.referrals_of#a1b8af064f", Route.SCAN,
              _REFERRER),
-    # -- the outbox and the tier history's database-numbered ids
+    # -- the outbox
     Declared("sql.outbox:SQLOutboxStore.read", Route.SCAN, _OUTBOX),
     Declared("sql.outbox:SQLOutboxStore.last_position", Route.SCAN, _OUTBOX),
     Declared("sql.outbox:SQLOutboxStore.prune", Route.SCAN, _OUTBOX),
     Declared("sql.outbox:SQLOutboxStore.set_consumer_position", Route.SCAN, _OUTBOX),
     Declared("sql.outbox:append_many", Route.TEXT, _OUTBOX),
-    Declared("sql.tier_events:append_events#6ab0220bd6", Route.TEXT,
+    Declared("sql.tier_events:append_events#cd8cefc7f1", Route.TEXT,
              _OUTBOX + ": the tier history's events, appended set-based"),
-    Declared("sql.tier_events:history_end#068f4c37cc", Route.TEXT,
-             "the largest lk_tier_history id, a database-numbered id read over the "
-             "program: goes with the library-drawn ids (issue 23 item 1, the lead's)"),
 )
 
 

@@ -132,3 +132,24 @@ def test_the_ledgers_reads_and_updates_of_a_member_name_it() -> None:
         (ledger_due, ("UPD_LOT", "UPD_HOLD", "UPD_ACCOUNT"))) for name in names}
     assert {n: r for n, r in single.items() if r.route is not Route.SINGLE} == {}
     assert Route.MULTI == classify(ledger._SEL_OPEN_HOLDS_PG).route
+
+
+def test_a_routed_uncorrelated_scalar_subquery_is_one_value() -> None:
+    """The member that claimed a code, as a scalar subquery: the engine answers it
+    first on the code's node and routes the statement with its value (Citus plans an
+    uncorrelated subquery on its own); correlated or not routed itself, it pins
+    nothing."""
+    owner = sa.select(codes.c.member).where(codes.c.code == sa.bindparam("c"))
+    assert Route.SINGLE == route(sa.select(txs.c.id).where(
+        txs.c.member == owner.scalar_subquery()))
+    assert Route.SINGLE == route(txs.update().where(
+        txs.c.member == owner.scalar_subquery(), txs.c.id == "t").values(amount=1))
+    # the subquery itself on every node (no code given): nothing pinned
+    anyone = sa.select(sa.func.max(codes.c.member))
+    assert Route.SCAN == route(sa.select(txs.c.id).where(
+        txs.c.member == anyone.scalar_subquery()))
+    # routed itself but correlated with the statement's table: evaluated row by row
+    mine = sa.select(codes.c.member).where(codes.c.code == sa.bindparam("c"),
+                                           codes.c.member == txs.c.id)
+    assert Route.SCAN == route(sa.select(txs.c.id).where(
+        txs.c.member == mine.scalar_subquery()))

@@ -211,10 +211,30 @@ class _Walk:
                 return ("many", id(table))
             return ("col", id(table), element.key)
         if isinstance(element, ScalarSelect):
+            if self.subplan(element.element):
+                return ("value", id(element))
             return self.first_column(element.element)
         if isinstance(element, Select | CompoundSelect):
             return self.first_column(element)
         return None
+
+    def subplan(self, select: Any) -> bool:
+        """A scalar subquery the engine answers first, on its own, and then puts in
+        the statement as one value (Citus's recursive planning): uncorrelated (every
+        column it names is of its own FROM) and itself routed to one node, such as
+        the member that claimed an order id (``lk_lookups``, by the value)."""
+        if not isinstance(select, Select):
+            return False
+        own = {id(f) for f in select.get_final_froms()}
+        for element in visitors.iterate(select):
+            if isinstance(element, ColumnClause) and element.table is not None \
+                    and isinstance(element.table, FromClause) \
+                    and id(element.table) not in own \
+                    and not _many_source(element.table):
+                return False
+        inner = _Walk(self.distribution)
+        inner.statement(select)
+        return inner.routing().route <= Route.SINGLE
 
     def first_column(self, select: Any) -> _Node | None:
         columns = list(getattr(select, "selected_columns", ()))
@@ -523,15 +543,21 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
              "tier notices' due work: the batch's tier states marked noticed (one "
              "table, a range of member keys)"),
     Declared("sql.tiers:SQLTierStore.evaluate_tiers", Route.COLOCATED, _TIER_RUN),
-    Declared("sql.tiers:SQLTierStore.evaluate_tiers#4cbb11cd77", Route.SCAN,
-             "tier due work: the batch's last member key (one table)"),
-    Declared("sql.tiers:SQLTierStore.evaluate_tiers#85c1c1b185", Route.SCAN,
-             "tier due work: the batch's last member key (one table)"),
     Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded", Route.COLOCATED, _TIER_RUN),
-    Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded#4cbb11cd77", Route.SCAN,
+    Declared("sql.tiers:SQLTierStore._batch_end#4cbb11cd77", Route.SCAN,
              "tier due work: the batch's last member key (one table)"),
-    Declared("sql.tiers:SQLTierStore.evaluate_tiers_recorded#85c1c1b185", Route.SCAN,
+    Declared("sql.tiers:SQLTierStore._batch_end#85c1c1b185", Route.SCAN,
              "tier due work: the batch's last member key (one table)"),
+    Declared("sql.tiers:SQLTierStore._batch_end#90e0211f83", Route.SCAN,
+             "tier due work: how many states a batch planned by its end holds, one "
+             "history line id each (one table, a range of member keys)"),
+    Declared("sql.tiers:SQLTierStore._batch_end#91fe65003b", Route.SCAN,
+             "tier due work: how many states a batch planned by its end holds, one "
+             "history line id each (one table, a range of member keys)"),
+    Declared("sql.orders:SQLOrderStore.get_orders", Route.MULTI,
+             "a batch's order ids (a history import's 'recorded already?'): their claims "
+             "in lk_lookups on the ids' nodes, then the orders found on their members' "
+             "nodes"),
     Declared("sql.tiers:SQLTierStore.tier_notices", Route.SCAN,
              "tier notices' events: a program's notices by creation (one table)"),
     Declared("sql.tiers:SQLTierStore.upcoming_tier_notices", Route.SCAN,
