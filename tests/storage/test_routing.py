@@ -56,9 +56,6 @@ PENDING: tuple[Declared, ...] = (
     Declared("sql.ledger_privacy:SQLLedgerPrivacy.rename_counterpart#dc97430859", Route.SCAN,
              _BY_ID.format(what="transaction ids (erasure: the other members' halves "
                                 "of the member's transfers)")),
-    Declared("sql.members:SQLMemberKeyStore.write#aa2eb7e1c1", Route.SCAN,
-             "erasure deletes a mapping by its member key, in lk_member_ids distributed "
-             "by the shop id: routed once the erasure names the shop id (issue 23 item 3)"),
     # -- distributed by the referee, read by the referrer
     Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
              _REFERRER),

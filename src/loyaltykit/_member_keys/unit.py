@@ -182,7 +182,8 @@ class KeyedUnitOfWork:
         self.inner.referrals.erase(key)
         if erased:
             return None
-        self.inner.members.write(MemberKeyChanges(erasures=[Erasure(key, at)]))
+        self.inner.members.write(MemberKeyChanges(erasures=[Erasure(key, at)],
+                                                  erased_ids={key: member_id}))
         self.names.erased(member_id, key)
         return key
 

@@ -55,6 +55,10 @@ _SEL_ERASURE: sa.Executable = sa.select(erasures.c.member_id, erasures.c.erased_
 _INS_ID = member_ids.insert()
 _DEL_ID = member_ids.delete().where(member_ids.c.program_id == _p,
                                     member_ids.c.member_id == sa.bindparam("k"))
+# the mapping of an erased key found by the shop id it is placed by (one node)
+_DEL_NAMED_ID = member_ids.delete().where(member_ids.c.program_id == _p,
+                                          member_ids.c.external_id == sa.bindparam("e"),
+                                          member_ids.c.member_id == sa.bindparam("k"))
 _INS_ERASURE = erasures.insert()
 
 
@@ -109,8 +113,15 @@ class SQLMemberKeyStore(Store):
                 {"program_id": self.program_id, "external_id": m, "member_id": k}
                 for m, k in changes.added.items()], "member already enrolled", "member_id")
         if changes.erasures:
-            conn.execute(_DEL_ID, [{"p": self.program_id, "k": e.member_key}
-                                   for e in changes.erasures])
+            named = changes.erased_ids
+            by_id = [{"p": self.program_id, "k": e.member_key, "e": named[e.member_key]}
+                     for e in changes.erasures if e.member_key in named]
+            by_key = [{"p": self.program_id, "k": e.member_key}
+                      for e in changes.erasures if e.member_key not in named]
+            if by_id:
+                conn.execute(_DEL_NAMED_ID, by_id)
+            if by_key:
+                conn.execute(_DEL_ID, by_key)
             self._insert(conn, _INS_ERASURE, [
                 {"program_id": self.program_id, "member_id": e.member_key,
                  "erased_at": e.erased_at} for e in changes.erasures],

@@ -554,6 +554,10 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.tiers:SQLTierStore._batch_end#91fe65003b", Route.SCAN,
              "tier due work: how many states a batch planned by its end holds, one "
              "history line id each (one table, a range of member keys)"),
+    Declared("sql.members:SQLMemberKeyStore.write#aa2eb7e1c1", Route.SCAN,
+             "an erasure written without its shop id (a store-level write that names "
+             "none): the mapping found by the member key, on every node; the facade "
+             "names the shop id, and its delete goes to that id's node"),
     Declared("sql.orders:SQLOrderStore.get_orders", Route.MULTI,
              "a batch's order ids (a history import's 'recorded already?'): their claims "
              "in lk_lookups on the ids' nodes, then the orders found on their members' "

@@ -35,11 +35,15 @@ class MemberKeyChanges:
     ``added`` maps new shop ids to their keys (inserted; a shop id mapped already is a
     :class:`~loyaltykit.DuplicateKey` with ``details["member_id"]``); each of
     ``erasures`` deletes its key's mapping and keeps the record (a key erased twice is
-    a DuplicateKey with ``details["member_key"]``).
+    a DuplicateKey with ``details["member_key"]``). ``erased_ids`` names the shop id
+    of an erased key where the writer knows it (member key -> shop id; the facade
+    always does): a backend that places the mapping by the shop id (a distributed
+    engine) deletes it there, on one node; the shop id is not kept.
     """
 
     added: dict[str, str] = attrs.field(factory=dict)
     erasures: list[Erasure] = attrs.field(factory=list)
+    erased_ids: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def empty(self) -> bool:
