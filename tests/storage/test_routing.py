@@ -35,8 +35,6 @@ CONTRACT = sorted(str(p.relative_to(TESTS)) for p in TESTS.glob("*/test_*_contra
 
 _BY_ID = ("read by {what} alone (the caller names no member): routed once the facade "
           "passes the member or a lookup gives it (issue 23 item 3)")
-_REFERRER = ("lk_referrals is distributed by the referee: a referrer's referrals are on "
-             "every node (issue 23 item 3, the lead's referrals work)")
 _OUTBOX = "the outbox, redesigned per shard (issue 23 item 4)"
 
 #: The statements not routed yet, each with why and the part of issue 23 that routes it.
@@ -56,12 +54,6 @@ PENDING: tuple[Declared, ...] = (
     Declared("sql.ledger_privacy:SQLLedgerPrivacy.rename_counterpart#dc97430859", Route.SCAN,
              _BY_ID.format(what="transaction ids (erasure: the other members' halves "
                                 "of the member's transfers)")),
-    # -- distributed by the referee, read by the referrer
-    Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
-             _REFERRER),
-    Declared("sql.referrals:SQLReferralStore.count_paid#07c5c2bd32", Route.SCAN, _REFERRER),
-    Declared("sql.referrals:SQLReferralStore.referrals_of#a1b8af064f", Route.SCAN,
-             _REFERRER),
     # -- the outbox
     Declared("sql.outbox:SQLOutboxStore.read", Route.SCAN, _OUTBOX),
     Declared("sql.outbox:SQLOutboxStore.last_position", Route.SCAN, _OUTBOX),

@@ -501,6 +501,10 @@ _BATCH = ("a batch's members (a history import's, a due batch's) in one statemen
 _TIER_RUN = ("set-based tier evaluation of a batch (a range of member keys): tier states "
              "joined with their buckets, history and notices on member_id (colocated)")
 _REPORT = "a program-wide report: colocated tables joined on member_id, node by node"
+_REFERRER = ("a referrer's referrals (its cap's count, its paid ones, its list): a "
+             "referral lives with its referee (lk_referrals by referee_id: the referee's "
+             "orders settle it on its own node), so the referrer's are read through the "
+             "referrer index on every node; one such read per attribution")
 _REPORT_SCAN = "a program-wide report over one table, on every node"
 
 #: The statements of loyaltykit's SQL stores that are not single-shard on purpose
@@ -554,6 +558,12 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.tiers:SQLTierStore._batch_end#91fe65003b", Route.SCAN,
              "tier due work: how many states a batch planned by its end holds, one "
              "history line id each (one table, a range of member keys)"),
+    # -- a referrer's referrals, which live with their referees
+    Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
+             _REFERRER),
+    Declared("sql.referrals:SQLReferralStore.count_paid#07c5c2bd32", Route.SCAN, _REFERRER),
+    Declared("sql.referrals:SQLReferralStore.referrals_of#a1b8af064f", Route.SCAN,
+             _REFERRER),
     Declared("sql.members:SQLMemberKeyStore.write#aa2eb7e1c1", Route.SCAN,
              "an erasure written without its shop id (a store-level write that names "
              "none): the mapping found by the member key, on every node; the facade "
