@@ -84,8 +84,22 @@ def test_the_statements_set_the_foreign_keys_aside_around_the_placements() -> No
     adds = rest[len(placing):]
     assert all(" DROP CONSTRAINT " in line for line in drops)
     assert sorted(adds) == sorted(
-        str(sa.schema.AddConstraint(fk).compile(dialect=citus._DIALECT)) for fk in keys)
+        str(sa.schema.AddConstraint(fk, isolate_from_table=False).compile(
+            dialect=citus._DIALECT)) for fk in keys)
     assert sorted(d.rsplit(" ", 1)[1] for d in drops) == sorted(str(fk.name) for fk in keys)
+
+
+def test_the_statements_leave_the_metadata_as_it_was() -> None:
+    # building them once made create_all drop every foreign key of the shipped schema
+    # from its CREATE TABLEs (SQLAlchemy's AddConstraint marks the key as added apart)
+    def created() -> list[str]:
+        return [str(sa.schema.CreateTable(t).compile(dialect=citus._DIALECT))
+                for t in shipped.sorted_tables]
+
+    before = created()
+    assert any("FOREIGN KEY" in table for table in before)
+    citus.statements(shipped, SCHEMA)
+    assert before == created()
 
 
 @st.composite

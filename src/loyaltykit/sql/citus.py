@@ -301,7 +301,11 @@ def _script(metadata: sa.MetaData, todo: Sequence[Placement], *,
             *(f"ALTER TABLE {_qualified(fk.table.key)} DROP CONSTRAINT "
               f"{_DIALECT.identifier_preparer.quote(_fk_name(fk))}" for fk in keys),
             *(p.statement() for p in todo),
-            *(str(sa.schema.AddConstraint(fk).compile(dialect=_DIALECT)) for fk in keys)]
+            # isolate_from_table=False: AddConstraint would otherwise mark each key as
+            # "added apart", and a later create_all of the same metadata (the shipped
+            # schema's create_schema) would build its tables without foreign keys
+            *(str(sa.schema.AddConstraint(fk, isolate_from_table=False).compile(
+                dialect=_DIALECT)) for fk in keys)]
 
 
 def _fk_name(fk: sa.ForeignKeyConstraint) -> str:
