@@ -208,6 +208,9 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                                                    else "printf('%07d', g.i)"))
         if table.name == "lk_outbox" and name == "id":
             return sa.literal_column(_as_uuid(uuid_hex(0xFF00 | r), pg))
+        if table.name == "lk_lookups" and name == "value" and _uuid_of(value) in ids:
+            # a transaction's or hold's claim: the copy's id, as its hex digits
+            return sa.literal_column(uuid_hex(ids[_uuid_of(value)]))
         if table.name == "lk_tier_history" and name == "id":  # (its line, per copy)
             return sa.literal_column(_as_uuid(uuid_hex(0xFE00 | r), pg))
         if (table.name == "lk_idempotency_keys" and name == "key") or (
@@ -243,6 +246,14 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                 select = sa.select(*[column_expr(table, c, row.get(c), r).label(c)
                                      for c in names]).select_from(sa.text(series))
                 conn.execute(table.insert().from_select(names, select))
+
+
+def _uuid_of(text: Any) -> uuid.UUID | None:
+    """The UUID a claimed value's text spells (a transaction's or hold's id), or None."""
+    try:
+        return uuid.UUID(text) if isinstance(text, str) and len(text) == 32 else None
+    except ValueError:
+        return None
 
 
 def _q(text: str) -> str:

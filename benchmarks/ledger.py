@@ -96,6 +96,7 @@ from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage, create_engine
 from loyaltykit.sql._many import execute_many
 from loyaltykit.sql._pg_probes import keys_param, probed
+from loyaltykit.sql._shared import claimed_by
 from loyaltykit.sql.outbox import MANY_EVENTS, append_many, insert_statement
 from loyaltykit.storage import AccountState, IdempotencyRecord
 from loyaltykit.testing import by_shop_ids
@@ -250,7 +251,8 @@ OPEN_HOLDS = (
 SEL_HOLD = (
     sa.select(*_hold_cols)
     .select_from(_holds_join)
-    .where(HO.c.program_id == _p, HO.c.id == sa.bindparam("id"))
+    .where(HO.c.program_id == _p, HO.c.id == sa.bindparam("id"),
+           HO.c.member_id == claimed_by("hold", sa.bindparam("hex", type_=sa.String()), _p))
     .order_by(AL.c.position)
 )
 _of_member = (LO.c.program_id == _p, LO.c.member_id == _m, LO.c.wallet == _w)
@@ -270,6 +272,7 @@ INS_LOT = LO.insert()
 INS_MOVEMENT = MV.insert()
 INS_HOLD = HO.insert()
 INS_ALLOCATION = AL.insert()
+INS_CLAIM = _T["lk_lookups"].insert()  # transaction and hold ids claimed with their member
 UPD_ACCOUNT = A.update().where(
     A.c.program_id == sa.bindparam("k_program_id"),
     A.c.member_id == sa.bindparam("k_member_id"),
@@ -435,6 +438,16 @@ class Baseline:
                  "expires_at": state[i][3]} for i in ids]
 
     # operations
+    def _claims(self, member: str, *, tx: uuid.UUID,
+                hold: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        """The lk_lookups rows of a write's transaction (and hold) ids, as SQLStorage
+        claims them: its member found from the id alone (reverse, capture)."""
+        rows = [{"program_id": self.p, "kind": "tx", "value": tx.hex, "member_id": member}]
+        if hold is not None:
+            rows.append({"program_id": self.p, "kind": "hold", "value": hold.hex,
+                         "member_id": member})
+        return rows
+
     def earn(self, shop_id: str, points: int, key: str) -> None:
         now = utcnow()
         fingerprint = self._fingerprint("earn", shop_id, points, WALLET)
@@ -466,6 +479,7 @@ class Baseline:
             conn.execute(INS_MOVEMENT, [{"transaction_id": tx_id, "lot_id": lot_id,
                                          "program_id": self.p, "member_id": member,
                                          "delta": points, "position": 0}])
+            conn.execute(INS_CLAIM, self._claims(member, tx=tx_id))
             conn.execute(UPD_ACCOUNT, [account])
             self._events(conn, [self._event(
                 member, "earn", tx_id, points, {"available": points}, account, now, {},
@@ -493,6 +507,7 @@ class Baseline:
                 {"transaction_id": tx_id, "lot_id": lot_id, "program_id": self.p,
                  "member_id": member, "delta": -take, "position": i}
                 for i, (lot_id, take) in enumerate(taken)])
+            conn.execute(INS_CLAIM, self._claims(member, tx=tx_id))
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             self._events(conn, [self._event(member, "spend", tx_id, -points,
@@ -526,6 +541,7 @@ class Baseline:
                 {"hold_id": hold_id, "lot_id": lot_id, "program_id": self.p,
                  "member_id": member, "points": take, "position": i}
                 for i, (lot_id, take) in enumerate(taken)])
+            conn.execute(INS_CLAIM, self._claims(member, tx=tx_id, hold=hold_id))
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             self._events(conn, [self._event(member, "hold", tx_id, 0,
@@ -539,7 +555,8 @@ class Baseline:
         with self.engine.begin() as conn:
             if conn.execute(SEL_KEY, {"p": self.p, "k": key}).first() is not None:
                 raise RuntimeError("baseline: key replayed")
-            rows = conn.execute(SEL_HOLD, {"p": self.p, "id": hold_id}).all()
+            rows = conn.execute(SEL_HOLD, {"p": self.p, "id": hold_id,
+                                           "hex": hold_id.hex}).all()
             if not rows or rows[0][5] != "open" or rows[0][7] <= now:
                 raise RuntimeError("baseline: hold not capturable")
             member, points = rows[0][2], rows[0][4]
@@ -564,6 +581,7 @@ class Baseline:
                 {"transaction_id": tx_id, "lot_id": lot_id, "program_id": self.p,
                  "member_id": member, "delta": -take, "position": i}
                 for i, (lot_id, take) in enumerate(moves)])
+            conn.execute(INS_CLAIM, self._claims(member, tx=tx_id))
             conn.execute(UPD_ACCOUNT, [account])
             conn.execute(UPD_LOT, self._lot_updates(state, [i for i, _ in moves], member))
             conn.execute(UPD_HOLD, [{"k_id": hold_id, "k_member_id": member, "status": "captured",
@@ -641,6 +659,8 @@ class Baseline:
             write(INS_POSTING, legs)
             write(INS_LOT, lots)
             write(INS_MOVEMENT, moves)
+            write(INS_CLAIM, [{"program_id": self.p, "kind": "tx", "value": tx["id"].hex,
+                               "member_id": tx["member_id"]} for tx in txs])
             write(UPD_ACCOUNT, updates)
             self._events(conn, events)
 

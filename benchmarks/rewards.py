@@ -20,7 +20,7 @@ window. Measured in one run, in the same database:
   for a redemption, one transaction each, written by hand with Core against
   ``SQLStorage.metadata``'s tables and computing the row values directly, without the
   loyaltykit domain (its code is drawn with the program's code spec, as loyaltykit's). The
-  14 statements (16 parameter sets) of one redemption, in order (the member's open holds
+  15 statements (17 parameter sets) of one redemption, in order (the member's open holds
   are not loaded: nothing is held):
 
   1. SELECT the idempotency key;
@@ -32,7 +32,8 @@ window. Measured in one run, in the same database:
   6. INSERT the idempotency key with the result;
   7. INSERT the spend transaction;
   8. INSERT its two postings (one executemany);
-  9. INSERT its lot movement (one per lot consumed);
+  9. INSERT its lot movement (one per lot consumed), and claim the transaction's id
+     with its member (``lk_lookups``);
   10. UPDATE the account;
   11. UPDATE the lot (one per lot consumed);
   12. INSERT the spend's and the redemption's events (``lk_outbox``, one executemany:
@@ -282,6 +283,7 @@ class Baseline(L.Baseline):  # type: ignore[misc]
                 {"transaction_id": tx_id, "lot_id": lot_id, "program_id": self.p,
                  "member_id": member, "delta": -n, "position": i}
                 for i, (lot_id, n) in enumerate(taken)])
+            conn.execute(L.INS_CLAIM, self._claims(member, tx=tx_id))
             conn.execute(L.UPD_ACCOUNT, [account])
             conn.execute(L.UPD_LOT, self._lot_updates(state, [i for i, _ in taken], member))
             spent = self._event(

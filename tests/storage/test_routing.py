@@ -40,12 +40,6 @@ _OUTBOX = "the outbox, redesigned per shard (issue 23 item 4)"
 #: The statements not routed yet, each with why and the part of issue 23 that routes it.
 PENDING: tuple[Declared, ...] = (
     # -- named by an id alone: the member must come from the caller or a lookup
-    Declared("sql.ledger:SQLLedgerStore.get_transaction#6544cdfc93", Route.SCAN,
-             _BY_ID.format(what="transaction id (reverse(transaction_id))")),
-    Declared("sql.ledger:SQLLedgerStore.find_reversal#e138f51162", Route.SCAN,
-             _BY_ID.format(what="the reversed transaction's id")),
-    Declared("sql.ledger:SQLLedgerStore.get_hold#41e80a0cdc", Route.COLOCATED,
-             _BY_ID.format(what="hold id (capture/void(hold_id))")),
     Declared("sql.ledger:SQLLedgerStore.load_lots_by_id#549ac30347", Route.SCAN,
              _BY_ID.format(what="lot ids (activate(earn_id), a referral's void)")),
     Declared("sql.ledger_privacy:SQLLedgerPrivacy.rename_counterpart#1593e8e227", Route.SCAN,

@@ -170,18 +170,25 @@ class Store:
             self._refused(exc, duplicate, field, only, lambda: [row[field] for row in rows])
 
     def _claim(self, conn: Connection, kind: str, pairs: Sequence[tuple[str, str]],
-               duplicate: str, field: str) -> None:
+               duplicate: str | None, field: str = "") -> None:
         """Claim each ``(value, member key)`` of ``pairs`` as the program's one
-        ``kind`` value (an order id, a code) in ``lk_lookups``, in one executemany,
-        before the rows that carry it are written: a value claimed before (or twice
-        in ``pairs``) is DuplicateKey with ``duplicate`` as its message and the
-        values as ``field``."""
+        ``kind`` value (an order id, a code, a transaction or hold id's hex) in
+        ``lk_lookups``, in one executemany: a value claimed before (or twice in
+        ``pairs``) is DuplicateKey with ``duplicate`` as its message and the values as
+        ``field`` (StorageError without ``duplicate``: an id drawn twice)."""
+        self._claims(conn, [(kind, value, member) for value, member in pairs], duplicate,
+                     field)
+
+    def _claims(self, conn: Connection, claims: Sequence[tuple[str, str, str]],
+                duplicate: str | None, field: str = "") -> None:
+        """:meth:`_claim` of ``(kind, value, member key)`` claims of several kinds, in
+        one executemany."""
         program_id = self.program_id
         try:
             execute_rows(conn, _INS_LOOKUP, _LOOKUP_KEYS,
-                         [(program_id, kind, value, member) for value, member in pairs])
+                         [(program_id, kind, value, member) for kind, value, member in claims])
         except sa_exc.IntegrityError as exc:
-            self._refused(exc, duplicate, field, None, lambda: [v for v, _ in pairs])
+            self._refused(exc, duplicate, field, None, lambda: [v for _, v, _ in claims])
 
     def _insert_rows(self, conn: Connection, stmt: sa.Insert, keys: tuple[str, ...],
                      rows: Sequence[tuple[Any, ...]], duplicate: str | None = None,

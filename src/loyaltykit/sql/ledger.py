@@ -35,7 +35,7 @@ from loyaltykit._model import (
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._pg_probes import key_sets, probed
 from loyaltykit.sql._shared import as_stored as _same
-from loyaltykit.sql._shared import chunks
+from loyaltykit.sql._shared import chunks, claimed_by
 from loyaltykit.sql.ledger_due import (
     INS_MOVEMENT,
     INS_POSTING,
@@ -190,14 +190,27 @@ _SEL_MEMBERS_PG: sa.Executable = probed(_sel_members, members.c.member_id)
 _SEL_OPEN_HOLDS_PG: sa.Executable = probed(
     _open_holds, holds.c.member_id,
     (holds.c.created_at, holds.c.id, hold_allocations.c.position))
+#: a transaction's or hold's id as lk_lookups keeps it (its hex digits)
+_hex: sa.BindParameter[str] = sa.bindparam("hex", type_=sa.String())
+# a hold named by its id alone (capture, void) found through the member that claimed
+# it (lk_lookups): routed to the member's node on a distributed engine
 _SEL_HOLD: sa.Executable = (
     sa.select(*_HOLD_COLS)
     .select_from(_HOLDS_JOIN)
-    .where(holds.c.program_id == _p, holds.c.id == sa.bindparam("id"))
+    .where(holds.c.program_id == _p, holds.c.id == sa.bindparam("id"),
+           holds.c.member_id == claimed_by("hold", _hex, _p))
     .order_by(hold_allocations.c.position)
 )
 
+# a transaction named by its id alone (reverse, activate) found through the member
+# that claimed it: every transaction a write posts is claimed (lk_lookups); due work's
+# set-based expiries, activations and releases (never reversible) are not, and are
+# read by their id alone, on every node, when named (_SEL_TX_ANY)
 _SEL_TX: sa.Executable = sa.select(*_TX_COLS).where(
+    transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id"),
+    transactions.c.member_id == claimed_by("tx", _hex, _p)
+)
+_SEL_TX_ANY: sa.Executable = sa.select(*_TX_COLS).where(
     transactions.c.program_id == _p, transactions.c.id == sa.bindparam("id")
 )
 _SEL_TX_OF: sa.Executable = sa.select(*_TX_COLS).where(
@@ -216,8 +229,10 @@ _SEL_MOVEMENTS: sa.Executable = (
     .where(lot_movements.c.member_id == _m, lot_movements.c.transaction_id.in_(_ids))
     .order_by(lot_movements.c.transaction_id, lot_movements.c.position)
 )
+# a reversal is its original's member's (a transaction never claimed is not reversible)
 _SEL_REVERSAL: sa.Executable = sa.select(transactions.c.id).where(
-    transactions.c.reverses_id == sa.bindparam("id")
+    transactions.c.program_id == _p, transactions.c.reverses_id == sa.bindparam("id"),
+    transactions.c.member_id == claimed_by("tx", _hex, _p)
 )
 _SEL_REVERSAL_OF: sa.Executable = sa.select(transactions.c.id).where(
     transactions.c.program_id == _p, transactions.c.member_id == _m,
@@ -562,7 +577,8 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
     @translated
     def get_hold(self, hold_id: uuid.UUID) -> Hold | None:
         """Return the hold (any status) of this program, or None."""
-        rows = self._c().execute(_SEL_HOLD, {"p": self.program_id, "id": hold_id}).all()
+        rows = self._c().execute(_SEL_HOLD, {"p": self.program_id, "id": hold_id,
+                                             "hex": hold_id.hex}).all()
         return _hold(rows) if rows else None
 
     def _transactions(self, conn: Connection, rows: Sequence[Any]) -> list[Transaction]:
@@ -604,8 +620,11 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         """Return the transaction with its postings and lot movements, or None; with
         ``member_id``, None unless it is that member's (read by the member)."""
         conn = self._c()
-        params = {"p": self.program_id, "id": transaction_id, "m": member_id}
+        params = {"p": self.program_id, "id": transaction_id, "m": member_id,
+                  "hex": transaction_id.hex}
         row = conn.execute(_SEL_TX if member_id is None else _SEL_TX_OF, params).first()
+        if row is None and member_id is None:  # never claimed: due work's, or none
+            row = conn.execute(_SEL_TX_ANY, params).first()
         return None if row is None else self._transactions(conn, [row])[0]
 
     @translated
@@ -614,7 +633,8 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
         """Return the id of the transaction reversing ``transaction_id``, or None; with
         ``member_id``, among that member's transactions (read by the member)."""
         if member_id is None:
-            found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {"id": transaction_id})
+            found: uuid.UUID | None = self._c().scalar(_SEL_REVERSAL, {
+                "p": self.program_id, "id": transaction_id, "hex": transaction_id.hex})
             return found
         params = {"p": self.program_id, "m": member_id, "id": transaction_id}
         found = self._c().scalar(_SEL_REVERSAL_OF, params)
@@ -775,6 +795,15 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
                  "member_id": key(h.member_id), "points": a.points, "position": i}
                 for h in created for i, a in enumerate(h.allocations)
             ])
+        else:
+            created = []
+        if txs or created:
+            # each transaction and hold id claimed with its member (lk_lookups), so a
+            # call that names only the id (reverse, activate, capture, void) finds the
+            # member's node; one id drawn twice is a StorageError
+            self._claims(conn, [
+                *(("tx", tx.id.hex, key(tx.member_id)) for tx in txs),
+                *(("hold", h.id.hex, key(h.member_id)) for h in created)], None)
         touched_accounts = [
             (program_id, key(member_id), wallet, *_account_values(state))
             for (member_id, wallet), state in changes.accounts.items()

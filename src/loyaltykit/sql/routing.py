@@ -558,6 +558,12 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.tiers:SQLTierStore._batch_end#91fe65003b", Route.SCAN,
              "tier due work: how many states a batch planned by its end holds, one "
              "history line id each (one table, a range of member keys)"),
+    # -- a transaction named by its id alone that no write claimed
+    Declared("sql.ledger:SQLLedgerStore.get_transaction#6544cdfc93", Route.SCAN,
+             "a transaction named by its id alone (reverse, activate) that no write "
+             "claimed in lk_lookups: due work's set-based expiries, activations and "
+             "releases (never reversible), or no such id; read by the id on every node, "
+             "after the claimed read found nothing"),
     # -- a referrer's referrals, which live with their referees
     Declared("sql.referrals:SQLReferralStore.count_attributions#a031d62d9e", Route.SCAN,
              _REFERRER),

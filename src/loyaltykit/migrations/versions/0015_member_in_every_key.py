@@ -14,7 +14,8 @@ lines keep their order.
 
 What must stay unique across a program although it belongs to one member (order ids,
 voucher codes, referral codes) is claimed in the new ``lk_lookups`` (filled here from
-the rows stored), which a distributed engine places by the value. ``lk_member_ids``
+the rows stored), which a distributed engine places by the value; so is each
+transaction's and hold's id, so a call naming only the id finds its member. ``lk_member_ids``
 (placed by the shop's id) loses its unique constraint and foreign key on the member key
 (a key is drawn fresh for one shop id; an index serves the reverse lookup), and
 ``lk_referrals`` its foreign key to the code (the code lives with its owner).
@@ -62,11 +63,14 @@ TABLES = (
     "lk_tier_history",
 )
 
-#: what each program-wide value lk_lookups claims is read from: (kind, table, column)
+#: what each program-wide value lk_lookups claims is read from: (kind, table, column);
+#: a transaction's or hold's id is claimed as its hex digits
 CLAIMED = (
     ("order", "lk_orders", "order_id"),
     ("voucher", "lk_vouchers", "code"),
     ("referral", "lk_referral_codes", "code"),
+    ("tx", "lk_transactions", "id"),
+    ("hold", "lk_holds", "id"),
 )
 
 
@@ -122,10 +126,13 @@ def upgrade() -> None:
     )
     conn = op.get_bind()
     for kind, table, column in CLAIMED:
+        value = column
+        if column == "id" and conn.dialect.name == "postgresql":  # SQLite keeps the hex
+            value = "replace(CAST(id AS text), '-', '')"
         conn.execute(
             sa.text(
                 f"INSERT INTO lk_lookups (program_id, kind, value, member_id) "
-                f"SELECT program_id, :kind, {column}, member_id FROM {table}"
+                f"SELECT program_id, :kind, {value}, member_id FROM {table}"
             ),
             {"kind": kind},
         )
