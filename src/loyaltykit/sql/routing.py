@@ -220,18 +220,12 @@ class _Walk:
 
     def subplan(self, select: Any) -> bool:
         """A scalar subquery the engine answers first, on its own, and then puts in
-        the statement as one value (Citus's recursive planning): uncorrelated (every
-        column it names is of its own FROM) and itself routed to one node, such as
-        the member that claimed an order id (``lk_lookups``, by the value)."""
+        the statement as one value (Citus's recursive planning): itself routed to one
+        node, such as the member that claimed an order id (``lk_lookups``, by the
+        value). Walked on its own, a correlated subquery names the outer table among
+        its FROMs, unpinned: it is not routed, so it is not one value."""
         if not isinstance(select, Select):
             return False
-        own = {id(f) for f in select.get_final_froms()}
-        for element in visitors.iterate(select):
-            if isinstance(element, ColumnClause) and element.table is not None \
-                    and isinstance(element.table, FromClause) \
-                    and id(element.table) not in own \
-                    and not _many_source(element.table):
-                return False
         inner = _Walk(self.distribution)
         inner.statement(select)
         return inner.routing().route <= Route.SINGLE
@@ -538,7 +532,7 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
              "tier due work: the last member key of the next batch of due tier states "
              "(one table, a range of member keys)"),
     Declared("sql.tiers:SQLTierStore._tier_run", Route.COLOCATED, _TIER_RUN),
-    Declared("sql.tiers:SQLTierStore._tier_run#1e9d5ebfa0", Route.SCAN,
+    Declared("sql.tiers:SQLTierStore._batch_end#1e9d5ebfa0", Route.SCAN,
              "tier notices' due work: the batch's last member key (one table)"),
     Declared("sql.tiers:SQLTierStore._tier_run#392e567ecc", Route.SCAN,
              "tier notices' due work: the batch's tier states marked noticed (one "

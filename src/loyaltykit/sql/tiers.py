@@ -554,7 +554,7 @@ class SQLTierStore(Store):
         conn = self._c()
         sql = _tier_sql(job.policy, supported_dialect(conn), False, job.after is not None,
                         job.upto is not None)
-        params = self._tier_params(job)
+        params = {**self._tier_params(job), "j_hids": _line_ids(job.limit)}
         # (member, from, to, metric) of each line, and each state's protected_until
         lines: list[tuple[Any, ...]]
         protected: dict[str, dt.datetime | None]
@@ -595,7 +595,7 @@ class SQLTierStore(Store):
         sql = _tier_sql(job.policy, "sqlite", False, job.after is not None,
                         job.upto is not None)
         assert sql.record is not None and sql.move is not None
-        params = self._tier_params(job)
+        params = {**self._tier_params(job), "j_hids": _line_ids(job.limit)}
         if not self._batch_end(conn, sql, params, job):
             return 0, 0
         # the batch's dirty pages kept in memory until the commit (sql/_batch_cache.py)
@@ -630,7 +630,6 @@ class SQLTierStore(Store):
             "j_next": job.next_at, "j_window": job.window_start,
             "j_protected": job.protected_until, "j_recorded": job.recorded_at,
             "j_limit": job.limit, "j_after": job.after, "j_upto": job.upto,
-            "j_hids": _line_ids(job.limit),
         }
 
     @staticmethod
@@ -662,8 +661,7 @@ class SQLTierStore(Store):
             # (a failure rolls the settings back with the transaction or savepoint)
             conn.execute(_RESET_TIER_SETTINGS, dict(zip(_TIER_SETTINGS, before, strict=False)))
             return int(picked), int(recorded)
-        params["j_last"] = job.upto if job.upto is not None else conn.scalar(sql.last, params)
-        if params["j_last"] is None:
+        if not self._batch_end(conn, sql, params, job):
             return 0, 0
         recorded = conn.execute(sql.run, params).rowcount
         assert sql.apply is not None
