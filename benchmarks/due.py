@@ -274,6 +274,11 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
     pg = engine.dialect.name == "postgresql"
     ts = schema.transactions.c.occurred_at.type
     true, false = ("true", "false") if pg else ("1", "0")
+    # an event's number: PostgreSQL's outbox trigger gives it; on SQLite the program's
+    # largest plus one, as the library's statements give it
+    numbered = "0" if pg else (
+        "(SELECT coalesce(max(o.seq), 0) FROM lk_outbox o WHERE o.program_id = :p "
+        "AND o.stream = 0 AND o.tx = 0) + row_number() OVER ()")
 
     def derived(column: str, prefix: str) -> str:
         # a transaction id derived from the hold's or lot's id (a new first hex digit)
@@ -389,9 +394,9 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             FROM run_tx r WHERE r.kind = 'activate' AND lk_lots.id = r.item""",
         # the events of the run's transactions: the library's payload (the changes, the
         # balance after each transaction in the wallet's posting order, reason, metadata)
-        f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
-                                   recorded_at, payload)
-            SELECT :p, 0, {derived("x.id", "b")},
+        f"""INSERT INTO lk_outbox (program_id, stream, tx, seq, id, type, version, member_id,
+                                   occurred_at, recorded_at, payload)
+            SELECT :p, 0, 0, {numbered}, {derived("x.id", "b")},
                    'points.' || CASE x.kind WHEN 'release' THEN 'released'
                                             WHEN 'expire' THEN 'expired'
                                             ELSE 'activated' END,
@@ -441,9 +446,9 @@ def hand_sql(engine: sa.Engine, program_id: str, now: dt.datetime) -> None:
             SELECT {derived("e.member_id", "b")}, :p, e.member_id, e.next_evaluation,
                    'silver', 'member', 'evaluation', e.metric, '', :now
             FROM run_tiers e WHERE e.rank = 1 AND e.metric < 600""",
-        f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id, occurred_at,
-                                   recorded_at, payload)
-            SELECT :p, 0, {"CAST(md5(e.member_id) AS UUID)" if pg
+        f"""INSERT INTO lk_outbox (program_id, stream, tx, seq, id, type, version, member_id,
+                                   occurred_at, recorded_at, payload)
+            SELECT :p, 0, 0, {numbered}, {"CAST(md5(e.member_id) AS UUID)" if pg
                            else derived("e.member_id", "a")},
                    'tier.changed', 1, e.member_id, e.next_evaluation, :now,
                    {doc("'from'", "'silver'", "'to'", "'member'", "'direction'", "'down'",

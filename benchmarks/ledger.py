@@ -346,10 +346,8 @@ class Baseline:
         row = {"program_id": self.p, "id": uuid7(), "type": EVENT_TYPES[kind], "version": 1,
                "member_id": member, "occurred_at": now, "recorded_at": now,
                "payload": payload}
-        if self.engine.dialect.name == "postgresql":
-            row.update(k_p=self.p, k_m=member)
-        else:
-            row["tx"] = 0
+        if self.engine.dialect.name != "postgresql":  # the statement numbers it
+            row["k_p"] = self.p
         return row
 
     def _events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

@@ -54,6 +54,7 @@ back with :meth:`EventPosition.from_str`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from collections.abc import Mapping
@@ -68,6 +69,9 @@ __all__ = [
     "EVENT_VERSION",
     "MAX_NOTICE_DAYS",
     "MAX_POSITION",
+    "MAX_STREAM",
+    "MIN_STREAM",
+    "NO_EVENT",
     "EventConsumer",
     "EventDraft",
     "EventPolicy",
@@ -83,27 +87,48 @@ EVENT_VERSION = 1
 MAX_NOTICE_DAYS = 366
 #: The largest ``tx`` or ``seq`` of a position (both are 64-bit signed in SQL).
 MAX_POSITION = 2**63 - 1
-_POSITION = re.compile(r"^(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})\Z")
+#: The smallest and largest stream a position can name (a 64-bit signed integer: the
+#: system identifier of the PostgreSQL server whose transaction ids keyed the events).
+MIN_STREAM, MAX_STREAM = -(2**63), 2**63 - 1
+#: The event id of a position that names no event: before every event at its
+#: ``(tx, seq)`` (library ids are never nil).
+NO_EVENT = uuid.UUID(int=0)
+_NUMBER = r"(0|[1-9][0-9]{0,18})"
+_POSITION = re.compile(r"^(?:(0|-?[1-9][0-9]{0,18}):)?"
+                       rf"{_NUMBER}\.{_NUMBER}(?:\.([0-9a-f]{{32}}))?\Z")
 
 
-@attrs.frozen(order=True)
+@functools.total_ordering
+@attrs.frozen(eq=True, order=False)
 class EventPosition:
     """Where an event stands in its program's outbox: events are read in position
-    order, and a consumer's position is the last event it acknowledged.
+    order, and a consumer's position in a stream is the last event it acknowledged
+    there.
 
     Opaque to consumers: compare positions (``<``), store one with :meth:`to_str` and
-    read it back with :meth:`from_str`. ``tx`` is the event's ordering key (0 where
-    writers take turns: SQLite, memory), ``seq`` the number it was inserted with.
+    read it back with :meth:`from_str`. A position belongs to one **stream**: the
+    events whose ordering keys one database server drew (0 where writers take turns:
+    SQLite, memory; on PostgreSQL the server's system identifier, so a distributed
+    engine's nodes, or a database restored on another server, each keep a stream of
+    their own). Within a stream, ``tx`` is the event's ordering key (0 where writers
+    take turns), ``seq`` its number (the program's on SQLite and in memory, the
+    member's on PostgreSQL) and ``event`` its id, which breaks ties. Positions of
+    different streams compare by stream first: an order, not a meaning.
 
     >>> p = EventPosition.from_str("0.42")
     >>> p.to_str(), p < EventPosition.from_str("0.43")
     ('0.42', True)
 
     .. versionadded:: 0.4
+    .. versionchanged:: 0.9
+       ``event`` and ``stream`` (the outbox is read per stream: see
+       docs/events.md); a text without them (``"tx.seq"``) still reads.
     """
 
     tx: int
     seq: int
+    event: uuid.UUID = NO_EVENT
+    stream: int = 0
 
     def __attrs_post_init__(self) -> None:
         for name in ("tx", "seq"):
@@ -112,10 +137,29 @@ class EventPosition:
                     or not 0 <= value <= MAX_POSITION:
                 raise InvalidPosition(f"an event position's {name} must be an int from 0 "
                                       f"to {MAX_POSITION}", **{name: shown(value)})
+        if not isinstance(self.event, uuid.UUID):
+            raise InvalidPosition("an event position's event must be a UUID",
+                                  event=shown(self.event))
+        stream = self.stream
+        if isinstance(stream, bool) or not isinstance(stream, int) \
+                or not MIN_STREAM <= stream <= MAX_STREAM:
+            raise InvalidPosition(f"an event position's stream must be an int from "
+                                  f"{MIN_STREAM} to {MAX_STREAM}", stream=shown(stream))
+
+    def _key(self) -> tuple[int, int, int, int]:
+        return self.stream, self.tx, self.seq, self.event.int
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, EventPosition):
+            return NotImplemented
+        return self._key() < other._key()
 
     def to_str(self) -> str:
         """This position as text (:meth:`from_str` reads it back)."""
-        return f"{self.tx}.{self.seq}"
+        text = f"{self.tx}.{self.seq}"
+        if self.event != NO_EVENT:
+            text = f"{text}.{self.event.hex}"
+        return text if self.stream == 0 else f"{self.stream}:{text}"
 
     @classmethod
     def from_str(cls, text: str) -> EventPosition:
@@ -125,18 +169,22 @@ class EventPosition:
         if found is None:
             raise InvalidPosition("not an event position (EventPosition.to_str() text)",
                                   position=shown(text))
-        return cls(int(found.group(1)), int(found.group(2)))
+        stream, tx, seq, event = found.groups()
+        return cls(int(tx), int(seq), NO_EVENT if event is None else uuid.UUID(hex=event),
+                   0 if stream is None else int(stream))
 
     def __str__(self) -> str:
         return self.to_str()
 
 
-def stored_position(tx: int, seq: int) -> EventPosition:
-    """The position a store read back: two ints in range, not checked again (a reader
-    builds thousands a second)."""
+def stored_position(tx: int, seq: int, event: uuid.UUID, stream: int = 0) -> EventPosition:
+    """The position a store read back: in range, not checked again (a reader builds
+    thousands a second)."""
     position = object.__new__(EventPosition)
     object.__setattr__(position, "tx", tx)
     object.__setattr__(position, "seq", seq)
+    object.__setattr__(position, "event", event)
+    object.__setattr__(position, "stream", stream)
     return position
 
 

@@ -80,16 +80,20 @@ def _event(member: str, n: int) -> NewEvent:
 
 
 def _naive(storage: SQLStorage, last: int) -> list[tuple[int, int]]:
-    """The classic outbox reader: everything committed with ``seq > last``, by seq."""
-    stmt = (sa.select(outbox.c.seq, outbox.c.payload["n"].as_integer())
-            .where(outbox.c.program_id == "p", outbox.c.seq > last).order_by(outbox.c.seq))
+    """The classic outbox reader: everything committed with a number drawn at insert
+    (here the key, a transaction id) ``> last``, by that number, without the
+    horizon."""
+    stmt = (sa.select(outbox.c.tx, outbox.c.payload["n"].as_integer())
+            .where(outbox.c.program_id == "p", outbox.c.tx > last).order_by(outbox.c.tx))
     with storage._engine.connect() as conn:
         return [(int(s), int(n)) for s, n in conn.execute(stmt)]
 
 
 def _read(storage: SQLStorage, after: Any = None) -> list[Any]:
     with storage.unit_of_work("p") as uow:
-        return uow.outbox.read(after, 100)
+        streams = uow.outbox.streams()
+        assert len(streams) <= 1  # one server: one stream
+        return uow.outbox.read(streams[0], after, 100) if streams else []
 
 
 def _write(uow: Any, member: str, n: int) -> None:
@@ -101,10 +105,10 @@ def test_o3_a_reader_never_moves_past_a_writer_that_has_not_committed(
     with contextlib.ExitStack() as stack:
         w1 = stack.enter_context(pg.unit_of_work("p"))
         w2 = stack.enter_context(pg.unit_of_work("p"))
-        _write(w1, "m1", 1)  # W1 appends first: the lower seq, left open
+        _write(w1, "m1", 1)  # W1 appends first: the lower key, left open
         _write(w2, "m2", 2)
         w2.commit()  # W2 commits
-        # the naive reader sees W2's event and moves past W1's seq
+        # the naive reader sees W2's event and moves past W1's key
         naive = _naive(pg, 0)
         assert [2] == [n for _, n in naive]
         assert [] == _read(pg)  # ours: nothing from W1's position on until W1 ends
@@ -113,7 +117,7 @@ def test_o3_a_reader_never_moves_past_a_writer_that_has_not_committed(
     assert [1, 2] == [e.payload["n"] for e in ours]  # both, each exactly once, W1 first
     assert [] == _read(pg, ours[-1].position)
     # the counter-example: after W1's commit the naive reader, resuming after the last
-    # seq it saw, never gets W1's event
+    # key it saw, never gets W1's event
     assert [] == _naive(pg, naive[-1][0])
     assert [1, 2] == [n for _, n in _naive(pg, 0)]  # it is there: it was skipped
 
@@ -134,12 +138,12 @@ def test_o3_a_transaction_whose_id_is_older_orders_first_though_it_inserts_later
         pg: SQLStorage) -> None:
     """A transaction gets its id when it first writes, which may be long before it
     appends its event: its event's key is its id, so it still sorts before a younger
-    transaction's event that has a lower seq, and the reader waits for it."""
+    transaction's event appended first, and the reader waits for it."""
     with contextlib.ExitStack() as stack:
         w1 = stack.enter_context(pg.unit_of_work("p"))
         w1.connection().exec_driver_sql("SELECT pg_current_xact_id()")  # W1's id: older
         with pg.unit_of_work("p") as w2:
-            _write(w2, "m2", 2)  # the lower seq
+            _write(w2, "m2", 2)  # appended and committed first
             w2.commit()
         assert [] == _read(pg)
         _write(w1, "m1", 1)
@@ -147,7 +151,7 @@ def test_o3_a_transaction_whose_id_is_older_orders_first_though_it_inserts_later
         w1.commit()
     found = _read(pg)
     assert [1, 2] == [e.payload["n"] for e in found]
-    assert found[0].position.seq > found[1].position.seq  # seq alone would reorder
+    assert found[0].position.tx < found[1].position.tx  # by key, not by insert order
 
 
 def test_o3_a_members_events_keep_their_order_across_transactions(pg: SQLStorage) -> None:
@@ -165,6 +169,7 @@ def test_o3_a_members_events_keep_their_order_across_transactions(pg: SQLStorage
     found = _read(pg)
     assert [1, 2] == [e.payload["n"] for e in found]
     assert found[0].position.tx == found[1].position.tx  # the key did not go back
+    assert found[0].position.seq < found[1].position.seq  # numbered after the key's
 
 
 def test_o3_many_events_of_several_members_keep_each_members_order(pg: SQLStorage) -> None:

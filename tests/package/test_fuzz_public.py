@@ -869,6 +869,7 @@ def calls() -> list[Call]:
                                  "event_as_dict": lambda w: w.loyalty.events.read(
                                      "fuzz-peek", 1)[0].to_dict()}}),
         _events("position", valid=_args(consumer="fuzz"), roles={"consumer": ID}),
+        _events("positions", valid=_args(consumer="fuzz"), roles={"consumer": ID}),
         _events("consumers"),
         _events("follow", valid=_args(consumer="fuzz", batch=10, poll=0.01,
                                       stop=lambda w: lambda: True),

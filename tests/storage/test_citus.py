@@ -29,6 +29,7 @@ from loyaltykit.sql import citus
 from loyaltykit.sql.citus import CREATE_EXTENSION, SEQUENTIAL, Placement
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
 from loyaltykit.sql.schema import metadata as shipped
+from loyaltykit.sql.schema import outbox_key_function
 
 #: A Citus coordinator to test against (its database is used, and left with tables)
 CITUS_URL_VARIABLE = "LOYALTYKIT_TEST_CITUS_URL"
@@ -78,8 +79,11 @@ def test_the_statements_set_the_foreign_keys_aside_around_the_placements() -> No
     lines = citus.statements(md, SCHEMA)
     placing = [p.statement() for p in citus.placements(md, SCHEMA)]
     keys = [fk for t in md.sorted_tables for fk in t.foreign_key_constraints]
-    assert lines[:2] == [CREATE_EXTENSION, SEQUENTIAL]
-    drops, rest = lines[2:2 + len(keys)], lines[2 + len(keys):]
+    # the outbox's key trigger made to read the shard it fires on, before any placing
+    assert lines[:4] == [CREATE_EXTENSION, citus.UNSAFE_TRIGGERS,
+                         outbox_key_function(in_shard=True), SEQUENTIAL]
+    assert "TG_TABLE_NAME" in lines[2] and "FROM lk_outbox o" not in lines[2]
+    drops, rest = lines[4:4 + len(keys)], lines[4 + len(keys):]
     assert rest[:len(placing)] == placing
     adds = rest[len(placing):]
     assert all(" DROP CONSTRAINT " in line for line in drops)
@@ -495,19 +499,11 @@ def test_the_migrated_schema_names_its_foreign_keys_as_the_statements_do(
                          for fk in t.foreign_key_constraints}
 
 
-#: the tables of the shipped schema Citus cannot place yet: the outbox, whose position
-#: is a database sequence until it is kept per shard (issue 23's last schema step)
-NOT_YET = {"lk_outbox"}
-
-
 def _placeable() -> Distribution:
-    """The shipped map without :data:`NOT_YET` (a table the map leaves out is left
-    alone, as Citus leaves a plain table on the coordinator)."""
-    assert {line.split(":")[0] for line in problems(shipped, SCHEMA)} == NOT_YET
-    return Distribution(
-        reference=SCHEMA.reference - NOT_YET,
-        distributed={t: c for t, c in SCHEMA.distributed.items() if t not in NOT_YET},
-        colocation={t: g for t, g in SCHEMA.colocation.items() if t not in NOT_YET})
+    """The shipped map: every table of the shipped schema is placeable (the check
+    finds nothing)."""
+    assert [] == problems(shipped, SCHEMA)
+    return SCHEMA
 
 
 def test_the_migrated_shipped_schema_is_placed_and_written_to(
@@ -524,7 +520,10 @@ def test_the_migrated_shipped_schema_is_placed_and_written_to(
     assert {n for n, m, _, _ in placed if m == "n"} == set(placeable.reference)
     assert {(n, c) for n, m, c, _ in placed if m == "h"} == set(
         placeable.distributed.items())
-    assert NOT_YET.isdisjoint(n for n, _, _, _ in placed)
+    with coordinator.connect() as conn:  # the key trigger reads the shard it fires on
+        body = conn.exec_driver_sql(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'lk_outbox_key'").scalar_one()
+    assert "TG_TABLE_NAME" in body
     _write_and_read(storage)
 
 
@@ -544,6 +543,15 @@ def _write_and_read(storage: Storage) -> None:
     loyalty.transfer("ann", "bob", 20, key="move")
     assert 50 == loyalty.balance("ann").available
     assert 20 == loyalty.balance("bob").available
+    events = loyalty.events.read("mailer")  # keyed by the trigger, read back in order
+    assert ["member.enrolled", "member.enrolled", "points.earned", "points.spent",
+            "points.transferred", "points.transferred"] == [e.type for e in events]
+    # each write numbers its events under its own key, in the order it raised them
+    assert [1, 1, 1, 1, 1, 2] == [e.position.seq for e in events]
+    assert ["ann", "bob"] == [e.member_id for e in events[-2:]]
+    assert events == sorted(events, key=lambda e: e.position)
+    loyalty.events.ack("mailer", events[-1])
+    assert [] == loyalty.events.read("mailer")
 
 
 # -- on a real Citus coordinator -------------------------------------------------------

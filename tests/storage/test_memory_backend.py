@@ -466,7 +466,7 @@ def test_an_event_is_kept_as_one_bytes_object_in_its_programs_list() -> None:
     seqs, = tables.by_member.values()
     assert isinstance(seqs, array) and [1] == list(seqs)
     with storage.unit_of_work("p") as uow:
-        event, = uow.outbox.read(None, 10)
+        event, = uow.outbox.read(0, None, 10)
     assert (event.id, event.type, event.member_id) == (kept.id, kept.type, kept.member_id)
     assert (event.occurred_at, event.recorded_at) == (clock.now(), clock.now())
     assert dt.UTC == event.occurred_at.tzinfo == event.recorded_at.tzinfo

@@ -502,8 +502,12 @@ class KeyedOutboxStore:
         self.inner, self.n = inner, names
         self._keyed = inner.write_keyed if isinstance(inner, KeyedWrites) else None
 
-    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
-        return self._shown(self.inner.read(after, limit))
+    def streams(self) -> list[int]:
+        return self.inner.streams()
+
+    def read(self, stream: int, after: EventPosition | None,
+             limit: int) -> list[OutboxEvent]:
+        return self._shown(self.inner.read(stream, after, limit))
 
     def member_events(self, member_id: str) -> list[OutboxEvent]:
         return self._shown(self.inner.member_events(self.n.key(member_id)))
@@ -526,11 +530,11 @@ class KeyedOutboxStore:
             _set(event, "payload", _payload(event.payload, ids.__getitem__))
         return found
 
-    def last_position(self) -> EventPosition | None:
-        return self.inner.last_position()
+    def last_position(self, stream: int) -> EventPosition | None:
+        return self.inner.last_position(stream)
 
-    def consumer_position(self, name: str) -> EventPosition | None:
-        return self.inner.consumer_position(name)
+    def consumer_positions(self, name: str) -> list[EventConsumer]:
+        return self.inner.consumer_positions(name)
 
     def consumers(self) -> list[EventConsumer]:
         return self.inner.consumers()

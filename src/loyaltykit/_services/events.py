@@ -105,6 +105,10 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+#: the acknowledgement time of a stream a consumer never acknowledged anything in
+_NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 class EventService:
     """The outbox of one program and its consumers (see the module docstring);
     ``loyalty.events``."""
@@ -308,11 +312,34 @@ class EventService:
         handled with :meth:`ack` (delivery is at-least-once; de-duplicate on the
         event's ``id``). An event whose transaction may still commit before an earlier
         position is never passed over: what cannot be read yet comes in a later read.
+
+        A read returns events of one stream (one on a single server; see
+        docs/events.md for a distributed engine's): of the streams with events to read,
+        the one the consumer acknowledged longest ago (never first), so acknowledging
+        the last event read is all a consumer does, and every stream is read in turn.
         """
         consumer = check_consumer(consumer)
         limit = check_count(limit, "limit", 1, MAX_READ)
         with self.c.read() as uow:
-            return uow.outbox.read(uow.outbox.consumer_position(consumer), limit)
+            outbox = uow.outbox
+            streams = outbox.streams()
+            if not streams:
+                return []
+            acked = {c.position.stream: c for c in outbox.consumer_positions(consumer)}
+            if len(streams) > 1:  # least recently acknowledged first, never first of all
+                def turn(stream: int) -> tuple[bool, dt.datetime, int]:
+                    found = acked.get(stream)
+                    return (found is not None, _NEVER if found is None else found.acked_at,
+                            stream)
+
+                streams.sort(key=turn)
+            for stream in streams:
+                found = acked.get(stream)
+                events = outbox.read(stream, None if found is None else found.position,
+                                     limit)
+                if events:
+                    return events
+            return []
 
     def ack(self, consumer: str, event: OutboxEvent | EventPosition) -> EventPosition:
         """Acknowledge that ``consumer`` handled everything up to ``event`` (an event
@@ -335,7 +362,7 @@ class EventService:
             moved = work.uow.outbox.set_consumer_position(consumer, position,
                                                           work.recorded_at)
             if moved is None:
-                last = work.uow.outbox.last_position()
+                last = work.uow.outbox.last_position(position.stream)
                 raise InvalidPosition(
                     "the position is past the last event the consumer can read",
                     consumer=consumer, position=position.to_str(),
@@ -345,13 +372,26 @@ class EventService:
         return self.c.pipeline.batch(when, apply, retry=True, what="ack")
 
     def position(self, consumer: str) -> EventPosition | None:
-        """The position ``consumer`` acknowledged last (None: it never did)."""
+        """The position ``consumer`` acknowledged last (None: it never did): where
+        events come in several streams, its position in the stream it acknowledged
+        something in last (:meth:`positions` has them all)."""
         consumer = check_consumer(consumer)
         with self.c.read() as uow:
-            return uow.outbox.consumer_position(consumer)
+            found = uow.outbox.consumer_positions(consumer)
+        if not found:
+            return None
+        return max(found, key=lambda c: (c.acked_at, c.position)).position
+
+    def positions(self, consumer: str) -> list[EventPosition]:
+        """Every position ``consumer`` acknowledged, one a stream, by stream (one on a
+        single server)."""
+        consumer = check_consumer(consumer)
+        with self.c.read() as uow:
+            return [c.position for c in uow.outbox.consumer_positions(consumer)]
 
     def consumers(self) -> list[EventConsumer]:
-        """Every consumer that acknowledged something: its position and when, by name."""
+        """Every consumer that acknowledged something: its position and when, by name
+        (and stream: one entry a stream it acknowledged something in)."""
         with self.c.read() as uow:
             return uow.outbox.consumers()
 

@@ -10,7 +10,14 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loyaltykit._outbox import EventConsumer, EventPosition, NewEvent, OutboxEvent
+from loyaltykit._outbox import (
+    NO_EVENT,
+    EventConsumer,
+    EventPosition,
+    NewEvent,
+    OutboxEvent,
+    stored_position,
+)
 from loyaltykit.memory import due_events
 from loyaltykit.memory.tables import JSONText, MemberKeys, Tables, UndoLog, plain
 from loyaltykit.storage.outbox import OutboxChanges
@@ -116,7 +123,8 @@ class KeptEvent(bytes):
         return OutboxEvent(id=uuid.UUID(bytes=id_), type=self._type(),
                            version=version, member_id=self[start:start + member].decode(),
                            occurred_at=_instant(occurred), recorded_at=_instant(recorded),
-                           payload=self.payload.value(), position=EventPosition(0, seq))
+                           payload=self.payload.value(),
+                           position=stored_position(0, seq, uuid.UUID(bytes=id_)))
 
     def erased(self, payload: JSONText) -> KeptEvent:
         """This event with ``payload`` in place of its own."""
@@ -159,11 +167,18 @@ class MemoryOutboxStore:
         program_id = self._uow.program_id
         return self._t.events.get(program_id, []), self._t.first.get(program_id, 1)
 
-    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
+    def streams(self) -> list[int]:
+        # one stream: writers take turns
+        return [0] if self._events()[0] else []
+
+    def read(self, stream: int, after: EventPosition | None,
+             limit: int) -> list[OutboxEvent]:
         events, first = self._events()
-        start = 0 if after is None else max(after.seq + 1 - first, 0)
-        if after is not None and after.tx > 0:  # a position of no event of this backend
-            start = len(events)
+        if stream != 0 or (after is not None and (after.stream != 0 or after.tx > 0)):
+            return []  # a stream or position of no event of this backend
+        start = 0
+        if after is not None:  # after the event at ``after.seq`` (or before it: no id)
+            start = max(after.seq - first + (after.event != NO_EVENT), 0)
         found: list[OutboxEvent] = []
         for at in range(start, len(events)):
             if len(found) >= limit:
@@ -178,14 +193,16 @@ class MemoryOutboxStore:
         seqs = self._t.by_member.get((self._uow.program_id, member_id), ())
         return [_present(events[s - first]).read(s) for s in seqs]
 
-    def last_position(self) -> EventPosition | None:
+    def last_position(self, stream: int) -> EventPosition | None:
         # the last event is never pruned: the list's end is the last seq given
         events, first = self._events()
-        return EventPosition(0, first + len(events) - 1) if events else None
+        if stream != 0 or not events:
+            return None
+        return _present(events[-1]).read(first + len(events) - 1).position
 
-    def consumer_position(self, name: str) -> EventPosition | None:
+    def consumer_positions(self, name: str) -> list[EventConsumer]:
         found = self._t.consumers.get((self._uow.program_id, name))
-        return None if found is None else found.position
+        return [] if found is None else [found]
 
     def consumers(self) -> list[EventConsumer]:
         program_id = self._uow.program_id
@@ -198,7 +215,7 @@ class MemoryOutboxStore:
         stored = self._t.consumers.get(key)
         if stored is not None and position <= stored.position:
             return stored.position
-        last = self.last_position()
+        last = self.last_position(position.stream)
         if last is None or position > last:
             return None
         self._uow.put(self._t.consumers, key, EventConsumer(name, position, at))
@@ -210,14 +227,15 @@ class MemoryOutboxStore:
         if not events:
             return 0
         last = first + len(events) - 1
-        bound = EventPosition(0, last)
+        bound = last  # the last event stays (below: ``seq == last``)
         acked = [c.position for c in self.consumers()]
-        if acked:
-            bound = min(bound, min(acked))
+        if acked:  # every consumer's position: an event at or before it (its id: at)
+            lowest = min(acked)
+            bound = min(bound, lowest.seq - (lowest.event == NO_EVENT))
         gone: list[int] = []
         for at, event in enumerate(events):
             seq = first + at
-            if len(gone) >= limit or seq > bound.seq or seq == last:
+            if len(gone) >= limit or seq > bound or seq == last:
                 break
             if event is not None and event.recorded_at < before:
                 gone.append(seq)

@@ -24,6 +24,12 @@ one transaction:
 5. ``ALTER TABLE .. ADD CONSTRAINT`` for each foreign key set aside (Citus checks it
    shard by shard: the tables are colocated, or the target is a reference table).
 
+Placing loyaltykit's outbox also replaces its key trigger's function with one that
+reads the member's last event in the shard the trigger fires on (a query of the
+distributed table from a shard is refused), so each node keys its events with its own
+transaction ids, and sets ``citus.enable_unsafe_triggers`` for the transaction (Citus
+places a table with a trigger only then); see docs/scale.md.
+
 >>> import sqlalchemy as sa
 >>> from loyaltykit.sql.distribution import Distribution
 >>> md = sa.MetaData()
@@ -64,6 +70,7 @@ from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
 from loyaltykit.sql.engine import create_engine
 from loyaltykit.sql.schema import metadata as _METADATA
+from loyaltykit.sql.schema import outbox, outbox_key_function
 
 __all__ = ["Placement", "apply", "placements", "statements"]
 
@@ -75,6 +82,8 @@ _DIALECT: sa.Dialect = PGDialect()  # type: ignore[no-untyped-call]
 
 CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS citus"
 SEQUENTIAL = "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
+#: what lets Citus place a table that has a trigger (the outbox's key trigger)
+UNSAFE_TRIGGERS = "SET LOCAL citus.enable_unsafe_triggers TO on"
 
 #: How Citus has placed a table: (distributed, its distribution column).
 _Place = tuple[bool, str | None]
@@ -297,6 +306,12 @@ def _script(metadata: sa.MetaData, todo: Sequence[Placement], *,
          for fk in table.foreign_key_constraints if fk.referred_table.key in placing),
         key=lambda fk: (fk.table.key, _fk_name(fk)))
     head = [CREATE_EXTENSION] if extension else []
+    if any(p.table == outbox.name for p in todo) and metadata.tables.get(
+            outbox.name) is outbox:
+        # the outbox's key trigger reads the member's last event in the shard it
+        # fires on, on the node that holds it (see OUTBOX_KEY); Citus places a table
+        # with a trigger only when told it is safe
+        head += [UNSAFE_TRIGGERS, outbox_key_function(in_shard=True)]
     return [*head, SEQUENTIAL,
             *(f"ALTER TABLE {_qualified(fk.table.key)} DROP CONSTRAINT "
               f"{_DIALECT.identifier_preparer.quote(_fk_name(fk))}" for fk in keys),

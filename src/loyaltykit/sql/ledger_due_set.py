@@ -38,6 +38,7 @@ from loyaltykit._outbox import EVENT_VERSION
 from loyaltykit.sql._batch_cache import batch_cache
 from loyaltykit.sql._errors import translated
 from loyaltykit.sql._shared import Store
+from loyaltykit.sql.outbox import NEXT_SEQ
 from loyaltykit.sql.schema import transactions
 from loyaltykit.storage.ledger_due_set import DueSet
 
@@ -272,9 +273,9 @@ _CHANGES = """CASE t.kind
 _PAYLOAD = ('{"transaction_id":"%s","kind":"%s","wallet":%s,"points":%d,"changes":%s,'
             '"balance":{"available":%d,"pending":%d,"held":%d,"debt":%d,"total":%d},'
             '"reason":"%s","metadata":%s}')
-_INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, tx, id, type, version, member_id,
-        occurred_at, recorded_at, payload)
-    SELECT :p, 0, {_EVENT_ID},
+_INS_OUTBOX = f"""INSERT INTO lk_outbox (program_id, stream, tx, seq, id, type, version,
+        member_id, occurred_at, recorded_at, payload)
+    SELECT :p, 0, 0, {NEXT_SEQ} + row_number() OVER (ORDER BY t.n), {_EVENT_ID},
            CASE t.kind WHEN 'release' THEN :ev_release WHEN 'activate' THEN :ev_activate
                 ELSE :ev_expire END,
            :version, t.member_id, t.at, :now,

@@ -8,9 +8,10 @@ the states after them and the ladder (a ``VALUES`` list): the payload
 :class:`~loyaltykit._services.tier_events.TierEvents` builds, key for key (see
 :mod:`loyaltykit.storage.tier_due_set`), as ``json_object``. No Python per member.
 
-SQLite only: there the outbox's position is the rowid (writers take turns), so rows
-appended in history order are read in that order. PostgreSQL's events carry an
-ordering key the outbox's own write computes: its evaluations raise their events.
+SQLite only: there the outbox's position is ``seq``, one more than the program's
+largest (writers take turns), so rows appended in history order are read in that
+order. PostgreSQL's events are keyed by the outbox's trigger: its evaluations raise
+their events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from loyaltykit.sql.outbox import NEXT_SEQ
 from loyaltykit.sql.schema import outbox, tier_history, tier_states
 from loyaltykit.storage.tier_due_set import TierOutbox
 
@@ -51,10 +53,11 @@ def _insert(ranks: int) -> sa.TextClause:
     protected = "s.protected_until"
     # (INSERT first, its SELECT's WITH after: the driver counts the rows of a
     # statement that starts with INSERT only)
-    sql = f"""INSERT INTO {outbox.name} (program_id, tx, id, type, version, member_id,
-        occurred_at, recorded_at, payload)
+    sql = f"""INSERT INTO {outbox.name} (program_id, stream, tx, seq, id, type, version,
+        member_id, occurred_at, recorded_at, payload)
     WITH ladder (rank, name, threshold, benefits) AS (VALUES {ladder})
-    SELECT :p, 0, e.value, :type, :version, h.member_id, h.at, :now, json_object(
+    SELECT :p, 0, 0, {NEXT_SEQ} + e.key + 1, e.value, :type, :version, h.member_id, h.at,
+        :now, json_object(
         'from', h.from_tier, 'to', h.to_tier,
         'direction', CASE WHEN t.rank > f.rank THEN 'up' WHEN t.rank < f.rank THEN 'down'
                           ELSE 'same' END,

@@ -42,27 +42,38 @@ class OutboxStore(Protocol):
 
     Positions (:class:`~loyaltykit.EventPosition`) are given by the store when it
     writes; the events of one write get increasing positions in the order given.
+    Events belong to **streams** (0 where writers take turns; on PostgreSQL the
+    server that keyed them): the never-skip rule holds per stream, so every read and
+    position is of one stream.
     """
 
-    def read(self, after: EventPosition | None, limit: int) -> list[OutboxEvent]:
-        """Return up to ``limit`` events after ``after`` (None: from the first), in
-        position order, and only events *safe to read*: no event this read skips may
-        ever be committed later with a position at or below one it returns. Where
-        writers take turns every committed event is safe; on PostgreSQL only events
-        whose ordering key is below the read's snapshot horizon are."""
+    def streams(self) -> list[int]:
+        """The streams holding the program's events, ascending."""
 
-    def last_position(self) -> EventPosition | None:
-        """The position of the last event :meth:`read` could return now (None: none)."""
+    def read(self, stream: int, after: EventPosition | None,
+             limit: int) -> list[OutboxEvent]:
+        """Return up to ``limit`` events of ``stream`` after ``after`` (None: from
+        its first), in position order, and only events *safe to read*: no event this
+        read skips may ever be committed later in the stream with a position at or
+        below one it returns. Where writers take turns every committed event is safe;
+        on PostgreSQL only events whose ordering key is below the read's snapshot
+        horizon are (events of a stream another server keyed are all final)."""
+
+    def last_position(self, stream: int) -> EventPosition | None:
+        """The position of the last event :meth:`read` could return now from
+        ``stream`` (None: none)."""
 
     def member_events(self, member_id: str) -> list[OutboxEvent]:
         """Every stored event of the member (its ``member_id``), in position order,
         whether a read could return it yet or not (a member's export)."""
 
-    def consumer_position(self, name: str) -> EventPosition | None:
-        """The position consumer ``name`` acknowledged last (None: it never did)."""
+    def consumer_positions(self, name: str) -> list[EventConsumer]:
+        """Consumer ``name``'s positions, one a stream it acknowledged something in,
+        by stream."""
 
     def consumers(self) -> list[EventConsumer]:
-        """Every consumer that acknowledged something, by name."""
+        """Every consumer's positions (one a stream it acknowledged something in), by
+        name and stream."""
 
     def set_consumer_position(self, name: str, position: EventPosition,
                               at: dt.datetime) -> EventPosition | None:
@@ -72,13 +83,14 @@ class OutboxStore(Protocol):
         Never backwards: a position at or below the stored one changes nothing (the
         stored one is returned; concurrent acknowledgements keep the highest). A
         position past :meth:`last_position` (not yet readable) is refused: nothing is
-        written and None is returned."""
+        written and None is returned. The position's stream is the one moved."""
 
     def prune(self, before: dt.datetime, limit: int) -> int:
         """Delete up to ``limit`` events recorded before ``before`` that every consumer
-        has acknowledged (all such events when there is no consumer), oldest position
-        first, and return how many. The event at :meth:`last_position` is kept, so
-        positions never start over."""
+        has acknowledged (all such events when there is no consumer; none of a stream
+        no consumer acknowledged anything in while there are consumers), oldest
+        position first in each stream, and return how many. The event at each
+        stream's :meth:`last_position` is kept, so positions never start over."""
 
     def erase(self, member_id: str) -> None:
         """Empty the ``attributes`` (the member's attributes, as enrolled) in the

@@ -202,7 +202,8 @@ class OutboxContract(ContractPart):
     ) -> None:
         loyalty, _ = self._o1(storage)
         last = loyalty.events.read("mailer")[-1].position
-        for beyond in (EventPosition(last.tx, last.seq + 1), EventPosition(last.tx + 1, 0)):
+        for beyond in (EventPosition(last.tx, last.seq + 1, stream=last.stream),
+                       EventPosition(last.tx + 1, 0, stream=last.stream)):
             with pytest.raises(InvalidPosition) as caught:
                 loyalty.events.ack("mailer", beyond)
             assert last.to_str() == caught.value.details["last"]
@@ -229,16 +230,26 @@ class OutboxContract(ContractPart):
         assert [] == loyalty.events.consumers()
 
     def test_positions_round_trip_as_text(self) -> None:
-        for position in (EventPosition(0, 1), EventPosition(2**63 - 1, 2**63 - 1)):
+        event = uuid.UUID("01a2447d-23a4-71c8-a4ae-feeef6ebb0ca")
+        for position in (EventPosition(0, 1), EventPosition(2**63 - 1, 2**63 - 1),
+                         EventPosition(7, 2, event), EventPosition(7, 2, event, -(2**63)),
+                         EventPosition(0, 0, stream=2**63 - 1)):
             assert position == EventPosition.from_str(position.to_str())
+        assert "-5:7.2." + event.hex == EventPosition(7, 2, event, -5).to_str()
         for text in ("", "1", "1.2.3", "-1.2", "01.2", "1.2 ", "x.y", "1.9223372036854775808",
-                     None, 12):
+                     "1:2", "x:1.2", "-0:1.2", "01:1.2", "1.2." + event.hex.upper(),
+                     "1.2." + event.hex[:-1], "9223372036854775808:1.2", None, 12):
             with pytest.raises(InvalidPosition):
                 EventPosition.from_str(text)  # type: ignore[arg-type]
-        for fields in ((-1, 0), (0, 2**63), (True, 1), (0, 1.0)):
+        for fields in ((-1, 0), (0, 2**63), (True, 1), (0, 1.0), (0, 1, "x"),
+                       (0, 1, event, 2**63), (0, 1, event, True)):
             with pytest.raises(InvalidPosition):
                 EventPosition(*fields)
         assert EventPosition(0, 9) < EventPosition(0, 10) < EventPosition(1, 0)
+        # within a key and number the event's id, with none before every id; a
+        # stream's positions all after a lower stream's
+        assert EventPosition(1, 2) < EventPosition(1, 2, event) < EventPosition(1, 3)
+        assert EventPosition(2**62, 5, event, 1) < EventPosition(0, 0, stream=2)
 
     def test_follow_yields_everything_and_acks_each_batch_once_handled(
         self, storage: Storage
@@ -336,35 +347,43 @@ class OutboxContract(ContractPart):
         with raw.unit_of_work("shop") as uow:
             uow.outbox.write(OutboxChanges([new("m2", 4)]))  # never committed
         with raw.unit_of_work("other") as uow:
-            assert [] == uow.outbox.read(None, 10)  # programs are apart
+            assert [] == uow.outbox.streams()  # programs are apart
         with raw.unit_of_work("shop") as uow:
-            found = uow.outbox.read(None, 10)
+            (stream,) = uow.outbox.streams()  # one server: one stream
+            assert [] == uow.outbox.read(stream + 1, None, 10)
+            found = uow.outbox.read(stream, None, 10)
             assert [1, 2, 3] == [e.payload["n"] for e in found]
             assert ["m1", "m2", "m1"] == [e.member_id for e in found]
             assert [e.position for e in found] == sorted({e.position for e in found})
-            assert found[1:] == uow.outbox.read(found[0].position, 10)
-            assert found[1:2] == uow.outbox.read(found[0].position, 1)
-            assert found[2].position == uow.outbox.last_position()
-            assert [] == uow.outbox.read(found[2].position, 10)
+            assert {stream} == {e.position.stream for e in found}
+            assert [e.id for e in found] == [e.position.event for e in found]
+            assert found[1:] == uow.outbox.read(stream, found[0].position, 10)
+            assert found[1:2] == uow.outbox.read(stream, found[0].position, 1)
+            assert found[2].position == uow.outbox.last_position(stream)
+            assert uow.outbox.last_position(stream + 1) is None
+            assert [] == uow.outbox.read(stream, found[2].position, 10)
             assert uow.outbox.set_consumer_position("c", found[1].position, at) == (
                 found[1].position)
             assert uow.outbox.set_consumer_position("c", found[0].position, at) == (
                 found[1].position)
-            assert uow.outbox.set_consumer_position(
-                "c", EventPosition(found[2].position.tx, found[2].position.seq + 1), at) is None
+            assert uow.outbox.set_consumer_position("c", EventPosition(
+                found[2].position.tx, found[2].position.seq + 1, stream=stream), at) is None
+            assert uow.outbox.set_consumer_position(  # a stream with no event
+                "c", EventPosition(0, 0, stream=stream + 1), at) is None
             uow.commit()
         with raw.unit_of_work("shop") as uow:
-            assert found[1].position == uow.outbox.consumer_position("c")
+            assert [found[1].position] == [
+                c.position for c in uow.outbox.consumer_positions("c")]
             assert 0 == uow.outbox.prune(at, 10)  # recorded at, not before
             assert 1 == uow.outbox.prune(utc(2026, 1, 2), 1)  # a batch of one
             assert 1 == uow.outbox.prune(utc(2026, 1, 2), 10)  # up to the consumer's
-            assert found[2:] == uow.outbox.read(None, 10)
+            assert found[2:] == uow.outbox.read(stream, None, 10)
             assert uow.outbox.set_consumer_position("c", found[2].position, at)
             assert 0 == uow.outbox.prune(utc(2026, 1, 2), 10)  # the last event stays
             uow.outbox.write(OutboxChanges([new("m1", 5)]))
             uow.commit()
         with raw.unit_of_work("shop") as uow:  # (a write's own events are not safe yet)
-            newest = uow.outbox.read(found[2].position, 10)
+            newest = uow.outbox.read(stream, found[2].position, 10)
             assert [5] == [e.payload["n"] for e in newest]  # numbers are never reused
             assert newest[0].position > found[2].position
 
