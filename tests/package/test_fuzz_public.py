@@ -46,6 +46,7 @@ import re
 import secrets
 import types
 import typing
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -920,7 +921,9 @@ def calls() -> list[Call]:
                         "quantum": DECIMAL}),
         _new(EventPolicy, lambda w: {"retention_days": 30}, roles={"retention_days": COUNT}),
         _parse(EventPolicy, lambda w: EventPolicy(retention_days=30)),
-        _new(EventPosition, lambda w: {"tx": 0, "seq": 1}, roles={"tx": COUNT0, "seq": COUNT0}),
+        _new(EventPosition, lambda w: {"tx": 0, "seq": 1, "event": uuid.UUID(int=1),
+                                       "stream": 0},
+             roles={"tx": COUNT0, "seq": COUNT0, "event": UUID, "stream": INT}),
         _method(EventPosition, "from_str", lambda w: EventPosition, lambda w: {"text": "0.1"},
                 roles={"text": NAME}),
         # -- storages --------------------------------------------------------------------

@@ -32,7 +32,7 @@ def _written(conn: sa.Connection) -> list[str]:
     """The rewards' events in the outbox table as ``conn`` sees it (its own
     transaction's events are not safe to read through the outbox yet on PostgreSQL)."""
     rows = conn.execute(sa.select(outbox.c.type).where(outbox.c.type.in_(_TYPES))
-                        .order_by(outbox.c.seq))
+                        .order_by(outbox.c.stream, outbox.c.tx, outbox.c.seq, outbox.c.id))
     return [row.type for row in rows]
 
 

@@ -35,7 +35,6 @@ CONTRACT = sorted(str(p.relative_to(TESTS)) for p in TESTS.glob("*/test_*_contra
 
 _BY_ID = ("read by {what} alone (the caller names no member): routed once the facade "
           "passes the member or a lookup gives it (issue 23 item 3)")
-_OUTBOX = "the outbox, redesigned per shard (issue 23 item 4)"
 
 #: The statements not routed yet, each with why and the part of issue 23 that routes it.
 PENDING: tuple[Declared, ...] = (
@@ -48,14 +47,6 @@ PENDING: tuple[Declared, ...] = (
     Declared("sql.ledger_privacy:SQLLedgerPrivacy.rename_counterpart#dc97430859", Route.SCAN,
              _BY_ID.format(what="transaction ids (erasure: the other members' halves "
                                 "of the member's transfers)")),
-    # -- the outbox
-    Declared("sql.outbox:SQLOutboxStore.read", Route.SCAN, _OUTBOX),
-    Declared("sql.outbox:SQLOutboxStore.last_position", Route.SCAN, _OUTBOX),
-    Declared("sql.outbox:SQLOutboxStore.prune", Route.SCAN, _OUTBOX),
-    Declared("sql.outbox:SQLOutboxStore.set_consumer_position", Route.SCAN, _OUTBOX),
-    Declared("sql.outbox:append_many", Route.TEXT, _OUTBOX),
-    Declared("sql.tier_events:append_events#cd8cefc7f1", Route.TEXT,
-             _OUTBOX + ": the tier history's events, appended set-based"),
 )
 
 

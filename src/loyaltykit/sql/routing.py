@@ -500,6 +500,9 @@ _REFERRER = ("a referrer's referrals (its cap's count, its paid ones, its list):
              "orders settle it on its own node), so the referrer's are read through the "
              "referrer index on every node; one such read per attribution")
 _REPORT_SCAN = "a program-wide report over one table, on every node"
+_OUTBOX = ("the outbox as a consumer reads it: one stream's events (a stream is the node "
+           "that keyed them, each node's shards hold its own), read through the readers' "
+           "index on every node; a consumer reads every stream in turn (docs/events.md)")
 
 #: The statements of loyaltykit's SQL stores that are not single-shard on purpose
 #: (``docs/scale.md`` lists them): each named by :func:`statement_name` (or, for a
@@ -606,6 +609,23 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.keys:SQLKeyStore.rename", Route.MULTI,
              "erasure (rare): the member's name taken out of its idempotency records' "
              "results, by their keys: the nodes of those keys"),
+    # -- the outbox: a consumer reads every stream
+    Declared("sql.outbox:SQLOutboxStore.streams", Route.SCAN,
+             "the program's streams (lowest, highest, any between): every node"),
+    Declared("sql.outbox:SQLOutboxStore.read", Route.SCAN, _OUTBOX),
+    Declared("sql.outbox:SQLOutboxStore.last_position", Route.SCAN, _OUTBOX),
+    Declared("sql.outbox:SQLOutboxStore.set_consumer_position", Route.SCAN,
+             "a consumer's acknowledgement: its position in a reference table, written "
+             "only to a readable position of the stream (a read of it on every node)"),
+    Declared("sql.outbox:SQLOutboxStore.prune", Route.SCAN,
+             "retention (due work): a stream's events every consumer passed, oldest "
+             "first, on every node"),
+    Declared("sql.outbox:append_many", Route.TEXT,
+             "many events in one INSERT ... SELECT from unnest arrays, each row with its "
+             "member_id (each row to its member's node, keyed there by the trigger)"),
+    Declared("sql.tier_events:append_events", Route.TEXT,
+             "SQLite's set-based tier.changed events (SQLite's own SQL): never runs on a "
+             "distributed engine"),
     # -- reports
     Declared("sql.report_ledger:SQLLedgerReports.count_members", Route.COLOCATED, _REPORT),
     Declared("sql.report_ledger:SQLLedgerReports.member_facts", Route.COLOCATED, _REPORT),

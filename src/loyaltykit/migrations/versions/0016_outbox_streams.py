@@ -10,10 +10,10 @@ primary key leads with the member (DESIGN §10):
 
 * ``lk_outbox``: primary key ``(program_id, member_id, id)``; ``stream`` added;
   readers' index ``(program_id, stream, tx, seq, id)`` (the id breaks ties), a member's
-  ``(program_id, member_id, stream, tx, seq)``. Every event keeps its ``tx`` and
-  ``seq``: on SQLite the INSERT now gives seq (the program's largest plus one); on
-  PostgreSQL a trigger keys each row (``lk_outbox_key``: stream, key, and ``seq``, the
-  event's number within its key).
+  ``(program_id, member_id, stream, tx, seq)``. Every event keeps its ``tx``, and its
+  order: on SQLite its ``seq`` too (the INSERT now gives seq, the program's largest
+  plus one); on PostgreSQL a trigger keys each row (``lk_outbox_key``: stream, key, and
+  ``seq``, the event's number within its key), and the events kept are numbered so.
 * ``lk_outbox_consumers``: one row per consumer and stream, with the acknowledged
   event's id: every position is kept exactly.
 
@@ -132,20 +132,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("program_id", "name", "stream",
                                 name=op.f("pk_lk_outbox_consumers")),
     )
-    # every event keeps its key and number; a consumer its position, with the id of
-    # the event there (none if it was pruned: then before any event at that number)
-    stream = HERE if postgres else "0"
-    nothing = NO_EVENT if postgres else NO_EVENT.replace("-", "")
+    # every event keeps its key; its number: on SQLite the same, on PostgreSQL its
+    # place within its key (in the order of its old number, as the trigger numbers a
+    # key's events); a consumer keeps its position, with the id of the event there
+    # (none if it was pruned: then before any event left at that key or number)
+    if postgres:
+        number = "row_number() OVER (PARTITION BY program_id, tx ORDER BY seq)"
+        stream, nothing = HERE, NO_EVENT
+        at_key = f"c.tx, coalesce(o.n, 0), coalesce(o.id, '{NO_EVENT}')"
+    else:
+        number, stream, nothing = "seq", "0", NO_EVENT.replace("-", "")
+        at_key = f"c.tx, c.seq, coalesce(o.id, '{nothing}')"
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE lk16_numbered AS SELECT *, {number} AS n FROM lk16_lk_outbox")
     conn.exec_driver_sql(
         f"INSERT INTO lk_outbox (program_id, member_id, seq, stream, tx, {EVENT_COLUMNS}) "
-        f"SELECT program_id, member_id, seq, {stream}, tx, {EVENT_COLUMNS} "
-        "FROM lk16_lk_outbox")
+        f"SELECT program_id, member_id, n, {stream}, tx, {EVENT_COLUMNS} FROM lk16_numbered")
     conn.exec_driver_sql(
         "INSERT INTO lk_outbox_consumers (program_id, name, stream, tx, seq, event, "
-        f"acked_at) SELECT c.program_id, c.name, {stream}, c.tx, c.seq, coalesce(("
-        "SELECT o.id FROM lk16_lk_outbox o WHERE o.seq = c.seq "
-        f"AND o.program_id = c.program_id), '{nothing}'), c.acked_at "
-        "FROM lk16_lk_outbox_consumers c")
+        f"acked_at) SELECT c.program_id, c.name, {stream}, {at_key}, c.acked_at "
+        "FROM lk16_lk_outbox_consumers c LEFT JOIN lk16_numbered o "
+        "ON o.program_id = c.program_id AND o.seq = c.seq")
+    conn.exec_driver_sql("DROP TABLE lk16_numbered")
     if postgres:
         conn.exec_driver_sql(KEY_FUNCTION)
         conn.exec_driver_sql(KEY_TRIGGER)
