@@ -192,7 +192,7 @@ class LedgerStore(Protocol):
     def rename_counterpart(self, member_id: str, name: str) -> list[str]:
         """Where the other halves of the member's transfers name it as their
         counterpart (``metadata["counterpart_member_id"]``), write ``name`` instead (in
-        one statement, whatever their number), and return the idempotency keys of those
+        one batch, whatever their number), and return the idempotency keys of those
         transfers (a transfer's two halves share one)."""
 
     def write(self, changes: LedgerChanges) -> None:
