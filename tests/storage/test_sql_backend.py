@@ -291,7 +291,7 @@ def test_the_lot_bounds_are_checked_by_the_database(storage: SQLStorage) -> None
     with pytest.raises(StorageError, match="CHECK"), storage.unit_of_work("shop") as uow:
         write_changes(uow, ChangeSet(lots={bad.id: bad}, new_lots={bad.id}))
     with storage.unit_of_work("shop") as uow:
-        assert [] == uow.ledger.load_lots_by_id([bad.id])
+        assert [] == uow.ledger.load_lots_by_id([bad.id], member_id="a")
 
 
 def test_a_missing_schema_is_a_storage_error(tmp_path: Path) -> None:

@@ -131,9 +131,9 @@ class KeyedLedgerStore:
                             fresh=self._fresh)
 
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
-                        member_id: str | None = None) -> list[Lot]:
-        key = None if member_id is None else self.n.key(member_id)
-        return self.n.shown(self.inner.load_lots_by_id(lot_ids, member_id=key),
+                        member_id: str) -> list[Lot]:
+        return self.n.shown(self.inner.load_lots_by_id(lot_ids,
+                                                       member_id=self.n.key(member_id)),
                             fresh=self._fresh)
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:

@@ -70,7 +70,7 @@ from loyaltykit._validate import (
 from loyaltykit._values import check_key, check_points
 from loyaltykit.storage import UnitOfWork
 
-__all__ = ["ENROL_KEY", "MAX_HOLD_TTL", "LedgerService"]
+__all__ = ["ENROL_KEY", "MAX_HOLD_TTL", "LedgerService", "lots_by_member"]
 
 #: The longest a hold may reserve points (a checkout's reservation, not a savings plan).
 MAX_HOLD_TTL = dt.timedelta(days=3660)
@@ -81,6 +81,16 @@ ENROL_KEY = "enrol:"  # the prefix of enrol's default keys
 #: keyed hashes of the member's identity).
 EnrolmentExtras = Callable[[object, object],
                            tuple[str | None, tuple[tuple[str, str], ...]]]
+
+
+def lots_by_member(transactions: Iterable[Transaction]) -> dict[str, list[uuid.UUID]]:
+    """The lots these transactions moved, by the member whose they are (a transaction's
+    lots are its member's): what :meth:`LedgerService.books` reads besides the open
+    ones, each member's in a read routed by the member."""
+    out: dict[str, list[uuid.UUID]] = {}
+    for tx in transactions:
+        out.setdefault(tx.member_id, []).extend(m.lot_id for m in tx.movements)
+    return out
 
 
 class LedgerService:
@@ -102,7 +112,7 @@ class LedgerService:
         member_ids: list[str],
         *,
         need_lots: bool,
-        extra_lots: Iterable[uuid.UUID] = (),
+        extra_lots: Mapping[str, Iterable[uuid.UUID]] | None = None,
         locked: Mapping[str, AccountState] | None = None,
         register: bool = True,
     ) -> dict[str, MemberBook]:
@@ -128,14 +138,16 @@ class LedgerService:
                 lots_of = books[lot.member_id].lots
                 assert lots_of is not None
                 lots_of[lot.id] = lot
-            extra = [i for i in extra_lots]
-            if extra:
-                # only a loaded member's lots are kept: one member's are read by it
-                # (routed on a distributed engine, DESIGN §10)
-                only = loaded[0] if len(loaded) == 1 else None
-                for lot in uow.ledger.load_lots_by_id(extra, member_id=only):
-                    book = books.get(lot.member_id)
-                    if book is not None and book.lots is not None and lot.wallet == wallet:
+            # lots besides the open ones (those a reversal or clawback restores), read
+            # member by member, each read routed by its member (DESIGN §10); only a
+            # loaded member's are kept
+            for m, lot_ids in (extra_lots or {}).items():
+                book = books.get(m)
+                wanted = list(lot_ids)
+                if book is None or book.lots is None or not wanted:
+                    continue
+                for lot in uow.ledger.load_lots_by_id(wanted, member_id=m):
+                    if lot.wallet == wallet:
                         book.lots.setdefault(lot.id, lot)
             for hold in holds:
                 holds_of = books[hold.member_id].holds
@@ -602,7 +614,7 @@ class LedgerService:
             members = sorted({t.member_id for t in originals})
             books = self.books(
                 uow, ledger, original.wallet, members, need_lots=True,
-                extra_lots=[m.lot_id for t in originals for m in t.movements],
+                extra_lots=lots_by_member(originals),
             )
             # looked for under the members' locks: a reversal committed while this one
             # waited for them must be seen, or its lots would be restored twice
@@ -699,7 +711,7 @@ class LedgerService:
                                               transaction_id=str(eid), member_id=member_id)
                 first = [m.lot_id for m in earn.movements if m.delta > 0]
             book = self.books(uow, ledger, wallet_, [member_id], need_lots=True,
-                               extra_lots=first)[member_id]
+                               extra_lots={member_id: first})[member_id]
             tx = ledger.clawback(book, points, earn_lots=first, reason=reason, metadata=meta)
             return self.tx_result(uow, ledger, book, tx)
 

@@ -531,7 +531,8 @@ class OrderService:
             state = self._member_state(uow, member_id, wallet_, when, lock=True)
             book = self._ledger.books(
                 uow, ledger, wallet_, [member_id], need_lots=True,
-                extra_lots=[*earn_lots, *(m.lot_id for t in payments for m in t.movements)],
+                extra_lots={member_id: [*earn_lots,
+                                        *(m.lot_id for t in payments for m in t.movements)]},
                 locked={member_id: state.accounts[wallet_]},
             )[member_id]
             # read again under the member's lock: a concurrent return may have won
@@ -718,7 +719,7 @@ class OrderService:
             if book is None:  # the order earned in another wallet than the returned one
                 book = books[wallet] = self._ledger.books(
                     uow, ledger, wallet, [member_id], need_lots=True,
-                    extra_lots=earn_lots)[member_id]
+                    extra_lots={member_id: earn_lots})[member_id]
             claw = ledger.clawback(
                 book, difference, earn_lots=earn_lots,
                 reason=reason or f"order {other.order_id}: stamp card reward withdrawn "

@@ -529,7 +529,7 @@ class ReferralService:
                         target.lots.setdefault(lot.id, lot)
             else:
                 target = self._ledger.books(uow, ledger, default, [member_id], need_lots=True,
-                                     extra_lots=lot_ids)[member_id]
+                                     extra_lots={member_id: lot_ids})[member_id]
             ledger.reverse(target, tx, reason=reason,
                            metadata={"order_id": record.order_id})
         voided = attrs.evolve(referral, status=ReferralStatus.VOIDED, decided_at=at,

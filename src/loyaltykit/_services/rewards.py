@@ -69,7 +69,7 @@ from loyaltykit._rewards import (
 )
 from loyaltykit._rules import CapPeriod
 from loyaltykit._services.context import Context
-from loyaltykit._services.ledger import LedgerService
+from loyaltykit._services.ledger import LedgerService, lots_by_member
 from loyaltykit._validate import check_member_id, check_reason, check_reward_id
 from loyaltykit._values import check_key
 from loyaltykit.storage import RewardChanges, UnitOfWork
@@ -325,8 +325,7 @@ class RewardService:
                       for v in found}
             books = self._ledger.books(
                 uow, ledger, wallet, sorted({v.member_id for v in found}), need_lots=True,
-                extra_lots=[m.lot_id for tx in spends.values() if tx is not None
-                            for m in tx.movements])
+                extra_lots=lots_by_member(tx for tx in spends.values() if tx is not None))
             for voucher in found:
                 tx = spends[voucher.id]
                 if tx is None or uow.ledger.find_reversal(

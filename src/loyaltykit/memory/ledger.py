@@ -161,10 +161,10 @@ class MemoryLedgerStore(MemoryLedgerDueSet):
         return out
 
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
-                        member_id: str | None = None) -> list[Lot]:
+                        member_id: str) -> list[Lot]:
         lots, program_id = self._t.lots, self._uow.program_id
         return [lots[i] for i in lot_ids if i in lots and lots[i].program_id == program_id
-                and (member_id is None or lots[i].member_id == member_id)]
+                and lots[i].member_id == member_id]
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         out = []

@@ -154,10 +154,7 @@ _open_lots = (
 )
 _SEL_OPEN_LOTS: sa.Executable = _open_lots.where(lots.c.member_id.in_(_ids))
 _SEL_OPEN_LOTS_1: sa.Executable = _open_lots.where(lots.c.member_id == _m)
-_SEL_LOTS_BY_ID: sa.Executable = sa.select(*_LOT_COLS).where(
-    lots.c.program_id == _p, lots.c.id.in_(_ids)
-)
-# the member's variant of each read by id: routed by the member (DESIGN §10)
+# lots by id are read by their member: routed by the member (DESIGN §10)
 _SEL_LOTS_BY_ID_OF: sa.Executable = sa.select(*_LOT_COLS).where(
     lots.c.program_id == _p, lots.c.member_id == _m, lots.c.id.in_(_ids)
 )
@@ -536,16 +533,15 @@ class SQLLedgerStore(SQLLedgerDue, SQLLedgerDueSet, SQLLedgerPrivacy):
 
     @translated
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
-                        member_id: str | None = None) -> list[Lot]:
-        """Return these lots of this program whatever their state, in the order given;
-        unknown ids are absent. With ``member_id``, only that member's (one statement
-        routed by the member on a distributed engine)."""
+                        member_id: str) -> list[Lot]:
+        """Return these lots of this member whatever their state, in the order given;
+        unknown ids and other members' lots are absent (one statement routed by the
+        member on a distributed engine)."""
         conn = self._c()
         found: dict[uuid.UUID, Lot] = {}
-        stmt = _SEL_LOTS_BY_ID if member_id is None else _SEL_LOTS_BY_ID_OF
         params: dict[str, Any] = {"p": self.program_id, "m": member_id}
         for chunk in chunks(list(dict.fromkeys(lot_ids))):
-            for row in conn.execute(stmt, {**params, "ids": chunk}):
+            for row in conn.execute(_SEL_LOTS_BY_ID_OF, {**params, "ids": chunk}):
                 found[row[0]] = Lot(*row)
         return [found[i] for i in lot_ids if i in found]
 

@@ -99,10 +99,11 @@ class LedgerStore(Protocol):
         """Return the open lots (remaining > 0 or pending) of these members' wallet."""
 
     def load_lots_by_id(self, lot_ids: Sequence[uuid.UUID], *,
-                        member_id: str | None = None) -> list[Lot]:
-        """Return these lots whatever their state; unknown ids are absent. With
-        ``member_id``, only that member's lots (a read a distributed engine routes to
-        the member's node: give it whenever the caller knows the member)."""
+                        member_id: str) -> list[Lot]:
+        """Return these lots of ``member_id`` whatever their state; unknown ids and
+        other members' lots are absent. A lot is always read by its member: a
+        distributed engine routes the read to the member's node (a caller with several
+        members' lots reads them member by member)."""
 
     def load_open_holds(self, wallet: str, member_ids: Sequence[str]) -> list[Hold]:
         """Return the open holds of these members' wallet."""
@@ -191,7 +192,7 @@ class LedgerStore(Protocol):
     def rename_counterpart(self, member_id: str, name: str) -> list[str]:
         """Where the other halves of the member's transfers name it as their
         counterpart (``metadata["counterpart_member_id"]``), write ``name`` instead (in
-        one statement, whatever their number), and return the idempotency keys of those
+        one batch, whatever their number), and return the idempotency keys of those
         transfers (a transfer's two halves share one)."""
 
     def write(self, changes: LedgerChanges) -> None:

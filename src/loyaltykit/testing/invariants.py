@@ -202,7 +202,7 @@ def _read_wallet(uow: UnitOfWork, wallet: str, member_id: str) -> WalletSnapshot
         wanted.pop(lot.id, None)
     lots = {lot.id: lot for lot in open_lots}
     if wanted:
-        for lot in uow.ledger.load_lots_by_id(list(wanted)):
+        for lot in uow.ledger.load_lots_by_id(list(wanted), member_id=member_id):
             lots.setdefault(lot.id, lot)
     holds: dict[uuid.UUID, Hold | None] = {}
     for tx in transactions:

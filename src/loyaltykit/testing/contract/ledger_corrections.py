@@ -292,10 +292,13 @@ class LedgerCorrectionContract(ContractPart):
     def test_reads_by_id_named_by_their_member(self, storage: Storage) -> None:
         # a transaction, its reversal and its lots read by id and member (the reads a
         # distributed engine routes by the member): found as by id alone when the
-        # member is theirs, not found when it is another's
+        # member is theirs, not found when it is another's (a lot is only ever read
+        # by its member)
         shop = Shop(storage)
         shop.enrol("m")
+        shop.enrol("n")
         earn = shop.loyalty.earn("m", 100, key="order")
+        other = shop.loyalty.earn("n", 50, key="other")
         undo = shop.loyalty.reverse(earn.transaction_id, key="undo")
         tid = earn.transaction_id
         with storage.unit_of_work(shop.program.id) as uow:
@@ -308,9 +311,18 @@ class LedgerCorrectionContract(ContractPart):
             assert undo.transaction_id == uow.ledger.find_reversal(tid) == (
                 uow.ledger.find_reversal(tid, member_id=m))
             assert uow.ledger.find_reversal(tid, member_id="nobody") is None
-            lots = uow.ledger.load_lots_by_id(lot_ids)
-            assert 1 == len(lots) and lots == uow.ledger.load_lots_by_id(lot_ids, member_id=m)
+            lots = uow.ledger.load_lots_by_id(lot_ids, member_id=m)
+            assert [lot_ids[0]] == [lot.id for lot in lots] and m == lots[0].member_id
             assert [] == uow.ledger.load_lots_by_id(lot_ids, member_id="nobody")
+            theirs = uow.ledger.get_transaction(other.transaction_id)
+            assert theirs is not None
+            n = theirs.member_id
+            n_lots = [mv.lot_id for mv in theirs.movements]
+            assert [] == uow.ledger.load_lots_by_id(lot_ids, member_id=n)
+            # both members' ids asked of one: only its own come back, in the order given
+            assert lots == uow.ledger.load_lots_by_id([*n_lots, *lot_ids], member_id=m)
+            assert [n_lots[0]] == [lot.id for lot in uow.ledger.load_lots_by_id(
+                [*lot_ids, *n_lots], member_id=n)]
 
     # -- adjustments ----------------------------------------------------------------------
 

@@ -212,6 +212,25 @@ class PrivacyContract(ContractPart):
         assert not loyalty.privacy.erase(name).erased
         assert text == self.stored_text(storage)
 
+    def test_erasing_both_parties_of_a_transfer_renames_each_half(
+        self, storage: Storage
+    ) -> None:
+        # the second erasure finds xavier's halves although bob's halves no longer
+        # name xavier's key (the first erasure wrote his erased name there)
+        loyalty, clock, _ = self._counterparts(storage)
+        x_name = loyalty.privacy.erase(XAVIER).erased_as
+        b_name = loyalty.privacy.erase("bob").erased_as
+        assert x_name is not None and b_name is not None
+
+        def counterparts(member_id: str) -> set[object]:
+            lines = loyalty.statement(member_id, limit=50).lines
+            return {loyalty.transaction(line.transaction_id).metadata.get(
+                "counterpart_member_id") for line in lines if line.kind is Kind.TRANSFER}
+
+        assert {b_name} == counterparts(x_name)
+        assert {x_name} == counterparts(b_name)
+        check_invariants(storage, loyalty.program, [x_name, b_name], at=clock.now())
+
     def test_export_holds_the_members_events(self, storage: Storage) -> None:
         loyalty, _, _ = self._counterparts(storage)
         document = loyalty.privacy.export(XAVIER)
