@@ -208,6 +208,8 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                                                    else "printf('%07d', g.i)"))
         if table.name == "lk_outbox" and name == "id":
             return sa.literal_column(_as_uuid(uuid_hex(0xFF00 | r), pg))
+        if table.name == "lk_outbox" and name == "seq":  # a copy's events after the last's
+            return sa.literal_column(f"(g.i * {OUTBOX_ROWS} + {r + 1})")
         if table.name == "lk_lookups" and name == "value" and _uuid_of(value) in ids:
             # a transaction's or hold's claim: the copy's id, as its hex digits
             return sa.literal_column(uuid_hex(ids[_uuid_of(value)]))
@@ -239,13 +241,18 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
                 pass
         for table in _member_tables():
             for r, row in enumerate(rows.get(table.name, ())):
-                names = [c for c in row if not (c == "seq" or (c == "id" and table.name in (
-                    "lk_tier_history", "lk_outbox")))]
+                names = [c for c in row if not (
+                    (c == "seq" and table.name != "lk_outbox")
+                    or (c == "id" and table.name in ("lk_tier_history", "lk_outbox")))]
                 if table.name in ("lk_outbox", "lk_tier_history"):
                     names.append("id")
                 select = sa.select(*[column_expr(table, c, row.get(c), r).label(c)
                                      for c in names]).select_from(sa.text(series))
                 conn.execute(table.insert().from_select(names, select))
+
+
+#: more than a template member's events: the copies' event numbers never meet
+OUTBOX_ROWS = 1024
 
 
 def _uuid_of(text: Any) -> uuid.UUID | None:

@@ -28,8 +28,8 @@ from loyaltykit import InvalidDistribution, InvalidInput, LoyaltyError, Storage,
 from loyaltykit.sql import citus
 from loyaltykit.sql.citus import CREATE_EXTENSION, SEQUENTIAL, Placement
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
+from loyaltykit.sql.outbox_key import outbox_key_function
 from loyaltykit.sql.schema import metadata as shipped
-from loyaltykit.sql.schema import outbox_key_function
 
 #: A Citus coordinator to test against (its database is used, and left with tables)
 CITUS_URL_VARIABLE = "LOYALTYKIT_TEST_CITUS_URL"

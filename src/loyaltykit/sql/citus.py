@@ -69,8 +69,9 @@ from loyaltykit._errors import InvalidDistribution, InvalidInput
 from loyaltykit.sql._errors import storage_error
 from loyaltykit.sql.distribution import SCHEMA, Distribution, problems
 from loyaltykit.sql.engine import create_engine
+from loyaltykit.sql.outbox_key import outbox_key_function
 from loyaltykit.sql.schema import metadata as _METADATA
-from loyaltykit.sql.schema import outbox, outbox_key_function
+from loyaltykit.sql.schema import outbox
 
 __all__ = ["Placement", "apply", "placements", "statements"]
 

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from loyaltykit._values import json_bytes
+from loyaltykit.sql.outbox_key import OUTBOX_KEY, outbox_key_function
 
 __all__ = [
     "ACCOUNT_COLUMNS",
-    "OUTBOX_KEY",
     "Document",
     "UTCDateTime",
     "accounts",
@@ -49,7 +49,6 @@ __all__ = [
     "orders",
     "outbox",
     "outbox_consumers",
-    "outbox_key_function",
     "postings",
     "program_versions",
     "programs",
@@ -704,7 +703,7 @@ reward_counters = sa.Table(
 # * on SQLite (writers take turns) ``stream`` and ``tx`` are 0 and the INSERT gives
 #   ``seq`` one more than the program's largest (never reused: pruning keeps each
 #   program's last event), so seq grows in commit order;
-# * on PostgreSQL the trigger :data:`OUTBOX_KEY` gives each row its stream (the
+# * on PostgreSQL the trigger (:mod:`loyaltykit.sql.outbox_key`) gives each row its stream (the
 #   server's system identifier), its ordering key ``tx`` (the writer's transaction id,
 #   or the member's last key if that is higher) and ``seq``, its number within the key
 #   (a transaction numbers its own events in the order it appends them; an event that
@@ -730,71 +729,6 @@ outbox = sa.Table(
     # a member's events in order: the trigger's "the member's last key"; erasure; export
     sa.Index("ix_lk_outbox_member", "program_id", "member_id", "stream", "tx", "seq"),
 )
-
-#: What the PostgreSQL trigger of :data:`outbox` runs for each row inserted: ``{last}``
-#: finds the member's last key in this stream (``_last``), ``{top}`` the highest seq of
-#: key ``_last`` (``_top``). The stream is the server's system identifier, kept in a
-#: session setting once read (reading the control file costs more than the rest); a
-#: transaction numbers its own events with a setting local to it. The key is at least
-#: the writer's transaction id (the never-skip rule, loyaltykit._outbox) and never
-#: below the member's last (a member's events keep their order).
-_OUTBOX_KEY_BODY = """DECLARE
-    _stream bigint := current_setting('loyaltykit.stream', true);
-    _xid bigint := CAST(CAST(pg_current_xact_id() AS text) AS bigint);
-    _last bigint; _top bigint;
-BEGIN
-    IF _stream IS NULL THEN
-        _stream := (pg_control_system()).system_identifier;
-        PERFORM set_config('loyaltykit.stream', _stream::text, false);
-    END IF;
-    {last}
-    NEW.stream := _stream;
-    IF _last > _xid THEN
-        {top}
-        NEW.tx := _last;
-        NEW.seq := coalesce(_top, 0) + 1;
-    ELSE
-        NEW.tx := _xid;
-        NEW.seq := coalesce(nullif(current_setting('loyaltykit.seq', true), ''), '0')::bigint
-            + 1;
-        PERFORM set_config('loyaltykit.seq', NEW.seq::text, true);
-    END IF;
-    RETURN NEW;
-END"""
-#: the member's last key and a key's highest seq, in the table itself (one server)
-_LAST_HERE = """SELECT o.tx INTO _last FROM lk_outbox o WHERE o.program_id = NEW.program_id
-        AND o.member_id = NEW.member_id AND o.stream = _stream
-        ORDER BY o.tx DESC LIMIT 1;"""
-_TOP_HERE = """SELECT o.seq INTO _top FROM lk_outbox o WHERE o.program_id = NEW.program_id
-            AND o.stream = _stream AND o.tx = _last ORDER BY o.seq DESC LIMIT 1;"""
-#: the same in the table the trigger fires on (a distributed engine's shard, on the
-#: node that holds it: a query of the distributed table from a shard is refused)
-_LAST_IN_SHARD = """EXECUTE format('SELECT o.tx FROM %I.%I o WHERE o.program_id = $1 '
-        'AND o.member_id = $2 AND o.stream = $3 ORDER BY o.tx DESC LIMIT 1',
-        TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO _last
-        USING NEW.program_id, NEW.member_id, _stream;"""
-_TOP_IN_SHARD = """EXECUTE format('SELECT o.seq FROM %I.%I o WHERE o.program_id = $1 '
-            'AND o.stream = $2 AND o.tx = $3 ORDER BY o.seq DESC LIMIT 1',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO _top
-            USING NEW.program_id, _stream, _last;"""
-
-
-def outbox_key_function(in_shard: bool = False) -> str:
-    """The ``CREATE OR REPLACE FUNCTION`` of the outbox's key trigger on PostgreSQL:
-    finding the member's last event in ``lk_outbox`` (one server), or, ``in_shard``,
-    in the table the trigger fires on (what :mod:`loyaltykit.sql.citus` installs)."""
-    body = _OUTBOX_KEY_BODY.format(last=_LAST_IN_SHARD if in_shard else _LAST_HERE,
-                                   top=_TOP_IN_SHARD if in_shard else _TOP_HERE)
-    return (f"CREATE OR REPLACE FUNCTION lk_outbox_key() RETURNS trigger "
-            f"LANGUAGE plpgsql AS $lk$\n{body}\n$lk$")
-
-
-#: The trigger that keys each event (PostgreSQL): a statement that inserts events
-#: names none of stream, tx, seq (it gives 0s), so the same INSERT runs on one server
-#: and on a distributed engine's nodes, where the key must come from the node's own
-#: transaction ids.
-OUTBOX_KEY = ("CREATE TRIGGER lk_outbox_key BEFORE INSERT ON lk_outbox "
-              "FOR EACH ROW EXECUTE FUNCTION lk_outbox_key()")
 
 for _ddl in (outbox_key_function(), OUTBOX_KEY):  # create_schema's tables too
     sa.event.listen(outbox, "after_create",
