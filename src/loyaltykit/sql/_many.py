@@ -78,7 +78,8 @@ def _plan(dialect: sa.Dialect, stmt: sa.Executable, keys: tuple[str, ...], n: in
           ) -> _Plan | None:
     """The plan of ``n`` rows (n > 0) of ``stmt`` straight to the driver, or None:
     SQLite's, and psycopg's for fewer than ``MANY_ROWS`` rows (more are one
-    statement over JSON arrays, :func:`~loyaltykit.sql._many_pg.execute_json`)."""
+    statement over JSON arrays, :func:`~loyaltykit.sql._many_pg.execute_json`).
+    (The callers test SQLite's ``qmark`` inline first: no call more per statement.)"""
     paramstyle = dialect.paramstyle
     if paramstyle == "qmark" or (n < MANY_ROWS and paramstyle == "pyformat"
                                  and dialect.driver == "psycopg"):
@@ -91,15 +92,14 @@ def execute_many(conn: Connection, stmt: sa.Executable, rows: Sequence[dict[str,
     """``conn.execute(stmt, rows)``, faster where it can be (see the module docstring).
     Every row must have the keys of the first (as ``execute`` requires too)."""
     dialect = conn.dialect
-    plan = _plan(dialect, stmt, tuple(rows[0]), len(rows)) if rows else None
+    keys = tuple(rows[0]) if rows else ()
+    plan = (None if not rows else _plans.of(dialect, stmt, keys)
+            if dialect.paramstyle == "qmark" else _plan(dialect, stmt, keys, len(rows)))
     if plan is None:
         if dialect.name == "postgresql" and len(rows) >= MANY_ROWS:
             done = execute_json(conn, stmt, rows)
             if done is not None:
                 return done
-        return conn.execute(stmt, list(rows))
-    keys = tuple(rows[0])
-    if plan is None:
         return conn.execute(stmt, list(rows))
     sql, getters, one, _ = plan
     width = len(keys)
@@ -157,7 +157,8 @@ def execute_rows(conn: Connection, stmt: sa.Executable, keys: tuple[str, ...],
     column."""
     n = len(rows)
     dialect = conn.dialect
-    plan = _plan(dialect, stmt, keys, n) if n else None
+    plan = (None if not n else _plans.of(dialect, stmt, keys) if dialect.paramstyle == "qmark"
+            else _plan(dialect, stmt, keys, n))
     if plan is None:
         return execute_many(conn, stmt, [dict(zip(keys, row, strict=True)) for row in rows])
     sql, getters, _, by_position = plan
