@@ -93,6 +93,7 @@ import functools
 import json
 import os
 import platform
+import re
 import secrets
 import statistics
 import sys
@@ -337,8 +338,14 @@ class Baseline(L.Baseline):  # type: ignore[misc]
 # -- statements ----------------------------------------------------------------------------
 
 
+#: psycopg's named parameter: SQLStorage hands an everyday write's few rows to the
+#: driver as tuples (``%s``, loyaltykit.sql._many), the baseline through ``execute``
+_NAMED = re.compile(r"%\(\w+\)s")
+
+
 class StatementLog:
-    """Every statement an engine sends, with its number of parameter sets."""
+    """Every statement an engine sends, with its number of parameter sets (its
+    parameters written ``%s`` whether named or positional: the same statement)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -346,7 +353,8 @@ class StatementLog:
 
     def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any,
                 context: Any, executemany: bool) -> None:
-        self.entries.append((statement, len(parameters) if executemany else 1))
+        self.entries.append((_NAMED.sub("%s", statement),
+                             len(parameters) if executemany else 1))
 
     def of(self, work: Callable[[], object]) -> list[tuple[str, int]]:
         self.entries = []

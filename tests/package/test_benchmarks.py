@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,14 @@ def test_quick_run_ends_with_one_line_of_json(name: str, tmp_path: Path) -> None
     assert expected == checked
 
 
+#: psycopg's named parameter: the store hands an everyday write's few rows to the
+#: driver as tuples (``%s``, loyaltykit.sql._many), the baseline through ``execute``
+_NAMED = re.compile(r"%\(\w+\)s")
+
+
 class StatementLog:
-    """Every statement an engine sends, with the number of parameter sets."""
+    """Every statement an engine sends, with the number of parameter sets (its
+    parameters written ``%s`` whether named or positional: the same statement)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -74,7 +81,8 @@ class StatementLog:
 
     def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any,
                 context: Any, executemany: bool) -> None:
-        self.entries.append((statement, len(parameters) if executemany else 1))
+        self.entries.append((_NAMED.sub("%s", statement),
+                             len(parameters) if executemany else 1))
 
     def of(self, work: Callable[[], object]) -> list[tuple[str, int]]:
         self.entries = []

@@ -362,6 +362,44 @@ def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
         assert count == len(_pg_stored(conn, fast))
 
 
+@pytest.mark.parametrize("count", [1, 3])
+def test_postgresql_a_few_rows_reach_the_driver_as_execute_writes_them(
+        engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an everyday write's one-row INSERTs and UPDATEs (an earn's seven, its
+    # transaction id's claim among them) skip execute's work per statement on
+    # PostgreSQL too: compiled once with positional parameters, rows as tuples
+    if engine.dialect.name != "postgresql":
+        return
+    meta = sa.MetaData()
+    plain, fast = _pg_tables(meta)
+    meta.create_all(engine)
+    rows = _pg_rows(count)
+    changed = [{"k_id": r["id"], "doc": {"changed": r["n"]}, "s": "%(s)s %s"} for r in rows]
+
+    def insert(table: sa.Table) -> Any:  # a constant bound in the statement is written
+        return table.insert().values(fixed=sa.bindparam("fixed_value", "const"))
+
+    def update(table: sa.Table) -> Any:
+        return table.update().where(table.c.id == sa.bindparam("k_id")).values(
+            small=table.c.small + 1)
+
+    keys = tuple(rows[0])
+    with engine.begin() as conn:
+        conn.execute(insert(plain), rows)
+        conn.execute(update(plain), changed)
+        _no_execute(monkeypatch)
+        execute_rows(conn, insert(fast), keys, [tuple(r.values()) for r in rows])
+        result = execute_many(conn, update(fast), changed)
+        assert count == result.rowcount
+        monkeypatch.undo()
+        assert _pg_stored(conn, plain) == _pg_stored(conn, fast)
+        assert count == len(_pg_stored(conn, fast))
+    for rows, error in (([{**_pg_rows(1)[0], "s": "x" * 21}], sa.exc.DataError),
+                        ([_pg_rows(1)[0]] * 2, sa.exc.IntegrityError)):
+        with engine.connect() as conn, pytest.raises(error):
+            execute_many(conn, insert(fast), rows)
+
+
 def test_postgresql_many_rows_are_refused_as_execute_refuses_them(
         engine: sa.Engine) -> None:
     if engine.dialect.name != "postgresql":
