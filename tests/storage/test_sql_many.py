@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -323,6 +324,28 @@ def _pg_stored(conn: sa.Connection, table: sa.Table) -> list[tuple[Any, ...]]:
         f"FROM {table.name} ORDER BY seq")]
 
 
+@pytest.fixture
+def pg_engine() -> Iterator[sa.Engine]:
+    """An engine on an empty PostgreSQL database (these tests are PostgreSQL's)."""
+    from conftest import POSTGRESQL
+
+    with POSTGRESQL.empty_database() as url:
+        made = sa.create_engine(url)
+        yield made
+        made.dispose()
+
+
+def _insert_fixed(table: sa.Table) -> Any:
+    """An INSERT with a constant bound in the statement (written with each row)."""
+    return table.insert().values(fixed=sa.bindparam("fixed_value", "const"))
+
+
+def _update_small(table: sa.Table) -> Any:
+    """An UPDATE by id with a bound in an expression of the row's value."""
+    return table.update().where(table.c.id == sa.bindparam("k_id")).values(
+        small=table.c.small + 1)
+
+
 def _no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("Connection.execute called")
@@ -332,9 +355,8 @@ def _no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("count", [4, 40])
 def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
-        engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    if engine.dialect.name != "postgresql":
-        return
+        pg_engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = pg_engine
     meta = sa.MetaData()
     plain, fast = _pg_tables(meta)
     meta.create_all(engine)
@@ -342,20 +364,13 @@ def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
     changed = [{"k_id": r["id"], "at": dt.datetime(2027, 3, 1, tzinfo=dt.UTC),
                 "doc": None if i % 2 else {"changed": r["n"]}, "flag": None,
                 "s": "changed"} for i, r in enumerate(rows) if i % 5 != 4]
-    def insert(table: sa.Table) -> Any:  # a constant bound in the statement is written
-        return table.insert().values(fixed=sa.bindparam("fixed_value", "const"))
-
-    def update(table: sa.Table) -> Any:  # and one in an expression of the row's value
-        return table.update().where(table.c.id == sa.bindparam("k_id")).values(
-            small=table.c.small + 1)
-
     with engine.begin() as conn:
-        conn.execute(insert(plain), rows)
-        result = conn.execute(update(plain), changed)
+        conn.execute(_insert_fixed(plain), rows)
+        result = conn.execute(_update_small(plain), changed)
         assert len(changed) == result.rowcount
         _no_execute(monkeypatch)  # many rows: one statement, through the driver
-        execute_many(conn, insert(fast), rows)
-        result = execute_many(conn, update(fast), changed)
+        execute_many(conn, _insert_fixed(fast), rows)
+        result = execute_many(conn, _update_small(fast), changed)
         assert len(changed) == result.rowcount
         monkeypatch.undo()
         assert _pg_stored(conn, plain) == _pg_stored(conn, fast)
@@ -364,32 +379,24 @@ def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_postgresql_a_few_rows_reach_the_driver_as_execute_writes_them(
-        engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # an everyday write's one-row INSERTs and UPDATEs (an earn's seven, its
     # transaction id's claim among them) skip execute's work per statement on
     # PostgreSQL too: compiled once with positional parameters, rows as tuples
-    if engine.dialect.name != "postgresql":
-        return
+    engine = pg_engine
     meta = sa.MetaData()
     plain, fast = _pg_tables(meta)
     meta.create_all(engine)
     rows = _pg_rows(count)
     changed = [{"k_id": r["id"], "doc": {"changed": r["n"]}, "s": "%(s)s %s"} for r in rows]
 
-    def insert(table: sa.Table) -> Any:  # a constant bound in the statement is written
-        return table.insert().values(fixed=sa.bindparam("fixed_value", "const"))
-
-    def update(table: sa.Table) -> Any:
-        return table.update().where(table.c.id == sa.bindparam("k_id")).values(
-            small=table.c.small + 1)
-
     keys = tuple(rows[0])
     with engine.begin() as conn:
-        conn.execute(insert(plain), rows)
-        conn.execute(update(plain), changed)
+        conn.execute(_insert_fixed(plain), rows)
+        conn.execute(_update_small(plain), changed)
         _no_execute(monkeypatch)
-        execute_rows(conn, insert(fast), keys, [tuple(r.values()) for r in rows])
-        result = execute_many(conn, update(fast), changed)
+        execute_rows(conn, _insert_fixed(fast), keys, [tuple(r.values()) for r in rows])
+        result = execute_many(conn, _update_small(fast), changed)
         assert count == result.rowcount
         monkeypatch.undo()
         assert _pg_stored(conn, plain) == _pg_stored(conn, fast)
@@ -397,13 +404,12 @@ def test_postgresql_a_few_rows_reach_the_driver_as_execute_writes_them(
     for rows, error in (([{**_pg_rows(1)[0], "s": "x" * 21}], sa.exc.DataError),
                         ([_pg_rows(1)[0]] * 2, sa.exc.IntegrityError)):
         with engine.connect() as conn, pytest.raises(error):
-            execute_many(conn, insert(fast), rows)
+            execute_many(conn, _insert_fixed(fast), rows)
 
 
 def test_postgresql_many_rows_are_refused_as_execute_refuses_them(
-        engine: sa.Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        return
+        pg_engine: sa.Engine) -> None:
+    engine = pg_engine
     meta = sa.MetaData()
     plain, fast = _pg_tables(meta)
     meta.create_all(engine)
@@ -423,10 +429,9 @@ def test_postgresql_many_rows_are_refused_as_execute_refuses_them(
         assert [] == _pg_stored(conn, fast)
 
 
-def test_postgresql_update_rows_repeating_a_key_keep_the_last(engine: sa.Engine) -> None:
+def test_postgresql_update_rows_repeating_a_key_keep_the_last(pg_engine: sa.Engine) -> None:
     # one statement would update the row once: those rows run one by one, as before
-    if engine.dialect.name != "postgresql":
-        return
+    engine = pg_engine
     meta = sa.MetaData()
     _, fast = _pg_tables(meta)
     meta.create_all(engine)
@@ -441,13 +446,14 @@ def test_postgresql_update_rows_repeating_a_key_keep_the_last(engine: sa.Engine)
 
 
 def test_postgresql_upserts_of_many_rows_store_what_execute_stores(
-        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tier buckets' upsert (ON CONFLICT ... DO UPDATE) adds up as execute does in
     one statement; rows repeating a key of the conflict run one by one, as before."""
+    from loyaltykit.sql import SQLStorage
     from loyaltykit.sql._shared import upserts_for
 
-    if engine.dialect.name != "postgresql":
-        return
+    engine = pg_engine
+    SQLStorage(engine).create_schema()
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def rows(program_id: str, value: int) -> list[dict[str, Any]]:
