@@ -293,3 +293,24 @@ def test_payload_text_decodes_exactly_whichever_decoder_reads_it(
     monkeypatch.setattr(sql_outbox.json, "loads", refuse)
     assert {"a": 1, "b": [1.5, "x"], "c": {"d": None, "e": True}} == sql_outbox._load(
         texts[0])
+
+
+def test_a_connection_whose_transaction_rolled_back_keys_its_next_events(
+        pg: SQLStorage) -> None:
+    """The key trigger keeps the server's stream in a session setting; a transaction
+    that set it and rolled back leaves the setting empty (not unset), and the next
+    write on the same connection (a pooled one, a host's next request) still keys its
+    events."""
+    with pg._engine.connect() as conn:
+        host = SQLStorage(conn)
+        conn.begin()
+        with host.unit_of_work("p") as uow:
+            _write(uow, "m1", 1)
+            uow.commit()
+        conn.rollback()  # the first setting of the stream rolled back with it
+        conn.begin()
+        with host.unit_of_work("p") as uow:
+            _write(uow, "m1", 2)
+            uow.commit()
+        conn.commit()
+    assert [2] == [e.payload["n"] for e in _read(pg)]

@@ -17,12 +17,13 @@ __all__ = ["OUTBOX_KEY", "outbox_key_function"]
 #: What the PostgreSQL trigger of ``lk_outbox`` runs for each row inserted: ``{last}``
 #: finds the member's last key in this stream (``_last``), ``{top}`` the highest seq of
 #: key ``_last`` (``_top``). The stream is the server's system identifier, kept in a
-#: session setting once read (reading the control file costs more than the rest); a
+#: session setting once read (reading the control file costs more than the rest; a
+#: setting made in a transaction that rolled back reads as empty, so read again); a
 #: transaction numbers its own events with a setting local to it. The key is at least
 #: the writer's transaction id (the never-skip rule, loyaltykit._outbox) and never
 #: below the member's last (a member's events keep their order).
 _OUTBOX_KEY_BODY = """DECLARE
-    _stream bigint := current_setting('loyaltykit.stream', true);
+    _stream bigint := nullif(current_setting('loyaltykit.stream', true), '');
     _xid bigint := CAST(CAST(pg_current_xact_id() AS text) AS bigint);
     _last bigint; _top bigint;
 BEGIN

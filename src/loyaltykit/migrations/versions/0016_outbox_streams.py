@@ -50,7 +50,7 @@ EVENT_COLUMNS = "id, type, version, occurred_at, recorded_at, payload"
 KEY_FUNCTION = """CREATE OR REPLACE FUNCTION lk_outbox_key() RETURNS trigger
 LANGUAGE plpgsql AS $lk$
 DECLARE
-    _stream bigint := current_setting('loyaltykit.stream', true);
+    _stream bigint := nullif(current_setting('loyaltykit.stream', true), '');
     _xid bigint := CAST(CAST(pg_current_xact_id() AS text) AS bigint);
     _last bigint; _top bigint;
 BEGIN
