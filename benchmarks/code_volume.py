@@ -117,6 +117,7 @@ def bench(helpers: Any, backend: str, url: str | None, stored: int, issued: int
         run = uuid.uuid4().hex[:8]
         empty = Loyalty(program(f"empty-{run}", planned), storage, clock=TestClock(START))
         full = Loyalty(program(f"full-{run}", planned), storage, clock=TestClock(START))
+        full.register()  # the seed writes rows around the facade
         seeded_s = seed(engine, full, stored)
         time_issues(empty, 20, "warm")
         base = time_issues(empty, issued, "e")

@@ -161,7 +161,7 @@ def clone(engine: sa.Engine, program_id: str, salt: int, rows: dict[str, list[di
     is replaced the same way, anything else is copied as it is. On PostgreSQL the
     foreign key triggers are skipped for the seed when the role may (a superuser, as on
     the throwaway server): that halves its time (20,000 members: 39 s -> 19 s here)."""
-    Loyalty(program(program_id), SQLStorage(engine))  # registers the program
+    Loyalty(program(program_id), SQLStorage(engine)).register()
     pg = engine.dialect.name == "postgresql"
     ids: dict[uuid.UUID, int] = {}
     for table_rows in rows.values():

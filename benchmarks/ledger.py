@@ -839,6 +839,7 @@ class Bench:
             ledger=LedgerPolicy(expiry=ExpiryPolicy(days=365)),
         )
         self.loyalty = Loyalty(self.program, storage)
+        self.loyalty.register()  # the rows below are written around the facade
         self.baseline = Baseline(engine, self.program.id) if engine is not None else None
 
     @property

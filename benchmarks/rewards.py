@@ -427,6 +427,7 @@ class Bench:
         self.rounds = rounds or sizes["rounds"]
         self.program = program(f"bench-rewards-{uuid.uuid4().hex[:10]}", sizes)
         self.loyalty = Loyalty(self.program, storage)
+        self.loyalty.register()  # the baseline writes rows around the facade
         self.baseline = (Baseline(engine, self.program.id, self.program.version)
                          if engine is not None else None)
         #: stock by reward id, of every reward a multi-process run redeemed

@@ -1,9 +1,12 @@
 """The facade: one call per use case, bound to a program, a storage and a clock.
 
-:class:`Loyalty` only wires: it registers the program version, builds the capability
-services on one shared :class:`~loyaltykit._services.context.Context` (program,
-storage, clock, write pipeline, event bus), subscribes them to each other's domain
-events, and exposes their calls. The everyday ledger and order calls are flat
+:class:`Loyalty` only wires: it checks the program version against the stored ones
+(only reads: :mod:`loyaltykit._services.registration` stores it, at ``register()`` or
+before the first write), builds the capability services on one shared
+:class:`~loyaltykit._services.context.Context` (program, storage, clock, write
+pipeline, event bus), subscribes them to each other's domain events, and exposes their
+calls. :meth:`Loyalty.bind` builds the same wiring on another storage (a request's
+connection) without checking the program again. The everyday ledger and order calls are flat
 (``loyalty.earn(...)``); tiers and referrals live behind ``loyalty.tiers`` and
 ``loyalty.referrals``.
 """
@@ -11,14 +14,15 @@ events, and exposes their calls. The everyday ledger and order calls are flat
 from __future__ import annotations
 
 import secrets
+import sys
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+
+import attrs
 
 from loyaltykit._clock import Clock, SystemClock
-from loyaltykit._codes import CodeSpec, accepts_checks_of
-from loyaltykit._errors import InvalidInput, ProgramVersionConflict, shown
-from loyaltykit._model import ProgramVersion
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._program import Program
 from loyaltykit._referrals import FraudCheck
 from loyaltykit._services.context import Context
@@ -33,6 +37,7 @@ from loyaltykit._services.payments import PaymentService
 from loyaltykit._services.privacy import PrivacyService
 from loyaltykit._services.referral_events import ReferralChanged, ReferralEvents
 from loyaltykit._services.referrals import ReferralService
+from loyaltykit._services.registration import Registration
 from loyaltykit._services.reports import ReportService
 from loyaltykit._services.reward_events import map_reward_events
 from loyaltykit._services.rewards import RewardService
@@ -42,6 +47,9 @@ from loyaltykit._tiers import TierChanged
 from loyaltykit._values import check_aware
 from loyaltykit._values import new_id as _new_id
 from loyaltykit.storage import Storage
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 __all__ = ["Loyalty"]
 
@@ -137,9 +145,24 @@ class Loyalty:
     ) -> None:
         if not isinstance(program, Program):
             raise InvalidInput("program must be a Program", program=shown(program))
-        _check_wiring(storage, clock, new_id, max_retries, randbelow)
-        self._c = c = Context(program, storage, clock if clock is not None else SystemClock(),
-                              new_id=new_id, max_retries=max_retries)
+        _check_storage(storage)
+        _check_wiring(clock, new_id, max_retries, randbelow)
+        self._settings = _Settings(clock if clock is not None else SystemClock(), new_id,
+                                   max_retries, secret, fraud_checks, randbelow)
+        registration = Registration(program)
+        self._wire(program, storage, registration, {})
+        self._c.now()  # a clock telling an instant out of range is refused here
+        # reads only: a version that conflicts with a stored one is refused here; it is
+        # stored by register() or before the first write
+        registration.check(storage)
+
+    def _wire(self, program: Program, storage: Storage, registration: Registration,
+              versions: dict[int, Program]) -> None:
+        """Build the services on one context and subscribe them to each other."""
+        s = self._settings
+        self._c = c = Context(program, storage, s.clock, new_id=s.new_id,
+                              max_retries=s.max_retries, registration=registration,
+                              versions=versions)
         self._ledger = LedgerService(
             c, lambda code, identity: self.referrals.enrolment_extras(code, identity))
         self._reads = LedgerReads(c, self._ledger)
@@ -147,10 +170,10 @@ class Loyalty:
         self._import = OrderImport(c, self._ledger, self._orders)
         self._due = DueWork(c, self._ledger)
         self.tiers = TierService(c, self._ledger)
-        self.referrals = ReferralService(c, self._ledger, secret=secret,
-                                         fraud_checks=fraud_checks, randbelow=randbelow)
+        self.referrals = ReferralService(c, self._ledger, secret=s.secret,
+                                         fraud_checks=s.fraud_checks, randbelow=s.randbelow)
         self.privacy = PrivacyService(c, self._ledger)
-        self.rewards = RewardService(c, self._ledger, randbelow=randbelow)
+        self.rewards = RewardService(c, self._ledger, randbelow=s.randbelow)
         self.payments = PaymentService(c, self._ledger)
         self.events = EventService(c, self._ledger)
         self.reports = ReportService(c)
@@ -171,26 +194,48 @@ class Loyalty:
         self._due.add(self.rewards.due)
         self._due.add(self.events.due)
         self._due.add(NoticeService(c).due)
-        self._register(c)
 
-    def _register(self, c: Context) -> None:
-        """Store this version of the program unless it is stored already, after checking
-        it against every stored version: a refused version writes nothing."""
-        program = self.program
-        with c.read() as uow:
-            stored = uow.programs.program_versions()
-            issued = uow.referrals.count_codes()
-        _check_version(program, stored)
-        if issued:
-            _check_code_checks(program, stored)
-        if any(v.version == program.version for v in stored):
-            return
-        c.storage.register_program(ProgramVersion(
-            program.id, program.version, program.effective_from, program.to_dict(), c.now()))
-        # another facade may have stored this version first, with another definition
-        # (then ours was not written): compare with what is stored now
-        with c.read() as uow:
-            _check_version(program, uow.programs.program_versions())
+    def bind(self, storage: Storage | Connection) -> Loyalty:
+        """A facade of the same program on ``storage``, typically a request's: a
+        SQLAlchemy :class:`~sqlalchemy.engine.Connection` (wrapped in
+        :class:`~loyaltykit.sql.SQLStorage`, joining its transaction; ``notify`` as
+        this facade's storage has it) or any :class:`~loyaltykit.storage.Storage`.
+
+        The program was checked when this facade was built: binding checks nothing
+        again and runs no query; the new facade shares this one's clock, id source,
+        retries, referral secret and checks. Bind to the same database this facade was
+        built on (another database: build a :class:`Loyalty` for it). Building and
+        binding write nothing: the program version is stored by :meth:`register` or
+        before the first write (see :meth:`register`), so a facade bound to a read-only
+        connection (a replica) reads, and a write there raises
+        :class:`~loyaltykit.StorageError` (:class:`~loyaltykit.ReadOnlyViolation`),
+        writing nothing.
+        """
+        if _is_connection(storage):
+            from loyaltykit.sql import SQLStorage
+
+            notify = getattr(self.storage, "notify", False)
+            storage = SQLStorage(cast("Connection", storage),
+                                 notify=notify if isinstance(notify, bool) else False)
+        _check_storage(storage)
+        bound = Loyalty.__new__(Loyalty)
+        bound._settings = self._settings
+        bound._wire(self.program, cast("Storage", storage), self._c.registration,
+                    self._c.versions)
+        return bound
+
+    def register(self) -> None:
+        """Store this version of the program now, after checking it against every
+        stored version (a refused one raises :class:`~loyaltykit.ProgramVersionConflict`
+        and writes nothing); nothing if it is stored already.
+
+        Building a facade only reads (and refuses a conflicting version); without a
+        call of ``register()`` the version is stored just before this facade's first
+        write, in a unit of work of its own (on a host's connection, inside the host's
+        transaction). Reads of a version never stored see an empty program. Call it at
+        start-up or deploy (after migrating) so no request pays for it; facades bound
+        from this one then know it is stored."""
+        self._c.register()
 
     @property
     def program(self) -> Program:
@@ -250,14 +295,36 @@ class Loyalty:
     run_due = _to("_due", DueWork.run_due)
 
 
-def _check_wiring(storage: object, clock: object, new_id: object, max_retries: object,
-                  randbelow: object) -> None:
-    """Refuse what cannot be a storage, a clock or a source of ids, before any use."""
+@attrs.frozen
+class _Settings:
+    """What a facade was built with, shared by the facades bound from it."""
+
+    clock: Clock
+    new_id: Callable[[], uuid.UUID]
+    max_retries: int
+    secret: bytes | Sequence[bytes] | None
+    fraud_checks: Sequence[FraudCheck] | None
+    randbelow: Callable[[int], int]
+
+
+def _is_connection(value: object) -> bool:
+    """True if ``value`` is a SQLAlchemy connection (SQLAlchemy is not imported for it)."""
+    engine = sys.modules.get("sqlalchemy.engine")
+    return engine is not None and isinstance(value, engine.Connection)
+
+
+def _check_storage(storage: object) -> None:
+    """Refuse what cannot be a storage, before any use."""
     if isinstance(storage, type) or not all(
             callable(getattr(storage, name, None))
             for name in ("unit_of_work", "register_program")):
         raise InvalidInput("storage must be a Storage (MemoryStorage, SQLStorage, ...)",
                            storage=shown(storage))
+
+
+def _check_wiring(clock: object, new_id: object, max_retries: object,
+                  randbelow: object) -> None:
+    """Refuse what cannot be a clock or a source of ids, before any use."""
     if clock is not None:
         _check_clock(clock)
     for name, value in (("new_id", new_id), ("randbelow", randbelow)):
@@ -276,55 +343,3 @@ def _check_clock(clock: object) -> None:
         raise InvalidInput("clock must be a Clock (SystemClock, TestClock, ...)",
                            clock=shown(clock))
     check_aware(clock.now(), name="clock.now()")  # type: ignore[attr-defined]
-
-
-def _check_version(program: Program, stored: Sequence[ProgramVersion]) -> None:
-    """Refuse ``program`` if its version is stored with another definition, or if it
-    changes what every version of a program must keep."""
-    definition = program.to_dict()
-    for version in stored:
-        if version.version == program.version and not _same(version, program):
-            raise ProgramVersionConflict(
-                "this version of the program is stored with another definition; "
-                "give the changed program a new version",
-                program_id=program.id, version=program.version)
-        for name in ("time_zone", "currency", "wallets"):
-            if version.definition.get(name) != definition[name]:
-                raise ProgramVersionConflict(
-                    f"versions of a program must keep its {name}",
-                    program_id=program.id, version=version.version, field=name,
-                    stored=version.definition.get(name), given=definition[name])
-
-
-def _check_code_checks(program: Program, stored: Sequence[ProgramVersion]) -> None:
-    """Refuse ``program`` if its code spec would refuse the check character of codes an
-    earlier version issues (the caller found codes issued)."""
-    if program.referrals is None:
-        return
-    spec = program.referrals.code
-    for version in stored:
-        raw = version.definition.get("referrals")
-        if version.version >= program.version:
-            continue
-        if not isinstance(raw, dict) or not isinstance(raw.get("code", {}), dict):
-            continue
-        try:
-            earlier = CodeSpec.from_dict(dict(raw.get("code", {})))
-        except InvalidInput:  # pragma: no cover - every stored version was a valid program
-            continue
-        if not accepts_checks_of(spec, earlier):
-            raise ProgramVersionConflict(
-                f"codes are issued and version {version.version} issues them with the "
-                f"{earlier.issues_with} check character: keep accepting it with code.check_scheme "
-                f"'{earlier.issues_with}' or 'damm32+mod37'",
-                program_id=program.id, version=version.version, field="code.check_scheme",
-                stored=earlier.check_scheme, given=spec.check_scheme)
-
-
-def _same(stored: ProgramVersion, program: Program) -> bool:
-    # compared as programs, not dicts: a definition stored by an older release lacks
-    # fields that now have defaults
-    try:
-        return Program.from_dict(dict(stored.definition)) == program
-    except InvalidInput:
-        return False

@@ -468,7 +468,7 @@ def test_orders_are_priced_and_returned_with_the_version_in_force(storage: Stora
 
 
 def test_a_version_cannot_be_redefined(storage: Storage) -> None:
-    World(storage, program_q())
+    World(storage, program_q()).loyalty.register()  # building alone stores nothing
     with pytest.raises(ProgramVersionConflict):
         World(storage, program_q(earning=EarningPolicy(rules=(RateRule(id="x"),))))
     changed = make_program("Q")

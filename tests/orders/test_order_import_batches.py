@@ -56,6 +56,7 @@ def test_a_sqlite_import_commits_once_per_10000_orders_unless_told(tmp_path: Pat
         commits: list[object] = []
         sa.event.listen(engine, "commit", commits.append)
         loyalty = _loyalty(storage)
+        loyalty.register()
         commits.clear()  # registering the program committed
         result = loyalty.record_orders(_orders(1200), enrol=True)
         # one batch, one commit (the default of 500 orders took three of each)

@@ -464,3 +464,14 @@ def test_reads_benchmark_quick_run_ends_with_one_line_of_json(tmp_path: Path) ->
         for key in ("read_during_write_ms", "reads_per_s", "writes_per_s"):
             assert isinstance(figures[side + key], float) and figures[side + key] >= 0
     assert figures["reads_ratio"] is None or figures["reads_ratio"] > 0
+
+
+@pytest.mark.parametrize("name", ["sqlite", "memory"])
+def test_binding_benchmark_quick_run_ends_with_one_line_of_json(name: str,
+                                                                 tmp_path: Path) -> None:
+    """benchmarks/binding.py times bind + a read and build + a read against a read."""
+    figures = run_benchmark("binding", tmp_path, "--backend", name, "--quick")
+    assert figures["backend"] == name
+    for key in ("read_per_s", "bind_and_read_per_s", "build_and_read_per_s"):
+        assert figures[key] > 0
+    assert figures["bind_overhead_ratio"] > 0 and figures["build_overhead_ratio"] > 0

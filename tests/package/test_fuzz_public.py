@@ -1221,6 +1221,8 @@ NOT_FUZZED: dict[str, str] = {
         "SQLStorage.register_program", "MemoryStorage.unit_of_work",
         "MemoryStorage.read_unit_of_work", "MemoryStorage.register_program",
     ], "the storage port: called by the facade with values it built"),
+    "Loyalty.bind": "wiring on a storage or connection, no value of the ledger's: its "
+                    "refusals are tested in tests/storage/test_binding.py",
     **dict.fromkeys(["SQLStorage.upgrade"],
                     "an operator's migration command (tests/storage/test_migrations.py)"),
     **dict.fromkeys([

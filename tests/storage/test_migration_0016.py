@@ -35,7 +35,7 @@ def test_0016_keeps_every_event_and_every_consumers_position(
         command.upgrade(config, "0015")
     program = Program(id="p", time_zone="UTC", currency="EUR",
                       point_value=Money("0.01", "EUR"), events=EventPolicy())
-    Loyalty(program, storage, clock=TestClock(AT))  # the program registered
+    Loyalty(program, storage, clock=TestClock(AT)).register()
     # events written by the library of 0015's schema are not at hand: rows as it wrote
     # them (SQLite: tx 0, seq in commit order; PostgreSQL: keys from transaction ids)
     postgres = engine.dialect.name == "postgresql"

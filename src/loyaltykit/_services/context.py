@@ -13,6 +13,7 @@ from loyaltykit._errors import InvalidInput, InvalidProgram
 from loyaltykit._member_keys import KeyedStorage
 from loyaltykit._pipeline import EventBus, WritePipeline
 from loyaltykit._program import Program
+from loyaltykit._services.registration import Registration, WritingStorage
 from loyaltykit._validate import check_instant
 from loyaltykit._values import new_id as _default_id
 from loyaltykit.storage import Storage, UnitOfWork
@@ -24,21 +25,30 @@ class Context:
     """The wiring one facade's services share (built by :class:`~loyaltykit.Loyalty`)."""
 
     def __init__(self, program: Program, storage: Storage, clock: Clock, *,
-                 new_id: Callable[[], uuid.UUID], max_retries: int) -> None:
+                 new_id: Callable[[], uuid.UUID], max_retries: int,
+                 registration: Registration | None = None,
+                 versions: dict[int, Program] | None = None) -> None:
         self.program = program
         self.storage = storage
         self._given_id = new_id
+        #: checks and stores the program version (shared with facades bound from this one)
+        self.registration = registration if registration is not None else Registration(program)
         #: the storage as the services use it: shop ids in, member keys stored
         self.keyed = KeyedStorage(storage, new_key=lambda: self.new_id().hex)
         self.clock = clock
         self.bus = EventBus()
+        # the pipeline's first write stores the program version first (if need be)
         self.pipeline = WritePipeline(
-            program, self.keyed, self.bus, now=self.now, new_id=self.new_id,
+            program, WritingStorage(self.keyed, self.register), self.bus, now=self.now,
+            new_id=self.new_id,
             max_retries=max_retries,
             # the default source draws many ids at once cheaper than one by one; an
             # injected one is called once per id, when it is needed, as it always was
             new_ids=_default_id.many if new_id is _default_id else None)
-        self._versions: dict[int, Program] = {program.version: program}
+        # stored versions never change: parsed once
+        #: parsed stored versions by number (shared with facades bound from this one)
+        self.versions: dict[int, Program] = versions if versions is not None else {}
+        self.versions[program.version] = program
         self._retentions: dict[int, Retention] = {}
 
     def new_id(self) -> uuid.UUID:
@@ -62,6 +72,11 @@ class Context:
         if self._given_id is _default_id:
             return _default_id.many_hex(n)
         return b"".join([u.bytes for u in self.new_ids(n)]).hex().encode()
+
+    def register(self) -> None:
+        """Store the program version unless it is stored already (see
+        :mod:`loyaltykit._services.registration`)."""
+        self.registration.ensure(self.storage, self.now)
 
     def now(self) -> dt.datetime:
         """The clock's now, checked (a supported instant) and in UTC."""
@@ -87,7 +102,7 @@ class Context:
     def version(self, number: int, uow: UnitOfWork) -> Program:
         """The program as it was in its version ``number``."""
         # stored versions never change, so a parsed one is kept for good
-        program = self._versions.get(number)
+        program = self.versions.get(number)
         if program is not None:
             return program
         found = [v for v in uow.programs.program_versions() if v.version == number]
@@ -95,7 +110,7 @@ class Context:
             raise InvalidProgram("the program version is not stored", field="version",
                                  value=number)
         program = Program.from_dict(dict(found[0].definition))
-        self._versions[number] = program
+        self.versions[number] = program
         return program
 
     def retention(self, program: Program) -> Retention:

@@ -113,6 +113,16 @@ class SQLStorage:
         return f"SQLStorage({url!r}{mode})"
 
     @property
+    def engine(self) -> Engine:
+        """The engine: the one given, or the host connection's own."""
+        return self._engine
+
+    @property
+    def connection(self) -> Connection | None:
+        """The host application's connection this storage joins (None on an engine)."""
+        return self._connection
+
+    @property
     def concurrent(self) -> bool:
         """True on an engine whose pool gives each unit of work its own connection to
         one database; False on a host connection, or a pool of one connection per

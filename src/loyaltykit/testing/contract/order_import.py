@@ -457,7 +457,7 @@ class OrderImportContract(ContractPart):
         for name in ("vers", "versone"):
             program_id = f"{name}{next(_programs)}"
             first = attrs.evolve(_rate_program(), id=program_id)
-            Loyalty(first, storage, clock=TestClock(NOW))
+            Loyalty(first, storage, clock=TestClock(NOW)).register()  # building stores nothing
             second = attrs.evolve(first, version=2, effective_from=later, earning=EarningPolicy(
                 rules=(RateRule(id="base", points=Decimal(2)),)))
             facades.append(Loyalty(second, storage, clock=TestClock(NOW)))

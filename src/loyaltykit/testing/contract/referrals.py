@@ -402,8 +402,10 @@ class ReferralContract(ContractPart):
     def test_the_code_counter_reserves_within_the_plan_and_rolls_back(
         self, storage: Storage
     ) -> None:
-        loyalty, _ = self._ref(storage)  # registers the program
+        loyalty, _ = self._ref(storage)
+        loyalty.register()  # the counter's row refers to the program's
         other, _ = self._ref(storage, attrs.evolve(referral_program(), id="ref-other"))
+        other.register()
         program_id = loyalty.program.id
         with storage.unit_of_work(program_id) as uow:
             assert 0 == uow.referrals.count_codes()
