@@ -311,3 +311,14 @@ def test_the_filters_leave_out_loyaltykit_objects_only() -> None:
     assert not kwargs["include_object"](host, "shop_scratch", "table", True, None)
     assert not kwargs["include_object"](accounts, "lk_accounts", "table", False, None)
     assert kwargs["include_object"](host, "shop_orders", "table", False, None)
+
+
+def test_the_alembic_command_line_on_our_scripts_restamps_too(url: str) -> None:
+    with loyaltykit_storage(url) as storage:
+        storage.upgrade("lk0015")
+        with storage._engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0015'"))
+        config = storage.alembic_config()
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")  # env.py makes an engine of its own
+    assert [HEAD] == versions(url, VERSION_TABLE)

@@ -110,22 +110,23 @@ def upgrade(bind: Engine | Connection, revision: str = "head") -> None:
 
 
 def run_upgrade(conn: Connection, config: Config, revision: str) -> None:
-    """Migrate through ``conn`` (already in a transaction): re-stamp ids shipped before
-    the rename, then run Alembic with loyaltykit's ``config``, keeping a host's Alembic
-    run that may be going on around this call. Used by :meth:`SQLStorage.upgrade`."""
+    """Migrate through ``conn`` (already in a transaction) with loyaltykit's ``config``,
+    keeping a host's Alembic run that may be going on around this call (the shipped
+    ``env.py`` re-stamps ids of before the rename). Used by :meth:`SQLStorage.upgrade`."""
     from alembic import command
 
-    _restamp(conn)
     config.attributes["connection"] = conn
     with _host_run_kept():
         command.upgrade(config, _RENAMED.get(revision, revision))
 
 
-def _restamp(conn: Connection) -> None:
-    """Give a database stamped with a revision id of before the rename the new id."""
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
+def restamp(conn: Connection, version_table: str = VERSION_TABLE) -> None:
+    """Give a database stamped with a revision id of before the rename (``0016``) its
+    new id (``lk0016``); run by the shipped ``env.py`` before Alembic reads the
+    version, so the ``alembic`` command line on loyaltykit's scripts re-stamps too."""
+    if not sa.inspect(conn).has_table(version_table):
         return
-    versions = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+    versions = sa.table(version_table, sa.column("version_num", sa.String))
     for old in conn.scalars(sa.select(versions.c.version_num)).all():
         if old in _RENAMED:
             conn.execute(versions.update().where(versions.c.version_num == old)
