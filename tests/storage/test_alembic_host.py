@@ -99,6 +99,8 @@ def downgrade():
 CALLS = {
     "helper": "from loyaltykit.sql import alembic as lk_alembic\n"
               "    lk_alembic.upgrade(op.get_bind())",
+    "op": "from loyaltykit.sql import alembic as lk_alembic\n"
+          "    lk_alembic.upgrade(op)",
     "storage": "from loyaltykit.sql import SQLStorage\n"
                "    SQLStorage(op.get_bind()).upgrade()",
 }
@@ -322,3 +324,12 @@ def test_the_alembic_command_line_on_our_scripts_restamps_too(url: str) -> None:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")  # env.py makes an engine of its own
     assert [HEAD] == versions(url, VERSION_TABLE)
+
+
+@pytest.mark.parametrize("bad", [None, "sqlite://", object()])
+def test_upgrade_refuses_what_is_not_a_bind(bad: Any) -> None:
+    from loyaltykit import InvalidInput
+    from loyaltykit.sql import alembic as lk_alembic
+
+    with pytest.raises(InvalidInput):
+        lk_alembic.upgrade(bad)

@@ -8,7 +8,7 @@ migrations of its own, recorded in its own version table
   once) in the host's ``env.py`` keep loyaltykit's tables, their indexes and its version
   table out of the host's ``alembic revision --autogenerate``, which would otherwise
   generate a revision dropping the whole ledger.
-* :func:`upgrade`, called from a host migration (``upgrade(op.get_bind())``), runs
+* :func:`upgrade`, called from a host migration (``upgrade(op)``), runs
   loyaltykit's migrations on the host's connection and inside the host's transaction,
   recording them in loyaltykit's version table (never the host's ``alembic_version``),
   and leaves the host's Alembic run (``op``, ``context``) as it was. ``loyaltykit
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -97,16 +97,28 @@ def configure_kwargs(*, include_name: IncludeName | None = None,
 _include_name, _include_object = include_name, include_object
 
 
-def upgrade(bind: Engine | Connection, revision: str = "head") -> None:
+class HasBind(Protocol):
+    """Alembic's ``op`` (anything whose ``get_bind()`` gives the connection)."""
+
+    def get_bind(self) -> Connection: ...
+
+
+def upgrade(bind: Engine | Connection | HasBind, revision: str = "head") -> None:
     """Run loyaltykit's migrations up to ``revision`` on ``bind``, recording them in
     loyaltykit's version table: ``SQLStorage(bind).upgrade(revision)``.
 
-    Inside a host migration pass ``op.get_bind()``: the migrations join the host's
-    transaction (a SAVEPOINT), and the host's Alembic run carries on afterwards with
-    its own ``op`` and ``context``. Raises :class:`~loyaltykit.InvalidInput` for a bind
-    that is neither an Engine nor a Connection, :class:`~loyaltykit.StorageError` when
-    a migration fails."""
-    SQLStorage(bind).upgrade(revision)
+    Inside a host migration pass ``op`` (or ``op.get_bind()``): the migrations join the
+    host's transaction (a SAVEPOINT), and the host's Alembic run carries on afterwards
+    with its own ``op`` and ``context``. Raises :class:`~loyaltykit.InvalidInput` for a
+    bind that is neither an Engine nor a Connection (as in the host's offline mode,
+    ``alembic upgrade --sql``), :class:`~loyaltykit.StorageError` when a migration
+    fails."""
+    if isinstance(bind, Engine | Connection):
+        SQLStorage(bind).upgrade(revision)
+    elif callable(getattr(bind, "get_bind", None)):
+        SQLStorage(bind.get_bind()).upgrade(revision)
+    else:
+        SQLStorage(bind).upgrade(revision)  # type: ignore[arg-type]  # InvalidInput
 
 
 def run_upgrade(conn: Connection, config: Config, revision: str) -> None:
