@@ -69,7 +69,7 @@ def test_0013_fills_the_amounts_of_the_orders_stored_before_it(storage: SQLStora
     config = storage.alembic_config()
     with storage._engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0012")
+        command.downgrade(config, "lk0012")
     with storage._engine.connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("lk_orders")}
     assert not columns & {"currency", "net_amount"}

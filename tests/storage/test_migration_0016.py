@@ -32,7 +32,7 @@ def test_0016_keeps_every_event_and_every_consumers_position(
     engine = _engine(storage)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0015")
+        command.upgrade(config, "lk0015")
     program = Program(id="p", time_zone="UTC", currency="EUR",
                       point_value=Money("0.01", "EUR"), events=EventPolicy())
     Loyalty(program, storage, clock=TestClock(AT)).register()
@@ -95,7 +95,7 @@ def _downgraded_and_back(storage: SQLStorage) -> list[tuple[Any, ...]]:
     config = storage.alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0015")
+        command.downgrade(config, "lk0015")
     with engine.connect() as conn:
         assert len(before) == conn.exec_driver_sql("SELECT count(*) FROM lk_outbox").scalar()
     storage.upgrade()

@@ -125,7 +125,7 @@ def test_upgrade_on_a_host_connection_joins_the_host_transaction(tmp_path: Path)
 def test_0002_gives_every_registered_program_its_definition_as_version_1(
     storage: SQLStorage,
 ) -> None:
-    storage.upgrade("0001")
+    storage.upgrade("lk0001")
     created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
     definition = {"id": "shop", "wallets": ["points"], "currency": "EUR"}
     programs = SQLStorage.metadata.tables["lk_programs"]
@@ -146,7 +146,7 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0001")
+        command.downgrade(config, "lk0001")
     new_tables = {"lk_program_versions", "lk_orders", "lk_rule_usage", "lk_tier_states",
                   "lk_tier_buckets", "lk_tier_history", "lk_tier_notices",
                   "lk_referral_codes", "lk_referrals", "lk_referral_marks",
@@ -154,7 +154,7 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
                   "lk_vouchers", "lk_reward_counters", "lk_outbox", "lk_outbox_consumers",
                   "lk_notices", "lk_lookups"}
     assert set(SQLStorage.metadata.tables) - new_tables | {VERSION_TABLE} == _tables(storage)
-    assert "0001" == _revision(storage)
+    assert "lk0001" == _revision(storage)
     storage.upgrade()
     assert [] == _differences(storage)
 
@@ -162,7 +162,7 @@ def test_downgrade_of_0002_keeps_the_ledger(storage: SQLStorage) -> None:
 def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
     storage: SQLStorage,
 ) -> None:
-    storage.upgrade("0003")
+    storage.upgrade("lk0003")
     created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
     tables = SQLStorage.metadata.tables
     account = {"program_id": "shop", "member_id": "m", "wallet": "points",
@@ -195,8 +195,8 @@ def test_0004_adds_account_activity_and_keeps_only_events_usage_rows(
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
-    assert "0003" == _revision(storage)
+        command.downgrade(config, "lk0003")
+    assert "lk0003" == _revision(storage)
     columns = {c["name"] for c in sa.inspect(_engine(storage)).get_columns("lk_accounts")}
     assert "activity" not in columns and "version" in columns
     storage.upgrade()
@@ -224,7 +224,7 @@ def test_0005_orders_keep_their_key_record_across_a_downgrade(storage: SQLStorag
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0004")
+        command.downgrade(config, "lk0004")
     with _engine(storage).connect() as conn:
         assert ["order:o1"] == list(conn.execute(
             sa.select(keys.c.key).where(keys.c.key.like("order:%"))).scalars())
@@ -276,7 +276,7 @@ def test_0008_moves_every_member_to_a_member_key_and_back(storage: SQLStorage) -
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0007")
+        command.downgrade(config, "lk0007")
     assert {"ann", "ben"} == member_columns()
     with _engine(storage).connect() as conn:
         documents = conn.execute(sa.text('SELECT "order" FROM lk_orders')).scalars().all()
@@ -298,7 +298,7 @@ def test_0009_counts_the_codes_stored_before_it(storage: SQLStorage) -> None:
     from loyaltykit import CodeSpec, CodeVolumeExhausted, Loyalty, TestClock
     from loyaltykit.testing.contract.referrals import SECRET, referral_program
 
-    storage.upgrade("0008")
+    storage.upgrade("lk0008")
     created = dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)
     tables = SQLStorage.metadata.tables
     stored = {"a": 3, "b": 1, "none": 0}
@@ -335,7 +335,7 @@ def test_0009_counts_the_codes_stored_before_it(storage: SQLStorage) -> None:
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0008")
+        command.downgrade(config, "lk0008")
     assert "lk_code_counters" not in _tables(storage)
     storage.upgrade()
     assert [] == _differences(storage)
@@ -487,7 +487,7 @@ def test_0015_keeps_every_row_and_read_of_a_populated_database(storage: SQLStora
     config = storage.alembic_config()
     with _engine(storage).begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0014")
+        command.downgrade(config, "lk0014")
     assert "lk_lookups" not in _tables(storage)
     numbered = history()
     assert [1, 2] == sorted(int(r[0]) for r in numbered)

@@ -14,6 +14,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
+from loyaltykit.sql.alembic import restamp
 from loyaltykit.sql.engine import create_engine
 from loyaltykit.sql.schema import UTCDateTime, metadata
 
@@ -29,6 +30,7 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
 
 
 def _configure(connection: Connection) -> None:
+    restamp(connection, version_table)  # stamped 0001..0016 before the ids became lk0001..
     context.configure(
         connection=connection,
         target_metadata=metadata,

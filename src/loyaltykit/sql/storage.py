@@ -246,18 +246,17 @@ class SQLStorage:
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the database schema to ``revision`` (default: the newest) with the
         migrations shipped in the package. On a host connection the migration joins
-        the host's transaction."""
-        from alembic import command
+        the host's transaction, also from inside a host's own Alembic migration
+        (``SQLStorage(op.get_bind()).upgrade()``; see :mod:`loyaltykit.sql.alembic`).
+        A revision id shipped before the ``lk`` prefix (``"0008"``) names its new id
+        (``"lk0008"``), and a database stamped with one is re-stamped first."""
         from alembic.util import CommandError
 
+        from loyaltykit.sql.alembic import run_upgrade
+
         config = self.alembic_config()
-
-        def work(conn: Connection) -> None:
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
-
         try:
-            self._run(work)
+            self._run(lambda conn: run_upgrade(conn, config, revision))
         except CommandError as exc:
             raise StorageError("the migration failed", revision=revision,
                                detail=str(exc)) from exc

@@ -1,6 +1,6 @@
 """The points ledger: programs, members, accounts, transactions, lots and holds.
 
-Revision ID: 0001
+Revision ID: lk0001
 Revises:
 Create Date: 2026-11-22
 """
@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0001"
+revision: str = "lk0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("loyaltykit",)
 depends_on: str | Sequence[str] | None = None
 
 PROGRAM = sa.String(length=64)

@@ -3,8 +3,8 @@
 Every program already registered gets its stored definition as version 1, in force
 from the beginning of time (what the ledger knew of it before versions existed).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: lk0002
+Revises: lk0001
 Create Date: 2026-11-22
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "lk0002"
+down_revision: str | Sequence[str] | None = "lk0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

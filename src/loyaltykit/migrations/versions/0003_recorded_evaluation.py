@@ -4,8 +4,8 @@ Replaying ``record_order`` returns the first result; its idempotency record refe
 the order's stored breakdown instead of holding a second copy, so the first return
 keeps the original in ``recorded_evaluation`` before overwriting ``evaluation``.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: lk0003
+Revises: lk0002
 Create Date: 2026-11-22
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "lk0003"
+down_revision: str | Sequence[str] | None = "lk0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

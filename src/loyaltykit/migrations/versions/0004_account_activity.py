@@ -4,8 +4,8 @@
 default-wallet account. An order's rule usage is now derived from its own ``lk_orders``
 row, so ``lk_rule_usage`` keeps only events' rows: the orders' rows are deleted.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: lk0004
+Revises: lk0003
 Create Date: 2026-11-23
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
+revision: str = "lk0004"
+down_revision: str | Sequence[str] | None = "lk0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,8 +5,8 @@ row would for the key ``"order:<order id>"``: recording an order under its defau
 key then writes one row, not two. Orders recorded before keep their key rows (the
 columns stay NULL) and replay from those.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: lk0005
+Revises: lk0004
 Create Date: 2026-11-23
 """
 
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
+revision: str = "lk0005"
+down_revision: str | Sequence[str] | None = "lk0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,8 +4,8 @@ history and "will downgrade" notices.
 Members enrolled before get their tier state on their next write (or evaluation
 read): nothing is backfilled here.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: lk0006
+Revises: lk0005
 Create Date: 2026-11-24
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0005"
+revision: str = "lk0006"
+down_revision: str | Sequence[str] | None = "lk0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Referrals: issued codes, one referral per referee, and identity marks (keyed hashes).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: lk0007
+Revises: lk0006
 Create Date: 2026-11-23
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "lk0007"
+down_revision: str | Sequence[str] | None = "lk0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

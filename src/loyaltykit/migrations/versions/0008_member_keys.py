@@ -6,8 +6,8 @@ it and every member column (``member_id``, ``referrer_id``, ``referee_id``, and 
 ``lk_erasures`` records erased members. Downgrading maps the keys back (an erased
 member keeps its key as its id) and drops both tables.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: lk0008
+Revises: lk0007
 Create Date: 2026-12-02
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+revision: str = "lk0008"
+down_revision: str | Sequence[str] | None = "lk0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,8 +5,8 @@ row instead of counting the program's codes under a lock on every call. The upgr
 fills it from the codes stored (one row per program that has any); downgrading drops it
 (the codes stay, and are counted again if upgraded).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: lk0009
+Revises: lk0008
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0008"
+revision: str = "lk0009"
+down_revision: str | Sequence[str] | None = "lk0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Rewards: vouchers, and one counter row per reward (stock taken, redemptions).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: lk0010
+Revises: lk0009
 Create Date: 2026-12-10
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "lk0010"
+down_revision: str | Sequence[str] | None = "lk0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

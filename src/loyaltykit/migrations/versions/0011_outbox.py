@@ -1,7 +1,7 @@
 """Events: the outbox, and each consumer's position.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: lk0011
+Revises: lk0010
 Create Date: 2026-12-20
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0010"
+revision: str = "lk0011"
+down_revision: str | Sequence[str] | None = "lk0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Notices: the claimed notices of due work, and the indexes that find their subjects.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: lk0012
+Revises: lk0011
 Create Date: 2027-01-02
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0011"
+revision: str = "lk0012"
+down_revision: str | Sequence[str] | None = "lk0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

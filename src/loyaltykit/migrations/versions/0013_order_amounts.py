@@ -8,8 +8,8 @@ before, from each order's document and returns with the library's own order arit
 (the same the orders' store writes them with). An index by member and time serves the
 reports that page through orders.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: lk0013
+Revises: lk0012
 Create Date: 2027-01-20
 """
 
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0012"
+revision: str = "lk0013"
+down_revision: str | Sequence[str] | None = "lk0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

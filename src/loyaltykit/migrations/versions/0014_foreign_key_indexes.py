@@ -8,8 +8,8 @@ checked its foreign keys by scanning the referencing table, once per deleted row
 program's cleanup ran for over ten minutes on PostgreSQL). The lot indexes also serve
 "which transactions moved this lot" and "which holds reserve it".
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: lk0014
+Revises: lk0013
 Create Date: 2027-02-03
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0013"
+revision: str = "lk0014"
+down_revision: str | Sequence[str] | None = "lk0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -26,8 +26,8 @@ its foreign keys, enforced during the migration, stay satisfied throughout).
 Downgrading rebuilds them as they were (the history lines numbered in their ids'
 order) and drops ``lk_lookups``.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: lk0015
+Revises: lk0014
 Create Date: 2027-02-17
 """
 
@@ -39,8 +39,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0014"
+revision: str = "lk0015"
+down_revision: str | Sequence[str] | None = "lk0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -21,8 +21,8 @@ Downgrading rebuilds the tables of 0011 (PostgreSQL's events numbered in their
 position order, the sequence set after them; a consumer keeps its position in this
 server's stream).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: lk0016
+Revises: lk0015
 Create Date: 2027-02-24
 """
 
@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0016"
-down_revision: str | Sequence[str] | None = "0015"
+revision: str = "lk0016"
+down_revision: str | Sequence[str] | None = "lk0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
