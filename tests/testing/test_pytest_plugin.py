@@ -5,6 +5,7 @@ a shop test file that uses only the plugin's fixtures (loaded through the instal
 from __future__ import annotations
 
 import pytest
+from tests.package.test_docs import REPO_ROOT, parse_blocks
 
 pytest_plugins = ["pytester"]
 
@@ -104,11 +105,49 @@ def test_travel_runs_the_due_work_of_both_facades(loyalty, loyalty_sqlite,
 '''
 
 
+BROKEN_FLOW = '''
+import sqlalchemy as sa
+
+from loyaltykit.testing import assert_invariants
+
+
+def test_flow(loyalty_sqlite):
+    # a shop's flow that corrupts the ledger (a running total changed behind the
+    # library's back): assert_invariants fails the test and names the invariant
+    loyalty_sqlite.enrol("alice")
+    loyalty_sqlite.earn("alice", 100, key="order-1")
+    assert_invariants(loyalty_sqlite)
+    with loyalty_sqlite.storage.unit_of_work("shop") as uow:
+        uow.connection().execute(sa.text("UPDATE lk_accounts SET available = 90"))
+        uow.commit()
+    assert_invariants(loyalty_sqlite)
+'''
+
+
+def docs_shop_file() -> str:
+    """The first python block of docs/testing.md: a shop's test file."""
+    page = (REPO_ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    first = next(b for b in parse_blocks(page) if b.runnable)
+    assert "def test_points_expire_after_a_year" in first.source
+    return first.source
+
+
 def test_a_shops_suite_gets_the_fixtures_with_no_conftest(pytester: pytest.Pytester):
-    pytester.makepyfile(test_shop=SHOP_TESTS, test_shop_time=SHOP_TIME_TRAVEL)
+    # one subprocess for all the shop's files (starting one costs seconds)
+    pytester.makepyfile(test_shop=SHOP_TESTS, test_shop_time=SHOP_TIME_TRAVEL,
+                        test_cafe=docs_shop_file(), test_broken=BROKEN_FLOW)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=11)
     result.stdout.fnmatch_lines(["*plugins:*loyaltykit*"])
+    # 7 + 4 + 4 (the docs page's file) pass; the corrupted ledger fails its test
+    result.assert_outcomes(passed=15, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_broken.py::test_flow FAILED*",
+        "*AssertionError: * ledger invariant violation(s) in program 'shop':*",
+        "*invariant (b) running totals equal the sum of postings: member 'alice' "
+        "wallet 'points' stores available=90 but its postings sum to 100*",
+    ], consecutive=False)
+    assert "test_cafe.py::test_points_expire_after_a_year[loyalty_sqlite] PASSED" \
+        in result.stdout.str()
 
 
 def test_the_fixtures_come_from_the_plugin(pytester: pytest.Pytester):
@@ -117,31 +156,3 @@ def test_the_fixtures_come_from_the_plugin(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:loyaltykit")
     result.assert_outcomes(errors=7)
     result.stdout.fnmatch_lines(["*fixture 'loyalty*' not found*"])
-
-
-def test_a_broken_ledger_fails_the_shops_test_with_the_invariant_named(
-        pytester: pytest.Pytester):
-    # a shop's flow that corrupts the ledger (a running total changed behind the
-    # library's back): assert_invariants fails the test and names the invariant
-    pytester.makepyfile(test_broken='''
-import sqlalchemy as sa
-
-from loyaltykit.testing import assert_invariants
-
-
-def test_flow(loyalty_sqlite):
-    loyalty_sqlite.enrol("alice")
-    loyalty_sqlite.earn("alice", 100, key="order-1")
-    assert_invariants(loyalty_sqlite)
-    with loyalty_sqlite.storage.unit_of_work("shop") as uow:
-        uow.connection().execute(sa.text("UPDATE lk_accounts SET available = 90"))
-        uow.commit()
-    assert_invariants(loyalty_sqlite)
-''')
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*AssertionError: * ledger invariant violation(s) in program 'shop':*",
-        "*invariant (b) running totals equal the sum of postings: member 'alice' "
-        "wallet 'points' stores available=90 but its postings sum to 100*",
-    ])
