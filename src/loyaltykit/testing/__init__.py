@@ -5,6 +5,11 @@ check_invariants``); some need the ``test`` extra (Hypothesis, pytest) installed
 storage contract is also importable from here (``from loyaltykit.testing import
 StorageContract``, see :mod:`loyaltykit.testing.contract`); it is loaded on first use, so
 importing this package alone never imports pytest.
+
+For a shop's own test suite: :func:`assert_invariants` (is the ledger sound after my
+flows?) and the pytest plugin :mod:`loyaltykit.testing.pytest_plugin` (fixtures
+``loyalty``, ``loyalty_sqlite``, ``loyalty_clock`` ..., loaded by pytest on its own
+once loyaltykit is installed); see ``docs/testing.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loyaltykit._member_keys import KeyedStorage
 from loyaltykit.storage import Storage
+from loyaltykit.testing.assertions import assert_invariants
 
 if TYPE_CHECKING:
     from loyaltykit.testing.contract import (
@@ -33,8 +39,12 @@ __all__ = [
     "ReferralContract",
     "StorageContract",
     "TierContract",
+    "assert_invariants",
     "by_shop_ids",
 ]
+
+#: The contract classes, loaded on first use (they import pytest).
+_CONTRACTS = frozenset(name for name in __all__ if name.endswith("Contract"))
 
 
 def by_shop_ids(storage: Storage) -> Storage:
@@ -47,7 +57,7 @@ def by_shop_ids(storage: Storage) -> Storage:
 
 def __getattr__(name: str) -> Any:
     # the contract imports pytest: load it only when asked for
-    if name in __all__[:-1]:
+    if name in _CONTRACTS:
         from loyaltykit.testing import contract
 
         return getattr(contract, name)
