@@ -171,15 +171,18 @@ def test_reads_work_on_a_read_only_replica_and_writes_raise(
 
 
 def test_a_read_only_transaction_reads_through_a_bound_facade(engine: sa.Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SET TRANSACTION READ ONLY is PostgreSQL's (SQLite: the replica test)")
     loyalty = Loyalty(PROGRAM, SQLStorage(engine), clock=TestClock(NOW))
     loyalty.enrol("alice")
     loyalty.earn("alice", 40, key="e1")
+    postgres = engine.dialect.name == "postgresql"
     with engine.connect() as conn, conn.begin():
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        # a read-only transaction: PostgreSQL's own; SQLite's connection made query-only
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY" if postgres
+                             else "PRAGMA query_only = ON")
         bound = loyalty.bind(conn)
         _reads(bound)
         with pytest.raises(StorageError):
             bound.earn("alice", 1, key="ro")
         _reads(bound)  # the host's transaction is still usable
+        if not postgres:
+            conn.exec_driver_sql("PRAGMA query_only = OFF")
