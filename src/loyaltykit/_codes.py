@@ -40,6 +40,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import InvalidCode, InvalidInput, InvalidProgram, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import check_int, field_name, invalid
 
 __all__ = ["ALPHABET", "CHECK_SCHEMES", "CHECK_SYMBOLS", "CodeSpec", "check_symbol",
@@ -130,7 +131,7 @@ def accepts_checks_of(later: CodeSpec, earlier: CodeSpec) -> bool:
 
 
 @attrs.frozen
-class CodeSpec:
+class CodeSpec(JsonForm):
     """What a program's codes look like. See the module docstring.
 
     ``length`` random symbols (each carries 5 bits); ``group`` symbols per group when

@@ -71,6 +71,7 @@ line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -157,6 +158,23 @@ class LoyaltyError(Exception):
             return f"{self.code}: {self.message}"
         extra = ", ".join(f"{k}={shown(v)}" for k, v in self.details.items())
         return f"{self.code}: {self.message} ({extra})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """This error as JSON-compatible data, ``{"code", "message", "details"}`` (the
+        details in the form of docs/json.md; a value that has none is shown as its
+        shortened ``repr``): what an HTTP error body or an import's report can hold."""
+        from loyaltykit._json import to_data
+
+        def plain(value: Any) -> Any:
+            data = to_data(value)
+            try:
+                json.dumps(data)
+            except (TypeError, ValueError):  # a hostile value: never fail, show it
+                return shown(value)
+            return data
+
+        return {"code": self.code, "message": self.message,
+                "details": {str(k): plain(v) for k, v in self.details.items()}}
 
 
 #: The longest a detail's value is shown in an error's text.

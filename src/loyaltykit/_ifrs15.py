@@ -27,6 +27,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import attrs
 
 from loyaltykit._errors import CurrencyMismatch, InvalidInput, InvalidMoney, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._periods import PeriodRange
 from loyaltykit._validate import MAX_MONEY_PLACES, MONEY_CONTEXT
 from loyaltykit._values import Money, check_points
@@ -49,7 +50,7 @@ _FINEST = Decimal(1).scaleb(-MAX_MONEY_PLACES)
 
 
 @attrs.frozen
-class RevenueAllocation:
+class RevenueAllocation(JsonForm):
     """An order's price split between goods and points (IFRS 15 §73-80).
 
     ``points_value`` is the points' stand-alone selling price (points x point value x
@@ -62,7 +63,7 @@ class RevenueAllocation:
 
 
 @attrs.frozen
-class RedemptionEstimate:
+class RedemptionEstimate(JsonForm):
     """At the end of one period: the points ``redeemed`` so far (cumulative) and the
     points ``expected`` to be redeemed in all (the current estimate)."""
 
@@ -75,7 +76,7 @@ class RedemptionEstimate:
 
 
 @attrs.frozen
-class PeriodRevenue:
+class PeriodRevenue(JsonForm):
     """IFRS 15 for one reporting period, from the program's own data
     (:meth:`loyalty.reports.revenue <loyaltykit._services.report_revenue.RevenueReports.revenue>`).
 
@@ -105,7 +106,7 @@ class PeriodRevenue:
 
 
 @attrs.frozen
-class RevenueRecognition:
+class RevenueRecognition(JsonForm):
     """One period's recognition of the points' share: the estimate it used, the revenue
     ``recognised`` by the period's end (cumulative), the period's ``revenue`` and the
     contract ``liability`` left."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 
 from loyaltykit._copy import evolve
+from loyaltykit._json import JsonForm
 
 __all__ = [
     "MEMBER_ACCOUNTS",
@@ -99,7 +100,7 @@ _ACCOUNT_NAME = dict(_ACCOUNT_NAMES)
 
 
 @attrs.frozen
-class Posting:
+class Posting(JsonForm):
     """One leg of a transaction: a signed amount on an account (credit positive)."""
 
     account: Account
@@ -107,7 +108,7 @@ class Posting:
 
 
 @attrs.frozen
-class LotMovement:
+class LotMovement(JsonForm):
     """The change a transaction made to one lot's remaining points."""
 
     lot_id: uuid.UUID
@@ -115,7 +116,7 @@ class LotMovement:
 
 
 @attrs.frozen
-class Transaction:
+class Transaction(JsonForm):
     """An immutable, balanced ledger transaction of one member in one wallet.
 
     ``postings`` sum to zero; ``movements`` record which lots it credited or consumed,
@@ -153,7 +154,7 @@ class Transaction:
 
 
 @attrs.frozen
-class Lot:
+class Lot(JsonForm):
     """Points from one credit (an earn, a positive adjustment, an incoming transfer).
 
     ``remaining`` includes ``held`` points reserved by open holds. A pending lot is
@@ -199,7 +200,7 @@ class HoldStatus(enum.Enum):
 
 
 @attrs.frozen
-class HoldAllocation:
+class HoldAllocation(JsonForm):
     """Points of one lot reserved by a hold."""
 
     lot_id: uuid.UUID
@@ -207,7 +208,7 @@ class HoldAllocation:
 
 
 @attrs.frozen
-class Hold:
+class Hold(JsonForm):
     """A reservation of available points for a checkout, with a time-to-live."""
 
     id: uuid.UUID
@@ -225,7 +226,7 @@ class Hold:
 
 
 @attrs.frozen
-class Member:
+class Member(JsonForm):
     """A member enrolled in a program."""
 
     program_id: str
@@ -328,7 +329,7 @@ class OrderStatus(enum.Enum):
 
 
 @attrs.frozen
-class OrderRecord:
+class OrderRecord(JsonForm):
     """A recorded order as storage keeps it.
 
     ``order`` is the order as placed (:meth:`loyaltykit.Order.to_dict`), ``returned``

@@ -36,6 +36,7 @@ from loyaltykit._errors import (
     LoyaltyError,
     shown,
 )
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import (
     CURRENCIES,
     MAX_JSON_DEPTH,
@@ -215,7 +216,7 @@ def _currency(value: object) -> str:
 
 
 @attrs.frozen
-class OrderLine:
+class OrderLine(JsonForm):
     """One line of an order: ``quantity`` units of ``sku`` at ``unit_price`` each.
 
     ``discount`` is the total discount on the line (a member price, a coupon share);
@@ -329,7 +330,7 @@ def _lines(value: tuple[OrderLine, ...] | list[OrderLine]) -> tuple[OrderLine, .
 
 
 @attrs.frozen
-class Order:
+class Order(JsonForm):
     """An order a member placed: lines, shipping, channel and store, at an instant.
 
     ``placed_at`` must be timezone-aware; it is kept in UTC. Every amount must be in
@@ -514,7 +515,7 @@ _ORDER_KEYS = frozenset({"id", "member_id", "placed_at", "currency", "lines", "s
 
 
 @attrs.frozen
-class Event:
+class Event(JsonForm):
     """Something a member did that bonus rules can reward: ``type`` is one of
     :class:`EventType` or a custom identifier (``^[a-z][a-z0-9_]{0,63}$``).
 

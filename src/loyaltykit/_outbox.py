@@ -63,6 +63,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import InvalidPosition, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import check_bool, check_int, field_name, invalid
 
 __all__ = [
@@ -100,7 +101,7 @@ _POSITION = re.compile(r"^(?:(0|-?[1-9][0-9]{0,18}):)?"
 
 @functools.total_ordering
 @attrs.frozen(eq=True, order=False)
-class EventPosition:
+class EventPosition(JsonForm):
     """Where an event stands in its program's outbox: events are read in position
     order, and a consumer's position in a stream is the last event it acknowledged
     there.
@@ -160,6 +161,11 @@ class EventPosition:
         if self.event != NO_EVENT:
             text = f"{text}.{self.event.hex}"
         return text if self.stream == 0 else f"{self.stream}:{text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"position": <to_str() text>}``: a position is opaque, its text is its JSON
+        form (an event's or a consumer's dict holds that text)."""
+        return {"position": self.to_str()}
 
     @classmethod
     def from_str(cls, text: str) -> EventPosition:
@@ -225,7 +231,7 @@ class NewEvent:
 
 
 @attrs.frozen
-class OutboxEvent:
+class OutboxEvent(JsonForm):
     """One change of a program, as a consumer reads it from ``loyalty.events``.
 
     ``id`` is stable (the same event read twice has the same id: de-duplicate on it
@@ -264,7 +270,7 @@ class OutboxEvent:
 
 
 @attrs.frozen
-class EventConsumer:
+class EventConsumer(JsonForm):
     """A named consumer of the outbox: the position it acknowledged last and when.
 
     .. versionadded:: 0.4
@@ -274,13 +280,19 @@ class EventConsumer:
     position: EventPosition
     acked_at: dt.datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """This consumer as JSON-compatible data, the position as its
+        :meth:`EventPosition.to_str` text (as in :meth:`OutboxEvent.to_dict`)."""
+        return {"name": self.name, "position": self.position.to_str(),
+                "acked_at": self.acked_at.isoformat()}
+
 
 _POLICY_KEYS = frozenset({"retention_days", "points_expiring_days", "voucher_expiring_days",
                           "tier_will_drop"})
 
 
 @attrs.frozen
-class EventPolicy:
+class EventPolicy(JsonForm):
     """What a program keeps of its outbox and which notices its due work emits
     (versioned with the program).
 

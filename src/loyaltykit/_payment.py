@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import (
     MONEY_CONTEXT,
     check_bool,
@@ -79,7 +80,7 @@ def _field(name: str) -> str:
 
 
 @attrs.frozen
-class PaymentPolicy:
+class PaymentPolicy(JsonForm):
     """How members may pay with points: ``points`` points are worth ``money``
     (``PaymentPolicy(points=100, money=Money("1.00", "EUR"))``: 100 points = 1.00 EUR).
 
@@ -199,7 +200,7 @@ class PaymentPolicy:
 
 
 @attrs.frozen
-class PaymentQuote:
+class PaymentQuote(JsonForm):
     """How many points a member may pay for a cart with (a dry run; nothing written).
 
     ``min_points`` .. ``max_points`` is the usable range (whole steps of ``step``),

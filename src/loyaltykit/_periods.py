@@ -14,6 +14,7 @@ import attrs
 
 from loyaltykit._calendar import calendar_period, zone
 from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import check_instant
 
 __all__ = ["MAX_PERIODS", "Period", "PeriodRange", "period_ranges", "report_periods"]
@@ -34,7 +35,7 @@ class Period(enum.Enum):
 
 
 @attrs.frozen
-class PeriodRange:
+class PeriodRange(JsonForm):
     """One reporting period: ``[start, end)`` in UTC, and its first local ``day``
     (in the program's time zone), which names it."""
 

@@ -27,6 +27,7 @@ from loyaltykit._errors import (
     UnknownWallet,
     shown,
 )
+from loyaltykit._json import JsonForm
 from loyaltykit._outbox import EventPolicy
 from loyaltykit._payment import PaymentPolicy
 from loyaltykit._referrals import ReferralPolicy
@@ -112,7 +113,7 @@ def _check_count(field: str, value: object, *, allow_none: bool,
 
 
 @attrs.frozen
-class ExpiryPolicy:
+class ExpiryPolicy(JsonForm):
     """When lots expire: ``days`` or ``months`` after the start, rounded up.
 
     With neither ``days`` nor ``months`` set, points never expire. Rounding moves the
@@ -184,7 +185,7 @@ class ExpiryPolicy:
 
 
 @attrs.frozen
-class PendingPolicy:
+class PendingPolicy(JsonForm):
     """How long earned points stay pending (visible, not spendable).
 
     ``days`` > 0 activates a lot that many calendar days after the earn (in the
@@ -216,7 +217,7 @@ class PendingPolicy:
 
 
 @attrs.frozen
-class LedgerPolicy:
+class LedgerPolicy(JsonForm):
     """The ledger rules of a program: expiry, pending period, spend order, clawback."""
 
     expiry: ExpiryPolicy = attrs.field(factory=ExpiryPolicy)
@@ -271,7 +272,7 @@ def _enum(cls: type[enum.Enum], value: Any, field: str) -> Any:
 
 
 @attrs.frozen
-class Program:
+class Program(JsonForm):
     """A loyalty program: identity, time zone, currency, point value, wallets, policies.
 
     ``wallets`` names the kinds of points members hold; the first is the default wallet

@@ -45,6 +45,7 @@ from loyaltykit._errors import (
     NaiveDatetime,
     shown,
 )
+from loyaltykit._json import JsonForm
 from loyaltykit._rules import CapPeriod
 from loyaltykit._validate import (
     MAX_REASON_LENGTH,
@@ -136,7 +137,7 @@ _FINGERPRINTS = ("payment", "device")
 
 
 @attrs.frozen
-class ReferralReward:
+class ReferralReward(JsonForm):
     """Points paid for one qualifying referral, to each side."""
 
     referrer: int = 0
@@ -158,7 +159,7 @@ class ReferralReward:
 
 
 @attrs.frozen
-class ReferralCap:
+class ReferralCap(JsonForm):
     """At most ``count`` paid referrals per referrer per ``period`` (a calendar month,
     quarter or year in the program's time zone, ``ROLLING`` over ``days``, or
     ``LIFETIME``), counted by when they qualified; voided ones do not count."""
@@ -202,7 +203,7 @@ class ReferralCap:
 
 
 @attrs.frozen
-class Campaign:
+class Campaign(JsonForm):
     """A time-boxed reward (holiday, seasonal) that overrides the source's reward for
     referrals attributed in ``[starts_at, ends_at)``; ``sources`` limits it (empty:
     every source)."""
@@ -289,7 +290,7 @@ def _sources(value: object) -> tuple[tuple[Source, ReferralReward], ...]:
 
 
 @attrs.frozen
-class ReferralPolicy:
+class ReferralPolicy(JsonForm):
     """A program's referral rules. See the module docstring; scenario R's policy is
 
     >>> from loyaltykit import CapPeriod, Money
@@ -418,7 +419,7 @@ class ReferralPolicy:
 
 
 @attrs.frozen
-class ReferralCode:
+class ReferralCode(JsonForm):
     """A code a member shares. ``code`` is its stored (normalised) form, ``shown`` the
     grouped form to print; ``uses`` counts referrals attributed with it."""
 
@@ -434,7 +435,7 @@ class ReferralCode:
 
 
 @attrs.frozen
-class Referral:
+class Referral(JsonForm):
     """One referee's referral (at most one per referee). ``reasons`` are the fraud
     checks' reasons (and a reject's); points and transaction ids are set once the
     qualifying order paid; ``settles_at`` is when the order's return window closes
@@ -485,7 +486,7 @@ class ReferralMark:
 
 
 @attrs.frozen
-class ReferrerStats:
+class ReferrerStats(JsonForm):
     """What a referrer's referrals came to at ``at``. ``invited`` counts every
     referral attributed to the referrer; ``reasons`` counts the reasons of blocked and
     rejected ones."""
@@ -562,7 +563,7 @@ def _hidden(value: object) -> str:
 
 
 @attrs.frozen
-class Identity:
+class Identity(JsonForm):
     """What a shop knows of who a member is, for fraud checks. Each value is kept only
     as a keyed hash: the e-mail after :func:`normalise_email`, the payment fingerprint
     (a card or account token from the payment provider) and the device fingerprint as
@@ -602,7 +603,7 @@ class Identity:
 
 
 @attrs.frozen
-class Verdict:
+class Verdict(JsonForm):
     """A fraud check's outcome and why: an :class:`Outcome` and a tuple of reasons, each
     a str of at most 500 characters (a list is taken as a tuple). Anything else raises
     :class:`~loyaltykit.InvalidInput`."""
@@ -635,7 +636,7 @@ PASS = Verdict()
 
 
 @attrs.frozen
-class ReferralCase:
+class ReferralCase(JsonForm):
     """What the fraud checks see of one attribution. Marks are (kind, digest) pairs;
     ``last_hour`` / ``last_day`` count the referrer's earlier attributions in the hour
     and day before ``at``; ``chain`` lists who referred the referrer, and who referred
@@ -657,7 +658,7 @@ FraudCheck = Callable[[ReferralCase], Verdict]
 
 
 @attrs.frozen
-class SameEmail:
+class SameEmail(JsonForm):
     """The referee's normalised e-mail is one of the referrer's: a self-referral."""
 
     outcome: Outcome = Outcome.BLOCK
@@ -674,7 +675,7 @@ class SameEmail:
 
 
 @attrs.frozen
-class SameFingerprint:
+class SameFingerprint(JsonForm):
     """The referee's payment (or device) fingerprint is one of the referrer's."""
 
     kind: str = "payment"
@@ -696,7 +697,7 @@ class SameFingerprint:
 
 
 @attrs.frozen
-class Velocity:
+class Velocity(JsonForm):
     """More attributions to one referrer in an hour (or a day) than allowed; each limit
     is None (no limit) or an int from 1 to 10**9."""
 
@@ -721,7 +722,7 @@ class Velocity:
 
 
 @attrs.frozen
-class Cycle:
+class Cycle(JsonForm):
     """The referee is already up the referrer's chain (A refers B refers A)."""
 
     outcome: Outcome = Outcome.BLOCK

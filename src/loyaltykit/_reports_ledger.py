@@ -37,6 +37,7 @@ from fractions import Fraction
 
 import attrs
 
+from loyaltykit._json import JsonForm
 from loyaltykit._values import Money
 
 __all__ = [
@@ -89,7 +90,7 @@ def flow_of(kind: str, reversed_kind: str | None, account: str, amount: int
 
 
 @attrs.frozen
-class WalletTotals:
+class WalletTotals(JsonForm):
     """One wallet's totals at ``as_of`` (what had occurred by then).
 
     ``members`` have an account in the wallet (enrolled by ``as_of``); the points
@@ -115,7 +116,7 @@ class WalletTotals:
 
 
 @attrs.frozen
-class MemberRow:
+class MemberRow(JsonForm):
     """One member in a :class:`MemberPage`: the shop's ``member_id`` (an erased member
     shows as ``"erased:<key>"``), when it enrolled, its current ``tier`` name (None:
     no tier state, or a program without tiers) and its last activity (None: none yet;
@@ -128,7 +129,7 @@ class MemberRow:
 
 
 @attrs.frozen
-class MemberPage:
+class MemberPage(JsonForm):
     """A page of members in enrolment order (then by an internal key); pass
     ``next_cursor`` back as ``after`` for the next page (None: no more)."""
 
@@ -137,7 +138,7 @@ class MemberPage:
 
 
 @attrs.frozen
-class TierCount:
+class TierCount(JsonForm):
     """How many members hold ``tier`` (None: members with no tier)."""
 
     tier: str | None
@@ -145,7 +146,7 @@ class TierCount:
 
 
 @attrs.frozen
-class TierDistribution:
+class TierDistribution(JsonForm):
     """Members per tier at ``as_of``: every tier of the program in ladder order (zeros
     included), then members with no tier (``tier=None``); ``total`` is their sum."""
 
@@ -159,7 +160,7 @@ class TierDistribution:
 
 
 @attrs.frozen
-class PointsPeriod:
+class PointsPeriod(JsonForm):
     """Points that moved in one reporting period ``[start, end)`` (UTC bounds of a
     calendar period in the program's zone, named by ``label``), counted as the
     totals count them: ``issued``, ``redeemed``, ``expired``, ``written_off``."""
@@ -175,7 +176,7 @@ class PointsPeriod:
 
 
 @attrs.frozen
-class BreakageCohort:
+class BreakageCohort(JsonForm):
     """The lots earned in one calendar month (``month``: its first day, in the
     program's zone): points ``issued`` (the lots' amounts), ``expired`` of them,
     ``redeemed`` (used otherwise: spent, captured, taken back, transferred, settling
@@ -196,7 +197,7 @@ class BreakageCohort:
 
 
 @attrs.frozen
-class Breakage:
+class Breakage(JsonForm):
     """Breakage estimated from closed monthly cohorts (DESIGN §9).
 
     ``rate`` = expired / issued over the closed cohorts (None: no closed cohort),
@@ -214,7 +215,7 @@ class Breakage:
 
 
 @attrs.frozen
-class Liability:
+class Liability(JsonForm):
     """The money the program owes for outstanding points at ``as_of``.
 
     ``points`` = available + pending + held (held points are the member's until a

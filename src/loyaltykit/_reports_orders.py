@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import InvalidInput, LoyaltyError, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import Order, check_name
 from loyaltykit._periods import PeriodRange
 from loyaltykit._validate import MAX_MONEY_PLACES, MONEY_CONTEXT
@@ -59,7 +60,7 @@ def counted_net(order: Mapping[str, Any], returned: Mapping[str, int],
 
 
 @attrs.frozen
-class Purchase:
+class Purchase(JsonForm):
     """One order that counts, as the purchase analyses (CLV) read it.
 
     ``member_id`` is the shop's member id (``"erased:<key>"`` for an erased member),
@@ -86,7 +87,7 @@ def ratio(part: int | Decimal, whole: int | Decimal) -> Decimal | None:
 
 
 @attrs.frozen
-class PeriodKpis:
+class PeriodKpis(JsonForm):
     """The order and points KPIs of one calendar period (DESIGN §9, scenario A3).
 
     Orders are those that count (not cancelled, not returned in full), each for its net
@@ -216,7 +217,7 @@ def _check_scores(r: object, f: object, m: object) -> None:
 
 
 @attrs.frozen
-class RfmSegment:
+class RfmSegment(JsonForm):
     """A named cell of the RFM grid: members whose recency score is within
     ``recency`` and whose frequency-monetary score (``(F + M) // 2``, the mean of the
     two rounded down) is within ``frequency_monetary``, both inclusive (lo, hi) pairs
@@ -289,7 +290,7 @@ def rfm_segment(r: int, f: int, m: int,
 
 
 @attrs.frozen
-class RfmRow:
+class RfmRow(JsonForm):
     """One member's RFM as of an instant (scenario A4): ``recency_days`` whole
     calendar days in the program's zone from its last order's local date to the
     instant's, ``frequency`` its orders that count, ``monetary`` their net goods now;

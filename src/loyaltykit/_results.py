@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import orjson
 
+from loyaltykit._json import JsonForm
 from loyaltykit._model import Kind, Member, OrderRecord
 from loyaltykit._referrals import Referral, ReferralCode, ReferralStatus, Source
 from loyaltykit._rewards import Voucher, VoucherStatus
@@ -44,7 +45,7 @@ __all__ = [
 
 
 @attrs.frozen
-class Balance:
+class Balance(JsonForm):
     """A member's points in one wallet, now or as of a past instant.
 
     ``available`` is spendable; ``pending`` is visible but not yet spendable; ``held``
@@ -73,7 +74,7 @@ class Balance:
 
 
 @attrs.frozen
-class TransactionResult:
+class TransactionResult(JsonForm):
     """The result of a write that posted one transaction.
 
     ``points`` is the net change of the member's total points; ``balance`` the
@@ -92,7 +93,7 @@ class TransactionResult:
 
 
 @attrs.frozen
-class HoldResult:
+class HoldResult(JsonForm):
     """The result of placing a hold: its id, points, expiry and the new balance."""
 
     hold_id: uuid.UUID
@@ -105,7 +106,7 @@ class HoldResult:
 
 
 @attrs.frozen
-class TransferResult:
+class TransferResult(JsonForm):
     """The two transactions of a transfer: out of one member, into the other."""
 
     transfer_id: uuid.UUID
@@ -114,7 +115,7 @@ class TransferResult:
 
 
 @attrs.frozen
-class BulkEarnResult:
+class BulkEarnResult(JsonForm):
     """The result of a bulk earn: how many members got how many points in all."""
 
     batch_id: uuid.UUID
@@ -124,7 +125,7 @@ class BulkEarnResult:
 
 
 @attrs.frozen
-class StatementLine:
+class StatementLine(JsonForm):
     """One transaction as a member's statement shows it, with the running balance."""
 
     transaction_id: uuid.UUID
@@ -137,7 +138,7 @@ class StatementLine:
 
 
 @attrs.frozen
-class StatementPage:
+class StatementPage(JsonForm):
     """A page of a statement, newest first; pass ``next_cursor`` to get the next page."""
 
     member_id: str
@@ -147,7 +148,7 @@ class StatementPage:
 
 
 @attrs.frozen
-class DueWorkReport:
+class DueWorkReport(JsonForm):
     """What a run of due work did: counts of transactions and points moved.
 
     ``expired_points`` includes held points of an expired lot that a hold's release
@@ -182,7 +183,7 @@ class DueWorkReport:
 
 
 @attrs.frozen
-class Redemption:
+class Redemption(JsonForm):
     """The result of redeeming a reward: the :class:`~loyaltykit.Voucher` issued, the
     spend ``transaction_id`` that debited its cost and the member's ``balance`` after.
 
@@ -195,7 +196,7 @@ class Redemption:
 
 
 @attrs.frozen
-class OrderResult:
+class OrderResult(JsonForm):
     """The result of recording an order: its points, the rule breakdown and the earn.
 
     ``points`` is what the order is worth (rounded once); ``evaluation`` explains it
@@ -213,7 +214,7 @@ class OrderResult:
 
 
 @attrs.frozen
-class ReturnResult:
+class ReturnResult(JsonForm):
     """The result of a return or a cancellation.
 
     The order as it stands was re-evaluated with the rules it was placed under:
@@ -250,7 +251,7 @@ class ReturnResult:
 
 
 @attrs.frozen
-class EventResult:
+class EventResult(JsonForm):
     """The result of recording an event (sign-up, birthday, review, custom...)."""
 
     event_id: str

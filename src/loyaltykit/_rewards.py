@@ -40,6 +40,7 @@ import attrs
 from loyaltykit._calendar import add_days, calendar_period, zone
 from loyaltykit._codes import CodeSpec
 from loyaltykit._errors import InvalidInput, InvalidProgram, LoyaltyError, NaiveDatetime, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._rules import CapPeriod
 from loyaltykit._validate import (
     MAX_INSTANT,
@@ -162,7 +163,7 @@ def _optional_int(value: object, field: str, low: int, high: int) -> int | None:
 
 
 @attrs.frozen
-class FixedDiscount:
+class FixedDiscount(JsonForm):
     """A discount of ``amount`` (Money in the program's currency, more than zero) off
     an order the voucher is used on.
 
@@ -185,7 +186,7 @@ class FixedDiscount:
 
 
 @attrs.frozen
-class PercentDiscount:
+class PercentDiscount(JsonForm):
     """A discount of ``percent`` per cent (an exact Decimal, more than 0, at most 100)
     off an order the voucher is used on.
 
@@ -208,7 +209,7 @@ class PercentDiscount:
 
 
 @attrs.frozen
-class FreeItem:
+class FreeItem(JsonForm):
     """``quantity`` of the product ``sku`` (a shop's id: 1-128 characters without
     surrounding spaces or control characters) for free."""
 
@@ -238,7 +239,7 @@ def _payload(value: object) -> dict[str, Any]:
 
 
 @attrs.frozen
-class CustomReward:
+class CustomReward(JsonForm):
     """Anything else the shop hands out, described by ``payload``: a JSON-compatible
     mapping with str keys (as metadata: at most 16 KiB, nested at most 32 levels, no
     NUL or unpaired surrogate in its text)."""
@@ -291,7 +292,7 @@ def _kind_from_dict(data: object) -> RewardKind:
 
 
 @attrs.frozen
-class RewardLimit:
+class RewardLimit(JsonForm):
     """At most ``count`` redemptions per member per ``period``: a calendar ``DAY``,
     ``WEEK`` (ISO, from Monday), ``MONTH``, ``QUARTER`` or ``YEAR`` of the program's
     time zone, ``ROLLING`` over the last ``days`` days (of the program's wall clock), or
@@ -365,7 +366,7 @@ def _tier_names(value: object, field: str) -> frozenset[str]:
 
 
 @attrs.frozen
-class Reward:
+class Reward(JsonForm):
     """One entry of the catalogue. See the module docstring; scenario V's ``coffee``:
 
     >>> from loyaltykit import CapPeriod, Money
@@ -501,7 +502,7 @@ _POLICY_KEYS = frozenset({"catalogue", "wallet", "code"})
 
 
 @attrs.frozen
-class RewardPolicy:
+class RewardPolicy(JsonForm):
     """A program's rewards: the ``catalogue`` (rewards with unique ids, at most 1,000),
     the ``wallet`` redemptions debit (None: the program's first) and the ``code`` spec
     of the vouchers they issue.
@@ -659,7 +660,7 @@ class VoucherStatus(enum.Enum):
 
 
 @attrs.frozen
-class Voucher:
+class Voucher(JsonForm):
     """A voucher a redemption issued: what the shop hands the member and takes at the
     till.
 

@@ -18,6 +18,7 @@ import attrs
 
 from loyaltykit._calendar import anniversary, in_zone, start_of
 from loyaltykit._errors import shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import field_name, invalid
 from loyaltykit._values import to_utc
 
@@ -49,7 +50,7 @@ _last_period: dict[str, tuple[WindowKind, dt.datetime, dt.datetime]] = {}
 
 # (its hash kept: the calendar caches below are keyed by the window, asked per order)
 @attrs.frozen(cache_hash=True)
-class QualificationWindow:
+class QualificationWindow(JsonForm):
     """The window the metric counts over: ``kind`` and, for rolling windows, ``months``.
 
     >>> QualificationWindow(WindowKind.ROLLING_MONTHS, months=12).describe()

@@ -35,6 +35,7 @@ import attrs
 
 from loyaltykit._copy import evolve
 from loyaltykit._errors import InvalidProgram, LoyaltyError, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._tier_windows import QualificationWindow, WindowKind, _enum
 from loyaltykit._validate import MONEY_CONTEXT, NAME, field_name, invalid
 from loyaltykit._values import Money
@@ -106,7 +107,7 @@ def _custom(value: Any) -> dict[str, Any]:
 
 
 @attrs.frozen
-class Benefits:
+class Benefits(JsonForm):
     """What a tier gives, as data that rules and shops read.
 
     ``earn_multiplier`` is applied by :class:`~loyaltykit.TierMultiplierRule` rules;
@@ -162,7 +163,7 @@ _MAX_THRESHOLD = 10**15
 
 
 @attrs.frozen
-class Tier:
+class Tier(JsonForm):
     """One rung of the ladder: reached when the metric reaches ``threshold`` (points
     or orders as an int, spend as :class:`~loyaltykit.Money`). A ``lifetime`` tier,
     once reached, is never lost."""
@@ -223,7 +224,7 @@ def spend_units(amount: Decimal) -> int:
 
 
 @attrs.frozen
-class TierPolicy:
+class TierPolicy(JsonForm):
     """A program's tier ladder and how members move on it.
 
     ``tiers`` go from the base tier (threshold 0: every member holds it) upwards, with
@@ -387,7 +388,7 @@ class TierState:
 
 
 @attrs.frozen
-class TierChange:
+class TierChange(JsonForm):
     """One line of a member's tier history: from, to, when (business time), why.
 
     ``reason`` is ``"qualified"`` (reached a threshold), ``"reverted"`` (activity
@@ -429,7 +430,7 @@ class TierChanged:
 
 
 @attrs.frozen
-class TierStatus:
+class TierStatus(JsonForm):
     """A member's tier now: the tier, its benefits, since when, how it is held."""
 
     member_id: str
@@ -444,7 +445,7 @@ class TierStatus:
 
 
 @attrs.frozen
-class TierProgress:
+class TierProgress(JsonForm):
     """Progress to the next tier: the metric so far in the current window, what is
     still ``needed`` to reach ``next_tier`` (None at the top) and the ``deadline`` by
     which it must be reached (the window's end; None for a lifetime window), plus
@@ -462,7 +463,7 @@ class TierProgress:
 
 
 @attrs.frozen
-class TierNotice:
+class TierNotice(JsonForm):
     """A recorded "will downgrade" notice: at ``evaluation_at`` the member would drop
     from ``tier`` to ``would_be`` unless ``needed`` more is reached before then."""
 

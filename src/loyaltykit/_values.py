@@ -29,6 +29,7 @@ from loyaltykit._errors import (
     NaiveDatetime,
     shown,
 )
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import (
     MAX_MONEY,
     MAX_MONEY_PLACES,
@@ -114,7 +115,7 @@ def _check_currency(_: object, __: object, value: str) -> None:
 
 
 @attrs.frozen
-class Money:
+class Money(JsonForm):
     """An exact amount of money in one currency.
 
     >>> Money("12.50", "EUR")

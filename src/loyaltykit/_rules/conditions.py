@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import attrs
 
 from loyaltykit._errors import InvalidProgram, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import parse_decimal
 from loyaltykit._rules.facts import Facts
 from loyaltykit._rules.fields import (
@@ -32,7 +33,7 @@ from loyaltykit._validate import (
 _MAX_DEPTH = 16
 
 
-class Condition:
+class Condition(JsonForm):
     """A condition a rule needs: composable data (:class:`MinNet`, :class:`FirstOrder`,
     :class:`TierIn`, :class:`ChannelIn`, :class:`StoreIn`, :class:`Attribute`,
     :class:`MinTenure`, :class:`AllOf`, :class:`AnyOf`, :class:`Not`)."""

@@ -11,6 +11,7 @@ import attrs
 
 from loyaltykit._calendar import Zone
 from loyaltykit._errors import InvalidInput, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import Order
 from loyaltykit._rules.fields import (
     check_decimal,
@@ -22,7 +23,7 @@ _set = object.__setattr__
 
 
 @attrs.frozen
-class MemberContext:
+class MemberContext(JsonForm):
     """What the rules may know about the member: enrolment instant (for tenure),
     attributes (for :class:`Attribute` conditions), tier, whether the order being
     evaluated is the member's first, and the tier's earn multiplier (read by

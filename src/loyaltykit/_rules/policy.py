@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from loyaltykit._errors import shown
+from loyaltykit._json import JsonForm
 from loyaltykit._rules.conditions import FirstOrder
 from loyaltykit._rules.enums import (
     Base,
@@ -140,7 +141,7 @@ class Plan:
 
 
 @attrs.frozen
-class EarningPolicy:
+class EarningPolicy(JsonForm):
     """A program's earning rules, groups, rounding mode and stacking policy.
 
     >>> policy = EarningPolicy(rules=(RateRule(id="base"),))

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from loyaltykit._errors import InvalidInput, LoyaltyError, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import parse_decimal
 
 
 @attrs.frozen(slots=False)  # a dict instance is quicker to build: hot path
-class RuleOutcome:
+class RuleOutcome(JsonForm):
     """What one rule did for one order or event.
 
     ``points`` is the exact contribution after caps (0 if not applied), ``uncapped``
@@ -102,7 +103,7 @@ def _load(build: Any, data: object, what: str) -> Any:
 
 
 @attrs.frozen(slots=False)
-class Evaluation:
+class Evaluation(JsonForm):
     """What an order or event is worth, rule by rule.
 
     ``points`` is the rounded total (limited by ``max_points_per_order``);

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import attrs
 
 from loyaltykit._errors import InvalidProgram, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import (
     is_event_type,
     parse_decimal,
@@ -54,7 +55,7 @@ _COUNTS = ("orders", "items", "events")
 
 
 @attrs.frozen(kw_only=True)
-class Rule:
+class Rule(JsonForm):
     """What every earning rule has: an ``id`` unique in its policy, a human
     ``description``, a ``priority`` (higher runs first within its phase), whether it
     is ``exclusive`` (skips the later rules of its phase when it applies), a ``group``
@@ -439,7 +440,7 @@ _COMMON_KEYS = frozenset({"type", "id", "description", "priority", "exclusive", 
 
 
 @attrs.frozen
-class RuleGroup:
+class RuleGroup(JsonForm):
     """Rules that share caps: each rule naming the group (``Rule.group``) consumes the
     group's caps as well as its own."""
 

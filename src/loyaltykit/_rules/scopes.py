@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from loyaltykit._errors import shown
+from loyaltykit._json import JsonForm
 from loyaltykit._orders import OrderLine
 from loyaltykit._rules.enums import CapPeriod
 from loyaltykit._rules.fields import (
@@ -35,7 +36,7 @@ _DAY_NAMES.update({name[:3]: n for name, n in list(_DAY_NAMES.items())})
 
 
 @attrs.frozen
-class Cap:
+class Cap(JsonForm):
     """At most ``points`` per member per ``period`` (``days`` long when ROLLING)."""
 
     points: int
@@ -77,7 +78,7 @@ class Cap:
 
 
 @attrs.frozen
-class Window:
+class Window(JsonForm):
     """When a rule applies, on local wall-clock time in the program's time zone.
 
     ``start``/``end`` are dates (both inclusive, either open); ``weekdays`` are ISO
@@ -218,7 +219,7 @@ def window_miss(window: Window, local: dt.datetime) -> dt.date | int | tuple[int
 
 
 @attrs.frozen
-class LineMatch:
+class LineMatch(JsonForm):
     """Which order lines a rule looks at: lines whose category is in ``categories`` or
     whose SKU is in ``skus``; both empty: every line."""
 

@@ -36,6 +36,7 @@ from loyaltykit._errors import (
     StorageError,
     shown,
 )
+from loyaltykit._json import JsonForm
 from loyaltykit._model import IdempotencyRecord, Member, OrderRecord
 from loyaltykit._orders import Order, check_order
 from loyaltykit._pipeline import Steps, Work, fingerprint
@@ -59,7 +60,7 @@ Progress = Callable[[int, "int | None"], object]
 
 
 @attrs.frozen
-class ImportResult:
+class ImportResult(JsonForm):
     """What :meth:`~loyaltykit.Loyalty.record_orders` did.
 
     ``recorded`` orders were recorded now, earning ``points`` in all; ``skipped`` were

@@ -14,9 +14,10 @@ from typing import Any
 
 from loyaltykit._errors import MemberNotFound
 from loyaltykit._events import MemberErased
+from loyaltykit._json import to_data
 from loyaltykit._member_keys import ERASED_PREFIX, KeyedUnitOfWork
 from loyaltykit._pipeline import Work
-from loyaltykit._privacy import EXPORT_FORMAT, ErasureResult, plain
+from loyaltykit._privacy import EXPORT_FORMAT, ErasureResult
 from loyaltykit._services.context import Context
 from loyaltykit._services.ledger import LedgerService
 from loyaltykit._validate import check_member_id
@@ -118,5 +119,5 @@ class PrivacyService:
                 "vouchers": uow.rewards.member_vouchers(member_id),
                 "events": [e.to_dict() for e in uow.outbox.member_events(member_id)],
             }
-        exported: dict[str, Any] = plain(document)
+        exported: dict[str, Any] = to_data(document)
         return exported

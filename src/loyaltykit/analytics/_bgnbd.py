@@ -25,6 +25,7 @@ import numpy as np
 from scipy import optimize, special
 
 from loyaltykit._errors import InvalidSummary
+from loyaltykit._json import JsonForm
 from loyaltykit.analytics._checks import (
     FloatArray,
     IntArray,
@@ -41,7 +42,7 @@ _LOG_BOUND = 30.0
 
 
 @attrs.frozen
-class BGNBDFit:
+class BGNBDFit(JsonForm):
     """A BG/NBD model fitted by maximum likelihood (:func:`fit_bgnbd`).
 
     ``r``, ``alpha`` (in the summary's time unit): the Gamma distribution of purchase

@@ -11,6 +11,7 @@ import attrs
 import numpy as np
 
 from loyaltykit._errors import InvalidInput, InvalidSummary, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._values import Money
 from loyaltykit.analytics._bgnbd import BGNBDFit
 from loyaltykit.analytics._checks import FloatArray, check_number
@@ -24,7 +25,7 @@ MAX_STEPS = 10_000
 
 
 @attrs.frozen
-class CustomerValue:
+class CustomerValue(JsonForm):
     """One member's row of :class:`CustomerValues` (model estimates are floats in the
     currency's units; ``historical`` is exact)."""
 
@@ -37,7 +38,7 @@ class CustomerValue:
 
 
 @attrs.frozen(eq=False)
-class CustomerValues:
+class CustomerValues(JsonForm):
     """:func:`clv`'s answer, as columns in the summary's member order.
 
     ``expected_purchases``: E[Y(horizon) | x, t_x, T]; ``probability_alive``;

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import optimize, special
 
 from loyaltykit._errors import InvalidSummary
+from loyaltykit._json import JsonForm
 from loyaltykit.analytics._checks import FloatArray, as_float_array, check_number
 from loyaltykit.analytics._summary import Summary
 
@@ -30,7 +31,7 @@ _LOG_BOUND = 30.0
 
 
 @attrs.frozen
-class GammaGammaFit:
+class GammaGammaFit(JsonForm):
     """A Gamma-Gamma spend model fitted by maximum likelihood (:func:`fit_gamma_gamma`).
 
     ``p``, ``q``, ``v`` as in the module docstring (``v`` in the currency's units);

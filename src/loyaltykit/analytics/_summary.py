@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 
 from loyaltykit._errors import CurrencyMismatch, InvalidInput, InvalidSummary, shown
+from loyaltykit._json import JsonForm
 from loyaltykit._validate import check_instant, check_time_zone
 from loyaltykit._values import Money
 from loyaltykit.analytics._checks import FloatArray, IntArray, as_float_array, check_rfm
@@ -48,7 +49,7 @@ def _frozen(array: Any) -> Any:
 
 
 @attrs.frozen(eq=False)
-class Summary:
+class Summary(JsonForm):
     """One row per customer, as columns: what BG/NBD and Gamma-Gamma are fitted on.
 
     * ``member_ids``: the shop's member ids (``"0"``, ``"1"``... when built from bare
