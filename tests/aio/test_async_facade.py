@@ -251,5 +251,6 @@ def test_the_calls_are_typed() -> None:
         sync, aio = getattr(Loyalty, name), getattr(AsyncLoyalty, name)
         assert inspect.iscoroutinefunction(aio)
         assert aio.__doc__ == sync.__doc__ and aio.__name__ == name
+        assert inspect.signature(aio).parameters == inspect.signature(sync).parameters
 
 

@@ -13,6 +13,7 @@ and raises :class:`~loyaltykit.SerializationFailure` for the caller to retry it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -84,6 +85,8 @@ def _via(function: Callable[Concatenate[Any, P], R], part: str | None = None
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = function.__doc__
+    # help() and inspect show the sync call's parameters
+    call.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
     return call
 
 
