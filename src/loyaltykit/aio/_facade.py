@@ -127,6 +127,8 @@ class AsyncLoyalty:
     * Building checks nothing yet (no I/O in a constructor): the program is checked
       against the stored versions by the first call, or by :meth:`register`.
     * Due work runs on one connection at a time (``workers`` have no effect).
+    * ``loyalty.events.follow`` blocks while it waits for events: do not run it
+      through :meth:`run` (read and ack in a loop of your own, with ``asyncio.sleep``).
     """
 
     def __init__(
