@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import random
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +42,7 @@ from loyaltykit._model import IdempotencyRecord, Transaction
 from loyaltykit._program import Program
 from loyaltykit._results import decode_result, encode_result
 from loyaltykit._values import json_bytes
+from loyaltykit._waiting import wait
 from loyaltykit.storage import ChangePart, LedgerChanges, Storage, UnitOfWork
 
 __all__ = ["EventBus", "KeyHolder", "Steps", "Work", "WritePipeline", "fingerprint"]
@@ -478,5 +477,6 @@ class WritePipeline:
     @staticmethod
     def backoff(attempt: int) -> None:
         """Sleep a jittered, exponentially growing moment, so retried writers do not
-        collide again in step."""
-        time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
+        collide again in step (or hand the pause to the context's waiter: see
+        :mod:`loyaltykit._waiting`)."""
+        wait(attempt)
