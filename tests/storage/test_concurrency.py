@@ -810,6 +810,7 @@ def test_an_enrolment_racing_the_same_enrolment_replays_it(
     url, setup_storage = postgresql
     program = make_program("enrolments")
     first = Loyalty(program, setup_storage)
+    first.register()  # (building stores nothing: the race is the enrolments', not this)
     engine = create_engine(url)
     racing = CountingStorage(SQLStorage(engine))
     racing_units = racing.unit_of_work

@@ -66,10 +66,13 @@ class Registration:
         """True if this version is known to be stored, committed, in ``storage``'s
         database (no look needed)."""
         place = _database(storage)[0]
-        if place is None:
-            return False
+        if place is None:  # a storage of its own kind: known as itself
+            place = storage
         with self._lock:
-            return place in self._known
+            try:
+                return place in self._known
+            except TypeError:  # (no weak reference to it)
+                return False
 
     def ensure(self, storage: Storage, now: Callable[[], dt.datetime]) -> None:
         """Store this version in ``storage`` unless it is known or found stored there,
@@ -86,9 +89,16 @@ class Registration:
 
     def _remember(self, storage: Storage) -> None:
         place, committed = _database(storage)
-        if place is not None and committed:
+        if place is None:
+            # a storage of another kind (a wrapper, a backend of its own) whose database
+            # cannot be told: remembered as itself once its version was found stored
+            place, committed = storage, True
+        if committed:
             with self._lock:
-                self._known.add(place)
+                try:
+                    self._known.add(place)
+                except TypeError:  # (no weak reference to it: looked up again)
+                    pass
 
 
 class WritingStorage:

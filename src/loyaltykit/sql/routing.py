@@ -384,9 +384,9 @@ _PLUMBING = frozenset({
     "loyaltykit.sql._many", "loyaltykit.sql._many_pg", "loyaltykit.sql._errors",
     "loyaltykit.sql._plans", "loyaltykit.sql.routing",
 })
-#: The storage's own module: what it executes is schema work (creating the schema,
-#: migrations' data steps), no store's statement.
-_SCHEMA_WORK = "loyaltykit.sql.storage"
+#: The storage's own module and the migrations' runner: what they execute is schema
+#: work (creating the schema, migrations' data steps), no store's statement.
+_SCHEMA_WORK = frozenset({"loyaltykit.sql.storage", "loyaltykit.sql.alembic"})
 #: Functions of the stores' base class that execute what a store method hands them.
 _HELPERS = frozenset({"Store._insert", "Store._insert_rows", "Store._update",
                       "Store._update_rows"})
@@ -462,7 +462,7 @@ def _executed_by(frame: FrameType | None) -> tuple[str | None, ClauseElement | N
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module.startswith("loyaltykit.sql."):
-            if module == _SCHEMA_WORK:
+            if module in _SCHEMA_WORK:
                 return None, None
             if module in _MANY and stmt is None:
                 found = frame.f_locals.get("stmt")
