@@ -18,6 +18,7 @@ back) each facade looks once, before its first write.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import weakref
@@ -94,11 +95,9 @@ class Registration:
             # cannot be told: remembered as itself once its version was found stored
             place, committed = storage, True
         if committed:
-            with self._lock:
-                try:
-                    self._known.add(place)
-                except TypeError:  # (no weak reference to it: looked up again)
-                    pass
+            # (a storage no weak reference can point to is looked up again)
+            with self._lock, contextlib.suppress(TypeError):
+                self._known.add(place)
 
 
 class WritingStorage:
