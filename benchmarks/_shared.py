@@ -11,6 +11,7 @@ too (tests/_benchmarks.py).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import os
@@ -21,7 +22,8 @@ from types import ModuleType
 
 import sqlalchemy as sa
 
-__all__ = ["URL_VARIABLE", "analyse", "ledger_helpers", "load_script", "postgresql_url"]
+__all__ = ["URL_VARIABLE", "analyse", "backend_parser", "ledger_helpers", "load_script",
+           "postgresql_url"]
 
 #: The repository's ``benchmarks/`` directory.
 HERE = Path(__file__).resolve().parent
@@ -39,6 +41,17 @@ def load_script(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def backend_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The command line every backend benchmark starts from: ``--backend``, ``--quick``
+    and ``--url`` (described by the first paragraph of the script's ``doc``)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "memory"), required=True)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--url",
+                        help=f"PostgreSQL URL (else ${URL_VARIABLE}, else a throwaway server)")
+    return parser
 
 
 def ledger_helpers() -> ModuleType:

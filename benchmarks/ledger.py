@@ -53,7 +53,6 @@ The last line of output is one JSON object holding every figure printed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
 import datetime as dt
@@ -74,7 +73,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from _shared import URL_VARIABLE, postgresql_url
+from _shared import backend_parser, postgresql_url
 from sqlalchemy.dialects.postgresql import JSONB
 
 from loyaltykit import (
@@ -1109,11 +1108,7 @@ def open_backend(backend: str, url: str | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     global PROFILER
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "memory"), required=True)
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--url",
-                        help=f"PostgreSQL URL (else ${URL_VARIABLE}, else a throwaway server)")
+    parser = backend_parser(__doc__)
     parser.add_argument("--only", help="comma-separated sections of: " + ", ".join(SECTIONS))
     parser.add_argument("--rounds", type=int, help="rounds per side (default 7, quick 2)")
     parser.add_argument("--profile", metavar="FILE",

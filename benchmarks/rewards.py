@@ -85,7 +85,6 @@ The last line of output is one JSON object holding every figure printed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
 import datetime as dt
@@ -105,7 +104,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from _shared import ledger_helpers
+from _shared import backend_parser, ledger_helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -646,11 +645,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "memory"), required=True)
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--url",
-                        help=f"PostgreSQL URL (else ${L.URL_VARIABLE}, else a throwaway server)")
+    parser = backend_parser(__doc__)
     parser.add_argument("--rounds", type=int, help="rounds per side (default 7, quick 2)")
     parser.add_argument("--processes", type=int, help="workers of the multi-process runs "
                                                       "(default 8)")

@@ -123,12 +123,12 @@ def test_the_ledgers_reads_and_updates_of_a_member_name_it() -> None:
     # what the member-known statements of the ledger's store name since issue 23: a
     # transaction's legs and movements, the as-of sums and lots, a hold's allocations,
     # the lot and hold updates (the capture test sees them run; this is the fast loop's)
-    from loyaltykit.sql import ledger, ledger_due
+    from loyaltykit.sql import ledger, ledger_due, ledger_history
 
     single = {name: classify(getattr(module, name)) for module, names in (
-        (ledger, ("_SEL_POSTINGS", "_SEL_MOVEMENTS", "_SEL_SUMS_AS_OF", "_SEL_LOTS_AS_OF",
-                  "_SEL_TOTAL_THROUGH", "_SEL_OPEN_HOLDS_1", "_SEL_OPEN_LOTS_1",
+        (ledger, ("_SEL_POSTINGS", "_SEL_MOVEMENTS", "_SEL_OPEN_HOLDS_1", "_SEL_OPEN_LOTS_1",
                   "_LOCK_ACCOUNT")),
+        (ledger_history, ("_SEL_SUMS_AS_OF", "_SEL_LOTS_AS_OF", "_SEL_TOTAL_THROUGH")),
         (ledger_due, ("UPD_LOT", "UPD_HOLD", "UPD_ACCOUNT"))) for name in names}
     assert {n: r for n, r in single.items() if r.route is not Route.SINGLE} == {}
     assert Route.MULTI == classify(ledger._SEL_OPEN_HOLDS_PG).route

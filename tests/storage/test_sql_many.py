@@ -346,6 +346,14 @@ def _update_small(table: sa.Table) -> Any:
         small=table.c.small + 1)
 
 
+def _pg_created(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
+    """The plain and the fast table of :func:`_pg_tables`, created on ``engine``."""
+    meta = sa.MetaData()
+    plain, fast = _pg_tables(meta)
+    meta.create_all(engine)
+    return plain, fast
+
+
 def _no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
     def refused(*args: object, **kwargs: object) -> None:
         raise AssertionError("Connection.execute called")
@@ -357,9 +365,7 @@ def _no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_postgresql_writes_many_rows_in_one_statement_as_execute_writes_them(
         pg_engine: sa.Engine, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = pg_engine
-    meta = sa.MetaData()
-    plain, fast = _pg_tables(meta)
-    meta.create_all(engine)
+    plain, fast = _pg_created(engine)
     rows = _pg_rows(count)
     changed = [{"k_id": r["id"], "at": dt.datetime(2027, 3, 1, tzinfo=dt.UTC),
                 "doc": None if i % 2 else {"changed": r["n"]}, "flag": None,
@@ -384,9 +390,7 @@ def test_postgresql_a_few_rows_reach_the_driver_as_execute_writes_them(
     # transaction id's claim among them) skip execute's work per statement on
     # PostgreSQL too: compiled once with positional parameters, rows as tuples
     engine = pg_engine
-    meta = sa.MetaData()
-    plain, fast = _pg_tables(meta)
-    meta.create_all(engine)
+    plain, fast = _pg_created(engine)
     rows = _pg_rows(count)
     changed = [{"k_id": r["id"], "doc": {"changed": r["n"]}, "s": "%(s)s %s"} for r in rows]
 
@@ -410,9 +414,7 @@ def test_postgresql_a_few_rows_reach_the_driver_as_execute_writes_them(
 def test_postgresql_many_rows_are_refused_as_execute_refuses_them(
         pg_engine: sa.Engine) -> None:
     engine = pg_engine
-    meta = sa.MetaData()
-    plain, fast = _pg_tables(meta)
-    meta.create_all(engine)
+    plain, fast = _pg_created(engine)
     for table in (plain, fast):
         too_long = _pg_rows(5)
         too_long[2]["s"] = "x" * 21  # a varchar(20): refused, not cut

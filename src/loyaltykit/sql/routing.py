@@ -514,7 +514,7 @@ NOT_SINGLE_SHARD: tuple[Declared, ...] = (
     Declared("sql.ledger_due:SQLLedgerDue.due_between", Route.SCAN, _DUE),
     Declared("sql.ledger_due:SQLLedgerDue.due_bounds", Route.SCAN,
              _DUE + "; every n-th due key, the ranges workers take side by side"),
-    Declared("sql.ledger:SQLLedgerStore.expiring_lots", Route.SCAN,
+    Declared("sql.ledger_history:SQLLedgerHistory.expiring_lots", Route.SCAN,
              "due work's 'points expiring' notices: the program's lots expiring in a "
              "window, by expiry, on every node (one table)"),
     Declared("sql.ledger_due:_write_due_postgresql", Route.TEXT,
