@@ -47,12 +47,13 @@ def connection(using: str = "default") -> Iterator[Connection]:
     inside Django's transaction: bind a facade to it (``shop.bind(conn)``) and its
     writes commit or roll back with Django's rows.
 
-    Inside ``transaction.atomic(using=using)`` the connection joins that transaction;
-    outside one, the ``with`` block is a transaction of its own (as if it were
-    ``atomic``), committed when the block ends. An exception leaving the block rolls
-    back Django's transaction as ``atomic`` does (a loyaltykit refusal, such as
-    :class:`~loyaltykit.InsufficientPoints`, too: catch it inside the block to keep
-    the rest). Nested calls in one thread give the same connection.
+    The ``with`` block is an ``atomic(using=using)`` block: inside an enclosing
+    ``atomic()`` it joins that transaction (a savepoint of Django's), outside one it is
+    a transaction of its own, committed when the block ends. An exception leaving the
+    block (a loyaltykit refusal such as :class:`~loyaltykit.InsufficientPoints` too)
+    rolls back what the block wrote, as ``atomic`` does, and the enclosing transaction
+    goes on if the exception is caught. Nested calls in one thread give the same
+    connection.
 
     An alias Django does not know, or a database other than SQLite or PostgreSQL,
     raises :class:`~loyaltykit.InvalidInput`.
@@ -64,7 +65,7 @@ def connection(using: str = "default") -> Iterator[Connection]:
                            using=shown(using))
     wrapper = connections[using]
     engine = _engine(using, wrapper)
-    with transaction.atomic(using=using, savepoint=False):
+    with transaction.atomic(using=using):
         wrapper.ensure_connection()
         joined: dict[str, Connection] = _open.__dict__.setdefault("by_alias", {})
         outer = joined.get(using)

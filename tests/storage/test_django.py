@@ -172,6 +172,27 @@ def test_a_nested_atomic_rolls_back_its_savepoint_only(using: str, urls: dict[st
     assert 5 == own.balance(member).available
 
 
+def test_a_refusal_caught_outside_the_block_keeps_the_rest(using: str,
+                                                           urls: dict[str, str],
+                                                           own: Loyalty) -> None:
+    """The block is an atomic() block: a refusal leaving it rolls back the block's
+    writes only, and the enclosing transaction commits the rest."""
+    from django.db import transaction
+
+    from loyaltykit.django import connection
+
+    member = _member(own)
+    with transaction.atomic(using=using):
+        _insert_order(using, f"{member}-1")
+        with pytest.raises(InsufficientPoints), connection(using) as conn:
+            own.bind(conn).earn(member, 3, key=f"{member}-1")
+            own.bind(conn).spend(member, 100, key=f"{member}-2")
+        with connection(using) as conn:
+            own.bind(conn).earn(member, 4, key=f"{member}-3")
+    assert [f"{member}-1"] == _orders(urls, using, f"{member}-1")
+    assert 4 == own.balance(member).available
+
+
 def test_outside_atomic_the_block_is_a_transaction(using: str, urls: dict[str, str],
                                                    own: Loyalty) -> None:
     from django.db import connections
