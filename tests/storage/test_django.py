@@ -250,6 +250,42 @@ def test_nested_calls_share_one_connection_and_a_new_django_connection_is_follow
     assert 4 == own.balance(member).available
 
 
+def test_each_thread_writes_through_its_own_django_connection(urls: dict[str, str]) -> None:
+    """Django keeps a connection per thread: so does the pool (PostgreSQL: a SQLite
+    file's second writer would wait for the first one's lock)."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from loyaltykit.django import connection
+
+    storage = SQLStorage.from_url(urls["pg"])
+    shop = Loyalty(PROGRAM, storage)
+    members = [_member(shop), _member(shop)]
+    seen: list[Any] = []
+    both_inside = threading.Barrier(2, timeout=30)
+
+    def checkout(member: str) -> None:
+        try:
+            with transaction.atomic(using="pg"), connection("pg") as conn:
+                seen.append(conn.connection.driver_connection.raw)  # type: ignore[union-attr]
+                shop.bind(conn).earn(member, 6, key=f"{member}-1")
+                both_inside.wait()  # both transactions open at once
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=checkout, args=(m,)) for m in members]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert 2 == len({id(raw) for raw in seen})
+        assert [6, 6] == [shop.balance(m).available for m in members]
+    finally:
+        storage.dispose()
+
+
 @pytest.mark.parametrize("using", ["nowhere", None, 1, "other"])
 def test_a_database_loyaltykit_cannot_join_is_refused(urls: dict[str, str],
                                                       using: Any) -> None:
