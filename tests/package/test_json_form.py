@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
-from tests.package.test_docs import find_docs, parse_blocks
+from tests.package.test_docs import FRESH_INTERPRETER, find_docs, parse_blocks
 from tests.package.test_public_api import _modules_after
 
 import loyaltykit
@@ -96,8 +96,11 @@ PUBLIC_SET = frozenset(PUBLIC)
 def _from_docs(directory: Path) -> Iterator[Any]:
     """What every page's examples leave in their namespace (run in ``directory``)."""
     for doc in find_docs():
-        blocks = [b for b in parse_blocks(doc.read_text(encoding="utf-8")) if b.runnable]
-        if not blocks:
+        text = doc.read_text(encoding="utf-8")
+        blocks = [b for b in parse_blocks(text) if b.runnable]
+        # a page that sets process-wide state once (Django's settings) runs only in a
+        # fresh interpreter: the docs' test runs it there
+        if not blocks or FRESH_INTERPRETER in text.splitlines():
             continue
         name = "_loyaltykit_json_" + re.sub(r"\W", "_", doc.name)
         module = types.ModuleType(name)
