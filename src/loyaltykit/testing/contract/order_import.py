@@ -84,7 +84,9 @@ def import_snapshot(loyalty: Loyalty, members: Sequence[str],
     states (their versions count the writes of each)."""
     program_id = loyalty.program.id
     out: dict[str, Any] = {}
-    with loyalty._c.read() as uow:  # the counters: no public read shows them whole
+    # the counters: no public read shows them whole (read through the shop-id
+    # translation, on the facade's storage, so any facade on it can be looked into)
+    with KeyedStorage(loyalty.storage).read_unit_of_work(program_id) as uow:
         out["activity"] = {m: (a.activity if (a := uow.ledger.get_account(
             loyalty.program.default_wallet, m)) else None) for m in members}
         if loyalty.program.tiers is not None:
@@ -123,7 +125,7 @@ def outbox_snapshot(loyalty: Loyalty, members: Sequence[str]) -> dict[str, list[
     equal, ids and what they refer to included. Members' events, not the whole outbox:
     an import enrols a batch's members before their orders, one by one enrols first."""
     out: dict[str, list[str]] = {}
-    with loyalty._c.read() as uow:
+    with KeyedStorage(loyalty.storage).read_unit_of_work(loyalty.program.id) as uow:
         for member in members:
             seen: dict[str, str] = {}
             named = functools.partial(_named, seen)
