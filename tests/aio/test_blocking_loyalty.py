@@ -4,6 +4,7 @@ contract itself does not show."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import pkgutil
 from collections.abc import Iterator
@@ -135,3 +136,23 @@ def test_every_part_of_the_contract_runs_through_the_async_facade() -> None:
     assert len(parts) > 15
     for backend in (contract_tests.TestAsyncSQLite, contract_tests.TestAsyncPostgreSQL):
         assert set() == parts - set(backend.__mro__)
+
+
+def test_the_contract_builds_its_facades_through_make_loyalty() -> None:
+    """A facade the contract built with ``Loyalty(...)`` (or a Shop without a factory)
+    would test the sync facade whatever make_loyalty a backend gives: only the tests
+    whose subject is a wrapper around the storage do (see their comments)."""
+    allowed = {("base.py", "make_loyalty"),  # the default itself
+               ("ledger_writes.py", "test_a_failure_after_writing_leaves_nothing")}
+    found = set()
+    for path in Path(contract_package.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                        node.func.id == "Loyalty" or (node.func.id == "Shop" and not any(
+                            k.arg == "factory" for k in node.keywords))):
+                    found.add((path.name, function.name))
+    assert allowed == found
