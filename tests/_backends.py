@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loyaltykit import Storage
 from loyaltykit.memory import MemoryStorage
+from loyaltykit.testing.contract.asynchronous import AsyncFacade
 
 
 class MemoryBackend:
@@ -44,3 +45,13 @@ class PostgreSQLBackend:
         from conftest import POSTGRESQL
 
         return POSTGRESQL.storage()
+
+
+class AsyncSQLiteBackend(AsyncFacade, SQLiteBackend):
+    """SQLite files of the test, with every facade an AsyncLoyalty on aiosqlite (see
+    :mod:`loyaltykit.testing.contract.asynchronous`)."""
+
+
+class AsyncPostgreSQLBackend(AsyncFacade, PostgreSQLBackend):
+    """The session's PostgreSQL, with every facade an AsyncLoyalty on psycopg's async
+    driver."""

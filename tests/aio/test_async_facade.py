@@ -254,3 +254,70 @@ def test_the_calls_are_typed() -> None:
         assert inspect.signature(aio).parameters == inspect.signature(sync).parameters
 
 
+
+
+def test_a_long_run_on_aiosqlite_sets_and_puts_back_the_wal_threshold(tmp_path: Path) -> None:
+    """Due work and imports run as long runs: on an aiosqlite engine the threshold and
+    cache PRAGMAs and the closing checkpoint go through the driver's DB-API adapter
+    (its own connection object is async), as on pysqlite."""
+    from loyaltykit.sql import _checkpoints
+
+    path = tmp_path / "runs.sqlite"
+    SQLStorage.from_url(f"sqlite:///{path}").create_schema()
+
+    def threshold(loyalty: Loyalty) -> int:
+        with loyalty.storage.unit_of_work("aio") as uow:
+            return int(uow.connection().exec_driver_sql(  # type: ignore[attr-defined]
+                "PRAGMA wal_autocheckpoint").scalar_one())
+
+    def during_and_after(loyalty: Loyalty) -> tuple[int, int, int]:
+        own = threshold(loyalty)
+        with loyalty.storage.long_run():  # type: ignore[attr-defined]
+            during = threshold(loyalty)
+        return own, during, threshold(loyalty)
+
+    async def main() -> tuple[tuple[int, int, int], int]:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            shop = AsyncLoyalty(PROGRAM, engine, clock=TestClock(NOW))
+            await shop.enrol("alice")
+            await shop.earn("alice", 10, key="e")
+            seen = await shop.run(during_and_after)
+            report = await shop.run_due()  # a long run of its own, ending in a checkpoint
+            return seen, report.members
+        finally:
+            await engine.dispose()
+
+    seen, members = asyncio.run(main())
+    assert (1000, _checkpoints.LONG_RUN_PAGES, 1000) == seen
+    assert 0 == members
+
+
+def test_order_reports_sum_decimals_on_aiosqlite(tmp_path: Path) -> None:
+    """The order reports add decimal texts with an aggregate registered on the SQLite
+    connection: on aiosqlite it is registered in the driver's own thread."""
+    from loyaltykit import Order, OrderLine
+
+    path = tmp_path / "reports.sqlite"
+    SQLStorage.from_url(f"sqlite:///{path}").create_schema()
+    orders = [Order(id=f"o{i}", member_id="alice", placed_at=NOW - dt.timedelta(days=i),
+                    currency="EUR", lines=(OrderLine(sku="cd", quantity=1,
+                                                     unit_price=Money(price, "EUR")),))
+              for i, price in enumerate(("10.10", "0.20", "3.03"))]
+    start, end = NOW - dt.timedelta(days=40), NOW + dt.timedelta(days=1)
+
+    async def main() -> Any:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            shop = AsyncLoyalty(PROGRAM, engine, clock=TestClock(NOW))
+            await shop.enrol("alice", at=NOW - dt.timedelta(days=5))
+            for order in orders:
+                await shop.record_order(order)
+            return await shop.run(lambda loyalty: loyalty.reports.kpis("month", start, end))
+        finally:
+            await engine.dispose()
+
+    kpis = asyncio.run(main())
+    # February: 0.20 + 3.03 (added as decimals, not floats); March: 10.10
+    assert [Money("3.23", "EUR"), Money("10.10", "EUR")] == [
+        period.revenue for period in kpis if period.orders]

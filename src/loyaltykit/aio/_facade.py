@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from loyaltykit._clock import Clock
+from loyaltykit._clock import Clock, SystemClock
 from loyaltykit._errors import InvalidInput, RetryLimitExceeded, SerializationFailure, shown
 from loyaltykit._facade import Loyalty, _check_wiring
 from loyaltykit._program import Program
@@ -154,8 +154,10 @@ class AsyncLoyalty:
         self._program = program
         self._bind = bind
         self._max_retries = max_retries
+        # resolved here (as Loyalty does), so :attr:`clock` tells the clock calls read
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._options: dict[str, Any] = dict(
-            clock=clock, new_id=new_id, max_retries=max_retries, secret=secret,
+            clock=self._clock, new_id=new_id, max_retries=max_retries, secret=secret,
             fraud_checks=fraud_checks, randbelow=randbelow)
         #: the facade built by the first call (checks the program), shared with the
         #: facades bound from this one
@@ -167,6 +169,12 @@ class AsyncLoyalty:
     def program(self) -> Program:
         """The program this facade runs."""
         return self._program
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every call reads "now" from (the ``clock`` given, or a
+        :class:`~loyaltykit.SystemClock`); shared by the facades bound from this one."""
+        return self._clock
 
     def bind(self, connection: AsyncConnection) -> AsyncLoyalty:
         """A facade of the same program joining ``connection``'s transaction (a

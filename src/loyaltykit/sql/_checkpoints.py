@@ -64,24 +64,34 @@ def set_long_run(conn: Connection, long_run: bool) -> None:
     own = info.get(_OWN)
     if long_run is (own is not None):
         return
-    driver: Any = conn.connection.driver_connection  # outside a transaction: no BEGIN
+    # a DB-API cursor, outside a transaction (no BEGIN): pysqlite's own, or SQLAlchemy's
+    # adapter of aiosqlite (whose driver connection is async: loyaltykit.aio)
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if long_run:
-            info[_OWN] = int(driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-            driver.execute(f"PRAGMA wal_autocheckpoint = {LONG_RUN_PAGES}")
-            cache = int(driver.execute("PRAGMA cache_size").fetchone()[0])
-            page = int(driver.execute("PRAGMA page_size").fetchone()[0])
+            info[_OWN] = int(_one(cursor, "PRAGMA wal_autocheckpoint"))
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {LONG_RUN_PAGES}")
+            cache = int(_one(cursor, "PRAGMA cache_size"))
+            page = int(_one(cursor, "PRAGMA page_size"))
             # (negative: KiB; else pages)
             if (-cache if cache < 0 else cache * page // 1024) < LONG_RUN_CACHE_KIB:
                 info[_OWN_CACHE] = cache
-                driver.execute(f"PRAGMA cache_size = {-LONG_RUN_CACHE_KIB}")
+                cursor.execute(f"PRAGMA cache_size = {-LONG_RUN_CACHE_KIB}")
         else:
-            driver.execute(f"PRAGMA wal_autocheckpoint = {int(info.pop(_OWN))}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {int(info.pop(_OWN))}")
             if _OWN_CACHE in info:
-                driver.execute(f"PRAGMA cache_size = {int(info.pop(_OWN_CACHE))}")
+                cursor.execute(f"PRAGMA cache_size = {int(info.pop(_OWN_CACHE))}")
     except conn.dialect.loaded_dbapi.Error as exc:
         raise StorageError("could not set the long run's WAL checkpoint threshold and cache",
                            error=str(exc)) from exc
+    finally:
+        cursor.close()
+
+
+def _one(cursor: Any, statement: str) -> Any:
+    """The first column of the one row ``statement`` returns."""
+    cursor.execute(statement)
+    return cursor.fetchone()[0]
 
 
 def checkpoint(engine: Engine) -> None:
@@ -89,8 +99,12 @@ def checkpoint(engine: Engine) -> None:
     (``PRAGMA wal_checkpoint(PASSIVE)``, on a connection outside any transaction)."""
     raw = engine.raw_connection()
     try:
-        driver: Any = raw.driver_connection
-        driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        cursor: Any = raw.cursor()  # (DB-API: also aiosqlite's adapter, see set_long_run)
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.fetchall()
+        finally:
+            cursor.close()
     except engine.dialect.loaded_dbapi.Error as exc:
         raise StorageError("could not checkpoint the WAL", error=str(exc)) from exc
     finally:

@@ -58,10 +58,24 @@ class _DecimalSum:
 def _sum(conn: Connection, column: Any) -> Any:
     """The exact sum of a decimal text column (or of such sums) on this connection."""
     if conn.dialect.name == "sqlite":
-        raw = conn.connection.driver_connection
-        raw.create_aggregate(DECIMAL_SUM, 1, _DecimalSum)  # type: ignore[union-attr]
+        _register_sum(conn.connection.driver_connection)
         return getattr(sa.func, DECIMAL_SUM)(column)
     return sa.func.sum(sa.cast(column, sa.Numeric()))
+
+
+def _register_sum(driver: Any) -> None:
+    """Register :class:`_DecimalSum` on a SQLite driver connection: pysqlite's, or
+    aiosqlite's (:mod:`loyaltykit.aio`), whose sqlite3 connection lives in a thread of
+    its own and has no aggregates in its async API: the registration runs in that
+    thread, awaited through SQLAlchemy's greenlet bridge (this runs inside it)."""
+    create = getattr(driver, "create_aggregate", None)
+    if create is not None:
+        create(DECIMAL_SUM, 1, _DecimalSum)
+        return
+    from sqlalchemy.util import await_only
+
+    inner = driver._conn  # aiosqlite.Connection: the sqlite3 connection it drives
+    await_only(driver._execute(inner.create_aggregate, DECIMAL_SUM, 1, _DecimalSum))
 
 
 def _decimal(value: Any) -> Decimal:

@@ -72,6 +72,25 @@ once per test; ``self.tmp_path`` is then a fresh temporary directory for files o
 that test. To build the storage from your own fixtures instead, override the
 ``storage`` fixture in the subclass.
 
+Every facade the contract drives is built by :meth:`ContractPart.make_loyalty`
+(``(program, storage, **options)``, the arguments of :class:`~loyaltykit.Loyalty`;
+default: ``Loyalty(program, storage, **options)``), so the same suite proves another
+facade that looks like :class:`~loyaltykit.Loyalty`. The async facade comes ready:
+:class:`~loyaltykit.testing.contract.asynchronous.AsyncFacade`, mixed in first, makes
+every facade an :class:`~loyaltykit.aio.AsyncLoyalty` on an async engine to the test
+storage's database (the storage itself serves the contract's direct checks)::
+
+    from loyaltykit.testing.contract import StorageContract
+    from loyaltykit.testing.contract.asynchronous import AsyncFacade
+
+    class TestMyBackendAsync(AsyncFacade, StorageContract):
+        def make_storage(self):
+            return SQLStorage.from_url(MY_URL)  # sync; async_url() derives the async URL
+
+Only two tests keep the sync :class:`~loyaltykit.Loyalty` whatever the hook gives, as
+their subject is a wrapper around the storage (one failing mid-write, one counting
+units of work) that a facade building its own storage could not honour.
+
 For pytest's detailed assertion messages from the shipped checks, register the
 package for assertion rewriting in your ``conftest.py`` before anything imports it::
 

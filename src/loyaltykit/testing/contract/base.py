@@ -48,6 +48,7 @@ __all__ = [
     "L_EXPIRY",
     "MINUTE",
     "ContractPart",
+    "LoyaltyFactory",
     "Shop",
     "berlin",
     "check_ledger",
@@ -113,8 +114,17 @@ def make_program(
 L_EXPIRY = ExpiryPolicy(months=12, round_up_to=ExpiryRounding.MONTH)
 
 
+#: What builds a contract's facades: ``(program, storage, **options) -> Loyalty``, the
+#: signature of :class:`~loyaltykit.Loyalty` (see :meth:`ContractPart.make_loyalty`).
+LoyaltyFactory = Callable[..., Loyalty]
+
+
 class Shop:
-    """A facade over ``storage`` with a :class:`TestClock`, plus small test helpers."""
+    """A facade over ``storage`` with a :class:`TestClock`, plus small test helpers.
+
+    ``factory`` builds the facade (default :class:`~loyaltykit.Loyalty`); the contract
+    parts pass their :meth:`ContractPart.make_loyalty` (see :meth:`ContractPart.shop`).
+    """
 
     def __init__(
         self,
@@ -122,10 +132,11 @@ class Shop:
         program: Program | None = None,
         *,
         start: dt.datetime | None = None,
+        factory: LoyaltyFactory = Loyalty,
     ) -> None:
         self.program = program or make_program()
         self.clock = TestClock(start or berlin(2026, 1, 1, 9))
-        self.loyalty = Loyalty(self.program, storage, clock=self.clock)
+        self.loyalty = factory(self.program, storage, clock=self.clock)
         self._keys = itertools.count(1)
 
     def key(self, prefix: str = "k") -> str:
@@ -306,6 +317,21 @@ class ContractPart:
     def dispose_storage(self, storage: Storage) -> None:
         """Release what :meth:`make_storage` acquired (default: nothing)."""
 
+    def make_loyalty(self, program: Program, storage: Storage, **options: Any) -> Loyalty:
+        """The facade the contract drives: every part builds its facades here, with the
+        arguments of :class:`~loyaltykit.Loyalty` (``clock=``, ``secret=``, ``new_id=``,
+        ...) on the storage of the test. Default: ``Loyalty(program, storage,
+        **options)``; override it to run the contract through another facade (one that
+        looks like :class:`~loyaltykit.Loyalty` to the caller, on the same data as
+        ``storage``), e.g. :class:`loyaltykit.testing.contract.asynchronous.AsyncFacade`.
+        """
+        return Loyalty(program, storage, **options)
+
+    def shop(self, storage: Storage, program: Program | None = None, *,
+             start: dt.datetime | None = None) -> Shop:
+        """A :class:`Shop` whose facade comes from :meth:`make_loyalty`."""
+        return Shop(storage, program, start=start, factory=self.make_loyalty)
+
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:
         """A fresh storage from :meth:`make_storage`, disposed after the test."""
@@ -318,7 +344,7 @@ class ContractPart:
 
     def _holding(self, storage: Storage) -> tuple[Shop, uuid.UUID]:
         """A shop where member m earned 100 points and holds 60 of them (the hold's id)."""
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         result = shop.loyalty.hold("m", 60, key="cart", ttl=HOLD_TTL)

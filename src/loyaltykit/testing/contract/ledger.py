@@ -63,7 +63,7 @@ class LedgerContract(
     # -- enrolment ----------------------------------------------------------------------
 
     def test_enrol_returns_the_member_with_empty_wallets(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(wallets=("points", "credits")))
+        shop = self.shop(storage, make_program(wallets=("points", "credits")))
         member = shop.loyalty.enrol("alice", attributes={"email": "a@example.com"})
         assert Member("shop", "alice", utc(2026, 1, 1, 8), {"email": "a@example.com"}) == (
             member)
@@ -78,7 +78,7 @@ class LedgerContract(
     def test_enrol_twice_with_the_default_key_returns_the_same_member(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         first = shop.loyalty.enrol("alice")
         shop.later(dt.timedelta(hours=1))
         assert first == shop.loyalty.enrol("alice")
@@ -87,7 +87,7 @@ class LedgerContract(
     def test_enrol_with_another_key_raises_member_already_enrolled(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.loyalty.enrol("alice")
         before = shop.snapshot("alice")
         with pytest.raises(MemberAlreadyEnrolled) as info:
@@ -96,7 +96,7 @@ class LedgerContract(
         assert before == shop.snapshot("alice")
 
     def test_unknown_member_raises_member_not_found(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         with pytest.raises(MemberNotFound):
             shop.loyalty.member("ghost")
         with pytest.raises(MemberNotFound):
@@ -108,7 +108,7 @@ class LedgerContract(
     # -- earn ---------------------------------------------------------------------------
 
     def test_earn_creates_a_lot_and_balanced_postings(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m")
         shop.go(2026, 1, 15, 10)
         result = shop.loyalty.earn("m", 100, key="order-1", reason="order",
@@ -139,7 +139,7 @@ class LedgerContract(
     ) -> tuple[Shop, list[uuid.UUID]]:
         """Lots L1..L4 of member m: L1 (10) and L2 (20) expire together, L3 (30, a
         transfer in) is newer than both but expires first, L4 (40) is newest."""
-        shop = Shop(storage, make_program(expiry=L_EXPIRY, spend_order=order))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY, spend_order=order))
         shop.enrol("m", "x")
         shop.go(2026, 1, 15, 10)
         shop.earn("x", 30)  # expires 2027-02-01
@@ -199,7 +199,7 @@ class LedgerContract(
         program = make_program(expiry=ExpiryPolicy(
             months=12, round_up_to=ExpiryRounding.MONTH, counted_from=ExpiryStart.ACTIVATION,
         ), pending=PendingPolicy(days=14))
-        shop = Shop(storage, program)
+        shop = self.shop(storage, program)
         shop.enrol("m")
         shop.go(2026, 5, 1, 10)
         result = shop.loyalty.earn("m", 80, key="order")
@@ -242,7 +242,7 @@ class LedgerContract(
         program = make_program(expiry=ExpiryPolicy(
             months=12, round_up_to=ExpiryRounding.MONTH, counted_from=counted_from,
         ), pending=PendingPolicy(days=14))
-        shop = Shop(storage, program)
+        shop = self.shop(storage, program)
         shop.enrol("m")
         shop.go(2026, 5, 25, 10)
         lot_id = shop.earn("m", 10)
@@ -255,7 +255,7 @@ class LedgerContract(
     def test_manual_pending_and_activate(self, storage: Storage) -> None:
         program = make_program(expiry=ExpiryPolicy(months=1, counted_from=ExpiryStart.ACTIVATION),
                                pending=PendingPolicy(manual=True))
-        shop = Shop(storage, program)
+        shop = self.shop(storage, program)
         shop.enrol("m")
         shop.go(2026, 1, 10, 10)
         earn = shop.loyalty.earn("m", 50, key="order")
@@ -275,7 +275,7 @@ class LedgerContract(
         shop.check("m")
 
     def test_explicit_activates_at(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         now = shop.clock.now()
         later = shop.loyalty.earn("m", 30, key="later", activates_at=now + dt.timedelta(days=3))
@@ -291,7 +291,7 @@ class LedgerContract(
     def test_activate_early_then_due_work_has_nothing_to_activate(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage, make_program(pending=PendingPolicy(days=14)))
+        shop = self.shop(storage, make_program(pending=PendingPolicy(days=14)))
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 40, key="order")
         shop.later(dt.timedelta(days=2))
@@ -304,7 +304,7 @@ class LedgerContract(
     def test_activate_an_earn_that_is_not_pending_raises_not_pending(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 40, key="order")
         before = shop.snapshot("m")
@@ -315,7 +315,7 @@ class LedgerContract(
         assert before == shop.snapshot("m")
 
     def test_a_write_activates_matured_points_first(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(pending=PendingPolicy(days=14)))
+        shop = self.shop(storage, make_program(pending=PendingPolicy(days=14)))
         shop.enrol("m")
         shop.loyalty.earn("m", 40, key="order")
         shop.later(dt.timedelta(days=15))
@@ -358,7 +358,7 @@ class LedgerContract(
         self, storage: Storage, policy: ExpiryPolicy, earned: tuple[int, ...],
         expires: dt.datetime,
     ) -> None:
-        shop = Shop(storage, make_program(expiry=policy), start=berlin(2025, 12, 1))
+        shop = self.shop(storage, make_program(expiry=policy), start=berlin(2025, 12, 1))
         shop.enrol("m")
         shop.go(*earned)
         result = shop.loyalty.earn("m", 70, key="order")
@@ -379,7 +379,7 @@ class LedgerContract(
         shop.check("m")
 
     def test_next_expiring_adds_lots_that_expire_together(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m")
         shop.go(2026, 1, 15, 10)
         shop.loyalty.earn("m", 100, key="a")
@@ -402,13 +402,13 @@ class LedgerContract(
             self, storage: Storage) -> None:
         # a version that never expires points skips the next-expiry read only for the
         # wallets without a live lot that expires: one an earlier version earned counts
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m", "n")
         shop.go(2026, 1, 15, 10)
         shop.loyalty.earn("m", 100, key="a")
         never = attrs.evolve(shop.program, version=2,
                              ledger=attrs.evolve(shop.program.ledger, expiry=ExpiryPolicy()))
-        later = Shop(storage, never, start=shop.clock.now())
+        later = self.shop(storage, never, start=shop.clock.now())
         later.go(2026, 2, 1, 10)
         expiring = (100, utc(2027, 1, 31, 23))
 
@@ -425,7 +425,7 @@ class LedgerContract(
         later.check("m", "n")
 
     def test_points_without_an_expiry_policy_never_expire(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 10, key="order")
         shop.go(2099, 1, 1)
@@ -433,7 +433,7 @@ class LedgerContract(
         assert (10, None) == (shop.balance("m").available, shop.loyalty.lots("m")[0].expires_at)
 
     def test_expiry_takes_what_is_left_of_each_lot(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
         shop.enrol("m")
         first = shop.earn("m", 100)
         shop.later(dt.timedelta(days=1))
@@ -453,7 +453,7 @@ class LedgerContract(
 
     def test_run_due_is_idempotent(self, storage: Storage) -> None:
         program = make_program(expiry=ExpiryPolicy(days=10), pending=PendingPolicy(days=2))
-        shop = Shop(storage, program)
+        shop = self.shop(storage, program)
         shop.enrol("a", "b", "c")
         for member in ("a", "b", "c"):
             shop.loyalty.earn(member, 10, key=f"earn-{member}")
@@ -478,7 +478,7 @@ class LedgerContract(
     def test_a_write_first_catches_up_the_members_own_due_work(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m")
         shop.go(2026, 1, 15, 10)
         shop.loyalty.earn("m", 100, key="order")
@@ -501,7 +501,7 @@ class LedgerContract(
     # -- bulk earn ------------------------------------------------------------------------
 
     def test_bulk_earn(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("a", "b", "c")
         result = shop.loyalty.bulk_earn({"a": 10, "b": 20, "c": 30}, key="campaign",
                                         reason="spring gift")
@@ -519,7 +519,7 @@ class LedgerContract(
         shop.check("a", "b", "c")
 
     def test_bulk_earn_is_all_or_nothing(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("a", "b")
         before = shop.snapshot("a", "b")
         with pytest.raises(MemberNotFound) as info:

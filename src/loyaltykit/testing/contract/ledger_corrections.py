@@ -33,7 +33,6 @@ from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import (
     L_EXPIRY,
     ContractPart,
-    Shop,
     lot_of,
     make_program,
     moves,
@@ -50,7 +49,7 @@ class LedgerCorrectionContract(ContractPart):
     # -- reversal -------------------------------------------------------------------------
 
     def test_reverse_an_earn(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 100, key="order")
         result = shop.loyalty.reverse(earn.transaction_id, key="undo", reason="mistake")
@@ -66,7 +65,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_reverse_an_earn_already_spent_creates_debt(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 100, key="order")
         shop.loyalty.spend("m", 70, key="pay")
@@ -78,7 +77,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_reverse_a_spend_restores_the_exact_lots(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m")
         shop.go(2026, 1, 15, 10)
         shop.earn("m", 100)
@@ -102,7 +101,7 @@ class LedgerCorrectionContract(ContractPart):
     def test_reverse_a_spend_into_an_expired_lot_expires_at_once(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         spend = shop.loyalty.spend("m", 60, key="pay")
@@ -132,7 +131,7 @@ class LedgerCorrectionContract(ContractPart):
         give the refunded points back twice."""
         program = attrs.evolve(make_program(),
                                payments=PaymentPolicy(points=1, money=Money("0.01", "EUR")))
-        shop = Shop(storage, program)
+        shop = self.shop(storage, program)
         shop.enrol("m")
         shop.loyalty.earn("m", 5000, key="earn")
         lines = (OrderLine(sku="a", quantity=1, unit_price=Money("20.00", "EUR")),
@@ -161,7 +160,7 @@ class LedgerCorrectionContract(ContractPart):
 
     @pytest.mark.parametrize("points", [25, -25])
     def test_reverse_an_adjustment(self, storage: Storage, points: int) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         adjust = shop.loyalty.adjust("m", points, key="fix", reason="support ticket 7")
@@ -175,7 +174,7 @@ class LedgerCorrectionContract(ContractPart):
     def test_reverse_either_half_of_a_transfer_reverses_both(
         self, storage: Storage, half: str
     ) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("giver", "taker")
         shop.loyalty.earn("giver", 100, key="order")
         lots = shop.loyalty.lots("giver")
@@ -197,7 +196,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("giver", "taker")
 
     def test_reverse_a_transfer_the_receiver_already_spent(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("giver", "taker")
         shop.loyalty.earn("giver", 100, key="order")
         shop.loyalty.earn("taker", 10, key="order-t")
@@ -223,7 +222,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_reverse_a_clawback(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         claw = shop.loyalty.clawback("m", 30, key="return")
@@ -233,7 +232,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_reverse_a_clawback_that_created_debt(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m", "n")
         shop.loyalty.earn("m", 30, key="order")
         claw = shop.loyalty.clawback("m", 50, key="return")
@@ -254,7 +253,7 @@ class LedgerCorrectionContract(ContractPart):
         "kind", [Kind.EXPIRE, Kind.ACTIVATE, Kind.HOLD, Kind.RELEASE, Kind.REVERSE]
     )
     def test_not_reversible(self, storage: Storage, kind: Kind) -> None:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
         shop.enrol("m")
         shop.loyalty.earn("m", 10, key="expiring")
         shop.later(dt.timedelta(days=11))
@@ -277,7 +276,7 @@ class LedgerCorrectionContract(ContractPart):
         assert before == shop.snapshot("m")
 
     def test_a_transaction_is_reversed_at_most_once(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 100, key="order")
         first = shop.loyalty.reverse(earn.transaction_id, key="undo")
@@ -294,7 +293,7 @@ class LedgerCorrectionContract(ContractPart):
         # distributed engine routes by the member): found as by id alone when the
         # member is theirs, not found when it is another's (a lot is only ever read
         # by its member)
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.enrol("n")
         earn = shop.loyalty.earn("m", 100, key="order")
@@ -327,7 +326,7 @@ class LedgerCorrectionContract(ContractPart):
     # -- adjustments ----------------------------------------------------------------------
 
     def test_adjustments(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m")
         shop.go(2026, 1, 15, 10)
         credit = shop.loyalty.adjust("m", 50, key="goodwill", reason="late delivery")
@@ -352,7 +351,7 @@ class LedgerCorrectionContract(ContractPart):
     # -- transfer -------------------------------------------------------------------------
 
     def test_transfer_keeps_the_source_lots_expiry(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("giver", "taker")
         shop.go(2026, 1, 15, 10)
         shop.earn("giver", 30)
@@ -377,7 +376,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("giver", "taker")
 
     def test_transfer_refusals_write_nothing(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("giver", "taker")
         shop.loyalty.earn("giver", 30, key="order")
         before = shop.snapshot("giver", "taker")
@@ -394,7 +393,7 @@ class LedgerCorrectionContract(ContractPart):
     # -- clawback -------------------------------------------------------------------------
 
     def test_clawback_debt_settled_by_a_later_earn(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 30, key="order")
         claw = shop.loyalty.clawback("m", 50, key="return")
@@ -412,7 +411,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_clawback_debt_settled_by_activation(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(pending=PendingPolicy(days=14)))
+        shop = self.shop(storage, make_program(pending=PendingPolicy(days=14)))
         shop.enrol("m")
         claw = shop.loyalty.clawback("m", 20, key="return")
         assert (0, 20) == (claw.balance.available, claw.balance.debt)
@@ -427,7 +426,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_clawback_allow_negative(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.ALLOW_NEGATIVE))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.ALLOW_NEGATIVE))
         shop.enrol("m")
         shop.loyalty.earn("m", 30, key="order")
         claw = shop.loyalty.clawback("m", 50, key="return")
@@ -440,7 +439,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_clawback_pending_only(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
         shop.enrol("m")
         shop.loyalty.earn("m", 40, key="order")
         shop.loyalty.earn("m", 30, key="order-2",
@@ -459,7 +458,7 @@ class LedgerCorrectionContract(ContractPart):
 
     def test_clawback_pending_only_earned_counts_what_was_taken(
             self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
         shop.enrol("m")
         shop.loyalty.earn("m", 40, key="order")
         shop.loyalty.earn("m", 30, key="order-2",
@@ -480,7 +479,7 @@ class LedgerCorrectionContract(ContractPart):
 
     def test_reversal_under_pending_only_keeps_what_was_spent_issued(
             self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
         shop.enrol("m")
         earn = shop.loyalty.earn("m", 50, key="order")
         shop.loyalty.spend("m", 20, key="pay")
@@ -494,7 +493,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_clawback_takes_available_before_pending(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 40, key="order")
         shop.loyalty.earn("m", 30, key="order-2",
@@ -512,7 +511,7 @@ class LedgerCorrectionContract(ContractPart):
         shop.check("m")
 
     def test_clawback_targets_the_lot_of_an_earn(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=100)))
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=100)))
         shop.enrol("m", "other")
         first = shop.earn("m", 40)
         shop.later(dt.timedelta(days=1))

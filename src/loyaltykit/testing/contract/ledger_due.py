@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from loyaltykit import DueWorkReport, ExpiryPolicy, ExpiryStart, Storage
+from loyaltykit import DueWorkReport, ExpiryPolicy, ExpiryStart, Loyalty, Storage
 from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import (
     ContractPart,
+    LoyaltyFactory,
     Shop,
     berlin,
     make_program,
@@ -19,14 +20,16 @@ from loyaltykit.testing.contract.base import (
 __all__ = ["LedgerDueContract"]
 
 
-def due_shop(storage: Storage, program_id: str, members: int) -> tuple[Shop, list[str]]:
+def due_shop(storage: Storage, program_id: str, members: int, *,
+             factory: LoyaltyFactory = Loyalty) -> tuple[Shop, list[str]]:
     """A shop whose ``members`` members each have due work of their own on 1 February
     2026: a lot past its expiry, a pending lot that matured, most of them a stale
-    hold, and every third one an expired lot in a second wallet."""
+    hold, and every third one an expired lot in a second wallet (its facade built by
+    ``factory``)."""
     shop = Shop(storage, make_program(
         program_id, wallets=("points", "credits"),
         expiry=ExpiryPolicy(days=30, counted_from=ExpiryStart.ACTIVATION)),
-        start=berlin(2026, 1, 1, 10))
+        start=berlin(2026, 1, 1, 10), factory=factory)
     ids = [f"m{i:03d}" for i in range(members)]
     for i, m in enumerate(ids):
         shop.enrol(m)
@@ -72,7 +75,8 @@ class LedgerDueContract(ContractPart):
         cannot run units of work at once, it runs them in turn)."""
         outcomes = []
         for workers in (1, 3):
-            shop, ids = due_shop(storage, f"due-{workers}", 12)
+            shop, ids = due_shop(storage, f"due-{workers}", 12,
+                                 factory=self.make_loyalty)
             ranges = due_ranges(storage, f"due-{workers}", shop.clock.now(), 2)
             # 12 points wallets and 4 credits wallets: 8 ranges of 2, every due wallet
             # in exactly one, in key order
@@ -98,7 +102,7 @@ class LedgerDueContract(ContractPart):
                                report.expired_lots)
 
     def test_due_bounds_cut_the_due_wallets_into_ranges(self, storage: Storage) -> None:
-        shop, _ = due_shop(storage, "bounds", 5)
+        shop, _ = due_shop(storage, "bounds", 5, factory=self.make_loyalty)
         when = shop.clock.now()
         with storage.unit_of_work("bounds") as uow:  # stored keys: the cursors' terms
             everything = uow.ledger.due_accounts(when, after=None, limit=100)

@@ -38,6 +38,7 @@ from loyaltykit._due_bulk import DueBulk
 from loyaltykit._services.due import DueWork
 from loyaltykit.testing.contract.base import (
     ContractPart,
+    LoyaltyFactory,
     berlin,
     check_ledger,
     id_source,
@@ -110,7 +111,7 @@ def _seen(loyalty: Loyalty, prefix: str, program_id: str) -> str:
 
 
 def _run(storage: Storage, policy: tuple[int | None, ExpiryStart, int], ops: list[Op],
-         side: int, *, bulk: bool) -> tuple[Any, ...]:
+         side: int, *, bulk: bool, factory: LoyaltyFactory) -> tuple[Any, ...]:
     days, counted_from, pending_days = policy
     example = next(_programs)
     program_id = f"due{example:06d}"
@@ -119,7 +120,7 @@ def _run(storage: Storage, policy: tuple[int | None, ExpiryStart, int], ops: lis
         expiry=ExpiryPolicy(days=days, counted_from=counted_from) if days else None,
         pending=PendingPolicy(days=pending_days) if pending_days else None)
     clock = TestClock(START)
-    loyalty = Loyalty(program, storage, clock=clock, new_id=id_source(side, example))
+    loyalty = factory(program, storage, clock=clock, new_id=id_source(side, example))
     for m in MEMBERS:
         loyalty.enrol(m)
     _apply(loyalty, clock, ops)
@@ -146,7 +147,8 @@ class LedgerDueBulkContract(ContractPart):
                   suppress_health_check=[HealthCheck.too_slow])
         @given(policy=_policies, ops=_ops)
         def check(policy: tuple[int | None, ExpiryStart, int], ops: list[Op]) -> None:
-            assert _run(storage, policy, ops, 2, bulk=False) == _run(
-                storage, policy, ops, 1, bulk=True)
+            assert _run(storage, policy, ops, 2, bulk=False,
+                        factory=self.make_loyalty) == _run(
+                storage, policy, ops, 1, bulk=True, factory=self.make_loyalty)
 
         check()

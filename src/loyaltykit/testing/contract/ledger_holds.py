@@ -36,7 +36,7 @@ class LedgerHoldContract(ContractPart):
     """Holds on a backend: part of :class:`LedgerContract`."""
 
     def test_hold_reserves_points(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         now = shop.clock.now()
@@ -172,7 +172,7 @@ class LedgerHoldContract(ContractPart):
     # protected until the hold resolves; what then returns to the lot expires at once
 
     def _held_past_expiry(self, storage: Storage, *, run_due: bool) -> tuple[Shop, uuid.UUID]:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=10)))
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")  # expires 2026-01-11 09:00 Berlin
         shop.go(2026, 1, 11, 8, 55)

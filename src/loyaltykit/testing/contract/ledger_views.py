@@ -39,7 +39,7 @@ class LedgerViewContract(ContractPart):
     # -- balance view ---------------------------------------------------------------------
 
     def _mixed_history(self, storage: Storage) -> Shop:
-        shop = Shop(storage, make_program(expiry=L_EXPIRY))
+        shop = self.shop(storage, make_program(expiry=L_EXPIRY))
         shop.enrol("m", "n")
         shop.go(2026, 1, 15, 10)
         shop.loyalty.earn("m", 100, key="a")  # lot A, expires 2027-02-01
@@ -131,7 +131,7 @@ class LedgerViewContract(ContractPart):
         assert sorted(stamps, reverse=True) == stamps
 
     def test_statement_pages_cover_every_transaction_once(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         expected = set()
         for i in range(23):
@@ -161,7 +161,7 @@ class LedgerViewContract(ContractPart):
     # -- wallets --------------------------------------------------------------------------
 
     def test_wallets_are_independent(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(wallets=("points", "credits")))
+        shop = self.shop(storage, make_program(wallets=("points", "credits")))
         shop.enrol("m")
         shop.loyalty.earn("m", 10, key="credit", wallet="credits")
         shop.loyalty.earn("m", 3, key="point")
@@ -182,7 +182,7 @@ class LedgerViewContract(ContractPart):
         shop.check("m")
 
     def test_unknown_wallet(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(wallets=("points", "credits")))
+        shop = self.shop(storage, make_program(wallets=("points", "credits")))
         shop.enrol("m")
         before = shop.snapshot("m")
         with pytest.raises(UnknownWallet) as info:

@@ -48,7 +48,7 @@ class LedgerWriteContract(ContractPart):
     # -- idempotency ----------------------------------------------------------------------
 
     def _idempotency_world(self, storage: Storage) -> tuple[Shop, dict[str, Any]]:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m", "n")
         earn = shop.loyalty.earn("m", 100, key="e1")
         pending = shop.loyalty.earn("m", 50, key="e2",
@@ -116,7 +116,7 @@ class LedgerWriteContract(ContractPart):
         assert before == shop.snapshot("m", "n", "x")
 
     def test_same_key_with_an_explicit_instant(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         at = shop.clock.now()
         first = shop.loyalty.earn("m", 10, key="k1", at=at)
@@ -127,7 +127,7 @@ class LedgerWriteContract(ContractPart):
         assert 1 == len(statement_lines(shop.loyalty, "m"))
 
     def test_a_failed_write_does_not_use_up_its_key(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         with pytest.raises(InsufficientPoints):
             shop.loyalty.spend("m", 10, key="pay")
@@ -135,8 +135,8 @@ class LedgerWriteContract(ContractPart):
         assert 0 == shop.loyalty.spend("m", 10, key="pay").balance.available
 
     def test_keys_are_scoped_per_program(self, storage: Storage) -> None:
-        one = Shop(storage, make_program("one"))
-        two = Shop(storage, make_program("two"))
+        one = self.shop(storage, make_program("one"))
+        two = self.shop(storage, make_program("two"))
         one.enrol("m")
         two.enrol("m")
         first = one.loyalty.earn("m", 10, key="order-1")
@@ -163,7 +163,7 @@ class LedgerWriteContract(ContractPart):
     # -- concurrency ----------------------------------------------------------------------
 
     def test_concurrent_spends_never_overdraw(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         shop.loyalty.earn("m", 100, key="order")
         barrier = threading.Barrier(20)
@@ -183,7 +183,7 @@ class LedgerWriteContract(ContractPart):
         shop.check("m")
 
     def test_concurrent_writes_with_one_key_write_once(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m")
         barrier = threading.Barrier(20)
 
@@ -201,7 +201,7 @@ class LedgerWriteContract(ContractPart):
     def test_concurrent_enrolments_and_writes_to_different_members(
         self, storage: Storage
     ) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         members = [f"m{i}" for i in range(10)]
         barrier = threading.Barrier(20)
 
@@ -295,10 +295,12 @@ class LedgerWriteContract(ContractPart):
             assert uow.ledger.get_member("a") is not None
 
     def test_a_failure_after_writing_leaves_nothing(self, storage: Storage) -> None:
-        shop = Shop(storage)
+        shop = self.shop(storage)
         shop.enrol("m", "n")
         shop.loyalty.earn("m", 100, key="order")
         before = shop.snapshot("m", "n")
+        # the sync facade on a storage that fails mid-write: its subject is the unit of
+        # work, so no other facade (one building its own storage) could stand in here
         failing = Shop(_FailingStorage(storage), shop.program, start=shop.clock.now())
         with pytest.raises(_Boom):
             failing.loyalty.transfer("m", "n", 30, key="gift")

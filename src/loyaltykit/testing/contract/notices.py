@@ -19,14 +19,13 @@ import attrs
 from loyaltykit import (
     EventPolicy,
     ExpiryPolicy,
-    Loyalty,
     OutboxEvent,
     Program,
     Storage,
     TestClock,
 )
 from loyaltykit._notices import NoticeClaim
-from loyaltykit.testing.contract.base import L_EXPIRY, ContractPart, berlin
+from loyaltykit.testing.contract.base import L_EXPIRY, ContractPart, LoyaltyFactory, berlin
 from loyaltykit.testing.contract.outbox import o_program
 from loyaltykit.testing.contract.rewards import reward_program, v_coffee
 from loyaltykit.testing.contract.tiers import tier_program
@@ -46,9 +45,10 @@ def notice_program(expiry: ExpiryPolicy = L_EXPIRY, **policy: Any) -> Program:
 class _Reader:
     """A facade with a test clock, and the events it has not read yet."""
 
-    def __init__(self, storage: Storage, program: Program, start: dt.datetime) -> None:
+    def __init__(self, factory: LoyaltyFactory, storage: Storage, program: Program,
+                 start: dt.datetime) -> None:
         self.clock = TestClock(start)
-        self.loyalty = Loyalty(program, storage, clock=self.clock)
+        self.loyalty = factory(program, storage, clock=self.clock)
         self.all: list[OutboxEvent] = []
 
     def due(self, at: dt.datetime, **kwargs: Any) -> tuple[int, list[OutboxEvent]]:
@@ -77,7 +77,8 @@ class NoticeContract(ContractPart):
 
     def test_o2_points_expiring_once_thirty_days_ahead(self, storage: Storage) -> None:
         """Scenario O2, exactly."""
-        r = _Reader(storage, notice_program(points_expiring_days=30), berlin(2026, 1, 15, 9))
+        r = _Reader(self.make_loyalty, storage, notice_program(points_expiring_days=30),
+                    berlin(2026, 1, 15, 9))
         r.loyalty.enrol("alice")
         r.loyalty.earn("alice", 100, key="e1")
         (lot,) = r.loyalty.lots("alice")
@@ -102,7 +103,8 @@ class NoticeContract(ContractPart):
             self, storage: Storage) -> None:
         """The lots of one member and expiry make one event, across batches too; a
         spent lot, a later expiry and repeated or earlier runs add nothing."""
-        r = _Reader(storage, notice_program(points_expiring_days=30), berlin(2026, 1, 10, 9))
+        r = _Reader(self.make_loyalty, storage, notice_program(points_expiring_days=30),
+                    berlin(2026, 1, 10, 9))
         for member_id in ("dave", "alice", "bob"):  # dave's key sorts first
             r.loyalty.enrol(member_id)
         r.loyalty.earn("alice", 100, key="a1")
@@ -129,7 +131,7 @@ class NoticeContract(ContractPart):
 
     def test_nothing_without_the_policy(self, storage: Storage) -> None:
         program = attrs.evolve(notice_program(), events=EventPolicy(retention_days=30))
-        r = _Reader(storage, program, berlin(2026, 1, 15, 9))
+        r = _Reader(self.make_loyalty, storage, program, berlin(2026, 1, 15, 9))
         r.loyalty.enrol("alice")
         r.loyalty.earn("alice", 100, key="e1")
         r.new()
@@ -141,7 +143,7 @@ class NoticeContract(ContractPart):
         time), 23 hours short of 30 x 24 hours: a lot expiring at 01:00 that day is
         not yet noticed at 00:30, and is at 01:30."""
         program = notice_program(ExpiryPolicy(days=365), points_expiring_days=30)
-        r = _Reader(storage, program, berlin(2026, 3, 31, 1))
+        r = _Reader(self.make_loyalty, storage, program, berlin(2026, 3, 31, 1))
         r.loyalty.enrol("alice")
         r.loyalty.earn("alice", 10, key="e1")
         assert [berlin(2027, 3, 31, 1)] == [lot.expires_at for lot in r.loyalty.lots("alice")]
@@ -151,7 +153,8 @@ class NoticeContract(ContractPart):
         assert (1, "2027-03-31T01:00:00+02:00") == (count, events[0].payload["expires_at"])
 
     def test_an_erased_member_gets_no_notice(self, storage: Storage) -> None:
-        r = _Reader(storage, notice_program(points_expiring_days=30), berlin(2026, 1, 15, 9))
+        r = _Reader(self.make_loyalty, storage, notice_program(points_expiring_days=30),
+                    berlin(2026, 1, 15, 9))
         r.loyalty.enrol("alice")
         r.loyalty.enrol("bob")
         r.loyalty.earn("alice", 100, key="e1")
@@ -164,7 +167,7 @@ class NoticeContract(ContractPart):
     def test_voucher_expiring_once(self, storage: Storage) -> None:
         program = attrs.evolve(reward_program(v_coffee(valid_days=30)),
                                events=EventPolicy(voucher_expiring_days=7))
-        r = _Reader(storage, program, berlin(2026, 3, 1))
+        r = _Reader(self.make_loyalty, storage, program, berlin(2026, 3, 1))
         for member_id in ("M", "N"):
             r.loyalty.enrol(member_id)
             r.loyalty.earn(member_id, 1500, key=f"earn:{member_id}")
@@ -188,7 +191,7 @@ class NoticeContract(ContractPart):
     def test_tier_will_drop_once_before_the_evaluation(self, storage: Storage) -> None:
         program = attrs.evolve(tier_program(grace_periods=0),
                                events=EventPolicy(tier_will_drop=True))
-        r = _Reader(storage, program, berlin(2026, 1, 1, 9))
+        r = _Reader(self.make_loyalty, storage, program, berlin(2026, 1, 1, 9))
         r.loyalty.enrol("keeps")
         r.loyalty.enrol("drops")
         r.clock.set(berlin(2026, 3, 1, 10))
@@ -210,7 +213,8 @@ class NoticeContract(ContractPart):
         check_notices_once(r.all)
 
     def test_tier_will_drop_off_by_default(self, storage: Storage) -> None:
-        r = _Reader(storage, tier_program(grace_periods=0), berlin(2026, 1, 1, 9))
+        r = _Reader(self.make_loyalty, storage, tier_program(grace_periods=0),
+                    berlin(2026, 1, 1, 9))
         r.loyalty.enrol("drops")
         r.clock.set(berlin(2026, 3, 1, 10))
         r.loyalty.earn("drops", 2100, key="b")
@@ -222,7 +226,7 @@ class NoticeContract(ContractPart):
     # -- the store ----------------------------------------------------------------------------
 
     def test_a_subject_is_claimed_once(self, storage: Storage) -> None:
-        Loyalty(notice_program(), storage, clock=TestClock(berlin(2026, 1, 1)))
+        self.make_loyalty(notice_program(), storage, clock=TestClock(berlin(2026, 1, 1)))
         at = berlin(2026, 1, 2)
         a = NoticeClaim("points.expiring", "k1", "lot-1")
         b = NoticeClaim("points.expiring", "k1", "lot-2")
@@ -246,7 +250,7 @@ class NoticeContract(ContractPart):
         from two threads has nothing to race.)"""
         if not storage.concurrent:
             return
-        Loyalty(notice_program(), storage, clock=TestClock(berlin(2026, 1, 1)))
+        self.make_loyalty(notice_program(), storage, clock=TestClock(berlin(2026, 1, 1)))
         claim = NoticeClaim("points.expiring", "k1", "lot-1")
         at = berlin(2026, 1, 2)
         second: list[list[NoticeClaim]] = []

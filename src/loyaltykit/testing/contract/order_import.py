@@ -46,7 +46,7 @@ from loyaltykit import (
 from loyaltykit._member_keys import KeyedStorage
 from loyaltykit.testing import strategies as lst
 from loyaltykit.testing.capability_machine import tier_policies
-from loyaltykit.testing.contract.base import ContractPart, make_program, utc
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory, make_program, utc
 
 __all__ = ["OrderImportContract", "import_snapshot", "outbox_snapshot"]
 
@@ -84,7 +84,9 @@ def import_snapshot(loyalty: Loyalty, members: Sequence[str],
     states (their versions count the writes of each)."""
     program_id = loyalty.program.id
     out: dict[str, Any] = {}
-    with loyalty._c.read() as uow:  # the counters: no public read shows them whole
+    # the counters: no public read shows them whole (read through the shop-id
+    # translation, on the facade's storage, so any facade on it can be looked into)
+    with KeyedStorage(loyalty.storage).read_unit_of_work(program_id) as uow:
         out["activity"] = {m: (a.activity if (a := uow.ledger.get_account(
             loyalty.program.default_wallet, m)) else None) for m in members}
         if loyalty.program.tiers is not None:
@@ -123,7 +125,7 @@ def outbox_snapshot(loyalty: Loyalty, members: Sequence[str]) -> dict[str, list[
     equal, ids and what they refer to included. Members' events, not the whole outbox:
     an import enrols a batch's members before their orders, one by one enrols first."""
     out: dict[str, list[str]] = {}
-    with loyalty._c.read() as uow:
+    with KeyedStorage(loyalty.storage).read_unit_of_work(loyalty.program.id) as uow:
         for member in members:
             seen: dict[str, str] = {}
             named = functools.partial(_named, seen)
@@ -173,8 +175,9 @@ def _streams(draw: st.DrawFn) -> tuple[Program, list[Order | _Return], int]:
     return program, stream, draw(st.integers(1, 4))
 
 
-def _facade(storage: Storage, program: Program, name: str) -> Loyalty:
-    return Loyalty(attrs.evolve(program, id=f"{name}{next(_programs)}"), storage,
+def _facade(factory: LoyaltyFactory, storage: Storage, program: Program, name: str
+            ) -> Loyalty:
+    return factory(attrs.evolve(program, id=f"{name}{next(_programs)}"), storage,
                    clock=TestClock(NOW))
 
 
@@ -193,9 +196,11 @@ def _referral_program() -> Program:
         return_window_days=0, attach_within_days=365, existing_customers=True))
 
 
-def _referred(storage: Storage, program: Program, name: str) -> tuple[Loyalty, Loyalty]:
+def _referred(factory: LoyaltyFactory, storage: Storage, program: Program, name: str
+              ) -> tuple[Loyalty, Loyalty]:
     """Two programs (the import's and the reference's) where "ann" referred "bob"."""
-    facades = _facade(storage, program, name), _facade(storage, program, f"{name}one")
+    facades = (_facade(factory, storage, program, name),
+               _facade(factory, storage, program, f"{name}one"))
     for loyalty in facades:
         loyalty.enrol("ann", at=START - dt.timedelta(days=1))
         loyalty.enrol("bob", at=START - dt.timedelta(days=1))
@@ -204,9 +209,10 @@ def _referred(storage: Storage, program: Program, name: str) -> tuple[Loyalty, L
     return facades
 
 
-def _import_equals_one_by_one(storage: Storage, program: Program,
+def _import_equals_one_by_one(factory: LoyaltyFactory, storage: Storage, program: Program,
                               stream: list[Order | _Return], batch_size: int) -> None:
-    imported, one_by_one = _facade(storage, program, "imp"), _facade(storage, program, "one")
+    imported, one_by_one = (_facade(factory, storage, program, "imp"),
+                            _facade(factory, storage, program, "one"))
     orders = [s for s in stream if isinstance(s, Order)]
     first: dict[str, dt.datetime] = {}
     for order in orders:
@@ -252,12 +258,12 @@ class OrderImportContract(ContractPart):
                   suppress_health_check=[HealthCheck.too_slow])
         @given(world=_streams())
         def check(world: tuple[Program, list[Order | _Return], int]) -> None:
-            _import_equals_one_by_one(storage, *world)
+            _import_equals_one_by_one(self.make_loyalty, storage, *world)
 
         check()
 
     def test_running_again_skips_what_is_recorded(self, storage: Storage) -> None:
-        loyalty = _facade(storage, _rate_program(), "again")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "again")
         orders = [_order(i, f"m{i % 3}", START + dt.timedelta(days=i)) for i in range(7)]
         first = loyalty.record_orders(orders, enrol=True, batch_size=3)
         assert (7, 0, 3, 70, (), 3) == (first.recorded, first.skipped, first.enrolled,
@@ -275,7 +281,8 @@ class OrderImportContract(ContractPart):
     def test_a_crash_after_a_batch_keeps_it_and_a_rerun_goes_on(self,
                                                                 storage: Storage) -> None:
         program = _rate_program()
-        crashed, whole = _facade(storage, program, "crash"), _facade(storage, program, "whole")
+        crashed, whole = (_facade(self.make_loyalty, storage, program, "crash"),
+                          _facade(self.make_loyalty, storage, program, "whole"))
         orders = [_order(i, f"m{i % 4}", START + dt.timedelta(days=i)) for i in range(10)]
         calls: list[tuple[int, int | None]] = []
 
@@ -298,7 +305,7 @@ class OrderImportContract(ContractPart):
 
     def test_without_enrol_an_unknown_member_is_refused_and_nothing_written(
             self, storage: Storage) -> None:
-        loyalty = _facade(storage, _rate_program(), "strict")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "strict")
         loyalty.enrol("known", at=START)
         orders = [_order(0, "known", START), _order(1, "stranger", START),
                   _order(2, "known", START + dt.timedelta(hours=1))]
@@ -319,7 +326,7 @@ class OrderImportContract(ContractPart):
     def test_no_version_in_force_and_other_content_are_refused_per_order(
             self, storage: Storage) -> None:
         program = attrs.evolve(_rate_program(), effective_from=START)
-        loyalty = _facade(storage, program, "refused")
+        loyalty = _facade(self.make_loyalty, storage, program, "refused")
         early = _order(0, "m", START - dt.timedelta(days=1))
         fine = _order(1, "m", START)
         changed = _order(1, "m", START, price="99.00")
@@ -339,7 +346,7 @@ class OrderImportContract(ContractPart):
         """The import decides as ``record_order`` under the default key does: an order
         it recorded (same content) is skipped, one recorded under another key is
         refused."""
-        loyalty = _facade(storage, _rate_program(), "byone")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "byone")
         loyalty.enrol("m", at=START)
         orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)]
         loyalty.record_order(orders[0])
@@ -351,7 +358,7 @@ class OrderImportContract(ContractPart):
         assert 30 == loyalty.balance("m").total
 
     def test_progress_is_reported_after_each_batch(self, storage: Storage) -> None:
-        loyalty = _facade(storage, _rate_program(), "progress")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "progress")
         orders = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(5)]
         calls: list[tuple[int, int | None]] = []
         loyalty.record_orders(orders, enrol=True, batch_size=2,
@@ -364,7 +371,7 @@ class OrderImportContract(ContractPart):
         assert [(2, None), (3, None)] == calls  # a stream without a length
 
     def test_bad_input_is_refused_before_its_batch_writes(self, storage: Storage) -> None:
-        loyalty = _facade(storage, _rate_program(), "bad")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "bad")
         good = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)]
         for kwargs in ({"batch_size": 0}, {"batch_size": True}, {"batch_size": 10**6},
                        {"enrol": "yes"}, {"on_progress": 5}, {"wallet": "nope"}):
@@ -387,7 +394,7 @@ class OrderImportContract(ContractPart):
     def test_enrolling_refuses_ids_that_name_erased_members(self, storage: Storage) -> None:
         """With ``enrol=True`` an order's member id is checked as :meth:`enrol` checks
         it: an id in the erased members' namespace is refused before its batch writes."""
-        loyalty = _facade(storage, _rate_program(), "erasedns")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "erasedns")
         good = [_order(i, "m", START + dt.timedelta(hours=i)) for i in range(2)]
         erased = _order(2, "erased:0123abcd", START)
         with pytest.raises(InvalidInput, match="erased"):
@@ -402,7 +409,7 @@ class OrderImportContract(ContractPart):
         assert isinstance(result.failed[0][1], MemberNotFound)
 
     def test_the_store_reads_recorded_orders_by_ids(self, storage: Storage) -> None:
-        loyalty = _facade(storage, _rate_program(), "ids")
+        loyalty = _facade(self.make_loyalty, storage, _rate_program(), "ids")
         loyalty.record_orders([_order(i, "m", START + dt.timedelta(hours=i)) for i in range(3)],
                               enrol=True)
         asked = ["o2", *(f"x{i}" for i in range(1200)), "o0", "o2"]  # more than one read
@@ -416,7 +423,7 @@ class OrderImportContract(ContractPart):
                                                                 storage: Storage) -> None:
         """An order can touch another member (a referral's reward): the referrer's
         later order still sees it."""
-        imported, one_by_one = _referred(storage, _referral_program(), "ref")
+        imported, one_by_one = _referred(self.make_loyalty, storage, _referral_program(), "ref")
         orders = [_order(0, "ann", START), _order(1, "bob", START + dt.timedelta(hours=1)),
                   _order(2, "ann", START + dt.timedelta(hours=2))]
         for order in orders:
@@ -435,7 +442,7 @@ class OrderImportContract(ContractPart):
         order of the batch (its referee's) is read again for its own first order."""
         program = attrs.evolve(_referral_program(),
                                tiers=TierPolicy(tiers=(Tier("base", 0), Tier("silver", 100))))
-        imported, one_by_one = _referred(storage, program, "reffirst")
+        imported, one_by_one = _referred(self.make_loyalty, storage, program, "reffirst")
         orders = [_order(0, "bob", START), _order(1, "ann", START + dt.timedelta(hours=1))]
         for order in orders:
             one_by_one.record_order(order)
@@ -457,10 +464,11 @@ class OrderImportContract(ContractPart):
         for name in ("vers", "versone"):
             program_id = f"{name}{next(_programs)}"
             first = attrs.evolve(_rate_program(), id=program_id)
-            Loyalty(first, storage, clock=TestClock(NOW)).register()  # building stores nothing
+            # building stores nothing
+            self.make_loyalty(first, storage, clock=TestClock(NOW)).register()
             second = attrs.evolve(first, version=2, effective_from=later, earning=EarningPolicy(
                 rules=(RateRule(id="base", points=Decimal(2)),)))
-            facades.append(Loyalty(second, storage, clock=TestClock(NOW)))
+            facades.append(self.make_loyalty(second, storage, clock=TestClock(NOW)))
         imported, one_by_one = facades
         orders = [_order(i, f"m{i % 3}", START + dt.timedelta(days=4 * i)) for i in range(6)]
         for order in orders[:3]:  # each member's first order
@@ -480,7 +488,7 @@ class OrderImportContract(ContractPart):
         the one-member reads give, for more members than one statement takes."""
         program = attrs.evolve(_rate_program(), tiers=TierPolicy(
             tiers=(Tier("base", 0), Tier("silver", 15))))
-        loyalty = _facade(storage, program, "reads")
+        loyalty = _facade(self.make_loyalty, storage, program, "reads")
         orders = [_order(i, f"m{i % 3}", START + dt.timedelta(days=80 * i)) for i in range(6)]
         loyalty.record_orders(orders, enrol=True)
         asked = ["m2", *(f"x{i}" for i in range(600)), "m0", "m1", "m0"]

@@ -76,7 +76,7 @@ class OutboxContract(ContractPart):
         """Scenario O1 up to the read: alice enrols at 09:00 and places order 1001
         worth 100 points at 10:00 (Berlin, 2026-01-15)."""
         clock = TestClock(berlin(2026, 1, 15, 9))
-        loyalty = Loyalty(o_program(), storage, clock=clock)
+        loyalty = self.make_loyalty(o_program(), storage, clock=clock)
         loyalty.enrol("alice", attributes={"language": "de"})
         clock.set(berlin(2026, 1, 15, 10))
         loyalty.record_order(_order("1001", "alice", clock.now(), "100.00"))
@@ -298,7 +298,7 @@ class OutboxContract(ContractPart):
     def test_prune_without_consumers_and_by_due_work(self, storage: Storage) -> None:
         clock = TestClock(berlin(2026, 1, 15, 9))
         program = o_program(events=EventPolicy(retention_days=30))
-        loyalty = Loyalty(program, storage, clock=clock)
+        loyalty = self.make_loyalty(program, storage, clock=clock)
         loyalty.enrol("alice")
         loyalty.earn("alice", 10, key="e1")
         clock.advance(days=31)

@@ -62,7 +62,7 @@ class PrivacyContract(ContractPart):
         """Scenario P1 up to the erasure: alice enrols, earns 100, spends 40 and refers
         bob, whose qualifying order rewards both once the return window closes."""
         clock = TestClock(berlin(2026, 3, 2, 9))
-        loyalty = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        loyalty = self.make_loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
         loyalty.enrol("alice", key="k1", attributes={"segment": "vip"},
                       identity=Identity(email="alice@example.com", device="dev-1"))
         loyalty.earn("alice", 100, key="k2")
@@ -158,7 +158,7 @@ class PrivacyContract(ContractPart):
         and gets a transfer from him (bob's request is kept for replays), one of them
         reversed, and records an order (its evaluation keeps the member's context)."""
         clock = TestClock(berlin(2026, 3, 2, 9))
-        loyalty = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        loyalty = self.make_loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
         loyalty.enrol(XAVIER, attributes={"segment": XAVIER_SEGMENT})
         loyalty.enrol("bob")
         loyalty.earn(XAVIER, 100, key="x-earn")
@@ -288,17 +288,17 @@ class PrivacyContract(ContractPart):
         self, storage: Storage
     ) -> None:
         clock = TestClock(berlin(2026, 3, 2, 9))
-        old = Loyalty(privacy_program(), storage, clock=clock, secret=OLD_SECRET)
+        old = self.make_loyalty(privacy_program(), storage, clock=clock, secret=OLD_SECRET)
         old.enrol("ann", identity=Identity(email="ann@example.com"))
         code = old.referrals.issue_code("ann").code
         # the shop rotates: the new secret first, the old one still accepted
-        rotating = Loyalty(privacy_program(), storage, clock=clock,
+        rotating = self.make_loyalty(privacy_program(), storage, clock=clock,
                            secret=[SECRET, OLD_SECRET])
         rotating.enrol("ann2", referral_code=code,
                        identity=Identity(email="ANN@example.com"))
         assert ReferralStatus.BLOCKED == rotating.referrals.get("ann2").status
         # once the old secret is dropped, only marks made under the new one match
-        rotated = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        rotated = self.make_loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
         rotated.enrol("ann3", referral_code=code,
                       identity=Identity(email="ann@example.com"))
         assert ReferralStatus.WAITING == rotated.referrals.get("ann3").status
@@ -308,8 +308,8 @@ class PrivacyContract(ContractPart):
 
     def test_erasing_keeps_other_programs_untouched(self, storage: Storage) -> None:
         clock = TestClock(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC))
-        one = Loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
-        other = Loyalty(attrs.evolve(privacy_program(), id="other"), storage, clock=clock,
+        one = self.make_loyalty(privacy_program(), storage, clock=clock, secret=SECRET)
+        other = self.make_loyalty(attrs.evolve(privacy_program(), id="other"), storage, clock=clock,
                         secret=SECRET)
         for loyalty in (one, other):
             loyalty.enrol("alice")

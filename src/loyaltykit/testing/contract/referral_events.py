@@ -53,14 +53,13 @@ def _both(kind: str, referrer: str, referee: str) -> list[tuple[str, str, str]]:
 class ReferralEventContract(ContractPart):
     """The referral events on a backend: mixed into StorageContract."""
 
-    @staticmethod
-    def _ref(storage: Storage, program: Program | None = None, *,
+    def _ref(self, storage: Storage, program: Program | None = None, *,
              randbelow: Callable[[int], int] | None = None) -> tuple[Loyalty, TestClock]:
         """Scenario R's facade on ``storage``, from 1 March 2026 09:00 Berlin."""
         clock = TestClock(berlin(2026, 3, 1, 9))
         extra: dict[str, Any] = {} if randbelow is None else {"randbelow": randbelow}
-        return Loyalty(program or referral_program(), storage, clock=clock, secret=SECRET,
-                       **extra), clock
+        return self.make_loyalty(program or referral_program(), storage, clock=clock,
+                                 secret=SECRET, **extra), clock
 
     @staticmethod
     def _ref_order(loyalty: Loyalty, clock: TestClock, order_id: str, member_id: str,

@@ -58,7 +58,7 @@ from loyaltykit import (
 from loyaltykit._codes import ALPHABET, damm_symbol
 from loyaltykit.storage import ProgramVersion
 from loyaltykit.testing import by_shop_ids
-from loyaltykit.testing.contract.base import ContractPart
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory
 
 __all__ = ["SECRET", "ReferralContract", "referral_program", "symbols"]
 
@@ -149,14 +149,15 @@ class ReferralContract(ContractPart):
 
     def _ref(self, storage: Storage, program: Program | None = None, *,
              start: dt.datetime | None = None, randbelow: Callable[[int], int] | None = None,
-             fraud_checks: Sequence[FraudCheck] | None = None
-             ) -> tuple[Loyalty, TestClock]:
+             fraud_checks: Sequence[FraudCheck] | None = None,
+             factory: LoyaltyFactory | None = None) -> tuple[Loyalty, TestClock]:
         clock = TestClock(start or _berlin(2026, 3, 1, 9))
         extra: dict[str, Any] = {}
         if randbelow is not None:
             extra["randbelow"] = randbelow
-        loyalty = Loyalty(program or referral_program(), storage, clock=clock, secret=SECRET,
-                          fraud_checks=fraud_checks, **extra)
+        loyalty = (factory or self.make_loyalty)(
+            program or referral_program(), storage, clock=clock, secret=SECRET,
+            fraud_checks=fraud_checks, **extra)
         return loyalty, clock
 
     @staticmethod
@@ -257,7 +258,9 @@ class ReferralContract(ContractPart):
         self, storage: Storage
     ) -> None:
         counting = _Counting(storage)
-        loyalty, _ = self._ref(counting)
+        # the sync facade on a storage counting its units of work: a facade building its
+        # own storage (make_loyalty's) would count nothing
+        loyalty, _ = self._ref(counting, factory=Loyalty)
         loyalty.enrol("alice")
         loyalty.enrol("bob")
         code = loyalty.referrals.issue_code("alice").code

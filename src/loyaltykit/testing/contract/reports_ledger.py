@@ -74,7 +74,7 @@ class LedgerReportContract(ContractPart):
     def test_totals_classify_every_movement(self, storage: Storage) -> None:
         program = make_program(wallets=("points", "credits"),
                                expiry=ExpiryPolicy(days=30))
-        shop = Shop(storage, program, start=berlin(2026, 3, 1, 9))
+        shop = self.shop(storage, program, start=berlin(2026, 3, 1, 9))
         loyalty = shop.loyalty
         shop.enrol("a", "b", "c")
         assert [t.wallet for t in loyalty.reports.totals()] == ["credits", "points"]
@@ -116,7 +116,7 @@ class LedgerReportContract(ContractPart):
 
     def test_totals_under_pending_only_write_off_what_was_not_taken(
             self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
         loyalty = shop.loyalty
         shop.enrol("m")
         loyalty.earn("m", 40, key="e1")
@@ -131,7 +131,7 @@ class LedgerReportContract(ContractPart):
     def test_totals_read_the_old_pending_only_booking(self, storage: Storage) -> None:
         # rows written before the fix: the clawback booked its whole amount against
         # issued and the part it could not take to clawback_shortfall
-        shop = Shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
+        shop = self.shop(storage, make_program(clawback=ClawbackPolicy.PENDING_ONLY))
         loyalty = shop.loyalty
         shop.enrol("m")
         loyalty.earn("m", 40, key="e1")
@@ -162,7 +162,7 @@ class LedgerReportContract(ContractPart):
     # -- points per period --------------------------------------------------------------
 
     def test_points_per_month_in_the_programs_zone(self, storage: Storage) -> None:
-        shop = Shop(storage, make_program(expiry=ExpiryPolicy(days=40)),
+        shop = self.shop(storage, make_program(expiry=ExpiryPolicy(days=40)),
                     start=berlin(2026, 1, 5, 9))
         loyalty = shop.loyalty
         shop.enrol("m", "n")
@@ -191,7 +191,7 @@ class LedgerReportContract(ContractPart):
     # -- members, counts, tiers ---------------------------------------------------------
 
     def _tier_shop(self, storage: Storage) -> tuple[Shop, dict[str, dt.datetime]]:
-        shop = Shop(storage, tier_program(), start=berlin(2026, 1, 10, 9))
+        shop = self.shop(storage, tier_program(), start=berlin(2026, 1, 10, 9))
         loyalty = shop.loyalty
         marks: dict[str, dt.datetime] = {}
         for name in ("ann", "bob", "cy", "dee", "eve"):
@@ -247,7 +247,7 @@ class LedgerReportContract(ContractPart):
         assert [("member", 4), ("silver", 1), ("gold", 0), (None, 0)] == [
             (t.tier, t.members) for t in before.tiers]
         assert 0 == reports.tiers(as_of=berlin(2026, 1, 1)).total
-        plain = Shop(storage, make_program("plain"))
+        plain = self.shop(storage, make_program("plain"))
         plain.enrol("x")
         assert [(None, 1)] == [(t.tier, t.members) for t in plain.loyalty.reports.tiers().tiers]
 
@@ -255,7 +255,7 @@ class LedgerReportContract(ContractPart):
 
     def test_a2_liability_and_breakage(self, storage: Storage) -> None:
         program = _program("A2", "Europe/Berlin", "EUR", "0.01")
-        shop = Shop(storage, program, start=berlin(2025, 1, 15, 10))
+        shop = self.shop(storage, program, start=berlin(2025, 1, 15, 10))
         loyalty = shop.loyalty
         shop.enrol("jan", "feb", "now")
         loyalty.earn("jan", 10_000, key="jan-earn")
@@ -293,7 +293,7 @@ class LedgerReportContract(ContractPart):
 
     def test_breakage_months_in_another_zone(self, storage: Storage) -> None:
         program = _program("tokyo", "Asia/Tokyo", "USD", "0.05", months=6)
-        shop = Shop(storage, program, start=_tokyo(2025, 3, 10, 12))
+        shop = self.shop(storage, program, start=_tokyo(2025, 3, 10, 12))
         loyalty = shop.loyalty
         shop.enrol("u", "v", "w")
         loyalty.earn("u", 2_000, key="u1")
@@ -326,7 +326,7 @@ class LedgerReportContract(ContractPart):
     # -- bad input ----------------------------------------------------------------------
 
     def test_bad_input_is_refused(self, storage: Storage) -> None:
-        shop = Shop(storage, tier_program())
+        shop = self.shop(storage, tier_program())
         loyalty = shop.loyalty
         shop.enrol("m")
         reports = loyalty.reports

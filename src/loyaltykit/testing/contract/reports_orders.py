@@ -19,7 +19,6 @@ import pytest
 
 from loyaltykit import (
     InvalidInput,
-    Loyalty,
     Money,
     NaiveDatetime,
     Order,
@@ -33,7 +32,7 @@ from loyaltykit import (
     rfm_scores,
     rfm_segment,
 )
-from loyaltykit.testing.contract.base import ContractPart, berlin, make_program, utc
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory, berlin, make_program, utc
 
 __all__ = ["NOW", "OrderReportContract", "OrderShop"]
 
@@ -45,11 +44,11 @@ class OrderShop:
     """A facade over ``storage`` whose clock stands at ``now``, recording orders with
     one line each (or the lines given) placed in the past."""
 
-    def __init__(self, storage: Storage, program: Program | None = None, *,
-                 now: dt.datetime = NOW) -> None:
+    def __init__(self, factory: LoyaltyFactory, storage: Storage,
+                 program: Program | None = None, *, now: dt.datetime = NOW) -> None:
         self.program = program or make_program("reports")
         self.clock = TestClock(now)
-        self.loyalty = Loyalty(self.program, storage, clock=self.clock)
+        self.loyalty = factory(self.program, storage, clock=self.clock)
         self._n = 0
         self._enrolled: set[str] = set()
 
@@ -88,7 +87,7 @@ class OrderReportContract(ContractPart):
     ) -> None:
         """Net goods after returns (shipping excluded); cancelled and fully returned
         orders are left out; ordered by member, then placed_at, then order id."""
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         at = utc(2026, 3, 2, 9)
         shop.order("ann", at, lines=(("a", 2, "10.00"), ("b", 1, "5.50")), shipping="4.90",
                    order_id="o-ret")
@@ -120,7 +119,7 @@ class OrderReportContract(ContractPart):
         import loyaltykit._services.report_orders as service
 
         monkeypatch.setattr(service, "PURCHASES_PAGE", 2)
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         at = utc(2026, 5, 1, 12)
         for member in ("m1", "m2", "m3"):
             for oid in ("a", "B", "c"):
@@ -138,7 +137,7 @@ class OrderReportContract(ContractPart):
         assert [] == shop.purchases(start=at, end=at)
 
     def test_purchases_refuse_bad_bounds_when_called(self, storage: Storage) -> None:
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         with pytest.raises(InvalidInput, match="end is before start"):
             shop.loyalty.reports.purchases(start=utc(2026, 2, 1), end=utc(2026, 1, 1))
         with pytest.raises(NaiveDatetime):
@@ -147,7 +146,7 @@ class OrderReportContract(ContractPart):
     def test_purchases_name_an_erased_member_by_its_erased_name(
         self, storage: Storage,
     ) -> None:
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         shop.order("gone", utc(2026, 1, 5), "8.00")
         shop.loyalty.privacy.erase("gone")
         [p] = shop.loyalty.reports.purchases()
@@ -160,7 +159,7 @@ class OrderReportContract(ContractPart):
         """Scenario A3's orders: Q1 2026 a 2, b 1, c 3, d 1, e 1; Q2 a 40.00, c 60.00,
         f 20.00, g 30.00 and 50.00; an order of a in Q2 cancelled and one of b returned
         in full (neither counts)."""
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         q1 = berlin(2026, 1, 10, 12)
         for member, n in (("a", 2), ("b", 1), ("c", 3), ("d", 1), ("e", 1)):
             for i in range(n):
@@ -196,7 +195,7 @@ class OrderReportContract(ContractPart):
         assert Decimal("0.25") == q2.repeat_purchase_rate  # g only
 
     def test_a3_points_and_redemption_rate(self, storage: Storage) -> None:
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         shop.order("a", berlin(2026, 4, 2, 12), "40.00")
         shop.loyalty.earn("a", 10_000, key="e1", at=berlin(2026, 4, 3, 9))
         shop.loyalty.spend("a", 2_500, key="s1", at=berlin(2026, 5, 3, 9))
@@ -227,7 +226,7 @@ class OrderReportContract(ContractPart):
         UTC on the last day of a month counts in the next month in Europe/Berlin."""
         ny = attrs.evolve(make_program("ny"), time_zone="America/New_York",
                           currency="USD", point_value=Money("0.01", "USD"))
-        shop = OrderShop(storage, ny)
+        shop = OrderShop(self.make_loyalty, storage, ny)
 
         def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0
                ) -> dt.datetime:
@@ -259,7 +258,7 @@ class OrderReportContract(ContractPart):
         assert [("2026-02-23", 4, 2)] == [(w.period.label, w.orders, w.active_members)
                                           for w in weeks]
         assert Decimal(2) == weeks[0].orders_per_active_member
-        berlin_shop = OrderShop(storage, make_program("berlin"))
+        berlin_shop = OrderShop(self.make_loyalty, storage, make_program("berlin"))
         berlin_shop.order("m", utc(2026, 3, 31, 23, 30), "7.00")  # 01:30 on 1 April
         march, april = berlin_shop.loyalty.reports.kpis(Period.MONTH, berlin(2026, 3, 1),
                                                         berlin(2026, 5, 1))
@@ -267,7 +266,7 @@ class OrderReportContract(ContractPart):
         assert Money("7.00", "EUR") == april.revenue
 
     def test_kpis_refuse_bad_input(self, storage: Storage) -> None:
-        reports = OrderShop(storage).loyalty.reports
+        reports = OrderShop(self.make_loyalty, storage).loyalty.reports
         with pytest.raises(InvalidInput, match="period must be a Period"):
             reports.kpis(30, utc(2026, 1, 1), utc(2026, 2, 1))  # type: ignore[arg-type]
         with pytest.raises(InvalidInput, match="no such period"):
@@ -288,7 +287,7 @@ class OrderReportContract(ContractPart):
     def test_a4_rfm(self, storage: Storage) -> None:
         """As of 2026-07-01 00:00 Berlin, orders at 12:00 Berlin: A4's table, and with
         the default segments a is a champion and d lost."""
-        shop = OrderShop(storage)
+        shop = OrderShop(self.make_loyalty, storage)
         table = {"a": ((2026, 6, 28), 12, "1250.00"), "e": ((2026, 6, 20), 5, "410.00"),
                  "b": ((2026, 6, 1), 3, "90.00"), "c": ((2026, 3, 15), 8, "640.00"),
                  "d": ((2025, 12, 24), 1, "35.00")}
@@ -320,7 +319,7 @@ class OrderReportContract(ContractPart):
         orders after ``as_of``, cancelled or returned in full do not count."""
         kolkata = attrs.evolve(make_program("in"), time_zone="Asia/Kolkata",
                                currency="INR", point_value=Money("0.01", "INR"))
-        shop = OrderShop(storage, kolkata)
+        shop = OrderShop(self.make_loyalty, storage, kolkata)
         as_of = utc(2026, 6, 30, 18, 29)  # 23:59 on 30 June in Kolkata
         shop.order("p", utc(2026, 6, 29, 18, 30), "100")  # 00:00 on 30 June: 0 days
         shop.order("q", utc(2026, 6, 29, 18, 29), "100")  # 23:59 on 29 June: 1 day
@@ -374,7 +373,7 @@ class OrderReportContract(ContractPart):
             RfmSegment("", recency=(1, 2), frequency_monetary=(1, 5))
 
     def test_rfm_refuses_bad_input(self, storage: Storage) -> None:
-        reports = OrderShop(storage).loyalty.reports
+        reports = OrderShop(self.make_loyalty, storage).loyalty.reports
         with pytest.raises(InvalidInput, match="later than"):
             reports.rfm(as_of=utc(2031, 1, 1))
         with pytest.raises(InvalidInput, match="RfmSegment"):

@@ -27,7 +27,7 @@ from loyaltykit import (
     TestClock,
     UnknownWallet,
 )
-from loyaltykit.testing.contract.base import ContractPart, berlin
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory, berlin
 
 __all__ = ["RevenueReportContract"]
 
@@ -38,15 +38,16 @@ def _ny(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
     return dt.datetime(year, month, day, hour, tzinfo=_NEW_YORK)
 
 
-def _shop(storage: Storage, *, time_zone: str, currency: str, point_value: str, per: str,
-          now: dt.datetime, expiry_days: int | None = None) -> Loyalty:
+def _shop(factory: LoyaltyFactory, storage: Storage, *, time_zone: str, currency: str,
+          point_value: str, per: str, now: dt.datetime, expiry_days: int | None = None
+          ) -> Loyalty:
     program = Program(
         id="revenue", time_zone=time_zone, currency=currency,
         point_value=Money(point_value, currency),
         ledger=LedgerPolicy(expiry=ExpiryPolicy(days=expiry_days)),
         earning=EarningPolicy(rules=(RateRule(id="base", points=Decimal(1),
                                               per=Decimal(per), base=Base.NET_GOODS),)))
-    return Loyalty(program, storage, clock=TestClock(now))
+    return factory(program, storage, clock=TestClock(now))
 
 
 def _order(loyalty: Loyalty, order_id: str, member: str, at: dt.datetime,
@@ -78,7 +79,7 @@ class RevenueReportContract(ContractPart):
     def test_a1_from_the_programs_data(self, storage: Storage) -> None:
         # IFRS 15 IE52: sales 100,000 earn 10,000 points (1 per 10), each worth 1;
         # 95% expected, then 97%; 4,500 redeemed in Q1, 8,500 by the end of Q2
-        loyalty = _shop(storage, time_zone="Europe/Berlin", currency="EUR",
+        loyalty = _shop(self.make_loyalty, storage, time_zone="Europe/Berlin", currency="EUR",
                         point_value="1", per="10.00", now=berlin(2026, 1, 1))
         loyalty.enrol("m")
         assert 10_000 == _order(loyalty, "o1", "m", berlin(2026, 2, 1, 12), "100000.00")
@@ -101,7 +102,7 @@ class RevenueReportContract(ContractPart):
 
     def test_estimated_from_closed_cohorts_and_carried_in(self, storage: Storage) -> None:
         # New York, USD, 1 point per dollar worth 0.10, lots expire after 60 days
-        loyalty = _shop(storage, time_zone="America/New_York", currency="USD",
+        loyalty = _shop(self.make_loyalty, storage, time_zone="America/New_York", currency="USD",
                         point_value="0.10", per="1.00", now=_ny(2025, 1, 1),
                         expiry_days=60)
         loyalty.enrol("a")
@@ -128,7 +129,7 @@ class RevenueReportContract(ContractPart):
         assert Decimal(1) == before.expected_redemption
 
     def test_revenue_refuses_bad_input(self, storage: Storage) -> None:
-        loyalty = _shop(storage, time_zone="Europe/Berlin", currency="EUR",
+        loyalty = _shop(self.make_loyalty, storage, time_zone="Europe/Berlin", currency="EUR",
                         point_value="1", per="10.00", now=berlin(2026, 7, 1))
         reports = loyalty.reports
         start, end = berlin(2026, 1, 1), berlin(2026, 7, 1)

@@ -23,7 +23,6 @@ from loyaltykit import (
     CodeSpec,
     InsufficientPoints,
     InvalidCode,
-    Loyalty,
     OutboxEvent,
     OutOfStock,
     RedemptionLimitReached,
@@ -38,7 +37,7 @@ from loyaltykit import (
     VoucherNotFound,
     VoucherNotUsable,
 )
-from loyaltykit.testing.contract.base import ContractPart, berlin
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory, berlin
 from loyaltykit.testing.contract.rewards import reward_program, v_coffee, v_mug
 
 __all__ = ["RewardEventContract"]
@@ -53,10 +52,10 @@ class _Shop:
     """Scenario V's program (coffee and mug unless ``rewards``) with a test clock and
     fixed code draws; ``M`` holds 1,500 points earned on 1 March 2026 (Berlin)."""
 
-    def __init__(self, storage: Storage, *rewards: Reward) -> None:
+    def __init__(self, factory: LoyaltyFactory, storage: Storage, *rewards: Reward) -> None:
         draws = itertools.count()
         self.clock = TestClock(berlin(2026, 3, 1))
-        self.loyalty = Loyalty(reward_program(*rewards), storage, clock=self.clock,
+        self.loyalty = factory(reward_program(*rewards), storage, clock=self.clock,
                                randbelow=lambda n: next(draws) % n)
         self.rewards = self.loyalty.rewards
         self.earn("M", 1500)
@@ -103,7 +102,7 @@ class RewardEventContract(ContractPart):
 
     def test_reward_redeemed_follows_its_points_spent_with_the_voucher_to_mail(
             self, storage: Storage) -> None:
-        shop = _Shop(storage)
+        shop = _Shop(self.make_loyalty, storage)
         got = shop.rewards.redeem("M", "coffee", key="r", at=shop.at(berlin(2026, 4, 10, 10)))
         events = shop.events()
         assert ["points.spent", "reward.redeemed"] == [e.type for e in events[-2:]]
@@ -118,7 +117,7 @@ class RewardEventContract(ContractPart):
         assert 1000 == spent.payload["balance"]["available"] == got.balance.available
 
     def test_voucher_used_names_its_order(self, storage: Storage) -> None:
-        shop = _Shop(storage)
+        shop = _Shop(self.make_loyalty, storage)
         got = shop.rewards.redeem("M", "coffee", key="r", at=shop.at(berlin(2026, 4, 10, 10)))
         used = shop.rewards.use(got.voucher.shown.lower(), order_id="1001", key="u",
                                 at=shop.at(berlin(2026, 4, 12, 9, 30)))
@@ -130,7 +129,7 @@ class RewardEventContract(ContractPart):
 
     def test_voucher_cancelled_follows_the_reversal_that_gave_the_points_back(
             self, storage: Storage) -> None:
-        shop = _Shop(storage)
+        shop = _Shop(self.make_loyalty, storage)
         got = shop.rewards.redeem("M", "coffee", key="r", at=shop.at(berlin(2026, 4, 10, 10)))
         cancelled = shop.rewards.cancel(got.voucher.code, key="c", reason="changed mind",
                                         at=shop.at(berlin(2026, 4, 11)))
@@ -145,7 +144,7 @@ class RewardEventContract(ContractPart):
         assert 1500 == reversed_.payload["balance"]["available"]
 
     def test_voucher_expired_by_due_work_once_per_voucher(self, storage: Storage) -> None:
-        shop = _Shop(storage)
+        shop = _Shop(self.make_loyalty, storage)
         shop.earn("N", 600)
         shop.at(berlin(2026, 4, 10, 10))
         first = shop.rewards.redeem("M", "coffee", key="r1").voucher
@@ -174,7 +173,7 @@ class RewardEventContract(ContractPart):
 
     def test_voucher_expired_with_a_refund_says_what_came_back(self, storage: Storage
                                                                ) -> None:
-        shop = _Shop(storage, v_coffee(refund_on_expiry=True), v_mug())
+        shop = _Shop(self.make_loyalty, storage, v_coffee(refund_on_expiry=True), v_mug())
         got = shop.rewards.redeem("M", "coffee", key="r", at=shop.at(berlin(2026, 4, 10, 10)))
         shop.at(berlin(2026, 5, 11))
         assert 1 == shop.loyalty.run_due().refunded_vouchers
@@ -192,7 +191,8 @@ class RewardEventContract(ContractPart):
         spend was reversed."""
         late = v_coffee(refund_on_expiry=True, valid_days=None,
                         valid_until=berlin(2027, 5, 1))
-        shop = _Shop(storage, late)  # M's lot of 1 March 2026 expires 1 April 2027
+        # M's lot of 1 March 2026 expires 1 April 2027
+        shop = _Shop(self.make_loyalty, storage, late)
         shop.at(berlin(2026, 4, 10, 10))
         got = shop.rewards.redeem("M", "coffee", key="r")
         shop.loyalty.spend("M", 1000, key="rest")  # the lot holds the voucher's 500 only
@@ -209,7 +209,7 @@ class RewardEventContract(ContractPart):
     # -- none without a change ------------------------------------------------------------------
 
     def test_refused_writes_and_replays_append_no_event(self, storage: Storage) -> None:
-        shop = _Shop(storage, v_coffee(stock=1), v_mug())
+        shop = _Shop(self.make_loyalty, storage, v_coffee(stock=1), v_mug())
         shop.earn("P", 100)
         shop.earn("N", 600)
         with pytest.raises(RewardNotAvailable):
@@ -245,7 +245,7 @@ class RewardEventContract(ContractPart):
 
     def test_a_voucher_of_an_erased_member_expires_under_its_erased_name(
             self, storage: Storage) -> None:
-        shop = _Shop(storage)
+        shop = _Shop(self.make_loyalty, storage)
         got = shop.rewards.redeem("M", "coffee", key="r", at=shop.at(berlin(2026, 4, 10, 10)))
         erased = shop.loyalty.privacy.erase("M").erased_as
         shop.at(berlin(2026, 5, 11))

@@ -29,7 +29,6 @@ from loyaltykit import (
     InsufficientPoints,
     InvalidCode,
     InvalidPayment,
-    Loyalty,
     Money,
     NotReversible,
     Order,
@@ -56,7 +55,13 @@ from loyaltykit import (
 )
 from loyaltykit._errors import DuplicateKey
 from loyaltykit.storage import RewardChanges
-from loyaltykit.testing.contract.base import L_EXPIRY, ContractPart, check_ledger, make_program
+from loyaltykit.testing.contract.base import (
+    L_EXPIRY,
+    ContractPart,
+    LoyaltyFactory,
+    check_ledger,
+    make_program,
+)
 
 __all__ = ["RewardContract", "reward_program", "v_coffee", "v_mug"]
 
@@ -100,11 +105,11 @@ def reward_program(*rewards: Reward, program_id: str = "V") -> Program:
 class _V:
     """A facade on program V with a test clock; ``members`` earn ``points`` at ``at``."""
 
-    def __init__(self, storage: Storage, *rewards: Reward, start: dt.datetime | None = None
-                 ) -> None:
+    def __init__(self, factory: LoyaltyFactory, storage: Storage, *rewards: Reward,
+                 start: dt.datetime | None = None) -> None:
         self.storage = storage
         self.clock = TestClock(start or _berlin(2026, 1, 1))
-        self.loyalty = Loyalty(reward_program(*rewards), storage, clock=self.clock)
+        self.loyalty = factory(reward_program(*rewards), storage, clock=self.clock)
         self.rewards = self.loyalty.rewards
 
     def at(self, when: dt.datetime) -> dt.datetime:
@@ -137,7 +142,7 @@ class RewardContract(ContractPart):
     # -- scenario V1 ------------------------------------------------------------------------
 
     def test_v1_stock_limits_window_and_tier(self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         for m in ("M", "N", "O"):
             v.earn(m, 1500, _berlin(2026, 3, 1))
         # 1. M redeems coffee: a voucher with a check-charactered code
@@ -173,7 +178,7 @@ class RewardContract(ContractPart):
         check_ledger(v.loyalty, ["M", "N", "O"])
 
     def test_v1_window_edges_in_the_program_zone(self, storage: Storage) -> None:
-        v = _V(storage, v_coffee(stock=None, per_member=None))
+        v = _V(self.make_loyalty, storage, v_coffee(stock=None, per_member=None))
         v.earn("M", 1500, _berlin(2026, 3, 1))
         v.at(dt.datetime(2026, 3, 31, 22, 30, tzinfo=dt.UTC))
         before = v.state("M")
@@ -195,7 +200,7 @@ class RewardContract(ContractPart):
         assert v.available("M") == 500
 
     def test_a_gold_member_redeems_the_mug(self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("G", 6000, _berlin(2026, 3, 1))
         v.at(_berlin(2026, 4, 2))
         got = v.rewards.redeem("G", "mug", key="mug")
@@ -204,7 +209,7 @@ class RewardContract(ContractPart):
     # -- scenario V2 ------------------------------------------------------------------------
 
     def test_v2_cancel_restores_lots_stock_and_limit_exactly(self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 300, _berlin(2026, 1, 15))  # lot A, expires 2027-02-01 Berlin
         v.earn("M", 1200, _berlin(2026, 3, 1))  # lot B, expires 2027-04-01 Berlin
         lots = {lot.expires_at: lot for lot in v.loyalty.lots("M")}
@@ -245,7 +250,7 @@ class RewardContract(ContractPart):
         """A direct ``reverse`` of a redemption's spend would give the points back while
         the voucher stays usable, and naming it as an order's payment would let the
         order's cancellation do the same: both refused, nothing written."""
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("M", "coffee", key="r", at=v.at(_berlin(2026, 4, 10)))
         before = v.state("M")
@@ -272,7 +277,7 @@ class RewardContract(ContractPart):
 
     def test_v3_due_work_expires_the_voucher_and_keeps_the_points(
             self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
         v.at(_berlin(2026, 4, 10, 10))
         got = v.rewards.redeem("M", "coffee", key="r1")
@@ -300,14 +305,14 @@ class RewardContract(ContractPart):
             self, storage: Storage) -> None:
         """A later program version without rewards still expires (and refunds) the
         vouchers an earlier version issued."""
-        v = _V(storage, v_coffee(refund_on_expiry=True))
+        v = _V(self.make_loyalty, storage, v_coffee(refund_on_expiry=True))
         v.earn("M", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("M", "coffee", key="r1", at=v.at(_berlin(2026, 4, 10, 10)))
         first = v.loyalty.program
         plain = Program.from_dict({**first.to_dict(), "version": 2, "rewards": None,
                                    "effective_from": _berlin(2026, 4, 20).isoformat()})
         v.at(_berlin(2026, 4, 21))
-        later = Loyalty(plain, storage, clock=v.clock)
+        later = self.make_loyalty(plain, storage, clock=v.clock)
         v.at(_berlin(2026, 5, 11))
         report = later.run_due()
         assert (report.expired_vouchers, report.refunded_vouchers) == (1, 1)
@@ -316,7 +321,7 @@ class RewardContract(ContractPart):
         check_ledger(later, ["M"])
 
     def test_v3_use_is_refused_at_expiry_even_before_due_work(self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("M", "coffee", key="r1", at=v.at(_berlin(2026, 4, 10, 10)))
         v.at(_berlin(2026, 5, 10, 10))
@@ -331,7 +336,7 @@ class RewardContract(ContractPart):
 
     def test_refund_on_expiry_gives_the_points_back_to_their_lots(
             self, storage: Storage) -> None:
-        v = _V(storage, v_coffee(refund_on_expiry=True, valid_days=3))
+        v = _V(self.make_loyalty, storage, v_coffee(refund_on_expiry=True, valid_days=3))
         v.earn("M", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("M", "coffee", key="r1", at=v.at(_berlin(2026, 4, 10, 10)))
         v.at(_berlin(2026, 4, 20))
@@ -350,8 +355,9 @@ class RewardContract(ContractPart):
 
     def test_a_rolling_limit_counts_the_last_days_on_the_wall_clock(
             self, storage: Storage) -> None:
-        v = _V(storage, v_coffee(stock=None, per_member=RewardLimit(2, CapPeriod.ROLLING, days=7),
-                                 starts_at=None, ends_at=None))
+        v = _V(self.make_loyalty, storage, v_coffee(
+            stock=None, per_member=RewardLimit(2, CapPeriod.ROLLING, days=7),
+            starts_at=None, ends_at=None))
         v.earn("M", 5000, _berlin(2026, 3, 1))
         # across the DST change of 2026-03-29: 7 wall-clock days are 167 hours
         v.rewards.redeem("M", "coffee", key="a", at=v.at(_berlin(2026, 3, 26, 12)))
@@ -366,8 +372,9 @@ class RewardContract(ContractPart):
         assert v.available("M") == 3500
 
     def test_a_lifetime_limit_and_a_global_limit(self, storage: Storage) -> None:
-        v = _V(storage, v_coffee(stock=None, per_member=RewardLimit(1), global_limit=2,
-                                 starts_at=None, ends_at=None, valid_days=None))
+        v = _V(self.make_loyalty, storage, v_coffee(
+            stock=None, per_member=RewardLimit(1), global_limit=2, starts_at=None,
+            ends_at=None, valid_days=None))
         for m in ("A", "B", "C"):
             v.earn(m, 1000, _berlin(2026, 3, 1))
         v.at(_berlin(2026, 6, 1))
@@ -389,7 +396,7 @@ class RewardContract(ContractPart):
     # -- refusals and replays -------------------------------------------------------------------
 
     def test_refusals_write_nothing(self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 400, _berlin(2026, 3, 1))
         v.at(_berlin(2026, 4, 10))
         before = v.state("M")
@@ -410,7 +417,7 @@ class RewardContract(ContractPart):
 
     def test_a_redemption_replays_under_its_key_and_refuses_another_request(
             self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
         v.at(_berlin(2026, 4, 10))
         first = v.rewards.redeem("M", "coffee", key="k")
@@ -429,7 +436,8 @@ class RewardContract(ContractPart):
         assert program.rewards is not None
         draws = iter([1, 2, 3, 4, 5, 6, 7, 8] * 2 + [9, 10, 11, 12, 13, 14, 15, 16] * 100)
         clock = TestClock(_berlin(2026, 3, 1))
-        loyalty = Loyalty(program, storage, clock=clock, randbelow=lambda n: next(draws) % n)
+        loyalty = self.make_loyalty(program, storage, clock=clock,
+                                    randbelow=lambda n: next(draws) % n)
         loyalty.enrol("M", key="e")
         loyalty.earn("M", 1000, key="earn")
         clock.set(_berlin(2026, 4, 2))
@@ -443,7 +451,7 @@ class RewardContract(ContractPart):
     def test_concurrent_redemptions_never_take_more_than_the_stock(
             self, storage: Storage) -> None:
         """V4 with threads: stock 3, 8 members at once: exactly 3 vouchers."""
-        v = _V(storage, v_coffee(stock=3, per_member=None))
+        v = _V(self.make_loyalty, storage, v_coffee(stock=3, per_member=None))
         members = [f"m{i}" for i in range(8)]
         for m in members:
             v.earn(m, 1000, _berlin(2026, 3, 1))
@@ -471,7 +479,7 @@ class RewardContract(ContractPart):
 
     def test_export_holds_the_vouchers_and_erase_keeps_them_under_the_key(
             self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("alice", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("alice", "coffee", key="r", at=v.at(_berlin(2026, 4, 10)))
         exported = v.loyalty.privacy.export("alice")["vouchers"]
@@ -495,7 +503,7 @@ class RewardContract(ContractPart):
 
     def test_the_store_takes_and_releases_counters_and_refuses_a_second_code(
             self, storage: Storage) -> None:
-        v = _V(storage)
+        v = _V(self.make_loyalty, storage)
         v.earn("M", 1500, _berlin(2026, 3, 1))
         got = v.rewards.redeem("M", "coffee", key="r", at=v.at(_berlin(2026, 4, 10)))
         with storage.unit_of_work("V") as uow:

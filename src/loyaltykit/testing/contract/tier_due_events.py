@@ -41,7 +41,7 @@ from loyaltykit import (
     WindowKind,
 )
 from loyaltykit._services.tier_events import TierEvents
-from loyaltykit.testing.contract.base import ContractPart, berlin, id_source
+from loyaltykit.testing.contract.base import ContractPart, LoyaltyFactory, berlin, id_source
 
 __all__ = ["TierDueEventContract"]
 
@@ -92,7 +92,7 @@ def _program(program_id: str, policy: tuple[QualificationWindow, Downgrade, int,
 
 def _apply(loyalty: Loyalty, clock: TestClock, ops: list[Op],
            policy: tuple[QualificationWindow, Downgrade, int, bool],
-           new_id: Callable[[], uuid.UUID]) -> Loyalty:
+           new_id: Callable[[], uuid.UUID], factory: LoyaltyFactory) -> Loyalty:
     """Apply ``ops``; the facade of the program's last version."""
     earns: dict[str, list[Any]] = {m: [] for m in MEMBERS}
     lowered = 0
@@ -111,7 +111,7 @@ def _apply(loyalty: Loyalty, clock: TestClock, ops: list[Op],
         elif op[0] == "lower":
             lowered = max(lowered, op[1])
             program = loyalty.program
-            loyalty = Loyalty(_program(program.id, policy, program.version + 1, lowered,
+            loyalty = factory(_program(program.id, policy, program.version + 1, lowered,
                                        clock.now()),
                               loyalty.storage, clock=clock, new_id=new_id)
         else:
@@ -134,12 +134,13 @@ def _seen(loyalty: Loyalty, prefix: str, program_id: str) -> tuple[str, int]:
 
 
 def _run(storage: Storage, policy: tuple[QualificationWindow, Downgrade, int, bool],
-         ops: list[Op], side: int, *, recorded: bool) -> tuple[Any, ...]:
+         ops: list[Op], side: int, *, recorded: bool, factory: LoyaltyFactory
+         ) -> tuple[Any, ...]:
     example = next(_programs)
     program_id = f"tier{example:06d}"
     clock = TestClock(START)
     new_id = id_source(side, example)
-    loyalty = Loyalty(_program(program_id, policy), storage, clock=clock, new_id=new_id)
+    loyalty = factory(_program(program_id, policy), storage, clock=clock, new_id=new_id)
     for m in MEMBERS[:3]:
         loyalty.enrol(m)
     clock.set(START + dt.timedelta(days=40))
@@ -148,7 +149,7 @@ def _run(storage: Storage, policy: tuple[QualificationWindow, Downgrade, int, bo
     # (the other side: no store is handed the events, each change is raised)
     with contextlib.nullcontext() if recorded else mock.patch.object(
             TierEvents, "outbox", return_value=None):
-        loyalty = _apply(loyalty, clock, ops, policy, new_id)
+        loyalty = _apply(loyalty, clock, ops, policy, new_id, factory)
         for days in (200, 400, 800):
             clock.set(clock.now() + dt.timedelta(days=days))
             reports.append(loyalty.run_due(batch_size=2))
@@ -170,8 +171,9 @@ class TierDueEventContract(ContractPart):
         def check(policy: tuple[QualificationWindow, Downgrade, int, bool],
                   ops: list[Op]) -> None:
             nonlocal evaluations
-            raised = _run(storage, policy, ops, 2, recorded=False)
-            assert raised == _run(storage, policy, ops, 1, recorded=True)
+            raised = _run(storage, policy, ops, 2, recorded=False, factory=self.make_loyalty)
+            assert raised == _run(storage, policy, ops, 1, recorded=True,
+                                  factory=self.make_loyalty)
             evaluations += raised[2]
 
         check()

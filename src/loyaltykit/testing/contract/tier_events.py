@@ -65,7 +65,7 @@ class TierEventContract(TierDueEventContract, ContractPart):
     def _tier_events_loyalty(self, storage: Storage, program: Program | None = None
                              ) -> tuple[Loyalty, TestClock]:
         clock = TestClock(berlin(2026, 1, 10, 9))
-        return Loyalty(program or tier_program(), storage, clock=clock), clock
+        return self.make_loyalty(program or tier_program(), storage, clock=clock), clock
 
     def test_t1_each_change_of_tier_is_one_event_with_its_payload(
         self, storage: Storage

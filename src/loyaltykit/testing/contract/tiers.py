@@ -124,7 +124,7 @@ class TierContract(ContractPart):
     def _tier_loyalty(self, storage: Storage, program: Program | None = None,
                  start: dt.datetime | None = None) -> tuple[Loyalty, TestClock]:
         clock = TestClock(start or _berlin(2026, 1, 10, 9))
-        return Loyalty(program or tier_program(), storage, clock=clock), clock
+        return self.make_loyalty(program or tier_program(), storage, clock=clock), clock
 
     def _tier_order(self, loyalty: Loyalty, clock: TestClock, order_id: str, member_id: str,
                euros: str, at: dt.datetime) -> int:
