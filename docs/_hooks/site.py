@@ -1,5 +1,8 @@
 """MkDocs hooks of the docs site (mkdocs.yml ``hooks:``).
 
+A ``python no-run`` fence (an example tests/package/test_docs.py does not execute) is
+shown as an ordinary ``python`` block: Markdown has no such info string.
+
 Before a build, the CDNOW walkthrough's pictures are drawn from the real data by
 ``docs/_pictures.py`` (``generate(out_dir)``) into ``docs/img/`` (not committed), so the
 pages show what the code draws today. Without that module there is nothing to draw.
@@ -8,10 +11,18 @@ pages show what the code draws today. Without that module there is nothing to dr
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
 DOCS = Path(__file__).resolve().parents[1]
+
+_NO_RUN = re.compile(r"^(?P<fence> {0,3}(?:`{3,}|~{3,})\s*python)\s+no-run\b", re.MULTILINE)
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    """Show ``python no-run`` blocks as ``python`` blocks."""
+    return _NO_RUN.sub(r"\g<fence>", markdown)
 
 
 def on_pre_build(config: Any, **kwargs: Any) -> None:

@@ -214,6 +214,24 @@ def _walk(obj: griffe.Object) -> list[griffe.Object]:
     return found
 
 
+def _comment_docstring(attr: griffe.Attribute) -> None:
+    """Give ``attr`` the ``#:`` comment lines above it as its docstring (Sphinx's
+    autodoc habit, which Griffe does not read)."""
+    if attr.lineno is None or attr.filepath is None or isinstance(attr.filepath, list):
+        return
+    try:
+        lines = attr.lines_collection[attr.filepath]
+    except KeyError:
+        return
+    comment: list[str] = []
+    k = attr.lineno - 2  # the line above, 0-based
+    while k >= 0 and lines[k].strip().startswith("#:"):
+        comment.insert(0, lines[k].strip()[2:].strip())
+        k -= 1
+    if comment:
+        attr.docstring = griffe.Docstring("\n".join(comment), lineno=k + 2, parent=attr)
+
+
 class SphinxRoles(griffe.Extension):
     """Rewrite the docstrings of a loaded package (see the module docstring)."""
 
@@ -221,6 +239,8 @@ class SphinxRoles(griffe.Extension):
                    **kwargs: Any) -> None:
         objects = _walk(pkg)
         for obj in objects:
+            if isinstance(obj, griffe.Attribute) and obj.docstring is None:
+                _comment_docstring(obj)
             if obj.docstring is not None:
                 obj.docstring.value = markdown_docstring(obj, obj.docstring.value)
         done: set[str] = set()
