@@ -25,13 +25,23 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     return _NO_RUN.sub(r"\g<fence>", markdown)
 
 
+_command = ["build"]
+
+
+def on_startup(command: str, **kwargs: Any) -> None:
+    """Remember whether this is ``mkdocs serve``."""
+    _command[0] = command
+
+
 def on_pre_build(config: Any, **kwargs: Any) -> None:
-    """Draw the docs' pictures into docs/img/ when docs/_pictures.py exists."""
+    """Draw the docs' pictures into docs/img/ when docs/_pictures.py exists (once under
+    ``mkdocs serve``: new files in docs/ would make it rebuild again and again)."""
     source = DOCS / "_pictures.py"
-    if not source.is_file():
+    img = DOCS / "img"
+    if not source.is_file() or (_command[0] == "serve" and img.is_dir() and any(img.iterdir())):
         return
     spec = importlib.util.spec_from_file_location("_loyaltykit_docs_pictures", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.generate(DOCS / "img")
+    module.generate(img)
