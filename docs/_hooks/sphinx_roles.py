@@ -279,9 +279,11 @@ class SphinxRoles(griffe.Extension):
                 continue
             if not isinstance(target, griffe.Function):
                 continue
+            # less ``self`` (a delegate of a delegate has none left)
             params = [griffe.Parameter(p.name, annotation=p.annotation, kind=p.kind,
                                        default=p.default)
-                      for p in list(target.parameters)[1:]]
+                      for k, p in enumerate(target.parameters)
+                      if not (k == 0 and p.name == "self")]
             function = griffe.Function(
                 name, lineno=member.lineno, endlineno=member.endlineno,
                 parameters=griffe.Parameters(*params), returns=target.returns,
