@@ -39,7 +39,7 @@ DEFAULT_DPI = 100
 _MAX_INCHES = 100.0
 _MAX_DPI = 1200
 #: Cells get their percentage written in them up to this many columns.
-_ANNOTATED_COLUMNS = 18
+_ANNOTATED_COLUMNS = 20
 _INSTALL = "pip install 'loyaltykit[plot]'"
 
 Figures = CohortRetention | RfmSegments | LiabilityOverTime | ClvDistribution | TiersOverTime
@@ -94,8 +94,10 @@ def draw(figures: Figures, path: str | os.PathLike[str], *, title: str | None = 
     ``title`` replaces the picture's own; ``size`` is (width, height) in inches and
     ``dpi`` the PNG's dots per inch (a PNG is ``width * dpi`` by ``height * dpi``
     pixels, an SVG ``width * 72`` by ``height * 72`` points). An existing file is
-    replaced. Another suffix, a missing directory, figures of another type, figures
-    with nothing to draw (no cohort member, no scored member, no period begun) or bad
+    replaced. The heat map leaves out the cohorts without members.
+
+    Another suffix, a missing directory, figures of another type, figures with
+    nothing to draw (no cohort member, no scored member, no period begun) or bad
     options raise :class:`~loyaltykit.InvalidInput` and write nothing; without
     matplotlib, :class:`~loyaltykit.PlotsUnavailable` (``pip install
     'loyaltykit[plot]'``).
@@ -157,18 +159,21 @@ def _period_axis(ax: Axes, labels: list[str]) -> None:
 def _cohorts(fig: Figure, f: CohortRetention, title: str | None) -> None:
     import numpy as np
 
+    # a period in which no member placed a first order is no cohort worth a row
+    shown_rows = [(c, row) for c, row in zip(f.cohorts, f.grid, strict=True) if c.members]
     grid = np.ma.masked_invalid(np.array(
-        [[math.nan if v is None else float(v) for v in row] for row in f.grid], dtype=float))
+        [[math.nan if v is None else float(v) for v in row] for _, row in shown_rows],
+        dtype=float))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto",
                       interpolation="nearest")
     rows, columns = grid.shape
     ax.set_xticks(range(columns), [str(k) for k in range(columns)])
-    ax.set_yticks(range(rows), [f"{c.cohort.label} ({c.members})" for c in f.cohorts])
+    ax.set_yticks(range(rows), [f"{c.cohort.label} ({c.members})" for c, _ in shown_rows])
     ax.set_xlabel(f"{f.period.value}s since the first order")
     ax.set_ylabel("cohort (members)")
     if columns <= _ANNOTATED_COLUMNS:
-        for i, row in enumerate(f.grid):
+        for i, (_, row) in enumerate(shown_rows):
             for k, value in enumerate(row):
                 if value is not None:
                     ax.text(k, i, f"{float(value):.0%}", ha="center", va="center",
