@@ -9,6 +9,7 @@ reproducible (no date, fixed element ids).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 from collections.abc import Callable
@@ -194,7 +195,7 @@ def _segments(fig: Figure, f: RfmSegments, title: str | None) -> None:
     ax.set_xlabel("members")
     ax.margins(x=0.15)
     ax.set_title(title or f"RFM segments ({f.members} members, as of "
-                 f"{f.as_of.date().isoformat()})")
+                 f"{f.as_of.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC)")
 
 
 def _liability(fig: Figure, f: LiabilityOverTime, title: str | None) -> None:
