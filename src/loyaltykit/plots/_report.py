@@ -65,9 +65,12 @@ def _clv(loyalty: Loyalty, as_of: dt.datetime | None, start: dt.datetime | None,
 
     until = end if end is not None else as_of
     calibration = summary_from(loyalty, end=until, start=start)
-    values = clv(calibration, fit_bgnbd(calibration), fit_gamma_gamma(calibration),
-                 horizon=CLV_HORIZON_WEEKS)
-    return clv_distribution(values)
+    purchases, value = fit_bgnbd(calibration), fit_gamma_gamma(calibration)
+    for model, fit in (("BG/NBD", purchases), ("Gamma-Gamma", value)):
+        if not fit.converged:  # its values would be no estimate worth drawing
+            raise InvalidInput("the CLV model did not converge on these orders",
+                               model=model, customers=fit.customers)
+    return clv_distribution(clv(calibration, purchases, value, horizon=CLV_HORIZON_WEEKS))
 
 
 def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
@@ -84,7 +87,9 @@ def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
       (:func:`liability_over_time`);
     - ``"clv"``: the distribution of the value expected over the next
       :data:`CLV_HORIZON_WEEKS` weeks (BG/NBD and Gamma-Gamma fitted on the orders in
-      ``[start, end)``, end default ``as_of`` or now; needs ``loyaltykit[analytics]``);
+      ``[start, end)``, end default ``as_of`` or now; needs ``loyaltykit[analytics]``;
+      a model that does not converge on the orders raises
+      :class:`~loyaltykit.InvalidInput`);
     - ``"tiers"``: members per tier at each period's end (:func:`tiers_over_time`).
 
     Pictures over time use calendar ``period``\\ s (default month) overlapping
