@@ -326,3 +326,16 @@ def test_the_figures_of_two_shops_differ() -> None:
                                 berlin(2026, 5, 1, 0))
     assert one.rows[:3] == other.rows[:3]
     assert (2_000, 2_005) == (one.rows[3].points, other.rows[3].points)
+
+
+def test_a_range_ending_within_a_period_is_read_at_its_end() -> None:
+    shop = liability_shop(MemoryStorage())
+    end = berlin(2026, 3, 15, 0)  # after ann's expiry (12 March), before ben's spend
+    found = liability_over_time(shop.loyalty, Period.MONTH, berlin(2026, 2, 1, 0), end)
+    assert [("2026-02", 3_600), ("2026-03", 3_000)] == [
+        (r.period.label, r.points) for r in found.rows]
+    assert end - _TICK == found.rows[-1].as_of
+    tiers = tiers_over_time(tier_shop(MemoryStorage()).loyalty, Period.MONTH,
+                            berlin(2026, 1, 1, 0), berlin(2026, 2, 5, 0))
+    # read just before 5 February: cy not enrolled yet, bob and ann not yet promoted
+    assert [(1, 1, 0, 0), (1, 1, 0, 0)] == [r.members for r in tiers.rows]

@@ -60,12 +60,14 @@ def _period(period: Period | str) -> Period:
 
 def period_ends(loyalty: Loyalty, period: Period | str, start: dt.datetime,
                 end: dt.datetime) -> list[tuple[PeriodRange, dt.datetime]]:
-    """The periods of ``[start, end)`` that have begun by now, each with the instant
-    it is read at: its last instant (everything before its end; ``as_of`` counts what
-    had occurred by then), or now for the period now running."""
+    """The periods overlapping ``[start, end)`` that have begun by now, each with the
+    instant it is read at: its last instant (everything before its end: an ``as_of``
+    counts what had occurred by then), or the range's last if the range ends sooner,
+    or now for the period now running."""
     ranges = report_periods(period, start, end, loyalty.program.time_zone)
     now = loyalty.clock.now()
-    return [(r, min(r.end - _TICK, now)) for r in ranges if r.start <= now]
+    last = check_instant(end, "end") - _TICK
+    return [(r, min(r.end - _TICK, last, now)) for r in ranges if r.start <= now]
 
 
 def cohort_retention(loyalty: Loyalty, period: Period | str, start: dt.datetime,
@@ -89,23 +91,22 @@ def cohort_retention(loyalty: Loyalty, period: Period | str, start: dt.datetime,
     n = len(ranges)
     starts = [r.start for r in ranges]
     active = [[0] * (n - i) for i in range(n)]
-    cohort_of: dict[str, int | None] = {}
-    seen: dict[str, set[int]] = {}
     if ranges:
         lo = ranges[0].start
+        # purchases() gives each member's purchases together, in time order: one
+        # member's state at a time, whatever the number of members
+        member: str | None = None
+        cohort: int | None = None
+        seen: set[int] = set()
         for p in loyalty.reports.purchases(end=ranges[-1].end):
-            if p.member_id not in cohort_of:  # a member's purchases come in time order
-                first = None if p.placed_at < lo else bisect.bisect_right(
-                    starts, p.placed_at) - 1
-                cohort_of[p.member_id] = first
-                seen[p.member_id] = set()
-            cohort = cohort_of[p.member_id]
-            if cohort is None:
+            index = bisect.bisect_right(starts, p.placed_at) - 1
+            if p.member_id != member:  # its first order that counts, ever
+                member, seen = p.member_id, set()
+                cohort = None if p.placed_at < lo else index
+            if cohort is None or index - cohort in seen:
                 continue
-            offset = bisect.bisect_right(starts, p.placed_at) - 1 - cohort
-            if offset not in seen[p.member_id]:
-                seen[p.member_id].add(offset)
-                active[cohort][offset] += 1
+            seen.add(index - cohort)
+            active[cohort][index - cohort] += 1
     rows = tuple(CohortRow(cohort=r, members=active[i][0], active=tuple(active[i]),
                            retention=tuple(ratio(a, active[i][0]) for a in active[i]))
                  for i, r in enumerate(ranges))
@@ -137,8 +138,9 @@ def liability_over_time(loyalty: Loyalty, period: Period | str, start: dt.dateti
                         ) -> LiabilityOverTime:
     """``loyalty.reports.liability`` and ``.breakage`` of ``wallet`` (default the
     program's default wallet) at the end of each calendar ``period`` overlapping
-    ``[start, end)``: read at each period's last instant, the period now running at
-    now, periods that have not begun left out. The expected redemption (and so the
+    ``[start, end)``: read at each period's last instant (the range's last, if it ends
+    within the period; now for the period now running), periods that have not begun
+    left out. The expected redemption (and so the
     liability) is the one each report would have given then: 1 - the breakage of the
     cohorts closed by then, or the full face value before any closed. Bad arguments
     raise what the reports raise (:class:`~loyaltykit.InvalidInput`,

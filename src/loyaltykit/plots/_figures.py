@@ -87,7 +87,8 @@ class RfmSegments(JsonForm):
 @attrs.frozen
 class LiabilityAt(JsonForm):
     """The liability and breakage of one period, read at ``as_of``: the period's last
-    instant (everything before its end), or now for the period now running.
+    instant (everything before its end), the range's last instant if the range ends
+    within the period, or now for the period now running.
 
     ``points``, ``face_value``, ``expected_redemption``, ``basis`` and ``liability``
     are those of :meth:`loyalty.reports.liability <loyaltykit.Liability>`;
