@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from loyaltykit import (
     ExpiryPolicy,
     LedgerPolicy,
@@ -161,8 +163,10 @@ def tier_shop(storage: Storage) -> Shop:
     return shop
 
 
-#: The backends the data functions are checked on (PostgreSQL: the session's server).
-BACKENDS = ["memory", "sqlite", "postgresql"]
+#: The backends the data functions are checked on (PostgreSQL: the session's server,
+#: ``slow`` like every backend-parametrised run there, see conftest.BACKEND_PARAMS).
+BACKENDS = [pytest.param(name, marks=pytest.mark.slow) if name == "postgresql" else name
+            for name in ("memory", "sqlite", "postgresql")]
 
 
 @contextlib.contextmanager
