@@ -149,6 +149,13 @@ def _percent() -> Any:
     return PercentFormatter(1.0)
 
 
+def _whole(axis: Any) -> None:
+    """Ticks at whole numbers only: the axis counts members."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _period_axis(ax: Axes, labels: list[str]) -> None:
     """Period labels along x, thinned to about a dozen when there are many."""
     step = max(1, math.ceil(len(labels) / 12))
@@ -193,6 +200,7 @@ def _segments(fig: Figure, f: RfmSegments, title: str | None) -> None:
     ax.bar_label(bars, labels=[f"{s.members} ({float(s.share or 0):.0%})"
                                for s in f.segments], padding=3, fontsize=8)
     ax.set_xlabel("members")
+    _whole(ax.xaxis)
     ax.margins(x=0.15)
     ax.set_title(title or f"RFM segments ({f.members} members, as of "
                  f"{f.as_of.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC)")
@@ -227,6 +235,7 @@ def _clv(fig: Figure, f: ClvDistribution, title: str | None) -> None:
     over = (f" over {f.horizon:g} {f.unit}" if f.horizon is not None and f.unit else "")
     ax.set_xlabel(f"expected value{over}" + (f" ({f.currency})" if f.currency else ""))
     ax.set_ylabel("members")
+    _whole(ax.yaxis)
     ax.set_title(title or f"Customer lifetime value ({len(f.values)} members)")
 
 
@@ -242,6 +251,7 @@ def _tiers(fig: Figure, f: TiersOverTime, title: str | None) -> None:
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     _period_axis(ax, [r.period.label for r in f.rows])
     ax.set_ylabel("members")
+    _whole(ax.yaxis)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title or f"Members per tier (end of each {f.period.value})")
 
