@@ -59,6 +59,7 @@ still catches a bad amount::
     │       └── VoucherAlreadyUsed
     ├── FraudCheckError (RuntimeError)
     ├── AnalyticsUnavailable (ImportError)
+    ├── PlotsUnavailable (ImportError)
     └── StorageError (RuntimeError)
         ├── DuplicateKey
         ├── SerializationFailure
@@ -117,6 +118,7 @@ __all__ = [
     "OrderCancelled",
     "OrderNotFound",
     "OutOfStock",
+    "PlotsUnavailable",
     "ProgramVersionConflict",
     "RedemptionLimitReached",
     "RedemptionRefused",
@@ -550,6 +552,18 @@ class AnalyticsUnavailable(LoyaltyError, ImportError):
     """
 
     code = "analytics_unavailable"
+
+
+class PlotsUnavailable(LoyaltyError, ImportError):
+    """Drawing a picture of a report (:mod:`loyaltykit.plots`) needs matplotlib, which
+    the core package does not install: ``pip install 'loyaltykit[plot]'``.
+    ``details["missing"]`` names the module that failed to import; its ``ImportError``
+    is the ``__cause__``. The figures behind each picture need no matplotlib.
+
+    .. versionadded:: 0.6
+    """
+
+    code = "plots_unavailable"
 
 
 class FraudCheckError(LoyaltyError, RuntimeError):

@@ -1,6 +1,7 @@
 """Every public result and record has a JSON form (issue 24, "JSON-ready results").
 
-Every attrs class of ``loyaltykit.__all__`` and ``loyaltykit.analytics.__all__`` is a
+Every attrs class of ``loyaltykit.__all__``, ``loyaltykit.analytics.__all__`` and
+``loyaltykit.plots.__all__`` is a
 :class:`loyaltykit._json.JsonForm`: ``to_dict()`` gives plain data that
 :func:`json.dumps` writes without a custom encoder, ``to_json()`` that text. The
 instances checked are everything the documentation's examples leave behind (each
@@ -29,6 +30,7 @@ from tests.package.test_public_api import _modules_after
 
 import loyaltykit
 import loyaltykit.analytics
+import loyaltykit.plots
 from loyaltykit import (
     AnyOf,
     Attribute,
@@ -64,7 +66,8 @@ from loyaltykit._json import JsonForm, to_data
 from loyaltykit.memory import MemoryStorage
 
 PUBLIC = sorted(
-    {value for module in (loyaltykit, loyaltykit.analytics) for name in module.__all__
+    {value for module in (loyaltykit, loyaltykit.analytics, loyaltykit.plots)
+     for name in module.__all__
      if isinstance(value := getattr(module, name), type) and attrs.has(value)},
     key=lambda cls: cls.__name__)
 
@@ -130,6 +133,9 @@ def _by_hand() -> Iterator[Any]:
         lines=(OrderLine(sku="x", quantity=1, unit_price=Money("20.00", "EUR")),)))
     yield loyalty.order("o1"), list(loyalty.reports.purchases())
     yield loyalty.tiers.history("alice")
+    month = T0.replace(day=1), T0 + dt.timedelta(days=30)
+    yield (loyaltykit.plots.liability_over_time(loyalty, "month", *month),
+           loyaltykit.plots.tiers_over_time(loyalty, "month", *month))
     yield loyalty.reports.revenue("month", T0.replace(day=1), T0 + dt.timedelta(days=30))
     yield loyalty.bulk_earn({"alice": 5, "bob": 7}, key="bulk")
     yield loyalty.transfer("alice", "bob", 10, key="transfer")
