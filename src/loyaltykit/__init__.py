@@ -154,6 +154,7 @@ from loyaltykit._reports_orders import (
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
+    DueProgress,
     DueWorkReport,
     EventResult,
     HoldResult,
@@ -261,6 +262,7 @@ __all__ = [
     "Cycle",
     "DEFAULT_RFM_SEGMENTS",
     "Downgrade",
+    "DueProgress",
     "DueWorkReport",
     "DuplicateKey",
     "EarningPolicy",
