@@ -9,6 +9,7 @@ import logging as _logging
 
 from loyaltykit._clock import Clock, SystemClock, TestClock
 from loyaltykit._codes import CodeSpec
+from loyaltykit._describe import describe_program
 from loyaltykit._errors import (
     AlreadyReferred,
     AlreadyReversed,
@@ -434,6 +435,7 @@ __all__ = [
     "WindowKind",
     "allocate_revenue",
     "default_checks",
+    "describe_program",
     "evaluate_event",
     "evaluate_order",
     "normalise_email",

@@ -1197,7 +1197,8 @@ def _reward() -> Reward:
 #: the table above or here.
 NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
-        "Balance", "BulkEarnResult", "DueProgress", "DueWorkReport", "ErasureResult", "Evaluation", "EventResult",
+        "Balance", "BulkEarnResult", "DueProgress", "DueWorkReport", "ErasureResult",
+        "Evaluation", "EventResult",
         "Hold", "HoldAllocation", "HoldResult", "ImportResult", "Lot", "LotMovement", "Member",
         "OrderRecord",
         "OrderResult", "PaymentQuote", "Posting", "Referral", "ReferralCode", "ReferrerStats",
