@@ -59,7 +59,7 @@ def describe_program(program: Program) -> list[str]:
         f"{label}: {wallets}; 1 point is worth {program.point_value.amount} "
         f"{program.point_value.currency}.",
     ]
-    lines += _earning(program.earning)
+    lines += _earning(program.earning, program.currency)
     lines += _ledger(program.ledger)
     if program.tiers is not None:
         lines += _tiers(program.tiers)
@@ -80,21 +80,23 @@ def _number(value: Decimal | int) -> str:
     return text
 
 
-def _earning(policy: EarningPolicy) -> list[str]:
+def _earning(policy: EarningPolicy, currency: str) -> list[str]:
     if not policy.rules:
         return ["Earning: no rules (points are earned only by explicit earn calls)."]
     lines = [f"Earning ({len(policy.rules)} rule{'s' if len(policy.rules) > 1 else ''}, "
              f"points rounded {policy.rounding.value}, multipliers {policy.stacking.value}):"]
-    lines += [f"  - {_rule(rule)}" for rule in policy.rules]
+    lines += [f"  - {_rule(rule, currency)}" for rule in policy.rules]
     if policy.max_points_per_order is not None:
         lines.append(f"  at most {policy.max_points_per_order} points per order")
     return lines
 
 
-def _rule(rule: Rule) -> str:
+def _rule(rule: Rule, currency: str) -> str:
     if isinstance(rule, RateRule):
         base = rule.base.value.replace("_", " ")
-        what = f"{_number(rule.points)} points per {_number(rule.per)} of {base}"
+        points = _number(rule.points)
+        what = (f"{points} point{'' if points == '1' else 's'} per {_number(rule.per)} "
+                f"{currency} of {base}")
     elif isinstance(rule, TierMultiplierRule):
         what = "the member's tier multiplier"
     elif isinstance(rule, MultiplierRule):
@@ -112,7 +114,7 @@ def _rule(rule: Rule) -> str:
     if getattr(rule, "match", None) is not None:
         extras.append("on matching lines only")
     if rule.condition is not None:
-        extras.append(f"when {rule.condition.type.replace('_', ' ')} holds")
+        extras.append(f"if: {rule.condition.type.replace('_', ' ')}")
     if rule.window is not None:
         extras.append("within a date window")
     if rule.caps:

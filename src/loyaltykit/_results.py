@@ -185,7 +185,7 @@ class DueWorkReport(JsonForm):
 
 @attrs.frozen
 class DueProgress(JsonForm):
-    """How far a run of due work has come, as ``run_due(progress=...)`` reports it.
+    """How far a run of due work has come, as ``run_due(on_progress=...)`` reports it.
 
     A run is ``total`` stages of work: the ledger's ranges of ``batch_size`` member
     wallets (holds, activation, expiry), then one stage per capability with due work of

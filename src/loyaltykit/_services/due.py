@@ -7,7 +7,7 @@ capability with due work of its own adds a step (tiers: evaluate windows that en
 record "will downgrade" notices) with :meth:`DueWork.add`, so a new capability's due
 work needs no edit here.
 
-A run reports its progress to a ``progress`` callable, if given, as
+A run reports its progress to an ``on_progress`` callable, if given, as
 :class:`~loyaltykit.DueProgress` values: once the ledger's ranges are read (nothing
 done yet), after each range and after each capability's step; always from the
 calling thread, with counts it has at hand (no query of its own).
@@ -16,6 +16,7 @@ calling thread, with counts it has at hand (no query of its own).
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,8 @@ class DueWork:
 
     def run_due(self, at: dt.datetime | None = None, *, batch_size: int = 500,
                 workers: int = 1,
-                progress: Callable[[DueProgress], object] | None = None) -> DueWorkReport:
+                on_progress: Callable[[DueProgress], object] | None = None
+                ) -> DueWorkReport:
         """Post everything due up to ``at`` (default: now) for every member: release
         stale holds, activate matured pending lots, expire lots past their expiry;
         evaluate tiers whose window ended and record "will downgrade" notices.
@@ -78,7 +80,7 @@ class DueWork:
         connection, which then works with one); on SQLite, whose writers take turns,
         it gains nothing.
 
-        ``progress``, if given, is called with a :class:`~loyaltykit.DueProgress` once
+        ``on_progress``, if given, is called with a :class:`~loyaltykit.DueProgress` once
         the work is counted (``done == 0``), then after each range of ``batch_size``
         member wallets and after each capability's stage (tiers, rewards, events,
         notices), always from the calling thread: enough for a progress bar or a log
@@ -93,8 +95,8 @@ class DueWork:
                                batch_size=batch_size)
         if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
             raise InvalidInput("workers must be an int in 1..64", workers=workers)
-        if progress is not None and not callable(progress):
-            raise InvalidInput("progress must be callable (or None)", progress=shown(progress))
+        if on_progress is not None:
+            _check_progress(on_progress)
         totals: dict[str, int] = {}
         members = 0
         # the cyclic collector is paused for the whole run, not batch by batch: re-enabled
@@ -110,8 +112,8 @@ class DueWork:
             finished = 0
 
             def tell(stage: str) -> None:
-                if progress is not None:
-                    progress(DueProgress(at=when, stage=stage, done=finished,
+                if on_progress is not None:
+                    on_progress(DueProgress(at=when, stage=stage, done=finished,
                                          total=stages, members=members))
 
             tell("ledger")
@@ -232,6 +234,22 @@ class DueWork:
 #: the outbox event type of each due transaction's kind (what the outbox records of a
 #: DuePosted), as a store that posts a due batch itself is handed them
 _DUE_EVENTS = {k.value: POINTS_EVENTS[k] for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
+
+
+def _check_progress(on_progress: object) -> None:
+    """Refuse an ``on_progress`` that cannot be called with one :class:`DueProgress`."""
+    if not callable(on_progress):
+        raise InvalidInput("on_progress must be callable (or None)",
+                           on_progress=shown(on_progress))
+    try:
+        signature = inspect.signature(on_progress)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise InvalidInput("on_progress must take one argument (a DueProgress)",
+                           on_progress=shown(on_progress)) from None
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

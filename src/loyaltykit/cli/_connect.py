@@ -78,8 +78,8 @@ def open_storage(url: str, *, create: bool = False) -> SQLStorage:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise CliError(f"not a database URL: {_shown(url)!r} (expected e.g. "
-                       "sqlite:///loyalty.sqlite or postgresql+psycopg://user@host/db)",
-                       status=2) from None
+                       "sqlite:///loyalty.sqlite or postgresql+psycopg://user@host/db)"
+                       ) from None
     if parsed.get_backend_name() == "sqlite" and not create:
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:") \

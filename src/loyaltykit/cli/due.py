@@ -137,10 +137,10 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(tracker, _Bar):
                 with tracker:
                     report = loyalty.run_due(at, batch_size=args.batch_size,
-                                             workers=args.workers, progress=tracker)
+                                             workers=args.workers, on_progress=tracker)
             else:
                 report = loyalty.run_due(at, batch_size=args.batch_size,
-                                         workers=args.workers, progress=tracker)
+                                         workers=args.workers, on_progress=tracker)
         except Exception as exc:
             last = tracker.last
             if not show_bar:

@@ -118,7 +118,7 @@ class LedgerDueContract(ContractPart):
             assert [] == uow.ledger.due_bounds(berlin(2026, 1, 1, 9), 3)
 
     def test_due_work_reports_its_progress(self, storage: Storage) -> None:
-        """run_due(progress=) is told the work once counted, after each range of
+        """run_due(on_progress=) is told the work once counted, after each range of
         batch_size wallets (with the wallets so far) and after each capability's
         stage, from the calling thread, with one worker or several."""
         seen: list[DueProgress] = []
@@ -131,7 +131,7 @@ class LedgerDueContract(ContractPart):
         for workers in (1, 3):
             shop, _ = due_shop(storage, f"progress-{workers}", 5)  # 7 due wallets
             seen.clear()
-            report = shop.loyalty.run_due(batch_size=3, workers=workers, progress=record)
+            report = shop.loyalty.run_due(batch_size=3, workers=workers, on_progress=record)
             steps = ["rewards", "events", "notices"]  # the shop's program has no tiers
             total = 3 + len(steps)  # ranges of 3, 3 and 1 wallets, then the steps
             assert [("ledger", 0, total, 0), ("ledger", 1, total, 3),
@@ -143,7 +143,7 @@ class LedgerDueContract(ContractPart):
             assert {threading.current_thread().name} == threads
             # nothing due: told once with nothing to do in the ledger, then the steps
             seen.clear()
-            shop.loyalty.run_due(batch_size=3, workers=workers, progress=record)
+            shop.loyalty.run_due(batch_size=3, workers=workers, on_progress=record)
             assert [("ledger", 0, 3, 0)] + [
                 (stage, 1 + i, 3, 0) for i, stage in enumerate(steps)
             ] == [(p.stage, p.done, p.total, p.members) for p in seen]
