@@ -78,8 +78,6 @@ def test_version_help_and_a_core_import_without_rich() -> None:
     for command in ("due", "report", "events", "program", "member", "migrate", "demo",
                     "LOYALTYKIT_URL", "exit status"):
         assert command in helped
-    unknown = run("bogus")
-    assert 2 == unknown.returncode and "invalid choice" in unknown.stderr
     imported = subprocess.run(
         [sys.executable, "-c", "import sys, loyaltykit; "
          "print('rich' in sys.modules, 'loyaltykit.cli' in sys.modules)"],
@@ -278,3 +276,39 @@ def test_member_show_and_program_show(shop: Path) -> None:
     assert 1 == missing.returncode and "member_not_found" in missing.stderr
     words = ok(run("program", "show", url=url(path)))
     assert "\n".join(describe_program(shop_program())) + "\n" == words
+
+
+def test_a_due_run_that_stops_half_way_exits_1_and_says_how_far_it_came(
+        shop: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # in process: the second range of members fails as a conflict retried too often would
+    from loyaltykit import RetryLimitExceeded
+    from loyaltykit._services.due import DueWork
+    from loyaltykit.cli import main
+
+    path = copy(shop, "stopped.sqlite")
+    ranges = DueWork._range
+    calls: list[int] = []
+
+    def failing(self: DueWork, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RetryLimitExceeded("gave up after 3 retries", retries=3)
+        return ranges(self, *args)
+
+    monkeypatch.setattr(DueWork, "_range", failing)
+    code = main(["due", "--url", url(path), "--at", DUE_AT, "--batch-size", "5",
+                 "--no-progress"])
+    out, err = capsys.readouterr()
+    assert (1, "") == (code, out)
+    *logged, last = err.splitlines()
+    failed = json.loads(logged[-1])
+    assert ("due.failed", 1) == (failed["event"], failed["stages_done"])
+    assert last.startswith("loyaltykit: error: due work stopped after 1 of ")
+    assert "retry_limit_exceeded" in last and "run it again" in last
+    monkeypatch.setattr(DueWork, "_range", ranges)
+    with library(path) as loyalty:  # the first range stayed committed; the rest is left
+        rest = loyalty.run_due(dt.datetime.fromisoformat(DUE_AT), batch_size=5)
+    with library(copy(shop, "stopped-twin.sqlite")) as loyalty:
+        whole = loyalty.run_due(dt.datetime.fromisoformat(DUE_AT), batch_size=5)
+    assert 5 == whole.members - rest.members

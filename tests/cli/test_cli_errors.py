@@ -126,8 +126,9 @@ def test_bad_instants_and_verbose_tracebacks(databases: dict[str, str]) -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    for argv in (["report"], ["report", "kpis", "--period", "fortnight"],
-                 ["events", "ack", "--consumer", "x"], ["due", "--workers", "many"]):
+    for argv, said in ((["bogus"], "invalid choice: 'bogus'"),
+                       (["report"], "the following arguments are required: REPORT"),
+                       (["due", "--workers", "many"], "invalid int value: 'many'")):
         proc = run(*argv)
         assert 2 == proc.returncode, argv
-        assert "usage: loyaltykit" in proc.stderr
+        assert "usage: loyaltykit" in proc.stderr and said in proc.stderr

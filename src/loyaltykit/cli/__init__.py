@@ -35,11 +35,7 @@ from loyaltykit.cli._connect import CliError
 __all__ = ["main"]
 
 EPILOG = """\
-connection:
-  --url or LOYALTYKIT_URL      SQLAlchemy URL: sqlite:///loyalty.sqlite,
-                               postgresql+psycopg://user@host/db
-  --program or LOYALTYKIT_PROGRAM
-                               the program's id (default: the only one stored)
+global options go before or after the command; `loyaltykit COMMAND --help` tells more.
 
 exit status:
   0  done

@@ -31,12 +31,15 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add ``due`` to the command line."""
     parser = commands.add_parser(
         "due", parents=[common], help="run the due work (expiry, holds, tiers, notices)",
-        description="Post everything due up to now (or --at) for every member: release "
-                    "stale holds, activate matured pending points, expire lots, evaluate "
-                    "tiers, expire vouchers, append notices, prune events. Idempotent and "
-                    "resumable: run it from cron as often as you like.",
-        epilog="exit status: 0 done, 1 the run stopped (see the error; what was done is "
-               "committed, run again), 2 usage.",
+        description="Post everything due up to now (or --at) for every member: release stale\n"
+                    "holds, activate matured pending points, expire lots, evaluate tiers,\n"
+                    "expire vouchers, append notices, prune events. Idempotent and\n"
+                    "resumable: run it from cron as often as you like. A progress bar on\n"
+                    "a terminal, else one JSON line per stage on stderr; the report on\n"
+                    "stdout.",
+        epilog="exit status:\n  0  done\n  1  the run stopped: see the error (what was done "
+               "is committed; run it again)\n  2  usage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--at", metavar="INSTANT",
                         help="post what is due up to this ISO 8601 instant with offset "
