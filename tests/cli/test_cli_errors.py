@@ -49,6 +49,8 @@ def test_no_url_is_a_usage_error() -> None:
 @pytest.mark.parametrize(("given", "said"), [
     ("nonsense", "not a database URL: 'nonsense'"),
     ("nosuchdialect://host/db", "invalid_input: unusable database URL"),
+    ("postgresql+psycopg_async://shop@localhost/loyalty", "the command line needs a "
+     "synchronous driver, not psycopg_async: write the URL as postgresql+psycopg://..."),
 ])
 def test_a_bad_url(given: str, said: str) -> None:
     proc = run("report", "totals", url=given)

@@ -39,7 +39,6 @@ PROGRAM_VARIABLE = "LOYALTYKIT_PROGRAM"
 #: What to install for a driver SQLAlchemy could not import, by the URL's dialect.
 _EXTRAS = {
     "postgresql": "the PostgreSQL driver is not installed: pip install 'loyaltykit[postgresql]'",
-    "sqlite+aiosqlite": "the aiosqlite driver is not installed: pip install 'loyaltykit[async]'",
 }
 
 
@@ -80,6 +79,12 @@ def open_storage(url: str, *, create: bool = False) -> SQLStorage:
         raise CliError(f"not a database URL: {_shown(url)!r} (expected e.g. "
                        "sqlite:///loyalty.sqlite or postgresql+psycopg://user@host/db)"
                        ) from None
+    driver = parsed.drivername.partition("+")[2]  # (naming no dialect module yet)
+    if driver.endswith("_async") or driver.startswith(("aio", "async")):
+        sync = {"sqlite": "sqlite:///", "postgresql": "postgresql+psycopg://"}.get(
+            parsed.get_backend_name(), "a synchronous driver's URL")
+        raise CliError(f"the command line needs a synchronous driver, not {driver}: "
+                       f"write the URL as {sync}...")
     if parsed.get_backend_name() == "sqlite" and not create:
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:") \

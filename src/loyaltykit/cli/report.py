@@ -18,7 +18,7 @@ from loyaltykit._facade import Loyalty
 from loyaltykit._json import to_data
 from loyaltykit._periods import Period
 from loyaltykit.cli._connect import CliError, connect, parse_instant
-from loyaltykit.cli._output import FORMATS, write
+from loyaltykit.cli._output import FORMATS, flat, write
 
 __all__ = ["REPORTS", "add_parser", "run"]
 
@@ -130,14 +130,8 @@ def _liability(loyalty: Loyalty, args: argparse.Namespace, as_of: dt.datetime | 
         ("expected_redemption", _rate(result.expected_redemption)),
         ("basis", result.basis), ("liability", _money(result.liability)))]
     if args.format == "csv":
-        return result.to_dict(), [_flat_json(result.to_dict())], ""
+        return result.to_dict(), [flat(result.to_dict())], ""
     return result.to_dict(), rows, f"liability of {result.wallet}"
-
-
-def _flat_json(data: Any) -> dict[str, Any]:
-    from loyaltykit.cli._output import flat
-
-    return flat(data)
 
 
 def _kpis(loyalty: Loyalty, args: argparse.Namespace, as_of: dt.datetime | None
