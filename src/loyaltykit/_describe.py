@@ -41,7 +41,8 @@ def describe_program(program: Program) -> list[str]:
     >>> from loyaltykit import Money, Program
     >>> lines = describe_program(Program(id="shop", time_zone="Europe/Berlin",
     ...                                  currency="EUR", point_value=Money("0.01", "EUR")))
-    >>> print("\n".join(lines[:2]))
+    >>> for line in lines[:2]:
+    ...     print(line)
     Program shop, version 1 (EUR, times in Europe/Berlin).
     Wallet: points; 1 point is worth 0.01 EUR.
 
@@ -76,8 +77,7 @@ def describe_program(program: Program) -> list[str]:
 
 def _number(value: Decimal | int) -> str:
     """A decimal without trailing zeros (``1.50`` -> ``1.5``, ``10`` -> ``10``)."""
-    text = format(Decimal(value).normalize(), "f")
-    return text
+    return format(Decimal(value).normalize(), "f")
 
 
 def _earning(policy: EarningPolicy, currency: str) -> list[str]:

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from loyaltykit.sql import SQLStorage
 
 __all__ = [
-    "PROGRAM_VARIABLE", "URL_VARIABLE", "CliError", "connect", "explain", "open_storage",
-    "parse_instant", "url_of",
+    "PROGRAM_VARIABLE", "URL_VARIABLE", "CliError", "check_reachable", "connect", "explain",
+    "load_program", "open_storage", "parse_instant", "stored_programs", "url_of",
 ]
 
 #: The environment variable with the database URL (``--url`` wins).
