@@ -14,6 +14,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -249,6 +250,21 @@ def test_events_tail_ack_and_follow(shop: Path) -> None:
     assert first[5:7] == [json.loads(line) for line in followed]
     with library(path) as loyalty:
         assert first[6]["position"] == loyalty.events.position("mailer").to_str()
+    # stopped by SIGTERM, a follower acknowledges what it printed last
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTYKIT_")}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "loyaltykit", "--url", url(path), "events", "tail",
+         "--consumer", "stopped", "--follow", "--poll", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert follower.stdout is not None
+    printed = [follower.stdout.readline()]  # it is following
+    follower.send_signal(signal.SIGTERM)
+    rest, err = follower.communicate(timeout=60)
+    assert (0, "") == (follower.returncode, err)
+    printed += rest.splitlines()
+    with library(path) as loyalty:
+        assert json.loads(printed[-1])["position"] == loyalty.events.position(
+            "stopped").to_str()
     bad = run("events", "ack", "--consumer", "mailer", "not-a-position", url=url(path))
     assert 1 == bad.returncode
     assert bad.stderr.startswith("loyaltykit: error: invalid_position")

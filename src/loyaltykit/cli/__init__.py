@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from loyaltykit._errors import LoyaltyError
+from loyaltykit import LoyaltyError
 from loyaltykit.cli import _connect, demo, due, events, member, migrate, program, report
 from loyaltykit.cli._connect import CliError
 

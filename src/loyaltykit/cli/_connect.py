@@ -19,9 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loyaltykit._errors import LoyaltyError, StorageError
-from loyaltykit._facade import Loyalty
-from loyaltykit._program import Program
+from loyaltykit import Loyalty, LoyaltyError, Program, StorageError
 
 if TYPE_CHECKING:
     from loyaltykit.sql import SQLStorage

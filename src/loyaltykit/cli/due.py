@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
+from loyaltykit import DueProgress, DueWorkReport
 from loyaltykit._json import to_data
-from loyaltykit._results import DueProgress, DueWorkReport
 from loyaltykit.cli._connect import CliError, connect, parse_instant
 from loyaltykit.cli._output import FORMATS, console, write
 

@@ -7,17 +7,19 @@ the first event without ``--consumer``) and does not acknowledge them: the reade
 acknowledges what it handled with ``ack --consumer NAME POSITION`` (at-least-once, as
 the library's consumers), or ``tail --ack`` acknowledges what was printed once it is
 written. ``tail --follow`` keeps printing as events come and acknowledges each batch
-once the next is asked for (so once it was printed): it needs ``--consumer``.
+once the next is asked for (so once it was printed), and what it printed last when it
+stops (``--limit``, ^C or SIGTERM): it needs ``--consumer``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
-from loyaltykit._outbox import EventPosition, OutboxEvent
+from loyaltykit import EventPosition, OutboxEvent
 from loyaltykit.cli._connect import CliError, connect
 
 __all__ = ["FRESH_CONSUMER", "ack_run", "add_parser", "tail_run"]
@@ -96,19 +98,27 @@ def tail_run(args: argparse.Namespace) -> int:
             return 0
         printed = 0
         last: EventPosition | None = None
+        # ^C and SIGTERM (a container stopping, a supervisor) end following between two
+        # events, never half way through writing one: what was printed is acknowledged
+        stopping: list[int] = []
+
+        def stop(signum: int, frame: object) -> None:
+            stopping.append(signum)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         stream = events.follow(args.consumer, batch=min(limit, 100) if limit else 100,
-                               poll=args.poll)
+                               poll=args.poll, stop=lambda: bool(stopping))
         try:
             for event in stream:
                 _line(event)
                 sys.stdout.flush()
                 printed += 1
                 last = event.position
-                if printed >= limit > 0:
+                if stopping or printed >= limit > 0:
                     break
-        except KeyboardInterrupt:
-            pass  # ^C: a normal end of following; what was printed is acknowledged below
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             close = getattr(stream, "close", None)
             if close is not None:
                 close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loyaltykit._facade import Loyalty
+from loyaltykit import Loyalty
 from loyaltykit._json import to_data
 from loyaltykit.cli._connect import CliError, connect
 from loyaltykit.cli._output import console, write_json

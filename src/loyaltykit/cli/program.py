@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loyaltykit._describe import describe_program
-from loyaltykit._program import Program
+from loyaltykit import Program, describe_program
 from loyaltykit.cli._connect import connect
 from loyaltykit.cli._output import write_json
 

@@ -13,10 +13,8 @@ import datetime as dt
 import sys
 from typing import Any
 
-from loyaltykit._errors import LoyaltyError
-from loyaltykit._facade import Loyalty
+from loyaltykit import Loyalty, LoyaltyError, Period
 from loyaltykit._json import to_data
-from loyaltykit._periods import Period
 from loyaltykit.cli._connect import CliError, connect, parse_instant
 from loyaltykit.cli._output import FORMATS, flat, write
 
