@@ -134,3 +134,16 @@ def test_usage_errors_exit_2() -> None:
         proc = run(*argv)
         assert 2 == proc.returncode, argv
         assert "usage: loyaltykit" in proc.stderr and said in proc.stderr
+
+
+def test_clv_without_numpy_says_what_to_install(databases: dict[str, str],
+                                                tmp_path: Path) -> None:
+    blocker = tmp_path / "numpy"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError('No module named numpy', name='numpy')\n")
+    proc = run("report", "clv", "--program", "north", url=databases["two"],
+               env={"PYTHONPATH": str(tmp_path)})
+    assert (1, "") == (proc.returncode, proc.stdout)
+    assert ("clv needs numpy and scipy: pip install 'loyaltykit[analytics]'"
+            == one_line(proc.stderr))
