@@ -18,7 +18,7 @@ from loyaltykit._json import to_data
 from loyaltykit.cli._connect import CliError, connect, parse_instant
 from loyaltykit.cli._output import FORMATS, flat, write
 
-__all__ = ["REPORTS", "add_parser", "run"]
+__all__ = ["PICTURES", "REPORTS", "add_parser", "run"]
 
 #: The reports, with what ``--help`` says of each.
 REPORTS = {
@@ -28,6 +28,15 @@ REPORTS = {
     "clv": "predicted customer lifetime value (BG/NBD + Gamma-Gamma; the analytics extra)",
     "tiers": "members per tier",
     "totals": "issued, redeemed, expired, outstanding points per wallet",
+}
+
+#: The reports ``--plot`` draws, and what it draws of each (loyaltykit.plots).
+PICTURES = {
+    "kpis": "retention by cohort as a heat map",
+    "rfm": "the RFM segments' sizes",
+    "liability": "liability and breakage over time",
+    "clv": "the CLV distribution",
+    "tiers": "the tier distribution over time",
 }
 
 
@@ -43,11 +52,13 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                          help="table (default), json (the result's JSON form) or csv")
     options.add_argument("--as-of", metavar="INSTANT",
                          help="as of this ISO 8601 instant with offset (default: now)")
-    options.add_argument("--plot", metavar="FILE",
-                         help="also draw the report to FILE (.png or .svg; the plot extra)")
     for name, text in REPORTS.items():
         parser = kinds.add_parser(name, parents=[common, options], help=text,
                                   description=text[0].upper() + text[1:] + ".")
+        if name in PICTURES:
+            parser.add_argument("--plot", metavar="FILE",
+                                help=f"also draw {PICTURES[name]} to FILE (.png or .svg; "
+                                     "pip install 'loyaltykit[plot]')")
         if name in ("liability", "kpis", "totals"):
             parser.add_argument("--wallet", metavar="NAME",
                                 help="the wallet (default: the program's first; totals: all)")
@@ -60,8 +71,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                                 help="end of the range (default: --as-of, else now)")
         if name in ("rfm", "clv"):
             parser.add_argument("--limit", type=int, default=None, metavar="N",
-                                help="only the first N rows (clv: the N of highest value; "
-                                     "default: rfm all, clv 20)")
+                                help="only the first N members (by id; default all)"
+                                if name == "rfm" else
+                                "the N members of highest expected value (default 20)")
         if name == "clv":
             parser.add_argument("--horizon", type=float, default=52.0, metavar="WEEKS",
                                 help="the horizon of the prediction in weeks (default 52)")
@@ -78,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         data, rows, title = _REPORTS[args.report](loyalty, args, as_of)
         write(args.format, data, rows, title=title,
               columns=list(rows[0]) if rows else _COLUMNS[args.report])
-        if args.plot:
+        if getattr(args, "plot", None):
             _plot(args.report, loyalty, _plot_options(args, as_of), args.plot)
     return 0
 
