@@ -9,6 +9,7 @@ import logging as _logging
 
 from loyaltykit._clock import Clock, SystemClock, TestClock
 from loyaltykit._codes import CodeSpec
+from loyaltykit._describe import describe_program
 from loyaltykit._errors import (
     AlreadyReferred,
     AlreadyReversed,
@@ -155,6 +156,7 @@ from loyaltykit._reports_orders import (
 from loyaltykit._results import (
     Balance,
     BulkEarnResult,
+    DueProgress,
     DueWorkReport,
     EventResult,
     HoldResult,
@@ -262,6 +264,7 @@ __all__ = [
     "Cycle",
     "DEFAULT_RFM_SEGMENTS",
     "Downgrade",
+    "DueProgress",
     "DueWorkReport",
     "DuplicateKey",
     "EarningPolicy",
@@ -434,6 +437,7 @@ __all__ = [
     "WindowKind",
     "allocate_revenue",
     "default_checks",
+    "describe_program",
     "evaluate_event",
     "evaluate_order",
     "normalise_email",

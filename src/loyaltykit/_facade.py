@@ -189,11 +189,11 @@ class Loyalty:
         if program.tiers is not None:
             self._orders.tier_of = self.tiers.tier_of
             self.rewards.tier_of = self.tiers.tier_of
-            self._due.add(self.tiers.due)
+            self._due.add(self.tiers.due, "tiers")
         # whatever this version's catalogue: vouchers of an earlier one may still be out
-        self._due.add(self.rewards.due)
-        self._due.add(self.events.due)
-        self._due.add(NoticeService(c).due)
+        self._due.add(self.rewards.due, "rewards")
+        self._due.add(self.events.due, "events")
+        self._due.add(NoticeService(c).due, "notices")
 
     def bind(self, storage: Storage | Connection) -> Loyalty:
         """A facade of the same program on ``storage``, typically a request's: a

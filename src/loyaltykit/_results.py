@@ -27,6 +27,7 @@ from loyaltykit._values import Money, json_bytes
 __all__ = [
     "Balance",
     "BulkEarnResult",
+    "DueProgress",
     "DueWorkReport",
     "EventResult",
     "HoldResult",
@@ -180,6 +181,28 @@ class DueWorkReport(JsonForm):
     points_expiring_notices: int = 0
     voucher_expiring_notices: int = 0
     tier_will_drop_notices: int = 0
+
+
+@attrs.frozen
+class DueProgress(JsonForm):
+    """How far a run of due work has come, as ``run_due(on_progress=...)`` reports it.
+
+    A run is ``total`` stages of work: the ledger's ranges of ``batch_size`` member
+    wallets (holds, activation, expiry), then one stage per capability with due work of
+    its own (``"tiers"``, ``"rewards"``, ``"events"``, ``"notices"``). ``done`` of them
+    are finished; ``stage`` names the last one finished (``"ledger"`` for a range, and
+    for the first report, made with ``done == 0`` once the ranges are known);
+    ``members`` counts the member wallets the ledger's part has worked through so far.
+    ``at`` is the instant the run posts up to.
+
+    .. versionadded:: 0.5
+    """
+
+    at: dt.datetime
+    stage: str
+    done: int
+    total: int
+    members: int
 
 
 @attrs.frozen

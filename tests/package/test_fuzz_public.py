@@ -141,6 +141,7 @@ from loyaltykit import (
     WindowKind,
     allocate_revenue,
     default_checks,
+    describe_program,
     evaluate_event,
     evaluate_order,
     normalise_email,
@@ -805,8 +806,9 @@ def calls() -> list[Call]:
             "orders": [order(w.fresh("order"))], "wallet": "points", "enrol": False,
             "batch_size": 10, "on_progress": lambda done, total: None},
             roles={"orders": SEQ, "batch_size": COUNT, "on_progress": CALLABLE}),
-        _facade("run_due", valid=_args(at=NOW, batch_size=100, workers=1),
-                roles={"batch_size": COUNT, "workers": COUNT}),
+        _facade("run_due", valid=_args(at=NOW, batch_size=100, workers=1,
+                                       on_progress=lambda w: lambda progress: None),
+                roles={"batch_size": COUNT, "workers": COUNT, "on_progress": CALLABLE}),
         # -- tiers -----------------------------------------------------------------------
         _tiers("status", valid=_args(member_id="m")),
         _tiers("history", valid=_args(member_id="m")),
@@ -989,6 +991,8 @@ def calls() -> list[Call]:
              roles={"email": TEXT, "payment": TEXT, "device": TEXT}),
         Call("normalise_email", lambda w: normalise_email, lambda: normalise_email,
              lambda w: {"email": "A.B+x@gmail.com"}, roles={"email": NAME}),
+        Call("describe_program", lambda w: describe_program, lambda: describe_program,
+             lambda w: {"program": w.program}, roles={"program": OBJECT}),
         # -- fraud checks ----------------------------------------------------------------
         _new(SameEmail, roles={"outcome": NAME}),
         _new(SameFingerprint, lambda w: {"kind": "device"}, roles={"outcome": NAME}),
@@ -1197,7 +1201,8 @@ def _reward() -> Reward:
 #: the table above or here.
 NOT_FUZZED: dict[str, str] = {
     **dict.fromkeys([
-        "Balance", "BulkEarnResult", "DueWorkReport", "ErasureResult", "Evaluation", "EventResult",
+        "Balance", "BulkEarnResult", "DueProgress", "DueWorkReport", "ErasureResult",
+        "Evaluation", "EventResult",
         "Hold", "HoldAllocation", "HoldResult", "ImportResult", "Lot", "LotMovement", "Member",
         "OrderRecord",
         "OrderResult", "PaymentQuote", "Posting", "Referral", "ReferralCode", "ReferrerStats",

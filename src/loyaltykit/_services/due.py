@@ -6,23 +6,29 @@ one statement per table) and through ``Ledger.catch_up`` for the others; each
 capability with due work of its own adds a step (tiers: evaluate windows that ended,
 record "will downgrade" notices) with :meth:`DueWork.add`, so a new capability's due
 work needs no edit here.
+
+A run reports its progress to an ``on_progress`` callable, if given, as
+:class:`~loyaltykit.DueProgress` values: once the ledger's ranges are read (nothing
+done yet), after each range and after each capability's step; always from the
+calling thread, with counts it has at hand (no query of its own).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from loyaltykit._collector import collector_paused
 from loyaltykit._due_bulk import DueBulk
-from loyaltykit._errors import InvalidInput
+from loyaltykit._errors import InvalidInput, shown
 from loyaltykit._events import DuePosted
 from loyaltykit._model import Account, Kind
 from loyaltykit._pipeline import Work
 from loyaltykit._program import ExpiryStart
-from loyaltykit._results import DueWorkReport
+from loyaltykit._results import DueProgress, DueWorkReport
 from loyaltykit._services.context import Context
 from loyaltykit._services.events import POINTS_EVENTS
 from loyaltykit._services.ledger import LedgerService
@@ -46,14 +52,17 @@ class DueWork:
     def __init__(self, c: Context, ledger: LedgerService) -> None:
         self.c = c
         self._ledger = ledger
-        self._steps: list[DueStep] = []
+        self._steps: list[tuple[str, DueStep]] = []
 
-    def add(self, step: DueStep) -> None:
-        """Run ``step`` after the ledger's due work, in the order added."""
-        self._steps.append(step)
+    def add(self, step: DueStep, name: str) -> None:
+        """Run ``step`` after the ledger's due work, in the order added; ``name`` is
+        its stage in :class:`~loyaltykit.DueProgress` (the capability's)."""
+        self._steps.append((name, step))
 
     def run_due(self, at: dt.datetime | None = None, *, batch_size: int = 500,
-                workers: int = 1) -> DueWorkReport:
+                workers: int = 1,
+                on_progress: Callable[[DueProgress], object] | None = None
+                ) -> DueWorkReport:
         """Post everything due up to ``at`` (default: now) for every member: release
         stale holds, activate matured pending lots, expire lots past their expiry;
         evaluate tiers whose window ended and record "will downgrade" notices.
@@ -70,6 +79,14 @@ class DueWork:
         concurrently (``storage.concurrent``; not a SQL storage bound to a host
         connection, which then works with one); on SQLite, whose writers take turns,
         it gains nothing.
+
+        ``on_progress``, if given, is called with a :class:`~loyaltykit.DueProgress` once
+        the work is counted (``done == 0``), then after each range of ``batch_size``
+        member wallets and after each capability's stage (tiers, rewards, events,
+        notices), always from the calling thread: enough for a progress bar or a log
+        line per stage, at no cost of its own. What it raises stops the run there and
+        propagates; the batches done so far stay committed, and the next run goes on
+        from where this one stopped.
         """
         when = self.c.instant(at)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
@@ -78,6 +95,8 @@ class DueWork:
                                batch_size=batch_size)
         if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
             raise InvalidInput("workers must be an int in 1..64", workers=workers)
+        if on_progress is not None:
+            _check_progress(on_progress)
         totals: dict[str, int] = {}
         members = 0
         # the cyclic collector is paused for the whole run, not batch by batch: re-enabled
@@ -87,25 +106,38 @@ class DueWork:
         # (a long run: the storage may prepare for many units of work, e.g. SQLite
         # checkpoints its WAL less often meanwhile and once at the end)
         with collector_paused(), long_run(self.c.storage):
-            for done, counts in self._ledger_due(when, batch_size, workers):
+            with self.c.read() as uow:
+                ends = uow.ledger.due_bounds(when, batch_size)
+            stages = len(ends) + len(self._steps)
+            finished = 0
+
+            def tell(stage: str) -> None:
+                if on_progress is not None:
+                    on_progress(DueProgress(at=when, stage=stage, done=finished,
+                                         total=stages, members=members))
+
+            tell("ledger")
+            for done, counts in self._ledger_due(when, ends, batch_size, workers):
                 members += done
                 for name, n in counts.items():
                     totals[name] = totals.get(name, 0) + n
-            for step in self._steps:
+                finished += 1
+                tell("ledger")
+            for stage, step in self._steps:
                 totals.update(step(when, batch_size, workers))
+                finished += 1
+                tell(stage)
         report = DueWorkReport(at=when, members=members, **totals)
         level = logging.INFO if members else logging.DEBUG
         logger.log(level, "due work at %s: %s", when.isoformat(), report)
         return report
 
-    def _ledger_due(self, when: dt.datetime, batch_size: int, workers: int
-                    ) -> Iterator[tuple[int, dict[str, int]]]:
+    def _ledger_due(self, when: dt.datetime, ends: list[tuple[str, str]], batch_size: int,
+                    workers: int) -> Iterator[tuple[int, dict[str, int]]]:
         """The ledger's due work, range by range: the ranges of ``batch_size`` due
-        wallets are read first (one statement), then run in turn or, with ``workers``
-        > 1 on a concurrent storage, at once (disjoint members: no two batches touch
-        one wallet). Yield (wallets, counts) per range."""
-        with self.c.read() as uow:
-            ends = uow.ledger.due_bounds(when, batch_size)
+        wallets end at ``ends`` (read first, one statement), and run in turn or, with
+        ``workers`` > 1 on a concurrent storage, at once (disjoint members: no two
+        batches touch one wallet). Yield (wallets, counts) per range, in order."""
         ranges = list(zip([None, *ends], ends, strict=False))  # (after, upto]
         if workers > 1 and self.c.storage.concurrent and len(ranges) > 1:
             with ThreadPoolExecutor(min(workers, len(ranges)),
@@ -202,6 +234,22 @@ class DueWork:
 #: the outbox event type of each due transaction's kind (what the outbox records of a
 #: DuePosted), as a store that posts a due batch itself is handed them
 _DUE_EVENTS = {k.value: POINTS_EVENTS[k] for k in (Kind.RELEASE, Kind.ACTIVATE, Kind.EXPIRE)}
+
+
+def _check_progress(on_progress: object) -> None:
+    """Refuse an ``on_progress`` that cannot be called with one :class:`DueProgress`."""
+    if not callable(on_progress):
+        raise InvalidInput("on_progress must be callable (or None)",
+                           on_progress=shown(on_progress))
+    try:
+        signature = inspect.signature(on_progress)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise InvalidInput("on_progress must take one argument (a DueProgress)",
+                           on_progress=shown(on_progress)) from None
 
 
 def _count(totals: dict[str, int], kind: Kind, amount: Callable[[Account], int]) -> None:

@@ -5,8 +5,9 @@ expiries posted range by range, with one worker or several.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
-from loyaltykit import DueWorkReport, ExpiryPolicy, ExpiryStart, Loyalty, Storage
+from loyaltykit import DueProgress, DueWorkReport, ExpiryPolicy, ExpiryStart, Loyalty, Storage
 from loyaltykit.testing.contract.base import HOLD_TTL as _TTL
 from loyaltykit.testing.contract.base import (
     ContractPart,
@@ -119,3 +120,37 @@ class LedgerDueContract(ContractPart):
                 when, after=None, upto=ends[0], limit=3)
             assert [everything[-1]] == uow.ledger.due_bounds(when, 7)
             assert [] == uow.ledger.due_bounds(berlin(2026, 1, 1, 9), 3)
+
+    def test_due_work_reports_its_progress(self, storage: Storage) -> None:
+        """run_due(on_progress=) is told the work once counted, after each range of
+        batch_size wallets (with the wallets so far) and after each capability's
+        stage, from the calling thread, with one worker or several."""
+        seen: list[DueProgress] = []
+        threads: set[str] = set()
+
+        def record(p: DueProgress) -> None:
+            seen.append(p)
+            threads.add(threading.current_thread().name)
+
+        for workers in (1, 3):
+            shop, _ = due_shop(storage, f"progress-{workers}", 5,  # 7 due wallets
+                               factory=self.make_loyalty)
+            seen.clear()
+            report = shop.loyalty.run_due(batch_size=3, workers=workers, on_progress=record)
+            steps = ["rewards", "events", "notices"]  # the shop's program has no tiers
+            total = 3 + len(steps)  # ranges of 3, 3 and 1 wallets, then the steps
+            assert [("ledger", 0, total, 0), ("ledger", 1, total, 3),
+                    ("ledger", 2, total, 6), ("ledger", 3, total, 7)] + [
+                (stage, 4 + i, total, 7) for i, stage in enumerate(steps)
+            ] == [(p.stage, p.done, p.total, p.members) for p in seen]
+            assert {report.at} == {p.at for p in seen}
+            assert 7 == report.members
+            assert 1 == len(threads)  # one thread: the call's own
+            if isinstance(shop.loyalty, Loyalty):  # the sync facade's is the caller's
+                assert {threading.current_thread().name} == threads
+            # nothing due: told once with nothing to do in the ledger, then the steps
+            seen.clear()
+            shop.loyalty.run_due(batch_size=3, workers=workers, on_progress=record)
+            assert [("ledger", 0, 3, 0)] + [
+                (stage, 1 + i, 3, 0) for i, stage in enumerate(steps)
+            ] == [(p.stage, p.done, p.total, p.members) for p in seen]
