@@ -1,6 +1,6 @@
 """The ``loyaltykit`` command (also ``python -m loyaltykit``).
 
-``demo`` runs the walkthrough of :mod:`loyaltykit._demo` on an embedded SQLite file;
+``demo`` runs the example of :mod:`loyaltykit.demo` on an embedded SQLite file;
 ``migrate`` brings a database's schema up to date with the shipped Alembic migrations.
 """
 
@@ -31,9 +31,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="run 14 months of a sample program on an embedded SQLite file",
-        description="Run 14 months of a sample program in seconds and print balances, "
-                    "a member's statement and a summary. The output is the same for the "
-                    "same seed.",
+        description="Run 14 months of a sample program in seconds and print a summary "
+                    "(what happened, balances, liability), where the file, the code "
+                    "(loyaltykit.demo) and the docs are, and what to try next. The output "
+                    "is the same for the same seed.",
     )
     demo.add_argument(
         "--db", type=Path, default=None, metavar="PATH",
@@ -41,8 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, metavar="N",
                       help="seed of the random orders (default: 1)")
-    # in memory instead of SQLite; for quick checks, not advertised
-    demo.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--detail", action="store_true",
+                      help="also print the month-by-month log and a member's statement")
+    demo.add_argument("--memory", action="store_true",
+                      help="run in memory and write no file")
 
     migrate = commands.add_parser(
         "migrate", help="create or upgrade the database schema",
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if args.command == "demo":
-            return _demo(db=args.db, seed=args.seed, memory=args.memory)
+            return _demo(db=args.db, seed=args.seed, memory=args.memory, detail=args.detail)
         if args.command == "migrate":
             return _migrate(args.url)
     except BrokenPipeError:
@@ -83,21 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _demo(*, db: Path | None, seed: int, memory: bool) -> int:
-    from loyaltykit import _demo
+def _demo(*, db: Path | None, seed: int, memory: bool, detail: bool) -> int:
+    from loyaltykit import demo
 
-    if memory:
-        from loyaltykit.memory import MemoryStorage
-
-        _demo.run_demo(MemoryStorage(), seed=seed, out=sys.stdout, label="in memory")
-        return 0
-    path = db if db is not None else Path(_demo.DEFAULT_DB)
-    storage = _demo.open_sqlite(path)
-    try:
-        _demo.run_demo(storage, seed=seed, out=sys.stdout, label=f"SQLite file {path}")
-    finally:
-        storage.dispose()
-    return 0
+    return demo.run(db=db, seed=seed, memory=memory, detail=detail, out=sys.stdout)
 
 
 def _migrate(url: str) -> int:
