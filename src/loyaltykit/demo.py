@@ -633,10 +633,8 @@ def _where(out: TextIO, *, path: Path | None, replaced: bool, detail: bool,
         say(f"  database   {path} (SQLite; "
             f"{'replaced the previous demo database' if replaced else 'new'})")
     say(f"  code       {__name__}  {Path(__file__).resolve()}")
-    docs = _docs_base()
-    for index, page in enumerate(READ_NEXT):
-        label = "read next" if index == 0 else ""
-        say(f"  {label:<10} {docs or 'docs'}/{page}")
+    for index, page in enumerate(_read_next()):
+        say(f"  {'read next' if index == 0 else '':<10} {page}")
     say("             as a site, in a source checkout: "
         "pip install -e '.[docs]' && mkdocs serve")
     say()
@@ -650,6 +648,24 @@ def _where(out: TextIO, *, path: Path | None, replaced: bool, detail: bool,
         url = shlex.quote(f"sqlite:///{path}")
         say(f"  {command} report kpis --url {url}")
         say(f"  {command} due --url {url}")
+
+
+def _read_next() -> list[str]:
+    """The docs pages to read next: the files, when this module runs from a source
+    checkout (``src/loyaltykit/demo.py`` beside ``docs/``), else their online address."""
+    checkout = Path(__file__).resolve().parents[2] / "docs"
+    if all((checkout / page).is_file() for page in READ_NEXT):
+        return [_shown(checkout / page) for page in READ_NEXT]
+    base = _docs_base() or "docs"
+    return [f"{base}/{page}" for page in READ_NEXT]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory if it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _docs_base() -> str | None:
@@ -676,7 +692,7 @@ def _command() -> str:
     if found is not None and Path(found).resolve() == script.resolve():
         return "loyaltykit"
     if script.is_file():
-        return shlex.quote(str(script))
+        return shlex.quote(_shown(script.absolute()))
     return f"{shlex.quote(sys.executable)} -m loyaltykit"
 
 
