@@ -1,4 +1,5 @@
-"""``loyaltykit demo``: 14 months of a sample program on an embedded SQLite file."""
+"""``loyaltykit demo``: 14 months of a sample program on an embedded SQLite file (the
+example of :mod:`loyaltykit.demo`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "demo", parents=[common],
         help="run 14 months of a sample program on an embedded SQLite file",
-        description="Run 14 months of a sample program in seconds and print balances, "
-                    "a member's statement and a summary. The output is the same for the "
-                    "same seed.",
+        description="Run 14 months of a sample program in seconds and print a summary "
+                    "(what happened, balances, liability), where the file, the code "
+                    "(loyaltykit.demo) and the docs are, and what to try next. The output "
+                    "is the same for the same seed.",
     )
     parser.add_argument(
         "--db", type=Path, default=None, metavar="PATH",
@@ -25,24 +27,16 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, metavar="N",
                         help="seed of the random orders (default: 1)")
-    # in memory instead of SQLite; for quick checks, not advertised
-    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--detail", action="store_true",
+                        help="also print the month-by-month log and a member's statement")
+    parser.add_argument("--memory", action="store_true",
+                        help="run in memory and write no file")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the walkthrough of :mod:`loyaltykit._demo`."""
-    from loyaltykit import _demo
+    """Run the example of :mod:`loyaltykit.demo`."""
+    from loyaltykit import demo
 
-    if args.memory:
-        from loyaltykit.memory import MemoryStorage
-
-        _demo.run_demo(MemoryStorage(), seed=args.seed, out=sys.stdout, label="in memory")
-        return 0
-    path = args.db if args.db is not None else Path(_demo.DEFAULT_DB)
-    storage = _demo.open_sqlite(path)
-    try:
-        _demo.run_demo(storage, seed=args.seed, out=sys.stdout, label=f"SQLite file {path}")
-    finally:
-        storage.dispose()
-    return 0
+    return demo.run(db=args.db, seed=args.seed, memory=args.memory, detail=args.detail,
+                    out=sys.stdout)
