@@ -226,6 +226,37 @@ def test_plot_without_matplotlib_says_what_to_install(shop: Path, tmp_path: Path
     assert not picture.exists()
 
 
+@pytest.mark.parametrize(("report", "extra", "suffix"), [
+    ("liability", ["--period", "quarter", "--start", "2025-01-01T00:00:00+01:00"], ".png"),
+    ("tiers", ["--period", "month"], ".svg"),
+    ("kpis", ["--period", "month", "--start", "2025-01-01T00:00:00+01:00",
+              "--end", AS_OF], ".png"),
+])
+def test_plot_draws_the_picture_of_the_reports_periods(shop: Path, tmp_path: Path,
+                                                       report: str, extra: list[str],
+                                                       suffix: str) -> None:
+    """``report NAME --plot FILE`` writes what loyaltykit.plots.draw_report draws for the
+    same options, byte for byte (so the command passes --period/--start/--end on)."""
+    from loyaltykit import plots
+
+    path = shop / "seeded.sqlite"
+    picture = tmp_path / f"{report}{suffix}"
+    proc = run("report", report, "--as-of", AS_OF, "--plot", str(picture), *extra,
+               url=url(path))
+    ok(proc)
+    assert f"drew {report} to" in proc.stderr
+    options: dict[str, Any] = {"as_of": AS_OF_DT}
+    args = dict(zip(extra[::2], extra[1::2], strict=True))
+    options["period"] = args["--period"]
+    options["start"] = (dt.datetime.fromisoformat(args["--start"]) if "--start" in args
+                        else None)
+    options["end"] = dt.datetime.fromisoformat(args["--end"]) if "--end" in args else None
+    expected = tmp_path / f"expected{suffix}"
+    with library(path) as loyalty:
+        plots.draw_report(report, loyalty, expected, **options)
+    assert expected.read_bytes() == picture.read_bytes()
+
+
 def test_events_tail_ack_and_follow(shop: Path) -> None:
     path = copy(shop, "events.sqlite")
     with library(path) as loyalty:

@@ -121,16 +121,3 @@ def test_comment_docstrings_document_attributes(package) -> None:
 def test_python_no_run_blocks_render_as_python() -> None:
     text = "a\n```python no-run\nx = 1\n```\n~~~python\ny\n~~~\n"
     assert "a\n```python\nx = 1\n```\n~~~python\ny\n~~~\n" == site.on_page_markdown(text)
-
-
-def test_pictures_are_drawn_by_docs_pictures_when_it_exists(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(site, "DOCS", tmp_path)
-    site.on_startup(command="build")
-    site.on_pre_build(config={})
-    assert not (tmp_path / "img").exists()  # no docs/_pictures.py: nothing drawn
-    (tmp_path / "_pictures.py").write_text(
-        "def generate(out_dir):\n"
-        "    out_dir.mkdir()\n"
-        "    (out_dir / 'a.svg').write_text('<svg/>')\n")
-    site.on_pre_build(config={})
-    assert ["a.svg"] == [p.name for p in (tmp_path / "img").iterdir()]

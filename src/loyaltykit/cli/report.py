@@ -40,6 +40,10 @@ PICTURES = {
 }
 
 
+#: The reports read over calendar periods (kpis), or drawn over them (liability, tiers).
+_OVER_TIME = ("kpis", "liability", "tiers")
+
+
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add ``report`` and its reports to the command line."""
     report = commands.add_parser(
@@ -62,13 +66,17 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         if name in ("liability", "kpis", "totals"):
             parser.add_argument("--wallet", metavar="NAME",
                                 help="the wallet (default: the program's first; totals: all)")
-        if name == "kpis":
+        if name in _OVER_TIME:
+            # kpis: the report's periods; liability, tiers: the periods of its picture
+            what = "" if name == "kpis" else " of the --plot picture"
             parser.add_argument("--period", choices=[p.value for p in Period],
-                                default="month", help="calendar period (default: month)")
+                                default="month",
+                                help=f"calendar period{what} (default: month)")
             parser.add_argument("--start", metavar="INSTANT",
-                                help="first period's instant (default: a year before --end)")
+                                help=f"first period's instant{what} "
+                                     "(default: a year before --end)")
             parser.add_argument("--end", metavar="INSTANT",
-                                help="end of the range (default: --as-of, else now)")
+                                help=f"end of the range{what} (default: --as-of, else now)")
         if name in ("rfm", "clv"):
             parser.add_argument("--limit", type=int, default=None, metavar="N",
                                 help="only the first N members (by id; default all)"
@@ -96,10 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot_options(args: argparse.Namespace, as_of: dt.datetime | None) -> dict[str, Any]:
-    """The command's options a picture takes: ``as_of``, and for kpis ``period``,
-    ``start`` and ``end`` (None: the picture's default)."""
+    """The command's options a picture takes: ``as_of``, and for the pictures over
+    time (kpis, liability, tiers) ``period``, ``start`` and ``end`` (None: the
+    picture's default)."""
     options: dict[str, Any] = {"as_of": as_of}
-    if args.report == "kpis":
+    if args.report in _OVER_TIME:
         options["period"] = args.period
         options["start"] = None if args.start is None else parse_instant(args.start,
                                                                          "--start")
