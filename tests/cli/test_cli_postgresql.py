@@ -88,3 +88,53 @@ def test_reports_events_member_and_program_on_postgresql(url: str) -> None:
                    "cli-shop)\n") == (unknown.returncode, unknown.stderr)
     finally:
         storage.dispose()
+
+
+@pytest.mark.parametrize("report", ["liability", "totals", "tiers", "rfm"])
+def test_every_report_on_postgresql_is_the_librarys(url: str, report: str) -> None:
+    """Each report's JSON from the command is the library's answer on the same database
+    at the same instant."""
+    as_of = dt.datetime(2025, 12, 1, tzinfo=BERLIN)
+    loyalty, storage = facade(url)
+    try:
+        proc = run("report", report, "--as-of", as_of.isoformat(), "--format", "json",
+                   env=env(url))
+        assert 0 == proc.returncode, proc.stderr
+        found = json.loads(proc.stdout)
+        if report == "totals":
+            expected: object = loyalty.reports.totals(as_of=as_of)
+        elif report == "rfm":
+            expected = loyalty.reports.rfm(as_of=as_of)
+        else:
+            expected = getattr(loyalty.reports, report)(as_of=as_of)
+        want = json.loads(json.dumps(
+            [r.to_dict() for r in expected] if isinstance(expected, list | tuple)
+            else expected.to_dict()))  # type: ignore[attr-defined]
+        assert len(_figures(want)) > 2  # figures, not only an instant
+        assert _figures(want) <= _figures(found), (want, found)
+    finally:
+        storage.dispose()
+
+
+def _figures(data: object) -> set[str]:
+    """Every number and string in a JSON document (its leaves), to compare the
+    library's figures with the command's whatever the command's layout."""
+    if isinstance(data, dict):
+        return set().union(*(_figures(v) for v in data.values())) if data else set()
+    if isinstance(data, list):
+        return set().union(*(_figures(v) for v in data)) if data else set()
+    return {json.dumps(data)}
+
+
+def test_no_schema_and_an_unreachable_server_on_postgresql() -> None:
+    from conftest import POSTGRESQL
+
+    with POSTGRESQL.empty_database() as empty:
+        proc = run("report", "totals", url=empty)
+        assert 1 == proc.returncode
+        assert "loyaltykit migrate" in proc.stderr and "Traceback" not in proc.stderr
+        assert 1 == len(proc.stderr.splitlines())
+        wrong = empty.rsplit("/", 1)[0] + "/no_such_database"
+        proc = run("report", "totals", url=wrong)
+        assert 1 == proc.returncode
+        assert "cannot reach the database" in proc.stderr and "Traceback" not in proc.stderr
