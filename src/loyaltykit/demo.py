@@ -5,16 +5,22 @@ SQLite file; ``loyaltykit demo --detail`` adds the month-by-month log and a memb
 statement. It uses only loyaltykit's public API, so every call below is one a shop's
 own code can make.
 
-What it shows: members enrol and order (online orders stay pending for the 14-day
-return window, in-store orders are spendable at once), a nightly job runs due work,
-points pay for part of a checkout, an abandoned checkout's hold times out, a voucher is
-redeemed and cancelled, points are transferred, a late return leaves debt that later
-orders settle, lots expire, and the program's reports (liability, totals) sum it up.
+What it shows: members enrol and order (``loyalty.record_order`` prices each order
+with the program's earning rule, 1 point per EUR; its points stay pending for the
+14-day return window, and the till activates an in-store order's points at once),
+a nightly job runs due work, points pay for part of a checkout, an abandoned
+checkout's hold times out, a voucher is redeemed and cancelled, points are
+transferred, a late return (``loyalty.record_return``) leaves debt that later orders
+settle, lots expire, and the program's reports (liability, totals) sum it up.
 A :class:`~loyaltykit.TestClock` drives the fourteen months, so they run in seconds.
+They end in the past (March 2026), so the commands the demo suggests at its end,
+``loyaltykit report kpis`` over the story's quarters and ``loyaltykit due --at`` the
+first night of the month after it, have something to show on its file.
 
 Read it top-down, in the order the story happens:
 
-1. :func:`demo_program`: the program (currency, time zone, expiry, pending, spend order).
+1. :func:`demo_program`: the program (currency, time zone, earning rule, expiry,
+   pending, spend order).
 2. :class:`Story`: the members' months: the scripted moments (:meth:`Story.moments`)
    and the everyday orders drawn from a seeded random source (:meth:`Story.shopping`).
 3. :meth:`Story.nightly`: the nightly job, ``loyalty.run_due()`` at 03:00 every day.
@@ -22,7 +28,7 @@ Read it top-down, in the order the story happens:
    reports (``loyalty.reports.liability()``, ``loyalty.reports.totals()``), the
    balances and the statements.
 5. :func:`run`: what the command does: open the SQLite file, play, report, and say
-   where everything is.
+   where everything is and which commands to try on the file (:func:`try_next`).
 
 The output is the same for the same seed (ids are random and never printed), so it
 doubles as a smoke test of a backend. The docs: ``docs/quickstart.md``,
@@ -47,8 +53,10 @@ from zoneinfo import ZoneInfo
 
 from loyaltykit import (
     Balance,
+    Base,
     ClawbackPolicy,
     DueWorkReport,
+    EarningPolicy,
     ExpiryPolicy,
     ExpiryRounding,
     HoldExpired,
@@ -56,8 +64,11 @@ from loyaltykit import (
     LedgerPolicy,
     Loyalty,
     Money,
+    Order,
+    OrderLine,
     PendingPolicy,
     Program,
+    RateRule,
     SpendOrder,
     StatementLine,
     TestClock,
@@ -77,6 +88,7 @@ __all__ = [
     "print_detail",
     "print_summary",
     "run",
+    "try_next",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,8 +101,16 @@ MEMBERS = ("alice", "bob", "carol")
 
 TIME_ZONE = "Europe/Berlin"
 LOCAL = ZoneInfo(TIME_ZONE)
-START = dt.datetime(2026, 1, 5, tzinfo=LOCAL)
+#: The story's first day. Its fourteen months end in the past (2026-03-06), so
+#: ``loyaltykit due --at`` (which refuses instants in the future) can run after them.
+START = dt.datetime(2025, 1, 6, tzinfo=LOCAL)
 MONTHS = 14
+#: Where the story ends (``MONTHS`` after ``START``): the clock's last instant.
+END = dt.datetime(2026, 3, 6, tzinfo=LOCAL)
+#: When the demo's suggested ``loyaltykit due --at`` runs: the first nightly job of the
+#: month after the story, when its last orders' pending points have activated and the
+#: lots earned in March 2025 expire.
+DUE_AT = dt.datetime(2026, 4, 1, 3, 0, tzinfo=LOCAL)
 NIGHTLY = dt.time(3, 0)
 CHECKOUT_TTL = dt.timedelta(minutes=15)
 WELCOME_BONUS = 50
@@ -105,15 +125,21 @@ READ_NEXT = ("quickstart.md", "ledger.md", "reports.md")
 
 
 def demo_program() -> Program:
-    """The demo shop's program: EUR, Berlin time, 1 point per EUR worth 0.01 EUR;
-    points expire 12 months after they are earned, at the end of the month; online
-    orders' points stay pending for the 14-day return window; spends use the
+    """The demo shop's program: EUR, Berlin time; an order earns 1 point per whole EUR
+    of goods (its total rounded down), a point is worth 0.01 EUR; points expire 12
+    months after they are earned, at the end of the month; an order's points stay
+    pending for the 14-day return window (the policy is the program's, for every
+    order: the till activates an in-store order's points at once); spends use the
     soonest-expiring points first; a return larger than the balance leaves debt."""
     return Program(
         id="demo-shop",
         time_zone=TIME_ZONE,
         currency="EUR",
         point_value=Money("0.01", "EUR"),
+        earning=EarningPolicy(rules=(
+            RateRule(id="base", description="1 point per 1.00 EUR of goods",
+                     points=Decimal(1), per=Decimal("1.00"), base=Base.NET_GOODS),
+        )),
         ledger=LedgerPolicy(
             expiry=ExpiryPolicy(months=12, round_up_to=ExpiryRounding.MONTH),
             pending=PendingPolicy(days=14),
@@ -159,7 +185,11 @@ class Story:
         self.nightly_runs = 0
         self.due_month = DueWorkReport(at=START)
         self.due_all = DueWorkReport(at=START)
-        self.big_order: tuple[uuid.UUID, int] | None = None
+        #: The orders returned and their worth (``loyaltykit report kpis`` counts the
+        #: orders kept: ``orders - returned``, ``order_total - returned_total``).
+        self.returned = 0
+        self.returned_total = Decimal(0)
+        self.big_order: tuple[str, Decimal] | None = None
         self.voucher: tuple[uuid.UUID, int] | None = None
         self.abandoned_hold: tuple[uuid.UUID, int] | None = None
 
@@ -252,28 +282,32 @@ class Story:
         self.event(member, f"enrolled, welcome bonus +{WELCOME_BONUS} (spendable now, "
                            f"expires {_local(_expiry(result.balance)):%Y-%m-%d})")
 
-    def order(self, member: str, amount: Decimal, *, online: bool) -> uuid.UUID:
-        """An order: 1 point per whole EUR, pending for 14 days if it was online."""
+    def order(self, member: str, amount: Decimal, *, online: bool) -> str:
+        """An order of one basket, recorded with ``record_order``: the program's rule
+        prices it (1 point per whole EUR) and its points are pending for 14 days; an
+        in-store order's points the till activates at once (no parcel to send back).
+        Returns the order's id (the shop's order number)."""
         self.order_no += 1
         self.orders += 1
         self.order_total += amount
-        points = int(amount)
-        channel = "online" if online else "in store"
+        order_id = str(self.order_no)
+        channel = "online" if online else "store"
         now = self.clock.now()
-        result = self.loyalty.earn(
-            member, points, key=f"order-{self.order_no}",
-            reason=f"order {self.order_no} ({channel})",
-            metadata={"order_id": self.order_no, "amount": str(amount), "channel": channel},
-            # in-store purchases cannot be returned by post: spendable at once
-            activates_at=None if online else now,
-        )
-        if online:
-            note = f"pending until {_local(now) + dt.timedelta(days=14):%Y-%m-%d}"
-        else:
-            note = "spendable now"
-        self.event(member, f"order {self.order_no} {amount:>7} EUR {channel:<8} "
-                           f"earn +{points} ({note})")
-        return result.transaction_id
+        result = self.loyalty.record_order(Order(
+            id=order_id, member_id=member, placed_at=now, currency=self.program.currency,
+            lines=(OrderLine(sku="basket", quantity=1, category="goods",
+                             unit_price=Money(amount, self.program.currency)),),
+            channel=channel,
+        ))
+        note = f"pending until {_local(now) + dt.timedelta(days=14):%Y-%m-%d}"
+        if result.transaction is not None and not online:
+            self.loyalty.activate(result.transaction.transaction_id, key=f"till-{order_id}",
+                                  reason="in-store purchase: activated at the till")
+            note = "activated at the till"
+        where = "online" if online else "in store"
+        self.event(member, f"order {order_id} {amount:>7} EUR {where:<8} "
+                           f"earn +{result.points} ({note})")
+        return order_id
 
     def alice_checkout(self) -> None:
         """Points pay for part of a checkout: hold, then capture less than held."""
@@ -360,8 +394,7 @@ class Story:
         """A large online order, returned late next month."""
         cents = self.rng.randint(18000, 26000)
         amount = Decimal(cents).scaleb(-2)
-        tx_id = self.order("bob", amount, online=True)
-        self.big_order = (tx_id, int(amount))
+        self.big_order = (self.order("bob", amount, online=True), amount)
 
     def bob_spends_everything(self) -> None:
         """Bob redeems every available point, the big order's included."""
@@ -373,16 +406,21 @@ class Story:
         self.highlight(f"bob redeems all {available} available points for headphones")
 
     def bob_returns_big_order(self) -> None:
-        """A clawback larger than the balance: the rest becomes debt."""
+        """A return, recorded with ``record_return``: the order is priced again with the
+        rules it was placed under and the difference clawed back; more than the balance,
+        so the rest becomes debt (the program's clawback policy)."""
         if self.big_order is None:
             return
-        earn_id, points = self.big_order
-        result = self.loyalty.clawback("bob", points, key="return-bob-big", earn_id=earn_id,
-                                       reason="late return of the big order")
+        order_id, amount = self.big_order
+        result = self.loyalty.record_return(order_id, {"basket": 1}, key="return-bob-big",
+                                            reason="late return of the big order")
+        self.returned += 1
+        self.returned_total += amount
+        debt = self.loyalty.balance("bob").debt
         self.event("bob", f"returns the big order after its return window: clawback "
-                          f"{points} points, debt now {result.balance.debt}")
-        self.highlight(f"bob returns a big order late: {points} points clawed back, "
-                       f"{result.balance.debt} of them as debt")
+                          f"{result.clawed_back} points, debt now {debt}")
+        self.highlight(f"bob returns a big order late: {result.clawed_back} points clawed "
+                       f"back, {debt} of them as debt")
 
     def carol_goodwill(self) -> None:
         """A manual adjustment, with its reason."""
@@ -394,7 +432,8 @@ class Story:
 
     def christmas_gift(self) -> None:
         """One bulk earn for every member, all or nothing."""
-        result = self.loyalty.bulk_earn({m: 25 for m in self.members}, key="xmas-2026",
+        year = _local(self.clock.now()).year
+        result = self.loyalty.bulk_earn({m: 25 for m in self.members}, key=f"xmas-{year}",
                                         reason="Christmas gift")
         self.event("all", f"Christmas gift: bulk earn of 25 points to {result.members} "
                           f"members ({result.points} points, pending 14 days)")
@@ -470,8 +509,9 @@ def print_summary(story: Story, out: TextIO) -> None:
     say = _printer(out)
     say()
     say(f"What happened, {START:%Y-%m-%d} .. {_local(now) - dt.timedelta(days=1):%Y-%m-%d}")
-    say(f"  {len(story.members)} members, {story.orders} orders worth {story.order_total} "
-        f"EUR: {sum(b.earned for b in balances)} points earned (net of returns), "
+    say(f"  {len(story.members)} members, {story.orders} orders ({story.returned} returned): "
+        f"{story.order_total - story.returned_total} EUR kept, "
+        f"{sum(b.earned for b in balances)} points earned net, "
         f"{sum(b.spent for b in balances)} spent")
     for line in story.highlights:
         say(line)
@@ -645,9 +685,22 @@ def _where(out: TextIO, *, path: Path | None, replaced: bool, detail: bool,
             again = f" --db {shlex.quote(str(db))}"
         say(f"  {command} demo --detail{again}   # adds the month-by-month log")
     if path is not None:
-        url = shlex.quote(f"sqlite:///{path}")
-        say(f"  {command} report kpis --url {url}")
-        say(f"  {command} due --url {url}")
+        for line in try_next(path, command=command):
+            say(f"  {line}")
+
+
+def try_next(path: Path, *, command: str = "loyaltykit") -> list[str]:
+    """The commands to try on the demo's SQLite file at ``path``: the order KPIs of
+    the story's quarters (``report kpis``), then the nightly job (``due``) at
+    :data:`DUE_AT`, the first night of the month after the story, when its last
+    orders' points activate and the lots earned a year before expire (the story
+    ends in the past, so ``--at`` is not refused as a future instant)."""
+    url = shlex.quote(f"sqlite:///{path}")
+    return [
+        f"{command} report kpis --url {url} --period quarter "
+        f"--start {START.isoformat()} --end {END.isoformat()}",
+        f"{command} due --url {url} --at {DUE_AT.isoformat()}",
+    ]
 
 
 def _read_next() -> list[str]:

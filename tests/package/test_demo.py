@@ -10,6 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from loyaltykit.testing.invariants import check_invariants
 _STORY = (
     "enrolled, welcome bonus +50",
     "earn +",                              # orders
-    "pending until",                       # some of them pending
+    "pending until",                       # their points pending
+    "activated at the till",               # but in-store ones activated at once
     "captures",                            # a hold captured at checkout
     "capture refused (hold_expired)",      # a hold that timed out...
     "due work released 1 hold",            # ...released by due work
@@ -56,8 +58,8 @@ def test_the_summary_comes_first_and_the_detail_only_with_detail() -> None:
     lines = short.splitlines()
     headings = [line for line in lines if line and not line.startswith(" ")]
     assert [
-        "What happened, 2026-01-05 .. 2027-03-04",
-        "Balances on 2027-03-05 00:00 (loyalty.balance)",
+        "What happened, 2025-01-06 .. 2026-03-05",
+        "Balances on 2026-03-06 00:00 (loyalty.balance)",
         "The program's liability and totals (loyalty.reports)",
         "Where things are",
         "Try next",
@@ -80,7 +82,7 @@ def test_the_summary_comes_first_and_the_detail_only_with_detail() -> None:
 def test_the_summary_tells_the_story_in_a_few_lines() -> None:
     happened = section(run(memory=True), "What happened")
     assert len(happened) <= 12
-    assert happened[0].startswith("  3 members, 74 orders worth 4040.61 EUR: ")
+    assert happened[0].startswith("  3 members, 74 orders (1 returned): 3815.99 EUR kept, ")
     for expected in ("pays 70 points at checkout", "releases its hold of 150 points",
                      "cancels a 70-point voucher", "transfers 130 points to bob",
                      "redeems all 942", "224 points clawed back", "30 goodwill points",
@@ -118,6 +120,18 @@ def test_the_output_depends_only_on_the_seed() -> None:
     assert first == second
     assert first != run(memory=True, seed=6, detail=True)
     assert "seed 5" in first.splitlines()[0]
+
+
+def test_the_orders_go_through_the_program_s_earning_rules() -> None:
+    story = demo.play(MemoryStorage(), seed=3)
+    kpis = story.loyalty.reports.kpis("month", demo.START, demo.END)
+    assert 15 == len(kpis)  # January 2025 .. March 2026
+    assert story.orders - story.returned == sum(k.orders for k in kpis) > 50
+    assert story.order_total - story.returned_total == sum(
+        (k.revenue.amount for k in kpis), Decimal(0))
+    # 1 point per whole EUR: the big order's points come back with its return
+    assert any("earn +224 " in line for line in demo.play(MemoryStorage()).log)
+    assert ["base"] == [rule.id for rule in demo.demo_program().earning.rules]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -168,8 +182,10 @@ def test_the_database_holds_the_program_for_the_other_commands(tmp_path: Path) -
     assert demo.demo_program() == Program.from_dict(versions[-1].definition)
     url = shlex.quote(f"sqlite:///{path}")
     try_next = section(out, "Try next")
-    assert try_next[1].endswith(f" report kpis --url {url}")
-    assert try_next[2].endswith(f" due --url {url}")
+    assert [f"  {line}" for line in demo.try_next(path, command=demo._command())] == \
+        try_next[1:]
+    assert f" report kpis --url {url} --period quarter " in try_next[1]
+    assert try_next[2].endswith(f" due --url {url} --at 2026-04-01T03:00:00+02:00")
     assert try_next[0].endswith(f" demo --detail --db {shlex.quote(str(path))}   "
                                 "# adds the month-by-month log")
 
