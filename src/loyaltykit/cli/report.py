@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from loyaltykit import Loyalty, LoyaltyError, Period
@@ -130,8 +131,15 @@ def _plot(name: str, loyalty: Loyalty, options: dict[str, Any], path: str) -> No
 
 
 def _money(value: Any) -> str | None:
-    """Money as ``12.30 EUR`` in a table cell."""
-    return None if value is None else f"{value.amount} {value.currency}"
+    """Money as ``12.30 EUR`` in a table cell: an amount with more than two decimals
+    (an average, a ratio's money) is shown rounded half up to cents; the JSON and CSV
+    forms keep it exact."""
+    if value is None:
+        return None
+    amount = value.amount
+    if -amount.as_tuple().exponent > 2:
+        amount = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{amount} {value.currency}"
 
 
 def _rate(value: Any) -> str | None:
