@@ -27,8 +27,8 @@ Read it top-down, in the order the story happens:
 4. :func:`print_summary` and :func:`print_detail`: the report, from the program's
    reports (``loyalty.reports.liability()``, ``loyalty.reports.totals()``), the
    balances and the statements.
-5. :func:`run`: what the command does: open the SQLite file, play, report, and say
-   where everything is and which commands to try on the file (:func:`try_next`).
+5. The command around it (:mod:`loyaltykit.cli.demo`): open the SQLite file, play,
+   report, and say where everything is and which commands to try on the file.
 
 The output is the same for the same seed (ids are random and never printed), so it
 doubles as a smoke test of a backend. The docs: ``docs/quickstart.md``,
@@ -39,16 +39,11 @@ Documentation link on PyPI).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
-import shlex
-import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from loyaltykit import (
@@ -75,26 +70,14 @@ from loyaltykit import (
 )
 from loyaltykit.storage import Storage
 
-if TYPE_CHECKING:
-    from loyaltykit.sql import SQLStorage
-
 __all__ = [
-    "DEFAULT_DB",
     "MEMBERS",
     "Story",
     "demo_program",
-    "open_sqlite",
     "play",
     "print_detail",
     "print_summary",
-    "run",
-    "try_next",
 ]
-
-logger = logging.getLogger(__name__)
-
-#: The database file the demo (re)creates when no ``--db`` is given.
-DEFAULT_DB = "loyaltykit-demo.sqlite"
 
 #: The members, in the order they enrol.
 MEMBERS = ("alice", "bob", "carol")
@@ -114,9 +97,6 @@ DUE_AT = dt.datetime(2026, 4, 1, 3, 0, tzinfo=LOCAL)
 NIGHTLY = dt.time(3, 0)
 CHECKOUT_TTL = dt.timedelta(minutes=15)
 WELCOME_BONUS = 50
-
-#: The docs pages to read after the demo (file names under ``docs/``).
-READ_NEXT = ("quickstart.md", "ledger.md", "reports.md")
 
 
 # =========================================================================================
@@ -583,170 +563,6 @@ _DEFAULT_NOTES = {
     Kind.ACTIVATE: "pending points became spendable",
     Kind.EXPIRE: "points expired",
 }
-
-
-# =========================================================================================
-# 5. The command
-# =========================================================================================
-
-
-def run(*, db: Path | None = None, seed: int = 1, memory: bool = False,
-        detail: bool = False, out: TextIO | None = None) -> int:
-    """What ``loyaltykit demo`` does: say which SQLite file it (re)creates (``db``,
-    default ``./loyaltykit-demo.sqlite``; or nothing written with ``memory``), play the
-    fourteen months, print the summary (and with ``detail`` the log and a statement),
-    then where the file, the code and the docs are and what to try next on the file.
-    Returns the exit status (0).
-
-    Refuses (:class:`FileExistsError`) to replace a file that is not a SQLite database.
-    """
-    out = sys.stdout if out is None else out
-    say = _printer(out)
-    program = demo_program()
-    intro = (f"loyaltykit demo: 14 months of the program {program.id!r} ({program.time_zone}, "
-             f"{program.currency}, 1 point = {program.point_value.amount} "
-             f"{program.currency}), seed {seed}")
-    if memory:
-        from loyaltykit.memory import MemoryStorage
-
-        say(intro)
-        say("storage: in memory (nothing is written)")
-        story = play(MemoryStorage(), seed=seed)
-        _report(story, out, detail=detail)
-        _where(out, path=None, replaced=False, detail=detail, db=None)
-        return 0
-    path = (db if db is not None else Path(DEFAULT_DB)).resolve()
-    replaced = path.exists()
-    storage = open_sqlite(path)
-    try:
-        say(intro)
-        say(f"storage: SQLite file {path} "
-            f"({'replacing the previous one' if replaced else 'a new file'})")
-        story = play(storage, seed=seed)
-        _report(story, out, detail=detail)
-    finally:
-        storage.dispose()
-    _where(out, path=path, replaced=replaced, detail=detail, db=db)
-    return 0
-
-
-def open_sqlite(path: Path) -> SQLStorage:
-    """Recreate the SQLite file at ``path``, migrate it and return its storage.
-
-    Refuses (:class:`FileExistsError`) to delete a file that is not a SQLite database,
-    so a mistyped ``--db`` cannot destroy someone's document.
-    """
-    from loyaltykit.sql import SQLStorage  # SQLAlchemy is imported only when needed
-
-    if path.exists():
-        with path.open("rb") as handle:
-            header = handle.read(len(_SQLITE_MAGIC))
-        if header and header != _SQLITE_MAGIC:
-            raise FileExistsError(f"{path} exists and is not a SQLite database; not replacing it")
-        logger.info("removing the previous demo database %s", path)
-    for stale in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
-        stale.unlink(missing_ok=True)
-    storage = SQLStorage.from_url(f"sqlite:///{path.resolve()}")
-    storage.upgrade()
-    return storage
-
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _report(story: Story, out: TextIO, *, detail: bool) -> None:
-    print_summary(story, out)
-    if detail:
-        print_detail(story, out)
-
-
-def _where(out: TextIO, *, path: Path | None, replaced: bool, detail: bool,
-           db: Path | None) -> None:
-    """Where the database, the code and the docs are, and what to try next."""
-    say = _printer(out)
-    command = _command()
-    say()
-    say("Where things are")
-    if path is None:
-        say("  database   none: in memory (without --memory the demo writes a SQLite file)")
-    else:
-        say(f"  database   {path} (SQLite; "
-            f"{'replaced the previous demo database' if replaced else 'new'})")
-    say(f"  code       {__name__}  {Path(__file__).resolve()}")
-    for index, page in enumerate(_read_next()):
-        say(f"  {'read next' if index == 0 else '':<10} {page}")
-    say("             as a site, in a source checkout: "
-        "pip install -e '.[docs]' && mkdocs serve")
-    say()
-    say("Try next")
-    if not detail:
-        again = " --memory" if path is None else ""
-        if path is not None and db is not None:
-            again = f" --db {shlex.quote(str(db))}"
-        say(f"  {command} demo --detail{again}   # adds the month-by-month log")
-    if path is not None:
-        for line in try_next(path, command=command):
-            say(f"  {line}")
-
-
-def try_next(path: Path, *, command: str = "loyaltykit") -> list[str]:
-    """The commands to try on the demo's SQLite file at ``path``: the order KPIs of
-    the story's quarters (``report kpis``), then the nightly job (``due``) at
-    :data:`DUE_AT`, the first night of the month after the story, when its last
-    orders' points activate and the lots earned a year before expire (the story
-    ends in the past, so ``--at`` is not refused as a future instant)."""
-    url = shlex.quote(f"sqlite:///{path}")
-    return [
-        f"{command} report kpis --url {url} --period quarter "
-        f"--start {START.isoformat()} --end {END.isoformat()}",
-        f"{command} due --url {url} --at {DUE_AT.isoformat()}",
-    ]
-
-
-def _read_next() -> list[str]:
-    """The docs pages to read next: the files, when this module runs from a source
-    checkout (``src/loyaltykit/demo.py`` beside ``docs/``), else their online address."""
-    checkout = Path(__file__).resolve().parents[2] / "docs"
-    if all((checkout / page).is_file() for page in READ_NEXT):
-        return [_shown(checkout / page) for page in READ_NEXT]
-    base = _docs_base() or "docs"
-    return [f"{base}/{page}" for page in READ_NEXT]
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory if it is below it, else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _docs_base() -> str | None:
-    """Where the docs pages are online: the ``Source`` link of the installed
-    distribution's metadata (``[project.urls]`` in pyproject.toml) + ``/blob/main/docs``."""
-    from importlib import metadata
-
-    try:
-        urls = metadata.metadata("loyaltykit").get_all("Project-URL") or []
-    except metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return None
-    for entry in urls:
-        label, _, url = entry.partition(",")
-        if label.strip().lower() == "source":
-            return f"{url.strip().rstrip('/')}/blob/main/docs"
-    return None
-
-
-def _command() -> str:
-    """How to call the command line here: ``loyaltykit`` when it is on the PATH, else
-    the script beside this Python, else ``python -m loyaltykit``."""
-    script = Path(sys.executable).with_name("loyaltykit")
-    found = shutil.which("loyaltykit")
-    if found is not None and Path(found).resolve() == script.resolve():
-        return "loyaltykit"
-    if script.is_file():
-        return shlex.quote(_shown(script.absolute()))
-    return f"{shlex.quote(sys.executable)} -m loyaltykit"
 
 
 # -- small helpers ----------------------------------------------------------------------

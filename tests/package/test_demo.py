@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from loyaltykit import Program, demo
+from loyaltykit.cli import demo as command
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.sql import SQLStorage
 from loyaltykit.testing.invariants import check_invariants
@@ -40,7 +41,7 @@ _STORY = (
 
 def run(**options: object) -> str:
     out = io.StringIO()
-    assert 0 == demo.run(out=out, **options)  # type: ignore[arg-type]
+    assert 0 == command.run_demo(out=out, **options)  # type: ignore[arg-type]
     return out.getvalue()
 
 
@@ -148,7 +149,7 @@ def test_on_sqlite_it_says_which_file_and_matches_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    path = tmp_path / demo.DEFAULT_DB
+    path = tmp_path / command.DEFAULT_DB
     first = run(detail=True)
     assert f"storage: SQLite file {path} (a new file)" == first.splitlines()[1]
     assert f"  database   {path} (SQLite; new)" in first.splitlines()
@@ -182,7 +183,7 @@ def test_the_database_holds_the_program_for_the_other_commands(tmp_path: Path) -
     assert demo.demo_program() == Program.from_dict(versions[-1].definition)
     url = shlex.quote(f"sqlite:///{path}")
     try_next = section(out, "Try next")
-    assert [f"  {line}" for line in demo.try_next(path, command=demo._command())] == \
+    assert [f"  {line}" for line in command.try_next(path, command=command._command())] == \
         try_next[1:]
     assert f" report kpis --url {url} --period quarter " in try_next[1]
     assert try_next[2].endswith(f" due --url {url} --at 2026-04-01T03:00:00+02:00")
@@ -196,16 +197,16 @@ def test_it_says_where_its_code_and_the_docs_are() -> None:
     assert f"  code       loyaltykit.demo  {Path(demo.__file__).resolve()}" == where[1]
     pages = [line.split()[-1] for line in where[2:5]]
     online = "https://github.com/loyaltykit/loyaltykit/blob/main/docs"
-    for page, name in zip(pages, demo.READ_NEXT, strict=True):
+    for page, name in zip(pages, command.READ_NEXT, strict=True):
         if page.startswith("https://"):  # installed from a wheel: the project's docs
             assert f"{online}/{name}" == page
         else:  # run from a checkout: the file beside it
             assert Path(page).is_file() and Path(page).name == name, page
     assert "mkdocs serve" in where[5]
     # the online address comes from the installed metadata's [project.urls]
-    assert online == demo._docs_base()
+    assert online == command._docs_base()
     repo = Path(__file__).resolve().parents[2]
-    for name in demo.READ_NEXT:
+    for name in command.READ_NEXT:
         assert (repo / "docs" / name).is_file(), name
 
 
@@ -216,7 +217,7 @@ def test_the_demo_is_an_example_of_the_public_api() -> None:
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
     ours = sorted(m for m in imported if m.split(".")[0] == "loyaltykit")
-    assert ["loyaltykit", "loyaltykit.memory", "loyaltykit.sql", "loyaltykit.storage"] == ours
+    assert ["loyaltykit", "loyaltykit.storage"] == ours
     doc = demo.__doc__ or ""
     for expected in ("loyaltykit demo", "--detail", "docs/quickstart.md", "demo_program",
                      "Story.nightly", "print_summary"):
@@ -228,7 +229,7 @@ def test_it_refuses_to_replace_a_file_that_is_not_sqlite(tmp_path: Path) -> None
     precious.write_text("four years of work")
     out = io.StringIO()
     with pytest.raises(FileExistsError, match="is not a SQLite database"):
-        demo.run(db=precious, out=out)
+        command.run_demo(db=precious, out=out)
     assert "" == out.getvalue()
     assert "four years of work" == precious.read_text()
 
@@ -240,7 +241,7 @@ def test_the_command_runs_the_demo_in_the_working_directory(tmp_path: Path) -> N
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
     )
     assert (0, "") == (proc.returncode, proc.stderr)
-    path = (tmp_path / demo.DEFAULT_DB).resolve()
+    path = (tmp_path / command.DEFAULT_DB).resolve()
     assert path.is_file()
     lines = proc.stdout.splitlines()
     assert lines[0].endswith(", seed 2")
