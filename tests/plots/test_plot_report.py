@@ -20,7 +20,7 @@ from _plot_shops import (
     tier_shop,
 )
 
-from loyaltykit import InvalidInput, NaiveDatetime
+from loyaltykit import InvalidInput, NaiveDatetime, UnknownWallet
 from loyaltykit.memory import MemoryStorage
 from loyaltykit.plots import PICTURES, draw_report
 
@@ -147,3 +147,15 @@ def test_clv_refuses_a_model_that_did_not_converge(tmp_path: Path,
         draw_report("clv", _clv_shop().loyalty, tmp_path / "clv.png")
     assert ("BG/NBD", 150) == (caught.value.details["model"], caught.value.details["customers"])
     assert [] == list(tmp_path.iterdir())
+
+
+def test_liability_draws_the_wallet_asked_for(tmp_path: Path) -> None:
+    """``wallet`` reaches the liability picture: the shop's one wallet named draws
+    what the default draws; a wallet the program lacks is refused, nothing written."""
+    loyalty = liability_shop(MemoryStorage()).loyalty
+    named = draw_report("liability", loyalty, tmp_path / "named.svg", wallet="points")
+    default = draw_report("liability", loyalty, tmp_path / "default.svg")
+    assert named.read_bytes() == default.read_bytes()
+    with pytest.raises(UnknownWallet):
+        draw_report("liability", loyalty, tmp_path / "other.svg", wallet="miles")
+    assert not (tmp_path / "other.svg").exists()

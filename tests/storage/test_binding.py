@@ -64,6 +64,7 @@ def test_building_and_binding_run_no_insert(engine: sa.Engine) -> None:
         ("SELECT", "BEGIN", "SET", "SAVEPOINT", "RELEASE", "ROLLBACK", "PRAGMA"))]
     seen.clear()
     loyalty.bind(storage)
+    assert [] == seen  # binding to a storage runs no query either
     with engine.connect() as conn:
         seen.clear()
         loyalty.bind(conn)

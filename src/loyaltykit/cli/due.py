@@ -11,6 +11,7 @@ a conflict retried too often: the stages done are committed, run it again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -137,11 +138,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         tracker: _Bar | _Lines = _Bar() if show_bar else _Lines()
         try:
-            if isinstance(tracker, _Bar):
-                with tracker:
-                    report = loyalty.run_due(at, batch_size=args.batch_size,
-                                             workers=args.workers, on_progress=tracker)
-            else:
+            with tracker if isinstance(tracker, _Bar) else contextlib.nullcontext():
                 report = loyalty.run_due(at, batch_size=args.batch_size,
                                          workers=args.workers, on_progress=tracker)
         except Exception as exc:

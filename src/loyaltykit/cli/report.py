@@ -107,13 +107,15 @@ def run(args: argparse.Namespace) -> int:
 def _plot_options(args: argparse.Namespace, as_of: dt.datetime | None) -> dict[str, Any]:
     """The command's options a picture takes: ``as_of``, and for the pictures over
     time (kpis, liability, tiers) ``period``, ``start`` and ``end`` (None: the
-    picture's default)."""
+    picture's default), and for liability ``wallet``."""
     options: dict[str, Any] = {"as_of": as_of}
     if args.report in _OVER_TIME:
         options["period"] = args.period
         options["start"] = None if args.start is None else parse_instant(args.start,
                                                                          "--start")
         options["end"] = None if args.end is None else parse_instant(args.end, "--end")
+    if args.report == "liability":
+        options["wallet"] = args.wallet
     return options
 
 

@@ -76,15 +76,15 @@ def _clv(loyalty: Loyalty, as_of: dt.datetime | None, start: dt.datetime | None,
 def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
                 as_of: dt.datetime | None = None, period: Period | str | None = None,
                 start: dt.datetime | None = None, end: dt.datetime | None = None,
-                title: str | None = None) -> Path:
+                wallet: str | None = None, title: str | None = None) -> Path:
     """Draw the picture of report ``name`` (a key of :data:`PICTURES`) to ``path``
     (``.png`` or ``.svg``) and return the path: what ``loyaltykit report NAME --plot
     FILE`` writes.
 
     - ``"kpis"``: retention by cohort (:func:`cohort_retention`);
     - ``"rfm"``: RFM segment sizes at ``as_of`` (or ``end``; default now);
-    - ``"liability"``: liability and breakage at each period's end
-      (:func:`liability_over_time`);
+    - ``"liability"``: liability and breakage of ``wallet`` (default the program's
+      default wallet) at each period's end (:func:`liability_over_time`);
     - ``"clv"``: the distribution of the value expected over the next
       :data:`CLV_HORIZON_WEEKS` weeks (BG/NBD and Gamma-Gamma fitted on the orders in
       ``[start, end)``, end default ``as_of`` or now; needs ``loyaltykit[analytics]``;
@@ -117,7 +117,7 @@ def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
         if name == "kpis":
             figures = cohort_retention(loyalty, which, lo, hi)
         elif name == "liability":
-            figures = liability_over_time(loyalty, which, lo, hi)
+            figures = liability_over_time(loyalty, which, lo, hi, wallet=wallet)
         else:
             figures = tiers_over_time(loyalty, which, lo, hi)
     return draw(figures, path, title=title)

@@ -113,12 +113,10 @@ def upgrade(bind: Engine | Connection | HasBind, revision: str = "head") -> None
     bind that is neither an Engine nor a Connection (as in the host's offline mode,
     ``alembic upgrade --sql``), :class:`~loyaltykit.StorageError` when a migration
     fails."""
-    if isinstance(bind, Engine | Connection):
-        SQLStorage(bind).upgrade(revision)
-    elif callable(getattr(bind, "get_bind", None)):
-        SQLStorage(bind.get_bind()).upgrade(revision)
-    else:
-        SQLStorage(bind).upgrade(revision)  # type: ignore[arg-type]  # InvalidInput
+    if not isinstance(bind, Engine | Connection) and callable(getattr(bind, "get_bind", None)):
+        bind = bind.get_bind()
+    # anything else is refused by SQLStorage with InvalidInput
+    SQLStorage(bind).upgrade(revision)  # type: ignore[arg-type]
 
 
 def run_upgrade(conn: Connection, config: Config, revision: str) -> None:

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loyaltykit._model import (
-    Account,
     AccountState,
     Hold,
     HoldAllocation,
@@ -45,9 +44,9 @@ from loyaltykit.sql.ledger_due import (
     SQLLedgerDue,
 )
 from loyaltykit.sql.ledger_due_set import SQLLedgerDueSet
+from loyaltykit.sql.ledger_history import _ACCOUNTS, SQLLedgerHistory, _at
 from loyaltykit.sql.ledger_history import LOT_COLS as _LOT_COLS
 from loyaltykit.sql.ledger_history import TX_COLS as _TX_COLS
-from loyaltykit.sql.ledger_history import SQLLedgerHistory
 from loyaltykit.sql.ledger_privacy import SQLLedgerPrivacy
 from loyaltykit.sql.schema import (
     ACCOUNT_COLUMNS,
@@ -81,7 +80,6 @@ _ACCOUNT_STATE_COLS = (
     accounts.c.version,
     accounts.c.activity,
 )
-_ACCOUNTS = {a.value: a for a in Account}
 _HOLD_COLS = (
     holds.c.id,
     holds.c.program_id,
@@ -219,7 +217,6 @@ _SEL_REFUNDS: sa.Executable = (
     .order_by(transactions.c.occurred_at, transactions.c.id)
 )
 
-_at = sa.bindparam("at", type_=transactions.c.occurred_at.type)
 # the number of the version in force at :at (program_version_at's rule), as a column
 _version_in_force = sa.type_coerce(
     sa.select(sa.func.max(program_versions.c.version))
