@@ -208,6 +208,33 @@ def test_joining_the_callers_connection_commits_and_rolls_back(urls: tuple[str, 
     assert 10 == balance_seen_by_sync(urls, "alice")
 
 
+def test_a_bound_facade_wires_its_sync_facade_once(urls: tuple[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calls of a facade bound to a request's connection reuse one sync facade:
+    the wiring is built by its first call, not by every call."""
+    binds: list[object] = []
+    real = Loyalty.bind
+
+    def counted(self: Loyalty, storage: object) -> Loyalty:
+        binds.append(storage)
+        return real(self, storage)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Loyalty, "bind", counted)
+
+    async def body(engine: AsyncEngine) -> int | None:
+        app = AsyncLoyalty(PROGRAM, engine, clock=TestClock(NOW))
+        await app.register()
+        async with engine.connect() as conn:
+            shop = app.bind(conn)
+            await shop.enrol("bea")
+            await shop.earn("bea", 5, key="b1")
+            balance = (await shop.balance("bea")).available
+            await conn.commit()
+        return balance
+    assert 5 == run(urls, body)
+    assert 1 == len(binds)
+
+
 def test_a_conflict_on_the_callers_connection_is_the_callers_to_retry(
         urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     def no_thread_sleep(seconds: float) -> None:

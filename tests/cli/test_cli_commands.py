@@ -213,6 +213,13 @@ def test_clv_lists_the_members_of_highest_value(shop: Path) -> None:
     assert (24, 26.0) == (found["members"], found["horizon_weeks"])
 
 
+def test_clv_plot_draws_the_horizon_asked_for(shop: Path, tmp_path: Path) -> None:
+    picture = tmp_path / "clv.svg"
+    ok(run("report", "clv", "--as-of", AS_OF, "--horizon", "26", "--plot", str(picture),
+           url=url(shop / "seeded.sqlite")))
+    assert "over 26 weeks" in picture.read_text()
+
+
 def test_plot_without_matplotlib_says_what_to_install(shop: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "blocked" / "matplotlib"
     blocker.mkdir(parents=True)

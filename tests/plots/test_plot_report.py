@@ -98,6 +98,8 @@ def test_clv_draws_the_value_expected_over_a_year(tmp_path: Path) -> None:
                                    end=berlin(2026, 2, 1, 0)))
     members = [t for t in calibrated if t.startswith("Customer lifetime value")]
     assert len(members) == 1 and members[0] != "Customer lifetime value (150 members)"
+    half = texts(draw_report("clv", shop.loyalty, tmp_path / "half.svg", horizon=26))
+    assert "expected value over 26 weeks (EUR)" in half
 
 
 @pytest.mark.parametrize(("name", "message"), [

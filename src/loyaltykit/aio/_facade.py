@@ -162,6 +162,8 @@ class AsyncLoyalty:
         #: the facade built by the first call (checks the program), shared with the
         #: facades bound from this one
         self._shared = _Shared()
+        #: the sync facade this one's calls run (built by its first call) and its bind
+        self._own: tuple[object, Loyalty] | None = None
         #: the outbox: ``await shop.events.read(consumer)``, ``await shop.events.ack(...)``
         self.events = AsyncEvents(self)
 
@@ -188,6 +190,7 @@ class AsyncLoyalty:
         bound = AsyncLoyalty.__new__(AsyncLoyalty)
         bound.__dict__.update(self.__dict__)
         bound._bind = connection
+        bound._own = None
         bound.events = AsyncEvents(bound)
         return bound
 
@@ -233,18 +236,23 @@ class AsyncLoyalty:
         return call(self._facade(bind))
 
     def _facade(self, bind: Engine | Connection) -> Loyalty:
+        own = self._own
+        if own is not None and own[0] is bind:  # this facade's calls reuse their facade
+            return own[1]
         shared = self._shared
         template = shared.template
         if template is None:
             # no lock: the check's queries switch to the event loop, and a lock held then
             # would stop every other call on the loop's thread; two first calls at once
             # both check, and the last one's facade is kept
-            template = Loyalty(self._program, _storage(bind), **self._options)
+            facade = template = Loyalty(self._program, _storage(bind), **self._options)
             shared.template, shared.bind = template, bind
-            return template
-        if bind is shared.bind:
-            return template
-        return template.bind(_storage(bind))
+        elif bind is shared.bind:
+            facade = template
+        else:
+            facade = template.bind(_storage(bind))
+        self._own = (bind, facade)
+        return facade
 
     # -- members and points (the ledger) --------------------------------------------------
     enrol = _via(Loyalty.enrol)

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 def _plot_options(args: argparse.Namespace, as_of: dt.datetime | None) -> dict[str, Any]:
     """The command's options a picture takes: ``as_of``, and for the pictures over
     time (kpis, liability, tiers) ``period``, ``start`` and ``end`` (None: the
-    picture's default), and for liability ``wallet``."""
+    picture's default), for liability ``wallet``, for clv ``horizon``."""
     options: dict[str, Any] = {"as_of": as_of}
     if args.report in _OVER_TIME:
         options["period"] = args.period
@@ -116,6 +116,8 @@ def _plot_options(args: argparse.Namespace, as_of: dt.datetime | None) -> dict[s
         options["end"] = None if args.end is None else parse_instant(args.end, "--end")
     if args.report == "liability":
         options["wallet"] = args.wallet
+    if args.report == "clv":
+        options["horizon"] = args.horizon
     return options
 
 

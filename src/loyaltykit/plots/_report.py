@@ -60,7 +60,7 @@ def _window(loyalty: Loyalty, period: Period | str, as_of: dt.datetime | None,
 
 
 def _clv(loyalty: Loyalty, as_of: dt.datetime | None, start: dt.datetime | None,
-         end: dt.datetime | None) -> ClvDistribution:
+         end: dt.datetime | None, horizon: float) -> ClvDistribution:
     from loyaltykit.analytics import clv, fit_bgnbd, fit_gamma_gamma, summary_from
 
     until = end if end is not None else as_of
@@ -70,13 +70,14 @@ def _clv(loyalty: Loyalty, as_of: dt.datetime | None, start: dt.datetime | None,
         if not fit.converged:  # its values would be no estimate worth drawing
             raise InvalidInput("the CLV model did not converge on these orders",
                                model=model, customers=fit.customers)
-    return clv_distribution(clv(calibration, purchases, value, horizon=CLV_HORIZON_WEEKS))
+    return clv_distribution(clv(calibration, purchases, value, horizon=horizon))
 
 
 def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
                 as_of: dt.datetime | None = None, period: Period | str | None = None,
                 start: dt.datetime | None = None, end: dt.datetime | None = None,
-                wallet: str | None = None, title: str | None = None) -> Path:
+                wallet: str | None = None, horizon: float = CLV_HORIZON_WEEKS,
+                title: str | None = None) -> Path:
     """Draw the picture of report ``name`` (a key of :data:`PICTURES`) to ``path``
     (``.png`` or ``.svg``) and return the path: what ``loyaltykit report NAME --plot
     FILE`` writes.
@@ -85,8 +86,8 @@ def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
     - ``"rfm"``: RFM segment sizes at ``as_of`` (or ``end``; default now);
     - ``"liability"``: liability and breakage of ``wallet`` (default the program's
       default wallet) at each period's end (:func:`liability_over_time`);
-    - ``"clv"``: the distribution of the value expected over the next
-      :data:`CLV_HORIZON_WEEKS` weeks (BG/NBD and Gamma-Gamma fitted on the orders in
+    - ``"clv"``: the distribution of the value expected over the next ``horizon``
+      weeks (default :data:`CLV_HORIZON_WEEKS`; BG/NBD and Gamma-Gamma fitted on the orders in
       ``[start, end)``, end default ``as_of`` or now; needs ``loyaltykit[analytics]``;
       a model that does not converge on the orders raises
       :class:`~loyaltykit.InvalidInput`);
@@ -110,7 +111,7 @@ def draw_report(name: str, loyalty: Loyalty, path: str | os.PathLike[str], *,
     if name == "rfm":
         figures = rfm_segments(loyalty, as_of=as_of if as_of is not None else end)
     elif name == "clv":
-        figures = _clv(loyalty, as_of, start, end)
+        figures = _clv(loyalty, as_of, start, end, horizon)
     else:
         which = Period.MONTH if period is None else period
         lo, hi = _window(loyalty, which, as_of, start, end)
